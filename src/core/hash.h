@@ -1,0 +1,17 @@
+// Content hashes (xxHash64, hex) that identify models and inputs in the job store, so a
+// job notices when its model or text changed on disk.
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <string>
+#include <vector>
+
+namespace quantlens {
+
+std::string hash_bytes(std::span<const uint8_t> bytes);
+std::string hash_string(const std::string& s);
+// Hash of several files' contents (in the given order), streamed through mmap.
+std::string hash_files(const std::vector<std::string>& paths);
+
+}  // namespace quantlens

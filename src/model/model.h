@@ -1,0 +1,111 @@
+// A language model, from a Hugging Face directory or a GGUF file, seen one way.
+//
+// Tensors are exposed in llama.cpp's GGUF layout whatever the source, so the engine, the
+// sweep and the GGUF writer never branch on where a model came from:
+//  - names are GGUF names (blk.N.attn_q.weight); hf_name keeps the Hugging Face name;
+//  - ne is in ggml order (ne[0] = row length = input features);
+//  - for the llama architecture q/k rows are permuted exactly as llama.cpp's converter does
+//    (so RoPE is the "normal" interleaved style, see ModelConfig::rope_neox);
+//  - Mixtral/Qwen2-MoE experts are stacked into 3-D tensors blk.N.ffn_{gate,up,down}_exps
+//    (ne = [cols, rows, n_experts]); hf_name is then the pattern with "{E}" for the expert.
+// Weights stay memory-mapped; read_f32 converts or dequantizes on demand.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "core/ggml_type.h"
+#include "formats/model_config.h"
+
+namespace quantlens {
+
+class GgufFile;
+
+enum class TensorRole {
+    Embed,       // token_embd
+    Output,      // output (lm head)
+    OutputNorm,  // output_norm
+    AttnNorm,
+    FfnNorm,
+    AttnQ,
+    AttnK,
+    AttnV,
+    AttnO,
+    AttnQNorm,   // Qwen3 q_norm / k_norm
+    AttnKNorm,
+    AttnQBias,   // Qwen2 biases
+    AttnKBias,
+    AttnVBias,
+    FfnGate,
+    FfnUp,
+    FfnDown,
+    Router,       // ffn_gate_inp
+    ExpertGate,   // ffn_gate_exps
+    ExpertUp,
+    ExpertDown,
+    SharedGate,   // Qwen2-MoE shared expert
+    SharedUp,
+    SharedDown,
+    SharedRouter,
+    Other,
+};
+
+const char* role_name(TensorRole role);  // "attn_q", "ffn_down", "expert_gate", ...
+
+struct TensorInfo {
+    std::string name;         // GGUF name
+    std::string hf_name;      // Hugging Face name ("" if the source has none)
+    std::vector<int64_t> ne;  // ggml order
+    GgmlType type;            // storage type in the source
+    int layer = -1;           // block index, -1 for embed/output/output_norm
+    TensorRole role = TensorRole::Other;
+    bool quantizable = false; // a 2-D+ weight matrix llama.cpp would quantize (not norms, biases)
+
+    int64_t n_elements() const;
+    int64_t n_per_row() const { return ne.empty() ? 0 : ne[0]; }
+    int64_t n_rows() const { return n_per_row() ? n_elements() / n_per_row() : 0; }
+    uint64_t nbytes() const;  // in the source's storage type
+};
+
+class Model {
+public:
+    enum class Source { HuggingFace, Gguf };
+
+    virtual ~Model() = default;
+    // `path`: an HF directory (config.json + safetensors) or a .gguf file. Throws Error.
+    static std::unique_ptr<Model> open(const std::string& path);
+
+    virtual Source source() const = 0;
+    const std::string& path() const { return path_; }
+    const ModelConfig& config() const { return config_; }
+    const std::vector<TensorInfo>& tensors() const { return tensors_; }
+    const TensorInfo* find(const std::string& gguf_name) const;
+    const TensorInfo& get(const std::string& gguf_name) const;  // throws Error naming it
+
+    // Float values in GGUF layout (size = n_elements). Thread-safe.
+    virtual void read_f32(const TensorInfo& tensor, std::span<float> out) const = 0;
+    std::vector<float> read_f32(const TensorInfo& tensor) const;
+    // Raw stored bytes in GGUF layout, when the source stores them that way (GGUF files);
+    // empty otherwise.
+    virtual std::span<const uint8_t> raw(const TensorInfo& tensor) const { return {}; }
+
+    // Hash of the weight files (xxHash64, hex): identifies the model in job stores.
+    virtual std::string content_hash() const = 0;
+    // tokenizer.json path for HF sources; the GGUF file (tokenizer.ggml.*) otherwise.
+    virtual std::string tokenizer_path() const = 0;
+    // The GGUF file, when the source is one (metadata for the tokenizer and writer).
+    virtual const GgufFile* gguf() const { return nullptr; }
+
+    int64_t total_params() const;
+    uint64_t total_bytes() const;
+
+protected:
+    std::string path_;
+    ModelConfig config_;
+    std::vector<TensorInfo> tensors_;
+};
+
+}  // namespace quantlens
