@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.."
 APT_PACKAGES=(
   build-essential cmake pkg-config git
   libfmt-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
-  libsqlite3-dev libcurl4-openssl-dev libopenblas-dev libpcre2-dev libxxhash-dev
+  libsqlite3-dev libcurl4-openssl-dev libssl-dev libopenblas-dev libpcre2-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm chromium
 )
