@@ -1,0 +1,650 @@
+// GGUF v3 reader (validating, memory-mapped) and writer (byte-identical re-emission).
+// Layout documented in gguf.h. Every read goes through Reader, which checks bounds before
+// touching memory, so a corrupt file yields an Error naming the file and never a crash.
+#include "formats/gguf.h"
+
+#include <bit>
+#include <cstdio>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
+#include <limits>
+#include <set>
+
+#include "core/error.h"
+
+namespace quantlens {
+
+static_assert(std::endian::native == std::endian::little, "GGUF I/O assumes a little-endian host");
+
+namespace {
+
+constexpr uint32_t kMagic = 0x46554747;  // "GGUF" little-endian
+constexpr uint32_t kMaxDims = 4;         // GGML_MAX_DIMS
+// Nested arrays deeper than this are not written by any known tool; the bound keeps a
+// malicious file from exhausting the stack through recursion.
+constexpr int kMaxArrayDepth = 8;
+
+const char* value_type_name(GgufValueType t) {
+    switch (t) {
+        case GgufValueType::UINT8:
+            return "u8";
+        case GgufValueType::INT8:
+            return "i8";
+        case GgufValueType::UINT16:
+            return "u16";
+        case GgufValueType::INT16:
+            return "i16";
+        case GgufValueType::UINT32:
+            return "u32";
+        case GgufValueType::INT32:
+            return "i32";
+        case GgufValueType::FLOAT32:
+            return "f32";
+        case GgufValueType::BOOL:
+            return "bool";
+        case GgufValueType::STRING:
+            return "string";
+        case GgufValueType::ARRAY:
+            return "array";
+        case GgufValueType::UINT64:
+            return "u64";
+        case GgufValueType::INT64:
+            return "i64";
+        case GgufValueType::FLOAT64:
+            return "f64";
+    }
+    return "?";
+}
+
+// Smallest on-disk size of one value of type t; bounds array counts before allocating.
+size_t min_value_size(GgufValueType t) {
+    switch (t) {
+        case GgufValueType::UINT8:
+        case GgufValueType::INT8:
+        case GgufValueType::BOOL:
+            return 1;
+        case GgufValueType::UINT16:
+        case GgufValueType::INT16:
+            return 2;
+        case GgufValueType::UINT32:
+        case GgufValueType::INT32:
+        case GgufValueType::FLOAT32:
+            return 4;
+        case GgufValueType::UINT64:
+        case GgufValueType::INT64:
+        case GgufValueType::FLOAT64:
+        case GgufValueType::STRING:
+            return 8;
+        case GgufValueType::ARRAY:
+            return 12;
+    }
+    return 1;
+}
+
+bool valid_value_type(uint32_t t) {
+    return t <= static_cast<uint32_t>(GgufValueType::FLOAT64);
+}
+
+class Reader {
+  public:
+    Reader(std::span<const uint8_t> bytes, const std::string& name) : b_(bytes), name_(name) {}
+
+    size_t pos() const { return pos_; }
+    size_t remaining() const { return b_.size() - pos_; }
+
+    template <typename T>
+    T read(const char* what) {
+        need(sizeof(T), what);
+        T v;
+        std::memcpy(&v, b_.data() + pos_, sizeof(T));
+        pos_ += sizeof(T);
+        return v;
+    }
+
+    std::string read_string(const char* what) {
+        const uint64_t n = read<uint64_t>(what);
+        QL_CHECK(
+            n <= remaining(),
+            "{}: {} at offset {}: string length {} runs past the end of the file ({} bytes left)",
+            name_, what, pos_ - 8, n, remaining());
+        std::string s(reinterpret_cast<const char*>(b_.data() + pos_), n);
+        pos_ += n;
+        return s;
+    }
+
+    void need(size_t n, const char* what) const {
+        QL_CHECK(n <= remaining(), "{}: truncated: {} at offset {} needs {} bytes, {} left", name_,
+                 what, pos_, n, remaining());
+    }
+
+    const std::string& name() const { return name_; }
+
+  private:
+    std::span<const uint8_t> b_;
+    const std::string& name_;
+    size_t pos_ = 0;
+};
+
+GgufValue read_value(Reader& r, GgufValueType type, const std::string& key, int depth) {
+    GgufValue v;
+    v.type = type;
+    switch (type) {
+        case GgufValueType::UINT8:
+            v.scalar = uint64_t{r.read<uint8_t>("u8 value")};
+            break;
+        case GgufValueType::INT8:
+            v.scalar = int64_t{r.read<int8_t>("i8 value")};
+            break;
+        case GgufValueType::UINT16:
+            v.scalar = uint64_t{r.read<uint16_t>("u16 value")};
+            break;
+        case GgufValueType::INT16:
+            v.scalar = int64_t{r.read<int16_t>("i16 value")};
+            break;
+        case GgufValueType::UINT32:
+            v.scalar = uint64_t{r.read<uint32_t>("u32 value")};
+            break;
+        case GgufValueType::INT32:
+            v.scalar = int64_t{r.read<int32_t>("i32 value")};
+            break;
+        case GgufValueType::FLOAT32:
+            v.scalar = double{r.read<float>("f32 value")};
+            break;
+        case GgufValueType::UINT64:
+            v.scalar = uint64_t{r.read<uint64_t>("u64 value")};
+            break;
+        case GgufValueType::INT64:
+            v.scalar = int64_t{r.read<int64_t>("i64 value")};
+            break;
+        case GgufValueType::FLOAT64:
+            v.scalar = r.read<double>("f64 value");
+            break;
+        case GgufValueType::BOOL: {
+            const uint8_t b = r.read<uint8_t>("bool value");
+            QL_CHECK(b <= 1, "{}: key '{}': bool value {} is neither 0 nor 1", r.name(), key, b);
+            v.scalar = b != 0;
+            break;
+        }
+        case GgufValueType::STRING:
+            v.scalar = r.read_string("string value");
+            break;
+        case GgufValueType::ARRAY: {
+            QL_CHECK(depth < kMaxArrayDepth, "{}: key '{}': arrays nested deeper than {}", r.name(),
+                     key, kMaxArrayDepth);
+            const uint32_t et = r.read<uint32_t>("array element type");
+            QL_CHECK(valid_value_type(et), "{}: key '{}': unknown array element type {}", r.name(),
+                     key, et);
+            v.array_type = static_cast<GgufValueType>(et);
+            const uint64_t n = r.read<uint64_t>("array length");
+            QL_CHECK(n <= r.remaining() / min_value_size(v.array_type),
+                     "{}: key '{}': array of {} {} elements cannot fit in the {} bytes left",
+                     r.name(), key, n, value_type_name(v.array_type), r.remaining());
+            v.array.reserve(n);
+            for (uint64_t i = 0; i < n; ++i)
+                v.array.push_back(read_value(r, v.array_type, key, depth + 1));
+            break;
+        }
+    }
+    return v;
+}
+
+using Sink = std::function<void(const void*, size_t)>;
+
+template <typename T>
+void put(const Sink& out, T v) {
+    out(&v, sizeof(T));
+}
+
+void put_string(const Sink& out, const std::string& s) {
+    put<uint64_t>(out, s.size());
+    out(s.data(), s.size());
+}
+
+void write_value(const Sink& out, const GgufValue& v) {
+    switch (v.type) {
+        case GgufValueType::UINT8:
+            put<uint8_t>(out, std::get<uint64_t>(v.scalar));
+            break;
+        case GgufValueType::INT8:
+            put<int8_t>(out, std::get<int64_t>(v.scalar));
+            break;
+        case GgufValueType::UINT16:
+            put<uint16_t>(out, std::get<uint64_t>(v.scalar));
+            break;
+        case GgufValueType::INT16:
+            put<int16_t>(out, std::get<int64_t>(v.scalar));
+            break;
+        case GgufValueType::UINT32:
+            put<uint32_t>(out, std::get<uint64_t>(v.scalar));
+            break;
+        case GgufValueType::INT32:
+            put<int32_t>(out, std::get<int64_t>(v.scalar));
+            break;
+        case GgufValueType::FLOAT32:
+            put<float>(out, static_cast<float>(std::get<double>(v.scalar)));
+            break;
+        case GgufValueType::UINT64:
+            put<uint64_t>(out, std::get<uint64_t>(v.scalar));
+            break;
+        case GgufValueType::INT64:
+            put<int64_t>(out, std::get<int64_t>(v.scalar));
+            break;
+        case GgufValueType::FLOAT64:
+            put<double>(out, std::get<double>(v.scalar));
+            break;
+        case GgufValueType::BOOL:
+            put<uint8_t>(out, std::get<bool>(v.scalar) ? 1 : 0);
+            break;
+        case GgufValueType::STRING:
+            put_string(out, std::get<std::string>(v.scalar));
+            break;
+        case GgufValueType::ARRAY:
+            put<uint32_t>(out, static_cast<uint32_t>(v.array_type));
+            put<uint64_t>(out, v.array.size());
+            for (const auto& e : v.array) {
+                QL_ASSERT(e.type == v.array_type);
+                write_value(out, e);
+            }
+            break;
+    }
+}
+
+uint64_t align_up(uint64_t x, uint64_t a) {
+    return (x + a - 1) / a * a;
+}
+
+// Bytes of a tensor of type `type` and shape `ne`; nullopt on overflow or a row length that
+// is not a multiple of the block size.
+std::optional<uint64_t> tensor_nbytes(GgmlType type, const std::vector<int64_t>& ne) {
+    const GgmlTypeInfo& info = ggml_type_info(type);
+    if (ne.empty()) return 0;
+    if (ne[0] % info.block_size != 0) return std::nullopt;
+    uint64_t rows = 1;
+    for (size_t i = 1; i < ne.size(); ++i) {
+        const auto d = static_cast<uint64_t>(ne[i]);
+        if (d != 0 && rows > std::numeric_limits<uint64_t>::max() / d) return std::nullopt;
+        rows *= d;
+    }
+    const auto blocks = static_cast<uint64_t>(ne[0] / info.block_size);
+    if (blocks > std::numeric_limits<uint64_t>::max() / info.bytes_per_block) return std::nullopt;
+    const uint64_t row = blocks * info.bytes_per_block;
+    if (row != 0 && rows > std::numeric_limits<uint64_t>::max() / row) return std::nullopt;
+    return rows * row;
+}
+
+}  // namespace
+
+// ---- GgufValue ---------------------------------------------------------------------------
+
+namespace {
+template <typename T>
+GgufValue scalar_value(GgufValueType type, T v) {
+    GgufValue g;
+    g.type = type;
+    g.scalar = std::move(v);
+    return g;
+}
+}  // namespace
+
+GgufValue GgufValue::u32(uint32_t v) {
+    return scalar_value(GgufValueType::UINT32, uint64_t{v});
+}
+GgufValue GgufValue::i32(int32_t v) {
+    return scalar_value(GgufValueType::INT32, int64_t{v});
+}
+GgufValue GgufValue::u64(uint64_t v) {
+    return scalar_value(GgufValueType::UINT64, v);
+}
+GgufValue GgufValue::f32(float v) {
+    return scalar_value(GgufValueType::FLOAT32, double{v});
+}
+GgufValue GgufValue::boolean(bool v) {
+    return scalar_value(GgufValueType::BOOL, v);
+}
+GgufValue GgufValue::string(std::string v) {
+    return scalar_value(GgufValueType::STRING, std::move(v));
+}
+GgufValue GgufValue::string_array(const std::vector<std::string>& v) {
+    GgufValue a{GgufValueType::ARRAY, uint64_t{0}, GgufValueType::STRING, {}};
+    for (const auto& s : v) a.array.push_back(string(s));
+    return a;
+}
+GgufValue GgufValue::f32_array(const std::vector<float>& v) {
+    GgufValue a{GgufValueType::ARRAY, uint64_t{0}, GgufValueType::FLOAT32, {}};
+    for (float f : v) a.array.push_back(f32(f));
+    return a;
+}
+GgufValue GgufValue::i32_array(const std::vector<int32_t>& v) {
+    GgufValue a{GgufValueType::ARRAY, uint64_t{0}, GgufValueType::INT32, {}};
+    for (int32_t i : v) a.array.push_back(i32(i));
+    return a;
+}
+
+int64_t GgufValue::as_int() const {
+    if (const auto* u = std::get_if<uint64_t>(&scalar); u && type != GgufValueType::ARRAY) {
+        if (*u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
+            fail("GGUF value {} does not fit in a signed 64-bit integer", *u);
+        return static_cast<int64_t>(*u);
+    }
+    if (const auto* i = std::get_if<int64_t>(&scalar)) return *i;
+    fail("GGUF value of type {} is not an integer", value_type_name(type));
+}
+
+double GgufValue::as_float() const {
+    if (const auto* d = std::get_if<double>(&scalar)) return *d;
+    if (type == GgufValueType::ARRAY || type == GgufValueType::STRING ||
+        type == GgufValueType::BOOL)
+        fail("GGUF value of type {} is not a number", value_type_name(type));
+    return static_cast<double>(as_int());
+}
+
+bool GgufValue::as_bool() const {
+    if (const auto* b = std::get_if<bool>(&scalar)) return *b;
+    fail("GGUF value of type {} is not a bool", value_type_name(type));
+}
+
+const std::string& GgufValue::as_string() const {
+    if (const auto* s = std::get_if<std::string>(&scalar)) return *s;
+    fail("GGUF value of type {} is not a string", value_type_name(type));
+}
+
+std::vector<std::string> GgufValue::as_string_array() const {
+    QL_CHECK(type == GgufValueType::ARRAY && array_type == GgufValueType::STRING,
+             "GGUF value of type {} is not a string array", value_type_name(type));
+    std::vector<std::string> out;
+    out.reserve(array.size());
+    for (const auto& e : array) out.push_back(e.as_string());
+    return out;
+}
+
+std::vector<int64_t> GgufValue::as_int_array() const {
+    QL_CHECK(type == GgufValueType::ARRAY, "GGUF value of type {} is not an array",
+             value_type_name(type));
+    std::vector<int64_t> out;
+    out.reserve(array.size());
+    for (const auto& e : array) out.push_back(e.as_int());
+    return out;
+}
+
+std::vector<double> GgufValue::as_float_array() const {
+    QL_CHECK(type == GgufValueType::ARRAY, "GGUF value of type {} is not an array",
+             value_type_name(type));
+    std::vector<double> out;
+    out.reserve(array.size());
+    for (const auto& e : array) out.push_back(e.as_float());
+    return out;
+}
+
+int64_t GgufTensorInfo::n_elements() const {
+    int64_t n = 1;
+    for (int64_t d : ne) n *= d;
+    return ne.empty() ? 0 : n;
+}
+
+// ---- GgufFile ----------------------------------------------------------------------------
+
+GgufFile GgufFile::open(const std::string& path) {
+    auto file = std::make_shared<MappedFile>(path);
+    GgufFile g = parse(file->bytes(), path);
+    g.file_ = std::move(file);
+    return g;
+}
+
+GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name) {
+    GgufFile g;
+    g.path_ = name;
+    g.bytes_ = bytes;
+    Reader r(bytes, g.path_);
+
+    QL_CHECK(bytes.size() >= 4, "{}: not a GGUF file: {} bytes, too short for the magic", name,
+             bytes.size());
+    const uint32_t magic = r.read<uint32_t>("magic");
+    QL_CHECK(magic == kMagic, "{}: not a GGUF file: magic 0x{:08x}, expected 0x{:08x} (\"GGUF\")",
+             name, magic, kMagic);
+    g.version_ = r.read<uint32_t>("version");
+    QL_CHECK(g.version_ == 2 || g.version_ == 3,
+             "{}: unsupported GGUF version {}, expected 3 (or 2)", name, g.version_);
+    const uint64_t n_tensors = r.read<uint64_t>("tensor count");
+    const uint64_t n_kv = r.read<uint64_t>("KV count");
+    // Each KV needs at least a key length, a type and one byte; each tensor info at least
+    // a name length, n_dims, one dim, type and offset.
+    QL_CHECK(n_kv <= r.remaining() / 13, "{}: KV count {} cannot fit in the {} bytes of the file",
+             name, n_kv, bytes.size());
+    QL_CHECK(n_tensors <= r.remaining() / 32,
+             "{}: tensor count {} cannot fit in the {} bytes of the file", name, n_tensors,
+             bytes.size());
+
+    std::set<std::string> keys;
+    g.kv_.reserve(n_kv);
+    for (uint64_t i = 0; i < n_kv; ++i) {
+        std::string key = r.read_string("KV key");
+        QL_CHECK(keys.insert(key).second, "{}: duplicate KV key '{}'", name, key);
+        const uint32_t type = r.read<uint32_t>("KV type");
+        QL_CHECK(valid_value_type(type), "{}: key '{}': unknown value type {}", name, key, type);
+        GgufValue v = read_value(r, static_cast<GgufValueType>(type), key, 0);
+        g.kv_.emplace_back(std::move(key), std::move(v));
+    }
+
+    if (const GgufValue* a = g.find("general.alignment")) {
+        QL_CHECK(a->type == GgufValueType::UINT32,
+                 "{}: general.alignment has type {}, expected u32", name, value_type_name(a->type));
+        const uint64_t al = std::get<uint64_t>(a->scalar);
+        QL_CHECK(al != 0 && std::has_single_bit(al),
+                 "{}: general.alignment {} is not a power of two", name, al);
+        g.alignment_ = static_cast<uint32_t>(al);
+    }
+
+    g.tensors_.reserve(n_tensors);
+    for (uint64_t i = 0; i < n_tensors; ++i) {
+        GgufTensorInfo t;
+        t.name = r.read_string("tensor name");
+        QL_CHECK(!g.tensor_index_.contains(t.name), "{}: duplicate tensor name '{}'", name, t.name);
+        const uint32_t n_dims = r.read<uint32_t>("tensor n_dims");
+        QL_CHECK(n_dims >= 1 && n_dims <= kMaxDims,
+                 "{}: tensor '{}': {} dimensions, expected 1 to {}", name, t.name, n_dims,
+                 kMaxDims);
+        for (uint32_t d = 0; d < n_dims; ++d) {
+            const int64_t ne = r.read<int64_t>("tensor dimension");
+            QL_CHECK(ne >= 0, "{}: tensor '{}': negative dimension {}", name, t.name, ne);
+            t.ne.push_back(ne);
+        }
+        const uint32_t type = r.read<uint32_t>("tensor type");
+        const GgmlTypeInfo* info = ggml_type_info(type);
+        QL_CHECK(info != nullptr, "{}: tensor '{}': unknown ggml type id {}", name, t.name, type);
+        t.type = info->type;
+        t.offset = r.read<uint64_t>("tensor offset");
+        QL_CHECK(t.ne[0] % info->block_size == 0,
+                 "{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name,
+                 t.name, t.ne[0], info->name, info->block_size);
+        const auto nbytes = tensor_nbytes(t.type, t.ne);
+        QL_CHECK(nbytes.has_value(), "{}: tensor '{}': size overflows 64 bits", name, t.name);
+        t.nbytes = *nbytes;
+        QL_CHECK(t.offset % g.alignment_ == 0,
+                 "{}: tensor '{}': data offset {} is not a multiple of the alignment {}", name,
+                 t.name, t.offset, g.alignment_);
+        g.tensor_index_.emplace(t.name, g.tensors_.size());
+        g.tensors_.push_back(std::move(t));
+    }
+
+    g.data_offset_ = align_up(r.pos(), g.alignment_);
+    const uint64_t data_size = g.data_offset_ <= bytes.size() ? bytes.size() - g.data_offset_ : 0;
+    for (const auto& t : g.tensors_) {
+        QL_CHECK(t.offset <= data_size && t.nbytes <= data_size - t.offset,
+                 "{}: tensor '{}': data [{}, +{}) lies outside the {}-byte data section (file "
+                 "truncated?)",
+                 name, t.name, t.offset, t.nbytes, data_size);
+    }
+    return g;
+}
+
+const GgufValue* GgufFile::find(const std::string& key) const {
+    for (const auto& [k, v] : kv_)
+        if (k == key) return &v;
+    return nullptr;
+}
+
+const GgufValue& GgufFile::get(const std::string& key) const {
+    const GgufValue* v = find(key);
+    if (!v) fail("{}: missing GGUF key '{}'", path_, key);
+    return *v;
+}
+
+const GgufTensorInfo* GgufFile::find_tensor(const std::string& name) const {
+    auto it = tensor_index_.find(name);
+    return it == tensor_index_.end() ? nullptr : &tensors_[it->second];
+}
+
+const GgufTensorInfo& GgufFile::tensor(const std::string& name) const {
+    const GgufTensorInfo* t = find_tensor(name);
+    if (!t) fail("{}: no tensor '{}'", path_, name);
+    return *t;
+}
+
+std::span<const uint8_t> GgufFile::tensor_data(const GgufTensorInfo& t) const {
+    return bytes_.subspan(data_offset_ + t.offset, t.nbytes);
+}
+
+// ---- GgufWriter --------------------------------------------------------------------------
+
+void GgufWriter::add_kv(std::string key, GgufValue value) {
+    if (key == "general.alignment") {
+        QL_CHECK(value.type == GgufValueType::UINT32, "general.alignment must be a u32");
+        const uint64_t al = std::get<uint64_t>(value.scalar);
+        QL_CHECK(al != 0 && std::has_single_bit(al), "general.alignment {} is not a power of two",
+                 al);
+        alignment_ = static_cast<uint32_t>(al);
+    }
+    for (auto& [k, v] : kv_) {
+        if (k == key) {
+            v = std::move(value);
+            return;
+        }
+    }
+    kv_.emplace_back(std::move(key), std::move(value));
+}
+
+void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
+                            std::span<const uint8_t> data) {
+    QL_CHECK(!ne.empty() && ne.size() <= kMaxDims, "tensor '{}': {} dimensions, expected 1 to {}",
+             name, ne.size(), kMaxDims);
+    for (int64_t d : ne) QL_CHECK(d >= 0, "tensor '{}': negative dimension {}", name, d);
+    const auto nbytes = tensor_nbytes(type, ne);
+    QL_CHECK(nbytes.has_value(), "tensor '{}': row length {} does not fit type {}", name, ne[0],
+             ggml_type_info(type).name);
+    QL_CHECK(data.size() == *nbytes, "tensor '{}': {} data bytes given, {} expected for {}", name,
+             data.size(), *nbytes, ggml_type_info(type).name);
+    for (const auto& t : tensors_)
+        QL_CHECK(t.name != name, "tensor '{}' added twice to a GGUF writer", name);
+    tensors_.push_back({std::move(name), std::move(ne), type, data});
+}
+
+void GgufWriter::copy_from(const GgufFile& src) {
+    alignment_ = src.alignment();
+    for (const auto& [k, v] : src.kv()) add_kv(k, v);
+    for (const auto& t : src.tensors()) add_tensor(t.name, t.ne, t.type, src.tensor_data(t));
+}
+
+namespace {
+
+// Emits the file the way ggml's writer does: header, KVs, tensor infos, zero padding to
+// the alignment, then each tensor's data padded to the alignment.
+void emit(const Sink& out, uint32_t alignment,
+          const std::vector<std::pair<std::string, GgufValue>>& kv,
+          const std::vector<std::string>& names, const std::vector<std::vector<int64_t>>& shapes,
+          const std::vector<GgmlType>& types, const std::vector<std::span<const uint8_t>>& data) {
+    uint64_t pos = 0;
+    const Sink counted = [&](const void* p, size_t n) {
+        out(p, n);
+        pos += n;
+    };
+    static const uint8_t zeros[256] = {};
+    auto pad = [&]() {
+        uint64_t n = align_up(pos, alignment) - pos;
+        while (n > 0) {
+            const size_t k = std::min<uint64_t>(n, sizeof(zeros));
+            counted(zeros, k);
+            n -= k;
+        }
+    };
+    put<uint32_t>(counted, kMagic);
+    put<uint32_t>(counted, 3);
+    put<uint64_t>(counted, names.size());
+    put<uint64_t>(counted, kv.size());
+    for (const auto& [k, v] : kv) {
+        put_string(counted, k);
+        put<uint32_t>(counted, static_cast<uint32_t>(v.type));
+        write_value(counted, v);
+    }
+    uint64_t offset = 0;
+    for (size_t i = 0; i < names.size(); ++i) {
+        put_string(counted, names[i]);
+        put<uint32_t>(counted, static_cast<uint32_t>(shapes[i].size()));
+        for (int64_t d : shapes[i]) put<int64_t>(counted, d);
+        put<uint32_t>(counted, static_cast<uint32_t>(types[i]));
+        put<uint64_t>(counted, offset);
+        offset += align_up(data[i].size(), alignment);
+    }
+    pad();
+    for (const auto& d : data) {
+        counted(d.data(), d.size());
+        pad();
+    }
+}
+
+}  // namespace
+
+std::vector<uint8_t> GgufWriter::serialize() const {
+    std::vector<std::string> names;
+    std::vector<std::vector<int64_t>> shapes;
+    std::vector<GgmlType> types;
+    std::vector<std::span<const uint8_t>> data;
+    for (const auto& t : tensors_) {
+        names.push_back(t.name);
+        shapes.push_back(t.ne);
+        types.push_back(t.type);
+        data.push_back(t.data);
+    }
+    std::vector<uint8_t> buf;
+    emit(
+        [&](const void* p, size_t n) {
+            const auto* c = static_cast<const uint8_t*>(p);
+            buf.insert(buf.end(), c, c + n);
+        },
+        alignment_, kv_, names, shapes, types, data);
+    return buf;
+}
+
+void GgufWriter::write(const std::string& path) const {
+    std::vector<std::string> names;
+    std::vector<std::vector<int64_t>> shapes;
+    std::vector<GgmlType> types;
+    std::vector<std::span<const uint8_t>> data;
+    for (const auto& t : tensors_) {
+        names.push_back(t.name);
+        shapes.push_back(t.ne);
+        types.push_back(t.type);
+        data.push_back(t.data);
+    }
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        QL_CHECK(f.good(), "{}: cannot open for writing", tmp);
+        emit([&](const void* p, size_t n) { f.write(static_cast<const char*>(p), n); }, alignment_,
+             kv_, names, shapes, types, data);
+        f.flush();
+        if (!f.good()) {
+            std::remove(tmp.c_str());
+            fail("{}: write failed (disk full?)", tmp);
+        }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::remove(tmp.c_str());
+        fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
+    }
+}
+
+}  // namespace quantlens
