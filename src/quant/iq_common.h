@@ -1,0 +1,69 @@
+// Scalar helpers shared by the i-quant, ternary and FP4 kernels. Each one reproduces a
+// ggml reference helper's exact rounding (which is what makes the bytes match), so their
+// semantics are part of the formats: do not "improve" them.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "quant/blocks.h"  // also disables fp contraction for this translation unit
+
+namespace quantlens::kernels::iq {
+
+inline constexpr float kGroupMaxEps = 1e-15f;
+inline constexpr float kGroupMaxEpsIq3Xxs = 1e-8f;
+inline constexpr float kGroupMaxEpsIq2S = 1e-8f;
+inline constexpr float kGroupMaxEpsIq1M = 1e-7f;
+inline constexpr float kGroupMaxEpsIq1S = 1e-12f;
+inline constexpr float kIq1Delta = 0.125f;  // IQ1_S and IQ1_M grid shift
+
+// Round to nearest, ties to even, via the 1.5*2^23 trick (valid for |x| <= 2^22).
+inline int nearest_int(float x) {
+    const float v = x + 12582912.f;
+    int32_t i;
+    std::memcpy(&i, &v, 4);
+    return (i & 0x007fffff) - 0x00400000;
+}
+
+// Index of the level of a sorted table (size n, a power of two) nearest to x: level i is
+// chosen once x reaches the midpoint of levels i-1 and i. Doubling x keeps the midpoint
+// comparison exact in integers.
+inline int best_index_int8(int n, const int8_t* val, float x) {
+    const float x2 = x + x;
+    int idx = 0;
+    for (int step = n >> 1; step > 0; step >>= 1) {
+        const int j = idx + step;
+        idx = (x2 >= static_cast<float>(val[j - 1] + val[j])) ? j : idx;
+    }
+    return idx;
+}
+
+inline uint16_t to_half(float f) {
+    return f32_to_f16(f);
+}
+inline float from_half(uint16_t h) {
+    return f16_to_f32(h);
+}
+
+inline uint16_t load_u16(const uint8_t* p) {
+    uint16_t v;
+    std::memcpy(&v, p, 2);
+    return v;
+}
+inline uint32_t load_u32(const uint8_t* p) {
+    uint32_t v;
+    std::memcpy(&v, p, 4);
+    return v;
+}
+
+// The formats that only exist with importance weights refuse to run without them.
+inline void require_importance(const float* importance, const char* type) {
+    QL_CHECK(importance != nullptr,
+             "quantization type {} needs importance weights (an imatrix); none was given", type);
+}
+
+}  // namespace quantlens::kernels::iq

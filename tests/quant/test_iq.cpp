@@ -1,0 +1,220 @@
+// Golden test of the i-quant, ternary, FP4 and 1/2-bit kernels against ggml's own output
+// (golden-quants.gguf): for every input X and type T, quantizing X.src (with and without
+// X.imatrix) must reproduce X.T[.imat].q byte for byte, and dequantizing those bytes must
+// reproduce X.T[.imat].dq bit for bit. The kernels are called directly (kernels.h), so
+// this does not depend on the dispatcher. A type whose kernel is missing fails loudly.
+#include <gtest/gtest.h>
+
+#include <cstdio>
+#include <cstring>
+#include <fstream>
+#include <iterator>
+#include <map>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include "quant/kernels.h"
+
+namespace {
+
+std::string shared_dir() {
+    if (const char* env = std::getenv("QUANTLENS_SHARED")) return env;
+    return QL_SHARED_DIR;
+}
+
+// Just enough GGUF v3 to read the golden file: tensor infos and their raw bytes.
+struct GoldenTensor {
+    std::vector<uint64_t> ne;
+    uint32_t type = 0;
+    const uint8_t* data = nullptr;
+};
+
+class GoldenFile {
+  public:
+    explicit GoldenFile(const std::string& path) {
+        std::ifstream in(path, std::ios::binary);
+        if (!in) throw std::runtime_error("cannot open " + path);
+        buf_.assign(std::istreambuf_iterator<char>(in), {});
+        if (get<uint32_t>() != 0x46554747u || get<uint32_t>() != 3)
+            throw std::runtime_error(path + ": not GGUF v3");
+        const auto n_tensors = get<uint64_t>();
+        const auto n_kv = get<uint64_t>();
+        for (uint64_t i = 0; i < n_kv; ++i) {
+            str();
+            skip(get<uint32_t>());
+        }
+        std::vector<std::pair<std::string, uint64_t>> offsets;
+        for (uint64_t i = 0; i < n_tensors; ++i) {
+            const std::string name = str();
+            GoldenTensor t;
+            t.ne.resize(get<uint32_t>());
+            for (auto& v : t.ne) v = get<uint64_t>();
+            t.type = get<uint32_t>();
+            offsets.emplace_back(name, get<uint64_t>());
+            tensors_[name] = t;
+        }
+        const size_t base = (pos_ + 31) / 32 * 32;
+        for (const auto& [name, off] : offsets) tensors_[name].data = buf_.data() + base + off;
+    }
+
+    const GoldenTensor* find(const std::string& name) const {
+        const auto it = tensors_.find(name);
+        return it == tensors_.end() ? nullptr : &it->second;
+    }
+
+  private:
+    template <typename T>
+    T get() {
+        if (pos_ + sizeof(T) > buf_.size()) throw std::runtime_error("truncated GGUF");
+        T v;
+        std::memcpy(&v, buf_.data() + pos_, sizeof(T));
+        pos_ += sizeof(T);
+        return v;
+    }
+    std::string str() {
+        const auto n = get<uint64_t>();
+        std::string s(reinterpret_cast<const char*>(buf_.data() + pos_), n);
+        pos_ += n;
+        return s;
+    }
+    void skip(uint32_t t) {
+        static const size_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
+        if (t == 8) {
+            str();
+        } else if (t == 9) {
+            const auto et = get<uint32_t>();
+            const auto n = get<uint64_t>();
+            for (uint64_t i = 0; i < n; ++i) skip(et);
+        } else {
+            pos_ += sizes[t];
+        }
+    }
+
+    std::vector<uint8_t> buf_;
+    size_t pos_ = 0;
+    std::map<std::string, GoldenTensor> tensors_;
+};
+
+const GoldenFile& golden() {
+    static const GoldenFile file(shared_dir() + "/golden/golden-quants.gguf");
+    return file;
+}
+
+using QuantizeFn = void (*)(const float*, void*, int64_t, int64_t, const float*);
+using DequantizeFn = void (*)(const void*, float*, int64_t);
+
+struct Kind {
+    const char* name;  // as in the golden tensor names
+    QuantizeFn quantize;
+    DequantizeFn dequantize;
+    int64_t block_size;
+    size_t block_bytes;
+    bool imatrix_only;  // ggml has no plain variant
+};
+
+namespace k = quantlens::kernels;
+const Kind kKinds[] = {
+    {"iq4_nl", k::quantize_rows_iq4_nl, k::dequantize_row_iq4_nl, 32, 18, false},
+    {"iq4_xs", k::quantize_rows_iq4_xs, k::dequantize_row_iq4_xs, 256, 136, false},
+    {"iq3_s", k::quantize_rows_iq3_s, k::dequantize_row_iq3_s, 256, 110, false},
+    {"iq3_xxs", k::quantize_rows_iq3_xxs, k::dequantize_row_iq3_xxs, 256, 98, false},
+    {"iq2_s", k::quantize_rows_iq2_s, k::dequantize_row_iq2_s, 256, 82, false},
+    {"iq2_xs", k::quantize_rows_iq2_xs, k::dequantize_row_iq2_xs, 256, 74, true},
+    {"iq2_xxs", k::quantize_rows_iq2_xxs, k::dequantize_row_iq2_xxs, 256, 66, true},
+    {"iq1_s", k::quantize_rows_iq1_s, k::dequantize_row_iq1_s, 256, 50, true},
+    {"iq1_m", k::quantize_rows_iq1_m, k::dequantize_row_iq1_m, 256, 56, false},
+    {"tq1_0", k::quantize_rows_tq1_0, k::dequantize_row_tq1_0, 256, 54, false},
+    {"tq2_0", k::quantize_rows_tq2_0, k::dequantize_row_tq2_0, 256, 66, false},
+    {"mxfp4", k::quantize_rows_mxfp4, k::dequantize_row_mxfp4, 32, 17, false},
+    {"nvfp4", k::quantize_rows_nvfp4, k::dequantize_row_nvfp4, 64, 36, false},
+    {"q1_0", k::quantize_rows_q1_0, k::dequantize_row_q1_0, 128, 18, false},
+    {"q2_0", k::quantize_rows_q2_0, k::dequantize_row_q2_0, 64, 18, false},
+};
+
+// Names the type in test output instead of dumping the struct's bytes.
+void PrintTo(const Kind& kind, std::ostream* os) {
+    *os << kind.name;
+}
+
+const char* const kInputs[] = {"real_ffn_down", "real_attn_q", "real_embed", "synthetic_edge"};
+
+// Runs one golden case; returns an empty string on success, else what differed.
+std::string run_case(const Kind& kind, const std::string& input, bool with_imatrix) {
+    const GoldenFile& g = golden();
+    const std::string prefix = input + "." + kind.name + (with_imatrix ? ".imat" : "");
+    const GoldenTensor* src = g.find(input + ".src");
+    const GoldenTensor* imat = g.find(input + ".imatrix");
+    const GoldenTensor* q = g.find(prefix + ".q");
+    const GoldenTensor* dq = g.find(prefix + ".dq");
+    if (!src || !imat || !q || !dq) return "golden tensors missing for " + prefix;
+    const int64_t n_per_row = static_cast<int64_t>(src->ne[0]);
+    const int64_t n_rows = static_cast<int64_t>(src->ne[1]);
+    const size_t row_bytes = static_cast<size_t>(n_per_row / kind.block_size) * kind.block_bytes;
+    const size_t n_bytes = row_bytes * static_cast<size_t>(n_rows);
+
+    std::vector<uint8_t> mine(n_bytes, 0xAB);
+    std::string err;
+    try {
+        kind.quantize(reinterpret_cast<const float*>(src->data), mine.data(), n_rows, n_per_row,
+                      with_imatrix ? reinterpret_cast<const float*>(imat->data) : nullptr);
+    } catch (const std::exception& e) {
+        return prefix + ": quantize threw: " + e.what();
+    }
+    for (size_t i = 0; i < n_bytes; ++i) {
+        if (mine[i] != q->data[i]) {
+            char msg[160];
+            std::snprintf(msg, sizeof msg, "%s.q: first byte difference at %zu (row %zu): %u vs %u",
+                          prefix.c_str(), i, i / row_bytes, mine[i], q->data[i]);
+            err = msg;
+            break;
+        }
+    }
+    std::vector<float> out(static_cast<size_t>(n_per_row * n_rows));
+    try {
+        for (int64_t r = 0; r < n_rows; ++r)
+            kind.dequantize(q->data + r * row_bytes, out.data() + r * n_per_row, n_per_row);
+    } catch (const std::exception& e) {
+        return prefix + ": dequantize threw: " + e.what();
+    }
+    if (std::memcmp(out.data(), dq->data, out.size() * sizeof(float)) != 0) {
+        if (!err.empty()) err += "; ";
+        err += prefix + ".dq differs";
+    }
+    return err;
+}
+
+class IqGolden : public ::testing::TestWithParam<Kind> {};
+
+TEST_P(IqGolden, ReproducesGgmlBytesAndFloats) {
+    const Kind& kind = GetParam();
+    int passed = 0, total = 0;
+    for (const char* input : kInputs) {
+        for (const bool with_imatrix : {false, true}) {
+            if (!with_imatrix && kind.imatrix_only) continue;
+            ++total;
+            const std::string err = run_case(kind, input, with_imatrix);
+            if (err.empty()) {
+                ++passed;
+            } else {
+                ADD_FAILURE() << err;
+            }
+        }
+    }
+    std::printf("[golden] %-8s %d/%d cases pass\n", kind.name, passed, total);
+    EXPECT_EQ(passed, total);
+}
+
+INSTANTIATE_TEST_SUITE_P(Types, IqGolden, ::testing::ValuesIn(kKinds),
+                         [](const auto& info) { return std::string(info.param.name); });
+
+TEST(IqKernels, ImatrixOnlyTypesRefuseToRunWithout) {
+    std::vector<float> x(256, 0.5f);
+    std::vector<uint8_t> out(128);
+    EXPECT_THROW(k::quantize_rows_iq2_xxs(x.data(), out.data(), 1, 256, nullptr), std::exception);
+    EXPECT_THROW(k::quantize_rows_iq2_xs(x.data(), out.data(), 1, 256, nullptr), std::exception);
+    EXPECT_THROW(k::quantize_rows_iq1_s(x.data(), out.data(), 1, 256, nullptr), std::exception);
+}
+
+}  // namespace
