@@ -14,16 +14,6 @@ namespace quantlens::kernels {
         fail("quantization type " #t " is not implemented yet");                          \
     }
 
-QL_PENDING(q4_0)
-QL_PENDING(q4_1)
-QL_PENDING(q5_0)
-QL_PENDING(q5_1)
-QL_PENDING(q8_0)
-QL_PENDING(q2_K)
-QL_PENDING(q3_K)
-QL_PENDING(q4_K)
-QL_PENDING(q5_K)
-QL_PENDING(q6_K)
 QL_PENDING(iq2_xxs)
 QL_PENDING(iq2_xs)
 QL_PENDING(iq3_xxs)
@@ -31,11 +21,5 @@ QL_PENDING(iq1_s)
 QL_PENDING(iq3_s)
 QL_PENDING(iq2_s)
 QL_PENDING(iq1_m)
-QL_PENDING(tq1_0)
-QL_PENDING(tq2_0)
-QL_PENDING(mxfp4)
-QL_PENDING(nvfp4)
-QL_PENDING(q1_0)
-QL_PENDING(q2_0)
 
 }  // namespace quantlens::kernels
