@@ -51,6 +51,11 @@ struct ModelConfig {
 // architectures, missing or inconsistent fields.
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& path);
 ModelConfig load_hf_config(const std::string& path);
+// From llama.cpp GGUF metadata (general.architecture, ARCH.block_count, ...). A "llama"
+// file with ARCH.expert_count > 0 is Mixtral; tie_embeddings is true when the file has no
+// output.weight tensor. Throws Error naming the file and the missing key.
+class GgufFile;
+ModelConfig config_from_gguf(const GgufFile& gguf);
 
 const char* arch_name(Arch arch);
 

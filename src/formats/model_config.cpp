@@ -1,0 +1,254 @@
+// ModelConfig from a Hugging Face config.json or from llama.cpp GGUF metadata.
+#include "formats/model_config.h"
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/mmap_file.h"
+#include "formats/gguf.h"
+
+namespace quantlens {
+
+using nlohmann::json;
+
+namespace {
+
+struct ArchName {
+    Arch arch;
+    const char* name;        // our display name
+    const char* hf;          // architectures[0]
+    const char* model_type;  // config.json model_type
+    const char* gguf;        // general.architecture
+};
+
+constexpr ArchName kArchs[] = {
+    {Arch::Llama, "llama", "LlamaForCausalLM", "llama", "llama"},
+    {Arch::Mistral, "mistral", "MistralForCausalLM", "mistral", "llama"},
+    {Arch::Qwen2, "qwen2", "Qwen2ForCausalLM", "qwen2", "qwen2"},
+    {Arch::Qwen3, "qwen3", "Qwen3ForCausalLM", "qwen3", "qwen3"},
+    {Arch::Mixtral, "mixtral", "MixtralForCausalLM", "mixtral", "llama"},
+    {Arch::Qwen2Moe, "qwen2moe", "Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe"},
+};
+
+const ArchName& arch_entry(Arch arch) {
+    for (const auto& a : kArchs)
+        if (a.arch == arch) return a;
+    QL_ASSERT(false);
+}
+
+// Integer field, or `fallback` when absent or null. Present but not an integer is an error.
+int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& path) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    QL_CHECK(it->is_number_integer(), "{}: \"{}\" is {}, expected an integer", path, key,
+             it->dump());
+    return it->get<int64_t>();
+}
+
+double get_float(const json& j, const char* key, double fallback, const std::string& path) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    QL_CHECK(it->is_number(), "{}: \"{}\" is {}, expected a number", path, key, it->dump());
+    return it->get<double>();
+}
+
+bool get_bool(const json& j, const char* key, bool fallback, const std::string& path) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return fallback;
+    QL_CHECK(it->is_boolean(), "{}: \"{}\" is {}, expected true or false", path, key, it->dump());
+    return it->get<bool>();
+}
+
+int64_t require_positive(const json& j, const char* key, const std::string& path) {
+    const int64_t v = get_int(j, key, -1, path);
+    QL_CHECK(v > 0, "{}: \"{}\" is missing or not a positive integer", path, key);
+    return v;
+}
+
+// eos_token_id may be a list in newer configs; the first entry is the primary one.
+int64_t token_id(const json& j, const char* key, const std::string& path) {
+    auto it = j.find(key);
+    if (it == j.end() || it->is_null()) return -1;
+    if (it->is_array()) {
+        if (it->empty()) return -1;
+        QL_CHECK((*it)[0].is_number_integer(), "{}: \"{}\" is {}, expected integers", path, key,
+                 it->dump());
+        return (*it)[0].get<int64_t>();
+    }
+    return get_int(j, key, -1, path);
+}
+
+void check_consistent(const ModelConfig& c, const std::string& path) {
+    QL_CHECK(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
+             "{}: {} attention heads are not a multiple of {} key/value heads", path, c.n_heads,
+             c.n_kv_heads);
+    QL_CHECK(c.head_dim > 0 && c.head_dim % 2 == 0,
+             "{}: head dimension {} is not positive and even", path, c.head_dim);
+    QL_CHECK(!c.is_moe() || (c.n_experts_used > 0 && c.n_experts_used <= c.n_experts),
+             "{}: {} experts used per token, expected 1 to {}", path, c.n_experts_used,
+             c.n_experts);
+    QL_CHECK(c.rms_eps > 0 && c.rope_theta > 0, "{}: rms_norm_eps and rope_theta must be positive",
+             path);
+}
+
+}  // namespace
+
+const char* arch_name(Arch arch) {
+    return arch_entry(arch).name;
+}
+
+ModelConfig parse_hf_config(const std::string& json_text, const std::string& path) {
+    json j;
+    try {
+        j = json::parse(json_text);
+    } catch (const json::exception& e) {
+        fail("{}: not valid JSON: {}", path, e.what());
+    }
+    QL_CHECK(j.is_object(), "{}: expected a JSON object", path);
+
+    ModelConfig c;
+    std::string hf, model_type;
+    if (auto a = j.find("architectures"); a != j.end() && a->is_array() && !a->empty()) {
+        QL_CHECK((*a)[0].is_string(), "{}: architectures[0] is not a string", path);
+        hf = (*a)[0].get<std::string>();
+    }
+    if (auto m = j.find("model_type"); m != j.end() && m->is_string())
+        model_type = m->get<std::string>();
+    const ArchName* found = nullptr;
+    for (const auto& a : kArchs)
+        if (hf == a.hf) found = &a;
+    if (!found && hf.empty()) {
+        for (const auto& a : kArchs)
+            if (model_type == a.model_type) found = &a;
+    }
+    QL_CHECK(found != nullptr,
+             "{}: unsupported architecture '{}' (model_type '{}'); supported: LlamaForCausalLM, "
+             "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, "
+             "Qwen2MoeForCausalLM",
+             path, hf, model_type);
+    c.arch = found->arch;
+    c.hf_architecture = found->hf;
+    c.gguf_arch = found->gguf;
+
+    c.hidden = require_positive(j, "hidden_size", path);
+    c.n_layers = require_positive(j, "num_hidden_layers", path);
+    c.n_heads = require_positive(j, "num_attention_heads", path);
+    c.n_kv_heads = get_int(j, "num_key_value_heads", c.n_heads, path);
+    c.head_dim = get_int(j, "head_dim", 0, path);
+    if (c.head_dim == 0) {
+        QL_CHECK(c.hidden % c.n_heads == 0,
+                 "{}: hidden_size {} is not a multiple of num_attention_heads {}", path, c.hidden,
+                 c.n_heads);
+        c.head_dim = c.hidden / c.n_heads;
+    }
+    c.vocab = require_positive(j, "vocab_size", path);
+    c.max_positions = get_int(j, "max_position_embeddings", 0, path);
+    c.rms_eps = get_float(j, "rms_norm_eps", 1e-6, path);
+    c.rope_theta = get_float(j, "rope_theta", 10000.0, path);
+    if (auto rp = j.find("rope_parameters"); rp != j.end() && rp->is_object())
+        c.rope_theta = get_float(*rp, "rope_theta", c.rope_theta, path);
+    c.tie_embeddings = get_bool(j, "tie_word_embeddings", false, path);
+    c.qkv_bias = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe ||
+                 get_bool(j, "attention_bias", false, path) ||
+                 get_bool(j, "use_qkv_bias", false, path);
+    c.qk_norm = c.arch == Arch::Qwen3;
+    c.bos_token_id = token_id(j, "bos_token_id", path);
+    c.eos_token_id = token_id(j, "eos_token_id", path);
+    for (const char* key : {"dtype", "torch_dtype"}) {
+        if (auto d = j.find(key); d != j.end() && d->is_string()) {
+            c.torch_dtype = d->get<std::string>();
+            break;
+        }
+    }
+
+    if (c.arch == Arch::Mixtral || c.arch == Arch::Qwen2Moe) {
+        c.n_experts = get_int(j, "num_local_experts", get_int(j, "num_experts", 0, path), path);
+        c.n_experts_used = get_int(j, "num_experts_per_tok", 0, path);
+        QL_CHECK(c.n_experts > 0, "{}: MoE architecture without num_local_experts/num_experts",
+                 path);
+    }
+    if (c.arch == Arch::Qwen2Moe) {
+        c.ffn = require_positive(j, "moe_intermediate_size", path);
+        c.shared_expert_ffn = get_int(j, "shared_expert_intermediate_size", 0, path);
+    } else {
+        c.ffn = require_positive(j, "intermediate_size", path);
+    }
+    check_consistent(c, path);
+    return c;
+}
+
+ModelConfig load_hf_config(const std::string& path) {
+    return parse_hf_config(read_text_file(path), path);
+}
+
+ModelConfig config_from_gguf(const GgufFile& g) {
+    const std::string& path = g.path();
+    const std::string arch = g.get("general.architecture").as_string();
+    const std::string p = arch + ".";
+    auto int_key = [&](const std::string& key, int64_t fallback) -> int64_t {
+        const GgufValue* v = g.find(p + key);
+        return v ? v->as_int() : fallback;
+    };
+    auto required = [&](const std::string& key) -> int64_t {
+        const int64_t v = g.get(p + key).as_int();
+        QL_CHECK(v > 0, "{}: {}{} is {}, expected a positive integer", path, p, key, v);
+        return v;
+    };
+
+    ModelConfig c;
+    c.gguf_arch = arch;
+    c.n_experts = int_key("expert_count", 0);
+    c.n_experts_used = int_key("expert_used_count", 0);
+    if (arch == "llama") {
+        c.arch = c.n_experts > 0 ? Arch::Mixtral : Arch::Llama;
+    } else if (arch == "qwen2") {
+        c.arch = Arch::Qwen2;
+    } else if (arch == "qwen3") {
+        c.arch = Arch::Qwen3;
+    } else if (arch == "qwen2moe") {
+        c.arch = Arch::Qwen2Moe;
+    } else {
+        fail("{}: unsupported GGUF architecture '{}' (supported: llama, qwen2, qwen3, qwen2moe)",
+             path, arch);
+    }
+    c.hf_architecture = arch_entry(c.arch).hf;
+    c.n_layers = required("block_count");
+    c.hidden = required("embedding_length");
+    c.n_heads = required("attention.head_count");
+    c.n_kv_heads = int_key("attention.head_count_kv", c.n_heads);
+    c.head_dim = int_key("attention.key_length", 0);
+    if (c.head_dim == 0) {
+        QL_CHECK(c.hidden % c.n_heads == 0, "{}: embedding_length {} is not a multiple of {} heads",
+                 path, c.hidden, c.n_heads);
+        c.head_dim = c.hidden / c.n_heads;
+    }
+    if (c.arch == Arch::Qwen2Moe) {
+        c.ffn = required("expert_feed_forward_length");
+        c.shared_expert_ffn = int_key("expert_shared_feed_forward_length", 0);
+    } else {
+        c.ffn = required("feed_forward_length");
+    }
+    c.max_positions = int_key("context_length", 0);
+    if (const GgufValue* v = g.find(p + "attention.layer_norm_rms_epsilon"))
+        c.rms_eps = v->as_float();
+    if (const GgufValue* v = g.find(p + "rope.freq_base")) c.rope_theta = v->as_float();
+    c.vocab = int_key("vocab_size", 0);
+    if (c.vocab == 0) {
+        if (const GgufValue* t = g.find("tokenizer.ggml.tokens")) c.vocab = t->array.size();
+    }
+    if (c.vocab == 0) {
+        if (const GgufTensorInfo* e = g.find_tensor("token_embd.weight"); e && e->ne.size() == 2)
+            c.vocab = e->ne[1];
+    }
+    QL_CHECK(c.vocab > 0, "{}: vocabulary size unknown (no {}vocab_size, tokenizer.ggml.tokens)",
+             path, p);
+    c.tie_embeddings = g.find_tensor("output.weight") == nullptr;
+    c.qkv_bias = g.find_tensor("blk.0.attn_q.bias") != nullptr;
+    c.qk_norm = g.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
+    if (const GgufValue* v = g.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = v->as_int();
+    if (const GgufValue* v = g.find("tokenizer.ggml.eos_token_id")) c.eos_token_id = v->as_int();
+    check_consistent(c, path);
+    return c;
+}
+
+}  // namespace quantlens
