@@ -1,0 +1,68 @@
+// Recipes: which ggml type each tensor gets, with the provenance needed to trust it.
+//
+// JSON (and the same keys in YAML):
+//   { "format": "quantlens-recipe", "version": 1,
+//     "model": "path", "model_hash": "xxh64 hex", "job_id": 12, "metric": "kld",
+//     "budget": {"kind": "size"|"bpw"|"knee", "value": 5373408},
+//     "predicted": {"size_bytes": 5373408, "bpw": 5.12, "kld": 0.0116},
+//     "default_type": "Q4_K",
+//     "tensors": {"blk.0.attn_q.weight": "Q5_K", ...},       // GGUF names
+//     "notes": ["blk.0.ffn_down.weight: Q4_K → Q5_0 (row 896 not a multiple of 256)"] }
+// Exports: llama.cpp `--tensor-type` arguments and `--tensor-type-file` text with anchored,
+// one-per-tensor patterns (so first-match and last-match versions of llama-quantize agree),
+// a llama-quantize command line, and a GPTQModel/AutoGPTQ `dynamic` per-module config.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "core/ggml_type.h"
+
+namespace quantlens {
+
+struct Recipe {
+    std::string model;
+    std::string model_hash;
+    int64_t job_id = 0;
+    std::string metric = "kld";
+    std::string budget_kind;  // "size", "bpw", "knee", "preset", "manual"
+    double budget_value = 0;
+    uint64_t predicted_size_bytes = 0;
+    double predicted_bpw = 0;
+    double predicted_kld = 0;
+    GgmlType default_type = GgmlType::Q4_K;
+    std::map<std::string, GgmlType> tensors;  // GGUF name → type
+    std::vector<std::string> notes;
+
+    // Most frequent type among the tensors (ties: the higher-bit one); used as the base
+    // type of a llama-quantize command line.
+    GgmlType dominant_type() const;
+};
+
+std::string recipe_to_json(const Recipe& recipe);
+std::string recipe_to_yaml(const Recipe& recipe);
+// Parses JSON or YAML (YAML is a superset; detected by content). `path` names errors.
+Recipe parse_recipe(const std::string& text, const std::string& path);
+Recipe load_recipe(const std::string& path);
+void save_recipe(const Recipe& recipe, const std::string& path);  // .json or .yaml/.yml
+
+// "^blk\.12\.ffn_down\.weight$": every regex metacharacter escaped, anchored both ends.
+std::string anchored_pattern(const std::string& tensor_name);
+// llama-quantize's type spelling: lower case ("q4_k", "iq4_xs", "f16").
+std::string llama_cpp_type_name(GgmlType type);
+// One `--tensor-type PATTERN=TYPE` argument per tensor whose type differs from the base.
+std::vector<std::string> llama_cpp_tensor_type_args(const Recipe& recipe, GgmlType base);
+// `--tensor-type-file` contents: whitespace-separated pattern=type tokens, no comments.
+std::string llama_cpp_tensor_type_file(const Recipe& recipe, GgmlType base);
+std::string llama_cpp_quantize_command(const Recipe& recipe, const std::string& input_gguf,
+                                       const std::string& output_gguf, const std::string& type_file,
+                                       const std::string& imatrix_path);
+// GPTQModel `dynamic` overrides keyed by Hugging Face module names (hf_names maps GGUF
+// tensor name → HF weight name); bits = round(nominal bits of the type), clamped 2..8.
+std::string gptq_dynamic_config(const Recipe& recipe,
+                                const std::map<std::string, std::string>& hf_names,
+                                int group_size = 128);
+
+}  // namespace quantlens
