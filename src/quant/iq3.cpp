@@ -1,0 +1,322 @@
+// IQ3_XXS and IQ3_S: groups of 4 weights snapped to a 256- or 512-point lattice (ggml's
+// iq3xxs_grid / iq3s_grid), with signs stored separately and a 4-bit scale per 32 weights
+// under one fp16 super-scale. Mirrors ggml's quantize_row_iq3_xxs_impl and
+// quantize_row_iq3_s_impl step for step: the scale is searched over a fan of candidates,
+// off-grid groups are replaced by their best lattice neighbour, and the final fp16 scale
+// carries ggml's fudge factors (1.0125 and 1.033).
+#include "quant/iq_common.h"
+#include "quant/iq_grids.h"
+#include "quant/kernels.h"
+#include "quant/tables_generated.h"
+
+namespace quantlens::kernels {
+namespace {
+
+using namespace iq;
+using blocks::block_iq3_s;
+using blocks::block_iq3_xxs;
+using blocks::QK_K;
+
+constexpr int kLevels = 8;  // lattice levels per coordinate
+constexpr int kBlock = 32;  // weights per sub-block scale
+constexpr int kGroups = kBlock / 4;
+
+// Importance of each weight of a sub-block: imatrix * sqrt(sigma2 + x^2), or x^2.
+void sub_block_weights(const float* xb, const float* qw, float sigma2, float* weight, float* waux) {
+    if (qw) {
+        for (int i = 0; i < kBlock; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+    } else {
+        for (int i = 0; i < kBlock; ++i) weight[i] = xb[i] * xb[i];
+    }
+    for (int i = 0; i < kBlock; ++i) waux[i] = std::sqrt(weight[i]);
+}
+
+// Weighted least-squares scale for the levels L against |x|.
+void sums(const float* weight, const float* xval, const int8_t* L, float* sumqx, float* sumq2) {
+    *sumqx = 0;
+    *sumq2 = 0;
+    for (int i = 0; i < kBlock; ++i) {
+        const float w = weight[i];
+        const float q = 2 * L[i] + 1;
+        *sumqx += w * xval[i] * q;
+        *sumq2 += w * q * q;
+    }
+}
+
+struct SubBlock {
+    float scale;  // >= 0
+    int index[kGroups];
+};
+
+// The shared scale search of both IQ3 types over one sub-block of |x|. IQ3_XXS tries 31
+// candidate ratios and re-snaps only the groups that were off the grid; IQ3_S tries 19 and
+// re-snaps every group when any was off.
+SubBlock search_sub_block(const IqGrid& grid, const float* xval, const float* weight,
+                          const float* waux, float max, bool xxs) {
+    int8_t L[kBlock], Laux[kBlock];
+    bool on_grid[kGroups], on_grid_aux[kGroups];
+    std::memset(L, 0, kBlock);
+    float best = 0;
+    float scale = max / (2 * kLevels - 1);
+    for (bool& b : on_grid) b = xxs;
+    const int n_steps = xxs ? 15 : 9;
+    for (int is = -n_steps; is <= n_steps; ++is) {
+        const float id = (2 * kLevels - 1 + is * 0.2f) / max;
+        const float this_scale = 1 / id;
+        for (int k = 0; k < kGroups; ++k)
+            snap_to_grid(grid, kLevels, xval + 4 * k, waux + 4 * k, id, this_scale, Laux + 4 * k,
+                         &on_grid_aux[k]);
+        float sumqx, sumq2;
+        sums(weight, xval, Laux, &sumqx, &sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            std::memcpy(L, Laux, kBlock);
+            std::memcpy(on_grid, on_grid_aux, sizeof on_grid);
+        }
+    }
+    int n_off = 0;
+    for (bool b : on_grid) n_off += b ? 0 : 1;
+    if (n_off > 0 && scale > 0) {
+        const float id = 1 / scale;
+        for (int k = 0; k < kGroups; ++k) {
+            if (xxs && on_grid[k]) continue;
+            bool unused;
+            snap_to_grid(grid, kLevels, xval + 4 * k, waux + 4 * k, id, scale, L + 4 * k, &unused);
+        }
+        float sumqx, sumq2;
+        sums(weight, xval, L, &sumqx, &sumq2);
+        if (sumq2 > 0) scale = sumqx / sumq2;
+    }
+    SubBlock out{scale, {}};
+    for (int k = 0; k < kGroups; ++k) {
+        int packed = 0;
+        for (int i = 0; i < 4; ++i) packed |= L[4 * k + i] << (3 * i);
+        QL_ASSERT(grid.map[packed] >= 0);
+        out.index[k] = grid.map[packed];
+    }
+    return out;
+}
+
+float super_block_sigma2(const float* xbl) {
+    float sumx2 = 0;
+    for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
+    return 2 * sumx2 / QK_K;
+}
+
+void quantize_iq3_xxs_block(const IqGrid& grid, const float* xbl, const float* qw,
+                            block_iq3_xxs* y) {
+    // qs: 64 grid indices, then 8 words of 4x7 sign bits + 4-bit scale.
+    uint8_t q3[3 * QK_K / 8] = {};
+    uint32_t scales_and_signs[QK_K / kBlock] = {};
+    float scales[QK_K / kBlock];
+    float weight[kBlock], waux[kBlock], xval[kBlock];
+    y->d = to_half(0.f);
+    float max_scale = 0;
+    const float sigma2 = super_block_sigma2(xbl);
+    for (int ib = 0; ib < QK_K / kBlock; ++ib) {
+        const float* xb = xbl + kBlock * ib;
+        sub_block_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight, waux);
+        uint8_t block_signs[4];
+        // Signs go in 7 bits per 8 weights: an odd count of negatives flips the least
+        // important weight so the 8th sign is implied by parity.
+        for (int k = 0; k < 4; ++k) {
+            int nflip = 0;
+            uint8_t s = 0;
+            for (int i = 0; i < 8; ++i) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    ++nflip;
+                    s |= (1 << i);
+                }
+            }
+            if (nflip % 2) {
+                int imin = 0;
+                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
+                for (int i = 1; i < 8; ++i) {
+                    const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
+                    if (ax < min) {
+                        min = ax;
+                        imin = i;
+                    }
+                }
+                xval[8 * k + imin] = -xval[8 * k + imin];
+                s ^= (1 << imin);
+            }
+            block_signs[k] = s & 127;
+        }
+        float max = xval[0];
+        for (int i = 1; i < kBlock; ++i) max = std::max(max, xval[i]);
+        if (max < kGroupMaxEpsIq3Xxs) {
+            scales[ib] = 0;
+            continue;
+        }
+        SubBlock sb = search_sub_block(grid, xval, weight, waux, max, true);
+        if (sb.scale < 0) {  // cannot happen with |x| inputs; ggml guards it the same way
+            sb.scale = -sb.scale;
+            for (uint8_t& s : block_signs) s = (~s) & 127;
+        }
+        for (int k = 0; k < kGroups; ++k) q3[8 * ib + k] = static_cast<uint8_t>(sb.index[k]);
+        scales_and_signs[ib] = block_signs[0] | (block_signs[1] << 7) | (block_signs[2] << 14) |
+                               (block_signs[3] << 21);
+        scales[ib] = sb.scale;
+        max_scale = std::max(max_scale, sb.scale);
+    }
+    if (!max_scale) {
+        std::memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    const float d = max_scale / 31;
+    y->d = to_half(d * 1.0125f);
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / kBlock; ++ib) {
+        const int l = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib] - 1))));
+        scales_and_signs[ib] |= static_cast<uint32_t>(l) << 28;
+    }
+    std::memcpy(y->qs, q3, QK_K / 4);
+    std::memcpy(y->qs + QK_K / 4, scales_and_signs, sizeof scales_and_signs);
+}
+
+void quantize_iq3_s_block(const IqGrid& grid, const float* xbl, const float* qw, block_iq3_s* y) {
+    std::memset(y, 0, sizeof *y);
+    float scales[QK_K / kBlock];
+    float weight[kBlock], waux[kBlock], xval[kBlock];
+    float max_scale = 0;
+    int n_stored = 0;
+    const float sigma2 = super_block_sigma2(xbl);
+    for (int ib = 0; ib < QK_K / kBlock; ++ib) {
+        const float* xb = xbl + kBlock * ib;
+        sub_block_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight, waux);
+        uint8_t block_signs[kBlock / 8];
+        for (int k = 0; k < kBlock / 8; ++k) {
+            uint8_t s = 0;
+            for (int i = 0; i < 8; ++i) {
+                if (xb[8 * k + i] >= 0) {
+                    xval[8 * k + i] = xb[8 * k + i];
+                } else {
+                    xval[8 * k + i] = -xb[8 * k + i];
+                    s |= (1 << i);
+                }
+            }
+            block_signs[k] = s;
+        }
+        float max = xval[0];
+        for (int i = 1; i < kBlock; ++i) max = std::max(max, xval[i]);
+        if (!max) {
+            scales[ib] = 0;
+            continue;
+        }
+        SubBlock sb = search_sub_block(grid, xval, weight, waux, max, false);
+        if (sb.scale < 0) {
+            sb.scale = -sb.scale;
+            for (uint8_t& s : block_signs) s = ~s;
+        }
+        // ggml advances its qs/signs cursors only past sub-blocks it stored, so an all-zero
+        // sub-block shifts the later ones down while qh stays indexed by position. The
+        // format is defined by those bytes, so the cursor is reproduced.
+        for (int k = 0; k < kGroups; ++k) {
+            const int g = ib * kGroups + k;
+            y->qs[n_stored * kGroups + k] = static_cast<uint8_t>(sb.index[k] & 255);
+            y->qh[g / 8] |= static_cast<uint8_t>((sb.index[k] >> 8) << (g % 8));
+        }
+        std::memcpy(y->signs + n_stored * (kBlock / 8), block_signs, kBlock / 8);
+        ++n_stored;
+        scales[ib] = sb.scale;
+        max_scale = std::max(max_scale, sb.scale);
+    }
+    if (!max_scale) return;
+    const float d = max_scale / 31;
+    y->d = to_half(d * 1.033f);
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / kBlock; ib += 2) {
+        const int l1 = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib] - 1))));
+        const int l2 = std::max(0, std::min(15, nearest_int(0.5f * (id * scales[ib + 1] - 1))));
+        y->scales[ib / 2] = static_cast<uint8_t>(l1 | (l2 << 4));
+    }
+}
+
+float sign_of(uint8_t signs, int j) {
+    return (signs & tables::kmask_iq2xs[j]) ? -1.f : 1.f;
+}
+
+}  // namespace
+
+void quantize_rows_iq3_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                           const float* importance) {
+    const IqGrid& grid = iq_grid(GridKind::Iq3xxs);
+    auto* y = static_cast<block_iq3_xxs*>(dst);
+    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
+        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
+            quantize_iq3_xxs_block(grid, src + QK_K * ibl,
+                                   importance ? importance + QK_K * ibl : nullptr, y);
+}
+
+void dequantize_row_iq3_xxs(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const block_iq3_xxs*>(src);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = from_half(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* scales_and_signs = qs + QK_K / 4;
+        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+            const uint32_t aux32 = load_u32(scales_and_signs + 4 * ib32);
+            const float db = d * (0.5f + (aux32 >> 28)) * 0.5f;
+            for (int l = 0; l < 4; ++l) {
+                const uint8_t signs = tables::ksigns_iq2xs[(aux32 >> 7 * l) & 127];
+                const auto* grid1 =
+                    reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l]);
+                const auto* grid2 =
+                    reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l + 1]);
+                for (int j = 0; j < 4; ++j) {
+                    y[j] = db * grid1[j] * sign_of(signs, j);
+                    y[j + 4] = db * grid2[j] * sign_of(signs, j + 4);
+                }
+                y += 8;
+            }
+            qs += 8;
+        }
+    }
+}
+
+void quantize_rows_iq3_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                         const float* importance) {
+    const IqGrid& grid = iq_grid(GridKind::Iq3s);
+    auto* y = static_cast<block_iq3_s*>(dst);
+    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
+        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
+            quantize_iq3_s_block(grid, src + QK_K * ibl,
+                                 importance ? importance + QK_K * ibl : nullptr, y);
+}
+
+void dequantize_row_iq3_s(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const block_iq3_s*>(src);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = from_half(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* qh = x[i].qh;
+        const uint8_t* signs = x[i].signs;
+        for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 2) {
+            const float db[2] = {d * (1 + 2 * (x[i].scales[ib32 / 2] & 0xf)),
+                                 d * (1 + 2 * (x[i].scales[ib32 / 2] >> 4))};
+            for (int half = 0; half < 2; ++half) {
+                for (int l = 0; l < 4; ++l) {
+                    const int i1 = qs[2 * l] | ((qh[half] << (8 - 2 * l)) & 256);
+                    const int i2 = qs[2 * l + 1] | ((qh[half] << (7 - 2 * l)) & 256);
+                    const auto* grid1 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i1);
+                    const auto* grid2 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i2);
+                    for (int j = 0; j < 4; ++j) {
+                        y[j] = db[half] * grid1[j] * sign_of(signs[l], j);
+                        y[j + 4] = db[half] * grid2[j] * sign_of(signs[l], j + 4);
+                    }
+                    y += 8;
+                }
+                qs += 8;
+                signs += 4;
+            }
+            qh += 2;
+        }
+    }
+}
+
+}  // namespace quantlens::kernels
