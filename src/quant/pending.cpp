@@ -14,16 +14,6 @@ namespace quantlens::kernels {
         fail("quantization type " #t " is not implemented yet");                          \
     }
 
-QL_PENDING(q4_0)
-QL_PENDING(q4_1)
-QL_PENDING(q5_0)
-QL_PENDING(q5_1)
-QL_PENDING(q8_0)
-QL_PENDING(q2_K)
-QL_PENDING(q3_K)
-QL_PENDING(q4_K)
-QL_PENDING(q5_K)
-QL_PENDING(q6_K)
 QL_PENDING(iq2_xxs)
 QL_PENDING(iq2_xs)
 QL_PENDING(iq1_s)
