@@ -64,8 +64,8 @@ SubBlock search_sub_block(const IqGrid& grid, const float* xval, const float* we
         const float id = (2 * kLevels - 1 + is * 0.2f) / max;
         const float this_scale = 1 / id;
         for (int k = 0; k < kGroups; ++k)
-            snap_to_grid(grid, kLevels, xval + 4 * k, waux + 4 * k, id, this_scale, Laux + 4 * k,
-                         &on_grid_aux[k]);
+            snap_to_grid<4>(grid, kLevels, xval + 4 * k, waux + 4 * k, id, this_scale, Laux + 4 * k,
+                            &on_grid_aux[k]);
         float sumqx, sumq2;
         sums(weight, xval, Laux, &sumqx, &sumq2);
         if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
@@ -82,7 +82,8 @@ SubBlock search_sub_block(const IqGrid& grid, const float* xval, const float* we
         for (int k = 0; k < kGroups; ++k) {
             if (xxs && on_grid[k]) continue;
             bool unused;
-            snap_to_grid(grid, kLevels, xval + 4 * k, waux + 4 * k, id, scale, L + 4 * k, &unused);
+            snap_to_grid<4>(grid, kLevels, xval + 4 * k, waux + 4 * k, id, scale, L + 4 * k,
+                            &unused);
         }
         float sumqx, sumq2;
         sums(weight, xval, L, &sumqx, &sumq2);

@@ -32,14 +32,15 @@ struct IqGrid {
 
 const IqGrid& iq_grid(GridKind kind);
 
-// Rounds one group (g.dim values, all >= 0) to lattice levels l = round((id*x - 1)/2) in
+// Rounds one group (Dim == g.dim values, all >= 0) to lattice levels l = round((id*x - 1)/2) in
 // [0, n_levels), i.e. to the odd multiples (2l+1)/id; a vector that is not on the grid is
 // replaced by the neighbour with the least waux-weighted error at `scale`. Writes the chosen
 // point's levels to L and returns its grid index; on_grid says whether rounding hit it.
+template <int Dim>
 inline int snap_to_grid(const IqGrid& g, int n_levels, const float* xval, const float* waux,
                         float id, float scale, int8_t* L, bool* on_grid) {
     int packed = 0;
-    for (int i = 0; i < g.dim; ++i) {
+    for (int i = 0; i < Dim; ++i) {
         const int l = std::max(0, std::min(n_levels - 1, nearest_int(0.5f * (id * xval[i] - 1))));
         L[i] = static_cast<int8_t>(l);
         packed |= l << (g.bits * i);
@@ -52,7 +53,7 @@ inline int snap_to_grid(const IqGrid& g, int n_levels, const float* xval, const 
         for (int j = 1; j <= nb[0]; ++j) {
             const int8_t* p = g.point(nb[j]);
             float d2 = 0;
-            for (int i = 0; i < g.dim; ++i) {
+            for (int i = 0; i < Dim; ++i) {
                 const float q = p[i];
                 const float diff = scale * q - xval[i];
                 d2 += waux[i] * diff * diff;
@@ -64,7 +65,7 @@ inline int snap_to_grid(const IqGrid& g, int n_levels, const float* xval, const 
         }
         QL_ASSERT(index >= 0);
         const int8_t* p = g.point(index);
-        for (int i = 0; i < g.dim; ++i) L[i] = static_cast<int8_t>((p[i] - 1) / 2);
+        for (int i = 0; i < Dim; ++i) L[i] = static_cast<int8_t>((p[i] - 1) / 2);
     }
     return index;
 }

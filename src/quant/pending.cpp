@@ -14,10 +14,7 @@ namespace quantlens::kernels {
         fail("quantization type " #t " is not implemented yet");                          \
     }
 
-QL_PENDING(iq2_xxs)
-QL_PENDING(iq2_xs)
 QL_PENDING(iq1_s)
-QL_PENDING(iq2_s)
 QL_PENDING(iq1_m)
 
 }  // namespace quantlens::kernels

@@ -1,0 +1,436 @@
+// IQ2_XXS, IQ2_XS and IQ2_S: groups of 8 weights snapped to a 256-, 512- or 1024-point
+// lattice with 3 magnitude levels (ggml's iq2xxs/iq2xs/iq2s grids), signs stored apart, and
+// 4-bit sub-block scales under one fp16 super-scale. Mirrors ggml's quantize_row_iq2_*_impl:
+// IQ2_XXS and IQ2_XS require importance weights and store 7 sign bits per 8 weights (the
+// 8th is implied by parity); IQ2_S stores all 8 and falls back to x^2 + sigma^2/4 weighting.
+#include "quant/iq_common.h"
+#include "quant/iq_grids.h"
+#include "quant/kernels.h"
+#include "quant/tables_generated.h"
+
+namespace quantlens::kernels {
+namespace {
+
+using namespace iq;
+using blocks::block_iq2_s;
+using blocks::block_iq2_xs;
+using blocks::block_iq2_xxs;
+using blocks::QK_K;
+
+constexpr int kMaxQ = 3;  // magnitude levels: 1, 3, 5 (times the scale)
+
+void sums(int n, const float* weight, const float* xval, const int8_t* L, float* sumqx,
+          float* sumq2) {
+    *sumqx = 0;
+    *sumq2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const float w = weight[i];
+        const float q = 2 * L[i] + 1;
+        *sumqx += w * xval[i] * q;
+        *sumq2 += w * q * q;
+    }
+}
+
+float sum_sq(const float* x) {
+    float sumx2 = 0;
+    for (int i = 0; i < QK_K; ++i) sumx2 += x[i] * x[i];
+    return sumx2;
+}
+
+// |x| of 8 weights and their sign bits; with `parity`, an odd number of negatives flips the
+// least important weight so that 7 stored bits determine all 8.
+uint8_t split_signs(const float* xb, const float* weight, float* xval, bool parity) {
+    int nflip = 0;
+    uint8_t s = 0;
+    for (int i = 0; i < 8; ++i) {
+        if (xb[i] >= 0) {
+            xval[i] = xb[i];
+        } else {
+            xval[i] = -xb[i];
+            ++nflip;
+            s |= (1 << i);
+        }
+    }
+    if (parity && nflip % 2) {
+        int imin = 0;
+        float min = weight[0] * xb[0] * xb[0];
+        for (int i = 1; i < 8; ++i) {
+            const float ax = weight[i] * xb[i] * xb[i];
+            if (ax < min) {
+                min = ax;
+                imin = i;
+            }
+        }
+        xval[imin] = -xval[imin];
+        s ^= (1 << imin);
+        s &= 127;
+    }
+    return parity ? (s & 127) : s;
+}
+
+// ggml's make_qp_quants: non-negative levels 0..nmax for x >= 0 with a weighted fit,
+// refined by coordinate descent. Gives IQ2_XXS its starting scale.
+float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w) {
+    float max = 0;
+    for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
+    if (max < kGroupMaxEps) {
+        std::memset(L, 0, n);
+        return 0.f;
+    }
+    float iscale = nmax / max;
+    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
+    const float scale = 1 / iscale;
+    float best_mse = 0;
+    for (int i = 0; i < n; ++i) {
+        const float diff = x[i] - scale * L[i];
+        best_mse += w[i] * diff * diff;
+    }
+    for (int is = -4; is <= 4; ++is) {
+        if (is == 0) continue;
+        const float iscale_is = (0.1f * is + nmax) / max;
+        const float scale_is = 1 / iscale_is;
+        float mse = 0;
+        for (int i = 0; i < n; ++i) {
+            const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
+            const float diff = x[i] - scale_is * l;
+            mse += w[i] * diff * diff;
+        }
+        if (mse < best_mse) {
+            best_mse = mse;
+            iscale = iscale_is;
+        }
+    }
+    float sumlx = 0, suml2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const int l = std::min(nmax, nearest_int(iscale * x[i]));
+        L[i] = static_cast<uint8_t>(l);
+        sumlx += w[i] * x[i] * l;
+        suml2 += w[i] * l * l;
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        int n_changed = 0;
+        for (int i = 0; i < n; ++i) {
+            float slx = sumlx - w[i] * x[i] * L[i];
+            float sl2 = suml2 - w[i] * L[i] * L[i];
+            if (slx > 0 && sl2 > 0) {
+                const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
+                if (new_l != L[i]) {
+                    slx += w[i] * x[i] * new_l;
+                    sl2 += w[i] * new_l * new_l;
+                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = static_cast<uint8_t>(new_l);
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++n_changed;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+int grid_index_of(const IqGrid& grid, const int8_t* L) {
+    int packed = 0;
+    for (int i = 0; i < 8; ++i) packed |= L[i] << (2 * i);
+    QL_ASSERT(grid.map[packed] >= 0);
+    return grid.map[packed];
+}
+
+// The 16-weight sub-block search shared by IQ2_XS and IQ2_S: 19 candidate ratios around
+// max/5, then the groups that were off the grid are re-snapped at the winning scale.
+float search16(const IqGrid& grid, const float* xval, const float* weight, const float* waux,
+               float max, int8_t* L) {
+    int8_t Laux[16];
+    bool on_grid[2] = {true, true}, on_grid_aux[2];
+    float best = 0;
+    float scale = max / (2 * kMaxQ - 1);
+    for (int is = -9; is <= 9; ++is) {
+        const float id = (2 * kMaxQ - 1 + is * 0.1f) / max;
+        const float this_scale = 1 / id;
+        for (int k = 0; k < 2; ++k)
+            snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, this_scale, Laux + 8 * k,
+                            &on_grid_aux[k]);
+        float sumqx, sumq2;
+        sums(16, weight, xval, Laux, &sumqx, &sumq2);
+        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+            scale = sumqx / sumq2;
+            best = scale * sumqx;
+            std::memcpy(L, Laux, 16);
+            on_grid[0] = on_grid_aux[0];
+            on_grid[1] = on_grid_aux[1];
+        }
+    }
+    if ((!on_grid[0] || !on_grid[1]) && scale > 0) {
+        const float id = 1 / scale;
+        for (int k = 0; k < 2; ++k) {
+            if (on_grid[k]) continue;
+            bool unused;
+            snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, scale, L + 8 * k, &unused);
+        }
+        float sumqx, sumq2;
+        sums(16, weight, xval, L, &sumqx, &sumq2);
+        if (sumq2 > 0) scale = sumqx / sumq2;
+    }
+    return scale;
+}
+
+int scale_code(float id, float scale) {
+    return std::max(0, std::min(15, nearest_int(0.5f * (id * scale - 1))));
+}
+
+void quantize_iq2_xxs_block(const IqGrid& grid, const float* xbl, const float* qw,
+                            block_iq2_xxs* y) {
+    uint32_t q2[2 * (QK_K / 32)] = {};
+    float scales[QK_K / 32];
+    float weight[32], xval[32], waux[32];
+    int8_t L[32], Laux[32];
+    y->d = to_half(0.f);
+    float max_scale = 0;
+    const float sigma2 = sum_sq(xbl) / QK_K;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const float* xb = xbl + 32 * ib;
+        const float* w = qw + 32 * ib;
+        for (int i = 0; i < 32; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
+        uint8_t block_signs[4];
+        for (int k = 0; k < 4; ++k)
+            block_signs[k] = split_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k, true);
+        float max = xval[0];
+        for (int i = 1; i < 32; ++i) max = std::max(max, xval[i]);
+        if (max < kGroupMaxEps) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
+        const float eff_max = scale * kMaxQ;
+        if (eff_max <= 0) {
+            scales[ib] = 0;
+            continue;
+        }
+        float best = 0;
+        for (int is = -6; is <= 6; ++is) {
+            const float id = (2 * kMaxQ - 1 + is * 0.1f) / eff_max;
+            const float this_scale = 1 / id;
+            bool unused;
+            for (int k = 0; k < 4; ++k)
+                snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, this_scale,
+                                Laux + 8 * k, &unused);
+            float sumqx, sumq2;
+            sums(32, weight, xval, Laux, &sumqx, &sumq2);
+            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
+                scale = sumqx / sumq2;
+                best = scale * sumqx;
+                std::memcpy(L, Laux, 32);
+            }
+        }
+        if (scale > 0) {
+            const float id = 1 / scale;
+            bool unused;
+            for (int k = 0; k < 4; ++k)
+                snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, scale, L + 8 * k,
+                                &unused);
+            float sumqx, sumq2;
+            sums(32, weight, xval, L, &sumqx, &sumq2);
+            if (sumq2 > 0) scale = sumqx / sumq2;
+        }
+        if (scale < 0) {
+            scale = -scale;
+            for (uint8_t& s : block_signs) s = (~s) & 127;
+        }
+        for (int k = 0; k < 4; ++k) {
+            q2[2 * ib] |= static_cast<uint32_t>(grid_index_of(grid, L + 8 * k)) << (8 * k);
+            q2[2 * ib + 1] |= static_cast<uint32_t>(block_signs[k]) << (7 * k);
+        }
+        scales[ib] = scale;
+        max_scale = std::max(max_scale, scale);
+    }
+    if (!max_scale) {
+        std::memset(y->qs, 0, sizeof y->qs);
+        return;
+    }
+    const float d = max_scale / 31;
+    y->d = to_half(d);
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / 32; ++ib)
+        q2[2 * ib + 1] |= static_cast<uint32_t>(scale_code(id, scales[ib])) << 28;
+    std::memcpy(y->qs, q2, sizeof q2);
+}
+
+// IQ2_XS (parity signs, 9-bit indices, importance required) and IQ2_S (full signs, 10-bit
+// indices split into qs/qh, optional importance) share the 16-weight sub-block search.
+template <bool kIsS>
+void quantize_iq2_16_block(const IqGrid& grid, const float* xbl, const float* qw, void* out) {
+    float scales[QK_K / 16];
+    float weight[16], xval[16], waux[16];
+    int8_t L[16];
+    uint16_t q2[2 * (QK_K / 16)] = {};
+    auto* xs = static_cast<block_iq2_xs*>(out);
+    auto* s = static_cast<block_iq2_s*>(out);
+    if constexpr (kIsS) {
+        std::memset(s, 0, sizeof *s);
+    } else {
+        xs->d = to_half(0.f);
+        std::memset(xs->scales, 0, sizeof xs->scales);
+    }
+    float max_scale = 0;
+    const float sigma2 = (kIsS ? 2 : 1) * sum_sq(xbl) / QK_K;
+    for (int ib = 0; ib < QK_K / 16; ++ib) {
+        const float* xb = xbl + 16 * ib;
+        if (qw) {
+            const float* w = qw + 16 * ib;
+            for (int i = 0; i < 16; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        } else {
+            for (int i = 0; i < 16; ++i) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
+        }
+        for (int i = 0; i < 16; ++i) waux[i] = std::sqrt(weight[i]);
+        uint8_t block_signs[2];
+        for (int k = 0; k < 2; ++k)
+            block_signs[k] = split_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k, !kIsS);
+        float max = xval[0];
+        for (int i = 1; i < 16; ++i) max = std::max(max, xval[i]);
+        std::memset(L, 0, 16);
+        if (max < (kIsS ? kGroupMaxEpsIq2S : kGroupMaxEps)) {
+            scales[ib] = 0;
+            continue;
+        }
+        float scale = search16(grid, xval, weight, waux, max, L);
+        if (scale < 0) {
+            scale = -scale;
+            for (uint8_t& b : block_signs) b = kIsS ? ~b : (~b) & 127;
+        }
+        for (int k = 0; k < 2; ++k) {
+            const int index = grid_index_of(grid, L + 8 * k);
+            if constexpr (kIsS) {
+                const int i8 = 2 * ib + k;
+                s->qs[i8] = static_cast<uint8_t>(index & 255);
+                s->qh[i8 / 4] |= static_cast<uint8_t>((index >> 8) << 2 * (i8 % 4));
+                s->qs[QK_K / 8 + i8] = block_signs[k];
+            } else {
+                q2[2 * ib + k] = static_cast<uint16_t>(index | (block_signs[k] << 9));
+            }
+        }
+        scales[ib] = scale;
+        max_scale = std::max(max_scale, scale);
+    }
+    if (!max_scale) {
+        if constexpr (!kIsS) std::memset(xs->qs, 0, sizeof xs->qs);
+        return;
+    }
+    const float d = max_scale / 31;
+    if constexpr (kIsS) {
+        s->d = to_half(d * 0.9875f);
+    } else {
+        xs->d = to_half(d);
+    }
+    uint8_t* packed_scales = kIsS ? s->scales : xs->scales;
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / 16; ++ib) {
+        const int l = scale_code(id, scales[ib]);
+        if (ib % 2 == 0) {
+            packed_scales[ib / 2] = static_cast<uint8_t>(l);
+        } else {
+            packed_scales[ib / 2] |= static_cast<uint8_t>(l << 4);
+        }
+    }
+    if constexpr (!kIsS) std::memcpy(xs->qs, q2, sizeof q2);
+}
+
+float sign_of(uint8_t signs, int j) {
+    return (signs & tables::kmask_iq2xs[j]) ? -1.f : 1.f;
+}
+
+}  // namespace
+
+void quantize_rows_iq2_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                           const float* importance) {
+    require_importance(importance, "IQ2_XXS");
+    const IqGrid& grid = iq_grid(GridKind::Iq2xxs);
+    auto* y = static_cast<block_iq2_xxs*>(dst);
+    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
+        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
+            quantize_iq2_xxs_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
+}
+
+void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const block_iq2_xxs*>(src);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = from_half(x[i].d);
+        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+            uint32_t aux32[2];
+            std::memcpy(aux32, x[i].qs + 4 * ib32, sizeof aux32);
+            const auto* aux8 = reinterpret_cast<const uint8_t*>(aux32);
+            const float db = d * (0.5f + (aux32[1] >> 28)) * 0.25f;
+            for (int l = 0; l < 4; ++l) {
+                const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xxs_grid + aux8[l]);
+                const uint8_t signs = tables::ksigns_iq2xs[(aux32[1] >> 7 * l) & 127];
+                for (int j = 0; j < 8; ++j) y[j] = db * grid[j] * sign_of(signs, j);
+                y += 8;
+            }
+        }
+    }
+}
+
+void quantize_rows_iq2_xs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                          const float* importance) {
+    require_importance(importance, "IQ2_XS");
+    const IqGrid& grid = iq_grid(GridKind::Iq2xs);
+    auto* y = static_cast<block_iq2_xs*>(dst);
+    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
+        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
+            quantize_iq2_16_block<false>(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
+}
+
+void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const block_iq2_xs*>(src);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = from_half(x[i].d);
+        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+            const float db[2] = {d * (0.5f + (x[i].scales[ib32] & 0xf)) * 0.25f,
+                                 d * (0.5f + (x[i].scales[ib32] >> 4)) * 0.25f};
+            for (int l = 0; l < 4; ++l) {
+                const uint16_t q = x[i].qs[4 * ib32 + l];
+                const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xs_grid + (q & 511));
+                const uint8_t signs = tables::ksigns_iq2xs[q >> 9];
+                for (int j = 0; j < 8; ++j) y[j] = db[l / 2] * grid[j] * sign_of(signs, j);
+                y += 8;
+            }
+        }
+    }
+}
+
+void quantize_rows_iq2_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                         const float* importance) {
+    const IqGrid& grid = iq_grid(GridKind::Iq2s);
+    auto* y = static_cast<block_iq2_s*>(dst);
+    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
+        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
+            quantize_iq2_16_block<true>(grid, src + QK_K * ibl,
+                                        importance ? importance + QK_K * ibl : nullptr, y);
+}
+
+void dequantize_row_iq2_s(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const block_iq2_s*>(src);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = from_half(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* qh = x[i].qh;
+        const uint8_t* signs = qs + QK_K / 8;
+        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+            const float db[2] = {d * (0.5f + (x[i].scales[ib32] & 0xf)) * 0.25f,
+                                 d * (0.5f + (x[i].scales[ib32] >> 4)) * 0.25f};
+            for (int l = 0; l < 4; ++l) {
+                const float dl = db[l / 2];
+                const int index = qs[l] | ((qh[ib32] << (8 - 2 * l)) & 0x300);
+                const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2s_grid + index);
+                for (int j = 0; j < 8; ++j) y[j] = dl * grid[j] * sign_of(signs[l], j);
+                y += 8;
+            }
+            qs += 4;
+            signs += 4;
+        }
+    }
+}
+
+}  // namespace quantlens::kernels
