@@ -1,0 +1,210 @@
+// Hugging Face source: config.json + safetensors, presented in GGUF layout.
+//
+// What changes on the way (so values match what llama.cpp's converter writes, before any
+// rounding to the file type):
+//  - shapes are reversed into ggml order (HF [rows, cols] → ne [cols, rows]);
+//  - for the "llama" GGUF architecture (Llama, Mistral, Mixtral) the rows of attn_q and
+//    attn_k are permuted per head from HF's half-split RoPE layout to llama.cpp's
+//    interleaved one: view rows as (n_head, 2, head_dim/2) and swap the last two axes
+//    (n_kv_heads for attn_k);
+//  - per-expert matrices are stacked, expert e at ne[2] = e.
+#include <algorithm>
+#include <filesystem>
+#include <map>
+#include <mutex>
+
+#include "core/error.h"
+#include "core/hash.h"
+#include "formats/safetensors.h"
+#include "model/names.h"
+#include "model/sources.h"
+
+namespace quantlens::detail {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+GgmlType ggml_type_of(const StTensor& t) {
+    switch (t.dtype) {
+        case StDtype::F32:
+            return GgmlType::F32;
+        case StDtype::F16:
+            return GgmlType::F16;
+        case StDtype::BF16:
+            return GgmlType::BF16;
+        default:
+            fail("{}: tensor '{}': dtype {} is not a float type (F32, F16 or BF16 expected)",
+                 t.file, t.name, st_dtype_name(t.dtype));
+    }
+}
+
+// Where a GGUF-layout tensor's values come from.
+struct Parts {
+    std::vector<const StTensor*> parts;  // one, or one per expert in expert order
+    int64_t permute_heads = 0;           // > 0: apply the llama q/k row permutation
+};
+
+// Permutes rows [n_head][2][half] → [n_head][half][2] (see the file comment).
+void permute_rows(const float* in, float* out, int64_t rows, int64_t cols, int64_t n_head) {
+    const int64_t per_head = rows / n_head;
+    const int64_t half = per_head / 2;
+    for (int64_t h = 0; h < n_head; ++h) {
+        for (int64_t j = 0; j < 2; ++j) {
+            for (int64_t i = 0; i < half; ++i) {
+                const float* src = in + (h * per_head + j * half + i) * cols;
+                float* dst = out + (h * per_head + i * 2 + j) * cols;
+                std::copy(src, src + cols, dst);
+            }
+        }
+    }
+}
+
+class HfModel final : public Model {
+  public:
+    explicit HfModel(const std::string& dir) {
+        path_ = dir;
+        const std::string config_path = (fs::path(dir) / "config.json").string();
+        QL_CHECK(fs::exists(config_path), "{}: no config.json in this directory", dir);
+        config_ = load_hf_config(config_path);
+        st_ = SafetensorsModel::open(dir);
+        build(config_path);
+    }
+
+    Source source() const override { return Source::HuggingFace; }
+
+    void read_f32(const TensorInfo& tensor, std::span<float> out) const override {
+        QL_ASSERT(out.size() == static_cast<size_t>(tensor.n_elements()));
+        const auto it = sources_.find(tensor.name);
+        QL_ASSERT(it != sources_.end());
+        const HfSource& s = it->second;
+        size_t at = 0;
+        for (const StTensor* part : s.parts) {
+            const auto n = static_cast<size_t>(part->n_elements());
+            std::span<float> dst = out.subspan(at, n);
+            if (s.permute_heads > 0) {
+                std::vector<float> tmp(n);
+                SafetensorsModel::to_f32(*part, tmp);
+                permute_rows(tmp.data(), dst.data(), part->shape[0], part->shape[1],
+                             s.permute_heads);
+            } else {
+                SafetensorsModel::to_f32(*part, dst);
+            }
+            at += n;
+        }
+    }
+
+    std::string content_hash() const override {
+        std::call_once(hash_once_, [&] { hash_ = hash_files(st_.files()); });
+        return hash_;
+    }
+    std::string tokenizer_path() const override {
+        return (fs::path(path_) / "tokenizer.json").string();
+    }
+
+  private:
+    using HfSource = Parts;
+
+    void build(const std::string& config_path) {
+        struct Pending {
+            TensorInfo info;
+            std::map<int, const StTensor*> experts;
+            const StTensor* single = nullptr;
+        };
+        std::map<std::string, Pending> pending;
+        for (const StTensor& t : st_.tensors()) {
+            if (t.name.ends_with("rotary_emb.inv_freq")) continue;  // buffer, not a weight
+            const auto mapped = hf_to_gguf(t.name);
+            QL_CHECK(mapped.has_value(), "{}: tensor '{}' is not a known {} tensor name", t.file,
+                     t.name, config_.hf_architecture);
+            Pending& p = pending[mapped->gguf];
+            p.info.name = mapped->gguf;
+            p.info.layer = mapped->layer;
+            if (mapped->expert >= 0) {
+                QL_CHECK(p.experts.emplace(mapped->expert, &t).second,
+                         "{}: expert {} of '{}' appears twice", t.file, mapped->expert,
+                         mapped->gguf);
+            } else {
+                p.single = &t;
+                p.info.hf_name = t.name;
+            }
+        }
+
+        for (auto& [name, p] : pending) {
+            TensorInfo& info = p.info;
+            info.role = role_from_gguf_name(name);
+            HfSource src;
+            if (!p.experts.empty()) {
+                QL_CHECK(p.single == nullptr, "{}: '{}' is both a stacked and a plain tensor",
+                         path_, name);
+                const StTensor* first = p.experts.begin()->second;
+                QL_CHECK(static_cast<int64_t>(p.experts.size()) == config_.n_experts &&
+                             p.experts.rbegin()->first == config_.n_experts - 1,
+                         "{}: {} has {} experts, config.json says {}", first->file, name,
+                         p.experts.size(), config_.n_experts);
+                for (const auto& [e, t] : p.experts) {
+                    QL_CHECK(t->shape == first->shape && t->dtype == first->dtype,
+                             "{}: tensor '{}': shape {} {} differs from expert 0's {} {}", t->file,
+                             t->name, format_shape(t->shape), st_dtype_name(t->dtype),
+                             format_shape(first->shape), st_dtype_name(first->dtype));
+                    src.parts.push_back(t);
+                }
+                info.hf_name = gguf_to_hf(name, config_.arch);
+                info.ne.assign(first->shape.rbegin(), first->shape.rend());
+                info.ne.push_back(config_.n_experts);
+                info.type = ggml_type_of(*first);
+            } else {
+                src.parts.push_back(p.single);
+                info.ne.assign(p.single->shape.rbegin(), p.single->shape.rend());
+                info.type = ggml_type_of(*p.single);
+            }
+            const std::string& file = src.parts.front()->file;
+            QL_CHECK(!info.ne.empty() && info.ne.size() <= 4,
+                     "{}: tensor '{}' has {} dimensions, expected 1 to 4", file, info.hf_name,
+                     info.ne.size());
+            check_shape(info, config_, file, "config.json");
+            if (config_.gguf_arch == "llama" &&
+                (info.role == TensorRole::AttnQ || info.role == TensorRole::AttnK)) {
+                src.permute_heads =
+                    info.role == TensorRole::AttnQ ? config_.n_heads : config_.n_kv_heads;
+            }
+            info.quantizable = is_quantizable(info.role, info.ne);
+            sources_.emplace(name, std::move(src));
+            tensors_.push_back(std::move(info));
+        }
+
+        QL_CHECK(find("token_embd.weight") != nullptr, "{}: no model.embed_tokens.weight", path_);
+        QL_CHECK(config_.tie_embeddings || find("output.weight") != nullptr,
+                 "{}: no lm_head.weight and tie_word_embeddings is false", config_path);
+        for (int64_t l = 0; l < config_.n_layers; ++l) {
+            for (const char* base : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output"}) {
+                const std::string n = fmt::format("blk.{}.{}.weight", l, base);
+                QL_CHECK(find(n) != nullptr, "{}: layer {} has no {} ({})", path_, l, base,
+                         gguf_to_hf(n, config_.arch));
+            }
+        }
+
+        // Forward-pass order: embedding, blocks in order (roles in enum order), then the head.
+        auto rank = [](const TensorInfo& t) {
+            if (t.role == TensorRole::Embed) return std::pair<int64_t, int>{-1, 0};
+            if (t.layer < 0) return std::pair<int64_t, int>{1 << 30, t.role == TensorRole::Output};
+            return std::pair<int64_t, int>{t.layer, static_cast<int>(t.role)};
+        };
+        std::stable_sort(
+            tensors_.begin(), tensors_.end(),
+            [&](const TensorInfo& a, const TensorInfo& b) { return rank(a) < rank(b); });
+    }
+
+    SafetensorsModel st_;
+    std::map<std::string, HfSource> sources_;
+    mutable std::once_flag hash_once_;
+    mutable std::string hash_;
+};
+
+}  // namespace
+
+std::unique_ptr<Model> open_hf_model(const std::string& dir) {
+    return std::make_unique<HfModel>(dir);
+}
+
+}  // namespace quantlens::detail

@@ -1,0 +1,96 @@
+// Model: source dispatch and the source-independent parts of the interface (model.h).
+#include "model/model.h"
+
+#include <cstring>
+#include <filesystem>
+
+#include "core/error.h"
+#include "core/mmap_file.h"
+#include "model/names.h"
+#include "model/sources.h"
+
+namespace quantlens {
+
+namespace fs = std::filesystem;
+
+int64_t TensorInfo::n_elements() const {
+    if (ne.empty()) return 0;
+    int64_t n = 1;
+    for (int64_t d : ne) n *= d;
+    return n;
+}
+
+uint64_t TensorInfo::nbytes() const {
+    if (ne.empty()) return 0;
+    return static_cast<uint64_t>(ggml_row_size(type, ne[0])) *
+           static_cast<uint64_t>(n_elements() / std::max<int64_t>(ne[0], 1));
+}
+
+std::unique_ptr<Model> Model::open(const std::string& path) {
+    QL_CHECK(fs::exists(path), "{}: no such file or directory", path);
+    if (fs::is_directory(path)) return detail::open_hf_model(path);
+    if (fs::path(path).filename() == "config.json")
+        return detail::open_hf_model(fs::path(path).parent_path().string());
+    MappedFile f(path);
+    if (f.size() >= 4 && std::memcmp(f.data(), "GGUF", 4) == 0)
+        return detail::open_gguf_model(path);
+    fail(
+        "{}: not a model: expected a Hugging Face directory (config.json + safetensors) or a "
+        "GGUF file",
+        path);
+}
+
+const TensorInfo* Model::find(const std::string& gguf_name) const {
+    for (const auto& t : tensors_)
+        if (t.name == gguf_name) return &t;
+    return nullptr;
+}
+
+const TensorInfo& Model::get(const std::string& gguf_name) const {
+    const TensorInfo* t = find(gguf_name);
+    if (!t) fail("{}: model has no tensor '{}'", path_, gguf_name);
+    return *t;
+}
+
+std::vector<float> Model::read_f32(const TensorInfo& tensor) const {
+    std::vector<float> out(static_cast<size_t>(tensor.n_elements()));
+    read_f32(tensor, out);
+    return out;
+}
+
+int64_t Model::total_params() const {
+    int64_t n = 0;
+    for (const auto& t : tensors_) n += t.n_elements();
+    return n;
+}
+
+uint64_t Model::total_bytes() const {
+    uint64_t n = 0;
+    for (const auto& t : tensors_) n += t.nbytes();
+    return n;
+}
+
+namespace detail {
+
+void check_shape(const TensorInfo& t, const ModelConfig& config, const std::string& file,
+                 const char* config_source) {
+    std::vector<int64_t> want = expected_ne(t.role, config);
+    if (want.empty()) return;
+    std::vector<int64_t> got = t.ne;
+    auto strip = [](std::vector<int64_t>& v) {
+        while (v.size() > 1 && v.back() == 1) v.pop_back();
+    };
+    strip(want);
+    strip(got);
+    QL_CHECK(got == want,
+             "{}: tensor '{}' ({}) has shape {} (ggml order), but {} implies {} for a {} tensor "
+             "(hidden {}, heads {}/{}, head_dim {}, ffn {}, vocab {}, experts {})",
+             file, t.hf_name.empty() ? t.name : t.hf_name, t.name, format_shape(t.ne),
+             config_source, format_shape(want), role_name(t.role), config.hidden, config.n_heads,
+             config.n_kv_heads, config.head_dim, config.ffn, config.vocab, config.n_experts);
+    QL_CHECK(t.layer < config.n_layers, "{}: tensor '{}' is in layer {}, but {} says {} layers",
+             file, t.name, t.layer, config_source, config.n_layers);
+}
+
+}  // namespace detail
+}  // namespace quantlens

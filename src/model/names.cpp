@@ -1,0 +1,298 @@
+// HF ↔ GGUF names, roles, quantizability and expected shapes (see names.h).
+#include "model/names.h"
+
+#include <cstdlib>
+
+#include "core/error.h"
+
+namespace quantlens {
+
+namespace {
+
+struct RoleEntry {
+    TensorRole role;
+    const char* name;  // role_name()
+    const char* gguf;  // GGUF base name ("attn_q"); suffix .weight or .bias follows
+};
+
+// Biases share the GGUF base name with their weight, so their entries come after the
+// weights; role_from_gguf_name() picks the bias role by suffix.
+constexpr RoleEntry kRoles[] = {
+    {TensorRole::Embed, "embed", "token_embd"},
+    {TensorRole::Output, "output", "output"},
+    {TensorRole::OutputNorm, "output_norm", "output_norm"},
+    {TensorRole::AttnNorm, "attn_norm", "attn_norm"},
+    {TensorRole::FfnNorm, "ffn_norm", "ffn_norm"},
+    {TensorRole::AttnQ, "attn_q", "attn_q"},
+    {TensorRole::AttnK, "attn_k", "attn_k"},
+    {TensorRole::AttnV, "attn_v", "attn_v"},
+    {TensorRole::AttnO, "attn_o", "attn_output"},
+    {TensorRole::AttnQNorm, "attn_q_norm", "attn_q_norm"},
+    {TensorRole::AttnKNorm, "attn_k_norm", "attn_k_norm"},
+    {TensorRole::AttnQBias, "attn_q_bias", "attn_q"},
+    {TensorRole::AttnKBias, "attn_k_bias", "attn_k"},
+    {TensorRole::AttnVBias, "attn_v_bias", "attn_v"},
+    {TensorRole::FfnGate, "ffn_gate", "ffn_gate"},
+    {TensorRole::FfnUp, "ffn_up", "ffn_up"},
+    {TensorRole::FfnDown, "ffn_down", "ffn_down"},
+    {TensorRole::Router, "router", "ffn_gate_inp"},
+    {TensorRole::ExpertGate, "expert_gate", "ffn_gate_exps"},
+    {TensorRole::ExpertUp, "expert_up", "ffn_up_exps"},
+    {TensorRole::ExpertDown, "expert_down", "ffn_down_exps"},
+    {TensorRole::SharedGate, "shared_gate", "ffn_gate_shexp"},
+    {TensorRole::SharedUp, "shared_up", "ffn_up_shexp"},
+    {TensorRole::SharedDown, "shared_down", "ffn_down_shexp"},
+    {TensorRole::SharedRouter, "shared_router", "ffn_gate_inp_shexp"},
+    {TensorRole::Other, "other", ""},
+};
+
+// HF per-layer suffix → GGUF base name. Mixtral experts and Qwen2-MoE experts are matched
+// separately because they carry an expert index.
+struct LayerName {
+    const char* hf;
+    const char* gguf;
+};
+constexpr LayerName kLayerNames[] = {
+    {"input_layernorm", "attn_norm"},
+    {"post_attention_layernorm", "ffn_norm"},
+    {"self_attn.q_proj", "attn_q"},
+    {"self_attn.k_proj", "attn_k"},
+    {"self_attn.v_proj", "attn_v"},
+    {"self_attn.o_proj", "attn_output"},
+    {"self_attn.q_norm", "attn_q_norm"},
+    {"self_attn.k_norm", "attn_k_norm"},
+    {"mlp.gate_proj", "ffn_gate"},
+    {"mlp.up_proj", "ffn_up"},
+    {"mlp.down_proj", "ffn_down"},
+    {"block_sparse_moe.gate", "ffn_gate_inp"},
+    {"mlp.gate", "ffn_gate_inp"},
+    {"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
+    {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+    {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
+    {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
+};
+
+struct ExpertName {
+    const char* prefix;  // before the expert index
+    const char* hf;      // after it
+    const char* gguf;
+};
+constexpr ExpertName kExpertNames[] = {
+    {"block_sparse_moe.experts", "w1", "ffn_gate_exps"},
+    {"block_sparse_moe.experts", "w3", "ffn_up_exps"},
+    {"block_sparse_moe.experts", "w2", "ffn_down_exps"},
+    {"mlp.experts", "gate_proj", "ffn_gate_exps"},
+    {"mlp.experts", "up_proj", "ffn_up_exps"},
+    {"mlp.experts", "down_proj", "ffn_down_exps"},
+};
+
+bool parse_index(const std::string& s, int& out) {
+    if (s.empty() || s.size() > 6) return false;
+    for (char c : s)
+        if (c < '0' || c > '9') return false;
+    out = std::atoi(s.c_str());
+    return true;
+}
+
+}  // namespace
+
+const char* role_name(TensorRole role) {
+    for (const auto& r : kRoles)
+        if (r.role == role) return r.name;
+    return "other";
+}
+
+std::optional<TensorRole> role_from_name(const std::string& name) {
+    for (const auto& r : kRoles)
+        if (name == r.name) return r.role;
+    return std::nullopt;
+}
+
+std::optional<HfName> hf_to_gguf(const std::string& hf) {
+    if (hf == "model.embed_tokens.weight") return HfName{"token_embd.weight"};
+    if (hf == "model.norm.weight") return HfName{"output_norm.weight"};
+    if (hf == "lm_head.weight") return HfName{"output.weight"};
+
+    static const std::string kPrefix = "model.layers.";
+    if (hf.rfind(kPrefix, 0) != 0) return std::nullopt;
+    const size_t dot = hf.find('.', kPrefix.size());
+    if (dot == std::string::npos) return std::nullopt;
+    HfName out;
+    if (!parse_index(hf.substr(kPrefix.size(), dot - kPrefix.size()), out.layer))
+        return std::nullopt;
+    std::string rest = hf.substr(dot + 1);  // "self_attn.q_proj.weight"
+    std::string suffix;
+    for (const char* s : {".weight", ".bias"}) {
+        const std::string sf = s;
+        if (rest.size() > sf.size() && rest.compare(rest.size() - sf.size(), sf.size(), sf) == 0) {
+            suffix = sf;
+            rest.resize(rest.size() - sf.size());
+        }
+    }
+    if (suffix.empty()) return std::nullopt;
+    const std::string blk = "blk." + std::to_string(out.layer) + ".";
+    for (const auto& n : kLayerNames) {
+        if (rest == n.hf) {
+            out.gguf = blk + n.gguf + suffix;
+            return out;
+        }
+    }
+    for (const auto& e : kExpertNames) {
+        const std::string prefix = std::string(e.prefix) + ".";
+        const std::string tail = std::string(".") + e.hf;
+        if (rest.rfind(prefix, 0) != 0 || rest.size() <= prefix.size() + tail.size()) continue;
+        if (rest.compare(rest.size() - tail.size(), tail.size(), tail) != 0) continue;
+        const std::string idx =
+            rest.substr(prefix.size(), rest.size() - prefix.size() - tail.size());
+        if (!parse_index(idx, out.expert)) continue;
+        out.gguf = blk + e.gguf + suffix;
+        return out;
+    }
+    return std::nullopt;
+}
+
+std::string gguf_to_hf(const std::string& gguf, Arch arch) {
+    if (gguf == "token_embd.weight") return "model.embed_tokens.weight";
+    if (gguf == "output_norm.weight") return "model.norm.weight";
+    if (gguf == "output.weight") return "lm_head.weight";
+    const int layer = layer_from_gguf_name(gguf);
+    if (layer < 0) return "";
+    const std::string blk = "blk." + std::to_string(layer) + ".";
+    std::string rest = gguf.substr(blk.size());
+    std::string suffix;
+    for (const char* s : {".weight", ".bias"}) {
+        const std::string sf = s;
+        if (rest.size() > sf.size() && rest.compare(rest.size() - sf.size(), sf.size(), sf) == 0) {
+            suffix = sf;
+            rest.resize(rest.size() - sf.size());
+        }
+    }
+    const std::string hf_layer = "model.layers." + std::to_string(layer) + ".";
+    const bool mixtral = arch == Arch::Mixtral;
+    for (const auto& n : kLayerNames) {
+        if (rest != n.gguf) continue;
+        const std::string hf = n.hf;
+        // The router has two HF spellings; pick the one of this architecture.
+        if (rest == "ffn_gate_inp" && (hf == "block_sparse_moe.gate") != mixtral) continue;
+        return hf_layer + hf + suffix;
+    }
+    for (const auto& e : kExpertNames) {
+        if (rest != e.gguf) continue;
+        if ((std::string(e.prefix) == "block_sparse_moe.experts") != mixtral) continue;
+        return hf_layer + e.prefix + ".{E}." + e.hf + suffix;
+    }
+    return "";
+}
+
+int layer_from_gguf_name(const std::string& gguf) {
+    if (gguf.rfind("blk.", 0) != 0) return -1;
+    const size_t dot = gguf.find('.', 4);
+    int layer = -1;
+    if (dot == std::string::npos || !parse_index(gguf.substr(4, dot - 4), layer)) return -1;
+    return layer;
+}
+
+TensorRole role_from_gguf_name(const std::string& gguf) {
+    std::string base = gguf;
+    bool bias = false;
+    if (base.size() > 5 && base.compare(base.size() - 5, 5, ".bias") == 0) {
+        bias = true;
+        base.resize(base.size() - 5);
+    } else if (base.size() > 7 && base.compare(base.size() - 7, 7, ".weight") == 0) {
+        base.resize(base.size() - 7);
+    }
+    if (const int layer = layer_from_gguf_name(gguf); layer >= 0)
+        base = base.substr(base.find('.', 4) + 1);
+    if (bias) {
+        if (base == "attn_q") return TensorRole::AttnQBias;
+        if (base == "attn_k") return TensorRole::AttnKBias;
+        if (base == "attn_v") return TensorRole::AttnVBias;
+        return TensorRole::Other;
+    }
+    for (const auto& r : kRoles) {
+        if (r.role == TensorRole::AttnQBias) break;  // bias entries follow; weights only here
+        if (base == r.gguf) return r.role;
+    }
+    for (const auto& r : kRoles)
+        if (r.role > TensorRole::AttnVBias && base == r.gguf) return r.role;
+    return TensorRole::Other;
+}
+
+bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
+    if (ne.size() < 2) return false;
+    switch (role) {
+        case TensorRole::OutputNorm:
+        case TensorRole::AttnNorm:
+        case TensorRole::FfnNorm:
+        case TensorRole::AttnQNorm:
+        case TensorRole::AttnKNorm:
+        case TensorRole::AttnQBias:
+        case TensorRole::AttnKBias:
+        case TensorRole::AttnVBias:
+        case TensorRole::Router:
+        case TensorRole::SharedRouter:
+        case TensorRole::Other:
+            return false;
+        default:
+            return true;
+    }
+}
+
+std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
+    const int64_t q = c.n_heads * c.head_dim;
+    const int64_t kv = c.n_kv_heads * c.head_dim;
+    switch (role) {
+        case TensorRole::Embed:
+        case TensorRole::Output:
+            return {c.hidden, c.vocab};
+        case TensorRole::OutputNorm:
+        case TensorRole::AttnNorm:
+        case TensorRole::FfnNorm:
+            return {c.hidden};
+        case TensorRole::AttnQ:
+            return {c.hidden, q};
+        case TensorRole::AttnK:
+        case TensorRole::AttnV:
+            return {c.hidden, kv};
+        case TensorRole::AttnO:
+            return {q, c.hidden};
+        case TensorRole::AttnQNorm:
+        case TensorRole::AttnKNorm:
+            return {c.head_dim};
+        case TensorRole::AttnQBias:
+            return {q};
+        case TensorRole::AttnKBias:
+        case TensorRole::AttnVBias:
+            return {kv};
+        case TensorRole::FfnGate:
+        case TensorRole::FfnUp:
+            return {c.hidden, c.ffn};
+        case TensorRole::FfnDown:
+            return {c.ffn, c.hidden};
+        case TensorRole::Router:
+            return {c.hidden, c.n_experts};
+        case TensorRole::ExpertGate:
+        case TensorRole::ExpertUp:
+            return {c.hidden, c.ffn, c.n_experts};
+        case TensorRole::ExpertDown:
+            return {c.ffn, c.hidden, c.n_experts};
+        case TensorRole::SharedGate:
+        case TensorRole::SharedUp:
+            return {c.hidden, c.shared_expert_ffn};
+        case TensorRole::SharedDown:
+            return {c.shared_expert_ffn, c.hidden};
+        case TensorRole::SharedRouter:
+            return {c.hidden};
+        case TensorRole::Other:
+            return {};
+    }
+    return {};
+}
+
+std::string format_shape(const std::vector<int64_t>& dims) {
+    std::string s = "[";
+    for (size_t i = 0; i < dims.size(); ++i) s += (i ? ", " : "") + std::to_string(dims[i]);
+    return s + "]";
+}
+
+}  // namespace quantlens

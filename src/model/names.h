@@ -1,0 +1,44 @@
+// Hugging Face ↔ llama.cpp GGUF tensor names, and what each tensor is (role, layer,
+// whether llama.cpp would quantize it). The mapping follows llama.cpp's converter
+// (gguf-py tensor_mapping) for the architectures we support.
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "formats/model_config.h"
+#include "model/model.h"
+
+namespace quantlens {
+
+struct HfName {
+    std::string gguf;  // "blk.3.attn_q.weight"; for an expert "blk.3.ffn_gate_exps.weight"
+    int layer = -1;
+    int expert = -1;  // ≥ 0 for one expert's slice of a stacked tensor
+};
+
+// Maps an HF tensor name; nullopt for names we do not know (the caller reports them).
+std::optional<HfName> hf_to_gguf(const std::string& hf_name);
+
+// The HF name (or, for stacked experts, the pattern with "{E}") of a GGUF tensor in a
+// model of this architecture; "" when there is none.
+std::string gguf_to_hf(const std::string& gguf_name, Arch arch);
+
+// Role and layer from a GGUF name ("blk.3.ffn_down.weight" → FfnDown, 3).
+TensorRole role_from_gguf_name(const std::string& gguf_name);
+int layer_from_gguf_name(const std::string& gguf_name);  // -1 outside blocks
+
+// Inverse of role_name(); nullopt if unknown. Lets recipes and CLI filters name roles.
+std::optional<TensorRole> role_from_name(const std::string& name);
+
+// llama.cpp quantizes 2-D+ weights except norms and the MoE routers.
+bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne);
+
+// Expected ggml shape (ne) of a tensor of this role in a model with this config; empty
+// when the role has no fixed shape (Other).
+std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& config);
+
+std::string format_shape(const std::vector<int64_t>& dims);  // "[256, 4096]"
+
+}  // namespace quantlens
