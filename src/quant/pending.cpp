@@ -14,7 +14,5 @@ namespace quantlens::kernels {
         fail("quantization type " #t " is not implemented yet");                          \
     }
 
-QL_PENDING(iq1_s)
-QL_PENDING(iq1_m)
 
 }  // namespace quantlens::kernels

@@ -1,0 +1,394 @@
+// IQ1_S and IQ1_M: groups of 8 ternary values {-1, 0, +1} from a 2048-point lattice
+// (ggml's iq1s_grid), shifted by +-1/8 per group, with 3-bit sub-block scales. IQ1_S
+// (importance required) has one fp16 scale and one shift per 32 weights; IQ1_M spreads its
+// fp16 super-scale over the 4-bit-aligned top bits of the sub-scales and chooses a shift per
+// 8 weights. Both find the optimal 3-way split of the sorted weights exactly, then snap to
+// the lattice, as ggml's quantize_row_iq1_s_impl / quantize_row_iq1_m_impl do.
+#include <algorithm>
+#include <limits>
+#include <numeric>
+
+#include "quant/iq_common.h"
+#include "quant/iq_grids.h"
+#include "quant/kernels.h"
+#include "quant/tables_generated.h"
+
+namespace quantlens::kernels {
+namespace {
+
+using namespace iq;
+using blocks::block_iq1_m;
+using blocks::block_iq1_s;
+using blocks::QK_K;
+
+constexpr float kXp[3] = {-1 + kIq1Delta, kIq1Delta, 1 + kIq1Delta};
+constexpr float kXm[3] = {-1 - kIq1Delta, -kIq1Delta, 1 - kIq1Delta};
+
+// Grid index of 8 ternary levels (0, 1, 2 for -1, 0, +1); off-grid vectors go to the
+// neighbour with the least weighted error at `scale` with values xx[level]. L is rewritten
+// to the chosen point's levels. Sets *on_grid.
+int snap_iq1(const IqGrid& grid, const float* xb, const float* weight, float scale, const float* xx,
+             int8_t* L, bool* on_grid) {
+    int packed = 0;
+    for (int j = 0; j < 8; ++j) packed |= L[j] << (2 * j);
+    int index = grid.map[packed];
+    *on_grid = index >= 0;
+    if (index >= 0) return index;
+    const uint16_t* nb = grid.neighbours_of(packed);
+    float best = std::numeric_limits<float>::max();
+    for (int n = 1; n <= nb[0]; ++n) {
+        const int8_t* p = grid.point(nb[n]);
+        float d2 = 0;
+        for (int i = 0; i < 8; ++i) {
+            const float q = xx[(p[i] - 1) / 2];
+            const float w = weight[i];
+            const float diff = scale * q - xb[i];
+            d2 += w * diff * diff;
+        }
+        if (d2 < best) {
+            best = d2;
+            index = nb[n];
+        }
+    }
+    QL_ASSERT(index >= 0);
+    const int8_t* p = grid.point(index);
+    for (int i = 0; i < 8; ++i) L[i] = static_cast<int8_t>((p[i] - 1) / 2);
+    return index;
+}
+
+// Indices of xb sorted by value (stable, as the small-array qsort ggml relies on).
+template <int N>
+void sort_indices(const float* xb, int* idx) {
+    std::iota(idx, idx + N, 0);
+    std::stable_sort(idx, idx + N, [&](int a, int b) { return xb[a] < xb[b]; });
+}
+
+float sigma2_of(const float* xbl) {
+    float sumx2 = 0;
+    for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
+    return 2 * sumx2 / QK_K;
+}
+
+void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw, block_iq1_s* y) {
+    constexpr int kBlock = 32;
+    float scales[QK_K / kBlock];
+    int8_t shifts[QK_K / kBlock];
+    float weight[kBlock], sumx[kBlock + 1], sumw[kBlock + 1];
+    int8_t L[kBlock];
+    int idx[kBlock];
+    y->d = to_half(0.f);
+    std::memset(y->qs, 0, sizeof y->qs);
+    std::memset(y->qh, 0, sizeof y->qh);
+    float max_scale = 0;
+    const float sigma2 = sigma2_of(xbl);
+    for (int ib = 0; ib < QK_K / kBlock; ++ib) {
+        const float* xb = xbl + kBlock * ib;
+        const float* w = qw + kBlock * ib;
+        for (int i = 0; i < kBlock; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        float max = std::fabs(xb[0]);
+        for (int i = 1; i < kBlock; ++i) max = std::max(max, std::fabs(xb[i]));
+        if (max < kGroupMaxEpsIq1S) {
+            scales[ib] = 0;
+            shifts[ib] = 1;
+            continue;
+        }
+        // With three values the weighted least-squares optimum is found exhaustively over
+        // the two split points of the sorted weights, using prefix sums.
+        sort_indices<kBlock>(xb, idx);
+        sumx[0] = sumw[0] = 0;
+        for (int j = 0; j < kBlock; ++j) {
+            const int i = idx[j];
+            sumx[j + 1] = sumx[j] + weight[i] * xb[i];
+            sumw[j + 1] = sumw[j] + weight[i];
+        }
+        float best_score = -std::numeric_limits<float>::max(), scale = max;
+        int besti1 = -1, besti2 = -1, best_shift = 0;
+        for (int i1 = 0; i1 <= kBlock; ++i1) {
+            for (int i2 = i1; i2 <= kBlock; ++i2) {
+                for (const int shift : {1, -1}) {
+                    const float* v = shift == 1 ? kXp : kXm;
+                    const float sumqx = (sumx[i1] - sumx[0]) * v[0] + (sumx[i2] - sumx[i1]) * v[1] +
+                                        (sumx[kBlock] - sumx[i2]) * v[2];
+                    const float sumq2 = (sumw[i1] - sumw[0]) * v[0] * v[0] +
+                                        (sumw[i2] - sumw[i1]) * v[1] * v[1] +
+                                        (sumw[kBlock] - sumw[i2]) * v[2] * v[2];
+                    if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
+                        scale = sumqx / sumq2;
+                        best_score = scale * sumqx;
+                        besti1 = i1;
+                        besti2 = i2;
+                        best_shift = shift;
+                    }
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || best_shift == 0) {
+            scales[ib] = 0;
+            shifts[ib] = 1;
+            continue;
+        }
+        for (int j = 0; j < besti1; ++j) L[idx[j]] = 0;
+        for (int j = besti1; j < besti2; ++j) L[idx[j]] = 1;
+        for (int j = besti2; j < kBlock; ++j) L[idx[j]] = 2;
+        if (scale < 0) {
+            for (int8_t& l : L) l = static_cast<int8_t>(2 - l);
+            scale = -scale;
+            best_shift = -best_shift;
+        }
+        const float* xx = best_shift == 1 ? kXp : kXm;
+        bool all_on_grid = true;
+        int index[kBlock / 8];
+        for (int k = 0; k < kBlock / 8; ++k) {
+            bool on;
+            index[k] = snap_iq1(grid, xb + 8 * k, weight + 8 * k, scale, xx, L + 8 * k, &on);
+            all_on_grid = all_on_grid && on;
+        }
+        if (!all_on_grid) {
+            float sumqx = 0, sumq2 = 0;
+            for (int k = 0; k < kBlock / 8; ++k) {
+                const int8_t* p = grid.point(index[k]);
+                for (int j = 0; j < 8; ++j) {
+                    const float wj = weight[8 * k + j];
+                    const float q = xx[(p[j] - 1) / 2];
+                    sumqx += wj * q * xb[8 * k + j];
+                    sumq2 += wj * q * q;
+                }
+            }
+            if (sumqx > 0 && sumq2 > 0) scale = sumqx / sumq2;
+        }
+        uint16_t h = 0;
+        for (int k = 0; k < kBlock / 8; ++k) {
+            y->qs[(kBlock / 8) * ib + k] = static_cast<uint8_t>(index[k] & 255);
+            h |= static_cast<uint16_t>((index[k] >> 8) << (3 * k));
+        }
+        y->qh[ib] = h;
+        scales[ib] = scale;
+        shifts[ib] = static_cast<int8_t>(best_shift);
+        max_scale = std::max(max_scale, scale);
+    }
+    if (!max_scale) return;
+    const float d = max_scale / 15;
+    y->d = to_half(d * 1.125f);  // ggml's empirical correction
+    const float id = 1 / d;
+    for (int ib = 0; ib < QK_K / kBlock; ++ib) {
+        int l = std::max(0, std::min(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+        if (shifts[ib] == -1) l |= 8;
+        y->qh[ib] |= static_cast<uint16_t>(l << 12);
+    }
+}
+
+void iq1_m_weights(const float* xb, const float* qw, float sigma2, float* weight) {
+    if (qw) {
+        for (int i = 0; i < 16; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+    } else {
+        for (int i = 0; i < 16; ++i) weight[i] = xb[i] * xb[i];
+    }
+}
+
+// Shift pattern k: bit 1 = first 8 weights use -delta, bit 0 = second 8 use -delta.
+const float* iq1_m_values(int k, int group) {
+    return (group == 0 ? k < 2 : k % 2 == 0) ? kXp : kXm;
+}
+
+void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw, block_iq1_m* y) {
+    constexpr int kBlock = 16;
+    static constexpr uint8_t kMasks[4] = {0x00, 0x80, 0x08, 0x88};
+    float scales[QK_K / kBlock];
+    int8_t shifts[QK_K / kBlock];
+    float weight[kBlock];
+    int8_t L[kBlock];
+    int idx[kBlock];
+    std::memset(y, 0, sizeof *y);
+    float max_scale = 0;
+    const float sigma2 = sigma2_of(xbl);
+    for (int ib = 0; ib < QK_K / kBlock; ++ib) {
+        const float* xb = xbl + kBlock * ib;
+        iq1_m_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight);
+        float max = std::fabs(xb[0]);
+        for (int i = 1; i < kBlock; ++i) max = std::max(max, std::fabs(xb[i]));
+        if (max < kGroupMaxEpsIq1M) {
+            scales[ib] = 0;
+            shifts[ib] = 0;
+            continue;
+        }
+        sort_indices<kBlock>(xb, idx);
+        float best_score = -std::numeric_limits<float>::max(), scale = max;
+        int besti1 = -1, besti2 = -1, best_k = -1;
+        // Every split (i1, i2) of the sorted weights into the three levels, scored for the
+        // four shift patterns (bit 1: first 8 weights use -delta, bit 0: second 8). The sums
+        // are accumulated weight by weight in sorted order, as ggml does: with tied values
+        // (a constant block) the winner is decided by that rounding.
+        for (int i1 = 0; i1 <= kBlock; ++i1) {
+            for (int i2 = i1; i2 <= kBlock; ++i2) {
+                float sumqx[4] = {}, sumq2[4] = {};
+                for (int j = 0; j < kBlock; ++j) {
+                    const int i = idx[j];
+                    const int level = j < i1 ? 0 : j < i2 ? 1 : 2;
+                    const float p = kXp[level], m = kXm[level];
+                    // Patterns whose shift for this weight's half is + use p, the others m.
+                    const bool first = i < kBlock / 2;
+                    const float v[4] = {p, first ? p : m, first ? m : p, m};
+                    for (int k = 0; k < 4; ++k) sumqx[k] += weight[i] * v[k] * xb[i];
+                    for (int k = 0; k < 4; ++k) sumq2[k] += weight[i] * v[k] * v[k];
+                }
+                for (int k = 0; k < 4; ++k) {
+                    if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best_score * sumq2[k]) {
+                        scale = sumqx[k] / sumq2[k];
+                        best_score = scale * sumqx[k];
+                        besti1 = i1;
+                        besti2 = i2;
+                        best_k = k;
+                    }
+                }
+            }
+        }
+        if (besti1 < 0 || besti2 < 0 || best_k < 0) {
+            scales[ib] = 0;
+            shifts[ib] = 0;
+            continue;
+        }
+        for (int j = 0; j < besti1; ++j) L[idx[j]] = 0;
+        for (int j = besti1; j < besti2; ++j) L[idx[j]] = 1;
+        for (int j = besti2; j < kBlock; ++j) L[idx[j]] = 2;
+        if (scale < 0) {
+            for (int8_t& l : L) l = static_cast<int8_t>(2 - l);
+            scale = -scale;
+            best_k = 3 - best_k;
+        }
+        bool all_on_grid = true;
+        int index[2];
+        for (int k = 0; k < 2; ++k) {
+            bool on;
+            index[k] = snap_iq1(grid, xb + 8 * k, weight + 8 * k, scale, iq1_m_values(best_k, k),
+                                L + 8 * k, &on);
+            all_on_grid = all_on_grid && on;
+        }
+        if (!all_on_grid) {
+            float sumqx = 0, sumq2 = 0;
+            for (int k = 0; k < 2; ++k) {
+                const float* xx = iq1_m_values(best_k, k);
+                const int8_t* p = grid.point(index[k]);
+                for (int j = 0; j < 8; ++j) {
+                    const float w = weight[8 * k + j];
+                    const float q = xx[(p[j] - 1) / 2];
+                    sumqx += w * q * xb[8 * k + j];
+                    sumq2 += w * q * q;
+                }
+            }
+            if (sumqx > 0 && sumq2 > 0) scale = sumqx / sumq2;
+        }
+        y->qs[2 * ib] = static_cast<uint8_t>(index[0] & 255);
+        y->qs[2 * ib + 1] = static_cast<uint8_t>(index[1] & 255);
+        y->qh[ib] = static_cast<uint8_t>((index[0] >> 8) | ((index[1] >> 8) << 4));
+        scales[ib] = scale;
+        shifts[ib] = static_cast<int8_t>(best_k);
+        max_scale = std::max(max_scale, scale);
+    }
+    if (!max_scale) return;
+
+    // Quantize the sub-scales, then refit the super-scale against the final quantized
+    // values of the whole block.
+    uint16_t sc[4] = {};
+    float d = max_scale / 15;
+    const float id = 1 / d;
+    float sumqx = 0, sumq2 = 0;
+    for (int ib = 0; ib < QK_K / kBlock; ++ib) {
+        const int l = std::max(0, std::min(7, nearest_int(0.5f * (id * scales[ib] - 1))));
+        sc[ib / 4] |= static_cast<uint16_t>(l << (3 * (ib % 4)));
+        y->qh[ib] |= kMasks[shifts[ib]];
+        const float* xb = xbl + kBlock * ib;
+        iq1_m_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight);
+        for (int k = 0; k < 2; ++k) {
+            const float* xx = iq1_m_values(shifts[ib], k);
+            const int index = y->qs[2 * ib + k] + ((y->qh[ib] << (8 - 4 * k)) & 0x700);
+            const int8_t* p = grid.point(index);
+            for (int j = 0; j < 8; ++j) {
+                const float w = weight[8 * k + j];
+                const float q = xx[(p[j] - 1) / 2] * (2 * l + 1);
+                sumqx += w * q * xb[8 * k + j];
+                sumq2 += w * q * q;
+            }
+        }
+    }
+    if (sumq2 > 0) d = sumqx / sumq2;
+    const uint16_t s = to_half(d * 1.1125f);  // ggml's empirical correction
+    sc[0] |= static_cast<uint16_t>((s & 0x000f) << 12);
+    sc[1] |= static_cast<uint16_t>((s & 0x00f0) << 8);
+    sc[2] |= static_cast<uint16_t>((s & 0x0f00) << 4);
+    sc[3] |= static_cast<uint16_t>(s & 0xf000);
+    std::memcpy(y->scales, sc, sizeof sc);
+}
+
+}  // namespace
+
+void quantize_rows_iq1_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                         const float* importance) {
+    require_importance(importance, "IQ1_S");
+    const IqGrid& grid = iq_grid(GridKind::Iq1s);
+    auto* y = static_cast<block_iq1_s*>(dst);
+    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
+        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
+            quantize_iq1_s_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
+}
+
+void dequantize_row_iq1_s(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const block_iq1_s*>(src);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        const float d = from_half(x[i].d);
+        const uint8_t* qs = x[i].qs;
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const uint16_t qh = x[i].qh[ib];
+            const float dl = d * (2 * ((qh >> 12) & 7) + 1);
+            const float delta = qh & 0x8000 ? -kIq1Delta : kIq1Delta;
+            for (int l = 0; l < 4; ++l) {
+                const auto* grid = reinterpret_cast<const int8_t*>(
+                    tables::iq1s_grid + (qs[l] | (((qh >> 3 * l) & 7) << 8)));
+                for (int j = 0; j < 8; ++j) y[j] = dl * (grid[j] + delta);
+                y += 8;
+            }
+            qs += 4;
+        }
+    }
+}
+
+void quantize_rows_iq1_m(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                         const float* importance) {
+    const IqGrid& grid = iq_grid(GridKind::Iq1s);
+    auto* y = static_cast<block_iq1_m*>(dst);
+    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
+        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
+            quantize_iq1_m_block(grid, src + QK_K * ibl,
+                                 importance ? importance + QK_K * ibl : nullptr, y);
+}
+
+void dequantize_row_iq1_m(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const block_iq1_m*>(src);
+    for (int64_t i = 0; i < n / QK_K; i++) {
+        uint16_t sc[4];
+        std::memcpy(sc, x[i].scales, sizeof sc);
+        const uint16_t s16 = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                                   ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+        const float d = from_half(s16);
+        const uint8_t* qs = x[i].qs;
+        const uint8_t* qh = x[i].qh;
+        for (int ib = 0; ib < QK_K / 32; ++ib) {
+            const float dl1 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 0x7) + 1);
+            const float dl2 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 0x7) + 1);
+            const int idx[4] = {qs[0] | ((qh[0] << 8) & 0x700), qs[1] | ((qh[0] << 4) & 0x700),
+                                qs[2] | ((qh[1] << 8) & 0x700), qs[3] | ((qh[1] << 4) & 0x700)};
+            const float delta[4] = {
+                qh[0] & 0x08 ? -kIq1Delta : kIq1Delta, qh[0] & 0x80 ? -kIq1Delta : kIq1Delta,
+                qh[1] & 0x08 ? -kIq1Delta : kIq1Delta, qh[1] & 0x80 ? -kIq1Delta : kIq1Delta};
+            for (int l = 0; l < 4; ++l) {
+                const auto* grid = reinterpret_cast<const int8_t*>(tables::iq1s_grid + idx[l]);
+                const float dl = l < 2 ? dl1 : dl2;
+                for (int j = 0; j < 8; ++j) y[j] = dl * (grid[j] + delta[l]);
+                y += 8;
+            }
+            qs += 4;
+            qh += 2;
+        }
+    }
+}
+
+}  // namespace quantlens::kernels
