@@ -1,0 +1,32 @@
+// Internals shared by the store's translation units (store.cpp: opening, schema, job
+// lifecycle; store_results.cpp: units, items, measurements, artifacts). Not a public header.
+#pragma once
+
+#include <mutex>
+#include <string>
+
+#include "jobs/sqlite_db.h"
+#include "jobs/store.h"
+
+namespace quantlens::jobs {
+
+struct Store::Impl {
+    Impl(const std::string& path, StoreOptions options)
+        : options(options), db(path, options.busy_timeout_ms) {}
+
+    StoreOptions options;
+    mutable detail::Db db;
+    // Serializes callers from several threads of one process: a connection's transaction is
+    // shared by every statement on it, so two threads must not interleave theirs.
+    mutable std::recursive_mutex mutex;
+
+    // Throws Error "{path}: job {id} does not exist".
+    void require_job(int64_t id) const;
+    Job read_job(int64_t id) const;  // throws when missing
+};
+
+namespace detail {
+double now_seconds();
+}  // namespace detail
+
+}  // namespace quantlens::jobs
