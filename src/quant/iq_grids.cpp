@@ -65,6 +65,17 @@ Source source(GridKind kind) {
     return {};
 }
 
+// Squared distance from pos to every grid point (Dim fixed so the loop vectorizes).
+template <int Dim>
+void distances(const IqGrid& g, const int8_t* pos, int* dist) {
+    for (int j = 0; j < g.n_points; ++j) {
+        const int8_t* p = g.point(j);
+        int d2 = 0;
+        for (int k = 0; k < Dim; ++k) d2 += (p[k] - pos[k]) * (p[k] - pos[k]);
+        dist[j] = d2;
+    }
+}
+
 IqGrid build(GridKind kind) {
     const Source s = source(kind);
     IqGrid g;
@@ -92,18 +103,20 @@ IqGrid build(GridKind kind) {
         if (g.map[u] >= 0) continue;
         for (int k = 0; k < s.dim; ++k)
             pos[k] = static_cast<int8_t>(2 * ((u >> (s.bits * k)) & mask) + 1);
+        if (s.dim == 8) {
+            distances<8>(g, pos, dist.data());
+        } else {
+            distances<4>(g, pos, dist.data());
+        }
         // The nwant smallest distinct squared distances.
         std::array<int, 3> smallest{};
         int have = 0;
         for (int j = 0; j < s.n_points; ++j) {
-            const int8_t* p = g.point(j);
-            int d2 = 0;
-            for (int k = 0; k < s.dim; ++k) d2 += (p[k] - pos[k]) * (p[k] - pos[k]);
-            dist[j] = d2;
+            const int d2 = dist[j];
+            if (have == s.nwant && d2 >= smallest[have - 1]) continue;
             int at = 0;
             while (at < have && smallest[at] < d2) ++at;
             if (at < have && smallest[at] == d2) continue;
-            if (at >= s.nwant) continue;
             for (int m = std::min(have, s.nwant - 1); m > at; --m) smallest[m] = smallest[m - 1];
             smallest[at] = d2;
             have = std::min(have + 1, s.nwant);
