@@ -215,21 +215,35 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
         float best_score = -std::numeric_limits<float>::max(), scale = max;
         int besti1 = -1, besti2 = -1, best_k = -1;
         // Every split (i1, i2) of the sorted weights into the three levels, scored for the
-        // four shift patterns (bit 1: first 8 weights use -delta, bit 0: second 8). The sums
-        // are accumulated weight by weight in sorted order, as ggml does: with tied values
-        // (a constant block) the winner is decided by that rounding.
+        // four shift patterns (bit 1: first 8 weights use -delta, bit 0: second 8). ggml
+        // accumulates each split's sums weight by weight in sorted order, and with tied values
+        // (a constant block) the winner is decided by that rounding; so the sums here are built
+        // in the same order, reusing the common prefix and precomputed per-weight terms.
+        float tx[kBlock][3][4], t2[kBlock][3][4];
+        for (int j = 0; j < kBlock; ++j) {
+            const int i = idx[j];
+            const bool first = i < kBlock / 2;
+            for (int level = 0; level < 3; ++level) {
+                const float p = kXp[level], m = kXm[level];
+                const float v[4] = {p, first ? p : m, first ? m : p, m};
+                for (int k = 0; k < 4; ++k) {
+                    tx[j][level][k] = weight[i] * v[k] * xb[i];
+                    t2[j][level][k] = weight[i] * v[k] * v[k];
+                }
+            }
+        }
+        float low_x[4] = {}, low_2[4] = {};  // sums over j < i1 at level 0
         for (int i1 = 0; i1 <= kBlock; ++i1) {
+            float mid_x[4], mid_2[4];  // plus j in [i1, i2) at level 1
+            std::memcpy(mid_x, low_x, sizeof mid_x);
+            std::memcpy(mid_2, low_2, sizeof mid_2);
             for (int i2 = i1; i2 <= kBlock; ++i2) {
-                float sumqx[4] = {}, sumq2[4] = {};
-                for (int j = 0; j < kBlock; ++j) {
-                    const int i = idx[j];
-                    const int level = j < i1 ? 0 : j < i2 ? 1 : 2;
-                    const float p = kXp[level], m = kXm[level];
-                    // Patterns whose shift for this weight's half is + use p, the others m.
-                    const bool first = i < kBlock / 2;
-                    const float v[4] = {p, first ? p : m, first ? m : p, m};
-                    for (int k = 0; k < 4; ++k) sumqx[k] += weight[i] * v[k] * xb[i];
-                    for (int k = 0; k < 4; ++k) sumq2[k] += weight[i] * v[k] * v[k];
+                float sumqx[4], sumq2[4];
+                std::memcpy(sumqx, mid_x, sizeof sumqx);
+                std::memcpy(sumq2, mid_2, sizeof sumq2);
+                for (int j = i2; j < kBlock; ++j) {
+                    for (int k = 0; k < 4; ++k) sumqx[k] += tx[j][2][k];
+                    for (int k = 0; k < 4; ++k) sumq2[k] += t2[j][2][k];
                 }
                 for (int k = 0; k < 4; ++k) {
                     if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best_score * sumq2[k]) {
@@ -240,6 +254,14 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
                         best_k = k;
                     }
                 }
+                if (i2 < kBlock) {
+                    for (int k = 0; k < 4; ++k) mid_x[k] += tx[i2][1][k];
+                    for (int k = 0; k < 4; ++k) mid_2[k] += t2[i2][1][k];
+                }
+            }
+            if (i1 < kBlock) {
+                for (int k = 0; k < 4; ++k) low_x[k] += tx[i1][0][k];
+                for (int k = 0; k < 4; ++k) low_2[k] += t2[i1][0][k];
             }
         }
         if (besti1 < 0 || besti2 < 0 || best_k < 0) {
