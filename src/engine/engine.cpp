@@ -1,0 +1,334 @@
+// The forward pass: see engine.h for the contract and kernels.h for the kernels.
+#include "engine/engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <numeric>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/parallel.h"
+#include "engine/kernels.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+namespace quantlens {
+
+struct Engine::LayerNames {
+    std::string attn_norm, q, k, v, o, q_bias, k_bias, v_bias, q_norm, k_norm;
+    std::string ffn_norm, gate, up, down, router, gate_exps, up_exps, down_exps;
+};
+
+namespace {
+
+std::string shape_str(const std::vector<int64_t>& ne) {
+    std::string s = "[";
+    for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
+    return s + "]";
+}
+
+}  // namespace
+
+Engine::Engine(const Model& model, EngineOptions options)
+    : model_(model), config_(model.config()), options_(options) {
+    engine_init_blas();
+    const ModelConfig& c = config_;
+    QL_CHECK(c.arch == Arch::Llama || c.arch == Arch::Mistral || c.arch == Arch::Qwen2 ||
+                 c.arch == Arch::Qwen3 || c.arch == Arch::Mixtral,
+             "{}: architecture '{}' is not supported by the engine yet (supported: llama, "
+             "mistral, qwen2, qwen3, mixtral)",
+             model.path(), arch_name(c.arch));
+    QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
+                 c.head_dim > 0 && c.vocab > 0 && c.n_heads % c.n_kv_heads == 0 &&
+                 c.head_dim % 2 == 0,
+             "{}: inconsistent config: layers {}, hidden {}, heads {}/{} (kv), head_dim {}, "
+             "vocab {}",
+             model.path(), c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab);
+    QL_CHECK(!c.is_moe() || (c.n_experts_used > 0 && c.n_experts_used <= c.n_experts),
+             "{}: {} experts with {} used per token", model.path(), c.n_experts, c.n_experts_used);
+
+    names_.resize(c.n_layers);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LayerNames& n = names_[l];
+        n.attn_norm = p + "attn_norm.weight";
+        n.q = p + "attn_q.weight";
+        n.k = p + "attn_k.weight";
+        n.v = p + "attn_v.weight";
+        n.o = p + "attn_output.weight";
+        n.q_bias = p + "attn_q.bias";
+        n.k_bias = p + "attn_k.bias";
+        n.v_bias = p + "attn_v.bias";
+        n.q_norm = p + "attn_q_norm.weight";
+        n.k_norm = p + "attn_k_norm.weight";
+        n.ffn_norm = p + "ffn_norm.weight";
+        n.gate = p + "ffn_gate.weight";
+        n.up = p + "ffn_up.weight";
+        n.down = p + "ffn_down.weight";
+        n.router = p + "ffn_gate_inp.weight";
+        n.gate_exps = p + "ffn_gate_exps.weight";
+        n.up_exps = p + "ffn_up_exps.weight";
+        n.down_exps = p + "ffn_down_exps.weight";
+    }
+    output_name_ = model.find("output.weight") ? "output.weight" : "token_embd.weight";
+    check_shapes();
+
+    std::vector<const TensorInfo*> infos;
+    for (const TensorInfo& t : model.tensors()) infos.push_back(&t);
+    std::vector<std::vector<float>> buffers(infos.size());
+    // Tensors are converted in parallel; each read_f32 may itself use the pool (then inline).
+    parallel_for(infos.size(), [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) {
+            buffers[i] = model.read_f32(*infos[i]);
+            if (options.f16_weights)
+                for (float& x : buffers[i]) x = round_to_f16(x);
+        }
+    });
+    for (size_t i = 0; i < infos.size(); ++i)
+        weights_.emplace(infos[i]->name, std::move(buffers[i]));
+}
+
+Engine::~Engine() = default;
+
+void Engine::check_shapes() const {
+    const ModelConfig& c = config_;
+    const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
+    auto expect = [&](const std::string& name, std::vector<int64_t> ne, bool required) {
+        const TensorInfo* t = model_.find(name);
+        if (!t) {
+            QL_CHECK(!required, "{}: tensor '{}' is missing (expected shape {} from the config)",
+                     model_.path(), name, shape_str(ne));
+            return;
+        }
+        QL_CHECK(t->ne == ne,
+                 "{}: tensor '{}' has shape {}, but the config (hidden {}, heads {}/{}, head_dim "
+                 "{}, ffn {}, vocab {}, experts {}) implies {}",
+                 model_.path(), name, shape_str(t->ne), c.hidden, c.n_heads, c.n_kv_heads,
+                 c.head_dim, c.ffn, c.vocab, c.n_experts, shape_str(ne));
+    };
+    expect("token_embd.weight", {C, c.vocab}, true);
+    expect("output_norm.weight", {C}, true);
+    expect("output.weight", {C, c.vocab}, false);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const LayerNames& n = names_[l];
+        expect(n.attn_norm, {C}, true);
+        expect(n.q, {C, HD}, true);
+        expect(n.k, {C, KD}, true);
+        expect(n.v, {C, KD}, true);
+        expect(n.o, {HD, C}, true);
+        expect(n.q_bias, {HD}, c.qkv_bias);
+        expect(n.k_bias, {KD}, c.qkv_bias);
+        expect(n.v_bias, {KD}, c.qkv_bias);
+        expect(n.q_norm, {c.head_dim}, c.qk_norm);
+        expect(n.k_norm, {c.head_dim}, c.qk_norm);
+        expect(n.ffn_norm, {C}, true);
+        if (c.is_moe()) {
+            expect(n.router, {C, c.n_experts}, true);
+            expect(n.gate_exps, {C, c.ffn, c.n_experts}, true);
+            expect(n.up_exps, {C, c.ffn, c.n_experts}, true);
+            expect(n.down_exps, {c.ffn, C, c.n_experts}, true);
+        } else {
+            expect(n.gate, {C, c.ffn}, true);
+            expect(n.up, {C, c.ffn}, true);
+            expect(n.down, {c.ffn, C}, true);
+        }
+    }
+}
+
+const float* Engine::weight_opt(const std::string& name) const {
+    if (auto it = overrides_.find(name); it != overrides_.end()) return it->second.data();
+    if (auto it = weights_.find(name); it != weights_.end()) return it->second.data();
+    return nullptr;
+}
+
+const float* Engine::weight(const std::string& name) const {
+    const float* w = weight_opt(name);
+    QL_ASSERT(w != nullptr);  // check_shapes guarantees every weight the pass reads
+    return w;
+}
+
+const std::vector<float>& Engine::original(const std::string& name) const {
+    auto it = weights_.find(name);
+    QL_CHECK(it != weights_.end(), "{}: no tensor named '{}'", model_.path(), name);
+    return it->second;
+}
+
+void Engine::set_override(const std::string& name, std::vector<float> values) {
+    const std::vector<float>& base = original(name);
+    QL_CHECK(values.size() == base.size(), "override for tensor '{}': {} values, expected {}", name,
+             values.size(), base.size());
+    overrides_[name] = std::move(values);
+}
+
+void Engine::clear_override(const std::string& name) {
+    overrides_.erase(name);
+}
+void Engine::clear_overrides() {
+    overrides_.clear();
+}
+
+void Engine::override_with_type(const std::string& name, GgmlType type, const float* importance) {
+    const std::vector<float>& base = original(name);
+    const TensorInfo& info = model_.get(name);
+    std::vector<float> q(base.size());
+    fake_quantize(type, base.data(), q.data(), info.n_rows(), info.n_per_row(), importance);
+    overrides_[name] = std::move(q);
+}
+
+void Engine::emit(HookEvent::Kind kind, int layer, const std::string* tensor, int expert,
+                  const float* data, int64_t rows, int64_t cols) const {
+    if (hook_) hook_(HookEvent{kind, layer, tensor, expert, data, rows, cols});
+}
+
+std::vector<float> Engine::embed(std::span<const int32_t> tokens) const {
+    const int64_t C = config_.hidden, N = static_cast<int64_t>(tokens.size());
+    const float* table = weight("token_embd.weight");  // [V, C]
+    std::vector<float> h(N * C);                       // [N, C]
+    for (int64_t n = 0; n < N; ++n) {
+        const int32_t id = tokens[n];
+        QL_CHECK(id >= 0 && id < config_.vocab,
+                 "{}: token id {} at position {} is outside the vocabulary of {}", model_.path(),
+                 id, n, config_.vocab);
+        std::copy_n(table + static_cast<int64_t>(id) * C, C, h.data() + n * C);
+    }
+    emit(HookEvent::Kind::Embedding, -1, nullptr, -1, h.data(), N, C);
+    return h;
+}
+
+void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const {
+    const ModelConfig& c = config_;
+    const LayerNames& n = names_[l];
+    const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
+    rmsnorm_forward(xn, h, weight(n.attn_norm), N, C, static_cast<float>(c.rms_eps));
+    if (hook_) {
+        for (const std::string* w : {&n.q, &n.k, &n.v})
+            emit(HookEvent::Kind::LinearInput, static_cast<int>(l), w, -1, xn, N, C);
+    }
+    std::vector<float> q(N * H * D), k(N * KV * D), v(N * KV * D);  // [N, H|KV, D]
+    matmul_forward(q.data(), xn, weight(n.q), weight_opt(n.q_bias), N, C, H * D);
+    matmul_forward(k.data(), xn, weight(n.k), weight_opt(n.k_bias), N, C, KV * D);
+    matmul_forward(v.data(), xn, weight(n.v), weight_opt(n.v_bias), N, C, KV * D);
+    if (c.qk_norm) {  // Qwen3: RMSNorm over each head's D channels before RoPE
+        rmsnorm_forward(q.data(), q.data(), weight(n.q_norm), N * H, D,
+                        static_cast<float>(c.rms_eps));
+        rmsnorm_forward(k.data(), k.data(), weight(n.k_norm), N * KV, D,
+                        static_cast<float>(c.rms_eps));
+    }
+    rope_forward(q.data(), B, T, H, D, c.rope_theta, c.rope_neox(), options_.rope_bf16_freqs);
+    rope_forward(k.data(), B, T, KV, D, c.rope_theta, c.rope_neox(), options_.rope_bf16_freqs);
+    std::vector<float> att(N * H * D);  // [N, H, D]
+    attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D);
+    emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
+    std::vector<float> proj(N * C);  // [N, C]
+    matmul_forward(proj.data(), att.data(), weight(n.o), nullptr, N, H * D, C);
+    residual_forward(h, proj.data(), N * C);
+}
+
+void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const {
+    const LayerNames& n = names_[l];
+    const int64_t C = config_.hidden, F = config_.ffn;
+    if (hook_) {
+        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate, -1, xn, N, C);
+        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
+    }
+    std::vector<float> gate(N * F), up(N * F);  // [N, F]
+    matmul_forward(gate.data(), xn, weight(n.gate), nullptr, N, C, F);
+    matmul_forward(up.data(), xn, weight(n.up), nullptr, N, C, F);
+    swiglu_forward(gate.data(), gate.data(), up.data(), N * F);
+    emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down, -1, gate.data(), N, F);
+    matmul_forward(out, gate.data(), weight(n.down), nullptr, N, F, C);
+}
+
+void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
+    const LayerNames& n = names_[l];
+    const int64_t C = config_.hidden, F = config_.ffn, E = config_.n_experts;
+    const int64_t K = config_.n_experts_used;
+    emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.router, -1, xn, N, C);
+    std::vector<float> logits(N * E);  // [N, E]
+    matmul_forward(logits.data(), xn, weight(n.router), nullptr, N, C, E);
+    // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1.
+    std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
+    std::vector<int64_t> order(E);
+    for (int64_t r = 0; r < N; ++r) {
+        const float* z = logits.data() + r * E;
+        const float mx = *std::max_element(z, z + E);
+        std::vector<double> p(E);
+        double sum = 0.0;
+        for (int64_t e = 0; e < E; ++e) sum += (p[e] = std::exp(static_cast<double>(z[e] - mx)));
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return p[a] > p[b]; });
+        double kept = 0.0;
+        for (int64_t i = 0; i < K; ++i) kept += p[order[i]];
+        for (int64_t i = 0; i < K; ++i)
+            routed[order[i]].emplace_back(r, static_cast<float>(p[order[i]] / kept));
+        (void)sum;  // the softmax denominator cancels in the renormalization
+    }
+    std::fill(out, out + N * C, 0.0f);
+    const float* wg = weight(n.gate_exps);  // [E, F, C]
+    const float* wu = weight(n.up_exps);    // [E, F, C]
+    const float* wd = weight(n.down_exps);  // [E, C, F]
+    for (int64_t e = 0; e < E; ++e) {
+        const auto& rows = routed[e];
+        const auto M = static_cast<int64_t>(rows.size());
+        if (M == 0) continue;
+        std::vector<float> x(M * C), gate(M * F), up(M * F), y(M * C);
+        for (int64_t i = 0; i < M; ++i) std::copy_n(xn + rows[i].first * C, C, x.data() + i * C);
+        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate_exps, static_cast<int>(e),
+             x.data(), M, C);
+        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up_exps, static_cast<int>(e),
+             x.data(), M, C);
+        matmul_forward(gate.data(), x.data(), wg + e * F * C, nullptr, M, C, F);
+        matmul_forward(up.data(), x.data(), wu + e * F * C, nullptr, M, C, F);
+        swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
+        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down_exps, static_cast<int>(e),
+             gate.data(), M, F);
+        matmul_forward(y.data(), gate.data(), wd + e * C * F, nullptr, M, F, C);
+        for (int64_t i = 0; i < M; ++i) {
+            float* o = out + rows[i].first * C;
+            const float w = rows[i].second;
+            for (int64_t ch = 0; ch < C; ++ch) o[ch] += w * y[i * C + ch];
+        }
+    }
+}
+
+void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
+    QL_ASSERT(l >= 0 && l < config_.n_layers);
+    const int64_t N = B * T, C = config_.hidden;
+    std::vector<float> xn(N * C), ffn(N * C);  // [N, C]
+    attention_block(l, h, xn.data(), B, T);
+    rmsnorm_forward(xn.data(), h, weight(names_[l].ffn_norm), N, C,
+                    static_cast<float>(config_.rms_eps));
+    if (config_.is_moe()) {
+        ffn_moe(l, xn.data(), ffn.data(), N);
+    } else {
+        ffn_dense(l, xn.data(), ffn.data(), N);
+    }
+    residual_forward(h, ffn.data(), N * C);
+    emit(HookEvent::Kind::LayerOutput, static_cast<int>(l), nullptr, -1, h, N, C);
+}
+
+std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0) const {
+    QL_ASSERT(t0 >= 0 && t0 < T);
+    const int64_t C = config_.hidden, V = config_.vocab, S = T - t0, N = B * S;
+    std::vector<float> xn(N * C);  // [B, S, C]
+    for (int64_t b = 0; b < B; ++b)
+        rmsnorm_forward(xn.data() + b * S * C, h + (b * T + t0) * C, weight("output_norm.weight"),
+                        S, C, static_cast<float>(config_.rms_eps));
+    emit(HookEvent::Kind::FinalNorm, static_cast<int>(config_.n_layers), nullptr, -1, xn.data(), N,
+         C);
+    emit(HookEvent::Kind::LinearInput, -1, &output_name_, -1, xn.data(), N, C);
+    std::vector<float> logits(N * V);  // [B, S, V]
+    matmul_forward(logits.data(), xn.data(), weight(output_name_), nullptr, N, C, V);
+    return logits;
+}
+
+std::vector<float> Engine::forward(std::span<const int32_t> tokens, int64_t B, int64_t T,
+                                   int64_t t0) const {
+    QL_ASSERT(static_cast<int64_t>(tokens.size()) == B * T);
+    std::vector<float> h = embed(tokens);
+    for (int64_t l = 0; l < config_.n_layers; ++l) run_layer(l, h.data(), B, T);
+    return head(h.data(), B, T, t0);
+}
+
+}  // namespace quantlens

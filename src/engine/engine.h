@@ -1,0 +1,122 @@
+// CPU inference engine: full-sequence f32 forward pass (no KV cache) for Llama/Mistral,
+// Qwen2 (q/k/v biases, tied embeddings), Qwen3 (q/k norms) and Mixtral (top-k experts).
+//
+// Promises:
+//  - Weights are read once through Model::read_f32 (dequantized if the source is a
+//    quantized GGUF) into float buffers, in GGUF layout; their shapes are checked against
+//    the config at construction, so metadata that disagrees with the tensors is an Error
+//    naming the tensor.
+//  - Layer-granular execution for the sweep: embed → run_layer(0..L-1) → head, on a batch
+//    of B sequences of T tokens each (h is [B, T, C], positions restart at 0 per sequence).
+//    forward() is the three in a row.
+//  - Per-tensor overrides by GGUF name replace a weight buffer without reloading the model
+//    (a fake-quantized weight, typically); clear_override restores the original.
+//  - A hook sees the embedding output, each layer's output, the final-norm output and
+//    every linear layer's input activations (rows × cols, cols = the weight's row length).
+// Numerics follow Hugging Face transformers in float32: RMSNorm x·rsqrt(mean x² + eps)·w,
+// RoPE angles pos·θ^(-2i/D), softmax attention with 1/sqrt(D), SiLU-gated MLP,
+// Mixtral routing softmax → top-k → renormalized weights.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <span>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/ggml_type.h"
+#include "formats/model_config.h"
+
+namespace quantlens {
+
+class Model;
+
+struct EngineOptions {
+    // Round every weight through F16 after loading, as llama.cpp's converter does when it
+    // writes an F16 GGUF (to compare with llama.cpp figures measured on that file).
+    bool f16_weights = false;
+    // Round RoPE frequencies to BF16 like transformers does for a checkpoint loaded in
+    // bfloat16 and then cast to float32 (the golden PyTorch logits were made that way:
+    // with exact frequencies they differ by up to 0.02 at position 29 of llama-8m).
+    // llama.cpp uses exact frequencies, so eval leaves this off.
+    bool rope_bf16_freqs = false;
+};
+
+struct HookEvent {
+    enum class Kind {
+        Embedding,    // layer = -1, data = h after embedding [rows = B*T, cols = C]
+        LayerOutput,  // layer = l, data = h after layer l
+        FinalNorm,    // layer = n_layers, data = output-norm rows that feed the head
+        LinearInput,  // tensor = weight name, data = its input [rows, cols = weight ne[0]]
+    };
+    Kind kind;
+    int layer;
+    const std::string* tensor;  // weight name for LinearInput, nullptr otherwise
+    int expert;                 // expert index for stacked expert weights, -1 otherwise
+    const float* data;
+    int64_t rows, cols;
+};
+using EngineHook = std::function<void(const HookEvent&)>;
+
+class Engine {
+  public:
+    explicit Engine(const Model& model, EngineOptions options = {});
+    ~Engine();
+    Engine(const Engine&) = delete;
+    Engine& operator=(const Engine&) = delete;
+
+    const ModelConfig& config() const { return config_; }
+    const Model& model() const { return model_; }
+    int64_t n_layers() const { return config_.n_layers; }
+    int64_t hidden() const { return config_.hidden; }
+    int64_t vocab() const { return config_.vocab; }
+
+    // tokens[B*T] → h[B*T, C]. Throws Error on an id outside the vocabulary.
+    std::vector<float> embed(std::span<const int32_t> tokens) const;
+    // h[B*T, C] in place through layer l.
+    void run_layer(int64_t l, float* h, int64_t B, int64_t T) const;
+    // Final norm and output projection for positions t0..T-1 of each sequence:
+    // h[B*T, C] → logits[B*(T-t0), V] (rows ordered by sequence, then position).
+    std::vector<float> head(const float* h, int64_t B, int64_t T, int64_t t0 = 0) const;
+    // embed → all layers → head(t0).
+    std::vector<float> forward(std::span<const int32_t> tokens, int64_t B, int64_t T,
+                               int64_t t0 = 0) const;
+
+    // Weight overrides by GGUF name; values in GGUF layout (n_elements floats).
+    void set_override(const std::string& name, std::vector<float> values);
+    void clear_override(const std::string& name);
+    void clear_overrides();
+    bool has_override(const std::string& name) const { return overrides_.count(name) != 0; }
+    // Fake-quantizes the original weight to `type` (importance: ne[0] floats or null) and
+    // installs it as the override. Throws Error if the type cannot hold the row length.
+    void override_with_type(const std::string& name, GgmlType type,
+                            const float* importance = nullptr);
+    // The original (not overridden) weight values.
+    const std::vector<float>& original(const std::string& name) const;
+
+    void set_hook(EngineHook hook) { hook_ = std::move(hook); }
+    void clear_hook() { hook_ = nullptr; }
+
+  private:
+    struct LayerNames;
+    const float* weight(const std::string& name) const;      // override or original
+    const float* weight_opt(const std::string& name) const;  // nullptr if absent
+    void check_shapes() const;
+    void attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
+    void ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const;
+    void ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const;
+    void emit(HookEvent::Kind kind, int layer, const std::string* tensor, int expert,
+              const float* data, int64_t rows, int64_t cols) const;
+
+    const Model& model_;
+    ModelConfig config_;
+    std::unordered_map<std::string, std::vector<float>> weights_;
+    std::unordered_map<std::string, std::vector<float>> overrides_;
+    std::vector<LayerNames> names_;
+    std::string output_name_;  // "output.weight" or "token_embd.weight" when tied
+    EngineHook hook_;
+    EngineOptions options_;
+};
+
+}  // namespace quantlens

@@ -1,0 +1,215 @@
+// Forward-pass kernels: see kernels.h for shapes and contracts.
+#include "engine/kernels.h"
+
+#include <cblas.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <vector>
+
+#include "core/half.h"
+#include "core/parallel.h"
+
+namespace quantlens {
+
+void engine_init_blas() {
+    static std::once_flag once;
+    std::call_once(once, [] { openblas_set_num_threads(1); });
+}
+
+void rmsnorm_forward(float* out, const float* in, const float* weight, int64_t N, int64_t C,
+                     float eps) {
+    parallel_for(
+        static_cast<size_t>(N),
+        [&](size_t begin, size_t end) {
+            for (size_t n = begin; n < end; ++n) {
+                const float* x = in + n * C;
+                float* o = out + n * C;
+                double ss = 0.0;  // double: rows up to tens of thousands of channels
+                for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(x[c]) * x[c];
+                const float scale = static_cast<float>(1.0 / std::sqrt(ss / C + eps));
+                for (int64_t c = 0; c < C; ++c) o[c] = x[c] * scale * weight[c];
+            }
+        },
+        16);
+}
+
+void matmul_forward(float* out, const float* in, const float* weight, const float* bias, int64_t N,
+                    int64_t IN, int64_t OUT) {
+    const auto threads = static_cast<int64_t>(num_threads());
+    // Split over rows when there are many (each thread streams all of W once), else over
+    // output features, so that every thread runs one large sgemm.
+    if (N >= 32 * threads || OUT < 64 * threads) {
+        const int64_t step = (N + threads - 1) / threads;
+        parallel_for(
+            static_cast<size_t>(N),
+            [&](size_t begin, size_t end) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(end - begin),
+                            static_cast<int>(OUT), static_cast<int>(IN), 1.0f, in + begin * IN,
+                            static_cast<int>(IN), weight, static_cast<int>(IN), 0.0f,
+                            out + begin * OUT, static_cast<int>(OUT));
+            },
+            static_cast<size_t>(std::max<int64_t>(step, 1)));
+    } else {
+        const int64_t step = (OUT + threads - 1) / threads;
+        parallel_for(
+            static_cast<size_t>(OUT),
+            [&](size_t begin, size_t end) {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(N),
+                            static_cast<int>(end - begin), static_cast<int>(IN), 1.0f, in,
+                            static_cast<int>(IN), weight + begin * IN, static_cast<int>(IN), 0.0f,
+                            out + begin, static_cast<int>(OUT));
+            },
+            static_cast<size_t>(std::max<int64_t>(step, 1)));
+    }
+    if (bias) {
+        for (int64_t n = 0; n < N; ++n)
+            for (int64_t o = 0; o < OUT; ++o) out[n * OUT + o] += bias[o];
+    }
+}
+
+void matmul_forward_ref(float* out, const float* in, const float* weight, const float* bias,
+                        int64_t N, int64_t IN, int64_t OUT) {
+    for (int64_t n = 0; n < N; ++n) {
+        for (int64_t o = 0; o < OUT; ++o) {
+            double acc = bias ? bias[o] : 0.0;
+            for (int64_t i = 0; i < IN; ++i)
+                acc += static_cast<double>(in[n * IN + i]) * weight[o * IN + i];
+            out[n * OUT + o] = static_cast<float>(acc);
+        }
+    }
+}
+
+void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D, double theta, bool neox,
+                  bool bf16_freqs) {
+    const int64_t half = D / 2;
+    // cos/sin table [T, D/2]: angle = pos · theta^(-2i/D), computed in double.
+    std::vector<float> cos_t(T * half), sin_t(T * half);
+    for (int64_t t = 0; t < T; ++t) {
+        for (int64_t i = 0; i < half; ++i) {
+            double freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+            if (bf16_freqs) freq = bf16_to_f32(f32_to_bf16(static_cast<float>(freq)));
+            const double angle = static_cast<double>(t) * freq;
+            cos_t[t * half + i] = static_cast<float>(std::cos(angle));
+            sin_t[t * half + i] = static_cast<float>(std::sin(angle));
+        }
+    }
+    parallel_for(
+        static_cast<size_t>(B * T),
+        [&](size_t begin, size_t end) {
+            for (size_t bt = begin; bt < end; ++bt) {
+                const int64_t t = static_cast<int64_t>(bt) % T;
+                const float* c = cos_t.data() + t * half;
+                const float* s = sin_t.data() + t * half;
+                for (int64_t h = 0; h < H; ++h) {
+                    float* v = x + (bt * H + h) * D;
+                    for (int64_t i = 0; i < half; ++i) {
+                        const int64_t a = neox ? i : 2 * i;
+                        const int64_t b = neox ? i + half : 2 * i + 1;
+                        const float x0 = v[a], x1 = v[b];
+                        v[a] = x0 * c[i] - x1 * s[i];
+                        v[b] = x0 * s[i] + x1 * c[i];
+                    }
+                }
+            }
+        },
+        16);
+}
+
+namespace {
+constexpr int64_t kQueryBlock = 64;  // query rows per attention task
+}
+
+void attention_forward(float* out, const float* q, const float* k, const float* v, int64_t B,
+                       int64_t T, int64_t H, int64_t KV, int64_t D) {
+    const int64_t group = H / KV;
+    const int64_t n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
+    const float scale = 1.0f / std::sqrt(static_cast<float>(D));
+    const int ldq = static_cast<int>(H * D), ldkv = static_cast<int>(KV * D);
+    // One task per (sequence, head, query block): keys 0..i1 only, so the causal half of
+    // the score matrix is never computed.
+    parallel_for(static_cast<size_t>(B * H * n_blocks), [&](size_t begin, size_t end) {
+        std::vector<float> scores(kQueryBlock * T);  // [rows, keys]
+        for (size_t task = begin; task < end; ++task) {
+            const int64_t blk = static_cast<int64_t>(task) % n_blocks;
+            const int64_t h = (static_cast<int64_t>(task) / n_blocks) % H;
+            const int64_t b = static_cast<int64_t>(task) / (n_blocks * H);
+            const int64_t i0 = blk * kQueryBlock, i1 = std::min(T, i0 + kQueryBlock);
+            const int64_t rows = i1 - i0, keys = i1;
+            const float* qb = q + ((b * T + i0) * H + h) * D;
+            const float* kb = k + (b * T * KV + h / group) * D;
+            const float* vb = v + (b * T * KV + h / group) * D;
+            float* ob = out + ((b * T + i0) * H + h) * D;
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, static_cast<int>(rows),
+                        static_cast<int>(keys), static_cast<int>(D), scale, qb, ldq, kb, ldkv, 0.0f,
+                        scores.data(), static_cast<int>(keys));
+            for (int64_t r = 0; r < rows; ++r) {
+                float* s = scores.data() + r * keys;
+                const int64_t n_valid = i0 + r + 1;  // causal: keys 0..i0+r
+                float mx = s[0];
+                for (int64_t j = 1; j < n_valid; ++j) mx = std::max(mx, s[j]);
+                float sum = 0.0f;
+                for (int64_t j = 0; j < n_valid; ++j) {
+                    s[j] = std::exp(s[j] - mx);
+                    sum += s[j];
+                }
+                const float inv = 1.0f / sum;
+                for (int64_t j = 0; j < n_valid; ++j) s[j] *= inv;
+                for (int64_t j = n_valid; j < keys; ++j) s[j] = 0.0f;
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
+                        static_cast<int>(D), static_cast<int>(keys), 1.0f, scores.data(),
+                        static_cast<int>(keys), vb, ldkv, 0.0f, ob, ldq);
+        }
+    });
+}
+
+void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t B,
+                           int64_t T, int64_t H, int64_t KV, int64_t D) {
+    const int64_t group = H / KV;
+    const double scale = 1.0 / std::sqrt(static_cast<double>(D));
+    std::vector<double> p(T);
+    for (int64_t b = 0; b < B; ++b) {
+        for (int64_t h = 0; h < H; ++h) {
+            const int64_t kvh = h / group;
+            for (int64_t i = 0; i < T; ++i) {
+                const float* qi = q + ((b * T + i) * H + h) * D;
+                double mx = -1e300, sum = 0.0;
+                for (int64_t j = 0; j <= i; ++j) {
+                    const float* kj = k + ((b * T + j) * KV + kvh) * D;
+                    double dot = 0.0;
+                    for (int64_t d = 0; d < D; ++d) dot += static_cast<double>(qi[d]) * kj[d];
+                    p[j] = dot * scale;
+                    mx = std::max(mx, p[j]);
+                }
+                for (int64_t j = 0; j <= i; ++j) sum += (p[j] = std::exp(p[j] - mx));
+                float* oi = out + ((b * T + i) * H + h) * D;
+                for (int64_t d = 0; d < D; ++d) {
+                    double acc = 0.0;
+                    for (int64_t j = 0; j <= i; ++j)
+                        acc += p[j] * v[((b * T + j) * KV + kvh) * D + d];
+                    oi[d] = static_cast<float>(acc / sum);
+                }
+            }
+        }
+    }
+}
+
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {
+    parallel_for(
+        static_cast<size_t>(n),
+        [&](size_t begin, size_t end) {
+            for (size_t i = begin; i < end; ++i) {
+                const float g = gate[i];
+                out[i] = g / (1.0f + std::exp(-g)) * up[i];
+            }
+        },
+        4096);
+}
+
+void residual_forward(float* x, const float* y, int64_t n) {
+    for (int64_t i = 0; i < n; ++i) x[i] += y[i];
+}
+
+}  // namespace quantlens

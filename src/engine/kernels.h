@@ -1,0 +1,50 @@
+// CPU kernels of the forward pass, llm.c style: plain functions, outputs first, shapes
+// named once. N = rows (batch × time), T = time, C = channels, H = query heads,
+// KV = key/value heads, D = head dim. All buffers are row-major float32, contiguous.
+//
+// Fast paths (matmul_forward, attention_forward) use OpenBLAS sgemm, single-threaded per
+// call, with our own thread pool splitting the work; each has a naive `_ref` twin that is
+// the specification and is compared against it in tests/engine/test_kernels.cpp.
+// Call engine_init_blas() once before using them (sets OpenBLAS to one thread so it does
+// not oversubscribe the cores our pool already uses).
+#pragma once
+
+#include <cstdint>
+
+namespace quantlens {
+
+void engine_init_blas();
+
+// out[N, C] = in[N, C] / rms(in row) * weight[C]
+void rmsnorm_forward(float* out, const float* in, const float* weight, int64_t N, int64_t C,
+                     float eps);
+
+// out[N, OUT] = in[N, IN] · weight[OUT, IN]ᵀ (+ bias[OUT] when not null).
+// weight is ggml's ne = [IN, OUT], i.e. row-major [OUT][IN].
+void matmul_forward(float* out, const float* in, const float* weight, const float* bias, int64_t N,
+                    int64_t IN, int64_t OUT);
+void matmul_forward_ref(float* out, const float* in, const float* weight, const float* bias,
+                        int64_t N, int64_t IN, int64_t OUT);
+
+// Rotary embedding in place on x[B, T, H, D] for positions 0..T-1 of each sequence.
+// neox: rotate (x[i], x[i + D/2]) (half-split, HF rotate_half); otherwise rotate adjacent
+// pairs (x[2i], x[2i+1]) — llama.cpp's "normal" mode on converter-permuted q/k rows.
+// bf16_freqs rounds each frequency θ^(-2i/D) to BF16 first: what transformers computes for
+// a model loaded in bfloat16 and cast to float32 (its inv_freq buffer was cast with it).
+void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D, double theta, bool neox,
+                  bool bf16_freqs = false);
+
+// Causal grouped-query attention. q[B, T, H, D], k/v[B, T, KV, D] → out[B, T, H, D];
+// query head h reads kv head h / (H / KV); scale 1/sqrt(D).
+void attention_forward(float* out, const float* q, const float* k, const float* v, int64_t B,
+                       int64_t T, int64_t H, int64_t KV, int64_t D);
+void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t B,
+                           int64_t T, int64_t H, int64_t KV, int64_t D);
+
+// out[n] = silu(gate[n]) * up[n]; out may alias gate.
+void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+
+// x[n] += y[n]
+void residual_forward(float* x, const float* y, int64_t n);
+
+}  // namespace quantlens
