@@ -15,7 +15,9 @@
 #include <string>
 #include <vector>
 
+#include "quant/iq_grids.h"
 #include "quant/kernels.h"
+#include "quant/tables_generated.h"
 
 namespace {
 
@@ -208,6 +210,64 @@ TEST_P(IqGolden, ReproducesGgmlBytesAndFloats) {
 
 INSTANTIATE_TEST_SUITE_P(Types, IqGolden, ::testing::ValuesIn(kKinds),
                          [](const auto& info) { return std::string(info.param.name); });
+
+// The checked-in generated header must still say what the format-tables file says.
+template <typename T, size_t N>
+void expect_table(const GoldenFile& f, const char* name, const T (&table)[N]) {
+    const GoldenTensor* t = f.find(name);
+    ASSERT_NE(t, nullptr) << name;
+    ASSERT_EQ(t->ne[0], N) << name;
+    EXPECT_EQ(std::memcmp(t->data, table, sizeof table), 0) << name << " differs: regenerate";
+}
+
+TEST(IqTables, GeneratedHeaderMatchesFormatTablesFile) {
+    namespace tb = quantlens::tables;
+    const GoldenFile f(shared_dir() + "/golden/ggml-format-tables.gguf");
+    expect_table(f, "kmask_iq2xs", tb::kmask_iq2xs);
+    expect_table(f, "ksigns_iq2xs", tb::ksigns_iq2xs);
+    expect_table(f, "iq2xxs_grid", tb::iq2xxs_grid);
+    expect_table(f, "iq2xs_grid", tb::iq2xs_grid);
+    expect_table(f, "iq2s_grid", tb::iq2s_grid);
+    expect_table(f, "iq3xxs_grid", tb::iq3xxs_grid);
+    expect_table(f, "iq3s_grid", tb::iq3s_grid);
+    expect_table(f, "kvalues_iq4nl", tb::kvalues_iq4nl);
+    expect_table(f, "kvalues_fp4", tb::kvalues_fp4);
+    expect_table(f, "iq1s_grid", tb::iq1s_grid);
+}
+
+// Each lattice point maps to itself, and every other vector has a non-empty neighbour list
+// ordered by distance then index.
+TEST(IqTables, LatticeMapsAndNeighbourListsAreConsistent) {
+    using quantlens::kernels::iq::GridKind;
+    for (const GridKind kind : {GridKind::Iq3xxs, GridKind::Iq3s, GridKind::Iq2xxs}) {
+        const auto& g = quantlens::kernels::iq::iq_grid(kind);
+        const int mask = (1 << g.bits) - 1;
+        int n_on = 0;
+        for (int u = 0; u < static_cast<int>(g.map.size()); ++u) {
+            int8_t pos[8];
+            for (int k = 0; k < g.dim; ++k)
+                pos[k] = static_cast<int8_t>(2 * ((u >> (g.bits * k)) & mask) + 1);
+            auto d2 = [&](int j) {
+                int d = 0;
+                for (int k = 0; k < g.dim; ++k)
+                    d += (g.point(j)[k] - pos[k]) * (g.point(j)[k] - pos[k]);
+                return d;
+            };
+            if (g.map[u] >= 0) {
+                ++n_on;
+                EXPECT_EQ(d2(g.map[u]), 0);
+                continue;
+            }
+            const uint16_t* nb = g.neighbours_of(u);
+            ASSERT_GT(nb[0], 0);
+            for (int j = 2; j <= nb[0]; ++j) {
+                const int a = d2(nb[j - 1]), b = d2(nb[j]);
+                ASSERT_TRUE(a < b || (a == b && nb[j - 1] < nb[j])) << "vector " << u;
+            }
+        }
+        EXPECT_EQ(n_on, g.n_points);
+    }
+}
 
 TEST(IqKernels, ImatrixOnlyTypesRefuseToRunWithout) {
     std::vector<float> x(256, 0.5f);
