@@ -6,6 +6,8 @@
 // skipped.
 #include <gtest/gtest.h>
 
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -13,7 +15,9 @@
 
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "core/half.h"
 #include "formats/gguf.h"
+#include "model/model.h"
 #include "quant/quant.h"
 
 namespace quantlens {
@@ -101,6 +105,42 @@ TEST(GoldenQuants, EveryInputTypeAndImportanceIsBitExact) {
         if (!r.failure.empty()) std::printf("  FAIL %s: %s\n", r.name.c_str(), r.failure.c_str());
     EXPECT_EQ(results.size(), 204u) << "the golden file defines 204 cases";
     EXPECT_EQ(passed, results.size());
+}
+
+// llama.cpp's own Q4_K_M file of llama-8m (no imatrix; converter rounded BF16 → F16 first):
+// quantizing the F16-rounded weights of the Hugging Face model must give its exact bytes for
+// every tensor it stores as Q4_K or Q6_K.
+TEST(GoldenQuants, ReproducesLlamaCppQ4KMFileOfLlama8m) {
+    const auto hf = Model::open(shared_dir() + "/models/llama-8m");
+    const GgufFile gguf = GgufFile::open(shared_dir() + "/models/llama-8m-Q4_K_M.gguf");
+    int checked = 0, q4 = 0, q6 = 0;
+    for (const auto& t : gguf.tensors()) {
+        if (t.type != GgmlType::Q4_K && t.type != GgmlType::Q6_K) continue;
+        const TensorInfo& src = hf->get(t.name);
+        ASSERT_EQ(src.ne, t.ne) << t.name;
+        std::vector<float> w = hf->read_f32(src);
+        for (float& v : w) v = round_to_f16(v);
+        std::vector<uint8_t> q(t.nbytes);
+        ASSERT_EQ(quantize(t.type, w.data(), q.data(), t.n_rows(), t.ne[0]), t.nbytes) << t.name;
+        const auto want = gguf.tensor_data(t);
+        EXPECT_EQ(std::memcmp(q.data(), want.data(), want.size()), 0)
+            << t.name << " (" << ggml_type_display_name(t.type) << ") differs from llama.cpp";
+        ++checked;
+        (t.type == GgmlType::Q4_K ? q4 : q6)++;
+    }
+    std::printf("llama-8m Q4_K_M: %d tensors reproduced (%d Q4_K, %d Q6_K)\n", checked, q4, q6);
+    EXPECT_GT(q4, 0);
+    EXPECT_GT(q6, 0);
+}
+
+// Every tensor of llama.cpp's file dequantizes to finite values.
+TEST(GoldenQuants, DequantizesEveryTensorOfLlamaCppFileToFiniteValues) {
+    const GgufFile gguf = GgufFile::open(shared_dir() + "/models/llama-8m-Q4_K_M.gguf");
+    for (const auto& t : gguf.tensors()) {
+        std::vector<float> out(static_cast<size_t>(t.n_elements()));
+        dequantize(t.type, gguf.tensor_data(t).data(), out.data(), t.n_rows(), t.ne[0]);
+        for (float v : out) ASSERT_TRUE(std::isfinite(v)) << t.name;
+    }
 }
 
 }  // namespace

@@ -1,0 +1,154 @@
+// imatrix readers (legacy .dat and GGUF); see imatrix.h for the layouts.
+#include "formats/imatrix.h"
+
+#include <cmath>
+#include <cstring>
+
+#include "core/error.h"
+#include "core/mmap_file.h"
+#include "formats/gguf.h"
+
+namespace quantlens {
+namespace {
+
+// Bounds-checked little-endian cursor over the legacy file.
+class Cursor {
+  public:
+    Cursor(std::span<const uint8_t> bytes, const std::string& name) : b_(bytes), name_(name) {}
+    int32_t i32(const char* what) {
+        need(4, what);
+        int32_t v;
+        std::memcpy(&v, b_.data() + pos_, 4);
+        pos_ += 4;
+        return v;
+    }
+    std::string str(int32_t len, const char* what) {
+        QL_CHECK(len >= 0, "{}: negative {} length {} at offset {}", name_, what, len, pos_);
+        need(static_cast<size_t>(len), what);
+        std::string s(reinterpret_cast<const char*>(b_.data() + pos_), static_cast<size_t>(len));
+        pos_ += static_cast<size_t>(len);
+        return s;
+    }
+    void floats(float* out, size_t n, const char* what) {
+        QL_CHECK(n <= (b_.size() - pos_) / 4, "{}: truncated {} at offset {} ({} floats needed)",
+                 name_, what, pos_, n);
+        std::memcpy(out, b_.data() + pos_, n * 4);
+        pos_ += n * 4;
+    }
+    size_t left() const { return b_.size() - pos_; }
+
+  private:
+    void need(size_t n, const char* what) {
+        QL_CHECK(n <= b_.size() - pos_, "{}: truncated {} at offset {} (file is {} bytes)", name_,
+                 what, pos_, b_.size());
+    }
+    std::span<const uint8_t> b_;
+    const std::string& name_;
+    size_t pos_ = 0;
+};
+
+}  // namespace
+
+Imatrix Imatrix::parse_legacy(std::span<const uint8_t> bytes, const std::string& name) {
+    Imatrix m;
+    m.path_ = name;
+    Cursor c(bytes, name);
+    const int32_t n_entries = c.i32("entry count");
+    QL_CHECK(n_entries > 0, "{}: imatrix entry count {} (expected > 0)", name, n_entries);
+    for (int32_t e = 0; e < n_entries; ++e) {
+        ImatrixEntry entry;
+        entry.name = c.str(c.i32("name length"), "tensor name");
+        const int32_t n_calls = c.i32("call count");
+        const int32_t n_values = c.i32("value count");
+        QL_CHECK(n_calls >= 0 && n_values > 0,
+                 "{}: tensor '{}': call count {} and value count {} (expected >= 0 and > 0)", name,
+                 entry.name, n_calls, n_values);
+        entry.n_values = n_values;
+        entry.counts = {n_calls};
+        entry.values.resize(static_cast<size_t>(n_values));
+        c.floats(entry.values.data(), entry.values.size(), "imatrix values");
+        for (float& v : entry.values) {
+            QL_CHECK(std::isfinite(v) && v >= 0,
+                     "{}: tensor '{}': value {} (expected finite, >= 0)", name, entry.name, v);
+            if (n_calls > 0) v /= static_cast<float>(n_calls);
+        }
+        m.entries_.push_back(std::move(entry));
+    }
+    if (c.left() >= 8) {  // optional trailer: last chunk and dataset name
+        m.chunk_count_ = c.i32("last chunk");
+        const int32_t len = c.i32("dataset name length");
+        m.datasets_.push_back(c.str(len, "dataset name"));
+    }
+    return m;
+}
+
+namespace {
+
+void parse_gguf_impl(const std::string& path, std::vector<ImatrixEntry>& entries,
+                     std::vector<std::string>& datasets, int64_t& chunks) {
+    const GgufFile g = GgufFile::open(path);
+    if (const auto* v = g.find("imatrix.datasets")) datasets = v->as_string_array();
+    if (const auto* v = g.find("imatrix.chunk_count")) chunks = v->as_int();
+    const std::string suffix = ".in_sum2";
+    for (const auto& t : g.tensors()) {
+        if (t.name.size() <= suffix.size() ||
+            t.name.compare(t.name.size() - suffix.size(), suffix.size(), suffix) != 0)
+            continue;
+        const std::string tensor = t.name.substr(0, t.name.size() - suffix.size());
+        const GgufTensorInfo& counts = g.tensor(tensor + ".counts");
+        QL_CHECK(t.type == GgmlType::F32 && counts.type == GgmlType::F32,
+                 "{}: tensor '{}': in_sum2 and counts must be F32", path, tensor);
+        const int64_t n_per_row = t.ne.empty() ? 0 : t.ne[0];
+        const int64_t n_mat = t.n_rows();
+        QL_CHECK(counts.n_elements() == n_mat, "{}: tensor '{}': {} counts for {} matrices", path,
+                 tensor, counts.n_elements(), n_mat);
+        const auto* sums = reinterpret_cast<const float*>(g.tensor_data(t).data());
+        const auto* cnt = reinterpret_cast<const float*>(g.tensor_data(counts).data());
+        ImatrixEntry e;
+        e.name = tensor;
+        e.n_values = n_per_row * n_mat;
+        e.values.resize(static_cast<size_t>(e.n_values));
+        for (int64_t m = 0; m < n_mat; ++m) {
+            e.counts.push_back(static_cast<int64_t>(cnt[m]));
+            for (int64_t j = 0; j < n_per_row; ++j) {
+                const float s = sums[m * n_per_row + j];
+                e.values[static_cast<size_t>(m * n_per_row + j)] = cnt[m] > 0 ? s / cnt[m] : s;
+            }
+        }
+        entries.push_back(std::move(e));
+    }
+    QL_CHECK(!entries.empty(), "{}: GGUF file holds no imatrix tensors (*.in_sum2)", path);
+}
+
+}  // namespace
+
+Imatrix Imatrix::load(const std::string& path) {
+    const MappedFile file(path);
+    const auto bytes = file.bytes();
+    if (bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0) {
+        Imatrix m;
+        m.path_ = path;
+        parse_gguf_impl(path, m.entries_, m.datasets_, m.chunk_count_);
+        return m;
+    }
+    return parse_legacy(bytes, path);
+}
+
+const ImatrixEntry* Imatrix::find(const std::string& tensor) const {
+    for (const auto& e : entries_)
+        if (e.name == tensor) return &e;
+    return nullptr;
+}
+
+const float* Imatrix::importance(const std::string& tensor, int64_t n_per_row, int64_t n_mat,
+                                 int64_t mat) const {
+    QL_ASSERT(n_per_row > 0 && n_mat > 0 && mat >= 0 && mat < n_mat);
+    const ImatrixEntry* e = find(tensor);
+    if (!e) return nullptr;
+    QL_CHECK(e->n_values == n_per_row * n_mat,
+             "{}: tensor '{}': imatrix has {} values, expected {} ({} columns x {} matrices)",
+             path_, tensor, e->n_values, n_per_row * n_mat, n_per_row, n_mat);
+    return e->values.data() + mat * n_per_row;
+}
+
+}  // namespace quantlens
