@@ -95,6 +95,7 @@ IqGrid build(GridKind kind) {
         }
         g.map[packed] = i;
     }
+    g.fpoints.assign(g.points.begin(), g.points.end());
 
     std::vector<int> dist(s.n_points);
     std::vector<int> order;

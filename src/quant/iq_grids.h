@@ -20,10 +20,12 @@ struct IqGrid {
     int dim = 0;                 // coordinates per entry: 8 (IQ2/IQ1) or 4 (IQ3)
     int bits = 0;                // bits per coordinate in a packed level vector
     std::vector<int8_t> points;  // n_points * dim values, each 2*level + 1
+    std::vector<float> fpoints;  // the same values as floats (exact), for the error loops
     std::vector<int32_t> map;    // packed levels → grid index, or -(offset+1) into neighbours
     std::vector<uint16_t> neighbours;  // at offset: count, then that many grid indices
 
     const int8_t* point(int index) const { return points.data() + index * dim; }
+    const float* fpoint(int index) const { return fpoints.data() + index * dim; }
     // Neighbour list (count first) of a packed level vector that is not on the grid.
     const uint16_t* neighbours_of(int packed) const {
         return neighbours.data() + (-map[packed] - 1);
@@ -51,7 +53,7 @@ inline int snap_to_grid(const IqGrid& g, int n_levels, const float* xval, const 
         const uint16_t* nb = g.neighbours_of(packed);
         float best_d2 = std::numeric_limits<float>::max();
         for (int j = 1; j <= nb[0]; ++j) {
-            const int8_t* p = g.point(nb[j]);
+            const float* p = g.fpoint(nb[j]);
             float d2 = 0;
             for (int i = 0; i < Dim; ++i) {
                 const float q = p[i];
