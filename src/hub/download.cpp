@@ -1,6 +1,7 @@
 #include "hub/download.h"
 
 #include <fcntl.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -75,6 +76,34 @@ int64_t content_range_start(const std::string& header) {
     fail("{}: cannot write {}: {}", ctx.repo_id, t.incomplete_path, std::strerror(err));
 }
 
+// Opens the partial file under an exclusive lock, so two pulls of the same repo never write
+// the same file: the second waits, then finds the blob done (returns false) or continues
+// where the first stopped. A lock won on a file that was renamed or removed meanwhile is
+// dropped and taken again on the path's current file.
+bool open_locked(const DownloadTarget& t, const DownloadContext& ctx, Fd& file) {
+    for (;;) {
+        file.fd = ::open(t.incomplete_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        QL_CHECK(file.fd >= 0, "{}: cannot open {}: {}", ctx.repo_id, t.incomplete_path,
+                 std::strerror(errno));
+        while (::flock(file.fd, LOCK_EX) != 0) {
+            QL_CHECK(errno == EINTR, "{}: cannot lock {}: {}", ctx.repo_id, t.incomplete_path,
+                     std::strerror(errno));
+        }
+        struct stat held {
+        }, now{};
+        const bool current = ::fstat(file.fd, &held) == 0 &&
+                             ::stat(t.incomplete_path.c_str(), &now) == 0 &&
+                             held.st_ino == now.st_ino && held.st_dev == now.st_dev;
+        if (::access(t.blob_path.c_str(), F_OK) == 0) {
+            if (current) ::unlink(t.incomplete_path.c_str());  // the empty one we just made
+            return false;
+        }
+        if (current) return true;
+        ::close(file.fd);
+        file.fd = -1;
+    }
+}
+
 }  // namespace
 
 int64_t download_blob(HttpClient& http, const DownloadTarget& t, const DownloadContext& ctx) {
@@ -89,12 +118,15 @@ int64_t download_blob(HttpClient& http, const DownloadTarget& t, const DownloadC
     for (int pass = 0;; ++pass) {  // pass 1 refetches after a checksum mismatch
         Hashing hashing;
         int64_t size_on_disk = 0;
+        // Held from the first write to the rename, so no other pull can interleave.
+        Fd file;
         for (int attempt = 0;; ++attempt) {
-            Fd file;
-            file.fd =
-                ::open(t.incomplete_path.c_str(), O_RDWR | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-            QL_CHECK(file.fd >= 0, "{}: cannot open {}: {}", ctx.repo_id, t.incomplete_path,
-                     std::strerror(errno));
+            if (file.fd >= 0) ::close(file.fd);
+            file.fd = -1;
+            if (!open_locked(t, ctx, file)) {
+                report(f.size);  // another process finished this blob while we waited
+                return fetched;
+            }
             struct stat st {};
             QL_CHECK(::fstat(file.fd, &st) == 0, "cannot stat {}", t.incomplete_path);
             int64_t offset = st.st_size;

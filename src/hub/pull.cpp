@@ -53,6 +53,9 @@ void warn_if_short_of_space(const std::string& dir, int64_t needed) {
 
 PullResult pull_impl(const PullOptions& opt, const std::string& token) {
     check_repo_id(opt.repo_id);
+    QL_CHECK(!opt.revision.empty() && opt.revision.front() != '/' &&
+                 opt.revision.find("..") == std::string::npos,
+             "--revision '{}': expected a branch, tag or commit name", opt.revision);
     QL_CHECK(opt.jobs >= 1, "--jobs must be at least 1 (got {})", opt.jobs);
     const std::string endpoint = hub_endpoint(opt.endpoint);
     const std::string cache_dir = hub_cache_dir(opt.cache_dir);

@@ -6,9 +6,10 @@
 //   GET /cdn/SHA256                  the LFS content, with Range support
 // and faults on demand: a status for the next N requests (with Retry-After), a connection
 // cut after K bytes of one file, a corrupted byte in one file, a required token (401 without
-// one, 403 with a wrong one). It counts the body bytes it served and records the
-// Authorization and Range headers it saw. The checksums it advertises are computed here
-// with libcrypto directly, independently of src/hub/checksum.
+// one, 403 with a wrong one; on file requests, as the real Hub gates files, not listings).
+// It counts the body bytes it served and records the Authorization and Range headers it saw. The
+// checksums it advertises are computed here with libcrypto directly, independently of
+// src/hub/checksum.
 #pragma once
 
 #include <httplib.h>
@@ -147,7 +148,9 @@ class MockHub {
             r.set_content(R"({"error":"mock fault"})", "application/json");
             return true;
         }
-        const bool needs_auth = q.path.rfind("/cdn/", 0) != 0;  // CDN URLs are pre-signed
+        // Like huggingface.co, a gated repo's listing is public and its files are not (the
+        // CDN URLs the Hub redirects to are pre-signed).
+        const bool needs_auth = is_file && q.path.rfind("/cdn/", 0) != 0;
         if (needs_auth && !faults_.required_token.empty() &&
             auth != "Bearer " + faults_.required_token) {
             r.status = auth.empty() ? 401 : 403;

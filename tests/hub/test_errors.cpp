@@ -52,7 +52,8 @@ TEST_F(ErrorsTest, GatedRepoWithoutTokenSays401AcceptLicenseAndPassToken) {
     EXPECT_HAS(msg, "gated");
     EXPECT_HAS(msg, "accept its license on " + hub_->endpoint() + "/test-org/llama-8m");
     EXPECT_HAS(msg, "--token, HF_TOKEN or `huggingface-cli login`");
-    EXPECT_EQ(hub_->api_requests.load(), 1);  // 401 is not retried
+    EXPECT_EQ(hub_->api_requests.load(), 1);
+    EXPECT_LE(hub_->file_requests.load(), options().jobs);  // 401 is not retried
 }
 
 TEST_F(ErrorsTest, GatedRepoWithAnotherAccountsTokenSays403) {

@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <filesystem>
+#include <thread>
 
 #include "core/error.h"
 #include "hub/fixture.h"
@@ -152,6 +153,25 @@ TEST_F(PullTest, DiskFullKeepsThePartialFileAndSaysHowToResume) {
         EXPECT_NE(msg.find("partial file is kept"), std::string::npos) << msg;
     }
     EXPECT_TRUE(fs::is_symlink(repo_dir() + "/blobs/" + blob_id + ".incomplete"));
+}
+
+TEST_F(PullTest, TwoConcurrentPullsShareTheWorkThroughFileLocks) {
+    PullResult a, b;
+    std::string other_error;
+    std::thread other([&] {
+        try {
+            a = pull(options());
+        } catch (const std::exception& e) {
+            other_error = e.what();
+        }
+    });
+    b = pull(options());
+    other.join();
+    ASSERT_EQ(other_error, "");
+    // Each file was fetched by whichever pull locked it first; the other waited and reused it.
+    EXPECT_EQ(hub_->bytes_served.load(), kModelBytes);
+    EXPECT_EQ(a.bytes_fetched + b.bytes_fetched, kModelBytes);
+    expect_snapshot_matches_model(snapshot(), *hub_);
 }
 
 TEST_F(PullTest, IncludeGlobsChooseFiles) {
