@@ -1,0 +1,98 @@
+// `quantlens quantize MODEL (--recipe R | --preset P) [--imatrix F] -o OUT.gguf [--force]`:
+// writes a mixed-precision GGUF and prints what each tensor became — requested type,
+// written type and every fallback by name — then the total size and bits per weight.
+#include <memory>
+#include <string>
+
+#include <fmt/format.h>
+
+#include "analysis/presets.h"
+#include "analysis/quantize.h"
+#include "cli/command.h"
+#include "core/error.h"
+#include "formats/imatrix.h"
+#include "formats/recipe.h"
+#include "model/model.h"
+#include "model/names.h"
+
+namespace quantlens::cli {
+namespace {
+
+struct QuantizeCliOptions {
+    std::string model;
+    std::string recipe;
+    std::string preset;
+    std::string imatrix;
+    std::string output;
+    std::string save_recipe;
+    bool force = false;
+    bool strict = false;
+    bool no_f16 = false;
+    bool quiet_table = false;
+};
+
+int run_quantize(const QuantizeCliOptions& o) {
+    QL_CHECK(o.recipe.empty() != o.preset.empty(),
+             "quantize: give exactly one of --recipe or --preset");
+    auto model = Model::open(o.model);
+    std::unique_ptr<Imatrix> imatrix;
+    if (!o.imatrix.empty()) imatrix = std::make_unique<Imatrix>(Imatrix::load(o.imatrix));
+
+    Recipe recipe = o.preset.empty() ? load_recipe(o.recipe)
+                                     : preset_recipe(o.preset, *model, imatrix != nullptr);
+    if (!o.save_recipe.empty()) {
+        save_recipe(recipe, o.save_recipe);
+        fmt::print(stderr, "recipe written to {}\n", o.save_recipe);
+    }
+
+    QuantizeOptions opts;
+    opts.output_path = o.output;
+    opts.force = o.force;
+    opts.strict = o.strict;
+    opts.imatrix = imatrix.get();
+    opts.f16_intermediate = !o.no_f16;
+    const QuantizeResult r = quantize_model(*model, recipe, opts);
+
+    if (!o.quiet_table) {
+        fmt::print("{:<34} {:>18} {:>9} {:>9} {:>11}  {}\n", "tensor", "shape", "requested",
+                   "written", "bytes", "note");
+        for (const auto& t : r.tensors) {
+            std::string note = t.note;
+            if (t.has_importance) note += note.empty() ? "imatrix" : "; imatrix";
+            fmt::print("{:<34} {:>18} {:>9} {:>9} {:>11}  {}\n", t.name, format_shape(t.ne),
+                       t.quantized ? ggml_type_display_name(t.requested) : "-",
+                       ggml_type_display_name(t.written), t.bytes, note);
+        }
+    }
+    if (!r.fallbacks.empty()) {
+        fmt::print("\n{} tensor(s) could not take the requested type and fell back:\n",
+                   r.fallbacks.size());
+        for (const auto& f : r.fallbacks) fmt::print("  {}\n", f);
+    }
+    fmt::print(
+        "\nwrote {}: {} tensors, {} bytes ({:.3f} MB), {} parameters, {:.2f} bpw, "
+        "general.file_type {} ({})\n",
+        r.path, r.tensors.size(), r.file_bytes, r.file_bytes / 1e6, r.n_params, r.bpw, r.file_type,
+        ftype_name(r.file_type));
+    return 0;
+}
+
+}  // namespace
+}  // namespace quantlens::cli
+
+QL_COMMAND(quantize, "Write a mixed-precision GGUF from a recipe or a llama.cpp preset") {
+    auto o = std::make_shared<quantlens::cli::QuantizeCliOptions>();
+    cmd.add_option("MODEL", o->model, "Hugging Face directory or GGUF file")->required();
+    cmd.add_option("--recipe,-r", o->recipe, "Recipe (JSON or YAML): tensor → type");
+    cmd.add_option("--preset,-p", o->preset,
+                   "llama.cpp preset: Q4_K_M, Q6_K, Q8_0, IQ4_XS, Q3_K_M, Q2_K, ...");
+    cmd.add_option("--imatrix", o->imatrix, "Importance matrix (llama.cpp .dat or GGUF)");
+    cmd.add_option("--output,-o", o->output, "Output GGUF")->required();
+    cmd.add_option("--save-recipe", o->save_recipe, "Also write the recipe used (JSON/YAML)");
+    cmd.add_flag("--force,-f", o->force, "Overwrite an existing output");
+    cmd.add_flag("--strict", o->strict, "Refuse fallback types instead of reporting them");
+    cmd.add_flag("--no-f16", o->no_f16,
+                 "Quantize from the source floats, not from F16-rounded weights (HF sources)");
+    cmd.add_flag("--summary", o->quiet_table, "Print only fallbacks and totals");
+    return [o] { return quantlens::cli::run_quantize(*o); };
+}
