@@ -1,6 +1,9 @@
 #include "hub/cache.h"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -12,6 +15,14 @@
 namespace quantlens::hub {
 
 namespace fs = std::filesystem;
+
+namespace {
+// Temporary names that concurrent pulls (processes or threads) never share.
+std::string unique_suffix() {
+    static std::atomic<uint64_t> counter{0};
+    return ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
+}
+}  // namespace
 
 RepoCache::RepoCache(const std::string& cache_dir, const std::string& repo_id)
     : root_(cache_dir + "/" + repo_folder_name(repo_id)) {}
@@ -51,7 +62,7 @@ void RepoCache::link_snapshot(const std::string& commit, const std::string& path
     target += "blobs/" + etag;
     if (fs::is_symlink(link, ec) && fs::read_symlink(link, ec).string() == target) return;
     // Replace atomically: a reader never sees the path missing.
-    const fs::path tmp = link.string() + ".ql-link-tmp";
+    const fs::path tmp = link.string() + unique_suffix();
     fs::remove(tmp, ec);
     fs::create_symlink(target, tmp, ec);
     QL_CHECK(!ec, "cannot create the symlink {} -> {}: {}", tmp.string(), target, ec.message());
@@ -64,7 +75,7 @@ void RepoCache::write_ref(const std::string& revision, const std::string& commit
     const fs::path ref = fs::path(root_) / "refs" / revision;
     std::error_code ec;
     fs::create_directories(ref.parent_path(), ec);
-    const std::string tmp = ref.string() + ".tmp";
+    const std::string tmp = ref.string() + unique_suffix();
     {
         std::ofstream out(tmp, std::ios::trunc);
         out << commit;  // huggingface_hub writes the bare hash, no newline

@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -124,7 +125,7 @@ int64_t download_blob(HttpClient& http, const DownloadTarget& t, const DownloadC
             if (file.fd >= 0) ::close(file.fd);
             file.fd = -1;
             if (!open_locked(t, ctx, file)) {
-                report(f.size);  // another process finished this blob while we waited
+                report(std::max<int64_t>(f.size, 0));  // another pull finished it meanwhile
                 return fetched;
             }
             struct stat st {};

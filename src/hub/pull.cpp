@@ -125,14 +125,18 @@ PullResult pull_impl(const PullOptions& opt, const std::string& token) {
         });
     }
     {
-        Progress bar(fmt::format("pull {}", opt.repo_id), result.bytes_total, "B");
+        // Counted in kB, or MB from a gigabyte on, so the bar's numbers stay readable.
+        const bool big = result.bytes_total >= 1'000'000'000;
+        const int64_t unit = big ? 1'000'000 : 1'000;
+        Progress bar(fmt::format("pull {}", opt.repo_id), (result.bytes_total + unit - 1) / unit,
+                     big ? "MB" : "kB");
         std::unique_lock lock(mu);
         while (running > 0) {
             cv.wait_for(lock, std::chrono::milliseconds(200));
-            if (opt.progress) bar.set(on_disk.load());
+            if (opt.progress) bar.set(on_disk.load() / unit);
         }
         if (opt.progress && !first_error) {
-            bar.set(on_disk.load());
+            bar.set((on_disk.load() + unit - 1) / unit);
             bar.finish();
         }
     }

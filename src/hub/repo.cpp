@@ -163,19 +163,54 @@ void throw_http_error(const HttpResponse& r, const std::string& endpoint,
     }
 }
 
-RepoInfo fetch_repo_info(HttpClient& http, const std::string& endpoint, const std::string& repo_id,
-                         const std::string& revision, bool have_token, const RetryPolicy& policy) {
-    const std::string url = fmt::format("{}/api/models/{}/revision/{}?blobs=true", endpoint,
-                                        repo_id, url_escape(revision, false));
-    HttpResponse r;
+namespace {
+
+// GET with retries per `policy`; the documented error when the answer stays bad.
+HttpResponse get_ok(HttpClient& http, const std::string& url, const std::string& endpoint,
+                    const std::string& repo_id, const std::string& revision, bool have_token,
+                    const RetryPolicy& policy) {
     for (int attempt = 0;; ++attempt) {
-        r = http.get(url);
-        if (!r.transport_failed() && r.status == 200) break;
+        HttpResponse r = http.get(url);
+        if (!r.transport_failed() && r.status == 200) return r;
         const double wait = retry_delay(r, attempt, policy);
         if (wait < 0)
             throw_http_error(r, endpoint, repo_id, revision, "the file list", have_token, attempt);
         std::this_thread::sleep_for(std::chrono::duration<double>(wait));
     }
+}
+
+// One file of a listing: a revision sibling {rfilename, size, blobId, lfs: {sha256, size}} or
+// a tree entry {path, size, oid, lfs: {oid, size}}.
+RepoFile parse_entry(const nlohmann::json& e, const char* path_key, const char* id_key) {
+    RepoFile f;
+    f.path = e.value(path_key, "");
+    if (e.contains("size") && e["size"].is_number_integer()) f.size = e["size"].get<int64_t>();
+    f.blob_id = e.value(id_key, "");
+    if (e.contains("lfs") && e["lfs"].is_object()) {
+        const auto& lfs = e["lfs"];
+        f.sha256 = lfs.value("sha256", lfs.value("oid", ""));
+        if (lfs.contains("size") && lfs["size"].is_number_integer())
+            f.size = lfs["size"].get<int64_t>();
+    }
+    return f;
+}
+
+// `<URL>; rel="next"` from a Link header, or "".
+std::string next_link(const std::string& link) {
+    const size_t rel = link.find("rel=\"next\"");
+    if (rel == std::string::npos) return "";
+    const size_t open = link.rfind('<', rel), close = link.rfind('>', rel);
+    if (open == std::string::npos || close == std::string::npos || close < open) return "";
+    return link.substr(open + 1, close - open - 1);
+}
+
+}  // namespace
+
+RepoInfo fetch_repo_info(HttpClient& http, const std::string& endpoint, const std::string& repo_id,
+                         const std::string& revision, bool have_token, const RetryPolicy& policy) {
+    const std::string url = fmt::format("{}/api/models/{}/revision/{}?blobs=true", endpoint,
+                                        repo_id, url_escape(revision, false));
+    const HttpResponse r = get_ok(http, url, endpoint, repo_id, revision, have_token, policy);
     auto j = nlohmann::json::parse(r.body, nullptr, false);
     QL_CHECK(j.is_object() && j.contains("siblings") && j["siblings"].is_array(),
              "{}: unexpected answer from {}: expected a JSON object with 'siblings'", repo_id, url);
@@ -183,30 +218,44 @@ RepoInfo fetch_repo_info(HttpClient& http, const std::string& endpoint, const st
     info.repo_id = repo_id;
     info.commit = j.value("sha", "");
     QL_CHECK(is_hex(info.commit, 40),
-             "{}: the Hub's answer for revision '{}' has no commit "
-             "hash ('sha'): expected 40 hex digits, found '{}'",
+             "{}: the Hub's answer for revision '{}' has no commit hash ('sha'): expected 40 hex "
+             "digits, found '{}'",
              repo_id, revision, info.commit);
+    bool complete = true;
     for (const auto& s : j["siblings"]) {
-        RepoFile f;
-        f.path = s.value("rfilename", "");
+        info.files.push_back(parse_entry(s, "rfilename", "blobId"));
+        complete = complete && info.files.back().size >= 0 && !info.files.back().blob_id.empty();
+    }
+    if (!complete) {
+        // An endpoint that ignores ?blobs=true (some mirrors): sizes and ids come from the
+        // tree listing of the same commit, which is paginated through Link headers.
+        std::vector<RepoFile> tree;
+        std::string page =
+            fmt::format("{}/api/models/{}/tree/{}?recursive=true", endpoint, repo_id, info.commit);
+        while (!page.empty()) {
+            const HttpResponse t =
+                get_ok(http, page, endpoint, repo_id, revision, have_token, policy);
+            auto entries = nlohmann::json::parse(t.body, nullptr, false);
+            QL_CHECK(entries.is_array(), "{}: unexpected answer from {}: expected a JSON array",
+                     repo_id, page);
+            for (const auto& e : entries)
+                if (e.value("type", "") == "file") tree.push_back(parse_entry(e, "path", "oid"));
+            page = next_link(t.header("link"));
+        }
+        info.files = std::move(tree);
+    }
+    for (const auto& f : info.files) {
         QL_CHECK(safe_relative_path(f.path), "{}: the file list names an unsafe path '{}'", repo_id,
                  f.path);
-        if (s.contains("size") && s["size"].is_number_integer()) f.size = s["size"].get<int64_t>();
-        f.blob_id = s.value("blobId", "");
-        if (s.contains("lfs") && s["lfs"].is_object()) {
-            const auto& lfs = s["lfs"];
-            f.sha256 = lfs.value("sha256", lfs.value("oid", ""));
-            if (lfs.contains("size") && lfs["size"].is_number_integer())
-                f.size = lfs["size"].get<int64_t>();
+        if (!f.sha256.empty()) {
             QL_CHECK(is_hex(f.sha256, 64), "{}: file '{}': LFS sha256 '{}' is not 64 hex digits",
                      repo_id, f.path, f.sha256);
         } else {
             QL_CHECK(is_hex(f.blob_id, 40),
-                     "{}: file '{}': blobId '{}' is not 40 hex digits "
-                     "(is the endpoint a Hugging Face Hub?)",
+                     "{}: file '{}': git blob id '{}' is not 40 hex digits (is the endpoint a "
+                     "Hugging Face Hub?)",
                      repo_id, f.path, f.blob_id);
         }
-        info.files.push_back(std::move(f));
     }
     return info;
 }

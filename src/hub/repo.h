@@ -5,6 +5,9 @@
 //      {"rfilename": "config.json", "size": 721, "blobId": "<git blob sha1>"},
 //      {"rfilename": "model.safetensors", "size": N, "blobId": "<sha1 of the LFS pointer>",
 //       "lfs": {"sha256": "<sha256 of the content>", "size": N, "pointerSize": 134}}, ...]}
+// An endpoint that ignores ?blobs=true (some mirrors) gets the sizes and ids from the tree
+// listing GET {endpoint}/api/models/{ORG/NAME}/tree/{commit}?recursive=true, paginated by
+// `Link: <next>; rel="next"`: [{"type": "file", "path", "size", "oid", "lfs": {"oid", "size"}}].
 // Files: GET {endpoint}/{ORG/NAME}/resolve/{commit}/{path}, usually a redirect to a CDN.
 // The cache names a file's blob by its ETag, which is the LFS sha256 for LFS files and the
 // git blob id otherwise — the same ids the listing gives, so no HEAD request is needed.

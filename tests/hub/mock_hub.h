@@ -71,6 +71,11 @@ class MockHub {
         std::string required_token;  // gated repo: 401 without a token, 403 with another
     };
 
+    // Set before start(): answer listings as an endpoint that ignores ?blobs=true, so the
+    // client needs the tree listing, served `tree_page_size` entries a page.
+    bool ignore_blobs_param = false;
+    int tree_page_size = 2;
+
     static constexpr const char* kCommit = "4f1d2c3b4a5968778695a4b3c2d1e0f1a2b3c4d5";
 
     explicit MockHub(std::string repo_id) : repo_id_(std::move(repo_id)) {}
@@ -93,6 +98,8 @@ class MockHub {
     void start() {
         server_.Get(R"(/api/models/([^/]+/[^/]+)/revision/(.+))",
                     [this](const httplib::Request& q, httplib::Response& r) { api(q, r); });
+        server_.Get(R"(/api/models/([^/]+/[^/]+)/tree/([^/]+))",
+                    [this](const httplib::Request& q, httplib::Response& r) { tree(q, r); });
         server_.Get(R"(/([^/]+/[^/]+)/resolve/([^/]+)/(.+))",
                     [this](const httplib::Request& q, httplib::Response& r) { resolve(q, r); });
         server_.Get(R"(/cdn/([0-9a-f]{64}))",
@@ -181,7 +188,7 @@ class MockHub {
     void api(const httplib::Request& q, httplib::Response& r) {
         ++api_requests;
         if (refused(q, r, false) || not_found(q, r)) return;
-        const bool blobs = q.get_param_value("blobs") == "true";
+        const bool blobs = q.get_param_value("blobs") == "true" && !ignore_blobs_param;
         nlohmann::json siblings = nlohmann::json::array();
         for (const auto& f : files_) {
             nlohmann::json s = {{"rfilename", f.path}};
@@ -196,6 +203,28 @@ class MockHub {
         }
         nlohmann::json j = {{"id", repo_id_}, {"sha", kCommit}, {"siblings", siblings}};
         r.set_content(j.dump(), "application/json");
+    }
+
+    void tree(const httplib::Request& q, httplib::Response& r) {
+        ++api_requests;
+        if (refused(q, r, false) || not_found(q, r)) return;
+        const size_t begin = q.has_param("cursor") ? std::stoul(q.get_param_value("cursor")) : 0;
+        const size_t end = std::min(files_.size(), begin + static_cast<size_t>(tree_page_size));
+        nlohmann::json entries = nlohmann::json::array();
+        for (size_t i = begin; i < end; ++i) {
+            const File& f = files_[i];
+            nlohmann::json e = {{"type", "file"}, {"path", f.path}, {"size", f.content.size()}};
+            e["oid"] = f.lfs ? hex_digest(EVP_sha1(), "", "pointer:" + f.sha256) : f.blob_id;
+            if (f.lfs) e["lfs"] = {{"oid", f.sha256}, {"size", f.content.size()}};
+            entries.push_back(e);
+        }
+        if (begin == 0) entries.push_back({{"type", "directory"}, {"path", "sub"}, {"oid", "x"}});
+        if (end < files_.size()) {
+            r.set_header("Link", "<" + endpoint() + "/api/models/" + repo_id_ + "/tree/" + kCommit +
+                                     "?recursive=true&cursor=" + std::to_string(end) +
+                                     ">; rel=\"next\"");
+        }
+        r.set_content(entries.dump(), "application/json");
     }
 
     void resolve(const httplib::Request& q, httplib::Response& r) {

@@ -174,6 +174,24 @@ TEST_F(PullTest, TwoConcurrentPullsShareTheWorkThroughFileLocks) {
     expect_snapshot_matches_model(snapshot(), *hub_);
 }
 
+TEST_F(PullTest, ListingWithoutBlobsIsCompletedFromThePaginatedTree) {
+    // A second mock, set up as a mirror that ignores ?blobs=true.
+    MockHub mirror("test-org/llama-8m");
+    const std::string model = shared_dir() + "/models/llama-8m";
+    for (const auto& [name, lfs] : model_files())
+        mirror.add_file(name, read_whole(model + "/" + name), lfs);
+    mirror.ignore_blobs_param = true;
+    mirror.tree_page_size = 4;
+    mirror.start();
+    PullOptions o = options();
+    o.endpoint = mirror.endpoint();
+    const PullResult r = pull(o);
+    EXPECT_EQ(r.bytes_total, kModelBytes);
+    EXPECT_EQ(r.bytes_fetched, kModelBytes);
+    EXPECT_EQ(mirror.api_requests.load(), 3);  // the listing and two tree pages
+    expect_snapshot_matches_model(r.snapshot_dir, mirror);
+}
+
 TEST_F(PullTest, IncludeGlobsChooseFiles) {
     PullOptions o = options();
     o.include = {"*.json"};
