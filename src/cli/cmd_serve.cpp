@@ -1,0 +1,72 @@
+// `quantlens serve [--port 8080] [--host 127.0.0.1] [--store S] [--models-dir D]...`: the local
+// web app over the job store (src/server/server.h). Ctrl-C stops it; jobs it started keep
+// running in their own processes and can be followed again after a restart.
+#include <pthread.h>
+
+#include <csignal>
+#include <filesystem>
+#include <memory>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "cli/command.h"
+#include "core/error.h"
+#include "jobs/store.h"
+#include "server/server.h"
+
+namespace quantlens::cli {
+namespace {
+
+struct ServeOptions {
+    server::ServerOptions server;
+    std::string store;
+    std::vector<std::string> models_dirs;
+};
+
+int run_serve(ServeOptions opts) {
+    opts.server.store_path = jobs::resolve_store_path(opts.store);
+    opts.server.model_roots = {std::filesystem::current_path().string()};
+    for (const auto& d : opts.models_dirs) opts.server.model_roots.push_back(d);
+    // Signals go to one waiting thread, which stops the server cleanly (handlers cannot).
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGTERM);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+    server::Server srv(opts.server);
+    const int port = srv.bind();
+    std::thread waiter([&] {
+        int sig = 0;
+        sigwait(&signals, &sig);
+        srv.stop();
+    });
+    fmt::print("quantlens serve: http://{}:{}/  (store {}; Ctrl-C to stop)\n",
+               opts.server.host.find(':') != std::string::npos ? "[" + opts.server.host + "]"
+                                                               : opts.server.host,
+               port, opts.server.store_path);
+    std::fflush(stdout);
+    srv.run();
+    pthread_kill(waiter.native_handle(), SIGTERM);  // wake the waiter if we stopped otherwise
+    waiter.join();
+    return 0;
+}
+
+}  // namespace
+}  // namespace quantlens::cli
+
+QL_COMMAND(serve, "Local web app: jobs, models, reports and the recipe editor") {
+    auto opts = std::make_shared<quantlens::cli::ServeOptions>();
+    cmd.add_option("--port,-p", opts->server.port, "TCP port (0 = any free port)")
+        ->capture_default_str();
+    cmd.add_option("--host", opts->server.host, "Address to bind (default loopback only)")
+        ->capture_default_str();
+    cmd.add_option("--store", opts->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
+    cmd.add_option("--models-dir", opts->models_dirs,
+                   "Extra directory the app may browse (repeatable)");
+    cmd.add_option("--recipes-dir", opts->server.recipes_dir, "Where saved recipes go")
+        ->capture_default_str();
+    cmd.add_option("--job-exe", opts->server.job_exe, "Executable that runs started jobs (tests)")
+        ->group("");  // hidden
+    return [opts] { return quantlens::cli::run_serve(*opts); };
+}

@@ -1,0 +1,138 @@
+#include "server/model_tree.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/ggml_type.h"
+#include "formats/gguf.h"
+
+namespace quantlens::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+constexpr size_t kMaxEntries = 2000;  // a listing larger than this is cut (and says so)
+constexpr uint64_t kMaxSafetensorsHeader = 100u << 20;  // the format's own limit
+
+bool is_model_dir(const fs::path& dir) {
+    std::error_code ec;
+    if (!fs::exists(dir / "config.json", ec)) return false;
+    for (const auto& e : fs::directory_iterator(dir, ec))
+        if (e.path().extension() == ".safetensors") return true;
+    return false;
+}
+
+nlohmann::json safetensors_tensors(const fs::path& file) {
+    std::ifstream in(file, std::ios::binary);
+    QL_CHECK(in.good(), "{}: cannot open", file.string());
+    uint8_t len_bytes[8] = {};
+    in.read(reinterpret_cast<char*>(len_bytes), 8);
+    QL_CHECK(in.gcount() == 8, "{}: truncated safetensors header length", file.string());
+    uint64_t len = 0;
+    for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];
+    QL_CHECK(len > 0 && len <= kMaxSafetensorsHeader,
+             "{}: safetensors header length {} out of range (1..{})", file.string(), len,
+             kMaxSafetensorsHeader);
+    std::string header(len, '\0');
+    in.read(header.data(), static_cast<std::streamsize>(len));
+    QL_CHECK(static_cast<uint64_t>(in.gcount()) == len, "{}: truncated safetensors header",
+             file.string());
+    const auto doc = nlohmann::json::parse(header, nullptr, false);
+    QL_CHECK(doc.is_object(), "{}: safetensors header is not a JSON object", file.string());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& [name, info] : doc.items()) {
+        if (name == "__metadata__" || !info.is_object()) continue;
+        const auto offsets = info.value("data_offsets", nlohmann::json::array());
+        const uint64_t bytes = offsets.size() == 2 && offsets[0].is_number_unsigned() &&
+                                       offsets[1].is_number_unsigned()
+                                   ? offsets[1].get<uint64_t>() - offsets[0].get<uint64_t>()
+                                   : 0;
+        out.push_back({{"name", name},
+                       {"dtype", info.value("dtype", "?")},
+                       {"shape", info.value("shape", nlohmann::json::array())},
+                       {"bytes", bytes},
+                       {"file", file.filename().string()}});
+    }
+    return out;
+}
+
+nlohmann::json gguf_tensors(const fs::path& file) {
+    const GgufFile gguf = GgufFile::open(file.string());
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& t : gguf.tensors())
+        out.push_back({{"name", t.name},
+                       {"dtype", ggml_type_display_name(t.type)},
+                       {"shape", t.ne},
+                       {"bytes", t.nbytes}});
+    return out;
+}
+
+nlohmann::json with_totals(nlohmann::json doc) {
+    uint64_t bytes = 0;
+    for (const auto& t : doc["tensors"]) bytes += t["bytes"].get<uint64_t>();
+    std::sort(doc["tensors"].begin(), doc["tensors"].end(),
+              [](const auto& a, const auto& b) { return a["name"] < b["name"]; });
+    doc["n_tensors"] = doc["tensors"].size();
+    doc["bytes"] = bytes;
+    return doc;
+}
+
+}  // namespace
+
+nlohmann::json describe_path(const fs::path& path) {
+    std::error_code ec;
+    if (fs::is_directory(path, ec)) {
+        if (is_model_dir(path)) {
+            nlohmann::json doc = {{"path", path.string()},
+                                  {"kind", "model"},
+                                  {"format", "safetensors"},
+                                  {"tensors", nlohmann::json::array()}};
+            for (const auto& e : fs::directory_iterator(path))
+                if (e.path().extension() == ".safetensors")
+                    for (auto& t : safetensors_tensors(e.path()))
+                        doc["tensors"].push_back(std::move(t));
+            return with_totals(std::move(doc));
+        }
+        nlohmann::json entries = nlohmann::json::array();
+        bool truncated = false;
+        for (const auto& e :
+             fs::directory_iterator(path, fs::directory_options::skip_permission_denied, ec)) {
+            if (entries.size() >= kMaxEntries) {
+                truncated = true;
+                break;
+            }
+            const std::string name = e.path().filename().string();
+            if (!name.empty() && name[0] == '.') continue;  // hidden files and .git
+            const bool dir = e.is_directory(ec);
+            entries.push_back(
+                {{"name", name},
+                 {"type", dir ? "dir" : "file"},
+                 {"model", dir ? is_model_dir(e.path()) : e.path().extension() == ".gguf"},
+                 {"size", dir ? 0 : static_cast<uint64_t>(e.file_size(ec))}});
+        }
+        std::sort(entries.begin(), entries.end(), [](const auto& a, const auto& b) {
+            return a["type"] != b["type"] ? a["type"] == "dir" : a["name"] < b["name"];
+        });
+        return {{"path", path.string()},
+                {"kind", "dir"},
+                {"entries", entries},
+                {"truncated", truncated}};
+    }
+    const std::string ext = path.extension().string();
+    if (ext == ".gguf")
+        return with_totals({{"path", path.string()},
+                            {"kind", "model"},
+                            {"format", "gguf"},
+                            {"tensors", gguf_tensors(path)}});
+    if (ext == ".safetensors")
+        return with_totals({{"path", path.string()},
+                            {"kind", "model"},
+                            {"format", "safetensors"},
+                            {"tensors", safetensors_tensors(path)}});
+    return {{"path", path.string()}, {"kind", "file"}, {"size", fs::file_size(path, ec)}};
+}
+
+}  // namespace quantlens::server

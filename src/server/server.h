@@ -1,0 +1,64 @@
+// `quantlens serve`: a local web app over the job store. Binds 127.0.0.1 by default and
+// serves, from the binary itself (web assets embedded by src/report):
+//   GET  /                          the single-page app (web/app.html)
+//   GET  /assets/<file>             app.js, report.js, style.css, plotly.min.js
+//   GET  /api/health                {"ok": true, "version"}
+//   GET  /api/jobs                  every job (jobs::to_json + "eta_s")
+//   GET  /api/jobs/:id              one job; 404 when absent
+//   GET  /api/jobs/:id/report-data  the report-data document (src/report/report_data.h)
+//   GET  /api/jobs/:id/events       server-sent events: one `data: <job json>` per change,
+//                                   ends when the job is done, failed or cancelled
+//   POST /api/jobs                  start calibrate/sweep/plan/quantize/verify/eval as a child
+//                                   process of this executable with validated options
+//   POST /api/jobs/:id/pause|resume|cancel
+//   GET  /api/models?path=P         directory listing or tensor table, only under the allowed
+//                                   roots (working directory, --models-dir)
+//   POST /api/recipes               save a recipe (JSON/YAML) into --recipes-dir
+// Every error is JSON {"error": "..."} with a 4xx status for bad input (400 malformed, 403
+// outside the roots or bad Host/Content-Type, 404 absent, 409 illegal state change, 413 too
+// large, 503 too many event streams). POSTs must be `Content-Type: application/json` and the
+// Host header must name the bound address, so other web pages cannot drive the API (CSRF, DNS
+// rebinding).
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+namespace quantlens::server {
+
+struct ServerOptions {
+    std::string host = "127.0.0.1";
+    int port = 8080;  // 0 = any free port (tests)
+    std::string store_path;
+    std::vector<std::string> model_roots;  // first one = base of relative paths; default: cwd
+    std::string recipes_dir = "recipes";
+    std::string job_exe = "/proc/self/exe";  // what POST /api/jobs runs
+    std::string log_dir;                     // child logs; default: <store>.logs
+    int threads = 16;
+    int max_event_streams = 16;
+    double event_poll_s = 0.2;
+};
+
+class Server {
+  public:
+    explicit Server(ServerOptions options);  // opens the store; throws Error
+    ~Server();
+    Server(const Server&) = delete;
+    Server& operator=(const Server&) = delete;
+
+    // Binds the listening socket; throws Error ("127.0.0.1:8080 is already in use ...").
+    // Returns the bound port.
+    int bind();
+    // Serves until stop() (from another thread or a signal handler's thread).
+    void run();
+    void stop();
+    int port() const;
+
+    struct Impl;
+
+  private:
+    std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace quantlens::server

@@ -1,0 +1,41 @@
+// Internal to src/server: the state shared by the route handlers and small reply helpers.
+#pragma once
+
+#include <httplib.h>
+
+#include <nlohmann/json.hpp>
+
+#include <atomic>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "jobs/store.h"
+#include "server/safe_path.h"
+#include "server/server.h"
+#include "server/spawn.h"
+
+namespace quantlens::server {
+
+struct Server::Impl {
+    ServerOptions options;
+    std::unique_ptr<jobs::Store> store;
+    std::unique_ptr<PathPolicy> paths;
+    httplib::Server http;
+    Children children;
+    std::atomic<int> open_streams{0};
+    std::atomic<bool> stopping{false};
+    int bound_port = 0;
+
+    void routes();
+    void job_routes();  // server_jobs.cpp
+};
+
+void reply_json(httplib::Response& res, const nlohmann::json& body, int status = 200);
+void reply_error(httplib::Response& res, int status, const std::string& message);
+// Parses a JSON request body; on failure replies 400 and returns nullopt.
+std::optional<nlohmann::json> parse_body(const httplib::Request& req, httplib::Response& res);
+// jobs::to_json plus an ETA estimate for running jobs.
+nlohmann::json job_json(const jobs::Job& job);
+
+}  // namespace quantlens::server

@@ -1,0 +1,334 @@
+// Jobs routes: listing, report data, server-sent progress events, pause/resume/cancel, and
+// starting a job as a child process of this executable with validated arguments.
+#include <sys/types.h>
+
+#include <chrono>
+#include <filesystem>
+#include <map>
+#include <thread>
+
+#include <fmt/format.h>
+
+#include "core/error.h"
+#include "core/ggml_type.h"
+#include "report/report_data.h"
+#include "server/server_impl.h"
+
+namespace quantlens::server {
+
+namespace fs = std::filesystem;
+
+namespace {
+
+// How an option's value is checked before it becomes `--name value` on the child's argv.
+enum class Arg { Path, OutPath, Number, Word, Types, Flag };
+
+// Options the app may pass per job kind. The positional argument is the model path, or the
+// job id for plan (and verify when it names a plan's job).
+struct KindSpec {
+    const char* positional;  // "model", "job" or "model|job"
+    std::map<std::string, Arg> options;
+};
+
+const std::map<std::string, KindSpec>& kind_specs() {
+    static const std::map<std::string, KindSpec> specs = {
+        {"sweep",
+         {"model",
+          {{"eval", Arg::Path},
+           {"granularity", Arg::Word},
+           {"types", Arg::Types},
+           {"ctx", Arg::Number},
+           {"tokens", Arg::Number},
+           {"imatrix", Arg::Path},
+           {"budget", Arg::Number},
+           {"no-uniform", Arg::Flag}}}},
+        {"calibrate",
+         {"model",
+          {{"text", Arg::Path},
+           {"output", Arg::OutPath},
+           {"ctx", Arg::Number},
+           {"chunks", Arg::Number}}}},
+        {"plan",
+         {"job",
+          {{"target-bpw", Arg::Number},
+           {"target-size", Arg::Word},
+           {"knee", Arg::Flag},
+           {"name", Arg::Word}}}},
+        {"quantize",
+         {"model", {{"recipe", Arg::Path}, {"imatrix", Arg::Path}, {"output", Arg::OutPath}}}},
+        {"verify",
+         {"model|job",
+          {{"recipe", Arg::Path},
+           {"text", Arg::Path},
+           {"ctx", Arg::Number},
+           {"chunks", Arg::Number},
+           {"plan", Arg::Word}}}},
+        {"eval",
+         {"model",
+          {{"text", Arg::Path},
+           {"base", Arg::Path},
+           {"ctx", Arg::Number},
+           {"chunks", Arg::Number}}}},
+    };
+    return specs;
+}
+
+bool is_word(const std::string& s) {
+    if (s.empty() || s.size() > 128 || s[0] == '-') return false;
+    for (char c : s)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-' &&
+            c != ':')
+            return false;
+    return true;
+}
+
+int64_t job_id_of(const httplib::Request& req) {
+    try {
+        return std::stoll(req.matches[1]);
+    } catch (const std::exception&) {
+        return 0;
+    }
+}
+
+std::string value_text(const nlohmann::json& v) {
+    if (v.is_string()) return v.get<std::string>();
+    if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
+    if (v.is_number()) return fmt::format("{}", v.get<double>());
+    fail("expected a string or a number, got {}", v.dump());
+}
+
+}  // namespace
+
+nlohmann::json job_json(const jobs::Job& job) {
+    nlohmann::json j = jobs::to_json(job);
+    const double f = job.fraction();
+    if (job.state == jobs::JobState::running && !job.interrupted && f > 0 && f < 1 &&
+        job.started > 0 && job.updated > job.started)
+        j["eta_s"] = (job.updated - job.started) * (1 - f) / f;
+    else
+        j["eta_s"] = nullptr;
+    return j;
+}
+
+void Server::Impl::job_routes() {
+    http.Get("/api/jobs", [this](const httplib::Request&, httplib::Response& res) {
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& job : store->list_jobs()) out.push_back(job_json(job));
+        reply_json(res, {{"jobs", out}});
+    });
+    http.Get(R"(/api/jobs/(\d{1,18}))",
+             [this](const httplib::Request& req, httplib::Response& res) {
+                 const auto job = store->find_job(job_id_of(req));
+                 if (!job) return reply_error(res, 404, fmt::format("no job {}", job_id_of(req)));
+                 reply_json(res, job_json(*job));
+             });
+    http.Get(R"(/api/jobs/(\d{1,18})/report-data)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+                 const int64_t id = job_id_of(req);
+                 if (!store->find_job(id))
+                     return reply_error(res, 404, fmt::format("no job {}", id));
+                 reply_json(res, report::build_report_data(*store, id));
+             });
+    http.Get(R"(/api/jobs/(\d{1,18})/events)", [this](const httplib::Request& req,
+                                                      httplib::Response& res) {
+        const int64_t id = job_id_of(req);
+        if (!store->find_job(id)) return reply_error(res, 404, fmt::format("no job {}", id));
+        if (open_streams.fetch_add(1) >= options.max_event_streams) {
+            open_streams.fetch_sub(1);
+            return reply_error(res, 503,
+                               "too many open event streams; poll GET /api/jobs/:id instead");
+        }
+        res.set_header("X-Accel-Buffering", "no");
+        // The provider runs on this connection's thread until it returns false or calls done();
+        // a client that disconnects makes the write fail, which ends it (and frees the slot).
+        auto last = std::make_shared<std::string>();
+        auto released = std::make_shared<std::atomic<bool>>(false);
+        auto release = [this, released] {
+            if (!released->exchange(true)) open_streams.fetch_sub(1);
+        };
+        res.set_chunked_content_provider(
+            "text/event-stream",
+            [this, id, last, release](size_t, httplib::DataSink& sink) {
+                auto next_poll = std::chrono::steady_clock::now();
+                auto last_beat = next_poll;
+                while (!stopping) {
+                    if (!sink.is_writable()) return false;
+                    const auto job = store->find_job(id);
+                    if (!job) {
+                        sink.write("event: gone\ndata: {}\n\n", 22);
+                        sink.done();
+                        return true;
+                    }
+                    std::string payload = job_json(*job).dump();
+                    if (payload != *last) {
+                        const std::string msg = "data: " + payload + "\n\n";
+                        if (!sink.write(msg.data(), msg.size())) return false;
+                        *last = std::move(payload);
+                        last_beat = std::chrono::steady_clock::now();
+                    } else if (std::chrono::steady_clock::now() - last_beat >
+                               std::chrono::seconds(10)) {
+                        if (!sink.write(": keep-alive\n\n", 14))
+                            return false;  // detects a gone client
+                        last_beat = std::chrono::steady_clock::now();
+                    }
+                    if (jobs::is_terminal(job->state) || job->state == jobs::JobState::failed) {
+                        sink.done();
+                        return true;
+                    }
+                    next_poll +=
+                        std::chrono::milliseconds(static_cast<int>(options.event_poll_s * 1000));
+                    std::this_thread::sleep_until(next_poll);
+                }
+                return false;
+            },
+            [release](bool) { release(); });
+    });
+
+    for (const char* verb : {"pause", "resume", "cancel"}) {
+        const std::string v = verb;
+        http.Post(R"(/api/jobs/(\d{1,18})/)" + v, [this, v](const httplib::Request& req,
+                                                            httplib::Response& res) {
+            const int64_t id = job_id_of(req);
+            if (!store->find_job(id)) return reply_error(res, 404, fmt::format("no job {}", id));
+            try {
+                jobs::Job job = v == "pause"    ? store->pause(id)
+                                : v == "cancel" ? store->cancel(id)
+                                                : store->resume(id);
+                nlohmann::json out = job_json(job);
+                if (v == "resume" && job.state == jobs::JobState::queued) {
+                    // A queued job needs a process to run it: the CLI's `jobs resume`.
+                    fs::create_directories(options.log_dir);
+                    const std::string log =
+                        fmt::format("{}/job-{}-resume.log", options.log_dir, id);
+                    out["pid"] = children.spawn({options.job_exe, "-q", "jobs", "resume",
+                                                 std::to_string(id), "--store", options.store_path},
+                                                log);
+                }
+                reply_json(res, out);
+            } catch (const Error& e) {
+                reply_error(res, 409, e.what());
+            }
+        });
+    }
+
+    http.Post("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) {
+        const auto body = parse_body(req, res);
+        if (!body) return;
+        const std::string kind = body->value("kind", "");
+        const auto spec = kind_specs().find(kind);
+        if (spec == kind_specs().end())
+            return reply_error(res, 400,
+                               fmt::format("'kind' must be one of calibrate, eval, plan, quantize, "
+                                           "sweep, verify; got '{}'",
+                                           kind));
+        std::vector<std::string> argv = {options.job_exe, "-q", kind};
+        const std::string positional = spec->second.positional;
+        std::string why;
+        if (body->contains("model") && positional.find("model") != std::string::npos) {
+            const auto& m = (*body)["model"];
+            if (!m.is_string()) return reply_error(res, 400, "'model' must be a path string");
+            const auto path = paths->resolve(m.get<std::string>(), &why);
+            if (!path) return reply_error(res, 403, "model: " + why);
+            argv.push_back(path->string());
+        } else if (body->contains("job") && positional.find("job") != std::string::npos) {
+            const auto& j = (*body)["job"];
+            if (!j.is_number_integer() || !store->find_job(j.get<int64_t>()))
+                return reply_error(res, 400, "'job' must be the id of an existing job");
+            argv.push_back(std::to_string(j.get<int64_t>()));
+        } else {
+            return reply_error(res, 400,
+                               fmt::format("'{}' is required for a {} job", positional, kind));
+        }
+        const nlohmann::json opts = body->value("options", nlohmann::json::object());
+        if (!opts.is_object()) return reply_error(res, 400, "'options' must be an object");
+        for (const auto& [name, value] : opts.items()) {
+            const auto it = spec->second.options.find(name);
+            if (it == spec->second.options.end())
+                return reply_error(
+                    res, 400, fmt::format("option '{}' is not accepted for a {} job", name, kind));
+            const std::string flag = "--" + name;
+            switch (it->second) {
+                case Arg::Flag:
+                    if (!value.is_boolean())
+                        return reply_error(res, 400, flag + ": expected true or false");
+                    if (value.get<bool>()) argv.push_back(flag);
+                    break;
+                case Arg::Number:
+                    if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 1e12)
+                        return reply_error(res, 400, flag + ": expected a non-negative number");
+                    argv.insert(argv.end(), {flag, value_text(value)});
+                    break;
+                case Arg::Word:
+                    if (!value.is_string() || !is_word(value.get<std::string>()))
+                        return reply_error(
+                            res, 400,
+                            flag + ": expected a word of letters, digits, '.', '_', '-', ':'");
+                    argv.insert(argv.end(), {flag, value.get<std::string>()});
+                    break;
+                case Arg::Types: {
+                    if (!value.is_string())
+                        return reply_error(res, 400,
+                                           flag + ": expected a comma-separated type list");
+                    const std::string list = value;
+                    size_t start = 0;
+                    while (start <= list.size()) {
+                        const size_t comma = std::min(list.find(',', start), list.size());
+                        const std::string t = list.substr(start, comma - start);
+                        if (!ggml_type_from_name(t))
+                            return reply_error(res, 400,
+                                               fmt::format("{}: unknown type '{}'", flag, t));
+                        start = comma + 1;
+                    }
+                    argv.insert(argv.end(), {flag, list});
+                    break;
+                }
+                case Arg::Path: {
+                    if (!value.is_string())
+                        return reply_error(res, 400, flag + ": expected a path string");
+                    const auto path = paths->resolve(value.get<std::string>(), &why);
+                    if (!path) return reply_error(res, 403, flag + ": " + why);
+                    argv.insert(argv.end(), {flag, path->string()});
+                    break;
+                }
+                case Arg::OutPath: {
+                    if (!value.is_string())
+                        return reply_error(res, 400, flag + ": expected a path string");
+                    const fs::path out(value.get<std::string>());
+                    const std::string file = out.filename().string();
+                    if (!is_word(file))
+                        return reply_error(res, 400, flag + ": bad file name '" + file + "'");
+                    const auto dir = paths->resolve(out.parent_path().string(), &why);
+                    if (!dir) return reply_error(res, 403, flag + ": " + why);
+                    argv.insert(argv.end(), {flag, (*dir / file).string()});
+                    break;
+                }
+            }
+        }
+        argv.insert(argv.end(), {"--store", options.store_path});
+
+        fs::create_directories(options.log_dir);
+        const auto stamp = std::chrono::system_clock::now().time_since_epoch().count();
+        const std::string log = fmt::format("{}/{}-{}.log", options.log_dir, kind, stamp);
+        const pid_t pid = children.spawn(argv, log);
+        // The child creates its job in the store; find it by pid so the app can follow it.
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (std::chrono::steady_clock::now() < deadline) {
+            for (const auto& job : store->list_jobs())
+                if (job.pid == pid)
+                    return reply_json(res, {{"pid", pid}, {"job", job_json(job)}, {"log", log}},
+                                      202);
+            if (const auto code = children.exit_code(pid)) {
+                const std::string tail = tail_of_file(log);
+                if (*code != 0)
+                    return reply_error(
+                        res, 422, fmt::format("{} exited with code {}: {}", kind, *code, tail));
+                return reply_json(
+                    res, {{"pid", pid}, {"job", nullptr}, {"exit_code", 0}, {"output", tail}}, 200);
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        reply_json(res, {{"pid", pid}, {"job", nullptr}, {"log", log}}, 202);
+    });
+}
+
+}  // namespace quantlens::server

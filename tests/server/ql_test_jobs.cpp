@@ -1,0 +1,77 @@
+// Test helper executable (built by the top-level CMakeLists.txt with the tests, not a test
+// itself). Two uses:
+//   ql_test_jobs fixture --store S --model DIR   fill S with a fake sweep (fake_sweep.h), print
+//                                                the job id
+//   ql_test_jobs [-q] KIND ARGS... --store S     stand-in for `quantlens KIND`, started by the
+//                                                server through --job-exe: creates a KIND job,
+//                                                records 20 items at 20 per second, finishes
+// so the server and browser tests can start jobs and watch progress without running a model.
+#include <chrono>
+#include <cstdio>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "core/error.h"
+#include "jobs/store.h"
+#include "report/fake_sweep.h"
+
+using namespace quantlens;
+
+int main(int argc, char** argv) {
+    std::vector<std::string> args(argv + 1, argv + argc);
+    std::string store_path, model, kind;
+    for (size_t i = 0; i < args.size(); ++i) {
+        if (args[i] == "--store" && i + 1 < args.size())
+            store_path = args[++i];
+        else if (args[i] == "--model" && i + 1 < args.size())
+            model = args[++i];
+        else if (args[i] == "-q")
+            continue;
+        else if (kind.empty())
+            kind = args[i];
+        else if (model.empty() && args[i][0] != '-')
+            model = args[i];
+    }
+    if (store_path.empty() || kind.empty()) {
+        std::fprintf(stderr,
+                     "usage: ql_test_jobs fixture --store S --model DIR | KIND ARGS --store S\n");
+        return 2;
+    }
+    try {
+        jobs::Store store(store_path);
+        if (kind == "fixture") {
+            const auto sweep = test_support::fill_fake_sweep(store, model);
+            std::printf("%lld\n", static_cast<long long>(sweep.job));
+            return 0;
+        }
+        const auto parsed = jobs::parse_kind(kind);
+        if (!parsed) {
+            std::fprintf(stderr, "error: unknown job kind '%s'\n", kind.c_str());
+            return 1;
+        }
+        jobs::NewJob nj;
+        nj.kind = *parsed;
+        nj.model = model;
+        nj.command = "ql_test_jobs " + kind;
+        const int64_t id = store.create_job(nj);
+        store.start(id);
+        std::vector<jobs::WorkItem> items;
+        for (int i = 0; i < 20; ++i) items.push_back({"item" + std::to_string(i), "Q4_K"});
+        store.add_work_items(id, items);
+        for (const auto& item : store.pending_items(id)) {
+            if (store.should_stop(id)) {
+                store.honour_stop(id);
+                return 0;
+            }
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+            store.record_item(id, item.unit, item.type, {{"kld_mean", 0.01}});
+        }
+        store.finish(id);
+        std::printf("job %lld done\n", static_cast<long long>(id));
+        return 0;
+    } catch (const std::exception& e) {
+        std::fprintf(stderr, "error: %s\n", e.what());
+        return 1;
+    }
+}

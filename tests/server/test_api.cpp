@@ -1,0 +1,328 @@
+// The web server's API on loopback: report data, validation (4xx with a message), path
+// traversal, CSRF/Host checks, a port already in use, a client disconnecting mid-SSE, 200
+// concurrent requests, and a job started through POST /api/jobs reaching 100 % (run by the
+// ql_test_jobs stand-in, so no model is needed).
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <atomic>
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <thread>
+
+#include "core/error.h"
+#include "jobs/store.h"
+#include "report/fake_sweep.h"
+#include "server/safe_path.h"
+#include "server/server.h"
+
+namespace fs = std::filesystem;
+using namespace quantlens;
+using nlohmann::json;
+
+namespace {
+
+std::string shared_dir() {
+    const char* env = std::getenv("QUANTLENS_SHARED");
+    return env && *env ? env : QL_SHARED_DIR;
+}
+
+// A server on an ephemeral port over a store holding one fake llama-8m sweep; the allowed
+// root is a temporary directory with a link to the shared models.
+class Api : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() {
+        dir_ = fs::path(QL_TEST_TMP) / "server-api";
+        fs::remove_all(dir_);
+        fs::create_directories(dir_ / "root");
+        fs::create_directory_symlink(fs::path(shared_dir()) / "models", dir_ / "root" / "models");
+        fs::create_directory_symlink("/etc", dir_ / "root" / "escape");
+        std::ofstream(dir_ / "secret.txt") << "outside";
+        store_path_ = (dir_ / "jobs.sqlite").string();
+        {
+            jobs::Store store(store_path_);
+            job_ = test_support::fill_fake_sweep(store, shared_dir() + "/models/llama-8m").job;
+        }
+        server::ServerOptions o;
+        o.port = 0;
+        o.store_path = store_path_;
+        o.model_roots = {(dir_ / "root").string()};
+        o.recipes_dir = (dir_ / "recipes").string();
+        o.job_exe = std::string(QL_BINARY_DIR) + "/ql_test_jobs";
+        o.threads = 16;
+        o.event_poll_s = 0.05;
+        server_ = new server::Server(o);
+        port_ = server_->bind();
+        thread_ = new std::thread([] { server_->run(); });
+        httplib::Client probe("127.0.0.1", port_);
+        for (int i = 0; i < 100 && !probe.Get("/api/health"); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    static void TearDownTestSuite() {
+        server_->stop();
+        thread_->join();
+        delete thread_;
+        delete server_;
+    }
+
+    static httplib::Client client() {
+        httplib::Client c("127.0.0.1", port_);
+        c.set_read_timeout(20, 0);
+        return c;
+    }
+    static httplib::Result post(const std::string& path, const json& body) {
+        return client().Post(path.c_str(), body.dump(), "application/json");
+    }
+    static json body_of(const httplib::Result& r) { return json::parse(r->body); }
+
+    static inline fs::path dir_;
+    static inline std::string store_path_;
+    static inline int64_t job_ = 0;
+    static inline int port_ = 0;
+    static inline server::Server* server_ = nullptr;
+    static inline std::thread* thread_ = nullptr;
+};
+
+}  // namespace
+
+TEST_F(Api, ServesTheAppAndItsAssetsFromTheBinary) {
+    auto r = client().Get("/");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_NE(r->body.find("/assets/app.js"), std::string::npos);
+    r = client().Get("/assets/plotly.min.js");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 200);
+    EXPECT_GT(r->body.size(), 3'000'000u);
+    EXPECT_EQ(client().Get("/assets/..%2Fpackage.json")->status, 404);
+    EXPECT_EQ(client().Get("/assets/secret.txt")->status, 404);
+    EXPECT_EQ(client().Get("/nope")->status, 404);
+}
+
+TEST_F(Api, JobsAndReportData) {
+    auto r = client().Get("/api/jobs");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200);
+    EXPECT_GE(body_of(r)["jobs"].size(), 1u);
+    r = client().Get(("/api/jobs/" + std::to_string(job_)).c_str());
+    ASSERT_EQ(r->status, 200);
+    EXPECT_EQ(body_of(r)["state"], "done");
+    EXPECT_DOUBLE_EQ(body_of(r)["progress"]["fraction"].get<double>(), 1.0);
+    r = client().Get(("/api/jobs/" + std::to_string(job_) + "/report-data").c_str());
+    ASSERT_EQ(r->status, 200);
+    const json doc = body_of(r);
+    EXPECT_EQ(doc["units"].size(), 58u);
+    EXPECT_EQ(doc["cells"].size(), 58u * 6u);
+    EXPECT_EQ(client().Get("/api/jobs/999999")->status, 404);
+    EXPECT_EQ(client().Get("/api/jobs/999999/report-data")->status, 404);
+    EXPECT_EQ(client().Get("/api/jobs/abc")->status, 404);
+}
+
+TEST_F(Api, ModelsStayInsideTheAllowedRoots) {
+    auto r = client().Get("/api/models?path=models/llama-8m");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const json doc = body_of(r);
+    EXPECT_EQ(doc["kind"], "model");
+    // llama-8m: 8 layers × 9 tensors + embed + final norm + lm head = 75 HF tensors.
+    EXPECT_EQ(doc["n_tensors"], 75);
+    r = client().Get("/api/models?path=models");  // a symlinked directory inside the root
+    ASSERT_EQ(r->status, 200);
+    bool found = false;
+    for (const auto& e : body_of(r)["entries"])
+        found |= e["name"] == "llama-8m" && e["model"] == true;
+    EXPECT_TRUE(found);
+    for (const char* bad : {"../secret.txt", "models/../../secret.txt", "/etc/passwd",
+                            "escape/passwd", "models/../..", "%2e%2e/secret.txt"}) {
+        r = client().Get(("/api/models?path=" + httplib::detail::encode_query_param(bad)).c_str());
+        ASSERT_TRUE(r);
+        EXPECT_TRUE(r->status == 403 || r->status == 404) << bad << " → " << r->status;
+        EXPECT_TRUE(body_of(r).contains("error"));
+        EXPECT_EQ(r->body.find("outside\""), std::string::npos);
+    }
+    server::PathPolicy policy({(dir_ / "root").string()});
+    EXPECT_FALSE(policy.resolve("../secret.txt"));
+    EXPECT_FALSE(policy.resolve(std::string("models\0/x", 9)));
+    EXPECT_TRUE(policy.resolve("models/llama-8m/config.json"));
+}
+
+TEST_F(Api, BadInputGetsClear4xx) {
+    // Not JSON / wrong content type / cross-site Host.
+    auto r = client().Post("/api/jobs", "kind=sweep", "application/x-www-form-urlencoded");
+    EXPECT_EQ(r->status, 415);
+    r = client().Post("/api/jobs", "{not json", "application/json");
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(body_of(r)["error"].get<std::string>().find("JSON"), std::string::npos);
+    httplib::Headers evil = {{"Host", "evil.example:80"}};
+    EXPECT_EQ(client().Get("/api/jobs", evil)->status, 403);
+
+    struct Case {
+        json body;
+        int status;
+        const char* says;
+    };
+    const std::vector<Case> cases = {
+        {{{"kind", "rm"}}, 400, "'kind' must be one of"},
+        {{{"kind", "sweep"}}, 400, "'model' is required"},
+        {{{"kind", "sweep"}, {"model", "../secret.txt"}}, 403, "outside"},
+        {{{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", {{"rm", "-rf"}}}},
+         400,
+         "option 'rm'"},
+        {{{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", {{"types", "Q4_K,Q9_Z"}}}},
+         400,
+         "Q9_Z"},
+        {{{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", {{"ctx", -5}}}},
+         400,
+         "--ctx"},
+        {{{"kind", "sweep"},
+          {"model", "models/llama-8m"},
+          {"options", {{"granularity", "--evil"}}}},
+         400,
+         "--granularity"},
+        {{{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", {{"eval", "/etc/passwd"}}}},
+         403,
+         "outside"},
+        {{{"kind", "plan"}, {"job", 424242}}, 400, "existing job"},
+    };
+    for (const auto& c : cases) {
+        r = post("/api/jobs", c.body);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, c.status) << c.body.dump() << " → " << r->body;
+        EXPECT_NE(r->body.find(c.says), std::string::npos) << r->body;
+    }
+    // Recipes: names that could escape the directory, unknown types, bad tensor names.
+    const json tensors = {{"blk.0.attn_q.weight", "Q4_K"}};
+    for (const char* name : {"../x", "a/b", "..", ".hidden", ""}) {
+        r = post("/api/recipes", {{"name", name}, {"recipe", {{"tensors", tensors}}}});
+        EXPECT_EQ(r->status, 400) << name;
+    }
+    r = post("/api/recipes",
+             {{"name", "ok"}, {"recipe", {{"tensors", {{"blk.0.attn_q.weight", "Q9_Z"}}}}}});
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find("unknown type 'Q9_Z'"), std::string::npos) << r->body;
+    r = post("/api/recipes", {{"name", "ok"}, {"recipe", {{"tensors", {{"../../etc", "Q4_K"}}}}}});
+    EXPECT_EQ(r->status, 400);
+    EXPECT_EQ(post("/api/jobs/999999/pause", json::object())->status, 404);
+    // A done job cannot be resumed: the store's state machine answers, as 409.
+    r = post("/api/jobs/" + std::to_string(job_) + "/resume", json::object());
+    EXPECT_EQ(r->status, 409) << r->body;
+}
+
+TEST_F(Api, SavesRecipesAsJsonAndYaml) {
+    const json recipe = {{"tensors", {{"blk.0.attn_q.weight", "q4_k"}, {"output.weight", "Q6_K"}}},
+                         {"size_bytes", 1234},
+                         {"predicted_kld", 0.01}};
+    auto r = post("/api/recipes", {{"name", "t1"}, {"format", "json"}, {"recipe", recipe}});
+    ASSERT_EQ(r->status, 201) << r->body;
+    const json saved = json::parse(std::ifstream(dir_ / "recipes" / "t1.json"));
+    EXPECT_EQ(saved["tensors"]["blk.0.attn_q.weight"], "Q4_K");  // normalized type names
+    r = post("/api/recipes", {{"name", "t1"}, {"format", "json"}, {"recipe", recipe}});
+    EXPECT_EQ(r->status, 400);  // exists, no overwrite
+    r = post("/api/recipes", {{"name", "t1"}, {"format", "yaml"}, {"recipe", recipe}});
+    ASSERT_EQ(r->status, 201);
+    std::ifstream yaml(dir_ / "recipes" / "t1.yaml");
+    const std::string text((std::istreambuf_iterator<char>(yaml)),
+                           std::istreambuf_iterator<char>());
+    EXPECT_NE(text.find("\"output.weight\": Q6_K"), std::string::npos) << text;
+    EXPECT_NE(text.find("size_bytes: 1234"), std::string::npos) << text;
+}
+
+TEST_F(Api, PortInUseGivesAClearError) {
+    server::ServerOptions o;
+    o.port = port_;
+    o.store_path = store_path_;
+    o.model_roots = {(dir_ / "root").string()};
+    server::Server second(o);
+    try {
+        second.bind();
+        FAIL() << "expected Error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("already in use"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(std::to_string(port_)), std::string::npos) << e.what();
+    }
+}
+
+TEST_F(Api, StartedJobStreamsProgressToOneHundredPercent) {
+    auto r = post("/api/jobs", {{"kind", "sweep"},
+                                {"model", "models/llama-8m"},
+                                {"options", {{"types", "Q4_K,Q8_0"}, {"ctx", 64}}}});
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 202) << r->body;
+    const int64_t id = body_of(r)["job"]["id"];
+    // Follow the server-sent events until the stream ends.
+    std::string stream;
+    auto c = client();
+    auto res = c.Get(("/api/jobs/" + std::to_string(id) + "/events").c_str(),
+                     [&](const char* data, size_t n) {
+                         stream.append(data, n);
+                         return true;
+                     });
+    ASSERT_TRUE(res);
+    EXPECT_EQ(res->get_header_value("Content-Type"), "text/event-stream");
+    const size_t last = stream.rfind("data: ");
+    ASSERT_NE(last, std::string::npos);
+    const json final_event =
+        json::parse(stream.substr(last + 6, stream.find("\n\n", last) - last - 6));
+    EXPECT_EQ(final_event["state"], "done");
+    EXPECT_EQ(final_event["progress"]["done"], 20);
+    EXPECT_DOUBLE_EQ(final_event["progress"]["fraction"].get<double>(), 1.0);
+    // Several distinct progress events were seen on the way.
+    size_t events = 0;
+    for (size_t at = stream.find("data: "); at != std::string::npos;
+         at = stream.find("data: ", at + 1))
+        ++events;
+    EXPECT_GE(events, 3u);
+}
+
+TEST_F(Api, SurvivesAClientDisconnectingMidStream) {
+    auto r = post("/api/jobs", {{"kind", "sweep"}, {"model", "models/llama-8m"}});
+    ASSERT_EQ(r->status, 202) << r->body;
+    const std::string path =
+        "/api/jobs/" + std::to_string(body_of(r)["job"]["id"].get<int64_t>()) + "/events";
+    for (int i = 0; i < 20; ++i) {  // more than max_event_streams: slots must be released
+        auto c = client();
+        int chunks = 0;
+        auto res =
+            c.Get(path.c_str(), [&](const char*, size_t) { return ++chunks < 1; });  // hang up
+        EXPECT_FALSE(res);  // cancelled by us
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(300));
+    auto h = client().Get("/api/health");
+    ASSERT_TRUE(h);
+    EXPECT_EQ(h->status, 200);
+    // A new stream still gets a slot once the abandoned ones noticed their clients left.
+    auto c = client();
+    bool got = false;
+    auto res = c.Get(path.c_str(), [&](const char*, size_t) {
+        got = true;
+        return false;
+    });
+    EXPECT_TRUE(got);
+}
+
+TEST_F(Api, Handles200ConcurrentRequests) {
+    std::atomic<int> ok{0}, bad{0};
+    std::vector<std::thread> threads;
+    const auto start = std::chrono::steady_clock::now();
+    for (int i = 0; i < 200; ++i)
+        threads.emplace_back([&, i] {
+            httplib::Client c("127.0.0.1", port_);
+            c.set_connection_timeout(10, 0);
+            c.set_read_timeout(30, 0);
+            const std::string path = i % 4 == 0
+                                         ? "/api/jobs/" + std::to_string(job_) + "/report-data"
+                                     : i % 4 == 1 ? "/api/jobs"
+                                     : i % 4 == 2 ? "/api/models?path=models"
+                                                  : "/api/jobs/" + std::to_string(job_);
+            auto r = c.Get(path.c_str());
+            (r && r->status == 200 ? ok : bad)++;
+        });
+    for (auto& t : threads) t.join();
+    const double seconds =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+    EXPECT_EQ(ok.load(), 200);
+    EXPECT_EQ(bad.load(), 0);
+    EXPECT_LT(seconds, 30.0);
+    std::printf("200 concurrent requests in %.2f s\n", seconds);
+}
