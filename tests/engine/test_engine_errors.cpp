@@ -1,0 +1,103 @@
+// Bad input reaches the engine as a clear Error: unknown architecture, missing tokenizer,
+// GGUF metadata that disagrees with the tensors.
+#include <gtest/gtest.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+#include "core/error.h"
+#include "core/mmap_file.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "formats/gguf.h"
+#include "model/model.h"
+
+namespace quantlens {
+namespace {
+
+namespace fs = std::filesystem;
+
+std::string shared_dir() {
+    const char* env = std::getenv("QUANTLENS_SHARED");
+    return env ? env : QL_SHARED_DIR;
+}
+
+std::string fresh_dir(const std::string& name) {
+    const std::string dir = std::string(QL_TEST_TMP) + "/engine-errors/" + name;
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    return dir;
+}
+
+// An HF directory with llama-8m's weights (symlinked) and an editable config.
+std::string hf_copy(const std::string& name, bool with_tokenizer) {
+    const std::string src = shared_dir() + "/models/llama-8m", dir = fresh_dir(name);
+    for (const auto& e : fs::directory_iterator(src)) {
+        const std::string f = e.path().filename().string();
+        if (!with_tokenizer && f.rfind("tokenizer", 0) == 0) continue;
+        fs::create_symlink(e.path(), dir + "/" + f);
+    }
+    return dir;
+}
+
+std::string error_of(const std::function<void()>& f) {
+    try {
+        f();
+    } catch (const Error& e) {
+        return e.what();
+    }
+    return "";
+}
+
+TEST(EngineErrors, UnknownArchitecture) {
+    const std::string dir = hf_copy("unknown-arch", true);
+    std::string config = read_text_file(dir + "/config.json");
+    config.replace(config.find("LlamaForCausalLM"), 16, "FooForCausalLM");
+    config.replace(config.find("\"llama\""), 7, "\"foo\"");
+    fs::remove(dir + "/config.json");
+    std::ofstream(dir + "/config.json") << config;
+    const std::string msg = error_of([&] { Model::open(dir); });
+    EXPECT_NE(msg.find("FooForCausalLM"), std::string::npos) << msg;
+}
+
+TEST(EngineErrors, MissingTokenizer) {
+    const std::string dir = hf_copy("no-tokenizer", false);
+    const auto model = Model::open(dir);
+    const std::string msg = error_of([&] { Tokenizer::load(*model); });
+    EXPECT_NE(msg.find("missing tokenizer"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+}
+
+TEST(EngineErrors, GgufMetadataDisagreesWithTensors) {
+    const GgufFile src = GgufFile::open(shared_dir() + "/models/llama-8m-Q4_K_M.gguf");
+    const std::string dir = fresh_dir("bad-gguf");
+    // Claim 8 heads of 64 where the tensors hold 4: attn_q is [256, 256], not [256, 512].
+    GgufWriter w;
+    w.copy_from(src);
+    w.add_kv("llama.attention.head_count", GgufValue::u32(8));
+    w.add_kv("llama.attention.head_count_kv", GgufValue::u32(4));
+    w.write(dir + "/bad.gguf");
+    const std::string msg = error_of([&] {
+        const auto model = Model::open(dir + "/bad.gguf");
+        Engine engine(*model);
+    });
+    EXPECT_NE(msg.find("bad.gguf"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("attn_"), std::string::npos) << msg;  // the first disagreeing tensor
+}
+
+TEST(EngineErrors, GgufWithoutTokenizer) {
+    const GgufFile src = GgufFile::open(shared_dir() + "/models/llama-8m-Q4_K_M.gguf");
+    const std::string dir = fresh_dir("gguf-no-tokenizer");
+    GgufWriter w;
+    for (const auto& [key, value] : src.kv())
+        if (key.rfind("tokenizer.", 0) != 0) w.add_kv(key, value);
+    for (const auto& t : src.tensors()) w.add_tensor(t.name, t.ne, t.type, src.tensor_data(t));
+    w.write(dir + "/notok.gguf");
+    const auto model = Model::open(dir + "/notok.gguf");
+    const std::string msg = error_of([&] { Tokenizer::load(*model); });
+    EXPECT_NE(msg.find("missing tokenizer"), std::string::npos) << msg;
+}
+
+}  // namespace
+}  // namespace quantlens
