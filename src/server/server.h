@@ -10,7 +10,8 @@
 //                                   ends when the job is done, failed or cancelled
 //   POST /api/jobs                  start calibrate/sweep/plan/quantize/verify/eval as a child
 //                                   process of this executable with validated options
-//   POST /api/jobs/:id/pause|resume|cancel
+//   POST /api/jobs/:id/pause|cancel  through the store (409 for an illegal change)
+//   POST /api/jobs/:id/resume        runs `quantlens jobs resume ID` as a child process
 //   GET  /api/models?path=P         directory listing or tensor table, only under the allowed
 //                                   roots (working directory, --models-dir)
 //   POST /api/recipes               save a recipe (JSON/YAML) into --recipes-dir

@@ -148,15 +148,18 @@
   }
 
   // ---------------------------------------------------------------- models
-  let modelDoc = null;
+  let modelDoc = null, modelSeq = 0;
   async function openPath(path) {
     $('#models-error').textContent = '';
+    const seq = ++modelSeq;  // only the latest request may draw (clicks can overtake loads)
     try {
-      modelDoc = await api('GET', '/api/models?path=' + encodeURIComponent(path));
+      const doc = await api('GET', '/api/models?path=' + encodeURIComponent(path));
+      if (seq !== modelSeq) return;
+      modelDoc = doc;
       if (modelDoc.kind === 'roots') { $('#models-path').value = modelDoc.roots[0]; return openPath(modelDoc.roots[0]); }
       $('#models-path').value = modelDoc.path;
       renderModel();
-    } catch (e) { $('#models-error').textContent = e.message; }
+    } catch (e) { if (seq === modelSeq) $('#models-error').textContent = e.message; }
   }
 
   function renderModel() {

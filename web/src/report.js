@@ -136,7 +136,7 @@
     const trace = {
       type: 'heatmap', z: hm.z, text: hm.text, hovertemplate: '%{text}<extra></extra>',
       x: hm.types.map((t) => t.name), y: hm.rows.map((r) => r.label),
-      colorscale: 'YlOrRd', zmin: 0, zmax: 1, hoverongaps: false, xgap: 1, ygap: 1,
+      colorscale: [[0, '#ffffcc'], [0.35, '#fed976'], [0.6, '#fd8d3c'], [0.8, '#e31a1c'], [1, '#800026']], zmin: 0, zmax: 1, hoverongaps: false, xgap: 1, ygap: 1,
       colorbar: { title: { text: 'score' } },
     };
     const height = Math.max(360, Math.min(4000, 24 + hm.rows.length * 16 + 120));

@@ -23,6 +23,8 @@ const store = path.join(work, 'jobs.sqlite');
 const recipes = path.join(work, 'recipes');
 const model = path.join(shared, 'models', 'llama-8m');
 
+// The machine may be busy (CI, parallel builds): generous timeouts, nothing depends on speed.
+const SLOW = 60000;
 let context, server, baseUrl, jobId, report;
 
 async function launch() {
@@ -60,6 +62,7 @@ before(async () => {
   report = path.join(artifacts, 'report.html');
   execFileSync(path.join(build, 'quantlens'), ['-q', 'report', jobId, '-o', report, '--store', store]);
   context = await launch();
+  context.setDefaultTimeout(SLOW);
   baseUrl = await startServer();
 });
 
@@ -98,8 +101,8 @@ test('report opens offline with one heatmap cell per measured (unit, type)', asy
   const requests = [], errors = [];
   page.on('request', (r) => { if (!r.url().startsWith('file:') && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) requests.push(r.url()); });
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.route('**/*', (r) => (r.request().url().startsWith('file:') ? r.continue() : r.abort()));
-  await page.goto('file://' + report);
+  await context.setOffline(true);  // and any request that is attempted is recorded above
+  await page.goto('file://' + report, { timeout: 90000 });
   await page.waitForSelector('#ql-heatmap .main-svg');
   const n = await heatmapCounts(page);
   assert.equal(n.units, 58);  // llama-8m: 8 layers × 7 matrices + token_embd + output
@@ -122,6 +125,7 @@ test('report opens offline with one heatmap cell per measured (unit, type)', asy
   await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
   assert.deepEqual(errors, []);
   assert.deepEqual(requests, [], 'the report made network requests');
+  await context.setOffline(false);
   await page.close();
 });
 
@@ -147,14 +151,14 @@ test('app: heatmap, hover, start a job to 100 %, edit and save a recipe', async 
   await page.fill('#start-model', model);
   await page.fill('#start-options [data-option="types"]', 'Q4_K,Q8_0');
   await page.click('#start-submit');
-  await page.waitForFunction(() => /started job \d+/.test(document.getElementById('start-result').textContent), null, { timeout: 15000 });
+  await page.waitForFunction(() => /started job \d+/.test(document.getElementById('start-result').textContent), null, { timeout: SLOW });
   const newId = /started job (\d+)/.exec(await page.textContent('#start-result'))[1];
   const rowSel = `#jobs-table tr[data-job-id="${newId}"]`;
   await page.waitForSelector(rowSel);
   await page.waitForFunction((sel) => {
     const tr = document.querySelector(sel);
     return tr && tr.dataset.state === 'done' && /100 %/.test(tr.querySelector('.ql-progress-text').textContent);
-  }, rowSel, { timeout: 30000 });
+  }, rowSel, { timeout: SLOW });
   await page.screenshot({ path: path.join(artifacts, 'app-jobs.png') });
 
   // Recipe editor: lower one tensor's type, the size drops by exactly that tensor's bytes.
@@ -184,6 +188,7 @@ test('app: heatmap, hover, start a job to 100 %, edit and save a recipe', async 
 
   // Model tree with search.
   await page.goto(`${baseUrl}/#models`);
+  await page.waitForSelector('#models-table tr.ql-entry');  // the first listing has loaded
   await page.fill('#models-path', model);
   await page.click('#models-go');
   await page.waitForSelector('#models-table tr.ql-tensor');

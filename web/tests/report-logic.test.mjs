@@ -1,0 +1,62 @@
+// report.js computations without a browser: composite score normalization, heatmap cell
+// count, knee detection and the model-card table (node --test).
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { createRequire } from 'node:module';
+
+const require = createRequire(import.meta.url);
+require('../src/report.js');  // attaches QLReport to globalThis
+const R = globalThis.QLReport;
+
+// 2 units × 3 types, one cell missing.
+const data = {
+  types: [{ name: 'Q2_K', bpw: 2.625 }, { name: 'Q4_K', bpw: 4.5 }, { name: 'Q8_0', bpw: 8.5 }],
+  units: [{ name: 'blk.0.attn_q.weight', layer: 0 }, { name: 'blk.1.attn_q.weight', layer: 1 }],
+  metrics: ['kld_mean', 'w_rel_fro'],
+  cells: [
+    { u: 0, t: 0, m: { kld_mean: 1e-1, w_rel_fro: 0.2 } },
+    { u: 0, t: 1, m: { kld_mean: 1e-3, w_rel_fro: 0.05 } },
+    { u: 0, t: 2, m: { kld_mean: 1e-5, w_rel_fro: 0.003 } },
+    { u: 1, t: 0, m: { kld_mean: 1e-2, w_rel_fro: 0.2 } },
+    { u: 1, t: 2, m: { kld_mean: null, w_rel_fro: 0.003 } },
+  ],
+  plans: [], verify: { rows: [{ name: 'Q4_K', size_bytes: 5e6, bpw: 4.5, ppl: 53.1, kld_mean: 0.012, top1: 0.95 }] },
+};
+
+test('composite score: log min-max per metric, weighted mean of what a cell has', () => {
+  const norms = R.normalizers(data, true);
+  // kld_mean spans 1e-5..1e-1 (4 decades): 1e-3 sits at exactly half.
+  assert.equal(norms.kld_mean(1e-3), 0.5);
+  assert.equal(norms.kld_mean(1e-1), 1);
+  const w = { kld_mean: 1, w_rel_fro: 0, act_mse: 0 };
+  assert.equal(R.compositeScore(data.cells[1].m, norms, w), 0.5);
+  // A null metric is skipped, not treated as zero.
+  const both = { kld_mean: 1, w_rel_fro: 1, act_mse: 1 };
+  assert.equal(R.compositeScore(data.cells[4].m, norms, both), norms.w_rel_fro(0.003));
+  assert.equal(R.compositeScore({}, norms, both), null);
+});
+
+test('heatmap: one cell per measured (unit, type), layers mode averages', () => {
+  const hm = R.heatmapModel(data, { mode: 'tensors', log: true, weights: { kld_mean: 1, w_rel_fro: 1 } });
+  assert.equal(hm.cells, 5);
+  assert.equal(hm.z[1][1], null);
+  assert.match(hm.text[0][0], /kld_mean = 0\.1000/);
+  const layers = R.heatmapModel(data, { mode: 'layers', log: true, weights: { kld_mean: 1 } });
+  assert.deepEqual(layers.rows.map((r) => r.label), ['layer 0', 'layer 1']);
+});
+
+test('knee: the point farthest below the chord of a convex error curve', () => {
+  const pts = [{ x: 2, y: 1 }, { x: 3, y: 0.05 }, { x: 4, y: 0.01 }, { x: 6, y: 0.005 }, { x: 8, y: 0.004 }];
+  // Normalized (bpw, log10 error): distances below the chord are 0.38, 0.50, 0.29 → 4 bpw.
+  assert.equal(R.knee(pts).x, 4);
+  const sharp = [{ x: 2, y: 1 }, { x: 3, y: 0.01 }, { x: 4, y: 0.008 }, { x: 6, y: 0.006 }, { x: 8, y: 0.005 }];
+  assert.equal(R.knee(sharp).x, 3);
+  assert.equal(R.knee([{ x: 4, y: 1 }]).x, 4);
+  assert.equal(R.knee([]), null);
+});
+
+test('summary markdown lists verify rows and the most sensitive tensors', () => {
+  const md = R.summaryMarkdown(data);
+  assert.match(md, /\| Q4_K \| 5\.00 MB \| 4\.500 \| 53\.10 \| 0\.01200 \| 95\.00 % \|/);
+  assert.match(md, /\| `blk\.0\.attn_q\.weight` \| Q2_K \| 0\.1000 \|/);
+});
