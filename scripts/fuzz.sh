@@ -25,6 +25,6 @@ for t in "${targets[@]}"; do
     mkdir -p "$work" "$findings"
     cp -n fuzz/corpus/"$t"/* "$work"/ 2>/dev/null || true
     echo "== fuzz_$t for ${seconds}s"
-    ./build-fuzz/fuzz_"$t" "$work" -max_total_time="$seconds" -max_len=65536 -timeout=10 \
+    ./build-fuzz/fuzz/fuzz_"$t" "$work" -max_total_time="$seconds" -max_len=65536 -timeout=10 \
         -rss_limit_mb=2048 -artifact_prefix="$findings/" -print_final_stats=1
 done

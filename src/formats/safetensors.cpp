@@ -244,6 +244,7 @@ const StTensor& SafetensorsModel::get(const std::string& name) const {
 void SafetensorsModel::to_f32(const StTensor& t, std::span<float> out) {
     const auto n = static_cast<size_t>(t.n_elements());
     QL_ASSERT(out.size() == n);
+    if (n == 0) return;  // empty spans may hold null pointers, which memcpy must not see
     const uint8_t* p = t.data.data();
     switch (t.dtype) {
         case StDtype::F32:

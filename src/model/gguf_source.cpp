@@ -40,6 +40,7 @@ class GgufModel final : public Model {
         QL_ASSERT(out.size() == static_cast<size_t>(tensor.n_elements()));
         const std::span<const uint8_t> data = raw(tensor);
         const size_t n = out.size();
+        if (n == 0) return;
         switch (tensor.type) {
             case GgmlType::F32:
                 std::memcpy(out.data(), data.data(), n * 4);
