@@ -88,7 +88,13 @@ void print_csv(const WeightErrorReport& r) {
 }
 
 void print_table(const WeightErrorReport& r) {
-    const bool imat = !r.rows.empty() && r.rows.front().error.has_imatrix;
+    bool imat = false;  // tensors without an imatrix entry (embeddings) have no imat metrics
+    for (const auto& row : r.rows) imat = imat || row.error.has_imatrix;
+    auto imat_cell = [imat](const WeightError& e) -> std::string {
+        if (!imat) return "";
+        return e.has_imatrix ? fmt::format("  {:>8.4g}", e.imat_rel_err)
+                             : fmt::format("  {:>8}", "-");
+    };
     fmt::print("{:<28} {:<8} {:<8} {:>10} {:>10} {:>10} {:>9} {:>8}{}\n", "tensor", "type", "used",
                "rmse", "max_abs", "rel_frob", "cosine", "snr_db", imat ? "  imat_rel" : "");
     for (const auto& row : r.rows) {
@@ -96,7 +102,7 @@ void print_table(const WeightErrorReport& r) {
         fmt::print("{:<28} {:<8} {:<8} {:>10.4g} {:>10.4g} {:>10.4g} {:>9.6f} {:>8.2f}{}\n",
                    row.tensor, ggml_type_display_name(row.requested),
                    ggml_type_display_name(row.used), e.rmse, e.max_abs, e.rel_frobenius, e.cosine,
-                   e.snr_db, imat ? fmt::format("  {:>8.4g}", e.imat_rel_err) : "");
+                   e.snr_db, imat_cell(e));
     }
     fmt::print("\nTotals per type\n{:<8} {:>12} {:>7} {:>10} {:>10} {:>9} {:>8}{}  fallbacks\n",
                "type", "bytes", "bpw", "rmse", "rel_frob", "cosine", "snr_db",
@@ -105,8 +111,7 @@ void print_table(const WeightErrorReport& r) {
         const WeightError& e = t.error;
         fmt::print("{:<8} {:>12} {:>7.3f} {:>10.4g} {:>10.4g} {:>9.6f} {:>8.2f}{}  {}\n",
                    ggml_type_display_name(t.type), t.bytes, t.bpw, e.rmse, e.rel_frobenius,
-                   e.cosine, e.snr_db, imat ? fmt::format("  {:>8.4g}", e.imat_rel_err) : "",
-                   t.fallbacks.size());
+                   e.cosine, e.snr_db, imat_cell(e), t.fallbacks.size());
     }
 }
 
