@@ -155,3 +155,25 @@ TEST(SafetensorsCorrupt, ShardMissingFromIndex) {
     }
     fs::remove_all(dir);
 }
+
+TEST(SafetensorsCorrupt, IndexNamesTensorTheShardLacks) {
+    const fs::path dir = fs::path(QL_TEST_TMP) / "st-index-extra";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    {
+        std::ofstream idx(dir / "model.safetensors.index.json");
+        idx << R"({"weight_map":{"a":"s1.safetensors","ghost":"s1.safetensors"}})";
+        const auto img = image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8);
+        std::ofstream s(dir / "s1.safetensors", std::ios::binary);
+        s.write(reinterpret_cast<const char*>(img.data()), img.size());
+    }
+    try {
+        SafetensorsModel::open(dir.string());
+        FAIL() << "index naming a missing tensor accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("'ghost'"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json"), std::string::npos)
+            << e.what();
+    }
+    fs::remove_all(dir);
+}
