@@ -1,0 +1,115 @@
+// Shared CUDA helpers of ql_cuda: error checks that throw quantlens::Error, an owning device
+// buffer, and the 16-bit storage types with their float conversions. Usable from .cu and
+// host-only .cpp files alike.
+#pragma once
+
+#include <cublas_v2.h>
+#include <cuda_bf16.h>
+#include <cuda_fp16.h>
+#include <cuda_runtime.h>
+
+#include <cstdint>
+#include <utility>
+
+namespace quantlens::cuda {
+
+// Failures throw quantlens::Error through check_cuda/check_cublas (cuda_util.cpp), so the
+// .cu files never parse fmt.
+#define QL_CUDA(call) ::quantlens::cuda::check_cuda((call), #call)
+#define QL_CUBLAS(call) ::quantlens::cuda::check_cublas((call), #call)
+// Checks the last kernel launch (execution errors surface at the next synchronizing call).
+#define QL_CUDA_LAUNCH() QL_CUDA(cudaGetLastError())
+
+void check_cuda(cudaError_t err, const char* what);
+void check_cublas(cublasStatus_t status, const char* what);
+
+// Owning device allocation of raw bytes.
+class DeviceBuffer {
+  public:
+    DeviceBuffer() = default;
+    explicit DeviceBuffer(size_t bytes) { resize(bytes); }
+    ~DeviceBuffer() { reset(); }
+    DeviceBuffer(const DeviceBuffer&) = delete;
+    DeviceBuffer& operator=(const DeviceBuffer&) = delete;
+    DeviceBuffer(DeviceBuffer&& o) noexcept
+        : ptr_(std::exchange(o.ptr_, nullptr)), bytes_(std::exchange(o.bytes_, 0)) {}
+    DeviceBuffer& operator=(DeviceBuffer&& o) noexcept {
+        if (this != &o) {
+            reset();
+            ptr_ = std::exchange(o.ptr_, nullptr);
+            bytes_ = std::exchange(o.bytes_, 0);
+        }
+        return *this;
+    }
+    // Reallocates (contents lost) when `bytes` exceeds the capacity.
+    void resize(size_t bytes) {
+        if (bytes <= bytes_) return;
+        reset();
+        if (bytes == 0) return;
+        QL_CUDA(cudaMalloc(&ptr_, bytes));
+        bytes_ = bytes;
+    }
+    void reset() {
+        if (ptr_) cudaFree(ptr_);
+        ptr_ = nullptr;
+        bytes_ = 0;
+    }
+    template <typename T = void>
+    T* as() const {
+        return static_cast<T*>(ptr_);
+    }
+    size_t bytes() const { return bytes_; }
+    explicit operator bool() const { return ptr_ != nullptr; }
+
+  private:
+    void* ptr_ = nullptr;
+    size_t bytes_ = 0;
+};
+
+__host__ __device__ inline float to_f32(float x) {
+    return x;
+}
+__device__ inline float to_f32(__nv_bfloat16 x) {
+    return __bfloat162float(x);
+}
+__device__ inline float to_f32(__half x) {
+    return __half2float(x);
+}
+
+template <typename T>
+__device__ inline T from_f32(float x);
+template <>
+__device__ inline float from_f32<float>(float x) {
+    return x;
+}
+template <>
+__device__ inline __nv_bfloat16 from_f32<__nv_bfloat16>(float x) {
+    return __float2bfloat16_rn(x);
+}
+template <>
+__device__ inline __half from_f32<__half>(float x) {
+    return __float2half_rn(x);
+}
+
+template <typename T>
+constexpr cudaDataType_t cuda_type();
+template <>
+constexpr cudaDataType_t cuda_type<float>() {
+    return CUDA_R_32F;
+}
+template <>
+constexpr cudaDataType_t cuda_type<__nv_bfloat16>() {
+    return CUDA_R_16BF;
+}
+template <>
+constexpr cudaDataType_t cuda_type<__half>() {
+    return CUDA_R_16F;
+}
+
+inline unsigned grid_for(int64_t n, int threads, int64_t cap = 65535LL * 32) {
+    int64_t g = (n + threads - 1) / threads;
+    if (g > cap) g = cap;
+    return static_cast<unsigned>(g < 1 ? 1 : g);
+}
+
+}  // namespace quantlens::cuda

@@ -1,0 +1,623 @@
+// The CUDA forward pass: see cuda_engine.h for the contract. Host code only; the kernels are
+// in cuda_kernels.cu and fake_quant.cu, the GEMMs are cuBLAS.
+//
+// Weight storage: each GGUF tensor is a member of a slot (one device allocation). q|k|v share
+// a slot, and gate|up, so each is one GEMM; an override copies the slot once into a scratch
+// buffer and edits the member's range there, so the original stays for clear_override and for
+// fake quantization.
+#include "engine/cuda/cuda_engine.h"
+
+#include <algorithm>
+#include <cmath>
+#include <unordered_map>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "engine/cuda/cuda_common.cuh"
+#include "engine/cuda/cuda_kernels.h"
+#include "engine/cuda/fake_quant.h"
+#include "model/model.h"
+
+namespace quantlens::cuda {
+namespace {
+
+struct Member {
+    std::string name;
+    int slot = -1;
+    int64_t offset = 0;  // elements into the slot
+    int64_t n = 0;
+    std::vector<int64_t> ne;
+    bool required = true;
+    bool loaded = false;
+    bool overridden = false;
+};
+
+struct Slot {
+    bool f32 = false;  // 1-D weights (norms, biases) stay f32
+    int64_t n = 0;
+    DeviceBuffer orig, scratch;
+    int n_overridden = 0;
+    const void* active() const { return n_overridden ? scratch.as() : orig.as(); }
+};
+
+struct LayerSlots {
+    int attn_norm = -1, qkv = -1, qkv_bias = -1, q_norm = -1, k_norm = -1, o = -1;
+    int ffn_norm = -1, gate_up = -1, down = -1, router = -1, gate_exps = -1, up_exps = -1,
+        down_exps = -1;
+};
+
+uint64_t name_hash(const std::string& s) {
+    uint64_t h = 1469598103934665603ull;  // FNV-1a
+    for (unsigned char c : s) h = (h ^ c) * 1099511628211ull;
+    return h;
+}
+
+}  // namespace
+
+struct CudaEngine::Impl {
+    ModelConfig c;
+    CudaEngineOptions opt;
+    Dtype dt = Dtype::BF16;
+    cudaDataType_t cdt = CUDA_R_16BF;
+    size_t esize = 2;  // bytes per stored element
+    cublasHandle_t blas = nullptr;
+
+    std::vector<Slot> slots;
+    std::vector<Member> members;
+    std::unordered_map<std::string, int> member_of;
+    std::vector<LayerSlots> layers;
+    int token_embd = -1, output_norm = -1, output = -1;
+    DeviceBuffer spare;  // a freed scratch kept for the next override
+
+    // Activation scratch, sized for opt.max_tokens rows.
+    DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
+    DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
+    DeviceBuffer rope_cos, rope_sin, staging;
+    int64_t rope_T = -1;
+    struct PtrKey {
+        int64_t B = -1, T = -1;
+        const void *q = nullptr, *k = nullptr, *v = nullptr, *s = nullptr, *p = nullptr,
+                   *o = nullptr;
+        bool operator==(const PtrKey&) const = default;
+    } ptr_key;
+
+    int add_slot(bool f32, int64_t n) {
+        Slot s;
+        s.f32 = f32;
+        s.n = n;
+        s.orig.resize(static_cast<size_t>(n) * (f32 ? 4 : esize));
+        slots.push_back(std::move(s));
+        return static_cast<int>(slots.size()) - 1;
+    }
+    void add_member(const std::string& name, int slot, int64_t offset, std::vector<int64_t> ne,
+                    bool required) {
+        Member m;
+        m.name = name;
+        m.slot = slot;
+        m.offset = offset;
+        m.n = 1;
+        for (int64_t d : ne) m.n *= d;
+        m.ne = std::move(ne);
+        m.required = required;
+        member_of[name] = static_cast<int>(members.size());
+        members.push_back(std::move(m));
+    }
+    // A slot holding the given tensors back to back (empty names are skipped).
+    int fused(bool f32, const std::vector<std::pair<std::string, std::vector<int64_t>>>& ts,
+              bool required) {
+        int64_t n = 0;
+        for (const auto& [name, ne] : ts) {
+            int64_t e = 1;
+            for (int64_t d : ne) e *= d;
+            n += e;
+        }
+        const int s = add_slot(f32, n);
+        int64_t off = 0;
+        for (const auto& [name, ne] : ts) {
+            add_member(name, s, off, ne, required);
+            int64_t e = 1;
+            for (int64_t d : ne) e *= d;
+            off += e;
+        }
+        return s;
+    }
+
+    Member& member(const std::string& name) {
+        auto it = member_of.find(name);
+        QL_CHECK(it != member_of.end(), "CUDA engine: no weight named '{}' in a {} model", name,
+                 arch_name(c.arch));
+        return members[static_cast<size_t>(it->second)];
+    }
+    size_t elem(const Slot& s) const { return s.f32 ? 4 : esize; }
+    const void* ptr(int slot, int64_t offset_elems = 0) const {
+        const Slot& s = slots[static_cast<size_t>(slot)];
+        return static_cast<const char*>(s.active()) + offset_elems * elem(s);
+    }
+    const float* f32(int slot) const {
+        return slot < 0 ? nullptr : static_cast<const float*>(ptr(slot));
+    }
+
+    // Y[N, M] (ldy) = X[N, K] · W[M, K]ᵀ + beta·Y; X and W 16-bit, F32 accumulation.
+    void gemm(const void* W, const void* X, void* Y, cudaDataType_t ytype, int64_t N, int64_t K,
+              int64_t M, float beta, int64_t ldy = -1) {
+        if (N == 0) return;
+        const float alpha = 1.0f;
+        QL_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(M),
+                               static_cast<int>(N), static_cast<int>(K), &alpha, W, cdt,
+                               static_cast<int>(K), X, cdt, static_cast<int>(K), &beta, Y, ytype,
+                               static_cast<int>(ldy < 0 ? M : ldy), CUBLAS_COMPUTE_32F,
+                               CUBLAS_GEMM_DEFAULT));
+    }
+
+    void ensure_rope(int64_t T) {
+        if (rope_T >= T) return;
+        const int64_t D = c.head_dim, half = D / 2;
+        std::vector<float> cs(static_cast<size_t>(T * half)), sn(cs.size());
+        for (int64_t t = 0; t < T; ++t)
+            for (int64_t i = 0; i < half; ++i) {
+                double freq =
+                    std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+                if (opt.rope_bf16_freqs) freq = bf16_to_f32(f32_to_bf16(static_cast<float>(freq)));
+                const double angle = static_cast<double>(t) * freq;
+                cs[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(angle));
+                sn[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(angle));
+            }
+        rope_cos.resize(cs.size() * 4);
+        rope_sin.resize(sn.size() * 4);
+        QL_CUDA(cudaMemcpy(rope_cos.as(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
+        QL_CUDA(cudaMemcpy(rope_sin.as(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
+        rope_T = T;
+    }
+
+    void attention(int64_t B, int64_t T) {
+        const int64_t H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim, G = H / KV;
+        const int64_t batch = B * H;
+        scores.resize(static_cast<size_t>(batch * T * T) * 4);
+        probs.resize(static_cast<size_t>(batch * T * T) * esize);
+        ptrs.resize(static_cast<size_t>(6 * batch) * sizeof(void*));
+        const PtrKey key{B, T, q.as(), k.as(), v.as(), scores.as(), probs.as(), att.as()};
+        if (!(key == ptr_key)) {
+            std::vector<const void*> p(static_cast<size_t>(6 * batch));
+            auto at = [&](const DeviceBuffer& b, int64_t elems, size_t es) {
+                return static_cast<const void*>(b.as<const char>() + elems * es);
+            };
+            for (int64_t b = 0; b < B; ++b)
+                for (int64_t h = 0; h < H; ++h) {
+                    const auto i = static_cast<size_t>(b * H + h);
+                    const int64_t kv_off = (b * T * KV + h / G) * D, q_off = (b * T * H + h) * D;
+                    p[i] = at(k, kv_off, esize);
+                    p[batch + i] = at(q, q_off, esize);
+                    p[2 * batch + i] = at(scores, (b * H + h) * T * T, 4);
+                    p[3 * batch + i] = at(v, kv_off, esize);
+                    p[4 * batch + i] = at(probs, (b * H + h) * T * T, esize);
+                    p[5 * batch + i] = at(att, q_off, esize);
+                }
+            QL_CUDA(
+                cudaMemcpy(ptrs.as(), p.data(), p.size() * sizeof(void*), cudaMemcpyHostToDevice));
+            ptr_key = key;
+        }
+        auto arr = [&](int i) { return ptrs.as<const void*>() + i * batch; };
+        const float scale = 1.0f / std::sqrt(static_cast<float>(D)), zero = 0.0f, one = 1.0f;
+        // Sᵀ (keys × queries, column-major) = K · Qᵀ: row-major S[query][key].
+        QL_CUBLAS(cublasGemmBatchedEx(
+            blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(T), static_cast<int>(T),
+            static_cast<int>(D), &scale, arr(0), cdt, static_cast<int>(KV * D), arr(1), cdt,
+            static_cast<int>(H * D), &zero, const_cast<void**>(arr(2)), CUDA_R_32F,
+            static_cast<int>(T), static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+        launch_causal_softmax(scores.as<float>(), probs.as(), dt, batch * T, T);
+        // Oᵀ (D × queries) = Vᵀ · Pᵀ.
+        QL_CUBLAS(cublasGemmBatchedEx(
+            blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(D), static_cast<int>(T),
+            static_cast<int>(T), &one, arr(3), cdt, static_cast<int>(KV * D), arr(4), cdt,
+            static_cast<int>(T), &zero, const_cast<void**>(arr(5)), cdt, static_cast<int>(H * D),
+            static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+    }
+
+    void ffn_moe(const LayerSlots& ls, float* h, int64_t N) {
+        const int64_t C = c.hidden, F = c.ffn, E = c.n_experts, K = c.n_experts_used;
+        router_logits.resize(static_cast<size_t>(N * E) * 4);
+        route_ids.resize(static_cast<size_t>(N * K) * 4);
+        route_w.resize(static_cast<size_t>(N * K) * 4);
+        gemm(ptr(ls.router), xn.as(), router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
+        launch_router_topk(router_logits.as<float>(), route_ids.as<int32_t>(), route_w.as<float>(),
+                           N, E, K);
+        std::vector<int32_t> ids(static_cast<size_t>(N * K));
+        std::vector<float> w(ids.size());
+        QL_CUDA(cudaMemcpy(ids.data(), route_ids.as(), ids.size() * 4, cudaMemcpyDeviceToHost));
+        QL_CUDA(cudaMemcpy(w.data(), route_w.as(), w.size() * 4, cudaMemcpyDeviceToHost));
+        // Rows of each expert in token order, all experts back to back.
+        std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
+        for (int32_t e : ids) ++start[static_cast<size_t>(e) + 1];
+        for (int64_t e = 0; e < E; ++e) start[e + 1] += start[e];
+        std::vector<int32_t> rows(ids.size());
+        std::vector<float> rw(ids.size());
+        std::vector<int64_t> fill(start.begin(), start.end() - 1);
+        for (int64_t r = 0; r < N; ++r)
+            for (int64_t i = 0; i < K; ++i) {
+                const auto e = static_cast<size_t>(ids[static_cast<size_t>(r * K + i)]);
+                rows[static_cast<size_t>(fill[e])] = static_cast<int32_t>(r);
+                rw[static_cast<size_t>(fill[e]++)] = w[static_cast<size_t>(r * K + i)];
+            }
+        route_rows.resize(rows.size() * 4);
+        route_rw.resize(rw.size() * 4);
+        QL_CUDA(cudaMemcpy(route_rows.as(), rows.data(), rows.size() * 4, cudaMemcpyHostToDevice));
+        QL_CUDA(cudaMemcpy(route_rw.as(), rw.data(), rw.size() * 4, cudaMemcpyHostToDevice));
+        xe.resize(static_cast<size_t>(N * C) * esize);
+        ye.resize(static_cast<size_t>(N * C) * 4);
+        for (int64_t e = 0; e < E; ++e) {
+            const int64_t M = start[e + 1] - start[e];
+            if (M == 0) continue;
+            const int32_t* r = route_rows.as<int32_t>() + start[e];
+            launch_gather_rows(xe.as(), xn.as(), dt, r, M, C);
+            gemm(ptr(ls.gate_exps, e * F * C), xe.as(), gu.as(), cdt, M, C, F, 0.0f, 2 * F);
+            gemm(ptr(ls.up_exps, e * F * C), xe.as(), gu.as<char>() + F * esize, cdt, M, C, F, 0.0f,
+                 2 * F);
+            launch_swiglu(act.as(), gu.as(), dt, M, F);
+            gemm(ptr(ls.down_exps, e * C * F), act.as(), ye.as(), CUDA_R_32F, M, F, C, 0.0f);
+            launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C);
+        }
+    }
+};
+
+CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
+    : impl_(std::make_unique<Impl>()) {
+    Impl& m = *impl_;
+    m.c = config;
+    m.opt = options;
+    const ModelConfig& c = m.c;
+    QL_CHECK(c.arch == Arch::Llama || c.arch == Arch::Mistral || c.arch == Arch::Qwen2 ||
+                 c.arch == Arch::Qwen3 || c.arch == Arch::Mixtral,
+             "CUDA engine: architecture '{}' is not supported (llama, mistral, qwen2, qwen3, "
+             "mixtral)",
+             arch_name(c.arch));
+    QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
+                 c.head_dim > 0 && c.head_dim % 2 == 0 && c.n_heads % c.n_kv_heads == 0 &&
+                 c.vocab > 0 &&
+                 (!c.is_moe() ||
+                  (c.n_experts <= 256 && c.n_experts_used > 0 && c.n_experts_used <= c.n_experts)),
+             "CUDA engine: inconsistent config (layers {}, hidden {}, heads {}/{}, head_dim {}, "
+             "vocab {}, experts {}/{})",
+             c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab, c.n_experts,
+             c.n_experts_used);
+    m.dt = options.precision == Precision::BF16 ? Dtype::BF16 : Dtype::F16;
+    m.cdt = options.precision == Precision::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    QL_CUDA(cudaSetDevice(options.device));
+    QL_CUBLAS(cublasCreate(&m.blas));
+
+    const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
+    const int64_t F = c.ffn, E = c.n_experts, D = c.head_dim;
+    m.token_embd = m.fused(false, {{"token_embd.weight", {C, c.vocab}}}, true);
+    m.output_norm = m.fused(true, {{"output_norm.weight", {C}}}, true);
+    if (!c.tie_embeddings) m.output = m.fused(false, {{"output.weight", {C, c.vocab}}}, false);
+    m.layers.resize(static_cast<size_t>(c.n_layers));
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        LayerSlots& ls = m.layers[static_cast<size_t>(l)];
+        ls.attn_norm = m.fused(true, {{p + "attn_norm.weight", {C}}}, true);
+        ls.qkv = m.fused(false,
+                         {{p + "attn_q.weight", {C, HD}},
+                          {p + "attn_k.weight", {C, KD}},
+                          {p + "attn_v.weight", {C, KD}}},
+                         true);
+        if (c.qkv_bias)
+            ls.qkv_bias = m.fused(
+                true,
+                {{p + "attn_q.bias", {HD}}, {p + "attn_k.bias", {KD}}, {p + "attn_v.bias", {KD}}},
+                true);
+        if (c.qk_norm) {
+            ls.q_norm = m.fused(true, {{p + "attn_q_norm.weight", {D}}}, true);
+            ls.k_norm = m.fused(true, {{p + "attn_k_norm.weight", {D}}}, true);
+        }
+        ls.o = m.fused(false, {{p + "attn_output.weight", {HD, C}}}, true);
+        ls.ffn_norm = m.fused(true, {{p + "ffn_norm.weight", {C}}}, true);
+        if (c.is_moe()) {
+            ls.router = m.fused(false, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
+            ls.gate_exps = m.fused(false, {{p + "ffn_gate_exps.weight", {C, F, E}}}, true);
+            ls.up_exps = m.fused(false, {{p + "ffn_up_exps.weight", {C, F, E}}}, true);
+            ls.down_exps = m.fused(false, {{p + "ffn_down_exps.weight", {F, C, E}}}, true);
+        } else {
+            ls.gate_up = m.fused(
+                false, {{p + "ffn_gate.weight", {C, F}}, {p + "ffn_up.weight", {C, F}}}, true);
+            ls.down = m.fused(false, {{p + "ffn_down.weight", {F, C}}}, true);
+        }
+    }
+    const auto Nmax = static_cast<size_t>(options.max_tokens);
+    m.xn.resize(Nmax * static_cast<size_t>(C) * m.esize);
+    m.qkv.resize(Nmax * static_cast<size_t>(HD + 2 * KD) * 4);
+    m.q.resize(Nmax * static_cast<size_t>(HD) * m.esize);
+    m.k.resize(Nmax * static_cast<size_t>(KD) * m.esize);
+    m.v.resize(Nmax * static_cast<size_t>(KD) * m.esize);
+    m.att.resize(Nmax * static_cast<size_t>(HD) * m.esize);
+    m.gu.resize(Nmax * static_cast<size_t>(2 * F) * m.esize);
+    m.act.resize(Nmax * static_cast<size_t>(F) * m.esize);
+}
+
+CudaEngine::~CudaEngine() {
+    if (impl_ && impl_->blas) cublasDestroy(impl_->blas);
+}
+
+const ModelConfig& CudaEngine::config() const {
+    return impl_->c;
+}
+const CudaEngineOptions& CudaEngine::options() const {
+    return impl_->opt;
+}
+
+std::vector<CudaEngine::WeightSpec> CudaEngine::weight_specs() const {
+    std::vector<WeightSpec> out;
+    for (const Member& m : impl_->members) out.push_back({m.name, m.ne, m.required});
+    return out;
+}
+
+int64_t CudaEngine::n_elements(const std::string& name) const {
+    return impl_->member(name).n;
+}
+
+int64_t CudaEngine::weight_bytes() const {
+    int64_t b = 0;
+    for (const Slot& s : impl_->slots) b += static_cast<int64_t>(s.orig.bytes());
+    return b;
+}
+
+void CudaEngine::load_weight(const std::string& name, const float* host, int64_t n) {
+    Impl& m = *impl_;
+    Member& mb = m.member(name);
+    QL_CHECK(n == mb.n, "CUDA engine: weight '{}' has {} values, expected {}", name, n, mb.n);
+    Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    constexpr int64_t kChunk = 1 << 24;
+    for (int64_t i = 0; i < n; i += kChunk) {
+        const int64_t len = std::min(kChunk, n - i);
+        if (s.f32) {
+            QL_CUDA(cudaMemcpy(s.orig.as<float>() + mb.offset + i, host + i,
+                               static_cast<size_t>(len) * 4, cudaMemcpyHostToDevice));
+        } else {
+            m.staging.resize(static_cast<size_t>(kChunk) * 4);
+            QL_CUDA(cudaMemcpy(m.staging.as(), host + i, static_cast<size_t>(len) * 4,
+                               cudaMemcpyHostToDevice));
+            launch_f32_to_16(s.orig.as<char>() + (mb.offset + i) * m.esize, m.dt,
+                             m.staging.as<float>(), len);
+        }
+    }
+    QL_CUDA(cudaDeviceSynchronize());  // the staging buffer is reused
+    mb.loaded = true;
+}
+
+void CudaEngine::load_random_weights(uint64_t seed) {
+    Impl& m = *impl_;
+    for (Member& mb : m.members) {
+        Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+        if (s.f32) {
+            const bool is_norm = mb.name.find("norm") != std::string::npos;
+            launch_fill_f32(s.orig.as<float>() + mb.offset, is_norm ? 1.0f : 0.0f, mb.n);
+        } else {
+            const bool embd = mb.name == "token_embd.weight";
+            const float scale = embd ? 1.0f : std::sqrt(3.0f / static_cast<float>(mb.ne[0]));
+            launch_random_16(s.orig.as<char>() + mb.offset * m.esize, m.dt, mb.n,
+                             seed ^ name_hash(mb.name), scale);
+        }
+        mb.loaded = true;
+    }
+    QL_CUDA(cudaDeviceSynchronize());
+}
+
+void CudaEngine::load_model(const Model& model) {
+    for (Member& mb : impl_->members) {
+        const TensorInfo* t = model.find(mb.name);
+        if (!t) {
+            QL_CHECK(!mb.required, "{}: tensor '{}' is missing", model.path(), mb.name);
+            continue;
+        }
+        QL_CHECK(t->ne == mb.ne,
+                 "{}: tensor '{}' has {} dimensions/shape differing from the "
+                 "config's",
+                 model.path(), mb.name, t->ne.size());
+        const std::vector<float> v = model.read_f32(*t);
+        load_weight(mb.name, v.data(), static_cast<int64_t>(v.size()));
+    }
+}
+
+bool CudaEngine::complete() const {
+    for (const Member& m : impl_->members)
+        if (m.required && !m.loaded) return false;
+    return true;
+}
+
+namespace {
+// Makes the member's slot use its scratch copy (allocated from the original on first use).
+void* begin_override(CudaEngine::Impl& m, Member& mb) {
+    Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    const size_t bytes = static_cast<size_t>(s.n) * m.elem(s);
+    if (s.n_overridden == 0) {
+        if (!s.scratch && m.spare.bytes() >= bytes) s.scratch = std::move(m.spare);
+        s.scratch.resize(bytes);
+        QL_CUDA(cudaMemcpy(s.scratch.as(), s.orig.as(), bytes, cudaMemcpyDeviceToDevice));
+    }
+    if (!mb.overridden) {
+        mb.overridden = true;
+        ++s.n_overridden;
+    }
+    return s.scratch.as<char>() + mb.offset * m.elem(s);
+}
+}  // namespace
+
+void CudaEngine::set_override(const std::string& name, const float* host, int64_t n) {
+    Impl& m = *impl_;
+    Member& mb = m.member(name);
+    QL_CHECK(n == mb.n, "override for tensor '{}': {} values, expected {}", name, n, mb.n);
+    const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    void* dst = begin_override(m, mb);
+    if (s.f32) {
+        QL_CUDA(cudaMemcpy(dst, host, static_cast<size_t>(n) * 4, cudaMemcpyHostToDevice));
+        return;
+    }
+    constexpr int64_t kChunk = 1 << 24;
+    m.staging.resize(static_cast<size_t>(kChunk) * 4);
+    for (int64_t i = 0; i < n; i += kChunk) {
+        const int64_t len = std::min(kChunk, n - i);
+        QL_CUDA(cudaMemcpy(m.staging.as(), host + i, static_cast<size_t>(len) * 4,
+                           cudaMemcpyHostToDevice));
+        launch_f32_to_16(static_cast<char*>(dst) + i * m.esize, m.dt, m.staging.as<float>(), len);
+    }
+}
+
+bool CudaEngine::override_with_type(const std::string& name, GgmlType type) {
+    Impl& m = *impl_;
+    Member& mb = m.member(name);
+    const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    if (s.f32 || !gpu_fake_quant_supported(type, mb.ne[0])) return false;
+    void* dst = begin_override(m, mb);
+    launch_fake_quant(type, s.orig.as<char>() + mb.offset * m.esize, dst, m.dt, mb.n);
+    return true;
+}
+
+void CudaEngine::clear_override(const std::string& name) {
+    Impl& m = *impl_;
+    Member& mb = m.member(name);
+    if (!mb.overridden) return;
+    Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    const size_t es = m.elem(s);
+    mb.overridden = false;
+    if (--s.n_overridden == 0) {
+        if (s.scratch.bytes() > m.spare.bytes()) m.spare = std::move(s.scratch);
+        s.scratch.reset();
+    } else {
+        QL_CUDA(cudaMemcpy(s.scratch.as<char>() + mb.offset * es,
+                           s.orig.as<char>() + mb.offset * es, static_cast<size_t>(mb.n) * es,
+                           cudaMemcpyDeviceToDevice));
+    }
+}
+
+void CudaEngine::clear_overrides() {
+    for (Member& mb : impl_->members)
+        if (mb.overridden) clear_override(mb.name);
+}
+
+namespace {
+std::vector<float> download(const CudaEngine::Impl& m, int slot, int64_t offset, int64_t n) {
+    const Slot& s = m.slots[static_cast<size_t>(slot)];
+    std::vector<float> out(static_cast<size_t>(n));
+    const char* src = static_cast<const char*>(s.active()) + offset * m.elem(s);
+    if (s.f32) {
+        QL_CUDA(cudaMemcpy(out.data(), src, out.size() * 4, cudaMemcpyDeviceToHost));
+        return out;
+    }
+    DeviceBuffer tmp(out.size() * 4);
+    launch_16_to_f32(tmp.as<float>(), src, m.dt, n);
+    QL_CUDA(cudaMemcpy(out.data(), tmp.as(), out.size() * 4, cudaMemcpyDeviceToHost));
+    return out;
+}
+}  // namespace
+
+std::vector<float> CudaEngine::original(const std::string& name) const {
+    Impl& m = *impl_;
+    const Member& mb = m.member(name);
+    const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    if (!mb.overridden || s.n_overridden == 0) return download(m, mb.slot, mb.offset, mb.n);
+    // The slot is on its scratch copy: read the original buffer itself.
+    std::vector<float> out(static_cast<size_t>(mb.n));
+    DeviceBuffer tmp(out.size() * 4);
+    if (s.f32) {
+        QL_CUDA(cudaMemcpy(out.data(), s.orig.as<float>() + mb.offset, out.size() * 4,
+                           cudaMemcpyDeviceToHost));
+        return out;
+    }
+    launch_16_to_f32(tmp.as<float>(), s.orig.as<char>() + mb.offset * m.esize, m.dt, mb.n);
+    QL_CUDA(cudaMemcpy(out.data(), tmp.as(), out.size() * 4, cudaMemcpyDeviceToHost));
+    return out;
+}
+
+std::vector<float> CudaEngine::values(const std::string& name) const {
+    const Member& mb = impl_->member(name);
+    return download(*impl_, mb.slot, mb.offset, mb.n);
+}
+
+void CudaEngine::embed(const int32_t* d_tokens, int64_t N, float* d_h) {
+    launch_embed(d_h, impl_->ptr(impl_->token_embd), impl_->dt, d_tokens, N, impl_->c.hidden);
+}
+
+void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
+    Impl& m = *impl_;
+    const ModelConfig& c = m.c;
+    QL_ASSERT(l >= 0 && l < c.n_layers && B * T <= m.opt.max_tokens);
+    const LayerSlots& ls = m.layers[static_cast<size_t>(l)];
+    const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
+    const int64_t HD = H * D, KD = KV * D, F = c.ffn;
+    const auto eps = static_cast<float>(c.rms_eps);
+    m.ensure_rope(T);
+
+    launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
+    m.gemm(m.ptr(ls.qkv), m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
+    launch_qkv_post(m.qkv.as<float>(), m.f32(ls.qkv_bias), m.f32(ls.q_norm), m.f32(ls.k_norm), eps,
+                    m.rope_cos.as<float>(), m.rope_sin.as<float>(), c.rope_neox(), m.q.as(),
+                    m.k.as(), m.v.as(), m.dt, N, T, H, KV, D);
+    m.attention(B, T);
+    m.gemm(m.ptr(ls.o), m.att.as(), h, CUDA_R_32F, N, HD, C, 1.0f);  // h += o-projection
+
+    launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
+    if (c.is_moe()) {
+        m.ffn_moe(ls, h, N);
+    } else {
+        m.gemm(m.ptr(ls.gate_up), m.xn.as(), m.gu.as(), m.cdt, N, C, 2 * F, 0.0f);
+        launch_swiglu(m.act.as(), m.gu.as(), m.dt, N, F);
+        m.gemm(m.ptr(ls.down), m.act.as(), h, CUDA_R_32F, N, F, C, 1.0f);  // h += down
+    }
+}
+
+void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d_logits) {
+    Impl& m = *impl_;
+    QL_ASSERT(t0 >= 0 && t0 < T);
+    const int64_t S = T - t0, R = B * S, C = m.c.hidden;
+    m.xn.resize(static_cast<size_t>(R * C) * m.esize);
+    launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(m.output_norm), R, C, static_cast<float>(m.c.rms_eps),
+                   S, T, t0);
+    const bool has_output =
+        m.output >= 0 && m.members[static_cast<size_t>(m.member_of.at("output.weight"))].loaded;
+    m.gemm(m.ptr(has_output ? m.output : m.token_embd), m.xn.as(), d_logits, CUDA_R_32F, R, C,
+           m.c.vocab, 0.0f);
+}
+
+std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens, int64_t B,
+                                              int64_t T, int64_t t0) {
+    Impl& m = *impl_;
+    const int64_t N = B * T, C = m.c.hidden, V = m.c.vocab;
+    QL_CHECK(static_cast<int64_t>(tokens.size()) == N && N <= m.opt.max_tokens,
+             "CUDA engine: {} tokens for {} sequences of {} (at most {} per batch)", tokens.size(),
+             B, T, m.opt.max_tokens);
+    for (size_t i = 0; i < tokens.size(); ++i)
+        QL_CHECK(tokens[i] >= 0 && tokens[i] < V,
+                 "CUDA engine: token id {} at position {} is outside the vocabulary of {}",
+                 tokens[i], i, V);
+    DeviceBuffer d_tok(tokens.size() * 4), d_h(static_cast<size_t>(N * C) * 4),
+        d_logits(static_cast<size_t>(B * (T - t0) * V) * 4);
+    QL_CUDA(cudaMemcpy(d_tok.as(), tokens.data(), tokens.size() * 4, cudaMemcpyHostToDevice));
+    embed(d_tok.as<int32_t>(), N, d_h.as<float>());
+    for (int64_t l = 0; l < m.c.n_layers; ++l) run_layer(l, d_h.as<float>(), B, T);
+    head(d_h.as<float>(), B, T, t0, d_logits.as<float>());
+    std::vector<float> out(static_cast<size_t>(B * (T - t0) * V));
+    QL_CUDA(cudaMemcpy(out.data(), d_logits.as(), out.size() * 4, cudaMemcpyDeviceToHost));
+    return out;
+}
+
+void CudaEngine::synchronize() {
+    QL_CUDA(cudaDeviceSynchronize());
+}
+
+std::vector<std::string> quantizable_weights(const ModelConfig& c) {
+    std::vector<std::string> out{"token_embd.weight"};
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output"})
+            out.push_back(p + t + ".weight");
+        if (c.is_moe()) {
+            for (const char* t : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+                out.push_back(p + t + ".weight");
+        } else {
+            for (const char* t : {"ffn_gate", "ffn_up", "ffn_down"})
+                out.push_back(p + t + ".weight");
+        }
+    }
+    if (!c.tie_embeddings) out.push_back("output.weight");
+    return out;
+}
+
+}  // namespace quantlens::cuda

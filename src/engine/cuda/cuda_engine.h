@@ -1,0 +1,114 @@
+// CUDA inference engine: the CPU engine's full-sequence forward pass (engine/engine.h) on one
+// GPU, with weights in BF16 or F16 and F32 accumulation.
+//
+// Promises:
+//  - Same model family and numerics as the CPU engine (Llama/Mistral, Qwen2 biases, Qwen3
+//    q/k norms, Mixtral top-k routing; GGUF layout, llama q/k rows permuted so RoPE is the
+//    adjacent-pair style, neox for qwen), with these precision choices: matrix weights and
+//    GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the residual
+//    stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
+//    RoPE tables computed in double on the host exactly like the CPU engine.
+//  - GEMMs through cuBLAS (q|k|v and gate|up fused into one GEMM each, o and down add into
+//    h through beta = 1); RMSNorm, RoPE, causal GQA softmax, SwiGLU, routing, embedding and
+//    the scoring reductions are our kernels (cuda_kernels.cuh).
+//  - Layer-granular execution on device pointers for the sweep, forward_logits() for tests.
+//  - Weight overrides by GGUF name, from host floats or fake-quantized on the GPU
+//    (fake_quant.h); clear_override restores the original.
+//  - Throws Error (never aborts) on CUDA/cuBLAS failures, naming the call.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/ggml_type.h"
+#include "formats/model_config.h"
+
+namespace quantlens {
+
+class Model;
+
+namespace cuda {
+
+enum class Precision { BF16, F16 };
+
+struct CudaEngineOptions {
+    Precision precision = Precision::BF16;
+    int device = 0;
+    bool rope_bf16_freqs = false;  // as EngineOptions::rope_bf16_freqs
+    // Tokens per batch the scratch buffers are sized for (sequences are batched up to it).
+    int64_t max_tokens = 8192;
+};
+
+// True when a CUDA device can be used; otherwise `why` says what is missing.
+bool device_available(std::string* why = nullptr);
+// "NVIDIA H100 80GB HBM3, 132 SMs, 79.1 GiB, CUDA 13.0" (throws if none).
+std::string device_description();
+
+class CudaEngine {
+  public:
+    CudaEngine(const ModelConfig& config, CudaEngineOptions options = {});
+    ~CudaEngine();
+    CudaEngine(const CudaEngine&) = delete;
+    CudaEngine& operator=(const CudaEngine&) = delete;
+
+    const ModelConfig& config() const;
+    const CudaEngineOptions& options() const;
+
+    // Every weight the forward pass reads, by GGUF name, with its GGUF shape (ne[0] first).
+    struct WeightSpec {
+        std::string name;
+        std::vector<int64_t> ne;
+        bool required;
+    };
+    std::vector<WeightSpec> weight_specs() const;
+
+    // Uploads one weight (n_elements floats, GGUF layout), rounding to the storage type.
+    void load_weight(const std::string& name, const float* host, int64_t n);
+    // Fills every weight with deterministic pseudo-random values on the GPU (benchmarks):
+    // matrices uniform in ±sqrt(3/fan_in), norms 1, biases 0.
+    void load_random_weights(uint64_t seed);
+    // Uploads every weight of `model` (dequantized through Model::read_f32).
+    void load_model(const Model& model);
+    bool complete() const;  // every required weight loaded
+    int64_t weight_bytes() const;
+
+    // ---- overrides ----
+    void set_override(const std::string& name, const float* host, int64_t n);
+    // Fake-quantizes the stored original on the GPU. Returns false (and installs nothing)
+    // when `type` has no GPU kernel or does not fit the row; the caller then falls back to
+    // set_override with the CPU result.
+    bool override_with_type(const std::string& name, GgmlType type);
+    void clear_override(const std::string& name);
+    void clear_overrides();
+    // The stored original as floats (the 16-bit values widened), for CPU fallbacks.
+    std::vector<float> original(const std::string& name) const;
+    // The values the forward pass uses now (the override if one is installed), as floats.
+    std::vector<float> values(const std::string& name) const;
+    int64_t n_elements(const std::string& name) const;
+
+    // ---- layer-granular execution on device buffers ----
+    // d_tokens[N] (device) → d_h[N, C] (device, f32).
+    void embed(const int32_t* d_tokens, int64_t N, float* d_h);
+    // d_h[B*T, C] in place through layer l (B*T ≤ max_tokens).
+    void run_layer(int64_t l, float* d_h, int64_t B, int64_t T);
+    // Final norm + output projection for positions t0..T-1 of each sequence:
+    // d_logits[B*(T-t0), V] f32 (device).
+    void head(const float* d_h, int64_t B, int64_t T, int64_t t0, float* d_logits);
+    // Host convenience: tokens[B*T] → logits [B*(T-t0), V] on the host.
+    std::vector<float> forward_logits(const std::vector<int32_t>& tokens, int64_t B, int64_t T,
+                                      int64_t t0 = 0);
+    void synchronize();
+
+    struct Impl;
+
+  private:
+    std::unique_ptr<Impl> impl_;
+};
+
+// GGUF names of the matrices the fake-quant sweep perturbs, in model order.
+std::vector<std::string> quantizable_weights(const ModelConfig& config);
+
+}  // namespace cuda
+}  // namespace quantlens

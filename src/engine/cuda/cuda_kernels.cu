@@ -1,0 +1,433 @@
+// ql_cuda's own kernels: see cuda_kernels.h for shapes and the numerics they mirror.
+#include "engine/cuda/cuda_common.cuh"
+#include "engine/cuda/cuda_kernels.h"
+
+namespace quantlens::cuda {
+namespace {
+
+constexpr int kWarp = 32;
+
+template <typename V>
+__device__ V warp_sum(V v) {
+    for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+__device__ float warp_max(float v) {
+    for (int o = kWarp / 2; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// Sum over the block (blockDim.x a multiple of 32, ≤ 1024); every thread gets the result.
+template <typename V>
+__device__ V block_sum(V v) {
+    __shared__ V part[32];
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    v = warp_sum(v);
+    __syncthreads();  // part[] may still be read by a previous call
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    const int n_warps = blockDim.x / kWarp;
+    V t = lane < n_warps ? part[lane] : V(0);
+    return warp_sum(t);
+}
+
+// (value, index) max with the lowest index winning ties, like std::max_element.
+struct ArgMax {
+    float v;
+    int32_t i;
+};
+__device__ ArgMax better(ArgMax a, ArgMax b) {
+    return (b.v > a.v || (b.v == a.v && b.i < a.i)) ? b : a;
+}
+__device__ ArgMax block_argmax(ArgMax m) {
+    __shared__ float pv[32];
+    __shared__ int32_t pi[32];
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    for (int o = kWarp / 2; o > 0; o >>= 1) {
+        ArgMax other{__shfl_xor_sync(0xffffffffu, m.v, o), __shfl_xor_sync(0xffffffffu, m.i, o)};
+        m = better(m, other);
+    }
+    __syncthreads();
+    if (lane == 0) pv[warp] = m.v, pi[warp] = m.i;
+    __syncthreads();
+    const int n_warps = blockDim.x / kWarp;
+    ArgMax t = lane < n_warps ? ArgMax{pv[lane], pi[lane]} : ArgMax{-INFINITY, INT32_MAX};
+    for (int o = kWarp / 2; o > 0; o >>= 1) {
+        ArgMax other{__shfl_xor_sync(0xffffffffu, t.v, o), __shfl_xor_sync(0xffffffffu, t.i, o)};
+        t = better(t, other);
+    }
+    return t;
+}
+
+template <typename T>
+__global__ void embed_k(float* h, const T* table, const int32_t* tokens, int64_t C) {
+    const int64_t n = blockIdx.x;
+    const T* row = table + static_cast<int64_t>(tokens[n]) * C;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) h[n * C + c] = to_f32(row[c]);
+}
+
+template <typename T>
+__global__ void rmsnorm_k(T* out, const float* in, const float* w, int64_t C, float eps, int64_t S,
+                          int64_t Tq, int64_t t0) {
+    const int64_t r = blockIdx.x;
+    const float* x = in + ((r / S) * Tq + t0 + r % S) * C;
+    double ss = 0.0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ss += static_cast<double>(x[c]) * x[c];
+    ss = block_sum(ss);
+    const float scale = static_cast<float>(1.0 / sqrt(ss / C + eps));
+    T* o = out + r * C;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] = from_f32<T>(x[c] * scale * w[c]);
+}
+
+// One warp per (token, head); see launch_qkv_post.
+template <typename T>
+__global__ void qkv_post_k(const float* qkv, const float* bias, const float* q_norm,
+                           const float* k_norm, float eps, const float* cos_t, const float* sin_t,
+                           bool neox, T* q, T* k, T* v, int64_t Tq, int64_t H, int64_t KV,
+                           int64_t D) {
+    const int64_t n = blockIdx.x;
+    const int64_t hd =
+        static_cast<int64_t>(blockIdx.y) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+    const int lane = threadIdx.x % kWarp;
+    const int64_t heads = H + 2 * KV;
+    if (hd >= heads) return;
+    const float* x = qkv + (n * heads + hd) * D;
+    const float* b = bias ? bias + hd * D : nullptr;
+    if (hd >= H + KV) {  // v: bias only
+        T* o = v + (n * KV + (hd - H - KV)) * D;
+        for (int64_t j = lane; j < D; j += kWarp) o[j] = from_f32<T>(x[j] + (b ? b[j] : 0.0f));
+        return;
+    }
+    const bool is_q = hd < H;
+    const float* nw = is_q ? q_norm : k_norm;
+    T* o = is_q ? q + (n * H + hd) * D : k + (n * KV + (hd - H)) * D;
+    float scale = 1.0f;
+    if (nw) {
+        double ss = 0.0;
+        for (int64_t j = lane; j < D; j += kWarp) {
+            const float xv = x[j] + (b ? b[j] : 0.0f);
+            ss += static_cast<double>(xv) * xv;
+        }
+        ss = warp_sum(ss);
+        scale = static_cast<float>(1.0 / sqrt(ss / D + eps));
+    }
+    const int64_t half = D / 2, t = n % Tq;
+    for (int64_t i = lane; i < half; i += kWarp) {
+        const int64_t ia = neox ? i : 2 * i, ib = neox ? i + half : 2 * i + 1;
+        float x0 = x[ia] + (b ? b[ia] : 0.0f), x1 = x[ib] + (b ? b[ib] : 0.0f);
+        if (nw) {
+            x0 = x0 * scale * nw[ia];
+            x1 = x1 * scale * nw[ib];
+        }
+        const float c = cos_t[t * half + i], s = sin_t[t * half + i];
+        o[ia] = from_f32<T>(x0 * c - x1 * s);
+        o[ib] = from_f32<T>(x0 * s + x1 * c);
+    }
+}
+
+// One warp per score row.
+template <typename T>
+__global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_t Tq) {
+    const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
+    const int lane = threadIdx.x % kWarp;
+    if (r >= rows) return;
+    const int64_t n_valid = r % Tq + 1;
+    const float* s = scores + r * Tq;
+    T* o = p + r * Tq;
+    float mx = -INFINITY;
+    for (int64_t j = lane; j < n_valid; j += kWarp) mx = fmaxf(mx, s[j]);
+    mx = warp_max(mx);
+    float sum = 0.0f;
+    for (int64_t j = lane; j < n_valid; j += kWarp) sum += expf(s[j] - mx);
+    sum = warp_sum(sum);
+    const float inv = 1.0f / sum;
+    for (int64_t j = lane; j < Tq; j += kWarp)
+        o[j] = from_f32<T>(j < n_valid ? expf(s[j] - mx) * inv : 0.0f);
+}
+
+template <typename T>
+__global__ void swiglu_k(T* out, const T* gu, int64_t N, int64_t F) {
+    const int64_t total = N * F;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t n = i / F, f = i % F;
+        const float g = to_f32(gu[n * 2 * F + f]), u = to_f32(gu[n * 2 * F + F + f]);
+        out[i] = from_f32<T>(g / (1.0f + expf(-g)) * u);
+    }
+}
+
+__global__ void router_topk_k(const float* logits, int32_t* ids, float* weights, int64_t N,
+                              int64_t E, int64_t K) {
+    const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (r >= N) return;
+    const float* z = logits + r * E;
+    float mx = z[0];
+    for (int64_t e = 1; e < E; ++e) mx = fmaxf(mx, z[e]);
+    uint64_t taken[4] = {0, 0, 0, 0};  // E ≤ 256
+    double kept = 0.0;
+    for (int64_t i = 0; i < K; ++i) {
+        int64_t best = -1;
+        double bp = -1.0;
+        for (int64_t e = 0; e < E; ++e) {
+            if (taken[e / 64] >> (e % 64) & 1) continue;
+            const double p = exp(static_cast<double>(z[e] - mx));
+            if (p > bp) bp = p, best = e;  // strict: the lowest index wins ties (stable sort)
+        }
+        taken[best / 64] |= 1ull << (best % 64);
+        ids[r * K + i] = static_cast<int32_t>(best);
+        weights[r * K + i] = static_cast<float>(bp);
+        kept += bp;
+    }
+    for (int64_t i = 0; i < K; ++i)
+        weights[r * K + i] = static_cast<float>(static_cast<double>(weights[r * K + i]) / kept);
+}
+
+template <typename T>
+__global__ void gather_rows_k(T* dst, const T* src, const int32_t* rows, int64_t C) {
+    const int64_t i = blockIdx.x;
+    const T* s = src + static_cast<int64_t>(rows[i]) * C;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) dst[i * C + c] = s[c];
+}
+
+__global__ void scatter_add_k(float* h, const float* y, const int32_t* rows, const float* w,
+                              int64_t C) {
+    const int64_t i = blockIdx.x;
+    float* o = h + static_cast<int64_t>(rows[i]) * C;
+    const float wi = w[i];
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] += wi * y[i * C + c];
+}
+
+// max, argmax and log Σ exp of one row, all threads of the block getting the results.
+struct RowNorm {
+    float mx;
+    int32_t top1;
+    float lse;
+};
+__device__ RowNorm row_norm(const float* z, int64_t V) {
+    ArgMax m{-INFINITY, INT32_MAX};
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
+        m = better(m, ArgMax{z[v], static_cast<int32_t>(v)});
+    m = block_argmax(m);
+    double sum = 0.0;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
+        sum += exp(static_cast<double>(z[v] - m.v));
+    sum = block_sum(sum);
+    return {m.v, m.i, m.v + static_cast<float>(log(sum))};
+}
+
+__global__ void reference_rows_k(const float* logits, int64_t S, int64_t R, int64_t V,
+                                 float* ref_logp, int32_t* ref_top1, int64_t row0) {
+    const int64_t b = blockIdx.x / S, s = blockIdx.x % S;
+    const float* z = logits + (b * R + s) * V;
+    const RowNorm rn = row_norm(z, V);
+    float* out = ref_logp + (row0 + blockIdx.x) * V;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) out[v] = z[v] - rn.lse;
+    if (threadIdx.x == 0) ref_top1[row0 + blockIdx.x] = rn.top1;
+}
+
+__global__ void score_rows_k(const float* logits, int64_t S, int64_t R, int64_t V,
+                             const float* ref_logp, const int32_t* ref_top1, const int32_t* next,
+                             int64_t row0, RowStats* out) {
+    const int64_t b = blockIdx.x / S, s = blockIdx.x % S, row = row0 + blockIdx.x;
+    const float* z = logits + (b * R + s) * V;
+    const float* ref = ref_logp + row * V;
+    const RowNorm rn = row_norm(z, V);
+    double k = 0.0;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float logp = z[v] - rn.lse;
+        k += exp(static_cast<double>(ref[v])) * (static_cast<double>(ref[v]) - logp);
+    }
+    k = block_sum(k);
+    if (threadIdx.x == 0) {
+        const int32_t nx = next[row];
+        const float logp = z[nx] - rn.lse;
+        RowStats st;
+        st.kld = k > 0.0 ? k : 0.0;
+        st.nll = -logp;
+        st.ref_nll = -ref[nx];
+        const double dp = exp(static_cast<double>(logp)) - exp(static_cast<double>(ref[nx]));
+        st.dp2 = dp * dp;
+        st.same = rn.top1 == ref_top1[row] ? 1 : 0;
+        st.pad = 0;
+        out[blockIdx.x] = st;
+    }
+}
+
+constexpr int kPartials = 1024;
+
+__global__ void sq_diff_partial_k(const float* a, const float* b, int64_t n, double* partials) {
+    double s = 0.0;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const double d = static_cast<double>(a[i]) - b[i];
+        s += d * d;
+    }
+    s = block_sum(s);
+    if (threadIdx.x == 0) partials[blockIdx.x] = s;
+}
+
+__global__ void sum_partials_k(const double* partials, int n, double* acc) {
+    double s = 0.0;
+    for (int i = threadIdx.x; i < n; i += blockDim.x) s += partials[i];
+    s = block_sum(s);
+    if (threadIdx.x == 0) *acc += s;
+}
+
+template <typename T>
+__global__ void f32_to_16_k(T* dst, const float* src, int64_t n) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        dst[i] = from_f32<T>(src[i]);
+}
+
+template <typename T>
+__global__ void t16_to_f32_k(float* dst, const T* src, int64_t n) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        dst[i] = to_f32(src[i]);
+}
+
+__global__ void fill_f32_k(float* dst, float value, int64_t n) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        dst[i] = value;
+}
+
+__device__ uint64_t mix64(uint64_t z) {
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+
+template <typename T>
+__global__ void random_16_k(T* dst, int64_t n, uint64_t seed, float scale) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const uint64_t r = mix64(seed * 0x9e3779b97f4a7c15ull + static_cast<uint64_t>(i));
+        const float u = static_cast<float>(r >> 40) * (1.0f / 16777216.0f);  // [0, 1)
+        dst[i] = from_f32<T>((2.0f * u - 1.0f) * scale);
+    }
+}
+
+}  // namespace
+
+// Dispatches a kernel template on the 16-bit storage type.
+#define QL_DISPATCH(dt, KERNEL_CALL) \
+    do {                             \
+        if ((dt) == Dtype::BF16) {   \
+            using T = __nv_bfloat16; \
+            KERNEL_CALL;             \
+        } else {                     \
+            using T = __half;        \
+            KERNEL_CALL;             \
+        }                            \
+        QL_CUDA_LAUNCH();            \
+    } while (0)
+
+void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,
+                  int64_t C) {
+    if (N == 0) return;
+    QL_DISPATCH(dt, (embed_k<T><<<N, 256>>>(h, static_cast<const T*>(table), tokens, C)));
+}
+
+void launch_rmsnorm(void* out, Dtype dt, const float* in, const float* w, int64_t R, int64_t C,
+                    float eps, int64_t S, int64_t T_, int64_t t0) {
+    if (R == 0) return;
+    QL_DISPATCH(dt, (rmsnorm_k<T><<<R, 256>>>(static_cast<T*>(out), in, w, C, eps, S, T_, t0)));
+}
+
+void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, const float* k_norm,
+                     float eps, const float* cos_t, const float* sin_t, bool neox, void* q, void* k,
+                     void* v, Dtype dt, int64_t N, int64_t T_, int64_t H, int64_t KV, int64_t D) {
+    if (N == 0) return;
+    constexpr int kWarps = 8;
+    const dim3 grid(static_cast<unsigned>(N),
+                    static_cast<unsigned>((H + 2 * KV + kWarps - 1) / kWarps));
+    QL_DISPATCH(dt, (qkv_post_k<T><<<grid, kWarps * kWarp>>>(
+                        qkv, bias, q_norm, k_norm, eps, cos_t, sin_t, neox, static_cast<T*>(q),
+                        static_cast<T*>(k), static_cast<T*>(v), T_, H, KV, D)));
+}
+
+void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T_) {
+    if (rows == 0) return;
+    constexpr int kWarps = 8;
+    const auto grid = static_cast<unsigned>((rows + kWarps - 1) / kWarps);
+    QL_DISPATCH(
+        dt, (causal_softmax_k<T><<<grid, kWarps * kWarp>>>(scores, static_cast<T*>(p), rows, T_)));
+}
+
+void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F) {
+    if (N * F == 0) return;
+    QL_DISPATCH(dt, (swiglu_k<T><<<grid_for(N * F, 256), 256>>>(static_cast<T*>(out),
+                                                                static_cast<const T*>(gu), N, F)));
+}
+
+void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64_t N, int64_t E,
+                        int64_t K) {
+    if (N == 0) return;
+    router_topk_k<<<grid_for(N, 128), 128>>>(logits, ids, weights, N, E, K);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_gather_rows(void* dst, const void* src, Dtype dt, const int32_t* rows, int64_t M,
+                        int64_t C) {
+    if (M == 0) return;
+    QL_DISPATCH(dt, (gather_rows_k<T>
+                     <<<M, 256>>>(static_cast<T*>(dst), static_cast<const T*>(src), rows, C)));
+}
+
+void launch_scatter_add(float* h, const float* y, const int32_t* rows, const float* w, int64_t M,
+                        int64_t C) {
+    if (M == 0) return;
+    scatter_add_k<<<M, 256>>>(h, y, rows, w, C);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_reference_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
+                           float* ref_logp, int32_t* ref_top1, int64_t row0) {
+    if (B * S == 0) return;
+    reference_rows_k<<<B * S, 1024>>>(logits, S, R, V, ref_logp, ref_top1, row0);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_score_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
+                       const float* ref_logp, const int32_t* ref_top1, const int32_t* next,
+                       int64_t row0, RowStats* out) {
+    if (B * S == 0) return;
+    score_rows_k<<<B * S, 1024>>>(logits, S, R, V, ref_logp, ref_top1, next, row0, out);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,
+                               double* acc) {
+    sq_diff_partial_k<<<kPartials, 256>>>(a, b, n, partials);
+    QL_CUDA_LAUNCH();
+    sum_partials_k<<<1, 1024>>>(partials, kPartials, acc);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_f32_to_16(void* dst, Dtype dt, const float* src, int64_t n) {
+    if (n == 0) return;
+    QL_DISPATCH(dt, (f32_to_16_k<T><<<grid_for(n, 256), 256>>>(static_cast<T*>(dst), src, n)));
+}
+
+void launch_16_to_f32(float* dst, const void* src, Dtype dt, int64_t n) {
+    if (n == 0) return;
+    QL_DISPATCH(dt,
+                (t16_to_f32_k<T><<<grid_for(n, 256), 256>>>(dst, static_cast<const T*>(src), n)));
+}
+
+void launch_fill_f32(float* dst, float value, int64_t n) {
+    if (n == 0) return;
+    fill_f32_k<<<grid_for(n, 256), 256>>>(dst, value, n);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_random_16(void* dst, Dtype dt, int64_t n, uint64_t seed, float scale) {
+    if (n == 0) return;
+    QL_DISPATCH(dt,
+                (random_16_k<T><<<grid_for(n, 256), 256>>>(static_cast<T*>(dst), n, seed, scale)));
+}
+
+}  // namespace quantlens::cuda

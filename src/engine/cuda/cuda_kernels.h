@@ -1,0 +1,75 @@
+// Launchers of ql_cuda's own kernels (cuda_kernels.cu), with plain C++ signatures so the
+// engine's host code is ordinary C++. Data pointers are device pointers; `Dtype` names the
+// 16-bit storage type of pointers declared void*. All launches go to the default stream.
+//
+// Numerics mirror engine/kernels.cpp: RMSNorm with a double sum of squares, RoPE from
+// host-computed tables, causal softmax in float with expf, SiLU g / (1 + exp(-g)), routing
+// softmax in double with stable top-k, log-softmax normalizer summed in double.
+#pragma once
+
+#include <cstdint>
+
+namespace quantlens::cuda {
+
+enum class Dtype { BF16, F16 };
+
+// h[N, C] f32 ← table[tokens[n], :] (16-bit).
+void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,
+                  int64_t C);
+
+// out[r, :] (16-bit) = rmsnorm(in[row(r), :]) * w for r < R, where
+// row(r) = (r / S) * T + t0 + r % S (S = T, t0 = 0 gathers nothing).
+void launch_rmsnorm(void* out, Dtype dt, const float* in, const float* w, int64_t R, int64_t C,
+                    float eps, int64_t S, int64_t T, int64_t t0);
+
+// qkv[N, (H + 2 KV) D] f32 (GEMM output) → q[N, H, D], k[N, KV, D], v[N, KV, D] (16-bit):
+// + bias (nullable, fused [H+2KV, D]), per-head RMSNorm of q and k (q_norm/k_norm nullable),
+// RoPE with cos/sin[T, D/2] at position n % T.
+void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, const float* k_norm,
+                     float eps, const float* cos_t, const float* sin_t, bool neox, void* q, void* k,
+                     void* v, Dtype dt, int64_t N, int64_t T, int64_t H, int64_t KV, int64_t D);
+
+// Rows of T scores (rows = batch·T, query i = row % T): causal softmax over keys 0..i into
+// p (16-bit, zeros beyond i). The 1/sqrt(D) scale is already applied by the GEMM.
+void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T);
+
+// out[n, f] = silu(gu[n, f]) * gu[n, F + f] (all 16-bit).
+void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F);
+
+// Mixtral routing: logits[N, E] f32 → top-K expert ids and renormalized weights [N, K].
+void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64_t N, int64_t E,
+                        int64_t K);
+// dst[i, :] = src[rows[i], :] (16-bit, C columns).
+void launch_gather_rows(void* dst, const void* src, Dtype dt, const int32_t* rows, int64_t M,
+                        int64_t C);
+// h[rows[i], :] += w[i] * y[i, :] (f32).
+void launch_scatter_add(float* h, const float* y, const int32_t* rows, const float* w, int64_t M,
+                        int64_t C);
+
+// Reference pass: for B·S scored rows, row (b, s) reads logits[(b R + s) V ..] and writes
+// ref_logp[(row0 + b S + s) V ..] and ref_top1[row0 + b S + s].
+void launch_reference_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
+                           float* ref_logp, int32_t* ref_top1, int64_t row0);
+
+// Per scored row statistics against the reference (see sweep_backend.h's PerturbedStats).
+struct RowStats {
+    double kld, nll, ref_nll, dp2;
+    int32_t same, pad;
+};
+// next[row0 + b S + s] is the token predicted at (b, s).
+void launch_score_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
+                       const float* ref_logp, const int32_t* ref_top1, const int32_t* next,
+                       int64_t row0, RowStats* out);
+
+// *acc += Σ (a[i] − b[i])² in a fixed order (deterministic); partials holds 1024 doubles.
+void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,
+                               double* acc);
+
+// Conversions and fills.
+void launch_f32_to_16(void* dst, Dtype dt, const float* src, int64_t n);
+void launch_16_to_f32(float* dst, const void* src, Dtype dt, int64_t n);
+void launch_fill_f32(float* dst, float value, int64_t n);
+// Uniform pseudo-random values in ±scale (a counter hash of seed and index).
+void launch_random_16(void* dst, Dtype dt, int64_t n, uint64_t seed, float scale);
+
+}  // namespace quantlens::cuda

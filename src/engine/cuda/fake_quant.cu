@@ -1,0 +1,471 @@
+// GPU fake quantization: see fake_quant.h. One thread per sub-block (16 or 32 weights, held in
+// registers); the super-block maxima are shuffles within the 8 or 16 lanes of a super-block.
+// Every expression keeps the operand order of quant/scale_search.cpp and quant/kquants.cpp,
+// and this file is compiled with --fmad=false, so the levels match the CPU bit for bit on the
+// same input.
+#include "engine/cuda/cuda_common.cuh"
+#include "engine/cuda/fake_quant.h"
+
+namespace quantlens::cuda {
+namespace {
+
+constexpr float kGroupMaxEps = 1e-15f;
+
+__device__ __forceinline__ int nearest_int(float x) {
+    const float shifted = x + 12582912.f;
+    return (__float_as_int(shifted) & 0x007fffff) - 0x00400000;
+}
+
+__device__ __forceinline__ int clamp_int(int v, int lo, int hi) {
+    return v < lo ? lo : (v > hi ? hi : v);
+}
+
+__device__ __forceinline__ float round_f16(float x) {
+    return __half2float(__float2half_rn(x));
+}
+
+// make_qkx2_quants (scale_search.cpp) for N weights.
+template <int N>
+__device__ float make_qkx2(int nmax, const float* x, const float* weights, uint8_t* L,
+                           float* the_min, float rmin, float rdelta, int nstep, bool use_mad) {
+    float min = x[0];
+    float max = x[0];
+    float sum_w = weights[0];
+    float sum_x = sum_w * x[0];
+#pragma unroll
+    for (int i = 1; i < N; ++i) {
+        if (x[i] < min) min = x[i];
+        if (x[i] > max) max = x[i];
+        const float w = weights[i];
+        sum_w += w;
+        sum_x += w * x[i];
+    }
+    if (min > 0) min = 0;
+    if (max == min) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) L[i] = 0;
+        *the_min = -min;
+        return 0.f;
+    }
+    float iscale = nmax / (max - min);
+    float scale = 1 / iscale;
+    float best_error = 0;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const int l = nearest_int(iscale * (x[i] - min));
+        L[i] = static_cast<uint8_t>(clamp_int(l, 0, nmax));
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? fabsf(diff) : diff * diff;
+        best_error += weights[i] * diff;
+    }
+    if (nstep < 1) {
+        *the_min = -min;
+        return scale;
+    }
+    uint8_t Laux[N];
+    for (int is = 0; is <= nstep; ++is) {
+        iscale = (rmin + rdelta * is + nmax) / (max - min);
+        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+            const int l = clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax);
+            Laux[i] = static_cast<uint8_t>(l);
+            const float w = weights[i];
+            sum_l += w * l;
+            sum_l2 += w * l * l;
+            sum_xl += w * l * x[i];
+        }
+        const float D = sum_w * sum_l2 - sum_l * sum_l;
+        if (D > 0) {
+            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+            if (this_min > 0) {
+                this_min = 0;
+                this_scale = sum_xl / sum_l2;
+            }
+            float cur_error = 0;
+#pragma unroll
+            for (int i = 0; i < N; ++i) {
+                float diff = this_scale * Laux[i] + this_min - x[i];
+                diff = use_mad ? fabsf(diff) : diff * diff;
+                cur_error += weights[i] * diff;
+            }
+            if (cur_error < best_error) {
+#pragma unroll
+                for (int i = 0; i < N; ++i) L[i] = Laux[i];
+                best_error = cur_error;
+                scale = this_scale;
+                min = this_min;
+            }
+        }
+    }
+    *the_min = -min;
+    return scale;
+}
+
+// make_qx_quants with rmse_type 1 and no importance (weights x²): Q6_K's sub-block search.
+template <int N>
+__device__ float make_qx(int nmax, const float* x, int8_t* L) {
+    float max = 0;
+    float amax = 0;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < kGroupMaxEps) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) L[i] = 0;
+        return 0.f;
+    }
+    float iscale = -nmax / max;
+    float sumlx = 0;
+    float suml2 = 0;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = static_cast<int8_t>(l + nmax);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    float scale = suml2 != 0 ? sumlx / suml2 : 0.0f;
+    float best = scale * sumlx;
+    for (int is = -9; is <= 9; ++is) {
+        if (is == 0) continue;
+        iscale = -(nmax + 0.1f * is) / max;
+        sumlx = suml2 = 0;
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+            const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+            const float w = x[i] * x[i];
+            sumlx += w * x[i] * l;
+            suml2 += w * l * l;
+        }
+        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+#pragma unroll
+            for (int i = 0; i < N; ++i) {
+                const int l = nearest_int(iscale * x[i]);
+                L[i] = static_cast<int8_t>(nmax + clamp_int(l, -nmax, nmax - 1));
+            }
+            scale = sumlx / suml2;
+            best = scale * sumlx;
+        }
+    }
+    return scale;
+}
+
+// make_q3_quants with do_rmse (Q3_K's sub-block search); L offset by nmax on return.
+template <int N>
+__device__ float make_q3(int nmax, const float* x, int8_t* L) {
+    float max = 0;
+    float amax = 0;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const float ax = fabsf(x[i]);
+        if (ax > amax) {
+            amax = ax;
+            max = x[i];
+        }
+    }
+    if (amax < kGroupMaxEps) {
+#pragma unroll
+        for (int i = 0; i < N; ++i) L[i] = 0;
+        return 0.f;
+    }
+    const float iscale = -nmax / max;
+    float sumlx = 0;
+    float suml2 = 0;
+#pragma unroll
+    for (int i = 0; i < N; ++i) {
+        const int l = clamp_int(nearest_int(iscale * x[i]), -nmax, nmax - 1);
+        L[i] = static_cast<int8_t>(l);
+        const float w = x[i] * x[i];
+        sumlx += w * x[i] * l;
+        suml2 += w * l * l;
+    }
+    for (int itry = 0; itry < 5; ++itry) {
+        int n_changed = 0;
+#pragma unroll
+        for (int i = 0; i < N; ++i) {
+            const float w = x[i] * x[i];
+            float slx = sumlx - w * x[i] * L[i];
+            if (slx > 0) {
+                float sl2 = suml2 - w * L[i] * L[i];
+                const int new_l = clamp_int(nearest_int(x[i] * sl2 / slx), -nmax, nmax - 1);
+                if (new_l != L[i]) {
+                    slx += w * x[i] * new_l;
+                    sl2 += w * new_l * new_l;
+                    if (sl2 > 0 && slx * slx * suml2 > sumlx * sumlx * sl2) {
+                        L[i] = static_cast<int8_t>(new_l);
+                        sumlx = slx;
+                        suml2 = sl2;
+                        ++n_changed;
+                    }
+                }
+            }
+        }
+        if (!n_changed) break;
+    }
+#pragma unroll
+    for (int i = 0; i < N; ++i) L[i] = static_cast<int8_t>(L[i] + nmax);
+    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
+}
+
+// Maximum over the G lanes of a super-block (G divides 32; groups are lane-aligned).
+template <int G>
+__device__ float group_max(float v) {
+#pragma unroll
+    for (int o = 1; o < G; o <<= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+// The signed value of largest magnitude over the G lanes, the lowest lane winning ties (the
+// CPU loop keeps the first strictly larger one).
+template <int G>
+__device__ float group_max_abs(float v) {
+    float a = fabsf(v);
+    int idx = threadIdx.x % G;
+#pragma unroll
+    for (int o = 1; o < G; o <<= 1) {
+        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
+        const float oa = __shfl_xor_sync(0xffffffffu, a, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
+        if (oa > a || (oa == a && oi < idx)) v = ov, a = oa, idx = oi;
+    }
+    return a > 0 ? v : 0.0f;  // the CPU starts from 0 and needs a strictly larger magnitude
+}
+
+template <typename T, int N>
+__device__ void load(const T* src, int64_t g, bool valid, float* x) {
+    const T* s = src + (valid ? g : 0) * N;
+#pragma unroll
+    for (int i = 0; i < N; ++i) x[i] = valid ? to_f32(s[i]) : 0.0f;
+}
+
+// ---- Q8_0: one thread per 32-weight block ----
+template <typename T>
+__global__ void q8_0_k(const T* src, T* dst, int64_t n_blocks) {
+    const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (g >= n_blocks) return;
+    float x[32];
+    load<T, 32>(src, g, true, x);
+    float amax = 0.0f;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) amax = amax > fabsf(x[j]) ? amax : fabsf(x[j]);
+    const float d = amax / 127;
+    const float id = d != 0 ? 1.0f / d : 0.0f;
+    const float dq = round_f16(d);
+    T* o = dst + g * 32;
+#pragma unroll
+    for (int j = 0; j < 32; ++j) {
+        const auto q = static_cast<int8_t>(roundf(x[j] * id));
+        o[j] = from_f32<T>(static_cast<float>(q) * dq);
+    }
+}
+
+// ---- Q4_K / Q5_K: 8 lanes per super-block, one 32-weight sub-block each ----
+template <typename T, int NMAX>
+__global__ void q45_K_k(const T* src, T* dst, int64_t n_sub, float rmin, float rdelta, int nstep) {
+    const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    const bool valid = g < n_sub;  // invalid lanes still join the shuffles
+    float x[32], w[32];
+    load<T, 32>(src, g, valid, x);
+    float sum_x2 = 0;
+#pragma unroll
+    for (int l = 0; l < 32; ++l) sum_x2 += x[l] * x[l];
+    const float av_x = sqrtf(sum_x2 / 32);
+#pragma unroll
+    for (int l = 0; l < 32; ++l) w[l] = av_x + fabsf(x[l]);
+    uint8_t L[32];
+    float mn;
+    const float sc = make_qkx2<32>(NMAX, x, w, L, &mn, rmin, rdelta, nstep, false);
+    const float max_scale = group_max<8>(fmaxf(sc, 0.0f));
+    const float max_min = group_max<8>(fmaxf(mn, 0.0f));
+    const float inv_scale = max_scale > 0 ? 63.f / max_scale : 0.f;
+    const float inv_min = max_min > 0 ? 63.f / max_min : 0.f;
+    auto ls = static_cast<uint8_t>(nearest_int(inv_scale * sc));
+    auto lm = static_cast<uint8_t>(nearest_int(inv_min * mn));
+    ls = ls < 63 ? ls : 63;
+    lm = lm < 63 ? lm : 63;
+    const float dall = round_f16(max_scale / 63.f);
+    const float dmin = round_f16(max_min / 63.f);
+    if (!valid) return;
+    const float d = dall * ls;
+    const float dm = dmin * lm;
+    if (d != 0) {
+#pragma unroll
+        for (int i = 0; i < 32; ++i)
+            L[i] = static_cast<uint8_t>(clamp_int(nearest_int((x[i] + dm) / d), 0, NMAX));
+    }
+    T* o = dst + g * 32;
+#pragma unroll
+    for (int i = 0; i < 32; ++i) o[i] = from_f32<T>(d * static_cast<float>(L[i]) - dm);
+}
+
+// ---- Q2_K: 16 lanes per super-block, one 16-weight sub-block each ----
+template <typename T>
+__global__ void q2_K_k(const T* src, T* dst, int64_t n_sub) {
+    const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    const bool valid = g < n_sub;
+    float x[16], w[16];
+    load<T, 16>(src, g, valid, x);
+#pragma unroll
+    for (int l = 0; l < 16; ++l) w[l] = fabsf(x[l]);
+    uint8_t L[16];
+    float mn;
+    const float sc = make_qkx2<16>(3, x, w, L, &mn, -0.5f, 0.1f, 15, true);
+    const float max_scale = group_max<16>(fmaxf(sc, 0.0f));
+    const float max_min = group_max<16>(fmaxf(mn, 0.0f));
+    const float q4scale = 15.f;
+    uint8_t byte = 0;
+    float dall = 0.0f, dmin = 0.0f;
+    if (max_scale > 0) {
+        const float iscale = q4scale / max_scale;
+        byte = static_cast<uint8_t>(nearest_int(iscale * sc));
+        dall = round_f16(max_scale / q4scale);
+    }
+    if (max_min > 0) {
+        const float iscale = q4scale / max_min;
+        byte |= static_cast<uint8_t>(nearest_int(iscale * mn) << 4);
+        dmin = round_f16(max_min / q4scale);
+    }
+    if (!valid) return;
+    const float d = dall * (byte & 0xF);
+    const float dm = dmin * (byte >> 4);
+    if (d != 0) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i)
+            L[i] = static_cast<uint8_t>(clamp_int(nearest_int((x[i] + dm) / d), 0, 3));
+    }
+    T* o = dst + g * 16;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) o[i] = from_f32<T>(d * static_cast<float>(L[i]) - dm);
+}
+
+// ---- Q3_K: 16 lanes per super-block ----
+template <typename T>
+__global__ void q3_K_k(const T* src, T* dst, int64_t n_sub) {
+    const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    const bool valid = g < n_sub;
+    float x[16];
+    load<T, 16>(src, g, valid, x);
+    int8_t L[16];
+    const float sc = make_q3<16>(4, x, L);
+    const float max_scale = group_max_abs<16>(sc);
+    int stored = 0;  // the 6-bit scale as unpacked (stored − 32)
+    float dall = 0.0f;
+    if (max_scale != 0) {
+        const float iscale = -32.f / max_scale;
+        auto l = static_cast<int8_t>(nearest_int(iscale * sc));
+        l = static_cast<int8_t>(clamp_int(l, -32, 31) + 32);
+        stored = l - 32;
+        dall = round_f16(1 / iscale);
+    } else {
+        stored = -32;
+    }
+    if (!valid) return;
+    const float d = dall * static_cast<int8_t>(stored);
+    if (d != 0) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i)
+            L[i] = static_cast<int8_t>(clamp_int(nearest_int(x[i] / d), -4, 3) + 4);
+    }
+    T* o = dst + g * 16;
+#pragma unroll
+    for (int i = 0; i < 16; ++i) o[i] = from_f32<T>(d * static_cast<float>(L[i] - 4));
+}
+
+// ---- Q6_K: 16 lanes per super-block ----
+template <typename T>
+__global__ void q6_K_k(const T* src, T* dst, int64_t n_sub) {
+    const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    const bool valid = g < n_sub;
+    float x[16];
+    load<T, 16>(src, g, valid, x);
+    int8_t L[16];
+    const float sc = make_qx<16>(32, x, L);
+    const float max_scale = group_max_abs<16>(sc);
+    if (!valid) return;
+    T* o = dst + g * 16;
+    if (fabsf(max_scale) < kGroupMaxEps) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i) o[i] = from_f32<T>(0.0f);
+        return;
+    }
+    const float iscale = -128.f / max_scale;
+    const float dall = round_f16(1 / iscale);
+    const int s = nearest_int(iscale * sc);
+    const auto sc8 = static_cast<int8_t>(s < 127 ? s : 127);
+    const float d = dall * sc8;
+    if (d != 0) {
+#pragma unroll
+        for (int i = 0; i < 16; ++i)
+            L[i] = static_cast<int8_t>(clamp_int(nearest_int(x[i] / d), -32, 31) + 32);
+    }
+#pragma unroll
+    for (int i = 0; i < 16; ++i) o[i] = from_f32<T>(d * static_cast<float>(L[i] - 32));
+}
+
+template <typename T>
+void launch_typed(GgmlType type, const T* src, T* dst, int64_t n) {
+    constexpr int kThreads = 256;
+    switch (type) {
+        case GgmlType::Q8_0:
+            q8_0_k<T><<<grid_for(n / 32, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 32);
+            break;
+        case GgmlType::Q4_K:
+            q45_K_k<T, 15><<<grid_for(n / 32, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 32,
+                                                                                -1.f, 0.1f, 20);
+            break;
+        case GgmlType::Q5_K:
+            q45_K_k<T, 31><<<grid_for(n / 32, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 32,
+                                                                                -0.5f, 0.1f, 15);
+            break;
+        case GgmlType::Q2_K:
+            q2_K_k<T><<<grid_for(n / 16, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 16);
+            break;
+        case GgmlType::Q3_K:
+            q3_K_k<T><<<grid_for(n / 16, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 16);
+            break;
+        case GgmlType::Q6_K:
+            q6_K_k<T><<<grid_for(n / 16, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 16);
+            break;
+        default:
+            check_cuda(cudaErrorInvalidValue, "launch_fake_quant: type without a GPU kernel");
+    }
+    QL_CUDA_LAUNCH();
+}
+
+}  // namespace
+
+bool gpu_fake_quant_supported(GgmlType type, int64_t n_per_row) {
+    switch (type) {
+        case GgmlType::Q8_0:
+            return n_per_row % 32 == 0;
+        case GgmlType::Q2_K:
+        case GgmlType::Q3_K:
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K:
+        case GgmlType::Q6_K:
+            return n_per_row % 256 == 0;
+        default:
+            return false;
+    }
+}
+
+void launch_fake_quant(GgmlType type, const void* src, void* dst, Dtype dt, int64_t n) {
+    if (!gpu_fake_quant_supported(type, n))
+        check_cuda(cudaErrorInvalidValue, "launch_fake_quant: unsupported type or length");
+    if (dt == Dtype::BF16) {
+        launch_typed(type, static_cast<const __nv_bfloat16*>(src), static_cast<__nv_bfloat16*>(dst),
+                     n);
+    } else {
+        launch_typed(type, static_cast<const __half*>(src), static_cast<__half*>(dst), n);
+    }
+}
+
+}  // namespace quantlens::cuda

@@ -1,0 +1,27 @@
+// GPU fake quantization (quantize → dequantize into the 16-bit storage type) for the sweep's
+// types without importance: Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+//
+// Each kernel is a thread-per-sub-block port of the CPU reference path (quant/kquants.cpp,
+// quant/scale_search.cpp: ggml's `quantize_row_*_ref` scale searches, sub-block scales rounded
+// against the super-block maximum, requantization, dequantization), compiled without fused
+// multiply-adds so every float operation rounds as on the CPU. Deviations from the bit-exact
+// CPU path: (1) the input is the stored 16-bit original, not the f32 one (identical when the
+// model's weights are themselves BF16, or F16 with F16 storage); (2) the dequantized values
+// are rounded to the 16-bit storage type (relative error ≤ 2^-9 for BF16, 2^-12 for F16).
+// With importance (imatrix) or other types the caller uses the CPU path.
+#pragma once
+
+#include <cstdint>
+
+#include "core/ggml_type.h"
+#include "engine/cuda/cuda_kernels.h"
+
+namespace quantlens::cuda {
+
+// True when `type` has a GPU kernel and its block divides n_per_row.
+bool gpu_fake_quant_supported(GgmlType type, int64_t n_per_row);
+// dst[n] ← dequantize(quantize(src[n])) for n = n_rows * n_per_row contiguous values
+// (device pointers, both in `dt`). QL_ASSERTs support.
+void launch_fake_quant(GgmlType type, const void* src, void* dst, Dtype dt, int64_t n);
+
+}  // namespace quantlens::cuda
