@@ -5,6 +5,7 @@
 #include <string>
 
 #include <fmt/format.h>
+#include <nlohmann/json.hpp>
 
 #include "analysis/presets.h"
 #include "analysis/quantize.h"
@@ -29,7 +30,31 @@ struct QuantizeCliOptions {
     bool strict = false;
     bool no_f16 = false;
     bool quiet_table = false;
+    bool json = false;
 };
+
+void print_json(const QuantizeResult& r) {
+    nlohmann::json j;
+    j["path"] = r.path;
+    j["file_bytes"] = r.file_bytes;
+    j["tensor_bytes"] = r.tensor_bytes;
+    j["params"] = r.n_params;
+    j["bpw"] = r.bpw;
+    j["file_type"] = r.file_type;
+    j["file_type_name"] = ftype_name(r.file_type);
+    j["fallbacks"] = r.fallbacks;
+    j["tensors"] = nlohmann::json::array();
+    for (const auto& t : r.tensors)
+        j["tensors"].push_back({{"name", t.name},
+                                {"shape", t.ne},
+                                {"quantized", t.quantized},
+                                {"requested", ggml_type_display_name(t.requested)},
+                                {"written", ggml_type_display_name(t.written)},
+                                {"bytes", t.bytes},
+                                {"imatrix", t.has_importance},
+                                {"note", t.note}});
+    fmt::print("{}\n", j.dump(2));
+}
 
 int run_quantize(const QuantizeCliOptions& o) {
     QL_CHECK(o.recipe.empty() != o.preset.empty(),
@@ -51,7 +76,23 @@ int run_quantize(const QuantizeCliOptions& o) {
     opts.strict = o.strict;
     opts.imatrix = imatrix.get();
     opts.f16_intermediate = !o.no_f16;
-    const QuantizeResult r = quantize_model(*model, recipe, opts);
+    opts.progress = !o.json;
+    QuantizeResult r = quantize_model(*model, recipe, opts);
+    if (!o.preset.empty()) {
+        // The preset already substituted llama.cpp's fallbacks (Recipe::notes name each
+        // tensor); show them as quantize's own so none is silent.
+        for (const std::string& n : recipe.notes) {
+            const size_t colon = n.find(": ");
+            if (colon == std::string::npos) continue;
+            for (auto& t : r.tensors)
+                if (t.name == n.substr(0, colon) && t.note.empty()) t.note = n.substr(colon + 2);
+            r.fallbacks.push_back(n);
+        }
+    }
+    if (o.json) {
+        print_json(r);
+        return 0;
+    }
 
     if (!o.quiet_table) {
         fmt::print("{:<34} {:>18} {:>9} {:>9} {:>11}  {}\n", "tensor", "shape", "requested",
@@ -94,5 +135,6 @@ QL_COMMAND(quantize, "Write a mixed-precision GGUF from a recipe or a llama.cpp 
     cmd.add_flag("--no-f16", o->no_f16,
                  "Quantize from the source floats, not from F16-rounded weights (HF sources)");
     cmd.add_flag("--summary", o->quiet_table, "Print only fallbacks and totals");
+    cmd.add_flag("--json", o->json, "Print the per-tensor result as JSON on stdout");
     return [o] { return quantlens::cli::run_quantize(*o); };
 }

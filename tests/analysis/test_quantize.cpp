@@ -320,3 +320,25 @@ TEST(Quantize, WriteFailureLeavesNoFile) {
     EXPECT_FALSE(fs::exists(out));
     EXPECT_FALSE(fs::exists(out.string() + ".tmp"));
 }
+
+TEST(Quantize, ImatrixWeightsTheTensorsItCovers) {
+    auto model = Model::open(shared_dir() + "/models/llama-8m");
+    const Imatrix im = Imatrix::load(shared_dir() + "/data/llama-8m.llamacpp-imatrix.dat");
+    const Recipe recipe = preset_recipe("Q4_K_M", *model, true);
+    QuantizeOptions o = opts_for(tmp_dir() / "llama-8m-Q4_K_M-imat.gguf");
+    o.imatrix = &im;
+    const QuantizeResult r = quantize_model(*model, recipe, o);
+    const GgufFile ours = GgufFile::open(o.output_path);
+    const GgufFile plain = GgufFile::open(shared_dir() + "/models/llama-8m-Q4_K_M.gguf");
+    for (const auto& t : r.tensors) {
+        const auto a = ours.tensor_data(ours.tensor(t.name));
+        const auto b = plain.tensor_data(plain.tensor(t.name));
+        ASSERT_EQ(a.size(), b.size()) << t.name;
+        const bool same = std::memcmp(a.data(), b.data(), a.size()) == 0;
+        // llama-imatrix records the inputs of every block matmul, not token_embd (a row
+        // lookup) nor output (skipped by default): those are quantized as without one.
+        const bool covered = im.find(t.name) != nullptr;
+        EXPECT_EQ(t.has_importance, covered && t.quantized) << t.name;
+        if (t.quantized) EXPECT_EQ(same, !covered) << t.name;
+    }
+}
