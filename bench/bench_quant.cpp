@@ -64,7 +64,9 @@ void BM_Quantize(benchmark::State& state, GgmlType type, int threads) {
     set_num_threads(saved);
 }
 
-const int registered = [] {
+// Registered from main, not a static initializer: the type tables are globals of other
+// translation units and may not be constructed yet during static initialization.
+void register_all() {
     for (GgmlType t : quantizable_types()) {
         const std::string name = quant_traits(t).name;
         benchmark::RegisterBenchmark(("quantize/" + name + "/1thread").c_str(), BM_Quantize, t, 1)
@@ -74,9 +76,15 @@ const int registered = [] {
             ->Unit(benchmark::kMillisecond)
             ->UseRealTime();
     }
-    return 0;
-}();
+}
 
 }  // namespace
 
-BENCHMARK_MAIN();
+int main(int argc, char** argv) {
+    register_all();
+    benchmark::Initialize(&argc, argv);
+    if (benchmark::ReportUnrecognizedArguments(argc, argv)) return 1;
+    benchmark::RunSpecifiedBenchmarks();
+    benchmark::Shutdown();
+    return 0;
+}
