@@ -130,5 +130,21 @@ TEST(WeightErrorSweep, Llama8mQ4KAndQ8_0WithImatrix) {
     EXPECT_TRUE(r.totals[0].error.has_imatrix);  // some tensors have imatrix entries
 }
 
+// tiny-qwen2's 128- and 352-wide rows cannot hold Q4_K: llama.cpp substitutes Q5_0, and the
+// report names every tensor that fell back.
+TEST(WeightErrorSweep, ReportsFallbacksByTensorName) {
+    const auto model = Model::open(shared_dir() + "/models/tiny-qwen2");
+    const WeightErrorReport r = run_weight_error(*model, {GgmlType::Q4_K}, nullptr);
+    ASSERT_FALSE(r.rows.empty());
+    for (const auto& row : r.rows) {
+        EXPECT_EQ(row.requested, GgmlType::Q4_K);
+        EXPECT_EQ(row.used, GgmlType::Q5_0) << row.tensor;
+    }
+    ASSERT_EQ(r.totals[0].fallbacks.size(), r.rows.size());
+    EXPECT_NE(r.totals[0].fallbacks[0].find(r.rows[0].tensor + ": Q4_K -> Q5_0"), std::string::npos)
+        << r.totals[0].fallbacks[0];
+    EXPECT_DOUBLE_EQ(r.totals[0].bpw, 5.5);
+}
+
 }  // namespace
 }  // namespace quantlens
