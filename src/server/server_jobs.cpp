@@ -184,32 +184,47 @@ void Server::Impl::job_routes() {
             [release](bool) { release(); });
     });
 
-    for (const char* verb : {"pause", "resume", "cancel"}) {
+    for (const char* verb : {"pause", "cancel"}) {
         const std::string v = verb;
         http.Post(R"(/api/jobs/(\d{1,18})/)" + v, [this, v](const httplib::Request& req,
                                                             httplib::Response& res) {
             const int64_t id = job_id_of(req);
             if (!store->find_job(id)) return reply_error(res, 404, fmt::format("no job {}", id));
             try {
-                jobs::Job job = v == "pause"    ? store->pause(id)
-                                : v == "cancel" ? store->cancel(id)
-                                                : store->resume(id);
-                nlohmann::json out = job_json(job);
-                if (v == "resume" && job.state == jobs::JobState::queued) {
-                    // A queued job needs a process to run it: the CLI's `jobs resume`.
-                    fs::create_directories(options.log_dir);
-                    const std::string log =
-                        fmt::format("{}/job-{}-resume.log", options.log_dir, id);
-                    out["pid"] = children.spawn({options.job_exe, "-q", "jobs", "resume",
-                                                 std::to_string(id), "--store", options.store_path},
-                                                log);
-                }
-                reply_json(res, out);
+                reply_json(res, job_json(v == "pause" ? store->pause(id) : store->cancel(id)));
             } catch (const Error& e) {
                 reply_error(res, 409, e.what());
             }
         });
     }
+    // Resuming needs a process to run the job again: `quantlens jobs resume ID`, which
+    // changes the state itself (or refuses, e.g. for a done job: that becomes a 409).
+    http.Post(R"(/api/jobs/(\d{1,18})/resume)", [this](const httplib::Request& req,
+                                                       httplib::Response& res) {
+        const int64_t id = job_id_of(req);
+        const auto before = store->find_job(id);
+        if (!before) return reply_error(res, 404, fmt::format("no job {}", id));
+        fs::create_directories(options.log_dir);
+        const std::string log =
+            fmt::format("{}/job-{}-resume-{}.log", options.log_dir, id,
+                        std::chrono::system_clock::now().time_since_epoch().count());
+        const pid_t pid = children.spawn({options.job_exe, "-q", "jobs", "resume",
+                                          std::to_string(id), "--store", options.store_path},
+                                         log);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+        while (std::chrono::steady_clock::now() < deadline) {
+            if (const auto code = children.exit_code(pid); code && *code != 0)
+                return reply_error(res, 409,
+                                   fmt::format("cannot resume job {}: {}", id, tail_of_file(log)));
+            const auto now = store->find_job(id);
+            if (!now) return reply_error(res, 404, fmt::format("no job {}", id));
+            if (now->status() != before->status() || now->requested != before->requested ||
+                children.exit_code(pid))
+                return reply_json(res, {{"pid", pid}, {"job", job_json(*now)}, {"log", log}});
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        reply_json(res, {{"pid", pid}, {"job", job_json(*store->find_job(id))}, {"log", log}}, 202);
+    });
 
     http.Post("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) {
         const auto body = parse_body(req, res);

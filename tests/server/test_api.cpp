@@ -29,7 +29,8 @@ std::string shared_dir() {
 }
 
 // A server on an ephemeral port over a store holding one fake llama-8m sweep; the allowed
-// root is a temporary directory with a link to the shared models.
+// roots are a temporary directory (with links to the shared models and to /etc) and the
+// shared models directory.
 class Api : public ::testing::Test {
   protected:
     static void SetUpTestSuite() {
@@ -47,7 +48,8 @@ class Api : public ::testing::Test {
         server::ServerOptions o;
         o.port = 0;
         o.store_path = store_path_;
-        o.model_roots = {(dir_ / "root").string()};
+        // As `serve --models-dir`: the symlinked models resolve into the second root.
+        o.model_roots = {(dir_ / "root").string(), (fs::path(shared_dir()) / "models").string()};
         o.recipes_dir = (dir_ / "recipes").string();
         o.job_exe = std::string(QL_BINARY_DIR) + "/ql_test_jobs";
         o.threads = 16;
@@ -130,8 +132,8 @@ TEST_F(Api, ModelsStayInsideTheAllowedRoots) {
     r = client().Get("/api/models?path=models");  // a symlinked directory inside the root
     ASSERT_EQ(r->status, 200);
     bool found = false;
-    for (const auto& e : body_of(r)["entries"])
-        found |= e["name"] == "llama-8m" && e["model"] == true;
+    const json listing = body_of(r);  // keep it alive: the loop reads into it
+    for (const auto& e : listing["entries"]) found |= e["name"] == "llama-8m" && e["model"] == true;
     EXPECT_TRUE(found);
     for (const char* bad : {"../secret.txt", "models/../../secret.txt", "/etc/passwd",
                             "escape/passwd", "models/../..", "%2e%2e/secret.txt"}) {
@@ -141,10 +143,12 @@ TEST_F(Api, ModelsStayInsideTheAllowedRoots) {
         EXPECT_TRUE(body_of(r).contains("error"));
         EXPECT_EQ(r->body.find("outside\""), std::string::npos);
     }
-    server::PathPolicy policy({(dir_ / "root").string()});
+    server::PathPolicy policy(
+        {(dir_ / "root").string(), (fs::path(shared_dir()) / "models").string()});
     EXPECT_FALSE(policy.resolve("../secret.txt"));
     EXPECT_FALSE(policy.resolve(std::string("models\0/x", 9)));
     EXPECT_TRUE(policy.resolve("models/llama-8m/config.json"));
+    EXPECT_FALSE(policy.resolve("escape/passwd"));  // a link out of every root
 }
 
 TEST_F(Api, BadInputGetsClear4xx) {
