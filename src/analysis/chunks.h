@@ -1,0 +1,24 @@
+// Evaluation tokens in llama.cpp's perplexity layout: the text is tokenized with BOS
+// prepended, cut into non-overlapping chunks of n_ctx tokens, the first token of every
+// chunk is replaced by BOS, and positions n_ctx/2 .. n_ctx-2 are scored (each predicts the
+// next token), i.e. the second half of each chunk. Throws Error when the text holds fewer
+// tokens than one chunk.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "analysis/sweep_backend.h"
+
+namespace quantlens {
+
+class Tokenizer;
+
+EvalChunks make_eval_chunks(const std::vector<int32_t>& tokens, int64_t n_ctx, int64_t max_chunks,
+                            int32_t bos, const std::string& source);
+// Reads and tokenizes `text_path`, then make_eval_chunks. max_chunks <= 0 means all.
+EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
+                            int64_t max_chunks);
+
+}  // namespace quantlens

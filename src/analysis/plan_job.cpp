@@ -1,0 +1,223 @@
+#include "analysis/plan_job.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "analysis/gguf_metadata.h"
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "jobs/store.h"
+#include "model/model.h"
+
+namespace quantlens {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kAllUnit = "(all)";
+
+double type_bits(GgmlType t) {
+    const auto& i = ggml_type_info(t);
+    return 8.0 * static_cast<double>(i.bytes_per_block) / static_cast<double>(i.block_size);
+}
+
+double median(std::vector<double> v) {
+    if (v.empty()) return std::nan("");
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+uint64_t parse_size(const std::string& text) {
+    size_t pos = 0;
+    double value = 0;
+    try {
+        value = std::stod(text, &pos);
+    } catch (...) {
+        fail("size '{}' is not a number (examples: 5373408, 5.37MB, 4.2GiB)", text);
+    }
+    std::string unit = text.substr(pos);
+    unit.erase(0, unit.find_first_not_of(' '));
+    std::transform(unit.begin(), unit.end(), unit.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    static const std::map<std::string, double> units = {{"", 1},
+                                                        {"b", 1},
+                                                        {"kb", 1e3},
+                                                        {"k", 1e3},
+                                                        {"mb", 1e6},
+                                                        {"m", 1e6},
+                                                        {"gb", 1e9},
+                                                        {"g", 1e9},
+                                                        {"tb", 1e12},
+                                                        {"kib", 1024.0},
+                                                        {"mib", 1048576.0},
+                                                        {"gib", 1073741824.0},
+                                                        {"tib", 1099511627776.0}};
+    auto it = units.find(unit);
+    QL_CHECK(it != units.end(), "size '{}': unknown unit '{}' (use B, kB, MB, GB, KiB, MiB, GiB)",
+             text, unit);
+    QL_CHECK(value > 0, "size '{}' must be positive", text);
+    return static_cast<uint64_t>(value * it->second);
+}
+
+uint64_t estimate_gguf_header_bytes(const std::string& model_path) {
+    auto model = Model::open(model_path);
+    GgufKvList kv = converter_metadata(*model);
+    finish_quantized_metadata(kv, 15);
+    GgufWriter w;
+    for (auto& [k, v] : kv) w.add_kv(k, v);
+    uint64_t bytes = w.serialize().size();
+    // Tensor infos: name, n_dims, ne[], type, offset; then padding to the alignment (32).
+    for (const auto& t : model->tensors()) bytes += 8 + t.name.size() + 4 + 8 * t.ne.size() + 4 + 8;
+    bytes = (bytes + 31) / 32 * 32;
+    // Each tensor's data starts aligned: on average half an alignment of padding.
+    bytes += 16 * model->tensors().size();
+    return bytes;
+}
+
+PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
+    const jobs::Job job = store.get_job(req.job_id);
+    QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job; plan needs a sweep job",
+             req.job_id, jobs::kind_name(job.kind));
+    const auto info_art = store.get_artifact(req.job_id, "model_info");
+    QL_CHECK(info_art.has_value(), "job {}: no model_info (was it made by quantlens sweep?)",
+             req.job_id);
+    const json info = json::parse(info_art->data);
+    const json params = json::parse(job.params);
+
+    PlanOutcome out;
+    out.n_params = info.at("n_params").get<int64_t>();
+    out.unquantized_bytes = info.at("unquantized_bytes").get<uint64_t>();
+    out.header_bytes = estimate_gguf_header_bytes(params.at("model").get<std::string>());
+
+    // unit → type → metrics
+    std::map<std::string, std::map<std::string, std::map<std::string, double>>> m;
+    for (const auto& x : store.measurements(req.job_id)) m[x.unit][x.type][x.metric] = x.value;
+    const std::string metric_key = req.metric == "kld"     ? "kld_mean"
+                                   : req.metric == "ppl"   ? "ln_ppl_ratio"
+                                   : req.metric == "proxy" ? "proxy"
+                                                           : "";
+    QL_CHECK(!metric_key.empty(), "--metric must be kld, ppl or proxy, not '{}'", req.metric);
+
+    std::vector<std::regex> pin_res;
+    for (const auto& [pattern, type] : req.pins) {
+        try {
+            pin_res.emplace_back(pattern);
+        } catch (const std::regex_error& e) {
+            fail("--pin '{}': not a valid regular expression: {}", pattern, e.what());
+        }
+    }
+
+    PlanProblem problem;
+    problem.fixed_bytes = out.header_bytes + out.unquantized_bytes;
+    std::vector<std::vector<std::string>> unit_tensors;
+    for (const auto& u : store.units(req.job_id)) {
+        if (u.name == kAllUnit) continue;
+        PlanUnit pu{u.name, {}};
+        std::optional<GgmlType> pinned;
+        for (size_t i = 0; i < pin_res.size(); ++i)
+            if (std::regex_search(u.name, pin_res[i])) pinned = req.pins[i].second;
+        for (const auto& [type_name, metrics] : m[u.name]) {
+            const auto t = ggml_type_from_name(type_name);
+            if (!t) continue;
+            if (!req.types.empty() &&
+                std::find(req.types.begin(), req.types.end(), *t) == req.types.end())
+                continue;
+            if (req.min_type && type_bits(*t) < type_bits(*req.min_type)) continue;
+            if (req.max_type && type_bits(*t) > type_bits(*req.max_type)) continue;
+            if (pinned && *t != *pinned) continue;
+            double e;
+            if (metric_key == "proxy") {
+                auto it = metrics.find("w_imat_rel");
+                e = it != metrics.end() ? it->second
+                                        : metrics.at("w_rel_fro") * metrics.at("w_rel_fro");
+            } else {
+                auto it = metrics.find(metric_key);
+                if (it == metrics.end()) continue;  // not measured (yet)
+                e = it->second;
+            }
+            pu.options.push_back(
+                {*t, static_cast<uint64_t>(metrics.at("bytes")), std::max(e, 0.0)});
+        }
+        QL_CHECK(!pu.options.empty(),
+                 "plan: unit '{}' has no measured type allowed by the options{}", u.name,
+                 pinned ? fmt::format(" (pinned to {}, which the sweep did not measure)",
+                                      ggml_type_display_name(*pinned))
+                        : "");
+        std::sort(pu.options.begin(), pu.options.end(),
+                  [](const PlanOption& a, const PlanOption& b) { return a.bytes > b.bytes; });
+        problem.units.push_back(pu);
+        unit_tensors.push_back(
+            json::parse(u.extra).value("tensors", std::vector<std::string>{u.name}));
+    }
+    QL_CHECK(!problem.units.empty(), "job {}: no measured units", req.job_id);
+
+    // Interaction factor from the "(all)" measurements (only meaningful for the KLD metric).
+    if (req.metric == "kld" && m.count(kAllUnit)) {
+        std::vector<double> ratios;
+        for (const auto& [type_name, metrics] : m[kAllUnit]) {
+            if (!metrics.count("kld_mean")) continue;
+            double sum = 0;
+            for (const auto& pu : problem.units)
+                if (m[pu.name].count(type_name) && m[pu.name][type_name].count("kld_mean"))
+                    sum += std::max(0.0, m[pu.name][type_name]["kld_mean"]);
+            if (sum > 0) ratios.push_back(metrics.at("kld_mean") / sum);
+        }
+        if (!ratios.empty()) out.interaction_factor = median(ratios);
+    }
+
+    KnapsackPlanner planner(problem);
+    PlanResult r;
+    Recipe& recipe = out.recipe;
+    if (req.knee) {
+        r = plan_knee(problem);
+        recipe.budget_kind = "knee";
+    } else {
+        uint64_t budget = 0;
+        if (req.target_bytes) {
+            budget = *req.target_bytes;
+            recipe.budget_kind = "size";
+        } else {
+            QL_CHECK(req.target_bpw.has_value(),
+                     "plan: give --target-bpw, --target-size or --knee");
+            budget =
+                static_cast<uint64_t>(*req.target_bpw * static_cast<double>(out.n_params) / 8.0);
+            recipe.budget_kind = "bpw";
+        }
+        recipe.budget_value = static_cast<double>(budget);
+        r = planner.solve(budget);
+    }
+    out.grain_bytes = r.grain_bytes;
+    out.raw_error = r.error;
+    for (const auto& p : planner.frontier(200))
+        out.frontier.push_back(
+            {p.bytes, p.error * (req.metric == "kld" ? out.interaction_factor : 1.0)});
+
+    recipe.model = params.at("model").get<std::string>();
+    recipe.model_hash = job.model_hash;
+    recipe.job_id = req.job_id;
+    recipe.metric = req.metric;
+    recipe.predicted_size_bytes = r.bytes;
+    recipe.predicted_bpw = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(out.n_params);
+    recipe.predicted_kld = req.metric == "kld" ? r.error * out.interaction_factor : std::nan("");
+    for (size_t i = 0; i < problem.units.size(); ++i) {
+        const GgmlType t = problem.units[i].options[r.choice[i]].type;
+        out.choices.push_back({problem.units[i].name, ggml_type_display_name(t)});
+        for (const auto& tensor : unit_tensors[i]) recipe.tensors[tensor] = t;
+    }
+    recipe.default_type = recipe.dominant_type();
+    if (req.metric == "kld" && out.interaction_factor != 1.0)
+        recipe.notes.push_back(fmt::format(
+            "predicted KLD = Σ per-tensor ΔKLD ({:.6f}) × interaction factor {:.3f} fitted on the "
+            "uniform-type measurements",
+            r.error, out.interaction_factor));
+    return out;
+}
+
+}  // namespace quantlens

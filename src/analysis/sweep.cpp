@@ -1,0 +1,452 @@
+#include "analysis/sweep.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "analysis/chunks.h"
+#include "analysis/sweep_cpu.h"
+#include "analysis/weight_metrics.h"
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/progress.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "formats/imatrix.h"
+#include "jobs/runner.h"
+#include "jobs/store.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+namespace quantlens {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kAllUnit = "(all)";
+constexpr double kSnrCap = 999.0;  // an exact reproduction has infinite SNR; JSON has no inf
+
+std::string type_name(GgmlType t) {
+    return ggml_type_display_name(t);
+}
+
+GgmlType type_from_name(const std::string& s) {
+    auto t = ggml_type_from_name(s);
+    QL_CHECK(t.has_value(), "unknown quantization type '{}'", s);
+    return *t;
+}
+
+// The fake-quantized values of one tensor at `type` (after llama.cpp's fallback), computed
+// per matrix so stacked experts get their own importance column.
+struct FakeQuantTensor {
+    GgmlType type;
+    bool fallback = false;
+    std::vector<float> values;
+    uint64_t bytes = 0;
+};
+
+FakeQuantTensor fake_quant_tensor(const TensorInfo& t, const std::vector<float>& original,
+                                  GgmlType requested, const Imatrix* imatrix) {
+    FakeQuantTensor q;
+    const int64_t n_per_row = t.n_per_row();
+    q.type = type_fits_row(requested, n_per_row) ? requested : fallback_type(requested, n_per_row);
+    q.fallback = q.type != requested;
+    q.values.resize(original.size());
+    const int64_t n_mat = t.ne.size() >= 3 ? t.ne[2] : 1;
+    const int64_t rows_per_mat = t.n_rows() / n_mat;
+    for (int64_t m = 0; m < n_mat; ++m) {
+        const float* imp = imatrix ? imatrix->importance(t.name, n_per_row, n_mat, m) : nullptr;
+        const size_t off = static_cast<size_t>(m * rows_per_mat * n_per_row);
+        fake_quantize(q.type, original.data() + off, q.values.data() + off, rows_per_mat, n_per_row,
+                      imp);
+    }
+    q.bytes = ggml_row_size(q.type, n_per_row) * static_cast<uint64_t>(t.n_rows());
+    return q;
+}
+
+struct SweepContext {
+    SweepOptions opt;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Engine> engine;
+    std::unique_ptr<SweepBackend> backend;
+    std::optional<Imatrix> imatrix;
+    std::map<std::string, SweepUnit> units;
+    int64_t n_layers = 0;
+};
+
+// The layer a unit's perturbation first affects, and whether the embedding must be redone.
+std::pair<int64_t, bool> start_of(const SweepContext& ctx,
+                                  const std::vector<std::string>& tensors) {
+    int64_t from = ctx.n_layers;
+    bool embedding = false;
+    for (const auto& name : tensors) {
+        const TensorInfo& t = ctx.model->get(name);
+        if (t.role == TensorRole::Embed) embedding = true;
+        if (t.layer >= 0) from = std::min<int64_t>(from, t.layer);
+    }
+    if (embedding) from = 0;
+    return {from, embedding};
+}
+
+jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& tensors,
+                           GgmlType type) {
+    const auto t0 = std::chrono::steady_clock::now();
+    jobs::Metrics m;
+    WeightErrorAccumulator acc;
+    uint64_t bytes = 0;
+    int64_t params = 0, fallbacks = 0;
+    bool changed = false;
+    for (const auto& name : tensors) {
+        const TensorInfo& t = ctx.model->get(name);
+        const std::vector<float>& original = ctx.engine->original(name);
+        FakeQuantTensor q =
+            fake_quant_tensor(t, original, type, ctx.imatrix ? &*ctx.imatrix : nullptr);
+        const float* imp =
+            ctx.imatrix && t.ne.size() < 3 ? ctx.imatrix->importance(name, t.n_per_row()) : nullptr;
+        acc.merge(WeightErrorAccumulator::of(original.data(), q.values.data(), t.n_rows(),
+                                             t.n_per_row(), imp));
+        bytes += q.bytes;
+        params += t.n_elements();
+        fallbacks += q.fallback ? 1 : 0;
+        changed = changed || q.values != original;
+        ctx.engine->set_override(name, std::move(q.values));
+    }
+    PerturbedStats st;
+    const int64_t L = ctx.n_layers;
+    if (changed) {
+        auto [from, embedding] = start_of(ctx, tensors);
+        if (!ctx.opt.prefix_cache) from = 0, embedding = true;
+        st = ctx.backend->evaluate(from, embedding);
+    }
+    for (const auto& name : tensors) ctx.engine->clear_override(name);
+
+    const WeightError we = acc.result();
+    m["w_rmse"] = we.rmse;
+    m["w_max_abs"] = we.max_abs;
+    m["w_mean_abs"] = we.mean_abs;
+    m["w_rel_fro"] = we.rel_frobenius;
+    m["w_cos"] = we.cosine;
+    m["w_snr_db"] = std::min(we.snr_db, kSnrCap);
+    if (we.has_imatrix) {
+        m["w_imat_err"] = we.imat_sq_err;
+        m["w_imat_rel"] = we.imat_rel_err;
+    }
+    m["bytes"] = static_cast<double>(bytes);
+    m["bpw"] = params ? 8.0 * static_cast<double>(bytes) / static_cast<double>(params) : 0.0;
+    m["fallbacks"] = static_cast<double>(fallbacks);
+    if (changed && st.n_scored > 0) {
+        const double n = static_cast<double>(st.n_scored);
+        m["kld_mean"] = st.kld_sum / n;
+        m["kld_max"] = st.kld_max;
+        m["ppl"] = std::exp(st.nll_sum / n);
+        m["ppl_base"] = std::exp(st.ref_nll_sum / n);
+        m["ppl_delta"] = m["ppl"] - m["ppl_base"];
+        m["ln_ppl_ratio"] = (st.nll_sum - st.ref_nll_sum) / n;
+        m["top1_agree"] = static_cast<double>(st.top1_same) / n;
+        m["rms_dp"] = std::sqrt(st.dp_sq_sum / n);
+        m["act_mse"] = st.final_mse;
+        for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = st.layer_mse[l];
+    } else {
+        // Identical weights: nothing downstream can change, so nothing is evaluated.
+        for (const char* k :
+             {"kld_mean", "kld_max", "ppl_delta", "ln_ppl_ratio", "rms_dp", "act_mse"})
+            m[k] = 0.0;
+        m["top1_agree"] = 1.0;
+        for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = 0.0;
+    }
+    m["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return m;
+}
+
+std::string text_hash(const std::string& path) {
+    return hash_files({path});
+}
+
+json model_info_json(const Model& model) {
+    json tensors = json::array();
+    uint64_t fixed = 0;
+    int64_t params = 0;
+    for (const auto& t : model.tensors()) {
+        tensors.push_back({{"name", t.name},
+                           {"hf_name", t.hf_name},
+                           {"ne", t.ne},
+                           {"layer", t.layer},
+                           {"role", role_name(t.role)},
+                           {"quantizable", t.quantizable},
+                           {"params", t.n_elements()}});
+        params += t.n_elements();
+        if (!t.quantizable) fixed += static_cast<uint64_t>(t.n_elements()) * 4;  // kept F32
+    }
+    const auto& c = model.config();
+    return {{"path", model.path()}, {"arch", arch_name(c.arch)},  {"n_layers", c.n_layers},
+            {"n_params", params},   {"unquantized_bytes", fixed}, {"tensors", tensors}};
+}
+
+}  // namespace
+
+json SweepOptions::to_json() const {
+    json types_json = json::array();
+    for (auto t : types) types_json.push_back(type_name(t));
+    return {{"model", model},
+            {"eval_text", eval_text},
+            {"n_tokens", n_tokens},
+            {"ctx", ctx},
+            {"types", types_json},
+            {"granularity", granularity},
+            {"imatrix", imatrix},
+            {"prefix_cache", prefix_cache},
+            {"uniform", uniform},
+            {"f16_weights", f16_weights},
+            {"budget_seconds", budget_seconds}};
+}
+
+SweepOptions SweepOptions::from_json(const json& j) {
+    SweepOptions o;
+    o.model = j.at("model").get<std::string>();
+    o.eval_text = j.at("eval_text").get<std::string>();
+    o.n_tokens = j.value("n_tokens", o.n_tokens);
+    o.ctx = j.value("ctx", o.ctx);
+    for (const auto& t : j.at("types")) o.types.push_back(type_from_name(t.get<std::string>()));
+    o.granularity = j.value("granularity", o.granularity);
+    o.imatrix = j.value("imatrix", "");
+    o.prefix_cache = j.value("prefix_cache", true);
+    o.uniform = j.value("uniform", true);
+    o.f16_weights = j.value("f16_weights", true);
+    o.budget_seconds = j.value("budget_seconds", 0.0);
+    return o;
+}
+
+std::vector<GgmlType> default_sweep_types() {
+    return {GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q5_K,   GgmlType::Q4_K,
+            GgmlType::Q3_K, GgmlType::Q2_K, GgmlType::IQ4_XS, GgmlType::IQ3_S};
+}
+
+std::vector<SweepUnit> build_sweep_units(const Model& model, const std::string& granularity) {
+    QL_CHECK(granularity == "tensor" || granularity == "layer" || granularity == "class",
+             "--granularity must be tensor, layer or class, not '{}'", granularity);
+    std::vector<SweepUnit> units;
+    std::map<std::string, size_t> index;
+    for (const auto& t : model.tensors()) {
+        if (!t.quantizable) continue;
+        std::string key = t.name;
+        int layer = t.layer;
+        std::string role = role_name(t.role);
+        if (granularity == "layer" && t.layer >= 0) {
+            key = fmt::format("blk.{}", t.layer);
+            role = "layer";
+        } else if (granularity == "class" && t.layer >= 0) {
+            key = role;
+            layer = -1;
+        }
+        auto it = index.find(key);
+        if (it == index.end()) {
+            index[key] = units.size();
+            units.push_back({key, layer, role, {}, 0});
+            it = index.find(key);
+        }
+        units[it->second].tensors.push_back(t.name);
+        units[it->second].n_params += t.n_elements();
+    }
+    QL_CHECK(!units.empty(), "{}: the model has no quantizable tensors", model.path());
+    return units;
+}
+
+int64_t create_sweep_job(jobs::Store& store, const SweepOptions& o,
+                         const std::string& command_line) {
+    auto model = Model::open(o.model);
+    QL_CHECK(!o.types.empty(), "sweep: no types to measure");
+    for (auto t : o.types)
+        QL_CHECK((quant_traits(t).implemented && ggml_type_info(t).quantized) || t == GgmlType::F16,
+                 "sweep: type {} cannot be used as a quantization target", type_name(t));
+    jobs::NewJob nj;
+    nj.kind = jobs::JobKind::sweep;
+    nj.params = o.to_json().dump();
+    nj.model = o.model;
+    nj.model_hash = model->content_hash();
+    nj.text_hash = text_hash(o.eval_text);
+    nj.command = command_line;
+    const int64_t id = store.create_job(nj);
+    std::vector<jobs::Unit> units;
+    std::vector<jobs::WorkItem> items;
+    for (const auto& u : build_sweep_units(*model, o.granularity)) {
+        units.push_back({u.name, u.layer, u.role, u.n_params, json{{"tensors", u.tensors}}.dump()});
+        for (auto t : o.types) items.push_back({u.name, type_name(t)});
+    }
+    if (o.uniform) {
+        int64_t params = 0;
+        for (const auto& u : units) params += u.n_params;
+        units.push_back({kAllUnit, -1, "all", params, "{}"});
+        for (auto t : o.types) items.push_back({kAllUnit, type_name(t)});
+    }
+    store.add_units(id, units);
+    store.add_work_items(id, items);
+    store.put_artifact(id, {"model_info", true, model_info_json(*model).dump()});
+    return id;
+}
+
+bool run_sweep(jobs::Store& store, int64_t id) {
+    const jobs::Job job = store.get_job(id);
+    QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job, not a sweep", id,
+             jobs::kind_name(job.kind));
+    SweepContext ctx;
+    ctx.opt = SweepOptions::from_json(json::parse(job.params));
+    ctx.model = Model::open(ctx.opt.model);
+    store.check_inputs(id, ctx.model->content_hash(), text_hash(ctx.opt.eval_text));
+    if (!ctx.opt.imatrix.empty()) ctx.imatrix = Imatrix::load(ctx.opt.imatrix);
+    ctx.n_layers = ctx.model->config().n_layers;
+    for (auto& u : build_sweep_units(*ctx.model, ctx.opt.granularity)) ctx.units[u.name] = u;
+    std::vector<std::string> all_tensors;
+    for (const auto& t : ctx.model->tensors())
+        if (t.quantizable) all_tensors.push_back(t.name);
+
+    std::vector<jobs::WorkItem> pending = store.pending_items(id);
+    if (pending.empty()) return true;
+
+    Tokenizer tokenizer = Tokenizer::load(*ctx.model);
+    const EvalChunks chunks =
+        load_eval_chunks(tokenizer, ctx.opt.eval_text, ctx.opt.ctx, ctx.opt.n_tokens / ctx.opt.ctx);
+    EngineOptions eo;
+    eo.f16_weights = ctx.opt.f16_weights;
+    ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    ctx.backend = make_cpu_sweep_backend(*ctx.engine);
+    store.set_message(id, "reference pass");
+    const auto t_prep = std::chrono::steady_clock::now();
+    ctx.backend->prepare(chunks);
+    const double prep_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
+    store.put_artifact(id, {"reference", true,
+                            json{{"n_chunks", chunks.n_chunks},
+                                 {"n_ctx", chunks.n_ctx},
+                                 {"n_scored", chunks.n_scored()},
+                                 {"seconds", prep_s}}
+                                .dump()});
+
+    // Budget mode: the proxy orders the work (most damaging first) so a time budget spends
+    // the functional measurements where they matter.
+    if (ctx.opt.budget_seconds > 0) {
+        std::map<std::pair<std::string, std::string>, double> proxy;
+        for (const auto& item : pending) {
+            if (item.unit == kAllUnit) continue;
+            double sum = 0;
+            for (const auto& name : ctx.units.at(item.unit).tensors) {
+                const TensorInfo& t = ctx.model->get(name);
+                FakeQuantTensor q =
+                    fake_quant_tensor(t, ctx.engine->original(name), type_from_name(item.type),
+                                      ctx.imatrix ? &*ctx.imatrix : nullptr);
+                const float* imp = ctx.imatrix && t.ne.size() < 3
+                                       ? ctx.imatrix->importance(name, t.n_per_row())
+                                       : nullptr;
+                const WeightError we =
+                    weight_error(ctx.engine->original(name).data(), q.values.data(), t.n_rows(),
+                                 t.n_per_row(), imp);
+                sum +=
+                    we.has_imatrix ? we.imat_sq_err : we.rmse * we.rmse * static_cast<double>(we.n);
+            }
+            proxy[{item.unit, item.type}] = sum;
+        }
+        std::stable_sort(pending.begin(), pending.end(), [&](const auto& a, const auto& b) {
+            return proxy[{a.unit, a.type}] > proxy[{b.unit, b.type}];
+        });
+        json pj = json::array();
+        for (const auto& [k, v] : proxy)
+            pj.push_back({{"unit", k.first}, {"type", k.second}, {"proxy", v}});
+        store.put_artifact(id, {"proxy", true, pj.dump()});
+    }
+
+    const jobs::ItemCounts counts = store.item_counts(id);
+    Progress progress(fmt::format("sweep job {}", id), counts.total, "items");
+    progress.set(counts.done);
+    const auto t_start = std::chrono::steady_clock::now();
+    for (const auto& item : pending) {
+        if (store.should_stop(id)) return false;
+        if (ctx.opt.budget_seconds > 0 &&
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() >
+                ctx.opt.budget_seconds) {
+            store.set_message(id, "time budget spent; resume to measure the rest");
+            progress.finish();
+            return false;
+        }
+        const std::vector<std::string>& tensors =
+            item.unit == kAllUnit ? all_tensors : ctx.units.at(item.unit).tensors;
+        store.set_message(id, fmt::format("{} × {}", item.unit, item.type));
+        const jobs::Metrics m = measure_item(ctx, tensors, type_from_name(item.type));
+        store.record_item(id, item.unit, item.type, m);
+        progress.advance();
+    }
+    progress.finish();
+    return true;
+}
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+    const size_t n = std::min(a.size(), b.size());
+    if (n < 3) return std::nan("");
+    auto ranks = [n](const std::vector<double>& v) {
+        std::vector<size_t> idx(n);
+        for (size_t i = 0; i < n; ++i) idx[i] = i;
+        std::sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return v[x] < v[y]; });
+        std::vector<double> r(n);
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) ++j;
+            for (size_t k = i; k <= j; ++k) r[idx[k]] = 0.5 * static_cast<double>(i + j);
+            i = j + 1;
+        }
+        return r;
+    };
+    const auto ra = ranks(a), rb = ranks(b);
+    double ma = 0, mb = 0;
+    for (size_t i = 0; i < n; ++i) ma += ra[i], mb += rb[i];
+    ma /= static_cast<double>(n), mb /= static_cast<double>(n);
+    double sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < n; ++i) {
+        sab += (ra[i] - ma) * (rb[i] - mb);
+        saa += (ra[i] - ma) * (ra[i] - ma);
+        sbb += (rb[i] - mb) * (rb[i] - mb);
+    }
+    return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : std::nan("");
+}
+
+std::string sweep_summary(jobs::Store& store, int64_t id) {
+    const auto ms = store.measurements(id);
+    std::map<std::string, std::map<std::string, std::map<std::string, double>>>
+        by;  // type→unit→metric
+    for (const auto& m : ms) by[m.type][m.unit][m.metric] = m.value;
+    std::string out = fmt::format("{:<8} {:>12} {:>14} {:>14} {:>8}  {}\n", "type", "bpw(all)",
+                                  "Σ unit ΔKLD", "KLD (all)", "ratio", "most sensitive unit");
+    for (auto& [type, units] : by) {
+        double sum = 0, worst = -1;
+        std::string worst_unit;
+        for (auto& [unit, metrics] : units) {
+            if (unit == kAllUnit || !metrics.count("kld_mean")) continue;
+            sum += metrics["kld_mean"];
+            if (metrics["kld_mean"] > worst) worst = metrics["kld_mean"], worst_unit = unit;
+        }
+        const bool has_all = units.count(kAllUnit) && units[kAllUnit].count("kld_mean");
+        const double all = has_all ? units[kAllUnit]["kld_mean"] : std::nan("");
+        const double bpw = has_all ? units[kAllUnit]["bpw"] : std::nan("");
+        out +=
+            fmt::format("{:<8} {:>12.3f} {:>14.6f} {:>14.6f} {:>8.3f}  {} ({:.6f})\n", type, bpw,
+                        sum, all, has_all && sum > 0 ? all / sum : std::nan(""), worst_unit, worst);
+    }
+    // How well the weight proxy ranks the functional damage.
+    std::vector<double> proxy, kld;
+    for (auto& [type, units] : by)
+        for (auto& [unit, metrics] : units) {
+            if (unit == kAllUnit || !metrics.count("kld_mean")) continue;
+            proxy.push_back(metrics.count("w_imat_rel") ? metrics["w_imat_rel"]
+                                                        : metrics["w_rel_fro"]);
+            kld.push_back(metrics["kld_mean"]);
+        }
+    out += fmt::format(
+        "Spearman rank correlation of the weight proxy with ΔKLD over {} items: {:.3f}\n",
+        kld.size(), spearman(proxy, kld));
+    return out;
+}
+
+}  // namespace quantlens

@@ -1,0 +1,83 @@
+// The sensitivity sweep: for every unit (a tensor, a layer's tensors, or a tensor class) and
+// every type, fake-quantize that unit only and measure the model against its full-precision
+// self on the same tokens. A resumable job in the store: one work item per (unit, type),
+// each committed with all of its metrics in one transaction.
+//
+// Metrics per item (names as stored):
+//   kld_mean, kld_max        mean / max KL(p_ref ‖ p) over scored tokens (nats)
+//   ppl, ppl_base, ppl_delta perplexity with the unit quantized, of the reference, difference
+//   ln_ppl_ratio             mean NLL difference = ln(ppl / ppl_base)
+//   top1_agree               fraction of scored tokens whose argmax is unchanged
+//   rms_dp                   sqrt(mean (p(next) − p_ref(next))²)
+//   act_mse                  mean squared difference of the last layer's output (all tokens)
+//   act_mse_L<l>             the same after layer l (0 for layers before the unit)
+//   w_rmse, w_max_abs, w_mean_abs, w_rel_fro, w_cos, w_snr_db (capped at 999),
+//   w_imat_err, w_imat_rel   weight metrics (analysis/weight_metrics.h) over the unit
+//   bytes, bpw               storage of the unit at that type (after fallbacks)
+//   fallbacks                tensors of the unit that used llama.cpp's fallback type
+//   seconds                  time the item took
+// The special unit "(all)" applies the type to every quantizable tensor at once: its KLD,
+// beside the sum of the per-tensor ΔKLD, says how additive the errors are.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+#include "core/ggml_type.h"
+
+namespace quantlens {
+
+namespace jobs {
+class Store;
+}
+class Model;
+
+struct SweepOptions {
+    std::string model;
+    std::string eval_text;
+    int64_t n_tokens = 8192;  // evaluation tokens (rounded down to whole chunks)
+    int64_t ctx = 512;
+    std::vector<GgmlType> types;
+    std::string granularity = "tensor";  // tensor | layer | class
+    std::string imatrix;
+    bool prefix_cache = true;  // false: recompute every item from the embedding (for timing)
+    bool uniform = true;       // also measure "(all)" per type
+    bool f16_weights = true;   // round weights through F16 first, like llama.cpp's converter
+    double budget_seconds =
+        0;  // > 0: measure the proxy for all, then KLD by proxy rank until out of time
+
+    nlohmann::json to_json() const;
+    static SweepOptions from_json(const nlohmann::json& j);
+};
+
+struct SweepUnit {
+    std::string name;
+    int layer = -1;  // -1 for units spanning layers
+    std::string role;
+    std::vector<std::string> tensors;
+    int64_t n_params = 0;
+};
+
+std::vector<SweepUnit> build_sweep_units(const Model& model, const std::string& granularity);
+
+// Default sweep types (the eight): Q8_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K, IQ4_XS, IQ3_S.
+std::vector<GgmlType> default_sweep_types();
+
+// Creates the job (queued) with its units and work items; returns its id.
+int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
+                         const std::string& command_line);
+// Runs (or resumes) the job until every item is measured or a stop is requested.
+// Returns true when complete.
+bool run_sweep(jobs::Store& store, int64_t job_id);
+
+// Spearman rank correlation (average ranks for ties); NaN if fewer than 3 pairs.
+double spearman(const std::vector<double>& a, const std::vector<double>& b);
+
+// Text summary of a finished sweep: per type, Σ per-unit ΔKLD vs the measured "(all)" KLD,
+// and the most sensitive units.
+std::string sweep_summary(jobs::Store& store, int64_t job_id);
+
+}  // namespace quantlens

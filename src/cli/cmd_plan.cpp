@@ -1,0 +1,155 @@
+// `quantlens plan JOB (--target-bpw X | --target-size S | --knee)`: one type per tensor from
+// a sweep's measurements (analysis/plan_job.h), saved as a recipe with exports for
+// llama.cpp and GPTQModel, and stored in the job for the report.
+#include <fmt/format.h>
+
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "analysis/plan_job.h"
+#include "cli/command.h"
+#include "core/error.h"
+#include "jobs/store.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+namespace quantlens::cli {
+namespace {
+
+struct PlanArgs {
+    int64_t job = 0;
+    std::string target_size, types, min_type, max_type, metric = "kld", store, output, name;
+    std::string export_llama, export_gptq, frontier_out;
+    double target_bpw = 0;
+    bool knee = false, json = false;
+    std::vector<std::string> pins;
+};
+
+void write_file(const std::string& path, const std::string& text) {
+    std::ofstream out(path, std::ios::binary | std::ios::trunc);
+    QL_CHECK(out.good(), "{}: cannot write", path);
+    out << text;
+    QL_CHECK(out.good(), "{}: write failed", path);
+}
+
+int run_plan(const PlanArgs& a) {
+    PlanRequest req;
+    req.job_id = a.job;
+    req.metric = a.metric;
+    req.knee = a.knee;
+    const int modes =
+        (a.knee ? 1 : 0) + (a.target_bpw > 0 ? 1 : 0) + (a.target_size.empty() ? 0 : 1);
+    QL_CHECK(modes == 1, "plan: give exactly one of --target-bpw, --target-size, --knee");
+    if (a.target_bpw > 0) req.target_bpw = a.target_bpw;
+    if (!a.target_size.empty()) req.target_bytes = parse_size(a.target_size);
+    if (!a.types.empty()) req.types = parse_type_list(a.types);
+    auto one_type = [](const std::string& s) {
+        auto v = parse_type_list(s);
+        QL_CHECK(v.size() == 1, "expected one type, got '{}'", s);
+        return v[0];
+    };
+    if (!a.min_type.empty()) req.min_type = one_type(a.min_type);
+    if (!a.max_type.empty()) req.max_type = one_type(a.max_type);
+    for (const auto& p : a.pins) {
+        const auto eq = p.rfind('=');
+        QL_CHECK(eq != std::string::npos && eq > 0, "--pin '{}': expected REGEX=TYPE", p);
+        req.pins.push_back({p.substr(0, eq), one_type(p.substr(eq + 1))});
+    }
+    jobs::Store store(jobs::resolve_store_path(a.store));
+    const PlanOutcome out = plan_from_job(store, req);
+    const Recipe& r = out.recipe;
+
+    // Stored for the report and the web app's recipe editor.
+    nlohmann::json tensors = nlohmann::json::object();
+    for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
+    nlohmann::json frontier = nlohmann::json::array();
+    for (const auto& p : out.frontier)
+        frontier.push_back(
+            {{"size_bytes", p.bytes},
+             {"bpw", 8.0 * static_cast<double>(p.bytes) / static_cast<double>(out.n_params)},
+             {"predicted_kld", p.error}});
+    const std::string name = !a.name.empty() ? a.name
+                             : a.knee        ? "knee"
+                             : a.target_bpw > 0
+                                 ? fmt::format("{}-bpw{:.2f}", a.metric, a.target_bpw)
+                                 : fmt::format("{}-size{}", a.metric, r.budget_value);
+    nlohmann::json art = {{"tensors", tensors},     {"size_bytes", r.predicted_size_bytes},
+                          {"bpw", r.predicted_bpw}, {"predicted_kld", r.predicted_kld},
+                          {"metric", a.metric},     {"interaction_factor", out.interaction_factor},
+                          {"frontier", frontier}};
+    store.put_artifact(a.job, {"plan:" + name, true, art.dump()});
+
+    if (!a.output.empty()) save_recipe(r, a.output);
+    const GgmlType base = r.dominant_type();
+    if (!a.export_llama.empty()) {
+        write_file(a.export_llama + ".tensor-types.txt", llama_cpp_tensor_type_file(r, base));
+        write_file(a.export_llama + ".sh",
+                   "#!/bin/sh\n# Relies on anchored, one-per-tensor patterns: first-match and "
+                   "last-match llama-quantize versions agree.\n" +
+                       llama_cpp_quantize_command(r, "model-F16.gguf", "model-mixed.gguf",
+                                                  a.export_llama + ".tensor-types.txt", "") +
+                       "\n");
+    }
+    if (!a.export_gptq.empty()) {
+        auto model = Model::open(r.model);
+        std::map<std::string, std::string> hf;
+        for (const auto& t : model->tensors()) hf[t.name] = t.hf_name;
+        write_file(a.export_gptq, gptq_dynamic_config(r, hf));
+    }
+    if (!a.frontier_out.empty()) write_file(a.frontier_out, frontier.dump(1));
+
+    if (a.json) {
+        fmt::print("{}\n", art.dump(1));
+        return 0;
+    }
+    fmt::print("{:<28} {}\n", "unit", "type");
+    for (const auto& [unit, type] : out.choices) fmt::print("{:<28} {}\n", unit, type);
+    std::map<std::string, int> counts;
+    for (const auto& [unit, type] : out.choices) counts[type]++;
+    std::string mix;
+    for (const auto& [t, c] : counts) mix += fmt::format("{}×{} ", c, t);
+    fmt::print(
+        "\nplan ({}, metric {}): {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD {:.6f} "
+        "(Σ {:.6f} × interaction {:.3f}); mix: {}\n",
+        r.budget_kind, a.metric, r.predicted_size_bytes, r.predicted_size_bytes / 1e6,
+        r.predicted_bpw, r.predicted_kld, out.raw_error, out.interaction_factor, mix);
+    fmt::print(
+        "size = tensors + {} bytes kept in float + {} bytes of GGUF header; grain {} bytes\n",
+        out.unquantized_bytes, out.header_bytes, out.grain_bytes);
+    fmt::print("frontier: {} Pareto points from {:.3f} to {:.3f} MB (--frontier FILE to save)\n",
+               out.frontier.size(), out.frontier.front().bytes / 1e6,
+               out.frontier.back().bytes / 1e6);
+    if (!a.output.empty())
+        fmt::print("recipe: {}  →  quantlens quantize {} --recipe {} -o out.gguf\n", a.output,
+                   r.model, a.output);
+    return 0;
+}
+
+}  // namespace
+}  // namespace quantlens::cli
+
+QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optimum or knee") {
+    auto a = std::make_shared<quantlens::cli::PlanArgs>();
+    cmd.add_option("JOB", a->job, "Sweep job id")->required();
+    cmd.add_option("--target-bpw", a->target_bpw, "Budget in bits per weight (whole file)");
+    cmd.add_option("--target-size", a->target_size,
+                   "Budget as a file size: 5373408, 5.37MB, 4.2GiB");
+    cmd.add_flag("--knee", a->knee,
+                 "Per tensor, stop before the first disproportionate error jump");
+    cmd.add_option("--metric", a->metric, "kld | ppl | proxy (imatrix-weighted weight error)")
+        ->capture_default_str();
+    cmd.add_option("--types", a->types, "Restrict to these types");
+    cmd.add_option("--min-type", a->min_type, "No type below this one's bits");
+    cmd.add_option("--max-type", a->max_type, "No type above this one's bits");
+    cmd.add_option("--pin", a->pins, "REGEX=TYPE: force matching units to TYPE (repeatable)");
+    cmd.add_option("-o,--output", a->output, "Recipe file (.json or .yaml)");
+    cmd.add_option("--export-llama-cpp", a->export_llama,
+                   "PREFIX: write PREFIX.tensor-types.txt and PREFIX.sh");
+    cmd.add_option("--export-gptq", a->export_gptq, "GPTQModel dynamic config JSON");
+    cmd.add_option("--frontier", a->frontier_out, "Write the Pareto frontier as JSON");
+    cmd.add_option("--name", a->name, "Name of the plan in the job store");
+    cmd.add_option("--store", a->store, "Job store");
+    cmd.add_flag("--json", a->json, "Print the plan as JSON");
+    return [a] { return quantlens::cli::run_plan(*a); };
+}

@@ -1,0 +1,116 @@
+// `quantlens sweep MODEL --eval FILE`: the per-unit × per-type functional sensitivity sweep,
+// as a resumable job in the store (see analysis/sweep.h for what is measured).
+#include <fmt/format.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "analysis/sweep.h"
+#include "cli/command.h"
+#include "core/error.h"
+#include "jobs/runner.h"
+#include "jobs/store.h"
+#include "quant/quant.h"
+
+namespace quantlens::cli {
+namespace {
+
+struct SweepArgs {
+    std::string model, eval, types, granularity = "tensor", imatrix, store, json_out;
+    int64_t tokens = 8192, ctx = 512;
+    double budget = 0;
+    bool no_prefix_cache = false, no_uniform = false, bf16 = false;
+    int64_t job = 0;
+};
+
+int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
+    jobs::Store store(jobs::resolve_store_path(a.store));
+    int64_t id = a.job;
+    if (id == 0) {
+        QL_CHECK(!a.model.empty() && !a.eval.empty(), "sweep: MODEL and --eval FILE are required");
+        SweepOptions o;
+        o.model = a.model;
+        o.eval_text = a.eval;
+        o.n_tokens = a.tokens;
+        o.ctx = a.ctx;
+        o.types = a.types.empty() ? default_sweep_types() : parse_type_list(a.types);
+        o.granularity = a.granularity;
+        o.imatrix = a.imatrix;
+        o.prefix_cache = !a.no_prefix_cache;
+        o.uniform = !a.no_uniform;
+        o.f16_weights = !a.bf16;
+        o.budget_seconds = a.budget;
+        id = create_sweep_job(store, o, command_line);
+        fmt::print(stderr, "sweep: job {} in {}\n", id, store.path());
+    } else {
+        const jobs::Job job = store.get_job(id);
+        if (job.state != jobs::JobState::queued) store.resume(id);
+    }
+    store.start(id);
+    const jobs::JobState final_state =
+        jobs::run_job(store, id, [&] { return run_sweep(store, id); });
+    if (final_state != jobs::JobState::done) {
+        fmt::print(stderr, "sweep: job {} is {}; continue with `quantlens jobs resume {}`\n", id,
+                   jobs::state_name(final_state), id);
+        return final_state == jobs::JobState::paused ? 0 : 1;
+    }
+    fmt::print("{}", sweep_summary(store, id));
+    if (!a.json_out.empty()) {
+        nlohmann::json rows = nlohmann::json::array();
+        for (const auto& m : store.measurements(id))
+            rows.push_back(
+                {{"unit", m.unit}, {"type", m.type}, {"metric", m.metric}, {"value", m.value}});
+        std::FILE* f = a.json_out == "-" ? stdout : std::fopen(a.json_out.c_str(), "w");
+        QL_CHECK(f != nullptr, "{}: cannot write", a.json_out);
+        const std::string text = nlohmann::json{{"job", id}, {"measurements", rows}}.dump(1);
+        std::fwrite(text.data(), 1, text.size(), f);
+        if (f != stdout) std::fclose(f);
+    }
+    fmt::print("sweep: job {} done. Next: quantlens plan {} --target-bpw 4.5\n", id, id);
+    return 0;
+}
+
+}  // namespace
+
+void register_sweep_runner() {
+    jobs::register_job_runner(jobs::JobKind::sweep, [](jobs::Store& store, int64_t id) {
+        const jobs::JobState s = jobs::run_job(store, id, [&] { return run_sweep(store, id); });
+        if (s == jobs::JobState::done) fmt::print("{}", sweep_summary(store, id));
+        return s == jobs::JobState::done || s == jobs::JobState::paused ? 0 : 1;
+    });
+}
+
+}  // namespace quantlens::cli
+
+QL_COMMAND(
+    sweep,
+    "Per-tensor × per-type functional sensitivity (KLD, PPL, activation MSE) as a resumable job") {
+    auto a = std::make_shared<quantlens::cli::SweepArgs>();
+    quantlens::cli::register_sweep_runner();
+    cmd.add_option("MODEL", a->model, "HF directory or GGUF file");
+    cmd.add_option("--eval", a->eval, "Evaluation text file");
+    cmd.add_option("--tokens", a->tokens, "Evaluation tokens (whole chunks)")
+        ->capture_default_str();
+    cmd.add_option("--ctx", a->ctx, "Chunk length")->capture_default_str();
+    cmd.add_option("--types", a->types,
+                   "Comma-separated types (default Q8_0,Q6_K,Q5_K,Q4_K,Q3_K,Q2_K,IQ4_XS,IQ3_S)");
+    cmd.add_option("--granularity", a->granularity, "tensor | layer | class")
+        ->capture_default_str();
+    cmd.add_option("--imatrix", a->imatrix, "Importance matrix (llama.cpp .dat or GGUF)");
+    cmd.add_option("--budget", a->budget,
+                   "Seconds: measure by weight-proxy rank until the time is spent");
+    cmd.add_flag("--no-prefix-cache", a->no_prefix_cache,
+                 "Recompute every item from the embedding (timing reference)");
+    cmd.add_flag("--no-uniform", a->no_uniform, "Skip the all-tensors-at-type items");
+    cmd.add_flag("--bf16", a->bf16, "Keep the source weights instead of rounding through F16");
+    cmd.add_option("--job", a->job, "Resume this sweep job instead of starting one");
+    cmd.add_option("--store", a->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
+    cmd.add_option("--json", a->json_out,
+                   "Write all measurements as JSON to this file ('-' = stdout)");
+    return [a, &cmd] {
+        std::string line = "quantlens sweep";
+        for (const auto& r : cmd.remaining()) line += " " + r;
+        return quantlens::cli::run_sweep_command(
+            *a, "quantlens sweep " + a->model + " --eval " + a->eval);
+    };
+}
