@@ -1,7 +1,7 @@
 // `quantlens eval MODEL --text FILE [--ctx 512] [--chunks N] [--base BASE] [--save-logits F]
-// [--batch 4] [--as-f16] [--json]`: perplexity with llama-perplexity's chunking, and against a
-// base (a model, or a log-prob file written by --save-logits) the KL-divergence statistics.
-// Definitions live in analysis/kld.h, the chunking in analysis/eval.h.
+// [--batch 4] [--as-f16] [--ggml-numerics] [--json]`: perplexity with llama-perplexity's chunking,
+// and against a base (a model, or a log-prob file written by --save-logits) the KL-divergence
+// statistics. Definitions live in analysis/kld.h, the chunking in analysis/eval.h.
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -26,7 +26,7 @@ namespace {
 struct EvalCliOptions {
     std::string model, text, base, save_logits;
     int64_t ctx = 512, chunks = 0, batch = 4;
-    bool json = false, as_f16 = false;
+    bool json = false, as_f16 = false, ggml_numerics = false;
 };
 
 bool is_logits_file(const std::string& path) {
@@ -37,9 +37,10 @@ bool is_logits_file(const std::string& path) {
     return in && std::memcmp(magic, "QLLOGP", 6) == 0;
 }
 
-std::unique_ptr<Engine> make_engine(const Model& model, bool as_f16) {
+std::unique_ptr<Engine> make_engine(const Model& model, const EvalCliOptions& cli) {
     EngineOptions o;
-    o.f16_weights = as_f16 && model.source() == Model::Source::HuggingFace;
+    o.f16_weights = cli.as_f16 && model.source() == Model::Source::HuggingFace;
+    o.ggml_numerics = cli.ggml_numerics;
     return std::make_unique<Engine>(model, o);
 }
 
@@ -56,6 +57,8 @@ nlohmann::ordered_json to_json(const EvalResult& r, const EvalCliOptions& o) {
     j["seconds"] = r.seconds;
     j["tokens_per_second"] = r.tokens_per_second;
     j["threads"] = num_threads();
+    j["as_f16"] = o.as_f16;
+    j["ggml_numerics"] = o.ggml_numerics;
     if (r.kld) {
         const KldStats& k = *r.kld;
         j["kld"] = {{"mean", k.kld_mean}, {"err", k.kld_err}, {"median", k.kld_median},
@@ -100,7 +103,7 @@ int run_eval(const EvalCliOptions& o) {
     eo.max_chunks = o.chunks;
     eo.batch = o.batch;
     const EvalTokens chunks = make_eval_tokens(tokenizer, read_text_file(o.text), o.text, eo);
-    const std::unique_ptr<Engine> engine = make_engine(*model, o.as_f16);
+    const std::unique_ptr<Engine> engine = make_engine(*model, o);
 
     std::unique_ptr<Model> base_model;
     std::unique_ptr<Engine> base_engine;
@@ -112,7 +115,7 @@ int run_eval(const EvalCliOptions& o) {
             base.logits = base_logits.get();
         } else {
             base_model = Model::open(o.base);
-            base_engine = make_engine(*base_model, o.as_f16);
+            base_engine = make_engine(*base_model, o);
             base.engine = base_engine.get();
         }
     }
@@ -141,6 +144,9 @@ QL_COMMAND(eval, "Perplexity and KL divergence (llama-perplexity conventions)") 
     cmd.add_option("--batch", o->batch, "Chunks per forward pass")->capture_default_str();
     cmd.add_flag("--as-f16", o->as_f16,
                  "Round Hugging Face weights to F16 first (as an F16 GGUF conversion does)");
+    cmd.add_flag("--ggml-numerics", o->ggml_numerics,
+                 "Emulate llama.cpp's CPU rounding (8-bit activations for quantized weights, "
+                 "F16 KV cache) to compare with llama-perplexity figures");
     cmd.add_flag("--json", o->json, "Print one JSON object");
     return [o] { return quantlens::cli::run_eval(*o); };
 }

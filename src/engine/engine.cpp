@@ -84,8 +84,14 @@ Engine::Engine(const Model& model, EngineOptions options)
                 for (float& x : buffers[i]) x = round_to_f16(x);
         }
     });
-    for (size_t i = 0; i < infos.size(); ++i)
+    for (size_t i = 0; i < infos.size(); ++i) {
         weights_.emplace(infos[i]->name, std::move(buffers[i]));
+        // The type ggml would multiply by: F16 after f16_weights rounding of 2-D weights.
+        const GgmlType t = infos[i]->type;
+        const bool rounded = options.f16_weights && infos[i]->ne.size() >= 2 &&
+                             (t == GgmlType::F32 || t == GgmlType::BF16);
+        types_.emplace(infos[i]->name, rounded ? GgmlType::F16 : t);
+    }
 }
 
 Engine::~Engine() = default;
@@ -153,18 +159,33 @@ const std::vector<float>& Engine::original(const std::string& name) const {
     return it->second;
 }
 
-void Engine::set_override(const std::string& name, std::vector<float> values) {
+void Engine::set_override(const std::string& name, std::vector<float> values, GgmlType type) {
     const std::vector<float>& base = original(name);
     QL_CHECK(values.size() == base.size(), "override for tensor '{}': {} values, expected {}", name,
              values.size(), base.size());
     overrides_[name] = std::move(values);
+    override_types_[name] = type;
 }
 
 void Engine::clear_override(const std::string& name) {
     overrides_.erase(name);
+    override_types_.erase(name);
 }
 void Engine::clear_overrides() {
     overrides_.clear();
+    override_types_.clear();
+}
+
+const float* Engine::mm_input(const std::string& name, const float* in, int64_t N, int64_t C,
+                              std::vector<float>& scratch) const {
+    if (!options_.ggml_numerics) return in;
+    auto it = override_types_.find(name);
+    const GgmlType type = it != override_types_.end() ? it->second : types_.at(name);
+    const ActRounding kind = ggml_act_rounding(type);
+    if (kind == ActRounding::None) return in;
+    scratch.assign(in, in + N * C);
+    round_activations(scratch.data(), N, C, kind);
+    return scratch.data();
 }
 
 void Engine::override_with_type(const std::string& name, GgmlType type, const float* importance) {
@@ -173,6 +194,7 @@ void Engine::override_with_type(const std::string& name, GgmlType type, const fl
     std::vector<float> q(base.size());
     fake_quantize(type, base.data(), q.data(), info.n_rows(), info.n_per_row(), importance);
     overrides_[name] = std::move(q);
+    override_types_[name] = type;
 }
 
 void Engine::emit(HookEvent::Kind kind, int layer, const std::string* tensor, int expert,
@@ -205,9 +227,13 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), w, -1, xn, N, C);
     }
     std::vector<float> q(N * H * D), k(N * KV * D), v(N * KV * D);  // [N, H|KV, D]
-    matmul_forward(q.data(), xn, weight(n.q), weight_opt(n.q_bias), N, C, H * D);
-    matmul_forward(k.data(), xn, weight(n.k), weight_opt(n.k_bias), N, C, KV * D);
-    matmul_forward(v.data(), xn, weight(n.v), weight_opt(n.v_bias), N, C, KV * D);
+    std::vector<float> scratch;
+    matmul_forward(q.data(), mm_input(n.q, xn, N, C, scratch), weight(n.q), weight_opt(n.q_bias), N,
+                   C, H * D);
+    matmul_forward(k.data(), mm_input(n.k, xn, N, C, scratch), weight(n.k), weight_opt(n.k_bias), N,
+                   C, KV * D);
+    matmul_forward(v.data(), mm_input(n.v, xn, N, C, scratch), weight(n.v), weight_opt(n.v_bias), N,
+                   C, KV * D);
     if (c.qk_norm) {  // Qwen3: RMSNorm over each head's D channels before RoPE
         rmsnorm_forward(q.data(), q.data(), weight(n.q_norm), N * H, D,
                         static_cast<float>(c.rms_eps));
@@ -216,11 +242,18 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     }
     rope_forward(q.data(), B, T, H, D, c.rope_theta, c.rope_neox(), options_.rope_bf16_freqs);
     rope_forward(k.data(), B, T, KV, D, c.rope_theta, c.rope_neox(), options_.rope_bf16_freqs);
+    if (options_.ggml_numerics) {  // F16 KV cache; Q meets F16 K in the KQ product
+        round_activations(q.data(), N, H * D, ActRounding::F16);
+        round_activations(k.data(), N, KV * D, ActRounding::F16);
+        round_activations(v.data(), N, KV * D, ActRounding::F16);
+    }
     std::vector<float> att(N * H * D);  // [N, H, D]
-    attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D);
+    attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D,
+                      options_.ggml_numerics);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
     std::vector<float> proj(N * C);  // [N, C]
-    matmul_forward(proj.data(), att.data(), weight(n.o), nullptr, N, H * D, C);
+    matmul_forward(proj.data(), mm_input(n.o, att.data(), N, H * D, scratch), weight(n.o), nullptr,
+                   N, H * D, C);
     residual_forward(h, proj.data(), N * C);
 }
 
@@ -231,12 +264,14 @@ void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const 
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate, -1, xn, N, C);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
     }
-    std::vector<float> gate(N * F), up(N * F);  // [N, F]
-    matmul_forward(gate.data(), xn, weight(n.gate), nullptr, N, C, F);
-    matmul_forward(up.data(), xn, weight(n.up), nullptr, N, C, F);
+    std::vector<float> gate(N * F), up(N * F), scratch;  // [N, F]
+    matmul_forward(gate.data(), mm_input(n.gate, xn, N, C, scratch), weight(n.gate), nullptr, N, C,
+                   F);
+    matmul_forward(up.data(), mm_input(n.up, xn, N, C, scratch), weight(n.up), nullptr, N, C, F);
     swiglu_forward(gate.data(), gate.data(), up.data(), N * F);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down, -1, gate.data(), N, F);
-    matmul_forward(out, gate.data(), weight(n.down), nullptr, N, F, C);
+    matmul_forward(out, mm_input(n.down, gate.data(), N, F, scratch), weight(n.down), nullptr, N, F,
+                   C);
 }
 
 void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
@@ -244,8 +279,9 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     const int64_t C = config_.hidden, F = config_.ffn, E = config_.n_experts;
     const int64_t K = config_.n_experts_used;
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.router, -1, xn, N, C);
-    std::vector<float> logits(N * E);  // [N, E]
-    matmul_forward(logits.data(), xn, weight(n.router), nullptr, N, C, E);
+    std::vector<float> logits(N * E), scratch;  // [N, E]
+    matmul_forward(logits.data(), mm_input(n.router, xn, N, C, scratch), weight(n.router), nullptr,
+                   N, C, E);
     // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1.
     std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
     std::vector<int64_t> order(E);
@@ -278,12 +314,15 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
              x.data(), M, C);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up_exps, static_cast<int>(e),
              x.data(), M, C);
-        matmul_forward(gate.data(), x.data(), wg + e * F * C, nullptr, M, C, F);
-        matmul_forward(up.data(), x.data(), wu + e * F * C, nullptr, M, C, F);
+        matmul_forward(gate.data(), mm_input(n.gate_exps, x.data(), M, C, scratch), wg + e * F * C,
+                       nullptr, M, C, F);
+        matmul_forward(up.data(), mm_input(n.up_exps, x.data(), M, C, scratch), wu + e * F * C,
+                       nullptr, M, C, F);
         swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down_exps, static_cast<int>(e),
              gate.data(), M, F);
-        matmul_forward(y.data(), gate.data(), wd + e * C * F, nullptr, M, F, C);
+        matmul_forward(y.data(), mm_input(n.down_exps, gate.data(), M, F, scratch), wd + e * C * F,
+                       nullptr, M, F, C);
         for (int64_t i = 0; i < M; ++i) {
             float* o = out + rows[i].first * C;
             const float w = rows[i].second;
@@ -318,8 +357,9 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
     emit(HookEvent::Kind::FinalNorm, static_cast<int>(config_.n_layers), nullptr, -1, xn.data(), N,
          C);
     emit(HookEvent::Kind::LinearInput, -1, &output_name_, -1, xn.data(), N, C);
-    std::vector<float> logits(N * V);  // [B, S, V]
-    matmul_forward(logits.data(), xn.data(), weight(output_name_), nullptr, N, C, V);
+    std::vector<float> logits(N * V), scratch;  // [B, S, V]
+    matmul_forward(logits.data(), mm_input(output_name_, xn.data(), N, C, scratch),
+                   weight(output_name_), nullptr, N, C, V);
     return logits;
 }
 

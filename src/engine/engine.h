@@ -41,6 +41,11 @@ struct EngineOptions {
     // with exact frequencies they differ by up to 0.02 at position 29 of llama-8m).
     // llama.cpp uses exact frequencies, so eval leaves this off.
     bool rope_bf16_freqs = false;
+    // Emulate llama.cpp's CPU numerics, to compare with its perplexity/KLD figures: each
+    // matmul input is rounded as ggml converts it for the weight's type (F16, or 8-bit
+    // Q8_0/Q8_K blocks for quantized weights, see kernels.h), K/V and Q are rounded to F16
+    // (ggml's F16 KV cache) and so are the attention probabilities.
+    bool ggml_numerics = false;
 };
 
 struct HookEvent {
@@ -83,8 +88,10 @@ class Engine {
     std::vector<float> forward(std::span<const int32_t> tokens, int64_t B, int64_t T,
                                int64_t t0 = 0) const;
 
-    // Weight overrides by GGUF name; values in GGUF layout (n_elements floats).
-    void set_override(const std::string& name, std::vector<float> values);
+    // Weight overrides by GGUF name; values in GGUF layout (n_elements floats). `type` is
+    // the storage type the values stand for (only ggml_numerics looks at it).
+    void set_override(const std::string& name, std::vector<float> values,
+                      GgmlType type = GgmlType::F32);
     void clear_override(const std::string& name);
     void clear_overrides();
     bool has_override(const std::string& name) const { return overrides_.count(name) != 0; }
@@ -106,6 +113,10 @@ class Engine {
     void attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
     void ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const;
     void ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const;
+    // The input of the matmul with weight `name`: `in` itself, or with ggml_numerics a
+    // copy in `scratch` rounded for that weight's type.
+    const float* mm_input(const std::string& name, const float* in, int64_t N, int64_t C,
+                          std::vector<float>& scratch) const;
     void emit(HookEvent::Kind kind, int layer, const std::string* tensor, int expert,
               const float* data, int64_t rows, int64_t cols) const;
 
@@ -113,6 +124,8 @@ class Engine {
     ModelConfig config_;
     std::unordered_map<std::string, std::vector<float>> weights_;
     std::unordered_map<std::string, std::vector<float>> overrides_;
+    std::unordered_map<std::string, GgmlType> types_;  // storage type per weight
+    std::unordered_map<std::string, GgmlType> override_types_;
     std::vector<LayerNames> names_;
     std::string output_name_;  // "output.weight" or "token_embd.weight" when tied
     EngineHook hook_;

@@ -122,7 +122,7 @@ constexpr int64_t kQueryBlock = 64;  // query rows per attention task
 }
 
 void attention_forward(float* out, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t T, int64_t H, int64_t KV, int64_t D) {
+                       int64_t T, int64_t H, int64_t KV, int64_t D, bool f16_probs) {
     const int64_t group = H / KV;
     const int64_t n_blocks = (T + kQueryBlock - 1) / kQueryBlock;
     const float scale = 1.0f / std::sqrt(static_cast<float>(D));
@@ -156,6 +156,8 @@ void attention_forward(float* out, const float* q, const float* k, const float* 
                 }
                 const float inv = 1.0f / sum;
                 for (int64_t j = 0; j < n_valid; ++j) s[j] *= inv;
+                if (f16_probs)
+                    for (int64_t j = 0; j < n_valid; ++j) s[j] = round_to_f16(s[j]);
                 for (int64_t j = n_valid; j < keys; ++j) s[j] = 0.0f;
             }
             cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, static_cast<int>(rows),
@@ -194,6 +196,87 @@ void attention_forward_ref(float* out, const float* q, const float* k, const flo
             }
         }
     }
+}
+
+ActRounding ggml_act_rounding(GgmlType t) {
+    switch (t) {
+        case GgmlType::F32:
+            return ActRounding::None;
+        case GgmlType::F16:
+            return ActRounding::F16;
+        case GgmlType::BF16:
+            return ActRounding::BF16;
+        case GgmlType::Q4_0:
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_0:
+        case GgmlType::Q5_1:
+        case GgmlType::Q8_0:
+        case GgmlType::IQ4_NL:
+        case GgmlType::MXFP4:
+            return ActRounding::Q8_0;
+        default:
+            return ActRounding::Q8_K;  // K-quants, IQ2/IQ3/IQ1, IQ4_XS, TQ*
+    }
+}
+
+namespace {
+
+// ggml's Q8_0: d = amax/127 stored as F16, q = round(x/d).
+void round_q8_0(float* x, int64_t n) {
+    for (int64_t b = 0; b + 32 <= n; b += 32) {
+        float amax = 0.0f;
+        for (int i = 0; i < 32; ++i) amax = std::max(amax, std::fabs(x[b + i]));
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        const float d16 = round_to_f16(d);
+        for (int i = 0; i < 32; ++i) x[b + i] = d16 * std::round(x[b + i] * id);
+    }
+}
+
+// ggml's Q8_K: the largest-magnitude value (with its sign) maps to −127, d = 1/iscale in f32.
+void round_q8_k(float* x, int64_t n) {
+    for (int64_t b = 0; b + 256 <= n; b += 256) {
+        float amax = 0.0f, mx = 0.0f;
+        for (int i = 0; i < 256; ++i)
+            if (std::fabs(x[b + i]) > amax) amax = std::fabs(x[b + i]), mx = x[b + i];
+        if (amax == 0.0f) {
+            std::fill(x + b, x + b + 256, 0.0f);
+            continue;
+        }
+        const float iscale = -127.0f / mx, d = 1.0f / iscale;
+        for (int i = 0; i < 256; ++i)
+            x[b + i] = d * static_cast<float>(
+                               std::min(127, static_cast<int>(std::nearbyint(iscale * x[b + i]))));
+    }
+}
+
+}  // namespace
+
+void round_activations(float* x, int64_t N, int64_t C, ActRounding kind) {
+    if (kind == ActRounding::None) return;
+    parallel_for(
+        static_cast<size_t>(N),
+        [&](size_t begin, size_t end) {
+            for (size_t r = begin; r < end; ++r) {
+                float* row = x + r * C;
+                switch (kind) {
+                    case ActRounding::F16:
+                        for (int64_t i = 0; i < C; ++i) row[i] = round_to_f16(row[i]);
+                        break;
+                    case ActRounding::BF16:
+                        for (int64_t i = 0; i < C; ++i) row[i] = bf16_to_f32(f32_to_bf16(row[i]));
+                        break;
+                    case ActRounding::Q8_0:
+                        round_q8_0(row, C);
+                        break;
+                    case ActRounding::Q8_K:
+                        round_q8_k(row, C);
+                        break;
+                    case ActRounding::None:
+                        break;
+                }
+            }
+        },
+        16);
 }
 
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n) {

@@ -11,6 +11,8 @@
 
 #include <cstdint>
 
+#include "core/ggml_type.h"
+
 namespace quantlens {
 
 void engine_init_blas();
@@ -36,10 +38,20 @@ void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D, double t
 
 // Causal grouped-query attention. q[B, T, H, D], k/v[B, T, KV, D] → out[B, T, H, D];
 // query head h reads kv head h / (H / KV); scale 1/sqrt(D).
+// f16_probs rounds the softmax probabilities to F16 before they multiply V, as ggml's CPU
+// attention does with an F16 KV cache.
 void attention_forward(float* out, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t T, int64_t H, int64_t KV, int64_t D);
+                       int64_t T, int64_t H, int64_t KV, int64_t D, bool f16_probs = false);
 void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t B,
                            int64_t T, int64_t H, int64_t KV, int64_t D);
+
+// How ggml's CPU matmul converts activations before the dot product with a weight of a
+// given type (its "vec_dot_type"): none for F32, F16/BF16 rounding, or 8-bit quantization
+// in blocks of 32 (Q8_0; Q8_1 holds the same values) or 256 (Q8_K).
+enum class ActRounding { None, F16, BF16, Q8_0, Q8_K };
+ActRounding ggml_act_rounding(GgmlType weight_type);
+// Rounds x[N, C] in place as ggml would (C must be a multiple of the block for Q8_*).
+void round_activations(float* x, int64_t N, int64_t C, ActRounding kind);
 
 // out[n] = silu(gate[n]) * up[n]; out may alias gate.
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);

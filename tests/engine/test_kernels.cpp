@@ -103,5 +103,29 @@ TEST(Kernels, RmsnormAndSwiglu) {
     EXPECT_NEAR(o[1], 2.0f / (1.0f + std::exp(-2.0f)) * 3.0f, 1e-6);
 }
 
+TEST(Kernels, GgmlActivationRounding) {
+    EXPECT_EQ(ggml_act_rounding(GgmlType::Q4_K), ActRounding::Q8_K);
+    EXPECT_EQ(ggml_act_rounding(GgmlType::Q4_0), ActRounding::Q8_0);
+    EXPECT_EQ(ggml_act_rounding(GgmlType::F16), ActRounding::F16);
+    EXPECT_EQ(ggml_act_rounding(GgmlType::F32), ActRounding::None);
+    // Q8_K: the largest magnitude (here −3) is exact, others land on multiples of d = 3/127.
+    std::vector<float> x = random_vec(256, 11);
+    x[17] = -3.0f;
+    std::vector<float> y = x;
+    round_activations(y.data(), 1, 256, ActRounding::Q8_K);
+    const float d = 3.0f / 127.0f;
+    EXPECT_FLOAT_EQ(y[17], -3.0f);
+    for (int i = 0; i < 256; ++i) {
+        EXPECT_LE(std::fabs(y[i] - x[i]), 0.5f * d * 1.0001f) << i;
+        EXPECT_NEAR(y[i] / d, std::round(y[i] / d), 1e-3) << i;
+    }
+    // Q8_0: 32-wide blocks with their own scale.
+    std::vector<float> z(64, 0.001f);
+    z[40] = 100.0f;
+    round_activations(z.data(), 1, 64, ActRounding::Q8_0);
+    EXPECT_NEAR(z[0], 0.001f, 1e-5f);  // first block keeps its own (F16-subnormal) scale
+    EXPECT_EQ(z[33], 0.0f);            // second block is dominated by 100
+}
+
 }  // namespace
 }  // namespace quantlens
