@@ -184,11 +184,24 @@ class HfModel final : public Model {
             }
         }
 
-        // Forward-pass order: embedding, blocks in order (roles in enum order), then the head.
+        // Forward-pass order: embedding, blocks in order (each in the order the block uses
+        // its tensors), then the head.
         auto rank = [](const TensorInfo& t) {
-            if (t.role == TensorRole::Embed) return std::pair<int64_t, int>{-1, 0};
-            if (t.layer < 0) return std::pair<int64_t, int>{1 << 30, t.role == TensorRole::Output};
-            return std::pair<int64_t, int>{t.layer, static_cast<int>(t.role)};
+            static constexpr TensorRole kOrder[] = {
+                TensorRole::AttnNorm,     TensorRole::AttnQ,      TensorRole::AttnQBias,
+                TensorRole::AttnK,        TensorRole::AttnKBias,  TensorRole::AttnV,
+                TensorRole::AttnVBias,    TensorRole::AttnQNorm,  TensorRole::AttnKNorm,
+                TensorRole::AttnO,        TensorRole::FfnNorm,    TensorRole::FfnGate,
+                TensorRole::FfnUp,        TensorRole::FfnDown,    TensorRole::Router,
+                TensorRole::ExpertGate,   TensorRole::ExpertUp,   TensorRole::ExpertDown,
+                TensorRole::SharedRouter, TensorRole::SharedGate, TensorRole::SharedUp,
+                TensorRole::SharedDown,   TensorRole::Embed,      TensorRole::OutputNorm,
+                TensorRole::Output,       TensorRole::Other};
+            const int64_t block = t.role == TensorRole::Embed ? -1
+                                  : t.layer < 0               ? (int64_t{1} << 40)
+                                                              : t.layer;
+            const auto* pos = std::find(std::begin(kOrder), std::end(kOrder), t.role);
+            return std::pair<int64_t, int64_t>{block, pos - std::begin(kOrder)};
         };
         std::stable_sort(
             tensors_.begin(), tensors_.end(),
