@@ -1,0 +1,83 @@
+// `quantlens compare FP QUANT --text FILE [--ctx 512] [--chunks N] [--json] [--store S]`:
+// where an existing quantized GGUF hurts, against the model it came from: per-tensor weight
+// error, per-layer activation drift, KLD statistics and ΔPPL, and the KLD each layer is
+// responsible for (measured by putting it back to full precision). A resumable job.
+#include <fmt/format.h>
+
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include "analysis/compare.h"
+#include "cli/command.h"
+#include "core/error.h"
+#include "jobs/runner.h"
+#include "jobs/store.h"
+
+namespace quantlens::cli {
+namespace {
+
+struct CompareArgs {
+    CompareOptions o;
+    std::string store;
+    size_t top = 5;
+    bool json = false;
+};
+
+int finish_compare(jobs::Store& store, int64_t id, jobs::JobState state, const CompareArgs& a) {
+    if (state != jobs::JobState::done) {
+        fmt::print(stderr, "compare: job {} is {}; continue with `quantlens jobs resume {}`\n", id,
+                   jobs::state_name(state), id);
+        return state == jobs::JobState::paused ? 0 : 1;
+    }
+    const CompareResult r = load_compare_result(store, id);
+    if (a.json)
+        fmt::print("{}\n", compare_to_json(r, a.top).dump(2));
+    else
+        fmt::print("{}", compare_table(r, a.top));
+    return 0;
+}
+
+int run_compare_command(const CompareArgs& a, const std::string& command_line) {
+    jobs::Store store(jobs::resolve_store_path(a.store));
+    const int64_t id = create_compare_job(store, a.o, command_line);
+    fmt::print(stderr, "compare: job {} in {}\n", id, store.path());
+    store.start(id);
+    const jobs::JobState s = jobs::run_job(store, id, [&] { return run_compare_job(store, id); });
+    return finish_compare(store, id, s, a);
+}
+
+}  // namespace
+}  // namespace quantlens::cli
+
+QL_COMMAND(compare, "Where a quantized GGUF differs from its full-precision model") {
+    using namespace quantlens;
+    jobs::register_job_runner(jobs::JobKind::compare, [](jobs::Store& store, int64_t id) {
+        const jobs::JobState s =
+            jobs::run_job(store, id, [&] { return run_compare_job(store, id); });
+        return cli::finish_compare(store, id, s, {});
+    });
+    auto a = std::make_shared<cli::CompareArgs>();
+    auto line = std::make_shared<std::string>();
+    cmd.add_option("FP", a->o.fp, "Hugging Face directory or F16/BF16/F32 GGUF")->required();
+    cmd.add_option("QUANT", a->o.quant, "Quantized GGUF (any mix of types)")->required();
+    cmd.add_option("--text", a->o.text, "Evaluation text (UTF-8)")->required();
+    cmd.add_option("--ctx", a->o.ctx, "Context (chunk) length")->capture_default_str();
+    cmd.add_option("--chunks", a->o.chunks, "Number of chunks (default: all)");
+    cmd.add_option("--batch", a->o.batch, "Chunks per forward pass")->capture_default_str();
+    cmd.add_option("--top", a->top, "How many tensors to name as the largest weight error")
+        ->capture_default_str();
+    cmd.add_flag("!--exact-fp", a->o.f16_base,
+                 "Keep HF weights as stored (default: rounded to F16 like llama.cpp's F16 base)");
+    cmd.add_flag("!--no-ggml-numerics", a->o.ggml_numerics,
+                 "Plain f32 activations (default: llama.cpp's CPU rounding, to match its KLD)");
+    cmd.add_flag("!--no-attribution", a->o.attribution,
+                 "Skip the per-layer swap-back measurements (one model pass per layer)");
+    cmd.add_flag("--json", a->json, "Print one JSON object");
+    cmd.add_option("--store", a->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
+    return [a] {
+        std::string command_line =
+            "quantlens compare " + a->o.fp + " " + a->o.quant + " --text " + a->o.text;
+        if (a->o.chunks) command_line += fmt::format(" --chunks {}", a->o.chunks);
+        return quantlens::cli::run_compare_command(*a, command_line);
+    };
+}
