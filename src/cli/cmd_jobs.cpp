@@ -61,8 +61,21 @@ std::string short_model(const std::string& model) {
     return name.size() > 28 ? name.substr(0, 27) + "…" : name;
 }
 
+// Commands that only read or change existing jobs never create a store file.
+Store open_existing(const JobsOptions& o) {
+    return Store(resolve_store_path(o.store), {.create = false});
+}
+
 int run_list(const JobsOptions& o) {
-    Store store(resolve_store_path(o.store));
+    const std::string path = resolve_store_path(o.store);
+    if (!std::filesystem::exists(path)) {
+        if (o.json)
+            fmt::print("[]\n");
+        else
+            fmt::print("no jobs: {} does not exist yet\n", path);
+        return 0;
+    }
+    Store store(path, {.create = false});
     JobFilter filter;
     if (!o.kind.empty()) {
         filter.kind = parse_kind(o.kind);
@@ -103,7 +116,7 @@ int run_list(const JobsOptions& o) {
 }
 
 int run_show(const JobsOptions& o) {
-    Store store(resolve_store_path(o.store));
+    Store store = open_existing(o);
     const Job j = store.get_job(o.id);
     const ItemCounts items = store.item_counts(o.id);
     const size_t n_units = store.units(o.id).size();
@@ -156,7 +169,7 @@ void print_job_line(const JobsOptions& o, const Job& j, const std::string& what)
 }
 
 int run_pause(const JobsOptions& o) {
-    Store store(resolve_store_path(o.store));
+    Store store = open_existing(o);
     const Job j = store.pause(o.id);
     print_job_line(o, j,
                    j.state == JobState::paused
@@ -168,7 +181,7 @@ int run_pause(const JobsOptions& o) {
 }
 
 int run_cancel(const JobsOptions& o) {
-    Store store(resolve_store_path(o.store));
+    Store store = open_existing(o);
     const Job j = store.cancel(o.id);
     print_job_line(o, j,
                    j.state == JobState::cancelled
@@ -180,7 +193,7 @@ int run_cancel(const JobsOptions& o) {
 }
 
 int run_resume(const JobsOptions& o) {
-    Store store(resolve_store_path(o.store));
+    Store store = open_existing(o);
     const Job j = store.resume(o.id);
     if (j.state == JobState::running) {  // a pending pause request was taken back
         print_job_line(o, j, "pause request withdrawn; it keeps running");
@@ -203,7 +216,7 @@ int run_resume(const JobsOptions& o) {
 }
 
 int run_rm(const JobsOptions& o) {
-    Store store(resolve_store_path(o.store));
+    Store store = open_existing(o);
     const Job j = store.get_job(o.id);
     store.remove(o.id, o.force);
     print_job_line(o, j, "removed");

@@ -204,6 +204,8 @@ Store::Store(const std::string& path, StoreOptions options) {
     QL_CHECK(!path.empty(), "job store: empty path");
     QL_CHECK(!std::filesystem::is_directory(path), "{}: is a directory, not a job store file",
              path);
+    QL_CHECK(options.create || std::filesystem::exists(path),
+             "{}: no job store here (the file does not exist)", path);
     ensure_parent_dir(path);
     impl_ = std::make_unique<Impl>(path, options);
     auto& db = impl_->db;

@@ -38,6 +38,9 @@ struct StoreOptions {
     // A running job on another host whose heartbeat is older than this is "interrupted"
     // (on the same host the pid decides, since one item of a large model may take minutes).
     double stale_after_s = 600;
+    // false: a missing file is an Error instead of a new empty store (read-only commands,
+    // so a mistyped --store is reported rather than silently created).
+    bool create = true;
 };
 
 // What a job measures one (unit, type) at a time. layer = -1 when the unit spans layers.

@@ -26,7 +26,7 @@ struct Result {
     std::string out;  // stdout and stderr together
 };
 
-Result quantlens(const std::string& args, const std::string& env = "") {
+Result run_cli(const std::string& args, const std::string& env = "") {
     const std::string cmd = env + " " QL_BINARY_DIR "/quantlens " + args + " 2>&1";
     Result r;
     FILE* p = popen(cmd.c_str(), "r");
@@ -82,13 +82,13 @@ TEST(CliJobs, ListShowsATableAndJson) {
         cal.model = "tiny-qwen2";
         store.create_job(cal);
     }
-    Result r = quantlens("jobs list --store " + path);
+    Result r = run_cli("jobs list --store " + path);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_THAT(r.out, HasSubstr("ID  KIND       STATE        PROGRESS  MODEL"));
     EXPECT_THAT(r.out, HasSubstr("    1  sweep      paused          50.0%  llama-8m"));
     EXPECT_THAT(r.out, HasSubstr("    2  calibrate  queued              -  tiny-qwen2"));
 
-    r = quantlens("jobs list --json --kind sweep", "QUANTLENS_STORE=" + path);
+    r = run_cli("jobs list --json --kind sweep", "QUANTLENS_STORE=" + path);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     ASSERT_EQ(j.size(), 1u);
@@ -98,7 +98,7 @@ TEST(CliJobs, ListShowsATableAndJson) {
     EXPECT_EQ(j[0]["progress"]["total"], 6);
     EXPECT_EQ(j[0]["params"]["tokens"], 512);
 
-    r = quantlens("jobs list --store " + path + " --state bogus");
+    r = run_cli("jobs list --store " + path + " --state bogus");
     EXPECT_EQ(r.code, 1);
     EXPECT_THAT(r.out, HasSubstr("unknown state 'bogus'"));
 }
@@ -111,29 +111,29 @@ TEST(CliJobs, ShowAndLifecycleCommands) {
         make_job(store, 2, "{}", JobKind::audit);
     }
     const std::string s = " --store " + path;
-    Result r = quantlens("jobs show 1" + s);
+    Result r = run_cli("jobs show 1" + s);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_THAT(r.out, HasSubstr("  state       queued"));
     EXPECT_THAT(r.out, HasSubstr("  items       2 done, 4 pending"));
     EXPECT_THAT(r.out, HasSubstr("  results     0 units, 2 measurements, 0 artifacts"));
 
-    r = quantlens("jobs --json show 1" + s);
+    r = run_cli("jobs --json show 1" + s);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(nlohmann::json::parse(r.out)["items"]["pending"], 4);
 
-    r = quantlens("jobs pause 1" + s);
+    r = run_cli("jobs pause 1" + s);
     EXPECT_EQ(r.out, "job 1: paused\n");
     // Without a runner for its kind, resume queues it and names the command to run.
-    r = quantlens("jobs resume 1" + s);
+    r = run_cli("jobs resume 1" + s);
     EXPECT_EQ(r.code, 0) << r.out;
     EXPECT_THAT(r.out, HasSubstr("job 1: queued"));
     EXPECT_THAT(r.out, HasSubstr("quantlens sweep /models/llama-8m --eval wiki.txt"));
-    r = quantlens("jobs cancel 1" + s);
+    r = run_cli("jobs cancel 1" + s);
     EXPECT_EQ(r.out, "job 1: cancelled\n");
-    r = quantlens("jobs resume 1" + s);
+    r = run_cli("jobs resume 1" + s);
     EXPECT_EQ(r.code, 1);
     EXPECT_EQ(r.out, "error: " + path + ": job 1 is cancelled; it cannot be resumed\n");
-    r = quantlens("jobs rm 1" + s);
+    r = run_cli("jobs rm 1" + s);
     EXPECT_EQ(r.out, "job 1: removed\n");
     EXPECT_TRUE(Store(path).list_jobs().empty());
 }
@@ -149,7 +149,7 @@ TEST(CliJobs, ResumeHandsTheJobToItsKindsRunner) {
     }
     // The sweep runner takes it (queued → running) and fails on the missing model; the job
     // records why and the command exits 1 with one line.
-    const Result r = quantlens("jobs resume 1 --store " + path);
+    const Result r = run_cli("jobs resume 1 --store " + path);
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_THAT(r.out, HasSubstr("error: "));
     const Job job = Store(path).get_job(1);
@@ -162,7 +162,19 @@ TEST(CliJobs, MissingJobAndCorruptStoreAreOneLineErrors) {
     const std::string dir = fresh_dir();
     const std::string path = dir + "/jobs.sqlite";
     { Store store(path); }
-    Result r = quantlens("jobs show 7 --store " + path);
+    Result r = run_cli("jobs show 7 --store " + path);
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.out, "error: " + path + ": job 7 does not exist\n");
+    // A mistyped store path is reported, not created.
+    r = run_cli("jobs pause 1 --store " + dir + "/typo/jobs.sqlite");
+    EXPECT_EQ(r.code, 1);
+    EXPECT_EQ(r.out,
+              "error: " + dir + "/typo/jobs.sqlite: no job store here (the file does not exist)\n");
+    EXPECT_FALSE(std::filesystem::exists(dir + "/typo"));
+    r = run_cli("jobs list --store " + dir + "/typo/jobs.sqlite");
+    EXPECT_EQ(r.code, 0);
+    EXPECT_THAT(r.out, HasSubstr("no jobs: "));
+    r = run_cli("jobs show 7 --store " + path);
     EXPECT_EQ(r.code, 1);
     EXPECT_EQ(r.out, "error: " + path + ": job 7 does not exist\n");
 
@@ -171,7 +183,7 @@ TEST(CliJobs, MissingJobAndCorruptStoreAreOneLineErrors) {
         std::ofstream f(junk, std::ios::binary);
         for (int i = 0; i < 3000; ++i) f.put(static_cast<char>((i * 7919) & 0xff));
     }
-    r = quantlens("jobs list --store " + junk);
+    r = run_cli("jobs list --store " + junk);
     EXPECT_EQ(r.code, 1);
     EXPECT_EQ(r.out, "error: " + junk + ": not a job store: the file is not an SQLite database\n");
 }
@@ -186,8 +198,8 @@ TEST(CliJobs, MergeShardsIntoOneJob) {
         for (size_t k = static_cast<size_t>(shard); k < items.size(); k += 2)
             store.record_item(id, items[k].unit, items[k].type, {{"kld", 0.5 * (k + 1)}});
     }
-    Result r = quantlens("jobs merge " + dir + "/out.sqlite " + dir + "/shard0.sqlite " + dir +
-                         "/shard1.sqlite");
+    Result r = run_cli("jobs merge " + dir + "/out.sqlite " + dir + "/shard0.sqlite " + dir +
+                       "/shard1.sqlite");
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_THAT(r.out, StartsWith("merged 2 shards into job 1 of " + dir +
                                   "/out.sqlite: 6 items "
@@ -199,7 +211,7 @@ TEST(CliJobs, MergeShardsIntoOneJob) {
     EXPECT_EQ(ms[0].type, "Q4_K");
     EXPECT_EQ(ms[0].value, 0.5);
 
-    r = quantlens("jobs merge " + dir + "/out.sqlite");
+    r = run_cli("jobs merge " + dir + "/out.sqlite");
     EXPECT_EQ(r.code, 1);
     EXPECT_THAT(r.out, HasSubstr("give OUT_STORE and at least one SHARD"));
 }
