@@ -288,6 +288,19 @@ std::vector<RepoFile> select_files(const RepoInfo& info, const std::vector<std::
         }
         if (take) out.push_back(f);
     }
+    if (globs.empty()) {
+        // Mistral-style repos ship the weights twice: consolidated*.safetensors (their own
+        // format) next to the transformers shards. Keep the shards when both are there.
+        auto consolidated = [](const RepoFile& f) {
+            return f.path.rfind("consolidated", 0) == 0 &&
+                   f.path.find(".safetensors") != std::string::npos;
+        };
+        const bool has_shards = std::any_of(out.begin(), out.end(), [&](const RepoFile& f) {
+            return !consolidated(f) && f.path.find(".safetensors") != std::string::npos &&
+                   f.path != "model.safetensors.index.json";
+        });
+        if (has_shards) std::erase_if(out, consolidated);
+    }
     const bool has_weights = std::any_of(out.begin(), out.end(), [](const RepoFile& f) {
         return f.path.find(".safetensors") != std::string::npos;
     });

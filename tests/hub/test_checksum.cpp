@@ -97,11 +97,12 @@ TEST(Repo, IdsFoldersAndUrls) {
 TEST(Repo, DefaultSelectionIsWhatASafetensorsModelNeeds) {
     RepoInfo info;
     info.repo_id = "o/n";
-    for (const char* p : {"config.json", "generation_config.json", "tokenizer.json",
-                          "tokenizer_config.json", "special_tokens_map.json", "README.md",
-                          "model-00001-of-00002.safetensors", "model-00002-of-00002.safetensors",
-                          "model.safetensors.index.json", "original/consolidated.00.pth",
-                          "original/model.safetensors", ".gitattributes", "model-Q4_K_M.gguf"}) {
+    for (const char* p :
+         {"config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+          "special_tokens_map.json", "README.md", "model-00001-of-00002.safetensors",
+          "model-00002-of-00002.safetensors", "model.safetensors.index.json",
+          "original/consolidated.00.pth", "original/model.safetensors", ".gitattributes",
+          "model-Q4_K_M.gguf", "consolidated.safetensors", "params.json"}) {
         info.files.push_back({p, 10, std::string(40, 'a'), ""});
     }
     std::vector<std::string> got;
@@ -111,6 +112,11 @@ TEST(Repo, DefaultSelectionIsWhatASafetensorsModelNeeds) {
                  "config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
                  "special_tokens_map.json", "model-00001-of-00002.safetensors",
                  "model-00002-of-00002.safetensors", "model.safetensors.index.json"}));
+    // Only consolidated weights: those are the model.
+    RepoInfo mistral;
+    mistral.files = {{"consolidated.safetensors", 10, std::string(40, 'a'), ""},
+                     {"params.json", 10, std::string(40, 'b'), ""}};
+    EXPECT_EQ(select_files(mistral, {}).size(), 1u);
     got.clear();
     for (const auto& f : select_files(info, {"*Q4_K_M.gguf", "original/*"})) got.push_back(f.path);
     EXPECT_EQ(got, (std::vector<std::string>{"original/consolidated.00.pth",

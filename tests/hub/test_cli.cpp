@@ -14,17 +14,17 @@ using CliTest = HubTest;
 
 constexpr const char* kToken = "hf_CliSecretToken9876543210zyxwv";
 
-struct Run {
+struct CliRun {
     int exit_code = -1;
     std::string out, err;
 };
 
 // Runs the CLI with `args` (already shell-quoted) and the environment prefix `env`.
-Run run_cli(const std::string& tmp, const std::string& env, const std::string& args) {
+CliRun run_cli(const std::string& tmp, const std::string& env, const std::string& args) {
     const std::string out = tmp + "/stdout.txt", err = tmp + "/stderr.txt";
     const std::string cmd =
         env + " " + QL_BINARY_DIR "/quantlens " + args + " >" + out + " 2>" + err;
-    Run r;
+    CliRun r;
     const int status = std::system(cmd.c_str());
     r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     r.out = read_whole(out);
@@ -40,7 +40,7 @@ TEST_F(CliTest, PullPrintsTheSnapshotAndNeverTheToken) {
         "pull test-org/llama-8m --endpoint " + hub_->endpoint() + " --cache-dir " + cache_dir();
 
     // No token: the documented 401 message, exit code 1.
-    Run r = run_cli(tmp_, "", common);
+    CliRun r = run_cli(tmp_, "", common);
     EXPECT_EQ(r.exit_code, 1) << r.err;
     EXPECT_NE(r.err.find("error: test-org/llama-8m: authentication required (HTTP 401"),
               std::string::npos)
@@ -65,7 +65,9 @@ TEST_F(CliTest, PullPrintsTheSnapshotAndNeverTheToken) {
     EXPECT_EQ(r.out.find(kToken), std::string::npos);
     EXPECT_EQ(r.err.find(kToken), std::string::npos);
     for (const auto& h : hub_->authorization_headers()) {
-        if (!h.empty()) EXPECT_EQ(h, std::string("Bearer ") + kToken);
+        if (!h.empty()) {
+            EXPECT_EQ(h, std::string("Bearer ") + kToken);
+        }
     }
 }
 
