@@ -123,11 +123,18 @@ TEST(CliJobs, ShowAndLifecycleCommands) {
 
     r = run_cli("jobs pause 1" + s);
     EXPECT_EQ(r.out, "job 1: paused\n");
-    // Without a runner for its kind, resume queues it and names the command to run.
+    // Without a runner for its kind, resume queues it and names the command to run. (Should
+    // an audit runner be registered one day, it takes the job instead: then it must have
+    // moved the job on from queued.)
     r = run_cli("jobs resume 1" + s);
-    EXPECT_EQ(r.code, 0) << r.out;
-    EXPECT_THAT(r.out, HasSubstr("job 1: queued"));
-    EXPECT_THAT(r.out, HasSubstr("quantlens sweep /models/llama-8m --eval wiki.txt"));
+    if (r.out.find("this build has no audit runner") != std::string::npos) {
+        EXPECT_EQ(r.code, 0) << r.out;
+        EXPECT_THAT(r.out, HasSubstr("job 1: queued"));
+        EXPECT_THAT(r.out, HasSubstr("quantlens sweep /models/llama-8m --eval wiki.txt"));
+        EXPECT_EQ(Store(path).get_job(1).state, JobState::queued);
+    } else {
+        EXPECT_NE(Store(path).get_job(1).state, JobState::queued) << r.out;
+    }
     r = run_cli("jobs cancel 1" + s);
     EXPECT_EQ(r.out, "job 1: cancelled\n");
     r = run_cli("jobs resume 1" + s);
