@@ -1,8 +1,12 @@
-// imatrix readers (legacy .dat and GGUF); see imatrix.h for the layouts.
+// imatrix readers and writers (legacy .dat and GGUF); see imatrix.h for the layouts.
 #include "formats/imatrix.h"
 
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 
 #include "core/error.h"
 #include "core/mmap_file.h"
@@ -149,6 +153,147 @@ const float* Imatrix::importance(const std::string& tensor, int64_t n_per_row, i
              "{}: tensor '{}': imatrix has {} values, expected {} ({} columns x {} matrices)",
              path_, tensor, e->n_values, n_per_row * n_mat, n_per_row, n_mat);
     return e->values.data() + mat * n_per_row;
+}
+
+namespace {
+
+// Entries sorted by name (llama.cpp's deterministic order), each checked for consistency.
+std::vector<const ImatrixEntry*> sorted_checked(const std::string& path,
+                                                const std::vector<ImatrixEntry>& entries) {
+    QL_CHECK(!entries.empty(), "{}: no imatrix entries to write", path);
+    std::vector<const ImatrixEntry*> out;
+    for (const auto& e : entries) {
+        const auto n_mat = static_cast<int64_t>(e.counts.size());
+        QL_CHECK(n_mat > 0 && e.n_values > 0 && e.n_values % n_mat == 0 &&
+                     static_cast<int64_t>(e.values.size()) == e.n_values,
+                 "{}: tensor '{}': {} values, {} stored, {} counts (expected n_values = "
+                 "columns x matrices, one count per matrix)",
+                 path, e.name, e.n_values, e.values.size(), n_mat);
+        for (int64_t c : e.counts)
+            QL_CHECK(c >= 0, "{}: tensor '{}': negative count {}", path, e.name, c);
+        out.push_back(&e);
+    }
+    std::sort(out.begin(), out.end(),
+              [](const ImatrixEntry* a, const ImatrixEntry* b) { return a->name < b->name; });
+    for (size_t i = 1; i < out.size(); ++i)
+        QL_CHECK(out[i]->name != out[i - 1]->name, "{}: tensor '{}' appears twice", path,
+                 out[i]->name);
+    return out;
+}
+
+void put_i32(std::vector<uint8_t>& b, int64_t v, const std::string& path, const char* what) {
+    QL_CHECK(v >= INT32_MIN && v <= INT32_MAX, "{}: {} {} does not fit the legacy format", path,
+             what, v);
+    const auto x = static_cast<int32_t>(v);
+    const auto* p = reinterpret_cast<const uint8_t*>(&x);
+    b.insert(b.end(), p, p + 4);
+}
+
+void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
+    const std::string tmp = path + ".tmp";
+    {
+        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
+        QL_CHECK(f.good(), "{}: cannot open for writing", tmp);
+        f.write(reinterpret_cast<const char*>(bytes.data()),
+                static_cast<std::streamsize>(bytes.size()));
+        f.flush();
+        if (!f.good()) {
+            std::remove(tmp.c_str());
+            fail("{}: write failed (disk full?)", tmp);
+        }
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::remove(tmp.c_str());
+        fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
+    }
+}
+
+}  // namespace
+
+void write_imatrix_legacy(const std::string& path, const std::vector<ImatrixEntry>& entries,
+                          const ImatrixWriteInfo& info) {
+    QL_CHECK(info.chunk_size > 0, "{}: chunk size {} (expected > 0)", path, info.chunk_size);
+    const auto sorted = sorted_checked(path, entries);
+    std::vector<uint8_t> b;
+    put_i32(b, static_cast<int64_t>(sorted.size()), path, "entry count");
+    for (const ImatrixEntry* e : sorted) {
+        put_i32(b, static_cast<int64_t>(e->name.size()), path, "name length");
+        b.insert(b.end(), e->name.begin(), e->name.end());
+        const int64_t max_count = *std::max_element(e->counts.begin(), e->counts.end());
+        // Rounded up so a tensor seen by fewer tokens than one chunk still has a call.
+        const int64_t n_calls = (max_count + info.chunk_size - 1) / info.chunk_size;
+        put_i32(b, n_calls, path, "call count");
+        put_i32(b, e->n_values, path, "value count");
+        const int64_t n_mat = static_cast<int64_t>(e->counts.size());
+        const int64_t n_per_row = e->n_values / n_mat;
+        const size_t at = b.size();
+        b.resize(at + static_cast<size_t>(e->n_values) * 4);
+        for (int64_t i = 0; i < e->n_values; ++i) {
+            // A matrix no token reached stores 1 (llama.cpp's placeholder for partial data).
+            const float mean = e->counts[static_cast<size_t>(i / n_per_row)] == 0
+                                   ? 1.0f
+                                   : e->values[static_cast<size_t>(i)];
+            const float v = mean * static_cast<float>(n_calls);
+            std::memcpy(b.data() + at + static_cast<size_t>(i) * 4, &v, 4);
+        }
+    }
+    put_i32(b, info.chunk_count, path, "chunk count");
+    const std::string dataset = info.datasets.empty() ? std::string() : info.datasets.back();
+    put_i32(b, static_cast<int64_t>(dataset.size()), path, "dataset name length");
+    b.insert(b.end(), dataset.begin(), dataset.end());
+    write_bytes(path, b);
+}
+
+void write_imatrix_gguf(const std::string& path, const std::vector<ImatrixEntry>& entries,
+                        const ImatrixWriteInfo& info) {
+    const auto sorted = sorted_checked(path, entries);
+    QL_CHECK(info.chunk_size > 0 && info.chunk_size <= UINT32_MAX && info.chunk_count >= 0 &&
+                 info.chunk_count <= UINT32_MAX,
+             "{}: chunk size {} and chunk count {} must fit u32", path, info.chunk_size,
+             info.chunk_count);
+    GgufWriter w;
+    w.add_kv("general.type", GgufValue::string("imatrix"));
+    w.add_kv("imatrix.datasets", GgufValue::string_array(info.datasets));
+    w.add_kv("imatrix.chunk_count", GgufValue::u32(static_cast<uint32_t>(info.chunk_count)));
+    w.add_kv("imatrix.chunk_size", GgufValue::u32(static_cast<uint32_t>(info.chunk_size)));
+    // The writer copies tensor bytes at write time, so the buffers live until then.
+    std::vector<std::vector<float>> buffers;
+    buffers.reserve(sorted.size() * 2);
+    for (const ImatrixEntry* e : sorted) {
+        const int64_t n_mat = static_cast<int64_t>(e->counts.size());
+        const int64_t n_per_row = e->n_values / n_mat;
+        std::vector<float> sums(static_cast<size_t>(e->n_values));
+        std::vector<float> counts(static_cast<size_t>(n_mat));
+        for (int64_t m = 0; m < n_mat; ++m) {
+            const auto c = static_cast<float>(e->counts[static_cast<size_t>(m)]);
+            counts[static_cast<size_t>(m)] = c;
+            for (int64_t j = 0; j < n_per_row; ++j) {
+                const auto i = static_cast<size_t>(m * n_per_row + j);
+                sums[i] = e->values[i] * c;
+            }
+        }
+        buffers.push_back(std::move(sums));
+        const auto& s = buffers.back();
+        w.add_tensor(e->name + ".in_sum2", {n_per_row, n_mat}, GgmlType::F32,
+                     {reinterpret_cast<const uint8_t*>(s.data()), s.size() * 4});
+        buffers.push_back(std::move(counts));
+        const auto& c = buffers.back();
+        w.add_tensor(e->name + ".counts", {1, n_mat}, GgmlType::F32,
+                     {reinterpret_cast<const uint8_t*>(c.data()), c.size() * 4});
+    }
+    w.write(path);
+}
+
+void write_imatrix(const std::string& path, const std::vector<ImatrixEntry>& entries,
+                   const ImatrixWriteInfo& info) {
+    const bool gguf = path.size() >= 5 && path.compare(path.size() - 5, 5, ".gguf") == 0;
+    if (gguf) {
+        write_imatrix_gguf(path, entries, info);
+    } else {
+        write_imatrix_legacy(path, entries, info);
+    }
 }
 
 }  // namespace quantlens

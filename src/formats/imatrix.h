@@ -10,6 +10,12 @@
 //  - GGUF (general.type = "imatrix"): per weight NAME.in_sum2 F32 [n_per_row, n_mat] and
 //    NAME.counts F32 [1, n_mat]; value = in_sum2 / count per matrix.
 // Values kept here are already divided: the per-column mean of x².
+//
+// Writers (write_imatrix_legacy / write_imatrix_gguf) produce what llama-imatrix writes:
+// entries sorted by name; legacy n_calls = ceil(max tokens / chunk_size) and values
+// mean × n_calls (a matrix no token reached stores 1 × n_calls, as llama.cpp does), then the
+// chunk count and the dataset name; GGUF general.type, imatrix.datasets, imatrix.chunk_count,
+// imatrix.chunk_size (u32) and per entry NAME.in_sum2 = mean × tokens, NAME.counts = tokens.
 #pragma once
 
 #include <cstdint>
@@ -51,5 +57,24 @@ class Imatrix {
     std::vector<std::string> datasets_;
     int64_t chunk_count_ = 0;
 };
+
+// What the writers need besides the entries. Entry counts given to a writer are TOKENS per
+// matrix (n_mat of them, or one shared by all matrices), as GGUF stores them; an Imatrix
+// loaded from a legacy file holds call counts instead (multiply by chunk_size first).
+struct ImatrixWriteInfo {
+    int64_t chunk_size = 512;           // tokens per chunk (llama.cpp: n_ctx / n_parallel)
+    int64_t chunk_count = 0;            // chunks processed
+    std::vector<std::string> datasets;  // calibration text names (legacy keeps the last)
+};
+
+// Throw Error naming the path (and the entry) when an entry is inconsistent or the file
+// cannot be written. Both write to PATH.tmp and rename.
+void write_imatrix_legacy(const std::string& path, const std::vector<ImatrixEntry>& entries,
+                          const ImatrixWriteInfo& info);
+void write_imatrix_gguf(const std::string& path, const std::vector<ImatrixEntry>& entries,
+                        const ImatrixWriteInfo& info);
+// GGUF when the path ends in ".gguf", legacy otherwise.
+void write_imatrix(const std::string& path, const std::vector<ImatrixEntry>& entries,
+                   const ImatrixWriteInfo& info);
 
 }  // namespace quantlens
