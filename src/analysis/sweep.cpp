@@ -32,6 +32,11 @@ using json = nlohmann::json;
 constexpr const char* kAllUnit = "(all)";
 constexpr double kSnrCap = 999.0;  // an exact reproduction has infinite SNR; JSON has no inf
 
+GpuSweepProvider& gpu_provider() {
+    static GpuSweepProvider provider;
+    return provider;
+}
+
 std::string type_name(GgmlType t) {
     return ggml_type_display_name(t);
 }
@@ -115,6 +120,7 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         params += t.n_elements();
         fallbacks += q.fallback ? 1 : 0;
         changed = changed || q.values != original;
+        if (ctx.opt.gpu) gpu_provider().forward_override(*ctx.backend, name, &q.values);
         ctx.engine->set_override(name, std::move(q.values));
     }
     PerturbedStats st;
@@ -124,7 +130,10 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         if (!ctx.opt.prefix_cache) from = 0, embedding = true;
         st = ctx.backend->evaluate(from, embedding);
     }
-    for (const auto& name : tensors) ctx.engine->clear_override(name);
+    for (const auto& name : tensors) {
+        ctx.engine->clear_override(name);
+        if (ctx.opt.gpu) gpu_provider().forward_override(*ctx.backend, name, nullptr);
+    }
 
     const WeightError we = acc.result();
     m["w_rmse"] = we.rmse;
@@ -219,6 +228,7 @@ SweepOptions SweepOptions::from_json(const json& j) {
     o.uniform = j.value("uniform", true);
     o.f16_weights = j.value("f16_weights", true);
     o.budget_seconds = j.value("budget_seconds", 0.0);
+    o.gpu = j.value("gpu", false);
     return o;
 }
 
@@ -314,7 +324,14 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     EngineOptions eo;
     eo.f16_weights = ctx.opt.f16_weights;
     ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
-    ctx.backend = make_cpu_sweep_backend(*ctx.engine);
+    if (ctx.opt.gpu) {
+        QL_CHECK(gpu_provider().make != nullptr,
+                 "sweep --gpu: this quantlens was built without CUDA (configure with "
+                 "-DQUANTLENS_CUDA=ON)");
+        ctx.backend = gpu_provider().make(*ctx.engine);
+    } else {
+        ctx.backend = make_cpu_sweep_backend(*ctx.engine);
+    }
     store.set_message(id, "reference pass");
     const auto t_prep = std::chrono::steady_clock::now();
     ctx.backend->prepare(chunks);
@@ -381,6 +398,10 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     }
     progress.finish();
     return true;
+}
+
+void register_gpu_sweep_provider(GpuSweepProvider provider) {
+    gpu_provider() = std::move(provider);
 }
 
 double spearman(const std::vector<double>& a, const std::vector<double>& b) {

@@ -21,6 +21,8 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -34,6 +36,8 @@ namespace jobs {
 class Store;
 }
 class Model;
+class Engine;
+class SweepBackend;  // analysis/sweep_backend.h
 
 struct SweepOptions {
     std::string model;
@@ -47,7 +51,8 @@ struct SweepOptions {
     bool uniform = true;       // also measure "(all)" per type
     bool f16_weights = true;   // round weights through F16 first, like llama.cpp's converter
     double budget_seconds =
-        0;  // > 0: measure the proxy for all, then KLD by proxy rank until out of time
+        0;             // > 0: measure the proxy for all, then KLD by proxy rank until out of time
+    bool gpu = false;  // evaluate on the CUDA backend (needs a -DQUANTLENS_CUDA=ON build)
 
     nlohmann::json to_json() const;
     static SweepOptions from_json(const nlohmann::json& j);
@@ -72,6 +77,16 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
 // Runs (or resumes) the job until every item is measured or a stop is requested.
 // Returns true when complete.
 bool run_sweep(jobs::Store& store, int64_t job_id);
+
+// The optional GPU backend, registered by code linked with the CUDA library (the CLI of a
+// -DQUANTLENS_CUDA=ON build) so that this library never depends on CUDA.
+struct GpuSweepProvider {
+    std::function<std::unique_ptr<SweepBackend>(Engine&)> make;
+    // Forwards an override installed on the CPU engine (values) or its removal (nullptr).
+    std::function<void(SweepBackend&, const std::string&, const std::vector<float>*)>
+        forward_override;
+};
+void register_gpu_sweep_provider(GpuSweepProvider provider);
 
 // Spearman rank correlation (average ranks for ties); NaN if fewer than 3 pairs.
 double spearman(const std::vector<double>& a, const std::vector<double>& b);

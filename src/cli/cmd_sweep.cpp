@@ -11,6 +11,9 @@
 #include "jobs/runner.h"
 #include "jobs/store.h"
 #include "quant/quant.h"
+#ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_sweep.h"
+#endif
 
 namespace quantlens::cli {
 namespace {
@@ -19,7 +22,7 @@ struct SweepArgs {
     std::string model, eval, types, granularity = "tensor", imatrix, store, json_out;
     int64_t tokens = 8192, ctx = 512;
     double budget = 0;
-    bool no_prefix_cache = false, no_uniform = false, bf16 = false;
+    bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false;
     int64_t job = 0;
 };
 
@@ -40,6 +43,7 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         o.uniform = !a.no_uniform;
         o.f16_weights = !a.bf16;
         o.budget_seconds = a.budget;
+        o.gpu = a.gpu;
         id = create_sweep_job(store, o, command_line);
         fmt::print(stderr, "sweep: job {} in {}\n", id, store.path());
     } else {
@@ -73,6 +77,17 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
 }  // namespace
 
 void register_sweep_runner() {
+#ifdef QL_HAVE_CUDA
+    register_gpu_sweep_provider(
+        {[](Engine& engine) -> std::unique_ptr<SweepBackend> {
+             cuda::CudaEngineOptions o;
+             o.precision = cuda::Precision::F16;  // holds F16-rounded weights exactly
+             return cuda::make_cuda_sweep_backend(engine, o);
+         },
+         [](SweepBackend& b, const std::string& name, const std::vector<float>* v) {
+             cuda::forward_override(b, name, v);
+         }});
+#endif
     jobs::register_job_runner(jobs::JobKind::sweep, [](jobs::Store& store, int64_t id) {
         const jobs::JobState s = jobs::run_job(store, id, [&] { return run_sweep(store, id); });
         if (s == jobs::JobState::done) fmt::print("{}", sweep_summary(store, id));
@@ -103,6 +118,7 @@ QL_COMMAND(
                  "Recompute every item from the embedding (timing reference)");
     cmd.add_flag("--no-uniform", a->no_uniform, "Skip the all-tensors-at-type items");
     cmd.add_flag("--bf16", a->bf16, "Keep the source weights instead of rounding through F16");
+    cmd.add_flag("--gpu", a->gpu, "Evaluate on the GPU (CUDA build)");
     cmd.add_option("--job", a->job, "Resume this sweep job instead of starting one");
     cmd.add_option("--store", a->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
     cmd.add_option("--json", a->json_out,

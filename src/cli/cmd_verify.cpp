@@ -1,0 +1,85 @@
+// `quantlens verify [OUT.gguf...] --base MODEL --text FILE [--recipe R]... [--presets LIST]`:
+// measured size, PPL and KLD of recipes and files beside llama.cpp's uniform presets written
+// by our quantizers (analysis/verify.h). --job stores the table in a sweep job for the report.
+#include <fmt/format.h>
+
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <sstream>
+
+#include "analysis/verify.h"
+#include "cli/command.h"
+#include "core/error.h"
+#include "jobs/store.h"
+
+namespace quantlens::cli {
+namespace {
+
+struct VerifyArgs {
+    std::vector<std::string> files, recipes;
+    std::string presets = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K,IQ4_XS";
+    std::string json_out, store;
+    int64_t job = 0;
+    VerifyOptions opt;
+    bool no_ggml_numerics = false;
+};
+
+int run_verify_command(VerifyArgs& a) {
+    QL_CHECK(!a.opt.base_model.empty() && !a.opt.text.empty(),
+             "verify: --base MODEL and --text FILE are required");
+    a.opt.ggml_numerics = !a.no_ggml_numerics;
+    std::vector<VerifyCandidate> cands;
+    for (const auto& f : a.files)
+        cands.push_back({std::filesystem::path(f).stem().string(), f, "", ""});
+    for (const auto& r : a.recipes)
+        cands.push_back({std::filesystem::path(r).stem().string(), "", r, ""});
+    if (a.presets != "none") {
+        std::stringstream ss(a.presets);
+        std::string p;
+        while (std::getline(ss, p, ','))
+            if (!p.empty()) cands.push_back({p, "", "", p});
+    }
+    const VerifyReport rep = run_verify(a.opt, cands);
+    fmt::print("{}", verify_table(rep));
+    const nlohmann::json j = verify_json(rep);
+    if (!a.json_out.empty()) {
+        std::ofstream out(a.json_out);
+        QL_CHECK(out.good(), "{}: cannot write", a.json_out);
+        out << j.dump(1) << "\n";
+    }
+    if (a.job > 0) {
+        jobs::Store store(jobs::resolve_store_path(a.store));
+        store.put_artifact(a.job, {"verify", true, j.dump()});
+        fmt::print("verify: stored in job {} (quantlens report {})\n", a.job, a.job);
+    }
+    return 0;
+}
+
+}  // namespace
+}  // namespace quantlens::cli
+
+QL_COMMAND(verify,
+           "Measure recipes and GGUF files against the base and llama.cpp's uniform presets") {
+    auto a = std::make_shared<quantlens::cli::VerifyArgs>();
+    cmd.add_option("FILES", a->files, "Quantized GGUF files to verify");
+    cmd.add_option("--base", a->opt.base_model, "Full-precision model (HF directory or GGUF)");
+    cmd.add_option("--text", a->opt.text, "Evaluation text");
+    cmd.add_option("--recipe", a->recipes, "Recipe(s) to quantize and verify");
+    cmd.add_option("--presets", a->presets,
+                   "Comma-separated llama.cpp presets to compare ('none' to skip)")
+        ->capture_default_str();
+    cmd.add_option("--imatrix", a->opt.imatrix, "Importance matrix used when quantizing");
+    cmd.add_option("--out-dir", a->opt.out_dir, "Where quantized candidates are written")
+        ->capture_default_str();
+    cmd.add_option("--ctx", a->opt.ctx, "Chunk length")->capture_default_str();
+    cmd.add_option("--chunks", a->opt.chunks, "Chunks of the text (100 = llama.cpp's reference)")
+        ->capture_default_str();
+    cmd.add_flag("--no-ggml-numerics", a->no_ggml_numerics,
+                 "Pure f32 compute instead of llama.cpp's CPU arithmetic");
+    cmd.add_option("--json", a->json_out, "Write the table as JSON");
+    cmd.add_option("--job", a->job, "Store the table in this sweep job (for the report)");
+    cmd.add_option("--store", a->store, "Job store");
+    return [a] { return quantlens::cli::run_verify_command(*a); };
+}
