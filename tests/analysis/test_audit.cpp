@@ -146,7 +146,8 @@ TEST(Audit, ResumedAfterPauseGivesTheSameResults) {
         EXPECT_EQ(std::isnan(r.share[col("ffn")]), r.model == "moe") << r.model;
         if (r.model == "moe") {
             EXPECT_GT(r.share[col("experts")], 0.0);
-            EXPECT_GT(r.share[col("router")], 0.0);
+            // llama.cpp keeps the router in F32, so it is not swept.
+            EXPECT_TRUE(std::isnan(r.share[col("router")]));
         }
         // Every unit has exactly one role group and one depth (or is embed/output).
         double roles = 0, depth = 0;

@@ -136,7 +136,9 @@ TEST(Compare, ModelAgainstItselfIsExact) {
     o.chunks = 2;
     o.f16_base = false;
     const CompareResult r = run(o, fresh_dir("self"));
-    EXPECT_EQ(r.kld.kld_mean, 0.0);
+    // Identical logits; the base's log-softmax is float, the evaluated side's normalizer
+    // double (kld.h), which leaves rounding noise of ~1e-9 nats.
+    EXPECT_LT(r.kld.kld_mean, 1e-7);
     EXPECT_EQ(r.kld.same_top, 1.0);
     for (const auto& l : r.layers) {
         EXPECT_EQ(l.act_mse, 0.0) << l.name;
