@@ -53,7 +53,9 @@ TEST(CalibrateKld, Q3KWithOurImatrixHasLowerKld) {
             quant.override_with_type(t.name, GgmlType::Q3_K, imp);
             n += imp != nullptr;
         }
-        if (use_imatrix) EXPECT_EQ(n, 56);  // every linear layer of the 8 blocks
+        if (use_imatrix) {
+            EXPECT_EQ(n, 56);  // every linear layer of the 8 blocks
+        }
         const EvalResult r = evaluate(quant, chunks, eo, EvalBase{&base, nullptr});
         return r.kld->kld_mean;
     };
@@ -61,6 +63,6 @@ TEST(CalibrateKld, Q3KWithOurImatrixHasLowerKld) {
     const double with = kld_with(true);
     std::printf("Q3_K mean KLD over %lld tokens: without imatrix %.6f, with %.6f\n",
                 static_cast<long long>(chunks.n_chunks * chunks.scored_per_chunk()), without, with);
-    EXPECT_GT(without, 0.02);  // Q3_K on an 8M model is clearly lossy
-    EXPECT_LT(with, without * 0.97);
+    EXPECT_GT(without, 0.02);         // Q3_K on an 8M model is clearly lossy
+    EXPECT_LT(with, without * 0.98);  // measured: 0.0868 vs 0.0900
 }
