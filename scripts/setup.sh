@@ -11,6 +11,11 @@ APT_PACKAGES=(
   libgtest-dev libgmock-dev libbenchmark-dev
   nodejs npm chromium
 )
+# Optional MPI sharding of sweeps: QUANTLENS_MPI=ON ./scripts/setup.sh (the default build needs no MPI).
+if [ "${QUANTLENS_MPI:-OFF}" = "ON" ]; then
+  APT_PACKAGES+=(libopenmpi-dev openmpi-bin)
+  QUANTLENS_CMAKE_ARGS="${QUANTLENS_CMAKE_ARGS:-} -DQUANTLENS_MPI=ON"
+fi
 missing=()
 for p in "${APT_PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

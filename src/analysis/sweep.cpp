@@ -13,6 +13,7 @@
 
 #include "analysis/chunks.h"
 #include "analysis/sweep_cpu.h"
+#include "analysis/sweep_shard.h"
 #include "analysis/weight_metrics.h"
 #include "core/error.h"
 #include "core/hash.h"
@@ -82,6 +83,7 @@ struct SweepContext {
     std::unique_ptr<SweepBackend> backend;
     std::optional<Imatrix> imatrix;
     std::map<std::string, SweepUnit> units;
+    std::vector<std::string> all_tensors;  // the "(all)" unit
     int64_t n_layers = 0;
 };
 
@@ -197,7 +199,81 @@ json model_info_json(const Model& model) {
             {"n_params", params},   {"unquantized_bytes", fixed}, {"tensors", tensors}};
 }
 
+// What every item needs before the reference pass: the model, the imatrix and the units.
+void open_context(SweepContext& ctx, const SweepOptions& opt) {
+    ctx.opt = opt;
+    ctx.model = Model::open(ctx.opt.model);
+    if (!ctx.opt.imatrix.empty()) ctx.imatrix = Imatrix::load(ctx.opt.imatrix);
+    ctx.n_layers = ctx.model->config().n_layers;
+    for (auto& u : build_sweep_units(*ctx.model, ctx.opt.granularity)) ctx.units[u.name] = u;
+    for (const auto& t : ctx.model->tensors())
+        if (t.quantizable) ctx.all_tensors.push_back(t.name);
+}
+
+// The reference pass (engine, backend, prefix cache); returns the "reference" artifact.
+json prepare_context(SweepContext& ctx) {
+    Tokenizer tokenizer = Tokenizer::load(*ctx.model);
+    const EvalChunks chunks =
+        load_eval_chunks(tokenizer, ctx.opt.eval_text, ctx.opt.ctx, ctx.opt.n_tokens / ctx.opt.ctx);
+    EngineOptions eo;
+    eo.f16_weights = ctx.opt.f16_weights;
+    ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    if (ctx.opt.gpu) {
+        QL_CHECK(gpu_provider().make != nullptr,
+                 "sweep --gpu: this quantlens was built without CUDA (configure with "
+                 "-DQUANTLENS_CUDA=ON)");
+        ctx.backend = gpu_provider().make(*ctx.engine);
+    } else {
+        ctx.backend = make_cpu_sweep_backend(*ctx.engine);
+    }
+    const auto t_prep = std::chrono::steady_clock::now();
+    ctx.backend->prepare(chunks);
+    const double prep_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
+    return {{"n_chunks", chunks.n_chunks},
+            {"n_ctx", chunks.n_ctx},
+            {"n_scored", chunks.n_scored()},
+            {"seconds", prep_s}};
+}
+
+jobs::Metrics measure_named(SweepContext& ctx, const std::string& unit, const std::string& type) {
+    const std::vector<std::string>& tensors =
+        unit == kAllUnit ? ctx.all_tensors : ctx.units.at(unit).tensors;
+    return measure_item(ctx, tensors, type_from_name(type));
+}
+
 }  // namespace
+
+struct SweepMeasurer::Impl {
+    SweepContext ctx;
+};
+
+SweepMeasurer::SweepMeasurer(const SweepOptions& options) : impl_(std::make_unique<Impl>()) {
+    open_context(impl_->ctx, options);
+}
+
+SweepMeasurer::~SweepMeasurer() = default;
+
+std::string SweepMeasurer::model_hash() const {
+    return impl_->ctx.model->content_hash();
+}
+
+std::string SweepMeasurer::text_hash() const {
+    return quantlens::text_hash(impl_->ctx.opt.eval_text);
+}
+
+std::string SweepMeasurer::prepare() {
+    return prepare_context(impl_->ctx).dump();
+}
+
+std::map<std::string, double> SweepMeasurer::measure(const std::string& unit,
+                                                     const std::string& type) {
+    SweepContext& ctx = impl_->ctx;
+    QL_CHECK(unit == kAllUnit || ctx.units.count(unit), "{}: sweep has no unit '{}'", ctx.opt.model,
+             unit);
+    QL_CHECK(ctx.backend != nullptr, "sweep: measure() before prepare()");
+    return measure_named(ctx, unit, type);
+}
 
 json SweepOptions::to_json() const {
     json types_json = json::array();
@@ -305,44 +381,15 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job, not a sweep", id,
              jobs::kind_name(job.kind));
     SweepContext ctx;
-    ctx.opt = SweepOptions::from_json(json::parse(job.params));
-    ctx.model = Model::open(ctx.opt.model);
+    open_context(ctx, SweepOptions::from_json(json::parse(job.params)));
     store.check_inputs(id, ctx.model->content_hash(), text_hash(ctx.opt.eval_text));
-    if (!ctx.opt.imatrix.empty()) ctx.imatrix = Imatrix::load(ctx.opt.imatrix);
-    ctx.n_layers = ctx.model->config().n_layers;
-    for (auto& u : build_sweep_units(*ctx.model, ctx.opt.granularity)) ctx.units[u.name] = u;
-    std::vector<std::string> all_tensors;
-    for (const auto& t : ctx.model->tensors())
-        if (t.quantizable) all_tensors.push_back(t.name);
 
-    std::vector<jobs::WorkItem> pending = store.pending_items(id);
+    // A sharded job (sweep --shard i/n) measures only its share of the items.
+    std::vector<jobs::WorkItem> pending = sweep_items_to_measure(store, id, job.params);
     if (pending.empty()) return true;
 
-    Tokenizer tokenizer = Tokenizer::load(*ctx.model);
-    const EvalChunks chunks =
-        load_eval_chunks(tokenizer, ctx.opt.eval_text, ctx.opt.ctx, ctx.opt.n_tokens / ctx.opt.ctx);
-    EngineOptions eo;
-    eo.f16_weights = ctx.opt.f16_weights;
-    ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
-    if (ctx.opt.gpu) {
-        QL_CHECK(gpu_provider().make != nullptr,
-                 "sweep --gpu: this quantlens was built without CUDA (configure with "
-                 "-DQUANTLENS_CUDA=ON)");
-        ctx.backend = gpu_provider().make(*ctx.engine);
-    } else {
-        ctx.backend = make_cpu_sweep_backend(*ctx.engine);
-    }
     store.set_message(id, "reference pass");
-    const auto t_prep = std::chrono::steady_clock::now();
-    ctx.backend->prepare(chunks);
-    const double prep_s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
-    store.put_artifact(id, {"reference", true,
-                            json{{"n_chunks", chunks.n_chunks},
-                                 {"n_ctx", chunks.n_ctx},
-                                 {"n_scored", chunks.n_scored()},
-                                 {"seconds", prep_s}}
-                                .dump()});
+    put_reference_artifact(store, id, job.params, prepare_context(ctx).dump());
 
     // Budget mode: the proxy orders the work (most damaging first) so a time budget spends
     // the functional measurements where they matter.
@@ -377,7 +424,8 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     }
 
     const jobs::ItemCounts counts = store.item_counts(id);
-    Progress progress(fmt::format("sweep job {}", id), counts.total, "items");
+    Progress progress(fmt::format("sweep job {}", id),
+                      counts.done + static_cast<int64_t>(pending.size()), "items");
     progress.set(counts.done);
     const auto t_start = std::chrono::steady_clock::now();
     for (const auto& item : pending) {
@@ -389,10 +437,8 @@ bool run_sweep(jobs::Store& store, int64_t id) {
             progress.finish();
             return false;
         }
-        const std::vector<std::string>& tensors =
-            item.unit == kAllUnit ? all_tensors : ctx.units.at(item.unit).tensors;
         store.set_message(id, fmt::format("{} × {}", item.unit, item.type));
-        const jobs::Metrics m = measure_item(ctx, tensors, type_from_name(item.type));
+        const jobs::Metrics m = measure_named(ctx, item.unit, item.type);
         store.record_item(id, item.unit, item.type, m);
         progress.advance();
     }

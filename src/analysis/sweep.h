@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -87,6 +88,33 @@ struct GpuSweepProvider {
         forward_override;
 };
 void register_gpu_sweep_provider(GpuSweepProvider provider);
+
+// The measuring half of a sweep on its own, for drivers that schedule the work items
+// themselves (MPI workers, analysis/mpi): opens the model, runs the reference pass once, then
+// measures any item of a job with these options. run_sweep() measures through the same code.
+// Items are independent: a result depends on (options, unit, type, thread count) only, never
+// on which items this measurer did before (overrides are cleared after every item and the
+// prefix cache is read-only after prepare()).
+class SweepMeasurer {
+  public:
+    explicit SweepMeasurer(const SweepOptions& options);  // opens the model and the imatrix
+    ~SweepMeasurer();
+    SweepMeasurer(const SweepMeasurer&) = delete;
+    SweepMeasurer& operator=(const SweepMeasurer&) = delete;
+
+    // What Store::check_inputs compares: the model's content hash and the text's hash.
+    std::string model_hash() const;
+    std::string text_hash() const;
+    // The reference pass; returns the "reference" artifact's JSON text (chunks, seconds).
+    std::string prepare();
+    // One work item (unit "(all)" included); metrics as run_sweep records them.
+    std::map<std::string, double> measure(const std::string& unit, const std::string& type);
+
+    struct Impl;
+
+  private:
+    std::unique_ptr<Impl> impl_;
+};
 
 // Spearman rank correlation (average ranks for ties); NaN if fewer than 3 pairs.
 double spearman(const std::vector<double>& a, const std::vector<double>& b);

@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/sweep.h"
+#include "analysis/sweep_shard.h"
 #include "cli/command.h"
+#include "cli/sweep_mpi.h"
 #include "core/error.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
@@ -24,9 +26,17 @@ struct SweepArgs {
     double budget = 0;
     bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false;
     int64_t job = 0;
+    std::string shard;  // "i/n": measure every n-th item (analysis/sweep_shard.h)
+    SweepMpiArgs mpi;
 };
 
 int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
+    SweepMpiRun mpi(a.mpi);
+    if (mpi.is_worker()) return mpi.run_worker();  // rank 0 alone touches the store
+    QL_CHECK(a.shard.empty() || !mpi.active(),
+             "sweep: --shard and --mpi are alternatives (--mpi schedules the items itself)");
+    QL_CHECK(a.shard.empty() || a.job == 0,
+             "sweep: --shard belongs to a new job; a shard job resumes with --job alone");
     jobs::Store store(jobs::resolve_store_path(a.store));
     int64_t id = a.job;
     if (id == 0) {
@@ -44,15 +54,16 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         o.f16_weights = !a.bf16;
         o.budget_seconds = a.budget;
         o.gpu = a.gpu;
-        id = create_sweep_job(store, o, command_line);
+        id = a.shard.empty()
+                 ? create_sweep_job(store, o, command_line)
+                 : create_sweep_shard_job(store, o, parse_shard_spec(a.shard), command_line);
         fmt::print(stderr, "sweep: job {} in {}\n", id, store.path());
     } else {
         const jobs::Job job = store.get_job(id);
         if (job.state != jobs::JobState::queued) store.resume(id);
     }
     store.start(id);
-    const jobs::JobState final_state =
-        jobs::run_job(store, id, [&] { return run_sweep(store, id); });
+    const jobs::JobState final_state = jobs::run_job(store, id, [&] { return mpi.run(store, id); });
     if (final_state != jobs::JobState::done) {
         fmt::print(stderr, "sweep: job {} is {}; continue with `quantlens jobs resume {}`\n", id,
                    jobs::state_name(final_state), id);
@@ -69,6 +80,13 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         const std::string text = nlohmann::json{{"job", id}, {"measurements", rows}}.dump(1);
         std::fwrite(text.data(), 1, text.size(), f);
         if (f != stdout) std::fclose(f);
+    }
+    if (const auto shard = shard_of_params(store.get_job(id).params)) {
+        fmt::print(
+            "sweep: shard {}/{} done (job {} in {}). Next: quantlens jobs merge OUT.sqlite "
+            "followed by every shard's store\n",
+            shard->index, shard->count, id, store.path());
+        return 0;
     }
     fmt::print("sweep: job {} done. Next: quantlens plan {} --target-bpw 4.5\n", id, id);
     return 0;
@@ -120,6 +138,10 @@ QL_COMMAND(
     cmd.add_flag("--bf16", a->bf16, "Keep the source weights instead of rounding through F16");
     cmd.add_flag("--gpu", a->gpu, "Evaluate on the GPU (CUDA build)");
     cmd.add_option("--job", a->job, "Resume this sweep job instead of starting one");
+    cmd.add_option("--shard", a->shard,
+                   "i/n: measure only items i, i+n, i+2n, … into this store; combine the "
+                   "shard stores with `quantlens jobs merge`");
+    quantlens::cli::add_sweep_mpi_options(cmd, a->mpi);
     cmd.add_option("--store", a->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
     cmd.add_option("--json", a->json_out,
                    "Write all measurements as JSON to this file ('-' = stdout)");
