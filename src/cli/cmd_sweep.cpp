@@ -69,7 +69,8 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
                    jobs::state_name(final_state), id);
         return final_state == jobs::JobState::paused ? 0 : 1;
     }
-    fmt::print("{}", sweep_summary(store, id));
+    const auto shard = shard_of_params(store.get_job(id).params);
+    if (!shard) fmt::print("{}", sweep_summary(store, id));  // a shard has only part of it
     if (!a.json_out.empty()) {
         nlohmann::json rows = nlohmann::json::array();
         for (const auto& m : store.measurements(id))
@@ -81,7 +82,7 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         std::fwrite(text.data(), 1, text.size(), f);
         if (f != stdout) std::fclose(f);
     }
-    if (const auto shard = shard_of_params(store.get_job(id).params)) {
+    if (shard) {
         fmt::print(
             "sweep: shard {}/{} done (job {} in {}). Next: quantlens jobs merge OUT.sqlite "
             "followed by every shard's store\n",
