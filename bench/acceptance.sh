@@ -10,19 +10,21 @@
 set -euo pipefail
 BIN=$(realpath "$1"); DATA=$(realpath "$2"); OUT=$3
 mkdir -p "$OUT"; OUT=$(realpath "$OUT")
-export QUANTLENS_STORE="$OUT/store.sqlite"
+export QUANTLENS_STORE="${QUANTLENS_STORE:-/tmp/ql-acceptance.sqlite}"
 rm -f "$QUANTLENS_STORE"*
 M=examples/models/llama-8m
 IM="$DATA/llama-8m.llamacpp-imatrix.dat"
 T() { /usr/bin/time -f "%e s wall, %U s user" "$@"; }
 log() { echo "== $*" | tee -a "$OUT/log.txt"; }
 nproc | tee "$OUT/nproc.txt"
+if [ -z "${SKIP_PREFIX_TIMING:-}" ]; then
 log "1. prefix cache on/off, 2 cores (taskset -c 0,1), Q4_K, 4096 tokens"
 { T taskset -c 0,1 "$BIN" -q -t 2 sweep $M --eval "$DATA/eval.txt" --tokens 4096 --types Q4_K --no-uniform > "$OUT/pc_on.txt"; } 2>> "$OUT/log.txt"
 { T taskset -c 0,1 "$BIN" -q -t 2 sweep $M --eval "$DATA/eval.txt" --tokens 4096 --types Q4_K --no-uniform --no-prefix-cache > "$OUT/pc_off.txt"; } 2>> "$OUT/log.txt"
+fi
 log "2. sweep, 8 types, 8192 tokens, imatrix"
 { T "$BIN" -q sweep $M --eval "$DATA/eval.txt" --tokens 8192 --imatrix "$IM" > "$OUT/sweep.txt"; } 2>> "$OUT/log.txt"
-JOB=3
+JOB=$("$BIN" jobs list --json | python3 -c 'import json,sys; print(max(j["id"] for j in json.load(sys.stdin)))')
 log "3. plans"
 RECIPES=()
 for size in 4484000 5373408 6176000; do
@@ -42,3 +44,4 @@ cat "$OUT/verify.txt"
 log "5. report"
 "$BIN" report $JOB -o "$OUT/report.html" >> "$OUT/log.txt" 2>&1 || true
 cat "$OUT/log.txt"
+cp "$QUANTLENS_STORE" "$OUT/store.sqlite" 2>/dev/null || true

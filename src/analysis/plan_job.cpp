@@ -159,7 +159,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     QL_CHECK(!problem.units.empty(), "job {}: no measured units", req.job_id);
 
     // Interaction factor from the "(all)" measurements (only meaningful for the KLD metric).
-    if (req.metric == "kld" && m.count(kAllUnit)) {
+    if (m.count(kAllUnit)) {
         std::vector<double> ratios;
         for (const auto& [type_name, metrics] : m[kAllUnit]) {
             if (!metrics.count("kld_mean")) continue;
@@ -205,7 +205,20 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     recipe.metric = req.metric;
     recipe.predicted_size_bytes = r.bytes;
     recipe.predicted_bpw = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(out.n_params);
-    recipe.predicted_kld = req.metric == "kld" ? r.error * out.interaction_factor : std::nan("");
+    // Whatever drove the choice, its predicted KLD comes from the measured per-unit ΔKLD
+    // (so a proxy-driven recipe is predicted on the same scale as a KLD-driven one).
+    double kld_sum = 0;
+    bool kld_known = true;
+    for (size_t i = 0; i < problem.units.size(); ++i) {
+        const std::string type = ggml_type_display_name(problem.units[i].options[r.choice[i]].type);
+        const auto& metrics = m[problem.units[i].name][type];
+        auto it = metrics.find("kld_mean");
+        if (it == metrics.end())
+            kld_known = false;
+        else
+            kld_sum += std::max(0.0, it->second);
+    }
+    recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GgmlType t = problem.units[i].options[r.choice[i]].type;
         out.choices.push_back({problem.units[i].name, ggml_type_display_name(t)});

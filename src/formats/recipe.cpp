@@ -60,9 +60,14 @@ Recipe from_json(const json& j, const std::string& path) {
         r.budget_value = j["budget"].value("value", 0.0);
     }
     if (j.contains("predicted") && j["predicted"].is_object()) {
-        r.predicted_size_bytes = j["predicted"].value("size_bytes", uint64_t{0});
-        r.predicted_bpw = j["predicted"].value("bpw", 0.0);
-        r.predicted_kld = j["predicted"].value("kld", 0.0);
+        // Unknown predictions are written as null (JSON has no NaN).
+        auto number = [&](const char* key, double fallback) {
+            const auto& p = j["predicted"];
+            return p.contains(key) && p[key].is_number() ? p[key].get<double>() : fallback;
+        };
+        r.predicted_size_bytes = static_cast<uint64_t>(number("size_bytes", 0));
+        r.predicted_bpw = number("bpw", 0);
+        r.predicted_kld = number("kld", std::nan(""));
     }
     if (j.contains("default_type"))
         r.default_type = parse_type(j["default_type"].get<std::string>(), path, "default_type");
