@@ -1,11 +1,13 @@
 // Model: source dispatch and the source-independent parts of the interface (model.h).
 #include "model/model.h"
 
+#include <algorithm>
 #include <cstring>
 #include <filesystem>
 
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "hub/resolve.h"
 #include "model/names.h"
 #include "model/sources.h"
 
@@ -26,7 +28,11 @@ uint64_t TensorInfo::nbytes() const {
            static_cast<uint64_t>(n_elements() / std::max<int64_t>(ne[0], 1));
 }
 
-std::unique_ptr<Model> Model::open(const std::string& path) {
+std::unique_ptr<Model> Model::open(const std::string& arg) {
+    // ORG/NAME[@REV] that is not a local path: the model pulled into the Hugging Face cache.
+    const bool repo_like = !arg.empty() && arg[0] != '/' && arg[0] != '.' &&
+                           std::count(arg.begin(), arg.end(), '/') == 1 && !fs::exists(arg);
+    const std::string path = repo_like ? resolve_model_path(arg) : arg;
     QL_CHECK(fs::exists(path), "{}: no such file or directory", path);
     if (fs::is_directory(path)) return detail::open_hf_model(path);
     if (fs::path(path).filename() == "config.json")
