@@ -26,25 +26,27 @@ struct ModelConfig {
     int64_t n_heads = 0;
     int64_t n_kv_heads = 0;
     int64_t head_dim = 0;
-    int64_t ffn = 0;              // dense FFN width, or per-expert width for MoE
+    int64_t ffn = 0;  // dense FFN width, or per-expert width for MoE
     int64_t vocab = 0;
     int64_t max_positions = 0;
     double rms_eps = 1e-6;
     double rope_theta = 10000.0;
     bool tie_embeddings = false;
-    bool qkv_bias = false;        // Qwen2
-    bool qk_norm = false;         // Qwen3
-    int64_t n_experts = 0;        // 0 = dense
+    bool qkv_bias = false;  // Qwen2
+    bool qk_norm = false;   // Qwen3
+    int64_t n_experts = 0;  // 0 = dense
     int64_t n_experts_used = 0;
     int64_t shared_expert_ffn = 0;  // Qwen2-MoE
-    std::string torch_dtype;      // "bfloat16", "float16", "float32"
+    std::string torch_dtype;        // "bfloat16", "float16", "float32"
     int64_t bos_token_id = -1;
     int64_t eos_token_id = -1;
 
     bool is_moe() const { return n_experts > 0; }
     // llama.cpp rope style: GGUF llama stores q/k rows permuted and uses normal (interleaved
     // pairs) RoPE; qwen2/qwen3/qwen2moe use neox (half-split) RoPE on unpermuted weights.
-    bool rope_neox() const { return arch == Arch::Qwen2 || arch == Arch::Qwen3 || arch == Arch::Qwen2Moe; }
+    bool rope_neox() const {
+        return arch == Arch::Qwen2 || arch == Arch::Qwen3 || arch == Arch::Qwen2Moe;
+    }
 };
 
 // Parses config.json text; `path` names the file in errors. Throws Error on unknown

@@ -39,9 +39,9 @@
 
 namespace quantlens::kernels {
 
-#define QL_DECLARE_KERNELS(t)                                                               \
+#define QL_DECLARE_KERNELS(t)                                                              \
     void quantize_rows_##t(const float* src, void* dst, int64_t n_rows, int64_t n_per_row, \
-                           const float* importance);                                        \
+                           const float* importance);                                       \
     void dequantize_row_##t(const void* src, float* dst, int64_t n);
 QL_QUANT_TYPES(QL_DECLARE_KERNELS)
 #undef QL_DECLARE_KERNELS
