@@ -9,8 +9,12 @@ APT_PACKAGES=(
   libfmt-dev libspdlog-dev nlohmann-json3-dev libyaml-cpp-dev libcli11-dev libcpp-httplib-dev
   libsqlite3-dev libcurl4-openssl-dev libssl-dev libopenblas-dev libpcre2-dev libxxhash-dev
   libgtest-dev libgmock-dev libbenchmark-dev
-  nodejs npm chromium
 )
+# Node.js, npm and Chromium are checked as commands, not packages: a machine may already carry a
+# newer Node.js with its own npm (e.g. NodeSource's), and Debian's npm package conflicts with it.
+command -v node >/dev/null || APT_PACKAGES+=(nodejs)
+command -v npm >/dev/null || APT_PACKAGES+=(npm)
+command -v chromium >/dev/null || [ -x /usr/bin/chromium ] || APT_PACKAGES+=(chromium)
 # Optional MPI sharding of sweeps: QUANTLENS_MPI=ON ./scripts/setup.sh (the default build needs no MPI).
 if [ "${QUANTLENS_MPI:-OFF}" = "ON" ]; then
   APT_PACKAGES+=(libopenmpi-dev openmpi-bin)
