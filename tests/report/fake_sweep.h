@@ -1,10 +1,11 @@
 // Test helper (header-only): fills a job store with a fake but well-formed sweep of
 // llama-8m — the real tensor names and parameter counts derived from its config.json, every
 // (unit, type) measured with the metrics the real sweep stores, plus a plan, verify rows and
-// calibration statistics — so the report, the server and the browser tests have data with
-// the real shape. Values follow a smooth law (error falls ~2× per extra bit, some roles and
-// the first layer more sensitive) so knees and orderings are meaningful; they are not
-// measurements. Used by tests/report, tests/server and tests/server/ql_test_jobs.cpp.
+// calibration statistics — so the report and the server unit tests have data with the real
+// shape without running a model. Values follow a smooth law (error falls ~2× per extra bit,
+// some roles and the first layer more sensitive) so knees and orderings are meaningful; they
+// are not measurements. Used by tests/report and tests/server (the browser tests,
+// web/tests/browser.test.mjs, measure a real sweep instead).
 #pragma once
 
 #include <nlohmann/json.hpp>

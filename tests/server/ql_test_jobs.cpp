@@ -1,11 +1,9 @@
 // Test helper executable (built by the top-level CMakeLists.txt with the tests, not a test
-// itself). Two uses:
-//   ql_test_jobs fixture --store S --model DIR   fill S with a fake sweep (fake_sweep.h), print
-//                                                the job id
-//   ql_test_jobs [-q] KIND ARGS... --store S     stand-in for `quantlens KIND`, started by the
-//                                                server through --job-exe: creates a KIND job,
-//                                                records 20 items at 20 per second, finishes
-// so the server and browser tests can start jobs and watch progress without running a model.
+// itself): a stand-in for `quantlens KIND`, started by the server through --job-exe:
+//   ql_test_jobs [-q] KIND ARGS... --store S     creates a KIND job, records 20 items at 20 per
+//                                                second, finishes
+// so the server's API tests (tests/server/test_api.cpp) can start jobs and watch progress
+// without running a model. The browser tests run the real binary instead.
 #include <chrono>
 #include <cstdio>
 #include <string>
@@ -14,7 +12,6 @@
 
 #include "core/error.h"
 #include "jobs/store.h"
-#include "report/fake_sweep.h"
 
 using namespace quantlens;
 
@@ -24,8 +21,6 @@ int main(int argc, char** argv) {
     for (size_t i = 0; i < args.size(); ++i) {
         if (args[i] == "--store" && i + 1 < args.size())
             store_path = args[++i];
-        else if (args[i] == "--model" && i + 1 < args.size())
-            model = args[++i];
         else if (args[i] == "-q")
             continue;
         else if (kind.empty())
@@ -34,17 +29,11 @@ int main(int argc, char** argv) {
             model = args[i];
     }
     if (store_path.empty() || kind.empty()) {
-        std::fprintf(stderr,
-                     "usage: ql_test_jobs fixture --store S --model DIR | KIND ARGS --store S\n");
+        std::fprintf(stderr, "usage: ql_test_jobs [-q] KIND ARGS... --store S\n");
         return 2;
     }
     try {
         jobs::Store store(store_path);
-        if (kind == "fixture") {
-            const auto sweep = test_support::fill_fake_sweep(store, model);
-            std::printf("%lld\n", static_cast<long long>(sweep.job));
-            return 0;
-        }
         const auto parsed = jobs::parse_kind(kind);
         if (!parsed) {
             std::fprintf(stderr, "error: unknown job kind '%s'\n", kind.c_str());

@@ -257,6 +257,7 @@
     recipe.choice.clear();
     const plan = (d.plans || []).find((p) => 'plan:' + p.name === start);
     d.units.forEach((u, ui) => {
+      if (!QLReport.isTensorUnit(u)) return;  // "(all)": the sweep's whole-model items
       const types = measuredTypes(ui);
       if (!types.length) return;
       let t = types[types.length - 1];  // default: the most bits measured

@@ -45,6 +45,13 @@
     return b.toFixed(i ? 2 : 0) + ' ' + units[i];
   }
 
+  // A unit that names model tensors. The sweep's "(all)" unit (role "all": every tensor at
+  // one type at once) is measured and drawn in the heatmap, but is not a tensor a recipe or a
+  // per-tensor ranking can choose.
+  function isTensorUnit(u) {
+    return !!u && u.role !== 'all' && u.name !== '(all)';
+  }
+
   // Index of the measurement matrix: cell(u, t) → metrics object or undefined.
   function index(data) {
     if (data._index) return data._index;
@@ -193,13 +200,13 @@
     const unit = data.units[u];
     const pts = unitCurve(data, u, metric);
     const traces = [];
-    // Median over all units, for context.
+    // Median over the tensor units, for context.
     const med = (data.types || []).map((t, ti) => {
-      const vals = data.units.map((_, uu) => unitCurve(data, uu, metric).find((p) => p.type === t.name))
+      const vals = data.units.map((uo, uu) => (isTensorUnit(uo) ? unitCurve(data, uu, metric).find((p) => p.type === t.name) : null))
         .filter(Boolean).map((p) => p.y).sort((a, b) => a - b);
       return vals.length ? { x: t.bpw, y: vals[Math.floor(vals.length / 2)] } : null;
     }).filter(Boolean);
-    traces.push({ x: med.map((p) => p.x), y: med.map((p) => p.y), name: 'median of all units',
+    traces.push({ x: med.map((p) => p.x), y: med.map((p) => p.y), name: 'median of all tensors',
       mode: 'lines', line: { dash: 'dot', color: '#98a2b3' } });
     traces.push({ x: pts.map((p) => p.x), y: pts.map((p) => p.y), text: pts.map((p) => p.type),
       name: unit.name, mode: 'lines+markers+text', textposition: 'top center',
@@ -269,6 +276,7 @@
     const idx = index(data);
     if ((data.types || []).length && (data.units || []).length) {
       const sens = data.units.map((u, ui) => {
+        if (!isTensorUnit(u)) return null;
         for (let ti = 0; ti < data.types.length; ti++) {
           const c = idx.cell(ui, ti);
           if (c && typeof c.kld_mean === 'number') return { u, t: data.types[ti].name, kld: c.kld_mean };
@@ -421,7 +429,14 @@
       slider.addEventListener('input', () => { state.weights[c.key] = +slider.value; out.textContent = slider.value; draw(); });
       controls.appendChild(el('label', { text: c.label + ' ' }, [slider, out]));
     }
-    root.appendChild(el('section', { class: 'ql-card' }, [
+    // A job without sweep measurements (calibrate, verify): say so instead of empty charts.
+    const measured = (data.cells || []).length > 0;
+    if (!measured) {
+      root.appendChild(el('section', { class: 'ql-card', id: 'ql-no-cells' }, [
+        el('h2', { text: 'Sensitivity heatmap' }),
+        el('p', { class: 'ql-note', text: job.kind === 'sweep' ? 'No measurements in this sweep yet.'
+          : `A ${job.kind || '?'} job has no sweep measurements: the heatmap and the error curves are in a sweep job's report.` })]));
+    } else root.appendChild(el('section', { class: 'ql-card' }, [
       el('h2', { text: 'Sensitivity heatmap' }),
       el('p', { class: 'ql-note', text: 'Colour = composite score: weighted mean of each metric min-max normalized over all cells (0 = best, 1 = worst). Weights below.' }),
       controls, hm, detail]));
@@ -438,7 +453,7 @@
     for (const p of data.plans || []) planSel.appendChild(el('option', { value: p.name, text: p.name }));
     const drawCurves = () => { if ((data.units || []).length) renderCurves(cv, data, +unitSel.value, metricSel.value, planSel.value); };
     for (const s of [unitSel, metricSel, planSel]) s.addEventListener('change', drawCurves);
-    root.appendChild(el('section', { class: 'ql-card' }, [
+    if (measured) root.appendChild(el('section', { class: 'ql-card' }, [
       el('h2', { text: 'Error vs bits per weight' }),
       el('div', { class: 'ql-controls' }, [el('label', { text: 'unit ' }, [unitSel]), el('label', { text: 'metric ' }, [metricSel]),
         (data.plans || []).length ? el('label', { text: 'plan ' }, [planSel]) : null]),
@@ -464,12 +479,12 @@
     copy.addEventListener('click', () => { if (navigator.clipboard) navigator.clipboard.writeText(md); });
     root.appendChild(el('section', { class: 'ql-card' }, [el('h2', { text: 'Summary for a model card' }), copy, pre]));
 
-    draw(); drawCurves();
+    if (measured) { draw(); drawCurves(); }
     if (hasPareto) renderPareto(pc, data, 'kld');
     renderCalibration(cal, data);
     return { state, redraw: draw };
   }
 
-  global.QLReport = { COMPOSITE, fmt, fmtBytes, index, normalizers, compositeScore, heatmapModel,
+  global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, normalizers, compositeScore, heatmapModel,
     renderHeatmap, knee, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
 })(typeof window !== 'undefined' ? window : globalThis);

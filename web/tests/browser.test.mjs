@@ -1,13 +1,21 @@
 // Browser tests: Debian's chromium, headless, driven by playwright-core (node --test).
-//  1. the self-contained report opens offline: no network request at all, no script error,
-//     one heatmap cell per measured (unit, type);
-//  2. the web app over `quantlens serve`: heatmap cells, hover a cell and read a metric,
-//     start a job and watch it reach 100 %, edit a recipe and see the size change, save it.
-// Data: a job store filled by ql_test_jobs (a fake sweep of llama-8m's real tensor list).
+// Data: a job store made in before() by the real `quantlens` binary on llama-8m from the
+// shared test data (no fake measurements): a sweep of 3 types over 256 tokens, a plan on it
+// (--target-bpw 5: the Pareto frontier), a verify of that plan beside two presets (the
+// measured points and the summary table) and a calibrate job of a few chunks (the
+// calibration views, which belong to the calibrate job's own report). Expected counts are
+// read back from the store through the CLI (`jobs show --json`, `report --json`) and also
+// checked against llama-8m's known shape.
+//  1. the sweep's self-contained report opens offline: no network request at all, no script
+//     error, one heatmap cell per measured (unit, type), hover shows the stored metric;
+//  2. the calibrate job's report opens offline and draws the calibration charts;
+//  3. the web app over `quantlens serve` (which starts jobs with the real binary): heatmap
+//     cells, hover a cell and read the stored metric, start a real small sweep from the form
+//     and watch it reach 100 %, edit a recipe and see the size change, save it, model tree.
 // Screenshots go to <build>/test-artifacts/browser/. Run by scripts/test-browser.sh.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -22,10 +30,40 @@ const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ql-browser-'));
 const store = path.join(work, 'jobs.sqlite');
 const recipes = path.join(work, 'recipes');
 const model = path.join(shared, 'models', 'llama-8m');
+const evalText = path.join(shared, 'data', 'eval.txt');
+const calibText = path.join(shared, 'data', 'calib.txt');
+const quantlens = path.join(build, 'quantlens');
+
+// llama-8m: 8 layers × 7 matrices + token_embd + output quantizable tensors; the sweep also
+// measures the unit "(all)" (every tensor at the type at once) per type.
+const TENSORS = 58;
+const TYPES = ['Q2_K', 'Q4_K', 'Q8_0'];  // the heatmap orders them by bits per weight
+// Bytes per 256 weights of the swept types (ggml block sizes): the recipe size arithmetic.
+const BYTES_PER_256 = { Q2_K: 84, Q4_K: 144, Q8_0: 272 };
 
 // The machine may be busy (CI, parallel builds): generous timeouts, nothing depends on speed.
 const SLOW = 60000;
-let context, server, baseUrl, jobId, report;
+const JOB_TIMEOUT = 300000;  // a real job run from the app (measured: ~10 s on 2 busy cores)
+let context, server, baseUrl;
+let sweepId, calibId, shown, data, report, calibReport;
+
+// Runs the real binary; throws with its output when it fails.
+function ql(args, timeout = JOB_TIMEOUT) {
+  const t0 = Date.now();
+  const r = spawnSync(quantlens, ['-q', ...args], { cwd: work, encoding: 'utf8', timeout, maxBuffer: 256 << 20 });
+  if (r.status !== 0)
+    throw new Error(`quantlens ${args.join(' ')}: ${r.error || 'exit ' + (r.status ?? r.signal)}\n${r.stderr}\n${r.stdout.slice(-4000)}`);
+  console.log(`# quantlens ${args[0]}: ${((Date.now() - t0) / 1000).toFixed(1)} s`);
+  return r.stdout;
+}
+const qlJson = (args) => JSON.parse(ql([...args, '--json', '--store', store]));
+// The one job of `kind` in the store (the store is fresh, so there is exactly one).
+function onlyJob(kind) {
+  const list = qlJson(['jobs', 'list', '--kind', kind]);
+  assert.equal(list.length, 1, `expected one ${kind} job, got ${JSON.stringify(list)}`);
+  assert.equal(list[0].status, 'done');
+  return list[0].id;
+}
 
 async function launch() {
   // A fresh profile per run; flags keep chromium from calling home (updates, sync, QUIC probes).
@@ -38,13 +76,15 @@ async function launch() {
   });
 }
 
+// `quantlens serve` with its default job executable (itself), so jobs started from the app
+// run the real commands; models and data from the shared test data are allowed paths.
 function startServer() {
   return new Promise((resolve, reject) => {
-    server = spawn(path.join(build, 'quantlens'), ['serve', '--port', '0', '--store', store,
-      '--models-dir', path.join(shared, 'models'), '--recipes-dir', recipes,
-      '--job-exe', path.join(build, 'ql_test_jobs')], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+    server = spawn(quantlens, ['serve', '--port', '0', '--store', store,
+      '--models-dir', path.join(shared, 'models'), '--models-dir', path.join(shared, 'data'),
+      '--recipes-dir', recipes], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
-    const timer = setTimeout(() => reject(new Error('server did not start: ' + out)), 15000);
+    const timer = setTimeout(() => reject(new Error('server did not start: ' + out)), SLOW);
     const onData = (d) => {
       out += d;
       const m = /http:\/\/127\.0\.0\.1:(\d+)\//.exec(out);
@@ -58,9 +98,23 @@ function startServer() {
 
 before(async () => {
   fs.mkdirSync(artifacts, { recursive: true });
-  jobId = execFileSync(path.join(build, 'ql_test_jobs'), ['fixture', '--store', store, '--model', model]).toString().trim();
+  // A small real sweep (2 chunks of 128 tokens) and everything the report draws from it.
+  ql(['sweep', model, '--eval', evalText, '--tokens', '256', '--ctx', '128', '--types', TYPES.join(','), '--store', store]);
+  sweepId = onlyJob('sweep');
+  const recipePlan = path.join(work, 'plan-bpw5.json');
+  ql(['plan', String(sweepId), '--target-bpw', '5', '--name', 'bpw5', '-o', recipePlan, '--store', store]);
+  ql(['verify', '--base', model, '--text', evalText, '--recipe', recipePlan, '--presets', 'Q4_K_M,Q8_0',
+    '--ctx', '128', '--chunks', '2', '--out-dir', work, '--job', String(sweepId), '--store', store]);
+  ql(['calibrate', model, '--text', calibText, '--ctx', '128', '--chunks', '4', '--store', store]);
+  calibId = onlyJob('calibrate');
+  shown = qlJson(['jobs', 'show', String(sweepId)]);
+  const dataFile = path.join(work, 'report.json');
+  ql(['report', String(sweepId), '--json', '-o', dataFile, '--store', store]);
+  data = JSON.parse(fs.readFileSync(dataFile, 'utf8'));
   report = path.join(artifacts, 'report.html');
-  execFileSync(path.join(build, 'quantlens'), ['-q', 'report', jobId, '-o', report, '--store', store]);
+  ql(['report', String(sweepId), '-o', report, '--store', store]);
+  calibReport = path.join(artifacts, 'report-calibration.html');
+  ql(['report', String(calibId), '-o', calibReport, '--store', store]);
   context = await launch();
   context.setDefaultTimeout(SLOW);
   baseUrl = await startServer();
@@ -72,6 +126,18 @@ after(async () => {
   fs.rmSync(work, { recursive: true, force: true });
 });
 
+test('the store holds the real sweep: llama-8m tensors × types, a plan, verify rows', () => {
+  assert.equal(shown.kind, 'sweep');
+  assert.equal(shown.items.pending, 0);
+  assert.equal(shown.units, TENSORS + 1);  // + "(all)"
+  assert.equal(shown.items.done, (TENSORS + 1) * TYPES.length);
+  assert.deepEqual(data.types.map((t) => t.name), TYPES);
+  assert.equal(data.cells.length, shown.items.done);
+  assert.ok(shown.artifacts.includes('plan:bpw5') && shown.artifacts.includes('verify'), shown.artifacts.join());
+  assert.equal(Object.keys(data.plans[0].tensors).length, TENSORS);
+  assert.ok(data.plans[0].frontier.length > 10);
+});
+
 // Number of measured cells in the data the page holds, and in the drawn heatmap trace.
 async function heatmapCounts(page) {
   return page.evaluate(() => {
@@ -79,7 +145,7 @@ async function heatmapCounts(page) {
     let drawn = 0;
     for (const row of gd.data[0].z) for (const v of row) if (v !== null) drawn++;
     return { drawn, cells: window.qlData.cells.length, units: window.qlData.units.length,
-      types: window.qlData.types.length, attr: +gd.dataset.cells };
+      types: window.qlData.types.length, rows: gd.data[0].y.length, attr: +gd.dataset.cells };
   });
 }
 
@@ -96,91 +162,164 @@ async function hoverCell(page, row, col) {
   return page.textContent('#ql-cell-detail');
 }
 
-test('report opens offline with one heatmap cell per measured (unit, type)', async () => {
+// The stored metric of (unit name, type name) from `quantlens report --json`.
+function stored(unit, type, metric) {
+  const u = data.units.findIndex((x) => x.name === unit), t = data.types.findIndex((x) => x.name === type);
+  const cell = data.cells.find((c) => c.u === u && c.t === t);
+  assert.ok(cell, `no stored cell ${unit} × ${type}`);
+  return cell.m[metric];
+}
+
+// Hovers the cell of `unit` at `type` and checks that the page shows the stored kld_mean.
+async function hoverAndCheck(page, unit, type) {
+  const [row, col] = await page.evaluate(([u, t]) => [
+    window.qlData.units.findIndex((x) => x.name === u), window.qlData.types.findIndex((x) => x.name === t)], [unit, type]);
+  const detail = await hoverCell(page, row, col);
+  assert.ok(detail.includes(`${unit} · ${type}`), detail);
+  const value = Number(/kld_mean = ([0-9.e+-]+)/.exec(detail)[1]);
+  const want = stored(unit, type, 'kld_mean');
+  assert.ok(want > 0 && Math.abs(value - want) / want < 1e-3, `hover shows ${value}, the store has ${want}`);
+}
+
+// Opens a report file with the network off; collects every non-file request and page error.
+async function openOffline(file) {
   const page = await context.newPage();
   const requests = [], errors = [];
-  page.on('request', (r) => { if (!r.url().startsWith('file:') && !r.url().startsWith('data:') && !r.url().startsWith('blob:')) requests.push(r.url()); });
+  page.on('request', (r) => { if (!/^(file|data|blob):/.test(r.url())) requests.push(r.url()); });
   page.on('pageerror', (e) => errors.push(e.message));
   await context.setOffline(true);  // and any request that is attempted is recorded above
-  await page.goto('file://' + report, { timeout: 90000 });
-  await page.waitForSelector('#ql-heatmap .main-svg');
-  const n = await heatmapCounts(page);
-  assert.equal(n.units, 58);  // llama-8m: 8 layers × 7 matrices + token_embd + output
-  assert.equal(n.types, 6);
-  assert.equal(n.cells, 58 * 6);
-  assert.equal(n.drawn, n.cells);
-  assert.equal(n.attr, n.cells);
-  const detail = await hoverCell(page, 0, 0);
-  assert.match(detail, /token_embd\.weight · Q2_K/);
-  // The other views are drawn too.
-  await page.waitForSelector('#ql-curves .main-svg');
-  await page.waitForSelector('#ql-pareto .main-svg');
-  await page.waitForSelector('#ql-hockey .main-svg');
-  await page.waitForSelector('#ql-kurtosis .main-svg');
-  assert.match(await page.textContent('#ql-summary-md'), /\| recipe \| size \| bpw \| PPL/);
-  // Layers mode aggregates: 8 layers + embed + output rows.
-  await page.selectOption('#ql-mode', 'layers');
-  const rows = await page.evaluate(() => document.getElementById('ql-heatmap').data[0].y.length);
-  assert.equal(rows, 10);
-  await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
-  assert.deepEqual(errors, []);
-  assert.deepEqual(requests, [], 'the report made network requests');
-  await context.setOffline(false);
-  await page.close();
+  await page.goto('file://' + file, { timeout: 90000 });
+  return { page, requests, errors };
+}
+
+test('report opens offline with one heatmap cell per measured (unit, type)', async () => {
+  const { page, requests, errors } = await openOffline(report);
+  try {
+    await page.waitForSelector('#ql-heatmap .main-svg');
+    const n = await heatmapCounts(page);
+    assert.equal(n.units, shown.units);
+    assert.equal(n.types, TYPES.length);
+    assert.equal(n.cells, shown.items.done);
+    assert.equal(n.cells, (TENSORS + 1) * TYPES.length);
+    assert.equal(n.drawn, n.cells);
+    assert.equal(n.attr, n.cells);
+    await hoverAndCheck(page, 'token_embd.weight', 'Q2_K');
+    // The other views are drawn from the real plan and verify.
+    await page.waitForSelector('#ql-curves .main-svg');
+    await page.waitForSelector('#ql-pareto .main-svg');
+    const md = await page.textContent('#ql-summary-md');
+    assert.match(md, /\| recipe \| size \| bpw \| PPL/);
+    assert.match(md, /\| Q4_K_M \|/);
+    assert.match(md, /Plan \*\*bpw5\*\*/);
+    assert.doesNotMatch(md, /\(all\)/);  // the ranking lists tensors only
+    // Layers mode aggregates: 8 layers + embed + output + "(all)" rows.
+    await page.selectOption('#ql-mode', 'layers');
+    const rows = await page.evaluate(() => document.getElementById('ql-heatmap').data[0].y);
+    assert.equal(rows.length, 11, rows.join());
+    await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, [], 'the report made network requests');
+  } finally {
+    await context.setOffline(false);
+    await page.close();
+  }
 });
 
-test('app: heatmap, hover, start a job to 100 %, edit and save a recipe', async () => {
+test('calibrate job report opens offline and draws the calibration charts', async () => {
+  const { page, requests, errors } = await openOffline(calibReport);
+  try {
+    await page.waitForSelector('#ql-hockey .main-svg');
+    await page.waitForSelector('#ql-surface .main-svg');
+    await page.waitForSelector('#ql-kurtosis .main-svg');
+    // One hockey-stick option per linear input the calibration measured (all 56 layer matrices).
+    const options = await page.$$eval('#ql-calib-tensor option', (o) => o.length);
+    assert.equal(options, TENSORS - 2);
+    // No sweep cells: a note instead of an empty heatmap.
+    assert.match(await page.textContent('#ql-no-cells'), /calibrate job has no sweep measurements/);
+    assert.equal(await page.$('#ql-heatmap'), null);
+    await page.screenshot({ path: path.join(artifacts, 'report-calibration.png'), fullPage: true });
+    assert.deepEqual(errors, []);
+    assert.deepEqual(requests, [], 'the report made network requests');
+  } finally {
+    await context.setOffline(false);
+    await page.close();
+  }
+});
+
+test('app: heatmap, hover, start a real sweep to 100 %, edit and save a recipe', async () => {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
-  await page.goto(`${baseUrl}/#report/${jobId}`);
+  await page.goto(`${baseUrl}/#report/${sweepId}`);
   await page.waitForSelector('#ql-heatmap .main-svg');
   const n = await heatmapCounts(page);
-  assert.equal(n.drawn, 58 * 6);
-  // Hover blk.0.attn_v at Q2_K and read its KLD; it must be the stored value.
-  const row = await page.evaluate(() => window.qlData.units.findIndex((u) => u.name === 'blk.0.attn_v.weight'));
-  const detail = await hoverCell(page, row, 0);
-  const shown = Number(/kld_mean = ([0-9.e+-]+)/.exec(detail)[1]);
-  const stored = await page.evaluate((u) => window.qlData.cells.find((c) => c.u === u && c.t === 0).m.kld_mean, row);
-  assert.ok(Math.abs(shown - stored) / stored < 1e-3, `hover shows ${shown}, stored ${stored}`);
+  assert.equal(n.drawn, shown.items.done);
+  assert.equal(n.attr, shown.items.done);
+  await hoverAndCheck(page, 'blk.0.attn_v.weight', 'Q2_K');
   await page.screenshot({ path: path.join(artifacts, 'app-report.png') });
 
-  // Start a sweep from the form and watch it reach 100 % (live events, then polling).
+  // Start a real sweep from the form (the server runs `quantlens -q sweep ...`) and watch it
+  // reach 100 % (live events, then polling). The server answers with the job when the child
+  // has registered it in time, else with the process only: the new row tells either way.
+  const known = new Set(qlJson(['jobs', 'list']).map((j) => String(j.id)));
   await page.goto(`${baseUrl}/#jobs`);
   await page.selectOption('#start-kind', 'sweep');
   await page.fill('#start-model', model);
-  await page.fill('#start-options [data-option="types"]', 'Q4_K,Q8_0');
+  await page.fill('#start-options [data-option="eval"]', evalText);
+  await page.fill('#start-options [data-option="types"]', 'Q8_0');
+  await page.fill('#start-options [data-option="tokens"]', '128');
+  await page.fill('#start-options [data-option="ctx"]', '64');
   await page.click('#start-submit');
-  await page.waitForFunction(() => /started job \d+/.test(document.getElementById('start-result').textContent), null, { timeout: SLOW });
-  const newId = /started job (\d+)/.exec(await page.textContent('#start-result'))[1];
+  await page.waitForFunction(() => /started job \d+|process \d+ started/.test(document.getElementById('start-result').textContent));
+  assert.equal(await page.getAttribute('#start-result', 'class'), 'ql-ok', await page.textContent('#start-result'));
+  const newId = await page.waitForFunction((ids) => {
+    const tr = [...document.querySelectorAll('#jobs-table tr[data-job-id]')].find((r) => !ids.includes(r.dataset.jobId));
+    return tr && tr.dataset.jobId;
+  }, [...known], { timeout: JOB_TIMEOUT }).then((h) => h.jsonValue());
   const rowSel = `#jobs-table tr[data-job-id="${newId}"]`;
-  await page.waitForSelector(rowSel);
   await page.waitForFunction((sel) => {
     const tr = document.querySelector(sel);
-    return tr && tr.dataset.state === 'done' && /100 %/.test(tr.querySelector('.ql-progress-text').textContent);
-  }, rowSel, { timeout: SLOW });
+    return tr && ['done', 'failed', 'cancelled'].includes(tr.dataset.state) && /100 %/.test(tr.querySelector('.ql-progress-text').textContent);
+  }, rowSel, { timeout: JOB_TIMEOUT }).catch(() => {});
+  const started = qlJson(['jobs', 'show', newId]);
+  assert.equal(started.status, 'done', `job ${newId}: ${started.status} ${started.error}`);
+  assert.equal(await page.getAttribute(rowSel, 'data-state'), 'done');
+  assert.match(await page.textContent(`${rowSel} .ql-progress-text`), /100 %/);
+  assert.equal(started.kind, 'sweep');
+  assert.equal(started.items.done, TENSORS + 1);  // one type: every tensor and "(all)"
+  assert.deepEqual(started.params.types, ['Q8_0']);
+  assert.equal(started.params.n_tokens, 128);
   await page.screenshot({ path: path.join(artifacts, 'app-jobs.png') });
 
-  // Recipe editor: lower one tensor's type, the size drops by exactly that tensor's bytes.
-  await page.goto(`${baseUrl}/#recipe/${jobId}`);
-  const unitSel = 'select[data-unit="blk.3.ffn_down.weight"]';
+  // Recipe editor, starting from the real plan: one row per tensor ("(all)" is not one);
+  // change one tensor's type, the size moves by exactly that tensor's bytes at both types.
+  await page.goto(`${baseUrl}/#recipe/${sweepId}`);
+  const unit = 'blk.3.ffn_down.weight';  // 256 × 768
+  const unitSel = `select[data-unit="${unit}"]`;
   await page.waitForSelector(unitSel);
+  assert.equal(await page.$$eval('#recipe-table select[data-unit]', (s) => s.length), TENSORS);
   const before = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
+  const plan = data.plans.find((p) => p.name === 'bpw5');
+  const planBytes = Object.entries(plan.tensors).reduce((s, [u, t]) => s + stored(u, t, 'bytes'), 0);
+  assert.equal(before, Math.round(planBytes));
   const kldBefore = await page.textContent('#recipe-kld');
-  const q2 = await page.$eval(unitSel, (s) => [...s.options].find((o) => o.textContent === 'Q2_K').value);
   const chosen = await page.$eval(unitSel, (s) => s.options[s.selectedIndex].textContent);
-  assert.equal(chosen, 'Q6_K');  // the fixture plan's choice for ffn_down
-  await page.selectOption(unitSel, q2);
+  assert.equal(chosen, plan.tensors[unit]);
+  const target = chosen === 'Q2_K' ? 'Q8_0' : 'Q2_K';
+  const value = await page.$eval(unitSel, (s, t) => [...s.options].find((o) => o.textContent === t).value, target);
+  await page.selectOption(unitSel, value);
   const after = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
-  // ffn_down of llama-8m is 256 × 768: Q6_K 210 B / 256 weights, Q2_K 84 B / 256 weights.
-  assert.equal(before - after, (256 * 768 / 256) * (210 - 84));
+  assert.equal(before - after, stored(unit, chosen, 'bytes') - stored(unit, target, 'bytes'));
+  assert.equal(before - after, (256 * 768 / 256) * (BYTES_PER_256[chosen] - BYTES_PER_256[target]));
   assert.notEqual(await page.textContent('#recipe-kld'), kldBefore);
-  assert.match(await page.inputValue('#recipe-llama'), /--tensor-type '\^blk\\\.3\\\.ffn_down\\\.weight\$=q2_k'/);
+  const esc = unit.replace(/\./g, '\\\\\\.');
+  assert.match(await page.inputValue('#recipe-llama'), new RegExp(`--tensor-type '\\^${esc}\\$=${target.toLowerCase()}'`));
   await page.fill('#recipe-name', 'browser-test');
   await page.click('#recipe-save-json');
   await page.waitForFunction(() => /saved /.test(document.getElementById('recipe-status').textContent));
   const saved = JSON.parse(fs.readFileSync(path.join(recipes, 'browser-test.json'), 'utf8'));
-  assert.equal(saved.tensors['blk.3.ffn_down.weight'], 'Q2_K');
+  assert.equal(saved.tensors[unit], target);
+  assert.equal(Object.keys(saved.tensors).length, TENSORS);
   assert.equal(saved.size_bytes, after);
   await page.click('#recipe-save-yaml');
   await page.waitForFunction(() => /browser-test\.yaml/.test(document.getElementById('recipe-status').textContent));

@@ -60,3 +60,17 @@ test('summary markdown lists verify rows and the most sensitive tensors', () => 
   assert.match(md, /\| Q4_K \| 5\.00 MB \| 4\.500 \| 53\.10 \| 0\.01200 \| 95\.00 % \|/);
   assert.match(md, /\| `blk\.0\.attn_q\.weight` \| Q2_K \| 0\.1000 \|/);
 });
+
+test('the sweep\'s "(all)" unit is drawn but is not a tensor of the ranking', () => {
+  const withAll = Object.assign({}, data, {
+    units: [...data.units, { name: '(all)', layer: -1, role: 'all' }],
+    cells: [...data.cells, { u: 2, t: 0, m: { kld_mean: 5, w_rel_fro: 0.2 } }],
+    _index: undefined,  // the copy's own cell index
+  });
+  assert.equal(R.isTensorUnit(withAll.units[2]), false);
+  assert.equal(R.isTensorUnit(withAll.units[0]), true);
+  assert.equal(R.heatmapModel(withAll, { mode: 'tensors', log: true, weights: { kld_mean: 1 } }).cells, 6);
+  const md = R.summaryMarkdown(withAll);
+  assert.doesNotMatch(md, /\(all\)/);
+  assert.match(md, /\| `blk\.0\.attn_q\.weight` \| Q2_K \| 0\.1000 \|/);
+});
