@@ -90,6 +90,10 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
              req.job_id);
     const json info = json::parse(info_art->data);
     const json params = json::parse(job.params);
+    QL_CHECK(params.value("granularity", "") != "placement",
+             "job {} is a placement study (sweep --placement); plan needs a tensor, layer or "
+             "class sweep",
+             req.job_id);
 
     PlanOutcome out;
     out.n_params = info.at("n_params").get<int64_t>();

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "analysis/chunks.h"
+#include "analysis/placement.h"
 #include "analysis/sweep_cpu.h"
 #include "analysis/sweep_shard.h"
 #include "analysis/weight_metrics.h"
@@ -101,19 +102,27 @@ std::pair<int64_t, bool> start_of(const SweepContext& ctx,
     return {from, embedding};
 }
 
+// `tensors` at `type`; a placement sweep also puts `base` (the tensors its variant does not
+// raise) at `base_type`, so weight metrics and bytes then cover the whole model.
 jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& tensors,
-                           GgmlType type) {
+                           GgmlType type, const std::vector<std::string>& base = {},
+                           GgmlType base_type = GgmlType::F32) {
     const auto t0 = std::chrono::steady_clock::now();
     jobs::Metrics m;
     WeightErrorAccumulator acc;
     uint64_t bytes = 0;
     int64_t params = 0, fallbacks = 0;
     bool changed = false;
-    for (const auto& name : tensors) {
+    std::vector<std::pair<std::string, GgmlType>> assigned;
+    for (const auto& name : tensors) assigned.emplace_back(name, type);
+    for (const auto& name : base) assigned.emplace_back(name, base_type);
+    std::vector<std::string> touched;
+    for (const auto& [name, to] : assigned) {
+        touched.push_back(name);
         const TensorInfo& t = ctx.model->get(name);
         const std::vector<float>& original = ctx.engine->original(name);
         FakeQuantTensor q =
-            fake_quant_tensor(t, original, type, ctx.imatrix ? &*ctx.imatrix : nullptr);
+            fake_quant_tensor(t, original, to, ctx.imatrix ? &*ctx.imatrix : nullptr);
         const float* imp =
             ctx.imatrix && t.ne.size() < 3 ? ctx.imatrix->importance(name, t.n_per_row()) : nullptr;
         acc.merge(WeightErrorAccumulator::of(original.data(), q.values.data(), t.n_rows(),
@@ -128,11 +137,11 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
     PerturbedStats st;
     const int64_t L = ctx.n_layers;
     if (changed) {
-        auto [from, embedding] = start_of(ctx, tensors);
+        auto [from, embedding] = start_of(ctx, touched);
         if (!ctx.opt.prefix_cache) from = 0, embedding = true;
         st = ctx.backend->evaluate(from, embedding);
     }
-    for (const auto& name : tensors) {
+    for (const auto& name : touched) {
         ctx.engine->clear_override(name);
         if (ctx.opt.gpu) gpu_provider().forward_override(*ctx.backend, name, nullptr);
     }
@@ -205,7 +214,7 @@ void open_context(SweepContext& ctx, const SweepOptions& opt) {
     ctx.model = Model::open(ctx.opt.model);
     if (!ctx.opt.imatrix.empty()) ctx.imatrix = Imatrix::load(ctx.opt.imatrix);
     ctx.n_layers = ctx.model->config().n_layers;
-    for (auto& u : build_sweep_units(*ctx.model, ctx.opt.granularity)) ctx.units[u.name] = u;
+    for (auto& u : build_sweep_units(*ctx.model, ctx.opt)) ctx.units[u.name] = u;
     for (const auto& t : ctx.model->tensors())
         if (t.quantizable) ctx.all_tensors.push_back(t.name);
 }
@@ -237,9 +246,14 @@ json prepare_context(SweepContext& ctx) {
 }
 
 jobs::Metrics measure_named(SweepContext& ctx, const std::string& unit, const std::string& type) {
-    const std::vector<std::string>& tensors =
-        unit == kAllUnit ? ctx.all_tensors : ctx.units.at(unit).tensors;
-    return measure_item(ctx, tensors, type_from_name(type));
+    if (unit == kAllUnit) return measure_item(ctx, ctx.all_tensors, type_from_name(type));
+    const std::vector<std::string>& raised = ctx.units.at(unit).tensors;
+    if (!ctx.opt.base_type) return measure_item(ctx, raised, type_from_name(type));
+    const std::set<std::string> raised_set(raised.begin(), raised.end());
+    std::vector<std::string> rest;
+    for (const auto& name : ctx.all_tensors)
+        if (!raised_set.count(name)) rest.push_back(name);
+    return measure_item(ctx, raised, type_from_name(type), rest, *ctx.opt.base_type);
 }
 
 }  // namespace
@@ -278,17 +292,24 @@ std::map<std::string, double> SweepMeasurer::measure(const std::string& unit,
 json SweepOptions::to_json() const {
     json types_json = json::array();
     for (auto t : types) types_json.push_back(type_name(t));
-    return {{"model", model},
-            {"eval_text", eval_text},
-            {"n_tokens", n_tokens},
-            {"ctx", ctx},
-            {"types", types_json},
-            {"granularity", granularity},
-            {"imatrix", imatrix},
-            {"prefix_cache", prefix_cache},
-            {"uniform", uniform},
-            {"f16_weights", f16_weights},
-            {"budget_seconds", budget_seconds}};
+    json j = {{"model", model},
+              {"eval_text", eval_text},
+              {"n_tokens", n_tokens},
+              {"ctx", ctx},
+              {"types", types_json},
+              {"granularity", granularity},
+              {"imatrix", imatrix},
+              {"prefix_cache", prefix_cache},
+              {"uniform", uniform},
+              {"f16_weights", f16_weights},
+              {"budget_seconds", budget_seconds}};
+    // Written only for placement sweeps, so the parameters of every other job stay as they
+    // were (jobs merge compares them).
+    if (base_type) {
+        j["base"] = type_name(*base_type);
+        j["placement_n"] = placement_n;
+    }
+    return j;
 }
 
 SweepOptions SweepOptions::from_json(const json& j) {
@@ -305,6 +326,8 @@ SweepOptions SweepOptions::from_json(const json& j) {
     o.f16_weights = j.value("f16_weights", true);
     o.budget_seconds = j.value("budget_seconds", 0.0);
     o.gpu = j.value("gpu", false);
+    if (j.contains("base")) o.base_type = type_from_name(j.at("base").get<std::string>());
+    o.placement_n = j.value("placement_n", std::vector<int>{});
     return o;
 }
 
@@ -343,13 +366,44 @@ std::vector<SweepUnit> build_sweep_units(const Model& model, const std::string& 
     return units;
 }
 
-int64_t create_sweep_job(jobs::Store& store, const SweepOptions& o,
+std::vector<SweepUnit> build_sweep_units(const Model& model, const SweepOptions& o) {
+    if (o.granularity != "placement") return build_sweep_units(model, o.granularity);
+    return build_placement_units(
+        model, o.placement_n.empty()
+                   ? default_placement_n(static_cast<int>(model.config().n_layers))
+                   : o.placement_n);
+}
+
+int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
                          const std::string& command_line) {
-    auto model = Model::open(o.model);
+    auto model = Model::open(options.model);
+    SweepOptions o = options;
+    const bool placement = o.granularity == "placement";
     QL_CHECK(!o.types.empty(), "sweep: no types to measure");
-    for (auto t : o.types)
+    auto check_target = [](GgmlType t, const char* what) {
         QL_CHECK((quant_traits(t).implemented && ggml_type_info(t).quantized) || t == GgmlType::F16,
-                 "sweep: type {} cannot be used as a quantization target", type_name(t));
+                 "sweep: {} {} cannot be used as a quantization target", what, type_name(t));
+    };
+    for (auto t : o.types) check_target(t, "type");
+    QL_CHECK(placement || !o.base_type,
+             "sweep: --base belongs to --placement (granularity {} has no base type)",
+             o.granularity);
+    if (placement) {
+        QL_CHECK(o.base_type.has_value(), "sweep --placement: no --base type");
+        check_target(*o.base_type, "--base");
+        QL_CHECK(std::find(o.types.begin(), o.types.end(), *o.base_type) == o.types.end(),
+                 "sweep --placement: --types contains the --base type {}; raising a tensor to "
+                 "the type it already has changes nothing",
+                 type_name(*o.base_type));
+        QL_CHECK(o.budget_seconds <= 0,
+                 "sweep --placement: --budget ranks single units by a weight proxy; a "
+                 "placement study measures every variant");
+        // Resolved now so that a resumed job measures the same variants.
+        if (o.placement_n.empty())
+            o.placement_n = default_placement_n(static_cast<int>(model->config().n_layers));
+    } else {
+        QL_CHECK(o.placement_n.empty(), "sweep: --placement-n belongs to --placement");
+    }
     jobs::NewJob nj;
     nj.kind = jobs::JobKind::sweep;
     nj.params = o.to_json().dump();
@@ -357,16 +411,23 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& o,
     nj.model_hash = model->content_hash();
     nj.text_hash = text_hash(o.eval_text);
     nj.command = command_line;
+    // Built before the job so that bad placement options leave no half-made job behind.
+    const std::vector<SweepUnit> sweep_units = build_sweep_units(*model, o);
     const int64_t id = store.create_job(nj);
     std::vector<jobs::Unit> units;
     std::vector<jobs::WorkItem> items;
-    for (const auto& u : build_sweep_units(*model, o.granularity)) {
+    for (const auto& u : sweep_units) {
         units.push_back({u.name, u.layer, u.role, u.n_params, json{{"tensors", u.tensors}}.dump()});
+        if (u.name == kPlacementBaseUnit) {  // raises nothing: one item, at the base type
+            items.push_back({u.name, type_name(*o.base_type)});
+            continue;
+        }
         for (auto t : o.types) items.push_back({u.name, type_name(t)});
     }
     if (o.uniform) {
-        int64_t params = 0;
-        for (const auto& u : units) params += u.n_params;
+        int64_t params = 0;  // from the model: placement variants overlap
+        for (const auto& t : model->tensors())
+            if (t.quantizable) params += t.n_elements();
         units.push_back({kAllUnit, -1, "all", params, "{}"});
         for (auto t : o.types) items.push_back({kAllUnit, type_name(t)});
     }
@@ -480,6 +541,8 @@ double spearman(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 std::string sweep_summary(jobs::Store& store, int64_t id) {
+    if (json::parse(store.get_job(id).params).value("granularity", "") == "placement")
+        return placement_summary(store, id);
     const auto ms = store.measurements(id);
     std::map<std::string, std::map<std::string, std::map<std::string, double>>>
         by;  // type→unit→metric

@@ -13,11 +13,14 @@
 //   act_mse_L<l>             the same after layer l (0 for layers before the unit)
 //   w_rmse, w_max_abs, w_mean_abs, w_rel_fro, w_cos, w_snr_db (capped at 999),
 //   w_imat_err, w_imat_rel   weight metrics (analysis/weight_metrics.h) over the unit
-//   bytes, bpw               storage of the unit at that type (after fallbacks)
+//   bytes, bpw               storage of the unit at that type (after fallbacks); in a
+//                            placement sweep, of every quantizable tensor (the whole model)
 //   fallbacks                tensors of the unit that used llama.cpp's fallback type
 //   seconds                  time the item took
 // The special unit "(all)" applies the type to every quantizable tensor at once: its KLD,
 // beside the sum of the per-tensor ΔKLD, says how additive the errors are.
+// Granularity "placement" (analysis/placement.h) measures presets instead: its units are the
+// tensors raised to the item's type while every other quantizable tensor is at the base type.
 #pragma once
 
 #include <cstdint>
@@ -26,6 +29,8 @@
 #include <memory>
 #include <string>
 #include <vector>
+
+#include <optional>
 
 #include <nlohmann/json_fwd.hpp>
 
@@ -46,7 +51,11 @@ struct SweepOptions {
     int64_t n_tokens = 8192;  // evaluation tokens (rounded down to whole chunks)
     int64_t ctx = 512;
     std::vector<GgmlType> types;
-    std::string granularity = "tensor";  // tensor | layer | class
+    std::string granularity = "tensor";  // tensor | layer | class | placement
+    // Placement sweeps only: the type of every tensor a variant does not raise, and the
+    // layer counts N of the first/last/middle-N variants (empty: default_placement_n).
+    std::optional<GgmlType> base_type;
+    std::vector<int> placement_n;
     std::string imatrix;
     bool prefix_cache = true;  // false: recompute every item from the embedding (for timing)
     bool uniform = true;       // also measure "(all)" per type
@@ -68,6 +77,8 @@ struct SweepUnit {
 };
 
 std::vector<SweepUnit> build_sweep_units(const Model& model, const std::string& granularity);
+// The units a job with these options measures (placement variants for granularity placement).
+std::vector<SweepUnit> build_sweep_units(const Model& model, const SweepOptions& options);
 
 // Default sweep types (the eight): Q8_0, Q6_K, Q5_K, Q4_K, Q3_K, Q2_K, IQ4_XS, IQ3_S.
 std::vector<GgmlType> default_sweep_types();
@@ -120,7 +131,7 @@ class SweepMeasurer {
 double spearman(const std::vector<double>& a, const std::vector<double>& b);
 
 // Text summary of a finished sweep: per type, Σ per-unit ΔKLD vs the measured "(all)" KLD,
-// and the most sensitive units.
+// and the most sensitive units; for a placement sweep, its size vs KLD/PPL table.
 std::string sweep_summary(jobs::Store& store, int64_t job_id);
 
 }  // namespace quantlens

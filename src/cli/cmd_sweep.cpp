@@ -5,6 +5,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "analysis/placement.h"
 #include "analysis/sweep.h"
 #include "analysis/sweep_shard.h"
 #include "cli/command.h"
@@ -25,10 +26,69 @@ struct SweepArgs {
     int64_t tokens = 8192, ctx = 512;
     double budget = 0;
     bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false;
+    bool placement = false, granularity_given = false;
+    std::string base, placement_n;  // "" when not given
     int64_t job = 0;
     std::string shard;  // "i/n": measure every n-th item (analysis/sweep_shard.h)
     SweepMpiArgs mpi;
 };
+
+double type_bits(GgmlType t) {
+    const auto& i = ggml_type_info(t);
+    return 8.0 * static_cast<double>(i.bytes_per_block) / static_cast<double>(i.block_size);
+}
+
+std::vector<int> parse_layer_counts(const std::string& list) {
+    std::vector<int> out;
+    size_t pos = 0;
+    while (pos <= list.size()) {
+        const size_t comma = std::min(list.find(',', pos), list.size());
+        const std::string item = list.substr(pos, comma - pos);
+        size_t used = 0;
+        int n = 0;
+        try {
+            n = std::stoi(item, &used);
+        } catch (const std::exception&) {
+            used = 0;
+        }
+        QL_CHECK(!item.empty() && used == item.size(),
+                 "--placement-n '{}': '{}' is not a layer count (expected e.g. 1,2,4)", list, item);
+        out.push_back(n);
+        pos = comma + 1;
+    }
+    return out;
+}
+
+// --placement and its options → SweepOptions; the bad combinations are refused here, where
+// the user's spelling of them is known.
+void apply_placement_args(const SweepArgs& a, SweepOptions& o) {
+    if (!a.placement) {
+        QL_CHECK(a.base.empty() && a.placement_n.empty(),
+                 "sweep: --base and --placement-n belong to --placement");
+        return;
+    }
+    QL_CHECK(!a.granularity_given,
+             "sweep: --placement and --granularity {} are alternatives (a placement study's "
+             "units are its variants)",
+             a.granularity);
+    const std::string base = a.base.empty() ? "Q4_K" : a.base;
+    const auto t = ggml_type_from_name(base);
+    QL_CHECK(t.has_value(), "sweep: --base '{}' is not a quantization type (e.g. Q4_K, Q3_K)",
+             base);
+    o.granularity = "placement";
+    o.base_type = *t;
+    if (!a.placement_n.empty()) o.placement_n = parse_layer_counts(a.placement_n);
+    if (a.types.empty()) {  // the default sweep types with more bits than the base
+        o.types.clear();
+        const double base_bits = type_bits(*t);
+        for (auto x : default_sweep_types())
+            if (type_bits(x) > base_bits) o.types.push_back(x);
+        QL_CHECK(!o.types.empty(),
+                 "sweep --placement: no default type is above --base {}; "
+                 "name the raised types with --types",
+                 base);
+    }
+}
 
 int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
     SweepMpiRun mpi(a.mpi);
@@ -48,6 +108,7 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         o.ctx = a.ctx;
         o.types = a.types.empty() ? default_sweep_types() : parse_type_list(a.types);
         o.granularity = a.granularity;
+        apply_placement_args(a, o);
         o.imatrix = a.imatrix;
         o.prefix_cache = !a.no_prefix_cache;
         o.uniform = !a.no_uniform;
@@ -71,6 +132,8 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
     }
     const auto shard = shard_of_params(store.get_job(id).params);
     if (!shard) fmt::print("{}", sweep_summary(store, id));  // a shard has only part of it
+    const bool placement =
+        nlohmann::json::parse(store.get_job(id).params).value("granularity", "") == "placement";
     if (!a.json_out.empty()) {
         nlohmann::json rows = nlohmann::json::array();
         for (const auto& m : store.measurements(id))
@@ -78,7 +141,9 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
                 {{"unit", m.unit}, {"type", m.type}, {"metric", m.metric}, {"value", m.value}});
         std::FILE* f = a.json_out == "-" ? stdout : std::fopen(a.json_out.c_str(), "w");
         QL_CHECK(f != nullptr, "{}: cannot write", a.json_out);
-        const std::string text = nlohmann::json{{"job", id}, {"measurements", rows}}.dump(1);
+        nlohmann::json doc = {{"job", id}, {"measurements", rows}};
+        if (placement) doc["placement"] = placement_json(store, id);
+        const std::string text = doc.dump(1);
         std::fwrite(text.data(), 1, text.size(), f);
         if (f != stdout) std::fclose(f);
     }
@@ -87,6 +152,10 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
             "sweep: shard {}/{} done (job {} in {}). Next: quantlens jobs merge OUT.sqlite "
             "followed by every shard's store\n",
             shard->index, shard->count, id, store.path());
+        return 0;
+    }
+    if (placement) {  // its units are presets, not tensors: nothing for plan to choose from
+        fmt::print("sweep: job {} done (placement study).\n", id);
         return 0;
     }
     fmt::print("sweep: job {} done. Next: quantlens plan {} --target-bpw 4.5\n", id, id);
@@ -129,7 +198,14 @@ QL_COMMAND(
     cmd.add_option("--types", a->types,
                    "Comma-separated types (default Q8_0,Q6_K,Q5_K,Q4_K,Q3_K,Q2_K,IQ4_XS,IQ3_S)");
     cmd.add_option("--granularity", a->granularity, "tensor | layer | class")
-        ->capture_default_str();
+        ->capture_default_str()
+        ->each([a](const std::string&) { a->granularity_given = true; });
+    cmd.add_flag("--placement", a->placement,
+                 "Layer-placement study: base type everywhere but first/last/middle-N layers, "
+                 "alternate layers, attention, FFN, output or embedding at each --types type");
+    cmd.add_option("--base", a->base, "Placement: the type of every tensor not raised (Q4_K)");
+    cmd.add_option("--placement-n", a->placement_n,
+                   "Placement: comma-separated layer counts N (default 1, L/8, L/4)");
     cmd.add_option("--imatrix", a->imatrix, "Importance matrix (llama.cpp .dat or GGUF)");
     cmd.add_option("--budget", a->budget,
                    "Seconds: measure by weight-proxy rank until the time is spent");
