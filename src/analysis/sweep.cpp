@@ -130,9 +130,11 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         bytes += q.bytes;
         params += t.n_elements();
         fallbacks += q.fallback ? 1 : 0;
-        changed = changed || q.values != original;
+        // With ggml numerics the type alone changes the result (how the matmul input is
+        // rounded), even where the values come back unchanged.
+        changed = changed || q.values != original || ctx.opt.ggml_numerics;
         if (ctx.opt.gpu) gpu_provider().forward_override(*ctx.backend, name, &q.values);
-        ctx.engine->set_override(name, std::move(q.values));
+        ctx.engine->set_override(name, std::move(q.values), q.type);
     }
     PerturbedStats st;
     const int64_t L = ctx.n_layers;
@@ -226,6 +228,10 @@ json prepare_context(SweepContext& ctx) {
         load_eval_chunks(tokenizer, ctx.opt.eval_text, ctx.opt.ctx, ctx.opt.n_tokens / ctx.opt.ctx);
     EngineOptions eo;
     eo.f16_weights = ctx.opt.f16_weights;
+    eo.ggml_numerics = ctx.opt.ggml_numerics;
+    QL_CHECK(!(ctx.opt.ggml_numerics && ctx.opt.gpu),
+             "sweep: --ggml-numerics emulates llama.cpp's CPU rounding and runs on the CPU only; "
+             "drop --gpu or --ggml-numerics");
     ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
     if (ctx.opt.gpu) {
         QL_CHECK(gpu_provider().make != nullptr,
@@ -302,6 +308,7 @@ json SweepOptions::to_json() const {
               {"prefix_cache", prefix_cache},
               {"uniform", uniform},
               {"f16_weights", f16_weights},
+              {"ggml_numerics", ggml_numerics},
               {"budget_seconds", budget_seconds}};
     // Written only for placement sweeps, so the parameters of every other job stay as they
     // were (jobs merge compares them).
@@ -324,6 +331,7 @@ SweepOptions SweepOptions::from_json(const json& j) {
     o.prefix_cache = j.value("prefix_cache", true);
     o.uniform = j.value("uniform", true);
     o.f16_weights = j.value("f16_weights", true);
+    o.ggml_numerics = j.value("ggml_numerics", false);  // absent in jobs made before the option
     o.budget_seconds = j.value("budget_seconds", 0.0);
     o.gpu = j.value("gpu", false);
     if (j.contains("base")) o.base_type = type_from_name(j.at("base").get<std::string>());

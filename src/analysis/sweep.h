@@ -60,6 +60,10 @@ struct SweepOptions {
     bool prefix_cache = true;  // false: recompute every item from the embedding (for timing)
     bool uniform = true;       // also measure "(all)" per type
     bool f16_weights = true;   // round weights through F16 first, like llama.cpp's converter
+    // Emulate llama.cpp's CPU arithmetic (engine.h): each quantized tensor's matmul input is
+    // rounded to 8-bit blocks as ggml does for its type, so ΔKLD includes that rounding, as
+    // verify's measured KLD does. Off: pure f32 compute (the measurement of the weights alone).
+    bool ggml_numerics = false;
     double budget_seconds =
         0;             // > 0: measure the proxy for all, then KLD by proxy rank until out of time
     bool gpu = false;  // evaluate on the CUDA backend (needs a -DQUANTLENS_CUDA=ON build)

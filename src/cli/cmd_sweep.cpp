@@ -25,7 +25,8 @@ struct SweepArgs {
     std::string model, eval, types, granularity = "tensor", imatrix, store, json_out;
     int64_t tokens = 8192, ctx = 512;
     double budget = 0;
-    bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false;
+    bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false,
+         ggml_numerics = false;
     bool placement = false, granularity_given = false;
     std::string base, placement_n;  // "" when not given
     int64_t job = 0;
@@ -113,6 +114,7 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         o.prefix_cache = !a.no_prefix_cache;
         o.uniform = !a.no_uniform;
         o.f16_weights = !a.bf16;
+        o.ggml_numerics = a.ggml_numerics;
         o.budget_seconds = a.budget;
         o.gpu = a.gpu;
         id = a.shard.empty()
@@ -213,6 +215,9 @@ QL_COMMAND(
                  "Recompute every item from the embedding (timing reference)");
     cmd.add_flag("--no-uniform", a->no_uniform, "Skip the all-tensors-at-type items");
     cmd.add_flag("--bf16", a->bf16, "Keep the source weights instead of rounding through F16");
+    cmd.add_flag("--ggml-numerics", a->ggml_numerics,
+                 "Round matmul inputs as llama.cpp's CPU backend does for each type (what verify "
+                 "measures); CPU only");
     cmd.add_flag("--gpu", a->gpu, "Evaluate on the GPU (CUDA build)");
     cmd.add_option("--job", a->job, "Resume this sweep job instead of starting one");
     cmd.add_option("--shard", a->shard,
