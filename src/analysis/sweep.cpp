@@ -309,7 +309,8 @@ json SweepOptions::to_json() const {
               {"uniform", uniform},
               {"f16_weights", f16_weights},
               {"ggml_numerics", ggml_numerics},
-              {"budget_seconds", budget_seconds}};
+              {"budget_seconds", budget_seconds},
+              {"gpu", gpu}};
     // Written only for placement sweeps, so the parameters of every other job stay as they
     // were (jobs merge compares them).
     if (base_type) {
@@ -333,6 +334,8 @@ SweepOptions SweepOptions::from_json(const json& j) {
     o.f16_weights = j.value("f16_weights", true);
     o.ggml_numerics = j.value("ggml_numerics", false);  // absent in jobs made before the option
     o.budget_seconds = j.value("budget_seconds", 0.0);
+    // The job runs from its stored options: without this --gpu was dropped and the sweep ran
+    // on the CPU. Part of the options because GPU results differ in the last digits.
     o.gpu = j.value("gpu", false);
     if (j.contains("base")) o.base_type = type_from_name(j.at("base").get<std::string>());
     o.placement_n = j.value("placement_n", std::vector<int>{});

@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <nlohmann/json.hpp>
 
 #include "analysis/eval.h"
 #include "analysis/sweep.h"
@@ -78,6 +79,27 @@ TEST(SweepNumerics, ActivationRoundingShowsAtEightBits) {
     // One tensor at Q8_0 whose values come back unchanged would still round its input: the
     // item is measured, never skipped as "identical bytes".
     EXPECT_GT(ggml.measure("blk.0.attn_v.weight", "Q8_0").at("kld_mean"), 0.0);
+}
+
+TEST(SweepNumerics, EveryOptionSurvivesTheJobParameters) {
+    // A job runs from its stored parameters (jobs resume too): an option missing from the JSON
+    // silently changes what is measured.
+    SweepOptions o = options(true);
+    o.gpu = true;
+    o.prefix_cache = false;
+    o.uniform = false;
+    o.f16_weights = false;
+    o.imatrix = "/some/imatrix.dat";
+    o.granularity = "layer";
+    o.budget_seconds = 12.5;
+    const SweepOptions back = SweepOptions::from_json(o.to_json());
+    EXPECT_EQ(back.to_json(), o.to_json());
+    EXPECT_TRUE(back.gpu);
+    EXPECT_TRUE(back.ggml_numerics);
+    EXPECT_FALSE(back.prefix_cache);
+    EXPECT_FALSE(back.f16_weights);
+    EXPECT_EQ(back.types, o.types);
+    EXPECT_EQ(back.n_tokens, 512);
 }
 
 TEST(SweepNumerics, RefusedWithGpu) {

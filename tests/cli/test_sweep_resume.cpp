@@ -198,6 +198,12 @@ TEST(CliSweepResume, UnknownJobAndCorruptStoreAreOneLineErrors) {
     Result r = run_cli("sweep --job 42 --store '" + store + "'");
     EXPECT_EQ(r.code, 1);
     EXPECT_THAT(r.out, HasSubstr("42"));
+    // --gpu reaches the job: a build without CUDA (CI) refuses it instead of silently
+    // measuring on the CPU; a CUDA build on a machine without a GPU names the CUDA error.
+    r = run_cli("-q sweep " + kModel + " --eval " + kEval +
+                " --tokens 256 --ctx 128 --types Q8_0 --gpu --store '" + store + "'");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_THAT(r.out, HasSubstr("CUDA"));
     const std::string bad = dir + "/bad.sqlite";
     std::ofstream(bad) << "this is not an SQLite database, just text long enough to be read";
     r = run_cli("sweep " + kModel + " --eval " + kEval + " --store '" + bad + "'");
