@@ -5,6 +5,7 @@
 #include <map>
 
 #include "cli/command.h"
+#include "core/allocator.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "core/progress.h"
@@ -18,8 +19,10 @@ std::vector<CommandSpec>& command_registry() {
 
 int main(int argc, char** argv) {
     using namespace quantlens;
-    CLI::App app{"quantlens: which tensors break under which quantization type, and the best "
-                 "mixed-precision recipe for a size budget"};
+    keep_large_buffers_in_heap();
+    CLI::App app{
+        "quantlens: which tensors break under which quantization type, and the best "
+        "mixed-precision recipe for a size budget"};
     app.set_version_flag("--version", QL_VERSION);
     app.require_subcommand(1);
     int threads = 0;
