@@ -3,10 +3,13 @@
 
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <map>
 #include <optional>
 
 #include "analysis/chunks.h"
 #include "core/error.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
@@ -71,6 +74,24 @@ CalibrationResult calibrate_text(Engine& engine, const std::string& text_path,
     return run_calibration(engine, chunks, text_path, options, observer, collector);
 }
 
+std::vector<WeightDiagnostics> weight_histograms(const Engine& engine) {
+    std::vector<const TensorInfo*> infos;
+    for (const TensorInfo& t : engine.model().tensors())
+        if (t.quantizable) infos.push_back(&t);
+    std::vector<WeightDiagnostics> out(infos.size());
+    parallel_for(infos.size(), [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) {
+            const TensorInfo& t = *infos[i];
+            const std::vector<float>& w = engine.original(t.name);
+            QL_CHECK(static_cast<int64_t>(w.size()) == t.n_rows() * t.n_per_row(),
+                     "{}: tensor '{}': {} values held, expected {} x {}", engine.model().path(),
+                     t.name, w.size(), t.n_rows(), t.n_per_row());
+            out[i] = diagnose_weight(t.name, w.data(), t.n_rows(), t.n_per_row(), {});
+        }
+    });
+    return out;
+}
+
 ImatrixWriteInfo imatrix_write_info(const CalibrationResult& result) {
     ImatrixWriteInfo info;
     info.chunk_size = result.n_ctx;
@@ -101,6 +122,14 @@ std::string role_of(const std::string& name) {
     if (name.rfind("blk.", 0) != 0 || a == std::string::npos || b == std::string::npos || b <= a)
         return name;
     return name.substr(a + 1, b - a - 1);
+}
+
+nlohmann::json weight_hist_json(const WeightDiagnostics& d) {
+    nlohmann::json h = to_json(d)["weight_hist"];
+    h["n"] = d.n_rows * d.n_cols;
+    h["frac_beyond_3sigma"] = d.outlier_frac;  // weight_histograms() uses k = 3
+    h["excess_kurtosis"] = d.excess_kurtosis;
+    return h;
 }
 
 }  // namespace
@@ -138,6 +167,24 @@ nlohmann::json calibration_json(const CalibrationResult& r, const std::string& m
                            {"frac_beyond_6sigma", s.frac_beyond_6sigma},
                            {"max_abs_all", s.max_abs_all},
                            {"outlier_channels", s.outlier_channels}});
+    }
+    if (!r.weights.empty()) {
+        std::map<std::string, size_t> entry;
+        for (size_t i = 0; i < tensors.size(); ++i)
+            entry.emplace(tensors[i]["name"].get<std::string>(), i);
+        for (const WeightDiagnostics& d : r.weights) {
+            auto it = entry.find(d.name);
+            if (it != entry.end()) {
+                tensors[it->second]["weight_hist"] = weight_hist_json(d);
+                continue;
+            }
+            int layer = -1;
+            if (std::sscanf(d.name.c_str(), "blk.%d.", &layer) != 1) layer = -1;
+            tensors.push_back({{"name", d.name},
+                               {"layer", layer},
+                               {"role", role_of(d.name)},
+                               {"weight_hist", weight_hist_json(d)}});
+        }
     }
     j["tensors"] = std::move(tensors);
     nlohmann::json layers = nlohmann::json::array();

@@ -14,9 +14,15 @@
 //                    "mean_abs": [...], "max_abs": [...], "mean", "variance",
 //                    "kurtosis" (excess, all values), "channel_kurtosis_median",
 //                    "channel_kurtosis_max", "frac_beyond_6sigma", "max_abs_all",
-//                    "outlier_channels": [...] } ],
+//                    "outlier_channels": [...],
+//                    "weight_hist": { "counts": [64], "edges": [65], "mean", "std", "n",
+//                                     "frac_beyond_3sigma", "excess_kurtosis" } } ],
 //     "layers": [ { "layer", "max_abs", "mean_abs", "max_mean_ratio", "max_channel" } ] }
 // Per-channel arrays are rounded to 4 significant digits to keep the artifact small.
+// "weight_hist" (when CalibrationResult::weights is filled) is over the weight as the engine
+// holds it (F16-rounded with --as-f16): 64 equal bins from min to max, μ and σ (population),
+// for every quantizable tensor; a quantizable tensor whose input is not calibrated
+// (token_embd, output) gets an entry of its own with name, layer, role and weight_hist only.
 #pragma once
 
 #include <nlohmann/json.hpp>
@@ -28,6 +34,7 @@
 
 #include "analysis/activation_stats.h"
 #include "analysis/sweep_backend.h"
+#include "analysis/weight_diagnostics.h"
 #include "formats/imatrix.h"
 
 namespace quantlens {
@@ -54,7 +61,8 @@ struct CalibrationResult {
     double seconds = 0, tokens_per_second = 0;
     std::vector<TensorActivationStats> tensors;
     std::vector<LayerHiddenStats> layers;
-    std::vector<ImatrixEntry> imatrix;  // means, counts = tokens per matrix
+    std::vector<ImatrixEntry> imatrix;       // means, counts = tokens per matrix
+    std::vector<WeightDiagnostics> weights;  // weight_histograms(); empty = not computed
 };
 
 // Called after each forward batch with (chunks done, chunks total); return false to stop
@@ -74,6 +82,11 @@ CalibrationResult calibrate_text(Engine& engine, const std::string& text_path,
                                  const CalibrateOptions& options,
                                  const CalibrateObserver& observer = {},
                                  ActivationCollector* collector = nullptr);
+
+// Histogram and moments (diagnose_weight without group maps) of every quantizable tensor of
+// the engine's model, in model order; tensors run in parallel over the engine's own f32
+// copies, so nothing is read again.
+std::vector<WeightDiagnostics> weight_histograms(const Engine& engine);
 
 ImatrixWriteInfo imatrix_write_info(const CalibrationResult& result);
 nlohmann::json calibration_json(const CalibrationResult& result, const std::string& model);

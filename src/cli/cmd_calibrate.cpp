@@ -2,7 +2,8 @@
 // [--store S] [--as-f16] [--ggml-numerics] [--json]`: the importance matrix (llama-imatrix
 // chunking and values, analysis/calibrate.h) and activation statistics; the imatrix is
 // written in llama.cpp's legacy or GGUF format, the statistics stored as the artifact
-// "calibration" of a calibrate job when a store is given.
+// "calibration" of a calibrate job when a store is given, with every quantizable weight's
+// histogram (the report's ±3σ view).
 #include <memory>
 #include <string>
 
@@ -65,7 +66,10 @@ void print_summary(const CalibrationResult& r, const CalibrateCliOptions& o) {
     fmt::print("\n");
 }
 
-CalibrationResult calibrate_once(const CalibrateCliOptions& o, const CalibrateObserver& observer) {
+// with_weights: the weight histograms too (the report's ±3σ view); only what is stored or
+// printed as JSON needs them.
+CalibrationResult calibrate_once(const CalibrateCliOptions& o, const CalibrateObserver& observer,
+                                 bool with_weights) {
     const std::unique_ptr<Model> model = Model::open(o.model);
     EngineOptions eo;
     eo.f16_weights = o.as_f16 && model->source() == Model::Source::HuggingFace;
@@ -78,6 +82,7 @@ CalibrationResult calibrate_once(const CalibrateCliOptions& o, const CalibrateOb
     CalibrationResult r = calibrate_text(engine, o.text, co, observer);
     QL_CHECK(!r.imatrix.empty(), "{}: the model has no blk.* linear layers to calibrate", o.model);
     if (!o.output.empty()) write_imatrix(o.output, r.imatrix, imatrix_write_info(r));
+    if (with_weights) r.weights = weight_histograms(engine);
     return r;
 }
 
@@ -86,11 +91,14 @@ bool run_calibrate_job(jobs::Store& store, int64_t id, CalibrationResult* out) {
     const jobs::Job job = store.get_job(id);
     const CalibrateCliOptions o = CalibrateCliOptions::from_json(nlohmann::json::parse(job.params));
     bool stopped = false;
-    CalibrationResult r = calibrate_once(o, [&](int64_t done, int64_t total) {
-        store.update_progress(id, done, total, fmt::format("chunk {}/{}", done, total));
-        stopped = store.should_stop(id);
-        return !stopped;
-    });
+    CalibrationResult r = calibrate_once(
+        o,
+        [&](int64_t done, int64_t total) {
+            store.update_progress(id, done, total, fmt::format("chunk {}/{}", done, total));
+            stopped = store.should_stop(id);
+            return !stopped;
+        },
+        true);
     if (stopped) return false;  // a partial imatrix is not stored; resume starts over
     store.put_artifact(id, {"calibration", true, calibration_json(r, o.model).dump()});
     if (out) *out = std::move(r);
@@ -102,7 +110,7 @@ int run_calibrate(const CalibrateCliOptions& o, const std::string& command_line)
              "calibrate: give -o OUT (.dat or .gguf imatrix) and/or --store");
     CalibrationResult r;
     if (o.store.empty()) {
-        r = calibrate_once(o, {});
+        r = calibrate_once(o, {}, o.json);
     } else {
         jobs::Store store(jobs::resolve_store_path(o.store));
         const std::unique_ptr<Model> model = Model::open(o.model);

@@ -224,7 +224,12 @@ int run_diagnose(const DiagnoseCliOptions& o) {
             auto j = nlohmann::json::parse(cal->data);
             for (auto& t : j["tensors"])
                 for (const auto& d : doc["weights"])
-                    if (d["name"] == t["name"]) t["weight_hist"] = d["weight_hist"];
+                    if (d["name"] == t["name"]) {
+                        // Keeps what calibrate stored beside it (n, share beyond 3σ).
+                        if (!t["weight_hist"].is_object())
+                            t["weight_hist"] = nlohmann::json::object();
+                        t["weight_hist"].update(d["weight_hist"]);
+                    }
             store->put_artifact(artifact_job, {"calibration", true, j.dump()});
         }
     }

@@ -148,6 +148,31 @@ nlohmann::json build_report_data(const jobs::Store& store, int64_t job_id) {
             doc[name] = std::move(value);
         }
     }
+    doc["calibration_source"] = nullptr;
+    if (!doc["calibration"].is_null()) {
+        doc["calibration_source"] = {{"job", job_id}, {"same_job", true}};
+    } else if (job.kind != jobs::JobKind::calibrate && !job.model_hash.empty()) {
+        // A sweep and the calibration of its model are usually separate jobs; the newest
+        // finished one measured exactly these weights (same content hash).
+        jobs::JobFilter filter;
+        filter.kind = jobs::JobKind::calibrate;
+        filter.state = jobs::JobState::done;
+        filter.model_hash = job.model_hash;
+        std::vector<jobs::Job> cals = store.list_jobs(filter);
+        std::sort(cals.begin(), cals.end(), [](const jobs::Job& a, const jobs::Job& b) {
+            return a.finished != b.finished ? a.finished > b.finished : a.id > b.id;
+        });
+        for (const jobs::Job& cal : cals) {
+            const auto artifact = store.get_artifact(cal.id, "calibration");
+            if (!artifact) continue;
+            doc["calibration"] = parse_artifact(store, cal.id, *artifact);
+            doc["calibration_source"] = {{"job", cal.id},
+                                         {"same_job", false},
+                                         {"model", cal.model},
+                                         {"finished", cal.finished}};
+            break;
+        }
+    }
     std::sort(plans.begin(), plans.end(), [](const nlohmann::json& a, const nlohmann::json& b) {
         return a["name"].get<std::string>() < b["name"].get<std::string>();
     });

@@ -23,6 +23,13 @@
 //     "verify": { "rows": [ { "name", "size_bytes", "bpw", "ppl", "kld_mean", "top1",
 //                             "predicted_kld" } ] } | null // artifact "verify"
 //     "calibration": { ... } | null                        // artifact "calibration", as stored
+//                                                          // (analysis/calibrate.h): the job's
+//                                                          // own, else (not for a calibrate
+//                                                          // job) that of the newest done
+//                                                          // calibrate job of the same model
+//                                                          // hash in the store
+//     "calibration_source": { "job", "same_job", "model", "finished" } | null
+//                                                          // the job it came from
 //   }
 // A type's bpw comes from the ggml type table (bytes per block × 8 / block size); a type name
 // the table does not know falls back to the mean of its measured `bpw` metric.

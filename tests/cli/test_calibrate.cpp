@@ -65,7 +65,9 @@ TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
     ASSERT_EQ(r.status, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["n_tokens"], 512);
-    EXPECT_EQ(j["tensors"].size(), 56u);
+    // 56 calibrated inputs, plus token_embd and output with their weight histogram only.
+    EXPECT_EQ(j["tensors"].size(), 58u);
+    EXPECT_TRUE(j["tensors"][57]["weight_hist"]["counts"].is_array());
 
     const quantlens::Imatrix a = quantlens::Imatrix::load(dat.string());
     const quantlens::Imatrix b = quantlens::Imatrix::load(gguf.string());

@@ -319,6 +319,13 @@
     const ts = calibTensors(data.calibration);
     root.innerHTML = '';
     if (!ts.length) { root.appendChild(el('p', { class: 'ql-note', text: 'No calibration data in this job.' })); return 0; }
+    const src = data.calibration_source, cal = data.calibration || {};
+    if (src && typeof src.job === 'number') {
+      const what = [cal.text ? `text ${cal.text}` : '', cal.n_tokens ? `${cal.n_tokens} tokens` : ''].filter(Boolean).join(', ');
+      root.appendChild(el('p', { class: 'ql-note', id: 'ql-calib-source',
+        text: (src.same_job ? `Calibration of this job (${src.job})` : `Calibration from calibrate job ${src.job} of the same model`) +
+          (what ? ` (${what}).` : '.') }));
+    }
     let drawn = 0;
     const withImp = ts.filter((t) => Array.isArray(t.importance) && t.importance.length);
     if (withImp.length) {
@@ -389,7 +396,8 @@
             yref: 'paper', y0: 0, y1: 1, line: { dash: 'dash', color: '#d92d20' } });
         }
         Plotly.react(hp, [{ type: 'bar', x: centers, y: h.counts, name: t.name }], {
-          title: { text: 'weight histogram with ±3σ' }, height: 340, shapes, bargap: 0,
+          title: { text: 'weight histogram with ±3σ' + (typeof h.frac_beyond_3sigma === 'number'
+            ? ` (${(100 * h.frac_beyond_3sigma).toFixed(3)} % beyond)` : '') }, height: 340, shapes, bargap: 0,
           margin: { l: 60, r: 20, t: 40, b: 40 }, yaxis: { type: 'log', title: { text: 'count' } },
         }, { displaylogo: false, responsive: true });
       };

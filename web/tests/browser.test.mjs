@@ -3,7 +3,7 @@
 // shared test data (no fake measurements): a sweep of 3 types over 256 tokens, a plan on it
 // (--target-bpw 5: the Pareto frontier), a verify of that plan beside two presets (the
 // measured points and the summary table) and a calibrate job of a few chunks (the
-// calibration views, which belong to the calibrate job's own report). Expected counts are
+// calibration views: the calibrate job's own report, and the sweep's, which borrows it). Expected counts are
 // read back from the store through the CLI (`jobs show --json`, `report --json`) and also
 // checked against llama-8m's known shape.
 //  1. the sweep's self-contained report opens offline: no network request at all, no script
@@ -212,6 +212,24 @@ test('report opens offline with one heatmap cell per measured (unit, type)', asy
     assert.match(md, /\| Q4_K_M \|/);
     assert.match(md, /Plan \*\*bpw5\*\*/);
     assert.doesNotMatch(md, /\(all\)/);  // the ranking lists tensors only
+    // The sweep has no calibration of its own: the report borrows the calibrate job's, names
+    // it, and draws a weight histogram per quantizable tensor from the real weights.
+    assert.equal(data.calibration_source.job, calibId);
+    assert.match(await page.textContent('#ql-calib-source'), new RegExp(`calibrate job ${calibId}\\b`));
+    await page.waitForSelector('#ql-hist .main-svg');
+    assert.equal(await page.$$eval('#ql-hist-tensor option', (o) => o.length), TENSORS);
+    await page.selectOption('#ql-hist-tensor', 'blk.3.ffn_down.weight');
+    const hist = await page.evaluate(() => {
+      const gd = document.getElementById('ql-hist');
+      return { traces: gd.data.length, sum: gd.data[0].y.reduce((a, b) => a + b, 0), bins: gd.data[0].y.length,
+        lines: gd.layout.shapes.map((s) => s.x0) };
+    });
+    const unit = data.units.find((u) => u.name === 'blk.3.ffn_down.weight');
+    const h = data.calibration.tensors.find((t) => t.name === 'blk.3.ffn_down.weight').weight_hist;
+    assert.equal(hist.traces, 1);
+    assert.equal(hist.bins, 64);
+    assert.equal(hist.sum, unit.n_params);  // every weight in exactly one bin
+    assert.deepEqual(hist.lines, [h.mean - 3 * h.std, h.mean + 3 * h.std]);
     // Layers mode aggregates: 8 layers + embed + output + "(all)" rows.
     await page.selectOption('#ql-mode', 'layers');
     const rows = await page.evaluate(() => document.getElementById('ql-heatmap').data[0].y);
@@ -234,6 +252,10 @@ test('calibrate job report opens offline and draws the calibration charts', asyn
     // One hockey-stick option per linear input the calibration measured (all 56 layer matrices).
     const options = await page.$$eval('#ql-calib-tensor option', (o) => o.length);
     assert.equal(options, TENSORS - 2);
+    // Weight histograms for every quantizable tensor (token_embd and output included).
+    await page.waitForSelector('#ql-hist .main-svg');
+    assert.equal(await page.$$eval('#ql-hist-tensor option', (o) => o.length), TENSORS);
+    assert.match(await page.textContent('#ql-calib-source'), new RegExp(`this job \\(${calibId}\\)`));
     // No sweep cells: a note instead of an empty heatmap.
     assert.match(await page.textContent('#ql-no-cells'), /calibrate job has no sweep measurements/);
     assert.equal(await page.$('#ql-heatmap'), null);
