@@ -339,6 +339,8 @@ TEST(Quantize, ImatrixWeightsTheTensorsItCovers) {
         // lookup) nor output (skipped by default): those are quantized as without one.
         const bool covered = im.find(t.name) != nullptr;
         EXPECT_EQ(t.has_importance, covered && t.quantized) << t.name;
-        if (t.quantized) EXPECT_EQ(same, !covered) << t.name;
+        if (t.quantized) {
+            EXPECT_EQ(same, !covered) << t.name;
+        }
     }
 }
