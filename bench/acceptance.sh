@@ -7,7 +7,8 @@
 #   5. the HTML report.
 # Usage (repository root): bench/acceptance.sh QUANTLENS_BIN DATA_DIR OUT_DIR
 #   DATA_DIR holds eval.txt and llama-8m.llamacpp-imatrix.dat (../shared/data).
-#   SWEEP_FLAGS adds sweep options (e.g. --ggml-numerics); SKIP_PREFIX_TIMING=1 skips step 1.
+#   SWEEP_FLAGS: sweep options (default --ggml-numerics, as verify measures; SWEEP_FLAGS= for
+#   pure f32); SKIP_PREFIX_TIMING=1 skips step 1.
 set -euo pipefail
 BIN=$(realpath "$1"); DATA=$(realpath "$2"); OUT=$3
 mkdir -p "$OUT"; OUT=$(realpath "$OUT")
@@ -24,7 +25,7 @@ log "1. prefix cache on/off, 2 cores (taskset -c 0,1), Q4_K, 4096 tokens"
 { T taskset -c 0,1 "$BIN" -q -t 2 sweep $M --eval "$DATA/eval.txt" --tokens 4096 --types Q4_K --no-uniform --no-prefix-cache > "$OUT/pc_off.txt"; } 2>> "$OUT/log.txt"
 fi
 log "2. sweep, 8 types, 8192 tokens, imatrix"
-{ T "$BIN" -q sweep $M --eval "$DATA/eval.txt" --tokens 8192 --imatrix "$IM" ${SWEEP_FLAGS:-} > "$OUT/sweep.txt"; } 2>> "$OUT/log.txt"
+{ T "$BIN" -q sweep $M --eval "$DATA/eval.txt" --tokens 8192 --imatrix "$IM" ${SWEEP_FLAGS---ggml-numerics} > "$OUT/sweep.txt"; } 2>> "$OUT/log.txt"
 JOB=$("$BIN" jobs list --json | python3 -c 'import json,sys; print(max(j["id"] for j in json.load(sys.stdin)))')
 log "3. plans"
 RECIPES=()
