@@ -70,6 +70,7 @@ int run_demo(const std::string& out_dir, int64_t tokens) {
     so.n_tokens = tokens;
     so.types = {GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q5_K,
                 GgmlType::Q4_K, GgmlType::Q3_K, GgmlType::Q2_K};
+    so.ggml_numerics = true;  // verify (step 6) measures with llama.cpp's numerics too
     const int64_t job = create_sweep_job(store, so, "quantlens demo");
     store.start(job);
     const jobs::JobState state = jobs::run_job(store, job, [&] { return run_sweep(store, job); });

@@ -20,52 +20,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
 #include "jobs/store.h"
 
 using ::testing::HasSubstr;
+using namespace quantlens::cli_testing;
 
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
-struct Result {
-    int code = -1;
-    std::string out;
-};
-
-// stdout only when `with_stderr` is false (JSON output), else both.
-Result run_cli(const std::string& args, bool with_stderr = true) {
-    const std::string cmd =
-        std::string(QL_BINARY_DIR "/quantlens ") + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-    Result r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
-std::string fresh_dir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    const auto dir = std::filesystem::path(QL_TEST_TMP) /
-                     ("cli-compare-" + std::string(info->name()) + "-" + std::to_string(getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir.string();
-}
-
 TEST(CliCompare, JsonOfAShortComparison) {
-    const std::string s = shared_dir(), dir = fresh_dir();
+    const std::string s = shared_dir(), dir = fresh_dir("cli-compare");
     const Result r = run_cli(
         "compare " + s + "/models/llama-8m " + s + "/models/llama-8m-Q4_K_M.gguf --text " + s +
             "/data/eval.txt --ctx 128 --chunks 2 --json --store " + dir + "/jobs.sqlite",
-        false);
+        "", false);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["tokens_scored"], 2 * 63);
@@ -83,7 +51,7 @@ TEST(CliCompare, JsonOfAShortComparison) {
 }
 
 TEST(CliCompare, MismatchedModelsIsOneLineError) {
-    const std::string s = shared_dir(), dir = fresh_dir();
+    const std::string s = shared_dir(), dir = fresh_dir("cli-compare");
     const Result r =
         run_cli("compare " + s + "/models/tiny-moe " + s + "/models/llama-8m-Q4_K_M.gguf --text " +
                 s + "/data/eval.txt --store " + dir + "/jobs.sqlite");
@@ -106,7 +74,7 @@ std::map<std::string, double> all_results(const std::string& path) {
 }
 
 TEST(CliAudit, KilledAuditResumesToTheSameResults) {
-    const std::string s = shared_dir(), dir = fresh_dir();
+    const std::string s = shared_dir(), dir = fresh_dir("cli-compare");
     const std::string zoo = dir + "/zoo.yaml";
     std::ofstream(zoo)
         << "base_dir: " << s << "\n"
@@ -148,7 +116,7 @@ TEST(CliAudit, KilledAuditResumesToTheSameResults) {
     EXPECT_THAT(resumed.out, HasSubstr("attention"));
     EXPECT_THAT(resumed.out, HasSubstr("tiny-qwen2 Q2_K"));
 
-    const Result once = run_cli("audit " + zoo + " --json --store " + straight, false);
+    const Result once = run_cli("audit " + zoo + " --json --store " + straight, "", false);
     ASSERT_EQ(once.code, 0) << once.out;
     EXPECT_EQ(nlohmann::json::parse(once.out)["series"].size(), 4u);
     const auto a = all_results(killed), b = all_results(straight);

@@ -13,40 +13,15 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
 #include "jobs/store.h"
 
 using namespace quantlens::jobs;
 using ::testing::HasSubstr;
+using namespace quantlens::cli_testing;
 using ::testing::StartsWith;
 
 namespace {
-
-struct Result {
-    int code = -1;
-    std::string out;  // stdout and stderr together
-};
-
-Result run_cli(const std::string& args, const std::string& env = "") {
-    const std::string cmd = env + " " QL_BINARY_DIR "/quantlens " + args + " 2>&1";
-    Result r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
-std::string fresh_dir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    const auto dir = std::filesystem::path(QL_TEST_TMP) /
-                     ("cli-jobs-" + std::string(info->name()) + "-" + std::to_string(getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir.string();
-}
 
 // A small sweep-like job: 3 units × 2 types, `done` items measured.
 int64_t make_job(Store& store, int done, const std::string& params = R"({"tokens":512})",
@@ -70,7 +45,7 @@ int64_t make_job(Store& store, int done, const std::string& params = R"({"tokens
 }  // namespace
 
 TEST(CliJobs, ListShowsATableAndJson) {
-    const std::string path = fresh_dir() + "/jobs.sqlite";
+    const std::string path = fresh_dir("cli-jobs") + "/jobs.sqlite";
     {
         Store store(path);
         const int64_t a = make_job(store, 3);
@@ -104,7 +79,7 @@ TEST(CliJobs, ListShowsATableAndJson) {
 }
 
 TEST(CliJobs, ShowAndLifecycleCommands) {
-    const std::string path = fresh_dir() + "/jobs.sqlite";
+    const std::string path = fresh_dir("cli-jobs") + "/jobs.sqlite";
     {
         Store store(path);
         // audit: a kind with no runner registered in the binary (sweep has one, below).
@@ -146,7 +121,7 @@ TEST(CliJobs, ShowAndLifecycleCommands) {
 }
 
 TEST(CliJobs, ResumeHandsTheJobToItsKindsRunner) {
-    const std::string path = fresh_dir() + "/jobs.sqlite";
+    const std::string path = fresh_dir("cli-jobs") + "/jobs.sqlite";
     {
         Store store(path);
         const int64_t id = make_job(store, 1);  // a sweep whose model does not exist
@@ -166,7 +141,7 @@ TEST(CliJobs, ResumeHandsTheJobToItsKindsRunner) {
 }
 
 TEST(CliJobs, MissingJobAndCorruptStoreAreOneLineErrors) {
-    const std::string dir = fresh_dir();
+    const std::string dir = fresh_dir("cli-jobs");
     const std::string path = dir + "/jobs.sqlite";
     { Store store(path); }
     Result r = run_cli("jobs show 7 --store " + path);
@@ -196,7 +171,7 @@ TEST(CliJobs, MissingJobAndCorruptStoreAreOneLineErrors) {
 }
 
 TEST(CliJobs, MergeShardsIntoOneJob) {
-    const std::string dir = fresh_dir();
+    const std::string dir = fresh_dir("cli-jobs");
     for (int shard = 0; shard < 2; ++shard) {
         Store store(dir + "/shard" + std::to_string(shard) + ".sqlite");
         const int64_t id =

@@ -14,40 +14,12 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
+
 using ::testing::HasSubstr;
+using namespace quantlens::cli_testing;
 
 namespace {
-
-struct Result {
-    int code = -1;
-    std::string out;  // stdout and stderr together
-};
-
-Result run_cli(const std::string& args) {
-    const std::string cmd = QL_BINARY_DIR "/quantlens " + args + " 2>&1";
-    Result r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
-std::string fresh_dir(const std::string& name) {
-    const auto dir = std::filesystem::path(QL_TEST_TMP) /
-                     ("cli-placement-" + name + "-" + std::to_string(getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir.string();
-}
 
 std::string sweep_args(const std::string& dir) {
     return "sweep " + shared_dir() + "/models/llama-8m --eval " + shared_dir() +
@@ -55,7 +27,7 @@ std::string sweep_args(const std::string& dir) {
 }
 
 TEST(CliPlacement, PrintsTheTableAndWritesJson) {
-    const std::string dir = fresh_dir("run");
+    const std::string dir = fresh_dir("cli-placement-run");
     const Result r = run_cli(sweep_args(dir) + " --placement --base Q3_K --types Q6_K " +
                              "--placement-n 1 --json " + dir + "/out.json");
     ASSERT_EQ(r.code, 0) << r.out;
@@ -78,7 +50,7 @@ TEST(CliPlacement, PrintsTheTableAndWritesJson) {
 }
 
 TEST(CliPlacement, DefaultTypesAreTheOnesAboveTheBase) {
-    const std::string dir = fresh_dir("defaults");
+    const std::string dir = fresh_dir("cli-placement-defaults");
     // Base Q6_K: of the default types only Q8_0 has more bits.
     const Result r = run_cli(sweep_args(dir) + " --placement --base Q6_K --placement-n 1 --json -");
     ASSERT_EQ(r.code, 0) << r.out;
@@ -87,7 +59,7 @@ TEST(CliPlacement, DefaultTypesAreTheOnesAboveTheBase) {
 }
 
 TEST(CliPlacement, BadOptionsAreOneLineErrors) {
-    const std::string dir = fresh_dir("bad");
+    const std::string dir = fresh_dir("cli-placement-bad");
     struct Case {
         std::string args, message;
     };

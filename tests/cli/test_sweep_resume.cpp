@@ -17,6 +17,7 @@
 #include <random>
 #include <thread>
 
+#include "cli/cli_run.h"
 #include "jobs/store.h"
 
 using namespace quantlens::jobs;
@@ -25,37 +26,11 @@ using ::testing::HasSubstr;
 namespace {
 
 namespace fs = std::filesystem;
+using namespace quantlens::cli_testing;
 
 const std::string kModel = QL_SHARED_DIR "/models/llama-8m";
 const std::string kEval = QL_SHARED_DIR "/data/eval.txt";
 constexpr int64_t kItems = 2 * 58 + 2;  // per-tensor items and one "(all)" per type
-
-struct Result {
-    int code = -1;
-    std::string out;
-};
-
-Result run_cli(const std::string& args) {
-    const std::string cmd = QL_BINARY_DIR "/quantlens " + args + " 2>&1";
-    Result r;
-    FILE* p = popen(cmd.c_str(), "r");
-    if (!p) return r;
-    std::array<char, 4096> buf;
-    size_t n;
-    while ((n = fread(buf.data(), 1, buf.size(), p)) > 0) r.out.append(buf.data(), n);
-    const int status = pclose(p);
-    r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-    return r;
-}
-
-std::string fresh_dir() {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    const auto dir = fs::path(QL_TEST_TMP) / ("cli-sweep-resume-" + std::string(info->name()) +
-                                              "-" + std::to_string(getpid()));
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir.string();
-}
 
 std::vector<std::string> sweep_args(const std::string& store, const std::string& eval) {
     return {"-q",    "sweep", kModel,    "--eval",    eval,      "--tokens", "256",
@@ -120,7 +95,7 @@ Values values_of(const std::string& store_path, int64_t id) {
 }  // namespace
 
 TEST(CliSweepResume, KillNineThenJobsResumeGivesTheUninterruptedResults) {
-    const std::string dir = fresh_dir();
+    const std::string dir = fresh_dir("cli-sweep-resume");
     const std::string ref_store = dir + "/ref.sqlite", store = dir + "/killed.sqlite";
 
     std::string line;
@@ -177,7 +152,7 @@ TEST(CliSweepResume, KillNineThenJobsResumeGivesTheUninterruptedResults) {
 }
 
 TEST(CliSweepResume, ResumeRefusesWhenTheEvaluationTextChanged) {
-    const std::string dir = fresh_dir();
+    const std::string dir = fresh_dir("cli-sweep-resume");
     const std::string store = dir + "/jobs.sqlite", text = dir + "/eval.txt";
     fs::copy_file(kEval, text);
     ASSERT_TRUE(kill_after(spawn_cli(sweep_args(store, text), dir + "/run.log"), store, 1));
@@ -192,7 +167,7 @@ TEST(CliSweepResume, ResumeRefusesWhenTheEvaluationTextChanged) {
 }
 
 TEST(CliSweepResume, UnknownJobAndCorruptStoreAreOneLineErrors) {
-    const std::string dir = fresh_dir();
+    const std::string dir = fresh_dir("cli-sweep-resume");
     const std::string store = dir + "/jobs.sqlite";
     Store(store).list_jobs();  // an empty, valid store
     Result r = run_cli("sweep --job 42 --store '" + store + "'");
