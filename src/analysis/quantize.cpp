@@ -1,8 +1,8 @@
 // Mixed-precision GGUF writer (see quantize.h).
 //
-// Memory: every output tensor is held until the file is written (the GGUF writer copies
-// from spans at write time), so peak memory is about the output file size plus one source
-// tensor in F32.
+// Memory: each tensor is quantized inside the GGUF writer's producer callback, just before
+// its bytes are written, into a buffer the writer reuses; peak extra memory is one output
+// tensor plus one source tensor in F32, not the output file.
 #include "analysis/quantize.h"
 
 #include <algorithm>
@@ -71,9 +71,9 @@ uint32_t choose_file_type(const Recipe& recipe, const std::vector<QuantizedTenso
     return ftype_for_dominant_type(best);
 }
 
-// One output tensor's bytes, from the source floats (or copied when already in the type).
-std::vector<uint8_t> produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q,
-                             const QuantizeOptions& options, bool& used_importance) {
+// One output tensor's bytes into `out`, from the source floats.
+void produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q,
+             const QuantizeOptions& options, std::vector<uint8_t>& out, bool& used_importance) {
     const int64_t n_per_row = src.n_per_row();
     const int64_t n_mat = n_matrices(src.ne);
     const int64_t rows_per_mat = src.n_rows() / n_mat;
@@ -86,12 +86,11 @@ std::vector<uint8_t> produce(const Model& model, const TensorInfo& src, const Qu
     if (via_f16)
         for (float& v : x) v = round_to_f16(v);
 
-    std::vector<uint8_t> out(ggml_row_size(q.written, n_per_row) *
-                             static_cast<size_t>(src.n_rows()));
+    out.resize(ggml_row_size(q.written, n_per_row) * static_cast<size_t>(src.n_rows()));
     if (q.written == GgmlType::BF16) {
         auto* y = reinterpret_cast<uint16_t*>(out.data());
         for (size_t i = 0; i < x.size(); ++i) y[i] = f32_to_bf16(x[i]);
-        return out;
+        return;
     }
     const size_t mat_bytes =
         ggml_row_size(q.written, n_per_row) * static_cast<size_t>(rows_per_mat);
@@ -103,7 +102,6 @@ std::vector<uint8_t> produce(const Model& model, const TensorInfo& src, const Qu
         quantize(q.written, x.data() + m * rows_per_mat * n_per_row, out.data() + m * mat_bytes,
                  rows_per_mat, n_per_row, imp);
     }
-    return out;
 }
 
 }  // namespace
@@ -216,32 +214,31 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
     std::optional<Progress> progress;
     if (options.progress) progress.emplace("quantize", total_weights, "w");
 
-    std::vector<std::vector<uint8_t>> buffers(result.tensors.size());
     GgufWriter writer;
     for (const auto& [k, v] : kv) writer.add_kv(k, v);
-    for (size_t i = 0; i < result.tensors.size(); ++i) {
-        QuantizedTensor& q = result.tensors[i];
+    for (QuantizedTensor& q : result.tensors) {
         const TensorInfo& src = model.get(q.name);
-        std::span<const uint8_t> bytes;
-        const std::span<const uint8_t> raw = model.raw(src);
-        if (model.source() == Model::Source::Gguf && q.written == src.type && !raw.empty()) {
-            bytes = raw;  // already in the requested type: copy, as llama-quantize does
-        } else {
-            bool used = false;
-            buffers[i] = produce(model, src, q, options, used);
-            q.has_importance = used;
-            bytes = buffers[i];
-        }
-        QL_ASSERT(bytes.size() == q.bytes);
         if (!q.note.empty()) result.fallbacks.push_back(q.name + ": " + q.note);
-        writer.add_tensor(q.name, q.ne, q.written, bytes);
         result.tensor_bytes += q.bytes;
         result.n_params += src.n_elements();
-        if (progress) progress->advance(src.n_elements());
+        // result.tensors is not resized from here on, so &q stays valid until write() returns.
+        writer.add_tensor(q.name, q.ne, q.written, q.bytes,
+                          [&model, &src, &q, &options, &progress](std::vector<uint8_t>& out) {
+                              const std::span<const uint8_t> raw = model.raw(src);
+                              if (model.source() == Model::Source::Gguf && q.written == src.type &&
+                                  !raw.empty()) {
+                                  // Already in the requested type: copy, as llama-quantize does.
+                                  out.assign(raw.begin(), raw.end());
+                              } else {
+                                  bool used = false;
+                                  produce(model, src, q, options, out, used);
+                                  q.has_importance = used;
+                              }
+                              if (progress) progress->advance(src.n_elements());
+                          });
     }
-    if (progress) progress->finish();
-
     writer.write(path);
+    if (progress) progress->finish();
     result.file_bytes = fs::file_size(path);
     result.bpw = result.n_params > 0 ? 8.0 * static_cast<double>(result.file_bytes) /
                                            static_cast<double>(result.n_params)

@@ -525,19 +525,31 @@ void GgufWriter::add_kv(std::string key, GgufValue value) {
     kv_.emplace_back(std::move(key), std::move(value));
 }
 
-void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
-                            std::span<const uint8_t> data) {
+void GgufWriter::check_new_tensor(const std::string& name, const std::vector<int64_t>& ne,
+                                  GgmlType type, uint64_t n_bytes) const {
     QL_CHECK(!ne.empty() && ne.size() <= kMaxDims, "tensor '{}': {} dimensions, expected 1 to {}",
              name, ne.size(), kMaxDims);
     for (int64_t d : ne) QL_CHECK(d >= 0, "tensor '{}': negative dimension {}", name, d);
     const auto nbytes = tensor_nbytes(type, ne);
     QL_CHECK(nbytes.has_value(), "tensor '{}': row length {} does not fit type {}", name, ne[0],
              ggml_type_info(type).name);
-    QL_CHECK(data.size() == *nbytes, "tensor '{}': {} data bytes given, {} expected for {}", name,
-             data.size(), *nbytes, ggml_type_info(type).name);
+    QL_CHECK(n_bytes == *nbytes, "tensor '{}': {} data bytes given, {} expected for {}", name,
+             n_bytes, *nbytes, ggml_type_info(type).name);
     for (const auto& t : tensors_)
         QL_CHECK(t.name != name, "tensor '{}' added twice to a GGUF writer", name);
-    tensors_.push_back({std::move(name), std::move(ne), type, data});
+}
+
+void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
+                            std::span<const uint8_t> data) {
+    check_new_tensor(name, ne, type, data.size());
+    tensors_.push_back({std::move(name), std::move(ne), type, data.size(), data, {}});
+}
+
+void GgufWriter::add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
+                            uint64_t n_bytes, Producer produce) {
+    QL_CHECK(produce != nullptr, "tensor '{}': no producer given", name);
+    check_new_tensor(name, ne, type, n_bytes);
+    tensors_.push_back({std::move(name), std::move(ne), type, n_bytes, {}, std::move(produce)});
 }
 
 void GgufWriter::copy_from(const GgufFile& src) {
@@ -546,14 +558,10 @@ void GgufWriter::copy_from(const GgufFile& src) {
     for (const auto& t : src.tensors()) add_tensor(t.name, t.ne, t.type, src.tensor_data(t));
 }
 
-namespace {
-
 // Emits the file the way ggml's writer does: header, KVs, tensor infos, zero padding to
-// the alignment, then each tensor's data padded to the alignment.
-void emit(const Sink& out, uint32_t alignment,
-          const std::vector<std::pair<std::string, GgufValue>>& kv,
-          const std::vector<std::string>& names, const std::vector<std::vector<int64_t>>& shapes,
-          const std::vector<GgmlType>& types, const std::vector<std::span<const uint8_t>>& data) {
+// the alignment, then each tensor's data padded to the alignment. Produced tensors go
+// through one reused buffer, so memory is the largest tensor, not the file.
+void GgufWriter::emit(const Sink& out, const std::string& file) const {
     uint64_t pos = 0;
     const Sink counted = [&](const void* p, size_t n) {
         out(p, n);
@@ -561,7 +569,7 @@ void emit(const Sink& out, uint32_t alignment,
     };
     static const uint8_t zeros[256] = {};
     auto pad = [&]() {
-        uint64_t n = align_up(pos, alignment) - pos;
+        uint64_t n = align_up(pos, alignment_) - pos;
         while (n > 0) {
             const size_t k = std::min<uint64_t>(n, sizeof(zeros));
             counted(zeros, k);
@@ -570,74 +578,69 @@ void emit(const Sink& out, uint32_t alignment,
     };
     put<uint32_t>(counted, kMagic);
     put<uint32_t>(counted, 3);
-    put<uint64_t>(counted, names.size());
-    put<uint64_t>(counted, kv.size());
-    for (const auto& [k, v] : kv) {
+    put<uint64_t>(counted, tensors_.size());
+    put<uint64_t>(counted, kv_.size());
+    for (const auto& [k, v] : kv_) {
         put_string(counted, k);
         put<uint32_t>(counted, static_cast<uint32_t>(v.type));
         write_value(counted, v);
     }
     uint64_t offset = 0;
-    for (size_t i = 0; i < names.size(); ++i) {
-        put_string(counted, names[i]);
-        put<uint32_t>(counted, static_cast<uint32_t>(shapes[i].size()));
-        for (int64_t d : shapes[i]) put<int64_t>(counted, d);
-        put<uint32_t>(counted, static_cast<uint32_t>(types[i]));
+    for (const Tensor& t : tensors_) {
+        put_string(counted, t.name);
+        put<uint32_t>(counted, static_cast<uint32_t>(t.ne.size()));
+        for (int64_t d : t.ne) put<int64_t>(counted, d);
+        put<uint32_t>(counted, static_cast<uint32_t>(t.type));
         put<uint64_t>(counted, offset);
-        offset += align_up(data[i].size(), alignment);
+        offset += align_up(t.nbytes, alignment_);
     }
     pad();
-    for (const auto& d : data) {
-        counted(d.data(), d.size());
+    std::vector<uint8_t> buffer;
+    for (const Tensor& t : tensors_) {
+        if (!t.produce) {
+            counted(t.data.data(), t.data.size());
+        } else {
+            buffer.clear();
+            t.produce(buffer);
+            if (buffer.size() != t.nbytes)
+                throw InternalError(
+                    fmt::format("{}: tensor '{}': producer gave {} bytes, {} were declared", file,
+                                t.name, buffer.size(), t.nbytes));
+            counted(buffer.data(), buffer.size());
+        }
         pad();
     }
 }
 
-}  // namespace
-
 std::vector<uint8_t> GgufWriter::serialize() const {
-    std::vector<std::string> names;
-    std::vector<std::vector<int64_t>> shapes;
-    std::vector<GgmlType> types;
-    std::vector<std::span<const uint8_t>> data;
-    for (const auto& t : tensors_) {
-        names.push_back(t.name);
-        shapes.push_back(t.ne);
-        types.push_back(t.type);
-        data.push_back(t.data);
-    }
     std::vector<uint8_t> buf;
     emit(
         [&](const void* p, size_t n) {
             const auto* c = static_cast<const uint8_t*>(p);
             buf.insert(buf.end(), c, c + n);
         },
-        alignment_, kv_, names, shapes, types, data);
+        "GGUF image");
     return buf;
 }
 
 void GgufWriter::write(const std::string& path) const {
-    std::vector<std::string> names;
-    std::vector<std::vector<int64_t>> shapes;
-    std::vector<GgmlType> types;
-    std::vector<std::span<const uint8_t>> data;
-    for (const auto& t : tensors_) {
-        names.push_back(t.name);
-        shapes.push_back(t.ne);
-        types.push_back(t.type);
-        data.push_back(t.data);
-    }
     const std::string tmp = path + ".tmp";
-    {
+    try {
         std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
         QL_CHECK(f.good(), "{}: cannot open for writing", tmp);
-        emit([&](const void* p, size_t n) { f.write(static_cast<const char*>(p), n); }, alignment_,
-             kv_, names, shapes, types, data);
+        // Checked on every write so a full disk stops the run before the next tensor is
+        // produced rather than after the whole model has been quantized.
+        emit(
+            [&](const void* p, size_t n) {
+                f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n));
+                QL_CHECK(f.good(), "{}: write failed (disk full?)", tmp);
+            },
+            path);
         f.flush();
-        if (!f.good()) {
-            std::remove(tmp.c_str());
-            fail("{}: write failed (disk full?)", tmp);
-        }
+        QL_CHECK(f.good(), "{}: write failed (disk full?)", tmp);
+    } catch (...) {
+        std::remove(tmp.c_str());
+        throw;
     }
     std::error_code ec;
     std::filesystem::rename(tmp, path, ec);

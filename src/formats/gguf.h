@@ -20,6 +20,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -121,15 +122,25 @@ private:
     std::map<std::string, size_t> tensor_index_;
 };
 
-// Writes GGUF v3. Add KVs and tensors in the order they should appear; tensor data is
-// copied from the given bytes at write time (the span must stay valid until write()).
-// write() goes to PATH.tmp and renames, so an interrupted write leaves no partial file.
+// Writes GGUF v3. Add KVs and tensors in the order they should appear. A tensor's bytes
+// come either from a span (copied at write time; it must stay valid until write()) or from
+// a producer called at write time, so a writer of a whole model holds one tensor at a time.
+// Offsets come from the declared sizes, so the header is written before any data exists.
+// write() goes to PATH.tmp and renames: an error, including one thrown by a producer,
+// leaves neither PATH.tmp nor a partial PATH.
 class GgufWriter {
 public:
+    // Fills `out` (given empty, its capacity reused from the previous tensor) with exactly
+    // the declared number of bytes; a different size is an InternalError naming the tensor.
+    using Producer = std::function<void(std::vector<uint8_t>& out)>;
+
     void set_alignment(uint32_t alignment) { alignment_ = alignment; }
     void add_kv(std::string key, GgufValue value);  // replaces an existing key in place
     void add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type,
                     std::span<const uint8_t> data);
+    // `n_bytes` must equal ggml_row_size(type, ne[0]) × rows; checked here (Error).
+    void add_tensor(std::string name, std::vector<int64_t> ne, GgmlType type, uint64_t n_bytes,
+                    Producer produce);
     // Copies all KVs and tensors of `src` (for round trips and edits).
     void copy_from(const GgufFile& src);
     void write(const std::string& path) const;
@@ -142,9 +153,14 @@ private:
         std::string name;
         std::vector<int64_t> ne;
         GgmlType type;
-        std::span<const uint8_t> data;
+        uint64_t nbytes;
+        std::span<const uint8_t> data;  // used when produce is empty
+        Producer produce;
     };
     std::vector<Tensor> tensors_;
+    void check_new_tensor(const std::string& name, const std::vector<int64_t>& ne, GgmlType type,
+                          uint64_t n_bytes) const;
+    void emit(const std::function<void(const void*, size_t)>& out, const std::string& file) const;
 };
 
 }  // namespace quantlens
