@@ -91,10 +91,25 @@ int run_audit_command(const AuditArgs& a, const std::string& command_line) {
 }
 
 }  // namespace
+
+// `quantlens jobs resume ID` (and the web app) continue an audit job like any other: the job's
+// parameters hold the zoo, so the store and the id are enough.
+void register_audit_runner() {
+    jobs::register_job_runner(jobs::JobKind::audit, [](jobs::Store& store, int64_t id) {
+        const jobs::JobState s = jobs::run_job(store, id, [&] { return run_audit(store, id); });
+        if (s == jobs::JobState::done) {
+            const auto rows = audit_rows(store, id);
+            fmt::print("audit job {}\n{}", id, audit_table(rows));
+        }
+        return s == jobs::JobState::done || s == jobs::JobState::paused ? 0 : 1;
+    });
+}
+
 }  // namespace quantlens::cli
 
 QL_COMMAND(audit, "Sensitivity profiles of a zoo of models, compared by tensor role and depth") {
     auto a = std::make_shared<quantlens::cli::AuditArgs>();
+    quantlens::cli::register_audit_runner();
     cmd.add_option("ZOO", a->zoo, "Zoo file (YAML, see examples/zoo.yaml)")->required();
     cmd.add_option("--store", a->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
     cmd.add_option("--time-limit", a->time_limit,

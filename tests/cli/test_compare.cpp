@@ -1,7 +1,7 @@
 // `quantlens compare` and `quantlens audit` end to end through the built binary: the JSON
 // of a short comparison of llama.cpp's Q4_K_M file, the one-line error for mismatched
-// models, and an audit killed with SIGKILL in the middle of a sweep, then resumed by running
-// the same command again, with the same results as an audit that was never interrupted.
+// models, and an audit killed with SIGKILL in the middle of a sweep, then resumed with
+// `quantlens jobs resume`, with the same results as an audit that was never interrupted.
 #include <fcntl.h>
 #include <gmock/gmock.h>
 #include <gtest/gtest.h>
@@ -110,9 +110,10 @@ TEST(CliAudit, KilledAuditResumesToTheSameResults) {
     ASSERT_TRUE(seen);
     ASSERT_TRUE(WIFSIGNALED(status)) << "the audit finished before it could be killed";
 
-    const Result resumed = run_cli("audit " + zoo + " --store " + killed);
+    // Continued by the generic `jobs resume` (the audit is job 1, its sweeps are children;
+    // running the same audit command again resumes it too, see the README).
+    const Result resumed = run_cli("jobs resume 1 --store " + killed);
     ASSERT_EQ(resumed.code, 0) << resumed.out;
-    EXPECT_THAT(resumed.out, HasSubstr("resuming job 1"));
     EXPECT_THAT(resumed.out, HasSubstr("attention"));
     EXPECT_THAT(resumed.out, HasSubstr("tiny-qwen2 Q2_K"));
 
