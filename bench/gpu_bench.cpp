@@ -64,6 +64,7 @@ int64_t layer_of(const std::string& name, int64_t n_layers) {
 int main(int argc, char** argv) {
     int64_t n_tokens = 8192, ctx = 512, reps = 3;
     bool small = false;
+    double budget_gb = 0;  // > 0: stream the weights through this much GPU memory
     std::string json_path;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -78,10 +79,13 @@ int main(int argc, char** argv) {
             json_path = next();
         else if (a == "--small")
             small = true;
+        else if (a == "--weight-budget-gb")
+            budget_gb = std::stod(next());
         else {
             std::fprintf(
                 stderr,
-                "usage: ql_gpu_bench [--tokens N] [--ctx T] [--reps R] [--json PATH] [--small]\n");
+                "usage: ql_gpu_bench [--tokens N] [--ctx T] [--reps R] [--json PATH] [--small] "
+                "[--weight-budget-gb G]\n");
             return 2;
         }
     }
@@ -98,7 +102,10 @@ int main(int argc, char** argv) {
         out["shape"] = {
             {"layers", L},  {"hidden", c.hidden}, {"heads", c.n_heads}, {"kv_heads", c.n_kv_heads},
             {"ffn", c.ffn}, {"vocab", c.vocab},   {"tokens", N},        {"ctx", ctx}};
-        auto engine = std::make_unique<CudaEngine>(c, CudaEngineOptions{.max_tokens = N});
+        auto engine = std::make_unique<CudaEngine>(
+            c, CudaEngineOptions{.max_tokens = N,
+                                 .weight_budget_bytes = static_cast<int64_t>(budget_gb * 1e9)});
+        out["streaming"] = engine->streaming();
         double t = now_s();
         engine->load_random_weights(20261123);
         out["init_s"] = now_s() - t;

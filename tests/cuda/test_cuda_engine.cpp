@@ -5,6 +5,7 @@
 
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 
 #include "analysis/sweep_cpu.h"
 #include "core/half.h"
@@ -96,6 +97,57 @@ TEST(CudaEngine, LogitsMatchCpuEngine) {
                     max_abs, kld);
         EXPECT_LE(max_abs, p == Precision::F16 ? kLogitTol : kBf16LogitTol);
         EXPECT_LT(kld, kKldTol);
+    }
+}
+
+TEST(CudaEngine, StreamedWeightsGiveIdenticalResults) {
+    // A budget of one layer plus the head forces streaming on llama-8m: every pass copies
+    // layers in and evicts others. Same arithmetic, so logits, overrides and fake quantization
+    // must equal the resident engine's bit for bit.
+    SKIP_WITHOUT_GPU();
+    auto model = Model::open(kModel);
+    const int64_t B = 2, T = 96, V = model->config().vocab;
+    const std::vector<int32_t> tokens = test_tokens(B, T, V);
+    CudaEngine resident(model->config(), {.precision = Precision::F16, .max_tokens = 1024});
+    resident.load_model(*model);
+    const int64_t budget = resident.weight_bytes() / 3;
+    CudaEngine streamed(
+        model->config(),
+        {.precision = Precision::F16, .max_tokens = 1024, .weight_budget_bytes = budget});
+    streamed.load_model(*model);
+    ASSERT_FALSE(resident.streaming());
+    ASSERT_TRUE(streamed.streaming());
+    EXPECT_EQ(streamed.weight_bytes(), resident.weight_bytes());
+    EXPECT_LE(streamed.resident_weight_bytes(), budget);
+
+    auto same = [](const std::vector<float>& a, const std::vector<float>& b) {
+        return a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * 4) == 0;
+    };
+    EXPECT_TRUE(same(streamed.forward_logits(tokens, B, T), resident.forward_logits(tokens, B, T)));
+    EXPECT_LE(streamed.resident_weight_bytes(), budget);
+    // Values written while a slot was resident survive its eviction (written back to host).
+    EXPECT_TRUE(
+        same(streamed.original("blk.0.attn_q.weight"), resident.original("blk.0.attn_q.weight")));
+    for (CudaEngine* e : {&resident, &streamed}) {
+        ASSERT_TRUE(e->override_with_type("blk.2.ffn_down.weight", GgmlType::Q4_K));
+        const std::vector<float> v = model->read_f32(model->get("blk.5.attn_v.weight"));
+        std::vector<float> noisy(v);
+        for (size_t i = 0; i < noisy.size(); i += 7) noisy[i] *= 1.5f;
+        e->set_override("blk.5.attn_v.weight", noisy.data(), static_cast<int64_t>(noisy.size()));
+    }
+    EXPECT_TRUE(same(streamed.forward_logits(tokens, B, T), resident.forward_logits(tokens, B, T)));
+    for (CudaEngine* e : {&resident, &streamed}) e->clear_overrides();
+    EXPECT_TRUE(same(streamed.forward_logits(tokens, B, T), resident.forward_logits(tokens, B, T)));
+
+    // A budget below one layer is refused with a message naming it.
+    try {
+        CudaEngine tiny(
+            model->config(),
+            {.precision = Precision::F16, .max_tokens = 256, .weight_budget_bytes = 1000});
+        ADD_FAILURE() << "a 1000-byte budget was accepted";
+    } catch (const std::exception& e) {
+        EXPECT_NE(std::string(e.what()).find("budget of 1000 bytes"), std::string::npos)
+            << e.what();
     }
 }
 

@@ -5,6 +5,12 @@
 // a slot, and gate|up, so each is one GEMM; an override copies the slot once into a scratch
 // buffer and edits the member's range there, so the original stays for clear_override and for
 // fake quantization.
+//
+// Streaming: when the weights exceed the budget (CudaEngineOptions::weight_budget_bytes, or
+// automatically when they would not fit in free GPU memory), every slot's values live in pinned
+// host memory and a slot is copied to the GPU when a pass needs it (its layer, the embedding,
+// the head), evicting the least recently used slots. Arithmetic is unchanged: a streamed
+// engine gives bit-identical results, only slower by the host→device copies.
 #include "engine/cuda/cuda_engine.h"
 
 #include <algorithm>
@@ -32,12 +38,25 @@ struct Member {
     bool overridden = false;
 };
 
+struct PinnedFree {
+    void operator()(char* p) const {
+        if (p) cudaFreeHost(p);
+    }
+};
+
 struct Slot {
     bool f32 = false;  // 1-D weights (norms, biases) stay f32
     int64_t n = 0;
-    DeviceBuffer orig, scratch;
+    size_t bytes = 0;
+    DeviceBuffer orig, scratch;  // orig: empty while a streamed slot is not resident
     int n_overridden = 0;
-    const void* active() const { return n_overridden ? scratch.as() : orig.as(); }
+    std::unique_ptr<char, PinnedFree> host;  // streaming: the values, in pinned memory
+    bool dirty = false;                      // the resident copy changed since it came in
+    uint64_t last_use = 0;
+    const void* active() const {
+        QL_ASSERT(n_overridden || orig);
+        return n_overridden ? scratch.as() : orig.as();
+    }
 };
 
 struct LayerSlots {
@@ -81,13 +100,101 @@ struct CudaEngine::Impl {
         bool operator==(const PtrKey&) const = default;
     } ptr_key;
 
+    // Allocation waits for place_weights(), which knows the total.
     int add_slot(bool f32, int64_t n) {
         Slot s;
         s.f32 = f32;
         s.n = n;
-        s.orig.resize(static_cast<size_t>(n) * (f32 ? 4 : esize));
+        s.bytes = static_cast<size_t>(n) * (f32 ? 4 : esize);
         slots.push_back(std::move(s));
         return static_cast<int>(slots.size()) - 1;
+    }
+
+    // ---- residency (streaming) ----
+    bool streaming = false;
+    int64_t budget = 0, resident = 0;
+    uint64_t clock = 0;
+
+    void place_weights() {
+        int64_t total = 0, largest_pass = 0;
+        for (const Slot& sl : slots) total += static_cast<int64_t>(sl.bytes);
+        for (size_t l = 0; l < layers.size(); ++l) {
+            int64_t b = 0;
+            for (int i : layer_slots(static_cast<int64_t>(l)))
+                b += static_cast<int64_t>(slots[static_cast<size_t>(i)].bytes);
+            largest_pass = std::max(largest_pass, b);
+        }
+        budget = opt.weight_budget_bytes;
+        if (budget == 0) {
+            size_t free_b = 0, total_b = 0;
+            QL_CUDA(cudaMemGetInfo(&free_b, &total_b));
+            // Activations, the sweep's cached hidden states and cuBLAS workspaces need room too.
+            const auto usable = static_cast<int64_t>(static_cast<double>(free_b) * 0.7);
+            if (total > usable) budget = usable;
+        }
+        streaming = budget > 0 && total > budget;
+        if (!streaming) {
+            for (Slot& sl : slots) sl.orig.resize(sl.bytes);
+            return;
+        }
+        int64_t head_b = static_cast<int64_t>(slots[static_cast<size_t>(token_embd)].bytes);
+        if (output >= 0) head_b += static_cast<int64_t>(slots[static_cast<size_t>(output)].bytes);
+        QL_CHECK(budget >= std::max(largest_pass, head_b),
+                 "CUDA engine: a weight budget of {} bytes cannot hold one layer ({} bytes) or "
+                 "the embedding and output ({} bytes)",
+                 budget, largest_pass, head_b);
+        for (Slot& sl : slots) {
+            char* p = nullptr;
+            QL_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p), sl.bytes));
+            sl.host.reset(p);
+        }
+    }
+
+    std::vector<int> layer_slots(int64_t l) const {
+        const LayerSlots& ls = layers[static_cast<size_t>(l)];
+        std::vector<int> out;
+        for (int i : {ls.attn_norm, ls.qkv, ls.qkv_bias, ls.q_norm, ls.k_norm, ls.o, ls.ffn_norm,
+                      ls.gate_up, ls.down, ls.router, ls.gate_exps, ls.up_exps, ls.down_exps})
+            if (i >= 0) out.push_back(i);
+        return out;
+    }
+
+    void evict(Slot& sl) {
+        if (sl.dirty)
+            QL_CUDA(cudaMemcpy(sl.host.get(), sl.orig.as(), sl.bytes, cudaMemcpyDeviceToHost));
+        sl.dirty = false;
+        sl.orig.reset();
+        resident -= static_cast<int64_t>(sl.bytes);
+    }
+
+    // Makes these slots resident on the GPU (a no-op without streaming); `modify`: the caller
+    // writes the original values, which go back to the host when the slot is evicted.
+    void use(const std::vector<int>& wanted, bool modify = false) {
+        const uint64_t now = ++clock;
+        for (int i : wanted)
+            if (i >= 0) slots[static_cast<size_t>(i)].last_use = now;
+        if (!streaming) return;
+        for (int i : wanted) {
+            if (i < 0) continue;
+            Slot& sl = slots[static_cast<size_t>(i)];
+            sl.dirty = sl.dirty || modify;
+            if (sl.orig) continue;
+            while (resident + static_cast<int64_t>(sl.bytes) > budget) {
+                Slot* victim = nullptr;
+                for (Slot& o : slots)
+                    if (o.orig && o.last_use != now && o.n_overridden == 0 &&
+                        (!victim || o.last_use < victim->last_use))
+                        victim = &o;
+                QL_CHECK(victim != nullptr,
+                         "CUDA engine: the weight budget of {} bytes is too small for the "
+                         "tensors one pass needs at once",
+                         budget);
+                evict(*victim);
+            }
+            sl.orig.resize(sl.bytes);
+            QL_CUDA(cudaMemcpy(sl.orig.as(), sl.host.get(), sl.bytes, cudaMemcpyHostToDevice));
+            resident += static_cast<int64_t>(sl.bytes);
+        }
     }
     void add_member(const std::string& name, int slot, int64_t offset, std::vector<int64_t> ne,
                     bool required) {
@@ -330,6 +437,7 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.att.resize(Nmax * static_cast<size_t>(HD) * m.esize);
     m.gu.resize(Nmax * static_cast<size_t>(2 * F) * m.esize);
     m.act.resize(Nmax * static_cast<size_t>(F) * m.esize);
+    m.place_weights();
 }
 
 CudaEngine::~CudaEngine() {
@@ -355,8 +463,17 @@ int64_t CudaEngine::n_elements(const std::string& name) const {
 
 int64_t CudaEngine::weight_bytes() const {
     int64_t b = 0;
-    for (const Slot& s : impl_->slots) b += static_cast<int64_t>(s.orig.bytes());
+    for (const Slot& s : impl_->slots) b += static_cast<int64_t>(s.bytes);
     return b;
+}
+
+bool CudaEngine::streaming() const {
+    return impl_->streaming;
+}
+
+int64_t CudaEngine::resident_weight_bytes() const {
+    if (!impl_->streaming) return weight_bytes();
+    return impl_->resident;
 }
 
 void CudaEngine::load_weight(const std::string& name, const float* host, int64_t n) {
@@ -364,6 +481,7 @@ void CudaEngine::load_weight(const std::string& name, const float* host, int64_t
     Member& mb = m.member(name);
     QL_CHECK(n == mb.n, "CUDA engine: weight '{}' has {} values, expected {}", name, n, mb.n);
     Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    m.use({mb.slot}, true);
     constexpr int64_t kChunk = 1 << 24;
     for (int64_t i = 0; i < n; i += kChunk) {
         const int64_t len = std::min(kChunk, n - i);
@@ -386,6 +504,7 @@ void CudaEngine::load_random_weights(uint64_t seed) {
     Impl& m = *impl_;
     for (Member& mb : m.members) {
         Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+        m.use({mb.slot}, true);
         if (s.f32) {
             const bool is_norm = mb.name.find("norm") != std::string::npos;
             launch_fill_f32(s.orig.as<float>() + mb.offset, is_norm ? 1.0f : 0.0f, mb.n);
@@ -427,6 +546,7 @@ namespace {
 void* begin_override(CudaEngine::Impl& m, Member& mb) {
     Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     const size_t bytes = static_cast<size_t>(s.n) * m.elem(s);
+    m.use({mb.slot});
     if (s.n_overridden == 0) {
         if (!s.scratch && m.spare.bytes() >= bytes) s.scratch = std::move(m.spare);
         s.scratch.resize(bytes);
@@ -465,7 +585,7 @@ bool CudaEngine::override_with_type(const std::string& name, GgmlType type) {
     Member& mb = m.member(name);
     const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     if (s.f32 || !gpu_fake_quant_supported(type, mb.ne[0])) return false;
-    void* dst = begin_override(m, mb);
+    void* dst = begin_override(m, mb);  // makes the slot resident
     launch_fake_quant(type, s.orig.as<char>() + mb.offset * m.esize, dst, m.dt, mb.n);
     return true;
 }
@@ -481,6 +601,7 @@ void CudaEngine::clear_override(const std::string& name) {
         if (s.scratch.bytes() > m.spare.bytes()) m.spare = std::move(s.scratch);
         s.scratch.reset();
     } else {
+        m.use({mb.slot});
         QL_CUDA(cudaMemcpy(s.scratch.as<char>() + mb.offset * es,
                            s.orig.as<char>() + mb.offset * es, static_cast<size_t>(mb.n) * es,
                            cudaMemcpyDeviceToDevice));
@@ -493,7 +614,8 @@ void CudaEngine::clear_overrides() {
 }
 
 namespace {
-std::vector<float> download(const CudaEngine::Impl& m, int slot, int64_t offset, int64_t n) {
+std::vector<float> download(CudaEngine::Impl& m, int slot, int64_t offset, int64_t n) {
+    m.use({slot});
     const Slot& s = m.slots[static_cast<size_t>(slot)];
     std::vector<float> out(static_cast<size_t>(n));
     const char* src = static_cast<const char*>(s.active()) + offset * m.elem(s);
@@ -514,6 +636,7 @@ std::vector<float> CudaEngine::original(const std::string& name) const {
     const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     if (!mb.overridden || s.n_overridden == 0) return download(m, mb.slot, mb.offset, mb.n);
     // The slot is on its scratch copy: read the original buffer itself.
+    m.use({mb.slot});
     std::vector<float> out(static_cast<size_t>(mb.n));
     DeviceBuffer tmp(out.size() * 4);
     if (s.f32) {
@@ -532,6 +655,7 @@ std::vector<float> CudaEngine::values(const std::string& name) const {
 }
 
 void CudaEngine::embed(const int32_t* d_tokens, int64_t N, float* d_h) {
+    impl_->use({impl_->token_embd});
     launch_embed(d_h, impl_->ptr(impl_->token_embd), impl_->dt, d_tokens, N, impl_->c.hidden);
 }
 
@@ -544,6 +668,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     const int64_t HD = H * D, KD = KV * D, F = c.ffn;
     const auto eps = static_cast<float>(c.rms_eps);
     m.ensure_rope(T);
+    m.use(m.layer_slots(l));
 
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
     m.gemm(m.ptr(ls.qkv), m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
@@ -567,11 +692,12 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
     Impl& m = *impl_;
     QL_ASSERT(t0 >= 0 && t0 < T);
     const int64_t S = T - t0, R = B * S, C = m.c.hidden;
+    const bool has_output =
+        m.output >= 0 && m.members[static_cast<size_t>(m.member_of.at("output.weight"))].loaded;
+    m.use({m.output_norm, has_output ? m.output : m.token_embd});
     m.xn.resize(static_cast<size_t>(R * C) * m.esize);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(m.output_norm), R, C, static_cast<float>(m.c.rms_eps),
                    S, T, t0);
-    const bool has_output =
-        m.output >= 0 && m.members[static_cast<size_t>(m.member_of.at("output.weight"))].loaded;
     m.gemm(m.ptr(has_output ? m.output : m.token_embd), m.xn.as(), d_logits, CUDA_R_32F, R, C,
            m.c.vocab, 0.0f);
 }

@@ -39,6 +39,10 @@ struct CudaEngineOptions {
     bool rope_bf16_freqs = false;  // as EngineOptions::rope_bf16_freqs
     // Tokens per batch the scratch buffers are sized for (sequences are batched up to it).
     int64_t max_tokens = 8192;
+    // GPU memory for weights, in bytes. When the model's weights exceed it they stay in pinned
+    // host memory and each layer is copied in when a pass reaches it (least recently used
+    // slots evicted). 0: stream only when the weights exceed 70 % of free GPU memory.
+    int64_t weight_budget_bytes = 0;
 };
 
 // True when a CUDA device can be used; otherwise `why` says what is missing.
@@ -73,6 +77,8 @@ class CudaEngine {
     void load_model(const Model& model);
     bool complete() const;  // every required weight loaded
     int64_t weight_bytes() const;
+    bool streaming() const;                 // weights live in host memory (see the options)
+    int64_t resident_weight_bytes() const;  // weights on the GPU now
 
     // ---- overrides ----
     void set_override(const std::string& name, const float* host, int64_t n);
