@@ -20,6 +20,7 @@
 #include "core/hash.h"
 #include "core/progress.h"
 #include "engine/engine.h"
+#include "engine/kernels.h"
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "jobs/runner.h"
@@ -131,8 +132,11 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         params += t.n_elements();
         fallbacks += q.fallback ? 1 : 0;
         // With ggml numerics the type alone changes the result (how the matmul input is
-        // rounded), even where the values come back unchanged.
-        changed = changed || q.values != original || ctx.opt.ggml_numerics;
+        // rounded), even where the values come back unchanged; F16 over F16 weights changes
+        // nothing and is not evaluated.
+        changed = changed || q.values != original ||
+                  (ctx.opt.ggml_numerics &&
+                   ggml_act_rounding(q.type) != ggml_act_rounding(ctx.engine->stored_type(name)));
         if (ctx.opt.gpu) gpu_provider().forward_override(*ctx.backend, name, &q.values);
         ctx.engine->set_override(name, std::move(q.values), q.type);
     }

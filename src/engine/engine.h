@@ -99,8 +99,10 @@ class Engine {
     // installs it as the override. Throws Error if the type cannot hold the row length.
     void override_with_type(const std::string& name, GgmlType type,
                             const float* importance = nullptr);
-    // The original (not overridden) weight values.
+    // The original (not overridden) weight values, and the type they are stored as (F16 when
+    // rounded through F16; what ggml_numerics rounds the matmul input for).
     const std::vector<float>& original(const std::string& name) const;
+    GgmlType stored_type(const std::string& name) const { return types_.at(name); }
 
     void set_hook(EngineHook hook) { hook_ = std::move(hook); }
     void clear_hook() { hook_ = nullptr; }

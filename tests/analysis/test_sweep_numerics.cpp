@@ -79,6 +79,11 @@ TEST(SweepNumerics, ActivationRoundingShowsAtEightBits) {
     // One tensor at Q8_0 whose values come back unchanged would still round its input: the
     // item is measured, never skipped as "identical bytes".
     EXPECT_GT(ggml.measure("blk.0.attn_v.weight", "Q8_0").at("kld_mean"), 0.0);
+    // F16 over F16-rounded weights is the base itself: nothing to round, KLD exactly 0, and
+    // the storage a plan can choose for small sensitive tensors (attn_v: 256 × 128 × 2 bytes).
+    const auto f16 = ggml.measure("blk.0.attn_v.weight", "F16");
+    EXPECT_EQ(f16.at("kld_mean"), 0.0);
+    EXPECT_EQ(f16.at("bytes"), 256.0 * 128 * 2);
 }
 
 TEST(SweepNumerics, EveryOptionSurvivesTheJobParameters) {

@@ -13,6 +13,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 #include <map>
 #include <random>
 #include <thread>
@@ -67,13 +68,23 @@ int64_t items_done(const std::string& store_path) {
     }
 }
 
+// True once the child's log says the job exists (the store is created and in WAL mode).
+bool job_announced(const std::string& log) {
+    std::ifstream f(log);
+    const std::string text((std::istreambuf_iterator<char>(f)), std::istreambuf_iterator<char>());
+    return text.find("sweep: job") != std::string::npos;
+}
+
 // SIGKILLs the child once at least `after` items are committed (or when it ends by itself).
-// Returns true when it was killed mid-job.
-bool kill_after(pid_t pid, const std::string& store_path, int64_t after) {
+// Returns true when it was killed mid-job. With `log`, the store is only read once the child
+// has announced its job: opening a store while another process creates it can starve the
+// creator's switch to WAL mode.
+bool kill_after(pid_t pid, const std::string& store_path, int64_t after,
+                const std::string& log = "") {
     for (;;) {
         int status = 0;
         if (waitpid(pid, &status, WNOHANG) == pid) return false;
-        if (items_done(store_path) >= after) {
+        if ((log.empty() || job_announced(log)) && items_done(store_path) >= after) {
             ::kill(pid, SIGKILL);
             waitpid(pid, &status, 0);
             return WIFSIGNALED(status) && WTERMSIG(status) == SIGKILL;
@@ -111,7 +122,8 @@ TEST(CliSweepResume, KillNineThenJobsResumeGivesTheUninterruptedResults) {
     const int64_t second = std::uniform_int_distribution<int64_t>(first + 1, kItems - 5)(rng);
     SCOPED_TRACE("killed after " + std::to_string(first) + " and " + std::to_string(second) +
                  " items");
-    ASSERT_TRUE(kill_after(spawn_cli(sweep_args(store, kEval), dir + "/run1.log"), store, first))
+    ASSERT_TRUE(kill_after(spawn_cli(sweep_args(store, kEval), dir + "/run1.log"), store, first,
+                           dir + "/run1.log"))
         << "the sweep finished before it could be killed";
     const int64_t at_first_kill = items_done(store);
     EXPECT_GE(at_first_kill, first);
@@ -155,7 +167,8 @@ TEST(CliSweepResume, ResumeRefusesWhenTheEvaluationTextChanged) {
     const std::string dir = fresh_dir("cli-sweep-resume");
     const std::string store = dir + "/jobs.sqlite", text = dir + "/eval.txt";
     fs::copy_file(kEval, text);
-    ASSERT_TRUE(kill_after(spawn_cli(sweep_args(store, text), dir + "/run.log"), store, 1));
+    ASSERT_TRUE(kill_after(spawn_cli(sweep_args(store, text), dir + "/run.log"), store, 1,
+                           dir + "/run.log"));
     {
         std::ofstream f(text, std::ios::app);
         f << "\nOne more sentence changes the hash.\n";
