@@ -82,15 +82,15 @@ struct GgufTensorInfo {
     std::string name;
     std::vector<int64_t> ne;  // ggml order: ne[0] is the row length (innermost)
     GgmlType type = GgmlType::F32;
-    uint64_t offset = 0;      // relative to the data section
-    uint64_t nbytes = 0;      // computed from ne and type
+    uint64_t offset = 0;  // relative to the data section
+    uint64_t nbytes = 0;  // computed from ne and type
 
     int64_t n_elements() const;
     int64_t n_rows() const { return ne.empty() ? 0 : n_elements() / ne[0]; }
 };
 
 class GgufFile {
-public:
+  public:
     // Opens and validates; throws Error naming the file and what is wrong.
     static GgufFile open(const std::string& path);
     // Parses an in-memory image (fuzzing, tests). `name` is used in error messages.
@@ -110,7 +110,7 @@ public:
     const GgufTensorInfo& tensor(const std::string& name) const;  // throws Error if absent
     std::span<const uint8_t> tensor_data(const GgufTensorInfo& t) const;
 
-private:
+  private:
     std::string path_;
     std::shared_ptr<MappedFile> file_;  // empty when parsed from memory
     std::span<const uint8_t> bytes_;
@@ -129,7 +129,7 @@ private:
 // write() goes to PATH.tmp and renames: an error, including one thrown by a producer,
 // leaves neither PATH.tmp nor a partial PATH.
 class GgufWriter {
-public:
+  public:
     // Fills `out` (given empty, its capacity reused from the previous tensor) with exactly
     // the declared number of bytes; a different size is an InternalError naming the tensor.
     using Producer = std::function<void(std::vector<uint8_t>& out)>;
@@ -146,7 +146,7 @@ public:
     void write(const std::string& path) const;
     std::vector<uint8_t> serialize() const;  // the whole file in memory (small files, tests)
 
-private:
+  private:
     uint32_t alignment_ = 32;
     std::vector<std::pair<std::string, GgufValue>> kv_;
     struct Tensor {
