@@ -11,16 +11,18 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
+
 #include "formats/imatrix.h"
 #include "jobs/store.h"
 
 namespace fs = std::filesystem;
+namespace cli_testing = quantlens::cli_testing;
 
 namespace {
 
 std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
+    return cli_testing::shared_dir() + "/" + rel;
 }
 
 fs::path tmp(const std::string& name) {
@@ -29,22 +31,11 @@ fs::path tmp(const std::string& name) {
     return d / name;
 }
 
-struct CliResult {
-    int status;
-    std::string out;
-};
+using CliResult = cli_testing::Result;
 
+// Quiet (`-q`): no progress lines in the output the tests parse.
 CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-    const std::string cmd = std::string(QL_BINARY_DIR "/quantlens -q ") + args +
-                            (merge_stderr ? " 2>&1" : " 2>/dev/null");
-    FILE* p = popen(cmd.c_str(), "r");
-    EXPECT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return cli_testing::run_cli("-q " + args, "", merge_stderr);
 }
 
 bool contains(const std::string& s, const std::string& part) {
@@ -59,10 +50,10 @@ TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
     const std::string common = "calibrate " + shared("models/llama-8m") + " --text " +
                                shared("data/calib.txt") + " --ctx 128 --chunks 4";
     CliResult r = run_cli(common + " -o " + dat.string());
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(contains(r.out, "blk.7.ffn_down.weight")) << r.out;
     r = run_cli(common + " -o " + gguf.string() + " --store " + store.string() + " --json", false);
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["n_tokens"], 512);
     // 56 calibrated inputs, plus token_embd and output with their weight histogram only.
@@ -98,7 +89,7 @@ TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
                     " --type Q4_K --chunks 1 --samples 64 --bits 3"
                     " --json",
                 false);
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.code, 0) << r.out;
     const auto d = nlohmann::json::parse(r.out);
     EXPECT_EQ(d["weights"].size(), 58u);  // 56 linear + token_embd + output
     EXPECT_EQ(d["awq_families"].size(), 7u);
@@ -113,14 +104,14 @@ TEST(CliCalibrate, BadInputExitsWithAMessage) {
     std::ofstream(empty).close();
     CliResult r = run_cli("calibrate " + shared("models/llama-8m") + " --text " + empty.string() +
                           " -o " + tmp("x.dat").string());
-    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "empty")) << r.out;
     EXPECT_FALSE(fs::exists(tmp("x.dat")));
     r = run_cli("calibrate " + shared("models/llama-8m") + " --text " +
                 shared("models/llama-8m/config.json") + " -o " + tmp("y.dat").string());
-    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "fewer than one chunk")) << r.out;
     r = run_cli("calibrate " + shared("models/llama-8m") + " --text " + shared("data/calib.txt"));
-    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "-o")) << r.out;
 }

@@ -10,33 +10,20 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
+
 namespace {
 
 std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
+    return quantlens::cli_testing::shared_dir() + "/" + rel;
 }
 
-struct CliResult {
-    int status;
-    std::string out;  // stdout and stderr
-};
-
-CliResult run_cli(const std::string& args) {
-    const std::string cmd = std::string(QL_BINARY_DIR "/quantlens ") + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    EXPECT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+using CliResult = quantlens::cli_testing::Result;
+using quantlens::cli_testing::run_cli;
 
 nlohmann::json inspect_json(const std::string& model) {
     const CliResult r = run_cli("inspect --json " + model);
-    EXPECT_EQ(r.status, 0) << r.out;
+    EXPECT_EQ(r.code, 0) << r.out;
     return nlohmann::json::parse(r.out);
 }
 
@@ -44,7 +31,7 @@ nlohmann::json inspect_json(const std::string& model) {
 
 TEST(CliInspect, LlamaHfTable) {
     const CliResult r = run_cli("inspect " + shared("models/llama-8m"));
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find("75 tensors, 8 layers, 8392960 params"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("model.layers.3.self_attn.q_proj.weight"), std::string::npos);
     EXPECT_NE(r.out.find("blk.3.attn_q.weight"), std::string::npos);
@@ -93,7 +80,7 @@ TEST(CliInspect, MoeAndQwen2) {
 
 TEST(CliInspect, BadInputIsOneLineError) {
     const CliResult r = run_cli("inspect " + shared("models/llama-8m/tokenizer.json"));
-    EXPECT_EQ(r.status, 1);
+    EXPECT_EQ(r.code, 1);
     EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
     EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;
 }

@@ -12,15 +12,17 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
+
 #include "formats/gguf.h"
 
 namespace fs = std::filesystem;
+namespace cli_testing = quantlens::cli_testing;
 
 namespace {
 
 std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
+    return cli_testing::shared_dir() + "/" + rel;
 }
 
 fs::path tmp(const std::string& name) {
@@ -29,22 +31,11 @@ fs::path tmp(const std::string& name) {
     return d / name;
 }
 
-struct CliResult {
-    int status;
-    std::string out;  // stdout and stderr
-};
+using CliResult = cli_testing::Result;
 
+// Quiet (`-q`): no progress lines in the output the tests parse.
 CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-    const std::string cmd = std::string(QL_BINARY_DIR "/quantlens -q ") + args +
-                            (merge_stderr ? " 2>&1" : " 2>/dev/null");
-    FILE* p = popen(cmd.c_str(), "r");
-    EXPECT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+    return cli_testing::run_cli("-q " + args, "", merge_stderr);
 }
 
 bool contains(const std::string& s, const std::string& part) {
@@ -57,7 +48,7 @@ TEST(CliQuantize, PresetQ4KMReproducesLlamaCpp) {
     const fs::path out = tmp("llama-8m-Q4_K_M.gguf");
     const CliResult r = run_cli("quantize " + shared("models/llama-8m") +
                                 " --preset Q4_K_M --force -o " + out.string());
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(contains(r.out, "general.file_type 15 (Q4_K_M)")) << r.out;
     EXPECT_TRUE(contains(r.out, "75 tensors")) << r.out;
     EXPECT_TRUE(contains(r.out, "8392960 parameters, 5.12 bpw")) << r.out;
@@ -83,7 +74,7 @@ TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
     const CliResult r = run_cli("quantize " + shared("models/tiny-qwen2") +
                                     " --preset Q4_K_M --force --json -o " + out.string(),
                                 /*merge_stderr=*/false);
-    ASSERT_EQ(r.status, 0) << r.out;
+    ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["file_type"], 15);
     bool found = false;
@@ -107,7 +98,7 @@ TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
     }
     const CliResult fb = run_cli("quantize " + shared("models/tiny-qwen2") + " --recipe " +
                                  recipe.string() + " --force -o " + out.string());
-    ASSERT_EQ(fb.status, 0) << fb.out;
+    ASSERT_EQ(fb.code, 0) << fb.out;
     EXPECT_TRUE(contains(fb.out, "fell back")) << fb.out;
     EXPECT_TRUE(contains(fb.out, "blk.0.ffn_down.weight: Q6_K → Q8_0")) << fb.out;
     EXPECT_TRUE(contains(fb.out, "blk.0.attn_q.weight: Q4_K → Q5_0")) << fb.out;
@@ -116,7 +107,7 @@ TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
     fs::remove(strict_out);
     const CliResult s = run_cli("quantize " + shared("models/tiny-qwen2") + " --recipe " +
                                 recipe.string() + " --strict -o " + strict_out.string());
-    EXPECT_EQ(s.status, 1) << s.out;
+    EXPECT_EQ(s.code, 1) << s.out;
     EXPECT_TRUE(contains(s.out, "blk.0.ffn_down.weight")) << s.out;
     EXPECT_FALSE(fs::exists(strict_out));
 }
@@ -127,11 +118,11 @@ TEST(CliQuantize, BadInput) {
     fs::remove(out);
 
     CliResult r = run_cli("quantize " + model + " -o " + out.string());
-    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "--recipe or --preset")) << r.out;
 
     r = run_cli("quantize " + model + " --preset Q4_K_XL -o " + out.string());
-    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "Q4_K_XL")) << r.out;
 
     const fs::path recipe = tmp("missing.json");
@@ -141,7 +132,7 @@ TEST(CliQuantize, BadInput) {
                  "tensors": {"blk.9.ffn_up.weight": "Q4_K"}})";
     }
     r = run_cli("quantize " + model + " --recipe " + recipe.string() + " -o " + out.string());
-    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "blk.9.ffn_up.weight")) << r.out;
     EXPECT_FALSE(fs::exists(out));
 
@@ -150,7 +141,7 @@ TEST(CliQuantize, BadInput) {
         f << "existing";
     }
     r = run_cli("quantize " + model + " --preset Q8_0 -o " + out.string());
-    EXPECT_EQ(r.status, 1) << r.out;
+    EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "--force")) << r.out;
     EXPECT_EQ(fs::file_size(out), 8u);
 }

@@ -14,6 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cli/cli_run.h"
 #include "jobs/store.h"
 #include "model/model.h"
 #include "report/report_data.h"
@@ -24,20 +25,11 @@ using namespace quantlens;
 namespace {
 
 std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
+    return cli_testing::shared_dir() + "/" + rel;
 }
 
-std::pair<int, std::string> run_cli(const std::string& args) {
-    const std::string cmd = std::string(QL_BINARY_DIR "/quantlens -q ") + args + " 2>&1";
-    FILE* p = popen(cmd.c_str(), "r");
-    EXPECT_NE(p, nullptr);
-    std::string out;
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
-    const int status = pclose(p);
-    return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
+cli_testing::Result run_cli(const std::string& args) {
+    return cli_testing::run_cli("-q " + args);
 }
 
 const nlohmann::json* entry(const nlohmann::json& cal, const std::string& name) {
@@ -99,10 +91,10 @@ TEST(ReportCalibration, RealCalibrateJobFeedsTheSweepReport) {
 
     auto r = run_cli("calibrate " + model_dir + " --text " + shared("data/calib.txt") +
                      " --ctx 128 --chunks 4 --store " + store_path);
-    ASSERT_EQ(r.first, 0) << r.second;
+    ASSERT_EQ(r.code, 0) << r.out;
     r = run_cli("sweep " + model_dir + " --eval " + shared("data/eval.txt") +
                 " --tokens 256 --ctx 128 --types Q8_0 --store " + store_path);
-    ASSERT_EQ(r.first, 0) << r.second;
+    ASSERT_EQ(r.code, 0) << r.out;
 
     jobs::Store store(store_path);
     jobs::JobFilter cal_filter, sweep_filter;
