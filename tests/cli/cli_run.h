@@ -53,4 +53,14 @@ inline std::string shared_dir() {
     return env ? env : QL_SHARED_DIR;
 }
 
+// A file of the shared test data: shared_path("models/llama-8m").
+inline std::string shared_path(const std::string& rel) {
+    return shared_dir() + "/" + rel;
+}
+
+// `quantlens -q ARGS`: no progress lines in output a test parses.
+inline Result run_quiet(const std::string& args, bool with_stderr = true) {
+    return run_cli("-q " + args, "", with_stderr);
+}
+
 }  // namespace quantlens::cli_testing

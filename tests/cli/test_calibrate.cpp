@@ -17,25 +17,15 @@
 #include "jobs/store.h"
 
 namespace fs = std::filesystem;
-namespace cli_testing = quantlens::cli_testing;
+using namespace quantlens::cli_testing;
+using CliResult = Result;
 
 namespace {
-
-std::string shared(const std::string& rel) {
-    return cli_testing::shared_dir() + "/" + rel;
-}
 
 fs::path tmp(const std::string& name) {
     const fs::path d = fs::path(QL_TEST_TMP) / "cli-calibrate";
     fs::create_directories(d);
     return d / name;
-}
-
-using CliResult = cli_testing::Result;
-
-// Quiet (`-q`): no progress lines in the output the tests parse.
-CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-    return cli_testing::run_cli("-q " + args, "", merge_stderr);
 }
 
 bool contains(const std::string& s, const std::string& part) {
@@ -47,12 +37,13 @@ bool contains(const std::string& s, const std::string& part) {
 TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
     const fs::path store = tmp("jobs.sqlite"), dat = tmp("llama.dat"), gguf = tmp("llama.gguf");
     fs::remove(store);
-    const std::string common = "calibrate " + shared("models/llama-8m") + " --text " +
-                               shared("data/calib.txt") + " --ctx 128 --chunks 4";
-    CliResult r = run_cli(common + " -o " + dat.string());
+    const std::string common = "calibrate " + shared_path("models/llama-8m") + " --text " +
+                               shared_path("data/calib.txt") + " --ctx 128 --chunks 4";
+    CliResult r = run_quiet(common + " -o " + dat.string());
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(contains(r.out, "blk.7.ffn_down.weight")) << r.out;
-    r = run_cli(common + " -o " + gguf.string() + " --store " + store.string() + " --json", false);
+    r = run_quiet(common + " -o " + gguf.string() + " --store " + store.string() + " --json",
+                  false);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["n_tokens"], 512);
@@ -84,11 +75,11 @@ TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
     EXPECT_EQ(cal["layers"].size(), 8u);
 
     // diagnose on that job: weight table, AWQ families, artifact stored on the job.
-    r = run_cli("diagnose " + shared("models/llama-8m") + " --calib " + std::to_string(jobs[0].id) +
-                    " --store " + store.string() +
-                    " --type Q4_K --chunks 1 --samples 64 --bits 3"
-                    " --json",
-                false);
+    r = run_quiet("diagnose " + shared_path("models/llama-8m") + " --calib " +
+                      std::to_string(jobs[0].id) + " --store " + store.string() +
+                      " --type Q4_K --chunks 1 --samples 64 --bits 3"
+                      " --json",
+                  false);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto d = nlohmann::json::parse(r.out);
     EXPECT_EQ(d["weights"].size(), 58u);  // 56 linear + token_embd + output
@@ -102,16 +93,17 @@ TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
 TEST(CliCalibrate, BadInputExitsWithAMessage) {
     const fs::path empty = tmp("empty.txt");
     std::ofstream(empty).close();
-    CliResult r = run_cli("calibrate " + shared("models/llama-8m") + " --text " + empty.string() +
-                          " -o " + tmp("x.dat").string());
+    CliResult r = run_quiet("calibrate " + shared_path("models/llama-8m") + " --text " +
+                            empty.string() + " -o " + tmp("x.dat").string());
     EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "empty")) << r.out;
     EXPECT_FALSE(fs::exists(tmp("x.dat")));
-    r = run_cli("calibrate " + shared("models/llama-8m") + " --text " +
-                shared("models/llama-8m/config.json") + " -o " + tmp("y.dat").string());
+    r = run_quiet("calibrate " + shared_path("models/llama-8m") + " --text " +
+                  shared_path("models/llama-8m/config.json") + " -o " + tmp("y.dat").string());
     EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "fewer than one chunk")) << r.out;
-    r = run_cli("calibrate " + shared("models/llama-8m") + " --text " + shared("data/calib.txt"));
+    r = run_quiet("calibrate " + shared_path("models/llama-8m") + " --text " +
+                  shared_path("data/calib.txt"));
     EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "-o")) << r.out;
 }

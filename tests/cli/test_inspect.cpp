@@ -12,14 +12,10 @@
 
 #include "cli/cli_run.h"
 
+using namespace quantlens::cli_testing;
+using CliResult = Result;
+
 namespace {
-
-std::string shared(const std::string& rel) {
-    return quantlens::cli_testing::shared_dir() + "/" + rel;
-}
-
-using CliResult = quantlens::cli_testing::Result;
-using quantlens::cli_testing::run_cli;
 
 nlohmann::json inspect_json(const std::string& model) {
     const CliResult r = run_cli("inspect --json " + model);
@@ -30,7 +26,7 @@ nlohmann::json inspect_json(const std::string& model) {
 }  // namespace
 
 TEST(CliInspect, LlamaHfTable) {
-    const CliResult r = run_cli("inspect " + shared("models/llama-8m"));
+    const CliResult r = run_cli("inspect " + shared_path("models/llama-8m"));
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_NE(r.out.find("75 tensors, 8 layers, 8392960 params"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("model.layers.3.self_attn.q_proj.weight"), std::string::npos);
@@ -39,8 +35,8 @@ TEST(CliInspect, LlamaHfTable) {
 }
 
 TEST(CliInspect, GgufHasSameNamesAndShapes) {
-    const auto hf = inspect_json(shared("models/llama-8m"));
-    const auto gg = inspect_json(shared("models/llama-8m-Q4_K_M.gguf"));
+    const auto hf = inspect_json(shared_path("models/llama-8m"));
+    const auto gg = inspect_json(shared_path("models/llama-8m-Q4_K_M.gguf"));
     EXPECT_EQ(hf["totals"]["params"], 8392960);
     EXPECT_EQ(hf["totals"]["tensors"], 75);
     EXPECT_EQ(hf["totals"]["layers"], 8);
@@ -62,7 +58,7 @@ TEST(CliInspect, GgufHasSameNamesAndShapes) {
 }
 
 TEST(CliInspect, MoeAndQwen2) {
-    const auto moe = inspect_json(shared("models/tiny-moe"));
+    const auto moe = inspect_json(shared_path("models/tiny-moe"));
     bool found = false;
     for (const auto& t : moe["tensors"]) {
         if (t["name"] == "blk.0.ffn_gate_exps.weight") {
@@ -70,16 +66,18 @@ TEST(CliInspect, MoeAndQwen2) {
             EXPECT_EQ(t["ne"], nlohmann::json({256, 512, 4}));
             EXPECT_EQ(t["role"], "expert_gate");
         }
-        if (t["name"] == "blk.0.ffn_gate_inp.weight") EXPECT_EQ(t["quantizable"], false);
+        if (t["name"] == "blk.0.ffn_gate_inp.weight") {
+            EXPECT_EQ(t["quantizable"], false);
+        }
     }
     EXPECT_TRUE(found);
-    const auto qwen = inspect_json(shared("models/tiny-qwen2"));
+    const auto qwen = inspect_json(shared_path("models/tiny-qwen2"));
     EXPECT_EQ(qwen["config"]["tie_embeddings"], true);
     EXPECT_EQ(qwen["totals"]["tensors"], 26);
 }
 
 TEST(CliInspect, BadInputIsOneLineError) {
-    const CliResult r = run_cli("inspect " + shared("models/llama-8m/tokenizer.json"));
+    const CliResult r = run_cli("inspect " + shared_path("models/llama-8m/tokenizer.json"));
     EXPECT_EQ(r.code, 1);
     EXPECT_EQ(r.out.rfind("error: ", 0), 0u) << r.out;
     EXPECT_NE(r.out.find("tokenizer.json"), std::string::npos) << r.out;

@@ -17,25 +17,15 @@
 #include "formats/gguf.h"
 
 namespace fs = std::filesystem;
-namespace cli_testing = quantlens::cli_testing;
+using namespace quantlens::cli_testing;
+using CliResult = Result;
 
 namespace {
-
-std::string shared(const std::string& rel) {
-    return cli_testing::shared_dir() + "/" + rel;
-}
 
 fs::path tmp(const std::string& name) {
     const fs::path d = fs::path(QL_TEST_TMP) / "cli-quantize";
     fs::create_directories(d);
     return d / name;
-}
-
-using CliResult = cli_testing::Result;
-
-// Quiet (`-q`): no progress lines in the output the tests parse.
-CliResult run_cli(const std::string& args, bool merge_stderr = true) {
-    return cli_testing::run_cli("-q " + args, "", merge_stderr);
 }
 
 bool contains(const std::string& s, const std::string& part) {
@@ -46,8 +36,8 @@ bool contains(const std::string& s, const std::string& part) {
 
 TEST(CliQuantize, PresetQ4KMReproducesLlamaCpp) {
     const fs::path out = tmp("llama-8m-Q4_K_M.gguf");
-    const CliResult r = run_cli("quantize " + shared("models/llama-8m") +
-                                " --preset Q4_K_M --force -o " + out.string());
+    const CliResult r = run_quiet("quantize " + shared_path("models/llama-8m") +
+                                  " --preset Q4_K_M --force -o " + out.string());
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(contains(r.out, "general.file_type 15 (Q4_K_M)")) << r.out;
     EXPECT_TRUE(contains(r.out, "75 tensors")) << r.out;
@@ -55,7 +45,7 @@ TEST(CliQuantize, PresetQ4KMReproducesLlamaCpp) {
     EXPECT_FALSE(contains(r.out, "fell back")) << r.out;
 
     const auto ours = quantlens::GgufFile::open(out.string());
-    const auto ref = quantlens::GgufFile::open(shared("models/llama-8m-Q4_K_M.gguf"));
+    const auto ref = quantlens::GgufFile::open(shared_path("models/llama-8m-Q4_K_M.gguf"));
     ASSERT_EQ(ours.tensors().size(), ref.tensors().size());
     for (size_t i = 0; i < ref.tensors().size(); ++i) {
         const auto& a = ours.tensors()[i];
@@ -71,9 +61,9 @@ TEST(CliQuantize, PresetQ4KMReproducesLlamaCpp) {
 
 TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
     const fs::path out = tmp("tiny-qwen2.gguf");
-    const CliResult r = run_cli("quantize " + shared("models/tiny-qwen2") +
-                                    " --preset Q4_K_M --force --json -o " + out.string(),
-                                /*merge_stderr=*/false);
+    const CliResult r = run_quiet("quantize " + shared_path("models/tiny-qwen2") +
+                                      " --preset Q4_K_M --force --json -o " + out.string(),
+                                  /*merge_stderr=*/false);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["file_type"], 15);
@@ -96,8 +86,8 @@ TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
         f << R"({"format": "quantlens-recipe", "version": 1, "default_type": "Q4_K",
                  "tensors": {"blk.0.ffn_down.weight": "Q6_K"}})";
     }
-    const CliResult fb = run_cli("quantize " + shared("models/tiny-qwen2") + " --recipe " +
-                                 recipe.string() + " --force -o " + out.string());
+    const CliResult fb = run_quiet("quantize " + shared_path("models/tiny-qwen2") + " --recipe " +
+                                   recipe.string() + " --force -o " + out.string());
     ASSERT_EQ(fb.code, 0) << fb.out;
     EXPECT_TRUE(contains(fb.out, "fell back")) << fb.out;
     EXPECT_TRUE(contains(fb.out, "blk.0.ffn_down.weight: Q6_K → Q8_0")) << fb.out;
@@ -105,23 +95,23 @@ TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
 
     const fs::path strict_out = tmp("strict.gguf");
     fs::remove(strict_out);
-    const CliResult s = run_cli("quantize " + shared("models/tiny-qwen2") + " --recipe " +
-                                recipe.string() + " --strict -o " + strict_out.string());
+    const CliResult s = run_quiet("quantize " + shared_path("models/tiny-qwen2") + " --recipe " +
+                                  recipe.string() + " --strict -o " + strict_out.string());
     EXPECT_EQ(s.code, 1) << s.out;
     EXPECT_TRUE(contains(s.out, "blk.0.ffn_down.weight")) << s.out;
     EXPECT_FALSE(fs::exists(strict_out));
 }
 
 TEST(CliQuantize, BadInput) {
-    const std::string model = shared("models/tiny-qwen2");
+    const std::string model = shared_path("models/tiny-qwen2");
     const fs::path out = tmp("bad.gguf");
     fs::remove(out);
 
-    CliResult r = run_cli("quantize " + model + " -o " + out.string());
+    CliResult r = run_quiet("quantize " + model + " -o " + out.string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "--recipe or --preset")) << r.out;
 
-    r = run_cli("quantize " + model + " --preset Q4_K_XL -o " + out.string());
+    r = run_quiet("quantize " + model + " --preset Q4_K_XL -o " + out.string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "Q4_K_XL")) << r.out;
 
@@ -131,7 +121,7 @@ TEST(CliQuantize, BadInput) {
         f << R"({"format": "quantlens-recipe", "version": 1, "default_type": "Q8_0",
                  "tensors": {"blk.9.ffn_up.weight": "Q4_K"}})";
     }
-    r = run_cli("quantize " + model + " --recipe " + recipe.string() + " -o " + out.string());
+    r = run_quiet("quantize " + model + " --recipe " + recipe.string() + " -o " + out.string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "blk.9.ffn_up.weight")) << r.out;
     EXPECT_FALSE(fs::exists(out));
@@ -140,7 +130,7 @@ TEST(CliQuantize, BadInput) {
         std::ofstream f(out);
         f << "existing";
     }
-    r = run_cli("quantize " + model + " --preset Q8_0 -o " + out.string());
+    r = run_quiet("quantize " + model + " --preset Q8_0 -o " + out.string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "--force")) << r.out;
     EXPECT_EQ(fs::file_size(out), 8u);

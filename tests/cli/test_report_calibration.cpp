@@ -21,16 +21,9 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens;
+using namespace quantlens::cli_testing;
 
 namespace {
-
-std::string shared(const std::string& rel) {
-    return cli_testing::shared_dir() + "/" + rel;
-}
-
-cli_testing::Result run_cli(const std::string& args) {
-    return cli_testing::run_cli("-q " + args);
-}
 
 const nlohmann::json* entry(const nlohmann::json& cal, const std::string& name) {
     for (const auto& t : cal.at("tensors"))
@@ -87,13 +80,13 @@ TEST(ReportCalibration, RealCalibrateJobFeedsTheSweepReport) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     const std::string store_path = (dir / "jobs.sqlite").string();
-    const std::string model_dir = shared("models/llama-8m");
+    const std::string model_dir = shared_path("models/llama-8m");
 
-    auto r = run_cli("calibrate " + model_dir + " --text " + shared("data/calib.txt") +
-                     " --ctx 128 --chunks 4 --store " + store_path);
+    auto r = run_quiet("calibrate " + model_dir + " --text " + shared_path("data/calib.txt") +
+                       " --ctx 128 --chunks 4 --store " + store_path);
     ASSERT_EQ(r.code, 0) << r.out;
-    r = run_cli("sweep " + model_dir + " --eval " + shared("data/eval.txt") +
-                " --tokens 256 --ctx 128 --types Q8_0 --store " + store_path);
+    r = run_quiet("sweep " + model_dir + " --eval " + shared_path("data/eval.txt") +
+                  " --tokens 256 --ctx 128 --types Q8_0 --store " + store_path);
     ASSERT_EQ(r.code, 0) << r.out;
 
     jobs::Store store(store_path);
