@@ -77,47 +77,69 @@ void invert_upper(const std::vector<double>& r, int64_t n, std::vector<double>& 
 std::string supported_list() {
     std::string s;
     for (GgmlType t : {GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q5_K, GgmlType::Q4_K,
-                       GgmlType::Q3_K, GgmlType::Q2_K})
+                       GgmlType::Q3_K, GgmlType::Q2_K, GgmlType::IQ4_XS})
         s += (s.empty() ? "" : ", ") + std::string(quant_traits(t).name);
     return s;
 }
 
 // One group of rows [r0, r0 + nr) through the whole sweep; writes their blocks into out.
+// Position j of the sweep is column perm[j] of the weight (identity without act order);
+// W, E and u are in sweep order, codes in weight order.
 void gptq_rows(const GridFormat& f, const float* w, uint8_t* out, int64_t r0, int64_t nr, int64_t n,
-               size_t row_bytes, size_t block_bytes, const double* u, const float* importance,
-               const GptqOptions& o) {
-    const int64_t bs = f.block, B = o.batch;
+               size_t row_bytes, size_t block_bytes, const GptqFactor& factor,
+               const float* importance, const GptqOptions& o) {
+    const int64_t bs = f.block, B = o.batch, nb = n / bs;
+    const double* u = factor.u.data();
+    const bool act_order = !factor.perm.empty();
+    auto col = [&](int64_t j) { return act_order ? factor.perm[static_cast<size_t>(j)] : j; };
+    auto block_of = [&](int64_t r, int64_t b) {
+        return out + static_cast<size_t>(r0 + r) * row_bytes + static_cast<size_t>(b) * block_bytes;
+    };
     std::vector<double> W(static_cast<size_t>(nr * n));  // (nr, n) working weights
-    for (int64_t i = 0; i < nr * n; ++i) W[static_cast<size_t>(i)] = w[r0 * n + i];
+    for (int64_t r = 0; r < nr; ++r)
+        for (int64_t j = 0; j < n; ++j)
+            W[static_cast<size_t>(r * n + j)] = w[(r0 + r) * n + col(j)];
     std::vector<double> E(static_cast<size_t>(nr * B));       // (nr, B) scaled errors of a batch
     std::vector<uint8_t> codes(static_cast<size_t>(nr * n));  // (nr, n)
-    std::vector<BlockGrid> grids(static_cast<size_t>(nr));    // the current block of each row
+    // Act order: every block's grid, fixed from the original weights; else the current block.
+    const int64_t grids_per_row = act_order ? nb : 1;
+    std::vector<BlockGrid> grids(static_cast<size_t>(nr * grids_per_row));
     std::vector<float> xb(static_cast<size_t>(bs));
+    if (act_order) {
+        for (int64_t r = 0; r < nr; ++r)
+            for (int64_t b = 0; b < nb; ++b) {
+                const float* x = w + (r0 + r) * n + b * bs;
+                f.quantize(x, block_of(r, b), 1, bs, importance ? importance + b * bs : nullptr);
+                gptq_detail::decode(f, block_of(r, b), x, grids[static_cast<size_t>(r * nb + b)]);
+            }
+    }
 
     for (int64_t i1 = 0; i1 < n; i1 += B) {
         const int64_t i2 = std::min(n, i1 + B);
         for (int64_t j = i1; j < i2; ++j) {
-            if (j % bs == 0) {
+            if (!act_order && j % bs == 0) {
                 // Every column of the block is current here: the block starts the batch, or
                 // lies inside it (gptq_quantize checks the batch width).
                 for (int64_t r = 0; r < nr; ++r) {
                     const double* wr = W.data() + r * n + j;
                     for (int64_t c = 0; c < bs; ++c)
                         xb[static_cast<size_t>(c)] = static_cast<float>(wr[c]);
-                    uint8_t* blk = out + static_cast<size_t>(r0 + r) * row_bytes +
-                                   static_cast<size_t>(j / bs) * block_bytes;
-                    f.quantize(xb.data(), blk, 1, bs, importance ? importance + j : nullptr);
-                    gptq_detail::decode(f, blk, xb.data(), grids[static_cast<size_t>(r)]);
+                    f.quantize(xb.data(), block_of(r, j / bs), 1, bs,
+                               importance ? importance + j : nullptr);
+                    gptq_detail::decode(f, block_of(r, j / bs), xb.data(),
+                                        grids[static_cast<size_t>(r)]);
                 }
             }
             const double* uj = u + j * n;
             const double ujj = uj[j];
-            const int c = static_cast<int>(j % bs);
+            const int64_t cj = col(j);
+            const int c = static_cast<int>(cj % bs);
             for (int64_t r = 0; r < nr; ++r) {
                 double* wr = W.data() + r * n;
+                const BlockGrid& g = grids[static_cast<size_t>(act_order ? r * nb + cj / bs : r)];
                 float v;
-                codes[static_cast<size_t>(r * n + j)] = gptq_detail::round_weight(
-                    f, grids[static_cast<size_t>(r)], c, static_cast<float>(wr[j]), &v);
+                codes[static_cast<size_t>(r * n + cj)] =
+                    gptq_detail::round_weight(f, g, c, static_cast<float>(wr[j]), &v);
                 const double e = (wr[j] - v) / ujj;
                 E[static_cast<size_t>(r * B + (j - i1))] = e;
                 if (o.propagate)
@@ -137,10 +159,8 @@ void gptq_rows(const GridFormat& f, const float* w, uint8_t* out, int64_t r0, in
         }
     }
     for (int64_t r = 0; r < nr; ++r)
-        for (int64_t b = 0; b < n / bs; ++b)
-            gptq_detail::pack(f, codes.data() + r * n + b * bs,
-                              out + static_cast<size_t>(r0 + r) * row_bytes +
-                                  static_cast<size_t>(b) * block_bytes);
+        for (int64_t b = 0; b < nb; ++b)
+            gptq_detail::pack(f, codes.data() + r * n + b * bs, block_of(r, b));
 }
 
 }  // namespace
@@ -161,6 +181,23 @@ GptqFactor gptq_factor(const double* hessian, int64_t n, const GptqOptions& o) {
     mean_diag /= static_cast<double>(n);
     GptqFactor f;
     f.n = n;
+    if (o.act_order) {
+        f.perm.resize(static_cast<size_t>(n));
+        for (int64_t j = 0; j < n; ++j) f.perm[static_cast<size_t>(j)] = j;
+        std::stable_sort(f.perm.begin(), f.perm.end(), [&](int64_t a, int64_t b) {
+            return h[static_cast<size_t>(a * n + a)] > h[static_cast<size_t>(b * n + b)];
+        });
+        std::vector<double> hp(h.size());
+        for (int64_t i = 0; i < n; ++i)
+            for (int64_t j = 0; j < n; ++j) {
+                const int64_t pi = f.perm[static_cast<size_t>(i)],
+                              pj = f.perm[static_cast<size_t>(j)];
+                // Only the upper triangle of the input is valid: read (min, max).
+                hp[static_cast<size_t>(i * n + j)] =
+                    h[static_cast<size_t>(std::min(pi, pj) * n + std::max(pi, pj))];
+            }
+        h.swap(hp);
+    }
     std::vector<double> r;
     double lambda = o.damp * mean_diag;
     for (int attempt = 0; attempt < 6; ++attempt) {
@@ -210,7 +247,7 @@ size_t gptq_quantize(GgmlType type, const float* w, void* dst, int64_t n_rows, i
         for (size_t g = g0; g < g1; ++g) {
             const int64_t r0 = static_cast<int64_t>(g) * kRowGroup;
             gptq_rows(*f, w, out, r0, std::min(kRowGroup, n_rows - r0), n_per_row, row_bytes,
-                      block_bytes, factor.u.data(), importance, o);
+                      block_bytes, factor, importance, o);
         }
     });
     return static_cast<size_t>(n_rows) * row_bytes;

@@ -11,8 +11,10 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/blocks.h"
+#include "quant/iq_common.h"
 #include "quant/kernels.h"
 #include "quant/scale_search.h"
+#include "quant/tables_generated.h"
 
 namespace quantlens::gptq_detail {
 namespace {
@@ -32,6 +34,7 @@ const GridFormat kFormats[] = {
     {GgmlType::Q4_K, QK_K, 32, kernels::quantize_rows_q4_K},
     {GgmlType::Q5_K, QK_K, 32, kernels::quantize_rows_q5_K},
     {GgmlType::Q6_K, QK_K, 16, kernels::quantize_rows_q6_K},
+    {GgmlType::IQ4_XS, QK_K, 32, kernels::quantize_rows_iq4_xs},
 };
 
 // ---- code layouts: 2-bit planes (Q2_K, Q3_K low bits), nibbles (Q4_K, Q5_K low bits) ----
@@ -169,6 +172,21 @@ void decode(const GridFormat& f, const uint8_t* blk, const float* x, BlockGrid& 
             }
             return;
         }
+        case GgmlType::IQ4_XS: {
+            block_iq4_xs b;
+            std::memcpy(&b, blk, sizeof b);
+            const float d = f16_to_f32(b.d);
+            for (int ib = 0; ib < QK_K / 32; ++ib) {
+                const int ls = ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
+                               (((b.scales_h >> (2 * ib)) & 3) << 4);
+                g.step[ib] = d * (ls - 32);
+                for (int j = 0; j < 16; ++j) {
+                    g.code[32 * ib + j] = b.qs[16 * ib + j] & 0xF;
+                    g.code[32 * ib + 16 + j] = b.qs[16 * ib + j] >> 4;
+                }
+            }
+            return;
+        }
         default:
             QL_ASSERT(false && "decode: no grid for this type");
     }
@@ -199,6 +217,14 @@ uint8_t round_weight(const GridFormat& f, const BlockGrid& g, int c, float x, fl
             q = step == 0 ? g.code[c] : clamp_int(nearest_int(x / step), -32, 31) + 32;
             *value = step * static_cast<float>(q - 32);
             return static_cast<uint8_t>(q);
+        case GgmlType::IQ4_XS: {
+            // Nearest table level of x/step, as iq4.cpp re-picks (there against the unrounded
+            // super scale, here against the stored f16 one: codes can differ at near-ties).
+            const int8_t* values = tables::kvalues_iq4nl;
+            q = step == 0 ? g.code[c] : kernels::iq::best_index_int8(16, values, (1 / step) * x);
+            *value = step * values[q];
+            return static_cast<uint8_t>(q);
+        }
         default:
             QL_ASSERT(false && "round_weight: no grid for this type");
             return 0;
@@ -254,6 +280,14 @@ void pack(const GridFormat& f, const uint8_t* L, uint8_t* blk) {
                                              ((Lh[l + 64] >> 4) << 4) | ((Lh[l + 96] >> 4) << 6));
                 }
             }
+            return;
+        }
+        case GgmlType::IQ4_XS: {
+            uint8_t* qs = blk + offsetof(block_iq4_xs, qs);
+            for (int ib = 0; ib < QK_K / 32; ++ib)
+                for (int j = 0; j < 16; ++j)
+                    qs[16 * ib + j] =
+                        static_cast<uint8_t>(L[32 * ib + j] | (L[32 * ib + 16 + j] << 4));
             return;
         }
         default:
