@@ -8,7 +8,8 @@
 # Usage (repository root): bench/acceptance.sh QUANTLENS_BIN DATA_DIR OUT_DIR
 #   DATA_DIR holds eval.txt and llama-8m.llamacpp-imatrix.dat (../shared/data).
 #   SWEEP_FLAGS: sweep options (default --ggml-numerics, as verify measures; SWEEP_FLAGS= for
-#   pure f32); SKIP_PREFIX_TIMING=1 skips step 1.
+#   pure f32); SKIP_PREFIX_TIMING=1 skips step 1; GPTQ_TEXT=calib.txt sweeps and writes the
+#   recipes with GPTQ rounding against that text's Hessians (presets stay llama.cpp's).
 set -euo pipefail
 BIN=$(realpath "$1"); DATA=$(realpath "$2"); OUT=$3
 mkdir -p "$OUT"; OUT=$(realpath "$OUT")
@@ -25,7 +26,7 @@ log "1. prefix cache on/off, 2 cores (taskset -c 0,1), Q4_K, 4096 tokens"
 { T taskset -c 0,1 "$BIN" -q -t 2 sweep $M --eval "$DATA/eval.txt" --tokens 4096 --types Q4_K --no-uniform --no-prefix-cache > "$OUT/pc_off.txt"; } 2>> "$OUT/log.txt"
 fi
 log "2. sweep, 8 types, 8192 tokens, imatrix"
-{ T "$BIN" -q sweep $M --eval "$DATA/eval.txt" --tokens 8192 --imatrix "$IM" ${SWEEP_FLAGS---ggml-numerics} > "$OUT/sweep.txt"; } 2>> "$OUT/log.txt"
+{ T "$BIN" -q sweep $M --eval "$DATA/eval.txt" --tokens 8192 --imatrix "$IM" ${SWEEP_FLAGS---ggml-numerics} ${GPTQ_TEXT:+--gptq "$GPTQ_TEXT"} > "$OUT/sweep.txt"; } 2>> "$OUT/log.txt"
 JOB=$("$BIN" jobs list --json | python3 -c 'import json,sys; print(max(j["id"] for j in json.load(sys.stdin)))')
 log "3. plans"
 RECIPES=()
@@ -40,6 +41,7 @@ done
 RECIPES+=(--recipe "$OUT/knee.json")
 log "4. verify (100 chunks)"
 { T "$BIN" -q verify --base $M --text "$DATA/eval.txt" --imatrix "$IM" "${RECIPES[@]}" \
+    ${GPTQ_TEXT:+--gptq "$GPTQ_TEXT"} \
     --presets Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K,IQ4_XS --out-dir /tmp/ql-verify \
     --json "$OUT/verify.json" --job $JOB > "$OUT/verify.txt"; } 2>> "$OUT/log.txt"
 cat "$OUT/verify.txt"

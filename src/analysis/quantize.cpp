@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "analysis/gguf_metadata.h"
+#include "analysis/gptq_rounding.h"
 #include "analysis/presets.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -73,7 +74,8 @@ uint32_t choose_file_type(const Recipe& recipe, const std::vector<QuantizedTenso
 
 // One output tensor's bytes into `out`, from the source floats.
 void produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q,
-             const QuantizeOptions& options, std::vector<uint8_t>& out, bool& used_importance) {
+             const QuantizeOptions& options, std::vector<uint8_t>& out, bool& used_importance,
+             bool& used_gptq) {
     const int64_t n_per_row = src.n_per_row();
     const int64_t n_mat = n_matrices(src.ne);
     const int64_t rows_per_mat = src.n_rows() / n_mat;
@@ -99,8 +101,15 @@ void produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q
         if (options.imatrix && q.quantized && !is_float(q.written))
             imp = options.imatrix->importance(src.name, n_per_row, n_mat, m);
         used_importance = used_importance || imp != nullptr;
-        quantize(q.written, x.data() + m * rows_per_mat * n_per_row, out.data() + m * mat_bytes,
-                 rows_per_mat, n_per_row, imp);
+        const float* w = x.data() + m * rows_per_mat * n_per_row;
+        if (options.gptq && q.quantized &&
+            options.gptq->covers(src.name, static_cast<int64_t>(src.ne.size()), q.written)) {
+            options.gptq->quantize(src.name, q.written, w, out.data() + m * mat_bytes, rows_per_mat,
+                                   n_per_row, imp);
+            used_gptq = true;
+        } else {
+            quantize(q.written, w, out.data() + m * mat_bytes, rows_per_mat, n_per_row, imp);
+        }
     }
 }
 
@@ -230,9 +239,10 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
                                   // Already in the requested type: copy, as llama-quantize does.
                                   out.assign(raw.begin(), raw.end());
                               } else {
-                                  bool used = false;
-                                  produce(model, src, q, options, out, used);
+                                  bool used = false, gptq = false;
+                                  produce(model, src, q, options, out, used, gptq);
                                   q.has_importance = used;
+                                  q.gptq = gptq;
                               }
                               if (progress) progress->advance(src.n_elements());
                           });

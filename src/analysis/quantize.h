@@ -37,6 +37,8 @@
 
 namespace quantlens {
 
+class GptqRounding;
+
 struct QuantizeOptions {
     std::string output_path;
     bool force = false;   // overwrite an existing output
@@ -45,6 +47,9 @@ struct QuantizeOptions {
     std::optional<uint32_t> file_type;  // general.file_type override
     bool f16_intermediate = true;       // HF sources: round weights to F16 first (see above)
     bool progress = true;               // progress bar on stderr
+    // GPTQ rounding for the tensors and types it covers (analysis/gptq_rounding.h); the
+    // others are rounded plainly and QuantizedTensor::gptq says which were.
+    const GptqRounding* gptq = nullptr;
 };
 
 struct QuantizedTensor {
@@ -55,6 +60,7 @@ struct QuantizedTensor {
     GgmlType written = GgmlType::F32;    // what the file holds
     bool quantized = false;              // a weight llama.cpp quantizes (else kept in float)
     bool has_importance = false;         // imatrix weights were used
+    bool gptq = false;                   // rounded with GPTQ
     uint64_t bytes = 0;                  // data bytes in the output
     std::string note;                    // fallback explanation, "" if none
 };

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "analysis/chunks.h"
+#include "analysis/gptq_rounding.h"
 #include "analysis/placement.h"
 #include "analysis/sweep_cpu.h"
 #include "analysis/sweep_shard.h"
@@ -60,7 +61,8 @@ struct FakeQuantTensor {
 };
 
 FakeQuantTensor fake_quant_tensor(const TensorInfo& t, const std::vector<float>& original,
-                                  GgmlType requested, const Imatrix* imatrix) {
+                                  GgmlType requested, const Imatrix* imatrix,
+                                  const GptqRounding* gptq) {
     FakeQuantTensor q;
     const int64_t n_per_row = t.n_per_row();
     q.type = type_fits_row(requested, n_per_row) ? requested : fallback_type(requested, n_per_row);
@@ -71,8 +73,12 @@ FakeQuantTensor fake_quant_tensor(const TensorInfo& t, const std::vector<float>&
     for (int64_t m = 0; m < n_mat; ++m) {
         const float* imp = imatrix ? imatrix->importance(t.name, n_per_row, n_mat, m) : nullptr;
         const size_t off = static_cast<size_t>(m * rows_per_mat * n_per_row);
-        fake_quantize(q.type, original.data() + off, q.values.data() + off, rows_per_mat, n_per_row,
-                      imp);
+        if (gptq && gptq->covers(t.name, static_cast<int64_t>(t.ne.size()), q.type))
+            gptq->fake_quantize(t.name, q.type, original.data() + off, q.values.data() + off,
+                                rows_per_mat, n_per_row, imp);
+        else
+            fake_quantize(q.type, original.data() + off, q.values.data() + off, rows_per_mat,
+                          n_per_row, imp);
     }
     q.bytes = ggml_row_size(q.type, n_per_row) * static_cast<uint64_t>(t.n_rows());
     return q;
@@ -84,6 +90,7 @@ struct SweepContext {
     std::unique_ptr<Engine> engine;
     std::unique_ptr<SweepBackend> backend;
     std::optional<Imatrix> imatrix;
+    std::unique_ptr<GptqRounding> gptq;
     std::map<std::string, SweepUnit> units;
     std::vector<std::string> all_tensors;  // the "(all)" unit
     int64_t n_layers = 0;
@@ -122,8 +129,8 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         touched.push_back(name);
         const TensorInfo& t = ctx.model->get(name);
         const std::vector<float>& original = ctx.engine->original(name);
-        FakeQuantTensor q =
-            fake_quant_tensor(t, original, to, ctx.imatrix ? &*ctx.imatrix : nullptr);
+        FakeQuantTensor q = fake_quant_tensor(
+            t, original, to, ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
         const float* imp =
             ctx.imatrix && t.ne.size() < 3 ? ctx.imatrix->importance(name, t.n_per_row()) : nullptr;
         acc.merge(WeightErrorAccumulator::of(original.data(), q.values.data(), t.n_rows(),
@@ -237,6 +244,10 @@ json prepare_context(SweepContext& ctx) {
              "sweep: --ggml-numerics emulates llama.cpp's CPU rounding and runs on the CPU only; "
              "drop --gpu or --ggml-numerics");
     ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    if (!ctx.opt.gptq_text.empty())
+        ctx.gptq = std::make_unique<GptqRounding>(
+            *ctx.engine, tokenizer,
+            GptqSettings{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks});
     if (ctx.opt.gpu) {
         QL_CHECK(gpu_provider().make != nullptr,
                  "sweep --gpu: this quantlens was built without CUDA (configure with "
@@ -321,6 +332,10 @@ json SweepOptions::to_json() const {
         j["base"] = type_name(*base_type);
         j["placement_n"] = placement_n;
     }
+    if (!gptq_text.empty()) {
+        j["gptq_text"] = gptq_text;
+        j["gptq_chunks"] = gptq_chunks;
+    }
     return j;
 }
 
@@ -343,6 +358,8 @@ SweepOptions SweepOptions::from_json(const json& j) {
     o.gpu = j.value("gpu", false);
     if (j.contains("base")) o.base_type = type_from_name(j.at("base").get<std::string>());
     o.placement_n = j.value("placement_n", std::vector<int>{});
+    o.gptq_text = j.value("gptq_text", "");
+    o.gptq_chunks = j.value("gptq_chunks", o.gptq_chunks);
     return o;
 }
 
@@ -478,7 +495,7 @@ bool run_sweep(jobs::Store& store, int64_t id) {
                 const TensorInfo& t = ctx.model->get(name);
                 FakeQuantTensor q =
                     fake_quant_tensor(t, ctx.engine->original(name), type_from_name(item.type),
-                                      ctx.imatrix ? &*ctx.imatrix : nullptr);
+                                      ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
                 const float* imp = ctx.imatrix && t.ne.size() < 3
                                        ? ctx.imatrix->importance(name, t.n_per_row())
                                        : nullptr;

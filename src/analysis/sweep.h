@@ -67,6 +67,10 @@ struct SweepOptions {
     double budget_seconds =
         0;             // > 0: measure the proxy for all, then KLD by proxy rank until out of time
     bool gpu = false;  // evaluate on the CUDA backend (needs a -DQUANTLENS_CUDA=ON build)
+    // GPTQ rounding (analysis/gptq_rounding.h) against Hessians of this calibration text, for
+    // the tensors and types it covers: ΔKLD then measures what `quantize --gptq` writes.
+    std::string gptq_text;
+    int64_t gptq_chunks = 64;
 
     nlohmann::json to_json() const;
     static SweepOptions from_json(const nlohmann::json& j);

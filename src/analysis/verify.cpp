@@ -2,11 +2,13 @@
 
 #include <chrono>
 #include <filesystem>
+#include <memory>
 #include <nlohmann/json.hpp>
 
 #include <fmt/format.h>
 
 #include "analysis/eval.h"
+#include "analysis/gptq_rounding.h"
 #include "analysis/presets.h"
 #include "analysis/quantize.h"
 #include "core/error.h"
@@ -40,6 +42,20 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
     if (!o.imatrix.empty()) imatrix = Imatrix::load(o.imatrix);
 
     // 1. Write every candidate file first, so a bad recipe fails before long evaluations.
+    std::unique_ptr<Engine> gptq_engine;
+    std::unique_ptr<GptqRounding> gptq;
+    auto gptq_rounding = [&]() -> const GptqRounding* {
+        if (o.gptq_text.empty()) return nullptr;
+        if (!gptq) {
+            EngineOptions geo;
+            geo.f16_weights = true;
+            gptq_engine = std::make_unique<Engine>(*base_model, geo);
+            gptq = std::make_unique<GptqRounding>(*gptq_engine, Tokenizer::load(*base_model),
+                                                  GptqSettings{o.gptq_text, 512, o.gptq_chunks});
+            gptq_engine.reset();  // the Hessians are collected; the f32 weights can go
+        }
+        return gptq.get();
+    };
     std::vector<VerifyRow> rows;
     for (const auto& c : candidates) {
         VerifyRow row;
@@ -58,6 +74,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
                 qo.output_path = row.path;
                 qo.force = true;
                 qo.imatrix = imatrix ? &*imatrix : nullptr;
+                if (!c.recipe.empty()) qo.gptq = gptq_rounding();
                 const QuantizeResult qr = quantize_model(*base_model, recipe, qo);
                 for (const auto& f : qr.fallbacks)
                     fmt::print(stderr, "verify: {}: {}\n", c.name, f);

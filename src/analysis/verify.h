@@ -33,6 +33,10 @@ struct VerifyOptions {
     int64_t chunks = 100;
     bool ggml_numerics = true;
     bool reuse_files = true;  // keep an already written candidate file
+    // Recipes (not presets, which stay llama.cpp's) are written with GPTQ rounding against
+    // Hessians of this calibration text (analysis/gptq_rounding.h).
+    std::string gptq_text;
+    int64_t gptq_chunks = 64;
 };
 
 struct VerifyRow {

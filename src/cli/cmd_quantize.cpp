@@ -5,12 +5,16 @@
 #include <string>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
+#include "analysis/gptq_rounding.h"
 #include "analysis/presets.h"
 #include "analysis/quantize.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "formats/recipe.h"
 #include "model/model.h"
@@ -26,6 +30,8 @@ struct QuantizeCliOptions {
     std::string imatrix;
     std::string output;
     std::string save_recipe;
+    std::string gptq;
+    int64_t gptq_chunks = 64;
     bool force = false;
     bool strict = false;
     bool no_f16 = false;
@@ -52,6 +58,7 @@ void print_json(const QuantizeResult& r) {
                                 {"written", ggml_type_display_name(t.written)},
                                 {"bytes", t.bytes},
                                 {"imatrix", t.has_importance},
+                                {"gptq", t.gptq},
                                 {"note", t.note}});
     fmt::print("{}\n", j.dump(2));
 }
@@ -70,7 +77,21 @@ int run_quantize(const QuantizeCliOptions& o) {
         fmt::print(stderr, "recipe written to {}\n", o.save_recipe);
     }
 
+    // GPTQ needs the model's forward pass over the calibration text for its Hessians.
+    std::unique_ptr<Engine> engine;
+    std::unique_ptr<GptqRounding> gptq;
+    if (!o.gptq.empty()) {
+        EngineOptions eo;
+        eo.f16_weights = !o.no_f16;
+        engine = std::make_unique<Engine>(*model, eo);
+        const Tokenizer tokenizer = Tokenizer::load(*model);
+        if (!o.json) fmt::print(stderr, "gptq: collecting input Hessians on {}\n", o.gptq);
+        gptq = std::make_unique<GptqRounding>(*engine, tokenizer,
+                                              GptqSettings{o.gptq, 512, o.gptq_chunks});
+    }
+
     QuantizeOptions opts;
+    opts.gptq = gptq.get();
     opts.output_path = o.output;
     opts.force = o.force;
     opts.strict = o.strict;
@@ -100,6 +121,7 @@ int run_quantize(const QuantizeCliOptions& o) {
         for (const auto& t : r.tensors) {
             std::string note = t.note;
             if (t.has_importance) note += note.empty() ? "imatrix" : "; imatrix";
+            if (t.gptq) note += note.empty() ? "gptq" : "; gptq";
             fmt::print("{:<34} {:>18} {:>9} {:>9} {:>11}  {}\n", t.name, format_shape(t.ne),
                        t.quantized ? ggml_type_display_name(t.requested) : "-",
                        ggml_type_display_name(t.written), t.bytes, note);
@@ -109,6 +131,22 @@ int run_quantize(const QuantizeCliOptions& o) {
         fmt::print("\n{} tensor(s) could not take the requested type and fell back:\n",
                    r.fallbacks.size());
         for (const auto& f : r.fallbacks) fmt::print("  {}\n", f);
+    }
+    if (gptq) {
+        std::vector<std::string> plain;
+        int64_t n_gptq = 0;
+        for (const auto& t : r.tensors) {
+            if (t.gptq)
+                ++n_gptq;
+            else if (t.quantized && t.written != GgmlType::F32 && t.written != GgmlType::F16 &&
+                     t.written != GgmlType::BF16)
+                plain.push_back(t.name);
+        }
+        fmt::print(
+            "\ngptq: {} tensor(s) rounded with GPTQ (Hessians of {} tokens); {} quantized "
+            "plainly (no matmul input or type not covered){}{}\n",
+            n_gptq, gptq->n_tokens(), plain.size(), plain.empty() ? "" : ": ",
+            fmt::join(plain, ", "));
     }
     fmt::print(
         "\nwrote {}: {} tensors, {} bytes ({:.3f} MB), {} parameters, {:.2f} bpw, "
@@ -130,6 +168,10 @@ QL_COMMAND(quantize, "Write a mixed-precision GGUF from a recipe or a llama.cpp 
     cmd.add_option("--imatrix", o->imatrix, "Importance matrix (llama.cpp .dat or GGUF)");
     cmd.add_option("--output,-o", o->output, "Output GGUF")->required();
     cmd.add_option("--save-recipe", o->save_recipe, "Also write the recipe used (JSON/YAML)");
+    cmd.add_option("--gptq", o->gptq,
+                   "Calibration text: round with GPTQ against the input Hessians of the model "
+                   "on it (Q8_0, Q2_K-Q6_K, IQ4_XS; other types and token_embd plainly)");
+    cmd.add_option("--gptq-chunks", o->gptq_chunks, "Chunks of 512 of the --gptq text (64)");
     cmd.add_flag("--force,-f", o->force, "Overwrite an existing output");
     cmd.add_flag("--strict", o->strict, "Refuse fallback types instead of reporting them");
     cmd.add_flag("--no-f16", o->no_f16,

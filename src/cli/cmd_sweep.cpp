@@ -22,8 +22,8 @@ namespace quantlens::cli {
 namespace {
 
 struct SweepArgs {
-    std::string model, eval, types, granularity = "tensor", imatrix, store, json_out;
-    int64_t tokens = 8192, ctx = 512;
+    std::string model, eval, types, granularity = "tensor", imatrix, store, json_out, gptq;
+    int64_t tokens = 8192, ctx = 512, gptq_chunks = 64;
     double budget = 0;
     bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false,
          ggml_numerics = false;
@@ -117,6 +117,8 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         o.ggml_numerics = a.ggml_numerics;
         o.budget_seconds = a.budget;
         o.gpu = a.gpu;
+        o.gptq_text = a.gptq;
+        o.gptq_chunks = a.gptq_chunks;
         id = a.shard.empty()
                  ? create_sweep_job(store, o, command_line)
                  : create_sweep_shard_job(store, o, parse_shard_spec(a.shard), command_line);
@@ -219,6 +221,10 @@ QL_COMMAND(
                  "Round matmul inputs as llama.cpp's CPU backend does for each type (what verify "
                  "measures); CPU only");
     cmd.add_flag("--gpu", a->gpu, "Evaluate on the GPU (CUDA build)");
+    cmd.add_option("--gptq", a->gptq,
+                   "Calibration text: round with GPTQ against its input Hessians, as "
+                   "`quantize --gptq` writes (types GPTQ does not cover are rounded plainly)");
+    cmd.add_option("--gptq-chunks", a->gptq_chunks, "Chunks of the --gptq text (default 64)");
     cmd.add_option("--job", a->job, "Resume this sweep job instead of starting one");
     cmd.add_option("--shard", a->shard,
                    "i/n: measure only items i, i+n, i+2n, … into this store; combine the "

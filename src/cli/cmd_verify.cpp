@@ -71,6 +71,11 @@ QL_COMMAND(verify,
                    "Comma-separated llama.cpp presets to compare ('none' to skip)")
         ->capture_default_str();
     cmd.add_option("--imatrix", a->opt.imatrix, "Importance matrix used when quantizing");
+    cmd.add_option("--gptq", a->opt.gptq_text,
+                   "Calibration text: write the --recipe files with GPTQ rounding (as "
+                   "`quantize --gptq`); presets stay llama.cpp's");
+    cmd.add_option("--gptq-chunks", a->opt.gptq_chunks, "Chunks of 512 of the --gptq text")
+        ->capture_default_str();
     cmd.add_option("--out-dir", a->opt.out_dir, "Where quantized candidates are written")
         ->capture_default_str();
     cmd.add_option("--ctx", a->opt.ctx, "Chunk length")->capture_default_str();
