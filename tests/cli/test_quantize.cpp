@@ -135,3 +135,49 @@ TEST(CliQuantize, BadInput) {
     EXPECT_TRUE(contains(r.out, "--force")) << r.out;
     EXPECT_EQ(fs::file_size(out), 8u);
 }
+
+TEST(CliQuantize, GptqRoundsTheLinearsAndNamesWhatItDidNot) {
+    // Same preset with and without GPTQ: the same types tensor for tensor, token_embd (a lookup,
+    // no Hessian) byte-identical and reported, every linear rounded differently.
+    const std::string model = shared_path("models/llama-8m");
+    const std::string imatrix = shared_path("data/llama-8m.llamacpp-imatrix.dat");
+    const fs::path plain = tmp("plain-Q4_K_M.gguf"), gptq = tmp("gptq-Q4_K_M.gguf");
+    CliResult r = run_quiet("quantize " + model + " --preset Q4_K_M --imatrix " + imatrix +
+                            " --summary --force -o " + plain.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = run_quiet("quantize " + model + " --preset Q4_K_M --imatrix " + imatrix + " --gptq " +
+                  shared_path("data/calib.txt") + " --gptq-chunks 4 --summary --force -o " +
+                  gptq.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_TRUE(contains(r.out, "gptq: 57 tensor(s) rounded with GPTQ (Hessians of 2048 tokens)"))
+        << r.out;
+    EXPECT_TRUE(contains(r.out,
+                         "1 quantized plainly (no matmul input or type not covered): "
+                         "token_embd.weight"))
+        << r.out;
+    const auto a = quantlens::GgufFile::open(plain.string());
+    const auto b = quantlens::GgufFile::open(gptq.string());
+    ASSERT_EQ(a.tensors().size(), b.tensors().size());
+    int differing = 0;
+    for (size_t i = 0; i < a.tensors().size(); ++i) {
+        const auto& ta = a.tensors()[i];
+        const auto& tb = b.tensors()[i];
+        ASSERT_EQ(ta.name, tb.name);
+        EXPECT_EQ(ta.type, tb.type) << ta.name;
+        const auto da = a.tensor_data(ta), db = b.tensor_data(tb);
+        const bool same =
+            da.size() == db.size() && std::memcmp(da.data(), db.data(), da.size()) == 0;
+        if (ta.name == "token_embd.weight" || ta.type == quantlens::GgmlType::F32)
+            EXPECT_TRUE(same) << ta.name;
+        else
+            differing += same ? 0 : 1;
+    }
+    EXPECT_EQ(differing, 57);
+
+    r = run_quiet("quantize " + model +
+                  " --preset Q4_K_M --gptq /nonexistent/calib.txt --force -o " +
+                  tmp("never.gguf").string());
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "/nonexistent/calib.txt")) << r.out;
+    EXPECT_FALSE(fs::exists(tmp("never.gguf")));
+}
