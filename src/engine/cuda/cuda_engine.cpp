@@ -9,8 +9,10 @@
 // Streaming: when the weights exceed the budget (CudaEngineOptions::weight_budget_bytes, or
 // automatically when they would not fit in free GPU memory), every slot's values live in pinned
 // host memory and a slot is copied to the GPU when a pass needs it (its layer, the embedding,
-// the head), evicting the least recently used slots. Arithmetic is unchanged: a streamed
-// engine gives bit-identical results, only slower by the host→device copies.
+// the head), evicting the least recently used slots. The copy of the next step's slots (layer
+// l+1, or the head after the last layer) starts on a copy stream while the current step
+// computes; the compute stream waits on an event per slot. Arithmetic is unchanged: a streamed
+// engine gives bit-identical results, only slower where the copies outlast the compute.
 #include "engine/cuda/cuda_engine.h"
 
 #include <algorithm>
@@ -52,6 +54,7 @@ struct Slot {
     int n_overridden = 0;
     std::unique_ptr<char, PinnedFree> host;  // streaming: the values, in pinned memory
     bool dirty = false;                      // the resident copy changed since it came in
+    cudaEvent_t ready = nullptr;  // the copy bringing it in, until the compute stream waited
     uint64_t last_use = 0;
     const void* active() const {
         QL_ASSERT(n_overridden || orig);
@@ -148,6 +151,7 @@ struct CudaEngine::Impl {
             QL_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p), sl.bytes));
             sl.host.reset(p);
         }
+        QL_CUDA(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
     }
 
     std::vector<int> layer_slots(int64_t l) const {
@@ -159,16 +163,97 @@ struct CudaEngine::Impl {
         return out;
     }
 
+    // Copies run on their own stream so layer l+1 comes in while layer l computes. Buffers of
+    // evicted slots are pooled, not freed: cudaFree would wait for the whole device. Weights
+    // in use (resident slots and pooled buffers, by capacity) stay within the budget.
+    cudaStream_t copy_stream = nullptr;
+    std::vector<cudaEvent_t> spare_events;
+    std::vector<DeviceBuffer> pool;
+    int64_t pooled = 0;
+
+    cudaEvent_t take_event() {
+        if (spare_events.empty()) {
+            cudaEvent_t e = nullptr;
+            QL_CUDA(cudaEventCreateWithFlags(&e, cudaEventDisableTiming));
+            return e;
+        }
+        cudaEvent_t e = spare_events.back();
+        spare_events.pop_back();
+        return e;
+    }
+
     void evict(Slot& sl) {
         if (sl.dirty)
             QL_CUDA(cudaMemcpy(sl.host.get(), sl.orig.as(), sl.bytes, cudaMemcpyDeviceToHost));
         sl.dirty = false;
-        sl.orig.reset();
-        resident -= static_cast<int64_t>(sl.bytes);
+        if (sl.ready) spare_events.push_back(std::exchange(sl.ready, nullptr));
+        resident -= static_cast<int64_t>(sl.orig.bytes());
+        pooled += static_cast<int64_t>(sl.orig.bytes());
+        pool.push_back(std::move(sl.orig));
     }
 
-    // Makes these slots resident on the GPU (a no-op without streaming); `modify`: the caller
-    // writes the original values, which go back to the host when the slot is evicted.
+    Slot* lru_victim(uint64_t now) {
+        Slot* victim = nullptr;
+        for (Slot& o : slots)
+            if (o.orig && o.last_use != now && o.n_overridden == 0 &&
+                (!victim || o.last_use < victim->last_use))
+                victim = &o;
+        return victim;
+    }
+
+    // A device buffer of `bytes` for a slot coming in: a pooled one of that size, else a new
+    // one once evictions (slots not stamped `now`) make room. Returns an
+    // empty buffer, having changed nothing that matters, when `optional` and there is no room.
+    DeviceBuffer acquire(size_t bytes, uint64_t now, bool optional) {
+        for (;;) {
+            // Same-sized only: a larger buffer would hold budget the next layer needs.
+            size_t best = pool.size();
+            for (size_t i = 0; i < pool.size() && best == pool.size(); ++i)
+                if (pool[i].bytes() == bytes) best = i;
+            if (best < pool.size()) {
+                DeviceBuffer b = std::move(pool[best]);
+                pool.erase(pool.begin() + static_cast<std::ptrdiff_t>(best));
+                pooled -= static_cast<int64_t>(b.bytes());
+                // Kernels enqueued before the eviction may still read it.
+                cudaEvent_t e = take_event();
+                QL_CUDA(cudaEventRecord(e, nullptr));
+                QL_CUDA(cudaStreamWaitEvent(copy_stream, e, 0));
+                spare_events.push_back(e);
+                return b;
+            }
+            if (resident + pooled + static_cast<int64_t>(bytes) <= budget)
+                return DeviceBuffer(bytes);
+            if (Slot* victim = lru_victim(now)) {
+                evict(*victim);
+            } else if (!pool.empty()) {
+                pooled -= static_cast<int64_t>(pool.back().bytes());
+                pool.pop_back();  // a pooled buffer too small for this slot: freed
+            } else {
+                QL_CHECK(optional,
+                         "CUDA engine: the weight budget of {} bytes is too small for the "
+                         "tensors one pass needs at once",
+                         budget);
+                return {};
+            }
+        }
+    }
+
+    // Starts the copy of a slot that is not resident; false when `optional` and no room.
+    bool bring_in(Slot& sl, uint64_t now, bool optional) {
+        DeviceBuffer b = acquire(sl.bytes, now, optional);
+        if (!b) return false;
+        sl.orig = std::move(b);
+        QL_CUDA(cudaMemcpyAsync(sl.orig.as(), sl.host.get(), sl.bytes, cudaMemcpyHostToDevice,
+                                copy_stream));
+        sl.ready = take_event();
+        QL_CUDA(cudaEventRecord(sl.ready, copy_stream));
+        resident += static_cast<int64_t>(sl.orig.bytes());
+        return true;
+    }
+
+    // Makes these slots resident on the GPU (a no-op without streaming): later work on the
+    // compute stream waits for their copies. `modify`: the caller writes the original values,
+    // which go back to the host when the slot is evicted.
     void use(const std::vector<int>& wanted, bool modify = false) {
         const uint64_t now = ++clock;
         for (int i : wanted)
@@ -178,24 +263,34 @@ struct CudaEngine::Impl {
             if (i < 0) continue;
             Slot& sl = slots[static_cast<size_t>(i)];
             sl.dirty = sl.dirty || modify;
-            if (sl.orig) continue;
-            while (resident + static_cast<int64_t>(sl.bytes) > budget) {
-                Slot* victim = nullptr;
-                for (Slot& o : slots)
-                    if (o.orig && o.last_use != now && o.n_overridden == 0 &&
-                        (!victim || o.last_use < victim->last_use))
-                        victim = &o;
-                QL_CHECK(victim != nullptr,
-                         "CUDA engine: the weight budget of {} bytes is too small for the "
-                         "tensors one pass needs at once",
-                         budget);
-                evict(*victim);
+            if (!sl.orig) bring_in(sl, now, false);
+            if (sl.ready) {
+                QL_CUDA(cudaStreamWaitEvent(nullptr, sl.ready, 0));
+                spare_events.push_back(std::exchange(sl.ready, nullptr));
             }
-            sl.orig.resize(sl.bytes);
-            QL_CUDA(cudaMemcpy(sl.orig.as(), sl.host.get(), sl.bytes, cudaMemcpyHostToDevice));
-            resident += static_cast<int64_t>(sl.bytes);
         }
     }
+
+    // Starts copying the slots the next pass step needs while the current one computes; stops
+    // quietly where that would evict what the current step uses.
+    void prefetch(const std::vector<int>& next) {
+        if (!streaming) return;
+        const uint64_t now = clock;  // the stamp of the step just issued
+        for (int i : next)
+            if (i >= 0) slots[static_cast<size_t>(i)].last_use = now;
+        for (int i : next) {
+            if (i < 0) continue;
+            Slot& sl = slots[static_cast<size_t>(i)];
+            if (!sl.orig && !bring_in(sl, now, true)) return;
+        }
+    }
+
+    std::vector<int> head_slots() const {
+        const bool has_output =
+            output >= 0 && members[static_cast<size_t>(member_of.at("output.weight"))].loaded;
+        return {output_norm, has_output ? output : token_embd};
+    }
+
     void add_member(const std::string& name, int slot, int64_t offset, std::vector<int64_t> ne,
                     bool required) {
         Member m;
@@ -441,7 +536,15 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
 }
 
 CudaEngine::~CudaEngine() {
-    if (impl_ && impl_->blas) cublasDestroy(impl_->blas);
+    if (!impl_) return;
+    if (impl_->copy_stream) {
+        cudaStreamSynchronize(impl_->copy_stream);
+        cudaStreamDestroy(impl_->copy_stream);
+    }
+    for (Slot& sl : impl_->slots)
+        if (sl.ready) cudaEventDestroy(sl.ready);
+    for (cudaEvent_t e : impl_->spare_events) cudaEventDestroy(e);
+    if (impl_->blas) cublasDestroy(impl_->blas);
 }
 
 const ModelConfig& CudaEngine::config() const {
@@ -657,6 +760,7 @@ std::vector<float> CudaEngine::values(const std::string& name) const {
 void CudaEngine::embed(const int32_t* d_tokens, int64_t N, float* d_h) {
     impl_->use({impl_->token_embd});
     launch_embed(d_h, impl_->ptr(impl_->token_embd), impl_->dt, d_tokens, N, impl_->c.hidden);
+    impl_->prefetch(impl_->layer_slots(0));
 }
 
 void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
@@ -669,6 +773,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     const auto eps = static_cast<float>(c.rms_eps);
     m.ensure_rope(T);
     m.use(m.layer_slots(l));
+    m.prefetch(l + 1 < c.n_layers ? m.layer_slots(l + 1) : m.head_slots());
 
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
     m.gemm(m.ptr(ls.qkv), m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
@@ -694,7 +799,7 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
     const int64_t S = T - t0, R = B * S, C = m.c.hidden;
     const bool has_output =
         m.output >= 0 && m.members[static_cast<size_t>(m.member_of.at("output.weight"))].loaded;
-    m.use({m.output_norm, has_output ? m.output : m.token_embd});
+    m.use(m.head_slots());
     m.xn.resize(static_cast<size_t>(R * C) * m.esize);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(m.output_norm), R, C, static_cast<float>(m.c.rms_eps),
                    S, T, t0);
