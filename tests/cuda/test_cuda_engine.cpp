@@ -6,6 +6,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
+#include <random>
 
 #include "analysis/sweep_cpu.h"
 #include "core/half.h"
@@ -151,6 +152,41 @@ TEST(CudaEngine, StreamedWeightsGiveIdenticalResults) {
     }
 }
 
+// The types with a GPU fake-quant kernel (fake_quant.h).
+const GgmlType kGpuFakeQuantTypes[] = {GgmlType::Q8_0,  GgmlType::Q6_K,   GgmlType::Q5_K,
+                                       GgmlType::Q4_K,  GgmlType::IQ4_XS, GgmlType::Q3_K,
+                                       GgmlType::IQ3_S, GgmlType::Q2_K};
+
+// Fake-quantizes `name` on the GPU with every type of kGpuFakeQuantTypes and expects each value
+// to equal the CPU path's, rounded to the storage type (the one rounding the GPU path adds).
+void expect_fake_quant_matches_cpu(CudaEngine& gpu, const std::string& name, int64_t n_rows,
+                                   int64_t n_per_row) {
+    const bool bf16 = gpu.options().precision == Precision::BF16;
+    const std::vector<float> orig = gpu.original(name);
+    for (GgmlType type : kGpuFakeQuantTypes) {
+        ASSERT_TRUE(gpu.override_with_type(name, type)) << name;
+        const std::vector<float> got = gpu.values(name);
+        std::vector<float> want(orig.size());
+        fake_quantize(type, orig.data(), want.data(), n_rows, n_per_row);
+        int64_t differ = 0;
+        double max_rel = 0;
+        for (size_t i = 0; i < want.size(); ++i) {
+            const float w = bf16 ? bf16_to_f32(f32_to_bf16(want[i])) : round_to_f16(want[i]);
+            if (w != got[i]) {
+                ++differ;
+                max_rel = std::max(max_rel, std::fabs(static_cast<double>(w) - got[i]) /
+                                                std::max(1e-12, std::fabs(static_cast<double>(w))));
+            }
+        }
+        std::printf("%-4s %-22s %-6s %lld of %zu values differ from the CPU path (max rel %.3g)\n",
+                    bf16 ? "BF16" : "F16", name.c_str(), ggml_type_display_name(type).c_str(),
+                    static_cast<long long>(differ), want.size(), max_rel);
+        EXPECT_EQ(differ, 0) << name << " " << ggml_type_display_name(type);
+        gpu.clear_override(name);
+    }
+    EXPECT_EQ(gpu.values(name), orig);  // clear_override restored the original
+}
+
 TEST(CudaEngine, FakeQuantMatchesCpuReference) {
     SKIP_WITHOUT_GPU();
     auto model = Model::open(kModel);
@@ -163,31 +199,60 @@ TEST(CudaEngine, FakeQuantMatchesCpuReference) {
     }
     for (const char* name : {"blk.0.attn_q.weight", "blk.3.ffn_down.weight", "output.weight"}) {
         const TensorInfo& t = model->get(name);
-        const std::vector<float> orig = gpu.original(name);
-        for (GgmlType type : {GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q5_K, GgmlType::Q4_K,
-                              GgmlType::Q3_K, GgmlType::Q2_K}) {
-            ASSERT_TRUE(gpu.override_with_type(name, type)) << name;
-            const std::vector<float> got = gpu.values(name);
-            std::vector<float> want(orig.size());
-            fake_quantize(type, orig.data(), want.data(), t.n_rows(), t.n_per_row());
-            int64_t differ = 0;
-            double max_rel = 0;
-            for (size_t i = 0; i < want.size(); ++i) {
-                const float w = round_to_f16(want[i]);
-                if (w != got[i]) {
-                    ++differ;
-                    max_rel =
-                        std::max(max_rel, std::fabs(static_cast<double>(w) - got[i]) /
-                                              std::max(1e-12, std::fabs(static_cast<double>(w))));
-                }
+        expect_fake_quant_matches_cpu(gpu, name, t.n_rows(), t.n_per_row());
+    }
+}
+
+// Super-blocks (one per row of attn_q, 256 weights) built to reach the quantizers' corner
+// cases: all-zero sub-blocks (IQ3_S's storage cursor skips them), all-zero rows, a single
+// non-zero weight, sub-blocks 10^5 apart in magnitude, constant rows, F16 subnormals and
+// values on the rounding ties of small grids. In both storage precisions.
+TEST(CudaEngine, FakeQuantMatchesCpuOnCornerCases) {
+    SKIP_WITHOUT_GPU();
+    auto model = Model::open(kModel);
+    const std::string name = "blk.0.attn_q.weight";
+    const TensorInfo& t = model->get(name);
+    const int64_t n_rows = t.n_rows(), n_per_row = t.n_per_row();
+    ASSERT_EQ(n_per_row, 256);  // one super-block per row
+    std::mt19937 rng(20261124);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    std::vector<float> v(static_cast<size_t>(n_rows * n_per_row));
+    for (int64_t r = 0; r < n_rows; ++r) {
+        float* x = v.data() + r * n_per_row;
+        for (int64_t i = 0; i < n_per_row; ++i) {
+            const int64_t ib = i / 32;
+            switch (r % 8) {
+                case 0:  // one zero sub-block, moving along the rows
+                    x[i] = ib == (r / 8) % 8 ? 0.0f : normal(rng);
+                    break;
+                case 1:  // all zero
+                    x[i] = 0.0f;
+                    break;
+                case 2:  // one non-zero weight
+                    x[i] = i == (r * 37) % n_per_row ? (r % 16 < 8 ? 0.05f : -0.05f) : 0.0f;
+                    break;
+                case 3:  // sub-block magnitudes from 1 down to 1e-4
+                    x[i] = normal(rng) * 50.0f * std::pow(10.0f, -static_cast<float>(ib % 5));
+                    break;
+                case 4:  // constant magnitude, alternating signs in some rows
+                    x[i] = 0.01f * static_cast<float>(1 + r % 3) * (r % 16 < 8 || i % 2 ? 1 : -1);
+                    break;
+                case 5:  // several zero sub-blocks, including the first and the last
+                    x[i] = ib == 0 || ib == 3 || ib == 7 ? 0.0f : normal(rng);
+                    break;
+                case 6:  // F16 subnormals
+                    x[i] = normal(rng) * 1e-4f;
+                    break;
+                default:  // multiples of 1/64 in [-1, 1]
+                    x[i] = static_cast<float>(static_cast<int>(rng() % 129) - 64) / 64.0f;
             }
-            std::printf("%-22s %-5s %lld of %zu values differ from the CPU path (max rel %.3g)\n",
-                        name, ggml_type_display_name(type).c_str(), static_cast<long long>(differ),
-                        want.size(), max_rel);
-            EXPECT_EQ(differ, 0) << name << " " << ggml_type_display_name(type);
-            gpu.clear_override(name);
         }
-        EXPECT_EQ(gpu.values(name), orig);  // clear_override restored the original
+    }
+    for (Precision p : {Precision::F16, Precision::BF16}) {
+        CudaEngine gpu(model->config(), {.precision = p, .max_tokens = 256});
+        ASSERT_EQ(gpu.n_elements(name), static_cast<int64_t>(v.size()));
+        gpu.load_weight(name, v.data(), static_cast<int64_t>(v.size()));
+        expect_fake_quant_matches_cpu(gpu, name, n_rows, n_per_row);
     }
 }
 

@@ -5,24 +5,13 @@
 // same input.
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/fake_quant.h"
+#include "engine/cuda/fake_quant_common.cuh"
+#include "engine/cuda/fake_quant_iq.h"
 
 namespace quantlens::cuda {
 namespace {
 
-constexpr float kGroupMaxEps = 1e-15f;
-
-__device__ __forceinline__ int nearest_int(float x) {
-    const float shifted = x + 12582912.f;
-    return (__float_as_int(shifted) & 0x007fffff) - 0x00400000;
-}
-
-__device__ __forceinline__ int clamp_int(int v, int lo, int hi) {
-    return v < lo ? lo : (v > hi ? hi : v);
-}
-
-__device__ __forceinline__ float round_f16(float x) {
-    return __half2float(__float2half_rn(x));
-}
+using namespace fq;
 
 // make_qkx2_quants (scale_search.cpp) for N weights.
 template <int N>
@@ -215,37 +204,6 @@ __device__ float make_q3(int nmax, const float* x, int8_t* L) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// Maximum over the G lanes of a super-block (G divides 32; groups are lane-aligned).
-template <int G>
-__device__ float group_max(float v) {
-#pragma unroll
-    for (int o = 1; o < G; o <<= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-    return v;
-}
-
-// The signed value of largest magnitude over the G lanes, the lowest lane winning ties (the
-// CPU loop keeps the first strictly larger one).
-template <int G>
-__device__ float group_max_abs(float v) {
-    float a = fabsf(v);
-    int idx = threadIdx.x % G;
-#pragma unroll
-    for (int o = 1; o < G; o <<= 1) {
-        const float ov = __shfl_xor_sync(0xffffffffu, v, o);
-        const float oa = __shfl_xor_sync(0xffffffffu, a, o);
-        const int oi = __shfl_xor_sync(0xffffffffu, idx, o);
-        if (oa > a || (oa == a && oi < idx)) v = ov, a = oa, idx = oi;
-    }
-    return a > 0 ? v : 0.0f;  // the CPU starts from 0 and needs a strictly larger magnitude
-}
-
-template <typename T, int N>
-__device__ void load(const T* src, int64_t g, bool valid, float* x) {
-    const T* s = src + (valid ? g : 0) * N;
-#pragma unroll
-    for (int i = 0; i < N; ++i) x[i] = valid ? to_f32(s[i]) : 0.0f;
-}
-
 // ---- Q8_0: one thread per 32-weight block ----
 template <typename T>
 __global__ void q8_0_k(const T* src, T* dst, int64_t n_blocks) {
@@ -434,6 +392,12 @@ void launch_typed(GgmlType type, const T* src, T* dst, int64_t n) {
         case GgmlType::Q6_K:
             q6_K_k<T><<<grid_for(n / 16, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 16);
             break;
+        case GgmlType::IQ4_XS:
+            launch_fake_quant_iq4_xs(src, dst, n);  // fake_quant_iq.cu
+            return;
+        case GgmlType::IQ3_S:
+            launch_fake_quant_iq3_s(src, dst, n);
+            return;
         default:
             check_cuda(cudaErrorInvalidValue, "launch_fake_quant: type without a GPU kernel");
     }
@@ -451,6 +415,8 @@ bool gpu_fake_quant_supported(GgmlType type, int64_t n_per_row) {
         case GgmlType::Q4_K:
         case GgmlType::Q5_K:
         case GgmlType::Q6_K:
+        case GgmlType::IQ4_XS:
+        case GgmlType::IQ3_S:
             return n_per_row % 256 == 0;
         default:
             return false;

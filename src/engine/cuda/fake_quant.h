@@ -1,14 +1,17 @@
 // GPU fake quantization (quantize → dequantize into the 16-bit storage type) for the sweep's
-// types without importance: Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K.
+// types without importance: Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K (fake_quant.cu), IQ4_XS and
+// IQ3_S (fake_quant_iq.cu).
 //
 // Each kernel is a thread-per-sub-block port of the CPU reference path (quant/kquants.cpp,
 // quant/scale_search.cpp: ggml's `quantize_row_*_ref` scale searches, sub-block scales rounded
-// against the super-block maximum, requantization, dequantization), compiled without fused
+// against the super-block maximum, requantization, dequantization; quant/iq4.cpp and
+// quant/iq3.cpp with iq_grids.h's lattice search for the i-quants), compiled without fused
 // multiply-adds so every float operation rounds as on the CPU. Deviations from the bit-exact
 // CPU path: (1) the input is the stored 16-bit original, not the f32 one (identical when the
 // model's weights are themselves BF16, or F16 with F16 storage); (2) the dequantized values
 // are rounded to the 16-bit storage type (relative error ≤ 2^-9 for BF16, 2^-12 for F16).
-// With importance (imatrix) or other types the caller uses the CPU path.
+// With importance (imatrix) or other types the caller uses the CPU path. IQ3_S uploads its
+// lattice tables (75 KB) to the current device on first use.
 #pragma once
 
 #include <cstdint>
