@@ -42,7 +42,7 @@ RECIPES+=(--recipe "$OUT/knee.json")
 log "4. verify (100 chunks)"
 { T "$BIN" -q verify --base $M --text "$DATA/eval.txt" --imatrix "$IM" "${RECIPES[@]}" \
     ${GPTQ_TEXT:+--gptq "$GPTQ_TEXT"} \
-    --presets Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K,IQ4_XS --out-dir /tmp/ql-verify \
+    --presets Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K,IQ4_XS --out-dir "$OUT/files" \
     --json "$OUT/verify.json" --job $JOB > "$OUT/verify.txt"; } 2>> "$OUT/log.txt"
 cat "$OUT/verify.txt"
 log "5. report"
