@@ -2,6 +2,7 @@
 
 #include <chrono>
 #include <filesystem>
+#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -12,6 +13,7 @@
 #include "analysis/presets.h"
 #include "analysis/quantize.h"
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/mmap_file.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
@@ -29,6 +31,13 @@ std::string safe_file_name(std::string s) {
         if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
             c = '_';
     return s;
+}
+
+std::string read_key(const std::string& path) {
+    std::ifstream f(path);
+    std::string key;
+    std::getline(f, key);
+    return key;
 }
 
 }  // namespace
@@ -69,7 +78,15 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
             if (!c.recipe.empty() && recipe.predicted_kld > 0)
                 row.predicted_kld = recipe.predicted_kld;
             row.path = (fs::path(o.out_dir) / (safe_file_name(c.name) + ".gguf")).string();
-            if (!(o.reuse_files && fs::exists(row.path))) {
+            // A file is reused only when it was written from the same inputs: its key (what
+            // went into it) sits beside it, so a changed recipe of the same name is rewritten.
+            const std::string key_path = row.path + ".key";
+            const std::string key =
+                hash_string(recipe_to_json(recipe) + "\n" + o.base_model + "\n" + o.imatrix + "\n" +
+                            (c.recipe.empty() ? std::string()
+                                              : o.gptq_text + ":" + std::to_string(o.gptq_chunks)));
+            if (!(o.reuse_files && fs::exists(row.path) && read_key(key_path) == key)) {
+                fs::remove(key_path);
                 QuantizeOptions qo;
                 qo.output_path = row.path;
                 qo.force = true;
@@ -78,6 +95,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
                 const QuantizeResult qr = quantize_model(*base_model, recipe, qo);
                 for (const auto& f : qr.fallbacks)
                     fmt::print(stderr, "verify: {}: {}\n", c.name, f);
+                std::ofstream(key_path) << key;
             }
         }
         rows.push_back(row);

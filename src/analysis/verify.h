@@ -32,7 +32,9 @@ struct VerifyOptions {
     int64_t ctx = 512;
     int64_t chunks = 100;
     bool ggml_numerics = true;
-    bool reuse_files = true;  // keep an already written candidate file
+    // Keep a candidate file already written from the same recipe, base, imatrix and GPTQ
+    // settings (a key file beside it says which); any change rewrites it.
+    bool reuse_files = true;
     // Recipes (not presets, which stay llama.cpp's) are written with GPTQ rounding against
     // Hessians of this calibration text (analysis/gptq_rounding.h).
     std::string gptq_text;
