@@ -438,7 +438,10 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
     }
     jobs::NewJob nj;
     nj.kind = jobs::JobKind::sweep;
-    nj.params = o.to_json().dump();
+    json params = o.to_json();
+    // The calibration text is an input like the evaluation text: a resume must see the same.
+    if (!o.gptq_text.empty()) params["gptq_hash"] = text_hash(o.gptq_text);
+    nj.params = params.dump();
     nj.model = o.model;
     nj.model_hash = model->content_hash();
     nj.text_hash = text_hash(o.eval_text);
@@ -476,6 +479,11 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     SweepContext ctx;
     open_context(ctx, SweepOptions::from_json(json::parse(job.params)));
     store.check_inputs(id, ctx.model->content_hash(), text_hash(ctx.opt.eval_text));
+    const json params = json::parse(job.params);
+    if (params.contains("gptq_hash"))
+        QL_CHECK(text_hash(ctx.opt.gptq_text) == params.at("gptq_hash").get<std::string>(),
+                 "{}: job {}: the --gptq calibration text '{}' changed since the job started",
+                 store.path(), id, ctx.opt.gptq_text);
 
     // A sharded job (sweep --shard i/n) measures only its share of the items.
     std::vector<jobs::WorkItem> pending = sweep_items_to_measure(store, id, job.params);

@@ -2,11 +2,14 @@
 // and types it covers, that its bytes cut the held-out output error of a linear against the
 // plain quantizer, that fake quantization is the dequantized bytes, that a sweep's GPTQ
 // options survive the job parameters (and old jobs' parameters stay as they were), and that
-// a missing calibration text is an error naming it.
+// a missing calibration text is an error naming it, and a sweep job refuses to resume on a
+// changed one.
 #include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <string>
 #include <vector>
@@ -22,10 +25,12 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
+#include "jobs/store.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
 using namespace quantlens;
+namespace fs = std::filesystem;
 
 namespace {
 
@@ -143,6 +148,40 @@ TEST(GptqRounding, MissingCalibrationTextNamesIt) {
         ADD_FAILURE() << "a missing text was accepted";
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("/nonexistent/calib.txt"), std::string::npos)
+            << e.what();
+    }
+}
+
+TEST(GptqRounding, SweepJobRefusesAChangedOrMissingCalibrationText) {
+    const fs::path dir = fs::path(QL_TEST_TMP) / "gptq-sweep-job";
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    const fs::path calib = dir / "calib.txt";
+    fs::copy_file(shared("data/calib.txt"), calib);
+    jobs::Store store((dir / "jobs.sqlite").string());
+    SweepOptions o;
+    o.model = shared("models/llama-8m");
+    o.eval_text = shared("data/eval.txt");
+    o.n_tokens = 512;
+    o.types = {GgmlType::Q8_0};
+    o.uniform = false;
+    o.gptq_text = (dir / "absent.txt").string();
+    try {  // a missing text fails at creation and leaves no job
+        create_sweep_job(store, o, "test");
+        ADD_FAILURE() << "a missing --gptq text was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("absent.txt"), std::string::npos) << e.what();
+    }
+    EXPECT_TRUE(store.list_jobs().empty());
+
+    o.gptq_text = calib.string();
+    const int64_t id = create_sweep_job(store, o, "test");
+    std::ofstream(calib, std::ios::app) << "\nOne more line.\n";
+    try {
+        run_sweep(store, id);
+        ADD_FAILURE() << "a changed --gptq text was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("--gptq calibration text"), std::string::npos)
             << e.what();
     }
 }
