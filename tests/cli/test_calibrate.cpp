@@ -11,7 +11,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_run.h"
+#include "support/cli_run.h"
 
 #include "formats/imatrix.h"
 #include "jobs/store.h"

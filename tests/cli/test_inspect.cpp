@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_run.h"
+#include "support/cli_run.h"
 
 using namespace quantlens::cli_testing;
 using CliResult = Result;

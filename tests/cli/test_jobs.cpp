@@ -13,7 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_run.h"
+#include "support/cli_run.h"
 #include "jobs/store.h"
 
 using namespace quantlens::jobs;

@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_run.h"
+#include "support/cli_run.h"
 
 using ::testing::HasSubstr;
 using namespace quantlens::cli_testing;

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_run.h"
+#include "support/cli_run.h"
 
 #include "formats/gguf.h"
 

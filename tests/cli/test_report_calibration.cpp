@@ -14,7 +14,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "cli/cli_run.h"
+#include "support/cli_run.h"
 #include "jobs/store.h"
 #include "model/model.h"
 #include "report/report_data.h"

@@ -18,7 +18,7 @@
 #include <random>
 #include <thread>
 
-#include "cli/cli_run.h"
+#include "support/cli_run.h"
 #include "jobs/store.h"
 
 using namespace quantlens::jobs;
