@@ -2,6 +2,7 @@
 
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "core/utf8.h"
 #include "engine/tokenizer.h"
 
 namespace quantlens {
@@ -26,7 +27,7 @@ EvalChunks make_eval_chunks(const std::vector<int32_t>& tokens, int64_t n_ctx, i
 
 EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
                             int64_t max_chunks) {
-    const std::string text = read_text_file(text_path);
+    const std::string text = read_utf8_text_file(text_path);
     QL_CHECK(!text.empty(), "{}: the text file is empty", text_path);
     const std::vector<int32_t> tokens = tokenizer.encode(text, tokenizer.bos_id() >= 0);
     return make_eval_chunks(tokens, n_ctx, max_chunks, tokenizer.bos_id(), text_path);

@@ -16,6 +16,8 @@
 #include "core/hash.h"
 #include "core/parallel.h"
 #include "core/progress.h"
+#include "core/mmap_file.h"
+#include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "jobs/store.h"
@@ -213,6 +215,7 @@ double kld_of(const PerturbedStats& st) {
 }
 
 std::string text_hash(const std::string& path) {
+    read_utf8_text_file(path);  // a bad text fails here, before a job record exists
     return hash_files({path});
 }
 
@@ -246,6 +249,11 @@ CompareOptions CompareOptions::from_json(const json& j) {
 
 void check_compatible(const Model& fp, const TensorSource& quant) {
     const std::string pair = fmt::format("{} vs {}", fp.path(), quant.path());
+    for (const TensorInfo& t : fp.tensors())
+        QL_CHECK(!ggml_type_info(t.type).quantized,
+                 "{}: the full-precision side holds {} as {}; compare needs the unquantized "
+                 "model (an HF directory or an F32/F16/BF16 GGUF) as FP",
+                 fp.path(), t.name, ggml_type_display_name(t.type));
     const ModelConfig& a = fp.config();
     if (const auto b = quant.config()) {
         QL_CHECK(a.arch == b->arch && a.n_layers == b->n_layers && a.hidden == b->hidden &&
@@ -279,8 +287,10 @@ void check_compatible(const Model& fp, const TensorSource& quant) {
     QL_CHECK(problems.empty(), "{}: {}", pair, fmt::join(problems, "; "));
 }
 
-int64_t create_compare_job(jobs::Store& store, const CompareOptions& o,
+int64_t create_compare_job(jobs::Store& store, const CompareOptions& options,
                            const std::string& command_line) {
+    CompareOptions o = options;
+    for (std::string* p : {&o.fp, &o.quant, &o.text}) *p = absolute_if_exists(*p);
     QL_CHECK(o.ctx >= 8 && o.batch >= 1, "compare: --ctx must be ≥ 8 and --batch ≥ 1");
     const auto fp = Model::open(o.fp);
     const auto quant = open_tensor_source(o.quant);

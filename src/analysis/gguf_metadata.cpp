@@ -177,6 +177,17 @@ void arch_keys(GgufKvList& kv, const ModelConfig& c) {
 
 }  // namespace
 
+std::vector<ExtraTensor> converter_extra_tensors(const Model& model) {
+    std::vector<ExtraTensor> extra;
+    if (model.source() != Model::Source::HuggingFace) return extra;
+    std::vector<float> factors = llama3_rope_freq_factors(model.config());
+    if (!factors.empty()) {
+        const auto n = static_cast<int64_t>(factors.size());
+        extra.push_back({"rope_freqs.weight", {n}, std::move(factors)});
+    }
+    return extra;
+}
+
 std::string size_label(int64_t total_params, int64_t expert_params, int64_t n_experts) {
     auto rounded = [](double count) {
         double scaled;

@@ -47,6 +47,16 @@ GgufKvList converter_metadata(const Model& model);
 GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vocab_size,
                               int64_t config_bos, int64_t config_eos);
 
+// Tensors llama.cpp's converter adds that the HF checkpoint does not hold, in the order it
+// writes them (before the model's own): rope_freqs.weight (F32, head_dim/2 divisors) for
+// llama3 rope scaling. Empty for a GGUF source, whose file already has them.
+struct ExtraTensor {
+    std::string name;
+    std::vector<int64_t> ne;
+    std::vector<float> values;
+};
+std::vector<ExtraTensor> converter_extra_tensors(const Model& model);
+
 // The converter's size label: "8.4M", "893K", "4x3.3M".
 std::string size_label(int64_t total_params, int64_t expert_params, int64_t n_experts);
 

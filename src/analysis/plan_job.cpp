@@ -75,7 +75,10 @@ uint64_t estimate_gguf_header_bytes(const std::string& model_path) {
     uint64_t bytes = w.serialize().size();
     // Tensor infos: name, n_dims, ne[], type, offset; then padding to the alignment (32).
     for (const auto& t : model->tensors()) bytes += 8 + t.name.size() + 4 + 8 * t.ne.size() + 4 + 8;
+    const std::vector<ExtraTensor> extra = converter_extra_tensors(*model);
+    for (const auto& t : extra) bytes += 8 + t.name.size() + 4 + 8 * t.ne.size() + 4 + 8;
     bytes = (bytes + 31) / 32 * 32;
+    for (const auto& t : extra) bytes += (t.values.size() * sizeof(float) + 31) / 32 * 32;
     // Each tensor's data starts aligned: on average half an alignment of padding.
     bytes += 16 * model->tensors().size();
     return bytes;
@@ -118,6 +121,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         }
     }
 
+    std::vector<bool> pin_matched(pin_res.size(), false);
     PlanProblem problem;
     problem.fixed_bytes = out.header_bytes + out.unquantized_bytes;
     std::vector<std::vector<std::string>> unit_tensors;
@@ -126,7 +130,10 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         PlanUnit pu{u.name, {}};
         std::optional<GgmlType> pinned;
         for (size_t i = 0; i < pin_res.size(); ++i)
-            if (std::regex_search(u.name, pin_res[i])) pinned = req.pins[i].second;
+            if (std::regex_search(u.name, pin_res[i])) {
+                pinned = req.pins[i].second;
+                pin_matched[i] = true;
+            }
         for (const auto& [type_name, metrics] : m[u.name]) {
             const auto t = ggml_type_from_name(type_name);
             if (!t) continue;
@@ -161,6 +168,11 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             json::parse(u.extra).value("tensors", std::vector<std::string>{u.name}));
     }
     QL_CHECK(!problem.units.empty(), "job {}: no measured units", req.job_id);
+    for (size_t i = 0; i < pin_res.size(); ++i)
+        QL_CHECK(pin_matched[i],
+                 "--pin '{}={}': the pattern matches none of job {}'s {} units (e.g. '{}')",
+                 req.pins[i].first, ggml_type_display_name(req.pins[i].second), req.job_id,
+                 problem.units.size(), problem.units.front().name);
 
     // Interaction factor from the "(all)" measurements (only meaningful for the KLD metric).
     if (m.count(kAllUnit)) {

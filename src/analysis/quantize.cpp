@@ -117,6 +117,12 @@ void produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q
 
 std::vector<QuantizedTensor> resolve_tensor_types(const Model& model, const Recipe& recipe,
                                                   const QuantizeOptions& options) {
+    QL_CHECK(recipe.model_hash.empty() || options.allow_other_model ||
+                 recipe.model_hash == model.content_hash(),
+             "the recipe was made for model {} (hash {}), but {} has hash {}; a recipe measured "
+             "on one model does not carry over (pass --allow-other-model to use it anyway)",
+             recipe.model.empty() ? "?" : recipe.model, recipe.model_hash, model.path(),
+             model.content_hash());
     std::vector<std::string> missing;
     for (const auto& [name, type] : recipe.tensors)
         if (!model.find(name)) missing.push_back(name);
@@ -159,6 +165,12 @@ std::vector<QuantizedTensor> resolve_tensor_types(const Model& model, const Reci
             continue;
         }
         q.written = fallback_type(q.requested, t.n_per_row());
+        if (gguf_source && ggml_type_info(t.type).quantized && q.written != t.type &&
+            !options.allow_requantize)
+            errors.push_back(fmt::format(
+                "{}: already {} in the source; quantizing it again to {} adds both errors "
+                "(pass --allow-requantize to do it anyway)",
+                t.name, type_name(t.type), type_name(q.written)));
         if (q.written != q.requested) {
             q.note = fmt::format("{} → {}: row of {} is not a multiple of {}'s block of {}",
                                  type_name(q.requested), type_name(q.written), t.n_per_row(),
@@ -225,6 +237,11 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
 
     GgufWriter writer;
     for (const auto& [k, v] : kv) writer.add_kv(k, v);
+    const std::vector<ExtraTensor> extra = converter_extra_tensors(model);
+    for (const ExtraTensor& e : extra)
+        writer.add_tensor(e.name, e.ne, GgmlType::F32,
+                          std::span(reinterpret_cast<const uint8_t*>(e.values.data()),
+                                    e.values.size() * sizeof(float)));
     for (QuantizedTensor& q : result.tensors) {
         const TensorInfo& src = model.get(q.name);
         if (!q.note.empty()) result.fallbacks.push_back(q.name + ": " + q.note);

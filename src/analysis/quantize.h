@@ -43,6 +43,12 @@ struct QuantizeOptions {
     std::string output_path;
     bool force = false;   // overwrite an existing output
     bool strict = false;  // a fallback is an Error instead of a reported substitution
+    // A GGUF source's already-quantized tensor may be converted to another type (the errors
+    // of both quantizations add up; llama-quantize asks for --allow-requantize too).
+    bool allow_requantize = false;
+    // A recipe whose model_hash names another model is refused unless this is set (a recipe
+    // measured on one model says nothing reliable about another's tensors).
+    bool allow_other_model = false;
     const Imatrix* imatrix = nullptr;
     std::optional<uint32_t> file_type;  // general.file_type override
     bool f16_intermediate = true;       // HF sources: round weights to F16 first (see above)

@@ -20,12 +20,15 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/progress.h"
+#include "core/mmap_file.h"
+#include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
+#include "model/imatrix_coverage.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -198,6 +201,7 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
 }
 
 std::string text_hash(const std::string& path) {
+    read_utf8_text_file(path);  // a bad text fails here, before a job record exists
     return hash_files({path});
 }
 
@@ -225,7 +229,7 @@ json model_info_json(const Model& model) {
 void open_context(SweepContext& ctx, const SweepOptions& opt) {
     ctx.opt = opt;
     ctx.model = Model::open(ctx.opt.model);
-    if (!ctx.opt.imatrix.empty()) ctx.imatrix = Imatrix::load(ctx.opt.imatrix);
+    if (!ctx.opt.imatrix.empty()) ctx.imatrix = load_imatrix_for(*ctx.model, ctx.opt.imatrix);
     ctx.n_layers = ctx.model->config().n_layers;
     for (auto& u : build_sweep_units(*ctx.model, ctx.opt)) ctx.units[u.name] = u;
     for (const auto& t : ctx.model->tensors())
@@ -410,8 +414,15 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
                          const std::string& command_line) {
     auto model = Model::open(options.model);
     SweepOptions o = options;
+    for (std::string* p : {&o.model, &o.eval_text, &o.imatrix, &o.gptq_text})
+        *p = absolute_if_exists(*p);
     const bool placement = o.granularity == "placement";
     QL_CHECK(!o.types.empty(), "sweep: no types to measure");
+    QL_CHECK(o.ctx >= 8, "sweep: --ctx {} is too short (at least 8 tokens)", o.ctx);
+    QL_CHECK(o.n_tokens >= o.ctx,
+             "sweep: --tokens {} is less than one context of {} tokens; the sweep measures whole "
+             "chunks, so give at least {}",
+             o.n_tokens, o.ctx, o.ctx);
     auto check_target = [](GgmlType t, const char* what) {
         QL_CHECK((quant_traits(t).implemented && ggml_type_info(t).quantized) || t == GgmlType::F16,
                  "sweep: {} {} cannot be used as a quantization target", what, type_name(t));

@@ -15,10 +15,12 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
+#include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "formats/recipe.h"
+#include "model/imatrix_coverage.h"
 #include "model/model.h"
 
 namespace quantlens {
@@ -48,7 +50,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
     fs::create_directories(o.out_dir);
     auto base_model = Model::open(o.base_model);
     std::optional<Imatrix> imatrix;
-    if (!o.imatrix.empty()) imatrix = Imatrix::load(o.imatrix);
+    if (!o.imatrix.empty()) imatrix = load_imatrix_for(*base_model, o.imatrix);
 
     // 1. Write every candidate file first, so a bad recipe fails before long evaluations.
     std::unique_ptr<Engine> gptq_engine;
@@ -109,7 +111,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
     EvalOptions ev;
     ev.n_ctx = o.ctx;
     ev.max_chunks = o.chunks;
-    const EvalTokens chunks = make_eval_tokens(tokenizer, read_text_file(o.text), o.text, ev);
+    const EvalTokens chunks = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, ev);
     const std::string base_logits = (fs::path(o.out_dir) / "base.qllogp").string();
     VerifyReport report;
     {

@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
+#include "core/utf8.h"
 #include "engine/engine.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
@@ -119,7 +120,7 @@ int run_calibrate(const CalibrateCliOptions& o, const std::string& command_line)
         nj.params = o.to_json().dump();
         nj.model = o.model;
         nj.model_hash = model->content_hash();
-        nj.text_hash = hash_string(read_text_file(o.text));
+        nj.text_hash = hash_string(read_utf8_text_file(o.text));
         nj.command = command_line;
         const int64_t id = store.create_job(nj);
         fmt::print(stderr, "calibrate: job {} in {}\n", id, store.path());

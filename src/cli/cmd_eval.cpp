@@ -16,6 +16,7 @@
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "core/parallel.h"
+#include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
@@ -102,7 +103,7 @@ int run_eval(const EvalCliOptions& o) {
     eo.n_ctx = o.ctx;
     eo.max_chunks = o.chunks;
     eo.batch = o.batch;
-    const EvalTokens chunks = make_eval_tokens(tokenizer, read_text_file(o.text), o.text, eo);
+    const EvalTokens chunks = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, eo);
     const std::unique_ptr<Engine> engine = make_engine(*model, o);
 
     std::unique_ptr<Model> base_model;

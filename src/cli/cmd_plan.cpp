@@ -132,7 +132,8 @@ int run_plan(const PlanArgs& a) {
 QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optimum or knee") {
     auto a = std::make_shared<quantlens::cli::PlanArgs>();
     cmd.add_option("JOB", a->job, "Sweep job id")->required();
-    cmd.add_option("--target-bpw", a->target_bpw, "Budget in bits per weight (whole file)");
+    cmd.add_option("--target-bpw", a->target_bpw, "Budget in bits per weight (whole file)")
+        ->check(CLI::Range(0.5, 64.0));
     cmd.add_option("--target-size", a->target_size,
                    "Budget as a file size: 5373408, 5.37MB, 4.2GiB");
     cmd.add_flag("--knee", a->knee,

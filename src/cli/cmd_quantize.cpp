@@ -17,6 +17,7 @@
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "formats/recipe.h"
+#include "model/imatrix_coverage.h"
 #include "model/model.h"
 #include "model/names.h"
 
@@ -34,6 +35,8 @@ struct QuantizeCliOptions {
     int64_t gptq_chunks = 64;
     bool force = false;
     bool strict = false;
+    bool allow_requantize = false;
+    bool allow_other_model = false;
     bool no_f16 = false;
     bool quiet_table = false;
     bool json = false;
@@ -68,7 +71,8 @@ int run_quantize(const QuantizeCliOptions& o) {
              "quantize: give exactly one of --recipe or --preset");
     auto model = Model::open(o.model);
     std::unique_ptr<Imatrix> imatrix;
-    if (!o.imatrix.empty()) imatrix = std::make_unique<Imatrix>(Imatrix::load(o.imatrix));
+    if (!o.imatrix.empty())
+        imatrix = std::make_unique<Imatrix>(load_imatrix_for(*model, o.imatrix));
 
     Recipe recipe = o.preset.empty() ? load_recipe(o.recipe)
                                      : preset_recipe(o.preset, *model, imatrix != nullptr);
@@ -95,6 +99,8 @@ int run_quantize(const QuantizeCliOptions& o) {
     opts.output_path = o.output;
     opts.force = o.force;
     opts.strict = o.strict;
+    opts.allow_requantize = o.allow_requantize;
+    opts.allow_other_model = o.allow_other_model;
     opts.imatrix = imatrix.get();
     opts.f16_intermediate = !o.no_f16;
     opts.progress = !o.json;
@@ -174,6 +180,10 @@ QL_COMMAND(quantize, "Write a mixed-precision GGUF from a recipe or a llama.cpp 
     cmd.add_option("--gptq-chunks", o->gptq_chunks, "Chunks of 512 of the --gptq text (64)");
     cmd.add_flag("--force,-f", o->force, "Overwrite an existing output");
     cmd.add_flag("--strict", o->strict, "Refuse fallback types instead of reporting them");
+    cmd.add_flag("--allow-requantize", o->allow_requantize,
+                 "Convert tensors a GGUF source already holds quantized to another type");
+    cmd.add_flag("--allow-other-model", o->allow_other_model,
+                 "Use a recipe whose model hash names a different model");
     cmd.add_flag("--no-f16", o->no_f16,
                  "Quantize from the source floats, not from F16-rounded weights (HF sources)");
     cmd.add_flag("--summary", o->quiet_table, "Print only fallbacks and totals");

@@ -15,6 +15,7 @@
 #include "cli/command.h"
 #include "core/progress.h"
 #include "formats/imatrix.h"
+#include "model/imatrix_coverage.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -118,7 +119,7 @@ void print_table(const WeightErrorReport& r) {
 int run_weight_error_cmd(const WeightErrorOptions& o) {
     const auto model = Model::open(o.model);
     std::optional<Imatrix> imatrix;
-    if (!o.imatrix.empty()) imatrix = Imatrix::load(o.imatrix);
+    if (!o.imatrix.empty()) imatrix = load_imatrix_for(*model, o.imatrix);
     const std::vector<GgmlType> types =
         o.types.empty() ? quantizable_types() : parse_type_list(o.types);
 

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <sstream>
 #include <utility>
@@ -15,19 +16,35 @@
 
 namespace quantlens {
 
-MappedFile::MappedFile(const std::string& path) : path_(path) {
-    int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+namespace {
+
+// Opens `path` for reading only if it is a regular file. O_NONBLOCK keeps open() of a FIFO
+// from waiting for a writer (which would hang the command or a server thread); fstat on the
+// descriptor then refuses FIFOs, devices, sockets and directories by name.
+int open_regular_file(const std::string& path, struct stat& st) {
+    const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) fail("{}: cannot open: {}", path, std::strerror(errno));
-    struct stat st {};
     if (::fstat(fd, &st) != 0) {
-        int err = errno;
+        const int err = errno;
         ::close(fd);
         fail("{}: cannot stat: {}", path, std::strerror(err));
     }
-    if (S_ISDIR(st.st_mode)) {
+    if (!S_ISREG(st.st_mode)) {
         ::close(fd);
-        fail("{}: is a directory, expected a file", path);
+        fail("{}: is {}, expected a regular file", path,
+             S_ISDIR(st.st_mode)    ? "a directory"
+             : S_ISFIFO(st.st_mode) ? "a FIFO (named pipe)"
+             : S_ISSOCK(st.st_mode) ? "a socket"
+                                    : "a device");
     }
+    return fd;
+}
+
+}  // namespace
+
+MappedFile::MappedFile(const std::string& path) : path_(path) {
+    struct stat st {};
+    const int fd = open_regular_file(path, st);
     size_ = static_cast<size_t>(st.st_size);
     if (size_ > 0) {
         void* p = ::mmap(nullptr, size_, PROT_READ, MAP_PRIVATE, fd, 0);
@@ -63,12 +80,32 @@ MappedFile& MappedFile::operator=(MappedFile&& other) noexcept {
     return *this;
 }
 
+std::string absolute_if_exists(const std::string& path) {
+    std::error_code ec;
+    if (path.empty() || !std::filesystem::exists(path, ec)) return path;
+    const auto abs = std::filesystem::absolute(path, ec);
+    return ec ? path : abs.lexically_normal().string();
+}
+
 std::string read_text_file(const std::string& path) {
-    std::ifstream in(path, std::ios::binary);
-    if (!in) fail("{}: cannot open: {}", path, std::strerror(errno));
-    std::ostringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
+    struct stat st {};
+    const int fd = open_regular_file(path, st);
+    std::string text;
+    text.resize(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < text.size()) {
+        const ssize_t n = ::read(fd, text.data() + done, text.size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+            const int err = n < 0 ? errno : 0;
+            ::close(fd);
+            fail("{}: read failed after {} of {} bytes{}{}", path, done, text.size(),
+                 err ? ": " : " (file shrank)", err ? std::strerror(err) : "");
+        }
+        done += static_cast<size_t>(n);
+    }
+    ::close(fd);
+    return text;
 }
 
 }  // namespace quantlens

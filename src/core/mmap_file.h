@@ -10,7 +10,7 @@
 namespace quantlens {
 
 class MappedFile {
-public:
+  public:
     MappedFile() = default;
     explicit MappedFile(const std::string& path);  // throws Error if it cannot be opened
     ~MappedFile();
@@ -24,7 +24,7 @@ public:
     std::span<const uint8_t> bytes() const { return {data_, size_}; }
     const std::string& path() const { return path_; }
 
-private:
+  private:
     std::string path_;
     const uint8_t* data_ = nullptr;
     size_t size_ = 0;
@@ -32,5 +32,10 @@ private:
 
 // Reads a whole (small) file into a string; throws Error naming the path.
 std::string read_text_file(const std::string& path);
+
+// `path` made absolute when it names something that exists, else unchanged (a Hub id such
+// as "org/name" stays as given). Jobs store inputs this way so that `jobs resume` works from
+// any folder.
+std::string absolute_if_exists(const std::string& path);
 
 }  // namespace quantlens

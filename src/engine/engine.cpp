@@ -240,8 +240,10 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
         rmsnorm_forward(k.data(), k.data(), weight(n.k_norm), N * KV, D,
                         static_cast<float>(c.rms_eps));
     }
-    rope_forward(q.data(), B, T, H, D, c.rope_theta, c.rope_neox(), options_.rope_bf16_freqs);
-    rope_forward(k.data(), B, T, KV, D, c.rope_theta, c.rope_neox(), options_.rope_bf16_freqs);
+    check_sequence_length(c, T);
+    const std::vector<double> freqs = rope_frequencies(c);
+    rope_forward(q.data(), B, T, H, D, freqs, c.rope_neox(), options_.rope_bf16_freqs);
+    rope_forward(k.data(), B, T, KV, D, freqs, c.rope_neox(), options_.rope_bf16_freqs);
     if (options_.ggml_numerics) {  // F16 KV cache; Q meets F16 K in the KQ product
         round_activations(q.data(), N, H * D, ActRounding::F16);
         round_activations(k.data(), N, KV * D, ActRounding::F16);

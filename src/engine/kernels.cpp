@@ -8,6 +8,7 @@
 #include <mutex>
 #include <vector>
 
+#include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
 
@@ -81,20 +82,28 @@ void matmul_forward_ref(float* out, const float* in, const float* weight, const 
     }
 }
 
-void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D, double theta, bool neox,
-                  bool bf16_freqs) {
-    const int64_t half = D / 2;
-    // cos/sin table [T, D/2]: angle = pos · theta^(-2i/D), computed in double.
-    std::vector<float> cos_t(T * half), sin_t(T * half);
+void rope_tables(std::span<const double> freqs, int64_t T, bool bf16_freqs,
+                 std::vector<float>& cos_table, std::vector<float>& sin_table) {
+    const int64_t half = static_cast<int64_t>(freqs.size());
+    cos_table.resize(static_cast<size_t>(T * half));
+    sin_table.resize(cos_table.size());
     for (int64_t t = 0; t < T; ++t) {
         for (int64_t i = 0; i < half; ++i) {
-            double freq = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
+            double freq = freqs[static_cast<size_t>(i)];
             if (bf16_freqs) freq = bf16_to_f32(f32_to_bf16(static_cast<float>(freq)));
-            const double angle = static_cast<double>(t) * freq;
-            cos_t[t * half + i] = static_cast<float>(std::cos(angle));
-            sin_t[t * half + i] = static_cast<float>(std::sin(angle));
+            const double angle = static_cast<double>(t) * freq;  // in double, then rounded
+            cos_table[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(angle));
+            sin_table[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(angle));
         }
     }
+}
+
+void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D,
+                  std::span<const double> freqs, bool neox, bool bf16_freqs) {
+    const int64_t half = D / 2;
+    QL_ASSERT(static_cast<int64_t>(freqs.size()) == half);
+    std::vector<float> cos_t, sin_t;
+    rope_tables(freqs, T, bf16_freqs, cos_t, sin_t);
     parallel_for(
         static_cast<size_t>(B * T),
         [&](size_t begin, size_t end) {

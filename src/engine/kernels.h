@@ -10,6 +10,8 @@
 #pragma once
 
 #include <cstdint>
+#include <span>
+#include <vector>
 
 #include "core/ggml_type.h"
 
@@ -31,10 +33,15 @@ void matmul_forward_ref(float* out, const float* in, const float* weight, const 
 // Rotary embedding in place on x[B, T, H, D] for positions 0..T-1 of each sequence.
 // neox: rotate (x[i], x[i + D/2]) (half-split, HF rotate_half); otherwise rotate adjacent
 // pairs (x[2i], x[2i+1]) — llama.cpp's "normal" mode on converter-permuted q/k rows.
-// bf16_freqs rounds each frequency θ^(-2i/D) to BF16 first: what transformers computes for
-// a model loaded in bfloat16 and cast to float32 (its inv_freq buffer was cast with it).
-void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D, double theta, bool neox,
-                  bool bf16_freqs = false);
+// freqs[D/2] are the angular frequencies (rope_frequencies(config): θ^(-2i/D) with the
+// model's scaling); angle = position × freq. bf16_freqs rounds each frequency to BF16 first:
+// what transformers computes for a model loaded in bfloat16 and cast to float32 (its
+// inv_freq buffer was cast with it).
+void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D,
+                  std::span<const double> freqs, bool neox, bool bf16_freqs = false);
+// The cos/sin tables [T, D/2] rope_forward uses; the GPU engine uploads the same tables.
+void rope_tables(std::span<const double> freqs, int64_t T, bool bf16_freqs,
+                 std::vector<float>& cos_table, std::vector<float>& sin_table);
 
 // Causal grouped-query attention. q[B, T, H, D], k/v[B, T, KV, D] → out[B, T, H, D];
 // query head h reads kv head h / (H / KV); scale 1/sqrt(D).

@@ -16,6 +16,7 @@
 
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "core/utf8.h"
 #include "formats/gguf.h"
 #include "model/model.h"
 
@@ -44,35 +45,6 @@ void append_utf8(std::string& out, uint32_t cp) {
         out += static_cast<char>(0x80 | ((cp >> 6) & 0x3f));
         out += static_cast<char>(0x80 | (cp & 0x3f));
     }
-}
-
-// Offset of the first byte that starts an invalid UTF-8 sequence, or text.size().
-size_t first_invalid_utf8(std::string_view text) {
-    size_t i = 0;
-    while (i < text.size()) {
-        const unsigned char c = text[i];
-        size_t n;
-        uint32_t cp;
-        if (c < 0x80)
-            n = 1, cp = c;
-        else if ((c >> 5) == 6)
-            n = 2, cp = c & 0x1f;
-        else if ((c >> 4) == 14)
-            n = 3, cp = c & 0x0f;
-        else if ((c >> 3) == 30)
-            n = 4, cp = c & 0x07;
-        else
-            return i;
-        if (i + n > text.size()) return i;
-        for (size_t k = 1; k < n; ++k) {
-            if ((static_cast<unsigned char>(text[i + k]) & 0xc0) != 0x80) return i;
-            cp = (cp << 6) | (text[i + k] & 0x3f);
-        }
-        static constexpr uint32_t kMin[5] = {0, 0, 0x80, 0x800, 0x10000};
-        if (cp < kMin[n] || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff)) return i;
-        i += n;
-    }
-    return i;
 }
 
 // GPT-2's reversible byte → printable code point table: printable Latin-1 bytes map to

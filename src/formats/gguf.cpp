@@ -3,6 +3,7 @@
 // touching memory, so a corrupt file yields an Error naming the file and never a crash.
 #include "formats/gguf.h"
 
+#include <algorithm>
 #include <bit>
 #include <cstdio>
 #include <cstring>
@@ -322,59 +323,73 @@ GgufValue GgufValue::i32_array(const std::vector<int32_t>& v) {
     return a;
 }
 
+namespace {
+
+// "FILE: key 'KEY': " before a type error when the value came from a file.
+std::string where(const GgufValue& v) {
+    return v.origin.empty() ? std::string() : v.origin + ": ";
+}
+
+// Element accessor over an array, naming the array's origin and the index on a type error.
+template <typename T, typename Get>
+std::vector<T> array_of(const GgufValue& v, const char* what, Get get) {
+    QL_CHECK(v.type == GgufValueType::ARRAY, "{}GGUF value of type {} is not {}", where(v),
+             value_type_name(v.type), what);
+    std::vector<T> out;
+    out.reserve(v.array.size());
+    for (size_t i = 0; i < v.array.size(); ++i) {
+        try {
+            out.push_back(get(v.array[i]));
+        } catch (const Error& e) {
+            fail("{}element {}: {}", where(v), i, e.what());
+        }
+    }
+    return out;
+}
+
+}  // namespace
+
 int64_t GgufValue::as_int() const {
     if (const auto* u = std::get_if<uint64_t>(&scalar); u && type != GgufValueType::ARRAY) {
         if (*u > static_cast<uint64_t>(std::numeric_limits<int64_t>::max()))
-            fail("GGUF value {} does not fit in a signed 64-bit integer", *u);
+            fail("{}GGUF value {} does not fit in a signed 64-bit integer", where(*this), *u);
         return static_cast<int64_t>(*u);
     }
     if (const auto* i = std::get_if<int64_t>(&scalar)) return *i;
-    fail("GGUF value of type {} is not an integer", value_type_name(type));
+    fail("{}GGUF value of type {} is not an integer", where(*this), value_type_name(type));
 }
 
 double GgufValue::as_float() const {
     if (const auto* d = std::get_if<double>(&scalar)) return *d;
     if (type == GgufValueType::ARRAY || type == GgufValueType::STRING ||
         type == GgufValueType::BOOL)
-        fail("GGUF value of type {} is not a number", value_type_name(type));
+        fail("{}GGUF value of type {} is not a number", where(*this), value_type_name(type));
     return static_cast<double>(as_int());
 }
 
 bool GgufValue::as_bool() const {
     if (const auto* b = std::get_if<bool>(&scalar)) return *b;
-    fail("GGUF value of type {} is not a bool", value_type_name(type));
+    fail("{}GGUF value of type {} is not a bool", where(*this), value_type_name(type));
 }
 
 const std::string& GgufValue::as_string() const {
     if (const auto* s = std::get_if<std::string>(&scalar)) return *s;
-    fail("GGUF value of type {} is not a string", value_type_name(type));
+    fail("{}GGUF value of type {} is not a string", where(*this), value_type_name(type));
 }
 
 std::vector<std::string> GgufValue::as_string_array() const {
-    QL_CHECK(type == GgufValueType::ARRAY && array_type == GgufValueType::STRING,
-             "GGUF value of type {} is not a string array", value_type_name(type));
-    std::vector<std::string> out;
-    out.reserve(array.size());
-    for (const auto& e : array) out.push_back(e.as_string());
-    return out;
+    QL_CHECK(type != GgufValueType::ARRAY || array_type == GgufValueType::STRING,
+             "{}GGUF array of {} is not a string array", where(*this), value_type_name(array_type));
+    return array_of<std::string>(*this, "a string array",
+                                 [](const GgufValue& e) { return e.as_string(); });
 }
 
 std::vector<int64_t> GgufValue::as_int_array() const {
-    QL_CHECK(type == GgufValueType::ARRAY, "GGUF value of type {} is not an array",
-             value_type_name(type));
-    std::vector<int64_t> out;
-    out.reserve(array.size());
-    for (const auto& e : array) out.push_back(e.as_int());
-    return out;
+    return array_of<int64_t>(*this, "an array", [](const GgufValue& e) { return e.as_int(); });
 }
 
 std::vector<double> GgufValue::as_float_array() const {
-    QL_CHECK(type == GgufValueType::ARRAY, "GGUF value of type {} is not an array",
-             value_type_name(type));
-    std::vector<double> out;
-    out.reserve(array.size());
-    for (const auto& e : array) out.push_back(e.as_float());
-    return out;
+    return array_of<double>(*this, "an array", [](const GgufValue& e) { return e.as_float(); });
 }
 
 int64_t GgufTensorInfo::n_elements() const {
@@ -424,6 +439,7 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name
         const uint32_t type = r.read<uint32_t>("KV type");
         QL_CHECK(valid_value_type(type), "{}: key '{}': unknown value type {}", name, key, type);
         GgufValue v = read_value(r, static_cast<GgufValueType>(type), key, 0);
+        v.origin = fmt::format("{}: key '{}'", name, key);
         g.kv_.emplace_back(std::move(key), std::move(v));
     }
 
@@ -475,6 +491,20 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name
                  "{}: tensor '{}': data [{}, +{}) lies outside the {}-byte data section (file "
                  "truncated?)",
                  name, t.name, t.offset, t.nbytes, data_size);
+    }
+    // Two tensors sharing bytes would alias each other's weights (llama.cpp refuses such
+    // files too): sort by offset and compare neighbours.
+    std::vector<const GgufTensorInfo*> by_offset;
+    by_offset.reserve(g.tensors_.size());
+    for (const auto& t : g.tensors_) by_offset.push_back(&t);
+    std::sort(by_offset.begin(), by_offset.end(),
+              [](const auto* a, const auto* b) { return a->offset < b->offset; });
+    for (size_t i = 1; i < by_offset.size(); ++i) {
+        const GgufTensorInfo& a = *by_offset[i - 1];
+        const GgufTensorInfo& b = *by_offset[i];
+        QL_CHECK(a.nbytes == 0 || b.offset >= a.offset + a.nbytes,
+                 "{}: tensors '{}' [{}, +{}) and '{}' [{}, +{}) overlap in the data section", name,
+                 a.name, a.offset, a.nbytes, b.name, b.offset, b.nbytes);
     }
     return g;
 }

@@ -57,6 +57,9 @@ struct GgufValue {
     std::variant<uint64_t, int64_t, double, bool, std::string> scalar;
     GgufValueType array_type = GgufValueType::UINT8;  // element type when type == ARRAY
     std::vector<GgufValue> array;                     // elements when type == ARRAY
+    // "FILE: key 'KEY'" for a value read from a file (top level only), so an accessor's
+    // type error names where the value came from; empty for values built in code.
+    std::string origin;
 
     static GgufValue u32(uint32_t v);
     static GgufValue i32(int32_t v);

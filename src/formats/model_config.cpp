@@ -1,6 +1,10 @@
 // ModelConfig from a Hugging Face config.json or from llama.cpp GGUF metadata.
 #include "formats/model_config.h"
 
+#include <cmath>
+#include <cstring>
+#include <numbers>
+
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -91,7 +95,141 @@ void check_consistent(const ModelConfig& c, const std::string& path) {
              path);
 }
 
+// v4 configs keep θ at the top and the scaling in "rope_scaling" ("type" or "rope_type");
+// v5 configs keep both in "rope_parameters", which per-layer-type models (Gemma 3, gpt-oss)
+// make a dictionary of such objects keyed by layer type.
+void parse_rope(const json& j, ModelConfig& c, const std::string& path) {
+    c.rope_theta = get_float(j, "rope_theta", 10000.0, path);
+    const char* key = nullptr;
+    for (const char* k : {"rope_parameters", "rope_scaling"}) {
+        auto it = j.find(k);
+        if (it == j.end() || it->is_null()) continue;
+        QL_CHECK(it->is_object(), "{}: \"{}\" is {}, expected an object", path, k, it->dump());
+        key = k;
+        break;
+    }
+    if (!key) return;
+    const json& rp = j.at(key);
+    for (const auto& [name, value] : rp.items())
+        QL_CHECK(!value.is_object(),
+                 "{}: \"{}\" has per-layer-type entries (\"{}\"), which {} does not use; "
+                 "quantlens does not implement them for this architecture",
+                 path, key, name, arch_name(c.arch));
+    c.rope_theta = get_float(rp, "rope_theta", c.rope_theta, path);
+    std::string type = "default";
+    const char* type_key = "rope_type";
+    for (const char* k : {"rope_type", "type"}) {
+        if (auto it = rp.find(k); it != rp.end() && !it->is_null()) {
+            QL_CHECK(it->is_string(), "{}: {}.{} is {}, expected a string", path, key, k,
+                     it->dump());
+            type = it->get<std::string>();
+            type_key = k;
+            break;
+        }
+    }
+    const double partial = get_float(rp, "partial_rotary_factor", 1.0, path);
+    QL_CHECK(partial == 1.0,
+             "{}: {}.partial_rotary_factor is {}; quantlens implements rotary embeddings over the "
+             "whole head only",
+             path, key, partial);
+    if (type == "default") return;
+    QL_CHECK(type == "llama3",
+             "{}: {}.{} is \"{}\"; quantlens implements \"default\" and \"llama3\" rope only, "
+             "so this model's positions would be computed wrongly",
+             path, key, type_key, type);
+    RopeScaling& s = c.rope_scaling;
+    s.kind = RopeScaling::Kind::Llama3;
+    s.factor = get_float(rp, "factor", 0.0, path);
+    s.low_freq_factor = get_float(rp, "low_freq_factor", 0.0, path);
+    s.high_freq_factor = get_float(rp, "high_freq_factor", 0.0, path);
+    s.original_max_positions = get_int(rp, "original_max_position_embeddings", 0, path);
+    QL_CHECK(s.factor >= 1.0 && s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor &&
+                 s.original_max_positions > 0,
+             "{}: {} for llama3 rope needs factor ≥ 1, 0 < low_freq_factor < high_freq_factor and "
+             "a positive original_max_position_embeddings; found {}",
+             path, key, rp.dump());
+}
+
+// Keys whose non-default values change the computation in ways the engine does not model.
+void refuse_unimplemented(const json& j, ModelConfig& c, const std::string& path) {
+    for (const char* k : {"hidden_act", "hidden_activation"}) {
+        auto it = j.find(k);
+        if (it == j.end() || it->is_null()) continue;
+        const std::string act = it->is_string() ? it->get<std::string>() : it->dump();
+        QL_CHECK(act == "silu" || act == "swish",
+                 "{}: \"{}\" is \"{}\"; the {} engine implements the SiLU-gated MLP only", path, k,
+                 act, arch_name(c.arch));
+    }
+    QL_CHECK(!get_bool(j, "mlp_bias", false, path),
+             "{}: \"mlp_bias\" is true; the engine applies no MLP biases", path);
+    const bool qwen2 = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe;
+    QL_CHECK(qwen2 || !get_bool(j, "attention_bias", false, path),
+             "{}: \"attention_bias\" is true; {} then also biases o_proj, which the engine does "
+             "not apply",
+             path, arch_name(c.arch));
+    const double partial = get_float(j, "partial_rotary_factor", 1.0, path);
+    QL_CHECK(partial == 1.0,
+             "{}: \"partial_rotary_factor\" is {}; quantlens implements rotary embeddings over the "
+             "whole head only",
+             path, partial);
+    if (c.arch == Arch::Mistral || c.arch == Arch::Mixtral) {
+        c.sliding_window = get_int(j, "sliding_window", 0, path);
+    } else {
+        QL_CHECK(!get_bool(j, "use_sliding_window", false, path),
+                 "{}: \"use_sliding_window\" is true; per-layer sliding windows of {} are not "
+                 "implemented",
+                 path, arch_name(c.arch));
+    }
+}
+
 }  // namespace
+
+std::vector<float> llama3_rope_freq_factors(const ModelConfig& c) {
+    const RopeScaling& s = c.rope_scaling;
+    if (s.kind != RopeScaling::Kind::Llama3) return {};
+    const int64_t half = c.head_dim / 2;
+    const double old_ctx = static_cast<double>(s.original_max_positions);
+    const double low_wavelen = old_ctx / s.low_freq_factor;
+    const double high_wavelen = old_ctx / s.high_freq_factor;
+    std::vector<float> divisor(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+        const double base =
+            std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim));
+        const double wavelen = 2.0 * std::numbers::pi / base;
+        double d = 1.0;
+        if (wavelen > low_wavelen) {
+            d = s.factor;
+        } else if (wavelen >= high_wavelen) {
+            const double smooth =
+                (old_ctx / wavelen - s.low_freq_factor) / (s.high_freq_factor - s.low_freq_factor);
+            d = 1.0 / ((1.0 - smooth) / s.factor + smooth);
+        }
+        divisor[static_cast<size_t>(i)] = static_cast<float>(d);
+    }
+    return divisor;
+}
+
+void check_sequence_length(const ModelConfig& c, int64_t T) {
+    QL_CHECK(c.sliding_window <= 0 || T <= c.sliding_window,
+             "a sequence of {} tokens is longer than this model's sliding window of {}; "
+             "sliding-window attention is not implemented, so use a context of at most {}",
+             T, c.sliding_window, c.sliding_window);
+}
+
+std::vector<double> rope_frequencies(const ModelConfig& c) {
+    const int64_t half = c.head_dim / 2;
+    std::vector<double> freq(static_cast<size_t>(half));
+    // llama.cpp applies its divisors in float: keep them as the file or the converter gives
+    // them, so a GGUF and its HF source rotate identically.
+    const std::vector<float> divisor =
+        c.rope_freq_factors.empty() ? llama3_rope_freq_factors(c) : c.rope_freq_factors;
+    for (int64_t i = 0; i < half; ++i) {
+        freq[static_cast<size_t>(i)] =
+            std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim));
+        if (!divisor.empty()) freq[static_cast<size_t>(i)] /= divisor[static_cast<size_t>(i)];
+    }
+    return freq;
+}
 
 const char* arch_name(Arch arch) {
     return arch_entry(arch).name;
@@ -144,9 +282,8 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     c.vocab = require_positive(j, "vocab_size", path);
     c.max_positions = get_int(j, "max_position_embeddings", 0, path);
     c.rms_eps = get_float(j, "rms_norm_eps", 1e-6, path);
-    c.rope_theta = get_float(j, "rope_theta", 10000.0, path);
-    if (auto rp = j.find("rope_parameters"); rp != j.end() && rp->is_object())
-        c.rope_theta = get_float(*rp, "rope_theta", c.rope_theta, path);
+    parse_rope(j, c, path);
+    refuse_unimplemented(j, c, path);
     c.tie_embeddings = get_bool(j, "tie_word_embeddings", false, path);
     c.qkv_bias = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe ||
                  get_bool(j, "attention_bias", false, path) ||
@@ -232,6 +369,34 @@ ModelConfig config_from_gguf(const GgufFile& g) {
     if (const GgufValue* v = g.find(p + "attention.layer_norm_rms_epsilon"))
         c.rms_eps = v->as_float();
     if (const GgufValue* v = g.find(p + "rope.freq_base")) c.rope_theta = v->as_float();
+    if (const GgufValue* v = g.find(p + "rope.dimension_count"))
+        QL_CHECK(
+            v->as_int() == c.head_dim,
+            "{}: {}rope.dimension_count is {}, the head size {}; partial rotary embeddings are "
+            "not implemented",
+            path, p, v->as_int(), c.head_dim);
+    if (const GgufValue* v = g.find(p + "rope.scaling.type")) {
+        const std::string type = v->as_string();
+        const GgufValue* factor = g.find(p + "rope.scaling.factor");
+        QL_CHECK(type == "none" || (factor && factor->as_float() == 1.0),
+                 "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled rope and "
+                 "llama3 scaling (rope_freqs.weight) only",
+                 path, p, type);
+    }
+    if (const GgufTensorInfo* t = g.find_tensor("rope_freqs.weight")) {
+        QL_CHECK(t->type == GgmlType::F32 && t->n_elements() == c.head_dim / 2,
+                 "{}: rope_freqs.weight is {} with {} values, expected F32 with {} (head size / 2)",
+                 path, ggml_type_display_name(t->type), t->n_elements(), c.head_dim / 2);
+        const std::span<const uint8_t> raw = g.tensor_data(*t);
+        c.rope_freq_factors.resize(static_cast<size_t>(c.head_dim / 2));
+        std::memcpy(c.rope_freq_factors.data(), raw.data(), c.rope_freq_factors.size() * 4);
+        for (float d : c.rope_freq_factors)
+            QL_CHECK(std::isfinite(d) && d > 0,
+                     "{}: rope_freqs.weight holds {}, expected positive "
+                     "finite divisors",
+                     path, d);
+    }
+    if (const GgufValue* v = g.find(p + "attention.sliding_window")) c.sliding_window = v->as_int();
     c.vocab = int_key("vocab_size", 0);
     if (c.vocab == 0) {
         if (const GgufValue* t = g.find("tokenizer.ggml.tokens")) c.vocab = t->array.size();

@@ -36,7 +36,7 @@ class GgufModel final : public Model {
 
     Source source() const override { return Source::Gguf; }
 
-    void read_f32(const TensorInfo& tensor, std::span<float> out) const override {
+    void decode_f32(const TensorInfo& tensor, std::span<float> out) const override {
         QL_ASSERT(out.size() == static_cast<size_t>(tensor.n_elements()));
         const std::span<const uint8_t> data = raw(tensor);
         const size_t n = out.size();

@@ -73,7 +73,7 @@ class HfModel final : public Model {
 
     Source source() const override { return Source::HuggingFace; }
 
-    void read_f32(const TensorInfo& tensor, std::span<float> out) const override {
+    void decode_f32(const TensorInfo& tensor, std::span<float> out) const override {
         QL_ASSERT(out.size() == static_cast<size_t>(tensor.n_elements()));
         const auto it = sources_.find(tensor.name);
         QL_ASSERT(it != sources_.end());

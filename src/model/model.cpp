@@ -2,6 +2,7 @@
 #include "model/model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <filesystem>
 
@@ -56,6 +57,23 @@ const TensorInfo& Model::get(const std::string& gguf_name) const {
     const TensorInfo* t = find(gguf_name);
     if (!t) fail("{}: model has no tensor '{}'", path_, gguf_name);
     return *t;
+}
+
+void Model::read_f32(const TensorInfo& tensor, std::span<float> out) const {
+    decode_f32(tensor, out);
+    // A branch-free sum first (vectorizes); only a non-finite total needs the element.
+    float probe = 0.0f;
+    for (const float v : out) probe += v * 0.0f;
+    if (std::isfinite(probe)) return;
+    for (size_t i = 0; i < out.size(); ++i) {
+        if (std::isfinite(out[i])) continue;
+        const int64_t row_len = tensor.ne.empty() ? 1 : tensor.ne[0];
+        fail(
+            "{}: tensor '{}' holds {} at element {} (row {}, column {}); a model with non-finite "
+            "weights cannot be measured or quantized",
+            path_, tensor.name, out[i], i, static_cast<int64_t>(i) / row_len,
+            static_cast<int64_t>(i) % row_len);
+    }
 }
 
 std::vector<float> Model::read_f32(const TensorInfo& tensor) const {

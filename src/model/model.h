@@ -34,19 +34,19 @@ enum class TensorRole {
     AttnK,
     AttnV,
     AttnO,
-    AttnQNorm,   // Qwen3 q_norm / k_norm
+    AttnQNorm,  // Qwen3 q_norm / k_norm
     AttnKNorm,
-    AttnQBias,   // Qwen2 biases
+    AttnQBias,  // Qwen2 biases
     AttnKBias,
     AttnVBias,
     FfnGate,
     FfnUp,
     FfnDown,
-    Router,       // ffn_gate_inp
-    ExpertGate,   // ffn_gate_exps
+    Router,      // ffn_gate_inp
+    ExpertGate,  // ffn_gate_exps
     ExpertUp,
     ExpertDown,
-    SharedGate,   // Qwen2-MoE shared expert
+    SharedGate,  // Qwen2-MoE shared expert
     SharedUp,
     SharedDown,
     SharedRouter,
@@ -62,7 +62,7 @@ struct TensorInfo {
     GgmlType type;            // storage type in the source
     int layer = -1;           // block index, -1 for embed/output/output_norm
     TensorRole role = TensorRole::Other;
-    bool quantizable = false; // a 2-D+ weight matrix llama.cpp would quantize (not norms, biases)
+    bool quantizable = false;  // a 2-D+ weight matrix llama.cpp would quantize (not norms, biases)
 
     int64_t n_elements() const;
     int64_t n_per_row() const { return ne.empty() ? 0 : ne[0]; }
@@ -71,7 +71,7 @@ struct TensorInfo {
 };
 
 class Model {
-public:
+  public:
     enum class Source { HuggingFace, Gguf };
 
     virtual ~Model() = default;
@@ -85,9 +85,16 @@ public:
     const TensorInfo* find(const std::string& gguf_name) const;
     const TensorInfo& get(const std::string& gguf_name) const;  // throws Error naming it
 
-    // Float values in GGUF layout (size = n_elements). Thread-safe.
-    virtual void read_f32(const TensorInfo& tensor, std::span<float> out) const = 0;
+    // Float values in GGUF layout (size = n_elements). Thread-safe. A NaN or infinity is an
+    // Error naming the tensor and the element: no measurement of such a model means anything.
+    void read_f32(const TensorInfo& tensor, std::span<float> out) const;
     std::vector<float> read_f32(const TensorInfo& tensor) const;
+
+  protected:
+    // The source's conversion or dequantization into `out`, before the finiteness check.
+    virtual void decode_f32(const TensorInfo& tensor, std::span<float> out) const = 0;
+
+  public:
     // Raw stored bytes in GGUF layout, when the source stores them that way (GGUF files);
     // empty otherwise.
     virtual std::span<const uint8_t> raw(const TensorInfo& tensor) const { return {}; }
@@ -102,7 +109,7 @@ public:
     int64_t total_params() const;
     uint64_t total_bytes() const;
 
-protected:
+  protected:
     std::string path_;
     ModelConfig config_;
     std::vector<TensorInfo> tensors_;

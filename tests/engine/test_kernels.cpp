@@ -79,12 +79,13 @@ TEST(Kernels, RopeModes) {
     // Position 0 is the identity; normal mode rotates (x0, x1) by pos·θ^0 = pos radians.
     const int64_t T = 3, H = 1, D = 4;
     std::vector<float> x = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};
-    rope_forward(x.data(), 1, T, H, D, 10000.0, false);
+    const std::vector<double> freqs = {1.0, 0.01};  // θ^(-2i/D) for θ = 10000, D = 4
+    rope_forward(x.data(), 1, T, H, D, freqs, false);
     EXPECT_FLOAT_EQ(x[0], 1.0f);
     EXPECT_NEAR(x[4], std::cos(1.0), 1e-6);
     EXPECT_NEAR(x[5], std::sin(1.0), 1e-6);
     std::vector<float> y = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};
-    rope_forward(y.data(), 1, T, H, D, 10000.0, true);
+    rope_forward(y.data(), 1, T, H, D, freqs, true);
     EXPECT_NEAR(y[8], std::cos(2.0), 1e-6);  // neox pairs (x0, x2)
     EXPECT_NEAR(y[10], std::sin(2.0), 1e-6);
     EXPECT_EQ(y[9], 0.0f);

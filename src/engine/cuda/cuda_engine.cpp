@@ -24,6 +24,7 @@
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/cuda/fake_quant.h"
+#include "engine/kernels.h"
 #include "model/model.h"
 
 namespace quantlens::cuda {
@@ -353,17 +354,8 @@ struct CudaEngine::Impl {
 
     void ensure_rope(int64_t T) {
         if (rope_T >= T) return;
-        const int64_t D = c.head_dim, half = D / 2;
-        std::vector<float> cs(static_cast<size_t>(T * half)), sn(cs.size());
-        for (int64_t t = 0; t < T; ++t)
-            for (int64_t i = 0; i < half; ++i) {
-                double freq =
-                    std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(D));
-                if (opt.rope_bf16_freqs) freq = bf16_to_f32(f32_to_bf16(static_cast<float>(freq)));
-                const double angle = static_cast<double>(t) * freq;
-                cs[static_cast<size_t>(t * half + i)] = static_cast<float>(std::cos(angle));
-                sn[static_cast<size_t>(t * half + i)] = static_cast<float>(std::sin(angle));
-            }
+        std::vector<float> cs, sn;
+        rope_tables(rope_frequencies(c), T, opt.rope_bf16_freqs, cs, sn);
         rope_cos.resize(cs.size() * 4);
         rope_sin.resize(sn.size() * 4);
         QL_CUDA(cudaMemcpy(rope_cos.as(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
@@ -771,6 +763,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
     const int64_t HD = H * D, KD = KV * D, F = c.ffn;
     const auto eps = static_cast<float>(c.rms_eps);
+    check_sequence_length(m.c, T);
     m.ensure_rope(T);
     m.use(m.layer_slots(l));
     m.prefetch(l + 1 < c.n_layers ? m.layer_slots(l + 1) : m.head_slots());
