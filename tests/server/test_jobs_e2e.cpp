@@ -133,3 +133,17 @@ TEST_F(JobsEndToEnd, EveryKindSucceeds) {
     EXPECT_TRUE(store.get_artifact(sweep, "verify").has_value());  // verify --job stored it
     EXPECT_FALSE(store.artifact_names(sweep).empty());
 }
+
+// Issue 19: a sweep refused for its options (--gpu with --ggml-numerics; --gpu without CUDA)
+// used to be refused after its job row existed, leaving a failed job in the store.
+TEST_F(JobsEndToEnd, RefusedSweepLeavesNoJob) {
+    auto r = post(
+        {{"kind", "sweep"},
+         {"model", "shared/models/llama-8m"},
+         {"options", {{"eval", "shared/data/eval.txt"}, {"gpu", true}, {"ggml-numerics", true}}}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 422) << r->body;
+    EXPECT_NE(r->body.find("--ggml-numerics"), std::string::npos) << r->body;
+    jobs::Store store((dir_ / "jobs.sqlite").string());
+    EXPECT_TRUE(store.list_jobs().empty());
+}

@@ -141,7 +141,10 @@
     try {
       const r = await api('POST', '/api/jobs', body);
       out.className = 'ql-ok';
-      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})` : `process ${r.pid} started`;
+      // eval, quantize and verify record no job: they answer with their output when done.
+      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})`
+        : 'exit_code' in r ? `${kind} finished: ${(r.output || '').trim().split('\n').pop()}`
+        : `process ${r.pid} started (log ${r.log})`;
       await refreshJobs();
     } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
   }
