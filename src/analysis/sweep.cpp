@@ -226,6 +226,17 @@ json model_info_json(const Model& model) {
 }
 
 // What every item needs before the reference pass: the model, the imatrix and the units.
+// Refusals that depend only on the options and this build: made before a job exists, so a
+// refused sweep leaves no failed job behind.
+void check_sweep_backend(const SweepOptions& o) {
+    QL_CHECK(!(o.ggml_numerics && o.gpu),
+             "sweep: --ggml-numerics emulates llama.cpp's CPU rounding and runs on the CPU only; "
+             "drop --gpu or --ggml-numerics");
+    QL_CHECK(!o.gpu || gpu_provider().make != nullptr,
+             "sweep --gpu: this quantlens was built without CUDA (configure with "
+             "-DQUANTLENS_CUDA=ON)");
+}
+
 void open_context(SweepContext& ctx, const SweepOptions& opt) {
     ctx.opt = opt;
     ctx.model = Model::open(ctx.opt.model);
@@ -244,18 +255,13 @@ json prepare_context(SweepContext& ctx) {
     EngineOptions eo;
     eo.f16_weights = ctx.opt.f16_weights;
     eo.ggml_numerics = ctx.opt.ggml_numerics;
-    QL_CHECK(!(ctx.opt.ggml_numerics && ctx.opt.gpu),
-             "sweep: --ggml-numerics emulates llama.cpp's CPU rounding and runs on the CPU only; "
-             "drop --gpu or --ggml-numerics");
+    check_sweep_backend(ctx.opt);  // again: a resumed job may meet another build
     ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
     if (!ctx.opt.gptq_text.empty())
         ctx.gptq = std::make_unique<GptqRounding>(
             *ctx.engine, tokenizer,
             GptqSettings{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks});
     if (ctx.opt.gpu) {
-        QL_CHECK(gpu_provider().make != nullptr,
-                 "sweep --gpu: this quantlens was built without CUDA (configure with "
-                 "-DQUANTLENS_CUDA=ON)");
         ctx.backend = gpu_provider().make(*ctx.engine);
     } else {
         ctx.backend = make_cpu_sweep_backend(*ctx.engine);
@@ -412,6 +418,7 @@ std::vector<SweepUnit> build_sweep_units(const Model& model, const SweepOptions&
 
 int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
                          const std::string& command_line) {
+    check_sweep_backend(options);
     auto model = Model::open(options.model);
     SweepOptions o = options;
     for (std::string* p : {&o.model, &o.eval_text, &o.imatrix, &o.gptq_text})

@@ -163,11 +163,5 @@ QL_COMMAND(calibrate, "Importance matrix (llama.cpp imatrix) and activation stat
                  "Round Hugging Face weights to F16 first (as llama.cpp's F16 conversion)");
     cmd.add_flag("--ggml-numerics", o->ggml_numerics, "Emulate llama.cpp's CPU rounding");
     cmd.add_flag("--json", o->json, "Print the statistics as one JSON object");
-    return [o] {
-        const std::string line =
-            fmt::format("quantlens calibrate {} --text {} --ctx {}{}{}", o->model, o->text, o->ctx,
-                        o->chunks > 0 ? fmt::format(" --chunks {}", o->chunks) : "",
-                        o->output.empty() ? "" : " -o " + o->output);
-        return cli::run_calibrate(*o, line);
-    };
+    return [o] { return cli::run_calibrate(*o, cli::invocation_line()); };
 }

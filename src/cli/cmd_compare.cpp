@@ -74,10 +74,6 @@ QL_COMMAND(compare, "Where a quantized GGUF differs from its full-precision mode
                  "Skip the per-layer swap-back measurements (one model pass per layer)");
     cmd.add_flag("--json", a->json, "Print one JSON object");
     cmd.add_option("--store", a->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
-    return [a] {
-        std::string command_line =
-            "quantlens compare " + a->o.fp + " " + a->o.quant + " --text " + a->o.text;
-        if (a->o.chunks) command_line += fmt::format(" --chunks {}", a->o.chunks);
-        return quantlens::cli::run_compare_command(*a, command_line);
-    };
+    return
+        [a] { return quantlens::cli::run_compare_command(*a, quantlens::cli::invocation_line()); };
 }

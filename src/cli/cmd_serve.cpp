@@ -1,6 +1,6 @@
-// `quantlens serve [--port 8080] [--host 127.0.0.1] [--store S] [--models-dir D]...`: the local
-// web app over the job store (src/server/server.h). Ctrl-C stops it; jobs it started keep
-// running in their own processes and can be followed again after a restart.
+// `quantlens serve [--port 8080] [--host 127.0.0.1 [--allow-remote]] [--store S] [--models-dir
+// D]...`: the local web app over the job store (src/server/server.h). Ctrl-C stops it; jobs it
+// started keep running in their own processes and can be followed again after a restart.
 #include <pthread.h>
 
 #include <csignal>
@@ -34,7 +34,12 @@ int run_serve(ServeOptions opts) {
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGTERM);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
-    server::Server srv(opts.server);
+    server::Server srv(opts.server);  // refuses a wildcard --host without --allow-remote
+    if (opts.server.allow_remote)
+        fmt::print(stderr,
+                   "warning: --allow-remote: any machine that reaches {}:{} can start jobs and "
+                   "read files under the allowed directories; there is no authentication\n",
+                   opts.server.host, opts.server.port);
     const int port = srv.bind();
     std::thread waiter([&] {
         int sig = 0;
@@ -61,6 +66,9 @@ QL_COMMAND(serve, "Local web app: jobs, models, reports and the recipe editor") 
         ->capture_default_str();
     cmd.add_option("--host", opts->server.host, "Address to bind (default loopback only)")
         ->capture_default_str();
+    cmd.add_flag("--allow-remote", opts->server.allow_remote,
+                 "With --host 0.0.0.0 or ::, accept requests for any host name (no "
+                 "authentication: only on a trusted network)");
     cmd.add_option("--store", opts->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
     cmd.add_option("--models-dir", opts->models_dirs,
                    "Extra directory the app may browse (repeatable)");

@@ -233,10 +233,5 @@ QL_COMMAND(
     cmd.add_option("--store", a->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
     cmd.add_option("--json", a->json_out,
                    "Write all measurements as JSON to this file ('-' = stdout)");
-    return [a, &cmd] {
-        std::string line = "quantlens sweep";
-        for (const auto& r : cmd.remaining()) line += " " + r;
-        return quantlens::cli::run_sweep_command(
-            *a, "quantlens sweep " + a->model + " --eval " + a->eval);
-    };
+    return [a] { return quantlens::cli::run_sweep_command(*a, quantlens::cli::invocation_line()); };
 }

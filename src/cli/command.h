@@ -28,6 +28,12 @@ struct CommandSpec {
 
 std::vector<CommandSpec>& command_registry();
 
+// "quantlens ARGS..." as this process was started, each argument quoted for a POSIX shell
+// where needed: what a job records as the command that made it (`jobs show`), so rerunning
+// it repeats every option given.
+std::string invocation_line();
+void set_invocation(int argc, char** argv);  // main() only
+
 struct CommandRegistrar {
     CommandRegistrar(std::string name, std::string description, CommandSetup setup) {
         command_registry().push_back({std::move(name), std::move(description), std::move(setup)});
@@ -38,8 +44,8 @@ struct CommandRegistrar {
 
 #define QL_COMMAND_CONCAT2(a, b) a##b
 #define QL_COMMAND_CONCAT(a, b) QL_COMMAND_CONCAT2(a, b)
-#define QL_COMMAND(name, description)                                                    \
+#define QL_COMMAND(name, description)                                                          \
     static ::quantlens::cli::CommandRunner QL_COMMAND_CONCAT(ql_setup_, name)(CLI::App & cmd); \
-    static ::quantlens::cli::CommandRegistrar QL_COMMAND_CONCAT(ql_registrar_, name)(   \
-        #name, description, &QL_COMMAND_CONCAT(ql_setup_, name));                        \
+    static ::quantlens::cli::CommandRegistrar QL_COMMAND_CONCAT(ql_registrar_, name)(          \
+        #name, description, &QL_COMMAND_CONCAT(ql_setup_, name));                              \
     static ::quantlens::cli::CommandRunner QL_COMMAND_CONCAT(ql_setup_, name)(CLI::App & cmd)

@@ -1,5 +1,6 @@
 #include "formats/recipe.h"
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <nlohmann/json.hpp>
+#include <sstream>
 
 #include "core/error.h"
 #include "core/mmap_file.h"
@@ -46,51 +48,174 @@ json to_json(const Recipe& r) {
     return j;
 }
 
+// Tensor names reach llama.cpp patterns and file names of exports: GGUF names only.
+bool is_tensor_name(const std::string& s) {
+    if (s.empty() || s.size() > 256) return false;
+    for (char c : s)
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+              c == '.' || c == '_' || c == '-'))
+            return false;
+    return true;
+}
+
+// Typed field readers: a wrong type is an Error naming the key, never nlohmann's type_error.
+std::string string_field(const json& j, const char* key, const std::string& fallback,
+                         const std::string& path) {
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    QL_CHECK(j[key].is_string(), "{}: '{}' must be a string, got {}", path, key, j[key].dump());
+    return j[key].get<std::string>();
+}
+
+double number_field(const json& j, const char* key, double fallback, const std::string& path,
+                    const std::string& where) {
+    // Unknown predictions are written as null (JSON has no NaN).
+    if (!j.contains(key) || j[key].is_null()) return fallback;
+    QL_CHECK(j[key].is_number(), "{}: '{}{}' must be a number, got {}", path, where, key,
+             j[key].dump());
+    return j[key].get<double>();
+}
+
+void check_keys(const json& j, std::initializer_list<std::string_view> known,
+                const std::string& path, const std::string& where) {
+    for (const auto& [key, value] : j.items()) {
+        if (std::find(known.begin(), known.end(), key) != known.end()) continue;
+        std::string list;
+        for (auto k : known) list += (list.empty() ? "" : ", ") + std::string(k);
+        fail("{}: unknown recipe key '{}{}' (expected {}){}", path, where, key, list,
+             where.empty() && (key == "job" || key == "size_bytes" || key == "predicted_kld")
+                 ? "; a recipe saved by an older `quantlens serve`: rename 'job' to 'job_id' "
+                   "and move size_bytes/bpw/predicted_kld into predicted.{size_bytes,bpw,kld}"
+                 : "");
+    }
+}
+
 Recipe from_json(const json& j, const std::string& path) {
     QL_CHECK(j.is_object(), "{}: a recipe must be an object with a 'tensors' map", path);
     QL_CHECK(j.contains("tensors") && j["tensors"].is_object(),
              "{}: recipe has no 'tensors' map (tensor name → type)", path);
+    check_keys(j,
+               {"format", "version", "model", "model_hash", "job_id", "metric", "budget",
+                "predicted", "default_type", "tensors", "notes"},
+               path, "");
+    QL_CHECK(string_field(j, "format", "quantlens-recipe", path) == "quantlens-recipe",
+             "{}: 'format' must be \"quantlens-recipe\"", path);
     Recipe r;
-    r.model = j.value("model", "");
-    r.model_hash = j.value("model_hash", "");
-    r.job_id = j.value("job_id", int64_t{0});
-    r.metric = j.value("metric", "kld");
-    if (j.contains("budget") && j["budget"].is_object()) {
-        r.budget_kind = j["budget"].value("kind", "");
-        r.budget_value = j["budget"].value("value", 0.0);
+    r.model = string_field(j, "model", "", path);
+    r.model_hash = string_field(j, "model_hash", "", path);
+    if (j.contains("job_id") && !j["job_id"].is_null()) {
+        QL_CHECK(j["job_id"].is_number_integer() && j["job_id"].get<int64_t>() >= 0,
+                 "{}: 'job_id' must be a job id (a non-negative integer), got {}", path,
+                 j["job_id"].dump());
+        r.job_id = j["job_id"].get<int64_t>();
     }
-    if (j.contains("predicted") && j["predicted"].is_object()) {
-        // Unknown predictions are written as null (JSON has no NaN).
-        auto number = [&](const char* key, double fallback) {
-            const auto& p = j["predicted"];
-            return p.contains(key) && p[key].is_number() ? p[key].get<double>() : fallback;
-        };
-        r.predicted_size_bytes = static_cast<uint64_t>(number("size_bytes", 0));
-        r.predicted_bpw = number("bpw", 0);
-        r.predicted_kld = number("kld", std::nan(""));
+    r.metric = string_field(j, "metric", "kld", path);
+    if (j.contains("budget") && !j["budget"].is_null()) {
+        const auto& b = j["budget"];
+        QL_CHECK(b.is_object(), "{}: 'budget' must be an object {{kind, value}}", path);
+        check_keys(b, {"kind", "value"}, path, "budget.");
+        r.budget_kind = string_field(b, "kind", "", path);
+        r.budget_value = number_field(b, "value", 0.0, path, "budget.");
+    }
+    if (j.contains("predicted") && !j["predicted"].is_null()) {
+        const auto& p = j["predicted"];
+        QL_CHECK(p.is_object(), "{}: 'predicted' must be an object {{size_bytes, bpw, kld}}", path);
+        check_keys(p, {"size_bytes", "bpw", "kld"}, path, "predicted.");
+        const double size = number_field(p, "size_bytes", 0, path, "predicted.");
+        QL_CHECK(size >= 0 && size < 1e18, "{}: 'predicted.size_bytes' {} is out of range", path,
+                 size);
+        r.predicted_size_bytes = static_cast<uint64_t>(size);
+        r.predicted_bpw = number_field(p, "bpw", 0, path, "predicted.");
+        r.predicted_kld = number_field(p, "kld", std::nan(""), path, "predicted.");
     }
     if (j.contains("default_type"))
-        r.default_type = parse_type(j["default_type"].get<std::string>(), path, "default_type");
+        r.default_type =
+            parse_type(string_field(j, "default_type", "", path), path, "default_type");
+    QL_CHECK(j["tensors"].size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
+             kMaxRecipeTensors);
     for (const auto& [name, value] : j["tensors"].items()) {
+        QL_CHECK(is_tensor_name(name),
+                 "{}: tensors: '{}' is not a tensor name (letters, digits, '.', '_', '-'; at "
+                 "most 256)",
+                 path, name.substr(0, 300));
         QL_CHECK(value.is_string(), "{}: tensor '{}': type must be a string like \"Q4_K\"", path,
                  name);
         r.tensors[name] = parse_type(value.get<std::string>(), path, name);
     }
-    if (j.contains("notes") && j["notes"].is_array())
-        for (const auto& n : j["notes"]) r.notes.push_back(n.get<std::string>());
+    if (j.contains("notes") && !j["notes"].is_null()) {
+        QL_CHECK(j["notes"].is_array(), "{}: 'notes' must be a list of strings", path);
+        for (const auto& n : j["notes"]) {
+            QL_CHECK(n.is_string(), "{}: 'notes' must be a list of strings, got {}", path,
+                     n.dump());
+            r.notes.push_back(n.get<std::string>());
+        }
+    }
     return r;
 }
 
-json yaml_to_json(const YAML::Node& node) {
+// Counts what the text asks for before any node is expanded: yaml-cpp loads an alias as a
+// shared node, and it is the conversion below that copies it, so nested aliases ("billion
+// laughs") would otherwise grow exponentially there.
+class YamlLimits : public YAML::EventHandler {
+  public:
+    explicit YamlLimits(std::string path) : path_(std::move(path)) {}
+    void OnDocumentStart(const YAML::Mark&) override {}
+    void OnDocumentEnd() override {}
+    void OnNull(const YAML::Mark&, YAML::anchor_t) override { node(); }
+    void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override {
+        node();
+        QL_CHECK(++aliases_ <= kMaxRecipeYamlAliases,
+                 "{}: line {}: more than {} YAML aliases (*name); a recipe needs none", path_,
+                 mark.line + 1, kMaxRecipeYamlAliases);
+    }
+    void OnScalar(const YAML::Mark&, const std::string&, YAML::anchor_t,
+                  const std::string&) override {
+        node();
+    }
+    void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                         YAML::EmitterStyle::value) override {
+        open(mark);
+    }
+    void OnSequenceEnd() override { --depth_; }
+    void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                    YAML::EmitterStyle::value) override {
+        open(mark);
+    }
+    void OnMapEnd() override { --depth_; }
+
+  private:
+    void node() {
+        QL_CHECK(++nodes_ <= kMaxRecipeNodes, "{}: more than {} YAML nodes", path_,
+                 kMaxRecipeNodes);
+    }
+    void open(const YAML::Mark& mark) {
+        node();
+        QL_CHECK(++depth_ <= kMaxRecipeDepth, "{}: line {}: YAML nested deeper than {} levels",
+                 path_, mark.line + 1, kMaxRecipeDepth);
+    }
+    std::string path_;
+    size_t aliases_ = 0, nodes_ = 0;
+    int depth_ = 0;
+};
+
+// `budget` counts the nodes still allowed after expanding aliases (each use of an alias
+// copies its node again), so no input converts into more than kMaxRecipeNodes values.
+json yaml_to_json(const YAML::Node& node, size_t& budget, const std::string& path) {
+    QL_CHECK(budget > 0, "{}: YAML expands to more than {} nodes (aliases?)", path,
+             kMaxRecipeNodes);
+    --budget;
     switch (node.Type()) {
         case YAML::NodeType::Map: {
             json j = json::object();
-            for (const auto& kv : node) j[kv.first.as<std::string>()] = yaml_to_json(kv.second);
+            for (const auto& kv : node) {
+                QL_CHECK(kv.first.IsScalar(), "{}: line {}: a recipe's keys must be plain text",
+                         path, kv.first.Mark().line + 1);
+                j[kv.first.as<std::string>()] = yaml_to_json(kv.second, budget, path);
+            }
             return j;
         }
         case YAML::NodeType::Sequence: {
             json j = json::array();
-            for (const auto& item : node) j.push_back(yaml_to_json(item));
+            for (const auto& item : node) j.push_back(yaml_to_json(item, budget, path));
             return j;
         }
         case YAML::NodeType::Scalar: {
@@ -164,11 +289,17 @@ std::string recipe_to_yaml(const Recipe& recipe) {
 }
 
 Recipe parse_recipe(const std::string& text, const std::string& path) {
+    QL_CHECK(text.size() <= kMaxRecipeBytes, "{}: {} bytes; a recipe is at most {} bytes", path,
+             text.size(), kMaxRecipeBytes);
     const auto first = text.find_first_not_of(" \t\r\n");
     if (first != std::string::npos && text[first] == '{') {
         json j;
         try {
-            j = json::parse(text);
+            j = json::parse(text, [&](int depth, json::parse_event_t, json&) {
+                QL_CHECK(depth <= kMaxRecipeDepth, "{}: JSON nested deeper than {} levels", path,
+                         kMaxRecipeDepth);
+                return true;
+            });
         } catch (const json::exception& e) {
             fail("{}: not valid JSON: {}", path, e.what());
         }
@@ -176,14 +307,27 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     }
     YAML::Node node;
     try {
+        YamlLimits limits(path);
+        std::istringstream in(text);
+        YAML::Parser parser(in);
+        while (parser.HandleNextDocument(limits)) {
+        }
         node = YAML::Load(text);
     } catch (const YAML::Exception& e) {
         fail("{}: not valid YAML or JSON: {}", path, e.what());
     }
-    return from_json(yaml_to_json(node), path);
+    size_t budget = kMaxRecipeNodes;
+    return from_json(yaml_to_json(node, budget, path), path);
 }
 
 Recipe load_recipe(const std::string& path) {
+    std::error_code ec;
+    const auto status = std::filesystem::status(path, ec);
+    // A FIFO or device would block or never end; refuse before opening it.
+    QL_CHECK(ec || status.type() == std::filesystem::file_type::regular,
+             "{}: not a regular file (a recipe is a .json or .yaml file)", path);
+    QL_CHECK(ec || std::filesystem::file_size(path, ec) <= kMaxRecipeBytes,
+             "{}: larger than {} bytes; a recipe is at most that", path, kMaxRecipeBytes);
     return parse_recipe(read_text_file(path), path);
 }
 

@@ -41,9 +41,18 @@ struct Recipe {
     GgmlType dominant_type() const;
 };
 
+// Bounds on recipe text from any source (files, the web app): the largest real recipes (70B
+// models) are < 1 MB with a few thousand tensors and three levels of nesting.
+inline constexpr size_t kMaxRecipeBytes = 16u << 20;
+inline constexpr size_t kMaxRecipeTensors = 100000;
+inline constexpr size_t kMaxRecipeNodes = 1000000;  // after expanding YAML aliases
+inline constexpr size_t kMaxRecipeYamlAliases = 64;
+inline constexpr int kMaxRecipeDepth = 32;
+
 std::string recipe_to_json(const Recipe& recipe);
 std::string recipe_to_yaml(const Recipe& recipe);
-// Parses JSON or YAML (YAML is a superset; detected by content). `path` names errors.
+// Parses JSON or YAML (YAML is a superset; detected by content). `path` names errors. Unknown
+// keys, wrong value types and text beyond the bounds above are Errors.
 Recipe parse_recipe(const std::string& text, const std::string& path);
 Recipe load_recipe(const std::string& path);
 void save_recipe(const Recipe& recipe, const std::string& path);  // .json or .yaml/.yml

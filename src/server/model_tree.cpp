@@ -17,6 +17,14 @@ namespace {
 constexpr size_t kMaxEntries = 2000;  // a listing larger than this is cut (and says so)
 constexpr uint64_t kMaxSafetensorsHeader = 100u << 20;  // the format's own limit
 
+// A FIFO named like a model file would block the reading thread forever: stat first.
+void require_regular_file(const fs::path& file) {
+    std::error_code ec;
+    QL_CHECK(fs::status(file, ec).type() == fs::file_type::regular,
+             "{}: not a regular file (a FIFO, device or broken link is never read)",
+             file.filename().string());
+}
+
 bool is_model_dir(const fs::path& dir) {
     std::error_code ec;
     if (!fs::exists(dir / "config.json", ec)) return false;
@@ -26,6 +34,7 @@ bool is_model_dir(const fs::path& dir) {
 }
 
 nlohmann::json safetensors_tensors(const fs::path& file) {
+    require_regular_file(file);
     std::ifstream in(file, std::ios::binary);
     QL_CHECK(in.good(), "{}: cannot open", file.string());
     uint8_t len_bytes[8] = {};
@@ -60,6 +69,7 @@ nlohmann::json safetensors_tensors(const fs::path& file) {
 }
 
 nlohmann::json gguf_tensors(const fs::path& file) {
+    require_regular_file(file);
     const GgufFile gguf = GgufFile::open(file.string());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& t : gguf.tensors())

@@ -36,12 +36,22 @@ std::optional<fs::path> PathPolicy::resolve(std::string_view requested, std::str
     fs::path p = requested.empty() ? roots_.front() : fs::path(std::string(requested));
     if (p.is_relative()) p = roots_.front() / p;
     std::error_code ec;
+    // One answer for absent and outside: a different one would tell a client which files
+    // exist outside the roots.
+    const std::string absent =
+        "no such file or directory inside the allowed directories: " + std::string(requested);
     // canonical() follows every symlink, so a link pointing outside a root is caught too.
     fs::path canon = fs::canonical(p, ec);
-    if (ec) return reject("no such file or directory: " + std::string(requested));
-    for (const auto& root : roots_)
-        if (inside(canon, root)) return canon;
-    return reject("path is outside the allowed directories: " + std::string(requested));
+    if (ec) return reject(absent);
+    bool allowed = false;
+    for (const auto& root : roots_) allowed = allowed || inside(canon, root);
+    if (!allowed) return reject(absent);
+    // Opening a FIFO blocks (a server thread, forever) and a device never ends; only
+    // directories and regular files are served or passed to jobs.
+    const auto type = fs::status(canon, ec).type();
+    if (ec || (type != fs::file_type::directory && type != fs::file_type::regular))
+        return reject("not a regular file or directory: " + std::string(requested));
+    return canon;
 }
 
 bool is_safe_name(std::string_view name) {

@@ -18,8 +18,10 @@ class PathPolicy {
     explicit PathPolicy(std::vector<std::string> roots);
 
     // Resolves `requested` (absolute, or relative to the first root) and returns the canonical
-    // path when it exists and lies inside a root; nullopt otherwise (traversal, symlink
-    // escape, NUL byte, absent file). `why` receives a message fit for a 4xx reply.
+    // path when it exists, lies inside a root and is a directory or a regular file; nullopt
+    // otherwise (traversal, symlink escape, NUL byte, absent file, FIFO, device). `why`
+    // receives a message fit for a 4xx reply, the same for a path outside the roots as for
+    // an absent one.
     std::optional<std::filesystem::path> resolve(std::string_view requested,
                                                  std::string* why = nullptr) const;
     const std::vector<std::filesystem::path>& roots() const { return roots_; }

@@ -33,8 +33,13 @@ constexpr size_t kMaxBody = 16u << 20;  // recipes of 70B models are < 1 MB; 16 
 const char* const kAssets[][2] = {
     {"app.js", "src/app.js"}, {"report.js", "src/report.js"}, {"style.css", "src/style.css"}};
 
-bool host_allowed(const std::string& host_header, const std::string& bound_host) {
-    if (bound_host == "0.0.0.0" || bound_host == "::") return true;  // the user opted in
+bool is_wildcard(const std::string& host) {
+    return host == "0.0.0.0" || host == "::" || host == "[::]";
+}
+
+bool host_allowed(const std::string& host_header, const std::string& bound_host,
+                  bool allow_remote) {
+    if (allow_remote && is_wildcard(bound_host)) return true;  // `serve --allow-remote`
     std::string host = host_header;
     if (!host.empty() && host[0] == '[') {
         host = host.substr(0, host.find(']') + 1);
@@ -115,6 +120,16 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     if (s.options.log_dir.empty()) s.options.log_dir = s.options.store_path + ".logs";
     QL_CHECK(s.options.port >= 0 && s.options.port <= 65535, "--port {}: expected 0..65535",
              s.options.port);
+    QL_CHECK(s.options.threads >= 4, "server threads {}: expected at least 4", s.options.threads);
+    QL_CHECK(
+        s.options.max_event_streams >= 1 && s.options.max_event_streams <= s.options.threads / 2,
+        "max_event_streams {}: expected 1..{} (half the {} worker threads, so that the "
+        "rest keep answering)",
+        s.options.max_event_streams, s.options.threads / 2, s.options.threads);
+    QL_CHECK(!is_wildcard(s.options.host) || s.options.allow_remote,
+             "--host {} accepts connections from other machines, which may then start jobs "
+             "and read files under the allowed roots; add --allow-remote to do that knowingly",
+             s.options.host);
     s.paths = std::make_unique<PathPolicy>(s.options.model_roots);
     s.store = std::make_unique<jobs::Store>(s.options.store_path);
     s.routes();
@@ -134,11 +149,13 @@ void Server::Impl::routes() {
     http.set_read_timeout(10, 0);
     http.set_write_timeout(10, 0);
     http.set_keep_alive_max_count(100);
+    // An idle keep-alive connection holds a worker thread; release it soon.
+    http.set_keep_alive_timeout(2);
 
     http.set_pre_routing_handler([this](const httplib::Request& req, httplib::Response& res) {
         res.set_header("X-Content-Type-Options", "nosniff");
         res.set_header("Cache-Control", "no-store");
-        if (!host_allowed(req.get_header_value("Host"), options.host)) {
+        if (!host_allowed(req.get_header_value("Host"), options.host, options.allow_remote)) {
             reply_error(
                 res, 403,
                 "Host header '" + req.get_header_value("Host") + "' is not this server's address");
@@ -157,6 +174,10 @@ void Server::Impl::routes() {
                 std::rethrow_exception(ep);
             } catch (const Error& e) {
                 reply_error(res, 400, e.what());
+            } catch (const nlohmann::json::exception& e) {
+                // A request field of the wrong type that a handler did not check itself.
+                reply_error(res, 400,
+                            std::string("request JSON has a field of the wrong type: ") + e.what());
             } catch (const std::exception& e) {
                 reply_error(res, 500, std::string("internal error: ") + e.what());
             } catch (...) {
@@ -202,7 +223,7 @@ void Server::Impl::routes() {
         std::string why;
         const auto path = paths->resolve(requested, &why);
         if (!path) {
-            reply_error(res, why.rfind("no such", 0) == 0 ? 404 : 403, why);
+            reply_error(res, why.rfind("path ", 0) == 0 ? 400 : 404, why);
             return;
         }
         reply_json(res, describe_path(*path));

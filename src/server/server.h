@@ -3,6 +3,8 @@
 //   GET  /                          the single-page app (web/app.html)
 //   GET  /assets/<file>             app.js, report.js, style.css, plotly.min.js
 //   GET  /api/health                {"ok": true, "version"}
+//   GET  /api/job-kinds             the options the app may set per job kind
+//                                   (jobs::job_kinds_json, from src/jobs/job_options.h)
 //   GET  /api/jobs                  every job (jobs::to_json + "eta_s")
 //   GET  /api/jobs/:id              one job; 404 when absent
 //   GET  /api/jobs/:id/report-data  the report-data document (src/report/report_data.h)
@@ -17,9 +19,11 @@
 //   POST /api/recipes               save a recipe (JSON/YAML) into --recipes-dir
 // Every error is JSON {"error": "..."} with a 4xx status for bad input (400 malformed, 403
 // outside the roots or bad Host/Content-Type, 404 absent, 409 illegal state change, 413 too
-// large, 503 too many event streams). POSTs must be `Content-Type: application/json` and the
-// Host header must name the bound address, so other web pages cannot drive the API (CSRF, DNS
-// rebinding).
+// large, 503 too many event streams, 422 a started command that exited with an error). POSTs must
+// be `Content-Type: application/json` and the Host header must name the bound address, so other web
+// pages cannot drive the API (CSRF, DNS rebinding); only `allow_remote` lifts that check, for a
+// wildcard bind. A path outside the allowed roots gets the same 404 as an absent one, and FIFOs and
+// devices are never opened. Request fields of the wrong JSON type are 400s naming the field.
 #pragma once
 
 #include <memory>
@@ -30,6 +34,10 @@ namespace quantlens::server {
 
 struct ServerOptions {
     std::string host = "127.0.0.1";
+    // Binding a wildcard address (0.0.0.0, ::) accepts any Host header only with this set
+    // (`serve --allow-remote`); otherwise the Host check stays on and the app answers only
+    // as localhost.
+    bool allow_remote = false;
     int port = 8080;  // 0 = any free port (tests)
     std::string store_path;
     std::vector<std::string> model_roots;  // first one = base of relative paths; default: cwd
@@ -37,7 +45,9 @@ struct ServerOptions {
     std::string job_exe = "/proc/self/exe";  // what POST /api/jobs runs
     std::string log_dir;                     // child logs; default: <store>.logs
     int threads = 16;
-    int max_event_streams = 16;
+    // Each open event stream holds a worker thread for as long as its job runs; at most
+    // threads / 2, so that the other half keeps answering (/api/health, the app's polls).
+    int max_event_streams = 4;
     double event_poll_s = 0.2;
 };
 

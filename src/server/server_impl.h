@@ -9,6 +9,7 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "jobs/store.h"
 #include "server/safe_path.h"
@@ -29,6 +30,8 @@ struct Server::Impl {
 
     void routes();
     void job_routes();  // server_jobs.cpp
+    std::optional<std::vector<std::string>> job_argv(const nlohmann::json& body,
+                                                     std::string* why) const;
 };
 
 void reply_json(httplib::Response& res, const nlohmann::json& body, int status = 200);

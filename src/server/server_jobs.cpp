@@ -4,13 +4,14 @@
 
 #include <chrono>
 #include <filesystem>
-#include <map>
+#include <optional>
 #include <thread>
 
 #include <fmt/format.h>
 
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "jobs/job_options.h"
 #include "report/report_data.h"
 #include "server/server_impl.h"
 
@@ -19,59 +20,6 @@ namespace quantlens::server {
 namespace fs = std::filesystem;
 
 namespace {
-
-// How an option's value is checked before it becomes `--name value` on the child's argv.
-enum class Arg { Path, OutPath, Number, Word, Types, Flag };
-
-// Options the app may pass per job kind. The positional argument is the model path, or the
-// job id for plan (and verify when it names a plan's job).
-struct KindSpec {
-    const char* positional;  // "model", "job" or "model|job"
-    std::map<std::string, Arg> options;
-};
-
-const std::map<std::string, KindSpec>& kind_specs() {
-    static const std::map<std::string, KindSpec> specs = {
-        {"sweep",
-         {"model",
-          {{"eval", Arg::Path},
-           {"granularity", Arg::Word},
-           {"types", Arg::Types},
-           {"ctx", Arg::Number},
-           {"tokens", Arg::Number},
-           {"imatrix", Arg::Path},
-           {"budget", Arg::Number},
-           {"no-uniform", Arg::Flag}}}},
-        {"calibrate",
-         {"model",
-          {{"text", Arg::Path},
-           {"output", Arg::OutPath},
-           {"ctx", Arg::Number},
-           {"chunks", Arg::Number}}}},
-        {"plan",
-         {"job",
-          {{"target-bpw", Arg::Number},
-           {"target-size", Arg::Word},
-           {"knee", Arg::Flag},
-           {"name", Arg::Word}}}},
-        {"quantize",
-         {"model", {{"recipe", Arg::Path}, {"imatrix", Arg::Path}, {"output", Arg::OutPath}}}},
-        {"verify",
-         {"model|job",
-          {{"recipe", Arg::Path},
-           {"text", Arg::Path},
-           {"ctx", Arg::Number},
-           {"chunks", Arg::Number},
-           {"plan", Arg::Word}}}},
-        {"eval",
-         {"model",
-          {{"text", Arg::Path},
-           {"base", Arg::Path},
-           {"ctx", Arg::Number},
-           {"chunks", Arg::Number}}}},
-    };
-    return specs;
-}
 
 bool is_word(const std::string& s) {
     if (s.empty() || s.size() > 128 || s[0] == '-') return false;
@@ -108,6 +56,122 @@ nlohmann::json job_json(const jobs::Job& job) {
     else
         j["eta_s"] = nullptr;
     return j;
+}
+
+// The child's argv for a POST /api/jobs body, built only from jobs::job_kind_specs()'s web
+// options; nullopt with `why` = "400 message" or "404 message" when the body is refused.
+std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::json& body,
+                                                               std::string* why) const {
+    auto refuse = [&](int status, const std::string& message) {
+        *why = std::to_string(status) + " " + message;
+        return std::nullopt;
+    };
+    if (!body.contains("kind") || !body["kind"].is_string())
+        return refuse(400,
+                      "'kind' must be a string: one of calibrate, eval, plan, quantize, "
+                      "sweep, verify");
+    const std::string kind = body["kind"];
+    const jobs::JobKindSpec* spec = jobs::find_job_kind_spec(kind);
+    if (!spec)
+        return refuse(400, fmt::format("'kind' must be one of calibrate, eval, plan, quantize, "
+                                       "sweep, verify; got '{}'",
+                                       kind.substr(0, 64)));
+    std::vector<std::string> argv = {options.job_exe, "-q", kind};
+    auto add_target = [&](const char* how, const std::string& value) {
+        if (*how) argv.push_back(how);
+        argv.push_back(value);
+    };
+    std::string reason;
+    if (body.contains("model")) {
+        if (!spec->model_arg)
+            return refuse(
+                400, fmt::format("'model' is not accepted for a {} job (it takes 'job')", kind));
+        if (!body["model"].is_string()) return refuse(400, "'model' must be a path string");
+        const auto path = paths->resolve(body["model"].get<std::string>(), &reason);
+        if (!path) return refuse(404, "model: " + reason);
+        add_target(spec->model_arg, path->string());
+    } else if (spec->model_required) {
+        return refuse(400, fmt::format("'model' is required for a {} job", kind));
+    }
+    if (body.contains("job")) {
+        if (!spec->job_arg)
+            return refuse(
+                400, fmt::format("'job' is not accepted for a {} job (it takes 'model')", kind));
+        const auto& j = body["job"];
+        if (!j.is_number_integer() || !store->find_job(j.get<int64_t>()))
+            return refuse(400, "'job' must be the id of an existing job");
+        add_target(spec->job_arg, std::to_string(j.get<int64_t>()));
+    } else if (spec->job_required) {
+        return refuse(400, fmt::format("'job' is required for a {} job", kind));
+    }
+    const nlohmann::json opts =
+        body.contains("options") ? body["options"] : nlohmann::json::object();
+    if (!opts.is_object()) return refuse(400, "'options' must be an object");
+    for (const auto& [name, value] : opts.items()) {
+        const jobs::JobOption* o = spec->find(name);
+        if (!o || !o->web)
+            return refuse(400, fmt::format("option '{}' is not accepted for a {} job",
+                                           name.substr(0, 64), kind));
+        const std::string flag = "--" + name;
+        switch (o->value) {
+            case jobs::OptionValue::flag:
+                if (!value.is_boolean()) return refuse(400, flag + ": expected true or false");
+                if (value.get<bool>()) argv.push_back(flag);
+                break;
+            case jobs::OptionValue::number:
+                if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 1e12)
+                    return refuse(400, flag + ": expected a non-negative number");
+                argv.insert(argv.end(), {flag, value_text(value)});
+                break;
+            case jobs::OptionValue::word:
+                if (!value.is_string() || !is_word(value.get<std::string>()))
+                    return refuse(
+                        400, flag + ": expected a word of letters, digits, '.', '_', '-', ':'");
+                argv.insert(argv.end(), {flag, value.get<std::string>()});
+                break;
+            case jobs::OptionValue::words:
+            case jobs::OptionValue::types: {
+                const bool types = o->value == jobs::OptionValue::types;
+                if (!value.is_string())
+                    return refuse(400, flag + (types ? ": expected a comma-separated type list"
+                                                     : ": expected a comma-separated list"));
+                const std::string list = value;
+                if (list.size() > 1024) return refuse(400, flag + ": list too long");
+                size_t start = 0;
+                while (start <= list.size()) {
+                    const size_t comma = std::min(list.find(',', start), list.size());
+                    const std::string item = list.substr(start, comma - start);
+                    if (types ? !ggml_type_from_name(item).has_value() : !is_word(item))
+                        return refuse(400, fmt::format("{}: {} '{}'", flag,
+                                                       types ? "unknown type" : "bad item",
+                                                       item.substr(0, 64)));
+                    start = comma + 1;
+                }
+                argv.insert(argv.end(), {flag, list});
+                break;
+            }
+            case jobs::OptionValue::path: {
+                if (!value.is_string()) return refuse(400, flag + ": expected a path string");
+                const auto path = paths->resolve(value.get<std::string>(), &reason);
+                if (!path) return refuse(404, flag + ": " + reason);
+                argv.insert(argv.end(), {flag, path->string()});
+                break;
+            }
+            case jobs::OptionValue::out_path: {
+                if (!value.is_string()) return refuse(400, flag + ": expected a path string");
+                const fs::path out(value.get<std::string>());
+                const std::string file = out.filename().string();
+                if (!is_word(file)) return refuse(400, flag + ": bad file name '" + file + "'");
+                const auto dir = paths->resolve(out.parent_path().string(), &reason);
+                if (!dir) return refuse(404, flag + ": " + reason);
+                argv.insert(argv.end(), {flag, (*dir / file).string()});
+                break;
+            }
+        }
+    }
+    // Only commands that record a job take a store; eval and quantize refuse --store.
+    if (spec->takes_store()) argv.insert(argv.end(), {"--store", options.store_path});
+    return argv;
 }
 
 void Server::Impl::job_routes() {
@@ -226,106 +290,23 @@ void Server::Impl::job_routes() {
         reply_json(res, {{"pid", pid}, {"job", job_json(*store->find_job(id))}, {"log", log}}, 202);
     });
 
+    http.Get("/api/job-kinds", [](const httplib::Request&, httplib::Response& res) {
+        reply_json(res, jobs::job_kinds_json());
+    });
+
     http.Post("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) {
         const auto body = parse_body(req, res);
         if (!body) return;
-        const std::string kind = body->value("kind", "");
-        const auto spec = kind_specs().find(kind);
-        if (spec == kind_specs().end())
-            return reply_error(res, 400,
-                               fmt::format("'kind' must be one of calibrate, eval, plan, quantize, "
-                                           "sweep, verify; got '{}'",
-                                           kind));
-        std::vector<std::string> argv = {options.job_exe, "-q", kind};
-        const std::string positional = spec->second.positional;
         std::string why;
-        if (body->contains("model") && positional.find("model") != std::string::npos) {
-            const auto& m = (*body)["model"];
-            if (!m.is_string()) return reply_error(res, 400, "'model' must be a path string");
-            const auto path = paths->resolve(m.get<std::string>(), &why);
-            if (!path) return reply_error(res, 403, "model: " + why);
-            argv.push_back(path->string());
-        } else if (body->contains("job") && positional.find("job") != std::string::npos) {
-            const auto& j = (*body)["job"];
-            if (!j.is_number_integer() || !store->find_job(j.get<int64_t>()))
-                return reply_error(res, 400, "'job' must be the id of an existing job");
-            argv.push_back(std::to_string(j.get<int64_t>()));
-        } else {
-            return reply_error(res, 400,
-                               fmt::format("'{}' is required for a {} job", positional, kind));
-        }
-        const nlohmann::json opts = body->value("options", nlohmann::json::object());
-        if (!opts.is_object()) return reply_error(res, 400, "'options' must be an object");
-        for (const auto& [name, value] : opts.items()) {
-            const auto it = spec->second.options.find(name);
-            if (it == spec->second.options.end())
-                return reply_error(
-                    res, 400, fmt::format("option '{}' is not accepted for a {} job", name, kind));
-            const std::string flag = "--" + name;
-            switch (it->second) {
-                case Arg::Flag:
-                    if (!value.is_boolean())
-                        return reply_error(res, 400, flag + ": expected true or false");
-                    if (value.get<bool>()) argv.push_back(flag);
-                    break;
-                case Arg::Number:
-                    if (!value.is_number() || value.get<double>() < 0 || value.get<double>() > 1e12)
-                        return reply_error(res, 400, flag + ": expected a non-negative number");
-                    argv.insert(argv.end(), {flag, value_text(value)});
-                    break;
-                case Arg::Word:
-                    if (!value.is_string() || !is_word(value.get<std::string>()))
-                        return reply_error(
-                            res, 400,
-                            flag + ": expected a word of letters, digits, '.', '_', '-', ':'");
-                    argv.insert(argv.end(), {flag, value.get<std::string>()});
-                    break;
-                case Arg::Types: {
-                    if (!value.is_string())
-                        return reply_error(res, 400,
-                                           flag + ": expected a comma-separated type list");
-                    const std::string list = value;
-                    size_t start = 0;
-                    while (start <= list.size()) {
-                        const size_t comma = std::min(list.find(',', start), list.size());
-                        const std::string t = list.substr(start, comma - start);
-                        if (!ggml_type_from_name(t))
-                            return reply_error(res, 400,
-                                               fmt::format("{}: unknown type '{}'", flag, t));
-                        start = comma + 1;
-                    }
-                    argv.insert(argv.end(), {flag, list});
-                    break;
-                }
-                case Arg::Path: {
-                    if (!value.is_string())
-                        return reply_error(res, 400, flag + ": expected a path string");
-                    const auto path = paths->resolve(value.get<std::string>(), &why);
-                    if (!path) return reply_error(res, 403, flag + ": " + why);
-                    argv.insert(argv.end(), {flag, path->string()});
-                    break;
-                }
-                case Arg::OutPath: {
-                    if (!value.is_string())
-                        return reply_error(res, 400, flag + ": expected a path string");
-                    const fs::path out(value.get<std::string>());
-                    const std::string file = out.filename().string();
-                    if (!is_word(file))
-                        return reply_error(res, 400, flag + ": bad file name '" + file + "'");
-                    const auto dir = paths->resolve(out.parent_path().string(), &why);
-                    if (!dir) return reply_error(res, 403, flag + ": " + why);
-                    argv.insert(argv.end(), {flag, (*dir / file).string()});
-                    break;
-                }
-            }
-        }
-        argv.insert(argv.end(), {"--store", options.store_path});
-
+        const auto argv = job_argv(*body, &why);
+        if (!argv) return reply_error(res, why.rfind("404 ", 0) == 0 ? 404 : 400, why.substr(4));
+        const std::string kind = (*body)["kind"];
         fs::create_directories(options.log_dir);
         const auto stamp = std::chrono::system_clock::now().time_since_epoch().count();
         const std::string log = fmt::format("{}/{}-{}.log", options.log_dir, kind, stamp);
-        const pid_t pid = children.spawn(argv, log);
-        // The child creates its job in the store; find it by pid so the app can follow it.
+        const pid_t pid = children.spawn(*argv, log);
+        // A child that records a job creates it in the store; find it by pid so the app can
+        // follow it. The others (eval, quantize, verify) answer with their exit and output.
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         while (std::chrono::steady_clock::now() < deadline) {
             for (const auto& job : store->list_jobs())

@@ -4,6 +4,7 @@
 // ql_test_jobs stand-in, so no model is needed).
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <sys/stat.h>
 
 #include <atomic>
 #include <chrono>
@@ -12,6 +13,7 @@
 #include <thread>
 
 #include "core/error.h"
+#include "formats/recipe.h"
 #include "jobs/store.h"
 #include "report/fake_sweep.h"
 #include "server/safe_path.h"
@@ -139,7 +141,7 @@ TEST_F(Api, ModelsStayInsideTheAllowedRoots) {
                             "escape/passwd", "models/../..", "%2e%2e/secret.txt"}) {
         r = client().Get(("/api/models?path=" + httplib::detail::encode_query_param(bad)).c_str());
         ASSERT_TRUE(r);
-        EXPECT_TRUE(r->status == 403 || r->status == 404) << bad << " → " << r->status;
+        EXPECT_EQ(r->status, 404) << bad << " → " << r->status;
         EXPECT_TRUE(body_of(r).contains("error"));
         EXPECT_EQ(r->body.find("outside\""), std::string::npos);
     }
@@ -169,7 +171,7 @@ TEST_F(Api, BadInputGetsClear4xx) {
     const std::vector<Case> cases = {
         {{{"kind", "rm"}}, 400, "'kind' must be one of"},
         {{{"kind", "sweep"}}, 400, "'model' is required"},
-        {{{"kind", "sweep"}, {"model", "../secret.txt"}}, 403, "outside"},
+        {{{"kind", "sweep"}, {"model", "../secret.txt"}}, 404, "no such file"},
         {{{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", {{"rm", "-rf"}}}},
          400,
          "option 'rm'"},
@@ -185,8 +187,8 @@ TEST_F(Api, BadInputGetsClear4xx) {
          400,
          "--granularity"},
         {{{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", {{"eval", "/etc/passwd"}}}},
-         403,
-         "outside"},
+         404,
+         "no such file"},
         {{{"kind", "plan"}, {"job", 424242}}, 400, "existing job"},
     };
     for (const auto& c : cases) {
@@ -204,7 +206,7 @@ TEST_F(Api, BadInputGetsClear4xx) {
     r = post("/api/recipes",
              {{"name", "ok"}, {"recipe", {{"tensors", {{"blk.0.attn_q.weight", "Q9_Z"}}}}}});
     EXPECT_EQ(r->status, 400);
-    EXPECT_NE(r->body.find("unknown type 'Q9_Z'"), std::string::npos) << r->body;
+    EXPECT_NE(r->body.find("unknown quantization type 'Q9_Z'"), std::string::npos) << r->body;
     r = post("/api/recipes", {{"name", "ok"}, {"recipe", {{"tensors", {{"../../etc", "Q4_K"}}}}}});
     EXPECT_EQ(r->status, 400);
     EXPECT_EQ(post("/api/jobs/999999/pause", json::object())->status, 404);
@@ -213,10 +215,21 @@ TEST_F(Api, BadInputGetsClear4xx) {
     EXPECT_EQ(r->status, 409) << r->body;
 }
 
+// The body the web app's recipe editor sends (web/src/app.js saveRecipe).
+json app_recipe(int64_t job) {
+    return {{"format", "quantlens-recipe"},
+            {"version", 1},
+            {"tensors", {{"blk.0.attn_q.weight", "q4_k"}, {"output.weight", "Q6_K"}}},
+            {"model", "/m/llama-8m"},
+            {"model_hash", "abc123"},
+            {"job_id", job},
+            {"metric", "kld"},
+            {"budget", {{"kind", "manual"}, {"value", 0}}},
+            {"predicted", {{"size_bytes", 1234}, {"bpw", 4.5}, {"kld", 0.01}}}};
+}
+
 TEST_F(Api, SavesRecipesAsJsonAndYaml) {
-    const json recipe = {{"tensors", {{"blk.0.attn_q.weight", "q4_k"}, {"output.weight", "Q6_K"}}},
-                         {"size_bytes", 1234},
-                         {"predicted_kld", 0.01}};
+    const json recipe = app_recipe(7);
     auto r = post("/api/recipes", {{"name", "t1"}, {"format", "json"}, {"recipe", recipe}});
     ASSERT_EQ(r->status, 201) << r->body;
     const json saved = json::parse(std::ifstream(dir_ / "recipes" / "t1.json"));
@@ -228,8 +241,36 @@ TEST_F(Api, SavesRecipesAsJsonAndYaml) {
     std::ifstream yaml(dir_ / "recipes" / "t1.yaml");
     const std::string text((std::istreambuf_iterator<char>(yaml)),
                            std::istreambuf_iterator<char>());
-    EXPECT_NE(text.find("\"output.weight\": Q6_K"), std::string::npos) << text;
+    EXPECT_NE(text.find("output.weight: \"Q6_K\""), std::string::npos) << text;
     EXPECT_NE(text.find("size_bytes: 1234"), std::string::npos) << text;
+}
+
+// Issue 19: the server wrote `job`, `size_bytes`, `predicted_kld` at the top level, which the
+// recipe reader (formats/recipe) ignores; what the app saves must read back with provenance.
+TEST_F(Api, SavedRecipesKeepTheirProvenance) {
+    for (const char* format : {"json", "yaml"}) {
+        auto r = post("/api/recipes",
+                      {{"name", "prov"}, {"format", format}, {"recipe", app_recipe(job_)}});
+        ASSERT_EQ(r->status, 201) << r->body;
+        const Recipe back = load_recipe(body_of(r)["path"].get<std::string>());
+        EXPECT_EQ(back.job_id, job_) << format;
+        EXPECT_EQ(back.model_hash, "abc123") << format;
+        EXPECT_EQ(back.predicted_size_bytes, 1234u) << format;
+        EXPECT_DOUBLE_EQ(back.predicted_bpw, 4.5) << format;
+        EXPECT_DOUBLE_EQ(back.predicted_kld, 0.01) << format;
+        EXPECT_EQ(back.budget_kind, "manual") << format;
+        EXPECT_EQ(back.tensors.at("output.weight"), GgmlType::Q6_K) << format;
+    }
+    // The old top-level spelling is refused by name instead of being dropped silently, and a
+    // key cannot smuggle YAML into the file.
+    json old = {{"tensors", {{"output.weight", "Q6_K"}}}, {"job", 3}};
+    auto r = post("/api/recipes", {{"name", "old"}, {"format", "yaml"}, {"recipe", old}});
+    EXPECT_EQ(r->status, 400);
+    EXPECT_NE(r->body.find("'job'"), std::string::npos) << r->body;
+    json evil = {{"tensors", {{"output.weight", "Q6_K"}}}, {"a: 1\nb", "x"}};
+    r = post("/api/recipes", {{"name", "evil"}, {"format", "yaml"}, {"recipe", evil}});
+    EXPECT_EQ(r->status, 400);
+    EXPECT_FALSE(fs::exists(dir_ / "recipes" / "evil.yaml"));
 }
 
 TEST_F(Api, PortInUseGivesAClearError) {
@@ -329,4 +370,170 @@ TEST_F(Api, Handles200ConcurrentRequests) {
     EXPECT_EQ(bad.load(), 0);
     EXPECT_LT(seconds, 30.0);
     std::printf("200 concurrent requests in %.2f s\n", seconds);
+}
+
+// Issue 20 #8: every open event stream holds a worker thread; beyond the limit a stream gets
+// 503 at once and /api/health keeps answering.
+TEST_F(Api, EventStreamsAreBoundedAndHealthKeepsAnswering) {
+    int64_t id = 0;
+    {
+        jobs::Store store(store_path_);
+        jobs::NewJob nj;
+        nj.kind = jobs::JobKind::sweep;
+        id = store.create_job(nj);
+        store.start(id);  // running, owned by this (live) process: its streams stay open
+    }
+    const std::string path = "/api/jobs/" + std::to_string(id) + "/events";
+    const int limit = server::ServerOptions{}.max_event_streams;
+    std::atomic<int> open{0};
+    std::atomic<bool> release{false};
+    std::vector<std::thread> streams;
+    for (int i = 0; i < limit; ++i)
+        streams.emplace_back([&] {
+            auto c = client();
+            bool counted = false;
+            c.Get(path.c_str(), [&](const char*, size_t) {
+                if (!counted) open++, counted = true;
+                return !release.load();
+            });
+        });
+    for (int i = 0; i < 200 && open < limit; ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    ASSERT_EQ(open.load(), limit);
+    auto extra = client().Get(path.c_str());
+    ASSERT_TRUE(extra);
+    EXPECT_EQ(extra->status, 503) << extra->body;
+    for (int i = 0; i < 8; ++i) {  // more than the streams leave free if they were unbounded
+        auto h = client().Get("/api/health");
+        ASSERT_TRUE(h);
+        EXPECT_EQ(h->status, 200);
+    }
+    {
+        jobs::Store store(store_path_);
+        store.finish(id);  // the streams end with the job
+    }
+    release = true;
+    for (auto& t : streams) t.join();
+}
+
+// Issue 20 #8: a FIFO under a root would block the thread that opens it; it is refused from
+// a stat, quickly, wherever it appears.
+TEST_F(Api, FifosAreNeverOpened) {
+    const fs::path fifo = dir_ / "root" / "pipe.gguf";
+    fs::remove(fifo);
+    ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+    const auto start = std::chrono::steady_clock::now();
+    auto r = client().Get("/api/models?path=pipe.gguf");
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 404);
+    EXPECT_NE(r->body.find("not a regular file"), std::string::npos) << r->body;
+    r = post(
+        "/api/jobs",
+        {{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", {{"eval", "pipe.gguf"}}}});
+    EXPECT_EQ(r->status, 404) << r->body;
+    EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count(), 5.0);
+    fs::remove(fifo);
+}
+
+// Issue 20 #10: an existing file outside the roots and an absent one get the same answer.
+TEST_F(Api, OutsideTheRootsLooksAbsent) {
+    auto outside = client().Get("/api/models?path=/etc/passwd");
+    auto absent = client().Get("/api/models?path=/etc/no-such-file-here");
+    ASSERT_TRUE(outside && absent);
+    EXPECT_EQ(outside->status, absent->status);
+    EXPECT_EQ(outside->status, 404);
+    auto message = [](const httplib::Result& r) {
+        std::string m = json::parse(r->body)["error"];
+        return m.substr(0, m.rfind(':'));
+    };
+    EXPECT_EQ(message(outside), message(absent));
+}
+
+// Issue 20 #10: a field of the wrong JSON type is a 400 naming it, not a 500 with nlohmann's
+// text.
+TEST_F(Api, WrongJsonTypesAre400NamingTheField) {
+    struct Case {
+        const char* path;
+        json body;
+        const char* field;
+    };
+    const std::vector<Case> cases = {
+        {"/api/jobs", {{"kind", 5}}, "'kind'"},
+        {"/api/jobs", {{"kind", "sweep"}, {"model", 5}}, "'model'"},
+        {"/api/jobs", {{"kind", "plan"}, {"job", "1"}}, "'job'"},
+        {"/api/jobs",
+         {{"kind", "sweep"}, {"model", "models/llama-8m"}, {"options", 3}},
+         "'options'"},
+        {"/api/recipes", {{"name", 5}}, "'name'"},
+        {"/api/recipes", {{"name", "x"}, {"format", 5}}, "'format'"},
+        {"/api/recipes",
+         {{"name", "x"}, {"overwrite", "yes"}, {"recipe", app_recipe(1)}},
+         "'overwrite'"},
+        {"/api/recipes",
+         {{"name", "x"}, {"recipe", {{"tensors", {{"output.weight", "Q6_K"}}}, {"model", 5}}}},
+         "'model'"},
+        {"/api/recipes",
+         {{"name", "x"}, {"recipe", {{"tensors", {{"output.weight", "Q6_K"}}}, {"job_id", "7"}}}},
+         "'job_id'"},
+        {"/api/recipes",
+         {{"name", "x"},
+          {"recipe", {{"tensors", {{"output.weight", "Q6_K"}}}, {"predicted", {{"kld", "a"}}}}}},
+         "'predicted.kld'"},
+    };
+    for (const auto& c : cases) {
+        auto r = post(c.path, c.body);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, 400) << c.body.dump() << " → " << r->body;
+        EXPECT_NE(r->body.find(c.field), std::string::npos) << r->body;
+        EXPECT_EQ(r->body.find("type_error"), std::string::npos) << r->body;
+    }
+}
+
+// Issue 20 #10: a wildcard bind no longer turns the Host check off by itself.
+TEST_F(Api, WildcardHostNeedsAllowRemote) {
+    server::ServerOptions o;
+    o.host = "0.0.0.0";
+    o.port = 0;
+    o.store_path = store_path_;
+    o.model_roots = {(dir_ / "root").string()};
+    try {
+        server::Server s(o);
+        FAIL() << "expected Error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("--allow-remote"), std::string::npos) << e.what();
+    }
+    o.allow_remote = true;
+    EXPECT_NO_THROW(server::Server{o});
+}
+
+// Issue 19: the app's options come from the same table the CLI is checked against, so the
+// sweep options that had drifted away from the server's copy are there.
+TEST_F(Api, JobKindsComeFromTheCommandTable) {
+    auto r = client().Get("/api/job-kinds");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200);
+    const json kinds = body_of(r);
+    for (const char* o : {"gpu", "ggml-numerics", "gptq", "eval", "types"})
+        EXPECT_TRUE(kinds["sweep"]["options"].contains(o)) << o;
+    EXPECT_FALSE(kinds["sweep"]["options"].contains("store"));
+    EXPECT_FALSE(kinds["verify"]["options"].contains("base"));  // the model is verify's base
+    EXPECT_FALSE(kinds["verify"]["options"].contains("plan"));
+    EXPECT_EQ(kinds["plan"]["target"], "job");
+    EXPECT_EQ(kinds.size(), 6u);
+}
+
+// Issue 20 #7: verify takes its base as the request's model, never as an option; options the
+// command does not have are refused.
+TEST_F(Api, VerifyOptionsAreTheCommandsOwn) {
+    auto r = post("/api/jobs", {{"kind", "verify"},
+                                {"model", "models/llama-8m"},
+                                {"options", {{"base", "models/llama-8m"}}}});
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_NE(r->body.find("option 'base'"), std::string::npos) << r->body;
+    r = post("/api/jobs",
+             {{"kind", "verify"}, {"model", "models/llama-8m"}, {"options", {{"plan", "knee"}}}});
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_NE(r->body.find("option 'plan'"), std::string::npos) << r->body;
+    r = post("/api/jobs", {{"kind", "eval"}, {"job", job_}});
+    EXPECT_EQ(r->status, 400) << r->body;
 }

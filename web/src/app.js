@@ -101,20 +101,18 @@
     } catch (e) { status('cannot list jobs: ' + e.message, true); }
   }
 
-  // Start-job form: the options each kind accepts (the server validates them again).
-  const KINDS = {
-    sweep: { target: 'model', options: { eval: 'path', types: 'text', granularity: 'text', ctx: 'number', tokens: 'number' } },
-    calibrate: { target: 'model', options: { text: 'path', output: 'path', ctx: 'number' } },
-    plan: { target: 'job', options: { 'target-bpw': 'number', 'target-size': 'text', knee: 'flag', name: 'text' } },
-    quantize: { target: 'model', options: { recipe: 'path', imatrix: 'path', output: 'path' } },
-    verify: { target: 'job', options: { recipe: 'path', text: 'path', ctx: 'number' } },
-    eval: { target: 'model', options: { text: 'path', base: 'path', ctx: 'number' } },
-  };
+  // Start-job form: the options each kind accepts, as the server lists them from the table
+  // the CLI commands are checked against (src/jobs/job_options.cpp); it validates them again.
+  let KINDS = {};
+  async function loadKinds() {
+    try { KINDS = await api('GET', '/api/job-kinds'); } catch (e) { status('cannot list job kinds: ' + e.message, true); }
+  }
 
   function renderStartForm() {
     const kind = $('#start-kind').value, spec = KINDS[kind];
+    if (!spec) return;
     $('#start-model-label').hidden = spec.target !== 'model';
-    $('#start-job-label').hidden = spec.target !== 'job';
+    $('#start-job-label').hidden = spec.target !== 'job' && !spec.job_option;
     const box = $('#start-options');
     box.innerHTML = '';
     for (const [name, type] of Object.entries(spec.options)) {
@@ -128,7 +126,8 @@
     const kind = $('#start-kind').value, spec = KINDS[kind];
     const body = { kind, options: {} };
     if (spec.target === 'model') body.model = $('#start-model').value.trim();
-    else body.job = parseInt($('#start-job').value, 10);
+    if (spec.target === 'job' || (spec.job_option && $('#start-job').value.trim()))
+      body.job = parseInt($('#start-job').value, 10);
     for (const input of document.querySelectorAll('#start-options [data-option]')) {
       const t = input.dataset.type, name = input.dataset.option;
       if (t === 'flag') { if (input.checked) body.options[name] = true; continue; }
@@ -142,7 +141,10 @@
     try {
       const r = await api('POST', '/api/jobs', body);
       out.className = 'ql-ok';
-      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})` : `process ${r.pid} started`;
+      // eval, quantize and verify record no job: they answer with their output when done.
+      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})`
+        : 'exit_code' in r ? `${kind} finished: ${(r.output || '').trim().split('\n').pop()}`
+        : `process ${r.pid} started (log ${r.log})`;
       await refreshJobs();
     } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
   }
@@ -311,9 +313,11 @@
     const d = recipe.data, s = recipeStats(), tensors = {};
     for (const [u, t] of recipe.choice) tensors[d.units[u].name] = d.types[t].name;
     const body = { name: $('#recipe-name').value.trim(), format, overwrite: $('#recipe-overwrite').checked,
-      recipe: { tensors, size_bytes: Math.round(s.size), bpw: s.bpw, predicted_kld: s.kld,
-        model: (d.model && d.model.path) || '', model_hash: (d.model && d.model.hash) || '', job: d.job ? d.job.id : 0,
-        metric: 'kld_mean (sum of per-tensor sweep measurements)' } };
+      // The recipe document of src/formats/recipe.h, which the server parses as a recipe file.
+      recipe: { format: 'quantlens-recipe', version: 1, tensors,
+        model: (d.model && d.model.path) || '', model_hash: (d.model && d.model.hash) || '',
+        job_id: d.job ? d.job.id : 0, metric: 'kld', budget: { kind: 'manual', value: 0 },
+        predicted: { size_bytes: Math.round(s.size), bpw: s.bpw, kld: s.kld } } };
     const out = $('#recipe-status');
     try {
       const r = await api('POST', '/api/recipes', body);
@@ -336,10 +340,12 @@
   function init() {
     for (const b of document.querySelectorAll('#ql-tabs button'))
       b.addEventListener('click', () => { location.hash = '#' + b.dataset.tab; });
-    for (const k of Object.keys(KINDS)) $('#start-kind').appendChild(el('option', { value: k, text: k }));
+    loadKinds().then(() => {
+      for (const k of Object.keys(KINDS)) $('#start-kind').appendChild(el('option', { value: k, text: k }));
+      renderStartForm();
+    });
     $('#start-kind').addEventListener('change', renderStartForm);
     $('#start-submit').addEventListener('click', startJob);
-    renderStartForm();
     $('#models-go').addEventListener('click', () => openPath($('#models-path').value));
     $('#models-path').addEventListener('keydown', (e) => { if (e.key === 'Enter') openPath($('#models-path').value); });
     $('#models-up').addEventListener('click', () => openPath($('#models-path').value.replace(/\/[^/]+\/?$/, '') || '/'));

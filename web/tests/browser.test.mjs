@@ -342,7 +342,8 @@ test('app: heatmap, hover, start a real sweep to 100 %, edit and save a recipe',
   const saved = JSON.parse(fs.readFileSync(path.join(recipes, 'browser-test.json'), 'utf8'));
   assert.equal(saved.tensors[unit], target);
   assert.equal(Object.keys(saved.tensors).length, TENSORS);
-  assert.equal(saved.size_bytes, after);
+  assert.equal(saved.predicted.size_bytes, after);  // provenance survives, as formats/recipe reads it
+  assert.equal(saved.job_id, sweepId);
   await page.click('#recipe-save-yaml');
   await page.waitForFunction(() => /browser-test\.yaml/.test(document.getElementById('recipe-status').textContent));
   await page.screenshot({ path: path.join(artifacts, 'app-recipe.png') });

@@ -1,0 +1,182 @@
+#include "jobs/job_options.h"
+
+#include <nlohmann/json.hpp>
+
+namespace quantlens::jobs {
+
+namespace {
+using V = OptionValue;
+constexpr bool web = true, cli = false;
+}  // namespace
+
+const std::vector<JobKindSpec>& job_kind_specs() {
+    static const std::vector<JobKindSpec> specs = {
+        {"sweep",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"eval", V::path, web},
+          {"tokens", V::number, web},
+          {"ctx", V::number, web},
+          {"types", V::types, web},
+          {"granularity", V::word, web},
+          {"placement", V::flag, web},
+          {"base", V::types, web},
+          {"placement-n", V::words, web},
+          {"imatrix", V::path, web},
+          {"budget", V::number, web},
+          {"no-prefix-cache", V::flag, web},
+          {"no-uniform", V::flag, web},
+          {"bf16", V::flag, web},
+          {"ggml-numerics", V::flag, web},
+          {"gpu", V::flag, web},
+          {"gptq", V::path, web},
+          {"gptq-chunks", V::number, web},
+          // A web job is always a new one in the server's own store.
+          {"job", V::number, cli},
+          {"shard", V::word, cli},
+          {"store", V::path, cli},
+          {"json", V::out_path, cli},
+          {"mpi", V::flag, cli},
+          {"gpus-per-node", V::number, cli},
+          {"mpi-timeout", V::number, cli},
+          {"mpi-heartbeat", V::number, cli},
+          {"no-root-worker", V::flag, cli}}},
+        {"calibrate",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"text", V::path, web},
+          {"ctx", V::number, web},
+          {"chunks", V::number, web},
+          {"output", V::out_path, web},
+          {"batch", V::number, web},
+          {"as-f16", V::flag, web},
+          {"ggml-numerics", V::flag, web},
+          {"store", V::path, cli},
+          {"json", V::flag, cli}}},
+        {"plan",
+         nullptr,
+         "",
+         false,
+         true,
+         {{"target-bpw", V::number, web},
+          {"target-size", V::word, web},
+          {"knee", V::flag, web},
+          {"metric", V::word, web},
+          {"types", V::types, web},
+          {"min-type", V::types, web},
+          {"max-type", V::types, web},
+          {"name", V::word, web},
+          // Regexes, and files written beside the recipe: not from a web form.
+          {"pin", V::word, cli},
+          {"output", V::out_path, cli},
+          {"export-llama-cpp", V::out_path, cli},
+          {"export-gptq", V::out_path, cli},
+          {"frontier", V::out_path, cli},
+          {"store", V::path, cli},
+          {"json", V::flag, cli}}},
+        {"quantize",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"recipe", V::path, web},
+          {"preset", V::word, web},
+          {"imatrix", V::path, web},
+          {"output", V::out_path, web},
+          {"gptq", V::path, web},
+          {"gptq-chunks", V::number, web},
+          {"strict", V::flag, web},
+          {"no-f16", V::flag, web},
+          {"summary", V::flag, web},
+          {"save-recipe", V::out_path, cli},
+          {"force", V::flag, cli},
+          {"json", V::flag, cli}}},
+        {"verify",
+         "--base",
+         "--job",
+         true,
+         false,
+         {{"text", V::path, web},
+          {"recipe", V::path, web},
+          {"presets", V::words, web},
+          {"imatrix", V::path, web},
+          {"gptq", V::path, web},
+          {"gptq-chunks", V::number, web},
+          {"ctx", V::number, web},
+          {"chunks", V::number, web},
+          {"no-ggml-numerics", V::flag, web},
+          // The request's model and job (model_arg, job_arg), never options of their own.
+          {"base", V::path, cli},
+          {"job", V::number, cli},
+          {"out-dir", V::out_path, cli},
+          {"json", V::out_path, cli},
+          {"store", V::path, cli}}},
+        {"eval",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"text", V::path, web},
+          {"ctx", V::number, web},
+          {"chunks", V::number, web},
+          {"base", V::path, web},
+          {"batch", V::number, web},
+          {"as-f16", V::flag, web},
+          {"ggml-numerics", V::flag, web},
+          {"save-logits", V::out_path, cli},
+          {"json", V::flag, cli}}},
+    };
+    return specs;
+}
+
+const JobOption* JobKindSpec::find(std::string_view name) const {
+    for (const auto& o : options)
+        if (o.name == name) return &o;
+    return nullptr;
+}
+
+const JobKindSpec* find_job_kind_spec(std::string_view kind) {
+    for (const auto& s : job_kind_specs())
+        if (s.kind == kind) return &s;
+    return nullptr;
+}
+
+std::string_view option_value_name(OptionValue value) {
+    switch (value) {
+        case V::path:
+            return "path";
+        case V::out_path:
+            return "out_path";
+        case V::number:
+            return "number";
+        case V::word:
+            return "word";
+        case V::words:
+            return "words";
+        case V::types:
+            return "types";
+        case V::flag:
+            return "flag";
+    }
+    return "?";
+}
+
+nlohmann::json job_kinds_json() {
+    nlohmann::json out = nlohmann::json::object();
+    for (const auto& s : job_kind_specs()) {
+        nlohmann::json opts = nlohmann::json::object();
+        for (const auto& o : s.options)
+            if (o.web) opts[std::string(o.name)] = option_value_name(o.value);
+        out[std::string(s.kind)] = {
+            {"target", s.model_arg ? "model" : "job"},
+            {"job_option", s.model_arg && s.job_arg},  // verify: an optional job to store into
+            {"options", opts}};
+    }
+    return out;
+}
+
+}  // namespace quantlens::jobs

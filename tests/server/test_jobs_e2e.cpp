@@ -1,0 +1,149 @@
+// Issue 20 #7: one job of every kind the app can start, run end to end by the real quantlens
+// binary on llama-8m with tiny settings, through POST /api/jobs. Before, eval and quantize
+// failed on the `--store` the server appended, and verify could not get its --base.
+#include <gtest/gtest.h>
+#include <httplib.h>
+
+#include <chrono>
+#include <filesystem>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "jobs/store.h"
+#include "server/server.h"
+
+namespace fs = std::filesystem;
+using namespace quantlens;
+using nlohmann::json;
+
+namespace {
+
+std::string shared_dir() {
+    const char* env = std::getenv("QUANTLENS_SHARED");
+    return env && *env ? env : QL_SHARED_DIR;
+}
+
+class JobsEndToEnd : public ::testing::Test {
+  protected:
+    void SetUp() override {
+        dir_ = fs::path(QL_TEST_TMP) / ("server-e2e-" + std::to_string(getpid()));
+        fs::remove_all(dir_);
+        fs::create_directories(dir_);
+        fs::create_directory_symlink(shared_dir(), dir_ / "shared");
+        // verify writes its candidates under the working directory, which children inherit.
+        previous_cwd_ = fs::current_path();
+        fs::current_path(dir_);
+        server::ServerOptions o;
+        o.port = 0;
+        o.store_path = (dir_ / "jobs.sqlite").string();
+        o.model_roots = {dir_.string(), shared_dir()};  // the link resolves into the second
+        o.job_exe = std::string(QL_BINARY_DIR) + "/quantlens";
+        o.event_poll_s = 0.05;
+        server_ = std::make_unique<server::Server>(o);
+        port_ = server_->bind();
+        thread_ = std::thread([this] { server_->run(); });
+        httplib::Client probe("127.0.0.1", port_);
+        for (int i = 0; i < 100 && !probe.Get("/api/health"); ++i)
+            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    }
+    void TearDown() override {
+        server_->stop();
+        thread_.join();
+        fs::current_path(previous_cwd_);
+    }
+
+    httplib::Result post(const json& body) {
+        httplib::Client c("127.0.0.1", port_);
+        c.set_read_timeout(60, 0);
+        return c.Post("/api/jobs", body.dump(), "application/json");
+    }
+    // Starts a job; returns the id of the job it recorded (0 for commands that record none,
+    // which must have exited 0).
+    int64_t start_and_finish(const json& body) {
+        auto r = post(body);
+        EXPECT_TRUE(r);
+        if (!r) return 0;
+        EXPECT_TRUE(r->status == 200 || r->status == 202) << body.dump() << " → " << r->body;
+        const json reply = json::parse(r->body);
+        if (reply.contains("exit_code")) {
+            EXPECT_EQ(reply["exit_code"], 0) << reply.dump();
+            return 0;
+        }
+        EXPECT_TRUE(reply["job"].is_object()) << body.dump() << " → " << r->body;
+        if (!reply["job"].is_object()) return 0;
+        const int64_t id = reply["job"]["id"];
+        httplib::Client c("127.0.0.1", port_);
+        const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
+        std::string state;
+        while (std::chrono::steady_clock::now() < deadline) {
+            auto j = c.Get(("/api/jobs/" + std::to_string(id)).c_str());
+            state = json::parse(j->body)["state"];
+            if (state != "queued" && state != "running") break;
+            std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        }
+        EXPECT_EQ(state, "done") << body.dump();
+        return id;
+    }
+
+    fs::path dir_, previous_cwd_;
+    std::unique_ptr<server::Server> server_;
+    std::thread thread_;
+    int port_ = 0;
+};
+
+}  // namespace
+
+TEST_F(JobsEndToEnd, EveryKindSucceeds) {
+    const std::string model = "shared/models/llama-8m", text = "shared/data/eval.txt";
+    const int64_t calibrate = start_and_finish(
+        {{"kind", "calibrate"},
+         {"model", model},
+         {"options", {{"text", text}, {"ctx", 64}, {"chunks", 1}, {"output", "im.dat"}}}});
+    EXPECT_GT(calibrate, 0);
+    EXPECT_TRUE(fs::exists(dir_ / "im.dat"));
+    const int64_t sweep = start_and_finish({{"kind", "sweep"},
+                                            {"model", model},
+                                            {"options",
+                                             {{"eval", text},
+                                              {"types", "Q8_0,Q4_K"},
+                                              {"granularity", "class"},
+                                              {"tokens", 64},
+                                              {"ctx", 64},
+                                              {"no-uniform", true}}}});
+    ASSERT_GT(sweep, 0);
+    EXPECT_EQ(start_and_finish({{"kind", "plan"}, {"job", sweep}, {"options", {{"knee", true}}}}),
+              0);
+    EXPECT_EQ(start_and_finish({{"kind", "quantize"},
+                                {"model", model},
+                                {"options", {{"preset", "Q8_0"}, {"output", "q8.gguf"}}}}),
+              0);
+    EXPECT_TRUE(fs::exists(dir_ / "q8.gguf"));
+    EXPECT_EQ(start_and_finish({{"kind", "eval"},
+                                {"model", "q8.gguf"},
+                                {"options", {{"text", text}, {"ctx", 64}, {"chunks", 1}}}}),
+              0);
+    EXPECT_EQ(start_and_finish(
+                  {{"kind", "verify"},
+                   {"model", model},
+                   {"job", sweep},
+                   {"options", {{"text", text}, {"presets", "Q8_0"}, {"ctx", 64}, {"chunks", 1}}}}),
+              0);
+    jobs::Store store((dir_ / "jobs.sqlite").string());
+    EXPECT_TRUE(store.get_artifact(sweep, "verify").has_value());  // verify --job stored it
+    EXPECT_FALSE(store.artifact_names(sweep).empty());
+}
+
+// Issue 19: a sweep refused for its options (--gpu with --ggml-numerics; --gpu without CUDA)
+// used to be refused after its job row existed, leaving a failed job in the store.
+TEST_F(JobsEndToEnd, RefusedSweepLeavesNoJob) {
+    auto r = post(
+        {{"kind", "sweep"},
+         {"model", "shared/models/llama-8m"},
+         {"options", {{"eval", "shared/data/eval.txt"}, {"gpu", true}, {"ggml-numerics", true}}}});
+    ASSERT_TRUE(r);
+    EXPECT_EQ(r->status, 422) << r->body;
+    EXPECT_NE(r->body.find("--ggml-numerics"), std::string::npos) << r->body;
+    jobs::Store store((dir_ / "jobs.sqlite").string());
+    EXPECT_TRUE(store.list_jobs().empty());
+}
