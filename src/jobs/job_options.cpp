@@ -90,6 +90,8 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"gptq", V::path, web},
           {"gptq-chunks", V::number, web},
           {"strict", V::flag, web},
+          {"allow-requantize", V::flag, web},
+          {"allow-other-model", V::flag, web},
           {"no-f16", V::flag, web},
           {"summary", V::flag, web},
           {"save-recipe", V::out_path, cli},
