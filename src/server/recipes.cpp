@@ -1,11 +1,10 @@
 #include "server/recipes.h"
 
-#include <fstream>
-
 #include <fmt/format.h>
 
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "core/output_file.h"
 #include "server/safe_path.h"
 
 namespace quantlens::server {
@@ -76,18 +75,12 @@ SavedRecipe save_recipe(const nlohmann::json& body, const fs::path& dir) {
     fs::create_directories(dir, ec);
     QL_CHECK(!ec, "{}: cannot create the recipe directory: {}", dir.string(), ec.message());
     const fs::path path = dir / (name + (format == "json" ? ".json" : ".yaml"));
-    QL_CHECK(body.value("overwrite", false) || !fs::exists(path),
+    const bool overwrite = body.value("overwrite", false);
+    QL_CHECK(overwrite || !fs::exists(path),
              "recipe '{}' already exists ({}); pass \"overwrite\": true to replace it", name,
              path.string());
     const std::string text = format == "json" ? recipe.dump(2) + "\n" : recipe_yaml(recipe);
-    const fs::path tmp = path.string() + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        out << text;
-        out.close();
-        QL_CHECK(out.good(), "{}: write failed (disk full?)", tmp.string());
-    }
-    fs::rename(tmp, path);
+    write_output_file(path.string(), text, overwrite_if(overwrite));
     return {path, recipe["tensors"].size()};
 }
 
