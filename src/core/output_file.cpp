@@ -164,17 +164,23 @@ OutputFile::OutputFile(std::string path, Overwrite overwrite)
     : path_(std::move(path)), overwrite_(overwrite) {
     check_output_path(path_, overwrite_);
     remove_stale_temps(path_);
+    int err = 0;
     for (int attempt = 0; attempt < 16 && fd_ < 0; ++attempt) {
         temp_ = unique_temp_name(path_);
+        // Registered before it exists: a signal right after open() must still find it.
+        slot_ = register_temp(temp_);
         fd_ = ::open(temp_.c_str(), O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0666);
-        if (fd_ < 0 && errno != EEXIST) break;
+        if (fd_ >= 0) break;
+        err = errno;
+        unregister_temp(slot_);
+        slot_ = -1;
+        if (err != EEXIST) break;
     }
     if (fd_ < 0) {
-        const int err = errno;
+        temp_.clear();  // not ours: the destructor must not unlink it
         fail("{}: cannot create a file in {}: {}", path_, folder_of(fs::path(path_)).string(),
              errno_text(err));
     }
-    slot_ = register_temp(temp_);
     buffer_.reserve(1 << 20);
 }
 
