@@ -151,7 +151,13 @@ int remove_stale_temps(const std::string& path) {
 void check_output_path(const std::string& path, Overwrite overwrite) {
     QL_CHECK(!path.empty(), "output path is empty: expected a file name");
     struct stat st = {};
-    if (::lstat(path.c_str(), &st) != 0) return;
+    if (::lstat(path.c_str(), &st) != 0) {
+        const fs::path folder = folder_of(fs::path(path));
+        std::error_code ec;
+        QL_CHECK(fs::is_directory(folder, ec), "{}: folder {} does not exist", path,
+                 folder.string());
+        return;
+    }
     QL_CHECK(overwrite == Overwrite::replace,
              "{}: output exists; refusing to overwrite it (use --force)", path);
     QL_CHECK(!S_ISDIR(st.st_mode), "{}: is a folder; expected a file path for the output", path);

@@ -144,6 +144,9 @@ TEST(OutputFile, AnErrorBeforeCommitRemovesTheTemporary) {
     EXPECT_FALSE(fs::exists(dir / "half.bin"));
     EXPECT_TRUE(temps(dir).empty());
     EXPECT_THROW(OutputFile((dir / "no-such-folder" / "x").string(), Overwrite::refuse), Error);
+    EXPECT_THROW(check_output_path((dir / "no-such-folder" / "x").string(), Overwrite::refuse),
+                 Error);
+    EXPECT_NO_THROW(check_output_path("relative-name-in-cwd", Overwrite::refuse));
 }
 
 TEST(OutputFile, AStaleTemporaryOfADeadProcessIsRemovedAndNamed) {
