@@ -66,7 +66,8 @@ class OutputFile {
 void write_output_file(const std::string& path, std::string_view bytes, Overwrite overwrite);
 
 // The checks OutputFile makes when created, without creating anything: lets a command refuse
-// an existing output before hours of work rather than after.
+// an existing output, or one in a folder that does not exist, before hours of work rather
+// than after.
 void check_output_path(const std::string& path, Overwrite overwrite);
 
 // A name in PATH's folder that no other writer uses (`.NAME.qltmp.PID.RANDOM`), for outputs
