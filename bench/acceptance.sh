@@ -32,20 +32,21 @@ log "3. plans"
 RECIPES=()
 for size in 4484000 5373408 6176000; do
   for metric in kld proxy; do
-    "$BIN" plan $JOB --target-size $size --metric $metric --name "$metric-$size" \
+    # --force: each size rewrites the metric's frontier, and a rerun reuses OUT_DIR.
+    "$BIN" plan $JOB --target-size $size --metric $metric --name "$metric-$size" --force \
       -o "$OUT/$metric-$size.json" --frontier "$OUT/frontier-$metric.json" >> "$OUT/plans.txt"
     RECIPES+=(--recipe "$OUT/$metric-$size.json")
   done
 done
-"$BIN" plan $JOB --knee -o "$OUT/knee.json" --name knee >> "$OUT/plans.txt"
+"$BIN" plan $JOB --knee --force -o "$OUT/knee.json" --name knee >> "$OUT/plans.txt"
 RECIPES+=(--recipe "$OUT/knee.json")
 log "4. verify (100 chunks)"
 { T "$BIN" -q verify --base $M --text "$DATA/eval.txt" --imatrix "$IM" "${RECIPES[@]}" \
     ${GPTQ_TEXT:+--gptq "$GPTQ_TEXT"} \
     --presets Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K,IQ4_XS --out-dir "$OUT/files" \
-    --json "$OUT/verify.json" --job $JOB > "$OUT/verify.txt"; } 2>> "$OUT/log.txt"
+    --force --json "$OUT/verify.json" --job $JOB > "$OUT/verify.txt"; } 2>> "$OUT/log.txt"
 cat "$OUT/verify.txt"
 log "5. report"
-"$BIN" report $JOB -o "$OUT/report.html" >> "$OUT/log.txt" 2>&1 || true
+"$BIN" report $JOB --force -o "$OUT/report.html" >> "$OUT/log.txt" 2>&1 || true
 cat "$OUT/log.txt"
 cp "$QUANTLENS_STORE" "$OUT/store.sqlite" 2>/dev/null || true

@@ -72,7 +72,8 @@ EvalResult evaluate(const Engine& engine, const EvalTokens& chunks, const EvalOp
     if (!save_logits.empty()) {
         LogitsHeader h{static_cast<uint32_t>(n_ctx), static_cast<uint32_t>(V),
                        static_cast<uint32_t>(chunks.n_chunks), static_cast<uint32_t>(first)};
-        writer = std::make_unique<LogitsWriter>(save_logits, h, chunks.tokens);
+        writer = std::make_unique<LogitsWriter>(save_logits, h, chunks.tokens,
+                                                options.save_logits_overwrite);
     }
 
     if (!options.progress) Progress::set_enabled(false);

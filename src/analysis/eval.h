@@ -27,6 +27,7 @@ struct EvalOptions {
     int64_t max_chunks = 0;  // 0 = every full chunk
     int64_t batch = 4;       // sequences per forward pass
     bool progress = true;
+    Overwrite save_logits_overwrite = Overwrite::refuse;  // an existing --save-logits file
 };
 
 // Chunks in evaluation order: n_chunks × n_ctx tokens, BOS first in each.

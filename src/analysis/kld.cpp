@@ -152,16 +152,13 @@ KldStats EvalAccumulator::kld() const {
 // ---- base log-prob file ----------------------------------------------------------------
 
 LogitsWriter::LogitsWriter(const std::string& path, const LogitsHeader& header,
-                           std::span<const int32_t> tokens)
-    : path_(path), tmp_path_(path + ".tmp"), header_(header), codes_(header.n_vocab) {
+                           std::span<const int32_t> tokens, Overwrite overwrite)
+    : header_(header), out_(path, overwrite), codes_(header.n_vocab) {
     QL_ASSERT(tokens.size() == static_cast<size_t>(header.n_ctx) * header.n_chunks);
-    out_.open(tmp_path_, std::ios::binary | std::ios::trunc);
-    QL_CHECK(out_.good(), "{}: cannot open for writing", tmp_path_);
     out_.write(kMagic, 8);
     const uint32_t fields[4] = {header.n_ctx, header.n_vocab, header.n_chunks, header.first};
     out_.write(reinterpret_cast<const char*>(fields), sizeof fields);
-    out_.write(reinterpret_cast<const char*>(tokens.data()),
-               static_cast<std::streamsize>(tokens.size_bytes()));
+    out_.write(tokens.data(), tokens.size_bytes());
 }
 
 void LogitsWriter::add_row(const float* logp) {
@@ -171,18 +168,15 @@ void LogitsWriter::add_row(const float* logp) {
         const double code = std::nearbyint((static_cast<double>(mx) - logp[i]) / kLogpStep);
         codes_[i] = code >= kNoMass ? kNoMass : static_cast<uint16_t>(code);
     }
-    out_.write(reinterpret_cast<const char*>(&mx), sizeof mx);
-    out_.write(reinterpret_cast<const char*>(codes_.data()),
-               static_cast<std::streamsize>(V * sizeof(uint16_t)));
+    out_.write(&mx, sizeof mx);
+    out_.write(codes_.data(), V * sizeof(uint16_t));
     ++rows_;
 }
 
 void LogitsWriter::close() {
     const uint64_t expected = static_cast<uint64_t>(header_.n_chunks) * header_.rows_per_chunk();
     QL_ASSERT(rows_ == expected);
-    out_.close();
-    QL_CHECK(!out_.fail(), "{}: write failed (disk full?)", tmp_path_);
-    std::filesystem::rename(tmp_path_, path_);
+    out_.commit();
 }
 
 LogitsFile::LogitsFile(const std::string& path) : file_(path) {

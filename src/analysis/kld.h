@@ -24,12 +24,12 @@
 #pragma once
 
 #include <cstdint>
-#include <fstream>
 #include <span>
 #include <string>
 #include <vector>
 
 #include "core/mmap_file.h"
+#include "core/output_file.h"
 
 namespace quantlens {
 
@@ -90,16 +90,16 @@ struct LogitsHeader {
 
 class LogitsWriter {
   public:
-    // Writes the header and tokens; rows follow through add_row in order.
+    // Writes the header and tokens; rows follow through add_row in order. The file is an
+    // OutputFile (core/output_file.h): nothing reaches PATH before close().
     LogitsWriter(const std::string& path, const LogitsHeader& header,
-                 std::span<const int32_t> tokens);
+                 std::span<const int32_t> tokens, Overwrite overwrite = Overwrite::refuse);
     void add_row(const float* logp);  // log-probs[n_vocab]
     void close();                     // checks that every row was written; renames into place
 
   private:
-    std::string path_, tmp_path_;
     LogitsHeader header_;
-    std::ofstream out_;
+    OutputFile out_;
     uint64_t rows_ = 0;
     std::vector<uint16_t> codes_;
 };

@@ -18,6 +18,7 @@
 #include "analysis/presets.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "core/output_file.h"
 #include "core/progress.h"
 #include "formats/gguf.h"
 #include "quant/quant.h"
@@ -216,8 +217,7 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
                               const QuantizeOptions& options) {
     const std::string& path = options.output_path;
     QL_CHECK(!path.empty(), "quantize: no output path given");
-    QL_CHECK(options.force || !fs::exists(path),
-             "{}: output exists; refusing to overwrite it (use --force)", path);
+    check_output_path(path, overwrite_if(options.force));
     const fs::path parent = fs::path(path).parent_path();
     QL_CHECK(parent.empty() || fs::is_directory(parent), "{}: directory {} does not exist", path,
              parent.string());
@@ -264,7 +264,7 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
                               if (progress) progress->advance(src.n_elements());
                           });
     }
-    writer.write(path);
+    writer.write(path, overwrite_if(options.force));
     if (progress) progress->finish();
     result.file_bytes = fs::file_size(path);
     result.bpw = result.n_params > 0 ? 8.0 * static_cast<double>(result.file_bytes) /

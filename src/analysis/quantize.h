@@ -18,8 +18,10 @@
 //  - Bad input is an Error before any work: recipe tensors the model lacks (all named),
 //    types we cannot write, quantized types on tensors llama.cpp keeps in float, types that
 //    need an imatrix without one, an existing output without options.force.
-//  - The file is written to OUT.tmp and renamed; on a write error (disk full) or a failure
-//    while quantizing a tensor, neither the temporary nor a partial output is left.
+//  - The file is written through OutputFile (core/output_file.h): on a write error (disk
+//    full), a failure while quantizing a tensor or SIGINT/SIGTERM, neither the temporary nor
+//    a partial output is left; without options.force an output that appears meanwhile is
+//    not replaced.
 //  - Memory: tensors are quantized one at a time while the file is written (GgufWriter
 //    producers), so beyond the source model the peak is one source tensor in F32 plus its
 //    output bytes, not the output file.

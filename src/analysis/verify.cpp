@@ -15,6 +15,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
+#include "core/output_file.h"
 #include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
@@ -97,7 +98,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
                 const QuantizeResult qr = quantize_model(*base_model, recipe, qo);
                 for (const auto& f : qr.fallbacks)
                     fmt::print(stderr, "verify: {}: {}\n", c.name, f);
-                std::ofstream(key_path) << key;
+                write_output_file(key_path, key, Overwrite::replace);
             }
         }
         rows.push_back(row);
@@ -111,6 +112,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
     EvalOptions ev;
     ev.n_ctx = o.ctx;
     ev.max_chunks = o.chunks;
+    ev.save_logits_overwrite = Overwrite::replace;  // out_dir is verify's own working folder
     const EvalTokens chunks = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, ev);
     const std::string base_logits = (fs::path(o.out_dir) / "base.qllogp").string();
     VerifyReport report;

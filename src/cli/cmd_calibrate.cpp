@@ -16,6 +16,7 @@
 #include "core/hash.h"
 #include "core/mmap_file.h"
 #include "core/utf8.h"
+#include "core/output_file.h"
 #include "engine/engine.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
@@ -27,13 +28,14 @@ namespace {
 struct CalibrateCliOptions {
     std::string model, text, output, store;
     int64_t ctx = 512, chunks = 0, batch = 4;
-    bool as_f16 = false, ggml_numerics = false, json = false;
+    bool as_f16 = false, ggml_numerics = false, json = false, force = false;
 
     nlohmann::json to_json() const {
         return {{"model", model},   {"text", text},
                 {"output", output}, {"ctx", ctx},
                 {"chunks", chunks}, {"batch", batch},
-                {"as_f16", as_f16}, {"ggml_numerics", ggml_numerics}};
+                {"as_f16", as_f16}, {"ggml_numerics", ggml_numerics},
+                {"force", force}};
     }
     static CalibrateCliOptions from_json(const nlohmann::json& j) {
         CalibrateCliOptions o;
@@ -45,6 +47,7 @@ struct CalibrateCliOptions {
         o.batch = j.value("batch", int64_t{4});
         o.as_f16 = j.value("as_f16", false);
         o.ggml_numerics = j.value("ggml_numerics", false);
+        o.force = j.value("force", false);
         return o;
     }
 };
@@ -82,7 +85,11 @@ CalibrationResult calibrate_once(const CalibrateCliOptions& o, const CalibrateOb
     co.batch = o.batch;
     CalibrationResult r = calibrate_text(engine, o.text, co, observer);
     QL_CHECK(!r.imatrix.empty(), "{}: the model has no blk.* linear layers to calibrate", o.model);
-    if (!o.output.empty()) write_imatrix(o.output, r.imatrix, imatrix_write_info(r));
+    if (!o.output.empty()) {
+        ImatrixWriteInfo info = imatrix_write_info(r);
+        info.overwrite = overwrite_if(o.force);
+        write_imatrix(o.output, r.imatrix, info);
+    }
     if (with_weights) r.weights = weight_histograms(engine);
     return r;
 }
@@ -109,6 +116,7 @@ bool run_calibrate_job(jobs::Store& store, int64_t id, CalibrationResult* out) {
 int run_calibrate(const CalibrateCliOptions& o, const std::string& command_line) {
     QL_CHECK(!o.output.empty() || !o.store.empty(),
              "calibrate: give -o OUT (.dat or .gguf imatrix) and/or --store");
+    if (!o.output.empty()) check_output_path(o.output, overwrite_if(o.force));
     CalibrationResult r;
     if (o.store.empty()) {
         r = calibrate_once(o, {}, o.json);
@@ -157,6 +165,7 @@ QL_COMMAND(calibrate, "Importance matrix (llama.cpp imatrix) and activation stat
     cmd.add_option("--ctx", o->ctx, "Chunk length in tokens")->capture_default_str();
     cmd.add_option("--chunks", o->chunks, "Number of chunks (default: all)");
     cmd.add_option("-o,--output", o->output, "imatrix to write: .gguf (GGUF) or legacy .dat");
+    cmd.add_flag("--force,-f", o->force, "Overwrite an existing -o file");
     cmd.add_option("--batch", o->batch, "Chunks per forward pass")->capture_default_str();
     cmd.add_option("--store", o->store, "Job store: record a calibrate job with its statistics");
     cmd.add_flag("--as-f16", o->as_f16,

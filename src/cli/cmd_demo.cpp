@@ -5,7 +5,6 @@
 // Everything lands in ./quantlens-demo/ and the sweep is a job in the default store, so
 // `quantlens serve` shows it too.
 #include <filesystem>
-#include <fstream>
 
 #include <fmt/format.h>
 
@@ -16,6 +15,7 @@
 #include "analysis/weight_error_sweep.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/progress.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
@@ -41,9 +41,16 @@ void step(int n, const std::string& what) {
     fmt::print("\n[{}/7] {}\n", n, what);
 }
 
-int run_demo(const std::string& out_dir, int64_t tokens) {
+int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
     const std::string model_path = find_demo_file("examples/models/llama-8m");
     const std::string text = find_demo_file("examples/data/eval-sample.txt");
+    // The files of an earlier demo are refused up front (a rerun needs --force), not after
+    // minutes of sweeping. verify's candidates in the folder are its reusable working files.
+    const Overwrite ow = overwrite_if(force);
+    const std::string recipe_path = (fs::path(out_dir) / "recipe.json").string();
+    const std::string report_path = (fs::path(out_dir) / "report.html").string();
+    const std::string gguf_path = (fs::path(out_dir) / "plan.gguf").string();
+    for (const auto& p : {recipe_path, report_path, gguf_path}) check_output_path(p, ow);
     fs::create_directories(out_dir);
 
     step(1, "inspect");
@@ -87,16 +94,15 @@ int run_demo(const std::string& out_dir, int64_t tokens) {
     pr.job_id = job;
     pr.target_bytes = 5373408;
     const PlanOutcome plan = plan_from_job(store, pr);
-    const std::string recipe_path = (fs::path(out_dir) / "recipe.json").string();
-    save_recipe(plan.recipe, recipe_path);
+    save_recipe(plan.recipe, recipe_path, ow);
     fmt::print("recipe {}: {:.3f} MB, {:.3f} bpw, predicted KLD {:.5f}\n", recipe_path,
                plan.recipe.predicted_size_bytes / 1e6, plan.recipe.predicted_bpw,
                plan.recipe.predicted_kld);
 
     step(5, "quantize the recipe into a GGUF (bit-exact ggml quantizers)");
     QuantizeOptions qo;
-    qo.output_path = (fs::path(out_dir) / "plan.gguf").string();  // verify reuses it
-    qo.force = true;
+    qo.output_path = gguf_path;  // verify reuses it
+    qo.force = force;
     const QuantizeResult qr = quantize_model(*model, plan.recipe, qo);
     fmt::print("{}: {} bytes, {:.3f} bpw\n", qr.path, qr.file_bytes, qr.bpw);
 
@@ -126,12 +132,8 @@ int run_demo(const std::string& out_dir, int64_t tokens) {
     store.put_artifact(job, {"plan:demo", true, plan_art.dump()});
 
     step(7, "report");
-    const std::string report_path = (fs::path(out_dir) / "report.html").string();
-    {
-        std::ofstream out(report_path, std::ios::binary);
-        out << report::render_report_html(report::build_report_data(store, job));
-        QL_CHECK(out.good(), "{}: cannot write the report", report_path);
-    }
+    write_output_file(report_path,
+                      report::render_report_html(report::build_report_data(store, job)), ow);
     fmt::print(
         "report: {}\n  open it in a browser (it works offline), or run `quantlens serve` and "
         "visit http://127.0.0.1:8080 to browse job {}\n",
@@ -148,5 +150,7 @@ QL_COMMAND(demo, "Run the whole pipeline on the bundled llama-8m model") {
     cmd.add_option("-o,--out-dir", *out, "Where the recipe, GGUF files and report go")
         ->capture_default_str();
     cmd.add_option("--tokens", *tokens, "Evaluation tokens of the sweep")->capture_default_str();
-    return [out, tokens] { return quantlens::cli::run_demo(*out, *tokens); };
+    auto force = std::make_shared<bool>(false);
+    cmd.add_flag("--force,-f", *force, "Overwrite the files of an earlier demo");
+    return [out, tokens, force] { return quantlens::cli::run_demo(*out, *tokens, *force); };
 }

@@ -15,6 +15,7 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "core/output_file.h"
 #include "core/parallel.h"
 #include "core/utf8.h"
 #include "engine/engine.h"
@@ -27,7 +28,7 @@ namespace {
 struct EvalCliOptions {
     std::string model, text, base, save_logits;
     int64_t ctx = 512, chunks = 0, batch = 4;
-    bool json = false, as_f16 = false, ggml_numerics = false;
+    bool json = false, as_f16 = false, ggml_numerics = false, force = false;
 };
 
 bool is_logits_file(const std::string& path) {
@@ -100,6 +101,8 @@ int run_eval(const EvalCliOptions& o) {
     const std::unique_ptr<Model> model = Model::open(o.model);
     const Tokenizer tokenizer = Tokenizer::load(*model);
     EvalOptions eo;
+    eo.save_logits_overwrite = overwrite_if(o.force);
+    if (!o.save_logits.empty()) check_output_path(o.save_logits, eo.save_logits_overwrite);
     eo.n_ctx = o.ctx;
     eo.max_chunks = o.chunks;
     eo.batch = o.batch;
@@ -142,6 +145,7 @@ QL_COMMAND(eval, "Perplexity and KL divergence (llama-perplexity conventions)") 
                    "Base for KL divergence: a model, or a log-prob file from --save-logits");
     cmd.add_option("--save-logits", o->save_logits,
                    "Write this model's log-probs at the scored positions (a base for later runs)");
+    cmd.add_flag("--force,-f", o->force, "Overwrite an existing --save-logits file");
     cmd.add_option("--batch", o->batch, "Chunks per forward pass")->capture_default_str();
     cmd.add_flag("--as-f16", o->as_f16,
                  "Round Hugging Face weights to F16 first (as an F16 GGUF conversion does)");

@@ -3,13 +3,13 @@
 // llama.cpp and GPTQModel, and stored in the job for the report.
 #include <fmt/format.h>
 
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 
 #include "analysis/plan_job.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "jobs/store.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -22,16 +22,9 @@ struct PlanArgs {
     std::string target_size, types, min_type, max_type, metric = "kld", store, output, name;
     std::string export_llama, export_gptq, frontier_out;
     double target_bpw = 0;
-    bool knee = false, json = false;
+    bool knee = false, json = false, force = false;
     std::vector<std::string> pins;
 };
-
-void write_file(const std::string& path, const std::string& text) {
-    std::ofstream out(path, std::ios::binary | std::ios::trunc);
-    QL_CHECK(out.good(), "{}: cannot write", path);
-    out << text;
-    QL_CHECK(out.good(), "{}: write failed", path);
-}
 
 int run_plan(const PlanArgs& a) {
     PlanRequest req;
@@ -56,6 +49,13 @@ int run_plan(const PlanArgs& a) {
         QL_CHECK(eq != std::string::npos && eq > 0, "--pin '{}': expected REGEX=TYPE", p);
         req.pins.push_back({p.substr(0, eq), one_type(p.substr(eq + 1))});
     }
+    // Every output is checked before the plan is computed and stored, so a refusal changes
+    // nothing.
+    const Overwrite ow = overwrite_if(a.force);
+    for (const std::string& p : {a.output, a.export_gptq, a.frontier_out,
+                                 a.export_llama.empty() ? "" : a.export_llama + ".tensor-types.txt",
+                                 a.export_llama.empty() ? "" : a.export_llama + ".sh"})
+        if (!p.empty()) check_output_path(p, ow);
     jobs::Store store(jobs::resolve_store_path(a.store));
     const PlanOutcome out = plan_from_job(store, req);
     const Recipe& r = out.recipe;
@@ -80,24 +80,27 @@ int run_plan(const PlanArgs& a) {
                           {"frontier", frontier}};
     store.put_artifact(a.job, {"plan:" + name, true, art.dump()});
 
-    if (!a.output.empty()) save_recipe(r, a.output);
+    if (!a.output.empty()) save_recipe(r, a.output, ow);
     const GgmlType base = r.dominant_type();
     if (!a.export_llama.empty()) {
-        write_file(a.export_llama + ".tensor-types.txt", llama_cpp_tensor_type_file(r, base));
-        write_file(a.export_llama + ".sh",
-                   "#!/bin/sh\n# Relies on anchored, one-per-tensor patterns: first-match and "
-                   "last-match llama-quantize versions agree.\n" +
-                       llama_cpp_quantize_command(r, "model-F16.gguf", "model-mixed.gguf",
-                                                  a.export_llama + ".tensor-types.txt", "") +
-                       "\n");
+        write_output_file(a.export_llama + ".tensor-types.txt", llama_cpp_tensor_type_file(r, base),
+                          ow);
+        write_output_file(
+            a.export_llama + ".sh",
+            "#!/bin/sh\n# Relies on anchored, one-per-tensor patterns: first-match and "
+            "last-match llama-quantize versions agree.\n" +
+                llama_cpp_quantize_command(r, "model-F16.gguf", "model-mixed.gguf",
+                                           a.export_llama + ".tensor-types.txt", "") +
+                "\n",
+            ow);
     }
     if (!a.export_gptq.empty()) {
         auto model = Model::open(r.model);
         std::map<std::string, std::string> hf;
         for (const auto& t : model->tensors()) hf[t.name] = t.hf_name;
-        write_file(a.export_gptq, gptq_dynamic_config(r, hf));
+        write_output_file(a.export_gptq, gptq_dynamic_config(r, hf), ow);
     }
-    if (!a.frontier_out.empty()) write_file(a.frontier_out, frontier.dump(1));
+    if (!a.frontier_out.empty()) write_output_file(a.frontier_out, frontier.dump(1), ow);
 
     if (a.json) {
         fmt::print("{}\n", art.dump(1));
@@ -149,6 +152,7 @@ QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optim
                    "PREFIX: write PREFIX.tensor-types.txt and PREFIX.sh");
     cmd.add_option("--export-gptq", a->export_gptq, "GPTQModel dynamic config JSON");
     cmd.add_option("--frontier", a->frontier_out, "Write the Pareto frontier as JSON");
+    cmd.add_flag("--force,-f", a->force, "Overwrite existing output files");
     cmd.add_option("--name", a->name, "Name of the plan in the job store");
     cmd.add_option("--store", a->store, "Job store");
     cmd.add_flag("--json", a->json, "Print the plan as JSON");

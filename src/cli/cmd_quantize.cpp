@@ -13,6 +13,7 @@
 #include "analysis/quantize.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
@@ -69,6 +70,8 @@ void print_json(const QuantizeResult& r) {
 int run_quantize(const QuantizeCliOptions& o) {
     QL_CHECK(o.recipe.empty() != o.preset.empty(),
              "quantize: give exactly one of --recipe or --preset");
+    check_output_path(o.output, overwrite_if(o.force));
+    if (!o.save_recipe.empty()) check_output_path(o.save_recipe, overwrite_if(o.force));
     auto model = Model::open(o.model);
     std::unique_ptr<Imatrix> imatrix;
     if (!o.imatrix.empty())
@@ -77,7 +80,7 @@ int run_quantize(const QuantizeCliOptions& o) {
     Recipe recipe = o.preset.empty() ? load_recipe(o.recipe)
                                      : preset_recipe(o.preset, *model, imatrix != nullptr);
     if (!o.save_recipe.empty()) {
-        save_recipe(recipe, o.save_recipe);
+        save_recipe(recipe, o.save_recipe, overwrite_if(o.force));
         fmt::print(stderr, "recipe written to {}\n", o.save_recipe);
     }
 

@@ -1,13 +1,13 @@
-// `quantlens report JOB [-o report.html] [--store S] [--json]`: the self-contained HTML report
-// of a job (or, with --json, the report-data document the page draws).
+// `quantlens report JOB [-o report.html] [--force] [--store S] [--json]`: the self-contained HTML
+// report of a job (or, with --json, the report-data document the page draws).
 #include <filesystem>
-#include <fstream>
 #include <memory>
 
 #include <fmt/format.h>
 
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "jobs/store.h"
 #include "report/report_data.h"
 #include "report/report_html.h"
@@ -20,6 +20,7 @@ struct ReportOptions {
     std::string output;
     std::string store;
     bool json = false;
+    bool force = false;
 };
 
 int run_report(const ReportOptions& opts) {
@@ -28,16 +29,9 @@ int run_report(const ReportOptions& opts) {
     const std::string output =
         opts.output.empty() ? fmt::format("report-job{}.{}", opts.job, opts.json ? "json" : "html")
                             : opts.output;
+    check_output_path(output, overwrite_if(opts.force));
     const std::string text = opts.json ? data.dump(1) : report::render_report_html(data);
-    const std::filesystem::path tmp = output + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        QL_CHECK(out.good(), "{}: cannot open for writing", output);
-        out.write(text.data(), static_cast<std::streamsize>(text.size()));
-        out.close();
-        QL_CHECK(out.good(), "{}: write failed (disk full?)", output);
-    }
-    std::filesystem::rename(tmp, output);
+    write_output_file(output, text, overwrite_if(opts.force));
     fmt::print("wrote {} ({:.1f} MB): job {}, {} units × {} types, {} cells\n", output,
                static_cast<double>(text.size()) / 1e6, opts.job, data["units"].size(),
                data["types"].size(), data["cells"].size());
@@ -56,5 +50,6 @@ QL_COMMAND(report, "Write a job's self-contained interactive HTML report") {
     cmd.add_option("-o,--output", opts->output, "Output file (default report-job<ID>.html)");
     cmd.add_option("--store", opts->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
     cmd.add_flag("--json", opts->json, "Write the report-data JSON instead of HTML");
+    cmd.add_flag("--force,-f", opts->force, "Overwrite an existing output");
     return [opts] { return quantlens::cli::run_report(*opts); };
 }

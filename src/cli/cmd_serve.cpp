@@ -74,6 +74,9 @@ QL_COMMAND(serve, "Local web app: jobs, models, reports and the recipe editor") 
                    "Extra directory the app may browse (repeatable)");
     cmd.add_option("--recipes-dir", opts->server.recipes_dir, "Where saved recipes go")
         ->capture_default_str();
+    cmd.add_option("--output-dir", opts->server.output_dir,
+                   "The only folder jobs started from the app write into (default "
+                   "<store>.outputs)");
     cmd.add_option("--job-exe", opts->server.job_exe, "Executable that runs started jobs (tests)")
         ->group("");  // hidden
     return [opts] { return quantlens::cli::run_serve(*opts); };

@@ -11,6 +11,7 @@
 #include "cli/command.h"
 #include "cli/sweep_mpi.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
 #include "quant/quant.h"
@@ -27,7 +28,7 @@ struct SweepArgs {
     double budget = 0;
     bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false,
          ggml_numerics = false;
-    bool placement = false, granularity_given = false;
+    bool placement = false, granularity_given = false, force = false;
     std::string base, placement_n;  // "" when not given
     int64_t job = 0;
     std::string shard;  // "i/n": measure every n-th item (analysis/sweep_shard.h)
@@ -98,6 +99,8 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
              "sweep: --shard and --mpi are alternatives (--mpi schedules the items itself)");
     QL_CHECK(a.shard.empty() || a.job == 0,
              "sweep: --shard belongs to a new job; a shard job resumes with --job alone");
+    if (!a.json_out.empty() && a.json_out != "-")
+        check_output_path(a.json_out, overwrite_if(a.force));
     jobs::Store store(jobs::resolve_store_path(a.store));
     int64_t id = a.job;
     if (id == 0) {
@@ -143,13 +146,13 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         for (const auto& m : store.measurements(id))
             rows.push_back(
                 {{"unit", m.unit}, {"type", m.type}, {"metric", m.metric}, {"value", m.value}});
-        std::FILE* f = a.json_out == "-" ? stdout : std::fopen(a.json_out.c_str(), "w");
-        QL_CHECK(f != nullptr, "{}: cannot write", a.json_out);
         nlohmann::json doc = {{"job", id}, {"measurements", rows}};
         if (placement) doc["placement"] = placement_json(store, id);
         const std::string text = doc.dump(1);
-        std::fwrite(text.data(), 1, text.size(), f);
-        if (f != stdout) std::fclose(f);
+        if (a.json_out == "-")
+            std::fwrite(text.data(), 1, text.size(), stdout);
+        else
+            write_output_file(a.json_out, text, overwrite_if(a.force));
     }
     if (shard) {
         fmt::print(
@@ -233,5 +236,6 @@ QL_COMMAND(
     cmd.add_option("--store", a->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
     cmd.add_option("--json", a->json_out,
                    "Write all measurements as JSON to this file ('-' = stdout)");
+    cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
     return [a] { return quantlens::cli::run_sweep_command(*a, quantlens::cli::invocation_line()); };
 }

@@ -4,7 +4,6 @@
 #include <fmt/format.h>
 
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <sstream>
@@ -12,6 +11,7 @@
 #include "analysis/verify.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "jobs/store.h"
 
 namespace quantlens::cli {
@@ -24,9 +24,11 @@ struct VerifyArgs {
     int64_t job = 0;
     VerifyOptions opt;
     bool no_ggml_numerics = false;
+    bool force = false;
 };
 
 int run_verify_command(VerifyArgs& a) {
+    if (!a.json_out.empty()) check_output_path(a.json_out, overwrite_if(a.force));
     QL_CHECK(!a.opt.base_model.empty() && !a.opt.text.empty(),
              "verify: --base MODEL and --text FILE are required");
     a.opt.ggml_numerics = !a.no_ggml_numerics;
@@ -45,9 +47,7 @@ int run_verify_command(VerifyArgs& a) {
     fmt::print("{}", verify_table(rep));
     const nlohmann::json j = verify_json(rep);
     if (!a.json_out.empty()) {
-        std::ofstream out(a.json_out);
-        QL_CHECK(out.good(), "{}: cannot write", a.json_out);
-        out << j.dump(1) << "\n";
+        write_output_file(a.json_out, j.dump(1) + "\n", overwrite_if(a.force));
     }
     if (a.job > 0) {
         jobs::Store store(jobs::resolve_store_path(a.store));
@@ -84,6 +84,7 @@ QL_COMMAND(verify,
     cmd.add_flag("--no-ggml-numerics", a->no_ggml_numerics,
                  "Pure f32 compute instead of llama.cpp's CPU arithmetic");
     cmd.add_option("--json", a->json_out, "Write the table as JSON");
+    cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
     cmd.add_option("--job", a->job, "Store the table in this sweep job (for the report)");
     cmd.add_option("--store", a->store, "Job store");
     return [a] { return quantlens::cli::run_verify_command(*a); };

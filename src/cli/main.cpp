@@ -10,6 +10,7 @@
 #include "cli/command.h"
 #include "core/allocator.h"
 #include "core/error.h"
+#include "core/output_file.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "jobs/job_options.h"
@@ -84,6 +85,8 @@ int main(int argc, char** argv) {
     using namespace quantlens;
     keep_large_buffers_in_heap();
     cli::set_invocation(argc, argv);
+    // Ctrl-C or a kill while a file is being written leaves no temporary behind.
+    install_output_signal_cleanup();
     CLI::App app{
         "quantlens: which tensors break under which quantization type, and the best "
         "mixed-precision recipe for a size budget"};

@@ -14,6 +14,7 @@
 #include <set>
 
 #include "core/error.h"
+#include "core/output_file.h"
 
 namespace quantlens {
 
@@ -653,31 +654,12 @@ std::vector<uint8_t> GgufWriter::serialize() const {
     return buf;
 }
 
-void GgufWriter::write(const std::string& path) const {
-    const std::string tmp = path + ".tmp";
-    try {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        QL_CHECK(f.good(), "{}: cannot open for writing", tmp);
-        // Checked on every write so a full disk stops the run before the next tensor is
-        // produced rather than after the whole model has been quantized.
-        emit(
-            [&](const void* p, size_t n) {
-                f.write(static_cast<const char*>(p), static_cast<std::streamsize>(n));
-                QL_CHECK(f.good(), "{}: write failed (disk full?)", tmp);
-            },
-            path);
-        f.flush();
-        QL_CHECK(f.good(), "{}: write failed (disk full?)", tmp);
-    } catch (...) {
-        std::remove(tmp.c_str());
-        throw;
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::remove(tmp.c_str());
-        fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
-    }
+void GgufWriter::write(const std::string& path, Overwrite overwrite) const {
+    OutputFile f(path, overwrite);
+    // Each piece goes to the file as it is produced, so a full disk stops the run before the
+    // next tensor is quantized rather than after the whole model.
+    emit([&](const void* p, size_t n) { f.write(p, n); }, path);
+    f.commit();
 }
 
 }  // namespace quantlens

@@ -31,6 +31,7 @@
 
 #include "core/ggml_type.h"
 #include "core/mmap_file.h"
+#include "core/output_file.h"
 
 namespace quantlens {
 
@@ -129,8 +130,9 @@ class GgufFile {
 // come either from a span (copied at write time; it must stay valid until write()) or from
 // a producer called at write time, so a writer of a whole model holds one tensor at a time.
 // Offsets come from the declared sizes, so the header is written before any data exists.
-// write() goes to PATH.tmp and renames: an error, including one thrown by a producer,
-// leaves neither PATH.tmp nor a partial PATH.
+// write() goes through OutputFile (core/output_file.h): an error, including one thrown by a
+// producer, leaves neither a temporary nor a partial PATH; an existing PATH is refused
+// unless `overwrite` is Overwrite::replace.
 class GgufWriter {
   public:
     // Fills `out` (given empty, its capacity reused from the previous tensor) with exactly
@@ -146,7 +148,7 @@ class GgufWriter {
                     Producer produce);
     // Copies all KVs and tensors of `src` (for round trips and edits).
     void copy_from(const GgufFile& src);
-    void write(const std::string& path) const;
+    void write(const std::string& path, Overwrite overwrite = Overwrite::refuse) const;
     std::vector<uint8_t> serialize() const;  // the whole file in memory (small files, tests)
 
   private:

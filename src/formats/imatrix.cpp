@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "core/output_file.h"
 #include "formats/gguf.h"
 
 namespace quantlens {
@@ -189,27 +190,6 @@ void put_i32(std::vector<uint8_t>& b, int64_t v, const std::string& path, const 
     b.insert(b.end(), p, p + 4);
 }
 
-void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream f(tmp, std::ios::binary | std::ios::trunc);
-        QL_CHECK(f.good(), "{}: cannot open for writing", tmp);
-        f.write(reinterpret_cast<const char*>(bytes.data()),
-                static_cast<std::streamsize>(bytes.size()));
-        f.flush();
-        if (!f.good()) {
-            std::remove(tmp.c_str());
-            fail("{}: write failed (disk full?)", tmp);
-        }
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::remove(tmp.c_str());
-        fail("{}: cannot rename {} into place: {}", path, tmp, ec.message());
-    }
-}
-
 }  // namespace
 
 void write_imatrix_legacy(const std::string& path, const std::vector<ImatrixEntry>& entries,
@@ -243,7 +223,7 @@ void write_imatrix_legacy(const std::string& path, const std::vector<ImatrixEntr
     const std::string dataset = info.datasets.empty() ? std::string() : info.datasets.back();
     put_i32(b, static_cast<int64_t>(dataset.size()), path, "dataset name length");
     b.insert(b.end(), dataset.begin(), dataset.end());
-    write_bytes(path, b);
+    write_output_file(path, {reinterpret_cast<const char*>(b.data()), b.size()}, info.overwrite);
 }
 
 void write_imatrix_gguf(const std::string& path, const std::vector<ImatrixEntry>& entries,
@@ -283,7 +263,7 @@ void write_imatrix_gguf(const std::string& path, const std::vector<ImatrixEntry>
         w.add_tensor(e->name + ".counts", {1, n_mat}, GgmlType::F32,
                      {reinterpret_cast<const uint8_t*>(c.data()), c.size() * 4});
     }
-    w.write(path);
+    w.write(path, info.overwrite);
 }
 
 void write_imatrix(const std::string& path, const std::vector<ImatrixEntry>& entries,

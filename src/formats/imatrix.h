@@ -23,6 +23,8 @@
 #include <string>
 #include <vector>
 
+#include "core/output_file.h"
+
 namespace quantlens {
 
 struct ImatrixEntry {
@@ -62,13 +64,14 @@ class Imatrix {
 // matrix (n_mat of them, or one shared by all matrices), as GGUF stores them; an Imatrix
 // loaded from a legacy file holds call counts instead (multiply by chunk_size first).
 struct ImatrixWriteInfo {
-    int64_t chunk_size = 512;           // tokens per chunk (llama.cpp: n_ctx / n_parallel)
-    int64_t chunk_count = 0;            // chunks processed
-    std::vector<std::string> datasets;  // calibration text names (legacy keeps the last)
+    int64_t chunk_size = 512;                 // tokens per chunk (llama.cpp: n_ctx / n_parallel)
+    int64_t chunk_count = 0;                  // chunks processed
+    std::vector<std::string> datasets;        // calibration text names (legacy keeps the last)
+    Overwrite overwrite = Overwrite::refuse;  // an existing file: refused unless replace
 };
 
 // Throw Error naming the path (and the entry) when an entry is inconsistent or the file
-// cannot be written. Both write to PATH.tmp and rename.
+// cannot be written. Both write through OutputFile (core/output_file.h).
 void write_imatrix_legacy(const std::string& path, const std::vector<ImatrixEntry>& entries,
                           const ImatrixWriteInfo& info);
 void write_imatrix_gguf(const std::string& path, const std::vector<ImatrixEntry>& entries,

@@ -331,21 +331,10 @@ Recipe load_recipe(const std::string& path) {
     return parse_recipe(read_text_file(path), path);
 }
 
-void save_recipe(const Recipe& recipe, const std::string& path) {
+void save_recipe(const Recipe& recipe, const std::string& path, Overwrite overwrite) {
     const std::string ext = std::filesystem::path(path).extension().string();
     const bool yaml = ext == ".yaml" || ext == ".yml";
-    const std::string tmp = path + ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        QL_CHECK(out.good(), "{}: cannot write recipe", path);
-        out << (yaml ? recipe_to_yaml(recipe) : recipe_to_json(recipe));
-        out.flush();
-        if (!out.good()) {
-            std::filesystem::remove(tmp);
-            fail("{}: write failed (disk full?)", path);
-        }
-    }
-    std::filesystem::rename(tmp, path);
+    write_output_file(path, yaml ? recipe_to_yaml(recipe) : recipe_to_json(recipe), overwrite);
 }
 
 std::string anchored_pattern(const std::string& tensor_name) {

@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "core/ggml_type.h"
+#include "core/output_file.h"
 
 namespace quantlens {
 
@@ -55,7 +56,9 @@ std::string recipe_to_yaml(const Recipe& recipe);
 // keys, wrong value types and text beyond the bounds above are Errors.
 Recipe parse_recipe(const std::string& text, const std::string& path);
 Recipe load_recipe(const std::string& path);
-void save_recipe(const Recipe& recipe, const std::string& path);  // .json or .yaml/.yml
+// .json or .yaml/.yml, through OutputFile: an existing file is refused unless replace.
+void save_recipe(const Recipe& recipe, const std::string& path,
+                 Overwrite overwrite = Overwrite::refuse);
 
 // "^blk\.12\.ffn_down\.weight$": every regex metacharacter escaped, anchored both ends.
 std::string anchored_pattern(const std::string& tensor_name);

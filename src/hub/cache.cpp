@@ -10,19 +10,12 @@
 #include <system_error>
 
 #include "core/error.h"
+#include "core/output_file.h"
 #include "hub/repo.h"
 
 namespace quantlens::hub {
 
 namespace fs = std::filesystem;
-
-namespace {
-// Temporary names that concurrent pulls (processes or threads) never share.
-std::string unique_suffix() {
-    static std::atomic<uint64_t> counter{0};
-    return ".tmp." + std::to_string(::getpid()) + "." + std::to_string(counter++);
-}
-}  // namespace
 
 RepoCache::RepoCache(const std::string& cache_dir, const std::string& repo_id)
     : root_(cache_dir + "/" + repo_folder_name(repo_id)) {}
@@ -62,11 +55,15 @@ void RepoCache::link_snapshot(const std::string& commit, const std::string& path
     target += "blobs/" + etag;
     if (fs::is_symlink(link, ec) && fs::read_symlink(link, ec).string() == target) return;
     // Replace atomically: a reader never sees the path missing.
-    const fs::path tmp = link.string() + unique_suffix();
-    fs::remove(tmp, ec);
+    remove_stale_temps(link.string());
+    const fs::path tmp = unique_temp_name(link.string());
     fs::create_symlink(target, tmp, ec);
     QL_CHECK(!ec, "cannot create the symlink {} -> {}: {}", tmp.string(), target, ec.message());
     fs::rename(tmp, link, ec);
+    if (ec) {
+        std::error_code ignored;
+        fs::remove(tmp, ignored);
+    }
     QL_CHECK(!ec, "cannot create the symlink {}: {}", link.string(), ec.message());
 }
 
@@ -75,14 +72,8 @@ void RepoCache::write_ref(const std::string& revision, const std::string& commit
     const fs::path ref = fs::path(root_) / "refs" / revision;
     std::error_code ec;
     fs::create_directories(ref.parent_path(), ec);
-    const std::string tmp = ref.string() + unique_suffix();
-    {
-        std::ofstream out(tmp, std::ios::trunc);
-        out << commit;  // huggingface_hub writes the bare hash, no newline
-        QL_CHECK(out.good(), "cannot write {}", tmp);
-    }
-    fs::rename(tmp, ref, ec);
-    QL_CHECK(!ec, "cannot write {}: {}", ref.string(), ec.message());
+    // A ref moves with its branch, so replacing it is the point.
+    write_output_file(ref.string(), commit, Overwrite::replace);  // bare hash, as huggingface_hub
 }
 
 std::optional<std::string> RepoCache::read_ref(const std::string& revision) const {

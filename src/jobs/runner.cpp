@@ -6,6 +6,8 @@
 #include <map>
 #include <mutex>
 
+#include "core/output_file.h"
+
 namespace quantlens::jobs {
 namespace {
 
@@ -20,7 +22,9 @@ static_assert(std::atomic<bool>::is_always_lock_free, "used from a signal handle
 
 extern "C" void on_stop_signal(int sig) {
     if (g_stop_signal.exchange(true)) {
-        // Second Ctrl-C: the user wants out now. Everything recorded so far is committed.
+        // Second Ctrl-C: the user wants out now. Everything recorded so far is committed;
+        // a file being written is not, so its temporary goes.
+        remove_live_temps_now();
         ::signal(sig, SIG_DFL);
         ::raise(sig);
     }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/output_file.h"
 #include "formats/recipe.h"
 #include "server/safe_path.h"
 
@@ -41,7 +42,7 @@ SavedRecipe save_recipe(const nlohmann::json& body, const fs::path& dir) {
     QL_CHECK(overwrite || !fs::exists(path),
              "recipe '{}' already exists ({}); pass \"overwrite\": true to replace it", name,
              path.string());
-    quantlens::save_recipe(recipe, path.string());
+    quantlens::save_recipe(recipe, path.string(), overwrite_if(overwrite));
     return {path, recipe.tensors.size()};
 }
 

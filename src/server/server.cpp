@@ -118,6 +118,12 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     s.options = std::move(options);
     if (s.options.model_roots.empty()) s.options.model_roots.push_back(fs::current_path().string());
     if (s.options.log_dir.empty()) s.options.log_dir = s.options.store_path + ".logs";
+    if (s.options.output_dir.empty()) s.options.output_dir = s.options.store_path + ".outputs";
+    std::error_code ec;
+    fs::create_directories(s.options.output_dir, ec);
+    QL_CHECK(!ec, "{}: cannot create the output folder: {}", s.options.output_dir, ec.message());
+    s.options.output_dir = fs::canonical(s.options.output_dir).string();
+    s.options.model_roots.push_back(s.options.output_dir);
     QL_CHECK(s.options.port >= 0 && s.options.port <= 65535, "--port {}: expected 0..65535",
              s.options.port);
     QL_CHECK(s.options.threads >= 4, "server threads {}: expected at least 4", s.options.threads);

@@ -11,7 +11,9 @@
 //   GET  /api/jobs/:id/events       server-sent events: one `data: <job json>` per change,
 //                                   ends when the job is done, failed or cancelled
 //   POST /api/jobs                  start calibrate/sweep/plan/quantize/verify/eval as a child
-//                                   process of this executable with validated options
+//                                   process of this executable with validated options; an
+//                                   `output` is a file name in the output folder (409 when it
+//                                   exists)
 //   POST /api/jobs/:id/pause|cancel  through the store (409 for an illegal change)
 //   POST /api/jobs/:id/resume        runs `quantlens jobs resume ID` as a child process
 //   GET  /api/models?path=P         directory listing or tensor table, only under the allowed
@@ -44,6 +46,10 @@ struct ServerOptions {
     std::string recipes_dir = "recipes";
     std::string job_exe = "/proc/self/exe";  // what POST /api/jobs runs
     std::string log_dir;                     // child logs; default: <store>.logs
+    // The only folder jobs started over HTTP write into (their `output` option is a plain
+    // file name in it, never replacing a file); default: <store>.outputs. It is readable
+    // as a root too, so one job's output can be the next one's input.
+    std::string output_dir;
     int threads = 16;
     // Each open event stream holds a worker thread for as long as its job runs; at most
     // threads / 2, so that the other half keeps answering (/api/health, the app's polls).

@@ -158,13 +158,19 @@ std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::j
                 break;
             }
             case jobs::OptionValue::out_path: {
-                if (!value.is_string()) return refuse(400, flag + ": expected a path string");
-                const fs::path out(value.get<std::string>());
-                const std::string file = out.filename().string();
-                if (!is_word(file)) return refuse(400, flag + ": bad file name '" + file + "'");
-                const auto dir = paths->resolve(out.parent_path().string(), &reason);
-                if (!dir) return refuse(404, flag + ": " + reason);
-                argv.insert(argv.end(), {flag, (*dir / file).string()});
+                // Outputs go to the server's own folder only: a plain name, no folder, so no
+                // job can write beside (or over) a model.
+                if (!value.is_string() || !is_safe_name(value.get<std::string>()))
+                    return refuse(400, flag +
+                                           ": expected a plain file name (letters, digits, '.', "
+                                           "'_', '-'), written into the server's output folder " +
+                                           options.output_dir);
+                const fs::path out = fs::path(options.output_dir) / value.get<std::string>();
+                std::error_code ec;
+                if (fs::symlink_status(out, ec).type() != fs::file_type::not_found)
+                    return refuse(409, flag + ": " + out.string() +
+                                           " exists; the server never overwrites an output");
+                argv.insert(argv.end(), {flag, out.string()});
                 break;
             }
         }

@@ -139,7 +139,9 @@ TEST(Calibrate, StackedExpertsCountRoutedTokens) {
     EXPECT_EQ(n_exps, 6);  // 2 layers × gate/up/down
     // GGUF keeps one count per expert through a write and read.
     const std::string path = tmp_file("moe.gguf", "");
-    write_imatrix(path, r.imatrix, imatrix_write_info(r));
+    ImatrixWriteInfo info = imatrix_write_info(r);
+    info.overwrite = Overwrite::replace;  // tmp_file made it
+    write_imatrix(path, r.imatrix, info);
     const Imatrix back = Imatrix::load(path);
     const ImatrixEntry* e = back.find("blk.1.ffn_down_exps.weight");
     ASSERT_NE(e, nullptr);
@@ -186,7 +188,9 @@ TEST(Calibrate, ImatrixOfAnotherModelIsRefusedByTensorName) {
     ImatrixEntry e = *llama.find("blk.0.attn_k.weight");
     e.counts = {384 * 512};
     const std::string wide = tmp_file("wide.gguf", "");
-    write_imatrix(wide, {e}, {});
+    ImatrixWriteInfo info;
+    info.overwrite = Overwrite::replace;  // tmp_file made it
+    write_imatrix(wide, {e}, info);
     msg = error_of([&] { check_imatrix_for_model(Imatrix::load(wide), *qwen); });
     EXPECT_NE(msg.find("blk.0.attn_k.weight"), std::string::npos) << msg;
     EXPECT_NE(msg.find("256 values"), std::string::npos) << msg;

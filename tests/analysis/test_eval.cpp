@@ -75,6 +75,7 @@ TEST(Eval, KldAgainstItselfIsZeroAndFileRoundTrips) {
     Engine engine(*f.model);
     const std::string path = std::string(QL_TEST_TMP) + "/eval-base.qllogp";
     std::filesystem::create_directories(QL_TEST_TMP);
+    std::filesystem::remove(path);  // --save-logits refuses an existing file
     const EvalResult self = evaluate(engine, e, o, {&engine, nullptr}, path);
     ASSERT_TRUE(self.kld);
     EXPECT_NEAR(self.kld->kld_mean, 0.0, 1e-6);

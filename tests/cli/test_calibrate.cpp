@@ -37,6 +37,8 @@ bool contains(const std::string& s, const std::string& part) {
 TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
     const fs::path store = tmp("jobs.sqlite"), dat = tmp("llama.dat"), gguf = tmp("llama.gguf");
     fs::remove(store);
+    fs::remove(dat);
+    fs::remove(gguf);
     const std::string common = "calibrate " + shared_path("models/llama-8m") + " --text " +
                                shared_path("data/calib.txt") + " --ctx 128 --chunks 4";
     CliResult r = run_quiet(common + " -o " + dat.string());

@@ -34,7 +34,7 @@ TEST(CliVerify, ReusesACandidateOnlyWhenItsRecipeIsUnchanged) {
     const fs::path recipe = dir / "mix.json", out = dir / "files", json = dir / "v.json";
     const std::string cmd = "verify --base " + shared_path("models/llama-8m") + " --text " +
                             shared_path("data/eval.txt") + " --chunks 2 --presets '' --recipe " +
-                            recipe.string() + " --out-dir " + out.string() + " --json " +
+                            recipe.string() + " --out-dir " + out.string() + " --force --json " +
                             json.string();
     write_recipe(recipe, "Q8_0");
     Result r = run_quiet(cmd);

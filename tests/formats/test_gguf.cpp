@@ -79,7 +79,7 @@ TEST(Gguf, WriteToDiskMatchesSerialize) {
     w.copy_from(g);
     std::filesystem::create_directories(QL_TEST_TMP);
     const std::string out = std::string(QL_TEST_TMP) + "/roundtrip-moe.gguf";
-    w.write(out);
+    w.write(out, Overwrite::replace);  // a fixed name, rewritten by every run
     MappedFile a(path), b(out);
     ASSERT_EQ(a.size(), b.size());
     EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size()), 0);

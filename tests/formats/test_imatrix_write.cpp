@@ -27,6 +27,7 @@ std::string shared_dir() {
 std::string tmp_path(const std::string& name) {
     const fs::path d = fs::path(QL_TEST_TMP) / "imatrix_write";
     fs::create_directories(d);
+    fs::remove(d / name);  // writers refuse an existing file; every run starts clean
     return (d / name).string();
 }
 

@@ -240,7 +240,7 @@ TEST(ModelCorrupt, GgufShapeDisagreesWithMetadata) {
     w.add_tensor("token_embd.weight", {32, 8}, GgmlType::F32, data);
     fs::create_directories(QL_TEST_TMP);
     const std::string path = std::string(QL_TEST_TMP) + "/bad-shape.gguf";
-    w.write(path);
+    w.write(path, Overwrite::replace);  // a fixed name, rewritten by every run
     try {
         Model::open(path);
         FAIL() << "shape mismatch accepted";

@@ -112,9 +112,10 @@ before(async () => {
   ql(['report', String(sweepId), '--json', '-o', dataFile, '--store', store]);
   data = JSON.parse(fs.readFileSync(dataFile, 'utf8'));
   report = path.join(artifacts, 'report.html');
-  ql(['report', String(sweepId), '-o', report, '--store', store]);
+  // --force: the artifacts folder outlives a run, and report refuses an existing file.
+  ql(['report', String(sweepId), '--force', '-o', report, '--store', store]);
   calibReport = path.join(artifacts, 'report-calibration.html');
-  ql(['report', String(calibId), '-o', calibReport, '--store', store]);
+  ql(['report', String(calibId), '--force', '-o', calibReport, '--store', store]);
   context = await launch();
   context.setDefaultTimeout(SLOW);
   baseUrl = await startServer();
