@@ -33,7 +33,7 @@
 #include <vector>
 
 #include "analysis/activation_stats.h"
-#include "analysis/sweep_backend.h"
+#include "engine/sweep_backend.h"
 #include "analysis/weight_diagnostics.h"
 #include "formats/imatrix.h"
 

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "analysis/sweep_backend.h"
+#include "engine/sweep_backend.h"
 
 namespace quantlens {
 

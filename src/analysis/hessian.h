@@ -19,7 +19,7 @@
 #include <utility>
 #include <vector>
 
-#include "analysis/sweep_backend.h"
+#include "engine/sweep_backend.h"
 #include "engine/engine.h"
 
 namespace quantlens {

@@ -17,10 +17,13 @@
 #include "analysis/sweep_cpu.h"
 #include "analysis/sweep_shard.h"
 #include "analysis/weight_metrics.h"
+#ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_sweep.h"
+#endif
 #include "core/error.h"
 #include "core/hash.h"
-#include "core/progress.h"
 #include "core/mmap_file.h"
+#include "core/progress.h"
 #include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
@@ -38,11 +41,6 @@ namespace {
 using json = nlohmann::json;
 constexpr const char* kAllUnit = "(all)";
 constexpr double kSnrCap = 999.0;  // an exact reproduction has infinite SNR; JSON has no inf
-
-GpuSweepProvider& gpu_provider() {
-    static GpuSweepProvider provider;
-    return provider;
-}
 
 std::string type_name(GgmlType t) {
     return ggml_type_display_name(t);
@@ -131,24 +129,34 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
     for (const auto& [name, to] : assigned) {
         touched.push_back(name);
         const TensorInfo& t = ctx.model->get(name);
-        const std::vector<float>& original = ctx.engine->original(name);
+        const GgmlType written =
+            type_fits_row(to, t.n_per_row()) ? to : fallback_type(to, t.n_per_row());
+        bytes += ggml_row_size(written, t.n_per_row()) * static_cast<uint64_t>(t.n_rows());
+        params += t.n_elements();
+        fallbacks += written != to ? 1 : 0;
+        // The backend's own kernel when the quantizer takes no importance and no GPTQ
+        // Hessian: the GPU path then moves no tensor to or from the host.
+        if (!ctx.imatrix && !ctx.gptq) {
+            if (const auto sums = ctx.backend->set_fake_quant_override(name, written)) {
+                acc.merge(WeightErrorAccumulator::from_sums(*sums));
+                changed = changed || sums->sum_e2 > 0;
+                continue;
+            }
+        }
+        const std::vector<float> original = ctx.backend->original(name);
         FakeQuantTensor q = fake_quant_tensor(
             t, original, to, ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
         const float* imp =
             ctx.imatrix && t.ne.size() < 3 ? ctx.imatrix->importance(name, t.n_per_row()) : nullptr;
         acc.merge(WeightErrorAccumulator::of(original.data(), q.values.data(), t.n_rows(),
                                              t.n_per_row(), imp));
-        bytes += q.bytes;
-        params += t.n_elements();
-        fallbacks += q.fallback ? 1 : 0;
         // With ggml numerics the type alone changes the result (how the matmul input is
         // rounded), even where the values come back unchanged; F16 over F16 weights changes
         // nothing and is not evaluated.
         changed = changed || q.values != original ||
                   (ctx.opt.ggml_numerics &&
                    ggml_act_rounding(q.type) != ggml_act_rounding(ctx.engine->stored_type(name)));
-        if (ctx.opt.gpu) gpu_provider().forward_override(*ctx.backend, name, &q.values);
-        ctx.engine->set_override(name, std::move(q.values), q.type);
+        ctx.backend->set_override(name, std::move(q.values), q.type);
     }
     PerturbedStats st;
     const int64_t L = ctx.n_layers;
@@ -157,10 +165,7 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         if (!ctx.opt.prefix_cache) from = 0, embedding = true;
         st = ctx.backend->evaluate(from, embedding);
     }
-    for (const auto& name : touched) {
-        ctx.engine->clear_override(name);
-        if (ctx.opt.gpu) gpu_provider().forward_override(*ctx.backend, name, nullptr);
-    }
+    for (const auto& name : touched) ctx.backend->clear_override(name);
 
     const WeightError we = acc.result();
     m["w_rmse"] = we.rmse;
@@ -232,9 +237,26 @@ void check_sweep_backend(const SweepOptions& o) {
     QL_CHECK(!(o.ggml_numerics && o.gpu),
              "sweep: --ggml-numerics emulates llama.cpp's CPU rounding and runs on the CPU only; "
              "drop --gpu or --ggml-numerics");
-    QL_CHECK(!o.gpu || gpu_provider().make != nullptr,
+#ifndef QL_HAVE_CUDA
+    QL_CHECK(!o.gpu,
              "sweep --gpu: this quantlens was built without CUDA (configure with "
              "-DQUANTLENS_CUDA=ON)");
+#endif
+}
+
+// The one place that chooses the backend. The GPU route reads the weights from the model
+// straight into GPU storage (F16, so F16-rounded weights are held exactly): no f32 copy of the
+// model stays in host memory, unless GPTQ needs the CPU engine for its Hessians.
+std::unique_ptr<SweepBackend> make_sweep_backend(SweepContext& ctx) {
+    if (!ctx.opt.gpu) return make_cpu_sweep_backend(*ctx.engine);
+#ifdef QL_HAVE_CUDA
+    cuda::CudaEngineOptions o;
+    o.precision = cuda::Precision::F16;
+    if (ctx.engine) return cuda::make_cuda_sweep_backend(*ctx.engine, o);
+    return cuda::make_cuda_sweep_backend(*ctx.model, o, ctx.opt.f16_weights);
+#else
+    fail("sweep --gpu: this quantlens was built without CUDA");
+#endif
 }
 
 void open_context(SweepContext& ctx, const SweepOptions& opt) {
@@ -256,16 +278,13 @@ json prepare_context(SweepContext& ctx) {
     eo.f16_weights = ctx.opt.f16_weights;
     eo.ggml_numerics = ctx.opt.ggml_numerics;
     check_sweep_backend(ctx.opt);  // again: a resumed job may meet another build
-    ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    if (!ctx.opt.gpu || !ctx.opt.gptq_text.empty())
+        ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
     if (!ctx.opt.gptq_text.empty())
         ctx.gptq = std::make_unique<GptqRounding>(
             *ctx.engine, tokenizer,
             GptqSettings{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks});
-    if (ctx.opt.gpu) {
-        ctx.backend = gpu_provider().make(*ctx.engine);
-    } else {
-        ctx.backend = make_cpu_sweep_backend(*ctx.engine);
-    }
+    ctx.backend = make_sweep_backend(ctx);
     const auto t_prep = std::chrono::steady_clock::now();
     ctx.backend->prepare(chunks);
     const double prep_s =
@@ -563,10 +582,6 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     }
     progress.finish();
     return true;
-}
-
-void register_gpu_sweep_provider(GpuSweepProvider provider) {
-    gpu_provider() = std::move(provider);
 }
 
 double spearman(const std::vector<double>& a, const std::vector<double>& b) {

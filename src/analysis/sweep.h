@@ -43,7 +43,7 @@ class Store;
 }
 class Model;
 class Engine;
-class SweepBackend;  // analysis/sweep_backend.h
+class SweepBackend;  // engine/sweep_backend.h
 
 struct SweepOptions {
     std::string model;
@@ -97,16 +97,6 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
 // Runs (or resumes) the job until every item is measured or a stop is requested.
 // Returns true when complete.
 bool run_sweep(jobs::Store& store, int64_t job_id);
-
-// The optional GPU backend, registered by code linked with the CUDA library (the CLI of a
-// -DQUANTLENS_CUDA=ON build) so that this library never depends on CUDA.
-struct GpuSweepProvider {
-    std::function<std::unique_ptr<SweepBackend>(Engine&)> make;
-    // Forwards an override installed on the CPU engine (values) or its removal (nullptr).
-    std::function<void(SweepBackend&, const std::string&, const std::vector<float>*)>
-        forward_override;
-};
-void register_gpu_sweep_provider(GpuSweepProvider provider);
 
 // The measuring half of a sweep on its own, for drivers that schedule the work items
 // themselves (MPI workers, analysis/mpi): opens the model, runs the reference pass once, then

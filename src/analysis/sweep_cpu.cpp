@@ -31,6 +31,14 @@ class CpuSweepBackend final : public SweepBackend {
 
     int64_t n_layers() const override { return engine_.n_layers(); }
 
+    std::vector<float> original(const std::string& name) const override {
+        return engine_.original(name);
+    }
+    void set_override(const std::string& name, std::vector<float> values, GgmlType type) override {
+        engine_.set_override(name, std::move(values), type);
+    }
+    void clear_override(const std::string& name) override { engine_.clear_override(name); }
+
     void prepare(const EvalChunks& chunks) override {
         chunks_ = chunks;
         const int64_t L = engine_.n_layers(), C = engine_.hidden(), V = engine_.vocab();

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "analysis/sweep_backend.h"
+#include "engine/sweep_backend.h"
 
 namespace quantlens {
 

@@ -47,6 +47,18 @@ void WeightErrorAccumulator::merge(const WeightErrorAccumulator& o) {
     imat_w2_ += o.imat_w2_;
 }
 
+WeightErrorAccumulator WeightErrorAccumulator::from_sums(const WeightErrorSums& s) {
+    WeightErrorAccumulator a;
+    a.n_ = s.n;
+    a.sum_e2_ = s.sum_e2;
+    a.sum_abs_e_ = s.sum_abs_e;
+    a.max_abs_e_ = s.max_abs_e;
+    a.sum_w2_ = s.sum_w2;
+    a.sum_wh2_ = s.sum_wh2;
+    a.sum_w_wh_ = s.sum_w_wh;
+    return a;
+}
+
 WeightError WeightErrorAccumulator::result() const {
     WeightError r;
     r.n = n_;

@@ -18,6 +18,8 @@
 
 #include <cstdint>
 
+#include "engine/sweep_backend.h"
+
 namespace quantlens {
 
 struct WeightError {
@@ -47,6 +49,8 @@ class WeightErrorAccumulator {
     static WeightErrorAccumulator of(const float* w, const float* w_hat, int64_t n_rows,
                                      int64_t n_per_row, const float* importance = nullptr);
     WeightError result() const;
+    // The sums a backend reduced elsewhere (the GPU), without importance.
+    static WeightErrorAccumulator from_sums(const WeightErrorSums& sums);
 
   private:
     int64_t n_ = 0;

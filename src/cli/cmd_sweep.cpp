@@ -15,9 +15,6 @@
 #include "jobs/runner.h"
 #include "jobs/store.h"
 #include "quant/quant.h"
-#ifdef QL_HAVE_CUDA
-#include "engine/cuda/cuda_sweep.h"
-#endif
 
 namespace quantlens::cli {
 namespace {
@@ -172,17 +169,6 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
 }  // namespace
 
 void register_sweep_runner() {
-#ifdef QL_HAVE_CUDA
-    register_gpu_sweep_provider(
-        {[](Engine& engine) -> std::unique_ptr<SweepBackend> {
-             cuda::CudaEngineOptions o;
-             o.precision = cuda::Precision::F16;  // holds F16-rounded weights exactly
-             return cuda::make_cuda_sweep_backend(engine, o);
-         },
-         [](SweepBackend& b, const std::string& name, const std::vector<float>* v) {
-             cuda::forward_override(b, name, v);
-         }});
-#endif
     jobs::register_job_runner(jobs::JobKind::sweep, [](jobs::Store& store, int64_t id) {
         const jobs::JobState s = jobs::run_job(store, id, [&] { return run_sweep(store, id); });
         if (s == jobs::JobState::done) fmt::print("{}", sweep_summary(store, id));

@@ -675,13 +675,32 @@ void CudaEngine::set_override(const std::string& name, const float* host, int64_
     }
 }
 
-bool CudaEngine::override_with_type(const std::string& name, GgmlType type) {
+bool CudaEngine::override_with_type(const std::string& name, GgmlType type, WeightErrorSums* sums) {
     Impl& m = *impl_;
     Member& mb = m.member(name);
     const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     if (s.f32 || !gpu_fake_quant_supported(type, mb.ne[0])) return false;
     void* dst = begin_override(m, mb);  // makes the slot resident
-    launch_fake_quant(type, s.orig.as<char>() + mb.offset * m.esize, dst, m.dt, mb.n);
+    const void* src = s.orig.as<char>() + mb.offset * m.esize;
+    launch_fake_quant(type, src, dst, m.dt, mb.n);
+    if (sums) {
+        std::vector<double> partial(static_cast<size_t>(kWeightErrorBlocks) * kWeightErrorSums);
+        m.staging.resize(partial.size() * sizeof(double));
+        launch_weight_error_partials(src, dst, m.dt, mb.n, m.staging.as<double>());
+        QL_CUDA(cudaMemcpy(partial.data(), m.staging.as(), partial.size() * sizeof(double),
+                           cudaMemcpyDeviceToHost));
+        *sums = {};
+        sums->n = mb.n;
+        for (int64_t b = 0; b < kWeightErrorBlocks; ++b) {
+            const double* p = partial.data() + b * kWeightErrorSums;
+            sums->sum_e2 += p[0];
+            sums->sum_abs_e += p[1];
+            sums->max_abs_e = std::max(sums->max_abs_e, p[2]);
+            sums->sum_w2 += p[3];
+            sums->sum_wh2 += p[4];
+            sums->sum_w_wh += p[5];
+        }
+    }
     return true;
 }
 

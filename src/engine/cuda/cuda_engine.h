@@ -23,6 +23,7 @@
 #include <vector>
 
 #include "core/ggml_type.h"
+#include "engine/sweep_backend.h"
 #include "formats/model_config.h"
 
 namespace quantlens {
@@ -84,8 +85,11 @@ class CudaEngine {
     void set_override(const std::string& name, const float* host, int64_t n);
     // Fake-quantizes the stored original on the GPU. Returns false (and installs nothing)
     // when `type` has no GPU kernel or does not fit the row; the caller then falls back to
-    // set_override with the CPU result.
-    bool override_with_type(const std::string& name, GgmlType type);
+    // set_override with the CPU result. With `sums`, also reduces the weight error of the
+    // installed values against the original on the GPU (deterministic: fixed per-block
+    // partials summed on the host in block order).
+    bool override_with_type(const std::string& name, GgmlType type,
+                            WeightErrorSums* sums = nullptr);
     void clear_override(const std::string& name);
     void clear_overrides();
     // The stored original as floats (the 16-bit values widened), for CPU fallbacks.

@@ -418,6 +418,46 @@ void launch_16_to_f32(float* dst, const void* src, Dtype dt, int64_t n) {
                 (t16_to_f32_k<T><<<grid_for(n, 256), 256>>>(dst, static_cast<const T*>(src), n)));
 }
 
+namespace {
+
+constexpr int kWeightErrorThreads = 256;
+
+template <typename T>
+__global__ void weight_error_partials_k(const T* w, const T* wh, int64_t n, double* partial) {
+    double acc[kWeightErrorSums] = {0, 0, 0, 0, 0, 0};
+    const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
+    for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
+         i += stride) {
+        const double a = to_f32(w[i]), b = to_f32(wh[i]), e = b - a;
+        acc[0] += e * e;
+        acc[1] += fabs(e);
+        acc[2] = fmax(acc[2], fabs(e));
+        acc[3] += a * a;
+        acc[4] += b * b;
+        acc[5] += a * b;
+    }
+    __shared__ double red[kWeightErrorSums][kWeightErrorThreads];
+    for (int k = 0; k < kWeightErrorSums; ++k) red[k][threadIdx.x] = acc[k];
+    __syncthreads();
+    for (int half = blockDim.x / 2; half > 0; half /= 2) {
+        if (threadIdx.x < half)
+            for (int k = 0; k < kWeightErrorSums; ++k)
+                red[k][threadIdx.x] = k == 2 ? fmax(red[k][threadIdx.x], red[k][threadIdx.x + half])
+                                             : red[k][threadIdx.x] + red[k][threadIdx.x + half];
+        __syncthreads();
+    }
+    if (threadIdx.x < kWeightErrorSums)
+        partial[blockIdx.x * kWeightErrorSums + threadIdx.x] = red[threadIdx.x][0];
+}
+
+}  // namespace
+
+void launch_weight_error_partials(const void* w, const void* w_hat, Dtype dt, int64_t n,
+                                  double* partial) {
+    QL_DISPATCH(dt, (weight_error_partials_k<T><<<kWeightErrorBlocks, kWeightErrorThreads>>>(
+                        static_cast<const T*>(w), static_cast<const T*>(w_hat), n, partial)));
+}
+
 void launch_fill_f32(float* dst, float value, int64_t n) {
     if (n == 0) return;
     fill_f32_k<<<grid_for(n, 256), 256>>>(dst, value, n);

@@ -13,6 +13,14 @@ namespace quantlens::cuda {
 
 enum class Dtype { BF16, F16 };
 
+// Weight-error reduction of ŵ against w (n 16-bit values each): kWeightErrorBlocks blocks each
+// write kWeightErrorSums doubles {Σe², Σ|e|, max|e|, Σw², Σŵ², Σwŵ} (e = ŵ − w) to
+// partial[block * kWeightErrorSums ...]; the caller sums the blocks in order.
+constexpr int64_t kWeightErrorBlocks = 256;
+constexpr int64_t kWeightErrorSums = 6;
+void launch_weight_error_partials(const void* w, const void* w_hat, Dtype dt, int64_t n,
+                                  double* partial);
+
 // h[N, C] f32 ← table[tokens[n], :] (16-bit).
 void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,
                   int64_t C);

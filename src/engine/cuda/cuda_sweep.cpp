@@ -23,11 +23,17 @@ class Backend final : public CudaSweepBackend {
     CudaEngine& engine() override { return *engine_; }
     int64_t n_layers() const override { return engine_->config().n_layers; }
 
-    void set_override(const std::string& name, const std::vector<float>& values) override {
+    std::vector<float> original(const std::string& name) const override {
+        return engine_->original(name);
+    }
+    void set_override(const std::string& name, std::vector<float> values, GgmlType) override {
         engine_->set_override(name, values.data(), static_cast<int64_t>(values.size()));
     }
-    bool override_with_type(const std::string& name, GgmlType type) override {
-        return engine_->override_with_type(name, type);
+    std::optional<WeightErrorSums> set_fake_quant_override(const std::string& name,
+                                                           GgmlType type) override {
+        WeightErrorSums sums;
+        if (!engine_->override_with_type(name, type, &sums)) return std::nullopt;
+        return sums;
     }
     void clear_override(const std::string& name) override { engine_->clear_override(name); }
     void clear_overrides() override { engine_->clear_overrides(); }
@@ -184,18 +190,6 @@ std::unique_ptr<CudaSweepBackend> make_cuda_sweep_backend(const Engine& cpu,
 
 std::unique_ptr<CudaSweepBackend> make_cuda_sweep_backend(std::unique_ptr<CudaEngine> engine) {
     return std::make_unique<Backend>(std::move(engine));
-}
-
-bool forward_override(SweepBackend& backend, const std::string& name,
-                      const std::vector<float>* values) {
-    auto* b = dynamic_cast<CudaSweepBackend*>(&backend);
-    if (!b) return false;
-    if (values) {
-        b->set_override(name, *values);
-    } else {
-        b->clear_override(name);
-    }
-    return true;
 }
 
 }  // namespace quantlens::cuda

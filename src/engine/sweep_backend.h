@@ -8,11 +8,21 @@
 // layers ≥ from_layer, starting from the cached input of that layer; from_layer = 0 with
 // recompute_embedding also redoes the embedding lookup (token_embd perturbed), and
 // from_layer = n_layers runs only the head (output perturbed).
+//
+// Overrides go to the backend and nowhere else: set_override with values the caller computed
+// (the CPU fake quantizers, importance-weighted or GPTQ-rounded), or set_fake_quant_override,
+// which quantizes on the backend's own device and returns the weight-error sums there, so a
+// GPU item never copies a tensor to or from the host. The CPU backend (analysis/sweep_cpu.h)
+// and the CUDA one (engine/cuda/cuda_sweep.h) are chosen by one factory, make_sweep_backend
+// in analysis/sweep.cpp.
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
+
+#include "core/ggml_type.h"
 
 namespace quantlens {
 
@@ -39,13 +49,36 @@ struct PerturbedStats {
     double final_mse = 0;           // the same at the final norm output (input of the head)
 };
 
+// Sums over all elements of a weight w and its replacement ŵ (e = ŵ − w), from which
+// analysis/weight_metrics.h derives RMSE, relative Frobenius, cosine and SNR.
+struct WeightErrorSums {
+    int64_t n = 0;
+    double sum_e2 = 0, sum_abs_e = 0, max_abs_e = 0;
+    double sum_w2 = 0, sum_wh2 = 0, sum_w_wh = 0;
+};
+
 class SweepBackend {
   public:
     virtual ~SweepBackend() = default;
     virtual void prepare(const EvalChunks& chunks) = 0;
-    // Overrides are installed on the backend's engine by the caller beforehand.
     virtual PerturbedStats evaluate(int64_t from_layer, bool recompute_embedding) = 0;
     virtual int64_t n_layers() const = 0;
+
+    // The weight as the forward pass stores it, widened to floats: what fake quantization
+    // starts from (F16-rounded when the sweep rounds weights through F16).
+    virtual std::vector<float> original(const std::string& name) const = 0;
+    // Replaces a weight (GGUF layout) until clear_override; `type` is what the values stand
+    // for (it decides the activation rounding under ggml numerics).
+    virtual void set_override(const std::string& name, std::vector<float> values,
+                              GgmlType type) = 0;
+    // Fake-quantizes the stored weight to `type` on the backend's device, installs it and
+    // returns the weight-error sums against the stored original; nullopt (nothing installed)
+    // when the backend has no kernel for this type and row length.
+    virtual std::optional<WeightErrorSums> set_fake_quant_override(const std::string& name,
+                                                                   GgmlType type) {
+        return std::nullopt;
+    }
+    virtual void clear_override(const std::string& name) = 0;
 };
 
 }  // namespace quantlens
