@@ -65,7 +65,11 @@ Recipe from_json(const json& j, const std::string& path) {
             const auto& p = j["predicted"];
             return p.contains(key) && p[key].is_number() ? p[key].get<double>() : fallback;
         };
-        r.predicted_size_bytes = static_cast<uint64_t>(number("size_bytes", 0));
+        const double size_bytes = number("size_bytes", 0);
+        // Checked before the conversion, which is undefined for NaN and out-of-range values.
+        QL_CHECK(size_bytes >= 0 && size_bytes < 1.8e19,
+                 "{}: predicted size_bytes {} is not a byte count", path, size_bytes);
+        r.predicted_size_bytes = static_cast<uint64_t>(size_bytes);
         r.predicted_bpw = number("bpw", 0);
         r.predicted_kld = number("kld", std::nan(""));
     }
@@ -172,7 +176,11 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
         } catch (const json::exception& e) {
             fail("{}: not valid JSON: {}", path, e.what());
         }
-        return from_json(j, path);
+        try {
+            return from_json(j, path);
+        } catch (const json::exception& e) {  // a field of the wrong type
+            fail("{}: {}", path, e.what());
+        }
     }
     YAML::Node node;
     try {
@@ -180,7 +188,13 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
     } catch (const YAML::Exception& e) {
         fail("{}: not valid YAML or JSON: {}", path, e.what());
     }
-    return from_json(yaml_to_json(node), path);
+    try {
+        return from_json(yaml_to_json(node), path);
+    } catch (const json::exception& e) {
+        fail("{}: {}", path, e.what());
+    } catch (const YAML::Exception& e) {  // e.g. a map used as a key
+        fail("{}: {}", path, e.what());
+    }
 }
 
 Recipe load_recipe(const std::string& path) {
