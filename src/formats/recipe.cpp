@@ -189,7 +189,11 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
         fail("{}: not valid YAML or JSON: {}", path, e.what());
     }
     try {
-        return from_json(yaml_to_json(node), path);
+        const json j = yaml_to_json(node);
+        // The JSON parser rejects invalid UTF-8; YAML text must be rejected too, or writing the
+        // recipe back out as JSON would throw. dump() checks every string.
+        (void)j.dump();
+        return from_json(j, path);
     } catch (const json::exception& e) {
         fail("{}: {}", path, e.what());
     } catch (const YAML::Exception& e) {  // e.g. a map used as a key
