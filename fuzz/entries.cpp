@@ -123,6 +123,17 @@ bool imatrix_entry(const uint8_t* data, size_t size) {
 }
 
 bool recipe_entry(const uint8_t* data, size_t size) {
+#ifdef QL_FUZZER_BUILD
+    // YAML aliases are expanded without limits until the recipe reader bounds them (issue 20,
+    // another change): a self-referencing alias overflows the stack, nested ones (billion
+    // laughs) exhaust memory. Until then the fuzzer leaves aliased YAML out so it finds the
+    // rest (the corpus replay still runs the small aliased seeds); set this to true with that
+    // change and move fuzz/known/recipe-*.yaml into the corpus.
+    constexpr bool kYamlAliasesBounded = false;
+    const std::string_view text = as_text(data, size);
+    if (!kYamlAliasesBounded && text.find('*') != text.npos && text.find('&') != text.npos)
+        return false;
+#endif
     try {
         const Recipe r = parse_recipe(std::string(as_text(data, size)), "fuzz/recipe.yaml");
         // Both written forms must read back to the same tensor types.

@@ -113,6 +113,9 @@ void parse_gguf_impl(const GgufFile& g, std::vector<ImatrixEntry>& entries,
                  "{}: tensor '{}': in_sum2 and counts must be F32", path, tensor);
         const int64_t n_per_row = t.ne.empty() ? 0 : t.ne[0];
         const int64_t n_mat = t.n_rows();
+        // As in the legacy format (n_values > 0): an empty entry weights nothing.
+        QL_CHECK(n_per_row > 0 && n_mat > 0, "{}: tensor '{}': in_sum2 has shape [{}, {}]", path,
+                 tensor, n_per_row, n_mat);
         QL_CHECK(counts.n_elements() == n_mat, "{}: tensor '{}': {} counts for {} matrices", path,
                  tensor, counts.n_elements(), n_mat);
         const auto* sums = reinterpret_cast<const float*>(g.tensor_data(t).data());
