@@ -19,10 +19,12 @@
 #   --seeds DIR     seed corpus root holding one folder per target, default fuzz/corpus (or,
 #                   with --bin, DIR/../share/quantlens/fuzz-corpus when that exists)
 #   --install PFX   build, then install bin/fuzz_*, bin/fuzz.sh and the seed corpus under PFX
-# The binaries link the system's shared libraries (ldd build-fuzz/fuzz/fuzz_gguf): libstdc++,
-# libfmt, libyaml-cpp, libsqlite3, libcurl, libcrypto, libpcre2-8, libopenblas, libxxhash,
-# libcpp-httplib (and its libssl, libz, libbrotli*); the sanitizer and libFuzzer runtimes are
-# linked statically (clang's default), so a machine with the same Debian packages runs them.
+# The binaries link the system's shared libraries; the sanitizer and libFuzzer runtimes are
+# linked statically (clang's default). Debian 12 packages they need (check with ldd):
+#   gguf safetensors config imatrix recipe st_index: libstdc++6 libfmt9 libxxhash0
+#     libyaml-cpp0.7
+#   tokenizer zoo params server, in addition: libsqlite3-0 libcurl4 libssl3 libopenblas0
+#     libpcre2-8-0 libcpp-httplib0.11 (and what they pull in)
 # A crash reproduces with `fuzz_TARGET FILE`; once fixed, copy the file into
 # fuzz/corpus/TARGET/bad-NAME (or ok-NAME) so ctest replays it forever.
 set -euo pipefail
