@@ -40,7 +40,8 @@ std::optional<ShardSpec> shard_of_params(const std::string& params_json) {
     const json j = json::parse(params_json, nullptr, false);
     if (j.is_discarded() || !j.is_object() || !j.contains("shard")) return std::nullopt;
     const json& s = j.at("shard");
-    QL_CHECK(s.is_object() && s.contains("index") && s.contains("count"),
+    QL_CHECK(s.is_object() && s.contains("index") && s.contains("count") &&
+                 s["index"].is_number_integer() && s["count"].is_number_integer(),
              "job parameters: \"shard\" must be {{\"index\": i, \"count\": n}}, not {}", s.dump());
     ShardSpec spec{s.at("index").get<int64_t>(), s.at("count").get<int64_t>()};
     QL_CHECK(spec.count >= 1 && spec.index >= 0 && spec.index < spec.count,

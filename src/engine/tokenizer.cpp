@@ -95,6 +95,7 @@ struct Regex {
 }  // namespace
 
 struct Tokenizer::Impl {
+    static constexpr int32_t kMaxTokens = 1 << 24;
     std::string source;               // file name for messages
     std::vector<std::string> tokens;  // id → text (byte-level form)
     std::unordered_map<std::string, int32_t> ids;
@@ -105,6 +106,10 @@ struct Tokenizer::Impl {
     int32_t bos = -1, eos = -1;
 
     void add_token(int32_t id, std::string text) {
+        // The id indexes `tokens`: a negative one would write outside it, a huge one allocate
+        // gigabytes. Real vocabularies are dense and under a million tokens.
+        QL_CHECK(id >= 0 && id < kMaxTokens, "{}: token id {} for '{}' is outside [0, {})", source,
+                 id, text, kMaxTokens);
         if (id >= static_cast<int32_t>(tokens.size())) tokens.resize(id + 1);
         ids.emplace(text, id);
         tokens[id] = std::move(text);

@@ -90,7 +90,12 @@ struct GgufTensorInfo {
     uint64_t nbytes = 0;  // computed from ne and type
 
     int64_t n_elements() const;
-    int64_t n_rows() const { return ne.empty() ? 0 : n_elements() / ne[0]; }
+    // The product of the outer dimensions, also when ne[0] is 0 (no division by it).
+    int64_t n_rows() const {
+        int64_t rows = ne.empty() ? 0 : 1;
+        for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
+        return rows;
+    }
 };
 
 class GgufFile {

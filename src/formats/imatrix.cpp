@@ -34,9 +34,13 @@ class Cursor {
         pos_ += static_cast<size_t>(len);
         return s;
     }
-    void floats(float* out, size_t n, const char* what) {
+    // Separate from floats() so a count can be checked before anything is allocated for it.
+    void need_floats(size_t n, const char* what) const {
         QL_CHECK(n <= (b_.size() - pos_) / 4, "{}: truncated {} at offset {} ({} floats needed)",
                  name_, what, pos_, n);
+    }
+    void floats(float* out, size_t n, const char* what) {
+        need_floats(n, what);
         std::memcpy(out, b_.data() + pos_, n * 4);
         pos_ += n * 4;
     }
@@ -70,6 +74,7 @@ Imatrix Imatrix::parse_legacy(std::span<const uint8_t> bytes, const std::string&
                  entry.name, n_calls, n_values);
         entry.n_values = n_values;
         entry.counts = {n_calls};
+        c.need_floats(static_cast<size_t>(n_values), "imatrix values");
         entry.values.resize(static_cast<size_t>(n_values));
         c.floats(entry.values.data(), entry.values.size(), "imatrix values");
         for (float& v : entry.values) {
@@ -89,11 +94,15 @@ Imatrix Imatrix::parse_legacy(std::span<const uint8_t> bytes, const std::string&
 
 namespace {
 
-void parse_gguf_impl(const std::string& path, std::vector<ImatrixEntry>& entries,
+void parse_gguf_impl(const GgufFile& g, std::vector<ImatrixEntry>& entries,
                      std::vector<std::string>& datasets, int64_t& chunks) {
-    const GgufFile g = GgufFile::open(path);
-    if (const auto* v = g.find("imatrix.datasets")) datasets = v->as_string_array();
-    if (const auto* v = g.find("imatrix.chunk_count")) chunks = v->as_int();
+    const std::string& path = g.path();
+    try {
+        if (const auto* v = g.find("imatrix.datasets")) datasets = v->as_string_array();
+        if (const auto* v = g.find("imatrix.chunk_count")) chunks = v->as_int();
+    } catch (const Error& e) {
+        fail("{}: {}", path, e.what());  // the value's message does not name the file
+    }
     const std::string suffix = ".in_sum2";
     for (const auto& t : g.tensors()) {
         if (t.name.size() <= suffix.size() ||
@@ -105,6 +114,9 @@ void parse_gguf_impl(const std::string& path, std::vector<ImatrixEntry>& entries
                  "{}: tensor '{}': in_sum2 and counts must be F32", path, tensor);
         const int64_t n_per_row = t.ne.empty() ? 0 : t.ne[0];
         const int64_t n_mat = t.n_rows();
+        // As in the legacy format (n_values > 0): an empty entry weights nothing.
+        QL_CHECK(n_per_row > 0 && n_mat > 0, "{}: tensor '{}': in_sum2 has shape [{}, {}]", path,
+                 tensor, n_per_row, n_mat);
         QL_CHECK(counts.n_elements() == n_mat, "{}: tensor '{}': {} counts for {} matrices", path,
                  tensor, counts.n_elements(), n_mat);
         const auto* sums = reinterpret_cast<const float*>(g.tensor_data(t).data());
@@ -114,6 +126,10 @@ void parse_gguf_impl(const std::string& path, std::vector<ImatrixEntry>& entries
         e.n_values = n_per_row * n_mat;
         e.values.resize(static_cast<size_t>(e.n_values));
         for (int64_t m = 0; m < n_mat; ++m) {
+            // Also keeps the conversion to int64 defined (no NaN, nothing out of range).
+            QL_CHECK(std::isfinite(cnt[m]) && cnt[m] >= 0 && cnt[m] < 9e18f,
+                     "{}: tensor '{}': count {} of matrix {} (expected finite, >= 0)", path,
+                     tensor, cnt[m], m);
             e.counts.push_back(static_cast<int64_t>(cnt[m]));
             for (int64_t j = 0; j < n_per_row; ++j) {
                 const float s = sums[m * n_per_row + j];
@@ -133,10 +149,17 @@ Imatrix Imatrix::load(const std::string& path) {
     if (bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0) {
         Imatrix m;
         m.path_ = path;
-        parse_gguf_impl(path, m.entries_, m.datasets_, m.chunk_count_);
+        parse_gguf_impl(GgufFile::open(path), m.entries_, m.datasets_, m.chunk_count_);
         return m;
     }
     return parse_legacy(bytes, path);
+}
+
+Imatrix Imatrix::parse_gguf(std::span<const uint8_t> bytes, const std::string& name) {
+    Imatrix m;
+    m.path_ = name;
+    parse_gguf_impl(GgufFile::parse(bytes, name), m.entries_, m.datasets_, m.chunk_count_);
+    return m;
 }
 
 const ImatrixEntry* Imatrix::find(const std::string& tensor) const {

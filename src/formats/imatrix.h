@@ -39,6 +39,8 @@ class Imatrix {
     // Detects the format by its first bytes; throws Error naming the file and the problem.
     static Imatrix load(const std::string& path);
     static Imatrix parse_legacy(std::span<const uint8_t> bytes, const std::string& name);
+    // An in-memory GGUF imatrix (fuzzing, tests); values are copied out of `bytes`.
+    static Imatrix parse_gguf(std::span<const uint8_t> bytes, const std::string& name);
 
     const std::string& path() const { return path_; }
     const std::vector<ImatrixEntry>& entries() const { return entries_; }

@@ -303,7 +303,11 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
         } catch (const json::exception& e) {
             fail("{}: not valid JSON: {}", path, e.what());
         }
-        return from_json(j, path);
+        try {
+            return from_json(j, path);
+        } catch (const json::exception& e) {  // a field of the wrong type
+            fail("{}: {}", path, e.what());
+        }
     }
     YAML::Node node;
     try {
@@ -317,7 +321,17 @@ Recipe parse_recipe(const std::string& text, const std::string& path) {
         fail("{}: not valid YAML or JSON: {}", path, e.what());
     }
     size_t budget = kMaxRecipeNodes;
-    return from_json(yaml_to_json(node, budget, path), path);
+    try {
+        const json j = yaml_to_json(node, budget, path);
+        // The JSON parser rejects invalid UTF-8; YAML text must be rejected too, or writing the
+        // recipe back out as JSON would throw. dump() checks every string.
+        (void)j.dump();
+        return from_json(j, path);
+    } catch (const json::exception& e) {
+        fail("{}: {}", path, e.what());
+    } catch (const YAML::Exception& e) {  // e.g. a map used as a key
+        fail("{}: {}", path, e.what());
+    }
 }
 
 Recipe load_recipe(const std::string& path) {

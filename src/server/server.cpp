@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <filesystem>
 
@@ -272,6 +273,33 @@ void Server::stop() {
 
 int Server::port() const {
     return impl_->bound_port;
+}
+
+HttpReply Server::handle(const std::string& method, const std::string& target,
+                         const std::string& body, const std::string& content_type) {
+    std::string request = method + " ";
+    for (const char ch : target) {
+        const auto c = static_cast<unsigned char>(ch);
+        if (c <= 0x20 || c >= 0x7f)
+            request += fmt::format("%{:02X}", c);
+        else
+            request += ch;
+    }
+    request += " HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: " + content_type +
+               "\r\nContent-Length: " + std::to_string(body.size()) +
+               "\r\nConnection: close\r\n\r\n" + body;
+    httplib::detail::BufferStream stream;
+    stream.write(request.data(), request.size());
+    bool closed = false;
+    impl_->http.process_request(stream, true, closed, [](httplib::Request&) {});
+    // The stream holds the request, then the response: "HTTP/1.1 NNN ...", headers, body.
+    const std::string response = stream.get_buffer().substr(request.size());
+    HttpReply reply;
+    if (response.size() >= 12 && response.rfind("HTTP/1.1 ", 0) == 0)
+        reply.status = std::atoi(response.substr(9, 3).c_str());
+    if (const size_t end = response.find("\r\n\r\n"); end != std::string::npos)
+        reply.body = response.substr(end + 4);
+    return reply;
 }
 
 }  // namespace quantlens::server

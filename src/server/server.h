@@ -57,6 +57,12 @@ struct ServerOptions {
     double event_poll_s = 0.2;
 };
 
+// One response of Server::handle.
+struct HttpReply {
+    int status = 0;
+    std::string body;
+};
+
 class Server {
   public:
     explicit Server(ServerOptions options);  // opens the store; throws Error
@@ -71,6 +77,12 @@ class Server {
     void run();
     void stop();
     int port() const;
+    // Serves one request without a socket (tests, fuzzing): the same checks, routes and error
+    // replies as a connection, with Host 127.0.0.1 and the given Content-Type. Bytes of
+    // `target` that cannot appear in a request line are percent-encoded first.
+    HttpReply handle(const std::string& method, const std::string& target,
+                     const std::string& body,
+                     const std::string& content_type = "application/json");
 
     struct Impl;
 

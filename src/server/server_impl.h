@@ -18,11 +18,17 @@
 
 namespace quantlens::server {
 
+// httplib::Server with its request processing reachable without a socket (Server::handle).
+class HttpServer : public httplib::Server {
+  public:
+    using httplib::Server::process_request;
+};
+
 struct Server::Impl {
     ServerOptions options;
     std::unique_ptr<jobs::Store> store;
     std::unique_ptr<PathPolicy> paths;
-    httplib::Server http;
+    HttpServer http;
     Children children;
     std::atomic<int> open_streams{0};
     std::atomic<bool> stopping{false};

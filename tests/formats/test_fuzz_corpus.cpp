@@ -1,18 +1,24 @@
-// Replays the fuzz corpus (fuzz/corpus/{gguf,safetensors,config}) through the same entry
-// points the libFuzzer targets use, in the normal build: ok-* files must parse, bad-* files
-// must be rejected with an Error whose message names the file, and nothing may crash or
-// throw anything else. Crashes found by scripts/fuzz.sh are added here as bad-* files.
+// Replays the fuzz corpus (fuzz/corpus/TARGET, one folder per libFuzzer target) through the
+// same entry points the targets use, in the normal build: ok-* files must parse, bad-* files
+// must be rejected with an Error, and nothing may crash or throw anything else. Where a
+// corpus file is also a file the tool opens by path, opening it must fail with a message
+// naming the file. Crashes found by scripts/fuzz.sh are added here as bad-* files.
 #include <gtest/gtest.h>
 
 #include <filesystem>
 #include <string>
+#include <type_traits>
 #include <vector>
 
-#include "../../fuzz/entries.cpp"  // compiled into this test: no separate library needed
+// Compiled into this test: no separate library needed.
+#include "../../fuzz/entries.cpp"
+#include "../../fuzz/entries_app.cpp"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "formats/gguf.h"
+#include "formats/imatrix.h"
 #include "formats/model_config.h"
+#include "formats/recipe.h"
 #include "formats/safetensors.h"
 
 using namespace quantlens;
@@ -28,10 +34,13 @@ std::vector<fs::path> corpus(const std::string& kind) {
     return files;
 }
 
+// Inputs of these targets are not one file the tool opens by path.
+void no_open(const std::string&) {}
+
 template <typename Entry, typename Open>
-void replay(const std::string& kind, Entry entry, Open open_file) {
+void replay(const std::string& kind, Entry entry, Open open_file, size_t min_files = 10) {
     const auto files = corpus(kind);
-    ASSERT_GE(files.size(), 10u) << kind;
+    ASSERT_GE(files.size(), min_files) << kind;
     for (const auto& f : files) {
         const std::string name = f.filename().string();
         const bool expect_ok = name.rfind("ok-", 0) == 0;
@@ -40,7 +49,9 @@ void replay(const std::string& kind, Entry entry, Open open_file) {
             MappedFile m(f.string());
             bytes.assign(m.data(), m.data() + m.size());
         }
-        EXPECT_EQ(entry(bytes.data(), bytes.size()), expect_ok) << name;
+        const bool parsed = entry(bytes.data(), bytes.size());
+        EXPECT_EQ(parsed, expect_ok) << name;
+        if constexpr (std::is_same_v<Open, void (*)(const std::string&)>) continue;
         try {
             open_file(f.string());
             EXPECT_TRUE(expect_ok) << name << " opened without error";
@@ -65,4 +76,32 @@ TEST(FuzzCorpus, Safetensors) {
 
 TEST(FuzzCorpus, Config) {
     replay("config", fuzz::config_entry, [](const std::string& p) { load_hf_config(p); });
+}
+
+TEST(FuzzCorpus, Imatrix) {
+    replay("imatrix", fuzz::imatrix_entry, [](const std::string& p) { Imatrix::load(p); });
+}
+
+TEST(FuzzCorpus, Recipe) {
+    replay("recipe", fuzz::recipe_entry, [](const std::string& p) { load_recipe(p); });
+}
+
+TEST(FuzzCorpus, Tokenizer) {
+    replay("tokenizer", fuzz::tokenizer_entry, no_open);
+}
+
+TEST(FuzzCorpus, SafetensorsIndex) {
+    replay("st_index", fuzz::st_index_entry, no_open);
+}
+
+TEST(FuzzCorpus, Zoo) {
+    replay("zoo", fuzz::zoo_entry, no_open);
+}
+
+TEST(FuzzCorpus, Params) {
+    replay("params", fuzz::params_entry, no_open);
+}
+
+TEST(FuzzCorpus, Server) {
+    replay("server", fuzz::server_entry, no_open);
 }

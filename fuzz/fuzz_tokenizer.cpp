@@ -1,0 +1,7 @@
+// libFuzzer target for the tokenizer entry; the work is in entries.cpp.
+#include "entries.h"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+    quantlens::fuzz::tokenizer_entry(data, size);
+    return 0;
+}
