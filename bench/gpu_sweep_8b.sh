@@ -16,16 +16,24 @@ nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader,nounits
     > "$OUT/smi.csv" &
 SMI=$!
 start=$(date +%s.%N)
-/usr/bin/time -v "$BIN" sweep "$CKPT" --eval "$EVAL" --tokens 8192 --gpu --store "$STORE" "$@" \
-    > "$OUT/sweep.out" 2> "$OUT/sweep.err" || { tail -20 "$OUT/sweep.err"; kill $SMI; exit 1; }
+# Peak RSS of the child from getrusage (GNU time is not on every machine).
+python3 - "$OUT" "$BIN" sweep "$CKPT" --eval "$EVAL" --tokens 8192 --gpu --store "$STORE" "$@" <<'PY' \
+    || { tail -20 "$OUT/sweep.err"; kill $SMI; exit 1; }
+import resource, subprocess, sys
+out, cmd = sys.argv[1], sys.argv[2:]
+with open(f"{out}/sweep.out", "w") as o, open(f"{out}/sweep.err", "w") as e:
+    rc = subprocess.call(cmd, stdout=o, stderr=e)
+rss_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+open(f"{out}/rss_kb", "w").write(str(rss_kb))
+sys.exit(rc)
+PY
 end=$(date +%s.%N)
 kill $SMI
-items=$(grep -o '[0-9]* items' "$OUT/sweep.err" | tail -1 | grep -o '[0-9]*' || echo "?")
 python3 - "$OUT" "$start" "$end" <<'PY'
 import re, sys
 out, start, end = sys.argv[1], float(sys.argv[2]), float(sys.argv[3])
 err = open(f"{out}/sweep.err").read()
-rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", err).group(1))
+rss = int(open(f"{out}/rss_kb").read())
 util, mem = [], []
 for line in open(f"{out}/smi.csv"):
     try:

@@ -210,6 +210,24 @@ TEST(BadInputs, PlanPinMatchingNothingAndNegativeBpwRefused) {
     EXPECT_TRUE(contains(r.out, "--target-bpw")) << r.out;
 }
 
+// ---- Disk full ------------------------------------------------------------------------------
+
+TEST(DiskFull, QuantizeLeavesNeitherAPartialFileNorItsTemporary) {
+    // A file-size limit makes write() fail with EFBIG part-way, as a full disk fails with
+    // ENOSPC: the command must fail, and neither the output nor a temporary may remain.
+    const std::string dir = fresh_dir("disk-full");
+    const auto r = cli_testing::run_cli("-q quantize " + kModel + " --preset Q8_0 -o " + dir +
+                                            "/out.gguf",
+                                        "trap '' XFSZ; ulimit -f 2048;");
+    EXPECT_NE(r.code, 0) << r.out;
+    size_t left = 0;
+    for (const auto& e : fs::directory_iterator(dir)) {
+        ++left;
+        ADD_FAILURE() << "left behind: " << e.path();
+    }
+    EXPECT_EQ(left, 0u);
+}
+
 // ---- 11. Errors that say where --------------------------------------------------------------
 
 TEST(ErrorsNameTheirSource, GgufValueOfTheWrongType) {
