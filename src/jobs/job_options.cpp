@@ -134,6 +134,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"as-f16", V::flag, web},
           {"ggml-numerics", V::flag, web},
           {"save-logits", V::out_path, cli},
+          {"force", V::flag, cli},
           {"json", V::flag, cli}}},
     };
     return specs;
