@@ -128,3 +128,36 @@ TEST(Families, UnknownArchitectureListsTheRegistry) {
     for (const Family* f : families())
         EXPECT_NE(message.find(f->hf_architecture), std::string::npos) << message;
 }
+
+TEST(Families, GgufKeys) {
+    for (const Family* f : families()) {
+        SCOPED_TRACE(f->name);
+        const ModelConfig c = parse_hf_config(
+            config_json(f->hf_architecture, R"("shared_expert_intermediate_size":48)"), "cfg.json");
+        GgufKeys keys;
+        f->write_gguf(c, keys);
+        ASSERT_FALSE(keys.empty());
+        EXPECT_EQ(keys.front().first, f->gguf_arch + ".block_count");
+        std::set<std::string> names;
+        for (const auto& [key, value] : keys) {
+            EXPECT_EQ(key.rfind(f->gguf_arch + ".", 0), 0u) << key;
+            EXPECT_TRUE(names.insert(key).second) << key << " written twice";
+        }
+        EXPECT_EQ(names.count(f->gguf_arch + ".expert_count"), c.is_moe() ? 1u : 0u);
+        // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys.
+        EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
+                  f->gguf_arch == "llama" ? 1u : 0u);
+    }
+    const ModelConfig moe = parse_hf_config(
+        config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");
+    GgufKeys keys;
+    family_of(Arch::Qwen2Moe).write_gguf(moe, keys);
+    std::vector<std::string> names;
+    for (const auto& kv : keys) names.push_back(kv.first);
+    const std::vector<std::string> tail(names.end() - 6, names.end());
+    EXPECT_EQ(tail, (std::vector<std::string>{"qwen2moe.expert_count", "qwen2moe.expert_used_count",
+                                              "qwen2moe.expert_feed_forward_length",
+                                              "qwen2moe.expert_shared_feed_forward_length",
+                                              "qwen2moe.attention.key_length",
+                                              "qwen2moe.attention.value_length"}));
+}
