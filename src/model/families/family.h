@@ -1,5 +1,6 @@
 // Model families: each supported architecture is one `Family` value, defined in one file of
-// this folder (llama.cpp, qwen2moe.cpp, ...) and listed once in registry.cpp.
+// this folder (llama.cpp, qwen2moe.cpp, ...) by a function `const Family& <name>_family()`,
+// listed once in registry.cpp, with its id in `Arch` (formats/model_config.h).
 //
 // A family is data plus a few hooks:
 //  - identity: HF architectures[0], config.json model_type, GGUF general.architecture and a
@@ -75,13 +76,5 @@ const Family* find_hf_family(const std::string& hf_architecture, const std::stri
 // ("llama, qwen2, ..."), for refusals.
 std::string registered_hf_architectures();
 std::string registered_gguf_architectures();
-
-// The registry's entries, one per family file.
-const Family& llama_family();
-const Family& mistral_family();
-const Family& qwen2_family();
-const Family& qwen3_family();
-const Family& mixtral_family();
-const Family& qwen2moe_family();
 
 }  // namespace quantlens

@@ -10,9 +10,17 @@
 
 namespace quantlens {
 
+// Defined one per family file.
+const Family& llama_family();
+const Family& mistral_family();
+const Family& qwen2_family();
+const Family& qwen3_family();
+const Family& mixtral_family();
+const Family& qwen2moe_family();
+
 namespace {
 
-// Adding a family: its file, its Arch id, and one line here.
+// Adding a family: its file, its Arch id, and its function here.
 const std::array<const Family*, 6>& registry() {
     static const std::array<const Family*, 6> r = {
         &llama_family(), &mistral_family(), &qwen2_family(),
