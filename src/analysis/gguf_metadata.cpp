@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "engine/tokenizer.h"
+#include "model/families/family.h"
 
 namespace quantlens {
 
@@ -148,31 +149,7 @@ void general_keys(GgufKvList& kv, const Model& model) {
 }
 
 void arch_keys(GgufKvList& kv, const ModelConfig& c) {
-    const std::string a = c.gguf_arch;
-    auto u32 = [](int64_t v) { return GgufValue::u32(static_cast<uint32_t>(v)); };
-    add(kv, a + ".block_count", u32(c.n_layers));
-    add(kv, a + ".context_length", u32(c.max_positions));
-    add(kv, a + ".embedding_length", u32(c.hidden));
-    add(kv, a + ".feed_forward_length", u32(c.ffn));
-    add(kv, a + ".attention.head_count", u32(c.n_heads));
-    add(kv, a + ".attention.head_count_kv", u32(c.n_kv_heads));
-    add(kv, a + ".rope.freq_base", GgufValue::f32(static_cast<float>(c.rope_theta)));
-    add(kv, a + ".attention.layer_norm_rms_epsilon", GgufValue::f32(static_cast<float>(c.rms_eps)));
-    if (c.is_moe()) {
-        add(kv, a + ".expert_count", u32(c.n_experts));
-        add(kv, a + ".expert_used_count", u32(c.n_experts_used));
-    }
-    if (c.arch == Arch::Qwen2Moe) {
-        add(kv, a + ".expert_feed_forward_length", u32(c.ffn));
-        if (c.shared_expert_ffn > 0)
-            add(kv, a + ".expert_shared_feed_forward_length", u32(c.shared_expert_ffn));
-    }
-    add(kv, a + ".attention.key_length", u32(c.head_dim));
-    add(kv, a + ".attention.value_length", u32(c.head_dim));
-    if (a == "llama") {
-        add(kv, a + ".vocab_size", u32(c.vocab));
-        add(kv, a + ".rope.dimension_count", u32(c.head_dim));
-    }
+    family_of(c.arch).write_gguf(c, kv);
 }
 
 }  // namespace

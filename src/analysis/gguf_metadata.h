@@ -1,8 +1,8 @@
 // GGUF metadata (KVs) for a quantized model, written the way llama.cpp writes them.
 //
 // From a Hugging Face source, converter_metadata() reproduces the keys, value types and
-// order of llama.cpp's convert_hf_to_gguf.py for the architectures we support (llama —
-// Mixtral is llama with expert keys —, qwen2, qwen3, qwen2moe):
+// order of llama.cpp's convert_hf_to_gguf.py; the ARCH.* keys are the family's
+// (Family::write_gguf, src/model/families), for today's families:
 //   general.architecture, general.type = "model", general.name, [general.basename],
 //   general.size_label, ARCH.block_count, .context_length, .embedding_length,
 //   .feed_forward_length, .attention.head_count, .attention.head_count_kv,

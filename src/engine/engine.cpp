@@ -29,15 +29,22 @@ std::string shape_str(const std::vector<int64_t>& ne) {
 
 }  // namespace
 
+void check_layer_supported(const ModelConfig& c, const std::string& what) {
+    QL_CHECK(c.shared_expert == SharedExpert::None,
+             "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
+             "engine does not implement yet",
+             what, arch_name(c.arch));
+    QL_CHECK(!c.is_moe() || c.moe_renormalize,
+             "{}: {} routing keeps the top-{} softmax weights without renormalizing them "
+             "(norm_topk_prob false), which the engine does not implement yet",
+             what, arch_name(c.arch), c.n_experts_used);
+}
+
 Engine::Engine(const Model& model, EngineOptions options)
     : model_(model), config_(model.config()), options_(options) {
     engine_init_blas();
     const ModelConfig& c = config_;
-    QL_CHECK(c.arch == Arch::Llama || c.arch == Arch::Mistral || c.arch == Arch::Qwen2 ||
-                 c.arch == Arch::Qwen3 || c.arch == Arch::Mixtral,
-             "{}: architecture '{}' is not supported by the engine yet (supported: llama, "
-             "mistral, qwen2, qwen3, mixtral)",
-             model.path(), arch_name(c.arch));
+    check_layer_supported(c, model.path());
     QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
                  c.head_dim > 0 && c.vocab > 0 && c.n_heads % c.n_kv_heads == 0 &&
                  c.head_dim % 2 == 0,

@@ -1,5 +1,7 @@
-// CPU inference engine: full-sequence f32 forward pass (no KV cache) for Llama/Mistral,
-// Qwen2 (q/k/v biases, tied embeddings), Qwen3 (q/k norms) and Mixtral (top-k experts).
+// CPU inference engine: full-sequence f32 forward pass (no KV cache) of the layer the
+// config's LayerSpec describes (formats/model_config.h): RMSNorm, GQA attention with
+// optional q/k/v biases and q/k norms, normal or neox RoPE, SwiGLU MLP or top-k experts.
+// It never asks which family a model is; a LayerSpec feature it lacks is refused.
 //
 // Promises:
 //  - Weights are read once through Model::read_f32 (dequantized if the source is a
@@ -31,6 +33,10 @@
 namespace quantlens {
 
 class Model;
+
+// Throws Error (naming `what`, a path or engine) when `config`'s layer uses a feature the
+// engines do not implement yet: a shared expert, MoE routing without renormalization.
+void check_layer_supported(const ModelConfig& config, const std::string& what);
 
 struct EngineOptions {
     // Round every weight through F16 after loading, as llama.cpp's converter does when it

@@ -17,29 +17,6 @@ using nlohmann::json;
 
 namespace {
 
-struct ArchName {
-    Arch arch;
-    const char* name;        // our display name
-    const char* hf;          // architectures[0]
-    const char* model_type;  // config.json model_type
-    const char* gguf;        // general.architecture
-};
-
-constexpr ArchName kArchs[] = {
-    {Arch::Llama, "llama", "LlamaForCausalLM", "llama", "llama"},
-    {Arch::Mistral, "mistral", "MistralForCausalLM", "mistral", "llama"},
-    {Arch::Qwen2, "qwen2", "Qwen2ForCausalLM", "qwen2", "qwen2"},
-    {Arch::Qwen3, "qwen3", "Qwen3ForCausalLM", "qwen3", "qwen3"},
-    {Arch::Mixtral, "mixtral", "MixtralForCausalLM", "mixtral", "llama"},
-    {Arch::Qwen2Moe, "qwen2moe", "Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe"},
-};
-
-const ArchName& arch_entry(Arch arch) {
-    for (const auto& a : kArchs)
-        if (a.arch == arch) return a;
-    QL_ASSERT(false);
-}
-
 // Integer field, or `fallback` when absent or null. Present but not an integer is an error.
 int64_t get_int(const json& j, const char* key, int64_t fallback, const std::string& path) {
     auto it = j.find(key);
@@ -82,7 +59,9 @@ int64_t token_id(const json& j, const char* key, const std::string& path) {
     return get_int(j, key, -1, path);
 }
 
-void check_consistent(const ModelConfig& c, const std::string& path) {
+}  // namespace
+
+void check_config_consistent(const ModelConfig& c, const std::string& path) {
     QL_CHECK(c.n_kv_heads > 0 && c.n_heads % c.n_kv_heads == 0,
              "{}: {} attention heads are not a multiple of {} key/value heads", path, c.n_heads,
              c.n_kv_heads);
@@ -95,10 +74,12 @@ void check_consistent(const ModelConfig& c, const std::string& path) {
              path);
 }
 
+namespace {
+
 // v4 configs keep θ at the top and the scaling in "rope_scaling" ("type" or "rope_type");
 // v5 configs keep both in "rope_parameters", which per-layer-type models (Gemma 3, gpt-oss)
 // make a dictionary of such objects keyed by layer type.
-void parse_rope(const json& j, ModelConfig& c, const std::string& path) {
+void parse_rope(const json& j, ModelConfig& c, const std::string& path, const char* family) {
     c.rope_theta = get_float(j, "rope_theta", 10000.0, path);
     const char* key = nullptr;
     for (const char* k : {"rope_parameters", "rope_scaling"}) {
@@ -114,7 +95,7 @@ void parse_rope(const json& j, ModelConfig& c, const std::string& path) {
         QL_CHECK(!value.is_object(),
                  "{}: \"{}\" has per-layer-type entries (\"{}\"), which {} does not use; "
                  "quantlens does not implement them for this architecture",
-                 path, key, name, arch_name(c.arch));
+                 path, key, name, family);
     c.rope_theta = get_float(rp, "rope_theta", c.rope_theta, path);
     std::string type = "default";
     const char* type_key = "rope_type";
@@ -150,36 +131,25 @@ void parse_rope(const json& j, ModelConfig& c, const std::string& path) {
              path, key, rp.dump());
 }
 
-// Keys whose non-default values change the computation in ways the engine does not model.
-void refuse_unimplemented(const json& j, ModelConfig& c, const std::string& path) {
+// Keys whose non-default values change the computation, in every family, in ways the
+// engine does not model. Family-specific ones (o_proj bias, sliding windows) are refused by
+// the family.
+void refuse_unimplemented(const json& j, const std::string& path, const char* family) {
     for (const char* k : {"hidden_act", "hidden_activation"}) {
         auto it = j.find(k);
         if (it == j.end() || it->is_null()) continue;
         const std::string act = it->is_string() ? it->get<std::string>() : it->dump();
         QL_CHECK(act == "silu" || act == "swish",
                  "{}: \"{}\" is \"{}\"; the {} engine implements the SiLU-gated MLP only", path, k,
-                 act, arch_name(c.arch));
+                 act, family);
     }
     QL_CHECK(!get_bool(j, "mlp_bias", false, path),
              "{}: \"mlp_bias\" is true; the engine applies no MLP biases", path);
-    const bool qwen2 = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe;
-    QL_CHECK(qwen2 || !get_bool(j, "attention_bias", false, path),
-             "{}: \"attention_bias\" is true; {} then also biases o_proj, which the engine does "
-             "not apply",
-             path, arch_name(c.arch));
     const double partial = get_float(j, "partial_rotary_factor", 1.0, path);
     QL_CHECK(partial == 1.0,
              "{}: \"partial_rotary_factor\" is {}; quantlens implements rotary embeddings over the "
              "whole head only",
              path, partial);
-    if (c.arch == Arch::Mistral || c.arch == Arch::Mixtral) {
-        c.sliding_window = get_int(j, "sliding_window", 0, path);
-    } else {
-        QL_CHECK(!get_bool(j, "use_sliding_window", false, path),
-                 "{}: \"use_sliding_window\" is true; per-layer sliding windows of {} are not "
-                 "implemented",
-                 path, arch_name(c.arch));
-    }
 }
 
 }  // namespace
@@ -231,43 +201,22 @@ std::vector<double> rope_frequencies(const ModelConfig& c) {
     return freq;
 }
 
-const char* arch_name(Arch arch) {
-    return arch_entry(arch).name;
+int64_t HfConfigJson::get_int(const char* key, int64_t fallback) const {
+    return quantlens::get_int(j, key, fallback, path);
+}
+double HfConfigJson::get_float(const char* key, double fallback) const {
+    return quantlens::get_float(j, key, fallback, path);
+}
+bool HfConfigJson::get_bool(const char* key, bool fallback) const {
+    return quantlens::get_bool(j, key, fallback, path);
+}
+int64_t HfConfigJson::require_positive(const char* key) const {
+    return quantlens::require_positive(j, key, path);
 }
 
-ModelConfig parse_hf_config(const std::string& json_text, const std::string& path) {
-    json j;
-    try {
-        j = json::parse(json_text);
-    } catch (const json::exception& e) {
-        fail("{}: not valid JSON: {}", path, e.what());
-    }
-    QL_CHECK(j.is_object(), "{}: expected a JSON object", path);
-
-    ModelConfig c;
-    std::string hf, model_type;
-    if (auto a = j.find("architectures"); a != j.end() && a->is_array() && !a->empty()) {
-        QL_CHECK((*a)[0].is_string(), "{}: architectures[0] is not a string", path);
-        hf = (*a)[0].get<std::string>();
-    }
-    if (auto m = j.find("model_type"); m != j.end() && m->is_string())
-        model_type = m->get<std::string>();
-    const ArchName* found = nullptr;
-    for (const auto& a : kArchs)
-        if (hf == a.hf) found = &a;
-    if (!found && hf.empty()) {
-        for (const auto& a : kArchs)
-            if (model_type == a.model_type) found = &a;
-    }
-    QL_CHECK(found != nullptr,
-             "{}: unsupported architecture '{}' (model_type '{}'); supported: LlamaForCausalLM, "
-             "MistralForCausalLM, Qwen2ForCausalLM, Qwen3ForCausalLM, MixtralForCausalLM, "
-             "Qwen2MoeForCausalLM",
-             path, hf, model_type);
-    c.arch = found->arch;
-    c.hf_architecture = found->hf;
-    c.gguf_arch = found->gguf;
-
+void read_hf_shared_fields(const HfConfigJson& cfg, ModelConfig& c) {
+    const json& j = cfg.j;
+    const std::string& path = cfg.path;
     c.hidden = require_positive(j, "hidden_size", path);
     c.n_layers = require_positive(j, "num_hidden_layers", path);
     c.n_heads = require_positive(j, "num_attention_heads", path);
@@ -282,13 +231,9 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     c.vocab = require_positive(j, "vocab_size", path);
     c.max_positions = get_int(j, "max_position_embeddings", 0, path);
     c.rms_eps = get_float(j, "rms_norm_eps", 1e-6, path);
-    parse_rope(j, c, path);
-    refuse_unimplemented(j, c, path);
+    parse_rope(j, c, path, cfg.family);
+    refuse_unimplemented(j, path, cfg.family);
     c.tie_embeddings = get_bool(j, "tie_word_embeddings", false, path);
-    c.qkv_bias = c.arch == Arch::Qwen2 || c.arch == Arch::Qwen2Moe ||
-                 get_bool(j, "attention_bias", false, path) ||
-                 get_bool(j, "use_qkv_bias", false, path);
-    c.qk_norm = c.arch == Arch::Qwen3;
     c.bos_token_id = token_id(j, "bos_token_id", path);
     c.eos_token_id = token_id(j, "eos_token_id", path);
     for (const char* key : {"dtype", "torch_dtype"}) {
@@ -297,31 +242,11 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
             break;
         }
     }
-
-    if (c.arch == Arch::Mixtral || c.arch == Arch::Qwen2Moe) {
-        c.n_experts = get_int(j, "num_local_experts", get_int(j, "num_experts", 0, path), path);
-        c.n_experts_used = get_int(j, "num_experts_per_tok", 0, path);
-        QL_CHECK(c.n_experts > 0, "{}: MoE architecture without num_local_experts/num_experts",
-                 path);
-    }
-    if (c.arch == Arch::Qwen2Moe) {
-        c.ffn = require_positive(j, "moe_intermediate_size", path);
-        c.shared_expert_ffn = get_int(j, "shared_expert_intermediate_size", 0, path);
-    } else {
-        c.ffn = require_positive(j, "intermediate_size", path);
-    }
-    check_consistent(c, path);
-    return c;
 }
 
-ModelConfig load_hf_config(const std::string& path) {
-    return parse_hf_config(read_text_file(path), path);
-}
-
-ModelConfig config_from_gguf(const GgufFile& g) {
+void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
     const std::string& path = g.path();
-    const std::string arch = g.get("general.architecture").as_string();
-    const std::string p = arch + ".";
+    const std::string p = c.gguf_arch + ".";
     auto int_key = [&](const std::string& key, int64_t fallback) -> int64_t {
         const GgufValue* v = g.find(p + key);
         return v ? v->as_int() : fallback;
@@ -331,24 +256,8 @@ ModelConfig config_from_gguf(const GgufFile& g) {
         QL_CHECK(v > 0, "{}: {}{} is {}, expected a positive integer", path, p, key, v);
         return v;
     };
-
-    ModelConfig c;
-    c.gguf_arch = arch;
     c.n_experts = int_key("expert_count", 0);
     c.n_experts_used = int_key("expert_used_count", 0);
-    if (arch == "llama") {
-        c.arch = c.n_experts > 0 ? Arch::Mixtral : Arch::Llama;
-    } else if (arch == "qwen2") {
-        c.arch = Arch::Qwen2;
-    } else if (arch == "qwen3") {
-        c.arch = Arch::Qwen3;
-    } else if (arch == "qwen2moe") {
-        c.arch = Arch::Qwen2Moe;
-    } else {
-        fail("{}: unsupported GGUF architecture '{}' (supported: llama, qwen2, qwen3, qwen2moe)",
-             path, arch);
-    }
-    c.hf_architecture = arch_entry(c.arch).hf;
     c.n_layers = required("block_count");
     c.hidden = required("embedding_length");
     c.n_heads = required("attention.head_count");
@@ -358,12 +267,6 @@ ModelConfig config_from_gguf(const GgufFile& g) {
         QL_CHECK(c.hidden % c.n_heads == 0, "{}: embedding_length {} is not a multiple of {} heads",
                  path, c.hidden, c.n_heads);
         c.head_dim = c.hidden / c.n_heads;
-    }
-    if (c.arch == Arch::Qwen2Moe) {
-        c.ffn = required("expert_feed_forward_length");
-        c.shared_expert_ffn = int_key("expert_shared_feed_forward_length", 0);
-    } else {
-        c.ffn = required("feed_forward_length");
     }
     c.max_positions = int_key("context_length", 0);
     if (const GgufValue* v = g.find(p + "attention.layer_norm_rms_epsilon"))
@@ -412,8 +315,6 @@ ModelConfig config_from_gguf(const GgufFile& g) {
     c.qk_norm = g.find_tensor("blk.0.attn_q_norm.weight") != nullptr;
     if (const GgufValue* v = g.find("tokenizer.ggml.bos_token_id")) c.bos_token_id = v->as_int();
     if (const GgufValue* v = g.find("tokenizer.ggml.eos_token_id")) c.eos_token_id = v->as_int();
-    check_consistent(c, path);
-    return c;
 }
 
 }  // namespace quantlens

@@ -2,14 +2,17 @@
 // metadata (llama.cpp's `ARCH.*` keys). One struct for every source so the engine never
 // asks where a model came from.
 //
-// config.json fields read: architectures[0], model_type, hidden_size, intermediate_size,
-// num_hidden_layers, num_attention_heads, num_key_value_heads, head_dim, vocab_size,
-// rms_norm_eps, rope_theta | rope_parameters.rope_theta, tie_word_embeddings,
-// max_position_embeddings, torch_dtype | dtype, bos/eos_token_id,
-// num_local_experts | num_experts, num_experts_per_tok, moe_intermediate_size,
-// shared_expert_intermediate_size, attention_bias, use_qkv_bias (Qwen2 has biases),
-// rope_scaling (v4) | rope_parameters (v5), hidden_act | hidden_activation, mlp_bias,
-// partial_rotary_factor, sliding_window / use_sliding_window.
+// Which family a model is, and what that family reads beyond the shared fields, is decided
+// by the family registry (src/model/families): parse_hf_config() and config_from_gguf() are
+// defined there (library ql_model). This file keeps the shared part every family uses:
+// read_hf_shared_fields() and read_gguf_shared_fields() below.
+//
+// Shared config.json fields: architectures[0], model_type, hidden_size, num_hidden_layers,
+// num_attention_heads, num_key_value_heads, head_dim, vocab_size, rms_norm_eps,
+// rope_theta | rope_parameters.rope_theta, tie_word_embeddings, max_position_embeddings,
+// torch_dtype | dtype, bos/eos_token_id, rope_scaling (v4) | rope_parameters (v5),
+// hidden_act | hidden_activation, mlp_bias, partial_rotary_factor. Families read the rest
+// (intermediate_size, experts, attention_bias, use_qkv_bias, sliding_window, ...).
 //
 // Promise: a config the engine would compute wrongly is refused, naming the key and value:
 // a rope type other than default/llama3, an activation other than SiLU, MLP biases, an
@@ -22,9 +25,38 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json_fwd.hpp>
+
 namespace quantlens {
 
+// Identity of a registered family (src/model/families/registry.cpp). Only the registry
+// and the family files branch on it; everything else reads the LayerSpec below.
 enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe };
+
+// How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
+// stores permuted from HF's half-split layout (so an HF source permutes them on the way);
+// Neox: half-split pairs on rows left as HF has them.
+enum class RopeStyle { Normal, Neox };
+
+// A dense expert every token goes through besides the routed ones.
+enum class SharedExpert {
+    None,
+    SigmoidGated,  // scaled by sigmoid(ffn_gate_inp_shexp · x) (Qwen2-MoE)
+};
+
+// A decoder layer in terms of the engines' shared blocks: RMSNorm → GQA attention (optional
+// q/k/v bias, optional per-head q/k RMSNorm, RoPE of `rope` style) → RMSNorm → SwiGLU MLP,
+// or, when ModelConfig::n_experts > 0, a routed MoE of SwiGLU experts. The family fills it;
+// the CPU and CUDA engines read only this, never the family, and refuse what they lack.
+struct LayerSpec {
+    RopeStyle rope = RopeStyle::Normal;
+    bool qkv_bias = false;
+    bool qk_norm = false;  // RMSNorm over each head's channels before RoPE (Qwen3)
+    // Routing: softmax over all experts, keep the top n_experts_used; when set, their weights
+    // are renormalized to sum 1 (Mixtral; Qwen2-MoE's norm_topk_prob), else kept as is.
+    bool moe_renormalize = true;
+    SharedExpert shared_expert = SharedExpert::None;
+};
 
 // How a model rescales its rotary frequencies beyond the base θ^(-2i/D).
 struct RopeScaling {
@@ -39,7 +71,8 @@ struct RopeScaling {
     int64_t original_max_positions = 0;
 };
 
-struct ModelConfig {
+// The layer description is a base so the engines read `config.qk_norm` directly.
+struct ModelConfig : LayerSpec {
     Arch arch = Arch::Llama;
     std::string hf_architecture;  // "LlamaForCausalLM"
     std::string gguf_arch;        // "llama", "qwen2", "qwen3", "qwen2moe" (Mixtral is "llama")
@@ -59,21 +92,15 @@ struct ModelConfig {
     std::vector<float> rope_freq_factors;
     int64_t sliding_window = 0;  // attention window in tokens; 0 = full causal attention
     bool tie_embeddings = false;
-    bool qkv_bias = false;  // Qwen2
-    bool qk_norm = false;   // Qwen3
     int64_t n_experts = 0;  // 0 = dense
     int64_t n_experts_used = 0;
-    int64_t shared_expert_ffn = 0;  // Qwen2-MoE
+    int64_t shared_expert_ffn = 0;  // width of the shared expert, if any
     std::string torch_dtype;        // "bfloat16", "float16", "float32"
     int64_t bos_token_id = -1;
     int64_t eos_token_id = -1;
 
     bool is_moe() const { return n_experts > 0; }
-    // llama.cpp rope style: GGUF llama stores q/k rows permuted and uses normal (interleaved
-    // pairs) RoPE; qwen2/qwen3/qwen2moe use neox (half-split) RoPE on unpermuted weights.
-    bool rope_neox() const {
-        return arch == Arch::Qwen2 || arch == Arch::Qwen3 || arch == Arch::Qwen2Moe;
-    }
+    bool rope_neox() const { return rope == RopeStyle::Neox; }
 };
 
 // Rotary angular frequency of each of the D/2 dimension pairs (angle = position × value),
@@ -86,8 +113,9 @@ void check_sequence_length(const ModelConfig& config, int64_t T);
 // frequency, as its converter writes it); empty when the config has no such scaling.
 std::vector<float> llama3_rope_freq_factors(const ModelConfig& config);
 
+// --- Defined by the family registry (src/model/families/registry.cpp, ql_model) ---
 // Parses config.json text; `path` names the file in errors. Throws Error on unknown
-// architectures, missing or inconsistent fields.
+// architectures (listing the registered ones), missing or inconsistent fields.
 ModelConfig parse_hf_config(const std::string& json_text, const std::string& path);
 ModelConfig load_hf_config(const std::string& path);
 // From llama.cpp GGUF metadata (general.architecture, ARCH.block_count, ...). A "llama"
@@ -95,7 +123,30 @@ ModelConfig load_hf_config(const std::string& path);
 // output.weight tensor. Throws Error naming the file and the missing key.
 class GgufFile;
 ModelConfig config_from_gguf(const GgufFile& gguf);
-
+// The family's display name ("llama", "qwen2moe").
 const char* arch_name(Arch arch);
+
+// --- Shared fields, for the families (defined in model_config.cpp) ---
+// Typed reads of one config.json object; every error names the file and the key.
+struct HfConfigJson {
+    const nlohmann::json& j;
+    const std::string& path;
+    const char* family;  // display name, for messages
+
+    // Value of `key`, or `fallback` when absent or null; present with another type throws.
+    int64_t get_int(const char* key, int64_t fallback) const;
+    double get_float(const char* key, double fallback) const;
+    bool get_bool(const char* key, bool fallback) const;
+    int64_t require_positive(const char* key) const;
+};
+// Reads the shared fields listed at the top (everything but the FFN width, experts and the
+// layer description) and refuses the shared unimplemented keys.
+void read_hf_shared_fields(const HfConfigJson& cfg, ModelConfig& config);
+// The same from GGUF metadata under `config.gguf_arch + "."`, plus qkv_bias and qk_norm
+// from the presence of blk.0's bias and q-norm tensors. n_experts and n_experts_used are
+// read too (families need them to claim a file).
+void read_gguf_shared_fields(const GgufFile& gguf, ModelConfig& config);
+// Positive, divisible head counts, an even head size, experts used within experts.
+void check_config_consistent(const ModelConfig& config, const std::string& path);
 
 }  // namespace quantlens

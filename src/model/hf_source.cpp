@@ -3,8 +3,8 @@
 // What changes on the way (so values match what llama.cpp's converter writes, before any
 // rounding to the file type):
 //  - shapes are reversed into ggml order (HF [rows, cols] → ne [cols, rows]);
-//  - for the "llama" GGUF architecture (Llama, Mistral, Mixtral) the rows of attn_q and
-//    attn_k are permuted per head from HF's half-split RoPE layout to llama.cpp's
+//  - for families with normal RoPE (RopeStyle::Normal: Llama, Mistral, Mixtral) the rows of
+//    attn_q and attn_k are permuted per head from HF's half-split RoPE layout to llama.cpp's
 //    interleaved one: view rows as (n_head, 2, head_dim/2) and swap the last two axes
 //    (n_kv_heads for attn_k);
 //  - per-expert matrices are stacked, expert e at ne[2] = e.
@@ -114,7 +114,7 @@ class HfModel final : public Model {
         std::map<std::string, Pending> pending;
         for (const StTensor& t : st_.tensors()) {
             if (t.name.ends_with("rotary_emb.inv_freq")) continue;  // buffer, not a weight
-            const auto mapped = hf_to_gguf(t.name);
+            const auto mapped = hf_to_gguf(t.name, config_.arch);
             QL_CHECK(mapped.has_value(), "{}: tensor '{}' is not a known {} tensor name", t.file,
                      t.name, config_.hf_architecture);
             Pending& p = pending[mapped->gguf];
@@ -163,7 +163,7 @@ class HfModel final : public Model {
                      "{}: tensor '{}' has {} dimensions, expected 1 to 4", file, info.hf_name,
                      info.ne.size());
             check_shape(info, config_, file, "config.json");
-            if (config_.gguf_arch == "llama" &&
+            if (config_.rope == RopeStyle::Normal &&
                 (info.role == TensorRole::AttnQ || info.role == TensorRole::AttnK)) {
                 src.permute_heads =
                     info.role == TensorRole::AttnQ ? config_.n_heads : config_.n_kv_heads;

@@ -4,8 +4,8 @@
 // sweep and the GGUF writer never branch on where a model came from:
 //  - names are GGUF names (blk.N.attn_q.weight); hf_name keeps the Hugging Face name;
 //  - ne is in ggml order (ne[0] = row length = input features);
-//  - for the llama architecture q/k rows are permuted exactly as llama.cpp's converter does
-//    (so RoPE is the "normal" interleaved style, see ModelConfig::rope_neox);
+//  - for families with normal RoPE (LayerSpec::rope) q/k rows are permuted exactly as
+//    llama.cpp's converter does for its "llama" architecture;
 //  - Mixtral/Qwen2-MoE experts are stacked into 3-D tensors blk.N.ffn_{gate,up,down}_exps
 //    (ne = [cols, rows, n_experts]); hf_name is then the pattern with "{E}" for the expert.
 // Weights stay memory-mapped; read_f32 converts or dequantizes on demand.

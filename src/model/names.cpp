@@ -4,6 +4,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "model/families/family.h"
 
 namespace quantlens {
 
@@ -46,46 +47,6 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::Other, "other", ""},
 };
 
-// HF per-layer suffix → GGUF base name. Mixtral experts and Qwen2-MoE experts are matched
-// separately because they carry an expert index.
-struct LayerName {
-    const char* hf;
-    const char* gguf;
-};
-constexpr LayerName kLayerNames[] = {
-    {"input_layernorm", "attn_norm"},
-    {"post_attention_layernorm", "ffn_norm"},
-    {"self_attn.q_proj", "attn_q"},
-    {"self_attn.k_proj", "attn_k"},
-    {"self_attn.v_proj", "attn_v"},
-    {"self_attn.o_proj", "attn_output"},
-    {"self_attn.q_norm", "attn_q_norm"},
-    {"self_attn.k_norm", "attn_k_norm"},
-    {"mlp.gate_proj", "ffn_gate"},
-    {"mlp.up_proj", "ffn_up"},
-    {"mlp.down_proj", "ffn_down"},
-    {"block_sparse_moe.gate", "ffn_gate_inp"},
-    {"mlp.gate", "ffn_gate_inp"},
-    {"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
-    {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
-    {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
-    {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"},
-};
-
-struct ExpertName {
-    const char* prefix;  // before the expert index
-    const char* hf;      // after it
-    const char* gguf;
-};
-constexpr ExpertName kExpertNames[] = {
-    {"block_sparse_moe.experts", "w1", "ffn_gate_exps"},
-    {"block_sparse_moe.experts", "w3", "ffn_up_exps"},
-    {"block_sparse_moe.experts", "w2", "ffn_down_exps"},
-    {"mlp.experts", "gate_proj", "ffn_gate_exps"},
-    {"mlp.experts", "up_proj", "ffn_up_exps"},
-    {"mlp.experts", "down_proj", "ffn_down_exps"},
-};
-
 bool parse_index(const std::string& s, int& out) {
     if (s.empty() || s.size() > 6) return false;
     for (char c : s)
@@ -108,11 +69,32 @@ std::optional<TensorRole> role_from_name(const std::string& name) {
     return std::nullopt;
 }
 
-std::optional<HfName> hf_to_gguf(const std::string& hf) {
-    if (hf == "model.embed_tokens.weight") return HfName{"token_embd.weight"};
-    if (hf == "model.norm.weight") return HfName{"output_norm.weight"};
-    if (hf == "lm_head.weight") return HfName{"output.weight"};
+namespace {
 
+// Splits "name.weight" / "name.bias" into base and suffix; the suffix is "" for neither.
+std::pair<std::string, std::string> split_suffix(const std::string& name) {
+    for (const char* s : {".weight", ".bias"}) {
+        const std::string sf = s;
+        if (name.size() > sf.size() && name.compare(name.size() - sf.size(), sf.size(), sf) == 0)
+            return {name.substr(0, name.size() - sf.size()), sf};
+    }
+    return {name, ""};
+}
+
+// Matches `rest` against a family's HF pattern, reading the expert index at "{E}".
+bool match_hf(const std::string& rest, const std::string& pattern, int& expert) {
+    const size_t at = pattern.find("{E}");
+    if (at == std::string::npos) return rest == pattern;
+    const std::string head = pattern.substr(0, at), tail = pattern.substr(at + 3);
+    if (rest.size() <= head.size() + tail.size() || rest.compare(0, head.size(), head) != 0 ||
+        rest.compare(rest.size() - tail.size(), tail.size(), tail) != 0)
+        return false;
+    return parse_index(rest.substr(head.size(), rest.size() - head.size() - tail.size()), expert);
+}
+
+std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) {
+    for (const auto& g : f.globals)
+        if (hf == g.hf) return HfName{g.gguf};
     static const std::string kPrefix = "model.layers.";
     if (hf.rfind(kPrefix, 0) != 0) return std::nullopt;
     const size_t dot = hf.find('.', kPrefix.size());
@@ -120,67 +102,38 @@ std::optional<HfName> hf_to_gguf(const std::string& hf) {
     HfName out;
     if (!parse_index(hf.substr(kPrefix.size(), dot - kPrefix.size()), out.layer))
         return std::nullopt;
-    std::string rest = hf.substr(dot + 1);  // "self_attn.q_proj.weight"
-    std::string suffix;
-    for (const char* s : {".weight", ".bias"}) {
-        const std::string sf = s;
-        if (rest.size() > sf.size() && rest.compare(rest.size() - sf.size(), sf.size(), sf) == 0) {
-            suffix = sf;
-            rest.resize(rest.size() - sf.size());
-        }
-    }
+    const auto [rest, suffix] = split_suffix(hf.substr(dot + 1));  // "self_attn.q_proj"
     if (suffix.empty()) return std::nullopt;
-    const std::string blk = "blk." + std::to_string(out.layer) + ".";
-    for (const auto& n : kLayerNames) {
-        if (rest == n.hf) {
-            out.gguf = blk + n.gguf + suffix;
-            return out;
-        }
-    }
-    for (const auto& e : kExpertNames) {
-        const std::string prefix = std::string(e.prefix) + ".";
-        const std::string tail = std::string(".") + e.hf;
-        if (rest.rfind(prefix, 0) != 0 || rest.size() <= prefix.size() + tail.size()) continue;
-        if (rest.compare(rest.size() - tail.size(), tail.size(), tail) != 0) continue;
-        const std::string idx =
-            rest.substr(prefix.size(), rest.size() - prefix.size() - tail.size());
-        if (!parse_index(idx, out.expert)) continue;
-        out.gguf = blk + e.gguf + suffix;
+    for (const auto& t : f.layer_tensors) {
+        if (!match_hf(rest, t.hf, out.expert)) continue;
+        out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf + suffix;
         return out;
     }
     return std::nullopt;
 }
 
+}  // namespace
+
+std::optional<HfName> hf_to_gguf(const std::string& hf, Arch arch) {
+    return family_hf_to_gguf(hf, family_of(arch));
+}
+
+std::optional<HfName> hf_to_gguf(const std::string& hf) {
+    for (const Family* f : families())
+        if (auto out = family_hf_to_gguf(hf, *f)) return out;
+    return std::nullopt;
+}
+
 std::string gguf_to_hf(const std::string& gguf, Arch arch) {
-    if (gguf == "token_embd.weight") return "model.embed_tokens.weight";
-    if (gguf == "output_norm.weight") return "model.norm.weight";
-    if (gguf == "output.weight") return "lm_head.weight";
+    const Family& f = family_of(arch);
+    for (const auto& g : f.globals)
+        if (gguf == g.gguf) return g.hf;
     const int layer = layer_from_gguf_name(gguf);
     if (layer < 0) return "";
     const std::string blk = "blk." + std::to_string(layer) + ".";
-    std::string rest = gguf.substr(blk.size());
-    std::string suffix;
-    for (const char* s : {".weight", ".bias"}) {
-        const std::string sf = s;
-        if (rest.size() > sf.size() && rest.compare(rest.size() - sf.size(), sf.size(), sf) == 0) {
-            suffix = sf;
-            rest.resize(rest.size() - sf.size());
-        }
-    }
-    const std::string hf_layer = "model.layers." + std::to_string(layer) + ".";
-    const bool mixtral = arch == Arch::Mixtral;
-    for (const auto& n : kLayerNames) {
-        if (rest != n.gguf) continue;
-        const std::string hf = n.hf;
-        // The router has two HF spellings; pick the one of this architecture.
-        if (rest == "ffn_gate_inp" && (hf == "block_sparse_moe.gate") != mixtral) continue;
-        return hf_layer + hf + suffix;
-    }
-    for (const auto& e : kExpertNames) {
-        if (rest != e.gguf) continue;
-        if ((std::string(e.prefix) == "block_sparse_moe.experts") != mixtral) continue;
-        return hf_layer + e.prefix + ".{E}." + e.hf + suffix;
-    }
+    const auto [rest, suffix] = split_suffix(gguf.substr(blk.size()));
+    for (const auto& t : f.layer_tensors)
+        if (rest == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
     return "";
 }
 

@@ -18,7 +18,10 @@ struct HfName {
     int expert = -1;  // ≥ 0 for one expert's slice of a stacked tensor
 };
 
-// Maps an HF tensor name; nullopt for names we do not know (the caller reports them).
+// Maps an HF tensor name of a model of this family (model/families); nullopt for names the
+// family does not have (the caller reports them).
+std::optional<HfName> hf_to_gguf(const std::string& hf_name, Arch arch);
+// The same for a name of any registered family (the first one that has it).
 std::optional<HfName> hf_to_gguf(const std::string& hf_name);
 
 // The HF name (or, for stacked experts, the pattern with "{E}") of a GGUF tensor in a

@@ -161,7 +161,10 @@ TEST(Quantize, GgufSourceKeepsMetadataAndCopiesSameTypeTensors) {
     recipe.default_type = GgmlType::Q8_0;
     recipe.tensors["output.weight"] = GgmlType::Q6_K;
     const fs::path out = tmp_dir() / "requant.gguf";
-    const QuantizeResult r = quantize_model(*model, recipe, opts_for(out));
+    QuantizeOptions opts = opts_for(out);
+    EXPECT_THROW(quantize_model(*model, recipe, opts), Error);  // Q4_K → Q8_0 needs consent
+    opts.allow_requantize = true;
+    const QuantizeResult r = quantize_model(*model, recipe, opts);
     EXPECT_EQ(r.file_type, 7u);  // dominant Q8_0
     const GgufFile ours = GgufFile::open(out.string());
     const GgufFile ref = GgufFile::open(src);

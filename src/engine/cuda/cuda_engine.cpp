@@ -24,6 +24,7 @@
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/cuda/fake_quant.h"
+#include "engine/engine.h"
 #include "engine/kernels.h"
 #include "model/model.h"
 
@@ -459,11 +460,7 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.c = config;
     m.opt = options;
     const ModelConfig& c = m.c;
-    QL_CHECK(c.arch == Arch::Llama || c.arch == Arch::Mistral || c.arch == Arch::Qwen2 ||
-                 c.arch == Arch::Qwen3 || c.arch == Arch::Mixtral,
-             "CUDA engine: architecture '{}' is not supported (llama, mistral, qwen2, qwen3, "
-             "mixtral)",
-             arch_name(c.arch));
+    check_layer_supported(c, "CUDA engine");
     QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
                  c.head_dim > 0 && c.head_dim % 2 == 0 && c.n_heads % c.n_kv_heads == 0 &&
                  c.vocab > 0 &&

@@ -1,0 +1,52 @@
+// Shared pieces families are assembled from (family.h): tensor-name groups, config readers
+// for the common FFN/MoE/attention keys, and the GGUF key groups in the converter's order.
+// A family combines these; a piece used by one family only stays in that family's file.
+#pragma once
+
+#include <initializer_list>
+#include <vector>
+
+#include "model/families/family.h"
+
+namespace quantlens::blocks {
+
+// model.embed_tokens / model.norm / lm_head ↔ token_embd / output_norm / output.
+std::vector<GlobalTensorName> llama_globals();
+
+// input_layernorm, post_attention_layernorm, self_attn.{q,k,v,o}_proj (biases by suffix).
+std::vector<TensorName> norms_and_attention();
+std::vector<TensorName> qk_norm();    // self_attn.{q,k}_norm
+std::vector<TensorName> dense_mlp();  // mlp.{gate,up,down}_proj
+// Router and stacked experts, Mixtral spelling (block_sparse_moe.gate, experts.{E}.w1/w3/w2).
+std::vector<TensorName> mixtral_moe();
+// Router and stacked experts, Qwen spelling (mlp.gate, mlp.experts.{E}.*_proj).
+std::vector<TensorName> qwen_moe();
+std::vector<TensorName> concat(std::initializer_list<std::vector<TensorName>> groups);
+
+// config.json: intermediate_size as the FFN width.
+void read_hf_dense_ffn(const HfConfigJson& cfg, ModelConfig& config);
+// config.json: num_local_experts | num_experts (required > 0) and num_experts_per_tok.
+void read_hf_experts(const HfConfigJson& cfg, ModelConfig& config);
+// config.json: refuses attention_bias (which also biases o_proj in these families); q/k/v
+// biases come from use_qkv_bias.
+void read_hf_llama_attention(const HfConfigJson& cfg, ModelConfig& config);
+// config.json: refuses use_sliding_window (per-layer windows are not implemented).
+void refuse_hf_sliding_window(const HfConfigJson& cfg);
+
+// GGUF: ARCH.<key> as an integer, or `fallback` / an error naming the file and key.
+int64_t gguf_int(const GgufFile& gguf, const ModelConfig& config, const char* key,
+                 int64_t fallback);
+int64_t gguf_required(const GgufFile& gguf, const ModelConfig& config, const char* key);
+void read_gguf_dense_ffn(const GgufFile& gguf, ModelConfig& config);  // feed_forward_length
+
+// block_count .. layer_norm_rms_epsilon, then expert_count/expert_used_count for MoE.
+void write_gguf_head(const ModelConfig& config, GgufKeys& keys);
+// attention.key_length, attention.value_length.
+void write_gguf_head_size(const ModelConfig& config, GgufKeys& keys);
+// The "llama" architecture's keys: head, head size, vocab_size, rope.dimension_count.
+void write_gguf_llama(const ModelConfig& config, GgufKeys& keys);
+// head and head size only (qwen2, qwen3).
+void write_gguf_plain(const ModelConfig& config, GgufKeys& keys);
+void add_u32(GgufKeys& keys, const ModelConfig& config, const char* key, int64_t value);
+
+}  // namespace quantlens::blocks

@@ -1,0 +1,80 @@
+// Model families: each supported architecture is one `Family` value, defined in one file of
+// this folder (llama.cpp, qwen2moe.cpp, ...) by a function `const Family& <name>_family()`,
+// listed once in registry.cpp, with its id in `Arch` (formats/model_config.h).
+//
+// A family is data plus a few hooks:
+//  - identity: HF architectures[0], config.json model_type, GGUF general.architecture and a
+//    display name;
+//  - config: what it reads beyond the shared fields (read_hf / read_gguf, after
+//    read_hf_shared_fields / read_gguf_shared_fields), which sets its LayerSpec (the layer
+//    description the engines consume), its FFN width and experts, and refuses its own
+//    unimplemented keys; and the ARCH.* keys it writes to a GGUF (write_gguf);
+//  - tensors: its HF ↔ GGUF name pairs, whose roles and shapes are the shared ones of
+//    model/names.h.
+// Families are assembled from the shared pieces in blocks.h, never copied from each other.
+//
+// Contract: exactly one family has a given HF architecture and a given model_type; for a
+// GGUF general.architecture, at most one family's claims_gguf() accepts a given file.
+#pragma once
+
+#include <span>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "formats/gguf.h"
+#include "formats/model_config.h"
+
+namespace quantlens {
+
+// One tensor of a layer: the HF name after "model.layers.N." and the GGUF base name after
+// "blk.N.", both without the ".weight"/".bias" suffix (which carries over unchanged).
+// "{E}" in `hf` stands for an expert index: the GGUF tensor stacks all experts.
+struct TensorName {
+    std::string hf;    // "self_attn.q_proj", "block_sparse_moe.experts.{E}.w1"
+    std::string gguf;  // "attn_q", "ffn_gate_exps"
+};
+
+// A model-level tensor (outside the layers), with full names.
+struct GlobalTensorName {
+    std::string hf;    // "model.embed_tokens.weight"
+    std::string gguf;  // "token_embd.weight"
+};
+
+// ARCH.* GGUF keys in the converter's order (same type as analysis' GgufKvList).
+using GgufKeys = std::vector<std::pair<std::string, GgufValue>>;
+
+struct Family {
+    Arch id;
+    std::string name;             // display name: "llama", "qwen2moe"
+    std::string hf_architecture;  // "LlamaForCausalLM"
+    std::string model_type;       // "llama", "qwen2_moe"
+    std::string gguf_arch;        // "llama"; Mistral and Mixtral files are "llama" too
+
+    std::vector<GlobalTensorName> globals;
+    std::vector<TensorName> layer_tensors;
+
+    // Fields beyond read_hf_shared_fields: FFN width, experts, the LayerSpec, refusals.
+    void (*read_hf)(const HfConfigJson& cfg, ModelConfig& config) = nullptr;
+    // Whether a GGUF whose general.architecture is gguf_arch is this family, given the shared
+    // fields already read (Mixtral is "llama" with experts). nullptr: never chosen from a GGUF
+    // (a Mistral GGUF is read back as Llama, as llama.cpp does).
+    bool (*claims_gguf)(const ModelConfig& shared) = nullptr;
+    // Fields beyond read_gguf_shared_fields.
+    void (*read_gguf)(const GgufFile& gguf, ModelConfig& config) = nullptr;
+    // Every ARCH.* key, in the converter's order (the shared ones through blocks.h).
+    void (*write_gguf)(const ModelConfig& config, GgufKeys& keys) = nullptr;
+};
+
+// The registered families, in registry order (the order of messages listing them).
+std::span<const Family* const> families();
+const Family& family_of(Arch id);
+// The family of this HF architecture, or when `hf_architecture` is empty of this
+// model_type; nullptr when none is registered.
+const Family* find_hf_family(const std::string& hf_architecture, const std::string& model_type);
+// "LlamaForCausalLM, MistralForCausalLM, ...", and the GGUF architectures that can be read
+// ("llama, qwen2, ..."), for refusals.
+std::string registered_hf_architectures();
+std::string registered_gguf_architectures();
+
+}  // namespace quantlens

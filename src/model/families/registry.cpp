@@ -1,0 +1,133 @@
+// The family registry, and config parsing dispatched through it (see family.h and
+// formats/model_config.h).
+#include <array>
+
+#include <nlohmann/json.hpp>
+
+#include "core/error.h"
+#include "core/mmap_file.h"
+#include "model/families/family.h"
+
+namespace quantlens {
+
+// Defined one per family file.
+const Family& llama_family();
+const Family& mistral_family();
+const Family& qwen2_family();
+const Family& qwen3_family();
+const Family& mixtral_family();
+const Family& qwen2moe_family();
+
+namespace {
+
+// Adding a family: its file, its Arch id, and its function here.
+const std::array<const Family*, 6>& registry() {
+    static const std::array<const Family*, 6> r = {
+        &llama_family(), &mistral_family(), &qwen2_family(),
+        &qwen3_family(), &mixtral_family(), &qwen2moe_family(),
+    };
+    return r;
+}
+
+}  // namespace
+
+std::span<const Family* const> families() {
+    return registry();
+}
+
+const Family& family_of(Arch id) {
+    for (const Family* f : families())
+        if (f->id == id) return *f;
+    QL_ASSERT(false);  // every Arch value is registered (tests/model/test_families.cpp)
+}
+
+const Family* find_hf_family(const std::string& hf, const std::string& model_type) {
+    for (const Family* f : families())
+        if (hf == f->hf_architecture) return f;
+    if (!hf.empty()) return nullptr;
+    for (const Family* f : families())
+        if (model_type == f->model_type) return f;
+    return nullptr;
+}
+
+std::string registered_hf_architectures() {
+    std::string s;
+    for (const Family* f : families()) s += (s.empty() ? "" : ", ") + f->hf_architecture;
+    return s;
+}
+
+std::string registered_gguf_architectures() {
+    std::string s;
+    for (const Family* f : families()) {
+        if (!f->claims_gguf || s.find(f->gguf_arch) != std::string::npos) continue;
+        s += (s.empty() ? "" : ", ") + f->gguf_arch;
+    }
+    return s;
+}
+
+const char* arch_name(Arch arch) {
+    return family_of(arch).name.c_str();
+}
+
+ModelConfig parse_hf_config(const std::string& json_text, const std::string& path) {
+    nlohmann::json j;
+    try {
+        j = nlohmann::json::parse(json_text);
+    } catch (const nlohmann::json::exception& e) {
+        fail("{}: not valid JSON: {}", path, e.what());
+    }
+    QL_CHECK(j.is_object(), "{}: expected a JSON object", path);
+
+    std::string hf, model_type;
+    if (auto a = j.find("architectures"); a != j.end() && a->is_array() && !a->empty()) {
+        QL_CHECK((*a)[0].is_string(), "{}: architectures[0] is not a string", path);
+        hf = (*a)[0].get<std::string>();
+    }
+    if (auto m = j.find("model_type"); m != j.end() && m->is_string())
+        model_type = m->get<std::string>();
+    const Family* f = find_hf_family(hf, model_type);
+    QL_CHECK(f != nullptr, "{}: unsupported architecture '{}' (model_type '{}'); supported: {}",
+             path, hf, model_type, registered_hf_architectures());
+
+    ModelConfig c;
+    c.arch = f->id;
+    c.hf_architecture = f->hf_architecture;
+    c.gguf_arch = f->gguf_arch;
+    const HfConfigJson cfg{j, path, f->name.c_str()};
+    read_hf_shared_fields(cfg, c);
+    f->read_hf(cfg, c);
+    check_config_consistent(c, path);
+    return c;
+}
+
+ModelConfig load_hf_config(const std::string& path) {
+    return parse_hf_config(read_text_file(path), path);
+}
+
+ModelConfig config_from_gguf(const GgufFile& g) {
+    ModelConfig c;
+    c.gguf_arch = g.get("general.architecture").as_string();
+    const bool known = [&] {
+        for (const Family* f : families())
+            if (f->claims_gguf && f->gguf_arch == c.gguf_arch) return true;
+        return false;
+    }();
+    QL_CHECK(known, "{}: unsupported GGUF architecture '{}' (supported: {})", g.path(), c.gguf_arch,
+             registered_gguf_architectures());
+    read_gguf_shared_fields(g, c);
+    const Family* found = nullptr;
+    for (const Family* f : families()) {
+        if (f->gguf_arch != c.gguf_arch || !f->claims_gguf || !f->claims_gguf(c)) continue;
+        QL_ASSERT(found == nullptr);  // family.h: one family per file
+        found = f;
+    }
+    QL_CHECK(found != nullptr, "{}: no registered family of GGUF architecture '{}' reads this file",
+             g.path(), c.gguf_arch);
+    c.arch = found->id;
+    c.hf_architecture = found->hf_architecture;
+    found->read_gguf(g, c);
+    check_config_consistent(c, g.path());
+    return c;
+}
+
+}  // namespace quantlens

@@ -1,0 +1,163 @@
+// The family registry (src/model/families): the six families are registered once each, every
+// tensor of every family round-trips HF → GGUF → HF with a known role and shape, the layer
+// description each family sets, and refusals that list the registry.
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/error.h"
+#include "model/families/family.h"
+#include "model/names.h"
+
+using namespace quantlens;
+
+namespace {
+
+constexpr int kLayer = 3;
+constexpr int kExpert = 2;
+
+std::string with_expert(std::string pattern, int expert) {
+    if (const size_t at = pattern.find("{E}"); at != std::string::npos)
+        pattern.replace(at, 3, std::to_string(expert));
+    return pattern;
+}
+
+// A config.json of `arch` with the fields every family needs, plus `extra` (JSON members).
+std::string config_json(const std::string& arch, const std::string& extra = "") {
+    return R"({"architectures":[")" + arch +
+           R"("],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,)"
+           R"("num_key_value_heads":2,"vocab_size":100,"intermediate_size":96,)"
+           R"("moe_intermediate_size":32,"num_experts":4,"num_local_experts":4,)"
+           R"("num_experts_per_tok":2)" +
+           (extra.empty() ? "" : "," + extra) + "}";
+}
+
+}  // namespace
+
+TEST(Families, RegistryListsTheSixFamilies) {
+    std::vector<std::string> hf;
+    for (const Family* f : families()) hf.push_back(f->hf_architecture);
+    EXPECT_EQ(hf, (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM",
+                                            "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                                            "MixtralForCausalLM", "Qwen2MoeForCausalLM"}));
+    std::set<std::string> names, hfs, model_types;
+    for (const Family* f : families()) {
+        EXPECT_TRUE(names.insert(f->name).second) << f->name;
+        EXPECT_TRUE(hfs.insert(f->hf_architecture).second) << f->hf_architecture;
+        EXPECT_TRUE(model_types.insert(f->model_type).second) << f->model_type;
+        EXPECT_EQ(&family_of(f->id), f);
+        EXPECT_STREQ(arch_name(f->id), f->name.c_str());
+        EXPECT_EQ(find_hf_family(f->hf_architecture, ""), f);
+        EXPECT_EQ(find_hf_family("", f->model_type), f);
+        EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
+    }
+    EXPECT_EQ(registered_gguf_architectures(), "llama, qwen2, qwen3, qwen2moe");
+}
+
+TEST(Families, EveryTensorRoundTrips) {
+    for (const Family* f : families()) {
+        SCOPED_TRACE(f->name);
+        const ModelConfig c = parse_hf_config(config_json(f->hf_architecture), "cfg.json");
+        for (const GlobalTensorName& g : f->globals) {
+            const auto mapped = hf_to_gguf(g.hf, f->id);
+            ASSERT_TRUE(mapped) << g.hf;
+            EXPECT_EQ(mapped->gguf, g.gguf);
+            EXPECT_EQ(gguf_to_hf(g.gguf, f->id), g.hf);
+            EXPECT_NE(role_from_gguf_name(g.gguf), TensorRole::Other) << g.gguf;
+        }
+        std::set<std::string> gguf_names;
+        for (const TensorName& t : f->layer_tensors) {
+            for (const char* suffix : {".weight", ".bias"}) {
+                const std::string hf = "model.layers." + std::to_string(kLayer) + "." +
+                                       with_expert(t.hf, kExpert) + suffix;
+                const auto mapped = hf_to_gguf(hf, f->id);
+                ASSERT_TRUE(mapped) << hf;
+                EXPECT_EQ(mapped->layer, kLayer);
+                const bool stacked = t.hf.find("{E}") != std::string::npos;
+                EXPECT_EQ(mapped->expert, stacked ? kExpert : -1) << hf;
+                EXPECT_EQ(mapped->gguf, "blk.3." + t.gguf + suffix);
+                EXPECT_EQ(with_expert(gguf_to_hf(mapped->gguf, f->id), kExpert), hf);
+            }
+            const std::string gguf = "blk.3." + t.gguf + ".weight";
+            EXPECT_TRUE(gguf_names.insert(gguf).second) << gguf << " appears twice";
+            const TensorRole role = role_from_gguf_name(gguf);
+            EXPECT_NE(role, TensorRole::Other) << gguf;
+            EXPECT_FALSE(expected_ne(role, c).empty()) << gguf;
+            EXPECT_EQ(layer_from_gguf_name(gguf), kLayer);
+        }
+        // A tensor of another family is not one of this family's.
+        EXPECT_FALSE(hf_to_gguf("model.layers.0.nonexistent_proj.weight", f->id));
+    }
+}
+
+TEST(Families, LayerDescription) {
+    const ModelConfig llama = parse_hf_config(config_json("LlamaForCausalLM"), "cfg.json");
+    EXPECT_EQ(llama.rope, RopeStyle::Normal);
+    EXPECT_FALSE(llama.qkv_bias || llama.qk_norm || llama.is_moe());
+    const ModelConfig qwen3 = parse_hf_config(config_json("Qwen3ForCausalLM"), "cfg.json");
+    EXPECT_EQ(qwen3.rope, RopeStyle::Neox);
+    EXPECT_TRUE(qwen3.qk_norm);
+    const ModelConfig mixtral = parse_hf_config(config_json("MixtralForCausalLM"), "cfg.json");
+    EXPECT_EQ(mixtral.rope, RopeStyle::Normal);
+    EXPECT_TRUE(mixtral.is_moe() && mixtral.moe_renormalize);
+    EXPECT_EQ(mixtral.shared_expert, SharedExpert::None);
+    const ModelConfig moe = parse_hf_config(
+        config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");
+    EXPECT_EQ(moe.rope, RopeStyle::Neox);
+    EXPECT_TRUE(moe.qkv_bias);
+    EXPECT_FALSE(moe.moe_renormalize);
+    EXPECT_EQ(moe.shared_expert, SharedExpert::SigmoidGated);
+    EXPECT_EQ(moe.ffn, 32);
+    const ModelConfig moe_norm =
+        parse_hf_config(config_json("Qwen2MoeForCausalLM", R"("norm_topk_prob":true)"), "cfg.json");
+    EXPECT_TRUE(moe_norm.moe_renormalize);
+    EXPECT_EQ(moe_norm.shared_expert, SharedExpert::None);
+}
+
+TEST(Families, UnknownArchitectureListsTheRegistry) {
+    std::string message;
+    try {
+        parse_hf_config(config_json("GPT2LMHeadModel"), "cfg.json");
+    } catch (const Error& e) {
+        message = e.what();
+    }
+    EXPECT_NE(message.find("unsupported architecture 'GPT2LMHeadModel'"), std::string::npos);
+    EXPECT_NE(message.find(registered_hf_architectures()), std::string::npos) << message;
+    for (const Family* f : families())
+        EXPECT_NE(message.find(f->hf_architecture), std::string::npos) << message;
+}
+
+TEST(Families, GgufKeys) {
+    for (const Family* f : families()) {
+        SCOPED_TRACE(f->name);
+        const ModelConfig c = parse_hf_config(
+            config_json(f->hf_architecture, R"("shared_expert_intermediate_size":48)"), "cfg.json");
+        GgufKeys keys;
+        f->write_gguf(c, keys);
+        ASSERT_FALSE(keys.empty());
+        EXPECT_EQ(keys.front().first, f->gguf_arch + ".block_count");
+        std::set<std::string> names;
+        for (const auto& [key, value] : keys) {
+            EXPECT_EQ(key.rfind(f->gguf_arch + ".", 0), 0u) << key;
+            EXPECT_TRUE(names.insert(key).second) << key << " written twice";
+        }
+        EXPECT_EQ(names.count(f->gguf_arch + ".expert_count"), c.is_moe() ? 1u : 0u);
+        // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys.
+        EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
+                  f->gguf_arch == "llama" ? 1u : 0u);
+    }
+    const ModelConfig moe = parse_hf_config(
+        config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");
+    GgufKeys keys;
+    family_of(Arch::Qwen2Moe).write_gguf(moe, keys);
+    std::vector<std::string> names;
+    for (const auto& kv : keys) names.push_back(kv.first);
+    const std::vector<std::string> tail(names.end() - 6, names.end());
+    EXPECT_EQ(tail, (std::vector<std::string>{"qwen2moe.expert_count", "qwen2moe.expert_used_count",
+                                              "qwen2moe.expert_feed_forward_length",
+                                              "qwen2moe.expert_shared_feed_forward_length",
+                                              "qwen2moe.attention.key_length",
+                                              "qwen2moe.attention.value_length"}));
+}
