@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/parallel.h"
 
 namespace quantlens {
 
@@ -241,10 +242,33 @@ const StTensor& SafetensorsModel::get(const std::string& name) const {
     return *t;
 }
 
+namespace {
+
+// Elements per parallel slice of a conversion: large enough that a slice outweighs the
+// scheduling, small enough that an 8B model's big matrices spread over every core.
+constexpr size_t kConvertSlice = size_t{1} << 20;
+
+}  // namespace
+
 void SafetensorsModel::to_f32(const StTensor& t, std::span<float> out) {
     const auto n = static_cast<size_t>(t.n_elements());
     QL_ASSERT(out.size() == n);
     if (n == 0) return;  // empty spans may hold null pointers, which memcpy must not see
+    if (n > kConvertSlice) {
+        // Element-wise, so slices convert independently (the first touch of the mapped pages
+        // is the slow part of loading a checkpoint from disk or page cache).
+        const size_t es = t.data.size() / n;
+        parallel_for((n + kConvertSlice - 1) / kConvertSlice, [&](size_t s0, size_t s1) {
+            for (size_t s = s0; s < s1; ++s) {
+                const size_t i0 = s * kConvertSlice, len = std::min(kConvertSlice, n - i0);
+                StTensor part = t;
+                part.shape = {static_cast<int64_t>(len)};
+                part.data = t.data.subspan(i0 * es, len * es);
+                to_f32(part, out.subspan(i0, len));
+            }
+        });
+        return;
+    }
     const uint8_t* p = t.data.data();
     switch (t.dtype) {
         case StDtype::F32:

@@ -8,6 +8,7 @@
 
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "core/parallel.h"
 #include "hub/resolve.h"
 #include "model/names.h"
 #include "model/sources.h"
@@ -61,10 +62,19 @@ const TensorInfo& Model::get(const std::string& gguf_name) const {
 
 void Model::read_f32(const TensorInfo& tensor, std::span<float> out) const {
     decode_f32(tensor, out);
-    // A branch-free sum first (vectorizes); only a non-finite total needs the element.
-    float probe = 0.0f;
-    for (const float v : out) probe += v * 0.0f;
-    if (std::isfinite(probe)) return;
+    // A branch-free sum per slice first (vectorizes); only a non-finite slice needs the element.
+    constexpr size_t kSlice = size_t{1} << 20;
+    const size_t n_slices = (out.size() + kSlice - 1) / kSlice;
+    std::vector<char> bad(n_slices, 0);
+    parallel_for(n_slices, [&](size_t s0, size_t s1) {
+        for (size_t s = s0; s < s1; ++s) {
+            float probe = 0.0f;
+            for (size_t i = s * kSlice, e = std::min(out.size(), i + kSlice); i < e; ++i)
+                probe += out[i] * 0.0f;
+            bad[s] = !std::isfinite(probe);
+        }
+    });
+    if (std::find(bad.begin(), bad.end(), 1) == bad.end()) return;
     for (size_t i = 0; i < out.size(); ++i) {
         if (std::isfinite(out[i])) continue;
         const int64_t row_len = tensor.ne.empty() ? 1 : tensor.ne[0];

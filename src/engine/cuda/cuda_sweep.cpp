@@ -6,6 +6,7 @@
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/parallel.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/engine.h"
@@ -171,7 +172,12 @@ std::unique_ptr<CudaSweepBackend> make_cuda_sweep_backend(const Model& model,
                  "{}: tensor '{}' has {} values, the config implies {}", model.path(), spec.name,
                  v.size(), engine->n_elements(spec.name));
         if (round_f16)
-            for (float& x : v) x = round_to_f16(x);
+            parallel_for(
+                v.size(),
+                [&v](size_t i0, size_t i1) {
+                    for (size_t i = i0; i < i1; ++i) v[i] = round_to_f16(v[i]);
+                },
+                size_t{1} << 16);
         engine->load_weight(spec.name, v.data(), static_cast<int64_t>(v.size()));
     }
     return std::make_unique<Backend>(std::move(engine));
