@@ -130,7 +130,8 @@ bool server_entry(const uint8_t* data, size_t size) {
         o.recipes_dir = (dir / "recipes").string();
         o.job_exe = (dir / "no-such-quantlens").string();
         o.log_dir = (dir / "logs").string();
-        o.threads = 1;
+        o.threads = 4;  // the fewest the server accepts (event streams get at most half)
+        o.max_event_streams = 2;
         o.event_poll_s = 0.01;
         return std::make_unique<server::Server>(o);
     }();

@@ -156,9 +156,11 @@ def config_corpus():
 
 
 def gguf_overlap():
-    f32 = struct.pack("<32f", *range(32))
-    infos = gstr("a") + struct.pack("<IqIQ", 1, 32, 0, 0) + gstr("b") + struct.pack("<IqIQ", 1, 16, 0, 64)
-    write("gguf", "bad-overlap.gguf", gguf([], [("a", [32], 0, f32)], raw_tensor_infos=infos))
+    # Two tensors, 'b' inside 'a''s bytes (both aligned, both inside the file).
+    head = b"GGUF" + struct.pack("<IQQ", 3, 2, 0)
+    head += gstr("a") + struct.pack("<IqIQ", 1, 16, 0, 0) + gstr("b") + struct.pack("<IqIQ", 1, 8, 0, 32)
+    head += b"\0" * ((32 - len(head) % 32) % 32)
+    write("gguf", "bad-overlap.gguf", head + struct.pack("<16f", *range(16)))
 
 
 def imatrix_legacy(entries, trailer=(3, "wiki.txt"), n_entries=None):

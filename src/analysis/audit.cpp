@@ -237,15 +237,16 @@ Zoo load_zoo(const std::string& path) {
         }
         QL_CHECK(names.insert(m.name).second, "{}: {}: model name '{}' appears twice", path, where,
                  m.name);
-        QL_CHECK(fs::exists(m.fp), "{}: {} ({}): fp '{}' does not exist", path, where, m.name,
+        std::error_code ec;  // a name the OS refuses (too long, …) is "does not exist" too
+        QL_CHECK(fs::exists(m.fp, ec), "{}: {} ({}): fp '{}' does not exist", path, where, m.name,
                  m.fp);
         QL_CHECK(!m.text.empty(), "{}: {} ({}): no 'text' (here or in defaults)", path, where,
                  m.name);
-        QL_CHECK(fs::is_regular_file(m.text), "{}: {} ({}): text '{}' does not exist", path, where,
-                 m.name, m.text);
+        QL_CHECK(fs::is_regular_file(m.text, ec), "{}: {} ({}): text '{}' does not exist", path,
+                 where, m.name, m.text);
         for (const auto& q : m.quants)
-            QL_CHECK(fs::is_regular_file(q), "{}: {} ({}): quant '{}' does not exist", path, where,
-                     m.name, q);
+            QL_CHECK(fs::is_regular_file(q, ec), "{}: {} ({}): quant '{}' does not exist", path,
+                     where, m.name, q);
         QL_CHECK(!m.types.empty(), "{}: {} ({}): no types", path, where, m.name);
         QL_CHECK(m.ctx >= 8 && m.tokens >= m.ctx,
                  "{}: {} ({}): need ctx ≥ 8 and tokens ≥ ctx (got ctx {}, tokens {})", path, where,

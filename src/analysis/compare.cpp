@@ -14,9 +14,9 @@
 #include "analysis/weight_metrics.h"
 #include "core/error.h"
 #include "core/hash.h"
+#include "core/mmap_file.h"
 #include "core/parallel.h"
 #include "core/progress.h"
-#include "core/mmap_file.h"
 #include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
@@ -238,9 +238,9 @@ CompareOptions CompareOptions::from_json(const json& j) {
     o.fp = j.at("fp").get<std::string>();
     o.quant = j.at("quant").get<std::string>();
     o.text = j.at("text").get<std::string>();
-    o.ctx = j.value("ctx", o.ctx);
-    o.chunks = j.value("chunks", o.chunks);
-    o.batch = j.value("batch", o.batch);
+    o.ctx = job_param_int(j, "ctx", o.ctx);
+    o.chunks = job_param_int(j, "chunks", o.chunks);
+    o.batch = job_param_int(j, "batch", o.batch);
     o.f16_base = j.value("f16_base", o.f16_base);
     o.ggml_numerics = j.value("ggml_numerics", o.ggml_numerics);
     o.attribution = j.value("attribution", o.attribution);

@@ -372,8 +372,8 @@ SweepOptions SweepOptions::from_json(const json& j) {
     SweepOptions o;
     o.model = j.at("model").get<std::string>();
     o.eval_text = j.at("eval_text").get<std::string>();
-    o.n_tokens = j.value("n_tokens", o.n_tokens);
-    o.ctx = j.value("ctx", o.ctx);
+    o.n_tokens = job_param_int(j, "n_tokens", o.n_tokens);
+    o.ctx = job_param_int(j, "ctx", o.ctx);
     for (const auto& t : j.at("types")) o.types.push_back(type_from_name(t.get<std::string>()));
     o.granularity = j.value("granularity", o.granularity);
     o.imatrix = j.value("imatrix", "");
@@ -386,9 +386,17 @@ SweepOptions SweepOptions::from_json(const json& j) {
     // on the CPU. Part of the options because GPU results differ in the last digits.
     o.gpu = j.value("gpu", false);
     if (j.contains("base")) o.base_type = type_from_name(j.at("base").get<std::string>());
-    o.placement_n = j.value("placement_n", std::vector<int>{});
+    if (j.contains("placement_n")) {
+        QL_CHECK(j["placement_n"].is_array(), "job params: 'placement_n' is {}, expected a list",
+                 j["placement_n"].dump());
+        for (const auto& n : j["placement_n"]) {
+            QL_CHECK(n.is_number_integer() && n.get<int64_t>() > 0 && n.get<int64_t>() < 100000,
+                     "job params: 'placement_n' holds {}, expected layer counts", n.dump());
+            o.placement_n.push_back(static_cast<int>(n.get<int64_t>()));
+        }
+    }
     o.gptq_text = j.value("gptq_text", "");
-    o.gptq_chunks = j.value("gptq_chunks", o.gptq_chunks);
+    o.gptq_chunks = job_param_int(j, "gptq_chunks", o.gptq_chunks);
     return o;
 }
 

@@ -369,10 +369,18 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
                  "{}: byte_fallback BPE (SentencePiece style) is not supported", path);
         QL_CHECK(!doc.contains("normalizer") || doc["normalizer"].is_null(),
                  "{}: tokenizers with a normalizer are not supported", path);
+        // A token id must be an integer that fits: converting 1e40 to int32 is undefined.
+        auto token_id = [&](const json& id, const std::string& text) {
+            QL_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 &&
+                         id.get<int64_t>() < (int64_t{1} << 24),
+                     "{}: token '{}' has id {}, expected an integer in [0, 2^24)", path, text,
+                     id.dump());
+            return static_cast<int32_t>(id.get<int64_t>());
+        };
         for (const auto& [text, id] : model.at("vocab").items())
-            im->add_token(id.get<int32_t>(), text);
+            im->add_token(token_id(id, text), text);
         for (const json& a : doc.value("added_tokens", json::array())) {
-            const int32_t id = a.at("id").get<int32_t>();
+            const int32_t id = token_id(a.at("id"), a.value("content", std::string("?")));
             const std::string content = a.at("content").get<std::string>();
             im->add_token(id, content);
             im->added.emplace_back(content, id);
@@ -401,10 +409,14 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
     }
     if ((im->bos < 0 || im->eos < 0) && fs::exists(dir / "config.json")) {
         const json cfg = parse_json_file((dir / "config.json").string());
-        if (im->bos < 0 && cfg.contains("bos_token_id") && cfg["bos_token_id"].is_number_integer())
-            im->bos = cfg["bos_token_id"].get<int32_t>();
-        if (im->eos < 0 && cfg.contains("eos_token_id") && cfg["eos_token_id"].is_number_integer())
-            im->eos = cfg["eos_token_id"].get<int32_t>();
+        auto small_id = [&](const char* key) {
+            return cfg.contains(key) && cfg[key].is_number_integer() &&
+                   cfg[key].get<int64_t>() >= 0 && cfg[key].get<int64_t>() < (int64_t{1} << 24);
+        };
+        if (im->bos < 0 && small_id("bos_token_id"))
+            im->bos = static_cast<int32_t>(cfg["bos_token_id"].get<int64_t>());
+        if (im->eos < 0 && small_id("eos_token_id"))
+            im->eos = static_cast<int32_t>(cfg["eos_token_id"].get<int64_t>());
     }
     for (size_t i = 0; i < im->tokens.size(); ++i)
         QL_CHECK(!im->tokens[i].empty(), "{}: token id {} is missing from the vocabulary", path, i);

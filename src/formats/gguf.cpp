@@ -448,8 +448,9 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name
         QL_CHECK(a->type == GgufValueType::UINT32,
                  "{}: general.alignment has type {}, expected u32", name, value_type_name(a->type));
         const uint64_t al = std::get<uint64_t>(a->scalar);
-        QL_CHECK(al != 0 && std::has_single_bit(al),
-                 "{}: general.alignment {} is not a power of two", name, al);
+        QL_CHECK(al != 0 && std::has_single_bit(al) && al <= kMaxGgufAlignment,
+                 "{}: general.alignment {} is not a power of two up to {}", name, al,
+                 kMaxGgufAlignment);
         g.alignment_ = static_cast<uint32_t>(al);
     }
 
@@ -543,8 +544,8 @@ void GgufWriter::add_kv(std::string key, GgufValue value) {
     if (key == "general.alignment") {
         QL_CHECK(value.type == GgufValueType::UINT32, "general.alignment must be a u32");
         const uint64_t al = std::get<uint64_t>(value.scalar);
-        QL_CHECK(al != 0 && std::has_single_bit(al), "general.alignment {} is not a power of two",
-                 al);
+        QL_CHECK(al != 0 && std::has_single_bit(al) && al <= kMaxGgufAlignment,
+                 "general.alignment {} is not a power of two up to {}", al, kMaxGgufAlignment);
         alignment_ = static_cast<uint32_t>(al);
     }
     for (auto& [k, v] : kv_) {

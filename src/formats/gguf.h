@@ -82,6 +82,10 @@ struct GgufValue {
     std::vector<double> as_float_array() const;
 };
 
+// llama.cpp writes 32; a file asking for more than this would make a rewrite pad every
+// tensor by up to that much (1 GiB alignments were accepted before).
+inline constexpr uint64_t kMaxGgufAlignment = 65536;
+
 struct GgufTensorInfo {
     std::string name;
     std::vector<int64_t> ne;  // ggml order: ne[0] is the row length (innermost)

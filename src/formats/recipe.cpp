@@ -199,9 +199,15 @@ class YamlLimits : public YAML::EventHandler {
 
 // `budget` counts the nodes still allowed after expanding aliases (each use of an alias
 // copies its node again), so no input converts into more than kMaxRecipeNodes values.
-json yaml_to_json(const YAML::Node& node, size_t& budget, const std::string& path) {
+// `depth` bounds the expansion too: an alias inside its own anchor (&c [*c]) is a cycle that
+// would otherwise recurse until the stack overflows.
+json yaml_to_json(const YAML::Node& node, size_t& budget, const std::string& path, int depth = 0) {
     QL_CHECK(budget > 0, "{}: YAML expands to more than {} nodes (aliases?)", path,
              kMaxRecipeNodes);
+    QL_CHECK(depth <= kMaxRecipeDepth,
+             "{}: YAML nests deeper than {} levels once aliases are expanded (an alias inside "
+             "its own anchor?)",
+             path, kMaxRecipeDepth);
     --budget;
     switch (node.Type()) {
         case YAML::NodeType::Map: {
@@ -209,13 +215,13 @@ json yaml_to_json(const YAML::Node& node, size_t& budget, const std::string& pat
             for (const auto& kv : node) {
                 QL_CHECK(kv.first.IsScalar(), "{}: line {}: a recipe's keys must be plain text",
                          path, kv.first.Mark().line + 1);
-                j[kv.first.as<std::string>()] = yaml_to_json(kv.second, budget, path);
+                j[kv.first.as<std::string>()] = yaml_to_json(kv.second, budget, path, depth + 1);
             }
             return j;
         }
         case YAML::NodeType::Sequence: {
             json j = json::array();
-            for (const auto& item : node) j.push_back(yaml_to_json(item, budget, path));
+            for (const auto& item : node) j.push_back(yaml_to_json(item, budget, path, depth + 1));
             return j;
         }
         case YAML::NodeType::Scalar: {

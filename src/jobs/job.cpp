@@ -4,6 +4,8 @@
 
 #include <array>
 
+#include "core/error.h"
+
 namespace quantlens::jobs {
 namespace {
 
@@ -110,3 +112,15 @@ nlohmann::json to_json(const Job& job) {
 }
 
 }  // namespace quantlens::jobs
+
+namespace quantlens {
+
+int64_t job_param_int(const nlohmann::json& params, const char* key, int64_t fallback) {
+    const auto it = params.find(key);
+    if (it == params.end() || it->is_null()) return fallback;
+    QL_CHECK(it->is_number_integer(), "job params: '{}' is {}, expected an integer", key,
+             it->dump());
+    return it->get<int64_t>();
+}
+
+}  // namespace quantlens

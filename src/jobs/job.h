@@ -85,3 +85,11 @@ struct Job {
 nlohmann::json to_json(const Job& job);
 
 }  // namespace quantlens::jobs
+
+namespace quantlens {
+// An integer field of a job's params, or `fallback` when absent: anything but an integer
+// that fits int64 is an Error naming the key (converting 1e40 would be undefined behaviour).
+int64_t job_param_int(const nlohmann::json& params, const char* key, int64_t fallback);
+}  // namespace quantlens
+
+namespace quantlens::jobs {}  // namespace quantlens::jobs

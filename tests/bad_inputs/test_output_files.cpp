@@ -302,6 +302,7 @@ TEST(OutputsOverwriteAnything, ServerCalibrateJobWritesOnlyIntoItsOutputFolder) 
     o.model_roots = {(dir / "root").string()};
     o.job_exe = QL_BINARY_DIR "/quantlens";
     o.threads = 4;
+    o.max_event_streams = 2;  // at most half the threads
     server::Server srv(o);
     const int port = srv.bind();
     std::thread runner([&] { srv.run(); });

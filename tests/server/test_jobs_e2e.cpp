@@ -101,7 +101,9 @@ TEST_F(JobsEndToEnd, EveryKindSucceeds) {
          {"model", model},
          {"options", {{"text", text}, {"ctx", 64}, {"chunks", 1}, {"output", "im.dat"}}}});
     EXPECT_GT(calibrate, 0);
-    EXPECT_TRUE(fs::exists(dir_ / "im.dat"));
+    // Job outputs land only in the server's own folder (default <store>.outputs).
+    const fs::path outputs = dir_ / "jobs.sqlite.outputs";
+    EXPECT_TRUE(fs::exists(outputs / "im.dat"));
     const int64_t sweep = start_and_finish({{"kind", "sweep"},
                                             {"model", model},
                                             {"options",
@@ -118,9 +120,9 @@ TEST_F(JobsEndToEnd, EveryKindSucceeds) {
                                 {"model", model},
                                 {"options", {{"preset", "Q8_0"}, {"output", "q8.gguf"}}}}),
               0);
-    EXPECT_TRUE(fs::exists(dir_ / "q8.gguf"));
+    EXPECT_TRUE(fs::exists(outputs / "q8.gguf"));
     EXPECT_EQ(start_and_finish({{"kind", "eval"},
-                                {"model", "q8.gguf"},
+                                {"model", "jobs.sqlite.outputs/q8.gguf"},
                                 {"options", {{"text", text}, {"ctx", 64}, {"chunks", 1}}}}),
               0);
     EXPECT_EQ(start_and_finish(
