@@ -17,6 +17,7 @@
 #include "analysis/gptq_rounding.h"
 #include "analysis/presets.h"
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "core/half.h"
 #include "core/output_file.h"
 #include "core/progress.h"
@@ -267,9 +268,8 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
     writer.write(path, overwrite_if(options.force));
     if (progress) progress->finish();
     result.file_bytes = fs::file_size(path);
-    result.bpw = result.n_params > 0 ? 8.0 * static_cast<double>(result.file_bytes) /
-                                           static_cast<double>(result.n_params)
-                                     : 0.0;
+    result.bpw = bits_per_weight(static_cast<double>(result.file_bytes),
+                                 static_cast<double>(result.n_params));
     return result;
 }
 

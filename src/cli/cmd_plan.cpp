@@ -9,6 +9,7 @@
 #include "analysis/plan_job.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "core/output_file.h"
 #include "jobs/store.h"
 #include "model/model.h"
@@ -65,10 +66,10 @@ int run_plan(const PlanArgs& a) {
     for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
     nlohmann::json frontier = nlohmann::json::array();
     for (const auto& p : out.frontier)
-        frontier.push_back(
-            {{"size_bytes", p.bytes},
-             {"bpw", 8.0 * static_cast<double>(p.bytes) / static_cast<double>(out.n_params)},
-             {"predicted_kld", p.error}});
+        frontier.push_back({{"size_bytes", p.bytes},
+                            {"bpw", bits_per_weight(static_cast<double>(p.bytes),
+                                                    static_cast<double>(out.n_params))},
+                            {"predicted_kld", p.error}});
     const std::string name = !a.name.empty() ? a.name
                              : a.knee        ? "knee"
                              : a.target_bpw > 0

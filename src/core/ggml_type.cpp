@@ -86,6 +86,15 @@ std::string ggml_type_display_name(GgmlType type) {
     return s;
 }
 
+double ggml_type_bpw(GgmlType type) {
+    const GgmlTypeInfo& info = ggml_type_info(type);
+    return 8.0 * static_cast<double>(info.bytes_per_block) / static_cast<double>(info.block_size);
+}
+
+double bits_per_weight(double bytes, double params) {
+    return params > 0 ? 8.0 * bytes / params : 0.0;
+}
+
 size_t ggml_row_size(GgmlType type, int64_t n) {
     const GgmlTypeInfo& info = ggml_type_info(type);
     QL_CHECK(n >= 0 && n % info.block_size == 0,

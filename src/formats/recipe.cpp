@@ -24,11 +24,6 @@ GgmlType parse_type(const std::string& name, const std::string& path, const std:
     return *t;
 }
 
-double nominal_bits(GgmlType type) {
-    const auto& info = ggml_type_info(type);
-    return 8.0 * static_cast<double>(info.bytes_per_block) / static_cast<double>(info.block_size);
-}
-
 json to_json(const Recipe& r) {
     json j;
     j["format"] = "quantlens-recipe";
@@ -270,7 +265,7 @@ GgmlType Recipe::dominant_type() const {
     int best_count = -1;
     for (const auto& [type, count] : counts) {
         if (count > best_count ||
-            (count == best_count && nominal_bits(type) > nominal_bits(best))) {
+            (count == best_count && ggml_type_bpw(type) > ggml_type_bpw(best))) {
             best = type;
             best_count = count;
         }
@@ -416,7 +411,7 @@ std::string gptq_dynamic_config(const Recipe& recipe,
         if (module.size() > suffix.size() &&
             module.compare(module.size() - suffix.size(), suffix.size(), suffix) == 0)
             module.resize(module.size() - suffix.size());
-        int bits = static_cast<int>(std::lround(nominal_bits(type)));
+        int bits = static_cast<int>(std::lround(ggml_type_bpw(type)));
         if (type == GgmlType::F16 || type == GgmlType::BF16 || type == GgmlType::F32) {
             dynamic["-:" + anchored_pattern(module)] = json::object();  // keep full precision
             continue;

@@ -17,8 +17,7 @@ namespace quantlens::report {
 double type_bpw(const std::string& type_name) {
     const auto type = ggml_type_from_name(type_name);
     if (!type) return -1;
-    const GgmlTypeInfo& info = ggml_type_info(*type);
-    return static_cast<double>(info.bytes_per_block) * 8.0 / static_cast<double>(info.block_size);
+    return ggml_type_bpw(*type);
 }
 
 namespace {
