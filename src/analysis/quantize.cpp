@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <set>
 
@@ -57,21 +56,11 @@ uint32_t choose_file_type(const Recipe& recipe, const std::vector<QuantizedTenso
     if (options.file_type) return *options.file_type;
     if (recipe.budget_kind == "preset" && recipe.budget_value > 0)
         return static_cast<uint32_t>(recipe.budget_value);
-    // The most frequent written type among quantized tensors (ties: the larger type), as
-    // llama.cpp's loader guesses a file type.
-    std::map<GgmlType, int> count;
+    // The dominant written type among quantized tensors, as llama.cpp's loader guesses it.
+    std::vector<GgmlType> written;
     for (const auto& t : tensors)
-        if (t.quantized) ++count[t.written];
-    GgmlType best = recipe.default_type;
-    int best_n = -1;
-    for (const auto& [type, n] : count) {
-        if (n > best_n || (n == best_n && quant_traits(type).bits_per_weight >
-                                              quant_traits(best).bits_per_weight)) {
-            best = type;
-            best_n = n;
-        }
-    }
-    return ftype_for_dominant_type(best);
+        if (t.quantized) written.push_back(t.written);
+    return ftype_for_dominant_type(ggml_dominant_type(written, recipe.default_type));
 }
 
 // One output tensor's bytes into `out`, from the source floats.

@@ -73,6 +73,10 @@ double ggml_type_bpw(GgmlType type);
 // Bits per weight of BYTES holding PARAMS weights, 8 · bytes / params; 0 when PARAMS is not
 // positive (an empty model or tensor has no rate).
 double bits_per_weight(double bytes, double params);
+// The most frequent of TYPES, ties going to the higher ggml_type_bpw, IF_NONE when TYPES is
+// empty: how llama.cpp's loader guesses a mixed file's type, shared by the recipe's base
+// type and the GGUF file type we write.
+GgmlType ggml_dominant_type(const std::vector<GgmlType>& types, GgmlType if_none);
 const std::vector<GgmlTypeInfo>& ggml_all_types();
 
 }  // namespace quantlens

@@ -259,18 +259,10 @@ void emit_yaml(YAML::Emitter& out, const json& j) {
 }  // namespace
 
 GgmlType Recipe::dominant_type() const {
-    std::map<GgmlType, int> counts;
-    for (const auto& [name, type] : tensors) counts[type]++;
-    GgmlType best = default_type;
-    int best_count = -1;
-    for (const auto& [type, count] : counts) {
-        if (count > best_count ||
-            (count == best_count && ggml_type_bpw(type) > ggml_type_bpw(best))) {
-            best = type;
-            best_count = count;
-        }
-    }
-    return best;
+    std::vector<GgmlType> types;
+    types.reserve(tensors.size());
+    for (const auto& [name, type] : tensors) types.push_back(type);
+    return ggml_dominant_type(types, default_type);
 }
 
 std::string recipe_to_json(const Recipe& recipe) {
