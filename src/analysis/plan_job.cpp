@@ -187,7 +187,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     PlanResult r;
     Recipe& recipe = out.recipe;
     if (req.knee) {
-        r = plan_knee(problem);
+        r = plan_jump_knee(problem);
         recipe.budget_kind = "knee";
     } else {
         uint64_t budget = 0;

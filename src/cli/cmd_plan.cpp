@@ -133,7 +133,8 @@ int run_plan(const PlanArgs& a) {
 }  // namespace
 }  // namespace quantlens::cli
 
-QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optimum or knee") {
+QL_COMMAND(plan,
+           "Choose a type per tensor from a sweep: exact size-budget optimum or jump knee") {
     auto a = std::make_shared<quantlens::cli::PlanArgs>();
     cmd.add_option("JOB", a->job, "Sweep job id")->required();
     cmd.add_option("--target-bpw", a->target_bpw, "Budget in bits per weight (whole file)")
@@ -141,7 +142,7 @@ QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optim
     cmd.add_option("--target-size", a->target_size,
                    "Budget as a file size: 5373408, 5.37MB, 4.2GiB");
     cmd.add_flag("--knee", a->knee,
-                 "Per tensor, stop before the first disproportionate error jump");
+                 "Jump knee: per tensor, stop before the first disproportionate error jump");
     cmd.add_option("--metric", a->metric, "kld | ppl | proxy (imatrix-weighted weight error)")
         ->capture_default_str();
     cmd.add_option("--types", a->types, "Restrict to these types");
