@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "formats/recipe.h"
 #include "jobs/store.h"
 
 namespace quantlens::report {
@@ -103,6 +104,7 @@ nlohmann::json build_report_data(const jobs::Store& store, int64_t job_id) {
                               {"layer", u.layer},
                               {"role", u.role},
                               {"n_params", u.n_params},
+                              {"pattern", anchored_pattern(u.name)},
                               {"extra", std::move(extra)}});
         n_params += u.n_params;
         n_layers = std::max<int64_t>(n_layers, u.layer + 1);
