@@ -9,6 +9,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "jobs/store.h"
 #include "model/model.h"
 
@@ -123,7 +124,7 @@ std::vector<PlacementRow> placement_rows(jobs::Store& store, int64_t id, double*
         r.variant = key.first;
         r.raised_type = key.second;
         r.model_bytes = m["bytes"] + fixed;
-        r.bpw = params > 0 ? 8.0 * r.model_bytes / params : 0.0;
+        r.bpw = bits_per_weight(r.model_bytes, params);
         r.kld_mean = m["kld_mean"];
         r.ppl = m.count("ppl") ? m["ppl"] : std::nan("");
         r.ppl_delta = m["ppl_delta"];

@@ -125,7 +125,7 @@ std::vector<FrontierPoint> KnapsackPlanner::frontier(size_t max_points) const {
     return points;
 }
 
-PlanResult plan_knee(const PlanProblem& problem, const KneeOptions& opt) {
+PlanResult plan_jump_knee(const PlanProblem& problem, const JumpKneeOptions& opt) {
     const size_t n = problem.units.size();
     QL_CHECK(n > 0, "plan: no tensors to allocate");
     // Statistical thresholds per option position (types are aligned by position).

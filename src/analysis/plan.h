@@ -9,8 +9,9 @@
 // reported as `grain_bytes`). One DP pass yields the best error at every size, so the
 // whole Pareto frontier comes for free.
 //
-// Knee mode (the seed's method) walks each unit's types from high to low bits and stops
-// before the first disproportionate jump in error:
+// Jump-knee mode (`plan --knee`, the seed's method) walks each unit's types from high to low
+// bits and stops before the first disproportionate jump in error (not the report's chord
+// knee, web/src/report.js, which marks the point farthest below a curve's chord):
 //   relative: e(next) / max(e(current), noise_floor) > rel_jump   (3.0; 2.0 if important)
 //   statistical: e(next) > Q3 + k·IQR of all units' errors at that type
 //                (k = 1.5; 0.5 if important) and e(next) > 2 × that type's median error
@@ -76,7 +77,7 @@ class KnapsackPlanner {
     std::vector<std::vector<uint8_t>> choice_;  // [unit][state]
 };
 
-struct KneeOptions {
+struct JumpKneeOptions {
     double rel_jump = 3.0;
     double rel_jump_important = 2.0;
     double iqr_k = 1.5;
@@ -87,6 +88,10 @@ struct KneeOptions {
 };
 
 // Options of each unit must be sorted by decreasing bits (highest precision first).
-PlanResult plan_knee(const PlanProblem& problem, const KneeOptions& options = {});
+PlanResult plan_jump_knee(const PlanProblem& problem, const JumpKneeOptions& options = {});
+// The name tests/analysis/test_plan.cpp knows it by.
+inline PlanResult plan_knee(const PlanProblem& problem, const JumpKneeOptions& options = {}) {
+    return plan_jump_knee(problem, options);
+}
 
 }  // namespace quantlens

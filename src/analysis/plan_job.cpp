@@ -20,11 +20,6 @@ namespace {
 using json = nlohmann::json;
 constexpr const char* kAllUnit = "(all)";
 
-double type_bits(GgmlType t) {
-    const auto& i = ggml_type_info(t);
-    return 8.0 * static_cast<double>(i.bytes_per_block) / static_cast<double>(i.block_size);
-}
-
 double median(std::vector<double> v) {
     if (v.empty()) return std::nan("");
     std::sort(v.begin(), v.end());
@@ -140,8 +135,8 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             if (!req.types.empty() &&
                 std::find(req.types.begin(), req.types.end(), *t) == req.types.end())
                 continue;
-            if (req.min_type && type_bits(*t) < type_bits(*req.min_type)) continue;
-            if (req.max_type && type_bits(*t) > type_bits(*req.max_type)) continue;
+            if (req.min_type && ggml_type_bpw(*t) < ggml_type_bpw(*req.min_type)) continue;
+            if (req.max_type && ggml_type_bpw(*t) > ggml_type_bpw(*req.max_type)) continue;
             if (pinned && *t != *pinned) continue;
             double e;
             if (metric_key == "proxy") {
@@ -192,7 +187,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     PlanResult r;
     Recipe& recipe = out.recipe;
     if (req.knee) {
-        r = plan_knee(problem);
+        r = plan_jump_knee(problem);
         recipe.budget_kind = "knee";
     } else {
         uint64_t budget = 0;
@@ -220,7 +215,8 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     recipe.job_id = req.job_id;
     recipe.metric = req.metric;
     recipe.predicted_size_bytes = r.bytes;
-    recipe.predicted_bpw = 8.0 * static_cast<double>(r.bytes) / static_cast<double>(out.n_params);
+    recipe.predicted_bpw =
+        bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
     // Whatever drove the choice, its predicted KLD comes from the measured per-unit ΔKLD
     // (so a proxy-driven recipe is predicted on the same scale as a KLD-driven one).
     double kld_sum = 0;

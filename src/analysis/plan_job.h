@@ -1,6 +1,6 @@
 // From a finished (or partial) sweep job to a plan: builds the knapsack problem out of the
-// job's measurements, solves it for a budget or by the knee rule, and turns the choice into
-// a Recipe with predicted size, bpw and KLD.
+// job's measurements, solves it for a budget or by the jump-knee rule (plan.h), and turns the
+// choice into a Recipe with predicted size, bpw and KLD.
 //
 // Sizes are whole-file sizes as llama.cpp's files have them: Σ tensor bytes at the chosen
 // types + tensors kept in float + the GGUF header (metadata, tokenizer, tensor infos),
@@ -29,7 +29,7 @@ struct PlanRequest {
     int64_t job_id = 0;
     std::optional<uint64_t> target_bytes;
     std::optional<double> target_bpw;
-    bool knee = false;
+    bool knee = false;  // plan_jump_knee (`plan --knee`) instead of a budget
     std::string metric = "kld";   // kld | proxy (imatrix-weighted relative weight error) | ppl
     std::vector<GgmlType> types;  // empty = every measured type
     std::optional<GgmlType> min_type, max_type;          // by bits per weight

@@ -7,7 +7,6 @@
 
 #include <algorithm>
 #include <filesystem>
-#include <map>
 #include <optional>
 #include <set>
 
@@ -17,6 +16,7 @@
 #include "analysis/gptq_rounding.h"
 #include "analysis/presets.h"
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "core/half.h"
 #include "core/output_file.h"
 #include "core/progress.h"
@@ -56,21 +56,11 @@ uint32_t choose_file_type(const Recipe& recipe, const std::vector<QuantizedTenso
     if (options.file_type) return *options.file_type;
     if (recipe.budget_kind == "preset" && recipe.budget_value > 0)
         return static_cast<uint32_t>(recipe.budget_value);
-    // The most frequent written type among quantized tensors (ties: the larger type), as
-    // llama.cpp's loader guesses a file type.
-    std::map<GgmlType, int> count;
+    // The dominant written type among quantized tensors, as llama.cpp's loader guesses it.
+    std::vector<GgmlType> written;
     for (const auto& t : tensors)
-        if (t.quantized) ++count[t.written];
-    GgmlType best = recipe.default_type;
-    int best_n = -1;
-    for (const auto& [type, n] : count) {
-        if (n > best_n || (n == best_n && quant_traits(type).bits_per_weight >
-                                              quant_traits(best).bits_per_weight)) {
-            best = type;
-            best_n = n;
-        }
-    }
-    return ftype_for_dominant_type(best);
+        if (t.quantized) written.push_back(t.written);
+    return ftype_for_dominant_type(ggml_dominant_type(written, recipe.default_type));
 }
 
 // One output tensor's bytes into `out`, from the source floats.
@@ -267,9 +257,8 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
     writer.write(path, overwrite_if(options.force));
     if (progress) progress->finish();
     result.file_bytes = fs::file_size(path);
-    result.bpw = result.n_params > 0 ? 8.0 * static_cast<double>(result.file_bytes) /
-                                           static_cast<double>(result.n_params)
-                                     : 0.0;
+    result.bpw = bits_per_weight(static_cast<double>(result.file_bytes),
+                                 static_cast<double>(result.n_params));
     return result;
 }
 

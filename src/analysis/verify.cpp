@@ -13,6 +13,7 @@
 #include "analysis/presets.h"
 #include "analysis/quantize.h"
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
 #include "core/output_file.h"
@@ -143,7 +144,8 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
         const EvalResult r = evaluate(engine, chunks, ev, {nullptr, &base_file});
         row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         row.size_bytes = fs::file_size(row.path);
-        row.bpw = 8.0 * static_cast<double>(row.size_bytes) / static_cast<double>(n_params);
+        row.bpw =
+            bits_per_weight(static_cast<double>(row.size_bytes), static_cast<double>(n_params));
         row.ppl = r.ppl.ppl;
         row.ppl_err = r.ppl.ppl_err;
         QL_ASSERT(r.kld.has_value());

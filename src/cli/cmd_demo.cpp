@@ -15,6 +15,7 @@
 #include "analysis/weight_error_sweep.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "core/output_file.h"
 #include "core/progress.h"
 #include "jobs/runner.h"
@@ -125,7 +126,8 @@ int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
         tensors[name] = ggml_type_display_name(type);
     for (const auto& p : plan.frontier)
         frontier.push_back({{"size_bytes", p.bytes},
-                            {"bpw", 8.0 * p.bytes / static_cast<double>(plan.n_params)},
+                            {"bpw", bits_per_weight(static_cast<double>(p.bytes),
+                                                    static_cast<double>(plan.n_params))},
                             {"predicted_kld", p.error}});
     plan_art["tensors"] = tensors;
     plan_art["frontier"] = frontier;

@@ -25,9 +25,9 @@ std::string source_name(Model::Source s) {
     return s == Model::Source::Gguf ? "gguf" : "huggingface";
 }
 
-double bits_per_weight(const Model& m) {
-    const int64_t p = m.total_params();
-    return p > 0 ? 8.0 * static_cast<double>(m.total_bytes()) / static_cast<double>(p) : 0.0;
+double model_bpw(const Model& m) {
+    return bits_per_weight(static_cast<double>(m.total_bytes()),
+                           static_cast<double>(m.total_params()));
 }
 
 nlohmann::ordered_json config_json(const ModelConfig& c) {
@@ -77,7 +77,7 @@ int run_inspect(const InspectOptions& o) {
                        {"layers", c.n_layers},
                        {"params", m->total_params()},
                        {"bytes", m->total_bytes()},
-                       {"bits_per_weight", bits_per_weight(*m)}};
+                       {"bits_per_weight", model_bpw(*m)}};
         fmt::print("{}\n", j.dump(2));
         return 0;
     }
@@ -108,7 +108,7 @@ int run_inspect(const InspectOptions& o) {
         "\ntotal: {} tensors, {} layers, {} params, {} bytes ({:.2f} MiB), {:.3f} bits per "
         "weight\n",
         m->tensors().size(), c.n_layers, m->total_params(), m->total_bytes(),
-        static_cast<double>(m->total_bytes()) / (1024.0 * 1024.0), bits_per_weight(*m));
+        static_cast<double>(m->total_bytes()) / (1024.0 * 1024.0), model_bpw(*m));
     return 0;
 }
 

@@ -9,6 +9,7 @@
 #include "analysis/plan_job.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "core/output_file.h"
 #include "jobs/store.h"
 #include "model/model.h"
@@ -65,10 +66,10 @@ int run_plan(const PlanArgs& a) {
     for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
     nlohmann::json frontier = nlohmann::json::array();
     for (const auto& p : out.frontier)
-        frontier.push_back(
-            {{"size_bytes", p.bytes},
-             {"bpw", 8.0 * static_cast<double>(p.bytes) / static_cast<double>(out.n_params)},
-             {"predicted_kld", p.error}});
+        frontier.push_back({{"size_bytes", p.bytes},
+                            {"bpw", bits_per_weight(static_cast<double>(p.bytes),
+                                                    static_cast<double>(out.n_params))},
+                            {"predicted_kld", p.error}});
     const std::string name = !a.name.empty() ? a.name
                              : a.knee        ? "knee"
                              : a.target_bpw > 0
@@ -132,7 +133,8 @@ int run_plan(const PlanArgs& a) {
 }  // namespace
 }  // namespace quantlens::cli
 
-QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optimum or knee") {
+QL_COMMAND(plan,
+           "Choose a type per tensor from a sweep: exact size-budget optimum or jump knee") {
     auto a = std::make_shared<quantlens::cli::PlanArgs>();
     cmd.add_option("JOB", a->job, "Sweep job id")->required();
     cmd.add_option("--target-bpw", a->target_bpw, "Budget in bits per weight (whole file)")
@@ -140,7 +142,7 @@ QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optim
     cmd.add_option("--target-size", a->target_size,
                    "Budget as a file size: 5373408, 5.37MB, 4.2GiB");
     cmd.add_flag("--knee", a->knee,
-                 "Per tensor, stop before the first disproportionate error jump");
+                 "Jump knee: per tensor, stop before the first disproportionate error jump");
     cmd.add_option("--metric", a->metric, "kld | ppl | proxy (imatrix-weighted weight error)")
         ->capture_default_str();
     cmd.add_option("--types", a->types, "Restrict to these types");

@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cctype>
+#include <map>
 
 #include "core/error.h"
 
@@ -84,6 +85,30 @@ std::string ggml_type_display_name(GgmlType type) {
     std::transform(s.begin(), s.end(), s.begin(),
                    [](unsigned char c) { return static_cast<char>(std::toupper(c)); });
     return s;
+}
+
+double ggml_type_bpw(GgmlType type) {
+    const GgmlTypeInfo& info = ggml_type_info(type);
+    return 8.0 * static_cast<double>(info.bytes_per_block) / static_cast<double>(info.block_size);
+}
+
+double bits_per_weight(double bytes, double params) {
+    return params > 0 ? 8.0 * bytes / params : 0.0;
+}
+
+GgmlType ggml_dominant_type(const std::vector<GgmlType>& types, GgmlType if_none) {
+    std::map<GgmlType, int> counts;
+    for (GgmlType t : types) ++counts[t];
+    GgmlType best = if_none;
+    int best_count = -1;
+    for (const auto& [type, count] : counts) {
+        if (count > best_count ||
+            (count == best_count && ggml_type_bpw(type) > ggml_type_bpw(best))) {
+            best = type;
+            best_count = count;
+        }
+    }
+    return best;
 }
 
 size_t ggml_row_size(GgmlType type, int64_t n) {

@@ -67,6 +67,16 @@ std::optional<GgmlType> ggml_type_from_name(std::string_view name);
 std::string ggml_type_display_name(GgmlType type);
 // Bytes for a row of n weights; throws Error if n is not a multiple of the block size.
 size_t ggml_row_size(GgmlType type, int64_t n);
+// Nominal bits per weight of a type, 8 · bytes_per_block / block_size: the one place it is
+// computed, so plans, recipes, reports and the quant traits rank types alike.
+double ggml_type_bpw(GgmlType type);
+// Bits per weight of BYTES holding PARAMS weights, 8 · bytes / params; 0 when PARAMS is not
+// positive (an empty model or tensor has no rate).
+double bits_per_weight(double bytes, double params);
+// The most frequent of TYPES, ties going to the higher ggml_type_bpw, IF_NONE when TYPES is
+// empty: how llama.cpp's loader guesses a mixed file's type, shared by the recipe's base
+// type and the GGUF file type we write.
+GgmlType ggml_dominant_type(const std::vector<GgmlType>& types, GgmlType if_none);
 const std::vector<GgmlTypeInfo>& ggml_all_types();
 
 }  // namespace quantlens

@@ -24,11 +24,6 @@ GgmlType parse_type(const std::string& name, const std::string& path, const std:
     return *t;
 }
 
-double nominal_bits(GgmlType type) {
-    const auto& info = ggml_type_info(type);
-    return 8.0 * static_cast<double>(info.bytes_per_block) / static_cast<double>(info.block_size);
-}
-
 json to_json(const Recipe& r) {
     json j;
     j["format"] = "quantlens-recipe";
@@ -270,18 +265,10 @@ void emit_yaml(YAML::Emitter& out, const json& j) {
 }  // namespace
 
 GgmlType Recipe::dominant_type() const {
-    std::map<GgmlType, int> counts;
-    for (const auto& [name, type] : tensors) counts[type]++;
-    GgmlType best = default_type;
-    int best_count = -1;
-    for (const auto& [type, count] : counts) {
-        if (count > best_count ||
-            (count == best_count && nominal_bits(type) > nominal_bits(best))) {
-            best = type;
-            best_count = count;
-        }
-    }
-    return best;
+    std::vector<GgmlType> types;
+    types.reserve(tensors.size());
+    for (const auto& [name, type] : tensors) types.push_back(type);
+    return ggml_dominant_type(types, default_type);
 }
 
 std::string recipe_to_json(const Recipe& recipe) {
@@ -422,7 +409,7 @@ std::string gptq_dynamic_config(const Recipe& recipe,
         if (module.size() > suffix.size() &&
             module.compare(module.size() - suffix.size(), suffix.size(), suffix) == 0)
             module.resize(module.size() - suffix.size());
-        int bits = static_cast<int>(std::lround(nominal_bits(type)));
+        int bits = static_cast<int>(std::lround(ggml_type_bpw(type)));
         if (type == GgmlType::F16 || type == GgmlType::BF16 || type == GgmlType::F32) {
             dynamic["-:" + anchored_pattern(module)] = json::object();  // keep full precision
             continue;

@@ -37,8 +37,8 @@ struct Recipe {
     std::map<std::string, GgmlType> tensors;  // GGUF name → type
     std::vector<std::string> notes;
 
-    // Most frequent type among the tensors (ties: the higher-bit one); used as the base
-    // type of a llama-quantize command line.
+    // ggml_dominant_type of the tensors' types (default_type when there are none); used as
+    // the base type of a llama-quantize command line.
     GgmlType dominant_type() const;
 };
 

@@ -9,6 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
+#include "core/ggml_type.h"
 #include "model/model.h"
 
 namespace quantlens {
@@ -65,8 +66,7 @@ int64_t SourceTensor::n_elements() const {
 }
 
 double SourceTensor::bpw() const {
-    const int64_t n = n_elements();
-    return n > 0 ? 8.0 * static_cast<double>(nbytes) / static_cast<double>(n) : 0.0;
+    return bits_per_weight(static_cast<double>(nbytes), static_cast<double>(n_elements()));
 }
 
 const SourceTensor* TensorSource::find(const std::string& name) const {

@@ -68,8 +68,7 @@ std::vector<QuantTraits> build_traits() {
         t.name = nullptr;  // filled below from the display name
         t.block_size = info.block_size;
         t.bytes_per_block = info.bytes_per_block;
-        t.bits_per_weight =
-            8.0 * static_cast<double>(info.bytes_per_block) / static_cast<double>(info.block_size);
+        t.bits_per_weight = ggml_type_bpw(info.type);
         t.needs_importance = requires_importance(info.type);
         const Kernels* k = find_kernels(info.type);
         // Every block format in kernels.h has its kernels (pending.cpp holds no stubs any more).

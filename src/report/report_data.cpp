@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "formats/recipe.h"
 #include "jobs/store.h"
 
 namespace quantlens::report {
@@ -17,8 +18,7 @@ namespace quantlens::report {
 double type_bpw(const std::string& type_name) {
     const auto type = ggml_type_from_name(type_name);
     if (!type) return -1;
-    const GgmlTypeInfo& info = ggml_type_info(*type);
-    return static_cast<double>(info.bytes_per_block) * 8.0 / static_cast<double>(info.block_size);
+    return ggml_type_bpw(*type);
 }
 
 namespace {
@@ -104,6 +104,7 @@ nlohmann::json build_report_data(const jobs::Store& store, int64_t job_id) {
                               {"layer", u.layer},
                               {"role", u.role},
                               {"n_params", u.n_params},
+                              {"pattern", anchored_pattern(u.name)},
                               {"extra", std::move(extra)}});
         n_params += u.n_params;
         n_layers = std::max<int64_t>(n_layers, u.layer + 1);

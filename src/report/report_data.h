@@ -12,7 +12,8 @@
 //     "types": [ { "name": "Q2_K", "bpw": 2.625 }, ... ]   // measured types, by bits per weight
 //                                                          // ascending (ties by name)
 //     "metrics": [ "act_mse", "kld_mean", ... ]             // every metric name present, sorted
-//     "units": [ { "name", "layer" (-1 = not one layer), "role", "n_params", "extra": {} } ]
+//     "units": [ { "name", "layer" (-1 = not one layer), "role", "n_params",
+//                  "pattern": anchored_pattern(name) (formats/recipe.h), "extra": {} } ]
 //                                                          // in the store's insertion order
 //     "cells": [ { "u": unit index, "t": type index, "m": { metric: value } } ]
 //                                                          // one per measured (unit, type);

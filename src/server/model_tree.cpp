@@ -2,11 +2,11 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <fstream>
 
 #include "core/error.h"
 #include "core/ggml_type.h"
 #include "formats/gguf.h"
+#include "formats/safetensors.h"
 
 namespace quantlens::server {
 
@@ -15,7 +15,6 @@ namespace fs = std::filesystem;
 namespace {
 
 constexpr size_t kMaxEntries = 2000;  // a listing larger than this is cut (and says so)
-constexpr uint64_t kMaxSafetensorsHeader = 100u << 20;  // the format's own limit
 
 // A FIFO named like a model file would block the reading thread forever: stat first.
 void require_regular_file(const fs::path& file) {
@@ -33,38 +32,18 @@ bool is_model_dir(const fs::path& dir) {
     return false;
 }
 
+// The real reader (formats/safetensors), so a listing shows exactly what a sweep would load
+// and refuses what it would refuse.
 nlohmann::json safetensors_tensors(const fs::path& file) {
     require_regular_file(file);
-    std::ifstream in(file, std::ios::binary);
-    QL_CHECK(in.good(), "{}: cannot open", file.string());
-    uint8_t len_bytes[8] = {};
-    in.read(reinterpret_cast<char*>(len_bytes), 8);
-    QL_CHECK(in.gcount() == 8, "{}: truncated safetensors header length", file.string());
-    uint64_t len = 0;
-    for (int i = 7; i >= 0; --i) len = (len << 8) | len_bytes[i];
-    QL_CHECK(len > 0 && len <= kMaxSafetensorsHeader,
-             "{}: safetensors header length {} out of range (1..{})", file.string(), len,
-             kMaxSafetensorsHeader);
-    std::string header(len, '\0');
-    in.read(header.data(), static_cast<std::streamsize>(len));
-    QL_CHECK(static_cast<uint64_t>(in.gcount()) == len, "{}: truncated safetensors header",
-             file.string());
-    const auto doc = nlohmann::json::parse(header, nullptr, false);
-    QL_CHECK(doc.is_object(), "{}: safetensors header is not a JSON object", file.string());
+    const SafetensorsModel st = SafetensorsModel::open(file.string());
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& [name, info] : doc.items()) {
-        if (name == "__metadata__" || !info.is_object()) continue;
-        const auto offsets = info.value("data_offsets", nlohmann::json::array());
-        const uint64_t bytes = offsets.size() == 2 && offsets[0].is_number_unsigned() &&
-                                       offsets[1].is_number_unsigned()
-                                   ? offsets[1].get<uint64_t>() - offsets[0].get<uint64_t>()
-                                   : 0;
-        out.push_back({{"name", name},
-                       {"dtype", info.value("dtype", "?")},
-                       {"shape", info.value("shape", nlohmann::json::array())},
-                       {"bytes", bytes},
+    for (const auto& t : st.tensors())
+        out.push_back({{"name", t.name},
+                       {"dtype", st_dtype_name(t.dtype)},
+                       {"shape", t.shape},
+                       {"bytes", static_cast<uint64_t>(t.data.size())},
                        {"file", file.filename().string()}});
-    }
     return out;
 }
 

@@ -20,23 +20,15 @@
 #include "core/error.h"
 #include "core/progress.h"
 #include "jobs/store.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
+using quantlens::test_support::scratch_dir;
+using quantlens::test_support::shared_dir;
+
 using ::testing::HasSubstr;
-
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
-std::string fresh_dir(const std::string& name) {
-    const std::string dir = std::string(QL_TEST_TMP) + "/audit-" + name;
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
-}
 
 // A zoo file whose relative paths go through base_dir to ../shared.
 std::string write_zoo(const std::string& dir, const std::string& models_yaml) {
@@ -76,7 +68,7 @@ std::map<std::string, double> results(jobs::Store& store, int64_t audit) {
 
 TEST(Audit, ResumedAfterPauseGivesTheSameResults) {
     Progress::set_enabled(false);
-    const std::string dir = fresh_dir("resume");
+    const std::string dir = scratch_dir("audit-resume");
     const Zoo zoo = load_zoo(write_zoo(dir, kZooModels));
     ASSERT_EQ(zoo.models.size(), 3u);
     EXPECT_EQ(zoo.models[1].name, "tiny-qwen2");  // defaults to the folder name
@@ -174,7 +166,7 @@ TEST(Audit, ResumedAfterPauseGivesTheSameResults) {
 }
 
 TEST(Audit, BadZooNamesTheEntry) {
-    const std::string dir = fresh_dir("bad");
+    const std::string dir = scratch_dir("audit-bad");
     try {
         load_zoo(write_zoo(dir, "models:\n  - name: x\n    fp: models/no-such-model\n"));
         ADD_FAILURE() << "no Error";

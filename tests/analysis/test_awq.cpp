@@ -14,15 +14,13 @@
 #include "analysis/weight_diagnostics.h"
 #include "engine/engine.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 }  // namespace
 
@@ -92,7 +90,7 @@ TEST(Awq, ScaleSearchHelpsWhenFewChannelsCarryLargeActivations) {
 }
 
 TEST(Awq, Llama8mFamilyTableAtThreeBits) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     ActivationCollector col(0);
     CalibrateOptions co;
@@ -101,7 +99,8 @@ TEST(Awq, Llama8mFamilyTableAtThreeBits) {
     co.progress = false;
     co.capture_rows = 128;
     co.capture_stride = 8;
-    const CalibrationResult cal = calibrate_text(engine, shared("data/calib.txt"), co, {}, &col);
+    const CalibrationResult cal =
+        calibrate_text(engine, shared_path("data/calib.txt"), co, {}, &col);
     AwqOptions o;
     o.bits = {3};
     o.group_sizes = {128};
@@ -161,7 +160,7 @@ TEST(WeightDiagnostics, DefinitionsOnAKnownTensor) {
 }
 
 TEST(WeightDiagnostics, GroupErrorMapsOnLlama8m) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     const TensorInfo& t = model->get("blk.0.ffn_down.weight");
     const std::vector<float> w = model->read_f32(t);
     WeightDiagOptions o;

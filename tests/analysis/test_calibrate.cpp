@@ -17,16 +17,14 @@
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 namespace fs = std::filesystem;
 using namespace quantlens;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 std::string tmp_file(const std::string& name, const std::string& content) {
     const fs::path d = fs::path(QL_TEST_TMP) / "calibrate";
@@ -48,7 +46,7 @@ std::string error_of(const std::function<void()>& fn) {
 }  // namespace
 
 TEST(Calibrate, StatisticsEqualDirectComputationFromCapturedActivations) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     ActivationCollector col(0);
     CalibrateOptions o;
@@ -57,7 +55,7 @@ TEST(Calibrate, StatisticsEqualDirectComputationFromCapturedActivations) {
     o.batch = 2;  // two forward batches: sums must carry across them
     o.progress = false;
     o.capture_rows = 1 << 20;  // every row
-    const CalibrationResult r = calibrate_text(engine, shared("data/calib.txt"), o, {}, &col);
+    const CalibrationResult r = calibrate_text(engine, shared_path("data/calib.txt"), o, {}, &col);
     EXPECT_EQ(r.n_chunks, 3);
     EXPECT_EQ(r.n_tokens, 192);
     ASSERT_EQ(r.tensors.size(), 56u);  // 8 layers × q k v o gate up down; no output head
@@ -118,13 +116,13 @@ TEST(Calibrate, StatisticsEqualDirectComputationFromCapturedActivations) {
 }
 
 TEST(Calibrate, StackedExpertsCountRoutedTokens) {
-    const auto model = Model::open(shared("models/tiny-moe"));
+    const auto model = Model::open(shared_path("models/tiny-moe"));
     Engine engine(*model);
     CalibrateOptions o;
     o.n_ctx = 64;
     o.max_chunks = 2;
     o.progress = false;
-    const CalibrationResult r = calibrate_text(engine, shared("data/calib.txt"), o);
+    const CalibrationResult r = calibrate_text(engine, shared_path("data/calib.txt"), o);
     int n_exps = 0;
     for (const TensorActivationStats& s : r.tensors) {
         if (s.name.find("_exps.") == std::string::npos) {
@@ -150,16 +148,16 @@ TEST(Calibrate, StackedExpertsCountRoutedTokens) {
 }
 
 TEST(Calibrate, ChunksStartWithBosAndFollowTheText) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     const Tokenizer tok = Tokenizer::load(*model);
-    const EvalChunks c = load_eval_chunks(tok, shared("data/calib.txt"), 512, 0);
+    const EvalChunks c = load_eval_chunks(tok, shared_path("data/calib.txt"), 512, 0);
     EXPECT_EQ(c.n_chunks, 384);  // llama.cpp's count for this text (REFERENCE-FIGURES.md)
     EXPECT_EQ(c.tokens[0], tok.bos_id());
     EXPECT_EQ(c.tokens[512], tok.bos_id());
 }
 
 TEST(Calibrate, EmptyTextIsAnError) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     const std::string path = tmp_file("empty.txt", "");
     const std::string msg = error_of([&] { calibrate_text(engine, path, {}); });
@@ -168,7 +166,7 @@ TEST(Calibrate, EmptyTextIsAnError) {
 }
 
 TEST(Calibrate, TextShorterThanOneChunkIsAnError) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     const std::string path = tmp_file("short.txt", "A short text of a few tokens.");
     CalibrateOptions o;
@@ -179,8 +177,8 @@ TEST(Calibrate, TextShorterThanOneChunkIsAnError) {
 }
 
 TEST(Calibrate, ImatrixOfAnotherModelIsRefusedByTensorName) {
-    const Imatrix llama = Imatrix::load(shared("data/llama-8m.llamacpp-imatrix.dat"));
-    const auto qwen = Model::open(shared("models/tiny-qwen2"));
+    const Imatrix llama = Imatrix::load(shared_path("data/llama-8m.llamacpp-imatrix.dat"));
+    const auto qwen = Model::open(shared_path("models/tiny-qwen2"));
     // The file's first entry (llama.cpp's order) names a layer tiny-qwen2 does not have.
     std::string msg = error_of([&] { check_imatrix_for_model(llama, *qwen); });
     EXPECT_NE(msg.find("'blk.7.attn_output.weight' is not in the model"), std::string::npos) << msg;
@@ -199,7 +197,7 @@ TEST(Calibrate, ImatrixOfAnotherModelIsRefusedByTensorName) {
     msg = error_of([&] { llama.importance("blk.0.ffn_down.weight", 352); });
     EXPECT_NE(msg.find("blk.0.ffn_down.weight"), std::string::npos) << msg;
     // Its own imatrix fits.
-    const auto llama_model = Model::open(shared("models/llama-8m"));
+    const auto llama_model = Model::open(shared_path("models/llama-8m"));
     EXPECT_NO_THROW(check_imatrix_for_model(llama, *llama_model));
 }
 
@@ -208,15 +206,15 @@ TEST(Calibrate, ImatrixOfAnotherModelIsRefusedByTensorName) {
 // it when QUANTLENS_LONG_TESTS=1; the figure is in the README.
 TEST(Calibrate, MatchesLlamaCppImatrixOnAll384Chunks) {
     if (!std::getenv("QUANTLENS_LONG_TESTS")) GTEST_SKIP() << "set QUANTLENS_LONG_TESTS=1";
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     EngineOptions eo;
     eo.f16_weights = true;
     eo.ggml_numerics = std::getenv("QUANTLENS_GGML_NUMERICS") != nullptr;
     Engine engine(*model, eo);
     CalibrateOptions o;
     o.progress = false;
-    const CalibrationResult r = calibrate_text(engine, shared("data/calib.txt"), o);
-    const Imatrix ref = Imatrix::load(shared("data/llama-8m.llamacpp-imatrix.dat"));
+    const CalibrationResult r = calibrate_text(engine, shared_path("data/calib.txt"), o);
+    const Imatrix ref = Imatrix::load(shared_path("data/llama-8m.llamacpp-imatrix.dat"));
     ASSERT_EQ(r.imatrix.size(), ref.entries().size());
     double worst = 0;
     std::string worst_name;

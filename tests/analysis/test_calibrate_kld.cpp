@@ -12,27 +12,25 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 }  // namespace
 
 TEST(CalibrateKld, Q3KWithOurImatrixHasLowerKld) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     Engine base(*model);
     Engine quant(*model);
     CalibrateOptions co;
     co.n_ctx = 512;
     co.max_chunks = 24;
     co.progress = false;
-    const CalibrationResult cal = calibrate_text(quant, shared("data/calib.txt"), co);
+    const CalibrationResult cal = calibrate_text(quant, shared_path("data/calib.txt"), co);
 
     EvalOptions eo;
     eo.n_ctx = 512;
@@ -40,7 +38,7 @@ TEST(CalibrateKld, Q3KWithOurImatrixHasLowerKld) {
     eo.progress = false;
     const Tokenizer tok = Tokenizer::load(*model);
     const EvalTokens chunks =
-        make_eval_tokens(tok, read_text_file(shared("data/eval.txt")), "eval.txt", eo);
+        make_eval_tokens(tok, read_text_file(shared_path("data/eval.txt")), "eval.txt", eo);
 
     auto kld_with = [&](bool use_imatrix) {
         int n = 0;

@@ -18,25 +18,18 @@
 #include "jobs/store.h"
 #include "model/model.h"
 #include "model/tensor_source.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
+using quantlens::test_support::scratch_dir;
+using quantlens::test_support::shared_dir;
+
 using ::testing::HasSubstr;
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
 std::string model_path(const std::string& name) {
     return shared_dir() + "/models/" + name;
-}
-
-std::string fresh_dir(const std::string& name) {
-    const std::string dir = std::string(QL_TEST_TMP) + "/compare-" + name;
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
 }
 
 CompareOptions small_options(const std::string& quant) {
@@ -61,7 +54,7 @@ CompareResult run(const CompareOptions& o, const std::string& dir) {
 
 TEST(Compare, Q4KMOfLlama8m) {
     const CompareResult r =
-        run(small_options(model_path("llama-8m-Q4_K_M.gguf")), fresh_dir("q4km"));
+        run(small_options(model_path("llama-8m-Q4_K_M.gguf")), scratch_dir("compare-q4km"));
     EXPECT_EQ(r.n_scored, 4 * 63);
     // Every tensor is reported with the type the GGUF stores it in.
     const auto gguf = Model::open(model_path("llama-8m-Q4_K_M.gguf"));
@@ -125,7 +118,7 @@ TEST(Compare, Q4KMReferenceFigure) {
     CompareOptions o = small_options(model_path("llama-8m-Q4_K_M.gguf"));
     o.ctx = 512;
     o.chunks = 100;
-    const CompareResult r = run(o, fresh_dir("full"));
+    const CompareResult r = run(o, scratch_dir("compare-full"));
     EXPECT_EQ(r.n_scored, 25500);
     EXPECT_NEAR(r.kld.kld_mean, kLlamaCppKld, kKldRelTol * kLlamaCppKld);
     std::printf("%s", compare_table(r, 5).c_str());
@@ -135,7 +128,7 @@ TEST(Compare, ModelAgainstItselfIsExact) {
     CompareOptions o = small_options(model_path("llama-8m"));
     o.chunks = 2;
     o.f16_base = false;
-    const CompareResult r = run(o, fresh_dir("self"));
+    const CompareResult r = run(o, scratch_dir("compare-self"));
     // Identical logits; the base's log-softmax is float, the evaluated side's normalizer
     // double (kld.h), which leaves rounding noise of ~1e-9 nats.
     EXPECT_LT(r.kld.kld_mean, 1e-7);
@@ -160,13 +153,13 @@ std::string expect_error(const CompareOptions& o, const std::string& dir) {
 
 TEST(Compare, DifferentArchitectureIsAnError) {
     const std::string msg =
-        expect_error(small_options(model_path("tiny-qwen2")), fresh_dir("arch"));
+        expect_error(small_options(model_path("tiny-qwen2")), scratch_dir("compare-arch"));
     EXPECT_THAT(msg, HasSubstr("not the same model"));
     EXPECT_THAT(msg, HasSubstr("tiny-qwen2"));
 }
 
 TEST(Compare, GgufMissingATensorIsAnError) {
-    const std::string dir = fresh_dir("missing");
+    const std::string dir = scratch_dir("compare-missing");
     const GgufFile src = GgufFile::open(model_path("llama-8m-Q4_K_M.gguf"));
     GgufWriter w;
     for (const auto& [key, value] : src.kv()) w.add_kv(key, value);
@@ -221,7 +214,7 @@ TEST(TensorSource, GgufTypesAndBpw) {
 }
 
 TEST(TensorSource, QuantizedHfCheckpointIsNamed) {
-    const std::string dir = fresh_dir("gptq");
+    const std::string dir = scratch_dir("compare-gptq");
     std::ofstream(dir + "/config.json")
         << R"({"architectures":["LlamaForCausalLM"],"quantization_config":{"quant_method":"gptq","bits":4}})";
     try {

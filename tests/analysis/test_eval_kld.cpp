@@ -12,17 +12,15 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
+using quantlens::test_support::shared_dir;
+
 constexpr double kLlamaCppKld = 0.019369, kKldRelTol = 0.03;
 constexpr double kLlamaCppTop1Pct = 91.83, kTop1Points = 0.5;
-
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
 
 TEST(EvalKld, Q4KMAgainstHfMatchesLlamaCpp) {
     Progress::set_enabled(false);

@@ -28,16 +28,14 @@
 #include "jobs/store.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 struct Fixture {
     std::unique_ptr<Model> model;
@@ -50,14 +48,15 @@ Fixture& fixture() {
     static Fixture* f = [] {
         Progress::set_enabled(false);
         auto* x = new Fixture{};
-        x->model = Model::open(shared("models/llama-8m"));
+        x->model = Model::open(shared_path("models/llama-8m"));
         EngineOptions eo;
         eo.f16_weights = true;
         x->engine = std::make_unique<Engine>(*x->model, eo);
         const Tokenizer tok = Tokenizer::load(*x->model);
-        x->gptq = std::make_unique<GptqRounding>(*x->engine, tok,
-                                                 GptqSettings{shared("data/calib.txt"), 512, 16});
-        run_hessians(*x->engine, load_eval_chunks(tok, shared("data/eval.txt"), 512, 8), x->held);
+        x->gptq = std::make_unique<GptqRounding>(
+            *x->engine, tok, GptqSettings{shared_path("data/calib.txt"), 512, 16});
+        run_hessians(*x->engine, load_eval_chunks(tok, shared_path("data/eval.txt"), 512, 8),
+                     x->held);
         return x;
     }();
     return *f;
@@ -95,7 +94,7 @@ TEST(GptqRounding, CoversLinearsAtSupportedTypesOnly) {
 
 TEST(GptqRounding, CutsHeldOutOutputErrorAndFakeQuantIsTheBytes) {
     Fixture& f = fixture();
-    const Imatrix im = Imatrix::load(shared("data/llama-8m.llamacpp-imatrix.dat"));
+    const Imatrix im = Imatrix::load(shared_path("data/llama-8m.llamacpp-imatrix.dat"));
     // attn_output gains most from GPTQ. ffn_down (a 768-wide input) gains least and is not
     // asserted: with these 16 calibration chunks its held-out error rises (1.07 at Q6_K for
     // blk.5), the reason --gptq-chunks defaults to 64.
@@ -157,11 +156,11 @@ TEST(GptqRounding, SweepJobRefusesAChangedOrMissingCalibrationText) {
     fs::remove_all(dir);
     fs::create_directories(dir);
     const fs::path calib = dir / "calib.txt";
-    fs::copy_file(shared("data/calib.txt"), calib);
+    fs::copy_file(shared_path("data/calib.txt"), calib);
     jobs::Store store((dir / "jobs.sqlite").string());
     SweepOptions o;
-    o.model = shared("models/llama-8m");
-    o.eval_text = shared("data/eval.txt");
+    o.model = shared_path("models/llama-8m");
+    o.eval_text = shared_path("data/eval.txt");
     o.n_tokens = 512;
     o.types = {GgmlType::Q8_0};
     o.uniform = false;

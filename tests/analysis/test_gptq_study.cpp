@@ -38,15 +38,13 @@
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/quant.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 constexpr int64_t kCtx = 512, kCalChunks = 64, kHeldChunks = 16, kKldChunks = 20;
 
@@ -80,15 +78,17 @@ Study& study() {
     static Study* s = [] {
         Progress::set_enabled(false);
         auto* st = new Study{};
-        st->model = Model::open(shared("models/llama-8m"));
+        st->model = Model::open(shared_path("models/llama-8m"));
         EngineOptions eo;
         eo.f16_weights = true;
         st->base = std::make_unique<Engine>(*st->model, eo);
-        st->imatrix = Imatrix::load(shared("data/llama-8m.llamacpp-imatrix.dat"));
+        st->imatrix = Imatrix::load(shared_path("data/llama-8m.llamacpp-imatrix.dat"));
         const Tokenizer tok = Tokenizer::load(*st->model);
-        run_hessians(*st->base, load_eval_chunks(tok, shared("data/calib.txt"), kCtx, kCalChunks),
+        run_hessians(*st->base,
+                     load_eval_chunks(tok, shared_path("data/calib.txt"), kCtx, kCalChunks),
                      st->cal);
-        run_hessians(*st->base, load_eval_chunks(tok, shared("data/eval.txt"), kCtx, kHeldChunks),
+        run_hessians(*st->base,
+                     load_eval_chunks(tok, shared_path("data/eval.txt"), kCtx, kHeldChunks),
                      st->held);
         for (const TensorInfo& t : st->model->tensors())
             if (t.quantizable && st->cal.has(t.name)) st->linears.push_back(&t);
@@ -195,7 +195,7 @@ TEST(GptqStudy, WholeModelKld) {
     o.max_chunks = kKldChunks;
     o.progress = false;
     const EvalTokens chunks = make_eval_tokens(
-        Tokenizer::load(*s.model), read_text_file(shared("data/eval.txt")), "eval.txt", o);
+        Tokenizer::load(*s.model), read_text_file(shared_path("data/eval.txt")), "eval.txt", o);
     GptqOptions act;
     act.act_order = true;
     std::map<std::string, GptqFactor> factors, factors_act;

@@ -16,15 +16,13 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 // Sums in double of the same float products, in another order: agreement to 1e-12 relative.
 constexpr double kSumRelTol = 1e-12;
@@ -32,10 +30,10 @@ constexpr double kSumRelTol = 1e-12;
 constexpr double kBatchRelTol = 1e-5;
 
 TEST(Hessian, EqualsXtXOfTheCapturedInputs) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     const EvalChunks chunks =
-        load_eval_chunks(Tokenizer::load(*model), shared("data/calib.txt"), 64, 3);
+        load_eval_chunks(Tokenizer::load(*model), shared_path("data/calib.txt"), 64, 3);
     HessianCollector hc;
     std::map<std::string, std::vector<float>> rows;  // weight → captured rows (n, cols)
     const std::vector<std::string> watched = {"blk.0.attn_q.weight", "blk.0.attn_k.weight",
@@ -85,10 +83,10 @@ TEST(Hessian, EqualsXtXOfTheCapturedInputs) {
 }
 
 TEST(Hessian, RunHessiansCountsEveryTokenAndTheHead) {
-    const auto model = Model::open(shared("models/llama-8m"));
+    const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     const EvalChunks chunks =
-        load_eval_chunks(Tokenizer::load(*model), shared("data/calib.txt"), 128, 3);
+        load_eval_chunks(Tokenizer::load(*model), shared_path("data/calib.txt"), 128, 3);
     HessianCollector hc(/*include_output=*/false);
     run_hessians(engine, chunks, hc, 2);
     EXPECT_FALSE(hc.has("output.weight"));
@@ -105,10 +103,10 @@ TEST(Hessian, RunHessiansCountsEveryTokenAndTheHead) {
 }
 
 TEST(Hessian, StackedExpertsPerExpertOrSkipped) {
-    const auto model = Model::open(shared("models/tiny-moe"));
+    const auto model = Model::open(shared_path("models/tiny-moe"));
     Engine engine(*model);
     const EvalChunks chunks =
-        load_eval_chunks(Tokenizer::load(*model), shared("data/calib.txt"), 64, 2);
+        load_eval_chunks(Tokenizer::load(*model), shared_path("data/calib.txt"), 64, 2);
     HessianCollector skip(true, false), per_expert(true, true);
     run_hessians(engine, chunks, skip);
     run_hessians(engine, chunks, per_expert);

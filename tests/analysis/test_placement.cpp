@@ -21,9 +21,13 @@
 #include "jobs/runner.h"
 #include "jobs/store.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
+
+using quantlens::test_support::scratch_dir;
+using quantlens::test_support::shared_dir;
 
 using ::testing::HasSubstr;
 using Key = std::tuple<std::string, std::string, std::string>;
@@ -32,20 +36,8 @@ using Key = std::tuple<std::string, std::string, std::string>;
 // pass in the same order; only a change of summation order could move them, by rounding.
 constexpr double kSamePathRelTol = 1e-12;
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
 std::string model_path() {
     return shared_dir() + "/models/llama-8m";
-}
-
-std::string fresh_dir(const std::string& name) {
-    const std::string dir = std::string(QL_TEST_TMP) + "/placement-" + name;
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
 }
 
 // 512 tokens in chunks of 128: four chunks, 252 scored tokens.
@@ -166,7 +158,7 @@ TEST(Placement, OptionsRoundTripAndOlderJobsHaveNoBase) {
 
 TEST(Placement, MeasuredStudyOfLlama8m) {
     Progress::set_enabled(false);
-    const std::string dir = fresh_dir("study");
+    const std::string dir = scratch_dir("placement-study");
     const SweepOptions o = small_placement();
     auto model = Model::open(o.model);
 
@@ -293,7 +285,7 @@ void expect_error(const std::function<void()>& fn, const std::string& fragment) 
 }
 
 TEST(Placement, BadInputIsRefusedNamingTheOption) {
-    const std::string dir = fresh_dir("bad");
+    const std::string dir = scratch_dir("placement-bad");
     jobs::Store store(dir + "/jobs.sqlite");
     auto model = Model::open(model_path());
     expect_error([&] { build_placement_units(*model, {8}); },

@@ -17,16 +17,14 @@
 #include "formats/gguf.h"
 #include "formats/imatrix.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string shared_dir() {
-    if (const char* e = std::getenv("QUANTLENS_SHARED")) return e;
-    return QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 fs::path tmp_dir() {
     fs::path d = fs::path(QL_TEST_TMP) / "quantize";

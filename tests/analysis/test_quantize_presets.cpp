@@ -9,15 +9,13 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
-std::string shared_dir() {
-    if (const char* e = std::getenv("QUANTLENS_SHARED")) return e;
-    return QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 // The preset recipe must give every quantized tensor of llama.cpp's file its type.
 void expect_types_match(const Recipe& r, const GgufFile& ref) {

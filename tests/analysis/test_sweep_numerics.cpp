@@ -15,14 +15,12 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 SweepOptions options(bool ggml_numerics) {
     SweepOptions o;

@@ -21,24 +21,16 @@
 #include "jobs/merge.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
+using quantlens::test_support::scratch_dir;
+using quantlens::test_support::shared_dir;
+
 using jobs::WorkItem;
 using ::testing::HasSubstr;
-
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
-std::string fresh_dir(const std::string& name) {
-    const std::string dir = std::string(QL_TEST_TMP) + "/sweep-shard-" + name;
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
-}
 
 TEST(ShardSpec, ParsesAndRejects) {
     EXPECT_EQ(parse_shard_spec("0/2"), (ShardSpec{0, 2}));
@@ -134,7 +126,7 @@ bool run(jobs::Store& store, int64_t id) {
 
 TEST(ShardedSweep, TwoShardsMergedEqualOneProcessAndOrderDoesNotMatter) {
     Progress::set_enabled(false);
-    const std::string dir = fresh_dir("llama8m");
+    const std::string dir = scratch_dir("sweep-shard-llama8m");
     const SweepOptions o = small_sweep();
 
     jobs::Store single(dir + "/single.sqlite");
@@ -190,7 +182,7 @@ TEST(ShardedSweep, TwoShardsMergedEqualOneProcessAndOrderDoesNotMatter) {
 
 TEST(ShardedSweep, ShardsWithOtherParametersDoNotMerge) {
     Progress::set_enabled(false);
-    const std::string dir = fresh_dir("mismatch");
+    const std::string dir = scratch_dir("sweep-shard-mismatch");
     SweepOptions a = small_sweep(), b = small_sweep();
     b.types = {GgmlType::Q4_K};
     jobs::Store sa(dir + "/a.sqlite"), sb(dir + "/b.sqlite");

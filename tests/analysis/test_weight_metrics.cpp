@@ -16,14 +16,12 @@
 #include "formats/imatrix.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
-std::string shared_dir() {
-    if (const char* env = std::getenv("QUANTLENS_SHARED")) return env;
-    return QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 TEST(WeightMetrics, MatchHandComputedValues) {
     // W = [[3, 4], [0, 0]], Ŵ = [[3, 3], [0, 1]]: E = [[0, 1], [0, -1]].

@@ -12,27 +12,20 @@
 #include "engine/tokenizer.h"
 #include "formats/gguf.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
+using quantlens::test_support::scratch_dir;
+using quantlens::test_support::shared_dir;
+
 namespace fs = std::filesystem;
-
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
-std::string fresh_dir(const std::string& name) {
-    const std::string dir = std::string(QL_TEST_TMP) + "/engine-errors/" + name;
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    return dir;
-}
 
 // An HF directory with llama-8m's weights (symlinked) and an editable config.
 std::string hf_copy(const std::string& name, bool with_tokenizer) {
-    const std::string src = shared_dir() + "/models/llama-8m", dir = fresh_dir(name);
+    const std::string src = shared_dir() + "/models/llama-8m",
+                      dir = scratch_dir("engine-errors/" + name);
     for (const auto& e : fs::directory_iterator(src)) {
         const std::string f = e.path().filename().string();
         if (!with_tokenizer && f.rfind("tokenizer", 0) == 0) continue;
@@ -71,7 +64,7 @@ TEST(EngineErrors, MissingTokenizer) {
 
 TEST(EngineErrors, GgufMetadataDisagreesWithTensors) {
     const GgufFile src = GgufFile::open(shared_dir() + "/models/llama-8m-Q4_K_M.gguf");
-    const std::string dir = fresh_dir("bad-gguf");
+    const std::string dir = scratch_dir("engine-errors/bad-gguf");
     // Claim 8 heads of 64 where the tensors hold 4: attn_q is [256, 256], not [256, 512].
     GgufWriter w;
     w.copy_from(src);
@@ -88,7 +81,7 @@ TEST(EngineErrors, GgufMetadataDisagreesWithTensors) {
 
 TEST(EngineErrors, GgufWithoutTokenizer) {
     const GgufFile src = GgufFile::open(shared_dir() + "/models/llama-8m-Q4_K_M.gguf");
-    const std::string dir = fresh_dir("gguf-no-tokenizer");
+    const std::string dir = scratch_dir("engine-errors/gguf-no-tokenizer");
     GgufWriter w;
     for (const auto& [key, value] : src.kv())
         if (key.rfind("tokenizer.", 0) != 0) w.add_kv(key, value);

@@ -12,20 +12,18 @@
 #include "core/mmap_file.h"
 #include "engine/engine.h"
 #include "model/model.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
+
+using quantlens::test_support::shared_dir;
 
 // Acceptance tolerances (issue 4): logits to 2e-3 absolute, hidden-state norms to 1e-3
 // relative. Our f32 sgemm sums in a different order than PyTorch; the observed error is
 // ~1e-5, so these bounds catch any real deviation (a wrong RoPE or norm moves logits by >0.1).
 constexpr float kLogitAbsTol = 2e-3f;
 constexpr double kNormRelTol = 1e-3;
-
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
 
 struct Golden {
     std::vector<int32_t> ids;

@@ -12,14 +12,12 @@
 #include "core/mmap_file.h"
 #include "engine/tokenizer.h"
 #include "formats/gguf.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 void expect_golden(const Tokenizer& tok) {
     const auto golden =

@@ -10,15 +10,13 @@
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "formats/gguf.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 void expect_round_trip(const std::string& path) {
     MappedFile original(path);
@@ -43,7 +41,7 @@ std::string parse_error(const std::vector<uint8_t>& bytes) {
 }  // namespace
 
 TEST(Gguf, ReadsLlamaCppFile) {
-    GgufFile g = GgufFile::open(shared("models/llama-8m-Q4_K_M.gguf"));
+    GgufFile g = GgufFile::open(shared_path("models/llama-8m-Q4_K_M.gguf"));
     EXPECT_EQ(g.version(), 3u);
     EXPECT_EQ(g.get("general.architecture").as_string(), "llama");
     EXPECT_EQ(g.get("llama.block_count").as_int(), 8);
@@ -61,19 +59,19 @@ TEST(Gguf, ReadsLlamaCppFile) {
 }
 
 TEST(Gguf, RoundTripLlamaCppFileByteForByte) {
-    expect_round_trip(shared("models/llama-8m-Q4_K_M.gguf"));
+    expect_round_trip(shared_path("models/llama-8m-Q4_K_M.gguf"));
 }
 
 TEST(Gguf, RoundTripGgmlGoldenFileByteForByte) {
-    expect_round_trip(shared("golden/golden-quants.gguf"));
+    expect_round_trip(shared_path("golden/golden-quants.gguf"));
 }
 
 TEST(Gguf, RoundTripFormatTables) {
-    expect_round_trip(shared("golden/ggml-format-tables.gguf"));
+    expect_round_trip(shared_path("golden/ggml-format-tables.gguf"));
 }
 
 TEST(Gguf, WriteToDiskMatchesSerialize) {
-    const std::string path = shared("models/tiny-moe-Q4_K_M.gguf");
+    const std::string path = shared_path("models/tiny-moe-Q4_K_M.gguf");
     GgufFile g = GgufFile::open(path);
     GgufWriter w;
     w.copy_from(g);

@@ -14,16 +14,14 @@
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "formats/gguf.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 fs::path tmp_dir(const std::string& name) {
     const fs::path d = fs::path(QL_TEST_TMP) / "gguf_stream" / name;
@@ -57,7 +55,7 @@ GgufWriter streamed_copy(const GgufFile& g) {
 }  // namespace
 
 TEST(GgufStream, SameBytesAsSpanApi) {
-    const std::string path = shared("models/tiny-moe-Q4_K_M.gguf");
+    const std::string path = shared_path("models/tiny-moe-Q4_K_M.gguf");
     GgufFile g = GgufFile::open(path);
     GgufWriter spans;
     spans.copy_from(g);

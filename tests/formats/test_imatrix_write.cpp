@@ -13,16 +13,14 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/imatrix.h"
+#include "support/test_data.h"
 
 namespace fs = std::filesystem;
 using namespace quantlens;
 
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 std::string tmp_path(const std::string& name) {
     const fs::path d = fs::path(QL_TEST_TMP) / "imatrix_write";

@@ -8,15 +8,13 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/model_config.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 std::string config_error(const std::string& text) {
     try {
@@ -30,7 +28,7 @@ std::string config_error(const std::string& text) {
 }  // namespace
 
 TEST(ModelConfig, LlamaNewStyle) {
-    ModelConfig c = load_hf_config(shared("models/llama-8m/config.json"));
+    ModelConfig c = load_hf_config(shared_path("models/llama-8m/config.json"));
     EXPECT_EQ(c.arch, Arch::Llama);
     EXPECT_EQ(c.gguf_arch, "llama");
     EXPECT_EQ(c.n_layers, 8);
@@ -51,7 +49,7 @@ TEST(ModelConfig, LlamaNewStyle) {
 }
 
 TEST(ModelConfig, Qwen2OldStyle) {
-    ModelConfig c = load_hf_config(shared("models/tiny-qwen2/config.json"));
+    ModelConfig c = load_hf_config(shared_path("models/tiny-qwen2/config.json"));
     EXPECT_EQ(c.arch, Arch::Qwen2);
     EXPECT_EQ(c.gguf_arch, "qwen2");
     EXPECT_EQ(c.rope_theta, 1000000.0);
@@ -64,7 +62,7 @@ TEST(ModelConfig, Qwen2OldStyle) {
 }
 
 TEST(ModelConfig, Mixtral) {
-    ModelConfig c = load_hf_config(shared("models/tiny-moe/config.json"));
+    ModelConfig c = load_hf_config(shared_path("models/tiny-moe/config.json"));
     EXPECT_EQ(c.arch, Arch::Mixtral);
     EXPECT_EQ(c.gguf_arch, "llama");
     EXPECT_EQ(c.n_experts, 4);
@@ -122,9 +120,9 @@ TEST(ModelConfig, Errors) {
 }
 
 TEST(ModelConfig, FromGgufMatchesHf) {
-    GgufFile g = GgufFile::open(shared("models/llama-8m-Q4_K_M.gguf"));
+    GgufFile g = GgufFile::open(shared_path("models/llama-8m-Q4_K_M.gguf"));
     ModelConfig a = config_from_gguf(g);
-    ModelConfig b = load_hf_config(shared("models/llama-8m/config.json"));
+    ModelConfig b = load_hf_config(shared_path("models/llama-8m/config.json"));
     EXPECT_EQ(a.arch, Arch::Llama);
     EXPECT_EQ(a.n_layers, b.n_layers);
     EXPECT_EQ(a.hidden, b.hidden);
@@ -142,7 +140,7 @@ TEST(ModelConfig, FromGgufMatchesHf) {
 }
 
 TEST(ModelConfig, FromGgufMixtral) {
-    GgufFile g = GgufFile::open(shared("models/tiny-moe-Q4_K_M.gguf"));
+    GgufFile g = GgufFile::open(shared_path("models/tiny-moe-Q4_K_M.gguf"));
     ModelConfig c = config_from_gguf(g);
     EXPECT_EQ(c.arch, Arch::Mixtral);
     EXPECT_EQ(c.hf_architecture, "MixtralForCausalLM");

@@ -11,16 +11,14 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "formats/safetensors.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 namespace fs = std::filesystem;
 
 namespace {
 
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
+using quantlens::test_support::shared_path;
 
 std::vector<uint8_t> image(const std::string& header, size_t data_bytes) {
     std::vector<uint8_t> img(8 + header.size() + data_bytes, 0);
@@ -46,7 +44,7 @@ const std::string kGood =
 }  // namespace
 
 TEST(Safetensors, ShardedLlama) {
-    SafetensorsModel m = SafetensorsModel::open(shared("models/llama-8m"));
+    SafetensorsModel m = SafetensorsModel::open(shared_path("models/llama-8m"));
     EXPECT_EQ(m.tensors().size(), 75u);
     EXPECT_EQ(m.files().size(), 2u);
     int64_t params = 0;
@@ -62,7 +60,7 @@ TEST(Safetensors, ShardedLlama) {
 }
 
 TEST(Safetensors, SingleFileAndConversion) {
-    SafetensorsModel m = SafetensorsModel::open(shared("models/tiny-qwen2"));
+    SafetensorsModel m = SafetensorsModel::open(shared_path("models/tiny-qwen2"));
     EXPECT_EQ(m.tensors().size(), 26u);
     const StTensor& norm = m.get("model.norm.weight");
     std::vector<float> v(norm.n_elements());

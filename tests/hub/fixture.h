@@ -13,13 +13,11 @@
 #include "core/progress.h"
 #include "hub/mock_hub.h"
 #include "hub/pull.h"
+#include "support/test_data.h"
 
 namespace quantlens::hub::testing {
 
-inline std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env && *env ? env : QL_SHARED_DIR;
-}
+using test_support::shared_dir;
 
 // Files of llama-8m that a default pull selects, and their sizes on disk.
 inline const std::vector<std::pair<std::string, bool>>& model_files() {

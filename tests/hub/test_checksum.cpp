@@ -11,14 +11,12 @@
 #include "hub/env.h"
 #include "hub/http.h"
 #include "hub/repo.h"
+#include "support/test_data.h"
 
 namespace quantlens::hub {
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env && *env ? env : QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 TEST(Checksum, Sha256MatchesPublishedVectors) {
     // FIPS 180-2 examples.

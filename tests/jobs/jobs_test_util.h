@@ -12,17 +12,12 @@
 #include <vector>
 
 #include "jobs/store.h"
+#include "support/test_data.h"
 
 namespace quantlens::jobs::testing {
 
 inline std::string fresh_dir(const std::string& name) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    std::filesystem::path dir =
-        std::filesystem::path(QL_TEST_TMP) /
-        ("jobs-" + name + "-" + info->name() + "-" + std::to_string(::getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir.string();
+    return test_support::fresh_dir("jobs-" + name);
 }
 
 inline const std::vector<std::string>& fake_types() {

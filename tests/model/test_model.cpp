@@ -17,20 +17,18 @@
 #include "formats/safetensors.h"
 #include "model/model.h"
 #include "model/names.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 namespace fs = std::filesystem;
 
 namespace {
 
+using quantlens::test_support::shared_path;
+
 // Q4_K/Q6_K of a trained weight matrix lands near 0.05-0.08 relative RMS error; a wrong
 // row order gives ~1.4 (two unrelated matrices of equal norm).
 constexpr double kQuantizedRelTolerance = 0.1;
-
-std::string shared(const std::string& rel) {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return std::string(env ? env : QL_SHARED_DIR) + "/" + rel;
-}
 
 double rel_error(const std::vector<float>& a, const std::vector<float>& ref) {
     EXPECT_EQ(a.size(), ref.size());
@@ -82,7 +80,7 @@ TEST(Names, HfToGguf) {
 }
 
 TEST(Model, LlamaHf) {
-    auto m = Model::open(shared("models/llama-8m"));
+    auto m = Model::open(shared_path("models/llama-8m"));
     EXPECT_EQ(m->source(), Model::Source::HuggingFace);
     EXPECT_EQ(m->total_params(), 8392960);
     EXPECT_EQ(m->tensors().size(), 75u);
@@ -110,8 +108,8 @@ TEST(Model, LlamaHf) {
 }
 
 TEST(Model, LlamaGgufMatchesHf) {
-    auto hf = Model::open(shared("models/llama-8m"));
-    auto gg = Model::open(shared("models/llama-8m-Q4_K_M.gguf"));
+    auto hf = Model::open(shared_path("models/llama-8m"));
+    auto gg = Model::open(shared_path("models/llama-8m-Q4_K_M.gguf"));
     EXPECT_EQ(gg->source(), Model::Source::Gguf);
     EXPECT_EQ(shapes(*gg), shapes(*hf));
     EXPECT_EQ(gg->total_params(), 8392960);
@@ -131,9 +129,9 @@ TEST(Model, LlamaGgufMatchesHf) {
 }
 
 TEST(Model, LlamaPermutationMatchesConverter) {
-    auto hf = Model::open(shared("models/llama-8m"));
-    auto gg = Model::open(shared("models/llama-8m-Q4_K_M.gguf"));
-    SafetensorsModel st = SafetensorsModel::open(shared("models/llama-8m"));
+    auto hf = Model::open(shared_path("models/llama-8m"));
+    auto gg = Model::open(shared_path("models/llama-8m-Q4_K_M.gguf"));
+    SafetensorsModel st = SafetensorsModel::open(shared_path("models/llama-8m"));
     for (const char* name : {"blk.2.attn_q.weight", "blk.2.attn_k.weight", "blk.2.attn_v.weight",
                              "blk.5.ffn_down.weight", "token_embd.weight"}) {
         const std::vector<float> dq = gg->read_f32(gg->get(name));
@@ -150,8 +148,8 @@ TEST(Model, LlamaPermutationMatchesConverter) {
 }
 
 TEST(Model, MixtralStackedExperts) {
-    auto hf = Model::open(shared("models/tiny-moe"));
-    auto gg = Model::open(shared("models/tiny-moe-Q4_K_M.gguf"));
+    auto hf = Model::open(shared_path("models/tiny-moe"));
+    auto gg = Model::open(shared_path("models/tiny-moe-Q4_K_M.gguf"));
     EXPECT_EQ(hf->config().arch, Arch::Mixtral);
     EXPECT_EQ(gg->config().arch, Arch::Mixtral);
     EXPECT_EQ(shapes(*gg), shapes(*hf));
@@ -174,7 +172,7 @@ TEST(Model, MixtralStackedExperts) {
         }
     }
     // Expert 3 of the stack is exactly HF expert 3.
-    SafetensorsModel st = SafetensorsModel::open(shared("models/tiny-moe"));
+    SafetensorsModel st = SafetensorsModel::open(shared_path("models/tiny-moe"));
     const StTensor& w1 = st.get("model.layers.0.block_sparse_moe.experts.3.w1.weight");
     std::vector<float> e3(w1.n_elements());
     SafetensorsModel::to_f32(w1, e3);
@@ -183,7 +181,7 @@ TEST(Model, MixtralStackedExperts) {
 }
 
 TEST(Model, Qwen2TiedAndBiases) {
-    auto m = Model::open(shared("models/tiny-qwen2"));
+    auto m = Model::open(shared_path("models/tiny-qwen2"));
     EXPECT_EQ(m->config().arch, Arch::Qwen2);
     EXPECT_TRUE(m->config().tie_embeddings);
     EXPECT_EQ(m->find("output.weight"), nullptr);
@@ -193,7 +191,7 @@ TEST(Model, Qwen2TiedAndBiases) {
     EXPECT_EQ(b.ne, (std::vector<int64_t>{64}));
     EXPECT_FALSE(b.quantizable);
     // qwen2 is neox RoPE: q rows are not permuted.
-    SafetensorsModel st = SafetensorsModel::open(shared("models/tiny-qwen2"));
+    SafetensorsModel st = SafetensorsModel::open(shared_path("models/tiny-qwen2"));
     const StTensor& raw = st.get("model.layers.0.self_attn.q_proj.weight");
     std::vector<float> v(raw.n_elements());
     SafetensorsModel::to_f32(raw, v);
@@ -204,7 +202,7 @@ TEST(ModelCorrupt, ShapeDisagreesWithConfig) {
     const fs::path dir = fs::path(QL_TEST_TMP) / "model-bad-config";
     fs::remove_all(dir);
     fs::create_directories(dir);
-    const fs::path src = shared("models/tiny-qwen2");
+    const fs::path src = shared_path("models/tiny-qwen2");
     fs::create_symlink(src / "model.safetensors", dir / "model.safetensors");
     std::string cfg = read_text_file((src / "config.json").string());
     cfg.replace(cfg.find("\"intermediate_size\": 352"), 24, "\"intermediate_size\": 320");
@@ -223,7 +221,7 @@ TEST(ModelCorrupt, ShapeDisagreesWithConfig) {
 
 TEST(ModelCorrupt, NotAModel) {
     EXPECT_THROW(Model::open("/nonexistent/model"), Error);
-    EXPECT_THROW(Model::open(shared("models/llama-8m/tokenizer.json")), Error);
+    EXPECT_THROW(Model::open(shared_path("models/llama-8m/tokenizer.json")), Error);
 }
 
 TEST(ModelCorrupt, GgufShapeDisagreesWithMetadata) {

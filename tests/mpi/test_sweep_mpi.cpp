@@ -21,24 +21,16 @@
 #include <tuple>
 
 #include "jobs/store.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
+using quantlens::test_support::scratch_dir;
+using quantlens::test_support::shared_dir;
+
 using json = nlohmann::json;
 using Key = std::tuple<std::string, std::string, std::string>;
-
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
-std::string fresh_dir(const std::string& name) {
-    const std::string dir = std::string(QL_TEST_TMP) + "/sweep-mpi-" + name;
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir;
-}
 
 // One thread per rank: the CPU engine's sums depend on the thread count, and the machine
 // running the tests may have two cores.
@@ -106,7 +98,7 @@ json mpi_artifact(const std::string& store_path, int64_t id) {
 // The single-process sweep every MPI run is compared with (measured once per process).
 const std::map<Key, double>& reference_numbers() {
     static const std::map<Key, double> ref = [] {
-        const std::string dir = fresh_dir("single");
+        const std::string dir = scratch_dir("sweep-mpi-single");
         EXPECT_EQ(shell(sweep_args(dir + "/s.sqlite"), dir + "/log"), 0) << slurp(dir + "/log");
         return numbers(dir + "/s.sqlite");
     }();
@@ -116,7 +108,7 @@ const std::map<Key, double>& reference_numbers() {
 TEST(SweepMpi, TwoRanksEqualOneProcess) {
     const auto& want = reference_numbers();
     ASSERT_GT(want.size(), 22u * 20);  // 22 items, ~25 metrics each
-    const std::string dir = fresh_dir("np2");
+    const std::string dir = scratch_dir("sweep-mpi-np2");
     const std::string store = dir + "/m.sqlite";
     ASSERT_EQ(shell(mpirun(2) + sweep_args(store) + " --mpi", dir + "/log"), 0)
         << slurp(dir + "/log");
@@ -131,7 +123,7 @@ TEST(SweepMpi, TwoRanksEqualOneProcess) {
 
 TEST(SweepMpi, AWorkerThatDiesLosesOnlyItsItem) {
     const auto& want = reference_numbers();
-    const std::string dir = fresh_dir("kill");
+    const std::string dir = scratch_dir("sweep-mpi-kill");
     const std::string store = dir + "/m.sqlite";
     // Rank 1 kills itself (SIGKILL) when its third item arrives; --enable-recovery keeps
     // mpirun from taking rank 0 down with it.
@@ -152,7 +144,7 @@ TEST(SweepMpi, AWorkerThatDiesLosesOnlyItsItem) {
 
 TEST(SweepMpi, AStoppedRunResumesFromTheStore) {
     const auto& want = reference_numbers();
-    const std::string dir = fresh_dir("resume");
+    const std::string dir = scratch_dir("sweep-mpi-resume");
     const std::string store = dir + "/m.sqlite";
     const std::string cmd =
         "exec " + mpirun(2) + sweep_args(store) + " --mpi > " + dir + "/log1 2>&1";

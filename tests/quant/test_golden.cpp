@@ -19,14 +19,12 @@
 #include "formats/gguf.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "support/test_data.h"
 
 namespace quantlens {
 namespace {
 
-std::string shared_dir() {
-    if (const char* env = std::getenv("QUANTLENS_SHARED")) return env;
-    return QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 struct CaseResult {
     std::string name;

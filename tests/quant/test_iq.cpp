@@ -18,13 +18,11 @@
 #include "quant/iq_grids.h"
 #include "quant/kernels.h"
 #include "quant/tables_generated.h"
+#include "support/test_data.h"
 
 namespace {
 
-std::string shared_dir() {
-    if (const char* env = std::getenv("QUANTLENS_SHARED")) return env;
-    return QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 // Just enough GGUF v3 to read the golden file: tensor infos and their raw bytes.
 struct GoldenTensor {

@@ -13,16 +13,14 @@
 #include "report/report_data.h"
 #include "report/report_html.h"
 #include "report/web_assets.h"
+#include "support/test_data.h"
 
 namespace fs = std::filesystem;
 using namespace quantlens;
 
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env && *env ? env : QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 std::string fresh_store(const std::string& name) {
     const fs::path dir = fs::path(QL_TEST_TMP) / "report";

@@ -18,6 +18,7 @@
 #include "report/fake_sweep.h"
 #include "server/safe_path.h"
 #include "server/server.h"
+#include "support/test_data.h"
 
 namespace fs = std::filesystem;
 using namespace quantlens;
@@ -25,10 +26,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env && *env ? env : QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 // A server on an ephemeral port over a store holding one fake llama-8m sweep; the allowed
 // roots are a temporary directory (with links to the shared models and to /etc) and the

@@ -12,6 +12,7 @@
 
 #include "jobs/store.h"
 #include "server/server.h"
+#include "support/test_data.h"
 
 namespace fs = std::filesystem;
 using namespace quantlens;
@@ -19,10 +20,7 @@ using nlohmann::json;
 
 namespace {
 
-std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env && *env ? env : QL_SHARED_DIR;
-}
+using quantlens::test_support::shared_dir;
 
 class JobsEndToEnd : public ::testing::Test {
   protected:

@@ -12,7 +12,13 @@
 #include <filesystem>
 #include <string>
 
+#include "support/test_data.h"
+
 namespace quantlens::cli_testing {
+
+using test_support::fresh_dir;
+using test_support::shared_dir;
+using test_support::shared_path;
 
 struct Result {
     int code = -1;    // exit status; -1 when the process did not exit normally
@@ -34,28 +40,6 @@ inline Result run_cli(const std::string& args, const std::string& env = "",
     const int status = pclose(p);
     r.code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
     return r;
-}
-
-// An empty directory QL_TEST_TMP/PREFIX-<test name>-<pid> (tests of one executable may run
-// in parallel processes, and a rerun starts clean).
-inline std::string fresh_dir(const std::string& prefix) {
-    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
-    const auto dir =
-        std::filesystem::path(QL_TEST_TMP) /
-        (prefix + "-" + std::string(info ? info->name() : "none") + "-" + std::to_string(getpid()));
-    std::filesystem::remove_all(dir);
-    std::filesystem::create_directories(dir);
-    return dir.string();
-}
-
-inline std::string shared_dir() {
-    const char* env = std::getenv("QUANTLENS_SHARED");
-    return env ? env : QL_SHARED_DIR;
-}
-
-// A file of the shared test data: shared_path("models/llama-8m").
-inline std::string shared_path(const std::string& rel) {
-    return shared_dir() + "/" + rel;
 }
 
 // `quantlens -q ARGS`: no progress lines in output a test parses.

@@ -233,11 +233,12 @@
     return { size, bpw: params ? (size * 8) / params : null, kld };
   }
 
-  function escapeRegex(s) { return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'); }
+  // Each unit's anchored pattern comes from the server (formats/recipe.h anchored_pattern), the
+  // one escaping the CLI's --tensor-type exports use too.
   function llamaArgs() {
     const lines = [];
     for (const [u, t] of recipe.choice)
-      lines.push(`--tensor-type '^${escapeRegex(recipe.data.units[u].name)}$=${recipe.data.types[t].name.toLowerCase()}'`);
+      lines.push(`--tensor-type '${recipe.data.units[u].pattern}=${recipe.data.types[t].name.toLowerCase()}'`);
     return lines.join(' \\\n');
   }
 

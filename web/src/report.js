@@ -164,9 +164,10 @@
     return hm;
   }
 
-  // Knee of a decreasing error-vs-bpw curve: the point farthest below the chord between its
-  // ends, in normalized (bpw, log error) space — where more bits stop paying.
-  function knee(points) {
+  // Chord knee of a decreasing error-vs-bpw curve: the point farthest below the chord between
+  // its ends, in normalized (bpw, log error) space — where more bits stop paying. A picture of
+  // one curve, not `plan --knee` (the jump knee, analysis/plan.h), which may pick another type.
+  function chordKnee(points) {
     if (points.length < 3) return points.length ? points[points.length - 1] : null;
     const xs = points.map((p) => p.x), ys = points.map((p) => Math.log10(Math.max(p.y, LOG_FLOOR)));
     const x0 = Math.min(...xs), x1 = Math.max(...xs), y0 = Math.min(...ys), y1 = Math.max(...ys);
@@ -211,8 +212,8 @@
     traces.push({ x: pts.map((p) => p.x), y: pts.map((p) => p.y), text: pts.map((p) => p.type),
       name: unit.name, mode: 'lines+markers+text', textposition: 'top center',
       hovertemplate: '%{text}: %{y:.4g} at %{x:.3f} bpw<extra></extra>' });
-    const k = knee(pts);
-    if (k) traces.push({ x: [k.x], y: [k.y], name: 'knee (' + k.type + ')', mode: 'markers',
+    const k = chordKnee(pts);
+    if (k) traces.push({ x: [k.x], y: [k.y], name: 'chord knee (' + k.type + ')', mode: 'markers',
       marker: { symbol: 'star', size: 16, color: '#f79009' } });
     const chosen = chosenType(data, planName, unit.name);
     const cp = pts.find((p) => chosen && p.type.toLowerCase() === String(chosen).toLowerCase());
@@ -223,7 +224,7 @@
       xaxis: { title: { text: 'bits per weight' } }, yaxis: { title: { text: metric }, type: 'log' },
       legend: { orientation: 'h', y: -0.2 },
     }, { displaylogo: false, responsive: true });
-    return { knee: k, chosen: cp };
+    return { chordKnee: k, chosen: cp };
   }
 
   function renderPareto(gd, data, yKey) {
@@ -494,5 +495,6 @@
   }
 
   global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, normalizers, compositeScore, heatmapModel,
-    renderHeatmap, knee, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
+    // knee: the name web/tests knew it by.
+    renderHeatmap, chordKnee, knee: chordKnee, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
 })(typeof window !== 'undefined' ? window : globalThis);

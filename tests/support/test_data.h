@@ -1,0 +1,42 @@
+// Test helper (header-only) for every test module: where the shared test data lives and a
+// clean scratch directory, so no test file carries its own copy of either.
+#pragma once
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <string>
+
+namespace quantlens::test_support {
+
+// QUANTLENS_SHARED when set and not empty (ctest sets it), else the configured ../shared.
+inline std::string shared_dir() {
+    const char* env = std::getenv("QUANTLENS_SHARED");
+    return env && *env ? env : QL_SHARED_DIR;
+}
+
+// A file of the shared test data: shared_path("models/llama-8m").
+inline std::string shared_path(const std::string& rel) {
+    return shared_dir() + "/" + rel;
+}
+
+// QL_TEST_TMP/NAME, emptied: a rerun starts clean. NAME should carry the test file's prefix,
+// because every test executable shares QL_TEST_TMP.
+inline std::string scratch_dir(const std::string& name) {
+    const std::filesystem::path dir = std::filesystem::path(QL_TEST_TMP) / name;
+    std::filesystem::remove_all(dir);
+    std::filesystem::create_directories(dir);
+    return dir.string();
+}
+
+// An empty directory QL_TEST_TMP/PREFIX-<test name>-<pid> (tests of one executable may run
+// in parallel processes, and a rerun starts clean).
+inline std::string fresh_dir(const std::string& prefix) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    return scratch_dir(prefix + "-" + std::string(info ? info->name() : "none") + "-" +
+                       std::to_string(getpid()));
+}
+
+}  // namespace quantlens::test_support
