@@ -15,6 +15,7 @@
 #include "analysis/sweep.h"
 #include "core/error.h"
 #include "core/progress.h"
+#include "core/utf8.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
 
@@ -190,8 +191,8 @@ Zoo Zoo::from_json(const json& j) {
             QL_CHECK(type.has_value(), "audit: unknown type '{}' in the job", t.get<std::string>());
             zm.types.push_back(*type);
         }
-        zm.tokens = m.at("tokens");
-        zm.ctx = m.at("ctx");
+        zm.tokens = job_param_int(m, "tokens", 0);
+        zm.ctx = job_param_int(m, "ctx", 0);
         zm.granularity = m.at("granularity");
         zm.quants = m.at("quants").get<std::vector<std::string>>();
         z.models.push_back(zm);
@@ -201,10 +202,11 @@ Zoo Zoo::from_json(const json& j) {
 
 Zoo load_zoo(const std::string& path) {
     YAML::Node root;
+    // Read (regular file, UTF-8 checked, naming the byte) before parsing: names and paths end
+    // up in JSON job params, which must be valid UTF-8.
+    const std::string text = read_utf8_text_file(path);
     try {
-        root = YAML::LoadFile(path);
-    } catch (const YAML::BadFile&) {
-        fail("{}: cannot read the zoo file", path);
+        root = YAML::Load(text);
     } catch (const YAML::Exception& e) {
         fail("{}: not valid YAML: {}", path, e.what());
     }

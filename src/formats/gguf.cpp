@@ -13,6 +13,8 @@
 #include <limits>
 #include <set>
 
+#include <fmt/ranges.h>
+
 #include "core/error.h"
 #include "core/output_file.h"
 
@@ -395,7 +397,10 @@ std::vector<double> GgufValue::as_float_array() const {
 
 int64_t GgufTensorInfo::n_elements() const {
     int64_t n = 1;
-    for (int64_t d : ne) n *= d;
+    for (int64_t d : ne)
+        QL_CHECK(!__builtin_mul_overflow(n, d, &n),
+                 "tensor '{}': dimensions {} multiply past 2^63 elements", name,
+                 fmt::join(ne, " × "));
     return ne.empty() ? 0 : n;
 }
 

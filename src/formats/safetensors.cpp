@@ -202,8 +202,9 @@ SafetensorsModel SafetensorsModel::open(const std::string& path) {
         std::sort(shards.begin(), shards.end());
         for (const auto& s : shards) {
             const std::string spath = (dir / s).string();
-            QL_CHECK(fs::exists(spath), "{}: shard '{}' listed in the index is missing ({})", ipath,
-                     s, spath);
+            std::error_code ec;  // a name the OS refuses (too long, …) is missing too
+            QL_CHECK(fs::exists(spath, ec), "{}: shard '{}' listed in the index is missing ({})",
+                     ipath, s, spath);
             auto f = std::make_shared<MappedFile>(spath);
             m.add_file(f, f->bytes(), spath);
         }
