@@ -231,7 +231,7 @@ def recipe_corpus():
           "budget: {kind: size, value: 5373408}\npredicted: {size_bytes: 5373408, bpw: 5.12, kld: 0.0116}\n"
           "default_type: Q4_K\ntensors:\n  \"blk.0.attn_q.weight\": Q5_K\n  blk.1.ffn_up.weight: IQ4_XS\n"
           "notes:\n  - \"x: y\"\n")
-    write("recipe", "ok-anchors.yaml", "base: &t Q4_K\ntensors:\n  a.weight: *t\n  b.weight: *t\n")
+    write("recipe", "ok-anchors.yaml", "notes: [&t Q4_K]\ntensors:\n  a.weight: *t\n  b.weight: *t\n")
     write("recipe", "ok-flow.yaml", "tensors: {a: Q4_0, b: F16}\nnotes: [one, two]\n")
     write("recipe", "bad-empty.json", "")
     write("recipe", "bad-truncated.json", json.dumps(r)[:50])
@@ -412,7 +412,7 @@ def server_corpus():
     write("server", "ok-models-gguf", "GET /api/models?path=tiny.gguf\n")
     write("server", "ok-app", "GET /\n")
     write("server", "ok-asset", "GET /assets/app.js\n")
-    recipe = {"name": "r1", "format": "json", "recipe": {"tensors": {"blk.0.attn_q.weight": "Q4_K"}, "bpw": 4.5}}
+    recipe = {"name": "r1", "format": "json", "recipe": {"tensors": {"blk.0.attn_q.weight": "Q4_K"}, "predicted": {"bpw": 4.5}}}
     write("server", "ok-save-recipe", "POST /api/recipes\n" + json.dumps(recipe))
     write("server", "ok-save-recipe-yaml", "POST /api/recipes\n" + json.dumps({**recipe, "format": "yaml"}))
     write("server", "bad-no-endpoint", "GET /api/nothing\n")

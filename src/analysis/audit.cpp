@@ -257,6 +257,14 @@ Zoo load_zoo(const std::string& path) {
                  "{}: {} ({}): granularity must be tensor, layer or class", path, where, m.name);
         zoo.models.push_back(std::move(m));
     }
+    // Quoted YAML scalars may spell bytes with escapes ("\x85") that are not UTF-8; the zoo
+    // is stored as JSON job params, which must be.
+    try {
+        (void)zoo.to_json().dump();
+    } catch (const nlohmann::json::exception&) {
+        fail("{}: a model name, path or type is not valid UTF-8 (an escape in a quoted string?)",
+             path);
+    }
     return zoo;
 }
 

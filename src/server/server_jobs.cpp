@@ -305,7 +305,7 @@ void Server::Impl::job_routes() {
         if (!body) return;
         std::string why;
         const auto argv = job_argv(*body, &why);
-        if (!argv) return reply_error(res, why.rfind("404 ", 0) == 0 ? 404 : 400, why.substr(4));
+        if (!argv) return reply_error(res, std::stoi(why.substr(0, 3)), why.substr(4));
         const std::string kind = (*body)["kind"];
         fs::create_directories(options.log_dir);
         const auto stamp = std::chrono::system_clock::now().time_since_epoch().count();
