@@ -478,6 +478,11 @@ GgufFile GgufFile::parse(std::span<const uint8_t> bytes, const std::string& name
         QL_CHECK(info != nullptr, "{}: tensor '{}': unknown ggml type id {}", name, t.name, type);
         t.type = info->type;
         t.offset = r.read<uint64_t>("tensor offset");
+        int64_t n_elements = 1;  // n_elements() would overflow (undefined) on such dims
+        for (const int64_t d : t.ne)
+            QL_CHECK(!__builtin_mul_overflow(n_elements, d, &n_elements),
+                     "{}: tensor '{}': dimensions {} multiply past 2^63 elements", name, t.name,
+                     fmt::join(t.ne, " × "));
         QL_CHECK(t.ne[0] % info->block_size == 0,
                  "{}: tensor '{}': row length {} is not a multiple of the {} block size {}", name,
                  t.name, t.ne[0], info->name, info->block_size);

@@ -253,6 +253,8 @@ void emit_yaml(YAML::Emitter& out, const json& j) {
         out << YAML::DoubleQuoted << j.get<std::string>();
     } else if (j.is_number_integer() || j.is_number_unsigned()) {
         out << j.get<int64_t>();
+    } else if (j.is_number_float() && !std::isfinite(j.get<double>())) {
+        out << YAML::Null;  // as in JSON: an unknown prediction reads back as null, not ".nan"
     } else if (j.is_number_float()) {
         out << YAML::Precision(10) << j.get<double>();
     } else if (j.is_boolean()) {
