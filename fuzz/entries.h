@@ -25,7 +25,7 @@ bool recipe_entry(const uint8_t* data, size_t size);   // JSON or YAML
 bool tokenizer_entry(const uint8_t* data, size_t size);
 bool st_index_entry(const uint8_t* data, size_t size);
 bool zoo_entry(const uint8_t* data, size_t size);
-bool params_entry(const uint8_t* data, size_t size);   // a job's params column
+bool params_entry(const uint8_t* data, size_t size);  // a job's params column
 // True when the reply is a 2xx; false for 4xx. A 5xx (internal error) is a bug.
 bool server_entry(const uint8_t* data, size_t size);
 

@@ -33,8 +33,8 @@
 #include <vector>
 
 #include "analysis/activation_stats.h"
-#include "engine/sweep_backend.h"
 #include "analysis/weight_diagnostics.h"
+#include "engine/sweep_backend.h"
 #include "formats/imatrix.h"
 
 namespace quantlens {

@@ -19,8 +19,8 @@
 #include <utility>
 #include <vector>
 
-#include "engine/sweep_backend.h"
 #include "engine/engine.h"
+#include "engine/sweep_backend.h"
 
 namespace quantlens {
 

@@ -29,7 +29,7 @@ struct PlanRequest {
     int64_t job_id = 0;
     std::optional<uint64_t> target_bytes;
     std::optional<double> target_bpw;
-    bool knee = false;  // plan_jump_knee (`plan --knee`) instead of a budget
+    bool knee = false;            // plan_jump_knee (`plan --knee`) instead of a budget
     std::string metric = "kld";   // kld | proxy (imatrix-weighted relative weight error) | ppl
     std::vector<GgmlType> types;  // empty = every measured type
     std::optional<GgmlType> min_type, max_type;          // by bits per weight

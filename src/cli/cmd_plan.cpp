@@ -133,8 +133,7 @@ int run_plan(const PlanArgs& a) {
 }  // namespace
 }  // namespace quantlens::cli
 
-QL_COMMAND(plan,
-           "Choose a type per tensor from a sweep: exact size-budget optimum or jump knee") {
+QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optimum or jump knee") {
     auto a = std::make_shared<quantlens::cli::PlanArgs>();
     cmd.add_option("JOB", a->job, "Sweep job id")->required();
     cmd.add_option("--target-bpw", a->target_bpw, "Budget in bits per weight (whole file)")

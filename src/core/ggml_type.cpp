@@ -59,7 +59,9 @@ std::string lower(std::string_view s) {
 
 }  // namespace
 
-const std::vector<GgmlTypeInfo>& ggml_all_types() { return kTypes; }
+const std::vector<GgmlTypeInfo>& ggml_all_types() {
+    return kTypes;
+}
 
 const GgmlTypeInfo* ggml_type_info(uint32_t id) {
     for (const auto& t : kTypes)

@@ -52,10 +52,10 @@ enum class GgmlType : uint32_t {
 
 struct GgmlTypeInfo {
     GgmlType type;
-    const char* name;      // as ggml prints it: "q4_K", "iq2_xxs", "bf16"
-    int64_t block_size;    // weights per block
+    const char* name;    // as ggml prints it: "q4_K", "iq2_xxs", "bf16"
+    int64_t block_size;  // weights per block
     size_t bytes_per_block;
-    bool quantized;        // a block format (not a plain float/int type)
+    bool quantized;  // a block format (not a plain float/int type)
 };
 
 // Returns nullptr for an id that is not a known ggml type.
