@@ -203,35 +203,34 @@ void OutputFile::discard() noexcept {
     slot_ = -1;
 }
 
+namespace {
+
+// write(2) until all n bytes are out, retrying interrupted and partial writes.
+void write_all(int fd, const char* p, size_t n, const std::string& path) {
+    while (n > 0) {
+        const ssize_t k = ::write(fd, p, n);
+        if (k < 0 && errno == EINTR) continue;
+        if (k <= 0) fail("{}: write failed (disk full?): {}", path, errno_text(errno));
+        p += k;
+        n -= static_cast<size_t>(k);
+    }
+}
+
+}  // namespace
+
 void OutputFile::write(const void* data, size_t n) {
     QL_ASSERT(fd_ >= 0 && !committed_);
     if (buffer_.size() + n > buffer_.capacity()) flush_buffer();
+    const char* p = static_cast<const char*>(data);
     if (n >= buffer_.capacity()) {
-        // Large pieces (tensor data) go straight to the file.
-        const char* p = static_cast<const char*>(data);
-        while (n > 0) {
-            const ssize_t k = ::write(fd_, p, n);
-            if (k < 0 && errno == EINTR) continue;
-            if (k <= 0) fail("{}: write failed (disk full?): {}", path_, errno_text(errno));
-            p += k;
-            n -= static_cast<size_t>(k);
-        }
+        write_all(fd_, p, n, path_);  // large pieces (tensor data) go straight to the file
         return;
     }
-    const char* p = static_cast<const char*>(data);
     buffer_.insert(buffer_.end(), p, p + n);
 }
 
 void OutputFile::flush_buffer() {
-    const char* p = buffer_.data();
-    size_t n = buffer_.size();
-    while (n > 0) {
-        const ssize_t k = ::write(fd_, p, n);
-        if (k < 0 && errno == EINTR) continue;
-        if (k <= 0) fail("{}: write failed (disk full?): {}", path_, errno_text(errno));
-        p += k;
-        n -= static_cast<size_t>(k);
-    }
+    write_all(fd_, buffer_.data(), buffer_.size(), path_);
     buffer_.clear();
 }
 

@@ -35,16 +35,8 @@ namespace {
 
 const std::string kPrecious = "precious bytes that must survive\n";
 
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void put(const fs::path& p, const std::string& text) {
-    std::ofstream(p, std::ios::binary) << text;
-}
+using test_support::put;
+using test_support::slurp;
 
 bool contains(const std::string& s, const std::string& part) {
     return s.find(part) != std::string::npos;

@@ -14,6 +14,7 @@
 
 #include "core/error.h"
 #include "core/output_file.h"
+#include "support/test_data.h"
 
 namespace fs = std::filesystem;
 using namespace quantlens;
@@ -28,16 +29,8 @@ fs::path fresh(const std::string& name) {
     return dir;
 }
 
-std::string slurp(const fs::path& p) {
-    std::ifstream in(p, std::ios::binary);
-    std::stringstream ss;
-    ss << in.rdbuf();
-    return ss.str();
-}
-
-void put(const fs::path& p, const std::string& text) {
-    std::ofstream(p, std::ios::binary) << text;
-}
+using test_support::put;
+using test_support::slurp;
 
 // Every entry of `dir` that is one of our temporaries.
 std::vector<std::string> temps(const fs::path& dir) {

@@ -7,6 +7,8 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <string>
 
 namespace quantlens::test_support {
@@ -37,6 +39,17 @@ inline std::string fresh_dir(const std::string& prefix) {
     const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
     return scratch_dir(prefix + "-" + std::string(info ? info->name() : "none") + "-" +
                        std::to_string(getpid()));
+}
+
+// A whole file's bytes ("" when it cannot be read), and writing them.
+inline std::string slurp(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    std::stringstream ss;
+    ss << in.rdbuf();
+    return ss.str();
+}
+inline void put(const std::filesystem::path& p, const std::string& text) {
+    std::ofstream(p, std::ios::binary) << text;
 }
 
 }  // namespace quantlens::test_support
