@@ -12,7 +12,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
-#include "analysis/audit.h"
+#include "analysis/studies/audit.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "jobs/runner.h"

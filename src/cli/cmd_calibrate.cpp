@@ -1,6 +1,6 @@
 // `quantlens calibrate MODEL --text FILE [--ctx 512] [--chunks N] [-o OUT.dat|OUT.gguf]
 // [--store S] [--as-f16] [--ggml-numerics] [--json]`: the importance matrix (llama-imatrix
-// chunking and values, analysis/calibrate.h) and activation statistics; the imatrix is
+// chunking and values, analysis/studies/calibrate.h) and activation statistics; the imatrix is
 // written in llama.cpp's legacy or GGUF format, the statistics stored as the artifact
 // "calibration" of a calibrate job when a store is given, with every quantizable weight's
 // histogram (the report's ±3σ view).
@@ -10,7 +10,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "analysis/calibrate.h"
+#include "analysis/studies/calibrate.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/hash.h"

@@ -7,7 +7,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "analysis/compare.h"
+#include "analysis/studies/compare.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "jobs/runner.h"

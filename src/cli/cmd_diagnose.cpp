@@ -1,7 +1,7 @@
 // `quantlens diagnose MODEL [--calib JOB_OR_TEXT] [--type T] [--k 3] [--bits 2,3,4]
 // [--group 128] [--smooth-alpha 0.5] [--chunks 4] [--samples 256] [--store S] [--job J]
-// [--json]`: weight diagnostics of every quantizable tensor (analysis/weight_diagnostics.h)
-// and, with calibration activations, the AWQ diagnostics (analysis/awq.h): importance,
+// [--json]`: weight diagnostics of every quantizable tensor (analysis/studies/weight_diagnostics.h)
+// and, with calibration activations, the AWQ diagnostics (analysis/studies/awq.h): importance,
 // per-family scale-search table, SmoothQuant scales, group-size and clipping studies.
 // --calib takes a calibration text, or the id of a calibrate job in --store (its text is
 // used). Results go to the artifact "diagnostics" of --job (or of the calibrate job).
@@ -15,9 +15,9 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "analysis/awq.h"
-#include "analysis/calibrate.h"
-#include "analysis/weight_diagnostics.h"
+#include "analysis/studies/awq.h"
+#include "analysis/studies/calibrate.h"
+#include "analysis/studies/weight_diagnostics.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "engine/engine.h"

@@ -1,7 +1,7 @@
 // `quantlens eval MODEL --text FILE [--ctx 512] [--chunks N] [--base BASE] [--save-logits F]
 // [--batch 4] [--as-f16] [--ggml-numerics] [--json]`: perplexity with llama-perplexity's chunking,
 // and against a base (a model, or a log-prob file written by --save-logits) the KL-divergence
-// statistics. Definitions live in analysis/kld.h, the chunking in analysis/eval.h.
+// statistics. Definitions live in analysis/measure/kld.h, the chunking in analysis/measure/eval.h.
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "analysis/eval.h"
+#include "analysis/measure/eval.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/mmap_file.h"

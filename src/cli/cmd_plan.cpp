@@ -1,12 +1,12 @@
 // `quantlens plan JOB (--target-bpw X | --target-size S | --knee)`: one type per tensor from
-// a sweep's measurements (analysis/plan_job.h), saved as a recipe with exports for
+// a sweep's measurements (analysis/plan/plan_job.h), saved as a recipe with exports for
 // llama.cpp and GPTQModel, and stored in the job for the report.
 #include <fmt/format.h>
 
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "analysis/plan_job.h"
+#include "analysis/plan/plan_job.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/ggml_type.h"

@@ -8,9 +8,9 @@
 #include <fmt/ranges.h>
 #include <nlohmann/json.hpp>
 
-#include "analysis/gptq_rounding.h"
-#include "analysis/presets.h"
-#include "analysis/quantize.h"
+#include "analysis/write/gptq_rounding.h"
+#include "analysis/write/presets.h"
+#include "analysis/write/quantize.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/output_file.h"

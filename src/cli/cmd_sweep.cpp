@@ -1,13 +1,13 @@
 // `quantlens sweep MODEL --eval FILE`: the per-unit × per-type functional sensitivity sweep,
-// as a resumable job in the store (see analysis/sweep.h for what is measured).
+// as a resumable job in the store (see analysis/sweep/sweep.h for what is measured).
 #include <fmt/format.h>
 
 #include <memory>
 #include <nlohmann/json.hpp>
 
-#include "analysis/placement.h"
-#include "analysis/sweep.h"
-#include "analysis/sweep_shard.h"
+#include "analysis/sweep/placement.h"
+#include "analysis/sweep/sweep.h"
+#include "analysis/sweep/sweep_shard.h"
 #include "cli/command.h"
 #include "cli/sweep_mpi.h"
 #include "core/error.h"
@@ -28,7 +28,7 @@ struct SweepArgs {
     bool placement = false, granularity_given = false, force = false;
     std::string base, placement_n;  // "" when not given
     int64_t job = 0;
-    std::string shard;  // "i/n": measure every n-th item (analysis/sweep_shard.h)
+    std::string shard;  // "i/n": measure every n-th item (analysis/sweep/sweep_shard.h)
     SweepMpiArgs mpi;
 };
 

@@ -1,10 +1,10 @@
-// `quantlens sweep … --mpi`: see cli/sweep_mpi.h and analysis/mpi/mpi_sweep.h.
+// `quantlens sweep … --mpi`: see cli/sweep_mpi.h and analysis/sweep/mpi/mpi_sweep.h.
 #include "cli/sweep_mpi.h"
 
-#include "analysis/sweep.h"
+#include "analysis/sweep/sweep.h"
 #include "core/error.h"
 #ifdef QUANTLENS_HAVE_MPI
-#include "analysis/mpi/mpi_sweep.h"
+#include "analysis/sweep/mpi/mpi_sweep.h"
 #endif
 
 namespace quantlens::cli {

@@ -1,6 +1,6 @@
 // `quantlens verify [OUT.gguf...] --base MODEL --text FILE [--recipe R]... [--presets LIST]`:
 // measured size, PPL and KLD of recipes and files beside llama.cpp's uniform presets written
-// by our quantizers (analysis/verify.h). --job stores the table in a sweep job for the report.
+// by our quantizers (analysis/studies/verify.h). --job stores the table in a sweep job for the report.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
-#include "analysis/verify.h"
+#include "analysis/studies/verify.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/output_file.h"

@@ -1,6 +1,6 @@
 // `quantlens weight-error MODEL [--imatrix F] [--types LIST] [--json|--csv]`: the fast
 // proxy of quantization damage, every quantizable tensor × every requested type, with the
-// metrics of analysis/weight_metrics.h. Fallback types and skipped pairs are printed by
+// metrics of analysis/measure/weight_metrics.h. Fallback types and skipped pairs are printed by
 // tensor name (on stderr for --json/--csv, so stdout stays machine-readable).
 #include <cmath>
 #include <cstdio>
@@ -11,7 +11,7 @@
 #include <fmt/format.h>
 #include <nlohmann/json.hpp>
 
-#include "analysis/weight_error_sweep.h"
+#include "analysis/sweep/weight_error_sweep.h"
 #include "cli/command.h"
 #include "core/progress.h"
 #include "formats/imatrix.h"

@@ -12,9 +12,9 @@
 // Overrides go to the backend and nowhere else: set_override with values the caller computed
 // (the CPU fake quantizers, importance-weighted or GPTQ-rounded), or set_fake_quant_override,
 // which quantizes on the backend's own device and returns the weight-error sums there, so a
-// GPU item never copies a tensor to or from the host. The CPU backend (analysis/sweep_cpu.h)
+// GPU item never copies a tensor to or from the host. The CPU backend (analysis/sweep/sweep_cpu.h)
 // and the CUDA one (engine/cuda/cuda_sweep.h) are chosen by one factory, make_sweep_backend
-// in analysis/sweep.cpp.
+// in analysis/sweep/sweep.cpp.
 #pragma once
 
 #include <cstdint>
@@ -50,7 +50,7 @@ struct PerturbedStats {
 };
 
 // Sums over all elements of a weight w and its replacement ŵ (e = ŵ − w), from which
-// analysis/weight_metrics.h derives RMSE, relative Frobenius, cosine and SNR.
+// analysis/measure/weight_metrics.h derives RMSE, relative Frobenius, cosine and SNR.
 struct WeightErrorSums {
     int64_t n = 0;
     double sum_e2 = 0, sum_abs_e = 0, max_abs_e = 0;

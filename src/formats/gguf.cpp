@@ -603,21 +603,13 @@ void GgufWriter::copy_from(const GgufFile& src) {
 // Emits the file the way ggml's writer does: header, KVs, tensor infos, zero padding to
 // the alignment, then each tensor's data padded to the alignment. Produced tensors go
 // through one reused buffer, so memory is the largest tensor, not the file.
-void GgufWriter::emit(const Sink& out, const std::string& file) const {
-    uint64_t pos = 0;
-    const Sink counted = [&](const void* p, size_t n) {
-        out(p, n);
-        pos += n;
-    };
-    static const uint8_t zeros[256] = {};
-    auto pad = [&]() {
-        uint64_t n = align_up(pos, alignment_) - pos;
-        while (n > 0) {
-            const size_t k = std::min<uint64_t>(n, sizeof(zeros));
-            counted(zeros, k);
-            n -= k;
-        }
-    };
+namespace {
+
+const uint8_t kZeros[256] = {};
+
+}  // namespace
+
+uint64_t GgufWriter::emit_header(const Sink& counted, uint64_t& pos) const {
     put<uint32_t>(counted, kMagic);
     put<uint32_t>(counted, 3);
     put<uint64_t>(counted, tensors_.size());
@@ -636,7 +628,38 @@ void GgufWriter::emit(const Sink& out, const std::string& file) const {
         put<uint64_t>(counted, offset);
         offset += align_up(t.nbytes, alignment_);
     }
-    pad();
+    pad_to_alignment(counted, pos);
+    return offset;  // the data section's size
+}
+
+void GgufWriter::pad_to_alignment(const Sink& counted, uint64_t pos) const {
+    uint64_t n = align_up(pos, alignment_) - pos;
+    while (n > 0) {
+        const size_t k = std::min<uint64_t>(n, sizeof(kZeros));
+        counted(kZeros, k);
+        n -= k;
+    }
+}
+
+uint64_t GgufWriter::data_offset() const {
+    uint64_t pos = 0;
+    emit_header([&](const void*, size_t n) { pos += n; }, pos);
+    return pos;
+}
+
+uint64_t GgufWriter::file_size() const {
+    uint64_t pos = 0;
+    const uint64_t data = emit_header([&](const void*, size_t n) { pos += n; }, pos);
+    return pos + data;
+}
+
+void GgufWriter::emit(const Sink& out, const std::string& file) const {
+    uint64_t pos = 0;
+    const Sink counted = [&](const void* p, size_t n) {
+        out(p, n);
+        pos += n;
+    };
+    emit_header(counted, pos);
     std::vector<uint8_t> buffer;
     for (const Tensor& t : tensors_) {
         if (!t.produce) {
@@ -650,7 +673,7 @@ void GgufWriter::emit(const Sink& out, const std::string& file) const {
                                 t.name, buffer.size(), t.nbytes));
             counted(buffer.data(), buffer.size());
         }
-        pad();
+        pad_to_alignment(counted, pos);
     }
 }
 

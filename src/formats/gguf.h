@@ -159,6 +159,10 @@ class GgufWriter {
     void copy_from(const GgufFile& src);
     void write(const std::string& path, Overwrite overwrite = Overwrite::refuse) const;
     std::vector<uint8_t> serialize() const;  // the whole file in memory (small files, tests)
+    // What write() would produce, computed without producing any tensor: the offset of the
+    // data section (header, tensor infos, padding) and the whole file's size.
+    uint64_t data_offset() const;
+    uint64_t file_size() const;
 
   private:
     uint32_t alignment_ = 32;
@@ -175,6 +179,12 @@ class GgufWriter {
     void check_new_tensor(const std::string& name, const std::vector<int64_t>& ne, GgmlType type,
                           uint64_t n_bytes) const;
     void emit(const std::function<void(const void*, size_t)>& out, const std::string& file) const;
+    // Writes the header, tensor infos and padding through `counted` (which advances `pos`);
+    // returns the data section's size.
+    uint64_t emit_header(const std::function<void(const void*, size_t)>& counted,
+                         uint64_t& pos) const;
+    void pad_to_alignment(const std::function<void(const void*, size_t)>& counted,
+                          uint64_t pos) const;
 };
 
 }  // namespace quantlens

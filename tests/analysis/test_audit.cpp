@@ -16,7 +16,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/audit.h"
+#include "analysis/studies/audit.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "jobs/store.h"

@@ -9,9 +9,9 @@
 #include <random>
 #include <string>
 
-#include "analysis/awq.h"
-#include "analysis/calibrate.h"
-#include "analysis/weight_diagnostics.h"
+#include "analysis/studies/awq.h"
+#include "analysis/studies/calibrate.h"
+#include "analysis/studies/weight_diagnostics.h"
 #include "engine/engine.h"
 #include "model/model.h"
 #include "support/test_data.h"

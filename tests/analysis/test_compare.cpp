@@ -11,7 +11,7 @@
 #include <fstream>
 #include <nlohmann/json.hpp>
 
-#include "analysis/compare.h"
+#include "analysis/studies/compare.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "formats/gguf.h"

@@ -7,8 +7,8 @@
 #include <filesystem>
 #include <fstream>
 
-#include "analysis/eval.h"
-#include "analysis/kld.h"
+#include "analysis/measure/eval.h"
+#include "analysis/measure/kld.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"

@@ -6,7 +6,7 @@
 
 #include <cstdlib>
 
-#include "analysis/eval.h"
+#include "analysis/measure/eval.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"
 #include "engine/engine.h"

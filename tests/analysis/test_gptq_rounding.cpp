@@ -1,4 +1,4 @@
-// GPTQ rounding as the pipeline uses it (analysis/gptq_rounding.h) on llama-8m: which tensors
+// GPTQ rounding as the pipeline uses it (analysis/write/gptq_rounding.h) on llama-8m: which tensors
 // and types it covers, that its bytes cut the held-out output error of a linear against the
 // plain quantizer, that fake quantization is the dequantized bytes, that a sweep's GPTQ
 // options survive the job parameters (and old jobs' parameters stay as they were), and that
@@ -16,10 +16,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/chunks.h"
-#include "analysis/gptq_rounding.h"
-#include "analysis/hessian.h"
-#include "analysis/sweep.h"
+#include "analysis/measure/chunks.h"
+#include "analysis/write/gptq_rounding.h"
+#include "analysis/measure/hessian.h"
+#include "analysis/sweep/sweep.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "engine/engine.h"

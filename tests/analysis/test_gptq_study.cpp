@@ -27,9 +27,9 @@
 #include <string>
 #include <vector>
 
-#include "analysis/chunks.h"
-#include "analysis/eval.h"
-#include "analysis/hessian.h"
+#include "analysis/measure/chunks.h"
+#include "analysis/measure/eval.h"
+#include "analysis/measure/hessian.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"
 #include "engine/engine.h"

@@ -1,4 +1,4 @@
-// Input Hessians (analysis/hessian.h): H equals XᵀX computed directly from the captured
+// Input Hessians (analysis/measure/hessian.h): H equals XᵀX computed directly from the captured
 // input rows of a few weights (q and k share an input, so the reused product is checked
 // too), the head's input is included, every token is a row; stacked experts get one H per
 // expert with the tokens routed to it, or none when include_experts is off.
@@ -9,9 +9,9 @@
 #include <map>
 #include <string>
 
-#include "analysis/activation_stats.h"
-#include "analysis/chunks.h"
-#include "analysis/hessian.h"
+#include "analysis/measure/activation_stats.h"
+#include "analysis/measure/chunks.h"
+#include "analysis/measure/hessian.h"
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"

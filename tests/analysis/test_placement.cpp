@@ -13,8 +13,8 @@
 #include <set>
 #include <tuple>
 
-#include "analysis/placement.h"
-#include "analysis/sweep.h"
+#include "analysis/sweep/placement.h"
+#include "analysis/sweep/sweep.h"
 #include "core/error.h"
 #include "core/ggml_type.h"
 #include "core/progress.h"

@@ -2,7 +2,7 @@
 
 #include <random>
 
-#include "analysis/plan.h"
+#include "analysis/plan/plan.h"
 #include "core/error.h"
 
 using namespace quantlens;

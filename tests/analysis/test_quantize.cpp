@@ -11,8 +11,8 @@
 #include <filesystem>
 #include <string>
 
-#include "analysis/presets.h"
-#include "analysis/quantize.h"
+#include "analysis/write/presets.h"
+#include "analysis/write/quantize.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/imatrix.h"

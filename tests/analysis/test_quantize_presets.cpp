@@ -5,7 +5,7 @@
 #include <cstdlib>
 #include <string>
 
-#include "analysis/presets.h"
+#include "analysis/write/presets.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "model/model.h"

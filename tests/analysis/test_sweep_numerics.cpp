@@ -8,8 +8,8 @@
 #include <cstdlib>
 #include <nlohmann/json.hpp>
 
-#include "analysis/eval.h"
-#include "analysis/sweep.h"
+#include "analysis/measure/eval.h"
+#include "analysis/sweep/sweep.h"
 #include "core/mmap_file.h"
 #include "core/progress.h"
 #include "engine/engine.h"

@@ -13,8 +13,8 @@
 #include <set>
 #include <tuple>
 
-#include "analysis/sweep.h"
-#include "analysis/sweep_shard.h"
+#include "analysis/sweep/sweep.h"
+#include "analysis/sweep/sweep_shard.h"
 #include "core/error.h"
 #include "core/ggml_type.h"
 #include "core/progress.h"

@@ -10,7 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/sweep.h"
+#include "analysis/sweep/sweep.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "formats/gguf.h"

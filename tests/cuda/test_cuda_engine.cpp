@@ -8,8 +8,8 @@
 #include <cstring>
 #include <random>
 
-#include "analysis/sweep_cpu.h"
-#include "analysis/weight_metrics.h"
+#include "analysis/sweep/sweep_cpu.h"
+#include "analysis/measure/weight_metrics.h"
 #include "core/half.h"
 #include "engine/cuda/cuda_engine.h"
 #include "engine/cuda/cuda_sweep.h"

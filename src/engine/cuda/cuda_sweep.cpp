@@ -1,4 +1,4 @@
-// The GPU sweep backend: see cuda_sweep.h. Mirrors analysis/sweep_cpu.cpp with the prefix
+// The GPU sweep backend: see cuda_sweep.h. Mirrors analysis/sweep/sweep_cpu.cpp with the prefix
 // cache, the reference log-probabilities and the reductions on the device.
 #include "engine/cuda/cuda_sweep.h"
 

@@ -1,0 +1,36 @@
+#include "analysis/measure/chunks.h"
+
+#include "core/error.h"
+#include "core/mmap_file.h"
+#include "core/utf8.h"
+#include "engine/tokenizer.h"
+
+namespace quantlens {
+
+EvalChunks make_eval_chunks(const std::vector<int32_t>& tokens, int64_t n_ctx, int64_t max_chunks,
+                            int32_t bos, const std::string& source) {
+    QL_CHECK(n_ctx >= 8, "{}: context of {} tokens is too short (need at least 8)", source, n_ctx);
+    const int64_t available = static_cast<int64_t>(tokens.size()) / n_ctx;
+    QL_CHECK(available >= 1,
+             "{}: the text has {} tokens, fewer than one chunk of {} tokens; use a longer text "
+             "or a smaller --ctx",
+             source, tokens.size(), n_ctx);
+    EvalChunks c;
+    c.n_ctx = n_ctx;
+    c.first_scored = n_ctx / 2;
+    c.n_chunks = max_chunks > 0 ? std::min(available, max_chunks) : available;
+    c.tokens.assign(tokens.begin(), tokens.begin() + c.n_chunks * n_ctx);
+    if (bos >= 0)
+        for (int64_t i = 0; i < c.n_chunks; ++i) c.tokens[static_cast<size_t>(i * n_ctx)] = bos;
+    return c;
+}
+
+EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
+                            int64_t max_chunks) {
+    const std::string text = read_utf8_text_file(text_path);
+    QL_CHECK(!text.empty(), "{}: the text file is empty", text_path);
+    const std::vector<int32_t> tokens = tokenizer.encode(text, tokenizer.bos_id() >= 0);
+    return make_eval_chunks(tokens, n_ctx, max_chunks, tokenizer.bos_id(), text_path);
+}
+
+}  // namespace quantlens

@@ -1,0 +1,286 @@
+#include "analysis/plan/plan_job.h"
+
+#include <algorithm>
+#include <cmath>
+#include <map>
+#include <nlohmann/json.hpp>
+#include <regex>
+
+#include <fmt/format.h>
+
+#include "analysis/write/gguf_metadata.h"
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "jobs/store.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+namespace quantlens {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kAllUnit = "(all)";
+
+constexpr uint64_t kGgufAlignment = 32;  // what quantize writes (general.alignment unset)
+
+uint64_t round_up_to_alignment(uint64_t n) {
+    return (n + kGgufAlignment - 1) / kGgufAlignment * kGgufAlignment;
+}
+
+double median(std::vector<double> v) {
+    if (v.empty()) return std::nan("");
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+uint64_t parse_size(const std::string& text) {
+    size_t pos = 0;
+    double value = 0;
+    try {
+        value = std::stod(text, &pos);
+    } catch (...) {
+        fail("size '{}' is not a number (examples: 5373408, 5.37MB, 4.2GiB)", text);
+    }
+    std::string unit = text.substr(pos);
+    unit.erase(0, unit.find_first_not_of(' '));
+    std::transform(unit.begin(), unit.end(), unit.begin(),
+                   [](unsigned char c) { return std::tolower(c); });
+    static const std::map<std::string, double> units = {{"", 1},
+                                                        {"b", 1},
+                                                        {"kb", 1e3},
+                                                        {"k", 1e3},
+                                                        {"mb", 1e6},
+                                                        {"m", 1e6},
+                                                        {"gb", 1e9},
+                                                        {"g", 1e9},
+                                                        {"tb", 1e12},
+                                                        {"kib", 1024.0},
+                                                        {"mib", 1048576.0},
+                                                        {"gib", 1073741824.0},
+                                                        {"tib", 1099511627776.0}};
+    auto it = units.find(unit);
+    QL_CHECK(it != units.end(), "size '{}': unknown unit '{}' (use B, kB, MB, GB, KiB, MiB, GiB)",
+             text, unit);
+    QL_CHECK(value > 0, "size '{}' must be positive", text);
+    return static_cast<uint64_t>(value * it->second);
+}
+
+uint64_t gguf_header_bytes(const Model& model) {
+    GgufKvList kv = converter_metadata(model);
+    finish_quantized_metadata(kv, 15);  // the file type's value, not its size, varies
+    GgufWriter w;
+    for (auto& [k, v] : kv) w.add_kv(k, v);
+    // A tensor's type and bytes do not change the header's size; F32 declares them simply.
+    const auto declare = [&](const std::string& name, const std::vector<int64_t>& ne) {
+        int64_t n = 1;
+        for (const int64_t d : ne) n *= d;
+        w.add_tensor(name, ne, GgmlType::F32, static_cast<uint64_t>(n) * 4,
+                     [](std::vector<uint8_t>&) {});
+    };
+    for (const auto& t : model.tensors()) declare(t.name, t.ne);
+    for (const auto& t : converter_extra_tensors(model)) declare(t.name, t.ne);
+    return w.data_offset();
+}
+
+uint64_t gguf_tensor_file_bytes(const std::vector<int64_t>& ne, GgmlType type) {
+    QL_CHECK(!ne.empty() && ne[0] > 0, "tensor with no row length");
+    int64_t rows = 1;
+    for (size_t i = 1; i < ne.size(); ++i) rows *= ne[i];
+    const GgmlType written = type_fits_row(type, ne[0]) ? type : fallback_type(type, ne[0]);
+    return round_up_to_alignment(ggml_row_size(written, ne[0]) * static_cast<uint64_t>(rows));
+}
+
+PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
+    const jobs::Job job = store.get_job(req.job_id);
+    QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job; plan needs a sweep job",
+             req.job_id, jobs::kind_name(job.kind));
+    const auto info_art = store.get_artifact(req.job_id, "model_info");
+    QL_CHECK(info_art.has_value(), "job {}: no model_info (was it made by quantlens sweep?)",
+             req.job_id);
+    const json info = json::parse(info_art->data);
+    const json params = json::parse(job.params);
+    QL_CHECK(params.value("granularity", "") != "placement",
+             "job {} is a placement study (sweep --placement); plan needs a tensor, layer or "
+             "class sweep",
+             req.job_id);
+
+    PlanOutcome out;
+    out.n_params = info.at("n_params").get<int64_t>();
+    // Exact file bytes: the header as the writer serializes it, every tensor padded to the
+    // alignment at the type it is written in (fallbacks applied), extra tensors in F32.
+    std::map<std::string, std::vector<int64_t>> tensor_shapes;
+    for (const auto& t : info.at("tensors")) {
+        const auto ne = t.at("ne").get<std::vector<int64_t>>();
+        if (t.at("quantizable").get<bool>())
+            tensor_shapes[t.at("name").get<std::string>()] = ne;
+        else
+            out.unquantized_bytes += gguf_tensor_file_bytes(ne, GgmlType::F32);
+    }
+    {
+        const auto model = Model::open(params.at("model").get<std::string>());
+        out.header_bytes = gguf_header_bytes(*model);
+        for (const auto& t : converter_extra_tensors(*model))
+            out.unquantized_bytes += round_up_to_alignment(t.values.size() * sizeof(float));
+    }
+
+    // unit → type → metrics
+    std::map<std::string, std::map<std::string, std::map<std::string, double>>> m;
+    for (const auto& x : store.measurements(req.job_id)) m[x.unit][x.type][x.metric] = x.value;
+    const std::string metric_key = req.metric == "kld"     ? "kld_mean"
+                                   : req.metric == "ppl"   ? "ln_ppl_ratio"
+                                   : req.metric == "proxy" ? "proxy"
+                                                           : "";
+    QL_CHECK(!metric_key.empty(), "--metric must be kld, ppl or proxy, not '{}'", req.metric);
+
+    std::vector<std::regex> pin_res;
+    for (const auto& [pattern, type] : req.pins) {
+        try {
+            pin_res.emplace_back(pattern);
+        } catch (const std::regex_error& e) {
+            fail("--pin '{}': not a valid regular expression: {}", pattern, e.what());
+        }
+    }
+
+    std::vector<bool> pin_matched(pin_res.size(), false);
+    PlanProblem problem;
+    problem.fixed_bytes = out.header_bytes + out.unquantized_bytes;
+    std::vector<std::vector<std::string>> unit_tensors;
+    for (const auto& u : store.units(req.job_id)) {
+        if (u.name == kAllUnit) continue;
+        const auto members = json::parse(u.extra).value("tensors", std::vector<std::string>{u.name});
+        // A unit's bytes in the file; the sweep's measured bytes (unpadded) only for a unit
+        // whose tensors model_info does not list.
+        const auto unit_file_bytes = [&](GgmlType type, double measured) {
+            uint64_t bytes = 0;
+            for (const auto& name : members) {
+                const auto it = tensor_shapes.find(name);
+                if (it == tensor_shapes.end()) return static_cast<uint64_t>(measured);
+                bytes += gguf_tensor_file_bytes(it->second, type);
+            }
+            return bytes;
+        };
+        PlanUnit pu{u.name, {}};
+        std::optional<GgmlType> pinned;
+        for (size_t i = 0; i < pin_res.size(); ++i)
+            if (std::regex_search(u.name, pin_res[i])) {
+                pinned = req.pins[i].second;
+                pin_matched[i] = true;
+            }
+        for (const auto& [type_name, metrics] : m[u.name]) {
+            const auto t = ggml_type_from_name(type_name);
+            if (!t) continue;
+            if (!req.types.empty() &&
+                std::find(req.types.begin(), req.types.end(), *t) == req.types.end())
+                continue;
+            if (req.min_type && ggml_type_bpw(*t) < ggml_type_bpw(*req.min_type)) continue;
+            if (req.max_type && ggml_type_bpw(*t) > ggml_type_bpw(*req.max_type)) continue;
+            if (pinned && *t != *pinned) continue;
+            double e;
+            if (metric_key == "proxy") {
+                auto it = metrics.find("w_imat_rel");
+                e = it != metrics.end() ? it->second
+                                        : metrics.at("w_rel_fro") * metrics.at("w_rel_fro");
+            } else {
+                auto it = metrics.find(metric_key);
+                if (it == metrics.end()) continue;  // not measured (yet)
+                e = it->second;
+            }
+            pu.options.push_back({*t, unit_file_bytes(*t, metrics.at("bytes")), std::max(e, 0.0)});
+        }
+        QL_CHECK(!pu.options.empty(),
+                 "plan: unit '{}' has no measured type allowed by the options{}", u.name,
+                 pinned ? fmt::format(" (pinned to {}, which the sweep did not measure)",
+                                      ggml_type_display_name(*pinned))
+                        : "");
+        std::sort(pu.options.begin(), pu.options.end(),
+                  [](const PlanOption& a, const PlanOption& b) { return a.bytes > b.bytes; });
+        problem.units.push_back(pu);
+        unit_tensors.push_back(members);
+    }
+    QL_CHECK(!problem.units.empty(), "job {}: no measured units", req.job_id);
+    for (size_t i = 0; i < pin_res.size(); ++i)
+        QL_CHECK(pin_matched[i],
+                 "--pin '{}={}': the pattern matches none of job {}'s {} units (e.g. '{}')",
+                 req.pins[i].first, ggml_type_display_name(req.pins[i].second), req.job_id,
+                 problem.units.size(), problem.units.front().name);
+
+    // Interaction factor from the "(all)" measurements (only meaningful for the KLD metric).
+    if (m.count(kAllUnit)) {
+        std::vector<double> ratios;
+        for (const auto& [type_name, metrics] : m[kAllUnit]) {
+            if (!metrics.count("kld_mean")) continue;
+            double sum = 0;
+            for (const auto& pu : problem.units)
+                if (m[pu.name].count(type_name) && m[pu.name][type_name].count("kld_mean"))
+                    sum += std::max(0.0, m[pu.name][type_name]["kld_mean"]);
+            if (sum > 0) ratios.push_back(metrics.at("kld_mean") / sum);
+        }
+        if (!ratios.empty()) out.interaction_factor = median(ratios);
+    }
+
+    KnapsackPlanner planner(problem);
+    PlanResult r;
+    Recipe& recipe = out.recipe;
+    if (req.knee) {
+        r = plan_jump_knee(problem);
+        recipe.budget_kind = "knee";
+    } else {
+        uint64_t budget = 0;
+        if (req.target_bytes) {
+            budget = *req.target_bytes;
+            recipe.budget_kind = "size";
+        } else {
+            QL_CHECK(req.target_bpw.has_value(),
+                     "plan: give --target-bpw, --target-size or --knee");
+            budget =
+                static_cast<uint64_t>(*req.target_bpw * static_cast<double>(out.n_params) / 8.0);
+            recipe.budget_kind = "bpw";
+        }
+        recipe.budget_value = static_cast<double>(budget);
+        r = planner.solve(budget);
+    }
+    out.grain_bytes = r.grain_bytes;
+    out.raw_error = r.error;
+    for (const auto& p : planner.frontier(200))
+        out.frontier.push_back(
+            {p.bytes, p.error * (req.metric == "kld" ? out.interaction_factor : 1.0)});
+
+    recipe.model = params.at("model").get<std::string>();
+    recipe.model_hash = job.model_hash;
+    recipe.job_id = req.job_id;
+    recipe.metric = req.metric;
+    recipe.predicted_size_bytes = r.bytes;
+    recipe.predicted_bpw =
+        bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
+    // Whatever drove the choice, its predicted KLD comes from the measured per-unit ΔKLD
+    // (so a proxy-driven recipe is predicted on the same scale as a KLD-driven one).
+    double kld_sum = 0;
+    bool kld_known = true;
+    for (size_t i = 0; i < problem.units.size(); ++i) {
+        const std::string type = ggml_type_display_name(problem.units[i].options[r.choice[i]].type);
+        const auto& metrics = m[problem.units[i].name][type];
+        auto it = metrics.find("kld_mean");
+        if (it == metrics.end())
+            kld_known = false;
+        else
+            kld_sum += std::max(0.0, it->second);
+    }
+    recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
+    for (size_t i = 0; i < problem.units.size(); ++i) {
+        const GgmlType t = problem.units[i].options[r.choice[i]].type;
+        out.choices.push_back({problem.units[i].name, ggml_type_display_name(t)});
+        for (const auto& tensor : unit_tensors[i]) recipe.tensors[tensor] = t;
+    }
+    recipe.default_type = recipe.dominant_type();
+    if (req.metric == "kld" && out.interaction_factor != 1.0)
+        recipe.notes.push_back(fmt::format(
+            "predicted KLD = Σ per-tensor ΔKLD ({:.6f}) × interaction factor {:.3f} fitted on the "
+            "uniform-type measurements",
+            r.error, out.interaction_factor));
+    return out;
+}
+
+}  // namespace quantlens

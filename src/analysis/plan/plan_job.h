@@ -1,0 +1,64 @@
+// From a finished (or partial) sweep job to a plan: builds the knapsack problem out of the
+// job's measurements, solves it for a budget or by the jump-knee rule (plan.h), and turns the
+// choice into a Recipe with predicted size, bpw and KLD.
+//
+// Sizes are whole-file sizes, exact: the GGUF header as the writer serializes it (metadata,
+// tokenizer, tensor infos) + every tensor at its chosen type (fallbacks applied) and every
+// tensor kept in float, each padded to the alignment as quantize writes them.
+// Predicted KLD = Σ per-tensor ΔKLD × interaction factor, where the factor is the median
+// over types of (measured KLD with every tensor at that type) / (Σ per-tensor ΔKLD at that
+// type) — 1 when the sweep has no "(all)" items.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "analysis/plan/plan.h"
+#include "core/ggml_type.h"
+#include "formats/recipe.h"
+
+namespace quantlens {
+
+class Model;
+namespace jobs {
+class Store;
+}
+
+struct PlanRequest {
+    int64_t job_id = 0;
+    std::optional<uint64_t> target_bytes;
+    std::optional<double> target_bpw;
+    bool knee = false;            // plan_jump_knee (`plan --knee`) instead of a budget
+    std::string metric = "kld";   // kld | proxy (imatrix-weighted relative weight error) | ppl
+    std::vector<GgmlType> types;  // empty = every measured type
+    std::optional<GgmlType> min_type, max_type;          // by bits per weight
+    std::vector<std::pair<std::string, GgmlType>> pins;  // regex → type
+};
+
+struct PlanOutcome {
+    Recipe recipe;
+    std::vector<FrontierPoint> frontier;  // bytes, predicted KLD (raw sum × factor)
+    double interaction_factor = 1.0;
+    double raw_error = 0;  // Σ per-unit metric of the choice
+    uint64_t header_bytes = 0;
+    uint64_t unquantized_bytes = 0;
+    int64_t n_params = 0;
+    uint64_t grain_bytes = 1;
+    std::vector<std::pair<std::string, std::string>> choices;  // unit → type, in unit order
+};
+
+// "5373408", "5.37MB" (10^6), "5.1MiB", "4.2GB", "4GiB", "900kB" → bytes.
+uint64_t parse_size(const std::string& text);
+
+PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& request);
+
+// The GGUF header bytes quantize writes for this model (metadata + tensor infos, padded to
+// the alignment): exactly the written file's data offset.
+uint64_t gguf_header_bytes(const Model& model);
+// A tensor's bytes in the data section at `type` (the fallback for rows its blocks do not
+// divide applied), padded to the alignment as the writer pads it.
+uint64_t gguf_tensor_file_bytes(const std::vector<int64_t>& ne, GgmlType type);
+
+}  // namespace quantlens

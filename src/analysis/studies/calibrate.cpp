@@ -1,0 +1,216 @@
+// Calibration run and its JSON artifact; see calibrate.h.
+#include "analysis/studies/calibrate.h"
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <optional>
+
+#include "analysis/measure/chunks.h"
+#include "core/error.h"
+#include "core/parallel.h"
+#include "core/progress.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "formats/imatrix.h"
+#include "model/model.h"
+
+namespace quantlens {
+
+CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
+                                  const std::string& dataset, const CalibrateOptions& options,
+                                  const CalibrateObserver& observer,
+                                  ActivationCollector* collector) {
+    QL_CHECK(chunks.n_chunks >= 1 && chunks.n_ctx >= 1, "{}: no chunk of {} tokens to calibrate on",
+             dataset, chunks.n_ctx);
+    ActivationCollector own(engine.config().n_experts);
+    ActivationCollector& col = collector ? *collector : own;
+    col.set_capture(options.capture_rows, std::max<int64_t>(1, options.capture_stride));
+    engine.set_hook(col.hook());
+    struct HookReset {
+        Engine& e;
+        ~HookReset() { e.clear_hook(); }
+    } reset{engine};
+
+    const int64_t T = chunks.n_ctx, C = engine.hidden();
+    const int64_t batch = std::max<int64_t>(1, options.batch);
+    std::optional<Progress> progress;
+    if (options.progress) progress.emplace("calibrate", chunks.n_chunks * T, "tok");
+    const auto t0 = std::chrono::steady_clock::now();
+    int64_t done = 0;
+    for (int64_t c = 0; c < chunks.n_chunks; c += batch) {
+        const int64_t B = std::min(batch, chunks.n_chunks - c);
+        const std::span<const int32_t> tokens(chunks.tokens.data() + c * T,
+                                              static_cast<size_t>(B * T));
+        std::vector<float> h = engine.embed(tokens);
+        QL_ASSERT(static_cast<int64_t>(h.size()) == B * T * C);
+        for (int64_t l = 0; l < engine.n_layers(); ++l) engine.run_layer(l, h.data(), B, T);
+        done = c + B;
+        if (progress) progress->advance(B * T);
+        if (observer && !observer(done, chunks.n_chunks)) break;
+    }
+    if (progress) progress->finish();
+
+    CalibrationResult r;
+    r.dataset = dataset;
+    r.n_ctx = T;
+    r.n_chunks = done;
+    r.n_tokens = done * T;
+    r.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    r.tokens_per_second = r.seconds > 0 ? static_cast<double>(r.n_tokens) / r.seconds : 0;
+    r.tensors = col.tensor_stats();
+    r.layers = col.layer_stats();
+    r.imatrix = col.imatrix_entries();
+    return r;
+}
+
+CalibrationResult calibrate_text(Engine& engine, const std::string& text_path,
+                                 const CalibrateOptions& options, const CalibrateObserver& observer,
+                                 ActivationCollector* collector) {
+    const Tokenizer tokenizer = Tokenizer::load(engine.model());
+    const EvalChunks chunks =
+        load_eval_chunks(tokenizer, text_path, options.n_ctx, options.max_chunks);
+    return run_calibration(engine, chunks, text_path, options, observer, collector);
+}
+
+std::vector<WeightDiagnostics> weight_histograms(const Engine& engine) {
+    std::vector<const TensorInfo*> infos;
+    for (const TensorInfo& t : engine.model().tensors())
+        if (t.quantizable) infos.push_back(&t);
+    std::vector<WeightDiagnostics> out(infos.size());
+    parallel_for(infos.size(), [&](size_t begin, size_t end) {
+        for (size_t i = begin; i < end; ++i) {
+            const TensorInfo& t = *infos[i];
+            const std::vector<float>& w = engine.original(t.name);
+            QL_CHECK(static_cast<int64_t>(w.size()) == t.n_rows() * t.n_per_row(),
+                     "{}: tensor '{}': {} values held, expected {} x {}", engine.model().path(),
+                     t.name, w.size(), t.n_rows(), t.n_per_row());
+            out[i] = diagnose_weight(t.name, w.data(), t.n_rows(), t.n_per_row(), {});
+        }
+    });
+    return out;
+}
+
+ImatrixWriteInfo imatrix_write_info(const CalibrationResult& result) {
+    ImatrixWriteInfo info;
+    info.chunk_size = result.n_ctx;
+    info.chunk_count = result.n_chunks;
+    info.datasets = {result.dataset};
+    return info;
+}
+
+namespace {
+
+// 4 significant digits: enough for plots, a fraction of the JSON size.
+double round4(double v) {
+    if (v == 0 || !std::isfinite(v)) return std::isfinite(v) ? v : 0;
+    const double mag = std::pow(10.0, 3 - std::floor(std::log10(std::fabs(v))));
+    return std::round(v * mag) / mag;
+}
+
+nlohmann::json rounded(const std::vector<float>& v) {
+    nlohmann::json a = nlohmann::json::array();
+    for (float x : v) a.push_back(round4(x));
+    return a;
+}
+
+std::string role_of(const std::string& name) {
+    // blk.N.ROLE.weight → ROLE
+    const size_t a = name.find('.', 4);
+    const size_t b = name.rfind(".weight");
+    if (name.rfind("blk.", 0) != 0 || a == std::string::npos || b == std::string::npos || b <= a)
+        return name;
+    return name.substr(a + 1, b - a - 1);
+}
+
+nlohmann::json weight_hist_json(const WeightDiagnostics& d) {
+    nlohmann::json h = to_json(d)["weight_hist"];
+    h["n"] = d.n_rows * d.n_cols;
+    h["frac_beyond_3sigma"] = d.outlier_frac;  // weight_histograms() uses k = 3
+    h["excess_kurtosis"] = d.excess_kurtosis;
+    return h;
+}
+
+}  // namespace
+
+nlohmann::json calibration_json(const CalibrationResult& r, const std::string& model) {
+    nlohmann::json j;
+    j["model"] = model;
+    j["text"] = r.dataset;
+    j["n_ctx"] = r.n_ctx;
+    j["n_chunks"] = r.n_chunks;
+    j["n_tokens"] = r.n_tokens;
+    j["seconds"] = r.seconds;
+    j["tokens_per_second"] = r.tokens_per_second;
+    nlohmann::json tensors = nlohmann::json::array();
+    for (const TensorActivationStats& s : r.tensors) {
+        std::vector<float> imp(static_cast<size_t>(s.n_cols), 0.0f);
+        for (int64_t m = 0; m < s.n_mat; ++m)
+            for (int64_t c = 0; c < s.n_cols; ++c)
+                imp[static_cast<size_t>(c)] += s.importance[static_cast<size_t>(m * s.n_cols + c)] /
+                                               static_cast<float>(s.n_mat);
+        tensors.push_back({{"name", s.name},
+                           {"layer", s.layer},
+                           {"role", role_of(s.name)},
+                           {"n_cols", s.n_cols},
+                           {"n_mat", s.n_mat},
+                           {"tokens", s.tokens},
+                           {"channel_importance", rounded(imp)},
+                           {"mean_abs", rounded(s.mean_abs)},
+                           {"max_abs", rounded(s.max_abs)},
+                           {"mean", s.mean},
+                           {"variance", s.variance},
+                           {"kurtosis", s.excess_kurtosis},
+                           {"channel_kurtosis_median", s.channel_kurtosis_median},
+                           {"channel_kurtosis_max", s.channel_kurtosis_max},
+                           {"frac_beyond_6sigma", s.frac_beyond_6sigma},
+                           {"max_abs_all", s.max_abs_all},
+                           {"outlier_channels", s.outlier_channels}});
+    }
+    if (!r.weights.empty()) {
+        std::map<std::string, size_t> entry;
+        for (size_t i = 0; i < tensors.size(); ++i)
+            entry.emplace(tensors[i]["name"].get<std::string>(), i);
+        for (const WeightDiagnostics& d : r.weights) {
+            auto it = entry.find(d.name);
+            if (it != entry.end()) {
+                tensors[it->second]["weight_hist"] = weight_hist_json(d);
+                continue;
+            }
+            int layer = -1;
+            if (std::sscanf(d.name.c_str(), "blk.%d.", &layer) != 1) layer = -1;
+            tensors.push_back({{"name", d.name},
+                               {"layer", layer},
+                               {"role", role_of(d.name)},
+                               {"weight_hist", weight_hist_json(d)}});
+        }
+    }
+    j["tensors"] = std::move(tensors);
+    nlohmann::json layers = nlohmann::json::array();
+    for (const LayerHiddenStats& l : r.layers)
+        layers.push_back({{"layer", l.layer},
+                          {"max_abs", l.max_abs},
+                          {"mean_abs", l.mean_abs},
+                          {"max_mean_ratio", l.ratio()},
+                          {"max_channel", l.max_channel}});
+    j["layers"] = std::move(layers);
+    return j;
+}
+
+void check_imatrix_for_model(const Imatrix& imatrix, const Model& model) {
+    for (const ImatrixEntry& e : imatrix.entries()) {
+        const TensorInfo* t = model.find(e.name);
+        QL_CHECK(t != nullptr,
+                 "{}: tensor '{}' is not in the model {} (an imatrix made for another model?)",
+                 imatrix.path(), e.name, model.path());
+        const int64_t n_per_row = t->n_per_row();
+        const int64_t n_mat = t->ne.size() >= 3 ? t->ne[2] : 1;
+        QL_CHECK(e.n_values == n_per_row * n_mat,
+                 "{}: tensor '{}': the imatrix has {} values, the model's tensor takes {} ({} "
+                 "columns x {} matrices; an imatrix made for another model?)",
+                 imatrix.path(), e.name, e.n_values, n_per_row * n_mat, n_per_row, n_mat);
+    }
+}
+
+}  // namespace quantlens

@@ -1,0 +1,192 @@
+#include "analysis/studies/verify.h"
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include "analysis/measure/eval.h"
+#include "analysis/write/gptq_rounding.h"
+#include "analysis/write/presets.h"
+#include "analysis/write/quantize.h"
+#include "core/error.h"
+#include "core/ggml_type.h"
+#include "core/hash.h"
+#include "core/mmap_file.h"
+#include "core/output_file.h"
+#include "core/utf8.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "formats/imatrix.h"
+#include "formats/recipe.h"
+#include "model/imatrix_coverage.h"
+#include "model/model.h"
+
+namespace quantlens {
+namespace fs = std::filesystem;
+
+namespace {
+
+std::string safe_file_name(std::string s) {
+    for (char& c : s)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '-' && c != '_' && c != '.')
+            c = '_';
+    return s;
+}
+
+std::string read_key(const std::string& path) {
+    std::ifstream f(path);
+    std::string key;
+    std::getline(f, key);
+    return key;
+}
+
+}  // namespace
+
+VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidate>& candidates) {
+    QL_CHECK(!candidates.empty(),
+             "verify: nothing to verify (give GGUF files, --recipe or --presets)");
+    fs::create_directories(o.out_dir);
+    auto base_model = Model::open(o.base_model);
+    std::optional<Imatrix> imatrix;
+    if (!o.imatrix.empty()) imatrix = load_imatrix_for(*base_model, o.imatrix);
+
+    // 1. Write every candidate file first, so a bad recipe fails before long evaluations.
+    std::unique_ptr<Engine> gptq_engine;
+    std::unique_ptr<GptqRounding> gptq;
+    auto gptq_rounding = [&]() -> const GptqRounding* {
+        if (o.gptq_text.empty()) return nullptr;
+        if (!gptq) {
+            EngineOptions geo;
+            geo.f16_weights = true;
+            gptq_engine = std::make_unique<Engine>(*base_model, geo);
+            gptq = std::make_unique<GptqRounding>(*gptq_engine, Tokenizer::load(*base_model),
+                                                  GptqSettings{o.gptq_text, 512, o.gptq_chunks});
+            gptq_engine.reset();  // the Hessians are collected; the f32 weights can go
+        }
+        return gptq.get();
+    };
+    std::vector<VerifyRow> rows;
+    for (const auto& c : candidates) {
+        VerifyRow row;
+        row.name = c.name;
+        if (!c.gguf.empty()) {
+            row.path = c.gguf;
+        } else {
+            Recipe recipe = !c.recipe.empty()
+                                ? load_recipe(c.recipe)
+                                : preset_recipe(c.preset, *base_model, imatrix.has_value());
+            if (!c.recipe.empty() && recipe.predicted_kld > 0)
+                row.predicted_kld = recipe.predicted_kld;
+            row.path = (fs::path(o.out_dir) / (safe_file_name(c.name) + ".gguf")).string();
+            // A file is reused only when it was written from the same inputs: its key (what
+            // went into it) sits beside it, so a changed recipe of the same name is rewritten.
+            const std::string key_path = row.path + ".key";
+            const std::string key =
+                hash_string(recipe_to_json(recipe) + "\n" + o.base_model + "\n" + o.imatrix + "\n" +
+                            (c.recipe.empty() ? std::string()
+                                              : o.gptq_text + ":" + std::to_string(o.gptq_chunks)));
+            if (!(o.reuse_files && fs::exists(row.path) && read_key(key_path) == key)) {
+                fs::remove(key_path);
+                QuantizeOptions qo;
+                qo.output_path = row.path;
+                qo.force = true;
+                qo.imatrix = imatrix ? &*imatrix : nullptr;
+                if (!c.recipe.empty()) qo.gptq = gptq_rounding();
+                const QuantizeResult qr = quantize_model(*base_model, recipe, qo);
+                for (const auto& f : qr.fallbacks)
+                    fmt::print(stderr, "verify: {}: {}\n", c.name, f);
+                write_output_file(key_path, key, Overwrite::replace);
+            }
+        }
+        rows.push_back(row);
+    }
+
+    // 2. The base once, its log-probabilities saved for every comparison.
+    EngineOptions eo;
+    eo.f16_weights = true;
+    eo.ggml_numerics = o.ggml_numerics;
+    Tokenizer tokenizer = Tokenizer::load(*base_model);
+    EvalOptions ev;
+    ev.n_ctx = o.ctx;
+    ev.max_chunks = o.chunks;
+    ev.save_logits_overwrite = Overwrite::replace;  // out_dir is verify's own working folder
+    const EvalTokens chunks = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, ev);
+    const std::string base_logits = (fs::path(o.out_dir) / "base.qllogp").string();
+    VerifyReport report;
+    {
+        Engine base(*base_model, eo);
+        fmt::print(stderr, "verify: base {} over {} tokens\n", o.base_model,
+                   chunks.n_chunks * chunks.n_ctx);
+        const EvalResult r = evaluate(base, chunks, ev, {}, base_logits);
+        report.base_ppl = r.ppl.ppl;
+        report.n_tokens = chunks.n_chunks * chunks.n_ctx;
+    }
+    const LogitsFile base_file(base_logits);
+
+    // 3. Each candidate against the base.
+    int64_t n_params = 0;
+    for (const auto& t : base_model->tensors()) n_params += t.n_elements();
+    for (auto& row : rows) {
+        auto model = Model::open(row.path);
+        QL_CHECK(model->config().n_layers == base_model->config().n_layers &&
+                     model->config().hidden == base_model->config().hidden,
+                 "verify: {} is not a quantization of {} (different shapes)", row.path,
+                 o.base_model);
+        EngineOptions qo = eo;
+        qo.f16_weights = false;
+        Engine engine(*model, qo);
+        fmt::print(stderr, "verify: {} ({})\n", row.name, row.path);
+        const auto t0 = std::chrono::steady_clock::now();
+        const EvalResult r = evaluate(engine, chunks, ev, {nullptr, &base_file});
+        row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        row.size_bytes = fs::file_size(row.path);
+        row.bpw =
+            bits_per_weight(static_cast<double>(row.size_bytes), static_cast<double>(n_params));
+        row.ppl = r.ppl.ppl;
+        row.ppl_err = r.ppl.ppl_err;
+        QL_ASSERT(r.kld.has_value());
+        row.kld_mean = r.kld->kld_mean;
+        row.kld_err = r.kld->kld_err;
+        row.kld_median = r.kld->kld_median;
+        row.kld_p99 = r.kld->kld_p99;
+        row.kld_max = r.kld->kld_max;
+        row.top1 = r.kld->same_top;
+        row.rms_dp = r.kld->rms_dp;
+    }
+    report.rows = std::move(rows);
+    return report;
+}
+
+std::string verify_table(const VerifyReport& rep) {
+    std::string out = fmt::format("base PPL {:.3f} over {} tokens\n", rep.base_ppl, rep.n_tokens);
+    out += fmt::format("{:<22} {:>10} {:>6} {:>9} {:>10} {:>9} {:>8} {:>7} {:>11}\n", "name", "MB",
+                       "bpw", "PPL", "mean KLD", "KLD p99", "top-1 %", "RMS Δp", "predicted");
+    for (const auto& r : rep.rows)
+        out += fmt::format(
+            "{:<22} {:>10.3f} {:>6.2f} {:>9.3f} {:>10.6f} {:>9.5f} {:>8.2f} {:>6.2f}% {:>11}\n",
+            r.name, r.size_bytes / 1e6, r.bpw, r.ppl, r.kld_mean, r.kld_p99, 100 * r.top1,
+            100 * r.rms_dp, r.predicted_kld ? fmt::format("{:.6f}", *r.predicted_kld) : "-");
+    return out;
+}
+
+nlohmann::json verify_json(const VerifyReport& rep) {
+    nlohmann::json rows = nlohmann::json::array();
+    for (const auto& r : rep.rows) {
+        nlohmann::json j = {
+            {"name", r.name},         {"path", r.path},       {"size_bytes", r.size_bytes},
+            {"bpw", r.bpw},           {"ppl", r.ppl},         {"ppl_err", r.ppl_err},
+            {"kld_mean", r.kld_mean}, {"kld_err", r.kld_err}, {"kld_median", r.kld_median},
+            {"kld_p99", r.kld_p99},   {"kld_max", r.kld_max}, {"top1", r.top1},
+            {"rms_dp", r.rms_dp},     {"seconds", r.seconds}};
+        j["predicted_kld"] =
+            r.predicted_kld ? nlohmann::json(*r.predicted_kld) : nlohmann::json(nullptr);
+        rows.push_back(j);
+    }
+    return {{"base_ppl", rep.base_ppl}, {"n_tokens", rep.n_tokens}, {"rows", rows}};
+}
+
+}  // namespace quantlens

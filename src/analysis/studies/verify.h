@@ -1,0 +1,66 @@
+// Verification by measurement: quantize recipes and llama.cpp's uniform presets with our
+// bit-exact quantizers, evaluate every file against the full-precision base on the same
+// tokens (llama-perplexity chunking), and tabulate size, bpw, PPL and KL divergence beside
+// the recipe's predicted KLD.
+//
+// The base runs once; its log-probabilities go to OUT_DIR/base.qllogp and every candidate
+// is compared against that file. With ggml_numerics (the default) both sides emulate
+// llama.cpp's CPU arithmetic so the figures compare with docs/REFERENCE-FIGURES.md.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json_fwd.hpp>
+
+namespace quantlens {
+
+struct VerifyCandidate {
+    std::string name;    // shown in the table ("plan", "Q4_K_M", file stem)
+    std::string gguf;    // an existing GGUF, or
+    std::string recipe;  // a recipe to quantize into out_dir, or
+    std::string preset;  // a llama.cpp preset to quantize into out_dir
+};
+
+struct VerifyOptions {
+    std::string base_model;
+    std::string text;
+    std::string out_dir = "quantlens-verify";
+    std::string imatrix;  // used when quantizing recipes and presets
+    int64_t ctx = 512;
+    int64_t chunks = 100;
+    bool ggml_numerics = true;
+    // Keep a candidate file already written from the same recipe, base, imatrix and GPTQ
+    // settings (a key file beside it says which); any change rewrites it.
+    bool reuse_files = true;
+    // Recipes (not presets, which stay llama.cpp's) are written with GPTQ rounding against
+    // Hessians of this calibration text (analysis/write/gptq_rounding.h).
+    std::string gptq_text;
+    int64_t gptq_chunks = 64;
+};
+
+struct VerifyRow {
+    std::string name, path;
+    uint64_t size_bytes = 0;
+    double bpw = 0;
+    double ppl = 0, ppl_err = 0;
+    double kld_mean = 0, kld_err = 0, kld_median = 0, kld_p99 = 0, kld_max = 0;
+    double top1 = 0, rms_dp = 0;
+    std::optional<double> predicted_kld;
+    double seconds = 0;
+};
+
+struct VerifyReport {
+    double base_ppl = 0;
+    int64_t n_tokens = 0;
+    std::vector<VerifyRow> rows;
+};
+
+VerifyReport run_verify(const VerifyOptions& options,
+                        const std::vector<VerifyCandidate>& candidates);
+std::string verify_table(const VerifyReport& report);
+nlohmann::json verify_json(const VerifyReport& report);
+
+}  // namespace quantlens

@@ -1,0 +1,664 @@
+#include "analysis/sweep/sweep.h"
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <map>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
+
+#include <fmt/format.h>
+
+#include "analysis/measure/chunks.h"
+#include "analysis/write/gptq_rounding.h"
+#include "analysis/sweep/placement.h"
+#include "analysis/sweep/sweep_cpu.h"
+#include "analysis/sweep/sweep_shard.h"
+#include "analysis/measure/weight_metrics.h"
+#ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_sweep.h"
+#endif
+#include "core/error.h"
+#include "core/hash.h"
+#include "core/mmap_file.h"
+#include "core/progress.h"
+#include "core/utf8.h"
+#include "engine/engine.h"
+#include "engine/kernels.h"
+#include "engine/tokenizer.h"
+#include "formats/imatrix.h"
+#include "jobs/runner.h"
+#include "jobs/store.h"
+#include "model/imatrix_coverage.h"
+#include "model/model.h"
+#include "quant/quant.h"
+
+namespace quantlens {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kAllUnit = "(all)";
+constexpr double kSnrCap = 999.0;  // an exact reproduction has infinite SNR; JSON has no inf
+
+std::string type_name(GgmlType t) {
+    return ggml_type_display_name(t);
+}
+
+GgmlType type_from_name(const std::string& s) {
+    auto t = ggml_type_from_name(s);
+    QL_CHECK(t.has_value(), "unknown quantization type '{}'", s);
+    return *t;
+}
+
+// The fake-quantized values of one tensor at `type` (after llama.cpp's fallback), computed
+// per matrix so stacked experts get their own importance column.
+struct FakeQuantTensor {
+    GgmlType type;
+    bool fallback = false;
+    std::vector<float> values;
+    uint64_t bytes = 0;
+};
+
+FakeQuantTensor fake_quant_tensor(const TensorInfo& t, const std::vector<float>& original,
+                                  GgmlType requested, const Imatrix* imatrix,
+                                  const GptqRounding* gptq) {
+    FakeQuantTensor q;
+    const int64_t n_per_row = t.n_per_row();
+    q.type = type_fits_row(requested, n_per_row) ? requested : fallback_type(requested, n_per_row);
+    q.fallback = q.type != requested;
+    q.values.resize(original.size());
+    const int64_t n_mat = t.ne.size() >= 3 ? t.ne[2] : 1;
+    const int64_t rows_per_mat = t.n_rows() / n_mat;
+    for (int64_t m = 0; m < n_mat; ++m) {
+        const float* imp = imatrix ? imatrix->importance(t.name, n_per_row, n_mat, m) : nullptr;
+        const size_t off = static_cast<size_t>(m * rows_per_mat * n_per_row);
+        if (gptq && gptq->covers(t.name, static_cast<int64_t>(t.ne.size()), q.type))
+            gptq->fake_quantize(t.name, q.type, original.data() + off, q.values.data() + off,
+                                rows_per_mat, n_per_row, imp);
+        else
+            fake_quantize(q.type, original.data() + off, q.values.data() + off, rows_per_mat,
+                          n_per_row, imp);
+    }
+    q.bytes = ggml_row_size(q.type, n_per_row) * static_cast<uint64_t>(t.n_rows());
+    return q;
+}
+
+struct SweepContext {
+    SweepOptions opt;
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Engine> engine;
+    std::unique_ptr<SweepBackend> backend;
+    std::optional<Imatrix> imatrix;
+    std::unique_ptr<GptqRounding> gptq;
+    std::map<std::string, SweepUnit> units;
+    std::vector<std::string> all_tensors;  // the "(all)" unit
+    int64_t n_layers = 0;
+};
+
+// The layer a unit's perturbation first affects, and whether the embedding must be redone.
+std::pair<int64_t, bool> start_of(const SweepContext& ctx,
+                                  const std::vector<std::string>& tensors) {
+    int64_t from = ctx.n_layers;
+    bool embedding = false;
+    for (const auto& name : tensors) {
+        const TensorInfo& t = ctx.model->get(name);
+        if (t.role == TensorRole::Embed) embedding = true;
+        if (t.layer >= 0) from = std::min<int64_t>(from, t.layer);
+    }
+    if (embedding) from = 0;
+    return {from, embedding};
+}
+
+// `tensors` at `type`; a placement sweep also puts `base` (the tensors its variant does not
+// raise) at `base_type`, so weight metrics and bytes then cover the whole model.
+jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& tensors,
+                           GgmlType type, const std::vector<std::string>& base = {},
+                           GgmlType base_type = GgmlType::F32) {
+    const auto t0 = std::chrono::steady_clock::now();
+    jobs::Metrics m;
+    WeightErrorAccumulator acc;
+    uint64_t bytes = 0;
+    int64_t params = 0, fallbacks = 0;
+    bool changed = false;
+    std::vector<std::pair<std::string, GgmlType>> assigned;
+    for (const auto& name : tensors) assigned.emplace_back(name, type);
+    for (const auto& name : base) assigned.emplace_back(name, base_type);
+    std::vector<std::string> touched;
+    for (const auto& [name, to] : assigned) {
+        touched.push_back(name);
+        const TensorInfo& t = ctx.model->get(name);
+        const GgmlType written =
+            type_fits_row(to, t.n_per_row()) ? to : fallback_type(to, t.n_per_row());
+        bytes += ggml_row_size(written, t.n_per_row()) * static_cast<uint64_t>(t.n_rows());
+        params += t.n_elements();
+        fallbacks += written != to ? 1 : 0;
+        // The backend's own kernel when the quantizer takes no importance and no GPTQ
+        // Hessian: the GPU path then moves no tensor to or from the host.
+        if (!ctx.imatrix && !ctx.gptq) {
+            if (const auto sums = ctx.backend->set_fake_quant_override(name, written)) {
+                acc.merge(WeightErrorAccumulator::from_sums(*sums));
+                changed = changed || sums->sum_e2 > 0;
+                continue;
+            }
+        }
+        const std::vector<float> original = ctx.backend->original(name);
+        FakeQuantTensor q = fake_quant_tensor(
+            t, original, to, ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
+        const float* imp =
+            ctx.imatrix && t.ne.size() < 3 ? ctx.imatrix->importance(name, t.n_per_row()) : nullptr;
+        acc.merge(WeightErrorAccumulator::of(original.data(), q.values.data(), t.n_rows(),
+                                             t.n_per_row(), imp));
+        // With ggml numerics the type alone changes the result (how the matmul input is
+        // rounded), even where the values come back unchanged; F16 over F16 weights changes
+        // nothing and is not evaluated.
+        changed = changed || q.values != original ||
+                  (ctx.opt.ggml_numerics &&
+                   ggml_act_rounding(q.type) != ggml_act_rounding(ctx.engine->stored_type(name)));
+        ctx.backend->set_override(name, std::move(q.values), q.type);
+    }
+    PerturbedStats st;
+    const int64_t L = ctx.n_layers;
+    if (changed) {
+        auto [from, embedding] = start_of(ctx, touched);
+        if (!ctx.opt.prefix_cache) from = 0, embedding = true;
+        st = ctx.backend->evaluate(from, embedding);
+    }
+    for (const auto& name : touched) ctx.backend->clear_override(name);
+
+    const WeightError we = acc.result();
+    m["w_rmse"] = we.rmse;
+    m["w_max_abs"] = we.max_abs;
+    m["w_mean_abs"] = we.mean_abs;
+    m["w_rel_fro"] = we.rel_frobenius;
+    m["w_cos"] = we.cosine;
+    m["w_snr_db"] = std::min(we.snr_db, kSnrCap);
+    if (we.has_imatrix) {
+        m["w_imat_err"] = we.imat_sq_err;
+        m["w_imat_rel"] = we.imat_rel_err;
+    }
+    m["bytes"] = static_cast<double>(bytes);
+    m["bpw"] = params ? 8.0 * static_cast<double>(bytes) / static_cast<double>(params) : 0.0;
+    m["fallbacks"] = static_cast<double>(fallbacks);
+    if (changed && st.n_scored > 0) {
+        const double n = static_cast<double>(st.n_scored);
+        m["kld_mean"] = st.kld_sum / n;
+        m["kld_max"] = st.kld_max;
+        m["ppl"] = std::exp(st.nll_sum / n);
+        m["ppl_base"] = std::exp(st.ref_nll_sum / n);
+        m["ppl_delta"] = m["ppl"] - m["ppl_base"];
+        m["ln_ppl_ratio"] = (st.nll_sum - st.ref_nll_sum) / n;
+        m["top1_agree"] = static_cast<double>(st.top1_same) / n;
+        m["rms_dp"] = std::sqrt(st.dp_sq_sum / n);
+        m["act_mse"] = st.final_mse;
+        for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = st.layer_mse[l];
+    } else {
+        // Identical weights: nothing downstream can change, so nothing is evaluated.
+        for (const char* k :
+             {"kld_mean", "kld_max", "ppl_delta", "ln_ppl_ratio", "rms_dp", "act_mse"})
+            m[k] = 0.0;
+        m["top1_agree"] = 1.0;
+        for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = 0.0;
+    }
+    m["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return m;
+}
+
+std::string text_hash(const std::string& path) {
+    read_utf8_text_file(path);  // a bad text fails here, before a job record exists
+    return hash_files({path});
+}
+
+
+// What every item needs before the reference pass: the model, the imatrix and the units.
+// Refusals that depend only on the options and this build: made before a job exists, so a
+// refused sweep leaves no failed job behind.
+void check_sweep_backend(const SweepOptions& o) {
+    QL_CHECK(!(o.ggml_numerics && o.gpu),
+             "sweep: --ggml-numerics emulates llama.cpp's CPU rounding and runs on the CPU only; "
+             "drop --gpu or --ggml-numerics");
+#ifndef QL_HAVE_CUDA
+    QL_CHECK(!o.gpu,
+             "sweep --gpu: this quantlens was built without CUDA (configure with "
+             "-DQUANTLENS_CUDA=ON)");
+#endif
+}
+
+// The one place that chooses the backend. The GPU route reads the weights from the model
+// straight into GPU storage (F16, so F16-rounded weights are held exactly): no f32 copy of the
+// model stays in host memory, unless GPTQ needs the CPU engine for its Hessians.
+std::unique_ptr<SweepBackend> make_sweep_backend(SweepContext& ctx) {
+    if (!ctx.opt.gpu) return make_cpu_sweep_backend(*ctx.engine);
+#ifdef QL_HAVE_CUDA
+    cuda::CudaEngineOptions o;
+    o.precision = cuda::Precision::F16;
+    if (ctx.engine) return cuda::make_cuda_sweep_backend(*ctx.engine, o);
+    return cuda::make_cuda_sweep_backend(*ctx.model, o, ctx.opt.f16_weights);
+#else
+    fail("sweep --gpu: this quantlens was built without CUDA");
+#endif
+}
+
+void open_context(SweepContext& ctx, const SweepOptions& opt) {
+    ctx.opt = opt;
+    ctx.model = Model::open(ctx.opt.model);
+    if (!ctx.opt.imatrix.empty()) ctx.imatrix = load_imatrix_for(*ctx.model, ctx.opt.imatrix);
+    ctx.n_layers = ctx.model->config().n_layers;
+    for (auto& u : build_sweep_units(*ctx.model, ctx.opt)) ctx.units[u.name] = u;
+    for (const auto& t : ctx.model->tensors())
+        if (t.quantizable) ctx.all_tensors.push_back(t.name);
+}
+
+// The reference pass (engine, backend, prefix cache); returns the "reference" artifact.
+json prepare_context(SweepContext& ctx) {
+    Tokenizer tokenizer = Tokenizer::load(*ctx.model);
+    const EvalChunks chunks =
+        load_eval_chunks(tokenizer, ctx.opt.eval_text, ctx.opt.ctx, ctx.opt.n_tokens / ctx.opt.ctx);
+    EngineOptions eo;
+    eo.f16_weights = ctx.opt.f16_weights;
+    eo.ggml_numerics = ctx.opt.ggml_numerics;
+    check_sweep_backend(ctx.opt);  // again: a resumed job may meet another build
+    if (!ctx.opt.gpu || !ctx.opt.gptq_text.empty())
+        ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    if (!ctx.opt.gptq_text.empty())
+        ctx.gptq = std::make_unique<GptqRounding>(
+            *ctx.engine, tokenizer,
+            GptqSettings{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks});
+    ctx.backend = make_sweep_backend(ctx);
+    const auto t_prep = std::chrono::steady_clock::now();
+    ctx.backend->prepare(chunks);
+    const double prep_s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
+    return {{"n_chunks", chunks.n_chunks},
+            {"n_ctx", chunks.n_ctx},
+            {"n_scored", chunks.n_scored()},
+            {"seconds", prep_s}};
+}
+
+jobs::Metrics measure_named(SweepContext& ctx, const std::string& unit, const std::string& type) {
+    if (unit == kAllUnit) return measure_item(ctx, ctx.all_tensors, type_from_name(type));
+    const std::vector<std::string>& raised = ctx.units.at(unit).tensors;
+    if (!ctx.opt.base_type) return measure_item(ctx, raised, type_from_name(type));
+    const std::set<std::string> raised_set(raised.begin(), raised.end());
+    std::vector<std::string> rest;
+    for (const auto& name : ctx.all_tensors)
+        if (!raised_set.count(name)) rest.push_back(name);
+    return measure_item(ctx, raised, type_from_name(type), rest, *ctx.opt.base_type);
+}
+
+}  // namespace
+
+json model_info_json(const Model& model) {
+    json tensors = json::array();
+    uint64_t fixed = 0;
+    int64_t params = 0;
+    for (const auto& t : model.tensors()) {
+        tensors.push_back({{"name", t.name},
+                           {"hf_name", t.hf_name},
+                           {"ne", t.ne},
+                           {"layer", t.layer},
+                           {"role", role_name(t.role)},
+                           {"quantizable", t.quantizable},
+                           {"params", t.n_elements()}});
+        params += t.n_elements();
+        if (!t.quantizable) fixed += static_cast<uint64_t>(t.n_elements()) * 4;  // kept F32
+    }
+    const auto& c = model.config();
+    return {{"path", model.path()}, {"arch", arch_name(c.arch)},  {"n_layers", c.n_layers},
+            {"n_params", params},   {"unquantized_bytes", fixed}, {"tensors", tensors}};
+}
+
+struct SweepMeasurer::Impl {
+    SweepContext ctx;
+};
+
+SweepMeasurer::SweepMeasurer(const SweepOptions& options) : impl_(std::make_unique<Impl>()) {
+    open_context(impl_->ctx, options);
+}
+
+SweepMeasurer::~SweepMeasurer() = default;
+
+std::string SweepMeasurer::model_hash() const {
+    return impl_->ctx.model->content_hash();
+}
+
+std::string SweepMeasurer::text_hash() const {
+    return quantlens::text_hash(impl_->ctx.opt.eval_text);
+}
+
+std::string SweepMeasurer::prepare() {
+    return prepare_context(impl_->ctx).dump();
+}
+
+std::map<std::string, double> SweepMeasurer::measure(const std::string& unit,
+                                                     const std::string& type) {
+    SweepContext& ctx = impl_->ctx;
+    QL_CHECK(unit == kAllUnit || ctx.units.count(unit), "{}: sweep has no unit '{}'", ctx.opt.model,
+             unit);
+    QL_CHECK(ctx.backend != nullptr, "sweep: measure() before prepare()");
+    return measure_named(ctx, unit, type);
+}
+
+json SweepOptions::to_json() const {
+    json types_json = json::array();
+    for (auto t : types) types_json.push_back(type_name(t));
+    json j = {{"model", model},
+              {"eval_text", eval_text},
+              {"n_tokens", n_tokens},
+              {"ctx", ctx},
+              {"types", types_json},
+              {"granularity", granularity},
+              {"imatrix", imatrix},
+              {"prefix_cache", prefix_cache},
+              {"uniform", uniform},
+              {"f16_weights", f16_weights},
+              {"ggml_numerics", ggml_numerics},
+              {"budget_seconds", budget_seconds},
+              {"gpu", gpu}};
+    // Written only for placement sweeps, so the parameters of every other job stay as they
+    // were (jobs merge compares them).
+    if (base_type) {
+        j["base"] = type_name(*base_type);
+        j["placement_n"] = placement_n;
+    }
+    if (!gptq_text.empty()) {
+        j["gptq_text"] = gptq_text;
+        j["gptq_chunks"] = gptq_chunks;
+    }
+    return j;
+}
+
+SweepOptions SweepOptions::from_json(const json& j) {
+    SweepOptions o;
+    o.model = j.at("model").get<std::string>();
+    o.eval_text = j.at("eval_text").get<std::string>();
+    o.n_tokens = job_param_int(j, "n_tokens", o.n_tokens);
+    o.ctx = job_param_int(j, "ctx", o.ctx);
+    for (const auto& t : j.at("types")) o.types.push_back(type_from_name(t.get<std::string>()));
+    o.granularity = j.value("granularity", o.granularity);
+    o.imatrix = j.value("imatrix", "");
+    o.prefix_cache = j.value("prefix_cache", true);
+    o.uniform = j.value("uniform", true);
+    o.f16_weights = j.value("f16_weights", true);
+    o.ggml_numerics = j.value("ggml_numerics", false);  // absent in jobs made before the option
+    o.budget_seconds = j.value("budget_seconds", 0.0);
+    // The job runs from its stored options: without this --gpu was dropped and the sweep ran
+    // on the CPU. Part of the options because GPU results differ in the last digits.
+    o.gpu = j.value("gpu", false);
+    if (j.contains("base")) o.base_type = type_from_name(j.at("base").get<std::string>());
+    if (j.contains("placement_n")) {
+        QL_CHECK(j["placement_n"].is_array(), "job params: 'placement_n' is {}, expected a list",
+                 j["placement_n"].dump());
+        for (const auto& n : j["placement_n"]) {
+            QL_CHECK(n.is_number_integer() && n.get<int64_t>() > 0 && n.get<int64_t>() < 100000,
+                     "job params: 'placement_n' holds {}, expected layer counts", n.dump());
+            o.placement_n.push_back(static_cast<int>(n.get<int64_t>()));
+        }
+    }
+    o.gptq_text = j.value("gptq_text", "");
+    o.gptq_chunks = job_param_int(j, "gptq_chunks", o.gptq_chunks);
+    return o;
+}
+
+std::vector<GgmlType> default_sweep_types() {
+    return {GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q5_K,   GgmlType::Q4_K,
+            GgmlType::Q3_K, GgmlType::Q2_K, GgmlType::IQ4_XS, GgmlType::IQ3_S};
+}
+
+std::vector<SweepUnit> build_sweep_units(const Model& model, const std::string& granularity) {
+    QL_CHECK(granularity == "tensor" || granularity == "layer" || granularity == "class",
+             "--granularity must be tensor, layer or class, not '{}'", granularity);
+    std::vector<SweepUnit> units;
+    std::map<std::string, size_t> index;
+    for (const auto& t : model.tensors()) {
+        if (!t.quantizable) continue;
+        std::string key = t.name;
+        int layer = t.layer;
+        std::string role = role_name(t.role);
+        if (granularity == "layer" && t.layer >= 0) {
+            key = fmt::format("blk.{}", t.layer);
+            role = "layer";
+        } else if (granularity == "class" && t.layer >= 0) {
+            key = role;
+            layer = -1;
+        }
+        auto it = index.find(key);
+        if (it == index.end()) {
+            index[key] = units.size();
+            units.push_back({key, layer, role, {}, 0});
+            it = index.find(key);
+        }
+        units[it->second].tensors.push_back(t.name);
+        units[it->second].n_params += t.n_elements();
+    }
+    QL_CHECK(!units.empty(), "{}: the model has no quantizable tensors", model.path());
+    return units;
+}
+
+std::vector<SweepUnit> build_sweep_units(const Model& model, const SweepOptions& o) {
+    if (o.granularity != "placement") return build_sweep_units(model, o.granularity);
+    return build_placement_units(
+        model, o.placement_n.empty()
+                   ? default_placement_n(static_cast<int>(model.config().n_layers))
+                   : o.placement_n);
+}
+
+int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
+                         const std::string& command_line) {
+    check_sweep_backend(options);
+    auto model = Model::open(options.model);
+    SweepOptions o = options;
+    for (std::string* p : {&o.model, &o.eval_text, &o.imatrix, &o.gptq_text})
+        *p = absolute_if_exists(*p);
+    const bool placement = o.granularity == "placement";
+    QL_CHECK(!o.types.empty(), "sweep: no types to measure");
+    QL_CHECK(o.ctx >= 8, "sweep: --ctx {} is too short (at least 8 tokens)", o.ctx);
+    QL_CHECK(o.n_tokens >= o.ctx,
+             "sweep: --tokens {} is less than one context of {} tokens; the sweep measures whole "
+             "chunks, so give at least {}",
+             o.n_tokens, o.ctx, o.ctx);
+    auto check_target = [](GgmlType t, const char* what) {
+        QL_CHECK((quant_traits(t).implemented && ggml_type_info(t).quantized) || t == GgmlType::F16,
+                 "sweep: {} {} cannot be used as a quantization target", what, type_name(t));
+    };
+    for (auto t : o.types) check_target(t, "type");
+    QL_CHECK(placement || !o.base_type,
+             "sweep: --base belongs to --placement (granularity {} has no base type)",
+             o.granularity);
+    if (placement) {
+        QL_CHECK(o.base_type.has_value(), "sweep --placement: no --base type");
+        check_target(*o.base_type, "--base");
+        QL_CHECK(std::find(o.types.begin(), o.types.end(), *o.base_type) == o.types.end(),
+                 "sweep --placement: --types contains the --base type {}; raising a tensor to "
+                 "the type it already has changes nothing",
+                 type_name(*o.base_type));
+        QL_CHECK(o.budget_seconds <= 0,
+                 "sweep --placement: --budget ranks single units by a weight proxy; a "
+                 "placement study measures every variant");
+        // Resolved now so that a resumed job measures the same variants.
+        if (o.placement_n.empty())
+            o.placement_n = default_placement_n(static_cast<int>(model->config().n_layers));
+    } else {
+        QL_CHECK(o.placement_n.empty(), "sweep: --placement-n belongs to --placement");
+    }
+    jobs::NewJob nj;
+    nj.kind = jobs::JobKind::sweep;
+    json params = o.to_json();
+    // The calibration text is an input like the evaluation text: a resume must see the same.
+    if (!o.gptq_text.empty()) params["gptq_hash"] = text_hash(o.gptq_text);
+    nj.params = params.dump();
+    nj.model = o.model;
+    nj.model_hash = model->content_hash();
+    nj.text_hash = text_hash(o.eval_text);
+    nj.command = command_line;
+    // Built before the job so that bad placement options leave no half-made job behind.
+    const std::vector<SweepUnit> sweep_units = build_sweep_units(*model, o);
+    const int64_t id = store.create_job(nj);
+    std::vector<jobs::Unit> units;
+    std::vector<jobs::WorkItem> items;
+    for (const auto& u : sweep_units) {
+        units.push_back({u.name, u.layer, u.role, u.n_params, json{{"tensors", u.tensors}}.dump()});
+        if (u.name == kPlacementBaseUnit) {  // raises nothing: one item, at the base type
+            items.push_back({u.name, type_name(*o.base_type)});
+            continue;
+        }
+        for (auto t : o.types) items.push_back({u.name, type_name(t)});
+    }
+    if (o.uniform) {
+        int64_t params = 0;  // from the model: placement variants overlap
+        for (const auto& t : model->tensors())
+            if (t.quantizable) params += t.n_elements();
+        units.push_back({kAllUnit, -1, "all", params, "{}"});
+        for (auto t : o.types) items.push_back({kAllUnit, type_name(t)});
+    }
+    store.add_units(id, units);
+    store.add_work_items(id, items);
+    store.put_artifact(id, {"model_info", true, model_info_json(*model).dump()});
+    return id;
+}
+
+bool run_sweep(jobs::Store& store, int64_t id) {
+    const jobs::Job job = store.get_job(id);
+    QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job, not a sweep", id,
+             jobs::kind_name(job.kind));
+    SweepContext ctx;
+    open_context(ctx, SweepOptions::from_json(json::parse(job.params)));
+    store.check_inputs(id, ctx.model->content_hash(), text_hash(ctx.opt.eval_text));
+    const json params = json::parse(job.params);
+    if (params.contains("gptq_hash"))
+        QL_CHECK(text_hash(ctx.opt.gptq_text) == params.at("gptq_hash").get<std::string>(),
+                 "{}: job {}: the --gptq calibration text '{}' changed since the job started",
+                 store.path(), id, ctx.opt.gptq_text);
+
+    // A sharded job (sweep --shard i/n) measures only its share of the items.
+    std::vector<jobs::WorkItem> pending = sweep_items_to_measure(store, id, job.params);
+    if (pending.empty()) return true;
+
+    store.set_message(id, "reference pass");
+    put_reference_artifact(store, id, job.params, prepare_context(ctx).dump());
+
+    // Budget mode: the proxy orders the work (most damaging first) so a time budget spends
+    // the functional measurements where they matter.
+    if (ctx.opt.budget_seconds > 0) {
+        std::map<std::pair<std::string, std::string>, double> proxy;
+        for (const auto& item : pending) {
+            if (item.unit == kAllUnit) continue;
+            double sum = 0;
+            for (const auto& name : ctx.units.at(item.unit).tensors) {
+                const TensorInfo& t = ctx.model->get(name);
+                FakeQuantTensor q =
+                    fake_quant_tensor(t, ctx.engine->original(name), type_from_name(item.type),
+                                      ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
+                const float* imp = ctx.imatrix && t.ne.size() < 3
+                                       ? ctx.imatrix->importance(name, t.n_per_row())
+                                       : nullptr;
+                const WeightError we =
+                    weight_error(ctx.engine->original(name).data(), q.values.data(), t.n_rows(),
+                                 t.n_per_row(), imp);
+                sum +=
+                    we.has_imatrix ? we.imat_sq_err : we.rmse * we.rmse * static_cast<double>(we.n);
+            }
+            proxy[{item.unit, item.type}] = sum;
+        }
+        std::stable_sort(pending.begin(), pending.end(), [&](const auto& a, const auto& b) {
+            return proxy[{a.unit, a.type}] > proxy[{b.unit, b.type}];
+        });
+        json pj = json::array();
+        for (const auto& [k, v] : proxy)
+            pj.push_back({{"unit", k.first}, {"type", k.second}, {"proxy", v}});
+        store.put_artifact(id, {"proxy", true, pj.dump()});
+    }
+
+    const jobs::ItemCounts counts = store.item_counts(id);
+    Progress progress(fmt::format("sweep job {}", id),
+                      counts.done + static_cast<int64_t>(pending.size()), "items");
+    progress.set(counts.done);
+    const auto t_start = std::chrono::steady_clock::now();
+    for (const auto& item : pending) {
+        if (store.should_stop(id)) return false;
+        if (ctx.opt.budget_seconds > 0 &&
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_start).count() >
+                ctx.opt.budget_seconds) {
+            store.set_message(id, "time budget spent; resume to measure the rest");
+            progress.finish();
+            return false;
+        }
+        store.set_message(id, fmt::format("{} × {}", item.unit, item.type));
+        const jobs::Metrics m = measure_named(ctx, item.unit, item.type);
+        store.record_item(id, item.unit, item.type, m);
+        progress.advance();
+    }
+    progress.finish();
+    return true;
+}
+
+double spearman(const std::vector<double>& a, const std::vector<double>& b) {
+    const size_t n = std::min(a.size(), b.size());
+    if (n < 3) return std::nan("");
+    auto ranks = [n](const std::vector<double>& v) {
+        std::vector<size_t> idx(n);
+        for (size_t i = 0; i < n; ++i) idx[i] = i;
+        std::sort(idx.begin(), idx.end(), [&](size_t x, size_t y) { return v[x] < v[y]; });
+        std::vector<double> r(n);
+        for (size_t i = 0; i < n;) {
+            size_t j = i;
+            while (j + 1 < n && v[idx[j + 1]] == v[idx[i]]) ++j;
+            for (size_t k = i; k <= j; ++k) r[idx[k]] = 0.5 * static_cast<double>(i + j);
+            i = j + 1;
+        }
+        return r;
+    };
+    const auto ra = ranks(a), rb = ranks(b);
+    double ma = 0, mb = 0;
+    for (size_t i = 0; i < n; ++i) ma += ra[i], mb += rb[i];
+    ma /= static_cast<double>(n), mb /= static_cast<double>(n);
+    double sab = 0, saa = 0, sbb = 0;
+    for (size_t i = 0; i < n; ++i) {
+        sab += (ra[i] - ma) * (rb[i] - mb);
+        saa += (ra[i] - ma) * (ra[i] - ma);
+        sbb += (rb[i] - mb) * (rb[i] - mb);
+    }
+    return saa > 0 && sbb > 0 ? sab / std::sqrt(saa * sbb) : std::nan("");
+}
+
+std::string sweep_summary(jobs::Store& store, int64_t id) {
+    if (json::parse(store.get_job(id).params).value("granularity", "") == "placement")
+        return placement_summary(store, id);
+    const auto ms = store.measurements(id);
+    std::map<std::string, std::map<std::string, std::map<std::string, double>>>
+        by;  // type→unit→metric
+    for (const auto& m : ms) by[m.type][m.unit][m.metric] = m.value;
+    std::string out = fmt::format("{:<8} {:>12} {:>14} {:>14} {:>8}  {}\n", "type", "bpw(all)",
+                                  "Σ unit ΔKLD", "KLD (all)", "ratio", "most sensitive unit");
+    for (auto& [type, units] : by) {
+        double sum = 0, worst = -1;
+        std::string worst_unit;
+        for (auto& [unit, metrics] : units) {
+            if (unit == kAllUnit || !metrics.count("kld_mean")) continue;
+            sum += metrics["kld_mean"];
+            if (metrics["kld_mean"] > worst) worst = metrics["kld_mean"], worst_unit = unit;
+        }
+        const bool has_all = units.count(kAllUnit) && units[kAllUnit].count("kld_mean");
+        const double all = has_all ? units[kAllUnit]["kld_mean"] : std::nan("");
+        const double bpw = has_all ? units[kAllUnit]["bpw"] : std::nan("");
+        out +=
+            fmt::format("{:<8} {:>12.3f} {:>14.6f} {:>14.6f} {:>8.3f}  {} ({:.6f})\n", type, bpw,
+                        sum, all, has_all && sum > 0 ? all / sum : std::nan(""), worst_unit, worst);
+    }
+    // How well the weight proxy ranks the functional damage.
+    std::vector<double> proxy, kld;
+    for (auto& [type, units] : by)
+        for (auto& [unit, metrics] : units) {
+            if (unit == kAllUnit || !metrics.count("kld_mean")) continue;
+            proxy.push_back(metrics.count("w_imat_rel") ? metrics["w_imat_rel"]
+                                                        : metrics["w_rel_fro"]);
+            kld.push_back(metrics["kld_mean"]);
+        }
+    out += fmt::format(
+        "Spearman rank correlation of the weight proxy with ΔKLD over {} items: {:.3f}\n",
+        kld.size(), spearman(proxy, kld));
+    return out;
+}
+
+}  // namespace quantlens

@@ -1,0 +1,61 @@
+// GPTQ rounding of a model's weights (quant/gptq.h) against input Hessians collected once from
+// calibration text (analysis/measure/hessian.h): what `sweep --gptq` measures and `quantize --gptq`
+// writes, so a plan made from the one is verified on files made by the other.
+//
+// Covered: 2-D weights that are the input of a matmul and were seen by the hook (every blk.*
+// linear and output.weight) at a type gptq_supports(). Not covered, and rounded by the plain
+// quantizer (callers list them by name): token_embd (a row lookup, no input to weigh),
+// stacked expert weights, and other types (e.g. IQ3_S). The Hessian inputs are those of the
+// full-precision model (not re-collected after earlier layers are rounded).
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <string>
+
+#include "analysis/measure/hessian.h"
+#include "core/ggml_type.h"
+#include "quant/gptq.h"
+
+namespace quantlens {
+
+class Engine;
+class Tokenizer;
+
+struct GptqSettings {
+    std::string text;     // calibration text (not the evaluation text)
+    int64_t ctx = 512;    // chunk length
+    int64_t chunks = 64;  // chunks of the text used (fewer if the text is shorter)
+};
+
+class GptqRounding {
+  public:
+    // Runs `engine` (as it is: no overrides) over the text's chunks to collect the Hessians.
+    // Throws Error when the text cannot be read or holds fewer tokens than one chunk.
+    GptqRounding(Engine& engine, const Tokenizer& tokenizer, const GptqSettings& settings);
+
+    bool covers(const std::string& tensor, int64_t n_dims, GgmlType type) const;
+    // Quantized bytes of `type` for w (n_rows × n_per_row); `importance` as quantize() takes
+    // it (block parameters only). Requires covers(). Thread-safe.
+    size_t quantize(const std::string& tensor, GgmlType type, const float* w, void* dst,
+                    int64_t n_rows, int64_t n_per_row, const float* importance) const;
+    // quantize, then dequantize into out (n_rows × n_per_row floats).
+    void fake_quantize(const std::string& tensor, GgmlType type, const float* w, float* out,
+                       int64_t n_rows, int64_t n_per_row, const float* importance) const;
+
+    int64_t n_tokens() const { return n_tokens_; }
+    const GptqSettings& settings() const { return settings_; }
+
+  private:
+    const GptqFactor& factor(const std::string& tensor) const;
+
+    GptqSettings settings_;
+    HessianCollector hessians_;
+    int64_t n_tokens_ = 0;
+    mutable std::mutex mu_;
+    mutable std::map<std::string, std::unique_ptr<GptqFactor>> factors_;
+};
+
+}  // namespace quantlens

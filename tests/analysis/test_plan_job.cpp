@@ -1,0 +1,172 @@
+// plan_from_job on a sweep of llama-8m's real tensor list (tests/report/fake_sweep.h: values
+// follow a smooth law, they are not measurements): the GGUF header estimate equals the header
+// quantize writes and the predicted size is the written file's, the interaction factor is the median ratio of the "(all)" items to the
+// per-tensor sums, and pins hold under any budget.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <filesystem>
+#include <memory>
+#include <string>
+
+#include "analysis/plan/plan_job.h"
+#include "analysis/sweep/sweep.h"
+#include "analysis/write/presets.h"
+#include "analysis/write/quantize.h"
+#include "core/error.h"
+#include "formats/gguf.h"
+#include "jobs/store.h"
+#include "model/model.h"
+#include "report/fake_sweep.h"  // tests/report: a sweep of llama-8m's real tensor list
+#include "support/test_data.h"
+
+namespace fs = std::filesystem;
+using namespace quantlens;
+using quantlens::test_support::fill_fake_sweep;
+using quantlens::test_support::fresh_dir;
+using quantlens::test_support::shared_dir;
+
+namespace {
+
+std::string llama8m() { return shared_dir() + "/models/llama-8m"; }
+
+TEST(PlanJob, HeaderEstimateEqualsTheHeaderQuantizeWrites) {
+    const std::string dir = fresh_dir("planjob");
+    auto model = Model::open(llama8m());
+    QuantizeOptions o;
+    o.output_path = dir + "/q8.gguf";
+    o.progress = false;
+    quantize_model(*model, preset_recipe("Q8_0", *model, false), o);
+    const GgufFile written = GgufFile::open(o.output_path);
+    EXPECT_EQ(gguf_header_bytes(*model), written.data_offset());
+}
+
+struct FakeJob {
+    std::string dir;
+    std::unique_ptr<jobs::Store> store;
+    int64_t job = 0;
+};
+
+FakeJob fake_job() {
+    FakeJob f;
+    f.dir = fresh_dir("planjob");
+    f.store = std::make_unique<jobs::Store>(f.dir + "/jobs.sqlite");
+    f.job = fill_fake_sweep(*f.store, llama8m(), false).job;
+    f.store->put_artifact(f.job,
+                          {"model_info", true, model_info_json(*Model::open(llama8m())).dump()});
+    return f;
+}
+
+// Σ per-tensor kld_mean of job at `type`, as the plan sums them.
+double per_tensor_sum(jobs::Store& store, int64_t job, const std::string& type) {
+    double sum = 0;
+    for (const auto& m : store.measurements(job, type, "kld_mean"))
+        if (m.unit != "(all)") sum += std::max(0.0, m.value);
+    return sum;
+}
+
+double kld_of(jobs::Store& store, int64_t job, const std::string& unit, const std::string& type) {
+    for (const auto& m : store.measurements(job, type, "kld_mean"))
+        if (m.unit == unit) return m.value;
+    throw Error("no kld_mean for " + unit + " at " + type);
+}
+
+TEST(PlanJob, InteractionFactorIsTheMedianRatioOfAllItems) {
+    auto f = fake_job();
+    f.store->add_units(f.job, {{"(all)", -1, "all", 0, "{}"}});
+    f.store->add_work_items(f.job, {{"(all)", "Q2_K"}, {"(all)", "Q4_K"}, {"(all)", "Q6_K"}});
+    const double ratios[] = {1.2, 3.0, 1.5};  // median 1.5
+    const char* types[] = {"Q2_K", "Q4_K", "Q6_K"};
+    for (int i = 0; i < 3; ++i)
+        f.store->record_item(f.job, "(all)", types[i],
+                             {{"kld_mean", ratios[i] * per_tensor_sum(*f.store, f.job, types[i])}});
+    PlanRequest req;
+    req.job_id = f.job;
+    req.target_bpw = 5.0;
+    const PlanOutcome out = plan_from_job(*f.store, req);
+    EXPECT_NEAR(out.interaction_factor, 1.5, 1e-9);
+    double raw = 0;
+    for (const auto& [unit, type] : out.choices) raw += kld_of(*f.store, f.job, unit, type);
+    EXPECT_NEAR(out.recipe.predicted_kld, raw * 1.5, 1e-9 * raw);
+}
+
+TEST(PlanJob, PredictedSizeIsTheWrittenFileSize) {
+    auto f = fake_job();
+    for (const double bpw : {3.5, 5.0}) {
+        PlanRequest req;
+        req.job_id = f.job;
+        req.target_bpw = bpw;
+        const PlanOutcome out = plan_from_job(*f.store, req);
+        auto model = Model::open(llama8m());
+        QuantizeOptions o;
+        o.output_path = f.dir + "/plan.gguf";
+        o.force = true;
+        o.progress = false;
+        o.allow_other_model = true;  // the fake sweep's model hash is not llama-8m's
+        const QuantizeResult q = quantize_model(*model, out.recipe, o);
+        EXPECT_EQ(out.recipe.predicted_size_bytes, fs::file_size(o.output_path)) << bpw << " bpw";
+        EXPECT_EQ(q.file_bytes, fs::file_size(o.output_path));
+    }
+}
+
+TEST(PlanJob, WithoutAllItemsTheFactorIsOne) {
+    auto f = fake_job();
+    PlanRequest req;
+    req.job_id = f.job;
+    req.target_bpw = 5.0;
+    EXPECT_EQ(plan_from_job(*f.store, req).interaction_factor, 1.0);
+}
+
+TEST(PlanJob, PinsHoldUnderATightAndALooseBudget) {
+    auto f = fake_job();
+    for (const double bpw : {3.0, 8.0}) {
+        PlanRequest req;
+        req.job_id = f.job;
+        req.target_bpw = bpw;
+        req.pins = {{"^blk\\.0\\.attn_v\\.weight$", GgmlType::Q8_0},
+                    {"ffn_down", GgmlType::Q3_K}};
+        const PlanOutcome out = plan_from_job(*f.store, req);
+        int n_down = 0;
+        for (const auto& [unit, type] : out.choices) {
+            if (unit == "blk.0.attn_v.weight") {
+                EXPECT_EQ(type, "Q8_0") << "at " << bpw << " bpw";
+            }
+            if (unit.find("ffn_down") != std::string::npos) {
+                EXPECT_EQ(type, "Q3_K") << unit << " at " << bpw << " bpw";
+                ++n_down;
+            }
+        }
+        EXPECT_GT(n_down, 0);
+        EXPECT_EQ(out.recipe.tensors.at("blk.0.attn_v.weight"), GgmlType::Q8_0);
+    }
+}
+
+TEST(PlanJob, APinThatMatchesNothingIsRefusedByName) {
+    auto f = fake_job();
+    PlanRequest req;
+    req.job_id = f.job;
+    req.target_bpw = 5.0;
+    req.pins = {{"^no_such_tensor$", GgmlType::Q8_0}};
+    try {
+        plan_from_job(*f.store, req);
+        FAIL() << "expected an Error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("no_such_tensor"), std::string::npos) << e.what();
+    }
+}
+
+TEST(PlanJob, APinToAnUnmeasuredTypeIsRefusedByName) {
+    auto f = fake_job();
+    PlanRequest req;
+    req.job_id = f.job;
+    req.target_bpw = 5.0;
+    req.pins = {{"attn_q", GgmlType::IQ2_XXS}};
+    try {
+        plan_from_job(*f.store, req);
+        FAIL() << "expected an Error";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("did not measure"), std::string::npos) << e.what();
+    }
+}
+
+}  // namespace
