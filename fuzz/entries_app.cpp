@@ -7,10 +7,10 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/audit.h"
-#include "analysis/compare.h"
-#include "analysis/sweep.h"
-#include "analysis/sweep_shard.h"
+#include "analysis/studies/audit.h"
+#include "analysis/studies/compare.h"
+#include "analysis/sweep/sweep.h"
+#include "analysis/sweep/sweep_shard.h"
 #include "core/error.h"
 #include "engine/tokenizer.h"
 #include "entries.h"
