@@ -301,7 +301,9 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
             types[i] = kTokenByte;
         else if (ad == added_special.end())
             types[i] = kTokenNormal;
-        else
+        else if (sentencepiece)  // LlamaHfVocab: a non-special added token is user-defined
+            types[i] = ad->second ? kTokenControl : kTokenUserDefined;
+        else  // the GPT-2 path also makes "<|...|>" control (does_token_look_special)
             types[i] =
                 (ad->second || looks_special(it->second)) ? kTokenControl : kTokenUserDefined;
     }

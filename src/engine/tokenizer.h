@@ -68,6 +68,7 @@ class Tokenizer {
     const std::string& token_text(int32_t id) const;  // byte-level form, as stored
 
     struct Impl;
+    const Impl* impl_for_tests() const { return impl_.get(); }  // tokenizer_impl.h
 
   private:
     explicit Tokenizer(std::unique_ptr<Impl> impl);
