@@ -41,6 +41,14 @@ std::string literal_pattern(const json& step, const std::string& where, const st
     return p.at("String").get<std::string>();
 }
 
+// tokenizers stores Metaspace's replacement and Strip's content as one character.
+std::string one_character(const json& v, const std::string& what, const std::string& path) {
+    const std::string s = v.get<std::string>();
+    QL_CHECK(!s.empty() && utf8_len(static_cast<unsigned char>(s[0])) == s.size(),
+             "{}: {} '{}' must be exactly one character", path, what, s);
+    return s;
+}
+
 void add_normalizer(Tokenizer::Impl& im, const json& n, const std::string& path) {
     if (n.is_null()) return;
     const std::string type = type_of(n);
@@ -91,7 +99,8 @@ void add_pretokenizer(Tokenizer::Impl& im, const json& pt, const std::string& pa
         QL_CHECK(!in_sequence, "{}: a Metaspace pre_tokenizer inside a Sequence is not supported",
                  path);
         Metaspace& m = im.metaspace;
-        m.replacement = pt.value("replacement", std::string("\xe2\x96\x81"));
+        m.replacement = one_character(pt.value("replacement", json("\xe2\x96\x81")),
+                                      "Metaspace replacement", path);
         m.split = pt.value("split", true);
         if (pt.contains("prepend_scheme")) {
             const std::string scheme = pt.at("prepend_scheme").get<std::string>();
@@ -136,12 +145,13 @@ void add_decoder(Tokenizer::Impl& im, const json& d, const std::string& path) {
         step.kind = DecoderStep::Kind::Fuse;
     } else if (type == "Strip") {
         step.kind = DecoderStep::Kind::Strip;
-        step.from = d.at("content").get<std::string>();
+        step.from = one_character(d.at("content"), "decoder Strip content", path);
         step.start = d.value("start", size_t{0});
         step.stop = d.value("stop", size_t{0});
     } else if (type == "Metaspace") {
         step.kind = DecoderStep::Kind::Metaspace;
-        step.from = d.value("replacement", std::string("\xe2\x96\x81"));
+        step.from = one_character(d.value("replacement", json("\xe2\x96\x81")),
+                                  "decoder Metaspace replacement", path);
         step.strip_first = d.contains("prepend_scheme")
                                ? d.at("prepend_scheme").get<std::string>() != "never"
                                : d.value("add_prefix_space", true);
@@ -166,7 +176,8 @@ std::optional<std::string> special_content(const json& j, const char* key) {
 // template whose single sequence starts with the BOS (or CLS) token adds BOS; one starting
 // with another special token does not; RobertaProcessing adds it.
 std::optional<bool> template_adds_bos(const json& post, const std::optional<std::string>& bos,
-                                      const std::optional<std::string>& cls) {
+                                      const std::optional<std::string>& cls,
+                                      const std::string& path) try {
     if (!post.is_object()) return std::nullopt;
     std::optional<bool> result;
     const json procs = post.contains("processors") ? post["processors"] : json::array({post});
@@ -184,6 +195,8 @@ std::optional<bool> template_adds_bos(const json& post, const std::optional<std:
         }
     }
     return result;
+} catch (const json::exception& e) {
+    fail("{}: unexpected post_processor structure: {}", path, e.what());
 }
 
 bool has_split_regex(const json& pt, const std::string& regex) {
@@ -300,7 +313,7 @@ Tokenizer Tokenizer::from_hf_json(const std::string& path) {
     if (cfg.is_object() && cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean()) {
         im->add_bos = cfg["add_bos_token"].get<bool>();
     } else if (auto t = template_adds_bos(doc.value("post_processor", json()), bos_text,
-                                          special_content(cfg, "cls_token"))) {
+                                          special_content(cfg, "cls_token"), path)) {
         im->add_bos = *t;
     } else if (im->kind == ModelKind::ByteLevelBpe) {
         im->add_bos = has_split_regex(doc.value("pre_tokenizer", json()), kLlama3PretokenizerRegex);
