@@ -1,6 +1,7 @@
 // Internals of the tokenizer (tokenizer.h): the pipeline steps a tokenizer.json or a GGUF
 // vocabulary is compiled into, shared by the encoder (tokenizer.cpp) and the loaders
-// (tokenizer_hf.cpp, tokenizer_gguf.cpp). Not part of the public interface.
+// (tokenizer_hf.cpp, tokenizer_gguf.cpp) and the decoder (tokenizer_decode.cpp). Not part
+// of the public interface.
 #pragma once
 
 #define PCRE2_CODE_UNIT_WIDTH 8
@@ -23,6 +24,10 @@ namespace tok {
 void append_utf8(std::string& out, uint32_t cp);
 // Length of the UTF-8 sequence that starts with byte c (1 for stray continuation bytes).
 size_t utf8_len(unsigned char c);
+// The code point at s[i] (valid UTF-8 assumed); n receives its length in bytes.
+uint32_t decode_cp(std::string_view s, size_t i, size_t& n);
+// Every occurrence of `from` replaced by `to` (an empty `from` changes nothing).
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to);
 
 // GPT-2's reversible byte → printable code point table: printable Latin-1 bytes map to
 // themselves, the other 68 bytes to 256, 257, ... in byte order.
