@@ -1,8 +1,8 @@
 // BOS in evaluation chunks, against the tokens transformers saw: each family fixture's
 // reference.qllogp (scripts/fixtures/make_family_fixtures.py) stores the two chunks of 512
 // tokens of eval.txt it computed log-probs for. With add_bos_token true (llama2-sp,
-// mistral-metaspace) every chunk starts with BOS; with it false (phi3-longrope) there is no
-// BOS anywhere, as llama-perplexity does.
+// mistral-metaspace, gemma2/3 with Gemma's Replace-only normalizer) every chunk starts with BOS;
+// with it false (phi3-longrope) there is no BOS anywhere, as llama-perplexity does.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -68,6 +68,7 @@ TEST_P(ChunkTokens, EqualTheTokensTransformersSaw) {
 
 INSTANTIATE_TEST_SUITE_P(Families, ChunkTokens,
                          ::testing::Values(Case{"llama2-sp", true}, Case{"mistral-metaspace", true},
+                                           Case{"gemma2", true}, Case{"gemma3", true},
                                            Case{"phi3-longrope", false}),
                          [](const auto& info) {
                              std::string n = info.param.name;
