@@ -308,10 +308,11 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
                 (ad->second || looks_special(it->second)) ? kTokenControl : kTokenUserDefined;
     }
 
+    const std::string pre = sentencepiece ? "default" : pre_tokenizer_name(tok, path.string());
     GgufKvList kv;
     if (sentencepiece) {
         add(kv, "tokenizer.ggml.model", GgufValue::string("llama"));
-        add(kv, "tokenizer.ggml.pre", GgufValue::string("default"));
+        add(kv, "tokenizer.ggml.pre", GgufValue::string(pre));
         add(kv, "tokenizer.ggml.tokens", GgufValue::string_array(tokens));
         add(kv, "tokenizer.ggml.scores",
             GgufValue::f32_array(merge_rank_scores(model, by_id, vocab_size)));
@@ -327,7 +328,7 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
                 fail("{}: a merge is neither \"a b\" nor [a, b]", path.string());
         }
         add(kv, "tokenizer.ggml.model", GgufValue::string("gpt2"));
-        add(kv, "tokenizer.ggml.pre", GgufValue::string(pre_tokenizer_name(tok, path.string())));
+        add(kv, "tokenizer.ggml.pre", GgufValue::string(pre));
         add(kv, "tokenizer.ggml.tokens", GgufValue::string_array(tokens));
         add(kv, "tokenizer.ggml.token_type", GgufValue::i32_array(types));
         add(kv, "tokenizer.ggml.merges", GgufValue::string_array(merges));
@@ -359,10 +360,31 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
         if (id < 0) id = s.fallback;
         if (id >= 0 && id < vocab_size) add(kv, s.key, GgufValue::u32(static_cast<uint32_t>(id)));
     }
-    if (cfg.is_object()) {
+    const bool config_says_bos =
+        cfg.is_object() && cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean();
+    if (cfg.is_object())
         for (const char* k : {"add_bos_token", "add_eos_token"})
             if (cfg.contains(k) && cfg[k].is_boolean())
                 add(kv, std::string("tokenizer.ggml.") + k, GgufValue::boolean(cfg[k].get<bool>()));
+    if (!config_says_bos) {
+        // BOS implied by the post-processor only: said where llama.cpp's default for this
+        // vocabulary differs, so the GGUF evaluates with the tokens the tokenizer.json does
+        // (the current converter always writes it; the older one that made the reference
+        // files in ../shared did not, and for those the default agrees).
+        bool by_default = true;  // llama.cpp's SPM default
+        if (!sentencepiece)
+            for (const PretokenizerPreset& p : pretokenizer_presets())
+                if (p.gguf_pre == pre) by_default = p.add_bos;
+        bool wanted = by_default;
+        try {
+            wanted = Tokenizer::from_hf_json(path.string()).add_bos();
+        } catch (const Error&) {
+            // A tokenizer we cannot run: nothing to infer; llama.cpp keeps its default.
+        }
+        if (wanted != by_default)
+            add(kv, "tokenizer.ggml.add_bos_token", GgufValue::boolean(wanted));
+    }
+    if (cfg.is_object()) {
         if (cfg.contains("chat_template") && cfg["chat_template"].is_string())
             add(kv, "tokenizer.chat_template",
                 GgufValue::string(cfg["chat_template"].get<std::string>()));

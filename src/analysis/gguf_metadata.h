@@ -17,7 +17,9 @@
 //     makes: below all), so llama.cpp's SPM merging reproduces the BPE, where the
 //     converter's placeholder -1000 for every token would not;
 //   then .bos/.eos/.unknown/.seperator/.padding_token_id, add_bos_token / add_eos_token and
-//   chat_template when tokenizer_config.json has them, and for a SentencePiece vocabulary
+//   chat_template when tokenizer_config.json has them (add_bos_token also when only the
+//   post-processor implies it and llama.cpp's default for the vocabulary differs, so the
+//   GGUF gets the BOS the tokenizer.json does), and for a SentencePiece vocabulary
 //   without a space prefix (no Prepend, no prepending Metaspace; Gemma)
 //   tokenizer.ggml.add_space_prefix = false, as the Gemma converter writes.
 // general.name / basename / size_label are free text derived from the directory name the

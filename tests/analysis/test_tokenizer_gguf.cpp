@@ -89,6 +89,29 @@ INSTANTIATE_TEST_SUITE_P(
         return n;
     });
 
+TEST(GgufVocab, AddBosFromThePostProcessorIsWrittenWhereLlamaCppWouldNotAddIt) {
+    // o200k ("gpt-4o": llama.cpp adds no BOS by default) with a template that starts with BOS
+    // and no add_bos_token in tokenizer_config.json: the GGUF must say add_bos_token true.
+    const std::string dir = QL_TEST_TMP "/template-bos";
+    fs::create_directories(dir);
+    auto doc = nlohmann::json::parse(read_text_file(fixture("bl-o200k", "tokenizer.json")));
+    doc["post_processor"] = nlohmann::json::parse(
+        R"({"type": "TemplateProcessing", "single": [{"SpecialToken": {"id": "<|startoftext|>",
+        "type_id": 0}}, {"Sequence": {"id": "A", "type_id": 0}}], "pair": [], "special_tokens": {}})");
+    std::ofstream(dir + "/tokenizer.json") << doc.dump();
+    std::ofstream(dir + "/tokenizer_config.json") << R"({"bos_token": "<|startoftext|>"})";
+    EXPECT_TRUE(Tokenizer::from_hf_json(dir + "/tokenizer.json").add_bos());
+    bool written = false;
+    for (const auto& [k, v] : tokenizer_metadata(dir + "/tokenizer.json", 0, -1, -1))
+        if (k == "tokenizer.ggml.add_bos_token") written = v.as_bool();
+    EXPECT_TRUE(written);
+    // Without the template the default (no BOS) agrees and nothing is written.
+    std::ofstream(dir + "/tokenizer.json")
+        << nlohmann::json::parse(read_text_file(fixture("bl-o200k", "tokenizer.json"))).dump();
+    for (const auto& [k, v] : tokenizer_metadata(dir + "/tokenizer.json", 0, -1, -1))
+        EXPECT_NE(k, "tokenizer.ggml.add_bos_token");
+}
+
 TEST(GgufVocab, HeapMergesEqualTheReferenceLoop) {
     // merge_symbols (heap) against merge_symbols_reference (rescan) on whole-text words.
     const Tokenizer tok = Tokenizer::from_hf_json(fixture("sp-replace", "tokenizer.json"));
