@@ -7,14 +7,18 @@
 // SentencePiece vocabulary ("llama") that tokenizes like the tokenizer.json.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 
 #include <nlohmann/json.hpp>
 
+#include "analysis/kld.h"
 #include "core/mmap_file.h"
+#include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "engine/tokenizer_impl.h"
 #include "formats/gguf.h"
+#include "model/model.h"
 #include "support/cli_run.h"
 
 namespace quantlens {
@@ -51,6 +55,26 @@ TEST_P(SentencePieceModels, EvalMatchesTransformers) {
     // transformers' PPL over the same tokens (scripts/fixtures/logs/make_family_fixtures.log).
     const double ref_ppl = GetParam() == "llama2-sp" ? 31.2804 : 44.1649;
     EXPECT_NEAR(j["ppl"].get<double>(), ref_ppl, 1e-3) << j.dump(2);
+}
+
+TEST_P(SentencePieceModels, LogitsMatchTransformers) {
+    // logits_head.f32: transformers' float64 logits of chunk 0's first 32 positions.
+    constexpr float kLogitAbsTol = 2e-3f;  // issue acceptance
+    const std::string dir = fixture(GetParam());
+    const LogitsFile ref(dir + "/reference.qllogp");
+    const std::vector<int32_t> ids(ref.tokens().begin(), ref.tokens().begin() + 32);
+    const auto model = Model::open(dir);
+    Engine engine(*model);
+    const int64_t V = engine.vocab();
+    const std::vector<float> logits = engine.forward(ids, 1, 32);
+    MappedFile head(dir + "/logits_head.f32");
+    ASSERT_EQ(head.size(), 32 * V * sizeof(float));
+    const auto* expected = reinterpret_cast<const float*>(head.data());
+    float max_diff = 0;
+    for (int64_t i = 0; i < 32 * V; ++i)
+        max_diff = std::max(max_diff, std::fabs(logits[i] - expected[i]));
+    EXPECT_LE(max_diff, kLogitAbsTol) << GetParam();
+    std::printf("%s: max |logit diff| = %.3g\n", GetParam().c_str(), max_diff);
 }
 
 TEST_P(SentencePieceModels, Q8GgufKeepsTheTokenizer) {
