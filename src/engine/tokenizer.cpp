@@ -1,33 +1,20 @@
-// Byte-level BPE: see tokenizer.h for the contract.
+// Tokenizer encode pipeline (see tokenizer.h for the contract): added-token split,
+// normalizer, pre-tokenizer and model. The decoder chain is in tokenizer_decode.cpp, the
+// loaders in tokenizer_hf.cpp and tokenizer_gguf.cpp.
 #include "engine/tokenizer.h"
 
-#define PCRE2_CODE_UNIT_WIDTH 8
-#include <pcre2.h>
-
 #include <algorithm>
-#include <array>
-#include <filesystem>
-#include <fstream>
 #include <limits>
-#include <optional>
-#include <unordered_map>
-
-#include <nlohmann/json.hpp>
+#include <queue>
 
 #include "core/error.h"
-#include "core/mmap_file.h"
 #include "core/utf8.h"
-#include "formats/gguf.h"
+#include "engine/tokenizer_impl.h"
 #include "model/model.h"
 
 namespace quantlens {
 
-const char* const kLlama3PretokenizerRegex =
-    R"((?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+)";
-const char* const kGpt2PretokenizerRegex =
-    R"('s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+)";
-
-namespace {
+namespace tok {
 
 void append_utf8(std::string& out, uint32_t cp) {
     if (cp < 0x80) {
@@ -47,117 +34,196 @@ void append_utf8(std::string& out, uint32_t cp) {
     }
 }
 
-// GPT-2's reversible byte → printable code point table: printable Latin-1 bytes map to
-// themselves, the other 68 bytes to 256, 257, ... in byte order.
-struct ByteTable {
-    std::array<uint32_t, 256> to_cp{};
-    std::array<int, 324> from_cp{};
-    ByteTable() {
-        from_cp.fill(-1);
-        uint32_t next = 256;
-        for (int b = 0; b < 256; ++b) {
-            const bool printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
-            to_cp[b] = printable ? static_cast<uint32_t>(b) : next++;
-            from_cp[to_cp[b]] = b;
-        }
+size_t utf8_len(unsigned char c) {
+    if (c < 0x80) return 1;
+    if ((c >> 5) == 6) return 2;
+    if ((c >> 4) == 14) return 3;
+    if ((c >> 3) == 30) return 4;
+    return 1;
+}
+
+std::string replace_all(std::string_view s, std::string_view from, std::string_view to) {
+    if (from.empty()) return std::string(s);
+    std::string out;
+    out.reserve(s.size());
+    size_t pos = 0;
+    for (size_t hit; (hit = s.find(from, pos)) != std::string_view::npos; pos = hit + from.size())
+        out.append(s.substr(pos, hit - pos)).append(to);
+    out.append(s.substr(pos));
+    return out;
+}
+
+uint32_t decode_cp(std::string_view s, size_t i, size_t& n) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    n = std::min(utf8_len(c), s.size() - i);
+    uint32_t cp = n == 1 ? c : (c & (0x7f >> n));
+    for (size_t k = 1; k < n; ++k) cp = (cp << 6) | (static_cast<unsigned char>(s[i + k]) & 0x3f);
+    return cp;
+}
+
+ByteTable::ByteTable() {
+    from_cp.fill(-1);
+    uint32_t next = 256;
+    for (int b = 0; b < 256; ++b) {
+        const bool printable = (b >= '!' && b <= '~') || (b >= 0xa1 && b <= 0xac) || b >= 0xae;
+        to_cp[b] = printable ? static_cast<uint32_t>(b) : next++;
+        from_cp[to_cp[b]] = b;
     }
-};
+}
+
 const ByteTable& byte_table() {
     static const ByteTable table;
     return table;
 }
 
-struct Regex {
-    pcre2_code* code = nullptr;
-    pcre2_match_data* match = nullptr;
-    Regex(const std::string& pattern, const std::string& where) {
-        int err = 0;
-        PCRE2_SIZE offset = 0;
-        code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
-                             PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
-        if (!code) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(err, msg, sizeof msg);
-            fail("{}: pre-tokenizer regex does not compile at offset {}: {}", where, offset,
-                 reinterpret_cast<const char*>(msg));
-        }
-        pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // optional speed-up; falls back silently
-        match = pcre2_match_data_create_from_pattern(code, nullptr);
+Regex::Regex(const std::string& pattern, const std::string& where) {
+    int err = 0;
+    PCRE2_SIZE offset = 0;
+    code = pcre2_compile(reinterpret_cast<PCRE2_SPTR>(pattern.data()), pattern.size(),
+                         PCRE2_UTF | PCRE2_UCP, &err, &offset, nullptr);
+    if (!code) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(err, msg, sizeof msg);
+        fail("{}: pre-tokenizer regex does not compile at offset {}: {}", where, offset,
+             reinterpret_cast<const char*>(msg));
     }
-    ~Regex() {
-        pcre2_match_data_free(match);
-        pcre2_code_free(code);
-    }
-    Regex(const Regex&) = delete;
-    Regex& operator=(const Regex&) = delete;
+    pcre2_jit_compile(code, PCRE2_JIT_COMPLETE);  // optional speed-up; falls back silently
+    match = pcre2_match_data_create_from_pattern(code, nullptr);
+}
+
+Regex::~Regex() {
+    pcre2_match_data_free(match);
+    pcre2_code_free(code);
+}
+
+}  // namespace tok
+
+using namespace tok;
+
+namespace {
+
+// Unicode White_Space, for added tokens with lstrip/rstrip.
+bool is_space_cp(uint32_t c) {
+    return (c >= 9 && c <= 13) || c == ' ' || c == 0x85 || c == 0xa0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200a) || c == 0x2028 || c == 0x2029 || c == 0x202f ||
+           c == 0x205f || c == 0x3000;
+}
+
+// A span of text, or an added token found in it.
+struct Segment {
+    size_t start = 0, len = 0;
+    int32_t id = -1;
 };
+
+// Splits `text` on the added tokens that `wanted` selects: leftmost match first, the longest
+// at the same position (tokenizers' leftmost-longest Aho-Corasick); lstrip/rstrip widen a
+// match over the whitespace next to it.
+template <class Wanted>
+std::vector<Segment> split_added(std::string_view text, const std::vector<AddedToken>& added,
+                                 Wanted wanted) {
+    std::vector<Segment> out;
+    size_t pos = 0;
+    std::vector<size_t> next(added.size(), 0);  // cached find() results
+    std::vector<char> valid(added.size(), 0);
+    while (pos < text.size()) {
+        size_t hit = std::string_view::npos, hit_len = 0;
+        const AddedToken* best = nullptr;
+        for (size_t k = 0; k < added.size(); ++k) {
+            const AddedToken& a = added[k];
+            if (!wanted(a)) continue;
+            if (!valid[k] || next[k] < pos) next[k] = text.find(a.match, pos), valid[k] = 1;
+            const size_t p = next[k];
+            if (p < hit || (p == hit && p != std::string_view::npos && a.match.size() > hit_len))
+                hit = p, hit_len = a.match.size(), best = &a;
+        }
+        if (!best) break;
+        size_t start = hit, end = hit + hit_len;
+        if (best->rstrip) {
+            size_t n = 0;
+            while (end < text.size() && is_space_cp(decode_cp(text, end, n))) end += n;
+        }
+        if (best->lstrip) {
+            while (start > pos) {
+                size_t b = start - 1;
+                while (b > pos && (static_cast<unsigned char>(text[b]) & 0xc0) == 0x80) --b;
+                size_t n = 0;
+                if (!is_space_cp(decode_cp(text, b, n))) break;
+                start = b;
+            }
+        }
+        if (start > pos) out.push_back({pos, start - pos, -1});
+        out.push_back({start, end - start, best->id});
+        pos = end;
+    }
+    if (pos < text.size()) out.push_back({pos, text.size() - pos, -1});
+    return out;
+}
+
+struct HeapMerge {
+    int32_t rank;
+    size_t pos;
+    int32_t id;
+    bool operator<(const HeapMerge& o) const {  // max-heap → lowest rank, then lowest pos
+        return rank != o.rank ? rank > o.rank : pos > o.pos;
+    }
+};
+
+uint64_t pair_key(int32_t a, int32_t b) {
+    return (static_cast<uint64_t>(static_cast<uint32_t>(a)) << 32) | static_cast<uint32_t>(b);
+}
 
 }  // namespace
 
-struct Tokenizer::Impl {
-    static constexpr int32_t kMaxTokens = 1 << 24;
-    std::string source;               // file name for messages
-    std::vector<std::string> tokens;  // id → text (byte-level form)
-    std::unordered_map<std::string, int32_t> ids;
-    std::unordered_map<uint64_t, std::pair<int32_t, int32_t>> merges;  // (a,b) → (rank, merged)
-    std::vector<std::unique_ptr<Regex>> splits;          // applied in order, "Isolated"
-    std::vector<std::pair<std::string, int32_t>> added;  // added/special tokens
-    std::array<int32_t, 256> byte_ids{};
-    int32_t bos = -1, eos = -1;
+void Tokenizer::Impl::add_token(int32_t id, std::string text) {
+    // The id indexes `tokens`: a negative one would write outside it, a huge one allocate
+    // gigabytes. Real vocabularies are dense and under a million tokens.
+    QL_CHECK(id >= 0 && id < kMaxTokens, "{}: token id {} for '{}' is outside [0, {})", source, id,
+             text, kMaxTokens);
+    if (id >= static_cast<int32_t>(tokens.size())) tokens.resize(id + 1);
+    ids.emplace(text, id);
+    tokens[id] = std::move(text);
+}
 
-    void add_token(int32_t id, std::string text) {
-        // The id indexes `tokens`: a negative one would write outside it, a huge one allocate
-        // gigabytes. Real vocabularies are dense and under a million tokens.
-        QL_CHECK(id >= 0 && id < kMaxTokens, "{}: token id {} for '{}' is outside [0, {})", source,
-                 id, text, kMaxTokens);
-        if (id >= static_cast<int32_t>(tokens.size())) tokens.resize(id + 1);
-        ids.emplace(text, id);
-        tokens[id] = std::move(text);
+void Tokenizer::Impl::add_merge(const std::string& a, const std::string& b, int32_t rank) {
+    const int32_t ia = lookup(a), ib = lookup(b), im = lookup(a + b);
+    if (ia < 0 || ib < 0 || im < 0) return;  // cannot fire: its result is not a token
+    merges.emplace(pair_key(ia, ib), std::make_pair(rank, im));
+}
+
+void Tokenizer::Impl::finish() {
+    const ByteTable& table = byte_table();
+    for (int b = 0; b < 256; ++b) {
+        std::string s;
+        append_utf8(s, table.to_cp[b]);
+        byte_level_ids[b] = lookup(s);
+        byte_fallback_ids[b] = lookup(fmt::format("<0x{:02X}>", b));
     }
-    int32_t lookup(const std::string& s) const {
-        auto it = ids.find(s);
-        return it == ids.end() ? -1 : it->second;
-    }
-    void add_merge(const std::string& a, const std::string& b, int32_t rank) {
-        const int32_t ia = lookup(a), ib = lookup(b), im = lookup(a + b);
-        if (ia < 0 || ib < 0 || im < 0) return;  // cannot fire: its result is not a token
-        const uint64_t key = (static_cast<uint64_t>(ia) << 32) | static_cast<uint32_t>(ib);
-        merges.emplace(key, std::make_pair(rank, im));
-    }
-    void finish() {
-        const ByteTable& table = byte_table();
-        for (int b = 0; b < 256; ++b) {
-            std::string s;
-            append_utf8(s, table.to_cp[b]);
-            byte_ids[b] = lookup(s);
+    for (AddedToken& a : added) a.match = a.normalized ? normalize(a.content) : a.content;
+    // Longest first so that a token containing another wins at the same position.
+    std::stable_sort(added.begin(), added.end(),
+                     [](const auto& x, const auto& y) { return x.match.size() > y.match.size(); });
+    std::erase_if(added, [](const AddedToken& a) { return a.match.empty(); });
+}
+
+std::string Tokenizer::Impl::normalize(std::string_view text) const {
+    std::string norm(text);
+    for (const NormalizerStep& step : normalizer) {
+        if (step.kind == NormalizerStep::Kind::Prepend) {
+            if (!norm.empty()) norm.insert(0, step.to);
+        } else {
+            norm = replace_all(norm, step.from, step.to);
         }
-        // Longest first so that a token containing another wins at the same position.
-        std::sort(added.begin(), added.end(),
-                  [](const auto& x, const auto& y) { return x.first.size() > y.first.size(); });
     }
+    return norm;
+}
 
-    void bpe(std::string_view piece, std::vector<int32_t>& out) const;
-    void pretokenize_and_bpe(std::string_view text,
-                             std::unordered_map<std::string, std::vector<int32_t>>& cache,
-                             std::vector<int32_t>& out) const;
-};
-
-void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out) const {
-    std::vector<int32_t> sym;
-    sym.reserve(piece.size());
-    for (unsigned char c : piece) {
-        QL_CHECK(byte_ids[c] >= 0, "{}: vocabulary has no token for byte 0x{:02x}", source, c);
-        sym.push_back(byte_ids[c]);
-    }
-    // Repeatedly merge the lowest-ranked adjacent pair (leftmost on ties).
+void merge_symbols_reference(const Tokenizer::Impl& im, std::vector<int32_t>& sym) {
     while (sym.size() > 1) {
         int32_t best_rank = std::numeric_limits<int32_t>::max(), best_id = -1;
         size_t best_pos = 0;
         for (size_t i = 0; i + 1 < sym.size(); ++i) {
-            const uint64_t key =
-                (static_cast<uint64_t>(sym[i]) << 32) | static_cast<uint32_t>(sym[i + 1]);
-            auto it = merges.find(key);
-            if (it != merges.end() && it->second.first < best_rank) {
+            auto it = im.merges.find(pair_key(sym[i], sym[i + 1]));
+            if (it != im.merges.end() && it->second.first < best_rank) {
                 best_rank = it->second.first;
                 best_id = it->second.second;
                 best_pos = i;
@@ -167,14 +233,133 @@ void Tokenizer::Impl::bpe(std::string_view piece, std::vector<int32_t>& out) con
         sym[best_pos] = best_id;
         sym.erase(sym.begin() + static_cast<ptrdiff_t>(best_pos) + 1);
     }
+}
+
+void merge_symbols(const Tokenizer::Impl& im, std::vector<int32_t>& sym) {
+    const size_t n = sym.size();
+    if (n < 2) return;
+    if (n <= 8) return merge_symbols_reference(im, sym);  // a heap does not pay off
+    std::vector<int64_t> prev(n), next(n);
+    std::vector<char> alive(n, 1);
+    for (size_t i = 0; i < n; ++i) {
+        prev[i] = static_cast<int64_t>(i) - 1;
+        next[i] = i + 1 < n ? static_cast<int64_t>(i + 1) : -1;
+    }
+    std::priority_queue<HeapMerge> heap;
+    auto push = [&](size_t pos) {
+        if (next[pos] < 0) return;
+        auto it = im.merges.find(pair_key(sym[pos], sym[static_cast<size_t>(next[pos])]));
+        if (it != im.merges.end()) heap.push({it->second.first, pos, it->second.second});
+    };
+    for (size_t i = 0; i + 1 < n; ++i) push(i);
+    while (!heap.empty()) {
+        const HeapMerge top = heap.top();
+        heap.pop();
+        if (!alive[top.pos] || next[top.pos] < 0) continue;
+        const auto right = static_cast<size_t>(next[top.pos]);
+        // Skip entries made stale by an earlier merge at either side.
+        auto it = im.merges.find(pair_key(sym[top.pos], sym[right]));
+        if (it == im.merges.end() || it->second.second != top.id) continue;
+        sym[top.pos] = top.id;
+        alive[right] = 0;
+        next[top.pos] = next[right];
+        if (next[right] >= 0)
+            prev[static_cast<size_t>(next[right])] = static_cast<int64_t>(top.pos);
+        if (prev[top.pos] >= 0) push(static_cast<size_t>(prev[top.pos]));
+        push(top.pos);
+    }
+    size_t w = 0;
+    for (size_t i = 0; i < n; ++i)
+        if (alive[i]) sym[w++] = sym[i];
+    sym.resize(w);
+}
+
+void Tokenizer::Impl::initial_symbols(std::string_view word, std::vector<int32_t>& sym) const {
+    sym.clear();
+    if (kind == ModelKind::ByteLevelBpe) {
+        for (unsigned char c : word) {
+            QL_CHECK(byte_level_ids[c] >= 0, "{}: vocabulary has no token for byte 0x{:02x}",
+                     source, c);
+            sym.push_back(byte_level_ids[c]);
+        }
+        return;
+    }
+    // CharBpe, as tokenizers' BPE::merge_word: a character that is a token; else its <0xNN>
+    // bytes (byte_fallback); else unk, consecutive unknowns fused into one with fuse_unk;
+    // without unk the character is dropped.
+    bool pending_unk = false;
+    for (size_t i = 0; i < word.size();) {
+        const size_t n = std::min(utf8_len(static_cast<unsigned char>(word[i])), word.size() - i);
+        const std::string ch(word.substr(i, n));
+        i += n;
+        const int32_t id = lookup(ch);
+        if (id >= 0) {
+            if (pending_unk) sym.push_back(unk), pending_unk = false;
+            sym.push_back(id);
+            continue;
+        }
+        if (byte_fallback) {
+            bool all = true;
+            for (unsigned char b : ch) all = all && byte_fallback_ids[b] >= 0;
+            if (all) {
+                for (unsigned char b : ch) sym.push_back(byte_fallback_ids[b]);
+                continue;
+            }
+        }
+        if (unk >= 0) {
+            if (pending_unk && !fuse_unk) sym.push_back(unk);
+            pending_unk = true;
+        }
+    }
+    if (pending_unk) sym.push_back(unk);
+}
+
+void Tokenizer::Impl::encode_word(std::string_view word, std::vector<int32_t>& out) const {
+    if (ignore_merges) {
+        std::string as_token;
+        if (kind == ModelKind::ByteLevelBpe) {
+            for (unsigned char c : word) append_utf8(as_token, byte_table().to_cp[c]);
+        } else {
+            as_token = std::string(word);
+        }
+        if (const int32_t id = lookup(as_token); id >= 0) {
+            out.push_back(id);
+            return;
+        }
+    }
+    std::vector<int32_t> sym;
+    initial_symbols(word, sym);
+    merge_symbols(*this, sym);
     out.insert(out.end(), sym.begin(), sym.end());
 }
 
-void Tokenizer::Impl::pretokenize_and_bpe(
-    std::string_view text, std::unordered_map<std::string, std::vector<int32_t>>& cache,
-    std::vector<int32_t>& out) const {
-    // Pieces as (offset, length) into text; each split stage refines every piece.
-    std::vector<std::pair<size_t, size_t>> pieces{{0, text.size()}}, next;
+void Tokenizer::Impl::pretokenize_and_encode(
+    std::string_view text, bool at_input_start,
+    std::unordered_map<std::string, std::vector<int32_t>>& cache, std::vector<int32_t>& out) const {
+    std::string buffer;
+    std::vector<std::pair<size_t, size_t>> pieces, next;  // (offset, length) into `text`
+    if (metaspace_enabled) {
+        const std::string& rep = metaspace.replacement;
+        buffer = replace_all(text, " ", rep);
+        const bool prepend = buffer.compare(0, rep.size(), rep) != 0 &&
+                             (metaspace.prepend == Metaspace::Prepend::Always ||
+                              (metaspace.prepend == Metaspace::Prepend::First && at_input_start));
+        if (prepend) buffer.insert(0, rep);
+        text = buffer;
+        if (metaspace.split) {
+            size_t start = 0;
+            for (size_t p = text.find(rep, 1); p != std::string_view::npos;
+                 p = text.find(rep, p + rep.size())) {
+                pieces.emplace_back(start, p - start);
+                start = p;
+            }
+            pieces.emplace_back(start, text.size() - start);
+        } else {
+            pieces.emplace_back(0, text.size());
+        }
+    } else {
+        pieces.emplace_back(0, text.size());
+    }
     for (const auto& re : splits) {
         next.clear();
         for (auto [start, len] : pieces) {
@@ -203,14 +388,79 @@ void Tokenizer::Impl::pretokenize_and_bpe(
         pieces.swap(next);
     }
     for (auto [start, len] : pieces) {
+        if (len == 0) continue;
         std::string key(text.substr(start, len));
         auto it = cache.find(key);
         if (it == cache.end()) {
             std::vector<int32_t> ids_out;
-            bpe(key, ids_out);
+            encode_word(key, ids_out);
             it = cache.emplace(std::move(key), std::move(ids_out)).first;
         }
         out.insert(out.end(), it->second.begin(), it->second.end());
+    }
+}
+
+// llama.cpp's SPM session (llm_tokenizer_spm_session): start from UTF-8 characters, merge
+// the adjacent pair whose concatenation is the highest-scoring token (leftmost on ties) until
+// none is left; a leftover character that is not a token becomes its <0xNN> bytes.
+void Tokenizer::Impl::scored_bigrams(std::string_view text, std::vector<int32_t>& out) const {
+    struct Symbol {
+        int64_t prev, next;
+        size_t start, n;
+    };
+    struct Bigram {
+        float score;
+        int64_t left, right;
+        size_t size;
+        bool operator<(const Bigram& o) const {  // max-heap: highest score, then leftmost
+            return score != o.score ? score < o.score : left > o.left;
+        }
+    };
+    std::vector<Symbol> sym;
+    for (size_t offs = 0; offs < text.size();) {
+        const size_t n =
+            std::min(utf8_len(static_cast<unsigned char>(text[offs])), text.size() - offs);
+        const auto index = static_cast<int64_t>(sym.size());
+        sym.push_back({index - 1, offs + n == text.size() ? -1 : index + 1, offs, n});
+        offs += n;
+    }
+    std::priority_queue<Bigram> queue;
+    auto try_add = [&](int64_t left, int64_t right) {
+        if (left < 0 || right < 0) return;
+        const auto& l = sym[static_cast<size_t>(left)];
+        const auto& r = sym[static_cast<size_t>(right)];
+        const int32_t id = lookup(std::string(text.substr(l.start, l.n + r.n)));
+        if (id < 0) return;
+        queue.push({scores[static_cast<size_t>(id)], left, right, l.n + r.n});
+    };
+    for (size_t i = 1; i < sym.size(); ++i)
+        try_add(static_cast<int64_t>(i) - 1, static_cast<int64_t>(i));
+    while (!queue.empty()) {
+        const Bigram b = queue.top();
+        queue.pop();
+        auto& l = sym[static_cast<size_t>(b.left)];
+        auto& r = sym[static_cast<size_t>(b.right)];
+        if (l.n == 0 || r.n == 0 || l.n + r.n != b.size) continue;
+        l.n += r.n;
+        r.n = 0;
+        l.next = r.next;
+        if (r.next >= 0) sym[static_cast<size_t>(r.next)].prev = b.left;
+        try_add(l.prev, b.left);
+        try_add(b.left, l.next);
+    }
+    for (int64_t i = sym.empty() ? -1 : 0; i != -1; i = sym[static_cast<size_t>(i)].next) {
+        const Symbol& s = sym[static_cast<size_t>(i)];
+        const std::string piece(text.substr(s.start, s.n));
+        if (const int32_t id = lookup(piece); id >= 0) {
+            out.push_back(id);
+            continue;
+        }
+        for (unsigned char c : piece) {
+            const int32_t id = byte_fallback_ids[c] >= 0 ? byte_fallback_ids[c] : unk;
+            QL_CHECK(id >= 0, "{}: no <0x{:02X}> token and no unknown token for byte 0x{:02x}",
+                     source, c, c);
+            out.push_back(id);
+        }
     }
 }
 
@@ -227,6 +477,9 @@ int32_t Tokenizer::bos_id() const {
 }
 int32_t Tokenizer::eos_id() const {
     return impl_->eos;
+}
+bool Tokenizer::add_bos() const {
+    return impl_->add_bos;
 }
 const std::string& Tokenizer::token_text(int32_t id) const {
     QL_CHECK(id >= 0 && id < static_cast<int32_t>(impl_->tokens.size()),
@@ -246,239 +499,50 @@ std::vector<int32_t> Tokenizer::encode(std::string_view text, bool add_bos,
         QL_CHECK(im.bos >= 0, "{}: BOS requested but the tokenizer names no BOS token", im.source);
         out.push_back(im.bos);
     }
-    std::unordered_map<std::string, std::vector<int32_t>> cache;
-    size_t pos = 0;
-    while (pos < text.size()) {
-        size_t hit = text.size(), hit_len = 0;
-        int32_t hit_id = -1;
-        if (parse_special) {
-            for (const auto& [content, id] : im.added) {
-                const size_t p = text.find(content, pos);
-                if (p < hit) hit = p, hit_len = content.size(), hit_id = id;
-            }
-        }
-        im.pretokenize_and_bpe(text.substr(pos, hit - pos), cache, out);
-        if (hit_id < 0) break;
-        out.push_back(hit_id);
-        pos = hit + hit_len;
-    }
-    return out;
-}
-
-std::string Tokenizer::decode(std::span<const int32_t> ids) const {
-    const ByteTable& table = byte_table();
-    std::string out;
-    for (int32_t id : ids) {
-        const std::string& t = token_text(id);
-        size_t i = 0;
-        std::string bytes;
-        bool byte_level = true;
-        while (i < t.size()) {
-            const unsigned char c = t[i];
-            uint32_t cp;
-            int n;
-            if (c < 0x80)
-                cp = c, n = 1;
-            else if ((c >> 5) == 6)
-                cp = c & 0x1f, n = 2;
-            else if ((c >> 4) == 14)
-                cp = c & 0x0f, n = 3;
-            else
-                cp = c & 0x07, n = 4;
-            for (int k = 1; k < n && i + k < t.size(); ++k) cp = (cp << 6) | (t[i + k] & 0x3f);
-            i += n;
-            if (cp >= table.from_cp.size() || table.from_cp[cp] < 0) {
-                byte_level = false;
-                break;
-            }
-            bytes += static_cast<char>(table.from_cp[cp]);
-        }
-        out += byte_level ? bytes : t;
-    }
-    return out;
-}
-
-// ---- loaders ---------------------------------------------------------------------------
-
-namespace {
-
-using nlohmann::json;
-
-void add_pretokenizer(Tokenizer::Impl& im, const json& pt, const std::string& path) {
-    if (pt.is_null()) return;
-    const std::string type = pt.value("type", "");
-    if (type == "Sequence") {
-        for (const json& p : pt.at("pretokenizers")) add_pretokenizer(im, p, path);
-    } else if (type == "Split") {
-        const std::string behavior = pt.value("behavior", "Isolated");
-        QL_CHECK(behavior == "Isolated" && !pt.value("invert", false),
-                 "{}: pre_tokenizer Split with behavior '{}' (invert {}) is not supported; "
-                 "expected Isolated",
-                 path, behavior, pt.value("invert", false));
-        const json& pattern = pt.at("pattern");
-        std::string regex;
-        if (pattern.contains("Regex")) {
-            regex = pattern.at("Regex").get<std::string>();
-        } else {
-            // A literal string: quote it for PCRE2.
-            regex = "\\Q" + pattern.at("String").get<std::string>() + "\\E";
-        }
-        im.splits.push_back(std::make_unique<Regex>(regex, path));
-    } else if (type == "ByteLevel") {
-        QL_CHECK(!pt.value("add_prefix_space", false),
-                 "{}: ByteLevel pre_tokenizer with add_prefix_space is not supported", path);
-        if (pt.value("use_regex", true))
-            im.splits.push_back(std::make_unique<Regex>(kGpt2PretokenizerRegex, path));
-    } else {
-        fail("{}: pre_tokenizer type '{}' is not supported (expected Split, ByteLevel, Sequence)",
-             path, type);
-    }
-}
-
-std::optional<std::string> special_content(const json& j, const char* key) {
-    if (!j.contains(key) || j[key].is_null()) return std::nullopt;
-    if (j[key].is_string()) return j[key].get<std::string>();
-    if (j[key].is_object() && j[key].contains("content"))
-        return j[key]["content"].get<std::string>();
-    return std::nullopt;
-}
-
-json parse_json_file(const std::string& path) {
-    try {
-        return json::parse(read_text_file(path));
-    } catch (const json::exception& e) {
-        fail("{}: not valid JSON: {}", path, e.what());
-    }
-}
-
-}  // namespace
-
-Tokenizer Tokenizer::from_hf_json(const std::string& path) {
-    namespace fs = std::filesystem;
-    QL_CHECK(fs::exists(path), "missing tokenizer: {} does not exist", path);
-    const json doc = parse_json_file(path);
-    auto im = std::make_unique<Impl>();
-    im->source = path;
-    try {
-        QL_CHECK(doc.contains("model"), "{}: no 'model' object", path);
-        const json& model = doc.at("model");
-        const std::string type = model.value("type", "BPE");
-        QL_CHECK(type == "BPE", "{}: tokenizer model type '{}' is not supported (expected BPE)",
-                 path, type);
-        QL_CHECK(!model.value("byte_fallback", false),
-                 "{}: byte_fallback BPE (SentencePiece style) is not supported", path);
-        QL_CHECK(!doc.contains("normalizer") || doc["normalizer"].is_null(),
-                 "{}: tokenizers with a normalizer are not supported", path);
-        // A token id must be an integer that fits: converting 1e40 to int32 is undefined.
-        auto token_id = [&](const json& id, const std::string& text) {
-            QL_CHECK(id.is_number_integer() && id.get<int64_t>() >= 0 &&
-                         id.get<int64_t>() < (int64_t{1} << 24),
-                     "{}: token '{}' has id {}, expected an integer in [0, 2^24)", path, text,
-                     id.dump());
-            return static_cast<int32_t>(id.get<int64_t>());
-        };
-        for (const auto& [text, id] : model.at("vocab").items())
-            im->add_token(token_id(id, text), text);
-        for (const json& a : doc.value("added_tokens", json::array())) {
-            const int32_t id = token_id(a.at("id"), a.value("content", std::string("?")));
-            const std::string content = a.at("content").get<std::string>();
-            im->add_token(id, content);
-            im->added.emplace_back(content, id);
-        }
-        int32_t rank = 0;
-        for (const json& m : model.at("merges")) {
-            if (m.is_array()) {
-                im->add_merge(m.at(0).get<std::string>(), m.at(1).get<std::string>(), rank++);
-            } else {
-                const std::string s = m.get<std::string>();
-                const size_t sp = s.find(' ', 1);
-                QL_CHECK(sp != std::string::npos, "{}: merge {} '{}' has no space", path, rank, s);
-                im->add_merge(s.substr(0, sp), s.substr(sp + 1), rank++);
-            }
-        }
-        add_pretokenizer(*im, doc.value("pre_tokenizer", json()), path);
-    } catch (const json::exception& e) {
-        fail("{}: unexpected tokenizer.json structure: {}", path, e.what());
-    }
-    // BOS/EOS: tokenizer_config.json names them; config.json gives ids as a fallback.
-    const fs::path dir = fs::path(path).parent_path();
-    if (fs::exists(dir / "tokenizer_config.json")) {
-        const json cfg = parse_json_file((dir / "tokenizer_config.json").string());
-        if (auto bos = special_content(cfg, "bos_token")) im->bos = im->lookup(*bos);
-        if (auto eos = special_content(cfg, "eos_token")) im->eos = im->lookup(*eos);
-    }
-    if ((im->bos < 0 || im->eos < 0) && fs::exists(dir / "config.json")) {
-        const json cfg = parse_json_file((dir / "config.json").string());
-        auto small_id = [&](const char* key) {
-            return cfg.contains(key) && cfg[key].is_number_integer() &&
-                   cfg[key].get<int64_t>() >= 0 && cfg[key].get<int64_t>() < (int64_t{1} << 24);
-        };
-        if (im->bos < 0 && small_id("bos_token_id"))
-            im->bos = static_cast<int32_t>(cfg["bos_token_id"].get<int64_t>());
-        if (im->eos < 0 && small_id("eos_token_id"))
-            im->eos = static_cast<int32_t>(cfg["eos_token_id"].get<int64_t>());
-    }
-    for (size_t i = 0; i < im->tokens.size(); ++i)
-        QL_CHECK(!im->tokens[i].empty(), "{}: token id {} is missing from the vocabulary", path, i);
-    im->finish();
-    return Tokenizer(std::move(im));
-}
-
-Tokenizer Tokenizer::from_gguf(const GgufFile& gguf) {
-    const std::string& path = gguf.path();
-    const GgufValue* model = gguf.find("tokenizer.ggml.model");
-    const GgufValue* tokens = gguf.find("tokenizer.ggml.tokens");
-    QL_CHECK(model && tokens, "missing tokenizer: {} has no tokenizer.ggml.model/tokens", path);
-    QL_CHECK(model->as_string() == "gpt2",
-             "{}: tokenizer.ggml.model '{}' is not supported (expected gpt2 byte-level BPE)", path,
-             model->as_string());
-    auto im = std::make_unique<Impl>();
-    im->source = path;
-    const std::vector<std::string> texts = tokens->as_string_array();
-    std::vector<int64_t> types;
-    if (const GgufValue* t = gguf.find("tokenizer.ggml.token_type")) types = t->as_int_array();
-    QL_CHECK(types.empty() || types.size() == texts.size(),
-             "{}: tokenizer.ggml.token_type has {} entries, tokenizer.ggml.tokens has {}", path,
-             types.size(), texts.size());
-    for (size_t i = 0; i < texts.size(); ++i) {
-        im->add_token(static_cast<int32_t>(i), texts[i]);
-        // llama.cpp token types: 3 = control, 4 = user-defined (both matched as specials).
-        if (!types.empty() && (types[i] == 3 || types[i] == 4))
-            im->added.emplace_back(texts[i], static_cast<int32_t>(i));
-    }
-    if (const GgufValue* merges = gguf.find("tokenizer.ggml.merges")) {
-        int32_t rank = 0;
-        for (const std::string& s : merges->as_string_array()) {
-            const size_t sp = s.find(' ', 1);
-            QL_CHECK(sp != std::string::npos, "{}: tokenizer.ggml.merges[{}] '{}' has no space",
-                     path, rank, s);
-            im->add_merge(s.substr(0, sp), s.substr(sp + 1), rank++);
-        }
-    }
-    const GgufValue* pre = gguf.find("tokenizer.ggml.pre");
-    const std::string pre_name = pre ? pre->as_string() : "gpt2";
-    if (pre_name == "llama-bpe" || pre_name == "llama3" || pre_name == "llama-v3" ||
-        pre_name == "smaug-bpe") {
-        im->splits.push_back(std::make_unique<Regex>(kLlama3PretokenizerRegex, path));
-    } else if (pre_name == "gpt2" || pre_name == "gpt-2") {
-        im->splits.push_back(std::make_unique<Regex>(kGpt2PretokenizerRegex, path));
-    } else {
-        fail("{}: tokenizer.ggml.pre '{}' is not supported (expected llama-bpe or gpt2)", path,
-             pre_name);
-    }
-    const auto n = static_cast<int64_t>(texts.size());
-    auto special_id = [&](const char* key) -> int32_t {
-        const GgufValue* v = gguf.find(key);
-        if (!v) return -1;
-        const int64_t id = v->as_int();
-        QL_CHECK(id >= 0 && id < n, "{}: {} = {} is outside the vocabulary of {} tokens", path, key,
-                 id, n);
-        return static_cast<int32_t>(id);
+    auto raw = [&](const AddedToken& a) { return !a.normalized && (parse_special || !a.special); };
+    auto normalized = [&](const AddedToken& a) {
+        return a.normalized && (parse_special || !a.special);
     };
-    im->bos = special_id("tokenizer.ggml.bos_token_id");
-    im->eos = special_id("tokenizer.ggml.eos_token_id");
-    im->finish();
-    return Tokenizer(std::move(im));
+
+    if (im.kind == ModelKind::ScoredBigrams) {
+        // llama.cpp: added tokens split the raw text; a space goes before text that starts
+        // the input or follows a token (add_space_prefix), then ' ' → U+2581.
+        bool after_token = true;
+        for (const Segment& s : split_added(text, im.added, raw)) {
+            if (s.id >= 0) {
+                out.push_back(s.id);
+                after_token = true;
+                continue;
+            }
+            std::string piece = (im.add_space_prefix && after_token) ? " " : "";
+            piece.append(text.substr(s.start, s.len));
+            im.scored_bigrams(replace_all(piece, " ", "\xe2\x96\x81"), out);
+            after_token = false;
+        }
+        return out;
+    }
+
+    // Hugging Face: split on raw-matched added tokens, normalize each remaining span, split
+    // it on the normalized added tokens, pre-tokenize and run the model on the rest.
+    std::unordered_map<std::string, std::vector<int32_t>> cache;
+    for (const Segment& s : split_added(text, im.added, raw)) {
+        if (s.id >= 0) {
+            out.push_back(s.id);
+            continue;
+        }
+        const std::string norm = im.normalize(text.substr(s.start, s.len));
+        for (const Segment& n : split_added(norm, im.added, normalized)) {
+            if (n.id >= 0) {
+                out.push_back(n.id);
+                continue;
+            }
+            // Metaspace's "first" prepends only to the piece at offset 0 of the input.
+            const bool at_start = s.start == 0 && n.start == 0;
+            im.pretokenize_and_encode(std::string_view(norm).substr(n.start, n.len), at_start,
+                                      cache, out);
+        }
+    }
+    return out;
 }
 
 Tokenizer Tokenizer::load(const Model& model) {

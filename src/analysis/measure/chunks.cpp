@@ -29,8 +29,11 @@ EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_
                             int64_t max_chunks) {
     const std::string text = read_utf8_text_file(text_path);
     QL_CHECK(!text.empty(), "{}: the text file is empty", text_path);
-    const std::vector<int32_t> tokens = tokenizer.encode(text, tokenizer.bos_id() >= 0);
-    return make_eval_chunks(tokens, n_ctx, max_chunks, tokenizer.bos_id(), text_path);
+    const bool bos = tokenizer.add_bos();
+    QL_CHECK(!bos || tokenizer.bos_id() >= 0,
+             "{}: the tokenizer adds BOS (add_bos_token) but names no BOS token", text_path);
+    const std::vector<int32_t> tokens = tokenizer.encode(text, bos);
+    return make_eval_chunks(tokens, n_ctx, max_chunks, bos ? tokenizer.bos_id() : -1, text_path);
 }
 
 }  // namespace quantlens

@@ -1,6 +1,7 @@
-// Evaluation tokens in llama.cpp's perplexity layout: the text is tokenized with BOS
-// prepended, cut into non-overlapping chunks of n_ctx tokens, the first token of every
-// chunk is replaced by BOS, and positions n_ctx/2 .. n_ctx-2 are scored (each predicts the
+// Evaluation tokens in llama.cpp's perplexity layout: the text is tokenized (with BOS
+// prepended when the tokenizer adds it, Tokenizer::add_bos()), cut into non-overlapping
+// chunks of n_ctx tokens, the first token of every chunk is replaced by BOS (bos >= 0; -1:
+// no BOS, nothing replaced), and positions n_ctx/2 .. n_ctx-2 are scored (each predicts the
 // next token), i.e. the second half of each chunk. Throws Error when the text holds fewer
 // tokens than one chunk.
 #pragma once

@@ -18,9 +18,11 @@ EvalTokens make_eval_tokens(const Tokenizer& tokenizer, const std::string& text,
                             const std::string& source, const EvalOptions& options) {
     const int64_t n_ctx = options.n_ctx;
     QL_CHECK(n_ctx >= 8, "--ctx {}: a context of at least 8 tokens is needed", n_ctx);
-    QL_CHECK(tokenizer.bos_id() >= 0,
-             "{}: the tokenizer names no BOS token, which perplexity chunks start with", source);
-    const std::vector<int32_t> all = tokenizer.encode(text, true);
+    // llama-perplexity: BOS first and at every chunk start only when the vocabulary adds it.
+    const bool bos = tokenizer.add_bos();
+    QL_CHECK(!bos || tokenizer.bos_id() >= 0,
+             "{}: the tokenizer adds BOS (add_bos_token) but names no BOS token", source);
+    const std::vector<int32_t> all = tokenizer.encode(text, bos);
     QL_CHECK(static_cast<int64_t>(all.size()) >= 2 * n_ctx,
              "{}: the text tokenizes to {} tokens; perplexity with a context of {} needs at least "
              "{} (2·n_ctx, as llama-perplexity)",
@@ -30,7 +32,8 @@ EvalTokens make_eval_tokens(const Tokenizer& tokenizer, const std::string& text,
     e.n_chunks = static_cast<int64_t>(all.size()) / n_ctx;
     if (options.max_chunks > 0) e.n_chunks = std::min(e.n_chunks, options.max_chunks);
     e.tokens.assign(all.begin(), all.begin() + e.n_chunks * n_ctx);
-    for (int64_t c = 0; c < e.n_chunks; ++c) e.tokens[c * n_ctx] = tokenizer.bos_id();
+    if (bos)
+        for (int64_t c = 0; c < e.n_chunks; ++c) e.tokens[c * n_ctx] = tokenizer.bos_id();
     return e;
 }
 

@@ -1,9 +1,11 @@
 // Perplexity and KL divergence of a model on a text, with llama.cpp's perplexity
 // convention (tools/perplexity, the default non-strided mode), so figures compare with
 // llama-perplexity's:
-//   - the whole text is tokenized with BOS prepended;
+//   - the whole text is tokenized, with BOS prepended when the tokenizer adds one
+//     (Tokenizer::add_bos(): add_bos_token as llama.cpp's converter and loader decide it);
 //   - it needs at least 2·n_ctx tokens (llama.cpp's rule); n_chunks = min(asked, ⌊n/n_ctx⌋);
-//   - chunk i is tokens[i·n_ctx, (i+1)·n_ctx) with its first token replaced by BOS;
+//   - chunk i is tokens[i·n_ctx, (i+1)·n_ctx) with its first token replaced by BOS when the
+//     tokenizer adds BOS (no BOS anywhere otherwise);
 //   - positions first = n_ctx/2 .. n_ctx−2 are scored, each predicting the next token:
 //     n_ctx−1−n_ctx/2 tokens per chunk (255 for 512).
 // The base for KL divergence is either a second engine run on the same chunks or a
@@ -30,7 +32,7 @@ struct EvalOptions {
     Overwrite save_logits_overwrite = Overwrite::refuse;  // an existing --save-logits file
 };
 
-// Chunks in evaluation order: n_chunks × n_ctx tokens, BOS first in each.
+// Chunks in evaluation order: n_chunks × n_ctx tokens (BOS first in each when add_bos).
 struct EvalTokens {
     int64_t n_ctx = 0, n_chunks = 0;
     std::vector<int32_t> tokens;

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <filesystem>
 #include <fstream>
+#include <functional>
 #include <map>
 #include <regex>
 #include <sstream>
@@ -23,16 +24,12 @@ using json = nlohmann::json;
 
 namespace {
 
-// Qwen2's pre-tokenizer: Llama-3's with single digits instead of runs of up to three.
-const char* const kQwen2Regex =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| "
-    "?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
 // llama.cpp's token types (llama_token_type / gguf-py TokenType).
 constexpr int32_t kTokenNormal = 1;
 constexpr int32_t kTokenControl = 3;
 constexpr int32_t kTokenUserDefined = 4;
 constexpr int32_t kTokenUnused = 5;
+constexpr int32_t kTokenByte = 6;
 
 json read_json(const fs::path& path) {
     std::ifstream f(path);
@@ -52,30 +49,30 @@ std::string token_content(const json& v) {
     return "";
 }
 
-// Collects every pre-tokenizer Split regex (a Sequence may hold one).
+// The regexes a tokenizer.json pre-tokenizer splits with, in order (a ByteLevel with
+// use_regex contributes GPT-2's).
 void collect_regexes(const json& pt, std::vector<std::string>& out) {
     if (!pt.is_object()) return;
-    if (pt.value("type", "") == "Sequence" && pt.contains("pretokenizers")) {
+    const std::string type = pt.value("type", "");
+    if (type == "Sequence" && pt.contains("pretokenizers")) {
         for (const auto& p : pt["pretokenizers"]) collect_regexes(p, out);
-        return;
-    }
-    if (pt.value("type", "") == "Split" && pt.contains("pattern") && pt["pattern"].is_object() &&
-        pt["pattern"].contains("Regex"))
+    } else if (type == "Split" && pt.contains("pattern") && pt["pattern"].is_object() &&
+               pt["pattern"].contains("Regex")) {
         out.push_back(pt["pattern"]["Regex"].get<std::string>());
+    } else if (type == "ByteLevel" && pt.value("use_regex", true)) {
+        out.push_back(kGpt2PretokenizerRegex);
+    }
 }
 
+// tokenizer.ggml.pre: the converter hashes a tokenization; we recognise the regexes.
 std::string pre_tokenizer_name(const json& tok, const std::string& path) {
     std::vector<std::string> regexes;
     if (tok.contains("pre_tokenizer")) collect_regexes(tok["pre_tokenizer"], regexes);
-    for (const auto& r : regexes) {
-        if (r == kLlama3PretokenizerRegex) return "llama-bpe";
-        if (r == kQwen2Regex) return "qwen2";
-        if (r == kGpt2PretokenizerRegex) return "gpt-2";
-    }
-    // A bare ByteLevel pre-tokenizer with its own regex is GPT-2's.
-    if (regexes.empty()) return "gpt-2";
-    fail("{}: unrecognised pre-tokenizer regex '{}' (known: Llama-3, Qwen2, GPT-2)", path,
-         regexes.front());
+    if (const PretokenizerPreset* p = find_pretokenizer_preset(regexes)) return p->gguf_pre;
+    std::string known;
+    for (const auto& p : pretokenizer_presets()) known += (known.empty() ? "" : ", ") + p.gguf_pre;
+    fail("{}: unrecognised pre-tokenizer regex '{}' (known: {})", path,
+         regexes.empty() ? "" : regexes.front(), known);
 }
 
 bool looks_special(const std::string& t) {
@@ -191,6 +188,67 @@ std::string size_label(int64_t total_params, int64_t expert_params, int64_t n_ex
     return rounded(static_cast<double>(total_params));
 }
 
+namespace {
+
+bool is_byte_token(const std::string& t) {
+    auto hex = [](char c) { return std::isxdigit(static_cast<unsigned char>(c)) != 0; };
+    return t.size() == 6 && t.compare(0, 3, "<0x") == 0 && t[5] == '>' && hex(t[3]) && hex(t[4]);
+}
+
+// Whether the SentencePiece-style tokenizer puts U+2581 before the text (Prepend normalizer
+// or a Metaspace pre-tokenizer that prepends): llama.cpp's add_space_prefix.
+bool prepends_space(const json& tok) {
+    bool found = false;
+    std::function<void(const json&)> walk = [&](const json& n) {
+        if (!n.is_object()) return;
+        const std::string type = n.value("type", "");
+        if (type == "Prepend") found = true;
+        if (type == "Metaspace")
+            found = found || (n.contains("prepend_scheme") ? n["prepend_scheme"] != "never"
+                                                           : n.value("add_prefix_space", true));
+        for (const char* k : {"normalizers", "pretokenizers"})
+            if (n.contains(k))
+                for (const auto& c : n[k]) walk(c);
+    };
+    walk(tok.value("normalizer", json()));
+    walk(tok.value("pre_tokenizer", json()));
+    return found;
+}
+
+// Scores for llama.cpp's SPM tokenizer, which merges the highest-scoring pair whose
+// concatenation is a token: minus the merge rank of the merge that makes the token, so that
+// llama.cpp merges in the order the BPE merges do (as a SentencePiece BPE model's scores
+// are); tokens no merge makes (characters, bytes, specials) score below every merge.
+// gguf-py's LlamaHfVocab writes the placeholder -1000 for every token instead, with which
+// llama.cpp merges leftmost-first and gives other ids than the tokenizer.json.
+std::vector<float> merge_rank_scores(const json& model, const std::map<int64_t, std::string>& by_id,
+                                     int64_t n_tokens) {
+    std::map<std::string, int64_t> rank_of;
+    int64_t rank = 0;
+    for (const auto& m : model.value("merges", json::array())) {
+        std::string merged;
+        if (m.is_string()) {
+            const std::string t = m.get<std::string>();
+            const size_t sp = t.find(' ', 1);
+            if (sp == std::string::npos) continue;
+            merged = t.substr(0, sp) + t.substr(sp + 1);
+        } else if (m.is_array() && m.size() == 2) {
+            merged = m[0].get<std::string>() + m[1].get<std::string>();
+        }
+        rank_of.emplace(merged, rank++);  // the first (lowest) rank that makes it
+    }
+    const float never = -static_cast<float>(rank + 1);
+    std::vector<float> scores(static_cast<size_t>(n_tokens), never);
+    for (const auto& [id, text] : by_id) {
+        if (id >= n_tokens) break;
+        auto it = rank_of.find(text);
+        if (it != rank_of.end()) scores[static_cast<size_t>(id)] = -static_cast<float>(it->second);
+    }
+    return scores;
+}
+
+}  // namespace
+
 GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vocab_size,
                               int64_t config_bos, int64_t config_eos) {
     const fs::path path(tokenizer_json_path);
@@ -201,6 +259,9 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
     QL_CHECK(model.value("type", "") == "BPE",
              "{}: tokenizer model type '{}' is not supported for GGUF export (expected BPE)",
              path.string(), model.value("type", ""));
+    // The converter's choice for Llama-style models: gguf-py's LlamaHfVocab (SentencePiece
+    // "llama" vocabulary) for a byte_fallback BPE, its GPT-2 BPE vocabulary otherwise.
+    const bool sentencepiece = model.value("byte_fallback", false);
 
     std::map<int64_t, std::string> by_id;
     for (const auto& [text, id] : model["vocab"].items()) by_id[id.get<int64_t>()] = text;
@@ -216,6 +277,11 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
         }
     }
     if (vocab_size <= 0) vocab_size = by_id.empty() ? 0 : by_id.rbegin()->first + 1;
+    if (sentencepiece) {
+        // Added tokens past the model's embedding (a tokenizer trained with more tokens than
+        // the checkpoint has rows) could never be fed to it; they are left out.
+        std::erase_if(by_id, [&](const auto& e) { return e.first >= vocab_size; });
+    }
     QL_CHECK(by_id.empty() || by_id.rbegin()->first < vocab_size,
              "{}: token id {} is outside the model's vocabulary of {}", path.string(),
              by_id.rbegin()->first, vocab_size);
@@ -231,16 +297,29 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
         }
         tokens[i] = it->second;
         auto ad = added_special.find(i);
-        if (ad == added_special.end())
+        if (sentencepiece && is_byte_token(it->second))
+            types[i] = kTokenByte;
+        else if (ad == added_special.end())
             types[i] = kTokenNormal;
-        else
+        else if (sentencepiece)  // LlamaHfVocab: a non-special added token is user-defined
+            types[i] = ad->second ? kTokenControl : kTokenUserDefined;
+        else  // the GPT-2 path also makes "<|...|>" control (does_token_look_special)
             types[i] =
                 (ad->second || looks_special(it->second)) ? kTokenControl : kTokenUserDefined;
     }
 
-    std::vector<std::string> merges;
-    if (model.contains("merges")) {
-        for (const auto& m : model["merges"]) {
+    const std::string pre = sentencepiece ? "default" : pre_tokenizer_name(tok, path.string());
+    GgufKvList kv;
+    if (sentencepiece) {
+        add(kv, "tokenizer.ggml.model", GgufValue::string("llama"));
+        add(kv, "tokenizer.ggml.pre", GgufValue::string(pre));
+        add(kv, "tokenizer.ggml.tokens", GgufValue::string_array(tokens));
+        add(kv, "tokenizer.ggml.scores",
+            GgufValue::f32_array(merge_rank_scores(model, by_id, vocab_size)));
+        add(kv, "tokenizer.ggml.token_type", GgufValue::i32_array(types));
+    } else {
+        std::vector<std::string> merges;
+        for (const auto& m : model.value("merges", json::array())) {
             if (m.is_string())
                 merges.push_back(m.get<std::string>());
             else if (m.is_array() && m.size() == 2)
@@ -248,14 +327,12 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
             else
                 fail("{}: a merge is neither \"a b\" nor [a, b]", path.string());
         }
+        add(kv, "tokenizer.ggml.model", GgufValue::string("gpt2"));
+        add(kv, "tokenizer.ggml.pre", GgufValue::string(pre));
+        add(kv, "tokenizer.ggml.tokens", GgufValue::string_array(tokens));
+        add(kv, "tokenizer.ggml.token_type", GgufValue::i32_array(types));
+        add(kv, "tokenizer.ggml.merges", GgufValue::string_array(merges));
     }
-
-    GgufKvList kv;
-    add(kv, "tokenizer.ggml.model", GgufValue::string("gpt2"));
-    add(kv, "tokenizer.ggml.pre", GgufValue::string(pre_tokenizer_name(tok, path.string())));
-    add(kv, "tokenizer.ggml.tokens", GgufValue::string_array(tokens));
-    add(kv, "tokenizer.ggml.token_type", GgufValue::i32_array(types));
-    add(kv, "tokenizer.ggml.merges", GgufValue::string_array(merges));
 
     // Special tokens: tokenizer_config.json names them, the added tokens give their ids;
     // config.json's *_token_id is the fallback (the converter's SpecialVocab order).
@@ -283,14 +360,39 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
         if (id < 0) id = s.fallback;
         if (id >= 0 && id < vocab_size) add(kv, s.key, GgufValue::u32(static_cast<uint32_t>(id)));
     }
-    if (cfg.is_object()) {
+    const bool config_says_bos =
+        cfg.is_object() && cfg.contains("add_bos_token") && cfg["add_bos_token"].is_boolean();
+    if (cfg.is_object())
         for (const char* k : {"add_bos_token", "add_eos_token"})
             if (cfg.contains(k) && cfg[k].is_boolean())
                 add(kv, std::string("tokenizer.ggml.") + k, GgufValue::boolean(cfg[k].get<bool>()));
+    if (!config_says_bos) {
+        // BOS implied by the post-processor only: said where llama.cpp's default for this
+        // vocabulary differs, so the GGUF evaluates with the tokens the tokenizer.json does
+        // (the current converter always writes it; the older one that made the reference
+        // files in ../shared did not, and for those the default agrees).
+        bool by_default = true;  // llama.cpp's SPM default
+        if (!sentencepiece)
+            for (const PretokenizerPreset& p : pretokenizer_presets())
+                if (p.gguf_pre == pre) by_default = p.add_bos;
+        bool wanted = by_default;
+        try {
+            wanted = Tokenizer::from_hf_json(path.string()).add_bos();
+        } catch (const Error&) {
+            // A tokenizer we cannot run: nothing to infer; llama.cpp keeps its default.
+        }
+        if (wanted != by_default)
+            add(kv, "tokenizer.ggml.add_bos_token", GgufValue::boolean(wanted));
+    }
+    if (cfg.is_object()) {
         if (cfg.contains("chat_template") && cfg["chat_template"].is_string())
             add(kv, "tokenizer.chat_template",
                 GgufValue::string(cfg["chat_template"].get<std::string>()));
     }
+    // llama.cpp puts a space before SentencePiece text unless told otherwise (Gemma's
+    // converter writes false); a tokenizer without a prefix needs it said.
+    if (sentencepiece && !prepends_space(tok))
+        add(kv, "tokenizer.ggml.add_space_prefix", GgufValue::boolean(false));
     return kv;
 }
 

@@ -8,14 +8,27 @@
 //   .feed_forward_length, .attention.head_count, .attention.head_count_kv,
 //   .rope.freq_base, .attention.layer_norm_rms_epsilon, [.expert_count,
 //   .expert_used_count], .attention.key_length, .attention.value_length,
-//   llama only: .vocab_size, .rope.dimension_count; then tokenizer.ggml.model = "gpt2",
-//   .pre, .tokens, .token_type, .merges, .bos/.eos/.unknown/.seperator/.padding_token_id,
-//   add_bos_token / add_eos_token and chat_template when tokenizer_config.json has them.
+//   llama only: .vocab_size, .rope.dimension_count; then the tokenizer:
+//   - byte-level BPE: tokenizer.ggml.model = "gpt2", .pre, .tokens, .token_type, .merges;
+//   - byte_fallback BPE (SentencePiece style; gguf-py's LlamaHfVocab): .model = "llama",
+//     .pre = "default", .tokens, .scores, .token_type (byte tokens 6, special added tokens
+//     3, other added tokens 4); added tokens past the model's embedding rows are left out;
+//     the scores are minus the rank of the merge that makes each token (tokens no merge
+//     makes: below all), so llama.cpp's SPM merging reproduces the BPE, where the
+//     converter's placeholder -1000 for every token would not;
+//   then .bos/.eos/.unknown/.seperator/.padding_token_id, add_bos_token / add_eos_token and
+//   chat_template when tokenizer_config.json has them (add_bos_token also when only the
+//   post-processor implies it and llama.cpp's default for the vocabulary differs, so the
+//   GGUF gets the BOS the tokenizer.json does), and for a SentencePiece vocabulary
+//   without a space prefix (no Prepend, no prepending Metaspace; Gemma)
+//   tokenizer.ggml.add_space_prefix = false, as the Gemma converter writes.
 // general.name / basename / size_label are free text derived from the directory name the
 // way the converter's heuristics do ("llama-8m" → "Llama 8m", "llama", "8M"); when the name
 // has no size, size_label comes from the parameter count ("4x3.3M" for experts).
-// tokenizer.ggml.pre is recognised from the pre-tokenizer regex (the converter hashes a
-// tokenization instead): Llama-3's → "llama-bpe", Qwen2's → "qwen2", GPT-2's → "gpt-2".
+// tokenizer.ggml.pre is recognised from the pre-tokenizer regexes (the converter hashes a
+// tokenization instead), with engine/tokenizer.h's pretokenizer_presets(): Llama-3's →
+// "llama-bpe", Qwen2's → "qwen2", GPT-2's → "gpt-2", DeepSeek-V3's → "deepseek-v3",
+// o200k's → "gpt-4o".
 //
 // Known difference from the reference files in ../shared/models: their converter build
 // ignored `rope_parameters`, so they lack ARCH.rope.freq_base when it is the default 10000
