@@ -10,9 +10,9 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/chunks.h"
-#include "analysis/eval.h"
-#include "analysis/kld.h"
+#include "analysis/measure/chunks.h"
+#include "analysis/measure/eval.h"
+#include "analysis/measure/kld.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "engine/tokenizer.h"

@@ -9,7 +9,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/gguf_metadata.h"
+#include "analysis/write/gguf_metadata.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "engine/tokenizer.h"

@@ -12,7 +12,7 @@
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/kld.h"
+#include "analysis/measure/kld.h"
 #include "core/mmap_file.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
