@@ -80,8 +80,7 @@ class Server {
     // Serves one request without a socket (tests, fuzzing): the same checks, routes and error
     // replies as a connection, with Host 127.0.0.1 and the given Content-Type. Bytes of
     // `target` that cannot appear in a request line are percent-encoded first.
-    HttpReply handle(const std::string& method, const std::string& target,
-                     const std::string& body,
+    HttpReply handle(const std::string& method, const std::string& target, const std::string& body,
                      const std::string& content_type = "application/json");
 
     struct Impl;

@@ -233,7 +233,7 @@ TEST_F(Api, SavesRecipesAsJsonAndYaml) {
     const json saved = json::parse(std::ifstream(dir_ / "recipes" / "t1.json"));
     EXPECT_EQ(saved["tensors"]["blk.0.attn_q.weight"], "Q4_K");  // normalized type names
     r = post("/api/recipes", {{"name", "t1"}, {"format", "json"}, {"recipe", recipe}});
-    EXPECT_EQ(r->status, 400);  // exists, no overwrite
+    EXPECT_EQ(r->status, 409);  // exists, no overwrite: the app asks, then resends
     r = post("/api/recipes", {{"name", "t1"}, {"format", "yaml"}, {"recipe", recipe}});
     ASSERT_EQ(r->status, 201);
     std::ifstream yaml(dir_ / "recipes" / "t1.yaml");
