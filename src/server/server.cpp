@@ -33,7 +33,10 @@ constexpr size_t kMaxBody = 16u << 20;  // recipes of 70B models are < 1 MB; 16 
 
 // Files the app may load; anything else under /assets is 404 (no path reaches the disk).
 const char* const kAssets[][2] = {
-    {"app.js", "src/app.js"}, {"report.js", "src/report.js"}, {"style.css", "src/style.css"}};
+    {"app.js", "src/app.js"},
+    {"recipe.js", "src/recipe.js"},
+    {"report.js", "src/report.js"},
+    {"style.css", "src/style.css"}};
 
 bool is_wildcard(const std::string& host) {
     return host == "0.0.0.0" || host == "::" || host == "[::]";

@@ -496,5 +496,5 @@
 
   global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, normalizers, compositeScore, heatmapModel,
     // knee: the name web/tests knew it by.
-    renderHeatmap, chordKnee, knee: chordKnee, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
+    renderHeatmap, chordKnee, knee: chordKnee, unitCurve, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
 })(typeof window !== 'undefined' ? window : globalThis);
