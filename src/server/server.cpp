@@ -32,11 +32,10 @@ namespace {
 constexpr size_t kMaxBody = 16u << 20;  // recipes of 70B models are < 1 MB; 16 MB is generous
 
 // Files the app may load; anything else under /assets is 404 (no path reaches the disk).
-const char* const kAssets[][2] = {
-    {"app.js", "src/app.js"},
-    {"recipe.js", "src/recipe.js"},
-    {"report.js", "src/report.js"},
-    {"style.css", "src/style.css"}};
+const char* const kAssets[][2] = {{"app.js", "src/app.js"},
+                                  {"recipe.js", "src/recipe.js"},
+                                  {"report.js", "src/report.js"},
+                                  {"style.css", "src/style.css"}};
 
 bool is_wildcard(const std::string& host) {
     return host == "0.0.0.0" || host == "::" || host == "[::]";

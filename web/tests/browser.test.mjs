@@ -1,6 +1,6 @@
 // Browser tests: Debian's chromium, headless, driven by playwright-core (node --test).
 // Data: a job store made in before() by the real `quantlens` binary on llama-8m from the
-// shared test data (no fake measurements): a sweep of 3 types over 256 tokens, a plan on it
+// shared test data (no fake measurements): a sweep of 3 types over 128 tokens, a plan on it
 // (--target-bpw 5: the Pareto frontier), a verify of that plan beside two presets (the
 // measured points and the summary table) and a calibrate job of a few chunks (the
 // calibration views: the calibrate job's own report, and the sweep's, which borrows it). Expected counts are
@@ -10,8 +10,10 @@
 //     error, one heatmap cell per measured (unit, type), hover shows the stored metric;
 //  2. the calibrate job's report opens offline and draws the calibration charts;
 //  3. the web app over `quantlens serve` (which starts jobs with the real binary): heatmap
-//     cells, hover a cell and read the stored metric, start a real small sweep from the form
-//     and watch it reach 100 %, edit a recipe and see the size change, save it, model tree.
+//     cells, hover a cell and read the stored metric, edit a recipe and see the size change,
+//     save it, model tree;
+//  4. the whole workflow at 1280×800: model → sweep from the form → recipe → quantize →
+//     verify beside Q4_K_M, the measured point on the chart.
 // Screenshots go to <build>/test-artifacts/browser/. Run by scripts/test-browser.sh.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -98,14 +100,14 @@ function startServer() {
 
 before(async () => {
   fs.mkdirSync(artifacts, { recursive: true });
-  // A small real sweep (2 chunks of 128 tokens) and everything the report draws from it.
-  ql(['sweep', model, '--eval', evalText, '--tokens', '256', '--ctx', '128', '--types', TYPES.join(','), '--store', store]);
+  // A small real sweep (2 chunks of 64 tokens) and everything the report draws from it.
+  ql(['sweep', model, '--eval', evalText, '--tokens', '128', '--ctx', '64', '--types', TYPES.join(','), '--store', store]);
   sweepId = onlyJob('sweep');
   const recipePlan = path.join(work, 'plan-bpw5.json');
   ql(['plan', String(sweepId), '--target-bpw', '5', '--name', 'bpw5', '-o', recipePlan, '--store', store]);
   ql(['verify', '--base', model, '--text', evalText, '--recipe', recipePlan, '--presets', 'Q4_K_M,Q8_0',
-    '--ctx', '128', '--chunks', '2', '--out-dir', work, '--job', String(sweepId), '--store', store]);
-  ql(['calibrate', model, '--text', calibText, '--ctx', '128', '--chunks', '4', '--store', store]);
+    '--ctx', '64', '--chunks', '2', '--out-dir', work, '--job', String(sweepId), '--store', store]);
+  ql(['calibrate', model, '--text', calibText, '--ctx', '64', '--chunks', '4', '--store', store]);
   calibId = onlyJob('calibrate');
   shown = qlJson(['jobs', 'show', String(sweepId)]);
   const dataFile = path.join(work, 'report.json');
@@ -333,9 +335,9 @@ test('app: heatmap, hover, edit and save a recipe, model tree', async () => {
 // The seed's whole workflow in the browser, at 1280×800, on llama-8m, each step through the
 // app's own controls and the server's real jobs: pick the model in the folder tree (config
 // and tensor table as `quantlens inspect` gives them), sweep it from the prefilled form (two
-// types, 128 tokens), open its recipe, change a tensor's type on its error curve, quantize
+// types, 64 tokens), open its recipe, change a tensor's type on its error curve, quantize
 // (and see that a second quantize into the same file asks first), verify beside Q4_K_M and
-// find the measured point on the chart. Screenshots of each step: docs/web/*.png come from
+// find the measured point on the chart. Every request stays on the app's own server. Screenshots of each step: docs/web/*.png come from
 // these (<build>/test-artifacts/browser/workflow-*.png).
 test('workflow at 1280×800: model → sweep → recipe → quantize → verify beside Q4_K_M', async () => {
   const page = await context.newPage();
@@ -343,6 +345,8 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   const errors = [], dialogs = [];
   let answer = 'dismiss';
   page.on('pageerror', (e) => errors.push(e.message));
+  const outside = [];
+  page.on('request', (r) => { if (!r.url().startsWith(baseUrl + '/')) outside.push(r.url()); });
   page.on('dialog', (d) => { dialogs.push(d.message()); return answer === 'accept' ? d.accept() : d.dismiss(); });
   const shot = (name) => page.screenshot({ path: path.join(artifacts, `workflow-${name}.png`) });
   const modelsRoot = fs.realpathSync(path.join(shared, 'models'));
@@ -373,7 +377,7 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   await shot('1-model');
 
   // 2. "Sweep this model": the form is prefilled; the type checkboxes come from the server in
-  // bits-per-weight order with the sweep's defaults ticked; two types, 128 tokens.
+  // bits-per-weight order with the sweep's defaults ticked; two types, 64 tokens.
   await page.click('#models-sweep');
   await page.waitForSelector('#view-jobs:not([hidden])');
   assert.equal(await page.inputValue('#start-model'), modelPath);
@@ -387,10 +391,10 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
     ['IQ3_S', 'IQ4_XS', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'Q8_0']);
   assert.match(await page.inputValue('#start-options select[data-option="eval"]'), /eval\.txt$/);
   for (const [name, on] of boxes) if (on !== ['Q4_K', 'Q8_0'].includes(name)) await page.click(`#start-types input[value="${name}"]`);
-  await page.fill('#start-options [data-option="tokens"]', '128');
+  await page.fill('#start-options [data-option="tokens"]', '64');
   await page.click('details.ql-more summary');
-  await page.fill('#start-more [data-option="ctx"]', '64');
-  await page.waitForFunction(() => /≈ 118 items \(59 units × 2 types\) over 128 tokens/.test(document.getElementById('start-estimate').textContent));
+  await page.fill('#start-more [data-option="ctx"]', '32');
+  await page.waitForFunction(() => /≈ 118 items \(59 units × 2 types\) over 64 tokens/.test(document.getElementById('start-estimate').textContent));
   await page.click('#start-submit');
   const newId = await page.waitForFunction(() => /started job (\d+)/.exec(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT })
     .then((h) => h.jsonValue()).then((m) => m[1]);
@@ -403,7 +407,7 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   assert.equal(swept.status, 'done', `job ${newId}: ${swept.status} ${swept.error}`);
   assert.equal(swept.items.done, (TENSORS + 1) * 2);
   assert.deepEqual(swept.params.types, ['Q4_K', 'Q8_0']);
-  assert.equal(swept.params.n_tokens, 128);
+  assert.equal(swept.params.n_tokens, 64);
   assert.match(await page.textContent(`${rowSel} .ql-progress-text`), /100 %/);
   assert.match(await page.textContent(`${rowSel} .ql-eta`), /^took \d+ s$/);
   await shot('2-sweep');
@@ -452,7 +456,7 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   // recipe is on the chart at its real file size, and the table lists both.
   assert.deepEqual(await page.$$eval('#verify-presets input:checked', (b) => b.map((x) => x.value)), ['Q4_K_M']);
   assert.match(await page.inputValue('#verify-text'), /eval\.txt$/);
-  await page.fill('#verify-ctx', '64');
+  await page.fill('#verify-ctx', '32');
   await page.fill('#verify-chunks', '2');
   await page.click('#recipe-verify');
   await page.waitForFunction(() => /ql-(ok|error)/.test(document.getElementById('verify-status').className), null, { timeout: JOB_TIMEOUT });
@@ -476,5 +480,6 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   await page.$eval('#recipe-actions', (e) => e.scrollIntoView());
   await shot('4-verify');
   assert.deepEqual(errors, []);
+  assert.deepEqual(outside, [], 'the app asked for something outside its server');
   await page.close();
 });
