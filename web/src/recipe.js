@@ -248,6 +248,32 @@
     } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
   }
 
+  // Runs `plan JOB --target-bpw X` (a plan artifact of the sweep job), then starts the
+  // editor from it; its frontier appears on the size-vs-KLD chart.
+  async function plan() {
+    const out = $('#plan-status'), bpw = Number($('#plan-bpw').value);
+    const name = 'bpw' + String(bpw).replace('.', '_');
+    out.className = 'ql-note';
+    out.textContent = 'planning…';
+    try {
+      await app.runCommand({ kind: 'plan', job: recipe.id, options: { 'target-bpw': bpw, name } });
+      recipe.data = await app.reportData(recipe.id, true);
+      fillStarts();
+      $('#recipe-start').value = 'plan:' + name;
+      applyStart();
+      const p = recipe.data.plans.find((x) => x.name === name);
+      out.className = 'ql-ok';
+      out.textContent = p ? `plan ${name}: ${fmtBytes(p.size_bytes)}, ${fmt(p.bpw)} bpw, predicted KLD ${fmt(p.predicted_kld)}` : 'planned';
+    } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
+  }
+
+  function fillStarts() {
+    const s = $('#recipe-start'), d = recipe.data;
+    s.innerHTML = '';
+    for (const p of d.plans || []) s.appendChild(el('option', { value: 'plan:' + p.name, text: 'plan ' + p.name }));
+    for (const t of d.types.slice().reverse()) s.appendChild(el('option', { value: 'type:' + t.name, text: 'all ' + t.name }));
+  }
+
   function fillVerifyControls() {
     const texts = app.found().texts, sel = $('#verify-text');
     sel.innerHTML = '';
@@ -275,10 +301,7 @@
     Object.assign(recipe, { id, data, focus: null, saved: null, presets: {} });
     recipe.choice.clear();
     recipe.pinned.clear();
-    const s = $('#recipe-start');
-    s.innerHTML = '';
-    for (const p of data.plans || []) s.appendChild(el('option', { value: 'plan:' + p.name, text: 'plan ' + p.name }));
-    for (const t of data.types.slice().reverse()) s.appendChild(el('option', { value: 'type:' + t.name, text: 'all ' + t.name }));
+    fillStarts();
     const base = ((data.model && data.model.name) || 'model') + '-custom';
     $('#recipe-name').value = base;
     $('#recipe-output').placeholder = base + '.gguf';
@@ -301,6 +324,7 @@
   $('#recipe-name').addEventListener('input', () => { $('#recipe-output').placeholder = $('#recipe-name').value.trim() + '.gguf'; });
   $('#recipe-quantize').addEventListener('click', quantize);
   $('#recipe-verify').addEventListener('click', verify);
+  $('#recipe-plan').addEventListener('click', plan);
   $('#verify-y').addEventListener('change', drawVerify);
 
   window.qlRecipe = { show, recipeStats, llamaArgs };

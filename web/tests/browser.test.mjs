@@ -413,44 +413,54 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   await shot('2-sweep');
 
   // 3. The recipe: from the job's row; all tensors start at the most bits measured (Q8_0).
-  // Clicking a tensor draws its curve with knee, chosen type and the presets' types; a type
-  // button there changes the choice, and the size moves by exactly that tensor's bytes.
+  // A plan at 6 bpw (the knapsack over the measured ΔKLD) becomes the start and draws its
+  // frontier. Clicking a tensor draws its curve with knee, chosen type and the presets'
+  // types; a type button there changes the choice, and the size moves by exactly that
+  // tensor's bytes.
   await page.click(`${rowSel} button[data-action="recipe"]`);
   const unit = 'blk.3.ffn_down.weight';  // 256 × 768
+  const unitType = () => page.$eval(`select[data-unit="${unit}"]`, (s) => s.options[s.selectedIndex].textContent);
   await page.waitForFunction((n) => document.querySelectorAll('#recipe-table select[data-unit]').length === n, TENSORS);
-  assert.equal(await page.$eval(`select[data-unit="${unit}"]`, (s) => s.options[s.selectedIndex].textContent), 'Q8_0');
-  const sizeBefore = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
+  assert.equal(await unitType(), 'Q8_0');
+  await page.fill('#plan-bpw', '6');
+  await page.click('#recipe-plan');
+  await page.waitForFunction(() => /ql-(ok|error)/.test(document.getElementById('plan-status').className), null, { timeout: JOB_TIMEOUT });
+  assert.equal(await page.getAttribute('#plan-status', 'class'), 'ql-ok', await page.textContent('#plan-status'));
+  assert.equal(await page.inputValue('#recipe-start'), 'plan:bpw6');
+  const planned = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
+  const plannedBpw = Number(await page.textContent('#recipe-bpw'));
+  assert.ok(plannedBpw > 4.5 && plannedBpw <= 6.0001, `plan bpw ${plannedBpw}`);
+  const chartTraces = await page.evaluate(() => document.getElementById('verify-chart').data.map((t) => t.name));
+  assert.ok(chartTraces.includes('frontier bpw6') && chartTraces.includes('this recipe (predicted)'), chartTraces.join());
   const presets = await page.evaluate((m) => fetch(`/api/presets?model=${encodeURIComponent(m)}&presets=Q4_K_M`).then((r) => r.json()), modelPath);
   await page.click(`#recipe-table td[data-curve="${unit}"]`);
   await page.waitForFunction(() => /presets give it/.test(document.getElementById('curve-note').textContent));
+  const chosen = await unitType(), target = chosen === 'Q8_0' ? 'Q4_K' : 'Q8_0';
   const traces = await page.evaluate(() => document.getElementById('recipe-curve').data.map((t) => t.name));
-  assert.ok(traces.includes('ΔKLD (measured)') && traces.includes('chosen (Q8_0)') && traces.some((t) => /^knee \((Q4_K|Q8_0)\)$/.test(t)), traces.join());
+  assert.ok(traces.includes('ΔKLD (measured)') && traces.includes(`chosen (${chosen})`) && traces.some((t) => /^knee \((Q4_K|Q8_0)\)$/.test(t)), traces.join());
   assert.match(await page.textContent('#curve-note'), new RegExp(`Q4_K_M → ${presets.presets.Q4_K_M[unit]}`));
-  await page.click('#curve-types button[data-set-type="Q4_K"]');
-  await page.waitForFunction(() => document.getElementById('recipe-curve').data.some((t) => t.name === 'chosen (Q4_K)'));
-  assert.equal(await page.$eval(`select[data-unit="${unit}"]`, (s) => s.options[s.selectedIndex].textContent), 'Q4_K');
-  const sizeAfter = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
-  assert.equal(sizeBefore - sizeAfter, (256 * 768 / 256) * (BYTES_PER_256.Q8_0 - BYTES_PER_256.Q4_K));
+  await page.click(`#curve-types button[data-set-type="${target}"]`);
+  await page.waitForFunction((t) => document.getElementById('recipe-curve').data.some((x) => x.name === `chosen (${t})`), target);
+  assert.equal(await unitType(), target);
+  const edited = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
+  assert.equal(planned - edited, (256 * 768 / 256) * (BYTES_PER_256[chosen] - BYTES_PER_256[target]));
   await shot('3-recipe');
 
   // 4. Quantize: the recipe is saved and written as a GGUF with exactly the chosen types.
+  const recipeNow = await page.evaluate(() => {
+    const out = {};
+    for (const s of document.querySelectorAll('#recipe-table select[data-unit]')) out[s.dataset.unit] = s.options[s.selectedIndex].textContent;
+    return out;
+  });
   await page.fill('#recipe-name', 'e2e-mixed');
   await page.click('#recipe-quantize');
   await page.waitForFunction(() => /ql-(ok|error)/.test(document.getElementById('quantize-status').className), null, { timeout: JOB_TIMEOUT });
   assert.equal(await page.getAttribute('#quantize-status', 'class'), 'ql-ok', await page.textContent('#quantize-status'));
   const gguf = path.join(store + '.outputs', 'e2e-mixed.gguf');
   const written = JSON.parse(ql(['inspect', gguf, '--json']));
-  const typeOf = (n) => written.tensors.find((t) => t.name === n).type;
-  assert.equal(typeOf(unit), 'Q4_K');
-  assert.equal(typeOf('blk.3.ffn_up.weight'), 'Q8_0');
-  assert.equal(typeOf('token_embd.weight'), 'Q8_0');
-  // A second quantize into the same file asks first; declined, the file is left alone.
-  const mtime = fs.statSync(gguf).mtimeMs;
-  await page.click('#recipe-quantize');
-  await page.waitForFunction(() => /not replaced/.test(document.getElementById('quantize-status').textContent));
-  assert.equal(dialogs.length, 1);
-  assert.match(dialogs[0], /e2e-mixed\.gguf exists/);
-  assert.equal(fs.statSync(gguf).mtimeMs, mtime);
+  const writtenTypes = Object.fromEntries(written.tensors.filter((t) => t.name in recipeNow).map((t) => [t.name, t.type]));
+  assert.deepEqual(writtenTypes, recipeNow);
+  assert.equal(writtenTypes[unit], target);
 
   // 5. Verify beside Q4_K_M (the default tick) on the held-out text: the measured point of the
   // recipe is on the chart at its real file size, and the table lists both.
@@ -479,6 +489,20 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   assert.equal(point.y[i], mine.kld_mean);
   await page.$eval('#recipe-actions', (e) => e.scrollIntoView());
   await shot('4-verify');
+
+  // 6. A second quantize into the same file asks first: declined, the file is left alone;
+  // confirmed, it is replaced.
+  const mtime = fs.statSync(gguf).mtimeMs;
+  await page.click('#recipe-quantize');
+  await page.waitForFunction(() => /not replaced/.test(document.getElementById('quantize-status').textContent));
+  assert.equal(dialogs.length, 1);
+  assert.match(dialogs[0], /e2e-mixed\.gguf exists/);
+  assert.equal(fs.statSync(gguf).mtimeMs, mtime);
+  answer = 'accept';
+  await page.click('#recipe-quantize');
+  await page.waitForFunction(() => /^done: /.test(document.getElementById('quantize-status').textContent), null, { timeout: JOB_TIMEOUT });
+  assert.equal(dialogs.length, 2);
+  assert.notEqual(fs.statSync(gguf).mtimeMs, mtime);
   assert.deepEqual(errors, []);
   assert.deepEqual(outside, [], 'the app asked for something outside its server');
   await page.close();
