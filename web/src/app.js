@@ -35,8 +35,9 @@
       return await api('POST', path, body);
     } catch (e) {
       if (e.status !== 409) throw e;
-      if (!window.confirm(e.message + '\n\nReplace the existing file?')) {
-        const d = new Error('not replaced: ' + e.message);
+      const what = e.message.replace(/; send .*$/, '');  // the API's hint is for API users
+      if (!window.confirm(what + '.\n\nReplace the existing file?')) {
+        const d = new Error('not replaced: ' + what);
         d.declined = true;
         throw d;
       }

@@ -11,7 +11,7 @@
 //  2. the calibrate job's report opens offline and draws the calibration charts;
 //  3. the web app over `quantlens serve` (which starts jobs with the real binary): heatmap
 //     cells, hover a cell and read the stored metric, edit a recipe and see the size change,
-//     save it, model tree;
+//     save it, model tree, calibrate and eval from the start form;
 //  4. the whole workflow at 1280×800: model → sweep from the form → recipe → quantize →
 //     verify beside Q4_K_M, the measured point on the chart.
 // Screenshots go to <build>/test-artifacts/browser/. Run by scripts/test-browser.sh.
@@ -328,6 +328,36 @@ test('app: heatmap, hover, edit and save a recipe, model tree', async () => {
   const visible = await page.$$eval('#models-table tr.ql-tensor', (rows) => rows.map((r) => r.firstChild.textContent));
   assert.deepEqual(visible, ['model.layers.3.mlp.down_proj.weight']);
   await page.screenshot({ path: path.join(artifacts, 'app-models.png') });
+
+  // The other kinds from the start form: calibrate records a job (followed to done, its
+  // imatrix written into the output folder), eval answers with its output (PPL).
+  await page.goto(`${baseUrl}/#jobs`);
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.selectOption('#start-kind', 'calibrate');
+  await page.fill('#start-model', model);
+  assert.match(await page.inputValue('#start-options select[data-option="text"]'), /calib\.txt$/);
+  await page.fill('#start-options [data-option="chunks"]', '2');
+  await page.fill('#start-options [data-option="output"]', 'form-calib.dat');
+  await page.$eval('details.ql-more', (d) => { d.open = true; });
+  await page.fill('#start-more [data-option="ctx"]', '64');
+  await page.click('#start-submit');
+  const calId = await page.waitForFunction(() => /started job (\d+)/.exec(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT })
+    .then((h) => h.jsonValue()).then((m) => m[1]);
+  await page.waitForFunction((id) => {
+    const tr = document.querySelector(`#jobs-table tr[data-job-id="${id}"]`);
+    return tr && ['done', 'failed', 'cancelled'].includes(tr.dataset.state);
+  }, calId, { timeout: JOB_TIMEOUT });
+  assert.equal(qlJson(['jobs', 'show', calId]).status, 'done');
+  assert.ok(fs.statSync(path.join(store + '.outputs', 'form-calib.dat')).size > 0);
+  await page.selectOption('#start-kind', 'eval');
+  await page.fill('#start-model', model);
+  assert.match(await page.inputValue('#start-options select[data-option="text"]'), /eval\.txt$/);
+  await page.fill('#start-options [data-option="ctx"]', '64');
+  await page.fill('#start-options [data-option="chunks"]', '2');
+  await page.click('#start-submit');
+  await page.waitForFunction(() => /finished|exited|error/.test(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT });
+  assert.match(await page.textContent('#start-result'), /eval finished: .*tokens\/s|eval finished: PPL/);
+  assert.equal(await page.getAttribute('#procs-table tr[data-state]', 'data-state'), 'done');
   assert.deepEqual(errors, []);
   await page.close();
 });
