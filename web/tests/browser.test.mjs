@@ -316,6 +316,15 @@ test('app: heatmap, hover, edit and save a recipe, model tree', async () => {
   assert.equal(saved.job_id, sweepId);
   await page.click('#recipe-save-yaml');
   await page.waitForFunction(() => /browser-test\.yaml/.test(document.getElementById('recipe-status').textContent));
+  // Saving again under the same name asks first; declined, the file keeps its content.
+  const asked = [];
+  page.once('dialog', (d) => { asked.push(d.message()); d.dismiss(); });
+  const savedText = fs.readFileSync(path.join(recipes, 'browser-test.json'), 'utf8');
+  await page.selectOption(unitSel, await page.$eval(unitSel, (s, t) => [...s.options].find((o) => o.textContent === t).value, chosen));
+  await page.click('#recipe-save-json');
+  await page.waitForFunction(() => /not replaced: recipe 'browser-test' already exists/.test(document.getElementById('recipe-status').textContent));
+  assert.equal(asked.length, 1);
+  assert.equal(fs.readFileSync(path.join(recipes, 'browser-test.json'), 'utf8'), savedText);
   await page.screenshot({ path: path.join(artifacts, 'app-recipe.png') });
 
   // Model tree with search.
