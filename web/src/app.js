@@ -86,9 +86,15 @@
     };
     for (const r of roots) await visit(r, 1);
     for (const k of Object.keys(FOUND)) FOUND[k] = [...seen[k]].sort();
+    fillModelList();
+  }
+
+  // The model field suggests the models found in the folders and those of the store's jobs.
+  function fillModelList() {
     const dl = $('#start-model-list');
     dl.innerHTML = '';
-    for (const m of FOUND.models) dl.appendChild(el('option', { value: m }));
+    const fromJobs = [...jobs.values()].map((j) => j.model).filter(Boolean);
+    for (const m of [...new Set([...FOUND.models, ...fromJobs])].sort()) dl.appendChild(el('option', { value: m }));
   }
 
   // ---------------------------------------------------------------- jobs
@@ -142,6 +148,7 @@
     const ids = list.map((j) => j.id + j.status).join(',');
     if (ids === renderJobs.ids) return;  // keep open dropdowns alone when nothing changed
     renderJobs.ids = ids;
+    fillModelList();
     const sweeps = list.filter((j) => j.kind === 'sweep');
     for (const [sel, which] of [['#report-job', list], ['#recipe-job', sweeps], ['#start-job', sweeps]]) {
       const s = $(sel), keep = s.value;
