@@ -311,6 +311,8 @@
     $('#start-model-label').hidden = spec.target !== 'model';
     $('#start-browse').hidden = spec.target !== 'model';
     $('#start-job-label').hidden = spec.target !== 'job' && !spec.job_option;
+    const jobSel = $('#start-job');  // a plan needs a sweep: the newest, unless one is chosen
+    if (spec.target === 'job' && !jobSel.value && jobSel.options.length > 1) jobSel.value = jobSel.options[1].value;
     const main = $('#start-options'), more = $('#start-more');
     main.innerHTML = '';
     more.innerHTML = '';
