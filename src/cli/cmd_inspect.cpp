@@ -10,6 +10,7 @@
 #include "cli/command.h"
 #include "core/ggml_type.h"
 #include "hub/resolve.h"
+#include "model/inspect_json.h"
 #include "model/model.h"
 #include "model/names.h"
 
@@ -30,54 +31,13 @@ double model_bpw(const Model& m) {
                            static_cast<double>(m.total_params()));
 }
 
-nlohmann::ordered_json config_json(const ModelConfig& c) {
-    nlohmann::ordered_json j;
-    j["arch"] = arch_name(c.arch);
-    j["hf_architecture"] = c.hf_architecture;
-    j["gguf_arch"] = c.gguf_arch;
-    j["n_layers"] = c.n_layers;
-    j["hidden"] = c.hidden;
-    j["n_heads"] = c.n_heads;
-    j["n_kv_heads"] = c.n_kv_heads;
-    j["head_dim"] = c.head_dim;
-    j["ffn"] = c.ffn;
-    j["vocab"] = c.vocab;
-    j["n_experts"] = c.n_experts;
-    j["n_experts_used"] = c.n_experts_used;
-    j["rope_theta"] = c.rope_theta;
-    j["rms_eps"] = c.rms_eps;
-    j["tie_embeddings"] = c.tie_embeddings;
-    return j;
-}
-
 int run_inspect(const InspectOptions& o) {
     const std::unique_ptr<Model> m = Model::open(resolve_model_path(o.model));
     const ModelConfig& c = m->config();
     if (o.json) {
         nlohmann::ordered_json j;
         j["model"] = o.model;
-        j["source"] = source_name(m->source());
-        j["config"] = config_json(c);
-        nlohmann::ordered_json tensors = nlohmann::ordered_json::array();
-        for (const TensorInfo& t : m->tensors()) {
-            nlohmann::ordered_json e;
-            e["name"] = t.name;
-            e["hf_name"] = t.hf_name;
-            e["ne"] = t.ne;
-            e["type"] = ggml_type_display_name(t.type);
-            e["params"] = t.n_elements();
-            e["bytes"] = t.nbytes();
-            e["layer"] = t.layer;
-            e["role"] = role_name(t.role);
-            e["quantizable"] = t.quantizable;
-            tensors.push_back(std::move(e));
-        }
-        j["tensors"] = std::move(tensors);
-        j["totals"] = {{"tensors", m->tensors().size()},
-                       {"layers", c.n_layers},
-                       {"params", m->total_params()},
-                       {"bytes", m->total_bytes()},
-                       {"bits_per_weight", model_bpw(*m)}};
+        j.update(model_inspect_json(*m));  // the same document the web app shows
         fmt::print("{}\n", j.dump(2));
         return 0;
     }

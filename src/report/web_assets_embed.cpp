@@ -17,6 +17,7 @@ QL_INCBIN(ql_web_app_html, QL_WEB_DIR "/app.html")
 QL_INCBIN(ql_web_style_css, QL_WEB_DIR "/src/style.css")
 QL_INCBIN(ql_web_report_js, QL_WEB_DIR "/src/report.js")
 QL_INCBIN(ql_web_app_js, QL_WEB_DIR "/src/app.js")
+QL_INCBIN(ql_web_recipe_js, QL_WEB_DIR "/src/recipe.js")
 #ifdef QL_PLOTLY_PATH
 QL_INCBIN(ql_web_plotly, QL_PLOTLY_PATH)
 #endif
@@ -34,6 +35,7 @@ const std::vector<EmbeddedFile>& embedded_files() {
         QL_BLOB("src/style.css", ql_web_style_css),
         QL_BLOB("src/report.js", ql_web_report_js),
         QL_BLOB("src/app.js", ql_web_app_js),
+        QL_BLOB("src/recipe.js", ql_web_recipe_js),
 #ifdef QL_PLOTLY_PATH
         QL_BLOB("plotly.min.js", ql_web_plotly),
 #endif

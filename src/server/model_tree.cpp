@@ -7,6 +7,8 @@
 #include "core/ggml_type.h"
 #include "formats/gguf.h"
 #include "formats/safetensors.h"
+#include "model/inspect_json.h"
+#include "model/model.h"
 
 namespace quantlens::server {
 
@@ -59,6 +61,17 @@ nlohmann::json gguf_tensors(const fs::path& file) {
     return out;
 }
 
+// The checkpoint as `quantlens inspect` sees it (config, GGUF names, roles), or why it
+// cannot be opened as a model (the file listing above still shows its tensors).
+void add_inspect(nlohmann::json& doc, const fs::path& path) {
+    try {
+        doc["inspect"] =
+            nlohmann::json::parse(model_inspect_json(*Model::open(path.string())).dump());
+    } catch (const std::exception& e) {
+        doc["inspect_error"] = e.what();
+    }
+}
+
 nlohmann::json with_totals(nlohmann::json doc) {
     uint64_t bytes = 0;
     for (const auto& t : doc["tensors"]) bytes += t["bytes"].get<uint64_t>();
@@ -83,6 +96,7 @@ nlohmann::json describe_path(const fs::path& path) {
                 if (e.path().extension() == ".safetensors")
                     for (auto& t : safetensors_tensors(e.path()))
                         doc["tensors"].push_back(std::move(t));
+            add_inspect(doc, path);
             return with_totals(std::move(doc));
         }
         nlohmann::json entries = nlohmann::json::array();
@@ -111,11 +125,14 @@ nlohmann::json describe_path(const fs::path& path) {
                 {"truncated", truncated}};
     }
     const std::string ext = path.extension().string();
-    if (ext == ".gguf")
-        return with_totals({{"path", path.string()},
-                            {"kind", "model"},
-                            {"format", "gguf"},
-                            {"tensors", gguf_tensors(path)}});
+    if (ext == ".gguf") {
+        nlohmann::json doc = {{"path", path.string()},
+                              {"kind", "model"},
+                              {"format", "gguf"},
+                              {"tensors", gguf_tensors(path)}};
+        add_inspect(doc, path);
+        return with_totals(std::move(doc));
+    }
     if (ext == ".safetensors")
         return with_totals({{"path", path.string()},
                             {"kind", "model"},

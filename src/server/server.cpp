@@ -18,6 +18,7 @@
 
 #include "core/error.h"
 #include "report/web_assets.h"
+#include "server/catalog.h"
 #include "server/model_tree.h"
 #include "server/recipes.h"
 #include "server/server_impl.h"
@@ -31,8 +32,10 @@ namespace {
 constexpr size_t kMaxBody = 16u << 20;  // recipes of 70B models are < 1 MB; 16 MB is generous
 
 // Files the app may load; anything else under /assets is 404 (no path reaches the disk).
-const char* const kAssets[][2] = {
-    {"app.js", "src/app.js"}, {"report.js", "src/report.js"}, {"style.css", "src/style.css"}};
+const char* const kAssets[][2] = {{"app.js", "src/app.js"},
+                                  {"recipe.js", "src/recipe.js"},
+                                  {"report.js", "src/report.js"},
+                                  {"style.css", "src/style.css"}};
 
 bool is_wildcard(const std::string& host) {
     return host == "0.0.0.0" || host == "::" || host == "[::]";
@@ -125,6 +128,10 @@ Server::Server(ServerOptions options) : impl_(std::make_unique<Impl>()) {
     QL_CHECK(!ec, "{}: cannot create the output folder: {}", s.options.output_dir, ec.message());
     s.options.output_dir = fs::canonical(s.options.output_dir).string();
     s.options.model_roots.push_back(s.options.output_dir);
+    // Saved recipes are inputs of quantize and verify jobs: readable like the outputs.
+    fs::create_directories(s.options.recipes_dir, ec);
+    QL_CHECK(!ec, "{}: cannot create the recipe folder: {}", s.options.recipes_dir, ec.message());
+    s.options.model_roots.push_back(fs::canonical(s.options.recipes_dir).string());
     QL_CHECK(s.options.port >= 0 && s.options.port <= 65535, "--port {}: expected 0..65535",
              s.options.port);
     QL_CHECK(s.options.threads >= 4, "server threads {}: expected at least 4", s.options.threads);
@@ -235,9 +242,36 @@ void Server::Impl::routes() {
         }
         reply_json(res, describe_path(*path));
     });
+    http.Get("/api/types", [](const httplib::Request&, httplib::Response& res) {
+        reply_json(res, types_json());
+    });
+    http.Get("/api/presets", [this](const httplib::Request& req, httplib::Response& res) {
+        std::string why;
+        const auto path = paths->resolve(req.get_param_value("model"), &why);
+        if (!path) return reply_error(res, 404, "model: " + why);
+        reply_json(res, presets_json(*path, req.get_param_value("presets")));
+    });
     http.Post("/api/recipes", [this](const httplib::Request& req, httplib::Response& res) {
         const auto body = parse_body(req, res);
         if (!body) return;
+        // An existing recipe is a 409 the app answers by asking, then resending "overwrite".
+        // (Malformed fields are left to save_recipe, which names them.)
+        const auto& b = *body;
+        const bool overwrite =
+            b.contains("overwrite") && b["overwrite"].is_boolean() && b["overwrite"].get<bool>();
+        if (!overwrite && b.contains("name") && b["name"].is_string() &&
+            is_safe_name(b["name"].get<std::string>())) {
+            const bool yaml = b.contains("format") && b["format"] == "yaml";
+            const std::string name = b["name"];
+            const fs::path target =
+                fs::path(options.recipes_dir) / (name + (yaml ? ".yaml" : ".json"));
+            std::error_code ec;
+            if (fs::symlink_status(target, ec).type() != fs::file_type::not_found)
+                return reply_error(res, 409,
+                                   "recipe '" + name + "' already exists (" +
+                                       fs::absolute(target).string() +
+                                       "); send \"overwrite\": true to replace it");
+        }
         const SavedRecipe saved = save_recipe(*body, options.recipes_dir);
         reply_json(res,
                    {{"path", fs::absolute(saved.path).string()}, {"n_tensors", saved.n_tensors}},

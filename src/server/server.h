@@ -5,6 +5,9 @@
 //   GET  /api/health                {"ok": true, "version"}
 //   GET  /api/job-kinds             the options the app may set per job kind
 //                                   (jobs::job_kinds_json, from src/jobs/job_options.h)
+//   GET  /api/types                 quantization types by bpw with the sweep's defaults,
+//                                   presets, GPU support (server/catalog.h)
+//   GET  /api/presets?model=P&presets=L  each preset's type per tensor of that model
 //   GET  /api/jobs                  every job (jobs::to_json + "eta_s")
 //   GET  /api/jobs/:id              one job; 404 when absent
 //   GET  /api/jobs/:id/report-data  the report-data document (src/report/report_data.h)
@@ -13,12 +16,19 @@
 //   POST /api/jobs                  start calibrate/sweep/plan/quantize/verify/eval as a child
 //                                   process of this executable with validated options; an
 //                                   `output` is a file name in the output folder (409 when it
-//                                   exists)
+//                                   exists, unless the body says "force": true, which the app
+//                                   sends only after the user confirmed); verify's working
+//                                   folder is <output folder>/verify
+//   GET  /api/processes/:pid        a command started above that records no job (eval,
+//                                   quantize, verify): running, exit code, output tail
 //   POST /api/jobs/:id/pause|cancel  through the store (409 for an illegal change)
 //   POST /api/jobs/:id/resume        runs `quantlens jobs resume ID` as a child process
 //   GET  /api/models?path=P         directory listing or tensor table, only under the allowed
-//                                   roots (working directory, --models-dir)
-//   POST /api/recipes               save a recipe (JSON/YAML) into --recipes-dir
+//                                   roots (working directory, --models-dir, the output and
+//                                   recipe folders); a model carries `inspect` (the document
+//                                   of `quantlens inspect --json`, model/inspect_json.h)
+//   POST /api/recipes               save a recipe (JSON/YAML) into --recipes-dir (409 when it
+//                                   exists, unless "overwrite": true)
 // Every error is JSON {"error": "..."} with a 4xx status for bad input (400 malformed, 403
 // outside the roots or bad Host/Content-Type, 404 absent, 409 illegal state change, 413 too
 // large, 503 too many event streams, 422 a started command that exited with an error). POSTs must
@@ -80,8 +90,7 @@ class Server {
     // Serves one request without a socket (tests, fuzzing): the same checks, routes and error
     // replies as a connection, with Host 127.0.0.1 and the given Content-Type. Bytes of
     // `target` that cannot appear in a request line are percent-encoded first.
-    HttpReply handle(const std::string& method, const std::string& target,
-                     const std::string& body,
+    HttpReply handle(const std::string& method, const std::string& target, const std::string& body,
                      const std::string& content_type = "application/json");
 
     struct Impl;

@@ -6,7 +6,9 @@
 #include <nlohmann/json.hpp>
 
 #include <atomic>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <optional>
 #include <string>
 #include <vector>
@@ -33,6 +35,10 @@ struct Server::Impl {
     std::atomic<int> open_streams{0};
     std::atomic<bool> stopping{false};
     int bound_port = 0;
+    // Commands that record no job (eval, quantize, verify): pid → (kind, log), so the app can
+    // follow them through GET /api/processes/:pid.
+    std::mutex processes_mutex;
+    std::map<pid_t, std::pair<std::string, std::string>> processes;
 
     void routes();
     void job_routes();  // server_jobs.cpp

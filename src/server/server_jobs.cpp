@@ -104,6 +104,13 @@ std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::j
     } else if (spec->job_required) {
         return refuse(400, fmt::format("'job' is required for a {} job", kind));
     }
+    // "force": true replaces existing outputs; the app sends it only after the user confirmed
+    // the 409 that named them.
+    if (body.contains("force") && !body["force"].is_boolean())
+        return refuse(400, "'force' must be true or false");
+    const bool force = body.value("force", false);
+    if (force && !spec->find("force"))
+        return refuse(400, "'force' is not accepted for a " + kind + " job");
     const nlohmann::json opts =
         body.contains("options") ? body["options"] : nlohmann::json::object();
     if (!opts.is_object()) return refuse(400, "'options' must be an object");
@@ -167,14 +174,19 @@ std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::j
                                            options.output_dir);
                 const fs::path out = fs::path(options.output_dir) / value.get<std::string>();
                 std::error_code ec;
-                if (fs::symlink_status(out, ec).type() != fs::file_type::not_found)
+                if (!force && fs::symlink_status(out, ec).type() != fs::file_type::not_found)
                     return refuse(409, flag + ": " + out.string() +
-                                           " exists; the server never overwrites an output");
+                                           " exists; send \"force\": true to replace it");
                 argv.insert(argv.end(), {flag, out.string()});
                 break;
             }
         }
     }
+    if (force) argv.push_back("--force");
+    // verify writes its candidates (recipes and presets quantized) into a working folder of
+    // its own, reused when their inputs are unchanged: keep it inside the output folder.
+    if (spec->find("out-dir"))
+        argv.insert(argv.end(), {"--out-dir", options.output_dir + "/verify"});
     // Only commands that record a job take a store; eval and quantize refuse --store.
     if (spec->takes_store()) argv.insert(argv.end(), {"--store", options.store_path});
     return argv;
@@ -329,8 +341,32 @@ void Server::Impl::job_routes() {
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
+        {
+            std::lock_guard<std::mutex> lock(processes_mutex);
+            processes[pid] = {kind, log};
+        }
         reply_json(res, {{"pid", pid}, {"job", nullptr}, {"log", log}}, 202);
     });
+    // A command started above that records no job: running, or its exit code and output.
+    http.Get(
+        R"(/api/processes/(\d{1,9}))", [this](const httplib::Request& req, httplib::Response& res) {
+            const auto pid = static_cast<pid_t>(job_id_of(req));
+            std::pair<std::string, std::string> info;
+            {
+                std::lock_guard<std::mutex> lock(processes_mutex);
+                const auto it = processes.find(pid);
+                if (it == processes.end())
+                    return reply_error(res, 404,
+                                       fmt::format("no process {} started by this server", pid));
+                info = it->second;
+            }
+            const auto code = children.exit_code(pid);
+            reply_json(res, {{"pid", pid},
+                             {"kind", info.first},
+                             {"running", !code.has_value()},
+                             {"exit_code", code ? nlohmann::json(*code) : nlohmann::json(nullptr)},
+                             {"output", tail_of_file(info.second)}});
+        });
 }
 
 }  // namespace quantlens::server

@@ -25,8 +25,11 @@ pid_t Children::spawn(const std::vector<std::string>& argv, const std::string& l
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
     posix_spawn_file_actions_addopen(&actions, 0, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(),
-                                     O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    // No O_CLOEXEC: this open happens in the child, and a close-on-exec stdout would be
+    // closed by the exec itself, losing everything the command prints to stdout (and letting
+    // the child's first open file become fd 1).
+    posix_spawn_file_actions_addopen(&actions, 1, log_path.c_str(), O_WRONLY | O_CREAT | O_APPEND,
+                                     0644);
     posix_spawn_file_actions_adddup2(&actions, 1, 2);
     posix_spawnattr_t attr;
     posix_spawnattr_init(&attr);

@@ -233,7 +233,7 @@ TEST_F(Api, SavesRecipesAsJsonAndYaml) {
     const json saved = json::parse(std::ifstream(dir_ / "recipes" / "t1.json"));
     EXPECT_EQ(saved["tensors"]["blk.0.attn_q.weight"], "Q4_K");  // normalized type names
     r = post("/api/recipes", {{"name", "t1"}, {"format", "json"}, {"recipe", recipe}});
-    EXPECT_EQ(r->status, 400);  // exists, no overwrite
+    EXPECT_EQ(r->status, 409);  // exists, no overwrite: the app asks, then resends
     r = post("/api/recipes", {{"name", "t1"}, {"format", "yaml"}, {"recipe", recipe}});
     ASSERT_EQ(r->status, 201);
     std::ifstream yaml(dir_ / "recipes" / "t1.yaml");
@@ -534,4 +534,88 @@ TEST_F(Api, VerifyOptionsAreTheCommandsOwn) {
     EXPECT_NE(r->body.find("option 'plan'"), std::string::npos) << r->body;
     r = post("/api/jobs", {{"kind", "eval"}, {"job", job_}});
     EXPECT_EQ(r->status, 400) << r->body;
+}
+
+// Issue 27: the app's type checkboxes come from the type table, by bits per weight, with the
+// sweep's defaults ticked; nothing about types is written twice in JS.
+TEST_F(Api, TypesComeFromTheTypeTableByBitsPerWeight) {
+    auto r = client().Get("/api/types");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200);
+    const json doc = body_of(r);
+    std::vector<std::string> defaults;
+    double last = 0;
+    for (const auto& t : doc["types"]) {
+        EXPECT_GE(t["bpw"].get<double>(), last) << t.dump();
+        last = t["bpw"].get<double>();
+        if (t["default"].get<bool>()) defaults.push_back(t["name"]);
+        if (t["name"] == "Q4_K") EXPECT_DOUBLE_EQ(t["bpw"].get<double>(), 4.5);
+        if (t["name"] == "Q6_K") EXPECT_DOUBLE_EQ(t["bpw"].get<double>(), 210.0 * 8 / 256);
+    }
+    EXPECT_EQ(defaults, (std::vector<std::string>{"Q2_K", "Q3_K", "IQ3_S", "IQ4_XS", "Q4_K", "Q5_K",
+                                                  "Q6_K", "Q8_0"}));
+    bool q4_k_m = false;
+    for (const auto& p : doc["presets"]) q4_k_m |= p["name"] == "Q4_K_M";
+    EXPECT_TRUE(q4_k_m);
+    EXPECT_TRUE(doc["gpu"].is_boolean());
+}
+
+// The types llama.cpp's Q4_K_M gives llama-8m's tensors (as its reference file has them):
+// output at Q6_K, attn_q at Q4_K, and attn_v/ffn_down raised in the layers use_more_bits picks.
+TEST_F(Api, PresetTypesOfAModel) {
+    auto r = client().Get("/api/presets?model=models/llama-8m&presets=Q4_K_M,Q8_0");
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const json p = body_of(r)["presets"];
+    EXPECT_EQ(p["Q4_K_M"]["output.weight"], "Q6_K");
+    EXPECT_EQ(p["Q4_K_M"]["blk.3.attn_q.weight"], "Q4_K");
+    EXPECT_EQ(p["Q4_K_M"]["blk.0.attn_v.weight"], "Q6_K");
+    EXPECT_EQ(p["Q4_K_M"]["blk.0.ffn_down.weight"], "Q6_K");
+    EXPECT_EQ(p["Q8_0"]["blk.3.attn_q.weight"], "Q8_0");
+    EXPECT_EQ(p["Q4_K_M"].size(), 58u);
+    EXPECT_EQ(client().Get("/api/presets?model=models/llama-8m&presets=Q9_X")->status, 400);
+    EXPECT_EQ(client().Get("/api/presets?model=../secret.txt&presets=Q8_0")->status, 404);
+}
+
+// The Models view shows a checkpoint as `quantlens inspect` does: config and GGUF names.
+TEST_F(Api, ModelsCarryTheInspectDocument) {
+    auto r = client().Get("/api/models?path=models/llama-8m");
+    ASSERT_EQ(r->status, 200);
+    const json doc = body_of(r);
+    ASSERT_TRUE(doc.contains("inspect")) << doc.value("inspect_error", "");
+    const json& ins = doc["inspect"];
+    EXPECT_EQ(ins["config"]["n_layers"], 8);
+    EXPECT_EQ(ins["config"]["n_heads"], 4);
+    EXPECT_EQ(ins["config"]["n_kv_heads"], 2);
+    EXPECT_EQ(ins["config"]["vocab"], 4096);
+    EXPECT_EQ(ins["totals"]["tensors"], 75);
+    EXPECT_EQ(ins["totals"]["params"], 8392960);
+    bool found = false;
+    for (const auto& t : ins["tensors"])
+        if (t["name"] == "blk.3.ffn_down.weight") {
+            found = true;
+            EXPECT_EQ(t["hf_name"], "model.layers.3.mlp.down_proj.weight");
+            EXPECT_EQ(t["role"], "ffn_down");
+            EXPECT_EQ(t["ne"], json::array({768, 256}));
+        }
+    EXPECT_TRUE(found);
+}
+
+// An existing output is a 409 the app turns into a question; only "force": true (sent after
+// the user said yes) goes past it. Processes the server did not start are unknown.
+TEST_F(Api, ExistingOutputNeedsForce) {
+    const fs::path outputs = store_path_ + ".outputs";
+    std::ofstream(outputs / "taken.dat") << "keep";
+    json body = {{"kind", "calibrate"},
+                 {"model", "models/llama-8m"},
+                 {"options", {{"text", "models/llama-8m/config.json"}, {"output", "taken.dat"}}}};
+    auto r = post("/api/jobs", body);
+    EXPECT_EQ(r->status, 409) << r->body;
+    EXPECT_NE(r->body.find("taken.dat exists"), std::string::npos) << r->body;
+    body["force"] = "yes";
+    EXPECT_EQ(post("/api/jobs", body)->status, 400);
+    body["force"] = true;
+    r = post("/api/jobs", body);
+    EXPECT_EQ(r->status, 202) << r->body;  // the stand-in records a job
+    EXPECT_EQ(client().Get("/api/processes/999999")->status, 404);
 }

@@ -29,7 +29,7 @@ class JobsEndToEnd : public ::testing::Test {
         fs::remove_all(dir_);
         fs::create_directories(dir_);
         fs::create_directory_symlink(shared_dir(), dir_ / "shared");
-        // verify writes its candidates under the working directory, which children inherit.
+        // Children inherit the working directory (verify once wrote its candidates there).
         previous_cwd_ = fs::current_path();
         fs::current_path(dir_);
         server::ServerOptions o;
@@ -129,6 +129,9 @@ TEST_F(JobsEndToEnd, EveryKindSucceeds) {
                    {"job", sweep},
                    {"options", {{"text", text}, {"presets", "Q8_0"}, {"ctx", 64}, {"chunks", 1}}}}),
               0);
+    // verify's candidates are written inside the output folder, not the server's cwd.
+    EXPECT_TRUE(fs::exists(outputs / "verify" / "Q8_0.gguf"));
+    EXPECT_FALSE(fs::exists(dir_ / "quantlens-verify"));
     jobs::Store store((dir_ / "jobs.sqlite").string());
     EXPECT_TRUE(store.get_artifact(sweep, "verify").has_value());  // verify --job stored it
     EXPECT_FALSE(store.artifact_names(sweep).empty());
@@ -146,4 +149,16 @@ TEST_F(JobsEndToEnd, RefusedSweepLeavesNoJob) {
     EXPECT_NE(r->body.find("--ggml-numerics"), std::string::npos) << r->body;
     jobs::Store store((dir_ / "jobs.sqlite").string());
     EXPECT_TRUE(store.list_jobs().empty());
+}
+
+// What a command prints on stdout reaches its log and the reply (its stdout was once opened
+// close-on-exec, so it was closed by the exec and only stderr survived).
+TEST_F(JobsEndToEnd, StdoutReachesTheReply) {
+    auto r = post({{"kind", "eval"},
+                   {"model", "shared/models/llama-8m"},
+                   {"options", {{"text", "shared/data/eval.txt"}, {"ctx", 64}, {"chunks", 1}}}});
+    ASSERT_TRUE(r);
+    ASSERT_EQ(r->status, 200) << r->body;
+    const std::string output = json::parse(r->body)["output"];
+    EXPECT_NE(output.find("PPL"), std::string::npos) << output;
 }

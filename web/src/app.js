@@ -1,12 +1,16 @@
 // quantlens web app: talks to the JSON API of `quantlens serve` (src/server/server.h) and
-// reuses report.js for the charts. State lives in the URL hash (#jobs, #models,
-// #report/ID, #recipe/ID) so a reload keeps the view.
+// reuses report.js for the charts. State lives in the URL hash (#models, #jobs, #report/ID,
+// #recipe/ID) so a reload keeps the view. This file: API helpers, the jobs list and the
+// start form, the models view, the report view and routing; recipe.js is the recipe view.
+// Nothing here knows a type, preset or option by heart: they come from /api/types and
+// /api/job-kinds (the C++ tables).
 /* global QLReport */
 (function () {
   'use strict';
   const $ = (sel) => document.querySelector(sel);
   const { el, fmt, fmtBytes } = QLReport;
 
+  // ---------------------------------------------------------------- API
   async function api(method, path, body) {
     const init = { method, headers: {} };
     if (method === 'POST') {
@@ -16,8 +20,29 @@
     const res = await fetch(path, init);
     let data = null;
     try { data = await res.json(); } catch (e) { data = { error: res.statusText }; }
-    if (!res.ok) throw new Error((data && data.error) || res.statusText);
+    if (!res.ok) {
+      const err = new Error((data && data.error) || res.statusText);
+      err.status = res.status;
+      throw err;
+    }
     return data;
+  }
+
+  // POST that never replaces a file silently: a 409 (the server's "exists") is shown to the
+  // user, and only after they confirm is the request sent again with `confirmed(body)`.
+  async function postConfirmed(path, body, confirmed) {
+    try {
+      return await api('POST', path, body);
+    } catch (e) {
+      if (e.status !== 409) throw e;
+      const what = e.message.replace(/; send .*$/, '');  // the API's hint is for API users
+      if (!window.confirm(what + '.\n\nReplace the existing file?')) {
+        const d = new Error('not replaced: ' + what);
+        d.declined = true;
+        throw d;
+      }
+      return api('POST', path, confirmed(body));
+    }
   }
 
   function status(text, bad) {
@@ -26,37 +51,90 @@
     s.className = 'meta ' + (bad ? 'ql-error' : '');
   }
 
+  function fmtSeconds(s) {
+    if (s === null || s === undefined || !Number.isFinite(s)) return '';
+    if (s < 90) return Math.max(0, Math.round(s)) + ' s';
+    if (s < 5400) return Math.round(s / 60) + ' min';
+    return (s / 3600).toFixed(1) + ' h';
+  }
+
+  // ---------------------------------------------------------------- catalog
+  // Types (by bpw, with the sweep's defaults), presets and GPU support, from the server.
+  let CATALOG = { types: [], presets: [], gpu: false };
+  let KINDS = {};
+  // Files found under the allowed roots: models, texts, imatrix files, recipes.
+  const FOUND = { models: [], texts: [], imatrix: [], recipes: [] };
+
+  async function scanRoots() {
+    const roots = (await api('GET', '/api/models?path=')).roots;
+    const seen = { models: new Set(), texts: new Set(), imatrix: new Set(), recipes: new Set() };
+    const visit = async (dir, depth) => {
+      let doc;
+      try { doc = await api('GET', '/api/models?path=' + encodeURIComponent(dir)); } catch (e) { return; }
+      if (doc.kind !== 'dir') return;
+      const subdirs = [];
+      for (const e of doc.entries) {
+        const p = doc.path + '/' + e.name;
+        if (e.type === 'dir' && e.model) seen.models.add(p);
+        else if (e.type === 'dir') subdirs.push(p);
+        else if (/imatrix/i.test(e.name) || /\.dat$/.test(e.name)) seen.imatrix.add(p);
+        else if (/\.gguf$/.test(e.name)) seen.models.add(p);
+        else if (/\.txt$/.test(e.name)) seen.texts.add(p);
+        else if (/\.(json|ya?ml)$/.test(e.name) && /recipe|plan/i.test(doc.path + '/' + e.name)) seen.recipes.add(p);
+      }
+      if (depth > 0) for (const d of subdirs.slice(0, 24)) await visit(d, depth - 1);
+    };
+    for (const r of roots) await visit(r, 1);
+    for (const k of Object.keys(FOUND)) FOUND[k] = [...seen[k]].sort();
+    fillModelList();
+  }
+
+  // The model field suggests the models found in the folders and those of the store's jobs.
+  function fillModelList() {
+    const dl = $('#start-model-list');
+    dl.innerHTML = '';
+    const fromJobs = [...jobs.values()].map((j) => j.model).filter(Boolean);
+    for (const m of [...new Set([...FOUND.models, ...fromJobs])].sort()) dl.appendChild(el('option', { value: m }));
+  }
+
   // ---------------------------------------------------------------- jobs
   const jobs = new Map();  // id → job json
   const streams = new Map();  // id → EventSource
+  const seenProgress = new Map();  // id → {t, f}: first observation, for an ETA of our own
 
-  function fmtEta(s) {
-    if (s === null || s === undefined) return '';
-    if (s < 90) return Math.round(s) + ' s';
-    if (s < 5400) return Math.round(s / 60) + ' min';
-    return (s / 3600).toFixed(1) + ' h';
+  // The server's ETA when it has one; else from the progress this page has watched.
+  function etaOf(job) {
+    if (job.status === 'done') return job.elapsed_s ? 'took ' + fmtSeconds(job.elapsed_s) : '';
+    if (job.status !== 'running') return '';
+    if (typeof job.eta_s === 'number') return fmtSeconds(job.eta_s);
+    const f = job.progress.fraction || 0, now = Date.now() / 1000;
+    const first = seenProgress.get(job.id);
+    if (!first) { seenProgress.set(job.id, { t: now, f }); return 'estimating…'; }
+    if (f <= first.f || now - first.t < 1) return 'estimating…';
+    return fmtSeconds(((now - first.t) * (1 - f)) / (f - first.f));
   }
 
   function jobRow(job) {
     const pct = Math.round(100 * (job.progress.fraction || (job.state === 'done' ? 1 : 0)));
     const tr = el('tr', { 'data-job-id': String(job.id), 'data-state': job.status });
     const bar = el('div', { class: 'ql-progress' }, [el('div', { style: `width:${pct}%` })]);
-    const actions = el('td');
+    const actions = el('td', { class: 'ql-actions' });
     const act = (verb) => el('button', { class: 'ql-btn secondary', text: verb, 'data-action': verb,
       onclick: () => api('POST', `/api/jobs/${job.id}/${verb}`).then(refreshJobs).catch((e) => status(e.message, true)) });
     if (job.status === 'running') { actions.appendChild(act('pause')); actions.appendChild(act('cancel')); }
     if (['paused', 'failed', 'interrupted'].includes(job.status)) { actions.appendChild(act('resume')); actions.appendChild(act('cancel')); }
     if (job.kind === 'sweep' || job.progress.done > 0) {
-      actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'report', onclick: () => { location.hash = '#report/' + job.id; } }));
-      actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'recipe', onclick: () => { location.hash = '#recipe/' + job.id; } }));
+      actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'report', 'data-action': 'report', onclick: () => { location.hash = '#report/' + job.id; } }));
+      if (job.kind === 'sweep')
+        actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'recipe', 'data-action': 'recipe', onclick: () => { location.hash = '#recipe/' + job.id; } }));
     }
     for (const c of [String(job.id), job.kind, (job.model || '').split('/').pop(), job.status])
       tr.appendChild(el('td', { text: c }));
     tr.lastChild.className = 'ql-state';
-    tr.appendChild(el('td', {}, [bar, el('span', { class: 'ql-progress-text', text: ` ${pct} %` }),
+    tr.appendChild(el('td', { class: 'ql-nowrap' }, [bar, el('span', { class: 'ql-progress-text', text: ` ${pct} %` }),
       el('span', { class: 'ql-note', text: ` ${job.progress.done}/${job.progress.total}` })]));
-    tr.appendChild(el('td', { text: fmtEta(job.eta_s) }));
-    tr.appendChild(el('td', { class: 'ql-note', text: job.error || job.progress.message || '' }));
+    tr.appendChild(el('td', { class: 'ql-eta ql-nowrap', text: etaOf(job) }));
+    tr.appendChild(el('td', { class: 'ql-note ql-msg', text: job.error || job.progress.message || '' }));
     tr.appendChild(actions);
     return tr;
   }
@@ -66,15 +144,18 @@
     body.innerHTML = '';
     const list = [...jobs.values()].sort((a, b) => b.id - a.id);
     for (const j of list) body.appendChild(jobRow(j));
-    if (!list.length) body.appendChild(el('tr', {}, [el('td', { colspan: '8', class: 'ql-note', text: 'No jobs in this store yet.' })]));
-    const ids = list.map((j) => j.id).join(',');
+    if (!list.length) body.appendChild(el('tr', {}, [el('td', { colspan: '8', class: 'ql-note', text: 'No jobs in this store yet: pick a model and start a sweep.' })]));
+    const ids = list.map((j) => j.id + j.status).join(',');
     if (ids === renderJobs.ids) return;  // keep open dropdowns alone when nothing changed
     renderJobs.ids = ids;
-    for (const sel of ['#report-job', '#recipe-job']) {
+    fillModelList();
+    const sweeps = list.filter((j) => j.kind === 'sweep');
+    for (const [sel, which] of [['#report-job', list], ['#recipe-job', sweeps], ['#start-job', sweeps]]) {
       const s = $(sel), keep = s.value;
       s.innerHTML = '';
-      for (const j of list) s.appendChild(el('option', { value: String(j.id), text: `${j.id} · ${j.kind} · ${(j.model || '').split('/').pop()}` }));
-      if (keep && jobs.has(+keep)) s.value = keep;
+      if (sel === '#start-job') s.appendChild(el('option', { value: '', text: '(none)' }));
+      for (const j of which) s.appendChild(el('option', { value: String(j.id), text: `${j.id} · ${j.kind} · ${(j.model || '').split('/').pop()}` }));
+      if (keep && [...s.options].some((o) => o.value === keep)) s.value = keep;
     }
   }
 
@@ -101,51 +182,209 @@
     } catch (e) { status('cannot list jobs: ' + e.message, true); }
   }
 
-  // Start-job form: the options each kind accepts, as the server lists them from the table
-  // the CLI commands are checked against (src/jobs/job_options.cpp); it validates them again.
-  let KINDS = {};
-  async function loadKinds() {
-    try { KINDS = await api('GET', '/api/job-kinds'); } catch (e) { status('cannot list job kinds: ' + e.message, true); }
+  // Commands that record no job (quantize, verify, eval) are followed by their process id.
+  const procs = new Map();  // pid → {kind, running, exit_code, output}
+  function renderProcs() {
+    const body = $('#procs-table tbody');
+    body.innerHTML = '';
+    for (const [pid, p] of [...procs.entries()].reverse()) {
+      const state = p.running ? 'running' : p.exit_code === 0 ? 'done' : 'failed';
+      body.appendChild(el('tr', { 'data-pid': String(pid), 'data-state': state }, [
+        el('td', { text: p.kind }), el('td', { class: 'ql-note', text: 'pid ' + pid }), el('td', { class: 'ql-state', text: state }),
+        el('td', { class: 'ql-note ql-msg', text: (p.output || '').trim().split('\n').slice(-1)[0] || '' })]));
+    }
+  }
+
+  // Runs a command through POST /api/jobs (asking before replacing an output) and resolves
+  // when it has finished: {job} for a command that records a job (followed in the list),
+  // else {exit_code, output}. onState(text) receives progress lines.
+  async function runCommand(body, onState) {
+    const r = await postConfirmed('/api/jobs', body, (b) => Object.assign({}, b, { force: true }));
+    if (r.job) { await refreshJobs(); return r; }
+    if ('exit_code' in r) {
+      procs.set(r.pid, { kind: body.kind, running: false, exit_code: r.exit_code, output: r.output });
+      renderProcs();
+      return r;
+    }
+    procs.set(r.pid, { kind: body.kind, running: true, output: '' });
+    renderProcs();
+    for (;;) {
+      await new Promise((ok) => setTimeout(ok, 500));
+      const p = await api('GET', '/api/processes/' + r.pid);
+      procs.set(r.pid, p);
+      renderProcs();
+      if (onState) onState((p.output || '').trim().split('\n').slice(-1)[0] || '');
+      if (!p.running) {
+        if (p.exit_code !== 0) throw new Error(`${body.kind} exited with code ${p.exit_code}: ${(p.output || '').trim().split('\n').slice(-3).join(' ')}`);
+        return p;
+      }
+    }
+  }
+
+  // ---------------------------------------------------------------- start form
+  // Which options each kind shows up front; the rest are under "more options". Which options
+  // exist, and their value kinds, come from GET /api/job-kinds (src/jobs/job_options.cpp).
+  const PRIMARY = {
+    sweep: ['eval', 'tokens', 'types', 'granularity', 'imatrix', 'gpu'],
+    calibrate: ['text', 'chunks', 'output'],
+    plan: ['target-bpw', 'target-size', 'knee', 'metric', 'name'],
+    quantize: ['recipe', 'preset', 'imatrix', 'output'],
+    verify: ['text', 'recipe', 'presets', 'ctx', 'chunks'],
+    eval: ['text', 'ctx', 'chunks', 'base'],
+  };
+  const CHOICES = { granularity: ['tensor', 'layer', 'class'], metric: ['kld', 'proxy'] };
+  // Presets verify compares against unless the user changes it (the issue's list).
+  const VERIFY_PRESETS = ['Q8_0', 'Q6_K', 'Q5_K_M', 'Q4_K_M', 'Q3_K_M'];
+  let controls = [];  // {name, get(): value or undefined}
+
+  function fileSelect(name, files, preferred, optional) {
+    const sel = el('select', { 'data-option': name });
+    if (optional) sel.appendChild(el('option', { value: '', text: '(none)' }));
+    for (const f of files) sel.appendChild(el('option', { value: f, text: f.split('/').slice(-2).join('/') }));
+    const pick = files.find((f) => preferred.test(f.split('/').pop()));
+    if (pick && !optional) sel.value = pick;
+    return sel;
+  }
+
+  function typeChecks(name, list, ticked) {
+    const box = el('span', { class: 'ql-checks', 'data-option': name, id: 'start-' + name });
+    for (const t of list) {
+      const cb = el('input', { type: 'checkbox', value: t.name, 'data-type-name': t.name });
+      cb.checked = ticked(t);
+      box.appendChild(el('label', { class: 'ql-check', title: t.bpw ? fmt(t.bpw) + ' bits per weight' : '' },
+        [cb, document.createTextNode(' ' + t.name + (t.bpw ? ` (${fmt(t.bpw)})` : ''))]));
+    }
+    return box;
+  }
+
+  // One control per option; returns [node, get].
+  function controlFor(kind, name, type) {
+    if (name === 'types' && type === 'types') {
+      const box = typeChecks(name, CATALOG.types, (t) => kind === 'sweep' && t.default);
+      box.addEventListener('change', updateEstimate);
+      return [box, () => [...box.querySelectorAll('input:checked')].map((c) => c.value).join(',') || undefined];
+    }
+    if (name === 'presets') {
+      const box = typeChecks(name, CATALOG.presets, (p) => VERIFY_PRESETS.includes(p.name));
+      return [box, () => [...box.querySelectorAll('input:checked')].map((c) => c.value).join(',') || 'none'];
+    }
+    let node;
+    if (type === 'types' || name === 'preset') {
+      node = el('select', { 'data-option': name }, [el('option', { value: '', text: '(none)' })]);
+      for (const t of name === 'preset' ? CATALOG.presets : CATALOG.types) node.appendChild(el('option', { value: t.name, text: t.name }));
+    } else if (CHOICES[name]) {
+      node = el('select', { 'data-option': name });
+      for (const c of CHOICES[name]) node.appendChild(el('option', { value: c, text: c }));
+    } else if (type === 'path' && ['eval', 'text', 'gptq'].includes(name)) {
+      // Held-out text by default (eval/test/valid), calibration text for calibrate.
+      node = fileSelect(name, FOUND.texts, kind === 'calibrate' ? /calib/ : /eval|test|valid/, name === 'gptq');
+    } else if (type === 'path' && name === 'imatrix') {
+      node = fileSelect(name, FOUND.imatrix, /^$/, true);
+    } else if (type === 'path' && name === 'recipe') {
+      node = fileSelect(name, FOUND.recipes, /^$/, true);
+    } else if (type === 'path') {
+      node = el('input', { 'data-option': name, size: '40', list: 'start-model-list' });
+    } else if (type === 'flag') {
+      node = el('input', { type: 'checkbox', 'data-option': name });
+    } else if (type === 'number') {
+      node = el('input', { type: 'number', min: '0', step: 'any', 'data-option': name, style: 'width:7em' });
+    } else if (type === 'out_path') {
+      node = el('input', { 'data-option': name, size: '22', placeholder: 'file name (output folder)' });
+    } else {
+      node = el('input', { 'data-option': name, size: '16' });
+    }
+    node.dataset.type = type;
+    node.addEventListener('input', updateEstimate);
+    node.addEventListener('change', updateEstimate);
+    const get = () => {
+      if (type === 'flag') return node.checked ? true : undefined;
+      const v = node.value.trim();
+      if (!v) return undefined;
+      return type === 'number' ? Number(v) : v;
+    };
+    return [node, get];
   }
 
   function renderStartForm() {
     const kind = $('#start-kind').value, spec = KINDS[kind];
     if (!spec) return;
     $('#start-model-label').hidden = spec.target !== 'model';
+    $('#start-browse').hidden = spec.target !== 'model';
     $('#start-job-label').hidden = spec.target !== 'job' && !spec.job_option;
-    const box = $('#start-options');
-    box.innerHTML = '';
-    for (const [name, type] of Object.entries(spec.options)) {
-      const input = type === 'flag' ? el('input', { type: 'checkbox', 'data-option': name, 'data-type': type })
-        : el('input', { 'data-option': name, 'data-type': type, size: type === 'number' ? '6' : '24' });
-      box.appendChild(el('label', { text: name + ' ' }, [input]));
+    const jobSel = $('#start-job');  // a plan needs a sweep: the newest, unless one is chosen
+    if (spec.target === 'job' && !jobSel.value && jobSel.options.length > 1) jobSel.value = jobSel.options[1].value;
+    const main = $('#start-options'), more = $('#start-more');
+    main.innerHTML = '';
+    more.innerHTML = '';
+    controls = [];
+    const primary = PRIMARY[kind] || [];
+    const names = Object.keys(spec.options).sort((a, b) => {
+      const ia = primary.indexOf(a), ib = primary.indexOf(b);
+      return (ia < 0 ? 99 : ia) - (ib < 0 ? 99 : ib);
+    });
+    for (const name of names) {
+      if (name === 'gpu' && !CATALOG.gpu) continue;  // this build has no GPU backend
+      const [node, get] = controlFor(kind, name, spec.options[name]);
+      controls.push({ name, get });
+      const label = el('label', { class: 'ql-field', 'data-field': name }, [el('span', { text: name }), node]);
+      (primary.includes(name) ? main : more).appendChild(label);
     }
+    updateEstimate();
+  }
+
+  // Model inspect documents by path (for the estimate and the Models view).
+  const inspected = new Map();
+  async function inspectModel(path) {
+    if (!inspected.has(path)) {
+      const doc = await api('GET', '/api/models?path=' + encodeURIComponent(path));
+      inspected.set(path, doc);
+    }
+    return inspected.get(path);
+  }
+
+  // Sweep size before Start: units × types items over the token budget, and a time estimate
+  // from the newest finished sweep of the same model in this store (seconds per item-token).
+  async function updateEstimate() {
+    const out = $('#start-estimate');
+    out.textContent = '';
+    if ($('#start-kind').value !== 'sweep') return;
+    const model = $('#start-model').value.trim();
+    const opt = Object.fromEntries(controls.map((c) => [c.name, c.get()]));
+    const nTypes = (opt.types || CATALOG.types.filter((t) => t.default).map((t) => t.name).join(',')).split(',').filter(Boolean).length;
+    if (!model) { out.textContent = `${nTypes} types`; return; }
+    let doc;
+    try { doc = await inspectModel(model); } catch (e) { out.textContent = e.message; return; }
+    const ins = doc.inspect;
+    if (!ins) { out.textContent = doc.inspect_error || ''; return; }
+    const quant = ins.tensors.filter((t) => t.quantizable);
+    const layerUnits = new Set(quant.map((t) => (t.layer >= 0 ? 'L' + t.layer : t.name))).size;
+    const units = (opt.granularity === 'layer' ? layerUnits : quant.length) + 1;  // + "(all)"
+    const tokens = opt.tokens || 8192, items = units * nTypes;
+    let text = `≈ ${items} items (${units} units × ${nTypes} types) over ${tokens} tokens`;
+    const prev = [...jobs.values()].filter((j) => j.kind === 'sweep' && j.status === 'done' && j.model === doc.path && j.elapsed_s > 0)
+      .sort((a, b) => b.id - a.id)[0];
+    if (prev && prev.params && prev.params.n_tokens && prev.progress.total)
+      text += `; ≈ ${fmtSeconds((prev.elapsed_s / (prev.progress.total * prev.params.n_tokens)) * items * tokens)} at job ${prev.id}'s rate`;
+    out.textContent = text;
   }
 
   async function startJob() {
     const kind = $('#start-kind').value, spec = KINDS[kind];
     const body = { kind, options: {} };
     if (spec.target === 'model') body.model = $('#start-model').value.trim();
-    if (spec.target === 'job' || (spec.job_option && $('#start-job').value.trim()))
-      body.job = parseInt($('#start-job').value, 10);
-    for (const input of document.querySelectorAll('#start-options [data-option]')) {
-      const t = input.dataset.type, name = input.dataset.option;
-      if (t === 'flag') { if (input.checked) body.options[name] = true; continue; }
-      const v = input.value.trim();
-      if (!v) continue;
-      body.options[name] = t === 'number' ? Number(v) : v;
+    if ((spec.target === 'job' || spec.job_option) && $('#start-job').value) body.job = parseInt($('#start-job').value, 10);
+    for (const c of controls) {
+      const v = c.get();
+      if (v !== undefined) body.options[c.name] = v;
     }
     const out = $('#start-result');
     out.className = 'ql-note';
     out.textContent = 'starting…';
     try {
-      const r = await api('POST', '/api/jobs', body);
+      const r = await runCommand(body, (line) => { out.textContent = `${kind} running: ${line}`; });
       out.className = 'ql-ok';
-      // eval, quantize and verify record no job: they answer with their output when done.
-      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})`
-        : 'exit_code' in r ? `${kind} finished: ${(r.output || '').trim().split('\n').pop()}`
-        : `process ${r.pid} started (log ${r.log})`;
-      await refreshJobs();
+      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})` : `${kind} finished: ${(r.output || '').trim().split('\n').pop()}`;
+      if (kind === 'calibrate' || kind === 'quantize') scanRoots().catch(() => {});
     } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
   }
 
@@ -158,44 +397,85 @@
       const doc = await api('GET', '/api/models?path=' + encodeURIComponent(path));
       if (seq !== modelSeq) return;
       modelDoc = doc;
-      if (modelDoc.kind === 'roots') { $('#models-path').value = modelDoc.roots[0]; return openPath(modelDoc.roots[0]); }
-      $('#models-path').value = modelDoc.path;
+      if (doc.kind === 'model') inspected.set(doc.path, doc);
+      $('#models-path').value = doc.path || '';
       renderModel();
     } catch (e) { if (seq === modelSeq) $('#models-error').textContent = e.message; }
   }
 
+  const icon = (kind) => el('span', { class: 'ql-ico ql-ico-' + kind, 'aria-hidden': 'true' });
+
+  function configRows(ins, d) {
+    const c = ins.config, t = ins.totals;
+    const rows = [
+      ['architecture', `${c.hf_architecture} (${c.gguf_arch})`], ['source', `${ins.source} · ${d.format}`],
+      ['layers', c.n_layers], ['hidden', c.hidden], ['heads', `${c.n_heads} query / ${c.n_kv_heads} key-value, head size ${c.head_dim}`],
+      ['ffn', c.ffn], ['vocab', c.vocab], ['rope θ', c.rope_theta], ['rms eps', c.rms_eps],
+      ['tied embeddings', c.tie_embeddings ? 'yes' : 'no'],
+      ['total', `${t.tensors} tensors · ${t.params.toLocaleString('en')} params · ${fmtBytes(t.bytes)} · ${fmt(t.bits_per_weight)} bpw`],
+    ];
+    if (c.n_experts) rows.splice(6, 0, ['experts', `${c.n_experts} (top-${c.n_experts_used})`]);
+    return rows;
+  }
+
   function renderModel() {
-    const body = $('#models-table tbody'), q = $('#models-search').value.toLowerCase();
-    body.innerHTML = '';
+    const head = $('#models-table thead'), body = $('#models-table tbody'), foot = $('#models-table tfoot');
+    const q = $('#models-search').value.toLowerCase();
+    head.innerHTML = ''; body.innerHTML = ''; foot.innerHTML = '';
+    $('#models-config').hidden = true;
     const d = modelDoc;
     if (!d) return;
-    if (d.kind === 'dir') {
+    if (d.kind === 'roots') {
+      $('#models-summary').textContent = 'Allowed folders (working directory, --models-dir, outputs, recipes)';
+      for (const r of d.roots)
+        body.appendChild(el('tr', { class: 'ql-entry', 'data-name': r, onclick: () => openPath(r) }, [el('td', {}, [icon('dir'), document.createTextNode(r)]), el('td')]));
+    } else if (d.kind === 'dir') {
       $('#models-summary').textContent = `${d.entries.length} entries${d.truncated ? ' (cut)' : ''}`;
       for (const e of d.entries.filter((x) => x.name.toLowerCase().includes(q))) {
-        const tr = el('tr', { class: 'ql-entry', onclick: () => openPath(d.path + '/' + e.name) },
-          [el('td', { text: (e.type === 'dir' ? '📁 ' : '') + e.name + (e.model ? '  · model' : '') }),
-            el('td', { class: 'num', text: e.type === 'dir' ? '' : fmtBytes(e.size) })]);
-        body.appendChild(tr);
+        const kind = e.model ? 'model' : e.type === 'dir' ? 'dir' : 'file';
+        body.appendChild(el('tr', { class: 'ql-entry', 'data-name': e.name, onclick: () => openPath(d.path + '/' + e.name) },
+          [el('td', {}, [icon(kind), document.createTextNode(e.name), e.model ? el('span', { class: 'ql-badge', text: 'model' }) : null]),
+            el('td', { class: 'num', text: e.type === 'dir' ? '' : fmtBytes(e.size) })]));
       }
     } else if (d.kind === 'model') {
-      $('#models-summary').textContent = `${d.format} model · ${d.n_tensors} tensors · ${fmtBytes(d.bytes)}`;
-      // Tree by name prefix: blk.N groups collapse into one header row each.
-      let group = null;
-      for (const t of d.tensors.filter((x) => x.name.toLowerCase().includes(q))) {
-        const m = /^(?:model\.layers\.|blk\.)(\d+)\./.exec(t.name);
-        const g = m ? 'layer ' + m[1] : 'other';
-        if (g !== group) { group = g; body.appendChild(el('tr', {}, [el('th', { colspan: '4', text: g })])); }
-        body.appendChild(el('tr', { class: 'ql-tensor' }, [el('td', { text: t.name }), el('td', { text: t.dtype }),
-          el('td', { text: '[' + t.shape.join(', ') + ']' }), el('td', { class: 'num', text: fmtBytes(t.bytes) })]));
+      const ins = d.inspect;
+      $('#models-config').hidden = false;
+      $('#models-name').textContent = d.path.split('/').pop();
+      const kv = $('#models-config-table tbody');
+      kv.innerHTML = '';
+      if (ins) for (const [k, v] of configRows(ins, d)) kv.appendChild(el('tr', {}, [el('th', { text: k }), el('td', { text: String(v) })]));
+      else kv.appendChild(el('tr', {}, [el('td', { class: 'ql-error', text: 'cannot open as a model: ' + (d.inspect_error || '?') })]));
+      $('#models-sweep').disabled = !ins;
+      $('#models-summary').textContent = ins ? '' : `${d.format} file · ${d.n_tensors} tensors · ${fmtBytes(d.bytes)}`;
+      const cols = ins ? ['HF name', 'GGUF name', 'shape (ggml)', 'dtype', 'role', 'params', 'bytes'] : ['name', 'dtype', 'shape', 'bytes'];
+      head.appendChild(el('tr', {}, cols.map((c) => el('th', { text: c, class: /params|bytes/.test(c) ? 'num' : '' }))));
+      const list = ins ? ins.tensors.map((t) => ({ key: t.name, cells: [t.hf_name || '–', t.name, '[' + t.ne.join(', ') + ']', t.type, t.role, t.params.toLocaleString('en'), fmtBytes(t.bytes)], layer: t.layer, bytes: t.bytes, params: t.params }))
+        : d.tensors.map((t) => ({ key: t.name, cells: [t.name, t.dtype, '[' + t.shape.join(', ') + ']', fmtBytes(t.bytes)], layer: null, bytes: t.bytes }));
+      let group = null, n = 0, bytes = 0, params = 0;
+      for (const t of list.filter((x) => x.cells.slice(0, 2).join(' ').toLowerCase().includes(q))) {
+        const g = t.layer === null ? null : t.layer >= 0 ? 'layer ' + t.layer : 'outside the layers';
+        if (g !== group && g) { group = g; body.appendChild(el('tr', { class: 'ql-group' }, [el('th', { colspan: String(cols.length), text: g })])); }
+        body.appendChild(el('tr', { class: 'ql-tensor' }, t.cells.map((c, i) => el('td', { text: c, class: i >= cols.length - 2 && ins ? 'num' : '' }))));
+        n++; bytes += t.bytes; params += t.params || 0;
       }
+      foot.appendChild(el('tr', { class: 'ql-total' }, [el('th', { colspan: String(cols.length - (ins ? 2 : 1)), text: `total: ${n} tensors${q ? ' (filtered)' : ''}` }),
+        ins ? el('th', { class: 'num', text: params.toLocaleString('en') }) : null, el('th', { class: 'num', text: fmtBytes(bytes) })]));
     } else {
       $('#models-summary').textContent = `file · ${fmtBytes(d.size)}`;
     }
   }
 
+  function useModel(kind) {
+    $('#start-model').value = modelDoc.path;
+    $('#start-kind').value = kind;
+    renderStartForm();
+    location.hash = '#jobs';
+  }
+
   // ---------------------------------------------------------------- report
   const dataCache = new Map();
-  async function reportData(id) {
+  async function reportData(id, fresh) {
+    if (fresh) dataCache.delete(id);
     if (!dataCache.has(id)) dataCache.set(id, await api('GET', `/api/jobs/${id}/report-data`));
     return dataCache.get(id);
   }
@@ -204,165 +484,53 @@
     if (!id) return;
     $('#report-job').value = String(id);
     try {
-      dataCache.delete(id);  // a running job's data changes
-      const data = await reportData(id);
+      const data = await reportData(id, true);  // a running job's data changes
       window.qlData = data;
       window.qlReport = QLReport.mount($('#report-root'), data);
     } catch (e) { $('#report-root').textContent = e.message; }
   }
 
-  // ---------------------------------------------------------------- recipe editor
-  const recipe = { data: null, choice: new Map() };  // unit index → type index
-
-  function cellOf(u, t) { return QLReport.index(recipe.data).cell(u, t); }
-  function unitBytes(u, t) {
-    const m = cellOf(u, t), unit = recipe.data.units[u];
-    if (m && typeof m.bytes === 'number') return m.bytes;
-    return (unit.n_params || 0) * recipe.data.types[t].bpw / 8;
-  }
-
-  // Size, bpw and predicted KLD (sum of per-tensor kld_mean from the sweep) of the choice.
-  function recipeStats() {
-    let size = 0, params = 0, kld = 0;
-    for (const [u, t] of recipe.choice) {
-      size += unitBytes(u, t);
-      params += recipe.data.units[u].n_params || 0;
-      const m = cellOf(u, t);
-      if (m && typeof m.kld_mean === 'number') kld += m.kld_mean;
-    }
-    return { size, bpw: params ? (size * 8) / params : null, kld };
-  }
-
-  // Each unit's anchored pattern comes from the server (formats/recipe.h anchored_pattern), the
-  // one escaping the CLI's --tensor-type exports use too.
-  function llamaArgs() {
-    const lines = [];
-    for (const [u, t] of recipe.choice)
-      lines.push(`--tensor-type '${recipe.data.units[u].pattern}=${recipe.data.types[t].name.toLowerCase()}'`);
-    return lines.join(' \\\n');
-  }
-
-  function updateRecipeSummary() {
-    const s = recipeStats();
-    $('#recipe-size').textContent = fmtBytes(s.size);
-    $('#recipe-size').dataset.bytes = String(Math.round(s.size));
-    $('#recipe-bpw').textContent = fmt(s.bpw);
-    $('#recipe-kld').textContent = fmt(s.kld);
-    $('#recipe-llama').value = llamaArgs();
-  }
-
-  function measuredTypes(u) {
-    return recipe.data.types.map((t, ti) => ti).filter((ti) => cellOf(u, ti));
-  }
-
-  function applyStart() {
-    const d = recipe.data, start = $('#recipe-start').value;
-    recipe.choice.clear();
-    const plan = (d.plans || []).find((p) => 'plan:' + p.name === start);
-    d.units.forEach((u, ui) => {
-      if (!QLReport.isTensorUnit(u)) return;  // "(all)": the sweep's whole-model items
-      const types = measuredTypes(ui);
-      if (!types.length) return;
-      let t = types[types.length - 1];  // default: the most bits measured
-      const want = plan ? plan.tensors[u.name] : start.startsWith('type:') ? start.slice(5) : null;
-      if (want) {
-        const ti = types.find((x) => d.types[x].name.toLowerCase() === String(want).toLowerCase());
-        if (ti !== undefined) t = ti;
-      }
-      recipe.choice.set(ui, t);
-    });
-    renderRecipeTable();
-  }
-
-  function renderRecipeTable() {
-    const d = recipe.data, body = $('#recipe-table tbody'), q = $('#recipe-filter').value.toLowerCase();
-    body.innerHTML = '';
-    for (const [u, t] of recipe.choice) {
-      const unit = d.units[u];
-      if (q && !unit.name.toLowerCase().includes(q)) continue;
-      const sel = el('select', { 'data-unit': unit.name });
-      for (const ti of measuredTypes(u)) sel.appendChild(el('option', { value: String(ti), text: d.types[ti].name }));
-      sel.value = String(t);
-      const sizeCell = el('td', { class: 'num' }), kldCell = el('td', { class: 'num' });
-      const fill = () => {
-        const ti = recipe.choice.get(u), m = cellOf(u, ti);
-        sizeCell.textContent = fmtBytes(unitBytes(u, ti));
-        kldCell.textContent = fmt(m && m.kld_mean);
-      };
-      sel.addEventListener('change', () => { recipe.choice.set(u, +sel.value); fill(); updateRecipeSummary(); });
-      fill();
-      body.appendChild(el('tr', {}, [el('td', { text: unit.name }), el('td', {}, [sel]), sizeCell, kldCell]));
-    }
-    updateRecipeSummary();
-  }
-
-  async function showRecipe(id) {
-    if (!id) return;
-    $('#recipe-job').value = String(id);
-    try {
-      recipe.data = await reportData(id);
-    } catch (e) { $('#recipe-status').textContent = e.message; return; }
-    const s = $('#recipe-start');
-    s.innerHTML = '';
-    for (const p of recipe.data.plans || []) s.appendChild(el('option', { value: 'plan:' + p.name, text: 'plan ' + p.name }));
-    for (const t of recipe.data.types.slice().reverse()) s.appendChild(el('option', { value: 'type:' + t.name, text: 'all ' + t.name }));
-    $('#recipe-name').value = ((recipe.data.model && recipe.data.model.name) || 'model') + '-custom';
-    applyStart();
-  }
-
-  async function saveRecipe(format) {
-    const d = recipe.data, s = recipeStats(), tensors = {};
-    for (const [u, t] of recipe.choice) tensors[d.units[u].name] = d.types[t].name;
-    const body = { name: $('#recipe-name').value.trim(), format, overwrite: $('#recipe-overwrite').checked,
-      // The recipe document of src/formats/recipe.h, which the server parses as a recipe file.
-      recipe: { format: 'quantlens-recipe', version: 1, tensors,
-        model: (d.model && d.model.path) || '', model_hash: (d.model && d.model.hash) || '',
-        job_id: d.job ? d.job.id : 0, metric: 'kld', budget: { kind: 'manual', value: 0 },
-        predicted: { size_bytes: Math.round(s.size), bpw: s.bpw, kld: s.kld } } };
-    const out = $('#recipe-status');
-    try {
-      const r = await api('POST', '/api/recipes', body);
-      out.className = 'ql-ok';
-      out.textContent = `saved ${r.path} (${r.n_tensors} tensors)`;
-    } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
-  }
-
   // ---------------------------------------------------------------- routing
   function route() {
-    const [tab, arg] = (location.hash.slice(1) || 'jobs').split('/');
+    const [tab, arg] = (location.hash.slice(1) || 'models').split('/');
     for (const v of document.querySelectorAll('.ql-view')) v.hidden = v.id !== 'view-' + tab;
     for (const b of document.querySelectorAll('#ql-tabs button')) b.classList.toggle('active', b.dataset.tab === tab);
-    const firstJob = () => (arg ? +arg : [...jobs.keys()].sort((a, b) => b - a)[0]);
-    if (tab === 'report') showReport(firstJob());
-    if (tab === 'recipe') showRecipe(firstJob());
+    const newest = (kind) => [...jobs.values()].filter((j) => !kind || j.kind === kind).map((j) => j.id).sort((a, b) => b - a)[0];
+    if (tab === 'report') showReport(arg ? +arg : newest());
+    if (tab === 'recipe' && window.qlRecipe) window.qlRecipe.show(arg ? +arg : newest('sweep'));
     if (tab === 'models' && !modelDoc) openPath('');
   }
 
-  function init() {
+  async function init() {
     for (const b of document.querySelectorAll('#ql-tabs button'))
       b.addEventListener('click', () => { location.hash = '#' + b.dataset.tab; });
-    loadKinds().then(() => {
-      for (const k of Object.keys(KINDS)) $('#start-kind').appendChild(el('option', { value: k, text: k }));
-      renderStartForm();
-    });
     $('#start-kind').addEventListener('change', renderStartForm);
+    $('#start-model').addEventListener('change', updateEstimate);
     $('#start-submit').addEventListener('click', startJob);
+    $('#start-browse').addEventListener('click', () => { location.hash = '#models'; });
     $('#models-go').addEventListener('click', () => openPath($('#models-path').value));
     $('#models-path').addEventListener('keydown', (e) => { if (e.key === 'Enter') openPath($('#models-path').value); });
     $('#models-up').addEventListener('click', () => openPath($('#models-path').value.replace(/\/[^/]+\/?$/, '') || '/'));
-    $('#models-use').addEventListener('click', () => { $('#start-model').value = $('#models-path').value; location.hash = '#jobs'; });
+    $('#models-roots').addEventListener('click', () => openPath(''));
+    $('#models-sweep').addEventListener('click', () => useModel('sweep'));
+    $('#models-use').addEventListener('click', () => useModel($('#start-kind').value || 'sweep'));
     $('#models-search').addEventListener('input', renderModel);
     $('#report-job').addEventListener('change', () => { location.hash = '#report/' + $('#report-job').value; });
-    $('#recipe-job').addEventListener('change', () => { location.hash = '#recipe/' + $('#recipe-job').value; });
-    $('#recipe-start').addEventListener('change', applyStart);
-    $('#recipe-filter').addEventListener('input', renderRecipeTable);
-    $('#recipe-save-json').addEventListener('click', () => saveRecipe('json'));
-    $('#recipe-save-yaml').addEventListener('click', () => saveRecipe('yaml'));
     window.addEventListener('hashchange', route);
-    refreshJobs().then(route);
+    try {
+      [KINDS, CATALOG] = await Promise.all([api('GET', '/api/job-kinds'), api('GET', '/api/types')]);
+    } catch (e) { status('cannot load the job kinds and types: ' + e.message, true); }
+    try { await scanRoots(); } catch (e) { status('cannot list the allowed folders: ' + e.message, true); }
+    for (const k of Object.keys(KINDS)) $('#start-kind').appendChild(el('option', { value: k, text: k }));
+    $('#start-kind').value = 'sweep';
+    renderStartForm();
+    await refreshJobs();
+    route();
+    document.body.dataset.ready = '1';  // tests wait for this
     setInterval(refreshJobs, 2000);  // polling fallback; running jobs also stream events
   }
 
-  window.qlApp = { recipeStats, llamaArgs, refreshJobs };
+  window.qlApp = { api, postConfirmed, runCommand, reportData, refreshJobs, scanRoots, status, fmtSeconds,
+    catalog: () => CATALOG, found: () => FOUND, jobs: () => jobs, VERIFY_PRESETS };
   init();
 })();

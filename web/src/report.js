@@ -245,7 +245,7 @@
       const key = yKey === 'ppl' ? 'ppl' : 'kld_mean';
       const ok = rows.filter((r) => typeof r[key] === 'number');
       traces.push({ x: ok.map((r) => mb(r.size_bytes)), y: ok.map((r) => r[key]), text: ok.map((r) => r.name),
-        mode: 'markers+text', textposition: 'top right', name: 'measured (verify)',
+        mode: 'markers+text', textposition: 'top center', name: 'measured (verify)',
         marker: { size: 10, symbol: ok.map((r) => (/^plan|:/.test(r.name) ? 'diamond' : 'circle')) },
         hovertemplate: '%{text}<br>%{x:.3f} MB, ' + key + ' %{y:.4g}<extra></extra>' });
     }
@@ -496,5 +496,5 @@
 
   global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, normalizers, compositeScore, heatmapModel,
     // knee: the name web/tests knew it by.
-    renderHeatmap, chordKnee, knee: chordKnee, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
+    renderHeatmap, chordKnee, knee: chordKnee, unitCurve, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
 })(typeof window !== 'undefined' ? window : globalThis);

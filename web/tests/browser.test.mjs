@@ -1,6 +1,6 @@
 // Browser tests: Debian's chromium, headless, driven by playwright-core (node --test).
 // Data: a job store made in before() by the real `quantlens` binary on llama-8m from the
-// shared test data (no fake measurements): a sweep of 3 types over 256 tokens, a plan on it
+// shared test data (no fake measurements): a sweep of 3 types over 128 tokens, a plan on it
 // (--target-bpw 5: the Pareto frontier), a verify of that plan beside two presets (the
 // measured points and the summary table) and a calibrate job of a few chunks (the
 // calibration views: the calibrate job's own report, and the sweep's, which borrows it). Expected counts are
@@ -10,8 +10,10 @@
 //     error, one heatmap cell per measured (unit, type), hover shows the stored metric;
 //  2. the calibrate job's report opens offline and draws the calibration charts;
 //  3. the web app over `quantlens serve` (which starts jobs with the real binary): heatmap
-//     cells, hover a cell and read the stored metric, start a real small sweep from the form
-//     and watch it reach 100 %, edit a recipe and see the size change, save it, model tree.
+//     cells, hover a cell and read the stored metric, edit a recipe and see the size change,
+//     save it, model tree, calibrate and eval from the start form;
+//  4. the whole workflow at 1280×800: model → sweep from the form → recipe → quantize →
+//     verify beside Q4_K_M, the measured point on the chart.
 // Screenshots go to <build>/test-artifacts/browser/. Run by scripts/test-browser.sh.
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
@@ -98,14 +100,14 @@ function startServer() {
 
 before(async () => {
   fs.mkdirSync(artifacts, { recursive: true });
-  // A small real sweep (2 chunks of 128 tokens) and everything the report draws from it.
-  ql(['sweep', model, '--eval', evalText, '--tokens', '256', '--ctx', '128', '--types', TYPES.join(','), '--store', store]);
+  // A small real sweep (2 chunks of 64 tokens) and everything the report draws from it.
+  ql(['sweep', model, '--eval', evalText, '--tokens', '128', '--ctx', '64', '--types', TYPES.join(','), '--store', store]);
   sweepId = onlyJob('sweep');
   const recipePlan = path.join(work, 'plan-bpw5.json');
   ql(['plan', String(sweepId), '--target-bpw', '5', '--name', 'bpw5', '-o', recipePlan, '--store', store]);
   ql(['verify', '--base', model, '--text', evalText, '--recipe', recipePlan, '--presets', 'Q4_K_M,Q8_0',
-    '--ctx', '128', '--chunks', '2', '--out-dir', work, '--job', String(sweepId), '--store', store]);
-  ql(['calibrate', model, '--text', calibText, '--ctx', '128', '--chunks', '4', '--store', store]);
+    '--ctx', '64', '--chunks', '2', '--out-dir', work, '--job', String(sweepId), '--store', store]);
+  ql(['calibrate', model, '--text', calibText, '--ctx', '64', '--chunks', '4', '--store', store]);
   calibId = onlyJob('calibrate');
   shown = qlJson(['jobs', 'show', String(sweepId)]);
   const dataFile = path.join(work, 'report.json');
@@ -269,7 +271,7 @@ test('calibrate job report opens offline and draws the calibration charts', asyn
   }
 });
 
-test('app: heatmap, hover, start a real sweep to 100 %, edit and save a recipe', async () => {
+test('app: heatmap, hover, edit and save a recipe, model tree', async () => {
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -280,39 +282,6 @@ test('app: heatmap, hover, start a real sweep to 100 %, edit and save a recipe',
   assert.equal(n.attr, shown.items.done);
   await hoverAndCheck(page, 'blk.0.attn_v.weight', 'Q2_K');
   await page.screenshot({ path: path.join(artifacts, 'app-report.png') });
-
-  // Start a real sweep from the form (the server runs `quantlens -q sweep ...`) and watch it
-  // reach 100 % (live events, then polling). The server answers with the job when the child
-  // has registered it in time, else with the process only: the new row tells either way.
-  const known = new Set(qlJson(['jobs', 'list']).map((j) => String(j.id)));
-  await page.goto(`${baseUrl}/#jobs`);
-  await page.selectOption('#start-kind', 'sweep');
-  await page.fill('#start-model', model);
-  await page.fill('#start-options [data-option="eval"]', evalText);
-  await page.fill('#start-options [data-option="types"]', 'Q8_0');
-  await page.fill('#start-options [data-option="tokens"]', '128');
-  await page.fill('#start-options [data-option="ctx"]', '64');
-  await page.click('#start-submit');
-  await page.waitForFunction(() => /started job \d+|process \d+ started/.test(document.getElementById('start-result').textContent));
-  assert.equal(await page.getAttribute('#start-result', 'class'), 'ql-ok', await page.textContent('#start-result'));
-  const newId = await page.waitForFunction((ids) => {
-    const tr = [...document.querySelectorAll('#jobs-table tr[data-job-id]')].find((r) => !ids.includes(r.dataset.jobId));
-    return tr && tr.dataset.jobId;
-  }, [...known], { timeout: JOB_TIMEOUT }).then((h) => h.jsonValue());
-  const rowSel = `#jobs-table tr[data-job-id="${newId}"]`;
-  await page.waitForFunction((sel) => {
-    const tr = document.querySelector(sel);
-    return tr && ['done', 'failed', 'cancelled'].includes(tr.dataset.state) && /100 %/.test(tr.querySelector('.ql-progress-text').textContent);
-  }, rowSel, { timeout: JOB_TIMEOUT }).catch(() => {});
-  const started = qlJson(['jobs', 'show', newId]);
-  assert.equal(started.status, 'done', `job ${newId}: ${started.status} ${started.error}`);
-  assert.equal(await page.getAttribute(rowSel, 'data-state'), 'done');
-  assert.match(await page.textContent(`${rowSel} .ql-progress-text`), /100 %/);
-  assert.equal(started.kind, 'sweep');
-  assert.equal(started.items.done, TENSORS + 1);  // one type: every tensor and "(all)"
-  assert.deepEqual(started.params.types, ['Q8_0']);
-  assert.equal(started.params.n_tokens, 128);
-  await page.screenshot({ path: path.join(artifacts, 'app-jobs.png') });
 
   // Recipe editor, starting from the real plan: one row per tensor ("(all)" is not one);
   // change one tensor's type, the size moves by exactly that tensor's bytes at both types.
@@ -347,6 +316,15 @@ test('app: heatmap, hover, start a real sweep to 100 %, edit and save a recipe',
   assert.equal(saved.job_id, sweepId);
   await page.click('#recipe-save-yaml');
   await page.waitForFunction(() => /browser-test\.yaml/.test(document.getElementById('recipe-status').textContent));
+  // Saving again under the same name asks first; declined, the file keeps its content.
+  const asked = [];
+  page.once('dialog', (d) => { asked.push(d.message()); d.dismiss(); });
+  const savedText = fs.readFileSync(path.join(recipes, 'browser-test.json'), 'utf8');
+  await page.selectOption(unitSel, await page.$eval(unitSel, (s, t) => [...s.options].find((o) => o.textContent === t).value, chosen));
+  await page.click('#recipe-save-json');
+  await page.waitForFunction(() => /not replaced: recipe 'browser-test' already exists/.test(document.getElementById('recipe-status').textContent));
+  assert.equal(asked.length, 1);
+  assert.equal(fs.readFileSync(path.join(recipes, 'browser-test.json'), 'utf8'), savedText);
   await page.screenshot({ path: path.join(artifacts, 'app-recipe.png') });
 
   // Model tree with search.
@@ -359,6 +337,212 @@ test('app: heatmap, hover, start a real sweep to 100 %, edit and save a recipe',
   const visible = await page.$$eval('#models-table tr.ql-tensor', (rows) => rows.map((r) => r.firstChild.textContent));
   assert.deepEqual(visible, ['model.layers.3.mlp.down_proj.weight']);
   await page.screenshot({ path: path.join(artifacts, 'app-models.png') });
+
+  // The other kinds from the start form: calibrate records a job (followed to done, its
+  // imatrix written into the output folder), eval answers with its output (PPL).
+  await page.goto(`${baseUrl}/#jobs`);
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.selectOption('#start-kind', 'calibrate');
+  await page.fill('#start-model', model);
+  assert.match(await page.inputValue('#start-options select[data-option="text"]'), /calib\.txt$/);
+  await page.fill('#start-options [data-option="chunks"]', '2');
+  await page.fill('#start-options [data-option="output"]', 'form-calib.dat');
+  await page.$eval('details.ql-more', (d) => { d.open = true; });
+  await page.fill('#start-more [data-option="ctx"]', '64');
+  await page.click('#start-submit');
+  const calId = await page.waitForFunction(() => /started job (\d+)/.exec(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT })
+    .then((h) => h.jsonValue()).then((m) => m[1]);
+  await page.waitForFunction((id) => {
+    const tr = document.querySelector(`#jobs-table tr[data-job-id="${id}"]`);
+    return tr && ['done', 'failed', 'cancelled'].includes(tr.dataset.state);
+  }, calId, { timeout: JOB_TIMEOUT });
+  assert.equal(qlJson(['jobs', 'show', calId]).status, 'done');
+  assert.ok(fs.statSync(path.join(store + '.outputs', 'form-calib.dat')).size > 0);
+  await page.selectOption('#start-kind', 'eval');
+  await page.fill('#start-model', model);
+  assert.match(await page.inputValue('#start-options select[data-option="text"]'), /eval\.txt$/);
+  await page.fill('#start-options [data-option="ctx"]', '64');
+  await page.fill('#start-options [data-option="chunks"]', '2');
+  await page.click('#start-submit');
+  await page.waitForFunction(() => /finished|exited|error/.test(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT });
+  assert.match(await page.textContent('#start-result'), /eval finished: .*tokens\/s|eval finished: PPL/);
+  assert.equal(await page.getAttribute('#procs-table tr[data-state]', 'data-state'), 'done');
   assert.deepEqual(errors, []);
+  await page.close();
+});
+
+// The seed's whole workflow in the browser, at 1280×800, on llama-8m, each step through the
+// app's own controls and the server's real jobs: pick the model in the folder tree (config
+// and tensor table as `quantlens inspect` gives them), sweep it from the prefilled form (two
+// types, 64 tokens), open its recipe, change a tensor's type on its error curve, quantize
+// (and see that a second quantize into the same file asks first), verify beside Q4_K_M and
+// find the measured point on the chart. Every request stays on the app's own server. Screenshots of each step: docs/web/*.png come from
+// these (<build>/test-artifacts/browser/workflow-*.png).
+test('workflow at 1280×800: model → sweep → recipe → quantize → verify beside Q4_K_M', async () => {
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const errors = [], dialogs = [];
+  let answer = 'dismiss';
+  page.on('pageerror', (e) => errors.push(e.message));
+  const outside = [];
+  page.on('request', (r) => { if (!r.url().startsWith(baseUrl + '/')) outside.push(r.url()); });
+  page.on('dialog', (d) => { dialogs.push(d.message()); return answer === 'accept' ? d.accept() : d.dismiss(); });
+  const shot = (name) => page.screenshot({ path: path.join(artifacts, `workflow-${name}.png`) });
+  const modelsRoot = fs.realpathSync(path.join(shared, 'models'));
+  const modelPath = path.join(modelsRoot, 'llama-8m');
+  const inspect = JSON.parse(ql(['inspect', model, '--json']));
+
+  // 1. The model: folder tree → llama-8m → its config and tensor table.
+  await page.goto(`${baseUrl}/#models`);
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.click(`#models-table tr.ql-entry[data-name="${modelsRoot}"]`);
+  await page.click('#models-table tr.ql-entry[data-name="llama-8m"]');
+  await page.waitForSelector('#models-config:not([hidden]) #models-config-table tr');
+  const config = await page.$$eval('#models-config-table tr', (rows) => Object.fromEntries(rows.map((r) => [r.cells[0].textContent, r.cells[1].textContent])));
+  assert.equal(config.layers, String(inspect.config.n_layers));
+  assert.equal(config.layers, '8');
+  assert.equal(config.vocab, String(inspect.config.vocab));
+  assert.match(config.heads, new RegExp(`^${inspect.config.n_heads} query / ${inspect.config.n_kv_heads} key-value, head size ${inspect.config.head_dim}$`));
+  assert.match(config.architecture, /LlamaForCausalLM/);
+  assert.match(config['rope θ'], /^10000$/);
+  const rows = await page.$$eval('#models-table tr.ql-tensor', (r) => r.map((x) => [...x.cells].map((c) => c.textContent)));
+  assert.equal(rows.length, inspect.tensors.length);
+  const down = rows.find((r) => r[1] === 'blk.3.ffn_down.weight');
+  const want = inspect.tensors.find((t) => t.name === 'blk.3.ffn_down.weight');
+  assert.deepEqual(down.slice(0, 5), [want.hf_name, want.name, `[${want.ne.join(', ')}]`, want.type, want.role]);
+  assert.match(await page.textContent('#models-table tfoot'), new RegExp(`total: ${inspect.totals.tensors} tensors`));
+  // Folder icons are drawn by CSS (no emoji that renders as a missing-glyph box).
+  assert.doesNotMatch(await page.textContent('#models-table'), /\u{1F4C1}/u);
+  await shot('1-model');
+
+  // 2. "Sweep this model": the form is prefilled; the type checkboxes come from the server in
+  // bits-per-weight order with the sweep's defaults ticked; two types, 64 tokens.
+  await page.click('#models-sweep');
+  await page.waitForSelector('#view-jobs:not([hidden])');
+  assert.equal(await page.inputValue('#start-model'), modelPath);
+  assert.equal(await page.inputValue('#start-kind'), 'sweep');
+  const catalog = await page.evaluate(() => fetch('/api/types').then((r) => r.json()));
+  const boxes = await page.$$eval('#start-types input', (b) => b.map((x) => [x.value, x.checked]));
+  assert.deepEqual(boxes, catalog.types.map((t) => [t.name, t.default]));
+  const bpws = catalog.types.map((t) => t.bpw);
+  assert.deepEqual(bpws, [...bpws].sort((a, b) => a - b));
+  assert.deepEqual(catalog.types.filter((t) => t.default).map((t) => t.name).sort(),
+    ['IQ3_S', 'IQ4_XS', 'Q2_K', 'Q3_K', 'Q4_K', 'Q5_K', 'Q6_K', 'Q8_0']);
+  assert.match(await page.inputValue('#start-options select[data-option="eval"]'), /eval\.txt$/);
+  for (const [name, on] of boxes) if (on !== ['Q4_K', 'Q8_0'].includes(name)) await page.click(`#start-types input[value="${name}"]`);
+  await page.fill('#start-options [data-option="tokens"]', '64');
+  await page.click('details.ql-more summary');
+  await page.fill('#start-more [data-option="ctx"]', '32');
+  await page.waitForFunction(() => /≈ 118 items \(59 units × 2 types\) over 64 tokens/.test(document.getElementById('start-estimate').textContent));
+  await page.click('#start-submit');
+  const newId = await page.waitForFunction(() => /started job (\d+)/.exec(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT })
+    .then((h) => h.jsonValue()).then((m) => m[1]);
+  const rowSel = `#jobs-table tr[data-job-id="${newId}"]`;
+  await page.waitForFunction((sel) => {
+    const tr = document.querySelector(sel);
+    return tr && ['done', 'failed', 'cancelled'].includes(tr.dataset.state);
+  }, rowSel, { timeout: JOB_TIMEOUT });
+  const swept = qlJson(['jobs', 'show', newId]);
+  assert.equal(swept.status, 'done', `job ${newId}: ${swept.status} ${swept.error}`);
+  assert.equal(swept.items.done, (TENSORS + 1) * 2);
+  assert.deepEqual(swept.params.types, ['Q4_K', 'Q8_0']);
+  assert.equal(swept.params.n_tokens, 64);
+  assert.match(await page.textContent(`${rowSel} .ql-progress-text`), /100 %/);
+  assert.match(await page.textContent(`${rowSel} .ql-eta`), /^took \d+ s$/);
+  await shot('2-sweep');
+
+  // 3. The recipe: from the job's row; all tensors start at the most bits measured (Q8_0).
+  // A plan at 6 bpw (the knapsack over the measured ΔKLD) becomes the start and draws its
+  // frontier. Clicking a tensor draws its curve with knee, chosen type and the presets'
+  // types; a type button there changes the choice, and the size moves by exactly that
+  // tensor's bytes.
+  await page.click(`${rowSel} button[data-action="recipe"]`);
+  const unit = 'blk.3.ffn_down.weight';  // 256 × 768
+  const unitType = () => page.$eval(`select[data-unit="${unit}"]`, (s) => s.options[s.selectedIndex].textContent);
+  await page.waitForFunction((n) => document.querySelectorAll('#recipe-table select[data-unit]').length === n, TENSORS);
+  assert.equal(await unitType(), 'Q8_0');
+  await page.fill('#plan-bpw', '6');
+  await page.click('#recipe-plan');
+  await page.waitForFunction(() => /ql-(ok|error)/.test(document.getElementById('plan-status').className), null, { timeout: JOB_TIMEOUT });
+  assert.equal(await page.getAttribute('#plan-status', 'class'), 'ql-ok', await page.textContent('#plan-status'));
+  assert.equal(await page.inputValue('#recipe-start'), 'plan:bpw6');
+  const planned = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
+  const plannedBpw = Number(await page.textContent('#recipe-bpw'));
+  assert.ok(plannedBpw > 4.5 && plannedBpw <= 6.0001, `plan bpw ${plannedBpw}`);
+  const chartTraces = await page.evaluate(() => document.getElementById('verify-chart').data.map((t) => t.name));
+  assert.ok(chartTraces.includes('frontier bpw6') && chartTraces.includes('this recipe (predicted)'), chartTraces.join());
+  const presets = await page.evaluate((m) => fetch(`/api/presets?model=${encodeURIComponent(m)}&presets=Q4_K_M`).then((r) => r.json()), modelPath);
+  await page.click(`#recipe-table td[data-curve="${unit}"]`);
+  await page.waitForFunction(() => /presets give it/.test(document.getElementById('curve-note').textContent));
+  const chosen = await unitType(), target = chosen === 'Q8_0' ? 'Q4_K' : 'Q8_0';
+  const traces = await page.evaluate(() => document.getElementById('recipe-curve').data.map((t) => t.name));
+  assert.ok(traces.includes('ΔKLD (measured)') && traces.includes(`chosen (${chosen})`) && traces.some((t) => /^knee \((Q4_K|Q8_0)\)$/.test(t)), traces.join());
+  assert.match(await page.textContent('#curve-note'), new RegExp(`Q4_K_M → ${presets.presets.Q4_K_M[unit]}`));
+  await page.click(`#curve-types button[data-set-type="${target}"]`);
+  await page.waitForFunction((t) => document.getElementById('recipe-curve').data.some((x) => x.name === `chosen (${t})`), target);
+  assert.equal(await unitType(), target);
+  const edited = Number(await page.getAttribute('#recipe-size', 'data-bytes'));
+  assert.equal(planned - edited, (256 * 768 / 256) * (BYTES_PER_256[chosen] - BYTES_PER_256[target]));
+  await shot('3-recipe');
+
+  // 4. Quantize: the recipe is saved and written as a GGUF with exactly the chosen types.
+  const recipeNow = await page.evaluate(() => {
+    const out = {};
+    for (const s of document.querySelectorAll('#recipe-table select[data-unit]')) out[s.dataset.unit] = s.options[s.selectedIndex].textContent;
+    return out;
+  });
+  await page.fill('#recipe-name', 'e2e-mixed');
+  await page.click('#recipe-quantize');
+  await page.waitForFunction(() => /ql-(ok|error)/.test(document.getElementById('quantize-status').className), null, { timeout: JOB_TIMEOUT });
+  assert.equal(await page.getAttribute('#quantize-status', 'class'), 'ql-ok', await page.textContent('#quantize-status'));
+  const gguf = path.join(store + '.outputs', 'e2e-mixed.gguf');
+  const written = JSON.parse(ql(['inspect', gguf, '--json']));
+  const writtenTypes = Object.fromEntries(written.tensors.filter((t) => t.name in recipeNow).map((t) => [t.name, t.type]));
+  assert.deepEqual(writtenTypes, recipeNow);
+  assert.equal(writtenTypes[unit], target);
+
+  // 5. Verify beside Q4_K_M (the default tick) on the held-out text: the measured point of the
+  // recipe is on the chart at its real file size, and the table lists both.
+  assert.deepEqual(await page.$$eval('#verify-presets input:checked', (b) => b.map((x) => x.value)), ['Q4_K_M']);
+  assert.match(await page.inputValue('#verify-text'), /eval\.txt$/);
+  await page.fill('#verify-ctx', '32');
+  await page.fill('#verify-chunks', '2');
+  await page.click('#recipe-verify');
+  await page.waitForFunction(() => /ql-(ok|error)/.test(document.getElementById('verify-status').className), null, { timeout: JOB_TIMEOUT });
+  assert.equal(await page.getAttribute('#verify-status', 'class'), 'ql-ok', await page.textContent('#verify-status'));
+  const verified = await page.$$eval('#verify-table tbody tr', (r) => r.map((x) => x.dataset.verify));
+  assert.deepEqual(verified, ['e2e-mixed', 'Q4_K_M']);
+  const reportFile = path.join(work, `report-${newId}.json`);
+  ql(['report', newId, '--json', '-o', reportFile, '--store', store]);
+  const stored = JSON.parse(fs.readFileSync(reportFile, 'utf8')).verify.rows;
+  const mine = stored.find((r) => r.name === 'e2e-mixed');
+  assert.ok(mine.kld_mean > 0 && mine.size_bytes > 0, JSON.stringify(mine));
+  const point = await page.evaluate(() => {
+    const t = document.getElementById('verify-chart').data.find((x) => x.name === 'measured (verify)');
+    return t && { x: t.x, y: t.y, text: t.text };
+  });
+  assert.ok(point, 'no measured trace on the verify chart');
+  const i = point.text.indexOf('e2e-mixed');
+  assert.ok(i >= 0, point.text.join());
+  assert.equal(point.x[i], mine.size_bytes / 1e6);
+  assert.equal(point.y[i], mine.kld_mean);
+  await page.$eval('#recipe-actions', (e) => e.scrollIntoView());
+  await shot('4-verify');
+
+  // 6. A second quantize into the same file asks first: declined, the file is left alone;
+  // confirmed, it is replaced.
+  const mtime = fs.statSync(gguf).mtimeMs;
+  await page.click('#recipe-quantize');
+  await page.waitForFunction(() => /not replaced/.test(document.getElementById('quantize-status').textContent));
+  assert.equal(dialogs.length, 1);
+  assert.match(dialogs[0], /e2e-mixed\.gguf exists/);
+  assert.equal(fs.statSync(gguf).mtimeMs, mtime);
+  answer = 'accept';
+  await page.click('#recipe-quantize');
+  await page.waitForFunction(() => /^done: /.test(document.getElementById('quantize-status').textContent), null, { timeout: JOB_TIMEOUT });
+  assert.equal(dialogs.length, 2);
+  assert.notEqual(fs.statSync(gguf).mtimeMs, mtime);
+  assert.deepEqual(errors, []);
+  assert.deepEqual(outside, [], 'the app asked for something outside its server');
   await page.close();
 });
