@@ -6,7 +6,7 @@
 //                    "gpu": whether this build can run `sweep --gpu`}
 //   GET /api/presets?model=P&presets=Q8_0,Q4_K_M
 //                    {"presets": {"Q4_K_M": {tensor: type, ...}, ...}}: the type llama.cpp's
-//                    preset gives each tensor of that model (analysis/presets.h)
+//                    preset gives each tensor of that model (analysis/write/presets.h)
 #pragma once
 
 #include <nlohmann/json.hpp>
