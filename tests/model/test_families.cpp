@@ -1,4 +1,4 @@
-// The family registry (src/model/families): the six families are registered once each, every
+// The family registry (src/model/families): the nine families are registered once each, every
 // tensor of every family round-trips HF → GGUF → HF with a known role and shape, the layer
 // description each family sets, and refusals that list the registry.
 #include <gtest/gtest.h>
@@ -36,12 +36,13 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
 
 }  // namespace
 
-TEST(Families, RegistryListsTheSixFamilies) {
+TEST(Families, RegistryListsTheNineFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
-    EXPECT_EQ(hf, (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM",
-                                            "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                            "MixtralForCausalLM", "Qwen2MoeForCausalLM"}));
+    EXPECT_EQ(hf, (std::vector<std::string>{
+                      "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                      "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
+                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -53,7 +54,8 @@ TEST(Families, RegistryListsTheSixFamilies) {
         EXPECT_EQ(find_hf_family("", f->model_type), f);
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
-    EXPECT_EQ(registered_gguf_architectures(), "llama, qwen2, qwen3, qwen2moe");
+    EXPECT_EQ(registered_gguf_architectures(),
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
@@ -129,24 +131,39 @@ TEST(Families, UnknownArchitectureListsTheRegistry) {
         EXPECT_NE(message.find(f->hf_architecture), std::string::npos) << message;
 }
 
+// What a real config of each family carries beyond config_json's fields, so that the GGUF
+// writer accepts it (Gemma 2's converter needs the soft-capping values, Phi-3's the original
+// context length).
+std::string family_extras(const Family& f) {
+    if (f.id == Arch::Gemma2)
+        return R"("attn_logit_softcapping":50.0,"final_logit_softcapping":30.0,)"
+               R"("sliding_window":32,"tie_word_embeddings":true)";
+    if (f.id == Arch::Phi3) return R"("original_max_position_embeddings":64)";
+    return R"("shared_expert_intermediate_size":48)";
+}
+
 TEST(Families, GgufKeys) {
     for (const Family* f : families()) {
         SCOPED_TRACE(f->name);
-        const ModelConfig c = parse_hf_config(
-            config_json(f->hf_architecture, R"("shared_expert_intermediate_size":48)"), "cfg.json");
+        const ModelConfig c =
+            parse_hf_config(config_json(f->hf_architecture, family_extras(*f)), "cfg.json");
         GgufKeys keys;
         f->write_gguf(c, keys);
         ASSERT_FALSE(keys.empty());
-        EXPECT_EQ(keys.front().first, f->gguf_arch + ".block_count");
+        // The converter's order: TextModel's block_count first, Gemma 2 and Phi-3 their own.
+        EXPECT_EQ(keys.front().first,
+                  f->gguf_arch + (f->id == Arch::Gemma2 || f->id == Arch::Phi3 ? ".context_length"
+                                                                               : ".block_count"));
         std::set<std::string> names;
         for (const auto& [key, value] : keys) {
             EXPECT_EQ(key.rfind(f->gguf_arch + ".", 0), 0u) << key;
             EXPECT_TRUE(names.insert(key).second) << key << " written twice";
         }
         EXPECT_EQ(names.count(f->gguf_arch + ".expert_count"), c.is_moe() ? 1u : 0u);
-        // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys.
+        // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys, Phi-3's the
+        // rotated channels.
         EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
-                  f->gguf_arch == "llama" ? 1u : 0u);
+                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" ? 1u : 0u);
     }
     const ModelConfig moe = parse_hf_config(
         config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");

@@ -17,14 +17,17 @@ const Family& qwen2_family();
 const Family& qwen3_family();
 const Family& mixtral_family();
 const Family& qwen2moe_family();
+const Family& gemma2_family();
+const Family& gemma3_family();
+const Family& phi3_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 6>& registry() {
-    static const std::array<const Family*, 6> r = {
-        &llama_family(), &mistral_family(), &qwen2_family(),
-        &qwen3_family(), &mixtral_family(), &qwen2moe_family(),
+const std::array<const Family*, 9>& registry() {
+    static const std::array<const Family*, 9> r = {
+        &llama_family(),    &mistral_family(), &qwen2_family(),  &qwen3_family(), &mixtral_family(),
+        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),
     };
     return r;
 }
@@ -93,9 +96,15 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     c.arch = f->id;
     c.hf_architecture = f->hf_architecture;
     c.gguf_arch = f->gguf_arch;
+    c.act = f->activation;  // transformers' default when config.json names none
     const HfConfigJson cfg{j, path, f->name.c_str()};
     read_hf_shared_fields(cfg, c);
     f->read_hf(cfg, c);
+    QL_CHECK(c.act == f->activation,
+             "{}: hidden_act / hidden_activation is \"{}\", but {}'s MLP uses \"{}\"; the engine "
+             "would compute this model wrongly",
+             path, c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh", f->hf_architecture,
+             f->activation == Activation::SiLU ? "silu" : "gelu_pytorch_tanh");
     check_config_consistent(c, path);
     return c;
 }
