@@ -105,6 +105,11 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
              "would compute this model wrongly",
              path, c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh", f->hf_architecture,
              f->activation == Activation::SiLU ? "silu" : "gelu_pytorch_tanh");
+    QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
+             "{}: partial_rotary_factor {} rotates {} of {} channels, but {} uses llama's "
+             "interleaved rope on permuted q/k rows, where partial rotary is not implemented",
+             path, static_cast<double>(c.rope_dims) / static_cast<double>(c.head_dim), c.rope_dims,
+             c.head_dim, f->hf_architecture);
     check_config_consistent(c, path);
     return c;
 }
@@ -135,6 +140,10 @@ ModelConfig config_from_gguf(const GgufFile& g) {
     c.arch = found->id;
     c.hf_architecture = found->hf_architecture;
     found->read_gguf(g, c);
+    QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
+             "{}: {}.rope.dimension_count is {}, less than the head size {}; partial rotary with "
+             "llama's interleaved rope is not implemented",
+             g.path(), c.gguf_arch, c.rope_dims, c.head_dim);
     check_config_consistent(c, g.path());
     return c;
 }
