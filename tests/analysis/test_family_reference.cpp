@@ -6,11 +6,11 @@
 // Acceptance (issue 22): mean KLD ≤ 1e-4, max |Δlogit| ≤ 2e-3. Each feature is also shown to
 // matter: the same weights with it switched off in config.json are far off.
 //
-// Gemma 2's committed reference was computed with transformers' default attention (sdpa),
-// which ignores attn_logit_softcapping (Gemma 2's definition, transformers' eager attention
-// and llama.cpp apply it). So it is compared here with the cap removed from the config, and
-// the engine's cap is shown to change the result; scripts/fixtures/
-// remake_gemma2_eager_reference.py recomputes that reference with eager attention.
+// Gemma 2: transformers' default attention (sdpa) ignores attn_logit_softcapping, which Gemma
+// 2's definition, eager attention and llama.cpp apply. reference.qllogp was made with sdpa,
+// reference-eager.qllogp (scripts/fixtures/remake_gemma2_eager_reference.py, same weights and
+// tokens) with eager: the engine matches the eager one, and the sdpa one with the cap removed
+// from the config.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -33,9 +33,10 @@ constexpr double kMaxMeanKld = 1e-4;         // issue 22 acceptance
 constexpr double kMaxAbsLogitDiff = 2e-3;    // issue 22 acceptance
 constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 
-test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture) {
+test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture,
+                                      const std::string& variant = "") {
     const auto model = Model::open(dir);
-    return compare_with_reference(*model, fixture_dir(fixture));
+    return compare_with_reference(*model, fixture_dir(fixture), variant);
 }
 
 // A copy of the fixture's checkpoint whose config.json is edited by `edit`.
@@ -72,6 +73,15 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyReference,
                              return n;
                          });
 
+TEST(FamilyReference, Gemma2MatchesTransformersEager) {
+    const auto r = run(fixture_dir("gemma2"), "gemma2", "-eager");
+    EXPECT_EQ(r.scored, 2 * 255);
+    EXPECT_LE(r.kld_mean, kMaxMeanKld);
+    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
+    std::printf("gemma2 (eager reference): mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean,
+                r.max_abs_logit_diff);
+}
+
 TEST(FamilyReference, Gemma2MatchesTransformersSdpa) {
     const auto r = run(
         edited_copy("gemma2", [](auto& c) { c["attn_logit_softcapping"] = nullptr; }), "gemma2");
@@ -83,16 +93,57 @@ TEST(FamilyReference, Gemma2MatchesTransformersSdpa) {
     EXPECT_GT(run(fixture_dir("gemma2"), "gemma2").kld_mean, kFeatureMattersKld);
 }
 
+// transformers v4 configs of the same models: θ at the top, scaling in rope_scaling, Gemma
+// without layer_types (every other layer slides; Gemma 3's sliding_window_pattern), Gemma 3's
+// local θ as rope_local_base_freq, Phi-3's partial_rotary_factor at the top.
+TEST(FamilyReference, V4ConfigsGiveTheSameResult) {
+    const auto gemma2 = run(edited_copy("gemma2",
+                                        [](auto& c) {
+                                            c.erase("layer_types");
+                                            c.erase("rope_parameters");
+                                            c["rope_theta"] = 10000.0;
+                                        }),
+                            "gemma2", "-eager");
+    EXPECT_LE(gemma2.kld_mean, kMaxMeanKld);
+    const auto gemma3 =
+        run(edited_copy("gemma3",
+                        [](auto& c) {
+                            c.erase("layer_types");
+                            c.erase("rope_parameters");
+                            c["sliding_window_pattern"] = 2;
+                            c["rope_theta"] = 1e6;
+                            c["rope_local_base_freq"] = 1e4;
+                            c["rope_scaling"] = {{"rope_type", "linear"}, {"factor", 8.0}};
+                        }),
+            "gemma3");
+    EXPECT_LE(gemma3.kld_mean, kMaxMeanKld);
+    const auto phi3 = run(edited_copy("phi3-longrope",
+                                      [](auto& c) {
+                                          nlohmann::json rp = c["rope_parameters"];
+                                          c.erase("rope_parameters");
+                                          c["rope_theta"] = rp["rope_theta"];
+                                          c["partial_rotary_factor"] = rp["partial_rotary_factor"];
+                                          c["rope_scaling"] = {{"type", "longrope"},
+                                                               {"short_factor", rp["short_factor"]},
+                                                               {"long_factor", rp["long_factor"]}};
+                                      }),
+                          "phi3-longrope");
+    EXPECT_LE(phi3.kld_mean, kMaxMeanKld);
+}
+
 // Each edit removes one feature the reference depends on; the result must be far off, so
 // the acceptance above cannot pass with that feature missing.
 struct FeatureCase {
     const char* fixture;
     const char* what;
     std::function<void(nlohmann::json&)> edit;
+    const char* variant = "";  // which reference of the fixture
 };
 
 TEST(FamilyReference, EveryFeatureMatters) {
     const std::vector<FeatureCase> cases = {
+        {"gemma2", "no attention soft-capping (eager reference)",
+         [](auto& c) { c["attn_logit_softcapping"] = nullptr; }, "-eager"},
         {"gemma2", "no sliding window",
          [](auto& c) { c["attn_logit_softcapping"] = nullptr, c["sliding_window"] = 4096; }},
         {"gemma2", "no final soft-capping",
@@ -122,7 +173,7 @@ TEST(FamilyReference, EveryFeatureMatters) {
     };
     for (const auto& fc : cases) {
         SCOPED_TRACE(std::string(fc.fixture) + ": " + fc.what);
-        const auto r = run(edited_copy(fc.fixture, fc.edit), fc.fixture);
+        const auto r = run(edited_copy(fc.fixture, fc.edit), fc.fixture, fc.variant);
         EXPECT_GT(r.kld_mean, kFeatureMattersKld);
     }
 }

@@ -29,16 +29,17 @@ struct ReferenceComparison {
     int64_t scored = 0;
 };
 
-// `model` is evaluated on the reference's chunks; `fixture` holds reference.qllogp and
-// logits_head.f32.
+// `model` is evaluated on the reference's chunks; `fixture` holds reference<variant>.qllogp
+// and logits_head<variant>.f32.
 inline ReferenceComparison compare_with_reference(const Model& model, const std::string& fixture,
+                                                  const std::string& variant = "",
                                                   EngineOptions options = {}) {
     const Engine engine(model, options);
-    const LogitsFile ref(fixture + "/reference.qllogp");
+    const LogitsFile ref(fixture + "/reference" + variant + ".qllogp");
     const LogitsHeader& h = ref.header();
     const int64_t T = h.n_ctx, V = h.n_vocab;
     EXPECT_EQ(V, engine.vocab());
-    const std::string head_bytes = slurp(fixture + "/logits_head.f32");
+    const std::string head_bytes = slurp(fixture + "/logits_head" + variant + ".f32");
     const int64_t head_rows = static_cast<int64_t>(head_bytes.size()) / (V * 4);
     std::vector<float> head(static_cast<size_t>(head_rows * V));
     std::memcpy(head.data(), head_bytes.data(), head.size() * 4);
