@@ -9,10 +9,11 @@
 //
 // Shared config.json fields: architectures[0], model_type, hidden_size, num_hidden_layers,
 // num_attention_heads, num_key_value_heads, head_dim, vocab_size, rms_norm_eps,
-// rope_theta | rope_parameters.rope_theta, tie_word_embeddings, max_position_embeddings,
-// torch_dtype | dtype, bos/eos_token_id, rope_scaling (v4) | rope_parameters (v5),
-// hidden_act | hidden_activation, mlp_bias, partial_rotary_factor. Families read the rest
-// (intermediate_size, experts, attention_bias, use_qkv_bias, sliding_window, ...).
+// rope_theta | rope_parameters.rope_theta, rope_local_base_freq, tie_word_embeddings,
+// max_position_embeddings, torch_dtype | dtype, bos/eos_token_id, rope_scaling (v4) |
+// rope_parameters (v5), hidden_activation | hidden_act, mlp_bias, partial_rotary_factor.
+// Families read the rest (intermediate_size, experts, attention_bias, use_qkv_bias,
+// sliding_window, layer_types, soft-capping, query_pre_attn_scalar, ...).
 //
 // Rope: v4 `rope_theta` + `rope_scaling` ("type" or "rope_type") and v5 `rope_parameters`,
 // whose per-layer-type form ({"full_attention": {...}, "sliding_attention": {...}}) gives
