@@ -3,7 +3,8 @@
 // which llama.cpp's converter keeps fused as attn_qkv and ffn_up; neox rope over the first
 // partial_rotary_factor of each head; longrope (short/long factors, attention factor) carried
 // in the GGUF as rope_factors_short/long.weight and rope.scaling.attn_factor; a
-// sliding_window on every layer when set.
+// sliding_window on every layer when config.json sets it (transformers; llama.cpp ignores the
+// window of a phi3 GGUF, and so does reading one here).
 #include <cmath>
 
 #include "core/error.h"
@@ -34,6 +35,9 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
 void read_gguf(const GgufFile& g, ModelConfig& c) {
     blocks::read_gguf_dense_ffn(g, c);
     set_layer(c);
+    // llama.cpp's phi3 loader reads attention.sliding_window but disables the window ("Phi
+    // SWA is currently disabled"): the file is evaluated with full attention, as there.
+    c.sliding_window = 0;
 }
 
 // The converter's attention factor: it ignores any attention_factor in the config.
