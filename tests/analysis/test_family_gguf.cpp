@@ -260,6 +260,19 @@ TEST(FamilyGguf, RefusesWhatLlamaCppWouldComputeDifferently) {
     e = expectations()[1];
     e.edit = [](auto& c) { c["query_pre_attn_scalar"] = 32; };  // layer types s, f, s, f
     EXPECT_NE(message(e).find("layer_types[1]"), std::string::npos);
+    e = expectations()[1];
+    e.edit = [](auto& c) {  // llama.cpp fixes the sliding layers' θ at 10000
+        c["query_pre_attn_scalar"] = 32;
+        c["layer_types"] = std::vector<std::string>(4, "sliding_attention");
+        c["rope_parameters"]["sliding_attention"]["rope_theta"] = 50000.0;
+    };
+    EXPECT_NE(message(e).find("rope_theta is 50000"), std::string::npos);
+    e = expectations()[0];
+    e.edit = [](auto& c) {  // gemma2 GGUFs carry no rope keys
+        c["query_pre_attn_scalar"] = 32;
+        c["rope_parameters"]["rope_theta"] = 20000.0;
+    };
+    EXPECT_NE(message(e).find("rope_theta 20000"), std::string::npos);
 }
 
 }  // namespace

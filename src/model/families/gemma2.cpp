@@ -30,6 +30,11 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
              "{}: tie_word_embeddings is false, but llama.cpp's converter drops lm_head.weight "
              "for gemma2 and computes the logits from the embeddings",
              c.hf_architecture);
+    // The converter writes no rope keys for gemma2: llama.cpp uses θ = 10000, unscaled.
+    QL_CHECK(c.rope_theta == 10000.0 && c.rope_scaling.kind == RopeScaling::Kind::None,
+             "{}: rope_theta {} / rope scaling, but llama.cpp's gemma2 converter writes no rope "
+             "keys and its loader uses an unscaled θ of 10000",
+             c.hf_architecture, c.rope_theta);
     QL_CHECK(c.attn_softcap > 0 && c.final_softcap > 0,
              "{}: attn_logit_softcapping / final_logit_softcapping is null, which llama.cpp's "
              "gemma2 converter cannot write",

@@ -27,11 +27,16 @@ void read_gguf(const GgufFile& g, ModelConfig& c) {
     c.attn_softcap = 0.0;
     c.qk_norm = true;
     if (c.sliding_window <= 0) c.layer_sliding.clear();
-    if (c.rope_theta_swa <= 0) c.rope_theta_swa = kLocalTheta;
+    // llama.cpp's gemma3 loader sets the sliding layers' θ to 10000 after reading the keys.
+    c.rope_theta_swa = kLocalTheta;
 }
 
 void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     blocks::check_gemma_for_llama_cpp(c, kPattern, kLayers27b);
+    QL_CHECK(c.rope_theta_swa == kLocalTheta,
+             "{}: the sliding layers' rope_theta is {}, but llama.cpp's gemma3 loader fixes it at "
+             "{}; a GGUF of this model would be evaluated wrongly",
+             c.hf_architecture, c.rope_theta_swa, kLocalTheta);
     QL_CHECK(c.attn_softcap == 0,
              "{}: attn_logit_softcapping is {}, which llama.cpp's gemma3 converter refuses and "
              "its graph does not apply",
