@@ -3,6 +3,7 @@
 // description each family sets, and refusals that list the registry.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
@@ -177,4 +178,24 @@ TEST(Families, GgufKeys) {
                                               "qwen2moe.expert_shared_feed_forward_length",
                                               "qwen2moe.attention.key_length",
                                               "qwen2moe.attention.value_length"}));
+}
+
+TEST(Families, LongropePicksItsFactorsByContext) {
+    // Phi-3-style longrope over 18 of 24 channels: short factors up to the original context
+    // (64 tokens), long ones beyond, attention factor sqrt(1 + ln(1024/64) / ln 64).
+    const ModelConfig c = parse_hf_config(
+        R"({"architectures":["Phi3ForCausalLM"],"hidden_size":96,"num_hidden_layers":2,)"
+        R"("num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,)"
+        R"("intermediate_size":96,"max_position_embeddings":1024,)"
+        R"("rope_parameters":{"rope_type":"longrope","rope_theta":10000.0,)"
+        R"("partial_rotary_factor":0.75,"original_max_position_embeddings":64,)"
+        R"("short_factor":[1,1,1,1,1,1,1,1,1.5],"long_factor":[1,2,3,4,5,6,7,8,9]}})",
+        "cfg.json");
+    EXPECT_EQ(c.rotary_dims(), 18);
+    EXPECT_TRUE(c.fused_qkv && c.fused_gate_up && c.rope == RopeStyle::Neox);
+    EXPECT_NEAR(rope_attention_factor(c), std::sqrt(1.0 + std::log(16.0) / std::log(64.0)), 1e-12);
+    const double base8 = std::pow(10000.0, -16.0 / 18.0);
+    EXPECT_NEAR(rope_frequencies(c, 64)[8], base8 / 1.5, 1e-15);
+    EXPECT_NEAR(rope_frequencies(c, 65)[8], base8 / 9.0, 1e-15);
+    EXPECT_EQ(rope_frequencies(c, 65).size(), 9u);
 }
