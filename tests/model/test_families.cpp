@@ -3,6 +3,7 @@
 // description each family sets, and refusals that list the registry.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <set>
 #include <string>
@@ -198,4 +199,27 @@ TEST(Families, LongropePicksItsFactorsByContext) {
     EXPECT_NEAR(rope_frequencies(c, 64)[8], base8 / 1.5, 1e-15);
     EXPECT_NEAR(rope_frequencies(c, 65)[8], base8 / 9.0, 1e-15);
     EXPECT_EQ(rope_frequencies(c, 65).size(), 9u);
+}
+
+TEST(Families, LinearRopeScalingIsWrittenAsTheConverterDoes) {
+    // TextModel.set_gguf_parameters: rope.scaling.type and .factor after head_count_kv.
+    const ModelConfig c = parse_hf_config(
+        config_json("LlamaForCausalLM", R"("rope_scaling":{"type":"linear","factor":4.0})"),
+        "cfg.json");
+    GgufKeys keys;
+    family_of(Arch::Llama).write_gguf(c, keys);
+    std::vector<std::string> names;
+    for (const auto& kv : keys) names.push_back(kv.first);
+    const auto at = std::find(names.begin(), names.end(), "llama.rope.scaling.type");
+    ASSERT_NE(at, names.end());
+    EXPECT_EQ(*(at - 1), "llama.attention.head_count_kv");
+    EXPECT_EQ(*(at + 1), "llama.rope.scaling.factor");
+    EXPECT_EQ(*(at + 2), "llama.rope.freq_base");
+    EXPECT_EQ(keys[static_cast<size_t>(at - names.begin())].second.as_string(), "linear");
+    EXPECT_EQ(keys[static_cast<size_t>(at - names.begin()) + 1].second.as_float(), 4.0);
+    // Partial rotary on a neox family has no key in its converter: refused.
+    const ModelConfig q = parse_hf_config(
+        config_json("Qwen3ForCausalLM", R"("partial_rotary_factor":0.5)"), "cfg.json");
+    GgufKeys qk;
+    EXPECT_THROW(family_of(Arch::Qwen3).write_gguf(q, qk), Error);
 }

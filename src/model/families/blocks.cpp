@@ -224,6 +224,16 @@ void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
     add_u32(keys, c, "feed_forward_length", c.ffn);
     add_u32(keys, c, "attention.head_count", c.n_heads);
     add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    // TextModel.set_gguf_parameters: linear scaling as keys (llama3's is rope_freqs.weight);
+    // longrope factors and partial rotary are written by Phi-3's converter only.
+    QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::LongRope && c.rope_dims == 0,
+             "{}: longrope scaling or partial_rotary_factor, which llama.cpp's {} converter does "
+             "not write; a GGUF of this model would be evaluated wrongly",
+             c.hf_architecture, c.gguf_arch);
+    if (c.rope_scaling.kind == RopeScaling::Kind::Linear) {
+        keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("linear"));
+        add_f32(keys, c, "rope.scaling.factor", c.rope_scaling.factor);
+    }
     keys.emplace_back(c.gguf_arch + ".rope.freq_base",
                       GgufValue::f32(static_cast<float>(c.rope_theta)));
     keys.emplace_back(c.gguf_arch + ".attention.layer_norm_rms_epsilon",
