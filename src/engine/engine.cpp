@@ -15,8 +15,8 @@
 namespace quantlens {
 
 struct Engine::LayerNames {
-    std::string attn_norm, q, k, v, o, q_bias, k_bias, v_bias, q_norm, k_norm;
-    std::string ffn_norm, gate, up, down, router, gate_exps, up_exps, down_exps;
+    std::string attn_norm, q, k, v, qkv, o, q_bias, k_bias, v_bias, q_norm, k_norm, post_attn_norm;
+    std::string ffn_norm, gate, up, down, post_ffw_norm, router, gate_exps, up_exps, down_exps;
 };
 
 namespace {
@@ -29,7 +29,7 @@ std::string shape_str(const std::vector<int64_t>& ne) {
 
 }  // namespace
 
-void check_layer_supported(const ModelConfig& c, const std::string& what) {
+void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind) {
     QL_CHECK(c.shared_expert == SharedExpert::None,
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
@@ -38,6 +38,29 @@ void check_layer_supported(const ModelConfig& c, const std::string& what) {
              "{}: {} routing keeps the top-{} softmax weights without renormalizing them "
              "(norm_topk_prob false), which the engine does not implement yet",
              what, arch_name(c.arch), c.n_experts_used);
+    QL_CHECK(!c.is_moe() || (c.act == Activation::SiLU && !c.fused_gate_up && !c.post_norms),
+             "{}: {} experts with GeGLU, fused gate/up or post-norms are not implemented", what,
+             arch_name(c.arch));
+    if (kind == EngineKind::Cpu) return;
+    const std::pair<bool, const char*> lacks[] = {
+        {c.fused_qkv, "a fused attn_qkv projection"},
+        {c.fused_gate_up, "a fused gate/up projection"},
+        {c.act != Activation::SiLU, "the GeGLU (tanh GELU) MLP"},
+        {c.post_norms, "post-attention and post-MLP norms"},
+        {c.embed_scale, "the embedding scale sqrt(hidden)"},
+        {c.attn_scale > 0,
+         "an attention scale other than 1/sqrt(head_dim) (query_pre_attn_scalar)"},
+        {c.attn_softcap > 0, "attention logit soft-capping"},
+        {c.final_softcap > 0, "final logit soft-capping"},
+        {c.rope_dims > 0, "partial rotary embeddings (partial_rotary_factor)"},
+        {c.rope_scaling.kind == RopeScaling::Kind::LongRope, "longrope scaling"},
+        {c.rope_theta_swa > 0, "a separate rope for sliding-window layers"},
+    };
+    for (const auto& [missing, feature] : lacks)
+        QL_CHECK(!missing,
+                 "{}: {} uses {}, which the CUDA engine does not implement; run it on "
+                 "the CPU (without --gpu)",
+                 what, arch_name(c.arch), feature);
 }
 
 Engine::Engine(const Model& model, EngineOptions options)
@@ -62,6 +85,9 @@ Engine::Engine(const Model& model, EngineOptions options)
         n.q = p + "attn_q.weight";
         n.k = p + "attn_k.weight";
         n.v = p + "attn_v.weight";
+        n.qkv = p + "attn_qkv.weight";
+        n.post_attn_norm = p + "post_attention_norm.weight";
+        n.post_ffw_norm = p + "post_ffw_norm.weight";
         n.o = p + "attn_output.weight";
         n.q_bias = p + "attn_q.bias";
         n.k_bias = p + "attn_k.bias";
@@ -125,10 +151,16 @@ void Engine::check_shapes() const {
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const LayerNames& n = names_[l];
         expect(n.attn_norm, {C}, true);
-        expect(n.q, {C, HD}, true);
-        expect(n.k, {C, KD}, true);
-        expect(n.v, {C, KD}, true);
+        if (c.fused_qkv) {
+            expect(n.qkv, {C, HD + 2 * KD}, true);
+        } else {
+            expect(n.q, {C, HD}, true);
+            expect(n.k, {C, KD}, true);
+            expect(n.v, {C, KD}, true);
+        }
         expect(n.o, {HD, C}, true);
+        expect(n.post_attn_norm, {C}, c.post_norms);
+        expect(n.post_ffw_norm, {C}, c.post_norms);
         expect(n.q_bias, {HD}, c.qkv_bias);
         expect(n.k_bias, {KD}, c.qkv_bias);
         expect(n.v_bias, {KD}, c.qkv_bias);
@@ -140,6 +172,9 @@ void Engine::check_shapes() const {
             expect(n.gate_exps, {C, c.ffn, c.n_experts}, true);
             expect(n.up_exps, {C, c.ffn, c.n_experts}, true);
             expect(n.down_exps, {c.ffn, C, c.n_experts}, true);
+        } else if (c.fused_gate_up) {
+            expect(n.up, {C, 2 * c.ffn}, true);
+            expect(n.down, {c.ffn, C}, true);
         } else {
             expect(n.gate, {C, c.ffn}, true);
             expect(n.up, {C, c.ffn}, true);
@@ -220,64 +255,112 @@ std::vector<float> Engine::embed(std::span<const int32_t> tokens) const {
                  id, n, config_.vocab);
         std::copy_n(table + static_cast<int64_t>(id) * C, C, h.data() + n * C);
     }
+    if (config_.embed_scale) {  // Gemma: × sqrt(hidden), in float as llama.cpp and torch
+        const float scale = std::sqrt(static_cast<float>(C));
+        for (float& x : h) x *= scale;
+    }
     emit(HookEvent::Kind::Embedding, -1, nullptr, -1, h.data(), N, C);
     return h;
+}
+
+void Engine::qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<float>& q,
+                             std::vector<float>& k, std::vector<float>& v) const {
+    const ModelConfig& c = config_;
+    const LayerNames& n = names_[l];
+    const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
+    q.resize(N * HD), k.resize(N * KD), v.resize(N * KD);
+    std::vector<float> scratch;
+    if (c.fused_qkv) {  // one product [N, HD + 2·KD], split into q | k | v per row
+        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.qkv, -1, xn, N, C);
+        const int64_t W = HD + 2 * KD;
+        std::vector<float> qkv(N * W);  // [N, W]
+        matmul_forward(qkv.data(), mm_input(n.qkv, xn, N, C, scratch), weight(n.qkv), nullptr, N, C,
+                       W);
+        for (int64_t r = 0; r < N; ++r) {
+            const float* row = qkv.data() + r * W;
+            std::copy_n(row, HD, q.data() + r * HD);
+            std::copy_n(row + HD, KD, k.data() + r * KD);
+            std::copy_n(row + HD + KD, KD, v.data() + r * KD);
+        }
+        return;
+    }
+    if (hook_) {
+        for (const std::string* w : {&n.q, &n.k, &n.v})
+            emit(HookEvent::Kind::LinearInput, static_cast<int>(l), w, -1, xn, N, C);
+    }
+    matmul_forward(q.data(), mm_input(n.q, xn, N, C, scratch), weight(n.q), weight_opt(n.q_bias), N,
+                   C, HD);
+    matmul_forward(k.data(), mm_input(n.k, xn, N, C, scratch), weight(n.k), weight_opt(n.k_bias), N,
+                   C, KD);
+    matmul_forward(v.data(), mm_input(n.v, xn, N, C, scratch), weight(n.v), weight_opt(n.v_bias), N,
+                   C, KD);
 }
 
 void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const {
     const ModelConfig& c = config_;
     const LayerNames& n = names_[l];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
-    rmsnorm_forward(xn, h, weight(n.attn_norm), N, C, static_cast<float>(c.rms_eps));
-    if (hook_) {
-        for (const std::string* w : {&n.q, &n.k, &n.v})
-            emit(HookEvent::Kind::LinearInput, static_cast<int>(l), w, -1, xn, N, C);
+    const auto eps = static_cast<float>(c.rms_eps);
+    rmsnorm_forward(xn, h, weight(n.attn_norm), N, C, eps);
+    std::vector<float> q, k, v;  // [N, H|KV, D]
+    qkv_projections(l, xn, N, q, k, v);
+    if (c.qk_norm) {  // Qwen3, Gemma 3: RMSNorm over each head's D channels before RoPE
+        rmsnorm_forward(q.data(), q.data(), weight(n.q_norm), N * H, D, eps);
+        rmsnorm_forward(k.data(), k.data(), weight(n.k_norm), N * KV, D, eps);
     }
-    std::vector<float> q(N * H * D), k(N * KV * D), v(N * KV * D);  // [N, H|KV, D]
-    std::vector<float> scratch;
-    matmul_forward(q.data(), mm_input(n.q, xn, N, C, scratch), weight(n.q), weight_opt(n.q_bias), N,
-                   C, H * D);
-    matmul_forward(k.data(), mm_input(n.k, xn, N, C, scratch), weight(n.k), weight_opt(n.k_bias), N,
-                   C, KV * D);
-    matmul_forward(v.data(), mm_input(n.v, xn, N, C, scratch), weight(n.v), weight_opt(n.v_bias), N,
-                   C, KV * D);
-    if (c.qk_norm) {  // Qwen3: RMSNorm over each head's D channels before RoPE
-        rmsnorm_forward(q.data(), q.data(), weight(n.q_norm), N * H, D,
-                        static_cast<float>(c.rms_eps));
-        rmsnorm_forward(k.data(), k.data(), weight(n.k_norm), N * KV, D,
-                        static_cast<float>(c.rms_eps));
-    }
-    check_sequence_length(c, T);
-    const std::vector<double> freqs = rope_frequencies(c);
-    rope_forward(q.data(), B, T, H, D, freqs, c.rope_neox(), options_.rope_bf16_freqs);
-    rope_forward(k.data(), B, T, KV, D, freqs, c.rope_neox(), options_.rope_bf16_freqs);
+    const bool sliding = c.is_sliding(l);
+    const std::vector<double> freqs = rope_frequencies(c, T, sliding);
+    const double mscale = rope_attention_factor(c);
+    rope_forward(q.data(), B, T, H, D, freqs, c.rope_neox(), options_.rope_bf16_freqs, mscale);
+    rope_forward(k.data(), B, T, KV, D, freqs, c.rope_neox(), options_.rope_bf16_freqs, mscale);
     if (options_.ggml_numerics) {  // F16 KV cache; Q meets F16 K in the KQ product
         round_activations(q.data(), N, H * D, ActRounding::F16);
         round_activations(k.data(), N, KV * D, ActRounding::F16);
         round_activations(v.data(), N, KV * D, ActRounding::F16);
     }
+    AttentionParams params;
+    params.scale = static_cast<float>(c.attn_scale);
+    params.softcap = static_cast<float>(c.attn_softcap);
+    params.window = sliding ? c.sliding_window : 0;
+    params.f16_probs = options_.ggml_numerics;
     std::vector<float> att(N * H * D);  // [N, H, D]
-    attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D,
-                      options_.ggml_numerics);
+    attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, params);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
-    std::vector<float> proj(N * C);  // [N, C]
+    std::vector<float> proj(N * C), scratch;  // [N, C]
     matmul_forward(proj.data(), mm_input(n.o, att.data(), N, H * D, scratch), weight(n.o), nullptr,
                    N, H * D, C);
+    if (c.post_norms)
+        rmsnorm_forward(proj.data(), proj.data(), weight(n.post_attn_norm), N, C, eps);
     residual_forward(h, proj.data(), N * C);
 }
 
 void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const {
     const LayerNames& n = names_[l];
     const int64_t C = config_.hidden, F = config_.ffn;
-    if (hook_) {
-        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate, -1, xn, N, C);
-        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
-    }
     std::vector<float> gate(N * F), up(N * F), scratch;  // [N, F]
-    matmul_forward(gate.data(), mm_input(n.gate, xn, N, C, scratch), weight(n.gate), nullptr, N, C,
-                   F);
-    matmul_forward(up.data(), mm_input(n.up, xn, N, C, scratch), weight(n.up), nullptr, N, C, F);
-    swiglu_forward(gate.data(), gate.data(), up.data(), N * F);
+    if (config_.fused_gate_up) {                         // ffn_up [N, 2F]: gate | up per row
+        emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
+        std::vector<float> both(N * 2 * F);  // [N, 2F]
+        matmul_forward(both.data(), mm_input(n.up, xn, N, C, scratch), weight(n.up), nullptr, N, C,
+                       2 * F);
+        for (int64_t r = 0; r < N; ++r) {
+            std::copy_n(both.data() + r * 2 * F, F, gate.data() + r * F);
+            std::copy_n(both.data() + r * 2 * F + F, F, up.data() + r * F);
+        }
+    } else {
+        if (hook_) {
+            emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate, -1, xn, N, C);
+            emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
+        }
+        matmul_forward(gate.data(), mm_input(n.gate, xn, N, C, scratch), weight(n.gate), nullptr, N,
+                       C, F);
+        matmul_forward(up.data(), mm_input(n.up, xn, N, C, scratch), weight(n.up), nullptr, N, C,
+                       F);
+    }
+    if (config_.act == Activation::GeluTanh)
+        geglu_tanh_forward(gate.data(), gate.data(), up.data(), N * F);
+    else
+        swiglu_forward(gate.data(), gate.data(), up.data(), N * F);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down, -1, gate.data(), N, F);
     matmul_forward(out, mm_input(n.down, gate.data(), N, F, scratch), weight(n.down), nullptr, N, F,
                    C);
@@ -352,6 +435,9 @@ void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     } else {
         ffn_dense(l, xn.data(), ffn.data(), N);
     }
+    if (config_.post_norms)
+        rmsnorm_forward(ffn.data(), ffn.data(), weight(names_[l].post_ffw_norm), N, C,
+                        static_cast<float>(config_.rms_eps));
     residual_forward(h, ffn.data(), N * C);
     emit(HookEvent::Kind::LayerOutput, static_cast<int>(l), nullptr, -1, h, N, C);
 }
@@ -369,6 +455,8 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
     std::vector<float> logits(N * V), scratch;  // [B, S, V]
     matmul_forward(logits.data(), mm_input(output_name_, xn.data(), N, C, scratch),
                    weight(output_name_), nullptr, N, C, V);
+    if (config_.final_softcap > 0)
+        softcap_forward(logits.data(), N * V, static_cast<float>(config_.final_softcap));
     return logits;
 }
 

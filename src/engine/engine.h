@@ -1,7 +1,10 @@
 // CPU inference engine: full-sequence f32 forward pass (no KV cache) of the layer the
-// config's LayerSpec describes (formats/model_config.h): RMSNorm, GQA attention with
-// optional q/k/v biases and q/k norms, normal or neox RoPE, SwiGLU MLP or top-k experts.
-// It never asks which family a model is; a LayerSpec feature it lacks is refused.
+// config's LayerSpec describes (formats/model_config.h): RMSNorm, GQA attention (separate or
+// fused q/k/v, optional q/k/v biases and q/k norms, normal or neox RoPE over all or part of
+// each head, per-layer sliding windows, score scale and soft-capping), optional post-norms,
+// SwiGLU or GeGLU MLP (separate or fused gate/up) or top-k experts, optional embedding
+// scale and final logit soft-capping. It never asks which family a model is; a LayerSpec
+// feature an engine lacks is refused (check_layer_supported).
 //
 // Promises:
 //  - Weights are read once through Model::read_f32 (dequantized if the source is a
@@ -16,8 +19,9 @@
 //  - A hook sees the embedding output, each layer's output, the final-norm output and
 //    every linear layer's input activations (rows × cols, cols = the weight's row length).
 // Numerics follow Hugging Face transformers in float32: RMSNorm x·rsqrt(mean x² + eps)·w,
-// RoPE angles pos·θ^(-2i/D), softmax attention with 1/sqrt(D), SiLU-gated MLP,
-// Mixtral routing softmax → top-k → renormalized weights.
+// RoPE angles pos·θ^(-2i/R) (R rotated channels, rope_frequencies), softmax attention with
+// 1/sqrt(D) unless the config sets a scale, SiLU- or tanh-GELU-gated MLP, Mixtral routing
+// softmax → top-k → renormalized weights.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +38,14 @@ namespace quantlens {
 
 class Model;
 
-// Throws Error (naming `what`, a path or engine) when `config`'s layer uses a feature the
-// engines do not implement yet: a shared expert, MoE routing without renormalization.
-void check_layer_supported(const ModelConfig& config, const std::string& what);
+// Throws Error (naming `what`, a path or engine, and the feature) when `config`'s layer uses
+// a feature that engine does not implement: for both, a shared expert or MoE routing without
+// renormalization; for the CUDA engine also fused projections, GeGLU, post-norms, embedding
+// scale, a custom attention scale, soft-capping, partial rotary, longrope and a separate
+// rope for sliding layers (its sliding windows: check_sequence_length).
+enum class EngineKind { Cpu, Cuda };
+void check_layer_supported(const ModelConfig& config, const std::string& what,
+                           EngineKind kind = EngineKind::Cpu);
 
 struct EngineOptions {
     // Round every weight through F16 after loading, as llama.cpp's converter does when it
@@ -120,6 +129,9 @@ class Engine {
     void check_shapes() const;
     void attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
     void ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const;
+    // q[N, H·D], k/v[N, KV·D] from the normed input, by separate or fused projections.
+    void qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<float>& q,
+                         std::vector<float>& k, std::vector<float>& v) const;
     void ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const;
     // The input of the matmul with weight `name`: `in` itself, or with ggml_numerics a
     // copy in `scratch` rounded for that weight's type.

@@ -30,27 +30,40 @@ void matmul_forward(float* out, const float* in, const float* weight, const floa
 void matmul_forward_ref(float* out, const float* in, const float* weight, const float* bias,
                         int64_t N, int64_t IN, int64_t OUT);
 
-// Rotary embedding in place on x[B, T, H, D] for positions 0..T-1 of each sequence.
-// neox: rotate (x[i], x[i + D/2]) (half-split, HF rotate_half); otherwise rotate adjacent
+// Rotary embedding in place on x[B, T, H, D] for positions 0..T-1 of each sequence, over
+// the first R = 2·freqs.size() ≤ D channels of each head (partial rotary leaves the rest).
+// neox: rotate (x[i], x[i + R/2]) (half-split, HF rotate_half); otherwise rotate adjacent
 // pairs (x[2i], x[2i+1]) — llama.cpp's "normal" mode on converter-permuted q/k rows.
-// freqs[D/2] are the angular frequencies (rope_frequencies(config): θ^(-2i/D) with the
+// freqs[R/2] are the angular frequencies (rope_frequencies(config): θ^(-2i/R) with the
 // model's scaling); angle = position × freq. bf16_freqs rounds each frequency to BF16 first:
 // what transformers computes for a model loaded in bfloat16 and cast to float32 (its
-// inv_freq buffer was cast with it).
+// inv_freq buffer was cast with it). cos and sin are multiplied by `mscale` (longrope's
+// attention factor).
 void rope_forward(float* x, int64_t B, int64_t T, int64_t H, int64_t D,
-                  std::span<const double> freqs, bool neox, bool bf16_freqs = false);
-// The cos/sin tables [T, D/2] rope_forward uses; the GPU engine uploads the same tables.
+                  std::span<const double> freqs, bool neox, bool bf16_freqs = false,
+                  double mscale = 1.0);
+// The cos/sin tables [T, R/2] rope_forward uses; the GPU engine uploads the same tables.
 void rope_tables(std::span<const double> freqs, int64_t T, bool bf16_freqs,
-                 std::vector<float>& cos_table, std::vector<float>& sin_table);
+                 std::vector<float>& cos_table, std::vector<float>& sin_table, double mscale = 1.0);
+
+// How attention scores are formed and masked beyond plain causal softmax(q·k/sqrt(D)).
+struct AttentionParams {
+    float scale = 0.0f;    // score = scale · q·k; 0 = 1/sqrt(D)
+    float softcap = 0.0f;  // score → softcap · tanh(score / softcap) (Gemma 2); 0 = none
+    int64_t window = 0;    // query i sees keys j with i − j < window (sliding); 0 = all j ≤ i
+    // Rounds the softmax probabilities to F16 before they multiply V, as ggml's CPU
+    // attention does with an F16 KV cache.
+    bool f16_probs = false;
+};
 
 // Causal grouped-query attention. q[B, T, H, D], k/v[B, T, KV, D] → out[B, T, H, D];
-// query head h reads kv head h / (H / KV); scale 1/sqrt(D).
-// f16_probs rounds the softmax probabilities to F16 before they multiply V, as ggml's CPU
-// attention does with an F16 KV cache.
+// query head h reads kv head h / (H / KV).
 void attention_forward(float* out, const float* q, const float* k, const float* v, int64_t B,
-                       int64_t T, int64_t H, int64_t KV, int64_t D, bool f16_probs = false);
+                       int64_t T, int64_t H, int64_t KV, int64_t D,
+                       const AttentionParams& params = {});
 void attention_forward_ref(float* out, const float* q, const float* k, const float* v, int64_t B,
-                           int64_t T, int64_t H, int64_t KV, int64_t D);
+                           int64_t T, int64_t H, int64_t KV, int64_t D,
+                           const AttentionParams& params = {});
 
 // How ggml's CPU matmul converts activations before the dot product with a weight of a
 // given type (its "vec_dot_type"): none for F32, F16/BF16 rounding, or 8-bit quantization
@@ -62,6 +75,11 @@ void round_activations(float* x, int64_t N, int64_t C, ActRounding kind);
 
 // out[n] = silu(gate[n]) * up[n]; out may alias gate.
 void swiglu_forward(float* out, const float* gate, const float* up, int64_t n);
+// out[n] = gelu_tanh(gate[n]) * up[n], gelu_tanh(x) = ½x(1 + tanh(√(2/π)(x + 0.044715x³)))
+// (transformers' gelu_pytorch_tanh); out may alias gate.
+void geglu_tanh_forward(float* out, const float* gate, const float* up, int64_t n);
+// x[n] → c·tanh(x[n]/c) (logit soft-capping).
+void softcap_forward(float* x, int64_t n, float c);
 
 // x[n] += y[n]
 void residual_forward(float* x, const float* y, int64_t n);

@@ -76,11 +76,100 @@ void check_config_consistent(const ModelConfig& c, const std::string& path) {
 
 namespace {
 
+// A list of numbers (longrope's factors), naming `where` in errors.
+std::vector<double> get_float_list(const json& j, const char* key, const std::string& where,
+                                   const std::string& path) {
+    auto it = j.find(key);
+    QL_CHECK(it != j.end() && it->is_array() && !it->empty(),
+             "{}: {}.{} is missing or not a list of numbers", path, where, key);
+    std::vector<double> out;
+    for (const auto& v : *it) {
+        QL_CHECK(v.is_number(), "{}: {}.{} holds {}, expected numbers", path, where, key, v.dump());
+        out.push_back(v.get<double>());
+    }
+    return out;
+}
+
+// One rope object (v4 rope_scaling, v5 rope_parameters or one of its per-layer-type
+// entries) into θ and scaling. `top` is the whole config (original_max_position_embeddings
+// and max_position_embeddings live there for Phi-3).
+void parse_rope_object(const json& rp, const json& top, const std::string& where,
+                       const std::string& path, ModelConfig& c, double& theta, RopeScaling& s) {
+    theta = get_float(rp, "rope_theta", theta, path);
+    std::string type = "default";
+    std::string type_key = where + ".rope_type";
+    for (const char* k : {"rope_type", "type"}) {
+        if (auto it = rp.find(k); it != rp.end() && !it->is_null()) {
+            QL_CHECK(it->is_string(), "{}: {}.{} is {}, expected a string", path, where, k,
+                     it->dump());
+            type = it->get<std::string>();
+            type_key = where + "." + k;
+            break;
+        }
+    }
+    if (type == "default") return;
+    if (type == "linear") {
+        s.kind = RopeScaling::Kind::Linear;
+        s.factor = get_float(rp, "factor", 0.0, path);
+        QL_CHECK(s.factor > 0, "{}: {}.factor is {}, expected a positive number for linear rope",
+                 path, where, s.factor);
+        return;
+    }
+    if (type == "llama3") {
+        s.kind = RopeScaling::Kind::Llama3;
+        s.factor = get_float(rp, "factor", 0.0, path);
+        s.low_freq_factor = get_float(rp, "low_freq_factor", 0.0, path);
+        s.high_freq_factor = get_float(rp, "high_freq_factor", 0.0, path);
+        s.original_max_positions = get_int(rp, "original_max_position_embeddings", 0, path);
+        QL_CHECK(s.factor >= 1.0 && s.low_freq_factor > 0 &&
+                     s.high_freq_factor > s.low_freq_factor && s.original_max_positions > 0,
+                 "{}: {} for llama3 rope needs factor ≥ 1, 0 < low_freq_factor < "
+                 "high_freq_factor and a positive original_max_position_embeddings; found {}",
+                 path, where, rp.dump());
+        return;
+    }
+    if (type == "longrope" || type == "su") {
+        s.kind = RopeScaling::Kind::LongRope;
+        s.short_factor = get_float_list(rp, "short_factor", where, path);
+        s.long_factor = get_float_list(rp, "long_factor", where, path);
+        s.original_max_positions =
+            get_int(rp, "original_max_position_embeddings",
+                    get_int(top, "original_max_position_embeddings", c.max_positions, path), path);
+        QL_CHECK(s.original_max_positions > 0,
+                 "{}: longrope needs original_max_position_embeddings (in {} or at the top)", path,
+                 where);
+        for (const auto* f : {&s.short_factor, &s.long_factor})
+            for (double x : *f)
+                QL_CHECK(std::isfinite(x) && x > 0,
+                         "{}: {} holds the rope factor {}, expected positive numbers", path, where,
+                         x);
+        // transformers: the ratio of the two context lengths sets the default attention factor.
+        const double scale =
+            static_cast<double>(c.max_positions) / static_cast<double>(s.original_max_positions);
+        s.attention_factor = get_float(
+            rp, "attention_factor",
+            scale > 1.0
+                ? std::sqrt(1.0 + std::log(scale) /
+                                      std::log(static_cast<double>(s.original_max_positions)))
+                : 1.0,
+            path);
+        QL_CHECK(s.attention_factor > 0, "{}: {}.attention_factor is {}, expected positive", path,
+                 where, s.attention_factor);
+        return;
+    }
+    fail(
+        "{}: {} is \"{}\"; quantlens implements \"default\", \"linear\", \"llama3\" and "
+        "\"longrope\" rope only, so this model's positions would be computed wrongly",
+        path, type_key, type);
+}
+
 // v4 configs keep θ at the top and the scaling in "rope_scaling" ("type" or "rope_type");
 // v5 configs keep both in "rope_parameters", which per-layer-type models (Gemma 3, gpt-oss)
 // make a dictionary of such objects keyed by layer type.
-void parse_rope(const json& j, ModelConfig& c, const std::string& path, const char* family) {
+void parse_rope(const json& j, ModelConfig& c, const std::string& path) {
     c.rope_theta = get_float(j, "rope_theta", 10000.0, path);
+    c.rope_theta_swa = get_float(j, "rope_local_base_freq", 0.0, path);  // v4 Gemma 3
+    double partial = get_float(j, "partial_rotary_factor", 1.0, path);
     const char* key = nullptr;
     for (const char* k : {"rope_parameters", "rope_scaling"}) {
         auto it = j.find(k);
@@ -89,67 +178,80 @@ void parse_rope(const json& j, ModelConfig& c, const std::string& path, const ch
         key = k;
         break;
     }
-    if (!key) return;
-    const json& rp = j.at(key);
-    for (const auto& [name, value] : rp.items())
-        QL_CHECK(!value.is_object(),
-                 "{}: \"{}\" has per-layer-type entries (\"{}\"), which {} does not use; "
-                 "quantlens does not implement them for this architecture",
-                 path, key, name, family);
-    c.rope_theta = get_float(rp, "rope_theta", c.rope_theta, path);
-    std::string type = "default";
-    const char* type_key = "rope_type";
-    for (const char* k : {"rope_type", "type"}) {
-        if (auto it = rp.find(k); it != rp.end() && !it->is_null()) {
-            QL_CHECK(it->is_string(), "{}: {}.{} is {}, expected a string", path, key, k,
-                     it->dump());
-            type = it->get<std::string>();
-            type_key = k;
-            break;
+    if (key) {
+        const json& rp = j.at(key);
+        bool per_layer_type = false;
+        for (const auto& [name, value] : rp.items()) per_layer_type |= value.is_object();
+        if (!per_layer_type) {
+            partial = get_float(rp, "partial_rotary_factor", partial, path);
+            parse_rope_object(rp, j, key, path, c, c.rope_theta, c.rope_scaling);
+        } else {
+            for (const auto& [name, value] : rp.items()) {
+                const std::string where = std::string(key) + "." + name;
+                QL_CHECK(
+                    value.is_object() && (name == "full_attention" || name == "sliding_attention"),
+                    "{}: \"{}\" mixes per-layer-type entries with \"{}\"; quantlens knows the "
+                    "layer types full_attention and sliding_attention only",
+                    path, key, name);
+                partial = get_float(value, "partial_rotary_factor", partial, path);
+                if (name == "full_attention") {
+                    parse_rope_object(value, j, where, path, c, c.rope_theta, c.rope_scaling);
+                } else {
+                    double theta = c.rope_theta_swa > 0 ? c.rope_theta_swa : c.rope_theta;
+                    RopeScaling local;
+                    parse_rope_object(value, j, where, path, c, theta, local);
+                    QL_CHECK(local.kind == RopeScaling::Kind::None,
+                             "{}: {} scales the sliding layers' rope; quantlens implements an "
+                             "unscaled rope with its own rope_theta there only",
+                             path, where);
+                    c.rope_theta_swa = theta;
+                }
+            }
         }
     }
-    const double partial = get_float(rp, "partial_rotary_factor", 1.0, path);
-    QL_CHECK(partial == 1.0,
-             "{}: {}.partial_rotary_factor is {}; quantlens implements rotary embeddings over the "
-             "whole head only",
-             path, key, partial);
-    if (type == "default") return;
-    QL_CHECK(type == "llama3",
-             "{}: {}.{} is \"{}\"; quantlens implements \"default\" and \"llama3\" rope only, "
-             "so this model's positions would be computed wrongly",
-             path, key, type_key, type);
-    RopeScaling& s = c.rope_scaling;
-    s.kind = RopeScaling::Kind::Llama3;
-    s.factor = get_float(rp, "factor", 0.0, path);
-    s.low_freq_factor = get_float(rp, "low_freq_factor", 0.0, path);
-    s.high_freq_factor = get_float(rp, "high_freq_factor", 0.0, path);
-    s.original_max_positions = get_int(rp, "original_max_position_embeddings", 0, path);
-    QL_CHECK(s.factor >= 1.0 && s.low_freq_factor > 0 && s.high_freq_factor > s.low_freq_factor &&
-                 s.original_max_positions > 0,
-             "{}: {} for llama3 rope needs factor ≥ 1, 0 < low_freq_factor < high_freq_factor and "
-             "a positive original_max_position_embeddings; found {}",
-             path, key, rp.dump());
+    QL_CHECK(partial > 0.0 && partial <= 1.0,
+             "{}: partial_rotary_factor is {}, expected a fraction in (0, 1]", path, partial);
+    const auto dims = static_cast<int64_t>(static_cast<double>(c.head_dim) * partial);
+    QL_CHECK(dims > 0 && dims % 2 == 0,
+             "{}: partial_rotary_factor {} of head_dim {} gives {} rotated channels, expected a "
+             "positive even number",
+             path, partial, c.head_dim, dims);
+    c.rope_dims = dims == c.head_dim ? 0 : dims;
+    const auto n_pairs = static_cast<size_t>(c.rotary_dims() / 2);
+    const RopeScaling& s = c.rope_scaling;
+    QL_CHECK(s.kind != RopeScaling::Kind::LongRope ||
+                 (s.short_factor.size() == n_pairs && s.long_factor.size() == n_pairs),
+             "{}: longrope has {} short and {} long factors, expected {} each (rotated channels / "
+             "2)",
+             path, s.short_factor.size(), s.long_factor.size(), n_pairs);
+}
+
+// The gate activation: transformers' Gemma reads hidden_activation, the others hidden_act.
+void parse_activation(const json& j, ModelConfig& c, const std::string& path) {
+    for (const char* k : {"hidden_activation", "hidden_act"}) {
+        auto it = j.find(k);
+        if (it == j.end() || it->is_null()) continue;
+        const std::string act = it->is_string() ? it->get<std::string>() : it->dump();
+        if (act == "silu" || act == "swish") {
+            c.act = Activation::SiLU;
+        } else if (act == "gelu_pytorch_tanh") {
+            c.act = Activation::GeluTanh;
+        } else {
+            fail(
+                "{}: \"{}\" is \"{}\"; the engine implements gated MLPs with silu and "
+                "gelu_pytorch_tanh only",
+                path, k, act);
+        }
+        return;
+    }
 }
 
 // Keys whose non-default values change the computation, in every family, in ways the
 // engine does not model. Family-specific ones (o_proj bias, sliding windows) are refused by
 // the family.
-void refuse_unimplemented(const json& j, const std::string& path, const char* family) {
-    for (const char* k : {"hidden_act", "hidden_activation"}) {
-        auto it = j.find(k);
-        if (it == j.end() || it->is_null()) continue;
-        const std::string act = it->is_string() ? it->get<std::string>() : it->dump();
-        QL_CHECK(act == "silu" || act == "swish",
-                 "{}: \"{}\" is \"{}\"; the {} engine implements the SiLU-gated MLP only", path, k,
-                 act, family);
-    }
+void refuse_unimplemented(const json& j, const std::string& path) {
     QL_CHECK(!get_bool(j, "mlp_bias", false, path),
              "{}: \"mlp_bias\" is true; the engine applies no MLP biases", path);
-    const double partial = get_float(j, "partial_rotary_factor", 1.0, path);
-    QL_CHECK(partial == 1.0,
-             "{}: \"partial_rotary_factor\" is {}; quantlens implements rotary embeddings over the "
-             "whole head only",
-             path, partial);
 }
 
 }  // namespace
@@ -157,14 +259,14 @@ void refuse_unimplemented(const json& j, const std::string& path, const char* fa
 std::vector<float> llama3_rope_freq_factors(const ModelConfig& c) {
     const RopeScaling& s = c.rope_scaling;
     if (s.kind != RopeScaling::Kind::Llama3) return {};
-    const int64_t half = c.head_dim / 2;
+    const int64_t dims = c.rotary_dims(), half = dims / 2;
     const double old_ctx = static_cast<double>(s.original_max_positions);
     const double low_wavelen = old_ctx / s.low_freq_factor;
     const double high_wavelen = old_ctx / s.high_freq_factor;
     std::vector<float> divisor(static_cast<size_t>(half));
     for (int64_t i = 0; i < half; ++i) {
         const double base =
-            std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim));
+            std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(dims));
         const double wavelen = 2.0 * std::numbers::pi / base;
         double d = 1.0;
         if (wavelen > low_wavelen) {
@@ -180,23 +282,39 @@ std::vector<float> llama3_rope_freq_factors(const ModelConfig& c) {
 }
 
 void check_sequence_length(const ModelConfig& c, int64_t T) {
-    QL_CHECK(c.sliding_window <= 0 || T <= c.sliding_window,
+    bool windowed = false;
+    for (int64_t l = 0; l < c.n_layers; ++l) windowed |= c.is_sliding(l);
+    QL_CHECK(!windowed || T <= c.sliding_window,
              "a sequence of {} tokens is longer than this model's sliding window of {}; "
-             "sliding-window attention is not implemented, so use a context of at most {}",
+             "sliding-window attention is not implemented here, so use a context of at most {}",
              T, c.sliding_window, c.sliding_window);
 }
 
-std::vector<double> rope_frequencies(const ModelConfig& c) {
-    const int64_t half = c.head_dim / 2;
+double rope_attention_factor(const ModelConfig& c) {
+    return c.rope_scaling.kind == RopeScaling::Kind::LongRope ? c.rope_scaling.attention_factor
+                                                              : 1.0;
+}
+
+std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool sliding) {
+    const int64_t dims = c.rotary_dims(), half = dims / 2;
+    const bool local = sliding && c.rope_theta_swa > 0;  // own θ, unscaled
+    const double theta = local ? c.rope_theta_swa : c.rope_theta;
+    const RopeScaling& s = c.rope_scaling;
     std::vector<double> freq(static_cast<size_t>(half));
     // llama.cpp applies its divisors in float: keep them as the file or the converter gives
     // them, so a GGUF and its HF source rotate identically.
-    const std::vector<float> divisor =
-        c.rope_freq_factors.empty() ? llama3_rope_freq_factors(c) : c.rope_freq_factors;
+    const std::vector<float> llama3 = local                         ? std::vector<float>{}
+                                      : c.rope_freq_factors.empty() ? llama3_rope_freq_factors(c)
+                                                                    : c.rope_freq_factors;
+    const std::vector<double>* longrope = nullptr;
+    if (!local && s.kind == RopeScaling::Kind::LongRope)
+        longrope = T > s.original_max_positions ? &s.long_factor : &s.short_factor;
     for (int64_t i = 0; i < half; ++i) {
-        freq[static_cast<size_t>(i)] =
-            std::pow(c.rope_theta, -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim));
-        if (!divisor.empty()) freq[static_cast<size_t>(i)] /= divisor[static_cast<size_t>(i)];
+        const auto k = static_cast<size_t>(i);
+        freq[k] = std::pow(theta, -2.0 * static_cast<double>(i) / static_cast<double>(dims));
+        if (!llama3.empty()) freq[k] /= llama3[k];
+        if (longrope) freq[k] /= (*longrope)[k];
+        if (!local && s.kind == RopeScaling::Kind::Linear) freq[k] /= s.factor;
     }
     return freq;
 }
@@ -231,8 +349,9 @@ void read_hf_shared_fields(const HfConfigJson& cfg, ModelConfig& c) {
     c.vocab = require_positive(j, "vocab_size", path);
     c.max_positions = get_int(j, "max_position_embeddings", 0, path);
     c.rms_eps = get_float(j, "rms_norm_eps", 1e-6, path);
-    parse_rope(j, c, path, cfg.family);
-    refuse_unimplemented(j, path, cfg.family);
+    parse_rope(j, c, path);
+    parse_activation(j, c, path);
+    refuse_unimplemented(j, path);
     c.tie_embeddings = get_bool(j, "tie_word_embeddings", false, path);
     c.bos_token_id = token_id(j, "bos_token_id", path);
     c.eos_token_id = token_id(j, "eos_token_id", path);
@@ -272,33 +391,65 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
     if (const GgufValue* v = g.find(p + "attention.layer_norm_rms_epsilon"))
         c.rms_eps = v->as_float();
     if (const GgufValue* v = g.find(p + "rope.freq_base")) c.rope_theta = v->as_float();
-    if (const GgufValue* v = g.find(p + "rope.dimension_count"))
-        QL_CHECK(
-            v->as_int() == c.head_dim,
-            "{}: {}rope.dimension_count is {}, the head size {}; partial rotary embeddings are "
-            "not implemented",
-            path, p, v->as_int(), c.head_dim);
+    if (const GgufValue* v = g.find(p + "rope.dimension_count")) {
+        const int64_t dims = v->as_int();
+        QL_CHECK(dims > 0 && dims <= c.head_dim && dims % 2 == 0,
+                 "{}: {}rope.dimension_count is {}, expected an even number up to the head size {}",
+                 path, p, dims, c.head_dim);
+        c.rope_dims = dims == c.head_dim ? 0 : dims;
+    }
+    if (const GgufValue* v = g.find(p + "rope.freq_base_swa")) c.rope_theta_swa = v->as_float();
+    // A float vector tensor of `n` positive values, or empty when the file has none.
+    auto factors = [&](const char* name, int64_t n) -> std::vector<float> {
+        const GgufTensorInfo* t = g.find_tensor(name);
+        if (!t) return {};
+        QL_CHECK(t->type == GgmlType::F32 && t->n_elements() == n,
+                 "{}: {} is {} with {} values, expected F32 with {} (rotated channels / 2)", path,
+                 name, ggml_type_display_name(t->type), t->n_elements(), n);
+        const std::span<const uint8_t> raw = g.tensor_data(*t);
+        std::vector<float> out(static_cast<size_t>(n));
+        std::memcpy(out.data(), raw.data(), out.size() * 4);
+        for (float d : out)
+            QL_CHECK(std::isfinite(d) && d > 0, "{}: {} holds {}, expected positive finite values",
+                     path, name, d);
+        return out;
+    };
+    const int64_t n_pairs = c.rotary_dims() / 2;
+    RopeScaling& s = c.rope_scaling;
     if (const GgufValue* v = g.find(p + "rope.scaling.type")) {
         const std::string type = v->as_string();
         const GgufValue* factor = g.find(p + "rope.scaling.factor");
-        QL_CHECK(type == "none" || (factor && factor->as_float() == 1.0),
-                 "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled rope and "
-                 "llama3 scaling (rope_freqs.weight) only",
-                 path, p, type);
+        if (type == "linear" && factor && factor->as_float() != 1.0) {
+            s.kind = RopeScaling::Kind::Linear;
+            s.factor = factor->as_float();
+            QL_CHECK(s.factor > 0, "{}: {}rope.scaling.factor is {}, expected positive", path, p,
+                     s.factor);
+        } else {
+            QL_CHECK(type == "none" || type == "longrope" || (factor && factor->as_float() == 1.0),
+                     "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled, linear and "
+                     "longrope rope and llama3 scaling (rope_freqs.weight) only",
+                     path, p, type);
+        }
     }
-    if (const GgufTensorInfo* t = g.find_tensor("rope_freqs.weight")) {
-        QL_CHECK(t->type == GgmlType::F32 && t->n_elements() == c.head_dim / 2,
-                 "{}: rope_freqs.weight is {} with {} values, expected F32 with {} (head size / 2)",
-                 path, ggml_type_display_name(t->type), t->n_elements(), c.head_dim / 2);
-        const std::span<const uint8_t> raw = g.tensor_data(*t);
-        c.rope_freq_factors.resize(static_cast<size_t>(c.head_dim / 2));
-        std::memcpy(c.rope_freq_factors.data(), raw.data(), c.rope_freq_factors.size() * 4);
-        for (float d : c.rope_freq_factors)
-            QL_CHECK(std::isfinite(d) && d > 0,
-                     "{}: rope_freqs.weight holds {}, expected positive "
-                     "finite divisors",
-                     path, d);
+    // llama.cpp uses longrope whenever the factor tensors are there (Phi-3's converter writes
+    // no rope.scaling.type): long ones when the context exceeds the original one.
+    const std::vector<float> long_f = factors("rope_factors_long.weight", n_pairs);
+    const std::vector<float> short_f = factors("rope_factors_short.weight", n_pairs);
+    if (!long_f.empty() || !short_f.empty()) {
+        QL_CHECK(!long_f.empty() && !short_f.empty() && s.kind == RopeScaling::Kind::None,
+                 "{}: rope_factors_long.weight and rope_factors_short.weight come together, "
+                 "without another rope scaling",
+                 path);
+        s.kind = RopeScaling::Kind::LongRope;
+        s.long_factor.assign(long_f.begin(), long_f.end());
+        s.short_factor.assign(short_f.begin(), short_f.end());
+        s.original_max_positions = int_key("rope.scaling.original_context_length", 0);
+        QL_CHECK(s.original_max_positions > 0,
+                 "{}: longrope factors without {}rope.scaling.original_context_length", path, p);
+        if (const GgufValue* v = g.find(p + "rope.scaling.attn_factor"))
+            s.attention_factor = v->as_float();
     }
+    c.rope_freq_factors = factors("rope_freqs.weight", n_pairs);  // llama3 scaling
     if (const GgufValue* v = g.find(p + "attention.sliding_window")) c.sliding_window = v->as_int();
     c.vocab = int_key("vocab_size", 0);
     if (c.vocab == 0) {

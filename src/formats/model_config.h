@@ -9,16 +9,24 @@
 //
 // Shared config.json fields: architectures[0], model_type, hidden_size, num_hidden_layers,
 // num_attention_heads, num_key_value_heads, head_dim, vocab_size, rms_norm_eps,
-// rope_theta | rope_parameters.rope_theta, tie_word_embeddings, max_position_embeddings,
-// torch_dtype | dtype, bos/eos_token_id, rope_scaling (v4) | rope_parameters (v5),
-// hidden_act | hidden_activation, mlp_bias, partial_rotary_factor. Families read the rest
-// (intermediate_size, experts, attention_bias, use_qkv_bias, sliding_window, ...).
+// rope_theta | rope_parameters.rope_theta, rope_local_base_freq, tie_word_embeddings,
+// max_position_embeddings, torch_dtype | dtype, bos/eos_token_id, rope_scaling (v4) |
+// rope_parameters (v5), hidden_activation | hidden_act, mlp_bias, partial_rotary_factor.
+// Families read the rest (intermediate_size, experts, attention_bias, use_qkv_bias,
+// sliding_window, layer_types, soft-capping, query_pre_attn_scalar, ...).
+//
+// Rope: v4 `rope_theta` + `rope_scaling` ("type" or "rope_type") and v5 `rope_parameters`,
+// whose per-layer-type form ({"full_attention": {...}, "sliding_attention": {...}}) gives
+// the global layers' rope and the sliding layers' own θ (v4 Gemma 3: rope_local_base_freq).
+// Types: default, linear (θ^(-2i/d) / factor), llama3, longrope (short/long factors chosen by
+// whether the sequence is longer than original_max_position_embeddings, and the attention
+// factor multiplying cos/sin, as transformers and llama.cpp do); partial_rotary_factor (top
+// level or in the rope object) rotates the first head_dim·factor channels only.
 //
 // Promise: a config the engine would compute wrongly is refused, naming the key and value:
-// a rope type other than default/llama3, an activation other than SiLU, MLP biases, an
-// output-projection bias, partial rotary dimensions, per-layer-type rope dictionaries; from
-// GGUF, a rope.dimension_count other than the head size or a rope.scaling.type other than
-// none. A sliding window is recorded and enforced by the engine when a sequence is longer.
+// another rope type (yarn, dynamic, ...), an activation the family does not use, MLP biases,
+// an output-projection bias, a scaled rope for sliding layers; from GGUF, a
+// rope.scaling.type other than none/linear/longrope.
 #pragma once
 
 #include <cstdint>
@@ -31,7 +39,7 @@ namespace quantlens {
 
 // Identity of a registered family (src/model/families/registry.cpp). Only the registry
 // and the family files branch on it; everything else reads the LayerSpec below.
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe };
+enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Gemma2, Gemma3, Phi3 };
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
 // stores permuted from HF's half-split layout (so an HF source permutes them on the way);
@@ -44,24 +52,43 @@ enum class SharedExpert {
     SigmoidGated,  // scaled by sigmoid(ffn_gate_inp_shexp · x) (Qwen2-MoE)
 };
 
+// The gate activation of the gated MLP: SiLU (SwiGLU) or GELU with the tanh approximation
+// (GeGLU: transformers' gelu_pytorch_tanh, llama.cpp's gelu).
+enum class Activation { SiLU, GeluTanh };
+
 // A decoder layer in terms of the engines' shared blocks: RMSNorm → GQA attention (optional
-// q/k/v bias, optional per-head q/k RMSNorm, RoPE of `rope` style) → RMSNorm → SwiGLU MLP,
-// or, when ModelConfig::n_experts > 0, a routed MoE of SwiGLU experts. The family fills it;
-// the CPU and CUDA engines read only this, never the family, and refuse what they lack.
+// q/k/v bias, optional per-head q/k RMSNorm, RoPE of `rope` style) → [RMSNorm] → residual →
+// RMSNorm → gated MLP → [RMSNorm] → residual, or, when ModelConfig::n_experts > 0, a routed
+// MoE of SwiGLU experts. The family fills it; the CPU and CUDA engines read only this, never
+// the family, and refuse what they lack (check_layer_supported).
 struct LayerSpec {
     RopeStyle rope = RopeStyle::Normal;
     bool qkv_bias = false;
     bool qk_norm = false;  // RMSNorm over each head's channels before RoPE (Qwen3)
+    // One attn_qkv matrix [C, (H + 2·KV)·D] whose output rows are q, k, v in that order, and
+    // one ffn_up [C, 2F] whose first F outputs are the gate and the next F the up
+    // projection (Phi-3; llama.cpp's converter keeps both fused).
+    bool fused_qkv = false;
+    bool fused_gate_up = false;
+    Activation act = Activation::SiLU;
+    // Gemma: RMSNorm of the attention output (post_attention_norm) and of the MLP output
+    // (post_ffw_norm) before each residual add.
+    bool post_norms = false;
+    bool embed_scale = false;  // embeddings × sqrt(hidden) (Gemma)
+    double attn_scale = 0.0;  // score scale; 0 = 1/sqrt(head_dim) (Gemma: query_pre_attn_scalar^-½)
+    double attn_softcap = 0.0;   // scores → c·tanh(scores/c) before the softmax; 0 = none
+    double final_softcap = 0.0;  // logits → c·tanh(logits/c); 0 = none
     // Routing: softmax over all experts, keep the top n_experts_used; when set, their weights
     // are renormalized to sum 1 (Mixtral; Qwen2-MoE's norm_topk_prob), else kept as is.
     bool moe_renormalize = true;
     SharedExpert shared_expert = SharedExpert::None;
 };
 
-// How a model rescales its rotary frequencies beyond the base θ^(-2i/D).
+// How a model rescales its rotary frequencies beyond the base θ^(-2i/d) (d = rotated dims).
 struct RopeScaling {
-    enum class Kind { None, Llama3 };
+    enum class Kind { None, Linear, Llama3, LongRope };
     Kind kind = Kind::None;
+    // Linear: every frequency divided by `factor`.
     // Llama 3.1/3.2 (rope_type "llama3"): wavelengths longer than
     // original_max_positions / low_freq_factor are divided by `factor`, those shorter than
     // original_max_positions / high_freq_factor are kept, and the band between is blended.
@@ -69,6 +96,12 @@ struct RopeScaling {
     double low_freq_factor = 1.0;
     double high_freq_factor = 4.0;
     int64_t original_max_positions = 0;
+    // LongRope (Phi-3): frequency i divided by short_factor[i], or by long_factor[i] when the
+    // sequence is longer than original_max_positions; cos and sin multiplied by
+    // attention_factor (from the config, else sqrt(1 + ln(max_pos/orig) / ln(orig)) when
+    // max_pos > orig, else 1), as transformers' and llama.cpp's longrope do.
+    std::vector<double> short_factor, long_factor;
+    double attention_factor = 1.0;
 };
 
 // The layer description is a base so the engines read `config.qk_norm` directly.
@@ -87,10 +120,19 @@ struct ModelConfig : LayerSpec {
     double rms_eps = 1e-6;
     double rope_theta = 10000.0;
     RopeScaling rope_scaling;
+    int64_t rope_dims = 0;  // rotated channels per head (partial rotary); 0 = head_dim
+    // θ of the sliding-window layers when they have their own, unscaled rope (Gemma 3's
+    // local layers); 0 = every layer uses rope_theta and rope_scaling.
+    double rope_theta_swa = 0.0;
     // llama.cpp's per-pair frequency divisors (GGUF tensor rope_freqs.weight, D/2 values),
     // which is how a GGUF carries llama3 scaling; empty when the file has none.
     std::vector<float> rope_freq_factors;
     int64_t sliding_window = 0;  // attention window in tokens; 0 = full causal attention
+    // Which layers use the window (HF layer_types "sliding_attention"); empty = all of them.
+    std::vector<bool> layer_sliding;
+    // Added to every norm weight of a Hugging Face checkpoint to give the GGUF's value: 1 for
+    // Gemma, whose RMSNorm multiplies by (1 + w) and whose converter stores 1 + w.
+    double hf_norm_offset = 0.0;
     bool tie_embeddings = false;
     int64_t n_experts = 0;  // 0 = dense
     int64_t n_experts_used = 0;
@@ -101,13 +143,23 @@ struct ModelConfig : LayerSpec {
 
     bool is_moe() const { return n_experts > 0; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }
+    int64_t rotary_dims() const { return rope_dims > 0 ? rope_dims : head_dim; }
+    // Whether layer l attends within sliding_window only.
+    bool is_sliding(int64_t l) const {
+        return sliding_window > 0 &&
+               (layer_sliding.empty() || layer_sliding[static_cast<size_t>(l)]);
+    }
 };
 
-// Rotary angular frequency of each of the D/2 dimension pairs (angle = position × value),
-// with the model's scaling applied: the one definition the CPU and GPU engines share.
-std::vector<double> rope_frequencies(const ModelConfig& config);
-// Throws Error when a sequence of T tokens would need attention the engine does not
-// implement (beyond the model's sliding window).
+// Rotary angular frequency of each of the rotary_dims()/2 pairs (angle = position × value)
+// for a sequence of T tokens (longrope picks its factors by T) in a sliding (local) layer or
+// not, with the model's scaling applied: the one definition the CPU and GPU engines share.
+std::vector<double> rope_frequencies(const ModelConfig& config, int64_t T = 0,
+                                     bool sliding = false);
+// The factor multiplying cos and sin (longrope's attention factor; 1 otherwise).
+double rope_attention_factor(const ModelConfig& config);
+// Throws Error when a sequence of T tokens would need attention beyond a sliding window,
+// for an engine that does not implement windows (the CUDA engine).
 void check_sequence_length(const ModelConfig& config, int64_t T);
 // llama.cpp's rope_freqs.weight for a llama3-scaled config (the divisor of each pair's base
 // frequency, as its converter writes it); empty when the config has no such scaling.

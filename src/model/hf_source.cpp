@@ -43,6 +43,7 @@ GgmlType ggml_type_of(const StTensor& t) {
 struct Parts {
     std::vector<const StTensor*> parts;  // one, or one per expert in expert order
     int64_t permute_heads = 0;           // > 0: apply the llama q/k row permutation
+    float norm_offset = 0.0f;            // added to every value (Gemma's norms: 1 + w)
 };
 
 // Permutes rows [n_head][2][half] → [n_head][half][2] (see the file comment).
@@ -90,6 +91,8 @@ class HfModel final : public Model {
             } else {
                 SafetensorsModel::to_f32(*part, dst);
             }
+            if (s.norm_offset != 0.0f)
+                for (float& x : dst) x += s.norm_offset;
             at += n;
         }
     }
@@ -168,6 +171,9 @@ class HfModel final : public Model {
                 src.permute_heads =
                     info.role == TensorRole::AttnQ ? config_.n_heads : config_.n_kv_heads;
             }
+            // The converter adds the offset to every tensor whose HF name ends in norm.weight.
+            if (config_.hf_norm_offset != 0.0 && info.hf_name.ends_with("norm.weight"))
+                src.norm_offset = static_cast<float>(config_.hf_norm_offset);
             info.quantizable = is_quantizable(info.role, info.ne);
             sources_.emplace(name, std::move(src));
             tensors_.push_back(std::move(info));
@@ -177,7 +183,11 @@ class HfModel final : public Model {
         QL_CHECK(config_.tie_embeddings || find("output.weight") != nullptr,
                  "{}: no lm_head.weight and tie_word_embeddings is false", config_path);
         for (int64_t l = 0; l < config_.n_layers; ++l) {
-            for (const char* base : {"attn_norm", "attn_q", "attn_k", "attn_v", "attn_output"}) {
+            const auto bases =
+                config_.fused_qkv ? std::vector<const char*>{"attn_norm", "attn_qkv", "attn_output"}
+                                  : std::vector<const char*>{"attn_norm", "attn_q", "attn_k",
+                                                             "attn_v", "attn_output"};
+            for (const char* base : bases) {
                 const std::string n = fmt::format("blk.{}.{}.weight", l, base);
                 QL_CHECK(find(n) != nullptr, "{}: layer {} has no {} ({})", path_, l, base,
                          gguf_to_hf(n, config_.arch));
@@ -188,14 +198,15 @@ class HfModel final : public Model {
         // its tensors), then the head.
         auto rank = [](const TensorInfo& t) {
             static constexpr TensorRole kOrder[] = {
-                TensorRole::AttnNorm,     TensorRole::AttnQ,      TensorRole::AttnQBias,
-                TensorRole::AttnK,        TensorRole::AttnKBias,  TensorRole::AttnV,
-                TensorRole::AttnVBias,    TensorRole::AttnQNorm,  TensorRole::AttnKNorm,
-                TensorRole::AttnO,        TensorRole::FfnNorm,    TensorRole::FfnGate,
-                TensorRole::FfnUp,        TensorRole::FfnDown,    TensorRole::Router,
-                TensorRole::ExpertGate,   TensorRole::ExpertUp,   TensorRole::ExpertDown,
-                TensorRole::SharedRouter, TensorRole::SharedGate, TensorRole::SharedUp,
-                TensorRole::SharedDown,   TensorRole::Embed,      TensorRole::OutputNorm,
+                TensorRole::AttnNorm,     TensorRole::AttnQKV,     TensorRole::AttnQ,
+                TensorRole::AttnQBias,    TensorRole::AttnK,       TensorRole::AttnKBias,
+                TensorRole::AttnV,        TensorRole::AttnVBias,   TensorRole::AttnQNorm,
+                TensorRole::AttnKNorm,    TensorRole::AttnO,       TensorRole::AttnPostNorm,
+                TensorRole::FfnNorm,      TensorRole::FfnGate,     TensorRole::FfnUp,
+                TensorRole::FfnDown,      TensorRole::FfnPostNorm, TensorRole::Router,
+                TensorRole::ExpertGate,   TensorRole::ExpertUp,    TensorRole::ExpertDown,
+                TensorRole::SharedRouter, TensorRole::SharedGate,  TensorRole::SharedUp,
+                TensorRole::SharedDown,   TensorRole::Embed,       TensorRole::OutputNorm,
                 TensorRole::Output,       TensorRole::Other};
             const int64_t block = t.role == TensorRole::Embed ? -1
                                   : t.layer < 0               ? (int64_t{1} << 40)

@@ -23,6 +23,21 @@ nlohmann::ordered_json config_json(const ModelConfig& c) {
     j["rope_theta"] = c.rope_theta;
     j["rms_eps"] = c.rms_eps;
     j["tie_embeddings"] = c.tie_embeddings;
+    // The layer features beyond Llama's, so a user sees what the engine will compute.
+    j["rope_dims"] = c.rotary_dims();
+    j["rope_scaling"] = c.rope_scaling.kind == RopeScaling::Kind::None     ? "none"
+                        : c.rope_scaling.kind == RopeScaling::Kind::Linear ? "linear"
+                        : c.rope_scaling.kind == RopeScaling::Kind::Llama3 ? "llama3"
+                                                                           : "longrope";
+    if (c.rope_theta_swa > 0) j["rope_theta_sliding"] = c.rope_theta_swa;
+    j["activation"] = c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh";
+    j["sliding_window"] = c.sliding_window;
+    nlohmann::ordered_json sliding = nlohmann::ordered_json::array();
+    for (int64_t l = 0; l < c.n_layers; ++l)
+        if (c.is_sliding(l)) sliding.push_back(l);
+    j["sliding_layers"] = sliding;
+    if (c.attn_softcap > 0) j["attn_softcap"] = c.attn_softcap;
+    if (c.final_softcap > 0) j["final_softcap"] = c.final_softcap;
     return j;
 }
 

@@ -50,6 +50,9 @@ enum class TensorRole {
     SharedUp,
     SharedDown,
     SharedRouter,
+    AttnQKV,       // fused q/k/v projection (Phi-3's attn_qkv)
+    AttnPostNorm,  // Gemma's post_attention_norm (of the attention output)
+    FfnPostNorm,   // Gemma's post_ffw_norm (of the MLP output)
     Other,
 };
 

@@ -44,6 +44,9 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::SharedUp, "shared_up", "ffn_up_shexp"},
     {TensorRole::SharedDown, "shared_down", "ffn_down_shexp"},
     {TensorRole::SharedRouter, "shared_router", "ffn_gate_inp_shexp"},
+    {TensorRole::AttnQKV, "attn_qkv", "attn_qkv"},
+    {TensorRole::AttnPostNorm, "attn_post_norm", "post_attention_norm"},
+    {TensorRole::FfnPostNorm, "ffn_post_norm", "post_ffw_norm"},
     {TensorRole::Other, "other", ""},
 };
 
@@ -179,6 +182,8 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::FfnNorm:
         case TensorRole::AttnQNorm:
         case TensorRole::AttnKNorm:
+        case TensorRole::AttnPostNorm:
+        case TensorRole::FfnPostNorm:
         case TensorRole::AttnQBias:
         case TensorRole::AttnKBias:
         case TensorRole::AttnVBias:
@@ -201,7 +206,11 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::OutputNorm:
         case TensorRole::AttnNorm:
         case TensorRole::FfnNorm:
+        case TensorRole::AttnPostNorm:
+        case TensorRole::FfnPostNorm:
             return {c.hidden};
+        case TensorRole::AttnQKV:
+            return {c.hidden, q + 2 * kv};
         case TensorRole::AttnQ:
             return {c.hidden, q};
         case TensorRole::AttnK:
@@ -218,8 +227,9 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::AttnVBias:
             return {kv};
         case TensorRole::FfnGate:
-        case TensorRole::FfnUp:
             return {c.hidden, c.ffn};
+        case TensorRole::FfnUp:
+            return {c.hidden, c.fused_gate_up ? 2 * c.ffn : c.ffn};
         case TensorRole::FfnDown:
             return {c.ffn, c.hidden};
         case TensorRole::Router:

@@ -8,6 +8,7 @@
 #include "analysis/write/presets.h"
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "formats/model_config.h"
 #include "model/model.h"
 #include "support/test_data.h"
 
@@ -140,4 +141,81 @@ TEST(Presets, LlamaTensorOrder) {
     EXPECT_EQ(sorted, (std::vector<std::string>{"output.weight", "output_norm.weight",
                                                 "token_embd.weight", "blk.2.attn_k.weight",
                                                 "blk.2.ffn_up.weight", "blk.10.attn_q.weight"}));
+}
+
+namespace {
+
+// The tensors of a Gemma 3 1B-shaped model (hidden 1152, 4 heads of 256, 1 kv head, FFN
+// 6912, tied embeddings), as the gemma3 family names them.
+std::vector<TensorInfo> gemma3_1b_tensors(const ModelConfig& c) {
+    std::vector<TensorInfo> out;
+    auto add = [&](const std::string& name, std::vector<int64_t> ne) {
+        TensorInfo t;
+        t.name = name;
+        t.ne = std::move(ne);
+        t.type = GgmlType::BF16;
+        out.push_back(t);
+    };
+    add("token_embd.weight", {c.hidden, c.vocab});
+    add("output_norm.weight", {c.hidden});
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        for (const char* n : {"attn_norm", "post_attention_norm", "ffn_norm", "post_ffw_norm"})
+            add(p + n + ".weight", {c.hidden});
+        add(p + "attn_q_norm.weight", {c.head_dim});
+        add(p + "attn_k_norm.weight", {c.head_dim});
+        add(p + "attn_q.weight", {c.hidden, c.n_heads * c.head_dim});
+        add(p + "attn_k.weight", {c.hidden, c.n_kv_heads * c.head_dim});
+        add(p + "attn_v.weight", {c.hidden, c.n_kv_heads * c.head_dim});
+        add(p + "attn_output.weight", {c.n_heads * c.head_dim, c.hidden});
+        add(p + "ffn_gate.weight", {c.hidden, c.ffn});
+        add(p + "ffn_up.weight", {c.hidden, c.ffn});
+        add(p + "ffn_down.weight", {c.ffn, c.hidden});
+    }
+    return out;
+}
+
+}  // namespace
+
+// Gemma 3 1B's rows of 1152 are not a multiple of 256: llama-quantize's Q4_K_M rules, then
+// its fallbacks (Q4_K → Q5_0, Q6_K → Q8_0), derived by hand from llama_tensor_get_type.
+TEST(Presets, Gemma3OneBillionFallsBackOnRowsOf1152) {
+    const ModelConfig c = parse_hf_config(
+        R"({"architectures":["Gemma3ForCausalLM"],"hidden_size":1152,"num_hidden_layers":26,)"
+        R"("num_attention_heads":4,"num_key_value_heads":1,"head_dim":256,)"
+        R"("intermediate_size":6912,"vocab_size":262144,"query_pre_attn_scalar":256,)"
+        R"("sliding_window":512,"tie_word_embeddings":true})",
+        "gemma3-1b/config.json");
+    const Recipe r = preset_recipe(get_preset("Q4_K_M"), c, gemma3_1b_tensors(c), false);
+    auto type = [&](const std::string& n) { return ggml_type_display_name(r.tensors.at(n)); };
+    // Tied embeddings are the output: Q6_K, which 1152 does not fit → Q8_0.
+    EXPECT_EQ(type("token_embd.weight"), "Q8_0");
+    EXPECT_EQ(type("blk.5.attn_q.weight"), "Q5_0");
+    EXPECT_EQ(type("blk.5.attn_k.weight"), "Q5_0");
+    EXPECT_EQ(type("blk.5.ffn_gate.weight"), "Q5_0");
+    EXPECT_EQ(type("blk.5.ffn_up.weight"), "Q5_0");
+    EXPECT_EQ(type("blk.5.attn_output.weight"), "Q4_K");  // rows of 1024
+    // attn_v and ffn_down: Q6_K in the layers use_more_bits picks (0..2, 5, 8, ..., 22..25).
+    EXPECT_EQ(type("blk.0.attn_v.weight"), "Q8_0");
+    EXPECT_EQ(type("blk.4.attn_v.weight"), "Q5_0");
+    EXPECT_EQ(type("blk.0.ffn_down.weight"), "Q6_K");  // rows of 6912 = 27 × 256
+    EXPECT_EQ(type("blk.4.ffn_down.weight"), "Q4_K");
+    EXPECT_EQ(r.tensors.count("blk.0.attn_q_norm.weight"), 0u);
+    EXPECT_EQ(r.tensors.count("blk.0.post_ffw_norm.weight"), 0u);
+    EXPECT_FALSE(r.notes.empty());
+}
+
+// Gemma 2 2B's rows of 2304 = 9 × 256 fit: its tied token_embd gets the output's Q6_K.
+TEST(Presets, Gemma2TiedEmbeddingsGetTheOutputType) {
+    const ModelConfig c = parse_hf_config(
+        R"({"architectures":["Gemma2ForCausalLM"],"hidden_size":2304,"num_hidden_layers":2,)"
+        R"("num_attention_heads":8,"num_key_value_heads":4,"head_dim":256,)"
+        R"("intermediate_size":9216,"vocab_size":1000,"tie_word_embeddings":true})",
+        "gemma2-2b/config.json");
+    TensorInfo embd;
+    embd.name = "token_embd.weight";
+    embd.ne = {2304, 1000};
+    embd.type = GgmlType::BF16;
+    const Recipe r = preset_recipe(get_preset("Q4_K_M"), c, {embd}, false);
+    EXPECT_EQ(ggml_type_display_name(r.tensors.at("token_embd.weight")), "Q6_K");
 }

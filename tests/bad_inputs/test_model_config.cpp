@@ -43,24 +43,59 @@ TEST(BadConfig, RefusedNamingKeyAndValue) {
              c["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
          },
          {"cfg/config.json", "rope_parameters.rope_type", "yarn"}},
-        {"linear rope (v4)",
+        {"linear rope without a factor (v4)",
          [](json& c) {
-             c["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}};
+             c["rope_scaling"] = {{"type", "linear"}};
              c.erase("rope_parameters");
          },
-         {"rope_scaling.type", "linear"}},
+         {"rope_scaling.factor", "linear"}},
         {"dynamic rope (v4)",
          [](json& c) {
              c["rope_scaling"] = {{"rope_type", "dynamic"}, {"factor", 2.0}};
              c.erase("rope_parameters");
          },
          {"dynamic"}},
-        {"per-layer-type rope",
+        {"per-layer-type rope of an unknown layer type",
          [](json& c) {
              c["rope_parameters"] = {{"full_attention", {{"rope_type", "default"}}},
-                                     {"sliding_attention", {{"rope_type", "default"}}}};
+                                     {"chunked_attention", {{"rope_type", "default"}}}};
          },
-         {"per-layer-type", "full_attention"}},
+         {"per-layer-type", "chunked_attention"}},
+        {"scaled rope of sliding layers",
+         [](json& c) {
+             c["rope_parameters"] = {
+                 {"full_attention", {{"rope_type", "default"}}},
+                 {"sliding_attention", {{"rope_type", "linear"}, {"factor", 2.0}}}};
+         },
+         {"rope_parameters.sliding_attention", "scales"}},
+        {"longrope with too few factors",
+         [](json& c) {
+             c["architectures"] = {"Phi3ForCausalLM"};
+             c["rope_parameters"] = {{"rope_type", "longrope"},
+                                     {"short_factor", {1.0}},
+                                     {"long_factor", {1.0}},
+                                     {"original_max_position_embeddings", 64}};
+         },
+         {"longrope", "1 short and 1 long factors"}},
+        {"gelu_pytorch_tanh on a llama",
+         [](json& c) { c["hidden_act"] = "gelu_pytorch_tanh"; },
+         {"gelu_pytorch_tanh", "LlamaForCausalLM", "silu"}},
+        {"bidirectional gemma",
+         [](json& c) {
+             c["architectures"] = {"Gemma2ForCausalLM"};
+             c["hidden_act"] = nullptr;
+             c["use_bidirectional_attention"] = true;
+         },
+         {"use_bidirectional_attention"}},
+        {"gemma layer type",
+         [](json& c) {
+             c["architectures"] = {"Gemma2ForCausalLM"};
+             c["hidden_act"] = nullptr;
+             c["layer_types"] = json::array();
+             for (int i = 0; i < c["num_hidden_layers"].get<int>(); ++i)
+                 c["layer_types"].push_back("chunked_attention");
+         },
+         {"layer_types[0]", "chunked_attention"}},
         {"llama3 without factors",
          [](json& c) {
              c["rope_parameters"] = {{"rope_type", "llama3"}};
@@ -69,7 +104,7 @@ TEST(BadConfig, RefusedNamingKeyAndValue) {
         {"gelu activation", [](json& c) { c["hidden_act"] = "gelu"; }, {"hidden_act", "gelu"}},
         {"mlp bias", [](json& c) { c["mlp_bias"] = true; }, {"mlp_bias"}},
         {"o_proj bias", [](json& c) { c["attention_bias"] = true; }, {"attention_bias", "o_proj"}},
-        {"partial rotary",
+        {"partial rotary with llama's interleaved rope",
          [](json& c) { c["partial_rotary_factor"] = 0.5; },
          {"partial_rotary_factor", "0.5"}},
         {"qwen sliding window",
@@ -111,8 +146,17 @@ TEST(BadConfig, SupportedVariantsStillLoad) {
     EXPECT_EQ(f.back(), 8.0f);
     const std::vector<double> freqs = rope_frequencies(m8);
     EXPECT_NEAR(freqs.back() * 8.0, std::pow(500000.0, -126.0 / 128.0), 1e-18);
+    // v4 linear scaling divides every frequency by the factor.
+    c.erase("rope_parameters");
+    c["rope_theta"] = 10000.0;
+    c["rope_scaling"] = {{"type", "linear"}, {"factor", 4.0}};
+    const ModelConfig lin = parse_hf_config(c.dump(), "cfg");
+    EXPECT_EQ(lin.rope_scaling.kind, RopeScaling::Kind::Linear);
+    EXPECT_NEAR(rope_frequencies(lin)[1] * 4.0, std::pow(10000.0, -2.0 / 128.0), 1e-15);
 }
 
+// The CPU engine implements sliding windows; check_sequence_length is the refusal of an
+// engine that does not (CUDA).
 TEST(BadConfig, SlidingWindowRefusedBeyondItsLength) {
     json c = llama_config();
     c["architectures"] = {"MistralForCausalLM"};
@@ -138,6 +182,7 @@ std::string gguf_refusal(const std::string& key, const GgufValue& value) {
     return "";
 }
 
+// llama's interleaved rope over part of the head is not implemented (Phi-3's neox one is).
 TEST(BadGgufConfig, PartialRotaryRefused) {
     const std::string msg = gguf_refusal("llama.rope.dimension_count", GgufValue::u32(32));
     EXPECT_NE(msg.find("llama.rope.dimension_count is 32"), std::string::npos) << msg;

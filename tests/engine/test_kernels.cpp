@@ -63,6 +63,42 @@ TEST(Kernels, AttentionMatchesReference) {
     }
 }
 
+TEST(Kernels, WindowedSoftcappedAttentionMatchesReference) {
+    // Gemma's attention: a custom scale, soft-capped scores and a sliding window, with query
+    // blocks (64 rows) that start inside, at and beyond the window.
+    engine_init_blas();
+    for (auto [T, window, softcap] : {std::tuple<int64_t, int64_t, float>{150, 64, 3.0f},
+                                      {130, 1, 0.0f},
+                                      {200, 100, 50.0f},
+                                      {40, 64, 2.0f}}) {
+        const int64_t B = 2, H = 4, KV = 2, D = 32;
+        const auto q = random_vec(B * T * H * D, 14, 2.0f), k = random_vec(B * T * KV * D, 15),
+                   v = random_vec(B * T * KV * D, 16);
+        AttentionParams p;
+        p.scale = 1.0f / std::sqrt(24.0f);
+        p.softcap = softcap;
+        p.window = window;
+        std::vector<float> fast(B * T * H * D), ref(B * T * H * D);
+        attention_forward(fast.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
+        attention_forward_ref(ref.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
+        EXPECT_LT(max_rel_diff(fast, ref), kSgemmRelTol) << T << " " << window << " " << softcap;
+    }
+}
+
+TEST(Kernels, AttentionWindowHidesOldKeys) {
+    // With a window of 8, query 50 sees keys 43..50 only: changing key 42 leaves it alone.
+    const int64_t B = 1, T = 60, H = 1, KV = 1, D = 8;
+    auto q = random_vec(T * D, 17), k = random_vec(T * D, 18), v = random_vec(T * D, 19);
+    AttentionParams p;
+    p.window = 8;
+    std::vector<float> a(T * D), b(T * D);
+    attention_forward(a.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
+    for (int64_t d = 0; d < D; ++d) k[42 * D + d] += 5.0f, v[42 * D + d] -= 3.0f;
+    attention_forward(b.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
+    for (int64_t d = 0; d < D; ++d) ASSERT_EQ(a[50 * D + d], b[50 * D + d]) << d;
+    EXPECT_NE(a[49 * D], b[49 * D]);  // key 42 is within query 49's window
+}
+
 TEST(Kernels, AttentionIsCausal) {
     // Changing a later key/value must not change earlier outputs.
     const int64_t B = 1, T = 100, H = 2, KV = 1, D = 16;
@@ -89,6 +125,33 @@ TEST(Kernels, RopeModes) {
     EXPECT_NEAR(y[8], std::cos(2.0), 1e-6);  // neox pairs (x0, x2)
     EXPECT_NEAR(y[10], std::sin(2.0), 1e-6);
     EXPECT_EQ(y[9], 0.0f);
+}
+
+TEST(Kernels, PartialRopeAndAttentionFactor) {
+    // Two of four channels rotate (R = 2): the others pass; cos/sin are scaled by mscale.
+    const int64_t T = 2, H = 1, D = 4;
+    std::vector<float> x = {1, 0, 7, 9, 1, 0, 7, 9};
+    const std::vector<double> freqs = {1.0};
+    rope_forward(x.data(), 1, T, H, D, freqs, true, false, 1.5);
+    EXPECT_NEAR(x[4], 1.5 * std::cos(1.0), 1e-6);
+    EXPECT_NEAR(x[5], 1.5 * std::sin(1.0), 1e-6);  // neox pairs (x0, x1) when R = 2
+    EXPECT_EQ(x[6], 7.0f);
+    EXPECT_EQ(x[7], 9.0f);
+}
+
+TEST(Kernels, GegluAndSoftcap) {
+    // gelu_pytorch_tanh(1) = 0.8411920; × up 2.
+    const std::vector<float> g = {1.0f, 0.0f, -3.0f}, u = {2.0f, 5.0f, 1.0f};
+    std::vector<float> o(3);
+    geglu_tanh_forward(o.data(), g.data(), u.data(), 3);
+    EXPECT_NEAR(o[0], 2 * 0.8411920f, 1e-6);
+    EXPECT_EQ(o[1], 0.0f);
+    EXPECT_NEAR(o[2], -0.0036373f, 1e-6);
+    std::vector<float> z = {0.0f, 30.0f, -1.0f};
+    softcap_forward(z.data(), 3, 8.0f);
+    EXPECT_EQ(z[0], 0.0f);
+    EXPECT_NEAR(z[1], 8.0 * std::tanh(30.0 / 8.0), 1e-5);
+    EXPECT_NEAR(z[2], 8.0 * std::tanh(-1.0 / 8.0), 1e-6);
 }
 
 TEST(Kernels, RmsnormAndSwiglu) {

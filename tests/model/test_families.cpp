@@ -1,8 +1,10 @@
-// The family registry (src/model/families): the six families are registered once each, every
+// The family registry (src/model/families): the nine families are registered once each, every
 // tensor of every family round-trips HF → GGUF → HF with a known role and shape, the layer
 // description each family sets, and refusals that list the registry.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cmath>
 #include <set>
 #include <string>
 #include <vector>
@@ -36,12 +38,13 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
 
 }  // namespace
 
-TEST(Families, RegistryListsTheSixFamilies) {
+TEST(Families, RegistryListsTheNineFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
-    EXPECT_EQ(hf, (std::vector<std::string>{"LlamaForCausalLM", "MistralForCausalLM",
-                                            "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                                            "MixtralForCausalLM", "Qwen2MoeForCausalLM"}));
+    EXPECT_EQ(hf, (std::vector<std::string>{
+                      "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                      "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
+                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -53,7 +56,8 @@ TEST(Families, RegistryListsTheSixFamilies) {
         EXPECT_EQ(find_hf_family("", f->model_type), f);
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
-    EXPECT_EQ(registered_gguf_architectures(), "llama, qwen2, qwen3, qwen2moe");
+    EXPECT_EQ(registered_gguf_architectures(),
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
@@ -129,24 +133,39 @@ TEST(Families, UnknownArchitectureListsTheRegistry) {
         EXPECT_NE(message.find(f->hf_architecture), std::string::npos) << message;
 }
 
+// What a real config of each family carries beyond config_json's fields, so that the GGUF
+// writer accepts it (Gemma 2's converter needs the soft-capping values, Phi-3's the original
+// context length).
+std::string family_extras(const Family& f) {
+    if (f.id == Arch::Gemma2)
+        return R"("attn_logit_softcapping":50.0,"final_logit_softcapping":30.0,)"
+               R"("sliding_window":32,"tie_word_embeddings":true)";
+    if (f.id == Arch::Phi3) return R"("original_max_position_embeddings":64)";
+    return R"("shared_expert_intermediate_size":48)";
+}
+
 TEST(Families, GgufKeys) {
     for (const Family* f : families()) {
         SCOPED_TRACE(f->name);
-        const ModelConfig c = parse_hf_config(
-            config_json(f->hf_architecture, R"("shared_expert_intermediate_size":48)"), "cfg.json");
+        const ModelConfig c =
+            parse_hf_config(config_json(f->hf_architecture, family_extras(*f)), "cfg.json");
         GgufKeys keys;
         f->write_gguf(c, keys);
         ASSERT_FALSE(keys.empty());
-        EXPECT_EQ(keys.front().first, f->gguf_arch + ".block_count");
+        // The converter's order: TextModel's block_count first, Gemma 2 and Phi-3 their own.
+        EXPECT_EQ(keys.front().first,
+                  f->gguf_arch + (f->id == Arch::Gemma2 || f->id == Arch::Phi3 ? ".context_length"
+                                                                               : ".block_count"));
         std::set<std::string> names;
         for (const auto& [key, value] : keys) {
             EXPECT_EQ(key.rfind(f->gguf_arch + ".", 0), 0u) << key;
             EXPECT_TRUE(names.insert(key).second) << key << " written twice";
         }
         EXPECT_EQ(names.count(f->gguf_arch + ".expert_count"), c.is_moe() ? 1u : 0u);
-        // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys.
+        // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys, Phi-3's the
+        // rotated channels.
         EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
-                  f->gguf_arch == "llama" ? 1u : 0u);
+                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" ? 1u : 0u);
     }
     const ModelConfig moe = parse_hf_config(
         config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");
@@ -160,4 +179,47 @@ TEST(Families, GgufKeys) {
                                               "qwen2moe.expert_shared_feed_forward_length",
                                               "qwen2moe.attention.key_length",
                                               "qwen2moe.attention.value_length"}));
+}
+
+TEST(Families, LongropePicksItsFactorsByContext) {
+    // Phi-3-style longrope over 18 of 24 channels: short factors up to the original context
+    // (64 tokens), long ones beyond, attention factor sqrt(1 + ln(1024/64) / ln 64).
+    const ModelConfig c = parse_hf_config(
+        R"({"architectures":["Phi3ForCausalLM"],"hidden_size":96,"num_hidden_layers":2,)"
+        R"("num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,)"
+        R"("intermediate_size":96,"max_position_embeddings":1024,)"
+        R"("rope_parameters":{"rope_type":"longrope","rope_theta":10000.0,)"
+        R"("partial_rotary_factor":0.75,"original_max_position_embeddings":64,)"
+        R"("short_factor":[1,1,1,1,1,1,1,1,1.5],"long_factor":[1,2,3,4,5,6,7,8,9]}})",
+        "cfg.json");
+    EXPECT_EQ(c.rotary_dims(), 18);
+    EXPECT_TRUE(c.fused_qkv && c.fused_gate_up && c.rope == RopeStyle::Neox);
+    EXPECT_NEAR(rope_attention_factor(c), std::sqrt(1.0 + std::log(16.0) / std::log(64.0)), 1e-12);
+    const double base8 = std::pow(10000.0, -16.0 / 18.0);
+    EXPECT_NEAR(rope_frequencies(c, 64)[8], base8 / 1.5, 1e-15);
+    EXPECT_NEAR(rope_frequencies(c, 65)[8], base8 / 9.0, 1e-15);
+    EXPECT_EQ(rope_frequencies(c, 65).size(), 9u);
+}
+
+TEST(Families, LinearRopeScalingIsWrittenAsTheConverterDoes) {
+    // TextModel.set_gguf_parameters: rope.scaling.type and .factor after head_count_kv.
+    const ModelConfig c = parse_hf_config(
+        config_json("LlamaForCausalLM", R"("rope_scaling":{"type":"linear","factor":4.0})"),
+        "cfg.json");
+    GgufKeys keys;
+    family_of(Arch::Llama).write_gguf(c, keys);
+    std::vector<std::string> names;
+    for (const auto& kv : keys) names.push_back(kv.first);
+    const auto at = std::find(names.begin(), names.end(), "llama.rope.scaling.type");
+    ASSERT_NE(at, names.end());
+    EXPECT_EQ(*(at - 1), "llama.attention.head_count_kv");
+    EXPECT_EQ(*(at + 1), "llama.rope.scaling.factor");
+    EXPECT_EQ(*(at + 2), "llama.rope.freq_base");
+    EXPECT_EQ(keys[static_cast<size_t>(at - names.begin())].second.as_string(), "linear");
+    EXPECT_EQ(keys[static_cast<size_t>(at - names.begin()) + 1].second.as_float(), 4.0);
+    // Partial rotary on a neox family has no key in its converter: refused.
+    const ModelConfig q = parse_hf_config(
+        config_json("Qwen3ForCausalLM", R"("partial_rotary_factor":0.5)"), "cfg.json");
+    GgufKeys qk;
+    EXPECT_THROW(family_of(Arch::Qwen3).write_gguf(q, qk), Error);
 }

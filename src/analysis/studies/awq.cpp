@@ -17,6 +17,7 @@ std::string module_family(const std::string& name) {
         {".attn_k.", "k"},
         {".attn_v.", "v"},
         {".attn_output.", "o"},
+        {".attn_qkv.", "qkv"},  // Phi-3's fused q/k/v
         {".ffn_gate.", "gate"},
         {".ffn_up.", "up"},
         {".ffn_down.", "down"},

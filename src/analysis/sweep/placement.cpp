@@ -20,7 +20,7 @@ using json = nlohmann::json;
 
 bool is_attention(TensorRole r) {
     return r == TensorRole::AttnQ || r == TensorRole::AttnK || r == TensorRole::AttnV ||
-           r == TensorRole::AttnO;
+           r == TensorRole::AttnO || r == TensorRole::AttnQKV;
 }
 
 bool is_ffn(TensorRole r) {

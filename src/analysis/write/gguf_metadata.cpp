@@ -139,6 +139,8 @@ void general_keys(GgufKvList& kv, const Model& model) {
         label = size_label(total, experts, c.n_experts);
     }
     add(kv, "general.architecture", GgufValue::string(c.gguf_arch));
+    // The converter generates its extra tensors (and their keys) before the general ones.
+    if (const auto early = family_of(c.arch).write_gguf_early) early(c, kv);
     add(kv, "general.type", GgufValue::string("model"));
     add(kv, "general.name", GgufValue::string(name.empty() ? c.hf_architecture : name));
     if (!basename.empty()) add(kv, "general.basename", GgufValue::string(basename));
@@ -154,10 +156,19 @@ void arch_keys(GgufKvList& kv, const ModelConfig& c) {
 std::vector<ExtraTensor> converter_extra_tensors(const Model& model) {
     std::vector<ExtraTensor> extra;
     if (model.source() != Model::Source::HuggingFace) return extra;
-    std::vector<float> factors = llama3_rope_freq_factors(model.config());
+    const ModelConfig& c = model.config();
+    std::vector<float> factors = llama3_rope_freq_factors(c);
     if (!factors.empty()) {
         const auto n = static_cast<int64_t>(factors.size());
         extra.push_back({"rope_freqs.weight", {n}, std::move(factors)});
+    }
+    if (c.rope_scaling.kind == RopeScaling::Kind::LongRope) {
+        for (const auto& [name, values] :
+             {std::pair{"rope_factors_long.weight", &c.rope_scaling.long_factor},
+              std::pair{"rope_factors_short.weight", &c.rope_scaling.short_factor}}) {
+            const auto n = static_cast<int64_t>(values->size());
+            extra.push_back({name, {n}, std::vector<float>(values->begin(), values->end())});
+        }
     }
     return extra;
 }

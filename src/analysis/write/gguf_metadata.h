@@ -3,7 +3,9 @@
 // From a Hugging Face source, converter_metadata() reproduces the keys, value types and
 // order of llama.cpp's convert_hf_to_gguf.py; the ARCH.* keys are the family's
 // (Family::write_gguf, src/model/families), for today's families:
-//   general.architecture, general.type = "model", general.name, [general.basename],
+//   general.architecture, [the family's early keys: phi3.rope.scaling.attn_factor, which
+//   the converter writes while generating the longrope tensors], general.type = "model",
+//   general.name, [general.basename],
 //   general.size_label, ARCH.block_count, .context_length, .embedding_length,
 //   .feed_forward_length, .attention.head_count, .attention.head_count_kv,
 //   .rope.freq_base, .attention.layer_norm_rms_epsilon, [.expert_count,
@@ -62,7 +64,8 @@ GgufKvList tokenizer_metadata(const std::string& tokenizer_json_path, int64_t vo
 
 // Tensors llama.cpp's converter adds that the HF checkpoint does not hold, in the order it
 // writes them (before the model's own): rope_freqs.weight (F32, head_dim/2 divisors) for
-// llama3 rope scaling. Empty for a GGUF source, whose file already has them.
+// llama3 rope scaling; rope_factors_long.weight then rope_factors_short.weight (F32, rotated
+// channels / 2) for longrope (Phi-3). Empty for a GGUF source, whose file already has them.
 struct ExtraTensor {
     std::string name;
     std::vector<int64_t> ne;

@@ -460,7 +460,7 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.c = config;
     m.opt = options;
     const ModelConfig& c = m.c;
-    check_layer_supported(c, "CUDA engine");
+    check_layer_supported(c, "CUDA engine", EngineKind::Cuda);
     QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
                  c.head_dim > 0 && c.head_dim % 2 == 0 && c.n_heads % c.n_kv_heads == 0 &&
                  c.vocab > 0 &&

@@ -1,6 +1,10 @@
 // Shared pieces of the families (see blocks.h).
 #include "model/families/blocks.h"
 
+#include <cmath>
+
+#include <nlohmann/json.hpp>
+
 #include "core/error.h"
 
 namespace quantlens::blocks {
@@ -40,6 +44,24 @@ std::vector<TensorName> qwen_moe() {
             {"mlp.experts.{E}.down_proj", "ffn_down_exps"}};
 }
 
+std::vector<TensorName> fused_attention_and_mlp() {
+    return {{"input_layernorm", "attn_norm"},    {"self_attn.qkv_proj", "attn_qkv"},
+            {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
+            {"mlp.gate_up_proj", "ffn_up"},      {"mlp.down_proj", "ffn_down"}};
+}
+
+std::vector<TensorName> gemma_layer() {
+    return concat({{{"input_layernorm", "attn_norm"},
+                    {"post_attention_layernorm", "post_attention_norm"},
+                    {"pre_feedforward_layernorm", "ffn_norm"},
+                    {"post_feedforward_layernorm", "post_ffw_norm"},
+                    {"self_attn.q_proj", "attn_q"},
+                    {"self_attn.k_proj", "attn_k"},
+                    {"self_attn.v_proj", "attn_v"},
+                    {"self_attn.o_proj", "attn_output"}},
+                   dense_mlp()});
+}
+
 std::vector<TensorName> concat(std::initializer_list<std::vector<TensorName>> groups) {
     std::vector<TensorName> out;
     for (const auto& g : groups) out.insert(out.end(), g.begin(), g.end());
@@ -73,6 +95,104 @@ void refuse_hf_sliding_window(const HfConfigJson& cfg) {
              cfg.path, cfg.family);
 }
 
+namespace {
+
+void set_gemma_layer(ModelConfig& c) {
+    c.rope = RopeStyle::Neox;
+    c.act = Activation::GeluTanh;
+    c.post_norms = true;
+    c.embed_scale = true;
+}
+
+// llama.cpp's Gemma score scale: 1/sqrt(head_dim), except 1/sqrt(hidden/heads) for the 27B
+// models, which it recognises by their layer count.
+double llama_cpp_gemma_scale(const ModelConfig& c, int64_t layers_27b) {
+    const double d = c.n_layers == layers_27b ? static_cast<double>(c.hidden / c.n_heads)
+                                              : static_cast<double>(c.head_dim);
+    return 1.0 / std::sqrt(d);
+}
+
+}  // namespace
+
+void read_hf_gemma(const HfConfigJson& cfg, ModelConfig& c, int64_t default_pattern) {
+    read_hf_llama_attention(cfg, c);
+    read_hf_dense_ffn(cfg, c);
+    set_gemma_layer(c);
+    c.hf_norm_offset = 1.0;  // Gemma's RMSNorm scales by 1 + w; the GGUF stores 1 + w
+    QL_CHECK(!cfg.get_bool("use_bidirectional_attention", false),
+             "{}: \"use_bidirectional_attention\" is true; the engine implements causal "
+             "attention only",
+             cfg.path);
+    const double scalar = cfg.get_float("query_pre_attn_scalar", static_cast<double>(c.head_dim));
+    QL_CHECK(scalar > 0, "{}: \"query_pre_attn_scalar\" is {}, expected positive", cfg.path,
+             scalar);
+    c.attn_scale = 1.0 / std::sqrt(scalar);
+    c.attn_softcap = cfg.get_float("attn_logit_softcapping", 0.0);
+    c.final_softcap = cfg.get_float("final_logit_softcapping", 0.0);
+    QL_CHECK(c.attn_softcap >= 0 && c.final_softcap >= 0,
+             "{}: soft-capping values must be positive or null (attn {}, final {})", cfg.path,
+             c.attn_softcap, c.final_softcap);
+    c.sliding_window = cfg.get_int("sliding_window", 0);
+    QL_CHECK(c.sliding_window >= 0, "{}: \"sliding_window\" is {}, expected ≥ 0", cfg.path,
+             c.sliding_window);
+    c.layer_sliding.assign(static_cast<size_t>(c.n_layers), false);
+    const auto types = cfg.j.find("layer_types");
+    if (types == cfg.j.end() || types->is_null()) {
+        const int64_t pattern = cfg.get_int("sliding_window_pattern", default_pattern);
+        QL_CHECK(pattern > 0, "{}: \"sliding_window_pattern\" is {}, expected positive", cfg.path,
+                 pattern);
+        for (int64_t l = 0; l < c.n_layers; ++l)
+            c.layer_sliding[static_cast<size_t>(l)] = (l + 1) % pattern != 0;
+        return;
+    }
+    QL_CHECK(types->is_array() && static_cast<int64_t>(types->size()) == c.n_layers,
+             "{}: \"layer_types\" is {}, expected a list of {} layer types", cfg.path,
+             types->dump(), c.n_layers);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const auto& t = (*types)[static_cast<size_t>(l)];
+        const std::string type = t.is_string() ? t.get<std::string>() : t.dump();
+        QL_CHECK(type == "sliding_attention" || type == "full_attention",
+                 "{}: layer_types[{}] is \"{}\"; quantlens knows sliding_attention and "
+                 "full_attention only",
+                 cfg.path, l, type);
+        c.layer_sliding[static_cast<size_t>(l)] = type == "sliding_attention";
+    }
+}
+
+void read_gguf_gemma(const GgufFile& g, ModelConfig& c, int64_t pattern, int64_t layers_27b,
+                     double attn_softcap_default, double final_softcap_default) {
+    read_gguf_dense_ffn(g, c);
+    set_gemma_layer(c);
+    c.attn_scale = llama_cpp_gemma_scale(c, layers_27b);
+    auto float_key = [&](const char* key, double fallback) {
+        const GgufValue* v = g.find(c.gguf_arch + "." + key);
+        return v ? v->as_float() : fallback;
+    };
+    c.attn_softcap = float_key("attn_logit_softcapping", attn_softcap_default);
+    c.final_softcap = float_key("final_logit_softcapping", final_softcap_default);
+    c.layer_sliding.assign(static_cast<size_t>(c.n_layers), false);
+    for (int64_t l = 0; l < c.n_layers; ++l)  // llama.cpp: il % pattern < pattern − 1 slides
+        c.layer_sliding[static_cast<size_t>(l)] = l % pattern < pattern - 1;
+}
+
+void check_gemma_for_llama_cpp(const ModelConfig& c, int64_t pattern, int64_t layers_27b) {
+    const double expected = llama_cpp_gemma_scale(c, layers_27b);
+    QL_CHECK(std::fabs(c.attn_scale - expected) <= 1e-9 * expected,
+             "{}: query_pre_attn_scalar gives the score scale {}, but llama.cpp's {} loader uses "
+             "{} (1/sqrt of the head size, or of hidden/heads at {} layers) and has no key for "
+             "it; a GGUF of this model would be evaluated wrongly",
+             c.hf_architecture, c.attn_scale, c.gguf_arch, expected, layers_27b);
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        const bool llama_cpp = c.sliding_window > 0 && l % pattern < pattern - 1;
+        QL_CHECK(c.is_sliding(l) == llama_cpp,
+                 "{}: layer_types[{}] is {}, but llama.cpp's {} loader makes every layer il with "
+                 "il % {} < {} sliding and has no key for layer types; a GGUF of this model would "
+                 "be evaluated wrongly",
+                 c.hf_architecture, l, c.is_sliding(l) ? "sliding_attention" : "full_attention",
+                 c.gguf_arch, pattern, pattern - 1);
+    }
+}
+
 int64_t gguf_int(const GgufFile& g, const ModelConfig& c, const char* key, int64_t fallback) {
     const GgufValue* v = g.find(c.gguf_arch + "." + key);
     return v ? v->as_int() : fallback;
@@ -93,6 +213,10 @@ void add_u32(GgufKeys& keys, const ModelConfig& c, const char* key, int64_t valu
     keys.emplace_back(c.gguf_arch + "." + key, GgufValue::u32(static_cast<uint32_t>(value)));
 }
 
+void add_f32(GgufKeys& keys, const ModelConfig& c, const char* key, double value) {
+    keys.emplace_back(c.gguf_arch + "." + key, GgufValue::f32(static_cast<float>(value)));
+}
+
 void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
     add_u32(keys, c, "block_count", c.n_layers);
     add_u32(keys, c, "context_length", c.max_positions);
@@ -100,6 +224,16 @@ void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
     add_u32(keys, c, "feed_forward_length", c.ffn);
     add_u32(keys, c, "attention.head_count", c.n_heads);
     add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    // TextModel.set_gguf_parameters: linear scaling as keys (llama3's is rope_freqs.weight);
+    // longrope factors and partial rotary are written by Phi-3's converter only.
+    QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::LongRope && c.rope_dims == 0,
+             "{}: longrope scaling or partial_rotary_factor, which llama.cpp's {} converter does "
+             "not write; a GGUF of this model would be evaluated wrongly",
+             c.hf_architecture, c.gguf_arch);
+    if (c.rope_scaling.kind == RopeScaling::Kind::Linear) {
+        keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("linear"));
+        add_f32(keys, c, "rope.scaling.factor", c.rope_scaling.factor);
+    }
     keys.emplace_back(c.gguf_arch + ".rope.freq_base",
                       GgufValue::f32(static_cast<float>(c.rope_theta)));
     keys.emplace_back(c.gguf_arch + ".attention.layer_norm_rms_epsilon",

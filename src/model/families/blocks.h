@@ -21,6 +21,13 @@ std::vector<TensorName> dense_mlp();  // mlp.{gate,up,down}_proj
 std::vector<TensorName> mixtral_moe();
 // Router and stacked experts, Qwen spelling (mlp.gate, mlp.experts.{E}.*_proj).
 std::vector<TensorName> qwen_moe();
+// Phi-3's fused projections: self_attn.qkv_proj ↔ attn_qkv, mlp.gate_up_proj ↔ ffn_up, with
+// input_layernorm, post_attention_layernorm (ffn_norm), o_proj and down_proj.
+std::vector<TensorName> fused_attention_and_mlp();
+// Gemma 2/3: the four norms (input_layernorm ↔ attn_norm, post_attention_layernorm ↔
+// post_attention_norm, pre_feedforward_layernorm ↔ ffn_norm, post_feedforward_layernorm ↔
+// post_ffw_norm), q/k/v/o and the dense MLP.
+std::vector<TensorName> gemma_layer();
 std::vector<TensorName> concat(std::initializer_list<std::vector<TensorName>> groups);
 
 // config.json: intermediate_size as the FFN width.
@@ -32,6 +39,19 @@ void read_hf_experts(const HfConfigJson& cfg, ModelConfig& config);
 void read_hf_llama_attention(const HfConfigJson& cfg, ModelConfig& config);
 // config.json: refuses use_sliding_window (per-layer windows are not implemented).
 void refuse_hf_sliding_window(const HfConfigJson& cfg);
+
+// config.json, Gemma 2 and 3: GeGLU, (1 + w) norms, post-norms, √hidden embedding scale,
+// query_pre_attn_scalar, soft-capping, sliding_window with layer_types (else every layer i
+// with (i + 1) % `default_pattern` != 0 slides, transformers' default), neox rope.
+void read_hf_gemma(const HfConfigJson& cfg, ModelConfig& config, int64_t default_pattern);
+// GGUF, Gemma 2 and 3: what llama.cpp's loader fixes for them (GeGLU, post-norms, embedding
+// scale, neox rope, the sliding layers every `pattern`, the score scale by model size) and
+// reads (sliding_window, soft-capping with these defaults).
+void read_gguf_gemma(const GgufFile& gguf, ModelConfig& config, int64_t pattern, int64_t layers_27b,
+                     double attn_softcap_default, double final_softcap_default);
+// Refuses, naming the config key, a Gemma config llama.cpp would evaluate differently: a
+// query_pre_attn_scalar other than the one its loader derives, layer types off its pattern.
+void check_gemma_for_llama_cpp(const ModelConfig& config, int64_t pattern, int64_t layers_27b);
 
 // GGUF: ARCH.<key> as an integer, or `fallback` / an error naming the file and key.
 int64_t gguf_int(const GgufFile& gguf, const ModelConfig& config, const char* key,
@@ -48,5 +68,6 @@ void write_gguf_llama(const ModelConfig& config, GgufKeys& keys);
 // head and head size only (qwen2, qwen3).
 void write_gguf_plain(const ModelConfig& config, GgufKeys& keys);
 void add_u32(GgufKeys& keys, const ModelConfig& config, const char* key, int64_t value);
+void add_f32(GgufKeys& keys, const ModelConfig& config, const char* key, double value);
 
 }  // namespace quantlens::blocks

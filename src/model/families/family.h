@@ -62,8 +62,16 @@ struct Family {
     bool (*claims_gguf)(const ModelConfig& shared) = nullptr;
     // Fields beyond read_gguf_shared_fields.
     void (*read_gguf)(const GgufFile& gguf, ModelConfig& config) = nullptr;
-    // Every ARCH.* key, in the converter's order (the shared ones through blocks.h).
+    // Every ARCH.* key, in the converter's order (the shared ones through blocks.h). Throws
+    // Error for a config llama.cpp would evaluate differently from transformers (a value its
+    // loader derives instead of reading), naming the config key.
     void (*write_gguf)(const ModelConfig& config, GgufKeys& keys) = nullptr;
+    // ARCH.* keys the converter writes while generating its extra tensors, which come right
+    // after general.architecture (Phi-3's rope.scaling.attn_factor); nullptr: none.
+    void (*write_gguf_early)(const ModelConfig& config, GgufKeys& keys) = nullptr;
+    // The gated MLP's activation in this family's transformers code; another value of
+    // hidden_act / hidden_activation is refused.
+    Activation activation = Activation::SiLU;
 };
 
 // The registered families, in registry order (the order of messages listing them).

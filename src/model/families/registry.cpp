@@ -17,14 +17,17 @@ const Family& qwen2_family();
 const Family& qwen3_family();
 const Family& mixtral_family();
 const Family& qwen2moe_family();
+const Family& gemma2_family();
+const Family& gemma3_family();
+const Family& phi3_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 6>& registry() {
-    static const std::array<const Family*, 6> r = {
-        &llama_family(), &mistral_family(), &qwen2_family(),
-        &qwen3_family(), &mixtral_family(), &qwen2moe_family(),
+const std::array<const Family*, 9>& registry() {
+    static const std::array<const Family*, 9> r = {
+        &llama_family(),    &mistral_family(), &qwen2_family(),  &qwen3_family(), &mixtral_family(),
+        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),
     };
     return r;
 }
@@ -93,9 +96,20 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     c.arch = f->id;
     c.hf_architecture = f->hf_architecture;
     c.gguf_arch = f->gguf_arch;
+    c.act = f->activation;  // transformers' default when config.json names none
     const HfConfigJson cfg{j, path, f->name.c_str()};
     read_hf_shared_fields(cfg, c);
     f->read_hf(cfg, c);
+    QL_CHECK(c.act == f->activation,
+             "{}: hidden_act / hidden_activation is \"{}\", but {}'s MLP uses \"{}\"; the engine "
+             "would compute this model wrongly",
+             path, c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh", f->hf_architecture,
+             f->activation == Activation::SiLU ? "silu" : "gelu_pytorch_tanh");
+    QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
+             "{}: partial_rotary_factor {} rotates {} of {} channels, but {} uses llama's "
+             "interleaved rope on permuted q/k rows, where partial rotary is not implemented",
+             path, static_cast<double>(c.rope_dims) / static_cast<double>(c.head_dim), c.rope_dims,
+             c.head_dim, f->hf_architecture);
     check_config_consistent(c, path);
     return c;
 }
@@ -126,6 +140,10 @@ ModelConfig config_from_gguf(const GgufFile& g) {
     c.arch = found->id;
     c.hf_architecture = found->hf_architecture;
     found->read_gguf(g, c);
+    QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
+             "{}: {}.rope.dimension_count is {}, less than the head size {}; partial rotary with "
+             "llama's interleaved rope is not implemented",
+             g.path(), c.gguf_arch, c.rope_dims, c.head_dim);
     check_config_consistent(c, g.path());
     return c;
 }

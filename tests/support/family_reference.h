@@ -1,0 +1,70 @@
+// Test helper (header-only, for modules linking ql_analysis): evaluates a model on the token
+// ids stored in a fixture's reference.qllogp (transformers' float64 log-probs, analysis/measure/kld.h)
+// and compares, without any tokenizer: mean KLD over the scored positions of every chunk, and
+// the largest |Δlogit| against logits_head.f32 (float64 logits of chunk 0's first positions,
+// stored as float32 [positions][vocab]).
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+#include <vector>
+
+#include "analysis/measure/kld.h"
+#include "engine/engine.h"
+#include "model/model.h"
+#include "support/test_data.h"
+
+namespace quantlens::test_support {
+
+// A fixture directory committed under tests/fixtures.
+inline std::string fixture_dir(const std::string& name) {
+    return std::string(QL_SOURCE_DIR) + "/tests/fixtures/" + name;
+}
+
+struct ReferenceComparison {
+    double kld_mean = 0;
+    double max_abs_logit_diff = 0;  // over logits_head.f32 (0 when `fixture` has none)
+    int64_t scored = 0;
+};
+
+// `model` is evaluated on the reference's chunks; `fixture` holds reference<variant>.qllogp
+// and logits_head<variant>.f32.
+inline ReferenceComparison compare_with_reference(const Model& model, const std::string& fixture,
+                                                  const std::string& variant = "",
+                                                  EngineOptions options = {}) {
+    const Engine engine(model, options);
+    const LogitsFile ref(fixture + "/reference" + variant + ".qllogp");
+    const LogitsHeader& h = ref.header();
+    const int64_t T = h.n_ctx, V = h.n_vocab;
+    EXPECT_EQ(V, engine.vocab());
+    const std::string head_bytes = slurp(fixture + "/logits_head" + variant + ".f32");
+    const int64_t head_rows = static_cast<int64_t>(head_bytes.size()) / (V * 4);
+    std::vector<float> head(static_cast<size_t>(head_rows * V));
+    std::memcpy(head.data(), head_bytes.data(), head.size() * 4);
+
+    ReferenceComparison out;
+    EvalAccumulator acc;
+    std::vector<float> base(static_cast<size_t>(V));
+    for (uint32_t c = 0; c < h.n_chunks; ++c) {
+        const auto tokens = ref.tokens().subspan(static_cast<size_t>(c) * T, T);
+        const std::vector<float> logits = engine.forward(tokens, 1, T, 0);  // [T, V]
+        for (int64_t j = h.first; j + 1 < T; ++j) {
+            const uint64_t row = static_cast<uint64_t>(c) * h.rows_per_chunk() + (j - h.first);
+            const int64_t top = ref.row(row, base.data());
+            acc.add(score_token(logits.data() + j * V, base.data(), top, V, tokens[j + 1]));
+        }
+        if (c == 0)
+            for (int64_t i = 0; i < head_rows * V; ++i)
+                out.max_abs_logit_diff =
+                    std::max(out.max_abs_logit_diff,
+                             static_cast<double>(std::fabs(logits[static_cast<size_t>(i)] -
+                                                           head[static_cast<size_t>(i)])));
+    }
+    out.kld_mean = acc.kld().kld_mean;
+    out.scored = acc.count();
+    return out;
+}
+
+}  // namespace quantlens::test_support
