@@ -147,8 +147,11 @@ Recipe from_json(const json& j, const std::string& path) {
                  "{}: 'gptq' must be an object {{desc_act, tensors}}", path);
         check_keys(g, {"desc_act", "tensors"}, path, "gptq.");
         if (g.contains("desc_act")) {
-            QL_CHECK(g["desc_act"].is_boolean(), "{}: 'gptq.desc_act' must be true or false", path);
-            r.gptq_desc_act = g["desc_act"].get<bool>();
+            // YAML scalars arrive as text: "true"/"false" are the boolean.
+            const auto& d = g["desc_act"];
+            QL_CHECK(d.is_boolean() || d == "true" || d == "false",
+                     "{}: 'gptq.desc_act' must be true or false", path);
+            r.gptq_desc_act = d.is_boolean() ? d.get<bool>() : d == "true";
         }
         QL_CHECK(g["tensors"].size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
                  kMaxRecipeTensors);

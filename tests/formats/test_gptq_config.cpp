@@ -7,7 +7,7 @@
 //  - a mix with a non-Marlin format gets a non-Marlin base;
 //  - ggml types are refused by tensor name, never rounded to a GPTQ bit width; split fused
 //    groups (q/k/v, gate/up) are refused;
-//  - a GPTQ recipe round-trips through JSON.
+//  - a GPTQ recipe round-trips through JSON and YAML.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -181,6 +181,9 @@ TEST(GptqConfigExport, RecipeRoundTrip) {
     EXPECT_EQ(back.gptq_tensors, r.gptq_tensors);
     EXPECT_TRUE(back.gptq_desc_act);
     EXPECT_TRUE(back.tensors.empty());
+    const Recipe yaml = parse_recipe(recipe_to_yaml(r), "r.yaml");  // booleans arrive as text
+    EXPECT_EQ(yaml.gptq_tensors, r.gptq_tensors);
+    EXPECT_TRUE(yaml.gptq_desc_act);
     EXPECT_THROW(parse_recipe(R"({"tensors": {}, "gptq": {"tensors": {"a.weight": "gptq6g128"}}})",
                               "r.json"),
                  Error);
