@@ -30,6 +30,9 @@ struct VerifyArgs {
 
 // verify --format gptq (analysis/gptq_verify.h): GPTQ recipes by fake quantization.
 nlohmann::json run_gptq_verify_command(const VerifyArgs& a) {
+    QL_CHECK(a.job == 0,
+             "verify --format gptq: --job is not supported (the report reads ggml verify tables); "
+             "use --json FILE");
     QL_CHECK(a.files.empty() && a.opt.imatrix.empty(),
              "verify --format gptq: measures GPTQ recipes (--recipe); GGUF files and --imatrix "
              "belong to --format ggml");
