@@ -12,9 +12,9 @@
 // zero − 1 in qzeros. Decoded (what verify and the sweep evaluate): f16(scale) · (q − zero).
 //
 // One deliberate difference: the v1 layout stores zero − 1, so an asymmetric zero of 0 (a
-// group with no weight below −scale/2) cannot be stored (GPTQModel's conversion wraps it and
-// corrupts the neighbouring field). Asymmetric zeros are therefore at least 1 here, which
-// the checkpoint then decodes exactly.
+// group with no weight below −scale/2) cannot be stored (AutoGPTQ's pack() writes −1 as
+// 0xFFFFFFFF, which spills into the neighbouring fields of the word). Asymmetric zeros are
+// therefore at least 1 here, which the checkpoint then decodes exactly.
 //
 // Packing (qweight along the input dimension, qzeros along the output dimension): 32
 // consecutive codes c_0..c_31 fill BITS words as one little-endian bit stream, c_k at bit
