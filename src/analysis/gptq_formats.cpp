@@ -50,8 +50,8 @@ bool gptq_quantizes(const TensorInfo& t) {
     }
 }
 
-std::vector<SweepUnit> build_gptq_sweep_units(const Model& model) {
-    std::vector<SweepUnit> units;
+std::vector<GptqUnit> gptq_units(const Model& model) {
+    std::vector<GptqUnit> units;
     std::map<std::string, size_t> index;
     for (const auto& t : model.tensors()) {
         if (!gptq_quantizes(t)) continue;

@@ -15,7 +15,6 @@
 #include <string>
 #include <vector>
 
-#include "analysis/sweep.h"
 #include "core/gptq_format.h"
 
 namespace quantlens {
@@ -25,7 +24,16 @@ class Model;
 struct TensorInfo;
 
 bool gptq_quantizes(const TensorInfo& tensor);
-std::vector<SweepUnit> build_gptq_sweep_units(const Model& model);
+
+// A unit of a GPTQ sweep and plan (the sweep turns these into its SweepUnits).
+struct GptqUnit {
+    std::string name;  // a tensor's name, or "blk.N.attn_qkv" / "blk.N.ffn_gate_up"
+    int layer = -1;
+    std::string role;
+    std::vector<std::string> tensors;
+    int64_t n_params = 0;
+};
+std::vector<GptqUnit> gptq_units(const Model& model);
 
 // The values of `tensor` (w: its original values, out × in in ggml layout) as a checkpoint
 // of `format` decodes them, and the checkpoint bytes of the module. gptq: Hessians, or null

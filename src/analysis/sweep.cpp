@@ -477,7 +477,12 @@ std::vector<SweepUnit> build_sweep_units(const Model& model, const std::string& 
 }
 
 std::vector<SweepUnit> build_sweep_units(const Model& model, const SweepOptions& o) {
-    if (!o.gptq_formats.empty()) return build_gptq_sweep_units(model);
+    if (!o.gptq_formats.empty()) {
+        std::vector<SweepUnit> units;
+        for (auto& u : gptq_units(model))
+            units.push_back({u.name, u.layer, u.role, u.tensors, u.n_params});
+        return units;
+    }
     if (o.granularity != "placement") return build_sweep_units(model, o.granularity);
     return build_placement_units(
         model, o.placement_n.empty()
