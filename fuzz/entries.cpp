@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "entries_util.h"
 #include "formats/gguf.h"
+#include "formats/gptq_config.h"
 #include "formats/imatrix.h"
 #include "formats/model_config.h"
 #include "formats/recipe.h"
@@ -140,14 +141,19 @@ bool recipe_entry(const uint8_t* data, size_t size) {
         for (const std::string& text : {recipe_to_json(r), recipe_to_yaml(r)}) {
             const Recipe again = parse_recipe(text, "fuzz/rewritten-recipe");
             QL_ASSERT(again.tensors == r.tensors);
+            QL_ASSERT(again.gptq_tensors == r.gptq_tensors);
             QL_ASSERT(again.default_type == r.default_type);
         }
         const GgmlType base = r.dominant_type();
         (void)llama_cpp_tensor_type_file(r, base);
         (void)llama_cpp_quantize_command(r, "in.gguf", "out.gguf", "types.txt", "imatrix.dat");
-        std::map<std::string, std::string> hf;
-        for (const auto& [name, type] : r.tensors) hf.emplace(name, "model." + name);
-        (void)gptq_dynamic_config(r, hf);
+        std::vector<std::pair<std::string, std::string>> hf;
+        for (const auto& [name, type] : r.tensors) hf.emplace_back(name, "model." + name);
+        for (const auto& [name, f] : r.gptq_tensors) hf.emplace_back(name, "model." + name);
+        try {  // a ggml recipe's quantized types are refused by name: still a valid recipe
+            (void)gptq_quantization_config(r, hf);
+        } catch (const Error&) {
+        }
         return true;
     } catch (const Error&) {
         return false;

@@ -6,11 +6,14 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 
+#include "analysis/plan/gptq_plan.h"
 #include "analysis/plan/plan_job.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "core/gptq_format.h"
 #include "core/output_file.h"
+#include "formats/gptq_config.h"
 #include "jobs/store.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -21,13 +24,88 @@ namespace {
 struct PlanArgs {
     int64_t job = 0;
     std::string target_size, types, min_type, max_type, metric = "kld", store, output, name;
-    std::string export_llama, export_gptq, frontier_out;
+    std::string export_llama, export_gptq, frontier_out, format = "ggml";
     double target_bpw = 0;
     bool knee = false, json = false, force = false;
     std::vector<std::string> pins;
 };
 
+// (GGUF name, HF name) of every tensor of the recipe's model, for the GPTQ export.
+std::vector<std::pair<std::string, std::string>> model_tensor_names(const Recipe& r) {
+    auto model = Model::open(r.model);
+    std::vector<std::pair<std::string, std::string>> names;
+    for (const auto& t : model->tensors()) names.push_back({t.name, t.hf_name});
+    return names;
+}
+
+// plan --format gptq (analysis/plan/gptq_plan.h): a GPTQ recipe and its quantization_config.
+int run_gptq_plan(const PlanArgs& a) {
+    QL_CHECK(!a.knee && a.pins.empty() && a.min_type.empty() && a.max_type.empty() &&
+                 a.export_llama.empty(),
+             "plan --format gptq: --knee, --pin, --min-type, --max-type and --export-llama-cpp "
+             "belong to ggml plans");
+    GptqPlanRequest req;
+    req.job_id = a.job;
+    req.metric = a.metric;
+    QL_CHECK((a.target_bpw > 0) != !a.target_size.empty(),
+             "plan --format gptq: give exactly one of --target-bpw, --target-size");
+    if (a.target_bpw > 0) req.target_bpw = a.target_bpw;
+    if (!a.target_size.empty()) {
+        if (auto f = gptq_format_from_name(a.target_size))
+            req.target_like = *f;
+        else
+            req.target_bytes = parse_size(a.target_size);
+    }
+    if (!a.types.empty()) req.formats = parse_gptq_format_list(a.types);
+    const Overwrite ow = overwrite_if(a.force);
+    for (const std::string& p : {a.output, a.export_gptq, a.frontier_out})
+        if (!p.empty()) check_output_path(p, ow);
+    jobs::Store store(jobs::resolve_store_path(a.store));
+    const GptqPlanOutcome out = plan_gptq_from_job(store, req);
+    const Recipe& r = out.recipe;
+    const std::string config =
+        a.export_gptq.empty() ? "" : gptq_quantization_config(r, model_tensor_names(r));
+    if (!a.output.empty()) save_recipe(r, a.output, ow);
+    if (!a.export_gptq.empty()) write_output_file(a.export_gptq, config, ow);
+    nlohmann::json frontier = nlohmann::json::array();
+    for (const auto& p : out.frontier)
+        frontier.push_back({{"size_bytes", p.bytes},
+                            {"bpw", bits_per_weight(static_cast<double>(p.bytes),
+                                                    static_cast<double>(out.n_params))},
+                            {"predicted_kld", p.error}});
+    if (!a.frontier_out.empty()) write_output_file(a.frontier_out, frontier.dump(1), ow);
+    if (a.json) {
+        nlohmann::json choices = nlohmann::json::object();
+        for (const auto& [unit, f] : out.choices) choices[unit] = f;
+        fmt::print("{}\n", nlohmann::json{{"units", choices},
+                                          {"size_bytes", r.predicted_size_bytes},
+                                          {"bpw", r.predicted_bpw},
+                                          {"predicted_kld", r.predicted_kld},
+                                          {"interaction_factor", out.interaction_factor}}
+                               .dump(1));
+        return 0;
+    }
+    fmt::print("{:<28} {}\n", "unit", "format");
+    for (const auto& [unit, f] : out.choices) fmt::print("{:<28} {}\n", unit, f);
+    fmt::print(
+        "\nGPTQ plan: {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD {:.6f} (Σ {:.6f} × "
+        "interaction {:.3f}); {} bytes kept in 16 bits\n",
+        r.predicted_size_bytes, r.predicted_size_bytes / 1e6, r.predicted_bpw, r.predicted_kld,
+        out.raw_error, out.interaction_factor, out.fixed_bytes);
+    for (const auto& [name, u] : out.uniform)
+        fmt::print("uniform {:<11} {:>10} bytes  {:.3f} bpw  measured KLD {:.6f}\n", name, u.first,
+                   bits_per_weight(static_cast<double>(u.first), static_cast<double>(out.n_params)),
+                   u.second);
+    if (!a.output.empty())
+        fmt::print("recipe: {}  →  quantlens verify --format gptq --base {} --recipe {}\n",
+                   a.output, r.model, a.output);
+    return 0;
+}
+
 int run_plan(const PlanArgs& a) {
+    QL_CHECK(a.format == "ggml" || a.format == "gptq",
+             "plan: --format must be ggml or gptq, not '{}'", a.format);
+    if (a.format == "gptq") return run_gptq_plan(a);
     PlanRequest req;
     req.job_id = a.job;
     req.metric = a.metric;
@@ -60,6 +138,9 @@ int run_plan(const PlanArgs& a) {
     jobs::Store store(jobs::resolve_store_path(a.store));
     const PlanOutcome out = plan_from_job(store, req);
     const Recipe& r = out.recipe;
+    // Refused (naming the tensor) before anything is stored: no ggml type is a GPTQ format.
+    const std::string gptq_config =
+        a.export_gptq.empty() ? "" : gptq_quantization_config(r, model_tensor_names(r));
 
     // Stored for the report and the web app's recipe editor.
     nlohmann::json tensors = nlohmann::json::object();
@@ -95,12 +176,7 @@ int run_plan(const PlanArgs& a) {
                 "\n",
             ow);
     }
-    if (!a.export_gptq.empty()) {
-        auto model = Model::open(r.model);
-        std::map<std::string, std::string> hf;
-        for (const auto& t : model->tensors()) hf[t.name] = t.hf_name;
-        write_output_file(a.export_gptq, gptq_dynamic_config(r, hf), ow);
-    }
+    if (!a.export_gptq.empty()) write_output_file(a.export_gptq, gptq_config, ow);
     if (!a.frontier_out.empty()) write_output_file(a.frontier_out, frontier.dump(1), ow);
 
     if (a.json) {
@@ -151,7 +227,12 @@ QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optim
     cmd.add_option("-o,--output", a->output, "Recipe file (.json or .yaml)");
     cmd.add_option("--export-llama-cpp", a->export_llama,
                    "PREFIX: write PREFIX.tensor-types.txt and PREFIX.sh");
-    cmd.add_option("--export-gptq", a->export_gptq, "GPTQModel dynamic config JSON");
+    cmd.add_option("--export-gptq", a->export_gptq,
+                   "GPTQ quantization_config JSON (GPTQModel, vLLM); needs --format gptq");
+    cmd.add_option("--format", a->format,
+                   "ggml (llama.cpp types) | gptq (GPTQ formats of a `sweep --types gptq` job; "
+                   "--target-size may name one, e.g. gptq4g128, for its uniform size)")
+        ->capture_default_str();
     cmd.add_option("--frontier", a->frontier_out, "Write the Pareto frontier as JSON");
     cmd.add_flag("--force,-f", a->force, "Overwrite existing output files");
     cmd.add_option("--name", a->name, "Name of the plan in the job store");

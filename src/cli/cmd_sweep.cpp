@@ -11,6 +11,7 @@
 #include "cli/command.h"
 #include "cli/sweep_mpi.h"
 #include "core/error.h"
+#include "core/gptq_format.h"
 #include "core/output_file.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
@@ -22,6 +23,7 @@ namespace {
 struct SweepArgs {
     std::string model, eval, types, granularity = "tensor", imatrix, store, json_out, gptq;
     int64_t tokens = 8192, ctx = 512, gptq_chunks = 64;
+    bool gptq_act_order = false;
     double budget = 0;
     bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false,
          ggml_numerics = false;
@@ -107,7 +109,15 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         o.eval_text = a.eval;
         o.n_tokens = a.tokens;
         o.ctx = a.ctx;
-        o.types = a.types.empty() ? default_sweep_types() : parse_type_list(a.types);
+        // "gptq" or GPTQ format names (gptq4g128, ...): a GPTQ-format sweep.
+        if (a.types.rfind("gptq", 0) == 0 || a.types.rfind("GPTQ", 0) == 0) {
+            o.types.clear();
+            o.gptq_formats = parse_gptq_format_list(a.types);
+            o.gptq_act_order = a.gptq_act_order;
+        } else {
+            QL_CHECK(!a.gptq_act_order, "sweep --gptq-act-order belongs to --types gptq");
+            o.types = a.types.empty() ? default_sweep_types() : parse_type_list(a.types);
+        }
         o.granularity = a.granularity;
         apply_placement_args(a, o);
         o.imatrix = a.imatrix;
@@ -189,7 +199,8 @@ QL_COMMAND(
         ->capture_default_str();
     cmd.add_option("--ctx", a->ctx, "Chunk length")->capture_default_str();
     cmd.add_option("--types", a->types,
-                   "Comma-separated types (default Q8_0,Q6_K,Q5_K,Q4_K,Q3_K,Q2_K,IQ4_XS,IQ3_S)");
+                   "Comma-separated types (default Q8_0,Q6_K,Q5_K,Q4_K,Q3_K,Q2_K,IQ4_XS,IQ3_S); "
+                   "'gptq' or gptq4g128,gptq8pca,...: GPTQ's own formats");
     cmd.add_option("--granularity", a->granularity, "tensor | layer | class")
         ->capture_default_str()
         ->each([a](const std::string&) { a->granularity_given = true; });
@@ -214,6 +225,8 @@ QL_COMMAND(
                    "Calibration text: round with GPTQ against its input Hessians, as "
                    "`quantize --gptq` writes (types GPTQ does not cover are rounded plainly)");
     cmd.add_option("--gptq-chunks", a->gptq_chunks, "Chunks of the --gptq text (default 64)");
+    cmd.add_flag("--gptq-act-order", a->gptq_act_order,
+                 "With --types gptq and --gptq: GPTQ in act order (desc_act)");
     cmd.add_option("--job", a->job, "Resume this sweep job instead of starting one");
     cmd.add_option("--shard", a->shard,
                    "i/n: measure only items i, i+n, i+2n, … into this store; combine the "

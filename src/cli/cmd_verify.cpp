@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 #include <sstream>
 
+#include "analysis/studies/gptq_verify.h"
 #include "analysis/studies/verify.h"
 #include "cli/command.h"
 #include "core/error.h"
@@ -20,17 +21,47 @@ namespace {
 struct VerifyArgs {
     std::vector<std::string> files, recipes;
     std::string presets = "Q8_0,Q6_K,Q5_K_M,Q4_K_M,Q3_K_M,Q2_K,IQ4_XS";
-    std::string json_out, store;
+    std::string json_out, store, format = "ggml";
     int64_t job = 0;
     VerifyOptions opt;
     bool no_ggml_numerics = false;
     bool force = false;
 };
 
+// verify --format gptq (analysis/studies/gptq_verify.h): GPTQ recipes by fake quantization.
+nlohmann::json run_gptq_verify_command(const VerifyArgs& a) {
+    QL_CHECK(a.job == 0,
+             "verify --format gptq: --job is not supported (the report reads ggml verify tables); "
+             "use --json FILE");
+    QL_CHECK(a.files.empty() && a.opt.imatrix.empty(),
+             "verify --format gptq: measures GPTQ recipes (--recipe); GGUF files and --imatrix "
+             "belong to --format ggml");
+    GptqVerifyOptions g;
+    g.base_model = a.opt.base_model;
+    g.text = a.opt.text;
+    g.out_dir = a.opt.out_dir;
+    g.ctx = a.opt.ctx;
+    g.chunks = a.opt.chunks;
+    g.gptq_text = a.opt.gptq_text;
+    g.gptq_chunks = a.opt.gptq_chunks;
+    g.baselines = a.presets != "none";
+    const GptqVerifyReport rep = run_gptq_verify(g, a.recipes);
+    fmt::print("{}", gptq_verify_table(rep));
+    return gptq_verify_json(rep);
+}
+
 int run_verify_command(VerifyArgs& a) {
     if (!a.json_out.empty()) check_output_path(a.json_out, overwrite_if(a.force));
     QL_CHECK(!a.opt.base_model.empty() && !a.opt.text.empty(),
              "verify: --base MODEL and --text FILE are required");
+    QL_CHECK(a.format == "ggml" || a.format == "gptq",
+             "verify: --format must be ggml or gptq, not '{}'", a.format);
+    if (a.format == "gptq") {
+        const nlohmann::json j = run_gptq_verify_command(a);
+        if (!a.json_out.empty())
+            write_output_file(a.json_out, j.dump(1) + "\n", overwrite_if(a.force));
+        return 0;
+    }
     a.opt.ggml_numerics = !a.no_ggml_numerics;
     std::vector<VerifyCandidate> cands;
     for (const auto& f : a.files)
@@ -75,6 +106,10 @@ QL_COMMAND(verify,
                    "Calibration text: write the --recipe files with GPTQ rounding (as "
                    "`quantize --gptq`); presets stay llama.cpp's");
     cmd.add_option("--gptq-chunks", a->opt.gptq_chunks, "Chunks of 512 of the --gptq text")
+        ->capture_default_str();
+    cmd.add_option("--format", a->format,
+                   "ggml | gptq: fake-quantize GPTQ recipes as their checkpoint decodes, beside "
+                   "uniform gptq4g128 and gptq8g128 ('--presets none' drops those)")
         ->capture_default_str();
     cmd.add_option("--out-dir", a->opt.out_dir, "Where quantized candidates are written")
         ->capture_default_str();

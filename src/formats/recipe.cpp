@@ -40,6 +40,11 @@ json to_json(const Recipe& r) {
     for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
     j["tensors"] = tensors;
     j["notes"] = r.notes;
+    if (r.is_gptq()) {
+        json gt = json::object();
+        for (const auto& [name, f] : r.gptq_tensors) gt[name] = gptq_format_name(f);
+        j["gptq"] = {{"desc_act", r.gptq_desc_act}, {"tensors", gt}};
+    }
     return j;
 }
 
@@ -90,7 +95,7 @@ Recipe from_json(const json& j, const std::string& path) {
              "{}: recipe has no 'tensors' map (tensor name → type)", path);
     check_keys(j,
                {"format", "version", "model", "model_hash", "job_id", "metric", "budget",
-                "predicted", "default_type", "tensors", "notes"},
+                "predicted", "default_type", "tensors", "notes", "gptq"},
                path, "");
     QL_CHECK(string_field(j, "format", "quantlens-recipe", path) == "quantlens-recipe",
              "{}: 'format' must be \"quantlens-recipe\"", path);
@@ -135,6 +140,34 @@ Recipe from_json(const json& j, const std::string& path) {
         QL_CHECK(value.is_string(), "{}: tensor '{}': type must be a string like \"Q4_K\"", path,
                  name);
         r.tensors[name] = parse_type(value.get<std::string>(), path, name);
+    }
+    if (j.contains("gptq") && !j["gptq"].is_null()) {
+        const auto& g = j["gptq"];
+        QL_CHECK(g.is_object() && g.contains("tensors") && g["tensors"].is_object(),
+                 "{}: 'gptq' must be an object {{desc_act, tensors}}", path);
+        check_keys(g, {"desc_act", "tensors"}, path, "gptq.");
+        if (g.contains("desc_act")) {
+            // YAML scalars arrive as text: "true"/"false" are the boolean.
+            const auto& d = g["desc_act"];
+            QL_CHECK(d.is_boolean() || d == "true" || d == "false",
+                     "{}: 'gptq.desc_act' must be true or false", path);
+            r.gptq_desc_act = d.is_boolean() ? d.get<bool>() : d == "true";
+        }
+        QL_CHECK(g["tensors"].size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
+                 kMaxRecipeTensors);
+        for (const auto& [name, value] : g["tensors"].items()) {
+            QL_CHECK(is_tensor_name(name), "{}: gptq.tensors: '{}' is not a tensor name", path,
+                     name.substr(0, 300));
+            const auto f =
+                value.is_string() ? gptq_format_from_name(value.get<std::string>()) : std::nullopt;
+            QL_CHECK(f.has_value(),
+                     "{}: gptq tensor '{}': {} is not a GPTQ format (gptq4g128, gptq8pc, ...: "
+                     "bits 2/3/4/8, groups 32/64/128 or pc)",
+                     path, name, value.dump());
+            r.gptq_tensors[name] = *f;
+        }
+        QL_CHECK(r.tensors.empty() || r.gptq_tensors.empty(),
+                 "{}: a recipe has ggml 'tensors' or GPTQ 'gptq.tensors', not both", path);
     }
     if (j.contains("notes") && !j["notes"].is_null()) {
         QL_CHECK(j["notes"].is_array(), "{}: 'notes' must be a list of strings", path);
@@ -396,39 +429,6 @@ std::string llama_cpp_quantize_command(const Recipe& recipe, const std::string& 
                llama_cpp_type_name(recipe.tensors.at("token_embd.weight"));
     cmd += " '" + input_gguf + "' '" + output_gguf + "' " + llama_cpp_type_name(base);
     return cmd;
-}
-
-std::string gptq_dynamic_config(const Recipe& recipe,
-                                const std::map<std::string, std::string>& hf_names,
-                                int group_size) {
-    json dynamic = json::object();
-    std::map<int, int> bits_count;
-    for (const auto& [name, type] : recipe.tensors) {
-        auto it = hf_names.find(name);
-        if (it == hf_names.end()) continue;
-        std::string module = it->second;
-        const std::string suffix = ".weight";
-        if (module.size() > suffix.size() &&
-            module.compare(module.size() - suffix.size(), suffix.size(), suffix) == 0)
-            module.resize(module.size() - suffix.size());
-        int bits = static_cast<int>(std::lround(ggml_type_bpw(type)));
-        if (type == GgmlType::F16 || type == GgmlType::BF16 || type == GgmlType::F32) {
-            dynamic["-:" + anchored_pattern(module)] = json::object();  // keep full precision
-            continue;
-        }
-        bits = std::clamp(bits, 2, 8);
-        bits_count[bits]++;
-        dynamic["+:" + anchored_pattern(module)] = {{"bits", bits}, {"group_size", group_size}};
-    }
-    int default_bits = 4, best = -1;
-    for (const auto& [bits, count] : bits_count)
-        if (count > best) best = count, default_bits = bits;
-    json cfg = {{"bits", default_bits},
-                {"group_size", group_size},
-                {"desc_act", false},
-                {"sym", true},
-                {"dynamic", dynamic}};
-    return cfg.dump(2) + "\n";
 }
 
 }  // namespace quantlens

@@ -7,10 +7,13 @@
 //     "predicted": {"size_bytes": 5373408, "bpw": 5.12, "kld": 0.0116},
 //     "default_type": "Q4_K",
 //     "tensors": {"blk.0.attn_q.weight": "Q5_K", ...},       // GGUF names
-//     "notes": ["blk.0.ffn_down.weight: Q4_K → Q5_0 (row 896 not a multiple of 256)"] }
+//     "notes": ["blk.0.ffn_down.weight: Q4_K → Q5_0 (row 896 not a multiple of 256)"],
+//     "gptq": {"desc_act": false, "tensors": {"blk.0.attn_q.weight": "gptq4g128", ...}} }
+// A GPTQ recipe (`plan --format gptq`) has "gptq" and an empty "tensors": its formats are
+// GPTQ's own (core/gptq_format.h), exported by formats/gptq_config.h, never written as GGUF.
 // Exports: llama.cpp `--tensor-type` arguments and `--tensor-type-file` text with anchored,
 // one-per-tensor patterns (so first-match and last-match versions of llama-quantize agree),
-// a llama-quantize command line, and a GPTQModel/AutoGPTQ `dynamic` per-module config.
+// a llama-quantize command line; the GPTQ quantization_config is formats/gptq_config.h.
 #pragma once
 
 #include <cstdint>
@@ -19,6 +22,7 @@
 #include <vector>
 
 #include "core/ggml_type.h"
+#include "core/gptq_format.h"
 #include "core/output_file.h"
 
 namespace quantlens {
@@ -36,6 +40,10 @@ struct Recipe {
     GgmlType default_type = GgmlType::Q4_K;
     std::map<std::string, GgmlType> tensors;  // GGUF name → type
     std::vector<std::string> notes;
+    // GPTQ recipes only: the format of each Linear (GGUF name), and act order (desc_act).
+    std::map<std::string, GptqFormat> gptq_tensors;
+    bool gptq_desc_act = false;
+    bool is_gptq() const { return !gptq_tensors.empty(); }
 
     // ggml_dominant_type of the tensors' types (default_type when there are none); used as
     // the base type of a llama-quantize command line.
@@ -71,10 +79,4 @@ std::string llama_cpp_tensor_type_file(const Recipe& recipe, GgmlType base);
 std::string llama_cpp_quantize_command(const Recipe& recipe, const std::string& input_gguf,
                                        const std::string& output_gguf, const std::string& type_file,
                                        const std::string& imatrix_path);
-// GPTQModel `dynamic` overrides keyed by Hugging Face module names (hf_names maps GGUF
-// tensor name → HF weight name); bits = round(nominal bits of the type), clamped 2..8.
-std::string gptq_dynamic_config(const Recipe& recipe,
-                                const std::map<std::string, std::string>& hf_names,
-                                int group_size = 128);
-
 }  // namespace quantlens

@@ -33,6 +33,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"gpu", V::flag, web},
           {"gptq", V::path, web},
           {"gptq-chunks", V::number, web},
+          {"gptq-act-order", V::flag, cli},
           // A web job is always a new one in the server's own store.
           {"job", V::number, cli},
           {"shard", V::word, cli},
@@ -77,6 +78,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"output", V::out_path, cli},
           {"export-llama-cpp", V::out_path, cli},
           {"export-gptq", V::out_path, cli},
+          {"format", V::word, cli},
           {"frontier", V::out_path, cli},
           {"store", V::path, cli},
           {"json", V::flag, cli},
@@ -118,6 +120,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"base", V::path, cli},
           {"job", V::number, cli},
           {"out-dir", V::out_path, cli},
+          {"format", V::word, cli},
           {"json", V::out_path, cli},
           {"store", V::path, cli},
           {"force", V::flag, cli}}},

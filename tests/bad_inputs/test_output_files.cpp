@@ -179,8 +179,7 @@ TEST(OutputsOverwriteAnything, PlanOutputAndExports) {
     expect_refused_then_forced(base + " -o " + (dir / "recipe.json").string(), dir / "recipe.json");
     expect_refused_then_forced(base + " --frontier " + (dir / "frontier.json").string(),
                                dir / "frontier.json");
-    expect_refused_then_forced(base + " --export-gptq " + (dir / "gptq.json").string(),
-                               dir / "gptq.json");
+    // --export-gptq from a GPTQ plan: tests/cli/test_gptq.cpp (a ggml plan is refused).
     expect_refused_then_forced(base + " --export-llama-cpp " + (dir / "mix").string(),
                                dir / "mix.sh");
     fs::remove(dir / "mix.sh");

@@ -63,16 +63,6 @@ TEST(Recipe, LlamaCppExports) {
     EXPECT_NE(cmd.find("'in.gguf' 'out.gguf' q4_k"), std::string::npos);
 }
 
-TEST(Recipe, GptqDynamic) {
-    const Recipe r = sample();
-    std::map<std::string, std::string> hf = {
-        {"blk.0.ffn_down.weight", "model.layers.0.mlp.down_proj.weight"},
-        {"blk.0.attn_q.weight", "model.layers.0.self_attn.q_proj.weight"}};
-    const std::string cfg = gptq_dynamic_config(r, hf);
-    EXPECT_NE(cfg.find("+:^model\\\\.layers\\\\.0\\\\.mlp\\\\.down_proj$"), std::string::npos);
-    EXPECT_NE(cfg.find("\"bits\": 7"), std::string::npos);  // Q6_K is 6.56 bits → 7
-}
-
 TEST(Recipe, BadInputIsAClearError) {
     EXPECT_THROW(parse_recipe("{\"tensors\": {\"a\": \"Q9_Z\"}}", "r.json"), Error);
     EXPECT_THROW(parse_recipe("{\"nope\": 1}", "r.json"), Error);

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 
 #include "analysis/measure/chunks.h"
+#include "analysis/write/gptq_formats.h"
 #include "analysis/write/gptq_rounding.h"
 #include "analysis/sweep/placement.h"
 #include "analysis/sweep/sweep_cpu.h"
@@ -113,9 +114,12 @@ std::pair<int64_t, bool> start_of(const SweepContext& ctx,
 
 // `tensors` at `type`; a placement sweep also puts `base` (the tensors its variant does not
 // raise) at `base_type`, so weight metrics and bytes then cover the whole model.
+// A GPTQ-format item passes gptq_format (type is then unused): each tensor takes the values
+// its checkpoint decodes to (analysis/write/gptq_formats.h).
 jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& tensors,
                            GgmlType type, const std::vector<std::string>& base = {},
-                           GgmlType base_type = GgmlType::F32) {
+                           GgmlType base_type = GgmlType::F32,
+                           const GptqFormat* gptq_format = nullptr) {
     const auto t0 = std::chrono::steady_clock::now();
     jobs::Metrics m;
     WeightErrorAccumulator acc;
@@ -129,6 +133,18 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
     for (const auto& [name, to] : assigned) {
         touched.push_back(name);
         const TensorInfo& t = ctx.model->get(name);
+        if (gptq_format) {
+            const std::vector<float> original = ctx.backend->original(name);
+            GptqFakeQuant q =
+                gptq_fake_quant(t, original, *gptq_format, ctx.gptq.get(), ctx.opt.gptq_act_order);
+            bytes += q.bytes;
+            params += t.n_elements();
+            acc.merge(WeightErrorAccumulator::of(original.data(), q.values.data(), t.n_rows(),
+                                                 t.n_per_row(), nullptr));
+            changed = changed || q.values != original;
+            ctx.backend->set_override(name, std::move(q.values), GgmlType::F32);
+            continue;
+        }
         const GgmlType written =
             type_fits_row(to, t.n_per_row()) ? to : fallback_type(to, t.n_per_row());
         bytes += ggml_row_size(written, t.n_per_row()) * static_cast<uint64_t>(t.n_rows());
@@ -247,7 +263,8 @@ void open_context(SweepContext& ctx, const SweepOptions& opt) {
     ctx.n_layers = ctx.model->config().n_layers;
     for (auto& u : build_sweep_units(*ctx.model, ctx.opt)) ctx.units[u.name] = u;
     for (const auto& t : ctx.model->tensors())
-        if (t.quantizable) ctx.all_tensors.push_back(t.name);
+        if (ctx.opt.gptq_formats.empty() ? t.quantizable : gptq_quantizes(t))
+            ctx.all_tensors.push_back(t.name);
 }
 
 // The reference pass (engine, backend, prefix cache); returns the "reference" artifact.
@@ -277,6 +294,12 @@ json prepare_context(SweepContext& ctx) {
 }
 
 jobs::Metrics measure_named(SweepContext& ctx, const std::string& unit, const std::string& type) {
+    if (!ctx.opt.gptq_formats.empty()) {
+        const auto f = gptq_format_from_name(type);
+        QL_CHECK(f.has_value(), "GPTQ sweep: '{}' is not a GPTQ format", type);
+        return measure_item(ctx, unit == kAllUnit ? ctx.all_tensors : ctx.units.at(unit).tensors,
+                            GgmlType::F32, {}, GgmlType::F32, &*f);
+    }
     if (unit == kAllUnit) return measure_item(ctx, ctx.all_tensors, type_from_name(type));
     const std::vector<std::string>& raised = ctx.units.at(unit).tensors;
     if (!ctx.opt.base_type) return measure_item(ctx, raised, type_from_name(type));
@@ -366,6 +389,12 @@ json SweepOptions::to_json() const {
         j["gptq_text"] = gptq_text;
         j["gptq_chunks"] = gptq_chunks;
     }
+    if (!gptq_formats.empty()) {  // only then, so other jobs' parameters stay as they were
+        json names = json::array();
+        for (const auto& f : gptq_formats) names.push_back(gptq_format_name(f));
+        j["gptq_formats"] = names;
+        j["gptq_act_order"] = gptq_act_order;
+    }
     return j;
 }
 
@@ -398,6 +427,18 @@ SweepOptions SweepOptions::from_json(const json& j) {
     }
     o.gptq_text = j.value("gptq_text", "");
     o.gptq_chunks = job_param_int(j, "gptq_chunks", o.gptq_chunks);
+    if (j.contains("gptq_formats")) {
+        QL_CHECK(j["gptq_formats"].is_array(), "job params: 'gptq_formats' is {}, expected a list",
+                 j["gptq_formats"].dump());
+        for (const auto& n : j["gptq_formats"]) {
+            const auto f =
+                n.is_string() ? gptq_format_from_name(n.get<std::string>()) : std::nullopt;
+            QL_CHECK(f.has_value(), "job params: 'gptq_formats' holds {}, not a GPTQ format",
+                     n.dump());
+            o.gptq_formats.push_back(*f);
+        }
+        o.gptq_act_order = j.value("gptq_act_order", false);
+    }
     return o;
 }
 
@@ -437,6 +478,12 @@ std::vector<SweepUnit> build_sweep_units(const Model& model, const std::string& 
 }
 
 std::vector<SweepUnit> build_sweep_units(const Model& model, const SweepOptions& o) {
+    if (!o.gptq_formats.empty()) {
+        std::vector<SweepUnit> units;
+        for (auto& u : gptq_units(model))
+            units.push_back({u.name, u.layer, u.role, u.tensors, u.n_params});
+        return units;
+    }
     if (o.granularity != "placement") return build_sweep_units(model, o.granularity);
     return build_placement_units(
         model, o.placement_n.empty()
@@ -452,7 +499,25 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
     for (std::string* p : {&o.model, &o.eval_text, &o.imatrix, &o.gptq_text})
         *p = absolute_if_exists(*p);
     const bool placement = o.granularity == "placement";
-    QL_CHECK(!o.types.empty(), "sweep: no types to measure");
+    const bool gptq_sweep = !o.gptq_formats.empty();
+    QL_CHECK(!o.types.empty() || gptq_sweep, "sweep: no types to measure");
+    if (gptq_sweep) {
+        QL_CHECK(o.types.empty(),
+                 "sweep: GPTQ formats and ggml types are measured in separate sweeps (plan "
+                 "--format gptq reads the one, plan the other)");
+        QL_CHECK(o.granularity == "tensor",
+                 "sweep --types gptq: units are fixed (per layer q/k/v and gate/up together, as "
+                 "vLLM fuses them); drop --granularity {}",
+                 o.granularity);
+        QL_CHECK(o.budget_seconds <= 0 && o.imatrix.empty(),
+                 "sweep --types gptq: --budget and --imatrix are not supported for GPTQ formats");
+        QL_CHECK(!o.gptq_act_order || !o.gptq_text.empty(),
+                 "sweep --gptq-act-order: act order needs the Hessians of --gptq TEXT");
+        for (const auto& t : model->tensors())
+            if (gptq_quantizes(t))
+                for (const auto& f : o.gptq_formats)
+                    check_gptq_shape(f, t.n_rows(), t.n_per_row(), t.name);
+    }
     QL_CHECK(o.ctx >= 8, "sweep: --ctx {} is too short (at least 8 tokens)", o.ctx);
     QL_CHECK(o.n_tokens >= o.ctx,
              "sweep: --tokens {} is less than one context of {} tokens; the sweep measures whole "
@@ -504,13 +569,15 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
             continue;
         }
         for (auto t : o.types) items.push_back({u.name, type_name(t)});
+        for (const auto& f : o.gptq_formats) items.push_back({u.name, gptq_format_name(f)});
     }
     if (o.uniform) {
         int64_t params = 0;  // from the model: placement variants overlap
         for (const auto& t : model->tensors())
-            if (t.quantizable) params += t.n_elements();
+            if (gptq_sweep ? gptq_quantizes(t) : t.quantizable) params += t.n_elements();
         units.push_back({kAllUnit, -1, "all", params, "{}"});
         for (auto t : o.types) items.push_back({kAllUnit, type_name(t)});
+        for (const auto& f : o.gptq_formats) items.push_back({kAllUnit, gptq_format_name(f)});
     }
     store.add_units(id, units);
     store.add_work_items(id, items);

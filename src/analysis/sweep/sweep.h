@@ -35,6 +35,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "core/ggml_type.h"
+#include "core/gptq_format.h"
 
 namespace quantlens {
 
@@ -71,6 +72,12 @@ struct SweepOptions {
     // the tensors and types it covers: ΔKLD then measures what `quantize --gptq` writes.
     std::string gptq_text;
     int64_t gptq_chunks = 64;
+    // A GPTQ-format sweep (`--types gptq`; `types` then empty): GPTQ's own formats
+    // (core/gptq_format.h) over the Linears a GPTQ checkpoint quantizes, in the units of
+    // analysis/write/gptq_formats.h; with gptq_text, GPTQ error feedback, in act order (desc_act)
+    // when gptq_act_order.
+    std::vector<GptqFormat> gptq_formats;
+    bool gptq_act_order = false;
 
     nlohmann::json to_json() const;
     static SweepOptions from_json(const nlohmann::json& j);

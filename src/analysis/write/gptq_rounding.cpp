@@ -23,17 +23,20 @@ bool GptqRounding::covers(const std::string& tensor, int64_t n_dims, GgmlType ty
     return n_dims == 2 && gptq_supports(type) && hessians_.has(tensor);
 }
 
-const GptqFactor& GptqRounding::factor(const std::string& tensor) const {
+const GptqFactor& GptqRounding::factor(const std::string& tensor, bool act_order) const {
+    const std::pair<std::string, bool> key{tensor, act_order};
     {
         std::lock_guard<std::mutex> lock(mu_);
-        auto it = factors_.find(tensor);
+        auto it = factors_.find(key);
         if (it != factors_.end()) return *it->second;
     }
     // Factored outside the lock (seconds for wide inputs); a racing duplicate is discarded.
     const std::vector<double> h = hessians_.hessian(tensor);
-    auto f = std::make_unique<GptqFactor>(gptq_factor(h.data(), hessians_.n_cols(tensor)));
+    GptqOptions o;
+    o.act_order = act_order;
+    auto f = std::make_unique<GptqFactor>(gptq_factor(h.data(), hessians_.n_cols(tensor), o));
     std::lock_guard<std::mutex> lock(mu_);
-    auto [it, inserted] = factors_.emplace(tensor, std::move(f));
+    auto [it, inserted] = factors_.emplace(key, std::move(f));
     return *it->second;
 }
 
@@ -54,6 +57,16 @@ void GptqRounding::fake_quantize(const std::string& tensor, GgmlType type, const
     std::vector<uint8_t> bytes(ggml_row_size(type, n_per_row) * static_cast<size_t>(n_rows));
     quantize(tensor, type, w, bytes.data(), n_rows, n_per_row, importance);
     dequantize(type, bytes.data(), out, n_rows, n_per_row);
+}
+
+GptqPacked GptqRounding::pack_format(const std::string& tensor, const GptqFormat& format,
+                                     const float* w, int64_t out, int64_t in,
+                                     bool act_order) const {
+    QL_CHECK(hessians_.has(tensor), "gptq: no input Hessian was collected for tensor '{}'", tensor);
+    QL_CHECK(hessians_.n_cols(tensor) == in,
+             "gptq: tensor '{}' has rows of {} values, its Hessian is {} wide", tensor, in,
+             hessians_.n_cols(tensor));
+    return gptq_pack_gptq(format, w, out, in, factor(tensor, act_order), tensor);
 }
 
 }  // namespace quantlens

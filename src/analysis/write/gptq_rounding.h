@@ -18,6 +18,7 @@
 #include "analysis/measure/hessian.h"
 #include "core/ggml_type.h"
 #include "quant/gptq.h"
+#include "quant/gptq_pack.h"
 
 namespace quantlens {
 
@@ -45,17 +46,24 @@ class GptqRounding {
     void fake_quantize(const std::string& tensor, GgmlType type, const float* w, float* out,
                        int64_t n_rows, int64_t n_per_row, const float* importance) const;
 
+    // GPTQ's own formats (quant/gptq_pack.h) with error feedback against the tensor's
+    // Hessian; act_order: columns in descending diag H (desc_act). w: out × in floats.
+    // Requires has_hessian(). Thread-safe.
+    bool has_hessian(const std::string& tensor) const { return hessians_.has(tensor); }
+    GptqPacked pack_format(const std::string& tensor, const GptqFormat& format, const float* w,
+                           int64_t out, int64_t in, bool act_order) const;
+
     int64_t n_tokens() const { return n_tokens_; }
     const GptqSettings& settings() const { return settings_; }
 
   private:
-    const GptqFactor& factor(const std::string& tensor) const;
+    const GptqFactor& factor(const std::string& tensor, bool act_order = false) const;
 
     GptqSettings settings_;
     HessianCollector hessians_;
     int64_t n_tokens_ = 0;
     mutable std::mutex mu_;
-    mutable std::map<std::string, std::unique_ptr<GptqFactor>> factors_;
+    mutable std::map<std::pair<std::string, bool>, std::unique_ptr<GptqFactor>> factors_;
 };
 
 }  // namespace quantlens

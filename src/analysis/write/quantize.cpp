@@ -207,6 +207,10 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
                               const QuantizeOptions& options) {
     const std::string& path = options.output_path;
     QL_CHECK(!path.empty(), "quantize: no output path given");
+    QL_CHECK(!recipe.is_gptq(),
+             "quantize: a GPTQ recipe holds GPTQ formats, not ggml types, and is not written as "
+             "GGUF; verify --format gptq measures it and plan --export-gptq writes its "
+             "quantization_config");
     check_output_path(path, overwrite_if(options.force));
     const fs::path parent = fs::path(path).parent_path();
     QL_CHECK(parent.empty() || fs::is_directory(parent), "{}: directory {} does not exist", path,

@@ -1,0 +1,159 @@
+// `plan --format gptq`: see gptq_plan.h.
+#include "analysis/plan/gptq_plan.h"
+
+#include <algorithm>
+#include <cmath>
+#include <nlohmann/json.hpp>
+
+#include <fmt/format.h>
+
+#include "analysis/write/gptq_formats.h"
+#include "core/error.h"
+#include "jobs/store.h"
+#include "model/model.h"
+
+namespace quantlens {
+namespace {
+
+using json = nlohmann::json;
+constexpr const char* kAllUnit = "(all)";
+
+double median(std::vector<double> v) {
+    std::sort(v.begin(), v.end());
+    const size_t n = v.size();
+    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
+}
+
+}  // namespace
+
+GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& req) {
+    const jobs::Job job = store.get_job(req.job_id);
+    QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job; plan needs a sweep job",
+             req.job_id, jobs::kind_name(job.kind));
+    const json params = json::parse(job.params);
+    QL_CHECK(params.contains("gptq_formats"),
+             "plan --format gptq: job {} measured ggml types, not GPTQ formats (sweep --types "
+             "gptq)",
+             req.job_id);
+    QL_CHECK(req.metric == "kld" || req.metric == "ppl",
+             "plan --format gptq: --metric must be kld or ppl, not '{}'", req.metric);
+    const std::string metric_key = req.metric == "kld" ? "kld_mean" : "ln_ppl_ratio";
+
+    GptqPlanOutcome out;
+    const std::string model_path = params.at("model").get<std::string>();
+    auto model = Model::open(model_path);
+    for (const auto& t : model->tensors()) out.n_params += t.n_elements();
+    out.fixed_bytes = gptq_unquantized_bytes(*model);
+
+    std::map<std::string, std::map<std::string, std::map<std::string, double>>> m;
+    for (const auto& x : store.measurements(req.job_id)) m[x.unit][x.type][x.metric] = x.value;
+    for (const auto& [type, metrics] : m[kAllUnit])
+        if (metrics.count("bytes"))
+            out.uniform[type] = {out.fixed_bytes + static_cast<uint64_t>(metrics.at("bytes")),
+                                 metrics.count("kld_mean") ? metrics.at("kld_mean") : std::nan("")};
+
+    PlanProblem problem;
+    problem.fixed_bytes = out.fixed_bytes;
+    std::vector<std::vector<GptqFormat>> formats;  // [unit][option]
+    std::vector<std::vector<std::string>> unit_tensors;
+    for (const auto& u : store.units(req.job_id)) {
+        if (u.name == kAllUnit) continue;
+        PlanUnit pu{u.name, {}};
+        std::vector<std::pair<PlanOption, GptqFormat>> opts;
+        for (const auto& [name, metrics] : m[u.name]) {
+            const auto f = gptq_format_from_name(name);
+            if (!f) continue;
+            if (!req.formats.empty() &&
+                std::find(req.formats.begin(), req.formats.end(), *f) == req.formats.end())
+                continue;
+            auto it = metrics.find(metric_key);
+            if (it == metrics.end()) continue;  // not measured (yet)
+            opts.push_back({{GgmlType::F32, static_cast<uint64_t>(metrics.at("bytes")),
+                             std::max(it->second, 0.0)},
+                            *f});
+        }
+        QL_CHECK(!opts.empty(), "plan --format gptq: unit '{}' has no measured format allowed",
+                 u.name);
+        std::sort(opts.begin(), opts.end(),
+                  [](const auto& a, const auto& b) { return a.first.bytes > b.first.bytes; });
+        std::vector<GptqFormat> fs;
+        for (const auto& [o, f] : opts) pu.options.push_back(o), fs.push_back(f);
+        problem.units.push_back(pu);
+        formats.push_back(fs);
+        unit_tensors.push_back(
+            json::parse(u.extra).value("tensors", std::vector<std::string>{u.name}));
+    }
+    QL_CHECK(!problem.units.empty(), "job {}: no measured units", req.job_id);
+
+    // Interaction factor, as plan_job.h: median over formats of "(all)" KLD / Σ unit ΔKLD.
+    std::vector<double> ratios;
+    for (const auto& [type, metrics] : m[kAllUnit]) {
+        if (!metrics.count("kld_mean")) continue;
+        double sum = 0;
+        for (const auto& pu : problem.units)
+            if (m[pu.name].count(type) && m[pu.name][type].count("kld_mean"))
+                sum += std::max(0.0, m[pu.name][type]["kld_mean"]);
+        if (sum > 0) ratios.push_back(metrics.at("kld_mean") / sum);
+    }
+    if (!ratios.empty() && req.metric == "kld") out.interaction_factor = median(ratios);
+
+    Recipe& recipe = out.recipe;
+    uint64_t budget = 0;
+    if (req.target_like) {
+        const std::string name = gptq_format_name(*req.target_like);
+        QL_CHECK(out.uniform.count(name),
+                 "plan --format gptq: --target-size {}: job {} has no uniform \"(all)\" item at "
+                 "{} (sweep without --no-uniform, with that format)",
+                 name, req.job_id, name);
+        budget = out.uniform.at(name).first;
+        recipe.budget_kind = "size";
+        recipe.notes.push_back(
+            fmt::format("budget: the size of uniform {} ({} bytes)", name, budget));
+    } else if (req.target_bytes) {
+        budget = *req.target_bytes;
+        recipe.budget_kind = "size";
+    } else {
+        QL_CHECK(req.target_bpw.has_value(),
+                 "plan --format gptq: give --target-bpw or --target-size");
+        budget = static_cast<uint64_t>(*req.target_bpw * static_cast<double>(out.n_params) / 8.0);
+        recipe.budget_kind = "bpw";
+    }
+    recipe.budget_value = static_cast<double>(budget);
+    KnapsackPlanner planner(problem);
+    const PlanResult r = planner.solve(budget);
+    out.raw_error = r.error;
+    for (const auto& p : planner.frontier(200))
+        out.frontier.push_back({p.bytes, p.error * out.interaction_factor});
+
+    recipe.model = model_path;
+    recipe.model_hash = job.model_hash;
+    recipe.job_id = req.job_id;
+    recipe.metric = req.metric;
+    recipe.predicted_size_bytes = r.bytes;
+    recipe.predicted_bpw =
+        bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
+    recipe.gptq_desc_act = params.value("gptq_act_order", false);
+    double kld_sum = 0;
+    bool kld_known = true;
+    for (size_t i = 0; i < problem.units.size(); ++i) {
+        const GptqFormat f = formats[i][r.choice[i]];
+        const std::string name = gptq_format_name(f);
+        out.choices.push_back({problem.units[i].name, name});
+        for (const auto& t : unit_tensors[i]) recipe.gptq_tensors[t] = f;
+        const auto& metrics = m[problem.units[i].name][name];
+        auto it = metrics.find("kld_mean");
+        if (it == metrics.end())
+            kld_known = false;
+        else
+            kld_sum += std::max(0.0, it->second);
+    }
+    recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
+    recipe.notes.push_back(fmt::format(
+        "GPTQ recipe ({}, {}): sizes are checkpoint tensor bytes (qweight, qzeros, scales, g_idx; "
+        "other tensors in 16 bits)",
+        params.contains("gptq_text") ? "GPTQ error feedback" : "plain rounding",
+        recipe.gptq_desc_act ? "act order" : "column order"));
+    return out;
+}
+
+}  // namespace quantlens

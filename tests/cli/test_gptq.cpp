@@ -1,0 +1,127 @@
+// GPTQ's own formats end to end on llama-8m: `sweep --types …gptq…`, `plan --format gptq
+// --target-size gptq4g128 --export-gptq`, `verify --format gptq`:
+//  - the exported quantization_config passes the loader-rule validator
+//    (tests/support/gptq_config_validator.h) and resolves every module to the planned format;
+//  - the plan fits the size of uniform gptq4g128, whose checkpoint bytes are computed by hand;
+//  - verify reports uniform gptq4g128 and gptq8g128 beside the plan, 8-bit far below 4-bit;
+//  - a ggml plan's --export-gptq is refused naming a tensor and writes nothing; quantize
+//    refuses a GPTQ recipe; an existing export file is kept without --force.
+#include <gtest/gtest.h>
+
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "formats/recipe.h"
+#include "model/model.h"
+#include "support/cli_run.h"
+#include "support/gptq_config_validator.h"
+
+namespace fs = std::filesystem;
+using namespace quantlens::cli_testing;
+using quantlens::test_support::check_gptq_config;
+using quantlens::test_support::GptqModuleFormat;
+
+namespace {
+
+std::string slurp_text(const fs::path& p) {
+    std::ifstream f(p);
+    std::stringstream ss;
+    ss << f.rdbuf();
+    return ss.str();
+}
+
+// Uniform gptq4g128 on llama-8m, by hand (core/gptq_format.h's formula): per layer
+// q, o (256 × 256): 32768 + 256 + 1024 + 1024 = 35072; k, v (128 × 256): 18048;
+// gate, up (768 × 256): 103168; down (256 × 768, 6 groups): 98304 + 768 + 3072 + 3072 =
+// 105216 → 417792 per layer, 3342336 for 8; kept in 16 bits: embedding and lm_head
+// 2 × 4096 · 256 · 2 + 17 norms · 256 · 2 = 4203008.
+constexpr uint64_t kUniform4g128Bytes = 3342336 + 4203008;
+
+}  // namespace
+
+TEST(CliGptq, SweepPlanExportVerify) {
+    const fs::path dir = fresh_dir("cli-gptq");
+    const std::string model = shared_path("models/llama-8m");
+    const std::string store = " --store " + (dir / "s.sqlite").string();
+    Result r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
+                         " --tokens 128 --ctx 128 --types gptq4g128,gptq8g128,gptq3g128a" + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+
+    const fs::path recipe = dir / "r.json", cfg = dir / "cfg.json";
+    r = run_quiet("plan 1 --format gptq --target-size gptq4g128 -o " + recipe.string() +
+                  " --export-gptq " + cfg.string() + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find(std::to_string(kUniform4g128Bytes) + " bytes"), std::string::npos)
+        << r.out;
+    const quantlens::Recipe plan = quantlens::load_recipe(recipe.string());
+    ASSERT_TRUE(plan.is_gptq());
+    EXPECT_LE(plan.predicted_size_bytes, kUniform4g128Bytes);
+    EXPECT_EQ(plan.gptq_tensors.size(), 56u);  // 7 Linears × 8 layers
+
+    // The config against the loaders' rules, module by module.
+    auto m = quantlens::Model::open(model);
+    std::vector<std::string> modules;
+    std::map<std::string, GptqModuleFormat> expected;
+    std::map<std::string, std::vector<std::string>> fused;
+    for (const auto& t : m->tensors()) {
+        const std::string mod = t.hf_name.substr(0, t.hf_name.rfind('.'));
+        modules.push_back(mod);
+        if (plan.gptq_tensors.count(t.name)) {
+            const auto f = plan.gptq_tensors.at(t.name);
+            expected[mod] = {f.bits, f.group, f.sym};
+        }
+        const std::string leaf = mod.substr(mod.rfind('.') + 1),
+                          parent = mod.substr(0, mod.rfind('.') + 1);
+        if (leaf == "q_proj" || leaf == "k_proj" || leaf == "v_proj")
+            fused[parent + "qkv_proj"].push_back(mod);
+        if (leaf == "gate_proj" || leaf == "up_proj") fused[parent + "gate_up_proj"].push_back(mod);
+    }
+    EXPECT_EQ(check_gptq_config(slurp_text(cfg), modules, fused, &expected), "") << slurp_text(cfg);
+
+    // An existing export is kept without --force.
+    std::ofstream(dir / "keep.json") << "precious";
+    r = run_quiet("plan 1 --format gptq --target-size gptq4g128 --export-gptq " +
+                  (dir / "keep.json").string() + store);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_EQ(slurp_text(dir / "keep.json"), "precious");
+
+    const fs::path vjson = dir / "v.json";
+    r = run_quiet("verify --format gptq --base " + model + " --text " +
+                  shared_path("data/eval.txt") + " --ctx 128 --chunks 2 --recipe " +
+                  recipe.string() + " --out-dir " + (dir / "v").string() + " --json " +
+                  vjson.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto v = nlohmann::json::parse(std::ifstream(vjson));
+    ASSERT_EQ(v["rows"].size(), 3u);
+    EXPECT_EQ(v["rows"][1]["name"], "uniform gptq4g128");
+    EXPECT_EQ(v["rows"][1]["size_bytes"].get<uint64_t>(), kUniform4g128Bytes);
+    EXPECT_EQ(v["rows"][0]["size_bytes"].get<uint64_t>(), plan.predicted_size_bytes);
+    EXPECT_LT(10 * v["rows"][2]["kld_mean"].get<double>(), v["rows"][1]["kld_mean"].get<double>());
+    for (const auto& row : v["rows"])
+        EXPECT_LE(row["kld_mean"].get<double>(), row["kld_p999"].get<double>() + 1e-12);
+
+    // quantize does not write a GPTQ recipe as GGUF.
+    r = run_quiet("quantize " + model + " --recipe " + recipe.string() + " -o " +
+                  (dir / "x.gguf").string());
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("GPTQ recipe"), std::string::npos) << r.out;
+}
+
+TEST(CliGptq, GgmlPlanExportIsRefusedByTensorName) {
+    const fs::path dir = fresh_dir("cli-gptq-ggml");
+    const std::string store = " --store " + (dir / "s.sqlite").string();
+    Result r = run_quiet(
+        "sweep " + shared_path("models/llama-8m") + " --eval " + shared_path("data/calib.txt") +
+        " --tokens 128 --ctx 128 --types Q6_K --granularity class --no-uniform" + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = run_quiet("plan 1 --target-bpw 8 --export-gptq " + (dir / "g.json").string() + store);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("Q6_K, which GPTQ cannot store"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("tensor '"), std::string::npos) << r.out;
+    EXPECT_FALSE(fs::exists(dir / "g.json"));
+}
