@@ -141,32 +141,27 @@ TEST(PlanJob, PinsHoldUnderATightAndALooseBudget) {
     }
 }
 
-TEST(PlanJob, APinThatMatchesNothingIsRefusedByName) {
+// plan_from_job with one pin must fail with a message containing `expected`.
+void expect_pin_refused(const std::string& pattern, GgmlType type, const std::string& expected) {
     auto f = fake_job();
     PlanRequest req;
     req.job_id = f.job;
     req.target_bpw = 5.0;
-    req.pins = {{"^no_such_tensor$", GgmlType::Q8_0}};
+    req.pins = {{pattern, type}};
     try {
         plan_from_job(*f.store, req);
-        FAIL() << "expected an Error";
+        FAIL() << "expected an Error for pin " << pattern;
     } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("no_such_tensor"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find(expected), std::string::npos) << e.what();
     }
 }
 
+TEST(PlanJob, APinThatMatchesNothingIsRefusedByName) {
+    expect_pin_refused("^no_such_tensor$", GgmlType::Q8_0, "no_such_tensor");
+}
+
 TEST(PlanJob, APinToAnUnmeasuredTypeIsRefusedByName) {
-    auto f = fake_job();
-    PlanRequest req;
-    req.job_id = f.job;
-    req.target_bpw = 5.0;
-    req.pins = {{"attn_q", GgmlType::IQ2_XXS}};
-    try {
-        plan_from_job(*f.store, req);
-        FAIL() << "expected an Error";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("did not measure"), std::string::npos) << e.what();
-    }
+    expect_pin_refused("attn_q", GgmlType::IQ2_XXS, "did not measure");
 }
 
 }  // namespace
