@@ -1,0 +1,320 @@
+// AVX2 + FMA dot products (vec_dot.h), each bit-identical to its scalar twin in
+// vec_dot.cpp: the same int32 lane sums (lane k = positions 4k..4k+3 of a 32-value chunk),
+// the same fused multiply-adds per block, the same final reduction (detail::hsum8).
+// Compiled with target attributes so the file builds for any x86-64; vec_dot.cpp calls these
+// only after __builtin_cpu_supports("avx2") and ("fma").
+#include "quant/vec_dot_impl.h"
+
+#if defined(__x86_64__) || defined(__i386__)
+
+#include <immintrin.h>
+
+#include <cmath>
+
+#include "core/half.h"
+#include "quant/tables_generated.h"
+
+#define QL_AVX2 __attribute__((target("avx2,fma")))
+
+namespace quantlens::vec_dot::detail {
+namespace {
+
+using namespace blocks;
+
+QL_AVX2 inline __m256i load32(const void* p) {
+    return _mm256_loadu_si256(static_cast<const __m256i*>(p));
+}
+
+// 16 packed nibble bytes → 32 bytes: weights 0..15 (low nibbles), then 16..31 (high).
+QL_AVX2 inline __m256i unpack_nibbles16(const uint8_t* p) {
+    const __m128i bytes = _mm_loadu_si128(reinterpret_cast<const __m128i*>(p));
+    const __m128i mask = _mm_set1_epi8(0x0F);
+    return _mm256_set_m128i(_mm_and_si128(_mm_srli_epi16(bytes, 4), mask),
+                            _mm_and_si128(bytes, mask));
+}
+
+// int16 pair sums of signed x · signed y (|x·y pair| < 2^15 for every format here).
+QL_AVX2 inline __m256i pairs_i8(__m256i x, __m256i y) {
+    return _mm256_maddubs_epi16(_mm256_sign_epi8(x, x), _mm256_sign_epi8(y, x));
+}
+
+// int32 lanes of signed x · signed y.
+QL_AVX2 inline __m256i lanes_i8(__m256i x, __m256i y) {
+    return _mm256_madd_epi16(pairs_i8(x, y), _mm256_set1_epi16(1));
+}
+
+// Scale vector for one 32-byte chunk: bytes 0..15 use lo, 16..31 use hi (int16 pairs).
+QL_AVX2 inline __m256i chunk_scales(int lo, int hi) {
+    return _mm256_set_m128i(_mm_set1_epi16(static_cast<int16_t>(hi)),
+                            _mm_set1_epi16(static_cast<int16_t>(lo)));
+}
+
+QL_AVX2 inline float reduce(__m256 acc) {
+    float lanes[8];
+    _mm256_storeu_ps(lanes, acc);
+    return hsum8(lanes);
+}
+
+QL_AVX2 inline __m256i bit_set_bytes(__m256i bits, int bit) {
+    const __m256i mask = _mm256_set1_epi8(static_cast<char>(1 << bit));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(bits, mask), mask);
+}
+
+}  // namespace
+
+QL_AVX2 float dot_q4_0_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q4_0*>(w);
+    const auto* y = static_cast<const block_q8_0*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i eight = _mm256_set1_epi8(8);
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(x[b].d) * f16_to_f32(y[b].d));
+        const __m256i qx = _mm256_sub_epi8(unpack_nibbles16(x[b].qs), eight);
+        acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes_i8(qx, load32(y[b].qs))), acc);
+    }
+    return reduce(acc);
+}
+
+QL_AVX2 float dot_q8_0_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q8_0*>(w);
+    const auto* y = static_cast<const block_q8_0*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        const __m256 d = _mm256_set1_ps(f16_to_f32(x[b].d) * f16_to_f32(y[b].d));
+        acc =
+            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes_i8(load32(x[b].qs), load32(y[b].qs))), acc);
+    }
+    return reduce(acc);
+}
+
+QL_AVX2 float dot_q2_K_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q2_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m256i three = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * f16_to_f32(x[b].d);
+        const float dmin = -y[b].d * f16_to_f32(x[b].dmin);
+        const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales));
+        const __m256i mins =
+            _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
+        const __m256i prod = _mm256_madd_epi16(mins, load32(y[b].bsums));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(dmin), _mm256_cvtepi32_ps(prod), acc);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 2; ++j) {
+            const __m256i q2 = load32(x[b].qs + 32 * j);
+            for (int s = 0; s < 4; ++s) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(q2, 2 * s), three);
+                const __m256i p = _mm256_maddubs_epi16(q, load32(y[b].qs + 128 * j + 32 * s));
+                const __m256i sc = chunk_scales(x[b].scales[8 * j + 2 * s] & 0xF,
+                                                x[b].scales[8 * j + 2 * s + 1] & 0xF);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return reduce(acc);
+}
+
+QL_AVX2 float dot_q3_K_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q3_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m256i three = _mm256_set1_epi8(3), four = _mm256_set1_epi8(4);
+    __m256 acc = _mm256_setzero_ps();
+    int8_t scales[16];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * f16_to_f32(x[b].d);
+        q3k_scales(x[b].scales, scales);
+        const __m256i hbits = load32(x[b].hmask);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 2; ++j) {
+            const __m256i q3 = load32(x[b].qs + 32 * j);
+            for (int s = 0; s < 4; ++s) {
+                const __m256i low = _mm256_and_si256(_mm256_srli_epi16(q3, 2 * s), three);
+                const __m256i sub = _mm256_andnot_si256(bit_set_bytes(hbits, 4 * j + s), four);
+                const __m256i a = load32(y[b].qs + 128 * j + 32 * s);
+                const __m256i p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(low, a), _mm256_maddubs_epi16(sub, a));
+                const __m256i sc = chunk_scales(scales[8 * j + 2 * s], scales[8 * j + 2 * s + 1]);
+                sumi = _mm256_add_epi32(sumi, _mm256_madd_epi16(p, sc));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return reduce(acc);
+}
+
+namespace {
+
+// Q4_K/Q5_K min term: four int32 lanes of mins · (pair sums of bsums).
+void k4_min_lanes(const uint8_t* packed, const int16_t* bsums, int32_t prod[4]) {
+    int mins[8], sc;
+    for (int j = 0; j < 8; ++j) scale_min_k4(j, packed, &sc, &mins[j]);
+    for (int m = 0; m < 4; ++m)
+        prod[m] = mins[2 * m] * (bsums[4 * m] + bsums[4 * m + 1]) +
+                  mins[2 * m + 1] * (bsums[4 * m + 2] + bsums[4 * m + 3]);
+}
+
+}  // namespace
+
+QL_AVX2 float dot_q4_K_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q4_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    __m256 acc = _mm256_setzero_ps();
+    float acc_m[4] = {};
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * f16_to_f32(x[b].d);
+        const float dmin = -y[b].d * f16_to_f32(x[b].dmin);
+        int32_t prod[4];
+        k4_min_lanes(x[b].scales, y[b].bsums, prod);
+        for (int m = 0; m < 4; ++m)
+            acc_m[m] = std::fma(dmin, static_cast<float>(prod[m]), acc_m[m]);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            int sc_lo, sc_hi, unused;
+            scale_min_k4(2 * j, x[b].scales, &sc_lo, &unused);
+            scale_min_k4(2 * j + 1, x[b].scales, &sc_hi, &unused);
+            const __m256i q4 = load32(x[b].qs + 32 * j);
+            const __m256i lo = _mm256_and_si256(q4, m4);
+            const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
+            const __m256i p_lo = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(lo, load32(y[b].qs + 64 * j)), _mm256_set1_epi16(sc_lo));
+            const __m256i p_hi = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, load32(y[b].qs + 64 * j + 32)), _mm256_set1_epi16(sc_hi));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return reduce(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
+}
+
+QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q5_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m256i m4 = _mm256_set1_epi8(0xF), bit4 = _mm256_set1_epi8(0x10);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * f16_to_f32(x[b].d);
+        const float dmin = -y[b].d * f16_to_f32(x[b].dmin);
+        int32_t prod[4];
+        k4_min_lanes(x[b].scales, y[b].bsums, prod);
+        summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
+        const __m256i hbits = load32(x[b].qh);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {
+            int sc_lo, sc_hi, unused;
+            scale_min_k4(2 * j, x[b].scales, &sc_lo, &unused);
+            scale_min_k4(2 * j + 1, x[b].scales, &sc_hi, &unused);
+            const __m256i q5 = load32(x[b].qs + 32 * j);
+            const __m256i lo = _mm256_or_si256(_mm256_and_si256(q5, m4),
+                                               _mm256_and_si256(bit_set_bytes(hbits, 2 * j), bit4));
+            const __m256i hi =
+                _mm256_or_si256(_mm256_and_si256(_mm256_srli_epi16(q5, 4), m4),
+                                _mm256_and_si256(bit_set_bytes(hbits, 2 * j + 1), bit4));
+            const __m256i p_lo = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(lo, load32(y[b].qs + 64 * j)), _mm256_set1_epi16(sc_lo));
+            const __m256i p_hi = _mm256_madd_epi16(
+                _mm256_maddubs_epi16(hi, load32(y[b].qs + 64 * j + 32)), _mm256_set1_epi16(sc_hi));
+            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return reduce(acc) + summs;
+}
+
+QL_AVX2 float dot_q6_K_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q6_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    const __m256i offset = _mm256_set1_epi8(32);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * f16_to_f32(x[b].d);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int j = 0; j < 2; ++j) {
+            const __m256i ql0 = load32(x[b].ql + 64 * j), ql1 = load32(x[b].ql + 64 * j + 32);
+            const __m256i qh = load32(x[b].qh + 32 * j);
+            const int8_t* sc = x[b].scales + 8 * j;
+            const __m256i high[4] = {
+                _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4),
+                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4),
+            };
+            const __m256i low[4] = {
+                _mm256_and_si256(ql0, m4),
+                _mm256_and_si256(ql1, m4),
+                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
+                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
+            };
+            for (int c = 0; c < 4; ++c) {
+                const __m256i q = _mm256_or_si256(low[c], high[c]);
+                const __m256i a = load32(y[b].qs + 128 * j + 32 * c);
+                const __m256i p =
+                    _mm256_sub_epi16(_mm256_maddubs_epi16(q, a), _mm256_maddubs_epi16(offset, a));
+                sumi = _mm256_add_epi32(
+                    sumi, _mm256_madd_epi16(p, chunk_scales(sc[2 * c], sc[2 * c + 1])));
+            }
+        }
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return reduce(acc);
+}
+
+QL_AVX2 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq4_xs*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m128i table128 =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables::kvalues_iq4nl));
+    const __m256i table = _mm256_set_m128i(table128, table128);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        __m256i sumi = _mm256_setzero_si256();
+        for (int ib = 0; ib < 8; ++ib) {
+            const int ls = ((x[b].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
+                           (((x[b].scales_h >> (2 * ib)) & 3) << 4);
+            const __m256i v = _mm256_shuffle_epi8(table, unpack_nibbles16(x[b].qs + 16 * ib));
+            const __m256i p = pairs_i8(v, load32(y[b].qs + 32 * ib));
+            sumi = _mm256_add_epi32(
+                sumi, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(ls - 32))));
+        }
+        const float d = f16_to_f32(x[b].d) * y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return reduce(acc);
+}
+
+}  // namespace quantlens::vec_dot::detail
+
+#else  // not x86: never called (vec_dot.cpp checks the CPU), defined so the table links
+
+namespace quantlens::vec_dot::detail {
+float dot_q4_0_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+float dot_q8_0_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+float dot_q2_K_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+float dot_q3_K_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+float dot_q4_K_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+float dot_q5_K_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+float dot_q6_K_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+float dot_iq4_xs_avx2(const void*, const void*, int64_t) {
+    return 0;
+}
+}  // namespace quantlens::vec_dot::detail
+
+#endif

@@ -1,0 +1,49 @@
+// Internal to vec_dot.cpp / vec_dot_avx2.cpp: the float-lane schedule both twins share and
+// the AVX2 kernels' entry points. See vec_dot.h for the contract.
+#pragma once
+
+#include <cstdint>
+
+#include "quant/blocks.h"
+
+namespace quantlens::vec_dot::detail {
+
+// ggml's hsum_float_8: the two 128-bit halves added, then pairs, then the last two.
+inline float hsum8(const float a[8]) {
+    const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
+    return (r0 + r2) + (r1 + r3);
+}
+
+// The 6-bit scale (sc) and min (m) of sub-block j of a Q4_K/Q5_K super-block.
+inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+// The 16 signed scales of a Q3_K super-block (6 bits each, offset 32).
+inline void q3k_scales(const uint8_t* packed, int8_t out[16]) {
+    for (int j = 0; j < 16; ++j) {
+        const int low = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+        const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out[j] = static_cast<int8_t>((low | (high << 4)) - 32);
+    }
+}
+
+using DotFn = float (*)(const void* w, const void* act, int64_t n);
+
+// AVX2 + FMA kernels (compiled with target attributes; call only when the CPU has both).
+float dot_q4_0_avx2(const void* w, const void* act, int64_t n);
+float dot_q8_0_avx2(const void* w, const void* act, int64_t n);
+float dot_q2_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q3_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q4_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q5_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q6_K_avx2(const void* w, const void* act, int64_t n);
+float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n);
+
+}  // namespace quantlens::vec_dot::detail
