@@ -371,27 +371,29 @@ struct Kernel {
     GgmlType type;
     GgmlType act;
     detail::DotFn ref;
-    detail::DotFn avx2;  // nullptr: the reference twin is the only implementation
+    detail::DotFn avx2;     // nullptr: the reference twin is the only implementation
+    detail::Dot4Fn avx2_4;  // four activation rows at once, or nullptr
 };
 
 const Kernel kKernels[] = {
-    {GgmlType::Q4_0, GgmlType::Q8_0, dot_q4_0_ref, detail::dot_q4_0_avx2},
-    {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, nullptr},
-    {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, nullptr},
-    {GgmlType::Q5_1, GgmlType::Q8_1, dot_q5_1_ref, nullptr},
-    {GgmlType::Q8_0, GgmlType::Q8_0, dot_q8_0_ref, detail::dot_q8_0_avx2},
-    {GgmlType::Q2_K, GgmlType::Q8_K, dot_q2_K_ref, detail::dot_q2_K_avx2},
-    {GgmlType::Q3_K, GgmlType::Q8_K, dot_q3_K_ref, detail::dot_q3_K_avx2},
-    {GgmlType::Q4_K, GgmlType::Q8_K, dot_q4_K_ref, detail::dot_q4_K_avx2},
-    {GgmlType::Q5_K, GgmlType::Q8_K, dot_q5_K_ref, detail::dot_q5_K_avx2},
-    {GgmlType::Q6_K, GgmlType::Q8_K, dot_q6_K_ref, detail::dot_q6_K_avx2},
-    {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, nullptr},
-    {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2},
+    {GgmlType::Q4_0, GgmlType::Q8_0, dot_q4_0_ref, detail::dot_q4_0_avx2, nullptr},
+    {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, nullptr, nullptr},
+    {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, nullptr, nullptr},
+    {GgmlType::Q5_1, GgmlType::Q8_1, dot_q5_1_ref, nullptr, nullptr},
+    {GgmlType::Q8_0, GgmlType::Q8_0, dot_q8_0_ref, detail::dot_q8_0_avx2, detail::dot4_q8_0_avx2},
+    {GgmlType::Q2_K, GgmlType::Q8_K, dot_q2_K_ref, detail::dot_q2_K_avx2, nullptr},
+    {GgmlType::Q3_K, GgmlType::Q8_K, dot_q3_K_ref, detail::dot_q3_K_avx2, nullptr},
+    {GgmlType::Q4_K, GgmlType::Q8_K, dot_q4_K_ref, detail::dot_q4_K_avx2, detail::dot4_q4_K_avx2},
+    {GgmlType::Q5_K, GgmlType::Q8_K, dot_q5_K_ref, detail::dot_q5_K_avx2, nullptr},
+    {GgmlType::Q6_K, GgmlType::Q8_K, dot_q6_K_ref, detail::dot_q6_K_avx2, detail::dot4_q6_K_avx2},
+    {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, nullptr, nullptr},
+    {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2, nullptr},
 };
 
 bool cpu_has_avx2_fma() {
 #if defined(__x86_64__) || defined(__i386__)
-    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                            __builtin_cpu_supports("f16c");
     return has;
 #else
     return false;
@@ -447,10 +449,19 @@ float dot(GgmlType type, const void* w, const void* act, int64_t n) {
     return k.avx2 && cpu_has_avx2_fma() ? k.avx2(w, act, n) : k.ref(w, act, n);
 }
 
+void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t n, float* out) {
+    const Kernel& k = get(type);
+    if (k.avx2_4 && cpu_has_avx2_fma()) return k.avx2_4(w, act, stride, n, out);
+    for (int r = 0; r < 4; ++r)
+        out[r] = dot(type, w, static_cast<const uint8_t*>(act) + r * stride, n);
+}
+
 void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
             int64_t N, int64_t IN, int64_t OUT) {
     const Kernel& k = get(type);
-    const detail::DotFn fn = k.avx2 && cpu_has_avx2_fma() ? k.avx2 : k.ref;
+    const bool fast = k.avx2 && cpu_has_avx2_fma();
+    const detail::DotFn fn = fast ? k.avx2 : k.ref;
+    const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
     const size_t act_size = ggml_row_size(k.act, IN), w_size = ggml_row_size(type, IN);
     std::vector<uint8_t> act(static_cast<size_t>(N) * act_size);  // [N] quantized rows
     parallel_for(
@@ -467,12 +478,21 @@ void matmul(float* out, const float* in, GgmlType type, const void* weight, cons
     parallel_for(static_cast<size_t>((OUT + kRowTile - 1) / kRowTile), [&](size_t t0, size_t t1) {
         const int64_t o_begin = static_cast<int64_t>(t0) * kRowTile;
         const int64_t o_end = std::min(OUT, static_cast<int64_t>(t1) * kRowTile);
+        float four[4];
         for (int64_t n0 = 0; n0 < N; n0 += kInputTile) {
             const int64_t n1 = std::min(N, n0 + kInputTile);
             for (int64_t o = o_begin; o < o_end; ++o) {
                 const uint8_t* row = w + o * w_size;
                 const float b = bias ? bias[o] : 0.0f;
-                for (int64_t r = n0; r < n1; ++r) {
+                int64_t r = n0;
+                if (fn4) {
+                    for (; r + 4 <= n1; r += 4) {
+                        fn4(row, act.data() + r * act_size, act_size, IN, four);
+                        for (int i = 0; i < 4; ++i)
+                            out[(r + i) * OUT + o] = bias ? four[i] + b : four[i];
+                    }
+                }
+                for (; r < n1; ++r) {
                     const float v = fn(row, act.data() + r * act_size, IN);
                     out[r * OUT + o] = bias ? v + b : v;
                 }

@@ -41,6 +41,9 @@ void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n);
 // Σ w·x over n values: w = one weight row in `type`, act = the row from quantize_act_row.
 float dot(GgmlType type, const void* w, const void* act, int64_t n);
 float dot_ref(GgmlType type, const void* w, const void* act, int64_t n);
+// Four activation rows `stride` bytes apart against one weight row: out[r] = dot(row r),
+// bit for bit (a multi-row kernel where one exists: the weight is unpacked once).
+void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t n, float* out);
 
 // Whether dot uses a vectorized kernel for `type` on this CPU (else it is dot_ref).
 bool has_fast_path(GgmlType type);

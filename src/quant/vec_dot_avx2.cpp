@@ -10,16 +10,22 @@
 #include <immintrin.h>
 
 #include <cmath>
+#include <cstring>
 
 #include "core/half.h"
 #include "quant/tables_generated.h"
 
-#define QL_AVX2 __attribute__((target("avx2,fma")))
+#define QL_AVX2 __attribute__((target("avx2,fma,f16c")))
 
 namespace quantlens::vec_dot::detail {
 namespace {
 
 using namespace blocks;
+
+// F16C conversion: exact, so equal to core/half.h's f16_to_f32 (and much faster).
+QL_AVX2 inline float fp16(uint16_t h) {
+    return _cvtsh_ss(h);
+}
 
 QL_AVX2 inline __m256i load32(const void* p) {
     return _mm256_loadu_si256(static_cast<const __m256i*>(p));
@@ -49,10 +55,12 @@ QL_AVX2 inline __m256i chunk_scales(int lo, int hi) {
                             _mm_set1_epi16(static_cast<int16_t>(lo)));
 }
 
+// detail::hsum8 in registers: (a_i + a_{i+4}), then pairs, then the last two.
 QL_AVX2 inline float reduce(__m256 acc) {
-    float lanes[8];
-    _mm256_storeu_ps(lanes, acc);
-    return hsum8(lanes);
+    __m128 r = _mm_add_ps(_mm256_castps256_ps128(acc), _mm256_extractf128_ps(acc, 1));
+    r = _mm_add_ps(r, _mm_movehl_ps(r, r));
+    r = _mm_add_ss(r, _mm_movehdup_ps(r));
+    return _mm_cvtss_f32(r);
 }
 
 QL_AVX2 inline __m256i bit_set_bytes(__m256i bits, int bit) {
@@ -68,23 +76,40 @@ QL_AVX2 float dot_q4_0_avx2(const void* w, const void* act, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i eight = _mm256_set1_epi8(8);
     for (int64_t b = 0; b < n / QK8_0; ++b) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[b].d) * f16_to_f32(y[b].d));
+        const __m256 d = _mm256_set1_ps(fp16(x[b].d) * fp16(y[b].d));
         const __m256i qx = _mm256_sub_epi8(unpack_nibbles16(x[b].qs), eight);
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes_i8(qx, load32(y[b].qs))), acc);
     }
     return reduce(acc);
 }
 
-QL_AVX2 float dot_q8_0_avx2(const void* w, const void* act, int64_t n) {
+// R activation rows (stride bytes apart) against one weight row: the weight is loaded once
+// per block, each row keeps its own accumulator, so out[r] equals the single-row result.
+template <int R>
+QL_AVX2 inline void q8_0_rows(const void* w, const uint8_t* act, size_t stride, int64_t n,
+                              float* out) {
     const auto* x = static_cast<const block_q8_0*>(w);
-    const auto* y = static_cast<const block_q8_0*>(act);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK8_0; ++b) {
-        const __m256 d = _mm256_set1_ps(f16_to_f32(x[b].d) * f16_to_f32(y[b].d));
-        acc =
-            _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes_i8(load32(x[b].qs), load32(y[b].qs))), acc);
+        const float dx = fp16(x[b].d);
+        const __m256i qx = load32(x[b].qs);
+        for (int r = 0; r < R; ++r) {
+            const auto* y = reinterpret_cast<const block_q8_0*>(act + r * stride) + b;
+            const __m256 d = _mm256_set1_ps(dx * fp16(y->d));
+            acc[r] = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes_i8(qx, load32(y->qs))), acc[r]);
+        }
     }
-    return reduce(acc);
+    for (int r = 0; r < R; ++r) out[r] = reduce(acc[r]);
+}
+
+QL_AVX2 float dot_q8_0_avx2(const void* w, const void* act, int64_t n) {
+    float out;
+    q8_0_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);
+    return out;
+}
+QL_AVX2 void dot4_q8_0_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out) {
+    q8_0_rows<4>(w, static_cast<const uint8_t*>(act), stride, n, out);
 }
 
 QL_AVX2 float dot_q2_K_avx2(const void* w, const void* act, int64_t n) {
@@ -93,8 +118,8 @@ QL_AVX2 float dot_q2_K_avx2(const void* w, const void* act, int64_t n) {
     const __m256i three = _mm256_set1_epi8(3);
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float d = y[b].d * f16_to_f32(x[b].d);
-        const float dmin = -y[b].d * f16_to_f32(x[b].dmin);
+        const float d = y[b].d * fp16(x[b].d);
+        const float dmin = -y[b].d * fp16(x[b].dmin);
         const __m128i packed = _mm_loadu_si128(reinterpret_cast<const __m128i*>(x[b].scales));
         const __m256i mins =
             _mm256_cvtepu8_epi16(_mm_and_si128(_mm_srli_epi16(packed, 4), _mm_set1_epi8(0xF)));
@@ -123,7 +148,7 @@ QL_AVX2 float dot_q3_K_avx2(const void* w, const void* act, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     int8_t scales[16];
     for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float d = y[b].d * f16_to_f32(x[b].d);
+        const float d = y[b].d * fp16(x[b].d);
         q3k_scales(x[b].scales, scales);
         const __m256i hbits = load32(x[b].hmask);
         __m256i sumi = _mm256_setzero_si256();
@@ -146,47 +171,80 @@ QL_AVX2 float dot_q3_K_avx2(const void* w, const void* act, int64_t n) {
 
 namespace {
 
-// Q4_K/Q5_K min term: four int32 lanes of mins · (pair sums of bsums).
-void k4_min_lanes(const uint8_t* packed, const int16_t* bsums, int32_t prod[4]) {
-    int mins[8], sc;
-    for (int j = 0; j < 8; ++j) scale_min_k4(j, packed, &sc, &mins[j]);
-    for (int m = 0; m < 4; ++m)
-        prod[m] = mins[2 * m] * (bsums[4 * m] + bsums[4 * m + 1]) +
-                  mins[2 * m + 1] * (bsums[4 * m + 2] + bsums[4 * m + 3]);
+// Q4_K/Q5_K packed 6-bit scales and mins → 8 scales (bytes 0..7) and 8 mins (8..15).
+inline void unpack_k4(const uint8_t* packed, uint8_t out[16]) {
+    uint32_t u[3];
+    std::memcpy(u, packed, 12);
+    const uint32_t m6 = 0x3f3f3f3f, m4 = 0x0f0f0f0f, m2 = 0x03030303;
+    const uint32_t w[4] = {u[0] & m6, (u[2] & m4) | (((u[0] >> 6) & m2) << 4), u[1] & m6,
+                           ((u[2] >> 4) & m4) | (((u[1] >> 6) & m2) << 4)};
+    std::memcpy(out, w, 16);
+}
+
+// The min term: four int32 lanes, lane m = mins[2m]·(bsums pair 2m) + mins[2m+1]·(pair 2m+1).
+QL_AVX2 inline __m128i k4_min_lanes(const uint8_t sm[16], const int16_t* bsums) {
+    const __m128i mins =
+        _mm_cvtepu8_epi16(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(sm + 8)));
+    const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bsums));
+    const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(bsums + 8));
+    return _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
 }
 
 }  // namespace
 
-QL_AVX2 float dot_q4_K_avx2(const void* w, const void* act, int64_t n) {
+template <int R>
+QL_AVX2 inline void q4_K_rows(const void* w, const uint8_t* act, size_t stride, int64_t n,
+                              float* out) {
     const auto* x = static_cast<const block_q4_K*>(w);
-    const auto* y = static_cast<const block_q8_K*>(act);
     const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256 acc = _mm256_setzero_ps();
-    float acc_m[4] = {};
+    __m256 acc[R];
+    __m128 acc_m[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), acc_m[r] = _mm_setzero_ps();
+    uint8_t sm[16];
     for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float d = y[b].d * f16_to_f32(x[b].d);
-        const float dmin = -y[b].d * f16_to_f32(x[b].dmin);
-        int32_t prod[4];
-        k4_min_lanes(x[b].scales, y[b].bsums, prod);
-        for (int m = 0; m < 4; ++m)
-            acc_m[m] = std::fma(dmin, static_cast<float>(prod[m]), acc_m[m]);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 4; ++j) {
-            int sc_lo, sc_hi, unused;
-            scale_min_k4(2 * j, x[b].scales, &sc_lo, &unused);
-            scale_min_k4(2 * j + 1, x[b].scales, &sc_hi, &unused);
+        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
+        unpack_k4(x[b].scales, sm);
+        const block_q8_K* y[R];
+        for (int r = 0; r < R; ++r) {
+            y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride) + b;
+            const float dmin = -y[r]->d * xmin;
+            acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin),
+                                    _mm_cvtepi32_ps(k4_min_lanes(sm, y[r]->bsums)), acc_m[r]);
+        }
+        __m256i sumi[R];
+        for (int r = 0; r < R; ++r) sumi[r] = _mm256_setzero_si256();
+        for (int j = 0; j < 4; ++j) {  // weights unpacked once, met by every row
             const __m256i q4 = load32(x[b].qs + 32 * j);
             const __m256i lo = _mm256_and_si256(q4, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            const __m256i p_lo = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(lo, load32(y[b].qs + 64 * j)), _mm256_set1_epi16(sc_lo));
-            const __m256i p_hi = _mm256_madd_epi16(
-                _mm256_maddubs_epi16(hi, load32(y[b].qs + 64 * j + 32)), _mm256_set1_epi16(sc_hi));
-            sumi = _mm256_add_epi32(sumi, _mm256_add_epi32(p_lo, p_hi));
+            const __m256i sc_lo = _mm256_set1_epi16(sm[2 * j]);
+            const __m256i sc_hi = _mm256_set1_epi16(sm[2 * j + 1]);
+            for (int r = 0; r < R; ++r) {
+                const __m256i p_lo =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(y[r]->qs + 64 * j)), sc_lo);
+                const __m256i p_hi = _mm256_madd_epi16(
+                    _mm256_maddubs_epi16(hi, load32(y[r]->qs + 64 * j + 32)), sc_hi);
+                sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
+            }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for (int r = 0; r < R; ++r)
+            acc[r] =
+                _mm256_fmadd_ps(_mm256_set1_ps(y[r]->d * xd), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
     }
-    return reduce(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
+    for (int r = 0; r < R; ++r) {
+        float m[4];
+        _mm_storeu_ps(m, acc_m[r]);
+        out[r] = reduce(acc[r]) + ((m[0] + m[2]) + (m[1] + m[3]));
+    }
+}
+
+QL_AVX2 float dot_q4_K_avx2(const void* w, const void* act, int64_t n) {
+    float out;
+    q4_K_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);
+    return out;
+}
+QL_AVX2 void dot4_q4_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out) {
+    q4_K_rows<4>(w, static_cast<const uint8_t*>(act), stride, n, out);
 }
 
 QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
@@ -196,17 +254,17 @@ QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
     __m256 acc = _mm256_setzero_ps();
     float summs = 0.0f;
     for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float d = y[b].d * f16_to_f32(x[b].d);
-        const float dmin = -y[b].d * f16_to_f32(x[b].dmin);
+        const float d = y[b].d * fp16(x[b].d);
+        const float dmin = -y[b].d * fp16(x[b].dmin);
+        uint8_t sm[16];
+        unpack_k4(x[b].scales, sm);
         int32_t prod[4];
-        k4_min_lanes(x[b].scales, y[b].bsums, prod);
+        _mm_storeu_si128(reinterpret_cast<__m128i*>(prod), k4_min_lanes(sm, y[b].bsums));
         summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
         const __m256i hbits = load32(x[b].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
-            int sc_lo, sc_hi, unused;
-            scale_min_k4(2 * j, x[b].scales, &sc_lo, &unused);
-            scale_min_k4(2 * j + 1, x[b].scales, &sc_hi, &unused);
+            const int sc_lo = sm[2 * j], sc_hi = sm[2 * j + 1];
             const __m256i q5 = load32(x[b].qs + 32 * j);
             const __m256i lo = _mm256_or_si256(_mm256_and_si256(q5, m4),
                                                _mm256_and_si256(bit_set_bytes(hbits, 2 * j), bit4));
@@ -224,43 +282,52 @@ QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc) + summs;
 }
 
-QL_AVX2 float dot_q6_K_avx2(const void* w, const void* act, int64_t n) {
+template <int R>
+QL_AVX2 inline void q6_K_rows(const void* w, const uint8_t* act, size_t stride, int64_t n,
+                              float* out) {
     const auto* x = static_cast<const block_q6_K*>(w);
-    const auto* y = static_cast<const block_q8_K*>(act);
     const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
     const __m256i offset = _mm256_set1_epi8(32);
-    __m256 acc = _mm256_setzero_ps();
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float d = y[b].d * f16_to_f32(x[b].d);
-        __m256i sumi = _mm256_setzero_si256();
-        for (int j = 0; j < 2; ++j) {
-            const __m256i ql0 = load32(x[b].ql + 64 * j), ql1 = load32(x[b].ql + 64 * j + 32);
-            const __m256i qh = load32(x[b].qh + 32 * j);
-            const int8_t* sc = x[b].scales + 8 * j;
-            const __m256i high[4] = {
-                _mm256_slli_epi16(_mm256_and_si256(qh, m3), 4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 2), m3), 4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 4), m3), 4),
-                _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(qh, 6), m3), 4),
-            };
-            const __m256i low[4] = {
-                _mm256_and_si256(ql0, m4),
-                _mm256_and_si256(ql1, m4),
-                _mm256_and_si256(_mm256_srli_epi16(ql0, 4), m4),
-                _mm256_and_si256(_mm256_srli_epi16(ql1, 4), m4),
-            };
-            for (int c = 0; c < 4; ++c) {
-                const __m256i q = _mm256_or_si256(low[c], high[c]);
-                const __m256i a = load32(y[b].qs + 128 * j + 32 * c);
+        const float xd = fp16(x[b].d);
+        const block_q8_K* y[R];
+        __m256i sumi[R];
+        for (int r = 0; r < R; ++r) {
+            y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride) + b;
+            sumi[r] = _mm256_setzero_si256();
+        }
+        for (int c = 0; c < 8; ++c) {  // 32-value chunks, unpacked once, met by every row
+            const int j = c / 4, k = c % 4;
+            const __m256i ql = load32(x[b].ql + 64 * j + 32 * (k % 2));
+            const __m256i low = _mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), m4);
+            const __m256i high = _mm256_slli_epi16(
+                _mm256_and_si256(_mm256_srli_epi16(load32(x[b].qh + 32 * j), 2 * k), m3), 4);
+            const __m256i q = _mm256_or_si256(low, high);
+            const int8_t* s = x[b].scales + 2 * c;
+            const __m256i sc = chunk_scales(s[0], s[1]);
+            for (int r = 0; r < R; ++r) {
+                const __m256i a = load32(y[r]->qs + 32 * c);
                 const __m256i p =
                     _mm256_sub_epi16(_mm256_maddubs_epi16(q, a), _mm256_maddubs_epi16(offset, a));
-                sumi = _mm256_add_epi32(
-                    sumi, _mm256_madd_epi16(p, chunk_scales(sc[2 * c], sc[2 * c + 1])));
+                sumi[r] = _mm256_add_epi32(sumi[r], _mm256_madd_epi16(p, sc));
             }
         }
-        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        for (int r = 0; r < R; ++r)
+            acc[r] =
+                _mm256_fmadd_ps(_mm256_set1_ps(y[r]->d * xd), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
     }
-    return reduce(acc);
+    for (int r = 0; r < R; ++r) out[r] = reduce(acc[r]);
+}
+
+QL_AVX2 float dot_q6_K_avx2(const void* w, const void* act, int64_t n) {
+    float out;
+    q6_K_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);
+    return out;
+}
+QL_AVX2 void dot4_q6_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out) {
+    q6_K_rows<4>(w, static_cast<const uint8_t*>(act), stride, n, out);
 }
 
 QL_AVX2 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n) {
@@ -280,7 +347,7 @@ QL_AVX2 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n) {
             sumi = _mm256_add_epi32(
                 sumi, _mm256_madd_epi16(p, _mm256_set1_epi16(static_cast<int16_t>(ls - 32))));
         }
-        const float d = f16_to_f32(x[b].d) * y[b].d;
+        const float d = fp16(x[b].d) * y[b].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
     }
     return reduce(acc);

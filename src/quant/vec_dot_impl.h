@@ -2,6 +2,7 @@
 // the AVX2 kernels' entry points. See vec_dot.h for the contract.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
 
 #include "quant/blocks.h"
@@ -35,6 +36,9 @@ inline void q3k_scales(const uint8_t* packed, int8_t out[16]) {
 }
 
 using DotFn = float (*)(const void* w, const void* act, int64_t n);
+// Four activation rows, `stride` bytes apart, against one weight row: out[4], each equal to
+// the DotFn result for that row (the weight is unpacked once per block for all four).
+using Dot4Fn = void (*)(const void* w, const void* act, size_t stride, int64_t n, float* out);
 
 // AVX2 + FMA kernels (compiled with target attributes; call only when the CPU has both).
 float dot_q4_0_avx2(const void* w, const void* act, int64_t n);
@@ -45,5 +49,8 @@ float dot_q4_K_avx2(const void* w, const void* act, int64_t n);
 float dot_q5_K_avx2(const void* w, const void* act, int64_t n);
 float dot_q6_K_avx2(const void* w, const void* act, int64_t n);
 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n);
+void dot4_q8_0_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+void dot4_q4_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+void dot4_q6_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
 
 }  // namespace quantlens::vec_dot::detail
