@@ -116,6 +116,9 @@ class Engine {
     // rounded through F16; what ggml_numerics rounds the matmul input for).
     const std::vector<float>& original(const std::string& name) const;
     GgmlType stored_type(const std::string& name) const { return types_.at(name); }
+    // Whether the weight is multiplied in its quantized blocks, read in place from the GGUF
+    // mapping (ggml_numerics on a GGUF source, a type quant/vec_dot.h covers, no override).
+    bool reads_in_place(const std::string& name) const { return quantized(name) != nullptr; }
 
     void set_hook(EngineHook hook) { hook_ = std::move(hook); }
     void clear_hook() { hook_ = nullptr; }
