@@ -30,7 +30,7 @@ std::string shape_str(const std::vector<int64_t>& ne) {
 
 // A weight read in place is still checked once for NaN/Inf (a corrupt F16 scale), keeping
 // Model::read_f32's promise without its float copy: rows are dequantized into a scratch row.
-void check_finite_in_place(const Model& model, const TensorInfo& t, const uint8_t* data,
+void check_finite_in_place(const std::string& file, const TensorInfo& t, const uint8_t* data,
                            size_t row_bytes) {
     const int64_t cols = t.n_per_row();
     parallel_for(
@@ -43,8 +43,7 @@ void check_finite_in_place(const Model& model, const TensorInfo& t, const uint8_
                     QL_CHECK(std::isfinite(row[c]),
                              "{}: tensor '{}' holds {} at element {} (row {}, column {}); a model "
                              "with non-finite weights cannot be measured or quantized",
-                             model.path(), t.name, row[c], static_cast<int64_t>(r) * cols + c, r,
-                             c);
+                             file, t.name, row[c], static_cast<int64_t>(r) * cols + c, r, c);
             }
         },
         64);
@@ -111,7 +110,7 @@ Engine::Engine(const Model& model, EngineOptions options)
             const std::span<const uint8_t> data = model.raw(t);
             const size_t row_bytes = ggml_row_size(t.type, t.n_per_row());
             QL_ASSERT(data.size() >= row_bytes * static_cast<size_t>(t.n_rows()));
-            check_finite_in_place(model, t, data.data(), row_bytes);
+            check_finite_in_place(model.path(), t, data.data(), row_bytes);
             quantized_.emplace(t.name, QuantizedWeight{t.type, data.data(), row_bytes});
             types_.emplace(t.name, t.type);
             continue;
@@ -185,6 +184,7 @@ void Engine::check_shapes() const {
 }
 
 const float* Engine::weight_opt(const std::string& name) const {
+    QL_ASSERT(block_overrides_.count(name) == 0);  // blocks are read through linear()/embed()
     if (auto it = overrides_.find(name); it != overrides_.end()) return it->second.data();
     if (auto it = weights_.find(name); it != weights_.end()) return it->second.data();
     if (quantized_.count(name)) return original(name).data();  // a float reader of a mapped weight
@@ -193,8 +193,27 @@ const float* Engine::weight_opt(const std::string& name) const {
 
 const Engine::QuantizedWeight* Engine::quantized(const std::string& name) const {
     if (overrides_.count(name)) return nullptr;
+    if (auto it = block_overrides_.find(name); it != block_overrides_.end()) return &it->second;
     auto it = quantized_.find(name);
     return it != quantized_.end() ? &it->second : nullptr;
+}
+
+bool Engine::set_override_blocks(const std::string& name, GgmlType type,
+                                 std::span<const uint8_t> blocks, const std::string& source) {
+    const TensorInfo& t = model_.get(name);
+    if (!options_.ggml_numerics || blocks.empty() || t.ne.size() < 2 || !vec_dot::supported(type))
+        return false;
+    const size_t row_bytes = ggml_row_size(type, t.n_per_row());
+    QL_CHECK(blocks.size() == row_bytes * static_cast<size_t>(t.n_rows()),
+             "{}: tensor '{}': {} bytes of {}, expected {} for shape {}", source, name,
+             blocks.size(), ggml_type_display_name(type), row_bytes * t.n_rows(), shape_str(t.ne));
+    TensorInfo stored = t;
+    stored.type = type;
+    check_finite_in_place(source, stored, blocks.data(), row_bytes);
+    overrides_.erase(name);
+    override_types_.erase(name);
+    block_overrides_[name] = QuantizedWeight{type, blocks.data(), row_bytes};
+    return true;
 }
 
 void Engine::linear(float* out, const std::string& name, const float* in, const float* bias,
@@ -231,15 +250,18 @@ void Engine::set_override(const std::string& name, std::vector<float> values, Gg
              values.size(), expected);
     overrides_[name] = std::move(values);
     override_types_[name] = type;
+    block_overrides_.erase(name);
 }
 
 void Engine::clear_override(const std::string& name) {
     overrides_.erase(name);
     override_types_.erase(name);
+    block_overrides_.erase(name);
 }
 void Engine::clear_overrides() {
     overrides_.clear();
     override_types_.clear();
+    block_overrides_.clear();
 }
 
 const float* Engine::mm_input(const std::string& name, const float* in, int64_t N, int64_t C,
@@ -261,6 +283,7 @@ void Engine::override_with_type(const std::string& name, GgmlType type, const fl
     fake_quantize(type, base.data(), q.data(), info.n_rows(), info.n_per_row(), importance);
     overrides_[name] = std::move(q);
     override_types_[name] = type;
+    block_overrides_.erase(name);
 }
 
 void Engine::emit(HookEvent::Kind kind, int layer, const std::string* tensor, int expert,

@@ -105,9 +105,18 @@ class Engine {
     // the storage type the values stand for (only ggml_numerics looks at it).
     void set_override(const std::string& name, std::vector<float> values,
                       GgmlType type = GgmlType::F32);
+    // Replaces a weight by quantized blocks in GGUF layout that matmuls read in place (a
+    // quantized file's tensor; `blocks` must outlive the override). Only with ggml_numerics
+    // and a type quant/vec_dot.h covers; returns false, installing nothing, otherwise (the
+    // caller then passes floats to set_override). Throws Error naming `source` (the file
+    // the blocks come from) on a size mismatch or a non-finite value in the blocks.
+    bool set_override_blocks(const std::string& name, GgmlType type,
+                             std::span<const uint8_t> blocks, const std::string& source);
     void clear_override(const std::string& name);
     void clear_overrides();
-    bool has_override(const std::string& name) const { return overrides_.count(name) != 0; }
+    bool has_override(const std::string& name) const {
+        return overrides_.count(name) != 0 || block_overrides_.count(name) != 0;
+    }
     // Fake-quantizes the original weight to `type` (importance: ne[0] floats or null) and
     // installs it as the override. Throws Error if the type cannot hold the row length.
     void override_with_type(const std::string& name, GgmlType type,
@@ -150,12 +159,15 @@ class Engine {
         const uint8_t* data;
         size_t row_bytes;
     };
-    const QuantizedWeight* quantized(const std::string& name) const;  // nullptr if overridden
+    // The blocks a matmul reads in place: a block override, else the weight itself; nullptr
+    // when the weight is (or is overridden by) floats.
+    const QuantizedWeight* quantized(const std::string& name) const;
 
     const Model& model_;
     ModelConfig config_;
     std::unordered_map<std::string, std::vector<float>> weights_;
     std::unordered_map<std::string, QuantizedWeight> quantized_;
+    std::unordered_map<std::string, QuantizedWeight> block_overrides_;
     // Dequantized copies of quantized_ weights made by original() on first use.
     mutable std::unordered_map<std::string, std::vector<float>> dequantized_;
     mutable std::mutex dequantized_mutex_;
