@@ -377,16 +377,16 @@ struct Kernel {
 
 const Kernel kKernels[] = {
     {GgmlType::Q4_0, GgmlType::Q8_0, dot_q4_0_ref, detail::dot_q4_0_avx2, nullptr},
-    {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, nullptr, nullptr},
-    {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, nullptr, nullptr},
-    {GgmlType::Q5_1, GgmlType::Q8_1, dot_q5_1_ref, nullptr, nullptr},
+    {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, detail::dot_q4_1_avx2, nullptr},
+    {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, detail::dot_q5_0_avx2, nullptr},
+    {GgmlType::Q5_1, GgmlType::Q8_1, dot_q5_1_ref, detail::dot_q5_1_avx2, nullptr},
     {GgmlType::Q8_0, GgmlType::Q8_0, dot_q8_0_ref, detail::dot_q8_0_avx2, detail::dot4_q8_0_avx2},
     {GgmlType::Q2_K, GgmlType::Q8_K, dot_q2_K_ref, detail::dot_q2_K_avx2, nullptr},
     {GgmlType::Q3_K, GgmlType::Q8_K, dot_q3_K_ref, detail::dot_q3_K_avx2, nullptr},
     {GgmlType::Q4_K, GgmlType::Q8_K, dot_q4_K_ref, detail::dot_q4_K_avx2, detail::dot4_q4_K_avx2},
     {GgmlType::Q5_K, GgmlType::Q8_K, dot_q5_K_ref, detail::dot_q5_K_avx2, nullptr},
     {GgmlType::Q6_K, GgmlType::Q8_K, dot_q6_K_ref, detail::dot_q6_K_avx2, detail::dot4_q6_K_avx2},
-    {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, nullptr, nullptr},
+    {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, detail::dot_iq4_nl_avx2, nullptr},
     {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2, nullptr},
 };
 

@@ -12,8 +12,9 @@
 //
 // Promises:
 //  - dot_ref is the scalar reference twin of every covered type (plain loops, std::fma);
-//    dot is the fast path (AVX2 for the main types when the CPU has AVX2 and FMA, checked at
-//    run time), bit-identical to dot_ref (tests/quant/test_vec_dot.cpp);
+//    dot is the fast path (AVX2 when the CPU has AVX2, FMA and F16C, checked at run time;
+//    four-row kernels for Q4_K, Q6_K and Q8_0), bit-identical to dot_ref
+//    (tests/quant/test_vec_dot.cpp);
 //  - quantize_act_row writes exactly what ggml's AVX2 build writes for the activation row
 //    (Q8_0/Q8_1: d = amax/127 as F16, q = round-half-even(x·127/amax); Q8_K: ggml's
 //    reference, largest magnitude ↦ −127, d = 1/iscale, 16-value bsums);

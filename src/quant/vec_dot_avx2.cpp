@@ -11,6 +11,7 @@
 
 #include <cmath>
 #include <cstring>
+#include <type_traits>
 
 #include "core/half.h"
 #include "quant/tables_generated.h"
@@ -81,6 +82,93 @@ QL_AVX2 float dot_q4_0_avx2(const void* w, const void* act, int64_t n) {
         acc = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(lanes_i8(qx, load32(y[b].qs))), acc);
     }
     return reduce(acc);
+}
+
+namespace {
+
+// 32 bits → 32 bytes, 0xFF where bit i of `bits` is set (byte i).
+QL_AVX2 inline __m256i bytes_from_bits(const uint8_t* p) {
+    uint32_t bits;
+    std::memcpy(&bits, p, 4);
+    const __m256i spread =
+        _mm256_shuffle_epi8(_mm256_set1_epi32(static_cast<int>(bits)),
+                            _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2,
+                                             2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+    const __m256i mask = _mm256_set1_epi64x(static_cast<int64_t>(0x8040201008040201ull));
+    return _mm256_cmpeq_epi8(_mm256_and_si256(spread, mask), mask);
+}
+
+// Q4_1/Q5_1: unsigned weights, the min term m·s summed apart in block order.
+template <bool five>
+QL_AVX2 inline float legacy1_dot(const void* w, const void* act, int64_t n) {
+    using Block = std::conditional_t<five, block_q5_1, block_q4_1>;
+    const auto* x = static_cast<const Block*>(w);
+    const auto* y = static_cast<const block_q8_1*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    float summs = 0.0f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+        summs += fp16(x[b].m) * fp16(y[b].s);
+        __m256i qx = unpack_nibbles16(x[b].qs);
+        if constexpr (five)
+            qx = _mm256_or_si256(
+                qx, _mm256_and_si256(bytes_from_bits(x[b].qh), _mm256_set1_epi8(0x10)));
+        const __m256i lanes =
+            _mm256_madd_epi16(_mm256_maddubs_epi16(qx, load32(y[b].qs)), _mm256_set1_epi16(1));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[b].d) * fp16(y[b].d)),
+                              _mm256_cvtepi32_ps(lanes), acc);
+    }
+    return reduce(acc) + summs;
+}
+
+}  // namespace
+
+QL_AVX2 float dot_q4_1_avx2(const void* w, const void* act, int64_t n) {
+    return legacy1_dot<false>(w, act, n);
+}
+QL_AVX2 float dot_q5_1_avx2(const void* w, const void* act, int64_t n) {
+    return legacy1_dot<true>(w, act, n);
+}
+
+QL_AVX2 float dot_q5_0_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q5_0*>(w);
+    const auto* y = static_cast<const block_q8_0*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    const __m256i high = _mm256_set1_epi8(static_cast<char>(0xF0));
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        // value − 16: the nibble with 0xF0 set (as int8) where the fifth bit is clear.
+        const __m256i qx = _mm256_or_si256(unpack_nibbles16(x[b].qs),
+                                           _mm256_andnot_si256(bytes_from_bits(x[b].qh), high));
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(fp16(x[b].d) * fp16(y[b].d)),
+                              _mm256_cvtepi32_ps(lanes_i8(qx, load32(y[b].qs))), acc);
+    }
+    return reduce(acc);
+}
+
+QL_AVX2 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq4_nl*>(w);
+    const auto* y = static_cast<const block_q8_0*>(act);
+    const __m128i table128 =
+        _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables::kvalues_iq4nl));
+    const __m256i table = _mm256_set_m128i(table128, table128);
+    const int64_t nb = n / 32;
+    __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2)  // two blocks a step, one accumulator each
+        for (int h = 0; h < 2; ++h) {
+            const __m256i v = _mm256_shuffle_epi8(table, unpack_nibbles16(x[b + h].qs));
+            acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(fp16(y[b + h].d) * fp16(x[b + h].d)),
+                                     _mm256_cvtepi32_ps(lanes_i8(v, load32(y[b + h].qs))), acc[h]);
+        }
+    float sumf = reduce(_mm256_add_ps(acc[0], acc[1]));
+    for (; b < nb; ++b) {
+        const __m256i v = _mm256_shuffle_epi8(table, unpack_nibbles16(x[b].qs));
+        const __m256i l = lanes_i8(v, load32(y[b].qs));
+        const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+        const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
+        const int sumi = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
+        sumf += fp16(y[b].d) * fp16(x[b].d) * static_cast<float>(sumi);
+    }
+    return sumf;
 }
 
 // R activation rows (stride bytes apart) against one weight row: the weight is loaded once

@@ -42,7 +42,11 @@ using Dot4Fn = void (*)(const void* w, const void* act, size_t stride, int64_t n
 
 // AVX2 + FMA kernels (compiled with target attributes; call only when the CPU has both).
 float dot_q4_0_avx2(const void* w, const void* act, int64_t n);
+float dot_q4_1_avx2(const void* w, const void* act, int64_t n);
+float dot_q5_0_avx2(const void* w, const void* act, int64_t n);
+float dot_q5_1_avx2(const void* w, const void* act, int64_t n);
 float dot_q8_0_avx2(const void* w, const void* act, int64_t n);
+float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n);
 float dot_q2_K_avx2(const void* w, const void* act, int64_t n);
 float dot_q3_K_avx2(const void* w, const void* act, int64_t n);
 float dot_q4_K_avx2(const void* w, const void* act, int64_t n);
