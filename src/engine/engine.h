@@ -8,11 +8,12 @@
 //    quantized GGUF) into float buffers, in GGUF layout; their shapes are checked against
 //    the config at construction, so metadata that disagrees with the tensors is an Error
 //    naming the tensor.
-//  - With ggml_numerics on a GGUF source, weights of a type quant/vec_dot.h covers are not
-//    copied: matrix products read the memory-mapped blocks with ggml's quantized dot
-//    products (activations quantized to Q8_0/Q8_1/Q8_K per row), so host memory stays near
-//    the file size and results are ggml's by construction. They are still checked for
-//    non-finite values once; original() dequantizes such a weight on first use.
+//  - With ggml_numerics on a GGUF source, weights of a type quant/vec_dot.h covers (the
+//    K-quants, legacy quants, IQ4_NL/IQ4_XS and F16) are not copied: matrix products read the
+//    memory-mapped blocks with ggml's quantized dot products (activations quantized to
+//    Q8_0/Q8_1/Q8_K per row), so host memory stays near the file size and results are ggml's by
+//    construction. They are still checked for non-finite values once; original() dequantizes such a
+//    weight on first use.
 //  - Layer-granular execution for the sweep: embed → run_layer(0..L-1) → head, on a batch
 //    of B sequences of T tokens each (h is [B, T, C], positions restart at 0 per sequence).
 //    forward() is the three in a row.

@@ -349,6 +349,26 @@ float dot_iq4_xs_ref(const void* w, const void* act, int64_t n) {
     return hsum8(acc);
 }
 
+// F16 × F16 (ggml_vec_dot_f16 on AVX2): four accumulators of eight lanes over 32-value
+// steps, fused multiply-adds, reduced (x0+x1, x2+x3, then the two, then the lanes as
+// (l0+l4 + l1+l5) + (l2+l6 + l3+l7)) into a double; values past the last full step are
+// added in double.
+float dot_f16_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);  // F16 values (quantize_act_row)
+    const int64_t np = n & ~int64_t{31};
+    float sum[4][8] = {};
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j)
+            for (int k = 0; k < 8; ++k) {
+                const int64_t e = i + 8 * j + k;
+                sum[j][k] = std::fma(f16_to_f32(x[e]), y[e], sum[j][k]);
+            }
+    double sumf = detail::reduce_f16_accumulators(sum);
+    for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(f16_to_f32(x[i]) * y[i]);
+    return static_cast<float>(sumf);
+}
+
 float dot_q4_0_ref(const void* w, const void* a, int64_t n) {
     return dot_legacy_ref<block_q4_0>(w, a, n, q4_0_value);
 }
@@ -376,6 +396,7 @@ struct Kernel {
 };
 
 const Kernel kKernels[] = {
+    {GgmlType::F16, GgmlType::F16, dot_f16_ref, detail::dot_f16_avx2, detail::dot4_f16_avx2},
     {GgmlType::Q4_0, GgmlType::Q8_0, dot_q4_0_ref, detail::dot_q4_0_avx2, nullptr},
     {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, detail::dot_q4_1_avx2, nullptr},
     {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, detail::dot_q5_0_avx2, nullptr},
@@ -422,11 +443,19 @@ GgmlType act_type(GgmlType type) {
 }
 
 size_t act_row_size(GgmlType type, int64_t n) {
-    return ggml_row_size(act_type(type), n);
+    // F16 activations are held as floats (see quantize_act_row)
+    return act_type(type) == GgmlType::F16 ? static_cast<size_t>(n) * sizeof(float)
+                                           : ggml_row_size(act_type(type), n);
 }
 
 void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n) {
     switch (act_type(type)) {
+        case GgmlType::F16: {  // ggml converts the activations of an F16 product to F16;
+            // kept as the (exact) floats of those halves, so the dot converts only weights
+            auto* h = static_cast<float*>(dst);
+            for (int64_t i = 0; i < n; ++i) h[i] = round_to_f16(x[i]);
+            return;
+        }
         case GgmlType::Q8_0:
             return quantize_q8_0_or_1<false>(x, dst, n);
         case GgmlType::Q8_1:
@@ -462,7 +491,7 @@ void matmul(float* out, const float* in, GgmlType type, const void* weight, cons
     const bool fast = k.avx2 && cpu_has_avx2_fma();
     const detail::DotFn fn = fast ? k.avx2 : k.ref;
     const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
-    const size_t act_size = ggml_row_size(k.act, IN), w_size = ggml_row_size(type, IN);
+    const size_t act_size = act_row_size(type, IN), w_size = ggml_row_size(type, IN);
     std::vector<uint8_t> act(static_cast<size_t>(N) * act_size);  // [N] quantized rows
     parallel_for(
         static_cast<size_t>(N),

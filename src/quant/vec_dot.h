@@ -1,6 +1,7 @@
 // Quantized dot products, as ggml's CPU backend computes a matrix product with a quantized
-// weight: the activation row is quantized to 8 bits per value (Q8_K blocks of 256 for
-// K-quants and IQ4_XS, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1),
+// (or F16) weight: the activation row is quantized to 8 bits per value (Q8_K blocks of 256
+// for K-quants and IQ4_XS, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1;
+// F16 for F16 weights, whose dot is ggml_vec_dot_f16's four 8-lane FMA accumulators),
 // then each weight row meets it block by block in integer arithmetic, and the per-block
 // integer sums are scaled and accumulated in float in ggml's x86 AVX2 order: eight float
 // lanes, lane k holding the integer sum of positions 4k..4k+3 of every 32-value chunk,
@@ -32,7 +33,7 @@ namespace quantlens::vec_dot {
 
 // Whether a quantized dot product exists for weights of `type`.
 bool supported(GgmlType type);
-// The activation block format ggml pairs with weights of `type` (Q8_0, Q8_1 or Q8_K).
+// The activation format ggml pairs with weights of `type` (Q8_0, Q8_1, Q8_K or F16).
 GgmlType act_type(GgmlType type);
 // Bytes of one quantized activation row of n values for weights of `type`.
 size_t act_row_size(GgmlType type, int64_t n);

@@ -71,6 +71,48 @@ QL_AVX2 inline __m256i bit_set_bytes(__m256i bits, int bit) {
 
 }  // namespace
 
+// R activation rows (F16 values held as floats) against one F16 weight row.
+template <int R>
+QL_AVX2 inline void f16_rows(const void* w, const uint8_t* act, size_t stride, int64_t n,
+                             float* out) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const int64_t np = n & ~int64_t{31};
+    __m256 sum[R][4];
+    for (int r = 0; r < R; ++r)
+        for (int j = 0; j < 4; ++j) sum[r][j] = _mm256_setzero_ps();
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j) {
+            const __m256 ax =
+                _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8 * j)));
+            for (int r = 0; r < R; ++r) {
+                const auto* y = reinterpret_cast<const float*>(act + r * stride);
+                sum[r][j] = _mm256_fmadd_ps(ax, _mm256_loadu_ps(y + i + 8 * j), sum[r][j]);
+            }
+        }
+    for (int r = 0; r < R; ++r) {
+        const auto* y = reinterpret_cast<const float*>(act + r * stride);
+        const __m256 s =
+            _mm256_add_ps(_mm256_add_ps(sum[r][0], sum[r][1]), _mm256_add_ps(sum[r][2], sum[r][3]));
+        const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
+        const __m128 t1 = _mm_hadd_ps(t0, t0);
+        double sumf = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
+        for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(fp16(x[i]) * y[i]);
+        out[r] = static_cast<float>(sumf);
+    }
+}
+
+QL_AVX2 float dot_f16_avx2(const void* w, const void* act, int64_t n) {
+    float out;
+    f16_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);
+    return out;
+}
+QL_AVX2 void dot4_f16_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out) {
+    // two rows at a time: eight accumulators stay in registers
+    const auto* a = static_cast<const uint8_t*>(act);
+    f16_rows<2>(w, a, stride, n, out);
+    f16_rows<2>(w, a + 2 * stride, stride, n, out + 2);
+}
+
 QL_AVX2 float dot_q4_0_avx2(const void* w, const void* act, int64_t n) {
     const auto* x = static_cast<const block_q4_0*>(w);
     const auto* y = static_cast<const block_q8_0*>(act);

@@ -52,3 +52,18 @@ TEST(CliEvalQuantized, TinyQwen2Q4KMInItsQuantizedForm) {
     EXPECT_GT(rss, static_cast<double>(fs::file_size(gguf)));
     EXPECT_LT(rss, kFixedCostBytes + static_cast<double>(fs::file_size(gguf)));
 }
+
+// An F16 GGUF is multiplied as stored (F16 weights, activations rounded to F16, ggml's F16
+// dot) instead of through an f32 copy: same perplexity as the float path to rounding.
+constexpr double kF16PplRelTol = 0.001;
+
+TEST(CliEvalQuantized, F16WeightsStayF16) {
+    const std::string dir = fresh_dir("cli-eval-quantized-f16");
+    const std::string gguf = dir + "/tiny-qwen2-F16.gguf";
+    const Result q = run_quiet("quantize " + shared_path("models/tiny-qwen2") +
+                               " --preset F16 --summary -o " + gguf);
+    ASSERT_EQ(q.code, 0) << q.out;
+    const double ppl = eval_json(gguf, "--ggml-numerics").at("ppl").get<double>();
+    const double ref = eval_json(gguf, "").at("ppl").get<double>();
+    EXPECT_NEAR(ppl, ref, kF16PplRelTol * ref);
+}

@@ -18,9 +18,10 @@
 namespace quantlens {
 namespace {
 
-const GgmlType kCovered[] = {GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,   GgmlType::Q5_1,
-                             GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K,   GgmlType::Q4_K,
-                             GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL, GgmlType::IQ4_XS};
+const GgmlType kCovered[] = {GgmlType::F16,   GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
+                             GgmlType::Q5_1,  GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K,
+                             GgmlType::Q4_K,  GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
+                             GgmlType::IQ4_XS};
 // Every covered type has an AVX2 kernel (checked when the CPU has AVX2, FMA and F16C).
 const auto& kAvx2 = kCovered;
 
@@ -56,6 +57,15 @@ std::vector<size_t> half_fields(GgmlType type) {
 // sub-block scales and high bits occurs.
 std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) {
     std::vector<uint8_t> w(ggml_row_size(type, n));
+    if (type == GgmlType::F16) {  // finite halves over a wide range of magnitudes
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        for (int64_t i = 0; i < n; ++i) {
+            const uint16_t h =
+                f32_to_f16(normal(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 12) - 8));
+            std::memcpy(w.data() + 2 * i, &h, 2);
+        }
+        return w;
+    }
     for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
     const GgmlTypeInfo& info = ggml_type_info(type);
     std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
@@ -72,8 +82,10 @@ TEST(VecDot, FastPathsMatchScalarTwinsBitForBit) {
     for (GgmlType type : kAvx2) {
         SCOPED_TRACE(ggml_type_display_name(type));
         if (!vec_dot::has_fast_path(type)) GTEST_SKIP() << "this CPU has no AVX2/FMA";
-        // 32·11: an odd number of 32-blocks; 256·5 for the super-block types.
-        const int64_t n = ggml_type_info(type).block_size == 32 ? 32 * 11 : 256 * 5;
+        // 32·11: an odd number of 32-blocks; 256·5 for the super-block types; F16 with a
+        // tail past the last 32-value step.
+        const int64_t block = ggml_type_info(type).block_size;
+        const int64_t n = block == 1 ? 32 * 7 + 13 : block == 32 ? 32 * 11 : 256 * 5;
         std::vector<uint8_t> act(vec_dot::act_row_size(type, n));
         for (int trial = 0; trial < 100; ++trial) {
             const std::vector<uint8_t> w = trial % 2 ? random_blocks(rng, type, n) : [&] {
@@ -104,7 +116,9 @@ std::vector<float> dequantized_activations(GgmlType type, const std::vector<uint
     std::vector<float> x(static_cast<size_t>(n));
     const GgmlType a = vec_dot::act_type(type);
     for (int64_t i = 0; i < n; ++i) {
-        if (a == GgmlType::Q8_K) {
+        if (a == GgmlType::F16) {  // held as the floats of F16 values
+            std::memcpy(&x[i], act.data() + 4 * i, 4);
+        } else if (a == GgmlType::Q8_K) {
             const auto* y = reinterpret_cast<const block_q8_K*>(act.data()) + i / 256;
             x[i] = y->d * y->qs[i % 256];
         } else if (a == GgmlType::Q8_1) {
@@ -149,7 +163,7 @@ TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
 
 TEST(VecDot, UnsupportedTypesAreReportedAsSuch) {
     EXPECT_FALSE(vec_dot::supported(GgmlType::IQ2_XXS));
-    EXPECT_FALSE(vec_dot::supported(GgmlType::F16));
+    EXPECT_FALSE(vec_dot::supported(GgmlType::BF16));
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q4_K), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot::act_type(GgmlType::IQ4_NL), GgmlType::Q8_0);
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q5_1), GgmlType::Q8_1);
@@ -186,7 +200,7 @@ TEST(VecDot, Q8_KActivationsMapTheLargestMagnitudeToMinus127) {
 TEST(VecDot, MatmulIsOneDotPerOutputWhateverTheThreads) {
     std::mt19937 rng(3);
     const int64_t N = 5, IN = 512, OUT = 37;
-    for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::Q5_1}) {
+    for (GgmlType type : {GgmlType::Q4_K, GgmlType::Q8_0, GgmlType::Q5_1, GgmlType::F16}) {
         SCOPED_TRACE(ggml_type_display_name(type));
         std::vector<uint8_t> w;
         for (int64_t o = 0; o < OUT; ++o) {
