@@ -154,6 +154,31 @@ TEST(EngineQuantized, OneMatmulEqualsTheEmulationToFloatRounding) {
     }
 }
 
+// compare's QUANT side: the full-precision model with every tensor of the GGUF installed
+// (blocks read in place where covered, floats otherwise) is the GGUF model, bit for bit.
+TEST(EngineQuantized, BlockOverridesMakeTheFpModelTheQuantizedOne) {
+    const auto fp = Model::open(shared_dir() + "/models/llama-8m");
+    const auto gguf = Model::open(q4km());
+    Engine swapped(*fp, ggml());
+    const Engine direct(*gguf, ggml());
+    for (const TensorInfo& t : gguf->tensors())
+        if (!swapped.set_override_blocks(t.name, t.type, gguf->raw(t), gguf->path()))
+            swapped.set_override(t.name, gguf->read_f32(t), t.type);
+    EXPECT_TRUE(swapped.reads_in_place("blk.4.ffn_gate.weight"));
+    EXPECT_TRUE(swapped.has_override("blk.4.ffn_gate.weight"));
+    const std::vector<int32_t> tokens = some_tokens(48);
+    const std::vector<float> a = swapped.forward(tokens, 1, 48), b = direct.forward(tokens, 1, 48);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_EQ(std::memcmp(a.data(), b.data(), a.size() * 4), 0);
+    // Clearing the override gives the full-precision weight back.
+    swapped.clear_override("blk.4.ffn_gate.weight");
+    EXPECT_FALSE(swapped.reads_in_place("blk.4.ffn_gate.weight"));
+    // Blocks of the wrong size are refused by name.
+    const TensorInfo& k = gguf->get("blk.0.attn_k.weight");
+    EXPECT_THROW(swapped.set_override_blocks("blk.0.attn_q.weight", k.type, gguf->raw(k), "x.gguf"),
+                 Error);
+}
+
 TEST(EngineQuantized, ResultsDoNotDependOnTheThreadCount) {
     const auto model = Model::open(q4km());
     const Engine q(*model, ggml());
