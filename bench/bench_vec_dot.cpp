@@ -52,7 +52,12 @@ void BM_F32Matmul(benchmark::State& state) {
     state.counters["GFLOP/s"] = benchmark::Counter(2.0 * N * IN * OUT * 1e-9,
                                                    benchmark::Counter::kIsIterationInvariantRate);
 }
-BENCHMARK(BM_F32Matmul)->Args({256, 768})->Args({768, 256})->Args({2048, 256})->Unit(benchmark::kMillisecond)->UseRealTime();
+BENCHMARK(BM_F32Matmul)
+    ->Args({256, 768})
+    ->Args({768, 256})
+    ->Args({2048, 256})
+    ->Unit(benchmark::kMillisecond)
+    ->UseRealTime();
 
 }  // namespace
 
