@@ -10,6 +10,7 @@
 #include "analysis/studies/compare.h"
 #include "cli/command.h"
 #include "core/error.h"
+#include "core/peak_memory.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
 
@@ -43,7 +44,9 @@ int run_compare_command(const CompareArgs& a, const std::string& command_line) {
     fmt::print(stderr, "compare: job {} in {}\n", id, store.path());
     store.start(id);
     const jobs::JobState s = jobs::run_job(store, id, [&] { return run_compare_job(store, id); });
-    return finish_compare(store, id, s, a);
+    const int rc = finish_compare(store, id, s, a);
+    fmt::print(stderr, "compare: peak host memory {} (RSS high-water mark)\n", peak_rss_text());
+    return rc;
 }
 
 }  // namespace

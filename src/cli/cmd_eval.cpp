@@ -17,6 +17,7 @@
 #include "core/mmap_file.h"
 #include "core/output_file.h"
 #include "core/parallel.h"
+#include "core/peak_memory.h"
 #include "core/utf8.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
@@ -61,6 +62,7 @@ nlohmann::ordered_json to_json(const EvalResult& r, const EvalCliOptions& o) {
     j["threads"] = num_threads();
     j["as_f16"] = o.as_f16;
     j["ggml_numerics"] = o.ggml_numerics;
+    j["peak_rss_bytes"] = peak_rss_bytes();
     if (r.kld) {
         const KldStats& k = *r.kld;
         j["kld"] = {{"mean", k.kld_mean}, {"err", k.kld_err}, {"median", k.kld_median},
@@ -85,6 +87,7 @@ void print_text(const EvalResult& r, const EvalCliOptions& o) {
     fmt::print("PPL                  : {:.4f} ± {:.4f}\n", r.ppl.ppl, r.ppl.ppl_err);
     fmt::print("speed                : {:.0f} tokens/s ({:.2f} s, {} threads)\n",
                r.tokens_per_second, r.seconds, num_threads());
+    fmt::print("peak host memory     : {} (RSS high-water mark)\n", peak_rss_text());
     if (!r.kld) return;
     const KldStats& k = *r.kld;
     fmt::print("PPL(base)            : {:.4f} ± {:.4f}\n", k.ppl_base, k.ppl_base_err);

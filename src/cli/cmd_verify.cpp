@@ -13,6 +13,7 @@
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/output_file.h"
+#include "core/peak_memory.h"
 #include "jobs/store.h"
 
 namespace quantlens::cli {
@@ -76,6 +77,7 @@ int run_verify_command(VerifyArgs& a) {
     }
     const VerifyReport rep = run_verify(a.opt, cands);
     fmt::print("{}", verify_table(rep));
+    fmt::print("verify: peak host memory {} (RSS high-water mark)\n", peak_rss_text());
     const nlohmann::json j = verify_json(rep);
     if (!a.json_out.empty()) {
         write_output_file(a.json_out, j.dump(1) + "\n", overwrite_if(a.force));

@@ -11,6 +11,7 @@
 #include "engine/kernels.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "quant/vec_dot.h"
 
 namespace quantlens {
 
@@ -25,6 +26,27 @@ std::string shape_str(const std::vector<int64_t>& ne) {
     std::string s = "[";
     for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
     return s + "]";
+}
+
+// A weight read in place is still checked once for NaN/Inf (a corrupt F16 scale), keeping
+// Model::read_f32's promise without its float copy: rows are dequantized into a scratch row.
+void check_finite_in_place(const std::string& file, const TensorInfo& t, const uint8_t* data,
+                           size_t row_bytes) {
+    const int64_t cols = t.n_per_row();
+    parallel_for(
+        static_cast<size_t>(t.n_rows()),
+        [&](size_t begin, size_t end) {
+            std::vector<float> row(static_cast<size_t>(cols));
+            for (size_t r = begin; r < end; ++r) {
+                dequantize(t.type, data + r * row_bytes, row.data(), 1, cols);
+                for (int64_t c = 0; c < cols; ++c)
+                    QL_CHECK(std::isfinite(row[c]),
+                             "{}: tensor '{}' holds {} at element {} (row {}, column {}); a model "
+                             "with non-finite weights cannot be measured or quantized",
+                             file, t.name, row[c], static_cast<int64_t>(r) * cols + c, r, c);
+            }
+        },
+        64);
 }
 
 }  // namespace
@@ -106,8 +128,21 @@ Engine::Engine(const Model& model, EngineOptions options)
     output_name_ = model.find("output.weight") ? "output.weight" : "token_embd.weight";
     check_shapes();
 
+    // ggml_numerics on a GGUF: matrices ggml multiplies in their blocks stay in the mapping.
+    const bool in_place = options.ggml_numerics && model.source() == Model::Source::Gguf;
     std::vector<const TensorInfo*> infos;
-    for (const TensorInfo& t : model.tensors()) infos.push_back(&t);
+    for (const TensorInfo& t : model.tensors()) {
+        if (in_place && t.ne.size() >= 2 && vec_dot::supported(t.type)) {
+            const std::span<const uint8_t> data = model.raw(t);
+            const size_t row_bytes = ggml_row_size(t.type, t.n_per_row());
+            QL_ASSERT(data.size() >= row_bytes * static_cast<size_t>(t.n_rows()));
+            check_finite_in_place(model.path(), t, data.data(), row_bytes);
+            quantized_.emplace(t.name, QuantizedWeight{t.type, data.data(), row_bytes});
+            types_.emplace(t.name, t.type);
+            continue;
+        }
+        infos.push_back(&t);
+    }
     std::vector<std::vector<float>> buffers(infos.size());
     // Tensors are converted in parallel; each read_f32 may itself use the pool (then inline).
     parallel_for(infos.size(), [&](size_t begin, size_t end) {
@@ -184,9 +219,47 @@ void Engine::check_shapes() const {
 }
 
 const float* Engine::weight_opt(const std::string& name) const {
+    QL_ASSERT(block_overrides_.count(name) == 0);  // blocks are read through linear()/embed()
     if (auto it = overrides_.find(name); it != overrides_.end()) return it->second.data();
     if (auto it = weights_.find(name); it != weights_.end()) return it->second.data();
+    if (quantized_.count(name)) return original(name).data();  // a float reader of a mapped weight
     return nullptr;
+}
+
+const Engine::QuantizedWeight* Engine::quantized(const std::string& name) const {
+    if (overrides_.count(name)) return nullptr;
+    if (auto it = block_overrides_.find(name); it != block_overrides_.end()) return &it->second;
+    auto it = quantized_.find(name);
+    return it != quantized_.end() ? &it->second : nullptr;
+}
+
+bool Engine::set_override_blocks(const std::string& name, GgmlType type,
+                                 std::span<const uint8_t> blocks, const std::string& source) {
+    const TensorInfo& t = model_.get(name);
+    if (!options_.ggml_numerics || blocks.empty() || t.ne.size() < 2 || !vec_dot::supported(type))
+        return false;
+    const size_t row_bytes = ggml_row_size(type, t.n_per_row());
+    QL_CHECK(blocks.size() == row_bytes * static_cast<size_t>(t.n_rows()),
+             "{}: tensor '{}': {} bytes of {}, expected {} for shape {}", source, name,
+             blocks.size(), ggml_type_display_name(type), row_bytes * t.n_rows(), shape_str(t.ne));
+    TensorInfo stored = t;
+    stored.type = type;
+    check_finite_in_place(source, stored, blocks.data(), row_bytes);
+    overrides_.erase(name);
+    override_types_.erase(name);
+    block_overrides_[name] = QuantizedWeight{type, blocks.data(), row_bytes};
+    return true;
+}
+
+void Engine::linear(float* out, const std::string& name, const float* in, const float* bias,
+                    int64_t N, int64_t IN, int64_t OUT, int64_t expert) const {
+    if (const QuantizedWeight* q = quantized(name)) {
+        vec_dot::matmul(out, in, q->type, q->data + expert * OUT * q->row_bytes, bias, N, IN, OUT);
+        return;
+    }
+    std::vector<float> scratch;
+    matmul_forward(out, mm_input(name, in, N, IN, scratch), weight(name) + expert * OUT * IN, bias,
+                   N, IN, OUT);
 }
 
 const float* Engine::weight(const std::string& name) const {
@@ -196,26 +269,34 @@ const float* Engine::weight(const std::string& name) const {
 }
 
 const std::vector<float>& Engine::original(const std::string& name) const {
-    auto it = weights_.find(name);
-    QL_CHECK(it != weights_.end(), "{}: no tensor named '{}'", model_.path(), name);
+    if (auto it = weights_.find(name); it != weights_.end()) return it->second;
+    QL_CHECK(quantized_.count(name), "{}: no tensor named '{}'", model_.path(), name);
+    std::lock_guard<std::mutex> lock(dequantized_mutex_);
+    auto [it, inserted] = dequantized_.try_emplace(name);
+    if (inserted) it->second = model_.read_f32(model_.get(name));
     return it->second;
 }
 
 void Engine::set_override(const std::string& name, std::vector<float> values, GgmlType type) {
-    const std::vector<float>& base = original(name);
-    QL_CHECK(values.size() == base.size(), "override for tensor '{}': {} values, expected {}", name,
-             values.size(), base.size());
+    // The size only: a weight read in place need not be dequantized to be replaced.
+    const size_t expected =
+        quantized_.count(name) ? model_.get(name).n_elements() : original(name).size();
+    QL_CHECK(values.size() == expected, "override for tensor '{}': {} values, expected {}", name,
+             values.size(), expected);
     overrides_[name] = std::move(values);
     override_types_[name] = type;
+    block_overrides_.erase(name);
 }
 
 void Engine::clear_override(const std::string& name) {
     overrides_.erase(name);
     override_types_.erase(name);
+    block_overrides_.erase(name);
 }
 void Engine::clear_overrides() {
     overrides_.clear();
     override_types_.clear();
+    block_overrides_.clear();
 }
 
 const float* Engine::mm_input(const std::string& name, const float* in, int64_t N, int64_t C,
@@ -237,6 +318,7 @@ void Engine::override_with_type(const std::string& name, GgmlType type, const fl
     fake_quantize(type, base.data(), q.data(), info.n_rows(), info.n_per_row(), importance);
     overrides_[name] = std::move(q);
     override_types_[name] = type;
+    block_overrides_.erase(name);
 }
 
 void Engine::emit(HookEvent::Kind kind, int layer, const std::string* tensor, int expert,
@@ -246,14 +328,19 @@ void Engine::emit(HookEvent::Kind kind, int layer, const std::string* tensor, in
 
 std::vector<float> Engine::embed(std::span<const int32_t> tokens) const {
     const int64_t C = config_.hidden, N = static_cast<int64_t>(tokens.size());
-    const float* table = weight("token_embd.weight");  // [V, C]
-    std::vector<float> h(N * C);                       // [N, C]
+    const QuantizedWeight* blocks = quantized("token_embd.weight");       // ggml's get_rows
+    const float* table = blocks ? nullptr : weight("token_embd.weight");  // [V, C]
+    std::vector<float> h(N * C);                                          // [N, C]
     for (int64_t n = 0; n < N; ++n) {
         const int32_t id = tokens[n];
         QL_CHECK(id >= 0 && id < config_.vocab,
                  "{}: token id {} at position {} is outside the vocabulary of {}", model_.path(),
                  id, n, config_.vocab);
-        std::copy_n(table + static_cast<int64_t>(id) * C, C, h.data() + n * C);
+        if (blocks) {
+            dequantize(blocks->type, blocks->data + id * blocks->row_bytes, h.data() + n * C, 1, C);
+        } else {
+            std::copy_n(table + static_cast<int64_t>(id) * C, C, h.data() + n * C);
+        }
     }
     if (config_.embed_scale) {  // Gemma: × sqrt(hidden), in float as llama.cpp and torch
         const float scale = std::sqrt(static_cast<float>(C));
@@ -269,13 +356,11 @@ void Engine::qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<
     const LayerNames& n = names_[l];
     const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
     q.resize(N * HD), k.resize(N * KD), v.resize(N * KD);
-    std::vector<float> scratch;
     if (c.fused_qkv) {  // one product [N, HD + 2·KD], split into q | k | v per row
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.qkv, -1, xn, N, C);
         const int64_t W = HD + 2 * KD;
         std::vector<float> qkv(N * W);  // [N, W]
-        matmul_forward(qkv.data(), mm_input(n.qkv, xn, N, C, scratch), weight(n.qkv), nullptr, N, C,
-                       W);
+        linear(qkv.data(), n.qkv, xn, nullptr, N, C, W);
         for (int64_t r = 0; r < N; ++r) {
             const float* row = qkv.data() + r * W;
             std::copy_n(row, HD, q.data() + r * HD);
@@ -288,12 +373,9 @@ void Engine::qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<
         for (const std::string* w : {&n.q, &n.k, &n.v})
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), w, -1, xn, N, C);
     }
-    matmul_forward(q.data(), mm_input(n.q, xn, N, C, scratch), weight(n.q), weight_opt(n.q_bias), N,
-                   C, HD);
-    matmul_forward(k.data(), mm_input(n.k, xn, N, C, scratch), weight(n.k), weight_opt(n.k_bias), N,
-                   C, KD);
-    matmul_forward(v.data(), mm_input(n.v, xn, N, C, scratch), weight(n.v), weight_opt(n.v_bias), N,
-                   C, KD);
+    linear(q.data(), n.q, xn, weight_opt(n.q_bias), N, C, HD);
+    linear(k.data(), n.k, xn, weight_opt(n.k_bias), N, C, KD);
+    linear(v.data(), n.v, xn, weight_opt(n.v_bias), N, C, KD);
 }
 
 void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const {
@@ -326,9 +408,8 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     std::vector<float> att(N * H * D);  // [N, H, D]
     attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, params);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
-    std::vector<float> proj(N * C), scratch;  // [N, C]
-    matmul_forward(proj.data(), mm_input(n.o, att.data(), N, H * D, scratch), weight(n.o), nullptr,
-                   N, H * D, C);
+    std::vector<float> proj(N * C);  // [N, C]
+    linear(proj.data(), n.o, att.data(), nullptr, N, H * D, C);
     if (c.post_norms)
         rmsnorm_forward(proj.data(), proj.data(), weight(n.post_attn_norm), N, C, eps);
     residual_forward(h, proj.data(), N * C);
@@ -337,12 +418,11 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
 void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const {
     const LayerNames& n = names_[l];
     const int64_t C = config_.hidden, F = config_.ffn;
-    std::vector<float> gate(N * F), up(N * F), scratch;  // [N, F]
+    std::vector<float> gate(N * F), up(N * F);  // [N, F]
     if (config_.fused_gate_up) {                         // ffn_up [N, 2F]: gate | up per row
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
         std::vector<float> both(N * 2 * F);  // [N, 2F]
-        matmul_forward(both.data(), mm_input(n.up, xn, N, C, scratch), weight(n.up), nullptr, N, C,
-                       2 * F);
+        linear(both.data(), n.up, xn, nullptr, N, C, 2 * F);
         for (int64_t r = 0; r < N; ++r) {
             std::copy_n(both.data() + r * 2 * F, F, gate.data() + r * F);
             std::copy_n(both.data() + r * 2 * F + F, F, up.data() + r * F);
@@ -352,18 +432,15 @@ void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const 
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate, -1, xn, N, C);
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
         }
-        matmul_forward(gate.data(), mm_input(n.gate, xn, N, C, scratch), weight(n.gate), nullptr, N,
-                       C, F);
-        matmul_forward(up.data(), mm_input(n.up, xn, N, C, scratch), weight(n.up), nullptr, N, C,
-                       F);
+        linear(gate.data(), n.gate, xn, nullptr, N, C, F);
+        linear(up.data(), n.up, xn, nullptr, N, C, F);
     }
     if (config_.act == Activation::GeluTanh)
         geglu_tanh_forward(gate.data(), gate.data(), up.data(), N * F);
     else
         swiglu_forward(gate.data(), gate.data(), up.data(), N * F);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down, -1, gate.data(), N, F);
-    matmul_forward(out, mm_input(n.down, gate.data(), N, F, scratch), weight(n.down), nullptr, N, F,
-                   C);
+    linear(out, n.down, gate.data(), nullptr, N, F, C);
 }
 
 void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
@@ -371,9 +448,8 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     const int64_t C = config_.hidden, F = config_.ffn, E = config_.n_experts;
     const int64_t K = config_.n_experts_used;
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.router, -1, xn, N, C);
-    std::vector<float> logits(N * E), scratch;  // [N, E]
-    matmul_forward(logits.data(), mm_input(n.router, xn, N, C, scratch), weight(n.router), nullptr,
-                   N, C, E);
+    std::vector<float> logits(N * E);  // [N, E]
+    linear(logits.data(), n.router, xn, nullptr, N, C, E);
     // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1.
     std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
     std::vector<int64_t> order(E);
@@ -393,9 +469,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
         (void)sum;  // the softmax denominator cancels in the renormalization
     }
     std::fill(out, out + N * C, 0.0f);
-    const float* wg = weight(n.gate_exps);  // [E, F, C]
-    const float* wu = weight(n.up_exps);    // [E, F, C]
-    const float* wd = weight(n.down_exps);  // [E, C, F]
+    // Stacked experts: gate/up [E, F, C], down [E, C, F]; linear() picks expert e's slice.
     for (int64_t e = 0; e < E; ++e) {
         const auto& rows = routed[e];
         const auto M = static_cast<int64_t>(rows.size());
@@ -406,15 +480,12 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
              x.data(), M, C);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up_exps, static_cast<int>(e),
              x.data(), M, C);
-        matmul_forward(gate.data(), mm_input(n.gate_exps, x.data(), M, C, scratch), wg + e * F * C,
-                       nullptr, M, C, F);
-        matmul_forward(up.data(), mm_input(n.up_exps, x.data(), M, C, scratch), wu + e * F * C,
-                       nullptr, M, C, F);
+        linear(gate.data(), n.gate_exps, x.data(), nullptr, M, C, F, e);
+        linear(up.data(), n.up_exps, x.data(), nullptr, M, C, F, e);
         swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down_exps, static_cast<int>(e),
              gate.data(), M, F);
-        matmul_forward(y.data(), mm_input(n.down_exps, gate.data(), M, F, scratch), wd + e * C * F,
-                       nullptr, M, F, C);
+        linear(y.data(), n.down_exps, gate.data(), nullptr, M, F, C, e);
         for (int64_t i = 0; i < M; ++i) {
             float* o = out + rows[i].first * C;
             const float w = rows[i].second;
@@ -452,9 +523,8 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
     emit(HookEvent::Kind::FinalNorm, static_cast<int>(config_.n_layers), nullptr, -1, xn.data(), N,
          C);
     emit(HookEvent::Kind::LinearInput, -1, &output_name_, -1, xn.data(), N, C);
-    std::vector<float> logits(N * V), scratch;  // [B, S, V]
-    matmul_forward(logits.data(), mm_input(output_name_, xn.data(), N, C, scratch),
-                   weight(output_name_), nullptr, N, C, V);
+    std::vector<float> logits(N * V);  // [B, S, V]
+    linear(logits.data(), output_name_, xn.data(), nullptr, N, C, V);
     if (config_.final_softcap > 0)
         softcap_forward(logits.data(), N * V, static_cast<float>(config_.final_softcap));
     return logits;

@@ -11,6 +11,12 @@
 //    quantized GGUF) into float buffers, in GGUF layout; their shapes are checked against
 //    the config at construction, so metadata that disagrees with the tensors is an Error
 //    naming the tensor.
+//  - With ggml_numerics on a GGUF source, weights of a type quant/vec_dot.h covers (the
+//    K-quants, legacy quants, IQ4_NL/IQ4_XS and F16) are not copied: matrix products read the
+//    memory-mapped blocks with ggml's quantized dot products (activations quantized to
+//    Q8_0/Q8_1/Q8_K per row), so host memory stays near the file size and results are ggml's by
+//    construction. They are still checked for non-finite values once; original() dequantizes such a
+//    weight on first use.
 //  - Layer-granular execution for the sweep: embed → run_layer(0..L-1) → head, on a batch
 //    of B sequences of T tokens each (h is [B, T, C], positions restart at 0 per sequence).
 //    forward() is the three in a row.
@@ -26,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <mutex>
 #include <span>
 #include <string>
 #include <unordered_map>
@@ -56,10 +63,11 @@ struct EngineOptions {
     // with exact frequencies they differ by up to 0.02 at position 29 of llama-8m).
     // llama.cpp uses exact frequencies, so eval leaves this off.
     bool rope_bf16_freqs = false;
-    // Emulate llama.cpp's CPU numerics, to compare with its perplexity/KLD figures: each
-    // matmul input is rounded as ggml converts it for the weight's type (F16, or 8-bit
-    // Q8_0/Q8_K blocks for quantized weights, see kernels.h), K/V and Q are rounded to F16
-    // (ggml's F16 KV cache) and so are the attention probabilities.
+    // llama.cpp's CPU numerics, to compare with its perplexity/KLD figures: a quantized GGUF
+    // weight multiplies in its blocks with ggml's dot products (quant/vec_dot.h); any other
+    // matmul input is rounded as ggml converts it for the weight's type (F16, or Q8_0/Q8_K
+    // for a fake-quantized override, see kernels.h); K/V and Q are rounded to F16 (ggml's
+    // F16 KV cache) and so are the attention probabilities.
     bool ggml_numerics = false;
 };
 
@@ -107,9 +115,18 @@ class Engine {
     // the storage type the values stand for (only ggml_numerics looks at it).
     void set_override(const std::string& name, std::vector<float> values,
                       GgmlType type = GgmlType::F32);
+    // Replaces a weight by quantized blocks in GGUF layout that matmuls read in place (a
+    // quantized file's tensor; `blocks` must outlive the override). Only with ggml_numerics
+    // and a type quant/vec_dot.h covers; returns false, installing nothing, otherwise (the
+    // caller then passes floats to set_override). Throws Error naming `source` (the file
+    // the blocks come from) on a size mismatch or a non-finite value in the blocks.
+    bool set_override_blocks(const std::string& name, GgmlType type,
+                             std::span<const uint8_t> blocks, const std::string& source);
     void clear_override(const std::string& name);
     void clear_overrides();
-    bool has_override(const std::string& name) const { return overrides_.count(name) != 0; }
+    bool has_override(const std::string& name) const {
+        return overrides_.count(name) != 0 || block_overrides_.count(name) != 0;
+    }
     // Fake-quantizes the original weight to `type` (importance: ne[0] floats or null) and
     // installs it as the override. Throws Error if the type cannot hold the row length.
     void override_with_type(const std::string& name, GgmlType type,
@@ -118,6 +135,9 @@ class Engine {
     // rounded through F16; what ggml_numerics rounds the matmul input for).
     const std::vector<float>& original(const std::string& name) const;
     GgmlType stored_type(const std::string& name) const { return types_.at(name); }
+    // Whether the weight is multiplied in its quantized blocks, read in place from the GGUF
+    // mapping (ggml_numerics on a GGUF source, a type quant/vec_dot.h covers, no override).
+    bool reads_in_place(const std::string& name) const { return quantized(name) != nullptr; }
 
     void set_hook(EngineHook hook) { hook_ = std::move(hook); }
     void clear_hook() { hook_ = nullptr; }
@@ -139,10 +159,31 @@ class Engine {
                           std::vector<float>& scratch) const;
     void emit(HookEvent::Kind kind, int layer, const std::string* tensor, int expert,
               const float* data, int64_t rows, int64_t cols) const;
+    // out[N, OUT] = in[N, IN] · weight(name)ᵀ (+ bias): the quantized blocks when the weight
+    // is read in place, else the float buffer (through mm_input). `expert` selects one
+    // [OUT, IN] slice of a stacked expert tensor.
+    void linear(float* out, const std::string& name, const float* in, const float* bias, int64_t N,
+                int64_t IN, int64_t OUT, int64_t expert = 0) const;
+
+    // A weight read in place from the GGUF mapping (ggml_numerics): `rows` rows of
+    // `row_bytes` bytes of `type`.
+    struct QuantizedWeight {
+        GgmlType type;
+        const uint8_t* data;
+        size_t row_bytes;
+    };
+    // The blocks a matmul reads in place: a block override, else the weight itself; nullptr
+    // when the weight is (or is overridden by) floats.
+    const QuantizedWeight* quantized(const std::string& name) const;
 
     const Model& model_;
     ModelConfig config_;
     std::unordered_map<std::string, std::vector<float>> weights_;
+    std::unordered_map<std::string, QuantizedWeight> quantized_;
+    std::unordered_map<std::string, QuantizedWeight> block_overrides_;
+    // Dequantized copies of quantized_ weights made by original() on first use.
+    mutable std::unordered_map<std::string, std::vector<float>> dequantized_;
+    mutable std::mutex dequantized_mutex_;
     std::unordered_map<std::string, std::vector<float>> overrides_;
     std::unordered_map<std::string, GgmlType> types_;  // storage type per weight
     std::unordered_map<std::string, GgmlType> override_types_;

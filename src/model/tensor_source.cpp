@@ -37,6 +37,9 @@ class ModelTensorSource final : public TensorSource {
     void read_f32(const SourceTensor& tensor, std::span<float> out) const override {
         model_->read_f32(model_->get(tensor.name), out);
     }
+    std::span<const uint8_t> raw(const SourceTensor& tensor) const override {
+        return model_->raw(model_->get(tensor.name));
+    }
     std::string content_hash() const override { return model_->content_hash(); }
 
   private:

@@ -54,6 +54,9 @@ class TensorSource {
     const SourceTensor* find(const std::string& name) const;
     virtual void read_f32(const SourceTensor& tensor, std::span<float> out) const = 0;
     std::vector<float> read_f32(const SourceTensor& tensor) const;
+    // The stored bytes in GGUF layout when the checkpoint holds the tensor as a ggml type
+    // (GGUF files; valid while the source lives), empty otherwise.
+    virtual std::span<const uint8_t> raw(const SourceTensor& tensor) const { return {}; }
     // Identifies the checkpoint's bytes (xxHash64 hex), for job stores.
     virtual std::string content_hash() const = 0;
 };

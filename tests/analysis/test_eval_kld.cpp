@@ -4,6 +4,7 @@
 // Acceptance: KLD within ±3 %, top-1 within ±0.5 points. ~40 CPU-seconds (two models).
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdlib>
 
 #include "analysis/measure/eval.h"
@@ -21,6 +22,10 @@ using quantlens::test_support::shared_dir;
 
 constexpr double kLlamaCppKld = 0.019369, kKldRelTol = 0.03;
 constexpr double kLlamaCppTop1Pct = 91.83, kTop1Points = 0.5;
+// llama-perplexity on the same Q4_K_M file: PPL 50.994 (issue 28's bar: within 0.1 %). The
+// float emulation of ggml's rounding that the quantized path replaced gave 50.9977 (off by
+// 0.0037); the quantized path must be at least as close.
+constexpr double kLlamaCppQ4KMPpl = 50.994, kPplRelTol = 0.001, kEmulationPplError = 0.0037;
 
 TEST(EvalKld, Q4KMAgainstHfMatchesLlamaCpp) {
     Progress::set_enabled(false);
@@ -36,8 +41,9 @@ TEST(EvalKld, Q4KMAgainstHfMatchesLlamaCpp) {
                   .tokens,
               chunks.tokens);
     // llama.cpp's base was the F16 GGUF, and its CPU matmuls round activations (Q8_K for
-    // K-quant weights, F16 for F16 weights and the KV cache): without that emulation the
-    // KLD comes out 4 % lower (0.01857), so the comparison uses it.
+    // K-quant weights, F16 for F16 weights and the KV cache): without those numerics the
+    // KLD comes out 4 % lower (0.01857), so the comparison uses them. On the GGUF they are
+    // ggml's quantized dot products themselves (the weights are read in place).
     EngineOptions qo, bo;
     qo.ggml_numerics = bo.ggml_numerics = true;
     bo.f16_weights = true;
@@ -47,6 +53,9 @@ TEST(EvalKld, Q4KMAgainstHfMatchesLlamaCpp) {
     EXPECT_EQ(r.kld->count, 25500);
     EXPECT_NEAR(r.kld->kld_mean, kLlamaCppKld, kKldRelTol * kLlamaCppKld);
     EXPECT_NEAR(100.0 * r.kld->same_top, kLlamaCppTop1Pct, kTop1Points);
+    EXPECT_TRUE(q.reads_in_place("blk.0.ffn_up.weight"));
+    EXPECT_NEAR(r.ppl.ppl, kLlamaCppQ4KMPpl, kPplRelTol * kLlamaCppQ4KMPpl);
+    EXPECT_LE(std::fabs(r.ppl.ppl - kLlamaCppQ4KMPpl), kEmulationPplError);
     std::printf("KLD %.6f ± %.6f, same top-1 %.2f %%, RMS dp %.2f %%, PPL %.3f vs base %.3f\n",
                 r.kld->kld_mean, r.kld->kld_err, 100 * r.kld->same_top, 100 * r.kld->rms_dp,
                 r.kld->ppl, r.kld->ppl_base);

@@ -68,9 +68,16 @@ EngineOptions engine_options(const CompareContext& ctx) {
     return eo;
 }
 
+// One QUANT tensor into the engine: its blocks, read in place, where the engine multiplies
+// that type quantized (ggml numerics); its dequantized floats otherwise.
+void install_quant(Engine& engine, const TensorSource& quant, const SourceTensor& t) {
+    const GgmlType type = t.ggml_type.value_or(GgmlType::F32);
+    if (engine.set_override_blocks(t.name, type, quant.raw(t), quant.path())) return;
+    engine.set_override(t.name, quant.read_f32(t), type);
+}
+
 void install_quant(Engine& engine, const TensorSource& quant) {
-    for (const SourceTensor& t : quant.tensors())
-        engine.set_override(t.name, quant.read_f32(t), t.ggml_type.value_or(GgmlType::F32));
+    for (const SourceTensor& t : quant.tensors()) install_quant(engine, quant, t);
 }
 
 // ---- per tensor -------------------------------------------------------------------------
@@ -416,9 +423,7 @@ bool run_compare_job(jobs::Store& store, int64_t id) {
             const auto [from, embedding] = first_perturbed(ctx);
             const double kld =
                 swapped.empty() ? kld_all : kld_of(backend->evaluate(from, embedding));
-            for (const SourceTensor* t : swapped)
-                ctx.engine->set_override(t->name, ctx.quant->read_f32(*t),
-                                         t->ggml_type.value_or(GgmlType::F32));
+            for (const SourceTensor* t : swapped) install_quant(*ctx.engine, *ctx.quant, *t);
             m["kld_all"] = kld_all;
             m["kld_swapped"] = kld;
             m["kld_reduction"] = kld_all - kld;

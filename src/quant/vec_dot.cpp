@@ -1,0 +1,533 @@
+// Quantized dot products: activation quantization, the scalar reference twins, run-time
+// dispatch and the matrix product. See vec_dot.h for the contract.
+//
+// Each reference twin computes, per block, the same eight int32 lane sums as ggml's AVX2
+// kernel (lane k = positions 4k..4k+3 of each 32-value chunk, times the sub-block scale) and
+// then the same float operations in the same order, with std::fma where the AVX2 kernel
+// uses a fused multiply-add.
+#include "quant/vec_dot.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <vector>
+
+#include "core/error.h"
+#include "core/half.h"
+#include "core/parallel.h"
+#include "quant/blocks.h"
+#include "quant/tables_generated.h"
+#include "quant/vec_dot_impl.h"
+
+namespace quantlens::vec_dot {
+namespace {
+
+using namespace blocks;
+using detail::hsum8;
+
+float fp16(half h) {
+    return f16_to_f32(h);
+}
+
+// ---- activation quantization ------------------------------------------------------------
+
+// ggml's AVX2 quantize_row_q8_0/q8_1: d = amax/127, q = round-half-even(x · 127/amax).
+template <bool with_sum>
+void quantize_q8_0_or_1(const float* x, void* dst, int64_t n) {
+    for (int64_t b = 0; b < n / QK8_0; ++b) {
+        const float* xb = x + b * QK8_0;
+        float amax = 0.0f;
+        for (int i = 0; i < QK8_0; ++i) amax = std::max(amax, std::fabs(xb[i]));
+        const float d = amax / 127.0f;
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        int8_t qs[QK8_0];
+        int sum = 0;
+        for (int i = 0; i < QK8_0; ++i) {
+            qs[i] = static_cast<int8_t>(std::nearbyint(xb[i] * id));
+            sum += qs[i];
+        }
+        if constexpr (with_sum) {
+            auto* y = static_cast<block_q8_1*>(dst) + b;
+            y->d = f32_to_f16(d);
+            y->s = f32_to_f16(d * static_cast<float>(sum));
+            std::memcpy(y->qs, qs, QK8_0);
+        } else {
+            auto* y = static_cast<block_q8_0*>(dst) + b;
+            y->d = f32_to_f16(d);
+            std::memcpy(y->qs, qs, QK8_0);
+        }
+    }
+}
+
+// ggml's quantize_row_q8_K_ref: the largest-magnitude value (with its sign) maps to −127.
+void quantize_q8_K(const float* x, void* dst, int64_t n) {
+    auto* y = static_cast<block_q8_K*>(dst);
+    for (int64_t b = 0; b < n / QK_K; ++b, ++y) {
+        const float* xb = x + b * QK_K;
+        float amax = 0.0f, mx = 0.0f;
+        for (int i = 0; i < QK_K; ++i) {
+            const float ax = std::fabs(xb[i]);
+            if (ax > amax) amax = ax, mx = xb[i];
+        }
+        if (amax == 0.0f) {
+            std::memset(y, 0, sizeof(*y));
+            continue;
+        }
+        const float iscale = -127.0f / mx;
+        for (int i = 0; i < QK_K; ++i)
+            y->qs[i] = static_cast<int8_t>(
+                std::min(127, static_cast<int>(std::nearbyint(iscale * xb[i]))));
+        for (int j = 0; j < QK_K / 16; ++j) {
+            int sum = 0;
+            for (int i = 0; i < 16; ++i) sum += y->qs[j * 16 + i];
+            y->bsums[j] = static_cast<int16_t>(sum);
+        }
+        y->d = 1.0f / iscale;
+    }
+}
+
+// ---- reference twins ---------------------------------------------------------------------
+
+// Legacy types: per block one scale d and lane sums of (weight value × activation).
+// value(block, i) gives weight i of the block as a signed or unsigned integer.
+template <typename Block, typename Value>
+void legacy_lanes(const Block& x, const block_q8_0& y, int32_t lanes[8], Value value) {
+    for (int k = 0; k < 8; ++k) lanes[k] = 0;
+    for (int i = 0; i < 32; ++i) lanes[i / 4] += value(x, i) * y.qs[i];
+}
+
+int q4_0_value(const block_q4_0& x, int i) {
+    return (i < 16 ? x.qs[i] & 0xF : x.qs[i - 16] >> 4) - 8;
+}
+int q4_1_value(const block_q4_1& x, int i) {
+    return i < 16 ? x.qs[i] & 0xF : x.qs[i - 16] >> 4;
+}
+uint32_t qh_bits(const uint8_t qh[4]) {
+    uint32_t u;
+    std::memcpy(&u, qh, 4);
+    return u;
+}
+int q5_0_value(const block_q5_0& x, int i) {
+    const int low = i < 16 ? x.qs[i] & 0xF : x.qs[i - 16] >> 4;
+    return (low | static_cast<int>(((qh_bits(x.qh) >> i) & 1) << 4)) - 16;
+}
+int q5_1_value(const block_q5_1& x, int i) {
+    const int low = i < 16 ? x.qs[i] & 0xF : x.qs[i - 16] >> 4;
+    return low | static_cast<int>(((qh_bits(x.qh) >> i) & 1) << 4);
+}
+int q8_0_value(const block_q8_0& x, int i) {
+    return x.qs[i];
+}
+int iq4_nl_value(const block_iq4_nl& x, int i) {
+    return tables::kvalues_iq4nl[i < 16 ? x.qs[i] & 0xF : x.qs[i - 16] >> 4];
+}
+
+// Q4_0, Q5_0, Q8_0: acc = fma(d_x·d_y, lanes, acc) per block.
+template <typename Block, typename Value>
+float dot_legacy_ref(const void* w, const void* act, int64_t n, Value value) {
+    const auto* x = static_cast<const Block*>(w);
+    const auto* y = static_cast<const block_q8_0*>(act);
+    float acc[8] = {};
+    int32_t lanes[8];
+    for (int64_t b = 0; b < n / 32; ++b) {
+        const float d = fp16(x[b].d) * fp16(y[b].d);
+        legacy_lanes(x[b], y[b], lanes, value);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc);
+}
+
+// Q4_1, Q5_1 against Q8_1: the min term m·s is summed separately, in block order.
+template <typename Block, typename Value>
+float dot_legacy1_ref(const void* w, const void* act, int64_t n, Value value) {
+    const auto* x = static_cast<const Block*>(w);
+    const auto* y = static_cast<const block_q8_1*>(act);
+    float acc[8] = {};
+    float summs = 0.0f;
+    for (int64_t b = 0; b < n / 32; ++b) {
+        summs += fp16(x[b].m) * fp16(y[b].s);
+        const float d = fp16(x[b].d) * fp16(y[b].d);
+        int32_t lanes[8] = {};
+        for (int i = 0; i < 32; ++i) lanes[i / 4] += value(x[b], i) * y[b].qs[i];
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc) + summs;
+}
+
+// IQ4_NL: even blocks in one accumulator, odd in another; an odd last block is added
+// separately, as ggml's AVX2 loop does two blocks per step.
+float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq4_nl*>(w);
+    const auto* y = static_cast<const block_q8_0*>(act);
+    const int64_t nb = n / 32;
+    float acc1[8] = {}, acc2[8] = {};
+    int32_t lanes[8];
+    int64_t b = 0;
+    for (; b + 1 < nb; b += 2) {
+        for (int64_t h = 0; h < 2; ++h) {
+            float* acc = h == 0 ? acc1 : acc2;
+            const float d = fp16(y[b + h].d) * fp16(x[b + h].d);
+            legacy_lanes(x[b + h], y[b + h], lanes, iq4_nl_value);
+            for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+        }
+    }
+    float sum[8];
+    for (int k = 0; k < 8; ++k) sum[k] = acc1[k] + acc2[k];
+    float sumf = hsum8(sum);
+    for (; b < nb; ++b) {
+        const float d = fp16(y[b].d) * fp16(x[b].d);
+        int sumi = 0;
+        for (int i = 0; i < 32; ++i) sumi += iq4_nl_value(x[b], i) * y[b].qs[i];
+        sumf += d * static_cast<float>(sumi);
+    }
+    return sumf;
+}
+
+float dot_q2_K_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q2_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * fp16(x[b].d);
+        const float dmin = -y[b].d * fp16(x[b].dmin);
+        for (int k = 0; k < 8; ++k) {
+            const int prod = (x[b].scales[2 * k] >> 4) * y[b].bsums[2 * k] +
+                             (x[b].scales[2 * k + 1] >> 4) * y[b].bsums[2 * k + 1];
+            acc[k] = std::fma(dmin, static_cast<float>(prod), acc[k]);
+        }
+        int32_t lanes[8] = {};
+        for (int j = 0; j < 2; ++j) {  // 128-value halves
+            const uint8_t* q2 = x[b].qs + 32 * j;
+            const int8_t* q8 = y[b].qs + 128 * j;
+            for (int s = 0; s < 4; ++s)
+                for (int i = 0; i < 32; ++i) {
+                    const int scale = x[b].scales[8 * j + 2 * s + i / 16] & 0xF;
+                    lanes[i / 4] += scale * ((q2[i] >> (2 * s)) & 3) * q8[32 * s + i];
+                }
+        }
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc);
+}
+
+float dot_q3_K_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q3_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    int8_t scales[16];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * fp16(x[b].d);
+        detail::q3k_scales(x[b].scales, scales);
+        int32_t lanes[8] = {};
+        for (int j = 0; j < 2; ++j) {
+            const uint8_t* q3 = x[b].qs + 32 * j;
+            const int8_t* q8 = y[b].qs + 128 * j;
+            for (int s = 0; s < 4; ++s) {
+                const int bit = 4 * j + s;
+                for (int i = 0; i < 32; ++i) {
+                    const int q = ((q3[i] >> (2 * s)) & 3) - (((x[b].hmask[i] >> bit) & 1) ? 0 : 4);
+                    lanes[i / 4] += scales[8 * j + 2 * s + i / 16] * q * q8[32 * s + i];
+                }
+            }
+        }
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc);
+}
+
+// The min term of Q4_K/Q5_K: mins · (sums of 32 activations), four int32 lanes.
+void k4_min_products(const uint8_t* packed, const int16_t* bsums, int32_t prod[4]) {
+    int mins[8], sc;
+    for (int j = 0; j < 8; ++j) detail::scale_min_k4(j, packed, &sc, &mins[j]);
+    int q8s[8];
+    for (int j = 0; j < 8; ++j) q8s[j] = bsums[2 * j] + bsums[2 * j + 1];
+    for (int m = 0; m < 4; ++m)
+        prod[m] = mins[2 * m] * q8s[2 * m] + mins[2 * m + 1] * q8s[2 * m + 1];
+}
+
+float dot_q4_K_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q4_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {}, acc_m[4] = {};
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * fp16(x[b].d);
+        const float dmin = -y[b].d * fp16(x[b].dmin);
+        int32_t prod[4];
+        k4_min_products(x[b].scales, y[b].bsums, prod);
+        for (int m = 0; m < 4; ++m)
+            acc_m[m] = std::fma(dmin, static_cast<float>(prod[m]), acc_m[m]);
+        int32_t lanes[8] = {};
+        for (int j = 0; j < 4; ++j) {  // 64-value groups: low nibbles, then high nibbles
+            int sc_lo, sc_hi, m;
+            detail::scale_min_k4(2 * j, x[b].scales, &sc_lo, &m);
+            detail::scale_min_k4(2 * j + 1, x[b].scales, &sc_hi, &m);
+            const uint8_t* q4 = x[b].qs + 32 * j;
+            const int8_t* q8 = y[b].qs + 64 * j;
+            for (int i = 0; i < 32; ++i)
+                lanes[i / 4] += sc_lo * (q4[i] & 0xF) * q8[i] + sc_hi * (q4[i] >> 4) * q8[32 + i];
+        }
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc) + ((acc_m[0] + acc_m[2]) + (acc_m[1] + acc_m[3]));
+}
+
+float dot_q5_K_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q5_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    float summs = 0.0f;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * fp16(x[b].d);
+        const float dmin = -y[b].d * fp16(x[b].dmin);
+        int32_t prod[4];
+        k4_min_products(x[b].scales, y[b].bsums, prod);
+        summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
+        int32_t lanes[8] = {};
+        for (int j = 0; j < 4; ++j) {
+            int sc_lo, sc_hi, m;
+            detail::scale_min_k4(2 * j, x[b].scales, &sc_lo, &m);
+            detail::scale_min_k4(2 * j + 1, x[b].scales, &sc_hi, &m);
+            const uint8_t* q5 = x[b].qs + 32 * j;
+            const int8_t* q8 = y[b].qs + 64 * j;
+            for (int i = 0; i < 32; ++i) {
+                const int lo = (q5[i] & 0xF) | (((x[b].qh[i] >> (2 * j)) & 1) << 4);
+                const int hi = (q5[i] >> 4) | (((x[b].qh[i] >> (2 * j + 1)) & 1) << 4);
+                lanes[i / 4] += sc_lo * lo * q8[i] + sc_hi * hi * q8[32 + i];
+            }
+        }
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc) + summs;
+}
+
+float dot_q6_K_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_q6_K*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float d = y[b].d * fp16(x[b].d);
+        int32_t lanes[8] = {};
+        for (int j = 0; j < 2; ++j) {
+            const uint8_t* ql = x[b].ql + 64 * j;
+            const uint8_t* qh = x[b].qh + 32 * j;
+            const int8_t* sc = x[b].scales + 8 * j;
+            const int8_t* q8 = y[b].qs + 128 * j;
+            for (int i = 0; i < 32; ++i) {
+                const int q0 = ((ql[i] & 0xF) | ((qh[i] & 3) << 4)) - 32;
+                const int q1 = ((ql[32 + i] & 0xF) | (((qh[i] >> 2) & 3) << 4)) - 32;
+                const int q2 = ((ql[i] >> 4) | (((qh[i] >> 4) & 3) << 4)) - 32;
+                const int q3 = ((ql[32 + i] >> 4) | (((qh[i] >> 6) & 3) << 4)) - 32;
+                const int s = i / 16;
+                lanes[i / 4] += sc[s] * q0 * q8[i] + sc[2 + s] * q1 * q8[32 + i] +
+                                sc[4 + s] * q2 * q8[64 + i] + sc[6 + s] * q3 * q8[96 + i];
+            }
+        }
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc);
+}
+
+float dot_iq4_xs_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq4_xs*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        int32_t lanes[8] = {};
+        for (int ib = 0; ib < 8; ++ib) {  // 32-value sub-blocks
+            const int ls = ((x[b].scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |
+                           (((x[b].scales_h >> (2 * ib)) & 3) << 4);
+            const uint8_t* qs = x[b].qs + 16 * ib;
+            const int8_t* q8 = y[b].qs + 32 * ib;
+            for (int i = 0; i < 32; ++i) {
+                const int v = tables::kvalues_iq4nl[i < 16 ? qs[i] & 0xF : qs[i - 16] >> 4];
+                lanes[i / 4] += (ls - 32) * v * q8[i];
+            }
+        }
+        const float d = fp16(x[b].d) * y[b].d;
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+    }
+    return hsum8(acc);
+}
+
+// F16 × F16 (ggml_vec_dot_f16 on AVX2): four accumulators of eight lanes over 32-value
+// steps, fused multiply-adds, reduced (x0+x1, x2+x3, then the two, then the lanes as
+// (l0+l4 + l1+l5) + (l2+l6 + l3+l7)) into a double; values past the last full step are
+// added in double.
+float dot_f16_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);  // F16 values (quantize_act_row)
+    const int64_t np = n & ~int64_t{31};
+    float sum[4][8] = {};
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j)
+            for (int k = 0; k < 8; ++k) {
+                const int64_t e = i + 8 * j + k;
+                sum[j][k] = std::fma(f16_to_f32(x[e]), y[e], sum[j][k]);
+            }
+    double sumf = detail::reduce_f16_accumulators(sum);
+    for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(f16_to_f32(x[i]) * y[i]);
+    return static_cast<float>(sumf);
+}
+
+float dot_q4_0_ref(const void* w, const void* a, int64_t n) {
+    return dot_legacy_ref<block_q4_0>(w, a, n, q4_0_value);
+}
+float dot_q5_0_ref(const void* w, const void* a, int64_t n) {
+    return dot_legacy_ref<block_q5_0>(w, a, n, q5_0_value);
+}
+float dot_q8_0_ref(const void* w, const void* a, int64_t n) {
+    return dot_legacy_ref<block_q8_0>(w, a, n, q8_0_value);
+}
+float dot_q4_1_ref(const void* w, const void* a, int64_t n) {
+    return dot_legacy1_ref<block_q4_1>(w, a, n, q4_1_value);
+}
+float dot_q5_1_ref(const void* w, const void* a, int64_t n) {
+    return dot_legacy1_ref<block_q5_1>(w, a, n, q5_1_value);
+}
+
+// ---- dispatch ----------------------------------------------------------------------------
+
+struct Kernel {
+    GgmlType type;
+    GgmlType act;
+    detail::DotFn ref;
+    detail::DotFn avx2;     // nullptr: the reference twin is the only implementation
+    detail::Dot4Fn avx2_4;  // four activation rows at once, or nullptr
+};
+
+const Kernel kKernels[] = {
+    {GgmlType::F16, GgmlType::F16, dot_f16_ref, detail::dot_f16_avx2, detail::dot4_f16_avx2},
+    {GgmlType::Q4_0, GgmlType::Q8_0, dot_q4_0_ref, detail::dot_q4_0_avx2, nullptr},
+    {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, detail::dot_q4_1_avx2, nullptr},
+    {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, detail::dot_q5_0_avx2, nullptr},
+    {GgmlType::Q5_1, GgmlType::Q8_1, dot_q5_1_ref, detail::dot_q5_1_avx2, nullptr},
+    {GgmlType::Q8_0, GgmlType::Q8_0, dot_q8_0_ref, detail::dot_q8_0_avx2, detail::dot4_q8_0_avx2},
+    {GgmlType::Q2_K, GgmlType::Q8_K, dot_q2_K_ref, detail::dot_q2_K_avx2, nullptr},
+    {GgmlType::Q3_K, GgmlType::Q8_K, dot_q3_K_ref, detail::dot_q3_K_avx2, nullptr},
+    {GgmlType::Q4_K, GgmlType::Q8_K, dot_q4_K_ref, detail::dot_q4_K_avx2, detail::dot4_q4_K_avx2},
+    {GgmlType::Q5_K, GgmlType::Q8_K, dot_q5_K_ref, detail::dot_q5_K_avx2, nullptr},
+    {GgmlType::Q6_K, GgmlType::Q8_K, dot_q6_K_ref, detail::dot_q6_K_avx2, detail::dot4_q6_K_avx2},
+    {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, detail::dot_iq4_nl_avx2, nullptr},
+    {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2, nullptr},
+};
+
+bool cpu_has_avx2_fma() {
+#if defined(__x86_64__) || defined(__i386__)
+    static const bool has = __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma") &&
+                            __builtin_cpu_supports("f16c");
+    return has;
+#else
+    return false;
+#endif
+}
+
+const Kernel* find(GgmlType type) {
+    for (const Kernel& k : kKernels)
+        if (k.type == type) return &k;
+    return nullptr;
+}
+
+const Kernel& get(GgmlType type) {
+    const Kernel* k = find(type);
+    QL_ASSERT(k != nullptr);  // callers check supported() first
+    return *k;
+}
+
+}  // namespace
+
+bool supported(GgmlType type) {
+    return find(type) != nullptr;
+}
+GgmlType act_type(GgmlType type) {
+    return get(type).act;
+}
+
+size_t act_row_size(GgmlType type, int64_t n) {
+    // F16 activations are held as floats (see quantize_act_row)
+    return act_type(type) == GgmlType::F16 ? static_cast<size_t>(n) * sizeof(float)
+                                           : ggml_row_size(act_type(type), n);
+}
+
+void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n) {
+    switch (act_type(type)) {
+        case GgmlType::F16: {  // ggml converts the activations of an F16 product to F16;
+            // kept as the (exact) floats of those halves, so the dot converts only weights
+            auto* h = static_cast<float*>(dst);
+            for (int64_t i = 0; i < n; ++i) h[i] = round_to_f16(x[i]);
+            return;
+        }
+        case GgmlType::Q8_0:
+            return quantize_q8_0_or_1<false>(x, dst, n);
+        case GgmlType::Q8_1:
+            return quantize_q8_0_or_1<true>(x, dst, n);
+        default:
+            return quantize_q8_K(x, dst, n);
+    }
+}
+
+float dot_ref(GgmlType type, const void* w, const void* act, int64_t n) {
+    return get(type).ref(w, act, n);
+}
+
+bool has_fast_path(GgmlType type) {
+    return get(type).avx2 != nullptr && cpu_has_avx2_fma();
+}
+
+float dot(GgmlType type, const void* w, const void* act, int64_t n) {
+    const Kernel& k = get(type);
+    return k.avx2 && cpu_has_avx2_fma() ? k.avx2(w, act, n) : k.ref(w, act, n);
+}
+
+void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t n, float* out) {
+    const Kernel& k = get(type);
+    if (k.avx2_4 && cpu_has_avx2_fma()) return k.avx2_4(w, act, stride, n, out);
+    for (int r = 0; r < 4; ++r)
+        out[r] = dot(type, w, static_cast<const uint8_t*>(act) + r * stride, n);
+}
+
+void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
+            int64_t N, int64_t IN, int64_t OUT) {
+    const Kernel& k = get(type);
+    const bool fast = k.avx2 && cpu_has_avx2_fma();
+    const detail::DotFn fn = fast ? k.avx2 : k.ref;
+    const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
+    const size_t act_size = act_row_size(type, IN), w_size = ggml_row_size(type, IN);
+    std::vector<uint8_t> act(static_cast<size_t>(N) * act_size);  // [N] quantized rows
+    parallel_for(
+        static_cast<size_t>(N),
+        [&](size_t begin, size_t end) {
+            for (size_t r = begin; r < end; ++r)
+                quantize_act_row(type, in + r * IN, act.data() + r * act_size, IN);
+        },
+        16);
+    const auto* w = static_cast<const uint8_t*>(weight);
+    // Tiles of output features × input rows, so a tile's weight rows stay in cache while
+    // every input row meets them.
+    constexpr int64_t kRowTile = 16, kInputTile = 64;
+    parallel_for(static_cast<size_t>((OUT + kRowTile - 1) / kRowTile), [&](size_t t0, size_t t1) {
+        const int64_t o_begin = static_cast<int64_t>(t0) * kRowTile;
+        const int64_t o_end = std::min(OUT, static_cast<int64_t>(t1) * kRowTile);
+        float four[4];
+        for (int64_t n0 = 0; n0 < N; n0 += kInputTile) {
+            const int64_t n1 = std::min(N, n0 + kInputTile);
+            for (int64_t o = o_begin; o < o_end; ++o) {
+                const uint8_t* row = w + o * w_size;
+                const float b = bias ? bias[o] : 0.0f;
+                int64_t r = n0;
+                if (fn4) {
+                    for (; r + 4 <= n1; r += 4) {
+                        fn4(row, act.data() + r * act_size, act_size, IN, four);
+                        for (int i = 0; i < 4; ++i)
+                            out[(r + i) * OUT + o] = bias ? four[i] + b : four[i];
+                    }
+                }
+                for (; r < n1; ++r) {
+                    const float v = fn(row, act.data() + r * act_size, IN);
+                    out[r * OUT + o] = bias ? v + b : v;
+                }
+            }
+        }
+    });
+}
+
+}  // namespace quantlens::vec_dot

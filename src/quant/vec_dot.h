@@ -1,0 +1,60 @@
+// Quantized dot products, as ggml's CPU backend computes a matrix product with a quantized
+// (or F16) weight: the activation row is quantized to 8 bits per value (Q8_K blocks of 256
+// for K-quants and IQ4_XS, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1;
+// F16 for F16 weights, whose dot is ggml_vec_dot_f16's four 8-lane FMA accumulators),
+// then each weight row meets it block by block in integer arithmetic, and the per-block
+// integer sums are scaled and accumulated in float in ggml's x86 AVX2 order: eight float
+// lanes, lane k holding the integer sum of positions 4k..4k+3 of every 32-value chunk,
+// accumulated with fused multiply-adds (block scale × lane sum), reduced at the end as
+// ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Integer sums are exact in any order, so the float
+// schedule is what makes results bit-compatible with ggml_vec_dot_<type>_q8_<K|0|1> of ggml's
+// AVX2 build (ggml's repacked/llamafile GEMM paths, when a build uses them for a type, sum
+// the same integers in another float order: results then differ by float rounding only).
+//
+// Promises:
+//  - dot_ref is the scalar reference twin of every covered type (plain loops, std::fma);
+//    dot is the fast path (AVX2 when the CPU has AVX2, FMA and F16C, checked at run time;
+//    four-row kernels for Q4_K, Q6_K and Q8_0), bit-identical to dot_ref
+//    (tests/quant/test_vec_dot.cpp);
+//  - quantize_act_row writes exactly what ggml's AVX2 build writes for the activation row
+//    (Q8_0/Q8_1: d = amax/127 as F16, q = round-half-even(x·127/amax); Q8_K: ggml's
+//    reference, largest magnitude ↦ −127, d = 1/iscale, 16-value bsums);
+//  - a type without a kernel (supported() false) is never passed in: callers keep their
+//    dequantize-to-float path for it.
+// Assumes n is a multiple of the weight type's block size (checked once by the caller).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "core/ggml_type.h"
+
+namespace quantlens::vec_dot {
+
+// Whether a quantized dot product exists for weights of `type`.
+bool supported(GgmlType type);
+// The activation format ggml pairs with weights of `type` (Q8_0, Q8_1, Q8_K or F16).
+GgmlType act_type(GgmlType type);
+// Bytes of one quantized activation row of n values for weights of `type`.
+size_t act_row_size(GgmlType type, int64_t n);
+// x[n] → dst (act_row_size bytes) in act_type(type).
+void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n);
+
+// Σ w·x over n values: w = one weight row in `type`, act = the row from quantize_act_row.
+float dot(GgmlType type, const void* w, const void* act, int64_t n);
+float dot_ref(GgmlType type, const void* w, const void* act, int64_t n);
+// Four activation rows `stride` bytes apart against one weight row: out[r] = dot(row r),
+// bit for bit (a multi-row kernel where one exists: the weight is unpacked once).
+void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t n, float* out);
+
+// Whether dot uses a vectorized kernel for `type` on this CPU (else it is dot_ref).
+bool has_fast_path(GgmlType type);
+
+// out[N, OUT] = in[N, IN] · W[OUT, IN]ᵀ (+ bias[OUT] when not null), W = OUT rows of
+// ggml_row_size(type, IN) bytes at `weight` (a GGUF tensor's data). Activations are
+// quantized once per input row, output rows are split over the thread pool; each output is
+// one dot() (so the thread count never changes a result).
+void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
+            int64_t N, int64_t IN, int64_t OUT);
+
+}  // namespace quantlens::vec_dot

@@ -1,0 +1,71 @@
+// Internal to vec_dot.cpp / vec_dot_avx2.cpp: the float-lane schedule both twins share and
+// the AVX2 kernels' entry points. See vec_dot.h for the contract.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "quant/blocks.h"
+
+namespace quantlens::vec_dot::detail {
+
+// ggml's hsum_float_8: the two 128-bit halves added, then pairs, then the last two.
+inline float hsum8(const float a[8]) {
+    const float r0 = a[0] + a[4], r1 = a[1] + a[5], r2 = a[2] + a[6], r3 = a[3] + a[7];
+    return (r0 + r2) + (r1 + r3);
+}
+
+// ggml's GGML_F32x8_REDUCE of four 8-lane accumulators: x0+x1 and x2+x3, then their sum,
+// then the halves (l_i + l_{i+4}), then pairs (r0+r1), (r2+r3), then the two.
+inline double reduce_f16_accumulators(const float sum[4][8]) {
+    float x[8];
+    for (int k = 0; k < 8; ++k) x[k] = (sum[0][k] + sum[1][k]) + (sum[2][k] + sum[3][k]);
+    const float r0 = x[0] + x[4], r1 = x[1] + x[5], r2 = x[2] + x[6], r3 = x[3] + x[7];
+    return static_cast<double>((r0 + r1) + (r2 + r3));
+}
+
+// The 6-bit scale (sc) and min (m) of sub-block j of a Q4_K/Q5_K super-block.
+inline void scale_min_k4(int j, const uint8_t* q, int* sc, int* m) {
+    if (j < 4) {
+        *sc = q[j] & 63;
+        *m = q[j + 4] & 63;
+    } else {
+        *sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+
+// The 16 signed scales of a Q3_K super-block (6 bits each, offset 32).
+inline void q3k_scales(const uint8_t* packed, int8_t out[16]) {
+    for (int j = 0; j < 16; ++j) {
+        const int low = j < 8 ? packed[j] & 0xF : packed[j - 8] >> 4;
+        const int high = (packed[8 + j % 4] >> (2 * (j / 4))) & 3;
+        out[j] = static_cast<int8_t>((low | (high << 4)) - 32);
+    }
+}
+
+using DotFn = float (*)(const void* w, const void* act, int64_t n);
+// Four activation rows, `stride` bytes apart, against one weight row: out[4], each equal to
+// the DotFn result for that row (the weight is unpacked once per block for all four).
+using Dot4Fn = void (*)(const void* w, const void* act, size_t stride, int64_t n, float* out);
+
+// AVX2 + FMA kernels (compiled with target attributes; call only when the CPU has both).
+float dot_f16_avx2(const void* w, const void* act, int64_t n);
+float dot_q4_0_avx2(const void* w, const void* act, int64_t n);
+float dot_q4_1_avx2(const void* w, const void* act, int64_t n);
+float dot_q5_0_avx2(const void* w, const void* act, int64_t n);
+float dot_q5_1_avx2(const void* w, const void* act, int64_t n);
+float dot_q8_0_avx2(const void* w, const void* act, int64_t n);
+float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n);
+float dot_q2_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q3_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q4_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q5_K_avx2(const void* w, const void* act, int64_t n);
+float dot_q6_K_avx2(const void* w, const void* act, int64_t n);
+float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n);
+void dot4_f16_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+void dot4_q8_0_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+void dot4_q4_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+void dot4_q6_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+
+}  // namespace quantlens::vec_dot::detail
