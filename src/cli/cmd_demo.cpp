@@ -10,10 +10,10 @@
 #include <fmt/format.h>
 
 #include "analysis/plan/plan_job.h"
-#include "analysis/write/quantize.h"
-#include "analysis/sweep/sweep.h"
 #include "analysis/studies/verify.h"
+#include "analysis/sweep/sweep.h"
 #include "analysis/sweep/weight_error_sweep.h"
+#include "analysis/write/quantize.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/ggml_type.h"

@@ -1,6 +1,7 @@
 // `quantlens verify [OUT.gguf...] --base MODEL --text FILE [--recipe R]... [--presets LIST]`:
 // measured size, PPL and KLD of recipes and files beside llama.cpp's uniform presets written
-// by our quantizers (analysis/studies/verify.h). --job stores the table in a sweep job for the report.
+// by our quantizers (analysis/studies/verify.h). --job stores the table in a sweep job for the
+// report.
 #include <fmt/format.h>
 
 #include <filesystem>

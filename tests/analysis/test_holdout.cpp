@@ -43,8 +43,7 @@ TEST(HeldOut, WindowsOfTheSameTextAtAnotherContextAndOffsetAreShared) {
     // holds [1892, 2148), whose first 156 tokens the sweep saw too: all 8 share text.
     EXPECT_EQ(count_shared_windows(slice(text, 0, 2048), 512, slice(text, 100, 8 * 256), 256), 8);
     // Verify windows that start past the sweep's last token share nothing.
-    EXPECT_EQ(count_shared_windows(slice(text, 0, 2048), 512, slice(text, 2048, 4 * 256), 256),
-              0);
+    EXPECT_EQ(count_shared_windows(slice(text, 0, 2048), 512, slice(text, 2048, 4 * 256), 256), 0);
     // A verify window overlapping the sweep's end by fewer than 32 tokens (+ its BOS slot)
     // shares no 32-token run: [2030, 2286) overlaps [0, 2048) in 18 tokens.
     EXPECT_EQ(count_shared_windows(slice(text, 0, 2048), 512, slice(text, 2030, 256), 256), 0);

@@ -27,12 +27,13 @@ int64_t add_sweep_job(const std::string& store_path, const std::string& text, in
     jobs::Store store(store_path);
     jobs::NewJob nj;
     nj.kind = jobs::JobKind::sweep;
-    nj.params = nlohmann::json{{"model", shared_path("models/llama-8m")},
-                               {"eval_text", text},
-                               {"n_tokens", n_tokens},
-                               {"ctx", ctx},
-                               {"types", {"Q8_0"}}}
-                    .dump();
+    nj.params = nlohmann::json{
+        {"model", shared_path("models/llama-8m")},
+        {"eval_text", text},
+        {"n_tokens", n_tokens},
+        {"ctx", ctx},
+        {"types",
+         {"Q8_0"}}}.dump();
     nj.model = shared_path("models/llama-8m");
     nj.text_hash = quantlens::hash_files({text});
     return store.create_job(nj);
@@ -44,16 +45,16 @@ void write_recipe(const fs::path& p, int64_t job_id) {
                      << R"( "tensors": {}})";
 }
 
-struct Run {
+struct VerifyRun {
     Result r;
     nlohmann::json j;
 };
 
-Run verify(const fs::path& dir, const fs::path& recipe, const std::string& text,
-           const std::string& extra = "") {
+VerifyRun verify(const fs::path& dir, const fs::path& recipe, const std::string& text,
+                 const std::string& extra = "") {
     const fs::path json = dir / "v.json";
     fs::remove(json);
-    Run run;
+    VerifyRun run;
     run.r = run_quiet("verify --base " + shared_path("models/llama-8m") + " --text " + text +
                       " --ctx 128 --chunks 4 --presets '' --recipe " + recipe.string() +
                       " --out-dir " + (dir / "files").string() + " --store " +
@@ -75,7 +76,7 @@ TEST(CliVerifyHeldOut, RefusesARecipeTunedOnTheVerifyTextAndNamesIt) {
     // inside them.
     const int64_t job = add_sweep_job((dir / "jobs.sqlite").string(), eval, 256, 512);
     write_recipe(dir / "tuned.json", job);
-    Run run = verify(dir, dir / "tuned.json", eval);
+    VerifyRun run = verify(dir, dir / "tuned.json", eval);
     EXPECT_EQ(run.r.code, 1) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "tuned was tuned on " + eval)) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "4 of the 4 windows of " + eval)) << run.r.out;
@@ -97,7 +98,7 @@ TEST(CliVerifyHeldOut, AcceptsHeldOutTextAndSaysWhichTextTunedAndWhichVerified) 
     const std::string eval = shared_path("data/eval.txt"), calib = shared_path("data/calib.txt");
     const int64_t job = add_sweep_job((dir / "jobs.sqlite").string(), calib, 512, 8192);
     write_recipe(dir / "held.json", job);
-    const Run run = verify(dir, dir / "held.json", eval);
+    const VerifyRun run = verify(dir, dir / "held.json", eval);
     ASSERT_EQ(run.r.code, 0) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "verified on " + eval + " (4 windows of 128 tokens)")) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "held: tuned on " + calib + " (sweep job " + std::to_string(job) +
@@ -113,7 +114,8 @@ TEST(CliVerifyHeldOut, AcceptsHeldOutTextAndSaysWhichTextTunedAndWhichVerified) 
 
     // p99.9 KLD beside p99 and the maximum, on a real verify (4 · 63 scored tokens).
     const auto& row = run.j.at("rows").at(0);
-    const double p99 = row.at("kld_p99"), p999 = row.at("kld_p999"), mx = row.at("kld_max");
+    const double p99 = row.at("kld_p99").get<double>(), p999 = row.at("kld_p999").get<double>(),
+                 mx = row.at("kld_max").get<double>();
     EXPECT_GT(row.at("kld_mean").get<double>(), 0.0);
     EXPECT_LT(p99, p999);
     EXPECT_LE(p999, mx);
@@ -124,7 +126,7 @@ TEST(CliVerifyHeldOut, ARecipeWithoutProvenanceOrJobIsMeasuredWithANote) {
     const fs::path dir = fresh_dir("cli-verify-heldout");
     const std::string eval = shared_path("data/eval.txt");
     write_recipe(dir / "bare.json", 0);
-    Run run = verify(dir, dir / "bare.json", eval);
+    VerifyRun run = verify(dir, dir / "bare.json", eval);
     ASSERT_EQ(run.r.code, 0) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "records no sweep job (no provenance)")) << run.r.out;
     EXPECT_FALSE(fs::exists(dir / "jobs.sqlite")) << "no store is made to look for nothing";

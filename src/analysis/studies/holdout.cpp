@@ -133,8 +133,8 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
             const EvalChunks tuned =
                 load_eval_chunks(tokenizer, tuned_path, st->ctx, st->n_tokens / ctx);
             check.tuned_windows = tuned.n_chunks;
-            check.shared_windows = count_shared_windows(tuned.tokens, tuned.n_ctx, verify.tokens,
-                                                        verify.n_ctx);
+            check.shared_windows =
+                count_shared_windows(tuned.tokens, tuned.n_ctx, verify.tokens, verify.n_ctx);
             check.checked = true;
         }
         if (!check.checked) {
@@ -161,9 +161,10 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
     if (!refusals.empty()) {
         std::string all;
         for (const auto& r : refusals) all += (all.empty() ? "" : "; ") + r;
-        fail("verify: {}. Verify on held-out text (e.g. eval.txt when the sweep ran on "
-             "calib.txt), or pass --allow-overlap to measure anyway",
-             all);
+        fail(
+            "verify: {}. Verify on held-out text (e.g. eval.txt when the sweep ran on "
+            "calib.txt), or pass --allow-overlap to measure anyway",
+            all);
     }
     return h;
 }
@@ -198,7 +199,8 @@ nlohmann::json held_out_json(const HeldOut& h) {
                             {"tuned_ctx", c.tuned_ctx},
                             {"checked", c.checked},
                             {"note", c.note}};
-        j["shared_windows"] = c.checked ? nlohmann::json(c.shared_windows) : nlohmann::json(nullptr);
+        j["shared_windows"] =
+            c.checked ? nlohmann::json(c.shared_windows) : nlohmann::json(nullptr);
         tuned.push_back(j);
     }
     return {{"verified_text", h.verified_text},

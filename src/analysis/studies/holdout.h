@@ -44,9 +44,9 @@ struct HeldOutCheck {
     int64_t job_id = 0;      // the recipe's sweep job (0: none recorded)
     std::string tuned_text;  // the text that sweep evaluated ("" when unknown)
     int64_t tuned_windows = 0, tuned_ctx = 0;
-    bool checked = false;     // false: the overlap could not be checked (see note)
+    bool checked = false;  // false: the overlap could not be checked (see note)
     int64_t shared_windows = 0;
-    std::string note;         // why not checked, or the warning given
+    std::string note;  // why not checked, or the warning given
 };
 
 struct HeldOut {
@@ -57,8 +57,8 @@ struct HeldOut {
 
 // Checks every recipe candidate of a verify run (files and presets have no tuning text).
 // Opens the job store (options.store, "" = the default) only when a recipe names a job.
-HeldOut check_held_out(const VerifyOptions& options,
-                       const std::vector<VerifyCandidate>& candidates, const Model& base_model);
+HeldOut check_held_out(const VerifyOptions& options, const std::vector<VerifyCandidate>& candidates,
+                       const Model& base_model);
 
 // Lines for the verify table: which text verified, and which text tuned each recipe.
 std::string held_out_lines(const HeldOut& held_out);

@@ -172,11 +172,12 @@ std::string verify_table(const VerifyReport& rep) {
                        "name", "MB", "bpw", "PPL", "mean KLD", "median", "KLD p99", "p99.9",
                        "top-1 %", "RMS Δp", "predicted");
     for (const auto& r : rep.rows)
-        out += fmt::format("{:<22} {:>10.3f} {:>6.2f} {:>9.3f} {:>10.6f} {:>10.6f} {:>9.5f} "
-                           "{:>9.5f} {:>8.2f} {:>6.2f}% {:>11}\n",
-                           r.name, r.size_bytes / 1e6, r.bpw, r.ppl, r.kld_mean, r.kld_median,
-                           r.kld_p99, r.kld_p999, 100 * r.top1, 100 * r.rms_dp,
-                           r.predicted_kld ? fmt::format("{:.6f}", *r.predicted_kld) : "-");
+        out += fmt::format(
+            "{:<22} {:>10.3f} {:>6.2f} {:>9.3f} {:>10.6f} {:>10.6f} {:>9.5f} "
+            "{:>9.5f} {:>8.2f} {:>6.2f}% {:>11}\n",
+            r.name, r.size_bytes / 1e6, r.bpw, r.ppl, r.kld_mean, r.kld_median, r.kld_p99,
+            r.kld_p999, 100 * r.top1, 100 * r.rms_dp,
+            r.predicted_kld ? fmt::format("{:.6f}", *r.predicted_kld) : "-");
     return out;
 }
 
@@ -184,12 +185,11 @@ nlohmann::json verify_json(const VerifyReport& rep) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : rep.rows) {
         nlohmann::json j = {
-            {"name", r.name},         {"path", r.path},       {"size_bytes", r.size_bytes},
-            {"bpw", r.bpw},           {"ppl", r.ppl},         {"ppl_err", r.ppl_err},
-            {"kld_mean", r.kld_mean}, {"kld_err", r.kld_err}, {"kld_median", r.kld_median},
+            {"name", r.name},         {"path", r.path},         {"size_bytes", r.size_bytes},
+            {"bpw", r.bpw},           {"ppl", r.ppl},           {"ppl_err", r.ppl_err},
+            {"kld_mean", r.kld_mean}, {"kld_err", r.kld_err},   {"kld_median", r.kld_median},
             {"kld_p99", r.kld_p99},   {"kld_p999", r.kld_p999}, {"kld_max", r.kld_max},
-            {"top1", r.top1},
-            {"rms_dp", r.rms_dp},     {"seconds", r.seconds}};
+            {"top1", r.top1},         {"rms_dp", r.rms_dp},     {"seconds", r.seconds}};
         j["predicted_kld"] =
             r.predicted_kld ? nlohmann::json(*r.predicted_kld) : nlohmann::json(nullptr);
         rows.push_back(j);

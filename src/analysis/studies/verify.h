@@ -53,8 +53,7 @@ struct VerifyRow {
     uint64_t size_bytes = 0;
     double bpw = 0;
     double ppl = 0, ppl_err = 0;
-    double kld_mean = 0, kld_err = 0, kld_median = 0, kld_p99 = 0, kld_p999 = 0,
-           kld_max = 0;
+    double kld_mean = 0, kld_err = 0, kld_median = 0, kld_p99 = 0, kld_p999 = 0, kld_max = 0;
     double top1 = 0, rms_dp = 0;
     std::optional<double> predicted_kld;
     double seconds = 0;
