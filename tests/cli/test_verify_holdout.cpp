@@ -2,7 +2,7 @@
 // is given is refused, naming both texts and the shared windows; --allow-overlap measures it
 // with a loud warning; held-out text is accepted and the table says which text tuned and which
 // verified; a recipe without provenance is measured with a note. The rows carry p99.9 KLD,
-// between p99 and the maximum. Real data: llama-8m, 4 windows of 128 tokens.
+// between p99 and the maximum. Real data: llama-8m, 4 windows of 64 tokens.
 #include <gtest/gtest.h>
 
 #include <filesystem>
@@ -56,7 +56,7 @@ VerifyRun verify(const fs::path& dir, const fs::path& recipe, const std::string&
     fs::remove(json);
     VerifyRun run;
     run.r = run_quiet("verify --base " + shared_path("models/llama-8m") + " --text " + text +
-                      " --ctx 128 --chunks 4 --presets '' --recipe " + recipe.string() +
+                      " --ctx 64 --chunks 4 --presets '' --recipe " + recipe.string() +
                       " --out-dir " + (dir / "files").string() + " --store " +
                       (dir / "jobs.sqlite").string() + " --json " + json.string() + " " + extra);
     if (fs::exists(json)) run.j = nlohmann::json::parse(std::ifstream(json));
@@ -72,7 +72,7 @@ bool has(const std::string& s, const std::string& part) {
 TEST(CliVerifyHeldOut, RefusesARecipeTunedOnTheVerifyTextAndNamesIt) {
     const fs::path dir = fresh_dir("cli-verify-heldout");
     const std::string eval = shared_path("data/eval.txt");
-    // The sweep saw the first 2 windows of 256 of eval.txt: all 4 verify windows of 128 lie
+    // The sweep saw the first 2 windows of 256 of eval.txt: all 4 verify windows of 64 lie
     // inside them.
     const int64_t job = add_sweep_job((dir / "jobs.sqlite").string(), eval, 256, 512);
     write_recipe(dir / "tuned.json", job);
@@ -100,7 +100,7 @@ TEST(CliVerifyHeldOut, AcceptsHeldOutTextAndSaysWhichTextTunedAndWhichVerified) 
     write_recipe(dir / "held.json", job);
     const VerifyRun run = verify(dir, dir / "held.json", eval);
     ASSERT_EQ(run.r.code, 0) << run.r.out;
-    EXPECT_TRUE(has(run.r.out, "verified on " + eval + " (4 windows of 128 tokens)")) << run.r.out;
+    EXPECT_TRUE(has(run.r.out, "verified on " + eval + " (4 windows of 64 tokens)")) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "held: tuned on " + calib + " (sweep job " + std::to_string(job) +
                                    ", 16 windows of 512); held out"))
         << run.r.out;
@@ -112,7 +112,7 @@ TEST(CliVerifyHeldOut, AcceptsHeldOutTextAndSaysWhichTextTunedAndWhichVerified) 
     EXPECT_EQ(h.at("tuned").at(0).at("shared_windows"), 0);
     EXPECT_EQ(h.at("tuned").at(0).at("job_id"), job);
 
-    // p99.9 KLD beside p99 and the maximum, on a real verify (4 · 63 scored tokens).
+    // p99.9 KLD beside p99 and the maximum, on a real verify (4 · 31 scored tokens).
     const auto& row = run.j.at("rows").at(0);
     const double p99 = row.at("kld_p99").get<double>(), p999 = row.at("kld_p999").get<double>(),
                  mx = row.at("kld_max").get<double>();
