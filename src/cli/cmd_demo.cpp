@@ -55,8 +55,8 @@ int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
     const std::string recipe_path = (fs::path(out_dir) / "recipe.json").string();
     const std::string report_path = (fs::path(out_dir) / "report.html").string();
     const std::string gguf_path = (fs::path(out_dir) / "plan.gguf").string();
+    fs::create_directories(out_dir);  // first: check_output_path refuses a missing folder
     for (const auto& p : {recipe_path, report_path, gguf_path}) check_output_path(p, ow);
-    fs::create_directories(out_dir);
 
     step(1, "inspect");
     auto model = Model::open(model_path);
