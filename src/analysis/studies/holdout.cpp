@@ -97,13 +97,24 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
                                         [](const VerifyCandidate& c) { return !c.recipe.empty(); });
     if (!any_recipe) return h;
 
+    // Tokenized only when some recipe's sweep text can be compared.
     const Tokenizer tokenizer = Tokenizer::load(base_model);
-    EvalOptions ev;
-    ev.n_ctx = o.ctx;
-    ev.max_chunks = o.chunks;
-    const EvalTokens verify = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, ev);
-    h.verify_windows = verify.n_chunks;
-    const std::string verify_hash = hash_files({o.text});
+    std::optional<EvalTokens> verify;
+    auto verify_tokens = [&]() -> const EvalTokens& {
+        if (!verify) {
+            EvalOptions ev;
+            ev.n_ctx = o.ctx;
+            ev.max_chunks = o.chunks;
+            verify = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, ev);
+            h.verify_windows = verify->n_chunks;
+        }
+        return *verify;
+    };
+    std::optional<std::string> verify_hash_memo;
+    auto verify_hash = [&]() -> const std::string& {
+        if (!verify_hash_memo) verify_hash_memo = hash_files({o.text});
+        return *verify_hash_memo;
+    };
 
     std::vector<std::string> refusals;
     for (const auto& c : candidates) {
@@ -122,19 +133,21 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
             check.tuned_ctx = st->ctx;
             if (fs::exists(st->path) && hash_files({st->path}) == st->hash)
                 tuned_path = st->path;
-            else if (verify_hash == st->hash)
+            else if (verify_hash() == st->hash)
                 tuned_path = o.text;  // the same content under another name
             else
                 check.note = fmt::format("{}, the text of sweep job {}, has changed or is gone",
                                          st->path, check.job_id);
         }
         if (!tuned_path.empty()) {
+            // As the sweep cut them (prepare_context in analysis/sweep/sweep.cpp).
             const int64_t ctx = std::max<int64_t>(st->ctx, 1);
-            const EvalChunks tuned =
-                load_eval_chunks(tokenizer, tuned_path, st->ctx, st->n_tokens / ctx);
+            const EvalChunks tuned = load_eval_chunks(tokenizer, tuned_path, st->ctx,
+                                                      std::max<int64_t>(1, st->n_tokens / ctx));
+            const EvalTokens& v = verify_tokens();
             check.tuned_windows = tuned.n_chunks;
             check.shared_windows =
-                count_shared_windows(tuned.tokens, tuned.n_ctx, verify.tokens, verify.n_ctx);
+                count_shared_windows(tuned.tokens, tuned.n_ctx, v.tokens, v.n_ctx);
             check.checked = true;
         }
         if (!check.checked) {
