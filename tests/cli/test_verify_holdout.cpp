@@ -76,9 +76,12 @@ TEST(CliVerifyHeldOut, RefusesARecipeTunedOnTheVerifyTextAndNamesIt) {
     // inside them.
     const int64_t job = add_sweep_job((dir / "jobs.sqlite").string(), eval, 256, 512);
     write_recipe(dir / "tuned.json", job);
-    VerifyRun run = verify(dir, dir / "tuned.json", eval);
+    write_recipe(dir / "other.json", job);  // a second plan of the same sweep: named too
+    VerifyRun run =
+        verify(dir, dir / "tuned.json", eval, "--recipe " + (dir / "other.json").string());
     EXPECT_EQ(run.r.code, 1) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "tuned was tuned on " + eval)) << run.r.out;
+    EXPECT_TRUE(has(run.r.out, "; other was tuned on " + eval)) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "4 of the 4 windows of " + eval)) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "--allow-overlap")) << run.r.out;
     EXPECT_FALSE(fs::exists(dir / "files" / "tuned.gguf")) << "refused before any work";

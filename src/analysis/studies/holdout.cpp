@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <filesystem>
+#include <map>
 #include <optional>
 #include <unordered_set>
 
@@ -116,6 +117,7 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
         return *verify_hash_memo;
     };
 
+    std::map<int64_t, std::pair<int64_t, int64_t>> by_job;  // job → (tuned, shared windows)
     std::vector<std::string> refusals;
     for (const auto& c : candidates) {
         if (c.recipe.empty()) continue;
@@ -140,14 +142,22 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
                                          st->path, check.job_id);
         }
         if (!tuned_path.empty()) {
-            // As the sweep cut them (prepare_context in analysis/sweep/sweep.cpp).
-            const int64_t ctx = std::max<int64_t>(st->ctx, 1);
-            const EvalChunks tuned = load_eval_chunks(tokenizer, tuned_path, st->ctx,
-                                                      std::max<int64_t>(1, st->n_tokens / ctx));
-            const EvalTokens& v = verify_tokens();
-            check.tuned_windows = tuned.n_chunks;
-            check.shared_windows =
-                count_shared_windows(tuned.tokens, tuned.n_ctx, v.tokens, v.n_ctx);
+            auto known = by_job.find(check.job_id);  // recipes planned from one sweep
+            if (known == by_job.end()) {
+                // As the sweep cut them (prepare_context in analysis/sweep/sweep.cpp).
+                const int64_t ctx = std::max<int64_t>(st->ctx, 1);
+                const EvalChunks tuned = load_eval_chunks(tokenizer, tuned_path, st->ctx,
+                                                          std::max<int64_t>(1, st->n_tokens / ctx));
+                const EvalTokens& v = verify_tokens();
+                known = by_job
+                            .emplace(check.job_id,
+                                     std::pair{tuned.n_chunks,
+                                               count_shared_windows(tuned.tokens, tuned.n_ctx,
+                                                                    v.tokens, v.n_ctx)})
+                            .first;
+            }
+            check.tuned_windows = known->second.first;
+            check.shared_windows = known->second.second;
             check.checked = true;
         }
         if (!check.checked) {
