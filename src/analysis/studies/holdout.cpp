@@ -91,12 +91,17 @@ int64_t count_shared_windows(const std::vector<int32_t>& tuned, int64_t tuned_ct
 
 HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate>& candidates,
                        const Model& base_model) {
+    HeldOutRequest r{o.text, o.ctx, o.chunks, o.store, o.allow_overlap, {}};
+    for (const auto& c : candidates)
+        if (!c.recipe.empty()) r.recipes.emplace_back(c.name, c.recipe);
+    return check_held_out(r, base_model);
+}
+
+HeldOut check_held_out(const HeldOutRequest& o, const Model& base_model) {
     HeldOut h;
     h.verified_text = o.text;
     h.verify_ctx = o.ctx;
-    const bool any_recipe = std::any_of(candidates.begin(), candidates.end(),
-                                        [](const VerifyCandidate& c) { return !c.recipe.empty(); });
-    if (!any_recipe) return h;
+    if (o.recipes.empty()) return h;
 
     // Tokenized only when some recipe's sweep text can be compared.
     const Tokenizer tokenizer = Tokenizer::load(base_model);
@@ -119,14 +124,13 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
 
     std::map<int64_t, std::pair<int64_t, int64_t>> by_job;  // job → (tuned, shared windows)
     std::vector<std::string> refusals;
-    for (const auto& c : candidates) {
-        if (c.recipe.empty()) continue;
+    for (const auto& [name, recipe_path] : o.recipes) {
         HeldOutCheck check;
-        check.name = c.name;
-        check.job_id = load_recipe(c.recipe).job_id;
+        check.name = name;
+        check.job_id = load_recipe(recipe_path).job_id;
         std::optional<SweepText> st;
         if (check.job_id <= 0)
-            check.note = fmt::format("{} records no sweep job (no provenance)", c.recipe);
+            check.note = fmt::format("{} records no sweep job (no provenance)", recipe_path);
         else
             st = sweep_text_of(jobs::resolve_store_path(o.store), check.job_id, check);
         std::string tuned_path;  // a file whose content is the sweep's text
@@ -161,13 +165,13 @@ HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate
             check.checked = true;
         }
         if (!check.checked) {
-            fmt::print(stderr, "verify: {}: {}; whether it was tuned on {} is not checked\n",
-                       c.name, check.note, o.text);
+            fmt::print(stderr, "verify: {}: {}; whether it was tuned on {} is not checked\n", name,
+                       check.note, o.text);
         } else if (check.shared_windows > 0) {
             const std::string what = fmt::format(
                 "{} was tuned on {} (sweep job {}, {} windows of {} tokens) and {} of the {} "
                 "windows of {} that verify evaluates share text with it",
-                c.name, check.tuned_text, check.job_id, check.tuned_windows, check.tuned_ctx,
+                name, check.tuned_text, check.job_id, check.tuned_windows, check.tuned_ctx,
                 check.shared_windows, h.verify_windows, o.text);
             if (o.allow_overlap) {
                 check.note = "overlap allowed: " + what;

@@ -22,6 +22,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json_fwd.hpp>
@@ -55,8 +56,19 @@ struct HeldOut {
     std::vector<HeldOutCheck> recipes;  // one per recipe candidate, in order
 };
 
-// Checks every recipe candidate of a verify run (files and presets have no tuning text).
-// Opens the job store (options.store, "" = the default) only when a recipe names a job.
+// What any verify (ggml or another format) needs for the check.
+struct HeldOutRequest {
+    std::string text;  // the verify text
+    int64_t ctx = 512, chunks = 100;
+    std::string store;  // "" = the default store
+    bool allow_overlap = false;
+    std::vector<std::pair<std::string, std::string>> recipes;  // (name in the table, path)
+};
+
+// Checks every recipe (files and presets have no tuning text). Opens the job store only when
+// a recipe names a job.
+HeldOut check_held_out(const HeldOutRequest& request, const Model& base_model);
+// The same for run_verify's recipe candidates.
 HeldOut check_held_out(const VerifyOptions& options, const std::vector<VerifyCandidate>& candidates,
                        const Model& base_model);
 
