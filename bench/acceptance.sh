@@ -6,7 +6,8 @@
 #   4. verify: every recipe and our own uniform presets, 100 chunks of 512 against the base,
 #   5. the HTML report.
 # Usage (repository root): bench/acceptance.sh QUANTLENS_BIN DATA_DIR OUT_DIR
-#   DATA_DIR holds eval.txt and llama-8m.llamacpp-imatrix.dat (../shared/data).
+#   DATA_DIR holds calib.txt (the sweep's), eval.txt (verify's) and
+#   llama-8m.llamacpp-imatrix.dat (../shared/data).
 #   SWEEP_FLAGS: sweep options (default --ggml-numerics, as verify measures; SWEEP_FLAGS= for
 #   pure f32); SKIP_PREFIX_TIMING=1 skips step 1; GPTQ_TEXT=calib.txt sweeps and writes the
 #   recipes with GPTQ rounding against that text's Hessians (presets stay llama.cpp's).
@@ -25,8 +26,8 @@ log "1. prefix cache on/off, 2 cores (taskset -c 0,1), Q4_K, 4096 tokens"
 { T taskset -c 0,1 "$BIN" -q -t 2 sweep $M --eval "$DATA/eval.txt" --tokens 4096 --types Q4_K --no-uniform > "$OUT/pc_on.txt"; } 2>> "$OUT/log.txt"
 { T taskset -c 0,1 "$BIN" -q -t 2 sweep $M --eval "$DATA/eval.txt" --tokens 4096 --types Q4_K --no-uniform --no-prefix-cache > "$OUT/pc_off.txt"; } 2>> "$OUT/log.txt"
 fi
-log "2. sweep, 8 types, 8192 tokens, imatrix"
-{ T "$BIN" -q sweep $M --eval "$DATA/eval.txt" --tokens 8192 --imatrix "$IM" ${SWEEP_FLAGS---ggml-numerics} ${GPTQ_TEXT:+--gptq "$GPTQ_TEXT"} > "$OUT/sweep.txt"; } 2>> "$OUT/log.txt"
+log "2. sweep, 8 types, 8192 tokens of calib.txt (verify is held out: eval.txt), imatrix"
+{ T "$BIN" -q sweep $M --eval "$DATA/calib.txt" --tokens 8192 --imatrix "$IM" ${SWEEP_FLAGS---ggml-numerics} ${GPTQ_TEXT:+--gptq "$GPTQ_TEXT"} > "$OUT/sweep.txt"; } 2>> "$OUT/log.txt"
 JOB=$("$BIN" jobs list --json | python3 -c 'import json,sys; print(max(j["id"] for j in json.load(sys.stdin)))')
 log "3. plans"
 RECIPES=()

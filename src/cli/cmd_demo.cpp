@@ -1,5 +1,6 @@
-// `quantlens demo`: the whole pipeline on the bundled model (examples/models/llama-8m) and
-// a bundled sample of evaluation text, in a few minutes on 2 cores:
+// `quantlens demo`: the whole pipeline on the bundled model (examples/models/llama-8m) in a
+// few minutes on 2 cores. It tunes on one bundled text and verifies on another (held out:
+// verify refuses a recipe judged on the text it was tuned on, analysis/studies/holdout.h):
 //   inspect → weight-error → sweep (6 types, 2,048 tokens) → plan at the size of
 //   llama.cpp's Q4_K_M → quantize → verify against Q4_K_M and Q3_K_M → report.
 // Everything lands in ./quantlens-demo/ and the sweep is a job in the default store, so
@@ -9,10 +10,10 @@
 #include <fmt/format.h>
 
 #include "analysis/plan/plan_job.h"
-#include "analysis/write/quantize.h"
-#include "analysis/sweep/sweep.h"
 #include "analysis/studies/verify.h"
+#include "analysis/sweep/sweep.h"
 #include "analysis/sweep/weight_error_sweep.h"
+#include "analysis/write/quantize.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/ggml_type.h"
@@ -44,15 +45,18 @@ void step(int n, const std::string& what) {
 
 int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
     const std::string model_path = find_demo_file("examples/models/llama-8m");
-    const std::string text = find_demo_file("examples/data/eval-sample.txt");
+    // The sweep tunes on calibration text (a sample of calib.txt, Python's documentation);
+    // verify judges the recipe on evaluation text (a sample of eval.txt) it never saw.
+    const std::string calib_text = find_demo_file("examples/data/calib-sample.txt");
+    const std::string eval_text = find_demo_file("examples/data/eval-sample.txt");
     // The files of an earlier demo are refused up front (a rerun needs --force), not after
     // minutes of sweeping. verify's candidates in the folder are its reusable working files.
     const Overwrite ow = overwrite_if(force);
     const std::string recipe_path = (fs::path(out_dir) / "recipe.json").string();
     const std::string report_path = (fs::path(out_dir) / "report.html").string();
     const std::string gguf_path = (fs::path(out_dir) / "plan.gguf").string();
+    fs::create_directories(out_dir);  // first: check_output_path refuses a missing folder
     for (const auto& p : {recipe_path, report_path, gguf_path}) check_output_path(p, ow);
-    fs::create_directories(out_dir);
 
     step(1, "inspect");
     auto model = Model::open(model_path);
@@ -68,13 +72,14 @@ int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
         fmt::print("  {:<6} {:>6.3f} bpw  rel. Frobenius error {:.4f}  SNR {:.1f} dB\n",
                    ggml_type_display_name(t.type), t.bpw, t.error.rel_frobenius, t.error.snr_db);
 
-    step(3, fmt::format("sweep: each tensor × 6 types, KLD against the full model on {} tokens",
-                        tokens));
+    step(3, fmt::format("sweep: each tensor × 6 types, KLD against the full model on {} tokens "
+                        "of {}",
+                        tokens, calib_text));
     register_sweep_runner();
     jobs::Store store(jobs::resolve_store_path(""));
     SweepOptions so;
     so.model = model_path;
-    so.eval_text = text;
+    so.eval_text = calib_text;
     so.n_tokens = tokens;
     so.types = {GgmlType::Q8_0, GgmlType::Q6_K, GgmlType::Q5_K,
                 GgmlType::Q4_K, GgmlType::Q3_K, GgmlType::Q2_K};
@@ -107,10 +112,13 @@ int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
     const QuantizeResult qr = quantize_model(*model, plan.recipe, qo);
     fmt::print("{}: {} bytes, {:.3f} bpw\n", qr.path, qr.file_bytes, qr.bpw);
 
-    step(6, "verify: measured KLD of the recipe beside llama.cpp's uniform presets");
+    step(6, fmt::format("verify: measured KLD of the recipe beside llama.cpp's uniform presets, "
+                        "on held-out text ({})",
+                        eval_text));
     VerifyOptions vo;
     vo.base_model = model_path;
-    vo.text = text;
+    vo.text = eval_text;
+    vo.store = store.path();  // where the recipe's sweep job is
     vo.out_dir = out_dir;
     vo.chunks = 8;
     const VerifyReport vr = run_verify(vo, {{"plan", "", recipe_path, ""},

@@ -1,6 +1,7 @@
 // `quantlens verify [OUT.gguf...] --base MODEL --text FILE [--recipe R]... [--presets LIST]`:
 // measured size, PPL and KLD of recipes and files beside llama.cpp's uniform presets written
-// by our quantizers (analysis/studies/verify.h). --job stores the table in a sweep job for the report.
+// by our quantizers (analysis/studies/verify.h). --job stores the table in a sweep job for the
+// report.
 #include <fmt/format.h>
 
 #include <filesystem>
@@ -64,6 +65,7 @@ int run_verify_command(VerifyArgs& a) {
         return 0;
     }
     a.opt.ggml_numerics = !a.no_ggml_numerics;
+    a.opt.store = a.store;  // where the recipes' sweep jobs are (held-out check)
     std::vector<VerifyCandidate> cands;
     for (const auto& f : a.files)
         cands.push_back({std::filesystem::path(f).stem().string(), f, "", ""});
@@ -123,6 +125,9 @@ QL_COMMAND(verify,
     cmd.add_option("--json", a->json_out, "Write the table as JSON");
     cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
     cmd.add_option("--job", a->job, "Store the table in this sweep job (for the report)");
-    cmd.add_option("--store", a->store, "Job store");
+    cmd.add_option("--store", a->store, "Job store (of --job and of the recipes' sweep jobs)");
+    cmd.add_flag("--allow-overlap", a->opt.allow_overlap,
+                 "Verify a recipe on text that shares windows with its sweep's text (warns "
+                 "instead of refusing)");
     return [a] { return quantlens::cli::run_verify_command(*a); };
 }

@@ -116,6 +116,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"ctx", V::number, web},
           {"chunks", V::number, web},
           {"no-ggml-numerics", V::flag, web},
+          {"allow-overlap", V::flag, web},
           // The request's model and job (model_arg, job_arg), never options of their own.
           {"base", V::path, cli},
           {"job", V::number, cli},

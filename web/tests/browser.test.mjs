@@ -101,7 +101,8 @@ function startServer() {
 before(async () => {
   fs.mkdirSync(artifacts, { recursive: true });
   // A small real sweep (2 chunks of 64 tokens) and everything the report draws from it.
-  ql(['sweep', model, '--eval', evalText, '--tokens', '128', '--ctx', '64', '--types', TYPES.join(','), '--store', store]);
+  // The sweep tunes on calib.txt: verify refuses a recipe judged on the text it was tuned on.
+  ql(['sweep', model, '--eval', calibText, '--tokens', '128', '--ctx', '64', '--types', TYPES.join(','), '--store', store]);
   sweepId = onlyJob('sweep');
   const recipePlan = path.join(work, 'plan-bpw5.json');
   ql(['plan', String(sweepId), '--target-bpw', '5', '--name', 'bpw5', '-o', recipePlan, '--store', store]);

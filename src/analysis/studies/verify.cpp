@@ -51,6 +51,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
              "verify: nothing to verify (give GGUF files, --recipe or --presets)");
     fs::create_directories(o.out_dir);
     auto base_model = Model::open(o.base_model);
+    HeldOut held_out = check_held_out(o, candidates, *base_model);  // before any long work
     std::optional<Imatrix> imatrix;
     if (!o.imatrix.empty()) imatrix = load_imatrix_for(*base_model, o.imatrix);
 
@@ -153,23 +154,30 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
         row.kld_err = r.kld->kld_err;
         row.kld_median = r.kld->kld_median;
         row.kld_p99 = r.kld->kld_p99;
+        row.kld_p999 = r.kld->kld_p999;
         row.kld_max = r.kld->kld_max;
         row.top1 = r.kld->same_top;
         row.rms_dp = r.kld->rms_dp;
     }
     report.rows = std::move(rows);
+    report.held_out = std::move(held_out);
+    report.held_out.verify_windows = chunks.n_chunks;
     return report;
 }
 
 std::string verify_table(const VerifyReport& rep) {
     std::string out = fmt::format("base PPL {:.3f} over {} tokens\n", rep.base_ppl, rep.n_tokens);
-    out += fmt::format("{:<22} {:>10} {:>6} {:>9} {:>10} {:>9} {:>8} {:>7} {:>11}\n", "name", "MB",
-                       "bpw", "PPL", "mean KLD", "KLD p99", "top-1 %", "RMS Δp", "predicted");
+    out += held_out_lines(rep.held_out);
+    out += fmt::format("{:<22} {:>10} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>11}\n",
+                       "name", "MB", "bpw", "PPL", "mean KLD", "median", "KLD p99", "p99.9",
+                       "top-1 %", "RMS Δp", "predicted");
     for (const auto& r : rep.rows)
         out += fmt::format(
-            "{:<22} {:>10.3f} {:>6.2f} {:>9.3f} {:>10.6f} {:>9.5f} {:>8.2f} {:>6.2f}% {:>11}\n",
-            r.name, r.size_bytes / 1e6, r.bpw, r.ppl, r.kld_mean, r.kld_p99, 100 * r.top1,
-            100 * r.rms_dp, r.predicted_kld ? fmt::format("{:.6f}", *r.predicted_kld) : "-");
+            "{:<22} {:>10.3f} {:>6.2f} {:>9.3f} {:>10.6f} {:>10.6f} {:>9.5f} "
+            "{:>9.5f} {:>8.2f} {:>6.2f}% {:>11}\n",
+            r.name, r.size_bytes / 1e6, r.bpw, r.ppl, r.kld_mean, r.kld_median, r.kld_p99,
+            r.kld_p999, 100 * r.top1, 100 * r.rms_dp,
+            r.predicted_kld ? fmt::format("{:.6f}", *r.predicted_kld) : "-");
     return out;
 }
 
@@ -177,16 +185,19 @@ nlohmann::json verify_json(const VerifyReport& rep) {
     nlohmann::json rows = nlohmann::json::array();
     for (const auto& r : rep.rows) {
         nlohmann::json j = {
-            {"name", r.name},         {"path", r.path},       {"size_bytes", r.size_bytes},
-            {"bpw", r.bpw},           {"ppl", r.ppl},         {"ppl_err", r.ppl_err},
-            {"kld_mean", r.kld_mean}, {"kld_err", r.kld_err}, {"kld_median", r.kld_median},
-            {"kld_p99", r.kld_p99},   {"kld_max", r.kld_max}, {"top1", r.top1},
-            {"rms_dp", r.rms_dp},     {"seconds", r.seconds}};
+            {"name", r.name},         {"path", r.path},         {"size_bytes", r.size_bytes},
+            {"bpw", r.bpw},           {"ppl", r.ppl},           {"ppl_err", r.ppl_err},
+            {"kld_mean", r.kld_mean}, {"kld_err", r.kld_err},   {"kld_median", r.kld_median},
+            {"kld_p99", r.kld_p99},   {"kld_p999", r.kld_p999}, {"kld_max", r.kld_max},
+            {"top1", r.top1},         {"rms_dp", r.rms_dp},     {"seconds", r.seconds}};
         j["predicted_kld"] =
             r.predicted_kld ? nlohmann::json(*r.predicted_kld) : nlohmann::json(nullptr);
         rows.push_back(j);
     }
-    return {{"base_ppl", rep.base_ppl}, {"n_tokens", rep.n_tokens}, {"rows", rows}};
+    return {{"base_ppl", rep.base_ppl},
+            {"n_tokens", rep.n_tokens},
+            {"rows", rows},
+            {"held_out", held_out_json(rep.held_out)}};
 }
 
 }  // namespace quantlens

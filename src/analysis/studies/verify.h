@@ -15,6 +15,8 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "analysis/studies/holdout.h"
+
 namespace quantlens {
 
 struct VerifyCandidate {
@@ -39,6 +41,11 @@ struct VerifyOptions {
     // Hessians of this calibration text (analysis/write/gptq_rounding.h).
     std::string gptq_text;
     int64_t gptq_chunks = 64;
+    // Held out by default (analysis/studies/holdout.h): a recipe whose sweep evaluated text
+    // that `text` shares is refused unless allow_overlap. store: the job store holding the
+    // recipes' sweep jobs ("" = the default store).
+    std::string store;
+    bool allow_overlap = false;
 };
 
 struct VerifyRow {
@@ -46,7 +53,7 @@ struct VerifyRow {
     uint64_t size_bytes = 0;
     double bpw = 0;
     double ppl = 0, ppl_err = 0;
-    double kld_mean = 0, kld_err = 0, kld_median = 0, kld_p99 = 0, kld_max = 0;
+    double kld_mean = 0, kld_err = 0, kld_median = 0, kld_p99 = 0, kld_p999 = 0, kld_max = 0;
     double top1 = 0, rms_dp = 0;
     std::optional<double> predicted_kld;
     double seconds = 0;
@@ -56,6 +63,7 @@ struct VerifyReport {
     double base_ppl = 0;
     int64_t n_tokens = 0;
     std::vector<VerifyRow> rows;
+    HeldOut held_out;  // which text verified, which text tuned each recipe
 };
 
 VerifyReport run_verify(const VerifyOptions& options,
