@@ -46,6 +46,8 @@ nlohmann::json run_gptq_verify_command(const VerifyArgs& a) {
     g.chunks = a.opt.chunks;
     g.gptq_text = a.opt.gptq_text;
     g.gptq_chunks = a.opt.gptq_chunks;
+    g.store = a.store;
+    g.allow_overlap = a.opt.allow_overlap;
     g.baselines = a.presets != "none";
     const GptqVerifyReport rep = run_gptq_verify(g, a.recipes);
     fmt::print("{}", gptq_verify_table(rep));

@@ -419,7 +419,7 @@ void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const 
     const LayerNames& n = names_[l];
     const int64_t C = config_.hidden, F = config_.ffn;
     std::vector<float> gate(N * F), up(N * F);  // [N, F]
-    if (config_.fused_gate_up) {                         // ffn_up [N, 2F]: gate | up per row
+    if (config_.fused_gate_up) {                // ffn_up [N, 2F]: gate | up per row
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
         std::vector<float> both(N * 2 * F);  // [N, 2F]
         linear(both.data(), n.up, xn, nullptr, N, C, 2 * F);

@@ -1,7 +1,7 @@
 // plan_from_job on a sweep of llama-8m's real tensor list (tests/report/fake_sweep.h: values
 // follow a smooth law, they are not measurements): the GGUF header estimate equals the header
-// quantize writes and the predicted size is the written file's, the interaction factor is the median ratio of the "(all)" items to the
-// per-tensor sums, and pins hold under any budget.
+// quantize writes and the predicted size is the written file's, the interaction factor is the
+// median ratio of the "(all)" items to the per-tensor sums, and pins hold under any budget.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -28,7 +28,9 @@ using quantlens::test_support::shared_dir;
 
 namespace {
 
-std::string llama8m() { return shared_dir() + "/models/llama-8m"; }
+std::string llama8m() {
+    return shared_dir() + "/models/llama-8m";
+}
 
 TEST(PlanJob, HeaderEstimateEqualsTheHeaderQuantizeWrites) {
     const std::string dir = fresh_dir("planjob");
@@ -123,8 +125,7 @@ TEST(PlanJob, PinsHoldUnderATightAndALooseBudget) {
         PlanRequest req;
         req.job_id = f.job;
         req.target_bpw = bpw;
-        req.pins = {{"^blk\\.0\\.attn_v\\.weight$", GgmlType::Q8_0},
-                    {"ffn_down", GgmlType::Q3_K}};
+        req.pins = {{"^blk\\.0\\.attn_v\\.weight$", GgmlType::Q8_0}, {"ffn_down", GgmlType::Q3_K}};
         const PlanOutcome out = plan_from_job(*f.store, req);
         int n_down = 0;
         for (const auto& [unit, type] : out.choices) {

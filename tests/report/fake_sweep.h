@@ -84,7 +84,8 @@ inline FakeSweep fill_fake_sweep(jobs::Store& store, const std::string& model_di
     nj.kind = jobs::JobKind::sweep;
     nj.model = model_dir;
     nj.model_hash = "fake0000";
-    nj.params = nlohmann::json{{"granularity", "tensor"}, {"fixture", true}, {"model", model_dir}}.dump();
+    nj.params =
+        nlohmann::json{{"granularity", "tensor"}, {"fixture", true}, {"model", model_dir}}.dump();
     nj.command = "quantlens sweep " + model_dir;
     const int64_t job = store.create_job(nj);
     store.start(job);

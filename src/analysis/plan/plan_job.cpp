@@ -150,7 +150,8 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     std::vector<std::vector<std::string>> unit_tensors;
     for (const auto& u : store.units(req.job_id)) {
         if (u.name == kAllUnit) continue;
-        const auto members = json::parse(u.extra).value("tensors", std::vector<std::string>{u.name});
+        const auto members =
+            json::parse(u.extra).value("tensors", std::vector<std::string>{u.name});
         // A unit's bytes in the file; the sweep's measured bytes (unpadded) only for a unit
         // whose tensors model_info does not list.
         const auto unit_file_bytes = [&](GgmlType type, double measured) {

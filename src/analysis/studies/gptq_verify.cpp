@@ -1,5 +1,6 @@
 // `verify --format gptq`: see gptq_verify.h.
 #include "analysis/studies/gptq_verify.h"
+#include "analysis/studies/holdout.h"
 
 #include <cmath>
 #include <filesystem>
@@ -44,6 +45,10 @@ GptqVerifyReport run_gptq_verify(const GptqVerifyOptions& o,
                                  const std::vector<std::string>& recipes) {
     QL_CHECK(!recipes.empty(), "verify --format gptq: give a GPTQ --recipe (plan --format gptq)");
     auto model = Model::open(o.base_model);
+    HeldOutRequest held_out{o.text, o.ctx, o.chunks, o.store, o.allow_overlap, {}};
+    for (const auto& path : recipes)
+        held_out.recipes.emplace_back(fs::path(path).stem().string(), path);
+    check_held_out(held_out, *model);  // refuses tuned-on text before any long work
     std::vector<Candidate> cands;
     for (const auto& path : recipes) {
         const Recipe r = load_recipe(path);

@@ -26,6 +26,9 @@ struct GptqVerifyOptions {
     std::string gptq_text;  // calibration text for GPTQ error feedback ("" = plain rounding)
     int64_t gptq_chunks = 64;
     bool baselines = true;  // add uniform gptq4g128 and gptq8g128
+    // Held-out check of each recipe against its sweep's text (analysis/studies/holdout.h).
+    std::string store;  // "" = the default store
+    bool allow_overlap = false;
 };
 
 struct GptqVerifyRow {

@@ -12,12 +12,12 @@
 #include <fmt/format.h>
 
 #include "analysis/measure/chunks.h"
-#include "analysis/write/gptq_formats.h"
-#include "analysis/write/gptq_rounding.h"
+#include "analysis/measure/weight_metrics.h"
 #include "analysis/sweep/placement.h"
 #include "analysis/sweep/sweep_cpu.h"
 #include "analysis/sweep/sweep_shard.h"
-#include "analysis/measure/weight_metrics.h"
+#include "analysis/write/gptq_formats.h"
+#include "analysis/write/gptq_rounding.h"
 #ifdef QL_HAVE_CUDA
 #include "engine/cuda/cuda_sweep.h"
 #endif
@@ -225,7 +225,6 @@ std::string text_hash(const std::string& path) {
     read_utf8_text_file(path);  // a bad text fails here, before a job record exists
     return hash_files({path});
 }
-
 
 // What every item needs before the reference pass: the model, the imatrix and the units.
 // Refusals that depend only on the options and this build: made before a job exists, so a
