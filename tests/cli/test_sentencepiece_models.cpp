@@ -7,6 +7,7 @@
 // SentencePiece vocabulary ("llama") that tokenizes like the tokenizer.json.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <filesystem>
 
@@ -38,9 +39,10 @@ std::string fixture(const std::string& name) {
     return std::string(QL_SOURCE_DIR) + "/tests/fixtures/" + name;
 }
 
+// `ref`: a base log-prob file (reference.qllogp of a fixture).
 nlohmann::json eval_against_reference(const std::string& model, const std::string& ref) {
     const auto r = run_quiet("eval " + model + " --text " + shared_path("data/eval.txt") +
-                                 " --ctx 512 --chunks 2 --base " + ref + "/reference.qllogp --json",
+                                 " --ctx 512 --chunks 2 --base " + ref + " --json",
                              false);
     EXPECT_EQ(r.code, 0) << r.out;
     return nlohmann::json::parse(r.out);
@@ -49,7 +51,8 @@ nlohmann::json eval_against_reference(const std::string& model, const std::strin
 class SentencePieceModels : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(SentencePieceModels, EvalMatchesTransformers) {
-    const auto j = eval_against_reference(fixture(GetParam()), fixture(GetParam()));
+    const auto j =
+        eval_against_reference(fixture(GetParam()), fixture(GetParam()) + "/reference.qllogp");
     EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKld) << j.dump(2);
     EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0);
     // transformers' PPL over the same tokens (scripts/fixtures/logs/make_family_fixtures.log).
@@ -117,7 +120,7 @@ TEST_P(SentencePieceModels, Q8GgufKeepsTheTokenizer) {
     }
 
     // eval of the GGUF reaches the reference's tokens and stays close to it.
-    const auto j = eval_against_reference(out, fixture(name));
+    const auto j = eval_against_reference(out, fixture(name) + "/reference.qllogp");
     EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKldQ8) << j.dump(2);
 }
 
@@ -128,6 +131,37 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, SentencePieceModels,
                                  if (c == '-') c = '_';
                              return n;
                          });
+
+// The Gemma 2, Gemma 3 and Phi-3 fixtures through the CLI: their tokenizers (Gemma's Replace
+// normalizer; Phi-3 with add_bos_token false, so no BOS at all) and architectures together give
+// transformers' tokens and log-probs. Gemma 2's reference is transformers' eager attention
+// (sdpa drops its attention soft-capping; scripts/fixtures/remake_gemma2_eager_reference.py).
+struct FamilyFixture {
+    const char* name;
+    const char* reference;
+    double transformers_ppl;  // scripts/fixtures/logs/
+};
+
+class FamilyEndToEnd : public ::testing::TestWithParam<FamilyFixture> {};
+
+TEST_P(FamilyEndToEnd, EvalMatchesTransformers) {
+    const FamilyFixture& f = GetParam();
+    const auto j = eval_against_reference(fixture(f.name), fixture(f.name) + "/" + f.reference);
+    EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKld) << j.dump(2);
+    EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0);
+    EXPECT_NEAR(j["ppl"].get<double>(), f.transformers_ppl, 1e-3 * f.transformers_ppl) << f.name;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Fixtures, FamilyEndToEnd,
+    ::testing::Values(FamilyFixture{"gemma2", "reference-eager.qllogp", 81.7364},
+                      FamilyFixture{"gemma3", "reference.qllogp", 27.6157},
+                      FamilyFixture{"phi3-longrope", "reference.qllogp", 108.0525}),
+    [](const auto& info) {
+        std::string n = info.param.name;
+        std::replace(n.begin(), n.end(), '-', '_');
+        return n;
+    });
 
 }  // namespace
 }  // namespace quantlens
