@@ -276,8 +276,10 @@
       node = el('select', { 'data-option': name });
       for (const c of CHOICES[name]) node.appendChild(el('option', { value: c, text: c }));
     } else if (type === 'path' && ['eval', 'text', 'gptq'].includes(name)) {
-      // Held-out text by default (eval/test/valid), calibration text for calibrate.
-      node = fileSelect(name, FOUND.texts, kind === 'calibrate' ? /calib/ : /eval|test|valid/, name === 'gptq');
+      // What tunes (sweep, calibrate, GPTQ Hessians) reads calibration text; what judges (eval,
+      // verify) reads held-out text, so a recipe is never verified on what chose it.
+      const tunes = kind === 'calibrate' || kind === 'sweep' || name === 'gptq';
+      node = fileSelect(name, FOUND.texts, tunes ? /calib/ : /eval|test|valid/, name === 'gptq');
     } else if (type === 'path' && name === 'imatrix') {
       node = fileSelect(name, FOUND.imatrix, /^$/, true);
     } else if (type === 'path' && name === 'recipe') {
@@ -383,7 +385,10 @@
     try {
       const r = await runCommand(body, (line) => { out.textContent = `${kind} running: ${line}`; });
       out.className = 'ql-ok';
-      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})` : `${kind} finished: ${(r.output || '').trim().split('\n').pop()}`;
+      // The result line: eval's PPL when it printed one, else the command's last line.
+      const lines = (r.output || '').trim().split('\n');
+      const summary = lines.find((l) => /^PPL\b/.test(l.trim())) || lines.pop();
+      out.textContent = r.job ? `started job ${r.job.id} (pid ${r.pid})` : `${kind} finished: ${summary}`;
       if (kind === 'calibrate' || kind === 'quantize') scanRoots().catch(() => {});
     } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
   }
