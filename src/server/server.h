@@ -4,7 +4,8 @@
 //   GET  /assets/<file>             app.js, report.js, style.css, plotly.min.js
 //   GET  /api/health                {"ok": true, "version"}
 //   GET  /api/job-kinds             the options the app may set per job kind
-//                                   (jobs::job_kinds_json, from src/jobs/job_options.h)
+//                                   (jobs::job_kinds_json, from src/jobs/job_options.h,
+//                                   plus "pull": target "repo", option revision)
 //   GET  /api/types                 quantization types by bpw with the sweep's defaults,
 //                                   presets, GPU support (server/catalog.h)
 //   GET  /api/presets?model=P&presets=L  each preset's type per tensor of that model
@@ -18,7 +19,9 @@
 //                                   `output` is a file name in the output folder (409 when it
 //                                   exists, unless the body says "force": true, which the app
 //                                   sends only after the user confirmed); verify's working
-//                                   folder is <output folder>/verify
+//                                   folder is <output folder>/verify. {"kind": "pull",
+//                                   "repo": "ORG/NAME", "token"?, "options": {"revision"?}}
+//                                   runs `pull`; its token reaches the child only as HF_TOKEN
 //   GET  /api/processes/:pid        a command started above that records no job (eval,
 //                                   quantize, verify): running, exit code, output tail
 //   POST /api/jobs/:id/pause|cancel  through the store (409 for an illegal change)

@@ -11,6 +11,7 @@
 
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "hub/env.h"
 #include "jobs/job_options.h"
 #include "report/report_data.h"
 #include "server/server_impl.h"
@@ -45,6 +46,73 @@ std::string value_text(const nlohmann::json& v) {
     fail("expected a string or a number, got {}", v.dump());
 }
 
+// One part of a Hub repository id: letters, digits, '.', '_', '-', not starting with '.' or '-'.
+bool is_repo_part(const std::string& s) {
+    if (s.empty() || s.size() > 96 || s[0] == '-' || s[0] == '.') return false;
+    for (char c : s)
+        if (!std::isalnum(static_cast<unsigned char>(c)) && c != '.' && c != '_' && c != '-')
+            return false;
+    return true;
+}
+
+// `pull` is not a job-table kind (it records no job and reads no model): its form is a
+// repository id, an optional revision and an optional token. The token reaches the child
+// only as HF_TOKEN in its environment (hub/env.h reads it), never on its argv, so it is in
+// no job store, log line or `ps` listing; messages about it never quote it.
+nlohmann::json pull_kind_json() {
+    return {{"target", "repo"}, {"job_option", false}, {"options", {{"revision", "word"}}}};
+}
+
+bool pull_argv(const nlohmann::json& body, const std::string& exe, std::vector<std::string>* argv,
+               std::vector<std::string>* env, std::string* why) {
+    for (const auto& [key, value] : body.items())
+        if (key != "kind" && key != "repo" && key != "token" && key != "options") {
+            *why = fmt::format(
+                "'{}' is not accepted for a pull job (it takes 'repo', 'token', "
+                "'options')",
+                key.substr(0, 64));
+            return false;
+        }
+    const std::string repo = body.value("repo", std::string());
+    const size_t slash = repo.find('/');
+    if (!body.contains("repo") || !body["repo"].is_string() || slash == std::string::npos ||
+        !is_repo_part(repo.substr(0, slash)) || !is_repo_part(repo.substr(slash + 1))) {
+        *why = "'repo' must be a Hub repository id ORG/NAME (letters, digits, '.', '_', '-')";
+        return false;
+    }
+    *argv = {exe, "-q", "pull", repo};
+    const nlohmann::json opts =
+        body.contains("options") ? body["options"] : nlohmann::json::object();
+    if (!opts.is_object()) {
+        *why = "'options' must be an object";
+        return false;
+    }
+    for (const auto& [name, value] : opts.items()) {
+        if (name != "revision") {
+            *why = fmt::format("option '{}' is not accepted for a pull job", name.substr(0, 64));
+            return false;
+        }
+        if (!value.is_string() || !is_word(value.get<std::string>())) {
+            *why = "--revision: expected a word of letters, digits, '.', '_', '-', ':'";
+            return false;
+        }
+        argv->insert(argv->end(), {"--revision", value.get<std::string>()});
+    }
+    if (body.contains("token")) {
+        bool ok = body["token"].is_string() && body["token"].get<std::string>().size() <= 1024;
+        if (ok)
+            for (char c : body["token"].get<std::string>())
+                ok &= c > ' ' && c < 127;  // printable, no spaces: nothing to break a header
+        if (!ok) {
+            *why = "'token' must be a string of at most 1024 printable characters, no spaces";
+            return false;
+        }
+        if (!body["token"].get<std::string>().empty())
+            env->push_back("HF_TOKEN=" + body["token"].get<std::string>());
+    }
+    return true;
+}
+
 }  // namespace
 
 nlohmann::json job_json(const jobs::Job& job) {
@@ -68,14 +136,15 @@ std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::j
     };
     if (!body.contains("kind") || !body["kind"].is_string())
         return refuse(400,
-                      "'kind' must be a string: one of calibrate, eval, plan, quantize, "
+                      "'kind' must be a string: one of calibrate, eval, plan, pull, quantize, "
                       "sweep, verify");
     const std::string kind = body["kind"];
     const jobs::JobKindSpec* spec = jobs::find_job_kind_spec(kind);
     if (!spec)
-        return refuse(400, fmt::format("'kind' must be one of calibrate, eval, plan, quantize, "
-                                       "sweep, verify; got '{}'",
-                                       kind.substr(0, 64)));
+        return refuse(400,
+                      fmt::format("'kind' must be one of calibrate, eval, plan, pull, quantize, "
+                                  "sweep, verify; got '{}'",
+                                  kind.substr(0, 64)));
     std::vector<std::string> argv = {options.job_exe, "-q", kind};
     auto add_target = [&](const char* how, const std::string& value) {
         if (*how) argv.push_back(how);
@@ -309,20 +378,35 @@ void Server::Impl::job_routes() {
     });
 
     http.Get("/api/job-kinds", [](const httplib::Request&, httplib::Response& res) {
-        reply_json(res, jobs::job_kinds_json());
+        nlohmann::json kinds = jobs::job_kinds_json();
+        kinds["pull"] = pull_kind_json();
+        reply_json(res, kinds);
     });
 
     http.Post("/api/jobs", [this](const httplib::Request& req, httplib::Response& res) {
         const auto body = parse_body(req, res);
         if (!body) return;
         std::string why;
-        const auto argv = job_argv(*body, &why);
-        if (!argv) return reply_error(res, std::stoi(why.substr(0, 3)), why.substr(4));
+        std::optional<std::vector<std::string>> argv;
+        std::vector<std::string> env;
+        const bool pull = body->value("kind", nlohmann::json()) == "pull";
+        if (pull) {
+            argv.emplace();
+            if (!pull_argv(*body, options.job_exe, &*argv, &env, &why))
+                return reply_error(res, 400, why);
+        } else {
+            argv = job_argv(*body, &why);
+            if (!argv) return reply_error(res, std::stoi(why.substr(0, 3)), why.substr(4));
+        }
+        // Said again here so a token can never reach a reply, even through a child that
+        // printed its environment.
+        const std::string token =
+            pull && body->contains("token") ? (*body)["token"].get<std::string>() : "";
         const std::string kind = (*body)["kind"];
         fs::create_directories(options.log_dir);
         const auto stamp = std::chrono::system_clock::now().time_since_epoch().count();
         const std::string log = fmt::format("{}/{}-{}.log", options.log_dir, kind, stamp);
-        const pid_t pid = children.spawn(*argv, log);
+        const pid_t pid = children.spawn(*argv, log, env);
         // A child that records a job creates it in the store; find it by pid so the app can
         // follow it. The others (eval, quantize, verify) answer with their exit and output.
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
@@ -332,7 +416,7 @@ void Server::Impl::job_routes() {
                     return reply_json(res, {{"pid", pid}, {"job", job_json(job)}, {"log", log}},
                                       202);
             if (const auto code = children.exit_code(pid)) {
-                const std::string tail = tail_of_file(log);
+                const std::string tail = hub::redact_token(tail_of_file(log), token);
                 if (*code != 0)
                     return reply_error(
                         res, 422, fmt::format("{} exited with code {}: {}", kind, *code, tail));

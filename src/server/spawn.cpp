@@ -9,6 +9,7 @@
 #include <csignal>
 #include <cstring>
 #include <fstream>
+#include <string_view>
 
 #include "core/error.h"
 
@@ -20,7 +21,8 @@ Children::~Children() {
     reap_all();
 }
 
-pid_t Children::spawn(const std::vector<std::string>& argv, const std::string& log_path) {
+pid_t Children::spawn(const std::vector<std::string>& argv, const std::string& log_path,
+                      const std::vector<std::string>& extra_env) {
     QL_ASSERT(!argv.empty());
     posix_spawn_file_actions_t actions;
     posix_spawn_file_actions_init(&actions);
@@ -44,8 +46,18 @@ pid_t Children::spawn(const std::vector<std::string>& argv, const std::string& l
     std::vector<char*> args;
     for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
     args.push_back(nullptr);
+    std::vector<char*> env;
+    for (char** e = environ; *e; ++e) {
+        const std::string_view var = *e;
+        bool replaced = false;
+        for (const auto& x : extra_env)
+            replaced |= var.substr(0, var.find('=') + 1) == x.substr(0, x.find('=') + 1);
+        if (!replaced) env.push_back(*e);
+    }
+    for (const auto& x : extra_env) env.push_back(const_cast<char*>(x.c_str()));
+    env.push_back(nullptr);
     pid_t pid = 0;
-    const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), environ);
+    const int rc = posix_spawn(&pid, argv[0].c_str(), &actions, &attr, args.data(), env.data());
     posix_spawn_file_actions_destroy(&actions);
     posix_spawnattr_destroy(&attr);
     QL_CHECK(rc == 0, "cannot start {}: {}", argv[0], std::strerror(rc));

@@ -17,8 +17,11 @@ namespace quantlens::server {
 class Children {
   public:
     ~Children();  // children keep running (jobs outlive the server); only zombies are reaped
-    // Starts argv[0] with argv; throws Error when the executable cannot be started.
-    pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path);
+    // Starts argv[0] with argv and this process's environment plus `extra_env` ("NAME=value",
+    // replacing a variable of that name): the way to hand a child a secret (a Hub token) that
+    // must not show in its argv, the job store or `ps`. Throws Error when it cannot start.
+    pid_t spawn(const std::vector<std::string>& argv, const std::string& log_path,
+                const std::vector<std::string>& extra_env = {});
     // Reaps finished children; returns the exit code of `pid` once it has exited (-1 for a
     // signal), nullopt while it runs or when it is unknown.
     std::optional<int> exit_code(pid_t pid);

@@ -517,7 +517,28 @@ TEST_F(Api, JobKindsComeFromTheCommandTable) {
     EXPECT_FALSE(kinds["verify"]["options"].contains("base"));  // the model is verify's base
     EXPECT_FALSE(kinds["verify"]["options"].contains("plan"));
     EXPECT_EQ(kinds["plan"]["target"], "job");
-    EXPECT_EQ(kinds.size(), 6u);
+    // The six commands of the table, plus pull (a repository and a token, server-side only).
+    EXPECT_EQ(kinds["pull"]["target"], "repo");
+    EXPECT_EQ(kinds["pull"]["options"], json({{"revision", "word"}}));
+    EXPECT_EQ(kinds.size(), 7u);
+}
+
+// A pull's repository id and token are checked before anything runs, and a refused token is
+// never quoted back.
+TEST_F(Api, PullRefusesBadRepoAndTokenWithoutEchoingIt) {
+    auto r = post("/api/jobs", {{"kind", "pull"}, {"repo", "../etc"}});
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_NE(r->body.find("ORG/NAME"), std::string::npos) << r->body;
+    r = post("/api/jobs", {{"kind", "pull"}, {"repo", "org/name"}, {"token", "hf_Se cret"}});
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_NE(r->body.find("'token'"), std::string::npos) << r->body;
+    EXPECT_EQ(r->body.find("Se cret"), std::string::npos) << r->body;
+    r = post("/api/jobs", {{"kind", "pull"}, {"repo", "org/name"}, {"model", "models/llama-8m"}});
+    EXPECT_EQ(r->status, 400) << r->body;
+    r = post("/api/jobs",
+             {{"kind", "pull"}, {"repo", "org/name"}, {"options", {{"endpoint", "x"}}}});
+    EXPECT_EQ(r->status, 400) << r->body;
+    EXPECT_NE(r->body.find("option 'endpoint'"), std::string::npos) << r->body;
 }
 
 // Issue 20 #7: verify takes its base as the request's model, never as an option; options the

@@ -231,6 +231,7 @@
     quantize: ['recipe', 'preset', 'imatrix', 'output'],
     verify: ['text', 'recipe', 'presets', 'ctx', 'chunks'],
     eval: ['text', 'ctx', 'chunks', 'base'],
+    pull: ['revision'],
   };
   const CHOICES = { granularity: ['tensor', 'layer', 'class'], metric: ['kld', 'proxy'] };
   // Presets verify compares against unless the user changes it (the list).
@@ -313,6 +314,10 @@
     $('#start-model-label').hidden = spec.target !== 'model';
     $('#start-browse').hidden = spec.target !== 'model';
     $('#start-job-label').hidden = spec.target !== 'job' && !spec.job_option;
+    // pull: a Hub repository and a token, which is sent once in the request body and never
+    // shown again (the server hands it to the child as HF_TOKEN only).
+    $('#start-repo-label').hidden = spec.target !== 'repo';
+    $('#start-token-label').hidden = spec.target !== 'repo';
     const jobSel = $('#start-job');  // a plan needs a sweep: the newest, unless one is chosen
     if (spec.target === 'job' && !jobSel.value && jobSel.options.length > 1) jobSel.value = jobSel.options[1].value;
     const main = $('#start-options'), more = $('#start-more');
@@ -375,6 +380,11 @@
     const body = { kind, options: {} };
     if (spec.target === 'model') body.model = $('#start-model').value.trim();
     if ((spec.target === 'job' || spec.job_option) && $('#start-job').value) body.job = parseInt($('#start-job').value, 10);
+    if (spec.target === 'repo') {
+      body.repo = $('#start-repo').value.trim();
+      if ($('#start-token').value) body.token = $('#start-token').value;
+      $('#start-token').value = '';
+    }
     for (const c of controls) {
       const v = c.get();
       if (v !== undefined) body.options[c.name] = v;

@@ -18,6 +18,7 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
+import http from 'node:http';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -47,6 +48,11 @@ const BYTES_PER_256 = { Q2_K: 84, Q4_K: 144, Q8_0: 272 };
 const SLOW = 60000;
 const JOB_TIMEOUT = 300000;  // a real job run from the app (measured: ~10 s on 2 busy cores)
 let context, server, baseUrl;
+// A stand-in Hugging Face Hub (there is no network here): every request is answered 404
+// "Repository not found" at once, and the Authorization headers it got are kept, so a pull
+// from the app fails cleanly and the test sees whether the token reached the child.
+const hubAuth = [];
+let hub, hubUrl;
 let sweepId, calibId, shown, data, report, calibReport;
 
 // Runs the real binary; throws with its output when it fails.
@@ -82,9 +88,11 @@ async function launch() {
 // run the real commands; models and data from the shared test data are allowed paths.
 function startServer() {
   return new Promise((resolve, reject) => {
+    const env = { ...process.env, HF_ENDPOINT: hubUrl, HF_HUB_CACHE: path.join(work, 'hf-cache'), HF_HOME: path.join(work, 'hf-home') };
+    delete env.HF_TOKEN;
     server = spawn(quantlens, ['serve', '--port', '0', '--store', store,
       '--models-dir', path.join(shared, 'models'), '--models-dir', path.join(shared, 'data'),
-      '--recipes-dir', recipes], { cwd: work, stdio: ['ignore', 'pipe', 'pipe'] });
+      '--recipes-dir', recipes], { cwd: work, env, stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
     const timer = setTimeout(() => reject(new Error('server did not start: ' + out)), SLOW);
     const onData = (d) => {
@@ -121,12 +129,20 @@ before(async () => {
   ql(['report', String(calibId), '--force', '-o', calibReport, '--store', store]);
   context = await launch();
   context.setDefaultTimeout(SLOW);
+  hub = http.createServer((req, res) => {
+    hubAuth.push(req.headers.authorization || '');
+    res.writeHead(404, { 'Content-Type': 'application/json', 'X-Error-Code': 'RepoNotFound' });
+    res.end('{"error":"Repository not found"}');
+  });
+  await new Promise((ok) => hub.listen(0, '127.0.0.1', ok));
+  hubUrl = `http://127.0.0.1:${hub.address().port}`;
   baseUrl = await startServer();
 });
 
 after(async () => {
   if (context) await context.close();
   if (server) server.kill('SIGTERM');
+  if (hub) hub.close();
   fs.rmSync(work, { recursive: true, force: true });
 });
 
@@ -546,5 +562,122 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   assert.notEqual(fs.statSync(gguf).mtimeMs, mtime);
   assert.deepEqual(errors, []);
   assert.deepEqual(outside, [], 'the app asked for something outside its server');
+  await page.close();
+});
+
+// Every kind the start form offers (GET /api/job-kinds: the CLI's job table, plus pull) is
+// started from the form with the least it needs on llama-8m, and ends without an error: a
+// kind that records a job is followed to 'done' in the store, the others to exit code 0.
+// pull (no network here) goes to the stand-in hub and must fail cleanly, and the token typed
+// into the form must reach the child (as HF_TOKEN, the hub sees it) yet appear in no reply,
+// page, log, output or job-store byte.
+test('app: every job kind starts from the start form', async () => {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('dialog', (d) => d.dismiss());
+  await page.goto(`${baseUrl}/#jobs`);
+  await page.waitForSelector('body[data-ready="1"]');
+  const more = () => page.$eval('details.ql-more', (d) => { d.open = true; });
+  const only = (option, value) => page.$$eval(`#start-options [data-option="${option}"] input`, (cbs, v) => cbs.forEach((c) => { c.checked = c.value === v; }), value);
+  const token = 'hf_FakeToken' + Date.now().toString(36) + 'Zq9';
+  const fill = {
+    sweep: async () => {
+      await page.fill('#start-model', model);
+      await only('types', 'Q8_0');
+      await page.fill('#start-options [data-option="tokens"]', '64');
+      await more();
+      await page.fill('#start-more [data-option="ctx"]', '64');
+    },
+    calibrate: async () => {
+      await page.fill('#start-model', model);
+      await page.fill('#start-options [data-option="chunks"]', '2');
+      await page.fill('#start-options [data-option="output"]', 'all-kinds-calib.dat');
+      await more();
+      await page.fill('#start-more [data-option="ctx"]', '64');
+    },
+    plan: async () => {
+      await page.selectOption('#start-job', String(sweepId));
+      await page.fill('#start-options [data-option="target-bpw"]', '5');
+    },
+    quantize: async () => {
+      await page.fill('#start-model', model);
+      await page.selectOption('#start-options [data-option="preset"]', 'Q8_0');
+      await page.fill('#start-options [data-option="output"]', 'all-kinds-q8.gguf');
+    },
+    verify: async () => {
+      await page.fill('#start-model', model);
+      await page.selectOption('#start-job', '');
+      await only('presets', 'Q8_0');
+      await page.fill('#start-options [data-option="ctx"]', '64');
+      await page.fill('#start-options [data-option="chunks"]', '2');
+    },
+    eval: async () => {
+      await page.fill('#start-model', model);
+      await page.fill('#start-options [data-option="ctx"]', '64');
+      await page.fill('#start-options [data-option="chunks"]', '2');
+    },
+    pull: async () => {
+      await page.fill('#start-repo', 'no-such-org/no-such-model');
+      await page.fill('#start-token', token);
+    },
+  };
+  const offered = await page.$$eval('#start-kind option', (os) => os.map((o) => o.value));
+  assert.deepEqual([...offered].sort(), Object.keys(fill).sort(), 'a kind offered without a test here (or one gone)');
+  const ended = () => page.waitForFunction(() => {
+    const t = document.getElementById('start-result').textContent;
+    return /started job \d+|finished|exited|error|not /.test(t) && t;
+  }, null, { timeout: JOB_TIMEOUT }).then((h) => h.jsonValue());
+  for (const kind of offered) {
+    await page.selectOption('#start-kind', kind);
+    await page.$eval('#start-result', (e) => { e.textContent = ''; });
+    await fill[kind]();
+    await page.click('#start-submit');
+    const result = await ended();
+    const t0 = Date.now();
+    if (kind === 'pull') {
+      assert.match(result, /pull exited with code 1: .*no-such-org\/no-such-model/, result);
+      assert.equal(await page.getAttribute('#start-result', 'class'), 'ql-error');
+      assert.equal(await page.inputValue('#start-token'), '', 'the token field keeps the token');
+      assert.ok(hubAuth.includes('Bearer ' + token), `the child did not send the token: ${JSON.stringify(hubAuth)}`);
+      // A pull that fails within the POST's first seconds is answered 422 with its output;
+      // one that took longer is followed as a process: read that reply too.
+      const row = await page.$('#procs-table tr[data-state="failed"]');
+      const replies = [result, await (await fetch(`${baseUrl}/api/jobs`)).text()];
+      if (row) replies.push(await (await fetch(`${baseUrl}/api/processes/${await row.getAttribute('data-pid')}`)).text());
+      for (const r of replies) assert.ok(!r.includes(token), 'the token is in an API reply');
+      assert.ok(!(await page.content()).includes(token), 'the token is on the page');
+      // Every byte the server and its jobs wrote: job store (and its WAL), logs, outputs.
+      const leaks = [];
+      const scan = (dir) => {
+        for (const e of fs.readdirSync(dir, { withFileTypes: true })) {
+          const f = path.join(dir, e.name);
+          if (e.isDirectory()) { if (!e.name.startsWith('profile-')) scan(f); } else if (e.isFile() && fs.readFileSync(f).includes(token)) leaks.push(f);
+        }
+      };
+      scan(work);
+      assert.ok(fs.readdirSync(store + '.logs').some((f) => f.startsWith('pull-')), 'no pull log written');
+      assert.deepEqual(leaks, [], 'the token was written to disk');
+    } else {
+      const started = /started job (\d+)/.exec(result);
+      if (started) {
+        await page.waitForFunction((id) => {
+          const tr = document.querySelector(`#jobs-table tr[data-job-id="${id}"]`);
+          return tr && ['done', 'failed', 'cancelled'].includes(tr.dataset.state);
+        }, started[1], { timeout: JOB_TIMEOUT });
+        const job = qlJson(['jobs', 'show', started[1]]);
+        assert.equal(job.kind, kind);
+        assert.equal(job.status, 'done', `${kind} job ${started[1]}: ${JSON.stringify(job).slice(0, 500)}`);
+      } else {
+        assert.match(result, new RegExp(`^${kind} finished: `), result);
+        assert.equal(await page.getAttribute('#procs-table tr[data-state]', 'data-state'), 'done');
+      }
+    }
+    console.log(`# start form: ${kind} ok (${((Date.now() - t0) / 1000).toFixed(1)} s after the reply)`);
+  }
+  assert.ok(fs.statSync(path.join(store + '.outputs', 'all-kinds-q8.gguf')).size > 0);
+  assert.ok(fs.statSync(path.join(store + '.outputs', 'all-kinds-calib.dat')).size > 0);
+  await page.screenshot({ path: path.join(artifacts, 'app-all-kinds.png') });
+  assert.deepEqual(errors, []);
   await page.close();
 });
