@@ -24,7 +24,8 @@
 //     "verify": { "rows": [ { "name", "size_bytes", "bpw", "ppl", "kld_mean", "top1",
 //                             "predicted_kld" } ] } | null // artifact "verify"
 //     "calibration": { ... } | null                        // artifact "calibration", as stored
-//                                                          // (analysis/studies/calibrate.h): the job's
+//                                                          // (analysis/studies/calibrate.h): the
+//                                                          job's
 //                                                          // own, else (not for a calibrate
 //                                                          // job) that of the newest done
 //                                                          // calibrate job of the same model

@@ -3,8 +3,8 @@
 #include <algorithm>
 #include <sstream>
 
-#include "analysis/write/presets.h"
 #include "analysis/sweep/sweep.h"
+#include "analysis/write/presets.h"
 #include "core/ggml_type.h"
 #include "model/model.h"
 #include "quant/quant.h"

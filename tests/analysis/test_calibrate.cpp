@@ -10,8 +10,8 @@
 #include <fstream>
 #include <string>
 
-#include "analysis/studies/calibrate.h"
 #include "analysis/measure/chunks.h"
+#include "analysis/studies/calibrate.h"
 #include "core/error.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"

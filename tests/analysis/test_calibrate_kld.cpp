@@ -6,8 +6,8 @@
 #include <cstdlib>
 #include <string>
 
-#include "analysis/studies/calibrate.h"
 #include "analysis/measure/eval.h"
+#include "analysis/studies/calibrate.h"
 #include "core/mmap_file.h"
 #include "engine/engine.h"
 #include "engine/tokenizer.h"

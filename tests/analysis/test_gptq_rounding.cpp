@@ -17,9 +17,9 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/measure/chunks.h"
-#include "analysis/write/gptq_rounding.h"
 #include "analysis/measure/hessian.h"
 #include "analysis/sweep/sweep.h"
+#include "analysis/write/gptq_rounding.h"
 #include "core/error.h"
 #include "core/progress.h"
 #include "engine/engine.h"

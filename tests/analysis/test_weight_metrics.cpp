@@ -9,8 +9,8 @@
 #include <string>
 #include <vector>
 
-#include "analysis/sweep/weight_error_sweep.h"
 #include "analysis/measure/weight_metrics.h"
+#include "analysis/sweep/weight_error_sweep.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "formats/imatrix.h"

@@ -10,8 +10,8 @@
 #include <nlohmann/json.hpp>
 
 #include "analysis/measure/chunks.h"
-#include "analysis/sweep/sweep_cpu.h"
 #include "analysis/measure/weight_metrics.h"
+#include "analysis/sweep/sweep_cpu.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"

@@ -3,9 +3,9 @@
 //
 // What is measured (names as stored; the job's units are tensors and layers):
 //  - per tensor (unit = GGUF name, type = the QUANT storage type, e.g. "Q4_K"):
-//      bytes, bpw, n_params, and the weight metrics of analysis/measure/weight_metrics.h between the
-//      FP weights as evaluated and the dequantized QUANT weights: w_rmse, w_max_abs,
-//      w_rel_fro, w_cos, w_snr_db (capped at 999);
+//      bytes, bpw, n_params, and the weight metrics of analysis/measure/weight_metrics.h between
+//      the FP weights as evaluated and the dequantized QUANT weights: w_rmse, w_max_abs, w_rel_fro,
+//      w_cos, w_snr_db (capped at 999);
 //  - overall (unit "(model)", type "quant"), one pass of both models over the chunks:
 //      the KL statistics of analysis/measure/kld.h (kld_mean, kld_err, kld_median, kld_p90,
 //      kld_p99, kld_max, top1_agree, rms_dp, ppl, ppl_base, ppl_delta, ln_ppl_ratio),
