@@ -530,6 +530,10 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
     return logits;
 }
 
+std::string Engine::source_path() const {
+    return model_.path();
+}
+
 std::vector<float> Engine::forward(std::span<const int32_t> tokens, int64_t B, int64_t T,
                                    int64_t t0) const {
     QL_ASSERT(static_cast<int64_t>(tokens.size()) == B * T);

@@ -39,6 +39,7 @@
 #include <vector>
 
 #include "core/ggml_type.h"
+#include "engine/logits_model.h"
 #include "formats/model_config.h"
 
 namespace quantlens {
@@ -87,7 +88,7 @@ struct HookEvent {
 };
 using EngineHook = std::function<void(const HookEvent&)>;
 
-class Engine {
+class Engine final : public LogitsModel {
   public:
     explicit Engine(const Model& model, EngineOptions options = {});
     ~Engine();
@@ -98,7 +99,8 @@ class Engine {
     const Model& model() const { return model_; }
     int64_t n_layers() const { return config_.n_layers; }
     int64_t hidden() const { return config_.hidden; }
-    int64_t vocab() const { return config_.vocab; }
+    int64_t vocab() const override { return config_.vocab; }
+    std::string source_path() const override;
 
     // tokens[B*T] → h[B*T, C]. Throws Error on an id outside the vocabulary.
     std::vector<float> embed(std::span<const int32_t> tokens) const;
@@ -109,7 +111,7 @@ class Engine {
     std::vector<float> head(const float* h, int64_t B, int64_t T, int64_t t0 = 0) const;
     // embed → all layers → head(t0).
     std::vector<float> forward(std::span<const int32_t> tokens, int64_t B, int64_t T,
-                               int64_t t0 = 0) const;
+                               int64_t t0 = 0) const override;
 
     // Weight overrides by GGUF name; values in GGUF layout (n_elements floats). `type` is
     // the storage type the values stand for (only ggml_numerics looks at it).

@@ -57,6 +57,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"batch", V::number, web},
           {"as-f16", V::flag, web},
           {"ggml-numerics", V::flag, web},
+          {"gpu", V::flag, web},
           {"store", V::path, cli},
           {"json", V::flag, cli},
           {"force", V::flag, cli}}},
@@ -116,6 +117,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"ctx", V::number, web},
           {"chunks", V::number, web},
           {"no-ggml-numerics", V::flag, web},
+          {"gpu", V::flag, web},
           {"allow-overlap", V::flag, web},
           // The request's model and job (model_arg, job_arg), never options of their own.
           {"base", V::path, cli},
@@ -137,6 +139,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"batch", V::number, web},
           {"as-f16", V::flag, web},
           {"ggml-numerics", V::flag, web},
+          {"gpu", V::flag, web},
           {"save-logits", V::out_path, cli},
           {"force", V::flag, cli},
           {"json", V::flag, cli}}},

@@ -119,10 +119,10 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
     const std::string base_logits = (fs::path(o.out_dir) / "base.qllogp").string();
     VerifyReport report;
     {
-        Engine base(*base_model, eo);
+        const auto base = make_logits_model(*base_model, eo, o.gpu, "verify");
         fmt::print(stderr, "verify: base {} over {} tokens\n", o.base_model,
                    chunks.n_chunks * chunks.n_ctx);
-        const EvalResult r = evaluate(base, chunks, ev, {}, base_logits);
+        const EvalResult r = evaluate(*base, chunks, ev, {}, base_logits);
         report.base_ppl = r.ppl.ppl;
         report.n_tokens = chunks.n_chunks * chunks.n_ctx;
     }
@@ -139,10 +139,10 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
                  o.base_model);
         EngineOptions qo = eo;
         qo.f16_weights = false;
-        Engine engine(*model, qo);
+        const auto engine = make_logits_model(*model, qo, o.gpu, "verify");
         fmt::print(stderr, "verify: {} ({})\n", row.name, row.path);
         const auto t0 = std::chrono::steady_clock::now();
-        const EvalResult r = evaluate(engine, chunks, ev, {nullptr, &base_file});
+        const EvalResult r = evaluate(*engine, chunks, ev, {nullptr, &base_file});
         row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         row.size_bytes = fs::file_size(row.path);
         row.bpw =

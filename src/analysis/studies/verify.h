@@ -34,6 +34,9 @@ struct VerifyOptions {
     int64_t ctx = 512;
     int64_t chunks = 100;
     bool ggml_numerics = true;
+    // Evaluate the base and the candidates on the GPU (F16 weights; refused together with
+    // ggml_numerics, see make_logits_model in analysis/measure/eval.h).
+    bool gpu = false;
     // Keep a candidate file already written from the same recipe, base, imatrix and GPTQ
     // settings (a key file beside it says which); any change rewrites it.
     bool reuse_files = true;

@@ -98,6 +98,21 @@ struct SweepContext {
     int64_t n_layers = 0;
 };
 
+// The tensor's imatrix entry for every stacked matrix ([n_mat][n_per_row]), as
+// fake_quant_tensor reads it; empty without an imatrix or an entry.
+std::vector<float> importance_of(const SweepContext& ctx, const TensorInfo& t) {
+    std::vector<float> out;
+    if (!ctx.imatrix) return out;
+    const int64_t n_per_row = t.n_per_row();
+    const int64_t n_mat = t.ne.size() >= 3 ? t.ne[2] : 1;
+    for (int64_t m = 0; m < n_mat; ++m) {
+        const float* imp = ctx.imatrix->importance(t.name, n_per_row, n_mat, m);
+        if (!imp) return {};
+        out.insert(out.end(), imp, imp + n_per_row);
+    }
+    return out;
+}
+
 // The layer a unit's perturbation first affects, and whether the embedding must be redone.
 std::pair<int64_t, bool> start_of(const SweepContext& ctx,
                                   const std::vector<std::string>& tensors) {
@@ -150,10 +165,12 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         bytes += ggml_row_size(written, t.n_per_row()) * static_cast<uint64_t>(t.n_rows());
         params += t.n_elements();
         fallbacks += written != to ? 1 : 0;
-        // The backend's own kernel when the quantizer takes no importance and no GPTQ
-        // Hessian: the GPU path then moves no tensor to or from the host.
-        if (!ctx.imatrix && !ctx.gptq) {
-            if (const auto sums = ctx.backend->set_fake_quant_override(name, written)) {
+        // The backend's own kernel (with the tensor's importance, if any) unless a GPTQ
+        // Hessian rounds it: the GPU path then moves no tensor to or from the host.
+        if (!ctx.gptq) {
+            const std::vector<float> importance = importance_of(ctx, t);
+            if (const auto sums = ctx.backend->set_fake_quant_override(
+                    name, written, importance, !importance.empty() && t.ne.size() < 3)) {
                 acc.merge(WeightErrorAccumulator::from_sums(*sums));
                 changed = changed || sums->sum_e2 > 0;
                 continue;
