@@ -544,8 +544,25 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   assert.ok(i >= 0, point.text.join());
   assert.equal(point.x[i], mine.size_bytes / 1e6);
   assert.equal(point.y[i], mine.kld_mean);
+  // The table has mean, p99 and p99.9 KLD as verify measured them.
+  const cells = await page.$$eval('#verify-table tbody tr[data-verify="e2e-mixed"] td', (t) => t.map((x) => x.textContent));
+  const heads = await page.$$eval('#verify-table thead th', (t) => t.map((x) => x.textContent));
+  const col = (h) => Number(cells[heads.indexOf(h)]);
+  for (const [h, v] of [['KLD mean', mine.kld_mean], ['KLD p99', mine.kld_p99], ['KLD p99.9', mine.kld_p999]])
+    assert.ok(v > 0 && Math.abs(col(h) - v) / v < 1e-3, `${h}: page ${cells[heads.indexOf(h)]}, stored ${v}`);
+  // Verified recipes of the whole store are listed with their results: this one and the
+  // plan verified in before() on the first sweep.
+  const vrow = `#verified-table tr[data-verified="${newId}/e2e-mixed"]`;
+  await page.waitForSelector(vrow);
+  assert.ok(await page.$(`#verified-table tr[data-verified="${sweepId}/plan-bpw5"]`), 'the plan verified in before() is not listed');
+  assert.equal(await page.$(`#verified-table tr[data-verified="${newId}/Q4_K_M"]`), null, 'a preset listed as a recipe');
+  const vcells = await page.$$eval(`${vrow} td`, (t) => t.map((x) => x.textContent));
+  assert.equal(vcells[2], 'e2e-mixed');
+  assert.ok(Math.abs(Number(vcells[6]) - mine.kld_mean) / mine.kld_mean < 1e-3, `${vcells[6]} vs ${mine.kld_mean}`);
   await page.$eval('#recipe-actions', (e) => e.scrollIntoView());
   await shot('4-verify');
+  await page.$eval('#verified-card', (e) => e.scrollIntoView());
+  await shot('5-verified');
 
   // 6. A second quantize into the same file asks first: declined, the file is left alone;
   // confirmed, it is replaced.
@@ -621,9 +638,28 @@ test('app: every job kind starts from the start form', async () => {
       await page.fill('#start-repo', 'no-such-org/no-such-model');
       await page.fill('#start-token', token);
     },
+    // compare: the model and a quantized GGUF of it (the shared Q4_K_M file).
+    compare: async () => {
+      assert.equal(await page.textContent('#start-second-name'), 'quant');
+      await page.fill('#start-model', model);
+      await page.fill('#start-second', path.join(shared, 'models', 'llama-8m-Q4_K_M.gguf'));
+      await page.fill('#start-options [data-option="ctx"]', '64');
+      await page.fill('#start-options [data-option="chunks"]', '2');
+      await page.check('#start-options [data-option="no-attribution"]');
+    },
+    // audit: a zoo file in the server's working directory naming llama-8m and the shared text.
+    audit: async () => {
+      assert.equal(await page.textContent('#start-model-name'), 'zoo');
+      assert.equal(await page.isVisible('#start-second-label'), false);
+      await page.fill('#start-model', zooFile);
+    },
   };
+  const zooFile = path.join(work, 'web-zoo.yaml');
+  fs.writeFileSync(zooFile, `defaults: {text: ${calibText}, types: [Q8_0], tokens: 64, ctx: 32, granularity: class}\nmodels:\n  - {name: l8, fp: ${model}}\n`);
   const offered = await page.$$eval('#start-kind option', (os) => os.map((o) => o.value));
   assert.deepEqual([...offered].sort(), Object.keys(fill).sort(), 'a kind offered without a test here (or one gone)');
+  // Every command that can record a job (the job store's kinds) is among them, and pull.
+  for (const k of ['sweep', 'calibrate', 'eval', 'quantize', 'verify', 'compare', 'audit', 'plan', 'pull']) assert.ok(offered.includes(k), k);
   const ended = () => page.waitForFunction(() => {
     const t = document.getElementById('start-result').textContent;
     return /started job \d+|finished|exited|error|not /.test(t) && t;
@@ -640,6 +676,19 @@ test('app: every job kind starts from the start form', async () => {
       assert.equal(await page.getAttribute('#start-result', 'class'), 'ql-error');
       assert.equal(await page.inputValue('#start-token'), '', 'the token field keeps the token');
       assert.ok(hubAuth.includes('Bearer ' + token), `the child did not send the token: ${JSON.stringify(hubAuth)}`);
+      // The pulls view lists the failed pull with its output and offers to resume it; resume
+      // runs the same pull again, with the token typed again (the server kept none).
+      const pullRow = '#pulls-table tr[data-repo="no-such-org/no-such-model"]';
+      await page.waitForSelector(`${pullRow}[data-state="failed"] button[data-action="resume-pull"]`);
+      assert.match(await page.textContent(`${pullRow} .ql-msg`), /no-such-org\/no-such-model/);
+      const asked = hubAuth.length;
+      await page.fill('#start-token', token);
+      await page.$eval('#start-result', (e) => { e.textContent = ''; });
+      await page.click(`${pullRow} button[data-action="resume-pull"]`);
+      assert.match(await ended(), /pull exited with code 1: /);
+      assert.ok(hubAuth.length > asked && hubAuth.slice(asked).every((a) => a === 'Bearer ' + token), JSON.stringify(hubAuth.slice(asked)));
+      await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, `${pullRow}[data-state="failed"]`);
+      assert.equal(await page.inputValue('#start-token'), '', 'the token field keeps the token');
       // A pull that fails within the POST's first seconds is answered 422 with its output;
       // one that took longer is followed as a process: read that reply too.
       const row = await page.$('#procs-table tr[data-state="failed"]');
@@ -668,6 +717,15 @@ test('app: every job kind starts from the start form', async () => {
         const job = qlJson(['jobs', 'show', started[1]]);
         assert.equal(job.kind, kind);
         assert.equal(job.status, 'done', `${kind} job ${started[1]}: ${JSON.stringify(job).slice(0, 500)}`);
+        if (kind === 'compare' || kind === 'audit') {
+          // Their result is the table the command printed: shown from the job's row.
+          await page.$eval('#job-output', (e) => { e.textContent = ''; });
+          await page.click(`#jobs-table tr[data-job-id="${started[1]}"] button[data-action="output"]`);
+          await page.waitForFunction(() => document.getElementById('job-output').textContent.length > 0);
+          const printed = await page.textContent('#job-output');
+          assert.match(printed, kind === 'compare' ? /KLD/ : new RegExp(`audit job ${started[1]}`), printed);
+          if (kind === 'compare') await page.screenshot({ path: path.join(artifacts, 'app-compare.png') });
+        }
       } else {
         assert.match(result, new RegExp(`^${kind} finished: `), result);
         assert.equal(await page.getAttribute('#procs-table tr[data-state]', 'data-state'), 'done');
