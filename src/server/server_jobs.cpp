@@ -322,7 +322,8 @@ nlohmann::json Server::Impl::process_json(pid_t pid, const Process& p) {
                         {"kind", p.kind},
                         {"running", !code.has_value()},
                         {"exit_code", code ? nlohmann::json(*code) : nlohmann::json(nullptr)},
-                        {"output", tail_of_file(p.log)}};
+                        {"output", tail_of_file(p.log)},
+                        {"seq", p.seq}};  // start order (pids may be reused)
     if (p.kind == "pull") {
         j["repo"] = p.repo;
         j["revision"] = p.revision;

@@ -205,7 +205,8 @@
     const body = $('#procs-table tbody'), pulls = $('#pulls-table tbody');
     body.innerHTML = '';
     pulls.innerHTML = '';
-    const list = [...procs.entries()].sort((a, b) => (b[1].seq || b[0]) - (a[1].seq || a[0]));
+    const list = [...procs.entries()].sort((a, b) => (b[1].seq || 0) - (a[1].seq || 0) || b[0] - a[0]);
+    const newer = new Set();  // repo@revision of a newer pull: only the newest is resumed
     for (const [pid, p] of list) {
       const state = procState(p);
       if (p.kind !== 'pull') {
@@ -217,8 +218,10 @@
       const g = p.progress, pct = g ? Math.round(100 * g.fraction) : state === 'done' ? 100 : 0;
       const bar = el('div', { class: 'ql-progress' }, [el('div', { style: `width:${pct}%` })]);
       const actions = el('td', { class: 'ql-actions' });
-      if (state === 'failed')
+      const key = `${p.repo}@${p.revision}`;
+      if (state === 'failed' && !newer.has(key))
         actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'resume', 'data-action': 'resume-pull', onclick: () => resumePull(p) }));
+      newer.add(key);
       pulls.appendChild(el('tr', { 'data-pid': String(pid), 'data-state': state, 'data-repo': p.repo || '' }, [
         el('td', { text: p.repo || '' }), el('td', { text: p.revision || '' }), el('td', { class: 'ql-state', text: state }),
         el('td', { class: 'ql-nowrap' }, [bar, el('span', { class: 'ql-progress-text', text: ` ${pct} %` }),

@@ -19,6 +19,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +53,12 @@ let context, server, baseUrl;
 // "Repository not found" at once, and the Authorization headers it got are kept, so a pull
 // from the app fails cleanly and the test sees whether the token reached the child.
 const hubAuth = [];
+// A repository the stand-in Hub does serve: one 300 kB file whose first download drops half
+// way (the retry is answered 404), so the pull stops with a partial file; the next run must
+// ask for the rest with a Range request.
+const RESUMABLE = { repo: 'resumable-org/tiny-model', commit: 'c'.repeat(40), listings: 0, ranges: [],
+  bytes: Buffer.from(Array.from({ length: 300000 }, (_, i) => (i * 7919) % 251)) };
+RESUMABLE.sha256 = crypto.createHash('sha256').update(RESUMABLE.bytes).digest('hex');
 let hub, hubUrl;
 let sweepId, calibId, shown, data, report, calibReport;
 
@@ -131,6 +138,35 @@ before(async () => {
   context.setDefaultTimeout(SLOW);
   hub = http.createServer((req, res) => {
     hubAuth.push(req.headers.authorization || '');
+    if (req.url.startsWith(`/api/models/${RESUMABLE.repo}/revision/main`)) {
+      RESUMABLE.listings++;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ sha: RESUMABLE.commit, siblings: [{ rfilename: 'model.safetensors', size: RESUMABLE.bytes.length,
+        blobId: 'b'.repeat(40), lfs: { sha256: RESUMABLE.sha256, size: RESUMABLE.bytes.length } }] }));
+      return;
+    }
+    if (req.url === `/${RESUMABLE.repo}/resolve/${RESUMABLE.commit}/model.safetensors`) {
+      const range = req.headers.range || '';
+      RESUMABLE.ranges.push(range);
+      const n = RESUMABLE.bytes.length, half = n >> 1;
+      if (RESUMABLE.listings === 1 && !range) {
+        // First run: half the file, then the connection drops ...
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(n) });
+        res.write(RESUMABLE.bytes.subarray(0, half), () => setTimeout(() => res.socket.destroy(), 50));
+        return;
+      }
+      if (RESUMABLE.listings === 1) {
+        // ... and the retry is answered "gone", so the run stops with half the file on disk.
+        res.writeHead(404, { 'Content-Type': 'application/json', 'X-Error-Code': 'EntryNotFound' });
+        res.end('{"error":"Entry not found"}');
+        return;
+      }
+      const from = Number(/^bytes=(\d+)-$/.exec(range)?.[1] ?? 0);
+      res.writeHead(from ? 206 : 200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(n - from),
+        ...(from ? { 'Content-Range': `bytes ${from}-${n - 1}/${n}` } : {}) });
+      res.end(RESUMABLE.bytes.subarray(from));
+      return;
+    }
     res.writeHead(404, { 'Content-Type': 'application/json', 'X-Error-Code': 'RepoNotFound' });
     res.end('{"error":"Repository not found"}');
   });
@@ -736,6 +772,44 @@ test('app: every job kind starts from the start form', async () => {
   assert.ok(fs.statSync(path.join(store + '.outputs', 'all-kinds-q8.gguf')).size > 0);
   assert.ok(fs.statSync(path.join(store + '.outputs', 'all-kinds-calib.dat')).size > 0);
   await page.screenshot({ path: path.join(artifacts, 'app-all-kinds.png') });
+  assert.deepEqual(errors, []);
+  await page.close();
+});
+
+// Issue 27, pull: a download that stopped is listed with its state and message, and Resume
+// in the Pulls list continues it (the stand-in Hub sees a Range request for the second half
+// only); the resumed pull reports its progress (300/300 kB) and its file is complete.
+test('app: a pull that stopped resumes from the Pulls list', async () => {
+  const page = await context.newPage();
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  await page.goto(`${baseUrl}/#jobs`);
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.selectOption('#start-kind', 'pull');
+  await page.fill('#start-repo', RESUMABLE.repo);
+  await page.$eval('#start-result', (e) => { e.textContent = ''; });
+  await page.click('#start-submit');
+  await page.waitForFunction(() => /exited|finished/.test(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT });
+  assert.match(await page.textContent('#start-result'), /pull exited with code 1: /);
+  const row = `#pulls-table tr[data-repo="${RESUMABLE.repo}"]`;
+  await page.waitForSelector(`${row}[data-state="failed"] button[data-action="resume-pull"]`);
+  const blobs = path.join(work, 'hf-cache', `models--${RESUMABLE.repo.replace('/', '--')}`, 'blobs');
+  const partial = path.join(blobs, RESUMABLE.sha256 + '.incomplete');
+  assert.equal(fs.statSync(partial).size, RESUMABLE.bytes.length / 2, 'the first run should leave half the file');
+  assert.deepEqual(RESUMABLE.ranges, ['', `bytes=${RESUMABLE.bytes.length / 2}-`]);
+  await page.click(`${row} button[data-action="resume-pull"]`);
+  await page.waitForSelector(`${row}[data-state="done"]`, { timeout: JOB_TIMEOUT });
+  assert.equal(RESUMABLE.ranges.at(-1), `bytes=${RESUMABLE.bytes.length / 2}-`);
+  assert.equal(RESUMABLE.ranges.length, 3, RESUMABLE.ranges.join());
+  await page.waitForFunction((sel) => / 300\/300 kB/.test(document.querySelector(sel).textContent), `${row}[data-state="done"]`);
+  assert.match(await page.textContent(`${row}[data-state="done"] .ql-progress-text`), /100 %/);
+  // The stopped run shows how far it got; only the newest pull of a repository is resumable.
+  assert.match(await page.textContent(`${row}[data-state="failed"]`), /50 % 150\/300 kB/);
+  assert.equal(await page.$(`${row} button[data-action="resume-pull"]`), null);
+  const file = path.join(work, 'hf-cache', `models--${RESUMABLE.repo.replace('/', '--')}`, 'snapshots', RESUMABLE.commit, 'model.safetensors');
+  assert.ok(fs.readFileSync(file).equals(RESUMABLE.bytes), 'the resumed file differs from the Hub\'s');
+  assert.equal(fs.existsSync(partial), false);
+  await page.locator('section:has(#pulls-table)').screenshot({ path: path.join(artifacts, 'app-pulls.png') });
   assert.deepEqual(errors, []);
   await page.close();
 });
