@@ -626,8 +626,10 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
 // page, log, output or job-store byte.
 test('app: every job kind starts from the start form', async () => {
   const page = await context.newPage();
-  const errors = [];
+  await page.setViewportSize({ width: 1280, height: 800 });  // the narrow window the issue names
+  const errors = [], outside = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('request', (r) => { if (!r.url().startsWith(baseUrl + '/')) outside.push(r.url()); });
   page.on('dialog', (d) => d.dismiss());
   await page.goto(`${baseUrl}/#jobs`);
   await page.waitForSelector('body[data-ready="1"]');
@@ -773,6 +775,7 @@ test('app: every job kind starts from the start form', async () => {
   assert.ok(fs.statSync(path.join(store + '.outputs', 'all-kinds-calib.dat')).size > 0);
   await page.screenshot({ path: path.join(artifacts, 'app-all-kinds.png') });
   assert.deepEqual(errors, []);
+  assert.deepEqual(outside, [], 'the app asked for something outside its server');
   await page.close();
 });
 
@@ -781,8 +784,10 @@ test('app: every job kind starts from the start form', async () => {
 // only); the resumed pull reports its progress (300/300 kB) and its file is complete.
 test('app: a pull that stopped resumes from the Pulls list', async () => {
   const page = await context.newPage();
-  const errors = [];
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const errors = [], outside = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('request', (r) => { if (!r.url().startsWith(baseUrl + '/')) outside.push(r.url()); });
   await page.goto(`${baseUrl}/#jobs`);
   await page.waitForSelector('body[data-ready="1"]');
   await page.selectOption('#start-kind', 'pull');
@@ -811,5 +816,6 @@ test('app: a pull that stopped resumes from the Pulls list', async () => {
   assert.equal(fs.existsSync(partial), false);
   await page.locator('section:has(#pulls-table)').screenshot({ path: path.join(artifacts, 'app-pulls.png') });
   assert.deepEqual(errors, []);
+  assert.deepEqual(outside, [], 'the app asked for something outside its server');
   await page.close();
 });
