@@ -9,7 +9,7 @@
 //   GET  /api/types                 quantization types by bpw with the sweep's defaults,
 //                                   presets, GPU support (server/catalog.h)
 //   GET  /api/presets?model=P&presets=L  each preset's type per tensor of that model
-//   GET  /api/jobs                  every job (jobs::to_json + "eta_s")
+//   GET  /api/jobs                  every job (jobs::to_json + "eta_s" + "has_output")
 //   GET  /api/jobs/:id              one job; 404 when absent
 //   GET  /api/jobs/:id/report-data  the report-data document (src/report/report_data.h)
 //   GET  /api/jobs/:id/events       server-sent events: one `data: <job json>` per change,

@@ -52,6 +52,8 @@ struct Server::Impl {
     std::map<int64_t, std::string> job_logs;
 
     void remember_process(pid_t pid, Process p);
+    // job_json plus "has_output": whether this server ran (or resumed) it and kept its log.
+    nlohmann::json job_reply(const jobs::Job& job);
     nlohmann::json process_json(pid_t pid, const Process& p);
 
     void routes();

@@ -344,17 +344,24 @@ nlohmann::json Server::Impl::process_json(pid_t pid, const Process& p) {
     return j;
 }
 
+nlohmann::json Server::Impl::job_reply(const jobs::Job& job) {
+    nlohmann::json j = job_json(job);
+    std::lock_guard<std::mutex> lock(processes_mutex);
+    j["has_output"] = job_logs.count(job.id) > 0;  // GET /api/jobs/:id/output has its output
+    return j;
+}
+
 void Server::Impl::job_routes() {
     http.Get("/api/jobs", [this](const httplib::Request&, httplib::Response& res) {
         nlohmann::json out = nlohmann::json::array();
-        for (const auto& job : store->list_jobs()) out.push_back(job_json(job));
+        for (const auto& job : store->list_jobs()) out.push_back(job_reply(job));
         reply_json(res, {{"jobs", out}});
     });
     http.Get(R"(/api/jobs/(\d{1,18}))",
              [this](const httplib::Request& req, httplib::Response& res) {
                  const auto job = store->find_job(job_id_of(req));
                  if (!job) return reply_error(res, 404, fmt::format("no job {}", job_id_of(req)));
-                 reply_json(res, job_json(*job));
+                 reply_json(res, job_reply(*job));
              });
     http.Get(R"(/api/jobs/(\d{1,18})/report-data)",
              [this](const httplib::Request& req, httplib::Response& res) {
@@ -393,7 +400,7 @@ void Server::Impl::job_routes() {
                         sink.done();
                         return true;
                     }
-                    std::string payload = job_json(*job).dump();
+                    std::string payload = job_reply(*job).dump();
                     if (payload != *last) {
                         const std::string msg = "data: " + payload + "\n\n";
                         if (!sink.write(msg.data(), msg.size())) return false;
@@ -425,7 +432,7 @@ void Server::Impl::job_routes() {
             const int64_t id = job_id_of(req);
             if (!store->find_job(id)) return reply_error(res, 404, fmt::format("no job {}", id));
             try {
-                reply_json(res, job_json(v == "pause" ? store->pause(id) : store->cancel(id)));
+                reply_json(res, job_reply(v == "pause" ? store->pause(id) : store->cancel(id)));
             } catch (const Error& e) {
                 reply_error(res, 409, e.what());
             }
@@ -458,10 +465,11 @@ void Server::Impl::job_routes() {
             if (!now) return reply_error(res, 404, fmt::format("no job {}", id));
             if (now->status() != before->status() || now->requested != before->requested ||
                 children.exit_code(pid))
-                return reply_json(res, {{"pid", pid}, {"job", job_json(*now)}, {"log", log}});
+                return reply_json(res, {{"pid", pid}, {"job", job_reply(*now)}, {"log", log}});
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
-        reply_json(res, {{"pid", pid}, {"job", job_json(*store->find_job(id))}, {"log", log}}, 202);
+        reply_json(res, {{"pid", pid}, {"job", job_reply(*store->find_job(id))}, {"log", log}},
+                   202);
     });
 
     http.Get("/api/job-kinds", [](const httplib::Request&, httplib::Response& res) {
@@ -511,7 +519,7 @@ void Server::Impl::job_routes() {
                         std::lock_guard<std::mutex> lock(processes_mutex);
                         job_logs[job.id] = log;
                     }
-                    return reply_json(res, {{"pid", pid}, {"job", job_json(job)}, {"log", log}},
+                    return reply_json(res, {{"pid", pid}, {"job", job_reply(job)}, {"log", log}},
                                       202);
                 }
             if (const auto code = children.exit_code(pid)) {

@@ -682,6 +682,7 @@ TEST_F(Api, CompareAndAuditStartAsJobs) {
     const int64_t compare = body_of(r)["job"]["id"];
     EXPECT_EQ(body_of(r)["job"]["kind"], "compare");
     EXPECT_EQ(wait_for_job(c, compare), "done");
+    EXPECT_EQ(body_of(c.Get(("/api/jobs/" + std::to_string(compare)).c_str()))["has_output"], true);
     r = c.Get(("/api/jobs/" + std::to_string(compare) + "/output").c_str());
     ASSERT_EQ(r->status, 200) << r->body;
     EXPECT_NE(
@@ -694,6 +695,8 @@ TEST_F(Api, CompareAndAuditStartAsJobs) {
         jobs::Store store(store_path_);
         elsewhere = store.create_job(jobs::NewJob{});
     }
+    EXPECT_EQ(body_of(c.Get(("/api/jobs/" + std::to_string(elsewhere)).c_str()))["has_output"],
+              false);
     r = c.Get(("/api/jobs/" + std::to_string(elsewhere) + "/output").c_str());
     EXPECT_EQ(r->status, 404);
     EXPECT_NE(r->body.find("not started"), std::string::npos) << r->body;

@@ -129,7 +129,7 @@
     if (job.status === 'running') { actions.appendChild(act('pause')); actions.appendChild(act('cancel')); }
     if (['paused', 'failed', 'interrupted'].includes(job.status)) { actions.appendChild(act('resume')); actions.appendChild(act('cancel')); }
     // What the child printed (compare's and audit's result tables), for jobs started here.
-    if (job.status !== 'running' && job.status !== 'queued' && ['compare', 'audit', 'plan', 'calibrate'].includes(job.kind))
+    if (job.has_output && job.status !== 'running' && job.status !== 'queued')
       actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'output', 'data-action': 'output', onclick: () => showOutput(job.id) }));
     if (job.kind === 'sweep' || (job.progress.done > 0 && !['compare', 'audit'].includes(job.kind))) {
       actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'report', 'data-action': 'report', onclick: () => { location.hash = '#report/' + job.id; } }));
