@@ -95,7 +95,13 @@ int run_verify_command(VerifyArgs& a) {
     }
     if (a.job > 0) {
         jobs::Store store(jobs::resolve_store_path(a.store));
-        store.put_artifact(a.job, {"verify", true, j.dump()});
+        // Recipes verified earlier on the same text stay in the job's table beside this run's.
+        const auto earlier = store.get_artifact(a.job, "verify");
+        const nlohmann::json kept =
+            earlier && earlier->is_json
+                ? merge_verify_tables(nlohmann::json::parse(earlier->data, nullptr, false), j)
+                : j;
+        store.put_artifact(a.job, {"verify", true, kept.dump()});
         fmt::print("verify: stored in job {} (quantlens report {})\n", a.job, a.job);
     }
     return 0;

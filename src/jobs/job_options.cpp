@@ -143,6 +143,33 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"save-logits", V::out_path, cli},
           {"force", V::flag, cli},
           {"json", V::flag, cli}}},
+        // compare FP QUANT: the request's model is FP, its "quant" the quantized GGUF.
+        {"compare",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"text", V::path, web},
+          {"ctx", V::number, web},
+          {"chunks", V::number, web},
+          {"batch", V::number, web},
+          {"top", V::number, web},
+          {"exact-fp", V::flag, web},
+          {"no-ggml-numerics", V::flag, web},
+          {"no-attribution", V::flag, web},
+          {"json", V::flag, cli},
+          {"store", V::path, cli}},
+         "model",
+         "quant"},
+        // audit ZOO: the request's model is the zoo file; the server checks that every path
+        // it names lies inside the allowed roots (server_jobs.cpp).
+        {"audit",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"time-limit", V::number, web}, {"json", V::flag, cli}, {"store", V::path, cli}},
+         "zoo"},
     };
     return specs;
 }
@@ -185,10 +212,13 @@ nlohmann::json job_kinds_json() {
         nlohmann::json opts = nlohmann::json::object();
         for (const auto& o : s.options)
             if (o.web) opts[std::string(o.name)] = option_value_name(o.value);
-        out[std::string(s.kind)] = {
+        nlohmann::json kind = {
             {"target", s.model_arg ? "model" : "job"},
             {"job_option", s.model_arg && s.job_arg},  // verify: an optional job to store into
             {"options", opts}};
+        if (s.model_label != "model") kind["model_label"] = std::string(s.model_label);
+        if (s.second_path) kind["second"] = s.second_path;
+        out[std::string(s.kind)] = std::move(kind);
     }
     return out;
 }

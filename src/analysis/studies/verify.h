@@ -73,5 +73,11 @@ VerifyReport run_verify(const VerifyOptions& options,
                         const std::vector<VerifyCandidate>& candidates);
 std::string verify_table(const VerifyReport& report);
 nlohmann::json verify_json(const VerifyReport& report);
+// The verify table a sweep job keeps (`verify --job`, artifact "verify") after a new run:
+// `now`, plus the rows of `earlier` that `now` did not measure again (and their held-out
+// entries) when both measured the same text with the same windows and context, so every
+// recipe verified on that text stays listed; otherwise `now` alone (figures measured on
+// different text are not comparable). `earlier` may be null or any JSON (then ignored).
+nlohmann::json merge_verify_tables(const nlohmann::json& earlier, const nlohmann::json& now);
 
 }  // namespace quantlens
