@@ -108,6 +108,13 @@ void parse_rope_object(const json& rp, const json& top, const std::string& where
         }
     }
     if (type == "default") return;
+    if (type == "proportional") {  // Gemma 4's global layers; the family reads the rest
+        c.rope_proportional = true;
+        QL_CHECK(get_float(rp, "factor", 1.0, path) == 1.0,
+                 "{}: {}.factor is {}; quantlens implements proportional rope unscaled only", path,
+                 where, rp.dump());
+        return;
+    }
     if (type == "linear") {
         s.kind = RopeScaling::Kind::Linear;
         s.factor = get_float(rp, "factor", 0.0, path);

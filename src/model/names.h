@@ -42,6 +42,10 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne);
 // when the role has no fixed shape (Other).
 std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& config);
 
+// The same for a tensor of block `layer` (-1 outside blocks): Gemma 4's layers have their
+// own head size, KV heads and MLP width (ModelConfig::gemma4_layers).
+std::vector<int64_t> expected_ne_in_layer(TensorRole role, const ModelConfig& config, int layer);
+
 std::string format_shape(const std::vector<int64_t>& dims);  // "[256, 4096]"
 
 }  // namespace quantlens

@@ -33,7 +33,7 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
         ~HookReset() { e.clear_hook(); }
     } reset{engine};
 
-    const int64_t T = chunks.n_ctx, C = engine.hidden();
+    const int64_t T = chunks.n_ctx;
     const int64_t batch = std::max<int64_t>(1, options.batch);
     std::optional<Progress> progress;
     if (options.progress) progress.emplace("calibrate", chunks.n_chunks * T, "tok");
@@ -44,7 +44,7 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
         const std::span<const int32_t> tokens(chunks.tokens.data() + c * T,
                                               static_cast<size_t>(B * T));
         std::vector<float> h = engine.embed(tokens);
-        QL_ASSERT(static_cast<int64_t>(h.size()) == B * T * C);
+        QL_ASSERT(static_cast<int64_t>(h.size()) == B * T * engine.state_width());
         for (int64_t l = 0; l < engine.n_layers(); ++l) engine.run_layer(l, h.data(), B, T);
         done = c + B;
         if (progress) progress->advance(B * T);
