@@ -206,7 +206,7 @@ class Engine {
     std::string output_name_;  // "output.weight" or "token_embd.weight" when tied
     EngineHook hook_;
     EngineOptions options_;
-    int64_t width_ = 0;                     // state_width()
+    int64_t width_ = 0;                    // state_width()
     std::unique_ptr<Gemma4State> gemma4_;  // set for Gemma 4 models
 };
 

@@ -155,8 +155,8 @@ struct ModelConfig : LayerSpec {
         int64_t kv_source = 0;
     };
     std::vector<Gemma4Layer> gemma4_layers;
-    int64_t ple_dim = 0;            // hidden_size_per_layer_input: per-layer embedding width
-    int64_t expert_ffn = 0;         // Gemma 4's routed experts' width (beside the dense MLP)
+    int64_t ple_dim = 0;               // hidden_size_per_layer_input: per-layer embedding width
+    int64_t expert_ffn = 0;            // Gemma 4's routed experts' width (beside the dense MLP)
     double rope_partial_global = 1.0;  // proportional rope: rotated fraction of global heads
     // Set by the shared rope parser for rope_type "proportional", which only a family that
     // implements it (Gemma 4) clears; the registry refuses a config where it stays set.

@@ -35,9 +35,9 @@ using test_support::compare_with_reference;
 using test_support::fixture_dir;
 namespace fs = std::filesystem;
 
-constexpr double kMaxMeanKld = 1e-4;         // issue 24 acceptance
-constexpr double kMaxAbsLogitDiff = 2e-3;    // as the other families' fixtures
-constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
+constexpr double kMaxMeanKld = 1e-4;            // issue 24 acceptance
+constexpr double kMaxAbsLogitDiff = 2e-3;       // as the other families' fixtures
+constexpr double kFeatureMattersKld = 1e-3;     // 10× the bound: a feature left out fails it
 constexpr double kPrefixCacheTolerance = 1e-6;  // issue 24: cached ΔKLD = full recompute
 
 test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture) {
@@ -70,8 +70,7 @@ TEST(Gemma4Reference, MoeMatchesTransformers) {
     EXPECT_EQ(r.scored, 2 * 255);
     EXPECT_LE(r.kld_mean, kMaxMeanKld);
     EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-    std::printf("gemma4-moe: mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean,
-                r.max_abs_logit_diff);
+    std::printf("gemma4-moe: mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean, r.max_abs_logit_diff);
 }
 
 // Each edit changes one feature the reference depends on; the result must be far off.
@@ -117,8 +116,7 @@ TEST(Gemma4Kernels, PleInputsMatchTheReferenceTwin) {
         for (float& x : *v) x = rnd();
     ple_inputs_forward(fast.data(), emb.data(), tok.data(), proj.data(), norm.data(), N, C, L, P,
                        1e-6f);
-    ple_inputs_ref(ref.data(), emb.data(), tok.data(), proj.data(), norm.data(), N, C, L, P,
-                   1e-6f);
+    ple_inputs_ref(ref.data(), emb.data(), tok.data(), proj.data(), norm.data(), N, C, L, P, 1e-6f);
     for (size_t i = 0; i < ref.size(); ++i) EXPECT_NEAR(fast[i], ref[i], 1e-5) << i;
 }
 
@@ -154,18 +152,23 @@ TEST(Gemma4Sweep, PrefixCacheEqualsFullRecompute) {
         const std::vector<std::string> units =
             std::string(fixture) == "gemma4"
                 ? std::vector<std::string>{"per_layer_token_embd.weight",
-                                           "per_layer_model_proj.weight", "blk.2.attn_k.weight",
-                                           "blk.3.attn_v.weight", "blk.4.attn_q.weight",
-                                           "blk.5.ffn_down.weight", "blk.1.inp_gate.weight",
-                                           "blk.5.proj.weight"}
+                                           "per_layer_model_proj.weight",
+                                           "blk.2.attn_k.weight",
+                                           "blk.3.attn_v.weight",
+                                           "blk.4.attn_q.weight",
+                                           "blk.5.ffn_down.weight",
+                                           "blk.1.inp_gate.weight",
+                                           "blk.5.attn_output.weight"}
                 : std::vector<std::string>{"blk.1.attn_k.weight", "blk.2.ffn_gate_up_exps.weight",
-                                           "blk.3.ffn_down_exps.weight", "blk.3.ffn_up.weight"};
+                                           "blk.3.attn_output.weight", "blk.3.ffn_up.weight"};
         for (const std::string& unit : units) {
             const auto a = cached.measure(unit, "Q4_K");
             const auto b = recomputed.measure(unit, "Q4_K");
             EXPECT_GT(a.at("kld_mean"), 0.0) << unit;
             EXPECT_NEAR(a.at("kld_mean"), b.at("kld_mean"), kPrefixCacheTolerance) << unit;
             EXPECT_NEAR(a.at("ln_ppl_ratio"), b.at("ln_ppl_ratio"), kPrefixCacheTolerance) << unit;
+            std::printf("%s %s: KLD cached %.9g, recomputed %.9g\n", fixture, unit.c_str(),
+                        a.at("kld_mean"), b.at("kld_mean"));
         }
     }
 }
@@ -182,7 +185,8 @@ std::string write_gguf(const Model& model, const std::string& out) {
 std::vector<std::string> layer_names(int64_t l, const std::vector<std::string>& bases) {
     std::vector<std::string> out;
     for (const auto& b : bases)
-        out.push_back("blk." + std::to_string(l) + "." + b + (b.find('.') == std::string::npos ? ".weight" : ""));
+        out.push_back("blk." + std::to_string(l) + "." + b +
+                      (b.find('.') == std::string::npos ? ".weight" : ""));
     return out;
 }
 
@@ -192,14 +196,13 @@ TEST(Gemma4Gguf, TensorNamesShapesAndKeys) {
     const std::string dir = test_support::fresh_dir("gemma4-gguf");
     const auto hf = Model::open(fixture_dir("gemma4"));
     const GgufFile g = GgufFile::open(write_gguf(*hf, dir + "/m.gguf"));
-    std::vector<std::string> expected = {"token_embd.weight", "output_norm.weight",
-                                         "per_layer_token_embd.weight",
-                                         "per_layer_model_proj.weight",
-                                         "per_layer_proj_norm.weight", "rope_freqs.weight"};
+    std::vector<std::string> expected = {
+        "token_embd.weight",           "output_norm.weight",         "per_layer_token_embd.weight",
+        "per_layer_model_proj.weight", "per_layer_proj_norm.weight", "rope_freqs.weight"};
     const std::vector<std::string> common = {
-        "attn_norm",     "attn_q",   "attn_q_norm", "attn_output", "post_attention_norm",
-        "ffn_norm",      "ffn_gate", "ffn_up",      "ffn_down",    "post_ffw_norm",
-        "inp_gate",      "proj",     "post_norm",   "layer_output_scale"};
+        "attn_norm", "attn_q",   "attn_q_norm", "attn_output",       "post_attention_norm",
+        "ffn_norm",  "ffn_gate", "ffn_up",      "ffn_down",          "post_ffw_norm",
+        "inp_gate",  "proj",     "post_norm",   "layer_output_scale"};
     for (int64_t l = 0; l < 6; ++l) {
         for (const auto& n : layer_names(l, common)) expected.push_back(n);
         if (l < 4)
@@ -238,14 +241,26 @@ TEST(Gemma4Gguf, TensorNamesShapesAndKeys) {
     for (const auto& [k, v] : g.kv())
         if (k.rfind("gemma4.", 0) == 0) keys.push_back(k.substr(7));
     // TextModel / Gemma3Model keys, then Gemma4Model's (rewritten ones keep their place).
-    const std::vector<std::string> want = {
-        "block_count", "context_length", "embedding_length", "feed_forward_length",
-        "attention.head_count", "attention.head_count_kv", "rope.freq_base",
-        "rope.freq_base_swa", "attention.layer_norm_rms_epsilon", "attention.key_length",
-        "attention.value_length", "final_logit_softcapping", "attention.sliding_window",
-        "attention.shared_kv_layers", "embedding_length_per_layer_input",
-        "attention.sliding_window_pattern", "attention.key_length_swa",
-        "attention.value_length_swa", "rope.dimension_count", "rope.dimension_count_swa"};
+    const std::vector<std::string> want = {"block_count",
+                                           "context_length",
+                                           "embedding_length",
+                                           "feed_forward_length",
+                                           "attention.head_count",
+                                           "attention.head_count_kv",
+                                           "rope.freq_base",
+                                           "rope.freq_base_swa",
+                                           "attention.layer_norm_rms_epsilon",
+                                           "attention.key_length",
+                                           "attention.value_length",
+                                           "final_logit_softcapping",
+                                           "attention.sliding_window",
+                                           "attention.shared_kv_layers",
+                                           "embedding_length_per_layer_input",
+                                           "attention.sliding_window_pattern",
+                                           "attention.key_length_swa",
+                                           "attention.value_length_swa",
+                                           "rope.dimension_count",
+                                           "rope.dimension_count_swa"};
     EXPECT_EQ(keys, want);
     EXPECT_EQ(g.get("gemma4.attention.key_length").as_int(), 64);
     EXPECT_EQ(g.get("gemma4.attention.key_length_swa").as_int(), 32);
@@ -297,14 +312,17 @@ TEST(Gemma4Refusals, ByName) {
         }
         return std::string();
     };
-    EXPECT_NE(message([](auto& c) { c["architectures"] = {"Gemma4ForConditionalGeneration"}; })
-                  .find("vision and audio towers"),
+    EXPECT_NE(message([](auto& c) {
+                  c["architectures"] = {"Gemma4ForConditionalGeneration"};
+              }).find("vision and audio towers"),
               std::string::npos);
-    EXPECT_NE(message([](auto& c) { c["use_bidirectional_attention"] = "all"; })
-                  .find("use_bidirectional_attention"),
+    EXPECT_NE(message([](auto& c) {
+                  c["use_bidirectional_attention"] = "all";
+              }).find("use_bidirectional_attention"),
               std::string::npos);
-    EXPECT_NE(message([](auto& c) { c["rope_parameters"]["full_attention"]["rope_type"] = "yarn"; })
-                  .find("yarn"),
+    EXPECT_NE(message([](auto& c) {
+                  c["rope_parameters"]["full_attention"]["rope_type"] = "yarn";
+              }).find("yarn"),
               std::string::npos);
     // The GPU engine refuses Gemma 4 by name.
     const auto model = Model::open(fixture_dir("gemma4"));

@@ -89,8 +89,8 @@ class CpuSweepBackend final : public SweepBackend {
             }
             for (int64_t l = from_layer; l < L; ++l) {
                 engine_.run_layer(l, h.data(), B, T);
-                layer_sq[l] += squared_diff(h.data(), cache_[l + 1].data() + off, len / C, C,
-                                            hidden);
+                layer_sq[l] +=
+                    squared_diff(h.data(), cache_[l + 1].data() + off, len / C, C, hidden);
             }
             std::vector<float> logits = engine_.head(h.data(), B, T, chunks_.first_scored);
             score_batch(logits, b0, B, st);

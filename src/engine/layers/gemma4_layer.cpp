@@ -30,8 +30,8 @@ std::vector<double> default_rope_frequencies(double theta, int64_t D) {
 namespace {
 
 // out[N, L·P]: for each token and layer, RMSNorm over P of proj·C^-½, plus tok·√P, × 2^-½.
-void ple_combine(float* out, const float* projected, const float* tok, const float* norm,
-                 int64_t N, int64_t L, int64_t P, float eps) {
+void ple_combine(float* out, const float* projected, const float* tok, const float* norm, int64_t N,
+                 int64_t L, int64_t P, float eps) {
     const float tok_scale = std::sqrt(static_cast<float>(P));
     const float mix = 1.0f / std::sqrt(2.0f);
     std::vector<float> row(static_cast<size_t>(P));
@@ -80,7 +80,8 @@ std::vector<std::pair<int64_t, float>> gemma4_route(const float* logits, const f
                                                     int64_t E, int64_t K) {
     const float mx = *std::max_element(logits, logits + E);
     std::vector<double> p(static_cast<size_t>(E));
-    for (int64_t e = 0; e < E; ++e) p[static_cast<size_t>(e)] = std::exp(static_cast<double>(logits[e] - mx));
+    for (int64_t e = 0; e < E; ++e)
+        p[static_cast<size_t>(e)] = std::exp(static_cast<double>(logits[e] - mx));
     std::vector<int64_t> order(static_cast<size_t>(E));
     std::iota(order.begin(), order.end(), 0);
     std::stable_sort(order.begin(), order.end(), [&](int64_t a, int64_t b) {

@@ -41,8 +41,8 @@ constexpr int64_t kPattern = 6;  // transformers' default: five sliding layers, 
 void read_layers(const HfConfigJson& cfg, ModelConfig& c) {
     const int64_t global_head_dim = cfg.get_int("global_head_dim", c.head_dim);
     const bool k_eq_v = cfg.get_bool("attention_k_eq_v", false);
-    const int64_t global_kv = k_eq_v ? cfg.get_int("num_global_key_value_heads", c.n_kv_heads)
-                                     : c.n_kv_heads;
+    const int64_t global_kv =
+        k_eq_v ? cfg.get_int("num_global_key_value_heads", c.n_kv_heads) : c.n_kv_heads;
     const int64_t shared = cfg.get_int("num_kv_shared_layers", 0);
     const bool double_wide = cfg.get_bool("use_double_wide_mlp", false);
     QL_CHECK(shared >= 0 && shared < c.n_layers,
@@ -50,8 +50,8 @@ void read_layers(const HfConfigJson& cfg, ModelConfig& c) {
              c.n_layers - 1);
     QL_CHECK(global_head_dim > 0 && global_head_dim % 2 == 0 && global_kv > 0 &&
                  c.n_heads % global_kv == 0,
-             "{}: global_head_dim {} / num_global_key_value_heads {} do not fit {} heads",
-             cfg.path, global_head_dim, global_kv, c.n_heads);
+             "{}: global_head_dim {} / num_global_key_value_heads {} do not fit {} heads", cfg.path,
+             global_head_dim, global_kv, c.n_heads);
     // transformers 5.17 writes the global layers' shape as per_layer_config {"2": {"head_dim":
     // 64, "num_key_value_heads": 1}, ...}; older configs as global_head_dim and
     // num_global_key_value_heads.

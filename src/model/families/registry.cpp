@@ -28,8 +28,7 @@ namespace {
 const std::array<const Family*, 10>& registry() {
     static const std::array<const Family*, 10> r = {
         &llama_family(),    &mistral_family(), &qwen2_family(),  &qwen3_family(), &mixtral_family(),
-        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),
-        &gemma4_family(),
+        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),  &gemma4_family(),
     };
     return r;
 }
