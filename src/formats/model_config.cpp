@@ -387,7 +387,11 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
     c.n_layers = required("block_count");
     c.hidden = required("embedding_length");
     c.n_heads = required("attention.head_count");
-    c.n_kv_heads = int_key("attention.head_count_kv", c.n_heads);
+    if (const GgufValue* kv = g.find(p + "attention.head_count_kv");
+        kv && kv->type == GgufValueType::ARRAY && !kv->array.empty())
+        c.n_kv_heads = kv->array[0].as_int();  // one per layer (Gemma 4): the family reads them
+    else
+        c.n_kv_heads = int_key("attention.head_count_kv", c.n_heads);
     c.head_dim = int_key("attention.key_length", 0);
     if (c.head_dim == 0) {
         QL_CHECK(c.hidden % c.n_heads == 0, "{}: embedding_length {} is not a multiple of {} heads",

@@ -8,8 +8,8 @@
 // Also: the kernels' reference twins; the sweep's prefix cache (a resumed layer reads the
 // per-layer inputs and shared K/V kept in the state rows) equals a full recompute item for
 // item; the GGUF tensor names, shapes and gemma4.* keys as llama.cpp's converter writes them
-// (conversion/gemma.py Gemma4Model over Gemma3Model and TextModel; gguf-py MODEL_TENSORS);
-// refusals by name.
+// (conversion/gemma.py Gemma4Model over Gemma3Model and TextModel; gguf-py MODEL_TENSORS),
+// read back and evaluated; refusals by name.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -24,6 +24,7 @@
 #include "analysis/write/quantize.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "analysis/measure/kld.h"
 #include "engine/layers/gemma4_layer.h"
 #include "formats/gguf.h"
 #include "support/family_reference.h"
@@ -39,6 +40,10 @@ constexpr double kMaxMeanKld = 1e-4;            // issue 24 acceptance
 constexpr double kMaxAbsLogitDiff = 2e-3;       // as the other families' fixtures
 constexpr double kFeatureMattersKld = 1e-3;     // 10× the bound: a feature left out fails it
 constexpr double kPrefixCacheTolerance = 1e-6;  // issue 24: cached ΔKLD = full recompute
+// A GGUF written from the BF16 checkpoint: F16 holds BF16 values exactly (norms stay F32).
+constexpr double kF16MaxKld = 1e-6;
+// Q8_0's 8-bit blocks on 96-wide rows of a tiny model (as tests/analysis/test_family_gguf.cpp).
+constexpr double kQ80MaxKld = 2e-3;
 
 test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture) {
     const auto model = Model::open(dir);
@@ -173,13 +178,63 @@ TEST(Gemma4Sweep, PrefixCacheEqualsFullRecompute) {
     }
 }
 
-std::string write_gguf(const Model& model, const std::string& out) {
+std::string write_gguf(const Model& model, const std::string& out,
+                       const std::string& preset = "Q8_0") {
     QuantizeOptions o;
     o.output_path = out;
     o.force = true;
     o.progress = false;
-    quantize_model(model, preset_recipe("Q8_0", model, false), o);
+    quantize_model(model, preset_recipe(preset, model, false), o);
     return out;
+}
+
+// Mean KLD(a ‖ b) of two models' next-token distributions over chunk 0 of the reference.
+double mean_kld(const Model& a, const Model& b, const std::string& fixture) {
+    const LogitsFile ref(fixture + "/reference.qllogp");
+    const int64_t T = ref.header().n_ctx;
+    const auto tokens = ref.tokens().subspan(0, T);
+    const std::vector<float> la = Engine(a).forward(tokens, 1, T);
+    const std::vector<float> lb = Engine(b).forward(tokens, 1, T);
+    const int64_t V = a.config().vocab;
+    std::vector<float> pa(V), pb(V);
+    double sum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+        log_softmax_row(la.data() + t * V, V, pa.data());
+        log_softmax_row(lb.data() + t * V, V, pb.data());
+        for (int64_t i = 0; i < V; ++i) sum += std::exp(pa[i]) * (pa[i] - pb[i]);
+    }
+    return sum / static_cast<double>(T);
+}
+
+// The written GGUF read back as llama.cpp's loader reads it (per-layer arrays, sliding
+// pattern, shared layers, rope_freqs, V = K where attn_v is absent) evaluates like its source.
+TEST(Gemma4Gguf, ReadsBackAndEvaluatesLikeTheSource) {
+    for (const char* fixture : {"gemma4", "gemma4-moe"}) {
+        SCOPED_TRACE(fixture);
+        const std::string dir = test_support::fresh_dir(std::string("gemma4-back-") + fixture);
+        const auto hf = Model::open(fixture_dir(fixture));
+        const auto f16 = Model::open(write_gguf(*hf, dir + "/m-f16.gguf", "F16"));
+        const ModelConfig& a = hf->config();
+        const ModelConfig& b = f16->config();
+        EXPECT_EQ(b.arch, Arch::Gemma4);
+        ASSERT_EQ(b.gemma4_layers.size(), a.gemma4_layers.size());
+        for (size_t l = 0; l < a.gemma4_layers.size(); ++l) {
+            EXPECT_EQ(b.gemma4_layers[l].head_dim, a.gemma4_layers[l].head_dim) << l;
+            EXPECT_EQ(b.gemma4_layers[l].n_kv_heads, a.gemma4_layers[l].n_kv_heads) << l;
+            EXPECT_EQ(b.gemma4_layers[l].ffn, a.gemma4_layers[l].ffn) << l;
+            EXPECT_EQ(b.gemma4_layers[l].v_is_k, a.gemma4_layers[l].v_is_k) << l;
+            EXPECT_EQ(b.gemma4_layers[l].kv_source, a.gemma4_layers[l].kv_source) << l;
+        }
+        EXPECT_EQ(b.rope_partial_global, a.rope_partial_global);
+        EXPECT_EQ(b.ple_dim, a.ple_dim);
+        const double kld_f16 = mean_kld(*hf, *f16, fixture_dir(fixture));
+        EXPECT_LE(kld_f16, kF16MaxKld);
+        const auto q8 = Model::open(write_gguf(*hf, dir + "/m-q8.gguf", "Q8_0"));
+        const double kld_q8 = mean_kld(*hf, *q8, fixture_dir(fixture));
+        EXPECT_LE(kld_q8, kQ80MaxKld);
+        std::printf("%s: KLD(HF || F16 GGUF) %.3g, KLD(HF || Q8_0 GGUF) %.3g\n", fixture, kld_f16,
+                    kld_q8);
+    }
 }
 
 std::vector<std::string> layer_names(int64_t l, const std::vector<std::string>& bases) {

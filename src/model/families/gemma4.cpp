@@ -21,8 +21,7 @@
 // ffn_gate_inp.scale, router.per_expert_scale → ffn_down_exps.scale, experts.gate_up_proj →
 // ffn_gate_up_exps (kept fused), per-layer arrays for feed_forward_length (double-wide) and
 // head_count_kv, a rope_freqs tensor of 1 / 1e30 for the proportional rope
-// (analysis/write/gguf_metadata.cpp). Reading a gemma4 GGUF back is not implemented (its
-// per-layer array keys); such files are refused by the registry.
+// (analysis/write/gguf_metadata.cpp). A gemma4 GGUF is read back from those keys and tensors.
 #include <cmath>
 
 #include <nlohmann/json.hpp>
@@ -169,6 +168,90 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
     }
 }
 
+// One value per layer: an array key, or one integer for every layer.
+std::vector<int64_t> per_layer_ints(const GgufFile& g, const ModelConfig& c, const char* key) {
+    const GgufValue& v = g.get(c.gguf_arch + "." + key);
+    std::vector<int64_t> out;
+    if (v.type == GgufValueType::ARRAY)
+        for (const auto& x : v.array) out.push_back(x.as_int());
+    else
+        out.assign(static_cast<size_t>(c.n_layers), v.as_int());
+    QL_CHECK(static_cast<int64_t>(out.size()) == c.n_layers,
+             "{}: {}.{} has {} values, expected one per layer ({})", g.path(), c.gguf_arch, key,
+             out.size(), c.n_layers);
+    return out;
+}
+
+// What llama.cpp's gemma4 loader reads (models/gemma4.cpp load_arch_hparams) and the
+// tensors it finds: attn_v absent on a global layer means V = K.
+void read_gguf(const GgufFile& g, ModelConfig& c) {
+    c.rope = RopeStyle::Neox;
+    c.act = Activation::GeluTanh;
+    c.post_norms = true;
+    c.embed_scale = true;
+    c.qk_norm = true;
+    c.attn_scale = 1.0;
+    c.attn_softcap = 0.0;
+    c.hf_norm_offset = 0.0;
+    const std::string a = c.gguf_arch + ".";
+    const std::vector<int64_t> ffn = per_layer_ints(g, c, "feed_forward_length");
+    const std::vector<int64_t> kv = per_layer_ints(g, c, "attention.head_count_kv");
+    const GgufValue& pattern = g.get(a + "attention.sliding_window_pattern");
+    QL_CHECK(pattern.type == GgufValueType::ARRAY &&
+                 static_cast<int64_t>(pattern.array.size()) == c.n_layers,
+             "{}: {}attention.sliding_window_pattern is not one boolean per layer", g.path(), a);
+    c.layer_sliding.clear();
+    for (const auto& v : pattern.array) c.layer_sliding.push_back(v.as_bool());
+    c.sliding_window = blocks::gguf_required(g, c, "attention.sliding_window");
+    const int64_t d_full = blocks::gguf_required(g, c, "attention.key_length");
+    const int64_t d_swa = blocks::gguf_required(g, c, "attention.key_length_swa");
+    c.head_dim = d_swa;
+    c.rope_dims = 0;
+    c.ffn = ffn.front();
+    c.ple_dim = blocks::gguf_int(g, c, "embedding_length_per_layer_input", 0);
+    if (const GgufValue* v = g.find(a + "final_logit_softcapping")) c.final_softcap = v->as_float();
+    if (c.rope_theta_swa <= 0) c.rope_theta_swa = 10000.0;
+    if (c.is_moe()) c.expert_ffn = blocks::gguf_required(g, c, "expert_feed_forward_length");
+    // rope_freqs.weight: 1 for the rotated pairs of a global head, 1e30 (no rotation) after.
+    int64_t rotated = d_full / 2;
+    if (!c.rope_freq_factors.empty()) {
+        rotated = 0;
+        for (float f : c.rope_freq_factors) {
+            QL_CHECK(f == 1.0f || f >= 1e29f,
+                     "{}: rope_freqs.weight holds {}; quantlens reads Gemma 4's proportional rope "
+                     "(factors 1 and 1e30) only",
+                     g.path(), f);
+            rotated += f == 1.0f;
+        }
+        c.rope_freq_factors.clear();
+    }
+    c.rope_partial_global = 2.0 * static_cast<double>(rotated) / static_cast<double>(d_full);
+    const int64_t shared = blocks::gguf_int(g, c, "attention.shared_kv_layers", 0);
+    const int64_t first_shared = c.n_layers - shared;
+    c.gemma4_layers.assign(static_cast<size_t>(c.n_layers), {});
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        ModelConfig::Gemma4Layer& s = c.gemma4_layers[static_cast<size_t>(l)];
+        const bool sliding = c.is_sliding(l);
+        s.head_dim = sliding ? d_swa : d_full;
+        s.n_kv_heads = kv[static_cast<size_t>(l)];
+        s.ffn = ffn[static_cast<size_t>(l)];
+        s.kv_source = l;
+        if (l >= first_shared) {
+            s.kv_source = -1;
+            for (int64_t src = 0; src < first_shared; ++src)
+                if (c.is_sliding(src) == sliding) s.kv_source = src;
+            QL_CHECK(s.kv_source >= 0, "{}: layer {} shares K/V but no earlier layer has its type",
+                     g.path(), l);
+        }
+        const std::string v = "blk." + std::to_string(l) + ".attn_v.weight";
+        s.v_is_k = !sliding && s.kv_source == l && g.find_tensor(v) == nullptr;
+    }
+    for (int64_t l = 0; l < c.n_layers; ++l) {
+        auto& s = c.gemma4_layers[static_cast<size_t>(l)];
+        if (s.kv_source != l) s.v_is_k = c.gemma4_layers[static_cast<size_t>(s.kv_source)].v_is_k;
+    }
+}
+
 GgufValue array_of(GgufValueType type, std::vector<GgufValue> values) {
     GgufValue a;
     a.type = GgufValueType::ARRAY;
@@ -281,8 +364,8 @@ const Family& gemma4_family() {
                                           {"post_feedforward_layernorm_1", "post_ffw_norm_1"},
                                           {"post_feedforward_layernorm_2", "post_ffw_norm_2"}}}),
         .read_hf = read_hf,
-        .claims_gguf = nullptr,
-        .read_gguf = nullptr,
+        .claims_gguf = [](const ModelConfig&) { return true; },
+        .read_gguf = read_gguf,
         .write_gguf = write_gguf,
         .write_gguf_early = nullptr,
         .activation = Activation::GeluTanh,
