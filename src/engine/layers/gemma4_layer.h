@@ -14,7 +14,8 @@
 //   proportional_rope_frequencies: transformers' "proportional" rope, one value per pair of a
 //     head of D channels, θ^(-2i/D) for the first ⌊p·D/2⌋ pairs and 0 (no rotation) after;
 //   ple_inputs_forward / _ref: the per-layer embedding inputs above;
-//   gemma4_route: softmax → top-k → renormalized × per-expert scale (scalar code only).
+//   gemma4_route: softmax → top-k → renormalized × per-expert scale (scalar code only);
+//   gemma4_forward_ref: the whole model in plain double loops (gemma4_ref.cpp).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,10 @@ void ple_inputs_ref(float* out, const float* emb, const float* tok, const float*
 // renormalized to sum 1 and multiplied by scale[e]. Returns (expert, weight) pairs.
 std::vector<std::pair<int64_t, float>> gemma4_route(const float* logits, const float* scale,
                                                     int64_t E, int64_t K);
+
+// The scalar reference twin of the whole forward pass (gemma4_ref.cpp): double loops over the
+// model's weights for one sequence → logits [T, V]. Tests compare Engine::forward with it.
+std::vector<double> gemma4_forward_ref(const Model& model, std::span<const int32_t> tokens);
 
 struct Engine::Gemma4State {
     struct Names {
