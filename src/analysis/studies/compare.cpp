@@ -49,7 +49,9 @@ std::string listed(const std::vector<std::string>& names) {
 // The attribution group of a tensor: token_embd, blk.N or output (output and output_norm).
 std::string group_of(const TensorInfo& t) {
     if (t.layer >= 0) return fmt::format("blk.{}", t.layer);
-    return t.role == TensorRole::Embed ? "token_embd" : "output";
+    const bool embed = t.role == TensorRole::Embed || t.role == TensorRole::PleTokenEmbd ||
+                       t.role == TensorRole::PleModelProj || t.role == TensorRole::PleProjNorm;
+    return embed ? "token_embd" : "output";
 }
 
 // Everything a run of the job needs, loaded once.
