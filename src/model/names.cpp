@@ -213,6 +213,7 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::AttnVBias:
         case TensorRole::Router:
         case TensorRole::SharedRouter:
+        case TensorRole::PleModelProj:  // llama-quantize: "not too big so keep them as it is"
         case TensorRole::PleProjNorm:
         case TensorRole::PlePostNorm:
         case TensorRole::LayerOutputScale:

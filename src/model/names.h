@@ -35,7 +35,8 @@ int layer_from_gguf_name(const std::string& gguf_name);  // -1 outside blocks
 // Inverse of role_name(); nullopt if unknown. Lets recipes and CLI filters name roles.
 std::optional<TensorRole> role_from_name(const std::string& name);
 
-// llama.cpp quantizes 2-D+ weights except norms and the MoE routers.
+// llama.cpp quantizes 2-D+ weights except norms, the MoE routers and Gemma's
+// per_layer_model_proj (llama-quantize keeps it as it is).
 bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne);
 
 // Expected ggml shape (ne) of a tensor of this role in a model with this config; empty

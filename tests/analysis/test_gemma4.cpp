@@ -178,13 +178,9 @@ TEST(Gemma4Sweep, PrefixCacheEqualsFullRecompute) {
         recomputed.prepare();
         const std::vector<std::string> units =
             std::string(fixture) == "gemma4"
-                ? std::vector<std::string>{"per_layer_token_embd.weight",
-                                           "per_layer_model_proj.weight",
-                                           "blk.2.attn_k.weight",
-                                           "blk.3.attn_v.weight",
-                                           "blk.4.attn_q.weight",
-                                           "blk.5.ffn_down.weight",
-                                           "blk.1.inp_gate.weight",
+                ? std::vector<std::string>{"per_layer_token_embd.weight", "blk.2.attn_k.weight",
+                                           "blk.3.attn_v.weight",         "blk.4.attn_q.weight",
+                                           "blk.5.ffn_down.weight",       "blk.1.inp_gate.weight",
                                            "blk.5.attn_output.weight"}
                 : std::vector<std::string>{"blk.1.attn_k.weight", "blk.2.ffn_gate_up_exps.weight",
                                            "blk.3.attn_output.weight", "blk.3.ffn_up.weight"};
@@ -308,6 +304,10 @@ TEST(Gemma4Gguf, TensorNamesShapesAndKeys) {
     EXPECT_EQ(g.tensor("rope_freqs.weight").type, GgmlType::F32);
     EXPECT_EQ(g.tensor("blk.1.inp_gate.weight").type, GgmlType::Q8_0);
     EXPECT_EQ(g.tensor("per_layer_token_embd.weight").type, GgmlType::Q8_0);
+    // llama-quantize keeps per_layer_model_proj as it is: fixed, not swept.
+    EXPECT_NE(g.tensor("per_layer_model_proj.weight").type, GgmlType::Q8_0);
+    EXPECT_FALSE(hf->get("per_layer_model_proj.weight").quantizable);
+    EXPECT_TRUE(hf->get("per_layer_token_embd.weight").quantizable);
     const auto& rf = g.tensor("rope_freqs.weight");
     ASSERT_EQ(rf.n_elements(), 32);
     std::vector<float> f(32);
