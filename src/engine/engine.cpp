@@ -9,6 +9,7 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "engine/kernels.h"
+#include "engine/layers/gemma4_layer.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -52,6 +53,11 @@ void check_finite_in_place(const std::string& file, const TensorInfo& t, const u
 }  // namespace
 
 void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind) {
+    QL_CHECK(!c.is_gemma4() || kind == EngineKind::Cpu,
+             "{}: {}'s layer (per-layer embeddings, KV sharing, K=V attention, per-layer head "
+             "sizes) is not implemented in the CUDA engine; run it on the CPU (without --gpu)",
+             what, c.hf_architecture);
+    if (c.is_gemma4()) return;  // engine/layers/gemma4_layer.cpp implements all of it
     QL_CHECK(c.shared_expert == SharedExpert::None,
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
@@ -126,7 +132,13 @@ Engine::Engine(const Model& model, EngineOptions options)
         n.down_exps = p + "ffn_down_exps.weight";
     }
     output_name_ = model.find("output.weight") ? "output.weight" : "token_embd.weight";
-    check_shapes();
+    width_ = c.hidden;
+    if (c.is_gemma4()) {
+        gemma4_init();
+        gemma4_check_shapes();
+    } else {
+        check_shapes();
+    }
 
     // ggml_numerics on a GGUF: matrices ggml multiplies in their blocks stay in the mapping.
     const bool in_place = options.ggml_numerics && model.source() == Model::Source::Gguf;
@@ -347,6 +359,7 @@ std::vector<float> Engine::embed(std::span<const int32_t> tokens) const {
         for (float& x : h) x *= scale;
     }
     emit(HookEvent::Kind::Embedding, -1, nullptr, -1, h.data(), N, C);
+    if (gemma4_) return gemma4_widen(tokens, std::move(h));
     return h;
 }
 
@@ -496,6 +509,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
 
 void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     QL_ASSERT(l >= 0 && l < config_.n_layers);
+    if (gemma4_) return gemma4_run_layer(l, h, B, T);
     const int64_t N = B * T, C = config_.hidden;
     std::vector<float> xn(N * C), ffn(N * C);  // [N, C]
     attention_block(l, h, xn.data(), B, T);
@@ -517,9 +531,18 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
     QL_ASSERT(t0 >= 0 && t0 < T);
     const int64_t C = config_.hidden, V = config_.vocab, S = T - t0, N = B * S;
     std::vector<float> xn(N * C);  // [B, S, C]
-    for (int64_t b = 0; b < B; ++b)
-        rmsnorm_forward(xn.data() + b * S * C, h + (b * T + t0) * C, weight("output_norm.weight"),
-                        S, C, static_cast<float>(config_.rms_eps));
+    for (int64_t b = 0; b < B; ++b) {
+        const float* rows = h + (b * T + t0) * width_;
+        std::vector<float> compact;  // the hidden part of wider state rows
+        if (width_ != C) {
+            compact.resize(S * C);
+            for (int64_t s = 0; s < S; ++s)
+                std::copy_n(rows + s * width_, C, compact.data() + s * C);
+            rows = compact.data();
+        }
+        rmsnorm_forward(xn.data() + b * S * C, rows, weight("output_norm.weight"), S, C,
+                        static_cast<float>(config_.rms_eps));
+    }
     emit(HookEvent::Kind::FinalNorm, static_cast<int>(config_.n_layers), nullptr, -1, xn.data(), N,
          C);
     emit(HookEvent::Kind::LinearInput, -1, &output_name_, -1, xn.data(), N, C);

@@ -32,6 +32,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -101,8 +102,13 @@ class Engine final : public LogitsModel {
     int64_t hidden() const { return config_.hidden; }
     int64_t vocab() const override { return config_.vocab; }
     std::string source_path() const override;
+    // Floats per token row of the state h that embed() returns and run_layer()/head() take:
+    // hidden(), plus for Gemma 4 the per-layer embedding inputs [L·P] and the K/V of the
+    // layers that later KV-shared layers attend to (so a layer resumed from a cached h is
+    // exact). Only the first hidden() floats of a row are the hidden state.
+    int64_t state_width() const { return width_; }
 
-    // tokens[B*T] → h[B*T, C]. Throws Error on an id outside the vocabulary.
+    // tokens[B*T] → h[B*T, state_width()]. Throws Error on an id outside the vocabulary.
     std::vector<float> embed(std::span<const int32_t> tokens) const;
     // h[B*T, C] in place through layer l.
     void run_layer(int64_t l, float* h, int64_t B, int64_t T) const;
@@ -146,6 +152,15 @@ class Engine final : public LogitsModel {
 
   private:
     struct LayerNames;
+    // Gemma 4's layer (engine/layers/gemma4_layer.h/.cpp): names, row layout, rope tables.
+    struct Gemma4State;
+    void gemma4_init();
+    void gemma4_check_shapes() const;
+    // Appends each row's per-layer embedding inputs and room for shared K/V to h[N, C].
+    std::vector<float> gemma4_widen(std::span<const int32_t> tokens, std::vector<float> h) const;
+    void gemma4_run_layer(int64_t l, float* h, int64_t B, int64_t T) const;
+    void gemma4_ffn(int64_t l, const float* h, float* out, int64_t N) const;  // MLP (+ MoE)
+    const float* gemma4_row(const std::string& name, int64_t row, std::vector<float>& tmp) const;
     const float* weight(const std::string& name) const;      // override or original
     const float* weight_opt(const std::string& name) const;  // nullptr if absent
     void check_shapes() const;
@@ -193,6 +208,8 @@ class Engine final : public LogitsModel {
     std::string output_name_;  // "output.weight" or "token_embd.weight" when tied
     EngineHook hook_;
     EngineOptions options_;
+    int64_t width_ = 0;                    // state_width()
+    std::unique_ptr<Gemma4State> gemma4_;  // set for Gemma 4 models
 };
 
 }  // namespace quantlens

@@ -108,6 +108,13 @@ void parse_rope_object(const json& rp, const json& top, const std::string& where
         }
     }
     if (type == "default") return;
+    if (type == "proportional") {  // Gemma 4's global layers; the family reads the rest
+        c.rope_proportional = true;
+        QL_CHECK(get_float(rp, "factor", 1.0, path) == 1.0,
+                 "{}: {}.factor is {}; quantlens implements proportional rope unscaled only", path,
+                 where, rp.dump());
+        return;
+    }
     if (type == "linear") {
         s.kind = RopeScaling::Kind::Linear;
         s.factor = get_float(rp, "factor", 0.0, path);
@@ -380,7 +387,11 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
     c.n_layers = required("block_count");
     c.hidden = required("embedding_length");
     c.n_heads = required("attention.head_count");
-    c.n_kv_heads = int_key("attention.head_count_kv", c.n_heads);
+    if (const GgufValue* kv = g.find(p + "attention.head_count_kv");
+        kv && kv->type == GgufValueType::ARRAY && !kv->array.empty())
+        c.n_kv_heads = kv->array[0].as_int();  // one per layer (Gemma 4): the family reads them
+    else
+        c.n_kv_heads = int_key("attention.head_count_kv", c.n_heads);
     c.head_dim = int_key("attention.key_length", 0);
     if (c.head_dim == 0) {
         QL_CHECK(c.hidden % c.n_heads == 0, "{}: embedding_length {} is not a multiple of {} heads",

@@ -39,7 +39,7 @@ namespace quantlens {
 
 // Identity of a registered family (src/model/families/registry.cpp). Only the registry
 // and the family files branch on it; everything else reads the LayerSpec below.
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Gemma2, Gemma3, Phi3 };
+enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Gemma2, Gemma3, Phi3, Gemma4 };
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
 // stores permuted from HF's half-split layout (so an HF source permutes them on the way);
@@ -140,6 +140,28 @@ struct ModelConfig : LayerSpec {
     std::string torch_dtype;        // "bfloat16", "float16", "float32"
     int64_t bos_token_id = -1;
     int64_t eos_token_id = -1;
+
+    // --- Gemma 4 (model/families/gemma4.cpp, engine/layers/gemma4_layer.cpp) ---
+    // One entry per layer when the model uses Gemma 4's decoder layer (empty otherwise): its
+    // own attention shape (global layers have their own head size and KV heads), whether V
+    // is the K projection (attention_k_eq_v: no attn_v, V = v-norm of the raw K), the layer
+    // whose K/V it attends to (itself, or for the last num_kv_shared_layers layers the last
+    // earlier layer of the same type), and its dense MLP width (double-wide on shared layers).
+    struct Gemma4Layer {
+        int64_t head_dim = 0;
+        int64_t n_kv_heads = 0;
+        int64_t ffn = 0;
+        bool v_is_k = false;
+        int64_t kv_source = 0;
+    };
+    std::vector<Gemma4Layer> gemma4_layers;
+    int64_t ple_dim = 0;               // hidden_size_per_layer_input: per-layer embedding width
+    int64_t expert_ffn = 0;            // Gemma 4's routed experts' width (beside the dense MLP)
+    double rope_partial_global = 1.0;  // proportional rope: rotated fraction of global heads
+    // Set by the shared rope parser for rope_type "proportional", which only a family that
+    // implements it (Gemma 4) clears; the registry refuses a config where it stays set.
+    bool rope_proportional = false;
+    bool is_gemma4() const { return !gemma4_layers.empty(); }
 
     bool is_moe() const { return n_experts > 0; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }

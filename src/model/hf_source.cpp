@@ -183,6 +183,7 @@ class HfModel final : public Model {
         QL_CHECK(config_.tie_embeddings || find("output.weight") != nullptr,
                  "{}: no lm_head.weight and tie_word_embeddings is false", config_path);
         for (int64_t l = 0; l < config_.n_layers; ++l) {
+            if (config_.is_gemma4()) break;  // K/V per layer: the engine checks them
             const auto bases =
                 config_.fused_qkv ? std::vector<const char*>{"attn_norm", "attn_qkv", "attn_output"}
                                   : std::vector<const char*>{"attn_norm", "attn_q", "attn_k",

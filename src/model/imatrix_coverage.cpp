@@ -12,7 +12,9 @@ namespace quantlens {
 ImatrixCoverage check_imatrix_coverage(const Imatrix& imatrix, const Model& model) {
     std::set<std::string> quantizable;
     for (const auto& t : model.tensors())
-        if (t.quantizable && t.name != "token_embd.weight") quantizable.insert(t.name);
+        // Lookup tables take no matmul input, so no imatrix entry (Gemma 4's PLE table too).
+        if (t.quantizable && t.name != "token_embd.weight" && t.role != TensorRole::PleTokenEmbd)
+            quantizable.insert(t.name);
 
     ImatrixCoverage cov;
     std::set<std::string> covered;

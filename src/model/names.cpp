@@ -47,6 +47,20 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::AttnQKV, "attn_qkv", "attn_qkv"},
     {TensorRole::AttnPostNorm, "attn_post_norm", "post_attention_norm"},
     {TensorRole::FfnPostNorm, "ffn_post_norm", "post_ffw_norm"},
+    {TensorRole::PleTokenEmbd, "ple_token_embd", "per_layer_token_embd"},
+    {TensorRole::PleModelProj, "ple_model_proj", "per_layer_model_proj"},
+    {TensorRole::PleProjNorm, "ple_proj_norm", "per_layer_proj_norm"},
+    {TensorRole::PleInpGate, "ple_inp_gate", "inp_gate"},
+    {TensorRole::PleProj, "ple_proj", "proj"},
+    {TensorRole::PlePostNorm, "ple_post_norm", "post_norm"},
+    {TensorRole::LayerOutputScale, "layer_output_scale", "layer_output_scale"},
+    {TensorRole::FfnPreNorm2, "ffn_pre_norm_2", "pre_ffw_norm_2"},
+    {TensorRole::FfnPostNorm1, "ffn_post_norm_1", "post_ffw_norm_1"},
+    {TensorRole::FfnPostNorm2, "ffn_post_norm_2", "post_ffw_norm_2"},
+    {TensorRole::ExpertGateUp, "expert_gate_up", "ffn_gate_up_exps"},
+    {TensorRole::RouterScale, "router_scale", "ffn_gate_inp.scale"},
+    {TensorRole::ExpertScale, "expert_scale", "ffn_down_exps.scale"},
+    {TensorRole::RopeFreqs, "rope_freqs", "rope_freqs"},
     {TensorRole::Other, "other", ""},
 };
 
@@ -106,8 +120,15 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) 
     if (!parse_index(hf.substr(kPrefix.size(), dot - kPrefix.size()), out.layer))
         return std::nullopt;
     const auto [rest, suffix] = split_suffix(hf.substr(dot + 1));  // "self_attn.q_proj"
-    if (suffix.empty()) return std::nullopt;
     for (const auto& t : f.layer_tensors) {
+        // An entry whose GGUF name has its suffix maps an HF name without one (Gemma 4's
+        // layer_scalar → layer_output_scale.weight, router.scale → ffn_gate_inp.scale).
+        if (t.gguf.find('.') != std::string::npos) {
+            if (hf.substr(dot + 1) != t.hf) continue;
+            out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf;
+            return out;
+        }
+        if (suffix.empty()) continue;
         if (!match_hf(rest, t.hf, out.expert)) continue;
         out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf + suffix;
         return out;
@@ -135,8 +156,11 @@ std::string gguf_to_hf(const std::string& gguf, Arch arch) {
     if (layer < 0) return "";
     const std::string blk = "blk." + std::to_string(layer) + ".";
     const auto [rest, suffix] = split_suffix(gguf.substr(blk.size()));
-    for (const auto& t : f.layer_tensors)
+    for (const auto& t : f.layer_tensors) {
+        if (t.gguf == rest + suffix && t.gguf.find('.') != std::string::npos)
+            return "model.layers." + std::to_string(layer) + "." + t.hf;
         if (rest == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+    }
     return "";
 }
 
@@ -189,6 +213,16 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::AttnVBias:
         case TensorRole::Router:
         case TensorRole::SharedRouter:
+        case TensorRole::PleModelProj:  // llama-quantize: "not too big so keep them as it is"
+        case TensorRole::PleProjNorm:
+        case TensorRole::PlePostNorm:
+        case TensorRole::LayerOutputScale:
+        case TensorRole::FfnPreNorm2:
+        case TensorRole::FfnPostNorm1:
+        case TensorRole::FfnPostNorm2:
+        case TensorRole::RouterScale:
+        case TensorRole::ExpertScale:
+        case TensorRole::RopeFreqs:
         case TensorRole::Other:
             return false;
         default:
@@ -246,10 +280,60 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
             return {c.shared_expert_ffn, c.hidden};
         case TensorRole::SharedRouter:
             return {c.hidden};
+        case TensorRole::PleTokenEmbd:
+            return {c.n_layers * c.ple_dim, c.vocab};
+        case TensorRole::PleModelProj:
+            return {c.hidden, c.n_layers * c.ple_dim};
+        case TensorRole::PleProjNorm:
+            return {c.ple_dim};
+        case TensorRole::PleInpGate:
+            return {c.hidden, c.ple_dim};
+        case TensorRole::PleProj:
+            return {c.ple_dim, c.hidden};
+        case TensorRole::PlePostNorm:
+        case TensorRole::FfnPreNorm2:
+        case TensorRole::FfnPostNorm1:
+        case TensorRole::FfnPostNorm2:
+        case TensorRole::RouterScale:
+            return {c.hidden};
+        case TensorRole::LayerOutputScale:
+            return {1};
+        case TensorRole::ExpertGateUp:
+            return {c.hidden, 2 * c.expert_ffn, c.n_experts};
+        case TensorRole::ExpertScale:
+            return {c.n_experts};
+        case TensorRole::RopeFreqs:
         case TensorRole::Other:
             return {};
     }
     return {};
+}
+
+std::vector<int64_t> expected_ne_in_layer(TensorRole role, const ModelConfig& c, int layer) {
+    if (!c.is_gemma4() || layer < 0 || layer >= c.n_layers) return expected_ne(role, c);
+    const ModelConfig::Gemma4Layer& g = c.gemma4_layers[static_cast<size_t>(layer)];
+    const int64_t q = c.n_heads * g.head_dim, kv = g.n_kv_heads * g.head_dim;
+    switch (role) {
+        case TensorRole::AttnQ:
+            return {c.hidden, q};
+        case TensorRole::AttnK:
+        case TensorRole::AttnV:
+            return {c.hidden, kv};
+        case TensorRole::AttnO:
+            return {q, c.hidden};
+        case TensorRole::AttnQNorm:
+        case TensorRole::AttnKNorm:
+            return {g.head_dim};
+        case TensorRole::FfnGate:
+        case TensorRole::FfnUp:
+            return {c.hidden, g.ffn};
+        case TensorRole::FfnDown:
+            return {g.ffn, c.hidden};
+        case TensorRole::ExpertDown:
+            return {c.expert_ffn, c.hidden, c.n_experts};
+        default:
+            return expected_ne(role, c);
+    }
 }
 
 std::string format_shape(const std::vector<int64_t>& dims) {

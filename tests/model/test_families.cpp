@@ -36,15 +36,22 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
            (extra.empty() ? "" : "," + extra) + "}";
 }
 
+// Gemma 4 needs its sliding window and its two ropes (the global layers' proportional one).
+const char* const kGemma4Extras =
+    R"("sliding_window":32,"rope_parameters":{"sliding_attention":{"rope_type":"default",)"
+    R"("rope_theta":10000.0},"full_attention":{"rope_type":"proportional",)"
+    R"("partial_rotary_factor":0.25,"rope_theta":1000000.0}})";
+
 }  // namespace
 
 TEST(Families, RegistryListsTheNineFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
-    EXPECT_EQ(hf, (std::vector<std::string>{
-                      "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                      "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
-                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM"}));
+    EXPECT_EQ(hf,
+              (std::vector<std::string>{
+                  "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                  "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Gemma2ForCausalLM",
+                  "Gemma3ForCausalLM", "Phi3ForCausalLM", "Gemma4ForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -57,13 +64,15 @@ TEST(Families, RegistryListsTheNineFamilies) {
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
     EXPECT_EQ(registered_gguf_architectures(),
-              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3");
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, gemma4");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
     for (const Family* f : families()) {
         SCOPED_TRACE(f->name);
-        const ModelConfig c = parse_hf_config(config_json(f->hf_architecture), "cfg.json");
+        const ModelConfig c = parse_hf_config(
+            config_json(f->hf_architecture, f->id == Arch::Gemma4 ? kGemma4Extras : ""),
+            "cfg.json");
         for (const GlobalTensorName& g : f->globals) {
             const auto mapped = hf_to_gguf(g.hf, f->id);
             ASSERT_TRUE(mapped) << g.hf;
@@ -73,6 +82,20 @@ TEST(Families, EveryTensorRoundTrips) {
         }
         std::set<std::string> gguf_names;
         for (const TensorName& t : f->layer_tensors) {
+            if (t.gguf.find('.') != std::string::npos) {
+                // An HF name without suffix (Gemma 4's layer_scalar, router.scale): the GGUF
+                // name carries its own.
+                const std::string hf = "model.layers." + std::to_string(kLayer) + "." + t.hf;
+                const auto mapped = hf_to_gguf(hf, f->id);
+                ASSERT_TRUE(mapped) << hf;
+                EXPECT_EQ(mapped->gguf, "blk.3." + t.gguf);
+                EXPECT_EQ(gguf_to_hf(mapped->gguf, f->id), hf);
+                EXPECT_TRUE(gguf_names.insert(mapped->gguf).second) << mapped->gguf;
+                const TensorRole role = role_from_gguf_name(mapped->gguf);
+                EXPECT_NE(role, TensorRole::Other) << mapped->gguf;
+                EXPECT_FALSE(expected_ne(role, c).empty()) << mapped->gguf;
+                continue;
+            }
             for (const char* suffix : {".weight", ".bias"}) {
                 const std::string hf = "model.layers." + std::to_string(kLayer) + "." +
                                        with_expert(t.hf, kExpert) + suffix;
@@ -141,6 +164,7 @@ std::string family_extras(const Family& f) {
         return R"("attn_logit_softcapping":50.0,"final_logit_softcapping":30.0,)"
                R"("sliding_window":32,"tie_word_embeddings":true)";
     if (f.id == Arch::Phi3) return R"("original_max_position_embeddings":64)";
+    if (f.id == Arch::Gemma4) return kGemma4Extras;
     return R"("shared_expert_intermediate_size":48)";
 }
 
@@ -165,7 +189,9 @@ TEST(Families, GgufKeys) {
         // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys, Phi-3's the
         // rotated channels.
         EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
-                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" ? 1u : 0u);
+                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" || f->gguf_arch == "gemma4"
+                      ? 1u
+                      : 0u);
     }
     const ModelConfig moe = parse_hf_config(
         config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");

@@ -120,7 +120,10 @@ std::pair<int64_t, bool> start_of(const SweepContext& ctx,
     bool embedding = false;
     for (const auto& name : tensors) {
         const TensorInfo& t = ctx.model->get(name);
-        if (t.role == TensorRole::Embed) embedding = true;
+        // Gemma 4's per-layer embedding tables are read by embed() too.
+        if (t.role == TensorRole::Embed || t.role == TensorRole::PleTokenEmbd ||
+            t.role == TensorRole::PleModelProj || t.role == TensorRole::PleProjNorm)
+            embedding = true;
         if (t.layer >= 0) from = std::min<int64_t>(from, t.layer);
     }
     if (embedding) from = 0;

@@ -20,14 +20,15 @@ const Family& qwen2moe_family();
 const Family& gemma2_family();
 const Family& gemma3_family();
 const Family& phi3_family();
+const Family& gemma4_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 9>& registry() {
-    static const std::array<const Family*, 9> r = {
+const std::array<const Family*, 10>& registry() {
+    static const std::array<const Family*, 10> r = {
         &llama_family(),    &mistral_family(), &qwen2_family(),  &qwen3_family(), &mixtral_family(),
-        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),
+        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),  &gemma4_family(),
     };
     return r;
 }
@@ -88,6 +89,11 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     }
     if (auto m = j.find("model_type"); m != j.end() && m->is_string())
         model_type = m->get<std::string>();
+    QL_CHECK(hf != "Gemma4ForConditionalGeneration" && model_type != "gemma4",
+             "{}: {} (model_type '{}') carries Gemma 4's vision and audio towers, which quantlens "
+             "does not implement; it reads the text model, Gemma4ForCausalLM (model_type "
+             "gemma4_text), only",
+             path, hf.empty() ? "Gemma 4" : hf, model_type);
     const Family* f = find_hf_family(hf, model_type);
     QL_CHECK(f != nullptr, "{}: unsupported architecture '{}' (model_type '{}'); supported: {}",
              path, hf, model_type, registered_hf_architectures());
@@ -100,6 +106,10 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     const HfConfigJson cfg{j, path, f->name.c_str()};
     read_hf_shared_fields(cfg, c);
     f->read_hf(cfg, c);
+    QL_CHECK(!c.rope_proportional,
+             "{}: rope_parameters uses rope_type \"proportional\", which quantlens implements for "
+             "Gemma 4 only; {} would be computed wrongly",
+             path, f->hf_architecture);
     QL_CHECK(c.act == f->activation,
              "{}: hidden_act / hidden_activation is \"{}\", but {}'s MLP uses \"{}\"; the engine "
              "would compute this model wrongly",
