@@ -52,7 +52,12 @@ void check_finite_in_place(const std::string& file, const TensorInfo& t, const u
 }  // namespace
 
 void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind) {
-    QL_CHECK(c.shared_expert == SharedExpert::None,
+    // Gated DeltaNet hybrids: CPU only (engine/layers/hybrid_layer.cpp).
+    QL_CHECK(!c.is_hybrid() || kind == EngineKind::Cpu,
+             "{}: {} has Gated DeltaNet (linear attention) layers, which the CUDA engine does not "
+             "implement; run it on the CPU (without --gpu)",
+             what, arch_name(c.arch));
+    QL_CHECK(c.shared_expert == SharedExpert::None || c.is_hybrid(),
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
              what, arch_name(c.arch));
@@ -126,7 +131,10 @@ Engine::Engine(const Model& model, EngineOptions options)
         n.down_exps = p + "ffn_down_exps.weight";
     }
     output_name_ = model.find("output.weight") ? "output.weight" : "token_embd.weight";
-    check_shapes();
+    if (c.is_hybrid())
+        check_hybrid_shapes();
+    else
+        check_shapes();
 
     // ggml_numerics on a GGUF: matrices ggml multiplies in their blocks stay in the mapping.
     const bool in_place = options.ggml_numerics && model.source() == Model::Source::Gguf;
@@ -496,6 +504,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
 
 void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     QL_ASSERT(l >= 0 && l < config_.n_layers);
+    if (config_.is_hybrid()) return hybrid_layer(l, h, B, T);
     const int64_t N = B * T, C = config_.hidden;
     std::vector<float> xn(N * C), ffn(N * C);  // [N, C]
     attention_block(l, h, xn.data(), B, T);

@@ -53,6 +53,16 @@ enum class TensorRole {
     AttnQKV,       // fused q/k/v projection (Phi-3's attn_qkv)
     AttnPostNorm,  // Gemma's post_attention_norm (of the attention output)
     FfnPostNorm,   // Gemma's post_ffw_norm (of the MLP output)
+    // Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5); their attn_qkv is AttnQKV.
+    AttnGate,      // attn_gate: the DeltaNet's output gate z
+    SsmConv,       // ssm_conv1d: causal depthwise conv (kept F32 by llama.cpp)
+    SsmA,          // ssm_a = −exp(A_log)
+    SsmDt,         // ssm_dt.bias
+    SsmNorm,       // ssm_norm: gated RMSNorm
+    SsmOut,        // ssm_out: output projection
+    SsmBetaAlpha,  // ssm_ba (Qwen3-Next's fused β/α input projection)
+    SsmBeta,       // ssm_beta (Qwen3.5)
+    SsmAlpha,      // ssm_alpha (Qwen3.5)
     Other,
 };
 

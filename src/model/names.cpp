@@ -47,6 +47,15 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::AttnQKV, "attn_qkv", "attn_qkv"},
     {TensorRole::AttnPostNorm, "attn_post_norm", "post_attention_norm"},
     {TensorRole::FfnPostNorm, "ffn_post_norm", "post_ffw_norm"},
+    {TensorRole::AttnGate, "attn_gate", "attn_gate"},
+    {TensorRole::SsmConv, "ssm_conv1d", "ssm_conv1d"},
+    {TensorRole::SsmA, "ssm_a", "ssm_a"},
+    {TensorRole::SsmDt, "ssm_dt", "ssm_dt"},
+    {TensorRole::SsmNorm, "ssm_norm", "ssm_norm"},
+    {TensorRole::SsmOut, "ssm_out", "ssm_out"},
+    {TensorRole::SsmBetaAlpha, "ssm_ba", "ssm_ba"},
+    {TensorRole::SsmBeta, "ssm_beta", "ssm_beta"},
+    {TensorRole::SsmAlpha, "ssm_alpha", "ssm_alpha"},
     {TensorRole::Other, "other", ""},
 };
 
@@ -95,7 +104,9 @@ bool match_hf(const std::string& rest, const std::string& pattern, int& expert) 
     return parse_index(rest.substr(head.size(), rest.size() - head.size() - tail.size()), expert);
 }
 
-std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) {
+// `skip`: how many earlier matches to pass over (an HF tensor the converter splits into
+// several GGUF tensors matches once per part).
+std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f, int skip = 0) {
     for (const auto& g : f.globals)
         if (hf == g.hf) return HfName{g.gguf};
     static const std::string kPrefix = "model.layers.";
@@ -106,9 +117,10 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) 
     if (!parse_index(hf.substr(kPrefix.size(), dot - kPrefix.size()), out.layer))
         return std::nullopt;
     const auto [rest, suffix] = split_suffix(hf.substr(dot + 1));  // "self_attn.q_proj"
-    if (suffix.empty()) return std::nullopt;
     for (const auto& t : f.layer_tensors) {
-        if (!match_hf(rest, t.hf, out.expert)) continue;
+        // A bare parameter (no .weight/.bias, Qwen3-Next's A_log) maps by its whole name.
+        if (suffix.empty() ? rest != t.hf : !match_hf(rest, t.hf, out.expert)) continue;
+        if (skip-- > 0) continue;
         out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf + suffix;
         return out;
     }
@@ -119,6 +131,15 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) 
 
 std::optional<HfName> hf_to_gguf(const std::string& hf, Arch arch) {
     return family_hf_to_gguf(hf, family_of(arch));
+}
+
+std::vector<HfName> hf_to_gguf_all(const std::string& hf, Arch arch) {
+    std::vector<HfName> out;
+    for (int skip = 0;; ++skip) {
+        auto one = family_hf_to_gguf(hf, family_of(arch), skip);
+        if (!one) return out;
+        out.push_back(std::move(*one));
+    }
 }
 
 std::optional<HfName> hf_to_gguf(const std::string& hf) {
@@ -137,6 +158,9 @@ std::string gguf_to_hf(const std::string& gguf, Arch arch) {
     const auto [rest, suffix] = split_suffix(gguf.substr(blk.size()));
     for (const auto& t : f.layer_tensors)
         if (rest == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+    const std::string whole = gguf.substr(blk.size());  // "ssm_a", "ssm_dt.bias": bare HF names
+    for (const auto& t : f.layer_tensors)
+        if (whole == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf;
     return "";
 }
 
@@ -163,6 +187,7 @@ TensorRole role_from_gguf_name(const std::string& gguf) {
         if (base == "attn_q") return TensorRole::AttnQBias;
         if (base == "attn_k") return TensorRole::AttnKBias;
         if (base == "attn_v") return TensorRole::AttnVBias;
+        if (base == "ssm_dt") return TensorRole::SsmDt;
         return TensorRole::Other;
     }
     for (const auto& r : kRoles) {
@@ -189,6 +214,10 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::AttnVBias:
         case TensorRole::Router:
         case TensorRole::SharedRouter:
+        case TensorRole::SsmConv:  // llama-quantize keeps ssm_conv1d.weight as it is
+        case TensorRole::SsmA:
+        case TensorRole::SsmDt:
+        case TensorRole::SsmNorm:
         case TensorRole::Other:
             return false;
         default:
@@ -210,8 +239,10 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::FfnPostNorm:
             return {c.hidden};
         case TensorRole::AttnQKV:
+            if (c.is_hybrid()) return {c.hidden, c.ssm_conv_dim()};  // the DeltaNet's q|k|v
             return {c.hidden, q + 2 * kv};
         case TensorRole::AttnQ:
+            if (c.is_hybrid()) return {c.hidden, 2 * q};  // each head's query then its gate
             return {c.hidden, q};
         case TensorRole::AttnK:
         case TensorRole::AttnV:
@@ -246,6 +277,22 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
             return {c.shared_expert_ffn, c.hidden};
         case TensorRole::SharedRouter:
             return {c.hidden};
+        case TensorRole::AttnGate:
+            return {c.hidden, c.ssm_v_heads * c.ssm_v_dim};
+        case TensorRole::SsmConv:
+            return {c.ssm_conv_kernel, c.ssm_conv_dim()};
+        case TensorRole::SsmA:
+        case TensorRole::SsmDt:
+            return {c.ssm_v_heads};
+        case TensorRole::SsmNorm:
+            return {c.ssm_v_dim};
+        case TensorRole::SsmOut:
+            return {c.ssm_v_heads * c.ssm_v_dim, c.hidden};
+        case TensorRole::SsmBetaAlpha:
+            return {c.hidden, 2 * c.ssm_v_heads};
+        case TensorRole::SsmBeta:
+        case TensorRole::SsmAlpha:
+            return {c.hidden, c.ssm_v_heads};
         case TensorRole::Other:
             return {};
     }
