@@ -108,7 +108,7 @@ bool match_hf(const std::string& rest, const std::string& pattern, int& expert) 
 // several GGUF tensors matches once per part).
 std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f, int skip = 0) {
     for (const auto& g : f.globals)
-        if (hf == g.hf) return HfName{g.gguf};
+        if (hf == g.hf && skip-- <= 0) return HfName{g.gguf};
     static const std::string kPrefix = "model.layers.";
     if (hf.rfind(kPrefix, 0) != 0) return std::nullopt;
     const size_t dot = hf.find('.', kPrefix.size());

@@ -168,12 +168,19 @@ void read_gguf_moe(const GgufFile& g, ModelConfig& c) {
 
 void write_gguf_hybrid(const ModelConfig& c, GgufKeys& keys) {
     using blocks::add_u32;
+    auto sections = [&](std::vector<int64_t> s) {  // padded to 4: time, height, width, extra
+        s.resize(4, 0);
+        const std::vector<int32_t> items(s.begin(), s.end());
+        keys.emplace_back(c.gguf_arch + ".rope.dimension_sections", GgufValue::i32_array(items));
+    };
+    // TextModel.set_gguf_parameters
     add_u32(keys, c, "block_count", c.n_layers);
     add_u32(keys, c, "context_length", c.max_positions);
     add_u32(keys, c, "embedding_length", c.hidden);
     if (c.hf_intermediate_size > 0) add_u32(keys, c, "feed_forward_length", c.hf_intermediate_size);
     add_u32(keys, c, "attention.head_count", c.n_heads);
     add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    if (!c.rope_sections.empty()) sections(c.rope_sections);
     keys.emplace_back(c.gguf_arch + ".rope.freq_base",
                       GgufValue::f32(static_cast<float>(c.rope_theta)));
     keys.emplace_back(c.gguf_arch + ".attention.layer_norm_rms_epsilon",
@@ -181,11 +188,15 @@ void write_gguf_hybrid(const ModelConfig& c, GgufKeys& keys) {
     if (c.is_moe()) {
         add_u32(keys, c, "expert_count", c.n_experts);
         add_u32(keys, c, "expert_used_count", c.n_experts_used);
+    }
+    blocks::write_gguf_head_size(c, keys);
+    // Qwen2MoeModel.set_gguf_parameters
+    if (c.is_moe()) {
         add_u32(keys, c, "expert_feed_forward_length", c.ffn);
         if (c.shared_expert_ffn > 0)
             add_u32(keys, c, "expert_shared_feed_forward_length", c.shared_expert_ffn);
     }
-    blocks::write_gguf_head_size(c, keys);
+    // Qwen3NextModel.set_gguf_parameters
     add_u32(keys, c, "ssm.conv_kernel", c.ssm_conv_kernel);
     add_u32(keys, c, "ssm.state_size", c.ssm_k_dim);
     add_u32(keys, c, "ssm.group_count", c.ssm_k_heads);
@@ -196,13 +207,8 @@ void write_gguf_hybrid(const ModelConfig& c, GgufKeys& keys) {
         if (!c.is_linear_layer(l)) interval = l + 1;
     add_u32(keys, c, "full_attention_interval", interval > 0 ? interval : 4);
     add_u32(keys, c, "rope.dimension_count", c.rotary_dims());
-    if (c.arch != Arch::Qwen3Next) {  // Qwen3.5: interleaved M-RoPE sections, 4 entries
-        std::vector<int64_t> s = c.rope_sections;
-        if (s.empty()) s = {11, 11, 10};
-        s.resize(4, 0);
-        const std::vector<int32_t> items(s.begin(), s.end());
-        keys.emplace_back(c.gguf_arch + ".rope.dimension_sections", GgufValue::i32_array(items));
-    }
+    // Qwen3.5's M-RoPE mixin: the default sections when the config has none.
+    if (c.arch != Arch::Qwen3Next && c.rope_sections.empty()) sections({11, 11, 10});
 }
 
 }  // namespace quantlens::deltanet

@@ -37,10 +37,11 @@ void read_hf_moe(const HfConfigJson& cfg, ModelConfig& config, bool renormalize)
 // GGUF: ssm.* keys, full_attention_interval, rope dims; refuses nextn (MTP) layers.
 void read_gguf_hybrid(const GgufFile& gguf, ModelConfig& config);
 void read_gguf_moe(const GgufFile& gguf, ModelConfig& config);
-// The converter's keys after general.architecture: TextModel's, the MoE widths (when MoE),
-// head size, then ssm.conv_kernel, ssm.state_size, ssm.group_count, ssm.time_step_rank,
-// ssm.inner_size, full_attention_interval, rope.dimension_count (and Qwen3.5's
-// rope.dimension_sections).
+// The converter's keys: TextModel's (with Qwen3.5's rope.dimension_sections from
+// mrope_section, expert counts, head size), Qwen2MoeModel's expert widths (when MoE), then
+// ssm.conv_kernel, ssm.state_size, ssm.group_count, ssm.time_step_rank, ssm.inner_size,
+// full_attention_interval, rope.dimension_count (and Qwen3.5's default sections when the
+// config has none). MTP layers are dropped, so nextn_predict_layers is not written.
 void write_gguf_hybrid(const ModelConfig& config, GgufKeys& keys);
 
 }  // namespace quantlens::deltanet
