@@ -117,7 +117,9 @@ TEST(DeltaNetSweep, PrefixCacheEqualsFullRecomputeForEveryItem) {
         const double a = cached.measure(u.name, "Q4_0").at("kld_mean");
         const double b = full.measure(u.name, "Q4_0").at("kld_mean");
         EXPECT_NEAR(a, b, kPrefixCacheAbsTol) << u.name;
-        EXPECT_GT(b, 0.0) << u.name;
+        // Rows Q4_0's 32-blocks divide change the model; the shared expert's 48-wide
+        // ffn_down_shexp falls back to F16, which F16-rounded weights already are.
+        if (model->get(u.tensors.front()).n_per_row() % 32 == 0) EXPECT_GT(b, 0.0) << u.name;
         ++items;
     }
     // Every quantizable tensor of 4 layers: 3 DeltaNet layers (attn_qkv, attn_gate, ssm_ba,
