@@ -118,8 +118,9 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f, 
         return std::nullopt;
     const auto [rest, suffix] = split_suffix(hf.substr(dot + 1));  // "self_attn.q_proj"
     for (const auto& t : f.layer_tensors) {
-        // A bare parameter (no .weight/.bias, Qwen3-Next's A_log) maps by its whole name.
-        if (suffix.empty() ? rest != t.hf : !match_hf(rest, t.hf, out.expert)) continue;
+        if (t.bare ? !suffix.empty() || rest != t.hf
+                   : suffix.empty() || !match_hf(rest, t.hf, out.expert))
+            continue;
         if (skip-- > 0) continue;
         out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf + suffix;
         return out;
@@ -156,11 +157,12 @@ std::string gguf_to_hf(const std::string& gguf, Arch arch) {
     if (layer < 0) return "";
     const std::string blk = "blk." + std::to_string(layer) + ".";
     const auto [rest, suffix] = split_suffix(gguf.substr(blk.size()));
-    for (const auto& t : f.layer_tensors)
-        if (rest == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
-    const std::string whole = gguf.substr(blk.size());  // "ssm_a", "ssm_dt.bias": bare HF names
-    for (const auto& t : f.layer_tensors)
-        if (whole == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf;
+    const std::string whole = gguf.substr(blk.size());  // "ssm_a", "ssm_dt.bias"
+    for (const auto& t : f.layer_tensors) {
+        if (t.bare && whole == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf;
+        if (!t.bare && rest == t.gguf)
+            return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+    }
     return "";
 }
 

@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,7 +33,10 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
            R"("],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,)"
            R"("num_key_value_heads":2,"vocab_size":100,"intermediate_size":96,)"
            R"("moe_intermediate_size":32,"num_experts":4,"num_local_experts":4,)"
-           R"("num_experts_per_tok":2)" +
+           R"("num_experts_per_tok":2,)"
+           // Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5)
+           R"("linear_conv_kernel_dim":4,"linear_num_key_heads":2,"linear_num_value_heads":4,)"
+           R"("linear_key_head_dim":16,"linear_value_head_dim":16)" +
            (extra.empty() ? "" : "," + extra) + "}";
 }
 
@@ -44,7 +48,8 @@ TEST(Families, RegistryListsTheNineFamilies) {
     EXPECT_EQ(hf, (std::vector<std::string>{
                       "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                       "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
-                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM"}));
+                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
+                      "Qwen3NextForCausalLM", "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -57,7 +62,7 @@ TEST(Families, RegistryListsTheNineFamilies) {
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
     EXPECT_EQ(registered_gguf_architectures(),
-              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3");
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, qwen3next, qwen35, qwen35moe");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
@@ -73,10 +78,23 @@ TEST(Families, EveryTensorRoundTrips) {
         }
         std::set<std::string> gguf_names;
         for (const TensorName& t : f->layer_tensors) {
+            if (t.bare) {  // a bare HF parameter: no suffix on either side
+                const std::string hf = "model.layers.3." + t.hf;
+                const auto mapped = hf_to_gguf(hf, f->id);
+                ASSERT_TRUE(mapped) << hf;
+                EXPECT_EQ(mapped->gguf, "blk.3." + t.gguf);
+                EXPECT_EQ(gguf_to_hf(mapped->gguf, f->id), hf);
+                EXPECT_NE(role_from_gguf_name(mapped->gguf), TensorRole::Other) << t.gguf;
+                EXPECT_FALSE(hf_to_gguf(hf + ".weight", f->id)) << hf;
+                continue;
+            }
             for (const char* suffix : {".weight", ".bias"}) {
                 const std::string hf = "model.layers." + std::to_string(kLayer) + "." +
                                        with_expert(t.hf, kExpert) + suffix;
-                const auto mapped = hf_to_gguf(hf, f->id);
+                // A tensor the converter splits maps to each of its parts.
+                std::optional<HfName> mapped;
+                for (HfName& m : hf_to_gguf_all(hf, f->id))
+                    if (m.gguf == "blk.3." + t.gguf + suffix) mapped = m;
                 ASSERT_TRUE(mapped) << hf;
                 EXPECT_EQ(mapped->layer, kLayer);
                 const bool stacked = t.hf.find("{E}") != std::string::npos;
@@ -165,7 +183,7 @@ TEST(Families, GgufKeys) {
         // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys, Phi-3's the
         // rotated channels.
         EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
-                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" ? 1u : 0u);
+                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" || c.is_hybrid() ? 1u : 0u);
     }
     const ModelConfig moe = parse_hf_config(
         config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");

@@ -17,10 +17,10 @@ std::vector<TensorName> common_layer() {
             {"self_attn.q_norm", "attn_q_norm"},
             {"self_attn.k_norm", "attn_k_norm"},
             {"linear_attn.conv1d", "ssm_conv1d"},
-            // No .weight suffix in either name: A_log is a bare parameter, dt_bias becomes the
-            // bias of a tensor that has no weight.
-            {"linear_attn.A_log", "ssm_a"},
-            {"linear_attn.dt_bias", "ssm_dt.bias"},
+            // Bare parameters: A_log, and dt_bias, which becomes the bias of a tensor that
+            // has no weight.
+            {"linear_attn.A_log", "ssm_a", true},
+            {"linear_attn.dt_bias", "ssm_dt.bias", true},
             {"linear_attn.norm", "ssm_norm"},
             {"linear_attn.out_proj", "ssm_out"}};
 }
