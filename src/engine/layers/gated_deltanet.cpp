@@ -158,14 +158,16 @@ void gated_delta_rule_chunked(float* out, const float* q, const float* k, const 
             for (int64_t i = 0; i < L; ++i) {
                 const double eg = std::exp(G[i]), bi = hv.beta[(t0 + i) * hv.gb_stride];
                 const float* vi = hv.v + (t0 + i) * hv.v_stride;
-                for (int64_t j = 0; j < dv; ++j) {
-                    double ks = 0.0, qs = 0.0;
-                    for (int64_t d = 0; d < dk; ++d) {
-                        ks += K(i)[d] * S[d * dv + j];
-                        qs += Q(i)[d] * S[d * dv + j];
+                double* ui = U.data() + i * dv;  // rows of S are contiguous: sweep them
+                double* oi = O.data() + i * dv;
+                for (int64_t j = 0; j < dv; ++j) ui[j] = vi[j], oi[j] = 0.0;
+                for (int64_t d = 0; d < dk; ++d) {
+                    const double kd = eg * K(i)[d], qd = eg * Q(i)[d];
+                    const double* row = S.data() + d * dv;
+                    for (int64_t j = 0; j < dv; ++j) {
+                        ui[j] -= kd * row[j];
+                        oi[j] += qd * row[j];
                     }
-                    U[i * dv + j] = vi[j] - eg * ks;
-                    O[i * dv + j] = eg * qs;
                 }
                 for (int64_t m = 0; m < i; ++m) {
                     const double a = std::exp(G[i] - G[m]) * kk[i * chunk + m];
