@@ -335,6 +335,20 @@ TEST(DeltaNetRefusals, ByName) {
     } catch (const Error& e) {
         EXPECT_NE(std::string(e.what()).find("Gated DeltaNet"), std::string::npos) << e.what();
     }
+    // A GGUF with MTP (NextN) layers, as the converter writes Qwen3.5 without --no-mtp.
+    const std::string gdir = prepared_copy("qwen3.5");
+    const GgufFile plain = GgufFile::open(write_gguf(*Model::open(gdir), "F16", gdir + "/m.gguf"));
+    GgufWriter w;
+    w.copy_from(plain);
+    w.add_kv("qwen35.nextn_predict_layers", GgufValue::u32(1));
+    w.write(gdir + "/mtp.gguf");
+    try {
+        Model::open(gdir + "/mtp.gguf");
+        ADD_FAILURE() << "a GGUF with NextN layers was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("nextn_predict_layers"), std::string::npos)
+            << e.what();
+    }
     // The vision-language checkpoint is not a registered architecture.
     const std::string dir = test_support::fresh_dir("deltanet-vision");
     auto config = nlohmann::json::parse(read_text_file(fixture_dir("qwen3.5") + "/config.json"));
