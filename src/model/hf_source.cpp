@@ -187,6 +187,8 @@ class HfModel final : public Model {
                     hf_rest.ends_with(".weight") ? hf_rest.substr(0, hf_rest.size() - 7) : hf_rest,
                     p.single->shape);
                 if (src.gather) info.ne = src.gather->ne;
+                // −exp(A_log) is no longer a BF16 value; the converter stores it in F32.
+                if (src.gather && src.gather->neg_exp) info.type = GgmlType::F32;
             }
             const std::string& file = src.parts.front()->file;
             QL_CHECK(!info.ne.empty() && info.ne.size() <= 4,
@@ -227,7 +229,10 @@ class HfModel final : public Model {
         // its tensors), then the head.
         auto rank = [](const TensorInfo& t) {
             static constexpr TensorRole kOrder[] = {
-                TensorRole::AttnNorm,     TensorRole::AttnQKV,     TensorRole::AttnQ,
+                TensorRole::AttnNorm,     TensorRole::AttnQKV,     TensorRole::AttnGate,
+                TensorRole::SsmBetaAlpha, TensorRole::SsmBeta,     TensorRole::SsmAlpha,
+                TensorRole::SsmConv,      TensorRole::SsmDt,       TensorRole::SsmA,
+                TensorRole::SsmNorm,      TensorRole::SsmOut,      TensorRole::AttnQ,
                 TensorRole::AttnQBias,    TensorRole::AttnK,       TensorRole::AttnKBias,
                 TensorRole::AttnV,        TensorRole::AttnVBias,   TensorRole::AttnQNorm,
                 TensorRole::AttnKNorm,    TensorRole::AttnO,       TensorRole::AttnPostNorm,
@@ -235,10 +240,7 @@ class HfModel final : public Model {
                 TensorRole::FfnDown,      TensorRole::FfnPostNorm, TensorRole::Router,
                 TensorRole::ExpertGate,   TensorRole::ExpertUp,    TensorRole::ExpertDown,
                 TensorRole::SharedRouter, TensorRole::SharedGate,  TensorRole::SharedUp,
-                TensorRole::SharedDown,   TensorRole::AttnGate,    TensorRole::SsmBetaAlpha,
-                TensorRole::SsmBeta,      TensorRole::SsmAlpha,    TensorRole::SsmConv,
-                TensorRole::SsmDt,        TensorRole::SsmA,        TensorRole::SsmNorm,
-                TensorRole::SsmOut,       TensorRole::Embed,       TensorRole::OutputNorm,
+                TensorRole::SharedDown,   TensorRole::Embed,       TensorRole::OutputNorm,
                 TensorRole::Output,       TensorRole::Other};
             const int64_t block = t.role == TensorRole::Embed ? -1
                                   : t.layer < 0               ? (int64_t{1} << 40)
