@@ -3,7 +3,8 @@
 // checkpoints (BF16: 4 layers, 3 DeltaNet then 1 gated full attention, 2 q/k heads for 4 value
 // heads, partial rotary; MoE with shared expert) made by scripts/fixtures/make_deltanet_fixtures.py
 // with transformers 5.17 on a GPU machine, with float64 log-probs over two chunks of 512 tokens.
-//  - per fixture: mean KLD ≤ 1e-4 against transformers (issue 24), and the chunked
+//  - per fixture: mean KLD ≤ 1e-4 against transformers (issue 24), every layer's output
+//    against transformers' hidden states (hidden_head.f32), and the chunked
 //    recurrence gives the sequential reference twin's logits;
 //  - a sweep's prefix-cached ΔKLD equals a full recompute for every item;
 //  - the written GGUF has the converter's tensor names, shapes and ARCH.* keys (listed here
@@ -15,6 +16,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <filesystem>
 #include <fstream>
 
@@ -87,6 +89,44 @@ TEST_P(DeltaNetReference, ChunkedRecurrenceMatchesSequentialTwin) {
     EXPECT_LT(max_diff / max_ref, kTwinRelTol);
     std::printf("%s: chunked vs sequential max relative logit diff %.3g\n", GetParam(),
                 max_diff / max_ref);
+}
+
+TEST_P(DeltaNetReference, EveryLayerMatchesTransformers) {
+    // hidden_head.f32: transformers' residual stream after the embedding and after each layer
+    // (output_hidden_states; the last one is the final norm's output) for chunk 0's first 32
+    // positions, float32 [5][32][64]. A wrong layer shows here before it reaches the logits.
+    if (!have(GetParam())) GTEST_SKIP() << "fixture not made: " << GetParam();
+    const std::string dir = fixture_dir(GetParam());
+    const auto model = Model::open(dir);
+    Engine engine(*model);
+    const int64_t C = engine.hidden(), L = engine.n_layers(), P = 32;
+    const std::string bytes = test_support::slurp(dir + "/hidden_head.f32");
+    ASSERT_EQ(bytes.size(), static_cast<size_t>((L + 1) * P * C * 4));
+    std::vector<float> want(static_cast<size_t>((L + 1) * P * C));
+    std::memcpy(want.data(), bytes.data(), bytes.size());
+    std::vector<std::vector<float>> got(static_cast<size_t>(L + 1));
+    engine.set_hook([&](const HookEvent& e) {
+        int slot = -1;
+        if (e.kind == HookEvent::Kind::Embedding) slot = 0;
+        if (e.kind == HookEvent::Kind::LayerOutput && e.layer < L - 1) slot = e.layer + 1;
+        if (e.kind == HookEvent::Kind::FinalNorm) slot = static_cast<int>(L);
+        if (slot >= 0) got[static_cast<size_t>(slot)].assign(e.data, e.data + P * C);
+    });
+    const LogitsFile ref(dir + "/reference.qllogp");
+    engine.forward(ref.tokens().subspan(0, ref.header().n_ctx), 1, ref.header().n_ctx);
+    double worst = 0;
+    for (int64_t s = 0; s <= L; ++s) {
+        double max_ref = 0, max_diff = 0;
+        for (int64_t i = 0; i < P * C; ++i) {
+            const double w = want[static_cast<size_t>(s * P * C + i)];
+            max_ref = std::max(max_ref, std::fabs(w));
+            max_diff = std::max(max_diff, std::fabs(got[static_cast<size_t>(s)][i] - w));
+        }
+        // BF16 weights in float32 against float64: relative errors of ~1e-6.
+        EXPECT_LT(max_diff / max_ref, 1e-4) << "hidden state " << s;
+        worst = std::max(worst, max_diff / max_ref);
+    }
+    std::printf("%s: worst relative hidden-state difference %.3g\n", GetParam(), worst);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DeltaNetReference, ::testing::ValuesIn(kFixtures),
