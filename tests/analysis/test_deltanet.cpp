@@ -389,6 +389,19 @@ TEST(DeltaNetRefusals, ByName) {
         EXPECT_NE(std::string(e.what()).find("nextn_predict_layers"), std::string::npos)
             << e.what();
     }
+    // Layer kinds llama.cpp's loader would not derive from full_attention_interval.
+    auto moved = nlohmann::json::parse(read_text_file(fixture_dir("qwen3.5") + "/config.json"));
+    moved["layer_types"] = {"full_attention", "linear_attention", "linear_attention",
+                            "linear_attention"};
+    const std::string mdir = test_support::fresh_dir("deltanet-layer-types");
+    std::ofstream(mdir + "/config.json") << moved.dump();
+    try {
+        load_hf_config(mdir + "/config.json");
+        ADD_FAILURE() << "layer types off the full_attention_interval pattern were accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("full_attention_interval"), std::string::npos)
+            << e.what();
+    }
     // The vision-language checkpoint is not a registered architecture.
     const std::string dir = test_support::fresh_dir("deltanet-vision");
     auto config = nlohmann::json::parse(read_text_file(fixture_dir("qwen3.5") + "/config.json"));
