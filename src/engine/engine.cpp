@@ -57,8 +57,13 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              "{}: {}'s layer (per-layer embeddings, KV sharing, K=V attention, per-layer head "
              "sizes) is not implemented in the CUDA engine; run it on the CPU (without --gpu)",
              what, c.hf_architecture);
+    // Gated DeltaNet hybrids: CPU only (engine/layers/hybrid_layer.cpp).
+    QL_CHECK(!c.is_hybrid() || kind == EngineKind::Cpu,
+             "{}: {} has Gated DeltaNet (linear attention) layers, which the CUDA engine does not "
+             "implement; run it on the CPU (without --gpu)",
+             what, arch_name(c.arch));
     if (c.is_gemma4()) return;  // engine/layers/gemma4_layer.cpp implements all of it
-    QL_CHECK(c.shared_expert == SharedExpert::None,
+    QL_CHECK(c.shared_expert == SharedExpert::None || c.is_hybrid(),
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
              what, arch_name(c.arch));
@@ -136,6 +141,8 @@ Engine::Engine(const Model& model, EngineOptions options)
     if (c.is_gemma4()) {
         gemma4_init();
         gemma4_check_shapes();
+    } else if (c.is_hybrid()) {
+        check_hybrid_shapes();
     } else {
         check_shapes();
     }
@@ -510,6 +517,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
 void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     QL_ASSERT(l >= 0 && l < config_.n_layers);
     if (gemma4_) return gemma4_run_layer(l, h, B, T);
+    if (config_.is_hybrid()) return hybrid_layer(l, h, B, T);
     const int64_t N = B * T, C = config_.hidden;
     std::vector<float> xn(N * C), ffn(N * C);  // [N, C]
     attention_block(l, h, xn.data(), B, T);

@@ -71,6 +71,9 @@ struct EngineOptions {
     // for a fake-quantized override, see kernels.h); K/V and Q are rounded to F16 (ggml's
     // F16 KV cache) and so are the attention probabilities.
     bool ggml_numerics = false;
+    // Gated DeltaNet layers run the step-by-step recurrence (the reference twin) instead of
+    // the chunked form (engine/layers/gated_deltanet.h).
+    bool deltanet_sequential = false;
 };
 
 struct HookEvent {
@@ -170,6 +173,14 @@ class Engine final : public LogitsModel {
     void qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<float>& q,
                          std::vector<float>& k, std::vector<float>& v) const;
     void ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const;
+    // Gated DeltaNet hybrids (engine/layers/hybrid_layer.cpp): the whole layer, its token
+    // mixers (out[N, C] from the normed input) and the sigmoid-gated shared expert (added to
+    // out), and the shape checks that replace check_shapes' attention part.
+    void hybrid_layer(int64_t l, float* h, int64_t B, int64_t T) const;
+    void deltanet_block(int64_t l, const float* xn, float* out, int64_t B, int64_t T) const;
+    void gated_attention_block(int64_t l, const float* xn, float* out, int64_t B, int64_t T) const;
+    void shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const;
+    void check_hybrid_shapes() const;
     // The input of the matmul with weight `name`: `in` itself, or with ggml_numerics a
     // copy in `scratch` rounded for that weight's type.
     const float* mm_input(const std::string& name, const float* in, int64_t N, int64_t C,

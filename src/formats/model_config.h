@@ -39,7 +39,21 @@ namespace quantlens {
 
 // Identity of a registered family (src/model/families/registry.cpp). Only the registry
 // and the family files branch on it; everything else reads the LayerSpec below.
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Gemma2, Gemma3, Phi3, Gemma4 };
+enum class Arch {
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+    Mixtral,
+    Qwen2Moe,
+    Gemma2,
+    Gemma3,
+    Phi3,
+    Gemma4,
+    Qwen3Next,  // Gated DeltaNet hybrids (families/qwen3next.cpp, qwen35.cpp)
+    Qwen35,
+    Qwen35Moe,
+};
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
 // stores permuted from HF's half-split layout (so an HF source permutes them on the way);
@@ -162,6 +176,34 @@ struct ModelConfig : LayerSpec {
     // implements it (Gemma 4) clears; the registry refuses a config where it stays set.
     bool rope_proportional = false;
     bool is_gemma4() const { return !gemma4_layers.empty(); }
+    // --- Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5 dense and MoE) ---
+    // Layer l is a Gated DeltaNet (linear attention) layer when layer_linear[l]; the others
+    // are gated full attention. Empty: not a hybrid. In a hybrid every layer's tensors follow
+    // llama.cpp's qwen3next/qwen35 layout (engine/layers/hybrid_layer.cpp): the pre-FFN norm
+    // is post_attention_norm, attn_q holds each head's query then its output gate.
+    std::vector<bool> layer_linear;
+    int64_t ssm_conv_kernel = 0;  // linear_conv_kernel_dim
+    int64_t ssm_k_heads = 0;      // linear_num_key_heads (q and k heads)
+    int64_t ssm_v_heads = 0;      // linear_num_value_heads
+    int64_t ssm_k_dim = 0;        // linear_key_head_dim
+    int64_t ssm_v_dim = 0;        // linear_value_head_dim
+    // Value heads per q/k head in llama.cpp's tiled order (Qwen3.5's converter reorders
+    // them): value head h reads q/k head h % ssm_k_heads; otherwise grouped as transformers
+    // keeps them, h / (ssm_v_heads / ssm_k_heads) (Qwen3-Next).
+    bool ssm_v_tiled = false;
+    // Qwen3-Next's one ssm_ba [C, 2·n_v] (per q/k head: its value heads' b, then their a);
+    // Qwen3.5: ssm_beta and ssm_alpha [C, n_v] each.
+    bool ssm_fused_ba = false;
+    // config.json intermediate_size when present (the converter's feed_forward_length); -1
+    // when absent (Qwen3.5-MoE).
+    int64_t hf_intermediate_size = -1;
+    std::vector<int64_t> rope_sections;  // Qwen3.5 mrope_section (written, not used: text only)
+
+    bool is_hybrid() const { return !layer_linear.empty(); }
+    bool is_linear_layer(int64_t l) const {
+        return is_hybrid() && layer_linear[static_cast<size_t>(l)];
+    }
+    int64_t ssm_conv_dim() const { return 2 * ssm_k_heads * ssm_k_dim + ssm_v_heads * ssm_v_dim; }
 
     bool is_moe() const { return n_experts > 0; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }

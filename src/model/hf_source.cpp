@@ -7,15 +7,19 @@
 //    attn_q and attn_k are permuted per head from HF's half-split RoPE layout to llama.cpp's
 //    interleaved one: view rows as (n_head, 2, head_dim/2) and swap the last two axes
 //    (n_kv_heads for attn_k);
-//  - per-expert matrices are stacked, expert e at ne[2] = e.
+//  - per-expert matrices are stacked, expert e at ne[2] = e;
+//  - Gated DeltaNet hybrids: the converter's splits, head reorders and A_log → −exp(A_log)
+//    (model/deltanet_layout.h); their MTP tensors (mtp.*) are dropped as the converter does.
 #include <algorithm>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "core/error.h"
 #include "core/hash.h"
 #include "formats/safetensors.h"
+#include "model/deltanet_layout.h"
 #include "model/names.h"
 #include "model/sources.h"
 
@@ -44,6 +48,7 @@ struct Parts {
     std::vector<const StTensor*> parts;  // one, or one per expert in expert order
     int64_t permute_heads = 0;           // > 0: apply the llama q/k row permutation
     float norm_offset = 0.0f;            // added to every value (Gemma's norms: 1 + w)
+    std::optional<HfGather> gather;      // a hybrid's converter rearrangement
 };
 
 // Permutes rows [n_head][2][half] → [n_head][half][2] (see the file comment).
@@ -82,6 +87,14 @@ class HfModel final : public Model {
         size_t at = 0;
         for (const StTensor* part : s.parts) {
             const auto n = static_cast<size_t>(part->n_elements());
+            if (s.gather) {  // one HF tensor onto the whole GGUF tensor (maybe a part of it)
+                std::vector<float> tmp(n);
+                SafetensorsModel::to_f32(*part, tmp);
+                apply_hf_gather(*s.gather, tmp.data(), part->shape[0],
+                                part->n_elements() / part->shape[0], out.data());
+                for (float& x : out) x += s.norm_offset;
+                return;
+            }
             std::span<float> dst = out.subspan(at, n);
             if (s.permute_heads > 0) {
                 std::vector<float> tmp(n);
@@ -117,19 +130,23 @@ class HfModel final : public Model {
         std::map<std::string, Pending> pending;
         for (const StTensor& t : st_.tensors()) {
             if (t.name.ends_with("rotary_emb.inv_freq")) continue;  // buffer, not a weight
-            const auto mapped = hf_to_gguf(t.name, config_.arch);
-            QL_CHECK(mapped.has_value(), "{}: tensor '{}' is not a known {} tensor name", t.file,
-                     t.name, config_.hf_architecture);
-            Pending& p = pending[mapped->gguf];
-            p.info.name = mapped->gguf;
-            p.info.layer = mapped->layer;
-            if (mapped->expert >= 0) {
-                QL_CHECK(p.experts.emplace(mapped->expert, &t).second,
-                         "{}: expert {} of '{}' appears twice", t.file, mapped->expert,
-                         mapped->gguf);
-            } else {
-                p.single = &t;
-                p.info.hf_name = t.name;
+            if (config_.is_hybrid() && t.name.starts_with("mtp.")) continue;  // as the converter
+            const auto all = hf_to_gguf_all(t.name, config_.arch);
+            QL_CHECK(!all.empty(), "{}: tensor '{}' is not a known {} tensor name", t.file, t.name,
+                     config_.hf_architecture);
+            for (const HfName& one : all) {
+                const auto mapped = &one;
+                Pending& p = pending[mapped->gguf];
+                p.info.name = mapped->gguf;
+                p.info.layer = mapped->layer;
+                if (mapped->expert >= 0) {
+                    QL_CHECK(p.experts.emplace(mapped->expert, &t).second,
+                             "{}: expert {} of '{}' appears twice", t.file, mapped->expert,
+                             mapped->gguf);
+                } else {
+                    p.single = &t;
+                    p.info.hf_name = t.name;
+                }
             }
         }
 
@@ -161,6 +178,18 @@ class HfModel final : public Model {
                 info.ne.assign(p.single->shape.rbegin(), p.single->shape.rend());
                 info.type = ggml_type_of(*p.single);
             }
+            if (config_.is_hybrid() && p.single) {
+                const std::string hf_rest = info.hf_name.substr(info.hf_name.find('.', 13) + 1);
+                const std::string base = name.substr(name.find('.', 4) + 1);
+                const auto dot = base.find(".weight");
+                src.gather = deltanet_hf_gather(
+                    config_, dot == std::string::npos ? base : base.substr(0, dot),
+                    hf_rest.ends_with(".weight") ? hf_rest.substr(0, hf_rest.size() - 7) : hf_rest,
+                    p.single->shape);
+                if (src.gather) info.ne = src.gather->ne;
+                // −exp(A_log) is no longer a BF16 value; the converter stores it in F32.
+                if (src.gather && src.gather->neg_exp) info.type = GgmlType::F32;
+            }
             const std::string& file = src.parts.front()->file;
             QL_CHECK(!info.ne.empty() && info.ne.size() <= 4,
                      "{}: tensor '{}' has {} dimensions, expected 1 to 4", file, info.hf_name,
@@ -172,7 +201,9 @@ class HfModel final : public Model {
                     info.role == TensorRole::AttnQ ? config_.n_heads : config_.n_kv_heads;
             }
             // The converter adds the offset to every tensor whose HF name ends in norm.weight.
-            if (config_.hf_norm_offset != 0.0 && info.hf_name.ends_with("norm.weight"))
+            // (Qwen3-Next's gated linear_attn.norm is a plain weight, which it leaves alone.)
+            if (config_.hf_norm_offset != 0.0 && info.hf_name.ends_with("norm.weight") &&
+                !info.hf_name.ends_with("linear_attn.norm.weight"))
                 src.norm_offset = static_cast<float>(config_.hf_norm_offset);
             info.quantizable = is_quantizable(info.role, info.ne);
             sources_.emplace(name, std::move(src));
@@ -182,7 +213,7 @@ class HfModel final : public Model {
         QL_CHECK(find("token_embd.weight") != nullptr, "{}: no model.embed_tokens.weight", path_);
         QL_CHECK(config_.tie_embeddings || find("output.weight") != nullptr,
                  "{}: no lm_head.weight and tie_word_embeddings is false", config_path);
-        for (int64_t l = 0; l < config_.n_layers; ++l) {
+        for (int64_t l = 0; l < config_.n_layers && !config_.is_hybrid(); ++l) {
             if (config_.is_gemma4()) break;  // K/V per layer: the engine checks them
             const auto bases =
                 config_.fused_qkv ? std::vector<const char*>{"attn_norm", "attn_qkv", "attn_output"}
@@ -199,7 +230,10 @@ class HfModel final : public Model {
         // its tensors), then the head.
         auto rank = [](const TensorInfo& t) {
             static constexpr TensorRole kOrder[] = {
-                TensorRole::AttnNorm,     TensorRole::AttnQKV,     TensorRole::AttnQ,
+                TensorRole::AttnNorm,     TensorRole::AttnQKV,     TensorRole::AttnGate,
+                TensorRole::SsmBetaAlpha, TensorRole::SsmBeta,     TensorRole::SsmAlpha,
+                TensorRole::SsmConv,      TensorRole::SsmDt,       TensorRole::SsmA,
+                TensorRole::SsmNorm,      TensorRole::SsmOut,      TensorRole::AttnQ,
                 TensorRole::AttnQBias,    TensorRole::AttnK,       TensorRole::AttnKBias,
                 TensorRole::AttnV,        TensorRole::AttnVBias,   TensorRole::AttnQNorm,
                 TensorRole::AttnKNorm,    TensorRole::AttnO,       TensorRole::AttnPostNorm,

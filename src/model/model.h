@@ -69,6 +69,16 @@ enum class TensorRole {
     RouterScale,       // blk.N.ffn_gate_inp.scale [C]
     ExpertScale,       // blk.N.ffn_down_exps.scale [E]
     RopeFreqs,         // rope_freqs [D/2]
+    // Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5); their attn_qkv is AttnQKV.
+    AttnGate,      // attn_gate: the DeltaNet's output gate z
+    SsmConv,       // ssm_conv1d: causal depthwise conv (kept F32 by llama.cpp)
+    SsmA,          // ssm_a = −exp(A_log)
+    SsmDt,         // ssm_dt.bias
+    SsmNorm,       // ssm_norm: gated RMSNorm
+    SsmOut,        // ssm_out: output projection
+    SsmBetaAlpha,  // ssm_ba (Qwen3-Next's fused β/α input projection)
+    SsmBeta,       // ssm_beta (Qwen3.5)
+    SsmAlpha,      // ssm_alpha (Qwen3.5)
     Other,
 };
 

@@ -61,6 +61,15 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::RouterScale, "router_scale", "ffn_gate_inp.scale"},
     {TensorRole::ExpertScale, "expert_scale", "ffn_down_exps.scale"},
     {TensorRole::RopeFreqs, "rope_freqs", "rope_freqs"},
+    {TensorRole::AttnGate, "attn_gate", "attn_gate"},
+    {TensorRole::SsmConv, "ssm_conv1d", "ssm_conv1d"},
+    {TensorRole::SsmA, "ssm_a", "ssm_a"},
+    {TensorRole::SsmDt, "ssm_dt", "ssm_dt"},
+    {TensorRole::SsmNorm, "ssm_norm", "ssm_norm"},
+    {TensorRole::SsmOut, "ssm_out", "ssm_out"},
+    {TensorRole::SsmBetaAlpha, "ssm_ba", "ssm_ba"},
+    {TensorRole::SsmBeta, "ssm_beta", "ssm_beta"},
+    {TensorRole::SsmAlpha, "ssm_alpha", "ssm_alpha"},
     {TensorRole::Other, "other", ""},
 };
 
@@ -109,9 +118,11 @@ bool match_hf(const std::string& rest, const std::string& pattern, int& expert) 
     return parse_index(rest.substr(head.size(), rest.size() - head.size() - tail.size()), expert);
 }
 
-std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) {
+// `skip`: how many earlier matches to pass over (an HF tensor the converter splits into
+// several GGUF tensors matches once per part).
+std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f, int skip = 0) {
     for (const auto& g : f.globals)
-        if (hf == g.hf) return HfName{g.gguf};
+        if (hf == g.hf && skip-- <= 0) return HfName{g.gguf};
     static const std::string kPrefix = "model.layers.";
     if (hf.rfind(kPrefix, 0) != 0) return std::nullopt;
     const size_t dot = hf.find('.', kPrefix.size());
@@ -123,13 +134,15 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) 
     for (const auto& t : f.layer_tensors) {
         // An entry whose GGUF name has its suffix maps an HF name without one (Gemma 4's
         // layer_scalar → layer_output_scale.weight, router.scale → ffn_gate_inp.scale).
-        if (t.gguf.find('.') != std::string::npos) {
-            if (hf.substr(dot + 1) != t.hf) continue;
+        if (!t.bare && t.gguf.find('.') != std::string::npos) {
+            if (hf.substr(dot + 1) != t.hf || skip-- > 0) continue;
             out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf;
             return out;
         }
-        if (suffix.empty()) continue;
-        if (!match_hf(rest, t.hf, out.expert)) continue;
+        if (t.bare ? !suffix.empty() || rest != t.hf
+                   : suffix.empty() || !match_hf(rest, t.hf, out.expert))
+            continue;
+        if (skip-- > 0) continue;
         out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf + suffix;
         return out;
     }
@@ -140,6 +153,15 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) 
 
 std::optional<HfName> hf_to_gguf(const std::string& hf, Arch arch) {
     return family_hf_to_gguf(hf, family_of(arch));
+}
+
+std::vector<HfName> hf_to_gguf_all(const std::string& hf, Arch arch) {
+    std::vector<HfName> out;
+    for (int skip = 0;; ++skip) {
+        auto one = family_hf_to_gguf(hf, family_of(arch), skip);
+        if (!one) return out;
+        out.push_back(std::move(*one));
+    }
 }
 
 std::optional<HfName> hf_to_gguf(const std::string& hf) {
@@ -156,10 +178,13 @@ std::string gguf_to_hf(const std::string& gguf, Arch arch) {
     if (layer < 0) return "";
     const std::string blk = "blk." + std::to_string(layer) + ".";
     const auto [rest, suffix] = split_suffix(gguf.substr(blk.size()));
+    const std::string whole = gguf.substr(blk.size());  // "ssm_a", "ssm_dt.bias"
     for (const auto& t : f.layer_tensors) {
-        if (t.gguf == rest + suffix && t.gguf.find('.') != std::string::npos)
+        if (t.bare && whole == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf;
+        if (!t.bare && t.gguf.find('.') != std::string::npos && whole == t.gguf)
             return "model.layers." + std::to_string(layer) + "." + t.hf;
-        if (rest == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+        if (!t.bare && rest == t.gguf)
+            return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
     }
     return "";
 }
@@ -187,6 +212,7 @@ TensorRole role_from_gguf_name(const std::string& gguf) {
         if (base == "attn_q") return TensorRole::AttnQBias;
         if (base == "attn_k") return TensorRole::AttnKBias;
         if (base == "attn_v") return TensorRole::AttnVBias;
+        if (base == "ssm_dt") return TensorRole::SsmDt;
         return TensorRole::Other;
     }
     for (const auto& r : kRoles) {
@@ -223,6 +249,10 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::RouterScale:
         case TensorRole::ExpertScale:
         case TensorRole::RopeFreqs:
+        case TensorRole::SsmConv:  // llama-quantize keeps ssm_conv1d.weight as it is
+        case TensorRole::SsmA:
+        case TensorRole::SsmDt:
+        case TensorRole::SsmNorm:
         case TensorRole::Other:
             return false;
         default:
@@ -244,8 +274,10 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::FfnPostNorm:
             return {c.hidden};
         case TensorRole::AttnQKV:
+            if (c.is_hybrid()) return {c.hidden, c.ssm_conv_dim()};  // the DeltaNet's q|k|v
             return {c.hidden, q + 2 * kv};
         case TensorRole::AttnQ:
+            if (c.is_hybrid()) return {c.hidden, 2 * q};  // each head's query then its gate
             return {c.hidden, q};
         case TensorRole::AttnK:
         case TensorRole::AttnV:
@@ -280,6 +312,22 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
             return {c.shared_expert_ffn, c.hidden};
         case TensorRole::SharedRouter:
             return {c.hidden};
+        case TensorRole::AttnGate:
+            return {c.hidden, c.ssm_v_heads * c.ssm_v_dim};
+        case TensorRole::SsmConv:
+            return {c.ssm_conv_kernel, c.ssm_conv_dim()};
+        case TensorRole::SsmA:
+        case TensorRole::SsmDt:
+            return {c.ssm_v_heads};
+        case TensorRole::SsmNorm:
+            return {c.ssm_v_dim};
+        case TensorRole::SsmOut:
+            return {c.ssm_v_heads * c.ssm_v_dim, c.hidden};
+        case TensorRole::SsmBetaAlpha:
+            return {c.hidden, 2 * c.ssm_v_heads};
+        case TensorRole::SsmBeta:
+        case TensorRole::SsmAlpha:
+            return {c.hidden, c.ssm_v_heads};
         case TensorRole::PleTokenEmbd:
             return {c.n_layers * c.ple_dim, c.vocab};
         case TensorRole::PleModelProj:

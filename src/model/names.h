@@ -21,6 +21,9 @@ struct HfName {
 // Maps an HF tensor name of a model of this family (model/families); nullopt for names the
 // family does not have (the caller reports them).
 std::optional<HfName> hf_to_gguf(const std::string& hf_name, Arch arch);
+// Every GGUF tensor an HF tensor becomes: one, or several when the converter splits it
+// (Qwen3-Next's in_proj_qkvz → attn_qkv and attn_gate); empty for unknown names.
+std::vector<HfName> hf_to_gguf_all(const std::string& hf_name, Arch arch);
 // The same for a name of any registered family (the first one that has it).
 std::optional<HfName> hf_to_gguf(const std::string& hf_name);
 

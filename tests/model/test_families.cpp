@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,7 +33,10 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
            R"("],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,)"
            R"("num_key_value_heads":2,"vocab_size":100,"intermediate_size":96,)"
            R"("moe_intermediate_size":32,"num_experts":4,"num_local_experts":4,)"
-           R"("num_experts_per_tok":2)" +
+           R"("num_experts_per_tok":2,)"
+           // Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5)
+           R"("linear_conv_kernel_dim":4,"linear_num_key_heads":2,"linear_num_value_heads":4,)"
+           R"("linear_key_head_dim":16,"linear_value_head_dim":16)" +
            (extra.empty() ? "" : "," + extra) + "}";
 }
 
@@ -47,11 +51,12 @@ const char* const kGemma4Extras =
 TEST(Families, RegistryListsTheNineFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
-    EXPECT_EQ(hf,
-              (std::vector<std::string>{
-                  "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
-                  "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Gemma2ForCausalLM",
-                  "Gemma3ForCausalLM", "Phi3ForCausalLM", "Gemma4ForCausalLM"}));
+    EXPECT_EQ(hf, (std::vector<std::string>{
+                      "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                      "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
+                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
+                      "Gemma4ForCausalLM", "Qwen3NextForCausalLM", "Qwen3_5ForCausalLM",
+                      "Qwen3_5MoeForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -64,7 +69,8 @@ TEST(Families, RegistryListsTheNineFamilies) {
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
     EXPECT_EQ(registered_gguf_architectures(),
-              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, gemma4");
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, gemma4, qwen3next, qwen35, "
+              "qwen35moe");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
@@ -82,9 +88,9 @@ TEST(Families, EveryTensorRoundTrips) {
         }
         std::set<std::string> gguf_names;
         for (const TensorName& t : f->layer_tensors) {
-            if (t.gguf.find('.') != std::string::npos) {
-                // An HF name without suffix (Gemma 4's layer_scalar, router.scale): the GGUF
-                // name carries its own.
+            if (t.bare || t.gguf.find('.') != std::string::npos) {
+                // A bare HF parameter (no suffix on either side), or an HF name without suffix
+                // whose GGUF name carries its own (Gemma 4's layer_scalar, router.scale).
                 const std::string hf = "model.layers." + std::to_string(kLayer) + "." + t.hf;
                 const auto mapped = hf_to_gguf(hf, f->id);
                 ASSERT_TRUE(mapped) << hf;
@@ -93,13 +99,17 @@ TEST(Families, EveryTensorRoundTrips) {
                 EXPECT_TRUE(gguf_names.insert(mapped->gguf).second) << mapped->gguf;
                 const TensorRole role = role_from_gguf_name(mapped->gguf);
                 EXPECT_NE(role, TensorRole::Other) << mapped->gguf;
-                EXPECT_FALSE(expected_ne(role, c).empty()) << mapped->gguf;
+                if (t.bare) EXPECT_FALSE(hf_to_gguf(hf + ".weight", f->id)) << hf;
+                else EXPECT_FALSE(expected_ne(role, c).empty()) << mapped->gguf;
                 continue;
             }
             for (const char* suffix : {".weight", ".bias"}) {
                 const std::string hf = "model.layers." + std::to_string(kLayer) + "." +
                                        with_expert(t.hf, kExpert) + suffix;
-                const auto mapped = hf_to_gguf(hf, f->id);
+                // A tensor the converter splits maps to each of its parts.
+                std::optional<HfName> mapped;
+                for (HfName& m : hf_to_gguf_all(hf, f->id))
+                    if (m.gguf == "blk.3." + t.gguf + suffix) mapped = m;
                 ASSERT_TRUE(mapped) << hf;
                 EXPECT_EQ(mapped->layer, kLayer);
                 const bool stacked = t.hf.find("{E}") != std::string::npos;
@@ -189,7 +199,8 @@ TEST(Families, GgufKeys) {
         // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys, Phi-3's the
         // rotated channels.
         EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
-                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" || f->gguf_arch == "gemma4"
+                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" || f->gguf_arch == "gemma4" ||
+                          c.is_hybrid()
                       ? 1u
                       : 0u);
     }

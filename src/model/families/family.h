@@ -29,10 +29,14 @@ namespace quantlens {
 
 // One tensor of a layer: the HF name after "model.layers.N." and the GGUF base name after
 // "blk.N.", both without the ".weight"/".bias" suffix (which carries over unchanged).
-// "{E}" in `hf` stands for an expert index: the GGUF tensor stacks all experts.
+// "{E}" in `hf` stands for an expert index: the GGUF tensor stacks all experts. Several
+// entries may share an `hf` when the converter splits that tensor (Qwen3-Next's in_proj_qkvz).
 struct TensorName {
     std::string hf;    // "self_attn.q_proj", "block_sparse_moe.experts.{E}.w1"
     std::string gguf;  // "attn_q", "ffn_gate_exps"
+    // A bare parameter: the HF name has no .weight/.bias and maps to `gguf` as written
+    // (Qwen3-Next's linear_attn.A_log ↔ ssm_a, linear_attn.dt_bias ↔ ssm_dt.bias).
+    bool bare = false;
 };
 
 // A model-level tensor (outside the layers), with full names.

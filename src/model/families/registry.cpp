@@ -21,14 +21,29 @@ const Family& gemma2_family();
 const Family& gemma3_family();
 const Family& phi3_family();
 const Family& gemma4_family();
+const Family& qwen3next_family();
+const Family& qwen35_family();
+const Family& qwen35moe_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 10>& registry() {
-    static const std::array<const Family*, 10> r = {
-        &llama_family(),    &mistral_family(), &qwen2_family(),  &qwen3_family(), &mixtral_family(),
-        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),  &gemma4_family(),
+const std::array<const Family*, 13>& registry() {
+    static const std::array<const Family*, 13> r = {
+        &llama_family(),
+        &mistral_family(),
+        &qwen2_family(),
+        &qwen3_family(),
+        &mixtral_family(),
+        &qwen2moe_family(),
+        &gemma2_family(),
+        &gemma3_family(),
+        &phi3_family(),
+        &gemma4_family(),
+        // Gated DeltaNet hybrids
+        &qwen3next_family(),
+        &qwen35_family(),
+        &qwen35moe_family(),
     };
     return r;
 }
