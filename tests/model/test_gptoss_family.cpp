@@ -84,6 +84,33 @@ TEST(GptOssFamily, YarnBlendsFrequenciesBetweenTheCorrectionDims) {
     EXPECT_NEAR(yarn_extrapolation_weights(c)[2], 1.0 - 2.0 / 5.0, 1e-12);
 }
 
+// transformers 5.17's inv_freq and attention_scaling for the fixture's config
+// (scripts/fixtures/logs/make_gptoss_fixtures.log: float32 values printed as doubles).
+TEST(GptOssFamily, YarnMatchesTransformers) {
+    const ModelConfig c = parse_hf_config(gptoss_config(), "config.json");
+    const double transformers[16] = {1.0,
+                                     0.3721141517162323,
+                                     0.1279282420873642,
+                                     0.03759484365582466,
+                                     0.006861385423690081,
+                                     0.0030156539287418127,
+                                     0.0014317783061414957,
+                                     0.0006797827081754804,
+                                     0.0003227486158721149,
+                                     0.00015323524712584913,
+                                     7.275334792211652e-05,
+                                     3.4541983040980995e-05,
+                                     1.6399913874920458e-05,
+                                     7.78638514020713e-06,
+                                     3.6968358472222462e-06,
+                                     1.755191419761104e-06};
+    const std::vector<double> f = rope_frequencies(c, 512);
+    ASSERT_EQ(f.size(), 16u);
+    for (size_t i = 0; i < 16; ++i)  // float32 rounding on their side
+        EXPECT_NEAR(f[i], transformers[i], 2e-7 * transformers[i]) << i;
+    EXPECT_NEAR(rope_attention_factor(c), 1.2079441541679836, 1e-15);
+}
+
 TEST(GptOssFamily, TensorNamesFollowTheConverter) {
     const Family& f = family_of(Arch::GptOss);
     const std::vector<std::pair<std::string, std::string>> renamed = {
