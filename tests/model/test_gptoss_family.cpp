@@ -11,10 +11,12 @@
 #include <vector>
 
 #include "core/error.h"
+#include "formats/gguf.h"
 #include "model/families/family.h"
 #include "model/names.h"
 #include "model/sources.h"
 #include "quant/quant.h"
+#include "support/test_data.h"
 
 using namespace quantlens;
 
@@ -228,4 +230,40 @@ TEST(GptOssFamily, Mxfp4RepackKeepsValuesAndMovesNibbles) {
                 }
             }
     }
+}
+
+// ggml's own MXFP4 bytes (golden-quants.gguf, type 39): written out in the released layout
+// here (byte j = element 2j | element 2j+1 << 4, scales apart) and repacked by
+// mxfp4_to_ggml, they come back byte for byte, and dequantize to ggml's .dq bit for bit.
+TEST(GptOssFamily, Mxfp4RepackRoundTripsGgmlGoldenBytes) {
+    const GgufFile g = GgufFile::open(test_support::shared_dir() + "/golden/golden-quants.gguf");
+    int checked = 0;
+    for (const GgufTensorInfo& t : g.tensors()) {
+        if (t.type != GgmlType::MXFP4) continue;
+        const std::span<const uint8_t> ggml = g.tensor_data(t);
+        const int64_t rows = t.n_rows(), G = t.ne[0] / 32;
+        std::vector<uint8_t> blocks(static_cast<size_t>(rows * G * 16)), scales(rows * G);
+        for (int64_t b = 0; b < rows * G; ++b) {
+            const uint8_t* blk = ggml.data() + b * 17;
+            uint8_t codes[32];
+            for (int j = 0; j < 16; ++j)
+                codes[j] = blk[1 + j] & 0x0F, codes[j + 16] = blk[1 + j] >> 4;
+            scales[b] = blk[0];
+            for (int j = 0; j < 16; ++j)
+                blocks[b * 16 + j] = static_cast<uint8_t>(codes[2 * j] | (codes[2 * j + 1] << 4));
+        }
+        const StTensor bt{"b", StDtype::U8, {1, rows, G, 16}, blocks, "mem"};
+        const StTensor st{"s", StDtype::U8, {1, rows, G}, scales, "mem"};
+        const std::vector<uint8_t> back = detail::mxfp4_to_ggml(bt, st, 1, 0);
+        EXPECT_TRUE(std::equal(back.begin(), back.end(), ggml.begin(), ggml.end())) << t.name;
+        std::string dq_name = t.name;
+        dq_name.replace(dq_name.size() - 2, 2, ".dq");
+        const GgufTensorInfo& dq = g.tensor(dq_name);
+        std::vector<float> values(static_cast<size_t>(t.n_elements()));
+        dequantize(GgmlType::MXFP4, back.data(), values.data(), rows, t.ne[0]);
+        EXPECT_EQ(std::memcmp(values.data(), g.tensor_data(dq).data(), values.size() * 4), 0)
+            << dq_name;
+        ++checked;
+    }
+    EXPECT_EQ(checked, 8);
 }
