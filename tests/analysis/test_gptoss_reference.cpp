@@ -304,5 +304,52 @@ TEST(GptOssMxfp4, GgufRoundTripIsBitExact) {
     }
 }
 
+// Mean KLD(a ‖ b) of two models' next-token distributions over chunk 0 of a reference.
+double mean_kld(const Model& a, const Model& b, const std::string& fixture) {
+    const LogitsFile ref(fixture + "/reference.qllogp");
+    const int64_t T = ref.header().n_ctx, V = a.config().vocab;
+    const auto tokens = ref.tokens().subspan(0, T);
+    const std::vector<float> la = Engine(a).forward(tokens, 1, T);
+    const std::vector<float> lb = Engine(b).forward(tokens, 1, T);
+    std::vector<float> pa(static_cast<size_t>(V)), pb(static_cast<size_t>(V));
+    double sum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+        log_softmax_row(la.data() + t * V, V, pa.data());
+        log_softmax_row(lb.data() + t * V, V, pb.data());
+        for (int64_t i = 0; i < V; ++i) sum += std::exp(pa[i]) * (pa[i] - pb[i]);
+    }
+    return sum / static_cast<double>(T);
+}
+
+// A GGUF carries no "truncate": it is read as llama.cpp computes yarn (ramp ends floored /
+// ceiled), so an F16 GGUF of the fixture evaluates like the checkpoint with "truncate": true,
+// and differs from transformers' truncate-false model (on this 32-wide head the ramp's upper
+// end moves from 4.05 to 5, a large change; gpt-oss-20b's moves from 17.4 to 18).
+TEST(GptOssMxfp4, GgufIsReadWithLlamaCppsYarn) {
+    const std::string dir = edited_copy(
+        "gptoss-mxfp4", [](auto&) {}, true);
+    const auto hf = Model::open(dir);
+    Recipe recipe;
+    recipe.default_type = GgmlType::F16;
+    for (int64_t l = 0; l < hf->config().n_layers; ++l)
+        for (const char* base : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+            recipe.tensors["blk." + std::to_string(l) + "." + base + ".weight"] = GgmlType::MXFP4;
+    QuantizeOptions o;
+    o.force = true;
+    o.progress = false;
+    o.output_path = dir + "/f16.gguf";
+    quantize_model(*hf, recipe, o);
+    const auto gguf = Model::open(o.output_path);
+    EXPECT_TRUE(gguf->config().rope_scaling.yarn_truncate);
+    const auto truncated = Model::open(
+        edited_copy("gptoss-mxfp4", [](auto& c) { c["rope_parameters"]["truncate"] = true; }));
+    const double same = mean_kld(*truncated, *gguf, fixture_dir("gptoss-mxfp4"));
+    const double differs = mean_kld(*hf, *gguf, fixture_dir("gptoss-mxfp4"));
+    std::printf("gptoss-mxfp4 F16 GGUF: KLD %.3g from truncate-true HF, %.3g from the HF model\n",
+                same, differs);
+    EXPECT_LE(same, 1e-6);  // BF16 weights are exact in F16
+    EXPECT_GT(differs, kFeatureMattersKld);
+}
+
 }  // namespace
 }  // namespace quantlens
