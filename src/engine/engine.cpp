@@ -10,6 +10,8 @@
 #include "core/parallel.h"
 #include "engine/kernels.h"
 #include "engine/layers/gemma4_layer.h"
+#include "engine/layers/attention_sinks.h"
+#include "engine/layers/clamped_swiglu.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -19,6 +21,8 @@ namespace quantlens {
 struct Engine::LayerNames {
     std::string attn_norm, q, k, v, qkv, o, q_bias, k_bias, v_bias, q_norm, k_norm, post_attn_norm;
     std::string ffn_norm, gate, up, down, post_ffw_norm, router, gate_exps, up_exps, down_exps;
+    // gpt-oss: sinks and the biases of o_proj, the router and the experts.
+    std::string sinks, o_bias, router_bias, gate_exps_bias, up_exps_bias, down_exps_bias;
 };
 
 namespace {
@@ -88,6 +92,9 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
         {c.rope_dims > 0, "partial rotary embeddings (partial_rotary_factor)"},
         {c.rope_scaling.kind == RopeScaling::Kind::LongRope, "longrope scaling"},
         {c.rope_theta_swa > 0, "a separate rope for sliding-window layers"},
+        {c.attn_sinks, "attention sinks"},
+        {c.swiglu_limit > 0, "the clamped SwiGLU of gpt-oss experts"},
+        {c.rope_scaling.kind == RopeScaling::Kind::Yarn, "yarn rope scaling"},
     };
     for (const auto& [missing, feature] : lacks)
         QL_CHECK(!missing,
@@ -135,6 +142,13 @@ Engine::Engine(const Model& model, EngineOptions options)
         n.gate_exps = p + "ffn_gate_exps.weight";
         n.up_exps = p + "ffn_up_exps.weight";
         n.down_exps = p + "ffn_down_exps.weight";
+        n.sinks = p + "attn_sinks.weight";
+        n.o_bias = p + "attn_output.bias";
+        n.router_bias = p + "ffn_gate_inp.bias";
+        n.gate_exps_bias = p + "ffn_gate_exps.bias";
+        n.up_exps_bias = p + "ffn_up_exps.bias";
+        n.down_exps_bias = p + "ffn_down_exps.bias";
+        if (c.ffn_norm_is_post_attention_norm) n.ffn_norm = p + "post_attention_norm.weight";
     }
     output_name_ = model.find("output.weight") ? "output.weight" : "token_embd.weight";
     width_ = c.hidden;
@@ -221,6 +235,14 @@ void Engine::check_shapes() const {
         expect(n.q_norm, {c.head_dim}, c.qk_norm);
         expect(n.k_norm, {c.head_dim}, c.qk_norm);
         expect(n.ffn_norm, {C}, true);
+        expect(n.sinks, {c.n_heads}, c.attn_sinks);
+        expect(n.o_bias, {C}, false);
+        if (c.is_moe()) {  // biases: gpt-oss
+            expect(n.router_bias, {c.n_experts}, false);
+            expect(n.gate_exps_bias, {c.ffn, c.n_experts}, false);
+            expect(n.up_exps_bias, {c.ffn, c.n_experts}, false);
+            expect(n.down_exps_bias, {C, c.n_experts}, false);
+        }
         if (c.is_moe()) {
             expect(n.router, {C, c.n_experts}, true);
             expect(n.gate_exps, {C, c.ffn, c.n_experts}, true);
@@ -426,10 +448,14 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     params.window = sliding ? c.sliding_window : 0;
     params.f16_probs = options_.ggml_numerics;
     std::vector<float> att(N * H * D);  // [N, H, D]
-    attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, params);
+    if (c.attn_sinks)
+        attention_sinks_forward(att.data(), q.data(), k.data(), v.data(), weight(n.sinks), B, T, H,
+                                KV, D, params);
+    else
+        attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, params);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
     std::vector<float> proj(N * C);  // [N, C]
-    linear(proj.data(), n.o, att.data(), nullptr, N, H * D, C);
+    linear(proj.data(), n.o, att.data(), weight_opt(n.o_bias), N, H * D, C);
     if (c.post_norms)
         rmsnorm_forward(proj.data(), proj.data(), weight(n.post_attn_norm), N, C, eps);
     residual_forward(h, proj.data(), N * C);
@@ -469,7 +495,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     const int64_t K = config_.n_experts_used;
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.router, -1, xn, N, C);
     std::vector<float> logits(N * E);  // [N, E]
-    linear(logits.data(), n.router, xn, nullptr, N, C, E);
+    linear(logits.data(), n.router, xn, weight_opt(n.router_bias), N, C, E);
     // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1.
     std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
     std::vector<int64_t> order(E);
@@ -500,12 +526,22 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
              x.data(), M, C);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up_exps, static_cast<int>(e),
              x.data(), M, C);
-        linear(gate.data(), n.gate_exps, x.data(), nullptr, M, C, F, e);
-        linear(up.data(), n.up_exps, x.data(), nullptr, M, C, F, e);
-        swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
+        // Stacked expert biases (gpt-oss): [E, F] and [E, C]; expert e's row.
+        auto bias = [&](const std::string& name, int64_t width) {
+            const float* b = weight_opt(name);
+            return b ? b + e * width : nullptr;
+        };
+        linear(gate.data(), n.gate_exps, x.data(), bias(n.gate_exps_bias, F), M, C, F, e);
+        linear(up.data(), n.up_exps, x.data(), bias(n.up_exps_bias, F), M, C, F, e);
+        if (config_.swiglu_limit > 0)
+            clamped_swiglu_forward(gate.data(), gate.data(), up.data(), M * F,
+                                   static_cast<float>(config_.swiglu_limit),
+                                   static_cast<float>(config_.swiglu_alpha));
+        else
+            swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down_exps, static_cast<int>(e),
              gate.data(), M, F);
-        linear(y.data(), n.down_exps, gate.data(), nullptr, M, F, C, e);
+        linear(y.data(), n.down_exps, gate.data(), bias(n.down_exps_bias, C), M, F, C, e);
         for (int64_t i = 0; i < M; ++i) {
             float* o = out + rows[i].first * C;
             const float w = rows[i].second;

@@ -3,7 +3,8 @@
 // fused q/k/v, optional q/k/v biases and q/k norms, normal or neox RoPE over all or part of
 // each head, per-layer sliding windows, score scale and soft-capping), optional post-norms,
 // SwiGLU or GeGLU MLP (separate or fused gate/up) or top-k experts, optional embedding
-// scale and final logit soft-capping. It never asks which family a model is; a LayerSpec
+// scale and final logit soft-capping, and gpt-oss's attention sinks, o/router/expert
+// biases and clamped SwiGLU (engine/layers). It never asks which family a model is; a LayerSpec
 // feature an engine lacks is refused (check_layer_supported).
 //
 // Promises:
@@ -50,8 +51,9 @@ class Model;
 // Throws Error (naming `what`, a path or engine, and the feature) when `config`'s layer uses
 // a feature that engine does not implement: for both, a shared expert or MoE routing without
 // renormalization; for the CUDA engine also fused projections, GeGLU, post-norms, embedding
-// scale, a custom attention scale, soft-capping, partial rotary, longrope and a separate
-// rope for sliding layers (its sliding windows: check_sequence_length).
+// scale, a custom attention scale, soft-capping, partial rotary, longrope, a separate
+// rope for sliding layers (its sliding windows: check_sequence_length), and gpt-oss's sinks,
+// clamped SwiGLU and yarn.
 enum class EngineKind { Cpu, Cuda };
 void check_layer_supported(const ModelConfig& config, const std::string& what,
                            EngineKind kind = EngineKind::Cpu);

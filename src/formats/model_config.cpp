@@ -1,6 +1,7 @@
 // ModelConfig from a Hugging Face config.json or from llama.cpp GGUF metadata.
 #include "formats/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -90,6 +91,42 @@ std::vector<double> get_float_list(const json& j, const char* key, const std::st
     return out;
 }
 
+// YaRN as transformers' _compute_yarn_parameters reads it: factor (else max_position /
+// original), original_max_position_embeddings (in the object or at the top), beta_fast /
+// beta_slow (32 / 1 when absent or zero), truncate (default true), attention_factor (else
+// 0.1·ln(factor) + 1). DeepSeek's mscale / mscale_all_dim are refused here.
+void parse_yarn(const json& rp, const json& top, const std::string& where, const std::string& path,
+                ModelConfig& c, RopeScaling& s) {
+    s.kind = RopeScaling::Kind::Yarn;
+    s.original_max_positions =
+        get_int(rp, "original_max_position_embeddings",
+                get_int(top, "original_max_position_embeddings", 0, path), path);
+    QL_CHECK(s.original_max_positions > 0,
+             "{}: yarn rope needs original_max_position_embeddings (in {} or at the top)", path,
+             where);
+    s.factor = get_float(
+        rp, "factor",
+        static_cast<double>(c.max_positions) / static_cast<double>(s.original_max_positions), path);
+    QL_CHECK(s.factor >= 1.0, "{}: {}.factor is {}, expected ≥ 1 for yarn rope", path, where,
+             s.factor);
+    for (const char* k : {"mscale", "mscale_all_dim"})
+        QL_CHECK(get_float(rp, k, 0.0, path) == 0.0,
+                 "{}: {}.{} is set; quantlens's yarn implements the attention factor "
+                 "0.1·ln(factor) + 1 (or an explicit attention_factor) only",
+                 path, where, k);
+    const double fast = get_float(rp, "beta_fast", 0.0, path);
+    const double slow = get_float(rp, "beta_slow", 0.0, path);
+    s.yarn_beta_fast = fast != 0.0 ? fast : 32.0;  // transformers: `or 32`, `or 1`
+    s.yarn_beta_slow = slow != 0.0 ? slow : 1.0;
+    s.yarn_truncate = get_bool(rp, "truncate", true, path);
+    s.attention_factor = get_float(rp, "attention_factor",
+                                   s.factor > 1.0 ? 0.1 * std::log(s.factor) + 1.0 : 1.0, path);
+    QL_CHECK(s.attention_factor > 0 && s.yarn_beta_fast > 0 && s.yarn_beta_slow > 0,
+             "{}: {} for yarn rope needs positive attention_factor, beta_fast and beta_slow; "
+             "found {}",
+             path, where, rp.dump());
+}
+
 // One rope object (v4 rope_scaling, v5 rope_parameters or one of its per-layer-type
 // entries) into θ and scaling. `top` is the whole config (original_max_position_embeddings
 // and max_position_embeddings live there for Phi-3).
@@ -164,9 +201,14 @@ void parse_rope_object(const json& rp, const json& top, const std::string& where
                  where, s.attention_factor);
         return;
     }
+    if (type == "yarn") {
+        parse_yarn(rp, top, where, path, c, s);
+        return;
+    }
     fail(
-        "{}: {} is \"{}\"; quantlens implements \"default\", \"linear\", \"llama3\" and "
-        "\"longrope\" rope only, so this model's positions would be computed wrongly",
+        "{}: {} is \"{}\"; quantlens implements \"default\", \"linear\", \"llama3\", "
+        "\"longrope\" and \"yarn\" rope only, so this model's positions would be computed "
+        "wrongly",
         path, type_key, type);
 }
 
@@ -298,8 +340,33 @@ void check_sequence_length(const ModelConfig& c, int64_t T) {
 }
 
 double rope_attention_factor(const ModelConfig& c) {
-    return c.rope_scaling.kind == RopeScaling::Kind::LongRope ? c.rope_scaling.attention_factor
-                                                              : 1.0;
+    const RopeScaling::Kind k = c.rope_scaling.kind;
+    return k == RopeScaling::Kind::LongRope || k == RopeScaling::Kind::Yarn
+               ? c.rope_scaling.attention_factor
+               : 1.0;
+}
+
+std::vector<double> yarn_extrapolation_weights(const ModelConfig& c) {
+    const RopeScaling& s = c.rope_scaling;
+    const int64_t dims = c.rotary_dims(), half = dims / 2;
+    // The pair index at which a wavelength makes `rotations` turns over the original context.
+    auto correction_dim = [&](double rotations) {
+        return static_cast<double>(dims) *
+               std::log(static_cast<double>(s.original_max_positions) /
+                        (rotations * 2.0 * std::numbers::pi)) /
+               (2.0 * std::log(c.rope_theta));
+    };
+    double low = correction_dim(s.yarn_beta_fast), high = correction_dim(s.yarn_beta_slow);
+    if (s.yarn_truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(low, 0.0);
+    high = std::min(high, static_cast<double>(dims - 1));
+    if (low == high) high += 0.001;  // both implementations avoid the division by zero so
+    std::vector<double> w(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+        const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+        w[static_cast<size_t>(i)] = 1.0 - ramp;
+    }
+    return w;
 }
 
 std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool sliding) {
@@ -322,6 +389,11 @@ std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool slidi
         if (!llama3.empty()) freq[k] /= llama3[k];
         if (longrope) freq[k] /= (*longrope)[k];
         if (!local && s.kind == RopeScaling::Kind::Linear) freq[k] /= s.factor;
+    }
+    if (!local && s.kind == RopeScaling::Kind::Yarn) {
+        const std::vector<double> extrapolate = yarn_extrapolation_weights(c);
+        for (size_t k = 0; k < freq.size(); ++k)
+            freq[k] = freq[k] / s.factor * (1.0 - extrapolate[k]) + freq[k] * extrapolate[k];
     }
     return freq;
 }
@@ -430,7 +502,23 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
     if (const GgufValue* v = g.find(p + "rope.scaling.type")) {
         const std::string type = v->as_string();
         const GgufValue* factor = g.find(p + "rope.scaling.factor");
-        if (type == "linear" && factor && factor->as_float() != 1.0) {
+        if (type == "yarn" && factor) {  // llama.cpp floors/ceils the ramp's ends
+            s.kind = RopeScaling::Kind::Yarn;
+            s.factor = factor->as_float();
+            s.original_max_positions = int_key("rope.scaling.original_context_length", 0);
+            QL_CHECK(s.factor >= 1.0 && s.original_max_positions > 0,
+                     "{}: yarn rope needs {}rope.scaling.factor ≥ 1 and "
+                     "{}rope.scaling.original_context_length",
+                     path, p, p);
+            if (const GgufValue* b = g.find(p + "rope.scaling.yarn_beta_fast"))
+                s.yarn_beta_fast = b->as_float();
+            if (const GgufValue* b = g.find(p + "rope.scaling.yarn_beta_slow"))
+                s.yarn_beta_slow = b->as_float();
+            s.yarn_truncate = true;
+            s.attention_factor = 0.1 * std::log(s.factor) + 1.0;
+            if (const GgufValue* a = g.find(p + "rope.scaling.yarn_attn_factor"))
+                s.attention_factor *= a->as_float();
+        } else if (type == "linear" && factor && factor->as_float() != 1.0) {
             s.kind = RopeScaling::Kind::Linear;
             s.factor = factor->as_float();
             QL_CHECK(s.factor > 0, "{}: {}rope.scaling.factor is {}, expected positive", path, p,

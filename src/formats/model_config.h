@@ -23,8 +23,10 @@
 // factor multiplying cos/sin, as transformers and llama.cpp do); partial_rotary_factor (top
 // level or in the rope object) rotates the first head_dim·factor channels only.
 //
+// yarn (gpt-oss): see RopeScaling.
+//
 // Promise: a config the engine would compute wrongly is refused, naming the key and value:
-// another rope type (yarn, dynamic, ...), an activation the family does not use, MLP biases,
+// another rope type (dynamic, ...), an activation the family does not use, MLP biases,
 // an output-projection bias, a scaled rope for sliding layers; from GGUF, a
 // rope.scaling.type other than none/linear/longrope.
 #pragma once
@@ -53,6 +55,7 @@ enum class Arch {
     Qwen3Next,  // Gated DeltaNet hybrids (families/qwen3next.cpp, qwen35.cpp)
     Qwen35,
     Qwen35Moe,
+    GptOss,  // gpt-oss (src/model/families/gptoss.cpp)
 };
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
@@ -96,11 +99,23 @@ struct LayerSpec {
     // are renormalized to sum 1 (Mixtral; Qwen2-MoE's norm_topk_prob), else kept as is.
     bool moe_renormalize = true;
     SharedExpert shared_expert = SharedExpert::None;
+
+    // --- gpt-oss (GptOssForCausalLM) ---
+    // A learned logit per head (attn_sinks) joins each query's softmax denominator and is
+    // dropped from the weights; o_proj, the router and the experts carry biases (read when
+    // the tensors are there); the pre-MLP norm is stored as post_attention_norm, as llama.cpp's
+    // converter names it.
+    bool attn_sinks = false;
+    bool ffn_norm_is_post_attention_norm = false;
+    // Experts compute (up + 1)·gate·σ(swiglu_alpha·gate) with gate clamped to ≤ swiglu_limit
+    // and up to ±swiglu_limit; 0 = the plain SwiGLU silu(gate)·up.
+    double swiglu_limit = 0.0;
+    double swiglu_alpha = 1.702;
 };
 
 // How a model rescales its rotary frequencies beyond the base θ^(-2i/d) (d = rotated dims).
 struct RopeScaling {
-    enum class Kind { None, Linear, Llama3, LongRope };
+    enum class Kind { None, Linear, Llama3, LongRope, Yarn };
     Kind kind = Kind::None;
     // Linear: every frequency divided by `factor`.
     // Llama 3.1/3.2 (rope_type "llama3"): wavelengths longer than
@@ -116,6 +131,17 @@ struct RopeScaling {
     // max_pos > orig, else 1), as transformers' and llama.cpp's longrope do.
     std::vector<double> short_factor, long_factor;
     double attention_factor = 1.0;
+
+    // --- YaRN (gpt-oss) ---
+    // Pair i's frequency blends θ^(-2i/R) (extrapolation) and θ^(-2i/R)/factor
+    // (interpolation) by a ramp from 1 to 0 between the pair indices where the wavelength
+    // fits beta_fast and beta_slow rotations into original_max_positions; cos and sin are
+    // multiplied by attention_factor (0.1·ln(factor) + 1 unless the config gives one).
+    // yarn_truncate floors/ceils the ramp's ends (transformers' default and llama.cpp's
+    // ggml_rope_yarn_corr_dims); gpt-oss's config sets "truncate": false.
+    double yarn_beta_fast = 32.0;
+    double yarn_beta_slow = 1.0;
+    bool yarn_truncate = true;
 };
 
 // The layer description is a base so the engines read `config.qk_norm` directly.
@@ -220,8 +246,10 @@ struct ModelConfig : LayerSpec {
 // not, with the model's scaling applied: the one definition the CPU and GPU engines share.
 std::vector<double> rope_frequencies(const ModelConfig& config, int64_t T = 0,
                                      bool sliding = false);
-// The factor multiplying cos and sin (longrope's attention factor; 1 otherwise).
+// The factor multiplying cos and sin (longrope's and yarn's attention factor; 1 otherwise).
 double rope_attention_factor(const ModelConfig& config);
+// YaRN's weight of the unscaled frequency for each rotary pair (1 − ramp; see RopeScaling).
+std::vector<double> yarn_extrapolation_weights(const ModelConfig& config);
 // Throws Error when a sequence of T tokens would need attention beyond a sliding window,
 // for an engine that does not implement windows (the CUDA engine).
 void check_sequence_length(const ModelConfig& config, int64_t T);

@@ -10,6 +10,8 @@
 //  - per-expert matrices are stacked, expert e at ne[2] = e;
 //  - Gated DeltaNet hybrids: the converter's splits, head reorders and A_log → −exp(A_log)
 //    (model/deltanet_layout.h); their MTP tensors (mtp.*) are dropped as the converter does.
+//  - tensors the family derives (Family::derive_hf: gpt-oss's stacked, transposed,
+//    interleaved or MXFP4 experts) are built by model/hf_derived.cpp.
 #include <algorithm>
 #include <filesystem>
 #include <map>
@@ -49,6 +51,10 @@ struct Parts {
     int64_t permute_heads = 0;           // > 0: apply the llama q/k row permutation
     float norm_offset = 0.0f;            // added to every value (Gemma's norms: 1 + w)
     std::optional<HfGather> gather;      // a hybrid's converter rearrangement
+    // A tensor the family derives (Family::derive_hf, gpt-oss): parts[0] is the HF tensor.
+    std::optional<HfDerivedTensor> derived;
+    const StTensor* mxfp4_scales = nullptr;
+    DerivedShape shape;
 };
 
 // Permutes rows [n_head][2][half] → [n_head][half][2] (see the file comment).
@@ -84,6 +90,10 @@ class HfModel final : public Model {
         const auto it = sources_.find(tensor.name);
         QL_ASSERT(it != sources_.end());
         const HfSource& s = it->second;
+        if (s.derived) {
+            derived_read_f32(*s.derived, *s.parts.front(), s.shape, raw(tensor), out);
+            return;
+        }
         size_t at = 0;
         for (const StTensor* part : s.parts) {
             const auto n = static_cast<size_t>(part->n_elements());
@@ -110,6 +120,20 @@ class HfModel final : public Model {
         }
     }
 
+    // MXFP4 experts of a released gpt-oss checkpoint, repacked into ggml's blocks on first
+    // use (and kept: the engine and the GGUF writer both read them).
+    std::span<const uint8_t> raw(const TensorInfo& tensor) const override {
+        const auto it = sources_.find(tensor.name);
+        if (it == sources_.end() || !it->second.derived || !it->second.mxfp4_scales) return {};
+        const HfSource& s = it->second;
+        std::lock_guard<std::mutex> lock(packed_mutex_);
+        auto [at, inserted] = packed_.try_emplace(tensor.name);
+        if (inserted)
+            at->second = mxfp4_to_ggml(*s.parts.front(), *s.mxfp4_scales, s.derived->stride,
+                                       s.derived->offset);
+        return at->second;
+    }
+
     std::string content_hash() const override {
         std::call_once(hash_once_, [&] { hash_ = hash_files(st_.files()); });
         return hash_;
@@ -128,9 +152,17 @@ class HfModel final : public Model {
             const StTensor* single = nullptr;
         };
         std::map<std::string, Pending> pending;
+        std::vector<std::pair<HfDerivedTensor, const StTensor*>> derived;
+        const Family& family = family_of(config_.arch);
         for (const StTensor& t : st_.tensors()) {
             if (t.name.ends_with("rotary_emb.inv_freq")) continue;  // buffer, not a weight
             if (config_.is_hybrid() && t.name.starts_with("mtp.")) continue;  // as the converter
+            if (family.derive_hf) {
+                if (auto d = family.derive_hf(t.name)) {
+                    for (HfDerivedTensor& x : *d) derived.emplace_back(std::move(x), &t);
+                    continue;
+                }
+            }
             const auto all = hf_to_gguf_all(t.name, config_.arch);
             QL_CHECK(!all.empty(), "{}: tensor '{}' is not a known {} tensor name", t.file, t.name,
                      config_.hf_architecture);
@@ -210,6 +242,27 @@ class HfModel final : public Model {
             tensors_.push_back(std::move(info));
         }
 
+        for (auto& [d, t] : derived) {
+            QL_CHECK(sources_.count(d.gguf) == 0, "{}: '{}' comes from '{}' and another tensor",
+                     t->file, d.gguf, t->name);
+            HfSource src;
+            src.parts.push_back(t);
+            if (!d.mxfp4_scales.empty()) src.mxfp4_scales = st_.find(d.mxfp4_scales);
+            src.shape = derived_shape(d, *t, src.mxfp4_scales);
+            TensorInfo info;
+            info.name = d.gguf;
+            info.hf_name = t->name;
+            info.ne = src.shape.ne;
+            info.type = src.shape.type;
+            info.layer = d.layer;
+            info.role = role_from_gguf_name(d.gguf);
+            check_shape(info, config_, t->file, "config.json");
+            info.quantizable = is_quantizable(info.role, info.ne);
+            src.derived = std::move(d);
+            sources_.emplace(info.name, std::move(src));
+            tensors_.push_back(std::move(info));
+        }
+
         QL_CHECK(find("token_embd.weight") != nullptr, "{}: no model.embed_tokens.weight", path_);
         QL_CHECK(config_.tie_embeddings || find("output.weight") != nullptr,
                  "{}: no lm_head.weight and tie_word_embeddings is false", config_path);
@@ -256,6 +309,8 @@ class HfModel final : public Model {
 
     SafetensorsModel st_;
     std::map<std::string, HfSource> sources_;
+    mutable std::map<std::string, std::vector<uint8_t>> packed_;  // raw(): MXFP4 blocks
+    mutable std::mutex packed_mutex_;
     mutable std::once_flag hash_once_;
     mutable std::string hash_;
 };

@@ -56,7 +56,7 @@ TEST(Families, RegistryListsTheNineFamilies) {
                       "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
                       "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
                       "Gemma4ForCausalLM", "Qwen3NextForCausalLM", "Qwen3_5ForCausalLM",
-                      "Qwen3_5MoeForCausalLM"}));
+                      "Qwen3_5MoeForCausalLM", "GptOssForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -70,7 +70,7 @@ TEST(Families, RegistryListsTheNineFamilies) {
     }
     EXPECT_EQ(registered_gguf_architectures(),
               "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, gemma4, qwen3next, qwen35, "
-              "qwen35moe");
+              "qwen35moe, gpt-oss");
 }
 
 TEST(Families, EveryTensorRoundTrips) {

@@ -24,12 +24,13 @@ const Family& gemma4_family();
 const Family& qwen3next_family();
 const Family& qwen35_family();
 const Family& qwen35moe_family();
+const Family& gptoss_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 13>& registry() {
-    static const std::array<const Family*, 13> r = {
+const std::array<const Family*, 14>& registry() {
+    static const std::array<const Family*, 14> r = {
         &llama_family(),
         &mistral_family(),
         &qwen2_family(),
@@ -44,6 +45,7 @@ const std::array<const Family*, 13>& registry() {
         &qwen3next_family(),
         &qwen35_family(),
         &qwen35moe_family(),
+        &gptoss_family(),
     };
     return r;
 }
