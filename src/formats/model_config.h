@@ -39,7 +39,7 @@ namespace quantlens {
 
 // Identity of a registered family (src/model/families/registry.cpp). Only the registry
 // and the family files branch on it; everything else reads the LayerSpec below.
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Gemma2, Gemma3, Phi3 };
+enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Gemma2, Gemma3, Phi3, Qwen3Moe };
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
 // stores permuted from HF's half-split layout (so an HF source permutes them on the way);
@@ -140,6 +140,11 @@ struct ModelConfig : LayerSpec {
     std::string torch_dtype;        // "bfloat16", "float16", "float32"
     int64_t bos_token_id = -1;
     int64_t eos_token_id = -1;
+
+    // --- Qwen3-MoE (model/families/qwen3moe.cpp) ---
+    // config.json's intermediate_size of an MoE model whose layers are all sparse: no layer
+    // uses it, but llama.cpp's converter writes it as feed_forward_length (0 = none).
+    int64_t moe_dense_ffn = 0;
 
     bool is_moe() const { return n_experts > 0; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }
