@@ -145,6 +145,9 @@ struct ModelConfig : LayerSpec {
     // config.json's intermediate_size of an MoE model whose layers are all sparse: no layer
     // uses it, but llama.cpp's converter writes it as feed_forward_length (0 = none).
     int64_t moe_dense_ffn = 0;
+    // config.json names the expert count num_local_experts (as transformers 5 saves it) rather
+    // than num_experts: the converter then writes expert_count among the shared keys.
+    bool moe_count_key_local = false;
 
     bool is_moe() const { return n_experts > 0; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }

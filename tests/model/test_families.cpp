@@ -38,13 +38,14 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
 
 }  // namespace
 
-TEST(Families, RegistryListsTheNineFamilies) {
+TEST(Families, RegistryListsTheTenFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
     EXPECT_EQ(hf, (std::vector<std::string>{
                       "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                       "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
-                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM"}));
+                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
+                      "Qwen3MoeForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -57,7 +58,7 @@ TEST(Families, RegistryListsTheNineFamilies) {
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
     EXPECT_EQ(registered_gguf_architectures(),
-              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3");
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, qwen3moe");
 }
 
 TEST(Families, EveryTensorRoundTrips) {

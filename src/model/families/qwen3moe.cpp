@@ -56,7 +56,8 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
     blocks::read_hf_experts(cfg, c);
     c.ffn = cfg.require_positive("moe_intermediate_size");
     c.moe_dense_ffn = cfg.get_int("intermediate_size", 0);
-    c.moe_renormalize = cfg.get_bool("norm_topk_prob", false);  // transformers' default
+    c.moe_count_key_local = cfg.j.contains("num_local_experts");  // transformers 5 saves this
+    c.moe_renormalize = cfg.get_bool("norm_topk_prob", false);    // transformers' default
     refuse_dense_layers(cfg, c);
     set_layer(c);
 }
@@ -86,13 +87,18 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
              "the top-{} routing weights and has no key for it; a GGUF of this model would be "
              "evaluated wrongly",
              c.hf_architecture, c.n_experts_used);
-    // TextModel writes intermediate_size as feed_forward_length; Qwen2MoeModel adds the
-    // expert width after the shared keys.
+    // TextModel.set_gguf_parameters: intermediate_size as feed_forward_length, expert_count
+    // only from num_local_experts, expert_used_count, key/value length; then
+    // Qwen2MoeModel.set_gguf_parameters: expert_count from num_experts, the expert width.
     ModelConfig head = c;
     if (c.moe_dense_ffn > 0) head.ffn = c.moe_dense_ffn;
+    head.n_experts = 0;  // the expert keys are placed below
     blocks::write_gguf_head(head, keys);
-    blocks::add_u32(keys, c, "expert_feed_forward_length", c.ffn);
+    if (c.moe_count_key_local) blocks::add_u32(keys, c, "expert_count", c.n_experts);
+    blocks::add_u32(keys, c, "expert_used_count", c.n_experts_used);
     blocks::write_gguf_head_size(c, keys);
+    if (!c.moe_count_key_local) blocks::add_u32(keys, c, "expert_count", c.n_experts);
+    blocks::add_u32(keys, c, "expert_feed_forward_length", c.ffn);
 }
 
 }  // namespace
