@@ -41,11 +41,11 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
 TEST(Families, RegistryListsTheTenFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
-    EXPECT_EQ(hf, (std::vector<std::string>{
-                      "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                      "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
-                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
-                      "Qwen3MoeForCausalLM"}));
+    EXPECT_EQ(hf,
+              (std::vector<std::string>{
+                  "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                  "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Gemma2ForCausalLM",
+                  "Gemma3ForCausalLM", "Phi3ForCausalLM", "Qwen3MoeForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -142,6 +142,7 @@ std::string family_extras(const Family& f) {
         return R"("attn_logit_softcapping":50.0,"final_logit_softcapping":30.0,)"
                R"("sliding_window":32,"tie_word_embeddings":true)";
     if (f.id == Arch::Phi3) return R"("original_max_position_embeddings":64)";
+    if (f.id == Arch::Qwen3Moe) return R"("norm_topk_prob":true)";  // as llama.cpp computes it
     return R"("shared_expert_intermediate_size":48)";
 }
 
