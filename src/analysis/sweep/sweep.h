@@ -17,6 +17,9 @@
 //                            placement sweep, of every quantizable tensor (the whole model)
 //   fallbacks                tensors of the unit that used llama.cpp's fallback type
 //   seconds                  time the item took
+//   route_tokens, route_share  expert units only (sweep --experts): tokens routed to the
+//                            expert in the reference pass, and their share of the layer's
+//                            routed slots (analysis/sweep/expert_units.h)
 // The special unit "(all)" applies the type to every quantizable tensor at once: its KLD,
 // beside the sum of the per-tensor ΔKLD, says how additive the errors are.
 // Granularity "placement" (analysis/sweep/placement.h) measures presets instead: its units are the
