@@ -282,6 +282,9 @@ TEST(Qwen3MoeGguf, RoutersAreNeverQuantized) {
     const auto model = Model::open(dir);
     for (const auto& t : model->tensors())
         if (t.name.find("ffn_gate_inp") != std::string::npos) EXPECT_FALSE(t.quantizable) << t.name;
+    // DeepSeek-V3's score-correction bias is a 1-D F32 bias: never quantized either.
+    EXPECT_FALSE(llama_quantizes("blk.3.exp_probs_b.bias", {256}));
+    EXPECT_FALSE(llama_quantizes("blk.3.ffn_gate_inp.weight", {7168, 256}));
     Recipe recipe = preset_recipe("Q4_0", *model, false);
     recipe.tensors["blk.1.ffn_gate_inp.weight"] = GgmlType::Q8_0;
     QuantizeOptions o;
