@@ -71,9 +71,9 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
              what, arch_name(c.arch));
-    QL_CHECK(!c.is_moe() || c.moe_renormalize,
+    QL_CHECK(kind == EngineKind::Cpu || !c.is_moe() || c.moe_renormalize,
              "{}: {} routing keeps the top-{} softmax weights without renormalizing them "
-             "(norm_topk_prob false), which the engine does not implement yet",
+             "(norm_topk_prob false), which the CUDA engine does not implement yet",
              what, arch_name(c.arch), c.n_experts_used);
     QL_CHECK(!c.is_moe() || (c.act == Activation::SiLU && !c.fused_gate_up && !c.post_norms),
              "{}: {} experts with GeGLU, fused gate/up or post-norms are not implemented", what,
@@ -496,9 +496,11 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.router, -1, xn, N, C);
     std::vector<float> logits(N * E);  // [N, E]
     linear(logits.data(), n.router, xn, weight_opt(n.router_bias), N, C, E);
-    // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1.
+    // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1
+    // (moe_renormalize) or keep their softmax probabilities.
     std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
     std::vector<int64_t> order(E);
+    std::vector<float> chosen(hook_ ? N * K : 0);  // [N, K] expert ids, for the Routing hook
     for (int64_t r = 0; r < N; ++r) {
         const float* z = logits.data() + r * E;
         const float mx = *std::max_element(z, z + E);
@@ -510,10 +512,14 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
                          [&](int64_t a, int64_t b) { return p[a] > p[b]; });
         double kept = 0.0;
         for (int64_t i = 0; i < K; ++i) kept += p[order[i]];
+        const double denominator = config_.moe_renormalize ? kept : sum;
         for (int64_t i = 0; i < K; ++i)
-            routed[order[i]].emplace_back(r, static_cast<float>(p[order[i]] / kept));
-        (void)sum;  // the softmax denominator cancels in the renormalization
+            routed[order[i]].emplace_back(r, static_cast<float>(p[order[i]] / denominator));
+        if (hook_)
+            for (int64_t i = 0; i < K; ++i) chosen[r * K + i] = static_cast<float>(order[i]);
     }
+    if (hook_)
+        emit(HookEvent::Kind::Routing, static_cast<int>(l), nullptr, -1, chosen.data(), N, K);
     std::fill(out, out + N * C, 0.0f);
     // Stacked experts: gate/up [E, F, C], down [E, C, F]; linear() picks expert e's slice.
     for (int64_t e = 0; e < E; ++e) {

@@ -23,12 +23,14 @@
 //    forward() is the three in a row.
 //  - Per-tensor overrides by GGUF name replace a weight buffer without reloading the model
 //    (a fake-quantized weight, typically); clear_override restores the original.
-//  - A hook sees the embedding output, each layer's output, the final-norm output and
-//    every linear layer's input activations (rows × cols, cols = the weight's row length).
+//  - A hook sees the embedding output, each layer's output, the final-norm output,
+//    every linear layer's input activations (rows × cols, cols = the weight's row length)
+//    and each MoE layer's chosen experts per token.
 // Numerics follow Hugging Face transformers in float32: RMSNorm x·rsqrt(mean x² + eps)·w,
 // RoPE angles pos·θ^(-2i/R) (R rotated channels, rope_frequencies), softmax attention with
 // 1/sqrt(D) unless the config sets a scale, SiLU- or tanh-GELU-gated MLP, Mixtral routing
-// softmax → top-k → renormalized weights.
+// softmax → top-k → renormalized weights (or the top-k probabilities as they are, when the
+// config does not renormalize: Qwen3-MoE's norm_topk_prob false).
 #pragma once
 
 #include <cstdint>
@@ -49,11 +51,11 @@ namespace quantlens {
 class Model;
 
 // Throws Error (naming `what`, a path or engine, and the feature) when `config`'s layer uses
-// a feature that engine does not implement: for both, a shared expert or MoE routing without
-// renormalization; for the CUDA engine also fused projections, GeGLU, post-norms, embedding
-// scale, a custom attention scale, soft-capping, partial rotary, longrope, a separate
-// rope for sliding layers (its sliding windows: check_sequence_length), and gpt-oss's sinks,
-// clamped SwiGLU and yarn.
+// a feature that engine does not implement: for both, a shared expert; for the CUDA engine
+// also MoE routing without renormalization, fused projections, GeGLU, post-norms, embedding
+// scale, a custom attention scale, soft-capping, partial rotary, longrope, a separate rope for
+// sliding layers (its sliding windows: check_sequence_length), and gpt-oss's sinks, clamped
+// SwiGLU and yarn.
 enum class EngineKind { Cpu, Cuda };
 void check_layer_supported(const ModelConfig& config, const std::string& what,
                            EngineKind kind = EngineKind::Cpu);
@@ -84,6 +86,9 @@ struct HookEvent {
         LayerOutput,  // layer = l, data = h after layer l
         FinalNorm,    // layer = n_layers, data = output-norm rows that feed the head
         LinearInput,  // tensor = weight name, data = its input [rows, cols = weight ne[0]]
+        // MoE layer l's routing: data = the chosen expert ids as floats [rows = B*T,
+        // cols = n_experts_used], most probable first (for tests and routing statistics).
+        Routing,
     };
     Kind kind;
     int layer;

@@ -56,6 +56,7 @@ enum class Arch {
     Qwen35,
     Qwen35Moe,
     GptOss,  // gpt-oss (src/model/families/gptoss.cpp)
+    Qwen3Moe,
 };
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
@@ -230,6 +231,13 @@ struct ModelConfig : LayerSpec {
         return is_hybrid() && layer_linear[static_cast<size_t>(l)];
     }
     int64_t ssm_conv_dim() const { return 2 * ssm_k_heads * ssm_k_dim + ssm_v_heads * ssm_v_dim; }
+    // --- Qwen3-MoE (model/families/qwen3moe.cpp) ---
+    // config.json's intermediate_size of an MoE model whose layers are all sparse: no layer
+    // uses it, but llama.cpp's converter writes it as feed_forward_length (0 = none).
+    int64_t moe_dense_ffn = 0;
+    // config.json names the expert count num_local_experts (as transformers 5 saves it) rather
+    // than num_experts: the converter then writes expert_count among the shared keys.
+    bool moe_count_key_local = false;
 
     bool is_moe() const { return n_experts > 0; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }

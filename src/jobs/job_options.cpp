@@ -34,6 +34,8 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"gptq", V::path, web},
           {"gptq-chunks", V::number, web},
           {"gptq-act-order", V::flag, cli},
+          {"experts", V::flag, web},
+          {"expert-sample", V::number, web},
           // A web job is always a new one in the server's own store.
           {"job", V::number, cli},
           {"shard", V::word, cli},
@@ -76,6 +78,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"name", V::word, web},
           // Regexes, and files written beside the recipe: not from a web form.
           {"pin", V::word, cli},
+          {"tie", V::word, cli},
           {"output", V::out_path, cli},
           {"export-llama-cpp", V::out_path, cli},
           {"export-gptq", V::out_path, cli},

@@ -48,7 +48,7 @@ const char* const kGemma4Extras =
 
 }  // namespace
 
-TEST(Families, RegistryListsTheNineFamilies) {
+TEST(Families, RegistryListsTheTenFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
     EXPECT_EQ(hf, (std::vector<std::string>{
@@ -56,7 +56,7 @@ TEST(Families, RegistryListsTheNineFamilies) {
                       "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
                       "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
                       "Gemma4ForCausalLM", "Qwen3NextForCausalLM", "Qwen3_5ForCausalLM",
-                      "Qwen3_5MoeForCausalLM", "GptOssForCausalLM"}));
+                      "Qwen3_5MoeForCausalLM", "GptOssForCausalLM", "Qwen3MoeForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -70,7 +70,7 @@ TEST(Families, RegistryListsTheNineFamilies) {
     }
     EXPECT_EQ(registered_gguf_architectures(),
               "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, gemma4, qwen3next, qwen35, "
-              "qwen35moe, gpt-oss");
+              "qwen35moe, gpt-oss, qwen3moe");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
@@ -175,6 +175,7 @@ std::string family_extras(const Family& f) {
                R"("sliding_window":32,"tie_word_embeddings":true)";
     if (f.id == Arch::Phi3) return R"("original_max_position_embeddings":64)";
     if (f.id == Arch::Gemma4) return kGemma4Extras;
+    if (f.id == Arch::Qwen3Moe) return R"("norm_topk_prob":true)";  // as llama.cpp computes it
     return R"("shared_expert_intermediate_size":48)";
 }
 

@@ -25,12 +25,13 @@ const Family& qwen3next_family();
 const Family& qwen35_family();
 const Family& qwen35moe_family();
 const Family& gptoss_family();
+const Family& qwen3moe_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 14>& registry() {
-    static const std::array<const Family*, 14> r = {
+const std::array<const Family*, 15>& registry() {
+    static const std::array<const Family*, 15> r = {
         &llama_family(),
         &mistral_family(),
         &qwen2_family(),
@@ -46,6 +47,7 @@ const std::array<const Family*, 14>& registry() {
         &qwen35_family(),
         &qwen35moe_family(),
         &gptoss_family(),
+        &qwen3moe_family(),
     };
     return r;
 }
