@@ -94,7 +94,7 @@ TEST(CliGptq, SweepPlanExportVerify) {
     r = run_quiet("verify --format gptq --base " + model + " --text " +
                   shared_path("data/eval.txt") + " --ctx 128 --chunks 2 --recipe " +
                   recipe.string() + " --out-dir " + (dir / "v").string() + " --json " +
-                  vjson.string());
+                  vjson.string() + store);  // the recipe's sweep job is in this store
     ASSERT_EQ(r.code, 0) << r.out;
     const auto v = nlohmann::json::parse(std::ifstream(vjson));
     ASSERT_EQ(v["rows"].size(), 3u);
