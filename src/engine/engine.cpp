@@ -52,11 +52,11 @@ void check_finite_in_place(const std::string& file, const TensorInfo& t, const u
 }  // namespace
 
 void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind) {
-    QL_CHECK(c.shared_expert == SharedExpert::None,
+    QL_CHECK(c.shared_expert != SharedExpert::SigmoidGated,
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
              what, arch_name(c.arch));
-    QL_CHECK(!c.is_moe() || c.moe_renormalize,
+    QL_CHECK(!c.is_moe() || c.moe_renormalize || c.moe_sigmoid,
              "{}: {} routing keeps the top-{} softmax weights without renormalizing them "
              "(norm_topk_prob false), which the engine does not implement yet",
              what, arch_name(c.arch), c.n_experts_used);
@@ -65,6 +65,12 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              arch_name(c.arch));
     if (kind == EngineKind::Cpu) return;
     const std::pair<bool, const char*> lacks[] = {
+        // DeepSeek-V3 / GLM-4.5 (engine/layers/mla.h, moe_routing.h): CPU only
+        {c.mla, "multi-head latent attention (MLA)"},
+        {c.moe_sigmoid, "sigmoid grouped top-k routing with e_score_correction_bias"},
+        {c.shared_expert == SharedExpert::Ungated, "a shared expert"},
+        {c.n_dense_layers > 0, "leading dense layers in an MoE model"},
+        {c.rope_scaling.kind == RopeScaling::Kind::Yarn, "yarn rope scaling"},
         {c.fused_qkv, "a fused attn_qkv projection"},
         {c.fused_gate_up, "a fused gate/up projection"},
         {c.act != Activation::SiLU, "the GeGLU (tanh GELU) MLP"},
@@ -99,6 +105,10 @@ Engine::Engine(const Model& model, EngineOptions options)
     QL_CHECK(!c.is_moe() || (c.n_experts_used > 0 && c.n_experts_used <= c.n_experts),
              "{}: {} experts with {} used per token", model.path(), c.n_experts, c.n_experts_used);
 
+    QL_CHECK(!options.ggml_numerics || !c.mla,
+             "{}: llama.cpp's numerics (F16 KV cache, quantized matmuls) are not modelled for "
+             "multi-head latent attention; evaluate without them",
+             model.path());
     names_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
@@ -116,7 +126,8 @@ Engine::Engine(const Model& model, EngineOptions options)
         n.v_bias = p + "attn_v.bias";
         n.q_norm = p + "attn_q_norm.weight";
         n.k_norm = p + "attn_k_norm.weight";
-        n.ffn_norm = p + "ffn_norm.weight";
+        n.ffn_norm =
+            p + (c.ffn_norm_post_attention ? "post_attention_norm" : "ffn_norm") + ".weight";
         n.gate = p + "ffn_gate.weight";
         n.up = p + "ffn_up.weight";
         n.down = p + "ffn_down.weight";
@@ -186,14 +197,15 @@ void Engine::check_shapes() const {
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const LayerNames& n = names_[l];
         expect(n.attn_norm, {C}, true);
-        if (c.fused_qkv) {
+        if (c.mla) {  // checked with the MLA tensors (engine_deepseek.cpp)
+        } else if (c.fused_qkv) {
             expect(n.qkv, {C, HD + 2 * KD}, true);
         } else {
             expect(n.q, {C, HD}, true);
             expect(n.k, {C, KD}, true);
             expect(n.v, {C, KD}, true);
         }
-        expect(n.o, {HD, C}, true);
+        expect(n.o, {c.mla ? c.n_heads * c.v_head_dim : HD, C}, true);
         expect(n.post_attn_norm, {C}, c.post_norms);
         expect(n.post_ffw_norm, {C}, c.post_norms);
         expect(n.q_bias, {HD}, c.qkv_bias);
@@ -202,7 +214,7 @@ void Engine::check_shapes() const {
         expect(n.q_norm, {c.head_dim}, c.qk_norm);
         expect(n.k_norm, {c.head_dim}, c.qk_norm);
         expect(n.ffn_norm, {C}, true);
-        if (c.is_moe()) {
+        if (c.is_moe_layer(l)) {
             expect(n.router, {C, c.n_experts}, true);
             expect(n.gate_exps, {C, c.ffn, c.n_experts}, true);
             expect(n.up_exps, {C, c.ffn, c.n_experts}, true);
@@ -211,11 +223,12 @@ void Engine::check_shapes() const {
             expect(n.up, {C, 2 * c.ffn}, true);
             expect(n.down, {c.ffn, C}, true);
         } else {
-            expect(n.gate, {C, c.ffn}, true);
-            expect(n.up, {C, c.ffn}, true);
-            expect(n.down, {c.ffn, C}, true);
+            expect(n.gate, {C, c.dense_ffn_width()}, true);
+            expect(n.up, {C, c.dense_ffn_width()}, true);
+            expect(n.down, {c.dense_ffn_width(), C}, true);
         }
     }
+    if (c.mla || c.moe_sigmoid || c.shared_expert == SharedExpert::Ungated) check_deepseek_shapes();
 }
 
 const float* Engine::weight_opt(const std::string& name) const {
@@ -383,6 +396,10 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     const LayerNames& n = names_[l];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
     const auto eps = static_cast<float>(c.rms_eps);
+    if (c.mla) {
+        mla_attention_block(l, h, xn, B, T);
+        return;
+    }
     rmsnorm_forward(xn, h, weight(n.attn_norm), N, C, eps);
     std::vector<float> q, k, v;  // [N, H|KV, D]
     qkv_projections(l, xn, N, q, k, v);
@@ -417,7 +434,7 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
 
 void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const {
     const LayerNames& n = names_[l];
-    const int64_t C = config_.hidden, F = config_.ffn;
+    const int64_t C = config_.hidden, F = config_.dense_ffn_width();
     std::vector<float> gate(N * F), up(N * F);  // [N, F]
     if (config_.fused_gate_up) {                // ffn_up [N, 2F]: gate | up per row
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
@@ -453,7 +470,8 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1.
     std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
     std::vector<int64_t> order(E);
-    for (int64_t r = 0; r < N; ++r) {
+    if (config_.moe_sigmoid) route_sigmoid(l, logits.data(), N, routed);
+    for (int64_t r = 0; r < N && !config_.moe_sigmoid; ++r) {
         const float* z = logits.data() + r * E;
         const float mx = *std::max_element(z, z + E);
         std::vector<double> p(E);
@@ -492,6 +510,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
             for (int64_t ch = 0; ch < C; ++ch) o[ch] += w * y[i * C + ch];
         }
     }
+    if (config_.shared_expert == SharedExpert::Ungated) shared_expert_add(l, xn, out, N);
 }
 
 void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
@@ -501,7 +520,7 @@ void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     attention_block(l, h, xn.data(), B, T);
     rmsnorm_forward(xn.data(), h, weight(names_[l].ffn_norm), N, C,
                     static_cast<float>(config_.rms_eps));
-    if (config_.is_moe()) {
+    if (config_.is_moe_layer(l)) {
         ffn_moe(l, xn.data(), ffn.data(), N);
     } else {
         ffn_dense(l, xn.data(), ffn.data(), N);

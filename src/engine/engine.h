@@ -27,7 +27,8 @@
 // Numerics follow Hugging Face transformers in float32: RMSNorm x·rsqrt(mean x² + eps)·w,
 // RoPE angles pos·θ^(-2i/R) (R rotated channels, rope_frequencies), softmax attention with
 // 1/sqrt(D) unless the config sets a scale, SiLU- or tanh-GELU-gated MLP, Mixtral routing
-// softmax → top-k → renormalized weights.
+// softmax → top-k → renormalized weights; DeepSeek-V3's multi-head latent attention and
+// sigmoid grouped routing with a shared expert and leading dense layers (engine_deepseek.cpp).
 #pragma once
 
 #include <cstdint>
@@ -153,6 +154,14 @@ class Engine {
     void qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<float>& q,
                          std::vector<float>& k, std::vector<float>& v) const;
     void ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const;
+    // DeepSeek-V3 / GLM-4.5 (engine_deepseek.cpp): MLA attention (layers/mla.h), sigmoid
+    // grouped routing into expert → (row, weight) lists (layers/moe_routing.h), the ungated
+    // shared expert added to `out`, and the shapes of their tensors.
+    void mla_attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
+    void route_sigmoid(int64_t l, const float* logits, int64_t N,
+                       std::vector<std::vector<std::pair<int64_t, float>>>& routed) const;
+    void shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const;
+    void check_deepseek_shapes() const;
     // The input of the matmul with weight `name`: `in` itself, or with ggml_numerics a
     // copy in `scratch` rounded for that weight's type.
     const float* mm_input(const std::string& name, const float* in, int64_t N, int64_t C,

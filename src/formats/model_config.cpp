@@ -1,6 +1,7 @@
 // ModelConfig from a Hugging Face config.json or from llama.cpp GGUF metadata.
 #include "formats/model_config.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <numbers>
@@ -90,6 +91,54 @@ std::vector<double> get_float_list(const json& j, const char* key, const std::st
     return out;
 }
 
+double yarn_mscale(double scale, double m) {
+    return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+}
+
+// Yarn as transformers' _compute_yarn_parameters reads it (DeepSeek's mscale pair included).
+void parse_yarn(const json& rp, const json& top, const std::string& where, const std::string& path,
+                ModelConfig& c, RopeScaling& s) {
+    s.kind = RopeScaling::Kind::Yarn;
+    s.factor = get_float(rp, "factor", 0.0, path);
+    QL_CHECK(s.factor >= 1.0, "{}: {}.factor is {}, expected ≥ 1 for yarn rope", path, where,
+             s.factor);
+    QL_CHECK(get_bool(rp, "truncate", true, path),
+             "{}: {}.truncate is false; quantlens implements yarn's truncated correction range "
+             "only",
+             path, where);
+    const int64_t orig = get_int(rp, "original_max_position_embeddings", 0, path);
+    s.original_max_positions = orig > 0 ? orig : c.max_positions;
+    QL_CHECK(s.original_max_positions > 0,
+             "{}: yarn needs {}.original_max_position_embeddings or max_position_embeddings", path,
+             where);
+    // transformers (4.5x) replaces factor by max_position_embeddings / original when the
+    // latter is given, llama.cpp reads factor: a model where they differ is computed two ways.
+    if (orig > 0 && c.max_positions > 0) {
+        const double ratio = static_cast<double>(c.max_positions) / static_cast<double>(orig);
+        QL_CHECK(std::fabs(ratio - s.factor) <= 1e-9 * s.factor,
+                 "{}: {}.factor is {} but max_position_embeddings / "
+                 "original_max_position_embeddings is {}; transformers and llama.cpp would use "
+                 "different yarn factors",
+                 path, where, s.factor, ratio);
+    }
+    c.hf_has_yarn_betas = rp.contains("beta_fast") || rp.contains("beta_slow");
+    s.beta_fast = get_float(rp, "beta_fast", 32.0, path);
+    s.beta_slow = get_float(rp, "beta_slow", 1.0, path);
+    s.mscale = get_float(rp, "mscale", 0.0, path);
+    s.mscale_all_dim = get_float(rp, "mscale_all_dim", 0.0, path);
+    QL_CHECK(s.beta_fast > 0 && s.beta_slow > 0 && s.mscale >= 0 && s.mscale_all_dim >= 0,
+             "{}: {} has non-positive yarn parameters: {}", path, where, rp.dump());
+    for (const char* k : {"extrapolation_factor", "attn_factor"})
+        QL_CHECK(!rp.contains(k) || rp.at(k).is_null(),
+                 "{}: {}.{} is set; quantlens's yarn does not implement it", path, where, k);
+    const double from_mscale =
+        s.mscale > 0 && s.mscale_all_dim > 0
+            ? yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim)
+            : yarn_mscale(s.factor, 1.0);
+    s.attention_factor = get_float(rp, "attention_factor", from_mscale, path);
+    (void)top;
+}
+
 // One rope object (v4 rope_scaling, v5 rope_parameters or one of its per-layer-type
 // entries) into θ and scaling. `top` is the whole config (original_max_position_embeddings
 // and max_position_embeddings live there for Phi-3).
@@ -157,9 +206,13 @@ void parse_rope_object(const json& rp, const json& top, const std::string& where
                  where, s.attention_factor);
         return;
     }
+    if (type == "yarn") {
+        parse_yarn(rp, top, where, path, c, s);
+        return;
+    }
     fail(
-        "{}: {} is \"{}\"; quantlens implements \"default\", \"linear\", \"llama3\" and "
-        "\"longrope\" rope only, so this model's positions would be computed wrongly",
+        "{}: {} is \"{}\"; quantlens implements \"default\", \"linear\", \"llama3\", "
+        "\"longrope\" and \"yarn\" rope only, so this model's positions would be computed wrongly",
         path, type_key, type);
 }
 
@@ -291,9 +344,44 @@ void check_sequence_length(const ModelConfig& c, int64_t T) {
 }
 
 double rope_attention_factor(const ModelConfig& c) {
-    return c.rope_scaling.kind == RopeScaling::Kind::LongRope ? c.rope_scaling.attention_factor
-                                                              : 1.0;
+    const RopeScaling::Kind k = c.rope_scaling.kind;
+    return k == RopeScaling::Kind::LongRope || k == RopeScaling::Kind::Yarn
+               ? c.rope_scaling.attention_factor
+               : 1.0;
 }
+
+double yarn_score_scale(const ModelConfig& c) {
+    const RopeScaling& s = c.rope_scaling;
+    if (s.kind != RopeScaling::Kind::Yarn || s.mscale_all_dim <= 0) return 1.0;
+    const double m = yarn_mscale(s.factor, s.mscale_all_dim);
+    return m * m;
+}
+
+namespace {
+
+// transformers' yarn frequencies: per pair i, the share of the unscaled ("extrapolated")
+// frequency, 1 − a ramp from the correction dim of beta_fast rotations (floored) to that of
+// beta_slow rotations (ceiled) over the original context.
+std::vector<double> yarn_extrapolation_share(const ModelConfig& c, double theta, int64_t dims) {
+    const RopeScaling& s = c.rope_scaling;
+    const double two_pi = 2.0 * std::numbers::pi;
+    auto correction_dim = [&](double rotations) {
+        return static_cast<double>(dims) *
+               std::log(static_cast<double>(s.original_max_positions) / (rotations * two_pi)) /
+               (2.0 * std::log(theta));
+    };
+    double low = std::max(std::floor(correction_dim(s.beta_fast)), 0.0);
+    double high = std::min(std::ceil(correction_dim(s.beta_slow)), static_cast<double>(dims - 1));
+    if (low == high) high += 0.001;
+    std::vector<double> share(static_cast<size_t>(dims / 2));
+    for (size_t i = 0; i < share.size(); ++i) {
+        const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+        share[i] = 1.0 - ramp;
+    }
+    return share;
+}
+
+}  // namespace
 
 std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool sliding) {
     const int64_t dims = c.rotary_dims(), half = dims / 2;
@@ -306,6 +394,9 @@ std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool slidi
     const std::vector<float> llama3 = local                         ? std::vector<float>{}
                                       : c.rope_freq_factors.empty() ? llama3_rope_freq_factors(c)
                                                                     : c.rope_freq_factors;
+    const std::vector<double> yarn = !local && s.kind == RopeScaling::Kind::Yarn
+                                         ? yarn_extrapolation_share(c, theta, dims)
+                                         : std::vector<double>{};
     const std::vector<double>* longrope = nullptr;
     if (!local && s.kind == RopeScaling::Kind::LongRope)
         longrope = T > s.original_max_positions ? &s.long_factor : &s.short_factor;
@@ -315,6 +406,7 @@ std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool slidi
         if (!llama3.empty()) freq[k] /= llama3[k];
         if (longrope) freq[k] /= (*longrope)[k];
         if (!local && s.kind == RopeScaling::Kind::Linear) freq[k] /= s.factor;
+        if (!yarn.empty()) freq[k] = freq[k] / s.factor * (1.0 - yarn[k]) + freq[k] * yarn[k];
     }
     return freq;
 }
@@ -424,9 +516,31 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
             s.factor = factor->as_float();
             QL_CHECK(s.factor > 0, "{}: {}rope.scaling.factor is {}, expected positive", path, p,
                      s.factor);
+        } else if (type == "yarn" && factor && factor->as_float() > 1.0) {
+            // llama.cpp's yarn; a yarn_log_multiplier is DeepSeek's mscale_all_dim / 10, whose
+            // graph leaves cos/sin unscaled (mscale = mscale_all_dim) and scales the scores.
+            s.kind = RopeScaling::Kind::Yarn;
+            s.factor = factor->as_float();
+            s.original_max_positions = int_key("rope.scaling.original_context_length", 0);
+            QL_CHECK(s.original_max_positions > 0,
+                     "{}: yarn rope without {}rope.scaling.original_context_length", path, p);
+            if (const GgufValue* b = g.find(p + "rope.scaling.yarn_beta_fast"))
+                s.beta_fast = b->as_float();
+            if (const GgufValue* b = g.find(p + "rope.scaling.yarn_beta_slow"))
+                s.beta_slow = b->as_float();
+            const GgufValue* log_mul = g.find(p + "rope.scaling.yarn_log_multiplier");
+            if (log_mul && log_mul->as_float() > 0) {
+                s.mscale_all_dim = s.mscale = log_mul->as_float() / 0.1;
+                s.attention_factor = 1.0;
+            } else {
+                s.attention_factor = 0.1 * std::log(s.factor) + 1.0;
+            }
+            if (const GgufValue* a = g.find(p + "rope.scaling.yarn_attn_factor"))
+                s.attention_factor = a->as_float();
         } else {
             QL_CHECK(type == "none" || type == "longrope" || (factor && factor->as_float() == 1.0),
-                     "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled, linear and "
+                     "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled, linear, "
+                     "yarn and "
                      "longrope rope and llama3 scaling (rope_freqs.weight) only",
                      path, p, type);
         }

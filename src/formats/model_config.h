@@ -20,13 +20,14 @@
 // the global layers' rope and the sliding layers' own θ (v4 Gemma 3: rope_local_base_freq).
 // Types: default, linear (θ^(-2i/d) / factor), llama3, longrope (short/long factors chosen by
 // whether the sequence is longer than original_max_position_embeddings, and the attention
-// factor multiplying cos/sin, as transformers and llama.cpp do); partial_rotary_factor (top
-// level or in the rope object) rotates the first head_dim·factor channels only.
+// factor multiplying cos/sin, as transformers and llama.cpp do), yarn (transformers'
+// truncated ramp, mscale/mscale_all_dim); partial_rotary_factor (top level or in the rope
+// object) rotates the first head_dim·factor channels only.
 //
 // Promise: a config the engine would compute wrongly is refused, naming the key and value:
-// another rope type (yarn, dynamic, ...), an activation the family does not use, MLP biases,
+// another rope type (dynamic, ...), an activation the family does not use, MLP biases,
 // an output-projection bias, a scaled rope for sliding layers; from GGUF, a
-// rope.scaling.type other than none/linear/longrope.
+// rope.scaling.type other than none/linear/longrope/yarn.
 #pragma once
 
 #include <cstdint>
@@ -39,7 +40,19 @@ namespace quantlens {
 
 // Identity of a registered family (src/model/families/registry.cpp). Only the registry
 // and the family files branch on it; everything else reads the LayerSpec below.
-enum class Arch { Llama, Mistral, Qwen2, Qwen3, Mixtral, Qwen2Moe, Gemma2, Gemma3, Phi3 };
+enum class Arch {
+    Llama,
+    Mistral,
+    Qwen2,
+    Qwen3,
+    Mixtral,
+    Qwen2Moe,
+    Gemma2,
+    Gemma3,
+    Phi3,
+    DeepseekV3,  // DeepSeek-V3/R1, Kimi-K2 (GGUF "deepseek2")
+    Glm4Moe,     // GLM-4.5/4.6 (GGUF "glm4moe")
+};
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
 // stores permuted from HF's half-split layout (so an HF source permutes them on the way);
@@ -50,6 +63,7 @@ enum class RopeStyle { Normal, Neox };
 enum class SharedExpert {
     None,
     SigmoidGated,  // scaled by sigmoid(ffn_gate_inp_shexp · x) (Qwen2-MoE)
+    Ungated,       // added as is (DeepSeek-V3, GLM-4.5: n_shared_experts × moe_intermediate_size)
 };
 
 // The gate activation of the gated MLP: SiLU (SwiGLU) or GELU with the tanh approximation
@@ -82,11 +96,25 @@ struct LayerSpec {
     // are renormalized to sum 1 (Mixtral; Qwen2-MoE's norm_topk_prob), else kept as is.
     bool moe_renormalize = true;
     SharedExpert shared_expert = SharedExpert::None;
+
+    // --- DeepSeek-V3 / GLM-4.5 (engine/layers/mla.h, engine/layers/moe_routing.h) ---
+    // Multi-head latent attention: q through a q_lora_rank bottleneck (attn_q_a, its norm,
+    // attn_q_b), one shared latent kv of kv_lora_rank (attn_kv_a_mqa, attn_kv_a_norm) plus
+    // a shared rope key of head_dim channels, decompressed per head by attn_k_b / attn_v_b.
+    bool mla = false;
+    // Routing by sigmoid scores: the experts are chosen on score + exp_probs_b within the
+    // best expert groups (ModelConfig::n_expert_groups), weighted by the unbiased scores,
+    // renormalized when moe_renormalize, times moe_weights_scale.
+    bool moe_sigmoid = false;
+    double moe_weights_scale = 1.0;  // routed_scaling_factor
+    // The pre-MLP norm is the GGUF's post_attention_norm (GLM-4.5: the converter maps HF's
+    // post_attention_layernorm to ATTN_POST_NORM), not ffn_norm.
+    bool ffn_norm_post_attention = false;
 };
 
 // How a model rescales its rotary frequencies beyond the base θ^(-2i/d) (d = rotated dims).
 struct RopeScaling {
-    enum class Kind { None, Linear, Llama3, LongRope };
+    enum class Kind { None, Linear, Llama3, LongRope, Yarn };
     Kind kind = Kind::None;
     // Linear: every frequency divided by `factor`.
     // Llama 3.1/3.2 (rope_type "llama3"): wavelengths longer than
@@ -102,6 +130,14 @@ struct RopeScaling {
     // max_pos > orig, else 1), as transformers' and llama.cpp's longrope do.
     std::vector<double> short_factor, long_factor;
     double attention_factor = 1.0;
+    // Yarn (transformers' _compute_yarn_parameters, DeepSeek's variant): frequencies blended
+    // between θ^(-2i/d) and θ^(-2i/d)/factor by a linear ramp over the pairs between the
+    // correction dims of beta_fast and beta_slow rotations in original_max_positions;
+    // attention_factor (cos/sin) = mscale(factor, mscale) / mscale(factor, mscale_all_dim)
+    // with mscale(s, m) = 0.1·m·ln(s) + 1, and DeepSeek's score scale gains
+    // mscale(factor, mscale_all_dim)² (yarn_score_scale).
+    double beta_fast = 32.0, beta_slow = 1.0;
+    double mscale = 0.0, mscale_all_dim = 0.0;  // 0 = not given
 };
 
 // The layer description is a base so the engines read `config.qk_norm` directly.
@@ -141,7 +177,34 @@ struct ModelConfig : LayerSpec {
     int64_t bos_token_id = -1;
     int64_t eos_token_id = -1;
 
+    // --- DeepSeek-V3 / GLM-4.5 ---
+    // Leading layers with a dense MLP of dense_ffn (intermediate_size) before the MoE ones.
+    int64_t n_dense_layers = 0;
+    int64_t dense_ffn = 0;
+    // Grouped routing: experts in n_expert_groups equal groups, a group scored by the sum of
+    // its two best biased scores, the best n_expert_groups_used groups compete.
+    int64_t n_expert_groups = 1;
+    int64_t n_expert_groups_used = 1;
+    // MLA widths (LayerSpec::mla); head_dim is then qk_rope_head_dim, the rotated part.
+    int64_t q_lora_rank = 0;
+    int64_t kv_lora_rank = 0;
+    int64_t qk_nope_dim = 0;
+    int64_t v_head_dim = 0;
+    // Layers after n_layers in the checkpoint (num_nextn_predict_layers: multi-token
+    // prediction), which the forward pass does not use and the HF source skips.
+    int64_t n_nextn_layers = 0;
+    // config.json keys whose presence decides which GGUF keys llama.cpp's converter writes
+    // (TextModel.set_gguf_parameters writes them only when present).
+    bool hf_has_head_dim = false;
+    bool hf_has_scoring_func = false;
+    bool hf_has_expert_groups = false;
+    bool hf_has_yarn_betas = false;
+
     bool is_moe() const { return n_experts > 0; }
+    // Whether layer l routes to experts (false for the leading dense layers).
+    bool is_moe_layer(int64_t l) const { return is_moe() && l >= n_dense_layers; }
+    // Width of layer l's dense MLP.
+    int64_t dense_ffn_width() const { return dense_ffn > 0 ? dense_ffn : ffn; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }
     int64_t rotary_dims() const { return rope_dims > 0 ? rope_dims : head_dim; }
     // Whether layer l attends within sliding_window only.
@@ -156,8 +219,10 @@ struct ModelConfig : LayerSpec {
 // not, with the model's scaling applied: the one definition the CPU and GPU engines share.
 std::vector<double> rope_frequencies(const ModelConfig& config, int64_t T = 0,
                                      bool sliding = false);
-// The factor multiplying cos and sin (longrope's attention factor; 1 otherwise).
+// The factor multiplying cos and sin (longrope's and yarn's attention factor; 1 otherwise).
 double rope_attention_factor(const ModelConfig& config);
+// DeepSeek's yarn score factor mscale(factor, mscale_all_dim)²; 1 without yarn or mscale_all_dim.
+double yarn_score_scale(const ModelConfig& config);
 // Throws Error when a sequence of T tokens would need attention beyond a sliding window,
 // for an engine that does not implement windows (the CUDA engine).
 void check_sequence_length(const ModelConfig& config, int64_t T);

@@ -2,6 +2,7 @@
 #include "model/names.h"
 
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "model/families/family.h"
@@ -47,6 +48,14 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::AttnQKV, "attn_qkv", "attn_qkv"},
     {TensorRole::AttnPostNorm, "attn_post_norm", "post_attention_norm"},
     {TensorRole::FfnPostNorm, "ffn_post_norm", "post_ffw_norm"},
+    {TensorRole::AttnQA, "attn_q_a", "attn_q_a"},
+    {TensorRole::AttnQANorm, "attn_q_a_norm", "attn_q_a_norm"},
+    {TensorRole::AttnQB, "attn_q_b", "attn_q_b"},
+    {TensorRole::AttnKVAMqa, "attn_kv_a_mqa", "attn_kv_a_mqa"},
+    {TensorRole::AttnKVANorm, "attn_kv_a_norm", "attn_kv_a_norm"},
+    {TensorRole::AttnKB, "attn_k_b", "attn_k_b"},
+    {TensorRole::AttnVB, "attn_v_b", "attn_v_b"},
+    {TensorRole::ExpertProbsBias, "exp_probs_b", "exp_probs_b"},
     {TensorRole::Other, "other", ""},
 };
 
@@ -74,8 +83,16 @@ std::optional<TensorRole> role_from_name(const std::string& name) {
 
 namespace {
 
+// transformers names DeepSeek's routing bias buffer "...gate.e_score_correction_bias"; the
+// converter renames it "...gate.e_score_correction.bias" before mapping (exp_probs_b.bias).
+constexpr const char* kScoreBiasHf = "e_score_correction_bias";
+constexpr const char* kScoreBiasMapped = "e_score_correction.bias";
+
 // Splits "name.weight" / "name.bias" into base and suffix; the suffix is "" for neither.
-std::pair<std::string, std::string> split_suffix(const std::string& name) {
+std::pair<std::string, std::string> split_suffix(const std::string& raw) {
+    std::string name = raw;
+    if (name.ends_with(kScoreBiasHf))
+        name.replace(name.size() - std::strlen(kScoreBiasHf), std::string::npos, kScoreBiasMapped);
     for (const char* s : {".weight", ".bias"}) {
         const std::string sf = s;
         if (name.size() > sf.size() && name.compare(name.size() - sf.size(), sf.size(), sf) == 0)
@@ -135,8 +152,13 @@ std::string gguf_to_hf(const std::string& gguf, Arch arch) {
     if (layer < 0) return "";
     const std::string blk = "blk." + std::to_string(layer) + ".";
     const auto [rest, suffix] = split_suffix(gguf.substr(blk.size()));
-    for (const auto& t : f.layer_tensors)
-        if (rest == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+    for (const auto& t : f.layer_tensors) {
+        if (rest != t.gguf) continue;
+        std::string hf = "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+        if (hf.ends_with(kScoreBiasMapped))
+            hf.replace(hf.size() - std::strlen(kScoreBiasMapped), std::string::npos, kScoreBiasHf);
+        return hf;
+    }
     return "";
 }
 
@@ -163,6 +185,7 @@ TensorRole role_from_gguf_name(const std::string& gguf) {
         if (base == "attn_q") return TensorRole::AttnQBias;
         if (base == "attn_k") return TensorRole::AttnKBias;
         if (base == "attn_v") return TensorRole::AttnVBias;
+        if (base == "exp_probs_b") return TensorRole::ExpertProbsBias;
         return TensorRole::Other;
     }
     for (const auto& r : kRoles) {
@@ -189,6 +212,9 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::AttnVBias:
         case TensorRole::Router:
         case TensorRole::SharedRouter:
+        case TensorRole::AttnQANorm:
+        case TensorRole::AttnKVANorm:
+        case TensorRole::ExpertProbsBias:
         case TensorRole::Other:
             return false;
         default:
@@ -217,7 +243,7 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::AttnV:
             return {c.hidden, kv};
         case TensorRole::AttnO:
-            return {q, c.hidden};
+            return {c.mla ? c.n_heads * c.v_head_dim : q, c.hidden};
         case TensorRole::AttnQNorm:
         case TensorRole::AttnKNorm:
             return {c.head_dim};
@@ -226,12 +252,12 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::AttnKBias:
         case TensorRole::AttnVBias:
             return {kv};
-        case TensorRole::FfnGate:
-            return {c.hidden, c.ffn};
+        case TensorRole::FfnGate:  // in an MoE model, a leading dense layer's
+            return {c.hidden, c.dense_ffn_width()};
         case TensorRole::FfnUp:
-            return {c.hidden, c.fused_gate_up ? 2 * c.ffn : c.ffn};
+            return {c.hidden, c.fused_gate_up ? 2 * c.ffn : c.dense_ffn_width()};
         case TensorRole::FfnDown:
-            return {c.ffn, c.hidden};
+            return {c.dense_ffn_width(), c.hidden};
         case TensorRole::Router:
             return {c.hidden, c.n_experts};
         case TensorRole::ExpertGate:
@@ -246,6 +272,22 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
             return {c.shared_expert_ffn, c.hidden};
         case TensorRole::SharedRouter:
             return {c.hidden};
+        case TensorRole::AttnQA:
+            return {c.hidden, c.q_lora_rank};
+        case TensorRole::AttnQANorm:
+            return {c.q_lora_rank};
+        case TensorRole::AttnQB:
+            return {c.q_lora_rank, c.n_heads * (c.qk_nope_dim + c.head_dim)};
+        case TensorRole::AttnKVAMqa:
+            return {c.hidden, c.kv_lora_rank + c.head_dim};
+        case TensorRole::AttnKVANorm:
+            return {c.kv_lora_rank};
+        case TensorRole::AttnKB:
+            return {c.qk_nope_dim, c.kv_lora_rank, c.n_heads};
+        case TensorRole::AttnVB:
+            return {c.kv_lora_rank, c.v_head_dim, c.n_heads};
+        case TensorRole::ExpertProbsBias:
+            return {c.n_experts};
         case TensorRole::Other:
             return {};
     }

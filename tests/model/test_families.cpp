@@ -36,6 +36,25 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
            (extra.empty() ? "" : "," + extra) + "}";
 }
 
+// DeepSeek-V3 and GLM-4.5 read their own MoE keys (and DeepSeek its MLA widths).
+std::string family_config(const Family& f, const std::string& extra = "") {
+    const std::string sigmoid_moe =
+        R"("n_routed_experts":4,"n_shared_experts":1,"first_k_dense_replace":1,)"
+        R"("n_group":2,"topk_group":1,"routed_scaling_factor":2.5,"scoring_func":"sigmoid")";
+    if (f.id == Arch::DeepseekV3)
+        return R"({"architectures":["DeepseekV3ForCausalLM"],"hidden_size":64,)"
+               R"("num_hidden_layers":2,"num_attention_heads":4,"vocab_size":100,)"
+               R"("intermediate_size":96,"moe_intermediate_size":32,"num_experts_per_tok":2,)"
+               R"("q_lora_rank":48,"kv_lora_rank":32,"qk_rope_head_dim":8,)"
+               R"("qk_nope_head_dim":16,"v_head_dim":12,)" +
+               sigmoid_moe + (extra.empty() ? "" : "," + extra) + "}";
+    if (f.id == Arch::Glm4Moe)
+        return config_json(f.hf_architecture,
+                           sigmoid_moe + R"(,"partial_rotary_factor":0.5,"use_qk_norm":true)" +
+                               (extra.empty() ? "" : "," + extra));
+    return config_json(f.hf_architecture, extra);
+}
+
 }  // namespace
 
 TEST(Families, RegistryListsTheNineFamilies) {
@@ -44,7 +63,8 @@ TEST(Families, RegistryListsTheNineFamilies) {
     EXPECT_EQ(hf, (std::vector<std::string>{
                       "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
                       "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
-                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM"}));
+                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
+                      "DeepseekV3ForCausalLM", "Glm4MoeForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -57,13 +77,13 @@ TEST(Families, RegistryListsTheNineFamilies) {
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
     EXPECT_EQ(registered_gguf_architectures(),
-              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3");
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, deepseek2, glm4moe");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
     for (const Family* f : families()) {
         SCOPED_TRACE(f->name);
-        const ModelConfig c = parse_hf_config(config_json(f->hf_architecture), "cfg.json");
+        const ModelConfig c = parse_hf_config(family_config(*f), "cfg.json");
         for (const GlobalTensorName& g : f->globals) {
             const auto mapped = hf_to_gguf(g.hf, f->id);
             ASSERT_TRUE(mapped) << g.hf;
@@ -73,6 +93,10 @@ TEST(Families, EveryTensorRoundTrips) {
         }
         std::set<std::string> gguf_names;
         for (const TensorName& t : f->layer_tensors) {
+            // DeepSeek's kv_b_proj maps to attn_k_b, which the HF source splits into attn_k_b
+            // and attn_v_b; exp_probs_b is the bias e_score_correction_bias only (both in
+            // tests/analysis/test_deepseek_families.cpp).
+            if (t.gguf == "attn_v_b" || t.gguf == "exp_probs_b") continue;
             for (const char* suffix : {".weight", ".bias"}) {
                 const std::string hf = "model.layers." + std::to_string(kLayer) + "." +
                                        with_expert(t.hf, kExpert) + suffix;
@@ -148,7 +172,10 @@ TEST(Families, GgufKeys) {
     for (const Family* f : families()) {
         SCOPED_TRACE(f->name);
         const ModelConfig c =
-            parse_hf_config(config_json(f->hf_architecture, family_extras(*f)), "cfg.json");
+            parse_hf_config(f->id == Arch::DeepseekV3 || f->id == Arch::Glm4Moe
+                                ? family_config(*f)
+                                : config_json(f->hf_architecture, family_extras(*f)),
+                            "cfg.json");
         GgufKeys keys;
         f->write_gguf(c, keys);
         ASSERT_FALSE(keys.empty());
@@ -165,7 +192,10 @@ TEST(Families, GgufKeys) {
         // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys, Phi-3's the
         // rotated channels.
         EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
-                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" ? 1u : 0u);
+                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" ||
+                          f->gguf_arch == "deepseek2" || f->gguf_arch == "glm4moe"
+                      ? 1u
+                      : 0u);
     }
     const ModelConfig moe = parse_hf_config(
         config_json("Qwen2MoeForCausalLM", R"("shared_expert_intermediate_size":48)"), "cfg.json");

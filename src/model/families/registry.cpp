@@ -20,14 +20,17 @@ const Family& qwen2moe_family();
 const Family& gemma2_family();
 const Family& gemma3_family();
 const Family& phi3_family();
+const Family& deepseek_v3_family();
+const Family& glm4moe_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 9>& registry() {
-    static const std::array<const Family*, 9> r = {
-        &llama_family(),    &mistral_family(), &qwen2_family(),  &qwen3_family(), &mixtral_family(),
-        &qwen2moe_family(), &gemma2_family(),  &gemma3_family(), &phi3_family(),
+const std::array<const Family*, 11>& registry() {
+    static const std::array<const Family*, 11> r = {
+        &llama_family(),   &mistral_family(),     &qwen2_family(),   &qwen3_family(),
+        &mixtral_family(), &qwen2moe_family(),    &gemma2_family(),  &gemma3_family(),
+        &phi3_family(),    &deepseek_v3_family(), &glm4moe_family(),
     };
     return r;
 }
