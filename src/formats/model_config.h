@@ -199,6 +199,7 @@ struct ModelConfig : LayerSpec {
     bool hf_has_scoring_func = false;
     bool hf_has_expert_groups = false;
     bool hf_has_yarn_betas = false;
+    bool hf_has_nextn = false;  // num_nextn_predict_layers
 
     bool is_moe() const { return n_experts > 0; }
     // Whether layer l routes to experts (false for the leading dense layers).

@@ -160,6 +160,7 @@ class HfModel final : public Model {
         };
         std::map<std::string, Pending> pending;
         std::map<std::string, Parts::MlaSplit> splits;  // GGUF name → part of kv_b_proj
+        static const std::string kKb = ".attn_k_b.weight";
         for (const StTensor& t : st_.tensors()) {
             if (t.name.ends_with("rotary_emb.inv_freq")) continue;  // buffer, not a weight
             if (config_.n_nextn_layers > 0 && is_nextn_layer(t.name)) continue;
@@ -177,9 +178,9 @@ class HfModel final : public Model {
                 p.single = &t;
                 p.info.hf_name = t.name;
             }
-            if (config_.mla && mapped->gguf.ends_with(".attn_k_b.weight")) {
+            if (config_.mla && mapped->gguf.ends_with(kKb)) {
                 const std::string vb =
-                    mapped->gguf.substr(0, mapped->gguf.size() - 15) + ".attn_v_b.weight";
+                    mapped->gguf.substr(0, mapped->gguf.size() - kKb.size()) + ".attn_v_b.weight";
                 Pending& v = pending[vb];
                 v.info.name = vb;
                 v.info.layer = mapped->layer;

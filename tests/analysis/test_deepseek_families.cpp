@@ -307,7 +307,7 @@ std::vector<GgufExpectation> gguf_expectations() {
           "rope.dimension_count", "expert_feed_forward_length",
           "expert_shared_count",  "leading_dense_block_count",
           "expert_gating_func",   "expert_weights_scale",
-          "expert_weights_norm"},
+          "expert_weights_norm",  "nextn_predict_layers"},
          {"attn_norm.weight", "attn_q.weight", "attn_q.bias", "attn_k.weight", "attn_k.bias",
           "attn_v.weight", "attn_v.bias", "attn_output.weight", "attn_q_norm.weight",
           "attn_k_norm.weight", "post_attention_norm.weight"},

@@ -5,9 +5,9 @@
 // (sigmoid_moe.h).
 //
 // Multi-token-prediction layers (num_nextn_predict_layers) are skipped: the HF source leaves
-// them out and the GGUF written has num_hidden_layers blocks and no nextn keys (the converter
-// keeps them as extra blocks, which llama.cpp's forward pass does not run); a GGUF that holds
-// them is refused.
+// them out and the GGUF written has num_hidden_layers blocks and nextn_predict_layers 0 (the
+// converter keeps them as extra blocks, which llama.cpp's forward pass does not run; for a
+// config without such layers both write the same); a GGUF that holds them is refused.
 #include <nlohmann/json.hpp>
 
 #include "core/error.h"
@@ -44,6 +44,8 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     sigmoid_moe::put(keys, c, "expert_gating_func", GgufValue::u32(2));  // sigmoid
     blocks::add_f32(keys, c, "expert_weights_scale", c.moe_weights_scale);
     keys.emplace_back(c.gguf_arch + ".expert_weights_norm", GgufValue::boolean(c.moe_renormalize));
+    // The multi-token-prediction layers are not written (see the top): none to announce.
+    if (c.hf_has_nextn) blocks::add_u32(keys, c, "nextn_predict_layers", 0);
 }
 
 }  // namespace

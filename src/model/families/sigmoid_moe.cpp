@@ -90,6 +90,7 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
                  cfg.path, it->dump(), c.n_dense_layers);
     }
     c.n_nextn_layers = cfg.get_int("num_nextn_predict_layers", 0);
+    c.hf_has_nextn = cfg.j.contains("num_nextn_predict_layers");
     check_groups(c, cfg.path);
 }
 
