@@ -162,7 +162,6 @@ TEST(DeepseekFamilies, EveryFeatureMatters) {
              rope(c)["factor"] = 1.0;
              rope(c).erase("original_max_position_embeddings");
          }},
-        {"deepseek3-mla", "shared expert", [](auto& c) { c["n_shared_experts"] = 0; }},
         {"glm4moe", "partial rotary",
          [&](auto& c) {
              c["partial_rotary_factor"] = 1.0;
@@ -183,30 +182,35 @@ TEST(DeepseekFamilies, EveryFeatureMatters) {
     }
 }
 
-// e_score_correction_bias is a weight, not a config key: the same model with it zeroed.
-TEST(DeepseekFamilies, ScoreCorrectionBiasMatters) {
+// e_score_correction_bias and the shared expert are weights, not config keys: the same model
+// with one of them zeroed.
+TEST(DeepseekFamilies, BiasAndSharedExpertMatter) {
     for (const char* f : kFixtures) {
-        SCOPED_TRACE(f);
-        const auto model = Model::open(fixture_dir(f));
-        Engine engine(*model);
-        const LogitsFile ref(fixture_dir(f) + "/reference.qllogp");
-        const int64_t T = ref.header().n_ctx, V = engine.vocab();
-        const auto tokens = ref.tokens().subspan(0, T);
-        const std::vector<float> with = engine.forward(tokens, 1, T);
-        for (int64_t l = model->config().n_dense_layers; l < model->config().n_layers; ++l)
-            engine.set_override("blk." + std::to_string(l) + ".exp_probs_b.bias",
-                                std::vector<float>(model->config().n_experts, 0.0f));
-        const std::vector<float> without = engine.forward(tokens, 1, T);
-        std::vector<float> pa(V), pb(V);
-        double kld = 0;
-        for (int64_t t = T / 2; t < T; ++t) {
-            log_softmax_row(with.data() + t * V, V, pa.data());
-            log_softmax_row(without.data() + t * V, V, pb.data());
-            for (int64_t i = 0; i < V; ++i) kld += std::exp(pa[i]) * (pa[i] - pb[i]);
+        for (const char* what : {"exp_probs_b.bias", "ffn_down_shexp.weight"}) {
+            SCOPED_TRACE(std::string(f) + " " + what);
+            const auto model = Model::open(fixture_dir(f));
+            const ModelConfig& c = model->config();
+            Engine engine(*model);
+            const LogitsFile ref(fixture_dir(f) + "/reference.qllogp");
+            const int64_t T = ref.header().n_ctx, V = engine.vocab();
+            const auto tokens = ref.tokens().subspan(0, T);
+            const std::vector<float> with = engine.forward(tokens, 1, T);
+            for (int64_t l = c.n_dense_layers; l < c.n_layers; ++l) {
+                const std::string name = "blk." + std::to_string(l) + "." + what;
+                engine.set_override(name, std::vector<float>(model->get(name).n_elements(), 0.0f));
+            }
+            const std::vector<float> without = engine.forward(tokens, 1, T);
+            std::vector<float> pa(V), pb(V);
+            double kld = 0;
+            for (int64_t t = T / 2; t < T; ++t) {
+                log_softmax_row(with.data() + t * V, V, pa.data());
+                log_softmax_row(without.data() + t * V, V, pb.data());
+                for (int64_t i = 0; i < V; ++i) kld += std::exp(pa[i]) * (pa[i] - pb[i]);
+            }
+            kld /= static_cast<double>(T - T / 2);
+            EXPECT_GT(kld, kFeatureMattersKld);
+            std::printf("%s with %s zeroed: KLD to the model %.3g\n", f, what, kld);
         }
-        kld /= static_cast<double>(T - T / 2);
-        EXPECT_GT(kld, kFeatureMattersKld);
-        std::printf("%s without e_score_correction_bias: KLD to with %.3g\n", f, kld);
     }
 }
 
