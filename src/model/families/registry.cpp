@@ -108,6 +108,11 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
              "would compute this model wrongly",
              path, c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh", f->hf_architecture,
              f->activation == Activation::SiLU ? "silu" : "gelu_pytorch_tanh");
+    QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::Yarn || c.mla,
+             "{}: \"yarn\" rope (rope_parameters.rope_type / rope_scaling.type); quantlens "
+             "implements yarn for DeepSeek-V3's attention only, so this {} model's positions would "
+             "be computed wrongly",
+             path, f->hf_architecture);
     QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
              "{}: partial_rotary_factor {} rotates {} of {} channels, but {} uses llama's "
              "interleaved rope on permuted q/k rows, where partial rotary is not implemented",
@@ -143,6 +148,9 @@ ModelConfig config_from_gguf(const GgufFile& g) {
     c.arch = found->id;
     c.hf_architecture = found->hf_architecture;
     found->read_gguf(g, c);
+    QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::Yarn || c.mla,
+             "{}: {}.rope.scaling.type is \"yarn\"; quantlens implements yarn for deepseek2 only",
+             g.path(), c.gguf_arch);
     QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
              "{}: {}.rope.dimension_count is {}, less than the head size {}; partial rotary with "
              "llama's interleaved rope is not implemented",
