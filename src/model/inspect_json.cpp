@@ -28,6 +28,7 @@ nlohmann::ordered_json config_json(const ModelConfig& c) {
     j["rope_scaling"] = c.rope_scaling.kind == RopeScaling::Kind::None     ? "none"
                         : c.rope_scaling.kind == RopeScaling::Kind::Linear ? "linear"
                         : c.rope_scaling.kind == RopeScaling::Kind::Llama3 ? "llama3"
+                        : c.rope_scaling.kind == RopeScaling::Kind::Yarn   ? "yarn"
                                                                            : "longrope";
     if (c.rope_theta_swa > 0) j["rope_theta_sliding"] = c.rope_theta_swa;
     j["activation"] = c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh";
