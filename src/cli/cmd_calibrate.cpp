@@ -1,5 +1,5 @@
 // `quantlens calibrate MODEL --text FILE [--ctx 512] [--chunks N] [-o OUT.dat|OUT.gguf]
-// [--store S] [--as-f16] [--ggml-numerics] [--json]`: the importance matrix (llama-imatrix
+// [--store S] [--as-f16] [--ggml-numerics] [--gpu] [--json]`: the importance matrix (llama-imatrix
 // chunking and values, analysis/studies/calibrate.h) and activation statistics; the imatrix is
 // written in llama.cpp's legacy or GGUF format, the statistics stored as the artifact
 // "calibration" of a calibrate job when a store is given, with every quantizable weight's
@@ -28,14 +28,14 @@ namespace {
 struct CalibrateCliOptions {
     std::string model, text, output, store;
     int64_t ctx = 512, chunks = 0, batch = 4;
-    bool as_f16 = false, ggml_numerics = false, json = false, force = false;
+    bool as_f16 = false, ggml_numerics = false, gpu = false, json = false, force = false;
 
     nlohmann::json to_json() const {
         return {{"model", model},   {"text", text},
                 {"output", output}, {"ctx", ctx},
                 {"chunks", chunks}, {"batch", batch},
                 {"as_f16", as_f16}, {"ggml_numerics", ggml_numerics},
-                {"force", force}};
+                {"gpu", gpu},       {"force", force}};
     }
     static CalibrateCliOptions from_json(const nlohmann::json& j) {
         CalibrateCliOptions o;
@@ -47,6 +47,7 @@ struct CalibrateCliOptions {
         o.batch = j.value("batch", int64_t{4});
         o.as_f16 = j.value("as_f16", false);
         o.ggml_numerics = j.value("ggml_numerics", false);
+        o.gpu = j.value("gpu", false);
         o.force = j.value("force", false);
         return o;
     }
@@ -78,19 +79,29 @@ CalibrationResult calibrate_once(const CalibrateCliOptions& o, const CalibrateOb
     EngineOptions eo;
     eo.f16_weights = o.as_f16 && model->source() == Model::Source::HuggingFace;
     eo.ggml_numerics = o.ggml_numerics;
-    Engine engine(*model, eo);
     CalibrateOptions co;
     co.n_ctx = o.ctx;
     co.max_chunks = o.chunks;
     co.batch = o.batch;
-    CalibrationResult r = calibrate_text(engine, o.text, co, observer);
+    std::unique_ptr<Engine> engine;  // the CPU run's; the GPU run holds no f32 copy
+    CalibrationResult r;
+    if (o.gpu) {
+        QL_CHECK(!o.ggml_numerics,
+                 "calibrate --gpu: llama.cpp's matmul-input rounding (--ggml-numerics) is not "
+                 "implemented on the GPU; calibrate without it on the GPU, or with it on the CPU");
+        r = calibrate_text_gpu(*model, o.text, co, observer);
+    } else {
+        engine = std::make_unique<Engine>(*model, eo);
+        r = calibrate_text(*engine, o.text, co, observer);
+    }
     QL_CHECK(!r.imatrix.empty(), "{}: the model has no blk.* linear layers to calibrate", o.model);
     if (!o.output.empty()) {
         ImatrixWriteInfo info = imatrix_write_info(r);
         info.overwrite = overwrite_if(o.force);
         write_imatrix(o.output, r.imatrix, info);
     }
-    if (with_weights) r.weights = weight_histograms(engine);
+    if (with_weights)
+        r.weights = engine ? weight_histograms(*engine) : weight_histograms(*model, eo.f16_weights);
     return r;
 }
 
@@ -171,6 +182,8 @@ QL_COMMAND(calibrate, "Importance matrix (llama.cpp imatrix) and activation stat
     cmd.add_flag("--as-f16", o->as_f16,
                  "Round Hugging Face weights to F16 first (as llama.cpp's F16 conversion)");
     cmd.add_flag("--ggml-numerics", o->ggml_numerics, "Emulate llama.cpp's CPU rounding");
+    cmd.add_flag("--gpu", o->gpu,
+                 "Run the model on the GPU (CUDA build, dense models; F16 weights)");
     cmd.add_flag("--json", o->json, "Print the statistics as one JSON object");
     return [o] { return cli::run_calibrate(*o, cli::invocation_line()); };
 }

@@ -1,7 +1,8 @@
 // `quantlens eval MODEL --text FILE [--ctx 512] [--chunks N] [--base BASE] [--save-logits F]
-// [--batch 4] [--as-f16] [--ggml-numerics] [--json]`: perplexity with llama-perplexity's chunking,
-// and against a base (a model, or a log-prob file written by --save-logits) the KL-divergence
-// statistics. Definitions live in analysis/measure/kld.h, the chunking in analysis/measure/eval.h.
+// [--batch 4] [--as-f16] [--ggml-numerics] [--gpu] [--json]`: perplexity with llama-perplexity's
+// chunking, and against a base (a model, or a log-prob file written by --save-logits) the
+// KL-divergence statistics. Definitions live in analysis/measure/kld.h, the chunking in
+// analysis/measure/eval.h.
 #include <cstring>
 #include <filesystem>
 #include <fstream>
@@ -29,7 +30,7 @@ namespace {
 struct EvalCliOptions {
     std::string model, text, base, save_logits;
     int64_t ctx = 512, chunks = 0, batch = 4;
-    bool json = false, as_f16 = false, ggml_numerics = false, force = false;
+    bool json = false, as_f16 = false, ggml_numerics = false, gpu = false, force = false;
 };
 
 bool is_logits_file(const std::string& path) {
@@ -40,11 +41,11 @@ bool is_logits_file(const std::string& path) {
     return in && std::memcmp(magic, "QLLOGP", 6) == 0;
 }
 
-std::unique_ptr<Engine> make_engine(const Model& model, const EvalCliOptions& cli) {
+std::unique_ptr<LogitsModel> make_engine(const Model& model, const EvalCliOptions& cli) {
     EngineOptions o;
     o.f16_weights = cli.as_f16 && model.source() == Model::Source::HuggingFace;
     o.ggml_numerics = cli.ggml_numerics;
-    return std::make_unique<Engine>(model, o);
+    return make_logits_model(model, o, cli.gpu, "eval");
 }
 
 nlohmann::ordered_json to_json(const EvalResult& r, const EvalCliOptions& o) {
@@ -62,6 +63,7 @@ nlohmann::ordered_json to_json(const EvalResult& r, const EvalCliOptions& o) {
     j["threads"] = num_threads();
     j["as_f16"] = o.as_f16;
     j["ggml_numerics"] = o.ggml_numerics;
+    j["gpu"] = o.gpu;
     j["peak_rss_bytes"] = peak_rss_bytes();
     if (r.kld) {
         const KldStats& k = *r.kld;
@@ -110,10 +112,10 @@ int run_eval(const EvalCliOptions& o) {
     eo.max_chunks = o.chunks;
     eo.batch = o.batch;
     const EvalTokens chunks = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, eo);
-    const std::unique_ptr<Engine> engine = make_engine(*model, o);
+    const std::unique_ptr<LogitsModel> engine = make_engine(*model, o);
 
     std::unique_ptr<Model> base_model;
-    std::unique_ptr<Engine> base_engine;
+    std::unique_ptr<LogitsModel> base_engine;
     std::unique_ptr<LogitsFile> base_logits;
     EvalBase base;
     if (!o.base.empty()) {
@@ -155,6 +157,7 @@ QL_COMMAND(eval, "Perplexity and KL divergence (llama-perplexity conventions)") 
     cmd.add_flag("--ggml-numerics", o->ggml_numerics,
                  "Emulate llama.cpp's CPU rounding (8-bit activations for quantized weights, "
                  "F16 KV cache) to compare with llama-perplexity figures");
+    cmd.add_flag("--gpu", o->gpu, "Run the model on the GPU (CUDA build; F16 weights)");
     cmd.add_flag("--json", o->json, "Print one JSON object");
     return [o] { return quantlens::cli::run_eval(*o); };
 }

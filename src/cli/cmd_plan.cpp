@@ -28,6 +28,7 @@ struct PlanArgs {
     double target_bpw = 0;
     bool knee = false, json = false, force = false;
     std::vector<std::string> pins;
+    std::vector<std::string> ties;
 };
 
 // (GGUF name, HF name) of every tensor of the recipe's model, for the GPTQ export.
@@ -40,10 +41,10 @@ std::vector<std::pair<std::string, std::string>> model_tensor_names(const Recipe
 
 // plan --format gptq (analysis/plan/gptq_plan.h): a GPTQ recipe and its quantization_config.
 int run_gptq_plan(const PlanArgs& a) {
-    QL_CHECK(!a.knee && a.pins.empty() && a.min_type.empty() && a.max_type.empty() &&
-                 a.export_llama.empty(),
-             "plan --format gptq: --knee, --pin, --min-type, --max-type and --export-llama-cpp "
-             "belong to ggml plans");
+    QL_CHECK(!a.knee && a.pins.empty() && a.ties.empty() && a.min_type.empty() &&
+                 a.max_type.empty() && a.export_llama.empty(),
+             "plan --format gptq: --knee, --pin, --tie, --min-type, --max-type and "
+             "--export-llama-cpp belong to ggml plans");
     GptqPlanRequest req;
     req.job_id = a.job;
     req.metric = a.metric;
@@ -128,6 +129,7 @@ int run_plan(const PlanArgs& a) {
         QL_CHECK(eq != std::string::npos && eq > 0, "--pin '{}': expected REGEX=TYPE", p);
         req.pins.push_back({p.substr(0, eq), one_type(p.substr(eq + 1))});
     }
+    req.ties = a.ties;
     // Every output is checked before the plan is computed and stored, so a refusal changes
     // nothing.
     const Overwrite ow = overwrite_if(a.force);
@@ -224,6 +226,9 @@ QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optim
     cmd.add_option("--min-type", a->min_type, "No type below this one's bits");
     cmd.add_option("--max-type", a->max_type, "No type above this one's bits");
     cmd.add_option("--pin", a->pins, "REGEX=TYPE: force matching units to TYPE (repeatable)");
+    cmd.add_option("--tie", a->ties,
+                   "REGEX: matching units of the same role take one type across layers, e.g. "
+                   "'ffn_.*_exps' (repeatable)");
     cmd.add_option("-o,--output", a->output, "Recipe file (.json or .yaml)");
     cmd.add_option("--export-llama-cpp", a->export_llama,
                    "PREFIX: write PREFIX.tensor-types.txt and PREFIX.sh");

@@ -28,6 +28,8 @@ struct SweepArgs {
     bool no_prefix_cache = false, no_uniform = false, bf16 = false, gpu = false,
          ggml_numerics = false;
     bool placement = false, granularity_given = false, force = false;
+    bool experts = false;
+    int64_t expert_sample = 0;
     std::string base, placement_n;  // "" when not given
     int64_t job = 0;
     std::string shard;  // "i/n": measure every n-th item (analysis/sweep/sweep_shard.h)
@@ -129,6 +131,8 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         o.gpu = a.gpu;
         o.gptq_text = a.gptq;
         o.gptq_chunks = a.gptq_chunks;
+        o.experts = a.experts;
+        o.expert_sample = a.expert_sample;
         id = a.shard.empty()
                  ? create_sweep_job(store, o, command_line)
                  : create_sweep_shard_job(store, o, parse_shard_spec(a.shard), command_line);
@@ -211,6 +215,11 @@ QL_COMMAND(
     cmd.add_option("--placement-n", a->placement_n,
                    "Placement: comma-separated layer counts N (default 1, L/8, L/4)");
     cmd.add_option("--imatrix", a->imatrix, "Importance matrix (llama.cpp .dat or GGUF)");
+    cmd.add_flag("--experts", a->experts,
+                 "MoE: also measure each expert alone (its slices of the stacked ffn_*_exps) "
+                 "with its share of routed tokens");
+    cmd.add_option("--expert-sample", a->expert_sample,
+                   "With --experts: measure this many experts per layer (a fixed sample)");
     cmd.add_option("--budget", a->budget,
                    "Seconds: measure by weight-proxy rank until the time is spent");
     cmd.add_flag("--no-prefix-cache", a->no_prefix_cache,

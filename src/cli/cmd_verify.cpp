@@ -38,6 +38,9 @@ nlohmann::json run_gptq_verify_command(const VerifyArgs& a) {
     QL_CHECK(a.files.empty() && a.opt.imatrix.empty(),
              "verify --format gptq: measures GPTQ recipes (--recipe); GGUF files and --imatrix "
              "belong to --format ggml");
+    QL_CHECK(!a.opt.gpu,
+             "verify --format gptq: --gpu is not supported (GPTQ recipes are "
+             "fake-quantized and evaluated on the CPU)");
     GptqVerifyOptions g;
     g.base_model = a.opt.base_model;
     g.text = a.opt.text;
@@ -67,6 +70,10 @@ int run_verify_command(VerifyArgs& a) {
         return 0;
     }
     a.opt.ggml_numerics = !a.no_ggml_numerics;
+    QL_CHECK(!a.opt.gpu || !a.opt.ggml_numerics,
+             "verify --gpu: llama.cpp's matmul-input rounding (verify's default ggml numerics) is "
+             "not implemented on the GPU; add --no-ggml-numerics to measure in F16 on the GPU, "
+             "or drop --gpu");
     a.opt.store = a.store;  // where the recipes' sweep jobs are (held-out check)
     std::vector<VerifyCandidate> cands;
     for (const auto& f : a.files)
@@ -88,7 +95,13 @@ int run_verify_command(VerifyArgs& a) {
     }
     if (a.job > 0) {
         jobs::Store store(jobs::resolve_store_path(a.store));
-        store.put_artifact(a.job, {"verify", true, j.dump()});
+        // Recipes verified earlier on the same text stay in the job's table beside this run's.
+        const auto earlier = store.get_artifact(a.job, "verify");
+        const nlohmann::json kept =
+            earlier && earlier->is_json
+                ? merge_verify_tables(nlohmann::json::parse(earlier->data, nullptr, false), j)
+                : j;
+        store.put_artifact(a.job, {"verify", true, kept.dump()});
         fmt::print("verify: stored in job {} (quantlens report {})\n", a.job, a.job);
     }
     return 0;
@@ -124,6 +137,8 @@ QL_COMMAND(verify,
         ->capture_default_str();
     cmd.add_flag("--no-ggml-numerics", a->no_ggml_numerics,
                  "Pure f32 compute instead of llama.cpp's CPU arithmetic");
+    cmd.add_flag("--gpu", a->opt.gpu,
+                 "Evaluate on the GPU (CUDA build; F16 weights; needs --no-ggml-numerics)");
     cmd.add_option("--json", a->json_out, "Write the table as JSON");
     cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
     cmd.add_option("--job", a->job, "Store the table in this sweep job (for the report)");

@@ -9,6 +9,9 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "engine/kernels.h"
+#include "engine/layers/attention_sinks.h"
+#include "engine/layers/clamped_swiglu.h"
+#include "engine/layers/gemma4_layer.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -18,6 +21,8 @@ namespace quantlens {
 struct Engine::LayerNames {
     std::string attn_norm, q, k, v, qkv, o, q_bias, k_bias, v_bias, q_norm, k_norm, post_attn_norm;
     std::string ffn_norm, gate, up, down, post_ffw_norm, router, gate_exps, up_exps, down_exps;
+    // gpt-oss: sinks and the biases of o_proj, the router and the experts.
+    std::string sinks, o_bias, router_bias, gate_exps_bias, up_exps_bias, down_exps_bias;
 };
 
 namespace {
@@ -52,13 +57,23 @@ void check_finite_in_place(const std::string& file, const TensorInfo& t, const u
 }  // namespace
 
 void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind) {
-    QL_CHECK(c.shared_expert != SharedExpert::SigmoidGated,
+    QL_CHECK(!c.is_gemma4() || kind == EngineKind::Cpu,
+             "{}: {}'s layer (per-layer embeddings, KV sharing, K=V attention, per-layer head "
+             "sizes) is not implemented in the CUDA engine; run it on the CPU (without --gpu)",
+             what, c.hf_architecture);
+    // Gated DeltaNet hybrids: CPU only (engine/layers/hybrid_layer.cpp).
+    QL_CHECK(!c.is_hybrid() || kind == EngineKind::Cpu,
+             "{}: {} has Gated DeltaNet (linear attention) layers, which the CUDA engine does not "
+             "implement; run it on the CPU (without --gpu)",
+             what, arch_name(c.arch));
+    if (c.is_gemma4()) return;  // engine/layers/gemma4_layer.cpp implements all of it
+    QL_CHECK(c.shared_expert != SharedExpert::SigmoidGated || c.is_hybrid(),
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
              what, arch_name(c.arch));
-    QL_CHECK(!c.is_moe() || c.moe_renormalize || c.moe_sigmoid,
+    QL_CHECK(kind == EngineKind::Cpu || !c.is_moe() || c.moe_renormalize || c.moe_sigmoid,
              "{}: {} routing keeps the top-{} softmax weights without renormalizing them "
-             "(norm_topk_prob false), which the engine does not implement yet",
+             "(norm_topk_prob false), which the CUDA engine does not implement yet",
              what, arch_name(c.arch), c.n_experts_used);
     QL_CHECK(!c.is_moe() || (c.act == Activation::SiLU && !c.fused_gate_up && !c.post_norms),
              "{}: {} experts with GeGLU, fused gate/up or post-norms are not implemented", what,
@@ -70,7 +85,6 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
         {c.moe_sigmoid, "sigmoid grouped top-k routing with e_score_correction_bias"},
         {c.shared_expert == SharedExpert::Ungated, "a shared expert"},
         {c.n_dense_layers > 0, "leading dense layers in an MoE model"},
-        {c.rope_scaling.kind == RopeScaling::Kind::Yarn, "yarn rope scaling"},
         {c.fused_qkv, "a fused attn_qkv projection"},
         {c.fused_gate_up, "a fused gate/up projection"},
         {c.act != Activation::SiLU, "the GeGLU (tanh GELU) MLP"},
@@ -83,6 +97,9 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
         {c.rope_dims > 0, "partial rotary embeddings (partial_rotary_factor)"},
         {c.rope_scaling.kind == RopeScaling::Kind::LongRope, "longrope scaling"},
         {c.rope_theta_swa > 0, "a separate rope for sliding-window layers"},
+        {c.attn_sinks, "attention sinks"},
+        {c.swiglu_limit > 0, "the clamped SwiGLU of gpt-oss experts"},
+        {c.rope_scaling.kind == RopeScaling::Kind::Yarn, "yarn rope scaling"},
     };
     for (const auto& [missing, feature] : lacks)
         QL_CHECK(!missing,
@@ -135,9 +152,24 @@ Engine::Engine(const Model& model, EngineOptions options)
         n.gate_exps = p + "ffn_gate_exps.weight";
         n.up_exps = p + "ffn_up_exps.weight";
         n.down_exps = p + "ffn_down_exps.weight";
+        n.sinks = p + "attn_sinks.weight";
+        n.o_bias = p + "attn_output.bias";
+        n.router_bias = p + "ffn_gate_inp.bias";
+        n.gate_exps_bias = p + "ffn_gate_exps.bias";
+        n.up_exps_bias = p + "ffn_up_exps.bias";
+        n.down_exps_bias = p + "ffn_down_exps.bias";
+        if (c.ffn_norm_is_post_attention_norm) n.ffn_norm = p + "post_attention_norm.weight";
     }
     output_name_ = model.find("output.weight") ? "output.weight" : "token_embd.weight";
-    check_shapes();
+    width_ = c.hidden;
+    if (c.is_gemma4()) {
+        gemma4_init();
+        gemma4_check_shapes();
+    } else if (c.is_hybrid()) {
+        check_hybrid_shapes();
+    } else {
+        check_shapes();
+    }
 
     // ggml_numerics on a GGUF: matrices ggml multiplies in their blocks stay in the mapping.
     const bool in_place = options.ggml_numerics && model.source() == Model::Source::Gguf;
@@ -214,6 +246,14 @@ void Engine::check_shapes() const {
         expect(n.q_norm, {c.head_dim}, c.qk_norm);
         expect(n.k_norm, {c.head_dim}, c.qk_norm);
         expect(n.ffn_norm, {C}, true);
+        expect(n.sinks, {c.n_heads}, c.attn_sinks);
+        expect(n.o_bias, {C}, false);
+        if (c.is_moe_layer(l)) {  // biases: gpt-oss
+            expect(n.router_bias, {c.n_experts}, false);
+            expect(n.gate_exps_bias, {c.ffn, c.n_experts}, false);
+            expect(n.up_exps_bias, {c.ffn, c.n_experts}, false);
+            expect(n.down_exps_bias, {C, c.n_experts}, false);
+        }
         if (c.is_moe_layer(l)) {
             expect(n.router, {C, c.n_experts}, true);
             expect(n.gate_exps, {C, c.ffn, c.n_experts}, true);
@@ -360,6 +400,7 @@ std::vector<float> Engine::embed(std::span<const int32_t> tokens) const {
         for (float& x : h) x *= scale;
     }
     emit(HookEvent::Kind::Embedding, -1, nullptr, -1, h.data(), N, C);
+    if (gemma4_) return gemma4_widen(tokens, std::move(h));
     return h;
 }
 
@@ -423,10 +464,14 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     params.window = sliding ? c.sliding_window : 0;
     params.f16_probs = options_.ggml_numerics;
     std::vector<float> att(N * H * D);  // [N, H, D]
-    attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, params);
+    if (c.attn_sinks)
+        attention_sinks_forward(att.data(), q.data(), k.data(), v.data(), weight(n.sinks), B, T, H,
+                                KV, D, params);
+    else
+        attention_forward(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, params);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
     std::vector<float> proj(N * C);  // [N, C]
-    linear(proj.data(), n.o, att.data(), nullptr, N, H * D, C);
+    linear(proj.data(), n.o, att.data(), weight_opt(n.o_bias), N, H * D, C);
     if (c.post_norms)
         rmsnorm_forward(proj.data(), proj.data(), weight(n.post_attn_norm), N, C, eps);
     residual_forward(h, proj.data(), N * C);
@@ -466,10 +511,12 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     const int64_t K = config_.n_experts_used;
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.router, -1, xn, N, C);
     std::vector<float> logits(N * E);  // [N, E]
-    linear(logits.data(), n.router, xn, nullptr, N, C, E);
-    // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1.
+    linear(logits.data(), n.router, xn, weight_opt(n.router_bias), N, C, E);
+    // Routing: softmax over all experts, keep the top K, renormalize their weights to sum 1
+    // (moe_renormalize) or keep their softmax probabilities.
     std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
     std::vector<int64_t> order(E);
+    std::vector<float> chosen(hook_ ? N * K : 0);  // [N, K] expert ids, for the Routing hook
     if (config_.moe_sigmoid) route_sigmoid(l, logits.data(), N, routed);
     for (int64_t r = 0; r < N && !config_.moe_sigmoid; ++r) {
         const float* z = logits.data() + r * E;
@@ -482,10 +529,20 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
                          [&](int64_t a, int64_t b) { return p[a] > p[b]; });
         double kept = 0.0;
         for (int64_t i = 0; i < K; ++i) kept += p[order[i]];
+        const double denominator = config_.moe_renormalize ? kept : sum;
         for (int64_t i = 0; i < K; ++i)
-            routed[order[i]].emplace_back(r, static_cast<float>(p[order[i]] / kept));
-        (void)sum;  // the softmax denominator cancels in the renormalization
+            routed[order[i]].emplace_back(r, static_cast<float>(p[order[i]] / denominator));
+        if (hook_)
+            for (int64_t i = 0; i < K; ++i) chosen[r * K + i] = static_cast<float>(order[i]);
     }
+    if (hook_ && config_.moe_sigmoid) {  // each row's experts in expert order
+        std::vector<int64_t> filled(N, 0);
+        for (int64_t e = 0; e < E; ++e)
+            for (const auto& [r, w] : routed[e])
+                if (filled[r] < K) chosen[r * K + filled[r]++] = static_cast<float>(e);
+    }
+    if (hook_)
+        emit(HookEvent::Kind::Routing, static_cast<int>(l), nullptr, -1, chosen.data(), N, K);
     std::fill(out, out + N * C, 0.0f);
     // Stacked experts: gate/up [E, F, C], down [E, C, F]; linear() picks expert e's slice.
     for (int64_t e = 0; e < E; ++e) {
@@ -498,23 +555,35 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
              x.data(), M, C);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up_exps, static_cast<int>(e),
              x.data(), M, C);
-        linear(gate.data(), n.gate_exps, x.data(), nullptr, M, C, F, e);
-        linear(up.data(), n.up_exps, x.data(), nullptr, M, C, F, e);
-        swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
+        // Stacked expert biases (gpt-oss): [E, F] and [E, C]; expert e's row.
+        auto bias = [&](const std::string& name, int64_t width) {
+            const float* b = weight_opt(name);
+            return b ? b + e * width : nullptr;
+        };
+        linear(gate.data(), n.gate_exps, x.data(), bias(n.gate_exps_bias, F), M, C, F, e);
+        linear(up.data(), n.up_exps, x.data(), bias(n.up_exps_bias, F), M, C, F, e);
+        if (config_.swiglu_limit > 0)
+            clamped_swiglu_forward(gate.data(), gate.data(), up.data(), M * F,
+                                   static_cast<float>(config_.swiglu_limit),
+                                   static_cast<float>(config_.swiglu_alpha));
+        else
+            swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down_exps, static_cast<int>(e),
              gate.data(), M, F);
-        linear(y.data(), n.down_exps, gate.data(), nullptr, M, F, C, e);
+        linear(y.data(), n.down_exps, gate.data(), bias(n.down_exps_bias, C), M, F, C, e);
         for (int64_t i = 0; i < M; ++i) {
             float* o = out + rows[i].first * C;
             const float w = rows[i].second;
             for (int64_t ch = 0; ch < C; ++ch) o[ch] += w * y[i * C + ch];
         }
     }
-    if (config_.shared_expert == SharedExpert::Ungated) shared_expert_add(l, xn, out, N);
+    if (config_.shared_expert == SharedExpert::Ungated) ungated_shared_expert_add(l, xn, out, N);
 }
 
 void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     QL_ASSERT(l >= 0 && l < config_.n_layers);
+    if (gemma4_) return gemma4_run_layer(l, h, B, T);
+    if (config_.is_hybrid()) return hybrid_layer(l, h, B, T);
     const int64_t N = B * T, C = config_.hidden;
     std::vector<float> xn(N * C), ffn(N * C);  // [N, C]
     attention_block(l, h, xn.data(), B, T);
@@ -536,9 +605,18 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
     QL_ASSERT(t0 >= 0 && t0 < T);
     const int64_t C = config_.hidden, V = config_.vocab, S = T - t0, N = B * S;
     std::vector<float> xn(N * C);  // [B, S, C]
-    for (int64_t b = 0; b < B; ++b)
-        rmsnorm_forward(xn.data() + b * S * C, h + (b * T + t0) * C, weight("output_norm.weight"),
-                        S, C, static_cast<float>(config_.rms_eps));
+    for (int64_t b = 0; b < B; ++b) {
+        const float* rows = h + (b * T + t0) * width_;
+        std::vector<float> compact;  // the hidden part of wider state rows
+        if (width_ != C) {
+            compact.resize(S * C);
+            for (int64_t s = 0; s < S; ++s)
+                std::copy_n(rows + s * width_, C, compact.data() + s * C);
+            rows = compact.data();
+        }
+        rmsnorm_forward(xn.data() + b * S * C, rows, weight("output_norm.weight"), S, C,
+                        static_cast<float>(config_.rms_eps));
+    }
     emit(HookEvent::Kind::FinalNorm, static_cast<int>(config_.n_layers), nullptr, -1, xn.data(), N,
          C);
     emit(HookEvent::Kind::LinearInput, -1, &output_name_, -1, xn.data(), N, C);
@@ -547,6 +625,10 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
     if (config_.final_softcap > 0)
         softcap_forward(logits.data(), N * V, static_cast<float>(config_.final_softcap));
     return logits;
+}
+
+std::string Engine::source_path() const {
+    return model_.path();
 }
 
 std::vector<float> Engine::forward(std::span<const int32_t> tokens, int64_t B, int64_t T,

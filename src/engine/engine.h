@@ -3,7 +3,8 @@
 // fused q/k/v, optional q/k/v biases and q/k norms, normal or neox RoPE over all or part of
 // each head, per-layer sliding windows, score scale and soft-capping), optional post-norms,
 // SwiGLU or GeGLU MLP (separate or fused gate/up) or top-k experts, optional embedding
-// scale and final logit soft-capping. It never asks which family a model is; a LayerSpec
+// scale and final logit soft-capping, and gpt-oss's attention sinks, o/router/expert
+// biases and clamped SwiGLU (engine/layers). It never asks which family a model is; a LayerSpec
 // feature an engine lacks is refused (check_layer_supported).
 //
 // Promises:
@@ -22,17 +23,21 @@
 //    forward() is the three in a row.
 //  - Per-tensor overrides by GGUF name replace a weight buffer without reloading the model
 //    (a fake-quantized weight, typically); clear_override restores the original.
-//  - A hook sees the embedding output, each layer's output, the final-norm output and
-//    every linear layer's input activations (rows × cols, cols = the weight's row length).
+//  - A hook sees the embedding output, each layer's output, the final-norm output,
+//    every linear layer's input activations (rows × cols, cols = the weight's row length)
+//    and each MoE layer's chosen experts per token.
 // Numerics follow Hugging Face transformers in float32: RMSNorm x·rsqrt(mean x² + eps)·w,
 // RoPE angles pos·θ^(-2i/R) (R rotated channels, rope_frequencies), softmax attention with
 // 1/sqrt(D) unless the config sets a scale, SiLU- or tanh-GELU-gated MLP, Mixtral routing
-// softmax → top-k → renormalized weights; DeepSeek-V3's multi-head latent attention and
-// sigmoid grouped routing with a shared expert and leading dense layers (engine_deepseek.cpp).
+// softmax → top-k → renormalized weights (or the top-k probabilities as they are, when the
+// config does not renormalize: Qwen3-MoE's norm_topk_prob false); DeepSeek-V3's multi-head
+// latent attention and sigmoid grouped routing with a shared expert and leading dense layers
+// (engine_deepseek.cpp).
 #pragma once
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <span>
 #include <string>
@@ -40,6 +45,7 @@
 #include <vector>
 
 #include "core/ggml_type.h"
+#include "engine/logits_model.h"
 #include "formats/model_config.h"
 
 namespace quantlens {
@@ -47,10 +53,11 @@ namespace quantlens {
 class Model;
 
 // Throws Error (naming `what`, a path or engine, and the feature) when `config`'s layer uses
-// a feature that engine does not implement: for both, a shared expert or MoE routing without
-// renormalization; for the CUDA engine also fused projections, GeGLU, post-norms, embedding
-// scale, a custom attention scale, soft-capping, partial rotary, longrope and a separate
-// rope for sliding layers (its sliding windows: check_sequence_length).
+// a feature that engine does not implement: for both, a shared expert; for the CUDA engine
+// also MoE routing without renormalization, fused projections, GeGLU, post-norms, embedding
+// scale, a custom attention scale, soft-capping, partial rotary, longrope, a separate rope for
+// sliding layers (its sliding windows: check_sequence_length), and gpt-oss's sinks, clamped
+// SwiGLU and yarn.
 enum class EngineKind { Cpu, Cuda };
 void check_layer_supported(const ModelConfig& config, const std::string& what,
                            EngineKind kind = EngineKind::Cpu);
@@ -70,6 +77,9 @@ struct EngineOptions {
     // for a fake-quantized override, see kernels.h); K/V and Q are rounded to F16 (ggml's
     // F16 KV cache) and so are the attention probabilities.
     bool ggml_numerics = false;
+    // Gated DeltaNet layers run the step-by-step recurrence (the reference twin) instead of
+    // the chunked form (engine/layers/gated_deltanet.h).
+    bool deltanet_sequential = false;
 };
 
 struct HookEvent {
@@ -78,6 +88,9 @@ struct HookEvent {
         LayerOutput,  // layer = l, data = h after layer l
         FinalNorm,    // layer = n_layers, data = output-norm rows that feed the head
         LinearInput,  // tensor = weight name, data = its input [rows, cols = weight ne[0]]
+        // MoE layer l's routing: data = the chosen expert ids as floats [rows = B*T,
+        // cols = n_experts_used], most probable first (for tests and routing statistics).
+        Routing,
     };
     Kind kind;
     int layer;
@@ -88,7 +101,7 @@ struct HookEvent {
 };
 using EngineHook = std::function<void(const HookEvent&)>;
 
-class Engine {
+class Engine final : public LogitsModel {
   public:
     explicit Engine(const Model& model, EngineOptions options = {});
     ~Engine();
@@ -99,9 +112,15 @@ class Engine {
     const Model& model() const { return model_; }
     int64_t n_layers() const { return config_.n_layers; }
     int64_t hidden() const { return config_.hidden; }
-    int64_t vocab() const { return config_.vocab; }
+    int64_t vocab() const override { return config_.vocab; }
+    std::string source_path() const override;
+    // Floats per token row of the state h that embed() returns and run_layer()/head() take:
+    // hidden(), plus for Gemma 4 the per-layer embedding inputs [L·P] and the K/V of the
+    // layers that later KV-shared layers attend to (so a layer resumed from a cached h is
+    // exact). Only the first hidden() floats of a row are the hidden state.
+    int64_t state_width() const { return width_; }
 
-    // tokens[B*T] → h[B*T, C]. Throws Error on an id outside the vocabulary.
+    // tokens[B*T] → h[B*T, state_width()]. Throws Error on an id outside the vocabulary.
     std::vector<float> embed(std::span<const int32_t> tokens) const;
     // h[B*T, C] in place through layer l.
     void run_layer(int64_t l, float* h, int64_t B, int64_t T) const;
@@ -110,7 +129,7 @@ class Engine {
     std::vector<float> head(const float* h, int64_t B, int64_t T, int64_t t0 = 0) const;
     // embed → all layers → head(t0).
     std::vector<float> forward(std::span<const int32_t> tokens, int64_t B, int64_t T,
-                               int64_t t0 = 0) const;
+                               int64_t t0 = 0) const override;
 
     // Weight overrides by GGUF name; values in GGUF layout (n_elements floats). `type` is
     // the storage type the values stand for (only ggml_numerics looks at it).
@@ -145,6 +164,15 @@ class Engine {
 
   private:
     struct LayerNames;
+    // Gemma 4's layer (engine/layers/gemma4_layer.h/.cpp): names, row layout, rope tables.
+    struct Gemma4State;
+    void gemma4_init();
+    void gemma4_check_shapes() const;
+    // Appends each row's per-layer embedding inputs and room for shared K/V to h[N, C].
+    std::vector<float> gemma4_widen(std::span<const int32_t> tokens, std::vector<float> h) const;
+    void gemma4_run_layer(int64_t l, float* h, int64_t B, int64_t T) const;
+    void gemma4_ffn(int64_t l, const float* h, float* out, int64_t N) const;  // MLP (+ MoE)
+    const float* gemma4_row(const std::string& name, int64_t row, std::vector<float>& tmp) const;
     const float* weight(const std::string& name) const;      // override or original
     const float* weight_opt(const std::string& name) const;  // nullptr if absent
     void check_shapes() const;
@@ -160,8 +188,16 @@ class Engine {
     void mla_attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
     void route_sigmoid(int64_t l, const float* logits, int64_t N,
                        std::vector<std::vector<std::pair<int64_t, float>>>& routed) const;
-    void shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const;
+    void ungated_shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const;
     void check_deepseek_shapes() const;
+    // Gated DeltaNet hybrids (engine/layers/hybrid_layer.cpp): the whole layer, its token
+    // mixers (out[N, C] from the normed input) and the sigmoid-gated shared expert (added to
+    // out), and the shape checks that replace check_shapes' attention part.
+    void hybrid_layer(int64_t l, float* h, int64_t B, int64_t T) const;
+    void deltanet_block(int64_t l, const float* xn, float* out, int64_t B, int64_t T) const;
+    void gated_attention_block(int64_t l, const float* xn, float* out, int64_t B, int64_t T) const;
+    void shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const;
+    void check_hybrid_shapes() const;
     // The input of the matmul with weight `name`: `in` itself, or with ggml_numerics a
     // copy in `scratch` rounded for that weight's type.
     const float* mm_input(const std::string& name, const float* in, int64_t N, int64_t C,
@@ -200,6 +236,8 @@ class Engine {
     std::string output_name_;  // "output.weight" or "token_embd.weight" when tied
     EngineHook hook_;
     EngineOptions options_;
+    int64_t width_ = 0;                    // state_width()
+    std::unique_ptr<Gemma4State> gemma4_;  // set for Gemma 4 models
 };
 
 }  // namespace quantlens

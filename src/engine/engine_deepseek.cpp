@@ -143,7 +143,7 @@ void Engine::route_sigmoid(int64_t l, const float* logits, int64_t N,
         for (int64_t i = 0; i < r.k; ++i) routed[ids[n * r.k + i]].emplace_back(n, w[n * r.k + i]);
 }
 
-void Engine::shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const {
+void Engine::ungated_shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const {
     const int64_t C = config_.hidden, F = config_.shared_expert_ffn;
     const auto layer = static_cast<int>(l);
     const std::string gate = tensor_name(l, "ffn_gate_shexp"), up = tensor_name(l, "ffn_up_shexp");

@@ -19,6 +19,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,6 +56,9 @@ struct WeightErrorSums {
     int64_t n = 0;
     double sum_e2 = 0, sum_abs_e = 0, max_abs_e = 0;
     double sum_w2 = 0, sum_wh2 = 0, sum_w_wh = 0;
+    // Importance-weighted (a_j = imatrix entry of the value's column): Σ a·e², Σ a·w².
+    bool has_importance = false;
+    double sum_imp_e2 = 0, sum_imp_w2 = 0;
 };
 
 class SweepBackend {
@@ -73,9 +77,12 @@ class SweepBackend {
                               GgmlType type) = 0;
     // Fake-quantizes the stored weight to `type` on the backend's device, installs it and
     // returns the weight-error sums against the stored original; nullopt (nothing installed)
-    // when the backend has no kernel for this type and row length.
-    virtual std::optional<WeightErrorSums> set_fake_quant_override(const std::string& name,
-                                                                   GgmlType type) {
+    // when the backend has no kernel for this type and row length. `importance` (the
+    // tensor's imatrix entry, [n_mat][n_per_row]) selects the quantizers' importance paths;
+    // weigh_error also importance-weights the error sums.
+    virtual std::optional<WeightErrorSums> set_fake_quant_override(
+        const std::string& name, GgmlType type, std::span<const float> importance = {},
+        bool weigh_error = false) {
         return std::nullopt;
     }
     virtual void clear_override(const std::string& name) = 0;

@@ -128,12 +128,14 @@ void parse_gguf_impl(const GgufFile& g, std::vector<ImatrixEntry>& entries,
         for (int64_t m = 0; m < n_mat; ++m) {
             // Also keeps the conversion to int64 defined (no NaN, nothing out of range).
             QL_CHECK(std::isfinite(cnt[m]) && cnt[m] >= 0 && cnt[m] < 9e18f,
-                     "{}: tensor '{}': count {} of matrix {} (expected finite, >= 0)", path,
-                     tensor, cnt[m], m);
+                     "{}: tensor '{}': count {} of matrix {} (expected finite, >= 0)", path, tensor,
+                     cnt[m], m);
             e.counts.push_back(static_cast<int64_t>(cnt[m]));
             for (int64_t j = 0; j < n_per_row; ++j) {
                 const float s = sums[m * n_per_row + j];
-                e.values[static_cast<size_t>(m * n_per_row + j)] = cnt[m] > 0 ? s / cnt[m] : s;
+                // llama.cpp's quantize: a matrix no calibration token reached (an expert
+                // never routed to) gets importance 1 in every column.
+                e.values[static_cast<size_t>(m * n_per_row + j)] = cnt[m] > 0 ? s / cnt[m] : 1.0f;
             }
         }
         entries.push_back(std::move(e));
@@ -149,6 +151,7 @@ Imatrix Imatrix::load(const std::string& path) {
     if (bytes.size() >= 4 && std::memcmp(bytes.data(), "GGUF", 4) == 0) {
         Imatrix m;
         m.path_ = path;
+        m.gguf_ = true;
         parse_gguf_impl(GgufFile::open(path), m.entries_, m.datasets_, m.chunk_count_);
         return m;
     }
@@ -158,8 +161,18 @@ Imatrix Imatrix::load(const std::string& path) {
 Imatrix Imatrix::parse_gguf(std::span<const uint8_t> bytes, const std::string& name) {
     Imatrix m;
     m.path_ = name;
+    m.gguf_ = true;
     parse_gguf_impl(GgufFile::parse(bytes, name), m.entries_, m.datasets_, m.chunk_count_);
     return m;
+}
+
+std::vector<ImatrixFallback> Imatrix::zero_count_matrices() const {
+    std::vector<ImatrixFallback> out;
+    if (!gguf_) return out;  // legacy counts are calls shared by every matrix
+    for (const auto& e : entries_)
+        for (size_t m = 0; m < e.counts.size(); ++m)
+            if (e.counts[m] == 0) out.push_back({e.name, static_cast<int64_t>(m)});
+    return out;
 }
 
 const ImatrixEntry* Imatrix::find(const std::string& tensor) const {

@@ -8,7 +8,9 @@
 //    mean × n_calls; optionally followed by i32 last_chunk, i32 dataset_len, dataset bytes.
 //    n_values = n_per_row × n_mat (n_mat = experts for stacked MoE tensors).
 //  - GGUF (general.type = "imatrix"): per weight NAME.in_sum2 F32 [n_per_row, n_mat] and
-//    NAME.counts F32 [1, n_mat]; value = in_sum2 / count per matrix.
+//    NAME.counts F32 [1, n_mat]; value = in_sum2 / count per matrix, and 1 in every column
+//    of a matrix whose count is 0 (an expert no calibration token was routed to), as
+//    llama.cpp's quantize loads it; zero_count_matrices() lists those fallbacks.
 // Values kept here are already divided: the per-column mean of x².
 //
 // Writers (write_imatrix_legacy / write_imatrix_gguf) produce what llama-imatrix writes:
@@ -34,6 +36,12 @@ struct ImatrixEntry {
     std::vector<float> values;    // per-column mean of x², [n_mat][n_per_row]
 };
 
+// One matrix (expert) of a tensor whose importance is the fallback 1 (count 0).
+struct ImatrixFallback {
+    std::string tensor;
+    int64_t matrix = 0;
+};
+
 class Imatrix {
   public:
     // Detects the format by its first bytes; throws Error naming the file and the problem.
@@ -48,6 +56,8 @@ class Imatrix {
     int64_t chunk_count() const { return chunk_count_; }
 
     const ImatrixEntry* find(const std::string& tensor) const;
+    // GGUF imatrix matrices with a token count of 0, whose importance is the fallback 1.
+    std::vector<ImatrixFallback> zero_count_matrices() const;
     // Importance weights (n_per_row floats) of matrix `mat` of a tensor holding n_mat
     // matrices (experts) of rows of n_per_row; nullptr when the imatrix has no entry for it.
     // Throws Error naming the file and the tensor when the entry's length is not
@@ -60,6 +70,7 @@ class Imatrix {
     std::vector<ImatrixEntry> entries_;
     std::vector<std::string> datasets_;
     int64_t chunk_count_ = 0;
+    bool gguf_ = false;  // per-matrix token counts (GGUF) rather than shared call counts
 };
 
 // What the writers need besides the entries. Entry counts given to a writer are TOKENS per

@@ -95,39 +95,58 @@ double yarn_mscale(double scale, double m) {
     return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
 }
 
-// Yarn as transformers' _compute_yarn_parameters reads it (DeepSeek's mscale pair included).
+// Whether a family implements DeepSeek's yarn variant (mscale / mscale_all_dim: cos/sin
+// scaled by their ratio, the scores by mscale(factor, mscale_all_dim)²): the MLA attention.
+bool family_has_yarn_mscale(Arch arch) {
+    return arch == Arch::DeepseekV3;
+}
+
+// YaRN as transformers' _compute_yarn_parameters reads it: factor (else max_position /
+// original), original_max_position_embeddings (in the object or at the top), beta_fast /
+// beta_slow (32 / 1 when absent or zero), truncate (default true), attention_factor (else
+// 0.1·ln(factor) + 1, or DeepSeek's mscale(factor, mscale) / mscale(factor, mscale_all_dim)).
+// mscale / mscale_all_dim are refused for a family without DeepSeek's attention.
 void parse_yarn(const json& rp, const json& top, const std::string& where, const std::string& path,
                 ModelConfig& c, RopeScaling& s) {
     s.kind = RopeScaling::Kind::Yarn;
-    s.factor = get_float(rp, "factor", 0.0, path);
+    const int64_t orig_in_object = get_int(rp, "original_max_position_embeddings", 0, path);
+    s.original_max_positions = orig_in_object > 0
+                                   ? orig_in_object
+                                   : get_int(top, "original_max_position_embeddings", 0, path);
+    QL_CHECK(s.original_max_positions > 0,
+             "{}: yarn rope needs original_max_position_embeddings (in {} or at the top)", path,
+             where);
+    s.factor = get_float(
+        rp, "factor",
+        static_cast<double>(c.max_positions) / static_cast<double>(s.original_max_positions), path);
     QL_CHECK(s.factor >= 1.0, "{}: {}.factor is {}, expected ≥ 1 for yarn rope", path, where,
              s.factor);
-    QL_CHECK(get_bool(rp, "truncate", true, path),
-             "{}: {}.truncate is false; quantlens implements yarn's truncated correction range "
-             "only",
-             path, where);
-    const int64_t orig = get_int(rp, "original_max_position_embeddings", 0, path);
-    s.original_max_positions = orig > 0 ? orig : c.max_positions;
-    QL_CHECK(s.original_max_positions > 0,
-             "{}: yarn needs {}.original_max_position_embeddings or max_position_embeddings", path,
-             where);
+    if (!family_has_yarn_mscale(c.arch))
+        for (const char* k : {"mscale", "mscale_all_dim"})
+            QL_CHECK(get_float(rp, k, 0.0, path) == 0.0,
+                     "{}: {}.{} is set; quantlens's yarn implements the attention factor "
+                     "0.1·ln(factor) + 1 (or an explicit attention_factor) only, DeepSeek's "
+                     "mscale for DeepSeek-V3's attention only",
+                     path, where, k);
     // transformers (4.5x) replaces factor by max_position_embeddings / original when the
     // latter is given, llama.cpp reads factor: a model where they differ is computed two ways.
-    if (orig > 0 && c.max_positions > 0) {
-        const double ratio = static_cast<double>(c.max_positions) / static_cast<double>(orig);
+    if (orig_in_object > 0 && c.max_positions > 0) {
+        const double ratio =
+            static_cast<double>(c.max_positions) / static_cast<double>(orig_in_object);
         QL_CHECK(std::fabs(ratio - s.factor) <= 1e-9 * s.factor,
                  "{}: {}.factor is {} but max_position_embeddings / "
                  "original_max_position_embeddings is {}; transformers and llama.cpp would use "
                  "different yarn factors",
                  path, where, s.factor, ratio);
     }
-    c.hf_has_yarn_betas = rp.contains("beta_fast") || rp.contains("beta_slow");
-    s.beta_fast = get_float(rp, "beta_fast", 32.0, path);
-    s.beta_slow = get_float(rp, "beta_slow", 1.0, path);
     s.mscale = get_float(rp, "mscale", 0.0, path);
     s.mscale_all_dim = get_float(rp, "mscale_all_dim", 0.0, path);
-    QL_CHECK(s.beta_fast > 0 && s.beta_slow > 0 && s.mscale >= 0 && s.mscale_all_dim >= 0,
-             "{}: {} has non-positive yarn parameters: {}", path, where, rp.dump());
+    c.hf_has_yarn_betas = rp.contains("beta_fast") || rp.contains("beta_slow");
+    const double fast = get_float(rp, "beta_fast", 0.0, path);
+    const double slow = get_float(rp, "beta_slow", 0.0, path);
+    s.yarn_beta_fast = fast != 0.0 ? fast : 32.0;  // transformers: `or 32`, `or 1`
+    s.yarn_beta_slow = slow != 0.0 ? slow : 1.0;
+    s.yarn_truncate = get_bool(rp, "truncate", true, path);
     for (const char* k : {"extrapolation_factor", "attn_factor"})
         QL_CHECK(!rp.contains(k) || rp.at(k).is_null(),
                  "{}: {}.{} is set; quantlens's yarn does not implement it", path, where, k);
@@ -136,7 +155,11 @@ void parse_yarn(const json& rp, const json& top, const std::string& where, const
             ? yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim)
             : yarn_mscale(s.factor, 1.0);
     s.attention_factor = get_float(rp, "attention_factor", from_mscale, path);
-    (void)top;
+    QL_CHECK(s.attention_factor > 0 && s.yarn_beta_fast > 0 && s.yarn_beta_slow > 0 &&
+                 s.mscale >= 0 && s.mscale_all_dim >= 0,
+             "{}: {} for yarn rope needs positive attention_factor, beta_fast and beta_slow and "
+             "non-negative mscale, mscale_all_dim; found {}",
+             path, where, rp.dump());
 }
 
 // One rope object (v4 rope_scaling, v5 rope_parameters or one of its per-layer-type
@@ -157,6 +180,13 @@ void parse_rope_object(const json& rp, const json& top, const std::string& where
         }
     }
     if (type == "default") return;
+    if (type == "proportional") {  // Gemma 4's global layers; the family reads the rest
+        c.rope_proportional = true;
+        QL_CHECK(get_float(rp, "factor", 1.0, path) == 1.0,
+                 "{}: {}.factor is {}; quantlens implements proportional rope unscaled only", path,
+                 where, rp.dump());
+        return;
+    }
     if (type == "linear") {
         s.kind = RopeScaling::Kind::Linear;
         s.factor = get_float(rp, "factor", 0.0, path);
@@ -212,7 +242,8 @@ void parse_rope_object(const json& rp, const json& top, const std::string& where
     }
     fail(
         "{}: {} is \"{}\"; quantlens implements \"default\", \"linear\", \"llama3\", "
-        "\"longrope\" and \"yarn\" rope only, so this model's positions would be computed wrongly",
+        "\"longrope\" and \"yarn\" rope only, so this model's positions would be computed "
+        "wrongly",
         path, type_key, type);
 }
 
@@ -350,38 +381,35 @@ double rope_attention_factor(const ModelConfig& c) {
                : 1.0;
 }
 
+std::vector<double> yarn_extrapolation_weights(const ModelConfig& c) {
+    const RopeScaling& s = c.rope_scaling;
+    const int64_t dims = c.rotary_dims(), half = dims / 2;
+    // The pair index at which a wavelength makes `rotations` turns over the original context.
+    auto correction_dim = [&](double rotations) {
+        return static_cast<double>(dims) *
+               std::log(static_cast<double>(s.original_max_positions) /
+                        (rotations * 2.0 * std::numbers::pi)) /
+               (2.0 * std::log(c.rope_theta));
+    };
+    double low = correction_dim(s.yarn_beta_fast), high = correction_dim(s.yarn_beta_slow);
+    if (s.yarn_truncate) low = std::floor(low), high = std::ceil(high);
+    low = std::max(low, 0.0);
+    high = std::min(high, static_cast<double>(dims - 1));
+    if (low == high) high += 0.001;  // both implementations avoid the division by zero so
+    std::vector<double> w(static_cast<size_t>(half));
+    for (int64_t i = 0; i < half; ++i) {
+        const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
+        w[static_cast<size_t>(i)] = 1.0 - ramp;
+    }
+    return w;
+}
+
 double yarn_score_scale(const ModelConfig& c) {
     const RopeScaling& s = c.rope_scaling;
     if (s.kind != RopeScaling::Kind::Yarn || s.mscale_all_dim <= 0) return 1.0;
     const double m = yarn_mscale(s.factor, s.mscale_all_dim);
     return m * m;
 }
-
-namespace {
-
-// transformers' yarn frequencies: per pair i, the share of the unscaled ("extrapolated")
-// frequency, 1 − a ramp from the correction dim of beta_fast rotations (floored) to that of
-// beta_slow rotations (ceiled) over the original context.
-std::vector<double> yarn_extrapolation_share(const ModelConfig& c, double theta, int64_t dims) {
-    const RopeScaling& s = c.rope_scaling;
-    const double two_pi = 2.0 * std::numbers::pi;
-    auto correction_dim = [&](double rotations) {
-        return static_cast<double>(dims) *
-               std::log(static_cast<double>(s.original_max_positions) / (rotations * two_pi)) /
-               (2.0 * std::log(theta));
-    };
-    double low = std::max(std::floor(correction_dim(s.beta_fast)), 0.0);
-    double high = std::min(std::ceil(correction_dim(s.beta_slow)), static_cast<double>(dims - 1));
-    if (low == high) high += 0.001;
-    std::vector<double> share(static_cast<size_t>(dims / 2));
-    for (size_t i = 0; i < share.size(); ++i) {
-        const double ramp = std::clamp((static_cast<double>(i) - low) / (high - low), 0.0, 1.0);
-        share[i] = 1.0 - ramp;
-    }
-    return share;
-}
-
-}  // namespace
 
 std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool sliding) {
     const int64_t dims = c.rotary_dims(), half = dims / 2;
@@ -394,9 +422,6 @@ std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool slidi
     const std::vector<float> llama3 = local                         ? std::vector<float>{}
                                       : c.rope_freq_factors.empty() ? llama3_rope_freq_factors(c)
                                                                     : c.rope_freq_factors;
-    const std::vector<double> yarn = !local && s.kind == RopeScaling::Kind::Yarn
-                                         ? yarn_extrapolation_share(c, theta, dims)
-                                         : std::vector<double>{};
     const std::vector<double>* longrope = nullptr;
     if (!local && s.kind == RopeScaling::Kind::LongRope)
         longrope = T > s.original_max_positions ? &s.long_factor : &s.short_factor;
@@ -406,7 +431,11 @@ std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool slidi
         if (!llama3.empty()) freq[k] /= llama3[k];
         if (longrope) freq[k] /= (*longrope)[k];
         if (!local && s.kind == RopeScaling::Kind::Linear) freq[k] /= s.factor;
-        if (!yarn.empty()) freq[k] = freq[k] / s.factor * (1.0 - yarn[k]) + freq[k] * yarn[k];
+    }
+    if (!local && s.kind == RopeScaling::Kind::Yarn) {
+        const std::vector<double> extrapolate = yarn_extrapolation_weights(c);
+        for (size_t k = 0; k < freq.size(); ++k)
+            freq[k] = freq[k] / s.factor * (1.0 - extrapolate[k]) + freq[k] * extrapolate[k];
     }
     return freq;
 }
@@ -472,7 +501,11 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
     c.n_layers = required("block_count");
     c.hidden = required("embedding_length");
     c.n_heads = required("attention.head_count");
-    c.n_kv_heads = int_key("attention.head_count_kv", c.n_heads);
+    if (const GgufValue* kv = g.find(p + "attention.head_count_kv");
+        kv && kv->type == GgufValueType::ARRAY && !kv->array.empty())
+        c.n_kv_heads = kv->array[0].as_int();  // one per layer (Gemma 4): the family reads them
+    else
+        c.n_kv_heads = int_key("attention.head_count_kv", c.n_heads);
     c.head_dim = int_key("attention.key_length", 0);
     if (c.head_dim == 0) {
         QL_CHECK(c.hidden % c.n_heads == 0, "{}: embedding_length {} is not a multiple of {} heads",
@@ -511,23 +544,21 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
     if (const GgufValue* v = g.find(p + "rope.scaling.type")) {
         const std::string type = v->as_string();
         const GgufValue* factor = g.find(p + "rope.scaling.factor");
-        if (type == "linear" && factor && factor->as_float() != 1.0) {
-            s.kind = RopeScaling::Kind::Linear;
-            s.factor = factor->as_float();
-            QL_CHECK(s.factor > 0, "{}: {}rope.scaling.factor is {}, expected positive", path, p,
-                     s.factor);
-        } else if (type == "yarn" && factor && factor->as_float() > 1.0) {
-            // llama.cpp's yarn; a yarn_log_multiplier is DeepSeek's mscale_all_dim / 10, whose
-            // graph leaves cos/sin unscaled (mscale = mscale_all_dim) and scales the scores.
+        if (type == "yarn" && factor) {  // llama.cpp floors/ceils the ramp's ends
             s.kind = RopeScaling::Kind::Yarn;
             s.factor = factor->as_float();
             s.original_max_positions = int_key("rope.scaling.original_context_length", 0);
-            QL_CHECK(s.original_max_positions > 0,
-                     "{}: yarn rope without {}rope.scaling.original_context_length", path, p);
+            QL_CHECK(s.factor >= 1.0 && s.original_max_positions > 0,
+                     "{}: yarn rope needs {}rope.scaling.factor ≥ 1 and "
+                     "{}rope.scaling.original_context_length",
+                     path, p, p);
             if (const GgufValue* b = g.find(p + "rope.scaling.yarn_beta_fast"))
-                s.beta_fast = b->as_float();
+                s.yarn_beta_fast = b->as_float();
             if (const GgufValue* b = g.find(p + "rope.scaling.yarn_beta_slow"))
-                s.beta_slow = b->as_float();
+                s.yarn_beta_slow = b->as_float();
+            s.yarn_truncate = true;
+            // A yarn_log_multiplier is DeepSeek's mscale_all_dim / 10, whose graph leaves
+            // cos/sin unscaled (mscale = mscale_all_dim) and scales the scores.
             const GgufValue* log_mul = g.find(p + "rope.scaling.yarn_log_multiplier");
             if (log_mul && log_mul->as_float() > 0) {
                 s.mscale_all_dim = s.mscale = log_mul->as_float() / 0.1;
@@ -536,12 +567,16 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
                 s.attention_factor = 0.1 * std::log(s.factor) + 1.0;
             }
             if (const GgufValue* a = g.find(p + "rope.scaling.yarn_attn_factor"))
-                s.attention_factor = a->as_float();
+                s.attention_factor *= a->as_float();
+        } else if (type == "linear" && factor && factor->as_float() != 1.0) {
+            s.kind = RopeScaling::Kind::Linear;
+            s.factor = factor->as_float();
+            QL_CHECK(s.factor > 0, "{}: {}rope.scaling.factor is {}, expected positive", path, p,
+                     s.factor);
         } else {
             QL_CHECK(type == "none" || type == "longrope" || (factor && factor->as_float() == 1.0),
                      "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled, linear, "
-                     "yarn and "
-                     "longrope rope and llama3 scaling (rope_freqs.weight) only",
+                     "yarn and longrope rope and llama3 scaling (rope_freqs.weight) only",
                      path, p, type);
         }
     }

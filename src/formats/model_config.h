@@ -20,9 +20,10 @@
 // the global layers' rope and the sliding layers' own θ (v4 Gemma 3: rope_local_base_freq).
 // Types: default, linear (θ^(-2i/d) / factor), llama3, longrope (short/long factors chosen by
 // whether the sequence is longer than original_max_position_embeddings, and the attention
-// factor multiplying cos/sin, as transformers and llama.cpp do), yarn (transformers'
-// truncated ramp, mscale/mscale_all_dim); partial_rotary_factor (top level or in the rope
-// object) rotates the first head_dim·factor channels only.
+// factor multiplying cos/sin, as transformers and llama.cpp do), yarn (see
+// RopeScaling: gpt-oss's, and DeepSeek's mscale/mscale_all_dim for the MLA families only);
+// partial_rotary_factor (top level or in the rope object) rotates the first head_dim·factor
+// channels only.
 //
 // Promise: a config the engine would compute wrongly is refused, naming the key and value:
 // another rope type (dynamic, ...), an activation the family does not use, MLP biases,
@@ -50,6 +51,12 @@ enum class Arch {
     Gemma2,
     Gemma3,
     Phi3,
+    Gemma4,
+    Qwen3Next,  // Gated DeltaNet hybrids (families/qwen3next.cpp, qwen35.cpp)
+    Qwen35,
+    Qwen35Moe,
+    GptOss,  // gpt-oss (src/model/families/gptoss.cpp)
+    Qwen3Moe,
     DeepseekV3,  // DeepSeek-V3/R1, Kimi-K2 (GGUF "deepseek2")
     Glm4Moe,     // GLM-4.5/4.6 (GGUF "glm4moe")
 };
@@ -110,6 +117,17 @@ struct LayerSpec {
     // The pre-MLP norm is the GGUF's post_attention_norm (GLM-4.5: the converter maps HF's
     // post_attention_layernorm to ATTN_POST_NORM), not ffn_norm.
     bool ffn_norm_post_attention = false;
+    // --- gpt-oss (GptOssForCausalLM) ---
+    // A learned logit per head (attn_sinks) joins each query's softmax denominator and is
+    // dropped from the weights; o_proj, the router and the experts carry biases (read when
+    // the tensors are there); the pre-MLP norm is stored as post_attention_norm, as llama.cpp's
+    // converter names it.
+    bool attn_sinks = false;
+    bool ffn_norm_is_post_attention_norm = false;
+    // Experts compute (up + 1)·gate·σ(swiglu_alpha·gate) with gate clamped to ≤ swiglu_limit
+    // and up to ±swiglu_limit; 0 = the plain SwiGLU silu(gate)·up.
+    double swiglu_limit = 0.0;
+    double swiglu_alpha = 1.702;
 };
 
 // How a model rescales its rotary frequencies beyond the base θ^(-2i/d) (d = rotated dims).
@@ -130,13 +148,21 @@ struct RopeScaling {
     // max_pos > orig, else 1), as transformers' and llama.cpp's longrope do.
     std::vector<double> short_factor, long_factor;
     double attention_factor = 1.0;
-    // Yarn (transformers' _compute_yarn_parameters, DeepSeek's variant): frequencies blended
-    // between θ^(-2i/d) and θ^(-2i/d)/factor by a linear ramp over the pairs between the
-    // correction dims of beta_fast and beta_slow rotations in original_max_positions;
-    // attention_factor (cos/sin) = mscale(factor, mscale) / mscale(factor, mscale_all_dim)
-    // with mscale(s, m) = 0.1·m·ln(s) + 1, and DeepSeek's score scale gains
-    // mscale(factor, mscale_all_dim)² (yarn_score_scale).
-    double beta_fast = 32.0, beta_slow = 1.0;
+
+    // --- YaRN (gpt-oss) ---
+    // Pair i's frequency blends θ^(-2i/R) (extrapolation) and θ^(-2i/R)/factor
+    // (interpolation) by a ramp from 1 to 0 between the pair indices where the wavelength
+    // fits beta_fast and beta_slow rotations into original_max_positions; cos and sin are
+    // multiplied by attention_factor (0.1·ln(factor) + 1 unless the config gives one).
+    // yarn_truncate floors/ceils the ramp's ends (transformers' default and llama.cpp's
+    // ggml_rope_yarn_corr_dims); gpt-oss's config sets "truncate": false.
+    double yarn_beta_fast = 32.0;
+    double yarn_beta_slow = 1.0;
+    bool yarn_truncate = true;
+    // DeepSeek's yarn (MLA families only; others refuse mscale/mscale_all_dim): cos/sin
+    // get mscale(factor, mscale) / mscale(factor, mscale_all_dim) with mscale(s, m) =
+    // 0.1·m·ln(s) + 1, and the attention score scale gains mscale(factor, mscale_all_dim)²
+    // (yarn_score_scale).
     double mscale = 0.0, mscale_all_dim = 0.0;  // 0 = not given
 };
 
@@ -177,6 +203,62 @@ struct ModelConfig : LayerSpec {
     int64_t bos_token_id = -1;
     int64_t eos_token_id = -1;
 
+    // --- Gemma 4 (model/families/gemma4.cpp, engine/layers/gemma4_layer.cpp) ---
+    // One entry per layer when the model uses Gemma 4's decoder layer (empty otherwise): its
+    // own attention shape (global layers have their own head size and KV heads), whether V
+    // is the K projection (attention_k_eq_v: no attn_v, V = v-norm of the raw K), the layer
+    // whose K/V it attends to (itself, or for the last num_kv_shared_layers layers the last
+    // earlier layer of the same type), and its dense MLP width (double-wide on shared layers).
+    struct Gemma4Layer {
+        int64_t head_dim = 0;
+        int64_t n_kv_heads = 0;
+        int64_t ffn = 0;
+        bool v_is_k = false;
+        int64_t kv_source = 0;
+    };
+    std::vector<Gemma4Layer> gemma4_layers;
+    int64_t ple_dim = 0;               // hidden_size_per_layer_input: per-layer embedding width
+    int64_t expert_ffn = 0;            // Gemma 4's routed experts' width (beside the dense MLP)
+    double rope_partial_global = 1.0;  // proportional rope: rotated fraction of global heads
+    // Set by the shared rope parser for rope_type "proportional", which only a family that
+    // implements it (Gemma 4) clears; the registry refuses a config where it stays set.
+    bool rope_proportional = false;
+    bool is_gemma4() const { return !gemma4_layers.empty(); }
+    // --- Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5 dense and MoE) ---
+    // Layer l is a Gated DeltaNet (linear attention) layer when layer_linear[l]; the others
+    // are gated full attention. Empty: not a hybrid. In a hybrid every layer's tensors follow
+    // llama.cpp's qwen3next/qwen35 layout (engine/layers/hybrid_layer.cpp): the pre-FFN norm
+    // is post_attention_norm, attn_q holds each head's query then its output gate.
+    std::vector<bool> layer_linear;
+    int64_t ssm_conv_kernel = 0;  // linear_conv_kernel_dim
+    int64_t ssm_k_heads = 0;      // linear_num_key_heads (q and k heads)
+    int64_t ssm_v_heads = 0;      // linear_num_value_heads
+    int64_t ssm_k_dim = 0;        // linear_key_head_dim
+    int64_t ssm_v_dim = 0;        // linear_value_head_dim
+    // Value heads per q/k head in llama.cpp's tiled order (Qwen3.5's converter reorders
+    // them): value head h reads q/k head h % ssm_k_heads; otherwise grouped as transformers
+    // keeps them, h / (ssm_v_heads / ssm_k_heads) (Qwen3-Next).
+    bool ssm_v_tiled = false;
+    // Qwen3-Next's one ssm_ba [C, 2·n_v] (per q/k head: its value heads' b, then their a);
+    // Qwen3.5: ssm_beta and ssm_alpha [C, n_v] each.
+    bool ssm_fused_ba = false;
+    // config.json intermediate_size when present (the converter's feed_forward_length); -1
+    // when absent (Qwen3.5-MoE).
+    int64_t hf_intermediate_size = -1;
+    std::vector<int64_t> rope_sections;  // Qwen3.5 mrope_section (written, not used: text only)
+
+    bool is_hybrid() const { return !layer_linear.empty(); }
+    bool is_linear_layer(int64_t l) const {
+        return is_hybrid() && layer_linear[static_cast<size_t>(l)];
+    }
+    int64_t ssm_conv_dim() const { return 2 * ssm_k_heads * ssm_k_dim + ssm_v_heads * ssm_v_dim; }
+    // --- Qwen3-MoE (model/families/qwen3moe.cpp) ---
+    // config.json's intermediate_size of an MoE model whose layers are all sparse: no layer
+    // uses it, but llama.cpp's converter writes it as feed_forward_length (0 = none).
+    int64_t moe_dense_ffn = 0;
+    // config.json names the expert count num_local_experts (as transformers 5 saves it) rather
+    // than num_experts: the converter then writes expert_count among the shared keys.
+    bool moe_count_key_local = false;
     // --- DeepSeek-V3 / GLM-4.5 ---
     // Leading layers with a dense MLP of dense_ffn (intermediate_size) before the MoE ones.
     int64_t n_dense_layers = 0;
@@ -224,6 +306,8 @@ std::vector<double> rope_frequencies(const ModelConfig& config, int64_t T = 0,
 double rope_attention_factor(const ModelConfig& config);
 // DeepSeek's yarn score factor mscale(factor, mscale_all_dim)²; 1 without yarn or mscale_all_dim.
 double yarn_score_scale(const ModelConfig& config);
+// YaRN's weight of the unscaled frequency for each rotary pair (1 − ramp; see RopeScaling).
+std::vector<double> yarn_extrapolation_weights(const ModelConfig& config);
 // Throws Error when a sequence of T tokens would need attention beyond a sliding window,
 // for an engine that does not implement windows (the CUDA engine).
 void check_sequence_length(const ModelConfig& config, int64_t T);

@@ -34,6 +34,8 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"gptq", V::path, web},
           {"gptq-chunks", V::number, web},
           {"gptq-act-order", V::flag, cli},
+          {"experts", V::flag, web},
+          {"expert-sample", V::number, web},
           // A web job is always a new one in the server's own store.
           {"job", V::number, cli},
           {"shard", V::word, cli},
@@ -57,6 +59,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"batch", V::number, web},
           {"as-f16", V::flag, web},
           {"ggml-numerics", V::flag, web},
+          {"gpu", V::flag, web},
           {"store", V::path, cli},
           {"json", V::flag, cli},
           {"force", V::flag, cli}}},
@@ -75,6 +78,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"name", V::word, web},
           // Regexes, and files written beside the recipe: not from a web form.
           {"pin", V::word, cli},
+          {"tie", V::word, cli},
           {"output", V::out_path, cli},
           {"export-llama-cpp", V::out_path, cli},
           {"export-gptq", V::out_path, cli},
@@ -116,6 +120,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"ctx", V::number, web},
           {"chunks", V::number, web},
           {"no-ggml-numerics", V::flag, web},
+          {"gpu", V::flag, web},
           {"allow-overlap", V::flag, web},
           // The request's model and job (model_arg, job_arg), never options of their own.
           {"base", V::path, cli},
@@ -137,9 +142,37 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"batch", V::number, web},
           {"as-f16", V::flag, web},
           {"ggml-numerics", V::flag, web},
+          {"gpu", V::flag, web},
           {"save-logits", V::out_path, cli},
           {"force", V::flag, cli},
           {"json", V::flag, cli}}},
+        // compare FP QUANT: the request's model is FP, its "quant" the quantized GGUF.
+        {"compare",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"text", V::path, web},
+          {"ctx", V::number, web},
+          {"chunks", V::number, web},
+          {"batch", V::number, web},
+          {"top", V::number, web},
+          {"exact-fp", V::flag, web},
+          {"no-ggml-numerics", V::flag, web},
+          {"no-attribution", V::flag, web},
+          {"json", V::flag, cli},
+          {"store", V::path, cli}},
+         "model",
+         "quant"},
+        // audit ZOO: the request's model is the zoo file; the server checks that every path
+        // it names lies inside the allowed roots (server_jobs.cpp).
+        {"audit",
+         "",
+         nullptr,
+         true,
+         false,
+         {{"time-limit", V::number, web}, {"json", V::flag, cli}, {"store", V::path, cli}},
+         "zoo"},
     };
     return specs;
 }
@@ -182,10 +215,13 @@ nlohmann::json job_kinds_json() {
         nlohmann::json opts = nlohmann::json::object();
         for (const auto& o : s.options)
             if (o.web) opts[std::string(o.name)] = option_value_name(o.value);
-        out[std::string(s.kind)] = {
+        nlohmann::json kind = {
             {"target", s.model_arg ? "model" : "job"},
             {"job_option", s.model_arg && s.job_arg},  // verify: an optional job to store into
             {"options", opts}};
+        if (s.model_label != "model") kind["model_label"] = std::string(s.model_label);
+        if (s.second_path) kind["second"] = s.second_path;
+        out[std::string(s.kind)] = std::move(kind);
     }
     return out;
 }

@@ -12,14 +12,20 @@
 //    head's k rows transposed) and attn_v_b (ne [kv_lora, v, H]), as the converter splits it;
 //  - tensors of layers past num_hidden_layers (multi-token-prediction layers, which the
 //    converter skips for DeepSeek) are left out when the config declares them.
+//  - Gated DeltaNet hybrids: the converter's splits, head reorders and A_log → −exp(A_log)
+//    (model/deltanet_layout.h); their MTP tensors (mtp.*) are dropped as the converter does.
+//  - tensors the family derives (Family::derive_hf: gpt-oss's stacked, transposed,
+//    interleaved or MXFP4 experts) are built by model/hf_derived.cpp.
 #include <algorithm>
 #include <filesystem>
 #include <map>
 #include <mutex>
+#include <optional>
 
 #include "core/error.h"
 #include "core/hash.h"
 #include "formats/safetensors.h"
+#include "model/deltanet_layout.h"
 #include "model/names.h"
 #include "model/sources.h"
 
@@ -48,6 +54,11 @@ struct Parts {
     std::vector<const StTensor*> parts;  // one, or one per expert in expert order
     int64_t permute_heads = 0;           // > 0: apply the llama q/k row permutation
     float norm_offset = 0.0f;            // added to every value (Gemma's norms: 1 + w)
+    std::optional<HfGather> gather;      // a hybrid's converter rearrangement
+    // A tensor the family derives (Family::derive_hf, gpt-oss): parts[0] is the HF tensor.
+    std::optional<HfDerivedTensor> derived;
+    const StTensor* mxfp4_scales = nullptr;
+    DerivedShape shape;
     enum class MlaSplit { None, KB, VB } mla_split = MlaSplit::None;  // part of kv_b_proj
 };
 
@@ -113,9 +124,21 @@ class HfModel final : public Model {
         const auto it = sources_.find(tensor.name);
         QL_ASSERT(it != sources_.end());
         const HfSource& s = it->second;
+        if (s.derived) {
+            derived_read_f32(*s.derived, *s.parts.front(), s.shape, raw(tensor), out);
+            return;
+        }
         size_t at = 0;
         for (const StTensor* part : s.parts) {
             const auto n = static_cast<size_t>(part->n_elements());
+            if (s.gather) {  // one HF tensor onto the whole GGUF tensor (maybe a part of it)
+                std::vector<float> tmp(n);
+                SafetensorsModel::to_f32(*part, tmp);
+                apply_hf_gather(*s.gather, tmp.data(), part->shape[0],
+                                part->n_elements() / part->shape[0], out.data());
+                for (float& x : out) x += s.norm_offset;
+                return;
+            }
             std::span<float> dst = out.subspan(at, n);
             if (s.mla_split != Parts::MlaSplit::None) {
                 std::vector<float> tmp(static_cast<size_t>(part->n_elements()));
@@ -135,6 +158,20 @@ class HfModel final : public Model {
                 for (float& x : dst) x += s.norm_offset;
             at += n;
         }
+    }
+
+    // MXFP4 experts of a released gpt-oss checkpoint, repacked into ggml's blocks on first
+    // use (and kept: the engine and the GGUF writer both read them).
+    std::span<const uint8_t> raw(const TensorInfo& tensor) const override {
+        const auto it = sources_.find(tensor.name);
+        if (it == sources_.end() || !it->second.derived || !it->second.mxfp4_scales) return {};
+        const HfSource& s = it->second;
+        std::lock_guard<std::mutex> lock(packed_mutex_);
+        auto [at, inserted] = packed_.try_emplace(tensor.name);
+        if (inserted)
+            at->second = mxfp4_to_ggml(*s.parts.front(), *s.mxfp4_scales, s.derived->stride,
+                                       s.derived->offset);
+        return at->second;
     }
 
     std::string content_hash() const override {
@@ -160,34 +197,39 @@ class HfModel final : public Model {
         };
         std::map<std::string, Pending> pending;
         std::map<std::string, Parts::MlaSplit> splits;  // GGUF name → part of kv_b_proj
-        static const std::string kKb = ".attn_k_b.weight";
+        std::vector<std::pair<HfDerivedTensor, const StTensor*>> derived;
+        const Family& family = family_of(config_.arch);
         for (const StTensor& t : st_.tensors()) {
             if (t.name.ends_with("rotary_emb.inv_freq")) continue;  // buffer, not a weight
+            if (config_.is_hybrid() && t.name.starts_with("mtp.")) continue;  // as the converter
             if (config_.n_nextn_layers > 0 && is_nextn_layer(t.name)) continue;
-            const auto mapped = hf_to_gguf(t.name, config_.arch);
-            QL_CHECK(mapped.has_value(), "{}: tensor '{}' is not a known {} tensor name", t.file,
-                     t.name, config_.hf_architecture);
-            Pending& p = pending[mapped->gguf];
-            p.info.name = mapped->gguf;
-            p.info.layer = mapped->layer;
-            if (mapped->expert >= 0) {
-                QL_CHECK(p.experts.emplace(mapped->expert, &t).second,
-                         "{}: expert {} of '{}' appears twice", t.file, mapped->expert,
-                         mapped->gguf);
-            } else {
-                p.single = &t;
-                p.info.hf_name = t.name;
+            if (family.derive_hf) {
+                if (auto d = family.derive_hf(t.name)) {
+                    for (HfDerivedTensor& x : *d) derived.emplace_back(std::move(x), &t);
+                    continue;
+                }
             }
-            if (config_.mla && mapped->gguf.ends_with(kKb)) {
-                const std::string vb =
-                    mapped->gguf.substr(0, mapped->gguf.size() - kKb.size()) + ".attn_v_b.weight";
-                Pending& v = pending[vb];
-                v.info.name = vb;
-                v.info.layer = mapped->layer;
-                v.single = &t;
-                v.info.hf_name = t.name;
-                splits[mapped->gguf] = Parts::MlaSplit::KB;
-                splits[vb] = Parts::MlaSplit::VB;
+            const auto all = hf_to_gguf_all(t.name, config_.arch);
+            QL_CHECK(!all.empty(), "{}: tensor '{}' is not a known {} tensor name", t.file, t.name,
+                     config_.hf_architecture);
+            for (const HfName& one : all) {
+                const auto mapped = &one;
+                Pending& p = pending[mapped->gguf];
+                p.info.name = mapped->gguf;
+                p.info.layer = mapped->layer;
+                if (mapped->expert >= 0) {
+                    QL_CHECK(p.experts.emplace(mapped->expert, &t).second,
+                             "{}: expert {} of '{}' appears twice", t.file, mapped->expert,
+                             mapped->gguf);
+                } else {
+                    p.single = &t;
+                    p.info.hf_name = t.name;
+                }
+                // kv_b_proj maps to both attn_k_b and attn_v_b: each takes its part.
+                if (config_.mla && mapped->gguf.ends_with(".attn_k_b.weight"))
+                    splits[mapped->gguf] = Parts::MlaSplit::KB;
+                if (config_.mla && mapped->gguf.ends_with(".attn_v_b.weight"))
+                    splits[mapped->gguf] = Parts::MlaSplit::VB;
             }
         }
 
@@ -233,6 +275,18 @@ class HfModel final : public Model {
                 info.ne.assign(p.single->shape.rbegin(), p.single->shape.rend());
                 info.type = ggml_type_of(*p.single);
             }
+            if (config_.is_hybrid() && p.single) {
+                const std::string hf_rest = info.hf_name.substr(info.hf_name.find('.', 13) + 1);
+                const std::string base = name.substr(name.find('.', 4) + 1);
+                const auto dot = base.find(".weight");
+                src.gather = deltanet_hf_gather(
+                    config_, dot == std::string::npos ? base : base.substr(0, dot),
+                    hf_rest.ends_with(".weight") ? hf_rest.substr(0, hf_rest.size() - 7) : hf_rest,
+                    p.single->shape);
+                if (src.gather) info.ne = src.gather->ne;
+                // −exp(A_log) is no longer a BF16 value; the converter stores it in F32.
+                if (src.gather && src.gather->neg_exp) info.type = GgmlType::F32;
+            }
             const std::string& file = src.parts.front()->file;
             QL_CHECK(!info.ne.empty() && info.ne.size() <= 4,
                      "{}: tensor '{}' has {} dimensions, expected 1 to 4", file, info.hf_name,
@@ -244,17 +298,41 @@ class HfModel final : public Model {
                     info.role == TensorRole::AttnQ ? config_.n_heads : config_.n_kv_heads;
             }
             // The converter adds the offset to every tensor whose HF name ends in norm.weight.
-            if (config_.hf_norm_offset != 0.0 && info.hf_name.ends_with("norm.weight"))
+            // (Qwen3-Next's gated linear_attn.norm is a plain weight, which it leaves alone.)
+            if (config_.hf_norm_offset != 0.0 && info.hf_name.ends_with("norm.weight") &&
+                !info.hf_name.ends_with("linear_attn.norm.weight"))
                 src.norm_offset = static_cast<float>(config_.hf_norm_offset);
             info.quantizable = is_quantizable(info.role, info.ne);
             sources_.emplace(name, std::move(src));
             tensors_.push_back(std::move(info));
         }
 
+        for (auto& [d, t] : derived) {
+            QL_CHECK(sources_.count(d.gguf) == 0, "{}: '{}' comes from '{}' and another tensor",
+                     t->file, d.gguf, t->name);
+            HfSource src;
+            src.parts.push_back(t);
+            if (!d.mxfp4_scales.empty()) src.mxfp4_scales = st_.find(d.mxfp4_scales);
+            src.shape = derived_shape(d, *t, src.mxfp4_scales);
+            TensorInfo info;
+            info.name = d.gguf;
+            info.hf_name = t->name;
+            info.ne = src.shape.ne;
+            info.type = src.shape.type;
+            info.layer = d.layer;
+            info.role = role_from_gguf_name(d.gguf);
+            check_shape(info, config_, t->file, "config.json");
+            info.quantizable = is_quantizable(info.role, info.ne);
+            src.derived = std::move(d);
+            sources_.emplace(info.name, std::move(src));
+            tensors_.push_back(std::move(info));
+        }
+
         QL_CHECK(find("token_embd.weight") != nullptr, "{}: no model.embed_tokens.weight", path_);
         QL_CHECK(config_.tie_embeddings || find("output.weight") != nullptr,
                  "{}: no lm_head.weight and tie_word_embeddings is false", config_path);
-        for (int64_t l = 0; l < config_.n_layers; ++l) {
+        for (int64_t l = 0; l < config_.n_layers && !config_.is_hybrid(); ++l) {
+            if (config_.is_gemma4()) break;  // K/V per layer: the engine checks them
             const auto bases =
                 config_.mla ? std::vector<const char*>{"attn_norm",     "attn_q_a", "attn_q_b",
                                                        "attn_kv_a_mqa", "attn_k_b", "attn_v_b",
@@ -274,7 +352,10 @@ class HfModel final : public Model {
         // its tensors), then the head.
         auto rank = [](const TensorInfo& t) {
             static constexpr TensorRole kOrder[] = {
-                TensorRole::AttnNorm,     TensorRole::AttnQKV,     TensorRole::AttnQ,
+                TensorRole::AttnNorm,     TensorRole::AttnQKV,     TensorRole::AttnGate,
+                TensorRole::SsmBetaAlpha, TensorRole::SsmBeta,     TensorRole::SsmAlpha,
+                TensorRole::SsmConv,      TensorRole::SsmDt,       TensorRole::SsmA,
+                TensorRole::SsmNorm,      TensorRole::SsmOut,      TensorRole::AttnQ,
                 TensorRole::AttnQBias,    TensorRole::AttnK,       TensorRole::AttnKBias,
                 TensorRole::AttnV,        TensorRole::AttnVBias,   TensorRole::AttnQNorm,
                 TensorRole::AttnKNorm,    TensorRole::AttnO,       TensorRole::AttnPostNorm,
@@ -314,6 +395,8 @@ class HfModel final : public Model {
 
     SafetensorsModel st_;
     std::map<std::string, HfSource> sources_;
+    mutable std::map<std::string, std::vector<uint8_t>> packed_;  // raw(): MXFP4 blocks
+    mutable std::mutex packed_mutex_;
     mutable std::once_flag hash_once_;
     mutable std::string hash_;
 };

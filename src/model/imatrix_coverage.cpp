@@ -1,5 +1,6 @@
 #include "model/imatrix_coverage.h"
 
+#include <algorithm>
 #include <cstdio>
 #include <set>
 
@@ -12,9 +13,14 @@ namespace quantlens {
 ImatrixCoverage check_imatrix_coverage(const Imatrix& imatrix, const Model& model) {
     std::set<std::string> quantizable;
     for (const auto& t : model.tensors())
-        if (t.quantizable && t.name != "token_embd.weight") quantizable.insert(t.name);
+        // Lookup tables take no matmul input, so no imatrix entry (Gemma 4's PLE table too).
+        if (t.quantizable && t.name != "token_embd.weight" && t.role != TensorRole::PleTokenEmbd)
+            quantizable.insert(t.name);
 
     ImatrixCoverage cov;
+    cov.zero_count_matrices = imatrix.zero_count_matrices();
+    std::set<std::pair<std::string, int64_t>> fallback;  // their 1s are no calibration data
+    for (const auto& f : cov.zero_count_matrices) fallback.insert({f.tensor, f.matrix});
     std::set<std::string> covered;
     bool any_nonzero = false;
     for (const ImatrixEntry& e : imatrix.entries()) {
@@ -23,11 +29,16 @@ ImatrixCoverage check_imatrix_coverage(const Imatrix& imatrix, const Model& mode
         } else if (!model.find(e.name)) {
             cov.unmatched_entries.push_back(e.name);
         }
-        for (const float v : e.values)
-            if (v != 0.0f) {
-                any_nonzero = true;
-                break;
-            }
+        const auto n_mat = static_cast<int64_t>(std::max<size_t>(e.counts.size(), 1));
+        const int64_t n_per_row = e.n_values / n_mat;
+        for (int64_t m = 0; m < n_mat && !any_nonzero; ++m) {
+            if (fallback.count({e.name, m})) continue;
+            for (int64_t j = 0; j < n_per_row; ++j)
+                if (e.values[static_cast<size_t>(m * n_per_row + j)] != 0.0f) {
+                    any_nonzero = true;
+                    break;
+                }
+        }
     }
     QL_CHECK(!imatrix.entries().empty() && !covered.empty(),
              "{}: none of its {} entries names a quantizable tensor of {} (first: '{}'); it would "
@@ -68,6 +79,19 @@ Imatrix load_imatrix_for(const Model& model, const std::string& path) {
                    "warning: {}: no importance for {} tensor{} of {}, quantized unweighted: {}\n",
                    path, cov.uncovered_tensors.size(), cov.uncovered_tensors.size() == 1 ? "" : "s",
                    model.path(), name_list(cov.uncovered_tensors));
+    if (!cov.zero_count_matrices.empty()) {
+        std::vector<std::string> names;
+        std::set<std::string> tensors;
+        for (const auto& f : cov.zero_count_matrices) {
+            names.push_back(fmt::format("{}[expert {}]", f.tensor, f.matrix));
+            tensors.insert(f.tensor);
+        }
+        fmt::print(stderr,
+                   "note: {}: {} expert matri{} of {} tensor{} got no calibration token; their "
+                   "importance is 1 in every column (llama.cpp's fallback): {}\n",
+                   path, names.size(), names.size() == 1 ? "x" : "ces", tensors.size(),
+                   tensors.size() == 1 ? "" : "s", name_list(names));
+    }
     return imatrix;
 }
 

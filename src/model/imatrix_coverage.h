@@ -8,7 +8,10 @@
 //    collapse; llama.cpp's own output from such a file is broken);
 //  - entries that match no tensor, and quantizable matmul weights the file does not cover
 //    (other than token_embd, a row lookup no imatrix covers), are listed by name on stderr:
-//    one misspelled name would otherwise drop that tensor's weighting without a word.
+//    one misspelled name would otherwise drop that tensor's weighting without a word;
+//  - expert matrices with a token count of 0 (rarely routed experts) take importance 1 in
+//    every column, as llama.cpp's quantize does, and are listed on stderr; they do not count
+//    as calibration data for the all-zero refusal.
 #pragma once
 
 #include <string>
@@ -22,6 +25,8 @@ namespace quantlens {
 struct ImatrixCoverage {
     std::vector<std::string> unmatched_entries;  // imatrix names that are no tensor's
     std::vector<std::string> uncovered_tensors;  // quantizable matmul weights without an entry
+    // Experts (matrices of a stacked tensor) no calibration token reached: importance 1.
+    std::vector<ImatrixFallback> zero_count_matrices;
 };
 
 // Throws Error for the two refusals above; returns the partial mismatches.

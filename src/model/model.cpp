@@ -108,7 +108,7 @@ namespace detail {
 
 void check_shape(const TensorInfo& t, const ModelConfig& config, const std::string& file,
                  const char* config_source) {
-    std::vector<int64_t> want = expected_ne(t.role, config);
+    std::vector<int64_t> want = expected_ne_in_layer(t.role, config, t.layer);
     if (want.empty()) return;
     std::vector<int64_t> got = t.ne;
     auto strip = [](std::vector<int64_t>& v) {

@@ -55,6 +55,32 @@ enum class TensorRole {
     AttnQKV,       // fused q/k/v projection (Phi-3's attn_qkv)
     AttnPostNorm,  // Gemma's post_attention_norm (of the attention output)
     FfnPostNorm,   // Gemma's post_ffw_norm (of the MLP output)
+    // Gemma 4: per-layer embeddings (PLE), the layer's output scalar, the MoE block's norms,
+    // fused experts and scales, and the proportional rope's frequency factors.
+    PleTokenEmbd,      // per_layer_token_embd [L·P, vocab]
+    PleModelProj,      // per_layer_model_proj [C, L·P]
+    PleProjNorm,       // per_layer_proj_norm [P]
+    PleInpGate,        // blk.N.inp_gate [C, P]
+    PleProj,           // blk.N.proj [P, C]
+    PlePostNorm,       // blk.N.post_norm [C]
+    LayerOutputScale,  // blk.N.layer_output_scale [1]
+    FfnPreNorm2,       // blk.N.pre_ffw_norm_2 (experts' input norm)
+    FfnPostNorm1,      // blk.N.post_ffw_norm_1 (dense MLP branch)
+    FfnPostNorm2,      // blk.N.post_ffw_norm_2 (expert branch)
+    ExpertGateUp,      // blk.N.ffn_gate_up_exps [C, 2F, E]: gate rows, then up rows
+    RouterScale,       // blk.N.ffn_gate_inp.scale [C]
+    ExpertScale,       // blk.N.ffn_down_exps.scale [E]
+    RopeFreqs,         // rope_freqs [D/2]
+    // Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5); their attn_qkv is AttnQKV.
+    AttnGate,      // attn_gate: the DeltaNet's output gate z
+    SsmConv,       // ssm_conv1d: causal depthwise conv (kept F32 by llama.cpp)
+    SsmA,          // ssm_a = −exp(A_log)
+    SsmDt,         // ssm_dt.bias
+    SsmNorm,       // ssm_norm: gated RMSNorm
+    SsmOut,        // ssm_out: output projection
+    SsmBetaAlpha,  // ssm_ba (Qwen3-Next's fused β/α input projection)
+    SsmBeta,       // ssm_beta (Qwen3.5)
+    SsmAlpha,      // ssm_alpha (Qwen3.5)
     // DeepSeek-V3 multi-head latent attention and sigmoid routing
     AttnQA,           // attn_q_a: hidden → q_lora_rank
     AttnQANorm,       // attn_q_a_norm

@@ -48,6 +48,29 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::AttnQKV, "attn_qkv", "attn_qkv"},
     {TensorRole::AttnPostNorm, "attn_post_norm", "post_attention_norm"},
     {TensorRole::FfnPostNorm, "ffn_post_norm", "post_ffw_norm"},
+    {TensorRole::PleTokenEmbd, "ple_token_embd", "per_layer_token_embd"},
+    {TensorRole::PleModelProj, "ple_model_proj", "per_layer_model_proj"},
+    {TensorRole::PleProjNorm, "ple_proj_norm", "per_layer_proj_norm"},
+    {TensorRole::PleInpGate, "ple_inp_gate", "inp_gate"},
+    {TensorRole::PleProj, "ple_proj", "proj"},
+    {TensorRole::PlePostNorm, "ple_post_norm", "post_norm"},
+    {TensorRole::LayerOutputScale, "layer_output_scale", "layer_output_scale"},
+    {TensorRole::FfnPreNorm2, "ffn_pre_norm_2", "pre_ffw_norm_2"},
+    {TensorRole::FfnPostNorm1, "ffn_post_norm_1", "post_ffw_norm_1"},
+    {TensorRole::FfnPostNorm2, "ffn_post_norm_2", "post_ffw_norm_2"},
+    {TensorRole::ExpertGateUp, "expert_gate_up", "ffn_gate_up_exps"},
+    {TensorRole::RouterScale, "router_scale", "ffn_gate_inp.scale"},
+    {TensorRole::ExpertScale, "expert_scale", "ffn_down_exps.scale"},
+    {TensorRole::RopeFreqs, "rope_freqs", "rope_freqs"},
+    {TensorRole::AttnGate, "attn_gate", "attn_gate"},
+    {TensorRole::SsmConv, "ssm_conv1d", "ssm_conv1d"},
+    {TensorRole::SsmA, "ssm_a", "ssm_a"},
+    {TensorRole::SsmDt, "ssm_dt", "ssm_dt"},
+    {TensorRole::SsmNorm, "ssm_norm", "ssm_norm"},
+    {TensorRole::SsmOut, "ssm_out", "ssm_out"},
+    {TensorRole::SsmBetaAlpha, "ssm_ba", "ssm_ba"},
+    {TensorRole::SsmBeta, "ssm_beta", "ssm_beta"},
+    {TensorRole::SsmAlpha, "ssm_alpha", "ssm_alpha"},
     {TensorRole::AttnQA, "attn_q_a", "attn_q_a"},
     {TensorRole::AttnQANorm, "attn_q_a_norm", "attn_q_a_norm"},
     {TensorRole::AttnQB, "attn_q_b", "attn_q_b"},
@@ -112,9 +135,11 @@ bool match_hf(const std::string& rest, const std::string& pattern, int& expert) 
     return parse_index(rest.substr(head.size(), rest.size() - head.size() - tail.size()), expert);
 }
 
-std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) {
+// `skip`: how many earlier matches to pass over (an HF tensor the converter splits into
+// several GGUF tensors matches once per part).
+std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f, int skip = 0) {
     for (const auto& g : f.globals)
-        if (hf == g.hf) return HfName{g.gguf};
+        if (hf == g.hf && skip-- <= 0) return HfName{g.gguf};
     static const std::string kPrefix = "model.layers.";
     if (hf.rfind(kPrefix, 0) != 0) return std::nullopt;
     const size_t dot = hf.find('.', kPrefix.size());
@@ -123,9 +148,18 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) 
     if (!parse_index(hf.substr(kPrefix.size(), dot - kPrefix.size()), out.layer))
         return std::nullopt;
     const auto [rest, suffix] = split_suffix(hf.substr(dot + 1));  // "self_attn.q_proj"
-    if (suffix.empty()) return std::nullopt;
     for (const auto& t : f.layer_tensors) {
-        if (!match_hf(rest, t.hf, out.expert)) continue;
+        // An entry whose GGUF name has its suffix maps an HF name without one (Gemma 4's
+        // layer_scalar → layer_output_scale.weight, router.scale → ffn_gate_inp.scale).
+        if (!t.bare && t.gguf.find('.') != std::string::npos) {
+            if (hf.substr(dot + 1) != t.hf || skip-- > 0) continue;
+            out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf;
+            return out;
+        }
+        if (t.bare ? !suffix.empty() || rest != t.hf
+                   : suffix.empty() || !match_hf(rest, t.hf, out.expert))
+            continue;
+        if (skip-- > 0) continue;
         out.gguf = "blk." + std::to_string(out.layer) + "." + t.gguf + suffix;
         return out;
     }
@@ -136,6 +170,15 @@ std::optional<HfName> family_hf_to_gguf(const std::string& hf, const Family& f) 
 
 std::optional<HfName> hf_to_gguf(const std::string& hf, Arch arch) {
     return family_hf_to_gguf(hf, family_of(arch));
+}
+
+std::vector<HfName> hf_to_gguf_all(const std::string& hf, Arch arch) {
+    std::vector<HfName> out;
+    for (int skip = 0;; ++skip) {
+        auto one = family_hf_to_gguf(hf, family_of(arch), skip);
+        if (!one) return out;
+        out.push_back(std::move(*one));
+    }
 }
 
 std::optional<HfName> hf_to_gguf(const std::string& hf) {
@@ -152,8 +195,12 @@ std::string gguf_to_hf(const std::string& gguf, Arch arch) {
     if (layer < 0) return "";
     const std::string blk = "blk." + std::to_string(layer) + ".";
     const auto [rest, suffix] = split_suffix(gguf.substr(blk.size()));
+    const std::string whole = gguf.substr(blk.size());  // "ssm_a", "ssm_dt.bias"
     for (const auto& t : f.layer_tensors) {
-        if (rest != t.gguf) continue;
+        if (t.bare && whole == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf;
+        if (!t.bare && t.gguf.find('.') != std::string::npos && whole == t.gguf)
+            return "model.layers." + std::to_string(layer) + "." + t.hf;
+        if (t.bare || rest != t.gguf) continue;
         std::string hf = "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
         if (hf.ends_with(kScoreBiasMapped))
             hf.replace(hf.size() - std::strlen(kScoreBiasMapped), std::string::npos, kScoreBiasHf);
@@ -185,6 +232,7 @@ TensorRole role_from_gguf_name(const std::string& gguf) {
         if (base == "attn_q") return TensorRole::AttnQBias;
         if (base == "attn_k") return TensorRole::AttnKBias;
         if (base == "attn_v") return TensorRole::AttnVBias;
+        if (base == "ssm_dt") return TensorRole::SsmDt;
         if (base == "exp_probs_b") return TensorRole::ExpertProbsBias;
         return TensorRole::Other;
     }
@@ -212,6 +260,20 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::AttnVBias:
         case TensorRole::Router:
         case TensorRole::SharedRouter:
+        case TensorRole::PleModelProj:  // llama-quantize: "not too big so keep them as it is"
+        case TensorRole::PleProjNorm:
+        case TensorRole::PlePostNorm:
+        case TensorRole::LayerOutputScale:
+        case TensorRole::FfnPreNorm2:
+        case TensorRole::FfnPostNorm1:
+        case TensorRole::FfnPostNorm2:
+        case TensorRole::RouterScale:
+        case TensorRole::ExpertScale:
+        case TensorRole::RopeFreqs:
+        case TensorRole::SsmConv:  // llama-quantize keeps ssm_conv1d.weight as it is
+        case TensorRole::SsmA:
+        case TensorRole::SsmDt:
+        case TensorRole::SsmNorm:
         case TensorRole::AttnQANorm:
         case TensorRole::AttnKVANorm:
         case TensorRole::ExpertProbsBias:
@@ -236,8 +298,10 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::FfnPostNorm:
             return {c.hidden};
         case TensorRole::AttnQKV:
+            if (c.is_hybrid()) return {c.hidden, c.ssm_conv_dim()};  // the DeltaNet's q|k|v
             return {c.hidden, q + 2 * kv};
         case TensorRole::AttnQ:
+            if (c.is_hybrid()) return {c.hidden, 2 * q};  // each head's query then its gate
             return {c.hidden, q};
         case TensorRole::AttnK:
         case TensorRole::AttnV:
@@ -288,10 +352,76 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
             return {c.kv_lora_rank, c.v_head_dim, c.n_heads};
         case TensorRole::ExpertProbsBias:
             return {c.n_experts};
+        case TensorRole::AttnGate:
+            return {c.hidden, c.ssm_v_heads * c.ssm_v_dim};
+        case TensorRole::SsmConv:
+            return {c.ssm_conv_kernel, c.ssm_conv_dim()};
+        case TensorRole::SsmA:
+        case TensorRole::SsmDt:
+            return {c.ssm_v_heads};
+        case TensorRole::SsmNorm:
+            return {c.ssm_v_dim};
+        case TensorRole::SsmOut:
+            return {c.ssm_v_heads * c.ssm_v_dim, c.hidden};
+        case TensorRole::SsmBetaAlpha:
+            return {c.hidden, 2 * c.ssm_v_heads};
+        case TensorRole::SsmBeta:
+        case TensorRole::SsmAlpha:
+            return {c.hidden, c.ssm_v_heads};
+        case TensorRole::PleTokenEmbd:
+            return {c.n_layers * c.ple_dim, c.vocab};
+        case TensorRole::PleModelProj:
+            return {c.hidden, c.n_layers * c.ple_dim};
+        case TensorRole::PleProjNorm:
+            return {c.ple_dim};
+        case TensorRole::PleInpGate:
+            return {c.hidden, c.ple_dim};
+        case TensorRole::PleProj:
+            return {c.ple_dim, c.hidden};
+        case TensorRole::PlePostNorm:
+        case TensorRole::FfnPreNorm2:
+        case TensorRole::FfnPostNorm1:
+        case TensorRole::FfnPostNorm2:
+        case TensorRole::RouterScale:
+            return {c.hidden};
+        case TensorRole::LayerOutputScale:
+            return {1};
+        case TensorRole::ExpertGateUp:
+            return {c.hidden, 2 * c.expert_ffn, c.n_experts};
+        case TensorRole::ExpertScale:
+            return {c.n_experts};
+        case TensorRole::RopeFreqs:
         case TensorRole::Other:
             return {};
     }
     return {};
+}
+
+std::vector<int64_t> expected_ne_in_layer(TensorRole role, const ModelConfig& c, int layer) {
+    if (!c.is_gemma4() || layer < 0 || layer >= c.n_layers) return expected_ne(role, c);
+    const ModelConfig::Gemma4Layer& g = c.gemma4_layers[static_cast<size_t>(layer)];
+    const int64_t q = c.n_heads * g.head_dim, kv = g.n_kv_heads * g.head_dim;
+    switch (role) {
+        case TensorRole::AttnQ:
+            return {c.hidden, q};
+        case TensorRole::AttnK:
+        case TensorRole::AttnV:
+            return {c.hidden, kv};
+        case TensorRole::AttnO:
+            return {q, c.hidden};
+        case TensorRole::AttnQNorm:
+        case TensorRole::AttnKNorm:
+            return {g.head_dim};
+        case TensorRole::FfnGate:
+        case TensorRole::FfnUp:
+            return {c.hidden, g.ffn};
+        case TensorRole::FfnDown:
+            return {g.ffn, c.hidden};
+        case TensorRole::ExpertDown:
+            return {c.expert_ffn, c.hidden, c.n_experts};
+        default:
+            return expected_ne(role, c);
+    }
 }
 
 std::string format_shape(const std::vector<int64_t>& dims) {

@@ -21,6 +21,9 @@ struct HfName {
 // Maps an HF tensor name of a model of this family (model/families); nullopt for names the
 // family does not have (the caller reports them).
 std::optional<HfName> hf_to_gguf(const std::string& hf_name, Arch arch);
+// Every GGUF tensor an HF tensor becomes: one, or several when the converter splits it
+// (Qwen3-Next's in_proj_qkvz → attn_qkv and attn_gate); empty for unknown names.
+std::vector<HfName> hf_to_gguf_all(const std::string& hf_name, Arch arch);
 // The same for a name of any registered family (the first one that has it).
 std::optional<HfName> hf_to_gguf(const std::string& hf_name);
 
@@ -35,12 +38,17 @@ int layer_from_gguf_name(const std::string& gguf_name);  // -1 outside blocks
 // Inverse of role_name(); nullopt if unknown. Lets recipes and CLI filters name roles.
 std::optional<TensorRole> role_from_name(const std::string& name);
 
-// llama.cpp quantizes 2-D+ weights except norms and the MoE routers.
+// llama.cpp quantizes 2-D+ weights except norms, the MoE routers and Gemma's
+// per_layer_model_proj (llama-quantize keeps it as it is).
 bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne);
 
 // Expected ggml shape (ne) of a tensor of this role in a model with this config; empty
 // when the role has no fixed shape (Other).
 std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& config);
+
+// The same for a tensor of block `layer` (-1 outside blocks): Gemma 4's layers have their
+// own head size, KV heads and MLP width (ModelConfig::gemma4_layers).
+std::vector<int64_t> expected_ne_in_layer(TensorRole role, const ModelConfig& config, int layer);
 
 std::string format_shape(const std::vector<int64_t>& dims);  // "[256, 4096]"
 

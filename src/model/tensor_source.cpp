@@ -87,9 +87,10 @@ std::vector<float> TensorSource::read_f32(const SourceTensor& tensor) const {
 std::unique_ptr<TensorSource> open_tensor_source(const std::string& path) {
     if (std::filesystem::is_directory(path)) {
         const std::string method = hf_quant_method(path);
-        QL_CHECK(method.empty(),
+        // mxfp4: gpt-oss's released experts, which Model reads as ggml MXFP4 blocks.
+        QL_CHECK(method.empty() || method == "mxfp4",
                  "{}: a {} checkpoint (config.json quantization_config); quantlens reads "
-                 "quantized checkpoints from GGUF files only so far",
+                 "quantized checkpoints from GGUF files (and gpt-oss's MXFP4 experts) only so far",
                  path, method);
     }
     return tensor_source_of(Model::open(path));

@@ -9,21 +9,37 @@
 //   GET  /api/types                 quantization types by bpw with the sweep's defaults,
 //                                   presets, GPU support (server/catalog.h)
 //   GET  /api/presets?model=P&presets=L  each preset's type per tensor of that model
-//   GET  /api/jobs                  every job (jobs::to_json + "eta_s")
+//   GET  /api/jobs                  every job (jobs::to_json + "eta_s" + "has_output")
 //   GET  /api/jobs/:id              one job; 404 when absent
 //   GET  /api/jobs/:id/report-data  the report-data document (src/report/report_data.h)
 //   GET  /api/jobs/:id/events       server-sent events: one `data: <job json>` per change,
 //                                   ends when the job is done, failed or cancelled
-//   POST /api/jobs                  start calibrate/sweep/plan/quantize/verify/eval as a child
-//                                   process of this executable with validated options; an
+//   GET  /api/jobs/:id/output       {"job", "output"}: the last 16 kB the child that ran (or
+//                                   resumed) the job printed, e.g. compare's and audit's
+//                                   tables; 404 for a job this server did not start
+//   POST /api/jobs                  start sweep/calibrate/plan/quantize/verify/eval/compare/
+//                                   audit as a child process of this executable with validated
+//                                   options (compare: "quant" is the quantized GGUF; audit:
+//                                   "model" is the zoo file, every path it names must lie
+//                                   inside the allowed roots); an
 //                                   `output` is a file name in the output folder (409 when it
 //                                   exists, unless the body says "force": true, which the app
 //                                   sends only after the user confirmed); verify's working
 //                                   folder is <output folder>/verify. {"kind": "pull",
 //                                   "repo": "ORG/NAME", "token"?, "options": {"revision"?}}
 //                                   runs `pull`; its token reaches the child only as HF_TOKEN
-//   GET  /api/processes/:pid        a command started above that records no job (eval,
-//                                   quantize, verify): running, exit code, output tail
+//                                   and is kept nowhere. A command that fails within the
+//                                   first seconds is a 422 {"error", "pid"}
+//   GET  /api/processes[/:pid]      the commands started above that record no job (eval,
+//                                   quantize, verify, pull), newest first, finished ones too
+//                                   (the newest 256): running, exit code, output tail; a pull
+//                                   also "repo", "revision" and "progress" {done, total, unit,
+//                                   fraction} from its progress lines (null before the first).
+//                                   Resuming a pull is starting it again: it continues its
+//                                   partial files
+//   GET  /api/verified              every recipe verified in the store (`verify --job` keeps
+//                                   them in the sweep job's "verify" table) with size, bpw,
+//                                   PPL, KLD mean/p99/p99.9/max, the prediction, the text
 //   POST /api/jobs/:id/pause|cancel  through the store (409 for an illegal change)
 //   POST /api/jobs/:id/resume        runs `quantlens jobs resume ID` as a child process
 //   GET  /api/models?path=P         directory listing or tensor table, only under the allowed

@@ -35,10 +35,26 @@ struct Server::Impl {
     std::atomic<int> open_streams{0};
     std::atomic<bool> stopping{false};
     int bound_port = 0;
-    // Commands that record no job (eval, quantize, verify): pid → (kind, log), so the app can
-    // follow them through GET /api/processes/:pid.
+    // Commands that record no job (eval, quantize, verify, pull), so the app can follow them
+    // through GET /api/processes[/:pid], finished ones included (a failed pull is resumed
+    // from that list). At most kMaxProcesses, the oldest finished ones forgotten first.
+    struct Process {
+        std::string kind, log;
+        std::string repo, revision;  // pull only; its token is never kept
+        int64_t seq = 0;             // start order
+    };
+    static constexpr size_t kMaxProcesses = 256;
     std::mutex processes_mutex;
-    std::map<pid_t, std::pair<std::string, std::string>> processes;
+    std::map<pid_t, Process> processes;
+    int64_t process_seq = 0;
+    // The log of the child that ran a job this server started (its printed result: compare's
+    // and audit's tables), for GET /api/jobs/:id/output.
+    std::map<int64_t, std::string> job_logs;
+
+    void remember_process(pid_t pid, Process p);
+    // job_json plus "has_output": whether this server ran (or resumed) it and kept its log.
+    nlohmann::json job_reply(const jobs::Job& job);
+    nlohmann::json process_json(pid_t pid, const Process& p);
 
     void routes();
     void job_routes();  // server_jobs.cpp

@@ -2,6 +2,7 @@
 // starting a job as a child process of this executable with validated arguments.
 #include <sys/types.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
 #include <optional>
@@ -9,11 +10,13 @@
 
 #include <fmt/format.h>
 
+#include "analysis/studies/audit.h"
 #include "core/error.h"
 #include "core/ggml_type.h"
 #include "hub/env.h"
 #include "jobs/job_options.h"
 #include "report/report_data.h"
+#include "server/activity.h"
 #include "server/server_impl.h"
 
 namespace quantlens::server {
@@ -80,7 +83,8 @@ bool pull_argv(const nlohmann::json& body, const std::string& exe, std::vector<s
         *why = "'repo' must be a Hub repository id ORG/NAME (letters, digits, '.', '_', '-')";
         return false;
     }
-    *argv = {exe, "-q", "pull", repo};
+    // Without -q: the progress bar's lines in the log are what GET /api/processes reports.
+    *argv = {exe, "pull", repo};
     const nlohmann::json opts =
         body.contains("options") ? body["options"] : nlohmann::json::object();
     if (!opts.is_object()) {
@@ -136,14 +140,14 @@ std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::j
     };
     if (!body.contains("kind") || !body["kind"].is_string())
         return refuse(400,
-                      "'kind' must be a string: one of calibrate, eval, plan, pull, quantize, "
-                      "sweep, verify");
+                      "'kind' must be a string: one of audit, calibrate, compare, eval, plan, "
+                      "pull, quantize, sweep, verify");
     const std::string kind = body["kind"];
     const jobs::JobKindSpec* spec = jobs::find_job_kind_spec(kind);
     if (!spec)
         return refuse(400,
-                      fmt::format("'kind' must be one of calibrate, eval, plan, pull, quantize, "
-                                  "sweep, verify; got '{}'",
+                      fmt::format("'kind' must be one of audit, calibrate, compare, eval, plan, "
+                                  "pull, quantize, sweep, verify; got '{}'",
                                   kind.substr(0, 64)));
     std::vector<std::string> argv = {options.job_exe, "-q", kind};
     auto add_target = [&](const char* how, const std::string& value) {
@@ -158,9 +162,40 @@ std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::j
         if (!body["model"].is_string()) return refuse(400, "'model' must be a path string");
         const auto path = paths->resolve(body["model"].get<std::string>(), &reason);
         if (!path) return refuse(404, "model: " + reason);
+        if (spec->model_label == "zoo") {
+            // The zoo names models, texts and quantized files itself: each must be a path the
+            // server would accept in a request, so a zoo cannot reach outside the roots.
+            Zoo zoo;
+            try {
+                zoo = load_zoo(path->string());
+            } catch (const Error& e) {
+                return refuse(400, std::string("zoo: ") + e.what());
+            }
+            for (const auto& m : zoo.models) {
+                std::vector<std::pair<const char*, std::string>> named = {{"fp", m.fp},
+                                                                          {"text", m.text}};
+                for (const auto& q : m.quants) named.push_back({"quants", q});
+                for (const auto& [field, file] : named)
+                    if (!paths->resolve(file, &reason))
+                        return refuse(404, fmt::format("zoo {}: model '{}': {} '{}': {}",
+                                                       path->string(), m.name.substr(0, 64), field,
+                                                       file.substr(0, 256), reason));
+            }
+        }
         add_target(spec->model_arg, path->string());
     } else if (spec->model_required) {
-        return refuse(400, fmt::format("'model' is required for a {} job", kind));
+        return refuse(400, fmt::format("'model' is required for kind '{}'{}", kind,
+                                       spec->model_label == "zoo" ? " (the zoo file)" : ""));
+    }
+    if (spec->second_path) {
+        const std::string field = spec->second_path;
+        if (!body.contains(field) || !body[field].is_string())
+            return refuse(400, fmt::format("'{}' (a path) is required for a {} job", field, kind));
+        const auto path = paths->resolve(body[field].get<std::string>(), &reason);
+        if (!path) return refuse(404, field + ": " + reason);
+        argv.push_back(path->string());
+    } else if (body.contains("quant")) {
+        return refuse(400, fmt::format("'quant' is not accepted for a {} job", kind));
     }
     if (body.contains("job")) {
         if (!spec->job_arg)
@@ -261,17 +296,72 @@ std::optional<std::vector<std::string>> Server::Impl::job_argv(const nlohmann::j
     return argv;
 }
 
+void Server::Impl::remember_process(pid_t pid, Process p) {
+    std::lock_guard<std::mutex> lock(processes_mutex);
+    p.seq = ++process_seq;
+    processes[pid] = std::move(p);
+    while (processes.size() > kMaxProcesses) {
+        // Forget the oldest finished one; all running: the oldest.
+        auto victim = processes.end();
+        for (auto it = processes.begin(); it != processes.end(); ++it) {
+            const bool done = children.exit_code(it->first).has_value();
+            if (done && (victim == processes.end() || it->second.seq < victim->second.seq))
+                victim = it;
+        }
+        if (victim == processes.end())
+            victim = std::min_element(
+                processes.begin(), processes.end(),
+                [](const auto& a, const auto& b) { return a.second.seq < b.second.seq; });
+        processes.erase(victim);
+    }
+}
+
+nlohmann::json Server::Impl::process_json(pid_t pid, const Process& p) {
+    const auto code = children.exit_code(pid);
+    nlohmann::json j = {{"pid", pid},
+                        {"kind", p.kind},
+                        {"running", !code.has_value()},
+                        {"exit_code", code ? nlohmann::json(*code) : nlohmann::json(nullptr)},
+                        {"output", tail_of_file(p.log)},
+                        {"seq", p.seq}};  // start order (pids may be reused)
+    if (p.kind == "pull") {
+        j["repo"] = p.repo;
+        j["revision"] = p.revision;
+        // Read from more of the log than the tail shown: a failing pull prints its error
+        // last, after the final progress line.
+        const auto progress = last_pull_progress(tail_of_file(p.log, 64 * 1024), p.repo);
+        if (progress)
+            j["progress"] = {
+                {"done", progress->done},
+                {"total", progress->total},
+                {"unit", progress->unit},
+                {"fraction", progress->total > 0
+                                 ? static_cast<double>(progress->done) / progress->total
+                                 : 0.0}};
+        else
+            j["progress"] = nullptr;
+    }
+    return j;
+}
+
+nlohmann::json Server::Impl::job_reply(const jobs::Job& job) {
+    nlohmann::json j = job_json(job);
+    std::lock_guard<std::mutex> lock(processes_mutex);
+    j["has_output"] = job_logs.count(job.id) > 0;  // GET /api/jobs/:id/output has its output
+    return j;
+}
+
 void Server::Impl::job_routes() {
     http.Get("/api/jobs", [this](const httplib::Request&, httplib::Response& res) {
         nlohmann::json out = nlohmann::json::array();
-        for (const auto& job : store->list_jobs()) out.push_back(job_json(job));
+        for (const auto& job : store->list_jobs()) out.push_back(job_reply(job));
         reply_json(res, {{"jobs", out}});
     });
     http.Get(R"(/api/jobs/(\d{1,18}))",
              [this](const httplib::Request& req, httplib::Response& res) {
                  const auto job = store->find_job(job_id_of(req));
                  if (!job) return reply_error(res, 404, fmt::format("no job {}", job_id_of(req)));
-                 reply_json(res, job_json(*job));
+                 reply_json(res, job_reply(*job));
              });
     http.Get(R"(/api/jobs/(\d{1,18})/report-data)",
              [this](const httplib::Request& req, httplib::Response& res) {
@@ -310,7 +400,7 @@ void Server::Impl::job_routes() {
                         sink.done();
                         return true;
                     }
-                    std::string payload = job_json(*job).dump();
+                    std::string payload = job_reply(*job).dump();
                     if (payload != *last) {
                         const std::string msg = "data: " + payload + "\n\n";
                         if (!sink.write(msg.data(), msg.size())) return false;
@@ -342,7 +432,7 @@ void Server::Impl::job_routes() {
             const int64_t id = job_id_of(req);
             if (!store->find_job(id)) return reply_error(res, 404, fmt::format("no job {}", id));
             try {
-                reply_json(res, job_json(v == "pause" ? store->pause(id) : store->cancel(id)));
+                reply_json(res, job_reply(v == "pause" ? store->pause(id) : store->cancel(id)));
             } catch (const Error& e) {
                 reply_error(res, 409, e.what());
             }
@@ -362,6 +452,10 @@ void Server::Impl::job_routes() {
         const pid_t pid = children.spawn({options.job_exe, "-q", "jobs", "resume",
                                           std::to_string(id), "--store", options.store_path},
                                          log);
+        {
+            std::lock_guard<std::mutex> lock(processes_mutex);
+            job_logs[id] = log;
+        }
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         while (std::chrono::steady_clock::now() < deadline) {
             if (const auto code = children.exit_code(pid); code && *code != 0)
@@ -371,10 +465,11 @@ void Server::Impl::job_routes() {
             if (!now) return reply_error(res, 404, fmt::format("no job {}", id));
             if (now->status() != before->status() || now->requested != before->requested ||
                 children.exit_code(pid))
-                return reply_json(res, {{"pid", pid}, {"job", job_json(*now)}, {"log", log}});
+                return reply_json(res, {{"pid", pid}, {"job", job_reply(*now)}, {"log", log}});
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
-        reply_json(res, {{"pid", pid}, {"job", job_json(*store->find_job(id))}, {"log", log}}, 202);
+        reply_json(res, {{"pid", pid}, {"job", job_reply(*store->find_job(id))}, {"log", log}},
+                   202);
     });
 
     http.Get("/api/job-kinds", [](const httplib::Request&, httplib::Response& res) {
@@ -407,50 +502,95 @@ void Server::Impl::job_routes() {
         const auto stamp = std::chrono::system_clock::now().time_since_epoch().count();
         const std::string log = fmt::format("{}/{}-{}.log", options.log_dir, kind, stamp);
         const pid_t pid = children.spawn(*argv, log, env);
+        Process process{kind, log, "", "", 0};
+        if (pull) {
+            process.repo = (*body)["repo"];
+            process.revision = "main";
+            if (body->contains("options") && (*body)["options"].contains("revision"))
+                process.revision = (*body)["options"]["revision"];
+        }
         // A child that records a job creates it in the store; find it by pid so the app can
         // follow it. The others (eval, quantize, verify) answer with their exit and output.
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
         while (std::chrono::steady_clock::now() < deadline) {
             for (const auto& job : store->list_jobs())
-                if (job.pid == pid)
-                    return reply_json(res, {{"pid", pid}, {"job", job_json(job)}, {"log", log}},
+                if (job.pid == pid) {
+                    {
+                        std::lock_guard<std::mutex> lock(processes_mutex);
+                        job_logs[job.id] = log;
+                    }
+                    return reply_json(res, {{"pid", pid}, {"job", job_reply(job)}, {"log", log}},
                                       202);
+                }
             if (const auto code = children.exit_code(pid)) {
+                remember_process(pid, process);
                 const std::string tail = hub::redact_token(tail_of_file(log), token);
                 if (*code != 0)
-                    return reply_error(
-                        res, 422, fmt::format("{} exited with code {}: {}", kind, *code, tail));
+                    return reply_json(
+                        res,
+                        {{"error", fmt::format("{} exited with code {}: {}", kind, *code, tail)},
+                         {"pid", pid}},
+                        422);
                 return reply_json(
                     res, {{"pid", pid}, {"job", nullptr}, {"exit_code", 0}, {"output", tail}}, 200);
             }
             std::this_thread::sleep_for(std::chrono::milliseconds(50));
         }
-        {
-            std::lock_guard<std::mutex> lock(processes_mutex);
-            processes[pid] = {kind, log};
-        }
+        remember_process(pid, process);
         reply_json(res, {{"pid", pid}, {"job", nullptr}, {"log", log}}, 202);
     });
-    // A command started above that records no job: running, or its exit code and output.
-    http.Get(
-        R"(/api/processes/(\d{1,9}))", [this](const httplib::Request& req, httplib::Response& res) {
-            const auto pid = static_cast<pid_t>(job_id_of(req));
-            std::pair<std::string, std::string> info;
-            {
-                std::lock_guard<std::mutex> lock(processes_mutex);
-                const auto it = processes.find(pid);
-                if (it == processes.end())
-                    return reply_error(res, 404,
-                                       fmt::format("no process {} started by this server", pid));
-                info = it->second;
-            }
-            const auto code = children.exit_code(pid);
-            reply_json(res, {{"pid", pid},
-                             {"kind", info.first},
-                             {"running", !code.has_value()},
-                             {"exit_code", code ? nlohmann::json(*code) : nlohmann::json(nullptr)},
-                             {"output", tail_of_file(info.second)}});
-        });
+    // A command started above that records no job: running, or its exit code and output;
+    // a pull also its repository, revision and download progress.
+    http.Get(R"(/api/processes/(\d{1,9}))",
+             [this](const httplib::Request& req, httplib::Response& res) {
+                 const auto pid = static_cast<pid_t>(job_id_of(req));
+                 Process info;
+                 {
+                     std::lock_guard<std::mutex> lock(processes_mutex);
+                     const auto it = processes.find(pid);
+                     if (it == processes.end())
+                         return reply_error(
+                             res, 404, fmt::format("no process {} started by this server", pid));
+                     info = it->second;
+                 }
+                 reply_json(res, process_json(pid, info));
+             });
+    // All of them, newest first (the app's list of commands and pulls survives a reload).
+    http.Get("/api/processes", [this](const httplib::Request&, httplib::Response& res) {
+        std::vector<std::pair<pid_t, Process>> list;
+        {
+            std::lock_guard<std::mutex> lock(processes_mutex);
+            list.assign(processes.begin(), processes.end());
+        }
+        std::sort(list.begin(), list.end(),
+                  [](const auto& a, const auto& b) { return a.second.seq > b.second.seq; });
+        nlohmann::json out = nlohmann::json::array();
+        for (const auto& [pid, p] : list) out.push_back(process_json(pid, p));
+        reply_json(res, {{"processes", out}});
+    });
+    http.Get("/api/verified", [this](const httplib::Request&, httplib::Response& res) {
+        reply_json(res, verified_recipes_json(*store));
+    });
+    // What the child that ran a job printed (compare's and audit's result tables).
+    http.Get(R"(/api/jobs/(\d{1,18})/output)",
+             [this](const httplib::Request& req, httplib::Response& res) {
+                 const int64_t id = job_id_of(req);
+                 if (!store->find_job(id))
+                     return reply_error(res, 404, fmt::format("no job {}", id));
+                 std::string log;
+                 {
+                     std::lock_guard<std::mutex> lock(processes_mutex);
+                     const auto it = job_logs.find(id);
+                     if (it != job_logs.end()) log = it->second;
+                 }
+                 if (log.empty())
+                     return reply_error(
+                         res, 404,
+                         fmt::format("job {} was not started or resumed by this server, which "
+                                     "keeps no output of it",
+                                     id));
+                 reply_json(res, {{"job", id}, {"output", tail_of_file(log, 16 * 1024)}});
+             });
 }
 
 }  // namespace quantlens::server

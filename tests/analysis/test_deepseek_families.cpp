@@ -243,8 +243,10 @@ TEST(DeepseekFamilies, EveryFeatureMatters) {
         {"deepseek3-mla", "yarn mscale", [&](auto& c) { rope(c)["mscale_all_dim"] = 0.0; }},
         {"deepseek3-mla", "yarn",
          [&](auto& c) {
+             // factor 1 over the whole context (the shared yarn parser requires the original
+             // context, and max_position_embeddings / original must equal factor)
              rope(c)["factor"] = 1.0;
-             rope(c).erase("original_max_position_embeddings");
+             rope(c)["original_max_position_embeddings"] = c["max_position_embeddings"];
          }},
         {"glm4moe", "partial rotary",
          [&](auto& c) {

@@ -38,11 +38,19 @@ struct ConfigCase {
 
 TEST(BadConfig, RefusedNamingKeyAndValue) {
     const std::vector<ConfigCase> cases = {
-        {"yarn rope (v5)",
+        {"yarn rope (v5) without its original context",
          [](json& c) {
              c["rope_parameters"] = {{"rope_type", "yarn"}, {"factor", 4.0}};
          },
-         {"cfg/config.json", "rope_parameters.rope_type", "yarn"}},
+         {"cfg/config.json", "yarn", "original_max_position_embeddings", "rope_parameters"}},
+        {"yarn rope with DeepSeek's mscale",
+         [](json& c) {
+             c["rope_parameters"] = {{"rope_type", "yarn"},
+                                     {"factor", 4.0},
+                                     {"original_max_position_embeddings", 64},
+                                     {"mscale", 0.707}};
+         },
+         {"cfg/config.json", "rope_parameters.mscale"}},
         {"linear rope without a factor (v4)",
          [](json& c) {
              c["rope_scaling"] = {{"type", "linear"}};

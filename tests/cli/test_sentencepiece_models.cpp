@@ -156,7 +156,9 @@ INSTANTIATE_TEST_SUITE_P(
     Fixtures, FamilyEndToEnd,
     ::testing::Values(FamilyFixture{"gemma2", "reference-eager.qllogp", 81.7364},
                       FamilyFixture{"gemma3", "reference.qllogp", 27.6157},
-                      FamilyFixture{"phi3-longrope", "reference.qllogp", 108.0525}),
+                      FamilyFixture{"phi3-longrope", "reference.qllogp", 108.0525},
+                      FamilyFixture{"gemma4", "reference.qllogp", 24.4645},
+                      FamilyFixture{"gemma4-moe", "reference.qllogp", 28.7037}),
     [](const auto& info) {
         std::string n = info.param.name;
         std::replace(n.begin(), n.end(), '-', '_');

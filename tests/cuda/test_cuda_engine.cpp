@@ -8,8 +8,9 @@
 #include <cstring>
 #include <random>
 
-#include "analysis/sweep/sweep_cpu.h"
 #include "analysis/measure/weight_metrics.h"
+#include "analysis/sweep/sweep_cpu.h"
+#include "core/error.h"
 #include "core/half.h"
 #include "engine/cuda/cuda_engine.h"
 #include "engine/cuda/cuda_sweep.h"
@@ -164,15 +165,33 @@ const GgmlType kGpuFakeQuantTypes[] = {GgmlType::Q8_0,  GgmlType::Q6_K,   GgmlTy
 
 // Fake-quantizes `name` on the GPU with every type of kGpuFakeQuantTypes and expects each value
 // to equal the CPU path's, rounded to the storage type (the one rounding the GPU path adds).
+// With `importance` (n_per_row per-column weights) both sides take the importance paths.
 void expect_fake_quant_matches_cpu(CudaEngine& gpu, const std::string& name, int64_t n_rows,
-                                   int64_t n_per_row) {
+                                   int64_t n_per_row, const std::vector<float>& importance = {}) {
     const bool bf16 = gpu.options().precision == Precision::BF16;
+    const bool with_imp = !importance.empty();
     const std::vector<float> orig = gpu.original(name);
     for (GgmlType type : kGpuFakeQuantTypes) {
-        ASSERT_TRUE(gpu.override_with_type(name, type)) << name;
+        const FakeQuantImportanceHost imp{importance, true};
+        WeightErrorSums sums;
+        ASSERT_TRUE(gpu.override_with_type(name, type, &sums, with_imp ? &imp : nullptr)) << name;
         const std::vector<float> got = gpu.values(name);
         std::vector<float> want(orig.size());
-        fake_quantize(type, orig.data(), want.data(), n_rows, n_per_row);
+        fake_quantize(type, orig.data(), want.data(), n_rows, n_per_row,
+                      with_imp ? importance.data() : nullptr);
+        if (with_imp) {
+            // The importance-weighted error against the CPU's over the same (storage-rounded)
+            // values: the rounding moves Q8_0's small errors by up to 20 %, so it is compared
+            // over what the GPU holds.
+            std::vector<float> stored(want.size());
+            for (size_t i = 0; i < want.size(); ++i)
+                stored[i] = bf16 ? bf16_to_f32(f32_to_bf16(want[i])) : round_to_f16(want[i]);
+            const WeightError wc =
+                weight_error(orig.data(), stored.data(), n_rows, n_per_row, importance.data());
+            const WeightError wg = WeightErrorAccumulator::from_sums(sums).result();
+            ASSERT_TRUE(wg.has_imatrix);
+            if (wc.imat_sq_err > 0) EXPECT_NEAR(wg.imat_sq_err / wc.imat_sq_err, 1.0, 1e-6) << name;
+        }
         int64_t differ = 0;
         double max_rel = 0;
         for (size_t i = 0; i < want.size(); ++i) {
@@ -183,9 +202,12 @@ void expect_fake_quant_matches_cpu(CudaEngine& gpu, const std::string& name, int
                                                 std::max(1e-12, std::fabs(static_cast<double>(w))));
             }
         }
-        std::printf("%-4s %-22s %-6s %lld of %zu values differ from the CPU path (max rel %.3g)\n",
-                    bf16 ? "BF16" : "F16", name.c_str(), ggml_type_display_name(type).c_str(),
-                    static_cast<long long>(differ), want.size(), max_rel);
+        std::printf(
+            "%-4s %-4s %-22s %-6s %lld of %zu values differ from the CPU path (max rel "
+            "%.3g)\n",
+            bf16 ? "BF16" : "F16", with_imp ? "imat" : "", name.c_str(),
+            ggml_type_display_name(type).c_str(), static_cast<long long>(differ), want.size(),
+            max_rel);
         EXPECT_EQ(differ, 0) << name << " " << ggml_type_display_name(type);
         gpu.clear_override(name);
     }
@@ -205,6 +227,57 @@ TEST(CudaEngine, FakeQuantMatchesCpuReference) {
     for (const char* name : {"blk.0.attn_q.weight", "blk.3.ffn_down.weight", "output.weight"}) {
         const TensorInfo& t = model->get(name);
         expect_fake_quant_matches_cpu(gpu, name, t.n_rows(), t.n_per_row());
+    }
+}
+
+// Importance like an imatrix's: mean squared activations spanning orders of magnitude, with
+// some columns never activated (0), as rarely routed experts leave them.
+std::vector<float> test_importance(int64_t n_per_row, uint32_t seed) {
+    std::mt19937 rng(seed);
+    std::lognormal_distribution<float> spread(0.0f, 2.0f);
+    std::vector<float> imp(static_cast<size_t>(n_per_row));
+    for (int64_t j = 0; j < n_per_row; ++j)
+        imp[static_cast<size_t>(j)] = j % 37 == 5 ? 0.0f : spread(rng);
+    return imp;
+}
+
+// The importance (imatrix) paths, bit for bit, on real weights (issue 21).
+TEST(CudaEngine, FakeQuantWithImportanceMatchesCpuReference) {
+    SKIP_WITHOUT_GPU();
+    auto model = Model::open(kModel);
+    for (Precision p : {Precision::F16, Precision::BF16}) {
+        CudaEngine gpu(model->config(), {.precision = p, .max_tokens = 256});
+        for (const auto& spec : gpu.weight_specs()) {
+            std::vector<float> v = model->read_f32(model->get(spec.name));
+            for (float& x : v) x = round_to_f16(x);
+            gpu.load_weight(spec.name, v.data(), static_cast<int64_t>(v.size()));
+        }
+        for (const char* name : {"blk.0.attn_q.weight", "blk.3.ffn_down.weight", "output.weight"}) {
+            const TensorInfo& t = model->get(name);
+            expect_fake_quant_matches_cpu(gpu, name, t.n_rows(), t.n_per_row(),
+                                          test_importance(t.n_per_row(), 7));
+        }
+    }
+}
+
+// Importance of the wrong length or with a negative value is refused by name.
+TEST(CudaEngine, FakeQuantRefusesBadImportance) {
+    SKIP_WITHOUT_GPU();
+    auto model = Model::open(kModel);
+    CudaEngine gpu(model->config(), {.precision = Precision::F16, .max_tokens = 256});
+    const std::string name = "blk.0.attn_q.weight";
+    std::vector<float> v = model->read_f32(model->get(name));
+    gpu.load_weight(name, v.data(), static_cast<int64_t>(v.size()));
+    std::vector<float> short_imp(100, 1.0f), negative(256, 1.0f);
+    negative[3] = -1.0f;
+    for (const auto* bad : {&short_imp, &negative}) {
+        const FakeQuantImportanceHost imp{*bad, false};
+        try {
+            gpu.override_with_type(name, GgmlType::Q4_K, nullptr, &imp);
+            ADD_FAILURE() << "accepted bad importance";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find(name), std::string::npos) << e.what();
+        }
     }
 }
 
@@ -258,6 +331,7 @@ TEST(CudaEngine, FakeQuantMatchesCpuOnCornerCases) {
         ASSERT_EQ(gpu.n_elements(name), static_cast<int64_t>(v.size()));
         gpu.load_weight(name, v.data(), static_cast<int64_t>(v.size()));
         expect_fake_quant_matches_cpu(gpu, name, n_rows, n_per_row);
+        expect_fake_quant_matches_cpu(gpu, name, n_rows, n_per_row, test_importance(n_per_row, 11));
     }
 }
 

@@ -119,7 +119,13 @@ TEST(ImatrixWrite, StackedExpertsKeepPerMatrixCounts) {
     write_imatrix(dat, {e}, info);
     const Imatrix g = Imatrix::load(gg);
     EXPECT_EQ(g.entries()[0].counts, (std::vector<int64_t>{1000, 0, 24}));
-    EXPECT_EQ(g.entries()[0].values, e.values);
+    // The unrouted expert reads as importance 1 in every column, as llama.cpp's quantize
+    // loads a zero count, and is listed as a fallback; the others keep their values.
+    EXPECT_EQ(g.entries()[0].values,
+              (std::vector<float>{1, 2, 3, 4, 1, 1, 1, 1, 0.5f, 0.25f, 0.125f, 2}));
+    ASSERT_EQ(g.zero_count_matrices().size(), 1u);
+    EXPECT_EQ(g.zero_count_matrices()[0].tensor, e.name);
+    EXPECT_EQ(g.zero_count_matrices()[0].matrix, 1);
     EXPECT_EQ(g.importance(e.name, 4, 3, 2)[1], 0.25f);
     const Imatrix d = Imatrix::load(dat);
     EXPECT_EQ(d.entries()[0].counts, std::vector<int64_t>{2});  // ceil(1000 / 512)
@@ -128,6 +134,7 @@ TEST(ImatrixWrite, StackedExpertsKeepPerMatrixCounts) {
     EXPECT_EQ(d.importance(e.name, 4, 3, 0)[3], 4.0f);
     EXPECT_EQ(d.datasets(), std::vector<std::string>{"calib.txt"});
     EXPECT_EQ(d.chunk_count(), 2);
+    EXPECT_TRUE(d.zero_count_matrices().empty());  // legacy counts are shared calls
 }
 
 TEST(ImatrixWrite, InconsistentEntryIsRefusedByName) {

@@ -15,7 +15,7 @@
 using namespace quantlens::jobs;
 
 TEST(JobOptions, TableIsConsistent) {
-    ASSERT_EQ(job_kind_specs().size(), 6u);
+    ASSERT_EQ(job_kind_specs().size(), 8u);
     for (const auto& spec : job_kind_specs()) {
         EXPECT_TRUE(parse_kind(spec.kind).has_value()) << spec.kind;
         EXPECT_TRUE(spec.model_arg || spec.job_arg) << spec.kind;
@@ -38,4 +38,16 @@ TEST(JobOptions, TableIsConsistent) {
     EXPECT_EQ(j["verify"]["target"], "model");
     EXPECT_TRUE(j["verify"]["job_option"].get<bool>());
     EXPECT_EQ(j["sweep"]["options"]["gpu"], "flag");
+    EXPECT_EQ(j["compare"]["second"], "quant");
+    EXPECT_EQ(j["audit"]["model_label"], "zoo");
+    EXPECT_FALSE(j["sweep"].contains("second") || j["sweep"].contains("model_label"));
+}
+
+// Issue 27: every kind of job the store records can be started from the web app.
+TEST(JobOptions, EveryJobKindHasAnEntry) {
+    for (const JobKind kind : {JobKind::sweep, JobKind::calibrate, JobKind::eval, JobKind::quantize,
+                               JobKind::verify, JobKind::compare, JobKind::audit, JobKind::plan})
+        EXPECT_NE(find_job_kind_spec(kind_name(kind)), nullptr) << kind_name(kind);
+    EXPECT_TRUE(find_job_kind_spec("compare")->takes_store());
+    EXPECT_TRUE(find_job_kind_spec("audit")->takes_store());
 }

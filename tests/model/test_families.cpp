@@ -5,6 +5,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -32,9 +33,18 @@ std::string config_json(const std::string& arch, const std::string& extra = "") 
            R"("],"hidden_size":64,"num_hidden_layers":2,"num_attention_heads":4,)"
            R"("num_key_value_heads":2,"vocab_size":100,"intermediate_size":96,)"
            R"("moe_intermediate_size":32,"num_experts":4,"num_local_experts":4,)"
-           R"("num_experts_per_tok":2)" +
+           R"("num_experts_per_tok":2,)"
+           // Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5)
+           R"("linear_conv_kernel_dim":4,"linear_num_key_heads":2,"linear_num_value_heads":4,)"
+           R"("linear_key_head_dim":16,"linear_value_head_dim":16)" +
            (extra.empty() ? "" : "," + extra) + "}";
 }
+
+// Gemma 4 needs its sliding window and its two ropes (the global layers' proportional one).
+const char* const kGemma4Extras =
+    R"("sliding_window":32,"rope_parameters":{"sliding_attention":{"rope_type":"default",)"
+    R"("rope_theta":10000.0},"full_attention":{"rope_type":"proportional",)"
+    R"("partial_rotary_factor":0.25,"rope_theta":1000000.0}})";
 
 // DeepSeek-V3 and GLM-4.5 read their own MoE keys (and DeepSeek its MLA widths).
 std::string family_config(const Family& f, const std::string& extra = "") {
@@ -57,14 +67,16 @@ std::string family_config(const Family& f, const std::string& extra = "") {
 
 }  // namespace
 
-TEST(Families, RegistryListsTheNineFamilies) {
+TEST(Families, RegistryListsTheTenFamilies) {
     std::vector<std::string> hf;
     for (const Family* f : families()) hf.push_back(f->hf_architecture);
-    EXPECT_EQ(hf, (std::vector<std::string>{
-                      "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
-                      "Qwen3ForCausalLM", "MixtralForCausalLM", "Qwen2MoeForCausalLM",
-                      "Gemma2ForCausalLM", "Gemma3ForCausalLM", "Phi3ForCausalLM",
-                      "DeepseekV3ForCausalLM", "Glm4MoeForCausalLM"}));
+    EXPECT_EQ(
+        hf, (std::vector<std::string>{
+                "LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM", "Qwen3ForCausalLM",
+                "MixtralForCausalLM", "Qwen2MoeForCausalLM", "Gemma2ForCausalLM",
+                "Gemma3ForCausalLM", "Phi3ForCausalLM", "Gemma4ForCausalLM", "Qwen3NextForCausalLM",
+                "Qwen3_5ForCausalLM", "Qwen3_5MoeForCausalLM", "GptOssForCausalLM",
+                "Qwen3MoeForCausalLM", "DeepseekV3ForCausalLM", "Glm4MoeForCausalLM"}));
     std::set<std::string> names, hfs, model_types;
     for (const Family* f : families()) {
         EXPECT_TRUE(names.insert(f->name).second) << f->name;
@@ -77,13 +89,15 @@ TEST(Families, RegistryListsTheNineFamilies) {
         EXPECT_TRUE(f->read_hf && f->read_gguf && f->write_gguf) << f->name;
     }
     EXPECT_EQ(registered_gguf_architectures(),
-              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, deepseek2, glm4moe");
+              "llama, qwen2, qwen3, qwen2moe, gemma2, gemma3, phi3, gemma4, qwen3next, qwen35, "
+              "qwen35moe, gpt-oss, qwen3moe, deepseek2, glm4moe");
 }
 
 TEST(Families, EveryTensorRoundTrips) {
     for (const Family* f : families()) {
         SCOPED_TRACE(f->name);
-        const ModelConfig c = parse_hf_config(family_config(*f), "cfg.json");
+        const ModelConfig c = parse_hf_config(
+            family_config(*f, f->id == Arch::Gemma4 ? kGemma4Extras : ""), "cfg.json");
         for (const GlobalTensorName& g : f->globals) {
             const auto mapped = hf_to_gguf(g.hf, f->id);
             ASSERT_TRUE(mapped) << g.hf;
@@ -97,10 +111,30 @@ TEST(Families, EveryTensorRoundTrips) {
             // and attn_v_b; exp_probs_b is the bias e_score_correction_bias only (both in
             // tests/analysis/test_deepseek_families.cpp).
             if (t.gguf == "attn_v_b" || t.gguf == "exp_probs_b") continue;
+            if (t.bare || t.gguf.find('.') != std::string::npos) {
+                // A bare HF parameter (no suffix on either side), or an HF name without suffix
+                // whose GGUF name carries its own (Gemma 4's layer_scalar, router.scale).
+                const std::string hf = "model.layers." + std::to_string(kLayer) + "." + t.hf;
+                const auto mapped = hf_to_gguf(hf, f->id);
+                ASSERT_TRUE(mapped) << hf;
+                EXPECT_EQ(mapped->gguf, "blk.3." + t.gguf);
+                EXPECT_EQ(gguf_to_hf(mapped->gguf, f->id), hf);
+                EXPECT_TRUE(gguf_names.insert(mapped->gguf).second) << mapped->gguf;
+                const TensorRole role = role_from_gguf_name(mapped->gguf);
+                EXPECT_NE(role, TensorRole::Other) << mapped->gguf;
+                if (t.bare)
+                    EXPECT_FALSE(hf_to_gguf(hf + ".weight", f->id)) << hf;
+                else
+                    EXPECT_FALSE(expected_ne(role, c).empty()) << mapped->gguf;
+                continue;
+            }
             for (const char* suffix : {".weight", ".bias"}) {
                 const std::string hf = "model.layers." + std::to_string(kLayer) + "." +
                                        with_expert(t.hf, kExpert) + suffix;
-                const auto mapped = hf_to_gguf(hf, f->id);
+                // A tensor the converter splits maps to each of its parts.
+                std::optional<HfName> mapped;
+                for (HfName& m : hf_to_gguf_all(hf, f->id))
+                    if (m.gguf == "blk.3." + t.gguf + suffix) mapped = m;
                 ASSERT_TRUE(mapped) << hf;
                 EXPECT_EQ(mapped->layer, kLayer);
                 const bool stacked = t.hf.find("{E}") != std::string::npos;
@@ -165,6 +199,8 @@ std::string family_extras(const Family& f) {
         return R"("attn_logit_softcapping":50.0,"final_logit_softcapping":30.0,)"
                R"("sliding_window":32,"tie_word_embeddings":true)";
     if (f.id == Arch::Phi3) return R"("original_max_position_embeddings":64)";
+    if (f.id == Arch::Gemma4) return kGemma4Extras;
+    if (f.id == Arch::Qwen3Moe) return R"("norm_topk_prob":true)";  // as llama.cpp computes it
     return R"("shared_expert_intermediate_size":48)";
 }
 
@@ -192,8 +228,8 @@ TEST(Families, GgufKeys) {
         // llama.cpp's "llama" graph needs the vocabulary and rope sizes as keys, Phi-3's the
         // rotated channels.
         EXPECT_EQ(names.count(f->gguf_arch + ".rope.dimension_count"),
-                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" ||
-                          f->gguf_arch == "deepseek2" || f->gguf_arch == "glm4moe"
+                  f->gguf_arch == "llama" || f->gguf_arch == "phi3" || f->gguf_arch == "gemma4" ||
+                          f->gguf_arch == "deepseek2" || f->gguf_arch == "glm4moe" || c.is_hybrid()
                       ? 1u
                       : 0u);
     }

@@ -2,6 +2,11 @@
 // itself): a stand-in for `quantlens KIND`, started by the server through --job-exe:
 //   ql_test_jobs [-q] KIND ARGS... --store S     creates a KIND job, records 20 items at 20 per
 //                                                second, finishes
+//   ql_test_jobs pull ORG/NAME [--revision R]    prints the progress lines of a download
+//                                                (core/progress.h's own) that reached 200 of
+//                                                500 kB, then fails as a dropped connection
+//                                                would (exit 1), or, for a NAME starting with
+//                                                "ok", reaches 500 kB and exits 0
 // so the server's API tests (tests/server/test_api.cpp) can start jobs and watch progress
 // without running a model. The browser tests run the real binary instead.
 #include <chrono>
@@ -11,6 +16,7 @@
 #include <vector>
 
 #include "core/error.h"
+#include "core/progress.h"
 #include "jobs/store.h"
 
 using namespace quantlens;
@@ -27,6 +33,21 @@ int main(int argc, char** argv) {
             kind = args[i];
         else if (model.empty() && args[i][0] != '-')
             model = args[i];
+    }
+    if (kind == "pull") {
+        const std::string repo = model;
+        const bool ok = repo.find("/ok") != std::string::npos;
+        {
+            Progress bar("pull " + repo, 500, "kB");
+            bar.set(ok ? 500 : 200);
+            bar.finish();  // off a terminal: one line, as a real pull writes every few seconds
+        }
+        if (!ok) {
+            std::fprintf(stderr, "error: %s: connection dropped after 200 kB\n", repo.c_str());
+            return 1;
+        }
+        std::printf("%s @ 0123456789ab: 1 files, 0.5 MB\n", repo.c_str());
+        return 0;
     }
     if (store_path.empty() || kind.empty()) {
         std::fprintf(stderr, "usage: ql_test_jobs [-q] KIND ARGS... --store S\n");

@@ -10,12 +10,15 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <thread>
 
+#include "analysis/studies/verify.h"
 #include "core/error.h"
 #include "formats/recipe.h"
 #include "jobs/store.h"
 #include "report/fake_sweep.h"
+#include "server/activity.h"
 #include "server/safe_path.h"
 #include "server/server.h"
 #include "support/test_data.h"
@@ -517,10 +520,19 @@ TEST_F(Api, JobKindsComeFromTheCommandTable) {
     EXPECT_FALSE(kinds["verify"]["options"].contains("base"));  // the model is verify's base
     EXPECT_FALSE(kinds["verify"]["options"].contains("plan"));
     EXPECT_EQ(kinds["plan"]["target"], "job");
-    // The six commands of the table, plus pull (a repository and a token, server-side only).
+    // The eight commands of the table, plus pull (a repository and a token, server-side only).
     EXPECT_EQ(kinds["pull"]["target"], "repo");
     EXPECT_EQ(kinds["pull"]["options"], json({{"revision", "word"}}));
-    EXPECT_EQ(kinds.size(), 7u);
+    // compare takes its quantized GGUF as a second path, audit a zoo file as its "model".
+    EXPECT_EQ(kinds["compare"]["target"], "model");
+    EXPECT_EQ(kinds["compare"]["second"], "quant");
+    EXPECT_EQ(kinds["compare"]["options"]["text"], "path");
+    EXPECT_EQ(kinds["compare"]["options"]["no-attribution"], "flag");
+    EXPECT_FALSE(kinds["compare"]["options"].contains("store"));
+    EXPECT_EQ(kinds["audit"]["model_label"], "zoo");
+    EXPECT_EQ(kinds["audit"]["options"], json({{"time-limit", "number"}}));
+    EXPECT_FALSE(kinds["sweep"].contains("second"));
+    EXPECT_EQ(kinds.size(), 9u);
 }
 
 // A pull's repository id and token are checked before anything runs, and a refused token is
@@ -639,4 +651,241 @@ TEST_F(Api, ExistingOutputNeedsForce) {
     r = post("/api/jobs", body);
     EXPECT_EQ(r->status, 202) << r->body;  // the stand-in records a job
     EXPECT_EQ(client().Get("/api/processes/999999")->status, 404);
+}
+
+namespace {
+
+// Polls GET /api/jobs/:id until the job has ended; returns its state.
+std::string wait_for_job(httplib::Client& c, int64_t id) {
+    std::string state;
+    for (int i = 0; i < 200; ++i) {
+        state = json::parse(c.Get(("/api/jobs/" + std::to_string(id)).c_str())->body)["state"];
+        if (state != "queued" && state != "running") break;
+        std::this_thread::sleep_for(std::chrono::milliseconds(25));
+    }
+    return state;
+}
+
+}  // namespace
+
+// Issue 27: compare (a model and its quantized GGUF) and audit (a zoo file) start from the
+// app like the other kinds; what the child printed is kept for the app (GET .../output).
+TEST_F(Api, CompareAndAuditStartAsJobs) {
+    auto c = client();
+    const std::string gguf = "models/llama-8m/config.json";  // any allowed file: a stand-in runs
+    auto r =
+        post("/api/jobs", {{"kind", "compare"},
+                           {"model", "models/llama-8m"},
+                           {"quant", gguf},
+                           {"options", {{"text", gguf}, {"ctx", 64}, {"no-attribution", true}}}});
+    ASSERT_EQ(r->status, 202) << r->body;
+    const int64_t compare = body_of(r)["job"]["id"];
+    EXPECT_EQ(body_of(r)["job"]["kind"], "compare");
+    EXPECT_EQ(wait_for_job(c, compare), "done");
+    EXPECT_EQ(body_of(c.Get(("/api/jobs/" + std::to_string(compare)).c_str()))["has_output"], true);
+    r = c.Get(("/api/jobs/" + std::to_string(compare) + "/output").c_str());
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_NE(
+        body_of(r)["output"].get<std::string>().find("job " + std::to_string(compare) + " done"),
+        std::string::npos)
+        << r->body;
+    // A job this server did not start (one the CLI recorded) has no output it could show.
+    int64_t elsewhere = 0;
+    {
+        jobs::Store store(store_path_);
+        elsewhere = store.create_job(jobs::NewJob{});
+    }
+    EXPECT_EQ(body_of(c.Get(("/api/jobs/" + std::to_string(elsewhere)).c_str()))["has_output"],
+              false);
+    r = c.Get(("/api/jobs/" + std::to_string(elsewhere) + "/output").c_str());
+    EXPECT_EQ(r->status, 404);
+    EXPECT_NE(r->body.find("not started"), std::string::npos) << r->body;
+    EXPECT_EQ(c.Get("/api/jobs/999999/output")->status, 404);
+
+    // The zoo's own paths are relative to its folder and must stay inside the roots too.
+    std::ofstream(dir_ / "root" / "zoo-text.txt") << "hello world\n";
+    std::ofstream(dir_ / "root" / "zoo.yaml")
+        << "defaults: {text: zoo-text.txt, types: [Q8_0], tokens: 64, ctx: 32}\n"
+           "models:\n  - {name: l8, fp: models/llama-8m}\n";
+    r = post("/api/jobs",
+             {{"kind", "audit"}, {"model", "zoo.yaml"}, {"options", {{"time-limit", 60}}}});
+    ASSERT_EQ(r->status, 202) << r->body;
+    EXPECT_EQ(body_of(r)["job"]["kind"], "audit");
+    EXPECT_NE(body_of(r)["job"]["model"].get<std::string>().find("zoo.yaml"), std::string::npos);
+}
+
+TEST_F(Api, CompareAndAuditRefuseBadRequests) {
+    std::ofstream(dir_ / "root" / "zoo-out.yaml")
+        << "defaults: {text: ../secret.txt, types: [Q8_0], tokens: 64, ctx: 32}\n"
+           "models:\n  - {name: l8, fp: models/llama-8m}\n";
+    std::ofstream(dir_ / "root" / "zoo-bad.yaml") << "models: {not: a list}\n";
+    std::ofstream(dir_ / "root" / "zoo-ok.yaml")
+        << "defaults: {text: models/llama-8m/config.json, types: [Q8_0], tokens: 64, ctx: 32}\n"
+           "models:\n  - {name: l8, fp: models/llama-8m}\n";
+    struct Case {
+        json body;
+        int status;
+        const char* says;
+    };
+    const std::vector<Case> cases = {
+        {{{"kind", "compare"}, {"model", "models/llama-8m"}}, 400, "'quant' (a path) is required"},
+        {{{"kind", "compare"}, {"model", "models/llama-8m"}, {"quant", 7}},
+         400,
+         "'quant' (a path) is required"},
+        {{{"kind", "compare"}, {"model", "models/llama-8m"}, {"quant", "../secret.txt"}},
+         404,
+         "quant: "},
+        {{{"kind", "sweep"}, {"model", "models/llama-8m"}, {"quant", "models/llama-8m"}},
+         400,
+         "'quant' is not accepted for a sweep job"},
+        {{{"kind", "compare"},
+          {"model", "models/llama-8m"},
+          {"quant", "models/llama-8m/config.json"},
+          {"options", {{"top", "many"}}}},
+         400,
+         "--top"},
+        {{{"kind", "compare"},
+          {"model", "models/llama-8m"},
+          {"quant", "models/llama-8m/config.json"},
+          {"options", {{"json", true}}}},
+         400,
+         "option 'json'"},
+        {{{"kind", "audit"}}, 400, "'model' is required for kind 'audit' (the zoo file)"},
+        {{{"kind", "audit"}, {"model", "zoo-bad.yaml"}}, 400, "zoo: "},
+        {{{"kind", "audit"}, {"model", "zoo-out.yaml"}}, 404, "model 'l8': text"},
+        {{{"kind", "audit"}, {"model", "zoo-ok.yaml"}, {"options", {{"store", "x"}}}},
+         400,
+         "option 'store'"},
+    };
+    for (const auto& c : cases) {
+        auto r = post("/api/jobs", c.body);
+        ASSERT_TRUE(r);
+        EXPECT_EQ(r->status, c.status) << c.body.dump() << " → " << r->body;
+        EXPECT_NE(r->body.find(c.says), std::string::npos) << c.body.dump() << " → " << r->body;
+        // The outside file's path never comes back as readable content.
+        EXPECT_EQ(r->body.find("outside"), std::string::npos) << r->body;
+    }
+}
+
+// Issue 27: a pull is listed with its repository, revision and the progress its bar wrote
+// (here the stand-in's: 200 of 500 kB, then a dropped connection), finished or not, so the
+// app can show it and offer to resume; the token is in no reply.
+TEST_F(Api, PullProgressIsListedAndResumable) {
+    const std::string token = "hf_StandInToken123";
+    auto r = post("/api/jobs", {{"kind", "pull"}, {"repo", "org/name"}, {"token", token}});
+    ASSERT_EQ(r->status, 422) << r->body;
+    EXPECT_NE(r->body.find("connection dropped"), std::string::npos) << r->body;
+    const int pid = body_of(r)["pid"];
+    auto c = client();
+    r = c.Get(("/api/processes/" + std::to_string(pid)).c_str());
+    ASSERT_EQ(r->status, 200) << r->body;
+    json p = body_of(r);
+    EXPECT_EQ(p["kind"], "pull");
+    EXPECT_EQ(p["repo"], "org/name");
+    EXPECT_EQ(p["revision"], "main");
+    EXPECT_EQ(p["running"], false);
+    EXPECT_EQ(p["exit_code"], 1);
+    EXPECT_EQ(p["progress"],
+              json({{"done", 200}, {"total", 500}, {"unit", "kB"}, {"fraction", 0.4}}));
+    // Resuming is the same pull again (it continues the partial files); this one completes.
+    r = post("/api/jobs",
+             {{"kind", "pull"}, {"repo", "org/ok-model"}, {"options", {{"revision", "v1"}}}});
+    ASSERT_EQ(r->status, 200) << r->body;
+    EXPECT_EQ(body_of(r)["exit_code"], 0);
+    r = c.Get("/api/processes");
+    ASSERT_EQ(r->status, 200);
+    const json list = body_of(r)["processes"];
+    ASSERT_GE(list.size(), 2u);
+    EXPECT_EQ(list[0]["repo"], "org/ok-model");  // newest first
+    EXPECT_EQ(list[0]["revision"], "v1");
+    EXPECT_EQ(list[0]["exit_code"], 0);
+    EXPECT_DOUBLE_EQ(list[0]["progress"]["fraction"].get<double>(), 1.0);
+    EXPECT_EQ(list[1]["pid"], pid);
+    EXPECT_EQ(r->body.find(token), std::string::npos);
+    EXPECT_EQ(c.Get(("/api/processes/" + std::to_string(pid)).c_str())->body.find(token),
+              std::string::npos);
+}
+
+TEST(PullProgress, ReadsTheLastBarLineOfTheRepo) {
+    const std::string log =
+        "pull org/a [#######.....................]  25% 250/1000 kB | 50.0 kB/s | 5s elapsed, "
+        "ETA 15s\n"
+        "pull org/b [##############..............]  50% 5/10 MB | 1.0 MB/s | 5s elapsed, ETA 5s\n"
+        "pull org/a [##############..............]  50% 500/1000 kB | 50.0 kB/s | 10s elapsed, "
+        "ETA 10s\n"
+        "error: org/a: connection reset\n";
+    const auto p = server::last_pull_progress(log, "org/a");
+    ASSERT_TRUE(p);
+    EXPECT_EQ(p->done, 500);
+    EXPECT_EQ(p->total, 1000);
+    EXPECT_EQ(p->unit, "kB");
+    EXPECT_EQ(server::last_pull_progress(log, "org/b")->unit, "MB");
+    EXPECT_FALSE(server::last_pull_progress(log, "org/c"));
+    EXPECT_FALSE(server::last_pull_progress("warning: disk nearly full\n", "org/a"));
+}
+
+namespace {
+
+// A verify table as `verify --json` writes it: recipes (listed in held_out.tuned) and presets.
+json verify_table(const std::string& text, std::vector<std::pair<std::string, double>> rows,
+                  std::vector<std::string> recipes) {
+    json out = {{"base_ppl", 20.0}, {"n_tokens", 128}, {"rows", json::array()}};
+    for (const auto& [name, kld] : rows)
+        out["rows"].push_back({{"name", name},
+                               {"path", "/o/" + name + ".gguf"},
+                               {"size_bytes", 1000},
+                               {"bpw", 4.5},
+                               {"ppl", 21.0},
+                               {"kld_mean", kld},
+                               {"kld_p99", 10 * kld},
+                               {"kld_p999", 20 * kld},
+                               {"kld_max", 30 * kld},
+                               {"predicted_kld", kld * 0.9}});
+    json tuned = json::array();
+    for (const auto& r : recipes) tuned.push_back({{"name", r}, {"job_id", 1}});
+    out["held_out"] = {
+        {"verified_text", text}, {"verify_windows", 2}, {"verify_ctx", 64}, {"tuned", tuned}};
+    return out;
+}
+
+}  // namespace
+
+// Issue 27: verified recipes are listed with what was measured; a second verify of another
+// recipe on the same text keeps the first one's row (merge_verify_tables), on other text it
+// replaces it.
+TEST_F(Api, VerifiedRecipesAreListedWithTheirMeasurements) {
+    int64_t sweep = 0;
+    {
+        jobs::Store store(store_path_);
+        jobs::NewJob nj;
+        nj.model = "/models/verified-model";
+        sweep = store.create_job(nj);
+        const json first = verify_table("eval.txt", {{"mine", 0.02}, {"Q4_K_M", 0.05}}, {"mine"});
+        const json second =
+            verify_table("eval.txt", {{"other", 0.03}, {"Q4_K_M", 0.05}}, {"other"});
+        const json merged = merge_verify_tables(first, second);
+        EXPECT_EQ(merged["rows"].size(), 3u);  // other, Q4_K_M (again), mine (kept)
+        EXPECT_EQ(merged["held_out"]["tuned"].size(), 2u);
+        EXPECT_EQ(
+            merge_verify_tables(first, verify_table("calib.txt", {{"x", 1}}, {"x"}))["rows"].size(),
+            1u);
+        EXPECT_EQ(merge_verify_tables(json(), second), second);
+        EXPECT_EQ(merge_verify_tables(json("garbage"), second), second);
+        store.put_artifact(sweep, {"verify", true, merged.dump()});
+    }
+    auto r = client().Get("/api/verified");
+    ASSERT_EQ(r->status, 200) << r->body;
+    std::map<std::string, json> mine;
+    const json listed = body_of(r);
+    for (const auto& row : listed["recipes"])
+        if (row["job"] == sweep) mine[row["name"]] = row;
+    ASSERT_EQ(mine.size(), 2u) << r->body;  // the presets are not recipes
+    EXPECT_TRUE(mine.count("mine") && mine.count("other"));
+    EXPECT_DOUBLE_EQ(mine["mine"]["kld_mean"].get<double>(), 0.02);
+    EXPECT_DOUBLE_EQ(mine["mine"]["kld_p99"].get<double>(), 0.2);
+    EXPECT_DOUBLE_EQ(mine["mine"]["kld_p999"].get<double>(), 0.4);
+    EXPECT_DOUBLE_EQ(mine["other"]["predicted_kld"].get<double>(), 0.027);
+    EXPECT_EQ(mine["other"]["model"], "/models/verified-model");
+    EXPECT_EQ(mine["other"]["verified_text"], "eval.txt");
+    EXPECT_EQ(mine["other"]["n_tokens"], 128);
 }

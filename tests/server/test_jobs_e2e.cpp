@@ -132,9 +132,21 @@ TEST_F(JobsEndToEnd, EveryKindSucceeds) {
     // verify's candidates are written inside the output folder, not the server's cwd.
     EXPECT_TRUE(fs::exists(outputs / "verify" / "Q8_0.gguf"));
     EXPECT_FALSE(fs::exists(dir_ / "quantlens-verify"));
+    // A second verify on the same text joins the job's table (issue 27: the app lists every
+    // verified candidate): Q8_0 from the first run stays beside Q4_0.
+    EXPECT_EQ(start_and_finish(
+                  {{"kind", "verify"},
+                   {"model", model},
+                   {"job", sweep},
+                   {"options", {{"text", text}, {"presets", "Q4_0"}, {"ctx", 64}, {"chunks", 1}}}}),
+              0);
     jobs::Store store((dir_ / "jobs.sqlite").string());
-    EXPECT_TRUE(store.get_artifact(sweep, "verify").has_value());  // verify --job stored it
-    EXPECT_FALSE(store.artifact_names(sweep).empty());
+    const auto table = store.get_artifact(sweep, "verify");  // verify --job stored it
+    ASSERT_TRUE(table.has_value());
+    std::vector<std::string> rows;
+    const json doc = json::parse(table->data);
+    for (const auto& r : doc["rows"]) rows.push_back(r["name"]);
+    EXPECT_EQ(rows, (std::vector<std::string>{"Q4_0", "Q8_0"}));
 }
 
 // Issue 19: a sweep refused for its options (--gpu with --ggml-numerics; --gpu without CUDA)

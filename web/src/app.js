@@ -63,11 +63,11 @@
   let CATALOG = { types: [], presets: [], gpu: false };
   let KINDS = {};
   // Files found under the allowed roots: models, texts, imatrix files, recipes.
-  const FOUND = { models: [], texts: [], imatrix: [], recipes: [] };
+  const FOUND = { models: [], texts: [], imatrix: [], recipes: [], zoos: [], ggufs: [] };
 
   async function scanRoots() {
     const roots = (await api('GET', '/api/models?path=')).roots;
-    const seen = { models: new Set(), texts: new Set(), imatrix: new Set(), recipes: new Set() };
+    const seen = { models: new Set(), texts: new Set(), imatrix: new Set(), recipes: new Set(), zoos: new Set(), ggufs: new Set() };
     const visit = async (dir, depth) => {
       let doc;
       try { doc = await api('GET', '/api/models?path=' + encodeURIComponent(dir)); } catch (e) { return; }
@@ -78,9 +78,10 @@
         if (e.type === 'dir' && e.model) seen.models.add(p);
         else if (e.type === 'dir') subdirs.push(p);
         else if (/imatrix/i.test(e.name) || /\.dat$/.test(e.name)) seen.imatrix.add(p);
-        else if (/\.gguf$/.test(e.name)) seen.models.add(p);
+        else if (/\.gguf$/.test(e.name)) { seen.models.add(p); seen.ggufs.add(p); }
         else if (/\.txt$/.test(e.name)) seen.texts.add(p);
         else if (/\.(json|ya?ml)$/.test(e.name) && /recipe|plan/i.test(doc.path + '/' + e.name)) seen.recipes.add(p);
+        else if (/\.ya?ml$/.test(e.name)) seen.zoos.add(p);  // audit's zoo files
       }
       if (depth > 0) for (const d of subdirs.slice(0, 24)) await visit(d, depth - 1);
     };
@@ -95,6 +96,10 @@
     dl.innerHTML = '';
     const fromJobs = [...jobs.values()].map((j) => j.model).filter(Boolean);
     for (const m of [...new Set([...FOUND.models, ...fromJobs])].sort()) dl.appendChild(el('option', { value: m }));
+    for (const [id, list] of [['#start-zoo-list', FOUND.zoos], ['#start-gguf-list', FOUND.ggufs]]) {
+      $(id).innerHTML = '';
+      for (const f of list) $(id).appendChild(el('option', { value: f }));
+    }
   }
 
   // ---------------------------------------------------------------- jobs
@@ -123,7 +128,10 @@
       onclick: () => api('POST', `/api/jobs/${job.id}/${verb}`).then(refreshJobs).catch((e) => status(e.message, true)) });
     if (job.status === 'running') { actions.appendChild(act('pause')); actions.appendChild(act('cancel')); }
     if (['paused', 'failed', 'interrupted'].includes(job.status)) { actions.appendChild(act('resume')); actions.appendChild(act('cancel')); }
-    if (job.kind === 'sweep' || job.progress.done > 0) {
+    // What the child printed (compare's and audit's result tables), for jobs started here.
+    if (job.has_output && job.status !== 'running' && job.status !== 'queued')
+      actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'output', 'data-action': 'output', onclick: () => showOutput(job.id) }));
+    if (job.kind === 'sweep' || (job.progress.done > 0 && !['compare', 'audit'].includes(job.kind))) {
       actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'report', 'data-action': 'report', onclick: () => { location.hash = '#report/' + job.id; } }));
       if (job.kind === 'sweep')
         actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'recipe', 'data-action': 'recipe', onclick: () => { location.hash = '#recipe/' + job.id; } }));
@@ -182,28 +190,88 @@
     } catch (e) { status('cannot list jobs: ' + e.message, true); }
   }
 
-  // Commands that record no job (quantize, verify, eval) are followed by their process id.
-  const procs = new Map();  // pid → {kind, running, exit_code, output}
+  async function showOutput(id) {
+    $('#job-output-box').hidden = false;
+    $('#job-output-title').textContent = `output of job ${id}`;
+    try { $('#job-output').textContent = (await api('GET', `/api/jobs/${id}/output`)).output; } catch (e) { $('#job-output').textContent = e.message; }
+  }
+
+  // Commands that record no job (quantize, verify, eval, pull) are followed by their process
+  // id; the server lists them all (GET /api/processes), finished ones included.
+  const procs = new Map();  // pid → {kind, running, exit_code, output, repo?, revision?, progress?}
+  const lastLine = (p) => (p.output || '').trim().split('\n').filter((l) => !/^pull \S+ \[/.test(l)).slice(-1)[0] || '';
+  function procState(p) { return p.running ? 'running' : p.exit_code === 0 ? 'done' : 'failed'; }
   function renderProcs() {
-    const body = $('#procs-table tbody');
+    const body = $('#procs-table tbody'), pulls = $('#pulls-table tbody');
     body.innerHTML = '';
-    for (const [pid, p] of [...procs.entries()].reverse()) {
-      const state = p.running ? 'running' : p.exit_code === 0 ? 'done' : 'failed';
-      body.appendChild(el('tr', { 'data-pid': String(pid), 'data-state': state }, [
-        el('td', { text: p.kind }), el('td', { class: 'ql-note', text: 'pid ' + pid }), el('td', { class: 'ql-state', text: state }),
-        el('td', { class: 'ql-note ql-msg', text: (p.output || '').trim().split('\n').slice(-1)[0] || '' })]));
+    pulls.innerHTML = '';
+    const list = [...procs.entries()].sort((a, b) => (b[1].seq || 0) - (a[1].seq || 0) || b[0] - a[0]);
+    const newer = new Set();  // repo@revision of a newer pull: only the newest is resumed
+    for (const [pid, p] of list) {
+      const state = procState(p);
+      if (p.kind !== 'pull') {
+        body.appendChild(el('tr', { 'data-pid': String(pid), 'data-state': state }, [
+          el('td', { text: p.kind }), el('td', { class: 'ql-note', text: 'pid ' + pid }), el('td', { class: 'ql-state', text: state }),
+          el('td', { class: 'ql-note ql-msg', text: lastLine(p) })]));
+        continue;
+      }
+      const g = p.progress, pct = g ? Math.round(100 * g.fraction) : state === 'done' ? 100 : 0;
+      const bar = el('div', { class: 'ql-progress' }, [el('div', { style: `width:${pct}%` })]);
+      const actions = el('td', { class: 'ql-actions' });
+      const key = `${p.repo}@${p.revision}`;
+      if (state === 'failed' && !newer.has(key))
+        actions.appendChild(el('button', { class: 'ql-btn secondary', text: 'resume', 'data-action': 'resume-pull', onclick: () => resumePull(p) }));
+      newer.add(key);
+      pulls.appendChild(el('tr', { 'data-pid': String(pid), 'data-state': state, 'data-repo': p.repo || '' }, [
+        el('td', { text: p.repo || '' }), el('td', { text: p.revision || '' }), el('td', { class: 'ql-state', text: state }),
+        el('td', { class: 'ql-nowrap' }, [bar, el('span', { class: 'ql-progress-text', text: ` ${pct} %` }),
+          el('span', { class: 'ql-note', text: g ? ` ${g.done}/${g.total} ${g.unit}` : '' })]),
+        el('td', { class: 'ql-note ql-msg', text: lastLine(p), title: lastLine(p) }), actions]));
     }
+    if (!pulls.childElementCount) pulls.appendChild(el('tr', {}, [el('td', { colspan: '6', class: 'ql-note', text: 'No pulls started from this server yet.' })]));
+  }
+
+  async function refreshProcs() {
+    try {
+      const data = await api('GET', '/api/processes');
+      for (const p of data.processes) procs.set(p.pid, p);
+      renderProcs();
+    } catch (e) { status('cannot list processes: ' + e.message, true); }
+  }
+
+  // The same pull again: `quantlens pull` continues the partial files of the one that stopped.
+  // A token typed into the start form goes with it (the server never kept the first one).
+  async function resumePull(p) {
+    const body = { kind: 'pull', repo: p.repo, options: p.revision && p.revision !== 'main' ? { revision: p.revision } : {} };
+    if ($('#start-token').value) body.token = $('#start-token').value;
+    $('#start-token').value = '';
+    const out = $('#start-result');
+    out.className = 'ql-note';
+    out.textContent = `resuming pull ${p.repo}…`;
+    try {
+      const r = await runCommand(body, (line) => { out.textContent = `pull running: ${line}`; });
+      out.className = 'ql-ok';
+      out.textContent = `pull finished: ${(r.output || '').trim().split('\n').pop()}`;
+    } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
+    refreshProcs();
   }
 
   // Runs a command through POST /api/jobs (asking before replacing an output) and resolves
   // when it has finished: {job} for a command that records a job (followed in the list),
   // else {exit_code, output}. onState(text) receives progress lines.
   async function runCommand(body, onState) {
-    const r = await postConfirmed('/api/jobs', body, (b) => Object.assign({}, b, { force: true }));
+    let r;
+    try {
+      r = await postConfirmed('/api/jobs', body, (b) => Object.assign({}, b, { force: true }));
+    } catch (e) {
+      if (e.status === 422) refreshProcs();  // a command that failed at once is listed too
+      throw e;
+    }
     if (r.job) { await refreshJobs(); return r; }
     if ('exit_code' in r) {
       procs.set(r.pid, { kind: body.kind, running: false, exit_code: r.exit_code, output: r.output });
       renderProcs();
+      refreshProcs();
       return r;
     }
     procs.set(r.pid, { kind: body.kind, running: true, output: '' });
@@ -232,6 +300,8 @@
     verify: ['text', 'recipe', 'presets', 'ctx', 'chunks'],
     eval: ['text', 'ctx', 'chunks', 'base'],
     pull: ['revision'],
+    compare: ['text', 'ctx', 'chunks', 'no-attribution'],
+    audit: ['time-limit'],
   };
   const CHOICES = { granularity: ['tensor', 'layer', 'class'], metric: ['kld', 'proxy'] };
   // Presets verify compares against unless the user changes it (the issue's list).
@@ -312,6 +382,12 @@
     const kind = $('#start-kind').value, spec = KINDS[kind];
     if (!spec) return;
     $('#start-model-label').hidden = spec.target !== 'model';
+    // audit's "model" is a zoo file; compare also takes the quantized GGUF (spec.second).
+    $('#start-model-name').textContent = spec.model_label || 'model';
+    $('#start-model').setAttribute('list', spec.model_label === 'zoo' ? 'start-zoo-list' : 'start-model-list');
+    $('#start-model').placeholder = spec.model_label === 'zoo' ? 'zoo file (YAML: models, texts, types)' : 'pick a model (Models tab) or type its path';
+    $('#start-second-label').hidden = !spec.second;
+    $('#start-second-name').textContent = spec.second || '';
     $('#start-browse').hidden = spec.target !== 'model';
     $('#start-job-label').hidden = spec.target !== 'job' && !spec.job_option;
     // pull: a Hub repository and a token, which is sent once in the request body and never
@@ -379,6 +455,7 @@
     const kind = $('#start-kind').value, spec = KINDS[kind];
     const body = { kind, options: {} };
     if (spec.target === 'model') body.model = $('#start-model').value.trim();
+    if (spec.second) body[spec.second] = $('#start-second').value.trim();
     if ((spec.target === 'job' || spec.job_option) && $('#start-job').value) body.job = parseInt($('#start-job').value, 10);
     if (spec.target === 'repo') {
       body.repo = $('#start-repo').value.trim();
@@ -540,12 +617,16 @@
     $('#start-kind').value = 'sweep';
     renderStartForm();
     await refreshJobs();
+    await refreshProcs();
     route();
     document.body.dataset.ready = '1';  // tests wait for this
     setInterval(refreshJobs, 2000);  // polling fallback; running jobs also stream events
+    // Running pulls report progress through the process list.
+    setInterval(() => { if ([...procs.values()].some((p) => p.running)) refreshProcs(); }, 2000);
+    $('#job-output-close').addEventListener('click', () => { $('#job-output-box').hidden = true; });
   }
 
-  window.qlApp = { api, postConfirmed, runCommand, reportData, refreshJobs, scanRoots, status, fmtSeconds,
+  window.qlApp = { api, postConfirmed, runCommand, reportData, refreshJobs, refreshProcs, scanRoots, status, fmtSeconds,
     catalog: () => CATALOG, found: () => FOUND, jobs: () => jobs, VERIFY_PRESETS };
   init();
 })();

@@ -178,7 +178,24 @@
     for (const r of (d.verify && d.verify.rows) || [])
       body.appendChild(el('tr', { 'data-verify': r.name }, [el('td', { text: r.name }), el('td', { class: 'num', text: fmtBytes(r.size_bytes) }),
         el('td', { class: 'num', text: fmt(r.bpw) }), el('td', { class: 'num', text: fmt(r.ppl) }), el('td', { class: 'num', text: fmt(r.kld_mean) }),
-        el('td', { class: 'num', text: fmt(r.kld_p99) }), el('td', { class: 'num', text: fmt(r.kld_max) }), el('td', { class: 'num', text: fmt(r.predicted_kld) })]));
+        el('td', { class: 'num', text: fmt(r.kld_p99) }), el('td', { class: 'num', text: fmt(r.kld_p999) }), el('td', { class: 'num', text: fmt(r.kld_max) }),
+        el('td', { class: 'num', text: fmt(r.predicted_kld) })]));
+  }
+
+  // Every recipe verified in the store (GET /api/verified), newest job first; a row opens
+  // its sweep's recipe view.
+  async function drawVerified() {
+    const body = $('#verified-table tbody');
+    let list;
+    try { list = (await app.api('GET', '/api/verified')).recipes; } catch (e) { body.textContent = e.message; return; }
+    body.innerHTML = '';
+    for (const r of list)
+      body.appendChild(el('tr', { class: 'ql-entry', 'data-verified': `${r.job}/${r.name}`, onclick: () => { location.hash = '#recipe/' + r.job; } }, [
+        el('td', { text: String(r.job) }), el('td', { text: (r.model || '').split('/').pop() }), el('td', { text: r.name }),
+        el('td', { class: 'num', text: fmtBytes(r.size_bytes) }), el('td', { class: 'num', text: fmt(r.bpw) }), el('td', { class: 'num', text: fmt(r.ppl) }),
+        el('td', { class: 'num', text: fmt(r.kld_mean) }), el('td', { class: 'num', text: fmt(r.kld_p99) }), el('td', { class: 'num', text: fmt(r.kld_p999) }),
+        el('td', { class: 'num', text: fmt(r.predicted_kld) }), el('td', { class: 'ql-note', text: (r.verified_text || '').split('/').pop() + (r.n_tokens ? ` · ${r.n_tokens} tokens` : '') })]));
+    if (!list.length) body.appendChild(el('tr', {}, [el('td', { colspan: '11', class: 'ql-note', text: 'No recipe verified in this store yet: Verify one above.' })]));
   }
 
   function recipeDocument() {
@@ -245,6 +262,7 @@
       out.className = 'ql-ok';
       out.textContent = mine ? `verified: ${mine.name} ${fmtBytes(mine.size_bytes)}, KLD ${fmt(mine.kld_mean)} (predicted ${fmt(mine.predicted_kld)})` : 'verified';
       drawVerify();
+      await drawVerified();
     } catch (e) { out.className = 'ql-error'; out.textContent = e.message; }
   }
 
@@ -291,6 +309,7 @@
   }
 
   async function show(id) {
+    drawVerified();
     if (!id) return;
     $('#recipe-job').value = String(id);
     let data;
@@ -327,6 +346,6 @@
   $('#recipe-plan').addEventListener('click', plan);
   $('#verify-y').addEventListener('change', drawVerify);
 
-  window.qlRecipe = { show, recipeStats, llamaArgs };
+  window.qlRecipe = { show, recipeStats, llamaArgs, drawVerified };
   Object.assign(window.qlApp, { recipeStats, llamaArgs });
 })();

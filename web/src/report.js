@@ -47,9 +47,10 @@
 
   // A unit that names model tensors. The sweep's "(all)" unit (role "all": every tensor at
   // one type at once) is measured and drawn in the heatmap, but is not a tensor a recipe or a
-  // per-tensor ranking can choose.
+  // per-tensor ranking can choose; nor is an expert unit of sweep --experts (one expert's
+  // slices of stacked tensors, which a GGUF stores with one type).
   function isTensorUnit(u) {
-    return !!u && u.role !== 'all' && u.name !== '(all)';
+    return !!u && u.role !== 'all' && u.role !== 'expert' && u.name !== '(all)';
   }
 
   // Index of the measurement matrix: cell(u, t) → metrics object or undefined.
@@ -162,6 +163,53 @@
       });
     }
     return hm;
+  }
+
+  // sweep --experts: units "blk.L.expert.E" (role "expert") → two layers × experts grids at
+  // type index `ti`: ΔKLD (kld_mean) and routing share (route_share); null where not measured
+  // (a sampled sweep). `cells` counts the (layer, expert) pairs measured at that type.
+  function expertGrid(data, ti) {
+    const idx = index(data);
+    const found = [];
+    (data.units || []).forEach((u, i) => {
+      if (u.role !== 'expert') return;
+      const m = /^blk\.(\d+)\.expert\.(\d+)$/.exec(u.name);
+      if (m) found.push({ u: i, layer: +m[1], expert: +m[2] });
+    });
+    if (!found.length) return null;
+    const layers = [...new Set(found.map((f) => f.layer))].sort((a, b) => a - b);
+    const nExp = Math.max(...found.map((f) => f.expert)) + 1;
+    const experts = [...Array(nExp).keys()];
+    const kld = layers.map(() => experts.map(() => null));
+    const share = layers.map(() => experts.map(() => null));
+    let cells = 0;
+    for (const f of found) {
+      const m = idx.cell(f.u, ti);
+      if (!m) continue;
+      const li = layers.indexOf(f.layer);
+      if (typeof m.kld_mean === 'number') { kld[li][f.expert] = m.kld_mean; cells++; }
+      if (typeof m.route_share === 'number') share[li][f.expert] = m.route_share;
+    }
+    return { layers, experts, kld, share, cells };
+  }
+
+  function renderExperts(kldDiv, shareDiv, data, ti) {
+    const g = expertGrid(data, ti);
+    if (!g) return null;
+    const y = g.layers.map((l) => 'layer ' + l), x = g.experts.map((e) => 'e' + e);
+    const logz = g.kld.map((r) => r.map((v) => (v === null ? null : Math.log10(Math.max(v, LOG_FLOOR)))));
+    const text = g.kld.map((r, li) => r.map((v, e) => `layer ${g.layers[li]} · expert ${e}<br>ΔKLD ${fmt(v)}` +
+      `<br>routing share ${fmt(g.share[li][e])}`));
+    const common = { margin: { l: 70, r: 20, t: 40, b: 40 }, height: Math.max(260, 60 + g.layers.length * 22),
+      xaxis: { type: 'category', title: { text: 'expert' } }, yaxis: { type: 'category', autorange: 'reversed' } };
+    Plotly.react(kldDiv, [{ type: 'heatmap', z: logz, x, y, text, hovertemplate: '%{text}<extra></extra>',
+      colorscale: 'YlOrRd', hoverongaps: false, xgap: 1, ygap: 1, colorbar: { title: { text: 'log10 ΔKLD' } } }],
+    Object.assign({ title: { text: 'ΔKLD with only that expert quantized' } }, common), { displaylogo: false, responsive: true });
+    Plotly.react(shareDiv, [{ type: 'heatmap', z: g.share, x, y, text, hovertemplate: '%{text}<extra></extra>',
+      colorscale: 'Blues', hoverongaps: false, xgap: 1, ygap: 1, zmin: 0, colorbar: { title: { text: 'share' } } }],
+    Object.assign({ title: { text: 'routing share on the eval text' } }, common), { displaylogo: false, responsive: true });
+    kldDiv.dataset.cells = String(g.cells);
+    return g;
   }
 
   // Chord knee of a decreasing error-vs-bpw curve: the point farthest below the chord between
@@ -450,6 +498,23 @@
       el('p', { class: 'ql-note', text: 'Colour = composite score: weighted mean of each metric min-max normalized over all cells (0 = best, 1 = worst). Weights below.' }),
       controls, hm, detail]));
 
+    // sweep --experts: experts × layers beside routing frequency, at a chosen type.
+    const expertUnits = (data.units || []).some((u) => u.role === 'expert');
+    if (measured && expertUnits) {
+      const kd = el('div', { class: 'ql-plot', id: 'ql-experts-kld' });
+      const sd = el('div', { class: 'ql-plot', id: 'ql-experts-share' });
+      const tSel = el('select', { id: 'ql-experts-type' });
+      (data.types || []).forEach((t, i) => tSel.appendChild(el('option', { value: String(i), text: t.name })));
+      const drawExperts = () => renderExperts(kd, sd, data, +tSel.value);
+      tSel.addEventListener('change', drawExperts);
+      root.appendChild(el('section', { class: 'ql-card', id: 'ql-experts' }, [
+        el('h2', { text: 'Experts × layers' }),
+        el('p', { class: 'ql-note', text: 'Each cell: one expert\'s slices of its layer\'s stacked ffn_*_exps quantized alone (left), and its share of the layer\'s routed tokens (right). Rarely routed experts can take fewer bits; a GGUF still stores one type per stacked tensor.' }),
+        el('div', { class: 'ql-controls' }, [el('label', { text: 'type ' }, [tSel])]),
+        el('div', { class: 'ql-row' }, [kd, sd])]));
+      drawExperts();
+    }
+
     // Per-unit curves.
     const cv = el('div', { class: 'ql-plot', id: 'ql-curves' });
     const unitSel = el('select', { id: 'ql-curve-unit' });
@@ -496,5 +561,5 @@
 
   global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, normalizers, compositeScore, heatmapModel,
     // knee: the name web/tests knew it by.
-    renderHeatmap, chordKnee, knee: chordKnee, unitCurve, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
+    renderHeatmap, expertGrid, renderExperts, chordKnee, knee: chordKnee, unitCurve, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -19,6 +19,7 @@ import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import http from 'node:http';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -52,6 +53,12 @@ let context, server, baseUrl;
 // "Repository not found" at once, and the Authorization headers it got are kept, so a pull
 // from the app fails cleanly and the test sees whether the token reached the child.
 const hubAuth = [];
+// A repository the stand-in Hub does serve: one 300 kB file whose first download drops half
+// way (the retry is answered 404), so the pull stops with a partial file; the next run must
+// ask for the rest with a Range request.
+const RESUMABLE = { repo: 'resumable-org/tiny-model', commit: 'c'.repeat(40), listings: 0, ranges: [],
+  bytes: Buffer.from(Array.from({ length: 300000 }, (_, i) => (i * 7919) % 251)) };
+RESUMABLE.sha256 = crypto.createHash('sha256').update(RESUMABLE.bytes).digest('hex');
 let hub, hubUrl;
 let sweepId, calibId, shown, data, report, calibReport;
 
@@ -131,6 +138,35 @@ before(async () => {
   context.setDefaultTimeout(SLOW);
   hub = http.createServer((req, res) => {
     hubAuth.push(req.headers.authorization || '');
+    if (req.url.startsWith(`/api/models/${RESUMABLE.repo}/revision/main`)) {
+      RESUMABLE.listings++;
+      res.writeHead(200, { 'Content-Type': 'application/json' });
+      res.end(JSON.stringify({ sha: RESUMABLE.commit, siblings: [{ rfilename: 'model.safetensors', size: RESUMABLE.bytes.length,
+        blobId: 'b'.repeat(40), lfs: { sha256: RESUMABLE.sha256, size: RESUMABLE.bytes.length } }] }));
+      return;
+    }
+    if (req.url === `/${RESUMABLE.repo}/resolve/${RESUMABLE.commit}/model.safetensors`) {
+      const range = req.headers.range || '';
+      RESUMABLE.ranges.push(range);
+      const n = RESUMABLE.bytes.length, half = n >> 1;
+      if (RESUMABLE.listings === 1 && !range) {
+        // First run: half the file, then the connection drops ...
+        res.writeHead(200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(n) });
+        res.write(RESUMABLE.bytes.subarray(0, half), () => setTimeout(() => res.socket.destroy(), 50));
+        return;
+      }
+      if (RESUMABLE.listings === 1) {
+        // ... and the retry is answered "gone", so the run stops with half the file on disk.
+        res.writeHead(404, { 'Content-Type': 'application/json', 'X-Error-Code': 'EntryNotFound' });
+        res.end('{"error":"Entry not found"}');
+        return;
+      }
+      const from = Number(/^bytes=(\d+)-$/.exec(range)?.[1] ?? 0);
+      res.writeHead(from ? 206 : 200, { 'Content-Type': 'application/octet-stream', 'Content-Length': String(n - from),
+        ...(from ? { 'Content-Range': `bytes ${from}-${n - 1}/${n}` } : {}) });
+      res.end(RESUMABLE.bytes.subarray(from));
+      return;
+    }
     res.writeHead(404, { 'Content-Type': 'application/json', 'X-Error-Code': 'RepoNotFound' });
     res.end('{"error":"Repository not found"}');
   });
@@ -544,8 +580,25 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   assert.ok(i >= 0, point.text.join());
   assert.equal(point.x[i], mine.size_bytes / 1e6);
   assert.equal(point.y[i], mine.kld_mean);
+  // The table has mean, p99 and p99.9 KLD as verify measured them.
+  const cells = await page.$$eval('#verify-table tbody tr[data-verify="e2e-mixed"] td', (t) => t.map((x) => x.textContent));
+  const heads = await page.$$eval('#verify-table thead th', (t) => t.map((x) => x.textContent));
+  const col = (h) => Number(cells[heads.indexOf(h)]);
+  for (const [h, v] of [['KLD mean', mine.kld_mean], ['KLD p99', mine.kld_p99], ['KLD p99.9', mine.kld_p999]])
+    assert.ok(v > 0 && Math.abs(col(h) - v) / v < 1e-3, `${h}: page ${cells[heads.indexOf(h)]}, stored ${v}`);
+  // Verified recipes of the whole store are listed with their results: this one and the
+  // plan verified in before() on the first sweep.
+  const vrow = `#verified-table tr[data-verified="${newId}/e2e-mixed"]`;
+  await page.waitForSelector(vrow);
+  assert.ok(await page.$(`#verified-table tr[data-verified="${sweepId}/plan-bpw5"]`), 'the plan verified in before() is not listed');
+  assert.equal(await page.$(`#verified-table tr[data-verified="${newId}/Q4_K_M"]`), null, 'a preset listed as a recipe');
+  const vcells = await page.$$eval(`${vrow} td`, (t) => t.map((x) => x.textContent));
+  assert.equal(vcells[2], 'e2e-mixed');
+  assert.ok(Math.abs(Number(vcells[6]) - mine.kld_mean) / mine.kld_mean < 1e-3, `${vcells[6]} vs ${mine.kld_mean}`);
   await page.$eval('#recipe-actions', (e) => e.scrollIntoView());
   await shot('4-verify');
+  await page.$eval('#verified-card', (e) => e.scrollIntoView());
+  await shot('5-verified');
 
   // 6. A second quantize into the same file asks first: declined, the file is left alone;
   // confirmed, it is replaced.
@@ -573,8 +626,10 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
 // page, log, output or job-store byte.
 test('app: every job kind starts from the start form', async () => {
   const page = await context.newPage();
-  const errors = [];
+  await page.setViewportSize({ width: 1280, height: 800 });  // the narrow window the issue names
+  const errors = [], outside = [];
   page.on('pageerror', (e) => errors.push(e.message));
+  page.on('request', (r) => { if (!r.url().startsWith(baseUrl + '/')) outside.push(r.url()); });
   page.on('dialog', (d) => d.dismiss());
   await page.goto(`${baseUrl}/#jobs`);
   await page.waitForSelector('body[data-ready="1"]');
@@ -621,9 +676,28 @@ test('app: every job kind starts from the start form', async () => {
       await page.fill('#start-repo', 'no-such-org/no-such-model');
       await page.fill('#start-token', token);
     },
+    // compare: the model and a quantized GGUF of it (the shared Q4_K_M file).
+    compare: async () => {
+      assert.equal(await page.textContent('#start-second-name'), 'quant');
+      await page.fill('#start-model', model);
+      await page.fill('#start-second', path.join(shared, 'models', 'llama-8m-Q4_K_M.gguf'));
+      await page.fill('#start-options [data-option="ctx"]', '64');
+      await page.fill('#start-options [data-option="chunks"]', '2');
+      await page.check('#start-options [data-option="no-attribution"]');
+    },
+    // audit: a zoo file in the server's working directory naming llama-8m and the shared text.
+    audit: async () => {
+      assert.equal(await page.textContent('#start-model-name'), 'zoo');
+      assert.equal(await page.isVisible('#start-second-label'), false);
+      await page.fill('#start-model', zooFile);
+    },
   };
+  const zooFile = path.join(work, 'web-zoo.yaml');
+  fs.writeFileSync(zooFile, `defaults: {text: ${calibText}, types: [Q8_0], tokens: 64, ctx: 32, granularity: class}\nmodels:\n  - {name: l8, fp: ${model}}\n`);
   const offered = await page.$$eval('#start-kind option', (os) => os.map((o) => o.value));
   assert.deepEqual([...offered].sort(), Object.keys(fill).sort(), 'a kind offered without a test here (or one gone)');
+  // Every command that can record a job (the job store's kinds) is among them, and pull.
+  for (const k of ['sweep', 'calibrate', 'eval', 'quantize', 'verify', 'compare', 'audit', 'plan', 'pull']) assert.ok(offered.includes(k), k);
   const ended = () => page.waitForFunction(() => {
     const t = document.getElementById('start-result').textContent;
     return /started job \d+|finished|exited|error|not /.test(t) && t;
@@ -640,6 +714,19 @@ test('app: every job kind starts from the start form', async () => {
       assert.equal(await page.getAttribute('#start-result', 'class'), 'ql-error');
       assert.equal(await page.inputValue('#start-token'), '', 'the token field keeps the token');
       assert.ok(hubAuth.includes('Bearer ' + token), `the child did not send the token: ${JSON.stringify(hubAuth)}`);
+      // The pulls view lists the failed pull with its output and offers to resume it; resume
+      // runs the same pull again, with the token typed again (the server kept none).
+      const pullRow = '#pulls-table tr[data-repo="no-such-org/no-such-model"]';
+      await page.waitForSelector(`${pullRow}[data-state="failed"] button[data-action="resume-pull"]`);
+      assert.match(await page.textContent(`${pullRow} .ql-msg`), /no-such-org\/no-such-model/);
+      const asked = hubAuth.length;
+      await page.fill('#start-token', token);
+      await page.$eval('#start-result', (e) => { e.textContent = ''; });
+      await page.click(`${pullRow} button[data-action="resume-pull"]`);
+      assert.match(await ended(), /pull exited with code 1: /);
+      assert.ok(hubAuth.length > asked && hubAuth.slice(asked).every((a) => a === 'Bearer ' + token), JSON.stringify(hubAuth.slice(asked)));
+      await page.waitForFunction((sel) => document.querySelectorAll(sel).length === 2, `${pullRow}[data-state="failed"]`);
+      assert.equal(await page.inputValue('#start-token'), '', 'the token field keeps the token');
       // A pull that fails within the POST's first seconds is answered 422 with its output;
       // one that took longer is followed as a process: read that reply too.
       const row = await page.$('#procs-table tr[data-state="failed"]');
@@ -668,6 +755,15 @@ test('app: every job kind starts from the start form', async () => {
         const job = qlJson(['jobs', 'show', started[1]]);
         assert.equal(job.kind, kind);
         assert.equal(job.status, 'done', `${kind} job ${started[1]}: ${JSON.stringify(job).slice(0, 500)}`);
+        if (kind === 'compare' || kind === 'audit') {
+          // Their result is the table the command printed: shown from the job's row.
+          await page.$eval('#job-output', (e) => { e.textContent = ''; });
+          await page.click(`#jobs-table tr[data-job-id="${started[1]}"] button[data-action="output"]`);
+          await page.waitForFunction(() => document.getElementById('job-output').textContent.length > 0);
+          const printed = await page.textContent('#job-output');
+          assert.match(printed, kind === 'compare' ? /KLD/ : new RegExp(`audit job ${started[1]}`), printed);
+          if (kind === 'compare') await page.screenshot({ path: path.join(artifacts, 'app-compare.png') });
+        }
       } else {
         assert.match(result, new RegExp(`^${kind} finished: `), result);
         assert.equal(await page.getAttribute('#procs-table tr[data-state]', 'data-state'), 'done');
@@ -679,5 +775,47 @@ test('app: every job kind starts from the start form', async () => {
   assert.ok(fs.statSync(path.join(store + '.outputs', 'all-kinds-calib.dat')).size > 0);
   await page.screenshot({ path: path.join(artifacts, 'app-all-kinds.png') });
   assert.deepEqual(errors, []);
+  assert.deepEqual(outside, [], 'the app asked for something outside its server');
+  await page.close();
+});
+
+// Issue 27, pull: a download that stopped is listed with its state and message, and Resume
+// in the Pulls list continues it (the stand-in Hub sees a Range request for the second half
+// only); the resumed pull reports its progress (300/300 kB) and its file is complete.
+test('app: a pull that stopped resumes from the Pulls list', async () => {
+  const page = await context.newPage();
+  await page.setViewportSize({ width: 1280, height: 800 });
+  const errors = [], outside = [];
+  page.on('pageerror', (e) => errors.push(e.message));
+  page.on('request', (r) => { if (!r.url().startsWith(baseUrl + '/')) outside.push(r.url()); });
+  await page.goto(`${baseUrl}/#jobs`);
+  await page.waitForSelector('body[data-ready="1"]');
+  await page.selectOption('#start-kind', 'pull');
+  await page.fill('#start-repo', RESUMABLE.repo);
+  await page.$eval('#start-result', (e) => { e.textContent = ''; });
+  await page.click('#start-submit');
+  await page.waitForFunction(() => /exited|finished/.test(document.getElementById('start-result').textContent), null, { timeout: JOB_TIMEOUT });
+  assert.match(await page.textContent('#start-result'), /pull exited with code 1: /);
+  const row = `#pulls-table tr[data-repo="${RESUMABLE.repo}"]`;
+  await page.waitForSelector(`${row}[data-state="failed"] button[data-action="resume-pull"]`);
+  const blobs = path.join(work, 'hf-cache', `models--${RESUMABLE.repo.replace('/', '--')}`, 'blobs');
+  const partial = path.join(blobs, RESUMABLE.sha256 + '.incomplete');
+  assert.equal(fs.statSync(partial).size, RESUMABLE.bytes.length / 2, 'the first run should leave half the file');
+  assert.deepEqual(RESUMABLE.ranges, ['', `bytes=${RESUMABLE.bytes.length / 2}-`]);
+  await page.click(`${row} button[data-action="resume-pull"]`);
+  await page.waitForSelector(`${row}[data-state="done"]`, { timeout: JOB_TIMEOUT });
+  assert.equal(RESUMABLE.ranges.at(-1), `bytes=${RESUMABLE.bytes.length / 2}-`);
+  assert.equal(RESUMABLE.ranges.length, 3, RESUMABLE.ranges.join());
+  await page.waitForFunction((sel) => / 300\/300 kB/.test(document.querySelector(sel).textContent), `${row}[data-state="done"]`);
+  assert.match(await page.textContent(`${row}[data-state="done"] .ql-progress-text`), /100 %/);
+  // The stopped run shows how far it got; only the newest pull of a repository is resumable.
+  assert.match(await page.textContent(`${row}[data-state="failed"]`), /50 % 150\/300 kB/);
+  assert.equal(await page.$(`${row} button[data-action="resume-pull"]`), null);
+  const file = path.join(work, 'hf-cache', `models--${RESUMABLE.repo.replace('/', '--')}`, 'snapshots', RESUMABLE.commit, 'model.safetensors');
+  assert.ok(fs.readFileSync(file).equals(RESUMABLE.bytes), 'the resumed file differs from the Hub\'s');
+  assert.equal(fs.existsSync(partial), false);
+  await page.locator('section:has(#pulls-table)').screenshot({ path: path.join(artifacts, 'app-pulls.png') });
+  assert.deepEqual(errors, []);
+  assert.deepEqual(outside, [], 'the app asked for something outside its server');
   await page.close();
 });

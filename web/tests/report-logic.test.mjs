@@ -74,3 +74,28 @@ test('the sweep\'s "(all)" unit is drawn but is not a tensor of the ranking', ()
   assert.doesNotMatch(md, /\(all\)/);
   assert.match(md, /\| `blk\.0\.attn_q\.weight` \| Q2_K \| 0\.1000 \|/);
 });
+
+test('experts × layers: ΔKLD and routing share per (layer, expert), gaps where not sampled', () => {
+  const d = {
+    types: [{ name: 'Q4_0', bpw: 4.5 }],
+    units: [
+      { name: 'blk.0.ffn_down_exps.weight', layer: 0, role: 'ffn_down_exps' },
+      { name: 'blk.0.expert.0', layer: 0, role: 'expert' },
+      { name: 'blk.0.expert.2', layer: 0, role: 'expert' },
+      { name: 'blk.1.expert.1', layer: 1, role: 'expert' },
+    ],
+    cells: [
+      { u: 0, t: 0, m: { kld_mean: 0.5 } },
+      { u: 1, t: 0, m: { kld_mean: 0, route_share: 0 } },
+      { u: 2, t: 0, m: { kld_mean: 0.02, route_share: 0.6 } },
+      { u: 3, t: 0, m: { kld_mean: 0.01, route_share: 0.4 } },
+    ],
+  };
+  const g = R.expertGrid(d, 0);
+  assert.deepEqual(g.layers, [0, 1]);
+  assert.deepEqual(g.experts, [0, 1, 2]);
+  assert.deepEqual(g.kld, [[0, null, 0.02], [null, 0.01, null]]);
+  assert.deepEqual(g.share, [[0, null, 0.6], [null, 0.4, null]]);
+  assert.equal(g.cells, 3);
+  assert.equal(R.expertGrid({ units: d.units.slice(0, 1), cells: [] }, 0), null);
+});

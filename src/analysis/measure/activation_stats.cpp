@@ -51,15 +51,23 @@ void ChannelMoments::add(const float* x, int64_t rows) {
             a += s1[static_cast<size_t>(j)];
             b += s2[static_cast<size_t>(j)];
         }
-        for (int64_t r = 0; r < rows; ++r) {
-            const float* row = x + r * n_cols;
-            double ra = 0, rb = 0;
-            for (int64_t j = 0; j < n_cols; ++j) {
-                ra += row[j];
-                rb += static_cast<double>(row[j]) * row[j];
+        // Row sums in parallel, added in row order: the same doubles as a serial loop.
+        std::vector<double> ra(static_cast<size_t>(rows)), rb(static_cast<size_t>(rows));
+        parallel_for(static_cast<size_t>(rows), [&](size_t r0, size_t r1) {
+            for (size_t r = r0; r < r1; ++r) {
+                const float* row = x + static_cast<int64_t>(r) * n_cols;
+                double sa = 0, sb = 0;
+                for (int64_t j = 0; j < n_cols; ++j) {
+                    sa += row[j];
+                    sb += static_cast<double>(row[j]) * row[j];
+                }
+                ra[r] = sa;
+                rb[r] = sb;
             }
-            a += ra;
-            b += rb;
+        });
+        for (int64_t r = 0; r < rows; ++r) {
+            a += ra[static_cast<size_t>(r)];
+            b += rb[static_cast<size_t>(r)];
         }
         mu = a / n;
         sigma = std::sqrt(std::max(0.0, b / n - mu * mu));
@@ -120,6 +128,13 @@ void ActivationCollector::set_capture(int64_t max_rows, int64_t stride) {
     QL_ASSERT(max_rows >= 0 && stride >= 1);
     capture_rows_ = max_rows;
     capture_stride_ = stride;
+}
+
+void ActivationCollector::on_shared_input(const HookEvent& e, std::span<const std::string> also) {
+    on_event(e);
+    const auto it = mats_.find(*e.tensor);
+    if (it == mats_.end()) return;  // not a wanted tensor: neither are its siblings
+    for (const std::string& name : also) mats_[name] = it->second;
 }
 
 void ActivationCollector::on_event(const HookEvent& e) {

@@ -21,6 +21,7 @@
 
 #include <cstdint>
 #include <map>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -77,6 +78,9 @@ class ActivationCollector {
     // The hook to install with Engine::set_hook; it refers to this collector.
     EngineHook hook();
     void on_event(const HookEvent& event);
+    // A LinearInput event whose input also feeds the weights `also` (q, k and v; gate and
+    // up): measured once, the statistics copied to each (they always see identical inputs).
+    void on_shared_input(const HookEvent& event, std::span<const std::string> also);
 
     // Keep sample input rows for later error measurements (AWQ): every `stride`-th row a
     // matrix receives, up to max_rows per matrix.

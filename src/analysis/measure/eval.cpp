@@ -9,6 +9,9 @@
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "engine/engine.h"
+#ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_logits.h"
+#endif
 #include "engine/tokenizer.h"
 #include "model/model.h"
 
@@ -60,14 +63,31 @@ void check_base_file(const LogitsFile& file, const EvalTokens& chunks, int64_t v
 
 }  // namespace
 
-EvalResult evaluate(const Engine& engine, const EvalTokens& chunks, const EvalOptions& options,
+std::unique_ptr<LogitsModel> make_logits_model(const Model& model, const EngineOptions& options,
+                                               bool gpu, const std::string& command) {
+    if (!gpu) return std::make_unique<Engine>(model, options);
+    QL_CHECK(!options.ggml_numerics,
+             "{} --gpu: llama.cpp's matmul-input rounding (--ggml-numerics) is not implemented "
+             "on the GPU; measure without it on the GPU, or with it on the CPU",
+             command);
+#ifdef QL_HAVE_CUDA
+    cuda::CudaEngineOptions o;
+    o.precision = cuda::Precision::F16;
+    return cuda::make_cuda_logits_model(model, o);
+#else
+    fail("{} --gpu: this quantlens was built without CUDA (configure with -DQUANTLENS_CUDA=ON)",
+         command);
+#endif
+}
+
+EvalResult evaluate(const LogitsModel& engine, const EvalTokens& chunks, const EvalOptions& options,
                     EvalBase base, const std::string& save_logits) {
     const int64_t n_ctx = chunks.n_ctx, first = chunks.first(), S = chunks.scored_per_chunk();
     const int64_t V = engine.vocab(), rows_out = n_ctx - first;  // head rows per sequence
     const int64_t batch = std::max<int64_t>(1, options.batch);
     if (base.engine)
         QL_CHECK(base.engine->vocab() == V, "base model {} has a vocabulary of {}, {} has {}",
-                 base.engine->model().path(), base.engine->vocab(), engine.model().path(), V);
+                 base.engine->source_path(), base.engine->vocab(), engine.source_path(), V);
     if (base.logits) check_base_file(*base.logits, chunks, V);
     const bool with_base = base.engine || base.logits;
 

@@ -13,6 +13,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -21,8 +22,10 @@
 
 namespace quantlens {
 
-class Engine;
+class LogitsModel;
+class Model;
 class Tokenizer;
+struct EngineOptions;
 
 struct EvalOptions {
     int64_t n_ctx = 512;
@@ -54,12 +57,19 @@ struct EvalResult {
 };
 
 struct EvalBase {
-    const Engine* engine = nullptr;      // run on the same chunks, or
-    const LogitsFile* logits = nullptr;  // read from a file (its tokens must match)
+    const LogitsModel* engine = nullptr;  // run on the same chunks, or
+    const LogitsFile* logits = nullptr;   // read from a file (its tokens must match)
 };
 
+// The evaluator of `model`: the CPU engine with `options`, or with `gpu` the CUDA engine
+// (F16 storage, engine/cuda/cuda_logits.h). `command` names the caller in refusals: --gpu
+// without a CUDA build, and --gpu with ggml_numerics (llama.cpp's matmul-input rounding is
+// not implemented on the GPU, so it would measure something else).
+std::unique_ptr<LogitsModel> make_logits_model(const Model& model, const EngineOptions& options,
+                                               bool gpu, const std::string& command);
+
 // save_logits: write the evaluated model's log-probs to this path ("" = don't).
-EvalResult evaluate(const Engine& engine, const EvalTokens& chunks, const EvalOptions& options,
+EvalResult evaluate(const LogitsModel& engine, const EvalTokens& chunks, const EvalOptions& options,
                     EvalBase base = {}, const std::string& save_logits = "");
 
 }  // namespace quantlens

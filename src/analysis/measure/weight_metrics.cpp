@@ -56,6 +56,9 @@ WeightErrorAccumulator WeightErrorAccumulator::from_sums(const WeightErrorSums& 
     a.sum_w2_ = s.sum_w2;
     a.sum_wh2_ = s.sum_wh2;
     a.sum_w_wh_ = s.sum_w_wh;
+    a.has_imat_ = s.has_importance;
+    a.imat_e2_ = s.sum_imp_e2;
+    a.imat_w2_ = s.sum_imp_w2;
     return a;
 }
 

@@ -4,6 +4,7 @@
 #include <cmath>
 #include <map>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <regex>
 
 #include <fmt/format.h>
@@ -93,6 +94,78 @@ uint64_t gguf_tensor_file_bytes(const std::vector<int64_t>& ne, GgmlType type) {
     return round_up_to_alignment(ggml_row_size(written, ne[0]) * static_cast<uint64_t>(rows));
 }
 
+namespace {
+
+// --tie: merges the units each regex matches into one unit per name-without-layer, whose
+// options are the types all members have (bytes and errors summed). `members` holds each
+// unit's sweep unit names and `tensors` its tensors; both are merged alongside.
+void tie_units(const std::vector<std::string>& ties, PlanProblem& problem,
+               std::vector<std::vector<std::string>>& members,
+               std::vector<std::vector<std::string>>& tensors) {
+    if (ties.empty()) return;
+    std::vector<std::regex> res;
+    for (const auto& pattern : ties) {
+        try {
+            res.emplace_back(pattern);
+        } catch (const std::regex_error& e) {
+            fail("--tie '{}': not a valid regular expression: {}", pattern, e.what());
+        }
+    }
+    static const std::regex layer_number(R"(blk\.\d+)");
+    std::vector<bool> matched(res.size(), false);
+    std::map<std::string, size_t> group_of;  // group key → index in the new problem
+    PlanProblem out;
+    out.fixed_bytes = problem.fixed_bytes;
+    std::vector<std::vector<std::string>> out_members, out_tensors;
+    for (size_t i = 0; i < problem.units.size(); ++i) {
+        PlanUnit& u = problem.units[i];
+        std::optional<size_t> tie;
+        for (size_t r = 0; r < res.size() && !tie; ++r)
+            if (std::regex_search(u.name, res[r])) tie = r, matched[r] = true;
+        if (!tie) {
+            out.units.push_back(std::move(u));
+            out_members.push_back(std::move(members[i]));
+            out_tensors.push_back(std::move(tensors[i]));
+            continue;
+        }
+        const std::string name = std::regex_replace(u.name, layer_number, "blk.*");
+        const std::string key = fmt::format("{}\n{}", *tie, name);
+        const auto it = group_of.find(key);
+        if (it == group_of.end()) {
+            group_of[key] = out.units.size();
+            u.name = name;
+            out.units.push_back(std::move(u));
+            out_members.push_back(std::move(members[i]));
+            out_tensors.push_back(std::move(tensors[i]));
+            continue;
+        }
+        PlanUnit& g = out.units[it->second];
+        std::vector<PlanOption> both;
+        for (const PlanOption& a : g.options)
+            for (const PlanOption& b : u.options)
+                if (a.type == b.type)
+                    both.push_back({a.type, a.bytes + b.bytes, a.error + b.error});
+        QL_CHECK(!both.empty(),
+                 "--tie '{}': '{}' and the units tied with it ('{}') have no measured type in "
+                 "common",
+                 ties[*tie], u.name, g.name);
+        g.options = std::move(both);
+        auto& gm = out_members[it->second];
+        gm.insert(gm.end(), members[i].begin(), members[i].end());
+        auto& gt = out_tensors[it->second];
+        gt.insert(gt.end(), tensors[i].begin(), tensors[i].end());
+    }
+    for (size_t r = 0; r < res.size(); ++r)
+        QL_CHECK(matched[r], "--tie '{}': the pattern matches none of the {} units (e.g. '{}')",
+                 ties[r], problem.units.size(),
+                 problem.units.empty() ? std::string() : problem.units.front().name);
+    problem = std::move(out);
+    members = std::move(out_members);
+    tensors = std::move(out_tensors);
+}
+
+}  // namespace
+
 PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     const jobs::Job job = store.get_job(req.job_id);
     QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job; plan needs a sweep job",
@@ -148,8 +221,11 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     PlanProblem problem;
     problem.fixed_bytes = out.header_bytes + out.unquantized_bytes;
     std::vector<std::vector<std::string>> unit_tensors;
+    std::vector<std::vector<std::string>> unit_members;  // sweep units behind each plan unit
     for (const auto& u : store.units(req.job_id)) {
-        if (u.name == kAllUnit) continue;
+        // Expert units (sweep --experts) measure slices of stacked tensors, which a GGUF
+        // stores with one type: they inform, the stacked tensors' own units are chosen.
+        if (u.name == kAllUnit || u.role == "expert") continue;
         const auto members =
             json::parse(u.extra).value("tensors", std::vector<std::string>{u.name});
         // A unit's bytes in the file; the sweep's measured bytes (unpadded) only for a unit
@@ -200,6 +276,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
                   [](const PlanOption& a, const PlanOption& b) { return a.bytes > b.bytes; });
         problem.units.push_back(pu);
         unit_tensors.push_back(members);
+        unit_members.push_back({u.name});
     }
     QL_CHECK(!problem.units.empty(), "job {}: no measured units", req.job_id);
     for (size_t i = 0; i < pin_res.size(); ++i)
@@ -221,6 +298,8 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         }
         if (!ratios.empty()) out.interaction_factor = median(ratios);
     }
+
+    tie_units(req.ties, problem, unit_members, unit_tensors);
 
     KnapsackPlanner planner(problem);
     PlanResult r;
@@ -262,12 +341,14 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     bool kld_known = true;
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const std::string type = ggml_type_display_name(problem.units[i].options[r.choice[i]].type);
-        const auto& metrics = m[problem.units[i].name][type];
-        auto it = metrics.find("kld_mean");
-        if (it == metrics.end())
-            kld_known = false;
-        else
-            kld_sum += std::max(0.0, it->second);
+        for (const std::string& member : unit_members[i]) {
+            const auto& metrics = m[member][type];
+            auto it = metrics.find("kld_mean");
+            if (it == metrics.end())
+                kld_known = false;
+            else
+                kld_sum += std::max(0.0, it->second);
+        }
     }
     recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
     for (size_t i = 0; i < problem.units.size(); ++i) {

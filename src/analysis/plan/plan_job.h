@@ -7,7 +7,8 @@
 // tensor kept in float, each padded to the alignment as quantize writes them.
 // Predicted KLD = Σ per-tensor ΔKLD × interaction factor, where the factor is the median
 // over types of (measured KLD with every tensor at that type) / (Σ per-tensor ΔKLD at that
-// type) — 1 when the sweep has no "(all)" items.
+// type) — 1 when the sweep has no "(all)" items. Units of a sweep's --experts (one expert's
+// slices) are never chosen: a GGUF stores a layer's experts in one tensor of one type.
 #pragma once
 
 #include <cstdint>
@@ -35,6 +36,10 @@ struct PlanRequest {
     std::vector<GgmlType> types;  // empty = every measured type
     std::optional<GgmlType> min_type, max_type;          // by bits per weight
     std::vector<std::pair<std::string, GgmlType>> pins;  // regex → type
+    // Regexes: the units each matches are grouped by their name with the layer number
+    // replaced by '*' ("blk.*.ffn_down_exps.weight"), and each group takes one type, its
+    // options being the types every member was measured at (sizes and errors summed).
+    std::vector<std::string> ties;
 };
 
 struct PlanOutcome {

@@ -4,36 +4,37 @@
 #include <chrono>
 #include <cmath>
 #include <cstdio>
+#include <functional>
 #include <map>
 #include <optional>
 
 #include "analysis/measure/chunks.h"
 #include "core/error.h"
+#include "core/half.h"
 #include "core/parallel.h"
 #include "core/progress.h"
 #include "engine/engine.h"
+#ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_engine.h"
+#endif
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "model/model.h"
 
 namespace quantlens {
 
-CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
-                                  const std::string& dataset, const CalibrateOptions& options,
-                                  const CalibrateObserver& observer,
-                                  ActivationCollector* collector) {
+namespace {
+
+// The loop shared by the CPU and GPU runs: `forward(tokens, B)` runs B chunks through every
+// layer, feeding `col`; progress, the observer, timing and the result are common.
+using BatchForward = std::function<void(std::span<const int32_t> tokens, int64_t B)>;
+
+CalibrationResult calibrate_loop(const EvalChunks& chunks, const std::string& dataset,
+                                 const CalibrateOptions& options, const CalibrateObserver& observer,
+                                 ActivationCollector& col, const BatchForward& forward) {
     QL_CHECK(chunks.n_chunks >= 1 && chunks.n_ctx >= 1, "{}: no chunk of {} tokens to calibrate on",
              dataset, chunks.n_ctx);
-    ActivationCollector own(engine.config().n_experts);
-    ActivationCollector& col = collector ? *collector : own;
-    col.set_capture(options.capture_rows, std::max<int64_t>(1, options.capture_stride));
-    engine.set_hook(col.hook());
-    struct HookReset {
-        Engine& e;
-        ~HookReset() { e.clear_hook(); }
-    } reset{engine};
-
-    const int64_t T = chunks.n_ctx, C = engine.hidden();
+    const int64_t T = chunks.n_ctx;
     const int64_t batch = std::max<int64_t>(1, options.batch);
     std::optional<Progress> progress;
     if (options.progress) progress.emplace("calibrate", chunks.n_chunks * T, "tok");
@@ -41,11 +42,8 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
     int64_t done = 0;
     for (int64_t c = 0; c < chunks.n_chunks; c += batch) {
         const int64_t B = std::min(batch, chunks.n_chunks - c);
-        const std::span<const int32_t> tokens(chunks.tokens.data() + c * T,
-                                              static_cast<size_t>(B * T));
-        std::vector<float> h = engine.embed(tokens);
-        QL_ASSERT(static_cast<int64_t>(h.size()) == B * T * C);
-        for (int64_t l = 0; l < engine.n_layers(); ++l) engine.run_layer(l, h.data(), B, T);
+        forward(std::span<const int32_t>(chunks.tokens.data() + c * T, static_cast<size_t>(B * T)),
+                B);
         done = c + B;
         if (progress) progress->advance(B * T);
         if (observer && !observer(done, chunks.n_chunks)) break;
@@ -63,6 +61,72 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
     r.layers = col.layer_stats();
     r.imatrix = col.imatrix_entries();
     return r;
+}
+
+}  // namespace
+
+CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
+                                  const std::string& dataset, const CalibrateOptions& options,
+                                  const CalibrateObserver& observer,
+                                  ActivationCollector* collector) {
+    ActivationCollector own(engine.config().n_experts);
+    ActivationCollector& col = collector ? *collector : own;
+    col.set_capture(options.capture_rows, std::max<int64_t>(1, options.capture_stride));
+    engine.set_hook(col.hook());
+    struct HookReset {
+        Engine& e;
+        ~HookReset() { e.clear_hook(); }
+    } reset{engine};
+    const int64_t T = chunks.n_ctx;
+    return calibrate_loop(chunks, dataset, options, observer, col,
+                          [&](std::span<const int32_t> tokens, int64_t B) {
+                              std::vector<float> h = engine.embed(tokens);
+                              QL_ASSERT(static_cast<int64_t>(h.size()) ==
+                                        B * T * engine.state_width());
+                              for (int64_t l = 0; l < engine.n_layers(); ++l)
+                                  engine.run_layer(l, h.data(), B, T);
+                          });
+}
+
+CalibrationResult calibrate_text_gpu(const Model& model, const std::string& text_path,
+                                     const CalibrateOptions& options,
+                                     const CalibrateObserver& observer) {
+#ifdef QL_HAVE_CUDA
+    const Tokenizer tokenizer = Tokenizer::load(model);
+    const EvalChunks chunks =
+        load_eval_chunks(tokenizer, text_path, options.n_ctx, options.max_chunks);
+    cuda::CudaEngineOptions o;
+    o.precision = cuda::Precision::F16;
+    o.max_tokens = std::max<int64_t>(1, options.batch) * options.n_ctx;
+    cuda::CudaEngine gpu(model.config(), o);
+    ActivationCollector col(model.config().n_experts);
+    std::vector<float> host;
+    gpu.set_tap([&](const cuda::ActivationTap& t) {
+        host.resize(static_cast<size_t>(t.rows * t.cols));
+        gpu.download_activations(t, host.data());
+        if (t.kind == cuda::ActivationTap::Kind::LayerOutput) {
+            col.on_event(
+                {HookEvent::Kind::LayerOutput, t.layer, nullptr, -1, host.data(), t.rows, t.cols});
+            return;
+        }
+        const std::vector<std::string>& w = *t.weights;
+        col.on_shared_input(
+            {HookEvent::Kind::LinearInput, t.layer, &w[0], -1, host.data(), t.rows, t.cols},
+            std::span<const std::string>(w).subspan(1));
+    });
+    gpu.load_model(model);
+    const int64_t T = chunks.n_ctx;
+    return calibrate_loop(
+        chunks, text_path, options, observer, col, [&](std::span<const int32_t> tokens, int64_t B) {
+            gpu.run_layers(std::vector<int32_t>(tokens.begin(), tokens.end()), B, T);
+        });
+#else
+    (void)text_path, (void)options, (void)observer;
+    fail(
+        "calibrate --gpu: this quantlens was built without CUDA (configure with "
+        "-DQUANTLENS_CUDA=ON); {} can be calibrated on the CPU",
+        model.path());
+#endif
 }
 
 CalibrationResult calibrate_text(Engine& engine, const std::string& text_path,
@@ -89,6 +153,27 @@ std::vector<WeightDiagnostics> weight_histograms(const Engine& engine) {
             out[i] = diagnose_weight(t.name, w.data(), t.n_rows(), t.n_per_row(), {});
         }
     });
+    return out;
+}
+
+std::vector<WeightDiagnostics> weight_histograms(const Model& model, bool f16_weights) {
+    std::vector<const TensorInfo*> infos;
+    for (const TensorInfo& t : model.tensors())
+        if (t.quantizable) infos.push_back(&t);
+    std::vector<WeightDiagnostics> out(infos.size());
+    // A tensor per thread, read and dropped: the model is never held whole in floats.
+    parallel_for(
+        infos.size(),
+        [&](size_t begin, size_t end) {
+            for (size_t i = begin; i < end; ++i) {
+                const TensorInfo& t = *infos[i];
+                std::vector<float> w = model.read_f32(t);
+                if (f16_weights)
+                    for (float& x : w) x = round_to_f16(x);
+                out[i] = diagnose_weight(t.name, w.data(), t.n_rows(), t.n_per_row(), {});
+            }
+        },
+        1);
     return out;
 }
 

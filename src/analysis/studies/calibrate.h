@@ -83,10 +83,22 @@ CalibrationResult calibrate_text(Engine& engine, const std::string& text_path,
                                  const CalibrateObserver& observer = {},
                                  ActivationCollector* collector = nullptr);
 
+// The same on the GPU (CUDA build, dense models): the CUDA engine with F16 weights runs the
+// batches (options.batch chunks per pass) and every tapped matmul input and layer output is
+// downloaded into an ActivationCollector, so the statistics are the CPU's computed over the
+// GPU's F16-rounded activations. Throws Error naming the model without CUDA or for a mixture
+// of experts (routed inputs are not tapped).
+CalibrationResult calibrate_text_gpu(const Model& model, const std::string& text_path,
+                                     const CalibrateOptions& options,
+                                     const CalibrateObserver& observer = {});
+
 // Histogram and moments (diagnose_weight without group maps) of every quantizable tensor of
 // the engine's model, in model order; tensors run in parallel over the engine's own f32
 // copies, so nothing is read again.
 std::vector<WeightDiagnostics> weight_histograms(const Engine& engine);
+// The same read tensor by tensor from the model (rounded through F16 when f16_weights), for
+// runs without a CPU engine (calibrate --gpu).
+std::vector<WeightDiagnostics> weight_histograms(const Model& model, bool f16_weights);
 
 ImatrixWriteInfo imatrix_write_info(const CalibrationResult& result);
 nlohmann::json calibration_json(const CalibrationResult& result, const std::string& model);

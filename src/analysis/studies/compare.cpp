@@ -49,7 +49,9 @@ std::string listed(const std::vector<std::string>& names) {
 // The attribution group of a tensor: token_embd, blk.N or output (output and output_norm).
 std::string group_of(const TensorInfo& t) {
     if (t.layer >= 0) return fmt::format("blk.{}", t.layer);
-    return t.role == TensorRole::Embed ? "token_embd" : "output";
+    const bool embed = t.role == TensorRole::Embed || t.role == TensorRole::PleTokenEmbd ||
+                       t.role == TensorRole::PleModelProj || t.role == TensorRole::PleProjNorm;
+    return embed ? "token_embd" : "output";
 }
 
 // Everything a run of the job needs, loaded once.
@@ -104,15 +106,17 @@ struct ActSums {
     int64_t n_values = 0, n_tokens = 0;
 };
 
-void add_act(ActSums& s, const std::vector<float>& a, const std::vector<float>& b, int64_t C) {
-    const int64_t N = static_cast<int64_t>(a.size()) / C;
+// Rows are `width` floats apart (Engine::state_width()); the first C are the hidden state.
+void add_act(ActSums& s, const std::vector<float>& a, const std::vector<float>& b, int64_t C,
+             int64_t width) {
+    const int64_t N = static_cast<int64_t>(a.size()) / width;
     std::vector<double> sq(static_cast<size_t>(N)), cs(static_cast<size_t>(N));
     parallel_for(
         static_cast<size_t>(N),
         [&](size_t begin, size_t end) {
             for (size_t i = begin; i < end; ++i) {
-                const float* x = a.data() + i * C;
-                const float* y = b.data() + i * C;
+                const float* x = a.data() + i * width;
+                const float* y = b.data() + i * width;
                 double d2 = 0, xy = 0, xx = 0, yy = 0;
                 for (int64_t c = 0; c < C; ++c) {
                     const double d = static_cast<double>(x[c]) - y[c];
@@ -146,11 +150,11 @@ PassResult lockstep_pass(const CompareContext& ctx, const Engine& fp, const Engi
         const int64_t B = std::min(ctx.opt.batch, ch.n_chunks - b0);
         std::span<const int32_t> toks(ch.tokens.data() + b0 * T, static_cast<size_t>(B * T));
         std::vector<float> ha = fp.embed(toks), hb = q.embed(toks);  // [B*T, C]
-        add_act(out.act[0], ha, hb, C);
+        add_act(out.act[0], ha, hb, C, fp.state_width());
         for (int64_t l = 0; l < L; ++l) {
             fp.run_layer(l, ha.data(), B, T);
             q.run_layer(l, hb.data(), B, T);
-            add_act(out.act[static_cast<size_t>(l + 1)], ha, hb, C);
+            add_act(out.act[static_cast<size_t>(l + 1)], ha, hb, C, fp.state_width());
         }
         const std::vector<float> la = fp.head(ha.data(), B, T, ch.first_scored);  // [B*R, V]
         const std::vector<float> lb = q.head(hb.data(), B, T, ch.first_scored);
@@ -211,7 +215,9 @@ std::pair<int64_t, bool> first_perturbed(const CompareContext& ctx) {
     int64_t from = ctx.fp->config().n_layers;
     for (const TensorInfo& t : ctx.fp->tensors()) {
         if (!ctx.engine->has_override(t.name)) continue;
-        if (t.role == TensorRole::Embed) return {0, true};
+        if (t.role == TensorRole::Embed || t.role == TensorRole::PleTokenEmbd ||
+            t.role == TensorRole::PleModelProj || t.role == TensorRole::PleProjNorm)
+            return {0, true};  // read by embed() (Gemma 4's per-layer tables too)
         if (t.layer >= 0) from = std::min<int64_t>(from, t.layer);
     }
     return {from, false};

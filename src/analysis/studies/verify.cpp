@@ -5,6 +5,7 @@
 #include <fstream>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <set>
 
 #include <fmt/format.h>
 
@@ -119,10 +120,10 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
     const std::string base_logits = (fs::path(o.out_dir) / "base.qllogp").string();
     VerifyReport report;
     {
-        Engine base(*base_model, eo);
+        const auto base = make_logits_model(*base_model, eo, o.gpu, "verify");
         fmt::print(stderr, "verify: base {} over {} tokens\n", o.base_model,
                    chunks.n_chunks * chunks.n_ctx);
-        const EvalResult r = evaluate(base, chunks, ev, {}, base_logits);
+        const EvalResult r = evaluate(*base, chunks, ev, {}, base_logits);
         report.base_ppl = r.ppl.ppl;
         report.n_tokens = chunks.n_chunks * chunks.n_ctx;
     }
@@ -139,10 +140,10 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
                  o.base_model);
         EngineOptions qo = eo;
         qo.f16_weights = false;
-        Engine engine(*model, qo);
+        const auto engine = make_logits_model(*model, qo, o.gpu, "verify");
         fmt::print(stderr, "verify: {} ({})\n", row.name, row.path);
         const auto t0 = std::chrono::steady_clock::now();
-        const EvalResult r = evaluate(engine, chunks, ev, {nullptr, &base_file});
+        const EvalResult r = evaluate(*engine, chunks, ev, {nullptr, &base_file});
         row.seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
         row.size_bytes = fs::file_size(row.path);
         row.bpw =
@@ -198,6 +199,35 @@ nlohmann::json verify_json(const VerifyReport& rep) {
             {"n_tokens", rep.n_tokens},
             {"rows", rows},
             {"held_out", held_out_json(rep.held_out)}};
+}
+
+nlohmann::json merge_verify_tables(const nlohmann::json& earlier, const nlohmann::json& now) {
+    auto same_text = [&] {
+        if (!earlier.is_object() || !earlier.contains("rows") || !earlier["rows"].is_array() ||
+            !earlier.contains("held_out") || !earlier["held_out"].is_object())
+            return false;
+        const auto& a = earlier["held_out"];
+        const auto& b = now.at("held_out");
+        for (const char* key : {"verified_text", "verify_windows", "verify_ctx"})
+            if (!a.contains(key) || a[key] != b.at(key)) return false;
+        return earlier.contains("n_tokens") && earlier["n_tokens"] == now.at("n_tokens");
+    };
+    if (!same_text()) return now;
+    nlohmann::json out = now;
+    std::set<std::string> measured;
+    for (const auto& r : now.at("rows")) measured.insert(r.at("name").get<std::string>());
+    for (const auto& r : earlier["rows"])
+        if (r.is_object() && r.contains("name") && r["name"].is_string() &&
+            !measured.count(r["name"].get<std::string>()))
+            out["rows"].push_back(r);
+    const auto& tuned = earlier["held_out"].contains("tuned") ? earlier["held_out"]["tuned"]
+                                                              : nlohmann::json::array();
+    if (tuned.is_array())
+        for (const auto& t : tuned)
+            if (t.is_object() && t.contains("name") && t["name"].is_string() &&
+                !measured.count(t["name"].get<std::string>()))
+                out["held_out"]["tuned"].push_back(t);
+    return out;
 }
 
 }  // namespace quantlens

@@ -34,6 +34,9 @@ struct VerifyOptions {
     int64_t ctx = 512;
     int64_t chunks = 100;
     bool ggml_numerics = true;
+    // Evaluate the base and the candidates on the GPU (F16 weights; refused together with
+    // ggml_numerics, see make_logits_model in analysis/measure/eval.h).
+    bool gpu = false;
     // Keep a candidate file already written from the same recipe, base, imatrix and GPTQ
     // settings (a key file beside it says which); any change rewrites it.
     bool reuse_files = true;
@@ -70,5 +73,11 @@ VerifyReport run_verify(const VerifyOptions& options,
                         const std::vector<VerifyCandidate>& candidates);
 std::string verify_table(const VerifyReport& report);
 nlohmann::json verify_json(const VerifyReport& report);
+// The verify table a sweep job keeps (`verify --job`, artifact "verify") after a new run:
+// `now`, plus the rows of `earlier` that `now` did not measure again (and their held-out
+// entries) when both measured the same text with the same windows and context, so every
+// recipe verified on that text stays listed; otherwise `now` alone (figures measured on
+// different text are not comparable). `earlier` may be null or any JSON (then ignored).
+nlohmann::json merge_verify_tables(const nlohmann::json& earlier, const nlohmann::json& now);
 
 }  // namespace quantlens

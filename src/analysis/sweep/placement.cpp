@@ -18,9 +18,12 @@ namespace {
 
 using json = nlohmann::json;
 
+// The token mixers: attention, and the Gated DeltaNet's projections in hybrid models.
 bool is_attention(TensorRole r) {
     return r == TensorRole::AttnQ || r == TensorRole::AttnK || r == TensorRole::AttnV ||
-           r == TensorRole::AttnO || r == TensorRole::AttnQKV;
+           r == TensorRole::AttnO || r == TensorRole::AttnQKV || r == TensorRole::AttnGate ||
+           r == TensorRole::SsmOut || r == TensorRole::SsmBetaAlpha || r == TensorRole::SsmBeta ||
+           r == TensorRole::SsmAlpha;
 }
 
 bool is_ffn(TensorRole r) {

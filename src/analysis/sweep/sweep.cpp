@@ -13,6 +13,7 @@
 
 #include "analysis/measure/chunks.h"
 #include "analysis/measure/weight_metrics.h"
+#include "analysis/sweep/expert_units.h"
 #include "analysis/sweep/placement.h"
 #include "analysis/sweep/sweep_cpu.h"
 #include "analysis/sweep/sweep_shard.h"
@@ -96,7 +97,23 @@ struct SweepContext {
     std::map<std::string, SweepUnit> units;
     std::vector<std::string> all_tensors;  // the "(all)" unit
     int64_t n_layers = 0;
+    std::optional<RoutingCounter> routing;  // sweep --experts: the reference pass's routing
 };
+
+// The tensor's imatrix entry for every stacked matrix ([n_mat][n_per_row]), as
+// fake_quant_tensor reads it; empty without an imatrix or an entry.
+std::vector<float> importance_of(const SweepContext& ctx, const TensorInfo& t) {
+    std::vector<float> out;
+    if (!ctx.imatrix) return out;
+    const int64_t n_per_row = t.n_per_row();
+    const int64_t n_mat = t.ne.size() >= 3 ? t.ne[2] : 1;
+    for (int64_t m = 0; m < n_mat; ++m) {
+        const float* imp = ctx.imatrix->importance(t.name, n_per_row, n_mat, m);
+        if (!imp) return {};
+        out.insert(out.end(), imp, imp + n_per_row);
+    }
+    return out;
+}
 
 // The layer a unit's perturbation first affects, and whether the embedding must be redone.
 std::pair<int64_t, bool> start_of(const SweepContext& ctx,
@@ -105,12 +122,19 @@ std::pair<int64_t, bool> start_of(const SweepContext& ctx,
     bool embedding = false;
     for (const auto& name : tensors) {
         const TensorInfo& t = ctx.model->get(name);
-        if (t.role == TensorRole::Embed) embedding = true;
+        // Gemma 4's per-layer embedding tables are read by embed() too.
+        if (t.role == TensorRole::Embed || t.role == TensorRole::PleTokenEmbd ||
+            t.role == TensorRole::PleModelProj || t.role == TensorRole::PleProjNorm)
+            embedding = true;
         if (t.layer >= 0) from = std::min<int64_t>(from, t.layer);
     }
     if (embedding) from = 0;
     return {from, embedding};
 }
+
+void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErrorAccumulator& acc,
+                      uint64_t bytes, int64_t params, int64_t fallbacks, bool changed,
+                      const PerturbedStats& st);
 
 // `tensors` at `type`; a placement sweep also puts `base` (the tensors its variant does not
 // raise) at `base_type`, so weight metrics and bytes then cover the whole model.
@@ -150,10 +174,12 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         bytes += ggml_row_size(written, t.n_per_row()) * static_cast<uint64_t>(t.n_rows());
         params += t.n_elements();
         fallbacks += written != to ? 1 : 0;
-        // The backend's own kernel when the quantizer takes no importance and no GPTQ
-        // Hessian: the GPU path then moves no tensor to or from the host.
-        if (!ctx.imatrix && !ctx.gptq) {
-            if (const auto sums = ctx.backend->set_fake_quant_override(name, written)) {
+        // The backend's own kernel (with the tensor's importance, if any) unless a GPTQ
+        // Hessian rounds it: the GPU path then moves no tensor to or from the host.
+        if (!ctx.gptq) {
+            const std::vector<float> importance = importance_of(ctx, t);
+            if (const auto sums = ctx.backend->set_fake_quant_override(
+                    name, written, importance, !importance.empty() && t.ne.size() < 3)) {
                 acc.merge(WeightErrorAccumulator::from_sums(*sums));
                 changed = changed || sums->sum_e2 > 0;
                 continue;
@@ -175,14 +201,22 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         ctx.backend->set_override(name, std::move(q.values), q.type);
     }
     PerturbedStats st;
-    const int64_t L = ctx.n_layers;
     if (changed) {
         auto [from, embedding] = start_of(ctx, touched);
         if (!ctx.opt.prefix_cache) from = 0, embedding = true;
         st = ctx.backend->evaluate(from, embedding);
     }
     for (const auto& name : touched) ctx.backend->clear_override(name);
+    put_item_metrics(m, ctx, acc, bytes, params, fallbacks, changed, st);
+    m["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    return m;
+}
 
+// The metrics every item records (sweep.h), from its weight errors and evaluation.
+void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErrorAccumulator& acc,
+                      uint64_t bytes, int64_t params, int64_t fallbacks, bool changed,
+                      const PerturbedStats& st) {
+    const int64_t L = ctx.n_layers;
     const WeightError we = acc.result();
     m["w_rmse"] = we.rmse;
     m["w_max_abs"] = we.max_abs;
@@ -216,6 +250,51 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
             m[k] = 0.0;
         m["top1_agree"] = 1.0;
         for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = 0.0;
+    }
+}
+
+// An expert unit (expert_units.h): expert E's matrix of each stacked tensor at `type`, every
+// other expert unchanged, plus E's routing counts from the reference pass.
+jobs::Metrics measure_expert_item(SweepContext& ctx, const std::string& unit, GgmlType type) {
+    const auto t0 = std::chrono::steady_clock::now();
+    const auto [layer, expert] = *parse_expert_unit(unit);
+    jobs::Metrics m;
+    WeightErrorAccumulator acc;
+    uint64_t bytes = 0;
+    int64_t params = 0, fallbacks = 0;
+    bool changed = false;
+    const std::vector<std::string>& tensors = ctx.units.at(unit).tensors;
+    for (const auto& name : tensors) {
+        const TensorInfo& t = ctx.model->get(name);
+        const int64_t n_mat = t.ne[2], n_per_row = t.n_per_row();
+        const int64_t rows = t.n_rows() / n_mat;
+        const GgmlType written =
+            type_fits_row(type, n_per_row) ? type : fallback_type(type, n_per_row);
+        fallbacks += written != type ? 1 : 0;
+        bytes += ggml_row_size(written, n_per_row) * static_cast<uint64_t>(rows);
+        params += rows * n_per_row;
+        std::vector<float> values = ctx.backend->original(name);
+        const size_t off = static_cast<size_t>(expert) * static_cast<size_t>(rows * n_per_row);
+        const std::vector<float> slice(
+            values.begin() + static_cast<std::ptrdiff_t>(off),
+            values.begin() + static_cast<std::ptrdiff_t>(off + rows * n_per_row));
+        const float* imp =
+            ctx.imatrix ? ctx.imatrix->importance(name, n_per_row, n_mat, expert) : nullptr;
+        fake_quantize(written, slice.data(), values.data() + off, rows, n_per_row, imp);
+        acc.merge(
+            WeightErrorAccumulator::of(slice.data(), values.data() + off, rows, n_per_row, imp));
+        changed = changed || !std::equal(slice.begin(), slice.end(), values.begin() + off);
+        ctx.backend->set_override(name, std::move(values), GgmlType::F32);
+    }
+    PerturbedStats st;
+    if (changed) st = ctx.backend->evaluate(layer, false);
+    for (const auto& name : tensors) ctx.backend->clear_override(name);
+    put_item_metrics(m, ctx, acc, bytes, params, fallbacks, changed, st);
+    if (ctx.routing) {
+        const double routed = static_cast<double>(ctx.routing->counts()[layer][expert]);
+        const double slots = static_cast<double>(ctx.routing->tokens(layer) * ctx.routing->top_k());
+        m["route_tokens"] = routed;
+        m["route_share"] = slots > 0 ? routed / slots : 0.0;
     }
     m["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return m;
@@ -283,7 +362,13 @@ json prepare_context(SweepContext& ctx) {
             GptqSettings{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks});
     ctx.backend = make_sweep_backend(ctx);
     const auto t_prep = std::chrono::steady_clock::now();
+    if (ctx.opt.experts) {  // the routing of the reference pass, through the engine's hook
+        QL_CHECK(ctx.engine != nullptr, "sweep --experts: routing counts need the CPU engine");
+        ctx.routing.emplace(*ctx.engine);
+        ctx.routing->attach(*ctx.engine);
+    }
     ctx.backend->prepare(chunks);
+    if (ctx.routing) ctx.routing->detach(*ctx.engine);
     const double prep_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
     return {{"n_chunks", chunks.n_chunks},
@@ -300,6 +385,8 @@ jobs::Metrics measure_named(SweepContext& ctx, const std::string& unit, const st
                             GgmlType::F32, {}, GgmlType::F32, &*f);
     }
     if (unit == kAllUnit) return measure_item(ctx, ctx.all_tensors, type_from_name(type));
+    if (ctx.units.at(unit).role == kExpertRole)
+        return measure_expert_item(ctx, unit, type_from_name(type));
     const std::vector<std::string>& raised = ctx.units.at(unit).tensors;
     if (!ctx.opt.base_type) return measure_item(ctx, raised, type_from_name(type));
     const std::set<std::string> raised_set(raised.begin(), raised.end());
@@ -307,6 +394,47 @@ jobs::Metrics measure_named(SweepContext& ctx, const std::string& unit, const st
     for (const auto& name : ctx.all_tensors)
         if (!raised_set.count(name)) rest.push_back(name);
     return measure_item(ctx, raised, type_from_name(type), rest, *ctx.opt.base_type);
+}
+
+// sweep --experts: per type and layer, the most sensitive measured expert and the routing
+// shares' range, and over all expert rows the rank correlation of routing share with ΔKLD.
+std::string expert_summary(
+    const std::map<std::string, std::map<std::string, std::map<std::string, double>>>& by) {
+    std::string out;
+    for (const auto& [type, units] : by) {
+        std::map<int, std::vector<std::pair<int, const std::map<std::string, double>*>>> layers;
+        std::vector<double> share, kld;
+        for (const auto& [unit, metrics] : units)
+            if (const auto ex = parse_expert_unit(unit); ex && metrics.count("kld_mean")) {
+                layers[ex->first].emplace_back(ex->second, &metrics);
+                if (metrics.count("route_share")) {
+                    share.push_back(metrics.at("route_share"));
+                    kld.push_back(metrics.at("kld_mean"));
+                }
+            }
+        if (layers.empty()) continue;
+        out += fmt::format(
+            "experts at {}: layer, most sensitive expert (ΔKLD, routing share), "
+            "routing share min–max\n",
+            type);
+        for (const auto& [layer, experts] : layers) {
+            const auto* worst = &experts.front();
+            double lo = 1, hi = 0;
+            for (const auto& e : experts) {
+                if (e.second->at("kld_mean") > worst->second->at("kld_mean")) worst = &e;
+                const auto it = e.second->find("route_share");
+                if (it != e.second->end())
+                    lo = std::min(lo, it->second), hi = std::max(hi, it->second);
+            }
+            const auto ws = worst->second->find("route_share");
+            out += fmt::format("  blk.{:<4} expert {:<4} ({:.6f}, {:.3f})  {:.3f}–{:.3f}\n", layer,
+                               worst->first, worst->second->at("kld_mean"),
+                               ws != worst->second->end() ? ws->second : std::nan(""), lo, hi);
+        }
+        out += fmt::format("  Spearman(routing share, ΔKLD) over {} experts: {:.3f}\n", kld.size(),
+                           spearman(share, kld));
+    }
+    return out;
 }
 
 }  // namespace
@@ -394,6 +522,10 @@ json SweepOptions::to_json() const {
         j["gptq_formats"] = names;
         j["gptq_act_order"] = gptq_act_order;
     }
+    if (experts) {  // only then, so other jobs' parameters stay as they were
+        j["experts"] = true;
+        j["expert_sample"] = expert_sample;
+    }
     return j;
 }
 
@@ -438,6 +570,8 @@ SweepOptions SweepOptions::from_json(const json& j) {
         }
         o.gptq_act_order = j.value("gptq_act_order", false);
     }
+    o.experts = j.value("experts", false);
+    o.expert_sample = job_param_int(j, "expert_sample", 0);
     return o;
 }
 
@@ -483,7 +617,13 @@ std::vector<SweepUnit> build_sweep_units(const Model& model, const SweepOptions&
             units.push_back({u.name, u.layer, u.role, u.tensors, u.n_params});
         return units;
     }
-    if (o.granularity != "placement") return build_sweep_units(model, o.granularity);
+    if (o.granularity != "placement") {
+        std::vector<SweepUnit> units = build_sweep_units(model, o.granularity);
+        if (o.experts)
+            for (auto& u : build_expert_units(model, o.expert_sample))
+                units.push_back(std::move(u));
+        return units;
+    }
     return build_placement_units(
         model, o.placement_n.empty()
                    ? default_placement_n(static_cast<int>(model.config().n_layers))
@@ -516,6 +656,17 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
             if (gptq_quantizes(t))
                 for (const auto& f : o.gptq_formats)
                     check_gptq_shape(f, t.n_rows(), t.n_per_row(), t.name);
+    }
+    if (o.experts) {
+        QL_CHECK(!gptq_sweep && !placement,
+                 "sweep --experts: per-expert units measure ggml types on a tensor, layer or "
+                 "class sweep, not GPTQ formats or a placement study");
+        QL_CHECK(!o.gpu && !o.ggml_numerics && o.budget_seconds <= 0 && o.gptq_text.empty(),
+                 "sweep --experts: not with --gpu, --ggml-numerics, --budget or --gptq (the "
+                 "routing counts come from the CPU engine; one expert's slice has no type of "
+                 "its own for llama.cpp's rounding; the proxy ranks whole tensors)");
+    } else {
+        QL_CHECK(o.expert_sample == 0, "sweep: --expert-sample belongs to --experts");
     }
     QL_CHECK(o.ctx >= 8, "sweep: --ctx {} is too short (at least 8 tokens)", o.ctx);
     QL_CHECK(o.n_tokens >= o.ctx,
@@ -562,7 +713,10 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
     std::vector<jobs::Unit> units;
     std::vector<jobs::WorkItem> items;
     for (const auto& u : sweep_units) {
-        units.push_back({u.name, u.layer, u.role, u.n_params, json{{"tensors", u.tensors}}.dump()});
+        json extra = {{"tensors", u.tensors}};
+        if (const auto ex = u.role == kExpertRole ? parse_expert_unit(u.name) : std::nullopt)
+            extra["expert"] = ex->second;
+        units.push_back({u.name, u.layer, u.role, u.n_params, extra.dump()});
         if (u.name == kPlacementBaseUnit) {  // raises nothing: one item, at the base type
             items.push_back({u.name, type_name(*o.base_type)});
             continue;
@@ -603,6 +757,7 @@ bool run_sweep(jobs::Store& store, int64_t id) {
 
     store.set_message(id, "reference pass");
     put_reference_artifact(store, id, job.params, prepare_context(ctx).dump());
+    if (ctx.routing) store.put_artifact(id, {"routing", true, ctx.routing->to_json().dump()});
 
     // Budget mode: the proxy orders the work (most damaging first) so a time budget spends
     // the functional measurements where they matter.
@@ -701,7 +856,8 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
         double sum = 0, worst = -1;
         std::string worst_unit;
         for (auto& [unit, metrics] : units) {
-            if (unit == kAllUnit || !metrics.count("kld_mean")) continue;
+            if (unit == kAllUnit || !metrics.count("kld_mean") || parse_expert_unit(unit))
+                continue;  // expert units overlap the stacked tensors' units
             sum += metrics["kld_mean"];
             if (metrics["kld_mean"] > worst) worst = metrics["kld_mean"], worst_unit = unit;
         }
@@ -724,6 +880,7 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
     out += fmt::format(
         "Spearman rank correlation of the weight proxy with ΔKLD over {} items: {:.3f}\n",
         kld.size(), spearman(proxy, kld));
+    out += expert_summary(by);
     return out;
 }
 

@@ -17,10 +17,15 @@
 //                            placement sweep, of every quantizable tensor (the whole model)
 //   fallbacks                tensors of the unit that used llama.cpp's fallback type
 //   seconds                  time the item took
+//   route_tokens, route_share  expert units only (sweep --experts): tokens routed to the
+//                            expert in the reference pass, and their share of the layer's
+//                            routed slots (analysis/sweep/expert_units.h)
 // The special unit "(all)" applies the type to every quantizable tensor at once: its KLD,
 // beside the sum of the per-tensor ΔKLD, says how additive the errors are.
 // Granularity "placement" (analysis/sweep/placement.h) measures presets instead: its units are the
 // tensors raised to the item's type while every other quantizable tensor is at the base type.
+// With `experts` (sweep --experts), per-expert units "blk.L.expert.E" are measured too, with
+// each expert's routing share (analysis/sweep/expert_units.h).
 #pragma once
 
 #include <cstdint>
@@ -78,6 +83,10 @@ struct SweepOptions {
     // when gptq_act_order.
     std::vector<GptqFormat> gptq_formats;
     bool gptq_act_order = false;
+    // Per-expert units besides the granularity's (analysis/sweep/expert_units.h): every
+    // expert of every MoE layer, or `expert_sample` of them per layer when > 0.
+    bool experts = false;
+    int64_t expert_sample = 0;
 
     nlohmann::json to_json() const;
     static SweepOptions from_json(const nlohmann::json& j);

@@ -32,7 +32,9 @@ class CpuSweepBackend final : public SweepBackend {
 
     void prepare(const EvalChunks& chunks) override {
         chunks_ = chunks;
-        const int64_t L = engine_.n_layers(), C = engine_.hidden(), V = engine_.vocab();
+        // Rows of state_width() floats: the hidden state plus what a layer reads besides it
+        // (Gemma 4's per-layer inputs and shared K/V), so a resumed layer is exact.
+        const int64_t L = engine_.n_layers(), C = engine_.state_width(), V = engine_.vocab();
         const int64_t T = chunks.n_ctx, S = chunks.n_ctx - 1 - chunks.first_scored;
         const int64_t N = chunks.n_chunks * T;
         cache_.assign(static_cast<size_t>(L + 2), std::vector<float>());
@@ -67,7 +69,8 @@ class CpuSweepBackend final : public SweepBackend {
     }
 
     PerturbedStats evaluate(int64_t from_layer, bool recompute_embedding) override {
-        const int64_t L = engine_.n_layers(), C = engine_.hidden(), T = chunks_.n_ctx;
+        const int64_t L = engine_.n_layers(), C = engine_.state_width(), T = chunks_.n_ctx;
+        const int64_t hidden = engine_.hidden();
         QL_ASSERT(from_layer >= 0 && from_layer <= L);
         PerturbedStats st;
         st.layer_mse.assign(static_cast<size_t>(L), 0.0);
@@ -86,12 +89,13 @@ class CpuSweepBackend final : public SweepBackend {
             }
             for (int64_t l = from_layer; l < L; ++l) {
                 engine_.run_layer(l, h.data(), B, T);
-                layer_sq[l] += squared_diff(h.data(), cache_[l + 1].data() + off, len);
+                layer_sq[l] +=
+                    squared_diff(h.data(), cache_[l + 1].data() + off, len / C, C, hidden);
             }
             std::vector<float> logits = engine_.head(h.data(), B, T, chunks_.first_scored);
             score_batch(logits, b0, B, st);
         }
-        const double n_el = static_cast<double>(chunks_.n_chunks * T * C);
+        const double n_el = static_cast<double>(chunks_.n_chunks * T * hidden);
         for (int64_t l = 0; l < L; ++l) st.layer_mse[l] = layer_sq[l] / n_el;
         st.final_mse = L > 0 ? st.layer_mse[L - 1] : 0.0;
         return st;
@@ -142,12 +146,16 @@ class CpuSweepBackend final : public SweepBackend {
         }
     }
 
-    static double squared_diff(const float* a, const float* b, size_t n) {
+    // Over the first `cols` floats of each of `rows` rows `width` apart (the hidden state).
+    static double squared_diff(const float* a, const float* b, size_t rows, int64_t width,
+                               int64_t cols) {
         double s = 0;
-        for (size_t i = 0; i < n; ++i) {
-            const double d = static_cast<double>(a[i]) - b[i];
-            s += d * d;
-        }
+        for (size_t r = 0; r < rows; ++r)
+            for (int64_t i = 0; i < cols; ++i) {
+                const size_t k = r * static_cast<size_t>(width) + static_cast<size_t>(i);
+                const double d = static_cast<double>(a[k]) - b[k];
+                s += d * d;
+            }
         return s;
     }
 

@@ -1,6 +1,7 @@
 // llama.cpp-converter metadata for quantized GGUF files (see gguf_metadata.h).
 #include "analysis/write/gguf_metadata.h"
 
+#include <algorithm>
 #include <cctype>
 #include <cmath>
 #include <filesystem>
@@ -133,7 +134,7 @@ void general_keys(GgufKvList& kv, const Model& model) {
         for (const auto& t : model.tensors()) {
             total += t.n_elements();
             if (t.role == TensorRole::ExpertGate || t.role == TensorRole::ExpertUp ||
-                t.role == TensorRole::ExpertDown)
+                t.role == TensorRole::ExpertDown || t.role == TensorRole::ExpertGateUp)
                 experts += t.n_elements();
         }
         label = size_label(total, experts, c.n_experts);
@@ -161,6 +162,22 @@ std::vector<ExtraTensor> converter_extra_tensors(const Model& model) {
     if (!factors.empty()) {
         const auto n = static_cast<int64_t>(factors.size());
         extra.push_back({"rope_freqs.weight", {n}, std::move(factors)});
+    }
+    if (c.is_gemma4()) {
+        // Gemma 4's proportional rope on the global layers, as the converter writes it for
+        // ggml's neox rope over the whole head: factor 1 for the rotated pairs, 1e30 (angle 0)
+        // for the rest. Only the global layers read it.
+        for (int64_t l = 0; l < c.n_layers; ++l) {
+            if (c.is_sliding(l)) continue;
+            const int64_t half = c.gemma4_layers[static_cast<size_t>(l)].head_dim / 2;
+            const auto rotated = static_cast<int64_t>(
+                static_cast<double>(c.gemma4_layers[static_cast<size_t>(l)].head_dim) *
+                c.rope_partial_global / 2.0);
+            std::vector<float> f(static_cast<size_t>(half), 1e30f);
+            std::fill_n(f.begin(), std::min(rotated, half), 1.0f);
+            extra.push_back({"rope_freqs.weight", {half}, std::move(f)});
+            break;
+        }
     }
     if (c.rope_scaling.kind == RopeScaling::Kind::LongRope) {
         for (const auto& [name, values] :

@@ -245,9 +245,9 @@ QuantizeResult quantize_model(const Model& model, const Recipe& recipe,
         writer.add_tensor(q.name, q.ne, q.written, q.bytes,
                           [&model, &src, &q, &options, &progress](std::vector<uint8_t>& out) {
                               const std::span<const uint8_t> raw = model.raw(src);
-                              if (model.source() == Model::Source::Gguf && q.written == src.type &&
-                                  !raw.empty()) {
-                                  // Already in the requested type: copy, as llama-quantize does.
+                              if (q.written == src.type && !raw.empty()) {
+                                  // Already in the requested type: copy, as llama-quantize does
+                                  // (a GGUF tensor, or gpt-oss's released MXFP4 experts).
                                   out.assign(raw.begin(), raw.end());
                               } else {
                                   bool used = false, gptq = false;

@@ -96,7 +96,14 @@ struct CudaEngine::Impl {
     // Activation scratch, sized for opt.max_tokens rows.
     DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
     DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
-    DeviceBuffer rope_cos, rope_sin, staging;
+    DeviceBuffer rope_cos, rope_sin, staging, importance;
+    // Activation taps: the function and, per layer, the names each tapped input feeds.
+    ActivationTapFn tap;
+    struct TapNames {
+        std::vector<std::string> qkv, o, gate_up, down;
+    };
+    std::vector<TapNames> tap_names;
+    DeviceBuffer tap_f32;
     int64_t rope_T = -1;
     struct PtrKey {
         int64_t B = -1, T = -1;
@@ -672,22 +679,44 @@ void CudaEngine::set_override(const std::string& name, const float* host, int64_
     }
 }
 
-bool CudaEngine::override_with_type(const std::string& name, GgmlType type, WeightErrorSums* sums) {
+bool CudaEngine::override_with_type(const std::string& name, GgmlType type, WeightErrorSums* sums,
+                                    const FakeQuantImportanceHost* importance) {
     Impl& m = *impl_;
     Member& mb = m.member(name);
     const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     if (s.f32 || !gpu_fake_quant_supported(type, mb.ne[0])) return false;
+    const int64_t n_per_row = mb.ne[0];
+    FakeQuantImportance imp;
+    if (importance) {
+        const auto n_imp = static_cast<int64_t>(importance->values.size());
+        const int64_t n_mat = n_imp / n_per_row;
+        QL_CHECK(n_imp > 0 && n_imp % n_per_row == 0 && mb.n % n_mat == 0,
+                 "{}: {} importance values do not cover whole matrices of rows of {}", name, n_imp,
+                 n_per_row);
+        for (int64_t j = 0; j < n_imp; ++j) {
+            const float a = importance->values[static_cast<size_t>(j)];
+            QL_CHECK(std::isfinite(a) && a >= 0,
+                     "{}: importance weight {} is {}; expected finite and >= 0", name, j, a);
+        }
+        m.importance.resize(static_cast<size_t>(n_imp) * 4);
+        QL_CUDA(cudaMemcpy(m.importance.as(), importance->values.data(),
+                           static_cast<size_t>(n_imp) * 4, cudaMemcpyHostToDevice));
+        imp = {m.importance.as<float>(), n_per_row, mb.n / n_mat};
+    }
     void* dst = begin_override(m, mb);  // makes the slot resident
     const void* src = s.orig.as<char>() + mb.offset * m.esize;
-    launch_fake_quant(type, src, dst, m.dt, mb.n);
+    launch_fake_quant(type, src, dst, m.dt, mb.n, importance ? &imp : nullptr);
     if (sums) {
+        const bool weigh = importance && importance->weigh_error;
         std::vector<double> partial(static_cast<size_t>(kWeightErrorBlocks) * kWeightErrorSums);
         m.staging.resize(partial.size() * sizeof(double));
-        launch_weight_error_partials(src, dst, m.dt, mb.n, m.staging.as<double>());
+        launch_weight_error_partials(src, dst, m.dt, mb.n, m.staging.as<double>(),
+                                     weigh ? m.importance.as<float>() : nullptr, n_per_row);
         QL_CUDA(cudaMemcpy(partial.data(), m.staging.as(), partial.size() * sizeof(double),
                            cudaMemcpyDeviceToHost));
         *sums = {};
         sums->n = mb.n;
+        sums->has_importance = weigh;
         for (int64_t b = 0; b < kWeightErrorBlocks; ++b) {
             const double* p = partial.data() + b * kWeightErrorSums;
             sums->sum_e2 += p[0];
@@ -696,6 +725,8 @@ bool CudaEngine::override_with_type(const std::string& name, GgmlType type, Weig
             sums->sum_w2 += p[3];
             sums->sum_wh2 += p[4];
             sums->sum_w_wh += p[5];
+            sums->sum_imp_e2 += p[6];
+            sums->sum_imp_w2 += p[7];
         }
     }
     return true;
@@ -784,22 +815,87 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     m.use(m.layer_slots(l));
     m.prefetch(l + 1 < c.n_layers ? m.layer_slots(l + 1) : m.head_slots());
 
+    const Impl::TapNames* tn = m.tap ? &m.tap_names[static_cast<size_t>(l)] : nullptr;
+    auto tap = [&](const std::vector<std::string>& names, const void* x, int64_t cols) {
+        if (tn)
+            m.tap(
+                {ActivationTap::Kind::LinearInput, static_cast<int>(l), &names, x, false, N, cols});
+    };
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
+    if (tn) tap(tn->qkv, m.xn.as(), C);
     m.gemm(m.ptr(ls.qkv), m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
     launch_qkv_post(m.qkv.as<float>(), m.f32(ls.qkv_bias), m.f32(ls.q_norm), m.f32(ls.k_norm), eps,
                     m.rope_cos.as<float>(), m.rope_sin.as<float>(), c.rope_neox(), m.q.as(),
                     m.k.as(), m.v.as(), m.dt, N, T, H, KV, D);
     m.attention(B, T);
+    if (tn) tap(tn->o, m.att.as(), HD);
     m.gemm(m.ptr(ls.o), m.att.as(), h, CUDA_R_32F, N, HD, C, 1.0f);  // h += o-projection
 
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
     if (c.is_moe()) {
         m.ffn_moe(ls, h, N);
     } else {
+        if (tn) tap(tn->gate_up, m.xn.as(), C);
         m.gemm(m.ptr(ls.gate_up), m.xn.as(), m.gu.as(), m.cdt, N, C, 2 * F, 0.0f);
         launch_swiglu(m.act.as(), m.gu.as(), m.dt, N, F);
+        if (tn) tap(tn->down, m.act.as(), F);
         m.gemm(m.ptr(ls.down), m.act.as(), h, CUDA_R_32F, N, F, C, 1.0f);  // h += down
     }
+    if (tn) m.tap({ActivationTap::Kind::LayerOutput, static_cast<int>(l), nullptr, h, true, N, C});
+}
+
+void CudaEngine::set_tap(ActivationTapFn tap) {
+    Impl& m = *impl_;
+    QL_CHECK(!tap || !m.c.is_moe(),
+             "CUDA engine: activation taps (calibrate --gpu) cover dense layers only; this model "
+             "has {} experts per layer: calibrate it on the CPU",
+             m.c.n_experts);
+    m.tap = std::move(tap);
+    m.tap_names.clear();
+    if (!m.tap) return;
+    for (int64_t l = 0; l < m.c.n_layers; ++l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        auto names = [&](std::initializer_list<const char*> bases) {
+            std::vector<std::string> v;
+            for (const char* b : bases) v.push_back(p + b + ".weight");
+            return v;
+        };
+        Impl::TapNames t;
+        t.qkv = m.c.fused_qkv ? names({"attn_qkv"}) : names({"attn_q", "attn_k", "attn_v"});
+        t.o = names({"attn_output"});
+        t.gate_up = m.c.fused_gate_up ? names({"ffn_up"}) : names({"ffn_gate", "ffn_up"});
+        t.down = names({"ffn_down"});
+        m.tap_names.push_back(std::move(t));
+    }
+}
+
+void CudaEngine::download_activations(const ActivationTap& tap, float* host) {
+    Impl& m = *impl_;
+    const int64_t n = tap.rows * tap.cols;
+    const float* src = static_cast<const float*>(tap.data);
+    if (!tap.f32) {
+        m.tap_f32.resize(static_cast<size_t>(n) * 4);
+        launch_16_to_f32(m.tap_f32.as<float>(), tap.data, m.dt, n);
+        src = m.tap_f32.as<float>();
+    }
+    QL_CUDA(cudaMemcpy(host, src, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost));
+}
+
+void CudaEngine::run_layers(const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
+    Impl& m = *impl_;
+    const int64_t N = B * T, C = m.c.hidden, V = m.c.vocab;
+    QL_CHECK(static_cast<int64_t>(tokens.size()) == N && N <= m.opt.max_tokens,
+             "CUDA engine: {} tokens for {} sequences of {} (at most {} per batch)", tokens.size(),
+             B, T, m.opt.max_tokens);
+    for (size_t i = 0; i < tokens.size(); ++i)
+        QL_CHECK(tokens[i] >= 0 && tokens[i] < V,
+                 "CUDA engine: token id {} at position {} is outside the vocabulary of {}",
+                 tokens[i], i, V);
+    DeviceBuffer d_tok(tokens.size() * 4), d_h(static_cast<size_t>(N * C) * 4);
+    QL_CUDA(cudaMemcpy(d_tok.as(), tokens.data(), tokens.size() * 4, cudaMemcpyHostToDevice));
+    embed(d_tok.as<int32_t>(), N, d_h.as<float>());
+    for (int64_t l = 0; l < m.c.n_layers; ++l) run_layer(l, d_h.as<float>(), B, T);
+    synchronize();
 }
 
 void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d_logits) {

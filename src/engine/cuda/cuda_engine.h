@@ -18,7 +18,9 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -50,6 +52,27 @@ struct CudaEngineOptions {
 bool device_available(std::string* why = nullptr);
 // "NVIDIA H100 80GB HBM3, 132 SMs, 79.1 GiB, CUDA 13.0" (throws if none).
 std::string device_description();
+
+// An imatrix entry handed to CudaEngine::override_with_type (host memory).
+struct FakeQuantImportanceHost {
+    std::span<const float> values;  // [n_mat][n_per_row]
+    bool weigh_error = false;
+};
+
+// What a tap (CudaEngine::set_tap) sees during run_layer, on the device: the input of a group
+// of matrices that share it (q, k and v; gate and up), or a layer's output hidden state.
+// The CPU engine's HookEvent (engine/engine.h) in device form: calibration reuses the CPU's
+// statistics by downloading it (download_activations).
+struct ActivationTap {
+    enum class Kind { LinearInput, LayerOutput };
+    Kind kind;
+    int layer;
+    const std::vector<std::string>* weights;  // GGUF names fed by this input (LinearInput)
+    const void* data;                         // device: [rows, cols]
+    bool f32;                                 // f32, else the engine's 16-bit storage type
+    int64_t rows, cols;
+};
+using ActivationTapFn = std::function<void(const ActivationTap&)>;
 
 class CudaEngine {
   public:
@@ -88,8 +111,11 @@ class CudaEngine {
     // set_override with the CPU result. With `sums`, also reduces the weight error of the
     // installed values against the original on the GPU (deterministic: fixed per-block
     // partials summed on the host in block order).
-    bool override_with_type(const std::string& name, GgmlType type,
-                            WeightErrorSums* sums = nullptr);
+    // With `importance` (the tensor's imatrix entry, n_mat × n_per_row floats, finite and
+    // ≥ 0) the kernels take the importance paths, and when importance.weigh_error the
+    // importance-weighted error sums are reduced too (the CPU sweep weighs 2-D tensors only).
+    bool override_with_type(const std::string& name, GgmlType type, WeightErrorSums* sums = nullptr,
+                            const FakeQuantImportanceHost* importance = nullptr);
     void clear_override(const std::string& name);
     void clear_overrides();
     // The stored original as floats (the 16-bit values widened), for CPU fallbacks.
@@ -110,6 +136,16 @@ class CudaEngine {
     std::vector<float> forward_logits(const std::vector<int32_t>& tokens, int64_t B, int64_t T,
                                       int64_t t0 = 0);
     void synchronize();
+
+    // ---- activation taps (calibration) ----
+    // Installs `tap`, called in run_layer at every matmul input and layer output (dense
+    // layers; a mixture-of-experts model is refused by name: its routed inputs are not
+    // tapped). Empty: none.
+    void set_tap(ActivationTapFn tap);
+    // host[n] ← n device values of a tap (its storage type widened to floats).
+    void download_activations(const ActivationTap& tap, float* host);
+    // tokens[B*T] → embedding and every layer (taps fire), no head.
+    void run_layers(const std::vector<int32_t>& tokens, int64_t B, int64_t T);
 
     struct Impl;
 

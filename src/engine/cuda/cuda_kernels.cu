@@ -423,8 +423,9 @@ namespace {
 constexpr int kWeightErrorThreads = 256;
 
 template <typename T>
-__global__ void weight_error_partials_k(const T* w, const T* wh, int64_t n, double* partial) {
-    double acc[kWeightErrorSums] = {0, 0, 0, 0, 0, 0};
+__global__ void weight_error_partials_k(const T* w, const T* wh, int64_t n, double* partial,
+                                        const float* importance, int64_t n_per_row) {
+    double acc[kWeightErrorSums] = {0, 0, 0, 0, 0, 0, 0, 0};
     const int64_t stride = static_cast<int64_t>(gridDim.x) * blockDim.x;
     for (int64_t i = static_cast<int64_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n;
          i += stride) {
@@ -435,6 +436,11 @@ __global__ void weight_error_partials_k(const T* w, const T* wh, int64_t n, doub
         acc[3] += a * a;
         acc[4] += b * b;
         acc[5] += a * b;
+        if (importance) {
+            const double imp = importance[i % n_per_row];
+            acc[6] += imp * (e * e);
+            acc[7] += imp * a * a;
+        }
     }
     __shared__ double red[kWeightErrorSums][kWeightErrorThreads];
     for (int k = 0; k < kWeightErrorSums; ++k) red[k][threadIdx.x] = acc[k];
@@ -453,9 +459,10 @@ __global__ void weight_error_partials_k(const T* w, const T* wh, int64_t n, doub
 }  // namespace
 
 void launch_weight_error_partials(const void* w, const void* w_hat, Dtype dt, int64_t n,
-                                  double* partial) {
+                                  double* partial, const float* importance, int64_t n_per_row) {
     QL_DISPATCH(dt, (weight_error_partials_k<T><<<kWeightErrorBlocks, kWeightErrorThreads>>>(
-                        static_cast<const T*>(w), static_cast<const T*>(w_hat), n, partial)));
+                        static_cast<const T*>(w), static_cast<const T*>(w_hat), n, partial,
+                        importance, n_per_row)));
 }
 
 void launch_fill_f32(float* dst, float value, int64_t n) {

@@ -14,12 +14,14 @@ namespace quantlens::cuda {
 enum class Dtype { BF16, F16 };
 
 // Weight-error reduction of ŵ against w (n 16-bit values each): kWeightErrorBlocks blocks each
-// write kWeightErrorSums doubles {Σe², Σ|e|, max|e|, Σw², Σŵ², Σwŵ} (e = ŵ − w) to
-// partial[block * kWeightErrorSums ...]; the caller sums the blocks in order.
+// write kWeightErrorSums doubles {Σe², Σ|e|, max|e|, Σw², Σŵ², Σwŵ, Σa·e², Σa·w²} (e = ŵ − w;
+// a = importance of the value's column, importance[i % n_per_row], the last two 0 without
+// importance) to partial[block * kWeightErrorSums ...]; the caller sums the blocks in order.
 constexpr int64_t kWeightErrorBlocks = 256;
-constexpr int64_t kWeightErrorSums = 6;
+constexpr int64_t kWeightErrorSums = 8;
 void launch_weight_error_partials(const void* w, const void* w_hat, Dtype dt, int64_t n,
-                                  double* partial);
+                                  double* partial, const float* importance = nullptr,
+                                  int64_t n_per_row = 0);
 
 // h[N, C] f32 ← table[tokens[n], :] (16-bit).
 void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,

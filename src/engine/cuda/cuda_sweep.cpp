@@ -30,10 +30,13 @@ class Backend final : public CudaSweepBackend {
     void set_override(const std::string& name, std::vector<float> values, GgmlType) override {
         engine_->set_override(name, values.data(), static_cast<int64_t>(values.size()));
     }
-    std::optional<WeightErrorSums> set_fake_quant_override(const std::string& name,
-                                                           GgmlType type) override {
+    std::optional<WeightErrorSums> set_fake_quant_override(const std::string& name, GgmlType type,
+                                                           std::span<const float> importance,
+                                                           bool weigh_error) override {
         WeightErrorSums sums;
-        if (!engine_->override_with_type(name, type, &sums)) return std::nullopt;
+        const FakeQuantImportanceHost imp{importance, weigh_error};
+        if (!engine_->override_with_type(name, type, &sums, importance.empty() ? nullptr : &imp))
+            return std::nullopt;
         return sums;
     }
     void clear_override(const std::string& name) override { engine_->clear_override(name); }

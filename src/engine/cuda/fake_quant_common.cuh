@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "engine/cuda/cuda_common.cuh"
+#include "engine/cuda/fake_quant.h"
 
 namespace quantlens::cuda::fq {
 
@@ -56,6 +57,48 @@ __device__ void load(const T* src, int64_t g, bool valid, float* x) {
     const T* s = src + (valid ? g : 0) * N;
 #pragma unroll
     for (int i = 0; i < N; ++i) x[i] = valid ? to_f32(s[i]) : 0.0f;
+}
+
+// Σ x² over the G·N values of a super-block held N per lane, added in the CPU's order (lane 0's
+// values first, each lane's in index order): a chain through the lanes, not a tree, so the
+// float sum is the CPU's block_sum_x2 / sigma² bit for bit. Every lane returns the total.
+template <int G, int N>
+__device__ float group_serial_sum_x2(const float* x) {
+    const int lane = threadIdx.x % 32;
+    const int base = lane - lane % G;
+    float run = 0;
+#pragma unroll 1
+    for (int k = 0; k < G; ++k) {
+        float mine = run;
+        if (lane - base == k) {
+#pragma unroll
+            for (int i = 0; i < N; ++i) mine += x[i] * x[i];
+        }
+        run = __shfl_sync(0xffffffffu, mine, base + k);
+    }
+    return run;
+}
+
+// out[k] ← v of lane k of this lane's G-lane group (every lane gets the whole group).
+template <int G>
+__device__ void group_gather(float v, float* out) {
+    const int lane = threadIdx.x % 32;
+    const int base = lane - lane % G;
+#pragma unroll
+    for (int k = 0; k < G; ++k) out[k] = __shfl_sync(0xffffffffu, v, base + k);
+}
+
+// Per-column importance (fake_quant.h's FakeQuantImportance): the N weights of group g start
+// at element g·N; their importance is entry (element / mat_elems)·n_per_row + element %
+// n_per_row, N consecutive columns (N divides n_per_row). Zeros for an invalid lane.
+using Importance = FakeQuantImportance;
+
+template <int N>
+__device__ void load_importance(const Importance& imp, int64_t g, bool valid, float* qw) {
+    const int64_t e = (valid ? g : 0) * N;
+    const float* s = imp.values + (e / imp.mat_elems) * imp.n_per_row + e % imp.n_per_row;
+#pragma unroll
+    for (int i = 0; i < N; ++i) qw[i] = valid ? s[i] : 0.0f;
 }
 
 }  // namespace quantlens::cuda::fq

@@ -1,4 +1,4 @@
-// GPU fake quantization of the i-quants IQ4_XS and IQ3_S without importance: ports of
+// GPU fake quantization of the i-quants IQ4_XS and IQ3_S, with or without importance: ports of
 // quant/iq4.cpp (quantize_iq4_super) and quant/iq3.cpp (quantize_iq3_s_block, with
 // search_sub_block and iq_grids.h's snap_to_grid) followed by their dequantization.
 //
@@ -40,16 +40,27 @@ __device__ __forceinline__ int iq4_index(const float* mid, float x) {
     return idx;
 }
 
-// quantize_iq4_super with n = 256 and no importance (weights x²), then dequantize_row_iq4_xs.
+// quantize_iq4_super with n = 256 (weights x², or qw·sqrt(σ² + x²) with importance), then
+// dequantize_row_iq4_xs.
 template <typename T>
-__global__ void iq4_xs_k(const T* src, T* dst, int64_t n_sub, Iq4Table table) {
+__global__ void iq4_xs_k(const T* src, T* dst, int64_t n_sub, Iq4Table table, Importance imp) {
     __shared__ float s_value[16];  // dynamically indexed: shared, not the parameter bank
     if (threadIdx.x < 16) s_value[threadIdx.x] = table.value[threadIdx.x];
     __syncthreads();
     const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     const bool valid = g < n_sub;  // invalid lanes still join the shuffles
-    float x[32];
+    float x[32], weight[32];
     load<T, 32>(src, g, valid, x);
+    if (imp.values) {
+        load_importance<32>(imp, g, valid, weight);
+        float sigma2 = group_serial_sum_x2<8, 32>(x);
+        sigma2 *= 2.f / 256;
+#pragma unroll
+        for (int j = 0; j < 32; ++j) weight[j] = weight[j] * sqrtf(sigma2 + x[j] * x[j]);
+    } else {
+#pragma unroll
+        for (int j = 0; j < 32; ++j) weight[j] = x[j] * x[j];
+    }
     const float v0 = table.value[0];
     float mid[16];  // registers
 #pragma unroll
@@ -73,7 +84,7 @@ __global__ void iq4_xs_k(const T* src, T* dst, int64_t n_sub, Iq4Table table) {
 #pragma unroll
         for (int j = 0; j < 32; ++j) {
             const float q = s_value[iq4_index(mid, id * x[j])];
-            const float w = x[j] * x[j];
+            const float w = weight[j];
             sumqx += w * q * x[j];
             sumq2 += w * q * q;
         }
@@ -85,7 +96,7 @@ __global__ void iq4_xs_k(const T* src, T* dst, int64_t n_sub, Iq4Table table) {
 #pragma unroll
             for (int j = 0; j < 32; ++j) {
                 const float q = s_value[iq4_index(mid, id * x[j])];
-                const float w = x[j] * x[j];
+                const float w = weight[j];
                 sumqx += w * q * x[j];
                 sumq2 += w * q * q;
             }
@@ -155,20 +166,21 @@ __device__ __forceinline__ int iq3_snap(const int32_t* map, const uint32_t* poin
 }
 
 // iq3.cpp's sums() over the group with grid point p, accumulated in the CPU's index order.
-__device__ __forceinline__ void iq3_sums(uint32_t p, const float* xval, float* sumqx,
-                                         float* sumq2) {
+__device__ __forceinline__ void iq3_sums(uint32_t p, const float* xval, const float* weight,
+                                         float* sumqx, float* sumq2) {
 #pragma unroll
     for (int i = 0; i < 4; ++i) {
-        const float w = xval[i] * xval[i];  // the CPU's x² (the sign does not matter)
+        const float w = weight[i];
         const float q = static_cast<float>((p >> (8 * i)) & 0xff);  // 2*L + 1
         *sumqx += w * xval[i] * q;
         *sumq2 += w * q * q;
     }
 }
 
-// quantize_iq3_s_block without importance, then dequantize_row_iq3_s.
+// quantize_iq3_s_block (weights x², or qw·sqrt(σ² + x²) with importance), then
+// dequantize_row_iq3_s.
 template <typename T>
-__global__ void iq3_s_k(const T* src, T* dst, int64_t n_sub, Iq3sDeviceTables tab) {
+__global__ void iq3_s_k(const T* src, T* dst, int64_t n_sub, Iq3sDeviceTables tab, Importance imp) {
     __shared__ int32_t s_map[4096];  // 16 KiB, indexed by every lane differently
     __shared__ uint32_t s_points[512];
     for (int i = threadIdx.x; i < 4096; i += blockDim.x) s_map[i] = tab.map[i];
@@ -176,11 +188,21 @@ __global__ void iq3_s_k(const T* src, T* dst, int64_t n_sub, Iq3sDeviceTables ta
     __syncthreads();
     const int64_t g = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     const bool valid = g < n_sub;
-    float xval[32], waux[32];  // |x| (as the CPU's sign test writes it) and sqrt(x²)
-    uint32_t signs = 0;        // bit i: x[i] < 0 (byte k: the 8 signs of weights 8k..8k+7)
+    // |x| (as the CPU's sign test writes it), the weights and their square roots.
+    float xval[32], weight[32], waux[32];
+    uint32_t signs = 0;  // bit i: x[i] < 0 (byte k: the 8 signs of weights 8k..8k+7)
     {
         float x[32];
         load<T, 32>(src, g, valid, x);
+        if (imp.values) {
+            load_importance<32>(imp, g, valid, weight);
+            const float sigma2 = 2 * group_serial_sum_x2<8, 32>(x) / 256;
+#pragma unroll
+            for (int i = 0; i < 32; ++i) weight[i] = weight[i] * sqrtf(sigma2 + x[i] * x[i]);
+        } else {
+#pragma unroll
+            for (int i = 0; i < 32; ++i) weight[i] = x[i] * x[i];
+        }
 #pragma unroll
         for (int i = 0; i < 32; ++i) {
             if (x[i] >= 0) {
@@ -189,7 +211,7 @@ __global__ void iq3_s_k(const T* src, T* dst, int64_t n_sub, Iq3sDeviceTables ta
                 xval[i] = -x[i];
                 signs |= 1u << i;
             }
-            waux[i] = sqrtf(x[i] * x[i]);
+            waux[i] = sqrtf(weight[i]);
         }
     }
     float max = xval[0];
@@ -219,7 +241,7 @@ __global__ void iq3_s_k(const T* src, T* dst, int64_t n_sub, Iq3sDeviceTables ta
                 index_aux[k] = iq3_snap(s_map, s_points, tab.neighbours, xval + 4 * k, waux + 4 * k,
                                         id, this_scale, &on);
                 on_grid_aux |= on ? 1u << k : 0u;
-                iq3_sums(s_points[index_aux[k]], xval + 4 * k, &sumqx, &sumq2);
+                iq3_sums(s_points[index_aux[k]], xval + 4 * k, weight + 4 * k, &sumqx, &sumq2);
             }
             if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
                 scale = sumqx / sumq2;
@@ -237,7 +259,7 @@ __global__ void iq3_s_k(const T* src, T* dst, int64_t n_sub, Iq3sDeviceTables ta
                 bool unused;
                 index[k] = iq3_snap(s_map, s_points, tab.neighbours, xval + 4 * k, waux + 4 * k, id,
                                     scale, &unused);
-                iq3_sums(s_points[index[k]], xval + 4 * k, &sumqx, &sumq2);
+                iq3_sums(s_points[index[k]], xval + 4 * k, weight + 4 * k, &sumqx, &sumq2);
             }
             if (sumq2 > 0) scale = sumqx / sumq2;
         }
@@ -315,21 +337,24 @@ Iq4Table iq4_table() {
 }  // namespace
 
 template <typename T>
-void launch_fake_quant_iq4_xs(const T* src, T* dst, int64_t n) {
-    iq4_xs_k<T><<<grid_for(n / 32, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 32, iq4_table());
+void launch_fake_quant_iq4_xs(const T* src, T* dst, int64_t n, const FakeQuantImportance& imp) {
+    iq4_xs_k<T>
+        <<<grid_for(n / 32, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 32, iq4_table(), imp);
     QL_CUDA_LAUNCH();
 }
 
 template <typename T>
-void launch_fake_quant_iq3_s(const T* src, T* dst, int64_t n) {
+void launch_fake_quant_iq3_s(const T* src, T* dst, int64_t n, const FakeQuantImportance& imp) {
     iq3_s_k<T><<<grid_for(n / 32, kThreads, INT32_MAX), kThreads>>>(src, dst, n / 32,
-                                                                    iq3s_device_tables());
+                                                                    iq3s_device_tables(), imp);
     QL_CUDA_LAUNCH();
 }
 
-template void launch_fake_quant_iq4_xs(const __half*, __half*, int64_t);
-template void launch_fake_quant_iq4_xs(const __nv_bfloat16*, __nv_bfloat16*, int64_t);
-template void launch_fake_quant_iq3_s(const __half*, __half*, int64_t);
-template void launch_fake_quant_iq3_s(const __nv_bfloat16*, __nv_bfloat16*, int64_t);
+template void launch_fake_quant_iq4_xs(const __half*, __half*, int64_t, const FakeQuantImportance&);
+template void launch_fake_quant_iq4_xs(const __nv_bfloat16*, __nv_bfloat16*, int64_t,
+                                       const FakeQuantImportance&);
+template void launch_fake_quant_iq3_s(const __half*, __half*, int64_t, const FakeQuantImportance&);
+template void launch_fake_quant_iq3_s(const __nv_bfloat16*, __nv_bfloat16*, int64_t,
+                                      const FakeQuantImportance&);
 
 }  // namespace quantlens::cuda

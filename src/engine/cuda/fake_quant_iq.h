@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "engine/cuda/cuda_common.cuh"
+#include "engine/cuda/fake_quant.h"
 
 namespace quantlens::cuda {
 
@@ -17,10 +18,11 @@ struct Iq3sDeviceTables {
 };
 const Iq3sDeviceTables& iq3s_device_tables();
 
-// dst[n] ← dequantize(quantize(src[n])), n a multiple of 256 (device pointers).
+// dst[n] ← dequantize(quantize(src[n])), n a multiple of 256 (device pointers); the importance
+// path when imp.values is set.
 template <typename T>
-void launch_fake_quant_iq4_xs(const T* src, T* dst, int64_t n);
+void launch_fake_quant_iq4_xs(const T* src, T* dst, int64_t n, const FakeQuantImportance& imp);
 template <typename T>
-void launch_fake_quant_iq3_s(const T* src, T* dst, int64_t n);
+void launch_fake_quant_iq3_s(const T* src, T* dst, int64_t n, const FakeQuantImportance& imp);
 
 }  // namespace quantlens::cuda

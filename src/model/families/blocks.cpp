@@ -226,6 +226,10 @@ void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
     add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
     // TextModel.set_gguf_parameters: linear scaling as keys (llama3's is rope_freqs.weight);
     // longrope factors and partial rotary are written by Phi-3's converter only.
+    QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::Yarn,
+             "{}: yarn rope, which quantlens writes for gpt-oss only; a GGUF of this model would "
+             "be evaluated wrongly",
+             c.hf_architecture);
     QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::LongRope && c.rope_dims == 0,
              "{}: longrope scaling or partial_rotary_factor, which llama.cpp's {} converter does "
              "not write; a GGUF of this model would be evaluated wrongly",

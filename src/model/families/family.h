@@ -17,6 +17,7 @@
 // GGUF general.architecture, at most one family's claims_gguf() accepts a given file.
 #pragma once
 
+#include <optional>
 #include <span>
 #include <string>
 #include <utility>
@@ -29,10 +30,14 @@ namespace quantlens {
 
 // One tensor of a layer: the HF name after "model.layers.N." and the GGUF base name after
 // "blk.N.", both without the ".weight"/".bias" suffix (which carries over unchanged).
-// "{E}" in `hf` stands for an expert index: the GGUF tensor stacks all experts.
+// "{E}" in `hf` stands for an expert index: the GGUF tensor stacks all experts. Several
+// entries may share an `hf` when the converter splits that tensor (Qwen3-Next's in_proj_qkvz).
 struct TensorName {
     std::string hf;    // "self_attn.q_proj", "block_sparse_moe.experts.{E}.w1"
     std::string gguf;  // "attn_q", "ffn_gate_exps"
+    // A bare parameter: the HF name has no .weight/.bias and maps to `gguf` as written
+    // (Qwen3-Next's linear_attn.A_log ↔ ssm_a, linear_attn.dt_bias ↔ ssm_dt.bias).
+    bool bare = false;
 };
 
 // A model-level tensor (outside the layers), with full names.
@@ -43,6 +48,23 @@ struct GlobalTensorName {
 
 // ARCH.* GGUF keys in the converter's order (same type as analysis' GgufKvList).
 using GgufKeys = std::vector<std::pair<std::string, GgufValue>>;
+
+// A GGUF tensor that is more than a renamed (or per-expert stacked) HF tensor: gpt-oss
+// stores its experts stacked and transposed, gate and up interleaved in one tensor, biases
+// without a ".bias" name, and in its released form as MXFP4 blocks plus scales.
+struct HfDerivedTensor {
+    std::string gguf;  // full GGUF name: "blk.3.ffn_up_exps.weight"
+    int layer = -1;
+    // Expert tensors [E, IN, OUT·stride] (biases [E, OUT·stride]): GGUF row o of expert e is
+    // HF column o·stride + offset (stride 2 splits interleaved gate/up), so the matrix is
+    // transposed into ne [IN, OUT, E] (biases: ne [OUT, E]). stride 0: copied as it is.
+    int stride = 0;
+    int offset = 0;
+    // Set for MXFP4 weights: the HF tensor holds the blocks [E, OUT·stride, IN/32, 16]
+    // (uint8, element 2j in byte j's low nibble, 2j+1 in its high nibble) and this names
+    // its E8M0 scales [E, OUT·stride, IN/32]; rows are already output features.
+    std::string mxfp4_scales;
+};
 
 struct Family {
     Arch id;
@@ -72,6 +94,10 @@ struct Family {
     // The gated MLP's activation in this family's transformers code; another value of
     // hidden_act / hidden_activation is refused.
     Activation activation = Activation::SiLU;
+    // HF tensors this family derives rather than renames (gpt-oss): nullopt for a tensor
+    // mapped through layer_tensors/globals, an empty list for one read as another's
+    // companion (MXFP4 scales), else the GGUF tensors made from it. nullptr: none.
+    std::optional<std::vector<HfDerivedTensor>> (*derive_hf)(const std::string& hf_name) = nullptr;
 };
 
 // The registered families, in registry order (the order of messages listing them).

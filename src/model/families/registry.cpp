@@ -20,17 +20,39 @@ const Family& qwen2moe_family();
 const Family& gemma2_family();
 const Family& gemma3_family();
 const Family& phi3_family();
+const Family& gemma4_family();
+const Family& qwen3next_family();
+const Family& qwen35_family();
+const Family& qwen35moe_family();
+const Family& gptoss_family();
+const Family& qwen3moe_family();
 const Family& deepseek_v3_family();
 const Family& glm4moe_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 11>& registry() {
-    static const std::array<const Family*, 11> r = {
-        &llama_family(),   &mistral_family(),     &qwen2_family(),   &qwen3_family(),
-        &mixtral_family(), &qwen2moe_family(),    &gemma2_family(),  &gemma3_family(),
-        &phi3_family(),    &deepseek_v3_family(), &glm4moe_family(),
+const std::array<const Family*, 17>& registry() {
+    static const std::array<const Family*, 17> r = {
+        &llama_family(),
+        &mistral_family(),
+        &qwen2_family(),
+        &qwen3_family(),
+        &mixtral_family(),
+        &qwen2moe_family(),
+        &gemma2_family(),
+        &gemma3_family(),
+        &phi3_family(),
+        &gemma4_family(),
+        // Gated DeltaNet hybrids
+        &qwen3next_family(),
+        &qwen35_family(),
+        &qwen35moe_family(),
+        &gptoss_family(),
+        &qwen3moe_family(),
+        // Sigmoid grouped routing (DeepSeek-V3 with multi-head latent attention)
+        &deepseek_v3_family(),
+        &glm4moe_family(),
     };
     return r;
 }
@@ -91,6 +113,11 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     }
     if (auto m = j.find("model_type"); m != j.end() && m->is_string())
         model_type = m->get<std::string>();
+    QL_CHECK(hf != "Gemma4ForConditionalGeneration" && model_type != "gemma4",
+             "{}: {} (model_type '{}') carries Gemma 4's vision and audio towers, which quantlens "
+             "does not implement; it reads the text model, Gemma4ForCausalLM (model_type "
+             "gemma4_text), only",
+             path, hf.empty() ? "Gemma 4" : hf, model_type);
     const Family* f = find_hf_family(hf, model_type);
     QL_CHECK(f != nullptr, "{}: unsupported architecture '{}' (model_type '{}'); supported: {}",
              path, hf, model_type, registered_hf_architectures());
@@ -103,15 +130,19 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
     const HfConfigJson cfg{j, path, f->name.c_str()};
     read_hf_shared_fields(cfg, c);
     f->read_hf(cfg, c);
+    QL_CHECK(!c.rope_proportional,
+             "{}: rope_parameters uses rope_type \"proportional\", which quantlens implements for "
+             "Gemma 4 only; {} would be computed wrongly",
+             path, f->hf_architecture);
     QL_CHECK(c.act == f->activation,
              "{}: hidden_act / hidden_activation is \"{}\", but {}'s MLP uses \"{}\"; the engine "
              "would compute this model wrongly",
              path, c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh", f->hf_architecture,
              f->activation == Activation::SiLU ? "silu" : "gelu_pytorch_tanh");
-    QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::Yarn || c.mla,
-             "{}: \"yarn\" rope (rope_parameters.rope_type / rope_scaling.type); quantlens "
-             "implements yarn for DeepSeek-V3's attention only, so this {} model's positions would "
-             "be computed wrongly",
+    QL_CHECK((c.rope_scaling.mscale == 0 && c.rope_scaling.mscale_all_dim == 0) || c.mla,
+             "{}: yarn rope with DeepSeek's mscale / mscale_all_dim, which quantlens implements "
+             "for DeepSeek-V3's attention only, so this {} model's positions would be computed "
+             "wrongly",
              path, f->hf_architecture);
     QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
              "{}: partial_rotary_factor {} rotates {} of {} channels, but {} uses llama's "
@@ -148,8 +179,9 @@ ModelConfig config_from_gguf(const GgufFile& g) {
     c.arch = found->id;
     c.hf_architecture = found->hf_architecture;
     found->read_gguf(g, c);
-    QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::Yarn || c.mla,
-             "{}: {}.rope.scaling.type is \"yarn\"; quantlens implements yarn for deepseek2 only",
+    QL_CHECK((c.rope_scaling.mscale == 0 && c.rope_scaling.mscale_all_dim == 0) || c.mla,
+             "{}: {}.rope.scaling.yarn_log_multiplier is set; quantlens implements DeepSeek's "
+             "yarn score scale for deepseek2 only",
              g.path(), c.gguf_arch);
     QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
              "{}: {}.rope.dimension_count is {}, less than the head size {}; partial rotary with "

@@ -152,13 +152,17 @@ void write_gguf_text_model(const ModelConfig& c, GgufKeys& keys, int64_t head_co
     QL_CHECK(s.kind == RopeScaling::Kind::None || s.kind == RopeScaling::Kind::Yarn,
              "{}: a rope scaling other than yarn, which llama.cpp's {} converter does not write",
              c.hf_architecture, c.gguf_arch);
+    // llama.cpp floors/ceils the ramp's ends (ggml_rope_yarn_corr_dims) for these graphs.
+    QL_CHECK(s.kind != RopeScaling::Kind::Yarn || s.yarn_truncate,
+             "{}: yarn with \"truncate\": false, which llama.cpp's {} graph does not compute",
+             c.hf_architecture, c.gguf_arch);
     if (s.kind == RopeScaling::Kind::Yarn) {
         keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("yarn"));
         blocks::add_f32(keys, c, "rope.scaling.factor", s.factor);
         blocks::add_u32(keys, c, "rope.scaling.original_context_length", s.original_max_positions);
         if (c.hf_has_yarn_betas) {
-            blocks::add_f32(keys, c, "rope.scaling.yarn_beta_fast", s.beta_fast);
-            blocks::add_f32(keys, c, "rope.scaling.yarn_beta_slow", s.beta_slow);
+            blocks::add_f32(keys, c, "rope.scaling.yarn_beta_fast", s.yarn_beta_fast);
+            blocks::add_f32(keys, c, "rope.scaling.yarn_beta_slow", s.yarn_beta_slow);
         }
     }
     blocks::add_f32(keys, c, "rope.freq_base", c.rope_theta);

@@ -1,0 +1,52 @@
+// gpt-oss end to end through the CLI: `quantlens eval` of the fixtures (tests/fixtures/gptoss
+// in BF16, gptoss-mxfp4 with the released MXFP4 expert form) tokenizes eval.txt with the
+// fixture's byte-level o200k-style tokenizer, reaches transformers' tokens (the base file
+// refuses others) and its float64 log-probs (scripts/fixtures/make_gptoss_fixtures.py).
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <string>
+
+#include <nlohmann/json.hpp>
+
+#include "support/cli_run.h"
+
+namespace quantlens {
+namespace {
+
+using cli_testing::run_quiet;
+using cli_testing::shared_path;
+
+constexpr double kMaxMeanKld = 1e-4;  // issue 23 acceptance
+
+struct GptOssFixture {
+    const char* name;
+    double transformers_ppl;  // scripts/fixtures/logs/make_gptoss_fixtures.log
+};
+
+class GptOssEndToEnd : public ::testing::TestWithParam<GptOssFixture> {};
+
+TEST_P(GptOssEndToEnd, EvalMatchesTransformers) {
+    const std::string dir = std::string(QL_SOURCE_DIR) + "/tests/fixtures/" + GetParam().name;
+    const auto r = run_quiet("eval " + dir + " --text " + shared_path("data/eval.txt") +
+                                 " --ctx 512 --chunks 2 --base " + dir + "/reference.qllogp --json",
+                             false);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto j = nlohmann::json::parse(r.out);
+    EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKld) << j.dump(2);
+    EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0);
+    EXPECT_NEAR(j["ppl"].get<double>(), GetParam().transformers_ppl,
+                1e-3 * GetParam().transformers_ppl);
+}
+
+INSTANTIATE_TEST_SUITE_P(Fixtures, GptOssEndToEnd,
+                         ::testing::Values(GptOssFixture{"gptoss", 41.4431},
+                                           GptOssFixture{"gptoss-mxfp4", 45.8278}),
+                         [](const auto& info) {
+                             std::string n = info.param.name;
+                             std::replace(n.begin(), n.end(), '-', '_');
+                             return n;
+                         });
+
+}  // namespace
+}  // namespace quantlens
