@@ -9,9 +9,9 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "engine/kernels.h"
-#include "engine/layers/gemma4_layer.h"
 #include "engine/layers/attention_sinks.h"
 #include "engine/layers/clamped_swiglu.h"
+#include "engine/layers/gemma4_layer.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
@@ -67,11 +67,11 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              "implement; run it on the CPU (without --gpu)",
              what, arch_name(c.arch));
     if (c.is_gemma4()) return;  // engine/layers/gemma4_layer.cpp implements all of it
-    QL_CHECK(c.shared_expert == SharedExpert::None || c.is_hybrid(),
+    QL_CHECK(c.shared_expert != SharedExpert::SigmoidGated || c.is_hybrid(),
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
              what, arch_name(c.arch));
-    QL_CHECK(kind == EngineKind::Cpu || !c.is_moe() || c.moe_renormalize,
+    QL_CHECK(kind == EngineKind::Cpu || !c.is_moe() || c.moe_renormalize || c.moe_sigmoid,
              "{}: {} routing keeps the top-{} softmax weights without renormalizing them "
              "(norm_topk_prob false), which the CUDA engine does not implement yet",
              what, arch_name(c.arch), c.n_experts_used);
@@ -80,6 +80,11 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              arch_name(c.arch));
     if (kind == EngineKind::Cpu) return;
     const std::pair<bool, const char*> lacks[] = {
+        // DeepSeek-V3 / GLM-4.5 (engine/layers/mla.h, moe_routing.h): CPU only
+        {c.mla, "multi-head latent attention (MLA)"},
+        {c.moe_sigmoid, "sigmoid grouped top-k routing with e_score_correction_bias"},
+        {c.shared_expert == SharedExpert::Ungated, "a shared expert"},
+        {c.n_dense_layers > 0, "leading dense layers in an MoE model"},
         {c.fused_qkv, "a fused attn_qkv projection"},
         {c.fused_gate_up, "a fused gate/up projection"},
         {c.act != Activation::SiLU, "the GeGLU (tanh GELU) MLP"},
@@ -117,6 +122,10 @@ Engine::Engine(const Model& model, EngineOptions options)
     QL_CHECK(!c.is_moe() || (c.n_experts_used > 0 && c.n_experts_used <= c.n_experts),
              "{}: {} experts with {} used per token", model.path(), c.n_experts, c.n_experts_used);
 
+    QL_CHECK(!options.ggml_numerics || !c.mla,
+             "{}: llama.cpp's numerics (F16 KV cache, quantized matmuls) are not modelled for "
+             "multi-head latent attention; evaluate without them",
+             model.path());
     names_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
@@ -134,7 +143,8 @@ Engine::Engine(const Model& model, EngineOptions options)
         n.v_bias = p + "attn_v.bias";
         n.q_norm = p + "attn_q_norm.weight";
         n.k_norm = p + "attn_k_norm.weight";
-        n.ffn_norm = p + "ffn_norm.weight";
+        n.ffn_norm =
+            p + (c.ffn_norm_post_attention ? "post_attention_norm" : "ffn_norm") + ".weight";
         n.gate = p + "ffn_gate.weight";
         n.up = p + "ffn_up.weight";
         n.down = p + "ffn_down.weight";
@@ -219,14 +229,15 @@ void Engine::check_shapes() const {
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const LayerNames& n = names_[l];
         expect(n.attn_norm, {C}, true);
-        if (c.fused_qkv) {
+        if (c.mla) {  // checked with the MLA tensors (engine_deepseek.cpp)
+        } else if (c.fused_qkv) {
             expect(n.qkv, {C, HD + 2 * KD}, true);
         } else {
             expect(n.q, {C, HD}, true);
             expect(n.k, {C, KD}, true);
             expect(n.v, {C, KD}, true);
         }
-        expect(n.o, {HD, C}, true);
+        expect(n.o, {c.mla ? c.n_heads * c.v_head_dim : HD, C}, true);
         expect(n.post_attn_norm, {C}, c.post_norms);
         expect(n.post_ffw_norm, {C}, c.post_norms);
         expect(n.q_bias, {HD}, c.qkv_bias);
@@ -237,13 +248,13 @@ void Engine::check_shapes() const {
         expect(n.ffn_norm, {C}, true);
         expect(n.sinks, {c.n_heads}, c.attn_sinks);
         expect(n.o_bias, {C}, false);
-        if (c.is_moe()) {  // biases: gpt-oss
+        if (c.is_moe_layer(l)) {  // biases: gpt-oss
             expect(n.router_bias, {c.n_experts}, false);
             expect(n.gate_exps_bias, {c.ffn, c.n_experts}, false);
             expect(n.up_exps_bias, {c.ffn, c.n_experts}, false);
             expect(n.down_exps_bias, {C, c.n_experts}, false);
         }
-        if (c.is_moe()) {
+        if (c.is_moe_layer(l)) {
             expect(n.router, {C, c.n_experts}, true);
             expect(n.gate_exps, {C, c.ffn, c.n_experts}, true);
             expect(n.up_exps, {C, c.ffn, c.n_experts}, true);
@@ -252,11 +263,12 @@ void Engine::check_shapes() const {
             expect(n.up, {C, 2 * c.ffn}, true);
             expect(n.down, {c.ffn, C}, true);
         } else {
-            expect(n.gate, {C, c.ffn}, true);
-            expect(n.up, {C, c.ffn}, true);
-            expect(n.down, {c.ffn, C}, true);
+            expect(n.gate, {C, c.dense_ffn_width()}, true);
+            expect(n.up, {C, c.dense_ffn_width()}, true);
+            expect(n.down, {c.dense_ffn_width(), C}, true);
         }
     }
+    if (c.mla || c.moe_sigmoid || c.shared_expert == SharedExpert::Ungated) check_deepseek_shapes();
 }
 
 const float* Engine::weight_opt(const std::string& name) const {
@@ -425,6 +437,10 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     const LayerNames& n = names_[l];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
     const auto eps = static_cast<float>(c.rms_eps);
+    if (c.mla) {
+        mla_attention_block(l, h, xn, B, T);
+        return;
+    }
     rmsnorm_forward(xn, h, weight(n.attn_norm), N, C, eps);
     std::vector<float> q, k, v;  // [N, H|KV, D]
     qkv_projections(l, xn, N, q, k, v);
@@ -463,7 +479,7 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
 
 void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const {
     const LayerNames& n = names_[l];
-    const int64_t C = config_.hidden, F = config_.ffn;
+    const int64_t C = config_.hidden, F = config_.dense_ffn_width();
     std::vector<float> gate(N * F), up(N * F);  // [N, F]
     if (config_.fused_gate_up) {                // ffn_up [N, 2F]: gate | up per row
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
@@ -501,7 +517,8 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     std::vector<std::vector<std::pair<int64_t, float>>> routed(E);  // expert → (row, weight)
     std::vector<int64_t> order(E);
     std::vector<float> chosen(hook_ ? N * K : 0);  // [N, K] expert ids, for the Routing hook
-    for (int64_t r = 0; r < N; ++r) {
+    if (config_.moe_sigmoid) route_sigmoid(l, logits.data(), N, routed);
+    for (int64_t r = 0; r < N && !config_.moe_sigmoid; ++r) {
         const float* z = logits.data() + r * E;
         const float mx = *std::max_element(z, z + E);
         std::vector<double> p(E);
@@ -517,6 +534,12 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
             routed[order[i]].emplace_back(r, static_cast<float>(p[order[i]] / denominator));
         if (hook_)
             for (int64_t i = 0; i < K; ++i) chosen[r * K + i] = static_cast<float>(order[i]);
+    }
+    if (hook_ && config_.moe_sigmoid) {  // each row's experts in expert order
+        std::vector<int64_t> filled(N, 0);
+        for (int64_t e = 0; e < E; ++e)
+            for (const auto& [r, w] : routed[e])
+                if (filled[r] < K) chosen[r * K + filled[r]++] = static_cast<float>(e);
     }
     if (hook_)
         emit(HookEvent::Kind::Routing, static_cast<int>(l), nullptr, -1, chosen.data(), N, K);
@@ -554,6 +577,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
             for (int64_t ch = 0; ch < C; ++ch) o[ch] += w * y[i * C + ch];
         }
     }
+    if (config_.shared_expert == SharedExpert::Ungated) ungated_shared_expert_add(l, xn, out, N);
 }
 
 void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
@@ -565,7 +589,7 @@ void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     attention_block(l, h, xn.data(), B, T);
     rmsnorm_forward(xn.data(), h, weight(names_[l].ffn_norm), N, C,
                     static_cast<float>(config_.rms_eps));
-    if (config_.is_moe()) {
+    if (config_.is_moe_layer(l)) {
         ffn_moe(l, xn.data(), ffn.data(), N);
     } else {
         ffn_dense(l, xn.data(), ffn.data(), N);

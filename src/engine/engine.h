@@ -30,7 +30,9 @@
 // RoPE angles pos·θ^(-2i/R) (R rotated channels, rope_frequencies), softmax attention with
 // 1/sqrt(D) unless the config sets a scale, SiLU- or tanh-GELU-gated MLP, Mixtral routing
 // softmax → top-k → renormalized weights (or the top-k probabilities as they are, when the
-// config does not renormalize: Qwen3-MoE's norm_topk_prob false).
+// config does not renormalize: Qwen3-MoE's norm_topk_prob false); DeepSeek-V3's multi-head
+// latent attention and sigmoid grouped routing with a shared expert and leading dense layers
+// (engine_deepseek.cpp).
 #pragma once
 
 #include <cstdint>
@@ -180,6 +182,14 @@ class Engine final : public LogitsModel {
     void qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<float>& q,
                          std::vector<float>& k, std::vector<float>& v) const;
     void ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const;
+    // DeepSeek-V3 / GLM-4.5 (engine_deepseek.cpp): MLA attention (layers/mla.h), sigmoid
+    // grouped routing into expert → (row, weight) lists (layers/moe_routing.h), the ungated
+    // shared expert added to `out`, and the shapes of their tensors.
+    void mla_attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
+    void route_sigmoid(int64_t l, const float* logits, int64_t N,
+                       std::vector<std::vector<std::pair<int64_t, float>>>& routed) const;
+    void ungated_shared_expert_add(int64_t l, const float* xn, float* out, int64_t N) const;
+    void check_deepseek_shapes() const;
     // Gated DeltaNet hybrids (engine/layers/hybrid_layer.cpp): the whole layer, its token
     // mixers (out[N, C] from the normed input) and the sigmoid-gated shared expert (added to
     // out), and the shape checks that replace check_shapes' attention part.

@@ -91,16 +91,28 @@ std::vector<double> get_float_list(const json& j, const char* key, const std::st
     return out;
 }
 
+double yarn_mscale(double scale, double m) {
+    return scale <= 1.0 ? 1.0 : 0.1 * m * std::log(scale) + 1.0;
+}
+
+// Whether a family implements DeepSeek's yarn variant (mscale / mscale_all_dim: cos/sin
+// scaled by their ratio, the scores by mscale(factor, mscale_all_dim)²): the MLA attention.
+bool family_has_yarn_mscale(Arch arch) {
+    return arch == Arch::DeepseekV3;
+}
+
 // YaRN as transformers' _compute_yarn_parameters reads it: factor (else max_position /
 // original), original_max_position_embeddings (in the object or at the top), beta_fast /
 // beta_slow (32 / 1 when absent or zero), truncate (default true), attention_factor (else
-// 0.1·ln(factor) + 1). DeepSeek's mscale / mscale_all_dim are refused here.
+// 0.1·ln(factor) + 1, or DeepSeek's mscale(factor, mscale) / mscale(factor, mscale_all_dim)).
+// mscale / mscale_all_dim are refused for a family without DeepSeek's attention.
 void parse_yarn(const json& rp, const json& top, const std::string& where, const std::string& path,
                 ModelConfig& c, RopeScaling& s) {
     s.kind = RopeScaling::Kind::Yarn;
-    s.original_max_positions =
-        get_int(rp, "original_max_position_embeddings",
-                get_int(top, "original_max_position_embeddings", 0, path), path);
+    const int64_t orig_in_object = get_int(rp, "original_max_position_embeddings", 0, path);
+    s.original_max_positions = orig_in_object > 0
+                                   ? orig_in_object
+                                   : get_int(top, "original_max_position_embeddings", 0, path);
     QL_CHECK(s.original_max_positions > 0,
              "{}: yarn rope needs original_max_position_embeddings (in {} or at the top)", path,
              where);
@@ -109,21 +121,44 @@ void parse_yarn(const json& rp, const json& top, const std::string& where, const
         static_cast<double>(c.max_positions) / static_cast<double>(s.original_max_positions), path);
     QL_CHECK(s.factor >= 1.0, "{}: {}.factor is {}, expected ≥ 1 for yarn rope", path, where,
              s.factor);
-    for (const char* k : {"mscale", "mscale_all_dim"})
-        QL_CHECK(get_float(rp, k, 0.0, path) == 0.0,
-                 "{}: {}.{} is set; quantlens's yarn implements the attention factor "
-                 "0.1·ln(factor) + 1 (or an explicit attention_factor) only",
-                 path, where, k);
+    if (!family_has_yarn_mscale(c.arch))
+        for (const char* k : {"mscale", "mscale_all_dim"})
+            QL_CHECK(get_float(rp, k, 0.0, path) == 0.0,
+                     "{}: {}.{} is set; quantlens's yarn implements the attention factor "
+                     "0.1·ln(factor) + 1 (or an explicit attention_factor) only, DeepSeek's "
+                     "mscale for DeepSeek-V3's attention only",
+                     path, where, k);
+    // transformers (4.5x) replaces factor by max_position_embeddings / original when the
+    // latter is given, llama.cpp reads factor: a model where they differ is computed two ways.
+    if (orig_in_object > 0 && c.max_positions > 0) {
+        const double ratio =
+            static_cast<double>(c.max_positions) / static_cast<double>(orig_in_object);
+        QL_CHECK(std::fabs(ratio - s.factor) <= 1e-9 * s.factor,
+                 "{}: {}.factor is {} but max_position_embeddings / "
+                 "original_max_position_embeddings is {}; transformers and llama.cpp would use "
+                 "different yarn factors",
+                 path, where, s.factor, ratio);
+    }
+    s.mscale = get_float(rp, "mscale", 0.0, path);
+    s.mscale_all_dim = get_float(rp, "mscale_all_dim", 0.0, path);
+    c.hf_has_yarn_betas = rp.contains("beta_fast") || rp.contains("beta_slow");
     const double fast = get_float(rp, "beta_fast", 0.0, path);
     const double slow = get_float(rp, "beta_slow", 0.0, path);
     s.yarn_beta_fast = fast != 0.0 ? fast : 32.0;  // transformers: `or 32`, `or 1`
     s.yarn_beta_slow = slow != 0.0 ? slow : 1.0;
     s.yarn_truncate = get_bool(rp, "truncate", true, path);
-    s.attention_factor = get_float(rp, "attention_factor",
-                                   s.factor > 1.0 ? 0.1 * std::log(s.factor) + 1.0 : 1.0, path);
-    QL_CHECK(s.attention_factor > 0 && s.yarn_beta_fast > 0 && s.yarn_beta_slow > 0,
-             "{}: {} for yarn rope needs positive attention_factor, beta_fast and beta_slow; "
-             "found {}",
+    for (const char* k : {"extrapolation_factor", "attn_factor"})
+        QL_CHECK(!rp.contains(k) || rp.at(k).is_null(),
+                 "{}: {}.{} is set; quantlens's yarn does not implement it", path, where, k);
+    const double from_mscale =
+        s.mscale > 0 && s.mscale_all_dim > 0
+            ? yarn_mscale(s.factor, s.mscale) / yarn_mscale(s.factor, s.mscale_all_dim)
+            : yarn_mscale(s.factor, 1.0);
+    s.attention_factor = get_float(rp, "attention_factor", from_mscale, path);
+    QL_CHECK(s.attention_factor > 0 && s.yarn_beta_fast > 0 && s.yarn_beta_slow > 0 &&
+                 s.mscale >= 0 && s.mscale_all_dim >= 0,
+             "{}: {} for yarn rope needs positive attention_factor, beta_fast and beta_slow and "
+             "non-negative mscale, mscale_all_dim; found {}",
              path, where, rp.dump());
 }
 
@@ -369,6 +404,13 @@ std::vector<double> yarn_extrapolation_weights(const ModelConfig& c) {
     return w;
 }
 
+double yarn_score_scale(const ModelConfig& c) {
+    const RopeScaling& s = c.rope_scaling;
+    if (s.kind != RopeScaling::Kind::Yarn || s.mscale_all_dim <= 0) return 1.0;
+    const double m = yarn_mscale(s.factor, s.mscale_all_dim);
+    return m * m;
+}
+
 std::vector<double> rope_frequencies(const ModelConfig& c, int64_t T, bool sliding) {
     const int64_t dims = c.rotary_dims(), half = dims / 2;
     const bool local = sliding && c.rope_theta_swa > 0;  // own θ, unscaled
@@ -515,7 +557,15 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
             if (const GgufValue* b = g.find(p + "rope.scaling.yarn_beta_slow"))
                 s.yarn_beta_slow = b->as_float();
             s.yarn_truncate = true;
-            s.attention_factor = 0.1 * std::log(s.factor) + 1.0;
+            // A yarn_log_multiplier is DeepSeek's mscale_all_dim / 10, whose graph leaves
+            // cos/sin unscaled (mscale = mscale_all_dim) and scales the scores.
+            const GgufValue* log_mul = g.find(p + "rope.scaling.yarn_log_multiplier");
+            if (log_mul && log_mul->as_float() > 0) {
+                s.mscale_all_dim = s.mscale = log_mul->as_float() / 0.1;
+                s.attention_factor = 1.0;
+            } else {
+                s.attention_factor = 0.1 * std::log(s.factor) + 1.0;
+            }
             if (const GgufValue* a = g.find(p + "rope.scaling.yarn_attn_factor"))
                 s.attention_factor *= a->as_float();
         } else if (type == "linear" && factor && factor->as_float() != 1.0) {
@@ -525,8 +575,8 @@ void read_gguf_shared_fields(const GgufFile& g, ModelConfig& c) {
                      s.factor);
         } else {
             QL_CHECK(type == "none" || type == "longrope" || (factor && factor->as_float() == 1.0),
-                     "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled, linear and "
-                     "longrope rope and llama3 scaling (rope_freqs.weight) only",
+                     "{}: {}rope.scaling.type is \"{}\"; quantlens implements unscaled, linear, "
+                     "yarn and longrope rope and llama3 scaling (rope_freqs.weight) only",
                      path, p, type);
         }
     }

@@ -20,15 +20,15 @@
 // the global layers' rope and the sliding layers' own θ (v4 Gemma 3: rope_local_base_freq).
 // Types: default, linear (θ^(-2i/d) / factor), llama3, longrope (short/long factors chosen by
 // whether the sequence is longer than original_max_position_embeddings, and the attention
-// factor multiplying cos/sin, as transformers and llama.cpp do); partial_rotary_factor (top
-// level or in the rope object) rotates the first head_dim·factor channels only.
-//
-// yarn (gpt-oss): see RopeScaling.
+// factor multiplying cos/sin, as transformers and llama.cpp do), yarn (see
+// RopeScaling: gpt-oss's, and DeepSeek's mscale/mscale_all_dim for the MLA families only);
+// partial_rotary_factor (top level or in the rope object) rotates the first head_dim·factor
+// channels only.
 //
 // Promise: a config the engine would compute wrongly is refused, naming the key and value:
 // another rope type (dynamic, ...), an activation the family does not use, MLP biases,
 // an output-projection bias, a scaled rope for sliding layers; from GGUF, a
-// rope.scaling.type other than none/linear/longrope.
+// rope.scaling.type other than none/linear/longrope/yarn.
 #pragma once
 
 #include <cstdint>
@@ -57,6 +57,8 @@ enum class Arch {
     Qwen35Moe,
     GptOss,  // gpt-oss (src/model/families/gptoss.cpp)
     Qwen3Moe,
+    DeepseekV3,  // DeepSeek-V3/R1, Kimi-K2 (GGUF "deepseek2")
+    Glm4Moe,     // GLM-4.5/4.6 (GGUF "glm4moe")
 };
 
 // How q/k are rotated. Normal: llama.cpp's interleaved pairs, on q/k rows that the GGUF
@@ -68,6 +70,7 @@ enum class RopeStyle { Normal, Neox };
 enum class SharedExpert {
     None,
     SigmoidGated,  // scaled by sigmoid(ffn_gate_inp_shexp · x) (Qwen2-MoE)
+    Ungated,       // added as is (DeepSeek-V3, GLM-4.5: n_shared_experts × moe_intermediate_size)
 };
 
 // The gate activation of the gated MLP: SiLU (SwiGLU) or GELU with the tanh approximation
@@ -101,6 +104,19 @@ struct LayerSpec {
     bool moe_renormalize = true;
     SharedExpert shared_expert = SharedExpert::None;
 
+    // --- DeepSeek-V3 / GLM-4.5 (engine/layers/mla.h, engine/layers/moe_routing.h) ---
+    // Multi-head latent attention: q through a q_lora_rank bottleneck (attn_q_a, its norm,
+    // attn_q_b), one shared latent kv of kv_lora_rank (attn_kv_a_mqa, attn_kv_a_norm) plus
+    // a shared rope key of head_dim channels, decompressed per head by attn_k_b / attn_v_b.
+    bool mla = false;
+    // Routing by sigmoid scores: the experts are chosen on score + exp_probs_b within the
+    // best expert groups (ModelConfig::n_expert_groups), weighted by the unbiased scores,
+    // renormalized when moe_renormalize, times moe_weights_scale.
+    bool moe_sigmoid = false;
+    double moe_weights_scale = 1.0;  // routed_scaling_factor
+    // The pre-MLP norm is the GGUF's post_attention_norm (GLM-4.5: the converter maps HF's
+    // post_attention_layernorm to ATTN_POST_NORM), not ffn_norm.
+    bool ffn_norm_post_attention = false;
     // --- gpt-oss (GptOssForCausalLM) ---
     // A learned logit per head (attn_sinks) joins each query's softmax denominator and is
     // dropped from the weights; o_proj, the router and the experts carry biases (read when
@@ -143,6 +159,11 @@ struct RopeScaling {
     double yarn_beta_fast = 32.0;
     double yarn_beta_slow = 1.0;
     bool yarn_truncate = true;
+    // DeepSeek's yarn (MLA families only; others refuse mscale/mscale_all_dim): cos/sin
+    // get mscale(factor, mscale) / mscale(factor, mscale_all_dim) with mscale(s, m) =
+    // 0.1·m·ln(s) + 1, and the attention score scale gains mscale(factor, mscale_all_dim)²
+    // (yarn_score_scale).
+    double mscale = 0.0, mscale_all_dim = 0.0;  // 0 = not given
 };
 
 // The layer description is a base so the engines read `config.qk_norm` directly.
@@ -238,8 +259,35 @@ struct ModelConfig : LayerSpec {
     // config.json names the expert count num_local_experts (as transformers 5 saves it) rather
     // than num_experts: the converter then writes expert_count among the shared keys.
     bool moe_count_key_local = false;
+    // --- DeepSeek-V3 / GLM-4.5 ---
+    // Leading layers with a dense MLP of dense_ffn (intermediate_size) before the MoE ones.
+    int64_t n_dense_layers = 0;
+    int64_t dense_ffn = 0;
+    // Grouped routing: experts in n_expert_groups equal groups, a group scored by the sum of
+    // its two best biased scores, the best n_expert_groups_used groups compete.
+    int64_t n_expert_groups = 1;
+    int64_t n_expert_groups_used = 1;
+    // MLA widths (LayerSpec::mla); head_dim is then qk_rope_head_dim, the rotated part.
+    int64_t q_lora_rank = 0;
+    int64_t kv_lora_rank = 0;
+    int64_t qk_nope_dim = 0;
+    int64_t v_head_dim = 0;
+    // Layers after n_layers in the checkpoint (num_nextn_predict_layers: multi-token
+    // prediction), which the forward pass does not use and the HF source skips.
+    int64_t n_nextn_layers = 0;
+    // config.json keys whose presence decides which GGUF keys llama.cpp's converter writes
+    // (TextModel.set_gguf_parameters writes them only when present).
+    bool hf_has_head_dim = false;
+    bool hf_has_scoring_func = false;
+    bool hf_has_expert_groups = false;
+    bool hf_has_yarn_betas = false;
+    bool hf_has_nextn = false;  // num_nextn_predict_layers
 
     bool is_moe() const { return n_experts > 0; }
+    // Whether layer l routes to experts (false for the leading dense layers).
+    bool is_moe_layer(int64_t l) const { return is_moe() && l >= n_dense_layers; }
+    // Width of layer l's dense MLP.
+    int64_t dense_ffn_width() const { return dense_ffn > 0 ? dense_ffn : ffn; }
     bool rope_neox() const { return rope == RopeStyle::Neox; }
     int64_t rotary_dims() const { return rope_dims > 0 ? rope_dims : head_dim; }
     // Whether layer l attends within sliding_window only.
@@ -256,6 +304,8 @@ std::vector<double> rope_frequencies(const ModelConfig& config, int64_t T = 0,
                                      bool sliding = false);
 // The factor multiplying cos and sin (longrope's and yarn's attention factor; 1 otherwise).
 double rope_attention_factor(const ModelConfig& config);
+// DeepSeek's yarn score factor mscale(factor, mscale_all_dim)²; 1 without yarn or mscale_all_dim.
+double yarn_score_scale(const ModelConfig& config);
 // YaRN's weight of the unscaled frequency for each rotary pair (1 − ramp; see RopeScaling).
 std::vector<double> yarn_extrapolation_weights(const ModelConfig& config);
 // Throws Error when a sequence of T tokens would need attention beyond a sliding window,

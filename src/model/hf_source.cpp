@@ -8,6 +8,10 @@
 //    interleaved one: view rows as (n_head, 2, head_dim/2) and swap the last two axes
 //    (n_kv_heads for attn_k);
 //  - per-expert matrices are stacked, expert e at ne[2] = e;
+//  - MLA's kv_b_proj [H·(nope + v), kv_lora] becomes attn_k_b (ne [nope, kv_lora, H]: each
+//    head's k rows transposed) and attn_v_b (ne [kv_lora, v, H]), as the converter splits it;
+//  - tensors of layers past num_hidden_layers (multi-token-prediction layers, which the
+//    converter skips for DeepSeek) are left out when the config declares them.
 //  - Gated DeltaNet hybrids: the converter's splits, head reorders and A_log → −exp(A_log)
 //    (model/deltanet_layout.h); their MTP tensors (mtp.*) are dropped as the converter does.
 //  - tensors the family derives (Family::derive_hf: gpt-oss's stacked, transposed,
@@ -55,7 +59,23 @@ struct Parts {
     std::optional<HfDerivedTensor> derived;
     const StTensor* mxfp4_scales = nullptr;
     DerivedShape shape;
+    enum class MlaSplit { None, KB, VB } mla_split = MlaSplit::None;  // part of kv_b_proj
 };
+
+// attn_k_b / attn_v_b from kv_b_proj rows [H][nope + v][L] (see the file comment).
+void split_kv_b(const float* kv_b, float* out, Parts::MlaSplit part, int64_t H, int64_t nope,
+                int64_t v, int64_t L) {
+    const int64_t per_head = nope + v;
+    for (int64_t h = 0; h < H; ++h) {
+        const float* rows = kv_b + h * per_head * L;
+        if (part == Parts::MlaSplit::KB) {
+            for (int64_t r = 0; r < L; ++r)
+                for (int64_t j = 0; j < nope; ++j) out[(h * L + r) * nope + j] = rows[j * L + r];
+        } else {
+            std::copy(rows + nope * L, rows + per_head * L, out + h * v * L);
+        }
+    }
+}
 
 // Permutes rows [n_head][2][half] → [n_head][half][2] (see the file comment).
 void permute_rows(const float* in, float* out, int64_t rows, int64_t cols, int64_t n_head) {
@@ -70,6 +90,20 @@ void permute_rows(const float* in, float* out, int64_t rows, int64_t cols, int64
             }
         }
     }
+}
+
+// "model.layers.N.…" with N ≥ the config's layer count: a multi-token-prediction layer.
+bool is_nextn_layer_of(const std::string& name, int64_t n_layers) {
+    static const std::string kPrefix = "model.layers.";
+    if (!name.starts_with(kPrefix)) return false;
+    const size_t dot = name.find('.', kPrefix.size());
+    if (dot == std::string::npos || dot == kPrefix.size() || dot - kPrefix.size() > 6) return false;
+    int64_t layer = 0;
+    for (size_t i = kPrefix.size(); i < dot; ++i) {
+        if (name[i] < '0' || name[i] > '9') return false;
+        layer = layer * 10 + (name[i] - '0');
+    }
+    return layer >= n_layers;
 }
 
 class HfModel final : public Model {
@@ -106,7 +140,13 @@ class HfModel final : public Model {
                 return;
             }
             std::span<float> dst = out.subspan(at, n);
-            if (s.permute_heads > 0) {
+            if (s.mla_split != Parts::MlaSplit::None) {
+                std::vector<float> tmp(static_cast<size_t>(part->n_elements()));
+                SafetensorsModel::to_f32(*part, tmp);
+                split_kv_b(tmp.data(), out.data(), s.mla_split, config_.n_heads,
+                           config_.qk_nope_dim, config_.v_head_dim, config_.kv_lora_rank);
+                return;
+            } else if (s.permute_heads > 0) {
                 std::vector<float> tmp(n);
                 SafetensorsModel::to_f32(*part, tmp);
                 permute_rows(tmp.data(), dst.data(), part->shape[0], part->shape[1],
@@ -145,6 +185,10 @@ class HfModel final : public Model {
   private:
     using HfSource = Parts;
 
+    bool is_nextn_layer(const std::string& name) const {
+        return is_nextn_layer_of(name, config_.n_layers);
+    }
+
     void build(const std::string& config_path) {
         struct Pending {
             TensorInfo info;
@@ -152,11 +196,13 @@ class HfModel final : public Model {
             const StTensor* single = nullptr;
         };
         std::map<std::string, Pending> pending;
+        std::map<std::string, Parts::MlaSplit> splits;  // GGUF name → part of kv_b_proj
         std::vector<std::pair<HfDerivedTensor, const StTensor*>> derived;
         const Family& family = family_of(config_.arch);
         for (const StTensor& t : st_.tensors()) {
             if (t.name.ends_with("rotary_emb.inv_freq")) continue;  // buffer, not a weight
             if (config_.is_hybrid() && t.name.starts_with("mtp.")) continue;  // as the converter
+            if (config_.n_nextn_layers > 0 && is_nextn_layer(t.name)) continue;
             if (family.derive_hf) {
                 if (auto d = family.derive_hf(t.name)) {
                     for (HfDerivedTensor& x : *d) derived.emplace_back(std::move(x), &t);
@@ -179,6 +225,11 @@ class HfModel final : public Model {
                     p.single = &t;
                     p.info.hf_name = t.name;
                 }
+                // kv_b_proj maps to both attn_k_b and attn_v_b: each takes its part.
+                if (config_.mla && mapped->gguf.ends_with(".attn_k_b.weight"))
+                    splits[mapped->gguf] = Parts::MlaSplit::KB;
+                if (config_.mla && mapped->gguf.ends_with(".attn_v_b.weight"))
+                    splits[mapped->gguf] = Parts::MlaSplit::VB;
             }
         }
 
@@ -205,6 +256,20 @@ class HfModel final : public Model {
                 info.ne.assign(first->shape.rbegin(), first->shape.rend());
                 info.ne.push_back(config_.n_experts);
                 info.type = ggml_type_of(*first);
+            } else if (auto split = splits.find(name); split != splits.end()) {
+                src.parts.push_back(p.single);
+                src.mla_split = split->second;
+                const int64_t H = config_.n_heads, L = config_.kv_lora_rank;
+                const std::vector<int64_t> kv_b_shape = {
+                    H * (config_.qk_nope_dim + config_.v_head_dim), L};
+                QL_CHECK(p.single->shape == kv_b_shape,
+                         "{}: tensor '{}' has shape {}, but config.json implies [{}, {}]",
+                         p.single->file, p.single->name, format_shape(p.single->shape),
+                         H * (config_.qk_nope_dim + config_.v_head_dim), L);
+                info.ne = split->second == Parts::MlaSplit::KB
+                              ? std::vector<int64_t>{config_.qk_nope_dim, L, H}
+                              : std::vector<int64_t>{L, config_.v_head_dim, H};
+                info.type = ggml_type_of(*p.single);
             } else {
                 src.parts.push_back(p.single);
                 info.ne.assign(p.single->shape.rbegin(), p.single->shape.rend());
@@ -269,9 +334,13 @@ class HfModel final : public Model {
         for (int64_t l = 0; l < config_.n_layers && !config_.is_hybrid(); ++l) {
             if (config_.is_gemma4()) break;  // K/V per layer: the engine checks them
             const auto bases =
-                config_.fused_qkv ? std::vector<const char*>{"attn_norm", "attn_qkv", "attn_output"}
-                                  : std::vector<const char*>{"attn_norm", "attn_q", "attn_k",
-                                                             "attn_v", "attn_output"};
+                config_.mla ? std::vector<const char*>{"attn_norm",     "attn_q_a", "attn_q_b",
+                                                       "attn_kv_a_mqa", "attn_k_b", "attn_v_b",
+                                                       "attn_output"}
+                : config_.fused_qkv
+                    ? std::vector<const char*>{"attn_norm", "attn_qkv", "attn_output"}
+                    : std::vector<const char*>{"attn_norm", "attn_q", "attn_k", "attn_v",
+                                               "attn_output"};
             for (const char* base : bases) {
                 const std::string n = fmt::format("blk.{}.{}.weight", l, base);
                 QL_CHECK(find(n) != nullptr, "{}: layer {} has no {} ({})", path_, l, base,
@@ -296,11 +365,28 @@ class HfModel final : public Model {
                 TensorRole::SharedRouter, TensorRole::SharedGate,  TensorRole::SharedUp,
                 TensorRole::SharedDown,   TensorRole::Embed,       TensorRole::OutputNorm,
                 TensorRole::Output,       TensorRole::Other};
+            // MLA's tensors sit with the attention, exp_probs_b with the router (additions
+            // of the DeepSeek family, ranked by their place in the layer).
+            static constexpr std::pair<TensorRole, TensorRole> kAfter[] = {
+                {TensorRole::AttnQA, TensorRole::AttnNorm},
+                {TensorRole::AttnQANorm, TensorRole::AttnNorm},
+                {TensorRole::AttnQB, TensorRole::AttnNorm},
+                {TensorRole::AttnKVAMqa, TensorRole::AttnNorm},
+                {TensorRole::AttnKVANorm, TensorRole::AttnNorm},
+                {TensorRole::AttnKB, TensorRole::AttnNorm},
+                {TensorRole::AttnVB, TensorRole::AttnNorm},
+                {TensorRole::ExpertProbsBias, TensorRole::Router}};
             const int64_t block = t.role == TensorRole::Embed ? -1
                                   : t.layer < 0               ? (int64_t{1} << 40)
                                                               : t.layer;
+            for (size_t i = 0; i < std::size(kAfter); ++i) {
+                if (t.role != kAfter[i].first) continue;
+                const auto* at = std::find(std::begin(kOrder), std::end(kOrder), kAfter[i].second);
+                return std::pair<int64_t, int64_t>{
+                    block, (at - std::begin(kOrder)) * 16 + 1 + static_cast<int64_t>(i)};
+            }
             const auto* pos = std::find(std::begin(kOrder), std::end(kOrder), t.role);
-            return std::pair<int64_t, int64_t>{block, pos - std::begin(kOrder)};
+            return std::pair<int64_t, int64_t>{block, (pos - std::begin(kOrder)) * 16};
         };
         std::stable_sort(
             tensors_.begin(), tensors_.end(),

@@ -6,6 +6,8 @@
 //  - ne is in ggml order (ne[0] = row length = input features);
 //  - for families with normal RoPE (LayerSpec::rope) q/k rows are permuted exactly as
 //    llama.cpp's converter does for its "llama" architecture;
+//  - DeepSeek's kv_b_proj is split into attn_k_b (transposed per head) and attn_v_b, and
+//    e_score_correction_bias is exp_probs_b.bias, as llama.cpp's converter writes them;
 //  - Mixtral/Qwen2-MoE experts are stacked into 3-D tensors blk.N.ffn_{gate,up,down}_exps
 //    (ne = [cols, rows, n_experts]); hf_name is then the pattern with "{E}" for the expert.
 // Weights stay memory-mapped; read_f32 converts or dequantizes on demand.
@@ -79,6 +81,15 @@ enum class TensorRole {
     SsmBetaAlpha,  // ssm_ba (Qwen3-Next's fused β/α input projection)
     SsmBeta,       // ssm_beta (Qwen3.5)
     SsmAlpha,      // ssm_alpha (Qwen3.5)
+    // DeepSeek-V3 multi-head latent attention and sigmoid routing
+    AttnQA,           // attn_q_a: hidden → q_lora_rank
+    AttnQANorm,       // attn_q_a_norm
+    AttnQB,           // attn_q_b: q_lora_rank → heads × (nope + rope)
+    AttnKVAMqa,       // attn_kv_a_mqa: hidden → kv_lora_rank + rope
+    AttnKVANorm,      // attn_kv_a_norm
+    AttnKB,           // attn_k_b: per head [nope → kv_lora_rank] (kv_b_proj's k rows, transposed)
+    AttnVB,           // attn_v_b: per head [kv_lora_rank → v_head_dim] (kv_b_proj's v rows)
+    ExpertProbsBias,  // exp_probs_b.bias: e_score_correction_bias, added for selection only
     Other,
 };
 

@@ -2,6 +2,7 @@
 #include "model/names.h"
 
 #include <cstdlib>
+#include <cstring>
 
 #include "core/error.h"
 #include "model/families/family.h"
@@ -70,6 +71,14 @@ constexpr RoleEntry kRoles[] = {
     {TensorRole::SsmBetaAlpha, "ssm_ba", "ssm_ba"},
     {TensorRole::SsmBeta, "ssm_beta", "ssm_beta"},
     {TensorRole::SsmAlpha, "ssm_alpha", "ssm_alpha"},
+    {TensorRole::AttnQA, "attn_q_a", "attn_q_a"},
+    {TensorRole::AttnQANorm, "attn_q_a_norm", "attn_q_a_norm"},
+    {TensorRole::AttnQB, "attn_q_b", "attn_q_b"},
+    {TensorRole::AttnKVAMqa, "attn_kv_a_mqa", "attn_kv_a_mqa"},
+    {TensorRole::AttnKVANorm, "attn_kv_a_norm", "attn_kv_a_norm"},
+    {TensorRole::AttnKB, "attn_k_b", "attn_k_b"},
+    {TensorRole::AttnVB, "attn_v_b", "attn_v_b"},
+    {TensorRole::ExpertProbsBias, "exp_probs_b", "exp_probs_b"},
     {TensorRole::Other, "other", ""},
 };
 
@@ -97,8 +106,16 @@ std::optional<TensorRole> role_from_name(const std::string& name) {
 
 namespace {
 
+// transformers names DeepSeek's routing bias buffer "...gate.e_score_correction_bias"; the
+// converter renames it "...gate.e_score_correction.bias" before mapping (exp_probs_b.bias).
+constexpr const char* kScoreBiasHf = "e_score_correction_bias";
+constexpr const char* kScoreBiasMapped = "e_score_correction.bias";
+
 // Splits "name.weight" / "name.bias" into base and suffix; the suffix is "" for neither.
-std::pair<std::string, std::string> split_suffix(const std::string& name) {
+std::pair<std::string, std::string> split_suffix(const std::string& raw) {
+    std::string name = raw;
+    if (name.ends_with(kScoreBiasHf))
+        name.replace(name.size() - std::strlen(kScoreBiasHf), std::string::npos, kScoreBiasMapped);
     for (const char* s : {".weight", ".bias"}) {
         const std::string sf = s;
         if (name.size() > sf.size() && name.compare(name.size() - sf.size(), sf.size(), sf) == 0)
@@ -183,8 +200,11 @@ std::string gguf_to_hf(const std::string& gguf, Arch arch) {
         if (t.bare && whole == t.gguf) return "model.layers." + std::to_string(layer) + "." + t.hf;
         if (!t.bare && t.gguf.find('.') != std::string::npos && whole == t.gguf)
             return "model.layers." + std::to_string(layer) + "." + t.hf;
-        if (!t.bare && rest == t.gguf)
-            return "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+        if (t.bare || rest != t.gguf) continue;
+        std::string hf = "model.layers." + std::to_string(layer) + "." + t.hf + suffix;
+        if (hf.ends_with(kScoreBiasMapped))
+            hf.replace(hf.size() - std::strlen(kScoreBiasMapped), std::string::npos, kScoreBiasHf);
+        return hf;
     }
     return "";
 }
@@ -213,6 +233,7 @@ TensorRole role_from_gguf_name(const std::string& gguf) {
         if (base == "attn_k") return TensorRole::AttnKBias;
         if (base == "attn_v") return TensorRole::AttnVBias;
         if (base == "ssm_dt") return TensorRole::SsmDt;
+        if (base == "exp_probs_b") return TensorRole::ExpertProbsBias;
         return TensorRole::Other;
     }
     for (const auto& r : kRoles) {
@@ -253,6 +274,9 @@ bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
         case TensorRole::SsmA:
         case TensorRole::SsmDt:
         case TensorRole::SsmNorm:
+        case TensorRole::AttnQANorm:
+        case TensorRole::AttnKVANorm:
+        case TensorRole::ExpertProbsBias:
         case TensorRole::Other:
             return false;
         default:
@@ -283,7 +307,7 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::AttnV:
             return {c.hidden, kv};
         case TensorRole::AttnO:
-            return {q, c.hidden};
+            return {c.mla ? c.n_heads * c.v_head_dim : q, c.hidden};
         case TensorRole::AttnQNorm:
         case TensorRole::AttnKNorm:
             return {c.head_dim};
@@ -292,12 +316,12 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
         case TensorRole::AttnKBias:
         case TensorRole::AttnVBias:
             return {kv};
-        case TensorRole::FfnGate:
-            return {c.hidden, c.ffn};
+        case TensorRole::FfnGate:  // in an MoE model, a leading dense layer's
+            return {c.hidden, c.dense_ffn_width()};
         case TensorRole::FfnUp:
-            return {c.hidden, c.fused_gate_up ? 2 * c.ffn : c.ffn};
+            return {c.hidden, c.fused_gate_up ? 2 * c.ffn : c.dense_ffn_width()};
         case TensorRole::FfnDown:
-            return {c.ffn, c.hidden};
+            return {c.dense_ffn_width(), c.hidden};
         case TensorRole::Router:
             return {c.hidden, c.n_experts};
         case TensorRole::ExpertGate:
@@ -312,6 +336,22 @@ std::vector<int64_t> expected_ne(TensorRole role, const ModelConfig& c) {
             return {c.shared_expert_ffn, c.hidden};
         case TensorRole::SharedRouter:
             return {c.hidden};
+        case TensorRole::AttnQA:
+            return {c.hidden, c.q_lora_rank};
+        case TensorRole::AttnQANorm:
+            return {c.q_lora_rank};
+        case TensorRole::AttnQB:
+            return {c.q_lora_rank, c.n_heads * (c.qk_nope_dim + c.head_dim)};
+        case TensorRole::AttnKVAMqa:
+            return {c.hidden, c.kv_lora_rank + c.head_dim};
+        case TensorRole::AttnKVANorm:
+            return {c.kv_lora_rank};
+        case TensorRole::AttnKB:
+            return {c.qk_nope_dim, c.kv_lora_rank, c.n_heads};
+        case TensorRole::AttnVB:
+            return {c.kv_lora_rank, c.v_head_dim, c.n_heads};
+        case TensorRole::ExpertProbsBias:
+            return {c.n_experts};
         case TensorRole::AttnGate:
             return {c.hidden, c.ssm_v_heads * c.ssm_v_dim};
         case TensorRole::SsmConv:

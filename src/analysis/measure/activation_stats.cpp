@@ -171,7 +171,8 @@ void ActivationCollector::on_event(const HookEvent& e) {
     }
     QL_CHECK(t.n_cols == e.cols, "tensor '{}': input rows of {} and {} values in one run", name,
              t.n_cols, e.cols);
-    QL_CHECK(e.expert < 0 || n_experts_ == 0 || e.expert < n_experts_,
+    QL_CHECK(e.expert < 0 || n_experts_ == 0 || e.expert < n_experts_ ||
+                 name.find("_exps.") == std::string::npos,
              "tensor '{}': expert {} outside the model's {} experts", name, e.expert, n_experts_);
     auto it = t.mats.find(e.expert);
     if (it == t.mats.end())
@@ -206,7 +207,12 @@ std::vector<TensorActivationStats> ActivationCollector::tensor_stats() const {
         s.layer = t.layer;
         s.n_cols = t.n_cols;
         const bool stacked = t.mats.begin()->first >= 0;
-        s.n_mat = stacked ? std::max<int64_t>(n_experts_, t.mats.rbegin()->first + 1) : 1;
+        // Stacked experts count every expert (rarely routed ones may have no rows); other
+        // stacked tensors (MLA's per-head attn_k_b / attn_v_b) their matrices seen.
+        const bool experts = name.find("_exps.") != std::string::npos;
+        s.n_mat = !stacked  ? 1
+                  : experts ? std::max<int64_t>(n_experts_, t.mats.rbegin()->first + 1)
+                            : t.mats.rbegin()->first + 1;
         const auto C = static_cast<size_t>(t.n_cols);
         s.tokens.assign(static_cast<size_t>(s.n_mat), 0);
         s.importance.assign(static_cast<size_t>(s.n_mat) * C, 0.0f);

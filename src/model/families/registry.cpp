@@ -26,12 +26,14 @@ const Family& qwen35_family();
 const Family& qwen35moe_family();
 const Family& gptoss_family();
 const Family& qwen3moe_family();
+const Family& deepseek_v3_family();
+const Family& glm4moe_family();
 
 namespace {
 
 // Adding a family: its file, its Arch id, and its function here.
-const std::array<const Family*, 15>& registry() {
-    static const std::array<const Family*, 15> r = {
+const std::array<const Family*, 17>& registry() {
+    static const std::array<const Family*, 17> r = {
         &llama_family(),
         &mistral_family(),
         &qwen2_family(),
@@ -48,6 +50,9 @@ const std::array<const Family*, 15>& registry() {
         &qwen35moe_family(),
         &gptoss_family(),
         &qwen3moe_family(),
+        // Sigmoid grouped routing (DeepSeek-V3 with multi-head latent attention)
+        &deepseek_v3_family(),
+        &glm4moe_family(),
     };
     return r;
 }
@@ -134,6 +139,11 @@ ModelConfig parse_hf_config(const std::string& json_text, const std::string& pat
              "would compute this model wrongly",
              path, c.act == Activation::SiLU ? "silu" : "gelu_pytorch_tanh", f->hf_architecture,
              f->activation == Activation::SiLU ? "silu" : "gelu_pytorch_tanh");
+    QL_CHECK((c.rope_scaling.mscale == 0 && c.rope_scaling.mscale_all_dim == 0) || c.mla,
+             "{}: yarn rope with DeepSeek's mscale / mscale_all_dim, which quantlens implements "
+             "for DeepSeek-V3's attention only, so this {} model's positions would be computed "
+             "wrongly",
+             path, f->hf_architecture);
     QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
              "{}: partial_rotary_factor {} rotates {} of {} channels, but {} uses llama's "
              "interleaved rope on permuted q/k rows, where partial rotary is not implemented",
@@ -169,6 +179,10 @@ ModelConfig config_from_gguf(const GgufFile& g) {
     c.arch = found->id;
     c.hf_architecture = found->hf_architecture;
     found->read_gguf(g, c);
+    QL_CHECK((c.rope_scaling.mscale == 0 && c.rope_scaling.mscale_all_dim == 0) || c.mla,
+             "{}: {}.rope.scaling.yarn_log_multiplier is set; quantlens implements DeepSeek's "
+             "yarn score scale for deepseek2 only",
+             g.path(), c.gguf_arch);
     QL_CHECK(c.rope_dims == 0 || c.rope == RopeStyle::Neox,
              "{}: {}.rope.dimension_count is {}, less than the head size {}; partial rotary with "
              "llama's interleaved rope is not implemented",
