@@ -13,6 +13,7 @@
 
 #include "core/hash.h"
 #include "jobs/store.h"
+#include "model/model.h"
 #include "support/cli_run.h"
 
 namespace fs = std::filesystem;
@@ -23,7 +24,7 @@ namespace {
 
 // A sweep job as `sweep` records it (only what verify reads: the text, its hash, ctx, tokens).
 int64_t add_sweep_job(const std::string& store_path, const std::string& text, int64_t ctx,
-                      int64_t n_tokens) {
+                      int64_t n_tokens, const std::string& model_hash = "") {
     jobs::Store store(store_path);
     jobs::NewJob nj;
     nj.kind = jobs::JobKind::sweep;
@@ -35,13 +36,15 @@ int64_t add_sweep_job(const std::string& store_path, const std::string& text, in
         {"types",
          {"Q8_0"}}}.dump();
     nj.model = shared_path("models/llama-8m");
+    nj.model_hash = model_hash;
     nj.text_hash = quantlens::hash_files({text});
     return store.create_job(nj);
 }
 
-void write_recipe(const fs::path& p, int64_t job_id) {
+void write_recipe(const fs::path& p, int64_t job_id, const std::string& model_hash = "") {
     std::ofstream(p) << R"({"format": "quantlens-recipe", "version": 1, "default_type": "Q4_K",)"
                      << (job_id > 0 ? "\"job_id\": " + std::to_string(job_id) + "," : "")
+                     << (model_hash.empty() ? "" : "\"model_hash\": \"" + model_hash + "\",")
                      << R"( "tensors": {}})";
 }
 
@@ -140,4 +143,25 @@ TEST(CliVerifyHeldOut, ARecipeWithoutProvenanceOrJobIsMeasuredWithANote) {
     ASSERT_EQ(run.r.code, 0) << run.r.out;
     EXPECT_TRUE(has(run.r.out, "job 7 is not in the store")) << run.r.out;
     EXPECT_EQ(run.j.at("held_out").at("tuned").at(0).at("checked"), false);
+}
+
+// A job with the recipe's id but of another model (the default store, another project) is not
+// the recipe's sweep: its text is not trusted either way, and verify says so.
+TEST(CliVerifyHeldOut, AJobOfAnotherModelIsNotTakenForTheRecipesSweep) {
+    const fs::path dir = fresh_dir("cli-verify-heldout");
+    const std::string eval = shared_path("data/eval.txt");
+    const std::string llama =
+        quantlens::Model::open(shared_path("models/llama-8m"))->content_hash();
+    add_sweep_job((dir / "jobs.sqlite").string(), eval, 128, 512, "aaaaaaaaaaaaaaaa");  // job 1
+    add_sweep_job((dir / "jobs.sqlite").string(), eval, 128, 512, llama);               // job 2
+    write_recipe(dir / "r.json", 1, llama);
+    VerifyRun run = verify(dir, dir / "r.json", eval);
+    ASSERT_EQ(run.r.code, 0) << run.r.out;
+    EXPECT_TRUE(has(run.r.out, "measured another model than the recipe's")) << run.r.out;
+    EXPECT_EQ(run.j.at("held_out").at("tuned").at(0).at("checked"), false);
+    // Job 2 is of the recipe's model: it is the recipe's sweep, and its overlap is refused.
+    write_recipe(dir / "same.json", 2, llama);
+    run = verify(dir, dir / "same.json", eval);
+    EXPECT_EQ(run.r.code, 1) << run.r.out;
+    EXPECT_TRUE(has(run.r.out, "--allow-overlap")) << run.r.out;
 }

@@ -36,8 +36,10 @@ struct SweepText {
     int64_t ctx = 0, n_tokens = 0;
 };
 
+// recipe_model_hash: the recipe's model; a job of another model with the same id (another
+// store, or the default one) is not the recipe's sweep and is not trusted.
 std::optional<SweepText> sweep_text_of(const std::string& store_path, int64_t job_id,
-                                       HeldOutCheck& check) {
+                                       const std::string& recipe_model_hash, HeldOutCheck& check) {
     if (!fs::exists(store_path)) {
         check.note = fmt::format("job store {} not found", store_path);
         return std::nullopt;
@@ -52,6 +54,14 @@ std::optional<SweepText> sweep_text_of(const std::string& store_path, int64_t jo
     }
     if (job->kind != jobs::JobKind::sweep) {
         check.note = fmt::format("job {} in {} is not a sweep", job_id, store_path);
+        return std::nullopt;
+    }
+    if (!recipe_model_hash.empty() && !job->model_hash.empty() &&
+        job->model_hash != recipe_model_hash) {
+        check.note = fmt::format(
+            "job {} in {} measured another model than the recipe's (pass --store with the "
+            "recipe's job store)",
+            job_id, store_path);
         return std::nullopt;
     }
     const nlohmann::json p = nlohmann::json::parse(job->params, nullptr, false);
@@ -127,12 +137,14 @@ HeldOut check_held_out(const HeldOutRequest& o, const Model& base_model) {
     for (const auto& [name, recipe_path] : o.recipes) {
         HeldOutCheck check;
         check.name = name;
-        check.job_id = load_recipe(recipe_path).job_id;
+        const Recipe recipe = load_recipe(recipe_path);
+        check.job_id = recipe.job_id;
         std::optional<SweepText> st;
         if (check.job_id <= 0)
             check.note = fmt::format("{} records no sweep job (no provenance)", recipe_path);
         else
-            st = sweep_text_of(jobs::resolve_store_path(o.store), check.job_id, check);
+            st = sweep_text_of(jobs::resolve_store_path(o.store), check.job_id, recipe.model_hash,
+                               check);
         std::string tuned_path;  // a file whose content is the sweep's text
         if (st) {
             check.tuned_text = st->path;
