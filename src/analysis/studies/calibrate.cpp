@@ -78,14 +78,12 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
         ~HookReset() { e.clear_hook(); }
     } reset{engine};
     const int64_t T = chunks.n_ctx;
-    return calibrate_loop(chunks, dataset, options, observer, col,
-                          [&](std::span<const int32_t> tokens, int64_t B) {
-                              std::vector<float> h = engine.embed(tokens);
-                              QL_ASSERT(static_cast<int64_t>(h.size()) ==
-                                        B * T * engine.state_width());
-                              for (int64_t l = 0; l < engine.n_layers(); ++l)
-                                  engine.run_layer(l, h.data(), B, T);
-                          });
+    return calibrate_loop(
+        chunks, dataset, options, observer, col, [&](std::span<const int32_t> tokens, int64_t B) {
+            std::vector<float> h = engine.embed(tokens);
+            QL_ASSERT(static_cast<int64_t>(h.size()) == B * T * engine.state_width());
+            for (int64_t l = 0; l < engine.n_layers(); ++l) engine.run_layer(l, h.data(), B, T);
+        });
 }
 
 CalibrationResult calibrate_text_gpu(const Model& model, const std::string& text_path,

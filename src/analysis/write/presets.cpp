@@ -429,9 +429,9 @@ bool llama_quantizes(const std::string& name, const std::vector<int64_t>& ne) {
         name.compare(name.size() - suffix.size(), suffix.size(), suffix) != 0)
         return false;
     if (contains(name, "_norm.weight")) return false;
-    if (contains(name, "ffn_gate_inp.weight")) return false;  // MoE router stays in float
+    if (contains(name, "ffn_gate_inp.weight")) return false;   // MoE router stays in float
     if (contains(name, "per_layer_model_proj")) return false;  // Gemma: kept as it is
-    if (contains(name, "ssm_conv1d.weight")) return false;    // Gated DeltaNet / Mamba conv
+    if (contains(name, "ssm_conv1d.weight")) return false;     // Gated DeltaNet / Mamba conv
     return true;
 }
 
