@@ -881,8 +881,11 @@ void CudaEngine::download_activations(const ActivationTap& tap, float* host) {
     QL_CUDA(cudaMemcpy(host, src, static_cast<size_t>(n) * 4, cudaMemcpyDeviceToHost));
 }
 
-void CudaEngine::run_layers(const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
-    Impl& m = *impl_;
+namespace {
+// Checks tokens[B*T], uploads them and runs the embedding and every layer: the hidden states
+// [B*T, C] on the device (run_layers, forward_logits).
+DeviceBuffer embed_and_run_layers(CudaEngine& e, const CudaEngine::Impl& m,
+                                  const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
     const int64_t N = B * T, C = m.c.hidden, V = m.c.vocab;
     QL_CHECK(static_cast<int64_t>(tokens.size()) == N && N <= m.opt.max_tokens,
              "CUDA engine: {} tokens for {} sequences of {} (at most {} per batch)", tokens.size(),
@@ -893,8 +896,14 @@ void CudaEngine::run_layers(const std::vector<int32_t>& tokens, int64_t B, int64
                  tokens[i], i, V);
     DeviceBuffer d_tok(tokens.size() * 4), d_h(static_cast<size_t>(N * C) * 4);
     QL_CUDA(cudaMemcpy(d_tok.as(), tokens.data(), tokens.size() * 4, cudaMemcpyHostToDevice));
-    embed(d_tok.as<int32_t>(), N, d_h.as<float>());
-    for (int64_t l = 0; l < m.c.n_layers; ++l) run_layer(l, d_h.as<float>(), B, T);
+    e.embed(d_tok.as<int32_t>(), N, d_h.as<float>());
+    for (int64_t l = 0; l < m.c.n_layers; ++l) e.run_layer(l, d_h.as<float>(), B, T);
+    return d_h;
+}
+}  // namespace
+
+void CudaEngine::run_layers(const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
+    embed_and_run_layers(*this, *impl_, tokens, B, T);
     synchronize();
 }
 
@@ -915,19 +924,9 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
 std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens, int64_t B,
                                               int64_t T, int64_t t0) {
     Impl& m = *impl_;
-    const int64_t N = B * T, C = m.c.hidden, V = m.c.vocab;
-    QL_CHECK(static_cast<int64_t>(tokens.size()) == N && N <= m.opt.max_tokens,
-             "CUDA engine: {} tokens for {} sequences of {} (at most {} per batch)", tokens.size(),
-             B, T, m.opt.max_tokens);
-    for (size_t i = 0; i < tokens.size(); ++i)
-        QL_CHECK(tokens[i] >= 0 && tokens[i] < V,
-                 "CUDA engine: token id {} at position {} is outside the vocabulary of {}",
-                 tokens[i], i, V);
-    DeviceBuffer d_tok(tokens.size() * 4), d_h(static_cast<size_t>(N * C) * 4),
-        d_logits(static_cast<size_t>(B * (T - t0) * V) * 4);
-    QL_CUDA(cudaMemcpy(d_tok.as(), tokens.data(), tokens.size() * 4, cudaMemcpyHostToDevice));
-    embed(d_tok.as<int32_t>(), N, d_h.as<float>());
-    for (int64_t l = 0; l < m.c.n_layers; ++l) run_layer(l, d_h.as<float>(), B, T);
+    const int64_t V = m.c.vocab;
+    DeviceBuffer d_h = embed_and_run_layers(*this, m, tokens, B, T);
+    DeviceBuffer d_logits(static_cast<size_t>(B * (T - t0) * V) * 4);
     head(d_h.as<float>(), B, T, t0, d_logits.as<float>());
     std::vector<float> out(static_cast<size_t>(B * (T - t0) * V));
     QL_CUDA(cudaMemcpy(out.data(), d_logits.as(), out.size() * 4, cudaMemcpyDeviceToHost));
