@@ -196,33 +196,8 @@ TEST(Gemma4Sweep, PrefixCacheEqualsFullRecompute) {
     }
 }
 
-std::string write_gguf(const Model& model, const std::string& out,
-                       const std::string& preset = "Q8_0") {
-    QuantizeOptions o;
-    o.output_path = out;
-    o.force = true;
-    o.progress = false;
-    quantize_model(model, preset_recipe(preset, model, false), o);
-    return out;
-}
-
-// Mean KLD(a ‖ b) of two models' next-token distributions over chunk 0 of the reference.
-double mean_kld(const Model& a, const Model& b, const std::string& fixture) {
-    const LogitsFile ref(fixture + "/reference.qllogp");
-    const int64_t T = ref.header().n_ctx;
-    const auto tokens = ref.tokens().subspan(0, T);
-    const std::vector<float> la = Engine(a).forward(tokens, 1, T);
-    const std::vector<float> lb = Engine(b).forward(tokens, 1, T);
-    const int64_t V = a.config().vocab;
-    std::vector<float> pa(V), pb(V);
-    double sum = 0;
-    for (int64_t t = 0; t < T; ++t) {
-        log_softmax_row(la.data() + t * V, V, pa.data());
-        log_softmax_row(lb.data() + t * V, V, pb.data());
-        for (int64_t i = 0; i < V; ++i) sum += std::exp(pa[i]) * (pa[i] - pb[i]);
-    }
-    return sum / static_cast<double>(T);
-}
+using test_support::mean_kld;
+using test_support::write_gguf;
 
 // The written GGUF read back as llama.cpp's loader reads it (per-layer arrays, sliding
 // pattern, shared layers, rope_freqs, V = K where attn_v is absent) evaluates like its source.
@@ -231,7 +206,7 @@ TEST(Gemma4Gguf, ReadsBackAndEvaluatesLikeTheSource) {
         SCOPED_TRACE(fixture);
         const std::string dir = test_support::fresh_dir(std::string("gemma4-back-") + fixture);
         const auto hf = Model::open(fixture_dir(fixture));
-        const auto f16 = Model::open(write_gguf(*hf, dir + "/m-f16.gguf", "F16"));
+        const auto f16 = Model::open(write_gguf(*hf, "F16", dir + "/m-f16.gguf"));
         const ModelConfig& a = hf->config();
         const ModelConfig& b = f16->config();
         EXPECT_EQ(b.arch, Arch::Gemma4);
@@ -247,7 +222,7 @@ TEST(Gemma4Gguf, ReadsBackAndEvaluatesLikeTheSource) {
         EXPECT_EQ(b.ple_dim, a.ple_dim);
         const double kld_f16 = mean_kld(*hf, *f16, fixture_dir(fixture));
         EXPECT_LE(kld_f16, kF16MaxKld);
-        const auto q8 = Model::open(write_gguf(*hf, dir + "/m-q8.gguf", "Q8_0"));
+        const auto q8 = Model::open(write_gguf(*hf, "Q8_0", dir + "/m-q8.gguf"));
         const double kld_q8 = mean_kld(*hf, *q8, fixture_dir(fixture));
         EXPECT_LE(kld_q8, kQ80MaxKld);
         std::printf("%s: KLD(HF || F16 GGUF) %.3g, KLD(HF || Q8_0 GGUF) %.3g\n", fixture, kld_f16,
@@ -268,7 +243,7 @@ std::vector<std::string> layer_names(int64_t l, const std::vector<std::string>& 
 TEST(Gemma4Gguf, TensorNamesShapesAndKeys) {
     const std::string dir = test_support::fresh_dir("gemma4-gguf");
     const auto hf = Model::open(fixture_dir("gemma4"));
-    const GgufFile g = GgufFile::open(write_gguf(*hf, dir + "/m.gguf"));
+    const GgufFile g = GgufFile::open(write_gguf(*hf, "Q8_0", dir + "/m.gguf"));
     std::vector<std::string> expected = {
         "token_embd.weight",           "output_norm.weight",         "per_layer_token_embd.weight",
         "per_layer_model_proj.weight", "per_layer_proj_norm.weight", "rope_freqs.weight"};
@@ -362,7 +337,7 @@ TEST(Gemma4Gguf, TensorNamesShapesAndKeys) {
 TEST(Gemma4Gguf, MoeTensorsAndKeys) {
     const std::string dir = test_support::fresh_dir("gemma4-moe-gguf");
     const auto hf = Model::open(fixture_dir("gemma4-moe"));
-    const GgufFile g = GgufFile::open(write_gguf(*hf, dir + "/m.gguf"));
+    const GgufFile g = GgufFile::open(write_gguf(*hf, "Q8_0", dir + "/m.gguf"));
     EXPECT_EQ(g.tensor("blk.0.ffn_gate_up_exps.weight").ne, (std::vector<int64_t>{96, 96, 4}));
     EXPECT_EQ(g.tensor("blk.0.ffn_down_exps.weight").ne, (std::vector<int64_t>{48, 96, 4}));
     EXPECT_EQ(g.tensor("blk.0.ffn_gate_inp.weight").ne, (std::vector<int64_t>{96, 4}));

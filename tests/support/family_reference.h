@@ -1,8 +1,8 @@
 // Test helper (header-only, for modules linking ql_analysis): evaluates a model on the token
-// ids stored in a fixture's reference.qllogp (transformers' float64 log-probs, analysis/measure/kld.h)
-// and compares, without any tokenizer: mean KLD over the scored positions of every chunk, and
-// the largest |Δlogit| against logits_head.f32 (float64 logits of chunk 0's first positions,
-// stored as float32 [positions][vocab]).
+// ids stored in a fixture's reference.qllogp (transformers' float64 log-probs,
+// analysis/measure/kld.h) and compares, without any tokenizer: mean KLD over the scored positions
+// of every chunk, and the largest |Δlogit| against logits_head.f32 (float64 logits of chunk 0's
+// first positions, stored as float32 [positions][vocab]).
 #pragma once
 
 #include <algorithm>
@@ -12,6 +12,8 @@
 #include <vector>
 
 #include "analysis/measure/kld.h"
+#include "analysis/write/presets.h"
+#include "analysis/write/quantize.h"
 #include "engine/engine.h"
 #include "model/model.h"
 #include "support/test_data.h"
@@ -65,6 +67,36 @@ inline ReferenceComparison compare_with_reference(const Model& model, const std:
     out.kld_mean = acc.kld().kld_mean;
     out.scored = acc.count();
     return out;
+}
+
+// Writes `model` at a llama.cpp preset ("F16", "Q8_0", ...) to `out` and returns the path.
+inline std::string write_gguf(const Model& model, const std::string& preset,
+                              const std::string& out) {
+    QuantizeOptions o;
+    o.output_path = out;
+    o.force = true;
+    o.progress = false;
+    quantize_model(model, preset_recipe(preset, model, false), o);
+    return out;
+}
+
+// Mean KLD(a ‖ b) of two models' next-token distributions over chunk 0 of the fixture's
+// reference (every position).
+inline double mean_kld(const Model& a, const Model& b, const std::string& fixture) {
+    const LogitsFile ref(fixture + "/reference.qllogp");
+    const int64_t T = ref.header().n_ctx;
+    const auto tokens = ref.tokens().subspan(0, T);
+    const std::vector<float> la = Engine(a).forward(tokens, 1, T);
+    const std::vector<float> lb = Engine(b).forward(tokens, 1, T);
+    const int64_t V = a.config().vocab;
+    std::vector<float> pa(V), pb(V);
+    double sum = 0;
+    for (int64_t t = 0; t < T; ++t) {
+        log_softmax_row(la.data() + t * V, V, pa.data());
+        log_softmax_row(lb.data() + t * V, V, pb.data());
+        for (int64_t i = 0; i < V; ++i) sum += std::exp(pa[i]) * (pa[i] - pb[i]);
+    }
+    return sum / static_cast<double>(T);
 }
 
 }  // namespace quantlens::test_support
