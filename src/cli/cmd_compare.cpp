@@ -75,6 +75,9 @@ QL_COMMAND(compare, "Where a quantized GGUF differs from its full-precision mode
                  "Plain f32 activations (default: llama.cpp's CPU rounding, to match its KLD)");
     cmd.add_flag("!--no-attribution", a->o.attribution,
                  "Skip the per-layer swap-back measurements (one model pass per layer)");
+    cmd.add_flag("--gpu", a->o.gpu,
+                 "Run both models on the GPU (CUDA build; F32 with llama.cpp's numerics, F16 with "
+                 "--no-ggml-numerics)");
     cmd.add_flag("--json", a->json, "Print one JSON object");
     cmd.add_option("--store", a->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
     return

@@ -70,10 +70,6 @@ int run_verify_command(VerifyArgs& a) {
         return 0;
     }
     a.opt.ggml_numerics = !a.no_ggml_numerics;
-    QL_CHECK(!a.opt.gpu || !a.opt.ggml_numerics,
-             "verify --gpu: llama.cpp's matmul-input rounding (verify's default ggml numerics) is "
-             "not implemented on the GPU; add --no-ggml-numerics to measure in F16 on the GPU, "
-             "or drop --gpu");
     a.opt.store = a.store;  // where the recipes' sweep jobs are (held-out check)
     std::vector<VerifyCandidate> cands;
     for (const auto& f : a.files)
@@ -138,7 +134,8 @@ QL_COMMAND(verify,
     cmd.add_flag("--no-ggml-numerics", a->no_ggml_numerics,
                  "Pure f32 compute instead of llama.cpp's CPU arithmetic");
     cmd.add_flag("--gpu", a->opt.gpu,
-                 "Evaluate on the GPU (CUDA build; F16 weights; needs --no-ggml-numerics)");
+                 "Evaluate on the GPU (CUDA build; llama.cpp's numerics in F32, or F16 with "
+                 "--no-ggml-numerics)");
     cmd.add_option("--json", a->json_out, "Write the table as JSON");
     cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
     cmd.add_option("--job", a->job, "Store the table in this sweep job (for the report)");

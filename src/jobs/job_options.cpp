@@ -160,6 +160,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"exact-fp", V::flag, web},
           {"no-ggml-numerics", V::flag, web},
           {"no-attribution", V::flag, web},
+          {"gpu", V::flag, web},
           {"json", V::flag, cli},
           {"store", V::path, cli}},
          "model",

@@ -12,9 +12,12 @@
 #include "analysis/sweep/sweep_cpu.h"
 #include "core/error.h"
 #include "core/half.h"
+#include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_engine.h"
+#include "engine/cuda/cuda_kernels.h"
 #include "engine/cuda/cuda_sweep.h"
 #include "engine/engine.h"
+#include "engine/kernels.h"
 #include "model/model.h"
 #include "quant/quant.h"
 
@@ -416,6 +419,83 @@ TEST(CudaSweep, DeltaKldMatchesCpuSweepF16) {
 TEST(CudaSweep, DeltaKldMatchesCpuSweepBF16) {
     SKIP_WITHOUT_GPU();
     check_sweep(Precision::BF16, kBf16SweepRelTol);
+}
+
+// llama.cpp's matmul-input rounding on the GPU (issue 21): bit for bit the CPU's
+// round_activations, including the cases its tie rules decide — halves (nearest-even for Q8_K,
+// away from zero for Q8_0), the first of two maxima of equal magnitude and opposite sign,
+// all-zero blocks, and a partial tail block the CPU leaves as it is.
+TEST(CudaEngine, ActivationRoundingMatchesCpuBitForBit) {
+    SKIP_WITHOUT_GPU();
+    const int64_t N = 9, C = 256 * 3 + 32 * 2 + 7;  // Q8_K: 3 blocks + a tail; Q8_0: 25 + tail
+    std::mt19937 rng(7);
+    std::normal_distribution<float> g(0.0f, 1.0f);
+    std::vector<float> x(static_cast<size_t>(N * C));
+    for (float& v : x) v = g(rng) * std::exp(g(rng));
+    float* r1 = x.data() + C;
+    std::fill(r1, r1 + 256, 0.0f);  // an all-zero Q8_K block
+    float* r2 = x.data() + 2 * C;   // max −2.54 first, then +2.54: the first one sets the sign
+    r2[3] = -2.54f, r2[200] = 2.54f;
+    float* r3 = x.data() + 3 * C;  // exact halves of the Q8_K grid (max 127 → iscale −1)
+    r3[0] = 127.0f;
+    for (int i = 1; i < 256; ++i) r3[i] = static_cast<float>(i % 50) - 24.5f;
+    float* r4 = x.data() + 4 * C;  // Q8_0 halves: amax 127 in a block of 32
+    r4[0] = -127.0f;
+    for (int i = 1; i < 32; ++i) r4[i] = static_cast<float>(i) + 0.5f;
+    const std::pair<ActRounding, ActRound> kinds[] = {{ActRounding::F16, ActRound::F16},
+                                                      {ActRounding::BF16, ActRound::BF16},
+                                                      {ActRounding::Q8_0, ActRound::Q8_0},
+                                                      {ActRounding::Q8_K, ActRound::Q8_K}};
+    for (const auto& [cpu_kind, gpu_kind] : kinds) {
+        std::vector<float> want = x;
+        round_activations(want.data(), N, C, cpu_kind);
+        DeviceBuffer d(x.size() * 4);
+        QL_CUDA(cudaMemcpy(d.as(), x.data(), x.size() * 4, cudaMemcpyHostToDevice));
+        launch_round_activations(d.as<float>(), N, C, gpu_kind);
+        std::vector<float> got(x.size());
+        QL_CUDA(cudaMemcpy(got.data(), d.as(), got.size() * 4, cudaMemcpyDeviceToHost));
+        int64_t differ = 0;
+        for (size_t i = 0; i < got.size(); ++i) differ += std::memcmp(&got[i], &want[i], 4) != 0;
+        EXPECT_EQ(differ, 0) << "rounding kind " << static_cast<int>(gpu_kind);
+        EXPECT_NE(std::memcmp(got.data(), x.data(), 4 * x.size()), 0);  // it did round
+    }
+}
+
+// The GPU engine with llama.cpp's numerics (F32 storage) against the CPU engine with them, on
+// F16-rounded weights with overrides of three types in one layer — q as Q4_K and k as Q8_0
+// share the fused q|k|v GEMM but need different input roundings (Q8_K, Q8_0). The engines
+// differ only in the GEMMs' summation order, far below what the rounding itself moves.
+TEST(CudaEngine, GgmlNumericsMatchCpuEngine) {
+    SKIP_WITHOUT_GPU();
+    auto model = Model::open(kModel);
+    const int64_t B = 2, T = 96, V = model->config().vocab;
+    const std::vector<int32_t> tokens = test_tokens(B, T, V);
+    Engine cpu(*model, {.f16_weights = true, .ggml_numerics = true});
+    const std::pair<const char*, GgmlType> perturb[] = {{"blk.1.attn_q.weight", GgmlType::Q4_K},
+                                                        {"blk.1.attn_k.weight", GgmlType::Q8_0},
+                                                        {"blk.1.ffn_down.weight", GgmlType::IQ4_XS},
+                                                        {"output.weight", GgmlType::Q6_K}};
+    CudaEngine gpu(model->config(),
+                   {.precision = Precision::F32, .max_tokens = 1024, .ggml_numerics = true});
+    gpu.load_model(*model, /*round_f16=*/true);
+    CudaEngine plain(model->config(), {.precision = Precision::F32, .max_tokens = 1024});
+    plain.load_model(*model, /*round_f16=*/true);
+    for (const auto& [name, type] : perturb) {
+        if (!model->find(name)) continue;  // tied output
+        cpu.override_with_type(name, type);
+        ASSERT_TRUE(gpu.override_with_type(name, type)) << name;
+        ASSERT_TRUE(plain.override_with_type(name, type)) << name;
+    }
+    const std::vector<float> ref = cpu.forward(tokens, B, T);
+    const auto [max_abs, kld] = compare_logits(ref, gpu.forward_logits(tokens, B, T), V);
+    const auto [plain_abs, plain_kld] = compare_logits(ref, plain.forward_logits(tokens, B, T), V);
+    std::printf(
+        "ggml numerics: GPU vs CPU max |dlogit| %.3g, KLD %.3g; without the rounding "
+        "%.3g, %.3g\n",
+        max_abs, kld, plain_abs, plain_kld);
+    EXPECT_LE(max_abs, 2e-3);
+    EXPECT_LT(kld, 1e-8);
+    EXPECT_GT(plain_kld, 20 * kld);  // the rounding is what brings the two together
 }
 
 }  // namespace

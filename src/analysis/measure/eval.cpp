@@ -66,14 +66,12 @@ void check_base_file(const LogitsFile& file, const EvalTokens& chunks, int64_t v
 std::unique_ptr<LogitsModel> make_logits_model(const Model& model, const EngineOptions& options,
                                                bool gpu, const std::string& command) {
     if (!gpu) return std::make_unique<Engine>(model, options);
-    QL_CHECK(!options.ggml_numerics,
-             "{} --gpu: llama.cpp's matmul-input rounding (--ggml-numerics) is not implemented "
-             "on the GPU; measure without it on the GPU, or with it on the CPU",
-             command);
 #ifdef QL_HAVE_CUDA
+    // F16 storage holds F16-rounded weights exactly; llama.cpp's numerics need F32 storage.
     cuda::CudaEngineOptions o;
-    o.precision = cuda::Precision::F16;
-    return cuda::make_cuda_logits_model(model, o);
+    o.precision = options.ggml_numerics ? cuda::Precision::F32 : cuda::Precision::F16;
+    o.ggml_numerics = options.ggml_numerics;
+    return cuda::make_cuda_logits_model(model, o, options.f16_weights);
 #else
     fail("{} --gpu: this quantlens was built without CUDA (configure with -DQUANTLENS_CUDA=ON)",
          command);

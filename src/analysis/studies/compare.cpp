@@ -23,6 +23,10 @@
 #include "jobs/store.h"
 #include "model/model.h"
 #include "model/tensor_source.h"
+#ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_engine.h"
+#include "engine/cuda/cuda_sweep.h"
+#endif
 
 namespace quantlens {
 namespace {
@@ -54,13 +58,44 @@ std::string group_of(const TensorInfo& t) {
     return embed ? "token_embd" : "output";
 }
 
+// Both models over one batch, layer by layer: the hidden states and logits of each on the host.
+class LockstepPair {
+  public:
+    virtual ~LockstepPair() = default;
+    virtual void embed(std::span<const int32_t> tokens, int64_t B, int64_t T) = 0;
+    virtual void run_layer(int64_t l) = 0;
+    // Rows are width() floats apart (Engine::state_width()); the first C are the hidden state.
+    virtual const std::vector<float>& hidden_fp() = 0;
+    virtual const std::vector<float>& hidden_quant() = 0;
+    virtual int64_t width() const = 0;
+    // [B*(T-t0), V] logits of each.
+    virtual void head(int64_t t0, std::vector<float>& fp, std::vector<float>& quant) = 0;
+};
+
+// The FP model held by one engine (CPU or CUDA); overriding tensors with QUANT's makes it the
+// QUANT model. The per-tensor figures, the lock-step pass and the attribution ask only this.
+class FpEngine {
+  public:
+    virtual ~FpEngine() = default;
+    // The FP weight as the engine evaluates it (F16-rounded where the options say so).
+    virtual std::vector<float> original(const std::string& name) const = 0;
+    // One QUANT tensor in place of the FP one, and back.
+    virtual void install(const TensorSource& quant, const SourceTensor& t) = 0;
+    virtual void clear(const std::string& name) = 0;
+    virtual bool has_override(const std::string& name) const = 0;
+    // The sweep backend over this engine (its overrides stay the caller's).
+    virtual std::unique_ptr<SweepBackend> backend(int64_t batch) = 0;
+    // This engine beside one holding QUANT, on the same device.
+    virtual std::unique_ptr<LockstepPair> pair_with(const TensorSource& quant) = 0;
+};
+
 // Everything a run of the job needs, loaded once.
 struct CompareContext {
     CompareOptions opt;
     std::unique_ptr<Model> fp;
     std::unique_ptr<TensorSource> quant;
     EvalChunks chunks;
-    std::unique_ptr<Engine> engine;  // the FP model; overrides make it the QUANT model
+    std::unique_ptr<FpEngine> engine;
 };
 
 EngineOptions engine_options(const CompareContext& ctx) {
@@ -78,8 +113,185 @@ void install_quant(Engine& engine, const TensorSource& quant, const SourceTensor
     engine.set_override(t.name, quant.read_f32(t), type);
 }
 
-void install_quant(Engine& engine, const TensorSource& quant) {
-    for (const SourceTensor& t : quant.tensors()) install_quant(engine, quant, t);
+class CpuFpEngine final : public FpEngine {
+  public:
+    CpuFpEngine(const Model& fp, EngineOptions eo) : eo_(eo), engine_(fp, eo) {}
+    std::vector<float> original(const std::string& name) const override {
+        return engine_.original(name);
+    }
+    void install(const TensorSource& quant, const SourceTensor& t) override {
+        install_quant(engine_, quant, t);
+    }
+    void clear(const std::string& name) override { engine_.clear_override(name); }
+    bool has_override(const std::string& name) const override { return engine_.has_override(name); }
+    std::unique_ptr<SweepBackend> backend(int64_t batch) override {
+        return make_cpu_sweep_backend(engine_, batch);
+    }
+    std::unique_ptr<LockstepPair> pair_with(const TensorSource& quant) override;
+
+  private:
+    EngineOptions eo_;
+    Engine engine_;
+};
+
+class CpuPair final : public LockstepPair {
+  public:
+    CpuPair(const Engine& fp, const EngineOptions& eo, const TensorSource& quant)
+        : fp_(fp), q_(fp.model(), eo) {
+        for (const SourceTensor& t : quant.tensors()) install_quant(q_, quant, t);
+    }
+    void embed(std::span<const int32_t> tokens, int64_t B, int64_t T) override {
+        B_ = B, T_ = T;
+        ha_ = fp_.embed(tokens), hb_ = q_.embed(tokens);
+    }
+    void run_layer(int64_t l) override {
+        fp_.run_layer(l, ha_.data(), B_, T_);
+        q_.run_layer(l, hb_.data(), B_, T_);
+    }
+    const std::vector<float>& hidden_fp() override { return ha_; }
+    const std::vector<float>& hidden_quant() override { return hb_; }
+    int64_t width() const override { return fp_.state_width(); }
+    void head(int64_t t0, std::vector<float>& fp, std::vector<float>& quant) override {
+        fp = fp_.head(ha_.data(), B_, T_, t0);
+        quant = q_.head(hb_.data(), B_, T_, t0);
+    }
+
+  private:
+    const Engine& fp_;
+    Engine q_;
+    std::vector<float> ha_, hb_;
+    int64_t B_ = 0, T_ = 0;
+};
+
+std::unique_ptr<LockstepPair> CpuFpEngine::pair_with(const TensorSource& quant) {
+    return std::make_unique<CpuPair>(engine_, eo_, quant);
+}
+
+#ifdef QL_HAVE_CUDA
+// compare --gpu: F16 storage, or F32 with llama.cpp's numerics (cuda_engine.h). The QUANT
+// model is a second engine loaded from QUANT's dequantized tensors for the lock-step pass; the
+// attribution overrides the FP engine, as on the CPU.
+cuda::CudaEngineOptions gpu_options(const CompareContext& ctx) {
+    cuda::CudaEngineOptions o;
+    o.precision = ctx.opt.ggml_numerics ? cuda::Precision::F32 : cuda::Precision::F16;
+    o.ggml_numerics = ctx.opt.ggml_numerics;
+    o.max_tokens = std::max<int64_t>(1, ctx.opt.batch) * ctx.opt.ctx;
+    return o;
+}
+
+class GpuFpEngine final : public FpEngine {
+  public:
+    GpuFpEngine(const Model& fp, cuda::CudaEngineOptions o, bool round_f16)
+        : options_(o),
+          owned_(std::make_unique<cuda::CudaEngine>(fp.config(), o)),
+          engine_(owned_.get()) {
+        engine_->load_model(fp, round_f16);
+        QL_CHECK(engine_->complete(), "{}: the CUDA engine is missing weights", fp.path());
+    }
+    std::vector<float> original(const std::string& name) const override {
+        return engine_->original(name);
+    }
+    void install(const TensorSource& quant, const SourceTensor& t) override {
+        const std::vector<float> v = quant.read_f32(t);
+        engine_->set_override(t.name, v.data(), static_cast<int64_t>(v.size()),
+                              t.ggml_type.value_or(GgmlType::F32));
+        overridden_.insert(t.name);
+    }
+    void clear(const std::string& name) override {
+        engine_->clear_override(name);
+        overridden_.erase(name);
+    }
+    bool has_override(const std::string& name) const override {
+        return overridden_.count(name) != 0;
+    }
+    // The backend takes the engine; this object keeps using it through engine_, so the
+    // backend must not outlive it (run_compare_job destroys the backend first).
+    std::unique_ptr<SweepBackend> backend(int64_t) override {
+        QL_ASSERT(owned_);  // one backend per run
+        return cuda::make_cuda_sweep_backend(std::move(owned_));
+    }
+    std::unique_ptr<LockstepPair> pair_with(const TensorSource& quant) override;
+
+  private:
+    cuda::CudaEngineOptions options_;
+    std::unique_ptr<cuda::CudaEngine> owned_;  // until a backend takes it
+    cuda::CudaEngine* engine_;
+    std::set<std::string> overridden_;
+};
+
+class GpuPair final : public LockstepPair {
+  public:
+    GpuPair(cuda::CudaEngine& fp, const TensorSource& quant, cuda::CudaEngineOptions o)
+        : fp_(fp), q_(fp.config(), o) {
+        for (const auto& spec : q_.weight_specs()) {
+            const SourceTensor* t = quant.find(spec.name);
+            if (!t) continue;  // check_compatible: only FP's optional tensors
+            const std::vector<float> v = quant.read_f32(*t);
+            q_.load_weight(spec.name, v.data(), static_cast<int64_t>(v.size()),
+                           t->ggml_type.value_or(GgmlType::F32));
+        }
+        QL_CHECK(q_.complete(), "{}: the CUDA engine is missing weights", quant.path());
+    }
+    void embed(std::span<const int32_t> tokens, int64_t B, int64_t T) override {
+        const int64_t N = B * T, C = fp_.config().hidden, V = fp_.config().vocab;
+        for (size_t i = 0; i < tokens.size(); ++i)
+            QL_CHECK(tokens[i] >= 0 && tokens[i] < V,
+                     "compare --gpu: token id {} at position {} is outside the vocabulary of {}",
+                     tokens[i], i, V);
+        B_ = B, T_ = T;
+        tokens_.resize(tokens.size() * 4);
+        QL_CUDA(cudaMemcpy(tokens_.as(), tokens.data(), tokens.size() * 4, cudaMemcpyHostToDevice));
+        ha_.resize(static_cast<size_t>(N * C) * 4);
+        hb_.resize(static_cast<size_t>(N * C) * 4);
+        fp_.embed(tokens_.as<int32_t>(), N, ha_.as<float>());
+        q_.embed(tokens_.as<int32_t>(), N, hb_.as<float>());
+    }
+    void run_layer(int64_t l) override {
+        fp_.run_layer(l, ha_.as<float>(), B_, T_);
+        q_.run_layer(l, hb_.as<float>(), B_, T_);
+    }
+    const std::vector<float>& hidden_fp() override { return download(ha_, host_a_); }
+    const std::vector<float>& hidden_quant() override { return download(hb_, host_b_); }
+    int64_t width() const override { return fp_.config().hidden; }
+    void head(int64_t t0, std::vector<float>& fp, std::vector<float>& quant) override {
+        const auto n = static_cast<size_t>(B_ * (T_ - t0) * fp_.config().vocab);
+        logits_.resize(n * 4);
+        fp_.head(ha_.as<float>(), B_, T_, t0, logits_.as<float>());
+        fp.resize(n);
+        QL_CUDA(cudaMemcpy(fp.data(), logits_.as(), n * 4, cudaMemcpyDeviceToHost));
+        q_.head(hb_.as<float>(), B_, T_, t0, logits_.as<float>());
+        quant.resize(n);
+        QL_CUDA(cudaMemcpy(quant.data(), logits_.as(), n * 4, cudaMemcpyDeviceToHost));
+    }
+
+  private:
+    const std::vector<float>& download(const cuda::DeviceBuffer& d, std::vector<float>& host) {
+        host.resize(static_cast<size_t>(B_ * T_ * fp_.config().hidden));
+        QL_CUDA(cudaMemcpy(host.data(), d.as(), host.size() * 4, cudaMemcpyDeviceToHost));
+        return host;
+    }
+    cuda::CudaEngine& fp_;
+    cuda::CudaEngine q_;
+    cuda::DeviceBuffer tokens_, ha_, hb_, logits_;
+    std::vector<float> host_a_, host_b_;
+    int64_t B_ = 0, T_ = 0;
+};
+
+std::unique_ptr<LockstepPair> GpuFpEngine::pair_with(const TensorSource& quant) {
+    return std::make_unique<GpuPair>(*engine_, quant, options_);
+}
+#endif
+
+std::unique_ptr<FpEngine> make_fp_engine(const CompareContext& ctx) {
+    const EngineOptions eo = engine_options(ctx);
+    if (!ctx.opt.gpu) return std::make_unique<CpuFpEngine>(*ctx.fp, eo);
+#ifdef QL_HAVE_CUDA
+    return std::make_unique<GpuFpEngine>(*ctx.fp, gpu_options(ctx), eo.f16_weights);
+#else
+    fail(
+        "compare --gpu: this quantlens was built without CUDA (configure with "
+        "-DQUANTLENS_CUDA=ON)");
+#endif
 }
 
 // ---- per tensor -------------------------------------------------------------------------
@@ -87,7 +299,7 @@ void install_quant(Engine& engine, const TensorSource& quant) {
 jobs::Metrics tensor_metrics(const CompareContext& ctx, const TensorInfo& t) {
     const SourceTensor& q = *ctx.quant->find(t.name);
     const std::vector<float> w_hat = ctx.quant->read_f32(q);
-    const std::vector<float>& w = ctx.engine->original(t.name);
+    const std::vector<float> w = ctx.engine->original(t.name);
     const WeightError e = weight_error(w.data(), w_hat.data(), t.n_rows(), t.n_per_row());
     return {{"bytes", static_cast<double>(q.nbytes)},
             {"bpw", q.bpw()},
@@ -138,10 +350,10 @@ struct PassResult {
     std::vector<ActSums> act;  // [0] embedding, [1 + l] layer l
 };
 
-PassResult lockstep_pass(const CompareContext& ctx, const Engine& fp, const Engine& q,
-                         Progress& progress) {
+PassResult lockstep_pass(const CompareContext& ctx, LockstepPair& pair, Progress& progress) {
     const EvalChunks& ch = ctx.chunks;
-    const int64_t L = fp.n_layers(), C = fp.hidden(), V = fp.vocab(), T = ch.n_ctx;
+    const ModelConfig& cfg = ctx.fp->config();
+    const int64_t L = cfg.n_layers, C = cfg.hidden, V = cfg.vocab, T = ch.n_ctx;
     const int64_t S = T - 1 - ch.first_scored, R = T - ch.first_scored;
     PassResult out;
     out.act.resize(static_cast<size_t>(L + 1));
@@ -149,15 +361,15 @@ PassResult lockstep_pass(const CompareContext& ctx, const Engine& fp, const Engi
     for (int64_t b0 = 0; b0 < ch.n_chunks; b0 += ctx.opt.batch) {
         const int64_t B = std::min(ctx.opt.batch, ch.n_chunks - b0);
         std::span<const int32_t> toks(ch.tokens.data() + b0 * T, static_cast<size_t>(B * T));
-        std::vector<float> ha = fp.embed(toks), hb = q.embed(toks);  // [B*T, C]
-        add_act(out.act[0], ha, hb, C, fp.state_width());
+        pair.embed(toks, B, T);
+        add_act(out.act[0], pair.hidden_fp(), pair.hidden_quant(), C, pair.width());
         for (int64_t l = 0; l < L; ++l) {
-            fp.run_layer(l, ha.data(), B, T);
-            q.run_layer(l, hb.data(), B, T);
-            add_act(out.act[static_cast<size_t>(l + 1)], ha, hb, C, fp.state_width());
+            pair.run_layer(l);
+            add_act(out.act[static_cast<size_t>(l + 1)], pair.hidden_fp(), pair.hidden_quant(), C,
+                    pair.width());
         }
-        const std::vector<float> la = fp.head(ha.data(), B, T, ch.first_scored);  // [B*R, V]
-        const std::vector<float> lb = q.head(hb.data(), B, T, ch.first_scored);
+        std::vector<float> la, lb;  // [B*R, V]
+        pair.head(ch.first_scored, la, lb);
         std::vector<ScoredToken> scored(static_cast<size_t>(B * S));
         parallel_for(
             scored.size(),
@@ -243,7 +455,8 @@ json CompareOptions::to_json() const {
             {"batch", batch},
             {"f16_base", f16_base},
             {"ggml_numerics", ggml_numerics},
-            {"attribution", attribution}};
+            {"attribution", attribution},
+            {"gpu", gpu}};
 }
 
 CompareOptions CompareOptions::from_json(const json& j) {
@@ -257,6 +470,7 @@ CompareOptions CompareOptions::from_json(const json& j) {
     o.f16_base = j.value("f16_base", o.f16_base);
     o.ggml_numerics = j.value("ggml_numerics", o.ggml_numerics);
     o.attribution = j.value("attribution", o.attribution);
+    o.gpu = j.value("gpu", o.gpu);
     return o;
 }
 
@@ -305,6 +519,11 @@ int64_t create_compare_job(jobs::Store& store, const CompareOptions& options,
     CompareOptions o = options;
     for (std::string* p : {&o.fp, &o.quant, &o.text}) *p = absolute_if_exists(*p);
     QL_CHECK(o.ctx >= 8 && o.batch >= 1, "compare: --ctx must be ≥ 8 and --batch ≥ 1");
+#ifndef QL_HAVE_CUDA
+    QL_CHECK(!o.gpu,
+             "compare --gpu: this quantlens was built without CUDA (configure with "
+             "-DQUANTLENS_CUDA=ON)");
+#endif
     const auto fp = Model::open(o.fp);
     const auto quant = open_tensor_source(o.quant);
     check_compatible(*fp, *quant);
@@ -361,8 +580,7 @@ bool run_compare_job(jobs::Store& store, int64_t id) {
 
     const Tokenizer tokenizer = Tokenizer::load(*ctx.fp);
     ctx.chunks = load_eval_chunks(tokenizer, ctx.opt.text, ctx.opt.ctx, ctx.opt.chunks);
-    const EngineOptions eo = engine_options(ctx);
-    ctx.engine = std::make_unique<Engine>(*ctx.fp, eo);
+    ctx.engine = make_fp_engine(ctx);
 
     // 1. Weights (cheap), committed one tensor at a time.
     double bytes = 0, params_n = 0;
@@ -380,10 +598,9 @@ bool run_compare_job(jobs::Store& store, int64_t id) {
     const int64_t L = ctx.fp->config().n_layers;
     if (!store.is_done(id, kModelUnit, kQuantType)) {
         store.set_message(id, "both models over the chunks");
-        Engine q(*ctx.fp, eo);
-        install_quant(q, *ctx.quant);
+        const std::unique_ptr<LockstepPair> pair = ctx.engine->pair_with(*ctx.quant);
         Progress progress(fmt::format("compare job {}", id), ctx.chunks.n_chunks, "chunks");
-        const PassResult pass = lockstep_pass(ctx, *ctx.engine, q, progress);
+        const PassResult pass = lockstep_pass(ctx, *pair, progress);
         progress.finish();
         json act = json::object();
         act["token_embd"] = act_metrics(pass.act[0]);
@@ -407,9 +624,9 @@ bool run_compare_job(jobs::Store& store, int64_t id) {
     double kld_all = 0;
     if (ctx.opt.attribution) {
         store.set_message(id, "reference pass for attribution");
-        backend = make_cpu_sweep_backend(*ctx.engine, ctx.opt.batch);
+        backend = ctx.engine->backend(ctx.opt.batch);
         backend->prepare(ctx.chunks);
-        install_quant(*ctx.engine, *ctx.quant);
+        for (const SourceTensor& t : ctx.quant->tensors()) ctx.engine->install(*ctx.quant, t);
         kld_all = kld_of(backend->evaluate(0, true));
     }
     Progress progress(fmt::format("compare job {} attribution", id),
@@ -423,13 +640,13 @@ bool run_compare_job(jobs::Store& store, int64_t id) {
             std::vector<const SourceTensor*> swapped;
             for (const TensorInfo& t : ctx.fp->tensors())
                 if (group_of(t) == g) {
-                    ctx.engine->clear_override(t.name);
+                    ctx.engine->clear(t.name);
                     swapped.push_back(ctx.quant->find(t.name));
                 }
             const auto [from, embedding] = first_perturbed(ctx);
             const double kld =
                 swapped.empty() ? kld_all : kld_of(backend->evaluate(from, embedding));
-            for (const SourceTensor* t : swapped) install_quant(*ctx.engine, *ctx.quant, *t);
+            for (const SourceTensor* t : swapped) ctx.engine->install(*ctx.quant, *t);
             m["kld_all"] = kld_all;
             m["kld_swapped"] = kld;
             m["kld_reduction"] = kld_all - kld;

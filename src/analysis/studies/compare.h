@@ -48,6 +48,7 @@ struct CompareOptions {
     bool f16_base = true;       // round HF FP weights to F16, as llama.cpp's F16 GGUF
     bool ggml_numerics = true;  // llama.cpp CPU activation rounding (engine.h)
     bool attribution = true;    // the per-layer swap-back measurements
+    bool gpu = false;           // CUDA engines (F32 storage with ggml_numerics, else F16)
 
     nlohmann::json to_json() const;
     static CompareOptions from_json(const nlohmann::json& j);

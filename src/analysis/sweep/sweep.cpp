@@ -308,10 +308,7 @@ std::string text_hash(const std::string& path) {
 // What every item needs before the reference pass: the model, the imatrix and the units.
 // Refusals that depend only on the options and this build: made before a job exists, so a
 // refused sweep leaves no failed job behind.
-void check_sweep_backend(const SweepOptions& o) {
-    QL_CHECK(!(o.ggml_numerics && o.gpu),
-             "sweep: --ggml-numerics emulates llama.cpp's CPU rounding and runs on the CPU only; "
-             "drop --gpu or --ggml-numerics");
+void check_sweep_backend([[maybe_unused]] const SweepOptions& o) {
 #ifndef QL_HAVE_CUDA
     QL_CHECK(!o.gpu,
              "sweep --gpu: this quantlens was built without CUDA (configure with "
@@ -320,13 +317,15 @@ void check_sweep_backend(const SweepOptions& o) {
 }
 
 // The one place that chooses the backend. The GPU route reads the weights from the model
-// straight into GPU storage (F16, so F16-rounded weights are held exactly): no f32 copy of the
-// model stays in host memory, unless GPTQ needs the CPU engine for its Hessians.
+// straight into GPU storage (F16, so F16-rounded weights are held exactly; F32 with
+// --ggml-numerics, which must hold fake-quantized values exactly): no f32 copy of the model
+// stays in host memory, unless GPTQ needs the CPU engine for its Hessians.
 std::unique_ptr<SweepBackend> make_sweep_backend(SweepContext& ctx) {
     if (!ctx.opt.gpu) return make_cpu_sweep_backend(*ctx.engine);
 #ifdef QL_HAVE_CUDA
     cuda::CudaEngineOptions o;
-    o.precision = cuda::Precision::F16;
+    o.precision = ctx.opt.ggml_numerics ? cuda::Precision::F32 : cuda::Precision::F16;
+    o.ggml_numerics = ctx.opt.ggml_numerics;
     if (ctx.engine) return cuda::make_cuda_sweep_backend(*ctx.engine, o);
     return cuda::make_cuda_sweep_backend(*ctx.model, o, ctx.opt.f16_weights);
 #else

@@ -17,10 +17,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <future>
+#include <span>
 #include <unordered_map>
 
 #include "core/error.h"
 #include "core/half.h"
+#include "core/parallel.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/cuda/fake_quant.h"
@@ -40,6 +43,9 @@ struct Member {
     bool required = true;
     bool loaded = false;
     bool overridden = false;
+    // What the stored values stand for, and what the current ones do (an override's type);
+    // ggml_numerics rounds the matmul input for the current type.
+    GgmlType stored_type = GgmlType::F32, type = GgmlType::F32;
 };
 
 struct PinnedFree {
@@ -89,6 +95,7 @@ struct CudaEngine::Impl {
     std::vector<Slot> slots;
     std::vector<Member> members;
     std::unordered_map<std::string, int> member_of;
+    std::vector<std::vector<int>> slot_members;  // members of each slot, in offset order
     std::vector<LayerSlots> layers;
     int token_embd = -1, output_norm = -1, output = -1;
     DeviceBuffer spare;  // a freed scratch kept for the next override
@@ -97,6 +104,7 @@ struct CudaEngine::Impl {
     DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
     DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
     DeviceBuffer rope_cos, rope_sin, staging, importance;
+    DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
     // Activation taps: the function and, per layer, the names each tapped input feeds.
     ActivationTapFn tap;
     struct TapNames {
@@ -311,6 +319,8 @@ struct CudaEngine::Impl {
         m.ne = std::move(ne);
         m.required = required;
         member_of[name] = static_cast<int>(members.size());
+        if (slot_members.size() <= static_cast<size_t>(slot)) slot_members.resize(slot + 1);
+        slot_members[static_cast<size_t>(slot)].push_back(static_cast<int>(members.size()));
         members.push_back(std::move(m));
     }
     // A slot holding the given tensors back to back (empty names are skipped).
@@ -360,6 +370,71 @@ struct CudaEngine::Impl {
                                CUBLAS_GEMM_DEFAULT));
     }
 
+    // Y[N, M] (ldy) = X[N, K] · Wᵀ + beta·Y for the weight slot `slot` (from element offset
+    // `w_off`, M rows of K). With ggml_numerics the input is rounded for each member's current
+    // type first (into act_round); members needing different roundings get a GEMM each.
+    void linear(int slot, int64_t w_off, const void* X, void* Y, cudaDataType_t ytype, int64_t N,
+                int64_t K, int64_t M, float beta, int64_t ldy = -1) {
+        if (!opt.ggml_numerics) {
+            gemm(ptr(slot, w_off), X, Y, ytype, N, K, M, beta, ldy);
+            return;
+        }
+        const std::vector<int>& ms = slot_members[static_cast<size_t>(slot)];
+        const size_t ysize = ytype == CUDA_R_32F ? 4 : esize;
+        const int64_t ld = ldy < 0 ? M : ldy;
+        act_round.resize(static_cast<size_t>(N * K) * 4);
+        // Rows [r0, r1) of this GEMM's M, grouped by the rounding their members need.
+        auto end_row = [&](int64_t r) {
+            return std::min(M, (member_end(ms, w_off + r * K) - w_off) / K);
+        };
+        int64_t r0 = 0;
+        while (r0 < M) {
+            const ActRound kind = member_rounding(ms, w_off + r0 * K);
+            int64_t r1 = end_row(r0);
+            while (r1 < M && member_rounding(ms, w_off + r1 * K) == kind) r1 = end_row(r1);
+            const void* x = X;
+            if (kind != ActRound::None) {
+                QL_CUDA(cudaMemcpyAsync(act_round.as(), X, static_cast<size_t>(N * K) * 4,
+                                        cudaMemcpyDeviceToDevice, nullptr));
+                launch_round_activations(act_round.as<float>(), N, K, kind);
+                x = act_round.as();
+            }
+            gemm(ptr(slot, w_off + r0 * K), x, static_cast<char*>(Y) + r0 * ysize, ytype, N, K,
+                 r1 - r0, beta, ld);
+            r0 = r1;
+        }
+    }
+    const Member& member_at(const std::vector<int>& ms, int64_t elem) const {
+        for (int i : ms) {
+            const Member& mb = members[static_cast<size_t>(i)];
+            if (elem >= mb.offset && elem < mb.offset + mb.n) return mb;
+        }
+        QL_ASSERT(false);
+        return members.front();
+    }
+    ActRound member_rounding(const std::vector<int>& ms, int64_t elem) const {
+        return act_rounding_for(member_at(ms, elem).type);
+    }
+    int64_t member_end(const std::vector<int>& ms, int64_t elem) const {
+        const Member& mb = member_at(ms, elem);
+        return mb.offset + mb.n;
+    }
+    static ActRound act_rounding_for(GgmlType t) {
+        switch (ggml_act_rounding(t)) {
+            case ActRounding::None:
+                return ActRound::None;
+            case ActRounding::F16:
+                return ActRound::F16;
+            case ActRounding::BF16:
+                return ActRound::BF16;
+            case ActRounding::Q8_0:
+                return ActRound::Q8_0;
+            case ActRounding::Q8_K:
+                return ActRound::Q8_K;
+        }
+        return ActRound::None;
+    }
+
     void ensure_rope(int64_t T) {
         if (rope_T >= T) return;
         std::vector<float> cs, sn;
@@ -407,6 +482,8 @@ struct CudaEngine::Impl {
             static_cast<int>(H * D), &zero, const_cast<void**>(arr(2)), CUDA_R_32F,
             static_cast<int>(T), static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
         launch_causal_softmax(scores.as<float>(), probs.as(), dt, batch * T, T);
+        if (opt.ggml_numerics)  // F32 storage: round as ggml's F16 probabilities
+            launch_round_activations(probs.as<float>(), batch * T, T, ActRound::F16);
         // Oᵀ (D × queries) = Vᵀ · Pᵀ.
         QL_CUBLAS(cublasGemmBatchedEx(
             blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(D), static_cast<int>(T),
@@ -420,7 +497,7 @@ struct CudaEngine::Impl {
         router_logits.resize(static_cast<size_t>(N * E) * 4);
         route_ids.resize(static_cast<size_t>(N * K) * 4);
         route_w.resize(static_cast<size_t>(N * K) * 4);
-        gemm(ptr(ls.router), xn.as(), router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
+        linear(ls.router, 0, xn.as(), router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
         launch_router_topk(router_logits.as<float>(), route_ids.as<int32_t>(), route_w.as<float>(),
                            N, E, K);
         std::vector<int32_t> ids(static_cast<size_t>(N * K));
@@ -451,11 +528,11 @@ struct CudaEngine::Impl {
             if (M == 0) continue;
             const int32_t* r = route_rows.as<int32_t>() + start[e];
             launch_gather_rows(xe.as(), xn.as(), dt, r, M, C);
-            gemm(ptr(ls.gate_exps, e * F * C), xe.as(), gu.as(), cdt, M, C, F, 0.0f, 2 * F);
-            gemm(ptr(ls.up_exps, e * F * C), xe.as(), gu.as<char>() + F * esize, cdt, M, C, F, 0.0f,
-                 2 * F);
+            linear(ls.gate_exps, e * F * C, xe.as(), gu.as(), cdt, M, C, F, 0.0f, 2 * F);
+            linear(ls.up_exps, e * F * C, xe.as(), gu.as<char>() + F * esize, cdt, M, C, F, 0.0f,
+                   2 * F);
             launch_swiglu(act.as(), gu.as(), dt, M, F);
-            gemm(ptr(ls.down_exps, e * C * F), act.as(), ye.as(), CUDA_R_32F, M, F, C, 0.0f);
+            linear(ls.down_exps, e * C * F, act.as(), ye.as(), CUDA_R_32F, M, F, C, 0.0f);
             launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C);
         }
     }
@@ -477,8 +554,20 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
              "vocab {}, experts {}/{})",
              c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab, c.n_experts,
              c.n_experts_used);
-    m.dt = options.precision == Precision::BF16 ? Dtype::BF16 : Dtype::F16;
-    m.cdt = options.precision == Precision::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    QL_CHECK(!options.ggml_numerics || options.precision == Precision::F32,
+             "CUDA engine: llama.cpp's numerics need F32 storage (fake-quantized values held "
+             "exactly)");
+    switch (options.precision) {
+        case Precision::BF16:
+            m.dt = Dtype::BF16, m.cdt = CUDA_R_16BF, m.esize = 2;
+            break;
+        case Precision::F16:
+            m.dt = Dtype::F16, m.cdt = CUDA_R_16F, m.esize = 2;
+            break;
+        case Precision::F32:
+            m.dt = Dtype::F32, m.cdt = CUDA_R_32F, m.esize = 4;
+            break;
+    }
     QL_CUDA(cudaSetDevice(options.device));
     QL_CUBLAS(cublasCreate(&m.blas));
 
@@ -575,10 +664,11 @@ int64_t CudaEngine::resident_weight_bytes() const {
     return impl_->resident;
 }
 
-void CudaEngine::load_weight(const std::string& name, const float* host, int64_t n) {
+void CudaEngine::load_weight(const std::string& name, const float* host, int64_t n, GgmlType type) {
     Impl& m = *impl_;
     Member& mb = m.member(name);
     QL_CHECK(n == mb.n, "CUDA engine: weight '{}' has {} values, expected {}", name, n, mb.n);
+    mb.stored_type = mb.type = type;
     Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     m.use({mb.slot}, true);
     constexpr int64_t kChunk = 1 << 24;
@@ -618,8 +708,15 @@ void CudaEngine::load_random_weights(uint64_t seed) {
     QL_CUDA(cudaDeviceSynchronize());
 }
 
-void CudaEngine::load_model(const Model& model) {
-    for (Member& mb : impl_->members) {
+void CudaEngine::load_model(const Model& model, bool round_f16) {
+    Impl& m = *impl_;
+    struct Work {
+        Member* member;
+        const TensorInfo* tensor;
+    };
+    std::vector<Work> work;
+    int64_t largest = 0;
+    for (Member& mb : m.members) {
         const TensorInfo* t = model.find(mb.name);
         if (!t) {
             QL_CHECK(!mb.required, "{}: tensor '{}' is missing", model.path(), mb.name);
@@ -629,8 +726,59 @@ void CudaEngine::load_model(const Model& model) {
                  "{}: tensor '{}' has {} dimensions/shape differing from the "
                  "config's",
                  model.path(), mb.name, t->ne.size());
-        const std::vector<float> v = model.read_f32(*t);
-        load_weight(mb.name, v.data(), static_cast<int64_t>(v.size()));
+        work.push_back({&mb, t});
+        largest = std::max(largest, mb.n);
+    }
+    if (work.empty()) return;
+    // Decoding (page faults on the mapped file, conversion, permutation) is the slow half of
+    // loading, so tensor i+1 decodes on the host while tensor i is copied up. Two pinned
+    // buffers take every tensor up to kPinnedFloats; larger ones (embedding, output) decode
+    // into a plain vector without overlap, which keeps host memory near the checkpoint's size.
+    constexpr int64_t kPinnedFloats = int64_t{1} << 26;  // 256 MiB each
+    const int64_t cap = std::min(largest, kPinnedFloats);
+    std::unique_ptr<char, PinnedFree> pinned[2];
+    for (auto& b : pinned) {
+        char* p = nullptr;
+        QL_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p), static_cast<size_t>(cap) * 4));
+        b.reset(p);
+    }
+    auto decode = [&](const Work& w, std::span<float> out) {
+        model.read_f32(*w.tensor, out);
+        if (round_f16)
+            parallel_for(
+                out.size(),
+                [&out](size_t i0, size_t i1) {
+                    for (size_t i = i0; i < i1; ++i) out[i] = round_to_f16(out[i]);
+                },
+                size_t{1} << 16);
+    };
+    auto pinned_span = [&](size_t i) {
+        return std::span<float>(reinterpret_cast<float*>(pinned[i % 2].get()),
+                                static_cast<size_t>(work[i].member->n));
+    };
+    std::future<void> next;
+    auto start = [&](size_t i) {
+        if (i < work.size() && work[i].member->n <= cap)
+            next = std::async(std::launch::async, [&, i] { decode(work[i], pinned_span(i)); });
+    };
+    start(0);
+    for (size_t i = 0; i < work.size(); ++i) {
+        Member& mb = *work[i].member;
+        // The type ggml would multiply by: F16 after rounding 2-D F32/BF16 weights.
+        const GgmlType t = work[i].tensor->type;
+        const bool rounded =
+            round_f16 && mb.ne.size() >= 2 && (t == GgmlType::F32 || t == GgmlType::BF16);
+        const GgmlType stands_for = rounded ? GgmlType::F16 : t;
+        if (mb.n <= cap) {
+            next.get();  // rethrows a decoding error (bad tensor) here
+            start(i + 1);
+            load_weight(mb.name, pinned_span(i).data(), mb.n, stands_for);
+        } else {
+            std::vector<float> v(static_cast<size_t>(mb.n));
+            decode(work[i], v);
+            start(i + 1);
+            load_weight(mb.name, v.data(), mb.n, stands_for);
+        }
     }
 }
 
@@ -659,10 +807,12 @@ void* begin_override(CudaEngine::Impl& m, Member& mb) {
 }
 }  // namespace
 
-void CudaEngine::set_override(const std::string& name, const float* host, int64_t n) {
+void CudaEngine::set_override(const std::string& name, const float* host, int64_t n,
+                              GgmlType type) {
     Impl& m = *impl_;
     Member& mb = m.member(name);
     QL_CHECK(n == mb.n, "override for tensor '{}': {} values, expected {}", name, n, mb.n);
+    mb.type = type;
     const Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     void* dst = begin_override(m, mb);
     if (s.f32) {
@@ -704,6 +854,7 @@ bool CudaEngine::override_with_type(const std::string& name, GgmlType type, Weig
         imp = {m.importance.as<float>(), n_per_row, mb.n / n_mat};
     }
     void* dst = begin_override(m, mb);  // makes the slot resident
+    mb.type = type;
     const void* src = s.orig.as<char>() + mb.offset * m.esize;
     launch_fake_quant(type, src, dst, m.dt, mb.n, importance ? &imp : nullptr);
     if (sums) {
@@ -739,6 +890,7 @@ void CudaEngine::clear_override(const std::string& name) {
     Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     const size_t es = m.elem(s);
     mb.overridden = false;
+    mb.type = mb.stored_type;
     if (--s.n_overridden == 0) {
         if (s.scratch.bytes() > m.spare.bytes()) m.spare = std::move(s.scratch);
         s.scratch.reset();
@@ -823,23 +975,28 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     };
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
     if (tn) tap(tn->qkv, m.xn.as(), C);
-    m.gemm(m.ptr(ls.qkv), m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
+    m.linear(ls.qkv, 0, m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
     launch_qkv_post(m.qkv.as<float>(), m.f32(ls.qkv_bias), m.f32(ls.q_norm), m.f32(ls.k_norm), eps,
                     m.rope_cos.as<float>(), m.rope_sin.as<float>(), c.rope_neox(), m.q.as(),
                     m.k.as(), m.v.as(), m.dt, N, T, H, KV, D);
+    if (m.opt.ggml_numerics) {  // ggml's F16 KV cache; Q meets F16 K in the KQ product
+        launch_round_activations(m.q.as<float>(), N, HD, ActRound::F16);
+        launch_round_activations(m.k.as<float>(), N, KD, ActRound::F16);
+        launch_round_activations(m.v.as<float>(), N, KD, ActRound::F16);
+    }
     m.attention(B, T);
     if (tn) tap(tn->o, m.att.as(), HD);
-    m.gemm(m.ptr(ls.o), m.att.as(), h, CUDA_R_32F, N, HD, C, 1.0f);  // h += o-projection
+    m.linear(ls.o, 0, m.att.as(), h, CUDA_R_32F, N, HD, C, 1.0f);  // h += o-projection
 
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
     if (c.is_moe()) {
         m.ffn_moe(ls, h, N);
     } else {
         if (tn) tap(tn->gate_up, m.xn.as(), C);
-        m.gemm(m.ptr(ls.gate_up), m.xn.as(), m.gu.as(), m.cdt, N, C, 2 * F, 0.0f);
+        m.linear(ls.gate_up, 0, m.xn.as(), m.gu.as(), m.cdt, N, C, 2 * F, 0.0f);
         launch_swiglu(m.act.as(), m.gu.as(), m.dt, N, F);
         if (tn) tap(tn->down, m.act.as(), F);
-        m.gemm(m.ptr(ls.down), m.act.as(), h, CUDA_R_32F, N, F, C, 1.0f);  // h += down
+        m.linear(ls.down, 0, m.act.as(), h, CUDA_R_32F, N, F, C, 1.0f);  // h += down
     }
     if (tn) m.tap({ActivationTap::Kind::LayerOutput, static_cast<int>(l), nullptr, h, true, N, C});
 }
@@ -917,8 +1074,8 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
     m.xn.resize(static_cast<size_t>(R * C) * m.esize);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(m.output_norm), R, C, static_cast<float>(m.c.rms_eps),
                    S, T, t0);
-    m.gemm(m.ptr(has_output ? m.output : m.token_embd), m.xn.as(), d_logits, CUDA_R_32F, R, C,
-           m.c.vocab, 0.0f);
+    m.linear(has_output ? m.output : m.token_embd, 0, m.xn.as(), d_logits, CUDA_R_32F, R, C,
+             m.c.vocab, 0.0f);
 }
 
 std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens, int64_t B,

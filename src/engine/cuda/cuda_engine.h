@@ -34,7 +34,9 @@ class Model;
 
 namespace cuda {
 
-enum class Precision { BF16, F16 };
+// Storage of weights and activations. F32 holds fake-quantized and dequantized values exactly
+// (llama.cpp's numerics need it); the GEMMs then run in plain F32, several times slower.
+enum class Precision { BF16, F16, F32 };
 
 struct CudaEngineOptions {
     Precision precision = Precision::BF16;
@@ -46,6 +48,11 @@ struct CudaEngineOptions {
     // host memory and each layer is copied in when a pass reaches it (least recently used
     // slots evicted). 0: stream only when the weights exceed 70 % of free GPU memory.
     int64_t weight_budget_bytes = 0;
+    // llama.cpp's CPU numerics (EngineOptions::ggml_numerics): every matmul input is rounded as
+    // ggml converts it for the weight's current type (F16/BF16, or Q8_0/Q8_K blocks for a
+    // quantized one: engine/kernels.h's ggml_act_rounding), Q, K and V are rounded to F16 (its
+    // F16 KV cache) and so are the attention probabilities. Needs Precision::F32.
+    bool ggml_numerics = false;
 };
 
 // True when a CUDA device can be used; otherwise `why` says what is missing.
@@ -93,19 +100,25 @@ class CudaEngine {
     std::vector<WeightSpec> weight_specs() const;
 
     // Uploads one weight (n_elements floats, GGUF layout), rounding to the storage type.
-    void load_weight(const std::string& name, const float* host, int64_t n);
+    // `type`: what the values stand for (only ggml_numerics looks at it).
+    void load_weight(const std::string& name, const float* host, int64_t n,
+                     GgmlType type = GgmlType::F32);
     // Fills every weight with deterministic pseudo-random values on the GPU (benchmarks):
     // matrices uniform in ±sqrt(3/fan_in), norms 1, biases 0.
     void load_random_weights(uint64_t seed);
-    // Uploads every weight of `model` (dequantized through Model::read_f32).
-    void load_model(const Model& model);
+    // Uploads every weight of `model` (dequantized through Model::read_f32; round_f16 rounds
+    // each value through F16 first, as an F16 GGUF of the model would hold it). Tensor i+1 is
+    // decoded on the host while tensor i is copied to the GPU.
+    void load_model(const Model& model, bool round_f16 = false);
     bool complete() const;  // every required weight loaded
     int64_t weight_bytes() const;
     bool streaming() const;                 // weights live in host memory (see the options)
     int64_t resident_weight_bytes() const;  // weights on the GPU now
 
     // ---- overrides ----
-    void set_override(const std::string& name, const float* host, int64_t n);
+    // `type`: what the values stand for (only ggml_numerics looks at it, to round the input).
+    void set_override(const std::string& name, const float* host, int64_t n,
+                      GgmlType type = GgmlType::F32);
     // Fake-quantizes the stored original on the GPU. Returns false (and installs nothing)
     // when `type` has no GPU kernel or does not fit the row; the caller then falls back to
     // set_override with the CPU result. With `sums`, also reduces the weight error of the

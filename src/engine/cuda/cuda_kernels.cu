@@ -312,17 +312,20 @@ __global__ void random_16_k(T* dst, int64_t n, uint64_t seed, float scale) {
 
 }  // namespace
 
-// Dispatches a kernel template on the 16-bit storage type.
-#define QL_DISPATCH(dt, KERNEL_CALL) \
-    do {                             \
-        if ((dt) == Dtype::BF16) {   \
-            using T = __nv_bfloat16; \
-            KERNEL_CALL;             \
-        } else {                     \
-            using T = __half;        \
-            KERNEL_CALL;             \
-        }                            \
-        QL_CUDA_LAUNCH();            \
+// Dispatches a kernel template on the storage type.
+#define QL_DISPATCH(dt, KERNEL_CALL)     \
+    do {                                 \
+        if ((dt) == Dtype::BF16) {       \
+            using T = __nv_bfloat16;     \
+            KERNEL_CALL;                 \
+        } else if ((dt) == Dtype::F16) { \
+            using T = __half;            \
+            KERNEL_CALL;                 \
+        } else {                         \
+            using T = float;             \
+            KERNEL_CALL;                 \
+        }                                \
+        QL_CUDA_LAUNCH();                \
     } while (0)
 
 void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,
@@ -475,6 +478,81 @@ void launch_random_16(void* dst, Dtype dt, int64_t n, uint64_t seed, float scale
     if (n == 0) return;
     QL_DISPATCH(dt,
                 (random_16_k<T><<<grid_for(n, 256), 256>>>(static_cast<T*>(dst), n, seed, scale)));
+}
+
+namespace {
+
+// One warp per block of 32 (Q8_0) or 256 (Q8_K) values; lanes own strided elements and the
+// block's maximum is a warp reduction (max is exact, so the order does not matter).
+// ggml's Q8_0 as kernels.cpp's round_q8_0: d = amax/127 kept as F16, q = round(x/d) (half away).
+__global__ void round_q8_0_k(float* x, int64_t n_blocks, int64_t blocks_per_row, int64_t C) {
+    const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+    if (b >= n_blocks) return;
+    const int lane = threadIdx.x % 32;
+    float* p = x + (b / blocks_per_row) * C + (b % blocks_per_row) * 32;
+    const float v = p[lane];
+    const float amax = warp_max(fabsf(v));
+    const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+    const float d16 = __half2float(__float2half_rn(d));
+    p[lane] = d16 * roundf(v * id);
+}
+
+// ggml's Q8_K as kernels.cpp's round_q8_k: the first value of largest magnitude (with its
+// sign) maps to −127, d = 1/iscale, q = nearest-even(iscale·x) capped at 127.
+__global__ void round_q8_k_k(float* x, int64_t n_blocks, int64_t blocks_per_row, int64_t C) {
+    const int64_t b = blockIdx.x * static_cast<int64_t>(blockDim.x / 32) + threadIdx.x / 32;
+    if (b >= n_blocks) return;
+    const int lane = threadIdx.x % 32;
+    float* p = x + (b / blocks_per_row) * C + (b % blocks_per_row) * 256;
+    // The CPU keeps the first index reaching the maximum |x|: reduce (|x|, −index) pairs.
+    float best = -1.0f;
+    int best_i = 0;
+    for (int i = lane; i < 256; i += 32) {
+        const float a = fabsf(p[i]);
+        if (a > best) best = a, best_i = i;
+    }
+    for (int o = 16; o > 0; o >>= 1) {
+        const float ob = __shfl_xor_sync(0xffffffffu, best, o);
+        const int oi = __shfl_xor_sync(0xffffffffu, best_i, o);
+        if (ob > best || (ob == best && oi < best_i)) best = ob, best_i = oi;
+    }
+    if (best == 0.0f) {
+        for (int i = lane; i < 256; i += 32) p[i] = 0.0f;
+        return;
+    }
+    const float mx = p[best_i];
+    const float iscale = -127.0f / mx, d = 1.0f / iscale;
+    for (int i = lane; i < 256; i += 32) {
+        const int q = min(127, __float2int_rn(__fmul_rn(iscale, p[i])));
+        p[i] = __fmul_rn(d, static_cast<float>(q));
+    }
+}
+
+__global__ void round_16_k(float* x, int64_t n, bool bf16) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        x[i] = bf16 ? __bfloat162float(__float2bfloat16_rn(x[i]))
+                    : __half2float(__float2half_rn(x[i]));
+}
+
+}  // namespace
+
+void launch_round_activations(float* x, int64_t N, int64_t C, ActRound kind) {
+    if (N == 0 || kind == ActRound::None) return;
+    if (kind == ActRound::F16 || kind == ActRound::BF16) {
+        round_16_k<<<grid_for(N * C, 256), 256>>>(x, N * C, kind == ActRound::BF16);
+    } else {
+        const int64_t block = kind == ActRound::Q8_0 ? 32 : 256;
+        // The CPU rounds whole blocks only; a partial tail block stays as it is.
+        const int64_t per_row = C / block, n_blocks = N * per_row;
+        if (n_blocks == 0) return;
+        const unsigned grid = static_cast<unsigned>((n_blocks + 7) / 8);
+        if (kind == ActRound::Q8_0)
+            round_q8_0_k<<<grid, 256>>>(x, n_blocks, per_row, C);
+        else
+            round_q8_k_k<<<grid, 256>>>(x, n_blocks, per_row, C);
+    }
+    QL_CUDA_LAUNCH();
 }
 
 }  // namespace quantlens::cuda

@@ -4,14 +4,17 @@
 //
 // Numerics mirror engine/kernels.cpp: RMSNorm with a double sum of squares, RoPE from
 // host-computed tables, causal softmax in float with expf, SiLU g / (1 + exp(-g)), routing
-// softmax in double with stable top-k, log-softmax normalizer summed in double.
+// softmax in double with stable top-k, log-softmax normalizer summed in double; matmul inputs
+// rounded as ggml rounds them (round_activations) bit for bit.
 #pragma once
 
 #include <cstdint>
 
 namespace quantlens::cuda {
 
-enum class Dtype { BF16, F16 };
+// The storage type of weights and activations: 16-bit, or F32 (llama.cpp's numerics, where
+// fake-quantized values must be held exactly).
+enum class Dtype { BF16, F16, F32 };
 
 // Weight-error reduction of ŵ against w (n 16-bit values each): kWeightErrorBlocks blocks each
 // write kWeightErrorSums doubles {Σe², Σ|e|, max|e|, Σw², Σŵ², Σwŵ, Σa·e², Σa·w²} (e = ŵ − w;
@@ -74,6 +77,11 @@ void launch_score_rows(const float* logits, int64_t B, int64_t S, int64_t R, int
 // *acc += Σ (a[i] − b[i])² in a fixed order (deterministic); partials holds 1024 doubles.
 void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,
                                double* acc);
+
+// llama.cpp's CPU rounding of a matmul input for the weight's type (engine/kernels.h's
+// ActRounding, same order): x[N, C] f32 in place, bit-identical to round_activations.
+enum class ActRound { None, F16, BF16, Q8_0, Q8_K };
+void launch_round_activations(float* x, int64_t N, int64_t C, ActRound kind);
 
 // Conversions and fills.
 void launch_f32_to_16(void* dst, Dtype dt, const float* src, int64_t n);

@@ -11,9 +11,9 @@ namespace {
 
 class CudaLogitsModel final : public LogitsModel {
   public:
-    CudaLogitsModel(const Model& model, CudaEngineOptions options)
+    CudaLogitsModel(const Model& model, CudaEngineOptions options, bool round_f16)
         : engine_(std::make_unique<CudaEngine>(model.config(), options)), path_(model.path()) {
-        engine_->load_model(model);
+        engine_->load_model(model, round_f16);
         QL_CHECK(engine_->complete(), "{}: the CUDA engine is missing weights", path_);
     }
 
@@ -48,8 +48,9 @@ class CudaLogitsModel final : public LogitsModel {
 
 }  // namespace
 
-std::unique_ptr<LogitsModel> make_cuda_logits_model(const Model& model, CudaEngineOptions options) {
-    return std::make_unique<CudaLogitsModel>(model, options);
+std::unique_ptr<LogitsModel> make_cuda_logits_model(const Model& model, CudaEngineOptions options,
+                                                    bool round_f16) {
+    return std::make_unique<CudaLogitsModel>(model, options, round_f16);
 }
 
 }  // namespace quantlens::cuda

@@ -5,8 +5,6 @@
 #include <algorithm>
 
 #include "core/error.h"
-#include "core/half.h"
-#include "core/parallel.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/engine.h"
@@ -27,8 +25,8 @@ class Backend final : public CudaSweepBackend {
     std::vector<float> original(const std::string& name) const override {
         return engine_->original(name);
     }
-    void set_override(const std::string& name, std::vector<float> values, GgmlType) override {
-        engine_->set_override(name, values.data(), static_cast<int64_t>(values.size()));
+    void set_override(const std::string& name, std::vector<float> values, GgmlType type) override {
+        engine_->set_override(name, values.data(), static_cast<int64_t>(values.size()), type);
     }
     std::optional<WeightErrorSums> set_fake_quant_override(const std::string& name, GgmlType type,
                                                            std::span<const float> importance,
@@ -164,25 +162,7 @@ std::unique_ptr<CudaSweepBackend> make_cuda_sweep_backend(const Model& model,
                                                           CudaEngineOptions options,
                                                           bool round_f16) {
     auto engine = std::make_unique<CudaEngine>(model.config(), options);
-    for (const auto& spec : engine->weight_specs()) {
-        const TensorInfo* t = model.find(spec.name);
-        if (!t) {
-            QL_CHECK(!spec.required, "{}: tensor '{}' is missing", model.path(), spec.name);
-            continue;
-        }
-        std::vector<float> v = model.read_f32(*t);
-        QL_CHECK(static_cast<int64_t>(v.size()) == engine->n_elements(spec.name),
-                 "{}: tensor '{}' has {} values, the config implies {}", model.path(), spec.name,
-                 v.size(), engine->n_elements(spec.name));
-        if (round_f16)
-            parallel_for(
-                v.size(),
-                [&v](size_t i0, size_t i1) {
-                    for (size_t i = i0; i < i1; ++i) v[i] = round_to_f16(v[i]);
-                },
-                size_t{1} << 16);
-        engine->load_weight(spec.name, v.data(), static_cast<int64_t>(v.size()));
-    }
+    engine->load_model(model, round_f16);
     return std::make_unique<Backend>(std::move(engine));
 }
 
@@ -192,7 +172,8 @@ std::unique_ptr<CudaSweepBackend> make_cuda_sweep_backend(const Engine& cpu,
     for (const auto& spec : engine->weight_specs()) {
         if (!cpu.model().find(spec.name)) continue;  // optional and absent (tied output)
         const std::vector<float>& v = cpu.original(spec.name);
-        engine->load_weight(spec.name, v.data(), static_cast<int64_t>(v.size()));
+        engine->load_weight(spec.name, v.data(), static_cast<int64_t>(v.size()),
+                            cpu.stored_type(spec.name));
     }
     return std::make_unique<Backend>(std::move(engine));
 }

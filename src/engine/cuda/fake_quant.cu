@@ -728,8 +728,10 @@ void launch_fake_quant(GgmlType type, const void* src, void* dst, Dtype dt, int6
     if (dt == Dtype::BF16) {
         launch_typed(type, static_cast<const __nv_bfloat16*>(src), static_cast<__nv_bfloat16*>(dst),
                      n, imp);
-    } else {
+    } else if (dt == Dtype::F16) {
         launch_typed(type, static_cast<const __half*>(src), static_cast<__half*>(dst), n, imp);
+    } else {
+        launch_typed(type, static_cast<const float*>(src), static_cast<float*>(dst), n, imp);
     }
 }
 

@@ -351,9 +351,11 @@ void launch_fake_quant_iq3_s(const T* src, T* dst, int64_t n, const FakeQuantImp
 }
 
 template void launch_fake_quant_iq4_xs(const __half*, __half*, int64_t, const FakeQuantImportance&);
+template void launch_fake_quant_iq4_xs(const float*, float*, int64_t, const FakeQuantImportance&);
 template void launch_fake_quant_iq4_xs(const __nv_bfloat16*, __nv_bfloat16*, int64_t,
                                        const FakeQuantImportance&);
 template void launch_fake_quant_iq3_s(const __half*, __half*, int64_t, const FakeQuantImportance&);
+template void launch_fake_quant_iq3_s(const float*, float*, int64_t, const FakeQuantImportance&);
 template void launch_fake_quant_iq3_s(const __nv_bfloat16*, __nv_bfloat16*, int64_t,
                                       const FakeQuantImportance&);
 
