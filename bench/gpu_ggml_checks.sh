@@ -31,3 +31,27 @@ for dev in cpu gpu; do
   tail -1 /tmp/gs-$dev.log
 done
 python3 bench/compare_sweeps.py /tmp/gs-cpu.json /tmp/gs-gpu.json
+echo "== compare FP vs Q4_K_M (llama.cpp's numerics, attribution on): CPU vs GPU"
+for dev in cpu gpu; do
+  flag=""; [ $dev = gpu ] && flag=--gpu
+  /usr/bin/time -f "$dev compare %e s" $Q -q compare $M $D/llama-8m-Q4_K_M.gguf --text $D/eval.txt --chunks 10 $flag --store /tmp/gc-$dev.sqlite --json > /tmp/gc-$dev.json 2>/tmp/gc-$dev.err || tail -5 /tmp/gc-$dev.err
+  tail -1 /tmp/gc-$dev.err
+done
+python3 - <<'PY'
+import json
+c, g = json.load(open("/tmp/gc-cpu.json")), json.load(open("/tmp/gc-gpu.json"))
+def flat(d, p=""):
+    out = {}
+    if isinstance(d, dict):
+        for k, v in d.items(): out.update(flat(v, p + "." + k))
+    elif isinstance(d, list):
+        for i, v in enumerate(d): out.update(flat(v, p + f"[{i}]"))
+    elif isinstance(d, (int, float)) and not isinstance(d, bool):
+        out[p] = d
+    return out
+fc, fg = flat(c), flat(g)
+worst = sorted(((abs(fg[k] / fc[k] - 1) if fc[k] else abs(fg[k]), k) for k in fc if k in fg), reverse=True)
+print("compare: ", len(fc), "numbers; worst relative differences:")
+for r, k in worst[:8]: print(f"  {k}: cpu {fc[k]} gpu {fg[k]} rel {r:.3e}")
+print("kld_mean cpu", fc.get(".model.kld_mean"), "gpu", fg.get(".model.kld_mean"))
+PY

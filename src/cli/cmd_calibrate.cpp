@@ -12,6 +12,7 @@
 
 #include "analysis/studies/calibrate.h"
 #include "cli/command.h"
+#include "cli/memory_report.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
@@ -157,6 +158,7 @@ int run_calibrate(const CalibrateCliOptions& o, const std::string& command_line)
         print_summary(r, o);
         if (!o.output.empty()) fmt::print("imatrix written to {}\n", o.output);
     }
+    fmt::print(stderr, "calibrate: peak memory {}\n", peak_memory_text());
     return 0;
 }
 

@@ -9,6 +9,7 @@
 
 #include "analysis/studies/compare.h"
 #include "cli/command.h"
+#include "cli/memory_report.h"
 #include "core/error.h"
 #include "core/peak_memory.h"
 #include "jobs/runner.h"
@@ -45,7 +46,7 @@ int run_compare_command(const CompareArgs& a, const std::string& command_line) {
     store.start(id);
     const jobs::JobState s = jobs::run_job(store, id, [&] { return run_compare_job(store, id); });
     const int rc = finish_compare(store, id, s, a);
-    fmt::print(stderr, "compare: peak host memory {} (RSS high-water mark)\n", peak_rss_text());
+    fmt::print(stderr, "compare: peak memory {}\n", peak_memory_text());
     return rc;
 }
 

@@ -14,6 +14,7 @@
 
 #include "analysis/measure/eval.h"
 #include "cli/command.h"
+#include "cli/memory_report.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "core/output_file.h"
@@ -89,7 +90,7 @@ void print_text(const EvalResult& r, const EvalCliOptions& o) {
     fmt::print("PPL                  : {:.4f} ± {:.4f}\n", r.ppl.ppl, r.ppl.ppl_err);
     fmt::print("speed                : {:.0f} tokens/s ({:.2f} s, {} threads)\n",
                r.tokens_per_second, r.seconds, num_threads());
-    fmt::print("peak host memory     : {} (RSS high-water mark)\n", peak_rss_text());
+    fmt::print("peak memory          : {}\n", peak_memory_text());
     if (!r.kld) return;
     const KldStats& k = *r.kld;
     fmt::print("PPL(base)            : {:.4f} ± {:.4f}\n", k.ppl_base, k.ppl_base_err);

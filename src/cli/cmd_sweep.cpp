@@ -9,6 +9,7 @@
 #include "analysis/sweep/sweep.h"
 #include "analysis/sweep/sweep_shard.h"
 #include "cli/command.h"
+#include "cli/memory_report.h"
 #include "cli/sweep_mpi.h"
 #include "core/error.h"
 #include "core/gptq_format.h"
@@ -150,6 +151,7 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
     }
     const auto shard = shard_of_params(store.get_job(id).params);
     if (!shard) fmt::print("{}", sweep_summary(store, id));  // a shard has only part of it
+    fmt::print(stderr, "sweep: peak memory {}\n", peak_memory_text());
     const bool placement =
         nlohmann::json::parse(store.get_job(id).params).value("granularity", "") == "placement";
     if (!a.json_out.empty()) {

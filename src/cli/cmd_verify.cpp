@@ -12,6 +12,7 @@
 #include "analysis/studies/gptq_verify.h"
 #include "analysis/studies/verify.h"
 #include "cli/command.h"
+#include "cli/memory_report.h"
 #include "core/error.h"
 #include "core/output_file.h"
 #include "core/peak_memory.h"
@@ -84,7 +85,7 @@ int run_verify_command(VerifyArgs& a) {
     }
     const VerifyReport rep = run_verify(a.opt, cands);
     fmt::print("{}", verify_table(rep));
-    fmt::print("verify: peak host memory {} (RSS high-water mark)\n", peak_rss_text());
+    fmt::print("verify: peak memory {}\n", peak_memory_text());
     const nlohmann::json j = verify_json(rep);
     if (!a.json_out.empty()) {
         write_output_file(a.json_out, j.dump(1) + "\n", overwrite_if(a.force));

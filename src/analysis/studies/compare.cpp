@@ -24,6 +24,7 @@
 #include "model/model.h"
 #include "model/tensor_source.h"
 #ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_engine.h"
 #include "engine/cuda/cuda_sweep.h"
 #endif

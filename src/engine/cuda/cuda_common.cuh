@@ -22,6 +22,9 @@ namespace quantlens::cuda {
 
 void check_cuda(cudaError_t err, const char* what);
 void check_cublas(cublasStatus_t status, const char* what);
+// Samples the device's memory in use (cudaMemGetInfo) into the process's peak
+// (cuda_engine.h's peak_device_bytes): after every allocation and synchronization.
+void note_device_usage();
 
 // Owning device allocation of raw bytes.
 class DeviceBuffer {
@@ -48,6 +51,7 @@ class DeviceBuffer {
         if (bytes == 0) return;
         QL_CUDA(cudaMalloc(&ptr_, bytes));
         bytes_ = bytes;
+        note_device_usage();
     }
     void reset() {
         if (ptr_) cudaFree(ptr_);

@@ -1092,6 +1092,7 @@ std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens
 
 void CudaEngine::synchronize() {
     QL_CUDA(cudaDeviceSynchronize());
+    note_device_usage();
 }
 
 std::vector<std::string> quantizable_weights(const ModelConfig& c) {

@@ -59,6 +59,9 @@ struct CudaEngineOptions {
 bool device_available(std::string* why = nullptr);
 // "NVIDIA H100 80GB HBM3, 132 SMs, 79.1 GiB, CUDA 13.0" (throws if none).
 std::string device_description();
+// The most device memory in use (every process's, as cudaMemGetInfo reports it) seen after
+// an allocation or synchronization of this process; 0 when it used no GPU.
+int64_t peak_device_bytes();
 
 // An imatrix entry handed to CudaEngine::override_with_type (host memory).
 struct FakeQuantImportanceHost {

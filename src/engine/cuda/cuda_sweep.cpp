@@ -3,6 +3,9 @@
 #include "engine/cuda/cuda_sweep.h"
 
 #include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
 
 #include "core/error.h"
 #include "engine/cuda/cuda_common.cuh"
@@ -12,6 +15,45 @@
 
 namespace quantlens::cuda {
 namespace {
+
+// QUANTLENS_PROFILE=1: where a GPU sweep's time goes, printed when the backend ends — device
+// time of the layers, the head GEMM and the scoring (CUDA events, no extra synchronization),
+// and host wall time of the fake quantization (it waits for the error sums) and of the rest.
+struct Profile {
+    bool on = std::getenv("QUANTLENS_PROFILE") != nullptr;
+    cudaEvent_t ev[4] = {};  // item start, layers done, head done, scoring done
+    double layers_ms = 0, head_ms = 0, score_ms = 0, fake_quant_s = 0, evaluate_s = 0;
+    int64_t items = 0;
+    Profile() {
+        if (on)
+            for (auto& e : ev) QL_CUDA(cudaEventCreate(&e));
+    }
+    ~Profile() {
+        if (!on) return;
+        std::fprintf(stderr,
+                     "profile: %lld evaluations; device: layers %.1f s, head GEMM %.1f s, scoring "
+                     "%.1f s; host wall: fake quantization + error sums %.1f s, evaluate %.1f s\n",
+                     static_cast<long long>(items), layers_ms / 1e3, head_ms / 1e3, score_ms / 1e3,
+                     fake_quant_s, evaluate_s);
+        for (auto& e : ev) cudaEventDestroy(e);
+    }
+    void mark(int i) {
+        if (on) QL_CUDA(cudaEventRecord(ev[i], nullptr));
+    }
+    void add_device_times() {  // after the evaluation's synchronizing copy
+        if (!on) return;
+        float a = 0, b = 0, c = 0;
+        QL_CUDA(cudaEventElapsedTime(&a, ev[0], ev[1]));
+        QL_CUDA(cudaEventElapsedTime(&b, ev[1], ev[2]));
+        QL_CUDA(cudaEventElapsedTime(&c, ev[2], ev[3]));
+        layers_ms += a, head_ms += b, score_ms += c;
+        ++items;
+    }
+};
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 class Backend final : public CudaSweepBackend {
   public:
@@ -33,8 +75,11 @@ class Backend final : public CudaSweepBackend {
                                                            bool weigh_error) override {
         WeightErrorSums sums;
         const FakeQuantImportanceHost imp{importance, weigh_error};
-        if (!engine_->override_with_type(name, type, &sums, importance.empty() ? nullptr : &imp))
-            return std::nullopt;
+        const auto t0 = std::chrono::steady_clock::now();
+        const bool done =
+            engine_->override_with_type(name, type, &sums, importance.empty() ? nullptr : &imp);
+        if (profile_.on) profile_.fake_quant_s += seconds_since(t0);
+        if (!done) return std::nullopt;
         return sums;
     }
     void clear_override(const std::string& name) override { engine_->clear_override(name); }
@@ -102,11 +147,14 @@ class Backend final : public CudaSweepBackend {
         const int64_t L = c.n_layers, C = c.hidden, V = c.vocab, T = chunks_.n_ctx;
         const int64_t S = T - 1 - chunks_.first_scored, R = T - chunks_.first_scored;
         QL_ASSERT(from_layer >= 0 && from_layer <= L && chunks_.n_chunks > 0);
+        const auto t0 = std::chrono::steady_clock::now();
         QL_CUDA(cudaMemset(layer_sq_.as(), 0, layer_sq_.bytes()));
+        const bool one_batch = chunks_.n_chunks <= batch_;  // the profile times one batch
         float* h = h_.as<float>();
         for (int64_t b0 = 0; b0 < chunks_.n_chunks; b0 += batch_) {
             const int64_t Bn = std::min(batch_, chunks_.n_chunks - b0), off = b0 * T * C;
             const int64_t n = Bn * T * C;
+            if (one_batch) profile_.mark(0);
             if (recompute_embedding) {
                 engine_->embed(tokens_.as<int32_t>() + b0 * T, Bn * T, h);
             } else {
@@ -118,10 +166,13 @@ class Backend final : public CudaSweepBackend {
                 launch_sq_diff_accumulate(h, cache(l + 1) + off, n, partials_.as<double>(),
                                           layer_sq_.as<double>() + l);
             }
+            if (one_batch) profile_.mark(1);
             engine_->head(h, Bn, T, chunks_.first_scored, logits_.as<float>());
+            if (one_batch) profile_.mark(2);
             launch_score_rows(logits_.as<float>(), Bn, S, R, V, ref_logp_.as<float>(),
                               ref_top1_.as<int32_t>(), next_.as<int32_t>(), b0 * S,
                               stats_.as<RowStats>() + b0 * S);
+            if (one_batch) profile_.mark(3);
         }
         const int64_t n_scored = chunks_.n_chunks * S;
         std::vector<RowStats> rows(static_cast<size_t>(n_scored));
@@ -129,6 +180,8 @@ class Backend final : public CudaSweepBackend {
         QL_CUDA(cudaMemcpy(rows.data(), stats_.as(), rows.size() * sizeof(RowStats),
                            cudaMemcpyDeviceToHost));
         QL_CUDA(cudaMemcpy(sq.data(), layer_sq_.as(), sq.size() * 8, cudaMemcpyDeviceToHost));
+        if (one_batch) profile_.add_device_times();
+        if (profile_.on) profile_.evaluate_s += seconds_since(t0);
         PerturbedStats st;
         for (const RowStats& r : rows) {
             st.kld_sum += r.kld;
@@ -150,6 +203,7 @@ class Backend final : public CudaSweepBackend {
     float* cache(int64_t l) { return cache_.as<float>() + l * layer_elems_; }
 
     std::unique_ptr<CudaEngine> engine_;
+    Profile profile_;
     EvalChunks chunks_;
     int64_t batch_ = 1, layer_elems_ = 0;
     DeviceBuffer tokens_, next_, cache_, ref_logp_, ref_top1_, logits_, h_, stats_, layer_sq_,

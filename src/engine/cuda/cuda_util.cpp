@@ -1,6 +1,8 @@
 // Error translation for ql_cuda (see cuda_common.cuh) and the device queries of cuda_engine.h.
 #include <fmt/format.h>
 
+#include <atomic>
+
 #include "core/error.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_engine.h"
@@ -16,6 +18,26 @@ void check_cublas(cublasStatus_t status, const char* what) {
     if (status != CUBLAS_STATUS_SUCCESS)
         fail("cuBLAS error in {}: {} ({})", what, cublasGetStatusString(status),
              static_cast<int>(status));
+}
+
+namespace {
+std::atomic<int64_t> peak_used{0};
+}
+
+void note_device_usage() {
+    size_t free_b = 0, total_b = 0;
+    if (cudaMemGetInfo(&free_b, &total_b) != cudaSuccess) {
+        cudaGetLastError();
+        return;
+    }
+    const auto used = static_cast<int64_t>(total_b - free_b);
+    int64_t seen = peak_used.load();
+    while (used > seen && !peak_used.compare_exchange_weak(seen, used)) {
+    }
+}
+
+int64_t peak_device_bytes() {
+    return peak_used.load();
 }
 
 bool device_available(std::string* why) {
