@@ -36,8 +36,7 @@ using test_support::compare_with_reference;
 using test_support::fixture_dir;
 namespace fs = std::filesystem;
 
-constexpr double kMaxMeanKld = 1e-4;         // issue 23 acceptance
-constexpr double kMaxAbsLogitDiff = 2e-3;    // as the dense families (issue 22)
+constexpr double kMaxMeanKld = test_support::kFamilyMaxMeanKld;
 constexpr double kMinTopKAgreement = 0.999;  // issue 23 acceptance
 constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 
@@ -47,24 +46,7 @@ constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left o
 std::string edited_copy(const std::string& fixture,
                         const std::function<void(nlohmann::json&)>& edit,
                         bool plain_tokenizer = false) {
-    const std::string dir = test_support::fresh_dir("gptoss-" + fixture);
-    fs::copy(fixture_dir(fixture) + "/model.safetensors", dir + "/model.safetensors");
-    auto config = nlohmann::json::parse(read_text_file(fixture_dir(fixture) + "/config.json"));
-    edit(config);
-    std::ofstream(dir + "/config.json") << config.dump(2);
-    if (!plain_tokenizer) {
-        for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-            fs::copy(fixture_dir(fixture) + "/" + f, dir + "/" + f);
-        return dir;
-    }
-    nlohmann::json vocab = nlohmann::json::object();
-    for (int i = 0; i < config["vocab_size"].get<int>(); ++i) vocab["t" + std::to_string(i)] = i;
-    const nlohmann::json tok = {
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
-        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}}};
-    std::ofstream(dir + "/tokenizer.json") << tok.dump();
-    std::ofstream(dir + "/tokenizer_config.json") << "{}";
-    return dir;
+    return test_support::edited_copy("gptoss-" + fixture, fixture, edit, plain_tokenizer);
 }
 
 test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture) {
@@ -73,11 +55,7 @@ test_support::ReferenceComparison run(const std::string& dir, const std::string&
 }
 
 TEST(GptOssReference, MatchesTransformers) {
-    const auto r = run(fixture_dir("gptoss"), "gptoss");
-    EXPECT_EQ(r.scored, 2 * 255);
-    EXPECT_LE(r.kld_mean, kMaxMeanKld);
-    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-    std::printf("gptoss: mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean, r.max_abs_logit_diff);
+    test_support::expect_matches_reference(fixture_dir("gptoss"), "gptoss", "gptoss");
 }
 
 // The router's choices: the engine's hidden state entering each router (LinearInput hook)
