@@ -151,7 +151,8 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
     const auto shard = shard_of_params(store.get_job(id).params);
     if (!shard) fmt::print("{}", sweep_summary(store, id));  // a shard has only part of it
     const bool placement =
-        nlohmann::json::parse(store.get_job(id).params).value("granularity", "") == "placement";
+        SweepOptions::from_json(nlohmann::json::parse(store.get_job(id).params)).granularity ==
+        "placement";
     if (!a.json_out.empty()) {
         nlohmann::json rows = nlohmann::json::array();
         for (const auto& m : store.measurements(id))

@@ -150,8 +150,8 @@ std::vector<PlacementRow> placement_rows(jobs::Store& store, int64_t id, double*
 }
 
 std::string placement_summary(jobs::Store& store, int64_t id) {
-    const json params = json::parse(store.get_job(id).params);
-    const std::string base = params.value("base", "?");
+    const SweepOptions o = SweepOptions::from_json(json::parse(store.get_job(id).params));
+    const std::string base = o.base_type ? ggml_type_display_name(*o.base_type) : "?";
     double ppl_fp = std::nan("");
     const auto rows = placement_rows(store, id, &ppl_fp);
     const PlacementRow* base_row = nullptr;

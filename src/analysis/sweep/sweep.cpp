@@ -518,6 +518,7 @@ json SweepOptions::to_json() const {
         j["gptq_text"] = gptq_text;
         j["gptq_chunks"] = gptq_chunks;
     }
+    if (!gptq_hash.empty()) j["gptq_hash"] = gptq_hash;
     if (!gptq_formats.empty()) {  // only then, so other jobs' parameters stay as they were
         json names = json::array();
         for (const auto& f : gptq_formats) names.push_back(gptq_format_name(f));
@@ -560,6 +561,7 @@ SweepOptions SweepOptions::from_json(const json& j) {
     }
     o.gptq_text = j.value("gptq_text", "");
     o.gptq_chunks = job_param_int(j, "gptq_chunks", o.gptq_chunks);
+    o.gptq_hash = j.value("gptq_hash", "");
     if (j.contains("gptq_formats")) {
         QL_CHECK(j["gptq_formats"].is_array(), "job params: 'gptq_formats' is {}, expected a list",
                  j["gptq_formats"].dump());
@@ -701,10 +703,9 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
     }
     jobs::NewJob nj;
     nj.kind = jobs::JobKind::sweep;
-    json params = o.to_json();
     // The calibration text is an input like the evaluation text: a resume must see the same.
-    if (!o.gptq_text.empty()) params["gptq_hash"] = text_hash(o.gptq_text);
-    nj.params = params.dump();
+    if (!o.gptq_text.empty()) o.gptq_hash = text_hash(o.gptq_text);
+    nj.params = o.to_json().dump();
     nj.model = o.model;
     nj.model_hash = model->content_hash();
     nj.text_hash = text_hash(o.eval_text);
@@ -747,9 +748,8 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     SweepContext ctx;
     open_context(ctx, SweepOptions::from_json(json::parse(job.params)));
     store.check_inputs(id, ctx.model->content_hash(), text_hash(ctx.opt.eval_text));
-    const json params = json::parse(job.params);
-    if (params.contains("gptq_hash"))
-        QL_CHECK(text_hash(ctx.opt.gptq_text) == params.at("gptq_hash").get<std::string>(),
+    if (!ctx.opt.gptq_hash.empty())
+        QL_CHECK(text_hash(ctx.opt.gptq_text) == ctx.opt.gptq_hash,
                  "{}: job {}: the --gptq calibration text '{}' changed since the job started",
                  store.path(), id, ctx.opt.gptq_text);
 
@@ -846,7 +846,7 @@ double spearman(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 std::string sweep_summary(jobs::Store& store, int64_t id) {
-    if (json::parse(store.get_job(id).params).value("granularity", "") == "placement")
+    if (SweepOptions::from_json(json::parse(store.get_job(id).params)).granularity == "placement")
         return placement_summary(store, id);
     const auto ms = store.measurements(id);
     std::map<std::string, std::map<std::string, std::map<std::string, double>>>
