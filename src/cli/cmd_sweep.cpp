@@ -146,7 +146,7 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
     if (final_state != jobs::JobState::done) {
         fmt::print(stderr, "sweep: job {} is {}; continue with `quantlens jobs resume {}`\n", id,
                    jobs::state_name(final_state), id);
-        return final_state == jobs::JobState::paused ? 0 : 1;
+        return jobs::job_exit_code(final_state);
     }
     const auto shard = shard_of_params(store.get_job(id).params);
     if (!shard) fmt::print("{}", sweep_summary(store, id));  // a shard has only part of it
@@ -184,11 +184,9 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
 }  // namespace
 
 void register_sweep_runner() {
-    jobs::register_job_runner(jobs::JobKind::sweep, [](jobs::Store& store, int64_t id) {
-        const jobs::JobState s = jobs::run_job(store, id, [&] { return run_sweep(store, id); });
-        if (s == jobs::JobState::done) fmt::print("{}", sweep_summary(store, id));
-        return s == jobs::JobState::done || s == jobs::JobState::paused ? 0 : 1;
-    });
+    jobs::register_job_kind(
+        jobs::JobKind::sweep, [](jobs::Store& store, int64_t id) { return run_sweep(store, id); },
+        [](jobs::Store& store, int64_t id) { fmt::print("{}", sweep_summary(store, id)); });
 }
 
 }  // namespace quantlens::cli
