@@ -161,20 +161,7 @@ std::string write_gguf(const Model& model, const std::string& preset, const std:
 }
 
 double mean_kld(const Model& a, const Model& b) {
-    const LogitsFile ref(fixture_dir(kFixture) + "/reference.qllogp");
-    const int64_t T = ref.header().n_ctx;
-    const auto tokens = ref.tokens().subspan(0, T);
-    const std::vector<float> la = Engine(a).forward(tokens, 1, T);
-    const std::vector<float> lb = Engine(b).forward(tokens, 1, T);
-    const int64_t V = a.config().vocab;
-    std::vector<float> pa(V), pb(V);
-    double sum = 0;
-    for (int64_t t = 0; t < T; ++t) {
-        log_softmax_row(la.data() + t * V, V, pa.data());
-        log_softmax_row(lb.data() + t * V, V, pb.data());
-        for (int64_t i = 0; i < V; ++i) sum += std::exp(pa[i]) * (pa[i] - pb[i]);
-    }
-    return sum / static_cast<double>(T);
+    return test_support::mean_kld(a, b, fixture_dir(kFixture));
 }
 
 // gguf-py MODEL_TENSORS[QWEN3MOE] as Qwen2MoeModel.modify_tensors maps this checkpoint: the
