@@ -283,6 +283,7 @@ float sign_of(uint8_t signs, int j) {
 
 }  // namespace
 
+// Mirrors ggml's quantize_iq2_xxs.
 void quantize_rows_iq2_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                            const float* importance) {
     require_importance(importance, "IQ2_XXS");
@@ -293,6 +294,7 @@ void quantize_rows_iq2_xxs(const float* src, void* dst, int64_t n_rows, int64_t 
             quantize_iq2_xxs_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
 }
 
+// Mirrors ggml's dequantize_row_iq2_xxs.
 void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq2_xxs*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -312,6 +314,7 @@ void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's quantize_iq2_xs.
 void quantize_rows_iq2_xs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                           const float* importance) {
     require_importance(importance, "IQ2_XS");
@@ -322,6 +325,7 @@ void quantize_rows_iq2_xs(const float* src, void* dst, int64_t n_rows, int64_t n
             quantize_iq2_16_block<false>(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
 }
 
+// Mirrors ggml's dequantize_row_iq2_xs.
 void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq2_xs*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -340,6 +344,7 @@ void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's quantize_iq2_s (row loops as ggml's quantize_iq2_xxs / _xs).
 void quantize_rows_iq2_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                          const float* importance) {
     const IqGrid& grid = iq_grid(GridKind::Iq2s);
@@ -350,6 +355,7 @@ void quantize_rows_iq2_s(const float* src, void* dst, int64_t n_rows, int64_t n_
                                         importance ? importance + QK_K * ibl : nullptr, y);
 }
 
+// Mirrors ggml's dequantize_row_iq2_s.
 void dequantize_row_iq2_s(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq2_s*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {

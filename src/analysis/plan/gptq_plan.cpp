@@ -121,21 +121,12 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
     recipe.predicted_bpw =
         bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
     recipe.gptq_desc_act = params.value("gptq_act_order", false);
-    double kld_sum = 0;
-    bool kld_known = true;
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GptqFormat f = formats[i][r.choice[i]];
-        const std::string name = gptq_format_name(f);
-        out.choices.push_back({problem.units[i].name, name});
+        out.choices.push_back({problem.units[i].name, gptq_format_name(f)});
         for (const auto& t : unit_tensors[i]) recipe.gptq_tensors[t] = f;
-        const auto& metrics = m[problem.units[i].name][name];
-        auto it = metrics.find(metric::kld_mean);
-        if (it == metrics.end())
-            kld_known = false;
-        else
-            kld_sum += std::max(0.0, it->second);
     }
-    recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
+    recipe.predicted_kld = predicted_kld(m, out.choices, out.interaction_factor);
     recipe.notes.push_back(fmt::format(
         "GPTQ recipe ({}, {}): sizes are checkpoint tensor bytes (qweight, qzeros, scales, g_idx; "
         "other tensors in 16 bits)",

@@ -67,6 +67,22 @@ std::optional<double> interaction_factor(const SweepMeasurements& m,
     return median(ratios);
 }
 
+double predicted_kld(const SweepMeasurements& m,
+                     const std::vector<std::pair<std::string, std::string>>& chosen,
+                     double factor) {
+    double kld_sum = 0;
+    for (const auto& [unit, type] : chosen) {
+        const auto u = m.find(unit);
+        if (u == m.end()) return std::nan("");
+        const auto t = u->second.find(type);
+        if (t == u->second.end()) return std::nan("");
+        const auto kld = t->second.find(metric::kld_mean);
+        if (kld == t->second.end()) return std::nan("");
+        kld_sum += std::max(0.0, kld->second);
+    }
+    return kld_sum * factor;
+}
+
 uint64_t parse_size(const std::string& text) {
     size_t pos = 0;
     double value = 0;
@@ -356,20 +372,12 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
     // Whatever drove the choice, its predicted KLD comes from the measured per-unit ΔKLD
     // (so a proxy-driven recipe is predicted on the same scale as a KLD-driven one).
-    double kld_sum = 0;
-    bool kld_known = true;
+    std::vector<std::pair<std::string, std::string>> chosen;
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const std::string type = ggml_type_display_name(problem.units[i].options[r.choice[i]].type);
-        for (const std::string& member : unit_members[i]) {
-            const auto& metrics = m[member][type];
-            auto it = metrics.find(metric::kld_mean);
-            if (it == metrics.end())
-                kld_known = false;
-            else
-                kld_sum += std::max(0.0, it->second);
-        }
+        for (const std::string& member : unit_members[i]) chosen.emplace_back(member, type);
     }
-    recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
+    recipe.predicted_kld = predicted_kld(m, chosen, out.interaction_factor);
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GgmlType t = problem.units[i].options[r.choice[i]].type;
         out.choices.push_back({problem.units[i].name, ggml_type_display_name(t)});

@@ -65,6 +65,10 @@ SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id);
 // type has both.
 std::optional<double> interaction_factor(const SweepMeasurements& m,
                                          const std::vector<PlanUnit>& units);
+// A choice's predicted KLD: Σ over its (unit, type) pairs of the measured ΔKLD (negative ones
+// as 0), in that order, × `factor`; NaN when any pair was not measured.
+double predicted_kld(const SweepMeasurements& m,
+                     const std::vector<std::pair<std::string, std::string>>& chosen, double factor);
 
 // "5373408", "5.37MB" (10^6), "5.1MiB", "4.2GB", "4GiB", "900kB" → bytes.
 uint64_t parse_size(const std::string& text);
