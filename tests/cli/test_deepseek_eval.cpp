@@ -12,7 +12,6 @@
 namespace quantlens {
 namespace {
 
-
 constexpr double kMaxMeanKld = 1e-4;  // issue 23 acceptance
 
 std::string fixture(const std::string& name) {

@@ -11,7 +11,6 @@
 namespace quantlens {
 namespace {
 
-
 constexpr double kMaxMeanKld = 1e-4;  // issue 24 acceptance
 
 struct Case {

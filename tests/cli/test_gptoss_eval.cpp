@@ -14,7 +14,6 @@
 namespace quantlens {
 namespace {
 
-
 constexpr double kMaxMeanKld = 1e-4;  // issue 23 acceptance
 
 struct GptOssFixture {
