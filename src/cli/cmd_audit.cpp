@@ -80,7 +80,7 @@ int run_audit_command(const AuditArgs& a, const std::string& command_line) {
     if (state != jobs::JobState::done) {
         fmt::print(stderr, "audit: job {} is {}; run the same command again to continue\n", id,
                    jobs::state_name(state));
-        return state == jobs::JobState::paused ? 0 : 1;
+        return jobs::job_exit_code(state);
     }
     const auto rows = audit_rows(store, id);
     if (a.json)
@@ -95,14 +95,11 @@ int run_audit_command(const AuditArgs& a, const std::string& command_line) {
 // `quantlens jobs resume ID` (and the web app) continue an audit job like any other: the job's
 // parameters hold the zoo, so the store and the id are enough.
 void register_audit_runner() {
-    jobs::register_job_runner(jobs::JobKind::audit, [](jobs::Store& store, int64_t id) {
-        const jobs::JobState s = jobs::run_job(store, id, [&] { return run_audit(store, id); });
-        if (s == jobs::JobState::done) {
-            const auto rows = audit_rows(store, id);
-            fmt::print("audit job {}\n{}", id, audit_table(rows));
-        }
-        return s == jobs::JobState::done || s == jobs::JobState::paused ? 0 : 1;
-    });
+    jobs::register_job_kind(
+        jobs::JobKind::audit, [](jobs::Store& store, int64_t id) { return run_audit(store, id); },
+        [](jobs::Store& store, int64_t id) {
+            fmt::print("audit job {}\n{}", id, audit_table(audit_rows(store, id)));
+        });
 }
 
 }  // namespace quantlens::cli

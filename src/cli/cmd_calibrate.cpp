@@ -149,7 +149,7 @@ int run_calibrate(const CalibrateCliOptions& o, const std::string& command_line)
             jobs::run_job(store, id, [&] { return run_calibrate_job(store, id, &r); });
         if (s != jobs::JobState::done) {
             fmt::print(stderr, "calibrate: job {} is {}\n", id, jobs::state_name(s));
-            return s == jobs::JobState::paused ? 0 : 1;
+            return jobs::job_exit_code(s);
         }
     }
     if (o.json) {
@@ -167,10 +167,8 @@ int run_calibrate(const CalibrateCliOptions& o, const std::string& command_line)
 
 QL_COMMAND(calibrate, "Importance matrix (llama.cpp imatrix) and activation statistics") {
     using namespace quantlens;
-    jobs::register_job_runner(jobs::JobKind::calibrate, [](jobs::Store& store, int64_t id) {
-        const jobs::JobState s =
-            jobs::run_job(store, id, [&] { return cli::run_calibrate_job(store, id, nullptr); });
-        return s == jobs::JobState::done || s == jobs::JobState::paused ? 0 : 1;
+    jobs::register_job_kind(jobs::JobKind::calibrate, [](jobs::Store& store, int64_t id) {
+        return cli::run_calibrate_job(store, id, nullptr);
     });
     auto o = std::make_shared<cli::CalibrateCliOptions>();
     cmd.add_option("MODEL", o->model, "Hugging Face directory or .gguf file")->required();

@@ -29,7 +29,7 @@ int finish_compare(jobs::Store& store, int64_t id, jobs::JobState state, const C
     if (state != jobs::JobState::done) {
         fmt::print(stderr, "compare: job {} is {}; continue with `quantlens jobs resume {}`\n", id,
                    jobs::state_name(state), id);
-        return state == jobs::JobState::paused ? 0 : 1;
+        return jobs::job_exit_code(state);
     }
     const CompareResult r = load_compare_result(store, id);
     if (a.json)

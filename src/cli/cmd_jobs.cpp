@@ -168,28 +168,26 @@ void print_job_line(const JobsOptions& o, const Job& j, const std::string& what)
         fmt::print("job {}: {}\n", j.id, what);
 }
 
-int run_pause(const JobsOptions& o) {
+// pause / cancel: done at once for a job not running, else asked of its process.
+int request_stop(const JobsOptions& o, bool cancel) {
     Store store = open_existing(o);
-    const Job j = store.pause(o.id);
+    const Job j = cancel ? store.cancel(o.id) : store.pause(o.id);
+    const char* what = cancel ? "cancel" : "pause";
     print_job_line(o, j,
-                   j.state == JobState::paused
-                       ? std::string("paused")
-                       : fmt::format("pause requested; its process (pid {}) stops after the "
+                   j.state == (cancel ? JobState::cancelled : JobState::paused)
+                       ? std::string(cancel ? "cancelled" : "paused")
+                       : fmt::format("{} requested; its process (pid {}) stops after the "
                                      "current item",
-                                     j.pid));
+                                     what, j.pid));
     return 0;
 }
 
+int run_pause(const JobsOptions& o) {
+    return request_stop(o, false);
+}
+
 int run_cancel(const JobsOptions& o) {
-    Store store = open_existing(o);
-    const Job j = store.cancel(o.id);
-    print_job_line(o, j,
-                   j.state == JobState::cancelled
-                       ? std::string("cancelled")
-                       : fmt::format("cancel requested; its process (pid {}) stops after the "
-                                     "current item",
-                                     j.pid));
-    return 0;
+    return request_stop(o, true);
 }
 
 int run_resume(const JobsOptions& o) {

@@ -40,6 +40,17 @@ std::vector<std::pair<std::string, std::string>> model_tensor_names(const Recipe
 }
 
 // plan --format gptq (analysis/plan/gptq_plan.h): a GPTQ recipe and its quantization_config.
+// The frontier as --frontier writes it and the stored plan artifact holds it.
+nlohmann::json frontier_json(const std::vector<FrontierPoint>& points, int64_t n_params) {
+    nlohmann::json out = nlohmann::json::array();
+    for (const auto& p : points)
+        out.push_back(
+            {{"size_bytes", p.bytes},
+             {"bpw", bits_per_weight(static_cast<double>(p.bytes), static_cast<double>(n_params))},
+             {"predicted_kld", p.error}});
+    return out;
+}
+
 int run_gptq_plan(const PlanArgs& a) {
     QL_CHECK(!a.knee && a.pins.empty() && a.ties.empty() && a.min_type.empty() &&
                  a.max_type.empty() && a.export_llama.empty(),
@@ -68,12 +79,7 @@ int run_gptq_plan(const PlanArgs& a) {
         a.export_gptq.empty() ? "" : gptq_quantization_config(r, model_tensor_names(r));
     if (!a.output.empty()) save_recipe(r, a.output, ow);
     if (!a.export_gptq.empty()) write_output_file(a.export_gptq, config, ow);
-    nlohmann::json frontier = nlohmann::json::array();
-    for (const auto& p : out.frontier)
-        frontier.push_back({{"size_bytes", p.bytes},
-                            {"bpw", bits_per_weight(static_cast<double>(p.bytes),
-                                                    static_cast<double>(out.n_params))},
-                            {"predicted_kld", p.error}});
+    const nlohmann::json frontier = frontier_json(out.frontier, out.n_params);
     if (!a.frontier_out.empty()) write_output_file(a.frontier_out, frontier.dump(1), ow);
     if (a.json) {
         nlohmann::json choices = nlohmann::json::object();
@@ -147,12 +153,7 @@ int run_plan(const PlanArgs& a) {
     // Stored for the report and the web app's recipe editor.
     nlohmann::json tensors = nlohmann::json::object();
     for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
-    nlohmann::json frontier = nlohmann::json::array();
-    for (const auto& p : out.frontier)
-        frontier.push_back({{"size_bytes", p.bytes},
-                            {"bpw", bits_per_weight(static_cast<double>(p.bytes),
-                                                    static_cast<double>(out.n_params))},
-                            {"predicted_kld", p.error}});
+    const nlohmann::json frontier = frontier_json(out.frontier, out.n_params);
     const std::string name = !a.name.empty() ? a.name
                              : a.knee        ? "knee"
                              : a.target_bpw > 0

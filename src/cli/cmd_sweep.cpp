@@ -147,13 +147,14 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
     if (final_state != jobs::JobState::done) {
         fmt::print(stderr, "sweep: job {} is {}; continue with `quantlens jobs resume {}`\n", id,
                    jobs::state_name(final_state), id);
-        return final_state == jobs::JobState::paused ? 0 : 1;
+        return jobs::job_exit_code(final_state);
     }
     const auto shard = shard_of_params(store.get_job(id).params);
     if (!shard) fmt::print("{}", sweep_summary(store, id));  // a shard has only part of it
     fmt::print(stderr, "sweep: peak memory {}\n", peak_memory_text());
     const bool placement =
-        nlohmann::json::parse(store.get_job(id).params).value("granularity", "") == "placement";
+        SweepOptions::from_json(nlohmann::json::parse(store.get_job(id).params)).granularity ==
+        "placement";
     if (!a.json_out.empty()) {
         nlohmann::json rows = nlohmann::json::array();
         for (const auto& m : store.measurements(id))
@@ -185,11 +186,9 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
 }  // namespace
 
 void register_sweep_runner() {
-    jobs::register_job_runner(jobs::JobKind::sweep, [](jobs::Store& store, int64_t id) {
-        const jobs::JobState s = jobs::run_job(store, id, [&] { return run_sweep(store, id); });
-        if (s == jobs::JobState::done) fmt::print("{}", sweep_summary(store, id));
-        return s == jobs::JobState::done || s == jobs::JobState::paused ? 0 : 1;
-    });
+    jobs::register_job_kind(
+        jobs::JobKind::sweep, [](jobs::Store& store, int64_t id) { return run_sweep(store, id); },
+        [](jobs::Store& store, int64_t id) { fmt::print("{}", sweep_summary(store, id)); });
 }
 
 }  // namespace quantlens::cli

@@ -60,6 +60,20 @@ void register_job_runner(JobKind kind, JobRunner runner) {
     registry()[kind] = std::move(runner);
 }
 
+void register_job_kind(JobKind kind, std::function<bool(Store&, int64_t)> work,
+                       std::function<void(Store&, int64_t)> on_done) {
+    register_job_runner(
+        kind, [work = std::move(work), on_done = std::move(on_done)](Store& store, int64_t id) {
+            const JobState s = run_job(store, id, [&] { return work(store, id); });
+            if (s == JobState::done && on_done) on_done(store, id);
+            return job_exit_code(s);
+        });
+}
+
+int job_exit_code(JobState state) {
+    return state == JobState::done || state == JobState::paused ? 0 : 1;
+}
+
 const JobRunner* find_job_runner(JobKind kind) {
     std::lock_guard lock(registry_mutex);
     auto it = registry().find(kind);

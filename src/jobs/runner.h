@@ -23,6 +23,13 @@ namespace quantlens::jobs {
 using JobRunner = std::function<int(Store& store, int64_t job_id)>;
 
 void register_job_runner(JobKind kind, JobRunner runner);
+// The usual runner of a kind: `work` (true when it completed, false when it stopped on
+// request) under run_job(), then `on_done` when the job finished; exits job_exit_code's.
+void register_job_kind(JobKind kind, std::function<bool(Store&, int64_t)> work,
+                       std::function<void(Store&, int64_t)> on_done = nullptr);
+// A command's exit code for a job that ended in `state`: 0 when done or paused (resumable
+// later), 1 when failed or cancelled.
+int job_exit_code(JobState state);
 // nullptr when no runner for this kind is registered in this binary.
 const JobRunner* find_job_runner(JobKind kind);
 

@@ -69,6 +69,7 @@ float sigma2_of(const float* xbl) {
     return 2 * sumx2 / QK_K;
 }
 
+// Mirrors ggml's quantize_row_iq1_s_impl (its scale search is IQ1_M's on purpose).
 void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw, block_iq1_s* y) {
     constexpr int kBlock = 32;
     float scales[QK_K / kBlock];
@@ -190,6 +191,7 @@ const float* iq1_m_values(int k, int group) {
     return (group == 0 ? k < 2 : k % 2 == 0) ? kXp : kXm;
 }
 
+// Mirrors ggml's quantize_row_iq1_m_impl.
 void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw, block_iq1_m* y) {
     constexpr int kBlock = 16;
     static constexpr uint8_t kMasks[4] = {0x00, 0x80, 0x08, 0x88};
@@ -353,6 +355,7 @@ void quantize_rows_iq1_s(const float* src, void* dst, int64_t n_rows, int64_t n_
             quantize_iq1_s_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
 }
 
+// Mirrors ggml's dequantize_row_iq1_s.
 void dequantize_row_iq1_s(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq1_s*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {

@@ -6,6 +6,7 @@
 #include "quant/iq_common.h"
 #include "quant/iq_grids.h"
 #include "quant/kernels.h"
+#include "quant/scale_search.h"
 #include "quant/tables_generated.h"
 
 namespace quantlens::kernels {
@@ -66,69 +67,6 @@ uint8_t split_signs(const float* xb, const float* weight, float* xval, bool pari
         s &= 127;
     }
     return parity ? (s & 127) : s;
-}
-
-// ggml's make_qp_quants: non-negative levels 0..nmax for x >= 0 with a weighted fit,
-// refined by coordinate descent. Gives IQ2_XXS its starting scale.
-float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* w) {
-    float max = 0;
-    for (int i = 0; i < n; ++i) max = std::max(max, x[i]);
-    if (max < kGroupMaxEps) {
-        std::memset(L, 0, n);
-        return 0.f;
-    }
-    float iscale = nmax / max;
-    for (int i = 0; i < n; ++i) L[i] = static_cast<uint8_t>(nearest_int(iscale * x[i]));
-    const float scale = 1 / iscale;
-    float best_mse = 0;
-    for (int i = 0; i < n; ++i) {
-        const float diff = x[i] - scale * L[i];
-        best_mse += w[i] * diff * diff;
-    }
-    for (int is = -4; is <= 4; ++is) {
-        if (is == 0) continue;
-        const float iscale_is = (0.1f * is + nmax) / max;
-        const float scale_is = 1 / iscale_is;
-        float mse = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = std::min(nmax, nearest_int(iscale_is * x[i]));
-            const float diff = x[i] - scale_is * l;
-            mse += w[i] * diff * diff;
-        }
-        if (mse < best_mse) {
-            best_mse = mse;
-            iscale = iscale_is;
-        }
-    }
-    float sumlx = 0, suml2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const int l = std::min(nmax, nearest_int(iscale * x[i]));
-        L[i] = static_cast<uint8_t>(l);
-        sumlx += w[i] * x[i] * l;
-        suml2 += w[i] * l * l;
-    }
-    for (int itry = 0; itry < 5; ++itry) {
-        int n_changed = 0;
-        for (int i = 0; i < n; ++i) {
-            float slx = sumlx - w[i] * x[i] * L[i];
-            float sl2 = suml2 - w[i] * L[i] * L[i];
-            if (slx > 0 && sl2 > 0) {
-                const int new_l = std::min(nmax, nearest_int(x[i] * sl2 / slx));
-                if (new_l != L[i]) {
-                    slx += w[i] * x[i] * new_l;
-                    sl2 += w[i] * new_l * new_l;
-                    if (slx * slx * suml2 > sumlx * sumlx * sl2) {
-                        L[i] = static_cast<uint8_t>(new_l);
-                        sumlx = slx;
-                        suml2 = sl2;
-                        ++n_changed;
-                    }
-                }
-            }
-        }
-        if (!n_changed) break;
-    }
-    return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
 int grid_index_of(const IqGrid& grid, const int8_t* L) {
@@ -203,7 +141,9 @@ void quantize_iq2_xxs_block(const IqGrid& grid, const float* xbl, const float* q
             scales[ib] = 0;
             continue;
         }
-        float scale = make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
+        // ggml's make_qp_quants (quant/scale_search.h) gives IQ2_XXS its starting scale.
+        float scale =
+            detail::make_qp_quants(32, kMaxQ + 1, xval, reinterpret_cast<uint8_t*>(L), weight);
         const float eff_max = scale * kMaxQ;
         if (eff_max <= 0) {
             scales[ib] = 0;
@@ -343,6 +283,7 @@ float sign_of(uint8_t signs, int j) {
 
 }  // namespace
 
+// Mirrors ggml's quantize_iq2_xxs.
 void quantize_rows_iq2_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                            const float* importance) {
     require_importance(importance, "IQ2_XXS");
@@ -353,6 +294,7 @@ void quantize_rows_iq2_xxs(const float* src, void* dst, int64_t n_rows, int64_t 
             quantize_iq2_xxs_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
 }
 
+// Mirrors ggml's dequantize_row_iq2_xxs.
 void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq2_xxs*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -372,6 +314,7 @@ void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's quantize_iq2_xs.
 void quantize_rows_iq2_xs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                           const float* importance) {
     require_importance(importance, "IQ2_XS");
@@ -382,6 +325,7 @@ void quantize_rows_iq2_xs(const float* src, void* dst, int64_t n_rows, int64_t n
             quantize_iq2_16_block<false>(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
 }
 
+// Mirrors ggml's dequantize_row_iq2_xs.
 void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq2_xs*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -400,6 +344,7 @@ void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's quantize_iq2_s (row loops as ggml's quantize_iq2_xxs / _xs).
 void quantize_rows_iq2_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                          const float* importance) {
     const IqGrid& grid = iq_grid(GridKind::Iq2s);
@@ -410,6 +355,7 @@ void quantize_rows_iq2_s(const float* src, void* dst, int64_t n_rows, int64_t n_
                                         importance ? importance + QK_K * ibl : nullptr, y);
 }
 
+// Mirrors ggml's dequantize_row_iq2_s.
 void dequantize_row_iq2_s(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq2_s*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {

@@ -244,6 +244,7 @@ float sign_of(uint8_t signs, int j) {
 
 }  // namespace
 
+// Mirrors ggml's quantize_iq3_xxs (row and block loops as ggml's, like quantize_rows_iq3_s).
 void quantize_rows_iq3_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                            const float* importance) {
     const IqGrid& grid = iq_grid(GridKind::Iq3xxs);
@@ -254,6 +255,7 @@ void quantize_rows_iq3_xxs(const float* src, void* dst, int64_t n_rows, int64_t 
                                    importance ? importance + QK_K * ibl : nullptr, y);
 }
 
+// Mirrors ggml's dequantize_row_iq3_xxs.
 void dequantize_row_iq3_xxs(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq3_xxs*>(src);
     for (int64_t i = 0; i < n / QK_K; i++) {
@@ -280,6 +282,7 @@ void dequantize_row_iq3_xxs(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's quantize_iq3_s.
 void quantize_rows_iq3_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                          const float* importance) {
     const IqGrid& grid = iq_grid(GridKind::Iq3s);

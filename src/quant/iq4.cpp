@@ -28,6 +28,7 @@ struct Iq4Out {
 };
 
 // One super-block of n weights (32 for IQ4_NL, 256 for IQ4_XS).
+// Mirrors ggml's quantize_row_iq4_nl_impl (its scale search, like make_qx_quants').
 void quantize_iq4_super(int n, const float* x, const float* qw, Iq4Out out) {
     const int8_t* values = tables::kvalues_iq4nl;
     float scales[QK_K / kBlock];
@@ -140,6 +141,7 @@ void quantize_iq4_super(int n, const float* x, const float* qw, Iq4Out out) {
 
 }  // namespace
 
+// Mirrors ggml's quantize_iq4_nl.
 void quantize_rows_iq4_nl(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                           const float* importance) {
     const int64_t nb = n_per_row / QK4_NL;
@@ -164,6 +166,7 @@ void dequantize_row_iq4_nl(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's quantize_iq4_xs.
 void quantize_rows_iq4_xs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                           const float* importance) {
     const int64_t nb = n_per_row / QK_K;

@@ -11,10 +11,11 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "quant/blocks.h"  // also disables fp contraction for this translation unit
+#include "quant/scale_search.h"
 
 namespace quantlens::kernels::iq {
 
-inline constexpr float kGroupMaxEps = 1e-15f;
+using detail::kGroupMaxEps;  // groups below it are all-zero (scale_search.h)
 inline constexpr float kGroupMaxEpsIq3Xxs = 1e-8f;
 inline constexpr float kGroupMaxEpsIq2S = 1e-8f;
 inline constexpr float kGroupMaxEpsIq1M = 1e-7f;

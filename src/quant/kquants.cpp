@@ -335,30 +335,30 @@ void q5_K_pack(const uint8_t* L, block_q5_K& y) {
     }
 }
 
-void q4_K_block(const float* x, const float* qw, block_q4_K& y) {
+// Mirrors ggml's quantize_row_q4_K_ref / q5_K_ref and their _impl (importance) twins: 8
+// sub-blocks of 32 with a 6-bit scale and min each, levels 0..nmax; the reference path's
+// search grid (rmin, 0.1 steps, nstep) is the one ggml uses for that type.
+template <int nmax, typename Block>
+void qk_block(const float* x, const float* qw, Block& y, float rmin, int nstep,
+              void (*pack)(const uint8_t*, Block&)) {
     uint8_t L[QK_K];
     if (qw) {
-        qk_fit_imat<15>(x, qw, L, y.scales, y.d, y.dmin);
+        qk_fit_imat<nmax>(x, qw, L, y.scales, y.d, y.dmin);
     } else {
         float scales[QK_K / 32], mins[QK_K / 32], max_scale, max_min;
-        qk_fit_ref<15>(x, scales, mins, L, -1.f, 0.1f, 20, max_scale, max_min);
+        qk_fit_ref<nmax>(x, scales, mins, L, rmin, 0.1f, nstep, max_scale, max_min);
         qk_store_scales_ref(scales, mins, max_scale, max_min, y.scales, y.d, y.dmin);
     }
-    qk_requantize<15>(x, y.scales, y.d, y.dmin, L);
-    q4_K_pack(L, y);
+    qk_requantize<nmax>(x, y.scales, y.d, y.dmin, L);
+    pack(L, y);
+}
+
+void q4_K_block(const float* x, const float* qw, block_q4_K& y) {
+    qk_block<15>(x, qw, y, -1.f, 20, q4_K_pack);
 }
 
 void q5_K_block(const float* x, const float* qw, block_q5_K& y) {
-    uint8_t L[QK_K];
-    if (qw) {
-        qk_fit_imat<31>(x, qw, L, y.scales, y.d, y.dmin);
-    } else {
-        float scales[QK_K / 32], mins[QK_K / 32], max_scale, max_min;
-        qk_fit_ref<31>(x, scales, mins, L, -0.5f, 0.1f, 15, max_scale, max_min);
-        qk_store_scales_ref(scales, mins, max_scale, max_min, y.scales, y.d, y.dmin);
-    }
-    qk_requantize<31>(x, y.scales, y.d, y.dmin, L);
-    q5_K_pack(L, y);
+    qk_block<31>(x, qw, y, -0.5f, 15, q5_K_pack);
 }
 
 // ================================ Q6_K ================================

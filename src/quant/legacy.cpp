@@ -151,58 +151,66 @@ void quantize_rows(const float* src, void* dst, int64_t n_rows, int64_t n_per_ro
     }
 }
 
+// Packs 32 four-bit levels: j | j+16 << 4 in qs.
+template <typename Level>
+void pack4(const Level* L, uint8_t* qs) {
+    for (int j = 0; j < 16; ++j) qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
+}
+
+template <typename Block>
+void pack_levels(const uint8_t* L, Block& y) {
+    if constexpr (requires { y.qh; })
+        pack5(L, y.qs, y.qh);
+    else
+        pack4(L, y.qs);
+}
+
+// Mirrors ggml's quantize_row_q4_0_impl / q5_0_impl: a symmetric scale per 32-block by
+// weighted least squares (make_qx_quants over `nmax` levels each side).
+template <typename Block>
+void symmetric_row_imat(const float* x, Block* y, int64_t n, const float* qw, int nmax) {
+    const float sigma2 = row_sigma2(x, n);
+    float weight[32];
+    int8_t L[32];
+    for (int64_t b = 0; b < n / 32; ++b) {
+        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
+        const float d = make_qx_quants(32, nmax, x + 32 * b, L, 1, weight);
+        y[b].d = f32_to_f16(d);
+        uint8_t levels[32];
+        for (int j = 0; j < 32; ++j) levels[j] = static_cast<uint8_t>(L[j]);
+        pack_levels(levels, y[b]);
+    }
+}
+
+// Mirrors ggml's quantize_row_q4_1_impl / q5_1_impl: a scale and min per 32-block by
+// weighted least squares (make_qkx3_quants with ggml's search grid, nmax + 1 levels).
+template <typename Block>
+void affine_row_imat(const float* x, Block* y, int64_t n, const float* qw, int nmax) {
+    const float sigma2 = row_sigma2(x, n);
+    float weight[32];
+    uint8_t L[32], Laux[32];
+    for (int64_t b = 0; b < n / 32; ++b) {
+        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
+        float min;
+        const float d =
+            make_qkx3_quants(32, nmax, x + 32 * b, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
+        y[b].d = f32_to_f16(d);
+        y[b].m = f32_to_f16(-min);
+        pack_levels(L, y[b]);
+    }
+}
+
 void q4_0_row_imat(const float* x, block_q4_0* y, int64_t n, const float* qw) {
-    const float sigma2 = row_sigma2(x, n);
-    float weight[32];
-    int8_t L[32];
-    for (int64_t b = 0; b < n / 32; ++b) {
-        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
-        const float d = make_qx_quants(32, 8, x + 32 * b, L, 1, weight);
-        y[b].d = f32_to_f16(d);
-        for (int j = 0; j < 16; ++j) y[b].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
-    }
+    symmetric_row_imat(x, y, n, qw, 8);
 }
-
 void q4_1_row_imat(const float* x, block_q4_1* y, int64_t n, const float* qw) {
-    const float sigma2 = row_sigma2(x, n);
-    float weight[32];
-    uint8_t L[32], Laux[32];
-    for (int64_t b = 0; b < n / 32; ++b) {
-        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
-        float min;
-        const float d =
-            make_qkx3_quants(32, 15, x + 32 * b, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
-        y[b].d = f32_to_f16(d);
-        y[b].m = f32_to_f16(-min);
-        for (int j = 0; j < 16; ++j) y[b].qs[j] = static_cast<uint8_t>(L[j] | (L[j + 16] << 4));
-    }
+    affine_row_imat(x, y, n, qw, 15);
 }
-
 void q5_0_row_imat(const float* x, block_q5_0* y, int64_t n, const float* qw) {
-    const float sigma2 = row_sigma2(x, n);
-    float weight[32];
-    int8_t L[32];
-    for (int64_t b = 0; b < n / 32; ++b) {
-        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
-        const float d = make_qx_quants(32, 16, x + 32 * b, L, 1, weight);
-        y[b].d = f32_to_f16(d);
-        pack5(L, y[b].qs, y[b].qh);
-    }
+    symmetric_row_imat(x, y, n, qw, 16);
 }
-
 void q5_1_row_imat(const float* x, block_q5_1* y, int64_t n, const float* qw) {
-    const float sigma2 = row_sigma2(x, n);
-    float weight[32];
-    uint8_t L[32], Laux[32];
-    for (int64_t b = 0; b < n / 32; ++b) {
-        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
-        float min;
-        const float d =
-            make_qkx3_quants(32, 31, x + 32 * b, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);
-        y[b].d = f32_to_f16(d);
-        y[b].m = f32_to_f16(-min);
-        pack5(L, y[b].qs, y[b].qh);
-    }
+    affine_row_imat(x, y, n, qw, 31);
 }
 
 inline uint32_t load_qh(const uint8_t* qh) {
@@ -238,56 +246,53 @@ void quantize_rows_q8_0(const float* src, void* dst, int64_t n_rows, int64_t n_p
     for (int64_t b = 0; b < n_blocks; ++b) q8_0_block(src + b * QK8_0, y[b]);
 }
 
+// The 32 levels of a Q4/Q5 block, as pack_levels stored them.
+template <typename Block>
+void unpack_levels(const Block& x, int* L) {
+    uint32_t qh = 0;
+    if constexpr (requires { x.qh; }) qh = load_qh(x.qh);
+    for (int j = 0; j < 16; ++j) {
+        L[j] = (x.qs[j] & 0x0F) | (((qh >> j) << 4) & 0x10);
+        L[j + 16] = (x.qs[j] >> 4) | ((qh >> (j + 12)) & 0x10);
+    }
+}
+
+// Symmetric blocks (Q4_0, Q5_0): (level - zero) · d.
+template <typename Block>
+void dequantize_symmetric(const void* src, float* y, int64_t n, int zero) {
+    const auto* x = static_cast<const Block*>(src);
+    int L[32];
+    for (int64_t i = 0; i < n / 32; ++i, y += 32) {
+        const float d = f16_to_f32(x[i].d);
+        unpack_levels(x[i], L);
+        for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(L[j] - zero) * d;
+    }
+}
+
+// Affine blocks (Q4_1, Q5_1): level · d + m.
+template <typename Block>
+void dequantize_affine(const void* src, float* y, int64_t n) {
+    const auto* x = static_cast<const Block*>(src);
+    int L[32];
+    for (int64_t i = 0; i < n / 32; ++i, y += 32) {
+        const float d = f16_to_f32(x[i].d);
+        const float m = f16_to_f32(x[i].m);
+        unpack_levels(x[i], L);
+        for (int j = 0; j < 32; ++j) y[j] = static_cast<float>(L[j]) * d + m;
+    }
+}
+
 void dequantize_row_q4_0(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_q4_0*>(src);
-    for (int64_t i = 0; i < n / QK4_0; ++i, y += QK4_0) {
-        const float d = f16_to_f32(x[i].d);
-        for (int j = 0; j < QK4_0 / 2; ++j) {
-            y[j] = static_cast<float>((x[i].qs[j] & 0x0F) - 8) * d;
-            y[j + QK4_0 / 2] = static_cast<float>((x[i].qs[j] >> 4) - 8) * d;
-        }
-    }
+    dequantize_symmetric<block_q4_0>(src, y, n, 8);
 }
-
 void dequantize_row_q4_1(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_q4_1*>(src);
-    for (int64_t i = 0; i < n / QK4_1; ++i, y += QK4_1) {
-        const float d = f16_to_f32(x[i].d);
-        const float m = f16_to_f32(x[i].m);
-        for (int j = 0; j < QK4_1 / 2; ++j) {
-            y[j] = static_cast<float>(x[i].qs[j] & 0x0F) * d + m;
-            y[j + QK4_1 / 2] = static_cast<float>(x[i].qs[j] >> 4) * d + m;
-        }
-    }
+    dequantize_affine<block_q4_1>(src, y, n);
 }
-
 void dequantize_row_q5_0(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_q5_0*>(src);
-    for (int64_t i = 0; i < n / QK5_0; ++i, y += QK5_0) {
-        const float d = f16_to_f32(x[i].d);
-        const uint32_t qh = load_qh(x[i].qh);
-        for (int j = 0; j < QK5_0 / 2; ++j) {
-            const int h0 = ((qh >> j) << 4) & 0x10;
-            const int h1 = (qh >> (j + 12)) & 0x10;
-            y[j] = static_cast<float>(((x[i].qs[j] & 0x0F) | h0) - 16) * d;
-            y[j + QK5_0 / 2] = static_cast<float>(((x[i].qs[j] >> 4) | h1) - 16) * d;
-        }
-    }
+    dequantize_symmetric<block_q5_0>(src, y, n, 16);
 }
-
 void dequantize_row_q5_1(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_q5_1*>(src);
-    for (int64_t i = 0; i < n / QK5_1; ++i, y += QK5_1) {
-        const float d = f16_to_f32(x[i].d);
-        const float m = f16_to_f32(x[i].m);
-        const uint32_t qh = load_qh(x[i].qh);
-        for (int j = 0; j < QK5_1 / 2; ++j) {
-            const int h0 = ((qh >> j) << 4) & 0x10;
-            const int h1 = (qh >> (j + 12)) & 0x10;
-            y[j] = static_cast<float>((x[i].qs[j] & 0x0F) | h0) * d + m;
-            y[j + QK5_1 / 2] = static_cast<float>((x[i].qs[j] >> 4) | h1) * d + m;
-        }
-    }
+    dequantize_affine<block_q5_1>(src, y, n);
 }
 
 void dequantize_row_q8_0(const void* src, float* y, int64_t n) {

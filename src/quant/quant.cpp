@@ -225,13 +225,23 @@ std::vector<GgmlType> parse_type_list(const std::string& list) {
     return out;
 }
 
-size_t quantize(GgmlType type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                const float* importance) {
+namespace {
+// What quantize and fake_quantize check first: the shape, an imatrix where the type needs
+// one, finite weights. Returns the type's traits.
+const QuantTraits& check_quantize_input(GgmlType type, const float* src, int64_t n_rows,
+                                        int64_t n_per_row, const float* importance) {
     check_request(type, n_rows, n_per_row);
     const QuantTraits& tr = quant_traits(type);
     QL_CHECK(!tr.needs_importance || importance,
              "quantize to {}: this type needs importance weights (an imatrix)", tr.name);
     check_finite(type, src, n_rows, n_per_row);
+    return tr;
+}
+}  // namespace
+
+size_t quantize(GgmlType type, const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
+                const float* importance) {
+    const QuantTraits& tr = check_quantize_input(type, src, n_rows, n_per_row, importance);
     if (importance) {
         for (int64_t j = 0; j < n_per_row; ++j)
             QL_CHECK(std::isfinite(importance[j]) && importance[j] >= 0,
@@ -265,11 +275,7 @@ void dequantize(GgmlType type, const void* src, float* dst, int64_t n_rows, int6
 
 void fake_quantize(GgmlType type, const float* src, float* dst, int64_t n_rows, int64_t n_per_row,
                    const float* importance) {
-    check_request(type, n_rows, n_per_row);
-    const QuantTraits& tr = quant_traits(type);
-    QL_CHECK(!tr.needs_importance || importance,
-             "quantize to {}: this type needs importance weights (an imatrix)", tr.name);
-    check_finite(type, src, n_rows, n_per_row);
+    check_quantize_input(type, src, n_rows, n_per_row, importance);
     const size_t row_bytes = ggml_row_size(type, n_per_row);
     parallel_for(
         static_cast<size_t>(n_rows),

@@ -29,6 +29,7 @@ inline float qx_weight(int rmse_type, const float* qw, const float* x, int i) {
 
 }  // namespace
 
+// Mirrors ggml's make_qx_quants (kept as ggml writes it: bytes depend on every operation).
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
     float max = 0;
     float amax = 0;
@@ -148,6 +149,8 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+// Mirrors ggml's make_qkx2_quants; its search loop is make_qkx3_quants' on purpose (ggml has
+// both, with different clamping of the candidate levels and weights).
 float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
                        float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
                        bool use_mad) {
@@ -219,6 +222,7 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
     return scale;
 }
 
+// Mirrors ggml's make_qkx3_quants (see make_qkx2_quants).
 float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
                        float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
                        bool use_mad) {
@@ -294,6 +298,7 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
     return scale;
 }
 
+// Mirrors ggml's make_qp_quants.
 float make_qp_quants(int n, int nmax, const float* x, uint8_t* L, const float* quant_weights) {
     float max = 0;
     for (int i = 0; i < n; ++i) max = max > x[i] ? max : x[i];

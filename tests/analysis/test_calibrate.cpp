@@ -17,6 +17,7 @@
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "model/model.h"
+#include "support/error_of.h"
 #include "support/test_data.h"
 
 namespace fs = std::filesystem;
@@ -34,14 +35,7 @@ std::string tmp_file(const std::string& name, const std::string& content) {
     return p.string();
 }
 
-std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
+using test_support::error_of;
 
 }  // namespace
 

@@ -44,9 +44,7 @@ using test_support::compare_with_reference;
 using test_support::fixture_dir;
 namespace fs = std::filesystem;
 
-constexpr double kMaxMeanKld = 1e-4;         // issue 23 acceptance
 constexpr double kMinSameExperts = 0.999;    // issue 23 acceptance
-constexpr double kMaxAbsLogitDiff = 2e-3;    // issue 22's bound, kept for these families
 constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 constexpr double kF16MaxKld = 1e-6;          // BF16 weights are exact in F16
 
@@ -54,13 +52,7 @@ const char* const kFixtures[] = {"deepseek3-mla", "glm4moe"};
 
 std::string edited_copy(const std::string& fixture,
                         const std::function<void(nlohmann::json&)>& edit) {
-    const std::string dir = test_support::fresh_dir("dsref-" + fixture);
-    for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"})
-        fs::copy(fixture_dir(fixture) + "/" + f, dir + "/" + f);
-    auto config = nlohmann::json::parse(read_text_file(fixture_dir(fixture) + "/config.json"));
-    edit(config);
-    std::ofstream(dir + "/config.json") << config.dump(2);
-    return dir;
+    return test_support::edited_copy("dsref-" + fixture, fixture, edit);
 }
 
 double kld_of(const std::string& dir, const std::string& fixture) {
@@ -68,14 +60,7 @@ double kld_of(const std::string& dir, const std::string& fixture) {
 }
 
 TEST(DeepseekFamilies, MatchTransformers) {
-    for (const char* f : kFixtures) {
-        SCOPED_TRACE(f);
-        const auto r = compare_with_reference(*Model::open(fixture_dir(f)), fixture_dir(f));
-        EXPECT_EQ(r.scored, 2 * 255);
-        EXPECT_LE(r.kld_mean, kMaxMeanKld);
-        EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-        std::printf("%s: mean KLD %.3g, max |dlogit| %.3g\n", f, r.kld_mean, r.max_abs_logit_diff);
-    }
+    for (const char* f : kFixtures) test_support::expect_matches_reference(fixture_dir(f), f, f);
 }
 
 // The engine's router inputs (hooked), routed by the engine's routing function with the

@@ -117,19 +117,7 @@ std::vector<ArchExpectation> expectations() {
 // A copy of the fixture with `edit` applied to config.json and a plain byte-level BPE
 // tokenizer of the same vocabulary size.
 std::string prepared_copy(const ArchExpectation& e) {
-    const std::string dir = test_support::fresh_dir(std::string("famgguf-") + e.arch);
-    fs::copy(fixture_dir(e.fixture) + "/model.safetensors", dir + "/model.safetensors");
-    auto config = nlohmann::json::parse(read_text_file(fixture_dir(e.fixture) + "/config.json"));
-    e.edit(config);
-    std::ofstream(dir + "/config.json") << config.dump(2);
-    nlohmann::json vocab = nlohmann::json::object();
-    for (int i = 0; i < config["vocab_size"].get<int>(); ++i) vocab["t" + std::to_string(i)] = i;
-    const nlohmann::json tok = {
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
-        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}}};
-    std::ofstream(dir + "/tokenizer.json") << tok.dump();
-    std::ofstream(dir + "/tokenizer_config.json") << "{}";
-    return dir;
+    return test_support::edited_copy(std::string("famgguf-") + e.arch, e.fixture, e.edit, true);
 }
 
 using test_support::mean_kld;

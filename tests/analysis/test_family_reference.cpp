@@ -29,8 +29,8 @@ using test_support::compare_with_reference;
 using test_support::fixture_dir;
 namespace fs = std::filesystem;
 
-constexpr double kMaxMeanKld = 1e-4;         // issue 22 acceptance
-constexpr double kMaxAbsLogitDiff = 2e-3;    // issue 22 acceptance
+constexpr double kMaxMeanKld = test_support::kFamilyMaxMeanKld;
+constexpr double kMaxAbsLogitDiff = test_support::kFamilyMaxAbsLogitDiff;
 constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 
 test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture,
@@ -42,26 +42,16 @@ test_support::ReferenceComparison run(const std::string& dir, const std::string&
 // A copy of the fixture's checkpoint whose config.json is edited by `edit`.
 std::string edited_copy(const std::string& fixture,
                         const std::function<void(nlohmann::json&)>& edit) {
-    const std::string dir = test_support::fresh_dir("famref-" + fixture);
-    for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"})
-        fs::copy(fixture_dir(fixture) + "/" + f, dir + "/" + f);
-    auto config = nlohmann::json::parse(read_text_file(fixture_dir(fixture) + "/config.json"));
-    edit(config);
-    std::ofstream(dir + "/config.json") << config.dump(2);
-    return dir;
+    return test_support::edited_copy("famref-" + fixture, fixture, edit);
 }
 
 class FamilyReference : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(FamilyReference, MatchesTransformers) {
-    const auto r = run(fixture_dir(GetParam()), GetParam());
-    EXPECT_EQ(r.scored, 2 * 255);
-    EXPECT_LE(r.kld_mean, kMaxMeanKld);
-    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
+    const auto r =
+        test_support::expect_matches_reference(fixture_dir(GetParam()), GetParam(), GetParam());
     RecordProperty("kld_mean", std::to_string(r.kld_mean));
     RecordProperty("max_abs_logit_diff", std::to_string(r.max_abs_logit_diff));
-    std::printf("%s: mean KLD %.3g, max |dlogit| %.3g\n", GetParam(), r.kld_mean,
-                r.max_abs_logit_diff);
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyReference,
@@ -74,12 +64,8 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyReference,
                          });
 
 TEST(FamilyReference, Gemma2MatchesTransformersEager) {
-    const auto r = run(fixture_dir("gemma2"), "gemma2", "-eager");
-    EXPECT_EQ(r.scored, 2 * 255);
-    EXPECT_LE(r.kld_mean, kMaxMeanKld);
-    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-    std::printf("gemma2 (eager reference): mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean,
-                r.max_abs_logit_diff);
+    test_support::expect_matches_reference(fixture_dir("gemma2"), "gemma2",
+                                           "gemma2 (eager reference)", "-eager");
 }
 
 TEST(FamilyReference, Gemma2MatchesTransformersSdpa) {

@@ -36,8 +36,7 @@ using test_support::compare_with_reference;
 using test_support::fixture_dir;
 namespace fs = std::filesystem;
 
-constexpr double kMaxMeanKld = 1e-4;            // issue 24 acceptance
-constexpr double kMaxAbsLogitDiff = 2e-3;       // as the other families' fixtures
+constexpr double kMaxAbsLogitDiff = test_support::kFamilyMaxAbsLogitDiff;
 constexpr double kFeatureMattersKld = 1e-3;     // 10× the bound: a feature left out fails it
 constexpr double kPrefixCacheTolerance = 1e-6;  // issue 24: cached ΔKLD = full recompute
 // A GGUF written from the BF16 checkpoint: F16 holds BF16 values exactly (norms stay F32).
@@ -53,29 +52,15 @@ test_support::ReferenceComparison run(const std::string& dir, const std::string&
 // A copy of a fixture whose config.json is edited by `edit`.
 std::string edited_copy(const std::string& fixture,
                         const std::function<void(nlohmann::json&)>& edit) {
-    const std::string dir = test_support::fresh_dir("gemma4-" + fixture);
-    for (const char* f : {"model.safetensors", "tokenizer.json", "tokenizer_config.json"})
-        fs::copy(fixture_dir(fixture) + "/" + f, dir + "/" + f);
-    auto config = nlohmann::json::parse(read_text_file(fixture_dir(fixture) + "/config.json"));
-    edit(config);
-    std::ofstream(dir + "/config.json") << config.dump(2);
-    return dir;
+    return test_support::edited_copy("gemma4-" + fixture, fixture, edit);
 }
 
 TEST(Gemma4Reference, DenseMatchesTransformers) {
-    const auto r = run(fixture_dir("gemma4"), "gemma4");
-    EXPECT_EQ(r.scored, 2 * 255);
-    EXPECT_LE(r.kld_mean, kMaxMeanKld);
-    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-    std::printf("gemma4: mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean, r.max_abs_logit_diff);
+    test_support::expect_matches_reference(fixture_dir("gemma4"), "gemma4", "gemma4");
 }
 
 TEST(Gemma4Reference, MoeMatchesTransformers) {
-    const auto r = run(fixture_dir("gemma4-moe"), "gemma4-moe");
-    EXPECT_EQ(r.scored, 2 * 255);
-    EXPECT_LE(r.kld_mean, kMaxMeanKld);
-    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-    std::printf("gemma4-moe: mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean, r.max_abs_logit_diff);
+    test_support::expect_matches_reference(fixture_dir("gemma4-moe"), "gemma4-moe", "gemma4-moe");
 }
 
 // Each edit changes one feature the reference depends on; the result must be far off.

@@ -36,8 +36,7 @@ using test_support::compare_with_reference;
 using test_support::fixture_dir;
 namespace fs = std::filesystem;
 
-constexpr double kMaxMeanKld = 1e-4;         // issue 23 acceptance
-constexpr double kMaxAbsLogitDiff = 2e-3;    // as the dense families (issue 22)
+constexpr double kMaxMeanKld = test_support::kFamilyMaxMeanKld;
 constexpr double kMinTopKAgreement = 0.999;  // issue 23 acceptance
 constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 
@@ -47,24 +46,7 @@ constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left o
 std::string edited_copy(const std::string& fixture,
                         const std::function<void(nlohmann::json&)>& edit,
                         bool plain_tokenizer = false) {
-    const std::string dir = test_support::fresh_dir("gptoss-" + fixture);
-    fs::copy(fixture_dir(fixture) + "/model.safetensors", dir + "/model.safetensors");
-    auto config = nlohmann::json::parse(read_text_file(fixture_dir(fixture) + "/config.json"));
-    edit(config);
-    std::ofstream(dir + "/config.json") << config.dump(2);
-    if (!plain_tokenizer) {
-        for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-            fs::copy(fixture_dir(fixture) + "/" + f, dir + "/" + f);
-        return dir;
-    }
-    nlohmann::json vocab = nlohmann::json::object();
-    for (int i = 0; i < config["vocab_size"].get<int>(); ++i) vocab["t" + std::to_string(i)] = i;
-    const nlohmann::json tok = {
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
-        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}}};
-    std::ofstream(dir + "/tokenizer.json") << tok.dump();
-    std::ofstream(dir + "/tokenizer_config.json") << "{}";
-    return dir;
+    return test_support::edited_copy("gptoss-" + fixture, fixture, edit, plain_tokenizer);
 }
 
 test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture) {
@@ -72,12 +54,23 @@ test_support::ReferenceComparison run(const std::string& dir, const std::string&
     return compare_with_reference(*model, fixture_dir(fixture));
 }
 
+// `hf` written to `out` with every expert tensor in MXFP4 and the rest at `other`.
+std::unique_ptr<Model> mxfp4_experts_gguf(const Model& hf, GgmlType other, const std::string& out) {
+    Recipe recipe;
+    recipe.default_type = other;
+    for (int64_t l = 0; l < hf.config().n_layers; ++l)
+        for (const char* base : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
+            recipe.tensors["blk." + std::to_string(l) + "." + base + ".weight"] = GgmlType::MXFP4;
+    QuantizeOptions o;
+    o.force = true;
+    o.progress = false;
+    o.output_path = out;
+    quantize_model(hf, recipe, o);
+    return Model::open(out);
+}
+
 TEST(GptOssReference, MatchesTransformers) {
-    const auto r = run(fixture_dir("gptoss"), "gptoss");
-    EXPECT_EQ(r.scored, 2 * 255);
-    EXPECT_LE(r.kld_mean, kMaxMeanKld);
-    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-    std::printf("gptoss: mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean, r.max_abs_logit_diff);
+    test_support::expect_matches_reference(fixture_dir("gptoss"), "gptoss", "gptoss");
 }
 
 // The router's choices: the engine's hidden state entering each router (LinearInput hook)
@@ -236,20 +229,8 @@ TEST(GptOssMxfp4, GgufRoundTripIsBitExact) {
     const std::string dir = edited_copy(
         "gptoss-mxfp4", [](auto&) {}, true);
     const auto hf = Model::open(dir);
-    Recipe recipe;
-    recipe.default_type = GgmlType::Q8_0;
-    for (int64_t l = 0; l < hf->config().n_layers; ++l)
-        for (const char* base : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
-            recipe.tensors["blk." + std::to_string(l) + "." + base + ".weight"] = GgmlType::MXFP4;
-    QuantizeOptions o;
-    o.force = true;
-    o.progress = false;
-    o.output_path = dir + "/a.gguf";
-    quantize_model(*hf, recipe, o);
-    const auto a = Model::open(o.output_path);
-    o.output_path = dir + "/b.gguf";
-    quantize_model(*a, recipe, o);
-    const auto b = Model::open(o.output_path);
+    const auto a = mxfp4_experts_gguf(*hf, GgmlType::Q8_0, dir + "/a.gguf");
+    const auto b = mxfp4_experts_gguf(*a, GgmlType::Q8_0, dir + "/b.gguf");
 
     // gguf-py MODEL_TENSORS[GPT_OSS] as GptOssModel maps this checkpoint.
     std::vector<std::string> expected = {"token_embd.weight", "output_norm.weight",
@@ -304,22 +285,7 @@ TEST(GptOssMxfp4, GgufRoundTripIsBitExact) {
     }
 }
 
-// Mean KLD(a ‖ b) of two models' next-token distributions over chunk 0 of a reference.
-double mean_kld(const Model& a, const Model& b, const std::string& fixture) {
-    const LogitsFile ref(fixture + "/reference.qllogp");
-    const int64_t T = ref.header().n_ctx, V = a.config().vocab;
-    const auto tokens = ref.tokens().subspan(0, T);
-    const std::vector<float> la = Engine(a).forward(tokens, 1, T);
-    const std::vector<float> lb = Engine(b).forward(tokens, 1, T);
-    std::vector<float> pa(static_cast<size_t>(V)), pb(static_cast<size_t>(V));
-    double sum = 0;
-    for (int64_t t = 0; t < T; ++t) {
-        log_softmax_row(la.data() + t * V, V, pa.data());
-        log_softmax_row(lb.data() + t * V, V, pb.data());
-        for (int64_t i = 0; i < V; ++i) sum += std::exp(pa[i]) * (pa[i] - pb[i]);
-    }
-    return sum / static_cast<double>(T);
-}
+using test_support::mean_kld;
 
 // A GGUF carries no "truncate": it is read as llama.cpp computes yarn (ramp ends floored /
 // ceiled), so an F16 GGUF of the fixture evaluates like the checkpoint with "truncate": true,
@@ -329,17 +295,7 @@ TEST(GptOssMxfp4, GgufIsReadWithLlamaCppsYarn) {
     const std::string dir = edited_copy(
         "gptoss-mxfp4", [](auto&) {}, true);
     const auto hf = Model::open(dir);
-    Recipe recipe;
-    recipe.default_type = GgmlType::F16;
-    for (int64_t l = 0; l < hf->config().n_layers; ++l)
-        for (const char* base : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
-            recipe.tensors["blk." + std::to_string(l) + "." + base + ".weight"] = GgmlType::MXFP4;
-    QuantizeOptions o;
-    o.force = true;
-    o.progress = false;
-    o.output_path = dir + "/f16.gguf";
-    quantize_model(*hf, recipe, o);
-    const auto gguf = Model::open(o.output_path);
+    const auto gguf = mxfp4_experts_gguf(*hf, GgmlType::F16, dir + "/f16.gguf");
     EXPECT_TRUE(gguf->config().rope_scaling.yarn_truncate);
     const auto truncated = Model::open(
         edited_copy("gptoss-mxfp4", [](auto& c) { c["rope_parameters"]["truncate"] = true; }));

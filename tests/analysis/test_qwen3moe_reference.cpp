@@ -35,8 +35,6 @@ using test_support::compare_with_reference;
 using test_support::fixture_dir;
 namespace fs = std::filesystem;
 
-constexpr double kMaxMeanKld = 1e-4;            // issue 23 acceptance
-constexpr double kMaxAbsLogitDiff = 2e-3;       // as for the dense families (issue 22)
 constexpr double kMinRoutingAgreement = 0.999;  // issue 23 acceptance
 constexpr double kFeatureMattersKld = 1e-3;     // 10× the bound: a feature left out fails it
 // BF16 weights are exact in F16 (within its range); norms and the router stay F32.
@@ -48,24 +46,7 @@ const std::string kFixture = "qwen3moe";
 // plain byte-level BPE of the same size, so GGUF tests do not depend on the pre-tokenizer.
 std::string edited_copy(const std::function<void(nlohmann::json&)>& edit,
                         bool plain_tokenizer = false) {
-    const std::string dir = test_support::fresh_dir("q3moe");
-    fs::copy(fixture_dir(kFixture) + "/model.safetensors", dir + "/model.safetensors");
-    auto config = nlohmann::json::parse(read_text_file(fixture_dir(kFixture) + "/config.json"));
-    edit(config);
-    std::ofstream(dir + "/config.json") << config.dump(2);
-    if (!plain_tokenizer) {
-        for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
-            fs::copy(fixture_dir(kFixture) + "/" + f, dir + "/" + f);
-        return dir;
-    }
-    nlohmann::json vocab = nlohmann::json::object();
-    for (int i = 0; i < config["vocab_size"].get<int>(); ++i) vocab["t" + std::to_string(i)] = i;
-    const nlohmann::json tok = {
-        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
-        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}}};
-    std::ofstream(dir + "/tokenizer.json") << tok.dump();
-    std::ofstream(dir + "/tokenizer_config.json") << "{}";
-    return dir;
+    return test_support::edited_copy("q3moe", kFixture, edit, plain_tokenizer);
 }
 
 TEST(Qwen3MoeReference, ConfigIsReadAsQwen3Moe) {
@@ -82,12 +63,7 @@ TEST(Qwen3MoeReference, ConfigIsReadAsQwen3Moe) {
 }
 
 TEST(Qwen3MoeReference, MatchesTransformers) {
-    const auto model = Model::open(fixture_dir(kFixture));
-    const auto r = compare_with_reference(*model, fixture_dir(kFixture));
-    EXPECT_EQ(r.scored, 2 * 255);
-    EXPECT_LE(r.kld_mean, kMaxMeanKld);
-    EXPECT_LE(r.max_abs_logit_diff, kMaxAbsLogitDiff);
-    std::printf("qwen3moe: mean KLD %.3g, max |dlogit| %.3g\n", r.kld_mean, r.max_abs_logit_diff);
+    test_support::expect_matches_reference(fixture_dir(kFixture), kFixture, kFixture);
 }
 
 // The engine's Routing hook events against transformers' top-k per token and layer.
@@ -185,20 +161,7 @@ std::string write_gguf(const Model& model, const std::string& preset, const std:
 }
 
 double mean_kld(const Model& a, const Model& b) {
-    const LogitsFile ref(fixture_dir(kFixture) + "/reference.qllogp");
-    const int64_t T = ref.header().n_ctx;
-    const auto tokens = ref.tokens().subspan(0, T);
-    const std::vector<float> la = Engine(a).forward(tokens, 1, T);
-    const std::vector<float> lb = Engine(b).forward(tokens, 1, T);
-    const int64_t V = a.config().vocab;
-    std::vector<float> pa(V), pb(V);
-    double sum = 0;
-    for (int64_t t = 0; t < T; ++t) {
-        log_softmax_row(la.data() + t * V, V, pa.data());
-        log_softmax_row(lb.data() + t * V, V, pb.data());
-        for (int64_t i = 0; i < V; ++i) sum += std::exp(pa[i]) * (pa[i] - pb[i]);
-    }
-    return sum / static_cast<double>(T);
+    return test_support::mean_kld(a, b, fixture_dir(kFixture));
 }
 
 // gguf-py MODEL_TENSORS[QWEN3MOE] as Qwen2MoeModel.modify_tensors maps this checkpoint: the

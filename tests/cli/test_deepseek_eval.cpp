@@ -12,9 +12,6 @@
 namespace quantlens {
 namespace {
 
-using cli_testing::run_quiet;
-using cli_testing::shared_path;
-
 constexpr double kMaxMeanKld = 1e-4;  // issue 23 acceptance
 
 std::string fixture(const std::string& name) {
@@ -24,12 +21,7 @@ std::string fixture(const std::string& name) {
 TEST(DeepseekEval, MatchesTransformersThroughTheCli) {
     for (const char* f : {"deepseek3-mla", "glm4moe"}) {
         SCOPED_TRACE(f);
-        const auto r =
-            run_quiet("eval " + fixture(f) + " --text " + shared_path("data/eval.txt") +
-                          " --ctx 512 --chunks 2 --base " + fixture(f) + "/reference.qllogp --json",
-                      false);
-        ASSERT_EQ(r.code, 0) << r.out;
-        const auto j = nlohmann::json::parse(r.out);
+        const auto j = cli_testing::eval_against(fixture(f), fixture(f) + "/reference.qllogp");
         EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKld) << j.dump(2);
         EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0) << j.dump(2);
         std::printf("%s: eval KLD %.3g, PPL %.4f\n", f, j["kld"]["mean"].get<double>(),

@@ -11,9 +11,6 @@
 namespace quantlens {
 namespace {
 
-using cli_testing::run_quiet;
-using cli_testing::shared_path;
-
 constexpr double kMaxMeanKld = 1e-4;  // issue 24 acceptance
 
 struct Case {
@@ -25,11 +22,7 @@ class DeltaNetModels : public ::testing::TestWithParam<Case> {};
 
 TEST_P(DeltaNetModels, EvalMatchesTransformers) {
     const std::string dir = std::string(QL_SOURCE_DIR) + "/tests/fixtures/" + GetParam().fixture;
-    const auto r = run_quiet("eval " + dir + " --text " + shared_path("data/eval.txt") +
-                                 " --ctx 512 --chunks 2 --base " + dir + "/reference.qllogp --json",
-                             false);
-    ASSERT_EQ(r.code, 0) << r.out;
-    const auto j = nlohmann::json::parse(r.out);
+    const auto j = cli_testing::eval_against(dir, dir + "/reference.qllogp");
     EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKld) << j.dump(2);
     EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0);
     EXPECT_NEAR(j["ppl"].get<double>(), GetParam().ppl, 1e-3) << j.dump(2);

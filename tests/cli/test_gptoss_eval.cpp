@@ -14,9 +14,6 @@
 namespace quantlens {
 namespace {
 
-using cli_testing::run_quiet;
-using cli_testing::shared_path;
-
 constexpr double kMaxMeanKld = 1e-4;  // issue 23 acceptance
 
 struct GptOssFixture {
@@ -28,11 +25,7 @@ class GptOssEndToEnd : public ::testing::TestWithParam<GptOssFixture> {};
 
 TEST_P(GptOssEndToEnd, EvalMatchesTransformers) {
     const std::string dir = std::string(QL_SOURCE_DIR) + "/tests/fixtures/" + GetParam().name;
-    const auto r = run_quiet("eval " + dir + " --text " + shared_path("data/eval.txt") +
-                                 " --ctx 512 --chunks 2 --base " + dir + "/reference.qllogp --json",
-                             false);
-    ASSERT_EQ(r.code, 0) << r.out;
-    const auto j = nlohmann::json::parse(r.out);
+    const auto j = cli_testing::eval_against(dir, dir + "/reference.qllogp");
     EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKld) << j.dump(2);
     EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0);
     EXPECT_NEAR(j["ppl"].get<double>(), GetParam().transformers_ppl,

@@ -26,12 +26,7 @@ std::string fixture() {
 }
 
 TEST(Qwen3MoeCli, EvalMatchesTransformers) {
-    const auto r =
-        run_quiet("eval " + fixture() + " --text " + shared_path("data/eval.txt") +
-                      " --ctx 512 --chunks 2 --base " + fixture() + "/reference.qllogp --json",
-                  false);
-    ASSERT_EQ(r.code, 0) << r.out;
-    const auto j = nlohmann::json::parse(r.out);
+    const auto j = cli_testing::eval_against(fixture(), fixture() + "/reference.qllogp");
     EXPECT_LE(j["kld"]["mean"].get<double>(), kMaxMeanKld) << j.dump(2);
     EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0);
     // transformers' PPL over the same tokens (scripts/fixtures/logs/make_qwen3moe_fixtures.log).

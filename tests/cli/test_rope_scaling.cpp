@@ -18,7 +18,6 @@ namespace {
 
 using cli_testing::fresh_dir;
 using cli_testing::run_quiet;
-using cli_testing::shared_path;
 namespace fs = std::filesystem;
 
 // Issue acceptance: mean KLD ≤ 1e-4 against transformers' float64 log-probs.
@@ -27,12 +26,7 @@ constexpr double kMaxMeanKld = 1e-4;
 const std::string kFixture = std::string(QL_SOURCE_DIR) + "/tests/fixtures/llama31-rope";
 
 nlohmann::json eval_against_reference(const std::string& model, const std::string& extra = "") {
-    const auto r = run_quiet("eval " + model + " --text " + shared_path("data/eval.txt") +
-                                 " --ctx 512 --chunks 2 --base " + kFixture +
-                                 "/reference.qllogp --json " + extra,
-                             false);
-    EXPECT_EQ(r.code, 0) << r.out;
-    return nlohmann::json::parse(r.out);
+    return cli_testing::eval_against(model, kFixture + "/reference.qllogp", extra);
 }
 
 // A copy of the fixture whose config.json is edited by `edit`.

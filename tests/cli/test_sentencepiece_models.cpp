@@ -41,11 +41,7 @@ std::string fixture(const std::string& name) {
 
 // `ref`: a base log-prob file (reference.qllogp of a fixture).
 nlohmann::json eval_against_reference(const std::string& model, const std::string& ref) {
-    const auto r = run_quiet("eval " + model + " --text " + shared_path("data/eval.txt") +
-                                 " --ctx 512 --chunks 2 --base " + ref + " --json",
-                             false);
-    EXPECT_EQ(r.code, 0) << r.out;
-    return nlohmann::json::parse(r.out);
+    return cli_testing::eval_against(model, ref);
 }
 
 class SentencePieceModels : public ::testing::TestWithParam<std::string> {};

@@ -7,6 +7,7 @@
 #include "core/error.h"
 #include "engine/engine.h"
 #include "formats/model_config.h"
+#include "support/error_of.h"
 
 using namespace quantlens;
 
@@ -26,12 +27,7 @@ std::string deepseek(const std::string& extra = "") {
 }
 
 std::string refusal(const std::string& json) {
-    try {
-        parse_hf_config(json, "config.json");
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test_support::error_of([&] { parse_hf_config(json, "config.json"); });
 }
 
 }  // namespace

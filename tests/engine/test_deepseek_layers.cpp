@@ -14,16 +14,12 @@
 #include "engine/layers/moe_routing.h"
 #include "formats/model_config.h"
 
+#include "support/random_data.h"
+
 namespace quantlens {
 namespace {
 
-std::vector<float> random_values(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
+using test_support::random_normal;
 
 TEST(SigmoidRouting, HandWorkedToken) {
     // 4 experts in 2 groups, 1 group kept, top 1. sigmoid scores ≈ .731 .5 .622 .599; the
@@ -62,8 +58,8 @@ TEST(SigmoidRouting, FastMatchesReference) {
                          .groups_used = used,
                          .renormalize = (E % 16) != 0,
                          .scale = 1.7f};
-        const auto logits = random_values(static_cast<size_t>(N * E), 7 + E, 2.0f);
-        const auto bias = random_values(static_cast<size_t>(E), 3 + E, 0.2f);
+        const auto logits = random_normal(static_cast<size_t>(N * E), 7 + E, 2.0f);
+        const auto bias = random_normal(static_cast<size_t>(E), 3 + E, 0.2f);
         std::vector<int32_t> a(N * k), b(N * k);
         std::vector<float> wa(N * k), wb(N * k);
         route_sigmoid_grouped(a.data(), wa.data(), logits.data(), bias.data(), N, r);
@@ -80,8 +76,8 @@ TEST(SigmoidRouting, FastMatchesReference) {
 
 TEST(MlaAttention, LatentFastMatchesReference) {
     const int64_t B = 2, T = 37, H = 3, L = 24, R = 8;
-    const auto ql = random_values(B * T * H * L, 1), qr = random_values(B * T * H * R, 2);
-    const auto ckv = random_values(B * T * L, 3), kr = random_values(B * T * R, 4);
+    const auto ql = random_normal(B * T * H * L, 1), qr = random_normal(B * T * H * R, 2);
+    const auto ckv = random_normal(B * T * L, 3), kr = random_normal(B * T * R, 4);
     std::vector<float> fast(B * T * H * L), ref(B * T * H * L);
     mla_latent_attention(fast.data(), ql.data(), qr.data(), ckv.data(), kr.data(), B, T, H, L, R,
                          0.15f);
@@ -94,9 +90,9 @@ TEST(MlaAttention, AbsorbedEqualsDecompressed) {
     // The engine's order of the sums (q_lat = k_bₕ·q_nope, latent attention, v = v_bₕ·out_lat)
     // against transformers' (decompress k_nope and v per head, then attention).
     const int64_t B = 1, T = 29, H = 4, P = 16, R = 8, L = 32, V = 12;
-    const auto qn = random_values(B * T * H * P, 11), qr = random_values(B * T * H * R, 12);
-    const auto ckv = random_values(B * T * L, 13), kr = random_values(B * T * R, 14);
-    const auto kv_b = random_values(H * (P + V) * L, 15, 0.2f);
+    const auto qn = random_normal(B * T * H * P, 11), qr = random_normal(B * T * H * R, 12);
+    const auto ckv = random_normal(B * T * L, 13), kr = random_normal(B * T * R, 14);
+    const auto kv_b = random_normal(H * (P + V) * L, 15, 0.2f);
     const float scale = 1.0f / std::sqrt(float(P + R));
     std::vector<float> want(B * T * H * V);
     mla_attention_decompressed_ref(want.data(), qn.data(), qr.data(), ckv.data(), kr.data(),

@@ -12,6 +12,7 @@
 #include "engine/tokenizer.h"
 #include "formats/gguf.h"
 #include "model/model.h"
+#include "support/error_of.h"
 #include "support/test_data.h"
 
 namespace quantlens {
@@ -34,14 +35,7 @@ std::string hf_copy(const std::string& name, bool with_tokenizer) {
     return dir;
 }
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
+using test_support::error_of;
 
 TEST(EngineErrors, UnknownArchitecture) {
     const std::string dir = hf_copy("unknown-arch", true);

@@ -8,6 +8,8 @@
 
 #include "engine/kernels.h"
 
+#include "support/random_data.h"
+
 namespace quantlens {
 namespace {
 
@@ -15,21 +17,9 @@ namespace {
 // sqrt(K)·eps·|x||w|. With K ≤ 512 and unit-scale data, 1e-4 relative is comfortable.
 constexpr float kSgemmRelTol = 1e-4f;
 
+using test_support::max_rel_diff;
 std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
-    std::mt19937 rng(seed);
-    std::normal_distribution<float> d(0.0f, scale);
-    std::vector<float> v(n);
-    for (float& x : v) x = d(rng);
-    return v;
-}
-
-float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
-    float max_ref = 0.0f, max_diff = 0.0f;
-    for (size_t i = 0; i < a.size(); ++i) {
-        max_ref = std::max(max_ref, std::fabs(b[i]));
-        max_diff = std::max(max_diff, std::fabs(a[i] - b[i]));
-    }
-    return max_diff / max_ref;
+    return test_support::random_normal(n, seed, scale);
 }
 
 TEST(Kernels, MatmulMatchesReference) {

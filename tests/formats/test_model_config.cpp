@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "formats/model_config.h"
+#include "support/error_of.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -17,12 +18,7 @@ namespace {
 using quantlens::test_support::shared_path;
 
 std::string config_error(const std::string& text) {
-    try {
-        parse_hf_config(text, "cfg.json");
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test_support::error_of([&] { parse_hf_config(text, "cfg.json"); });
 }
 
 }  // namespace

@@ -6,6 +6,7 @@
 #include "core/error.h"
 #include "jobs/merge.h"
 #include "jobs_test_util.h"
+#include "support/error_of.h"
 
 using namespace quantlens;
 using namespace quantlens::jobs;
@@ -37,12 +38,7 @@ std::string run_shard(const std::string& dir, int index, int count) {
 }
 
 std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
+    return test_support::error_of(fn, "(no error)");
 }
 
 }  // namespace

@@ -18,6 +18,7 @@
 #include "core/error.h"
 #include "jobs/runner.h"
 #include "jobs_test_util.h"
+#include "support/error_of.h"
 
 using namespace quantlens;
 using namespace quantlens::jobs;
@@ -27,12 +28,7 @@ using ::testing::HasSubstr;
 namespace {
 
 std::string error_of(const std::function<void()>& fn) {
-    try {
-        fn();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "(no error)";
+    return test_support::error_of(fn, "(no error)");
 }
 
 void raw_exec(const std::string& path, const std::string& sql) {

@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/parallel.h"
 #include "quant/quant.h"
+#include "support/error_of.h"
 
 namespace quantlens {
 namespace {
@@ -23,14 +24,7 @@ std::vector<float> wavy(int64_t n, float scale = 1.0f) {
     return x;
 }
 
-std::string error_of(const std::function<void()>& f) {
-    try {
-        f();
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
-}
+using test_support::error_of;
 
 TEST(QuantTraits, MatchGgmlBlockLayouts) {
     const QuantTraits& q4k = quant_traits(GgmlType::Q4_K);

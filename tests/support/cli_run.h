@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <string>
 
+#include <nlohmann/json.hpp>
+
 #include "support/test_data.h"
 
 namespace quantlens::cli_testing {
@@ -45,6 +47,17 @@ inline Result run_cli(const std::string& args, const std::string& env = "",
 // `quantlens -q ARGS`: no progress lines in output a test parses.
 inline Result run_quiet(const std::string& args, bool with_stderr = true) {
     return run_cli("-q " + args, "", with_stderr);
+}
+
+// `quantlens eval MODEL --json` over the first two 512-token chunks of the shared eval.txt
+// against the base log-probs BASE (a fixture's reference.qllogp); a failed run fails the test.
+inline nlohmann::json eval_against(const std::string& model, const std::string& base,
+                                   const std::string& extra = "") {
+    const auto r = run_quiet("eval " + model + " --text " + shared_path("data/eval.txt") +
+                                 " --ctx 512 --chunks 2 --base " + base + " --json " + extra,
+                             false);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return nlohmann::json::parse(r.out);
 }
 
 }  // namespace quantlens::cli_testing

@@ -7,13 +7,20 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <functional>
 #include <string>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "analysis/measure/kld.h"
 #include "analysis/write/presets.h"
 #include "analysis/write/quantize.h"
+#include "core/mmap_file.h"
 #include "engine/engine.h"
 #include "model/model.h"
 #include "support/test_data.h"
@@ -67,6 +74,55 @@ inline ReferenceComparison compare_with_reference(const Model& model, const std:
     out.kld_mean = acc.kld().kld_mean;
     out.scored = acc.count();
     return out;
+}
+
+// What every family fixture is held to against transformers' float64 logits: issue 22's
+// acceptance, kept by the families of issues 23 and 24.
+constexpr double kFamilyMaxMeanKld = 1e-4;
+constexpr double kFamilyMaxAbsLogitDiff = 2e-3;
+
+// Runs the model in `dir` against `fixture`'s reference (reference<variant>.qllogp) and
+// checks both chunks are scored (2 × 255 positions), mean KLD ≤ kFamilyMaxMeanKld and max
+// |Δlogit| ≤ kFamilyMaxAbsLogitDiff; prints the figures under `label`.
+inline ReferenceComparison expect_matches_reference(const std::string& dir,
+                                                    const std::string& fixture,
+                                                    const std::string& label,
+                                                    const std::string& variant = "") {
+    const auto r = compare_with_reference(*Model::open(dir), fixture_dir(fixture), variant);
+    EXPECT_EQ(r.scored, 2 * 255) << label;
+    EXPECT_LE(r.kld_mean, kFamilyMaxMeanKld) << label;
+    EXPECT_LE(r.max_abs_logit_diff, kFamilyMaxAbsLogitDiff) << label;
+    std::printf("%s: mean KLD %.3g, max |dlogit| %.3g\n", label.c_str(), r.kld_mean,
+                r.max_abs_logit_diff);
+    return r;
+}
+
+// A copy of fixture `fixture`'s checkpoint in a fresh directory (named after `prefix`) whose
+// config.json is edited by `edit`. With `plain_tokenizer` the tokenizer is a plain byte-level
+// BPE of the same size instead of the fixture's, so a GGUF written from the copy needs no
+// pre-tokenizer name.
+inline std::string edited_copy(const std::string& prefix, const std::string& fixture,
+                               const std::function<void(nlohmann::json&)>& edit,
+                               bool plain_tokenizer = false) {
+    namespace fs = std::filesystem;
+    const std::string dir = fresh_dir(prefix);
+    fs::copy(fixture_dir(fixture) + "/model.safetensors", dir + "/model.safetensors");
+    auto config = nlohmann::json::parse(read_text_file(fixture_dir(fixture) + "/config.json"));
+    edit(config);
+    std::ofstream(dir + "/config.json") << config.dump(2);
+    if (!plain_tokenizer) {
+        for (const char* f : {"tokenizer.json", "tokenizer_config.json"})
+            fs::copy(fixture_dir(fixture) + "/" + f, dir + "/" + f);
+        return dir;
+    }
+    nlohmann::json vocab = nlohmann::json::object();
+    for (int i = 0; i < config["vocab_size"].get<int>(); ++i) vocab["t" + std::to_string(i)] = i;
+    const nlohmann::json tok = {
+        {"model", {{"type", "BPE"}, {"vocab", vocab}, {"merges", nlohmann::json::array()}}},
+        {"pre_tokenizer", {{"type", "ByteLevel"}, {"add_prefix_space", false}}}};
+    std::ofstream(dir + "/tokenizer.json") << tok.dump();
+    std::ofstream(dir + "/tokenizer_config.json") << "{}";
+    return dir;
 }
 
 // Writes `model` at a llama.cpp preset ("F16", "Q8_0", ...) to `out` and returns the path.

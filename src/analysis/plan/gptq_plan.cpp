@@ -7,8 +7,10 @@
 
 #include <fmt/format.h>
 
+#include "analysis/plan/plan_job.h"
 #include "analysis/write/gptq_formats.h"
 #include "core/error.h"
+#include "jobs/metric_names.h"
 #include "jobs/store.h"
 #include "model/model.h"
 
@@ -17,12 +19,6 @@ namespace {
 
 using json = nlohmann::json;
 constexpr const char* kAllUnit = "(all)";
-
-double median(std::vector<double> v) {
-    std::sort(v.begin(), v.end());
-    const size_t n = v.size();
-    return n % 2 ? v[n / 2] : 0.5 * (v[n / 2 - 1] + v[n / 2]);
-}
 
 }  // namespace
 
@@ -37,7 +33,7 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
              req.job_id);
     QL_CHECK(req.metric == "kld" || req.metric == "ppl",
              "plan --format gptq: --metric must be kld or ppl, not '{}'", req.metric);
-    const std::string metric_key = req.metric == "kld" ? "kld_mean" : "ln_ppl_ratio";
+    const std::string metric_key = req.metric == "kld" ? metric::kld_mean : metric::ln_ppl_ratio;
 
     GptqPlanOutcome out;
     const std::string model_path = params.at("model").get<std::string>();
@@ -45,12 +41,12 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
     for (const auto& t : model->tensors()) out.n_params += t.n_elements();
     out.fixed_bytes = gptq_unquantized_bytes(*model);
 
-    std::map<std::string, std::map<std::string, std::map<std::string, double>>> m;
-    for (const auto& x : store.measurements(req.job_id)) m[x.unit][x.type][x.metric] = x.value;
+    SweepMeasurements m = sweep_measurements(store, req.job_id);
     for (const auto& [type, metrics] : m[kAllUnit])
-        if (metrics.count("bytes"))
-            out.uniform[type] = {out.fixed_bytes + static_cast<uint64_t>(metrics.at("bytes")),
-                                 metrics.count("kld_mean") ? metrics.at("kld_mean") : std::nan("")};
+        if (metrics.count(metric::bytes))
+            out.uniform[type] = {
+                out.fixed_bytes + static_cast<uint64_t>(metrics.at(metric::bytes)),
+                metrics.count(metric::kld_mean) ? metrics.at(metric::kld_mean) : std::nan("")};
 
     PlanProblem problem;
     problem.fixed_bytes = out.fixed_bytes;
@@ -68,7 +64,7 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
                 continue;
             auto it = metrics.find(metric_key);
             if (it == metrics.end()) continue;  // not measured (yet)
-            opts.push_back({{GgmlType::F32, static_cast<uint64_t>(metrics.at("bytes")),
+            opts.push_back({{GgmlType::F32, static_cast<uint64_t>(metrics.at(metric::bytes)),
                              std::max(it->second, 0.0)},
                             *f});
         }
@@ -86,16 +82,8 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
     QL_CHECK(!problem.units.empty(), "job {}: no measured units", req.job_id);
 
     // Interaction factor, as plan_job.h: median over formats of "(all)" KLD / Σ unit ΔKLD.
-    std::vector<double> ratios;
-    for (const auto& [type, metrics] : m[kAllUnit]) {
-        if (!metrics.count("kld_mean")) continue;
-        double sum = 0;
-        for (const auto& pu : problem.units)
-            if (m[pu.name].count(type) && m[pu.name][type].count("kld_mean"))
-                sum += std::max(0.0, m[pu.name][type]["kld_mean"]);
-        if (sum > 0) ratios.push_back(metrics.at("kld_mean") / sum);
-    }
-    if (!ratios.empty() && req.metric == "kld") out.interaction_factor = median(ratios);
+    if (const auto f = interaction_factor(m, problem.units); f && req.metric == "kld")
+        out.interaction_factor = *f;
 
     Recipe& recipe = out.recipe;
     uint64_t budget = 0;
@@ -133,21 +121,12 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
     recipe.predicted_bpw =
         bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
     recipe.gptq_desc_act = params.value("gptq_act_order", false);
-    double kld_sum = 0;
-    bool kld_known = true;
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GptqFormat f = formats[i][r.choice[i]];
-        const std::string name = gptq_format_name(f);
-        out.choices.push_back({problem.units[i].name, name});
+        out.choices.push_back({problem.units[i].name, gptq_format_name(f)});
         for (const auto& t : unit_tensors[i]) recipe.gptq_tensors[t] = f;
-        const auto& metrics = m[problem.units[i].name][name];
-        auto it = metrics.find("kld_mean");
-        if (it == metrics.end())
-            kld_known = false;
-        else
-            kld_sum += std::max(0.0, it->second);
     }
-    recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
+    recipe.predicted_kld = predicted_kld(m, out.choices, out.interaction_factor);
     recipe.notes.push_back(fmt::format(
         "GPTQ recipe ({}, {}): sizes are checkpoint tensor bytes (qweight, qzeros, scales, g_idx; "
         "other tensors in 16 bits)",

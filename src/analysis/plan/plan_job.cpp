@@ -12,6 +12,7 @@
 #include "analysis/write/gguf_metadata.h"
 #include "core/error.h"
 #include "formats/gguf.h"
+#include "jobs/metric_names.h"
 #include "jobs/store.h"
 #include "model/model.h"
 #include "quant/quant.h"
@@ -36,6 +37,51 @@ double median(std::vector<double> v) {
 }
 
 }  // namespace
+
+SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id) {
+    SweepMeasurements m;
+    for (const auto& x : store.measurements(job_id)) m[x.unit][x.type][x.metric] = x.value;
+    return m;
+}
+
+std::optional<double> interaction_factor(const SweepMeasurements& m,
+                                         const std::vector<PlanUnit>& units) {
+    const auto all = m.find(kAllUnit);
+    if (all == m.end()) return std::nullopt;
+    std::vector<double> ratios;
+    for (const auto& [type, metrics] : all->second) {
+        const auto kld = metrics.find(metric::kld_mean);
+        if (kld == metrics.end()) continue;
+        double sum = 0;
+        for (const auto& pu : units) {
+            const auto unit = m.find(pu.name);
+            if (unit == m.end()) continue;
+            const auto at_type = unit->second.find(type);
+            if (at_type == unit->second.end()) continue;
+            const auto unit_kld = at_type->second.find(metric::kld_mean);
+            if (unit_kld != at_type->second.end()) sum += std::max(0.0, unit_kld->second);
+        }
+        if (sum > 0) ratios.push_back(kld->second / sum);
+    }
+    if (ratios.empty()) return std::nullopt;
+    return median(ratios);
+}
+
+double predicted_kld(const SweepMeasurements& m,
+                     const std::vector<std::pair<std::string, std::string>>& chosen,
+                     double factor) {
+    double kld_sum = 0;
+    for (const auto& [unit, type] : chosen) {
+        const auto u = m.find(unit);
+        if (u == m.end()) return std::nan("");
+        const auto t = u->second.find(type);
+        if (t == u->second.end()) return std::nan("");
+        const auto kld = t->second.find(metric::kld_mean);
+        if (kld == t->second.end()) return std::nan("");
+        kld_sum += std::max(0.0, kld->second);
+    }
+    return kld_sum * factor;
+}
 
 uint64_t parse_size(const std::string& text) {
     size_t pos = 0;
@@ -199,11 +245,9 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             out.unquantized_bytes += round_up_to_alignment(t.values.size() * sizeof(float));
     }
 
-    // unit → type → metrics
-    std::map<std::string, std::map<std::string, std::map<std::string, double>>> m;
-    for (const auto& x : store.measurements(req.job_id)) m[x.unit][x.type][x.metric] = x.value;
-    const std::string metric_key = req.metric == "kld"     ? "kld_mean"
-                                   : req.metric == "ppl"   ? "ln_ppl_ratio"
+    SweepMeasurements m = sweep_measurements(store, req.job_id);
+    const std::string metric_key = req.metric == "kld"     ? metric::kld_mean
+                                   : req.metric == "ppl"   ? metric::ln_ppl_ratio
                                    : req.metric == "proxy" ? "proxy"
                                                            : "";
     QL_CHECK(!metric_key.empty(), "--metric must be kld, ppl or proxy, not '{}'", req.metric);
@@ -257,15 +301,17 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             if (pinned && *t != *pinned) continue;
             double e;
             if (metric_key == "proxy") {
-                auto it = metrics.find("w_imat_rel");
-                e = it != metrics.end() ? it->second
-                                        : metrics.at("w_rel_fro") * metrics.at("w_rel_fro");
+                auto it = metrics.find(metric::w_imat_rel);
+                e = it != metrics.end()
+                        ? it->second
+                        : metrics.at(metric::w_rel_fro) * metrics.at(metric::w_rel_fro);
             } else {
                 auto it = metrics.find(metric_key);
                 if (it == metrics.end()) continue;  // not measured (yet)
                 e = it->second;
             }
-            pu.options.push_back({*t, unit_file_bytes(*t, metrics.at("bytes")), std::max(e, 0.0)});
+            pu.options.push_back(
+                {*t, unit_file_bytes(*t, metrics.at(metric::bytes)), std::max(e, 0.0)});
         }
         QL_CHECK(!pu.options.empty(),
                  "plan: unit '{}' has no measured type allowed by the options{}", u.name,
@@ -286,18 +332,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
                  problem.units.size(), problem.units.front().name);
 
     // Interaction factor from the "(all)" measurements (only meaningful for the KLD metric).
-    if (m.count(kAllUnit)) {
-        std::vector<double> ratios;
-        for (const auto& [type_name, metrics] : m[kAllUnit]) {
-            if (!metrics.count("kld_mean")) continue;
-            double sum = 0;
-            for (const auto& pu : problem.units)
-                if (m[pu.name].count(type_name) && m[pu.name][type_name].count("kld_mean"))
-                    sum += std::max(0.0, m[pu.name][type_name]["kld_mean"]);
-            if (sum > 0) ratios.push_back(metrics.at("kld_mean") / sum);
-        }
-        if (!ratios.empty()) out.interaction_factor = median(ratios);
-    }
+    if (const auto f = interaction_factor(m, problem.units)) out.interaction_factor = *f;
 
     tie_units(req.ties, problem, unit_members, unit_tensors);
 
@@ -337,20 +372,12 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
     // Whatever drove the choice, its predicted KLD comes from the measured per-unit ΔKLD
     // (so a proxy-driven recipe is predicted on the same scale as a KLD-driven one).
-    double kld_sum = 0;
-    bool kld_known = true;
+    std::vector<std::pair<std::string, std::string>> chosen;
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const std::string type = ggml_type_display_name(problem.units[i].options[r.choice[i]].type);
-        for (const std::string& member : unit_members[i]) {
-            const auto& metrics = m[member][type];
-            auto it = metrics.find("kld_mean");
-            if (it == metrics.end())
-                kld_known = false;
-            else
-                kld_sum += std::max(0.0, it->second);
-        }
+        for (const std::string& member : unit_members[i]) chosen.emplace_back(member, type);
     }
-    recipe.predicted_kld = kld_known ? kld_sum * out.interaction_factor : std::nan("");
+    recipe.predicted_kld = predicted_kld(m, chosen, out.interaction_factor);
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GgmlType t = problem.units[i].options[r.choice[i]].type;
         out.choices.push_back({problem.units[i].name, ggml_type_display_name(t)});

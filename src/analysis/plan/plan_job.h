@@ -12,6 +12,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <vector>
@@ -53,6 +54,21 @@ struct PlanOutcome {
     uint64_t grain_bytes = 1;
     std::vector<std::pair<std::string, std::string>> choices;  // unit → type, in unit order
 };
+
+// A sweep job's measurements: unit → type → metric (jobs/metric_names.h) → value.
+using SweepMeasurements =
+    std::map<std::string, std::map<std::string, std::map<std::string, double>>>;
+SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id);
+
+// The interaction factor (above): the median over the types measured on the "(all)" unit of
+// its KLD / Σ over `units` of their ΔKLD at that type (negative ones as 0); nullopt when no
+// type has both.
+std::optional<double> interaction_factor(const SweepMeasurements& m,
+                                         const std::vector<PlanUnit>& units);
+// A choice's predicted KLD: Σ over its (unit, type) pairs of the measured ΔKLD (negative ones
+// as 0), in that order, × `factor`; NaN when any pair was not measured.
+double predicted_kld(const SweepMeasurements& m,
+                     const std::vector<std::pair<std::string, std::string>>& chosen, double factor);
 
 // "5373408", "5.37MB" (10^6), "5.1MiB", "4.2GB", "4GiB", "900kB" → bytes.
 uint64_t parse_size(const std::string& text);

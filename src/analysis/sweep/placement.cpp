@@ -10,6 +10,7 @@
 
 #include "core/error.h"
 #include "core/ggml_type.h"
+#include "jobs/metric_names.h"
 #include "jobs/store.h"
 #include "model/model.h"
 
@@ -122,17 +123,17 @@ std::vector<PlacementRow> placement_rows(jobs::Store& store, int64_t id, double*
     for (const auto& m : store.measurements(id)) by[{m.unit, m.type}][m.metric] = m.value;
     std::vector<PlacementRow> rows;
     for (auto& [key, m] : by) {
-        if (!m.count("kld_mean") || !m.count("bytes")) continue;
+        if (!m.count(metric::kld_mean) || !m.count(metric::bytes)) continue;
         PlacementRow r;
         r.variant = key.first;
         r.raised_type = key.second;
-        r.model_bytes = m["bytes"] + fixed;
+        r.model_bytes = m[metric::bytes] + fixed;
         r.bpw = bits_per_weight(r.model_bytes, params);
-        r.kld_mean = m["kld_mean"];
-        r.ppl = m.count("ppl") ? m["ppl"] : std::nan("");
-        r.ppl_delta = m["ppl_delta"];
-        r.top1_agree = m["top1_agree"];
-        if (ppl_base && m.count("ppl_base")) *ppl_base = m["ppl_base"];
+        r.kld_mean = m[metric::kld_mean];
+        r.ppl = m.count(metric::ppl) ? m[metric::ppl] : std::nan("");
+        r.ppl_delta = m[metric::ppl_delta];
+        r.top1_agree = m[metric::top1_agree];
+        if (ppl_base && m.count(metric::ppl_base)) *ppl_base = m[metric::ppl_base];
         rows.push_back(r);
     }
     std::sort(rows.begin(), rows.end(), [](const PlacementRow& a, const PlacementRow& b) {
@@ -149,8 +150,8 @@ std::vector<PlacementRow> placement_rows(jobs::Store& store, int64_t id, double*
 }
 
 std::string placement_summary(jobs::Store& store, int64_t id) {
-    const json params = json::parse(store.get_job(id).params);
-    const std::string base = params.value("base", "?");
+    const SweepOptions o = SweepOptions::from_json(json::parse(store.get_job(id).params));
+    const std::string base = o.base_type ? ggml_type_display_name(*o.base_type) : "?";
     double ppl_fp = std::nan("");
     const auto rows = placement_rows(store, id, &ppl_fp);
     const PlacementRow* base_row = nullptr;

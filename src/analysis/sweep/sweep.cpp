@@ -31,6 +31,7 @@
 #include "engine/kernels.h"
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
+#include "jobs/metric_names.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
 #include "model/imatrix_coverage.h"
@@ -221,34 +222,34 @@ void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErr
     m["w_rmse"] = we.rmse;
     m["w_max_abs"] = we.max_abs;
     m["w_mean_abs"] = we.mean_abs;
-    m["w_rel_fro"] = we.rel_frobenius;
+    m[metric::w_rel_fro] = we.rel_frobenius;
     m["w_cos"] = we.cosine;
     m["w_snr_db"] = std::min(we.snr_db, kSnrCap);
     if (we.has_imatrix) {
         m["w_imat_err"] = we.imat_sq_err;
-        m["w_imat_rel"] = we.imat_rel_err;
+        m[metric::w_imat_rel] = we.imat_rel_err;
     }
-    m["bytes"] = static_cast<double>(bytes);
-    m["bpw"] = params ? 8.0 * static_cast<double>(bytes) / static_cast<double>(params) : 0.0;
-    m["fallbacks"] = static_cast<double>(fallbacks);
+    m[metric::bytes] = static_cast<double>(bytes);
+    m[metric::bpw] = params ? 8.0 * static_cast<double>(bytes) / static_cast<double>(params) : 0.0;
+    m[metric::fallbacks] = static_cast<double>(fallbacks);
     if (changed && st.n_scored > 0) {
         const double n = static_cast<double>(st.n_scored);
-        m["kld_mean"] = st.kld_sum / n;
-        m["kld_max"] = st.kld_max;
-        m["ppl"] = std::exp(st.nll_sum / n);
-        m["ppl_base"] = std::exp(st.ref_nll_sum / n);
-        m["ppl_delta"] = m["ppl"] - m["ppl_base"];
-        m["ln_ppl_ratio"] = (st.nll_sum - st.ref_nll_sum) / n;
-        m["top1_agree"] = static_cast<double>(st.top1_same) / n;
-        m["rms_dp"] = std::sqrt(st.dp_sq_sum / n);
-        m["act_mse"] = st.final_mse;
+        m[metric::kld_mean] = st.kld_sum / n;
+        m[metric::kld_max] = st.kld_max;
+        m[metric::ppl] = std::exp(st.nll_sum / n);
+        m[metric::ppl_base] = std::exp(st.ref_nll_sum / n);
+        m[metric::ppl_delta] = m[metric::ppl] - m[metric::ppl_base];
+        m[metric::ln_ppl_ratio] = (st.nll_sum - st.ref_nll_sum) / n;
+        m[metric::top1_agree] = static_cast<double>(st.top1_same) / n;
+        m[metric::rms_dp] = std::sqrt(st.dp_sq_sum / n);
+        m[metric::act_mse] = st.final_mse;
         for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = st.layer_mse[l];
     } else {
         // Identical weights: nothing downstream can change, so nothing is evaluated.
-        for (const char* k :
-             {"kld_mean", "kld_max", "ppl_delta", "ln_ppl_ratio", "rms_dp", "act_mse"})
+        for (const char* k : {metric::kld_mean, metric::kld_max, metric::ppl_delta,
+                              metric::ln_ppl_ratio, metric::rms_dp, metric::act_mse})
             m[k] = 0.0;
-        m["top1_agree"] = 1.0;
+        m[metric::top1_agree] = 1.0;
         for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = 0.0;
     }
 }
@@ -294,7 +295,7 @@ jobs::Metrics measure_expert_item(SweepContext& ctx, const std::string& unit, Gg
         const double routed = static_cast<double>(ctx.routing->counts()[layer][expert]);
         const double slots = static_cast<double>(ctx.routing->tokens(layer) * ctx.routing->top_k());
         m["route_tokens"] = routed;
-        m["route_share"] = slots > 0 ? routed / slots : 0.0;
+        m[metric::route_share] = slots > 0 ? routed / slots : 0.0;
     }
     m["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return m;
@@ -404,11 +405,11 @@ std::string expert_summary(
         std::map<int, std::vector<std::pair<int, const std::map<std::string, double>*>>> layers;
         std::vector<double> share, kld;
         for (const auto& [unit, metrics] : units)
-            if (const auto ex = parse_expert_unit(unit); ex && metrics.count("kld_mean")) {
+            if (const auto ex = parse_expert_unit(unit); ex && metrics.count(metric::kld_mean)) {
                 layers[ex->first].emplace_back(ex->second, &metrics);
-                if (metrics.count("route_share")) {
-                    share.push_back(metrics.at("route_share"));
-                    kld.push_back(metrics.at("kld_mean"));
+                if (metrics.count(metric::route_share)) {
+                    share.push_back(metrics.at(metric::route_share));
+                    kld.push_back(metrics.at(metric::kld_mean));
                 }
             }
         if (layers.empty()) continue;
@@ -420,14 +421,15 @@ std::string expert_summary(
             const auto* worst = &experts.front();
             double lo = 1, hi = 0;
             for (const auto& e : experts) {
-                if (e.second->at("kld_mean") > worst->second->at("kld_mean")) worst = &e;
-                const auto it = e.second->find("route_share");
+                if (e.second->at(metric::kld_mean) > worst->second->at(metric::kld_mean))
+                    worst = &e;
+                const auto it = e.second->find(metric::route_share);
                 if (it != e.second->end())
                     lo = std::min(lo, it->second), hi = std::max(hi, it->second);
             }
-            const auto ws = worst->second->find("route_share");
+            const auto ws = worst->second->find(metric::route_share);
             out += fmt::format("  blk.{:<4} expert {:<4} ({:.6f}, {:.3f})  {:.3f}–{:.3f}\n", layer,
-                               worst->first, worst->second->at("kld_mean"),
+                               worst->first, worst->second->at(metric::kld_mean),
                                ws != worst->second->end() ? ws->second : std::nan(""), lo, hi);
         }
         out += fmt::format("  Spearman(routing share, ΔKLD) over {} experts: {:.3f}\n", kld.size(),
@@ -515,6 +517,7 @@ json SweepOptions::to_json() const {
         j["gptq_text"] = gptq_text;
         j["gptq_chunks"] = gptq_chunks;
     }
+    if (!gptq_hash.empty()) j["gptq_hash"] = gptq_hash;
     if (!gptq_formats.empty()) {  // only then, so other jobs' parameters stay as they were
         json names = json::array();
         for (const auto& f : gptq_formats) names.push_back(gptq_format_name(f));
@@ -557,6 +560,7 @@ SweepOptions SweepOptions::from_json(const json& j) {
     }
     o.gptq_text = j.value("gptq_text", "");
     o.gptq_chunks = job_param_int(j, "gptq_chunks", o.gptq_chunks);
+    o.gptq_hash = j.value("gptq_hash", "");
     if (j.contains("gptq_formats")) {
         QL_CHECK(j["gptq_formats"].is_array(), "job params: 'gptq_formats' is {}, expected a list",
                  j["gptq_formats"].dump());
@@ -698,10 +702,9 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
     }
     jobs::NewJob nj;
     nj.kind = jobs::JobKind::sweep;
-    json params = o.to_json();
     // The calibration text is an input like the evaluation text: a resume must see the same.
-    if (!o.gptq_text.empty()) params["gptq_hash"] = text_hash(o.gptq_text);
-    nj.params = params.dump();
+    if (!o.gptq_text.empty()) o.gptq_hash = text_hash(o.gptq_text);
+    nj.params = o.to_json().dump();
     nj.model = o.model;
     nj.model_hash = model->content_hash();
     nj.text_hash = text_hash(o.eval_text);
@@ -744,9 +747,8 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     SweepContext ctx;
     open_context(ctx, SweepOptions::from_json(json::parse(job.params)));
     store.check_inputs(id, ctx.model->content_hash(), text_hash(ctx.opt.eval_text));
-    const json params = json::parse(job.params);
-    if (params.contains("gptq_hash"))
-        QL_CHECK(text_hash(ctx.opt.gptq_text) == params.at("gptq_hash").get<std::string>(),
+    if (!ctx.opt.gptq_hash.empty())
+        QL_CHECK(text_hash(ctx.opt.gptq_text) == ctx.opt.gptq_hash,
                  "{}: job {}: the --gptq calibration text '{}' changed since the job started",
                  store.path(), id, ctx.opt.gptq_text);
 
@@ -843,7 +845,7 @@ double spearman(const std::vector<double>& a, const std::vector<double>& b) {
 }
 
 std::string sweep_summary(jobs::Store& store, int64_t id) {
-    if (json::parse(store.get_job(id).params).value("granularity", "") == "placement")
+    if (SweepOptions::from_json(json::parse(store.get_job(id).params)).granularity == "placement")
         return placement_summary(store, id);
     const auto ms = store.measurements(id);
     std::map<std::string, std::map<std::string, std::map<std::string, double>>>
@@ -855,13 +857,14 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
         double sum = 0, worst = -1;
         std::string worst_unit;
         for (auto& [unit, metrics] : units) {
-            if (unit == kAllUnit || !metrics.count("kld_mean") || parse_expert_unit(unit))
+            if (unit == kAllUnit || !metrics.count(metric::kld_mean) || parse_expert_unit(unit))
                 continue;  // expert units overlap the stacked tensors' units
-            sum += metrics["kld_mean"];
-            if (metrics["kld_mean"] > worst) worst = metrics["kld_mean"], worst_unit = unit;
+            sum += metrics[metric::kld_mean];
+            if (metrics[metric::kld_mean] > worst)
+                worst = metrics[metric::kld_mean], worst_unit = unit;
         }
-        const bool has_all = units.count(kAllUnit) && units[kAllUnit].count("kld_mean");
-        const double all = has_all ? units[kAllUnit]["kld_mean"] : std::nan("");
+        const bool has_all = units.count(kAllUnit) && units[kAllUnit].count(metric::kld_mean);
+        const double all = has_all ? units[kAllUnit][metric::kld_mean] : std::nan("");
         const double bpw = has_all ? units[kAllUnit]["bpw"] : std::nan("");
         out +=
             fmt::format("{:<8} {:>12.3f} {:>14.6f} {:>14.6f} {:>8.3f}  {} ({:.6f})\n", type, bpw,
@@ -871,10 +874,10 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
     std::vector<double> proxy, kld;
     for (auto& [type, units] : by)
         for (auto& [unit, metrics] : units) {
-            if (unit == kAllUnit || !metrics.count("kld_mean")) continue;
-            proxy.push_back(metrics.count("w_imat_rel") ? metrics["w_imat_rel"]
-                                                        : metrics["w_rel_fro"]);
-            kld.push_back(metrics["kld_mean"]);
+            if (unit == kAllUnit || !metrics.count(metric::kld_mean)) continue;
+            proxy.push_back(metrics.count(metric::w_imat_rel) ? metrics[metric::w_imat_rel]
+                                                              : metrics[metric::w_rel_fro]);
+            kld.push_back(metrics[metric::kld_mean]);
         }
     out += fmt::format(
         "Spearman rank correlation of the weight proxy with ΔKLD over {} items: {:.3f}\n",

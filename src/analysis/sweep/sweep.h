@@ -77,6 +77,9 @@ struct SweepOptions {
     // the tensors and types it covers: ΔKLD then measures what `quantize --gptq` writes.
     std::string gptq_text;
     int64_t gptq_chunks = 64;
+    // The content hash of gptq_text when the job was made (create_sweep_job), so a resume
+    // refuses a changed text; empty in options not yet made into a job.
+    std::string gptq_hash;
     // A GPTQ-format sweep (`--types gptq`; `types` then empty): GPTQ's own formats
     // (core/gptq_format.h) over the Linears a GPTQ checkpoint quantizes, in the units of
     // analysis/write/gptq_formats.h; with gptq_text, GPTQ error feedback, in act order (desc_act)
@@ -88,6 +91,8 @@ struct SweepOptions {
     bool experts = false;
     int64_t expert_sample = 0;
 
+    // A job's parameters: to_json() is what the store keeps, from_json() the one place that
+    // reads them back (the sweep, its summary and placement study, resume, MPI workers).
     nlohmann::json to_json() const;
     static SweepOptions from_json(const nlohmann::json& j);
 };

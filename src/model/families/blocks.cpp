@@ -135,28 +135,37 @@ void read_hf_gemma(const HfConfigJson& cfg, ModelConfig& c, int64_t default_patt
     c.sliding_window = cfg.get_int("sliding_window", 0);
     QL_CHECK(c.sliding_window >= 0, "{}: \"sliding_window\" is {}, expected ≥ 0", cfg.path,
              c.sliding_window);
-    c.layer_sliding.assign(static_cast<size_t>(c.n_layers), false);
+    c.layer_sliding = read_hf_layer_types(
+        cfg, c.n_layers, "sliding_attention",
+        "quantlens knows sliding_attention and full_attention only", [&] {
+            const int64_t pattern = cfg.get_int("sliding_window_pattern", default_pattern);
+            QL_CHECK(pattern > 0, "{}: \"sliding_window_pattern\" is {}, expected positive",
+                     cfg.path, pattern);
+            return pattern;
+        });
+}
+
+std::vector<bool> read_hf_layer_types(const HfConfigJson& cfg, int64_t n_layers, const char* marked,
+                                      const std::string& known,
+                                      const std::function<int64_t()>& period) {
+    std::vector<bool> out(static_cast<size_t>(n_layers), false);
     const auto types = cfg.j.find("layer_types");
     if (types == cfg.j.end() || types->is_null()) {
-        const int64_t pattern = cfg.get_int("sliding_window_pattern", default_pattern);
-        QL_CHECK(pattern > 0, "{}: \"sliding_window_pattern\" is {}, expected positive", cfg.path,
-                 pattern);
-        for (int64_t l = 0; l < c.n_layers; ++l)
-            c.layer_sliding[static_cast<size_t>(l)] = (l + 1) % pattern != 0;
-        return;
+        const int64_t p = period();
+        for (int64_t l = 0; l < n_layers; ++l) out[static_cast<size_t>(l)] = (l + 1) % p != 0;
+        return out;
     }
-    QL_CHECK(types->is_array() && static_cast<int64_t>(types->size()) == c.n_layers,
+    QL_CHECK(types->is_array() && static_cast<int64_t>(types->size()) == n_layers,
              "{}: \"layer_types\" is {}, expected a list of {} layer types", cfg.path,
-             types->dump(), c.n_layers);
-    for (int64_t l = 0; l < c.n_layers; ++l) {
+             types->dump(), n_layers);
+    for (int64_t l = 0; l < n_layers; ++l) {
         const auto& t = (*types)[static_cast<size_t>(l)];
         const std::string type = t.is_string() ? t.get<std::string>() : t.dump();
-        QL_CHECK(type == "sliding_attention" || type == "full_attention",
-                 "{}: layer_types[{}] is \"{}\"; quantlens knows sliding_attention and "
-                 "full_attention only",
-                 cfg.path, l, type);
-        c.layer_sliding[static_cast<size_t>(l)] = type == "sliding_attention";
+        QL_CHECK(type == marked || type == "full_attention", "{}: layer_types[{}] is \"{}\"; {}",
+                 cfg.path, l, type, known);
+        out[static_cast<size_t>(l)] = type == marked;
     }
+    return out;
 }
 
 void read_gguf_gemma(const GgufFile& g, ModelConfig& c, int64_t pattern, int64_t layers_27b,
@@ -209,6 +218,11 @@ void read_gguf_dense_ffn(const GgufFile& g, ModelConfig& c) {
     c.ffn = gguf_required(g, c, "feed_forward_length");
 }
 
+void read_gguf_dense_neox(const GgufFile& g, ModelConfig& c) {
+    read_gguf_dense_ffn(g, c);
+    c.rope = RopeStyle::Neox;
+}
+
 void add_u32(GgufKeys& keys, const ModelConfig& c, const char* key, int64_t value) {
     keys.emplace_back(c.gguf_arch + "." + key, GgufValue::u32(static_cast<uint32_t>(value)));
 }
@@ -217,13 +231,17 @@ void add_f32(GgufKeys& keys, const ModelConfig& c, const char* key, double value
     keys.emplace_back(c.gguf_arch + "." + key, GgufValue::f32(static_cast<float>(value)));
 }
 
-void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
+void write_gguf_sizes(const ModelConfig& c, GgufKeys& keys) {
     add_u32(keys, c, "block_count", c.n_layers);
     add_u32(keys, c, "context_length", c.max_positions);
     add_u32(keys, c, "embedding_length", c.hidden);
     add_u32(keys, c, "feed_forward_length", c.ffn);
     add_u32(keys, c, "attention.head_count", c.n_heads);
     add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+}
+
+void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
+    write_gguf_sizes(c, keys);
     // TextModel.set_gguf_parameters: linear scaling as keys (llama3's is rope_freqs.weight);
     // longrope factors and partial rotary are written by Phi-3's converter only.
     QL_CHECK(c.rope_scaling.kind != RopeScaling::Kind::Yarn,

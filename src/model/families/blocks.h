@@ -3,7 +3,9 @@
 // A family combines these; a piece used by one family only stays in that family's file.
 #pragma once
 
+#include <functional>
 #include <initializer_list>
+#include <string>
 #include <vector>
 
 #include "model/families/family.h"
@@ -40,6 +42,15 @@ void read_hf_llama_attention(const HfConfigJson& cfg, ModelConfig& config);
 // config.json: refuses use_sliding_window (per-layer windows are not implemented).
 void refuse_hf_sliding_window(const HfConfigJson& cfg);
 
+// config.json's "layer_types": one flag per layer, true for `marked` ("sliding_attention",
+// "linear_attention") and false for "full_attention"; another type is refused with `known`
+// (what this family has) and a list of another length by its length. Without the key (or
+// null), layer l is `marked` when (l + 1) % period() != 0, transformers' default pattern;
+// period() is called only then (it reads and checks its own key).
+std::vector<bool> read_hf_layer_types(const HfConfigJson& cfg, int64_t n_layers, const char* marked,
+                                      const std::string& known,
+                                      const std::function<int64_t()>& period);
+
 // config.json, Gemma 2 and 3: GeGLU, (1 + w) norms, post-norms, √hidden embedding scale,
 // query_pre_attn_scalar, soft-capping, sliding_window with layer_types (else every layer i
 // with (i + 1) % `default_pattern` != 0 slides, transformers' default), neox rope.
@@ -58,9 +69,14 @@ int64_t gguf_int(const GgufFile& gguf, const ModelConfig& config, const char* ke
                  int64_t fallback);
 int64_t gguf_required(const GgufFile& gguf, const ModelConfig& config, const char* key);
 void read_gguf_dense_ffn(const GgufFile& gguf, ModelConfig& config);  // feed_forward_length
+// feed_forward_length, and neox rope (qwen2, qwen3).
+void read_gguf_dense_neox(const GgufFile& gguf, ModelConfig& config);
 
 // block_count .. layer_norm_rms_epsilon, then expert_count/expert_used_count for MoE.
 void write_gguf_head(const ModelConfig& config, GgufKeys& keys);
+// block_count, context_length, embedding_length, feed_forward_length, attention.head_count,
+// attention.head_count_kv: the converter's first keys (TextModel.set_gguf_parameters).
+void write_gguf_sizes(const ModelConfig& config, GgufKeys& keys);
 // attention.key_length, attention.value_length.
 void write_gguf_head_size(const ModelConfig& config, GgufKeys& keys);
 // The "llama" architecture's keys: head, head size, vocab_size, rope.dimension_count.

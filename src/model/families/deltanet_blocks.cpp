@@ -82,27 +82,13 @@ void read_hf_hybrid(const HfConfigJson& cfg, ModelConfig& c) {
              "{}: linear_num_value_heads {} is not a multiple of linear_num_key_heads {}", cfg.path,
              c.ssm_v_heads, c.ssm_k_heads);
     const int64_t interval = cfg.get_int("full_attention_interval", 4);
-    c.layer_linear.assign(static_cast<size_t>(c.n_layers), false);
-    const auto types = j.find("layer_types");
-    if (types == j.end() || types->is_null()) {
-        QL_CHECK(interval > 0, "{}: \"full_attention_interval\" is {}, expected positive", cfg.path,
-                 interval);
-        for (int64_t l = 0; l < c.n_layers; ++l)
-            c.layer_linear[static_cast<size_t>(l)] = (l + 1) % interval != 0;
-    } else {
-        QL_CHECK(types->is_array() && static_cast<int64_t>(types->size()) == c.n_layers,
-                 "{}: \"layer_types\" is {}, expected a list of {} layer types", cfg.path,
-                 types->dump(), c.n_layers);
-        for (int64_t l = 0; l < c.n_layers; ++l) {
-            const auto& t = (*types)[static_cast<size_t>(l)];
-            const std::string type = t.is_string() ? t.get<std::string>() : t.dump();
-            QL_CHECK(type == "linear_attention" || type == "full_attention",
-                     "{}: layer_types[{}] is \"{}\"; {} layers are linear_attention or "
-                     "full_attention",
-                     cfg.path, l, type, cfg.family);
-            c.layer_linear[static_cast<size_t>(l)] = type == "linear_attention";
-        }
-    }
+    c.layer_linear = blocks::read_hf_layer_types(
+        cfg, c.n_layers, "linear_attention",
+        fmt::format("{} layers are linear_attention or full_attention", cfg.family), [&] {
+            QL_CHECK(interval > 0, "{}: \"full_attention_interval\" is {}, expected positive",
+                     cfg.path, interval);
+            return interval;
+        });
     // llama.cpp's loader derives the layer kinds from full_attention_interval alone.
     for (int64_t l = 0; l < c.n_layers; ++l)
         QL_CHECK(c.layer_linear[static_cast<size_t>(l)] == ((l + 1) % interval != 0),

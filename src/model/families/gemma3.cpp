@@ -41,12 +41,7 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
              "{}: attn_logit_softcapping is {}, which llama.cpp's gemma3 converter refuses and "
              "its graph does not apply",
              c.hf_architecture, c.attn_softcap);
-    blocks::add_u32(keys, c, "block_count", c.n_layers);
-    blocks::add_u32(keys, c, "context_length", c.max_positions);
-    blocks::add_u32(keys, c, "embedding_length", c.hidden);
-    blocks::add_u32(keys, c, "feed_forward_length", c.ffn);
-    blocks::add_u32(keys, c, "attention.head_count", c.n_heads);
-    blocks::add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    blocks::write_gguf_sizes(c, keys);
     if (c.rope_scaling.kind == RopeScaling::Kind::Linear) {
         keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("linear"));
         blocks::add_f32(keys, c, "rope.scaling.factor", c.rope_scaling.factor);

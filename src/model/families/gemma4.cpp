@@ -289,12 +289,7 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     int64_t shared = 0;
     for (int64_t l = 0; l < c.n_layers; ++l)
         shared += c.gemma4_layers[static_cast<size_t>(l)].kv_source != l;
-    blocks::add_u32(keys, c, "block_count", c.n_layers);
-    blocks::add_u32(keys, c, "context_length", c.max_positions);
-    blocks::add_u32(keys, c, "embedding_length", c.hidden);
-    blocks::add_u32(keys, c, "feed_forward_length", c.ffn);
-    blocks::add_u32(keys, c, "attention.head_count", c.n_heads);
-    blocks::add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    blocks::write_gguf_sizes(c, keys);
     blocks::add_f32(keys, c, "rope.freq_base", c.rope_theta);
     blocks::add_f32(keys, c, "rope.freq_base_swa", c.rope_theta_swa);
     blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);

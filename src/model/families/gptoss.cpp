@@ -67,25 +67,10 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
     c.sliding_window = cfg.get_int("sliding_window", 128);
     QL_CHECK(c.sliding_window >= 0, "{}: \"sliding_window\" is {}, expected ≥ 0", cfg.path,
              c.sliding_window);
-    c.layer_sliding.assign(static_cast<size_t>(c.n_layers), false);
-    const auto types = j.find("layer_types");
-    if (types == j.end() || types->is_null()) {
-        for (int64_t l = 0; l < c.n_layers; ++l)  // transformers: (l + 1) % 2 slides
-            c.layer_sliding[static_cast<size_t>(l)] = (l + 1) % 2 != 0;
-    } else {
-        QL_CHECK(types->is_array() && static_cast<int64_t>(types->size()) == c.n_layers,
-                 "{}: \"layer_types\" is {}, expected a list of {} layer types", cfg.path,
-                 types->dump(), c.n_layers);
-        for (int64_t l = 0; l < c.n_layers; ++l) {
-            const auto& t = (*types)[static_cast<size_t>(l)];
-            const std::string type = t.is_string() ? t.get<std::string>() : t.dump();
-            QL_CHECK(type == "sliding_attention" || type == "full_attention",
-                     "{}: layer_types[{}] is \"{}\"; gpt-oss has sliding_attention and "
-                     "full_attention layers only",
-                     cfg.path, l, type);
-            c.layer_sliding[static_cast<size_t>(l)] = type == "sliding_attention";
-        }
-    }
+    c.layer_sliding =
+        blocks::read_hf_layer_types(cfg, c.n_layers, "sliding_attention",
+                                    "gpt-oss has sliding_attention and full_attention layers only",
+                                    [] { return int64_t{2}; });  // transformers: (l + 1) % 2 slides
     if (const auto q = j.find("quantization_config"); q != j.end() && !q->is_null()) {
         const std::string method =
             q->is_object() && q->contains("quant_method") && (*q)["quant_method"].is_string()
@@ -122,12 +107,7 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     const RopeScaling& s = c.rope_scaling;
     QL_CHECK(s.kind == RopeScaling::Kind::None || s.kind == RopeScaling::Kind::Yarn,
              "{}: only unscaled or yarn rope is written for gpt-oss", c.hf_architecture);
-    blocks::add_u32(keys, c, "block_count", c.n_layers);
-    blocks::add_u32(keys, c, "context_length", c.max_positions);
-    blocks::add_u32(keys, c, "embedding_length", c.hidden);
-    blocks::add_u32(keys, c, "feed_forward_length", c.ffn);
-    blocks::add_u32(keys, c, "attention.head_count", c.n_heads);
-    blocks::add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    blocks::write_gguf_sizes(c, keys);
     if (s.kind == RopeScaling::Kind::Yarn) {
         keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("yarn"));
         blocks::add_f32(keys, c, "rope.scaling.factor", s.factor);

@@ -14,11 +14,6 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
     c.qk_norm = true;
 }
 
-void read_gguf(const GgufFile& g, ModelConfig& c) {
-    blocks::read_gguf_dense_ffn(g, c);
-    c.rope = RopeStyle::Neox;
-}
-
 }  // namespace
 
 const Family& qwen3_family() {
@@ -33,7 +28,7 @@ const Family& qwen3_family() {
             blocks::concat({blocks::norms_and_attention(), blocks::qk_norm(), blocks::dense_mlp()}),
         .read_hf = read_hf,
         .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
+        .read_gguf = blocks::read_gguf_dense_neox,
         .write_gguf = blocks::write_gguf_plain,
     };
     return f;
