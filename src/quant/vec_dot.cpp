@@ -11,7 +11,9 @@
 #include <cpuid.h>
 #endif
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "quant/blocks.h"
+#include "quant/quant.h"
 #include "quant/tables_generated.h"
 #include "quant/vec_dot_impl.h"
 
@@ -492,28 +495,109 @@ void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t 
         out[r] = dot(type, w, static_cast<const uint8_t*>(act) + r * stride, n);
 }
 
-void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
-            int64_t N, int64_t IN, int64_t OUT) {
-    const Kernel& k = get(type);
-    const bool fast = k.avx2 && cpu_has_avx2_fma();
-    const detail::DotFn fn = fast ? k.avx2 : k.ref;
-    const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
-    const size_t act_size = act_row_size(type, IN), w_size = ggml_row_size(type, IN);
-    std::vector<uint8_t> act(static_cast<size_t>(N) * act_size);  // [N] quantized rows
+namespace {
+
+bool half_finite(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return (h & 0x7C00) != 0x7C00;
+}
+
+// Byte offsets of the F16 scales in a block of `type`; empty when not known here.
+std::vector<size_t> half_scale_offsets(GgmlType type) {
+    switch (type) {
+        case GgmlType::Q4_0:
+        case GgmlType::Q5_0:
+        case GgmlType::Q8_0:
+        case GgmlType::IQ4_NL:
+        case GgmlType::IQ4_XS:
+        case GgmlType::IQ2_XXS:
+        case GgmlType::IQ2_XS:
+        case GgmlType::IQ2_S:
+        case GgmlType::IQ3_XXS:
+        case GgmlType::IQ3_S:
+        case GgmlType::IQ1_S:
+            return {0};
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_1:
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K:
+            return {0, 2};
+        case GgmlType::Q2_K:
+            return {offsetof(block_q2_K, d), offsetof(block_q2_K, dmin)};
+        case GgmlType::Q3_K:
+            return {offsetof(block_q3_K, d)};
+        case GgmlType::Q6_K:
+            return {offsetof(block_q6_K, d)};
+        default:
+            return {};
+    }
+}
+
+}  // namespace
+
+bool row_finite(GgmlType type, const void* row, int64_t n) {
+    const auto* p = static_cast<const uint8_t*>(row);
+    if (type == GgmlType::F16 || type == GgmlType::BF16) {
+        for (int64_t i = 0; i < n; ++i) {
+            uint16_t h;
+            std::memcpy(&h, p + 2 * i, 2);
+            const uint16_t exp = type == GgmlType::F16 ? 0x7C00 : 0x7F80;
+            if ((h & exp) == exp) return false;
+        }
+        return true;
+    }
+    static thread_local std::vector<float> values;
+    const std::vector<size_t> offsets = half_scale_offsets(type);
+    if (offsets.empty() || type == GgmlType::F32) {
+        values.resize(static_cast<size_t>(n));
+        dequantize(type, row, values.data(), 1, n);
+        for (float v : values)
+            if (!std::isfinite(v)) return false;
+        return true;
+    }
+    const GgmlTypeInfo& info = ggml_type_info(type);
+    for (int64_t b = 0; b < n / info.block_size; ++b)
+        for (size_t off : offsets)
+            if (!half_finite(p + b * info.bytes_per_block + off)) return false;
+    return true;
+}
+
+void quantize_rows(GgmlType type, const float* in, int64_t N, int64_t IN, QuantizedRows& rows) {
+    rows.act = act_type(type);
+    rows.rows = N;
+    rows.cols = IN;
+    rows.row_size = act_row_size(type, IN);
+    rows.data.resize(static_cast<size_t>(N) * rows.row_size);
+    uint8_t* data = rows.data.data();
+    const size_t row_size = rows.row_size;
     parallel_for(
         static_cast<size_t>(N),
         [&](size_t begin, size_t end) {
             for (size_t r = begin; r < end; ++r)
-                quantize_act_row(type, in + r * IN, act.data() + r * act_size, IN);
+                quantize_act_row(type, in + r * IN, data + r * row_size, IN);
         },
         16);
+}
+
+void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weight,
+            const float* bias, int64_t OUT) {
+    const Kernel& k = get(type);
+    QL_ASSERT(in.act == k.act && in.row_size == act_row_size(type, in.cols));
+    const bool fast = k.avx2 && cpu_has_avx2_fma();
+    const detail::DotFn fn = fast ? k.avx2 : k.ref;
+    const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
+    const int64_t N = in.rows, IN = in.cols;
+    const size_t act_size = in.row_size, w_size = ggml_row_size(type, IN);
+    const uint8_t* act = in.data.data();
     const auto* w = static_cast<const uint8_t*>(weight);
-    // Tiles of output features × input rows, so a tile's weight rows stay in cache while
-    // every input row meets them.
+    // A tile is 16 output features × every input row, taken 64 rows at a time so the
+    // tile's weight rows stay in L1 while the rows stream from L2.
     constexpr int64_t kRowTile = 16, kInputTile = 64;
-    parallel_for(static_cast<size_t>((OUT + kRowTile - 1) / kRowTile), [&](size_t t0, size_t t1) {
-        const int64_t o_begin = static_cast<int64_t>(t0) * kRowTile;
-        const int64_t o_end = std::min(OUT, static_cast<int64_t>(t1) * kRowTile);
+    const int64_t tiles = (OUT + kRowTile - 1) / kRowTile;
+    std::atomic<int64_t> next{0};
+    const auto run_tile = [&](int64_t t) {
+        const int64_t o_begin = t * kRowTile, o_end = std::min(OUT, o_begin + kRowTile);
         float four[4];
         for (int64_t n0 = 0; n0 < N; n0 += kInputTile) {
             const int64_t n1 = std::min(N, n0 + kInputTile);
@@ -523,18 +607,30 @@ void matmul(float* out, const float* in, GgmlType type, const void* weight, cons
                 int64_t r = n0;
                 if (fn4) {
                     for (; r + 4 <= n1; r += 4) {
-                        fn4(row, act.data() + r * act_size, act_size, IN, four);
+                        fn4(row, act + r * act_size, act_size, IN, four);
                         for (int i = 0; i < 4; ++i)
                             out[(r + i) * OUT + o] = bias ? four[i] + b : four[i];
                     }
                 }
                 for (; r < n1; ++r) {
-                    const float v = fn(row, act.data() + r * act_size, IN);
+                    const float v = fn(row, act + r * act_size, IN);
                     out[r * OUT + o] = bias ? v + b : v;
                 }
             }
         }
-    });
+    };
+    // One task per thread, each taking tiles from a shared counter until none is left.
+    parallel_for(static_cast<size_t>(std::min<int64_t>(num_threads(), tiles)),
+                 [&](size_t, size_t) {
+                     for (int64_t t; (t = next.fetch_add(1)) < tiles;) run_tile(t);
+                 });
+}
+
+void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
+            int64_t N, int64_t IN, int64_t OUT) {
+    thread_local QuantizedRows rows;  // reused: no allocation once inputs stop growing
+    quantize_rows(type, in, N, IN, rows);
+    matmul(out, rows, type, weight, bias, OUT);
 }
 
 }  // namespace quantlens::vec_dot

@@ -26,6 +26,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <vector>
 
 #include "core/ggml_type.h"
 
@@ -50,10 +51,31 @@ void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t 
 // Whether dot uses a vectorized kernel for `type` on this CPU (else it is dot_ref).
 bool has_fast_path(GgmlType type);
 
-// out[N, OUT] = in[N, IN] · W[OUT, IN]ᵀ (+ bias[OUT] when not null), W = OUT rows of
-// ggml_row_size(type, IN) bytes at `weight` (a GGUF tensor's data). Activations are
-// quantized once per input row, output rows are split over the thread pool; each output is
-// one dot() (so the thread count never changes a result).
+// Whether every value of one weight row of n values in `type` is finite. For block types
+// whose values are integers times F16 scales, only the scales are read (a finite scale
+// gives finite values); other types are dequantized.
+bool row_finite(GgmlType type, const void* row, int64_t n);
+
+// Activation rows in the format weights of one type pair with (act_type): quantized once,
+// then multiplied by every matrix that takes the same input (q/k/v, gate/up). The buffer
+// keeps its capacity, so a holder reused across calls allocates only when inputs grow.
+struct QuantizedRows {
+    GgmlType act = GgmlType::F32;  // F32: nothing quantized yet
+    int64_t rows = 0, cols = 0;
+    size_t row_size = 0;  // act_row_size(weight type, cols)
+    std::vector<uint8_t> data;
+};
+// in[N, IN] → rows, for weights of `type` (rows are split over the thread pool).
+void quantize_rows(GgmlType type, const float* in, int64_t N, int64_t IN, QuantizedRows& rows);
+
+// out[N, OUT] = in · W[OUT, IN]ᵀ (+ bias[OUT] when not null), in = rows quantized for
+// act_type(type) with IN = rows.cols, W = OUT rows of ggml_row_size(type, IN) bytes at
+// `weight` (a GGUF tensor's data). Tiles of 16 output features are handed to the thread
+// pool's workers one at a time (a worker slowed by a busy machine holds back one tile, not
+// a share); each output is one dot() (so the thread count never changes a result).
+void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weight,
+            const float* bias, int64_t OUT);
+// The same with in[N, IN] quantized first (into a per-thread buffer reused across calls).
 void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
             int64_t N, int64_t IN, int64_t OUT);
 

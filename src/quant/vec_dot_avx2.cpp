@@ -322,49 +322,64 @@ QL_AVX2 inline __m128i k4_min_lanes(const uint8_t sm[16], const int16_t* bsums) 
 
 }  // namespace
 
+// The int16 scale of chunk c for madd, from 8 scale bytes broadcast to every 64-bit lane:
+// pshufb takes byte c into each low byte and zero (index bit 7) into each high byte.
+QL_AVX2 inline __m256i byte_scale_i16(__m256i scale_bytes, int c) {
+    return _mm256_shuffle_epi8(scale_bytes, _mm256_set1_epi16(static_cast<int16_t>(0x8000 | c)));
+}
+
+// R activation rows against one Q4_K weight row. Per block the weight is unpacked once
+// (nibbles, scales as pshufb selections) and met by every row; the per-row float
+// accumulators live in memory (touched once a block) so the inner loop keeps its integer
+// sums in registers.
 template <int R>
 QL_AVX2 inline void q4_K_rows(const void* w, const uint8_t* act, size_t stride, int64_t n,
                               float* out) {
     const auto* x = static_cast<const block_q4_K*>(w);
     const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256 acc[R];
-    __m128 acc_m[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), acc_m[r] = _mm_setzero_ps();
+    alignas(32) float acc[R][8] = {};
+    alignas(16) float acc_m[R][4] = {};
+    const block_q8_K* y[R];
+    for (int r = 0; r < R; ++r) y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride);
     uint8_t sm[16];
     for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
         unpack_k4(x[b].scales, sm);
-        const block_q8_K* y[R];
-        for (int r = 0; r < R; ++r) {
-            y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride) + b;
-            const float dmin = -y[r]->d * xmin;
-            acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin),
-                                    _mm_cvtepi32_ps(k4_min_lanes(sm, y[r]->bsums)), acc_m[r]);
-        }
+        __m128i sc8;
+        std::memcpy(&sc8, sm, 16);
+        const __m256i scale_bytes = _mm256_broadcastq_epi64(sc8);
         __m256i sumi[R];
         for (int r = 0; r < R; ++r) sumi[r] = _mm256_setzero_si256();
-        for (int j = 0; j < 4; ++j) {  // weights unpacked once, met by every row
+        for (int j = 0; j < 4; ++j) {  // 64-value groups: low nibbles, then high nibbles
             const __m256i q4 = load32(x[b].qs + 32 * j);
             const __m256i lo = _mm256_and_si256(q4, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            const __m256i sc_lo = _mm256_set1_epi16(sm[2 * j]);
-            const __m256i sc_hi = _mm256_set1_epi16(sm[2 * j + 1]);
+            const __m256i sc_lo = byte_scale_i16(scale_bytes, 2 * j);
+            const __m256i sc_hi = byte_scale_i16(scale_bytes, 2 * j + 1);
             for (int r = 0; r < R; ++r) {
-                const __m256i p_lo =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(y[r]->qs + 64 * j)), sc_lo);
-                const __m256i p_hi = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(hi, load32(y[r]->qs + 64 * j + 32)), sc_hi);
+                const int8_t* q8 = y[r][b].qs + 64 * j;
+                const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(q8)), sc_lo);
+                const __m256i p_hi =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(q8 + 32)), sc_hi);
                 sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
             }
         }
-        for (int r = 0; r < R; ++r)
-            acc[r] =
-                _mm256_fmadd_ps(_mm256_set1_ps(y[r]->d * xd), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
+        for (int r = 0; r < R; ++r) {
+            const block_q8_K& yb = y[r][b];
+            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums));
+            const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums + 8));
+            const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
+            _mm_store_ps(acc_m[r], _mm_fmadd_ps(_mm_set1_ps(-yb.d * xmin), _mm_cvtepi32_ps(prod),
+                                                _mm_load_ps(acc_m[r])));
+            _mm256_store_ps(acc[r], _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd),
+                                                    _mm256_cvtepi32_ps(sumi[r]),
+                                                    _mm256_load_ps(acc[r])));
+        }
     }
     for (int r = 0; r < R; ++r) {
-        float m[4];
-        _mm_storeu_ps(m, acc_m[r]);
-        out[r] = reduce(acc[r]) + ((m[0] + m[2]) + (m[1] + m[3]));
+        const float* m = acc_m[r];
+        out[r] = reduce(_mm256_load_ps(acc[r])) + ((m[0] + m[2]) + (m[1] + m[3]));
     }
 }
 
