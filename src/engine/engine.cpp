@@ -332,7 +332,7 @@ void Engine::linear_shared(const float* in, int64_t N, int64_t IN,
         for (const LinearOut& o : outs) linear(o.out, *o.name, in, o.bias, N, IN, o.OUT);
         return;
     }
-    thread_local vec_dot::QuantizedRows rows;  // reused across calls: no allocation per layer
+    vec_dot::QuantizedRows& rows = vec_dot::thread_rows();  // reused: no allocation per layer
     vec_dot::quantize_rows(first->type, in, N, IN, rows);
     for (const LinearOut& o : outs) {
         const QuantizedWeight* q = quantized(*o.name);
@@ -504,6 +504,18 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
 }
 
 void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const {
+    // With weights read in place, rows go through in blocks of 512 (llama.cpp's micro-batch):
+    // every row's result is the same, and the [rows, F] buffers stay a quarter of a
+    // 4-chunk batch's (memory about the file size). Hooks see the whole batch at once.
+    const LayerNames& n = names_[l];
+    const bool in_place =
+        quantized(n.down) && (config_.fused_gate_up || quantized(n.gate)) && quantized(n.up);
+    const int64_t block = in_place && !hook_ ? 512 : N, C = config_.hidden;
+    for (int64_t r0 = 0; r0 < N; r0 += block)
+        ffn_dense_rows(l, xn + r0 * C, out + r0 * C, std::min(block, N - r0));
+}
+
+void Engine::ffn_dense_rows(int64_t l, const float* xn, float* out, int64_t N) const {
     const LayerNames& n = names_[l];
     const int64_t C = config_.hidden, F = config_.dense_ffn_width();
     std::vector<float> gate(N * F), up(N * F);  // [N, F]
@@ -520,7 +532,8 @@ void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const 
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate, -1, xn, N, C);
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
         }
-        linear_shared(xn, N, C, {{&n.gate, gate.data(), nullptr, F}, {&n.up, up.data(), nullptr, F}});
+        linear_shared(xn, N, C,
+                      {{&n.gate, gate.data(), nullptr, F}, {&n.up, up.data(), nullptr, F}});
     }
     if (config_.act == Activation::GeluTanh)
         geglu_tanh_forward(gate.data(), gate.data(), up.data(), N * F);

@@ -179,6 +179,7 @@ class Engine final : public LogitsModel {
     void check_shapes() const;
     void attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
     void ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const;
+    void ffn_dense_rows(int64_t l, const float* xn, float* out, int64_t N) const;
     // q[N, H·D], k/v[N, KV·D] from the normed input, by separate or fused projections.
     void qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<float>& q,
                          std::vector<float>& k, std::vector<float>& v) const;

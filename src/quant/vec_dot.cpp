@@ -563,6 +563,11 @@ bool row_finite(GgmlType type, const void* row, int64_t n) {
     return true;
 }
 
+QuantizedRows& thread_rows() {
+    thread_local QuantizedRows rows;  // reused: no allocation once inputs stop growing
+    return rows;
+}
+
 void quantize_rows(GgmlType type, const float* in, int64_t N, int64_t IN, QuantizedRows& rows) {
     rows.act = act_type(type);
     rows.rows = N;
@@ -620,15 +625,14 @@ void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weig
         }
     };
     // One task per thread, each taking tiles from a shared counter until none is left.
-    parallel_for(static_cast<size_t>(std::min<int64_t>(num_threads(), tiles)),
-                 [&](size_t, size_t) {
-                     for (int64_t t; (t = next.fetch_add(1)) < tiles;) run_tile(t);
-                 });
+    parallel_for(static_cast<size_t>(std::min<int64_t>(num_threads(), tiles)), [&](size_t, size_t) {
+        for (int64_t t; (t = next.fetch_add(1)) < tiles;) run_tile(t);
+    });
 }
 
 void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
             int64_t N, int64_t IN, int64_t OUT) {
-    thread_local QuantizedRows rows;  // reused: no allocation once inputs stop growing
+    QuantizedRows& rows = thread_rows();
     quantize_rows(type, in, N, IN, rows);
     matmul(out, rows, type, weight, bias, OUT);
 }

@@ -65,6 +65,8 @@ struct QuantizedRows {
     size_t row_size = 0;  // act_row_size(weight type, cols)
     std::vector<uint8_t> data;
 };
+// This thread's reusable holder (one per thread: products on one thread run one at a time).
+QuantizedRows& thread_rows();
 // in[N, IN] → rows, for weights of `type` (rows are split over the thread pool).
 void quantize_rows(GgmlType type, const float* in, int64_t N, int64_t IN, QuantizedRows& rows);
 
@@ -75,7 +77,7 @@ void quantize_rows(GgmlType type, const float* in, int64_t N, int64_t IN, Quanti
 // a share); each output is one dot() (so the thread count never changes a result).
 void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weight,
             const float* bias, int64_t OUT);
-// The same with in[N, IN] quantized first (into a per-thread buffer reused across calls).
+// The same with in[N, IN] quantized first (into thread_rows()).
 void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
             int64_t N, int64_t IN, int64_t OUT);
 

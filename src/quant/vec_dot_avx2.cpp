@@ -372,9 +372,9 @@ QL_AVX2 inline void q4_K_rows(const void* w, const uint8_t* act, size_t stride, 
             const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
             _mm_store_ps(acc_m[r], _mm_fmadd_ps(_mm_set1_ps(-yb.d * xmin), _mm_cvtepi32_ps(prod),
                                                 _mm_load_ps(acc_m[r])));
-            _mm256_store_ps(acc[r], _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd),
-                                                    _mm256_cvtepi32_ps(sumi[r]),
-                                                    _mm256_load_ps(acc[r])));
+            _mm256_store_ps(acc[r],
+                            _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd), _mm256_cvtepi32_ps(sumi[r]),
+                                            _mm256_load_ps(acc[r])));
         }
     }
     for (int r = 0; r < R; ++r) {
