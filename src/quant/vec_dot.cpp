@@ -391,6 +391,201 @@ float dot_q5_1_ref(const void* w, const void* a, int64_t n) {
     return dot_legacy1_ref<block_q5_1>(w, a, n, q5_1_value);
 }
 
+// ---- i-quants ------------------------------------------------------------------------------
+
+}  // namespace
+
+namespace detail {
+namespace {
+
+int8_t signed_value(uint8_t magnitude, uint8_t signs, int j) {
+    return static_cast<int8_t>((signs >> j) & 1 ? -magnitude : magnitude);
+}
+
+void set_scales32(IqBlock& out, int ib32, int sc_lo, int sc_hi) {
+    out.sc[2 * ib32] = static_cast<int16_t>(sc_lo);
+    out.sc[2 * ib32 + 1] = static_cast<int16_t>(sc_hi);
+}
+
+}  // namespace
+
+void decode_iq2_xxs(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq2_xxs*>(block);
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        uint32_t aux[2];
+        std::memcpy(aux, x.qs + 4 * ib32, 8);
+        const int sc = 2 * static_cast<int>(aux[1] >> 28) + 1;
+        set_scales32(out, ib32, sc, sc);
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t index = static_cast<uint8_t>(aux[0] >> (8 * l));
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xxs_grid + index);
+            const uint8_t signs = tables::ksigns_iq2xs[(aux[1] >> (7 * l)) & 127];
+            for (int j = 0; j < 8; ++j)
+                out.w[32 * ib32 + 8 * l + j] = signed_value(grid[j], signs, j);
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq2_xs(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq2_xs*>(block);
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        set_scales32(out, ib32, 2 * (x.scales[ib32] & 0xF) + 1, 2 * (x.scales[ib32] >> 4) + 1);
+        for (int l = 0; l < 4; ++l) {
+            const uint16_t q = x.qs[4 * ib32 + l];
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xs_grid + (q & 511));
+            const uint8_t signs = tables::ksigns_iq2xs[q >> 9];
+            for (int j = 0; j < 8; ++j)
+                out.w[32 * ib32 + 8 * l + j] = signed_value(grid[j], signs, j);
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq2_s(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq2_s*>(block);
+    const uint8_t* signs = x.qs + QK_K / 8;
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        set_scales32(out, ib32, 2 * (x.scales[ib32] & 0xF) + 1, 2 * (x.scales[ib32] >> 4) + 1);
+        for (int l = 0; l < 4; ++l) {
+            const int index = x.qs[4 * ib32 + l] | ((x.qh[ib32] << (8 - 2 * l)) & 0x300);
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2s_grid + index);
+            for (int j = 0; j < 8; ++j)
+                out.w[32 * ib32 + 8 * l + j] = signed_value(grid[j], signs[4 * ib32 + l], j);
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq3_xxs(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq3_xxs*>(block);
+    const uint8_t* scales_and_signs = x.qs + QK_K / 4;
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        uint32_t aux;
+        std::memcpy(&aux, scales_and_signs + 4 * ib32, 4);
+        const int sc = 2 * static_cast<int>(aux >> 28) + 1;
+        set_scales32(out, ib32, sc, sc);
+        const uint8_t* qs = x.qs + 8 * ib32;
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t signs = tables::ksigns_iq2xs[(aux >> (7 * l)) & 127];
+            const auto* g1 = reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l]);
+            const auto* g2 = reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l + 1]);
+            for (int j = 0; j < 4; ++j) {
+                out.w[32 * ib32 + 8 * l + j] = signed_value(g1[j], signs, j);
+                out.w[32 * ib32 + 8 * l + 4 + j] = signed_value(g2[j], signs, j + 4);
+            }
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq3_s(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq3_s*>(block);
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        const int ls = ib32 % 2 ? x.scales[ib32 / 2] >> 4 : x.scales[ib32 / 2] & 0xF;
+        set_scales32(out, ib32, 2 * ls + 1, 2 * ls + 1);
+        const uint8_t* qs = x.qs + 8 * ib32;
+        const uint8_t qh = x.qh[ib32];
+        for (int l = 0; l < 4; ++l) {
+            const int i1 = qs[2 * l] | ((qh << (8 - 2 * l)) & 256);
+            const int i2 = qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256);
+            const auto* g1 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i1);
+            const auto* g2 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i2);
+            const uint8_t signs = x.signs[4 * ib32 + l];
+            for (int j = 0; j < 4; ++j) {
+                out.w[32 * ib32 + 8 * l + j] = signed_value(g1[j], signs, j);
+                out.w[32 * ib32 + 8 * l + 4 + j] = signed_value(g2[j], signs, j + 4);
+            }
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq1_s(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq1_s*>(block);
+    for (int ib = 0; ib < 8; ++ib) {
+        const uint16_t qh = x.qh[ib];
+        const int sc = 2 * ((qh >> 12) & 7) + 1;
+        set_scales32(out, ib, sc, sc);
+        out.delta[ib] = qh & 0x8000 ? -1 : 1;
+        for (int l = 0; l < 4; ++l) {
+            const int index = x.qs[4 * ib + l] | (((qh >> (3 * l)) & 7) << 8);
+            const auto* grid = reinterpret_cast<const int8_t*>(tables::iq1s_grid + index);
+            for (int j = 0; j < 8; ++j) out.w[32 * ib + 8 * l + j] = grid[j];
+        }
+    }
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::IqBlock;
+
+// The reference twin of detail::dot_iq_avx2, in plain loops.
+float dot_iq_ref(detail::IqDecodeFn decode, size_t block_bytes, float factor, bool delta,
+                 const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint8_t*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {}, delta_acc = 0.0f;
+    IqBlock q;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const uint8_t* block = x + b * block_bytes;
+        decode(block, q);
+        int32_t lanes[8] = {};
+        int delta_sum = 0;
+        for (int i = 0; i < QK_K; ++i) lanes[(i % 32) / 4] += q.sc[i / 16] * q.w[i] * y[b].qs[i];
+        for (int ib = 0; ib < 8; ++ib)
+            delta_sum += q.delta[ib] * q.sc[2 * ib] * (y[b].bsums[2 * ib] + y[b].bsums[2 * ib + 1]);
+        half h;
+        std::memcpy(&h, block, 2);  // every type here starts with its F16 scale
+        const float d = fp16(h) * y[b].d;
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+        delta_acc = std::fma(d, static_cast<float>(delta_sum), delta_acc);
+    }
+    const float sum = factor * hsum8(acc);
+    return delta ? sum + 0.125f * delta_acc : sum;
+}
+
+float dot_iq2_xxs_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq2_xxs, sizeof(block_iq2_xxs), 0.125f, false, w, a, n);
+}
+float dot_iq2_xs_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq2_xs, sizeof(block_iq2_xs), 0.125f, false, w, a, n);
+}
+float dot_iq2_s_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq2_s, sizeof(block_iq2_s), 0.125f, false, w, a, n);
+}
+float dot_iq3_xxs_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq3_xxs, sizeof(block_iq3_xxs), 0.25f, false, w, a, n);
+}
+float dot_iq3_s_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq3_s, sizeof(block_iq3_s), 1.0f, false, w, a, n);
+}
+float dot_iq1_s_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true, w, a, n);
+}
+float dot_iq2_xxs_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq2_xxs, sizeof(block_iq2_xxs), 0.125f, false, w, a,
+                               n);
+}
+float dot_iq2_xs_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq2_xs, sizeof(block_iq2_xs), 0.125f, false, w, a, n);
+}
+float dot_iq2_s_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq2_s, sizeof(block_iq2_s), 0.125f, false, w, a, n);
+}
+float dot_iq3_xxs_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq3_xxs, sizeof(block_iq3_xxs), 0.25f, false, w, a,
+                               n);
+}
+float dot_iq3_s_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq3_s, sizeof(block_iq3_s), 1.0f, false, w, a, n);
+}
+float dot_iq1_s_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true, w, a, n);
+}
+
 // ---- dispatch ----------------------------------------------------------------------------
 
 struct Kernel {
@@ -415,6 +610,12 @@ const Kernel kKernels[] = {
     {GgmlType::Q6_K, GgmlType::Q8_K, dot_q6_K_ref, detail::dot_q6_K_avx2, detail::dot4_q6_K_avx2},
     {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, detail::dot_iq4_nl_avx2, nullptr},
     {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2, nullptr},
+    {GgmlType::IQ2_XXS, GgmlType::Q8_K, dot_iq2_xxs_ref, dot_iq2_xxs_avx2, nullptr},
+    {GgmlType::IQ2_XS, GgmlType::Q8_K, dot_iq2_xs_ref, dot_iq2_xs_avx2, nullptr},
+    {GgmlType::IQ2_S, GgmlType::Q8_K, dot_iq2_s_ref, dot_iq2_s_avx2, nullptr},
+    {GgmlType::IQ3_XXS, GgmlType::Q8_K, dot_iq3_xxs_ref, dot_iq3_xxs_avx2, nullptr},
+    {GgmlType::IQ3_S, GgmlType::Q8_K, dot_iq3_s_ref, dot_iq3_s_avx2, nullptr},
+    {GgmlType::IQ1_S, GgmlType::Q8_K, dot_iq1_s_ref, dot_iq1_s_avx2, nullptr},
 };
 
 bool cpu_has_avx2_fma() {

@@ -498,6 +498,39 @@ QL_AVX2 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc);
 }
 
+// Each block decoded to its integers (detail::IqBlock), then met in 32-value chunks as
+// maddubs(|w|, sign(q8, w)) × the chunk's two 16-value scales: the twin's lanes exactly
+// (activations lie in [−127, 127], so negating one never overflows).
+QL_AVX2 float dot_iq_avx2(IqDecodeFn decode, size_t block_bytes, float factor, bool delta,
+                          const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint8_t*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    float delta_acc = 0.0f;
+    alignas(32) IqBlock q;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const uint8_t* block = x + b * block_bytes;
+        decode(block, q);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c) {
+            const __m256i wq = load32(q.w + 32 * c);
+            const __m256i p = pairs_i8(wq, load32(y[b].qs + 32 * c));
+            sumi = _mm256_add_epi32(
+                sumi, _mm256_madd_epi16(p, chunk_scales(q.sc[2 * c], q.sc[2 * c + 1])));
+        }
+        int delta_sum = 0;
+        for (int ib = 0; ib < 8; ++ib)
+            delta_sum += q.delta[ib] * q.sc[2 * ib] * (y[b].bsums[2 * ib] + y[b].bsums[2 * ib + 1]);
+        uint16_t h;
+        std::memcpy(&h, block, 2);
+        const float d = fp16(h) * y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        delta_acc = std::fma(d, static_cast<float>(delta_sum), delta_acc);
+    }
+    const float sum = factor * reduce(acc);
+    return delta ? sum + 0.125f * delta_acc : sum;
+}
+
 }  // namespace quantlens::vec_dot::detail
 
 #else  // not x86: never called (vec_dot.cpp checks the CPU), defined so the table links

@@ -44,6 +44,31 @@ inline void q3k_scales(const uint8_t* packed, int8_t out[16]) {
     }
 }
 
+// One super-block of an i-quant (IQ2_*, IQ3_*, IQ1_S) as the integers its dot product
+// multiplies: the signed grid value of each weight, the odd sub-block scale of each group of
+// 16 (2·ls + 1, or IQ1_S's), and IQ1_S's ±1 delta sign per 32 (0 for the others). The
+// value of weight i is d · factor · sc[i/16] · (w[i] + delta[i/32] / 8), factor 1/8 (IQ2),
+// 1/4 (IQ3_XXS) or 1 (IQ3_S, IQ1_S).
+struct IqBlock {
+    int8_t w[256];
+    int16_t sc[16];
+    int8_t delta[8];
+};
+using IqDecodeFn = void (*)(const void* block, IqBlock& out);
+void decode_iq2_xxs(const void* block, IqBlock& out);
+void decode_iq2_xs(const void* block, IqBlock& out);
+void decode_iq2_s(const void* block, IqBlock& out);
+void decode_iq3_xxs(const void* block, IqBlock& out);
+void decode_iq3_s(const void* block, IqBlock& out);
+void decode_iq1_s(const void* block, IqBlock& out);
+
+// ggml's AVX2 i-quant dot: per block, lanes of sc · w · q8 (lane k = positions 4k..4k+3 of
+// each 32-value chunk), acc = fma(fp16(d) · y.d, lanes, acc); IQ1_S adds
+// delta_acc = fma(d, Σ_32 delta · sc · (sum of the 32 activations), delta_acc). The result
+// is factor · hsum8(acc), + delta_acc / 8 for IQ1_S (`delta`).
+float dot_iq_avx2(IqDecodeFn decode, size_t block_bytes, float factor, bool delta, const void* w,
+                  const void* act, int64_t n);
+
 using DotFn = float (*)(const void* w, const void* act, int64_t n);
 // Four activation rows, `stride` bytes apart, against one weight row: out[4], each equal to
 // the DotFn result for that row (the weight is unpacked once per block for all four).

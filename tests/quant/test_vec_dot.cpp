@@ -18,10 +18,11 @@
 namespace quantlens {
 namespace {
 
-const GgmlType kCovered[] = {GgmlType::F16,   GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
-                             GgmlType::Q5_1,  GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K,
-                             GgmlType::Q4_K,  GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
-                             GgmlType::IQ4_XS};
+const GgmlType kCovered[] = {
+    GgmlType::F16,   GgmlType::Q4_0,    GgmlType::Q4_1,   GgmlType::Q5_0,    GgmlType::Q5_1,
+    GgmlType::Q8_0,  GgmlType::Q2_K,    GgmlType::Q3_K,   GgmlType::Q4_K,    GgmlType::Q5_K,
+    GgmlType::Q6_K,  GgmlType::IQ4_NL,  GgmlType::IQ4_XS, GgmlType::IQ2_XXS, GgmlType::IQ2_XS,
+    GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S};
 // Every covered type has an AVX2 kernel (checked when the CPU has AVX2, FMA and F16C).
 const auto& kAvx2 = kCovered;
 
@@ -88,12 +89,18 @@ TEST(VecDot, FastPathsMatchScalarTwinsBitForBit) {
         const int64_t n = block == 1 ? 32 * 7 + 13 : block == 32 ? 32 * 11 : 256 * 5;
         std::vector<uint8_t> act(vec_dot::act_row_size(type, n));
         for (int trial = 0; trial < 100; ++trial) {
-            const std::vector<uint8_t> w = trial % 2 ? random_blocks(rng, type, n) : [&] {
-                const std::vector<float> v = random_row(rng, n, 0.05f);
-                std::vector<uint8_t> q(ggml_row_size(type, n));
-                quantize(type, v.data(), q.data(), 1, n);
-                return q;
-            }();
+            // i-quant grids: random blocks only (IQ2_XXS/IQ2_XS/IQ1_S quantize only with an
+            // imatrix, the others slowly; random indices reach every grid entry anyway)
+            const bool random_only = type == GgmlType::IQ2_XXS || type == GgmlType::IQ2_XS ||
+                                     type == GgmlType::IQ2_S || type == GgmlType::IQ3_XXS ||
+                                     type == GgmlType::IQ3_S || type == GgmlType::IQ1_S;
+            const std::vector<uint8_t> w =
+                trial % 2 || random_only ? random_blocks(rng, type, n) : [&] {
+                    const std::vector<float> v = random_row(rng, n, 0.05f);
+                    std::vector<uint8_t> q(ggml_row_size(type, n));
+                    quantize(type, v.data(), q.data(), 1, n);
+                    return q;
+                }();
             const std::vector<float> x = random_row(rng, n, trial % 3 ? 1.0f : 300.0f);
             vec_dot::quantize_act_row(type, x.data(), act.data(), n);
             const float fast = vec_dot::dot(type, w.data(), act.data(), n);
@@ -132,6 +139,32 @@ std::vector<float> dequantized_activations(GgmlType type, const std::vector<uint
     return x;
 }
 
+TEST(VecDot, FourRowKernelsEqualTheSingleRowTwin) {
+    std::mt19937 rng(41);
+    for (GgmlType type : kCovered) {
+        SCOPED_TRACE(ggml_type_display_name(type));
+        const int64_t n = 256 * 3;
+        const size_t stride = vec_dot::act_row_size(type, n);
+        std::vector<uint8_t> act(4 * stride);
+        for (int r = 0; r < 4; ++r) {
+            const std::vector<float> x = random_row(rng, n, r == 2 ? 300.0f : 1.0f);
+            vec_dot::quantize_act_row(type, x.data(), act.data() + r * stride, n);
+        }
+        for (int trial = 0; trial < 10; ++trial) {
+            const std::vector<uint8_t> w = random_blocks(rng, type, n);
+            float four[4];
+            vec_dot::dot4(type, w.data(), act.data(), stride, n, four);
+            for (int r = 0; r < 4; ++r) {
+                const float ref = vec_dot::dot_ref(type, w.data(), act.data() + r * stride, n);
+                uint32_t a, b;
+                std::memcpy(&a, &four[r], 4);
+                std::memcpy(&b, &ref, 4);
+                ASSERT_EQ(a, b) << "row " << r << ": " << four[r] << " vs " << ref;
+            }
+        }
+    }
+}
+
 TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
     std::mt19937 rng(7);
     for (GgmlType type : kCovered) {
@@ -162,7 +195,7 @@ TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
 }
 
 TEST(VecDot, UnsupportedTypesAreReportedAsSuch) {
-    EXPECT_FALSE(vec_dot::supported(GgmlType::IQ2_XXS));
+    EXPECT_FALSE(vec_dot::supported(GgmlType::IQ1_M));
     EXPECT_FALSE(vec_dot::supported(GgmlType::BF16));
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q4_K), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot::act_type(GgmlType::IQ4_NL), GgmlType::Q8_0);
