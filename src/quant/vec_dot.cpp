@@ -287,7 +287,8 @@ float dot_q5_K_ref(const void* w, const void* act, int64_t n) {
         const float dmin = -y[b].d * fp16(x[b].dmin);
         int32_t prod[4];
         k4_min_products(x[b].scales, y[b].bsums, prod);
-        summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
+        // fused, as GCC contracts ggml's "summs += dmin * sum" (checked against ggml-cpu)
+        summs = std::fma(dmin, static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]), summs);
         int32_t lanes[8] = {};
         for (int j = 0; j < 4; ++j) {
             int sc_lo, sc_hi, m;

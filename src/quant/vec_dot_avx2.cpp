@@ -405,7 +405,8 @@ QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
         unpack_k4(x[b].scales, sm);
         int32_t prod[4];
         _mm_storeu_si128(reinterpret_cast<__m128i*>(prod), k4_min_lanes(sm, y[b].bsums));
-        summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
+        // fused, as GCC contracts ggml's "summs += dmin * sum" (checked against ggml-cpu)
+        summs = std::fma(dmin, static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]), summs);
         const __m256i hbits = load32(x[b].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
