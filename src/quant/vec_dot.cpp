@@ -357,7 +357,7 @@ float dot_iq4_xs_ref(const void* w, const void* act, int64_t n) {
 }
 
 // F16 × F16 (ggml_vec_dot_f16 on AVX2): four accumulators of eight lanes over 32-value
-// steps, fused multiply-adds, reduced (x0+x1, x2+x3, then the two, then the lanes as
+// steps, fused multiply-adds, reduced (x0+x2, x1+x3, then the two, then the lanes as
 // (l0+l4 + l1+l5) + (l2+l6 + l3+l7)) into a double; values past the last full step are
 // added in double.
 float dot_f16_ref(const void* w, const void* act, int64_t n) {
@@ -373,6 +373,27 @@ float dot_f16_ref(const void* w, const void* act, int64_t n) {
             }
     double sumf = detail::reduce_f16_accumulators(sum);
     for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(f16_to_f32(x[i]) * y[i]);
+    return static_cast<float>(sumf);
+}
+
+// BF16 × BF16 (ggml_vec_dot_bf16 on AVX2): four accumulators of eight lanes over 32-value
+// steps, each product added to its lane (GCC fuses ggml's mul + add into one FMA), reduced
+// as (c0+c2) + (c1+c3) then the lanes as hsum8, into a double; the tail is added in double.
+float dot_bf16_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);  // BF16 values (quantize_act_row)
+    const int64_t np = n & ~int64_t{31};
+    float c[4][8] = {};
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j)
+            for (int k = 0; k < 8; ++k) {
+                const int64_t e = i + 8 * j + k;
+                c[j][k] = std::fma(bf16_to_f32(x[e]), y[e], c[j][k]);
+            }
+    float sum[8];
+    for (int k = 0; k < 8; ++k) sum[k] = (c[0][k] + c[2][k]) + (c[1][k] + c[3][k]);
+    double sumf = hsum8(sum);
+    for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(bf16_to_f32(x[i]) * y[i]);
     return static_cast<float>(sumf);
 }
 
@@ -599,6 +620,7 @@ struct Kernel {
 
 const Kernel kKernels[] = {
     {GgmlType::F16, GgmlType::F16, dot_f16_ref, detail::dot_f16_avx2, detail::dot4_f16_avx2},
+    {GgmlType::BF16, GgmlType::BF16, dot_bf16_ref, detail::dot_bf16_avx2, nullptr},
     {GgmlType::Q4_0, GgmlType::Q8_0, dot_q4_0_ref, detail::dot_q4_0_avx2, nullptr},
     {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, detail::dot_q4_1_avx2, nullptr},
     {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, detail::dot_q5_0_avx2, nullptr},
@@ -656,8 +678,9 @@ GgmlType act_type(GgmlType type) {
 
 size_t act_row_size(GgmlType type, int64_t n) {
     // F16 activations are held as floats (see quantize_act_row)
-    return act_type(type) == GgmlType::F16 ? static_cast<size_t>(n) * sizeof(float)
-                                           : ggml_row_size(act_type(type), n);
+    return act_type(type) == GgmlType::F16 || act_type(type) == GgmlType::BF16
+               ? static_cast<size_t>(n) * sizeof(float)
+               : ggml_row_size(act_type(type), n);
 }
 
 void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n) {
@@ -666,6 +689,11 @@ void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n) {
             // kept as the (exact) floats of those halves, so the dot converts only weights
             auto* h = static_cast<float*>(dst);
             for (int64_t i = 0; i < n; ++i) h[i] = round_to_f16(x[i]);
+            return;
+        }
+        case GgmlType::BF16: {  // likewise: the floats of ggml's BF16 conversion
+            auto* h = static_cast<float*>(dst);
+            for (int64_t i = 0; i < n; ++i) h[i] = bf16_to_f32(f32_to_bf16(x[i]));
             return;
         }
         case GgmlType::Q8_0:

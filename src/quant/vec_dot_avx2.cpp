@@ -92,7 +92,7 @@ QL_AVX2 inline void f16_rows(const void* w, const uint8_t* act, size_t stride, i
     for (int r = 0; r < R; ++r) {
         const auto* y = reinterpret_cast<const float*>(act + r * stride);
         const __m256 s =
-            _mm256_add_ps(_mm256_add_ps(sum[r][0], sum[r][1]), _mm256_add_ps(sum[r][2], sum[r][3]));
+            _mm256_add_ps(_mm256_add_ps(sum[r][0], sum[r][2]), _mm256_add_ps(sum[r][1], sum[r][3]));
         const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
         const __m128 t1 = _mm_hadd_ps(t0, t0);
         double sumf = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
@@ -111,6 +111,25 @@ QL_AVX2 void dot4_f16_avx2(const void* w, const void* act, size_t stride, int64_
     const auto* a = static_cast<const uint8_t*>(act);
     f16_rows<2>(w, a, stride, n, out);
     f16_rows<2>(w, a + 2 * stride, stride, n, out + 2);
+}
+
+QL_AVX2 float dot_bf16_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);
+    const int64_t np = n & ~int64_t{31};
+    __m256 c[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j) {
+            const __m256 wx = _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8 * j))),
+                16));
+            c[j] = _mm256_fmadd_ps(wx, _mm256_loadu_ps(y + i + 8 * j), c[j]);
+        }
+    double sumf = reduce(_mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[1], c[3])));
+    for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(bf16_to_f32(x[i]) * y[i]);
+    return static_cast<float>(sumf);
 }
 
 QL_AVX2 float dot_q4_0_avx2(const void* w, const void* act, int64_t n) {

@@ -15,11 +15,11 @@ inline float hsum8(const float a[8]) {
     return (r0 + r2) + (r1 + r3);
 }
 
-// ggml's GGML_F32x8_REDUCE of four 8-lane accumulators: x0+x1 and x2+x3, then their sum,
+// ggml's GGML_F32x8_REDUCE of four 8-lane accumulators: x0+x2 and x1+x3, then their sum,
 // then the halves (l_i + l_{i+4}), then pairs (r0+r1), (r2+r3), then the two.
 inline double reduce_f16_accumulators(const float sum[4][8]) {
     float x[8];
-    for (int k = 0; k < 8; ++k) x[k] = (sum[0][k] + sum[1][k]) + (sum[2][k] + sum[3][k]);
+    for (int k = 0; k < 8; ++k) x[k] = (sum[0][k] + sum[2][k]) + (sum[1][k] + sum[3][k]);
     const float r0 = x[0] + x[4], r1 = x[1] + x[5], r2 = x[2] + x[6], r3 = x[3] + x[7];
     return static_cast<double>((r0 + r1) + (r2 + r3));
 }
@@ -76,6 +76,7 @@ using Dot4Fn = void (*)(const void* w, const void* act, size_t stride, int64_t n
 
 // AVX2 + FMA kernels (compiled with target attributes; call only when the CPU has both).
 float dot_f16_avx2(const void* w, const void* act, int64_t n);
+float dot_bf16_avx2(const void* w, const void* act, int64_t n);
 float dot_q4_0_avx2(const void* w, const void* act, int64_t n);
 float dot_q4_1_avx2(const void* w, const void* act, int64_t n);
 float dot_q5_0_avx2(const void* w, const void* act, int64_t n);

@@ -58,11 +58,11 @@ std::vector<size_t> half_fields(GgmlType type) {
 // sub-block scales and high bits occurs.
 std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) {
     std::vector<uint8_t> w(ggml_row_size(type, n));
-    if (type == GgmlType::F16) {  // finite halves over a wide range of magnitudes
+    if (type == GgmlType::F16 || type == GgmlType::BF16) {  // finite, magnitudes spread
         std::normal_distribution<float> normal(0.0f, 1.0f);
         for (int64_t i = 0; i < n; ++i) {
-            const uint16_t h =
-                f32_to_f16(normal(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 12) - 8));
+            const float v = normal(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 12) - 8);
+            const uint16_t h = type == GgmlType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
             std::memcpy(w.data() + 2 * i, &h, 2);
         }
         return w;
@@ -123,7 +123,7 @@ std::vector<float> dequantized_activations(GgmlType type, const std::vector<uint
     std::vector<float> x(static_cast<size_t>(n));
     const GgmlType a = vec_dot::act_type(type);
     for (int64_t i = 0; i < n; ++i) {
-        if (a == GgmlType::F16) {  // held as the floats of F16 values
+        if (a == GgmlType::F16 || a == GgmlType::BF16) {  // held as floats of those values
             std::memcpy(&x[i], act.data() + 4 * i, 4);
         } else if (a == GgmlType::Q8_K) {
             const auto* y = reinterpret_cast<const block_q8_K*>(act.data()) + i / 256;
@@ -196,7 +196,6 @@ TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
 
 TEST(VecDot, UnsupportedTypesAreReportedAsSuch) {
     EXPECT_FALSE(vec_dot::supported(GgmlType::IQ1_M));
-    EXPECT_FALSE(vec_dot::supported(GgmlType::BF16));
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q4_K), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot::act_type(GgmlType::IQ4_NL), GgmlType::Q8_0);
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q5_1), GgmlType::Q8_1);
