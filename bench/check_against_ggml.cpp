@@ -27,7 +27,7 @@ void quantize_row_q8_1(const float*, void*, int64_t);
     void ggml_vec_dot_##t(int, float*, size_t, const void*, size_t, const void*, size_t, int);
 D(q4_K_q8_K)
 D(q6_K_q8_K) D(q2_K_q8_K) D(q3_K_q8_K) D(q5_K_q8_K) D(iq2_xxs_q8_K) D(iq2_xs_q8_K) D(iq2_s_q8_K)
-    D(iq3_xxs_q8_K) D(iq3_s_q8_K) D(iq1_s_q8_K) D(iq4_xs_q8_K) D(q4_0_q8_0) D(q8_0_q8_0)
+    D(iq3_xxs_q8_K) D(iq3_s_q8_K) D(iq1_s_q8_K) D(iq1_m_q8_K) D(iq4_xs_q8_K) D(q4_0_q8_0) D(q8_0_q8_0)
         D(q5_0_q8_0) D(iq4_nl_q8_0) D(q4_1_q8_1) D(q5_1_q8_1) void ggml_cpu_init(void);
 struct traits {
     void* from_float;
@@ -60,6 +60,7 @@ int main() {
         {GgmlType::IQ3_XXS, ggml_vec_dot_iq3_xxs_q8_K, 2, {0}},
         {GgmlType::IQ3_S, ggml_vec_dot_iq3_s_q8_K, 2, {0}},
         {GgmlType::IQ1_S, ggml_vec_dot_iq1_s_q8_K, 2, {0}},
+        {GgmlType::IQ1_M, ggml_vec_dot_iq1_m_q8_K, 2, {}},
         {GgmlType::IQ4_XS, ggml_vec_dot_iq4_xs_q8_K, 2, {0}},
         {GgmlType::Q4_0, ggml_vec_dot_q4_0_q8_0, 0, {0}},
         {GgmlType::Q8_0, ggml_vec_dot_q8_0_q8_0, 0, {0}},
@@ -110,6 +111,14 @@ int main() {
                 for (size_t off : t.halves) {
                     uint16_t h = f32_to_f16(sd(rng));
                     memcpy(w.data() + blk * info.bytes_per_block + off, &h, 2);
+                }
+            if (t.t == GgmlType::IQ1_M)  // F16 scale = top nibbles of the four scale words
+                for (size_t blk = 0; blk < w.size() / info.bytes_per_block; ++blk) {
+                    const uint16_t h = f32_to_f16(sd(rng));
+                    for (int k = 0; k < 4; ++k) {
+                        uint8_t& byte = w[blk * info.bytes_per_block + 48 + 2 * k + 1];
+                        byte = static_cast<uint8_t>((byte & 0x0F) | (((h >> (4 * k)) & 0xF) << 4));
+                    }
                 }
             std::vector<float> x(n);
             for (auto& v : x) v = nd(rng) * (trial % 3 ? 1.f : 300.f);

@@ -538,6 +538,28 @@ void decode_iq1_s(const void* block, IqBlock& out) {
     }
 }
 
+void decode_iq1_m(const void* block, IqBlock& out, int8_t delta8[32], uint16_t* d) {
+    const auto& x = *static_cast<const block_iq1_m*>(block);
+    uint16_t sc[4];
+    std::memcpy(sc, x.scales, 8);
+    *d = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) |
+                               (sc[3] & 0xF000));
+    for (int ib = 0; ib < 8; ++ib) {
+        const int shift = 6 * (ib % 2);
+        set_scales32(out, ib, 2 * ((sc[ib / 2] >> shift) & 7) + 1,
+                     2 * ((sc[ib / 2] >> (shift + 3)) & 7) + 1);
+        out.delta[ib] = 0;
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t qh = x.qh[2 * ib + l / 2];
+            const int high = l % 2 ? (qh << 4) & 0x700 : (qh << 8) & 0x700;
+            const auto* grid =
+                reinterpret_cast<const int8_t*>(tables::iq1s_grid + (x.qs[4 * ib + l] | high));
+            for (int j = 0; j < 8; ++j) out.w[32 * ib + 8 * l + j] = grid[j];
+            delta8[4 * ib + l] = qh & (l % 2 ? 0x80 : 0x08) ? -1 : 1;
+        }
+    }
+}
+
 }  // namespace detail
 
 namespace {
@@ -567,6 +589,29 @@ float dot_iq_ref(detail::IqDecodeFn decode, size_t block_bytes, float factor, bo
     }
     const float sum = factor * hsum8(acc);
     return delta ? sum + 0.125f * delta_acc : sum;
+}
+
+float dot_iq1_m_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq1_m*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc1[8] = {}, acc2[8] = {};
+    IqBlock q;
+    int8_t delta8[32];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        uint16_t h;
+        detail::decode_iq1_m(x + b, q, delta8, &h);
+        int32_t lanes1[8] = {}, lanes2[8] = {};
+        for (int i = 0; i < QK_K; ++i) {
+            lanes1[(i % 32) / 4] += q.sc[i / 16] * q.w[i] * y[b].qs[i];
+            lanes2[(i % 32) / 4] += q.sc[i / 16] * delta8[i / 8] * y[b].qs[i];
+        }
+        const float d = y[b].d * fp16(h);
+        for (int k = 0; k < 8; ++k) {
+            acc1[k] = std::fma(d, static_cast<float>(lanes1[k]), acc1[k]);
+            acc2[k] = std::fma(d, static_cast<float>(lanes2[k]), acc2[k]);
+        }
+    }
+    return hsum8(acc1) + 0.125f * hsum8(acc2);
 }
 
 float dot_iq2_xxs_ref(const void* w, const void* a, int64_t n) {
@@ -639,6 +684,7 @@ const Kernel kKernels[] = {
     {GgmlType::IQ3_XXS, GgmlType::Q8_K, dot_iq3_xxs_ref, dot_iq3_xxs_avx2, nullptr},
     {GgmlType::IQ3_S, GgmlType::Q8_K, dot_iq3_s_ref, dot_iq3_s_avx2, nullptr},
     {GgmlType::IQ1_S, GgmlType::Q8_K, dot_iq1_s_ref, dot_iq1_s_avx2, nullptr},
+    {GgmlType::IQ1_M, GgmlType::Q8_K, dot_iq1_m_ref, detail::dot_iq1_m_avx2, nullptr},
 };
 
 bool cpu_has_avx2_fma() {

@@ -551,6 +551,36 @@ QL_AVX2 float dot_iq_avx2(IqDecodeFn decode, size_t block_bytes, float factor, b
     return delta ? sum + 0.125f * delta_acc : sum;
 }
 
+QL_AVX2 float dot_iq1_m_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq1_m*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    __m256 acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
+    alignas(32) IqBlock q;
+    alignas(32) int8_t delta8[32];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        uint16_t h;
+        decode_iq1_m(x + b, q, delta8, &h);
+        __m256i sumi1 = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c) {
+            const __m256i a = load32(y[b].qs + 32 * c);
+            const __m256i sc = chunk_scales(q.sc[2 * c], q.sc[2 * c + 1]);
+            int64_t dl;  // the four 8-value delta signs of this chunk, spread to 32 bytes
+            std::memcpy(&dl, delta8 + 4 * c, 4);
+            const __m256i delta = _mm256_shuffle_epi8(
+                _mm256_set1_epi64x(dl),
+                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+                                 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+            sumi1 =
+                _mm256_add_epi32(sumi1, _mm256_madd_epi16(pairs_i8(load32(q.w + 32 * c), a), sc));
+            sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(pairs_i8(delta, a), sc));
+        }
+        const __m256 d = _mm256_set1_ps(y[b].d * fp16(h));
+        acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi1), acc1);
+        acc2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi2), acc2);
+    }
+    return reduce(acc1) + 0.125f * reduce(acc2);
+}
+
 }  // namespace quantlens::vec_dot::detail
 
 #else  // not x86: never called (vec_dot.cpp checks the CPU), defined so the table links

@@ -22,7 +22,7 @@ const GgmlType kCovered[] = {
     GgmlType::F16,   GgmlType::Q4_0,    GgmlType::Q4_1,   GgmlType::Q5_0,    GgmlType::Q5_1,
     GgmlType::Q8_0,  GgmlType::Q2_K,    GgmlType::Q3_K,   GgmlType::Q4_K,    GgmlType::Q5_K,
     GgmlType::Q6_K,  GgmlType::IQ4_NL,  GgmlType::IQ4_XS, GgmlType::IQ2_XXS, GgmlType::IQ2_XS,
-    GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S};
+    GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M};
 // Every covered type has an AVX2 kernel (checked when the CPU has AVX2, FMA and F16C).
 const auto& kAvx2 = kCovered;
 
@@ -70,6 +70,17 @@ std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) 
     for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
     const GgmlTypeInfo& info = ggml_type_info(type);
     std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
+    if (type == GgmlType::IQ1_M) {  // the F16 scale is the top nibbles of four scale words
+        for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block) {
+            const uint16_t h = f32_to_f16(scale(rng));
+            uint8_t* words =
+                w.data() + block * info.bytes_per_block + offsetof(blocks::block_iq1_m, scales);
+            for (int k = 0; k < 4; ++k)
+                words[2 * k + 1] =
+                    static_cast<uint8_t>((words[2 * k + 1] & 0x0F) | (((h >> (4 * k)) & 0xF) << 4));
+        }
+        return w;
+    }
     for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block)
         for (size_t off : half_fields(type)) {
             const uint16_t h = f32_to_f16(scale(rng));
@@ -93,7 +104,8 @@ TEST(VecDot, FastPathsMatchScalarTwinsBitForBit) {
             // imatrix, the others slowly; random indices reach every grid entry anyway)
             const bool random_only = type == GgmlType::IQ2_XXS || type == GgmlType::IQ2_XS ||
                                      type == GgmlType::IQ2_S || type == GgmlType::IQ3_XXS ||
-                                     type == GgmlType::IQ3_S || type == GgmlType::IQ1_S;
+                                     type == GgmlType::IQ3_S || type == GgmlType::IQ1_S ||
+                                     type == GgmlType::IQ1_M;
             const std::vector<uint8_t> w =
                 trial % 2 || random_only ? random_blocks(rng, type, n) : [&] {
                     const std::vector<float> v = random_row(rng, n, 0.05f);
@@ -195,7 +207,7 @@ TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
 }
 
 TEST(VecDot, UnsupportedTypesAreReportedAsSuch) {
-    EXPECT_FALSE(vec_dot::supported(GgmlType::IQ1_M));
+    EXPECT_FALSE(vec_dot::supported(GgmlType::TQ1_0));
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q4_K), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot::act_type(GgmlType::IQ4_NL), GgmlType::Q8_0);
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q5_1), GgmlType::Q8_1);
