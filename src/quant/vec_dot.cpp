@@ -397,6 +397,31 @@ float dot_bf16_ref(const void* w, const void* act, int64_t n) {
     return static_cast<float>(sumf);
 }
 
+// TQ2_0 (ggml's AVX2 kernel): weights 0..2 from 2-bit fields, element i = 128h + 32g + p
+// taking bits 2g of byte 32h + p; lane k sums (weight · q8) over positions 4k..4k+3 of every
+// 32-value chunk, less the 32 activations 32k..32k+31 (the −1 offset, from the bsums); per
+// block acc = fma(lanes, y.d · fp16(d), acc).
+void tq2_0_lanes(const block_tq2_0& x, const block_q8_K& y, int32_t lanes[8]) {
+    for (int k = 0; k < 8; ++k) lanes[k] = -(y.bsums[2 * k] + y.bsums[2 * k + 1]);
+    for (int i = 0; i < QK_K; ++i) {
+        const int h = i / 128, g = (i % 128) / 32, p = i % 32;
+        lanes[p / 4] += ((x.qs[32 * h + p] >> (2 * g)) & 3) * y.qs[i];
+    }
+}
+
+float dot_tq2_0_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq2_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    int32_t lanes[8];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        tq2_0_lanes(x[b], y[b], lanes);
+        const float d = y[b].d * fp16(x[b].d);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(static_cast<float>(lanes[k]), d, acc[k]);
+    }
+    return hsum8(acc);
+}
+
 float dot_q4_0_ref(const void* w, const void* a, int64_t n) {
     return dot_legacy_ref<block_q4_0>(w, a, n, q4_0_value);
 }
@@ -685,6 +710,7 @@ const Kernel kKernels[] = {
     {GgmlType::IQ3_S, GgmlType::Q8_K, dot_iq3_s_ref, dot_iq3_s_avx2, nullptr},
     {GgmlType::IQ1_S, GgmlType::Q8_K, dot_iq1_s_ref, dot_iq1_s_avx2, nullptr},
     {GgmlType::IQ1_M, GgmlType::Q8_K, dot_iq1_m_ref, detail::dot_iq1_m_avx2, nullptr},
+    {GgmlType::TQ2_0, GgmlType::Q8_K, dot_tq2_0_ref, detail::dot_tq2_0_avx2, nullptr},
 };
 
 bool cpu_has_avx2_fma() {
@@ -805,6 +831,8 @@ std::vector<size_t> half_scale_offsets(GgmlType type) {
             return {offsetof(block_q3_K, d)};
         case GgmlType::Q6_K:
             return {offsetof(block_q6_K, d)};
+        case GgmlType::TQ2_0:
+            return {offsetof(block_tq2_0, d)};
         default:
             return {};
     }

@@ -581,6 +581,31 @@ QL_AVX2 float dot_iq1_m_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc1) + 0.125f * reduce(acc2);
 }
 
+// TQ2_0: int16 pair sums of every 32-value chunk (weights 0..2 · q8 fit easily), less the
+// bsums, widened to the twin's eight lanes.
+QL_AVX2 float dot_tq2_0_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq2_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m256i three = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        __m256i sum16 = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i bits = load32(x[b].qs + 32 * h);
+            for (int g = 0; g < 4; ++g) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), three);
+                sum16 = _mm256_add_epi16(
+                    sum16, _mm256_maddubs_epi16(q, load32(y[b].qs + 128 * h + 32 * g)));
+            }
+        }
+        sum16 = _mm256_sub_epi16(sum16, load32(y[b].bsums));
+        const __m256i lanes = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(y[b].d * fp16(x[b].d)), acc);
+    }
+    return reduce(acc);
+}
+
 }  // namespace quantlens::vec_dot::detail
 
 #else  // not x86: never called (vec_dot.cpp checks the CPU), defined so the table links

@@ -68,6 +68,7 @@ void decode_iq1_m(const void* block, IqBlock& out, int8_t delta8[32], uint16_t* 
 // ggml's AVX2 IQ1_M dot: two lane sets per block, sc · w · q8 and sc · delta · q8, each
 // accumulated by fma(y.d · fp16(d), lanes, acc); result hsum8(acc1) + hsum8(acc2) / 8.
 float dot_iq1_m_avx2(const void* w, const void* act, int64_t n);
+float dot_tq2_0_avx2(const void* w, const void* act, int64_t n);
 
 // ggml's AVX2 i-quant dot: per block, lanes of sc · w · q8 (lane k = positions 4k..4k+3 of
 // each 32-value chunk), acc = fma(fp16(d) · y.d, lanes, acc); IQ1_S adds

@@ -22,7 +22,8 @@ const GgmlType kCovered[] = {
     GgmlType::F16,   GgmlType::Q4_0,    GgmlType::Q4_1,   GgmlType::Q5_0,    GgmlType::Q5_1,
     GgmlType::Q8_0,  GgmlType::Q2_K,    GgmlType::Q3_K,   GgmlType::Q4_K,    GgmlType::Q5_K,
     GgmlType::Q6_K,  GgmlType::IQ4_NL,  GgmlType::IQ4_XS, GgmlType::IQ2_XXS, GgmlType::IQ2_XS,
-    GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M};
+    GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M,
+    GgmlType::TQ2_0};
 // Every covered type has an AVX2 kernel (checked when the CPU has AVX2, FMA and F16C).
 const auto& kAvx2 = kCovered;
 
@@ -49,6 +50,8 @@ std::vector<size_t> half_fields(GgmlType type) {
             return {offsetof(block_q3_K, d)};
         case GgmlType::Q6_K:
             return {offsetof(block_q6_K, d)};
+        case GgmlType::TQ2_0:
+            return {offsetof(block_tq2_0, d)};
         default:
             return {0};  // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS
     }
