@@ -1,26 +1,31 @@
 // Quantized dot products, as ggml's CPU backend computes a matrix product with a quantized
-// (or F16) weight: the activation row is quantized to 8 bits per value (Q8_K blocks of 256
-// for K-quants and IQ4_XS, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for Q4_1/Q5_1;
-// F16 for F16 weights, whose dot is ggml_vec_dot_f16's four 8-lane FMA accumulators),
-// then each weight row meets it block by block in integer arithmetic, and the per-block
-// integer sums are scaled and accumulated in float in ggml's x86 AVX2 order: eight float
-// lanes, lane k holding the integer sum of positions 4k..4k+3 of every 32-value chunk,
-// accumulated with fused multiply-adds (block scale × lane sum), reduced at the end as
-// ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)). Integer sums are exact in any order, so the float
-// schedule is what makes results bit-compatible with ggml_vec_dot_<type>_q8_<K|0|1> of ggml's
-// AVX2 build (ggml's repacked/llamafile GEMM paths, when a build uses them for a type, sum
-// the same integers in another float order: results then differ by float rounding only).
+// (or F16/BF16) weight: the activation row is quantized to 8 bits per value (Q8_K blocks of
+// 256 for K-quants, i-quants and TQ2_0, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for
+// Q4_1/Q5_1; F16/BF16 for F16/BF16 weights, whose dots are ggml_vec_dot_f16/_bf16's four
+// 8-lane accumulators), then each weight row meets it block by block in integer arithmetic,
+// and the per-block integer sums are scaled and accumulated in float in ggml's x86 AVX2
+// order: eight float lanes, lane k holding the integer sum of positions 4k..4k+3 of every
+// 32-value chunk, accumulated with fused multiply-adds (block scale × lane sum), reduced at
+// the end as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); ggml's scalar "acc += a * b" lines are
+// fused too, as GCC compiles them. Integer sums are exact in any order, so the float schedule
+// is what makes results bit-compatible with ggml_vec_dot_<type>_q8_<K|0|1> of ggml's AVX2
+// build (checked against ggml-cpu itself by bench/check_against_ggml.cpp; ggml's
+// repacked/llamafile GEMM paths, when a build uses them for a type, sum the same integers in
+// another float order: results then differ by float rounding only).
 //
 // Promises:
-//  - dot_ref is the scalar reference twin of every covered type (plain loops, std::fma);
-//    dot is the fast path (AVX2 when the CPU has AVX2, FMA and F16C, checked at run time;
-//    four-row kernels for Q4_K, Q6_K and Q8_0), bit-identical to dot_ref
+//  - dot_ref is the scalar reference twin of every covered type (plain loops, std::fma; the
+//    i-quants' twins read integer weights and scales from detail's block decoders, which the
+//    tests check against quant/'s dequantization);
+//  - dot is the fast path (AVX2 when the CPU has AVX2, FMA and F16C, checked at run time;
+//    four-row kernels for Q4_K, Q6_K, Q8_0 and F16), bit-identical to dot_ref
 //    (tests/quant/test_vec_dot.cpp);
 //  - quantize_act_row writes exactly what ggml's AVX2 build writes for the activation row
 //    (Q8_0/Q8_1: d = amax/127 as F16, q = round-half-even(x·127/amax); Q8_K: ggml's
-//    reference, largest magnitude ↦ −127, d = 1/iscale, 16-value bsums);
-//  - a type without a kernel (supported() false) is never passed in: callers keep their
-//    dequantize-to-float path for it.
+//    reference, largest magnitude ↦ −127, d = 1/iscale, 16-value bsums); 8-bit values stay
+//    in [−127, 127], which the kernels' sign trick relies on;
+//  - a type without a kernel (supported() false: TQ1_0, MXFP4, F32, …) is never passed in:
+//    callers keep their dequantize-to-float path for it.
 // Assumes n is a multiple of the weight type's block size (checked once by the caller).
 #pragma once
 
