@@ -27,8 +27,9 @@ void quantize_row_q8_1(const float*, void*, int64_t);
     void ggml_vec_dot_##t(int, float*, size_t, const void*, size_t, const void*, size_t, int);
 D(q4_K_q8_K)
 D(q6_K_q8_K)
-D(q2_K_q8_K) D(q3_K_q8_K) D(q5_K_q8_K) D(iq2_xxs_q8_K) D(iq2_xs_q8_K) D(iq2_s_q8_K) D(iq3_xxs_q8_K)
-    D(iq3_s_q8_K) D(iq1_s_q8_K) D(iq1_m_q8_K) D(tq2_0_q8_K) D(iq4_xs_q8_K) D(q4_0_q8_0) D(q8_0_q8_0)
+D(q2_K_q8_K)
+D(q3_K_q8_K) D(q5_K_q8_K) D(iq2_xxs_q8_K) D(iq2_xs_q8_K) D(iq2_s_q8_K) D(iq3_xxs_q8_K) D(iq3_s_q8_K)
+    D(iq1_s_q8_K) D(iq1_m_q8_K) D(tq2_0_q8_K) D(tq1_0_q8_K) D(iq4_xs_q8_K) D(q4_0_q8_0) D(q8_0_q8_0)
         D(q5_0_q8_0) D(iq4_nl_q8_0) D(q4_1_q8_1) D(q5_1_q8_1) void ggml_cpu_init(void);
 struct traits {
     void* from_float;
@@ -63,6 +64,7 @@ int main() {
         {GgmlType::IQ1_S, ggml_vec_dot_iq1_s_q8_K, 2, {0}},
         {GgmlType::IQ1_M, ggml_vec_dot_iq1_m_q8_K, 2, {}},
         {GgmlType::TQ2_0, ggml_vec_dot_tq2_0_q8_K, 2, {64}},
+        {GgmlType::TQ1_0, ggml_vec_dot_tq1_0_q8_K, 2, {52}},
         {GgmlType::IQ4_XS, ggml_vec_dot_iq4_xs_q8_K, 2, {0}},
         {GgmlType::Q4_0, ggml_vec_dot_q4_0_q8_0, 0, {0}},
         {GgmlType::Q8_0, ggml_vec_dot_q8_0_q8_0, 0, {0}},

@@ -422,6 +422,24 @@ float dot_tq2_0_ref(const void* w, const void* act, int64_t n) {
     return hsum8(acc);
 }
 
+// TQ1_0 (ggml's AVX2 kernel): the trits 0..2 in element order (detail::decode_tq1_0), then
+// TQ2_0's lanes: Σ trit · q8 over positions 4k..4k+3 of every 32-value chunk, less the bsums.
+float dot_tq1_0_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq1_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    uint8_t trits[QK_K];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        detail::decode_tq1_0(x + b, trits);
+        int32_t lanes[8];
+        for (int k = 0; k < 8; ++k) lanes[k] = -(y[b].bsums[2 * k] + y[b].bsums[2 * k + 1]);
+        for (int i = 0; i < QK_K; ++i) lanes[(i % 32) / 4] += trits[i] * y[b].qs[i];
+        const float d = y[b].d * fp16(x[b].d);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(static_cast<float>(lanes[k]), d, acc[k]);
+    }
+    return hsum8(acc);
+}
+
 float dot_q4_0_ref(const void* w, const void* a, int64_t n) {
     return dot_legacy_ref<block_q4_0>(w, a, n, q4_0_value);
 }
@@ -585,6 +603,22 @@ void decode_iq1_m(const void* block, IqBlock& out, int8_t delta8[32], uint16_t* 
     }
 }
 
+void decode_tq1_0(const void* block, uint8_t trits[256]) {
+    const auto& x = *static_cast<const block_tq1_0*>(block);
+    static constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
+    // trit k of a byte: the top of (byte · 3^k mod 256) · 3
+    const auto trit = [](uint8_t byte, int k) {
+        return static_cast<uint8_t>((static_cast<uint8_t>(byte * kPow3[k]) * 3) >> 8);
+    };
+    int i = 0;
+    for (int k = 0; k < 5; ++k)  // bytes 0..31: 5 chunks of 32
+        for (int m = 0; m < 32; ++m) trits[i++] = trit(x.qs[m], k);
+    for (int k = 0; k < 5; ++k)  // bytes 32..47: 5 runs of 16
+        for (int m = 0; m < 16; ++m) trits[i++] = trit(x.qs[32 + m], k);
+    for (int k = 0; k < 4; ++k)  // qh: 4 runs of 4
+        for (int m = 0; m < 4; ++m) trits[i++] = trit(x.qh[m], k);
+}
+
 }  // namespace detail
 
 namespace {
@@ -711,6 +745,7 @@ const Kernel kKernels[] = {
     {GgmlType::IQ1_S, GgmlType::Q8_K, dot_iq1_s_ref, dot_iq1_s_avx2, nullptr},
     {GgmlType::IQ1_M, GgmlType::Q8_K, dot_iq1_m_ref, detail::dot_iq1_m_avx2, nullptr},
     {GgmlType::TQ2_0, GgmlType::Q8_K, dot_tq2_0_ref, detail::dot_tq2_0_avx2, nullptr},
+    {GgmlType::TQ1_0, GgmlType::Q8_K, dot_tq1_0_ref, detail::dot_tq1_0_avx2, nullptr},
 };
 
 bool cpu_has_avx2_fma() {
@@ -833,6 +868,8 @@ std::vector<size_t> half_scale_offsets(GgmlType type) {
             return {offsetof(block_q6_K, d)};
         case GgmlType::TQ2_0:
             return {offsetof(block_tq2_0, d)};
+        case GgmlType::TQ1_0:
+            return {offsetof(block_tq1_0, d)};
         default:
             return {};
     }

@@ -1,6 +1,6 @@
 // Quantized dot products, as ggml's CPU backend computes a matrix product with a quantized
 // (or F16/BF16) weight: the activation row is quantized to 8 bits per value (Q8_K blocks of
-// 256 for K-quants, i-quants and TQ2_0, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for
+// 256 for K-quants, i-quants and TQ1_0/TQ2_0, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for
 // Q4_1/Q5_1; F16/BF16 for F16/BF16 weights, whose dots are ggml_vec_dot_f16/_bf16's four
 // 8-lane accumulators), then each weight row meets it block by block in integer arithmetic,
 // and the per-block integer sums are scaled and accumulated in float in ggml's x86 AVX2
@@ -24,7 +24,7 @@
 //    (Q8_0/Q8_1: d = amax/127 as F16, q = round-half-even(x·127/amax); Q8_K: ggml's
 //    reference, largest magnitude ↦ −127, d = 1/iscale, 16-value bsums); 8-bit values stay
 //    in [−127, 127], which the kernels' sign trick relies on;
-//  - a type without a kernel (supported() false: TQ1_0, MXFP4, F32, …) is never passed in:
+//  - a type without a kernel (supported() false: MXFP4, F32, …) is never passed in:
 //    callers keep their dequantize-to-float path for it.
 // Assumes n is a multiple of the weight type's block size (checked once by the caller).
 #pragma once

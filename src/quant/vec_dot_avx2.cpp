@@ -606,6 +606,26 @@ QL_AVX2 float dot_tq2_0_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc);
 }
 
+// TQ1_0: trits decoded per block (scalar), then TQ2_0's int16 lanes less the bsums.
+QL_AVX2 float dot_tq1_0_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq1_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    alignas(32) uint8_t trits[QK_K];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        decode_tq1_0(x + b, trits);
+        __m256i sum16 = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c)
+            sum16 = _mm256_add_epi16(
+                sum16, _mm256_maddubs_epi16(load32(trits + 32 * c), load32(y[b].qs + 32 * c)));
+        sum16 = _mm256_sub_epi16(sum16, load32(y[b].bsums));
+        const __m256i lanes = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(y[b].d * fp16(x[b].d)), acc);
+    }
+    return reduce(acc);
+}
+
 }  // namespace quantlens::vec_dot::detail
 
 #else  // not x86: never called (vec_dot.cpp checks the CPU), defined so the table links

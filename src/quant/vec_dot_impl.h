@@ -69,6 +69,10 @@ void decode_iq1_m(const void* block, IqBlock& out, int8_t delta8[32], uint16_t* 
 // accumulated by fma(y.d · fp16(d), lanes, acc); result hsum8(acc1) + hsum8(acc2) / 8.
 float dot_iq1_m_avx2(const void* w, const void* act, int64_t n);
 float dot_tq2_0_avx2(const void* w, const void* act, int64_t n);
+// TQ1_0's trits (0..2) in element order: 5 per byte of qs (32 bytes × 5, then 16 bytes × 5),
+// 4 per byte of qh.
+void decode_tq1_0(const void* block, uint8_t trits[256]);
+float dot_tq1_0_avx2(const void* w, const void* act, int64_t n);
 
 // ggml's AVX2 i-quant dot: per block, lanes of sc · w · q8 (lane k = positions 4k..4k+3 of
 // each 32-value chunk), acc = fma(fp16(d) · y.d, lanes, acc); IQ1_S adds

@@ -219,7 +219,7 @@ std::vector<uint8_t> random_blocks_like(GgmlType type, const std::vector<float>&
     return q;
 }
 
-// The types added to the quantized path after Q4_K_M (i-quants, TQ2_0, BF16): llama-8m's
+// The types added to the quantized path after Q4_K_M (i-quants, TQ1_0/TQ2_0, BF16): llama-8m's
 // weights quantized to one of them per matrix, read in place, against the same blocks
 // dequantized to floats with ggml's activation rounding (the emulation). Same bound as the
 // Q4_K_M comparison above: a wrong grid, sign or scale would cost far more than 2e-3.
@@ -233,6 +233,7 @@ TEST(EngineQuantized, IQuantsTernaryAndBf16AgreeWithTheirEmulation) {
         {"blk.2.attn_k.weight", GgmlType::IQ2_S},   {"blk.2.attn_v.weight", GgmlType::IQ1_S},
         {"blk.3.attn_k.weight", GgmlType::IQ1_M},   {"blk.3.attn_v.weight", GgmlType::TQ2_0},
         {"blk.4.attn_q.weight", GgmlType::BF16},    {"blk.5.attn_k.weight", GgmlType::IQ4_XS},
+        {"blk.5.attn_v.weight", GgmlType::TQ1_0},
     };
     std::vector<std::vector<uint8_t>> stored;  // the blocks must outlive the engine's use
     for (const auto& [name, type] : installs) {
@@ -240,8 +241,8 @@ TEST(EngineQuantized, IQuantsTernaryAndBf16AgreeWithTheirEmulation) {
         const TensorInfo& t = fp->get(name);
         const std::vector<float> w = fp->read_f32(t);
         const bool fast_quantizer = type == GgmlType::IQ3_S || type == GgmlType::IQ3_XXS ||
-                                    type == GgmlType::TQ2_0 || type == GgmlType::BF16 ||
-                                    type == GgmlType::IQ4_XS;
+                                    type == GgmlType::TQ2_0 || type == GgmlType::TQ1_0 ||
+                                    type == GgmlType::BF16 || type == GgmlType::IQ4_XS;
         if (fast_quantizer) {
             stored.emplace_back(ggml_row_size(type, t.n_per_row()) * t.n_rows());
             quantize(type, w.data(), stored.back().data(), t.n_rows(), t.n_per_row());

@@ -23,7 +23,7 @@ const GgmlType kCovered[] = {
     GgmlType::Q8_0,  GgmlType::Q2_K,    GgmlType::Q3_K,   GgmlType::Q4_K,    GgmlType::Q5_K,
     GgmlType::Q6_K,  GgmlType::IQ4_NL,  GgmlType::IQ4_XS, GgmlType::IQ2_XXS, GgmlType::IQ2_XS,
     GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M,
-    GgmlType::TQ2_0};
+    GgmlType::TQ2_0, GgmlType::TQ1_0};
 // Every covered type has an AVX2 kernel (checked when the CPU has AVX2, FMA and F16C).
 const auto& kAvx2 = kCovered;
 
@@ -52,6 +52,8 @@ std::vector<size_t> half_fields(GgmlType type) {
             return {offsetof(block_q6_K, d)};
         case GgmlType::TQ2_0:
             return {offsetof(block_tq2_0, d)};
+        case GgmlType::TQ1_0:
+            return {offsetof(block_tq1_0, d)};
         default:
             return {0};  // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS
     }
@@ -210,7 +212,7 @@ TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
 }
 
 TEST(VecDot, UnsupportedTypesAreReportedAsSuch) {
-    EXPECT_FALSE(vec_dot::supported(GgmlType::TQ1_0));
+    EXPECT_FALSE(vec_dot::supported(GgmlType::MXFP4));
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q4_K), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot::act_type(GgmlType::IQ4_NL), GgmlType::Q8_0);
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q5_1), GgmlType::Q8_1);
