@@ -160,11 +160,30 @@ float dot_legacy1_ref(const void* w, const void* act, int64_t n, Value value) {
     return hsum8(acc) + summs;
 }
 
-// IQ4_NL: even blocks in one accumulator, odd in another; an odd last block is added
-// separately, as ggml's AVX2 loop does two blocks per step.
-float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
-    const auto* x = static_cast<const block_iq4_nl*>(w);
+// ggml's E8M0 scale of MXFP4, halved (its codes are stored doubled): 2^(e−128).
+float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? (0x00200000u << e) : static_cast<uint32_t>(e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+float block_scale(const block_iq4_nl& x) {
+    return fp16(x.d);
+}
+float block_scale(const block_mxfp4& x) {
+    return e8m0_half(x.e);
+}
+
+// IQ4_NL and MXFP4 (4-bit codes through a 16-entry table, against Q8_0): even blocks in one
+// accumulator, odd in another; an odd last block is added separately, as ggml's AVX2 loop
+// does two blocks per step.
+template <typename Block>
+float dot_table4_ref(const void* w, const void* act, int64_t n, const int8_t table[16]) {
+    const auto* x = static_cast<const Block*>(w);
     const auto* y = static_cast<const block_q8_0*>(act);
+    const auto value = [&](const Block& blk, int i) {
+        return table[i < 16 ? blk.qs[i] & 0xF : blk.qs[i - 16] >> 4];
+    };
     const int64_t nb = n / 32;
     float acc1[8] = {}, acc2[8] = {};
     int32_t lanes[8];
@@ -172,8 +191,8 @@ float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
     for (; b + 1 < nb; b += 2) {
         for (int64_t h = 0; h < 2; ++h) {
             float* acc = h == 0 ? acc1 : acc2;
-            const float d = fp16(y[b + h].d) * fp16(x[b + h].d);
-            legacy_lanes(x[b + h], y[b + h], lanes, iq4_nl_value);
+            const float d = fp16(y[b + h].d) * block_scale(x[b + h]);
+            legacy_lanes(x[b + h], y[b + h], lanes, value);
             for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
         }
     }
@@ -181,12 +200,19 @@ float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
     for (int k = 0; k < 8; ++k) sum[k] = acc1[k] + acc2[k];
     float sumf = hsum8(sum);
     for (; b < nb; ++b) {
-        const float d = fp16(y[b].d) * fp16(x[b].d);
+        const float d = fp16(y[b].d) * block_scale(x[b]);
         int sumi = 0;
-        for (int i = 0; i < 32; ++i) sumi += iq4_nl_value(x[b], i) * y[b].qs[i];
+        for (int i = 0; i < 32; ++i) sumi += value(x[b], i) * y[b].qs[i];
         sumf += d * static_cast<float>(sumi);
     }
     return sumf;
+}
+
+float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
+    return dot_table4_ref<block_iq4_nl>(w, act, n, tables::kvalues_iq4nl);
+}
+float dot_mxfp4_ref(const void* w, const void* act, int64_t n) {
+    return dot_table4_ref<block_mxfp4>(w, act, n, tables::kvalues_fp4);
 }
 
 float dot_q2_K_ref(const void* w, const void* act, int64_t n) {
@@ -736,6 +762,7 @@ const Kernel kKernels[] = {
     {GgmlType::Q5_K, GgmlType::Q8_K, dot_q5_K_ref, detail::dot_q5_K_avx2, nullptr},
     {GgmlType::Q6_K, GgmlType::Q8_K, dot_q6_K_ref, detail::dot_q6_K_avx2, detail::dot4_q6_K_avx2},
     {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, detail::dot_iq4_nl_avx2, nullptr},
+    {GgmlType::MXFP4, GgmlType::Q8_0, dot_mxfp4_ref, detail::dot_mxfp4_avx2, nullptr},
     {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2, nullptr},
     {GgmlType::IQ2_XXS, GgmlType::Q8_K, dot_iq2_xxs_ref, dot_iq2_xxs_avx2, nullptr},
     {GgmlType::IQ2_XS, GgmlType::Q8_K, dot_iq2_xs_ref, dot_iq2_xs_avx2, nullptr},

@@ -205,19 +205,32 @@ QL_AVX2 float dot_q5_0_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc);
 }
 
-QL_AVX2 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n) {
-    const auto* x = static_cast<const block_iq4_nl*>(w);
+namespace {
+
+QL_AVX2 inline float table4_scale(const block_iq4_nl& x) {
+    return fp16(x.d);
+}
+inline float table4_scale(const block_mxfp4& x) {  // ggml's E8M0, halved: 2^(e−128)
+    const uint32_t bits = x.e < 2 ? (0x00200000u << x.e) : static_cast<uint32_t>(x.e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+// IQ4_NL and MXFP4: codes through a 16-entry table, two blocks a step, one accumulator each.
+template <typename Block>
+QL_AVX2 inline float table4_dot(const void* w, const void* act, int64_t n, const int8_t* values) {
+    const auto* x = static_cast<const Block*>(w);
     const auto* y = static_cast<const block_q8_0*>(act);
-    const __m128i table128 =
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables::kvalues_iq4nl));
+    const __m128i table128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(values));
     const __m256i table = _mm256_set_m128i(table128, table128);
     const int64_t nb = n / 32;
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t b = 0;
-    for (; b + 1 < nb; b += 2)  // two blocks a step, one accumulator each
+    for (; b + 1 < nb; b += 2)
         for (int h = 0; h < 2; ++h) {
             const __m256i v = _mm256_shuffle_epi8(table, unpack_nibbles16(x[b + h].qs));
-            acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(fp16(y[b + h].d) * fp16(x[b + h].d)),
+            acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(fp16(y[b + h].d) * table4_scale(x[b + h])),
                                      _mm256_cvtepi32_ps(lanes_i8(v, load32(y[b + h].qs))), acc[h]);
         }
     float sumf = reduce(_mm256_add_ps(acc[0], acc[1]));
@@ -227,9 +240,19 @@ QL_AVX2 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n) {
         const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
         const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
         const int sumi = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
-        sumf += fp16(y[b].d) * fp16(x[b].d) * static_cast<float>(sumi);
+        const float d = fp16(y[b].d) * table4_scale(x[b]);
+        sumf += d * static_cast<float>(sumi);
     }
     return sumf;
+}
+
+}  // namespace
+
+QL_AVX2 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n) {
+    return table4_dot<block_iq4_nl>(w, act, n, tables::kvalues_iq4nl);
+}
+QL_AVX2 float dot_mxfp4_avx2(const void* w, const void* act, int64_t n) {
+    return table4_dot<block_mxfp4>(w, act, n, tables::kvalues_fp4);
 }
 
 // R activation rows (stride bytes apart) against one weight row: the weight is loaded once

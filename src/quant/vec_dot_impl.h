@@ -95,6 +95,7 @@ float dot_q5_0_avx2(const void* w, const void* act, int64_t n);
 float dot_q5_1_avx2(const void* w, const void* act, int64_t n);
 float dot_q8_0_avx2(const void* w, const void* act, int64_t n);
 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n);
+float dot_mxfp4_avx2(const void* w, const void* act, int64_t n);
 float dot_q2_K_avx2(const void* w, const void* act, int64_t n);
 float dot_q3_K_avx2(const void* w, const void* act, int64_t n);
 float dot_q4_K_avx2(const void* w, const void* act, int64_t n);

@@ -23,7 +23,7 @@ const GgmlType kCovered[] = {
     GgmlType::Q8_0,  GgmlType::Q2_K,    GgmlType::Q3_K,   GgmlType::Q4_K,    GgmlType::Q5_K,
     GgmlType::Q6_K,  GgmlType::IQ4_NL,  GgmlType::IQ4_XS, GgmlType::IQ2_XXS, GgmlType::IQ2_XS,
     GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M,
-    GgmlType::TQ2_0, GgmlType::TQ1_0};
+    GgmlType::TQ2_0, GgmlType::TQ1_0,   GgmlType::MXFP4};
 // Every covered type has an AVX2 kernel (checked when the CPU has AVX2, FMA and F16C).
 const auto& kAvx2 = kCovered;
 
@@ -75,6 +75,11 @@ std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) 
     for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
     const GgmlTypeInfo& info = ggml_type_info(type);
     std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
+    if (type == GgmlType::MXFP4) {  // an E8M0 exponent byte, kept near 2^0
+        for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block)
+            w[block * info.bytes_per_block] = static_cast<uint8_t>(110 + rng() % 24);
+        return w;
+    }
     if (type == GgmlType::IQ1_M) {  // the F16 scale is the top nibbles of four scale words
         for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block) {
             const uint16_t h = f32_to_f16(scale(rng));
@@ -212,7 +217,7 @@ TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
 }
 
 TEST(VecDot, UnsupportedTypesAreReportedAsSuch) {
-    EXPECT_FALSE(vec_dot::supported(GgmlType::MXFP4));
+    EXPECT_FALSE(vec_dot::supported(GgmlType::NVFP4));
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q4_K), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot::act_type(GgmlType::IQ4_NL), GgmlType::Q8_0);
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q5_1), GgmlType::Q8_1);
