@@ -1,7 +1,7 @@
 // Quantized dot products, as ggml's CPU backend computes a matrix product with a quantized
 // (or F16/BF16) weight: the activation row is quantized to 8 bits per value (Q8_K blocks of
-// 256 for K-quants, i-quants and TQ1_0/TQ2_0, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL, Q8_1 for
-// Q4_1/Q5_1; F16/BF16 for F16/BF16 weights, whose dots are ggml_vec_dot_f16/_bf16's four
+// 256 for K-quants, i-quants and TQ1_0/TQ2_0, Q8_0 blocks of 32 for Q4_0/Q5_0/Q8_0/IQ4_NL/MXFP4,
+// Q8_1 for Q4_1/Q5_1; F16/BF16 for F16/BF16 weights, whose dots are ggml_vec_dot_f16/_bf16's four
 // 8-lane accumulators), then each weight row meets it block by block in integer arithmetic,
 // and the per-block integer sums are scaled and accumulated in float in ggml's x86 AVX2
 // order: eight float lanes, lane k holding the integer sum of positions 4k..4k+3 of every
@@ -9,7 +9,8 @@
 // the end as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); ggml's scalar "acc += a * b" lines are
 // fused too, as GCC compiles them. Integer sums are exact in any order, so the float schedule
 // is what makes results bit-compatible with ggml_vec_dot_<type>_q8_<K|0|1> of ggml's AVX2
-// build (checked against ggml-cpu itself by bench/check_against_ggml.cpp; ggml's
+// build (checked against ggml-cpu itself by bench/check_against_ggml.cpp, every type but
+// MXFP4, which the 2025-02 reference build predates; ggml's
 // repacked/llamafile GEMM paths, when a build uses them for a type, sum the same integers in
 // another float order: results then differ by float rounding only).
 //
@@ -24,7 +25,7 @@
 //    (Q8_0/Q8_1: d = amax/127 as F16, q = round-half-even(x·127/amax); Q8_K: ggml's
 //    reference, largest magnitude ↦ −127, d = 1/iscale, 16-value bsums); 8-bit values stay
 //    in [−127, 127], which the kernels' sign trick relies on;
-//  - a type without a kernel (supported() false: MXFP4, F32, …) is never passed in:
+//  - a type without a kernel (supported() false: NVFP4, F32, …) is never passed in:
 //    callers keep their dequantize-to-float path for it.
 // Assumes n is a multiple of the weight type's block size (checked once by the caller).
 #pragma once
