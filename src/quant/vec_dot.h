@@ -6,12 +6,12 @@
 // and the per-block integer sums are scaled and accumulated in float in ggml's x86 AVX2
 // order: eight float lanes, lane k holding the integer sum of positions 4k..4k+3 of every
 // 32-value chunk, accumulated with fused multiply-adds (block scale × lane sum), reduced at
-// the end as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); ggml's scalar "acc += a * b" lines are
-// fused too, as GCC compiles them. Integer sums are exact in any order, so the float schedule
-// is what makes results bit-compatible with ggml_vec_dot_<type>_q8_<K|0|1> of ggml's AVX2
-// build (checked against ggml-cpu itself by bench/check_against_ggml.cpp, every type but
-// MXFP4, which the 2025-02 reference build predates; ggml's
-// repacked/llamafile GEMM paths, when a build uses them for a type, sum the same integers in
+// the end as ((l0+l4)+(l2+l6)) + ((l1+l5)+(l3+l7)); where GCC fuses one of ggml's scalar
+// "acc += a * b" lines (Q5_K's min term, IQ1_S's delta term) the twins fuse it too. Integer sums
+// are exact in any order, so the float schedule is what makes results bit-compatible with
+// ggml_vec_dot_<type>_q8_<K|0|1> of ggml's AVX2 build (checked against ggml-cpu itself by
+// bench/check_against_ggml.cpp, every type but MXFP4, which the 2025-02 reference build predates;
+// ggml's repacked/llamafile GEMM paths, when a build uses them for a type, sum the same integers in
 // another float order: results then differ by float rounding only).
 //
 // Promises:
