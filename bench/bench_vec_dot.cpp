@@ -42,6 +42,33 @@ BENCHMARK(BM_QuantizedMatmul)
     ->Unit(benchmark::kMillisecond)
     ->UseRealTime();
 
+// The kernel alone: four activation rows against weight rows that stay in L1/L2 (IN = 2048,
+// 16 weight rows), so the figure is the kernel's arithmetic rate, not memory's.
+void BM_Dot4(benchmark::State& state) {
+    const auto type = static_cast<GgmlType>(state.range(0));
+    const int64_t IN = 2048, ROWS = 16;
+    const std::vector<float> w = random_values(IN * ROWS), in = random_values(4 * IN);
+    const size_t row = quantlens::ggml_row_size(type, IN);
+    std::vector<uint8_t> q(row * ROWS);
+    quantlens::quantize(type, w.data(), q.data(), ROWS, IN);
+    const size_t stride = quantlens::vec_dot::act_row_size(type, IN);
+    std::vector<uint8_t> act(4 * stride);
+    for (int r = 0; r < 4; ++r)
+        quantlens::vec_dot::quantize_act_row(type, in.data() + r * IN, act.data() + r * stride, IN);
+    float out[4];
+    for (auto _ : state)
+        for (int64_t o = 0; o < ROWS; ++o) {
+            quantlens::vec_dot::dot4(type, q.data() + o * row, act.data(), stride, IN, out);
+            benchmark::DoNotOptimize(out);
+        }
+    state.counters["GFLOP/s"] = benchmark::Counter(2.0 * 4 * IN * ROWS * 1e-9,
+                                                   benchmark::Counter::kIsIterationInvariantRate);
+}
+BENCHMARK(BM_Dot4)
+    ->Arg(static_cast<int>(GgmlType::Q4_K))
+    ->Arg(static_cast<int>(GgmlType::Q6_K))
+    ->Arg(static_cast<int>(GgmlType::Q8_0));
+
 void BM_F32Matmul(benchmark::State& state) {
     quantlens::engine_init_blas();
     const int64_t N = 2048, IN = state.range(0), OUT = state.range(1);

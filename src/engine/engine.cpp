@@ -34,21 +34,25 @@ std::string shape_str(const std::vector<int64_t>& ne) {
 }
 
 // A weight read in place is still checked once for NaN/Inf (a corrupt F16 scale), keeping
-// Model::read_f32's promise without its float copy: rows are dequantized into a scratch row.
+// Model::read_f32's promise without its float copy: vec_dot::row_finite reads the scales; a
+// row it refuses is dequantized to name the first bad element.
 void check_finite_in_place(const std::string& file, const TensorInfo& t, const uint8_t* data,
                            size_t row_bytes) {
     const int64_t cols = t.n_per_row();
     parallel_for(
         static_cast<size_t>(t.n_rows()),
         [&](size_t begin, size_t end) {
-            std::vector<float> row(static_cast<size_t>(cols));
             for (size_t r = begin; r < end; ++r) {
+                if (vec_dot::row_finite(t.type, data + r * row_bytes, cols)) continue;
+                std::vector<float> row(static_cast<size_t>(cols));
                 dequantize(t.type, data + r * row_bytes, row.data(), 1, cols);
                 for (int64_t c = 0; c < cols; ++c)
                     QL_CHECK(std::isfinite(row[c]),
                              "{}: tensor '{}' holds {} at element {} (row {}, column {}); a model "
                              "with non-finite weights cannot be measured or quantized",
                              file, t.name, row[c], static_cast<int64_t>(r) * cols + c, r, c);
+                QL_CHECK(false, "{}: tensor '{}' row {}: a non-finite block scale", file, t.name,
+                         r);
             }
         },
         64);
@@ -315,6 +319,27 @@ void Engine::linear(float* out, const std::string& name, const float* in, const 
                    N, IN, OUT);
 }
 
+void Engine::linear_shared(const float* in, int64_t N, int64_t IN,
+                           std::initializer_list<LinearOut> outs) const {
+    const QuantizedWeight* first = quantized(*outs.begin()->name);
+    bool shared = first != nullptr;
+    for (const LinearOut& o : outs) {
+        const QuantizedWeight* q = quantized(*o.name);
+        shared = shared && q && vec_dot::act_type(q->type) == vec_dot::act_type(first->type) &&
+                 vec_dot::act_row_size(q->type, IN) == vec_dot::act_row_size(first->type, IN);
+    }
+    if (!shared) {
+        for (const LinearOut& o : outs) linear(o.out, *o.name, in, o.bias, N, IN, o.OUT);
+        return;
+    }
+    vec_dot::QuantizedRows& rows = vec_dot::thread_rows();  // reused: no allocation per layer
+    vec_dot::quantize_rows(first->type, in, N, IN, rows);
+    for (const LinearOut& o : outs) {
+        const QuantizedWeight* q = quantized(*o.name);
+        vec_dot::matmul(o.out, rows, q->type, q->data, o.bias, o.OUT);
+    }
+}
+
 const float* Engine::weight(const std::string& name) const {
     const float* w = weight_opt(name);
     QL_ASSERT(w != nullptr);  // check_shapes guarantees every weight the pass reads
@@ -427,9 +452,10 @@ void Engine::qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<
         for (const std::string* w : {&n.q, &n.k, &n.v})
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), w, -1, xn, N, C);
     }
-    linear(q.data(), n.q, xn, weight_opt(n.q_bias), N, C, HD);
-    linear(k.data(), n.k, xn, weight_opt(n.k_bias), N, C, KD);
-    linear(v.data(), n.v, xn, weight_opt(n.v_bias), N, C, KD);
+    linear_shared(xn, N, C,
+                  {{&n.q, q.data(), weight_opt(n.q_bias), HD},
+                   {&n.k, k.data(), weight_opt(n.k_bias), KD},
+                   {&n.v, v.data(), weight_opt(n.v_bias), KD}});
 }
 
 void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const {
@@ -478,6 +504,18 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
 }
 
 void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const {
+    // With weights read in place, rows go through in blocks of 512 (llama.cpp's micro-batch):
+    // every row's result is the same, and the [rows, F] buffers stay a quarter of a
+    // 4-chunk batch's (memory about the file size). Hooks see the whole batch at once.
+    const LayerNames& n = names_[l];
+    const bool in_place =
+        quantized(n.down) && (config_.fused_gate_up || quantized(n.gate)) && quantized(n.up);
+    const int64_t block = in_place && !hook_ ? 512 : N, C = config_.hidden;
+    for (int64_t r0 = 0; r0 < N; r0 += block)
+        ffn_dense_rows(l, xn + r0 * C, out + r0 * C, std::min(block, N - r0));
+}
+
+void Engine::ffn_dense_rows(int64_t l, const float* xn, float* out, int64_t N) const {
     const LayerNames& n = names_[l];
     const int64_t C = config_.hidden, F = config_.dense_ffn_width();
     std::vector<float> gate(N * F), up(N * F);  // [N, F]
@@ -494,8 +532,8 @@ void Engine::ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const 
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.gate, -1, xn, N, C);
             emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.up, -1, xn, N, C);
         }
-        linear(gate.data(), n.gate, xn, nullptr, N, C, F);
-        linear(up.data(), n.up, xn, nullptr, N, C, F);
+        linear_shared(xn, N, C,
+                      {{&n.gate, gate.data(), nullptr, F}, {&n.up, up.data(), nullptr, F}});
     }
     if (config_.act == Activation::GeluTanh)
         geglu_tanh_forward(gate.data(), gate.data(), up.data(), N * F);

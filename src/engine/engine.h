@@ -37,6 +37,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -178,6 +179,7 @@ class Engine final : public LogitsModel {
     void check_shapes() const;
     void attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
     void ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const;
+    void ffn_dense_rows(int64_t l, const float* xn, float* out, int64_t N) const;
     // q[N, H·D], k/v[N, KV·D] from the normed input, by separate or fused projections.
     void qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<float>& q,
                          std::vector<float>& k, std::vector<float>& v) const;
@@ -209,6 +211,17 @@ class Engine final : public LogitsModel {
     // [OUT, IN] slice of a stacked expert tensor.
     void linear(float* out, const std::string& name, const float* in, const float* bias, int64_t N,
                 int64_t IN, int64_t OUT, int64_t expert = 0) const;
+    // Several products of one input (q/k/v, gate/up), each as linear() computes it; when every
+    // weight is read in place with the same activation format, the input rows are quantized
+    // once for all of them.
+    struct LinearOut {
+        const std::string* name;
+        float* out;
+        const float* bias;
+        int64_t OUT;
+    };
+    void linear_shared(const float* in, int64_t N, int64_t IN,
+                       std::initializer_list<LinearOut> outs) const;
 
     // A weight read in place from the GGUF mapping (ggml_numerics): `rows` rows of
     // `row_bytes` bytes of `type`.

@@ -11,7 +11,9 @@
 #include <cpuid.h>
 #endif
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <vector>
 
@@ -19,6 +21,7 @@
 #include "core/half.h"
 #include "core/parallel.h"
 #include "quant/blocks.h"
+#include "quant/quant.h"
 #include "quant/tables_generated.h"
 #include "quant/vec_dot_impl.h"
 
@@ -157,11 +160,30 @@ float dot_legacy1_ref(const void* w, const void* act, int64_t n, Value value) {
     return hsum8(acc) + summs;
 }
 
-// IQ4_NL: even blocks in one accumulator, odd in another; an odd last block is added
-// separately, as ggml's AVX2 loop does two blocks per step.
-float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
-    const auto* x = static_cast<const block_iq4_nl*>(w);
+// ggml's E8M0 scale of MXFP4, halved (its codes are stored doubled): 2^(e−128).
+float e8m0_half(uint8_t e) {
+    const uint32_t bits = e < 2 ? (0x00200000u << e) : static_cast<uint32_t>(e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+float block_scale(const block_iq4_nl& x) {
+    return fp16(x.d);
+}
+float block_scale(const block_mxfp4& x) {
+    return e8m0_half(x.e);
+}
+
+// IQ4_NL and MXFP4 (4-bit codes through a 16-entry table, against Q8_0): even blocks in one
+// accumulator, odd in another; an odd last block is added separately, as ggml's AVX2 loop
+// does two blocks per step.
+template <typename Block>
+float dot_table4_ref(const void* w, const void* act, int64_t n, const int8_t table[16]) {
+    const auto* x = static_cast<const Block*>(w);
     const auto* y = static_cast<const block_q8_0*>(act);
+    const auto value = [&](const Block& blk, int i) {
+        return table[i < 16 ? blk.qs[i] & 0xF : blk.qs[i - 16] >> 4];
+    };
     const int64_t nb = n / 32;
     float acc1[8] = {}, acc2[8] = {};
     int32_t lanes[8];
@@ -169,8 +191,8 @@ float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
     for (; b + 1 < nb; b += 2) {
         for (int64_t h = 0; h < 2; ++h) {
             float* acc = h == 0 ? acc1 : acc2;
-            const float d = fp16(y[b + h].d) * fp16(x[b + h].d);
-            legacy_lanes(x[b + h], y[b + h], lanes, iq4_nl_value);
+            const float d = fp16(y[b + h].d) * block_scale(x[b + h]);
+            legacy_lanes(x[b + h], y[b + h], lanes, value);
             for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
         }
     }
@@ -178,12 +200,19 @@ float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
     for (int k = 0; k < 8; ++k) sum[k] = acc1[k] + acc2[k];
     float sumf = hsum8(sum);
     for (; b < nb; ++b) {
-        const float d = fp16(y[b].d) * fp16(x[b].d);
+        const float d = fp16(y[b].d) * block_scale(x[b]);
         int sumi = 0;
-        for (int i = 0; i < 32; ++i) sumi += iq4_nl_value(x[b], i) * y[b].qs[i];
+        for (int i = 0; i < 32; ++i) sumi += value(x[b], i) * y[b].qs[i];
         sumf += d * static_cast<float>(sumi);
     }
     return sumf;
+}
+
+float dot_iq4_nl_ref(const void* w, const void* act, int64_t n) {
+    return dot_table4_ref<block_iq4_nl>(w, act, n, tables::kvalues_iq4nl);
+}
+float dot_mxfp4_ref(const void* w, const void* act, int64_t n) {
+    return dot_table4_ref<block_mxfp4>(w, act, n, tables::kvalues_fp4);
 }
 
 float dot_q2_K_ref(const void* w, const void* act, int64_t n) {
@@ -284,7 +313,8 @@ float dot_q5_K_ref(const void* w, const void* act, int64_t n) {
         const float dmin = -y[b].d * fp16(x[b].dmin);
         int32_t prod[4];
         k4_min_products(x[b].scales, y[b].bsums, prod);
-        summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
+        // fused, as GCC contracts ggml's "summs += dmin * sum" (checked against ggml-cpu)
+        summs = std::fma(dmin, static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]), summs);
         int32_t lanes[8] = {};
         for (int j = 0; j < 4; ++j) {
             int sc_lo, sc_hi, m;
@@ -353,7 +383,7 @@ float dot_iq4_xs_ref(const void* w, const void* act, int64_t n) {
 }
 
 // F16 × F16 (ggml_vec_dot_f16 on AVX2): four accumulators of eight lanes over 32-value
-// steps, fused multiply-adds, reduced (x0+x1, x2+x3, then the two, then the lanes as
+// steps, fused multiply-adds, reduced (x0+x2, x1+x3, then the two, then the lanes as
 // (l0+l4 + l1+l5) + (l2+l6 + l3+l7)) into a double; values past the last full step are
 // added in double.
 float dot_f16_ref(const void* w, const void* act, int64_t n) {
@@ -372,6 +402,70 @@ float dot_f16_ref(const void* w, const void* act, int64_t n) {
     return static_cast<float>(sumf);
 }
 
+// BF16 × BF16 (ggml_vec_dot_bf16 on AVX2): four accumulators of eight lanes over 32-value
+// steps, each product added to its lane (GCC fuses ggml's mul + add into one FMA), reduced
+// as (c0+c2) + (c1+c3) then the lanes as hsum8, into a double; the tail is added in double.
+float dot_bf16_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);  // BF16 values (quantize_act_row)
+    const int64_t np = n & ~int64_t{31};
+    float c[4][8] = {};
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j)
+            for (int k = 0; k < 8; ++k) {
+                const int64_t e = i + 8 * j + k;
+                c[j][k] = std::fma(bf16_to_f32(x[e]), y[e], c[j][k]);
+            }
+    float sum[8];
+    for (int k = 0; k < 8; ++k) sum[k] = (c[0][k] + c[2][k]) + (c[1][k] + c[3][k]);
+    double sumf = hsum8(sum);
+    for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(bf16_to_f32(x[i]) * y[i]);
+    return static_cast<float>(sumf);
+}
+
+// TQ2_0 (ggml's AVX2 kernel): weights 0..2 from 2-bit fields, element i = 128h + 32g + p
+// taking bits 2g of byte 32h + p; lane k sums (weight · q8) over positions 4k..4k+3 of every
+// 32-value chunk, less the 32 activations 32k..32k+31 (the −1 offset, from the bsums); per
+// block acc = fma(lanes, y.d · fp16(d), acc).
+void tq2_0_lanes(const block_tq2_0& x, const block_q8_K& y, int32_t lanes[8]) {
+    for (int k = 0; k < 8; ++k) lanes[k] = -(y.bsums[2 * k] + y.bsums[2 * k + 1]);
+    for (int i = 0; i < QK_K; ++i) {
+        const int h = i / 128, g = (i % 128) / 32, p = i % 32;
+        lanes[p / 4] += ((x.qs[32 * h + p] >> (2 * g)) & 3) * y.qs[i];
+    }
+}
+
+float dot_tq2_0_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq2_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    int32_t lanes[8];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        tq2_0_lanes(x[b], y[b], lanes);
+        const float d = y[b].d * fp16(x[b].d);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(static_cast<float>(lanes[k]), d, acc[k]);
+    }
+    return hsum8(acc);
+}
+
+// TQ1_0 (ggml's AVX2 kernel): the trits 0..2 in element order (detail::decode_tq1_0), then
+// TQ2_0's lanes: Σ trit · q8 over positions 4k..4k+3 of every 32-value chunk, less the bsums.
+float dot_tq1_0_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq1_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {};
+    uint8_t trits[QK_K];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        detail::decode_tq1_0(x + b, trits);
+        int32_t lanes[8];
+        for (int k = 0; k < 8; ++k) lanes[k] = -(y[b].bsums[2 * k] + y[b].bsums[2 * k + 1]);
+        for (int i = 0; i < QK_K; ++i) lanes[(i % 32) / 4] += trits[i] * y[b].qs[i];
+        const float d = y[b].d * fp16(x[b].d);
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(static_cast<float>(lanes[k]), d, acc[k]);
+    }
+    return hsum8(acc);
+}
+
 float dot_q4_0_ref(const void* w, const void* a, int64_t n) {
     return dot_legacy_ref<block_q4_0>(w, a, n, q4_0_value);
 }
@@ -388,6 +482,262 @@ float dot_q5_1_ref(const void* w, const void* a, int64_t n) {
     return dot_legacy1_ref<block_q5_1>(w, a, n, q5_1_value);
 }
 
+// ---- i-quants ------------------------------------------------------------------------------
+
+}  // namespace
+
+namespace detail {
+namespace {
+
+int8_t signed_value(uint8_t magnitude, uint8_t signs, int j) {
+    return static_cast<int8_t>((signs >> j) & 1 ? -magnitude : magnitude);
+}
+
+void set_scales32(IqBlock& out, int ib32, int sc_lo, int sc_hi) {
+    out.sc[2 * ib32] = static_cast<int16_t>(sc_lo);
+    out.sc[2 * ib32 + 1] = static_cast<int16_t>(sc_hi);
+}
+
+}  // namespace
+
+void decode_iq2_xxs(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq2_xxs*>(block);
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        uint32_t aux[2];
+        std::memcpy(aux, x.qs + 4 * ib32, 8);
+        const int sc = 2 * static_cast<int>(aux[1] >> 28) + 1;
+        set_scales32(out, ib32, sc, sc);
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t index = static_cast<uint8_t>(aux[0] >> (8 * l));
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xxs_grid + index);
+            const uint8_t signs = tables::ksigns_iq2xs[(aux[1] >> (7 * l)) & 127];
+            for (int j = 0; j < 8; ++j)
+                out.w[32 * ib32 + 8 * l + j] = signed_value(grid[j], signs, j);
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq2_xs(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq2_xs*>(block);
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        set_scales32(out, ib32, 2 * (x.scales[ib32] & 0xF) + 1, 2 * (x.scales[ib32] >> 4) + 1);
+        for (int l = 0; l < 4; ++l) {
+            const uint16_t q = x.qs[4 * ib32 + l];
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xs_grid + (q & 511));
+            const uint8_t signs = tables::ksigns_iq2xs[q >> 9];
+            for (int j = 0; j < 8; ++j)
+                out.w[32 * ib32 + 8 * l + j] = signed_value(grid[j], signs, j);
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq2_s(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq2_s*>(block);
+    const uint8_t* signs = x.qs + QK_K / 8;
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        set_scales32(out, ib32, 2 * (x.scales[ib32] & 0xF) + 1, 2 * (x.scales[ib32] >> 4) + 1);
+        for (int l = 0; l < 4; ++l) {
+            const int index = x.qs[4 * ib32 + l] | ((x.qh[ib32] << (8 - 2 * l)) & 0x300);
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2s_grid + index);
+            for (int j = 0; j < 8; ++j)
+                out.w[32 * ib32 + 8 * l + j] = signed_value(grid[j], signs[4 * ib32 + l], j);
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq3_xxs(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq3_xxs*>(block);
+    const uint8_t* scales_and_signs = x.qs + QK_K / 4;
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        uint32_t aux;
+        std::memcpy(&aux, scales_and_signs + 4 * ib32, 4);
+        const int sc = 2 * static_cast<int>(aux >> 28) + 1;
+        set_scales32(out, ib32, sc, sc);
+        const uint8_t* qs = x.qs + 8 * ib32;
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t signs = tables::ksigns_iq2xs[(aux >> (7 * l)) & 127];
+            const auto* g1 = reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l]);
+            const auto* g2 = reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l + 1]);
+            for (int j = 0; j < 4; ++j) {
+                out.w[32 * ib32 + 8 * l + j] = signed_value(g1[j], signs, j);
+                out.w[32 * ib32 + 8 * l + 4 + j] = signed_value(g2[j], signs, j + 4);
+            }
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq3_s(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq3_s*>(block);
+    for (int ib32 = 0; ib32 < 8; ++ib32) {
+        const int ls = ib32 % 2 ? x.scales[ib32 / 2] >> 4 : x.scales[ib32 / 2] & 0xF;
+        set_scales32(out, ib32, 2 * ls + 1, 2 * ls + 1);
+        const uint8_t* qs = x.qs + 8 * ib32;
+        const uint8_t qh = x.qh[ib32];
+        for (int l = 0; l < 4; ++l) {
+            const int i1 = qs[2 * l] | ((qh << (8 - 2 * l)) & 256);
+            const int i2 = qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256);
+            const auto* g1 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i1);
+            const auto* g2 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i2);
+            const uint8_t signs = x.signs[4 * ib32 + l];
+            for (int j = 0; j < 4; ++j) {
+                out.w[32 * ib32 + 8 * l + j] = signed_value(g1[j], signs, j);
+                out.w[32 * ib32 + 8 * l + 4 + j] = signed_value(g2[j], signs, j + 4);
+            }
+        }
+        out.delta[ib32] = 0;
+    }
+}
+
+void decode_iq1_s(const void* block, IqBlock& out) {
+    const auto& x = *static_cast<const block_iq1_s*>(block);
+    for (int ib = 0; ib < 8; ++ib) {
+        const uint16_t qh = x.qh[ib];
+        const int sc = 2 * ((qh >> 12) & 7) + 1;
+        set_scales32(out, ib, sc, sc);
+        out.delta[ib] = qh & 0x8000 ? -1 : 1;
+        for (int l = 0; l < 4; ++l) {
+            const int index = x.qs[4 * ib + l] | (((qh >> (3 * l)) & 7) << 8);
+            const auto* grid = reinterpret_cast<const int8_t*>(tables::iq1s_grid + index);
+            for (int j = 0; j < 8; ++j) out.w[32 * ib + 8 * l + j] = grid[j];
+        }
+    }
+}
+
+void decode_iq1_m(const void* block, IqBlock& out, int8_t delta8[32], uint16_t* d) {
+    const auto& x = *static_cast<const block_iq1_m*>(block);
+    uint16_t sc[4];
+    std::memcpy(sc, x.scales, 8);
+    *d = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00F0) | ((sc[2] >> 4) & 0x0F00) |
+                               (sc[3] & 0xF000));
+    for (int ib = 0; ib < 8; ++ib) {
+        const int shift = 6 * (ib % 2);
+        set_scales32(out, ib, 2 * ((sc[ib / 2] >> shift) & 7) + 1,
+                     2 * ((sc[ib / 2] >> (shift + 3)) & 7) + 1);
+        out.delta[ib] = 0;
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t qh = x.qh[2 * ib + l / 2];
+            const int high = l % 2 ? (qh << 4) & 0x700 : (qh << 8) & 0x700;
+            const auto* grid =
+                reinterpret_cast<const int8_t*>(tables::iq1s_grid + (x.qs[4 * ib + l] | high));
+            for (int j = 0; j < 8; ++j) out.w[32 * ib + 8 * l + j] = grid[j];
+            delta8[4 * ib + l] = qh & (l % 2 ? 0x80 : 0x08) ? -1 : 1;
+        }
+    }
+}
+
+void decode_tq1_0(const void* block, uint8_t trits[256]) {
+    const auto& x = *static_cast<const block_tq1_0*>(block);
+    static constexpr uint8_t kPow3[5] = {1, 3, 9, 27, 81};
+    // trit k of a byte: the top of (byte · 3^k mod 256) · 3
+    const auto trit = [](uint8_t byte, int k) {
+        return static_cast<uint8_t>((static_cast<uint8_t>(byte * kPow3[k]) * 3) >> 8);
+    };
+    int i = 0;
+    for (int k = 0; k < 5; ++k)  // bytes 0..31: 5 chunks of 32
+        for (int m = 0; m < 32; ++m) trits[i++] = trit(x.qs[m], k);
+    for (int k = 0; k < 5; ++k)  // bytes 32..47: 5 runs of 16
+        for (int m = 0; m < 16; ++m) trits[i++] = trit(x.qs[32 + m], k);
+    for (int k = 0; k < 4; ++k)  // qh: 4 runs of 4
+        for (int m = 0; m < 4; ++m) trits[i++] = trit(x.qh[m], k);
+}
+
+}  // namespace detail
+
+namespace {
+
+using detail::IqBlock;
+
+// The reference twin of detail::dot_iq_avx2, in plain loops.
+float dot_iq_ref(detail::IqDecodeFn decode, size_t block_bytes, float factor, bool delta,
+                 const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint8_t*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc[8] = {}, delta_acc = 0.0f;
+    IqBlock q;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const uint8_t* block = x + b * block_bytes;
+        decode(block, q);
+        int32_t lanes[8] = {};
+        int delta_sum = 0;
+        for (int i = 0; i < QK_K; ++i) lanes[(i % 32) / 4] += q.sc[i / 16] * q.w[i] * y[b].qs[i];
+        for (int ib = 0; ib < 8; ++ib)
+            delta_sum += q.delta[ib] * q.sc[2 * ib] * (y[b].bsums[2 * ib] + y[b].bsums[2 * ib + 1]);
+        half h;
+        std::memcpy(&h, block, 2);  // every type here starts with its F16 scale
+        const float d = fp16(h) * y[b].d;
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(d, static_cast<float>(lanes[k]), acc[k]);
+        delta_acc = std::fma(d, static_cast<float>(delta_sum), delta_acc);
+    }
+    const float sum = factor * hsum8(acc);
+    return delta ? sum + 0.125f * delta_acc : sum;
+}
+
+float dot_iq1_m_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq1_m*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    float acc1[8] = {}, acc2[8] = {};
+    IqBlock q;
+    int8_t delta8[32];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        uint16_t h;
+        detail::decode_iq1_m(x + b, q, delta8, &h);
+        int32_t lanes1[8] = {}, lanes2[8] = {};
+        for (int i = 0; i < QK_K; ++i) {
+            lanes1[(i % 32) / 4] += q.sc[i / 16] * q.w[i] * y[b].qs[i];
+            lanes2[(i % 32) / 4] += q.sc[i / 16] * delta8[i / 8] * y[b].qs[i];
+        }
+        const float d = y[b].d * fp16(h);
+        for (int k = 0; k < 8; ++k) {
+            acc1[k] = std::fma(d, static_cast<float>(lanes1[k]), acc1[k]);
+            acc2[k] = std::fma(d, static_cast<float>(lanes2[k]), acc2[k]);
+        }
+    }
+    return hsum8(acc1) + 0.125f * hsum8(acc2);
+}
+
+float dot_iq2_xxs_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq2_xxs, sizeof(block_iq2_xxs), 0.125f, false, w, a, n);
+}
+float dot_iq2_xs_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq2_xs, sizeof(block_iq2_xs), 0.125f, false, w, a, n);
+}
+float dot_iq2_s_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq2_s, sizeof(block_iq2_s), 0.125f, false, w, a, n);
+}
+float dot_iq3_xxs_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq3_xxs, sizeof(block_iq3_xxs), 0.25f, false, w, a, n);
+}
+float dot_iq3_s_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq3_s, sizeof(block_iq3_s), 1.0f, false, w, a, n);
+}
+float dot_iq1_s_ref(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true, w, a, n);
+}
+float dot_iq2_xxs_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq2_xxs, sizeof(block_iq2_xxs), 0.125f, false, w, a,
+                               n);
+}
+float dot_iq2_xs_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq2_xs, sizeof(block_iq2_xs), 0.125f, false, w, a, n);
+}
+float dot_iq2_s_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq2_s, sizeof(block_iq2_s), 0.125f, false, w, a, n);
+}
+float dot_iq3_xxs_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq3_xxs, sizeof(block_iq3_xxs), 0.25f, false, w, a,
+                               n);
+}
+float dot_iq3_s_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq3_s, sizeof(block_iq3_s), 1.0f, false, w, a, n);
+}
+float dot_iq1_s_avx2(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true, w, a, n);
+}
+
 // ---- dispatch ----------------------------------------------------------------------------
 
 struct Kernel {
@@ -400,6 +750,7 @@ struct Kernel {
 
 const Kernel kKernels[] = {
     {GgmlType::F16, GgmlType::F16, dot_f16_ref, detail::dot_f16_avx2, detail::dot4_f16_avx2},
+    {GgmlType::BF16, GgmlType::BF16, dot_bf16_ref, detail::dot_bf16_avx2, nullptr},
     {GgmlType::Q4_0, GgmlType::Q8_0, dot_q4_0_ref, detail::dot_q4_0_avx2, nullptr},
     {GgmlType::Q4_1, GgmlType::Q8_1, dot_q4_1_ref, detail::dot_q4_1_avx2, nullptr},
     {GgmlType::Q5_0, GgmlType::Q8_0, dot_q5_0_ref, detail::dot_q5_0_avx2, nullptr},
@@ -411,7 +762,17 @@ const Kernel kKernels[] = {
     {GgmlType::Q5_K, GgmlType::Q8_K, dot_q5_K_ref, detail::dot_q5_K_avx2, nullptr},
     {GgmlType::Q6_K, GgmlType::Q8_K, dot_q6_K_ref, detail::dot_q6_K_avx2, detail::dot4_q6_K_avx2},
     {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, detail::dot_iq4_nl_avx2, nullptr},
+    {GgmlType::MXFP4, GgmlType::Q8_0, dot_mxfp4_ref, detail::dot_mxfp4_avx2, nullptr},
     {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2, nullptr},
+    {GgmlType::IQ2_XXS, GgmlType::Q8_K, dot_iq2_xxs_ref, dot_iq2_xxs_avx2, nullptr},
+    {GgmlType::IQ2_XS, GgmlType::Q8_K, dot_iq2_xs_ref, dot_iq2_xs_avx2, nullptr},
+    {GgmlType::IQ2_S, GgmlType::Q8_K, dot_iq2_s_ref, dot_iq2_s_avx2, nullptr},
+    {GgmlType::IQ3_XXS, GgmlType::Q8_K, dot_iq3_xxs_ref, dot_iq3_xxs_avx2, nullptr},
+    {GgmlType::IQ3_S, GgmlType::Q8_K, dot_iq3_s_ref, dot_iq3_s_avx2, nullptr},
+    {GgmlType::IQ1_S, GgmlType::Q8_K, dot_iq1_s_ref, dot_iq1_s_avx2, nullptr},
+    {GgmlType::IQ1_M, GgmlType::Q8_K, dot_iq1_m_ref, detail::dot_iq1_m_avx2, nullptr},
+    {GgmlType::TQ2_0, GgmlType::Q8_K, dot_tq2_0_ref, detail::dot_tq2_0_avx2, nullptr},
+    {GgmlType::TQ1_0, GgmlType::Q8_K, dot_tq1_0_ref, detail::dot_tq1_0_avx2, nullptr},
 };
 
 bool cpu_has_avx2_fma() {
@@ -451,8 +812,9 @@ GgmlType act_type(GgmlType type) {
 
 size_t act_row_size(GgmlType type, int64_t n) {
     // F16 activations are held as floats (see quantize_act_row)
-    return act_type(type) == GgmlType::F16 ? static_cast<size_t>(n) * sizeof(float)
-                                           : ggml_row_size(act_type(type), n);
+    return act_type(type) == GgmlType::F16 || act_type(type) == GgmlType::BF16
+               ? static_cast<size_t>(n) * sizeof(float)
+               : ggml_row_size(act_type(type), n);
 }
 
 void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n) {
@@ -461,6 +823,11 @@ void quantize_act_row(GgmlType type, const float* x, void* dst, int64_t n) {
             // kept as the (exact) floats of those halves, so the dot converts only weights
             auto* h = static_cast<float*>(dst);
             for (int64_t i = 0; i < n; ++i) h[i] = round_to_f16(x[i]);
+            return;
+        }
+        case GgmlType::BF16: {  // likewise: the floats of ggml's BF16 conversion
+            auto* h = static_cast<float*>(dst);
+            for (int64_t i = 0; i < n; ++i) h[i] = bf16_to_f32(f32_to_bf16(x[i]));
             return;
         }
         case GgmlType::Q8_0:
@@ -492,28 +859,118 @@ void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t 
         out[r] = dot(type, w, static_cast<const uint8_t*>(act) + r * stride, n);
 }
 
-void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
-            int64_t N, int64_t IN, int64_t OUT) {
-    const Kernel& k = get(type);
-    const bool fast = k.avx2 && cpu_has_avx2_fma();
-    const detail::DotFn fn = fast ? k.avx2 : k.ref;
-    const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
-    const size_t act_size = act_row_size(type, IN), w_size = ggml_row_size(type, IN);
-    std::vector<uint8_t> act(static_cast<size_t>(N) * act_size);  // [N] quantized rows
+namespace {
+
+bool half_finite(const uint8_t* p) {
+    uint16_t h;
+    std::memcpy(&h, p, 2);
+    return (h & 0x7C00) != 0x7C00;
+}
+
+// Byte offsets of the F16 scales in a block of `type`; empty when not known here.
+std::vector<size_t> half_scale_offsets(GgmlType type) {
+    switch (type) {
+        case GgmlType::Q4_0:
+        case GgmlType::Q5_0:
+        case GgmlType::Q8_0:
+        case GgmlType::IQ4_NL:
+        case GgmlType::IQ4_XS:
+        case GgmlType::IQ2_XXS:
+        case GgmlType::IQ2_XS:
+        case GgmlType::IQ2_S:
+        case GgmlType::IQ3_XXS:
+        case GgmlType::IQ3_S:
+        case GgmlType::IQ1_S:
+            return {0};
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_1:
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K:
+            return {0, 2};
+        case GgmlType::Q2_K:
+            return {offsetof(block_q2_K, d), offsetof(block_q2_K, dmin)};
+        case GgmlType::Q3_K:
+            return {offsetof(block_q3_K, d)};
+        case GgmlType::Q6_K:
+            return {offsetof(block_q6_K, d)};
+        case GgmlType::TQ2_0:
+            return {offsetof(block_tq2_0, d)};
+        case GgmlType::TQ1_0:
+            return {offsetof(block_tq1_0, d)};
+        default:
+            return {};
+    }
+}
+
+}  // namespace
+
+bool row_finite(GgmlType type, const void* row, int64_t n) {
+    const auto* p = static_cast<const uint8_t*>(row);
+    if (type == GgmlType::F16 || type == GgmlType::BF16) {
+        for (int64_t i = 0; i < n; ++i) {
+            uint16_t h;
+            std::memcpy(&h, p + 2 * i, 2);
+            const uint16_t exp = type == GgmlType::F16 ? 0x7C00 : 0x7F80;
+            if ((h & exp) == exp) return false;
+        }
+        return true;
+    }
+    static thread_local std::vector<float> values;
+    const std::vector<size_t> offsets = half_scale_offsets(type);
+    if (offsets.empty() || type == GgmlType::F32) {
+        values.resize(static_cast<size_t>(n));
+        dequantize(type, row, values.data(), 1, n);
+        for (float v : values)
+            if (!std::isfinite(v)) return false;
+        return true;
+    }
+    const GgmlTypeInfo& info = ggml_type_info(type);
+    for (int64_t b = 0; b < n / info.block_size; ++b)
+        for (size_t off : offsets)
+            if (!half_finite(p + b * info.bytes_per_block + off)) return false;
+    return true;
+}
+
+QuantizedRows& thread_rows() {
+    thread_local QuantizedRows rows;  // reused: no allocation once inputs stop growing
+    return rows;
+}
+
+void quantize_rows(GgmlType type, const float* in, int64_t N, int64_t IN, QuantizedRows& rows) {
+    rows.act = act_type(type);
+    rows.rows = N;
+    rows.cols = IN;
+    rows.row_size = act_row_size(type, IN);
+    rows.data.resize(static_cast<size_t>(N) * rows.row_size);
+    uint8_t* data = rows.data.data();
+    const size_t row_size = rows.row_size;
     parallel_for(
         static_cast<size_t>(N),
         [&](size_t begin, size_t end) {
             for (size_t r = begin; r < end; ++r)
-                quantize_act_row(type, in + r * IN, act.data() + r * act_size, IN);
+                quantize_act_row(type, in + r * IN, data + r * row_size, IN);
         },
         16);
+}
+
+void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weight,
+            const float* bias, int64_t OUT) {
+    const Kernel& k = get(type);
+    QL_ASSERT(in.act == k.act && in.row_size == act_row_size(type, in.cols));
+    const bool fast = k.avx2 && cpu_has_avx2_fma();
+    const detail::DotFn fn = fast ? k.avx2 : k.ref;
+    const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
+    const int64_t N = in.rows, IN = in.cols;
+    const size_t act_size = in.row_size, w_size = ggml_row_size(type, IN);
+    const uint8_t* act = in.data.data();
     const auto* w = static_cast<const uint8_t*>(weight);
-    // Tiles of output features × input rows, so a tile's weight rows stay in cache while
-    // every input row meets them.
+    // A tile is 16 output features × every input row, taken 64 rows at a time so the
+    // tile's weight rows stay in L1 while the rows stream from L2.
     constexpr int64_t kRowTile = 16, kInputTile = 64;
-    parallel_for(static_cast<size_t>((OUT + kRowTile - 1) / kRowTile), [&](size_t t0, size_t t1) {
-        const int64_t o_begin = static_cast<int64_t>(t0) * kRowTile;
-        const int64_t o_end = std::min(OUT, static_cast<int64_t>(t1) * kRowTile);
+    const int64_t tiles = (OUT + kRowTile - 1) / kRowTile;
+    std::atomic<int64_t> next{0};
+    const auto run_tile = [&](int64_t t) {
+        const int64_t o_begin = t * kRowTile, o_end = std::min(OUT, o_begin + kRowTile);
         float four[4];
         for (int64_t n0 = 0; n0 < N; n0 += kInputTile) {
             const int64_t n1 = std::min(N, n0 + kInputTile);
@@ -523,18 +980,29 @@ void matmul(float* out, const float* in, GgmlType type, const void* weight, cons
                 int64_t r = n0;
                 if (fn4) {
                     for (; r + 4 <= n1; r += 4) {
-                        fn4(row, act.data() + r * act_size, act_size, IN, four);
+                        fn4(row, act + r * act_size, act_size, IN, four);
                         for (int i = 0; i < 4; ++i)
                             out[(r + i) * OUT + o] = bias ? four[i] + b : four[i];
                     }
                 }
                 for (; r < n1; ++r) {
-                    const float v = fn(row, act.data() + r * act_size, IN);
+                    const float v = fn(row, act + r * act_size, IN);
                     out[r * OUT + o] = bias ? v + b : v;
                 }
             }
         }
+    };
+    // One task per thread, each taking tiles from a shared counter until none is left.
+    parallel_for(static_cast<size_t>(std::min<int64_t>(num_threads(), tiles)), [&](size_t, size_t) {
+        for (int64_t t; (t = next.fetch_add(1)) < tiles;) run_tile(t);
     });
+}
+
+void matmul(float* out, const float* in, GgmlType type, const void* weight, const float* bias,
+            int64_t N, int64_t IN, int64_t OUT) {
+    QuantizedRows& rows = thread_rows();
+    quantize_rows(type, in, N, IN, rows);
+    matmul(out, rows, type, weight, bias, OUT);
 }
 
 }  // namespace quantlens::vec_dot

@@ -92,7 +92,7 @@ QL_AVX2 inline void f16_rows(const void* w, const uint8_t* act, size_t stride, i
     for (int r = 0; r < R; ++r) {
         const auto* y = reinterpret_cast<const float*>(act + r * stride);
         const __m256 s =
-            _mm256_add_ps(_mm256_add_ps(sum[r][0], sum[r][1]), _mm256_add_ps(sum[r][2], sum[r][3]));
+            _mm256_add_ps(_mm256_add_ps(sum[r][0], sum[r][2]), _mm256_add_ps(sum[r][1], sum[r][3]));
         const __m128 t0 = _mm_add_ps(_mm256_castps256_ps128(s), _mm256_extractf128_ps(s, 1));
         const __m128 t1 = _mm_hadd_ps(t0, t0);
         double sumf = _mm_cvtss_f32(_mm_hadd_ps(t1, t1));
@@ -111,6 +111,25 @@ QL_AVX2 void dot4_f16_avx2(const void* w, const void* act, size_t stride, int64_
     const auto* a = static_cast<const uint8_t*>(act);
     f16_rows<2>(w, a, stride, n, out);
     f16_rows<2>(w, a + 2 * stride, stride, n, out + 2);
+}
+
+QL_AVX2 float dot_bf16_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);
+    const int64_t np = n & ~int64_t{31};
+    __m256 c[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j) {
+            const __m256 wx = _mm256_castsi256_ps(_mm256_slli_epi32(
+                _mm256_cvtepu16_epi32(
+                    _mm_loadu_si128(reinterpret_cast<const __m128i*>(x + i + 8 * j))),
+                16));
+            c[j] = _mm256_fmadd_ps(wx, _mm256_loadu_ps(y + i + 8 * j), c[j]);
+        }
+    double sumf = reduce(_mm256_add_ps(_mm256_add_ps(c[0], c[2]), _mm256_add_ps(c[1], c[3])));
+    for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(bf16_to_f32(x[i]) * y[i]);
+    return static_cast<float>(sumf);
 }
 
 QL_AVX2 float dot_q4_0_avx2(const void* w, const void* act, int64_t n) {
@@ -186,19 +205,32 @@ QL_AVX2 float dot_q5_0_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc);
 }
 
-QL_AVX2 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n) {
-    const auto* x = static_cast<const block_iq4_nl*>(w);
+namespace {
+
+QL_AVX2 inline float table4_scale(const block_iq4_nl& x) {
+    return fp16(x.d);
+}
+inline float table4_scale(const block_mxfp4& x) {  // ggml's E8M0, halved: 2^(e−128)
+    const uint32_t bits = x.e < 2 ? (0x00200000u << x.e) : static_cast<uint32_t>(x.e - 1) << 23;
+    float f;
+    std::memcpy(&f, &bits, 4);
+    return f;
+}
+
+// IQ4_NL and MXFP4: codes through a 16-entry table, two blocks a step, one accumulator each.
+template <typename Block>
+QL_AVX2 inline float table4_dot(const void* w, const void* act, int64_t n, const int8_t* values) {
+    const auto* x = static_cast<const Block*>(w);
     const auto* y = static_cast<const block_q8_0*>(act);
-    const __m128i table128 =
-        _mm_loadu_si128(reinterpret_cast<const __m128i*>(tables::kvalues_iq4nl));
+    const __m128i table128 = _mm_loadu_si128(reinterpret_cast<const __m128i*>(values));
     const __m256i table = _mm256_set_m128i(table128, table128);
     const int64_t nb = n / 32;
     __m256 acc[2] = {_mm256_setzero_ps(), _mm256_setzero_ps()};
     int64_t b = 0;
-    for (; b + 1 < nb; b += 2)  // two blocks a step, one accumulator each
+    for (; b + 1 < nb; b += 2)
         for (int h = 0; h < 2; ++h) {
             const __m256i v = _mm256_shuffle_epi8(table, unpack_nibbles16(x[b + h].qs));
-            acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(fp16(y[b + h].d) * fp16(x[b + h].d)),
+            acc[h] = _mm256_fmadd_ps(_mm256_set1_ps(fp16(y[b + h].d) * table4_scale(x[b + h])),
                                      _mm256_cvtepi32_ps(lanes_i8(v, load32(y[b + h].qs))), acc[h]);
         }
     float sumf = reduce(_mm256_add_ps(acc[0], acc[1]));
@@ -208,9 +240,19 @@ QL_AVX2 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n) {
         const __m128i s4 = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
         const __m128i s2 = _mm_add_epi32(s4, _mm_unpackhi_epi64(s4, s4));
         const int sumi = _mm_cvtsi128_si32(_mm_add_epi32(s2, _mm_shuffle_epi32(s2, 1)));
-        sumf += fp16(y[b].d) * fp16(x[b].d) * static_cast<float>(sumi);
+        const float d = fp16(y[b].d) * table4_scale(x[b]);
+        sumf += d * static_cast<float>(sumi);
     }
     return sumf;
+}
+
+}  // namespace
+
+QL_AVX2 float dot_iq4_nl_avx2(const void* w, const void* act, int64_t n) {
+    return table4_dot<block_iq4_nl>(w, act, n, tables::kvalues_iq4nl);
+}
+QL_AVX2 float dot_mxfp4_avx2(const void* w, const void* act, int64_t n) {
+    return table4_dot<block_mxfp4>(w, act, n, tables::kvalues_fp4);
 }
 
 // R activation rows (stride bytes apart) against one weight row: the weight is loaded once
@@ -322,49 +364,64 @@ QL_AVX2 inline __m128i k4_min_lanes(const uint8_t sm[16], const int16_t* bsums) 
 
 }  // namespace
 
+// The int16 scale of chunk c for madd, from 8 scale bytes broadcast to every 64-bit lane:
+// pshufb takes byte c into each low byte and zero (index bit 7) into each high byte.
+QL_AVX2 inline __m256i byte_scale_i16(__m256i scale_bytes, int c) {
+    return _mm256_shuffle_epi8(scale_bytes, _mm256_set1_epi16(static_cast<int16_t>(0x8000 | c)));
+}
+
+// R activation rows against one Q4_K weight row. Per block the weight is unpacked once
+// (nibbles, scales as pshufb selections) and met by every row; the per-row float
+// accumulators live in memory (touched once a block) so the inner loop keeps its integer
+// sums in registers.
 template <int R>
 QL_AVX2 inline void q4_K_rows(const void* w, const uint8_t* act, size_t stride, int64_t n,
                               float* out) {
     const auto* x = static_cast<const block_q4_K*>(w);
     const __m256i m4 = _mm256_set1_epi8(0xF);
-    __m256 acc[R];
-    __m128 acc_m[R];
-    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps(), acc_m[r] = _mm_setzero_ps();
+    alignas(32) float acc[R][8] = {};
+    alignas(16) float acc_m[R][4] = {};
+    const block_q8_K* y[R];
+    for (int r = 0; r < R; ++r) y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride);
     uint8_t sm[16];
     for (int64_t b = 0; b < n / QK_K; ++b) {
-        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
         unpack_k4(x[b].scales, sm);
-        const block_q8_K* y[R];
-        for (int r = 0; r < R; ++r) {
-            y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride) + b;
-            const float dmin = -y[r]->d * xmin;
-            acc_m[r] = _mm_fmadd_ps(_mm_set1_ps(dmin),
-                                    _mm_cvtepi32_ps(k4_min_lanes(sm, y[r]->bsums)), acc_m[r]);
-        }
+        __m128i sc8;
+        std::memcpy(&sc8, sm, 16);
+        const __m256i scale_bytes = _mm256_broadcastq_epi64(sc8);
         __m256i sumi[R];
         for (int r = 0; r < R; ++r) sumi[r] = _mm256_setzero_si256();
-        for (int j = 0; j < 4; ++j) {  // weights unpacked once, met by every row
+        for (int j = 0; j < 4; ++j) {  // 64-value groups: low nibbles, then high nibbles
             const __m256i q4 = load32(x[b].qs + 32 * j);
             const __m256i lo = _mm256_and_si256(q4, m4);
             const __m256i hi = _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4);
-            const __m256i sc_lo = _mm256_set1_epi16(sm[2 * j]);
-            const __m256i sc_hi = _mm256_set1_epi16(sm[2 * j + 1]);
+            const __m256i sc_lo = byte_scale_i16(scale_bytes, 2 * j);
+            const __m256i sc_hi = byte_scale_i16(scale_bytes, 2 * j + 1);
             for (int r = 0; r < R; ++r) {
-                const __m256i p_lo =
-                    _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(y[r]->qs + 64 * j)), sc_lo);
-                const __m256i p_hi = _mm256_madd_epi16(
-                    _mm256_maddubs_epi16(hi, load32(y[r]->qs + 64 * j + 32)), sc_hi);
+                const int8_t* q8 = y[r][b].qs + 64 * j;
+                const __m256i p_lo = _mm256_madd_epi16(_mm256_maddubs_epi16(lo, load32(q8)), sc_lo);
+                const __m256i p_hi =
+                    _mm256_madd_epi16(_mm256_maddubs_epi16(hi, load32(q8 + 32)), sc_hi);
                 sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
             }
         }
-        for (int r = 0; r < R; ++r)
-            acc[r] =
-                _mm256_fmadd_ps(_mm256_set1_ps(y[r]->d * xd), _mm256_cvtepi32_ps(sumi[r]), acc[r]);
+        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
+        for (int r = 0; r < R; ++r) {
+            const block_q8_K& yb = y[r][b];
+            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums));
+            const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums + 8));
+            const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
+            _mm_store_ps(acc_m[r], _mm_fmadd_ps(_mm_set1_ps(-yb.d * xmin), _mm_cvtepi32_ps(prod),
+                                                _mm_load_ps(acc_m[r])));
+            _mm256_store_ps(acc[r],
+                            _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd), _mm256_cvtepi32_ps(sumi[r]),
+                                            _mm256_load_ps(acc[r])));
+        }
     }
     for (int r = 0; r < R; ++r) {
-        float m[4];
-        _mm_storeu_ps(m, acc_m[r]);
-        out[r] = reduce(acc[r]) + ((m[0] + m[2]) + (m[1] + m[3]));
+        const float* m = acc_m[r];
+        out[r] = reduce(_mm256_load_ps(acc[r])) + ((m[0] + m[2]) + (m[1] + m[3]));
     }
 }
 
@@ -390,7 +447,8 @@ QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
         unpack_k4(x[b].scales, sm);
         int32_t prod[4];
         _mm_storeu_si128(reinterpret_cast<__m128i*>(prod), k4_min_lanes(sm, y[b].bsums));
-        summs += dmin * static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]);
+        // fused, as GCC contracts ggml's "summs += dmin * sum" (checked against ggml-cpu)
+        summs = std::fma(dmin, static_cast<float>(prod[0] + prod[1] + prod[2] + prod[3]), summs);
         const __m256i hbits = load32(x[b].qh);
         __m256i sumi = _mm256_setzero_si256();
         for (int j = 0; j < 4; ++j) {
@@ -479,6 +537,114 @@ QL_AVX2 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n) {
         }
         const float d = fp16(x[b].d) * y[b].d;
         acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+    }
+    return reduce(acc);
+}
+
+// Each block decoded to its integers (detail::IqBlock), then met in 32-value chunks as
+// maddubs(|w|, sign(q8, w)) × the chunk's two 16-value scales: the twin's lanes exactly
+// (activations lie in [−127, 127], so negating one never overflows).
+QL_AVX2 float dot_iq_avx2(IqDecodeFn decode, size_t block_bytes, float factor, bool delta,
+                          const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint8_t*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    float delta_acc = 0.0f;
+    alignas(32) IqBlock q;
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const uint8_t* block = x + b * block_bytes;
+        decode(block, q);
+        __m256i sumi = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c) {
+            const __m256i wq = load32(q.w + 32 * c);
+            const __m256i p = pairs_i8(wq, load32(y[b].qs + 32 * c));
+            sumi = _mm256_add_epi32(
+                sumi, _mm256_madd_epi16(p, chunk_scales(q.sc[2 * c], q.sc[2 * c + 1])));
+        }
+        int delta_sum = 0;
+        for (int ib = 0; ib < 8; ++ib)
+            delta_sum += q.delta[ib] * q.sc[2 * ib] * (y[b].bsums[2 * ib] + y[b].bsums[2 * ib + 1]);
+        uint16_t h;
+        std::memcpy(&h, block, 2);
+        const float d = fp16(h) * y[b].d;
+        acc = _mm256_fmadd_ps(_mm256_set1_ps(d), _mm256_cvtepi32_ps(sumi), acc);
+        delta_acc = std::fma(d, static_cast<float>(delta_sum), delta_acc);
+    }
+    const float sum = factor * reduce(acc);
+    return delta ? sum + 0.125f * delta_acc : sum;
+}
+
+QL_AVX2 float dot_iq1_m_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_iq1_m*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    __m256 acc1 = _mm256_setzero_ps(), acc2 = _mm256_setzero_ps();
+    alignas(32) IqBlock q;
+    alignas(32) int8_t delta8[32];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        uint16_t h;
+        decode_iq1_m(x + b, q, delta8, &h);
+        __m256i sumi1 = _mm256_setzero_si256(), sumi2 = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c) {
+            const __m256i a = load32(y[b].qs + 32 * c);
+            const __m256i sc = chunk_scales(q.sc[2 * c], q.sc[2 * c + 1]);
+            int64_t dl;  // the four 8-value delta signs of this chunk, spread to 32 bytes
+            std::memcpy(&dl, delta8 + 4 * c, 4);
+            const __m256i delta = _mm256_shuffle_epi8(
+                _mm256_set1_epi64x(dl),
+                _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 2, 2, 2, 2, 2, 2,
+                                 2, 2, 3, 3, 3, 3, 3, 3, 3, 3));
+            sumi1 =
+                _mm256_add_epi32(sumi1, _mm256_madd_epi16(pairs_i8(load32(q.w + 32 * c), a), sc));
+            sumi2 = _mm256_add_epi32(sumi2, _mm256_madd_epi16(pairs_i8(delta, a), sc));
+        }
+        const __m256 d = _mm256_set1_ps(y[b].d * fp16(h));
+        acc1 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi1), acc1);
+        acc2 = _mm256_fmadd_ps(d, _mm256_cvtepi32_ps(sumi2), acc2);
+    }
+    return reduce(acc1) + 0.125f * reduce(acc2);
+}
+
+// TQ2_0: int16 pair sums of every 32-value chunk (weights 0..2 · q8 fit easily), less the
+// bsums, widened to the twin's eight lanes.
+QL_AVX2 float dot_tq2_0_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq2_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    const __m256i three = _mm256_set1_epi8(3);
+    __m256 acc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        __m256i sum16 = _mm256_setzero_si256();
+        for (int h = 0; h < 2; ++h) {
+            const __m256i bits = load32(x[b].qs + 32 * h);
+            for (int g = 0; g < 4; ++g) {
+                const __m256i q = _mm256_and_si256(_mm256_srli_epi16(bits, 2 * g), three);
+                sum16 = _mm256_add_epi16(
+                    sum16, _mm256_maddubs_epi16(q, load32(y[b].qs + 128 * h + 32 * g)));
+            }
+        }
+        sum16 = _mm256_sub_epi16(sum16, load32(y[b].bsums));
+        const __m256i lanes = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(y[b].d * fp16(x[b].d)), acc);
+    }
+    return reduce(acc);
+}
+
+// TQ1_0: trits decoded per block (scalar), then TQ2_0's int16 lanes less the bsums.
+QL_AVX2 float dot_tq1_0_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const block_tq1_0*>(w);
+    const auto* y = static_cast<const block_q8_K*>(act);
+    __m256 acc = _mm256_setzero_ps();
+    alignas(32) uint8_t trits[QK_K];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        decode_tq1_0(x + b, trits);
+        __m256i sum16 = _mm256_setzero_si256();
+        for (int c = 0; c < 8; ++c)
+            sum16 = _mm256_add_epi16(
+                sum16, _mm256_maddubs_epi16(load32(trits + 32 * c), load32(y[b].qs + 32 * c)));
+        sum16 = _mm256_sub_epi16(sum16, load32(y[b].bsums));
+        const __m256i lanes = _mm256_madd_epi16(sum16, _mm256_set1_epi16(1));
+        acc =
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(lanes), _mm256_set1_ps(y[b].d * fp16(x[b].d)), acc);
     }
     return reduce(acc);
 }

@@ -7,8 +7,10 @@
 #include <gtest/gtest.h>
 
 #include <cmath>
+#include <cstddef>
 #include <cstring>
 #include <map>
+#include <random>
 #include <vector>
 
 #include "core/error.h"
@@ -20,6 +22,8 @@
 #include "engine/tokenizer.h"
 #include "formats/gguf.h"
 #include "model/model.h"
+#include "quant/blocks.h"
+#include "quant/quant.h"
 #include "quant/vec_dot.h"
 #include "support/test_data.h"
 
@@ -177,6 +181,91 @@ TEST(EngineQuantized, BlockOverridesMakeTheFpModelTheQuantizedOne) {
     const TensorInfo& k = gguf->get("blk.0.attn_k.weight");
     EXPECT_THROW(swapped.set_override_blocks("blk.0.attn_q.weight", k.type, gguf->raw(k), "x.gguf"),
                  Error);
+}
+
+// Random blocks of `type` whose values have the RMS of `w` (the quantizers of these grids
+// take ~1 s to build their search tables; the kernels do not care where blocks come from).
+// Every type here keeps one F16 super-block scale at offset 0, except IQ1_M, whose scale is
+// the top nibbles of its four scale words.
+std::vector<uint8_t> random_blocks_like(GgmlType type, const std::vector<float>& w, int64_t rows,
+                                        int64_t cols) {
+    std::mt19937 rng(static_cast<uint32_t>(type));
+    std::vector<uint8_t> q(ggml_row_size(type, cols) * rows);
+    for (uint8_t& b : q) b = static_cast<uint8_t>(rng());
+    const GgmlTypeInfo& info = ggml_type_info(type);
+    const auto set_scale = [&](float d) {
+        const uint16_t h = f32_to_f16(d);
+        for (size_t b = 0; b < q.size() / info.bytes_per_block; ++b) {
+            uint8_t* block = q.data() + b * info.bytes_per_block;
+            if (type != GgmlType::IQ1_M) {
+                std::memcpy(block, &h, 2);
+                continue;
+            }
+            uint8_t* words = block + offsetof(blocks::block_iq1_m, scales);
+            for (int k = 0; k < 4; ++k)
+                words[2 * k + 1] =
+                    static_cast<uint8_t>((words[2 * k + 1] & 0x0F) | (((h >> (4 * k)) & 0xF) << 4));
+        }
+    };
+    const auto rms = [](const std::vector<float>& v) {
+        double s = 0;
+        for (float x : v) s += static_cast<double>(x) * x;
+        return std::sqrt(s / static_cast<double>(v.size()));
+    };
+    set_scale(1e-3f);
+    std::vector<float> deq(w.size());
+    dequantize(type, q.data(), deq.data(), rows, cols);
+    set_scale(static_cast<float>(1e-3 * rms(w) / rms(deq)));
+    return q;
+}
+
+// The types added to the quantized path after Q4_K_M (i-quants, TQ1_0/TQ2_0, BF16): llama-8m's
+// weights quantized to one of them per matrix, read in place, against the same blocks
+// dequantized to floats with ggml's activation rounding (the emulation). Same bound as the
+// Q4_K_M comparison above: a wrong grid, sign or scale would cost far more than 2e-3.
+TEST(EngineQuantized, IQuantsTernaryAndBf16AgreeWithTheirEmulation) {
+    const auto fp = Model::open(shared_dir() + "/models/llama-8m");
+    Engine blocks(*fp, ggml()), emulated(*fp, ggml());
+    const std::pair<const char*, GgmlType> installs[] = {
+        // [128, 256] matrices: fast
+        {"blk.0.attn_k.weight", GgmlType::IQ3_S},   {"blk.0.attn_v.weight", GgmlType::IQ2_XXS},
+        {"blk.1.attn_k.weight", GgmlType::IQ3_XXS}, {"blk.1.attn_v.weight", GgmlType::IQ2_XS},
+        {"blk.2.attn_k.weight", GgmlType::IQ2_S},   {"blk.2.attn_v.weight", GgmlType::IQ1_S},
+        {"blk.3.attn_k.weight", GgmlType::IQ1_M},   {"blk.3.attn_v.weight", GgmlType::TQ2_0},
+        {"blk.4.attn_q.weight", GgmlType::BF16},    {"blk.5.attn_k.weight", GgmlType::IQ4_XS},
+        {"blk.5.attn_v.weight", GgmlType::TQ1_0},
+    };
+    std::vector<std::vector<uint8_t>> stored;  // the blocks must outlive the engine's use
+    for (const auto& [name, type] : installs) {
+        SCOPED_TRACE(name);
+        const TensorInfo& t = fp->get(name);
+        const std::vector<float> w = fp->read_f32(t);
+        const bool fast_quantizer = type == GgmlType::IQ3_S || type == GgmlType::IQ3_XXS ||
+                                    type == GgmlType::TQ2_0 || type == GgmlType::TQ1_0 ||
+                                    type == GgmlType::BF16 || type == GgmlType::IQ4_XS;
+        if (fast_quantizer) {
+            stored.emplace_back(ggml_row_size(type, t.n_per_row()) * t.n_rows());
+            quantize(type, w.data(), stored.back().data(), t.n_rows(), t.n_per_row());
+        } else {
+            stored.push_back(random_blocks_like(type, w, t.n_rows(), t.n_per_row()));
+        }
+        std::vector<float> deq(w.size());
+        dequantize(type, stored.back().data(), deq.data(), t.n_rows(), t.n_per_row());
+        ASSERT_TRUE(blocks.set_override_blocks(name, type, stored.back(), "test"));
+        emulated.set_override(name, std::move(deq), type);
+        EXPECT_TRUE(blocks.reads_in_place(name));
+    }
+    const int64_t T = 64;
+    std::vector<int32_t> tokens = Tokenizer::load(*fp).encode(
+        read_text_file(shared_dir() + "/data/eval.txt").substr(0, 4000), true);
+    ASSERT_GE(static_cast<int64_t>(tokens.size()), T);
+    tokens.resize(T);
+    const std::vector<float> a = blocks.forward(tokens, 1, T), b = emulated.forward(tokens, 1, T);
+    ASSERT_EQ(a.size(), b.size());
+    EXPECT_NE(a, b);
+    const double kld = mean_kld(b, a, blocks.vocab());
+    EXPECT_LT(kld, kPathKldBound);
+    std::printf("mean KLD between the quantized path and the emulation: %.3g\n", kld);
 }
 
 TEST(EngineQuantized, ResultsDoNotDependOnTheThreadCount) {

@@ -18,10 +18,12 @@
 namespace quantlens {
 namespace {
 
-const GgmlType kCovered[] = {GgmlType::F16,   GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0,
-                             GgmlType::Q5_1,  GgmlType::Q8_0, GgmlType::Q2_K, GgmlType::Q3_K,
-                             GgmlType::Q4_K,  GgmlType::Q5_K, GgmlType::Q6_K, GgmlType::IQ4_NL,
-                             GgmlType::IQ4_XS};
+const GgmlType kCovered[] = {
+    GgmlType::F16,   GgmlType::Q4_0,    GgmlType::Q4_1,   GgmlType::Q5_0,    GgmlType::Q5_1,
+    GgmlType::Q8_0,  GgmlType::Q2_K,    GgmlType::Q3_K,   GgmlType::Q4_K,    GgmlType::Q5_K,
+    GgmlType::Q6_K,  GgmlType::IQ4_NL,  GgmlType::IQ4_XS, GgmlType::IQ2_XXS, GgmlType::IQ2_XS,
+    GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S,  GgmlType::IQ1_S,   GgmlType::IQ1_M,
+    GgmlType::TQ2_0, GgmlType::TQ1_0,   GgmlType::MXFP4};
 // Every covered type has an AVX2 kernel (checked when the CPU has AVX2, FMA and F16C).
 const auto& kAvx2 = kCovered;
 
@@ -48,6 +50,10 @@ std::vector<size_t> half_fields(GgmlType type) {
             return {offsetof(block_q3_K, d)};
         case GgmlType::Q6_K:
             return {offsetof(block_q6_K, d)};
+        case GgmlType::TQ2_0:
+            return {offsetof(block_tq2_0, d)};
+        case GgmlType::TQ1_0:
+            return {offsetof(block_tq1_0, d)};
         default:
             return {0};  // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS
     }
@@ -57,11 +63,11 @@ std::vector<size_t> half_fields(GgmlType type) {
 // sub-block scales and high bits occurs.
 std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) {
     std::vector<uint8_t> w(ggml_row_size(type, n));
-    if (type == GgmlType::F16) {  // finite halves over a wide range of magnitudes
+    if (type == GgmlType::F16 || type == GgmlType::BF16) {  // finite, magnitudes spread
         std::normal_distribution<float> normal(0.0f, 1.0f);
         for (int64_t i = 0; i < n; ++i) {
-            const uint16_t h =
-                f32_to_f16(normal(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 12) - 8));
+            const float v = normal(rng) * std::ldexp(1.0f, static_cast<int>(rng() % 12) - 8);
+            const uint16_t h = type == GgmlType::F16 ? f32_to_f16(v) : f32_to_bf16(v);
             std::memcpy(w.data() + 2 * i, &h, 2);
         }
         return w;
@@ -69,6 +75,22 @@ std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) 
     for (uint8_t& b : w) b = static_cast<uint8_t>(rng());
     const GgmlTypeInfo& info = ggml_type_info(type);
     std::uniform_real_distribution<float> scale(-0.02f, 0.02f);
+    if (type == GgmlType::MXFP4) {  // an E8M0 exponent byte, kept near 2^0
+        for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block)
+            w[block * info.bytes_per_block] = static_cast<uint8_t>(110 + rng() % 24);
+        return w;
+    }
+    if (type == GgmlType::IQ1_M) {  // the F16 scale is the top nibbles of four scale words
+        for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block) {
+            const uint16_t h = f32_to_f16(scale(rng));
+            uint8_t* words =
+                w.data() + block * info.bytes_per_block + offsetof(blocks::block_iq1_m, scales);
+            for (int k = 0; k < 4; ++k)
+                words[2 * k + 1] =
+                    static_cast<uint8_t>((words[2 * k + 1] & 0x0F) | (((h >> (4 * k)) & 0xF) << 4));
+        }
+        return w;
+    }
     for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block)
         for (size_t off : half_fields(type)) {
             const uint16_t h = f32_to_f16(scale(rng));
@@ -88,12 +110,19 @@ TEST(VecDot, FastPathsMatchScalarTwinsBitForBit) {
         const int64_t n = block == 1 ? 32 * 7 + 13 : block == 32 ? 32 * 11 : 256 * 5;
         std::vector<uint8_t> act(vec_dot::act_row_size(type, n));
         for (int trial = 0; trial < 100; ++trial) {
-            const std::vector<uint8_t> w = trial % 2 ? random_blocks(rng, type, n) : [&] {
-                const std::vector<float> v = random_row(rng, n, 0.05f);
-                std::vector<uint8_t> q(ggml_row_size(type, n));
-                quantize(type, v.data(), q.data(), 1, n);
-                return q;
-            }();
+            // i-quant grids: random blocks only (IQ2_XXS/IQ2_XS/IQ1_S quantize only with an
+            // imatrix, the others slowly; random indices reach every grid entry anyway)
+            const bool random_only = type == GgmlType::IQ2_XXS || type == GgmlType::IQ2_XS ||
+                                     type == GgmlType::IQ2_S || type == GgmlType::IQ3_XXS ||
+                                     type == GgmlType::IQ3_S || type == GgmlType::IQ1_S ||
+                                     type == GgmlType::IQ1_M;
+            const std::vector<uint8_t> w =
+                trial % 2 || random_only ? random_blocks(rng, type, n) : [&] {
+                    const std::vector<float> v = random_row(rng, n, 0.05f);
+                    std::vector<uint8_t> q(ggml_row_size(type, n));
+                    quantize(type, v.data(), q.data(), 1, n);
+                    return q;
+                }();
             const std::vector<float> x = random_row(rng, n, trial % 3 ? 1.0f : 300.0f);
             vec_dot::quantize_act_row(type, x.data(), act.data(), n);
             const float fast = vec_dot::dot(type, w.data(), act.data(), n);
@@ -116,7 +145,7 @@ std::vector<float> dequantized_activations(GgmlType type, const std::vector<uint
     std::vector<float> x(static_cast<size_t>(n));
     const GgmlType a = vec_dot::act_type(type);
     for (int64_t i = 0; i < n; ++i) {
-        if (a == GgmlType::F16) {  // held as the floats of F16 values
+        if (a == GgmlType::F16 || a == GgmlType::BF16) {  // held as floats of those values
             std::memcpy(&x[i], act.data() + 4 * i, 4);
         } else if (a == GgmlType::Q8_K) {
             const auto* y = reinterpret_cast<const block_q8_K*>(act.data()) + i / 256;
@@ -130,6 +159,32 @@ std::vector<float> dequantized_activations(GgmlType type, const std::vector<uint
         }
     }
     return x;
+}
+
+TEST(VecDot, FourRowKernelsEqualTheSingleRowTwin) {
+    std::mt19937 rng(41);
+    for (GgmlType type : kCovered) {
+        SCOPED_TRACE(ggml_type_display_name(type));
+        const int64_t n = 256 * 3;
+        const size_t stride = vec_dot::act_row_size(type, n);
+        std::vector<uint8_t> act(4 * stride);
+        for (int r = 0; r < 4; ++r) {
+            const std::vector<float> x = random_row(rng, n, r == 2 ? 300.0f : 1.0f);
+            vec_dot::quantize_act_row(type, x.data(), act.data() + r * stride, n);
+        }
+        for (int trial = 0; trial < 10; ++trial) {
+            const std::vector<uint8_t> w = random_blocks(rng, type, n);
+            float four[4];
+            vec_dot::dot4(type, w.data(), act.data(), stride, n, four);
+            for (int r = 0; r < 4; ++r) {
+                const float ref = vec_dot::dot_ref(type, w.data(), act.data() + r * stride, n);
+                uint32_t a, b;
+                std::memcpy(&a, &four[r], 4);
+                std::memcpy(&b, &ref, 4);
+                ASSERT_EQ(a, b) << "row " << r << ": " << four[r] << " vs " << ref;
+            }
+        }
+    }
 }
 
 TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
@@ -162,8 +217,7 @@ TEST(VecDot, ScalarTwinsComputeTheDotProductOfTheDequantizedRows) {
 }
 
 TEST(VecDot, UnsupportedTypesAreReportedAsSuch) {
-    EXPECT_FALSE(vec_dot::supported(GgmlType::IQ2_XXS));
-    EXPECT_FALSE(vec_dot::supported(GgmlType::BF16));
+    EXPECT_FALSE(vec_dot::supported(GgmlType::NVFP4));
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q4_K), GgmlType::Q8_K);
     EXPECT_EQ(vec_dot::act_type(GgmlType::IQ4_NL), GgmlType::Q8_0);
     EXPECT_EQ(vec_dot::act_type(GgmlType::Q5_1), GgmlType::Q8_1);
