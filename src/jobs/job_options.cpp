@@ -98,6 +98,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
           {"output", V::out_path, web},
           {"gptq", V::path, web},
           {"gptq-chunks", V::number, web},
+          {"gpu", V::flag, web},
           {"strict", V::flag, web},
           {"allow-requantize", V::flag, web},
           {"allow-other-model", V::flag, web},

@@ -321,7 +321,7 @@ void check_sweep_backend(const SweepOptions& o) {
 
 // The one place that chooses the backend. The GPU route reads the weights from the model
 // straight into GPU storage (F16, so F16-rounded weights are held exactly): no f32 copy of the
-// model stays in host memory, unless GPTQ needs the CPU engine for its Hessians.
+// model stays in host memory (GPTQ's Hessians are collected on the GPU too).
 std::unique_ptr<SweepBackend> make_sweep_backend(SweepContext& ctx) {
     if (!ctx.opt.gpu) return make_cpu_sweep_backend(*ctx.engine);
 #ifdef QL_HAVE_CUDA
@@ -354,12 +354,12 @@ json prepare_context(SweepContext& ctx) {
     eo.f16_weights = ctx.opt.f16_weights;
     eo.ggml_numerics = ctx.opt.ggml_numerics;
     check_sweep_backend(ctx.opt);  // again: a resumed job may meet another build
-    if (!ctx.opt.gpu || !ctx.opt.gptq_text.empty())
-        ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    if (!ctx.opt.gpu) ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    const GptqSettings gptq{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks};
     if (!ctx.opt.gptq_text.empty())
-        ctx.gptq = std::make_unique<GptqRounding>(
-            *ctx.engine, tokenizer,
-            GptqSettings{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks});
+        ctx.gptq = ctx.opt.gpu
+                       ? GptqRounding::on_gpu(*ctx.model, tokenizer, gptq, "sweep --gptq --gpu")
+                       : std::make_unique<GptqRounding>(*ctx.engine, tokenizer, gptq);
     ctx.backend = make_sweep_backend(ctx);
     const auto t_prep = std::chrono::steady_clock::now();
     if (ctx.opt.experts) {  // the routing of the reference pass, through the engine's hook
@@ -768,15 +768,16 @@ bool run_sweep(jobs::Store& store, int64_t id) {
             double sum = 0;
             for (const auto& name : ctx.units.at(item.unit).tensors) {
                 const TensorInfo& t = ctx.model->get(name);
+                // The backend's copy: a GPU sweep has no CPU engine.
+                const std::vector<float> original = ctx.backend->original(name);
                 FakeQuantTensor q =
-                    fake_quant_tensor(t, ctx.engine->original(name), type_from_name(item.type),
+                    fake_quant_tensor(t, original, type_from_name(item.type),
                                       ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
                 const float* imp = ctx.imatrix && t.ne.size() < 3
                                        ? ctx.imatrix->importance(name, t.n_per_row())
                                        : nullptr;
                 const WeightError we =
-                    weight_error(ctx.engine->original(name).data(), q.values.data(), t.n_rows(),
-                                 t.n_per_row(), imp);
+                    weight_error(original.data(), q.values.data(), t.n_rows(), t.n_per_row(), imp);
                 sum +=
                     we.has_imatrix ? we.imat_sq_err : we.rmse * we.rmse * static_cast<double>(we.n);
             }

@@ -140,7 +140,7 @@ class CudaEngine {
     // ---- activation taps (calibration) ----
     // Installs `tap`, called in run_layer at every matmul input and layer output (dense
     // layers; a mixture-of-experts model is refused by name: its routed inputs are not
-    // tapped). Empty: none.
+    // tapped), and in head at the head's input (layer −1). Empty: none.
     void set_tap(ActivationTapFn tap);
     // host[n] ← n device values of a tap (its storage type widened to floats).
     void download_activations(const ActivationTap& tap, float* host);
