@@ -1,6 +1,7 @@
 // `quantlens quantize MODEL (--recipe R | --preset P) [--imatrix F] -o OUT.gguf [--force]`:
 // writes a mixed-precision GGUF and prints what each tensor became — requested type,
 // written type and every fallback by name — then the total size and bits per weight.
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -100,6 +101,7 @@ int run_quantize(const QuantizeCliOptions& o) {
             fmt::print(stderr, "gptq: collecting input Hessians on {}{}\n", o.gptq,
                        o.gpu ? " (GPU)" : "");
         const GptqSettings settings{o.gptq, 512, o.gptq_chunks};
+        const auto t0 = std::chrono::steady_clock::now();
         if (o.gpu) {
             gptq = GptqRounding::on_gpu(*model, tokenizer, settings, "quantize --gptq --gpu");
         } else {
@@ -108,6 +110,10 @@ int run_quantize(const QuantizeCliOptions& o) {
             engine = std::make_unique<Engine>(*model, eo);
             gptq = std::make_unique<GptqRounding>(*engine, tokenizer, settings);
         }
+        if (!o.json)
+            fmt::print(
+                stderr, "gptq: Hessians of {} tokens collected in {:.1f} s\n", gptq->n_tokens(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
 
     QuantizeOptions opts;

@@ -171,11 +171,13 @@ void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianColle
     int pass = 0;
     int64_t budget = device_budget_bytes, used = 0;
     if (budget <= 0) {
-        // Room for the widest product (F32) and the engine's activation scratch, which grows
-        // at the first pass, kept back from the accumulators.
+        // Kept back from the accumulators: the widest product (F32), the forward's hidden
+        // states and logits, and the engine's activation scratch, all allocated at the first
+        // batch, plus a margin.
         const int64_t widest = std::max({c.hidden, c.ffn, c.n_heads * c.head_dim});
         const int64_t free = cuda::device_free_bytes();
-        budget = free - 4 * widest * widest - free / 10 - (int64_t{2} << 30);
+        budget = free - 4 * widest * widest - 4 * o.max_tokens * (c.vocab + c.hidden) - free / 10 -
+                 (int64_t{2} << 30);
     }
     auto place = [&](Input& in) {
         const int64_t bytes = cuda::TapReducer::hessian_bytes(in.n_cols);
