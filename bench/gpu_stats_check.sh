@@ -9,8 +9,12 @@
 # 3. with CKPT_8B (an 8B-shaped checkpoint, e.g. ../shared/tools/make_llama3_8b_shape.py's):
 #    calibrate --gpu over 100 chunks of 512 (the 60 s bar) with GPU busy %, then the
 #    --gptq Hessians of 64 chunks (sweep --gptq --gpu stops after them: --types with no items).
+# STAGES (default "build tests llama8m 8b") picks the parts, so each fits a 10-minute command:
+#   STAGES=build bench/gpu_stats_check.sh; STAGES="tests llama8m" ...; STAGES=8b ... OUT CKPT
 # Prints everything; the log is what the device queue returns.
 set -uo pipefail
+STAGES=${STAGES:-build tests llama8m 8b}
+has() { [[ " $STAGES " == *" $1 "* ]]; }
 OUT=${1:-/tmp/gpustats-check}
 CKPT=${2:-}
 CAL8=${3:-../shared/data/calib.txt}
@@ -26,6 +30,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
 nproc
 git log --oneline -1
 
+if has build; then
 section build
 cmake -S . -B build-cuda -DCMAKE_BUILD_TYPE=Release -DQUANTLENS_CUDA=ON \
     -DQUANTLENS_CUDA_ARCHS=90-real > "$OUT/configure.log" 2>&1 || tail -30 "$OUT/configure.log"
@@ -33,12 +38,16 @@ cmake --build build-cuda -j"$(nproc)" --target quantlens cuda_test_cuda_stats \
     cuda_test_cuda_engine > "$OUT/build.log" 2>&1
 echo "build rc $?"
 grep -E "error|warning: .*cuda_stats" "$OUT/build.log" | head -40
+fi
 
+if has tests; then
 section "tests: cuda_test_cuda_stats"
 build-cuda/tests/cuda_test_cuda_stats 2>&1 | tee "$OUT/test_cuda_stats.log"
 section "tests: cuda_test_cuda_engine (the head tap is in cuda_engine.cpp)"
 build-cuda/tests/cuda_test_cuda_engine 2>&1 | tail -40
+fi
 
+if has llama8m; then
 section "llama-8m calibrate: GPU vs CPU (F16 weights), 24 chunks of 512"
 /usr/bin/time -v "$BIN" calibrate "$M" --text "$CAL" --chunks 24 --gpu -o "$OUT/gpu.dat" \
     --force 2> "$OUT/cal-gpu.err"
@@ -85,8 +94,10 @@ rm -f "$OUT/sweep.sqlite"*
     --gpu --gptq "$CAL" --gptq-chunks 8 --store "$OUT/sweep.sqlite" > "$OUT/sweep.out" \
     2> "$OUT/sweep.err"
 echo "rc $?"; grep -E "Elapsed|Maximum resident" "$OUT/sweep.err"; tail -15 "$OUT/sweep.out"
+tail -5 "$OUT/sweep.err"
+fi
 
-if [ -n "$CKPT" ] && [ -d "$CKPT" ]; then
+if has 8b && [ -n "$CKPT" ] && [ -d "$CKPT" ]; then
     section "8B: calibrate --gpu, 100 chunks of 512, batch 8"
     nvidia-smi --query-gpu=timestamp,utilization.gpu,memory.used --format=csv,noheader,nounits \
         -lms 200 > "$OUT/smi-cal.csv" &

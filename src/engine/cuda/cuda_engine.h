@@ -61,8 +61,8 @@ struct FakeQuantImportanceHost {
 
 // What a tap (CudaEngine::set_tap) sees during run_layer, on the device: the input of a group
 // of matrices that share it (q, k and v; gate and up), or a layer's output hidden state.
-// The CPU engine's HookEvent (engine/engine.h) in device form: calibration reuses the CPU's
-// statistics by downloading it (download_activations).
+// The CPU engine's HookEvent (engine/engine.h) in device form: calibration and GPTQ reduce it
+// where it is (cuda_stats.h); download_activations feeds the CPU twins of those reductions.
 struct ActivationTap {
     enum class Kind { LinearInput, LayerOutput };
     Kind kind;
