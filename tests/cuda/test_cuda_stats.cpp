@@ -399,7 +399,11 @@ TEST(CudaStats, CalibrateGpuMatchesDownloadedTwinAndCpuEngine) {
         worst_value = std::max(worst_value, worst);
     }
     for (size_t i = 0; i < c.layers.size(); ++i) {
-        EXPECT_EQ(g.layers[i].max_channel, c.layers[i].max_channel) << i;
+        // (The channel of the maximum is held exactly against the twin above; between engines
+        // two near-equal channels may trade places.)
+        EXPECT_NEAR(g.layers[i].max_abs, c.layers[i].max_abs,
+                    kEngineMaxRelTol * c.layers[i].max_abs)
+            << i;
         EXPECT_NEAR(g.layers[i].mean_abs, c.layers[i].mean_abs,
                     kEngineRelTol * c.layers[i].mean_abs);
     }
