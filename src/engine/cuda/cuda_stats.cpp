@@ -37,6 +37,7 @@ struct Hessian {
 struct TapReducer::Impl {
     Dtype dt = Dtype::F16;
     cudaDataType_t cdt = CUDA_R_16F;
+    bool storage_f32 = false;  // an F32-storage engine: every tap is f32
     cublasHandle_t blas = nullptr;
     std::map<std::string, Moments> moments;
     std::map<int, Hidden> hidden;
@@ -52,6 +53,9 @@ struct TapReducer::Impl {
 TapReducer::TapReducer(Precision storage) : impl_(std::make_unique<Impl>()) {
     impl_->dt = storage == Precision::BF16 ? Dtype::BF16 : Dtype::F16;
     impl_->cdt = storage == Precision::BF16 ? CUDA_R_16BF : CUDA_R_16F;
+    // Written without naming the 32-bit storage precision, so it holds for any precision the
+    // engine adds beside the two 16-bit ones.
+    impl_->storage_f32 = storage != Precision::BF16 && storage != Precision::F16;
     QL_CUBLAS(cublasCreate(&impl_->blas));
     impl_->mu_thr.resize(2 * sizeof(double));
 }
@@ -79,9 +83,9 @@ void TapReducer::add_moments(const std::string& key, const ActivationTap& t) {
     m.partials.resize(static_cast<size_t>(moment_partial_doubles(t.cols)) * 8);
     mo.n_rows += t.rows;
     launch_moments_add(
-        t.data, t.f32, m.dt, t.rows, t.cols, m.partials.as<double>(), mo.acc.as<double>(),
-        reinterpret_cast<float*>(mo.acc.as<double>() + kMomentSums * t.cols), m.mu_thr.as<double>(),
-        static_cast<double>(mo.n_rows) * static_cast<double>(t.cols),
+        t.data, t.f32 || m.storage_f32, m.dt, t.rows, t.cols, m.partials.as<double>(),
+        mo.acc.as<double>(), reinterpret_cast<float*>(mo.acc.as<double>() + kMomentSums * t.cols),
+        m.mu_thr.as<double>(), static_cast<double>(mo.n_rows) * static_cast<double>(t.cols),
         mo.n_beyond.as<unsigned long long>());
 }
 
@@ -129,7 +133,7 @@ void TapReducer::add_hessian(const std::string& key, const ActivationTap& t) {
     m.product.resize(static_cast<size_t>(n * n) * 4);
     // Column-major view: the tap is A = Xᵀ (n × rows, lda n); product = A Aᵀ = XᵀX (n × n).
     const float one = 1.0f, zero = 0.0f;
-    const cudaDataType_t in = t.f32 ? CUDA_R_32F : m.cdt;
+    const cudaDataType_t in = t.f32 || m.storage_f32 ? CUDA_R_32F : m.cdt;
     QL_CUBLAS(cublasGemmEx(m.blas, CUBLAS_OP_N, CUBLAS_OP_T, static_cast<int>(n),
                            static_cast<int>(n), static_cast<int>(t.rows), &one, t.data, in,
                            static_cast<int>(n), t.data, in, static_cast<int>(n), &zero,

@@ -55,7 +55,7 @@ struct HiddenSums {
 
 class TapReducer {
   public:
-    // `storage`: the engine's 16-bit type, how taps with f32 == false are read.
+    // `storage`: the engine's storage precision, how taps with f32 == false are read.
     explicit TapReducer(Precision storage);
     ~TapReducer();
     TapReducer(const TapReducer&) = delete;
