@@ -197,7 +197,8 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         // nothing and is not evaluated.
         changed = changed || q.values != original ||
                   (ctx.opt.ggml_numerics &&
-                   ggml_act_rounding(q.type) != ggml_act_rounding(ctx.engine->stored_type(name)));
+                   ggml_act_rounding(q.type) !=
+                       ggml_act_rounding(held_weight_type(t, ctx.opt.f16_weights)));
         ctx.backend->set_override(name, std::move(q.values), q.type);
     }
     PerturbedStats st;
