@@ -88,6 +88,16 @@ for q in gpu cpu; do
 done
 cmp -l "$OUT/q-gpu.gguf" "$OUT/q-cpu.gguf" | wc -l | sed 's/^/bytes differing GPU vs CPU Hessians: /'
 
+section "verify --gpu --gptq on llama-8m (a Q4_K_M recipe, the Hessians on the GPU and on the CPU)"
+"$BIN" quantize "$M" --preset Q4_K_M --save-recipe "$OUT/r.json" -o "$OUT/x.gguf" --summary \
+    --force > /dev/null 2>&1
+for dev in gpu cpu; do
+    flag=$([ $dev = gpu ] && echo --gpu)
+    rm -rf "$OUT/v-$dev"
+    "$BIN" verify --base "$M" --text "$EV" --recipe "$OUT/r.json" --presets none --gptq "$CAL" \
+        --gptq-chunks 8 --chunks 8 --out-dir "$OUT/v-$dev" --no-ggml-numerics $flag 2>&1 | tail -4
+done
+
 section "sweep --gpu --gptq on llama-8m (the Hessians on the GPU, 1 type)"
 rm -f "$OUT/sweep.sqlite"*
 /usr/bin/time -v "$BIN" sweep "$M" --eval "$EV" --tokens 2048 --types Q4_K --granularity class \
