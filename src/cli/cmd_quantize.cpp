@@ -1,6 +1,7 @@
 // `quantlens quantize MODEL (--recipe R | --preset P) [--imatrix F] -o OUT.gguf [--force]`:
 // writes a mixed-precision GGUF and prints what each tensor became — requested type,
 // written type and every fallback by name — then the total size and bits per weight.
+#include <chrono>
 #include <memory>
 #include <string>
 
@@ -39,6 +40,7 @@ struct QuantizeCliOptions {
     bool allow_requantize = false;
     bool allow_other_model = false;
     bool no_f16 = false;
+    bool gpu = false;
     bool quiet_table = false;
     bool json = false;
 };
@@ -70,6 +72,12 @@ void print_json(const QuantizeResult& r) {
 int run_quantize(const QuantizeCliOptions& o) {
     QL_CHECK(o.recipe.empty() != o.preset.empty(),
              "quantize: give exactly one of --recipe or --preset");
+    QL_CHECK(!o.gpu || !o.gptq.empty(),
+             "quantize --gpu: the GPU runs the model for the --gptq Hessians only; without "
+             "--gptq there is nothing to run (drop --gpu)");
+    QL_CHECK(!o.gpu || !o.no_f16,
+             "quantize --gpu: the GPU engine holds F16 weights, so its Hessians are those of the "
+             "F16-rounded model; drop --no-f16 or --gpu");
     check_output_path(o.output, overwrite_if(o.force));
     if (!o.save_recipe.empty()) check_output_path(o.save_recipe, overwrite_if(o.force));
     auto model = Model::open(o.model);
@@ -88,13 +96,24 @@ int run_quantize(const QuantizeCliOptions& o) {
     std::unique_ptr<Engine> engine;
     std::unique_ptr<GptqRounding> gptq;
     if (!o.gptq.empty()) {
-        EngineOptions eo;
-        eo.f16_weights = !o.no_f16;
-        engine = std::make_unique<Engine>(*model, eo);
         const Tokenizer tokenizer = Tokenizer::load(*model);
-        if (!o.json) fmt::print(stderr, "gptq: collecting input Hessians on {}\n", o.gptq);
-        gptq = std::make_unique<GptqRounding>(*engine, tokenizer,
-                                              GptqSettings{o.gptq, 512, o.gptq_chunks});
+        if (!o.json)
+            fmt::print(stderr, "gptq: collecting input Hessians on {}{}\n", o.gptq,
+                       o.gpu ? " (GPU)" : "");
+        const GptqSettings settings{o.gptq, 512, o.gptq_chunks};
+        const auto t0 = std::chrono::steady_clock::now();
+        if (o.gpu) {
+            gptq = GptqRounding::on_gpu(*model, tokenizer, settings, "quantize --gptq --gpu");
+        } else {
+            EngineOptions eo;
+            eo.f16_weights = !o.no_f16;
+            engine = std::make_unique<Engine>(*model, eo);
+            gptq = std::make_unique<GptqRounding>(*engine, tokenizer, settings);
+        }
+        if (!o.json)
+            fmt::print(
+                stderr, "gptq: Hessians of {} tokens collected in {:.1f} s\n", gptq->n_tokens(),
+                std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count());
     }
 
     QuantizeOptions opts;
@@ -181,6 +200,7 @@ QL_COMMAND(quantize, "Write a mixed-precision GGUF from a recipe or a llama.cpp 
                    "Calibration text: round with GPTQ against the input Hessians of the model "
                    "on it (Q8_0, Q2_K-Q6_K, IQ4_XS; other types and token_embd plainly)");
     cmd.add_option("--gptq-chunks", o->gptq_chunks, "Chunks of 512 of the --gptq text (64)");
+    cmd.add_flag("--gpu", o->gpu, "Collect the --gptq Hessians on the GPU (CUDA build; F16)");
     cmd.add_flag("--force,-f", o->force, "Overwrite an existing output");
     cmd.add_flag("--strict", o->strict, "Refuse fallback types instead of reporting them");
     cmd.add_flag("--allow-requantize", o->allow_requantize,

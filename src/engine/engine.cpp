@@ -201,12 +201,15 @@ Engine::Engine(const Model& model, EngineOptions options)
     });
     for (size_t i = 0; i < infos.size(); ++i) {
         weights_.emplace(infos[i]->name, std::move(buffers[i]));
-        // The type ggml would multiply by: F16 after f16_weights rounding of 2-D weights.
-        const GgmlType t = infos[i]->type;
-        const bool rounded = options.f16_weights && infos[i]->ne.size() >= 2 &&
-                             (t == GgmlType::F32 || t == GgmlType::BF16);
-        types_.emplace(infos[i]->name, rounded ? GgmlType::F16 : t);
+        types_.emplace(infos[i]->name, held_weight_type(*infos[i], options.f16_weights));
     }
+}
+
+GgmlType held_weight_type(const TensorInfo& t, bool f16_weights) {
+    // The type ggml would multiply by: F16 after f16_weights rounding of 2-D weights.
+    const bool rounded =
+        f16_weights && t.ne.size() >= 2 && (t.type == GgmlType::F32 || t.type == GgmlType::BF16);
+    return rounded ? GgmlType::F16 : t.type;
 }
 
 Engine::~Engine() = default;

@@ -102,6 +102,12 @@ struct HookEvent {
 };
 using EngineHook = std::function<void(const HookEvent&)>;
 
+struct TensorInfo;
+// The type an engine built with `f16_weights` holds weight `t` as (Engine::stored_type before
+// any override): F16 for a 2-D F32 or BF16 weight rounded through F16, else its type in the
+// file. For callers without an engine (a GPU sweep).
+GgmlType held_weight_type(const TensorInfo& t, bool f16_weights);
+
 class Engine final : public LogitsModel {
   public:
     explicit Engine(const Model& model, EngineOptions options = {});

@@ -90,6 +90,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
                 {"preset", V::word, web},
                 {"imatrix", V::path, web},
                 {"output", V::out_path, web},
+                {"gpu", V::flag, web},
                 {"strict", V::flag, web},
                 {"allow-requantize", V::flag, web},
                 {"allow-other-model", V::flag, web},

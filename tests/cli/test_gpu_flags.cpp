@@ -27,6 +27,20 @@ TEST(GpuFlags, CalibrateGpuWithGgmlNumericsIsRefusedAndWritesNothing) {
     EXPECT_FALSE(std::filesystem::exists(dir + "/i.dat"));
 }
 
+// quantize runs a model only for the --gptq Hessians, and the GPU's are those of F16 weights.
+TEST(GpuFlags, QuantizeGpuNeedsGptqAndF16) {
+    const std::string dir = fresh_dir("gpu-flags-quantize");
+    const std::string base = "quantize " + kModel + " --preset Q4_K_M -o " + dir + "/q.gguf --gpu";
+    Result r = run_quiet(base);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("quantize --gpu"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("--gptq"), std::string::npos) << r.out;
+    r = run_quiet(base + " --gptq " + kText + " --no-f16");
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("--no-f16"), std::string::npos) << r.out;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/q.gguf"));
+}
+
 // Without CUDA every --gpu is refused by name; with CUDA but no device the engine says so.
 TEST(GpuFlags, GpuWithoutCudaIsRefusedByName) {
     const std::string dir = fresh_dir("gpu-flags-nocuda");
@@ -59,6 +73,12 @@ TEST(GpuFlags, GpuWithoutCudaIsRefusedByName) {
     EXPECT_EQ(c.code, 1) << c.out;
     EXPECT_TRUE(built_without_cuda(c)) << c.out;
     EXPECT_FALSE(std::filesystem::exists(dir + "/i.dat"));
+    const Result q = run_quiet("quantize " + kModel + " --preset Q4_K_M -o " + dir +
+                               "/q.gguf --gptq " + kText + " --gptq-chunks 1 --gpu");
+    EXPECT_EQ(q.code, 1) << q.out;
+    EXPECT_TRUE(built_without_cuda(q)) << q.out;
+    EXPECT_NE(q.out.find("quantize --gptq --gpu"), std::string::npos) << q.out;
+    EXPECT_FALSE(std::filesystem::exists(dir + "/q.gguf"));
 }
 
 }  // namespace

@@ -190,6 +190,21 @@ void ActivationCollector::on_event(const HookEvent& e) {
     m.rows_seen += e.rows;
 }
 
+void ActivationCollector::adopt_moments(const std::string& tensor, int layer,
+                                        ChannelMoments moments) {
+    const bool wanted = tensor.rfind("blk.", 0) == 0 || (include_output_ && layer < 0);
+    if (!wanted) return;
+    QL_CHECK(!mats_.count(tensor), "tensor '{}': input statistics were gathered twice", tensor);
+    Tensor& t = mats_[tensor];
+    t.layer = layer;
+    t.n_cols = moments.n_cols;
+    t.mats.emplace(-1, Matrix{std::move(moments), {}, 0});
+}
+
+void ActivationCollector::adopt_layer(const LayerHiddenStats& stats) {
+    layers_[stats.layer] = stats;
+}
+
 const std::vector<float>& ActivationCollector::captured(const std::string& tensor,
                                                         int expert) const {
     static const std::vector<float> kEmpty;

@@ -88,6 +88,13 @@ class ActivationCollector {
     // Captured rows of (tensor, expert) as [rows, n_cols]; empty when none.
     const std::vector<float>& captured(const std::string& tensor, int expert = -1) const;
 
+    // Sums reduced elsewhere (the GPU's, engine/cuda/cuda_stats.h) for the input of the plain
+    // weight `tensor`, as on_event would have gathered them from the same rows; a tensor
+    // on_event would not keep is skipped, one that already has sums is refused.
+    void adopt_moments(const std::string& tensor, int layer, ChannelMoments moments);
+    // A layer's hidden-state statistics reduced elsewhere (replaces the layer's entry).
+    void adopt_layer(const LayerHiddenStats& stats);
+
     bool empty() const { return mats_.empty(); }
     std::vector<TensorActivationStats> tensor_stats() const;  // by name
     std::vector<LayerHiddenStats> layer_stats() const;        // by layer

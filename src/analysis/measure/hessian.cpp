@@ -5,9 +5,15 @@
 
 #include <algorithm>
 #include <cstring>
+#include <map>
 #include <span>
 
 #include "core/error.h"
+#include "core/parallel.h"
+#include "model/model.h"
+#ifdef QL_HAVE_CUDA
+#include "engine/cuda/cuda_stats.h"
+#endif
 
 namespace quantlens {
 
@@ -48,6 +54,28 @@ void HessianCollector::on_event(const HookEvent& e) {
         for (int64_t j = i; j < e.cols; ++j) dst[j] += src[j];
     }
     m.tokens += e.rows;
+}
+
+void HessianCollector::add_sum(const std::string& name, int layer, int64_t n_cols, int64_t tokens,
+                               const double* upper) {
+    const bool wanted = name.rfind("blk.", 0) == 0 || (include_output_ && layer < 0);
+    if (!wanted || tokens <= 0) return;
+    Matrix& m = mats_[{name, -1}];
+    if (m.n_cols == 0) {
+        m.n_cols = n_cols;
+        m.upper.assign(static_cast<size_t>(n_cols * n_cols), 0.0);
+    }
+    QL_CHECK(m.n_cols == n_cols, "tensor '{}': input rows of {} and {} values in one run", name,
+             m.n_cols, n_cols);
+    // Rows in parallel (an 8B model hands over 78 GB of sums at the end of a GPU run).
+    parallel_for(static_cast<size_t>(n_cols), [&](size_t r0, size_t r1) {
+        for (auto i = static_cast<int64_t>(r0); i < static_cast<int64_t>(r1); ++i) {
+            double* dst = m.upper.data() + i * n_cols;
+            const double* src = upper + i * n_cols;
+            for (int64_t j = i; j < n_cols; ++j) dst[j] += src[j];
+        }
+    });
+    m.tokens += tokens;
 }
 
 std::vector<std::pair<std::string, int>> HessianCollector::matrices() const {
@@ -101,6 +129,116 @@ void run_hessians(Engine& engine, const EvalChunks& chunks, HessianCollector& co
         for (int64_t l = 0; l < engine.n_layers(); ++l) engine.run_layer(l, h.data(), B, T);
         engine.head(h.data(), B, T, 0);  // for the head's input only
     }
+}
+
+}  // namespace quantlens
+
+namespace quantlens {
+
+void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianCollector& collector,
+                      int64_t batch, const std::string& what, int64_t device_budget_bytes) {
+#ifdef QL_HAVE_CUDA
+    const ModelConfig& c = model.config();
+    QL_CHECK(!c.is_moe(),
+             "{}: {} is a mixture-of-experts model ({} experts per layer); the GPU's activation "
+             "taps do not cover routed experts: collect its Hessians on the CPU (drop --gpu)",
+             what, model.path(), c.n_experts);
+    QL_CHECK(chunks.n_chunks >= 1 && chunks.n_ctx >= 1, "no chunk of {} tokens to collect on",
+             chunks.n_ctx);
+    std::string why;
+    QL_CHECK(cuda::device_available(&why), "{}: {}", what, why);
+    const int64_t T = chunks.n_ctx;
+    batch = std::max<int64_t>(1, batch);
+    cuda::CudaEngineOptions o;
+    o.precision = cuda::Precision::F16;
+    o.max_tokens = batch * T;
+    cuda::CudaEngine gpu(c, o);
+    gpu.load_model(model);
+    cuda::TapReducer sums(o.precision);
+    cuda::TapForward forward(gpu);
+    auto run_text = [&] {
+        for (int64_t ch = 0; ch < chunks.n_chunks; ch += batch) {
+            const int64_t B = std::min(batch, chunks.n_chunks - ch);
+            const auto* first = chunks.tokens.data() + ch * T;
+            forward.run(std::vector<int32_t>(first, first + B * T), B, T);
+        }
+    };
+
+    // Inputs by the first weight they feed; each is summed in one pass over the text.
+    struct Input {
+        std::vector<std::string> weights;
+        int layer = 0;
+        int64_t n_cols = 0;
+        int pass = -1;  // -1: not yet placed
+    };
+    std::map<std::string, Input> inputs;
+    int pass = 0;
+    int64_t budget = device_budget_bytes, used = 0;
+    if (budget <= 0) {
+        // Kept back from the accumulators: the widest product (F32), the forward's hidden
+        // states and logits, and the engine's activation scratch, all allocated at the first
+        // batch, plus a margin.
+        const int64_t widest = std::max({c.hidden, c.ffn, c.n_heads * c.head_dim});
+        const int64_t free = cuda::device_free_bytes();
+        budget = free - 4 * widest * widest - 4 * o.max_tokens * (c.vocab + c.hidden) - free / 10 -
+                 (int64_t{2} << 30);
+    }
+    auto place = [&](Input& in) {
+        const int64_t bytes = cuda::TapReducer::hessian_bytes(in.n_cols);
+        if (used + bytes > budget) return false;
+        in.pass = pass;
+        used += bytes;
+        return true;
+    };
+    gpu.set_tap([&](const cuda::ActivationTap& t) {
+        if (t.kind != cuda::ActivationTap::Kind::LinearInput) return;
+        const std::vector<std::string>& w = *t.weights;
+        auto [it, fresh] = inputs.try_emplace(w[0]);
+        if (fresh) {
+            it->second.weights = w;
+            it->second.layer = t.layer;
+            it->second.n_cols = t.cols;
+            place(it->second);
+        }
+        if (it->second.pass == pass) sums.add_hessian(w[0], t);
+    });
+    for (;; ++pass) {
+        if (pass > 0) {
+            used = 0;
+            bool pending = false, placed = false;
+            for (auto& [key, in] : inputs)
+                if (in.pass < 0) {
+                    pending = true;
+                    placed = place(in) || placed;
+                }
+            if (!pending) break;
+            if (!placed) {
+                const auto& [key, in] =
+                    *std::find_if(inputs.begin(), inputs.end(),
+                                  [](const auto& kv) { return kv.second.pass < 0; });
+                fail(
+                    "{}: the Hessian of the input of '{}' ({} x {} doubles, {:.2f} GiB) does not "
+                    "fit in the {:.2f} GiB of GPU memory left beside the model",
+                    what, key, in.n_cols, in.n_cols,
+                    static_cast<double>(cuda::TapReducer::hessian_bytes(in.n_cols)) / (1 << 30),
+                    static_cast<double>(std::max<int64_t>(budget, 0)) / (1 << 30));
+            }
+        }
+        run_text();
+        for (const auto& [key, in] : inputs) {
+            if (in.pass != pass) continue;
+            int64_t tokens = 0;
+            const std::vector<double> h = sums.hessian(key, &tokens);
+            for (const std::string& name : in.weights)
+                collector.add_sum(name, in.layer, in.n_cols, tokens, h.data());
+        }
+        sums.drop_hessians();
+    }
+    gpu.set_tap({});
+#else
+    (void)model, (void)chunks, (void)collector, (void)batch, (void)device_budget_bytes;
+    fail("{}: this quantlens was built without CUDA (configure with -DQUANTLENS_CUDA=ON)", what);
+#endif
 }
 
 }  // namespace quantlens

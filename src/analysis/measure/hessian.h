@@ -24,6 +24,8 @@
 
 namespace quantlens {
 
+class Model;
+
 class HessianCollector {
   public:
     explicit HessianCollector(bool include_output = true, bool include_experts = false)
@@ -32,6 +34,12 @@ class HessianCollector {
     // The hook to install with Engine::set_hook; it refers to this collector.
     EngineHook hook();
     void on_event(const HookEvent& event);
+
+    // Adds Σ xᵀx reduced elsewhere (the GPU's, run_hessians_gpu) over `tokens` rows of the
+    // input of `tensor` at `layer` (−1: the head): `upper` is n_cols × n_cols row-major with
+    // the upper triangle (i ≤ j) valid. Inputs on_event would not keep are skipped.
+    void add_sum(const std::string& tensor, int layer, int64_t n_cols, int64_t tokens,
+                 const double* upper);
 
     bool empty() const { return mats_.empty(); }
     // (weight name, expert or −1) of every matrix seen, sorted.
@@ -62,5 +70,18 @@ class HessianCollector {
 // as in run_calibration.
 void run_hessians(Engine& engine, const EvalChunks& chunks, HessianCollector& collector,
                   int64_t batch = 4);
+
+// run_hessians on the GPU (a CUDA build): the model's forward pass on the CUDA engine with F16
+// weights and activations, every input's Σ xᵀx reduced on the device (engine/cuda/cuda_stats.h:
+// F32 products of one batch, F64 sums), weights sharing an input computed once, then handed to
+// `collector` (add_sum). The sums stay on the device until the end; when the model's inputs do
+// not fit in `device_budget_bytes` (0: the GPU's free memory less a reserve) at once, the text
+// is run once per group of inputs that does. The inputs are those of run_hessians, rounded to
+// F16 as the GPU engine's matmuls take them. Throws Error naming `what` (the command) in a
+// build without CUDA, with no usable GPU, or for a mixture-of-experts model (the GPU's taps do
+// not cover routed experts).
+void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianCollector& collector,
+                      int64_t batch = 4, const std::string& what = "--gptq --gpu",
+                      int64_t device_budget_bytes = 0);
 
 }  // namespace quantlens

@@ -16,6 +16,7 @@
 #include "engine/engine.h"
 #ifdef QL_HAVE_CUDA
 #include "engine/cuda/cuda_engine.h"
+#include "engine/cuda/cuda_stats.h"
 #endif
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
@@ -26,12 +27,14 @@ namespace quantlens {
 namespace {
 
 // The loop shared by the CPU and GPU runs: `forward(tokens, B)` runs B chunks through every
-// layer, feeding `col`; progress, the observer, timing and the result are common.
+// layer, feeding `col` (or, on the GPU, sums that `finish` hands to `col` after the last
+// batch); progress, the observer, timing and the result are common.
 using BatchForward = std::function<void(std::span<const int32_t> tokens, int64_t B)>;
 
 CalibrationResult calibrate_loop(const EvalChunks& chunks, const std::string& dataset,
                                  const CalibrateOptions& options, const CalibrateObserver& observer,
-                                 ActivationCollector& col, const BatchForward& forward) {
+                                 ActivationCollector& col, const BatchForward& forward,
+                                 const std::function<void()>& finish = {}) {
     QL_CHECK(chunks.n_chunks >= 1 && chunks.n_ctx >= 1, "{}: no chunk of {} tokens to calibrate on",
              dataset, chunks.n_ctx);
     const int64_t T = chunks.n_ctx;
@@ -49,6 +52,7 @@ CalibrationResult calibrate_loop(const EvalChunks& chunks, const std::string& da
         if (observer && !observer(done, chunks.n_chunks)) break;
     }
     if (progress) progress->finish();
+    if (finish) finish();
 
     CalibrationResult r;
     r.dataset = dataset;
@@ -86,10 +90,49 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
         });
 }
 
+#ifdef QL_HAVE_CUDA
+namespace {
+
+// The GPU's sums (engine/cuda/cuda_stats.h) into the collector, one tapped input copied to
+// every weight it feeds (as on_shared_input does on the CPU).
+void adopt_gpu_sums(const cuda::TapReducer& sums,
+                    const std::map<std::string, std::pair<int, std::vector<std::string>>>& inputs,
+                    ActivationCollector& col) {
+    for (const auto& [key, fed] : inputs) {
+        const cuda::ChannelSums s = sums.moments(key);
+        ChannelMoments m(s.n_cols);
+        m.n_rows = s.n_rows;
+        m.n_beyond = s.n_beyond;
+        m.s1 = s.s1;
+        m.s2 = s.s2;
+        m.s3 = s.s3;
+        m.s4 = s.s4;
+        m.sabs = s.sabs;
+        m.max_abs = s.max_abs;
+        for (const std::string& name : fed.second) col.adopt_moments(name, fed.first, m);
+    }
+    for (int l : sums.hidden_layers()) {
+        const cuda::HiddenSums h = sums.hidden(l);
+        LayerHiddenStats ls;
+        ls.layer = l;
+        ls.n_tokens = h.n_tokens;
+        ls.max_abs = h.max_abs;
+        ls.mean_abs = h.mean_abs();
+        ls.max_channel = h.max_channel;
+        col.adopt_layer(ls);
+    }
+}
+
+}  // namespace
+#endif
+
 CalibrationResult calibrate_text_gpu(const Model& model, const std::string& text_path,
                                      const CalibrateOptions& options,
                                      const CalibrateObserver& observer) {
 #ifdef QL_HAVE_CUDA
+    QL_CHECK(options.capture_rows == 0,
+             "calibrate --gpu: sample input rows (capture_rows, for AWQ) are kept on the CPU "
+             "path only");
     const Tokenizer tokenizer = Tokenizer::load(model);
     const EvalChunks chunks =
         load_eval_chunks(tokenizer, text_path, options.n_ctx, options.max_chunks);
@@ -97,27 +140,28 @@ CalibrationResult calibrate_text_gpu(const Model& model, const std::string& text
     o.precision = cuda::Precision::F16;
     o.max_tokens = std::max<int64_t>(1, options.batch) * options.n_ctx;
     cuda::CudaEngine gpu(model.config(), o);
-    ActivationCollector col(model.config().n_experts);
-    std::vector<float> host;
+    // Every statistic is reduced on the GPU where the tap fires; nothing is downloaded until
+    // the end. Inputs by the first weight they feed → (layer, every weight they feed).
+    cuda::TapReducer sums(o.precision);
+    std::map<std::string, std::pair<int, std::vector<std::string>>> inputs;
     gpu.set_tap([&](const cuda::ActivationTap& t) {
-        host.resize(static_cast<size_t>(t.rows * t.cols));
-        gpu.download_activations(t, host.data());
         if (t.kind == cuda::ActivationTap::Kind::LayerOutput) {
-            col.on_event(
-                {HookEvent::Kind::LayerOutput, t.layer, nullptr, -1, host.data(), t.rows, t.cols});
+            sums.add_hidden(t);
             return;
         }
         const std::vector<std::string>& w = *t.weights;
-        col.on_shared_input(
-            {HookEvent::Kind::LinearInput, t.layer, &w[0], -1, host.data(), t.rows, t.cols},
-            std::span<const std::string>(w).subspan(1));
+        inputs.try_emplace(w[0], t.layer, w);
+        sums.add_moments(w[0], t);
     });
     gpu.load_model(model);
+    ActivationCollector col(model.config().n_experts);
     const int64_t T = chunks.n_ctx;
     return calibrate_loop(
-        chunks, text_path, options, observer, col, [&](std::span<const int32_t> tokens, int64_t B) {
+        chunks, text_path, options, observer, col,
+        [&](std::span<const int32_t> tokens, int64_t B) {
             gpu.run_layers(std::vector<int32_t>(tokens.begin(), tokens.end()), B, T);
-        });
+        },
+        [&] { adopt_gpu_sums(sums, inputs, col); });
 #else
     (void)text_path, (void)options, (void)observer;
     fail(

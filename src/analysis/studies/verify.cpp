@@ -61,7 +61,11 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
     std::unique_ptr<GptqRounding> gptq;
     auto gptq_rounding = [&]() -> const GptqRounding* {
         if (o.gptq_text.empty()) return nullptr;
-        if (!gptq) {
+        if (!gptq && o.gpu) {
+            gptq = GptqRounding::on_gpu(*base_model, Tokenizer::load(*base_model),
+                                        GptqSettings{o.gptq_text, 512, o.gptq_chunks},
+                                        "verify --gptq --gpu");
+        } else if (!gptq) {
             EngineOptions geo;
             geo.f16_weights = true;
             gptq_engine = std::make_unique<Engine>(*base_model, geo);

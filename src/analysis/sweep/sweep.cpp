@@ -198,7 +198,8 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         // nothing and is not evaluated.
         changed = changed || q.values != original ||
                   (ctx.opt.ggml_numerics &&
-                   ggml_act_rounding(q.type) != ggml_act_rounding(ctx.engine->stored_type(name)));
+                   ggml_act_rounding(q.type) !=
+                       ggml_act_rounding(held_weight_type(t, ctx.opt.f16_weights)));
         ctx.backend->set_override(name, std::move(q.values), q.type);
     }
     PerturbedStats st;
@@ -354,12 +355,12 @@ json prepare_context(SweepContext& ctx) {
     eo.f16_weights = ctx.opt.f16_weights;
     eo.ggml_numerics = ctx.opt.ggml_numerics;
     check_sweep_backend(ctx.opt);  // again: a resumed job may meet another build
-    if (!ctx.opt.gpu || !ctx.opt.gptq_text.empty())
-        ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    if (!ctx.opt.gpu) ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
+    const GptqSettings gptq{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks};
     if (!ctx.opt.gptq_text.empty())
-        ctx.gptq = std::make_unique<GptqRounding>(
-            *ctx.engine, tokenizer,
-            GptqSettings{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks});
+        ctx.gptq = ctx.opt.gpu
+                       ? GptqRounding::on_gpu(*ctx.model, tokenizer, gptq, "sweep --gptq --gpu")
+                       : std::make_unique<GptqRounding>(*ctx.engine, tokenizer, gptq);
     ctx.backend = make_sweep_backend(ctx);
     const auto t_prep = std::chrono::steady_clock::now();
     if (ctx.opt.experts) {  // the routing of the reference pass, through the engine's hook
@@ -769,15 +770,16 @@ bool run_sweep(jobs::Store& store, int64_t id) {
             double sum = 0;
             for (const auto& name : ctx.units.at(item.unit).tensors) {
                 const TensorInfo& t = ctx.model->get(name);
+                // The backend's copy: a GPU sweep has no CPU engine.
+                const std::vector<float> original = ctx.backend->original(name);
                 FakeQuantTensor q =
-                    fake_quant_tensor(t, ctx.engine->original(name), type_from_name(item.type),
+                    fake_quant_tensor(t, original, type_from_name(item.type),
                                       ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
                 const float* imp = ctx.imatrix && t.ne.size() < 3
                                        ? ctx.imatrix->importance(name, t.n_per_row())
                                        : nullptr;
                 const WeightError we =
-                    weight_error(ctx.engine->original(name).data(), q.values.data(), t.n_rows(),
-                                 t.n_per_row(), imp);
+                    weight_error(original.data(), q.values.data(), t.n_rows(), t.n_per_row(), imp);
                 sum +=
                     we.has_imatrix ? we.imat_sq_err : we.rmse * we.rmse * static_cast<double>(we.n);
             }

@@ -19,6 +19,20 @@ GptqRounding::GptqRounding(Engine& engine, const Tokenizer& tokenizer, const Gpt
     n_tokens_ = chunks.n_chunks * chunks.n_ctx;
 }
 
+GptqRounding::GptqRounding(const GptqSettings& settings)
+    : settings_(settings), hessians_(/*include_output=*/true, /*include_experts=*/false) {}
+
+std::unique_ptr<GptqRounding> GptqRounding::on_gpu(const Model& model, const Tokenizer& tokenizer,
+                                                   const GptqSettings& settings,
+                                                   const std::string& what) {
+    const EvalChunks chunks =
+        load_eval_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
+    std::unique_ptr<GptqRounding> g(new GptqRounding(settings));
+    run_hessians_gpu(model, chunks, g->hessians_, 4, what);
+    g->n_tokens_ = chunks.n_chunks * chunks.n_ctx;
+    return g;
+}
+
 bool GptqRounding::covers(const std::string& tensor, int64_t n_dims, GgmlType type) const {
     return n_dims == 2 && gptq_supports(type) && hessians_.has(tensor);
 }

@@ -23,6 +23,7 @@
 namespace quantlens {
 
 class Engine;
+class Model;
 class Tokenizer;
 
 struct GptqSettings {
@@ -36,6 +37,12 @@ class GptqRounding {
     // Runs `engine` (as it is: no overrides) over the text's chunks to collect the Hessians.
     // Throws Error when the text cannot be read or holds fewer tokens than one chunk.
     GptqRounding(Engine& engine, const Tokenizer& tokenizer, const GptqSettings& settings);
+    // The same, the Hessians collected on the GPU (run_hessians_gpu, analysis/measure/hessian.h:
+    // F16 weights and activations); `what` names the command in its refusals (no CUDA, no GPU,
+    // a mixture-of-experts model).
+    static std::unique_ptr<GptqRounding> on_gpu(const Model& model, const Tokenizer& tokenizer,
+                                                const GptqSettings& settings,
+                                                const std::string& what);
 
     bool covers(const std::string& tensor, int64_t n_dims, GgmlType type) const;
     // Quantized bytes of `type` for w (n_rows × n_per_row); `importance` as quantize() takes
@@ -57,6 +64,7 @@ class GptqRounding {
     const GptqSettings& settings() const { return settings_; }
 
   private:
+    explicit GptqRounding(const GptqSettings& settings);
     const GptqFactor& factor(const std::string& tensor, bool act_order = false) const;
 
     GptqSettings settings_;

@@ -1074,6 +1074,11 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
     m.xn.resize(static_cast<size_t>(R * C) * m.esize);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(m.output_norm), R, C, static_cast<float>(m.c.rms_eps),
                    S, T, t0);
+    if (m.tap) {  // the head's input (GPTQ Hessians), named as the CPU engine names it
+        static const std::vector<std::string> kOutput{"output.weight"}, kTied{"token_embd.weight"};
+        m.tap({ActivationTap::Kind::LinearInput, -1, has_output ? &kOutput : &kTied, m.xn.as(),
+               false, R, C});
+    }
     m.linear(has_output ? m.output : m.token_embd, 0, m.xn.as(), d_logits, CUDA_R_32F, R, C,
              m.c.vocab, 0.0f);
 }

@@ -71,8 +71,8 @@ struct FakeQuantImportanceHost {
 
 // What a tap (CudaEngine::set_tap) sees during run_layer, on the device: the input of a group
 // of matrices that share it (q, k and v; gate and up), or a layer's output hidden state.
-// The CPU engine's HookEvent (engine/engine.h) in device form: calibration reuses the CPU's
-// statistics by downloading it (download_activations).
+// The CPU engine's HookEvent (engine/engine.h) in device form: calibration and GPTQ reduce it
+// where it is (cuda_stats.h); download_activations feeds the CPU twins of those reductions.
 struct ActivationTap {
     enum class Kind { LinearInput, LayerOutput };
     Kind kind;
@@ -156,7 +156,7 @@ class CudaEngine {
     // ---- activation taps (calibration) ----
     // Installs `tap`, called in run_layer at every matmul input and layer output (dense
     // layers; a mixture-of-experts model is refused by name: its routed inputs are not
-    // tapped). Empty: none.
+    // tapped), and in head at the head's input (layer −1). Empty: none.
     void set_tap(ActivationTapFn tap);
     // host[n] ← n device values of a tap (its storage type widened to floats).
     void download_activations(const ActivationTap& tap, float* host);
