@@ -105,16 +105,19 @@ TEST(SweepNumerics, EveryOptionSurvivesTheJobParameters) {
     EXPECT_EQ(back.n_tokens, 512);
 }
 
-TEST(SweepNumerics, RefusedWithGpu) {
+// llama.cpp's numerics run on the GPU too (tests/cuda: GgmlNumericsMatchCpuEngine); a build
+// without CUDA refuses --gpu by name.
+TEST(SweepNumerics, OnTheGpuNeedsACudaBuild) {
     SweepOptions o = options(true);
     o.gpu = true;
     SweepMeasurer m(o);
     try {
         m.prepare();
-        ADD_FAILURE() << "--gpu with --ggml-numerics was accepted";
     } catch (const std::exception& e) {
-        EXPECT_NE(std::string(e.what()).find("--ggml-numerics"), std::string::npos) << e.what();
+        EXPECT_NE(std::string(e.what()).find("--gpu"), std::string::npos) << e.what();
+        return;
     }
+    GTEST_SKIP() << "a CUDA build with a device: the GPU sweep ran";
 }
 
 }  // namespace
