@@ -764,11 +764,7 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
     start(0);
     for (size_t i = 0; i < work.size(); ++i) {
         Member& mb = *work[i].member;
-        // The type ggml would multiply by: F16 after rounding 2-D F32/BF16 weights.
-        const GgmlType t = work[i].tensor->type;
-        const bool rounded =
-            round_f16 && mb.ne.size() >= 2 && (t == GgmlType::F32 || t == GgmlType::BF16);
-        const GgmlType stands_for = rounded ? GgmlType::F16 : t;
+        const GgmlType stands_for = held_weight_type(*work[i].tensor, round_f16);
         if (mb.n <= cap) {
             next.get();  // rethrows a decoding error (bad tensor) here
             start(i + 1);
