@@ -321,7 +321,7 @@ void check_sweep_backend([[maybe_unused]] const SweepOptions& o) {
 // The one place that chooses the backend. The GPU route reads the weights from the model
 // straight into GPU storage (F16, so F16-rounded weights are held exactly; F32 with
 // --ggml-numerics, which must hold fake-quantized values exactly): no f32 copy of the model
-// stays in host memory, unless GPTQ needs the CPU engine for its Hessians.
+// stays in host memory (GPTQ collects its Hessians on the GPU too).
 std::unique_ptr<SweepBackend> make_sweep_backend(SweepContext& ctx) {
     if (!ctx.opt.gpu) return make_cpu_sweep_backend(*ctx.engine);
 #ifdef QL_HAVE_CUDA
