@@ -24,14 +24,29 @@ void quantize_row_q8_K(const float*, void*, int64_t);
 void quantize_row_q8_0(const float*, void*, int64_t);
 void quantize_row_q8_1(const float*, void*, int64_t);
 #define D(t) \
-    void ggml_vec_dot_##t(int, float*, size_t, const void*, size_t, const void*, size_t, int);
-D(q4_K_q8_K)
-D(q6_K_q8_K)
-D(q2_K_q8_K)
-D(q3_K_q8_K)
-D(q5_K_q8_K) D(iq2_xxs_q8_K) D(iq2_xs_q8_K) D(iq2_s_q8_K) D(iq3_xxs_q8_K) D(iq3_s_q8_K)
-    D(iq1_s_q8_K) D(iq1_m_q8_K) D(tq2_0_q8_K) D(tq1_0_q8_K) D(iq4_xs_q8_K) D(q4_0_q8_0) D(q8_0_q8_0)
-        D(q5_0_q8_0) D(iq4_nl_q8_0) D(q4_1_q8_1) D(q5_1_q8_1) void ggml_cpu_init(void);
+    void ggml_vec_dot_##t(int, float*, size_t, const void*, size_t, const void*, size_t, int)
+D(q4_K_q8_K);
+D(q6_K_q8_K);
+D(q2_K_q8_K);
+D(q3_K_q8_K);
+D(q5_K_q8_K);
+D(iq2_xxs_q8_K);
+D(iq2_xs_q8_K);
+D(iq2_s_q8_K);
+D(iq3_xxs_q8_K);
+D(iq3_s_q8_K);
+D(iq1_s_q8_K);
+D(iq1_m_q8_K);
+D(tq2_0_q8_K);
+D(tq1_0_q8_K);
+D(iq4_xs_q8_K);
+D(q4_0_q8_0);
+D(q8_0_q8_0);
+D(q5_0_q8_0);
+D(iq4_nl_q8_0);
+D(q4_1_q8_1);
+D(q5_1_q8_1);
+void ggml_cpu_init(void);
 struct traits {
     void* from_float;
     vd_t vec_dot;

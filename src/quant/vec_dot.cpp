@@ -867,7 +867,8 @@ bool half_finite(const uint8_t* p) {
     return (h & 0x7C00) != 0x7C00;
 }
 
-// Byte offsets of the F16 scales in a block of `type`; empty when not known here.
+}  // namespace
+
 std::vector<size_t> half_scale_offsets(GgmlType type) {
     switch (type) {
         case GgmlType::Q4_0:
@@ -901,8 +902,6 @@ std::vector<size_t> half_scale_offsets(GgmlType type) {
             return {};
     }
 }
-
-}  // namespace
 
 bool row_finite(GgmlType type, const void* row, int64_t n) {
     const auto* p = static_cast<const uint8_t*>(row);

@@ -61,6 +61,9 @@ bool has_fast_path(GgmlType type);
 // whose values are integers times F16 scales, only the scales are read (a finite scale
 // gives finite values); other types are dequantized.
 bool row_finite(GgmlType type, const void* row, int64_t n);
+// Byte offsets of the F16 scales in a block of `type` (what row_finite reads); empty for a type
+// whose scales are not F16 fields (F16, BF16, MXFP4's E8M0, IQ1_M's packed nibbles).
+std::vector<size_t> half_scale_offsets(GgmlType type);
 
 // Activation rows in the format weights of one type pair with (act_type): quantized once,
 // then multiplied by every matrix that takes the same input (q/k/v, gate/up). The buffer

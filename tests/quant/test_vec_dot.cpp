@@ -35,30 +35,6 @@ std::vector<float> random_row(std::mt19937& rng, int64_t n, float scale) {
     return x;
 }
 
-// Offsets of the F16 scale fields in a block of `type` (random bytes there could be NaN).
-std::vector<size_t> half_fields(GgmlType type) {
-    using namespace blocks;
-    switch (type) {
-        case GgmlType::Q4_1:
-        case GgmlType::Q5_1:
-        case GgmlType::Q4_K:
-        case GgmlType::Q5_K:
-            return {0, 2};
-        case GgmlType::Q2_K:
-            return {offsetof(block_q2_K, d), offsetof(block_q2_K, dmin)};
-        case GgmlType::Q3_K:
-            return {offsetof(block_q3_K, d)};
-        case GgmlType::Q6_K:
-            return {offsetof(block_q6_K, d)};
-        case GgmlType::TQ2_0:
-            return {offsetof(block_tq2_0, d)};
-        case GgmlType::TQ1_0:
-            return {offsetof(block_tq1_0, d)};
-        default:
-            return {0};  // Q4_0, Q5_0, Q8_0, IQ4_NL, IQ4_XS
-    }
-}
-
 // A weight row of random bytes with finite random F16 scales: every bit pattern of quants,
 // sub-block scales and high bits occurs.
 std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) {
@@ -92,7 +68,7 @@ std::vector<uint8_t> random_blocks(std::mt19937& rng, GgmlType type, int64_t n) 
         return w;
     }
     for (size_t block = 0; block < w.size() / info.bytes_per_block; ++block)
-        for (size_t off : half_fields(type)) {
+        for (size_t off : vec_dot::half_scale_offsets(type)) {
             const uint16_t h = f32_to_f16(scale(rng));
             std::memcpy(w.data() + block * info.bytes_per_block + off, &h, 2);
         }

@@ -7,34 +7,13 @@
 #include <algorithm>
 
 #include "engine/cuda/cuda_common.cuh"
+#include "engine/cuda/cuda_reduce.cuh"
 #include "engine/cuda/cuda_stats_kernels.h"
 
 namespace quantlens::cuda {
 namespace {
 
-constexpr int kWarp = 32;
 constexpr int kThreads = 256;
-
-template <typename V>
-__device__ V warp_sum(V v) {
-    for (int o = kWarp / 2; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-    return v;
-}
-
-// Sum over the block in a fixed tree (blockDim.x a multiple of 32, ≤ 1024); every thread
-// gets the result.
-template <typename V>
-__device__ V block_sum(V v) {
-    __shared__ V part[32];
-    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
-    v = warp_sum(v);
-    __syncthreads();  // part[] may still be read by a previous call
-    if (lane == 0) part[warp] = v;
-    __syncthreads();
-    const int n_warps = blockDim.x / kWarp;
-    V t = lane < n_warps ? part[lane] : V(0);
-    return warp_sum(t);
-}
 
 __device__ unsigned long long block_max(unsigned long long v) {
     __shared__ unsigned long long part[32];
