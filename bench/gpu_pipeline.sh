@@ -66,7 +66,7 @@ step quantize_recipe "$BIN" quantize "$CKPT" --recipe "$OUT/recipe.json" \
     --imatrix "$OUT/imatrix.dat" -o "$OUT/recipe.gguf"
 step verify "$BIN" verify "$OUT/recipe.gguf" "$OUT/Q4_K_M.gguf" "$OUT/Q3_K_M.gguf" \
     --base "$CKPT" --text "$EVAL" --chunks 100 --gpu \
-    --out-dir "$OUT/verify" --json "$OUT/verify.json"
+    --presets none --out-dir "$OUT/verify" --json "$OUT/verify.json"
 kill $SMI 2>/dev/null || true
 sleep 0.5
 

@@ -11,7 +11,8 @@ namespace quantlens {
 
 std::string hash_bytes(std::span<const uint8_t> bytes);
 std::string hash_string(const std::string& s);
-// Hash of several files' contents (in the given order), streamed through mmap.
+// Hash of several files' contents (in the given order), read in large blocks. Memoized per
+// process on each file's path, inode, size and modification time.
 std::string hash_files(const std::vector<std::string>& paths);
 
 }  // namespace quantlens

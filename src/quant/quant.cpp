@@ -6,6 +6,7 @@
 #include "quant/quant.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cmath>
 #include <cstring>
@@ -112,15 +113,28 @@ void check_request(GgmlType type, int64_t n_rows, int64_t n_per_row) {
              tr.name, n_per_row, tr.block_size);
 }
 
+// In parallel: a serial pass over an 8B model's weights costs as much as quantizing them on 16
+// threads. The lowest bad index is reported, so the message does not depend on scheduling.
 void check_finite(GgmlType type, const float* src, int64_t n_rows, int64_t n_per_row) {
     const int64_t n = n_rows * n_per_row;
-    for (int64_t i = 0; i < n; ++i) {
-        if (!std::isfinite(src[i]))
-            fail(
-                "quantize to {}: weight at row {}, column {} is {}; quantization needs finite "
-                "weights",
-                quant_traits(type).name, i / n_per_row, i % n_per_row, src[i]);
-    }
+    std::atomic<int64_t> first_bad{n};
+    parallel_for(
+        static_cast<size_t>(n),
+        [&](size_t i0, size_t i1) {
+            for (size_t i = i0; i < i1; ++i) {
+                if (std::isfinite(src[i])) continue;
+                int64_t seen = first_bad.load();
+                while (static_cast<int64_t>(i) < seen &&
+                       !first_bad.compare_exchange_weak(seen, static_cast<int64_t>(i))) {
+                }
+                return;
+            }
+        },
+        size_t{1} << 18);
+    const int64_t i = first_bad.load();
+    if (i < n)
+        fail("quantize to {}: weight at row {}, column {} is {}; quantization needs finite weights",
+             quant_traits(type).name, i / n_per_row, i % n_per_row, src[i]);
 }
 
 // Rows per parallel chunk: enough work per task to amortize scheduling.

@@ -19,6 +19,7 @@
 #include "core/ggml_type.h"
 #include "core/half.h"
 #include "core/output_file.h"
+#include "core/parallel.h"
 #include "core/progress.h"
 #include "formats/gguf.h"
 #include "quant/quant.h"
@@ -76,13 +77,26 @@ void produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q
     const bool via_f16 = options.f16_intermediate && q.quantized &&
                          model.source() == Model::Source::HuggingFace &&
                          (q.written == GgmlType::F16 || !is_float(q.written));
+    // Element-wise passes run in parallel: on 16 threads a serial pass over a tensor costs as
+    // much as quantizing it.
+    constexpr size_t elementwise_chunk = size_t{1} << 18;
     if (via_f16)
-        for (float& v : x) v = round_to_f16(v);
+        parallel_for(
+            x.size(),
+            [&](size_t i0, size_t i1) {
+                for (size_t i = i0; i < i1; ++i) x[i] = round_to_f16(x[i]);
+            },
+            elementwise_chunk);
 
     out.resize(ggml_row_size(q.written, n_per_row) * static_cast<size_t>(src.n_rows()));
     if (q.written == GgmlType::BF16) {
         auto* y = reinterpret_cast<uint16_t*>(out.data());
-        for (size_t i = 0; i < x.size(); ++i) y[i] = f32_to_bf16(x[i]);
+        parallel_for(
+            x.size(),
+            [&](size_t i0, size_t i1) {
+                for (size_t i = i0; i < i1; ++i) y[i] = f32_to_bf16(x[i]);
+            },
+            elementwise_chunk);
         return;
     }
     const size_t mat_bytes =
