@@ -183,9 +183,10 @@ __device__ RowNorm row_norm(const float* z, int64_t V) {
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
         m = better(m, ArgMax{z[v], static_cast<int32_t>(v)});
     m = block_argmax(m);
+    // expf, summed in double: each term to an ulp, and a double exp per vocabulary entry costs
+    // the sweep seconds (it runs for every item over 8,192 rows × the vocabulary).
     double sum = 0.0;
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
-        sum += exp(static_cast<double>(z[v] - m.v));
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) sum += expf(z[v] - m.v);
     sum = block_sum(sum);
     return {m.v, m.i, m.v + static_cast<float>(log(sum))};
 }
@@ -210,7 +211,7 @@ __global__ void score_rows_k(const float* logits, int64_t S, int64_t R, int64_t 
     double k = 0.0;
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
         const float logp = z[v] - rn.lse;
-        k += exp(static_cast<double>(ref[v])) * (static_cast<double>(ref[v]) - logp);
+        k += static_cast<double>(expf(ref[v])) * (static_cast<double>(ref[v]) - logp);
     }
     k = block_sum(k);
     if (threadIdx.x == 0) {
