@@ -17,8 +17,10 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdlib>
 #include <future>
 #include <span>
+#include <string>
 #include <unordered_map>
 
 #include "core/error.h"
@@ -26,6 +28,7 @@
 #include "core/parallel.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
+#include "engine/cuda/flash_attention.h"
 #include "engine/cuda/fake_quant.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
@@ -87,6 +90,7 @@ uint64_t name_hash(const std::string& s) {
 struct CudaEngine::Impl {
     ModelConfig c;
     CudaEngineOptions opt;
+    bool flash = false;  // attention() takes flash_attention.h's kernel
     Dtype dt = Dtype::BF16;
     cudaDataType_t cdt = CUDA_R_16BF;
     size_t esize = 2;  // bytes per stored element
@@ -448,6 +452,11 @@ struct CudaEngine::Impl {
 
     void attention(int64_t B, int64_t T) {
         const int64_t H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim, G = H / KV;
+        if (flash) {
+            launch_flash_attention(q.as(), k.as(), v.as(), att.as(), B, T, H, KV, D,
+                                   1.0f / std::sqrt(static_cast<float>(D)));
+            return;
+        }
         const int64_t batch = B * H;
         scores.resize(static_cast<size_t>(batch * T * T) * 4);
         probs.resize(static_cast<size_t>(batch * T * T) * esize);
@@ -569,6 +578,10 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             break;
     }
     QL_CUDA(cudaSetDevice(options.device));
+    const char* flash_env = std::getenv("QUANTLENS_FLASH_ATTENTION");
+    m.flash = options.flash_attention && !options.ggml_numerics &&
+              !(flash_env && std::string(flash_env) == "0") &&
+              flash_attention_supports(m.dt, c.head_dim);
     QL_CUBLAS(cublasCreate(&m.blas));
 
     const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;

@@ -53,6 +53,10 @@ struct CudaEngineOptions {
     // quantized one: engine/kernels.h's ggml_act_rounding), Q, K and V are rounded to F16 (its
     // F16 KV cache) and so are the attention probabilities. Needs Precision::F32.
     bool ggml_numerics = false;
+    // Attention through flash_attention.h where it applies (F16 storage, head_dim 64 or 128,
+    // not ggml_numerics, whose F16 probabilities are normalized before P·V); otherwise scores
+    // and probabilities are materialized. QUANTLENS_FLASH_ATTENTION=0 turns it off (A/B runs).
+    bool flash_attention = true;
 };
 
 // True when a CUDA device can be used; otherwise `why` says what is missing.
