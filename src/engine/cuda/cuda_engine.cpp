@@ -28,8 +28,8 @@
 #include "core/parallel.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
-#include "engine/cuda/flash_attention.h"
 #include "engine/cuda/fake_quant.h"
+#include "engine/cuda/flash_attention.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
 #include "model/model.h"
@@ -91,6 +91,7 @@ struct CudaEngine::Impl {
     ModelConfig c;
     CudaEngineOptions opt;
     bool flash = false;  // attention() takes flash_attention.h's kernel
+    cublasComputeType_t compute = CUBLAS_COMPUTE_32F;  // every GEMM's (see CudaEngineOptions::tf32)
     Dtype dt = Dtype::BF16;
     cudaDataType_t cdt = CUDA_R_16BF;
     size_t esize = 2;  // bytes per stored element
@@ -370,8 +371,7 @@ struct CudaEngine::Impl {
         QL_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(M),
                                static_cast<int>(N), static_cast<int>(K), &alpha, W, cdt,
                                static_cast<int>(K), X, cdt, static_cast<int>(K), &beta, Y, ytype,
-                               static_cast<int>(ldy < 0 ? M : ldy), CUBLAS_COMPUTE_32F,
-                               CUBLAS_GEMM_DEFAULT));
+                               static_cast<int>(ldy < 0 ? M : ldy), compute, CUBLAS_GEMM_DEFAULT));
     }
 
     // Y[N, M] (ldy) = X[N, K] · Wᵀ + beta·Y for the weight slot `slot` (from element offset
@@ -489,7 +489,7 @@ struct CudaEngine::Impl {
             blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(T), static_cast<int>(T),
             static_cast<int>(D), &scale, arr(0), cdt, static_cast<int>(KV * D), arr(1), cdt,
             static_cast<int>(H * D), &zero, const_cast<void**>(arr(2)), CUDA_R_32F,
-            static_cast<int>(T), static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            static_cast<int>(T), static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT));
         launch_causal_softmax(scores.as<float>(), probs.as(), dt, batch * T, T);
         if (opt.ggml_numerics)  // F32 storage: round as ggml's F16 probabilities
             launch_round_activations(probs.as<float>(), batch * T, T, ActRound::F16);
@@ -498,7 +498,7 @@ struct CudaEngine::Impl {
             blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(D), static_cast<int>(T),
             static_cast<int>(T), &one, arr(3), cdt, static_cast<int>(KV * D), arr(4), cdt,
             static_cast<int>(T), &zero, const_cast<void**>(arr(5)), cdt, static_cast<int>(H * D),
-            static_cast<int>(batch), CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT));
+            static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT));
     }
 
     void ffn_moe(const LayerSlots& ls, float* h, int64_t N) {
@@ -579,6 +579,10 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     }
     QL_CUDA(cudaSetDevice(options.device));
     const char* flash_env = std::getenv("QUANTLENS_FLASH_ATTENTION");
+    const char* tf32_env = std::getenv("QUANTLENS_TF32");
+    if (m.dt == Dtype::F32 && (options.tf32 || (tf32_env && std::string(tf32_env) == "1")) &&
+        !(tf32_env && std::string(tf32_env) == "0"))
+        m.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
     m.flash = options.flash_attention && !options.ggml_numerics &&
               !(flash_env && std::string(flash_env) == "0") &&
               flash_attention_supports(m.dt, c.head_dim);

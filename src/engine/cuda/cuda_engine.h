@@ -55,8 +55,16 @@ struct CudaEngineOptions {
     bool ggml_numerics = false;
     // Attention through flash_attention.h where it applies (F16 storage, head_dim 64 or 128,
     // not ggml_numerics, whose F16 probabilities are normalized before P·V); otherwise scores
-    // and probabilities are materialized. QUANTLENS_FLASH_ATTENTION=0 turns it off (A/B runs).
-    bool flash_attention = true;
+    // and probabilities are materialized. Off: on an H100 it measured 3 % slower per 8B layer
+    // than the materialized path (bench/RESULTS.md). QUANTLENS_FLASH_ATTENTION=1/0 overrides.
+    bool flash_attention = false;
+    // F32 storage (ggml_numerics) may multiply on TF32 tensor cores (cuBLAS's FAST_TF32): GEMM
+    // inputs are then rounded to 11 significant bits inside the GEMM. F16 and BF16 values
+    // (weights, ggml's F16 Q/K/V and probabilities) pass exactly; dequantized weights and
+    // Q8_0/Q8_K-rounded activations move by at most 2^-11 of their value. Off until measured on
+    // a GPU: full F32 runs an 8B at ~2,050 tokens/s (bench/RESULTS.md). QUANTLENS_TF32=1/0
+    // overrides.
+    bool tf32 = false;
 };
 
 // True when a CUDA device can be used; otherwise `why` says what is missing.
