@@ -3,6 +3,8 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -346,11 +348,29 @@ void open_context(SweepContext& ctx, const SweepOptions& opt) {
             ctx.all_tensors.push_back(t.name);
 }
 
+// QUANTLENS_PROFILE=1: wall time of the sweep's phases outside the item loop, on stderr (the
+// CUDA backend adds its device split of the loop when it ends).
+class PhaseClock {
+  public:
+    void lap(const char* phase) {
+        if (!on_) return;
+        const auto now = std::chrono::steady_clock::now();
+        std::fprintf(stderr, "profile: %s %.1f s\n", phase,
+                     std::chrono::duration<double>(now - last_).count());
+        last_ = now;
+    }
+
+  private:
+    bool on_ = std::getenv("QUANTLENS_PROFILE") != nullptr;
+    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
+};
+
 // The reference pass (engine, backend, prefix cache); returns the "reference" artifact.
-json prepare_context(SweepContext& ctx) {
+json prepare_context(SweepContext& ctx, PhaseClock& clock) {
     Tokenizer tokenizer = Tokenizer::load(*ctx.model);
     const EvalChunks chunks =
         load_eval_chunks(tokenizer, ctx.opt.eval_text, ctx.opt.ctx, ctx.opt.n_tokens / ctx.opt.ctx);
+    clock.lap("tokenize");
     EngineOptions eo;
     eo.f16_weights = ctx.opt.f16_weights;
     eo.ggml_numerics = ctx.opt.ggml_numerics;
@@ -362,6 +382,7 @@ json prepare_context(SweepContext& ctx) {
                        ? GptqRounding::on_gpu(*ctx.model, tokenizer, gptq, "sweep --gptq --gpu")
                        : std::make_unique<GptqRounding>(*ctx.engine, tokenizer, gptq);
     ctx.backend = make_sweep_backend(ctx);
+    clock.lap("load the weights");
     const auto t_prep = std::chrono::steady_clock::now();
     if (ctx.opt.experts) {  // the routing of the reference pass, through the engine's hook
         QL_CHECK(ctx.engine != nullptr, "sweep --experts: routing counts need the CPU engine");
@@ -372,6 +393,7 @@ json prepare_context(SweepContext& ctx) {
     if (ctx.routing) ctx.routing->detach(*ctx.engine);
     const double prep_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
+    clock.lap("reference pass");
     return {{"n_chunks", chunks.n_chunks},
             {"n_ctx", chunks.n_ctx},
             {"n_scored", chunks.n_scored()},
@@ -480,7 +502,8 @@ std::string SweepMeasurer::text_hash() const {
 }
 
 std::string SweepMeasurer::prepare() {
-    return prepare_context(impl_->ctx).dump();
+    PhaseClock clock;
+    return prepare_context(impl_->ctx, clock).dump();
 }
 
 std::map<std::string, double> SweepMeasurer::measure(const std::string& unit,
@@ -746,8 +769,11 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job, not a sweep", id,
              jobs::kind_name(job.kind));
     SweepContext ctx;
+    PhaseClock clock;
     open_context(ctx, SweepOptions::from_json(json::parse(job.params)));
+    clock.lap("open the model");
     store.check_inputs(id, ctx.model->content_hash(), text_hash(ctx.opt.eval_text));
+    clock.lap("check the inputs' hashes");
     if (!ctx.opt.gptq_hash.empty())
         QL_CHECK(text_hash(ctx.opt.gptq_text) == ctx.opt.gptq_hash,
                  "{}: job {}: the --gptq calibration text '{}' changed since the job started",
@@ -758,7 +784,7 @@ bool run_sweep(jobs::Store& store, int64_t id) {
     if (pending.empty()) return true;
 
     store.set_message(id, "reference pass");
-    put_reference_artifact(store, id, job.params, prepare_context(ctx).dump());
+    put_reference_artifact(store, id, job.params, prepare_context(ctx, clock).dump());
     if (ctx.routing) store.put_artifact(id, {"routing", true, ctx.routing->to_json().dump()});
 
     // Budget mode: the proxy orders the work (most damaging first) so a time budget spends
@@ -814,6 +840,7 @@ bool run_sweep(jobs::Store& store, int64_t id) {
         progress.advance();
     }
     progress.finish();
+    clock.lap("items");
     return true;
 }
 
