@@ -29,7 +29,8 @@ for k in ("sdpa", "eager"):
           f"ours / torch = {e['tokens_per_s'] / r['tokens_per_s']:.2f}x")
 print(f"sweep: prepare {o['sweep_prepare_s']:.2f} s; evaluate from layer 0 "
       f"{o['evaluate_from_s'][0]:.3f} s, from the head {o['evaluate_from_s'][-1]:.3f} s")
-print(f"full sweep {s['tensors']} tensors x 8 types extrapolated: {s['seconds_8_types']:.0f} s "
+print(f"ESTIMATE, not a measurement (bench/gpu_pipeline.sh measures the real sweep): full sweep "
+      f"{s['tensors']} tensors x 8 types extrapolated: {s['seconds_8_types']:.0f} s "
       f"({s['seconds_8_types'] / 60:.2f} min), mean {s['per_unit_mean_s']:.3f} s per unit")
 naive = 226 * 8 * 8192 / t["sdpa"]["tokens_per_s"]
 print(f"naive torch SDPA sweep (full forward per unit): {naive:.0f} s ({naive / 60:.1f} min)")
