@@ -2,6 +2,8 @@
 // follow a smooth law, they are not measurements): the GGUF header estimate equals the header
 // quantize writes and the predicted size is the written file's, the interaction factor is the
 // median ratio of the "(all)" items to the per-tensor sums, and pins hold under any budget.
+// On a real sweep (tests/fixtures/sweeps/llama-8m-tails.json), --objective p99 chooses another
+// recipe than the mean, and every prediction (mean, p99, p99.9) is its sum × its own factor.
 #include <gtest/gtest.h>
 
 #include <cmath>
