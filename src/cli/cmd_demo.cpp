@@ -5,6 +5,7 @@
 //   llama.cpp's Q4_K_M → quantize → verify against Q4_K_M and Q3_K_M → report.
 // Everything lands in ./quantlens-demo/ and the sweep is a job in the default store, so
 // `quantlens serve` shows it too.
+#include <cmath>
 #include <filesystem>
 
 #include <fmt/format.h>
@@ -101,9 +102,10 @@ int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
     pr.target_bytes = 5373408;
     const PlanOutcome plan = plan_from_job(store, pr);
     save_recipe(plan.recipe, recipe_path, ow);
-    fmt::print("recipe {}: {:.3f} MB, {:.3f} bpw, predicted KLD {:.5f}\n", recipe_path,
-               plan.recipe.predicted_size_bytes / 1e6, plan.recipe.predicted_bpw,
-               plan.recipe.predicted_kld);
+    fmt::print(
+        "recipe {}: {:.3f} MB, {:.3f} bpw, predicted KLD {:.5f} (p99 {:.5f}, p99.9 {:.5f})\n",
+        recipe_path, plan.recipe.predicted_size_bytes / 1e6, plan.recipe.predicted_bpw,
+        plan.recipe.predicted_kld, plan.recipe.predicted_kld_p99, plan.recipe.predicted_kld_p999);
 
     step(5, "quantize the recipe into a GGUF (bit-exact ggml quantizers)");
     QuantizeOptions qo;
@@ -129,6 +131,11 @@ int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
     nlohmann::json plan_art = {{"size_bytes", plan.recipe.predicted_size_bytes},
                                {"bpw", plan.recipe.predicted_bpw},
                                {"predicted_kld", plan.recipe.predicted_kld}};
+    // Tails when the sweep recorded them (JSON has no NaN).
+    if (std::isfinite(plan.recipe.predicted_kld_p99))
+        plan_art["predicted_kld_p99"] = plan.recipe.predicted_kld_p99;
+    if (std::isfinite(plan.recipe.predicted_kld_p999))
+        plan_art["predicted_kld_p999"] = plan.recipe.predicted_kld_p999;
     nlohmann::json tensors = nlohmann::json::object(), frontier = nlohmann::json::array();
     for (const auto& [name, type] : plan.recipe.tensors)
         tensors[name] = ggml_type_display_name(type);

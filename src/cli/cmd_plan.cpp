@@ -3,6 +3,7 @@
 // llama.cpp and GPTQModel, and stored in the job for the report.
 #include <fmt/format.h>
 
+#include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -23,7 +24,8 @@ namespace {
 
 struct PlanArgs {
     int64_t job = 0;
-    std::string target_size, types, min_type, max_type, metric = "kld", store, output, name;
+    std::string target_size, types, min_type, max_type, metric = "kld", objective = "mean", store,
+                                                        output, name;
     std::string export_llama, export_gptq, frontier_out, format = "ggml";
     double target_bpw = 0;
     bool knee = false, json = false, force = false;
@@ -40,21 +42,32 @@ std::vector<std::pair<std::string, std::string>> model_tensor_names(const Recipe
 }
 
 // plan --format gptq (analysis/plan/gptq_plan.h): a GPTQ recipe and its quantization_config.
-// The frontier as --frontier writes it and the stored plan artifact holds it.
-nlohmann::json frontier_json(const std::vector<FrontierPoint>& points, int64_t n_params) {
+// The frontier as --frontier writes it and the stored plan artifact holds it: the objective's
+// prediction at each size ("predicted_kld", or "predicted_kld_p99" for --objective p99).
+nlohmann::json frontier_json(const std::vector<FrontierPoint>& points, int64_t n_params,
+                             const std::string& objective = "mean") {
+    const char* key = objective == "p99" ? "predicted_kld_p99" : "predicted_kld";
     nlohmann::json out = nlohmann::json::array();
     for (const auto& p : points)
         out.push_back(
             {{"size_bytes", p.bytes},
              {"bpw", bits_per_weight(static_cast<double>(p.bytes), static_cast<double>(n_params))},
-             {"predicted_kld", p.error}});
+             {key, p.error}});
     return out;
+}
+
+// A prediction that may be unknown (no tails in the sweep): null in JSON, "-" in text.
+nlohmann::json number_or_null(double v) {
+    return std::isfinite(v) ? nlohmann::json(v) : nlohmann::json(nullptr);
+}
+std::string number_or_dash(double v) {
+    return std::isfinite(v) ? fmt::format("{:.5f}", v) : "-";
 }
 
 int run_gptq_plan(const PlanArgs& a) {
     QL_CHECK(!a.knee && a.pins.empty() && a.ties.empty() && a.min_type.empty() &&
-                 a.max_type.empty() && a.export_llama.empty(),
-             "plan --format gptq: --knee, --pin, --tie, --min-type, --max-type and "
+                 a.max_type.empty() && a.export_llama.empty() && a.objective == "mean",
+             "plan --format gptq: --knee, --pin, --tie, --min-type, --max-type, --objective and "
              "--export-llama-cpp belong to ggml plans");
     GptqPlanRequest req;
     req.job_id = a.job;
@@ -116,6 +129,7 @@ int run_plan(const PlanArgs& a) {
     PlanRequest req;
     req.job_id = a.job;
     req.metric = a.metric;
+    req.objective = a.objective;
     req.knee = a.knee;
     const int modes =
         (a.knee ? 1 : 0) + (a.target_bpw > 0 ? 1 : 0) + (a.target_size.empty() ? 0 : 1);
@@ -153,15 +167,21 @@ int run_plan(const PlanArgs& a) {
     // Stored for the report and the web app's recipe editor.
     nlohmann::json tensors = nlohmann::json::object();
     for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
-    const nlohmann::json frontier = frontier_json(out.frontier, out.n_params);
-    const std::string name = !a.name.empty() ? a.name
-                             : a.knee        ? "knee"
-                             : a.target_bpw > 0
-                                 ? fmt::format("{}-bpw{:.2f}", a.metric, a.target_bpw)
-                                 : fmt::format("{}-size{}", a.metric, r.budget_value);
-    nlohmann::json art = {{"tensors", tensors},     {"size_bytes", r.predicted_size_bytes},
-                          {"bpw", r.predicted_bpw}, {"predicted_kld", r.predicted_kld},
-                          {"metric", a.metric},     {"interaction_factor", out.interaction_factor},
+    const nlohmann::json frontier = frontier_json(out.frontier, out.n_params, a.objective);
+    const std::string what = a.objective == "p99" ? a.metric + "-p99" : a.metric;
+    const std::string name = !a.name.empty()    ? a.name
+                             : a.knee           ? "knee"
+                             : a.target_bpw > 0 ? fmt::format("{}-bpw{:.2f}", what, a.target_bpw)
+                                                : fmt::format("{}-size{}", what, r.budget_value);
+    nlohmann::json art = {{"tensors", tensors},
+                          {"size_bytes", r.predicted_size_bytes},
+                          {"bpw", r.predicted_bpw},
+                          {"predicted_kld", r.predicted_kld},
+                          {"predicted_kld_p99", number_or_null(r.predicted_kld_p99)},
+                          {"predicted_kld_p999", number_or_null(r.predicted_kld_p999)},
+                          {"metric", a.metric},
+                          {"objective", a.objective},
+                          {"interaction_factor", out.interaction_factor},
                           {"frontier", frontier}};
     store.put_artifact(a.job, {"plan:" + name, true, art.dump()});
 
@@ -192,11 +212,19 @@ int run_plan(const PlanArgs& a) {
     for (const auto& [unit, type] : out.choices) counts[type]++;
     std::string mix;
     for (const auto& [t, c] : counts) mix += fmt::format("{}×{} ", c, t);
+    // Σ per-tensor mean ΔKLD of the choice, whichever objective chose it.
+    const double mean_sum =
+        a.objective == "p99" ? r.predicted_kld / out.interaction_factor : out.raw_error;
     fmt::print(
-        "\nplan ({}, metric {}): {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD {:.6f} "
-        "(Σ {:.6f} × interaction {:.3f}); mix: {}\n",
-        r.budget_kind, a.metric, r.predicted_size_bytes, r.predicted_size_bytes / 1e6,
-        r.predicted_bpw, r.predicted_kld, out.raw_error, out.interaction_factor, mix);
+        "\nplan ({}, metric {}, objective {}): {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD "
+        "{:.6f} (Σ {:.6f} × interaction {:.3f}), p99 {}, p99.9 {}; mix: {}\n",
+        r.budget_kind, a.metric, a.objective, r.predicted_size_bytes, r.predicted_size_bytes / 1e6,
+        r.predicted_bpw, r.predicted_kld, mean_sum, out.interaction_factor,
+        number_or_dash(r.predicted_kld_p99), number_or_dash(r.predicted_kld_p999), mix);
+    if (a.objective == "p99")
+        fmt::print(
+            "objective p99: minimized Σ per-tensor Δp99 KLD = {:.6f} (× interaction {:.3f})\n",
+            out.raw_error, out.interaction_factor_p99);
     fmt::print(
         "size = tensors + {} bytes kept in float + {} bytes of GGUF header; grain {} bytes\n",
         out.unquantized_bytes, out.header_bytes, out.grain_bytes);
@@ -222,6 +250,10 @@ QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optim
     cmd.add_flag("--knee", a->knee,
                  "Jump knee: per tensor, stop before the first disproportionate error jump");
     cmd.add_option("--metric", a->metric, "kld | ppl | proxy (imatrix-weighted weight error)")
+        ->capture_default_str();
+    cmd.add_option("--objective", a->objective,
+                   "mean | p99: minimize Σ per-tensor mean ΔKLD, or Σ per-tensor Δp99 KLD (an "
+                   "additive proxy of the mix's p99; needs a sweep that recorded kld_p99)")
         ->capture_default_str();
     cmd.add_option("--types", a->types, "Restrict to these types");
     cmd.add_option("--min-type", a->min_type, "No type below this one's bits");

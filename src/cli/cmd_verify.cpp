@@ -29,6 +29,8 @@ struct VerifyArgs {
     VerifyOptions opt;
     bool no_ggml_numerics = false;
     bool force = false;
+    std::string llama_cpp_dir;
+    CLI::Option* llama_cpp = nullptr;  // given (with or without DIR)?
 };
 
 // verify --format gptq (analysis/studies/gptq_verify.h): GPTQ recipes by fake quantization.
@@ -64,6 +66,11 @@ int run_verify_command(VerifyArgs& a) {
              "verify: --base MODEL and --text FILE are required");
     QL_CHECK(a.format == "ggml" || a.format == "gptq",
              "verify: --format must be ggml or gptq, not '{}'", a.format);
+    const bool llama_cpp = a.llama_cpp && a.llama_cpp->count() > 0;
+    if (llama_cpp) a.opt.llama_cpp_dir = a.llama_cpp_dir;
+    QL_CHECK(!llama_cpp || a.format == "ggml",
+             "verify --format gptq: --llama-cpp needs GGUF files (GPTQ recipes are "
+             "fake-quantized, never written as GGUF)");
     if (a.format == "gptq") {
         const nlohmann::json j = run_gptq_verify_command(a);
         if (!a.json_out.empty())
@@ -141,6 +148,11 @@ QL_COMMAND(verify,
     cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
     cmd.add_option("--job", a->job, "Store the table in this sweep job (for the report)");
     cmd.add_option("--store", a->store, "Job store (of --job and of the recipes' sweep jobs)");
+    a->llama_cpp = cmd.add_option("--llama-cpp", a->llama_cpp_dir,
+                                  "Also run llama.cpp's llama-perplexity (on PATH, or in DIR, "
+                                  "DIR/bin, DIR/build/bin) on every candidate, KLD against the "
+                                  "base's logits on the same windows, beside our figures")
+                       ->expected(0, 1);
     cmd.add_flag("--allow-overlap", a->opt.allow_overlap,
                  "Verify a recipe on text that shares windows with its sweep's text (warns "
                  "instead of refusing)");

@@ -42,6 +42,9 @@ struct PerturbedStats {
     int64_t n_scored = 0;
     double kld_sum = 0;  // Σ KL(p_ref ‖ p)
     double kld_max = 0;
+    // Per-token KL(p_ref ‖ p) in scoring order, for the tails (p99, p99.9); empty when the
+    // backend does not return them (then no tail is recorded, never a guessed one).
+    std::vector<float> token_kld;
     double nll_sum = 0;             // Σ −log p(next token)
     double ref_nll_sum = 0;         // the reference's Σ −log p(next token)
     int64_t top1_same = 0;          // argmax agrees with the reference

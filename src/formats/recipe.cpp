@@ -32,9 +32,12 @@ json to_json(const Recipe& r) {
     j["model_hash"] = r.model_hash;
     j["job_id"] = r.job_id;
     j["metric"] = r.metric;
+    j["objective"] = r.objective;
     j["budget"] = {{"kind", r.budget_kind}, {"value", r.budget_value}};
     j["predicted"] = {
         {"size_bytes", r.predicted_size_bytes}, {"bpw", r.predicted_bpw}, {"kld", r.predicted_kld}};
+    if (std::isfinite(r.predicted_kld_p99)) j["predicted"]["kld_p99"] = r.predicted_kld_p99;
+    if (std::isfinite(r.predicted_kld_p999)) j["predicted"]["kld_p999"] = r.predicted_kld_p999;
     j["default_type"] = ggml_type_display_name(r.default_type);
     json tensors = json::object();
     for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
@@ -94,8 +97,8 @@ Recipe from_json(const json& j, const std::string& path) {
     QL_CHECK(j.contains("tensors") && j["tensors"].is_object(),
              "{}: recipe has no 'tensors' map (tensor name → type)", path);
     check_keys(j,
-               {"format", "version", "model", "model_hash", "job_id", "metric", "budget",
-                "predicted", "default_type", "tensors", "notes", "gptq"},
+               {"format", "version", "model", "model_hash", "job_id", "metric", "objective",
+                "budget", "predicted", "default_type", "tensors", "notes", "gptq"},
                path, "");
     QL_CHECK(string_field(j, "format", "quantlens-recipe", path) == "quantlens-recipe",
              "{}: 'format' must be \"quantlens-recipe\"", path);
@@ -109,6 +112,9 @@ Recipe from_json(const json& j, const std::string& path) {
         r.job_id = j["job_id"].get<int64_t>();
     }
     r.metric = string_field(j, "metric", "kld", path);
+    r.objective = string_field(j, "objective", "mean", path);
+    QL_CHECK(r.objective == "mean" || r.objective == "p99",
+             "{}: 'objective' must be \"mean\" or \"p99\", got \"{}\"", path, r.objective);
     if (j.contains("budget") && !j["budget"].is_null()) {
         const auto& b = j["budget"];
         QL_CHECK(b.is_object(), "{}: 'budget' must be an object {{kind, value}}", path);
@@ -119,13 +125,15 @@ Recipe from_json(const json& j, const std::string& path) {
     if (j.contains("predicted") && !j["predicted"].is_null()) {
         const auto& p = j["predicted"];
         QL_CHECK(p.is_object(), "{}: 'predicted' must be an object {{size_bytes, bpw, kld}}", path);
-        check_keys(p, {"size_bytes", "bpw", "kld"}, path, "predicted.");
+        check_keys(p, {"size_bytes", "bpw", "kld", "kld_p99", "kld_p999"}, path, "predicted.");
         const double size = number_field(p, "size_bytes", 0, path, "predicted.");
         QL_CHECK(size >= 0 && size < 1e18, "{}: 'predicted.size_bytes' {} is out of range", path,
                  size);
         r.predicted_size_bytes = static_cast<uint64_t>(size);
         r.predicted_bpw = number_field(p, "bpw", 0, path, "predicted.");
         r.predicted_kld = number_field(p, "kld", std::nan(""), path, "predicted.");
+        r.predicted_kld_p99 = number_field(p, "kld_p99", std::nan(""), path, "predicted.");
+        r.predicted_kld_p999 = number_field(p, "kld_p999", std::nan(""), path, "predicted.");
     }
     if (j.contains("default_type"))
         r.default_type =

@@ -4,7 +4,9 @@
 //   { "format": "quantlens-recipe", "version": 1,
 //     "model": "path", "model_hash": "xxh64 hex", "job_id": 12, "metric": "kld",
 //     "budget": {"kind": "size"|"bpw"|"knee", "value": 5373408},
-//     "predicted": {"size_bytes": 5373408, "bpw": 5.12, "kld": 0.0116},
+//     "objective": "mean",                                   // or "p99" (plan --objective)
+//     "predicted": {"size_bytes": 5373408, "bpw": 5.12, "kld": 0.0116,
+//                   "kld_p99": 0.061, "kld_p999": 0.19},     // tails only when the sweep had them
 //     "default_type": "Q4_K",
 //     "tensors": {"blk.0.attn_q.weight": "Q5_K", ...},       // GGUF names
 //     "notes": ["blk.0.ffn_down.weight: Q4_K → Q5_0 (row 896 not a multiple of 256)"],
@@ -17,6 +19,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <map>
 #include <string>
 #include <vector>
@@ -37,6 +40,11 @@ struct Recipe {
     uint64_t predicted_size_bytes = 0;
     double predicted_bpw = 0;
     double predicted_kld = 0;
+    // Predicted tails of per-token KLD (plan_job.h: Σ per-tensor Δ quantile × its interaction
+    // factor, an additive proxy); NaN when the sweep recorded no tails.
+    double predicted_kld_p99 = std::numeric_limits<double>::quiet_NaN();
+    double predicted_kld_p999 = std::numeric_limits<double>::quiet_NaN();
+    std::string objective = "mean";  // what the knapsack minimized: "mean" or "p99" KLD
     GgmlType default_type = GgmlType::Q4_K;
     std::map<std::string, GgmlType> tensors;  // GGUF name → type
     std::vector<std::string> notes;

@@ -22,6 +22,10 @@ inline constexpr const char* w_imat_rel = "w_imat_rel";  // imatrix-weighted rel
 inline constexpr const char* bytes = "bytes";  // bytes of the unit's tensors at the type
 inline constexpr const char* bpw = "bpw";
 inline constexpr const char* fallbacks = "fallbacks";  // tensors stored at the fallback type
+// Tails of the per-token KLD (quantiles by analysis/measure/kld.h's sorted_quantile), recorded
+// when the sweep's backend returns per-token values (PerturbedStats::token_kld):
+inline constexpr const char* kld_p99 = "kld_p99";    // 99th percentile of per-token KLD
+inline constexpr const char* kld_p999 = "kld_p999";  // 99.9th percentile
 // Expert units (sweep --experts): the share of routed token slots the expert received.
 inline constexpr const char* route_share = "route_share";
 

@@ -19,10 +19,15 @@
 //                                                          // one per measured (unit, type);
 //                                                          // NaN values are written as null
 //     "plans": [ { "name", "tensors": { tensor: type }, "size_bytes", "bpw", "predicted_kld",
-//                  "frontier": [ { "size_bytes", "bpw", "predicted_kld" } ] } ]
+//                  "predicted_kld_p99", "predicted_kld_p999" (null without tails),
+//                  "objective": "mean" | "p99",
+//                  "frontier": [ { "size_bytes", "bpw", "predicted_kld" (or, for objective
+//                                  p99, "predicted_kld_p99") } ] } ]
 //                                                          // artifacts "plan:<name>", by name
-//     "verify": { "rows": [ { "name", "size_bytes", "bpw", "ppl", "kld_mean", "top1",
-//                             "predicted_kld" } ] } | null // artifact "verify"
+//     "verify": { "rows": [ { "name", "size_bytes", "bpw", "ppl", "kld_mean", "kld_p99",
+//                             "kld_p999", "top1", "predicted_kld", "predicted_kld_p99",
+//                             "llama_cpp": {...} (verify --llama-cpp) } ] } | null
+//                                                          // artifact "verify"
 //     "calibration": { ... } | null                        // artifact "calibration", as stored
 //                                                          // (analysis/studies/calibrate.h): the
 //                                                          job's

@@ -78,6 +78,7 @@ nlohmann::json verified_recipes_json(const jobs::Store& store) {
                            {"kld_p99", number_or_null(row, "kld_p99")},
                            {"kld_p999", number_or_null(row, "kld_p999")},
                            {"kld_max", number_or_null(row, "kld_max")},
+                           {"top1", number_or_null(row, "top1")},
                            {"predicted_kld", number_or_null(row, "predicted_kld")},
                            {"verified_text", text},
                            {"n_tokens", number_or_null(doc, "n_tokens")}});

@@ -25,7 +25,7 @@ std::optional<PullProgress> last_pull_progress(const std::string& log_text,
                                                const std::string& repo);
 
 // {"recipes": [{"job", "model", "name", "path", "size_bytes", "bpw", "ppl", "kld_mean",
-//   "kld_p99", "kld_p999", "kld_max", "predicted_kld", "verified_text", "n_tokens"}]},
+//   "kld_p99", "kld_p999", "kld_max", "top1", "predicted_kld", "verified_text", "n_tokens"}]},
 // newest job first: the recipe rows (not the presets beside them) of every
 // job's verify artifact. An artifact that is not a verify table is skipped, never guessed at.
 nlohmann::json verified_recipes_json(const jobs::Store& store);

@@ -2,6 +2,7 @@
 // chunking, KLD statistics, the base log-prob file, and bad input.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -27,6 +28,25 @@ struct Fixture {
     Tokenizer tokenizer = Tokenizer::load(*model);
     std::string text = read_text_file(shared_dir() + "/data/eval.txt");
 };
+
+TEST(Eval, QuantilesInterpolateAtFractionTimesNMinusOne) {
+    // 1..100: p99 sits at index 98.01 (99.01), p99.9 at 98.901 (99.901), the median at 49.5.
+    std::vector<float> values;
+    for (int i = 100; i >= 1; --i) values.push_back(static_cast<float>(i));  // unsorted
+    const KldTails tails = kld_tails(values);
+    EXPECT_NEAR(tails.p99, 99.01, 1e-9);
+    EXPECT_NEAR(tails.p999, 99.901, 1e-9);
+    std::sort(values.begin(), values.end());
+    EXPECT_NEAR(sorted_quantile(values, 0.5), 50.5, 1e-12);
+    EXPECT_EQ(sorted_quantile(values, 0.0), 1.0);
+    EXPECT_EQ(sorted_quantile(values, 1.0), 100.0);
+    EXPECT_EQ(kld_tails({}).p99, 0.0);
+    // eval's accumulator takes the same quantiles.
+    EvalAccumulator acc;
+    for (const float v : values) acc.add(ScoredToken{1.0f, 1.0f, v, 0.0f, true});
+    EXPECT_EQ(acc.kld().kld_p99, tails.p99);
+    EXPECT_EQ(acc.kld().kld_p999, tails.p999);
+}
 
 TEST(Eval, ChunksFollowLlamaPerplexity) {
     Fixture f;

@@ -2,11 +2,15 @@
 // follow a smooth law, they are not measurements): the GGUF header estimate equals the header
 // quantize writes and the predicted size is the written file's, the interaction factor is the
 // median ratio of the "(all)" items to the per-tensor sums, and pins hold under any budget.
+// On a real sweep (tests/fixtures/sweeps/llama-8m-tails.json), --objective p99 chooses another
+// recipe than the mean, and every prediction (mean, p99, p99.9) is its sum × its own factor.
 #include <gtest/gtest.h>
 
 #include <cmath>
 #include <filesystem>
+#include <fstream>
 #include <memory>
+#include <nlohmann/json.hpp>
 #include <string>
 
 #include "analysis/plan/plan_job.h"
@@ -163,6 +167,109 @@ TEST(PlanJob, APinThatMatchesNothingIsRefusedByName) {
 
 TEST(PlanJob, APinToAnUnmeasuredTypeIsRefusedByName) {
     expect_pin_refused("attn_q", GgmlType::IQ2_XXS, "did not measure");
+}
+
+// A real sweep of llama-8m (tests/fixtures/sweeps/llama-8m-tails.json: 5 K-quant types × 58
+// tensors + "(all)", 4,096 tokens of calib.txt, llama.cpp's imatrix, --ggml-numerics) loaded
+// into a fresh store.
+FakeJob real_sweep_job() {
+    FakeJob f;
+    f.dir = fresh_dir("planjob-real");
+    f.store = std::make_unique<jobs::Store>(f.dir + "/jobs.sqlite");
+    std::ifstream in(std::string(QL_SOURCE_DIR) + "/tests/fixtures/sweeps/llama-8m-tails.json");
+    const nlohmann::json fx = nlohmann::json::parse(in);
+    jobs::NewJob nj;
+    nj.kind = jobs::JobKind::sweep;
+    nj.model = llama8m();
+    nj.params = nlohmann::json{{"granularity", "tensor"}, {"model", llama8m()}}.dump();
+    f.job = f.store->create_job(nj);
+    f.store->start(f.job);
+    std::vector<jobs::Unit> units;
+    for (const auto& u : fx.at("units"))
+        units.push_back({u.at("name"), u.at("layer"), u.at("role"), u.at("n_params"), "{}"});
+    f.store->add_units(f.job, units);
+    std::vector<jobs::WorkItem> items;
+    for (const auto& [unit, types] : fx.at("measurements").items())
+        for (const auto& [type, metrics] : types.items()) items.push_back({unit, type});
+    f.store->add_work_items(f.job, items);
+    for (const auto& [unit, types] : fx.at("measurements").items())
+        for (const auto& [type, metrics] : types.items()) {
+            jobs::Metrics m;
+            for (const auto& [k, v] : metrics.items()) m[k] = v.get<double>();
+            f.store->record_item(f.job, unit, type, m);
+        }
+    f.store->finish(f.job);
+    f.store->put_artifact(f.job,
+                          {"model_info", true, model_info_json(*Model::open(llama8m())).dump()});
+    return f;
+}
+
+// Σ of `metric` over a plan's choice, as measured per tensor.
+double choice_sum(jobs::Store& store, int64_t job, const PlanOutcome& out, const char* metric) {
+    double sum = 0;
+    for (const auto& [unit, type] : out.choices)
+        for (const auto& m : store.measurements(job, type, metric))
+            if (m.unit == unit) sum += std::max(0.0, m.value);
+    return sum;
+}
+
+TEST(PlanJob, TheP99ObjectiveChoosesAnotherRecipeOnARealSweep) {
+    auto f = real_sweep_job();
+    PlanRequest mean_req;
+    mean_req.job_id = f.job;
+    mean_req.target_bytes = 5373408;  // llama.cpp's Q4_K_M file of llama-8m
+    PlanRequest p99_req = mean_req;
+    p99_req.objective = "p99";
+    const PlanOutcome by_mean = plan_from_job(*f.store, mean_req);
+    const PlanOutcome by_p99 = plan_from_job(*f.store, p99_req);
+    EXPECT_NE(by_mean.choices, by_p99.choices);
+    EXPECT_LE(by_p99.recipe.predicted_size_bytes, 5373408u);
+    // Each is the optimum of its own objective under the same budget.
+    EXPECT_LT(choice_sum(*f.store, f.job, by_p99, "kld_p99"),
+              choice_sum(*f.store, f.job, by_mean, "kld_p99"));
+    EXPECT_LT(choice_sum(*f.store, f.job, by_mean, "kld_mean"),
+              choice_sum(*f.store, f.job, by_p99, "kld_mean"));
+    // Every prediction is made whichever objective chose: tails × their own factors.
+    for (const PlanOutcome* out : {&by_mean, &by_p99}) {
+        EXPECT_NEAR(out->recipe.predicted_kld_p99,
+                    choice_sum(*f.store, f.job, *out, "kld_p99") * out->interaction_factor_p99,
+                    1e-12);
+        EXPECT_NEAR(out->recipe.predicted_kld_p999,
+                    choice_sum(*f.store, f.job, *out, "kld_p999") * out->interaction_factor_p999,
+                    1e-12);
+        EXPECT_NEAR(out->recipe.predicted_kld,
+                    choice_sum(*f.store, f.job, *out, "kld_mean") * out->interaction_factor, 1e-12);
+    }
+    EXPECT_EQ(by_p99.recipe.objective, "p99");
+    EXPECT_NEAR(by_p99.raw_error, choice_sum(*f.store, f.job, by_p99, "kld_p99"), 1e-12);
+    // The tails' factors are fitted on the uniform items' tails, not copied from the mean's.
+    EXPECT_NE(by_mean.interaction_factor_p99, by_mean.interaction_factor);
+    EXPECT_GT(by_mean.interaction_factor_p99, 0.0);
+}
+
+TEST(PlanJob, TheP99ObjectiveNeedsMeasuredTails) {
+    auto f = fake_job();  // the fake sweep records no kld_p99
+    PlanRequest req;
+    req.job_id = f.job;
+    req.target_bpw = 5.0;
+    req.objective = "p99";
+    try {
+        plan_from_job(*f.store, req);
+        FAIL() << "planned on tails that were never measured";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("recorded no 'kld_p99'"), std::string::npos)
+            << e.what();
+    }
+    req.objective = "mean";
+    req.metric = "proxy";
+    EXPECT_NO_THROW(plan_from_job(*f.store, req));
+    req.objective = "p99";
+    try {
+        plan_from_job(*f.store, req);
+        FAIL() << "--objective p99 with --metric proxy";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("needs --metric kld"), std::string::npos) << e.what();
+    }
 }
 
 }  // namespace

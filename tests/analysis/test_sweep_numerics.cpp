@@ -33,8 +33,9 @@ SweepOptions options(bool ggml_numerics) {
     return o;
 }
 
-// KLD of the model with every quantizable tensor at `type`, computed outside the sweep.
-double uniform_kld_by_eval(GgmlType type) {
+// KLD statistics of the model with every quantizable tensor at `type`, computed outside the
+// sweep.
+KldStats uniform_kld_stats_by_eval(GgmlType type) {
     const auto model = Model::open(shared_dir() + "/models/llama-8m");
     EngineOptions eo;
     eo.f16_weights = true;
@@ -49,7 +50,11 @@ double uniform_kld_by_eval(GgmlType type) {
     const EvalTokens chunks = make_eval_tokens(
         Tokenizer::load(*model), read_text_file(shared_dir() + "/data/eval.txt"), "eval.txt", o);
     const EvalResult r = evaluate(quant, chunks, o, {&base, nullptr});
-    return r.kld->kld_mean;
+    return *r.kld;
+}
+
+double uniform_kld_by_eval(GgmlType type) {
+    return uniform_kld_stats_by_eval(type).kld_mean;
 }
 
 TEST(SweepNumerics, UniformItemEqualsEvalWithGgmlNumerics) {
@@ -62,6 +67,25 @@ TEST(SweepNumerics, UniformItemEqualsEvalWithGgmlNumerics) {
         const double reference = uniform_kld_by_eval(type);
         EXPECT_NEAR(swept, reference, 1e-4 * reference);
     }
+}
+
+TEST(SweepNumerics, ItemTailsEqualEvalsTails) {
+    // The sweep's per-item p99 and p99.9 KLD (jobs/metric_names.h) are eval's quantiles of the
+    // same per-token KLD: checked on the "(all)" item against two engines and eval.
+    Progress::set_enabled(false);
+    SweepMeasurer m(options(true));
+    m.prepare();
+    const auto swept = m.measure("(all)", "Q4_K");
+    const KldStats reference = uniform_kld_stats_by_eval(GgmlType::Q4_K);
+    EXPECT_NEAR(swept.at("kld_p99"), reference.kld_p99, 1e-4 * reference.kld_p99);
+    EXPECT_NEAR(swept.at("kld_p999"), reference.kld_p999, 1e-4 * reference.kld_p999);
+    // A tail sits above the mean and at most at the largest token.
+    EXPECT_GT(swept.at("kld_p99"), 2 * swept.at("kld_mean"));
+    EXPECT_LE(swept.at("kld_p999"), swept.at("kld_max"));
+    // Identical weights record zero tails like every other KLD figure.
+    const auto f16 = m.measure("blk.0.attn_v.weight", "F16");
+    EXPECT_EQ(f16.at("kld_p99"), 0.0);
+    EXPECT_EQ(f16.at("kld_p999"), 0.0);
 }
 
 TEST(SweepNumerics, ActivationRoundingShowsAtEightBits) {

@@ -520,6 +520,8 @@ TEST_F(Api, JobKindsComeFromTheCommandTable) {
     EXPECT_FALSE(kinds["verify"]["options"].contains("base"));  // the model is verify's base
     EXPECT_FALSE(kinds["verify"]["options"].contains("plan"));
     EXPECT_EQ(kinds["plan"]["target"], "job");
+    EXPECT_EQ(kinds["plan"]["options"]["objective"], "word");        // plan --objective mean|p99
+    EXPECT_FALSE(kinds["verify"]["options"].contains("llama-cpp"));  // a local tool: CLI only
     // The eight commands of the table, plus pull (a repository and a token, server-side only).
     EXPECT_EQ(kinds["pull"]["target"], "repo");
     EXPECT_EQ(kinds["pull"]["options"], json({{"revision", "word"}}));
@@ -840,6 +842,7 @@ json verify_table(const std::string& text, std::vector<std::pair<std::string, do
                                {"kld_p99", 10 * kld},
                                {"kld_p999", 20 * kld},
                                {"kld_max", 30 * kld},
+                               {"top1", 1 - kld},
                                {"predicted_kld", kld * 0.9}});
     json tuned = json::array();
     for (const auto& r : recipes) tuned.push_back({{"name", r}, {"job_id", 1}});
@@ -884,6 +887,7 @@ TEST_F(Api, VerifiedRecipesAreListedWithTheirMeasurements) {
     EXPECT_DOUBLE_EQ(mine["mine"]["kld_mean"].get<double>(), 0.02);
     EXPECT_DOUBLE_EQ(mine["mine"]["kld_p99"].get<double>(), 0.2);
     EXPECT_DOUBLE_EQ(mine["mine"]["kld_p999"].get<double>(), 0.4);
+    EXPECT_DOUBLE_EQ(mine["mine"]["top1"].get<double>(), 0.98);
     EXPECT_DOUBLE_EQ(mine["other"]["predicted_kld"].get<double>(), 0.027);
     EXPECT_EQ(mine["other"]["model"], "/models/verified-model");
     EXPECT_EQ(mine["other"]["verified_text"], "eval.txt");

@@ -28,14 +28,17 @@
 
   // Size, bpw and predicted KLD (sum of per-tensor kld_mean from the sweep) of the choice.
   function recipeStats() {
-    let size = 0, params = 0, kld = 0;
+    // Σ per-tensor ΔKLD, and Σ per-tensor Δp99 KLD (the plan's additive proxy of the mix's
+    // p99, src/analysis/plan/plan_job.h; null when a chosen cell has no tail).
+    let size = 0, params = 0, kld = 0, p99 = 0;
     for (const [u, t] of recipe.choice) {
       size += unitBytes(u, t);
       params += recipe.data.units[u].n_params || 0;
       const m = cellOf(u, t);
       if (m && typeof m.kld_mean === 'number') kld += m.kld_mean;
+      if (p99 !== null) p99 = m && typeof m.kld_p99 === 'number' ? p99 + Math.max(0, m.kld_p99) : null;
     }
-    return { size, bpw: params ? (size * 8) / params : null, kld };
+    return { size, bpw: params ? (size * 8) / params : null, kld, p99 };
   }
 
   // Each unit's anchored pattern comes from the server (formats/recipe.h anchored_pattern), the
@@ -53,6 +56,7 @@
     $('#recipe-size').dataset.bytes = String(Math.round(s.size));
     $('#recipe-bpw').textContent = fmt(s.bpw);
     $('#recipe-kld').textContent = fmt(s.kld);
+    $('#recipe-p99').textContent = fmt(s.p99);
     $('#recipe-llama').value = llamaArgs();
     drawVerify();
   }
@@ -168,18 +172,18 @@
   function drawVerify() {
     const d = recipe.data, y = $('#verify-y').value, gd = $('#verify-chart');
     QLReport.renderPareto(gd, d, y);
-    if (y === 'kld') {
-      const s = recipeStats();
-      Plotly.addTraces(gd, { x: [s.size / 1e6], y: [s.kld], mode: 'markers', name: 'this recipe (predicted)',
+    const s = recipeStats(), mine = y === 'kld' ? s.kld : y === 'p99' ? s.p99 : null;
+    if (typeof mine === 'number')
+      Plotly.addTraces(gd, { x: [s.size / 1e6], y: [mine], mode: 'markers', name: 'this recipe (predicted)',
         marker: { symbol: 'star-open', size: 16, line: { width: 2 }, color: '#d92d20' } });
-    }
     const body = $('#verify-table tbody');
     body.innerHTML = '';
     for (const r of (d.verify && d.verify.rows) || [])
       body.appendChild(el('tr', { 'data-verify': r.name }, [el('td', { text: r.name }), el('td', { class: 'num', text: fmtBytes(r.size_bytes) }),
         el('td', { class: 'num', text: fmt(r.bpw) }), el('td', { class: 'num', text: fmt(r.ppl) }), el('td', { class: 'num', text: fmt(r.kld_mean) }),
         el('td', { class: 'num', text: fmt(r.kld_p99) }), el('td', { class: 'num', text: fmt(r.kld_p999) }), el('td', { class: 'num', text: fmt(r.kld_max) }),
-        el('td', { class: 'num', text: fmt(r.predicted_kld) })]));
+        el('td', { class: 'num', text: typeof r.top1 === 'number' ? (100 * r.top1).toFixed(2) + ' %' : '–' }),
+        el('td', { class: 'num', text: fmt(r.predicted_kld) }), el('td', { class: 'num', text: fmt(r.predicted_kld_p99) })]));
   }
 
   // Every recipe verified in the store (GET /api/verified), newest job first; a row opens
@@ -194,8 +198,9 @@
         el('td', { text: String(r.job) }), el('td', { text: (r.model || '').split('/').pop() }), el('td', { text: r.name }),
         el('td', { class: 'num', text: fmtBytes(r.size_bytes) }), el('td', { class: 'num', text: fmt(r.bpw) }), el('td', { class: 'num', text: fmt(r.ppl) }),
         el('td', { class: 'num', text: fmt(r.kld_mean) }), el('td', { class: 'num', text: fmt(r.kld_p99) }), el('td', { class: 'num', text: fmt(r.kld_p999) }),
+        el('td', { class: 'num', text: typeof r.top1 === 'number' ? (100 * r.top1).toFixed(2) + ' %' : '–' }),
         el('td', { class: 'num', text: fmt(r.predicted_kld) }), el('td', { class: 'ql-note', text: (r.verified_text || '').split('/').pop() + (r.n_tokens ? ` · ${r.n_tokens} tokens` : '') })]));
-    if (!list.length) body.appendChild(el('tr', {}, [el('td', { colspan: '11', class: 'ql-note', text: 'No recipe verified in this store yet: Verify one above.' })]));
+    if (!list.length) body.appendChild(el('tr', {}, [el('td', { colspan: '12', class: 'ql-note', text: 'No recipe verified in this store yet: Verify one above.' })]));
   }
 
   function recipeDocument() {
@@ -205,7 +210,7 @@
     return { format: 'quantlens-recipe', version: 1, tensors,
       model: (d.model && d.model.path) || '', model_hash: (d.model && d.model.hash) || '',
       job_id: d.job ? d.job.id : 0, metric: 'kld', budget: { kind: 'manual', value: 0 },
-      predicted: { size_bytes: Math.round(s.size), bpw: s.bpw, kld: s.kld } };
+      predicted: Object.assign({ size_bytes: Math.round(s.size), bpw: s.bpw, kld: s.kld }, typeof s.p99 === 'number' ? { kld_p99: s.p99 } : {}) };
   }
 
   // Saves the recipe (asking before replacing a file of the same name) unless this exact

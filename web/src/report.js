@@ -275,22 +275,32 @@
     return { chordKnee: k, chosen: cp };
   }
 
+  // The Pareto chart's y axes: the verify row's key, the plan's predicted key, the axis title.
+  const PARETO_Y = {
+    kld: { row: 'kld_mean', plan: 'predicted_kld', title: 'KL divergence (mean)' },
+    p99: { row: 'kld_p99', plan: 'predicted_kld_p99', title: 'KL divergence p99' },
+    p999: { row: 'kld_p999', plan: 'predicted_kld_p999', title: 'KL divergence p99.9' },
+    ppl: { row: 'ppl', plan: null, title: 'perplexity' },
+  };
+
   function renderPareto(gd, data, yKey) {
     const traces = [];
     const mb = (b) => b / 1e6;
-    if (yKey !== 'ppl') {
+    const y = PARETO_Y[yKey] || PARETO_Y.kld;
+    if (y.plan) {
       for (const p of data.plans || []) {
-        const f = (p.frontier || []).slice().sort((a, b) => a.size_bytes - b.size_bytes);
-        if (f.length) traces.push({ x: f.map((q) => mb(q.size_bytes)), y: f.map((q) => q.predicted_kld),
+        // A frontier holds the objective its plan minimized (predicted_kld or _p99).
+        const f = (p.frontier || []).filter((q) => typeof q[y.plan] === 'number').sort((a, b) => a.size_bytes - b.size_bytes);
+        if (f.length) traces.push({ x: f.map((q) => mb(q.size_bytes)), y: f.map((q) => q[y.plan]),
           text: f.map((q) => fmt(q.bpw) + ' bpw'), mode: 'lines+markers', name: 'frontier ' + p.name,
-          marker: { size: 5 }, hovertemplate: '%{text}<br>%{x:.3f} MB, predicted KLD %{y:.4g}<extra></extra>' });
-        if (p.size_bytes) traces.push({ x: [mb(p.size_bytes)], y: [p.predicted_kld], mode: 'markers',
+          marker: { size: 5 }, hovertemplate: '%{text}<br>%{x:.3f} MB, predicted ' + y.row + ' %{y:.4g}<extra></extra>' });
+        if (p.size_bytes && typeof p[y.plan] === 'number') traces.push({ x: [mb(p.size_bytes)], y: [p[y.plan]], mode: 'markers',
           name: 'plan ' + p.name + ' (predicted)', marker: { symbol: 'star', size: 14 } });
       }
     }
     const rows = (data.verify && data.verify.rows) || [];
     if (rows.length) {
-      const key = yKey === 'ppl' ? 'ppl' : 'kld_mean';
+      const key = y.row;
       const ok = rows.filter((r) => typeof r[key] === 'number');
       traces.push({ x: ok.map((r) => mb(r.size_bytes)), y: ok.map((r) => r[key]), text: ok.map((r) => r.name),
         mode: 'markers+text', textposition: 'top center', name: 'measured (verify)',
@@ -300,7 +310,7 @@
     Plotly.react(gd, traces, {
       margin: { l: 60, r: 20, t: 30, b: 50 }, height: 400,
       xaxis: { title: { text: 'size (MB)' } },
-      yaxis: { title: { text: yKey === 'ppl' ? 'perplexity' : 'KL divergence (mean)' }, type: yKey === 'ppl' ? 'linear' : 'log' },
+      yaxis: { title: { text: y.title }, type: yKey === 'ppl' ? 'linear' : 'log' },
       legend: { orientation: 'h', y: -0.2 },
     }, { displaylogo: false, responsive: true });
     return traces.length;
@@ -313,13 +323,14 @@
     lines.push(`## Quantization summary${m.name ? ' — ' + m.name : ''}`, '');
     const rows = (data.verify && data.verify.rows) || [];
     if (rows.length) {
-      lines.push('| recipe | size | bpw | PPL | KLD (mean) | top-1 agreement | predicted KLD |');
-      lines.push('|---|---:|---:|---:|---:|---:|---:|');
+      lines.push('| recipe | size | bpw | PPL | KLD (mean) | KLD p99 | KLD p99.9 | top-1 agreement | predicted KLD |');
+      lines.push('|---|---:|---:|---:|---:|---:|---:|---:|---:|');
       for (const r of rows) lines.push(`| ${r.name} | ${fmtBytes(r.size_bytes)} | ${fmt(r.bpw)} | ${fmt(r.ppl)} | ` +
-        `${fmt(r.kld_mean)} | ${typeof r.top1 === 'number' ? (100 * r.top1).toFixed(2) + ' %' : '–'} | ${fmt(r.predicted_kld)} |`);
+        `${fmt(r.kld_mean)} | ${fmt(r.kld_p99)} | ${fmt(r.kld_p999)} | ${typeof r.top1 === 'number' ? (100 * r.top1).toFixed(2) + ' %' : '–'} | ${fmt(r.predicted_kld)} |`);
       lines.push('');
     }
-    for (const p of data.plans || []) lines.push(`Plan **${p.name}**: ${fmtBytes(p.size_bytes)}, ${fmt(p.bpw)} bpw, predicted KLD ${fmt(p.predicted_kld)}.`);
+    for (const p of data.plans || []) lines.push(`Plan **${p.name}**${p.objective === 'p99' ? ' (objective p99)' : ''}: ${fmtBytes(p.size_bytes)}, ${fmt(p.bpw)} bpw, ` +
+      `predicted KLD ${fmt(p.predicted_kld)}, p99 ${fmt(p.predicted_kld_p99)}, p99.9 ${fmt(p.predicted_kld_p999)}.`);
     if ((data.plans || []).length) lines.push('');
     // The most sensitive units at the lowest measured type: where bits matter most.
     const idx = index(data);
@@ -328,18 +339,35 @@
         if (!isTensorUnit(u)) return null;
         for (let ti = 0; ti < data.types.length; ti++) {
           const c = idx.cell(ui, ti);
-          if (c && typeof c.kld_mean === 'number') return { u, t: data.types[ti].name, kld: c.kld_mean };
+          if (c && typeof c.kld_mean === 'number') return { u, t: data.types[ti].name, kld: c.kld_mean, p999: c.kld_p999 };
         }
         return null;
       }).filter(Boolean).sort((a, b) => b.kld - a.kld).slice(0, 8);
       if (sens.length) {
-        lines.push('| most sensitive tensor | at type | KLD (mean) |', '|---|---|---:|');
-        for (const s of sens) lines.push(`| \`${s.u.name}\` | ${s.t} | ${fmt(s.kld)} |`);
+        lines.push('| most sensitive tensor | at type | KLD (mean) | KLD p99.9 |', '|---|---|---:|---:|');
+        for (const s of sens) lines.push(`| \`${s.u.name}\` | ${s.t} | ${fmt(s.kld)} | ${fmt(s.p999)} |`);
         lines.push('');
       }
     }
     lines.push(`Measured with quantlens${data.job ? ' (job ' + data.job.id + ')' : ''}.`);
     return lines.join('\n');
+  }
+
+  // Every measured (unit, type) as CSV, one row per cell: the KLD figures (mean, tails,
+  // same top-1) first, then every other metric by name; per-layer act_mse_L* left out. Empty
+  // where a cell lacks a metric (never a guessed value).
+  const CSV_FIRST = ['kld_mean', 'kld_p99', 'kld_p999', 'top1_agree', 'ppl_delta', 'ln_ppl_ratio', 'bytes', 'bpw'];
+  function cellsCsv(data) {
+    const present = (data.metrics || []).filter((k) => !k.startsWith('act_mse_L'));
+    const cols = CSV_FIRST.filter((k) => present.includes(k)).concat(present.filter((k) => !CSV_FIRST.includes(k)));
+    const quote = (v) => (/[",\n]/.test(v) ? '"' + v.replace(/"/g, '""') + '"' : v);
+    const lines = [['unit', 'layer', 'role', 'type'].concat(cols).join(',')];
+    for (const c of data.cells || []) {
+      const u = data.units[c.u] || {}, t = data.types[c.t] || {};
+      lines.push([quote(String(u.name ?? '')), u.layer ?? '', quote(String(u.role ?? '')), quote(String(t.name ?? ''))]
+        .concat(cols.map((k) => (typeof c.m[k] === 'number' ? String(c.m[k]) : ''))).join(','));
+    }
+    return lines.join('\n') + '\n';
   }
 
   // ---- calibration views (drawn only for the data that exists) ----
@@ -527,6 +555,14 @@
     for (const p of data.plans || []) planSel.appendChild(el('option', { value: p.name, text: p.name }));
     const drawCurves = () => { if ((data.units || []).length) renderCurves(cv, data, +unitSel.value, metricSel.value, planSel.value); };
     for (const s of [unitSel, metricSel, planSel]) s.addEventListener('change', drawCurves);
+    const csv = el('button', { class: 'ql-btn secondary', id: 'ql-cells-csv', text: 'Download CSV (every cell)' });
+    csv.addEventListener('click', () => {
+      const a = el('a', { href: URL.createObjectURL(new Blob([cellsCsv(data)], { type: 'text/csv' })),
+        download: `quantlens-job${job.id ?? ''}-cells.csv` });
+      document.body.appendChild(a); a.click(); a.remove();
+    });
+    if (measured) root.appendChild(el('section', { class: 'ql-card' }, [el('h2', { text: 'Measurements' }),
+      el('p', { class: 'ql-note', text: 'Each (unit, type) with its KLD mean, p99 and p99.9, same top-1 and every other metric.' }), csv]));
     if (measured) root.appendChild(el('section', { class: 'ql-card' }, [
       el('h2', { text: 'Error vs bits per weight' }),
       el('div', { class: 'ql-controls' }, [el('label', { text: 'unit ' }, [unitSel]), el('label', { text: 'metric ' }, [metricSel]),
@@ -535,7 +571,8 @@
 
     // Pareto.
     const pc = el('div', { class: 'ql-plot', id: 'ql-pareto' });
-    const ySel = el('select', { id: 'ql-pareto-y' }, [el('option', { value: 'kld', text: 'KLD' }), el('option', { value: 'ppl', text: 'PPL' })]);
+    const ySel = el('select', { id: 'ql-pareto-y' }, [el('option', { value: 'kld', text: 'KLD' }), el('option', { value: 'p99', text: 'KLD p99' }),
+      el('option', { value: 'p999', text: 'KLD p99.9' }), el('option', { value: 'ppl', text: 'PPL' })]);
     ySel.addEventListener('change', () => renderPareto(pc, data, ySel.value));
     const hasPareto = (data.plans || []).length || ((data.verify && data.verify.rows) || []).length;
     root.appendChild(el('section', { class: 'ql-card' }, [
@@ -561,5 +598,5 @@
 
   global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, normalizers, compositeScore, heatmapModel,
     // knee: the name web/tests knew it by.
-    renderHeatmap, expertGrid, renderExperts, chordKnee, knee: chordKnee, unitCurve, renderCurves, renderPareto, renderCalibration, summaryMarkdown, mount, el };
+    renderHeatmap, expertGrid, renderExperts, chordKnee, knee: chordKnee, unitCurve, renderCurves, renderPareto, renderCalibration, summaryMarkdown, cellsCsv, mount, el };
 })(typeof window !== 'undefined' ? window : globalThis);

@@ -348,6 +348,11 @@ test('app: heatmap, hover, edit and save a recipe, model tree', async () => {
   const planBytes = Object.entries(plan.tensors).reduce((s, [u, t]) => s + stored(u, t, 'bytes'), 0);
   assert.equal(before, Math.round(planBytes));
   const kldBefore = await page.textContent('#recipe-kld');
+  // The recipe's Σ per-tensor Δp99 KLD (the sweep records tails): the plan's cells summed.
+  const p99Sum = Object.entries(plan.tensors).reduce((s, [u, t]) => s + Math.max(0, stored(u, t, 'kld_p99')), 0);
+  assert.ok(p99Sum > 0);
+  const p99Shown = Number(await page.textContent('#recipe-p99'));
+  assert.ok(Math.abs(p99Shown - p99Sum) / p99Sum < 1e-3, `Σ Δp99: page ${p99Shown}, stored ${p99Sum}`);
   const chosen = await page.$eval(unitSel, (s) => s.options[s.selectedIndex].textContent);
   assert.equal(chosen, plan.tensors[unit]);
   const target = chosen === 'Q2_K' ? 'Q8_0' : 'Q2_K';
@@ -586,6 +591,7 @@ test('workflow at 1280×800: model → sweep → recipe → quantize → verify 
   const col = (h) => Number(cells[heads.indexOf(h)]);
   for (const [h, v] of [['KLD mean', mine.kld_mean], ['KLD p99', mine.kld_p99], ['KLD p99.9', mine.kld_p999]])
     assert.ok(v > 0 && Math.abs(col(h) - v) / v < 1e-3, `${h}: page ${cells[heads.indexOf(h)]}, stored ${v}`);
+  assert.equal(cells[heads.indexOf('same top-1')], (100 * mine.top1).toFixed(2) + ' %');
   // Verified recipes of the whole store are listed with their results: this one and the
   // plan verified in before() on the first sweep.
   const vrow = `#verified-table tr[data-verified="${newId}/e2e-mixed"]`;

@@ -57,7 +57,7 @@ test('knee: the point farthest below the chord of a convex error curve', () => {
 
 test('summary markdown lists verify rows and the most sensitive tensors', () => {
   const md = R.summaryMarkdown(data);
-  assert.match(md, /\| Q4_K \| 5\.00 MB \| 4\.500 \| 53\.10 \| 0\.01200 \| 95\.00 % \|/);
+  assert.match(md, /\| Q4_K \| 5\.00 MB \| 4\.500 \| 53\.10 \| 0\.01200 \| – \| – \| 95\.00 % \|/);
   assert.match(md, /\| `blk\.0\.attn_q\.weight` \| Q2_K \| 0\.1000 \|/);
 });
 
@@ -98,4 +98,27 @@ test('experts × layers: ΔKLD and routing share per (layer, expert), gaps where
   assert.deepEqual(g.share, [[0, null, 0.6], [null, 0.4, null]]);
   assert.equal(g.cells, 3);
   assert.equal(R.expertGrid({ units: d.units.slice(0, 1), cells: [] }, 0), null);
+});
+
+test('tails: verify rows, plans and the most sensitive tensors show p99 and p99.9 KLD', () => {
+  const d = Object.assign({}, data, {
+    cells: [{ u: 0, t: 0, m: { kld_mean: 0.1, kld_p99: 0.9, kld_p999: 2.5 } }],
+    plans: [{ name: 'p', objective: 'p99', size_bytes: 4e6, bpw: 4, predicted_kld: 0.02, predicted_kld_p99: 0.11, predicted_kld_p999: 0.3 }],
+    verify: { rows: [{ name: 'mix', size_bytes: 5e6, bpw: 4.5, ppl: 53.1, kld_mean: 0.012, kld_p99: 0.0612, kld_p999: 0.2034, top1: 0.95 }] },
+    _index: undefined,
+  });
+  const md = R.summaryMarkdown(d);
+  assert.match(md, /\| mix \| 5\.00 MB \| 4\.500 \| 53\.10 \| 0\.01200 \| 0\.06120 \| 0\.2034 \| 95\.00 % \|/);
+  assert.match(md, /Plan \*\*p\*\* \(objective p99\): 4\.00 MB, 4\.000 bpw, predicted KLD 0\.02000, p99 0\.1100, p99\.9 0\.3000\./);
+  assert.match(md, /\| `blk\.0\.attn_q\.weight` \| Q2_K \| 0\.1000 \| 2\.500 \|/);
+});
+
+test('CSV: one row per cell, KLD mean and tails first, empty where a cell lacks a metric', () => {
+  const d = Object.assign({}, data, { metrics: ['act_mse_L0', 'kld_mean', 'kld_p99', 'kld_p999', 'w_rel_fro'],
+    units: [{ name: 'blk.0.attn_q.weight', layer: 0, role: 'attn_q' }, { name: 'a,b', layer: -1, role: 'all' }],
+    cells: [{ u: 0, t: 1, m: { kld_mean: 0.001, kld_p99: 0.004, kld_p999: 0.02, w_rel_fro: 0.05, act_mse_L0: 1 } },
+      { u: 1, t: 0, m: { kld_mean: 0.3, kld_p99: null, w_rel_fro: 0.2 } }] });
+  assert.equal(R.cellsCsv(d), 'unit,layer,role,type,kld_mean,kld_p99,kld_p999,w_rel_fro\n' +
+    'blk.0.attn_q.weight,0,attn_q,Q4_K,0.001,0.004,0.02,0.05\n' +
+    '"a,b",-1,all,Q2_K,0.3,,,0.2\n');
 });

@@ -26,16 +26,6 @@ std::pair<double, double> mean_and_error(double sum, double sum2, int64_t n) {
     return {mean, var > 0 && n > 10 ? std::sqrt(var / (n - 1)) : 0.0};
 }
 
-double percentile(const std::vector<float>& sorted, double fraction) {
-    if (sorted.empty()) return 0.0;
-    if (fraction <= 0) return sorted.front();
-    if (fraction >= 1) return sorted.back();
-    const double p = fraction * static_cast<double>(sorted.size() - 1);
-    const auto i = static_cast<size_t>(p);
-    const double f = p - static_cast<double>(i);
-    return (1 - f) * sorted[i] + f * sorted[std::min(i + 1, sorted.size() - 1)];
-}
-
 // log Σ exp(z − max z), summed in double; the max and its first index go to the outputs.
 double log_sum_exp_shifted(const float* z, int64_t V, float* max_out, int64_t* argmax_out) {
     float mx = z[0];
@@ -55,6 +45,21 @@ double log_sum_exp(const float* z, int64_t V, float* max_out, int64_t* argmax_ou
 }
 
 }  // namespace
+
+double sorted_quantile(std::span<const float> sorted, double fraction) {
+    if (sorted.empty()) return 0.0;
+    if (fraction <= 0) return sorted.front();
+    if (fraction >= 1) return sorted.back();
+    const double p = fraction * static_cast<double>(sorted.size() - 1);
+    const auto i = static_cast<size_t>(p);
+    const double f = p - static_cast<double>(i);
+    return (1 - f) * sorted[i] + f * sorted[std::min(i + 1, sorted.size() - 1)];
+}
+
+KldTails kld_tails(std::vector<float> values) {
+    std::sort(values.begin(), values.end());
+    return {sorted_quantile(values, 0.99), sorted_quantile(values, 0.999)};
+}
 
 int64_t log_softmax_row(const float* logits, int64_t V, float* logp) {
     float mx;
@@ -145,10 +150,10 @@ KldStats EvalAccumulator::kld() const {
     s.kld_err = kerr;
     std::vector<float> sorted = kld_values_;
     std::sort(sorted.begin(), sorted.end());
-    s.kld_median = percentile(sorted, 0.5);
-    s.kld_p90 = percentile(sorted, 0.90);
-    s.kld_p99 = percentile(sorted, 0.99);
-    s.kld_p999 = percentile(sorted, 0.999);
+    s.kld_median = sorted_quantile(sorted, 0.5);
+    s.kld_p90 = sorted_quantile(sorted, 0.90);
+    s.kld_p99 = sorted_quantile(sorted, 0.99);
+    s.kld_p999 = sorted_quantile(sorted, 0.999);
     s.kld_max = sorted.back();
     s.same_top = static_cast<double>(n_same_top_) / n;
     s.same_top_err = n > 1 ? std::sqrt(s.same_top * (1 - s.same_top) / (n - 1)) : 0.0;

@@ -49,6 +49,18 @@ double token_nll(const float* logits, int64_t V, int32_t target);
 ScoredToken score_token(const float* logits, const float* base_logp, int64_t base_top, int64_t V,
                         int32_t target);
 
+// The quantile at `fraction` (0..1) of values sorted ascending, by linear interpolation at
+// fraction·(n−1) (the definition above); 0 for no values. The one quantile of eval, verify and
+// the sweep's per-item tails.
+double sorted_quantile(std::span<const float> sorted, double fraction);
+
+// The KLD tails every table shows beside the mean: p99 and p99.9 of per-token KLD.
+struct KldTails {
+    double p99 = 0, p999 = 0;
+};
+// Sorts `values` (per-token KLD) and takes the tails; zeros for no values.
+KldTails kld_tails(std::vector<float> values);
+
 struct PplStats {
     int64_t count = 0;
     double mean_nll = 0, ppl = 0, ppl_err = 0;

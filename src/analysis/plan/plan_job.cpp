@@ -45,12 +45,13 @@ SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id) {
 }
 
 std::optional<double> interaction_factor(const SweepMeasurements& m,
-                                         const std::vector<PlanUnit>& units) {
+                                         const std::vector<PlanUnit>& units,
+                                         const std::string& metric) {
     const auto all = m.find(kAllUnit);
     if (all == m.end()) return std::nullopt;
     std::vector<double> ratios;
     for (const auto& [type, metrics] : all->second) {
-        const auto kld = metrics.find(metric::kld_mean);
+        const auto kld = metrics.find(metric);
         if (kld == metrics.end()) continue;
         double sum = 0;
         for (const auto& pu : units) {
@@ -58,7 +59,7 @@ std::optional<double> interaction_factor(const SweepMeasurements& m,
             if (unit == m.end()) continue;
             const auto at_type = unit->second.find(type);
             if (at_type == unit->second.end()) continue;
-            const auto unit_kld = at_type->second.find(metric::kld_mean);
+            const auto unit_kld = at_type->second.find(metric);
             if (unit_kld != at_type->second.end()) sum += std::max(0.0, unit_kld->second);
         }
         if (sum > 0) ratios.push_back(kld->second / sum);
@@ -68,15 +69,15 @@ std::optional<double> interaction_factor(const SweepMeasurements& m,
 }
 
 double predicted_kld(const SweepMeasurements& m,
-                     const std::vector<std::pair<std::string, std::string>>& chosen,
-                     double factor) {
+                     const std::vector<std::pair<std::string, std::string>>& chosen, double factor,
+                     const std::string& metric) {
     double kld_sum = 0;
     for (const auto& [unit, type] : chosen) {
         const auto u = m.find(unit);
         if (u == m.end()) return std::nan("");
         const auto t = u->second.find(type);
         if (t == u->second.end()) return std::nan("");
-        const auto kld = t->second.find(metric::kld_mean);
+        const auto kld = t->second.find(metric);
         if (kld == t->second.end()) return std::nan("");
         kld_sum += std::max(0.0, kld->second);
     }
@@ -251,6 +252,24 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
                                    : req.metric == "proxy" ? "proxy"
                                                            : "";
     QL_CHECK(!metric_key.empty(), "--metric must be kld, ppl or proxy, not '{}'", req.metric);
+    QL_CHECK(req.objective == "mean" || req.objective == "p99",
+             "--objective must be mean or p99, not '{}'", req.objective);
+    const bool p99_objective = req.objective == "p99";
+    QL_CHECK(!p99_objective || req.metric == "kld",
+             "--objective p99 ranks measured KLD tails; it needs --metric kld, not '{}'",
+             req.metric);
+    if (p99_objective) {
+        bool any_tail = false;
+        for (const auto& [unit, types] : m)
+            for (const auto& [type, metrics] : types)
+                any_tail |= metrics.count(metric::kld_p99) > 0;
+        QL_CHECK(any_tail,
+                 "plan --objective p99: sweep job {} recorded no '{}' (swept before the tails "
+                 "were recorded, or by a backend that returns no per-token KLD); sweep again or "
+                 "plan with --objective mean",
+                 req.job_id, metric::kld_p99);
+    }
+    const std::string objective_key = p99_objective ? metric::kld_p99 : metric_key;
 
     std::vector<std::regex> pin_res;
     for (const auto& [pattern, type] : req.pins) {
@@ -306,7 +325,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
                         ? it->second
                         : metrics.at(metric::w_rel_fro) * metrics.at(metric::w_rel_fro);
             } else {
-                auto it = metrics.find(metric_key);
+                auto it = metrics.find(objective_key);
                 if (it == metrics.end()) continue;  // not measured (yet)
                 e = it->second;
             }
@@ -331,8 +350,15 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
                  req.pins[i].first, ggml_type_display_name(req.pins[i].second), req.job_id,
                  problem.units.size(), problem.units.front().name);
 
-    // Interaction factor from the "(all)" measurements (only meaningful for the KLD metric).
+    // Interaction factors from the "(all)" measurements (only meaningful for the KLD metric).
     if (const auto f = interaction_factor(m, problem.units)) out.interaction_factor = *f;
+    if (const auto f = interaction_factor(m, problem.units, metric::kld_p99))
+        out.interaction_factor_p99 = *f;
+    if (const auto f = interaction_factor(m, problem.units, metric::kld_p999))
+        out.interaction_factor_p999 = *f;
+    const double objective_factor = req.metric != "kld" ? 1.0
+                                    : p99_objective     ? out.interaction_factor_p99
+                                                        : out.interaction_factor;
 
     tie_units(req.ties, problem, unit_members, unit_tensors);
 
@@ -360,13 +386,13 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     out.grain_bytes = r.grain_bytes;
     out.raw_error = r.error;
     for (const auto& p : planner.frontier(200))
-        out.frontier.push_back(
-            {p.bytes, p.error * (req.metric == "kld" ? out.interaction_factor : 1.0)});
+        out.frontier.push_back({p.bytes, p.error * objective_factor});
 
     recipe.model = params.at("model").get<std::string>();
     recipe.model_hash = job.model_hash;
     recipe.job_id = req.job_id;
     recipe.metric = req.metric;
+    recipe.objective = req.objective;
     recipe.predicted_size_bytes = r.bytes;
     recipe.predicted_bpw =
         bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
@@ -378,17 +404,26 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         for (const std::string& member : unit_members[i]) chosen.emplace_back(member, type);
     }
     recipe.predicted_kld = predicted_kld(m, chosen, out.interaction_factor);
+    recipe.predicted_kld_p99 =
+        predicted_kld(m, chosen, out.interaction_factor_p99, metric::kld_p99);
+    recipe.predicted_kld_p999 =
+        predicted_kld(m, chosen, out.interaction_factor_p999, metric::kld_p999);
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GgmlType t = problem.units[i].options[r.choice[i]].type;
         out.choices.push_back({problem.units[i].name, ggml_type_display_name(t)});
         for (const auto& tensor : unit_tensors[i]) recipe.tensors[tensor] = t;
     }
     recipe.default_type = recipe.dominant_type();
-    if (req.metric == "kld" && out.interaction_factor != 1.0)
+    if (req.metric == "kld" && !p99_objective && out.interaction_factor != 1.0)
         recipe.notes.push_back(fmt::format(
             "predicted KLD = Σ per-tensor ΔKLD ({:.6f}) × interaction factor {:.3f} fitted on the "
             "uniform-type measurements",
             r.error, out.interaction_factor));
+    if (p99_objective)
+        recipe.notes.push_back(fmt::format(
+            "objective p99: the knapsack minimized Σ per-tensor Δp99 KLD ({:.6f}), an additive "
+            "proxy of the mix's p99 (predicted {:.6f} with the interaction factor {:.3f})",
+            r.error, recipe.predicted_kld_p99, out.interaction_factor_p99));
     return out;
 }
 

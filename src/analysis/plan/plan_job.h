@@ -7,8 +7,15 @@
 // tensor kept in float, each padded to the alignment as quantize writes them.
 // Predicted KLD = Σ per-tensor ΔKLD × interaction factor, where the factor is the median
 // over types of (measured KLD with every tensor at that type) / (Σ per-tensor ΔKLD at that
-// type) — 1 when the sweep has no "(all)" items. Units of a sweep's --experts (one expert's
-// slices) are never chosen: a GGUF stores a layer's experts in one tensor of one type.
+// type) — 1 when the sweep has no "(all)" items.
+// Tails: the predicted p99 (p99.9) KLD is Σ per-tensor p99 (p99.9) KLD × the same kind of
+// factor fitted on the tails of the "(all)" items. Quantiles do not add, so this is an additive
+// proxy: each item's tail is its Δ quantile (the full model's KLD is 0), and the factor absorbs
+// how the tails of the mix combine, as measured on the uniform mixes. The objective
+// (`plan --objective mean|p99`) is what the knapsack minimizes: Σ per-tensor ΔKLD (mean) or
+// Σ per-tensor Δp99 KLD; every prediction is reported whichever drove the choice. Units of a
+// sweep's --experts (one expert's slices) are never chosen: a GGUF stores a layer's experts in one
+// tensor of one type.
 #pragma once
 
 #include <cstdint>
@@ -32,9 +39,10 @@ struct PlanRequest {
     int64_t job_id = 0;
     std::optional<uint64_t> target_bytes;
     std::optional<double> target_bpw;
-    bool knee = false;            // plan_jump_knee (`plan --knee`) instead of a budget
-    std::string metric = "kld";   // kld | proxy (imatrix-weighted relative weight error) | ppl
-    std::vector<GgmlType> types;  // empty = every measured type
+    bool knee = false;               // plan_jump_knee (`plan --knee`) instead of a budget
+    std::string metric = "kld";      // kld | proxy (imatrix-weighted relative weight error) | ppl
+    std::string objective = "mean";  // with metric kld: minimize Σ mean ΔKLD or Σ Δp99 KLD
+    std::vector<GgmlType> types;     // empty = every measured type
     std::optional<GgmlType> min_type, max_type;          // by bits per weight
     std::vector<std::pair<std::string, GgmlType>> pins;  // regex → type
     // Regexes: the units each matches are grouped by their name with the layer number
@@ -45,8 +53,10 @@ struct PlanRequest {
 
 struct PlanOutcome {
     Recipe recipe;
-    std::vector<FrontierPoint> frontier;  // bytes, predicted KLD (raw sum × factor)
+    std::vector<FrontierPoint> frontier;  // bytes, the objective predicted (raw sum × factor)
     double interaction_factor = 1.0;
+    // The tails' factors (1 without "(all)" tails); the objective p99 scales by the first.
+    double interaction_factor_p99 = 1.0, interaction_factor_p999 = 1.0;
     double raw_error = 0;  // Σ per-unit metric of the choice
     uint64_t header_bytes = 0;
     uint64_t unquantized_bytes = 0;
@@ -61,14 +71,16 @@ using SweepMeasurements =
 SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id);
 
 // The interaction factor (above): the median over the types measured on the "(all)" unit of
-// its KLD / Σ over `units` of their ΔKLD at that type (negative ones as 0); nullopt when no
-// type has both.
+// its `metric` (kld_mean, or a tail: kld_p99, kld_p999) / Σ over `units` of their `metric` at
+// that type (negative ones as 0); nullopt when no type has both.
 std::optional<double> interaction_factor(const SweepMeasurements& m,
-                                         const std::vector<PlanUnit>& units);
-// A choice's predicted KLD: Σ over its (unit, type) pairs of the measured ΔKLD (negative ones
-// as 0), in that order, × `factor`; NaN when any pair was not measured.
+                                         const std::vector<PlanUnit>& units,
+                                         const std::string& metric = "kld_mean");
+// A choice's predicted `metric`: Σ over its (unit, type) pairs of the measured value (negative
+// ones as 0), in that order, × `factor`; NaN when any pair was not measured.
 double predicted_kld(const SweepMeasurements& m,
-                     const std::vector<std::pair<std::string, std::string>>& chosen, double factor);
+                     const std::vector<std::pair<std::string, std::string>>& chosen, double factor,
+                     const std::string& metric = "kld_mean");
 
 // "5373408", "5.37MB" (10^6), "5.1MiB", "4.2GB", "4GiB", "900kB" → bytes.
 uint64_t parse_size(const std::string& text);

@@ -1,6 +1,7 @@
 #include "analysis/studies/verify.h"
 
 #include <chrono>
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <memory>
@@ -45,11 +46,69 @@ std::string read_key(const std::string& path) {
     return key;
 }
 
+// verify --llama-cpp: the base as a GGUF (the file itself, or F16 written by our quantizer,
+// reused while its key matches), llama-perplexity's base logits, then every candidate.
+void run_llama_cpp(const VerifyOptions& o, const Model& base_model, const std::string& tool,
+                   VerifyReport& report, std::vector<VerifyRow>& rows) {
+    std::string base_gguf = o.base_model;
+    if (!(fs::is_regular_file(o.base_model) && fs::path(o.base_model).extension() == ".gguf")) {
+        base_gguf = (fs::path(o.out_dir) / "llama-cpp-base-F16.gguf").string();
+        const std::string key_path = base_gguf + ".key", key = hash_string("F16\n" + o.base_model);
+        if (!(o.reuse_files && fs::exists(base_gguf) && read_key(key_path) == key)) {
+            fs::remove(key_path);
+            QuantizeOptions qo;
+            qo.output_path = base_gguf;
+            qo.force = true;
+            qo.progress = false;
+            quantize_model(base_model, preset_recipe("F16", base_model, false), qo);
+            write_output_file(key_path, key, Overwrite::replace);
+        }
+    }
+    LlamaCppCheck check(tool, o.out_dir, o.ctx, o.chunks);
+    fmt::print(stderr, "verify --llama-cpp: {} on {}\n", tool, base_gguf);
+    check.run_base(base_gguf, o.text);
+    for (auto& row : rows) {
+        fmt::print(stderr, "verify --llama-cpp: {} ({})\n", row.name, row.path);
+        row.llama_cpp = check.run_candidate(row.path, safe_file_name(row.name));
+    }
+    report.llama_cpp_tool = tool;
+    report.llama_cpp_base = base_gguf;
+}
+
+// The llama.cpp block under verify's table: its figures beside ours, same files and windows.
+std::string llama_cpp_lines(const VerifyReport& rep) {
+    if (rep.llama_cpp_tool.empty()) return "";
+    std::string out = fmt::format("llama.cpp ({}, against {}; same windows):\n", rep.llama_cpp_tool,
+                                  rep.llama_cpp_base);
+    out += fmt::format("{:<22} {:>9} {:>10} {:>9} {:>9} {:>8} {:>12}\n", "name", "PPL", "mean KLD",
+                       "KLD p99", "p99.9", "top-1 %", "KLD vs ours");
+    for (const auto& r : rep.rows) {
+        if (!r.llama_cpp) continue;
+        const LlamaCppFigures& l = *r.llama_cpp;
+        out += fmt::format("{:<22} {:>9.3f} {:>10.6f} {:>9.5f} {:>9.5f} {:>8.2f} {:>+11.2f}%\n",
+                           r.name, l.ppl, l.kld_mean, l.kld_p99, l.kld_p999, 100 * l.same_top,
+                           r.kld_mean > 0 ? 100 * (l.kld_mean / r.kld_mean - 1) : 0.0);
+    }
+    return out;
+}
+
 }  // namespace
 
 VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidate>& candidates) {
     QL_CHECK(!candidates.empty(),
              "verify: nothing to verify (give GGUF files, --recipe or --presets)");
+    // The second opinion is refused before any work when its tool is missing.
+    std::optional<std::string> llama_tool;
+    if (o.llama_cpp_dir) {
+        llama_tool = find_llama_perplexity(*o.llama_cpp_dir);
+        QL_CHECK(
+            llama_tool.has_value(),
+            "verify --llama-cpp: llama-perplexity is {}; build llama.cpp's llama-perplexity "
+            "target and put it on PATH or give its folder (--llama-cpp DIR)",
+            o.llama_cpp_dir->empty()
+                ? std::string("not on PATH")
+                : fmt::format("not in {} (looked in it, bin/ and build/bin/)", *o.llama_cpp_dir));
+    }
     fs::create_directories(o.out_dir);
     auto base_model = Model::open(o.base_model);
     HeldOut held_out = check_held_out(o, candidates, *base_model);  // before any long work
@@ -87,6 +146,10 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
                                 : preset_recipe(c.preset, *base_model, imatrix.has_value());
             if (!c.recipe.empty() && recipe.predicted_kld > 0)
                 row.predicted_kld = recipe.predicted_kld;
+            if (!c.recipe.empty() && std::isfinite(recipe.predicted_kld_p99))
+                row.predicted_kld_p99 = recipe.predicted_kld_p99;
+            if (!c.recipe.empty() && std::isfinite(recipe.predicted_kld_p999))
+                row.predicted_kld_p999 = recipe.predicted_kld_p999;
             row.path = (fs::path(o.out_dir) / (safe_file_name(c.name) + ".gguf")).string();
             // A file is reused only when it was written from the same inputs: its key (what
             // went into it) sits beside it, so a changed recipe of the same name is rewritten.
@@ -164,6 +227,7 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
         row.top1 = r.kld->same_top;
         row.rms_dp = r.kld->rms_dp;
     }
+    if (llama_tool) run_llama_cpp(o, *base_model, *llama_tool, report, rows);
     report.rows = std::move(rows);
     report.held_out = std::move(held_out);
     report.held_out.verify_windows = chunks.n_chunks;
@@ -173,16 +237,21 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
 std::string verify_table(const VerifyReport& rep) {
     std::string out = fmt::format("base PPL {:.3f} over {} tokens\n", rep.base_ppl, rep.n_tokens);
     out += held_out_lines(rep.held_out);
-    out += fmt::format("{:<22} {:>10} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>11}\n",
-                       "name", "MB", "bpw", "PPL", "mean KLD", "median", "KLD p99", "p99.9",
-                       "top-1 %", "RMS Δp", "predicted");
+    out += fmt::format(
+        "{:<22} {:>10} {:>6} {:>9} {:>10} {:>10} {:>9} {:>9} {:>8} {:>7} {:>11} {:>10} {:>10}\n",
+        "name", "MB", "bpw", "PPL", "mean KLD", "median", "KLD p99", "p99.9", "top-1 %", "RMS Δp",
+        "predicted", "pred. p99", "pred. p99.9");
+    const auto optional = [](const std::optional<double>& v, int digits) {
+        return v ? fmt::format("{:.{}f}", *v, digits) : std::string("-");
+    };
     for (const auto& r : rep.rows)
         out += fmt::format(
             "{:<22} {:>10.3f} {:>6.2f} {:>9.3f} {:>10.6f} {:>10.6f} {:>9.5f} "
-            "{:>9.5f} {:>8.2f} {:>6.2f}% {:>11}\n",
+            "{:>9.5f} {:>8.2f} {:>6.2f}% {:>11} {:>10} {:>10}\n",
             r.name, r.size_bytes / 1e6, r.bpw, r.ppl, r.kld_mean, r.kld_median, r.kld_p99,
-            r.kld_p999, 100 * r.top1, 100 * r.rms_dp,
-            r.predicted_kld ? fmt::format("{:.6f}", *r.predicted_kld) : "-");
+            r.kld_p999, 100 * r.top1, 100 * r.rms_dp, optional(r.predicted_kld, 6),
+            optional(r.predicted_kld_p99, 5), optional(r.predicted_kld_p999, 5));
+    out += llama_cpp_lines(rep);
     return out;
 }
 
@@ -195,14 +264,22 @@ nlohmann::json verify_json(const VerifyReport& rep) {
             {"kld_mean", r.kld_mean}, {"kld_err", r.kld_err},   {"kld_median", r.kld_median},
             {"kld_p99", r.kld_p99},   {"kld_p999", r.kld_p999}, {"kld_max", r.kld_max},
             {"top1", r.top1},         {"rms_dp", r.rms_dp},     {"seconds", r.seconds}};
-        j["predicted_kld"] =
-            r.predicted_kld ? nlohmann::json(*r.predicted_kld) : nlohmann::json(nullptr);
+        const auto optional = [](const std::optional<double>& v) {
+            return v ? nlohmann::json(*v) : nlohmann::json(nullptr);
+        };
+        j["predicted_kld"] = optional(r.predicted_kld);
+        j["predicted_kld_p99"] = optional(r.predicted_kld_p99);
+        j["predicted_kld_p999"] = optional(r.predicted_kld_p999);
+        if (r.llama_cpp) j["llama_cpp"] = llama_cpp_json(*r.llama_cpp);
         rows.push_back(j);
     }
-    return {{"base_ppl", rep.base_ppl},
-            {"n_tokens", rep.n_tokens},
-            {"rows", rows},
-            {"held_out", held_out_json(rep.held_out)}};
+    nlohmann::json out = {{"base_ppl", rep.base_ppl},
+                          {"n_tokens", rep.n_tokens},
+                          {"rows", rows},
+                          {"held_out", held_out_json(rep.held_out)}};
+    if (!rep.llama_cpp_tool.empty())
+        out["llama_cpp"] = {{"tool", rep.llama_cpp_tool}, {"base", rep.llama_cpp_base}};
+    return out;
 }
 
 nlohmann::json merge_verify_tables(const nlohmann::json& earlier, const nlohmann::json& now) {

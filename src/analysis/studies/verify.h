@@ -16,6 +16,7 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "analysis/studies/holdout.h"
+#include "analysis/studies/llama_cpp_check.h"
 
 namespace quantlens {
 
@@ -49,6 +50,9 @@ struct VerifyOptions {
     // recipes' sweep jobs ("" = the default store).
     std::string store;
     bool allow_overlap = false;
+    // verify --llama-cpp [DIR]: also run llama.cpp's llama-perplexity on every candidate
+    // (analysis/studies/llama_cpp_check.h); "" looks on PATH. Refused by name when absent.
+    std::optional<std::string> llama_cpp_dir;
 };
 
 struct VerifyRow {
@@ -59,6 +63,9 @@ struct VerifyRow {
     double kld_mean = 0, kld_err = 0, kld_median = 0, kld_p99 = 0, kld_p999 = 0, kld_max = 0;
     double top1 = 0, rms_dp = 0;
     std::optional<double> predicted_kld;
+    // The recipe's predicted tails (plan_job.h), when its sweep recorded tails.
+    std::optional<double> predicted_kld_p99, predicted_kld_p999;
+    std::optional<LlamaCppFigures> llama_cpp;  // verify --llama-cpp: the tool's own figures
     double seconds = 0;
 };
 
@@ -67,6 +74,7 @@ struct VerifyReport {
     int64_t n_tokens = 0;
     std::vector<VerifyRow> rows;
     HeldOut held_out;  // which text verified, which text tuned each recipe
+    std::string llama_cpp_tool, llama_cpp_base;  // verify --llama-cpp: the tool and its base
 };
 
 VerifyReport run_verify(const VerifyOptions& options,

@@ -130,6 +130,8 @@ std::vector<PlacementRow> placement_rows(jobs::Store& store, int64_t id, double*
         r.model_bytes = m[metric::bytes] + fixed;
         r.bpw = bits_per_weight(r.model_bytes, params);
         r.kld_mean = m[metric::kld_mean];
+        r.kld_p99 = m.count(metric::kld_p99) ? m[metric::kld_p99] : std::nan("");
+        r.kld_p999 = m.count(metric::kld_p999) ? m[metric::kld_p999] : std::nan("");
         r.ppl = m.count(metric::ppl) ? m[metric::ppl] : std::nan("");
         r.ppl_delta = m[metric::ppl_delta];
         r.top1_agree = m[metric::top1_agree];
@@ -162,9 +164,9 @@ std::string placement_summary(jobs::Store& store, int64_t id) {
         "placement study, base type {} (token_embd and output at {} unless raised); "
         "full-precision PPL {:.4f}\n",
         base, base, ppl_fp);
-    out += fmt::format("{:<12} {:<7} {:>9} {:>7} {:>10} {:>9} {:>9} {:>7} {:>12}  {}\n", "variant",
-                       "raised", "size MB", "bpw", "KLD mean", "PPL", "ΔPPL", "top-1", "ΔKLD/+MB",
-                       "pareto");
+    out += fmt::format("{:<12} {:<7} {:>9} {:>7} {:>10} {:>9} {:>9} {:>9} {:>9} {:>7} {:>12}  {}\n",
+                       "variant", "raised", "size MB", "bpw", "KLD mean", "KLD p99", "p99.9", "PPL",
+                       "ΔPPL", "top-1", "ΔKLD/+MB", "pareto");
     for (const auto& r : rows) {
         // KLD removed per extra MB over the uniform base model: what the placement buys.
         std::string gain = "";
@@ -172,13 +174,19 @@ std::string placement_summary(jobs::Store& store, int64_t id) {
             gain = fmt::format("{:.6f}", (base_row->kld_mean - r.kld_mean) /
                                              ((r.model_bytes - base_row->model_bytes) / 1e6));
         out += fmt::format(
-            "{:<12} {:<7} {:>9.4f} {:>7.3f} {:>10.6f} {:>9.4f} {:>+9.4f} {:>6.2f}% "
-            "{:>12}  {}\n",
-            r.variant, r.raised_type, r.model_bytes / 1e6, r.bpw, r.kld_mean, r.ppl, r.ppl_delta,
-            100.0 * r.top1_agree, gain, r.pareto ? "*" : "");
+            "{:<12} {:<7} {:>9.4f} {:>7.3f} {:>10.6f} {:>9.5f} {:>9.5f} {:>9.4f} {:>+9.4f} "
+            "{:>6.2f}% {:>12}  {}\n",
+            r.variant, r.raised_type, r.model_bytes / 1e6, r.bpw, r.kld_mean, r.kld_p99, r.kld_p999,
+            r.ppl, r.ppl_delta, 100.0 * r.top1_agree, gain, r.pareto ? "*" : "");
     }
     return out;
 }
+
+namespace {
+json number_or_null(double v) {
+    return std::isfinite(v) ? json(v) : json(nullptr);
+}
+}  // namespace
 
 json placement_json(jobs::Store& store, int64_t id) {
     json out = json::array();
@@ -188,6 +196,8 @@ json placement_json(jobs::Store& store, int64_t id) {
                        {"model_bytes", r.model_bytes},
                        {"bpw", r.bpw},
                        {"kld_mean", r.kld_mean},
+                       {"kld_p99", number_or_null(r.kld_p99)},
+                       {"kld_p999", number_or_null(r.kld_p999)},
                        {"ppl", r.ppl},
                        {"ppl_delta", r.ppl_delta},
                        {"top1_agree", r.top1_agree},

@@ -62,7 +62,8 @@ struct PlacementRow {
     double model_bytes = 0;   // quantized tensors at their types + the F32 tensors
     double bpw = 0;           // 8 · model_bytes / all parameters
     double kld_mean = 0, ppl = 0, ppl_delta = 0, top1_agree = 0;
-    bool pareto = false;  // no other row is at most as large and lower in KLD
+    double kld_p99 = 0, kld_p999 = 0;  // NaN when the sweep recorded no tails
+    bool pareto = false;               // no other row is at most as large and lower in KLD
 };
 
 // The measured rows of a placement job, sorted by size then KLD; ppl_base receives the

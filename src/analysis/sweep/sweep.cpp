@@ -14,6 +14,7 @@
 #include <fmt/format.h>
 
 #include "analysis/measure/chunks.h"
+#include "analysis/measure/kld.h"
 #include "analysis/measure/weight_metrics.h"
 #include "analysis/sweep/expert_units.h"
 #include "analysis/sweep/placement.h"
@@ -239,6 +240,11 @@ void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErr
         const double n = static_cast<double>(st.n_scored);
         m[metric::kld_mean] = st.kld_sum / n;
         m[metric::kld_max] = st.kld_max;
+        if (static_cast<int64_t>(st.token_kld.size()) == st.n_scored) {
+            const KldTails tails = kld_tails(st.token_kld);
+            m[metric::kld_p99] = tails.p99;
+            m[metric::kld_p999] = tails.p999;
+        }
         m[metric::ppl] = std::exp(st.nll_sum / n);
         m[metric::ppl_base] = std::exp(st.ref_nll_sum / n);
         m[metric::ppl_delta] = m[metric::ppl] - m[metric::ppl_base];
@@ -249,8 +255,9 @@ void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErr
         for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = st.layer_mse[l];
     } else {
         // Identical weights: nothing downstream can change, so nothing is evaluated.
-        for (const char* k : {metric::kld_mean, metric::kld_max, metric::ppl_delta,
-                              metric::ln_ppl_ratio, metric::rms_dp, metric::act_mse})
+        for (const char* k :
+             {metric::kld_mean, metric::kld_p99, metric::kld_p999, metric::kld_max,
+              metric::ppl_delta, metric::ln_ppl_ratio, metric::rms_dp, metric::act_mse})
             m[k] = 0.0;
         m[metric::top1_agree] = 1.0;
         for (int64_t l = 0; l < L; ++l) m[fmt::format("act_mse_L{}", l)] = 0.0;
@@ -880,8 +887,9 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
     std::map<std::string, std::map<std::string, std::map<std::string, double>>>
         by;  // type→unit→metric
     for (const auto& m : ms) by[m.type][m.unit][m.metric] = m.value;
-    std::string out = fmt::format("{:<8} {:>12} {:>14} {:>14} {:>8}  {}\n", "type", "bpw(all)",
-                                  "Σ unit ΔKLD", "KLD (all)", "ratio", "most sensitive unit");
+    std::string out = fmt::format("{:<8} {:>12} {:>14} {:>14} {:>8} {:>12} {:>12}  {}\n", "type",
+                                  "bpw(all)", "Σ unit ΔKLD", "KLD (all)", "ratio", "p99 (all)",
+                                  "p99.9 (all)", "most sensitive unit");
     for (auto& [type, units] : by) {
         double sum = 0, worst = -1;
         std::string worst_unit;
@@ -895,9 +903,14 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
         const bool has_all = units.count(kAllUnit) && units[kAllUnit].count(metric::kld_mean);
         const double all = has_all ? units[kAllUnit][metric::kld_mean] : std::nan("");
         const double bpw = has_all ? units[kAllUnit]["bpw"] : std::nan("");
-        out +=
-            fmt::format("{:<8} {:>12.3f} {:>14.6f} {:>14.6f} {:>8.3f}  {} ({:.6f})\n", type, bpw,
-                        sum, all, has_all && sum > 0 ? all / sum : std::nan(""), worst_unit, worst);
+        const auto all_metric = [&](const char* key) {
+            return has_all && units[kAllUnit].count(key) ? units[kAllUnit][key] : std::nan("");
+        };
+        out += fmt::format(
+            "{:<8} {:>12.3f} {:>14.6f} {:>14.6f} {:>8.3f} {:>12.5f} {:>12.5f}  {} "
+            "({:.6f})\n",
+            type, bpw, sum, all, has_all && sum > 0 ? all / sum : std::nan(""),
+            all_metric(metric::kld_p99), all_metric(metric::kld_p999), worst_unit, worst);
     }
     // How well the weight proxy ranks the functional damage.
     std::vector<double> proxy, kld;

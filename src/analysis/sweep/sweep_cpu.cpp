@@ -138,6 +138,7 @@ class CpuSweepBackend final : public SweepBackend {
         for (size_t i = 0; i < n; ++i) {
             st.kld_sum += kld[i];
             st.kld_max = std::max(st.kld_max, kld[i]);
+            st.token_kld.push_back(static_cast<float>(kld[i]));
             st.nll_sum += nll[i];
             st.ref_nll_sum += ref_nll[i];
             st.dp_sq_sum += dp2[i];
