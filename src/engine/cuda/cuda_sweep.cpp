@@ -183,7 +183,9 @@ class Backend final : public CudaSweepBackend {
         if (one_batch) profile_.add_device_times();
         if (profile_.on) profile_.evaluate_s += seconds_since(t0);
         PerturbedStats st;
+        st.token_kld.reserve(rows.size());
         for (const RowStats& r : rows) {
+            st.token_kld.push_back(static_cast<float>(r.kld));  // the tails (p99, p99.9)
             st.kld_sum += r.kld;
             st.kld_max = std::max(st.kld_max, r.kld);
             st.nll_sum += r.nll;
