@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-namespace quantlens::blocks {
+namespace quantlens {
 
 std::vector<GlobalTensorName> llama_globals() {
     return {{"model.embed_tokens.weight", "token_embd.weight"},
@@ -15,10 +15,26 @@ std::vector<GlobalTensorName> llama_globals() {
             {"lm_head.weight", "output.weight"}};
 }
 
+}  // namespace quantlens
+
+namespace quantlens::blocks {
+
+std::vector<TensorName> attention() {
+    return {{"self_attn.q_proj", "attn_q"},
+            {"self_attn.k_proj", "attn_k"},
+            {"self_attn.v_proj", "attn_v"},
+            {"self_attn.o_proj", "attn_output"}};
+}
+
 std::vector<TensorName> norms_and_attention() {
-    return {{"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"},
-            {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
-            {"self_attn.v_proj", "attn_v"},   {"self_attn.o_proj", "attn_output"}};
+    return concat({{{"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}},
+                   attention()});
+}
+
+std::vector<TensorName> post_norm_attention() {
+    return concat(
+        {{{"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "post_attention_norm"}},
+         attention()});
 }
 
 std::vector<TensorName> qk_norm() {
@@ -44,6 +60,14 @@ std::vector<TensorName> qwen_moe() {
             {"mlp.experts.{E}.down_proj", "ffn_down_exps"}};
 }
 
+std::vector<TensorName> qwen_moe_with_shared_expert() {
+    return concat({qwen_moe(),
+                   {{"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
+                    {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+                    {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
+                    {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"}}});
+}
+
 std::vector<TensorName> fused_attention_and_mlp() {
     return {{"input_layernorm", "attn_norm"},    {"self_attn.qkv_proj", "attn_qkv"},
             {"self_attn.o_proj", "attn_output"}, {"post_attention_layernorm", "ffn_norm"},
@@ -54,11 +78,8 @@ std::vector<TensorName> gemma_layer() {
     return concat({{{"input_layernorm", "attn_norm"},
                     {"post_attention_layernorm", "post_attention_norm"},
                     {"pre_feedforward_layernorm", "ffn_norm"},
-                    {"post_feedforward_layernorm", "post_ffw_norm"},
-                    {"self_attn.q_proj", "attn_q"},
-                    {"self_attn.k_proj", "attn_k"},
-                    {"self_attn.v_proj", "attn_v"},
-                    {"self_attn.o_proj", "attn_output"}},
+                    {"post_feedforward_layernorm", "post_ffw_norm"}},
+                   attention(),
                    dense_mlp()});
 }
 
@@ -93,6 +114,17 @@ void refuse_hf_sliding_window(const HfConfigJson& cfg) {
              "{}: \"use_sliding_window\" is true; per-layer sliding windows of {} are not "
              "implemented",
              cfg.path, cfg.family);
+}
+
+void read_hf_llama(const HfConfigJson& cfg, ModelConfig& c) {
+    read_hf_llama_attention(cfg, c);
+    refuse_hf_sliding_window(cfg);
+    read_hf_dense_ffn(cfg, c);
+}
+
+void read_hf_mistral_attention(const HfConfigJson& cfg, ModelConfig& c) {
+    read_hf_llama_attention(cfg, c);
+    c.sliding_window = cfg.get_int("sliding_window", 0);
 }
 
 namespace {

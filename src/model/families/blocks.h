@@ -12,17 +12,22 @@
 
 namespace quantlens::blocks {
 
-// model.embed_tokens / model.norm / lm_head ↔ token_embd / output_norm / output.
-std::vector<GlobalTensorName> llama_globals();
-
-// input_layernorm, post_attention_layernorm, self_attn.{q,k,v,o}_proj (biases by suffix).
+// self_attn.{q,k,v,o}_proj ↔ attn_{q,k,v,output} (biases by suffix).
+std::vector<TensorName> attention();
+// input_layernorm, post_attention_layernorm (ffn_norm), then attention().
 std::vector<TensorName> norms_and_attention();
+// input_layernorm, post_attention_layernorm ↔ post_attention_norm (the pre-FFN norm of
+// gpt-oss, GLM-4.5 and the DeltaNet hybrids), then attention().
+std::vector<TensorName> post_norm_attention();
 std::vector<TensorName> qk_norm();    // self_attn.{q,k}_norm
 std::vector<TensorName> dense_mlp();  // mlp.{gate,up,down}_proj
 // Router and stacked experts, Mixtral spelling (block_sparse_moe.gate, experts.{E}.w1/w3/w2).
 std::vector<TensorName> mixtral_moe();
 // Router and stacked experts, Qwen spelling (mlp.gate, mlp.experts.{E}.*_proj).
 std::vector<TensorName> qwen_moe();
+// qwen_moe() plus Qwen's shared expert (mlp.shared_expert.*_proj ↔ ffn_*_shexp) and its
+// sigmoid gate (mlp.shared_expert_gate ↔ ffn_gate_inp_shexp).
+std::vector<TensorName> qwen_moe_with_shared_expert();
 // Phi-3's fused projections: self_attn.qkv_proj ↔ attn_qkv, mlp.gate_up_proj ↔ ffn_up, with
 // input_layernorm, post_attention_layernorm (ffn_norm), o_proj and down_proj.
 std::vector<TensorName> fused_attention_and_mlp();
@@ -41,6 +46,11 @@ void read_hf_experts(const HfConfigJson& cfg, ModelConfig& config);
 void read_hf_llama_attention(const HfConfigJson& cfg, ModelConfig& config);
 // config.json: refuses use_sliding_window (per-layer windows are not implemented).
 void refuse_hf_sliding_window(const HfConfigJson& cfg);
+// config.json, Llama: read_hf_llama_attention, refuse_hf_sliding_window, read_hf_dense_ffn.
+void read_hf_llama(const HfConfigJson& cfg, ModelConfig& config);
+// config.json, Mistral and Mixtral: read_hf_llama_attention and sliding_window, one window
+// for every layer.
+void read_hf_mistral_attention(const HfConfigJson& cfg, ModelConfig& config);
 
 // config.json's "layer_types": one flag per layer, true for `marked` ("sliding_attention",
 // "linear_attention") and false for "full_attention"; another type is refused with `known`

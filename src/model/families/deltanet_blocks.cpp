@@ -8,21 +8,15 @@
 namespace quantlens::deltanet {
 
 std::vector<TensorName> common_layer() {
-    return {{"input_layernorm", "attn_norm"},
-            {"post_attention_layernorm", "post_attention_norm"},
-            {"self_attn.q_proj", "attn_q"},
-            {"self_attn.k_proj", "attn_k"},
-            {"self_attn.v_proj", "attn_v"},
-            {"self_attn.o_proj", "attn_output"},
-            {"self_attn.q_norm", "attn_q_norm"},
-            {"self_attn.k_norm", "attn_k_norm"},
-            {"linear_attn.conv1d", "ssm_conv1d"},
-            // Bare parameters: A_log, and dt_bias, which becomes the bias of a tensor that
-            // has no weight.
-            {"linear_attn.A_log", "ssm_a", true},
-            {"linear_attn.dt_bias", "ssm_dt.bias", true},
-            {"linear_attn.norm", "ssm_norm"},
-            {"linear_attn.out_proj", "ssm_out"}};
+    return blocks::concat({blocks::post_norm_attention(),
+                           blocks::qk_norm(),
+                           {{"linear_attn.conv1d", "ssm_conv1d"},
+                            // Bare parameters: A_log, and dt_bias, which becomes the bias of
+                            // a tensor that has no weight.
+                            {"linear_attn.A_log", "ssm_a", true},
+                            {"linear_attn.dt_bias", "ssm_dt.bias", true},
+                            {"linear_attn.norm", "ssm_norm"},
+                            {"linear_attn.out_proj", "ssm_out"}}});
 }
 
 std::vector<TensorName> fused_projections() {
@@ -36,14 +30,6 @@ std::vector<TensorName> split_projections() {
             {"linear_attn.in_proj_z", "attn_gate"},
             {"linear_attn.in_proj_b", "ssm_beta"},
             {"linear_attn.in_proj_a", "ssm_alpha"}};
-}
-
-std::vector<TensorName> moe_with_shared_expert() {
-    return blocks::concat({blocks::qwen_moe(),
-                           {{"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
-                            {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
-                            {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
-                            {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"}}});
 }
 
 namespace {

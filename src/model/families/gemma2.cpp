@@ -55,21 +55,12 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 }  // namespace
 
 const Family& gemma2_family() {
-    static const Family f{
-        .id = Arch::Gemma2,
-        .name = "gemma2",
-        .hf_architecture = "Gemma2ForCausalLM",
-        .model_type = "gemma2",
-        .gguf_arch = "gemma2",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::gemma_layer(),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = nullptr,
-        .activation = Activation::GeluTanh,
-    };
+    static const Family f{{Arch::Gemma2, "gemma2", "Gemma2ForCausalLM", "gemma2", "gemma2"},
+                          {.read_hf = read_hf,
+                           .read_gguf = read_gguf,
+                           .write_gguf = write_gguf,
+                           .activation = Activation::GeluTanh},
+                          blocks::gemma_layer()};
     return f;
 }
 

@@ -172,27 +172,12 @@ std::optional<std::vector<HfDerivedTensor>> derive_hf(const std::string& hf) {
 
 const Family& gptoss_family() {
     static const Family f{
-        .id = Arch::GptOss,
-        .name = "gpt-oss",
-        .hf_architecture = "GptOssForCausalLM",
-        .model_type = "gpt_oss",
-        .gguf_arch = "gpt-oss",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = {{"input_layernorm", "attn_norm"},
-                          {"post_attention_layernorm", "post_attention_norm"},
-                          {"self_attn.q_proj", "attn_q"},
-                          {"self_attn.k_proj", "attn_k"},
-                          {"self_attn.v_proj", "attn_v"},
-                          {"self_attn.o_proj", "attn_output"},
-                          {"mlp.router", "ffn_gate_inp"}},
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = nullptr,
-        .activation = Activation::SiLU,
-        .derive_hf = derive_hf,
-    };
+        {Arch::GptOss, "gpt-oss", "GptOssForCausalLM", "gpt_oss", "gpt-oss"},
+        {.read_hf = read_hf,
+         .read_gguf = read_gguf,
+         .write_gguf = write_gguf,
+         .derive_hf = derive_hf},
+        blocks::concat({blocks::post_norm_attention(), {{"mlp.router", "ffn_gate_inp"}}})};
     return f;
 }
 

@@ -82,21 +82,12 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 }  // namespace
 
 const Family& phi3_family() {
-    static const Family f{
-        .id = Arch::Phi3,
-        .name = "phi3",
-        .hf_architecture = "Phi3ForCausalLM",
-        .model_type = "phi3",
-        .gguf_arch = "phi3",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::fused_attention_and_mlp(),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = write_gguf_early,
-        .activation = Activation::SiLU,
-    };
+    static const Family f{{Arch::Phi3, "phi3", "Phi3ForCausalLM", "phi3", "phi3"},
+                          {.read_hf = read_hf,
+                           .read_gguf = read_gguf,
+                           .write_gguf = write_gguf,
+                           .write_gguf_early = write_gguf_early},
+                          blocks::fused_attention_and_mlp()};
     return f;
 }
 

@@ -46,38 +46,23 @@ void read_gguf_moe(const GgufFile& g, ModelConfig& c) {
 }  // namespace
 
 const Family& qwen35_family() {
-    static const Family f{
-        .id = Arch::Qwen35,
-        .name = "qwen35",
-        .hf_architecture = "Qwen3_5ForCausalLM",
-        .model_type = "qwen3_5_text",
-        .gguf_arch = "qwen35",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat(
-            {deltanet::common_layer(), deltanet::split_projections(), blocks::dense_mlp()}),
-        .read_hf = read_hf_dense,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf_dense,
-        .write_gguf = deltanet::write_gguf_hybrid,
-    };
+    static const Family f{{Arch::Qwen35, "qwen35", "Qwen3_5ForCausalLM", "qwen3_5_text", "qwen35"},
+                          {.read_hf = read_hf_dense,
+                           .read_gguf = read_gguf_dense,
+                           .write_gguf = deltanet::write_gguf_hybrid},
+                          blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
+                                          blocks::dense_mlp()})};
     return f;
 }
 
 const Family& qwen35moe_family() {
     static const Family f{
-        .id = Arch::Qwen35Moe,
-        .name = "qwen35moe",
-        .hf_architecture = "Qwen3_5MoeForCausalLM",
-        .model_type = "qwen3_5_moe_text",
-        .gguf_arch = "qwen35moe",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
-                                         deltanet::moe_with_shared_expert()}),
-        .read_hf = read_hf_moe,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf_moe,
-        .write_gguf = deltanet::write_gguf_hybrid,
-    };
+        {Arch::Qwen35Moe, "qwen35moe", "Qwen3_5MoeForCausalLM", "qwen3_5_moe_text", "qwen35moe"},
+        {.read_hf = read_hf_moe,
+         .read_gguf = read_gguf_moe,
+         .write_gguf = deltanet::write_gguf_hybrid},
+        blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
+                        blocks::qwen_moe_with_shared_expert()})};
     return f;
 }
 
