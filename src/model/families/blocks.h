@@ -6,6 +6,7 @@
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/families/family.h"
@@ -95,5 +96,16 @@ void write_gguf_llama(const ModelConfig& config, GgufKeys& keys);
 void write_gguf_plain(const ModelConfig& config, GgufKeys& keys);
 void add_u32(GgufKeys& keys, const ModelConfig& config, const char* key, int64_t value);
 void add_f32(GgufKeys& keys, const ModelConfig& config, const char* key, double value);
+// ARCH.<key> for each of `names` in the order given, each the one ModelConfig field every
+// family writes under that key (block_count: n_layers, context_length: max_positions,
+// attention.layer_norm_rms_epsilon: rms_eps as F32, ...; the table is in blocks.cpp). A
+// family whose converter orders or picks these keys its own way lists them here.
+void add_keys(GgufKeys& keys, const ModelConfig& config,
+              std::initializer_list<std::string_view> names);
+// expert_count and expert_used_count, for a MoE config only.
+void add_expert_counts(GgufKeys& keys, const ModelConfig& config);
+// rope.scaling.type "yarn", factor, original_context_length, and with `betas` the yarn
+// beta_fast / beta_slow: the yarn keys of gpt-oss's and the sigmoid-MoE converters.
+void add_yarn_keys(GgufKeys& keys, const ModelConfig& config, bool betas);
 
 }  // namespace quantlens::blocks

@@ -146,21 +146,12 @@ void write_gguf_hybrid(const ModelConfig& c, GgufKeys& keys) {
         keys.emplace_back(c.gguf_arch + ".rope.dimension_sections", GgufValue::i32_array(items));
     };
     // TextModel.set_gguf_parameters
-    add_u32(keys, c, "block_count", c.n_layers);
-    add_u32(keys, c, "context_length", c.max_positions);
-    add_u32(keys, c, "embedding_length", c.hidden);
+    blocks::add_keys(keys, c, {"block_count", "context_length", "embedding_length"});
     if (c.hf_intermediate_size > 0) add_u32(keys, c, "feed_forward_length", c.hf_intermediate_size);
-    add_u32(keys, c, "attention.head_count", c.n_heads);
-    add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    blocks::add_keys(keys, c, {"attention.head_count", "attention.head_count_kv"});
     if (!c.rope_sections.empty()) sections(c.rope_sections);
-    keys.emplace_back(c.gguf_arch + ".rope.freq_base",
-                      GgufValue::f32(static_cast<float>(c.rope_theta)));
-    keys.emplace_back(c.gguf_arch + ".attention.layer_norm_rms_epsilon",
-                      GgufValue::f32(static_cast<float>(c.rms_eps)));
-    if (c.is_moe()) {
-        add_u32(keys, c, "expert_count", c.n_experts);
-        add_u32(keys, c, "expert_used_count", c.n_experts_used);
-    }
+    blocks::add_keys(keys, c, {"rope.freq_base", "attention.layer_norm_rms_epsilon"});
+    blocks::add_expert_counts(keys, c);
     blocks::write_gguf_head_size(c, keys);
     // Qwen2MoeModel.set_gguf_parameters
     if (c.is_moe()) {

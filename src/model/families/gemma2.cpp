@@ -39,17 +39,13 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
              "{}: attn_logit_softcapping / final_logit_softcapping is null, which llama.cpp's "
              "gemma2 converter cannot write",
              c.hf_architecture);
-    blocks::add_u32(keys, c, "context_length", c.max_positions);
-    blocks::add_u32(keys, c, "embedding_length", c.hidden);
-    blocks::add_u32(keys, c, "block_count", c.n_layers);
-    blocks::add_u32(keys, c, "feed_forward_length", c.ffn);
-    blocks::add_u32(keys, c, "attention.head_count", c.n_heads);
-    blocks::add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
-    blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);
+    blocks::add_keys(
+        keys, c,
+        {"context_length", "embedding_length", "block_count", "feed_forward_length",
+         "attention.head_count", "attention.head_count_kv", "attention.layer_norm_rms_epsilon"});
     blocks::write_gguf_head_size(c, keys);
-    blocks::add_f32(keys, c, "attn_logit_softcapping", c.attn_softcap);
-    blocks::add_f32(keys, c, "final_logit_softcapping", c.final_softcap);
-    blocks::add_u32(keys, c, "attention.sliding_window", c.sliding_window);
+    blocks::add_keys(
+        keys, c, {"attn_logit_softcapping", "final_logit_softcapping", "attention.sliding_window"});
 }
 
 }  // namespace

@@ -290,17 +290,13 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     for (int64_t l = 0; l < c.n_layers; ++l)
         shared += c.gemma4_layers[static_cast<size_t>(l)].kv_source != l;
     blocks::write_gguf_sizes(c, keys);
-    blocks::add_f32(keys, c, "rope.freq_base", c.rope_theta);
+    blocks::add_keys(keys, c, {"rope.freq_base"});
     blocks::add_f32(keys, c, "rope.freq_base_swa", c.rope_theta_swa);
-    blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);
-    if (c.is_moe()) {
-        blocks::add_u32(keys, c, "expert_count", c.n_experts);
-        blocks::add_u32(keys, c, "expert_used_count", c.n_experts_used);
-    }
-    blocks::add_u32(keys, c, "attention.key_length", c.head_dim);
-    blocks::add_u32(keys, c, "attention.value_length", c.head_dim);
-    if (c.final_softcap > 0) blocks::add_f32(keys, c, "final_logit_softcapping", c.final_softcap);
-    blocks::add_u32(keys, c, "attention.sliding_window", c.sliding_window);
+    blocks::add_keys(keys, c, {"attention.layer_norm_rms_epsilon"});
+    blocks::add_expert_counts(keys, c);
+    blocks::write_gguf_head_size(c, keys);
+    if (c.final_softcap > 0) blocks::add_keys(keys, c, {"final_logit_softcapping"});
+    blocks::add_keys(keys, c, {"attention.sliding_window"});
     // Gemma4Model.set_gguf_parameters
     blocks::add_u32(keys, c, "attention.shared_kv_layers", shared);
     blocks::add_u32(keys, c, "embedding_length_per_layer_input", c.ple_dim);

@@ -19,27 +19,24 @@ void set_layer(ModelConfig& c) {
     c.ssm_fused_ba = false;
 }
 
-void read_hf_dense(const HfConfigJson& cfg, ModelConfig& c) {
+// The hybrid layer, then the dense MLP's width or the MoE (top-k always renormalized).
+template <bool kMoe>
+void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
     deltanet::read_hf_hybrid(cfg, c);
-    blocks::read_hf_dense_ffn(cfg, c);
+    if constexpr (kMoe)
+        deltanet::read_hf_moe(cfg, c, true);
+    else
+        blocks::read_hf_dense_ffn(cfg, c);
     set_layer(c);
 }
 
-void read_hf_moe(const HfConfigJson& cfg, ModelConfig& c) {
-    deltanet::read_hf_hybrid(cfg, c);
-    deltanet::read_hf_moe(cfg, c, true);
-    set_layer(c);
-}
-
-void read_gguf_dense(const GgufFile& g, ModelConfig& c) {
+template <bool kMoe>
+void read_gguf(const GgufFile& g, ModelConfig& c) {
     deltanet::read_gguf_hybrid(g, c);
-    blocks::read_gguf_dense_ffn(g, c);
-    set_layer(c);
-}
-
-void read_gguf_moe(const GgufFile& g, ModelConfig& c) {
-    deltanet::read_gguf_hybrid(g, c);
-    deltanet::read_gguf_moe(g, c);
+    if constexpr (kMoe)
+        deltanet::read_gguf_moe(g, c);
+    else
+        blocks::read_gguf_dense_ffn(g, c);
     set_layer(c);
 }
 
@@ -47,8 +44,8 @@ void read_gguf_moe(const GgufFile& g, ModelConfig& c) {
 
 const Family& qwen35_family() {
     static const Family f{{Arch::Qwen35, "qwen35", "Qwen3_5ForCausalLM", "qwen3_5_text", "qwen35"},
-                          {.read_hf = read_hf_dense,
-                           .read_gguf = read_gguf_dense,
+                          {.read_hf = read_hf<false>,
+                           .read_gguf = read_gguf<false>,
                            .write_gguf = deltanet::write_gguf_hybrid},
                           blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
                                           blocks::dense_mlp()})};
@@ -58,8 +55,8 @@ const Family& qwen35_family() {
 const Family& qwen35moe_family() {
     static const Family f{
         {Arch::Qwen35Moe, "qwen35moe", "Qwen3_5MoeForCausalLM", "qwen3_5_moe_text", "qwen35moe"},
-        {.read_hf = read_hf_moe,
-         .read_gguf = read_gguf_moe,
+        {.read_hf = read_hf<true>,
+         .read_gguf = read_gguf<true>,
          .write_gguf = deltanet::write_gguf_hybrid},
         blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
                         blocks::qwen_moe_with_shared_expert()})};
