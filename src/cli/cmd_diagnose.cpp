@@ -245,10 +245,9 @@ int run_diagnose(const DiagnoseCliOptions& o) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(diagnose, "Weight outliers, per-group error maps and AWQ/SmoothQuant diagnostics") {
-    auto o = std::make_shared<quantlens::cli::DiagnoseCliOptions>();
+QL_COMMAND(diagnose, DiagnoseCliOptions,
+           "Weight outliers, per-group error maps and AWQ/SmoothQuant diagnostics") {
     cmd.add_option("MODEL", o->model, "Hugging Face directory or .gguf file")->required();
     cmd.add_option("--calib", o->calib,
                    "Calibration text, or a calibrate job id (with --store), for the AWQ studies");
@@ -266,3 +265,5 @@ QL_COMMAND(diagnose, "Weight outliers, per-group error maps and AWQ/SmoothQuant 
     cmd.add_flag("--json", o->json, "Print one JSON object");
     return [o] { return quantlens::cli::run_diagnose(*o); };
 }
+
+}  // namespace quantlens::cli
