@@ -58,10 +58,7 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
         std::vector<std::pair<PlanOption, GptqFormat>> opts;
         for (const auto& [name, metrics] : m[u.name]) {
             const auto f = gptq_format_from_name(name);
-            if (!f) continue;
-            if (!req.formats.empty() &&
-                std::find(req.formats.begin(), req.formats.end(), *f) == req.formats.end())
-                continue;
+            if (!f || !allowed_by(req.formats, *f)) continue;
             auto it = metrics.find(metric_key);
             if (it == metrics.end()) continue;  // not measured (yet)
             opts.push_back({{GgmlType::F32, static_cast<uint64_t>(metrics.at(metric::bytes)),

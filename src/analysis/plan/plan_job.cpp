@@ -292,10 +292,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             }
         for (const auto& [type_name, metrics] : m[u.name]) {
             const auto t = ggml_type_from_name(type_name);
-            if (!t) continue;
-            if (!req.types.empty() &&
-                std::find(req.types.begin(), req.types.end(), *t) == req.types.end())
-                continue;
+            if (!t || !allowed_by(req.types, *t)) continue;
             if (req.min_type && ggml_type_bpw(*t) < ggml_type_bpw(*req.min_type)) continue;
             if (req.max_type && ggml_type_bpw(*t) > ggml_type_bpw(*req.max_type)) continue;
             if (pinned && *t != *pinned) continue;

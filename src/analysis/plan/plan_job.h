@@ -11,6 +11,7 @@
 // slices) are never chosen: a GGUF stores a layer's experts in one tensor of one type.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -28,12 +29,23 @@ namespace jobs {
 class Store;
 }
 
-struct PlanRequest {
+// What every plan job reads (plan, plan --format gptq): the sweep job, the size budget and
+// the metric it minimizes.
+struct PlanTarget {
     int64_t job_id = 0;
     std::optional<uint64_t> target_bytes;
     std::optional<double> target_bpw;
+    std::string metric = "kld";  // kld | ppl; plan also proxy (imatrix-weighted weight error)
+};
+
+// Whether a request's list of allowed options (types, formats; empty = all) takes `value`.
+template <typename T>
+bool allowed_by(const std::vector<T>& allowed, const T& value) {
+    return allowed.empty() || std::find(allowed.begin(), allowed.end(), value) != allowed.end();
+}
+
+struct PlanRequest : PlanTarget {
     bool knee = false;            // plan_jump_knee (`plan --knee`) instead of a budget
-    std::string metric = "kld";   // kld | proxy (imatrix-weighted relative weight error) | ppl
     std::vector<GgmlType> types;  // empty = every measured type
     std::optional<GgmlType> min_type, max_type;          // by bits per weight
     std::vector<std::pair<std::string, GgmlType>> pins;  // regex → type

@@ -180,18 +180,13 @@ std::string placement_summary(jobs::Store& store, int64_t id) {
     return out;
 }
 
+// A row's JSON: its fields under their own names.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(PlacementRow, variant, raised_type, model_bytes, bpw, kld_mean,
+                                   ppl, ppl_delta, top1_agree, pareto)
+
 json placement_json(jobs::Store& store, int64_t id) {
     json out = json::array();
-    for (const auto& r : placement_rows(store, id))
-        out.push_back({{"variant", r.variant},
-                       {"raised_type", r.raised_type},
-                       {"model_bytes", r.model_bytes},
-                       {"bpw", r.bpw},
-                       {"kld_mean", r.kld_mean},
-                       {"ppl", r.ppl},
-                       {"ppl_delta", r.ppl_delta},
-                       {"top1_agree", r.top1_agree},
-                       {"pareto", r.pareto}});
+    for (const auto& r : placement_rows(store, id)) out.push_back(r);
     return out;
 }
 
