@@ -110,13 +110,7 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
     for (const auto& p : planner.frontier(200))
         out.frontier.push_back({p.bytes, p.error * out.interaction_factor});
 
-    recipe.model = model_path;
-    recipe.model_hash = job.model_hash;
-    recipe.job_id = req.job_id;
-    recipe.metric = req.metric;
-    recipe.predicted_size_bytes = r.bytes;
-    recipe.predicted_bpw =
-        bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
+    set_plan_provenance(recipe, model_path, job.model_hash, req, r.bytes, out.n_params);
     recipe.gptq_desc_act = params.value("gptq_act_order", false);
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GptqFormat f = formats[i][r.choice[i]];

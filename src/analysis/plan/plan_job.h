@@ -72,6 +72,11 @@ using SweepMeasurements =
     std::map<std::string, std::map<std::string, std::map<std::string, double>>>;
 SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id);
 
+// A planned recipe's provenance (the model, its hash, the sweep job, the metric) and the size
+// the plan chose: `bytes`, and its bits per weight over the model's n_params.
+void set_plan_provenance(Recipe& recipe, const std::string& model, const std::string& model_hash,
+                         const PlanTarget& request, uint64_t bytes, int64_t n_params);
+
 // The interaction factor (above): the median over the types measured on the "(all)" unit of
 // its KLD / Σ over `units` of their ΔKLD at that type (negative ones as 0); nullopt when no
 // type has both.
