@@ -102,15 +102,15 @@ void register_audit_runner() {
         });
 }
 
-}  // namespace quantlens::cli
-
-QL_COMMAND(audit, "Sensitivity profiles of a zoo of models, compared by tensor role and depth") {
-    auto a = std::make_shared<quantlens::cli::AuditArgs>();
+QL_COMMAND(audit, AuditArgs,
+           "Sensitivity profiles of a zoo of models, compared by tensor role and depth") {
     quantlens::cli::register_audit_runner();
-    cmd.add_option("ZOO", a->zoo, "Zoo file (YAML, see examples/zoo.yaml)")->required();
-    cmd.add_option("--store", a->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
-    cmd.add_option("--time-limit", a->time_limit,
+    cmd.add_option("ZOO", o->zoo, "Zoo file (YAML, see examples/zoo.yaml)")->required();
+    cmd.add_option("--store", o->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
+    cmd.add_option("--time-limit", o->time_limit,
                    "Pause after this many seconds (run the command again to continue)");
-    cmd.add_flag("--json", a->json, "Print the cross-model summary as JSON (data for one chart)");
-    return [a] { return quantlens::cli::run_audit_command(*a, "quantlens audit " + a->zoo); };
+    cmd.add_flag("--json", o->json, "Print the cross-model summary as JSON (data for one chart)");
+    return [o] { return quantlens::cli::run_audit_command(*o, "quantlens audit " + o->zoo); };
 }
+
+}  // namespace quantlens::cli

@@ -163,14 +163,13 @@ int run_calibrate(const CalibrateCliOptions& o, const std::string& command_line)
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(calibrate, "Importance matrix (llama.cpp imatrix) and activation statistics") {
+QL_COMMAND(calibrate, CalibrateCliOptions,
+           "Importance matrix (llama.cpp imatrix) and activation statistics") {
     using namespace quantlens;
     jobs::register_job_kind(jobs::JobKind::calibrate, [](jobs::Store& store, int64_t id) {
         return cli::run_calibrate_job(store, id, nullptr);
     });
-    auto o = std::make_shared<cli::CalibrateCliOptions>();
     cmd.add_option("MODEL", o->model, "Hugging Face directory or .gguf file")->required();
     cmd.add_option("--text", o->text, "Calibration text (UTF-8)")->required();
     cmd.add_option("--ctx", o->ctx, "Chunk length in tokens")->capture_default_str();
@@ -187,3 +186,5 @@ QL_COMMAND(calibrate, "Importance matrix (llama.cpp imatrix) and activation stat
     cmd.add_flag("--json", o->json, "Print the statistics as one JSON object");
     return [o] { return cli::run_calibrate(*o, cli::invocation_line()); };
 }
+
+}  // namespace quantlens::cli

@@ -51,36 +51,35 @@ int run_compare_command(const CompareArgs& a, const std::string& command_line) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(compare, "Where a quantized GGUF differs from its full-precision model") {
+QL_COMMAND(compare, CompareArgs, "Where a quantized GGUF differs from its full-precision model") {
     using namespace quantlens;
     jobs::register_job_runner(jobs::JobKind::compare, [](jobs::Store& store, int64_t id) {
         const jobs::JobState s =
             jobs::run_job(store, id, [&] { return run_compare_job(store, id); });
         return cli::finish_compare(store, id, s, {});
     });
-    auto a = std::make_shared<cli::CompareArgs>();
-    auto line = std::make_shared<std::string>();
-    cmd.add_option("FP", a->o.fp, "Hugging Face directory or F16/BF16/F32 GGUF")->required();
-    cmd.add_option("QUANT", a->o.quant, "Quantized GGUF (any mix of types)")->required();
-    cmd.add_option("--text", a->o.text, "Evaluation text (UTF-8)")->required();
-    cmd.add_option("--ctx", a->o.ctx, "Context (chunk) length")->capture_default_str();
-    cmd.add_option("--chunks", a->o.chunks, "Number of chunks (default: all)");
-    cmd.add_option("--batch", a->o.batch, "Chunks per forward pass")->capture_default_str();
-    cmd.add_option("--top", a->top, "How many tensors to name as the largest weight error")
+    cmd.add_option("FP", o->o.fp, "Hugging Face directory or F16/BF16/F32 GGUF")->required();
+    cmd.add_option("QUANT", o->o.quant, "Quantized GGUF (any mix of types)")->required();
+    cmd.add_option("--text", o->o.text, "Evaluation text (UTF-8)")->required();
+    cmd.add_option("--ctx", o->o.ctx, "Context (chunk) length")->capture_default_str();
+    cmd.add_option("--chunks", o->o.chunks, "Number of chunks (default: all)");
+    cmd.add_option("--batch", o->o.batch, "Chunks per forward pass")->capture_default_str();
+    cmd.add_option("--top", o->top, "How many tensors to name as the largest weight error")
         ->capture_default_str();
-    cmd.add_flag("!--exact-fp", a->o.f16_base,
+    cmd.add_flag("!--exact-fp", o->o.f16_base,
                  "Keep HF weights as stored (default: rounded to F16 like llama.cpp's F16 base)");
-    cmd.add_flag("!--no-ggml-numerics", a->o.ggml_numerics,
+    cmd.add_flag("!--no-ggml-numerics", o->o.ggml_numerics,
                  "Plain f32 activations (default: llama.cpp's CPU rounding, to match its KLD)");
-    cmd.add_flag("!--no-attribution", a->o.attribution,
+    cmd.add_flag("!--no-attribution", o->o.attribution,
                  "Skip the per-layer swap-back measurements (one model pass per layer)");
-    cmd.add_flag("--gpu", a->o.gpu,
+    cmd.add_flag("--gpu", o->o.gpu,
                  "Run both models on the GPU (CUDA build; F32 with llama.cpp's numerics, F16 with "
                  "--no-ggml-numerics)");
-    cmd.add_flag("--json", a->json, "Print one JSON object");
-    cmd.add_option("--store", a->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
+    cmd.add_flag("--json", o->json, "Print one JSON object");
+    cmd.add_option("--store", o->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
     return
-        [a] { return quantlens::cli::run_compare_command(*a, quantlens::cli::invocation_line()); };
+        [o] { return quantlens::cli::run_compare_command(*o, quantlens::cli::invocation_line()); };
 }
+
+}  // namespace quantlens::cli

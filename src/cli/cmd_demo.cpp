@@ -158,16 +158,20 @@ int run_demo(const std::string& out_dir, int64_t tokens, bool force) {
     return 0;
 }
 
-}  // namespace
-}  // namespace quantlens::cli
+struct DemoOptions {
+    std::string out_dir = "quantlens-demo";
+    int64_t tokens = 2048;
+    bool force = false;
+};
 
-QL_COMMAND(demo, "Run the whole pipeline on the bundled llama-8m model") {
-    auto out = std::make_shared<std::string>("quantlens-demo");
-    auto tokens = std::make_shared<int64_t>(2048);
-    cmd.add_option("-o,--out-dir", *out, "Where the recipe, GGUF files and report go")
+}  // namespace
+
+QL_COMMAND(demo, DemoOptions, "Run the whole pipeline on the bundled llama-8m model") {
+    cmd.add_option("-o,--out-dir", o->out_dir, "Where the recipe, GGUF files and report go")
         ->capture_default_str();
-    cmd.add_option("--tokens", *tokens, "Evaluation tokens of the sweep")->capture_default_str();
-    auto force = std::make_shared<bool>(false);
-    cmd.add_flag("--force,-f", *force, "Overwrite the files of an earlier demo");
-    return [out, tokens, force] { return quantlens::cli::run_demo(*out, *tokens, *force); };
+    cmd.add_option("--tokens", o->tokens, "Evaluation tokens of the sweep")->capture_default_str();
+    cmd.add_flag("--force,-f", o->force, "Overwrite the files of an earlier demo");
+    return [o] { return run_demo(o->out_dir, o->tokens, o->force); };
 }
+
+}  // namespace quantlens::cli

@@ -71,6 +71,20 @@ void print_weights(const std::vector<WeightDiagnostics>& ws) {
     }
 }
 
+// The mean over the tensors of row i's weight RMSE and output error in one of their studies
+// (group_study, clip_sweep).
+template <typename Row>
+std::pair<double, double> mean_errors(const std::vector<AwqTensor>& ts,
+                                      std::vector<Row> AwqTensor::*study, size_t i) {
+    double rm = 0, oe = 0;
+    for (const auto& t : ts) {
+        rm += (t.*study)[i].rmse;
+        oe += (t.*study)[i].out_err;
+    }
+    const auto n = static_cast<double>(ts.size());
+    return {rm / n, oe / n};
+}
+
 void print_awq(const std::vector<AwqTensor>& ts, const std::vector<AwqFamilySummary>& fams,
                const std::vector<int>& bits) {
     fmt::print(
@@ -92,24 +106,14 @@ void print_awq(const std::vector<AwqTensor>& ts, const std::vector<AwqFamilySumm
                                          : static_cast<int>(ts[0].group_study[0].eff_bits -
                                                             32.0 / ts[0].group_study[0].group));
     for (size_t i = 0; i < ts[0].group_study.size(); ++i) {
-        double rm = 0, oe = 0;
-        for (const auto& t : ts) {
-            rm += t.group_study[i].rmse;
-            oe += t.group_study[i].out_err;
-        }
-        const auto n = static_cast<double>(ts.size());
+        const auto [rm, oe] = mean_errors(ts, &AwqTensor::group_study, i);
         fmt::print("  group {:>4}: {:.3f} bits/weight, weight RMSE {:.3e}, output error {:.4f}\n",
-                   ts[0].group_study[i].group, ts[0].group_study[i].eff_bits, rm / n, oe / n);
+                   ts[0].group_study[i].group, ts[0].group_study[i].eff_bits, rm, oe);
     }
     for (size_t i = 0; i < ts[0].clip_sweep.size(); ++i) {
-        double rm = 0, oe = 0;
-        for (const auto& t : ts) {
-            rm += t.clip_sweep[i].rmse;
-            oe += t.clip_sweep[i].out_err;
-        }
-        const auto n = static_cast<double>(ts.size());
+        const auto [rm, oe] = mean_errors(ts, &AwqTensor::clip_sweep, i);
         fmt::print("  clip {:.2f}: weight RMSE {:.3e}, output error {:.4f}\n",
-                   ts[0].clip_sweep[i].ratio, rm / n, oe / n);
+                   ts[0].clip_sweep[i].ratio, rm, oe);
     }
     fmt::print(
         "\nSmoothQuant (α from --smooth-alpha): activation max/mean channel-max ratio "
@@ -245,10 +249,9 @@ int run_diagnose(const DiagnoseCliOptions& o) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(diagnose, "Weight outliers, per-group error maps and AWQ/SmoothQuant diagnostics") {
-    auto o = std::make_shared<quantlens::cli::DiagnoseCliOptions>();
+QL_COMMAND(diagnose, DiagnoseCliOptions,
+           "Weight outliers, per-group error maps and AWQ/SmoothQuant diagnostics") {
     cmd.add_option("MODEL", o->model, "Hugging Face directory or .gguf file")->required();
     cmd.add_option("--calib", o->calib,
                    "Calibration text, or a calibrate job id (with --store), for the AWQ studies");
@@ -266,3 +269,5 @@ QL_COMMAND(diagnose, "Weight outliers, per-group error maps and AWQ/SmoothQuant 
     cmd.add_flag("--json", o->json, "Print one JSON object");
     return [o] { return quantlens::cli::run_diagnose(*o); };
 }
+
+}  // namespace quantlens::cli

@@ -139,10 +139,8 @@ int run_eval(const EvalCliOptions& o) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(eval, "Perplexity and KL divergence (llama-perplexity conventions)") {
-    auto o = std::make_shared<quantlens::cli::EvalCliOptions>();
+QL_COMMAND(eval, EvalCliOptions, "Perplexity and KL divergence (llama-perplexity conventions)") {
     cmd.add_option("MODEL", o->model, "Hugging Face directory or .gguf file")->required();
     cmd.add_option("--text", o->text, "Evaluation text (UTF-8)")->required();
     cmd.add_option("--ctx", o->ctx, "Context (chunk) length")->capture_default_str();
@@ -162,3 +160,5 @@ QL_COMMAND(eval, "Perplexity and KL divergence (llama-perplexity conventions)") 
     cmd.add_flag("--json", o->json, "Print one JSON object");
     return [o] { return quantlens::cli::run_eval(*o); };
 }
+
+}  // namespace quantlens::cli

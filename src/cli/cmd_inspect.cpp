@@ -73,13 +73,13 @@ int run_inspect(const InspectOptions& o) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(inspect, "Tensor table of a model (HF directory or GGUF file)") {
-    auto opts = std::make_shared<quantlens::cli::InspectOptions>();
-    cmd.add_option("MODEL", opts->model,
+QL_COMMAND(inspect, InspectOptions, "Tensor table of a model (HF directory or GGUF file)") {
+    cmd.add_option("MODEL", o->model,
                    "Hugging Face directory, .gguf file, or ORG/NAME pulled before")
         ->required();
-    cmd.add_flag("--json", opts->json, "Print one JSON object instead of the table");
-    return [opts] { return quantlens::cli::run_inspect(*opts); };
+    cmd.add_flag("--json", o->json, "Print one JSON object instead of the table");
+    return [o] { return quantlens::cli::run_inspect(*o); };
 }
+
+}  // namespace quantlens::cli

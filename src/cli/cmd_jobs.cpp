@@ -257,11 +257,9 @@ int run_merge(const JobsOptions& o) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(jobs, "List, inspect, pause, resume, cancel, remove and merge jobs") {
+QL_COMMAND(jobs, JobsOptions, "List, inspect, pause, resume, cancel, remove and merge jobs") {
     using namespace quantlens::cli;
-    auto o = std::make_shared<JobsOptions>();
     cmd.add_option("--store", o->store,
                    "Job store file (default: $QUANTLENS_STORE or ~/.cache/quantlens/jobs.sqlite)");
     cmd.add_flag("--json", o->json, "Machine-readable output");
@@ -306,3 +304,5 @@ QL_COMMAND(jobs, "List, inspect, pause, resume, cancel, remove and merge jobs") 
         return 1;
     };
 }
+
+}  // namespace quantlens::cli

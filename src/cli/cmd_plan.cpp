@@ -238,43 +238,44 @@ int run_plan(const PlanArgs& a) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(plan, "Choose a type per tensor from a sweep: exact size-budget optimum or jump knee") {
-    auto a = std::make_shared<quantlens::cli::PlanArgs>();
-    cmd.add_option("JOB", a->job, "Sweep job id")->required();
-    cmd.add_option("--target-bpw", a->target_bpw, "Budget in bits per weight (whole file)")
+QL_COMMAND(plan, PlanArgs,
+           "Choose a type per tensor from a sweep: exact size-budget optimum or jump knee") {
+    cmd.add_option("JOB", o->job, "Sweep job id")->required();
+    cmd.add_option("--target-bpw", o->target_bpw, "Budget in bits per weight (whole file)")
         ->check(CLI::Range(0.5, 64.0));
-    cmd.add_option("--target-size", a->target_size,
+    cmd.add_option("--target-size", o->target_size,
                    "Budget as a file size: 5373408, 5.37MB, 4.2GiB");
-    cmd.add_flag("--knee", a->knee,
+    cmd.add_flag("--knee", o->knee,
                  "Jump knee: per tensor, stop before the first disproportionate error jump");
-    cmd.add_option("--metric", a->metric, "kld | ppl | proxy (imatrix-weighted weight error)")
+    cmd.add_option("--metric", o->metric, "kld | ppl | proxy (imatrix-weighted weight error)")
         ->capture_default_str();
-    cmd.add_option("--objective", a->objective,
+    cmd.add_option("--objective", o->objective,
                    "mean | p99: minimize Σ per-tensor mean ΔKLD, or Σ per-tensor Δp99 KLD (an "
                    "additive proxy of the mix's p99; needs a sweep that recorded kld_p99)")
         ->capture_default_str();
-    cmd.add_option("--types", a->types, "Restrict to these types");
-    cmd.add_option("--min-type", a->min_type, "No type below this one's bits");
-    cmd.add_option("--max-type", a->max_type, "No type above this one's bits");
-    cmd.add_option("--pin", a->pins, "REGEX=TYPE: force matching units to TYPE (repeatable)");
-    cmd.add_option("--tie", a->ties,
+    cmd.add_option("--types", o->types, "Restrict to these types");
+    cmd.add_option("--min-type", o->min_type, "No type below this one's bits");
+    cmd.add_option("--max-type", o->max_type, "No type above this one's bits");
+    cmd.add_option("--pin", o->pins, "REGEX=TYPE: force matching units to TYPE (repeatable)");
+    cmd.add_option("--tie", o->ties,
                    "REGEX: matching units of the same role take one type across layers, e.g. "
                    "'ffn_.*_exps' (repeatable)");
-    cmd.add_option("-o,--output", a->output, "Recipe file (.json or .yaml)");
-    cmd.add_option("--export-llama-cpp", a->export_llama,
+    cmd.add_option("-o,--output", o->output, "Recipe file (.json or .yaml)");
+    cmd.add_option("--export-llama-cpp", o->export_llama,
                    "PREFIX: write PREFIX.tensor-types.txt and PREFIX.sh");
-    cmd.add_option("--export-gptq", a->export_gptq,
+    cmd.add_option("--export-gptq", o->export_gptq,
                    "GPTQ quantization_config JSON (GPTQModel, vLLM); needs --format gptq");
-    cmd.add_option("--format", a->format,
+    cmd.add_option("--format", o->format,
                    "ggml (llama.cpp types) | gptq (GPTQ formats of a `sweep --types gptq` job; "
                    "--target-size may name one, e.g. gptq4g128, for its uniform size)")
         ->capture_default_str();
-    cmd.add_option("--frontier", a->frontier_out, "Write the Pareto frontier as JSON");
-    cmd.add_flag("--force,-f", a->force, "Overwrite existing output files");
-    cmd.add_option("--name", a->name, "Name of the plan in the job store");
-    cmd.add_option("--store", a->store, "Job store");
-    cmd.add_flag("--json", a->json, "Print the plan as JSON");
-    return [a] { return quantlens::cli::run_plan(*a); };
+    cmd.add_option("--frontier", o->frontier_out, "Write the Pareto frontier as JSON");
+    cmd.add_flag("--force,-f", o->force, "Overwrite existing output files");
+    cmd.add_option("--name", o->name, "Name of the plan in the job store");
+    cmd.add_option("--store", o->store, "Job store");
+    cmd.add_flag("--json", o->json, "Print the plan as JSON");
+    return [o] { return quantlens::cli::run_plan(*o); };
 }
+
+}  // namespace quantlens::cli

@@ -185,10 +185,9 @@ int run_quantize(const QuantizeCliOptions& o) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(quantize, "Write a mixed-precision GGUF from a recipe or a llama.cpp preset") {
-    auto o = std::make_shared<quantlens::cli::QuantizeCliOptions>();
+QL_COMMAND(quantize, QuantizeCliOptions,
+           "Write a mixed-precision GGUF from a recipe or a llama.cpp preset") {
     cmd.add_option("MODEL", o->model, "Hugging Face directory or GGUF file")->required();
     cmd.add_option("--recipe,-r", o->recipe, "Recipe (JSON or YAML): tensor → type");
     cmd.add_option("--preset,-p", o->preset,
@@ -213,3 +212,5 @@ QL_COMMAND(quantize, "Write a mixed-precision GGUF from a recipe or a llama.cpp 
     cmd.add_flag("--json", o->json, "Print the per-tensor result as JSON on stdout");
     return [o] { return quantlens::cli::run_quantize(*o); };
 }
+
+}  // namespace quantlens::cli

@@ -42,14 +42,14 @@ int run_report(const ReportOptions& opts) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(report, "Write a job's self-contained interactive HTML report") {
-    auto opts = std::make_shared<quantlens::cli::ReportOptions>();
-    cmd.add_option("JOB", opts->job, "Job id")->required()->check(CLI::PositiveNumber);
-    cmd.add_option("-o,--output", opts->output, "Output file (default report-job<ID>.html)");
-    cmd.add_option("--store", opts->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
-    cmd.add_flag("--json", opts->json, "Write the report-data JSON instead of HTML");
-    cmd.add_flag("--force,-f", opts->force, "Overwrite an existing output");
-    return [opts] { return quantlens::cli::run_report(*opts); };
+QL_COMMAND(report, ReportOptions, "Write a job's self-contained interactive HTML report") {
+    cmd.add_option("JOB", o->job, "Job id")->required()->check(CLI::PositiveNumber);
+    cmd.add_option("-o,--output", o->output, "Output file (default report-job<ID>.html)");
+    cmd.add_option("--store", o->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
+    cmd.add_flag("--json", o->json, "Write the report-data JSON instead of HTML");
+    cmd.add_flag("--force,-f", o->force, "Overwrite an existing output");
+    return [o] { return quantlens::cli::run_report(*o); };
 }
+
+}  // namespace quantlens::cli

@@ -58,26 +58,26 @@ int run_serve(ServeOptions opts) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(serve, "Local web app: jobs, models, reports and the recipe editor") {
-    auto opts = std::make_shared<quantlens::cli::ServeOptions>();
-    cmd.add_option("--port,-p", opts->server.port, "TCP port (0 = any free port)")
+QL_COMMAND(serve, ServeOptions, "Local web app: jobs, models, reports and the recipe editor") {
+    cmd.add_option("--port,-p", o->server.port, "TCP port (0 = any free port)")
         ->capture_default_str();
-    cmd.add_option("--host", opts->server.host, "Address to bind (default loopback only)")
+    cmd.add_option("--host", o->server.host, "Address to bind (default loopback only)")
         ->capture_default_str();
-    cmd.add_flag("--allow-remote", opts->server.allow_remote,
+    cmd.add_flag("--allow-remote", o->server.allow_remote,
                  "With --host 0.0.0.0 or ::, accept requests for any host name (no "
                  "authentication: only on a trusted network)");
-    cmd.add_option("--store", opts->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
-    cmd.add_option("--models-dir", opts->models_dirs,
+    cmd.add_option("--store", o->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
+    cmd.add_option("--models-dir", o->models_dirs,
                    "Extra directory the app may browse (repeatable)");
-    cmd.add_option("--recipes-dir", opts->server.recipes_dir, "Where saved recipes go")
+    cmd.add_option("--recipes-dir", o->server.recipes_dir, "Where saved recipes go")
         ->capture_default_str();
-    cmd.add_option("--output-dir", opts->server.output_dir,
+    cmd.add_option("--output-dir", o->server.output_dir,
                    "The only folder jobs started from the app write into (default "
                    "<store>.outputs)");
-    cmd.add_option("--job-exe", opts->server.job_exe, "Executable that runs started jobs (tests)")
+    cmd.add_option("--job-exe", o->server.job_exe, "Executable that runs started jobs (tests)")
         ->group("");  // hidden
-    return [opts] { return quantlens::cli::run_serve(*opts); };
+    return [o] { return quantlens::cli::run_serve(*o); };
 }
+
+}  // namespace quantlens::cli

@@ -191,60 +191,59 @@ void register_sweep_runner() {
         [](jobs::Store& store, int64_t id) { fmt::print("{}", sweep_summary(store, id)); });
 }
 
-}  // namespace quantlens::cli
-
 QL_COMMAND(
-    sweep,
+    sweep, SweepArgs,
     "Per-tensor × per-type functional sensitivity (KLD, PPL, activation MSE) as a resumable job") {
-    auto a = std::make_shared<quantlens::cli::SweepArgs>();
     quantlens::cli::register_sweep_runner();
-    cmd.add_option("MODEL", a->model, "HF directory or GGUF file");
-    cmd.add_option("--eval", a->eval, "Evaluation text file");
-    cmd.add_option("--tokens", a->tokens, "Evaluation tokens (whole chunks)")
+    cmd.add_option("MODEL", o->model, "HF directory or GGUF file");
+    cmd.add_option("--eval", o->eval, "Evaluation text file");
+    cmd.add_option("--tokens", o->tokens, "Evaluation tokens (whole chunks)")
         ->capture_default_str();
-    cmd.add_option("--ctx", a->ctx, "Chunk length")->capture_default_str();
-    cmd.add_option("--types", a->types,
+    cmd.add_option("--ctx", o->ctx, "Chunk length")->capture_default_str();
+    cmd.add_option("--types", o->types,
                    "Comma-separated types (default Q8_0,Q6_K,Q5_K,Q4_K,Q3_K,Q2_K,IQ4_XS,IQ3_S); "
                    "'gptq' or gptq4g128,gptq8pca,...: GPTQ's own formats");
-    cmd.add_option("--granularity", a->granularity, "tensor | layer | class")
+    cmd.add_option("--granularity", o->granularity, "tensor | layer | class")
         ->capture_default_str()
-        ->each([a](const std::string&) { a->granularity_given = true; });
-    cmd.add_flag("--placement", a->placement,
+        ->each([o](const std::string&) { o->granularity_given = true; });
+    cmd.add_flag("--placement", o->placement,
                  "Layer-placement study: base type everywhere but first/last/middle-N layers, "
                  "alternate layers, attention, FFN, output or embedding at each --types type");
-    cmd.add_option("--base", a->base, "Placement: the type of every tensor not raised (Q4_K)");
-    cmd.add_option("--placement-n", a->placement_n,
+    cmd.add_option("--base", o->base, "Placement: the type of every tensor not raised (Q4_K)");
+    cmd.add_option("--placement-n", o->placement_n,
                    "Placement: comma-separated layer counts N (default 1, L/8, L/4)");
-    cmd.add_option("--imatrix", a->imatrix, "Importance matrix (llama.cpp .dat or GGUF)");
-    cmd.add_flag("--experts", a->experts,
+    cmd.add_option("--imatrix", o->imatrix, "Importance matrix (llama.cpp .dat or GGUF)");
+    cmd.add_flag("--experts", o->experts,
                  "MoE: also measure each expert alone (its slices of the stacked ffn_*_exps) "
                  "with its share of routed tokens");
-    cmd.add_option("--expert-sample", a->expert_sample,
+    cmd.add_option("--expert-sample", o->expert_sample,
                    "With --experts: measure this many experts per layer (a fixed sample)");
-    cmd.add_option("--budget", a->budget,
+    cmd.add_option("--budget", o->budget,
                    "Seconds: measure by weight-proxy rank until the time is spent");
-    cmd.add_flag("--no-prefix-cache", a->no_prefix_cache,
+    cmd.add_flag("--no-prefix-cache", o->no_prefix_cache,
                  "Recompute every item from the embedding (timing reference)");
-    cmd.add_flag("--no-uniform", a->no_uniform, "Skip the all-tensors-at-type items");
-    cmd.add_flag("--bf16", a->bf16, "Keep the source weights instead of rounding through F16");
-    cmd.add_flag("--ggml-numerics", a->ggml_numerics,
+    cmd.add_flag("--no-uniform", o->no_uniform, "Skip the all-tensors-at-type items");
+    cmd.add_flag("--bf16", o->bf16, "Keep the source weights instead of rounding through F16");
+    cmd.add_flag("--ggml-numerics", o->ggml_numerics,
                  "Round matmul inputs as llama.cpp's CPU backend does for each type (what verify "
                  "measures); CPU only");
-    cmd.add_flag("--gpu", a->gpu, "Evaluate on the GPU (CUDA build)");
-    cmd.add_option("--gptq", a->gptq,
+    cmd.add_flag("--gpu", o->gpu, "Evaluate on the GPU (CUDA build)");
+    cmd.add_option("--gptq", o->gptq,
                    "Calibration text: round with GPTQ against its input Hessians, as "
                    "`quantize --gptq` writes (types GPTQ does not cover are rounded plainly)");
-    cmd.add_option("--gptq-chunks", a->gptq_chunks, "Chunks of the --gptq text (default 64)");
-    cmd.add_flag("--gptq-act-order", a->gptq_act_order,
+    cmd.add_option("--gptq-chunks", o->gptq_chunks, "Chunks of the --gptq text (default 64)");
+    cmd.add_flag("--gptq-act-order", o->gptq_act_order,
                  "With --types gptq and --gptq: GPTQ in act order (desc_act)");
-    cmd.add_option("--job", a->job, "Resume this sweep job instead of starting one");
-    cmd.add_option("--shard", a->shard,
+    cmd.add_option("--job", o->job, "Resume this sweep job instead of starting one");
+    cmd.add_option("--shard", o->shard,
                    "i/n: measure only items i, i+n, i+2n, … into this store; combine the "
                    "shard stores with `quantlens jobs merge`");
-    quantlens::cli::add_sweep_mpi_options(cmd, a->mpi);
-    cmd.add_option("--store", a->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
-    cmd.add_option("--json", a->json_out,
+    quantlens::cli::add_sweep_mpi_options(cmd, o->mpi);
+    cmd.add_option("--store", o->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
+    cmd.add_option("--json", o->json_out,
                    "Write all measurements as JSON to this file ('-' = stdout)");
-    cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
-    return [a] { return quantlens::cli::run_sweep_command(*a, quantlens::cli::invocation_line()); };
+    cmd.add_flag("--force,-f", o->force, "Overwrite an existing --json file");
+    return [o] { return quantlens::cli::run_sweep_command(*o, quantlens::cli::invocation_line()); };
 }
+
+}  // namespace quantlens::cli

@@ -112,49 +112,49 @@ int run_verify_command(VerifyArgs& a) {
 }
 
 }  // namespace
-}  // namespace quantlens::cli
 
-QL_COMMAND(verify,
+QL_COMMAND(verify, VerifyArgs,
            "Measure recipes and GGUF files against the base and llama.cpp's uniform presets") {
-    auto a = std::make_shared<quantlens::cli::VerifyArgs>();
-    cmd.add_option("FILES", a->files, "Quantized GGUF files to verify");
-    cmd.add_option("--base", a->opt.base_model, "Full-precision model (HF directory or GGUF)");
-    cmd.add_option("--text", a->opt.text, "Evaluation text");
-    cmd.add_option("--recipe", a->recipes, "Recipe(s) to quantize and verify");
-    cmd.add_option("--presets", a->presets,
+    cmd.add_option("FILES", o->files, "Quantized GGUF files to verify");
+    cmd.add_option("--base", o->opt.base_model, "Full-precision model (HF directory or GGUF)");
+    cmd.add_option("--text", o->opt.text, "Evaluation text");
+    cmd.add_option("--recipe", o->recipes, "Recipe(s) to quantize and verify");
+    cmd.add_option("--presets", o->presets,
                    "Comma-separated llama.cpp presets to compare ('none' to skip)")
         ->capture_default_str();
-    cmd.add_option("--imatrix", a->opt.imatrix, "Importance matrix used when quantizing");
-    cmd.add_option("--gptq", a->opt.gptq_text,
+    cmd.add_option("--imatrix", o->opt.imatrix, "Importance matrix used when quantizing");
+    cmd.add_option("--gptq", o->opt.gptq_text,
                    "Calibration text: write the --recipe files with GPTQ rounding (as "
                    "`quantize --gptq`); presets stay llama.cpp's");
-    cmd.add_option("--gptq-chunks", a->opt.gptq_chunks, "Chunks of 512 of the --gptq text")
+    cmd.add_option("--gptq-chunks", o->opt.gptq_chunks, "Chunks of 512 of the --gptq text")
         ->capture_default_str();
-    cmd.add_option("--format", a->format,
+    cmd.add_option("--format", o->format,
                    "ggml | gptq: fake-quantize GPTQ recipes as their checkpoint decodes, beside "
                    "uniform gptq4g128 and gptq8g128 ('--presets none' drops those)")
         ->capture_default_str();
-    cmd.add_option("--out-dir", a->opt.out_dir, "Where quantized candidates are written")
+    cmd.add_option("--out-dir", o->opt.out_dir, "Where quantized candidates are written")
         ->capture_default_str();
-    cmd.add_option("--ctx", a->opt.ctx, "Chunk length")->capture_default_str();
-    cmd.add_option("--chunks", a->opt.chunks, "Chunks of the text (100 = llama.cpp's reference)")
+    cmd.add_option("--ctx", o->opt.ctx, "Chunk length")->capture_default_str();
+    cmd.add_option("--chunks", o->opt.chunks, "Chunks of the text (100 = llama.cpp's reference)")
         ->capture_default_str();
-    cmd.add_flag("--no-ggml-numerics", a->no_ggml_numerics,
+    cmd.add_flag("--no-ggml-numerics", o->no_ggml_numerics,
                  "Pure f32 compute instead of llama.cpp's CPU arithmetic");
-    cmd.add_flag("--gpu", a->opt.gpu,
+    cmd.add_flag("--gpu", o->opt.gpu,
                  "Evaluate on the GPU (CUDA build; llama.cpp's numerics in F32, or F16 with "
                  "--no-ggml-numerics)");
-    cmd.add_option("--json", a->json_out, "Write the table as JSON");
-    cmd.add_flag("--force,-f", a->force, "Overwrite an existing --json file");
-    cmd.add_option("--job", a->job, "Store the table in this sweep job (for the report)");
-    cmd.add_option("--store", a->store, "Job store (of --job and of the recipes' sweep jobs)");
-    a->llama_cpp = cmd.add_option("--llama-cpp", a->llama_cpp_dir,
+    cmd.add_option("--json", o->json_out, "Write the table as JSON");
+    cmd.add_flag("--force,-f", o->force, "Overwrite an existing --json file");
+    cmd.add_option("--job", o->job, "Store the table in this sweep job (for the report)");
+    cmd.add_option("--store", o->store, "Job store (of --job and of the recipes' sweep jobs)");
+    o->llama_cpp = cmd.add_option("--llama-cpp", o->llama_cpp_dir,
                                   "Also run llama.cpp's llama-perplexity (on PATH, or in DIR, "
                                   "DIR/bin, DIR/build/bin) on every candidate, KLD against the "
                                   "base's logits on the same windows, beside our figures")
                        ->expected(0, 1);
-    cmd.add_flag("--allow-overlap", a->opt.allow_overlap,
+    cmd.add_flag("--allow-overlap", o->opt.allow_overlap,
                  "Verify a recipe on text that shares windows with its sweep's text (warns "
                  "instead of refusing)");
-    return [a] { return quantlens::cli::run_verify_command(*a); };
+    return [o] { return quantlens::cli::run_verify_command(*o); };
 }
+
+}  // namespace quantlens::cli

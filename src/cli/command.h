@@ -2,16 +2,18 @@
 // itself with QL_COMMAND; main() builds the CLI11 app from the registry, so adding a
 // command never edits a shared file.
 //
-//   QL_COMMAND(inspect, "Tensor table of a model") {
-//       auto opts = std::make_shared<InspectOptions>();
-//       cmd.add_option("MODEL", opts->model)->required();
-//       return [opts] { return run_inspect(*opts); };   // returns the exit code
+//   namespace quantlens::cli {
+//   QL_COMMAND(inspect, InspectOptions, "Tensor table of a model") {
+//       cmd.add_option("MODEL", o->model)->required();   // o: std::shared_ptr<InspectOptions>
+//       return [o] { return run_inspect(*o); };          // returns the exit code
 //   }
+//   }  // namespace quantlens::cli
 #pragma once
 
 #include <CLI/CLI.hpp>
 
 #include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -44,8 +46,14 @@ struct CommandRegistrar {
 
 #define QL_COMMAND_CONCAT2(a, b) a##b
 #define QL_COMMAND_CONCAT(a, b) QL_COMMAND_CONCAT2(a, b)
-#define QL_COMMAND(name, description)                                                          \
-    static ::quantlens::cli::CommandRunner QL_COMMAND_CONCAT(ql_setup_, name)(CLI::App & cmd); \
-    static ::quantlens::cli::CommandRegistrar QL_COMMAND_CONCAT(ql_registrar_, name)(          \
-        #name, description, &QL_COMMAND_CONCAT(ql_setup_, name));                              \
-    static ::quantlens::cli::CommandRunner QL_COMMAND_CONCAT(ql_setup_, name)(CLI::App & cmd)
+// The command's setup: `cmd` is its CLI11 app, `o` a fresh std::shared_ptr<Options> its
+// options fill and the runner it returns keeps.
+#define QL_COMMAND(name, Options, description)                                           \
+    static ::quantlens::cli::CommandRunner QL_COMMAND_CONCAT(ql_setup_, name)(           \
+        CLI::App & cmd, const std::shared_ptr<Options>& o);                              \
+    static ::quantlens::cli::CommandRegistrar QL_COMMAND_CONCAT(ql_registrar_, name)(    \
+        #name, description, [](CLI::App& cmd) {                                          \
+            return QL_COMMAND_CONCAT(ql_setup_, name)(cmd, std::make_shared<Options>()); \
+        });                                                                              \
+    static ::quantlens::cli::CommandRunner QL_COMMAND_CONCAT(ql_setup_, name)(           \
+        CLI::App & cmd, const std::shared_ptr<Options>& o)

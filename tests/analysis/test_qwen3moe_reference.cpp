@@ -151,14 +151,7 @@ TEST(Qwen3MoeReference, DenseLayersAreRefusedByName) {
     EXPECT_EQ(refusal([](auto& c) { c["mlp_only_layers"] = {7}; }), "");
 }
 
-std::string write_gguf(const Model& model, const std::string& preset, const std::string& out) {
-    QuantizeOptions o;
-    o.output_path = out;
-    o.force = true;
-    o.progress = false;
-    quantize_model(model, preset_recipe(preset, model, false), o);
-    return out;
-}
+using test_support::write_gguf;
 
 double mean_kld(const Model& a, const Model& b) {
     return test_support::mean_kld(a, b, fixture_dir(kFixture));

@@ -36,9 +36,7 @@ INSTANTIATE_TEST_SUITE_P(Fixtures, GptOssEndToEnd,
                          ::testing::Values(GptOssFixture{"gptoss", 41.4431},
                                            GptOssFixture{"gptoss-mxfp4", 45.8278}),
                          [](const auto& info) {
-                             std::string n = info.param.name;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             return n;
+                             return test_support::fixture_test_name(info.param.name);
                          });
 
 }  // namespace

@@ -155,11 +155,7 @@ INSTANTIATE_TEST_SUITE_P(
                       FamilyFixture{"phi3-longrope", "reference.qllogp", 108.0525},
                       FamilyFixture{"gemma4", "reference.qllogp", 24.4645},
                       FamilyFixture{"gemma4-moe", "reference.qllogp", 28.7037}),
-    [](const auto& info) {
-        std::string n = info.param.name;
-        std::replace(n.begin(), n.end(), '-', '_');
-        return n;
-    });
+    [](const auto& info) { return test_support::fixture_test_name(info.param.name); });
 
 }  // namespace
 }  // namespace quantlens

@@ -20,13 +20,9 @@
 namespace quantlens {
 namespace {
 
-// sgemm against a double-accumulated reference, unit-scale data, K ≤ 512 (test_kernels.cpp).
-constexpr float kSgemmRelTol = 1e-4f;
-
+using test_support::kSgemmRelTol;
 using test_support::max_rel_diff;
-std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
-    return test_support::random_normal(n, seed, scale);
-}
+using test_support::random_vec;
 
 TEST(GptOssLayers, AttentionSinksMatchReference) {
     engine_init_blas();

@@ -13,14 +13,9 @@
 namespace quantlens {
 namespace {
 
-// sgemm reorders float sums; against a double-accumulated reference the error grows like
-// sqrt(K)·eps·|x||w|. With K ≤ 512 and unit-scale data, 1e-4 relative is comfortable.
-constexpr float kSgemmRelTol = 1e-4f;
-
+using test_support::kSgemmRelTol;
 using test_support::max_rel_diff;
-std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
-    return test_support::random_normal(n, seed, scale);
-}
+using test_support::random_vec;
 
 TEST(Kernels, MatmulMatchesReference) {
     engine_init_blas();

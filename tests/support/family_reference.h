@@ -22,6 +22,7 @@
 #include "analysis/write/quantize.h"
 #include "core/mmap_file.h"
 #include "engine/engine.h"
+#include "formats/gguf.h"
 #include "model/model.h"
 #include "support/test_data.h"
 
@@ -138,6 +139,15 @@ inline std::string write_gguf(const Model& model, const std::string& preset,
 
 // Mean KLD(a ‖ b) of two models' next-token distributions over chunk 0 of the fixture's
 // reference (every position).
+// A GGUF's ARCH.* keys in file order, without the "ARCH." prefix.
+inline std::vector<std::string> arch_keys(const GgufFile& g, const std::string& arch) {
+    const std::string prefix = arch + ".";
+    std::vector<std::string> keys;
+    for (const auto& [k, v] : g.kv())
+        if (k.rfind(prefix, 0) == 0) keys.push_back(k.substr(prefix.size()));
+    return keys;
+}
+
 inline double mean_kld(const Model& a, const Model& b, const std::string& fixture) {
     const LogitsFile ref(fixture + "/reference.qllogp");
     const int64_t T = ref.header().n_ctx;

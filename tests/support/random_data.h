@@ -19,6 +19,15 @@ inline std::vector<float> random_normal(size_t n, uint32_t seed, float scale = 1
     return v;
 }
 
+// The kernel tests' inputs: random_normal under its usual name there.
+inline std::vector<float> random_vec(size_t n, uint32_t seed, float scale = 1.0f) {
+    return random_normal(n, seed, scale);
+}
+
+// sgemm reorders float sums; against a double-accumulated reference the error grows like
+// sqrt(K)·eps·|x||w|. With K ≤ 512 and unit-scale data, 1e-4 relative is comfortable.
+constexpr float kSgemmRelTol = 1e-4f;
+
 // max |a - b| / max |b|: `b` is the reference.
 inline float max_rel_diff(const std::vector<float>& a, const std::vector<float>& b) {
     float max_ref = 0.0f, max_diff = 0.0f;

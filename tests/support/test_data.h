@@ -42,6 +42,14 @@ inline std::string fresh_dir(const std::string& prefix) {
 }
 
 // A whole file's bytes ("" when it cannot be read), and writing them.
+// gtest's name for a parameter named after a fixture, which may not hold '-'
+// ("gptoss-mxfp4" → "gptoss_mxfp4").
+inline std::string fixture_test_name(std::string fixture) {
+    for (char& ch : fixture)
+        if (ch == '-') ch = '_';
+    return fixture;
+}
+
 inline std::string slurp(const std::filesystem::path& p) {
     std::ifstream in(p, std::ios::binary);
     std::stringstream ss;

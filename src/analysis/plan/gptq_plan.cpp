@@ -58,10 +58,7 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
         std::vector<std::pair<PlanOption, GptqFormat>> opts;
         for (const auto& [name, metrics] : m[u.name]) {
             const auto f = gptq_format_from_name(name);
-            if (!f) continue;
-            if (!req.formats.empty() &&
-                std::find(req.formats.begin(), req.formats.end(), *f) == req.formats.end())
-                continue;
+            if (!f || !allowed_by(req.formats, *f)) continue;
             auto it = metrics.find(metric_key);
             if (it == metrics.end()) continue;  // not measured (yet)
             opts.push_back({{GgmlType::F32, static_cast<uint64_t>(metrics.at(metric::bytes)),
@@ -113,13 +110,7 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
     for (const auto& p : planner.frontier(200))
         out.frontier.push_back({p.bytes, p.error * out.interaction_factor});
 
-    recipe.model = model_path;
-    recipe.model_hash = job.model_hash;
-    recipe.job_id = req.job_id;
-    recipe.metric = req.metric;
-    recipe.predicted_size_bytes = r.bytes;
-    recipe.predicted_bpw =
-        bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
+    set_plan_provenance(recipe, model_path, job.model_hash, req, r.bytes, out.n_params);
     recipe.gptq_desc_act = params.value("gptq_act_order", false);
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GptqFormat f = formats[i][r.choice[i]];

@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "analysis/plan/plan.h"
+#include "analysis/plan/plan_job.h"
 #include "core/gptq_format.h"
 #include "formats/recipe.h"
 
@@ -27,13 +28,9 @@ namespace jobs {
 class Store;
 }
 
-struct GptqPlanRequest {
-    int64_t job_id = 0;
-    std::optional<uint64_t> target_bytes;
-    std::optional<double> target_bpw;
+struct GptqPlanRequest : PlanTarget {
     // A format name: the budget is the size of the uniform checkpoint at that format.
     std::optional<GptqFormat> target_like;
-    std::string metric = "kld";       // kld | ppl
     std::vector<GptqFormat> formats;  // empty = every measured format
 };
 

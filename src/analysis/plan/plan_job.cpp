@@ -44,6 +44,17 @@ SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id) {
     return m;
 }
 
+void set_plan_provenance(Recipe& recipe, const std::string& model, const std::string& model_hash,
+                         const PlanTarget& req, uint64_t bytes, int64_t n_params) {
+    recipe.model = model;
+    recipe.model_hash = model_hash;
+    recipe.job_id = req.job_id;
+    recipe.metric = req.metric;
+    recipe.predicted_size_bytes = bytes;
+    recipe.predicted_bpw =
+        bits_per_weight(static_cast<double>(bytes), static_cast<double>(n_params));
+}
+
 std::optional<double> interaction_factor(const SweepMeasurements& m,
                                          const std::vector<PlanUnit>& units,
                                          const std::string& metric) {
@@ -311,10 +322,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             }
         for (const auto& [type_name, metrics] : m[u.name]) {
             const auto t = ggml_type_from_name(type_name);
-            if (!t) continue;
-            if (!req.types.empty() &&
-                std::find(req.types.begin(), req.types.end(), *t) == req.types.end())
-                continue;
+            if (!t || !allowed_by(req.types, *t)) continue;
             if (req.min_type && ggml_type_bpw(*t) < ggml_type_bpw(*req.min_type)) continue;
             if (req.max_type && ggml_type_bpw(*t) > ggml_type_bpw(*req.max_type)) continue;
             if (pinned && *t != *pinned) continue;
@@ -388,14 +396,9 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     for (const auto& p : planner.frontier(200))
         out.frontier.push_back({p.bytes, p.error * objective_factor});
 
-    recipe.model = params.at("model").get<std::string>();
-    recipe.model_hash = job.model_hash;
-    recipe.job_id = req.job_id;
-    recipe.metric = req.metric;
+    set_plan_provenance(recipe, params.at("model").get<std::string>(), job.model_hash, req, r.bytes,
+                        out.n_params);
     recipe.objective = req.objective;
-    recipe.predicted_size_bytes = r.bytes;
-    recipe.predicted_bpw =
-        bits_per_weight(static_cast<double>(r.bytes), static_cast<double>(out.n_params));
     // Whatever drove the choice, its predicted KLD comes from the measured per-unit ΔKLD
     // (so a proxy-driven recipe is predicted on the same scale as a KLD-driven one).
     std::vector<std::pair<std::string, std::string>> chosen;

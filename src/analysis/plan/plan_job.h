@@ -18,6 +18,7 @@
 // tensor of one type.
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 #include <map>
 #include <optional>
@@ -35,12 +36,23 @@ namespace jobs {
 class Store;
 }
 
-struct PlanRequest {
+// What every plan job reads (plan, plan --format gptq): the sweep job, the size budget and
+// the metric it minimizes.
+struct PlanTarget {
     int64_t job_id = 0;
     std::optional<uint64_t> target_bytes;
     std::optional<double> target_bpw;
+    std::string metric = "kld";  // kld | ppl; plan also proxy (imatrix-weighted weight error)
+};
+
+// Whether a request's list of allowed options (types, formats; empty = all) takes `value`.
+template <typename T>
+bool allowed_by(const std::vector<T>& allowed, const T& value) {
+    return allowed.empty() || std::find(allowed.begin(), allowed.end(), value) != allowed.end();
+}
+
+struct PlanRequest : PlanTarget {
     bool knee = false;               // plan_jump_knee (`plan --knee`) instead of a budget
-    std::string metric = "kld";      // kld | proxy (imatrix-weighted relative weight error) | ppl
     std::string objective = "mean";  // with metric kld: minimize Σ mean ΔKLD or Σ Δp99 KLD
     std::vector<GgmlType> types;     // empty = every measured type
     std::optional<GgmlType> min_type, max_type;          // by bits per weight
@@ -69,6 +81,11 @@ struct PlanOutcome {
 using SweepMeasurements =
     std::map<std::string, std::map<std::string, std::map<std::string, double>>>;
 SweepMeasurements sweep_measurements(jobs::Store& store, int64_t job_id);
+
+// A planned recipe's provenance (the model, its hash, the sweep job, the metric) and the size
+// the plan chose: `bytes`, and its bits per weight over the model's n_params.
+void set_plan_provenance(Recipe& recipe, const std::string& model, const std::string& model_hash,
+                         const PlanTarget& request, uint64_t bytes, int64_t n_params);
 
 // The interaction factor (above): the median over the types measured on the "(all)" unit of
 // its `metric` (kld_mean, or a tail: kld_p99, kld_p999) / Σ over `units` of their `metric` at

@@ -261,6 +261,10 @@ std::vector<AwqFamilySummary> summarize_families(const std::vector<AwqTensor>& t
     return out;
 }
 
+// The group-size and clipping rows' JSON: their fields under their own names.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AwqTensor::GroupRow, group, rmse, out_err, eff_bits)
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(AwqTensor::ClipRow, ratio, rmse, out_err)
+
 nlohmann::json to_json(const AwqTensor& t) {
     nlohmann::json search = nlohmann::json::array();
     for (const AwqSearch& s : t.search)
@@ -270,15 +274,8 @@ nlohmann::json to_json(const AwqTensor& t) {
                           {"err_best", s.err_best},
                           {"best_alpha", s.best_alpha},
                           {"reduction", s.reduction()}});
-    nlohmann::json groups = nlohmann::json::array();
-    for (const auto& g : t.group_study)
-        groups.push_back({{"group", g.group},
-                          {"rmse", g.rmse},
-                          {"out_err", g.out_err},
-                          {"eff_bits", g.eff_bits}});
-    nlohmann::json clips = nlohmann::json::array();
-    for (const auto& c : t.clip_sweep)
-        clips.push_back({{"ratio", c.ratio}, {"rmse", c.rmse}, {"out_err", c.out_err}});
+    nlohmann::json groups = t.group_study;
+    nlohmann::json clips = t.clip_sweep;
     return {{"name", t.name},
             {"family", t.family},
             {"rows", t.rows},

@@ -1,6 +1,7 @@
 // `verify --format gptq`: see gptq_verify.h.
 #include "analysis/studies/gptq_verify.h"
 #include "analysis/studies/holdout.h"
+#include "analysis/studies/verify.h"
 
 #include <cmath>
 #include <filesystem>
@@ -118,13 +119,7 @@ GptqVerifyReport run_gptq_verify(const GptqVerifyOptions& o,
         row.name = c.name;
         row.size_bytes = bytes;
         row.bpw = bits_per_weight(static_cast<double>(bytes), static_cast<double>(n_params));
-        row.ppl = r.ppl.ppl;
-        row.kld_mean = r.kld->kld_mean;
-        row.kld_err = r.kld->kld_err;
-        row.kld_p99 = r.kld->kld_p99;
-        row.kld_p999 = r.kld->kld_p999;
-        row.kld_max = r.kld->kld_max;
-        row.top1 = r.kld->same_top;
+        set_eval_figures(row, r);
         row.predicted_kld = c.predicted;
         report.rows.push_back(row);
     }

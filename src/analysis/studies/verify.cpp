@@ -215,17 +215,9 @@ VerifyReport run_verify(const VerifyOptions& o, const std::vector<VerifyCandidat
         row.size_bytes = fs::file_size(row.path);
         row.bpw =
             bits_per_weight(static_cast<double>(row.size_bytes), static_cast<double>(n_params));
-        row.ppl = r.ppl.ppl;
-        row.ppl_err = r.ppl.ppl_err;
         QL_ASSERT(r.kld.has_value());
-        row.kld_mean = r.kld->kld_mean;
-        row.kld_err = r.kld->kld_err;
-        row.kld_median = r.kld->kld_median;
-        row.kld_p99 = r.kld->kld_p99;
-        row.kld_p999 = r.kld->kld_p999;
-        row.kld_max = r.kld->kld_max;
-        row.top1 = r.kld->same_top;
-        row.rms_dp = r.kld->rms_dp;
+        set_eval_figures(row, r);
+        row.ppl_err = r.ppl.ppl_err;
     }
     if (llama_tool) run_llama_cpp(o, *base_model, *llama_tool, report, rows);
     report.rows = std::move(rows);

@@ -15,6 +15,7 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "analysis/measure/eval.h"
 #include "analysis/studies/holdout.h"
 #include "analysis/studies/llama_cpp_check.h"
 
@@ -68,6 +69,23 @@ struct VerifyRow {
     std::optional<LlamaCppFigures> llama_cpp;  // verify --llama-cpp: the tool's own figures
     double seconds = 0;
 };
+
+// A candidate's figures from its evaluation against the base (`r.kld` set), into a verify
+// row (VerifyRow, GptqVerifyRow): PPL, KLD mean, error, tails and maximum, top-1 agreement,
+// and the KLD median and RMS Δp where the row has them.
+template <typename Row>
+void set_eval_figures(Row& row, const EvalResult& r) {
+    const KldStats& k = r.kld.value();
+    row.ppl = r.ppl.ppl;
+    row.kld_mean = k.kld_mean;
+    row.kld_err = k.kld_err;
+    row.kld_p99 = k.kld_p99;
+    row.kld_p999 = k.kld_p999;
+    row.kld_max = k.kld_max;
+    row.top1 = k.same_top;
+    if constexpr (requires { row.kld_median; }) row.kld_median = k.kld_median;
+    if constexpr (requires { row.rms_dp; }) row.rms_dp = k.rms_dp;
+}
 
 struct VerifyReport {
     double base_ppl = 0;

@@ -105,16 +105,12 @@ WeightDiagnostics diagnose_weight(const std::string& name, const float* w, int64
     return d;
 }
 
+// A group summary's JSON: its fields under their own names.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(GroupErrorSummary, group_size, n_groups, mean_rmse, p99_rmse,
+                                   worst_rmse, worst_row, worst_col)
+
 nlohmann::json to_json(const WeightDiagnostics& d) {
-    nlohmann::json groups = nlohmann::json::array();
-    for (const auto& g : d.groups)
-        groups.push_back({{"group_size", g.group_size},
-                          {"n_groups", g.n_groups},
-                          {"mean_rmse", g.mean_rmse},
-                          {"p99_rmse", g.p99_rmse},
-                          {"worst_rmse", g.worst_rmse},
-                          {"worst_row", g.worst_row},
-                          {"worst_col", g.worst_col}});
+    nlohmann::json groups = d.groups;
     std::vector<double> edges(65);
     for (int i = 0; i <= 64; ++i) edges[i] = d.hist_min + (d.hist_max - d.hist_min) * i / 64.0;
     return {{"name", d.name},

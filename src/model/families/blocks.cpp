@@ -7,7 +7,7 @@
 
 #include "core/error.h"
 
-namespace quantlens::blocks {
+namespace quantlens {
 
 std::vector<GlobalTensorName> llama_globals() {
     return {{"model.embed_tokens.weight", "token_embd.weight"},
@@ -15,10 +15,26 @@ std::vector<GlobalTensorName> llama_globals() {
             {"lm_head.weight", "output.weight"}};
 }
 
+}  // namespace quantlens
+
+namespace quantlens::blocks {
+
+std::vector<TensorName> attention() {
+    return {{"self_attn.q_proj", "attn_q"},
+            {"self_attn.k_proj", "attn_k"},
+            {"self_attn.v_proj", "attn_v"},
+            {"self_attn.o_proj", "attn_output"}};
+}
+
 std::vector<TensorName> norms_and_attention() {
-    return {{"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"},
-            {"self_attn.q_proj", "attn_q"},   {"self_attn.k_proj", "attn_k"},
-            {"self_attn.v_proj", "attn_v"},   {"self_attn.o_proj", "attn_output"}};
+    return concat({{{"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "ffn_norm"}},
+                   attention()});
+}
+
+std::vector<TensorName> post_norm_attention() {
+    return concat(
+        {{{"input_layernorm", "attn_norm"}, {"post_attention_layernorm", "post_attention_norm"}},
+         attention()});
 }
 
 std::vector<TensorName> qk_norm() {
@@ -30,18 +46,35 @@ std::vector<TensorName> dense_mlp() {
         {"mlp.gate_proj", "ffn_gate"}, {"mlp.up_proj", "ffn_up"}, {"mlp.down_proj", "ffn_down"}};
 }
 
+namespace {
+
+// The router and the stacked experts' gate, up and down projections (HF names under
+// `experts`, whose "{E}" is the expert index).
+std::vector<TensorName> routed_experts(const std::string& router, const std::string& experts,
+                                       const char* gate, const char* up, const char* down) {
+    return {{router, "ffn_gate_inp"},
+            {experts + gate, "ffn_gate_exps"},
+            {experts + up, "ffn_up_exps"},
+            {experts + down, "ffn_down_exps"}};
+}
+
+}  // namespace
+
 std::vector<TensorName> mixtral_moe() {
-    return {{"block_sparse_moe.gate", "ffn_gate_inp"},
-            {"block_sparse_moe.experts.{E}.w1", "ffn_gate_exps"},
-            {"block_sparse_moe.experts.{E}.w3", "ffn_up_exps"},
-            {"block_sparse_moe.experts.{E}.w2", "ffn_down_exps"}};
+    return routed_experts("block_sparse_moe.gate", "block_sparse_moe.experts.{E}.", "w1", "w3",
+                          "w2");
 }
 
 std::vector<TensorName> qwen_moe() {
-    return {{"mlp.gate", "ffn_gate_inp"},
-            {"mlp.experts.{E}.gate_proj", "ffn_gate_exps"},
-            {"mlp.experts.{E}.up_proj", "ffn_up_exps"},
-            {"mlp.experts.{E}.down_proj", "ffn_down_exps"}};
+    return routed_experts("mlp.gate", "mlp.experts.{E}.", "gate_proj", "up_proj", "down_proj");
+}
+
+std::vector<TensorName> qwen_moe_with_shared_expert() {
+    return concat({qwen_moe(),
+                   {{"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
+                    {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
+                    {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
+                    {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"}}});
 }
 
 std::vector<TensorName> fused_attention_and_mlp() {
@@ -54,11 +87,8 @@ std::vector<TensorName> gemma_layer() {
     return concat({{{"input_layernorm", "attn_norm"},
                     {"post_attention_layernorm", "post_attention_norm"},
                     {"pre_feedforward_layernorm", "ffn_norm"},
-                    {"post_feedforward_layernorm", "post_ffw_norm"},
-                    {"self_attn.q_proj", "attn_q"},
-                    {"self_attn.k_proj", "attn_k"},
-                    {"self_attn.v_proj", "attn_v"},
-                    {"self_attn.o_proj", "attn_output"}},
+                    {"post_feedforward_layernorm", "post_ffw_norm"}},
+                   attention(),
                    dense_mlp()});
 }
 
@@ -93,6 +123,17 @@ void refuse_hf_sliding_window(const HfConfigJson& cfg) {
              "{}: \"use_sliding_window\" is true; per-layer sliding windows of {} are not "
              "implemented",
              cfg.path, cfg.family);
+}
+
+void read_hf_llama(const HfConfigJson& cfg, ModelConfig& c) {
+    read_hf_llama_attention(cfg, c);
+    refuse_hf_sliding_window(cfg);
+    read_hf_dense_ffn(cfg, c);
+}
+
+void read_hf_mistral_attention(const HfConfigJson& cfg, ModelConfig& c) {
+    read_hf_llama_attention(cfg, c);
+    c.sliding_window = cfg.get_int("sliding_window", 0);
 }
 
 namespace {
@@ -231,13 +272,68 @@ void add_f32(GgufKeys& keys, const ModelConfig& c, const char* key, double value
     keys.emplace_back(c.gguf_arch + "." + key, GgufValue::f32(static_cast<float>(value)));
 }
 
+namespace {
+
+GgufValue u32_of(int64_t v) {
+    return GgufValue::u32(static_cast<uint32_t>(v));
+}
+
+GgufValue f32_of(double v) {
+    return GgufValue::f32(static_cast<float>(v));
+}
+
+using SharedKey = std::pair<std::string_view, GgufValue (*)(const ModelConfig&)>;
+
+// The ARCH.* keys whose value is one ModelConfig field in every family that writes them.
+// clang-format off
+const SharedKey kSharedKeys[] = {
+    {"block_count", [](const ModelConfig& c) { return u32_of(c.n_layers); }},
+    {"context_length", [](const ModelConfig& c) { return u32_of(c.max_positions); }},
+    {"embedding_length", [](const ModelConfig& c) { return u32_of(c.hidden); }},
+    {"feed_forward_length", [](const ModelConfig& c) { return u32_of(c.ffn); }},
+    {"attention.head_count", [](const ModelConfig& c) { return u32_of(c.n_heads); }},
+    {"attention.head_count_kv", [](const ModelConfig& c) { return u32_of(c.n_kv_heads); }},
+    {"attention.layer_norm_rms_epsilon", [](const ModelConfig& c) { return f32_of(c.rms_eps); }},
+    {"attention.sliding_window", [](const ModelConfig& c) { return u32_of(c.sliding_window); }},
+    {"rope.freq_base", [](const ModelConfig& c) { return f32_of(c.rope_theta); }},
+    {"rope.dimension_count", [](const ModelConfig& c) { return u32_of(c.rotary_dims()); }},
+    {"expert_count", [](const ModelConfig& c) { return u32_of(c.n_experts); }},
+    {"expert_used_count", [](const ModelConfig& c) { return u32_of(c.n_experts_used); }},
+    {"attn_logit_softcapping", [](const ModelConfig& c) { return f32_of(c.attn_softcap); }},
+    {"final_logit_softcapping", [](const ModelConfig& c) { return f32_of(c.final_softcap); }},
+};
+// clang-format on
+
+}  // namespace
+
+void add_keys(GgufKeys& keys, const ModelConfig& c, std::initializer_list<std::string_view> names) {
+    for (const std::string_view name : names) {
+        const SharedKey* found = nullptr;
+        for (const SharedKey& k : kSharedKeys)
+            if (k.first == name) found = &k;
+        QL_ASSERT(found != nullptr);  // a key of the table above
+        keys.emplace_back(c.gguf_arch + "." + std::string(name), found->second(c));
+    }
+}
+
+void add_expert_counts(GgufKeys& keys, const ModelConfig& c) {
+    if (c.is_moe()) add_keys(keys, c, {"expert_count", "expert_used_count"});
+}
+
+void add_yarn_keys(GgufKeys& keys, const ModelConfig& c, bool betas) {
+    const RopeScaling& s = c.rope_scaling;
+    keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("yarn"));
+    add_f32(keys, c, "rope.scaling.factor", s.factor);
+    add_u32(keys, c, "rope.scaling.original_context_length", s.original_max_positions);
+    if (!betas) return;
+    add_f32(keys, c, "rope.scaling.yarn_beta_fast", s.yarn_beta_fast);
+    add_f32(keys, c, "rope.scaling.yarn_beta_slow", s.yarn_beta_slow);
+}
+
 void write_gguf_sizes(const ModelConfig& c, GgufKeys& keys) {
-    add_u32(keys, c, "block_count", c.n_layers);
-    add_u32(keys, c, "context_length", c.max_positions);
-    add_u32(keys, c, "embedding_length", c.hidden);
-    add_u32(keys, c, "feed_forward_length", c.ffn);
-    add_u32(keys, c, "attention.head_count", c.n_heads);
-    add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    add_keys(keys, c,
+             {"block_count", "context_length", "embedding_length", "feed_forward_length",
+              "attention.head_count", "attention.head_count_kv"});
 }
 
 void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
@@ -256,14 +352,8 @@ void write_gguf_head(const ModelConfig& c, GgufKeys& keys) {
         keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("linear"));
         add_f32(keys, c, "rope.scaling.factor", c.rope_scaling.factor);
     }
-    keys.emplace_back(c.gguf_arch + ".rope.freq_base",
-                      GgufValue::f32(static_cast<float>(c.rope_theta)));
-    keys.emplace_back(c.gguf_arch + ".attention.layer_norm_rms_epsilon",
-                      GgufValue::f32(static_cast<float>(c.rms_eps)));
-    if (c.is_moe()) {
-        add_u32(keys, c, "expert_count", c.n_experts);
-        add_u32(keys, c, "expert_used_count", c.n_experts_used);
-    }
+    add_keys(keys, c, {"rope.freq_base", "attention.layer_norm_rms_epsilon"});
+    add_expert_counts(keys, c);
 }
 
 void write_gguf_head_size(const ModelConfig& c, GgufKeys& keys) {

@@ -6,23 +6,29 @@
 #include <functional>
 #include <initializer_list>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "model/families/family.h"
 
 namespace quantlens::blocks {
 
-// model.embed_tokens / model.norm / lm_head ↔ token_embd / output_norm / output.
-std::vector<GlobalTensorName> llama_globals();
-
-// input_layernorm, post_attention_layernorm, self_attn.{q,k,v,o}_proj (biases by suffix).
+// self_attn.{q,k,v,o}_proj ↔ attn_{q,k,v,output} (biases by suffix).
+std::vector<TensorName> attention();
+// input_layernorm, post_attention_layernorm (ffn_norm), then attention().
 std::vector<TensorName> norms_and_attention();
+// input_layernorm, post_attention_layernorm ↔ post_attention_norm (the pre-FFN norm of
+// gpt-oss, GLM-4.5 and the DeltaNet hybrids), then attention().
+std::vector<TensorName> post_norm_attention();
 std::vector<TensorName> qk_norm();    // self_attn.{q,k}_norm
 std::vector<TensorName> dense_mlp();  // mlp.{gate,up,down}_proj
 // Router and stacked experts, Mixtral spelling (block_sparse_moe.gate, experts.{E}.w1/w3/w2).
 std::vector<TensorName> mixtral_moe();
 // Router and stacked experts, Qwen spelling (mlp.gate, mlp.experts.{E}.*_proj).
 std::vector<TensorName> qwen_moe();
+// qwen_moe() plus Qwen's shared expert (mlp.shared_expert.*_proj ↔ ffn_*_shexp) and its
+// sigmoid gate (mlp.shared_expert_gate ↔ ffn_gate_inp_shexp).
+std::vector<TensorName> qwen_moe_with_shared_expert();
 // Phi-3's fused projections: self_attn.qkv_proj ↔ attn_qkv, mlp.gate_up_proj ↔ ffn_up, with
 // input_layernorm, post_attention_layernorm (ffn_norm), o_proj and down_proj.
 std::vector<TensorName> fused_attention_and_mlp();
@@ -41,6 +47,11 @@ void read_hf_experts(const HfConfigJson& cfg, ModelConfig& config);
 void read_hf_llama_attention(const HfConfigJson& cfg, ModelConfig& config);
 // config.json: refuses use_sliding_window (per-layer windows are not implemented).
 void refuse_hf_sliding_window(const HfConfigJson& cfg);
+// config.json, Llama: read_hf_llama_attention, refuse_hf_sliding_window, read_hf_dense_ffn.
+void read_hf_llama(const HfConfigJson& cfg, ModelConfig& config);
+// config.json, Mistral and Mixtral: read_hf_llama_attention and sliding_window, one window
+// for every layer.
+void read_hf_mistral_attention(const HfConfigJson& cfg, ModelConfig& config);
 
 // config.json's "layer_types": one flag per layer, true for `marked` ("sliding_attention",
 // "linear_attention") and false for "full_attention"; another type is refused with `known`
@@ -85,5 +96,16 @@ void write_gguf_llama(const ModelConfig& config, GgufKeys& keys);
 void write_gguf_plain(const ModelConfig& config, GgufKeys& keys);
 void add_u32(GgufKeys& keys, const ModelConfig& config, const char* key, int64_t value);
 void add_f32(GgufKeys& keys, const ModelConfig& config, const char* key, double value);
+// ARCH.<key> for each of `names` in the order given, each the one ModelConfig field every
+// family writes under that key (block_count: n_layers, context_length: max_positions,
+// attention.layer_norm_rms_epsilon: rms_eps as F32, ...; the table is in blocks.cpp). A
+// family whose converter orders or picks these keys its own way lists them here.
+void add_keys(GgufKeys& keys, const ModelConfig& config,
+              std::initializer_list<std::string_view> names);
+// expert_count and expert_used_count, for a MoE config only.
+void add_expert_counts(GgufKeys& keys, const ModelConfig& config);
+// rope.scaling.type "yarn", factor, original_context_length, and with `betas` the yarn
+// beta_fast / beta_slow: the yarn keys of gpt-oss's and the sigmoid-MoE converters.
+void add_yarn_keys(GgufKeys& keys, const ModelConfig& config, bool betas);
 
 }  // namespace quantlens::blocks

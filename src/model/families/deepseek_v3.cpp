@@ -116,29 +116,20 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 
 const Family& deepseek_v3_family() {
     static const Family f{
-        .id = Arch::DeepseekV3,
-        .name = "deepseek3",
-        .hf_architecture = "DeepseekV3ForCausalLM",
-        .model_type = "deepseek_v3",
-        .gguf_arch = "deepseek2",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({{{"input_layernorm", "attn_norm"},
-                                          {"post_attention_layernorm", "ffn_norm"},
-                                          {"self_attn.q_a_proj", "attn_q_a"},
-                                          {"self_attn.q_a_layernorm", "attn_q_a_norm"},
-                                          {"self_attn.q_b_proj", "attn_q_b"},
-                                          {"self_attn.kv_a_proj_with_mqa", "attn_kv_a_mqa"},
-                                          {"self_attn.kv_a_layernorm", "attn_kv_a_norm"},
-                                          // split by the source into attn_k_b and attn_v_b
-                                          {"self_attn.kv_b_proj", "attn_k_b"},
-                                          {"self_attn.kv_b_proj", "attn_v_b"},
-                                          {"self_attn.o_proj", "attn_output"}},
-                                         sigmoid_moe::tensors()}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-    };
+        {Arch::DeepseekV3, "deepseek3", "DeepseekV3ForCausalLM", "deepseek_v3", "deepseek2"},
+        {.read_hf = read_hf, .read_gguf = read_gguf, .write_gguf = write_gguf},
+        blocks::concat({{{"input_layernorm", "attn_norm"},
+                         {"post_attention_layernorm", "ffn_norm"},
+                         {"self_attn.q_a_proj", "attn_q_a"},
+                         {"self_attn.q_a_layernorm", "attn_q_a_norm"},
+                         {"self_attn.q_b_proj", "attn_q_b"},
+                         {"self_attn.kv_a_proj_with_mqa", "attn_kv_a_mqa"},
+                         {"self_attn.kv_a_layernorm", "attn_kv_a_norm"},
+                         // split by the source into attn_k_b and attn_v_b
+                         {"self_attn.kv_b_proj", "attn_k_b"},
+                         {"self_attn.kv_b_proj", "attn_v_b"},
+                         {"self_attn.o_proj", "attn_output"}},
+                        sigmoid_moe::tensors()})};
     return f;
 }
 

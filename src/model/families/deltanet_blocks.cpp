@@ -8,21 +8,15 @@
 namespace quantlens::deltanet {
 
 std::vector<TensorName> common_layer() {
-    return {{"input_layernorm", "attn_norm"},
-            {"post_attention_layernorm", "post_attention_norm"},
-            {"self_attn.q_proj", "attn_q"},
-            {"self_attn.k_proj", "attn_k"},
-            {"self_attn.v_proj", "attn_v"},
-            {"self_attn.o_proj", "attn_output"},
-            {"self_attn.q_norm", "attn_q_norm"},
-            {"self_attn.k_norm", "attn_k_norm"},
-            {"linear_attn.conv1d", "ssm_conv1d"},
-            // Bare parameters: A_log, and dt_bias, which becomes the bias of a tensor that
-            // has no weight.
-            {"linear_attn.A_log", "ssm_a", true},
-            {"linear_attn.dt_bias", "ssm_dt.bias", true},
-            {"linear_attn.norm", "ssm_norm"},
-            {"linear_attn.out_proj", "ssm_out"}};
+    return blocks::concat({blocks::post_norm_attention(),
+                           blocks::qk_norm(),
+                           {{"linear_attn.conv1d", "ssm_conv1d"},
+                            // Bare parameters: A_log, and dt_bias, which becomes the bias of
+                            // a tensor that has no weight.
+                            {"linear_attn.A_log", "ssm_a", true},
+                            {"linear_attn.dt_bias", "ssm_dt.bias", true},
+                            {"linear_attn.norm", "ssm_norm"},
+                            {"linear_attn.out_proj", "ssm_out"}}});
 }
 
 std::vector<TensorName> fused_projections() {
@@ -36,14 +30,6 @@ std::vector<TensorName> split_projections() {
             {"linear_attn.in_proj_z", "attn_gate"},
             {"linear_attn.in_proj_b", "ssm_beta"},
             {"linear_attn.in_proj_a", "ssm_alpha"}};
-}
-
-std::vector<TensorName> moe_with_shared_expert() {
-    return blocks::concat({blocks::qwen_moe(),
-                           {{"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
-                            {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
-                            {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
-                            {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"}}});
 }
 
 namespace {
@@ -160,21 +146,12 @@ void write_gguf_hybrid(const ModelConfig& c, GgufKeys& keys) {
         keys.emplace_back(c.gguf_arch + ".rope.dimension_sections", GgufValue::i32_array(items));
     };
     // TextModel.set_gguf_parameters
-    add_u32(keys, c, "block_count", c.n_layers);
-    add_u32(keys, c, "context_length", c.max_positions);
-    add_u32(keys, c, "embedding_length", c.hidden);
+    blocks::add_keys(keys, c, {"block_count", "context_length", "embedding_length"});
     if (c.hf_intermediate_size > 0) add_u32(keys, c, "feed_forward_length", c.hf_intermediate_size);
-    add_u32(keys, c, "attention.head_count", c.n_heads);
-    add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
+    blocks::add_keys(keys, c, {"attention.head_count", "attention.head_count_kv"});
     if (!c.rope_sections.empty()) sections(c.rope_sections);
-    keys.emplace_back(c.gguf_arch + ".rope.freq_base",
-                      GgufValue::f32(static_cast<float>(c.rope_theta)));
-    keys.emplace_back(c.gguf_arch + ".attention.layer_norm_rms_epsilon",
-                      GgufValue::f32(static_cast<float>(c.rms_eps)));
-    if (c.is_moe()) {
-        add_u32(keys, c, "expert_count", c.n_experts);
-        add_u32(keys, c, "expert_used_count", c.n_experts_used);
-    }
+    blocks::add_keys(keys, c, {"rope.freq_base", "attention.layer_norm_rms_epsilon"});
+    blocks::add_expert_counts(keys, c);
     blocks::write_gguf_head_size(c, keys);
     // Qwen2MoeModel.set_gguf_parameters
     if (c.is_moe()) {

@@ -25,8 +25,6 @@ std::vector<TensorName> common_layer();
 std::vector<TensorName> fused_projections();
 // Qwen3.5's in_proj_qkv, in_proj_z, in_proj_b, in_proj_a.
 std::vector<TensorName> split_projections();
-// Routed experts (Qwen spelling) plus the shared expert and its sigmoid gate.
-std::vector<TensorName> moe_with_shared_expert();
 
 // config.json: layer_types (or full_attention_interval), linear_* sizes, partial rotary
 // (default 0.25 as transformers), the (1 + w) norms; refuses what the engine lacks.

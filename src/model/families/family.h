@@ -66,22 +66,29 @@ struct HfDerivedTensor {
     std::string mxfp4_scales;
 };
 
-struct Family {
+// Who a family is.
+struct FamilyIdentity {
     Arch id;
     std::string name;             // display name: "llama", "qwen2moe"
     std::string hf_architecture;  // "LlamaForCausalLM"
     std::string model_type;       // "llama", "qwen2_moe"
     std::string gguf_arch;        // "llama"; Mistral and Mixtral files are "llama" too
+};
 
-    std::vector<GlobalTensorName> globals;
-    std::vector<TensorName> layer_tensors;
+// The default of FamilyHooks::claims_gguf: a family with a GGUF architecture of its own.
+inline bool claims_every_gguf(const ModelConfig&) {
+    return true;
+}
 
+// How a family reads and writes its config. The defaults are what most families have, so a
+// family names only the hooks it sets and those that differ.
+struct FamilyHooks {
     // Fields beyond read_hf_shared_fields: FFN width, experts, the LayerSpec, refusals.
     void (*read_hf)(const HfConfigJson& cfg, ModelConfig& config) = nullptr;
     // Whether a GGUF whose general.architecture is gguf_arch is this family, given the shared
     // fields already read (Mixtral is "llama" with experts). nullptr: never chosen from a GGUF
     // (a Mistral GGUF is read back as Llama, as llama.cpp does).
-    bool (*claims_gguf)(const ModelConfig& shared) = nullptr;
+    bool (*claims_gguf)(const ModelConfig& shared) = claims_every_gguf;
     // Fields beyond read_gguf_shared_fields.
     void (*read_gguf)(const GgufFile& gguf, ModelConfig& config) = nullptr;
     // Every ARCH.* key, in the converter's order (the shared ones through blocks.h). Throws
@@ -98,6 +105,24 @@ struct Family {
     // mapped through layer_tensors/globals, an empty list for one read as another's
     // companion (MXFP4 scales), else the GGUF tensors made from it. nullptr: none.
     std::optional<std::vector<HfDerivedTensor>> (*derive_hf)(const std::string& hf_name) = nullptr;
+};
+
+// model.embed_tokens / model.norm / lm_head ↔ token_embd / output_norm / output: the
+// model-level tensors of every family but Gemma 4.
+std::vector<GlobalTensorName> llama_globals();
+
+// A family, written in its file as `static const Family f{{identity}, {hooks}, layer tensors}`
+// (plus its globals where they are not Llama's).
+struct Family : FamilyIdentity, FamilyHooks {
+    Family(FamilyIdentity identity, FamilyHooks hooks, std::vector<TensorName> layer_tensors,
+           std::vector<GlobalTensorName> globals = llama_globals())
+        : FamilyIdentity(std::move(identity)),
+          FamilyHooks(hooks),
+          layer_tensors(std::move(layer_tensors)),
+          globals(std::move(globals)) {}
+
+    std::vector<TensorName> layer_tensors;
+    std::vector<GlobalTensorName> globals;
 };
 
 // The registered families, in registry order (the order of messages listing them).

@@ -39,37 +39,24 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
              "{}: attn_logit_softcapping / final_logit_softcapping is null, which llama.cpp's "
              "gemma2 converter cannot write",
              c.hf_architecture);
-    blocks::add_u32(keys, c, "context_length", c.max_positions);
-    blocks::add_u32(keys, c, "embedding_length", c.hidden);
-    blocks::add_u32(keys, c, "block_count", c.n_layers);
-    blocks::add_u32(keys, c, "feed_forward_length", c.ffn);
-    blocks::add_u32(keys, c, "attention.head_count", c.n_heads);
-    blocks::add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
-    blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);
+    blocks::add_keys(
+        keys, c,
+        {"context_length", "embedding_length", "block_count", "feed_forward_length",
+         "attention.head_count", "attention.head_count_kv", "attention.layer_norm_rms_epsilon"});
     blocks::write_gguf_head_size(c, keys);
-    blocks::add_f32(keys, c, "attn_logit_softcapping", c.attn_softcap);
-    blocks::add_f32(keys, c, "final_logit_softcapping", c.final_softcap);
-    blocks::add_u32(keys, c, "attention.sliding_window", c.sliding_window);
+    blocks::add_keys(
+        keys, c, {"attn_logit_softcapping", "final_logit_softcapping", "attention.sliding_window"});
 }
 
 }  // namespace
 
 const Family& gemma2_family() {
-    static const Family f{
-        .id = Arch::Gemma2,
-        .name = "gemma2",
-        .hf_architecture = "Gemma2ForCausalLM",
-        .model_type = "gemma2",
-        .gguf_arch = "gemma2",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::gemma_layer(),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = nullptr,
-        .activation = Activation::GeluTanh,
-    };
+    static const Family f{{Arch::Gemma2, "gemma2", "Gemma2ForCausalLM", "gemma2", "gemma2"},
+                          {.read_hf = read_hf,
+                           .read_gguf = read_gguf,
+                           .write_gguf = write_gguf,
+                           .activation = Activation::GeluTanh},
+                          blocks::gemma_layer()};
     return f;
 }
 

@@ -61,21 +61,12 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 }  // namespace
 
 const Family& gemma3_family() {
-    static const Family f{
-        .id = Arch::Gemma3,
-        .name = "gemma3",
-        .hf_architecture = "Gemma3ForCausalLM",
-        .model_type = "gemma3_text",
-        .gguf_arch = "gemma3",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({blocks::gemma_layer(), blocks::qk_norm()}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = nullptr,
-        .activation = Activation::GeluTanh,
-    };
+    static const Family f{{Arch::Gemma3, "gemma3", "Gemma3ForCausalLM", "gemma3_text", "gemma3"},
+                          {.read_hf = read_hf,
+                           .read_gguf = read_gguf,
+                           .write_gguf = write_gguf,
+                           .activation = Activation::GeluTanh},
+                          blocks::concat({blocks::gemma_layer(), blocks::qk_norm()})};
     return f;
 }
 

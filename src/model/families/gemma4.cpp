@@ -290,17 +290,13 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     for (int64_t l = 0; l < c.n_layers; ++l)
         shared += c.gemma4_layers[static_cast<size_t>(l)].kv_source != l;
     blocks::write_gguf_sizes(c, keys);
-    blocks::add_f32(keys, c, "rope.freq_base", c.rope_theta);
+    blocks::add_keys(keys, c, {"rope.freq_base"});
     blocks::add_f32(keys, c, "rope.freq_base_swa", c.rope_theta_swa);
-    blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);
-    if (c.is_moe()) {
-        blocks::add_u32(keys, c, "expert_count", c.n_experts);
-        blocks::add_u32(keys, c, "expert_used_count", c.n_experts_used);
-    }
-    blocks::add_u32(keys, c, "attention.key_length", c.head_dim);
-    blocks::add_u32(keys, c, "attention.value_length", c.head_dim);
-    if (c.final_softcap > 0) blocks::add_f32(keys, c, "final_logit_softcapping", c.final_softcap);
-    blocks::add_u32(keys, c, "attention.sliding_window", c.sliding_window);
+    blocks::add_keys(keys, c, {"attention.layer_norm_rms_epsilon"});
+    blocks::add_expert_counts(keys, c);
+    blocks::write_gguf_head_size(c, keys);
+    if (c.final_softcap > 0) blocks::add_keys(keys, c, {"final_logit_softcapping"});
+    blocks::add_keys(keys, c, {"attention.sliding_window"});
     // Gemma4Model.set_gguf_parameters
     blocks::add_u32(keys, c, "attention.shared_kv_layers", shared);
     blocks::add_u32(keys, c, "embedding_length_per_layer_input", c.ple_dim);
@@ -327,44 +323,41 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     blocks::add_u32(keys, c, "rope.dimension_count_swa", c.head_dim);
 }
 
+// Llama's model-level tensors, then the per-layer-input embedding and its projection.
+std::vector<GlobalTensorName> globals() {
+    auto g = llama_globals();
+    g.insert(g.end(), {{"model.embed_tokens_per_layer.weight", "per_layer_token_embd.weight"},
+                       {"model.per_layer_model_projection.weight", "per_layer_model_proj.weight"},
+                       {"model.per_layer_projection_norm.weight", "per_layer_proj_norm.weight"}});
+    return g;
+}
+
 }  // namespace
 
 const Family& gemma4_family() {
     static const Family f{
-        .id = Arch::Gemma4,
-        .name = "gemma4",
-        .hf_architecture = "Gemma4ForCausalLM",
-        .model_type = "gemma4_text",
-        .gguf_arch = "gemma4",
-        .globals = {{"model.embed_tokens.weight", "token_embd.weight"},
-                    {"model.norm.weight", "output_norm.weight"},
-                    {"lm_head.weight", "output.weight"},
-                    {"model.embed_tokens_per_layer.weight", "per_layer_token_embd.weight"},
-                    {"model.per_layer_model_projection.weight", "per_layer_model_proj.weight"},
-                    {"model.per_layer_projection_norm.weight", "per_layer_proj_norm.weight"}},
+        {Arch::Gemma4, "gemma4", "Gemma4ForCausalLM", "gemma4_text", "gemma4"},
+        {.read_hf = read_hf,
+         .read_gguf = read_gguf,
+         .write_gguf = write_gguf,
+         .activation = Activation::GeluTanh},
         // Entries whose GGUF name carries its suffix map an HF name without one (buffers and
         // parameters not called .weight), as the converter's filter_tensors renames them.
-        .layer_tensors = blocks::concat({blocks::gemma_layer(),
-                                         blocks::qk_norm(),
-                                         {{"per_layer_input_gate", "inp_gate"},
-                                          {"per_layer_projection", "proj"},
-                                          {"post_per_layer_input_norm", "post_norm"},
-                                          {"layer_scalar", "layer_output_scale.weight"},
-                                          {"router.proj", "ffn_gate_inp"},
-                                          {"router.scale", "ffn_gate_inp.scale"},
-                                          {"router.per_expert_scale", "ffn_down_exps.scale"},
-                                          {"experts.gate_up_proj", "ffn_gate_up_exps.weight"},
-                                          {"experts.down_proj", "ffn_down_exps.weight"},
-                                          {"pre_feedforward_layernorm_2", "pre_ffw_norm_2"},
-                                          {"post_feedforward_layernorm_1", "post_ffw_norm_1"},
-                                          {"post_feedforward_layernorm_2", "post_ffw_norm_2"}}}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = nullptr,
-        .activation = Activation::GeluTanh,
-    };
+        blocks::concat({blocks::gemma_layer(),
+                        blocks::qk_norm(),
+                        {{"per_layer_input_gate", "inp_gate"},
+                         {"per_layer_projection", "proj"},
+                         {"post_per_layer_input_norm", "post_norm"},
+                         {"layer_scalar", "layer_output_scale.weight"},
+                         {"router.proj", "ffn_gate_inp"},
+                         {"router.scale", "ffn_gate_inp.scale"},
+                         {"router.per_expert_scale", "ffn_down_exps.scale"},
+                         {"experts.gate_up_proj", "ffn_gate_up_exps.weight"},
+                         {"experts.down_proj", "ffn_down_exps.weight"},
+                         {"pre_feedforward_layernorm_2", "pre_ffw_norm_2"},
+                         {"post_feedforward_layernorm_1", "post_ffw_norm_1"},
+                         {"post_feedforward_layernorm_2", "post_ffw_norm_2"}}}),
+        globals()};
     return f;
 }
 

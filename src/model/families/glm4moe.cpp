@@ -52,27 +52,11 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 
 const Family& glm4moe_family() {
     static const Family f{
-        .id = Arch::Glm4Moe,
-        .name = "glm4moe",
-        .hf_architecture = "Glm4MoeForCausalLM",
-        .model_type = "glm4_moe",
-        .gguf_arch = "glm4moe",
-        .globals = blocks::llama_globals(),
+        {Arch::Glm4Moe, "glm4moe", "Glm4MoeForCausalLM", "glm4_moe", "glm4moe"},
+        {.read_hf = read_hf, .read_gguf = read_gguf, .write_gguf = write_gguf},
         // gguf-py's GLM4_MOE has ATTN_POST_NORM and no FFN_NORM: the pre-MLP norm is
         // post_attention_norm (LayerSpec::ffn_norm_post_attention).
-        .layer_tensors = blocks::concat({{{"input_layernorm", "attn_norm"},
-                                          {"post_attention_layernorm", "post_attention_norm"},
-                                          {"self_attn.q_proj", "attn_q"},
-                                          {"self_attn.k_proj", "attn_k"},
-                                          {"self_attn.v_proj", "attn_v"},
-                                          {"self_attn.o_proj", "attn_output"}},
-                                         blocks::qk_norm(),
-                                         sigmoid_moe::tensors()}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-    };
+        blocks::concat({blocks::post_norm_attention(), blocks::qk_norm(), sigmoid_moe::tensors()})};
     return f;
 }
 

@@ -108,19 +108,12 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     QL_CHECK(s.kind == RopeScaling::Kind::None || s.kind == RopeScaling::Kind::Yarn,
              "{}: only unscaled or yarn rope is written for gpt-oss", c.hf_architecture);
     blocks::write_gguf_sizes(c, keys);
-    if (s.kind == RopeScaling::Kind::Yarn) {
-        keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("yarn"));
-        blocks::add_f32(keys, c, "rope.scaling.factor", s.factor);
-        blocks::add_u32(keys, c, "rope.scaling.original_context_length", s.original_max_positions);
-        blocks::add_f32(keys, c, "rope.scaling.yarn_beta_fast", s.yarn_beta_fast);
-        blocks::add_f32(keys, c, "rope.scaling.yarn_beta_slow", s.yarn_beta_slow);
-    }
-    blocks::add_f32(keys, c, "rope.freq_base", c.rope_theta);
-    blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);
-    blocks::add_u32(keys, c, "expert_count", c.n_experts);
-    blocks::add_u32(keys, c, "expert_used_count", c.n_experts_used);
+    if (s.kind == RopeScaling::Kind::Yarn) blocks::add_yarn_keys(keys, c, true);
+    blocks::add_keys(keys, c,
+                     {"rope.freq_base", "attention.layer_norm_rms_epsilon", "expert_count",
+                      "expert_used_count"});
     blocks::write_gguf_head_size(c, keys);
-    blocks::add_u32(keys, c, "attention.sliding_window", c.sliding_window);
+    blocks::add_keys(keys, c, {"attention.sliding_window"});
     blocks::add_u32(keys, c, "expert_feed_forward_length", c.ffn);
 }
 
@@ -172,27 +165,12 @@ std::optional<std::vector<HfDerivedTensor>> derive_hf(const std::string& hf) {
 
 const Family& gptoss_family() {
     static const Family f{
-        .id = Arch::GptOss,
-        .name = "gpt-oss",
-        .hf_architecture = "GptOssForCausalLM",
-        .model_type = "gpt_oss",
-        .gguf_arch = "gpt-oss",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = {{"input_layernorm", "attn_norm"},
-                          {"post_attention_layernorm", "post_attention_norm"},
-                          {"self_attn.q_proj", "attn_q"},
-                          {"self_attn.k_proj", "attn_k"},
-                          {"self_attn.v_proj", "attn_v"},
-                          {"self_attn.o_proj", "attn_output"},
-                          {"mlp.router", "ffn_gate_inp"}},
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = nullptr,
-        .activation = Activation::SiLU,
-        .derive_hf = derive_hf,
-    };
+        {Arch::GptOss, "gpt-oss", "GptOssForCausalLM", "gpt_oss", "gpt-oss"},
+        {.read_hf = read_hf,
+         .read_gguf = read_gguf,
+         .write_gguf = write_gguf,
+         .derive_hf = derive_hf},
+        blocks::concat({blocks::post_norm_attention(), {{"mlp.router", "ffn_gate_inp"}}})};
     return f;
 }
 

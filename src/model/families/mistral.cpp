@@ -8,27 +8,19 @@ namespace quantlens {
 namespace {
 
 void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
-    blocks::read_hf_llama_attention(cfg, c);
-    c.sliding_window = cfg.get_int("sliding_window", 0);
+    blocks::read_hf_mistral_attention(cfg, c);
     blocks::read_hf_dense_ffn(cfg, c);
 }
 
 }  // namespace
 
 const Family& mistral_family() {
-    static const Family f{
-        .id = Arch::Mistral,
-        .name = "mistral",
-        .hf_architecture = "MistralForCausalLM",
-        .model_type = "mistral",
-        .gguf_arch = "llama",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({blocks::norms_and_attention(), blocks::dense_mlp()}),
-        .read_hf = read_hf,
-        .claims_gguf = nullptr,
-        .read_gguf = blocks::read_gguf_dense_ffn,
-        .write_gguf = blocks::write_gguf_llama,
-    };
+    static const Family f{{Arch::Mistral, "mistral", "MistralForCausalLM", "mistral", "llama"},
+                          {.read_hf = read_hf,
+                           .claims_gguf = nullptr,  // never chosen from a GGUF
+                           .read_gguf = blocks::read_gguf_dense_ffn,
+                           .write_gguf = blocks::write_gguf_llama},
+                          blocks::concat({blocks::norms_and_attention(), blocks::dense_mlp()})};
     return f;
 }
 

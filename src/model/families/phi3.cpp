@@ -65,38 +65,25 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
     QL_CHECK(c.rope_scaling.original_max_positions > 0,
              "{}: no original_max_position_embeddings, which llama.cpp's phi3 converter needs",
              c.hf_architecture);
-    blocks::add_u32(keys, c, "context_length", c.max_positions);
+    blocks::add_keys(keys, c, {"context_length"});
     blocks::add_u32(keys, c, "rope.scaling.original_context_length",
                     c.rope_scaling.original_max_positions);
-    blocks::add_u32(keys, c, "embedding_length", c.hidden);
-    blocks::add_u32(keys, c, "feed_forward_length", c.ffn);
-    blocks::add_u32(keys, c, "block_count", c.n_layers);
-    blocks::add_u32(keys, c, "attention.head_count", c.n_heads);
-    blocks::add_u32(keys, c, "attention.head_count_kv", c.n_kv_heads);
-    blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);
-    blocks::add_u32(keys, c, "rope.dimension_count", c.rotary_dims());
-    blocks::add_f32(keys, c, "rope.freq_base", c.rope_theta);
-    blocks::add_u32(keys, c, "attention.sliding_window", c.sliding_window);
+    blocks::add_keys(
+        keys, c,
+        {"embedding_length", "feed_forward_length", "block_count", "attention.head_count",
+         "attention.head_count_kv", "attention.layer_norm_rms_epsilon", "rope.dimension_count",
+         "rope.freq_base", "attention.sliding_window"});
 }
 
 }  // namespace
 
 const Family& phi3_family() {
-    static const Family f{
-        .id = Arch::Phi3,
-        .name = "phi3",
-        .hf_architecture = "Phi3ForCausalLM",
-        .model_type = "phi3",
-        .gguf_arch = "phi3",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::fused_attention_and_mlp(),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-        .write_gguf_early = write_gguf_early,
-        .activation = Activation::SiLU,
-    };
+    static const Family f{{Arch::Phi3, "phi3", "Phi3ForCausalLM", "phi3", "phi3"},
+                          {.read_hf = read_hf,
+                           .read_gguf = read_gguf,
+                           .write_gguf = write_gguf,
+                           .write_gguf_early = write_gguf_early},
+                          blocks::fused_attention_and_mlp()};
     return f;
 }
 

@@ -17,19 +17,11 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
 }  // namespace
 
 const Family& qwen2_family() {
-    static const Family f{
-        .id = Arch::Qwen2,
-        .name = "qwen2",
-        .hf_architecture = "Qwen2ForCausalLM",
-        .model_type = "qwen2",
-        .gguf_arch = "qwen2",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({blocks::norms_and_attention(), blocks::dense_mlp()}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = blocks::read_gguf_dense_neox,
-        .write_gguf = blocks::write_gguf_plain,
-    };
+    static const Family f{{Arch::Qwen2, "qwen2", "Qwen2ForCausalLM", "qwen2", "qwen2"},
+                          {.read_hf = read_hf,
+                           .read_gguf = blocks::read_gguf_dense_neox,
+                           .write_gguf = blocks::write_gguf_plain},
+                          blocks::concat({blocks::norms_and_attention(), blocks::dense_mlp()})};
     return f;
 }
 

@@ -41,23 +41,9 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 
 const Family& qwen2moe_family() {
     static const Family f{
-        .id = Arch::Qwen2Moe,
-        .name = "qwen2moe",
-        .hf_architecture = "Qwen2MoeForCausalLM",
-        .model_type = "qwen2_moe",
-        .gguf_arch = "qwen2moe",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({blocks::norms_and_attention(),
-                                         blocks::qwen_moe(),
-                                         {{"mlp.shared_expert.gate_proj", "ffn_gate_shexp"},
-                                          {"mlp.shared_expert.up_proj", "ffn_up_shexp"},
-                                          {"mlp.shared_expert.down_proj", "ffn_down_shexp"},
-                                          {"mlp.shared_expert_gate", "ffn_gate_inp_shexp"}}}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-    };
+        {Arch::Qwen2Moe, "qwen2moe", "Qwen2MoeForCausalLM", "qwen2_moe", "qwen2moe"},
+        {.read_hf = read_hf, .read_gguf = read_gguf, .write_gguf = write_gguf},
+        blocks::concat({blocks::norms_and_attention(), blocks::qwen_moe_with_shared_expert()})};
     return f;
 }
 

@@ -7,9 +7,7 @@ namespace quantlens {
 namespace {
 
 void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
-    blocks::read_hf_llama_attention(cfg, c);
-    blocks::refuse_hf_sliding_window(cfg);
-    blocks::read_hf_dense_ffn(cfg, c);
+    blocks::read_hf_llama(cfg, c);
     c.rope = RopeStyle::Neox;
     c.qk_norm = true;
 }
@@ -18,19 +16,11 @@ void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
 
 const Family& qwen3_family() {
     static const Family f{
-        .id = Arch::Qwen3,
-        .name = "qwen3",
-        .hf_architecture = "Qwen3ForCausalLM",
-        .model_type = "qwen3",
-        .gguf_arch = "qwen3",
-        .globals = blocks::llama_globals(),
-        .layer_tensors =
-            blocks::concat({blocks::norms_and_attention(), blocks::qk_norm(), blocks::dense_mlp()}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = blocks::read_gguf_dense_neox,
-        .write_gguf = blocks::write_gguf_plain,
-    };
+        {Arch::Qwen3, "qwen3", "Qwen3ForCausalLM", "qwen3", "qwen3"},
+        {.read_hf = read_hf,
+         .read_gguf = blocks::read_gguf_dense_neox,
+         .write_gguf = blocks::write_gguf_plain},
+        blocks::concat({blocks::norms_and_attention(), blocks::qk_norm(), blocks::dense_mlp()})};
     return f;
 }
 

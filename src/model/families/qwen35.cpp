@@ -19,65 +19,47 @@ void set_layer(ModelConfig& c) {
     c.ssm_fused_ba = false;
 }
 
-void read_hf_dense(const HfConfigJson& cfg, ModelConfig& c) {
+// The hybrid layer, then the dense MLP's width or the MoE (top-k always renormalized).
+template <bool kMoe>
+void read_hf(const HfConfigJson& cfg, ModelConfig& c) {
     deltanet::read_hf_hybrid(cfg, c);
-    blocks::read_hf_dense_ffn(cfg, c);
+    if constexpr (kMoe)
+        deltanet::read_hf_moe(cfg, c, true);
+    else
+        blocks::read_hf_dense_ffn(cfg, c);
     set_layer(c);
 }
 
-void read_hf_moe(const HfConfigJson& cfg, ModelConfig& c) {
-    deltanet::read_hf_hybrid(cfg, c);
-    deltanet::read_hf_moe(cfg, c, true);
-    set_layer(c);
-}
-
-void read_gguf_dense(const GgufFile& g, ModelConfig& c) {
+template <bool kMoe>
+void read_gguf(const GgufFile& g, ModelConfig& c) {
     deltanet::read_gguf_hybrid(g, c);
-    blocks::read_gguf_dense_ffn(g, c);
-    set_layer(c);
-}
-
-void read_gguf_moe(const GgufFile& g, ModelConfig& c) {
-    deltanet::read_gguf_hybrid(g, c);
-    deltanet::read_gguf_moe(g, c);
+    if constexpr (kMoe)
+        deltanet::read_gguf_moe(g, c);
+    else
+        blocks::read_gguf_dense_ffn(g, c);
     set_layer(c);
 }
 
 }  // namespace
 
 const Family& qwen35_family() {
-    static const Family f{
-        .id = Arch::Qwen35,
-        .name = "qwen35",
-        .hf_architecture = "Qwen3_5ForCausalLM",
-        .model_type = "qwen3_5_text",
-        .gguf_arch = "qwen35",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat(
-            {deltanet::common_layer(), deltanet::split_projections(), blocks::dense_mlp()}),
-        .read_hf = read_hf_dense,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf_dense,
-        .write_gguf = deltanet::write_gguf_hybrid,
-    };
+    static const Family f{{Arch::Qwen35, "qwen35", "Qwen3_5ForCausalLM", "qwen3_5_text", "qwen35"},
+                          {.read_hf = read_hf<false>,
+                           .read_gguf = read_gguf<false>,
+                           .write_gguf = deltanet::write_gguf_hybrid},
+                          blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
+                                          blocks::dense_mlp()})};
     return f;
 }
 
 const Family& qwen35moe_family() {
     static const Family f{
-        .id = Arch::Qwen35Moe,
-        .name = "qwen35moe",
-        .hf_architecture = "Qwen3_5MoeForCausalLM",
-        .model_type = "qwen3_5_moe_text",
-        .gguf_arch = "qwen35moe",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
-                                         deltanet::moe_with_shared_expert()}),
-        .read_hf = read_hf_moe,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf_moe,
-        .write_gguf = deltanet::write_gguf_hybrid,
-    };
+        {Arch::Qwen35Moe, "qwen35moe", "Qwen3_5MoeForCausalLM", "qwen3_5_moe_text", "qwen35moe"},
+        {.read_hf = read_hf<true>,
+         .read_gguf = read_gguf<true>,
+         .write_gguf = deltanet::write_gguf_hybrid},
+        blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
+                        blocks::qwen_moe_with_shared_expert()})};
     return f;
 }
 

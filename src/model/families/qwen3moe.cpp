@@ -105,19 +105,9 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 
 const Family& qwen3moe_family() {
     static const Family f{
-        .id = Arch::Qwen3Moe,
-        .name = "qwen3moe",
-        .hf_architecture = "Qwen3MoeForCausalLM",
-        .model_type = "qwen3_moe",
-        .gguf_arch = "qwen3moe",
-        .globals = blocks::llama_globals(),
-        .layer_tensors =
-            blocks::concat({blocks::norms_and_attention(), blocks::qk_norm(), blocks::qwen_moe()}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = write_gguf,
-    };
+        {Arch::Qwen3Moe, "qwen3moe", "Qwen3MoeForCausalLM", "qwen3_moe", "qwen3moe"},
+        {.read_hf = read_hf, .read_gguf = read_gguf, .write_gguf = write_gguf},
+        blocks::concat({blocks::norms_and_attention(), blocks::qk_norm(), blocks::qwen_moe()})};
     return f;
 }
 

@@ -28,19 +28,10 @@ void read_gguf(const GgufFile& g, ModelConfig& c) {
 
 const Family& qwen3next_family() {
     static const Family f{
-        .id = Arch::Qwen3Next,
-        .name = "qwen3next",
-        .hf_architecture = "Qwen3NextForCausalLM",
-        .model_type = "qwen3_next",
-        .gguf_arch = "qwen3next",
-        .globals = blocks::llama_globals(),
-        .layer_tensors = blocks::concat({deltanet::common_layer(), deltanet::fused_projections(),
-                                         deltanet::moe_with_shared_expert()}),
-        .read_hf = read_hf,
-        .claims_gguf = [](const ModelConfig&) { return true; },
-        .read_gguf = read_gguf,
-        .write_gguf = deltanet::write_gguf_hybrid,
-    };
+        {Arch::Qwen3Next, "qwen3next", "Qwen3NextForCausalLM", "qwen3_next", "qwen3next"},
+        {.read_hf = read_hf, .read_gguf = read_gguf, .write_gguf = deltanet::write_gguf_hybrid},
+        blocks::concat({deltanet::common_layer(), deltanet::fused_projections(),
+                        blocks::qwen_moe_with_shared_expert()})};
     return f;
 }
 

@@ -143,10 +143,9 @@ void put(GgufKeys& keys, const ModelConfig& c, const char* key, GgufValue value)
 void write_gguf_text_model(const ModelConfig& c, GgufKeys& keys, int64_t head_count_kv,
                            int64_t block_count) {
     blocks::add_u32(keys, c, "block_count", block_count);
-    blocks::add_u32(keys, c, "context_length", c.max_positions);
-    blocks::add_u32(keys, c, "embedding_length", c.hidden);
+    blocks::add_keys(keys, c, {"context_length", "embedding_length"});
     blocks::add_u32(keys, c, "feed_forward_length", c.dense_ffn_width());
-    blocks::add_u32(keys, c, "attention.head_count", c.n_heads);
+    blocks::add_keys(keys, c, {"attention.head_count"});
     blocks::add_u32(keys, c, "attention.head_count_kv", head_count_kv);
     const RopeScaling& s = c.rope_scaling;
     QL_CHECK(s.kind == RopeScaling::Kind::None || s.kind == RopeScaling::Kind::Yarn,
@@ -156,19 +155,10 @@ void write_gguf_text_model(const ModelConfig& c, GgufKeys& keys, int64_t head_co
     QL_CHECK(s.kind != RopeScaling::Kind::Yarn || s.yarn_truncate,
              "{}: yarn with \"truncate\": false, which llama.cpp's {} graph does not compute",
              c.hf_architecture, c.gguf_arch);
-    if (s.kind == RopeScaling::Kind::Yarn) {
-        keys.emplace_back(c.gguf_arch + ".rope.scaling.type", GgufValue::string("yarn"));
-        blocks::add_f32(keys, c, "rope.scaling.factor", s.factor);
-        blocks::add_u32(keys, c, "rope.scaling.original_context_length", s.original_max_positions);
-        if (c.hf_has_yarn_betas) {
-            blocks::add_f32(keys, c, "rope.scaling.yarn_beta_fast", s.yarn_beta_fast);
-            blocks::add_f32(keys, c, "rope.scaling.yarn_beta_slow", s.yarn_beta_slow);
-        }
-    }
-    blocks::add_f32(keys, c, "rope.freq_base", c.rope_theta);
-    blocks::add_f32(keys, c, "attention.layer_norm_rms_epsilon", c.rms_eps);
-    blocks::add_u32(keys, c, "expert_count", c.n_experts);
-    blocks::add_u32(keys, c, "expert_used_count", c.n_experts_used);
+    if (s.kind == RopeScaling::Kind::Yarn) blocks::add_yarn_keys(keys, c, c.hf_has_yarn_betas);
+    blocks::add_keys(keys, c,
+                     {"rope.freq_base", "attention.layer_norm_rms_epsilon", "expert_count",
+                      "expert_used_count"});
     if (c.hf_has_expert_groups) {
         blocks::add_u32(keys, c, "expert_group_count", c.n_expert_groups);
         blocks::add_u32(keys, c, "expert_group_used_count", c.n_expert_groups_used);
