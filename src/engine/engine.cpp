@@ -518,7 +518,6 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     const ModelConfig& c = config_;
     const LayerNames& n = names_[l];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
-    const auto eps = static_cast<float>(c.rms_eps);
     if (c.mla) {
         mla_attention_block(l, h, xn, B, T);
         return;
@@ -558,8 +557,7 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
     std::vector<float> proj(N * C);  // [N, C]
     linear(proj.data(), n.o, att.data(), weight_opt(n.o_bias), N, H * D, C);
-    if (c.post_norms)
-        rmsnorm(proj.data(), proj.data(), n.post_attn_norm, N, C);
+    if (c.post_norms) rmsnorm(proj.data(), proj.data(), n.post_attn_norm, N, C);
     residual_forward(h, proj.data(), N * C);
 }
 
