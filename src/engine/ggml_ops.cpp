@@ -14,6 +14,10 @@
 #include <limits>
 #include <vector>
 
+#if defined(__AVX2__) && defined(__FMA__)
+#include <immintrin.h>
+#endif
+
 #include "core/half.h"
 #include "core/parallel.h"
 
@@ -35,6 +39,50 @@ inline float dot_lanes(const float* a, const float* b, int64_t n) {
     for (int64_t i = 0; i < n; i += 8)
         for (int l = 0; l < 8; ++l) acc[l] += a[i + l] * b[i + l];
     return hsum8(acc);
+}
+
+// dot_lanes of R rows a + r·stride with b at once: the same sums, with R independent
+// accumulator chains so that the adds do not wait on each other.
+template <int R>
+inline void dot_lanes_rows(const float* a, int64_t stride, const float* b, int64_t n, float* out) {
+    float acc[R][8] = {};
+    for (int64_t i = 0; i < n; i += 8)
+        for (int r = 0; r < R; ++r)
+            for (int l = 0; l < 8; ++l) acc[r][l] += a[r * stride + i + l] * b[i + l];
+    for (int r = 0; r < R; ++r) out[r] = hsum8(acc[r]);
+}
+
+#if defined(__AVX2__) && defined(__FMA__)
+// dot_lanes_rows<4> in AVX2 registers (a fused multiply-add of two F16 values rounds as the
+// separate multiply and add do: the product is exact).
+inline void dot_lanes_rows4_avx2(const float* a, int64_t stride, const float* b, int64_t n,
+                                 float* out) {
+    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256 bv = _mm256_loadu_ps(b + i);
+        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), bv, acc0);
+        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + stride + i), bv, acc1);
+        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 2 * stride + i), bv, acc2);
+        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 3 * stride + i), bv, acc3);
+    }
+    float lanes[4][8];
+    _mm256_storeu_ps(lanes[0], acc0);
+    _mm256_storeu_ps(lanes[1], acc1);
+    _mm256_storeu_ps(lanes[2], acc2);
+    _mm256_storeu_ps(lanes[3], acc3);
+    for (int r = 0; r < 4; ++r) out[r] = hsum8(lanes[r]);
+}
+#endif
+
+// out[r] = dot_lanes(a + r·stride, b, n) for r < rows.
+inline void dot_lanes_many(const float* a, int64_t stride, int64_t rows, const float* b, int64_t n,
+                           float* out) {
+    int64_t r = 0;
+#if defined(__AVX2__) && defined(__FMA__)
+    for (; r + 4 <= rows; r += 4) dot_lanes_rows4_avx2(a + r * stride, stride, b, n, out + r);
+#endif
+    for (; r + 4 <= rows; r += 4) dot_lanes_rows<4>(a + r * stride, stride, b, n, out + r);
+    for (; r < rows; ++r) out[r] = dot_lanes(a + r * stride, b, n);
 }
 
 }  // namespace
@@ -116,59 +164,58 @@ void rope_ggml(float* x, int64_t B, int64_t T, int64_t H, int64_t D, const RopeG
 
 void attention_ggml(float* out, const float* q, const float* k, const float* v, int64_t B,
                     int64_t T, int64_t H, int64_t KV, int64_t D, float scale, int64_t window) {
-    const int64_t group = H / KV;
-    // K and V as the F16 cache holds them, per (sequence, kv head) contiguous over time:
-    // kc[b][kvh][t][d], and V transposed, vc[b][kvh][t][d] as well (read by position).
-    std::vector<float> kc(B * KV * T * D), vc(B * KV * T * D);
-    for (int64_t b = 0; b < B; ++b)
-        for (int64_t t = 0; t < T; ++t)
-            for (int64_t g = 0; g < KV; ++g)
-                for (int64_t d = 0; d < D; ++d) {
-                    const int64_t src = ((b * T + t) * KV + g) * D + d;
-                    const int64_t dst = ((b * KV + g) * T + t) * D + d;
-                    kc[dst] = round_to_f16(k[src]);
-                    vc[dst] = round_to_f16(v[src]);
+    const int64_t group = H / KV, TP = (T + 7) / 8 * 8;  // TP: time padded to 8-lane groups
+    // K as the F16 cache holds it, kc[b][g][t][d]; V transposed as llama.cpp's V cache is,
+    // vt[b][g][d][t] (zeros past T), so each output channel is one dot product over time.
+    std::vector<float> kc(B * KV * T * D), vt(B * KV * D * TP, 0.0f);
+    parallel_for(
+        static_cast<size_t>(B * KV),
+        [&](size_t begin, size_t end) {
+            for (size_t bg = begin; bg < end; ++bg) {
+                const auto b = static_cast<int64_t>(bg) / KV, g = static_cast<int64_t>(bg) % KV;
+                float* kd = kc.data() + static_cast<int64_t>(bg) * T * D;
+                float* vd = vt.data() + static_cast<int64_t>(bg) * D * TP;
+                for (int64_t t = 0; t < T; ++t) {
+                    const int64_t src = ((b * T + t) * KV + g) * D;
+                    for (int64_t d = 0; d < D; ++d) {
+                        kd[t * D + d] = round_to_f16(k[src + d]);
+                        vd[d * TP + t] = round_to_f16(v[src + d]);
+                    }
                 }
+            }
+        },
+        1);
     parallel_for(
         static_cast<size_t>(B * H * T),
         [&](size_t begin, size_t end) {
-            std::vector<float> qf(D), s(T + 8), acc(8 * D);
+            std::vector<float> qf(D), s(TP);
             for (size_t job = begin; job < end; ++job) {
                 const auto i = static_cast<int64_t>(job % T);  // query position
                 const auto h = static_cast<int64_t>((job / T) % H);
                 const auto b = static_cast<int64_t>(job / (T * H));
                 const float* kb = kc.data() + (b * KV + h / group) * T * D;
-                const float* vb = vc.data() + (b * KV + h / group) * T * D;
+                const float* vb = vt.data() + (b * KV + h / group) * D * TP;
                 const float* qrow = q + ((b * T + i) * H + h) * D;
                 for (int64_t d = 0; d < D; ++d) qf[d] = round_to_f16(qrow[d]);
                 const int64_t first = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
-                const int64_t padded = (i + 1 + 7) / 8 * 8;  // whole 8-lane groups
+                const int64_t g0 = first / 8 * 8, padded = (i + 1 + 7) / 8 * 8;
+                dot_lanes_many(kb + first * D, D, i + 1 - first, qf.data(), D, s.data() + first);
                 float mx = -std::numeric_limits<float>::infinity();
                 for (int64_t j = first; j <= i; ++j) {
-                    s[j] = dot_lanes(kb + j * D, qf.data(), D) * scale;
+                    s[j] *= scale;
                     mx = std::max(mx, s[j]);
                 }
                 // Masked scores are −inf and their exp exactly 0.
                 double sum = 0.0;
-                for (int64_t g0 = first / 8 * 8; g0 < padded; g0 += 8) {
-                    for (int64_t j = g0; j < g0 + 8; ++j)
+                for (int64_t j0 = g0; j0 < padded; j0 += 8) {
+                    for (int64_t j = j0; j < j0 + 8; ++j)
                         s[j] = j >= first && j <= i ? expf_ggml(s[j] - mx) : 0.0f;
-                    sum += static_cast<double>(hsum8(s.data() + g0));
+                    sum += static_cast<double>(hsum8(s.data() + j0));
                 }
                 const auto inv = static_cast<float>(1.0 / sum);
-                std::fill(acc.begin(), acc.end(), 0.0f);
-                for (int64_t j = first; j <= i; ++j) {
-                    const float p = round_to_f16(s[j] * inv);
-                    float* a = acc.data() + (j % 8) * D;
-                    const float* vr = vb + j * D;
-                    for (int64_t d = 0; d < D; ++d) a[d] += p * vr[d];
-                }
+                for (int64_t j = first; j <= i; ++j) s[j] = round_to_f16(s[j] * inv);
                 float* o = out + ((b * T + i) * H + h) * D;
-                for (int64_t d = 0; d < D; ++d) {
-                    float lanes[8];
-                    for (int l = 0; l < 8; ++l) lanes[l] = acc[l * D + d];
-                    o[d] = hsum8(lanes);
-                }
+                dot_lanes_many(vb + g0, TP, D, s.data() + g0, padded - g0, o);
             }
         },
         16);
