@@ -41,48 +41,47 @@ inline float dot_lanes(const float* a, const float* b, int64_t n) {
     return hsum8(acc);
 }
 
-// dot_lanes of R rows a + r·stride with b at once: the same sums, with R independent
-// accumulator chains so that the adds do not wait on each other.
-template <int R>
-inline void dot_lanes_rows(const float* a, int64_t stride, const float* b, int64_t n, float* out) {
-    float acc[R][8] = {};
-    for (int64_t i = 0; i < n; i += 8)
-        for (int r = 0; r < R; ++r)
-            for (int l = 0; l < 8; ++l) acc[r][l] += a[r * stride + i + l] * b[i + l];
-    for (int r = 0; r < R; ++r) out[r] = hsum8(acc[r]);
-}
-
 #if defined(__AVX2__) && defined(__FMA__)
-// dot_lanes_rows<4> in AVX2 registers (a fused multiply-add of two F16 values rounds as the
-// separate multiply and add do: the product is exact).
-inline void dot_lanes_rows4_avx2(const float* a, int64_t stride, const float* b, int64_t n,
-                                 float* out) {
-    __m256 acc0 = _mm256_setzero_ps(), acc1 = acc0, acc2 = acc0, acc3 = acc0;
+// A 4 × 3 tile of dot_lanes in AVX2 registers, as llamafile's tinyBLAS tiles its F16 products
+// (a fused multiply-add of two F16 values rounds as the separate multiply and add do: the
+// product is exact).
+inline void dot_lanes_4x3_avx2(const float* a, int64_t sa, const float* b, int64_t sb, int64_t n,
+                               float* out, int64_t ldo) {
+    __m256 acc[3][4];
+    for (auto& row : acc)
+        for (__m256& x : row) x = _mm256_setzero_ps();
     for (int64_t i = 0; i < n; i += 8) {
-        const __m256 bv = _mm256_loadu_ps(b + i);
-        acc0 = _mm256_fmadd_ps(_mm256_loadu_ps(a + i), bv, acc0);
-        acc1 = _mm256_fmadd_ps(_mm256_loadu_ps(a + stride + i), bv, acc1);
-        acc2 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 2 * stride + i), bv, acc2);
-        acc3 = _mm256_fmadd_ps(_mm256_loadu_ps(a + 3 * stride + i), bv, acc3);
+        const __m256 a0 = _mm256_loadu_ps(a + i), a1 = _mm256_loadu_ps(a + sa + i);
+        const __m256 a2 = _mm256_loadu_ps(a + 2 * sa + i), a3 = _mm256_loadu_ps(a + 3 * sa + i);
+        for (int c = 0; c < 3; ++c) {
+            const __m256 bv = _mm256_loadu_ps(b + c * sb + i);
+            acc[c][0] = _mm256_fmadd_ps(a0, bv, acc[c][0]);
+            acc[c][1] = _mm256_fmadd_ps(a1, bv, acc[c][1]);
+            acc[c][2] = _mm256_fmadd_ps(a2, bv, acc[c][2]);
+            acc[c][3] = _mm256_fmadd_ps(a3, bv, acc[c][3]);
+        }
     }
-    float lanes[4][8];
-    _mm256_storeu_ps(lanes[0], acc0);
-    _mm256_storeu_ps(lanes[1], acc1);
-    _mm256_storeu_ps(lanes[2], acc2);
-    _mm256_storeu_ps(lanes[3], acc3);
-    for (int r = 0; r < 4; ++r) out[r] = hsum8(lanes[r]);
+    for (int c = 0; c < 3; ++c)
+        for (int r = 0; r < 4; ++r) {
+            float lanes[8];
+            _mm256_storeu_ps(lanes, acc[c][r]);
+            out[c * ldo + r] = hsum8(lanes);
+        }
 }
 #endif
 
-// out[r] = dot_lanes(a + r·stride, b, n) for r < rows.
-inline void dot_lanes_many(const float* a, int64_t stride, int64_t rows, const float* b, int64_t n,
-                           float* out) {
-    int64_t r = 0;
+// out[c·ldo + r] = dot_lanes(a + r·sa, b + c·sb, n) for r < rows, c < cols: each product is
+// the same sum however the tile is cut.
+void dot_lanes_tile(const float* a, int64_t sa, int64_t rows, const float* b, int64_t sb,
+                    int64_t cols, int64_t n, float* out, int64_t ldo) {
+    int64_t r0 = 0;
 #if defined(__AVX2__) && defined(__FMA__)
-    for (; r + 4 <= rows; r += 4) dot_lanes_rows4_avx2(a + r * stride, stride, b, n, out + r);
+    if (cols == 3)
+        for (; r0 + 4 <= rows; r0 += 4)
+            dot_lanes_4x3_avx2(a + r0 * sa, sa, b, sb, n, out + r0, ldo);
 #endif
-    for (; r + 4 <= rows; r += 4) dot_lanes_rows<4>(a + r * stride, stride, b, n, out + r);
-    for (; r < rows; ++r) out[r] = dot_lanes(a + r * stride, b, n);
+    for (int64_t c = 0; c < cols; ++c)
+        for (int64_t r = r0; r < rows; ++r) out[c * ldo + r] = dot_lanes(a + r * sa, b + c * sb, n);
 }
 
 }  // namespace
@@ -107,6 +106,44 @@ float expf_ggml(float x) {
     const float s2 = bits_float(e - g);
     if (std::fabs(n) > 192.0f) return s1 * s1;
     return std::fma(s2, j, s2) * s1;
+}
+
+void expf_ggml8(const float* x, float* y) {
+#if defined(__AVX2__) && defined(__FMA__)
+    // The same steps on 8 lanes (ggml_v_expf); the split-scale path only when a lane needs it.
+    const __m256 v = _mm256_loadu_ps(x);
+    const __m256 shift = _mm256_set1_ps(0x1.8p23f);
+    const __m256 z = _mm256_fmadd_ps(v, _mm256_set1_ps(0x1.715476p+0f), shift);
+    const __m256 n = _mm256_sub_ps(z, shift);
+    const __m256 b = _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.7f7d1cp-20f),
+                                      _mm256_fnmadd_ps(n, _mm256_set1_ps(0x1.62e4p-1f), v));
+    const __m256i e = _mm256_slli_epi32(_mm256_castps_si256(z), 23);
+    const __m256 k = _mm256_castsi256_ps(_mm256_add_epi32(e, _mm256_set1_epi32(0x3f800000)));
+    const __m256 u = _mm256_mul_ps(b, b);
+    const __m256 j = _mm256_fmadd_ps(
+        _mm256_fmadd_ps(
+            _mm256_fmadd_ps(_mm256_set1_ps(0x1.0e4020p-7f), b, _mm256_set1_ps(0x1.573e2ep-5f)), u,
+            _mm256_fmadd_ps(_mm256_set1_ps(0x1.555e66p-3f), b, _mm256_set1_ps(0x1.fffdb6p-2f))),
+        u, _mm256_mul_ps(_mm256_set1_ps(0x1.ffffecp-1f), b));
+    const __m256 abs_n = _mm256_andnot_ps(_mm256_set1_ps(-0.0f), n);
+    const __m256 big = _mm256_cmp_ps(abs_n, _mm256_set1_ps(126.0f), _CMP_GT_OQ);
+    if (_mm256_movemask_ps(big) == 0) {
+        _mm256_storeu_ps(y, _mm256_fmadd_ps(j, k, k));
+        return;
+    }
+    const __m256i g =
+        _mm256_and_si256(_mm256_castps_si256(_mm256_cmp_ps(n, _mm256_setzero_ps(), _CMP_LE_OQ)),
+                         _mm256_set1_epi32(static_cast<int>(0x82000000u)));
+    const __m256 s1 = _mm256_castsi256_ps(_mm256_add_epi32(g, _mm256_set1_epi32(0x7f000000)));
+    const __m256 s2 = _mm256_castsi256_ps(_mm256_sub_epi32(e, g));
+    const __m256 huge = _mm256_cmp_ps(abs_n, _mm256_set1_ps(192.0f), _CMP_GT_OQ);
+    const __m256 split = _mm256_mul_ps(_mm256_fmadd_ps(s2, j, s2), s1);
+    __m256 r = _mm256_blendv_ps(_mm256_fmadd_ps(j, k, k), split, big);
+    r = _mm256_blendv_ps(r, _mm256_mul_ps(s1, s1), huge);
+    _mm256_storeu_ps(y, r);
+#else
+    for (int l = 0; l < 8; ++l) y[l] = expf_ggml(x[l]);
+#endif
 }
 
 void rmsnorm_ggml(float* out, const float* in, const float* weight, int64_t N, int64_t C,
@@ -185,40 +222,60 @@ void attention_ggml(float* out, const float* q, const float* k, const float* v, 
             }
         },
         1);
+    // Queries go in blocks of three (a tile's width): scores of the block's keys, then per
+    // query its softmax, then the block's outputs. Scores and probabilities past a query's
+    // own keys are exact zeros, which leave every lane sum as it is.
+    constexpr int64_t QB = 3;
+    const int64_t blocks = (T + QB - 1) / QB;
     parallel_for(
-        static_cast<size_t>(B * H * T),
+        static_cast<size_t>(B * H * blocks),
         [&](size_t begin, size_t end) {
-            std::vector<float> qf(D), s(TP);
+            std::vector<float> qf(QB * D), s(QB * TP), o(QB * D);
             for (size_t job = begin; job < end; ++job) {
-                const auto i = static_cast<int64_t>(job % T);  // query position
-                const auto h = static_cast<int64_t>((job / T) % H);
-                const auto b = static_cast<int64_t>(job / (T * H));
+                const int64_t i0 = static_cast<int64_t>(job % blocks) * QB;
+                const auto h = static_cast<int64_t>((job / blocks) % H);
+                const auto b = static_cast<int64_t>(job / (blocks * H));
+                const int64_t nq = std::min(QB, T - i0), last = i0 + nq - 1;
                 const float* kb = kc.data() + (b * KV + h / group) * T * D;
                 const float* vb = vt.data() + (b * KV + h / group) * D * TP;
-                const float* qrow = q + ((b * T + i) * H + h) * D;
-                for (int64_t d = 0; d < D; ++d) qf[d] = round_to_f16(qrow[d]);
-                const int64_t first = window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
-                const int64_t g0 = first / 8 * 8, padded = (i + 1 + 7) / 8 * 8;
-                dot_lanes_many(kb + first * D, D, i + 1 - first, qf.data(), D, s.data() + first);
-                float mx = -std::numeric_limits<float>::infinity();
-                for (int64_t j = first; j <= i; ++j) {
-                    s[j] *= scale;
-                    mx = std::max(mx, s[j]);
+                for (int64_t r = 0; r < nq; ++r) {
+                    const float* qrow = q + ((b * T + i0 + r) * H + h) * D;
+                    for (int64_t d = 0; d < D; ++d) qf[r * D + d] = round_to_f16(qrow[d]);
                 }
-                // Masked scores are −inf and their exp exactly 0.
-                double sum = 0.0;
-                for (int64_t j0 = g0; j0 < padded; j0 += 8) {
-                    for (int64_t j = j0; j < j0 + 8; ++j)
-                        s[j] = j >= first && j <= i ? expf_ggml(s[j] - mx) : 0.0f;
-                    sum += static_cast<double>(hsum8(s.data() + j0));
+                auto first_key = [&](int64_t i) {
+                    return window > 0 ? std::max<int64_t>(0, i - window + 1) : 0;
+                };
+                const int64_t g0 = first_key(i0) / 8 * 8, padded = (last + 1 + 7) / 8 * 8;
+                dot_lanes_tile(kb + g0 * D, D, last + 1 - g0, qf.data(), D, nq, D, s.data() + g0,
+                               TP);
+                for (int64_t r = 0; r < nq; ++r) {
+                    const int64_t i = i0 + r, first = first_key(i);
+                    float* e = s.data() + r * TP;
+                    float mx = -std::numeric_limits<float>::infinity();
+                    for (int64_t j = first; j <= i; ++j) {
+                        e[j] *= scale;
+                        mx = std::max(mx, e[j]);
+                    }
+                    // Masked scores are −inf and their exp exactly 0.
+                    double sum = 0.0;
+                    for (int64_t j0 = first / 8 * 8; j0 < padded; j0 += 8) {
+                        float* grp = e + j0;
+                        for (int l = 0; l < 8; ++l) grp[l] = grp[l] - mx;
+                        expf_ggml8(grp, grp);
+                        for (int64_t j = j0; j < j0 + 8; ++j)
+                            if (j < first || j > i) e[j] = 0.0f;
+                        sum += static_cast<double>(hsum8(grp));
+                    }
+                    const auto inv = static_cast<float>(1.0 / sum);
+                    for (int64_t j = g0; j < first; ++j) e[j] = 0.0f;
+                    for (int64_t j = first; j <= i; ++j) e[j] = round_to_f16(e[j] * inv);
                 }
-                const auto inv = static_cast<float>(1.0 / sum);
-                for (int64_t j = first; j <= i; ++j) s[j] = round_to_f16(s[j] * inv);
-                float* o = out + ((b * T + i) * H + h) * D;
-                dot_lanes_many(vb + g0, TP, D, s.data() + g0, padded - g0, o);
+                dot_lanes_tile(vb + g0, TP, D, s.data() + g0, TP, nq, padded - g0, o.data(), D);
+                for (int64_t r = 0; r < nq; ++r)
+                    std::copy_n(o.data() + r * D, D, out + ((b * T + i0 + r) * H + h) * D);
             }
         },
-        16);
+        4);
 }
 
 void swiglu_ggml(float* gate, const float* up, int64_t N, int64_t F) {
@@ -229,7 +286,12 @@ void swiglu_ggml(float* gate, const float* up, int64_t N, int64_t F) {
             for (size_t r = begin; r < end; ++r) {
                 float* g = gate + r * F;
                 const float* u = up + r * F;
-                for (int64_t c = 0; c < vec; ++c) g[c] = g[c] / (1.0f + expf_ggml(0.0f - g[c]));
+                for (int64_t c = 0; c < vec; c += 8) {
+                    float e[8];
+                    for (int l = 0; l < 8; ++l) e[l] = 0.0f - g[c + l];
+                    expf_ggml8(e, e);
+                    for (int l = 0; l < 8; ++l) g[c + l] = g[c + l] / (1.0f + e[l]);
+                }
                 for (int64_t c = vec; c < F; ++c) g[c] = g[c] / (1.0f + std::exp(-g[c]));
                 for (int64_t c = 0; c < F; ++c) g[c] = g[c] * u[c];
             }

@@ -31,6 +31,8 @@
 namespace quantlens {
 
 float expf_ggml(float x);
+// y[0..7] = expf_ggml(x[0..7]) (AVX2 where built with it; the scalar lanes otherwise).
+void expf_ggml8(const float* x, float* y);
 
 // out[N, C] = rmsnorm(in) · weight[C]; out may alias in.
 void rmsnorm_ggml(float* out, const float* in, const float* weight, int64_t N, int64_t C,

@@ -89,5 +89,39 @@ TEST(GgmlNumerics, ExpfLaneMatchesExpWithinTwoUlps) {
     }
 }
 
+TEST(GgmlNumerics, ExpfEightLanesEqualScalarTwin) {
+    // Edge values (the split-scale path past |n| > 126 and > 192, ±inf, NaN) and a sweep.
+    std::vector<float> x = {0.0f,
+                            -0.0f,
+                            1.0f,
+                            -1.0f,
+                            87.0f,
+                            88.7f,
+                            89.0f,
+                            -87.5f,
+                            -90.0f,
+                            -100.0f,
+                            -103.9f,
+                            -104.0f,
+                            -140.0f,
+                            150.0f,
+                            std::numeric_limits<float>::infinity(),
+                            -std::numeric_limits<float>::infinity(),
+                            std::numeric_limits<float>::quiet_NaN(),
+                            1e-30f};
+    for (float v = -150.0f; v < 100.0f; v += 0.0731f) x.push_back(v);
+    while (x.size() % 8) x.push_back(0.5f);
+    std::vector<float> y(x.size());
+    for (size_t i = 0; i < x.size(); i += 8) expf_ggml8(x.data() + i, y.data() + i);
+    for (size_t i = 0; i < x.size(); ++i) {
+        const float ref = expf_ggml(x[i]);
+        if (std::isnan(ref)) {
+            EXPECT_TRUE(std::isnan(y[i])) << x[i];
+        } else {
+            EXPECT_EQ(std::memcmp(&y[i], &ref, 4), 0) << x[i] << ": " << y[i] << " vs " << ref;
+        }
+    }
+}
+
 }  // namespace
 }  // namespace quantlens
