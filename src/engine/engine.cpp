@@ -330,8 +330,17 @@ void Engine::linear(float* out, const std::string& name, const float* in, const 
         return;
     }
     std::vector<float> scratch;
-    matmul_forward(out, mm_input(name, in, N, IN, scratch), weight(name) + expert * OUT * IN, bias,
-                   N, IN, OUT);
+    const float* w = weight(name) + expert * OUT * IN;
+    // An F32 matrix of a GGUF (a MoE router, typically): ggml sums a prompt in tinyBLAS's order.
+    if (ggml_layer_ && model_.source() == Model::Source::Gguf && !overrides_.count(name) &&
+        types_.at(name) == GgmlType::F32 && matmul_f32_ggml_applies(N, IN, OUT)) {
+        matmul_f32_ggml(out, in, w, N, IN, OUT);
+        if (bias)
+            for (int64_t r = 0; r < N; ++r)
+                for (int64_t o = 0; o < OUT; ++o) out[r * OUT + o] += bias[o];
+        return;
+    }
+    matmul_forward(out, mm_input(name, in, N, IN, scratch), w, bias, N, IN, OUT);
 }
 
 void Engine::linear_shared(const float* in, int64_t N, int64_t IN,
@@ -616,7 +625,29 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     std::vector<int64_t> order(E);
     std::vector<float> chosen(hook_ ? N * K : 0);  // [N, K] expert ids, for the Routing hook
     if (config_.moe_sigmoid) route_sigmoid(l, logits.data(), N, routed);
-    for (int64_t r = 0; r < N && !config_.moe_sigmoid; ++r) {
+    // ggml's order (ggml_soft_max, top-k, weights / their float sum, each expert's output
+    // times its weight, added in rank order) where the layer is otherwise ggml's.
+    const bool ggml_moe = ggml_layer_ && !config_.moe_sigmoid && config_.swiglu_limit == 0 &&
+                          config_.shared_expert == SharedExpert::None &&
+                          config_.act == Activation::SiLU;
+    std::vector<int32_t> rank(ggml_moe ? N * E : 0, -1);  // [N, E]: slot of a chosen expert
+    for (int64_t r = 0; r < N && ggml_moe; ++r) {
+        std::vector<float> p(logits.data() + r * E, logits.data() + (r + 1) * E);
+        softmax_ggml(p.data(), E);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return p[a] > p[b]; });
+        double kept = 0.0;
+        for (int64_t i = 0; i < K; ++i) kept += static_cast<double>(p[order[i]]);
+        const auto kept_f = static_cast<float>(kept);
+        for (int64_t i = 0; i < K; ++i) {
+            const float w = config_.moe_renormalize ? p[order[i]] / kept_f : p[order[i]];
+            routed[order[i]].emplace_back(r, w);
+            rank[r * E + order[i]] = static_cast<int32_t>(i);
+            if (hook_) chosen[r * K + i] = static_cast<float>(order[i]);
+        }
+    }
+    for (int64_t r = 0; r < N && !config_.moe_sigmoid && !ggml_moe; ++r) {
         const float* z = logits.data() + r * E;
         const float mx = *std::max_element(z, z + E);
         std::vector<double> p(E);
@@ -642,6 +673,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     if (hook_)
         emit(HookEvent::Kind::Routing, static_cast<int>(l), nullptr, -1, chosen.data(), N, K);
     std::fill(out, out + N * C, 0.0f);
+    std::vector<float> slots(ggml_moe ? N * K * C : 0);  // [N, K, C] weighted expert outputs
     // Stacked experts: gate/up [E, F, C], down [E, C, F]; linear() picks expert e's slice.
     for (int64_t e = 0; e < E; ++e) {
         const auto& rows = routed[e];
@@ -664,16 +696,33 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
             clamped_swiglu_forward(gate.data(), gate.data(), up.data(), M * F,
                                    static_cast<float>(config_.swiglu_limit),
                                    static_cast<float>(config_.swiglu_alpha));
+        else if (ggml_moe)
+            swiglu_ggml(gate.data(), up.data(), M, F);
         else
             swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down_exps, static_cast<int>(e),
              gate.data(), M, F);
         linear(y.data(), n.down_exps, gate.data(), bias(n.down_exps_bias, C), M, F, C, e);
+        if (ggml_moe) {
+            for (int64_t i = 0; i < M; ++i) {
+                const int64_t r = rows[i].first;
+                float* slot = slots.data() + (r * K + rank[r * E + e]) * C;
+                for (int64_t ch = 0; ch < C; ++ch) slot[ch] = y[i * C + ch] * rows[i].second;
+            }
+            continue;
+        }
         for (int64_t i = 0; i < M; ++i) {
             float* o = out + rows[i].first * C;
             const float w = rows[i].second;
             for (int64_t ch = 0; ch < C; ++ch) o[ch] += w * y[i * C + ch];
         }
+    }
+    for (int64_t r = 0; r < N && ggml_moe; ++r) {  // slot 0, then + slot 1, + slot 2, …
+        float* o = out + r * C;
+        const float* slot = slots.data() + r * K * C;
+        std::copy_n(slot, C, o);
+        for (int64_t k = 1; k < K; ++k)
+            for (int64_t ch = 0; ch < C; ++ch) o[ch] = o[ch] + slot[k * C + ch];
     }
     if (config_.shared_expert == SharedExpert::Ungated) ungated_shared_expert_add(l, xn, out, N);
 }

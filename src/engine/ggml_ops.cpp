@@ -278,6 +278,46 @@ void attention_ggml(float* out, const float* q, const float* k, const float* v, 
         4);
 }
 
+bool matmul_f32_ggml_applies(int64_t N, int64_t IN, int64_t OUT) {
+    return N >= 2 && OUT % 4 == 0 && IN % 8 == 0;
+}
+
+void matmul_f32_ggml(float* out, const float* in, const float* w, int64_t N, int64_t IN,
+                     int64_t OUT) {
+    parallel_for(
+        static_cast<size_t>(N),
+        [&](size_t begin, size_t end) {
+            for (size_t r = begin; r < end; ++r)
+                for (int64_t o = 0; o < OUT; ++o) {
+                    const float* a = w + o * IN;
+                    const float* x = in + r * IN;
+                    float acc[8] = {};
+                    for (int64_t i = 0; i < IN; i += 8)
+                        for (int l = 0; l < 8; ++l) acc[l] = std::fma(a[i + l], x[i + l], acc[l]);
+                    out[r * OUT + o] = hsum8(acc);
+                }
+        },
+        4);
+}
+
+void softmax_ggml(float* x, int64_t n) {
+    float mx = -std::numeric_limits<float>::infinity();
+    for (int64_t i = 0; i < n; ++i) mx = std::max(mx, x[i]);
+    double sum = 0.0;
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        for (int l = 0; l < 8; ++l) x[i + l] = x[i + l] - mx;
+        expf_ggml8(x + i, x + i);
+        sum += static_cast<double>(hsum8(x + i));
+    }
+    for (; i < n; ++i) {
+        x[i] = std::exp(x[i] - mx);
+        sum += static_cast<double>(x[i]);
+    }
+    const auto inv = static_cast<float>(1.0 / sum);
+    for (int64_t j = 0; j < n; ++j) x[j] = x[j] * inv;
+}
+
 void swiglu_ggml(float* gate, const float* up, int64_t N, int64_t F) {
     const int64_t vec = F / 8 * 8;
     parallel_for(

@@ -56,6 +56,17 @@ void rope_ggml(float* x, int64_t B, int64_t T, int64_t H, int64_t D, const RopeG
 void attention_ggml(float* out, const float* q, const float* k, const float* v, int64_t B,
                     int64_t T, int64_t H, int64_t KV, int64_t D, float scale, int64_t window);
 
+// out[N, OUT] = in[N, IN] · w[OUT, IN]ᵀ for F32 weights as llamafile's tinyBLAS sums a prompt:
+// per output one accumulator of eight lanes of fused multiply-adds, reduced as hsum8 (ggml
+// takes this path when N ≥ 2, OUT % 4 == 0 and IN % 8 == 0; see matmul_f32_ggml_applies).
+bool matmul_f32_ggml_applies(int64_t N, int64_t IN, int64_t OUT);
+void matmul_f32_ggml(float* out, const float* in, const float* w, int64_t N, int64_t IN,
+                     int64_t OUT);
+
+// x[n] → softmax in place as ggml_soft_max without mask or scale: exp(x − max) by ggml's AVX2
+// expf on groups of 8 from the start (libm expf on the tail), the sum in double, × (float)(1/sum).
+void softmax_ggml(float* x, int64_t n);
+
 // gate[N, F] ← silu(gate) · up, row by row.
 void swiglu_ggml(float* gate, const float* up, int64_t N, int64_t F);
 

@@ -52,12 +52,12 @@ LogitsGolden read_golden(const std::string& path) {
     return g;
 }
 
-TEST(GgmlNumerics, Q4KMLogitsEqualLlamaCppBitForBit) {
+void expect_logits_equal_llama_cpp(const std::string& model_name) {
     Progress::set_enabled(false);
-    const LogitsGolden g = read_golden(std::string(QL_SOURCE_DIR) +
-                                       "/tests/fixtures/ggml-numerics/llama-8m-Q4_K_M.logits.bin");
+    const LogitsGolden g = read_golden(
+        std::string(QL_SOURCE_DIR) + "/tests/fixtures/ggml-numerics/" + model_name + ".logits.bin");
     ASSERT_EQ(g.n_tokens, 32);
-    const auto model = Model::open(shared_path("models/llama-8m-Q4_K_M.gguf"));
+    const auto model = Model::open(shared_path("models/" + model_name + ".gguf"));
     EngineOptions o;
     o.ggml_numerics = true;
     const Engine e(*model, o);
@@ -75,6 +75,16 @@ TEST(GgmlNumerics, Q4KMLogitsEqualLlamaCppBitForBit) {
             }
     }
     EXPECT_EQ(differing, 0u) << "of " << g.rows.size() * g.n_vocab << " logits";
+}
+
+TEST(GgmlNumerics, Q4KMLogitsEqualLlamaCppBitForBit) {
+    expect_logits_equal_llama_cpp("llama-8m-Q4_K_M");
+}
+
+// Mixtral-style MoE: F32 router in tinyBLAS's order, ggml_soft_max, top-2 weights divided by
+// their sum, expert outputs weighted and added in rank order.
+TEST(GgmlNumerics, MoeQ4KMLogitsEqualLlamaCppBitForBit) {
+    expect_logits_equal_llama_cpp("tiny-moe-Q4_K_M");
 }
 
 TEST(GgmlNumerics, ExpfLaneMatchesExpWithinTwoUlps) {
