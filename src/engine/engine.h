@@ -261,8 +261,9 @@ class Engine final : public LogitsModel {
     EngineHook hook_;
     EngineOptions options_;
     // ggml_numerics on a layer engine/ggml_ops.h reproduces (plain causal attention, rope
-    // without longrope/yarn, head_dim a multiple of 8): norms, rope, attention and SwiGLU in
-    // ggml-cpu's float order; otherwise those keep the transformers-order kernels.
+    // without longrope/yarn, head_dim a multiple of 8): norms, rope, attention, SwiGLU, F32
+    // matrices of a GGUF and softmax MoE routing in ggml-cpu's float order; otherwise those
+    // keep the transformers-order kernels.
     bool ggml_layer_ = false;
     float ggml_freq_scale_ = 1.0f;
     std::vector<float> ggml_freq_factors_;

@@ -22,7 +22,10 @@
 //    then rounded to F16 before they meet V.
 //  - swiglu_ggml: silu by ggml's AVX2 ggml_v_silu on groups of 8 of each row, x/(1+expf(−x))
 //    for a row's tail, times up (ggml_silu, then ggml_mul).
-//  - expf_ggml: one lane of ggml_v_expf (the AVX2 exp; max error ~1.5 ulp).
+//  - expf_ggml: one lane of ggml_v_expf (the AVX2 exp; max error ~1.5 ulp); expf_ggml8 its
+//    AVX2 form, equal lane for lane (tested).
+//  - matmul_f32_ggml, softmax_ggml: an F32 matrix product of a prompt as tinyBLAS sums it and
+//    ggml_soft_max without mask (MoE routing).
 #pragma once
 
 #include <cstdint>
