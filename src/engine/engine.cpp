@@ -8,6 +8,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "engine/ggml_ops.h"
 #include "engine/kernels.h"
 #include "engine/layers/attention_sinks.h"
 #include "engine/layers/clamped_swiglu.h"
@@ -165,6 +166,17 @@ Engine::Engine(const Model& model, EngineOptions options)
         if (c.ffn_norm_is_post_attention_norm) n.ffn_norm = p + "post_attention_norm.weight";
     }
     output_name_ = model.find("output.weight") ? "output.weight" : "token_embd.weight";
+    // llama.cpp's float order for the layer itself where ggml_ops.h models it exactly.
+    const RopeScaling::Kind rope_kind = c.rope_scaling.kind;
+    ggml_layer_ = options.ggml_numerics && !c.is_gemma4() && !c.is_hybrid() && !c.mla &&
+                  !c.attn_sinks && c.attn_softcap == 0 && c.head_dim % 8 == 0 &&
+                  c.rope_theta_swa == 0 &&
+                  (rope_kind == RopeScaling::Kind::None || rope_kind == RopeScaling::Kind::Linear ||
+                   rope_kind == RopeScaling::Kind::Llama3);
+    if (rope_kind == RopeScaling::Kind::Linear)
+        ggml_freq_scale_ = 1.0f / static_cast<float>(c.rope_scaling.factor);
+    ggml_freq_factors_ =
+        c.rope_freq_factors.empty() ? llama3_rope_freq_factors(c) : c.rope_freq_factors;
     width_ = c.hidden;
     if (c.is_gemma4()) {
         gemma4_init();
@@ -318,8 +330,17 @@ void Engine::linear(float* out, const std::string& name, const float* in, const 
         return;
     }
     std::vector<float> scratch;
-    matmul_forward(out, mm_input(name, in, N, IN, scratch), weight(name) + expert * OUT * IN, bias,
-                   N, IN, OUT);
+    const float* w = weight(name) + expert * OUT * IN;
+    // An F32 matrix of a GGUF (a MoE router, typically): ggml sums a prompt in tinyBLAS's order.
+    if (ggml_layer_ && model_.source() == Model::Source::Gguf && !overrides_.count(name) &&
+        types_.at(name) == GgmlType::F32 && matmul_f32_ggml_applies(N, IN, OUT)) {
+        matmul_f32_ggml(out, in, w, N, IN, OUT);
+        if (bias)
+            for (int64_t r = 0; r < N; ++r)
+                for (int64_t o = 0; o < OUT; ++o) out[r * OUT + o] += bias[o];
+        return;
+    }
+    matmul_forward(out, mm_input(name, in, N, IN, scratch), w, bias, N, IN, OUT);
 }
 
 void Engine::linear_shared(const float* in, int64_t N, int64_t IN,
@@ -461,21 +482,65 @@ void Engine::qkv_projections(int64_t l, const float* xn, int64_t N, std::vector<
                    {&n.v, v.data(), weight_opt(n.v_bias), KD}});
 }
 
+void Engine::rmsnorm(float* out, const float* in, const std::string& weight_name, int64_t N,
+                     int64_t C) const {
+    const auto eps = static_cast<float>(config_.rms_eps);
+    if (options_.ggml_numerics)
+        rmsnorm_ggml(out, in, weight(weight_name), N, C, eps);
+    else
+        rmsnorm_forward(out, in, weight(weight_name), N, C, eps);
+}
+
+void Engine::attention_ggml_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const {
+    const ModelConfig& c = config_;
+    const LayerNames& n = names_[l];
+    const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
+    rmsnorm(xn, h, n.attn_norm, N, C);
+    std::vector<float> q, k, v;  // [N, H|KV, D]
+    qkv_projections(l, xn, N, q, k, v);
+    if (c.qk_norm) {
+        rmsnorm(q.data(), q.data(), n.q_norm, N * H, D);
+        rmsnorm(k.data(), k.data(), n.k_norm, N * KV, D);
+    }
+    RopeGgml rope;
+    rope.freq_base = static_cast<float>(c.rope_theta);
+    rope.freq_scale = ggml_freq_scale_;
+    rope.freq_factors = ggml_freq_factors_;
+    rope.dims = c.rotary_dims();
+    rope.neox = c.rope_neox();
+    rope_ggml(q.data(), B, T, H, D, rope);
+    rope_ggml(k.data(), B, T, KV, D, rope);
+    // llama.cpp: kq_scale = 1.0f/sqrtf(float(n_embd_head)) unless the model sets one.
+    const float scale = c.attn_scale > 0 ? static_cast<float>(c.attn_scale)
+                                         : 1.0f / std::sqrt(static_cast<float>(D));
+    std::vector<float> att(N * H * D);  // [N, H, D]
+    attention_ggml(att.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, scale,
+                   c.is_sliding(l) ? c.sliding_window : 0);
+    emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
+    std::vector<float> proj(N * C);  // [N, C]
+    linear(proj.data(), n.o, att.data(), weight_opt(n.o_bias), N, H * D, C);
+    if (c.post_norms) rmsnorm(proj.data(), proj.data(), n.post_attn_norm, N, C);
+    residual_forward(h, proj.data(), N * C);
+}
+
 void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const {
     const ModelConfig& c = config_;
     const LayerNames& n = names_[l];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
-    const auto eps = static_cast<float>(c.rms_eps);
     if (c.mla) {
         mla_attention_block(l, h, xn, B, T);
         return;
     }
-    rmsnorm_forward(xn, h, weight(n.attn_norm), N, C, eps);
+    if (ggml_layer_) {
+        attention_ggml_block(l, h, xn, B, T);
+        return;
+    }
+    rmsnorm(xn, h, n.attn_norm, N, C);
     std::vector<float> q, k, v;  // [N, H|KV, D]
     qkv_projections(l, xn, N, q, k, v);
     if (c.qk_norm) {  // Qwen3, Gemma 3: RMSNorm over each head's D channels before RoPE
-        rmsnorm_forward(q.data(), q.data(), weight(n.q_norm), N * H, D, eps);
-        rmsnorm_forward(k.data(), k.data(), weight(n.k_norm), N * KV, D, eps);
+        rmsnorm(q.data(), q.data(), n.q_norm, N * H, D);
+        rmsnorm(k.data(), k.data(), n.k_norm, N * KV, D);
     }
     const bool sliding = c.is_sliding(l);
     const std::vector<double> freqs = rope_frequencies(c, T, sliding);
@@ -501,8 +566,7 @@ void Engine::attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t 
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.o, -1, att.data(), N, H * D);
     std::vector<float> proj(N * C);  // [N, C]
     linear(proj.data(), n.o, att.data(), weight_opt(n.o_bias), N, H * D, C);
-    if (c.post_norms)
-        rmsnorm_forward(proj.data(), proj.data(), weight(n.post_attn_norm), N, C, eps);
+    if (c.post_norms) rmsnorm(proj.data(), proj.data(), n.post_attn_norm, N, C);
     residual_forward(h, proj.data(), N * C);
 }
 
@@ -540,6 +604,8 @@ void Engine::ffn_dense_rows(int64_t l, const float* xn, float* out, int64_t N) c
     }
     if (config_.act == Activation::GeluTanh)
         geglu_tanh_forward(gate.data(), gate.data(), up.data(), N * F);
+    else if (ggml_layer_)
+        swiglu_ggml(gate.data(), up.data(), N, F);
     else
         swiglu_forward(gate.data(), gate.data(), up.data(), N * F);
     emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down, -1, gate.data(), N, F);
@@ -559,7 +625,29 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     std::vector<int64_t> order(E);
     std::vector<float> chosen(hook_ ? N * K : 0);  // [N, K] expert ids, for the Routing hook
     if (config_.moe_sigmoid) route_sigmoid(l, logits.data(), N, routed);
-    for (int64_t r = 0; r < N && !config_.moe_sigmoid; ++r) {
+    // ggml's order (ggml_soft_max, top-k, weights / their float sum, each expert's output
+    // times its weight, added in rank order) where the layer is otherwise ggml's.
+    const bool ggml_moe = ggml_layer_ && !config_.moe_sigmoid && config_.swiglu_limit == 0 &&
+                          config_.shared_expert == SharedExpert::None &&
+                          config_.act == Activation::SiLU;
+    std::vector<int32_t> rank(ggml_moe ? N * E : 0, -1);  // [N, E]: slot of a chosen expert
+    for (int64_t r = 0; r < N && ggml_moe; ++r) {
+        std::vector<float> p(logits.data() + r * E, logits.data() + (r + 1) * E);
+        softmax_ggml(p.data(), E);
+        std::iota(order.begin(), order.end(), 0);
+        std::stable_sort(order.begin(), order.end(),
+                         [&](int64_t a, int64_t b) { return p[a] > p[b]; });
+        double kept = 0.0;
+        for (int64_t i = 0; i < K; ++i) kept += static_cast<double>(p[order[i]]);
+        const auto kept_f = static_cast<float>(kept);
+        for (int64_t i = 0; i < K; ++i) {
+            const float w = config_.moe_renormalize ? p[order[i]] / kept_f : p[order[i]];
+            routed[order[i]].emplace_back(r, w);
+            rank[r * E + order[i]] = static_cast<int32_t>(i);
+            if (hook_) chosen[r * K + i] = static_cast<float>(order[i]);
+        }
+    }
+    for (int64_t r = 0; r < N && !config_.moe_sigmoid && !ggml_moe; ++r) {
         const float* z = logits.data() + r * E;
         const float mx = *std::max_element(z, z + E);
         std::vector<double> p(E);
@@ -585,6 +673,7 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
     if (hook_)
         emit(HookEvent::Kind::Routing, static_cast<int>(l), nullptr, -1, chosen.data(), N, K);
     std::fill(out, out + N * C, 0.0f);
+    std::vector<float> slots(ggml_moe ? N * K * C : 0);  // [N, K, C] weighted expert outputs
     // Stacked experts: gate/up [E, F, C], down [E, C, F]; linear() picks expert e's slice.
     for (int64_t e = 0; e < E; ++e) {
         const auto& rows = routed[e];
@@ -607,16 +696,33 @@ void Engine::ffn_moe(int64_t l, const float* xn, float* out, int64_t N) const {
             clamped_swiglu_forward(gate.data(), gate.data(), up.data(), M * F,
                                    static_cast<float>(config_.swiglu_limit),
                                    static_cast<float>(config_.swiglu_alpha));
+        else if (ggml_moe)
+            swiglu_ggml(gate.data(), up.data(), M, F);
         else
             swiglu_forward(gate.data(), gate.data(), up.data(), M * F);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.down_exps, static_cast<int>(e),
              gate.data(), M, F);
         linear(y.data(), n.down_exps, gate.data(), bias(n.down_exps_bias, C), M, F, C, e);
+        if (ggml_moe) {
+            for (int64_t i = 0; i < M; ++i) {
+                const int64_t r = rows[i].first;
+                float* slot = slots.data() + (r * K + rank[r * E + e]) * C;
+                for (int64_t ch = 0; ch < C; ++ch) slot[ch] = y[i * C + ch] * rows[i].second;
+            }
+            continue;
+        }
         for (int64_t i = 0; i < M; ++i) {
             float* o = out + rows[i].first * C;
             const float w = rows[i].second;
             for (int64_t ch = 0; ch < C; ++ch) o[ch] += w * y[i * C + ch];
         }
+    }
+    for (int64_t r = 0; r < N && ggml_moe; ++r) {  // slot 0, then + slot 1, + slot 2, …
+        float* o = out + r * C;
+        const float* slot = slots.data() + r * K * C;
+        std::copy_n(slot, C, o);
+        for (int64_t k = 1; k < K; ++k)
+            for (int64_t ch = 0; ch < C; ++ch) o[ch] = o[ch] + slot[k * C + ch];
     }
     if (config_.shared_expert == SharedExpert::Ungated) ungated_shared_expert_add(l, xn, out, N);
 }
@@ -628,16 +734,13 @@ void Engine::run_layer(int64_t l, float* h, int64_t B, int64_t T) const {
     const int64_t N = B * T, C = config_.hidden;
     std::vector<float> xn(N * C), ffn(N * C);  // [N, C]
     attention_block(l, h, xn.data(), B, T);
-    rmsnorm_forward(xn.data(), h, weight(names_[l].ffn_norm), N, C,
-                    static_cast<float>(config_.rms_eps));
+    rmsnorm(xn.data(), h, names_[l].ffn_norm, N, C);
     if (config_.is_moe_layer(l)) {
         ffn_moe(l, xn.data(), ffn.data(), N);
     } else {
         ffn_dense(l, xn.data(), ffn.data(), N);
     }
-    if (config_.post_norms)
-        rmsnorm_forward(ffn.data(), ffn.data(), weight(names_[l].post_ffw_norm), N, C,
-                        static_cast<float>(config_.rms_eps));
+    if (config_.post_norms) rmsnorm(ffn.data(), ffn.data(), names_[l].post_ffw_norm, N, C);
     residual_forward(h, ffn.data(), N * C);
     emit(HookEvent::Kind::LayerOutput, static_cast<int>(l), nullptr, -1, h, N, C);
 }
@@ -655,8 +758,7 @@ std::vector<float> Engine::head(const float* h, int64_t B, int64_t T, int64_t t0
                 std::copy_n(rows + s * width_, C, compact.data() + s * C);
             rows = compact.data();
         }
-        rmsnorm_forward(xn.data() + b * S * C, rows, weight("output_norm.weight"), S, C,
-                        static_cast<float>(config_.rms_eps));
+        rmsnorm(xn.data() + b * S * C, rows, "output_norm.weight", S, C);
     }
     emit(HookEvent::Kind::FinalNorm, static_cast<int>(config_.n_layers), nullptr, -1, xn.data(), N,
          C);

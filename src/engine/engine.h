@@ -184,6 +184,11 @@ class Engine final : public LogitsModel {
     const float* weight_opt(const std::string& name) const;  // nullptr if absent
     void check_shapes() const;
     void attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
+    // RMSNorm of rows: ggml's float order (ggml_ops.h) with ggml_numerics, else kernels.h's.
+    void rmsnorm(float* out, const float* in, const std::string& weight_name, int64_t N,
+                 int64_t C) const;
+    // Rope, attention and output projection of layer l in ggml-cpu's float order.
+    void attention_ggml_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
     void ffn_dense(int64_t l, const float* xn, float* out, int64_t N) const;
     void ffn_dense_rows(int64_t l, const float* xn, float* out, int64_t N) const;
     // q[N, H·D], k/v[N, KV·D] from the normed input, by separate or fused projections.
@@ -255,6 +260,13 @@ class Engine final : public LogitsModel {
     std::string output_name_;  // "output.weight" or "token_embd.weight" when tied
     EngineHook hook_;
     EngineOptions options_;
+    // ggml_numerics on a layer engine/ggml_ops.h reproduces (plain causal attention, rope
+    // without longrope/yarn, head_dim a multiple of 8): norms, rope, attention, SwiGLU, F32
+    // matrices of a GGUF and softmax MoE routing in ggml-cpu's float order; otherwise those
+    // keep the transformers-order kernels.
+    bool ggml_layer_ = false;
+    float ggml_freq_scale_ = 1.0f;
+    std::vector<float> ggml_freq_factors_;
     int64_t width_ = 0;                    // state_width()
     std::unique_ptr<Gemma4State> gemma4_;  // set for Gemma 4 models
 };

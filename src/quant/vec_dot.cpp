@@ -738,6 +738,48 @@ float dot_iq1_s_avx2(const void* w, const void* a, int64_t n) {
     return detail::dot_iq_avx2(detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true, w, a, n);
 }
 
+// ---- llamafile's tinyBLAS (ggml's product of a prompt) ----------------------------------
+
+// F16 / BF16 × the activations in their type: one accumulator of eight lanes (lane = index
+// mod 8), one FMA per value (the product of two 11- or 8-bit mantissas is exact), hsum8.
+template <float (*to_f32)(uint16_t)>
+float dot_lanes_ref(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);
+    float acc[8] = {};
+    for (int64_t i = 0; i < n; i += 8)
+        for (int k = 0; k < 8; ++k) acc[k] = std::fma(to_f32(x[i + k]), y[i + k], acc[k]);
+    return hsum8(acc);
+}
+float dot_f16_lanes_ref(const void* w, const void* act, int64_t n) {
+    return dot_lanes_ref<f16_to_f32>(w, act, n);
+}
+float dot_bf16_lanes_ref(const void* w, const void* act, int64_t n) {
+    return dot_lanes_ref<bf16_to_f32>(w, act, n);
+}
+// IQ4_NL as tinyBLAS_Q0_AVX sums it: Q4_0's one accumulator over every block (where
+// ggml_vec_dot_iq4_nl_q8_0 alternates two).
+float dot_iq4_nl_gemm_ref(const void* w, const void* act, int64_t n) {
+    return dot_legacy_ref<block_iq4_nl>(w, act, n, iq4_nl_value);
+}
+
+struct GemmKernel {
+    GgmlType type;
+    detail::DotFn ref;
+    detail::DotFn avx2;
+    detail::Dot4Fn avx2_4;
+};
+const GemmKernel kGemmKernels[] = {
+    {GgmlType::F16, dot_f16_lanes_ref, detail::dot_f16_lanes_avx2, detail::dot4_f16_lanes_avx2},
+    {GgmlType::BF16, dot_bf16_lanes_ref, detail::dot_bf16_lanes_avx2, detail::dot4_bf16_lanes_avx2},
+    {GgmlType::IQ4_NL, dot_iq4_nl_gemm_ref, nullptr, nullptr},
+};
+const GemmKernel* find_gemm(GgmlType type) {
+    for (const GemmKernel& k : kGemmKernels)
+        if (k.type == type) return &k;
+    return nullptr;
+}
+
 // ---- dispatch ----------------------------------------------------------------------------
 
 struct Kernel {
@@ -859,6 +901,25 @@ void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t 
         out[r] = dot(type, w, static_cast<const uint8_t*>(act) + r * stride, n);
 }
 
+bool gemm_order(GgmlType type, int64_t n, int64_t out_rows) {
+    if (!find_gemm(type)) return false;
+    // tinyBLAS takes F16/BF16 only in whole tiles: 4 output rows, 8 values per step.
+    if (type == GgmlType::F16 || type == GgmlType::BF16) return n % 8 == 0 && out_rows % 4 == 0;
+    return true;
+}
+
+float gemm_dot(GgmlType type, const void* w, const void* act, int64_t n) {
+    const GemmKernel* k = find_gemm(type);
+    QL_ASSERT(k != nullptr);
+    return k->avx2 && cpu_has_avx2_fma() ? k->avx2(w, act, n) : k->ref(w, act, n);
+}
+
+float gemm_dot_ref(GgmlType type, const void* w, const void* act, int64_t n) {
+    const GemmKernel* k = find_gemm(type);
+    QL_ASSERT(k != nullptr);
+    return k->ref(w, act, n);
+}
+
 namespace {
 
 bool half_finite(const uint8_t* p) {
@@ -957,9 +1018,15 @@ void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weig
     const Kernel& k = get(type);
     QL_ASSERT(in.act == k.act && in.row_size == act_row_size(type, in.cols));
     const bool fast = k.avx2 && cpu_has_avx2_fma();
-    const detail::DotFn fn = fast ? k.avx2 : k.ref;
-    const detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
+    detail::DotFn fn = fast ? k.avx2 : k.ref;
+    detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
     const int64_t N = in.rows, IN = in.cols;
+    if (N >= 2 && gemm_order(type, IN, OUT)) {  // ggml hands a prompt to llamafile's tinyBLAS
+        const GemmKernel& g = *find_gemm(type);
+        const bool gemm_fast = g.avx2 && cpu_has_avx2_fma();
+        fn = gemm_fast ? g.avx2 : g.ref;
+        fn4 = gemm_fast ? g.avx2_4 : nullptr;
+    }
     const size_t act_size = in.row_size, w_size = ggml_row_size(type, IN);
     const uint8_t* act = in.data.data();
     const auto* w = static_cast<const uint8_t*>(weight);

@@ -54,6 +54,17 @@ float dot_ref(GgmlType type, const void* w, const void* act, int64_t n);
 // bit for bit (a multi-row kernel where one exists: the weight is unpacked once).
 void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t n, float* out);
 
+// ggml-cpu computes a product with ≥ 2 activation rows (a prompt) with llamafile's tinyBLAS
+// instead of its dot products for F16/BF16 weights (n a multiple of 8, out_rows of 4) and for
+// the Q8_0-paired Q4_0, Q5_0, Q8_0 and IQ4_NL. Its sums equal dot's for Q4_0/Q5_0/Q8_0; for
+// F16/BF16 they run in one accumulator of eight lanes (lane = index mod 8, reduced as dot's
+// lanes are) and for IQ4_NL in one accumulator over all blocks. gemm_order says whether a
+// product of that shape differs from dot's order; gemm_dot (AVX2 for F16/BF16) and its twin
+// gemm_dot_ref give one output of it. matmul uses them when it has ≥ 2 rows.
+bool gemm_order(GgmlType type, int64_t n, int64_t out_rows);
+float gemm_dot(GgmlType type, const void* w, const void* act, int64_t n);
+float gemm_dot_ref(GgmlType type, const void* w, const void* act, int64_t n);
+
 // Whether dot uses a vectorized kernel for `type` on this CPU (else it is dot_ref).
 bool has_fast_path(GgmlType type);
 
@@ -83,7 +94,8 @@ void quantize_rows(GgmlType type, const float* in, int64_t N, int64_t IN, Quanti
 // act_type(type) with IN = rows.cols, W = OUT rows of ggml_row_size(type, IN) bytes at
 // `weight` (a GGUF tensor's data). Tiles of 16 output features are handed to the thread
 // pool's workers one at a time (a worker slowed by a busy machine holds back one tile, not
-// a share); each output is one dot() (so the thread count never changes a result).
+// a share); each output is one dot(), or one gemm_dot() when N ≥ 2 and gemm_order holds
+// (so the thread count never changes a result).
 void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weight,
             const float* bias, int64_t OUT);
 // The same with in[N, IN] quantized first (into thread_rows()).

@@ -132,6 +132,56 @@ QL_AVX2 float dot_bf16_avx2(const void* w, const void* act, int64_t n) {
     return static_cast<float>(sumf);
 }
 
+QL_AVX2 inline __m256 load_f16x8(const uint16_t* x) {
+    return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x)));
+}
+QL_AVX2 inline __m256 load_bf16x8(const uint16_t* x) {
+    return _mm256_castsi256_ps(_mm256_slli_epi32(
+        _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(x))), 16));
+}
+
+template <bool bf16>
+QL_AVX2 inline float dot_lanes_avx2(const void* w, const void* act, int64_t n) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const float*>(act);
+    __m256 c = _mm256_setzero_ps();
+    for (int64_t i = 0; i < n; i += 8)
+        c = _mm256_fmadd_ps(bf16 ? load_bf16x8(x + i) : load_f16x8(x + i), _mm256_loadu_ps(y + i),
+                            c);
+    return reduce(c);
+}
+
+template <bool bf16>
+QL_AVX2 inline void dot4_lanes_avx2(const void* w, const void* act, size_t stride, int64_t n,
+                                    float* out) {
+    const auto* x = static_cast<const uint16_t*>(w);
+    const auto* y = static_cast<const uint8_t*>(act);
+    __m256 c[4] = {_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(),
+                   _mm256_setzero_ps()};
+    for (int64_t i = 0; i < n; i += 8) {
+        const __m256 wx = bf16 ? load_bf16x8(x + i) : load_f16x8(x + i);
+        for (int r = 0; r < 4; ++r)
+            c[r] = _mm256_fmadd_ps(
+                wx, _mm256_loadu_ps(reinterpret_cast<const float*>(y + r * stride) + i), c[r]);
+    }
+    for (int r = 0; r < 4; ++r) out[r] = reduce(c[r]);
+}
+
+QL_AVX2 float dot_f16_lanes_avx2(const void* w, const void* act, int64_t n) {
+    return dot_lanes_avx2<false>(w, act, n);
+}
+QL_AVX2 float dot_bf16_lanes_avx2(const void* w, const void* act, int64_t n) {
+    return dot_lanes_avx2<true>(w, act, n);
+}
+QL_AVX2 void dot4_f16_lanes_avx2(const void* w, const void* act, size_t stride, int64_t n,
+                                 float* out) {
+    dot4_lanes_avx2<false>(w, act, stride, n, out);
+}
+QL_AVX2 void dot4_bf16_lanes_avx2(const void* w, const void* act, size_t stride, int64_t n,
+                                  float* out) {
+    dot4_lanes_avx2<true>(w, act, stride, n, out);
+}
+
 QL_AVX2 float dot_q4_0_avx2(const void* w, const void* act, int64_t n) {
     const auto* x = static_cast<const block_q4_0*>(w);
     const auto* y = static_cast<const block_q8_0*>(act);

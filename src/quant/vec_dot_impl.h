@@ -103,6 +103,12 @@ float dot_q5_K_avx2(const void* w, const void* act, int64_t n);
 float dot_q6_K_avx2(const void* w, const void* act, int64_t n);
 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n);
 void dot4_f16_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+// llamafile's tinyBLAS order for F16/BF16 weights (vec_dot.h, gemm_dot): one accumulator of
+// eight lanes, one FMA per eight values, reduced as hsum8.
+float dot_f16_lanes_avx2(const void* w, const void* act, int64_t n);
+float dot_bf16_lanes_avx2(const void* w, const void* act, int64_t n);
+void dot4_f16_lanes_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
+void dot4_bf16_lanes_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
 void dot4_q8_0_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
 void dot4_q4_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
 void dot4_q6_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);

@@ -22,10 +22,12 @@ using quantlens::test_support::shared_dir;
 
 constexpr double kLlamaCppKld = 0.019369, kKldRelTol = 0.03;
 constexpr double kLlamaCppTop1Pct = 91.83, kTop1Points = 0.5;
-// llama-perplexity on the same Q4_K_M file: PPL 50.994 (issue 28's bar: within 0.1 %). The
-// float emulation of ggml's rounding that the quantized path replaced gave 50.9977 (off by
-// 0.0037); the quantized path must be at least as close.
-constexpr double kLlamaCppQ4KMPpl = 50.994, kPplRelTol = 0.001, kEmulationPplError = 0.0037;
+// llama-perplexity on the same Q4_K_M file: PPL 50.994 in REFERENCE-FIGURES.md (issue 28's
+// bar: within 0.1 %). llama.cpp c392e50's x86 AVX2 build (bench/RESULTS.md, issue 28) gives
+// 51.0086 on this file and machine today, and with ggml's float order in every op
+// (engine/ggml_ops.h) our logits are that build's bit for bit: equal to print precision.
+constexpr double kLlamaCppQ4KMPpl = 50.994, kPplRelTol = 0.001;
+constexpr double kLlamaCppAvx2Q4KMPpl = 51.0086, kPrintPrecision = 5e-5;
 
 TEST(EvalKld, Q4KMAgainstHfMatchesLlamaCpp) {
     Progress::set_enabled(false);
@@ -55,7 +57,7 @@ TEST(EvalKld, Q4KMAgainstHfMatchesLlamaCpp) {
     EXPECT_NEAR(100.0 * r.kld->same_top, kLlamaCppTop1Pct, kTop1Points);
     EXPECT_TRUE(q.reads_in_place("blk.0.ffn_up.weight"));
     EXPECT_NEAR(r.ppl.ppl, kLlamaCppQ4KMPpl, kPplRelTol * kLlamaCppQ4KMPpl);
-    EXPECT_LE(std::fabs(r.ppl.ppl - kLlamaCppQ4KMPpl), kEmulationPplError);
+    EXPECT_NEAR(r.ppl.ppl, kLlamaCppAvx2Q4KMPpl, kPrintPrecision);
     std::printf("KLD %.6f ± %.6f, same top-1 %.2f %%, RMS dp %.2f %%, PPL %.3f vs base %.3f\n",
                 r.kld->kld_mean, r.kld->kld_err, 100 * r.kld->same_top, 100 * r.kld->rms_dp,
                 r.kld->ppl, r.kld->ppl_base);

@@ -259,5 +259,48 @@ TEST(VecDot, MatmulIsOneDotPerOutputWhateverTheThreads) {
     }
 }
 
+// A prompt (≥ 2 activation rows) goes to llamafile's tinyBLAS in ggml-cpu for F16/BF16 (whole
+// tiles) and IQ4_NL: matmul then follows gemm_dot's order, whose AVX2 kernels equal their
+// scalar twins; a single row keeps ggml's dot product.
+TEST(VecDot, PromptProductsFollowLlamafileOrder) {
+    std::mt19937 rng(11);
+    const int64_t IN = 96 * 8, OUT = 8;  // 24 IQ4_NL blocks; 96 32-value F16 steps
+    for (GgmlType type : {GgmlType::F16, GgmlType::BF16, GgmlType::IQ4_NL}) {
+        SCOPED_TRACE(ggml_type_display_name(type));
+        ASSERT_TRUE(vec_dot::gemm_order(type, IN, OUT));
+        std::vector<uint8_t> w;
+        for (int64_t o = 0; o < OUT; ++o) {
+            const std::vector<uint8_t> row = random_blocks(rng, type, IN);
+            w.insert(w.end(), row.begin(), row.end());
+        }
+        const int64_t N = 5;
+        const std::vector<float> in = random_row(rng, N * IN, 1.0f);
+        std::vector<float> out(N * OUT), one(OUT);
+        vec_dot::matmul(out.data(), in.data(), type, w.data(), nullptr, N, IN, OUT);
+        vec_dot::matmul(one.data(), in.data(), type, w.data(), nullptr, 1, IN, OUT);
+        std::vector<uint8_t> act(vec_dot::act_row_size(type, IN));
+        const size_t row = ggml_row_size(type, IN);
+        int orders_differ = 0;
+        for (int64_t r = 0; r < N; ++r) {
+            vec_dot::quantize_act_row(type, in.data() + r * IN, act.data(), IN);
+            for (int64_t o = 0; o < OUT; ++o) {
+                const uint8_t* wr = w.data() + o * row;
+                const float gemm = vec_dot::gemm_dot_ref(type, wr, act.data(), IN);
+                const float dot = vec_dot::dot_ref(type, wr, act.data(), IN);
+                ASSERT_EQ(vec_dot::gemm_dot(type, wr, act.data(), IN), gemm);
+                ASSERT_EQ(out[r * OUT + o], gemm);
+                if (r == 0) {
+                    ASSERT_EQ(one[o], dot);
+                }
+                EXPECT_NEAR(gemm, dot, 1e-4f * (1.0f + std::fabs(dot)));
+                orders_differ += gemm != dot;
+            }
+        }
+        EXPECT_GT(orders_differ, 0);  // the two float orders are really different
+    }
+    EXPECT_FALSE(vec_dot::gemm_order(GgmlType::F16, IN, 37));    // not whole tiles: dot's order
+    EXPECT_FALSE(vec_dot::gemm_order(GgmlType::Q4_K, IN, OUT));  // no tinyBLAS kernel
+}
+
 }  // namespace
 }  // namespace quantlens
