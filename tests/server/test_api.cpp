@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <httplib.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -37,7 +38,8 @@ using quantlens::test_support::shared_dir;
 class Api : public ::testing::Test {
   protected:
     static void SetUpTestSuite() {
-        dir_ = fs::path(QL_TEST_TMP) / "server-api";
+        // One directory per process: ctest runs each test case as its own process, in parallel.
+        dir_ = fs::path(QL_TEST_TMP) / ("server-api-" + std::to_string(::getpid()));
         fs::remove_all(dir_);
         fs::create_directories(dir_ / "root");
         fs::create_directory_symlink(fs::path(shared_dir()) / "models", dir_ / "root" / "models");
@@ -69,6 +71,8 @@ class Api : public ::testing::Test {
         thread_->join();
         delete thread_;
         delete server_;
+        std::error_code ec;
+        fs::remove_all(dir_, ec);
     }
 
     static httplib::Client client() {
