@@ -22,13 +22,8 @@ inline constexpr float kGroupMaxEpsIq1M = 1e-7f;
 inline constexpr float kGroupMaxEpsIq1S = 1e-12f;
 inline constexpr float kIq1Delta = 0.125f;  // IQ1_S and IQ1_M grid shift
 
-// Round to nearest, ties to even, via the 1.5*2^23 trick (valid for |x| <= 2^22).
-inline int nearest_int(float x) {
-    const float v = x + 12582912.f;
-    int32_t i;
-    std::memcpy(&i, &v, 4);
-    return (i & 0x007fffff) - 0x00400000;
-}
+// ggml's rounding, the K-quants' own (scale_search.h).
+using detail::nearest_int;
 
 // Index of the level of a sorted table (size n, a power of two) nearest to x: level i is
 // chosen once x reaches the midpoint of levels i-1 and i. Doubling x keeps the midpoint
