@@ -2,16 +2,13 @@
 
 #include <xxhash.h>
 
-#include <algorithm>
 #include <cerrno>
-#include <condition_variable>
 #include <cstring>
 #include <ctime>
 #include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
-#include <thread>
 #include <vector>
 
 #include <fcntl.h>
@@ -45,9 +42,9 @@ std::optional<std::string> file_identity(const std::string& path) {
                        st.st_mtim.tv_sec, st.st_mtim.tv_nsec);
 }
 
-// The file is read in blocks by a few threads (a ring of buffers) while this thread hashes them
-// in order: XXH64 is sequential, but one thread copying from the page cache is three times
-// slower than it. The same bytes in the same order, so the same hash as a plain read.
+// read() in 16 MB blocks: the same bytes in the same order as the mmap this replaced, so the same
+// hashes. (A ring of reader threads was tried on the 8B sweep: no measurable gain; see
+// bench/RESULTS.md, fourth session.)
 void hash_file_into(XXH64_state_t* state, const std::string& path) {
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
     QL_CHECK(fd >= 0, "{}: cannot open ({})", path, std::strerror(errno));
@@ -55,93 +52,15 @@ void hash_file_into(XXH64_state_t* state, const std::string& path) {
         ::close(*f);
         delete f;
     });
-    struct stat st {};
-    QL_CHECK(::fstat(fd, &st) == 0, "{}: cannot stat ({})", path, std::strerror(errno));
     ::posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
-    constexpr size_t block = size_t{16} << 20;
-    const auto size = static_cast<uint64_t>(st.st_size);
-    const size_t n_blocks = static_cast<size_t>((size + block - 1) / block);
-    const size_t n_slots = std::min<size_t>(8, std::max<size_t>(1, n_blocks));
-    const unsigned n_readers = static_cast<unsigned>(
-        std::min<size_t>(n_slots, std::clamp(std::thread::hardware_concurrency(), 1u, 4u)));
-
-    struct Slot {
-        std::vector<uint8_t> bytes;
-        size_t n = 0;
-        std::string error;
-        bool ready = false;
-    };
-    std::vector<Slot> slots(n_slots);
-    std::mutex mutex;
-    std::condition_variable cv;
-    size_t next_block = 0, hashed = 0;  // under mutex
-    bool stop = false;
-
-    auto reader = [&] {
-        std::vector<uint8_t> buf(block);
-        for (;;) {
-            size_t b;
-            {
-                std::unique_lock<std::mutex> lock(mutex);
-                // Block b may be read once block b - n_slots, which used its slot, is hashed.
-                cv.wait(lock, [&] {
-                    return stop || next_block >= n_blocks || next_block < hashed + n_slots;
-                });
-                if (stop || next_block >= n_blocks) return;
-                b = next_block++;
-            }
-            const uint64_t off = static_cast<uint64_t>(b) * block;
-            const size_t want = static_cast<size_t>(std::min<uint64_t>(block, size - off));
-            size_t got = 0;
-            std::string error;
-            while (got < want) {
-                const ssize_t n =
-                    ::pread(fd, buf.data() + got, want - got, static_cast<off_t>(off + got));
-                if (n < 0 && errno == EINTR) continue;
-                if (n <= 0) {
-                    error = n < 0 ? std::strerror(errno) : "file shrank while being read";
-                    break;
-                }
-                got += static_cast<size_t>(n);
-            }
-            std::lock_guard<std::mutex> lock(mutex);
-            Slot& slot = slots[b % n_slots];
-            slot.bytes.swap(buf);
-            if (buf.size() < block) buf.resize(block);
-            slot.n = got;
-            slot.error = std::move(error);
-            slot.ready = true;
-            cv.notify_all();
-        }
-    };
-    std::vector<std::thread> readers;
-    for (unsigned i = 0; i < n_readers; ++i) readers.emplace_back(reader);
-    std::string error;
-    for (size_t b = 0; b < n_blocks && error.empty(); ++b) {
-        Slot& slot = slots[b % n_slots];
-        std::vector<uint8_t> bytes;
-        size_t n = 0;
-        {
-            std::unique_lock<std::mutex> lock(mutex);
-            cv.wait(lock, [&] { return slot.ready; });
-            bytes.swap(slot.bytes);
-            n = slot.n;
-            error = slot.error;
-            slot.ready = false;
-        }
-        if (error.empty()) XXH64_update(state, bytes.data(), n);
-        std::lock_guard<std::mutex> lock(mutex);
-        slot.bytes.swap(bytes);  // the buffer goes back for a later block
-        ++hashed;
-        cv.notify_all();
+    std::vector<uint8_t> buf(size_t{16} << 20);
+    for (;;) {
+        const ssize_t n = ::read(fd, buf.data(), buf.size());
+        if (n < 0 && errno == EINTR) continue;
+        QL_CHECK(n >= 0, "{}: read failed ({})", path, std::strerror(errno));
+        if (n == 0) break;
+        XXH64_update(state, buf.data(), static_cast<size_t>(n));
     }
-    {
-        std::lock_guard<std::mutex> lock(mutex);
-        stop = true;
-        cv.notify_all();
-    }
-    for (auto& t : readers) t.join();
-    QL_CHECK(error.empty(), "{}: read failed ({})", path, error);
 }
 
 }  // namespace

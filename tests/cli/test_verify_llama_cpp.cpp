@@ -69,6 +69,25 @@ TEST(VerifyLlamaCpp, ReadsLlamaPerplexitysSummary) {
     }
 }
 
+// A summary whose figures are not numbers ("-", "nan", an overflow) is refused naming the log,
+// never read as 0 or passed on as NaN.
+TEST(VerifyLlamaCpp, CorruptFiguresAreRefusedNamingTheLog) {
+    for (const char* bad : {"-", "nan", "1e999", "1.2.3"}) {
+        std::string text = kSummary;
+        const size_t at = text.find("Mean    KLD:");
+        ASSERT_NE(at, std::string::npos);
+        const size_t value = text.find_first_of("0123456789", at);
+        const size_t stop = text.find_first_of(" \n", value);
+        text.replace(value, stop - value, bad);
+        try {
+            quantlens::parse_llama_perplexity_output(text, "bad.log");
+            FAIL() << "read a summary with Mean KLD " << bad;
+        } catch (const std::exception& e) {
+            EXPECT_NE(std::string(e.what()).find("bad.log"), std::string::npos) << e.what();
+        }
+    }
+}
+
 TEST(VerifyLlamaCpp, AMissingToolIsRefusedByName) {
     const fs::path dir = fresh_dir("cli-verify-llama");
     const Result r = run_quiet(verify_args(dir) + " --llama-cpp " + (dir / "nowhere").string());

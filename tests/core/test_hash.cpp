@@ -36,7 +36,7 @@ fs::path scratch(const char* name) {
 }
 }  // namespace
 
-// The parallel block reader must give XXH64 of the bytes in order: stored job hashes from
+// The block reader must give XXH64 of the bytes in order: stored job hashes from
 // earlier versions stay valid. 16 MB blocks, so 41 MB + a tail crosses every slot boundary case.
 TEST(HashFiles, EqualsXxh64OfTheConcatenatedBytes) {
     const auto a = random_bytes((size_t{41} << 20) + 12345, 1), b = random_bytes(777, 2);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <cmath>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
@@ -70,12 +71,29 @@ void run_logged(const std::vector<std::string>& argv, const std::string& log_pat
              log_path);
 }
 
+// A whole-string finite number, or nullopt ("-", "1e", "nan" are not figures).
+std::optional<double> finite_number(const std::string& s) {
+    char* end = nullptr;
+    errno = 0;
+    const double v = std::strtod(s.c_str(), &end);
+    if (end != s.c_str() + s.size() || errno != 0 || !std::isfinite(v)) return std::nullopt;
+    return v;
+}
+
 // "LABEL : value ± err" (err optional) → value and err; nullopt when the label is absent.
-std::optional<std::pair<double, double>> figure(const std::string& text, const std::string& label) {
+// Throws, naming the log, when the label is there but its value is not a finite number.
+std::optional<std::pair<double, double>> figure(const std::string& text, const std::string& label,
+                                                const std::string& log_path) {
     const std::regex re("(^|\\n)" + label + R"(\s*:\s*([-+0-9.eE]+)(\s*±\s*([-+0-9.eE]+))?)");
     std::smatch m;
     if (!std::regex_search(text, m, re)) return std::nullopt;
-    return std::pair{std::stod(m[2]), m[4].matched ? std::stod(m[4]) : 0.0};
+    const std::optional<double> value = finite_number(m[2]);
+    const std::optional<double> err = m[4].matched ? finite_number(m[4]) : std::optional(0.0);
+    QL_CHECK(value && err,
+             "verify --llama-cpp: {}: the '{}' line of llama-perplexity's summary holds '{}', "
+             "not a finite number",
+             log_path, m[0].str().substr(m[1].length()), value ? m[4].str() : m[2].str());
+    return std::pair{*value, *err};
 }
 
 }  // namespace
@@ -98,7 +116,7 @@ std::optional<std::string> find_llama_perplexity(const std::string& dir) {
 LlamaCppFigures parse_llama_perplexity_output(const std::string& text,
                                               const std::string& log_path) {
     const auto need = [&](const char* label, const char* shown) {
-        const auto f = figure(text, label);
+        const auto f = figure(text, label, log_path);
         QL_CHECK(f.has_value(),
                  "verify --llama-cpp: {}: no '{}' line in llama-perplexity's summary (a build "
                  "without --kl-divergence, or a run that stopped early)",
