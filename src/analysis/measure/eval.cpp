@@ -3,10 +3,12 @@
 
 #include <algorithm>
 #include <chrono>
+#include <cstdio>
 #include <memory>
 
 #include "core/error.h"
 #include "core/parallel.h"
+#include "core/profile.h"
 #include "core/progress.h"
 #include "engine/engine.h"
 #ifdef QL_HAVE_CUDA
@@ -106,6 +108,7 @@ EvalResult evaluate(const LogitsModel& engine, const EvalTokens& chunks, const E
     std::vector<ScoredToken> scored;
     std::vector<float> logp, base_logp;
     std::vector<int64_t> base_top;
+    const auto t_loop = std::chrono::steady_clock::now();
     for (int64_t c0 = 0; c0 < chunks.n_chunks; c0 += batch) {
         const int64_t B = std::min(batch, chunks.n_chunks - c0);
         const std::span<const int32_t> tokens(chunks.tokens.data() + c0 * n_ctx, B * n_ctx);
@@ -168,6 +171,13 @@ EvalResult evaluate(const LogitsModel& engine, const EvalTokens& chunks, const E
         progress.advance(B * n_ctx);
     }
     progress.finish();
+    if (profiling())
+        std::fprintf(stderr,
+                     "profile: eval of %s: %.1f s; forward %.1f s, base forward %.1f s, the rest "
+                     "(transfers, log-softmax and scoring on the host) %.1f s\n",
+                     engine.source_path().c_str(), seconds_since(t_loop), result.seconds,
+                     result.base_seconds,
+                     seconds_since(t_loop) - result.seconds - result.base_seconds);
     if (writer) writer->close();
     result.ppl = acc.ppl();
     if (with_base) result.kld = acc.kld();

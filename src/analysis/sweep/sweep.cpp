@@ -28,6 +28,7 @@
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
+#include "core/profile.h"
 #include "core/progress.h"
 #include "core/utf8.h"
 #include "engine/engine.h"
@@ -354,23 +355,6 @@ void open_context(SweepContext& ctx, const SweepOptions& opt) {
         if (ctx.opt.gptq_formats.empty() ? t.quantizable : gptq_quantizes(t))
             ctx.all_tensors.push_back(t.name);
 }
-
-// QUANTLENS_PROFILE=1: wall time of the sweep's phases outside the item loop, on stderr (the
-// CUDA backend adds its device split of the loop when it ends).
-class PhaseClock {
-  public:
-    void lap(const char* phase) {
-        if (!on_) return;
-        const auto now = std::chrono::steady_clock::now();
-        std::fprintf(stderr, "profile: %s %.1f s\n", phase,
-                     std::chrono::duration<double>(now - last_).count());
-        last_ = now;
-    }
-
-  private:
-    bool on_ = std::getenv("QUANTLENS_PROFILE") != nullptr;
-    std::chrono::steady_clock::time_point last_ = std::chrono::steady_clock::now();
-};
 
 // The reference pass (engine, backend, prefix cache); returns the "reference" artifact.
 json prepare_context(SweepContext& ctx, PhaseClock& clock) {

@@ -17,6 +17,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <future>
 #include <span>
@@ -26,6 +27,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "core/profile.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/cuda/fake_quant.h"
@@ -759,7 +761,9 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
         QL_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p), static_cast<size_t>(cap) * 4));
         b.reset(p);
     }
+    PhaseSum decoding, waiting, uploading;  // QUANTLENS_PROFILE: what bounds a load
     auto decode = [&](const Work& w, std::span<float> out) {
+        decoding.start();
         model.read_f32(*w.tensor, out);
         if (round_f16)
             parallel_for(
@@ -768,6 +772,7 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
                     for (size_t i = i0; i < i1; ++i) out[i] = round_to_f16(out[i]);
                 },
                 size_t{1} << 16);
+        decoding.stop();
     };
     auto pinned_span = [&](size_t i) {
         return std::span<float>(reinterpret_cast<float*>(pinned[i % 2].get()),
@@ -783,16 +788,28 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
         Member& mb = *work[i].member;
         const GgmlType stands_for = held_weight_type(*work[i].tensor, round_f16);
         if (mb.n <= cap) {
+            waiting.start();
             next.get();  // rethrows a decoding error (bad tensor) here
+            waiting.stop();
             start(i + 1);
+            uploading.start();
             load_weight(mb.name, pinned_span(i).data(), mb.n, stands_for);
+            uploading.stop();
         } else {
             std::vector<float> v(static_cast<size_t>(mb.n));
             decode(work[i], v);
             start(i + 1);
+            uploading.start();
             load_weight(mb.name, v.data(), mb.n, stands_for);
+            uploading.stop();
         }
     }
+    if (profiling())
+        std::fprintf(stderr,
+                     "profile: load of %s: %zu tensors; decoding on the host %.1f s (waited for "
+                     "%.1f s), upload and conversion %.1f s\n",
+                     model.path().c_str(), work.size(), decoding.seconds(), waiting.seconds(),
+                     uploading.seconds());
 }
 
 bool CudaEngine::complete() const {
