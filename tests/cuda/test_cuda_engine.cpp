@@ -514,6 +514,43 @@ namespace {
 // with T not a multiple of the 64-row tiles and grouped KV heads. Its probabilities are rounded
 // to F16 before P·V (as the materialized path's are), so outputs of magnitude ≤ 1 differ from
 // exact by ~1e-3 at most.
+// A base model's F16 weights under llama.cpp's numerics multiply on tensor cores from a 16-bit
+// copy: the products are exact either way, so only the summation order may differ from the F32
+// GEMMs. An override in a slot takes that slot back to F32 GEMMs; clearing it brings the copy
+// back, still holding the original values.
+TEST(CudaEngine, HalfGemmForF16WeightsMatchesF32Gemm) {
+    SKIP_WITHOUT_GPU();
+    auto model = Model::open(kModel);
+    const int64_t B = 2, T = 96, V = model->config().vocab;
+    const std::vector<int32_t> tokens = test_tokens(B, T, V);
+    CudaEngineOptions o{.precision = Precision::F32, .max_tokens = 1024, .ggml_numerics = true};
+    o.half_gemm_for_16bit_weights = false;
+    CudaEngine f32(model->config(), o);
+    f32.load_model(*model, /*round_f16=*/true);
+    o.half_gemm_for_16bit_weights = true;
+    CudaEngine half(model->config(), o);
+    half.load_model(*model, /*round_f16=*/true);
+    const std::vector<float> ref = f32.forward_logits(tokens, B, T);
+    auto [max_abs, kld] = compare_logits(ref, half.forward_logits(tokens, B, T), V);
+    std::printf("16-bit copy vs F32 GEMMs: max |dlogit| %.3g, KLD %.3g\n", max_abs, kld);
+    EXPECT_LE(max_abs, 2e-3);
+    EXPECT_LT(kld, 1e-8);
+    EXPECT_GT(max_abs, 0.0);  // the copy was used (F32 GEMMs would agree bit for bit)
+
+    const std::string name = "blk.1.attn_q.weight";
+    ASSERT_TRUE(f32.override_with_type(name, GgmlType::Q4_K));
+    ASSERT_TRUE(half.override_with_type(name, GgmlType::Q4_K));
+    const std::vector<float> ref_q = f32.forward_logits(tokens, B, T);
+    std::tie(max_abs, kld) = compare_logits(ref_q, half.forward_logits(tokens, B, T), V);
+    EXPECT_LE(max_abs, 2e-3);
+    EXPECT_GT(compare_logits(ref, ref_q, V).second, 100 * kld);  // the override took effect
+    f32.clear_override(name);
+    half.clear_override(name);
+    std::tie(max_abs, kld) = compare_logits(ref, half.forward_logits(tokens, B, T), V);
+    EXPECT_LE(max_abs, 2e-3);
+    EXPECT_LT(kld, 1e-8);
+}
+
 TEST(FlashAttention, MatchesDoubleReference) {
     SKIP_WITHOUT_GPU();
     for (const int64_t D : {64, 128}) {

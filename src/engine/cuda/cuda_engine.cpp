@@ -67,6 +67,10 @@ struct Slot {
     int n_overridden = 0;
     std::unique_ptr<char, PinnedFree> host;  // streaming: the values, in pinned memory
     bool dirty = false;                      // the resident copy changed since it came in
+    // ggml_numerics: the original values in 16 bits, for members whose type is F16 or BF16
+    // (exact there), so their GEMMs run on tensor cores; stale once `orig` is written.
+    DeviceBuffer half;
+    bool half_valid = false;
     cudaEvent_t ready = nullptr;  // the copy bringing it in, until the compute stream waited
     uint64_t last_use = 0;
     const void* active() const {
@@ -111,7 +115,9 @@ struct CudaEngine::Impl {
     DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
     DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
     DeviceBuffer rope_cos, rope_sin, staging, importance;
-    DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
+    DeviceBuffer act_round;     // ggml_numerics: a matmul input rounded for its weight
+    DeviceBuffer act16;         // ggml_numerics: the same, in 16 bits, for a 16-bit weight
+    bool half_refused = false;  // no memory for a 16-bit copy: F32 GEMMs from then on
     // Activation taps: the function and, per layer, the names each tapped input feeds.
     ActivationTapFn tap;
     struct TapNames {
@@ -281,7 +287,10 @@ struct CudaEngine::Impl {
     void use(const std::vector<int>& wanted, bool modify = false) {
         const uint64_t now = ++clock;
         for (int i : wanted)
-            if (i >= 0) slots[static_cast<size_t>(i)].last_use = now;
+            if (i >= 0) {
+                slots[static_cast<size_t>(i)].last_use = now;
+                if (modify) slots[static_cast<size_t>(i)].half_valid = false;
+            }
         if (!streaming) return;
         for (int i : wanted) {
             if (i < 0) continue;
@@ -365,15 +374,48 @@ struct CudaEngine::Impl {
         return slot < 0 ? nullptr : static_cast<const float*>(ptr(slot));
     }
 
-    // Y[N, M] (ldy) = X[N, K] · W[M, K]ᵀ + beta·Y; X and W 16-bit, F32 accumulation.
+    // Y[N, M] (ldy) = X[N, K] · W[M, K]ᵀ + beta·Y; X and W in the storage type, F32
+    // accumulation.
     void gemm(const void* W, const void* X, void* Y, cudaDataType_t ytype, int64_t N, int64_t K,
               int64_t M, float beta, int64_t ldy = -1) {
+        gemm_as(cdt, compute, W, X, Y, ytype, N, K, M, beta, ldy);
+    }
+    void gemm_as(cudaDataType_t in_type, cublasComputeType_t how, const void* W, const void* X,
+                 void* Y, cudaDataType_t ytype, int64_t N, int64_t K, int64_t M, float beta,
+                 int64_t ldy) {
         if (N == 0) return;
         const float alpha = 1.0f;
         QL_CUBLAS(cublasGemmEx(blas, CUBLAS_OP_T, CUBLAS_OP_N, static_cast<int>(M),
-                               static_cast<int>(N), static_cast<int>(K), &alpha, W, cdt,
-                               static_cast<int>(K), X, cdt, static_cast<int>(K), &beta, Y, ytype,
-                               static_cast<int>(ldy < 0 ? M : ldy), compute, CUBLAS_GEMM_DEFAULT));
+                               static_cast<int>(N), static_cast<int>(K), &alpha, W, in_type,
+                               static_cast<int>(K), X, in_type, static_cast<int>(K), &beta, Y,
+                               ytype, static_cast<int>(ldy < 0 ? M : ldy), how,
+                               CUBLAS_GEMM_DEFAULT));
+    }
+
+    // ggml_numerics, a weight slot whose rows [r0, r1) hold F16 (or BF16) values and take an
+    // F16- (BF16-) rounded input: the slot's values in 16 bits, else null (an override in the
+    // slot, streaming, the option off, or no memory). The products are then exact on tensor
+    // cores, as in F32, and accumulate in F32, as in F32: only the summation order differs.
+    const void* half_weights(int slot, ActRound kind) {
+        Slot& s = slots[static_cast<size_t>(slot)];
+        if (!opt.half_gemm_for_16bit_weights || streaming || s.f32 || s.n_overridden > 0)
+            return nullptr;
+        if (s.half_valid) return s.half.as();
+        if (half_refused) return nullptr;
+        const size_t bytes = static_cast<size_t>(s.n) * 2;
+        if (s.half.bytes() < bytes) {
+            size_t free_b = 0, total_b = 0;
+            QL_CUDA(cudaMemGetInfo(&free_b, &total_b));
+            if (free_b < bytes + (size_t{2} << 30)) {  // activations and cuBLAS need room
+                half_refused = true;
+                return nullptr;
+            }
+            s.half.resize(bytes);
+        }
+        launch_f32_to_16(s.half.as(), kind == ActRound::BF16 ? Dtype::BF16 : Dtype::F16,
+                         s.orig.as<float>(), s.n);
+        s.half_valid = true;
+        return s.half.as();
     }
 
     // Y[N, M] (ldy) = X[N, K] · Wᵀ + beta·Y for the weight slot `slot` (from element offset
@@ -398,6 +440,20 @@ struct CudaEngine::Impl {
             const ActRound kind = member_rounding(ms, w_off + r0 * K);
             int64_t r1 = end_row(r0);
             while (r1 < M && member_rounding(ms, w_off + r1 * K) == kind) r1 = end_row(r1);
+            const void* w16 = (kind == ActRound::F16 || kind == ActRound::BF16) &&
+                                      rows_all_16bit(ms, w_off + r0 * K, w_off + r1 * K, kind)
+                                  ? half_weights(slot, kind)
+                                  : nullptr;
+            if (w16) {
+                const Dtype d16 = kind == ActRound::BF16 ? Dtype::BF16 : Dtype::F16;
+                act16.resize(static_cast<size_t>(N * K) * 2);
+                launch_f32_to_16(act16.as(), d16, static_cast<const float*>(X), N * K);
+                gemm_as(d16 == Dtype::BF16 ? CUDA_R_16BF : CUDA_R_16F, CUBLAS_COMPUTE_32F,
+                        static_cast<const char*>(w16) + (w_off + r0 * K) * 2, act16.as(),
+                        static_cast<char*>(Y) + r0 * ysize, ytype, N, K, r1 - r0, beta, ld);
+                r0 = r1;
+                continue;
+            }
             const void* x = X;
             if (kind != ActRound::None) {
                 QL_CUDA(cudaMemcpyAsync(act_round.as(), X, static_cast<size_t>(N * K) * 4,
@@ -417,6 +473,13 @@ struct CudaEngine::Impl {
         }
         QL_ASSERT(false);
         return members.front();
+    }
+    // Every member over elements [e0, e1) holds values of the 16-bit type `kind` rounds to.
+    bool rows_all_16bit(const std::vector<int>& ms, int64_t e0, int64_t e1, ActRound kind) const {
+        const GgmlType want = kind == ActRound::BF16 ? GgmlType::BF16 : GgmlType::F16;
+        for (int64_t e = e0; e < e1; e = member_end(ms, e))
+            if (member_at(ms, e).type != want) return false;
+        return true;
     }
     ActRound member_rounding(const std::vector<int>& ms, int64_t elem) const {
         return act_rounding_for(member_at(ms, elem).type);
@@ -582,6 +645,8 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     QL_CUDA(cudaSetDevice(options.device));
     const char* flash_env = std::getenv("QUANTLENS_FLASH_ATTENTION");
     const char* tf32_env = std::getenv("QUANTLENS_TF32");
+    if (const char* half_env = std::getenv("QUANTLENS_HALF_GEMM"))
+        m.opt.half_gemm_for_16bit_weights = std::string(half_env) != "0";
     if (m.dt == Dtype::F32 && (options.tf32 || (tf32_env && std::string(tf32_env) == "1")) &&
         !(tf32_env && std::string(tf32_env) == "0"))
         m.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
@@ -765,7 +830,10 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
     auto decode = [&](const Work& w, std::span<float> out) {
         decoding.start();
         model.read_f32(*w.tensor, out);
-        if (round_f16)
+        // As the CPU engine: only 2-D F32/BF16 weights become F16. Rounding a dequantized
+        // weight or a norm would change what the file holds.
+        if (held_weight_type(*w.tensor, round_f16) == GgmlType::F16 &&
+            w.tensor->type != GgmlType::F16)
             parallel_for(
                 out.size(),
                 [&out](size_t i0, size_t i1) {

@@ -65,6 +65,10 @@ struct CudaEngineOptions {
     // a GPU: full F32 runs an 8B at ~2,050 tokens/s (bench/RESULTS.md). QUANTLENS_TF32=1/0
     // overrides.
     bool tf32 = false;
+    // ggml_numerics: weights of type F16 or BF16 (a base model) multiply on tensor cores from a
+    // 16-bit copy (exact products, F32 accumulation; ~10× faster than F32 GEMMs), where GPU
+    // memory holds the copy. QUANTLENS_HALF_GEMM=0 turns it off.
+    bool half_gemm_for_16bit_weights = true;
 };
 
 // True when a CUDA device can be used; otherwise `why` says what is missing.
@@ -122,8 +126,9 @@ class CudaEngine {
     // matrices uniform in ±sqrt(3/fan_in), norms 1, biases 0.
     void load_random_weights(uint64_t seed);
     // Uploads every weight of `model` (dequantized through Model::read_f32; round_f16 rounds
-    // each value through F16 first, as an F16 GGUF of the model would hold it). Tensor i+1 is
-    // decoded on the host while tensor i is copied to the GPU.
+    // the 2-D F32/BF16 weights through F16 first, as an F16 GGUF of the model holds them, and
+    // leaves norms and quantized weights as they are: engine.h's held_weight_type). Tensor i+1
+    // is decoded on the host while tensor i is copied to the GPU.
     void load_model(const Model& model, bool round_f16 = false);
     bool complete() const;  // every required weight loaded
     int64_t weight_bytes() const;
