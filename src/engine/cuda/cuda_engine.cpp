@@ -115,8 +115,59 @@ struct CudaEngine::Impl {
     DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
     DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
     DeviceBuffer rope_cos, rope_sin, staging, importance;
-    DeviceBuffer act_round;     // ggml_numerics: a matmul input rounded for its weight
-    DeviceBuffer act16;         // ggml_numerics: the same, in 16 bits, for a 16-bit weight
+    DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
+    DeviceBuffer act16;      // ggml_numerics: the same, in 16 bits, for a 16-bit weight
+
+    // QUANTLENS_PROFILE: the device time of each step of a layer, over layers 100 to 199 run
+    // (after warm-up), printed when the engine ends.
+    struct LayerProfile {
+        static constexpr int kSteps = 9;
+        static constexpr const char* kNames[kSteps] = {
+            "norm", "QKV GEMM",     "QKV post (rope)", "attention", "O GEMM",
+            "norm", "gate|up GEMM", "SwiGLU",          "down GEMM"};
+        int64_t calls = 0, sampled = 0, tokens = 0;
+        cudaEvent_t ev[kSteps + 1] = {};
+        double ms[kSteps] = {};
+        bool sampling() const { return calls >= 100 && calls < 200; }
+        void mark(int i) {
+            if (!sampling()) return;
+            if (!ev[i]) QL_CUDA(cudaEventCreate(&ev[i]));
+            QL_CUDA(cudaEventRecord(ev[i], nullptr));
+        }
+        void end_layer(int64_t n_tokens) {
+            if (sampling()) {
+                mark(kSteps);
+                QL_CUDA(cudaEventSynchronize(ev[kSteps]));
+                for (int i = 0; i < kSteps; ++i) {
+                    float t = 0;
+                    QL_CUDA(cudaEventElapsedTime(&t, ev[i], ev[i + 1]));
+                    ms[i] += t;
+                }
+                ++sampled;
+                tokens = n_tokens;
+            }
+            ++calls;
+        }
+        ~LayerProfile() {
+            if (sampled > 0) {
+                std::fprintf(stderr, "profile: a layer of %lld tokens, mean of %lld, device ms:",
+                             static_cast<long long>(tokens), static_cast<long long>(sampled));
+                double total = 0;
+                for (int i = 0; i < kSteps; ++i) {
+                    std::fprintf(stderr, " %s %.3f;", kNames[i], ms[i] / sampled);
+                    total += ms[i] / sampled;
+                }
+                std::fprintf(stderr, " total %.3f\n", total);
+            }
+            for (cudaEvent_t e : ev)
+                if (e) cudaEventDestroy(e);
+        }
+    };
+    std::unique_ptr<LayerProfile> layer_profile =
+        profiling() ? std::make_unique<LayerProfile>() : nullptr;
+    void mark_step(int i) {
+        if (layer_profile) layer_profile->mark(i);
+    }
     bool half_refused = false;  // no memory for a 16-bit copy: F32 GEMMs from then on
     // Activation taps: the function and, per layer, the names each tapped input feeds.
     ActivationTapFn tap;
@@ -1071,9 +1122,12 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
             m.tap(
                 {ActivationTap::Kind::LinearInput, static_cast<int>(l), &names, x, false, N, cols});
     };
+    m.mark_step(0);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
     if (tn) tap(tn->qkv, m.xn.as(), C);
+    m.mark_step(1);
     m.linear(ls.qkv, 0, m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
+    m.mark_step(2);
     launch_qkv_post(m.qkv.as<float>(), m.f32(ls.qkv_bias), m.f32(ls.q_norm), m.f32(ls.k_norm), eps,
                     m.rope_cos.as<float>(), m.rope_sin.as<float>(), c.rope_neox(), m.q.as(),
                     m.k.as(), m.v.as(), m.dt, N, T, H, KV, D);
@@ -1082,20 +1136,29 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
         launch_round_activations(m.k.as<float>(), N, KD, ActRound::F16);
         launch_round_activations(m.v.as<float>(), N, KD, ActRound::F16);
     }
+    m.mark_step(3);
     m.attention(B, T);
     if (tn) tap(tn->o, m.att.as(), HD);
+    m.mark_step(4);
     m.linear(ls.o, 0, m.att.as(), h, CUDA_R_32F, N, HD, C, 1.0f);  // h += o-projection
 
+    m.mark_step(5);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
+    m.mark_step(6);
     if (c.is_moe()) {
         m.ffn_moe(ls, h, N);
+        m.mark_step(7);
+        m.mark_step(8);
     } else {
         if (tn) tap(tn->gate_up, m.xn.as(), C);
         m.linear(ls.gate_up, 0, m.xn.as(), m.gu.as(), m.cdt, N, C, 2 * F, 0.0f);
+        m.mark_step(7);
         launch_swiglu(m.act.as(), m.gu.as(), m.dt, N, F);
         if (tn) tap(tn->down, m.act.as(), F);
+        m.mark_step(8);
         m.linear(ls.down, 0, m.act.as(), h, CUDA_R_32F, N, F, C, 1.0f);  // h += down
     }
+    if (m.layer_profile) m.layer_profile->end_layer(N);
     if (tn) m.tap({ActivationTap::Kind::LayerOutput, static_cast<int>(l), nullptr, h, true, N, C});
 }
 
