@@ -1,4 +1,7 @@
 // ql_cuda's own kernels: see cuda_kernels.h for shapes and the numerics they mirror.
+#include <algorithm>
+#include <cstdint>
+
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/cuda/cuda_reduce.cuh"
@@ -100,34 +103,73 @@ __global__ void qkv_post_k(const float* qkv, const float* bias, const float* q_n
     }
 }
 
-// One warp per score row.
+// One warp per score row. Rows up to kWarp · kSoftmaxCache keep each exp in registers (one expf
+// per score; same values and summation order as the general loop below).
+constexpr int kSoftmaxCache = 16;
 template <typename T>
-__global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_t Tq) {
+__global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_t Tq,
+                                 int64_t key_block) {
     const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
     const int lane = threadIdx.x % kWarp;
     if (r >= rows) return;
     const int64_t n_valid = r % Tq + 1;
+    // Written up to the end of the query's key block: the P·V GEMMs read no further.
+    const int64_t n_out = std::min(Tq, (r % Tq / key_block + 1) * key_block);
     const float* s = scores + r * Tq;
     T* o = p + r * Tq;
     float mx = -INFINITY;
     for (int64_t j = lane; j < n_valid; j += kWarp) mx = fmaxf(mx, s[j]);
     mx = warp_max(mx);
+    if (Tq <= kWarp * kSoftmaxCache) {
+        float e[kSoftmaxCache];
+        float sum = 0.0f;
+#pragma unroll
+        for (int i = 0; i < kSoftmaxCache; ++i) {
+            const int64_t j = lane + i * kWarp;
+            e[i] = j < n_valid ? expf(s[j] - mx) : 0.0f;
+            if (j < n_valid) sum += e[i];
+        }
+        sum = warp_sum(sum);
+        const float inv = 1.0f / sum;
+#pragma unroll
+        for (int i = 0; i < kSoftmaxCache; ++i) {
+            const int64_t j = lane + i * kWarp;
+            if (j < n_out) o[j] = from_f32<T>(j < n_valid ? e[i] * inv : 0.0f);
+        }
+        return;
+    }
     float sum = 0.0f;
     for (int64_t j = lane; j < n_valid; j += kWarp) sum += expf(s[j] - mx);
     sum = warp_sum(sum);
     const float inv = 1.0f / sum;
-    for (int64_t j = lane; j < Tq; j += kWarp)
+    for (int64_t j = lane; j < n_out; j += kWarp)
         o[j] = from_f32<T>(j < n_valid ? expf(s[j] - mx) * inv : 0.0f);
 }
 
-template <typename T>
+__device__ inline float silu_times(float g, float u) {
+    return g / (1.0f + expf(-g)) * u;
+}
+
+// Row n of gu is [gate | up], F each; blockIdx.y walks the rows (no 64-bit division per
+// element), and each thread takes kVec neighbours in one 16-byte load of each half when the
+// widths and pointers allow it (kVec 1 otherwise).
+template <typename T, int kVec>
 __global__ void swiglu_k(T* out, const T* gu, int64_t N, int64_t F) {
-    const int64_t total = N * F;
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < total;
-         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
-        const int64_t n = i / F, f = i % F;
-        const float g = to_f32(gu[n * 2 * F + f]), u = to_f32(gu[n * 2 * F + F + f]);
-        out[i] = from_f32<T>(g / (1.0f + expf(-g)) * u);
+    struct alignas(sizeof(T) * kVec) Pack {
+        T v[kVec];
+    };
+    for (int64_t n = blockIdx.y; n < N; n += gridDim.y) {
+        const T* g = gu + n * 2 * F;
+        for (int64_t f = (blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x) * kVec;
+             f < F; f += static_cast<int64_t>(gridDim.x) * blockDim.x * kVec) {
+            const Pack gv = *reinterpret_cast<const Pack*>(g + f);
+            const Pack uv = *reinterpret_cast<const Pack*>(g + F + f);
+            Pack o;
+#pragma unroll
+            for (int j = 0; j < kVec; ++j)
+                o.v[j] = from_f32<T>(silu_times(to_f32(gv.v[j]), to_f32(uv.v[j])));
+            *reinterpret_cast<Pack*>(out + n * F + f) = o;
+        }
     }
 }
 
@@ -201,19 +243,36 @@ __global__ void reference_rows_k(const float* logits, int64_t S, int64_t R, int6
     if (threadIdx.x == 0) ref_top1[row0 + blockIdx.x] = rn.top1;
 }
 
+// One pass over the row's logits z and the reference log-probabilities (the sweep runs it for
+// every item over rows × vocabulary, so each is read from memory once): the argmax, log Σ exp z
+// from each thread's running maximum, and KLD = Σ p_ref·(ref − z) + lse·Σ p_ref.
 __global__ void score_rows_k(const float* logits, int64_t S, int64_t R, int64_t V,
                              const float* ref_logp, const int32_t* ref_top1, const int32_t* next,
                              int64_t row0, RowStats* out) {
     const int64_t b = blockIdx.x / S, s = blockIdx.x % S, row = row0 + blockIdx.x;
     const float* z = logits + (b * R + s) * V;
     const float* ref = ref_logp + row * V;
-    const RowNorm rn = row_norm(z, V);
-    double k = 0.0;
+    ArgMax m{-INFINITY, INT32_MAX};
+    double sum = 0.0, ref_minus_z = 0.0, ref_mass = 0.0;  // sum: Σ exp(z − m.v), this thread's
     for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-        const float logp = z[v] - rn.lse;
-        k += static_cast<double>(expf(ref[v])) * (static_cast<double>(ref[v]) - logp);
+        const float zv = z[v], rv = ref[v];
+        if (zv > m.v) {
+            if (sum > 0.0) sum *= exp(static_cast<double>(m.v) - zv);
+            m = ArgMax{zv, static_cast<int32_t>(v)};
+        }
+        sum += expf(zv - m.v);
+        const double p = expf(rv);
+        ref_minus_z += p * (static_cast<double>(rv) - zv);
+        ref_mass += p;
     }
-    k = block_sum(k);
+    const float own_max = m.v;
+    m = block_argmax(m);
+    sum = block_sum(own_max == -INFINITY ? 0.0 : sum * exp(static_cast<double>(own_max) - m.v));
+    ref_minus_z = block_sum(ref_minus_z);
+    ref_mass = block_sum(ref_mass);
+    const double lse_d = m.v + log(sum);
+    const RowNorm rn{m.v, m.i, static_cast<float>(lse_d)};
+    const double k = ref_minus_z + lse_d * ref_mass;
     if (threadIdx.x == 0) {
         const int32_t nx = next[row];
         const float logp = z[nx] - rn.lse;
@@ -327,18 +386,31 @@ void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, c
                         static_cast<T*>(k), static_cast<T*>(v), T_, H, KV, D)));
 }
 
-void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T_) {
+void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T_,
+                           int64_t key_block) {
     if (rows == 0) return;
     constexpr int kWarps = 8;
     const auto grid = static_cast<unsigned>((rows + kWarps - 1) / kWarps);
-    QL_DISPATCH(
-        dt, (causal_softmax_k<T><<<grid, kWarps * kWarp>>>(scores, static_cast<T*>(p), rows, T_)));
+    const int64_t kb = key_block > 0 ? key_block : T_;
+    QL_DISPATCH(dt, (causal_softmax_k<T>
+                     <<<grid, kWarps * kWarp>>>(scores, static_cast<T*>(p), rows, T_, kb)));
 }
 
 void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F) {
     if (N * F == 0) return;
-    QL_DISPATCH(dt, (swiglu_k<T><<<grid_for(N * F, 256), 256>>>(static_cast<T*>(out),
-                                                                static_cast<const T*>(gu), N, F)));
+    const bool aligned =
+        reinterpret_cast<uintptr_t>(out) % 16 == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0;
+    QL_DISPATCH(dt, ({
+                    constexpr int kVec = static_cast<int>(16 / sizeof(T));
+                    const dim3 grid(grid_for(F, 256 * kVec, 1024),
+                                    static_cast<unsigned>(std::min<int64_t>(N, 65535)));
+                    if (aligned && F % kVec == 0)
+                        swiglu_k<T, kVec>
+                            <<<grid, 256>>>(static_cast<T*>(out), static_cast<const T*>(gu), N, F);
+                    else
+                        swiglu_k<T, 1><<<dim3(grid_for(F, 256, 1024), grid.y), 256>>>(
+                            static_cast<T*>(out), static_cast<const T*>(gu), N, F);
+                }));
 }
 
 void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64_t N, int64_t E,

@@ -43,8 +43,11 @@ void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, c
                      void* v, Dtype dt, int64_t N, int64_t T, int64_t H, int64_t KV, int64_t D);
 
 // Rows of T scores (rows = batch·T, query i = row % T): causal softmax over keys 0..i into
-// p (16-bit, zeros beyond i). The 1/sqrt(D) scale is already applied by the GEMM.
-void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T);
+// p (zeros beyond i up to the end of i's block of key_block keys, nothing written after it;
+// key_block 0: the whole row). Scores beyond i are never read. The 1/sqrt(D) scale is already
+// applied by the GEMM.
+void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T,
+                           int64_t key_block = 0);
 
 // out[n, f] = silu(gu[n, f]) * gu[n, F + f] (all 16-bit).
 void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F);
