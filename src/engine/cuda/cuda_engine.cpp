@@ -818,7 +818,8 @@ int64_t CudaEngine::resident_weight_bytes() const {
     return impl_->resident;
 }
 
-void CudaEngine::load_weight(const std::string& name, const float* host, int64_t n, GgmlType type) {
+void CudaEngine::load_weight(const std::string& name, const float* host, int64_t n, GgmlType type,
+                             bool round_f16) {
     Impl& m = *impl_;
     Member& mb = m.member(name);
     QL_CHECK(n == mb.n, "CUDA engine: weight '{}' has {} values, expected {}", name, n, mb.n);
@@ -829,12 +830,15 @@ void CudaEngine::load_weight(const std::string& name, const float* host, int64_t
     for (int64_t i = 0; i < n; i += kChunk) {
         const int64_t len = std::min(kChunk, n - i);
         if (s.f32) {
-            QL_CUDA(cudaMemcpy(s.orig.as<float>() + mb.offset + i, host + i,
-                               static_cast<size_t>(len) * 4, cudaMemcpyHostToDevice));
+            float* dst = s.orig.as<float>() + mb.offset + i;
+            QL_CUDA(
+                cudaMemcpy(dst, host + i, static_cast<size_t>(len) * 4, cudaMemcpyHostToDevice));
+            if (round_f16) launch_round_activations(dst, 1, len, ActRound::F16);
         } else {
             m.staging.resize(static_cast<size_t>(kChunk) * 4);
             QL_CUDA(cudaMemcpy(m.staging.as(), host + i, static_cast<size_t>(len) * 4,
                                cudaMemcpyHostToDevice));
+            if (round_f16) launch_round_activations(m.staging.as<float>(), 1, len, ActRound::F16);
             launch_f32_to_16(s.orig.as<char>() + (mb.offset + i) * m.esize, m.dt,
                              m.staging.as<float>(), len);
         }
@@ -900,16 +904,6 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
     auto decode = [&](const Work& w, std::span<float> out) {
         decoding.start();
         model.read_f32(*w.tensor, out);
-        // As the CPU engine: only 2-D F32/BF16 weights become F16. Rounding a dequantized
-        // weight or a norm would change what the file holds.
-        if (held_weight_type(*w.tensor, round_f16) == GgmlType::F16 &&
-            w.tensor->type != GgmlType::F16)
-            parallel_for(
-                out.size(),
-                [&out](size_t i0, size_t i1) {
-                    for (size_t i = i0; i < i1; ++i) out[i] = round_to_f16(out[i]);
-                },
-                size_t{1} << 16);
         decoding.stop();
     };
     auto pinned_span = [&](size_t i) {
@@ -925,20 +919,23 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
     for (size_t i = 0; i < work.size(); ++i) {
         Member& mb = *work[i].member;
         const GgmlType stands_for = held_weight_type(*work[i].tensor, round_f16);
+        // As the CPU engine: only 2-D F32/BF16 weights become F16 (on the GPU, one pass fewer
+        // over the host copy). Rounding a dequantized weight or a norm would change the file's.
+        const bool rounded = stands_for == GgmlType::F16 && work[i].tensor->type != GgmlType::F16;
         if (mb.n <= cap) {
             waiting.start();
             next.get();  // rethrows a decoding error (bad tensor) here
             waiting.stop();
             start(i + 1);
             uploading.start();
-            load_weight(mb.name, pinned_span(i).data(), mb.n, stands_for);
+            load_weight(mb.name, pinned_span(i).data(), mb.n, stands_for, rounded);
             uploading.stop();
         } else {
             std::vector<float> v(static_cast<size_t>(mb.n));
             decode(work[i], v);
             start(i + 1);
             uploading.start();
-            load_weight(mb.name, v.data(), mb.n, stands_for);
+            load_weight(mb.name, v.data(), mb.n, stands_for, rounded);
             uploading.stop();
         }
     }

@@ -119,9 +119,10 @@ class CudaEngine {
     std::vector<WeightSpec> weight_specs() const;
 
     // Uploads one weight (n_elements floats, GGUF layout), rounding to the storage type.
-    // `type`: what the values stand for (only ggml_numerics looks at it).
+    // `type`: what the values stand for (only ggml_numerics looks at it). round_f16: the values
+    // go through F16 first (on the GPU; f16_weights), so `type` is then F16.
     void load_weight(const std::string& name, const float* host, int64_t n,
-                     GgmlType type = GgmlType::F32);
+                     GgmlType type = GgmlType::F32, bool round_f16 = false);
     // Fills every weight with deterministic pseudo-random values on the GPU (benchmarks):
     // matrices uniform in ±sqrt(3/fan_in), norms 1, biases 0.
     void load_random_weights(uint64_t seed);
