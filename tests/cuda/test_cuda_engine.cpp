@@ -538,12 +538,12 @@ TEST(CudaEngine, HalfGemmForF16WeightsMatchesF32Gemm) {
     EXPECT_GT(max_abs, 0.0);  // the copy was used (F32 GEMMs would agree bit for bit)
 
     const std::string name = "blk.1.attn_q.weight";
-    ASSERT_TRUE(f32.override_with_type(name, GgmlType::Q4_K));
-    ASSERT_TRUE(half.override_with_type(name, GgmlType::Q4_K));
+    ASSERT_TRUE(f32.override_with_type(name, GgmlType::Q2_K));
+    ASSERT_TRUE(half.override_with_type(name, GgmlType::Q2_K));
     const std::vector<float> ref_q = f32.forward_logits(tokens, B, T);
     std::tie(max_abs, kld) = compare_logits(ref_q, half.forward_logits(tokens, B, T), V);
     EXPECT_LE(max_abs, 0.03);
-    EXPECT_GT(compare_logits(ref, ref_q, V).second, 100 * kld);  // the override took effect
+    EXPECT_GT(compare_logits(ref, ref_q, V).second, 10 * kld);  // the override took effect
     f32.clear_override(name);
     half.clear_override(name);
     std::tie(max_abs, kld) = compare_logits(ref, half.forward_logits(tokens, B, T), V);
