@@ -65,6 +65,7 @@ void print_json(const QuantizeResult& r) {
                                 {"bytes", t.bytes},
                                 {"imatrix", t.has_importance},
                                 {"gptq", t.gptq},
+                                {"rounding", t.rounding ? rounding_name(*t.rounding) : nullptr},
                                 {"note", t.note}});
     fmt::print("{}\n", j.dump(2));
 }
