@@ -1,0 +1,203 @@
+// Rounding as a per-tensor choice (formats/recipe.h, analysis/write/rounding.h) on llama-8m:
+// quantize writes each tensor of a mixed-rounding recipe byte for byte as the global switch of
+// that rounding does; a rounding its inputs cannot do is refused naming the tensor; the sweep's
+// selection rule evaluates only alternatives the proxy says can win, within its share; and on
+// a real `sweep --rounding-choice` of llama-8m (tests/fixtures/sweeps/llama-8m-rounding.json)
+// plan takes GPTQ rounding exactly where it measured better.
+#include <gtest/gtest.h>
+
+#include <fstream>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+
+#include "analysis/plan/plan_job.h"
+#include "analysis/sweep/rounding_choice.h"
+#include "analysis/sweep/sweep.h"
+#include "analysis/write/gptq_rounding.h"
+#include "analysis/write/quantize.h"
+#include "analysis/write/rounding.h"
+#include "core/error.h"
+#include "core/progress.h"
+#include "engine/engine.h"
+#include "engine/tokenizer.h"
+#include "formats/gguf.h"
+#include "jobs/store.h"
+#include "model/imatrix_coverage.h"
+#include "model/model.h"
+#include "support/test_data.h"
+
+using namespace quantlens;
+using quantlens::test_support::fresh_dir;
+using quantlens::test_support::shared_path;
+
+namespace {
+
+struct Inputs {
+    std::unique_ptr<Model> model;
+    std::unique_ptr<Imatrix> imatrix;
+    std::unique_ptr<GptqRounding> gptq;
+};
+
+// llama-8m with llama.cpp's imatrix and Hessians of 2 chunks of calib.txt (enough to differ).
+Inputs& inputs() {
+    static Inputs* in = [] {
+        Progress::set_enabled(false);
+        auto* x = new Inputs{};
+        x->model = Model::open(shared_path("models/llama-8m"));
+        x->imatrix = std::make_unique<Imatrix>(
+            load_imatrix_for(*x->model, shared_path("data/llama-8m.llamacpp-imatrix.dat")));
+        Engine engine(*x->model, EngineOptions{});
+        x->gptq =
+            std::make_unique<GptqRounding>(engine, Tokenizer::load(*x->model),
+                                           GptqSettings{shared_path("data/calib.txt"), 512, 2});
+        return x;
+    }();
+    return *in;
+}
+
+// Every tensor's bytes in a written GGUF.
+std::map<std::string, std::vector<uint8_t>> tensor_bytes(const std::string& path) {
+    const GgufFile f = GgufFile::open(path);
+    std::map<std::string, std::vector<uint8_t>> out;
+    for (const auto& t : f.tensors()) {
+        const auto data = f.tensor_data(t);
+        out[t.name] = std::vector<uint8_t>(data.begin(), data.end());
+    }
+    return out;
+}
+
+std::map<std::string, std::vector<uint8_t>> quantize_to(const std::string& path,
+                                                        const Recipe& recipe, const Imatrix* im,
+                                                        const GptqRounding* gptq) {
+    QuantizeOptions o;
+    o.output_path = path;
+    o.progress = false;
+    o.imatrix = im;
+    o.gptq = gptq;
+    quantize_model(*inputs().model, recipe, o);
+    return tensor_bytes(path);
+}
+
+Recipe all_at(GgmlType type) {
+    Recipe r;
+    r.default_type = type;
+    return r;
+}
+
+}  // namespace
+
+// A mixed recipe writes each tensor as the global switch of its rounding writes it alone:
+// plain (no --imatrix), imatrix (--imatrix), gptq (--imatrix --gptq); a tensor the recipe does
+// not name follows the switches given.
+TEST(Rounding, MixedRecipeWritesEachTensorAsItsRoundingAlone) {
+    Inputs& in = inputs();
+    const std::string dir = fresh_dir("rounding");
+    // The tensors under test at Q4_K, the rest in F16 (written quickly, no rounding to choose).
+    Recipe legacy = all_at(GgmlType::F16);
+    for (const char* name : {"blk.0.ffn_down.weight", "blk.1.attn_v.weight", "output.weight",
+                             "blk.0.attn_q.weight", "token_embd.weight", "blk.3.ffn_up.weight"})
+        legacy.tensors[name] = GgmlType::Q4_K;
+    const auto plain = quantize_to(dir + "/plain.gguf", legacy, nullptr, nullptr);
+    const auto imat = quantize_to(dir + "/imatrix.gguf", legacy, in.imatrix.get(), nullptr);
+    const auto gptq = quantize_to(dir + "/gptq.gguf", legacy, in.imatrix.get(), in.gptq.get());
+    Recipe mixed = legacy;
+    mixed.rounding = {{"blk.0.ffn_down.weight", Rounding::plain},
+                      {"blk.1.attn_v.weight", Rounding::imatrix},
+                      {"output.weight", Rounding::gptq},
+                      {"blk.0.attn_q.weight", Rounding::gptq},
+                      {"token_embd.weight", Rounding::imatrix}};
+    const auto out = quantize_to(dir + "/mixed.gguf", mixed, in.imatrix.get(), in.gptq.get());
+    for (const auto& [name, how] : mixed.rounding) {
+        const auto& want = how == Rounding::plain ? plain : how == Rounding::imatrix ? imat : gptq;
+        EXPECT_EQ(out.at(name), want.at(name)) << name << " " << rounding_name(how);
+    }
+    // The roundings really differ on these tensors, so the comparison can fail (llama.cpp's
+    // imatrix has no entry for output.weight: there plain and imatrix are the same).
+    for (const char* name :
+         {"blk.0.ffn_down.weight", "blk.1.attn_v.weight", "blk.0.attn_q.weight"}) {
+        EXPECT_NE(plain.at(name), imat.at(name)) << name;
+        EXPECT_NE(imat.at(name), gptq.at(name)) << name;
+    }
+    EXPECT_NE(plain.at("output.weight"), gptq.at("output.weight"));
+    EXPECT_EQ(out.at("blk.3.ffn_up.weight"), gptq.at("blk.3.ffn_up.weight"));  // not named
+    EXPECT_EQ(out.at("blk.3.attn_norm.weight"), plain.at("blk.3.attn_norm.weight"));
+}
+
+// resolve_tensor_types refuses, naming the tensor and what is missing.
+void expect_refused(const Recipe& recipe, const Imatrix* im, const GptqRounding* gptq,
+                    std::initializer_list<const char*> expected) {
+    QuantizeOptions o;
+    o.imatrix = im;
+    o.gptq = gptq;
+    try {
+        resolve_tensor_types(*inputs().model, recipe, o);
+        FAIL() << "accepted";
+    } catch (const Error& e) {
+        for (const char* x : expected)
+            EXPECT_NE(std::string(e.what()).find(x), std::string::npos) << e.what();
+    }
+}
+
+TEST(Rounding, ARoundingItsInputsCannotDoIsRefusedByTensor) {
+    Inputs& in = inputs();
+    Recipe r = all_at(GgmlType::Q4_K);
+    r.rounding = {{"blk.2.ffn_gate.weight", Rounding::gptq}};
+    expect_refused(r, in.imatrix.get(), nullptr,
+                   {"blk.2.ffn_gate.weight", "rounding gptq", "--gptq TEXT"});
+    r.rounding = {{"blk.2.ffn_gate.weight", Rounding::imatrix}};
+    expect_refused(r, nullptr, nullptr, {"blk.2.ffn_gate.weight", "--imatrix"});
+    r.rounding = {{"token_embd.weight", Rounding::gptq}};
+    expect_refused(r, in.imatrix.get(), in.gptq.get(),
+                   {"token_embd.weight", "GPTQ does not cover"});
+    r.rounding = {{"blk.0.attn_norm.weight", Rounding::plain}};
+    expect_refused(r, nullptr, nullptr, {"blk.0.attn_norm.weight", "does not quantize"});
+    r.rounding = {{"blk.99.attn_q.weight", Rounding::plain}};
+    expect_refused(r, nullptr, nullptr, {"blk.99.attn_q.weight", "does not have"});
+    r = all_at(GgmlType::IQ2_XS);
+    r.rounding = {{"blk.0.attn_q.weight", Rounding::plain}};
+    expect_refused(r, in.imatrix.get(), nullptr,
+                   {"blk.0.attn_q.weight", "plain rounding cannot write it"});
+}
+
+TEST(Rounding, ItemNamesParseBack) {
+    EXPECT_EQ(rounded_type_name(GgmlType::Q4_K, Rounding::gptq), "Q4_K+gptq");
+    EXPECT_EQ(rounded_type_name(GgmlType::Q4_K, std::nullopt), "Q4_K");
+    const auto rt = parse_rounded_type("Q5_K+plain");
+    ASSERT_TRUE(rt.has_value());
+    EXPECT_EQ(rt->first, GgmlType::Q5_K);
+    EXPECT_EQ(rt->second, Rounding::plain);
+    EXPECT_FALSE(parse_rounded_type("Q5_K").value().second.has_value());
+    EXPECT_FALSE(parse_rounded_type("Q5_K+awq").has_value());
+    EXPECT_FALSE(parse_rounded_type("gptq4g128").has_value());
+}
+
+// choose_roundings: per (unit, type) the alternative with the least proxy ratio, if below
+// 1 + margin, scored by base ΔKLD × (1 + margin − ratio); the best scores up to the share.
+TEST(Rounding, SelectionEvaluatesOnlyWhatTheProxySaysCanWin) {
+    RoundingDecisions d;
+    const auto put = [&](const char* unit, const char* type, double base, double alt) {
+        d[{unit, type}] = {base, alt, true, false};
+    };
+    put("a", "Q4_K+gptq", 1.0, 0.5);                   // ratio 0.5, ΔKLD 1e-3 → score 5.5e-4
+    put("a", "Q4_K+plain", 1.0, 1.01);                 // ratio 1.01: not the best of (a, Q4_K)
+    put("b", "Q4_K+gptq", 1.0, 0.9);                   // ratio 0.9, ΔKLD 1e-3 → 1.5e-4
+    put("c", "Q4_K+plain", 1.0, 1.02);                 // ratio 1.02 < 1.05, ΔKLD 1e-2 → 3e-4
+    put("d", "Q4_K+gptq", 1.0, 1.2);                   // cannot win
+    put("e", "Q6_K+gptq", 1.0, 0.5);                   // ΔKLD 1e-6 → 5.5e-7
+    d[{"f", "Q4_K+gptq"}] = {1.0, 0.0, false, false};  // does not apply
+    const std::map<std::pair<std::string, std::string>, double> kld = {
+        {{"a", "Q4_K"}, 1e-3}, {{"b", "Q4_K"}, 1e-3}, {{"c", "Q4_K"}, 1e-2},
+        {{"d", "Q4_K"}, 1e-3}, {{"e", "Q6_K"}, 1e-6}, {{"f", "Q4_K"}, 1e-2}};
+    choose_roundings(d, kld, 6, {0.05, 0.5});  // at most 3 of 6 base items
+    std::set<std::string> chosen;
+    for (const auto& [key, v] : d)
+        if (v.evaluate) chosen.insert(key.first + " " + key.second);
+    EXPECT_EQ(chosen, (std::set<std::string>{"a Q4_K+gptq", "c Q4_K+plain", "b Q4_K+gptq"}));
+    choose_roundings(d, kld, 6, {0.05, 1.0});  // room for every candidate: e too, never d/f
+    chosen.clear();
+    for (const auto& [key, v] : d)
+        if (v.evaluate) chosen.insert(key.first + " " + key.second);
+    EXPECT_EQ(chosen,
+              (std::set<std::string>{"a Q4_K+gptq", "b Q4_K+gptq", "c Q4_K+plain", "e Q6_K+gptq"}));
+}
