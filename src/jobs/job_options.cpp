@@ -79,6 +79,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
                 {"min-type", V::types, web},
                 {"max-type", V::types, web},
                 {"name", V::word, web},
+                {"no-rounding-choice", V::flag, web},
                 // Regexes, and files written beside the recipe: not from a web form.
                 {"pin", V::word, cli},
                 {"tie", V::word, cli},

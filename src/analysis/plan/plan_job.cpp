@@ -294,7 +294,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
 
     // sweep --rounding-choice: bare types were measured at the base rounding, "<type>+<rounding>"
     // items at the others; each unit's option at a type is its best measured rounding.
-    const bool rounding_choice = params.value("rounding_choice", false);
+    const bool rounding_choice = params.value("rounding_choice", false) && !req.base_rounding_only;
     const Rounding base = base_rounding(!params.value("imatrix", std::string()).empty());
     std::map<std::string, std::map<GgmlType, std::string>> item_of;  // sweep unit → type → item
     std::map<std::string, std::vector<std::string>> tensors_of;      // sweep unit → tensors
@@ -452,6 +452,16 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         }
     }
     recipe.default_type = recipe.dominant_type();
+    if (rounding_choice) {
+        std::map<Rounding, int> n;
+        for (const auto& [tensor, how] : recipe.rounding) ++n[how];
+        recipe.notes.push_back(fmt::format(
+            "rounding per tensor (sweep --rounding-choice, base {}): {} gptq, {} imatrix, {} "
+            "plain; quantize needs{}{}",
+            rounding_name(base), n[Rounding::gptq], n[Rounding::imatrix], n[Rounding::plain],
+            n[Rounding::imatrix] + n[Rounding::gptq] > 0 ? " --imatrix (the sweep's)" : "",
+            n[Rounding::gptq] > 0 ? " and --gptq TEXT (the sweep's calibration text)" : ""));
+    }
     if (req.metric == "kld" && !p99_objective && out.interaction_factor != 1.0)
         recipe.notes.push_back(fmt::format(
             "predicted KLD = Σ per-tensor ΔKLD ({:.6f}) × interaction factor {:.3f} fitted on the "
