@@ -7,8 +7,12 @@
 #include <gtest/gtest.h>
 
 #include <fstream>
+#include <functional>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
+#include <set>
 #include <string>
 
 #include "analysis/plan/plan_job.h"
@@ -200,4 +204,113 @@ TEST(Rounding, SelectionEvaluatesOnlyWhatTheProxySaysCanWin) {
         if (v.evaluate) chosen.insert(key.first + " " + key.second);
     EXPECT_EQ(chosen,
               (std::set<std::string>{"a Q4_K+gptq", "b Q4_K+gptq", "c Q4_K+plain", "e Q6_K+gptq"}));
+}
+
+namespace {
+
+// A real `sweep --rounding-choice` of llama-8m (tests/fixtures/sweeps/llama-8m-rounding.json)
+// loaded into a fresh store: the metrics plan reads of every item, the job's parameters.
+struct RoundingJob {
+    std::unique_ptr<jobs::Store> store;
+    int64_t job = 0;
+    nlohmann::json fx;
+};
+
+// `edit` may change the fixture's measurements before they are stored.
+RoundingJob rounding_sweep_job(const std::function<void(nlohmann::json&)>& edit = {}) {
+    RoundingJob f;
+    f.store = std::make_unique<jobs::Store>(fresh_dir("rounding-plan") + "/jobs.sqlite");
+    std::ifstream in(std::string(QL_SOURCE_DIR) + "/tests/fixtures/sweeps/llama-8m-rounding.json");
+    f.fx = nlohmann::json::parse(in);
+    if (edit) edit(f.fx);
+    nlohmann::json params = f.fx.at("params");
+    params["model"] = shared_path("models/llama-8m");
+    jobs::NewJob nj;
+    nj.kind = jobs::JobKind::sweep;
+    nj.model = params["model"];
+    nj.params = params.dump();
+    f.job = f.store->create_job(nj);
+    f.store->start(f.job);
+    std::vector<jobs::Unit> units;
+    for (const auto& u : f.fx.at("units"))
+        units.push_back({u.at("name"), u.at("layer"), u.at("role"), u.at("n_params"), "{}"});
+    f.store->add_units(f.job, units);
+    std::vector<jobs::WorkItem> items;
+    for (const auto& [unit, types] : f.fx.at("measurements").items())
+        for (const auto& [type, metrics] : types.items()) items.push_back({unit, type});
+    f.store->add_work_items(f.job, items);
+    for (const auto& [unit, types] : f.fx.at("measurements").items())
+        for (const auto& [type, metrics] : types.items()) {
+            jobs::Metrics m;
+            for (const auto& [k, v] : metrics.items()) m[k] = v.get<double>();
+            f.store->record_item(f.job, unit, type, m);
+        }
+    f.store->finish(f.job);
+    f.store->put_artifact(
+        f.job, {"model_info", true, model_info_json(*Model::open(params["model"])).dump()});
+    return f;
+}
+
+// The measured kld_mean of (unit, item), if the item was evaluated.
+std::optional<double> kld(const nlohmann::json& fx, const std::string& unit,
+                          const std::string& item) {
+    const auto& m = fx.at("measurements").at(unit);
+    if (!m.contains(item) || !m.at(item).contains("kld_mean")) return std::nullopt;
+    return m.at(item).at("kld_mean").get<double>();
+}
+
+}  // namespace
+
+// At the size of llama.cpp's Q4_K_M file, the plan rounds a tensor with GPTQ exactly where the
+// sweep measured GPTQ below the base (imatrix) rounding at the chosen type, records that in
+// the recipe, and predicts less KLD than the same job planned over the base rounding only.
+TEST(Rounding, PlanTakesTheRoundingThatMeasuredBetter) {
+    RoundingJob f = rounding_sweep_job();
+    PlanRequest req;
+    req.job_id = f.job;
+    req.target_bytes = 5373408;
+    const PlanOutcome out = plan_from_job(*f.store, req);
+    std::map<Rounding, int> n;
+    for (const auto& [unit, item] : out.choices) {
+        const auto rt = parse_rounded_type(item);
+        ASSERT_TRUE(rt.has_value()) << item;
+        const std::string bare = ggml_type_display_name(rt->first);
+        const Rounding how = rt->second.value_or(Rounding::imatrix);
+        ++n[how];
+        ASSERT_EQ(out.recipe.rounding.at(unit), how) << unit;
+        ASSERT_EQ(out.recipe.tensors.at(unit), rt->first) << unit;
+        const double base = kld(f.fx, unit, bare).value();
+        if (rt->second) {
+            EXPECT_LT(kld(f.fx, unit, item).value(), base) << unit << " " << item;
+        } else {
+            for (const char* alt : {"+gptq", "+plain"})
+                if (const auto k = kld(f.fx, unit, bare + alt)) {
+                    EXPECT_GE(*k, base) << unit << " " << bare << alt;
+                }
+        }
+    }
+    EXPECT_GT(n[Rounding::gptq], 0);
+    EXPECT_GT(n[Rounding::imatrix], 0);
+    PlanRequest base_req = req;
+    base_req.base_rounding_only = true;
+    const PlanOutcome base = plan_from_job(*f.store, base_req);
+    EXPECT_TRUE(base.recipe.rounding.empty());
+    EXPECT_LT(out.raw_error, base.raw_error);
+    // The recipe round-trips with its roundings.
+    EXPECT_EQ(parse_recipe(recipe_to_json(out.recipe), "mem").rounding, out.recipe.rounding);
+
+    // Where GPTQ measures worse than the base rounding, the base is taken: the same sweep with
+    // one chosen GPTQ item made 50 % worse than its base item.
+    std::string unit, item;
+    for (const auto& [u, i] : out.choices)
+        if (i.find("+gptq") != std::string::npos) unit = u, item = i;
+    const std::string bare = item.substr(0, item.find('+'));
+    RoundingJob worse = rounding_sweep_job([&](nlohmann::json& fx) {
+        auto& m = fx["measurements"][unit];
+        m[item]["kld_mean"] = 1.5 * m[bare]["kld_mean"].get<double>();
+    });
+    req.job_id = worse.job;
+    const PlanOutcome again = plan_from_job(*worse.store, req);
+    for (const auto& [u, i] : again.choices)
+        if (u == unit) EXPECT_NE(i, item) << unit;
 }
