@@ -1,6 +1,8 @@
 // Rounding as a per-tensor choice: see rounding.h.
 #include "analysis/write/rounding.h"
 
+#include <cblas.h>
+
 #include <algorithm>
 
 #include "analysis/write/gptq_rounding.h"
@@ -77,23 +79,22 @@ double rounding_proxy_error(const TensorInfo& t, const std::vector<float>& origi
         in.gptq->fake_quantize(t.name, written, rows.data(), q.data(), m, n, imp);
     else
         fake_quantize(written, rows.data(), q.data(), m, n, imp);
-    const float* weight = imatrix ? imatrix->importance(t.name, n) : nullptr;
+    std::vector<double> e(rows.size());  // (m, n) rounding errors
+    for (size_t i = 0; i < rows.size(); ++i)
+        e[i] = static_cast<double>(rows[i]) - static_cast<double>(q[i]);
     double total = 0;
-    std::vector<double> e(static_cast<size_t>(n));
-    for (int64_t r = 0; r < m; ++r) {
-        for (int64_t j = 0; j < n; ++j)
-            e[j] = static_cast<double>(rows[r * n + j]) - static_cast<double>(q[r * n + j]);
-        if (!hessian.empty()) {
-            for (int64_t i = 0; i < n; ++i) {
-                const double* h = hessian.data() + i * n;
-                double hi = 0;
-                for (int64_t j = 0; j < n; ++j) hi += h[j] * e[j];
-                total += e[i] * hi;
-            }
-        } else {
-            for (int64_t j = 0; j < n; ++j) total += (weight ? weight[j] : 1.0) * e[j] * e[j];
-        }
+    if (!hessian.empty()) {  // Σ_r e_r H e_rᵀ = Σ E ∘ (E H), E H by BLAS (H is symmetric)
+        std::vector<double> eh(e.size());
+        cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, static_cast<int>(m), static_cast<int>(n),
+                    1.0, hessian.data(), static_cast<int>(n), e.data(), static_cast<int>(n), 0.0,
+                    eh.data(), static_cast<int>(n));
+        for (size_t i = 0; i < e.size(); ++i) total += e[i] * eh[i];
+        return total;
     }
+    const float* weight = imatrix ? imatrix->importance(t.name, n) : nullptr;
+    for (int64_t r = 0; r < m; ++r)
+        for (int64_t j = 0; j < n; ++j)
+            total += (weight ? weight[j] : 1.0) * e[r * n + j] * e[r * n + j];
     return total;
 }
 
