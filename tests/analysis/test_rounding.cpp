@@ -314,3 +314,45 @@ TEST(Rounding, PlanTakesTheRoundingThatMeasuredBetter) {
     for (const auto& [u, i] : again.choices)
         if (u == unit) EXPECT_NE(i, item) << unit;
 }
+
+// sweep --rounding-choice: its options survive the job's parameters (other jobs' parameters
+// stay as they were), it creates one alternative item per (unit, type, rounding) it could
+// apply, and without an alternative to the base rounding it is refused before a job exists.
+TEST(Rounding, SweepJobCreatesTheAlternativesAndRefusesWithoutOne) {
+    SweepOptions o;
+    o.model = shared_path("models/llama-8m");
+    o.eval_text = shared_path("data/calib.txt");
+    o.types = {GgmlType::Q4_K, GgmlType::IQ2_XS};
+    o.n_tokens = 512;
+    EXPECT_FALSE(o.to_json().contains("rounding_choice"));
+    o.rounding_choice = true;
+    o.rounding_margin = 0.1;
+    o.rounding_share = 0.25;
+    const SweepOptions back = SweepOptions::from_json(o.to_json());
+    EXPECT_TRUE(back.rounding_choice);
+    EXPECT_EQ(back.rounding_margin, 0.1);
+    EXPECT_EQ(back.rounding_share, 0.25);
+
+    jobs::Store store(fresh_dir("rounding-sweep") + "/jobs.sqlite");
+    try {
+        create_sweep_job(store, o, "test");
+        FAIL() << "a rounding choice without --imatrix or --gptq";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("--rounding-choice: give --imatrix"),
+                  std::string::npos)
+            << e.what();
+    }
+    EXPECT_TRUE(store.list_jobs().empty());
+    o.imatrix = shared_path("data/llama-8m.llamacpp-imatrix.dat");
+    o.gptq_text = shared_path("data/calib.txt");
+    const int64_t id = create_sweep_job(store, o, "test");
+    std::map<std::string, int> n;
+    for (const auto& item : store.work_items(id)) ++n[item.type];
+    const int units = n.at("Q4_K") - 1;  // and "(all)"
+    EXPECT_EQ(n.at("Q4_K+plain"), units);
+    EXPECT_EQ(n.at("Q4_K+gptq"), units);
+    EXPECT_FALSE(n.count("IQ2_XS+plain"));  // needs importance: no plain rounding
+    EXPECT_FALSE(n.count("IQ2_XS+gptq"));   // not a GPTQ type
+    o.budget_seconds = 10;
+    EXPECT_THROW(create_sweep_job(store, o, "test"), Error);
+}
