@@ -356,3 +356,28 @@ TEST(Rounding, SweepJobCreatesTheAlternativesAndRefusesWithoutOne) {
     o.budget_seconds = 10;
     EXPECT_THROW(create_sweep_job(store, o, "test"), Error);
 }
+
+// The summary's cost and win lines from a job's records: on the real sweep every evaluated
+// GPTQ alternative measured below its base item (87 of 87), and the cost adds the Hessians and
+// proxies of the "rounding_choice" artifact to the alternatives' seconds.
+TEST(Rounding, CostAndWinsComeFromTheJobsRecords) {
+    RoundingJob f = rounding_sweep_job([](nlohmann::json& fx) {
+        for (auto& [unit, types] : fx["measurements"].items())
+            for (auto& [type, metrics] : types.items())
+                metrics["seconds"] = type.find('+') == std::string::npos ? 2.0 : 1.0;
+    });
+    EXPECT_FALSE(rounding_cost_json(*f.store, f.job).has_value());  // no decision yet
+    f.store->put_artifact(f.job, {"rounding_choice", true,
+                                  R"({"proxy_seconds": 10, "hessian_seconds": 20, "items": []})"});
+    const nlohmann::json c = rounding_cost_json(*f.store, f.job).value();
+    EXPECT_EQ(c.at("wins").at("gptq").at("evaluated"), 87);
+    EXPECT_EQ(c.at("wins").at("gptq").at("better"), 87);
+    EXPECT_EQ(c.at("base_items"), 177);
+    EXPECT_EQ(c.at("alternative_items"), 348);
+    EXPECT_EQ(c.at("evaluated_alternatives"), 87);
+    EXPECT_DOUBLE_EQ(c.at("extra_seconds").get<double>(), 348 * 1.0 + 10 + 20);
+    EXPECT_DOUBLE_EQ(c.at("extra_ratio").get<double>(), (348 + 30) / (177 * 2.0));
+    EXPECT_NE(rounding_cost_summary(*f.store, f.job)
+                  .find("gptq measured below the base rounding in 87 of 87 evaluated items"),
+              std::string::npos);
+}

@@ -157,6 +157,21 @@ std::optional<json> rounding_cost_json(const jobs::Store& store, int64_t job_id)
     }
     for (const auto& m : store.measurements(job_id, "", metric::rounding_measured))
         n_evaluated += m.value > 0 ? 1 : 0;
+    // Per alternative rounding: evaluated items, and those below their base item's ΔKLD.
+    std::map<std::pair<std::string, std::string>, double> kld;
+    for (const auto& m : store.measurements(job_id, "", metric::kld_mean))
+        kld[{m.unit, m.type}] = m.value;
+    json wins = json::object();
+    for (const auto& [key, value] : kld) {
+        const auto rt = parse_rounded_type(key.second);
+        if (!rt || !rt->second) continue;
+        const auto base_item = kld.find({key.first, ggml_type_display_name(rt->first)});
+        if (base_item == kld.end()) continue;
+        json& w = wins[rounding_name(*rt->second)];
+        if (w.is_null()) w = {{"evaluated", 0}, {"better", 0}};
+        w["evaluated"] = w["evaluated"].get<int64_t>() + 1;
+        if (value < base_item->second) w["better"] = w["better"].get<int64_t>() + 1;
+    }
     const double extra =
         extra_items + c.value("proxy_seconds", 0.0) + c.value("hessian_seconds", 0.0);
     return json{{"base_seconds", base},
@@ -167,21 +182,34 @@ std::optional<json> rounding_cost_json(const jobs::Store& store, int64_t job_id)
                 {"proxy_seconds", c.value("proxy_seconds", 0.0)},
                 {"hessian_seconds", c.value("hessian_seconds", 0.0)},
                 {"extra_seconds", extra},
-                {"extra_ratio", base > 0 ? extra / base : 0.0}};
+                {"extra_ratio", base > 0 ? extra / base : 0.0},
+                {"wins", wins}};
 }
 
 std::string rounding_cost_summary(const jobs::Store& store, int64_t job_id) {
     const auto c = rounding_cost_json(store, job_id);
     if (!c) return "";
-    return fmt::format(
-        "rounding choice: {} of {} alternative items evaluated (the proxy said they can win); "
-        "extra cost {:.1f} s (Hessians {:.1f} s, proxies {:.1f} s, items {:.1f} s) = {:.2f} × "
-        "the base sweep's {:.1f} s ({} items and the reference pass)\n",
-        c->at("evaluated_alternatives").get<int64_t>(), c->at("alternative_items").get<int64_t>(),
-        c->at("extra_seconds").get<double>(), c->at("hessian_seconds").get<double>(),
-        c->at("proxy_seconds").get<double>(), c->at("alternative_item_seconds").get<double>(),
-        c->at("extra_ratio").get<double>(), c->at("base_seconds").get<double>(),
-        c->at("base_items").get<int64_t>());
+    std::string wins;
+    for (const auto& [rounding, w] : c->at("wins").items())
+        wins += fmt::format(
+            "rounding choice: {} measured below the base rounding in {} of {} evaluated items{}\n",
+            rounding, w.at("better").get<int64_t>(), w.at("evaluated").get<int64_t>(),
+            w.at("better") == w.at("evaluated")
+                ? " (everywhere it was tried: the global --gptq or --imatrix switch may serve "
+                  "as well)"
+                : "");
+    return wins +
+           fmt::format(
+               "rounding choice: {} of {} alternative items evaluated (the proxy said they can "
+               "win); "
+               "extra cost {:.1f} s (Hessians {:.1f} s, proxies {:.1f} s, items {:.1f} s) = {:.2f} "
+               "× "
+               "the base sweep's {:.1f} s ({} items and the reference pass)\n",
+               c->at("evaluated_alternatives").get<int64_t>(),
+               c->at("alternative_items").get<int64_t>(), c->at("extra_seconds").get<double>(),
+               c->at("hessian_seconds").get<double>(), c->at("proxy_seconds").get<double>(),
+               c->at("alternative_item_seconds").get<double>(), c->at("extra_ratio").get<double>(),
+               c->at("base_seconds").get<double>(), c->at("base_items").get<int64_t>());
 }
 
 }  // namespace quantlens
