@@ -193,11 +193,12 @@ TEST(CliQuantize, RecipeRoundingThatCannotBeDoneIsRefusedByTensor) {
     const auto write = [&](const std::string& rounding) {
         std::ofstream(recipe) << R"({"format": "quantlens-recipe", "version": 2,
             "default_type": "Q4_K", "tensors": {"blk.2.attn_v.weight": "Q6_K"},
-            "rounding": {"blk.2.attn_v.weight": ")" + rounding + R"("}})";
+            "rounding": {"blk.2.attn_v.weight": ")" +
+                                     rounding + R"("}})";
     };
     write("awq");
-    CliResult r = run_quiet("quantize " + model + " --recipe " + recipe.string() + " -o " +
-                            out.string());
+    CliResult r =
+        run_quiet("quantize " + model + " --recipe " + recipe.string() + " -o " + out.string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "blk.2.attn_v.weight") && contains(r.out, "unknown rounding"))
         << r.out;
@@ -208,4 +209,12 @@ TEST(CliQuantize, RecipeRoundingThatCannotBeDoneIsRefusedByTensor) {
                 contains(r.out, "--gptq TEXT"))
         << r.out;
     EXPECT_FALSE(fs::exists(out));
+    write("plain");  // can be done: --json says which tensor the recipe rounded how
+    r = run_quiet(
+        "quantize " + model + " --recipe " + recipe.string() + " --json -o " + out.string(), false);
+    ASSERT_EQ(r.code, 0) << r.out;
+    for (const auto& t : nlohmann::json::parse(r.out).at("tensors"))
+        EXPECT_EQ(t.at("rounding"), t.at("name") == "blk.2.attn_v.weight" ? nlohmann::json("plain")
+                                                                          : nlohmann::json(nullptr))
+            << t.at("name");
 }
