@@ -28,7 +28,7 @@ struct PlanArgs {
                                                         output, name;
     std::string export_llama, export_gptq, frontier_out, format = "ggml";
     double target_bpw = 0;
-    bool knee = false, json = false, force = false;
+    bool knee = false, json = false, force = false, no_rounding_choice = false;
     std::vector<std::string> pins;
     std::vector<std::string> ties;
 };
@@ -150,6 +150,7 @@ int run_plan(const PlanArgs& a) {
         req.pins.push_back({p.substr(0, eq), one_type(p.substr(eq + 1))});
     }
     req.ties = a.ties;
+    req.base_rounding_only = a.no_rounding_choice;
     // Every output is checked before the plan is computed and stored, so a refusal changes
     // nothing.
     const Overwrite ow = overwrite_if(a.force);
@@ -183,11 +184,24 @@ int run_plan(const PlanArgs& a) {
                           {"objective", a.objective},
                           {"interaction_factor", out.interaction_factor},
                           {"frontier", frontier}};
+    if (!r.rounding.empty()) {
+        nlohmann::json rounding = nlohmann::json::object();
+        for (const auto& [tensor, how] : r.rounding) rounding[tensor] = rounding_name(how);
+        art["rounding"] = rounding;
+    }
     store.put_artifact(a.job, {"plan:" + name, true, art.dump()});
 
     if (!a.output.empty()) save_recipe(r, a.output, ow);
     const GgmlType base = r.dominant_type();
     if (!a.export_llama.empty()) {
+        size_t not_imatrix = 0;
+        for (const auto& [tensor, how] : r.rounding) not_imatrix += how != Rounding::imatrix;
+        if (not_imatrix > 0)
+            fmt::print(stderr,
+                       "plan: note: llama-quantize rounds every tensor one way (with its "
+                       "--imatrix); {} tensor(s) this recipe rounds plainly or with GPTQ will "
+                       "not be written as planned by the export (use quantlens quantize)\n",
+                       not_imatrix);
         write_output_file(a.export_llama + ".tensor-types.txt", llama_cpp_tensor_type_file(r, base),
                           ow);
         write_output_file(
@@ -221,6 +235,8 @@ int run_plan(const PlanArgs& a) {
         r.budget_kind, a.metric, a.objective, r.predicted_size_bytes, r.predicted_size_bytes / 1e6,
         r.predicted_bpw, r.predicted_kld, mean_sum, out.interaction_factor,
         number_or_dash(r.predicted_kld_p99), number_or_dash(r.predicted_kld_p999), mix);
+    for (const std::string& note : r.notes)
+        if (note.rfind("rounding per tensor", 0) == 0) fmt::print("{}\n", note);
     if (a.objective == "p99")
         fmt::print(
             "objective p99: minimized Σ per-tensor Δp99 KLD = {:.6f} (× interaction {:.3f})\n",
@@ -261,6 +277,9 @@ QL_COMMAND(plan, PlanArgs,
     cmd.add_option("--tie", o->ties,
                    "REGEX: matching units of the same role take one type across layers, e.g. "
                    "'ffn_.*_exps' (repeatable)");
+    cmd.add_flag("--no-rounding-choice", o->no_rounding_choice,
+                 "On a sweep --rounding-choice job: only the base rounding's measurements (for "
+                 "comparison); the recipe then records no per-tensor rounding");
     cmd.add_option("-o,--output", o->output, "Recipe file (.json or .yaml)");
     cmd.add_option("--export-llama-cpp", o->export_llama,
                    "PREFIX: write PREFIX.tensor-types.txt and PREFIX.sh");

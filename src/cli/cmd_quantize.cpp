@@ -65,6 +65,8 @@ void print_json(const QuantizeResult& r) {
                                 {"bytes", t.bytes},
                                 {"imatrix", t.has_importance},
                                 {"gptq", t.gptq},
+                                {"rounding", t.rounding ? nlohmann::json(rounding_name(*t.rounding))
+                                                        : nlohmann::json(nullptr)},
                                 {"note", t.note}});
     fmt::print("{}\n", j.dump(2));
 }

@@ -27,7 +27,7 @@ GgmlType parse_type(const std::string& name, const std::string& path, const std:
 json to_json(const Recipe& r) {
     json j;
     j["format"] = "quantlens-recipe";
-    j["version"] = 1;
+    j["version"] = r.rounding.empty() ? 1 : kRecipeVersion;
     j["model"] = r.model;
     j["model_hash"] = r.model_hash;
     j["job_id"] = r.job_id;
@@ -42,6 +42,11 @@ json to_json(const Recipe& r) {
     json tensors = json::object();
     for (const auto& [name, type] : r.tensors) tensors[name] = ggml_type_display_name(type);
     j["tensors"] = tensors;
+    if (!r.rounding.empty()) {
+        json rounding = json::object();
+        for (const auto& [name, how] : r.rounding) rounding[name] = rounding_name(how);
+        j["rounding"] = rounding;
+    }
     j["notes"] = r.notes;
     if (r.is_gptq()) {
         json gt = json::object();
@@ -98,10 +103,19 @@ Recipe from_json(const json& j, const std::string& path) {
              "{}: recipe has no 'tensors' map (tensor name → type)", path);
     check_keys(j,
                {"format", "version", "model", "model_hash", "job_id", "metric", "objective",
-                "budget", "predicted", "default_type", "tensors", "notes", "gptq"},
+                "budget", "predicted", "default_type", "tensors", "rounding", "notes", "gptq"},
                path, "");
     QL_CHECK(string_field(j, "format", "quantlens-recipe", path) == "quantlens-recipe",
              "{}: 'format' must be \"quantlens-recipe\"", path);
+    if (j.contains("version") && !j["version"].is_null()) {
+        const auto& v = j["version"];
+        QL_CHECK(v.is_number_integer() && v.get<int64_t>() >= 1,
+                 "{}: 'version' must be a schema version (1 or 2), got {}", path, v.dump());
+        QL_CHECK(v.get<int64_t>() <= kRecipeVersion,
+                 "{}: recipe version {} is newer than this quantlens reads (at most {}); update "
+                 "quantlens",
+                 path, v.get<int64_t>(), kRecipeVersion);
+    }
     Recipe r;
     r.model = string_field(j, "model", "", path);
     r.model_hash = string_field(j, "model_hash", "", path);
@@ -149,6 +163,23 @@ Recipe from_json(const json& j, const std::string& path) {
                  name);
         r.tensors[name] = parse_type(value.get<std::string>(), path, name);
     }
+    if (j.contains("rounding") && !j["rounding"].is_null()) {
+        QL_CHECK(j["rounding"].is_object(),
+                 "{}: 'rounding' must be a map tensor name → plain, imatrix or gptq", path);
+        QL_CHECK(j["rounding"].size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
+                 kMaxRecipeTensors);
+        for (const auto& [name, value] : j["rounding"].items()) {
+            QL_CHECK(is_tensor_name(name), "{}: rounding: '{}' is not a tensor name", path,
+                     name.substr(0, 300));
+            const auto how =
+                value.is_string() ? rounding_from_name(value.get<std::string>()) : std::nullopt;
+            QL_CHECK(how.has_value(),
+                     "{}: tensor '{}': unknown rounding {} (expected \"plain\", \"imatrix\" or "
+                     "\"gptq\")",
+                     path, name, value.dump());
+            r.rounding[name] = *how;
+        }
+    }
     if (j.contains("gptq") && !j["gptq"].is_null()) {
         const auto& g = j["gptq"];
         QL_CHECK(g.is_object() && g.contains("tensors") && g["tensors"].is_object(),
@@ -176,6 +207,10 @@ Recipe from_json(const json& j, const std::string& path) {
         }
         QL_CHECK(r.tensors.empty() || r.gptq_tensors.empty(),
                  "{}: a recipe has ggml 'tensors' or GPTQ 'gptq.tensors', not both", path);
+        QL_CHECK(r.rounding.empty() || r.gptq_tensors.empty(),
+                 "{}: 'rounding' belongs to ggml 'tensors'; a GPTQ recipe's formats carry their "
+                 "own rounding",
+                 path);
     }
     if (j.contains("notes") && !j["notes"].is_null()) {
         QL_CHECK(j["notes"].is_array(), "{}: 'notes' must be a list of strings", path);
@@ -306,6 +341,24 @@ void emit_yaml(YAML::Emitter& out, const json& j) {
 }
 
 }  // namespace
+
+const char* rounding_name(Rounding rounding) {
+    switch (rounding) {
+        case Rounding::plain:
+            return "plain";
+        case Rounding::imatrix:
+            return "imatrix";
+        case Rounding::gptq:
+            return "gptq";
+    }
+    return "?";
+}
+
+std::optional<Rounding> rounding_from_name(std::string_view name) {
+    for (const Rounding r : {Rounding::plain, Rounding::imatrix, Rounding::gptq})
+        if (name == rounding_name(r)) return r;
+    return std::nullopt;
+}
 
 GgmlType Recipe::dominant_type() const {
     std::vector<GgmlType> types;

@@ -9,8 +9,13 @@
 //                   "kld_p99": 0.061, "kld_p999": 0.19},     // tails only when the sweep had them
 //     "default_type": "Q4_K",
 //     "tensors": {"blk.0.attn_q.weight": "Q5_K", ...},       // GGUF names
+//     "rounding": {"blk.0.attn_q.weight": "gptq", "output.weight": "plain", ...},  // v2
 //     "notes": ["blk.0.ffn_down.weight: Q4_K → Q5_0 (row 896 not a multiple of 256)"],
 //     "gptq": {"desc_act": false, "tensors": {"blk.0.attn_q.weight": "gptq4g128", ...}} }
+// Versions: 1 has no "rounding"; 2 adds it (written only when the map is not empty, so a
+// recipe without per-tensor rounding stays readable by older quantlens). A version above 2
+// is refused. "rounding" says how quantize rounds each named tensor (Rounding below); a
+// tensor it does not name follows quantize's --imatrix/--gptq switches, as in version 1.
 // A GPTQ recipe (`plan --format gptq`) has "gptq" and an empty "tensors": its formats are
 // GPTQ's own (core/gptq_format.h), exported by formats/gptq_config.h, never written as GGUF.
 // Exports: llama.cpp `--tensor-type` arguments and `--tensor-type-file` text with anchored,
@@ -21,7 +26,9 @@
 #include <cstdint>
 #include <limits>
 #include <map>
+#include <optional>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "core/ggml_type.h"
@@ -29,6 +36,17 @@
 #include "core/output_file.h"
 
 namespace quantlens {
+
+// How a tensor's weights are rounded to its type's grid (the bytes' format never changes):
+//   plain    the type's quantizer without importance weights;
+//   imatrix  the importance-weighted quantizer (quantize --imatrix; a tensor the imatrix has
+//            no entry for is rounded plainly, as llama-quantize does);
+//   gptq     GPTQ error feedback against the --gptq input Hessians (analysis/write/
+//            gptq_rounding.h), block parameters importance-weighted when an imatrix is given.
+enum class Rounding { plain, imatrix, gptq };
+inline constexpr int kRecipeVersion = 2;  // the newest schema this build reads and writes
+const char* rounding_name(Rounding rounding);
+std::optional<Rounding> rounding_from_name(std::string_view name);
 
 struct Recipe {
     std::string model;
@@ -47,6 +65,9 @@ struct Recipe {
     std::string objective = "mean";  // what the knapsack minimized: "mean" or "p99" KLD
     GgmlType default_type = GgmlType::Q4_K;
     std::map<std::string, GgmlType> tensors;  // GGUF name → type
+    // GGUF name → rounding (plan on a `sweep --rounding-choice` job); empty: the command line
+    // decides for every tensor.
+    std::map<std::string, Rounding> rounding;
     std::vector<std::string> notes;
     // GPTQ recipes only: the format of each Linear (GGUF name), and act order (desc_act).
     std::map<std::string, GptqFormat> gptq_tensors;

@@ -45,6 +45,9 @@ const std::vector<JobKindSpec>& job_kind_specs() {
                 {"no-uniform", V::flag, web},
                 {"bf16", V::flag, web},
                 {"gptq-act-order", V::flag, cli},
+                {"rounding-choice", V::flag, web},
+                {"rounding-margin", V::number, web},
+                {"rounding-share", V::number, web},
                 {"experts", V::flag, web},
                 {"expert-sample", V::number, web},
                 // A web job is always a new one in the server's own store.
@@ -76,6 +79,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
                 {"min-type", V::types, web},
                 {"max-type", V::types, web},
                 {"name", V::word, web},
+                {"no-rounding-choice", V::flag, web},
                 // Regexes, and files written beside the recipe: not from a web form.
                 {"pin", V::word, cli},
                 {"tie", V::word, cli},

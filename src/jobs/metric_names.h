@@ -28,5 +28,11 @@ inline constexpr const char* kld_p99 = "kld_p99";    // 99th percentile of per-t
 inline constexpr const char* kld_p999 = "kld_p999";  // 99.9th percentile
 // Expert units (sweep --experts): the share of routed token slots the expert received.
 inline constexpr const char* route_share = "route_share";
+// Alternative-rounding items of `sweep --rounding-choice` (analysis/sweep/rounding_choice.h):
+// the weight proxy of the item's rounding and of the base rounding, and whether it was
+// evaluated (1) or only proxied (0: no KLD is recorded).
+inline constexpr const char* rounding_proxy = "rounding_proxy";
+inline constexpr const char* rounding_proxy_base = "rounding_proxy_base";
+inline constexpr const char* rounding_measured = "rounding_measured";
 
 }  // namespace quantlens::metric

@@ -181,3 +181,40 @@ TEST(CliQuantize, GptqRoundsTheLinearsAndNamesWhatItDidNot) {
     EXPECT_TRUE(contains(r.out, "/nonexistent/calib.txt")) << r.out;
     EXPECT_FALSE(fs::exists(tmp("never.gguf")));
 }
+
+// A recipe's per-tensor rounding (schema version 2) is refused, naming the tensor, when its
+// name is unknown or when quantize lacks what it needs (GPTQ without --gptq TEXT); nothing is
+// written.
+TEST(CliQuantize, RecipeRoundingThatCannotBeDoneIsRefusedByTensor) {
+    const std::string model = shared_path("models/llama-8m");
+    const fs::path out = tmp("rounding.gguf");
+    fs::remove(out);
+    const fs::path recipe = tmp("rounding.json");
+    const auto write = [&](const std::string& rounding) {
+        std::ofstream(recipe) << R"({"format": "quantlens-recipe", "version": 2,
+            "default_type": "Q4_K", "tensors": {"blk.2.attn_v.weight": "Q6_K"},
+            "rounding": {"blk.2.attn_v.weight": ")" +
+                                     rounding + R"("}})";
+    };
+    write("awq");
+    CliResult r =
+        run_quiet("quantize " + model + " --recipe " + recipe.string() + " -o " + out.string());
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "blk.2.attn_v.weight") && contains(r.out, "unknown rounding"))
+        << r.out;
+    write("gptq");
+    r = run_quiet("quantize " + model + " --recipe " + recipe.string() + " -o " + out.string());
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_TRUE(contains(r.out, "blk.2.attn_v.weight: rounding gptq") &&
+                contains(r.out, "--gptq TEXT"))
+        << r.out;
+    EXPECT_FALSE(fs::exists(out));
+    write("plain");  // can be done: --json says which tensor the recipe rounded how
+    r = run_quiet(
+        "quantize " + model + " --recipe " + recipe.string() + " --json -o " + out.string(), false);
+    ASSERT_EQ(r.code, 0) << r.out;
+    for (const auto& t : nlohmann::json::parse(r.out).at("tensors"))
+        EXPECT_EQ(t.at("rounding"), t.at("name") == "blk.2.attn_v.weight" ? nlohmann::json("plain")
+                                                                          : nlohmann::json(nullptr))
+            << t.at("name");
+}

@@ -74,3 +74,56 @@ TEST(Recipe, BadInputIsAClearError) {
         EXPECT_NE(std::string(e.what()).find("blk.0.x"), std::string::npos);
     }
 }
+
+// Rounding per tensor (schema version 2): written only when some tensor has one, read back
+// exactly from JSON and YAML; a version-1 recipe (no "rounding") still reads, with none.
+TEST(Recipe, MixedRoundingRoundTripsAndOldRecipesStillRead) {
+    Recipe r = sample();
+    r.rounding = {{"blk.0.attn_q.weight", Rounding::gptq},
+                  {"blk.0.ffn_down.weight", Rounding::plain},
+                  {"output.weight", Rounding::imatrix}};
+    const std::string json = recipe_to_json(r);
+    EXPECT_NE(json.find("\"version\": 2"), std::string::npos) << json;
+    EXPECT_NE(json.find("\"blk.0.attn_q.weight\": \"gptq\""), std::string::npos) << json;
+    for (const std::string& text : {json, recipe_to_yaml(r)}) {
+        const Recipe back = parse_recipe(text, "mem");
+        EXPECT_EQ(back.rounding, r.rounding);
+        EXPECT_EQ(back.tensors, r.tensors);
+    }
+    // Without roundings the recipe stays version 1, which older quantlens reads.
+    const std::string v1 = recipe_to_json(sample());
+    EXPECT_NE(v1.find("\"version\": 1"), std::string::npos);
+    EXPECT_EQ(v1.find("rounding"), std::string::npos);
+    const Recipe old = parse_recipe(
+        R"({"format": "quantlens-recipe", "version": 1, "default_type": "Q4_K",
+            "tensors": {"blk.0.attn_q.weight": "Q5_K"}, "notes": []})",
+        "old.json");
+    EXPECT_TRUE(old.rounding.empty());
+    EXPECT_EQ(old.tensors.at("blk.0.attn_q.weight"), GgmlType::Q5_K);
+}
+
+// An Error whose message holds every one of `expected`.
+void expect_refused(const std::string& text, std::initializer_list<const char*> expected) {
+    try {
+        parse_recipe(text, "r.json");
+        FAIL() << "accepted: " << text;
+    } catch (const Error& e) {
+        for (const char* x : expected)
+            EXPECT_NE(std::string(e.what()).find(x), std::string::npos) << e.what();
+    }
+}
+
+TEST(Recipe, BadRoundingIsRefusedNamingTheTensor) {
+    expect_refused(
+        R"({"tensors": {"blk.3.ffn_up.weight": "Q4_K"}, "rounding": {"blk.3.ffn_up.weight": "awq"}})",
+        {"blk.3.ffn_up.weight", "unknown rounding \"awq\"", "plain"});
+    expect_refused(R"({"tensors": {}, "rounding": {"blk.3.ffn_up.weight": 2}})",
+                   {"blk.3.ffn_up.weight", "unknown rounding 2"});
+    expect_refused(R"({"tensors": {}, "rounding": ["gptq"]})", {"'rounding' must be a map"});
+    expect_refused(R"({"version": 3, "tensors": {}})", {"version 3 is newer"});
+    expect_refused(R"({"version": "2", "tensors": {}})", {"'version' must be"});
+    expect_refused(
+        R"({"tensors": {}, "rounding": {"blk.0.attn_q.weight": "gptq"},
+            "gptq": {"tensors": {"blk.0.attn_q.weight": "gptq4g128"}}})",
+        {"'rounding' belongs to ggml 'tensors'"});
+}

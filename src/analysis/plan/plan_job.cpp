@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "analysis/write/gguf_metadata.h"
+#include "analysis/write/rounding.h"
 #include "core/error.h"
 #include "formats/gguf.h"
 #include "jobs/metric_names.h"
@@ -291,6 +292,13 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         }
     }
 
+    // sweep --rounding-choice: bare types were measured at the base rounding, "<type>+<rounding>"
+    // items at the others; each unit's option at a type is its best measured rounding.
+    const bool rounding_choice = params.value("rounding_choice", false) && !req.base_rounding_only;
+    const Rounding base = base_rounding(!params.value("imatrix", std::string()).empty());
+    std::map<std::string, std::map<GgmlType, std::string>> item_of;  // sweep unit → type → item
+    std::map<std::string, std::vector<std::string>> tensors_of;      // sweep unit → tensors
+
     std::vector<bool> pin_matched(pin_res.size(), false);
     PlanProblem problem;
     problem.fixed_bytes = out.header_bytes + out.unquantized_bytes;
@@ -320,9 +328,16 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
                 pinned = req.pins[i].second;
                 pin_matched[i] = true;
             }
+        tensors_of[u.name] = members;
+        std::map<GgmlType, size_t> option_of;  // type → index in pu.options
+        // Bare names sort before "<type>+<rounding>": the base rounding wins a tie.
         for (const auto& [type_name, metrics] : m[u.name]) {
-            const auto t = ggml_type_from_name(type_name);
-            if (!t || !allowed_by(req.types, *t)) continue;
+            const auto rt = parse_rounded_type(type_name);
+            if (!rt || (rt->second && !rounding_choice)) continue;
+            const auto measured = metrics.find(metric::rounding_measured);
+            if (measured != metrics.end() && measured->second == 0) continue;  // proxy only
+            const std::optional<GgmlType> t = rt->first;
+            if (!allowed_by(req.types, *t)) continue;
             if (req.min_type && ggml_type_bpw(*t) < ggml_type_bpw(*req.min_type)) continue;
             if (req.max_type && ggml_type_bpw(*t) > ggml_type_bpw(*req.max_type)) continue;
             if (pinned && *t != *pinned) continue;
@@ -337,8 +352,18 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
                 if (it == metrics.end()) continue;  // not measured (yet)
                 e = it->second;
             }
-            pu.options.push_back(
-                {*t, unit_file_bytes(*t, metrics.at(metric::bytes)), std::max(e, 0.0)});
+            const PlanOption option{*t, unit_file_bytes(*t, metrics.at(metric::bytes)),
+                                    std::max(e, 0.0)};
+            const auto same_type = option_of.find(*t);
+            if (same_type == option_of.end()) {
+                option_of[*t] = pu.options.size();
+                pu.options.push_back(option);
+            } else if (option.error < pu.options[same_type->second].error) {
+                pu.options[same_type->second] = option;  // same bytes, less error
+            } else {
+                continue;
+            }
+            item_of[u.name][*t] = type_name;
         }
         QL_CHECK(!pu.options.empty(),
                  "plan: unit '{}' has no measured type allowed by the options{}", u.name,
@@ -401,10 +426,11 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     recipe.objective = req.objective;
     // Whatever drove the choice, its predicted KLD comes from the measured per-unit ΔKLD
     // (so a proxy-driven recipe is predicted on the same scale as a KLD-driven one).
-    std::vector<std::pair<std::string, std::string>> chosen;
+    std::vector<std::pair<std::string, std::string>> chosen;  // (sweep unit, measured item)
     for (size_t i = 0; i < problem.units.size(); ++i) {
-        const std::string type = ggml_type_display_name(problem.units[i].options[r.choice[i]].type);
-        for (const std::string& member : unit_members[i]) chosen.emplace_back(member, type);
+        const GgmlType type = problem.units[i].options[r.choice[i]].type;
+        for (const std::string& member : unit_members[i])
+            chosen.emplace_back(member, item_of[member][type]);
     }
     recipe.predicted_kld = predicted_kld(m, chosen, out.interaction_factor);
     recipe.predicted_kld_p99 =
@@ -413,10 +439,29 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
         predicted_kld(m, chosen, out.interaction_factor_p999, metric::kld_p999);
     for (size_t i = 0; i < problem.units.size(); ++i) {
         const GgmlType t = problem.units[i].options[r.choice[i]].type;
-        out.choices.push_back({problem.units[i].name, ggml_type_display_name(t)});
+        // A unit tied from several is shown by its type; its members' roundings may differ.
+        out.choices.push_back({problem.units[i].name, unit_members[i].size() == 1
+                                                          ? item_of[unit_members[i][0]][t]
+                                                          : ggml_type_display_name(t)});
         for (const auto& tensor : unit_tensors[i]) recipe.tensors[tensor] = t;
+        if (!rounding_choice || !ggml_type_info(t).quantized) continue;
+        for (const std::string& member : unit_members[i]) {
+            const auto rt = parse_rounded_type(item_of[member][t]);
+            for (const auto& tensor : tensors_of[member])
+                recipe.rounding[tensor] = rt->second.value_or(base);
+        }
     }
     recipe.default_type = recipe.dominant_type();
+    if (rounding_choice) {
+        std::map<Rounding, int> n;
+        for (const auto& [tensor, how] : recipe.rounding) ++n[how];
+        recipe.notes.push_back(fmt::format(
+            "rounding per tensor (sweep --rounding-choice, base {}): {} gptq, {} imatrix, {} "
+            "plain; quantize needs{}{}",
+            rounding_name(base), n[Rounding::gptq], n[Rounding::imatrix], n[Rounding::plain],
+            n[Rounding::imatrix] + n[Rounding::gptq] > 0 ? " --imatrix (the sweep's)" : "",
+            n[Rounding::gptq] > 0 ? " and --gptq TEXT (the sweep's calibration text)" : ""));
+    }
     if (req.metric == "kld" && !p99_objective && out.interaction_factor != 1.0)
         recipe.notes.push_back(fmt::format(
             "predicted KLD = Σ per-tensor ΔKLD ({:.6f}) × interaction factor {:.3f} fitted on the "

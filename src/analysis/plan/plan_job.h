@@ -13,7 +13,11 @@
 // proxy: each item's tail is its Δ quantile (the full model's KLD is 0), and the factor absorbs
 // how the tails of the mix combine, as measured on the uniform mixes. The objective
 // (`plan --objective mean|p99`) is what the knapsack minimizes: Σ per-tensor ΔKLD (mean) or
-// Σ per-tensor Δp99 KLD; every prediction is reported whichever drove the choice. Units of a
+// Σ per-tensor Δp99 KLD; every prediction is reported whichever drove the choice.
+// Rounding (a `sweep --rounding-choice` job, analysis/write/rounding.h): the knapsack's options
+// are (type × rounding) pairs; as every rounding of a type has the same bytes, each unit's
+// option at a type is its measured rounding of least error (the base rounding on a tie), and
+// the recipe records each tensor's rounding (formats/recipe.h). Units of a
 // sweep's --experts (one expert's slices) are never chosen: a GGUF stores a layer's experts in one
 // tensor of one type.
 #pragma once
@@ -61,6 +65,9 @@ struct PlanRequest : PlanTarget {
     // replaced by '*' ("blk.*.ffn_down_exps.weight"), and each group takes one type, its
     // options being the types every member was measured at (sizes and errors summed).
     std::vector<std::string> ties;
+    // On a `sweep --rounding-choice` job: plan over the base rounding's items only (the
+    // sweep's imatrix-only or plain plan, for comparison), and write no per-tensor rounding.
+    bool base_rounding_only = false;
 };
 
 struct PlanOutcome {

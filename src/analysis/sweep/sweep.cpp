@@ -18,10 +18,12 @@
 #include "analysis/measure/weight_metrics.h"
 #include "analysis/sweep/expert_units.h"
 #include "analysis/sweep/placement.h"
+#include "analysis/sweep/rounding_choice.h"
 #include "analysis/sweep/sweep_cpu.h"
 #include "analysis/sweep/sweep_shard.h"
 #include "analysis/write/gptq_formats.h"
 #include "analysis/write/gptq_rounding.h"
+#include "analysis/write/rounding.h"
 #ifdef QL_HAVE_CUDA
 #include "engine/cuda/cuda_sweep.h"
 #endif
@@ -103,6 +105,7 @@ struct SweepContext {
     std::vector<std::string> all_tensors;  // the "(all)" unit
     int64_t n_layers = 0;
     std::optional<RoutingCounter> routing;  // sweep --experts: the reference pass's routing
+    double hessian_seconds = 0;             // collecting the --gptq Hessians
 };
 
 // The tensor's imatrix entry for every stacked matrix ([n_mat][n_per_row]), as
@@ -145,10 +148,16 @@ void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErr
 // raise) at `base_type`, so weight metrics and bytes then cover the whole model.
 // A GPTQ-format item passes gptq_format (type is then unused): each tensor takes the values
 // its checkpoint decodes to (analysis/write/gptq_formats.h).
+// `rounding`: how the tensors are rounded (analysis/write/rounding.h); nullopt rounds as the
+// job's options say (importance with an imatrix, GPTQ where --gptq covers the tensor).
 jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& tensors,
                            GgmlType type, const std::vector<std::string>& base = {},
                            GgmlType base_type = GgmlType::F32,
-                           const GptqFormat* gptq_format = nullptr) {
+                           const GptqFormat* gptq_format = nullptr,
+                           std::optional<Rounding> rounding = std::nullopt) {
+    const Imatrix* job_imatrix = ctx.imatrix ? &*ctx.imatrix : nullptr;
+    const RoundingInputs in = rounding ? rounding_inputs(*rounding, job_imatrix, ctx.gptq.get())
+                                       : RoundingInputs{job_imatrix, ctx.gptq.get()};
     const auto t0 = std::chrono::steady_clock::now();
     jobs::Metrics m;
     WeightErrorAccumulator acc;
@@ -180,8 +189,10 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
         params += t.n_elements();
         fallbacks += written != to ? 1 : 0;
         // The backend's own kernel (with the tensor's importance, if any) unless a GPTQ
-        // Hessian rounds it: the GPU path then moves no tensor to or from the host.
-        if (!ctx.gptq) {
+        // Hessian rounds it: the GPU path then moves no tensor to or from the host. Its
+        // importance both rounds and weighs the error, so plain rounding beside an imatrix
+        // takes the host path.
+        if (!in.gptq && in.imatrix == job_imatrix) {
             const std::vector<float> importance = importance_of(ctx, t);
             if (const auto sums = ctx.backend->set_fake_quant_override(
                     name, written, importance, !importance.empty() && t.ne.size() < 3)) {
@@ -191,8 +202,7 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
             }
         }
         const std::vector<float> original = ctx.backend->original(name);
-        FakeQuantTensor q = fake_quant_tensor(
-            t, original, to, ctx.imatrix ? &*ctx.imatrix : nullptr, ctx.gptq.get());
+        FakeQuantTensor q = fake_quant_tensor(t, original, to, in.imatrix, in.gptq);
         const float* imp =
             ctx.imatrix && t.ne.size() < 3 ? ctx.imatrix->importance(name, t.n_per_row()) : nullptr;
         acc.merge(WeightErrorAccumulator::of(original.data(), q.values.data(), t.n_rows(),
@@ -368,10 +378,14 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
     check_sweep_backend(ctx.opt);  // again: a resumed job may meet another build
     if (!ctx.opt.gpu) ctx.engine = std::make_unique<Engine>(*ctx.model, eo);
     const GptqSettings gptq{ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks};
-    if (!ctx.opt.gptq_text.empty())
+    if (!ctx.opt.gptq_text.empty()) {
+        const auto t_h = std::chrono::steady_clock::now();
         ctx.gptq = ctx.opt.gpu
                        ? GptqRounding::on_gpu(*ctx.model, tokenizer, gptq, "sweep --gptq --gpu")
                        : std::make_unique<GptqRounding>(*ctx.engine, tokenizer, gptq);
+        ctx.hessian_seconds =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t_h).count();
+    }
     ctx.backend = make_sweep_backend(ctx);
     clock.lap("load the weights");
     const auto t_prep = std::chrono::steady_clock::now();
@@ -392,6 +406,13 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
 }
 
 jobs::Metrics measure_named(SweepContext& ctx, const std::string& unit, const std::string& type) {
+    if (ctx.opt.rounding_choice) {  // checked at creation: tensor granularity or coarser units
+        const auto rt = parse_rounded_type(type);
+        QL_CHECK(rt.has_value(), "sweep: '{}' is not a type or type+rounding", type);
+        const Rounding how = rt->second.value_or(base_rounding(ctx.imatrix.has_value()));
+        return measure_item(ctx, unit == kAllUnit ? ctx.all_tensors : ctx.units.at(unit).tensors,
+                            rt->first, {}, GgmlType::F32, nullptr, how);
+    }
     if (!ctx.opt.gptq_formats.empty()) {
         const auto f = gptq_format_from_name(type);
         QL_CHECK(f.has_value(), "GPTQ sweep: '{}' is not a GPTQ format", type);
@@ -543,6 +564,11 @@ json SweepOptions::to_json() const {
         j["experts"] = true;
         j["expert_sample"] = expert_sample;
     }
+    if (rounding_choice) {  // only then, so other jobs' parameters stay as they were
+        j["rounding_choice"] = true;
+        j["rounding_margin"] = rounding_margin;
+        j["rounding_share"] = rounding_share;
+    }
     return j;
 }
 
@@ -590,6 +616,9 @@ SweepOptions SweepOptions::from_json(const json& j) {
     }
     o.experts = j.value("experts", false);
     o.expert_sample = job_param_int(j, "expert_sample", 0);
+    o.rounding_choice = j.value("rounding_choice", false);
+    o.rounding_margin = j.value("rounding_margin", o.rounding_margin);
+    o.rounding_share = j.value("rounding_share", o.rounding_share);
     return o;
 }
 
@@ -686,6 +715,23 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
     } else {
         QL_CHECK(o.expert_sample == 0, "sweep: --expert-sample belongs to --experts");
     }
+    if (o.rounding_choice) {
+        QL_CHECK(!o.imatrix.empty() || !o.gptq_text.empty(),
+                 "sweep --rounding-choice: give --imatrix (plain rounding is then the "
+                 "alternative) and/or --gptq TEXT (GPTQ rounding); without them there is only "
+                 "plain rounding to measure");
+        QL_CHECK(!placement && !gptq_sweep && !o.experts && o.budget_seconds <= 0,
+                 "sweep --rounding-choice: not with --placement, --types gptq, --experts or "
+                 "--budget (it chooses among roundings of tensor, layer or class units)");
+        QL_CHECK(
+            std::isfinite(o.rounding_margin) && o.rounding_margin >= 0 && o.rounding_margin <= 10,
+            "sweep --rounding-margin {}: expected a fraction ≥ 0 (0.05: measure an "
+            "alternative whose proxy is within 5 % of the base rounding's or better)",
+            o.rounding_margin);
+        QL_CHECK(std::isfinite(o.rounding_share) && o.rounding_share >= 0 && o.rounding_share <= 1,
+                 "sweep --rounding-share {}: expected a fraction of the base items in [0, 1]",
+                 o.rounding_share);
+    }
     QL_CHECK(o.ctx >= 8, "sweep: --ctx {} is too short (at least 8 tokens)", o.ctx);
     QL_CHECK(o.n_tokens >= o.ctx,
              "sweep: --tokens {} is less than one context of {} tokens; the sweep measures whole "
@@ -749,6 +795,16 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
         for (auto t : o.types) items.push_back({kAllUnit, type_name(t)});
         for (const auto& f : o.gptq_formats) items.push_back({kAllUnit, gptq_format_name(f)});
     }
+    // The alternative roundings after every base item: a job stopped early has its base
+    // sweep. Which ones apply to a unit is known once the Hessians are (run_sweep).
+    if (o.rounding_choice)
+        for (const auto& u : sweep_units)
+            for (auto t : o.types) {
+                if (!o.imatrix.empty() && !quant_traits(t).needs_importance)
+                    items.push_back({u.name, rounded_type_name(t, Rounding::plain)});
+                if (!o.gptq_text.empty() && gptq_supports(t))
+                    items.push_back({u.name, rounded_type_name(t, Rounding::gptq)});
+            }
     store.add_units(id, units);
     store.add_work_items(id, items);
     store.put_artifact(id, {"model_info", true, model_info_json(*model).dump()});
@@ -811,6 +867,38 @@ bool run_sweep(jobs::Store& store, int64_t id) {
         store.put_artifact(id, {"proxy", true, pj.dump()});
     }
 
+    // --rounding-choice: which alternative roundings are evaluated (rounding_choice.h), decided
+    // when the first one comes up (after every base item) and kept, so that a resumed job
+    // evaluates the same ones.
+    RoundingDecisions roundings;
+    if (const auto art = store.get_artifact(id, "rounding_choice"))
+        roundings = rounding_decisions_from_json(json::parse(art->data));
+    const auto decide_roundings = [&] {
+        store.set_message(id, "rounding proxies");
+        const auto t0 = std::chrono::steady_clock::now();
+        std::map<std::string, std::vector<std::string>> unit_tensors;
+        for (const auto& [name, u] : ctx.units) unit_tensors[name] = u.tensors;
+        RoundingProxyInputs in;
+        in.model = ctx.model.get();
+        in.imatrix = ctx.imatrix ? &*ctx.imatrix : nullptr;
+        in.gptq = ctx.gptq.get();
+        in.original = [&](const std::string& name) { return ctx.backend->original(name); };
+        roundings = rounding_proxies(in, unit_tensors, store.work_items(id));
+        std::map<std::pair<std::string, std::string>, double> base_kld;
+        size_t n_base = 0;
+        for (const auto& item : store.work_items(id))
+            if (item.unit != kAllUnit && item.type.find('+') == std::string::npos) ++n_base;
+        for (const auto& m : store.measurements(id, "", metric::kld_mean))
+            if (m.type.find('+') == std::string::npos) base_kld[{m.unit, m.type}] = m.value;
+        const RoundingChoiceRule rule{ctx.opt.rounding_margin, ctx.opt.rounding_share};
+        choose_roundings(roundings, base_kld, n_base, rule);
+        const double proxy_s =
+            std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+        store.put_artifact(
+            id, {"rounding_choice", true,
+                 rounding_choice_json(roundings, rule, proxy_s, ctx.hessian_seconds).dump()});
+    };
+
     const jobs::ItemCounts counts = store.item_counts(id);
     Progress progress(fmt::format("sweep job {}", id),
                       counts.done + static_cast<int64_t>(pending.size()), "items");
@@ -826,12 +914,33 @@ bool run_sweep(jobs::Store& store, int64_t id) {
             return false;
         }
         store.set_message(id, fmt::format("{} × {}", item.unit, item.type));
-        const jobs::Metrics m = measure_named(ctx, item.unit, item.type);
+        if (ctx.opt.rounding_choice && roundings.empty() &&
+            item.type.find('+') != std::string::npos)
+            decide_roundings();
+        const auto decision = roundings.find({item.unit, item.type});
+        if (decision != roundings.end() && !decision->second.evaluate) {
+            // The proxy says this rounding cannot win: its proxies are the record.
+            store.record_item(id, item.unit, item.type,
+                              {{metric::rounding_proxy, decision->second.proxy},
+                               {metric::rounding_proxy_base, decision->second.proxy_base},
+                               {metric::rounding_measured, 0.0},
+                               {"seconds", 0.0}});
+            progress.advance();
+            continue;
+        }
+        jobs::Metrics m = measure_named(ctx, item.unit, item.type);
+        if (decision != roundings.end()) {
+            m[metric::rounding_proxy] = decision->second.proxy;
+            m[metric::rounding_proxy_base] = decision->second.proxy_base;
+            m[metric::rounding_measured] = 1.0;
+        }
         store.record_item(id, item.unit, item.type, m);
         progress.advance();
     }
     progress.finish();
     clock.lap("items");
+    if (const auto cost = rounding_cost_json(store, id))
+        store.put_artifact(id, {"rounding_cost", true, cost->dump()});
     return true;
 }
 
@@ -875,6 +984,8 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
                                   "bpw(all)", "Σ unit ΔKLD", "KLD (all)", "ratio", "p99 (all)",
                                   "p99.9 (all)", "most sensitive unit");
     for (auto& [type, units] : by) {
+        if (const auto rt = parse_rounded_type(type); rt && rt->second)
+            continue;  // --rounding-choice alternatives: counted in the cost line below
         double sum = 0, worst = -1;
         std::string worst_unit;
         for (auto& [unit, metrics] : units) {
@@ -909,6 +1020,7 @@ std::string sweep_summary(jobs::Store& store, int64_t id) {
         "Spearman rank correlation of the weight proxy with ΔKLD over {} items: {:.3f}\n",
         kld.size(), spearman(proxy, kld));
     out += expert_summary(by);
+    out += rounding_cost_summary(store, id);
     return out;
 }
 

@@ -26,6 +26,17 @@
 // tensors raised to the item's type while every other quantizable tensor is at the base type.
 // With `experts` (sweep --experts), per-expert units "blk.L.expert.E" are measured too, with
 // each expert's routing share (analysis/sweep/expert_units.h).
+// With `rounding_choice` (sweep --rounding-choice), the bare types are measured at the base
+// rounding (imatrix with --imatrix, else plain; GPTQ is then not applied to them) and each
+// (unit, type) has alternative items "<type>+plain" / "<type>+gptq" (analysis/write/rounding.h).
+// After the base items, the weight proxy (rounding.h: output error under the --gptq Hessian,
+// or under the imatrix) of every alternative is computed, and only those it says can win,
+// most promising first, are evaluated, at most rounding_share × the base items
+// (analysis/sweep/rounding_choice.h). The others are recorded with their proxies and
+// rounding_measured = 0. The decision (artifact "rounding_choice") and the extra cost against
+// the base sweep's
+// (artifact "rounding_cost": reference pass + base items vs Hessians + proxies + alternative
+// items, in seconds) are stored in the job and printed by the summary.
 #pragma once
 
 #include <cstdint>
@@ -90,6 +101,10 @@ struct SweepOptions {
     // expert of every MoE layer, or `expert_sample` of them per layer when > 0.
     bool experts = false;
     int64_t expert_sample = 0;
+    // Rounding as a per-item choice (above); needs imatrix and/or gptq_text.
+    bool rounding_choice = false;
+    double rounding_margin = 0.05;
+    double rounding_share = 0.5;
 
     // A job's parameters: to_json() is what the store keeps, from_json() the one place that
     // reads them back (the sweep, its summary and placement study, resume, MPI workers).

@@ -14,6 +14,7 @@
 #include <memory>
 #include <mutex>
 #include <string>
+#include <vector>
 
 #include "analysis/measure/hessian.h"
 #include "core/ggml_type.h"
@@ -57,6 +58,11 @@ class GptqRounding {
     // Hessian; act_order: columns in descending diag H (desc_act). w: out × in floats.
     // Requires has_hessian(). Thread-safe.
     bool has_hessian(const std::string& tensor) const { return hessians_.has(tensor); }
+    // The tensor's Σ xᵀx (n_per_row², row-major); the rounding proxy (rounding.h) weighs
+    // errors with it. Requires has_hessian().
+    std::vector<double> hessian(const std::string& tensor) const {
+        return hessians_.hessian(tensor);
+    }
     GptqPacked pack_format(const std::string& tensor, const GptqFormat& format, const float* w,
                            int64_t out, int64_t in, bool act_order) const;
 

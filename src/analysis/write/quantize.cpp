@@ -101,13 +101,16 @@ void produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q
     }
     const size_t mat_bytes =
         ggml_row_size(q.written, n_per_row) * static_cast<size_t>(rows_per_mat);
+    // The recipe's rounding, else the options' (resolve_tensor_types checked it can be done).
+    const bool weigh = !q.rounding || *q.rounding != Rounding::plain;
+    const bool use_gptq = !q.rounding || *q.rounding == Rounding::gptq;
     for (int64_t m = 0; m < n_mat; ++m) {
         const float* imp = nullptr;
-        if (options.imatrix && q.quantized && !is_float(q.written))
+        if (weigh && options.imatrix && q.quantized && !is_float(q.written))
             imp = options.imatrix->importance(src.name, n_per_row, n_mat, m);
         used_importance = used_importance || imp != nullptr;
         const float* w = x.data() + m * rows_per_mat * n_per_row;
-        if (options.gptq && q.quantized &&
+        if (use_gptq && options.gptq && q.quantized &&
             options.gptq->covers(src.name, static_cast<int64_t>(src.ne.size()), q.written)) {
             options.gptq->quantize(src.name, q.written, w, out.data() + m * mat_bytes, rows_per_mat,
                                    n_per_row, imp);
@@ -116,6 +119,26 @@ void produce(const Model& model, const TensorInfo& src, const QuantizedTensor& q
             quantize(q.written, w, out.data() + m * mat_bytes, rows_per_mat, n_per_row, imp);
         }
     }
+}
+
+// Why the recipe's rounding of `q` cannot be done with these options ("" when it can).
+std::string rounding_problem(const TensorInfo& t, const QuantizedTensor& q,
+                             const QuantizeOptions& options) {
+    switch (*q.rounding) {
+        case Rounding::plain:
+            return quant_traits(q.written).needs_importance
+                       ? "the type needs importance weights; plain rounding cannot write it"
+                       : "";
+        case Rounding::imatrix:
+            return options.imatrix ? "" : "needs an importance matrix (pass --imatrix)";
+        case Rounding::gptq:
+            if (!options.gptq) return "needs the GPTQ calibration text (pass --gptq TEXT)";
+            return options.gptq->covers(t.name, static_cast<int64_t>(t.ne.size()), q.written)
+                       ? ""
+                       : "GPTQ does not cover this tensor at this type (no matmul input "
+                         "Hessian, or a type outside Q8_0, Q2_K-Q6_K, IQ4_XS)";
+    }
+    return "";
 }
 
 }  // namespace
@@ -131,6 +154,8 @@ std::vector<QuantizedTensor> resolve_tensor_types(const Model& model, const Reci
     std::vector<std::string> missing;
     for (const auto& [name, type] : recipe.tensors)
         if (!model.find(name)) missing.push_back(name);
+    for (const auto& [name, how] : recipe.rounding)
+        if (!model.find(name) && !recipe.tensors.count(name)) missing.push_back(name);
     QL_CHECK(missing.empty(), "recipe names {} tensor(s) that {} does not have: {}", missing.size(),
              model.path(), name_list(missing));
 
@@ -158,6 +183,11 @@ std::vector<QuantizedTensor> resolve_tensor_types(const Model& model, const Reci
                     "(norm, bias or router; kept as {})",
                     t.name, type_name(q.requested), type_name(q.written)));
             q.requested = q.written;
+            if (recipe.rounding.count(t.name))
+                errors.push_back(fmt::format(
+                    "{}: the recipe gives it a rounding but llama.cpp does not quantize this "
+                    "tensor (norm, bias or router)",
+                    t.name));
             out.push_back(std::move(q));
             continue;
         }
@@ -197,6 +227,14 @@ std::vector<QuantizedTensor> resolve_tensor_types(const Model& model, const Reci
                     "for this tensor)",
                     t.name, type_name(q.written),
                     options.imatrix ? "the imatrix has none for it" : "no imatrix was given"));
+        }
+        if (const auto how = recipe.rounding.find(t.name);
+            how != recipe.rounding.end() && !is_float(q.written)) {
+            q.rounding = how->second;
+            if (const std::string why = rounding_problem(t, q, options); !why.empty())
+                errors.push_back(fmt::format("{}: rounding {} at {}: {}", t.name,
+                                             rounding_name(how->second), type_name(q.written),
+                                             why));
         }
         q.bytes = ggml_row_size(q.written, t.n_per_row()) * static_cast<uint64_t>(t.n_rows());
         out.push_back(std::move(q));

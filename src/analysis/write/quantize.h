@@ -15,7 +15,14 @@
 //    them. A type whose block does not divide a row length gets llama.cpp's fallback
 //    (quant.h fallback_type); every fallback is reported by tensor name in the result, or
 //    is an Error under options.strict.
+//  - Rounding per tensor (recipe.rounding, formats/recipe.h): plain, imatrix or gptq as the
+//    recipe names it, whatever else the options hold; a tensor it does not name is rounded
+//    as the options say (importance when options.imatrix has its entry, GPTQ where
+//    options.gptq covers it). A tensor written in float has no rounding to choose.
 //  - Bad input is an Error before any work: recipe tensors the model lacks (all named),
+//    a rounding the options cannot do (imatrix without options.imatrix, gptq without
+//    options.gptq or for a tensor/type GPTQ does not cover, plain for a type that needs
+//    importance), each naming the tensor,
 //    types we cannot write, quantized types on tensors llama.cpp keeps in float, types that
 //    need an imatrix without one, an existing output without options.force.
 //  - The file is written through OutputFile (core/output_file.h): on a write error (disk
@@ -69,6 +76,7 @@ struct QuantizedTensor {
     bool quantized = false;              // a weight llama.cpp quantizes (else kept in float)
     bool has_importance = false;         // imatrix weights were used
     bool gptq = false;                   // rounded with GPTQ
+    std::optional<Rounding> rounding;    // the recipe's choice; nullopt: the options decide
     uint64_t bytes = 0;                  // data bytes in the output
     std::string note;                    // fallback explanation, "" if none
 };
