@@ -345,15 +345,7 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
 
 }  // namespace
 
-void quantize_rows_iq1_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    require_importance(importance, "IQ1_S");
-    const IqGrid& grid = iq_grid(GridKind::Iq1s);
-    auto* y = static_cast<block_iq1_s*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq1_s_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
-}
+QL_IQ_QUANTIZE_ROWS(iq1_s, block_iq1_s, GridKind::Iq1s, "IQ1_S", quantize_iq1_s_block)
 
 // Mirrors ggml's dequantize_row_iq1_s.
 void dequantize_row_iq1_s(const void* src, float* y, int64_t n) {
@@ -376,15 +368,7 @@ void dequantize_row_iq1_s(const void* src, float* y, int64_t n) {
     }
 }
 
-void quantize_rows_iq1_m(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq1s);
-    auto* y = static_cast<block_iq1_m*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq1_m_block(grid, src + QK_K * ibl,
-                                 importance ? importance + QK_K * ibl : nullptr, y);
-}
+QL_IQ_QUANTIZE_ROWS(iq1_m, block_iq1_m, GridKind::Iq1s, nullptr, quantize_iq1_m_block)
 
 void dequantize_row_iq1_m(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq1_m*>(src);

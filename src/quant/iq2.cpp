@@ -284,15 +284,7 @@ float sign_of(uint8_t signs, int j) {
 }  // namespace
 
 // Mirrors ggml's quantize_iq2_xxs.
-void quantize_rows_iq2_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                           const float* importance) {
-    require_importance(importance, "IQ2_XXS");
-    const IqGrid& grid = iq_grid(GridKind::Iq2xxs);
-    auto* y = static_cast<block_iq2_xxs*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq2_xxs_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
-}
+QL_IQ_QUANTIZE_ROWS(iq2_xxs, block_iq2_xxs, GridKind::Iq2xxs, "IQ2_XXS", quantize_iq2_xxs_block)
 
 // Mirrors ggml's dequantize_row_iq2_xxs.
 void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
@@ -315,15 +307,7 @@ void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
 }
 
 // Mirrors ggml's quantize_iq2_xs.
-void quantize_rows_iq2_xs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                          const float* importance) {
-    require_importance(importance, "IQ2_XS");
-    const IqGrid& grid = iq_grid(GridKind::Iq2xs);
-    auto* y = static_cast<block_iq2_xs*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq2_16_block<false>(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
-}
+QL_IQ_QUANTIZE_ROWS(iq2_xs, block_iq2_xs, GridKind::Iq2xs, "IQ2_XS", quantize_iq2_16_block<false>)
 
 // Mirrors ggml's dequantize_row_iq2_xs.
 void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
@@ -345,15 +329,7 @@ void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
 }
 
 // Mirrors ggml's quantize_iq2_s (row loops as ggml's quantize_iq2_xxs / _xs).
-void quantize_rows_iq2_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq2s);
-    auto* y = static_cast<block_iq2_s*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq2_16_block<true>(grid, src + QK_K * ibl,
-                                        importance ? importance + QK_K * ibl : nullptr, y);
-}
+QL_IQ_QUANTIZE_ROWS(iq2_s, block_iq2_s, GridKind::Iq2s, nullptr, quantize_iq2_16_block<true>)
 
 // Mirrors ggml's dequantize_row_iq2_s.
 void dequantize_row_iq2_s(const void* src, float* y, int64_t n) {

@@ -245,15 +245,7 @@ float sign_of(uint8_t signs, int j) {
 }  // namespace
 
 // Mirrors ggml's quantize_iq3_xxs (row and block loops as ggml's, like quantize_rows_iq3_s).
-void quantize_rows_iq3_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                           const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq3xxs);
-    auto* y = static_cast<block_iq3_xxs*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq3_xxs_block(grid, src + QK_K * ibl,
-                                   importance ? importance + QK_K * ibl : nullptr, y);
-}
+QL_IQ_QUANTIZE_ROWS(iq3_xxs, block_iq3_xxs, GridKind::Iq3xxs, nullptr, quantize_iq3_xxs_block)
 
 // Mirrors ggml's dequantize_row_iq3_xxs.
 void dequantize_row_iq3_xxs(const void* src, float* y, int64_t n) {
@@ -283,15 +275,7 @@ void dequantize_row_iq3_xxs(const void* src, float* y, int64_t n) {
 }
 
 // Mirrors ggml's quantize_iq3_s.
-void quantize_rows_iq3_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq3s);
-    auto* y = static_cast<block_iq3_s*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq3_s_block(grid, src + QK_K * ibl,
-                                 importance ? importance + QK_K * ibl : nullptr, y);
-}
+QL_IQ_QUANTIZE_ROWS(iq3_s, block_iq3_s, GridKind::Iq3s, nullptr, quantize_iq3_s_block)
 
 void dequantize_row_iq3_s(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq3_s*>(src);
