@@ -36,9 +36,8 @@
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
 // Chunked against sequential delta rule, whole model: both accumulate in double and round
 // to float once, so the logits differ by float rounding of the layer outputs at most
@@ -47,7 +46,6 @@ namespace fs = std::filesystem;
 constexpr double kTwinRelTol = 1e-5;
 // Prefix-cached against recomputed ΔKLD (issue 24): the same arithmetic on the same inputs.
 constexpr double kPrefixCacheAbsTol = 1e-6;
-constexpr double kF16MaxKld = 1e-6;  // BF16 weights are exact in F16
 constexpr double kQ80MaxKld = 2e-3;  // Q8_0 on 64-wide rows of a tiny model
 
 const char* const kFixtures[] = {"qwen3-next", "qwen3.5", "qwen3.5-moe"};
@@ -239,9 +237,6 @@ std::string prepared_copy(const std::string& fixture) {
     return test_support::edited_copy(
         "deltanet-" + fixture, fixture, [](auto&) {}, true);
 }
-
-using test_support::mean_kld;
-using test_support::write_gguf;
 
 class DeltaNetGguf : public ::testing::TestWithParam<const char*> {};
 

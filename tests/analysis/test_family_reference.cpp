@@ -25,13 +25,11 @@
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
 constexpr double kMaxMeanKld = test_support::kFamilyMaxMeanKld;
 constexpr double kMaxAbsLogitDiff = test_support::kFamilyMaxAbsLogitDiff;
-constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 
 test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture,
                                       const std::string& variant = "") {

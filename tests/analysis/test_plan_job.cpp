@@ -26,9 +26,7 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens;
-using quantlens::test_support::fill_fake_sweep;
-using quantlens::test_support::fresh_dir;
-using quantlens::test_support::shared_dir;
+using namespace quantlens::test_support;
 
 namespace {
 

@@ -38,10 +38,6 @@ const std::string kPrecious = "precious bytes that must survive\n";
 using test_support::put;
 using test_support::slurp;
 
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
-}
-
 // Temporaries of any writer, ours (.qltmp.) or the old scheme's (.tmp).
 std::vector<std::string> temps(const fs::path& dir) {
     std::vector<std::string> out;

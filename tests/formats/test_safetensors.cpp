@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "formats/safetensors.h"
+#include "support/error_of.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -29,12 +30,7 @@ std::vector<uint8_t> image(const std::string& header, size_t data_bytes) {
 }
 
 std::string parse_error(const std::vector<uint8_t>& img) {
-    try {
-        SafetensorsModel::parse(img, "bad.safetensors");
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test_support::error_of([&] { SafetensorsModel::parse(img, "bad.safetensors"); });
 }
 
 const std::string kGood =

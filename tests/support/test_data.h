@@ -60,4 +60,19 @@ inline void put(const std::filesystem::path& p, const std::string& text) {
     std::ofstream(p, std::ios::binary) << text;
 }
 
+// QL_TEST_TMP/<test suite>-files/NAME, with the directory created; the file itself is left as
+// it is (a test removes what it must not find).
+inline std::filesystem::path suite_file(const std::string& name) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    const std::filesystem::path d =
+        std::filesystem::path(QL_TEST_TMP) /
+        (std::string(info ? info->test_suite_name() : "none") + "-files");
+    std::filesystem::create_directories(d);
+    return d / name;
+}
+
+inline bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
+}
+
 }  // namespace quantlens::test_support
