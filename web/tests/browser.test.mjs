@@ -23,20 +23,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { artifacts, launchChromium, quantlens, shared } from './browser_env.mjs';
 
-const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const build = path.resolve(repo, process.env.QL_BUILD_DIR || 'build');
-const shared = process.env.QUANTLENS_SHARED || path.resolve(repo, '../shared');
-const chromiumPath = process.env.QL_CHROMIUM || '/usr/bin/chromium';
-const artifacts = path.join(build, 'test-artifacts', 'browser');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ql-browser-'));
 const store = path.join(work, 'jobs.sqlite');
 const recipes = path.join(work, 'recipes');
 const model = path.join(shared, 'models', 'llama-8m');
 const evalText = path.join(shared, 'data', 'eval.txt');
 const calibText = path.join(shared, 'data', 'calib.txt');
-const quantlens = path.join(build, 'quantlens');
 
 // llama-8m: 8 layers × 7 matrices + token_embd + output quantizable tensors; the sweep also
 // measures the unit "(all)" (every tensor at the type at once) per type.
@@ -81,14 +75,7 @@ function onlyJob(kind) {
 }
 
 async function launch() {
-  // A fresh profile per run; flags keep chromium from calling home (updates, sync, QUIC probes).
-  return chromium.launchPersistentContext(fs.mkdtempSync(path.join(work, 'profile-')), {
-    executablePath: chromiumPath,
-    headless: true,
-    viewport: { width: 1400, height: 1000 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  return launchChromium(work);
 }
 
 // `quantlens serve` with its default job executable (itself), so jobs started from the app
