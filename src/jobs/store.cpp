@@ -296,6 +296,15 @@ Job Store::get_job(int64_t id) const {
     return impl_->read_job(id);
 }
 
+Job Store::get_job_of_kind(int64_t id, JobKind kind) const {
+    Job job = get_job(id);
+    const std::string_view want = kind_name(kind);
+    const bool vowel = want.find_first_of("aeiou") == 0;
+    QL_CHECK(job.kind == kind, "job {} is a {} job, not {} {}", id, kind_name(job.kind),
+             vowel ? "an" : "a", want);
+    return job;
+}
+
 std::optional<Job> Store::find_job(int64_t id) const {
     std::lock_guard lock(impl_->mutex);
     Stmt s(impl_->db, "SELECT 1 FROM jobs WHERE id=?");
