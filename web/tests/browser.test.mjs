@@ -23,7 +23,7 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { artifacts, launchChromium, quantlens, shared } from './browser_env.mjs';
+import { artifacts, checkReportOffline, launchChromium, quantlens, shared } from './browser_env.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ql-browser-'));
 const store = path.join(work, 'jobs.sqlite');
@@ -224,20 +224,8 @@ async function hoverAndCheck(page, unit, type) {
   assert.ok(want > 0 && Math.abs(value - want) / want < 1e-3, `hover shows ${value}, the store has ${want}`);
 }
 
-// Opens a report file with the network off; collects every non-file request and page error.
-async function openOffline(file) {
-  const page = await context.newPage();
-  const requests = [], errors = [];
-  page.on('request', (r) => { if (!/^(file|data|blob):/.test(r.url())) requests.push(r.url()); });
-  page.on('pageerror', (e) => errors.push(e.message));
-  await context.setOffline(true);  // and any request that is attempted is recorded above
-  await page.goto('file://' + file, { timeout: 90000 });
-  return { page, requests, errors };
-}
-
 test('report opens offline with one heatmap cell per measured (unit, type)', async () => {
-  const { page, requests, errors } = await openOffline(report);
-  try {
+  await checkReportOffline(context, report, 'report.png', async (page) => {
     await page.waitForSelector('#ql-heatmap .main-svg');
     const n = await heatmapCounts(page);
     assert.equal(n.units, shown.units);
@@ -277,18 +265,11 @@ test('report opens offline with one heatmap cell per measured (unit, type)', asy
     await page.selectOption('#ql-mode', 'layers');
     const rows = await page.evaluate(() => document.getElementById('ql-heatmap').data[0].y);
     assert.equal(rows.length, 11, rows.join());
-    await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
-    assert.deepEqual(errors, []);
-    assert.deepEqual(requests, [], 'the report made network requests');
-  } finally {
-    await context.setOffline(false);
-    await page.close();
-  }
+  });
 });
 
 test('calibrate job report opens offline and draws the calibration charts', async () => {
-  const { page, requests, errors } = await openOffline(calibReport);
-  try {
+  await checkReportOffline(context, calibReport, 'report-calibration.png', async (page) => {
     await page.waitForSelector('#ql-hockey .main-svg');
     await page.waitForSelector('#ql-surface .main-svg');
     await page.waitForSelector('#ql-kurtosis .main-svg');
@@ -302,13 +283,7 @@ test('calibrate job report opens offline and draws the calibration charts', asyn
     // No sweep cells: a note instead of an empty heatmap.
     assert.match(await page.textContent('#ql-no-cells'), /calibrate job has no sweep measurements/);
     assert.equal(await page.$('#ql-heatmap'), null);
-    await page.screenshot({ path: path.join(artifacts, 'report-calibration.png'), fullPage: true });
-    assert.deepEqual(errors, []);
-    assert.deepEqual(requests, [], 'the report made network requests');
-  } finally {
-    await context.setOffline(false);
-    await page.close();
-  }
+  });
 });
 
 test('app: heatmap, hover, edit and save a recipe, model tree', async () => {

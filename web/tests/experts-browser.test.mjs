@@ -10,7 +10,7 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { artifacts, launchChromium, quantlens, repo, shared } from './browser_env.mjs';
+import { artifacts, checkReportOffline, launchChromium, quantlens, repo, shared } from './browser_env.mjs';
 
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ql-experts-'));
 const store = path.join(work, 'jobs.sqlite');
@@ -46,13 +46,7 @@ after(async () => {
 test('report draws experts × layers beside routing share, one cell per stored row', async () => {
   const stored = data.units.filter((u) => u.role === 'expert');
   assert.equal(stored.length, LAYERS * EXPERTS);
-  const page = await context.newPage();
-  const errors = [], requests = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('request', (r) => { if (!/^(file|data|blob):/.test(r.url())) requests.push(r.url()); });
-  await context.setOffline(true);
-  try {
-    await page.goto('file://' + report, { timeout: 90000 });
+  await checkReportOffline(context, report, 'report-experts.png', async (page) => {
     await page.waitForSelector('#ql-experts-kld .main-svg');
     await page.waitForSelector('#ql-experts-share .main-svg');
     const drawn = await page.evaluate(() => {
@@ -72,11 +66,5 @@ test('report draws experts × layers beside routing share, one cell per stored r
     const cell = data.cells.find((c) => c.u === u && c.t === 0);
     const shown = await page.evaluate(() => document.getElementById('ql-experts-share').data[0].z[1][5]);
     assert.equal(shown, cell.m.route_share);
-    await page.screenshot({ path: path.join(artifacts, 'report-experts.png'), fullPage: true });
-    assert.deepEqual(errors, []);
-    assert.deepEqual(requests, [], 'the report made network requests');
-  } finally {
-    await context.setOffline(false);
-    await page.close();
-  }
+  });
 });
