@@ -9,7 +9,8 @@
 namespace quantlens {
 namespace {
 
-// Block layouts: see src/quant/blocks.h, where each is frozen with static_assert.
+// Block layouts: see src/quant/blocks.h, where each is frozen with static_assert. The last
+// column, where there is one, is the type's row_fallback.
 const std::vector<GgmlTypeInfo> kTypes = {
     {GgmlType::F32, "f32", 1, 4, false},
     {GgmlType::F16, "f16", 1, 2, false},
@@ -19,29 +20,29 @@ const std::vector<GgmlTypeInfo> kTypes = {
     {GgmlType::Q5_1, "q5_1", 32, 24, true},
     {GgmlType::Q8_0, "q8_0", 32, 34, true},
     {GgmlType::Q8_1, "q8_1", 32, 36, true},
-    {GgmlType::Q2_K, "q2_K", 256, 84, true},
-    {GgmlType::Q3_K, "q3_K", 256, 110, true},
-    {GgmlType::Q4_K, "q4_K", 256, 144, true},
-    {GgmlType::Q5_K, "q5_K", 256, 176, true},
-    {GgmlType::Q6_K, "q6_K", 256, 210, true},
+    {GgmlType::Q2_K, "q2_K", 256, 84, true, GgmlType::IQ4_NL},
+    {GgmlType::Q3_K, "q3_K", 256, 110, true, GgmlType::IQ4_NL},
+    {GgmlType::Q4_K, "q4_K", 256, 144, true, GgmlType::Q5_0},
+    {GgmlType::Q5_K, "q5_K", 256, 176, true, GgmlType::Q5_1},
+    {GgmlType::Q6_K, "q6_K", 256, 210, true, GgmlType::Q8_0},
     {GgmlType::Q8_K, "q8_K", 256, 292, true},
-    {GgmlType::IQ2_XXS, "iq2_xxs", 256, 66, true},
-    {GgmlType::IQ2_XS, "iq2_xs", 256, 74, true},
-    {GgmlType::IQ3_XXS, "iq3_xxs", 256, 98, true},
-    {GgmlType::IQ1_S, "iq1_s", 256, 50, true},
+    {GgmlType::IQ2_XXS, "iq2_xxs", 256, 66, true, GgmlType::IQ4_NL},
+    {GgmlType::IQ2_XS, "iq2_xs", 256, 74, true, GgmlType::IQ4_NL},
+    {GgmlType::IQ3_XXS, "iq3_xxs", 256, 98, true, GgmlType::IQ4_NL},
+    {GgmlType::IQ1_S, "iq1_s", 256, 50, true, GgmlType::IQ4_NL},
     {GgmlType::IQ4_NL, "iq4_nl", 32, 18, true},
-    {GgmlType::IQ3_S, "iq3_s", 256, 110, true},
-    {GgmlType::IQ2_S, "iq2_s", 256, 82, true},
-    {GgmlType::IQ4_XS, "iq4_xs", 256, 136, true},
+    {GgmlType::IQ3_S, "iq3_s", 256, 110, true, GgmlType::IQ4_NL},
+    {GgmlType::IQ2_S, "iq2_s", 256, 82, true, GgmlType::IQ4_NL},
+    {GgmlType::IQ4_XS, "iq4_xs", 256, 136, true, GgmlType::IQ4_NL},
     {GgmlType::I8, "i8", 1, 1, false},
     {GgmlType::I16, "i16", 1, 2, false},
     {GgmlType::I32, "i32", 1, 4, false},
     {GgmlType::I64, "i64", 1, 8, false},
     {GgmlType::F64, "f64", 1, 8, false},
-    {GgmlType::IQ1_M, "iq1_m", 256, 56, true},
+    {GgmlType::IQ1_M, "iq1_m", 256, 56, true, GgmlType::IQ4_NL},
     {GgmlType::BF16, "bf16", 1, 2, false},
-    {GgmlType::TQ1_0, "tq1_0", 256, 54, true},
-    {GgmlType::TQ2_0, "tq2_0", 256, 66, true},
+    {GgmlType::TQ1_0, "tq1_0", 256, 54, true, GgmlType::Q4_0},
+    {GgmlType::TQ2_0, "tq2_0", 256, 66, true, GgmlType::Q4_0},
     {GgmlType::MXFP4, "mxfp4", 32, 17, true},
     // Sizes inferred from golden-quants.gguf (bits per weight 4.5, 1.125, 2.25); the
     // quant module's static_asserts on the block structs are the authority.

@@ -1,7 +1,7 @@
-// The row loop every block format's quantize_rows_<t> (kernels.h) shares, and the macro that
-// defines such an entry point in one line. Rows of n_per_row weights are cut into blocks of
-// kWeights, quantized in order into consecutive Blocks (row-major, as ggml lays them out);
-// each block gets the importance of its own columns, or nullptr without an imatrix. The order
+// The row loops block formats' quantize_rows_<t> and dequantize_row_<t> (kernels.h) share,
+// and the macros that define such an entry point in one line. Rows of n_per_row weights are cut
+// into blocks of kWeights, quantized in order into consecutive Blocks (row-major, as ggml lays them
+// out); each block gets the importance of its own columns, or nullptr without an imatrix. The order
 // and the importance offsets are ggml's, which the golden-byte tests hold.
 #pragma once
 
@@ -21,6 +21,13 @@ void for_each_block(const float* src, void* dst, int64_t n_rows, int64_t n_per_r
                y[r * nb + b]);
 }
 
+// fn(const Block& x, float* y) writes one block's kWeights floats; n is a multiple of them.
+template <typename Block, int64_t kWeights, typename Fn>
+void for_each_block_out(const void* src, float* y, int64_t n, Fn fn) {
+    const auto* x = static_cast<const Block*>(src);
+    for (int64_t i = 0; i < n / kWeights; ++i) fn(x[i], y + i * kWeights);
+}
+
 }  // namespace quantlens::kernels
 
 // Defines kernels.h's quantize_rows_<t> as for_each_block over the block function given
@@ -29,4 +36,10 @@ void for_each_block(const float* src, void* dst, int64_t n_rows, int64_t n_per_r
     void quantize_rows_##t(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,     \
                            const float* importance) {                                          \
         for_each_block<Block, kWeights>(src, dst, n_rows, n_per_row, importance, __VA_ARGS__); \
+    }
+
+// Defines kernels.h's dequantize_row_<t> as for_each_block_out over the block function given.
+#define QL_DEQUANTIZE_ROW_BY_BLOCK(t, Block, kWeights, ...)          \
+    void dequantize_row_##t(const void* src, float* y, int64_t n) {  \
+        for_each_block_out<Block, kWeights>(src, y, n, __VA_ARGS__); \
     }
