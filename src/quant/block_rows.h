@@ -43,3 +43,8 @@ void for_each_block_out(const void* src, float* y, int64_t n, Fn fn) {
     void dequantize_row_##t(const void* src, float* y, int64_t n) {  \
         for_each_block_out<Block, kWeights>(src, y, n, __VA_ARGS__); \
     }
+
+// Both entry points of a format whose blocks need no more than the block functions.
+#define QL_BLOCK_KERNELS(t, Block, kWeights, quantize_block, dequantize_block) \
+    QL_QUANTIZE_ROWS_BY_BLOCK(t, Block, kWeights, quantize_block)              \
+    QL_DEQUANTIZE_ROW_BY_BLOCK(t, Block, kWeights, dequantize_block)

@@ -123,9 +123,7 @@ void nvfp4_dequantize(const block_nvfp4& x, float* y) {
 
 }  // namespace
 
-QL_QUANTIZE_ROWS_BY_BLOCK(mxfp4, block_mxfp4, QK_MXFP4, mxfp4_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(mxfp4, block_mxfp4, QK_MXFP4, mxfp4_dequantize)
-QL_QUANTIZE_ROWS_BY_BLOCK(nvfp4, block_nvfp4, QK_NVFP4, nvfp4_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(nvfp4, block_nvfp4, QK_NVFP4, nvfp4_dequantize)
+QL_BLOCK_KERNELS(mxfp4, block_mxfp4, QK_MXFP4, mxfp4_block, mxfp4_dequantize)
+QL_BLOCK_KERNELS(nvfp4, block_nvfp4, QK_NVFP4, nvfp4_block, nvfp4_dequantize)
 
 }  // namespace quantlens::kernels

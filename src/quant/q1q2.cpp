@@ -53,9 +53,7 @@ void q2_0_dequantize(const block_q2_0& x, float* y) {
 
 }  // namespace
 
-QL_QUANTIZE_ROWS_BY_BLOCK(q1_0, block_q1_0, QK1_0, q1_0_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(q1_0, block_q1_0, QK1_0, q1_0_dequantize)
-QL_QUANTIZE_ROWS_BY_BLOCK(q2_0, block_q2_0, QK2_0, q2_0_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(q2_0, block_q2_0, QK2_0, q2_0_dequantize)
+QL_BLOCK_KERNELS(q1_0, block_q1_0, QK1_0, q1_0_block, q1_0_dequantize)
+QL_BLOCK_KERNELS(q2_0, block_q2_0, QK2_0, q2_0_block, q2_0_dequantize)
 
 }  // namespace quantlens::kernels

@@ -111,9 +111,7 @@ void tq2_0_dequantize(const block_tq2_0& x, float* y) {
 
 }  // namespace
 
-QL_QUANTIZE_ROWS_BY_BLOCK(tq1_0, block_tq1_0, QK_K, tq1_0_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(tq1_0, block_tq1_0, QK_K, tq1_0_dequantize)
-QL_QUANTIZE_ROWS_BY_BLOCK(tq2_0, block_tq2_0, QK_K, tq2_0_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(tq2_0, block_tq2_0, QK_K, tq2_0_dequantize)
+QL_BLOCK_KERNELS(tq1_0, block_tq1_0, QK_K, tq1_0_block, tq1_0_dequantize)
+QL_BLOCK_KERNELS(tq2_0, block_tq2_0, QK_K, tq2_0_block, tq2_0_dequantize)
 
 }  // namespace quantlens::kernels
