@@ -32,6 +32,7 @@
 #include "engine/engine.h"
 #include "formats/gguf.h"
 #include "support/family_reference.h"
+#include "support/sweep_options.h"
 
 namespace quantlens {
 namespace {
@@ -131,12 +132,7 @@ TEST(DeltaNetSweep, PrefixCacheEqualsFullRecomputeForEveryItem) {
     if (!have("qwen3-next")) GTEST_SKIP() << "fixture not made";
     Progress::set_enabled(false);
     auto options = [](bool prefix) {
-        SweepOptions o;
-        o.model = fixture_dir("qwen3-next");
-        o.eval_text = test_support::shared_dir() + "/data/eval.txt";
-        o.n_tokens = 256;
-        o.ctx = 128;
-        o.types = {GgmlType::Q4_0};
+        SweepOptions o = eval_sweep(fixture_dir("qwen3-next"), 256, 128, {GgmlType::Q4_0});
         o.prefix_cache = prefix;
         return o;
     };

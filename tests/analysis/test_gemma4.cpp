@@ -28,6 +28,7 @@
 #include "engine/layers/gemma4_layer.h"
 #include "formats/gguf.h"
 #include "support/family_reference.h"
+#include "support/sweep_options.h"
 
 namespace quantlens {
 namespace {
@@ -145,12 +146,7 @@ TEST(Gemma4Kernels, RoutingRenormalizesTheTopKThenScales) {
 TEST(Gemma4Sweep, PrefixCacheEqualsFullRecompute) {
     for (const char* fixture : {"gemma4", "gemma4-moe"}) {
         SCOPED_TRACE(fixture);
-        SweepOptions o;
-        o.model = fixture_dir(fixture);
-        o.eval_text = test_support::shared_dir() + "/data/eval.txt";
-        o.ctx = 128;
-        o.n_tokens = 256;
-        o.types = {GgmlType::Q4_K};
+        SweepOptions o = eval_sweep(fixture_dir(fixture), 256, 128, {GgmlType::Q4_K});
         o.uniform = false;
         SweepOptions full = o;
         full.prefix_cache = false;
