@@ -31,8 +31,8 @@
 #include "core/progress.h"
 #include "engine/engine.h"
 #include "formats/gguf.h"
+#include "support/analysis_options.h"
 #include "support/family_reference.h"
-#include "support/sweep_options.h"
 
 namespace quantlens {
 namespace {

@@ -27,8 +27,8 @@
 #include "core/mmap_file.h"
 #include "engine/layers/gemma4_layer.h"
 #include "formats/gguf.h"
+#include "support/analysis_options.h"
 #include "support/family_reference.h"
-#include "support/sweep_options.h"
 
 namespace quantlens {
 namespace {

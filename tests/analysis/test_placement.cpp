@@ -21,7 +21,7 @@
 #include "jobs/runner.h"
 #include "jobs/store.h"
 #include "model/model.h"
-#include "support/sweep_options.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 namespace quantlens {

@@ -30,8 +30,8 @@
 #include "jobs/store.h"
 #include "model/imatrix_coverage.h"
 #include "model/model.h"
+#include "support/analysis_options.h"
 #include "support/family_reference.h"
-#include "support/sweep_options.h"
 #include "support/test_data.h"
 
 namespace quantlens {

@@ -15,7 +15,7 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
-#include "support/sweep_options.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 namespace quantlens {

@@ -21,7 +21,7 @@
 #include "jobs/merge.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
-#include "support/sweep_options.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 namespace quantlens {
