@@ -121,12 +121,7 @@ TEST_P(DeltaNetReference, EveryLayerMatchesTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DeltaNetReference, ::testing::ValuesIn(kFixtures),
-                         [](const auto& info) {
-                             std::string n = info.param;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             std::replace(n.begin(), n.end(), '.', '_');
-                             return n;
-                         });
+                         [](const auto& info) { return fixture_test_name(info.param); });
 
 TEST(DeltaNetSweep, PrefixCacheEqualsFullRecomputeForEveryItem) {
     if (!have("qwen3-next")) GTEST_SKIP() << "fixture not made";
@@ -309,12 +304,7 @@ TEST_P(DeltaNetGguf, NamesShapesKeysAndEvaluation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DeltaNetGguf, ::testing::ValuesIn(kFixtures),
-                         [](const auto& info) {
-                             std::string n = info.param;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             std::replace(n.begin(), n.end(), '.', '_');
-                             return n;
-                         });
+                         [](const auto& info) { return fixture_test_name(info.param); });
 
 TEST(DeltaNetRefusals, ByName) {
     if (!have("qwen3.5")) GTEST_SKIP() << "fixture not made";

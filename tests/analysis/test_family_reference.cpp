@@ -55,11 +55,7 @@ TEST_P(FamilyReference, MatchesTransformers) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyReference,
                          ::testing::Values("gemma3", "phi3-longrope", "llama2-sp",
                                            "mistral-metaspace"),
-                         [](const auto& info) {
-                             std::string n = info.param;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             return n;
-                         });
+                         [](const auto& info) { return fixture_test_name(info.param); });
 
 TEST(FamilyReference, Gemma2MatchesTransformersEager) {
     test_support::expect_matches_reference(fixture_dir("gemma2"), "gemma2",

@@ -42,11 +42,11 @@ inline std::string fresh_dir(const std::string& prefix) {
 }
 
 // A whole file's bytes ("" when it cannot be read), and writing them.
-// gtest's name for a parameter named after a fixture, which may not hold '-'
-// ("gptoss-mxfp4" → "gptoss_mxfp4").
+// gtest's name for a parameter named after a fixture, which may not hold '-' or '.'
+// ("gptoss-mxfp4" → "gptoss_mxfp4", "qwen3.5" → "qwen3_5").
 inline std::string fixture_test_name(std::string fixture) {
     for (char& ch : fixture)
-        if (ch == '-') ch = '_';
+        if (ch == '-' || ch == '.') ch = '_';
     return fixture;
 }
 
