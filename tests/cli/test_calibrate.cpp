@@ -18,7 +18,6 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens::cli_testing;
-using test_support::suite_file;
 
 TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
     const fs::path store = suite_file("jobs.sqlite"), dat = suite_file("llama.dat"),

@@ -18,7 +18,6 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens::cli_testing;
-using test_support::suite_file;
 
 TEST(CliQuantize, PresetQ4KMReproducesLlamaCpp) {
     const fs::path out = suite_file("llama-8m-Q4_K_M.gguf");

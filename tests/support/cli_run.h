@@ -22,6 +22,7 @@ using test_support::contains;
 using test_support::fresh_dir;
 using test_support::shared_dir;
 using test_support::shared_path;
+using test_support::suite_file;
 
 struct Result {
     int code = -1;    // exit status; -1 when the process did not exit normally
