@@ -46,7 +46,8 @@ int grid_index_of(const IqGrid& grid, const int8_t* L) {
 }
 
 // The 16-weight sub-block search shared by IQ2_XS and IQ2_S: 19 candidate ratios around
-// max/5, then the groups that were off the grid are re-snapped at the winning scale.
+// max/5, then the groups that were off the grid are re-snapped at the winning scale. Mirrors
+// ggml's loop (the 32-weight search of IQ2_XXS below is its twin there too, on purpose).
 float search16(const IqGrid& grid, const float* xval, const float* weight, const float* waux,
                float max, int8_t* L) {
     int8_t Laux[16];
