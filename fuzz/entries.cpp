@@ -71,15 +71,21 @@ bool gguf_entry(const uint8_t* data, size_t size) {
     }
 }
 
+namespace {
+// Every float tensor of `m` converted to F32, as a model load reads it.
+void convert_float_tensors(const SafetensorsModel& m) {
+    for (const auto& t : m.tensors()) {
+        if (t.dtype != StDtype::F32 && t.dtype != StDtype::F16 && t.dtype != StDtype::BF16)
+            continue;
+        std::vector<float> out(static_cast<size_t>(t.n_elements()));
+        SafetensorsModel::to_f32(t, out);
+    }
+}
+}  // namespace
+
 bool safetensors_entry(const uint8_t* data, size_t size) {
     try {
-        const SafetensorsModel m = SafetensorsModel::parse({data, size}, "fuzz.safetensors");
-        for (const auto& t : m.tensors()) {
-            if (t.dtype != StDtype::F32 && t.dtype != StDtype::F16 && t.dtype != StDtype::BF16)
-                continue;
-            std::vector<float> out(static_cast<size_t>(t.n_elements()));
-            SafetensorsModel::to_f32(t, out);
-        }
+        convert_float_tensors(SafetensorsModel::parse({data, size}, "fuzz.safetensors"));
         return true;
     } catch (const Error&) {
         return false;
@@ -182,13 +188,8 @@ bool st_index_entry(const uint8_t* data, size_t size) {
     }
     try {
         const SafetensorsModel m = SafetensorsModel::open(dir.string());
-        for (const auto& t : m.tensors()) {
-            QL_ASSERT(m.find(t.name) == &t);
-            if (t.dtype != StDtype::F32 && t.dtype != StDtype::F16 && t.dtype != StDtype::BF16)
-                continue;
-            std::vector<float> out(static_cast<size_t>(t.n_elements()));
-            SafetensorsModel::to_f32(t, out);
-        }
+        for (const auto& t : m.tensors()) QL_ASSERT(m.find(t.name) == &t);
+        convert_float_tensors(m);
         return true;
     } catch (const Error&) {
         return false;

@@ -42,14 +42,10 @@ bool is_number(const std::string& s) {
 
 std::vector<int> parse_bits(const std::string& list) {
     std::vector<int> out;
-    size_t start = 0;
-    while (start <= list.size()) {
-        const size_t comma = std::min(list.find(',', start), list.size());
-        const std::string t = list.substr(start, comma - start);
+    for (const std::string& t : split_commas(list)) {
         QL_CHECK(is_number(t) && std::stoi(t) >= 1 && std::stoi(t) <= 8,
                  "--bits: '{}' is not a bit width from 1 to 8", t);
         out.push_back(std::stoi(t));
-        start = comma + 1;
     }
     return out;
 }

@@ -79,17 +79,11 @@ int run_list(const JobsOptions& o) {
     JobFilter filter;
     if (!o.kind.empty()) {
         filter.kind = parse_kind(o.kind);
-        QL_CHECK(filter.kind,
-                 "jobs list: unknown kind '{}' (sweep, calibrate, eval, quantize, "
-                 "verify, compare, audit, plan)",
-                 o.kind);
+        QL_CHECK(filter.kind, "jobs list: unknown kind '{}' ({})", o.kind, kind_names());
     }
     if (!o.state.empty()) {
         filter.state = parse_state(o.state);
-        QL_CHECK(filter.state,
-                 "jobs list: unknown state '{}' (queued, running, paused, done, "
-                 "failed, cancelled)",
-                 o.state);
+        QL_CHECK(filter.state, "jobs list: unknown state '{}' ({})", o.state, state_names());
     }
     const auto jobs = store.list_jobs(filter);
     if (o.json) {

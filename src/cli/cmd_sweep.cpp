@@ -40,17 +40,9 @@ struct SweepArgs {
     SweepMpiArgs mpi;
 };
 
-double type_bits(GgmlType t) {
-    const auto& i = ggml_type_info(t);
-    return 8.0 * static_cast<double>(i.bytes_per_block) / static_cast<double>(i.block_size);
-}
-
 std::vector<int> parse_layer_counts(const std::string& list) {
     std::vector<int> out;
-    size_t pos = 0;
-    while (pos <= list.size()) {
-        const size_t comma = std::min(list.find(',', pos), list.size());
-        const std::string item = list.substr(pos, comma - pos);
+    for (const std::string& item : split_commas(list)) {
         size_t used = 0;
         int n = 0;
         try {
@@ -61,7 +53,6 @@ std::vector<int> parse_layer_counts(const std::string& list) {
         QL_CHECK(!item.empty() && used == item.size(),
                  "--placement-n '{}': '{}' is not a layer count (expected e.g. 1,2,4)", list, item);
         out.push_back(n);
-        pos = comma + 1;
     }
     return out;
 }
@@ -87,9 +78,9 @@ void apply_placement_args(const SweepArgs& a, SweepOptions& o) {
     if (!a.placement_n.empty()) o.placement_n = parse_layer_counts(a.placement_n);
     if (a.types.empty()) {  // the default sweep types with more bits than the base
         o.types.clear();
-        const double base_bits = type_bits(*t);
+        const double base_bits = ggml_type_bpw(*t);
         for (auto x : default_sweep_types())
-            if (type_bits(x) > base_bits) o.types.push_back(x);
+            if (ggml_type_bpw(x) > base_bits) o.types.push_back(x);
         QL_CHECK(!o.types.empty(),
                  "sweep --placement: no default type is above --base {}; "
                  "name the raised types with --types",

@@ -36,6 +36,10 @@ std::vector<CommandSpec>& command_registry();
 std::string invocation_line();
 void set_invocation(int argc, char** argv);  // main() only
 
+// The comma-separated items of an option's value ("1,2,4" → "1", "2", "4"); an empty item
+// stays, for the caller to refuse by name.
+std::vector<std::string> split_commas(const std::string& list);
+
 struct CommandRegistrar {
     CommandRegistrar(std::string name, std::string description, CommandSetup setup) {
         command_registry().push_back({std::move(name), std::move(description), std::move(setup)});

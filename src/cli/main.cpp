@@ -41,6 +41,17 @@ void set_invocation(int argc, char** argv) {
     invocation_args().assign(argv + 1, argv + argc);
 }
 
+std::vector<std::string> split_commas(const std::string& list) {
+    std::vector<std::string> items;
+    size_t pos = 0;
+    while (pos <= list.size()) {
+        const size_t comma = std::min(list.find(',', pos), list.size());
+        items.push_back(list.substr(pos, comma - pos));
+        pos = comma + 1;
+    }
+    return items;
+}
+
 std::string invocation_line() {
     std::string line = "quantlens";
     for (const auto& a : invocation_args()) line += " " + shell_quote(a);

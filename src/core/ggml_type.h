@@ -56,6 +56,10 @@ struct GgmlTypeInfo {
     int64_t block_size;  // weights per block
     size_t bytes_per_block;
     bool quantized;  // a block format (not a plain float/int type)
+    // What llama.cpp (llama-quant.cpp) writes instead when a row's length is not a multiple of
+    // block_size: a 32-weight block type of similar size, or F16 (quant/quant.h's
+    // fallback_type, which also falls to F16 when that one does not fit either).
+    GgmlType row_fallback = GgmlType::F16;
 };
 
 // Returns nullptr for an id that is not a known ggml type.

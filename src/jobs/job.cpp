@@ -22,7 +22,21 @@ std::optional<Enum> parse(const std::array<std::string_view, N>& names, std::str
     return std::nullopt;
 }
 
+template <size_t N>
+std::string joined(const std::array<std::string_view, N>& names) {
+    std::string out;
+    for (const std::string_view n : names) out += (out.empty() ? "" : ", ") + std::string(n);
+    return out;
+}
+
 }  // namespace
+
+std::string kind_names() {
+    return joined(kKindNames);
+}
+std::string state_names() {
+    return joined(kStateNames);
+}
 
 std::string_view kind_name(JobKind kind) {
     return kKindNames.at(static_cast<size_t>(kind));

@@ -38,6 +38,9 @@ std::string_view request_name(StopRequest request);
 std::optional<JobKind> parse_kind(std::string_view name);
 std::optional<JobState> parse_state(std::string_view name);
 std::optional<StopRequest> parse_request(std::string_view name);
+// Every kind's (state's) name in enum order, comma-separated, for a refusal to list.
+std::string kind_names();
+std::string state_names();
 
 // A terminal job never runs again (done, cancelled); failed can be retried.
 bool is_terminal(JobState state);

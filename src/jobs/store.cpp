@@ -296,6 +296,15 @@ Job Store::get_job(int64_t id) const {
     return impl_->read_job(id);
 }
 
+Job Store::get_job_of_kind(int64_t id, JobKind kind) const {
+    Job job = get_job(id);
+    const std::string_view want = kind_name(kind);
+    const bool vowel = want.find_first_of("aeiou") == 0;
+    QL_CHECK(job.kind == kind, "job {} is a {} job, not {} {}", id, kind_name(job.kind),
+             vowel ? "an" : "a", want);
+    return job;
+}
+
 std::optional<Job> Store::find_job(int64_t id) const {
     std::lock_guard lock(impl_->mutex);
     Stmt s(impl_->db, "SELECT 1 FROM jobs WHERE id=?");
@@ -460,52 +469,43 @@ void set_request(detail::Db& db, int64_t id, StopRequest request) {
 }  // namespace
 
 Job Store::pause(int64_t id) {
-    std::lock_guard lock(impl_->mutex);
-    Transaction t(impl_->db);
-    const Job job = impl_->read_job(id);
-    if (job.state == JobState::running && !job.interrupted) {
-        if (job.requested == StopRequest::none) set_request(impl_->db, id, StopRequest::pause);
-    } else if (job.state == JobState::queued || job.interrupted) {
-        write_transition(impl_->db, job, JobState::paused, "");
-    } else {
-        QL_CHECK(job.state == JobState::paused, "{}: job {} is {}; there is nothing to pause",
-                 path(), id, job.status());
-    }
-    t.commit();
-    return impl_->read_job(id);
+    return impl_->change_job(id, [&](const Job& job) {
+        if (job.state == JobState::running && !job.interrupted) {
+            if (job.requested == StopRequest::none) set_request(impl_->db, id, StopRequest::pause);
+        } else if (job.state == JobState::queued || job.interrupted) {
+            write_transition(impl_->db, job, JobState::paused, "");
+        } else {
+            QL_CHECK(job.state == JobState::paused, "{}: job {} is {}; there is nothing to pause",
+                     path(), id, job.status());
+        }
+    });
 }
 
 Job Store::cancel(int64_t id) {
-    std::lock_guard lock(impl_->mutex);
-    Transaction t(impl_->db);
-    const Job job = impl_->read_job(id);
-    if (job.state == JobState::running && !job.interrupted) {
-        set_request(impl_->db, id, StopRequest::cancel);
-    } else if (job.state != JobState::cancelled) {
-        QL_CHECK(job.state != JobState::done, "{}: job {} is already done; nothing to cancel",
-                 path(), id);
-        write_transition(impl_->db, job, JobState::cancelled, "");
-    }
-    t.commit();
-    return impl_->read_job(id);
+    return impl_->change_job(id, [&](const Job& job) {
+        if (job.state == JobState::running && !job.interrupted) {
+            set_request(impl_->db, id, StopRequest::cancel);
+        } else if (job.state != JobState::cancelled) {
+            QL_CHECK(job.state != JobState::done, "{}: job {} is already done; nothing to cancel",
+                     path(), id);
+            write_transition(impl_->db, job, JobState::cancelled, "");
+        }
+    });
 }
 
 Job Store::resume(int64_t id) {
-    std::lock_guard lock(impl_->mutex);
-    Transaction t(impl_->db);
-    const Job job = impl_->read_job(id);
-    if (job.state == JobState::running && !job.interrupted) {
-        // Taking back a pause that its process has not acted on yet.
-        QL_CHECK(job.requested == StopRequest::pause,
-                 "{}: job {} is already running (pid {} on {})", path(), id, job.pid, job.host);
-        set_request(impl_->db, id, StopRequest::none);
-    } else if (job.state != JobState::queued) {
-        QL_CHECK(!is_terminal(job.state), "{}: job {} is {}; it cannot be resumed", path(), id,
-                 job.status());
-        write_transition(impl_->db, job, JobState::queued, "");
-    }
-    t.commit();
-    return impl_->read_job(id);
+    return impl_->change_job(id, [&](const Job& job) {
+        if (job.state == JobState::running && !job.interrupted) {
+            // Taking back a pause that its process has not acted on yet.
+            QL_CHECK(job.requested == StopRequest::pause,
+                     "{}: job {} is already running (pid {} on {})", path(), id, job.pid, job.host);
+            set_request(impl_->db, id, StopRequest::none);
+        } else if (job.state != JobState::queued) {
+            QL_CHECK(!is_terminal(job.state), "{}: job {} is {}; it cannot be resumed", path(), id,
+                     job.status());
+            write_transition(impl_->db, job, JobState::queued, "");
+        }
+    });
 }
 
 void Store::remove(int64_t id, bool force) {

@@ -103,6 +103,9 @@ class Store {
     // ---- jobs ----
     int64_t create_job(const NewJob& job);  // state queued
     Job get_job(int64_t id) const;          // throws Error when the id does not exist
+    // get_job, refused by name unless the job is of `kind` ("job 3 is a sweep job, not an
+    // audit"): what a runner checks before it reads the job's parameters.
+    Job get_job_of_kind(int64_t id, JobKind kind) const;
     std::optional<Job> find_job(int64_t id) const;
     std::vector<Job> list_jobs(const JobFilter& filter = {}) const;  // by id
     // Replaces the job's parameters (e.g. a sweep that learns its type list late).

@@ -23,6 +23,17 @@ struct Store::Impl {
     // Throws Error "{path}: job {id} does not exist".
     void require_job(int64_t id) const;
     Job read_job(int64_t id) const;  // throws when missing
+
+    // Reads job ID and hands it to change(job) inside one transaction under the mutex;
+    // returns the job as it is once that is committed (pause, cancel and resume).
+    template <typename Change>
+    Job change_job(int64_t id, Change change) {
+        std::lock_guard lock(mutex);
+        detail::Transaction t(db);
+        change(read_job(id));
+        t.commit();
+        return read_job(id);
+    }
 };
 
 namespace detail {

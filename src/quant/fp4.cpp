@@ -3,6 +3,7 @@
 // one unsigned E4M3 scale per 16 weights (four per 64-weight block, no tensor-level scale).
 // Both pick the nearest code with the first minimum winning, as ggml's best_index_mxfp4.
 // Importance weights do not apply to either.
+#include "quant/block_rows.h"
 #include "quant/iq_common.h"
 #include "quant/kernels.h"
 #include "quant/tables_generated.h"
@@ -70,73 +71,59 @@ uint8_t float_to_ue4m3(float x) {
     return static_cast<uint8_t>((exp << 3) | man);
 }
 
+void mxfp4_block(const float* x, const float* /*importance: unused by ggml*/, block_mxfp4& y) {
+    float amax = 0.0f;
+    for (int j = 0; j < QK_MXFP4; j++) amax = std::max(amax, std::fabs(x[j]));
+    // Largest code is 6 (stored 12), so the exponent is floor(log2(amax)) - 2.
+    const uint8_t e = amax > 0.0f ? static_cast<uint8_t>(std::floor(std::log2(amax)) - 2 + 127) : 0;
+    const float d = e8m0_to_float_half(e);
+    y.e = e;
+    for (int j = 0; j < QK_MXFP4 / 2; ++j) {
+        const int x0 = best_fp4_index(x[j], d);
+        const int x1 = best_fp4_index(x[QK_MXFP4 / 2 + j], d);
+        y.qs[j] = static_cast<uint8_t>(x0 | (x1 << 4));
+    }
+}
+
+void mxfp4_dequantize(const block_mxfp4& x, float* y) {
+    const float d = e8m0_to_float_half(x.e);
+    for (int j = 0; j < QK_MXFP4 / 2; ++j) {
+        y[j] = tables::kvalues_fp4[x.qs[j] & 0x0F] * d;
+        y[j + QK_MXFP4 / 2] = tables::kvalues_fp4[x.qs[j] >> 4] * d;
+    }
+}
+
+void nvfp4_block(const float* x, const float* /*importance: unused by ggml*/, block_nvfp4& y) {
+    for (int s = 0; s < QK_NVFP4 / QK_NVFP4_SUB; s++) {
+        const float* xb = x + s * QK_NVFP4_SUB;
+        float amax = 0.0f;
+        for (int j = 0; j < QK_NVFP4_SUB; j++) amax = std::max(amax, std::fabs(xb[j]));
+        const uint8_t ue = float_to_ue4m3(amax / 6.0f);  // 6 = largest E2M1 value
+        y.d[s] = ue;
+        const float d = ue4m3_to_float_half(ue);
+        for (int j = 0; j < QK_NVFP4_SUB / 2; ++j) {
+            const int x0 = best_fp4_index(xb[j], d);
+            const int x1 = best_fp4_index(xb[QK_NVFP4_SUB / 2 + j], d);
+            y.qs[s * (QK_NVFP4_SUB / 2) + j] = static_cast<uint8_t>(x0 | (x1 << 4));
+        }
+    }
+}
+
+void nvfp4_dequantize(const block_nvfp4& x, float* y) {
+    for (int s = 0; s < QK_NVFP4 / QK_NVFP4_SUB; s++) {
+        const float d = ue4m3_to_float_half(x.d[s]);
+        float* yb = y + s * QK_NVFP4_SUB;
+        for (int j = 0; j < QK_NVFP4_SUB / 2; ++j) {
+            const uint8_t q = x.qs[s * (QK_NVFP4_SUB / 2) + j];
+            yb[j] = tables::kvalues_fp4[q & 0x0F] * d;
+            yb[j + QK_NVFP4_SUB / 2] = tables::kvalues_fp4[q >> 4] * d;
+        }
+    }
+}
+
 }  // namespace
 
-void quantize_rows_mxfp4(const float* x, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* /*importance: unused by ggml*/) {
-    auto* y = static_cast<block_mxfp4*>(dst);
-    const int64_t nb = n_rows * (n_per_row / QK_MXFP4);
-    for (int64_t i = 0; i < nb; i++, x += QK_MXFP4) {
-        float amax = 0.0f;
-        for (int j = 0; j < QK_MXFP4; j++) amax = std::max(amax, std::fabs(x[j]));
-        // Largest code is 6 (stored 12), so the exponent is floor(log2(amax)) - 2.
-        const uint8_t e =
-            amax > 0.0f ? static_cast<uint8_t>(std::floor(std::log2(amax)) - 2 + 127) : 0;
-        const float d = e8m0_to_float_half(e);
-        y[i].e = e;
-        for (int j = 0; j < QK_MXFP4 / 2; ++j) {
-            const int x0 = best_fp4_index(x[j], d);
-            const int x1 = best_fp4_index(x[QK_MXFP4 / 2 + j], d);
-            y[i].qs[j] = static_cast<uint8_t>(x0 | (x1 << 4));
-        }
-    }
-}
-
-void dequantize_row_mxfp4(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_mxfp4*>(src);
-    for (int64_t i = 0; i < n / QK_MXFP4; i++, y += QK_MXFP4) {
-        const float d = e8m0_to_float_half(x[i].e);
-        for (int j = 0; j < QK_MXFP4 / 2; ++j) {
-            y[j] = tables::kvalues_fp4[x[i].qs[j] & 0x0F] * d;
-            y[j + QK_MXFP4 / 2] = tables::kvalues_fp4[x[i].qs[j] >> 4] * d;
-        }
-    }
-}
-
-void quantize_rows_nvfp4(const float* x, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* /*importance: unused by ggml*/) {
-    auto* y = static_cast<block_nvfp4*>(dst);
-    const int64_t nb = n_rows * (n_per_row / QK_NVFP4);
-    for (int64_t i = 0; i < nb; i++) {
-        for (int s = 0; s < QK_NVFP4 / QK_NVFP4_SUB; s++) {
-            const float* xb = x + i * QK_NVFP4 + s * QK_NVFP4_SUB;
-            float amax = 0.0f;
-            for (int j = 0; j < QK_NVFP4_SUB; j++) amax = std::max(amax, std::fabs(xb[j]));
-            const uint8_t ue = float_to_ue4m3(amax / 6.0f);  // 6 = largest E2M1 value
-            y[i].d[s] = ue;
-            const float d = ue4m3_to_float_half(ue);
-            for (int j = 0; j < QK_NVFP4_SUB / 2; ++j) {
-                const int x0 = best_fp4_index(xb[j], d);
-                const int x1 = best_fp4_index(xb[QK_NVFP4_SUB / 2 + j], d);
-                y[i].qs[s * (QK_NVFP4_SUB / 2) + j] = static_cast<uint8_t>(x0 | (x1 << 4));
-            }
-        }
-    }
-}
-
-void dequantize_row_nvfp4(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_nvfp4*>(src);
-    for (int64_t i = 0; i < n / QK_NVFP4; i++) {
-        for (int s = 0; s < QK_NVFP4 / QK_NVFP4_SUB; s++) {
-            const float d = ue4m3_to_float_half(x[i].d[s]);
-            float* yb = y + i * QK_NVFP4 + s * QK_NVFP4_SUB;
-            for (int j = 0; j < QK_NVFP4_SUB / 2; ++j) {
-                const uint8_t q = x[i].qs[s * (QK_NVFP4_SUB / 2) + j];
-                yb[j] = tables::kvalues_fp4[q & 0x0F] * d;
-                yb[j + QK_NVFP4_SUB / 2] = tables::kvalues_fp4[q >> 4] * d;
-            }
-        }
-    }
-}
+QL_BLOCK_KERNELS(mxfp4, block_mxfp4, QK_MXFP4, mxfp4_block, mxfp4_dequantize)
+QL_BLOCK_KERNELS(nvfp4, block_nvfp4, QK_NVFP4, nvfp4_block, nvfp4_dequantize)
 
 }  // namespace quantlens::kernels

@@ -77,15 +77,26 @@ int q3_K_scale(const uint8_t* scales, int j) {
     return (low | (high << 4)) - 32;
 }
 
-void decode_k4(const uint8_t* scales, half d_bits, half dmin_bits, BlockGrid& g) {
-    const float dall = f16_to_f32(d_bits);
-    const float dmin = f16_to_f32(dmin_bits);
+// Q4_K's grid and low nibbles; Q5_K has the same layout plus a fifth bit per weight (qh).
+template <typename Block>
+void decode_k4(const Block& b, BlockGrid& g) {
+    const float dall = f16_to_f32(b.d);
+    const float dmin = f16_to_f32(b.dmin);
     for (int j = 0; j < QK_K / 32; ++j) {
         uint8_t sc, m;
-        get_scale_min_k4(j, scales, &sc, &m);
+        get_scale_min_k4(j, b.scales, &sc, &m);
         g.step[j] = dall * sc;
         g.min[j] = dmin * m;
     }
+    unpack_nibbles(b.qs, g.code);
+}
+
+// The block at `blk` (which need not be aligned), as a Block.
+template <typename Block>
+Block read_block(const uint8_t* blk) {
+    Block b;
+    std::memcpy(&b, blk, sizeof b);
+    return b;
 }
 
 }  // namespace
@@ -100,8 +111,7 @@ void decode(const GridFormat& f, const uint8_t* blk, const float* x, BlockGrid& 
     std::memset(g.min, 0, sizeof g.min);
     switch (f.type) {
         case GgmlType::Q8_0: {
-            block_q8_0 b;
-            std::memcpy(&b, blk, sizeof b);
+            const auto b = read_block<block_q8_0>(blk);
             // As legacy.cpp's q8_0_block: codes are rounded against amax/127 in float.
             float amax = 0.0f;
             for (int j = 0; j < QK8_0; ++j) amax = amax > std::fabs(x[j]) ? amax : std::fabs(x[j]);
@@ -112,8 +122,7 @@ void decode(const GridFormat& f, const uint8_t* blk, const float* x, BlockGrid& 
             return;
         }
         case GgmlType::Q2_K: {
-            block_q2_K b;
-            std::memcpy(&b, blk, sizeof b);
+            const auto b = read_block<block_q2_K>(blk);
             const float dall = f16_to_f32(b.d);
             const float dmin = f16_to_f32(b.dmin);
             for (int j = 0; j < QK_K / 16; ++j) {
@@ -124,8 +133,7 @@ void decode(const GridFormat& f, const uint8_t* blk, const float* x, BlockGrid& 
             return;
         }
         case GgmlType::Q3_K: {
-            block_q3_K b;
-            std::memcpy(&b, blk, sizeof b);
+            const auto b = read_block<block_q3_K>(blk);
             const float dall = f16_to_f32(b.d);
             for (int j = 0; j < QK_K / 16; ++j)
                 g.step[j] = dall * static_cast<int8_t>(q3_K_scale(b.scales, j));
@@ -134,18 +142,12 @@ void decode(const GridFormat& f, const uint8_t* blk, const float* x, BlockGrid& 
                 if (b.hmask[j % 32] & (1u << (j / 32))) g.code[j] += 4;
             return;
         }
-        case GgmlType::Q4_K: {
-            block_q4_K b;
-            std::memcpy(&b, blk, sizeof b);
-            decode_k4(b.scales, b.d, b.dmin, g);
-            unpack_nibbles(b.qs, g.code);
+        case GgmlType::Q4_K:
+            decode_k4(read_block<block_q4_K>(blk), g);
             return;
-        }
         case GgmlType::Q5_K: {
-            block_q5_K b;
-            std::memcpy(&b, blk, sizeof b);
-            decode_k4(b.scales, b.d, b.dmin, g);
-            unpack_nibbles(b.qs, g.code);
+            const auto b = read_block<block_q5_K>(blk);
+            decode_k4(b, g);
             for (int c = 0; c < 4; ++c)
                 for (int l = 0; l < 32; ++l) {
                     if (b.qh[l] & (1u << (2 * c))) g.code[64 * c + l] += 16;
@@ -154,8 +156,7 @@ void decode(const GridFormat& f, const uint8_t* blk, const float* x, BlockGrid& 
             return;
         }
         case GgmlType::Q6_K: {
-            block_q6_K b;
-            std::memcpy(&b, blk, sizeof b);
+            const auto b = read_block<block_q6_K>(blk);
             const float dall = f16_to_f32(b.d);
             for (int j = 0; j < QK_K / 16; ++j) g.step[j] = dall * b.scales[j];
             for (int h = 0; h < 2; ++h) {
@@ -173,8 +174,7 @@ void decode(const GridFormat& f, const uint8_t* blk, const float* x, BlockGrid& 
             return;
         }
         case GgmlType::IQ4_XS: {
-            block_iq4_xs b;
-            std::memcpy(&b, blk, sizeof b);
+            const auto b = read_block<block_iq4_xs>(blk);
             const float d = f16_to_f32(b.d);
             for (int ib = 0; ib < QK_K / 32; ++ib) {
                 const int ls = ((b.scales_l[ib / 2] >> (4 * (ib % 2))) & 0xF) |

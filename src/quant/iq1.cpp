@@ -343,77 +343,58 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
     std::memcpy(y->scales, sc, sizeof sc);
 }
 
+// Mirrors ggml's dequantize_row_iq1_s.
+void iq1_s_dequantize(const block_iq1_s& x, float* y) {
+    const float d = from_half(x.d);
+    const uint8_t* qs = x.qs;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const uint16_t qh = x.qh[ib];
+        const float dl = d * (2 * ((qh >> 12) & 7) + 1);
+        const float delta = qh & 0x8000 ? -kIq1Delta : kIq1Delta;
+        for (int l = 0; l < 4; ++l) {
+            const auto* grid = reinterpret_cast<const int8_t*>(
+                tables::iq1s_grid + (qs[l] | (((qh >> 3 * l) & 7) << 8)));
+            for (int j = 0; j < 8; ++j) y[j] = dl * (grid[j] + delta);
+            y += 8;
+        }
+        qs += 4;
+    }
+}
+
+void iq1_m_dequantize(const block_iq1_m& x, float* y) {
+    uint16_t sc[4];
+    std::memcpy(sc, x.scales, sizeof sc);
+    const uint16_t s16 = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                               ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+    const float d = from_half(s16);
+    const uint8_t* qs = x.qs;
+    const uint8_t* qh = x.qh;
+    for (int ib = 0; ib < QK_K / 32; ++ib) {
+        const float dl1 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 0x7) + 1);
+        const float dl2 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 0x7) + 1);
+        const int idx[4] = {qs[0] | ((qh[0] << 8) & 0x700), qs[1] | ((qh[0] << 4) & 0x700),
+                            qs[2] | ((qh[1] << 8) & 0x700), qs[3] | ((qh[1] << 4) & 0x700)};
+        const float delta[4] = {
+            qh[0] & 0x08 ? -kIq1Delta : kIq1Delta, qh[0] & 0x80 ? -kIq1Delta : kIq1Delta,
+            qh[1] & 0x08 ? -kIq1Delta : kIq1Delta, qh[1] & 0x80 ? -kIq1Delta : kIq1Delta};
+        for (int l = 0; l < 4; ++l) {
+            const auto* grid = reinterpret_cast<const int8_t*>(tables::iq1s_grid + idx[l]);
+            const float dl = l < 2 ? dl1 : dl2;
+            for (int j = 0; j < 8; ++j) y[j] = dl * (grid[j] + delta[l]);
+            y += 8;
+        }
+        qs += 4;
+        qh += 2;
+    }
+}
+
 }  // namespace
 
-void quantize_rows_iq1_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    require_importance(importance, "IQ1_S");
-    const IqGrid& grid = iq_grid(GridKind::Iq1s);
-    auto* y = static_cast<block_iq1_s*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq1_s_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
-}
+// ---- kernels.h entry points: ggml's quantize_<t> and dequantize_row_<t> ----
 
-// Mirrors ggml's dequantize_row_iq1_s.
-void dequantize_row_iq1_s(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_iq1_s*>(src);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = from_half(x[i].d);
-        const uint8_t* qs = x[i].qs;
-        for (int ib = 0; ib < QK_K / 32; ++ib) {
-            const uint16_t qh = x[i].qh[ib];
-            const float dl = d * (2 * ((qh >> 12) & 7) + 1);
-            const float delta = qh & 0x8000 ? -kIq1Delta : kIq1Delta;
-            for (int l = 0; l < 4; ++l) {
-                const auto* grid = reinterpret_cast<const int8_t*>(
-                    tables::iq1s_grid + (qs[l] | (((qh >> 3 * l) & 7) << 8)));
-                for (int j = 0; j < 8; ++j) y[j] = dl * (grid[j] + delta);
-                y += 8;
-            }
-            qs += 4;
-        }
-    }
-}
-
-void quantize_rows_iq1_m(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq1s);
-    auto* y = static_cast<block_iq1_m*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq1_m_block(grid, src + QK_K * ibl,
-                                 importance ? importance + QK_K * ibl : nullptr, y);
-}
-
-void dequantize_row_iq1_m(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_iq1_m*>(src);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        uint16_t sc[4];
-        std::memcpy(sc, x[i].scales, sizeof sc);
-        const uint16_t s16 = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
-                                                   ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
-        const float d = from_half(s16);
-        const uint8_t* qs = x[i].qs;
-        const uint8_t* qh = x[i].qh;
-        for (int ib = 0; ib < QK_K / 32; ++ib) {
-            const float dl1 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2))) & 0x7) + 1);
-            const float dl2 = d * (2 * ((sc[ib / 2] >> (6 * (ib % 2) + 3)) & 0x7) + 1);
-            const int idx[4] = {qs[0] | ((qh[0] << 8) & 0x700), qs[1] | ((qh[0] << 4) & 0x700),
-                                qs[2] | ((qh[1] << 8) & 0x700), qs[3] | ((qh[1] << 4) & 0x700)};
-            const float delta[4] = {
-                qh[0] & 0x08 ? -kIq1Delta : kIq1Delta, qh[0] & 0x80 ? -kIq1Delta : kIq1Delta,
-                qh[1] & 0x08 ? -kIq1Delta : kIq1Delta, qh[1] & 0x80 ? -kIq1Delta : kIq1Delta};
-            for (int l = 0; l < 4; ++l) {
-                const auto* grid = reinterpret_cast<const int8_t*>(tables::iq1s_grid + idx[l]);
-                const float dl = l < 2 ? dl1 : dl2;
-                for (int j = 0; j < 8; ++j) y[j] = dl * (grid[j] + delta[l]);
-                y += 8;
-            }
-            qs += 4;
-            qh += 2;
-        }
-    }
-}
+QL_IQ_QUANTIZE_ROWS(iq1_s, block_iq1_s, GridKind::Iq1s, "IQ1_S", quantize_iq1_s_block)
+QL_DEQUANTIZE_ROW_BY_BLOCK(iq1_s, block_iq1_s, QK_K, iq1_s_dequantize)
+QL_IQ_QUANTIZE_ROWS(iq1_m, block_iq1_m, GridKind::Iq1s, nullptr, quantize_iq1_m_block)
+QL_DEQUANTIZE_ROW_BY_BLOCK(iq1_m, block_iq1_m, QK_K, iq1_m_dequantize)
 
 }  // namespace quantlens::kernels

@@ -38,37 +38,6 @@ float sum_sq(const float* x) {
     return sumx2;
 }
 
-// |x| of 8 weights and their sign bits; with `parity`, an odd number of negatives flips the
-// least important weight so that 7 stored bits determine all 8.
-uint8_t split_signs(const float* xb, const float* weight, float* xval, bool parity) {
-    int nflip = 0;
-    uint8_t s = 0;
-    for (int i = 0; i < 8; ++i) {
-        if (xb[i] >= 0) {
-            xval[i] = xb[i];
-        } else {
-            xval[i] = -xb[i];
-            ++nflip;
-            s |= (1 << i);
-        }
-    }
-    if (parity && nflip % 2) {
-        int imin = 0;
-        float min = weight[0] * xb[0] * xb[0];
-        for (int i = 1; i < 8; ++i) {
-            const float ax = weight[i] * xb[i] * xb[i];
-            if (ax < min) {
-                min = ax;
-                imin = i;
-            }
-        }
-        xval[imin] = -xval[imin];
-        s ^= (1 << imin);
-        s &= 127;
-    }
-    return parity ? (s & 127) : s;
-}
-
 int grid_index_of(const IqGrid& grid, const int8_t* L) {
     int packed = 0;
     for (int i = 0; i < 8; ++i) packed |= L[i] << (2 * i);
@@ -77,7 +46,8 @@ int grid_index_of(const IqGrid& grid, const int8_t* L) {
 }
 
 // The 16-weight sub-block search shared by IQ2_XS and IQ2_S: 19 candidate ratios around
-// max/5, then the groups that were off the grid are re-snapped at the winning scale.
+// max/5, then the groups that were off the grid are re-snapped at the winning scale. Mirrors
+// ggml's loop (the 32-weight search of IQ2_XXS below is its twin there too, on purpose).
 float search16(const IqGrid& grid, const float* xval, const float* weight, const float* waux,
                float max, int8_t* L) {
     int8_t Laux[16];
@@ -281,102 +251,69 @@ float sign_of(uint8_t signs, int j) {
     return (signs & tables::kmask_iq2xs[j]) ? -1.f : 1.f;
 }
 
-}  // namespace
-
-// Mirrors ggml's quantize_iq2_xxs.
-void quantize_rows_iq2_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                           const float* importance) {
-    require_importance(importance, "IQ2_XXS");
-    const IqGrid& grid = iq_grid(GridKind::Iq2xxs);
-    auto* y = static_cast<block_iq2_xxs*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq2_xxs_block(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
-}
-
 // Mirrors ggml's dequantize_row_iq2_xxs.
-void dequantize_row_iq2_xxs(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_iq2_xxs*>(src);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = from_half(x[i].d);
-        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
-            uint32_t aux32[2];
-            std::memcpy(aux32, x[i].qs + 4 * ib32, sizeof aux32);
-            const auto* aux8 = reinterpret_cast<const uint8_t*>(aux32);
-            const float db = d * (0.5f + (aux32[1] >> 28)) * 0.25f;
-            for (int l = 0; l < 4; ++l) {
-                const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xxs_grid + aux8[l]);
-                const uint8_t signs = tables::ksigns_iq2xs[(aux32[1] >> 7 * l) & 127];
-                for (int j = 0; j < 8; ++j) y[j] = db * grid[j] * sign_of(signs, j);
-                y += 8;
-            }
+void iq2_xxs_dequantize(const block_iq2_xxs& x, float* y) {
+    const float d = from_half(x.d);
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+        uint32_t aux32[2];
+        std::memcpy(aux32, x.qs + 4 * ib32, sizeof aux32);
+        const auto* aux8 = reinterpret_cast<const uint8_t*>(aux32);
+        const float db = d * (0.5f + (aux32[1] >> 28)) * 0.25f;
+        for (int l = 0; l < 4; ++l) {
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xxs_grid + aux8[l]);
+            const uint8_t signs = tables::ksigns_iq2xs[(aux32[1] >> 7 * l) & 127];
+            for (int j = 0; j < 8; ++j) y[j] = db * grid[j] * sign_of(signs, j);
+            y += 8;
         }
     }
-}
-
-// Mirrors ggml's quantize_iq2_xs.
-void quantize_rows_iq2_xs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                          const float* importance) {
-    require_importance(importance, "IQ2_XS");
-    const IqGrid& grid = iq_grid(GridKind::Iq2xs);
-    auto* y = static_cast<block_iq2_xs*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq2_16_block<false>(grid, src + QK_K * ibl, importance + QK_K * ibl, y);
 }
 
 // Mirrors ggml's dequantize_row_iq2_xs.
-void dequantize_row_iq2_xs(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_iq2_xs*>(src);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = from_half(x[i].d);
-        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
-            const float db[2] = {d * (0.5f + (x[i].scales[ib32] & 0xf)) * 0.25f,
-                                 d * (0.5f + (x[i].scales[ib32] >> 4)) * 0.25f};
-            for (int l = 0; l < 4; ++l) {
-                const uint16_t q = x[i].qs[4 * ib32 + l];
-                const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xs_grid + (q & 511));
-                const uint8_t signs = tables::ksigns_iq2xs[q >> 9];
-                for (int j = 0; j < 8; ++j) y[j] = db[l / 2] * grid[j] * sign_of(signs, j);
-                y += 8;
-            }
+void iq2_xs_dequantize(const block_iq2_xs& x, float* y) {
+    const float d = from_half(x.d);
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+        const float db[2] = {d * (0.5f + (x.scales[ib32] & 0xf)) * 0.25f,
+                             d * (0.5f + (x.scales[ib32] >> 4)) * 0.25f};
+        for (int l = 0; l < 4; ++l) {
+            const uint16_t q = x.qs[4 * ib32 + l];
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2xs_grid + (q & 511));
+            const uint8_t signs = tables::ksigns_iq2xs[q >> 9];
+            for (int j = 0; j < 8; ++j) y[j] = db[l / 2] * grid[j] * sign_of(signs, j);
+            y += 8;
         }
     }
-}
-
-// Mirrors ggml's quantize_iq2_s (row loops as ggml's quantize_iq2_xxs / _xs).
-void quantize_rows_iq2_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq2s);
-    auto* y = static_cast<block_iq2_s*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq2_16_block<true>(grid, src + QK_K * ibl,
-                                        importance ? importance + QK_K * ibl : nullptr, y);
 }
 
 // Mirrors ggml's dequantize_row_iq2_s.
-void dequantize_row_iq2_s(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_iq2_s*>(src);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = from_half(x[i].d);
-        const uint8_t* qs = x[i].qs;
-        const uint8_t* qh = x[i].qh;
-        const uint8_t* signs = qs + QK_K / 8;
-        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
-            const float db[2] = {d * (0.5f + (x[i].scales[ib32] & 0xf)) * 0.25f,
-                                 d * (0.5f + (x[i].scales[ib32] >> 4)) * 0.25f};
-            for (int l = 0; l < 4; ++l) {
-                const float dl = db[l / 2];
-                const int index = qs[l] | ((qh[ib32] << (8 - 2 * l)) & 0x300);
-                const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2s_grid + index);
-                for (int j = 0; j < 8; ++j) y[j] = dl * grid[j] * sign_of(signs[l], j);
-                y += 8;
-            }
-            qs += 4;
-            signs += 4;
+void iq2_s_dequantize(const block_iq2_s& x, float* y) {
+    const float d = from_half(x.d);
+    const uint8_t* qs = x.qs;
+    const uint8_t* qh = x.qh;
+    const uint8_t* signs = qs + QK_K / 8;
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+        const float db[2] = {d * (0.5f + (x.scales[ib32] & 0xf)) * 0.25f,
+                             d * (0.5f + (x.scales[ib32] >> 4)) * 0.25f};
+        for (int l = 0; l < 4; ++l) {
+            const float dl = db[l / 2];
+            const int index = qs[l] | ((qh[ib32] << (8 - 2 * l)) & 0x300);
+            const auto* grid = reinterpret_cast<const uint8_t*>(tables::iq2s_grid + index);
+            for (int j = 0; j < 8; ++j) y[j] = dl * grid[j] * sign_of(signs[l], j);
+            y += 8;
         }
+        qs += 4;
+        signs += 4;
     }
 }
+
+}  // namespace
+
+// ---- kernels.h entry points: ggml's quantize_<t> and dequantize_row_<t> ----
+
+QL_IQ_QUANTIZE_ROWS(iq2_xxs, block_iq2_xxs, GridKind::Iq2xxs, "IQ2_XXS", quantize_iq2_xxs_block)
+QL_DEQUANTIZE_ROW_BY_BLOCK(iq2_xxs, block_iq2_xxs, QK_K, iq2_xxs_dequantize)
+QL_IQ_QUANTIZE_ROWS(iq2_xs, block_iq2_xs, GridKind::Iq2xs, "IQ2_XS", quantize_iq2_16_block<false>)
+QL_DEQUANTIZE_ROW_BY_BLOCK(iq2_xs, block_iq2_xs, QK_K, iq2_xs_dequantize)
+QL_IQ_QUANTIZE_ROWS(iq2_s, block_iq2_s, GridKind::Iq2s, nullptr, quantize_iq2_16_block<true>)
+QL_DEQUANTIZE_ROW_BY_BLOCK(iq2_s, block_iq2_s, QK_K, iq2_s_dequantize)
 
 }  // namespace quantlens::kernels

@@ -119,35 +119,9 @@ void quantize_iq3_xxs_block(const IqGrid& grid, const float* xbl, const float* q
         const float* xb = xbl + kBlock * ib;
         sub_block_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight, waux);
         uint8_t block_signs[4];
-        // Signs go in 7 bits per 8 weights: an odd count of negatives flips the least
-        // important weight so the 8th sign is implied by parity.
-        for (int k = 0; k < 4; ++k) {
-            int nflip = 0;
-            uint8_t s = 0;
-            for (int i = 0; i < 8; ++i) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    ++nflip;
-                    s |= (1 << i);
-                }
-            }
-            if (nflip % 2) {
-                int imin = 0;
-                float min = weight[8 * k] * xb[8 * k] * xb[8 * k];
-                for (int i = 1; i < 8; ++i) {
-                    const float ax = weight[8 * k + i] * xb[8 * k + i] * xb[8 * k + i];
-                    if (ax < min) {
-                        min = ax;
-                        imin = i;
-                    }
-                }
-                xval[8 * k + imin] = -xval[8 * k + imin];
-                s ^= (1 << imin);
-            }
-            block_signs[k] = s & 127;
-        }
+        // Signs go in 7 bits per 8 weights: the 8th is implied by parity.
+        for (int k = 0; k < 4; ++k)
+            block_signs[k] = split_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k, true);
         float max = xval[0];
         for (int i = 1; i < kBlock; ++i) max = std::max(max, xval[i]);
         if (max < kGroupMaxEpsIq3Xxs) {
@@ -191,18 +165,8 @@ void quantize_iq3_s_block(const IqGrid& grid, const float* xbl, const float* qw,
         const float* xb = xbl + kBlock * ib;
         sub_block_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight, waux);
         uint8_t block_signs[kBlock / 8];
-        for (int k = 0; k < kBlock / 8; ++k) {
-            uint8_t s = 0;
-            for (int i = 0; i < 8; ++i) {
-                if (xb[8 * k + i] >= 0) {
-                    xval[8 * k + i] = xb[8 * k + i];
-                } else {
-                    xval[8 * k + i] = -xb[8 * k + i];
-                    s |= (1 << i);
-                }
-            }
-            block_signs[k] = s;
-        }
+        for (int k = 0; k < kBlock / 8; ++k)
+            block_signs[k] = split_signs(xb + 8 * k, weight + 8 * k, xval + 8 * k, false);
         float max = xval[0];
         for (int i = 1; i < kBlock; ++i) max = std::max(max, xval[i]);
         if (!max) {
@@ -242,85 +206,63 @@ float sign_of(uint8_t signs, int j) {
     return (signs & tables::kmask_iq2xs[j]) ? -1.f : 1.f;
 }
 
-}  // namespace
-
-// Mirrors ggml's quantize_iq3_xxs (row and block loops as ggml's, like quantize_rows_iq3_s).
-void quantize_rows_iq3_xxs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                           const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq3xxs);
-    auto* y = static_cast<block_iq3_xxs*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq3_xxs_block(grid, src + QK_K * ibl,
-                                   importance ? importance + QK_K * ibl : nullptr, y);
+// Mirrors ggml's dequantize_row_iq3_xxs.
+void iq3_xxs_dequantize(const block_iq3_xxs& x, float* y) {
+    const float d = from_half(x.d);
+    const uint8_t* qs = x.qs;
+    const uint8_t* scales_and_signs = qs + QK_K / 4;
+    for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
+        const uint32_t aux32 = load_u32(scales_and_signs + 4 * ib32);
+        const float db = d * (0.5f + (aux32 >> 28)) * 0.5f;
+        for (int l = 0; l < 4; ++l) {
+            const uint8_t signs = tables::ksigns_iq2xs[(aux32 >> 7 * l) & 127];
+            const auto* grid1 = reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l]);
+            const auto* grid2 =
+                reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l + 1]);
+            for (int j = 0; j < 4; ++j) {
+                y[j] = db * grid1[j] * sign_of(signs, j);
+                y[j + 4] = db * grid2[j] * sign_of(signs, j + 4);
+            }
+            y += 8;
+        }
+        qs += 8;
+    }
 }
 
-// Mirrors ggml's dequantize_row_iq3_xxs.
-void dequantize_row_iq3_xxs(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_iq3_xxs*>(src);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = from_half(x[i].d);
-        const uint8_t* qs = x[i].qs;
-        const uint8_t* scales_and_signs = qs + QK_K / 4;
-        for (int ib32 = 0; ib32 < QK_K / 32; ++ib32) {
-            const uint32_t aux32 = load_u32(scales_and_signs + 4 * ib32);
-            const float db = d * (0.5f + (aux32 >> 28)) * 0.5f;
+void iq3_s_dequantize(const block_iq3_s& x, float* y) {
+    const float d = from_half(x.d);
+    const uint8_t* qs = x.qs;
+    const uint8_t* qh = x.qh;
+    const uint8_t* signs = x.signs;
+    for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 2) {
+        const float db[2] = {d * (1 + 2 * (x.scales[ib32 / 2] & 0xf)),
+                             d * (1 + 2 * (x.scales[ib32 / 2] >> 4))};
+        for (int half = 0; half < 2; ++half) {
             for (int l = 0; l < 4; ++l) {
-                const uint8_t signs = tables::ksigns_iq2xs[(aux32 >> 7 * l) & 127];
-                const auto* grid1 =
-                    reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l]);
-                const auto* grid2 =
-                    reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l + 1]);
+                const int i1 = qs[2 * l] | ((qh[half] << (8 - 2 * l)) & 256);
+                const int i2 = qs[2 * l + 1] | ((qh[half] << (7 - 2 * l)) & 256);
+                const auto* grid1 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i1);
+                const auto* grid2 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i2);
                 for (int j = 0; j < 4; ++j) {
-                    y[j] = db * grid1[j] * sign_of(signs, j);
-                    y[j + 4] = db * grid2[j] * sign_of(signs, j + 4);
+                    y[j] = db[half] * grid1[j] * sign_of(signs[l], j);
+                    y[j + 4] = db[half] * grid2[j] * sign_of(signs[l], j + 4);
                 }
                 y += 8;
             }
             qs += 8;
+            signs += 4;
         }
+        qh += 2;
     }
 }
 
-// Mirrors ggml's quantize_iq3_s.
-void quantize_rows_iq3_s(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                         const float* importance) {
-    const IqGrid& grid = iq_grid(GridKind::Iq3s);
-    auto* y = static_cast<block_iq3_s*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row, src += n_per_row)
-        for (int64_t ibl = 0; ibl < n_per_row / QK_K; ++ibl, ++y)
-            quantize_iq3_s_block(grid, src + QK_K * ibl,
-                                 importance ? importance + QK_K * ibl : nullptr, y);
-}
+}  // namespace
 
-void dequantize_row_iq3_s(const void* src, float* y, int64_t n) {
-    const auto* x = static_cast<const block_iq3_s*>(src);
-    for (int64_t i = 0; i < n / QK_K; i++) {
-        const float d = from_half(x[i].d);
-        const uint8_t* qs = x[i].qs;
-        const uint8_t* qh = x[i].qh;
-        const uint8_t* signs = x[i].signs;
-        for (int ib32 = 0; ib32 < QK_K / 32; ib32 += 2) {
-            const float db[2] = {d * (1 + 2 * (x[i].scales[ib32 / 2] & 0xf)),
-                                 d * (1 + 2 * (x[i].scales[ib32 / 2] >> 4))};
-            for (int half = 0; half < 2; ++half) {
-                for (int l = 0; l < 4; ++l) {
-                    const int i1 = qs[2 * l] | ((qh[half] << (8 - 2 * l)) & 256);
-                    const int i2 = qs[2 * l + 1] | ((qh[half] << (7 - 2 * l)) & 256);
-                    const auto* grid1 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i1);
-                    const auto* grid2 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i2);
-                    for (int j = 0; j < 4; ++j) {
-                        y[j] = db[half] * grid1[j] * sign_of(signs[l], j);
-                        y[j + 4] = db[half] * grid2[j] * sign_of(signs[l], j + 4);
-                    }
-                    y += 8;
-                }
-                qs += 8;
-                signs += 4;
-            }
-            qh += 2;
-        }
-    }
-}
+// ---- kernels.h entry points: ggml's quantize_<t> and dequantize_row_<t> ----
+
+QL_IQ_QUANTIZE_ROWS(iq3_xxs, block_iq3_xxs, GridKind::Iq3xxs, nullptr, quantize_iq3_xxs_block)
+QL_DEQUANTIZE_ROW_BY_BLOCK(iq3_xxs, block_iq3_xxs, QK_K, iq3_xxs_dequantize)
+QL_IQ_QUANTIZE_ROWS(iq3_s, block_iq3_s, GridKind::Iq3s, nullptr, quantize_iq3_s_block)
+QL_DEQUANTIZE_ROW_BY_BLOCK(iq3_s, block_iq3_s, QK_K, iq3_s_dequantize)
 
 }  // namespace quantlens::kernels

@@ -3,6 +3,7 @@
 // super-scale with 6-bit sub-scales. Both search the block scale over 15 candidate ratios,
 // scoring with importance weights (imatrix * sqrt(sigma^2 + x^2)) or x^2 without them,
 // exactly as ggml's quantize_iq4_nl / quantize_iq4_xs do.
+#include "quant/block_rows.h"
 #include "quant/iq_common.h"
 #include "quant/kernels.h"
 #include "quant/tables_generated.h"
@@ -142,18 +143,10 @@ void quantize_iq4_super(int n, const float* x, const float* qw, Iq4Out out) {
 }  // namespace
 
 // Mirrors ggml's quantize_iq4_nl.
-void quantize_rows_iq4_nl(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                          const float* importance) {
-    const int64_t nb = n_per_row / QK4_NL;
-    auto* y = static_cast<block_iq4_nl*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row) {
-        for (int64_t ib = 0; ib < nb; ++ib, ++y) {
-            const float* qw = importance ? importance + QK4_NL * ib : nullptr;
-            quantize_iq4_super(QK4_NL, src + QK4_NL * ib, qw, {&y->d, y->qs, nullptr, nullptr});
-        }
-        src += n_per_row;
-    }
-}
+QL_QUANTIZE_ROWS_BY_BLOCK(iq4_nl, block_iq4_nl, QK4_NL,
+                          [](const float* x, const float* qw, block_iq4_nl& y) {
+                              quantize_iq4_super(QK4_NL, x, qw, {&y.d, y.qs, nullptr, nullptr});
+                          })
 
 void dequantize_row_iq4_nl(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq4_nl*>(src);
@@ -167,19 +160,10 @@ void dequantize_row_iq4_nl(const void* src, float* y, int64_t n) {
 }
 
 // Mirrors ggml's quantize_iq4_xs.
-void quantize_rows_iq4_xs(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                          const float* importance) {
-    const int64_t nb = n_per_row / QK_K;
-    auto* y = static_cast<block_iq4_xs*>(dst);
-    for (int64_t row = 0; row < n_rows; ++row) {
-        for (int64_t ib = 0; ib < nb; ++ib, ++y) {
-            const float* qw = importance ? importance + QK_K * ib : nullptr;
-            quantize_iq4_super(QK_K, src + QK_K * ib, qw,
-                               {&y->d, y->qs, &y->scales_h, y->scales_l});
-        }
-        src += n_per_row;
-    }
-}
+QL_QUANTIZE_ROWS_BY_BLOCK(
+    iq4_xs, block_iq4_xs, QK_K, [](const float* x, const float* qw, block_iq4_xs& y) {
+        quantize_iq4_super(QK_K, x, qw, {&y.d, y.qs, &y.scales_h, y.scales_l});
+    })
 
 void dequantize_row_iq4_xs(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_iq4_xs*>(src);

@@ -56,6 +56,37 @@ inline uint32_t load_u32(const uint8_t* p) {
     return v;
 }
 
+// |x| of 8 weights and their sign bits; with `parity`, an odd number of negatives flips the
+// least important weight so that 7 stored bits determine all 8 (IQ2_XXS, IQ2_XS, IQ3_XXS).
+inline uint8_t split_signs(const float* xb, const float* weight, float* xval, bool parity) {
+    int nflip = 0;
+    uint8_t s = 0;
+    for (int i = 0; i < 8; ++i) {
+        if (xb[i] >= 0) {
+            xval[i] = xb[i];
+        } else {
+            xval[i] = -xb[i];
+            ++nflip;
+            s |= (1 << i);
+        }
+    }
+    if (parity && nflip % 2) {
+        int imin = 0;
+        float min = weight[0] * xb[0] * xb[0];
+        for (int i = 1; i < 8; ++i) {
+            const float ax = weight[i] * xb[i] * xb[i];
+            if (ax < min) {
+                min = ax;
+                imin = i;
+            }
+        }
+        xval[imin] = -xval[imin];
+        s ^= (1 << imin);
+        s &= 127;
+    }
+    return parity ? (s & 127) : s;
+}
+
 // The formats that only exist with importance weights refuse to run without them.
 inline void require_importance(const float* importance, const char* type) {
     QL_CHECK(importance != nullptr,

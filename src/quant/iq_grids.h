@@ -9,6 +9,7 @@
 #include <limits>
 #include <vector>
 
+#include "quant/block_rows.h"
 #include "quant/iq_common.h"
 
 namespace quantlens::kernels::iq {
@@ -73,3 +74,17 @@ inline int snap_to_grid(const IqGrid& g, int n_levels, const float* xval, const 
 }
 
 }  // namespace quantlens::kernels::iq
+
+// Defines kernels.h's quantize_rows_<t> for a lattice i-quant: block_fn(grid, x, qw, Block*)
+// over for_each_block's super-blocks with the type's grid. A type that only exists with an
+// imatrix names itself in `imatrix_required` ("IQ1_S") and refuses to run without one;
+// nullptr otherwise.
+#define QL_IQ_QUANTIZE_ROWS(t, Block, grid_kind, imatrix_required, block_fn)                    \
+    void quantize_rows_##t(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,      \
+                           const float* importance) {                                           \
+        if (const char* required = imatrix_required) require_importance(importance, required);  \
+        const IqGrid& grid = iq_grid(grid_kind);                                                \
+        for_each_block<Block, QK_K>(                                                            \
+            src, dst, n_rows, n_per_row, importance,                                            \
+            [&grid](const float* x, const float* qw, Block& y) { block_fn(grid, x, qw, &y); }); \
+    }

@@ -11,6 +11,7 @@
 #include <cstring>
 
 #include "core/half.h"
+#include "quant/block_rows.h"
 #include "quant/blocks.h"
 #include "quant/kernels.h"
 #include "quant/scale_search.h"
@@ -414,54 +415,29 @@ void q6_K_block(const float* x, const float* qw, block_q6_K& y) {
     }
 }
 
-// Rows → super-blocks; importance (per column) is indexed by the block's position in the row.
-template <typename Block, typename Fn>
-void for_each_block(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                    const float* importance, Fn fn) {
-    const int64_t nb = n_per_row / QK_K;
-    auto* y = static_cast<Block*>(dst);
-    for (int64_t r = 0; r < n_rows; ++r)
-        for (int64_t b = 0; b < nb; ++b)
-            fn(src + r * n_per_row + b * QK_K, importance ? importance + b * QK_K : nullptr,
-               y[r * nb + b]);
+// With an imatrix ggml's quantize_row_*_impl, without it quantize_row_*_ref.
+void q2_K_block(const float* x, const float* qw, block_q2_K& y) {
+    if (qw)
+        q2_K_block_imat(x, qw, y);
+    else
+        q2_K_block_ref(x, y);
+}
+void q3_K_block(const float* x, const float* qw, block_q3_K& y) {
+    if (qw)
+        q3_K_block_imat(x, qw, y);
+    else
+        q3_K_block_ref(x, y);
 }
 
 }  // namespace
 
 // ---- kernels.h entry points ----
 
-void quantize_rows_q2_K(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    for_each_block<block_q2_K>(src, dst, n_rows, n_per_row, importance,
-                               [](const float* x, const float* qw, block_q2_K& y) {
-                                   if (qw)
-                                       q2_K_block_imat(x, qw, y);
-                                   else
-                                       q2_K_block_ref(x, y);
-                               });
-}
-void quantize_rows_q3_K(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    for_each_block<block_q3_K>(src, dst, n_rows, n_per_row, importance,
-                               [](const float* x, const float* qw, block_q3_K& y) {
-                                   if (qw)
-                                       q3_K_block_imat(x, qw, y);
-                                   else
-                                       q3_K_block_ref(x, y);
-                               });
-}
-void quantize_rows_q4_K(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    for_each_block<block_q4_K>(src, dst, n_rows, n_per_row, importance, q4_K_block);
-}
-void quantize_rows_q5_K(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    for_each_block<block_q5_K>(src, dst, n_rows, n_per_row, importance, q5_K_block);
-}
-void quantize_rows_q6_K(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    for_each_block<block_q6_K>(src, dst, n_rows, n_per_row, importance, q6_K_block);
-}
+QL_QUANTIZE_ROWS_BY_BLOCK(q2_K, block_q2_K, QK_K, q2_K_block)
+QL_QUANTIZE_ROWS_BY_BLOCK(q3_K, block_q3_K, QK_K, q3_K_block)
+QL_QUANTIZE_ROWS_BY_BLOCK(q4_K, block_q4_K, QK_K, q4_K_block)
+QL_QUANTIZE_ROWS_BY_BLOCK(q5_K, block_q5_K, QK_K, q5_K_block)
+QL_QUANTIZE_ROWS_BY_BLOCK(q6_K, block_q6_K, QK_K, q6_K_block)
 
 void dequantize_row_q2_K(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_q2_K*>(src);

@@ -223,22 +223,19 @@ inline uint32_t load_qh(const uint8_t* qh) {
 
 // ---- kernels.h entry points ----
 
-void quantize_rows_q4_0(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    quantize_rows<block_q4_0>(src, dst, n_rows, n_per_row, importance, q4_0_block, q4_0_row_imat);
-}
-void quantize_rows_q4_1(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    quantize_rows<block_q4_1>(src, dst, n_rows, n_per_row, importance, q4_1_block, q4_1_row_imat);
-}
-void quantize_rows_q5_0(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    quantize_rows<block_q5_0>(src, dst, n_rows, n_per_row, importance, q5_0_block, q5_0_row_imat);
-}
-void quantize_rows_q5_1(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
-                        const float* importance) {
-    quantize_rows<block_q5_1>(src, dst, n_rows, n_per_row, importance, q5_1_block, q5_1_row_imat);
-}
+// Each type's blocks by <t>_block, or its rows by <t>_row_imat with an imatrix.
+#define QL_LEGACY_QUANTIZE_ROWS(t)                                                         \
+    void quantize_rows_##t(const float* src, void* dst, int64_t n_rows, int64_t n_per_row, \
+                           const float* importance) {                                      \
+        quantize_rows<block_##t>(src, dst, n_rows, n_per_row, importance, t##_block,       \
+                                 t##_row_imat);                                            \
+    }
+QL_LEGACY_QUANTIZE_ROWS(q4_0)
+QL_LEGACY_QUANTIZE_ROWS(q4_1)
+QL_LEGACY_QUANTIZE_ROWS(q5_0)
+QL_LEGACY_QUANTIZE_ROWS(q5_1)
+#undef QL_LEGACY_QUANTIZE_ROWS
+
 void quantize_rows_q8_0(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                         const float*) {
     auto* y = static_cast<block_q8_0*>(dst);

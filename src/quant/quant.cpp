@@ -309,37 +309,7 @@ bool type_fits_row(GgmlType type, int64_t n_per_row) {
 
 GgmlType fallback_type(GgmlType requested, int64_t n_per_row) {
     if (type_fits_row(requested, n_per_row)) return requested;
-    // llama.cpp (llama-quant.cpp): substitute a 32-block type of similar size, else F16.
-    GgmlType sub = GgmlType::F16;
-    switch (requested) {
-        case GgmlType::TQ1_0:
-        case GgmlType::TQ2_0:
-            sub = GgmlType::Q4_0;
-            break;
-        case GgmlType::IQ2_XXS:
-        case GgmlType::IQ2_XS:
-        case GgmlType::IQ2_S:
-        case GgmlType::IQ3_XXS:
-        case GgmlType::IQ3_S:
-        case GgmlType::IQ1_S:
-        case GgmlType::IQ1_M:
-        case GgmlType::Q2_K:
-        case GgmlType::Q3_K:
-        case GgmlType::IQ4_XS:
-            sub = GgmlType::IQ4_NL;
-            break;
-        case GgmlType::Q4_K:
-            sub = GgmlType::Q5_0;
-            break;
-        case GgmlType::Q5_K:
-            sub = GgmlType::Q5_1;
-            break;
-        case GgmlType::Q6_K:
-            sub = GgmlType::Q8_0;
-            break;
-        default:
-            break;
-    }
+    const GgmlType sub = ggml_type_info(requested).row_fallback;
     return type_fits_row(sub, n_per_row) ? sub : GgmlType::F16;
 }
 

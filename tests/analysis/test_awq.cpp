@@ -14,6 +14,7 @@
 #include "analysis/studies/weight_diagnostics.h"
 #include "engine/engine.h"
 #include "model/model.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -93,10 +94,7 @@ TEST(Awq, Llama8mFamilyTableAtThreeBits) {
     const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     ActivationCollector col(0);
-    CalibrateOptions co;
-    co.n_ctx = 512;
-    co.max_chunks = 2;
-    co.progress = false;
+    CalibrateOptions co = test_support::quiet_calibration(512, 2);
     co.capture_rows = 128;
     co.capture_stride = 8;
     const CalibrationResult cal =

@@ -17,6 +17,7 @@
 #include "engine/tokenizer.h"
 #include "formats/imatrix.h"
 #include "model/model.h"
+#include "support/analysis_options.h"
 #include "support/error_of.h"
 #include "support/test_data.h"
 
@@ -43,11 +44,8 @@ TEST(Calibrate, StatisticsEqualDirectComputationFromCapturedActivations) {
     const auto model = Model::open(shared_path("models/llama-8m"));
     Engine engine(*model);
     ActivationCollector col(0);
-    CalibrateOptions o;
-    o.n_ctx = 64;
-    o.max_chunks = 3;
-    o.batch = 2;  // two forward batches: sums must carry across them
-    o.progress = false;
+    CalibrateOptions o = test_support::quiet_calibration(64, 3);
+    o.batch = 2;               // two forward batches: sums must carry across them
     o.capture_rows = 1 << 20;  // every row
     const CalibrationResult r = calibrate_text(engine, shared_path("data/calib.txt"), o, {}, &col);
     EXPECT_EQ(r.n_chunks, 3);
@@ -112,10 +110,7 @@ TEST(Calibrate, StatisticsEqualDirectComputationFromCapturedActivations) {
 TEST(Calibrate, StackedExpertsCountRoutedTokens) {
     const auto model = Model::open(shared_path("models/tiny-moe"));
     Engine engine(*model);
-    CalibrateOptions o;
-    o.n_ctx = 64;
-    o.max_chunks = 2;
-    o.progress = false;
+    const CalibrateOptions o = test_support::quiet_calibration(64, 2);
     const CalibrationResult r = calibrate_text(engine, shared_path("data/calib.txt"), o);
     int n_exps = 0;
     for (const TensorActivationStats& s : r.tensors) {

@@ -12,6 +12,7 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -26,10 +27,7 @@ TEST(CalibrateKld, Q3KWithOurImatrixHasLowerKld) {
     const auto model = Model::open(shared_path("models/llama-8m"));
     Engine base(*model);
     Engine quant(*model);
-    CalibrateOptions co;
-    co.n_ctx = 512;
-    co.max_chunks = 24;
-    co.progress = false;
+    const CalibrateOptions co = test_support::quiet_calibration(512, 24);
     const CalibrationResult cal = calibrate_text(quant, shared_path("data/calib.txt"), co);
 
     EvalOptions eo;

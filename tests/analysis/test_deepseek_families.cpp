@@ -40,13 +40,10 @@
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
-constexpr double kMinSameExperts = 0.999;    // issue 23 acceptance
-constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
-constexpr double kF16MaxKld = 1e-6;          // BF16 weights are exact in F16
+constexpr double kMinSameExperts = 0.999;  // issue 23 acceptance
 
 const char* const kFixtures[] = {"deepseek3-mla", "glm4moe"};
 
@@ -139,8 +136,6 @@ TEST(DeepseekFamilies, SameExpertsAsTransformers) {
 // The fixtures' run lost transformers' routing record (router_topk.json), so the expert choice
 // is checked against a plain float64 forward pass (support/float64_twin.h), which itself must
 // reproduce transformers' float64 logits (logits_head.f32) before its choices count.
-using test_support::Mat;
-using test_support::Twin;
 
 TEST(DeepseekFamilies, SameExpertsAsDoubleTwin) {
     constexpr double kTwinMaxAbsLogitDiff = 1e-4;  // the twin is transformers' float64
@@ -286,9 +281,6 @@ TEST(DeepseekFamilies, BiasAndSharedExpertMatter) {
 }
 
 // ---- GGUF ----------------------------------------------------------------------------------
-
-using test_support::mean_kld;
-using test_support::write_gguf;
 
 struct GgufExpectation {
     const char* fixture;

@@ -31,14 +31,14 @@
 #include "core/progress.h"
 #include "engine/engine.h"
 #include "formats/gguf.h"
+#include "support/analysis_options.h"
 #include "support/family_reference.h"
 
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
 // Chunked against sequential delta rule, whole model: both accumulate in double and round
 // to float once, so the logits differ by float rounding of the layer outputs at most
@@ -47,7 +47,6 @@ namespace fs = std::filesystem;
 constexpr double kTwinRelTol = 1e-5;
 // Prefix-cached against recomputed ΔKLD (issue 24): the same arithmetic on the same inputs.
 constexpr double kPrefixCacheAbsTol = 1e-6;
-constexpr double kF16MaxKld = 1e-6;  // BF16 weights are exact in F16
 constexpr double kQ80MaxKld = 2e-3;  // Q8_0 on 64-wide rows of a tiny model
 
 const char* const kFixtures[] = {"qwen3-next", "qwen3.5", "qwen3.5-moe"};
@@ -122,23 +121,13 @@ TEST_P(DeltaNetReference, EveryLayerMatchesTransformers) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DeltaNetReference, ::testing::ValuesIn(kFixtures),
-                         [](const auto& info) {
-                             std::string n = info.param;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             std::replace(n.begin(), n.end(), '.', '_');
-                             return n;
-                         });
+                         [](const auto& info) { return fixture_test_name(info.param); });
 
 TEST(DeltaNetSweep, PrefixCacheEqualsFullRecomputeForEveryItem) {
     if (!have("qwen3-next")) GTEST_SKIP() << "fixture not made";
     Progress::set_enabled(false);
     auto options = [](bool prefix) {
-        SweepOptions o;
-        o.model = fixture_dir("qwen3-next");
-        o.eval_text = test_support::shared_dir() + "/data/eval.txt";
-        o.n_tokens = 256;
-        o.ctx = 128;
-        o.types = {GgmlType::Q4_0};
+        SweepOptions o = eval_sweep(fixture_dir("qwen3-next"), 256, 128, {GgmlType::Q4_0});
         o.prefix_cache = prefix;
         return o;
     };
@@ -240,9 +229,6 @@ std::string prepared_copy(const std::string& fixture) {
         "deltanet-" + fixture, fixture, [](auto&) {}, true);
 }
 
-using test_support::mean_kld;
-using test_support::write_gguf;
-
 class DeltaNetGguf : public ::testing::TestWithParam<const char*> {};
 
 TEST_P(DeltaNetGguf, NamesShapesKeysAndEvaluation) {
@@ -318,12 +304,7 @@ TEST_P(DeltaNetGguf, NamesShapesKeysAndEvaluation) {
 }
 
 INSTANTIATE_TEST_SUITE_P(Fixtures, DeltaNetGguf, ::testing::ValuesIn(kFixtures),
-                         [](const auto& info) {
-                             std::string n = info.param;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             std::replace(n.begin(), n.end(), '.', '_');
-                             return n;
-                         });
+                         [](const auto& info) { return fixture_test_name(info.param); });
 
 TEST(DeltaNetRefusals, ByName) {
     if (!have("qwen3.5")) GTEST_SKIP() << "fixture not made";

@@ -71,10 +71,7 @@ INSTANTIATE_TEST_SUITE_P(Families, ChunkTokens,
                                            Case{"gemma2", true}, Case{"gemma3", true},
                                            Case{"phi3-longrope", false}),
                          [](const auto& info) {
-                             std::string n = info.param.name;
-                             for (char& ch : n)
-                                 if (ch == '-') ch = '_';
-                             return n;
+                             return test_support::fixture_test_name(info.param.name);
                          });
 
 TEST(ChunkTokens, ATokenizerWithoutBosIsNotRefused) {

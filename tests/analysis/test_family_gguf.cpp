@@ -30,12 +30,11 @@
 namespace quantlens {
 namespace {
 
-using test_support::fixture_dir;
+using namespace test_support;
 namespace fs = std::filesystem;
 
-// BF16 weights are exact in F16 (within its range): the GGUF differs from its source only
-// by denormals and F16 rounding of norms' 1 + w (stored F32, so none).
-constexpr double kF16MaxKld = 1e-6;
+// kF16MaxKld (support/family_reference.h): the GGUF differs from its source only by
+// denormals and F16 rounding of norms' 1 + w (stored F32, so none).
 // Q8_0's 8-bit blocks on 96-wide rows of a tiny model.
 constexpr double kQ80MaxKld = 2e-3;
 
@@ -119,9 +118,6 @@ std::vector<ArchExpectation> expectations() {
 std::string prepared_copy(const ArchExpectation& e) {
     return test_support::edited_copy(std::string("famgguf-") + e.arch, e.fixture, e.edit, true);
 }
-
-using test_support::mean_kld;
-using test_support::write_gguf;
 
 TEST(FamilyGguf, NamesKeysAndEvaluation) {
     for (const ArchExpectation& e : expectations()) {

@@ -25,13 +25,11 @@
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
 constexpr double kMaxMeanKld = test_support::kFamilyMaxMeanKld;
 constexpr double kMaxAbsLogitDiff = test_support::kFamilyMaxAbsLogitDiff;
-constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 
 test_support::ReferenceComparison run(const std::string& dir, const std::string& fixture,
                                       const std::string& variant = "") {
@@ -57,11 +55,7 @@ TEST_P(FamilyReference, MatchesTransformers) {
 INSTANTIATE_TEST_SUITE_P(Fixtures, FamilyReference,
                          ::testing::Values("gemma3", "phi3-longrope", "llama2-sp",
                                            "mistral-metaspace"),
-                         [](const auto& info) {
-                             std::string n = info.param;
-                             std::replace(n.begin(), n.end(), '-', '_');
-                             return n;
-                         });
+                         [](const auto& info) { return fixture_test_name(info.param); });
 
 TEST(FamilyReference, Gemma2MatchesTransformersEager) {
     test_support::expect_matches_reference(fixture_dir("gemma2"), "gemma2",

@@ -27,20 +27,17 @@
 #include "core/mmap_file.h"
 #include "engine/layers/gemma4_layer.h"
 #include "formats/gguf.h"
+#include "support/analysis_options.h"
 #include "support/family_reference.h"
 
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
 constexpr double kMaxAbsLogitDiff = test_support::kFamilyMaxAbsLogitDiff;
-constexpr double kFeatureMattersKld = 1e-3;     // 10× the bound: a feature left out fails it
 constexpr double kPrefixCacheTolerance = 1e-6;  // issue 24: cached ΔKLD = full recompute
-// A GGUF written from the BF16 checkpoint: F16 holds BF16 values exactly (norms stay F32).
-constexpr double kF16MaxKld = 1e-6;
 // Q8_0's 8-bit blocks on 96-wide rows of a tiny model (as tests/analysis/test_family_gguf.cpp).
 constexpr double kQ80MaxKld = 2e-3;
 
@@ -149,12 +146,7 @@ TEST(Gemma4Kernels, RoutingRenormalizesTheTopKThenScales) {
 TEST(Gemma4Sweep, PrefixCacheEqualsFullRecompute) {
     for (const char* fixture : {"gemma4", "gemma4-moe"}) {
         SCOPED_TRACE(fixture);
-        SweepOptions o;
-        o.model = fixture_dir(fixture);
-        o.eval_text = test_support::shared_dir() + "/data/eval.txt";
-        o.ctx = 128;
-        o.n_tokens = 256;
-        o.types = {GgmlType::Q4_K};
+        SweepOptions o = eval_sweep(fixture_dir(fixture), 256, 128, {GgmlType::Q4_K});
         o.uniform = false;
         SweepOptions full = o;
         full.prefix_cache = false;
@@ -180,9 +172,6 @@ TEST(Gemma4Sweep, PrefixCacheEqualsFullRecompute) {
         }
     }
 }
-
-using test_support::mean_kld;
-using test_support::write_gguf;
 
 // The written GGUF read back as llama.cpp's loader reads it (per-layer arrays, sliding
 // pattern, shared layers, rope_freqs, V = K where attn_v is absent) evaluates like its source.

@@ -32,13 +32,11 @@
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
 constexpr double kMaxMeanKld = test_support::kFamilyMaxMeanKld;
 constexpr double kMinTopKAgreement = 0.999;  // issue 23 acceptance
-constexpr double kFeatureMattersKld = 1e-3;  // 10× the bound: a feature left out fails it
 
 // A copy of a fixture's checkpoint with `edit` applied to config.json and, with
 // `plain_tokenizer`, a plain byte-level BPE of the same size (the GGUF writer then needs no
@@ -284,8 +282,6 @@ TEST(GptOssMxfp4, GgufRoundTripIsBitExact) {
         EXPECT_TRUE(std::equal(ra.begin(), ra.end(), rb.begin(), rb.end())) << t.name;
     }
 }
-
-using test_support::mean_kld;
 
 // A GGUF carries no "truncate": it is read as llama.cpp computes yarn (ramp ends floored /
 // ceiled), so an F16 GGUF of the fixture evaluates like the checkpoint with "truncate": true,

@@ -49,9 +49,7 @@ Fixture& fixture() {
         Progress::set_enabled(false);
         auto* x = new Fixture{};
         x->model = Model::open(shared_path("models/llama-8m"));
-        EngineOptions eo;
-        eo.f16_weights = true;
-        x->engine = std::make_unique<Engine>(*x->model, eo);
+        x->engine = std::make_unique<Engine>(*x->model, EngineOptions{.f16_weights = true});
         const Tokenizer tok = Tokenizer::load(*x->model);
         x->gptq = std::make_unique<GptqRounding>(
             *x->engine, tok, GptqSettings{shared_path("data/calib.txt"), 512, 16});

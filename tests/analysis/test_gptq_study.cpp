@@ -79,9 +79,7 @@ Study& study() {
         Progress::set_enabled(false);
         auto* st = new Study{};
         st->model = Model::open(shared_path("models/llama-8m"));
-        EngineOptions eo;
-        eo.f16_weights = true;
-        st->base = std::make_unique<Engine>(*st->model, eo);
+        st->base = std::make_unique<Engine>(*st->model, EngineOptions{.f16_weights = true});
         st->imatrix = Imatrix::load(shared_path("data/llama-8m.llamacpp-imatrix.dat"));
         const Tokenizer tok = Tokenizer::load(*st->model);
         run_hessians(*st->base,

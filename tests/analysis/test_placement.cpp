@@ -21,6 +21,7 @@
 #include "jobs/runner.h"
 #include "jobs/store.h"
 #include "model/model.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 namespace quantlens {
@@ -42,14 +43,9 @@ std::string model_path() {
 
 // 512 tokens in chunks of 128: four chunks, 252 scored tokens.
 SweepOptions small_placement() {
-    SweepOptions o;
-    o.model = model_path();
-    o.eval_text = shared_dir() + "/data/eval.txt";
-    o.n_tokens = 512;
-    o.ctx = 128;
+    SweepOptions o = test_support::eval_sweep(model_path(), 512, 128, {GgmlType::Q6_K});
     o.granularity = "placement";
     o.base_type = GgmlType::Q3_K;
-    o.types = {GgmlType::Q6_K};
     o.placement_n = {1, 2};
     return o;
 }

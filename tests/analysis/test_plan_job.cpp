@@ -26,9 +26,7 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens;
-using quantlens::test_support::fill_fake_sweep;
-using quantlens::test_support::fresh_dir;
-using quantlens::test_support::shared_dir;
+using namespace quantlens::test_support;
 
 namespace {
 
@@ -51,6 +49,14 @@ struct FakeJob {
     std::string dir;
     std::unique_ptr<jobs::Store> store;
     int64_t job = 0;
+
+    // A plan of this job to BPW bits per weight, the other settings at their defaults.
+    PlanRequest request(double bpw) const {
+        PlanRequest r;
+        r.job_id = job;
+        r.target_bpw = bpw;
+        return r;
+    }
 };
 
 FakeJob fake_job() {
@@ -86,9 +92,7 @@ TEST(PlanJob, InteractionFactorIsTheMedianRatioOfAllItems) {
     for (int i = 0; i < 3; ++i)
         f.store->record_item(f.job, "(all)", types[i],
                              {{"kld_mean", ratios[i] * per_tensor_sum(*f.store, f.job, types[i])}});
-    PlanRequest req;
-    req.job_id = f.job;
-    req.target_bpw = 5.0;
+    PlanRequest req = f.request(5.0);
     const PlanOutcome out = plan_from_job(*f.store, req);
     EXPECT_NEAR(out.interaction_factor, 1.5, 1e-9);
     double raw = 0;
@@ -99,9 +103,7 @@ TEST(PlanJob, InteractionFactorIsTheMedianRatioOfAllItems) {
 TEST(PlanJob, PredictedSizeIsTheWrittenFileSize) {
     auto f = fake_job();
     for (const double bpw : {3.5, 5.0}) {
-        PlanRequest req;
-        req.job_id = f.job;
-        req.target_bpw = bpw;
+        PlanRequest req = f.request(bpw);
         const PlanOutcome out = plan_from_job(*f.store, req);
         auto model = Model::open(llama8m());
         QuantizeOptions o;
@@ -117,18 +119,14 @@ TEST(PlanJob, PredictedSizeIsTheWrittenFileSize) {
 
 TEST(PlanJob, WithoutAllItemsTheFactorIsOne) {
     auto f = fake_job();
-    PlanRequest req;
-    req.job_id = f.job;
-    req.target_bpw = 5.0;
+    PlanRequest req = f.request(5.0);
     EXPECT_EQ(plan_from_job(*f.store, req).interaction_factor, 1.0);
 }
 
 TEST(PlanJob, PinsHoldUnderATightAndALooseBudget) {
     auto f = fake_job();
     for (const double bpw : {3.0, 8.0}) {
-        PlanRequest req;
-        req.job_id = f.job;
-        req.target_bpw = bpw;
+        PlanRequest req = f.request(bpw);
         req.pins = {{"^blk\\.0\\.attn_v\\.weight$", GgmlType::Q8_0}, {"ffn_down", GgmlType::Q3_K}};
         const PlanOutcome out = plan_from_job(*f.store, req);
         int n_down = 0;
@@ -149,9 +147,7 @@ TEST(PlanJob, PinsHoldUnderATightAndALooseBudget) {
 // plan_from_job with one pin must fail with a message containing `expected`.
 void expect_pin_refused(const std::string& pattern, GgmlType type, const std::string& expected) {
     auto f = fake_job();
-    PlanRequest req;
-    req.job_id = f.job;
-    req.target_bpw = 5.0;
+    PlanRequest req = f.request(5.0);
     req.pins = {{pattern, type}};
     try {
         plan_from_job(*f.store, req);
@@ -249,9 +245,7 @@ TEST(PlanJob, TheP99ObjectiveChoosesAnotherRecipeOnARealSweep) {
 
 TEST(PlanJob, TheP99ObjectiveNeedsMeasuredTails) {
     auto f = fake_job();  // the fake sweep records no kld_p99
-    PlanRequest req;
-    req.job_id = f.job;
-    req.target_bpw = 5.0;
+    PlanRequest req = f.request(5.0);
     req.objective = "p99";
     try {
         plan_from_job(*f.store, req);

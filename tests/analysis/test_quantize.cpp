@@ -17,6 +17,7 @@
 #include "formats/gguf.h"
 #include "formats/imatrix.h"
 #include "model/model.h"
+#include "support/error_of.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -229,15 +230,11 @@ TEST(Quantize, RecipeNamingMissingTensorsIsAnError) {
     recipe.tensors["output.weight"] = GgmlType::Q6_K;  // tied: tiny-qwen2 has none
     const fs::path out = tmp_dir() / "missing.gguf";
     fs::remove(out);
-    try {
-        quantize_model(*model, recipe, opts_for(out));
-        FAIL() << "no error";
-    } catch (const Error& e) {
-        const std::string m = e.what();
-        EXPECT_NE(m.find("blk.7.attn_q.weight"), std::string::npos) << m;
-        EXPECT_NE(m.find("output.weight"), std::string::npos) << m;
-        EXPECT_EQ(m.find("blk.0.attn_q.weight"), std::string::npos) << m;
-    }
+    const std::string m =
+        test_support::error_of([&] { quantize_model(*model, recipe, opts_for(out)); }, "no error");
+    EXPECT_NE(m.find("blk.7.attn_q.weight"), std::string::npos) << m;
+    EXPECT_NE(m.find("output.weight"), std::string::npos) << m;
+    EXPECT_EQ(m.find("blk.0.attn_q.weight"), std::string::npos) << m;
     EXPECT_FALSE(fs::exists(out));
 
     Recipe norm;

@@ -31,14 +31,10 @@
 namespace quantlens {
 namespace {
 
-using test_support::compare_with_reference;
-using test_support::fixture_dir;
 namespace fs = std::filesystem;
+using namespace test_support;
 
 constexpr double kMinRoutingAgreement = 0.999;  // issue 23 acceptance
-constexpr double kFeatureMattersKld = 1e-3;     // 10× the bound: a feature left out fails it
-// BF16 weights are exact in F16 (within its range); norms and the router stay F32.
-constexpr double kF16MaxKld = 1e-6;
 
 const std::string kFixture = "qwen3moe";
 
@@ -150,8 +146,6 @@ TEST(Qwen3MoeReference, DenseLayersAreRefusedByName) {
     // Indices beyond the layers make no layer dense (transformers ignores them too).
     EXPECT_EQ(refusal([](auto& c) { c["mlp_only_layers"] = {7}; }), "");
 }
-
-using test_support::write_gguf;
 
 double mean_kld(const Model& a, const Model& b) {
     return test_support::mean_kld(a, b, fixture_dir(kFixture));

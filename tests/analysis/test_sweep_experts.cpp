@@ -30,6 +30,7 @@
 #include "jobs/store.h"
 #include "model/imatrix_coverage.h"
 #include "model/model.h"
+#include "support/analysis_options.h"
 #include "support/family_reference.h"
 #include "support/test_data.h"
 
@@ -43,12 +44,8 @@ using test_support::shared_path;
 constexpr int64_t kCtx = 64, kTokens = 128;  // two chunks: fast, and enough routed tokens
 
 SweepOptions expert_options() {
-    SweepOptions o;
-    o.model = fixture_dir("qwen3moe");
-    o.eval_text = shared_path("data/eval.txt");
-    o.n_tokens = kTokens;
-    o.ctx = kCtx;
-    o.types = {GgmlType::Q8_0, GgmlType::Q4_0};
+    SweepOptions o = test_support::eval_sweep(fixture_dir("qwen3moe"), kTokens, kCtx,
+                                              {GgmlType::Q8_0, GgmlType::Q4_0});
     o.experts = true;
     return o;
 }

@@ -15,6 +15,7 @@
 #include "engine/engine.h"
 #include "engine/tokenizer.h"
 #include "model/model.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 namespace quantlens {
@@ -23,12 +24,8 @@ namespace {
 using quantlens::test_support::shared_dir;
 
 SweepOptions options(bool ggml_numerics) {
-    SweepOptions o;
-    o.model = shared_dir() + "/models/llama-8m";
-    o.eval_text = shared_dir() + "/data/eval.txt";
-    o.n_tokens = 512;
-    o.ctx = 128;
-    o.types = {GgmlType::Q4_K, GgmlType::Q8_0};
+    SweepOptions o = test_support::eval_sweep(shared_dir() + "/models/llama-8m", 512, 128,
+                                              {GgmlType::Q4_K, GgmlType::Q8_0});
     o.ggml_numerics = ggml_numerics;
     return o;
 }

@@ -21,6 +21,7 @@
 #include "jobs/merge.h"
 #include "jobs/runner.h"
 #include "jobs/store.h"
+#include "support/analysis_options.h"
 #include "support/test_data.h"
 
 namespace quantlens {
@@ -109,12 +110,8 @@ std::map<Key, double> numbers(jobs::Store& store, int64_t id) {
 }
 
 SweepOptions small_sweep() {
-    SweepOptions o;
-    o.model = shared_dir() + "/models/llama-8m";
-    o.eval_text = shared_dir() + "/data/eval.txt";
-    o.n_tokens = 512;
-    o.ctx = 256;
-    o.types = {GgmlType::Q4_K, GgmlType::Q2_K};
+    SweepOptions o = test_support::eval_sweep(shared_dir() + "/models/llama-8m", 512, 256,
+                                              {GgmlType::Q4_K, GgmlType::Q2_K});
     o.granularity = "layer";
     return o;
 }

@@ -82,12 +82,7 @@ INSTANTIATE_TEST_SUITE_P(
                       Case{"metaspace-always-split", "llama", "default", false, false},
                       Case{"bl-deepseek3", "gpt2", "deepseek-v3", false, true},
                       Case{"bl-o200k", "gpt2", "gpt-4o", false, true}),
-    [](const auto& info) {
-        std::string n = info.param.style;
-        for (char& ch : n)
-            if (ch == '-') ch = '_';
-        return n;
-    });
+    [](const auto& info) { return test_support::fixture_test_name(info.param.style); });
 
 TEST(GgufVocab, AddBosFromThePostProcessorIsWrittenWhereLlamaCppWouldNotAddIt) {
     // o200k ("gpt-4o": llama.cpp adds no BOS by default) with a template that starts with BOS

@@ -15,9 +15,7 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens;
-using quantlens::test_support::fresh_dir;
-using quantlens::test_support::put;
-using quantlens::test_support::shared_path;
+using namespace quantlens::test_support;
 
 namespace {
 

@@ -22,6 +22,7 @@ namespace quantlens {
 namespace {
 
 namespace fs = std::filesystem;
+using cli_testing::contains;
 using cli_testing::fresh_dir;
 using cli_testing::run_quiet;
 using cli_testing::shared_path;
@@ -35,10 +36,6 @@ void write_bytes(const std::string& path, const std::vector<uint8_t>& bytes) {
     std::ofstream(path, std::ios::binary)
         .write(reinterpret_cast<const char*>(bytes.data()),
                static_cast<std::streamsize>(bytes.size()));
-}
-
-bool contains(const std::string& text, const std::string& part) {
-    return text.find(part) != std::string::npos;
 }
 
 // ---- 4. Bad tensors ----------------------------------------------------------------------
@@ -216,9 +213,9 @@ TEST(DiskFull, QuantizeLeavesNeitherAPartialFileNorItsTemporary) {
     // A file-size limit makes write() fail with EFBIG part-way, as a full disk fails with
     // ENOSPC: the command must fail, and neither the output nor a temporary may remain.
     const std::string dir = fresh_dir("disk-full");
-    const auto r = cli_testing::run_cli("-q quantize " + kModel + " --preset Q8_0 -o " + dir +
-                                            "/out.gguf",
-                                        "trap '' XFSZ; ulimit -f 2048;");
+    const auto r =
+        cli_testing::run_cli("-q quantize " + kModel + " --preset Q8_0 -o " + dir + "/out.gguf",
+                             "trap '' XFSZ; ulimit -f 2048;");
     EXPECT_NE(r.code, 0) << r.out;
     size_t left = 0;
     for (const auto& e : fs::directory_iterator(dir)) {

@@ -24,6 +24,7 @@
 #include "jobs/store.h"
 #include "server/server.h"
 #include "support/cli_run.h"
+#include "support/running_server.h"
 
 extern char** environ;
 
@@ -37,10 +38,6 @@ const std::string kPrecious = "precious bytes that must survive\n";
 
 using test_support::put;
 using test_support::slurp;
-
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
-}
 
 // Temporaries of any writer, ours (.qltmp.) or the old scheme's (.tmp).
 std::vector<std::string> temps(const fs::path& dir) {
@@ -288,19 +285,13 @@ TEST(OutputsOverwriteAnything, ServerCalibrateJobWritesOnlyIntoItsOutputFolder) 
     const std::string config_before = slurp(config);
 
     server::ServerOptions o;
-    o.port = 0;
     o.store_path = (dir / "jobs.sqlite").string();
     o.model_roots = {(dir / "root").string()};
     o.job_exe = QL_BINARY_DIR "/quantlens";
     o.threads = 4;
     o.max_event_streams = 2;  // at most half the threads
-    server::Server srv(o);
-    const int port = srv.bind();
-    std::thread runner([&] { srv.run(); });
-    httplib::Client c("127.0.0.1", port);
-    c.set_read_timeout(30, 0);
-    for (int i = 0; i < 100 && !c.Get("/api/health"); ++i)
-        std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    const test_support::RunningServer srv(o);
+    httplib::Client c = srv.client(30);
     auto calibrate = [&](const std::string& output) {
         const nlohmann::json body = {
             {"kind", "calibrate"},
@@ -332,7 +323,4 @@ TEST(OutputsOverwriteAnything, ServerCalibrateJobWritesOnlyIntoItsOutputFolder) 
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 409) << r->body;
     EXPECT_EQ(slurp(written), first);
-
-    srv.stop();
-    runner.join();
 }

@@ -18,30 +18,16 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens::cli_testing;
-using CliResult = Result;
-
-namespace {
-
-fs::path tmp(const std::string& name) {
-    const fs::path d = fs::path(QL_TEST_TMP) / "cli-calibrate";
-    fs::create_directories(d);
-    return d / name;
-}
-
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
-}
-
-}  // namespace
 
 TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
-    const fs::path store = tmp("jobs.sqlite"), dat = tmp("llama.dat"), gguf = tmp("llama.gguf");
+    const fs::path store = suite_file("jobs.sqlite"), dat = suite_file("llama.dat"),
+                   gguf = suite_file("llama.gguf");
     fs::remove(store);
     fs::remove(dat);
     fs::remove(gguf);
     const std::string common = "calibrate " + shared_path("models/llama-8m") + " --text " +
                                shared_path("data/calib.txt") + " --ctx 128 --chunks 4";
-    CliResult r = run_quiet(common + " -o " + dat.string());
+    Result r = run_quiet(common + " -o " + dat.string());
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(contains(r.out, "blk.7.ffn_down.weight")) << r.out;
     r = run_quiet(common + " -o " + gguf.string() + " --store " + store.string() + " --json",
@@ -93,15 +79,16 @@ TEST(CliCalibrate, WritesBothFormatsAndStoresTheJob) {
 }
 
 TEST(CliCalibrate, BadInputExitsWithAMessage) {
-    const fs::path empty = tmp("empty.txt");
+    const fs::path empty = suite_file("empty.txt");
     std::ofstream(empty).close();
-    CliResult r = run_quiet("calibrate " + shared_path("models/llama-8m") + " --text " +
-                            empty.string() + " -o " + tmp("x.dat").string());
+    Result r = run_quiet("calibrate " + shared_path("models/llama-8m") + " --text " +
+                         empty.string() + " -o " + suite_file("x.dat").string());
     EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "empty")) << r.out;
-    EXPECT_FALSE(fs::exists(tmp("x.dat")));
+    EXPECT_FALSE(fs::exists(suite_file("x.dat")));
     r = run_quiet("calibrate " + shared_path("models/llama-8m") + " --text " +
-                  shared_path("models/llama-8m/config.json") + " -o " + tmp("y.dat").string());
+                  shared_path("models/llama-8m/config.json") + " -o " +
+                  suite_file("y.dat").string());
     EXPECT_EQ(r.code, 1);
     EXPECT_TRUE(contains(r.out, "fewer than one chunk")) << r.out;
     r = run_quiet("calibrate " + shared_path("models/llama-8m") + " --text " +

@@ -33,15 +33,22 @@ nlohmann::json eval_json(const std::string& model, const std::string& flags) {
     return nlohmann::json::parse(r.out);
 }
 
+// tiny-qwen2 quantized with PRESET into a fresh directory; the command's summary in *SUMMARY.
+std::string quantized_tiny_qwen2(const std::string& preset, std::string* summary = nullptr) {
+    const std::string gguf = fresh_dir("cli-eval-quantized") + "/tiny-qwen2-" + preset + ".gguf";
+    const Result q = run_quiet("quantize " + shared_path("models/tiny-qwen2") + " --preset " +
+                               preset + " --summary -o " + gguf);
+    EXPECT_EQ(q.code, 0) << q.out;
+    if (summary) *summary = q.out;
+    return gguf;
+}
+
 }  // namespace
 
 TEST(CliEvalQuantized, TinyQwen2Q4KMInItsQuantizedForm) {
-    const std::string dir = fresh_dir("cli-eval-quantized");
-    const std::string gguf = dir + "/tiny-qwen2-Q4_K_M.gguf";
-    const Result q = run_quiet("quantize " + shared_path("models/tiny-qwen2") +
-                               " --preset Q4_K_M --summary -o " + gguf);
-    ASSERT_EQ(q.code, 0) << q.out;
-    ASSERT_NE(q.out.find("Q5_0"), std::string::npos) << q.out;  // the fallbacks are there
+    std::string summary;
+    const std::string gguf = quantized_tiny_qwen2("Q4_K_M", &summary);
+    ASSERT_NE(summary.find("Q5_0"), std::string::npos) << summary;  // the fallbacks are there
 
     const nlohmann::json ggml = eval_json(gguf, "--ggml-numerics");
     const nlohmann::json plain = eval_json(gguf, "");
@@ -58,11 +65,7 @@ TEST(CliEvalQuantized, TinyQwen2Q4KMInItsQuantizedForm) {
 constexpr double kF16PplRelTol = 0.001;
 
 TEST(CliEvalQuantized, F16WeightsStayF16) {
-    const std::string dir = fresh_dir("cli-eval-quantized-f16");
-    const std::string gguf = dir + "/tiny-qwen2-F16.gguf";
-    const Result q = run_quiet("quantize " + shared_path("models/tiny-qwen2") +
-                               " --preset F16 --summary -o " + gguf);
-    ASSERT_EQ(q.code, 0) << q.out;
+    const std::string gguf = quantized_tiny_qwen2("F16");
     const double ppl = eval_json(gguf, "--ggml-numerics").at("ppl").get<double>();
     const double ref = eval_json(gguf, "").at("ppl").get<double>();
     EXPECT_NEAR(ppl, ref, kF16PplRelTol * ref);

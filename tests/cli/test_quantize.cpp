@@ -18,26 +18,11 @@
 
 namespace fs = std::filesystem;
 using namespace quantlens::cli_testing;
-using CliResult = Result;
-
-namespace {
-
-fs::path tmp(const std::string& name) {
-    const fs::path d = fs::path(QL_TEST_TMP) / "cli-quantize";
-    fs::create_directories(d);
-    return d / name;
-}
-
-bool contains(const std::string& s, const std::string& part) {
-    return s.find(part) != std::string::npos;
-}
-
-}  // namespace
 
 TEST(CliQuantize, PresetQ4KMReproducesLlamaCpp) {
-    const fs::path out = tmp("llama-8m-Q4_K_M.gguf");
-    const CliResult r = run_quiet("quantize " + shared_path("models/llama-8m") +
-                                  " --preset Q4_K_M --force -o " + out.string());
+    const fs::path out = suite_file("llama-8m-Q4_K_M.gguf");
+    const Result r = run_quiet("quantize " + shared_path("models/llama-8m") +
+                               " --preset Q4_K_M --force -o " + out.string());
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_TRUE(contains(r.out, "general.file_type 15 (Q4_K_M)")) << r.out;
     EXPECT_TRUE(contains(r.out, "75 tensors")) << r.out;
@@ -60,10 +45,10 @@ TEST(CliQuantize, PresetQ4KMReproducesLlamaCpp) {
 }
 
 TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
-    const fs::path out = tmp("tiny-qwen2.gguf");
-    const CliResult r = run_quiet("quantize " + shared_path("models/tiny-qwen2") +
-                                      " --preset Q4_K_M --force --json -o " + out.string(),
-                                  /*merge_stderr=*/false);
+    const fs::path out = suite_file("tiny-qwen2.gguf");
+    const Result r = run_quiet("quantize " + shared_path("models/tiny-qwen2") +
+                                   " --preset Q4_K_M --force --json -o " + out.string(),
+                               /*merge_stderr=*/false);
     ASSERT_EQ(r.code, 0) << r.out;
     const auto j = nlohmann::json::parse(r.out);
     EXPECT_EQ(j["file_type"], 15);
@@ -80,23 +65,23 @@ TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
     EXPECT_TRUE(reported) << j["fallbacks"].dump();
     // The preset already applied llama.cpp's fallback (and noted it in the recipe); a plain
     // recipe asking Q4_K everywhere shows the substitution in quantize's own report.
-    const fs::path recipe = tmp("q4k.json");
+    const fs::path recipe = suite_file("q4k.json");
     {
         std::ofstream f(recipe);
         f << R"({"format": "quantlens-recipe", "version": 1, "default_type": "Q4_K",
                  "tensors": {"blk.0.ffn_down.weight": "Q6_K"}})";
     }
-    const CliResult fb = run_quiet("quantize " + shared_path("models/tiny-qwen2") + " --recipe " +
-                                   recipe.string() + " --force -o " + out.string());
+    const Result fb = run_quiet("quantize " + shared_path("models/tiny-qwen2") + " --recipe " +
+                                recipe.string() + " --force -o " + out.string());
     ASSERT_EQ(fb.code, 0) << fb.out;
     EXPECT_TRUE(contains(fb.out, "fell back")) << fb.out;
     EXPECT_TRUE(contains(fb.out, "blk.0.ffn_down.weight: Q6_K → Q8_0")) << fb.out;
     EXPECT_TRUE(contains(fb.out, "blk.0.attn_q.weight: Q4_K → Q5_0")) << fb.out;
 
-    const fs::path strict_out = tmp("strict.gguf");
+    const fs::path strict_out = suite_file("strict.gguf");
     fs::remove(strict_out);
-    const CliResult s = run_quiet("quantize " + shared_path("models/tiny-qwen2") + " --recipe " +
-                                  recipe.string() + " --strict -o " + strict_out.string());
+    const Result s = run_quiet("quantize " + shared_path("models/tiny-qwen2") + " --recipe " +
+                               recipe.string() + " --strict -o " + strict_out.string());
     EXPECT_EQ(s.code, 1) << s.out;
     EXPECT_TRUE(contains(s.out, "blk.0.ffn_down.weight")) << s.out;
     EXPECT_FALSE(fs::exists(strict_out));
@@ -104,10 +89,10 @@ TEST(CliQuantize, FallbacksArePrintedAndStrictRefuses) {
 
 TEST(CliQuantize, BadInput) {
     const std::string model = shared_path("models/tiny-qwen2");
-    const fs::path out = tmp("bad.gguf");
+    const fs::path out = suite_file("bad.gguf");
     fs::remove(out);
 
-    CliResult r = run_quiet("quantize " + model + " -o " + out.string());
+    Result r = run_quiet("quantize " + model + " -o " + out.string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "--recipe or --preset")) << r.out;
 
@@ -115,7 +100,7 @@ TEST(CliQuantize, BadInput) {
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "Q4_K_XL")) << r.out;
 
-    const fs::path recipe = tmp("missing.json");
+    const fs::path recipe = suite_file("missing.json");
     {
         std::ofstream f(recipe);
         f << R"({"format": "quantlens-recipe", "version": 1, "default_type": "Q8_0",
@@ -141,9 +126,9 @@ TEST(CliQuantize, GptqRoundsTheLinearsAndNamesWhatItDidNot) {
     // no Hessian) byte-identical and reported, every linear rounded differently.
     const std::string model = shared_path("models/llama-8m");
     const std::string imatrix = shared_path("data/llama-8m.llamacpp-imatrix.dat");
-    const fs::path plain = tmp("plain-Q4_K_M.gguf"), gptq = tmp("gptq-Q4_K_M.gguf");
-    CliResult r = run_quiet("quantize " + model + " --preset Q4_K_M --imatrix " + imatrix +
-                            " --summary --force -o " + plain.string());
+    const fs::path plain = suite_file("plain-Q4_K_M.gguf"), gptq = suite_file("gptq-Q4_K_M.gguf");
+    Result r = run_quiet("quantize " + model + " --preset Q4_K_M --imatrix " + imatrix +
+                         " --summary --force -o " + plain.string());
     ASSERT_EQ(r.code, 0) << r.out;
     r = run_quiet("quantize " + model + " --preset Q4_K_M --imatrix " + imatrix + " --gptq " +
                   shared_path("data/calib.txt") + " --gptq-chunks 4 --summary --force -o " +
@@ -176,10 +161,10 @@ TEST(CliQuantize, GptqRoundsTheLinearsAndNamesWhatItDidNot) {
 
     r = run_quiet("quantize " + model +
                   " --preset Q4_K_M --gptq /nonexistent/calib.txt --force -o " +
-                  tmp("never.gguf").string());
+                  suite_file("never.gguf").string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "/nonexistent/calib.txt")) << r.out;
-    EXPECT_FALSE(fs::exists(tmp("never.gguf")));
+    EXPECT_FALSE(fs::exists(suite_file("never.gguf")));
 }
 
 // A recipe's per-tensor rounding (schema version 2) is refused, naming the tensor, when its

@@ -16,9 +16,8 @@
 namespace quantlens {
 namespace {
 
-using cli_testing::fresh_dir;
-using cli_testing::run_quiet;
 namespace fs = std::filesystem;
+using namespace cli_testing;
 
 // Issue acceptance: mean KLD ≤ 1e-4 against transformers' float64 log-probs.
 constexpr double kMaxMeanKld = 1e-4;

@@ -56,7 +56,7 @@ TEST(VerifyLlamaCpp, ReadsLlamaPerplexitysSummary) {
     EXPECT_DOUBLE_EQ(f.kld_p99, 0.101562);
     EXPECT_DOUBLE_EQ(f.kld_p999, 0.126447);
     EXPECT_DOUBLE_EQ(f.kld_max, 0.129726);
-    EXPECT_DOUBLE_EQ(f.same_top, 0.90873);
+    EXPECT_DOUBLE_EQ(f.top1, 0.90873);
     std::string cut = kSummary;
     const size_t line = cut.find("99.9%   KLD");
     cut.erase(line, cut.find('\n', line) + 1 - line);

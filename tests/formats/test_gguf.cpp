@@ -10,6 +10,7 @@
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "formats/gguf.h"
+#include "support/error_of.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -30,12 +31,7 @@ void expect_round_trip(const std::string& path) {
 
 // Message of the Error thrown by parsing `bytes`, or "" if it parsed.
 std::string parse_error(const std::vector<uint8_t>& bytes) {
-    try {
-        GgufFile::parse(bytes, "corrupt.gguf");
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test_support::error_of([&] { GgufFile::parse(bytes, "corrupt.gguf"); });
 }
 
 }  // namespace

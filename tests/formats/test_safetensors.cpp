@@ -11,6 +11,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "formats/safetensors.h"
+#include "support/error_of.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -29,12 +30,7 @@ std::vector<uint8_t> image(const std::string& header, size_t data_bytes) {
 }
 
 std::string parse_error(const std::vector<uint8_t>& img) {
-    try {
-        SafetensorsModel::parse(img, "bad.safetensors");
-    } catch (const Error& e) {
-        return e.what();
-    }
-    return "";
+    return test_support::error_of([&] { SafetensorsModel::parse(img, "bad.safetensors"); });
 }
 
 const std::string kGood =
@@ -132,46 +128,34 @@ TEST(SafetensorsCorrupt, BadEntries) {
     EXPECT_NE(err(R"([1,2])").find("not a JSON object"), std::string::npos);
 }
 
+namespace {
+
+// The error opening a sharded checkpoint of one shard SHARD holding tensor "a", listed by
+// an index of WEIGHT_MAP.
+std::string sharded_open_error(const std::string& name, const std::string& weight_map,
+                               const std::string& shard) {
+    const std::string dir = test_support::scratch_dir("st-" + name);
+    test_support::put(fs::path(dir) / "model.safetensors.index.json",
+                      R"({"weight_map":)" + weight_map + "}");
+    const auto img = image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8);
+    test_support::put(fs::path(dir) / shard, std::string(img.begin(), img.end()));
+    return test_support::error_of([&] { SafetensorsModel::open(dir); }, "(opened)");
+}
+
+}  // namespace
+
 TEST(SafetensorsCorrupt, ShardMissingFromIndex) {
-    const fs::path dir = fs::path(QL_TEST_TMP) / "st-missing-shard";
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    {
-        std::ofstream idx(dir / "model.safetensors.index.json");
-        idx << R"({"weight_map":{"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"}})";
-        const auto img = image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8);
-        std::ofstream s(dir / "model-00001-of-00002.safetensors", std::ios::binary);
-        s.write(reinterpret_cast<const char*>(img.data()), img.size());
-    }
-    try {
-        SafetensorsModel::open(dir.string());
-        FAIL() << "missing shard accepted";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("model-00002-of-00002.safetensors"), std::string::npos)
-            << e.what();
-        EXPECT_NE(std::string(e.what()).find("missing"), std::string::npos) << e.what();
-    }
-    fs::remove_all(dir);
+    const std::string e = sharded_open_error(
+        "missing-shard",
+        R"({"a":"model-00001-of-00002.safetensors","b":"model-00002-of-00002.safetensors"})",
+        "model-00001-of-00002.safetensors");
+    EXPECT_NE(e.find("model-00002-of-00002.safetensors"), std::string::npos) << e;
+    EXPECT_NE(e.find("missing"), std::string::npos) << e;
 }
 
 TEST(SafetensorsCorrupt, IndexNamesTensorTheShardLacks) {
-    const fs::path dir = fs::path(QL_TEST_TMP) / "st-index-extra";
-    fs::remove_all(dir);
-    fs::create_directories(dir);
-    {
-        std::ofstream idx(dir / "model.safetensors.index.json");
-        idx << R"({"weight_map":{"a":"s1.safetensors","ghost":"s1.safetensors"}})";
-        const auto img = image(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", 8);
-        std::ofstream s(dir / "s1.safetensors", std::ios::binary);
-        s.write(reinterpret_cast<const char*>(img.data()), img.size());
-    }
-    try {
-        SafetensorsModel::open(dir.string());
-        FAIL() << "index naming a missing tensor accepted";
-    } catch (const Error& e) {
-        EXPECT_NE(std::string(e.what()).find("'ghost'"), std::string::npos) << e.what();
-        EXPECT_NE(std::string(e.what()).find("model.safetensors.index.json"), std::string::npos)
-            << e.what();
-    }
-    fs::remove_all(dir);
+    const std::string e = sharded_open_error(
+        "index-extra", R"({"a":"s1.safetensors","ghost":"s1.safetensors"})", "s1.safetensors");
+    EXPECT_NE(e.find("'ghost'"), std::string::npos) << e;
+    EXPECT_NE(e.find("model.safetensors.index.json"), std::string::npos) << e;
 }

@@ -9,6 +9,7 @@
 
 #include "core/error.h"
 #include "hub/fixture.h"
+#include "support/error_of.h"
 
 namespace quantlens::hub::testing {
 namespace {
@@ -123,15 +124,11 @@ TEST_F(PullTest, CorruptionOfASmallGitFileIsCaughtByItsBlobId) {
     faults.corrupt_times = 2;  // the refetch is corrupted too
     hub_->set_faults(faults);
     ::testing::internal::CaptureStderr();
-    try {
-        pull(options());
-        FAIL() << "a corrupted tokenizer.json was accepted";
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("checksum mismatch after a refetch"), std::string::npos) << msg;
-        EXPECT_NE(msg.find(hub_->file("tokenizer.json").blob_id), std::string::npos) << msg;
-    }
+    const std::string msg =
+        test_support::error_of([&] { pull(options()); }, "a corrupted tokenizer.json was accepted");
+    EXPECT_NE(msg.find("tokenizer.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("checksum mismatch after a refetch"), std::string::npos) << msg;
+    EXPECT_NE(msg.find(hub_->file("tokenizer.json").blob_id), std::string::npos) << msg;
     ::testing::internal::GetCapturedStderr();
     const std::string blob = repo_dir() + "/blobs/" + hub_->file("tokenizer.json").blob_id;
     EXPECT_FALSE(fs::exists(blob));
@@ -144,14 +141,10 @@ TEST_F(PullTest, DiskFullKeepsThePartialFileAndSaysHowToResume) {
     const std::string blob_id = hub_->file("config.json").blob_id;
     fs::create_directories(repo_dir() + "/blobs");
     fs::create_symlink("/dev/full", repo_dir() + "/blobs/" + blob_id + ".incomplete");
-    try {
-        pull(options());
-        FAIL() << "a full disk went unnoticed";
-    } catch (const Error& e) {
-        const std::string msg = e.what();
-        EXPECT_NE(msg.find("disk full while writing config.json"), std::string::npos) << msg;
-        EXPECT_NE(msg.find("partial file is kept"), std::string::npos) << msg;
-    }
+    const std::string msg =
+        test_support::error_of([&] { pull(options()); }, "a full disk went unnoticed");
+    EXPECT_NE(msg.find("disk full while writing config.json"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("partial file is kept"), std::string::npos) << msg;
     EXPECT_TRUE(fs::is_symlink(repo_dir() + "/blobs/" + blob_id + ".incomplete"));
 }
 

@@ -75,6 +75,20 @@ TEST(Store, CreatesJobWithItsInputsAndListsIt) {
     EXPECT_EQ(again.pending_items(id), fake_items(fake_units(2)));
 }
 
+// What a runner reads its job with: the job of the kind it runs, or a refusal naming both
+// kinds (the article follows the wanted kind's name).
+TEST(Store, GetJobOfKindRefusesAnotherKindByName) {
+    Store store(fresh_dir("store") + "/jobs.sqlite");
+    const int64_t id = create_fake_sweep(store, 1, "{}");
+    EXPECT_EQ(store.get_job_of_kind(id, JobKind::sweep).id, id);
+    EXPECT_EQ(error_of([&] { store.get_job_of_kind(id, JobKind::audit); }),
+              "job " + std::to_string(id) + " is a sweep job, not an audit");
+    EXPECT_EQ(error_of([&] { store.get_job_of_kind(id, JobKind::compare); }),
+              "job " + std::to_string(id) + " is a sweep job, not a compare");
+    EXPECT_EQ(kind_names(), "sweep, calibrate, eval, quantize, verify, compare, audit, plan");
+    EXPECT_EQ(state_names(), "queued, running, paused, done, failed, cancelled");
+}
+
 TEST(Store, RecordsAnItemExactlyOnceWithAllItsMetrics) {
     Store store(fresh_dir("store") + "/jobs.sqlite");
     const int64_t id = create_fake_sweep(store, 1);

@@ -165,6 +165,10 @@ TEST(FallbackType, FollowsLlamaCppRules) {
     EXPECT_EQ(fallback_type(GgmlType::IQ2_XXS, 128), GgmlType::IQ4_NL);
     EXPECT_EQ(fallback_type(GgmlType::IQ1_M, 128), GgmlType::IQ4_NL);
     EXPECT_EQ(fallback_type(GgmlType::TQ1_0, 128), GgmlType::Q4_0);
+    EXPECT_EQ(fallback_type(GgmlType::TQ2_0, 128), GgmlType::Q4_0);
+    for (GgmlType t :
+         {GgmlType::IQ2_XS, GgmlType::IQ2_S, GgmlType::IQ3_XXS, GgmlType::IQ3_S, GgmlType::IQ1_S})
+        EXPECT_EQ(fallback_type(t, 128), GgmlType::IQ4_NL) << ggml_type_display_name(t);
     EXPECT_EQ(fallback_type(GgmlType::Q4_K, 48), GgmlType::F16);  // 32 does not divide either
     EXPECT_EQ(fallback_type(GgmlType::Q8_0, 40), GgmlType::F16);
     EXPECT_EQ(fallback_type(GgmlType::MXFP4, 40), GgmlType::F16);

@@ -22,12 +22,9 @@ namespace {
 
 using quantlens::test_support::shared_dir;
 
+// A new store in an empty directory of its own.
 std::string fresh_store(const std::string& name) {
-    const fs::path dir = fs::path(QL_TEST_TMP) / "report";
-    fs::create_directories(dir);
-    const fs::path path = dir / (name + ".sqlite");
-    for (const char* suffix : {"", "-wal", "-shm"}) fs::remove(path.string() + suffix);
-    return path.string();
+    return test_support::fresh_dir("report-" + name) + "/jobs.sqlite";
 }
 
 }  // namespace

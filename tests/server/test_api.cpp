@@ -22,6 +22,7 @@
 #include "server/activity.h"
 #include "server/safe_path.h"
 #include "server/server.h"
+#include "support/running_server.h"
 #include "support/test_data.h"
 
 namespace fs = std::filesystem;
@@ -51,7 +52,6 @@ class Api : public ::testing::Test {
             job_ = test_support::fill_fake_sweep(store, shared_dir() + "/models/llama-8m").job;
         }
         server::ServerOptions o;
-        o.port = 0;
         o.store_path = store_path_;
         // As `serve --models-dir`: the symlinked models resolve into the second root.
         o.model_roots = {(dir_ / "root").string(), (fs::path(shared_dir()) / "models").string()};
@@ -59,27 +59,16 @@ class Api : public ::testing::Test {
         o.job_exe = std::string(QL_BINARY_DIR) + "/ql_test_jobs";
         o.threads = 16;
         o.event_poll_s = 0.05;
-        server_ = new server::Server(o);
-        port_ = server_->bind();
-        thread_ = new std::thread([] { server_->run(); });
-        httplib::Client probe("127.0.0.1", port_);
-        for (int i = 0; i < 100 && !probe.Get("/api/health"); ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        server_ = new test_support::RunningServer(o);
+        port_ = server_->port();
     }
     static void TearDownTestSuite() {
-        server_->stop();
-        thread_->join();
-        delete thread_;
         delete server_;
         std::error_code ec;
         fs::remove_all(dir_, ec);
     }
 
-    static httplib::Client client() {
-        httplib::Client c("127.0.0.1", port_);
-        c.set_read_timeout(20, 0);
-        return c;
-    }
+    static httplib::Client client() { return server_->client(20); }
     static httplib::Result post(const std::string& path, const json& body) {
         return client().Post(path.c_str(), body.dump(), "application/json");
     }
@@ -89,8 +78,7 @@ class Api : public ::testing::Test {
     static inline std::string store_path_;
     static inline int64_t job_ = 0;
     static inline int port_ = 0;
-    static inline server::Server* server_ = nullptr;
-    static inline std::thread* thread_ = nullptr;
+    static inline test_support::RunningServer* server_ = nullptr;
 };
 
 }  // namespace

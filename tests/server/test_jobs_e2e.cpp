@@ -12,15 +12,15 @@
 
 #include "jobs/store.h"
 #include "server/server.h"
+#include "support/running_server.h"
 #include "support/test_data.h"
 
 namespace fs = std::filesystem;
 using namespace quantlens;
+using namespace quantlens::test_support;
 using nlohmann::json;
 
 namespace {
-
-using quantlens::test_support::shared_dir;
 
 class JobsEndToEnd : public ::testing::Test {
   protected:
@@ -33,26 +33,19 @@ class JobsEndToEnd : public ::testing::Test {
         previous_cwd_ = fs::current_path();
         fs::current_path(dir_);
         server::ServerOptions o;
-        o.port = 0;
         o.store_path = (dir_ / "jobs.sqlite").string();
         o.model_roots = {dir_.string(), shared_dir()};  // the link resolves into the second
         o.job_exe = std::string(QL_BINARY_DIR) + "/quantlens";
         o.event_poll_s = 0.05;
-        server_ = std::make_unique<server::Server>(o);
-        port_ = server_->bind();
-        thread_ = std::thread([this] { server_->run(); });
-        httplib::Client probe("127.0.0.1", port_);
-        for (int i = 0; i < 100 && !probe.Get("/api/health"); ++i)
-            std::this_thread::sleep_for(std::chrono::milliseconds(20));
+        server_ = std::make_unique<RunningServer>(o);
     }
     void TearDown() override {
-        server_->stop();
-        thread_.join();
+        server_.reset();
         fs::current_path(previous_cwd_);
     }
 
     httplib::Result post(const json& body) {
-        httplib::Client c("127.0.0.1", port_);
+        httplib::Client c("127.0.0.1", server_->port());
         c.set_read_timeout(60, 0);
         return c.Post("/api/jobs", body.dump(), "application/json");
     }
@@ -71,7 +64,7 @@ class JobsEndToEnd : public ::testing::Test {
         EXPECT_TRUE(reply["job"].is_object()) << body.dump() << " → " << r->body;
         if (!reply["job"].is_object()) return 0;
         const int64_t id = reply["job"]["id"];
-        httplib::Client c("127.0.0.1", port_);
+        httplib::Client c("127.0.0.1", server_->port());
         const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(120);
         std::string state;
         while (std::chrono::steady_clock::now() < deadline) {
@@ -85,9 +78,7 @@ class JobsEndToEnd : public ::testing::Test {
     }
 
     fs::path dir_, previous_cwd_;
-    std::unique_ptr<server::Server> server_;
-    std::thread thread_;
-    int port_ = 0;
+    std::unique_ptr<RunningServer> server_;
 };
 
 }  // namespace

@@ -18,9 +18,11 @@
 
 namespace quantlens::cli_testing {
 
+using test_support::contains;
 using test_support::fresh_dir;
 using test_support::shared_dir;
 using test_support::shared_path;
+using test_support::suite_file;
 
 struct Result {
     int code = -1;    // exit status; -1 when the process did not exit normally
@@ -58,6 +60,20 @@ inline nlohmann::json eval_against(const std::string& model, const std::string& 
                              false);
     EXPECT_EQ(r.code, 0) << r.out;
     return nlohmann::json::parse(r.out);
+}
+
+// What a family fixture's CLI eval is held to against transformers' float64 log-probs
+// (issues 23 and 24): mean KLD at most this, the same top-1 token at 99 % of positions.
+inline constexpr double kFixtureEvalMaxMeanKld = 1e-4;
+
+// eval_against of tests/fixtures/NAME and its reference.qllogp, with those two checks; the
+// JSON, for the caller's own (transformers' PPL).
+inline nlohmann::json expect_fixture_eval_matches(const std::string& name) {
+    const std::string dir = std::string(QL_SOURCE_DIR) + "/tests/fixtures/" + name;
+    const auto j = eval_against(dir, dir + "/reference.qllogp");
+    EXPECT_LE(j["kld"]["mean"].get<double>(), kFixtureEvalMaxMeanKld) << name << j.dump(2);
+    EXPECT_GE(j["same_top1_pct"].get<double>(), 99.0) << name << j.dump(2);
+    return j;
 }
 
 }  // namespace quantlens::cli_testing

@@ -81,6 +81,12 @@ inline ReferenceComparison compare_with_reference(const Model& model, const std:
 // acceptance, kept by the families of issues 23 and 24.
 constexpr double kFamilyMaxMeanKld = 1e-4;
 constexpr double kFamilyMaxAbsLogitDiff = 2e-3;
+// A feature a family test turns off must move the mean KLD past this, 10× the bound above,
+// or the test could not tell it was left out.
+constexpr double kFeatureMattersKld = 1e-3;
+// The F16 file of a fixture with BF16 weights against the model itself: BF16 is exact in F16
+// (within its range; norms and routers stay F32).
+constexpr double kF16MaxKld = 1e-6;
 
 // Runs the model in `dir` against `fixture`'s reference (reference<variant>.qllogp) and
 // checks both chunks are scored (2 × 255 positions), mean KLD ≤ kFamilyMaxMeanKld and max

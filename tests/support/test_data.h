@@ -42,11 +42,11 @@ inline std::string fresh_dir(const std::string& prefix) {
 }
 
 // A whole file's bytes ("" when it cannot be read), and writing them.
-// gtest's name for a parameter named after a fixture, which may not hold '-'
-// ("gptoss-mxfp4" → "gptoss_mxfp4").
+// gtest's name for a parameter named after a fixture, which may not hold '-' or '.'
+// ("gptoss-mxfp4" → "gptoss_mxfp4", "qwen3.5" → "qwen3_5").
 inline std::string fixture_test_name(std::string fixture) {
     for (char& ch : fixture)
-        if (ch == '-') ch = '_';
+        if (ch == '-' || ch == '.') ch = '_';
     return fixture;
 }
 
@@ -58,6 +58,21 @@ inline std::string slurp(const std::filesystem::path& p) {
 }
 inline void put(const std::filesystem::path& p, const std::string& text) {
     std::ofstream(p, std::ios::binary) << text;
+}
+
+// QL_TEST_TMP/<test suite>-files/NAME, with the directory created; the file itself is left as
+// it is (a test removes what it must not find).
+inline std::filesystem::path suite_file(const std::string& name) {
+    const auto* info = ::testing::UnitTest::GetInstance()->current_test_info();
+    const std::filesystem::path d =
+        std::filesystem::path(QL_TEST_TMP) /
+        (std::string(info ? info->test_suite_name() : "none") + "-files");
+    std::filesystem::create_directories(d);
+    return d / name;
+}
+
+inline bool contains(const std::string& text, const std::string& part) {
+    return text.find(part) != std::string::npos;
 }
 
 }  // namespace quantlens::test_support

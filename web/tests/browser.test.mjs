@@ -23,20 +23,14 @@ import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { artifacts, checkReportOffline, launchChromium, quantlens, shared } from './browser_env.mjs';
 
-const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const build = path.resolve(repo, process.env.QL_BUILD_DIR || 'build');
-const shared = process.env.QUANTLENS_SHARED || path.resolve(repo, '../shared');
-const chromiumPath = process.env.QL_CHROMIUM || '/usr/bin/chromium';
-const artifacts = path.join(build, 'test-artifacts', 'browser');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ql-browser-'));
 const store = path.join(work, 'jobs.sqlite');
 const recipes = path.join(work, 'recipes');
 const model = path.join(shared, 'models', 'llama-8m');
 const evalText = path.join(shared, 'data', 'eval.txt');
 const calibText = path.join(shared, 'data', 'calib.txt');
-const quantlens = path.join(build, 'quantlens');
 
 // llama-8m: 8 layers × 7 matrices + token_embd + output quantizable tensors; the sweep also
 // measures the unit "(all)" (every tensor at the type at once) per type.
@@ -81,14 +75,7 @@ function onlyJob(kind) {
 }
 
 async function launch() {
-  // A fresh profile per run; flags keep chromium from calling home (updates, sync, QUIC probes).
-  return chromium.launchPersistentContext(fs.mkdtempSync(path.join(work, 'profile-')), {
-    executablePath: chromiumPath,
-    headless: true,
-    viewport: { width: 1400, height: 1000 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  return launchChromium(work);
 }
 
 // `quantlens serve` with its default job executable (itself), so jobs started from the app
@@ -237,20 +224,8 @@ async function hoverAndCheck(page, unit, type) {
   assert.ok(want > 0 && Math.abs(value - want) / want < 1e-3, `hover shows ${value}, the store has ${want}`);
 }
 
-// Opens a report file with the network off; collects every non-file request and page error.
-async function openOffline(file) {
-  const page = await context.newPage();
-  const requests = [], errors = [];
-  page.on('request', (r) => { if (!/^(file|data|blob):/.test(r.url())) requests.push(r.url()); });
-  page.on('pageerror', (e) => errors.push(e.message));
-  await context.setOffline(true);  // and any request that is attempted is recorded above
-  await page.goto('file://' + file, { timeout: 90000 });
-  return { page, requests, errors };
-}
-
 test('report opens offline with one heatmap cell per measured (unit, type)', async () => {
-  const { page, requests, errors } = await openOffline(report);
-  try {
+  await checkReportOffline(context, report, 'report.png', async (page) => {
     await page.waitForSelector('#ql-heatmap .main-svg');
     const n = await heatmapCounts(page);
     assert.equal(n.units, shown.units);
@@ -290,18 +265,11 @@ test('report opens offline with one heatmap cell per measured (unit, type)', asy
     await page.selectOption('#ql-mode', 'layers');
     const rows = await page.evaluate(() => document.getElementById('ql-heatmap').data[0].y);
     assert.equal(rows.length, 11, rows.join());
-    await page.screenshot({ path: path.join(artifacts, 'report.png'), fullPage: true });
-    assert.deepEqual(errors, []);
-    assert.deepEqual(requests, [], 'the report made network requests');
-  } finally {
-    await context.setOffline(false);
-    await page.close();
-  }
+  });
 });
 
 test('calibrate job report opens offline and draws the calibration charts', async () => {
-  const { page, requests, errors } = await openOffline(calibReport);
-  try {
+  await checkReportOffline(context, calibReport, 'report-calibration.png', async (page) => {
     await page.waitForSelector('#ql-hockey .main-svg');
     await page.waitForSelector('#ql-surface .main-svg');
     await page.waitForSelector('#ql-kurtosis .main-svg');
@@ -315,13 +283,7 @@ test('calibrate job report opens offline and draws the calibration charts', asyn
     // No sweep cells: a note instead of an empty heatmap.
     assert.match(await page.textContent('#ql-no-cells'), /calibrate job has no sweep measurements/);
     assert.equal(await page.$('#ql-heatmap'), null);
-    await page.screenshot({ path: path.join(artifacts, 'report-calibration.png'), fullPage: true });
-    assert.deepEqual(errors, []);
-    assert.deepEqual(requests, [], 'the report made network requests');
-  } finally {
-    await context.setOffline(false);
-    await page.close();
-  }
+  });
 });
 
 test('app: heatmap, hover, edit and save a recipe, model tree', async () => {

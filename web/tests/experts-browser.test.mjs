@@ -10,17 +10,11 @@ import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import { artifacts, checkReportOffline, launchChromium, quantlens, repo, shared } from './browser_env.mjs';
 
-const repo = path.resolve(path.dirname(new URL(import.meta.url).pathname), '../..');
-const build = path.resolve(repo, process.env.QL_BUILD_DIR || 'build');
-const shared = process.env.QUANTLENS_SHARED || path.resolve(repo, '../shared');
-const chromiumPath = process.env.QL_CHROMIUM || '/usr/bin/chromium';
-const artifacts = path.join(build, 'test-artifacts', 'browser');
 const work = fs.mkdtempSync(path.join(os.tmpdir(), 'ql-experts-'));
 const store = path.join(work, 'jobs.sqlite');
 const model = path.join(repo, 'tests', 'fixtures', 'qwen3moe');
-const quantlens = path.join(build, 'quantlens');
 const LAYERS = 3, EXPERTS = 8;
 const SLOW = 60000;
 let context, data, report;
@@ -40,11 +34,7 @@ before(async () => {
   data = JSON.parse(fs.readFileSync(dataFile, 'utf8'));
   report = path.join(artifacts, 'report-experts.html');
   ql(['report', '1', '--force', '-o', report, '--store', store]);
-  context = await chromium.launchPersistentContext(fs.mkdtempSync(path.join(work, 'profile-')), {
-    executablePath: chromiumPath, headless: true, viewport: { width: 1400, height: 1000 },
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
-      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
-  });
+  context = await launchChromium(work);
   context.setDefaultTimeout(SLOW);
 });
 
@@ -56,13 +46,7 @@ after(async () => {
 test('report draws experts × layers beside routing share, one cell per stored row', async () => {
   const stored = data.units.filter((u) => u.role === 'expert');
   assert.equal(stored.length, LAYERS * EXPERTS);
-  const page = await context.newPage();
-  const errors = [], requests = [];
-  page.on('pageerror', (e) => errors.push(e.message));
-  page.on('request', (r) => { if (!/^(file|data|blob):/.test(r.url())) requests.push(r.url()); });
-  await context.setOffline(true);
-  try {
-    await page.goto('file://' + report, { timeout: 90000 });
+  await checkReportOffline(context, report, 'report-experts.png', async (page) => {
     await page.waitForSelector('#ql-experts-kld .main-svg');
     await page.waitForSelector('#ql-experts-share .main-svg');
     const drawn = await page.evaluate(() => {
@@ -82,11 +66,5 @@ test('report draws experts × layers beside routing share, one cell per stored r
     const cell = data.cells.find((c) => c.u === u && c.t === 0);
     const shown = await page.evaluate(() => document.getElementById('ql-experts-share').data[0].z[1][5]);
     assert.equal(shown, cell.m.route_share);
-    await page.screenshot({ path: path.join(artifacts, 'report-experts.png'), fullPage: true });
-    assert.deepEqual(errors, []);
-    assert.deepEqual(requests, [], 'the report made network requests');
-  } finally {
-    await context.setOffline(false);
-    await page.close();
-  }
+  });
 });

@@ -31,6 +31,21 @@
 
 namespace quantlens {
 
+// An engine hook for the lifetime of this object, cleared on every way out (a collector must
+// not outlive the pass it watches).
+class ScopedEngineHook {
+  public:
+    ScopedEngineHook(Engine& engine, EngineHook hook) : engine_(engine) {
+        engine_.set_hook(std::move(hook));
+    }
+    ~ScopedEngineHook() { engine_.clear_hook(); }
+    ScopedEngineHook(const ScopedEngineHook&) = delete;
+    ScopedEngineHook& operator=(const ScopedEngineHook&) = delete;
+
+  private:
+    Engine& engine_;
+};
+
 // Running per-channel sums of one matrix's input.
 struct ChannelMoments {
     int64_t n_cols = 0;

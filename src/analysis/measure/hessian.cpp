@@ -8,6 +8,7 @@
 #include <map>
 #include <span>
 
+#include "analysis/measure/activation_stats.h"
 #include "core/error.h"
 #include "core/parallel.h"
 #include "model/model.h"
@@ -114,11 +115,7 @@ void run_hessians(Engine& engine, const EvalChunks& chunks, HessianCollector& co
                   int64_t batch) {
     QL_CHECK(chunks.n_chunks >= 1 && chunks.n_ctx >= 1, "no chunk of {} tokens to collect on",
              chunks.n_ctx);
-    engine.set_hook(collector.hook());
-    struct HookReset {
-        Engine& e;
-        ~HookReset() { e.clear_hook(); }
-    } reset{engine};
+    const ScopedEngineHook attached(engine, collector.hook());
     const int64_t T = chunks.n_ctx;
     batch = std::max<int64_t>(1, batch);
     for (int64_t c = 0; c < chunks.n_chunks; c += batch) {

@@ -300,9 +300,7 @@ int64_t find_or_create_audit_job(jobs::Store& store, const Zoo& zoo,
 }
 
 bool run_audit(jobs::Store& store, int64_t id) {
-    const jobs::Job job = store.get_job(id);
-    QL_CHECK(job.kind == jobs::JobKind::audit, "job {} is a {} job, not an audit", id,
-             jobs::kind_name(job.kind));
+    const jobs::Job job = store.get_job_of_kind(id, jobs::JobKind::audit);
     const Zoo zoo = Zoo::from_json(json::parse(job.params));
     std::map<std::string, const ZooModel*> by_name;
     for (const auto& m : zoo.models) by_name[m.name] = &m;

@@ -76,11 +76,7 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
     ActivationCollector own(engine.config().n_experts);
     ActivationCollector& col = collector ? *collector : own;
     col.set_capture(options.capture_rows, std::max<int64_t>(1, options.capture_stride));
-    engine.set_hook(col.hook());
-    struct HookReset {
-        Engine& e;
-        ~HookReset() { e.clear_hook(); }
-    } reset{engine};
+    const ScopedEngineHook attached(engine, col.hook());
     const int64_t T = chunks.n_ctx;
     return calibrate_loop(
         chunks, dataset, options, observer, col, [&](std::span<const int32_t> tokens, int64_t B) {

@@ -564,9 +564,7 @@ int64_t create_compare_job(jobs::Store& store, const CompareOptions& options,
 }
 
 bool run_compare_job(jobs::Store& store, int64_t id) {
-    const jobs::Job job = store.get_job(id);
-    QL_CHECK(job.kind == jobs::JobKind::compare, "job {} is a {} job, not a compare", id,
-             jobs::kind_name(job.kind));
+    const jobs::Job job = store.get_job_of_kind(id, jobs::JobKind::compare);
     const json params = json::parse(job.params);
     CompareContext ctx;
     ctx.opt = CompareOptions::from_json(params);

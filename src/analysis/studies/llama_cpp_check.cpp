@@ -131,7 +131,7 @@ LlamaCppFigures parse_llama_perplexity_output(const std::string& text,
     out.kld_p99 = need(R"(99\.0%\s+KLD)", "99.0% KLD").first;
     out.kld_p999 = need(R"(99\.9%\s+KLD)", "99.9% KLD").first;
     out.kld_max = need(R"(Maximum KLD)", "Maximum KLD").first;
-    out.same_top = need(R"(Same top p)", "Same top p").first / 100.0;
+    out.top1 = need(R"(Same top p)", "Same top p").first / 100.0;
     return out;
 }
 
@@ -160,17 +160,12 @@ LlamaCppFigures LlamaCppCheck::run_candidate(const std::string& gguf,
     return parse_llama_perplexity_output(read_file(log), log);
 }
 
+// Every field under its own name.
+NLOHMANN_DEFINE_TYPE_NON_INTRUSIVE(LlamaCppFigures, ppl, ppl_err, kld_mean, kld_err, kld_median,
+                                   kld_p99, kld_p999, kld_max, top1, log)
+
 nlohmann::json llama_cpp_json(const LlamaCppFigures& f) {
-    return {{"ppl", f.ppl},
-            {"ppl_err", f.ppl_err},
-            {"kld_mean", f.kld_mean},
-            {"kld_err", f.kld_err},
-            {"kld_median", f.kld_median},
-            {"kld_p99", f.kld_p99},
-            {"kld_p999", f.kld_p999},
-            {"kld_max", f.kld_max},
-            {"top1", f.same_top},
-            {"log", f.log}};
+    return f;
 }
 
 }  // namespace quantlens

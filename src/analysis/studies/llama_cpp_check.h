@@ -28,7 +28,7 @@ namespace quantlens {
 struct LlamaCppFigures {
     double ppl = 0, ppl_err = 0;
     double kld_mean = 0, kld_err = 0, kld_median = 0, kld_p99 = 0, kld_p999 = 0, kld_max = 0;
-    double same_top = 0;
+    double top1 = 0;  // "Same top p", as a fraction
     std::string log;  // the run's output file
 };
 

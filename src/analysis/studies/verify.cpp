@@ -86,7 +86,7 @@ std::string llama_cpp_lines(const VerifyReport& rep) {
         if (!r.llama_cpp) continue;
         const LlamaCppFigures& l = *r.llama_cpp;
         out += fmt::format("{:<22} {:>9.3f} {:>10.6f} {:>9.5f} {:>9.5f} {:>8.2f} {:>+11.2f}%\n",
-                           r.name, l.ppl, l.kld_mean, l.kld_p99, l.kld_p999, 100 * l.same_top,
+                           r.name, l.ppl, l.kld_mean, l.kld_p99, l.kld_p999, 100 * l.top1,
                            r.kld_mean > 0 ? 100 * (l.kld_mean / r.kld_mean - 1) : 0.0);
     }
     return out;

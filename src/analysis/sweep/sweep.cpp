@@ -812,9 +812,7 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
 }
 
 bool run_sweep(jobs::Store& store, int64_t id) {
-    const jobs::Job job = store.get_job(id);
-    QL_CHECK(job.kind == jobs::JobKind::sweep, "job {} is a {} job, not a sweep", id,
-             jobs::kind_name(job.kind));
+    const jobs::Job job = store.get_job_of_kind(id, jobs::JobKind::sweep);
     SweepContext ctx;
     PhaseClock clock;
     open_context(ctx, SweepOptions::from_json(json::parse(job.params)));
