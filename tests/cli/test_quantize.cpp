@@ -172,9 +172,9 @@ TEST(CliQuantize, GptqRoundsTheLinearsAndNamesWhatItDidNot) {
 // written.
 TEST(CliQuantize, RecipeRoundingThatCannotBeDoneIsRefusedByTensor) {
     const std::string model = shared_path("models/llama-8m");
-    const fs::path out = tmp("rounding.gguf");
+    const fs::path out = suite_file("rounding.gguf");
     fs::remove(out);
-    const fs::path recipe = tmp("rounding.json");
+    const fs::path recipe = suite_file("rounding.json");
     const auto write = [&](const std::string& rounding) {
         std::ofstream(recipe) << R"({"format": "quantlens-recipe", "version": 2,
             "default_type": "Q4_K", "tensors": {"blk.2.attn_v.weight": "Q6_K"},
@@ -182,7 +182,7 @@ TEST(CliQuantize, RecipeRoundingThatCannotBeDoneIsRefusedByTensor) {
                                      rounding + R"("}})";
     };
     write("awq");
-    CliResult r =
+    Result r =
         run_quiet("quantize " + model + " --recipe " + recipe.string() + " -o " + out.string());
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_TRUE(contains(r.out, "blk.2.attn_v.weight") && contains(r.out, "unknown rounding"))
