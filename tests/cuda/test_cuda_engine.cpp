@@ -561,6 +561,7 @@ TEST(CudaKernels, ScoreRowsMatchDoubleReference) {
     std::vector<float> logits(static_cast<size_t>(B * R * V)), ref(static_cast<size_t>(B * S * V));
     for (float& x : logits) x = nd(rng);
     std::vector<int32_t> ref_top1(static_cast<size_t>(B * S)), next(static_cast<size_t>(B * S));
+    std::vector<double> ref_lse(static_cast<size_t>(B * S));
     auto lse_of = [&](const float* z) {
         double mx = -INFINITY, sum = 0;
         for (int64_t v = 0; v < V; ++v) mx = std::max(mx, static_cast<double>(z[v]));
@@ -573,6 +574,7 @@ TEST(CudaKernels, ScoreRowsMatchDoubleReference) {
         for (float& x : zr) x += 0.3f * nd(rng);
         zr[static_cast<size_t>(r * 11)] = 40.0f;  // a confident top-1
         const double lse = lse_of(zr.data());
+        ref_lse[static_cast<size_t>(r)] = lse;
         for (int64_t v = 0; v < V; ++v)
             ref[static_cast<size_t>(r * V + v)] = static_cast<float>(zr[v] - lse);
         ref_top1[static_cast<size_t>(r)] = static_cast<int32_t>(r * 11);
@@ -580,13 +582,15 @@ TEST(CudaKernels, ScoreRowsMatchDoubleReference) {
     }
     logits[static_cast<size_t>(((1 % S) + 0) * V + 11)] = 45.0f;  // row 1 keeps the same top-1
     DeviceBuffer d_logits(logits.size() * 4), d_ref(ref.size() * 4), d_top(ref_top1.size() * 4),
-        d_next(next.size() * 4), d_out(static_cast<size_t>(B * S) * sizeof(RowStats));
+        d_next(next.size() * 4), d_out(static_cast<size_t>(B * S) * sizeof(RowStats)),
+        d_lse(ref_lse.size() * 8);
+    QL_CUDA(cudaMemcpy(d_lse.as(), ref_lse.data(), ref_lse.size() * 8, cudaMemcpyHostToDevice));
     QL_CUDA(cudaMemcpy(d_logits.as(), logits.data(), logits.size() * 4, cudaMemcpyHostToDevice));
     QL_CUDA(cudaMemcpy(d_ref.as(), ref.data(), ref.size() * 4, cudaMemcpyHostToDevice));
     QL_CUDA(cudaMemcpy(d_top.as(), ref_top1.data(), ref_top1.size() * 4, cudaMemcpyHostToDevice));
     QL_CUDA(cudaMemcpy(d_next.as(), next.data(), next.size() * 4, cudaMemcpyHostToDevice));
-    launch_score_rows(d_logits.as<float>(), B, S, R, V, d_ref.as<float>(), d_top.as<int32_t>(),
-                      d_next.as<int32_t>(), 0, d_out.as<RowStats>());
+    launch_score_rows(d_logits.as<float>(), B, S, R, V, d_ref.as<float>(), d_lse.as<double>(),
+                      d_top.as<int32_t>(), d_next.as<int32_t>(), 0, d_out.as<RowStats>());
     std::vector<RowStats> got(static_cast<size_t>(B * S));
     QL_CUDA(
         cudaMemcpy(got.data(), d_out.as(), got.size() * sizeof(RowStats), cudaMemcpyDeviceToHost));
@@ -610,6 +614,19 @@ TEST(CudaKernels, ScoreRowsMatchDoubleReference) {
     }
     EXPECT_GE(same_rows, 1);  // both outcomes of the top-1 comparison are exercised
     EXPECT_LT(same_rows, B * S);
+
+    // The reference kernel on these logits, then scoring the same logits: KLD exactly 0.
+    launch_reference_rows(d_logits.as<float>(), B, S, R, V, d_ref.as<float>(), d_lse.as<double>(),
+                          d_top.as<int32_t>(), 0);
+    launch_score_rows(d_logits.as<float>(), B, S, R, V, d_ref.as<float>(), d_lse.as<double>(),
+                      d_top.as<int32_t>(), d_next.as<int32_t>(), 0, d_out.as<RowStats>());
+    QL_CUDA(
+        cudaMemcpy(got.data(), d_out.as(), got.size() * sizeof(RowStats), cudaMemcpyDeviceToHost));
+    for (const RowStats& g : got) {
+        EXPECT_EQ(g.kld, 0.0);
+        EXPECT_EQ(g.same, 1);
+        EXPECT_EQ(g.nll, g.ref_nll);
+    }
 }
 
 // SwiGLU takes 16-byte packs where the width and pointers allow it and single values otherwise;

@@ -214,68 +214,81 @@ __global__ void scatter_add_k(float* h, const float* y, const int32_t* rows, con
     for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] += wi * y[i * C + c];
 }
 
-// max, argmax and log Σ exp of one row, all threads of the block getting the results.
-struct RowNorm {
-    float mx;
-    int32_t top1;
-    float lse;
-};
-__device__ RowNorm row_norm(const float* z, int64_t V) {
+// The argmax and log Σ exp of one row in one read: each thread keeps a running maximum and
+// Σ expf(z − max) (in double; rescaled when the maximum moves), then the block combines them.
+// The reference and every scored row go through this same code with the same block size, so
+// equal logits give bit-equal results (an unperturbed item scores a KLD of exactly 0).
+struct RunningLse {
     ArgMax m{-INFINITY, INT32_MAX};
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x)
-        m = better(m, ArgMax{z[v], static_cast<int32_t>(v)});
-    m = block_argmax(m);
-    // expf, summed in double: each term to an ulp, and a double exp per vocabulary entry costs
-    // the sweep seconds (it runs for every item over 8,192 rows × the vocabulary).
     double sum = 0.0;
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) sum += expf(z[v] - m.v);
-    sum = block_sum(sum);
-    return {m.v, m.i, m.v + static_cast<float>(log(sum))};
-}
-
-__global__ void reference_rows_k(const float* logits, int64_t S, int64_t R, int64_t V,
-                                 float* ref_logp, int32_t* ref_top1, int64_t row0) {
-    const int64_t b = blockIdx.x / S, s = blockIdx.x % S;
-    const float* z = logits + (b * R + s) * V;
-    const RowNorm rn = row_norm(z, V);
-    float* out = ref_logp + (row0 + blockIdx.x) * V;
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) out[v] = z[v] - rn.lse;
-    if (threadIdx.x == 0) ref_top1[row0 + blockIdx.x] = rn.top1;
-}
-
-// One pass over the row's logits z and the reference log-probabilities (the sweep runs it for
-// every item over rows × vocabulary, so each is read from memory once): the argmax, log Σ exp z
-// from each thread's running maximum, and KLD = Σ p_ref·(ref − z) + lse·Σ p_ref.
-__global__ void score_rows_k(const float* logits, int64_t S, int64_t R, int64_t V,
-                             const float* ref_logp, const int32_t* ref_top1, const int32_t* next,
-                             int64_t row0, RowStats* out) {
-    const int64_t b = blockIdx.x / S, s = blockIdx.x % S, row = row0 + blockIdx.x;
-    const float* z = logits + (b * R + s) * V;
-    const float* ref = ref_logp + row * V;
-    ArgMax m{-INFINITY, INT32_MAX};
-    double sum = 0.0, ref_minus_z = 0.0, ref_mass = 0.0;  // sum: Σ exp(z − m.v), this thread's
-    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
-        const float zv = z[v], rv = ref[v];
+    __device__ void add(float zv, int64_t v) {
         if (zv > m.v) {
             if (sum > 0.0) sum *= exp(static_cast<double>(m.v) - zv);
             m = ArgMax{zv, static_cast<int32_t>(v)};
         }
         sum += expf(zv - m.v);
+    }
+    struct Result {
+        float mx;
+        int32_t top1;
+        double lse;
+    };
+    __device__ Result finish() {  // every thread of the block must call it
+        const float own_max = m.v;
+        const ArgMax best = block_argmax(m);
+        const double total = block_sum(
+            own_max == -INFINITY ? 0.0 : sum * exp(static_cast<double>(own_max) - best.v));
+        return {best.v, best.i, best.v + log(total)};
+    }
+};
+
+__global__ void reference_rows_k(const float* logits, int64_t S, int64_t R, int64_t V,
+                                 float* ref_logp, double* ref_lse, int32_t* ref_top1,
+                                 int64_t row0) {
+    const int64_t b = blockIdx.x / S, s = blockIdx.x % S;
+    const float* z = logits + (b * R + s) * V;
+    RunningLse run;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) run.add(z[v], v);
+    const RunningLse::Result rn = run.finish();
+    const auto lse = static_cast<float>(rn.lse);
+    float* out = ref_logp + (row0 + blockIdx.x) * V;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) out[v] = z[v] - lse;
+    if (threadIdx.x == 0) {
+        ref_top1[row0 + blockIdx.x] = rn.top1;
+        ref_lse[row0 + blockIdx.x] = rn.lse;
+    }
+}
+
+// One pass over the row's logits z and the reference log-probabilities (the sweep runs it for
+// every item over rows × vocabulary, so each is read from memory once). With the reference's
+// own shift λ = lse_ref (the float the reference subtracted), t = z − λ rounds as the reference
+// did, and KLD = Σ p_ref·(ref − t) + (lse − λ)·Σ p_ref: the per-element roundings of equal
+// logits cancel exactly, as in a two-pass KLD against z − lse.
+__global__ void score_rows_k(const float* logits, int64_t S, int64_t R, int64_t V,
+                             const float* ref_logp, const double* ref_lse, const int32_t* ref_top1,
+                             const int32_t* next, int64_t row0, RowStats* out) {
+    const int64_t b = blockIdx.x / S, s = blockIdx.x % S, row = row0 + blockIdx.x;
+    const float* z = logits + (b * R + s) * V;
+    const float* ref = ref_logp + row * V;
+    const double lambda_d = ref_lse[row];
+    const auto lambda = static_cast<float>(lambda_d);
+    RunningLse run;
+    double ref_minus_t = 0.0, ref_mass = 0.0;
+    for (int64_t v = threadIdx.x; v < V; v += blockDim.x) {
+        const float zv = z[v], rv = ref[v];
+        run.add(zv, v);
         const double p = expf(rv);
-        ref_minus_z += p * (static_cast<double>(rv) - zv);
+        ref_minus_t += p * (static_cast<double>(rv) - (zv - lambda));
         ref_mass += p;
     }
-    const float own_max = m.v;
-    m = block_argmax(m);
-    sum = block_sum(own_max == -INFINITY ? 0.0 : sum * exp(static_cast<double>(own_max) - m.v));
-    ref_minus_z = block_sum(ref_minus_z);
+    const RunningLse::Result rn = run.finish();
+    ref_minus_t = block_sum(ref_minus_t);
     ref_mass = block_sum(ref_mass);
-    const double lse_d = m.v + log(sum);
-    const RowNorm rn{m.v, m.i, static_cast<float>(lse_d)};
-    const double k = ref_minus_z + lse_d * ref_mass;
+    const double k = ref_minus_t + (rn.lse - lambda_d) * ref_mass;
+    const auto lse = static_cast<float>(rn.lse);
     if (threadIdx.x == 0) {
         const int32_t nx = next[row];
-        const float logp = z[nx] - rn.lse;
+        const float logp = z[nx] - lse;
         RowStats st;
         st.kld = k > 0.0 ? k : 0.0;
         st.nll = -logp;
@@ -435,17 +448,17 @@ void launch_scatter_add(float* h, const float* y, const int32_t* rows, const flo
 }
 
 void launch_reference_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
-                           float* ref_logp, int32_t* ref_top1, int64_t row0) {
+                           float* ref_logp, double* ref_lse, int32_t* ref_top1, int64_t row0) {
     if (B * S == 0) return;
-    reference_rows_k<<<B * S, 1024>>>(logits, S, R, V, ref_logp, ref_top1, row0);
+    reference_rows_k<<<B * S, 1024>>>(logits, S, R, V, ref_logp, ref_lse, ref_top1, row0);
     QL_CUDA_LAUNCH();
 }
 
 void launch_score_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
-                       const float* ref_logp, const int32_t* ref_top1, const int32_t* next,
-                       int64_t row0, RowStats* out) {
+                       const float* ref_logp, const double* ref_lse, const int32_t* ref_top1,
+                       const int32_t* next, int64_t row0, RowStats* out) {
     if (B * S == 0) return;
-    score_rows_k<<<B * S, 1024>>>(logits, S, R, V, ref_logp, ref_top1, next, row0, out);
+    score_rows_k<<<B * S, 1024>>>(logits, S, R, V, ref_logp, ref_lse, ref_top1, next, row0, out);
     QL_CUDA_LAUNCH();
 }
 

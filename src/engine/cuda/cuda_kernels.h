@@ -63,19 +63,21 @@ void launch_scatter_add(float* h, const float* y, const int32_t* rows, const flo
                         int64_t C);
 
 // Reference pass: for B·S scored rows, row (b, s) reads logits[(b R + s) V ..] and writes
-// ref_logp[(row0 + b S + s) V ..] and ref_top1[row0 + b S + s].
+// ref_logp[(row0 + b S + s) V ..] (z − lse, in float), ref_lse (that lse, in double) and
+// ref_top1 at row0 + b S + s.
 void launch_reference_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
-                           float* ref_logp, int32_t* ref_top1, int64_t row0);
+                           float* ref_logp, double* ref_lse, int32_t* ref_top1, int64_t row0);
 
 // Per scored row statistics against the reference (see sweep_backend.h's PerturbedStats).
 struct RowStats {
     double kld, nll, ref_nll, dp2;
     int32_t same, pad;
 };
-// next[row0 + b S + s] is the token predicted at (b, s).
+// next[row0 + b S + s] is the token predicted at (b, s). Logits equal to the reference's give
+// a KLD of exactly 0 (ref_logp, ref_lse and ref_top1 from launch_reference_rows).
 void launch_score_rows(const float* logits, int64_t B, int64_t S, int64_t R, int64_t V,
-                       const float* ref_logp, const int32_t* ref_top1, const int32_t* next,
-                       int64_t row0, RowStats* out);
+                       const float* ref_logp, const double* ref_lse, const int32_t* ref_top1,
+                       const int32_t* next, int64_t row0, RowStats* out);
 
 // *acc += Σ (a[i] − b[i])² in a fixed order (deterministic); partials holds 1024 doubles.
 void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,

@@ -121,6 +121,7 @@ class Backend final : public CudaSweepBackend {
         cache_.resize(static_cast<size_t>((L + 1) * layer_elems_) * 4);
         ref_logp_.resize(static_cast<size_t>(n_scored * V) * 4);
         ref_top1_.resize(static_cast<size_t>(n_scored) * 4);
+        ref_lse_.resize(static_cast<size_t>(n_scored) * 8);
         logits_.resize(static_cast<size_t>(B * R * V) * 4);
         h_.resize(static_cast<size_t>(B * T * C) * 4);
         stats_.resize(static_cast<size_t>(n_scored) * sizeof(RowStats));
@@ -137,7 +138,7 @@ class Backend final : public CudaSweepBackend {
             }
             engine_->head(cache(L) + off, Bn, T, chunks.first_scored, logits_.as<float>());
             launch_reference_rows(logits_.as<float>(), Bn, S, R, V, ref_logp_.as<float>(),
-                                  ref_top1_.as<int32_t>(), b0 * S);
+                                  ref_lse_.as<double>(), ref_top1_.as<int32_t>(), b0 * S);
         }
         engine_->synchronize();
     }
@@ -170,8 +171,8 @@ class Backend final : public CudaSweepBackend {
             engine_->head(h, Bn, T, chunks_.first_scored, logits_.as<float>());
             if (one_batch) profile_.mark(2);
             launch_score_rows(logits_.as<float>(), Bn, S, R, V, ref_logp_.as<float>(),
-                              ref_top1_.as<int32_t>(), next_.as<int32_t>(), b0 * S,
-                              stats_.as<RowStats>() + b0 * S);
+                              ref_lse_.as<double>(), ref_top1_.as<int32_t>(), next_.as<int32_t>(),
+                              b0 * S, stats_.as<RowStats>() + b0 * S);
             if (one_batch) profile_.mark(3);
         }
         const int64_t n_scored = chunks_.n_chunks * S;
@@ -208,8 +209,8 @@ class Backend final : public CudaSweepBackend {
     Profile profile_;
     EvalChunks chunks_;
     int64_t batch_ = 1, layer_elems_ = 0;
-    DeviceBuffer tokens_, next_, cache_, ref_logp_, ref_top1_, logits_, h_, stats_, layer_sq_,
-        partials_;
+    DeviceBuffer tokens_, next_, cache_, ref_logp_, ref_lse_, ref_top1_, logits_, h_, stats_,
+        layer_sq_, partials_;
 };
 
 }  // namespace
