@@ -25,8 +25,6 @@
 #include <unordered_map>
 
 #include "core/error.h"
-#include "core/half.h"
-#include "core/parallel.h"
 #include "core/profile.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"

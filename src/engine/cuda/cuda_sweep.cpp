@@ -8,6 +8,7 @@
 #include <cstdlib>
 
 #include "core/error.h"
+#include "core/profile.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/engine.h"
@@ -20,7 +21,7 @@ namespace {
 // time of the layers, the head GEMM and the scoring (CUDA events, no extra synchronization),
 // and host wall time of the fake quantization (it waits for the error sums) and of the rest.
 struct Profile {
-    bool on = std::getenv("QUANTLENS_PROFILE") != nullptr;
+    bool on = profiling();
     cudaEvent_t ev[4] = {};  // item start, layers done, head done, scoring done
     double layers_ms = 0, head_ms = 0, score_ms = 0, fake_quant_s = 0, evaluate_s = 0;
     int64_t items = 0;
