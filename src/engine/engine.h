@@ -55,10 +55,10 @@ class Model;
 
 // Throws Error (naming `what`, a path or engine, and the feature) when `config`'s layer uses
 // a feature that engine does not implement: for both, a shared expert; for the CUDA engine
-// also MoE routing without renormalization, fused projections, GeGLU, post-norms, embedding
-// scale, a custom attention scale, soft-capping, partial rotary, longrope, a separate rope for
-// sliding layers (its sliding windows: check_sequence_length), and gpt-oss's sinks, clamped
-// SwiGLU and yarn.
+// also MoE routing without renormalization, MLA, shared experts, leading dense layers,
+// gpt-oss's sinks, clamped SwiGLU and yarn. (The CUDA engine implements the dense families'
+// layers: fused projections, GeGLU, post-norms, the embedding scale, soft-capping, sliding
+// windows, partial rotary, longrope and a separate rope for sliding layers.)
 enum class EngineKind { Cpu, Cuda };
 void check_layer_supported(const ModelConfig& config, const std::string& what,
                            EngineKind kind = EngineKind::Cpu);

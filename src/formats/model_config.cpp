@@ -365,15 +365,6 @@ std::vector<float> llama3_rope_freq_factors(const ModelConfig& c) {
     return divisor;
 }
 
-void check_sequence_length(const ModelConfig& c, int64_t T) {
-    bool windowed = false;
-    for (int64_t l = 0; l < c.n_layers; ++l) windowed |= c.is_sliding(l);
-    QL_CHECK(!windowed || T <= c.sliding_window,
-             "a sequence of {} tokens is longer than this model's sliding window of {}; "
-             "sliding-window attention is not implemented here, so use a context of at most {}",
-             T, c.sliding_window, c.sliding_window);
-}
-
 double rope_attention_factor(const ModelConfig& c) {
     const RopeScaling::Kind k = c.rope_scaling.kind;
     return k == RopeScaling::Kind::LongRope || k == RopeScaling::Kind::Yarn

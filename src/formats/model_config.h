@@ -308,9 +308,6 @@ double rope_attention_factor(const ModelConfig& config);
 double yarn_score_scale(const ModelConfig& config);
 // YaRN's weight of the unscaled frequency for each rotary pair (1 − ramp; see RopeScaling).
 std::vector<double> yarn_extrapolation_weights(const ModelConfig& config);
-// Throws Error when a sequence of T tokens would need attention beyond a sliding window,
-// for an engine that does not implement windows (the CUDA engine).
-void check_sequence_length(const ModelConfig& config, int64_t T);
 // llama.cpp's rope_freqs.weight for a llama3-scaled config (the divisor of each pair's base
 // frequency, as its converter writes it); empty when the config has no such scaling.
 std::vector<float> llama3_rope_freq_factors(const ModelConfig& config);

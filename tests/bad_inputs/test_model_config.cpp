@@ -163,18 +163,6 @@ TEST(BadConfig, SupportedVariantsStillLoad) {
     EXPECT_NEAR(rope_frequencies(lin)[1] * 4.0, std::pow(10000.0, -2.0 / 128.0), 1e-15);
 }
 
-// The CPU engine implements sliding windows; check_sequence_length is the refusal of an
-// engine that does not (CUDA).
-TEST(BadConfig, SlidingWindowRefusedBeyondItsLength) {
-    json c = llama_config();
-    c["architectures"] = {"MistralForCausalLM"};
-    c["sliding_window"] = 256;
-    const ModelConfig m = parse_hf_config(c.dump(), "cfg");
-    EXPECT_EQ(m.sliding_window, 256);
-    EXPECT_NO_THROW(check_sequence_length(m, 256));
-    EXPECT_THROW(check_sequence_length(m, 512), Error);
-}
-
 // llama-8m's reference GGUF with one key changed.
 std::string gguf_refusal(const std::string& key, const GgufValue& value) {
     const GgufFile src = GgufFile::open(cli_testing::shared_path("models/llama-8m-Q4_K_M.gguf"));

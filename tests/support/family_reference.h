@@ -12,6 +12,7 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -39,16 +40,18 @@ struct ReferenceComparison {
     int64_t scored = 0;
 };
 
-// `model` is evaluated on the reference's chunks; `fixture` holds reference<variant>.qllogp
+// Logits [T, V] of one sequence of T tokens: an engine's forward pass.
+using ForwardFn = std::function<std::vector<float>(std::span<const int32_t> tokens, int64_t T)>;
+
+// `forward` is evaluated on the reference's chunks; `fixture` holds reference<variant>.qllogp
 // and logits_head<variant>.f32.
-inline ReferenceComparison compare_with_reference(const Model& model, const std::string& fixture,
-                                                  const std::string& variant = "",
-                                                  EngineOptions options = {}) {
-    const Engine engine(model, options);
+inline ReferenceComparison compare_with_reference(const ForwardFn& forward, int64_t vocab,
+                                                  const std::string& fixture,
+                                                  const std::string& variant = "") {
     const LogitsFile ref(fixture + "/reference" + variant + ".qllogp");
     const LogitsHeader& h = ref.header();
     const int64_t T = h.n_ctx, V = h.n_vocab;
-    EXPECT_EQ(V, engine.vocab());
+    EXPECT_EQ(V, vocab);
     const std::string head_bytes = slurp(fixture + "/logits_head" + variant + ".f32");
     const int64_t head_rows = static_cast<int64_t>(head_bytes.size()) / (V * 4);
     std::vector<float> head(static_cast<size_t>(head_rows * V));
@@ -59,7 +62,7 @@ inline ReferenceComparison compare_with_reference(const Model& model, const std:
     std::vector<float> base(static_cast<size_t>(V));
     for (uint32_t c = 0; c < h.n_chunks; ++c) {
         const auto tokens = ref.tokens().subspan(static_cast<size_t>(c) * T, T);
-        const std::vector<float> logits = engine.forward(tokens, 1, T, 0);  // [T, V]
+        const std::vector<float> logits = forward(tokens, T);  // [T, V]
         for (int64_t j = h.first; j + 1 < T; ++j) {
             const uint64_t row = static_cast<uint64_t>(c) * h.rows_per_chunk() + (j - h.first);
             const int64_t top = ref.row(row, base.data());
@@ -75,6 +78,16 @@ inline ReferenceComparison compare_with_reference(const Model& model, const std:
     out.kld_mean = acc.kld().kld_mean;
     out.scored = acc.count();
     return out;
+}
+
+// The CPU engine's forward pass of `model` against the reference.
+inline ReferenceComparison compare_with_reference(const Model& model, const std::string& fixture,
+                                                  const std::string& variant = "",
+                                                  EngineOptions options = {}) {
+    const Engine engine(model, options);
+    return compare_with_reference(
+        [&](std::span<const int32_t> tokens, int64_t T) { return engine.forward(tokens, 1, T, 0); },
+        engine.vocab(), fixture, variant);
 }
 
 // What every family fixture is held to against transformers' float64 logits: issue 22's

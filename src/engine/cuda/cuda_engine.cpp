@@ -81,8 +81,8 @@ struct Slot {
 
 struct LayerSlots {
     int attn_norm = -1, qkv = -1, qkv_bias = -1, q_norm = -1, k_norm = -1, o = -1;
-    int ffn_norm = -1, gate_up = -1, down = -1, router = -1, gate_exps = -1, up_exps = -1,
-        down_exps = -1;
+    int post_attn_norm = -1, ffn_norm = -1, gate_up = -1, down = -1, post_ffw_norm = -1;
+    int router = -1, gate_exps = -1, up_exps = -1, down_exps = -1;
 };
 
 uint64_t name_hash(const std::string& s) {
@@ -115,6 +115,8 @@ struct CudaEngine::Impl {
     DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
     DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
     DeviceBuffer rope_cos, rope_sin, staging, importance;
+    DeviceBuffer rope_cos_swa, rope_sin_swa;  // sliding layers with their own θ (Gemma 3)
+    DeviceBuffer proj;                        // post-norms: a projection before its norm
     DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
     DeviceBuffer act16;      // ggml_numerics: the same, in 16 bits, for a 16-bit weight
 
@@ -238,8 +240,9 @@ struct CudaEngine::Impl {
     std::vector<int> layer_slots(int64_t l) const {
         const LayerSlots& ls = layers[static_cast<size_t>(l)];
         std::vector<int> out;
-        for (int i : {ls.attn_norm, ls.qkv, ls.qkv_bias, ls.q_norm, ls.k_norm, ls.o, ls.ffn_norm,
-                      ls.gate_up, ls.down, ls.router, ls.gate_exps, ls.up_exps, ls.down_exps})
+        for (int i : {ls.attn_norm, ls.qkv, ls.qkv_bias, ls.q_norm, ls.k_norm, ls.o,
+                      ls.post_attn_norm, ls.ffn_norm, ls.gate_up, ls.down, ls.post_ffw_norm,
+                      ls.router, ls.gate_exps, ls.up_exps, ls.down_exps})
             if (i >= 0) out.push_back(i);
         return out;
     }
@@ -555,18 +558,26 @@ struct CudaEngine::Impl {
         return ActRound::None;
     }
 
+    // The CPU engine's tables for sequences of T tokens (longrope picks its factors by T, so
+    // they are rebuilt when T changes), scaled by the attention factor; sliding layers with
+    // their own θ get their own.
     void ensure_rope(int64_t T) {
-        if (rope_T >= T) return;
-        std::vector<float> cs, sn;
-        rope_tables(rope_frequencies(c), T, opt.rope_bf16_freqs, cs, sn);
-        rope_cos.resize(cs.size() * 4);
-        rope_sin.resize(sn.size() * 4);
-        QL_CUDA(cudaMemcpy(rope_cos.as(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
-        QL_CUDA(cudaMemcpy(rope_sin.as(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
+        if (rope_T == T) return;
+        auto upload = [&](bool sliding, DeviceBuffer& cos_b, DeviceBuffer& sin_b) {
+            std::vector<float> cs, sn;
+            rope_tables(rope_frequencies(c, T, sliding), T, opt.rope_bf16_freqs, cs, sn,
+                        rope_attention_factor(c));
+            cos_b.resize(cs.size() * 4);
+            sin_b.resize(sn.size() * 4);
+            QL_CUDA(cudaMemcpy(cos_b.as(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
+            QL_CUDA(cudaMemcpy(sin_b.as(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
+        };
+        upload(false, rope_cos, rope_sin);
+        if (c.rope_theta_swa > 0) upload(true, rope_cos_swa, rope_sin_swa);
         rope_T = T;
     }
 
-    void attention(int64_t B, int64_t T) {
+    void attention(int64_t l, int64_t B, int64_t T) {
         const int64_t H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim, G = H / KV;
         if (flash) {
             launch_flash_attention(q.as(), k.as(), v.as(), att.as(), B, T, H, KV, D,
@@ -608,7 +619,10 @@ struct CudaEngine::Impl {
         auto arr = [&](int i, int64_t qb) {
             return ptrs.as<const void*>() + (i * QB + qb) * batch;
         };
-        const float scale = 1.0f / std::sqrt(static_cast<float>(D)), zero = 0.0f, one = 1.0f;
+        // The CPU engine's blocked_attention: score = scale · q·k in the GEMM.
+        const float scale = c.attn_scale > 0 ? static_cast<float>(c.attn_scale)
+                                             : 1.0f / std::sqrt(static_cast<float>(D));
+        const float zero = 0.0f, one = 1.0f;
         for (int64_t qb = 0; qb < QB; ++qb) {
             const auto rows = static_cast<int>(std::min(Tb, T - qb * Tb));
             const auto keys = static_cast<int>(std::min(T, (qb + 1) * Tb));
@@ -619,7 +633,9 @@ struct CudaEngine::Impl {
                 const_cast<void**>(arr(2, qb)), CUDA_R_32F, static_cast<int>(T),
                 static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT));
         }
-        launch_causal_softmax(scores.as<float>(), probs.as(), dt, batch * T, T, Tb);
+        launch_causal_softmax(scores.as<float>(), probs.as(), dt, batch * T, T, Tb,
+                              c.is_sliding(l) ? c.sliding_window : 0,
+                              static_cast<float>(c.attn_softcap));
         if (opt.ggml_numerics)  // F32 storage: round as ggml's F16 probabilities
             launch_round_activations(probs.as<float>(), batch * T, T, ActRound::F16);
         for (int64_t qb = 0; qb < QB; ++qb) {
@@ -718,13 +734,15 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     if (m.dt == Dtype::F32 && (options.tf32 || (tf32_env && std::string(tf32_env) == "1")) &&
         !(tf32_env && std::string(tf32_env) == "0"))
         m.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
-    m.flash = options.flash_attention && !options.ggml_numerics &&
+    // flash_attention.h scales by 1/sqrt(D) and masks causally only.
+    const bool plain_attention = c.attn_scale == 0 && c.attn_softcap == 0 && c.sliding_window == 0;
+    m.flash = options.flash_attention && !options.ggml_numerics && plain_attention &&
               !(flash_env && std::string(flash_env) == "0") &&
               flash_attention_supports(m.dt, c.head_dim);
     QL_CUBLAS(cublasCreate(&m.blas));
 
     const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
-    const int64_t F = c.ffn, E = c.n_experts, D = c.head_dim;
+    const int64_t F = c.is_moe() ? c.ffn : c.dense_ffn_width(), E = c.n_experts, D = c.head_dim;
     m.token_embd = m.fused(false, {{"token_embd.weight", {C, c.vocab}}}, true);
     m.output_norm = m.fused(true, {{"output_norm.weight", {C}}}, true);
     if (!c.tie_embeddings) m.output = m.fused(false, {{"output.weight", {C, c.vocab}}}, false);
@@ -733,11 +751,13 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
         const std::string p = "blk." + std::to_string(l) + ".";
         LayerSlots& ls = m.layers[static_cast<size_t>(l)];
         ls.attn_norm = m.fused(true, {{p + "attn_norm.weight", {C}}}, true);
-        ls.qkv = m.fused(false,
-                         {{p + "attn_q.weight", {C, HD}},
-                          {p + "attn_k.weight", {C, KD}},
-                          {p + "attn_v.weight", {C, KD}}},
-                         true);
+        // Phi-3's attn_qkv holds q | k | v rows as one tensor: the same slot layout.
+        ls.qkv = c.fused_qkv ? m.fused(false, {{p + "attn_qkv.weight", {C, HD + 2 * KD}}}, true)
+                             : m.fused(false,
+                                       {{p + "attn_q.weight", {C, HD}},
+                                        {p + "attn_k.weight", {C, KD}},
+                                        {p + "attn_v.weight", {C, KD}}},
+                                       true);
         if (c.qkv_bias)
             ls.qkv_bias = m.fused(
                 true,
@@ -748,6 +768,10 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             ls.k_norm = m.fused(true, {{p + "attn_k_norm.weight", {D}}}, true);
         }
         ls.o = m.fused(false, {{p + "attn_output.weight", {HD, C}}}, true);
+        if (c.post_norms) {
+            ls.post_attn_norm = m.fused(true, {{p + "post_attention_norm.weight", {C}}}, true);
+            ls.post_ffw_norm = m.fused(true, {{p + "post_ffw_norm.weight", {C}}}, true);
+        }
         ls.ffn_norm = m.fused(true, {{p + "ffn_norm.weight", {C}}}, true);
         if (c.is_moe()) {
             ls.router = m.fused(false, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
@@ -755,8 +779,13 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             ls.up_exps = m.fused(false, {{p + "ffn_up_exps.weight", {C, F, E}}}, true);
             ls.down_exps = m.fused(false, {{p + "ffn_down_exps.weight", {F, C, E}}}, true);
         } else {
-            ls.gate_up = m.fused(
-                false, {{p + "ffn_gate.weight", {C, F}}, {p + "ffn_up.weight", {C, F}}}, true);
+            // Phi-3's ffn_up holds gate | up rows as one tensor: the same slot layout.
+            ls.gate_up =
+                c.fused_gate_up
+                    ? m.fused(false, {{p + "ffn_up.weight", {C, 2 * F}}}, true)
+                    : m.fused(false,
+                              {{p + "ffn_gate.weight", {C, F}}, {p + "ffn_up.weight", {C, F}}},
+                              true);
             ls.down = m.fused(false, {{p + "ffn_down.weight", {F, C}}}, true);
         }
     }
@@ -769,6 +798,7 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.att.resize(Nmax * static_cast<size_t>(HD) * m.esize);
     m.gu.resize(Nmax * static_cast<size_t>(2 * F) * m.esize);
     m.act.resize(Nmax * static_cast<size_t>(F) * m.esize);
+    if (c.post_norms) m.proj.resize(Nmax * static_cast<size_t>(C) * 4);
     m.place_weights();
 }
 
@@ -1113,7 +1143,11 @@ std::vector<float> CudaEngine::values(const std::string& name) const {
 
 void CudaEngine::embed(const int32_t* d_tokens, int64_t N, float* d_h) {
     impl_->use({impl_->token_embd});
-    launch_embed(d_h, impl_->ptr(impl_->token_embd), impl_->dt, d_tokens, N, impl_->c.hidden);
+    // Gemma: × sqrt(hidden) in float, as the CPU engine.
+    const float scale =
+        impl_->c.embed_scale ? std::sqrt(static_cast<float>(impl_->c.hidden)) : 1.0f;
+    launch_embed(d_h, impl_->ptr(impl_->token_embd), impl_->dt, d_tokens, N, impl_->c.hidden,
+                 scale);
     impl_->prefetch(impl_->layer_slots(0));
 }
 
@@ -1123,10 +1157,10 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     QL_ASSERT(l >= 0 && l < c.n_layers && B * T <= m.opt.max_tokens);
     const LayerSlots& ls = m.layers[static_cast<size_t>(l)];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
-    const int64_t HD = H * D, KD = KV * D, F = c.ffn;
+    const int64_t HD = H * D, KD = KV * D, F = c.is_moe() ? c.ffn : c.dense_ffn_width();
     const auto eps = static_cast<float>(c.rms_eps);
-    check_sequence_length(m.c, T);
     m.ensure_rope(T);
+    const bool own_rope = c.is_sliding(l) && c.rope_theta_swa > 0;
     m.use(m.layer_slots(l));
     m.prefetch(l + 1 < c.n_layers ? m.layer_slots(l + 1) : m.head_slots());
 
@@ -1143,18 +1177,28 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     m.linear(ls.qkv, 0, m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
     m.mark_step(2);
     launch_qkv_post(m.qkv.as<float>(), m.f32(ls.qkv_bias), m.f32(ls.q_norm), m.f32(ls.k_norm), eps,
-                    m.rope_cos.as<float>(), m.rope_sin.as<float>(), c.rope_neox(), m.q.as(),
-                    m.k.as(), m.v.as(), m.dt, N, T, H, KV, D);
+                    (own_rope ? m.rope_cos_swa : m.rope_cos).as<float>(),
+                    (own_rope ? m.rope_sin_swa : m.rope_sin).as<float>(), c.rope_neox(), m.q.as(),
+                    m.k.as(), m.v.as(), m.dt, N, T, H, KV, D, c.rotary_dims() / 2);
     if (m.opt.ggml_numerics) {  // ggml's F16 KV cache; Q meets F16 K in the KQ product
         launch_round_activations(m.q.as<float>(), N, HD, ActRound::F16);
         launch_round_activations(m.k.as<float>(), N, KD, ActRound::F16);
         launch_round_activations(m.v.as<float>(), N, KD, ActRound::F16);
     }
     m.mark_step(3);
-    m.attention(B, T);
+    m.attention(l, B, T);
     if (tn) tap(tn->o, m.att.as(), HD);
     m.mark_step(4);
-    m.linear(ls.o, 0, m.att.as(), h, CUDA_R_32F, N, HD, C, 1.0f);  // h += o-projection
+    // h += o-projection; with post-norms, h += rmsnorm(o-projection).
+    auto project_into_h = [&](int slot, const void* x, int64_t K, int post_norm) {
+        if (post_norm < 0) {
+            m.linear(slot, 0, x, h, CUDA_R_32F, N, K, C, 1.0f);
+            return;
+        }
+        m.linear(slot, 0, x, m.proj.as(), CUDA_R_32F, N, K, C, 0.0f);
+        launch_rmsnorm_add(h, m.proj.as<float>(), m.f32(post_norm), N, C, eps);
+    };
+    project_into_h(ls.o, m.att.as(), HD, ls.post_attn_norm);
 
     m.mark_step(5);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
@@ -1167,10 +1211,11 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
         if (tn) tap(tn->gate_up, m.xn.as(), C);
         m.linear(ls.gate_up, 0, m.xn.as(), m.gu.as(), m.cdt, N, C, 2 * F, 0.0f);
         m.mark_step(7);
-        launch_swiglu(m.act.as(), m.gu.as(), m.dt, N, F);
+        launch_swiglu(m.act.as(), m.gu.as(), m.dt, N, F,
+                      c.act == Activation::GeluTanh ? GateAct::GeluTanh : GateAct::SiLU);
         if (tn) tap(tn->down, m.act.as(), F);
         m.mark_step(8);
-        m.linear(ls.down, 0, m.act.as(), h, CUDA_R_32F, N, F, C, 1.0f);  // h += down
+        project_into_h(ls.down, m.act.as(), F, ls.post_ffw_norm);
     }
     if (m.layer_profile) m.layer_profile->end_layer(N);
     if (tn) m.tap({ActivationTap::Kind::LayerOutput, static_cast<int>(l), nullptr, h, true, N, C});
@@ -1256,6 +1301,8 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
     }
     m.linear(has_output ? m.output : m.token_embd, 0, m.xn.as(), d_logits, CUDA_R_32F, R, C,
              m.c.vocab, 0.0f);
+    if (m.c.final_softcap > 0)
+        launch_softcap(d_logits, R * m.c.vocab, static_cast<float>(m.c.final_softcap));
 }
 
 std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens, int64_t B,
@@ -1279,11 +1326,15 @@ std::vector<std::string> quantizable_weights(const ModelConfig& c) {
     std::vector<std::string> out{"token_embd.weight"};
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
-        for (const char* t : {"attn_q", "attn_k", "attn_v", "attn_output"})
-            out.push_back(p + t + ".weight");
+        const auto attention =
+            c.fused_qkv ? std::vector<const char*>{"attn_qkv", "attn_output"}
+                        : std::vector<const char*>{"attn_q", "attn_k", "attn_v", "attn_output"};
+        for (const char* t : attention) out.push_back(p + t + ".weight");
         if (c.is_moe()) {
             for (const char* t : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
                 out.push_back(p + t + ".weight");
+        } else if (c.fused_gate_up) {
+            for (const char* t : {"ffn_up", "ffn_down"}) out.push_back(p + t + ".weight");
         } else {
             for (const char* t : {"ffn_gate", "ffn_up", "ffn_down"})
                 out.push_back(p + t + ".weight");

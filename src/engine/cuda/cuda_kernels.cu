@@ -38,10 +38,11 @@ __device__ ArgMax block_argmax(ArgMax m) {
 }
 
 template <typename T>
-__global__ void embed_k(float* h, const T* table, const int32_t* tokens, int64_t C) {
+__global__ void embed_k(float* h, const T* table, const int32_t* tokens, int64_t C, float scale) {
     const int64_t n = blockIdx.x;
     const T* row = table + static_cast<int64_t>(tokens[n]) * C;
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) h[n * C + c] = to_f32(row[c]);
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        h[n * C + c] = scale == 1.0f ? to_f32(row[c]) : to_f32(row[c]) * scale;
 }
 
 template <typename T>
@@ -62,7 +63,7 @@ template <typename T>
 __global__ void qkv_post_k(const float* qkv, const float* bias, const float* q_norm,
                            const float* k_norm, float eps, const float* cos_t, const float* sin_t,
                            bool neox, T* q, T* k, T* v, int64_t Tq, int64_t H, int64_t KV,
-                           int64_t D) {
+                           int64_t D, int64_t P) {
     const int64_t n = blockIdx.x;
     const int64_t hd =
         static_cast<int64_t>(blockIdx.y) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
@@ -89,36 +90,46 @@ __global__ void qkv_post_k(const float* qkv, const float* bias, const float* q_n
         ss = warp_sum(ss);
         scale = static_cast<float>(1.0 / sqrt(ss / D + eps));
     }
-    const int64_t half = D / 2, t = n % Tq;
-    for (int64_t i = lane; i < half; i += kWarp) {
-        const int64_t ia = neox ? i : 2 * i, ib = neox ? i + half : 2 * i + 1;
+    const int64_t t = n % Tq;
+    for (int64_t i = lane; i < P; i += kWarp) {
+        const int64_t ia = neox ? i : 2 * i, ib = neox ? i + P : 2 * i + 1;
         float x0 = x[ia] + (b ? b[ia] : 0.0f), x1 = x[ib] + (b ? b[ib] : 0.0f);
         if (nw) {
             x0 = x0 * scale * nw[ia];
             x1 = x1 * scale * nw[ib];
         }
-        const float c = cos_t[t * half + i], s = sin_t[t * half + i];
+        const float c = cos_t[t * P + i], s = sin_t[t * P + i];
         o[ia] = from_f32<T>(x0 * c - x1 * s);
         o[ib] = from_f32<T>(x0 * s + x1 * c);
+    }
+    for (int64_t j = 2 * P + lane; j < D; j += kWarp) {  // partial rotary: the rest unrotated
+        float xv = x[j] + (b ? b[j] : 0.0f);
+        if (nw) xv = xv * scale * nw[j];
+        o[j] = from_f32<T>(xv);
     }
 }
 
 // One warp per score row. Rows up to kWarp · kSoftmaxCache keep each exp in registers (one expf
 // per score; same values and summation order as the general loop below).
 constexpr int kSoftmaxCache = 16;
+// Keys [lo, n_valid) of a row are valid: causal, and within the window when there is one.
 template <typename T>
 __global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_t Tq,
-                                 int64_t key_block) {
+                                 int64_t key_block, int64_t window, float softcap) {
     const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
     const int lane = threadIdx.x % kWarp;
     if (r >= rows) return;
     const int64_t n_valid = r % Tq + 1;
+    const int64_t lo = window > 0 ? max(int64_t{0}, n_valid - window) : 0;
     // Written up to the end of the query's key block: the P·V GEMMs read no further.
     const int64_t n_out = std::min(Tq, (r % Tq / key_block + 1) * key_block);
     const float* s = scores + r * Tq;
     T* o = p + r * Tq;
+    // Gemma 2's soft-capping, as engine/kernels.cpp's attention applies it (before the max).
+    auto score = [&](int64_t j) { return softcap > 0 ? softcap * tanhf(s[j] / softcap) : s[j]; };
+    auto valid = [&](int64_t j) { return j >= lo && j < n_valid; };
     float mx = -INFINITY;
-    for (int64_t j = lane; j < n_valid; j += kWarp) mx = fmaxf(mx, s[j]);
+    for (int64_t j = lo + lane; j < n_valid; j += kWarp) mx = fmaxf(mx, score(j));
     mx = warp_max(mx);
     if (Tq <= kWarp * kSoftmaxCache) {
         float e[kSoftmaxCache];
@@ -126,34 +137,45 @@ __global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_
 #pragma unroll
         for (int i = 0; i < kSoftmaxCache; ++i) {
             const int64_t j = lane + i * kWarp;
-            e[i] = j < n_valid ? expf(s[j] - mx) : 0.0f;
-            if (j < n_valid) sum += e[i];
+            e[i] = valid(j) ? expf(score(j) - mx) : 0.0f;
+            if (valid(j)) sum += e[i];
         }
         sum = warp_sum(sum);
         const float inv = 1.0f / sum;
 #pragma unroll
         for (int i = 0; i < kSoftmaxCache; ++i) {
             const int64_t j = lane + i * kWarp;
-            if (j < n_out) o[j] = from_f32<T>(j < n_valid ? e[i] * inv : 0.0f);
+            if (j < n_out) o[j] = from_f32<T>(valid(j) ? e[i] * inv : 0.0f);
         }
         return;
     }
     float sum = 0.0f;
-    for (int64_t j = lane; j < n_valid; j += kWarp) sum += expf(s[j] - mx);
+    for (int64_t j = lo + lane; j < n_valid; j += kWarp) sum += expf(score(j) - mx);
     sum = warp_sum(sum);
     const float inv = 1.0f / sum;
     for (int64_t j = lane; j < n_out; j += kWarp)
-        o[j] = from_f32<T>(j < n_valid ? expf(s[j] - mx) * inv : 0.0f);
+        o[j] = from_f32<T>(valid(j) ? expf(score(j) - mx) * inv : 0.0f);
 }
 
 __device__ inline float silu_times(float g, float u) {
     return g / (1.0f + expf(-g)) * u;
 }
+// engine/kernels.cpp's geglu_tanh_forward: √(2/π) rounded to float, the cubic in float.
+__device__ inline float gelu_tanh_times(float g, float u) {
+    constexpr float kSqrt2OverPi = 0.7978845608028654f;
+    const float inner = kSqrt2OverPi * (g + 0.044715f * g * g * g);
+    return 0.5f * g * (1.0f + tanhf(inner)) * u;
+}
+template <GateAct kAct>
+__device__ inline float gate_times(float g, float u) {
+    if constexpr (kAct == GateAct::GeluTanh) return gelu_tanh_times(g, u);
+    return silu_times(g, u);
+}
 
 // Row n of gu is [gate | up], F each; blockIdx.y walks the rows (no 64-bit division per
 // element), and each thread takes kVec neighbours in one 16-byte load of each half when the
 // widths and pointers allow it (kVec 1 otherwise).
-template <typename T, int kVec>
+template <typename T, int kVec, GateAct kAct>
 __global__ void swiglu_k(T* out, const T* gu, int64_t N, int64_t F) {
     struct alignas(sizeof(T) * kVec) Pack {
         T v[kVec];
@@ -167,10 +189,26 @@ __global__ void swiglu_k(T* out, const T* gu, int64_t N, int64_t F) {
             Pack o;
 #pragma unroll
             for (int j = 0; j < kVec; ++j)
-                o.v[j] = from_f32<T>(silu_times(to_f32(gv.v[j]), to_f32(uv.v[j])));
+                o.v[j] = from_f32<T>(gate_times<kAct>(to_f32(gv.v[j]), to_f32(uv.v[j])));
             *reinterpret_cast<Pack*>(out + n * F + f) = o;
         }
     }
+}
+
+__global__ void rmsnorm_add_k(float* h, const float* y, const float* w, int64_t C, float eps) {
+    const int64_t r = blockIdx.x;
+    const float* x = y + r * C;
+    double ss = 0.0;
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) ss += static_cast<double>(x[c]) * x[c];
+    ss = block_sum(ss);
+    const float scale = static_cast<float>(1.0 / sqrt(ss / C + eps));
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) h[r * C + c] += x[c] * scale * w[c];
+}
+
+__global__ void softcap_k(float* x, int64_t n, float cap) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        x[i] = cap * tanhf(x[i] / cap);
 }
 
 __global__ void router_topk_k(const float* logits, int32_t* ids, float* weights, int64_t N,
@@ -376,9 +414,9 @@ __global__ void random_16_k(T* dst, int64_t n, uint64_t seed, float scale) {
     } while (0)
 
 void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,
-                  int64_t C) {
+                  int64_t C, float scale) {
     if (N == 0) return;
-    QL_DISPATCH(dt, (embed_k<T><<<N, 256>>>(h, static_cast<const T*>(table), tokens, C)));
+    QL_DISPATCH(dt, (embed_k<T><<<N, 256>>>(h, static_cast<const T*>(table), tokens, C, scale)));
 }
 
 void launch_rmsnorm(void* out, Dtype dt, const float* in, const float* w, int64_t R, int64_t C,
@@ -389,28 +427,30 @@ void launch_rmsnorm(void* out, Dtype dt, const float* in, const float* w, int64_
 
 void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, const float* k_norm,
                      float eps, const float* cos_t, const float* sin_t, bool neox, void* q, void* k,
-                     void* v, Dtype dt, int64_t N, int64_t T_, int64_t H, int64_t KV, int64_t D) {
+                     void* v, Dtype dt, int64_t N, int64_t T_, int64_t H, int64_t KV, int64_t D,
+                     int64_t P) {
     if (N == 0) return;
     constexpr int kWarps = 8;
     const dim3 grid(static_cast<unsigned>(N),
                     static_cast<unsigned>((H + 2 * KV + kWarps - 1) / kWarps));
     QL_DISPATCH(dt, (qkv_post_k<T><<<grid, kWarps * kWarp>>>(
                         qkv, bias, q_norm, k_norm, eps, cos_t, sin_t, neox, static_cast<T*>(q),
-                        static_cast<T*>(k), static_cast<T*>(v), T_, H, KV, D)));
+                        static_cast<T*>(k), static_cast<T*>(v), T_, H, KV, D, P)));
 }
 
 void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T_,
-                           int64_t key_block) {
+                           int64_t key_block, int64_t window, float softcap) {
     if (rows == 0) return;
     constexpr int kWarps = 8;
     const auto grid = static_cast<unsigned>((rows + kWarps - 1) / kWarps);
     const int64_t kb = key_block > 0 ? key_block : T_;
-    QL_DISPATCH(dt, (causal_softmax_k<T>
-                     <<<grid, kWarps * kWarp>>>(scores, static_cast<T*>(p), rows, T_, kb)));
+    QL_DISPATCH(dt, (causal_softmax_k<T><<<grid, kWarps * kWarp>>>(scores, static_cast<T*>(p), rows,
+                                                                   T_, kb, window, softcap)));
 }
 
-void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F) {
-    if (N * F == 0) return;
+namespace {
+template <GateAct kAct>
+void launch_gated(void* out, const void* gu, Dtype dt, int64_t N, int64_t F) {
     const bool aligned =
         reinterpret_cast<uintptr_t>(out) % 16 == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0;
     QL_DISPATCH(dt, ({
@@ -418,12 +458,33 @@ void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F) {
                     const dim3 grid(grid_for(F, 256 * kVec, 1024),
                                     static_cast<unsigned>(std::min<int64_t>(N, 65535)));
                     if (aligned && F % kVec == 0)
-                        swiglu_k<T, kVec>
+                        swiglu_k<T, kVec, kAct>
                             <<<grid, 256>>>(static_cast<T*>(out), static_cast<const T*>(gu), N, F);
                     else
-                        swiglu_k<T, 1><<<dim3(grid_for(F, 256, 1024), grid.y), 256>>>(
+                        swiglu_k<T, 1, kAct><<<dim3(grid_for(F, 256, 1024), grid.y), 256>>>(
                             static_cast<T*>(out), static_cast<const T*>(gu), N, F);
                 }));
+}
+}  // namespace
+
+void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F, GateAct act) {
+    if (N * F == 0) return;
+    if (act == GateAct::GeluTanh)
+        launch_gated<GateAct::GeluTanh>(out, gu, dt, N, F);
+    else
+        launch_gated<GateAct::SiLU>(out, gu, dt, N, F);
+}
+
+void launch_rmsnorm_add(float* h, const float* y, const float* w, int64_t N, int64_t C, float eps) {
+    if (N == 0) return;
+    rmsnorm_add_k<<<static_cast<unsigned>(N), 256>>>(h, y, w, C, eps);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_softcap(float* x, int64_t n, float cap) {
+    if (n == 0) return;
+    softcap_k<<<grid_for(n, 256, 65535), 256>>>(x, n, cap);
+    QL_CUDA_LAUNCH();
 }
 
 void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64_t N, int64_t E,

@@ -26,9 +26,9 @@ void launch_weight_error_partials(const void* w, const void* w_hat, Dtype dt, in
                                   double* partial, const float* importance = nullptr,
                                   int64_t n_per_row = 0);
 
-// h[N, C] f32 ← table[tokens[n], :] (16-bit).
+// h[N, C] f32 ← table[tokens[n], :] (16-bit) × scale (Gemma's √hidden, in float; 1: none).
 void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,
-                  int64_t C);
+                  int64_t C, float scale = 1.0f);
 
 // out[r, :] (16-bit) = rmsnorm(in[row(r), :]) * w for r < R, where
 // row(r) = (r / S) * T + t0 + r % S (S = T, t0 = 0 gathers nothing).
@@ -37,20 +37,33 @@ void launch_rmsnorm(void* out, Dtype dt, const float* in, const float* w, int64_
 
 // qkv[N, (H + 2 KV) D] f32 (GEMM output) → q[N, H, D], k[N, KV, D], v[N, KV, D] (16-bit):
 // + bias (nullable, fused [H+2KV, D]), per-head RMSNorm of q and k (q_norm/k_norm nullable),
-// RoPE with cos/sin[T, D/2] at position n % T.
+// RoPE with cos/sin[T, P] at position n % T over the first 2P ≤ D channels of each head
+// (partial rotary leaves the rest as they are; P = D/2 rotates all).
 void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, const float* k_norm,
                      float eps, const float* cos_t, const float* sin_t, bool neox, void* q, void* k,
-                     void* v, Dtype dt, int64_t N, int64_t T, int64_t H, int64_t KV, int64_t D);
+                     void* v, Dtype dt, int64_t N, int64_t T, int64_t H, int64_t KV, int64_t D,
+                     int64_t P);
 
-// Rows of T scores (rows = batch·T, query i = row % T): causal softmax over keys 0..i into
-// p (zeros beyond i up to the end of i's block of key_block keys, nothing written after it;
-// key_block 0: the whole row). Scores beyond i are never read. The 1/sqrt(D) scale is already
-// applied by the GEMM.
+// Rows of T scores (rows = batch·T, query i = row % T): causal softmax over keys lo..i into
+// p, lo = max(0, i − window + 1) with a sliding window (window 0: lo = 0); zeros below lo and
+// beyond i up to the end of i's block of key_block keys, nothing written after it (key_block
+// 0: the whole row). Scores outside lo..i are never read. The score scale is already applied
+// by the GEMM; softcap > 0 maps each score s to softcap·tanh(s / softcap) first (Gemma 2).
 void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T,
-                           int64_t key_block = 0);
+                           int64_t key_block = 0, int64_t window = 0, float softcap = 0.0f);
 
-// out[n, f] = silu(gu[n, f]) * gu[n, F + f] (all 16-bit).
-void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F);
+// The gated MLP's activation: out[n, f] = act(gu[n, f]) * gu[n, F + f] (all 16-bit), act SiLU
+// g / (1 + exp(−g)) or tanh-approximated GELU (GeGLU), in engine/kernels.cpp's float order.
+enum class GateAct { SiLU, GeluTanh };
+void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F,
+                   GateAct act = GateAct::SiLU);
+
+// Post-norm residual (Gemma): h[n, :] += rmsnorm(y[n, :]) * w (f32; the norm as launch_rmsnorm,
+// rounded to float before the add, as the CPU engine's rmsnorm then residual_forward).
+void launch_rmsnorm_add(float* h, const float* y, const float* w, int64_t N, int64_t C, float eps);
+
+// x[i] ← cap · tanh(x[i] / cap) for n f32 values (final logit soft-capping).
+void launch_softcap(float* x, int64_t n, float cap);
 
 // Mixtral routing: logits[N, E] f32 → top-K expert ids and renormalized weights [N, K].
 void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64_t N, int64_t E,
