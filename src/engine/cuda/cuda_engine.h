@@ -2,9 +2,11 @@
 // GPU, with weights in BF16 or F16 and F32 accumulation.
 //
 // Promises:
-//  - Same model family and numerics as the CPU engine (Llama/Mistral, Qwen2 biases, Qwen3
-//    q/k norms, Mixtral top-k routing; GGUF layout, llama q/k rows permuted so RoPE is the
-//    adjacent-pair style, neox for qwen), with these precision choices: matrix weights and
+//  - Same model families and numerics as the CPU engine (Llama/Mistral, Qwen2 biases, Qwen3
+//    q/k norms, Mixtral top-k routing; Gemma 2/3's √hidden embeddings, post-norms, GeGLU,
+//    soft-capping, sliding windows and local rope; Phi-3's fused attn_qkv/ffn_up, partial
+//    rotary and longrope; GGUF layout, llama q/k rows permuted so RoPE is the adjacent-pair
+//    style, neox for qwen; check_layer_supported names the rest), with these precision choices: matrix weights and
 //    GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the residual
 //    stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
 //    RoPE tables computed in double on the host exactly like the CPU engine.
