@@ -76,10 +76,6 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",
              what, arch_name(c.arch));
-    QL_CHECK(kind == EngineKind::Cpu || !c.is_moe() || c.moe_renormalize || c.moe_sigmoid,
-             "{}: {} routing keeps the top-{} softmax weights without renormalizing them "
-             "(norm_topk_prob false), which the CUDA engine does not implement yet",
-             what, arch_name(c.arch), c.n_experts_used);
     QL_CHECK(!c.is_moe() || (c.act == Activation::SiLU && !c.fused_gate_up && !c.post_norms),
              "{}: {} experts with GeGLU, fused gate/up or post-norms are not implemented", what,
              arch_name(c.arch));

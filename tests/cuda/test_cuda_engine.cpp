@@ -448,11 +448,9 @@ TEST(CudaSweep, DeltaKldMatchesCpuSweepBF16) {
 // from zero than text: Phi-3's F16 max |Δlogit| measured 0.035 at a KLD of 2e-6).
 TEST(CudaFamilies, MatchTransformersAndCpuEngine) {
     SKIP_WITHOUT_GPU();
-    const std::pair<const char*, const char*> fixtures[] = {{"llama2-sp", ""},
-                                                            {"mistral-metaspace", ""},
-                                                            {"gemma2", "-eager"},
-                                                            {"gemma3", ""},
-                                                            {"phi3-longrope", ""}};
+    const std::pair<const char*, const char*> fixtures[] = {
+        {"llama2-sp", ""}, {"mistral-metaspace", ""}, {"gemma2", "-eager"},
+        {"gemma3", ""},    {"phi3-longrope", ""},     {"qwen3moe", ""}};
     for (const auto& [name, variant] : fixtures) {
         const std::string dir = test_support::fixture_dir(name);
         auto model = Model::open(dir);
@@ -483,6 +481,32 @@ TEST(CudaFamilies, MatchTransformersAndCpuEngine) {
             EXPECT_LT(kld, f32 ? 1e-9 : kKldTol) << name << " " << label;
         }
     }
+}
+
+// Qwen3-MoE with norm_topk_prob false keeps the top-k softmax probabilities as they are: the
+// GPU equals the CPU engine, and the flag changes the model (or the test could not tell).
+TEST(CudaFamilies, UnrenormalizedRoutingMatchesCpuEngine) {
+    SKIP_WITHOUT_GPU();
+    const std::string dir = test_support::edited_copy(
+        "cuda-qwen3moe-raw", "qwen3moe", [](nlohmann::json& c) { c["norm_topk_prob"] = false; });
+    auto raw = Model::open(dir);
+    auto renormalized = Model::open(test_support::fixture_dir("qwen3moe"));
+    ASSERT_FALSE(raw->config().moe_renormalize);
+    const int64_t V = raw->config().vocab, B = 2, T = 48;
+    const std::vector<int32_t> tokens = test_tokens(B, T, V);
+    CudaEngine gpu(raw->config(), {.precision = Precision::F32, .max_tokens = 512});
+    gpu.load_model(*raw);
+    const std::vector<float> got = gpu.forward_logits(tokens, B, T);
+    const auto [max_abs, kld] = compare_logits(Engine(*raw).forward(tokens, B, T), got, V);
+    const auto [moved, flag_kld] =
+        compare_logits(Engine(*renormalized).forward(tokens, B, T), got, V);
+    std::printf(
+        "norm_topk_prob false: vs CPU engine max |dlogit| %.3g, KLD %.3g; vs the "
+        "renormalized model KLD %.3g\n",
+        max_abs, kld, flag_kld);
+    EXPECT_LE(max_abs, test_support::kFamilyMaxAbsLogitDiff);
+    EXPECT_LT(kld, 1e-9);
+    EXPECT_GT(flag_kld, test_support::kFeatureMattersKld);
 }
 
 // The GPU sweep over fused projections (Phi-3's attn_qkv and ffn_up), post-norms, soft-capping

@@ -657,7 +657,7 @@ struct CudaEngine::Impl {
         route_w.resize(static_cast<size_t>(N * K) * 4);
         linear(ls.router, 0, xn.as(), router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
         launch_router_topk(router_logits.as<float>(), route_ids.as<int32_t>(), route_w.as<float>(),
-                           N, E, K);
+                           N, E, K, c.moe_renormalize);
         std::vector<int32_t> ids(static_cast<size_t>(N * K));
         std::vector<float> w(ids.size());
         QL_CUDA(cudaMemcpy(ids.data(), route_ids.as(), ids.size() * 4, cudaMemcpyDeviceToHost));

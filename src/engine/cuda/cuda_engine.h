@@ -6,9 +6,9 @@
 //    q/k norms, Mixtral top-k routing; Gemma 2/3's √hidden embeddings, post-norms, GeGLU,
 //    soft-capping, sliding windows and local rope; Phi-3's fused attn_qkv/ffn_up, partial
 //    rotary and longrope; GGUF layout, llama q/k rows permuted so RoPE is the adjacent-pair
-//    style, neox for qwen; check_layer_supported names the rest), with these precision choices: matrix weights and
-//    GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the residual
-//    stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
+//    style, neox for qwen; check_layer_supported names the rest), with these precision choices:
+//    matrix weights and GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the
+//    residual stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
 //    RoPE tables computed in double on the host exactly like the CPU engine.
 //  - GEMMs through cuBLAS (q|k|v and gate|up fused into one GEMM each, o and down add into
 //    h through beta = 1); RMSNorm, RoPE, causal GQA softmax, SwiGLU, routing, embedding and

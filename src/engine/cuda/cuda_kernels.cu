@@ -212,7 +212,7 @@ __global__ void softcap_k(float* x, int64_t n, float cap) {
 }
 
 __global__ void router_topk_k(const float* logits, int32_t* ids, float* weights, int64_t N,
-                              int64_t E, int64_t K) {
+                              int64_t E, int64_t K, bool renormalize) {
     const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
     if (r >= N) return;
     const float* z = logits + r * E;
@@ -233,8 +233,14 @@ __global__ void router_topk_k(const float* logits, int32_t* ids, float* weights,
         weights[r * K + i] = static_cast<float>(bp);
         kept += bp;
     }
+    double denominator = kept;  // else every expert's: the top-k softmax probabilities as they are
+    if (!renormalize) {
+        denominator = 0.0;
+        for (int64_t e = 0; e < E; ++e) denominator += exp(static_cast<double>(z[e] - mx));
+    }
     for (int64_t i = 0; i < K; ++i)
-        weights[r * K + i] = static_cast<float>(static_cast<double>(weights[r * K + i]) / kept);
+        weights[r * K + i] =
+            static_cast<float>(static_cast<double>(weights[r * K + i]) / denominator);
 }
 
 template <typename T>
@@ -488,9 +494,9 @@ void launch_softcap(float* x, int64_t n, float cap) {
 }
 
 void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64_t N, int64_t E,
-                        int64_t K) {
+                        int64_t K, bool renormalize) {
     if (N == 0) return;
-    router_topk_k<<<grid_for(N, 128), 128>>>(logits, ids, weights, N, E, K);
+    router_topk_k<<<grid_for(N, 128), 128>>>(logits, ids, weights, N, E, K, renormalize);
     QL_CUDA_LAUNCH();
 }
 

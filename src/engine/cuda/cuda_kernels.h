@@ -65,9 +65,11 @@ void launch_rmsnorm_add(float* h, const float* y, const float* w, int64_t N, int
 // x[i] ← cap · tanh(x[i] / cap) for n f32 values (final logit soft-capping).
 void launch_softcap(float* x, int64_t n, float cap);
 
-// Mixtral routing: logits[N, E] f32 → top-K expert ids and renormalized weights [N, K].
+// Softmax routing: logits[N, E] f32 → top-K expert ids and their weights [N, K], renormalized
+// to sum 1 (Mixtral, Qwen with norm_topk_prob) or the softmax probabilities as they are
+// (Qwen3-MoE with norm_topk_prob false).
 void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64_t N, int64_t E,
-                        int64_t K);
+                        int64_t K, bool renormalize = true);
 // dst[i, :] = src[rows[i], :] (16-bit, C columns).
 void launch_gather_rows(void* dst, const void* src, Dtype dt, const int32_t* rows, int64_t M,
                         int64_t C);
