@@ -17,6 +17,7 @@
     presets: {},  // preset name → {tensor: type}, for the curve
     focus: null,  // unit index shown on the curve
     saved: null,  // {name, format, path, sig}: the last save, reused while nothing changed
+    startPlan: null,  // the plan the choices started from (its per-tensor rounding is kept)
   };
 
   function cellOf(u, t) { return QLReport.index(recipe.data).cell(u, t); }
@@ -68,6 +69,7 @@
   function applyStart() {
     const d = recipe.data, start = $('#recipe-start').value;
     const plan = (d.plans || []).find((p) => 'plan:' + p.name === start);
+    recipe.startPlan = plan || null;
     d.units.forEach((u, ui) => {
       if (!QLReport.isTensorUnit(u) || recipe.pinned.has(ui)) return;  // "(all)": whole-model items
       const types = measuredTypes(ui);
@@ -206,8 +208,10 @@
   function recipeDocument() {
     const d = recipe.data, s = recipeStats(), tensors = {};
     for (const [u, t] of recipe.choice) tensors[d.units[u].name] = d.types[t].name;
+    const rounding = QLReport.recipeRounding(recipe.startPlan, tensors);
+    const v2 = Object.keys(rounding).length ? { rounding } : {};
     // The recipe document of src/formats/recipe.h, which the server parses as a recipe file.
-    return { format: 'quantlens-recipe', version: 1, tensors,
+    return { format: 'quantlens-recipe', version: v2.rounding ? 2 : 1, tensors, ...v2,
       model: (d.model && d.model.path) || '', model_hash: (d.model && d.model.hash) || '',
       job_id: d.job ? d.job.id : 0, metric: 'kld', budget: { kind: 'manual', value: 0 },
       predicted: Object.assign({ size_bytes: Math.round(s.size), bpw: s.bpw, kld: s.kld }, typeof s.p99 === 'number' ? { kld_p99: s.p99 } : {}) };
@@ -216,7 +220,7 @@
   // Saves the recipe (asking before replacing a file of the same name) unless this exact
   // recipe was saved under this name already; returns its path.
   async function save(format) {
-    const doc = recipeDocument(), name = $('#recipe-name').value.trim(), sig = JSON.stringify(doc.tensors);
+    const doc = recipeDocument(), name = $('#recipe-name').value.trim(), sig = JSON.stringify([doc.tensors, doc.rounding]);
     const s = recipe.saved;
     if (s && s.name === name && s.sig === sig && (!format || s.format === format)) return s.path;
     const body = { name, format: format || 'json', recipe: doc };

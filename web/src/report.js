@@ -596,7 +596,21 @@
     return { state, redraw: draw };
   }
 
-  global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, normalizers, compositeScore, heatmapModel,
+  // A recipe edited from a plan keeps the plan's rounding (recipe version 2,
+  // src/formats/recipe.h) for each tensor still at the plan's type, where the plan chose it
+  // (sweep --rounding-choice); a tensor moved to another type gets none, so quantize's
+  // command line decides it, as for a version 1 recipe. `tensors`: name → type name.
+  function recipeRounding(plan, tensors) {
+    const out = {};
+    if (!plan || !plan.rounding || !plan.tensors) return out;
+    for (const [name, type] of Object.entries(tensors)) {
+      const how = plan.rounding[name], planned = plan.tensors[name];
+      if (how && planned && String(planned).toLowerCase() === String(type).toLowerCase()) out[name] = how;
+    }
+    return out;
+  }
+
+  global.QLReport = { COMPOSITE, fmt, fmtBytes, index, isTensorUnit, recipeRounding, normalizers, compositeScore, heatmapModel,
     // knee: the name web/tests knew it by.
     renderHeatmap, expertGrid, renderExperts, chordKnee, knee: chordKnee, unitCurve, renderCurves, renderPareto, renderCalibration, summaryMarkdown, cellsCsv, mount, el };
 })(typeof window !== 'undefined' ? window : globalThis);

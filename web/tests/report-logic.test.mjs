@@ -122,3 +122,11 @@ test('CSV: one row per cell, KLD mean and tails first, empty where a cell lacks 
     'blk.0.attn_q.weight,0,attn_q,Q4_K,0.001,0.004,0.02,0.05\n' +
     '"a,b",-1,all,Q2_K,0.3,,,0.2\n');
 });
+
+test('an edited recipe keeps the plan\'s rounding where the tensor keeps the plan\'s type', () => {
+  const plan = { tensors: { a: 'Q4_K', b: 'Q5_K', c: 'Q6_K' }, rounding: { a: 'gptq', b: 'plain' } };
+  // a kept at Q4_K (case-insensitive), b moved to Q4_K, c has no rounding in the plan.
+  assert.deepEqual(R.recipeRounding(plan, { a: 'q4_k', b: 'Q4_K', c: 'Q6_K' }), { a: 'gptq' });
+  assert.deepEqual(R.recipeRounding({ tensors: plan.tensors }, { a: 'Q4_K' }), {});
+  assert.deepEqual(R.recipeRounding(null, { a: 'Q4_K' }), {});
+});
