@@ -45,6 +45,11 @@ TEST(LayerSupport, CudaRunsTheDenseFamilies) {
     ModelConfig c = config_of("LlamaForCausalLM");
     c.attn_softcap = 50.0;
     EXPECT_EQ(cuda_refusal(c), "");
+    c = config_of("Qwen3MoeForCausalLM",
+                  R"("num_experts":4,"num_experts_per_tok":2,"moe_intermediate_size":32,)"
+                  R"("norm_topk_prob":false)");
+    ASSERT_FALSE(c.moe_renormalize);
+    EXPECT_EQ(cuda_refusal(c), "");
 }
 
 TEST(LayerSupport, CudaNamesWhatItLacks) {
