@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
-# Issue 22 on the GPU (bench/RESULTS.md, "The dense families on the GPU"): the CUDA tests, then the dense family fixtures through the real CLI with and
-# Run on the GPU machine from the repository root, with build-carry/ holding bundle.tar.xz
-# (scripts/device_bundle.sh of the CUDA build: quantlens and cuda_test_cuda_engine) and d3/
-# (calib.txt, eval.txt); results land in $OUT/r.tgz.
-# without --gpu (eval against transformers' log-probs, sweep, calibrate).
+# Issue 22 on the GPU (bench/RESULTS.md, "The dense families on the GPU"): the CUDA tests, then
+# the dense family fixtures through the real CLI with and without --gpu (eval against
+# transformers' log-probs, sweep, calibrate). Run on the GPU machine from the repository root,
+# with build-carry/ holding bundle.tar.xz (scripts/device_bundle.sh of the CUDA build: quantlens
+# and cuda_test_cuda_engine) and d3/ (calib.txt, eval.txt); results land in $OUT/r.tgz.
 set -u
 T0=$(date +%s)
 el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
