@@ -50,28 +50,7 @@ print(json.dumps(c)[:600]); print(json.dumps(g)[:600])"
 echo "== calibrate --gpu vs CPU"
 $Q -q calibrate $M --text $D/calib.txt --chunks 20 -o /tmp/c-cpu.dat > /tmp/c-cpu.log 2>&1; head -1 /tmp/c-cpu.log
 $Q -q calibrate $M --text $D/calib.txt --chunks 20 --gpu -o /tmp/c-gpu.dat > /tmp/c-gpu.log 2>&1; head -1 /tmp/c-gpu.log; tail -3 /tmp/c-gpu.log
-python3 - <<'PY'
-import struct
-def load(p):
-    b = open(p, "rb").read(); o = 0
-    n, = struct.unpack_from("<i", b, o); o += 4
-    d = {}
-    for _ in range(n):
-        L, = struct.unpack_from("<i", b, o); o += 4
-        name = b[o:o+L].decode(); o += L
-        ncall, nval = struct.unpack_from("<ii", b, o); o += 8
-        d[name] = (ncall, struct.unpack_from(f"<{nval}f", b, o)); o += 4 * nval
-    return d
-c, g = load("/tmp/c-cpu.dat"), load("/tmp/c-gpu.dat")
-worst = 0; wn = None
-for k in c:
-    if k not in g: print("missing on GPU", k); continue
-    a, b = c[k][1], g[k][1]
-    assert c[k][0] == g[k][0], (k, c[k][0], g[k][0])
-    r = max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b) if abs(x) > 1e-6)
-    if r > worst: worst, wn = r, k
-print(f"imatrix: {len(c)} entries, counts equal, max rel diff {worst:.3e} ({wn})")
-PY
+python3 bench/compare_imatrix.py /tmp/c-cpu.dat /tmp/c-gpu.dat
 echo "== wait for the checkpoint"
 wait $CK; tail -2 /tmp/ckpt.log; du -sh /tmp/ckpt
 echo "== 8B pipeline, detached"

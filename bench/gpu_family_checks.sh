@@ -41,25 +41,6 @@ el sweeps
 M=tests/fixtures/gemma2
 $Q -q calibrate $M --text $D/calib.txt --chunks 20 -o /tmp/c-cpu.dat > $R/c-cpu.log 2>&1; tail -1 $R/c-cpu.log
 $Q -q calibrate $M --text $D/calib.txt --chunks 20 --gpu -o /tmp/c-gpu.dat > $R/c-gpu.log 2>&1; tail -1 $R/c-gpu.log
-cmp /tmp/c-cpu.dat /tmp/c-gpu.dat && echo "imatrix identical" || python3 - <<'PY'
-import struct
-def load(p):
-    b = open(p, "rb").read(); o = 0
-    n, = struct.unpack_from("<i", b, o); o += 4
-    d = {}
-    for _ in range(n):
-        L, = struct.unpack_from("<i", b, o); o += 4
-        name = b[o:o+L].decode(); o += L
-        ncall, nval = struct.unpack_from("<ii", b, o); o += 8
-        v = struct.unpack_from("<%df" % nval, b, o); o += 4 * nval
-        d[name] = (ncall, v)
-    return d
-c = load("/tmp/c-cpu.dat"); g = load("/tmp/c-gpu.dat")
-worst = 0
-for k in c:
-    a, b = c[k][1], g[k][1]
-    worst = max(worst, max(abs(x - y) / max(abs(x), 1e-12) for x, y in zip(a, b)))
-print("calibrate gemma2: tensors", len(c), len(g), "max rel diff", worst, "counts equal", all(c[k][0] == g[k][0] for k in c))
-PY
+cmp /tmp/c-cpu.dat /tmp/c-gpu.dat && echo "imatrix identical" || python3 bench/compare_imatrix.py /tmp/c-cpu.dat /tmp/c-gpu.dat
 el done
 cd /tmp && tar czf $OUT/r.tgz res
