@@ -117,6 +117,7 @@ struct CudaEngine::Impl {
     DeviceBuffer rope_cos, rope_sin, staging, importance;
     DeviceBuffer rope_cos_swa, rope_sin_swa;  // sliding layers with their own θ (Gemma 3)
     DeviceBuffer proj;                        // post-norms: a projection before its norm
+    int64_t ffn = 0;         // the MLP's width: an expert's in MoE layers, else the dense one
     DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
     DeviceBuffer act16;      // ggml_numerics: the same, in 16 bits, for a 16-bit weight
 
@@ -742,7 +743,8 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     QL_CUBLAS(cublasCreate(&m.blas));
 
     const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
-    const int64_t F = c.is_moe() ? c.ffn : c.dense_ffn_width(), E = c.n_experts, D = c.head_dim;
+    m.ffn = c.is_moe() ? c.ffn : c.dense_ffn_width();
+    const int64_t F = m.ffn, E = c.n_experts, D = c.head_dim;
     m.token_embd = m.fused(false, {{"token_embd.weight", {C, c.vocab}}}, true);
     m.output_norm = m.fused(true, {{"output_norm.weight", {C}}}, true);
     if (!c.tie_embeddings) m.output = m.fused(false, {{"output.weight", {C, c.vocab}}}, false);
@@ -1157,7 +1159,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     QL_ASSERT(l >= 0 && l < c.n_layers && B * T <= m.opt.max_tokens);
     const LayerSlots& ls = m.layers[static_cast<size_t>(l)];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
-    const int64_t HD = H * D, KD = KV * D, F = c.is_moe() ? c.ffn : c.dense_ffn_width();
+    const int64_t HD = H * D, KD = KV * D, F = m.ffn;
     const auto eps = static_cast<float>(c.rms_eps);
     m.ensure_rope(T);
     const bool own_rope = c.is_sliding(l) && c.rope_theta_swa > 0;
