@@ -86,9 +86,6 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
         {c.moe_sigmoid, "sigmoid grouped top-k routing with e_score_correction_bias"},
         {c.shared_expert == SharedExpert::Ungated, "a shared expert"},
         {c.n_dense_layers > 0, "leading dense layers in an MoE model"},
-        {c.attn_sinks, "attention sinks"},
-        {c.swiglu_limit > 0, "the clamped SwiGLU of gpt-oss experts"},
-        {c.rope_scaling.kind == RopeScaling::Kind::Yarn, "yarn rope scaling"},
     };
     for (const auto& [missing, feature] : lacks)
         QL_CHECK(!missing,

@@ -408,8 +408,10 @@ void check_sweep(const std::string& path, std::span<const SweepUnit> units, Prec
         std::printf(
             "%s %-22s %-5s dKLD cpu %.5g gpu %.5g (%+.2f%%) gpu-fake-quant %s; top1 "
             "%lld/%lld vs %lld\n",
-            precision == Precision::F16 ? "F16 " : "BF16", u.name,
-            ggml_type_display_name(u.type).c_str(), kc, kg, 100 * (kg / kc - 1),
+            precision == Precision::F16    ? "F16 "
+            : precision == Precision::BF16 ? "BF16"
+                                           : "F32 ",
+            u.name, ggml_type_display_name(u.type).c_str(), kc, kg, 100 * (kg / kc - 1),
             kernel ? fmt::format("{:.5g} ({:+.2f}%)", kq, 100 * (kq / kc - 1)).c_str()
                    : "(no kernel)",
             static_cast<long long>(c.top1_same), static_cast<long long>(c.n_scored),
@@ -450,7 +452,8 @@ TEST(CudaFamilies, MatchTransformersAndCpuEngine) {
     SKIP_WITHOUT_GPU();
     const std::pair<const char*, const char*> fixtures[] = {
         {"llama2-sp", ""}, {"mistral-metaspace", ""}, {"gemma2", "-eager"},
-        {"gemma3", ""},    {"phi3-longrope", ""},     {"qwen3moe", ""}};
+        {"gemma3", ""},    {"phi3-longrope", ""},     {"qwen3moe", ""},
+        {"gptoss", ""},    {"gptoss-mxfp4", ""}};
     for (const auto& [name, variant] : fixtures) {
         const std::string dir = test_support::fixture_dir(name);
         auto model = Model::open(dir);
@@ -524,6 +527,14 @@ TEST(CudaFamilies, SweepMatchesCpuSweep) {
                                      {"blk.3.ffn_down.weight", 3, GgmlType::Q4_0}};
     check_sweep(test_support::fixture_dir("phi3-longrope"), kPhi3, Precision::F16, kSweepRelTol);
     check_sweep(test_support::fixture_dir("gemma2"), kGemma2, Precision::F16, kSweepRelTol);
+    // gpt-oss: sinks, sliding/full layers, yarn, biased router and clamped biased experts. F32
+    // storage, so the GPU routes every token as the CPU does (a 16-bit flip of one expert
+    // choice would move a small ΔKLD by more than the tolerance).
+    constexpr SweepUnit kGptOss[] = {{"blk.0.attn_q.weight", 0, GgmlType::Q4_0},
+                                     {"blk.1.attn_output.weight", 1, GgmlType::Q4_0},
+                                     {"blk.2.ffn_up_exps.weight", 2, GgmlType::Q4_0},
+                                     {"blk.3.ffn_down_exps.weight", 3, GgmlType::Q4_0}};
+    check_sweep(test_support::fixture_dir("gptoss"), kGptOss, Precision::F32, kSweepRelTol);
 }
 
 // llama.cpp's matmul-input rounding on the GPU (issue 21): bit for bit the CPU's

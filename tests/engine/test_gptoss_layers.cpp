@@ -93,22 +93,5 @@ TEST(GptOssLayers, ClampedSwigluValues) {
     EXPECT_NEAR(fast[3], -6.0 * 3.0 / (1.0 + std::exp(-1.702 * 3.0)), 1e-5);
 }
 
-// The CUDA engine implements none of gpt-oss's features: it refuses the family by name.
-TEST(GptOssLayers, CudaEngineRefusesGptOssByName) {
-    const ModelConfig c = parse_hf_config(
-        R"({"architectures":["GptOssForCausalLM"],"hidden_size":64,"num_hidden_layers":2,)"
-        R"("num_attention_heads":4,"num_key_value_heads":2,"vocab_size":100,)"
-        R"("intermediate_size":32,"num_local_experts":4,"num_experts_per_tok":2})",
-        "config.json");
-    EXPECT_NO_THROW(check_layer_supported(c, "cpu"));
-    std::string message;
-    try {
-        check_layer_supported(c, "CUDA engine", EngineKind::Cuda);
-    } catch (const Error& e) {
-        message = e.what();
-    }
-    EXPECT_NE(message.find("gpt-oss uses attention sinks"), std::string::npos) << message;
-}
-
 }  // namespace
 }  // namespace quantlens

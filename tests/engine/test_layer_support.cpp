@@ -50,21 +50,30 @@ TEST(LayerSupport, CudaRunsTheDenseFamilies) {
                   R"("norm_topk_prob":false)");
     ASSERT_FALSE(c.moe_renormalize);
     EXPECT_EQ(cuda_refusal(c), "");
+    // gpt-oss: sinks, clamped SwiGLU, biases and yarn (engine/cuda: the softmax kernel's sink,
+    // GateAct::ClampedSwiGLU, the bias slots, yarn tables).
+    c = config_of("GptOssForCausalLM", R"("num_local_experts":4,"num_experts_per_tok":2)");
+    ASSERT_TRUE(c.attn_sinks && c.swiglu_limit > 0);
+    ASSERT_EQ(c.rope_scaling.kind, RopeScaling::Kind::Yarn);
+    EXPECT_EQ(cuda_refusal(c), "");
 }
 
 TEST(LayerSupport, CudaNamesWhatItLacks) {
     ModelConfig c = config_of("LlamaForCausalLM");
-    c.attn_sinks = true;
-    EXPECT_NE(cuda_refusal(c).find("CUDA engine: llama uses attention sinks, which the CUDA "
-                                   "engine does not implement"),
+    c.mla = true;
+    EXPECT_NE(cuda_refusal(c).find("CUDA engine: llama uses multi-head latent attention (MLA), "
+                                   "which the CUDA engine does not implement"),
               std::string::npos)
         << cuda_refusal(c);
     c = config_of("LlamaForCausalLM");
-    c.rope_scaling.kind = RopeScaling::Kind::Yarn;
-    EXPECT_NE(cuda_refusal(c).find("yarn rope scaling"), std::string::npos);
+    c.moe_sigmoid = true;
+    EXPECT_NE(cuda_refusal(c).find("sigmoid grouped top-k routing"), std::string::npos);
     c = config_of("LlamaForCausalLM");
-    c.swiglu_limit = 7.0;
-    EXPECT_NE(cuda_refusal(c).find("clamped SwiGLU"), std::string::npos);
+    c.shared_expert = SharedExpert::Ungated;
+    EXPECT_NE(cuda_refusal(c).find("a shared expert"), std::string::npos);
+    c = config_of("LlamaForCausalLM");
+    c.n_dense_layers = 1;
+    EXPECT_NE(cuda_refusal(c).find("leading dense layers"), std::string::npos);
 }
 
 }  // namespace

@@ -19,6 +19,7 @@
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <future>
 #include <span>
 #include <string>
@@ -83,6 +84,9 @@ struct LayerSlots {
     int attn_norm = -1, qkv = -1, qkv_bias = -1, q_norm = -1, k_norm = -1, o = -1;
     int post_attn_norm = -1, ffn_norm = -1, gate_up = -1, down = -1, post_ffw_norm = -1;
     int router = -1, gate_exps = -1, up_exps = -1, down_exps = -1;
+    // gpt-oss: sinks, and the biases of o_proj, the router and the experts.
+    int sinks = -1, o_bias = -1, router_bias = -1, gate_exps_bias = -1, up_exps_bias = -1,
+        down_exps_bias = -1;
 };
 
 uint64_t name_hash(const std::string& s) {
@@ -220,8 +224,12 @@ struct CudaEngine::Impl {
             if (total > usable) budget = usable;
         }
         streaming = budget > 0 && total > budget;
+        // F32 slots start at zero: an optional bias the checkpoint lacks then adds nothing.
         if (!streaming) {
-            for (Slot& sl : slots) sl.orig.resize(sl.bytes);
+            for (Slot& sl : slots) {
+                sl.orig.resize(sl.bytes);
+                if (sl.f32) QL_CUDA(cudaMemset(sl.orig.as(), 0, sl.bytes));
+            }
             return;
         }
         int64_t head_b = static_cast<int64_t>(slots[static_cast<size_t>(token_embd)].bytes);
@@ -233,6 +241,7 @@ struct CudaEngine::Impl {
         for (Slot& sl : slots) {
             char* p = nullptr;
             QL_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p), sl.bytes));
+            if (sl.f32) std::memset(p, 0, sl.bytes);
             sl.host.reset(p);
         }
         QL_CUDA(cudaStreamCreateWithFlags(&copy_stream, cudaStreamNonBlocking));
@@ -241,9 +250,12 @@ struct CudaEngine::Impl {
     std::vector<int> layer_slots(int64_t l) const {
         const LayerSlots& ls = layers[static_cast<size_t>(l)];
         std::vector<int> out;
-        for (int i : {ls.attn_norm, ls.qkv, ls.qkv_bias, ls.q_norm, ls.k_norm, ls.o,
-                      ls.post_attn_norm, ls.ffn_norm, ls.gate_up, ls.down, ls.post_ffw_norm,
-                      ls.router, ls.gate_exps, ls.up_exps, ls.down_exps})
+        for (int i : {ls.attn_norm,     ls.qkv,         ls.qkv_bias,       ls.q_norm,
+                      ls.k_norm,        ls.o,           ls.post_attn_norm, ls.ffn_norm,
+                      ls.gate_up,       ls.down,        ls.post_ffw_norm,  ls.router,
+                      ls.gate_exps,     ls.up_exps,     ls.down_exps,      ls.sinks,
+                      ls.o_bias,        ls.router_bias, ls.gate_exps_bias, ls.up_exps_bias,
+                      ls.down_exps_bias})
             if (i >= 0) out.push_back(i);
         return out;
     }
@@ -636,7 +648,8 @@ struct CudaEngine::Impl {
         }
         launch_causal_softmax(scores.as<float>(), probs.as(), dt, batch * T, T, Tb,
                               c.is_sliding(l) ? c.sliding_window : 0,
-                              static_cast<float>(c.attn_softcap));
+                              static_cast<float>(c.attn_softcap),
+                              f32(layers[static_cast<size_t>(l)].sinks), H);
         if (opt.ggml_numerics)  // F32 storage: round as ggml's F16 probabilities
             launch_round_activations(probs.as<float>(), batch * T, T, ActRound::F16);
         for (int64_t qb = 0; qb < QB; ++qb) {
@@ -657,6 +670,8 @@ struct CudaEngine::Impl {
         route_ids.resize(static_cast<size_t>(N * K) * 4);
         route_w.resize(static_cast<size_t>(N * K) * 4);
         linear(ls.router, 0, xn.as(), router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
+        if (ls.router_bias >= 0)
+            launch_add_bias(router_logits.as<float>(), f32(ls.router_bias), N, E);
         launch_router_topk(router_logits.as<float>(), route_ids.as<int32_t>(), route_w.as<float>(),
                            N, E, K, c.moe_renormalize);
         std::vector<int32_t> ids(static_cast<size_t>(N * K));
@@ -682,6 +697,11 @@ struct CudaEngine::Impl {
         QL_CUDA(cudaMemcpy(route_rw.as(), rw.data(), rw.size() * 4, cudaMemcpyHostToDevice));
         xe.resize(static_cast<size_t>(N * C) * esize);
         ye.resize(static_cast<size_t>(N * C) * 4);
+        // Expert e's bias: row e of a stacked [E, width] bias, or none.
+        auto bias_row = [&](int slot, int64_t e, int64_t width) {
+            return slot < 0 ? nullptr : f32(slot) + e * width;
+        };
+        const GateAct gate_act = c.swiglu_limit > 0 ? GateAct::ClampedSwiGLU : GateAct::SiLU;
         for (int64_t e = 0; e < E; ++e) {
             const int64_t M = start[e + 1] - start[e];
             if (M == 0) continue;
@@ -690,9 +710,15 @@ struct CudaEngine::Impl {
             linear(ls.gate_exps, e * F * C, xe.as(), gu.as(), cdt, M, C, F, 0.0f, 2 * F);
             linear(ls.up_exps, e * F * C, xe.as(), gu.as<char>() + F * esize, cdt, M, C, F, 0.0f,
                    2 * F);
-            launch_swiglu(act.as(), gu.as(), dt, M, F);
+            GateExtras extras;
+            extras.gate_bias = bias_row(ls.gate_exps_bias, e, F);
+            extras.up_bias = bias_row(ls.up_exps_bias, e, F);
+            extras.limit = static_cast<float>(c.swiglu_limit);
+            extras.alpha = static_cast<float>(c.swiglu_alpha);
+            launch_swiglu(act.as(), gu.as(), dt, M, F, gate_act, extras);
             linear(ls.down_exps, e * C * F, act.as(), ye.as(), CUDA_R_32F, M, F, C, 0.0f);
-            launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C);
+            launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C,
+                               bias_row(ls.down_exps_bias, e, C));
         }
     }
 };
@@ -736,7 +762,8 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
         !(tf32_env && std::string(tf32_env) == "0"))
         m.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
     // flash_attention.h scales by 1/sqrt(D) and masks causally only.
-    const bool plain_attention = c.attn_scale == 0 && c.attn_softcap == 0 && c.sliding_window == 0;
+    const bool plain_attention =
+        c.attn_scale == 0 && c.attn_softcap == 0 && c.sliding_window == 0 && !c.attn_sinks;
     m.flash = options.flash_attention && !options.ggml_numerics && plain_attention &&
               !(flash_env && std::string(flash_env) == "0") &&
               flash_attention_supports(m.dt, c.head_dim);
@@ -770,16 +797,32 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             ls.k_norm = m.fused(true, {{p + "attn_k_norm.weight", {D}}}, true);
         }
         ls.o = m.fused(false, {{p + "attn_output.weight", {HD, C}}}, true);
+        // gpt-oss (model_config.h: its sinks come with these biases, each optional as on the
+        // CPU; a missing one stays zero).
+        const bool gptoss_extras = c.attn_sinks;
+        if (gptoss_extras) {
+            ls.sinks = m.fused(true, {{p + "attn_sinks.weight", {c.n_heads}}}, true);
+            ls.o_bias = m.fused(true, {{p + "attn_output.bias", {C}}}, false);
+        }
         if (c.post_norms) {
             ls.post_attn_norm = m.fused(true, {{p + "post_attention_norm.weight", {C}}}, true);
             ls.post_ffw_norm = m.fused(true, {{p + "post_ffw_norm.weight", {C}}}, true);
         }
-        ls.ffn_norm = m.fused(true, {{p + "ffn_norm.weight", {C}}}, true);
+        // gpt-oss: the pre-MLP norm is stored as post_attention_norm (llama.cpp's converter).
+        const char* ffn_norm =
+            c.ffn_norm_is_post_attention_norm ? "post_attention_norm.weight" : "ffn_norm.weight";
+        ls.ffn_norm = m.fused(true, {{p + ffn_norm, {C}}}, true);
         if (c.is_moe()) {
             ls.router = m.fused(false, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
             ls.gate_exps = m.fused(false, {{p + "ffn_gate_exps.weight", {C, F, E}}}, true);
             ls.up_exps = m.fused(false, {{p + "ffn_up_exps.weight", {C, F, E}}}, true);
             ls.down_exps = m.fused(false, {{p + "ffn_down_exps.weight", {F, C, E}}}, true);
+            if (gptoss_extras) {
+                ls.router_bias = m.fused(true, {{p + "ffn_gate_inp.bias", {E}}}, false);
+                ls.gate_exps_bias = m.fused(true, {{p + "ffn_gate_exps.bias", {F, E}}}, false);
+                ls.up_exps_bias = m.fused(true, {{p + "ffn_up_exps.bias", {F, E}}}, false);
+                ls.down_exps_bias = m.fused(true, {{p + "ffn_down_exps.bias", {C, E}}}, false);
+            }
         } else {
             // Phi-3's ffn_up holds gate | up rows as one tensor: the same slot layout.
             ls.gate_up =
@@ -1192,15 +1235,17 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     if (tn) tap(tn->o, m.att.as(), HD);
     m.mark_step(4);
     // h += o-projection; with post-norms, h += rmsnorm(o-projection).
-    auto project_into_h = [&](int slot, const void* x, int64_t K, int post_norm) {
+    auto project_into_h = [&](int slot, const void* x, int64_t K, int post_norm, int bias) {
         if (post_norm < 0) {
             m.linear(slot, 0, x, h, CUDA_R_32F, N, K, C, 1.0f);
+            if (bias >= 0) launch_add_bias(h, m.f32(bias), N, C);
             return;
         }
         m.linear(slot, 0, x, m.proj.as(), CUDA_R_32F, N, K, C, 0.0f);
+        if (bias >= 0) launch_add_bias(m.proj.as<float>(), m.f32(bias), N, C);
         launch_rmsnorm_add(h, m.proj.as<float>(), m.f32(post_norm), N, C, eps);
     };
-    project_into_h(ls.o, m.att.as(), HD, ls.post_attn_norm);
+    project_into_h(ls.o, m.att.as(), HD, ls.post_attn_norm, ls.o_bias);
 
     m.mark_step(5);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
@@ -1217,7 +1262,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
                       c.act == Activation::GeluTanh ? GateAct::GeluTanh : GateAct::SiLU);
         if (tn) tap(tn->down, m.act.as(), F);
         m.mark_step(8);
-        project_into_h(ls.down, m.act.as(), F, ls.post_ffw_norm);
+        project_into_h(ls.down, m.act.as(), F, ls.post_ffw_norm, -1);
     }
     if (m.layer_profile) m.layer_profile->end_layer(N);
     if (tn) m.tap({ActivationTap::Kind::LayerOutput, static_cast<int>(l), nullptr, h, true, N, C});

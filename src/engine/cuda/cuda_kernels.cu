@@ -115,7 +115,8 @@ constexpr int kSoftmaxCache = 16;
 // Keys [lo, n_valid) of a row are valid: causal, and within the window when there is one.
 template <typename T>
 __global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_t Tq,
-                                 int64_t key_block, int64_t window, float softcap) {
+                                 int64_t key_block, int64_t window, float softcap,
+                                 const float* sinks, int64_t heads) {
     const int64_t r = static_cast<int64_t>(blockIdx.x) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
     const int lane = threadIdx.x % kWarp;
     if (r >= rows) return;
@@ -128,9 +129,12 @@ __global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_
     // Gemma 2's soft-capping, as engine/kernels.cpp's attention applies it (before the max).
     auto score = [&](int64_t j) { return softcap > 0 ? softcap * tanhf(s[j] / softcap) : s[j]; };
     auto valid = [&](int64_t j) { return j >= lo && j < n_valid; };
-    float mx = -INFINITY;
+    // gpt-oss: the head's sink logit joins the maximum and the denominator, never the output.
+    const float sink = sinks ? sinks[r / Tq % heads] : -INFINITY;
+    float mx = sink;
     for (int64_t j = lo + lane; j < n_valid; j += kWarp) mx = fmaxf(mx, score(j));
     mx = warp_max(mx);
+    const float sink_term = sinks ? expf(sink - mx) : 0.0f;
     if (Tq <= kWarp * kSoftmaxCache) {
         float e[kSoftmaxCache];
         float sum = 0.0f;
@@ -140,7 +144,7 @@ __global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_
             e[i] = valid(j) ? expf(score(j) - mx) : 0.0f;
             if (valid(j)) sum += e[i];
         }
-        sum = warp_sum(sum);
+        sum = warp_sum(sum) + sink_term;
         const float inv = 1.0f / sum;
 #pragma unroll
         for (int i = 0; i < kSoftmaxCache; ++i) {
@@ -151,7 +155,7 @@ __global__ void causal_softmax_k(const float* scores, T* p, int64_t rows, int64_
     }
     float sum = 0.0f;
     for (int64_t j = lo + lane; j < n_valid; j += kWarp) sum += expf(score(j) - mx);
-    sum = warp_sum(sum);
+    sum = warp_sum(sum) + sink_term;
     const float inv = 1.0f / sum;
     for (int64_t j = lane; j < n_out; j += kWarp)
         o[j] = from_f32<T>(valid(j) ? expf(score(j) - mx) * inv : 0.0f);
@@ -166,9 +170,17 @@ __device__ inline float gelu_tanh_times(float g, float u) {
     const float inner = kSqrt2OverPi * (g + 0.044715f * g * g * g);
     return 0.5f * g * (1.0f + tanhf(inner)) * u;
 }
+// engine/layers/clamped_swiglu.cpp's gpt-oss expert activation, in its float order.
+__device__ inline float clamped_swiglu_times(float g, float u, float limit, float alpha) {
+    g = fminf(g, limit);
+    u = fminf(fmaxf(u, -limit), limit);
+    return (u + 1.0f) * (g / (1.0f + expf(-alpha * g)));
+}
 template <GateAct kAct>
-__device__ inline float gate_times(float g, float u) {
+__device__ inline float gate_times(float g, float u, const GateExtras& ex) {
     if constexpr (kAct == GateAct::GeluTanh) return gelu_tanh_times(g, u);
+    if constexpr (kAct == GateAct::ClampedSwiGLU)
+        return clamped_swiglu_times(g, u, ex.limit, ex.alpha);
     return silu_times(g, u);
 }
 
@@ -176,7 +188,7 @@ __device__ inline float gate_times(float g, float u) {
 // element), and each thread takes kVec neighbours in one 16-byte load of each half when the
 // widths and pointers allow it (kVec 1 otherwise).
 template <typename T, int kVec, GateAct kAct>
-__global__ void swiglu_k(T* out, const T* gu, int64_t N, int64_t F) {
+__global__ void swiglu_k(T* out, const T* gu, int64_t N, int64_t F, GateExtras ex) {
     struct alignas(sizeof(T) * kVec) Pack {
         T v[kVec];
     };
@@ -188,8 +200,12 @@ __global__ void swiglu_k(T* out, const T* gu, int64_t N, int64_t F) {
             const Pack uv = *reinterpret_cast<const Pack*>(g + F + f);
             Pack o;
 #pragma unroll
-            for (int j = 0; j < kVec; ++j)
-                o.v[j] = from_f32<T>(gate_times<kAct>(to_f32(gv.v[j]), to_f32(uv.v[j])));
+            for (int j = 0; j < kVec; ++j) {
+                float g = to_f32(gv.v[j]), u = to_f32(uv.v[j]);
+                if (ex.gate_bias) g += ex.gate_bias[f + j];
+                if (ex.up_bias) u += ex.up_bias[f + j];
+                o.v[j] = from_f32<T>(gate_times<kAct>(g, u, ex));
+            }
             *reinterpret_cast<Pack*>(out + n * F + f) = o;
         }
     }
@@ -251,11 +267,18 @@ __global__ void gather_rows_k(T* dst, const T* src, const int32_t* rows, int64_t
 }
 
 __global__ void scatter_add_k(float* h, const float* y, const int32_t* rows, const float* w,
-                              int64_t C) {
+                              const float* bias, int64_t C) {
     const int64_t i = blockIdx.x;
     float* o = h + static_cast<int64_t>(rows[i]) * C;
     const float wi = w[i];
-    for (int64_t c = threadIdx.x; c < C; c += blockDim.x) o[c] += wi * y[i * C + c];
+    for (int64_t c = threadIdx.x; c < C; c += blockDim.x)
+        o[c] += wi * (bias ? y[i * C + c] + bias[c] : y[i * C + c]);
+}
+
+__global__ void add_bias_k(float* x, const float* bias, int64_t N, int64_t C) {
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < N * C;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x)
+        x[i] += bias[i % C];
 }
 
 // The argmax and log Σ exp of one row in one read: each thread keeps a running maximum and
@@ -445,18 +468,19 @@ void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, c
 }
 
 void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T_,
-                           int64_t key_block, int64_t window, float softcap) {
+                           int64_t key_block, int64_t window, float softcap, const float* sinks,
+                           int64_t heads) {
     if (rows == 0) return;
     constexpr int kWarps = 8;
     const auto grid = static_cast<unsigned>((rows + kWarps - 1) / kWarps);
     const int64_t kb = key_block > 0 ? key_block : T_;
-    QL_DISPATCH(dt, (causal_softmax_k<T><<<grid, kWarps * kWarp>>>(scores, static_cast<T*>(p), rows,
-                                                                   T_, kb, window, softcap)));
+    QL_DISPATCH(dt, (causal_softmax_k<T><<<grid, kWarps * kWarp>>>(
+                        scores, static_cast<T*>(p), rows, T_, kb, window, softcap, sinks, heads)));
 }
 
 namespace {
 template <GateAct kAct>
-void launch_gated(void* out, const void* gu, Dtype dt, int64_t N, int64_t F) {
+void launch_gated(void* out, const void* gu, Dtype dt, int64_t N, int64_t F, const GateExtras& ex) {
     const bool aligned =
         reinterpret_cast<uintptr_t>(out) % 16 == 0 && reinterpret_cast<uintptr_t>(gu) % 16 == 0;
     QL_DISPATCH(dt, ({
@@ -464,21 +488,29 @@ void launch_gated(void* out, const void* gu, Dtype dt, int64_t N, int64_t F) {
                     const dim3 grid(grid_for(F, 256 * kVec, 1024),
                                     static_cast<unsigned>(std::min<int64_t>(N, 65535)));
                     if (aligned && F % kVec == 0)
-                        swiglu_k<T, kVec, kAct>
-                            <<<grid, 256>>>(static_cast<T*>(out), static_cast<const T*>(gu), N, F);
+                        swiglu_k<T, kVec, kAct><<<grid, 256>>>(static_cast<T*>(out),
+                                                               static_cast<const T*>(gu), N, F, ex);
                     else
                         swiglu_k<T, 1, kAct><<<dim3(grid_for(F, 256, 1024), grid.y), 256>>>(
-                            static_cast<T*>(out), static_cast<const T*>(gu), N, F);
+                            static_cast<T*>(out), static_cast<const T*>(gu), N, F, ex);
                 }));
 }
 }  // namespace
 
-void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F, GateAct act) {
+void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F, GateAct act,
+                   const GateExtras& ex) {
     if (N * F == 0) return;
-    if (act == GateAct::GeluTanh)
-        launch_gated<GateAct::GeluTanh>(out, gu, dt, N, F);
-    else
-        launch_gated<GateAct::SiLU>(out, gu, dt, N, F);
+    switch (act) {
+        case GateAct::GeluTanh:
+            launch_gated<GateAct::GeluTanh>(out, gu, dt, N, F, ex);
+            break;
+        case GateAct::ClampedSwiGLU:
+            launch_gated<GateAct::ClampedSwiGLU>(out, gu, dt, N, F, ex);
+            break;
+        case GateAct::SiLU:
+            launch_gated<GateAct::SiLU>(out, gu, dt, N, F, ex);
+            break;
+    }
 }
 
 void launch_rmsnorm_add(float* h, const float* y, const float* w, int64_t N, int64_t C, float eps) {
@@ -508,9 +540,15 @@ void launch_gather_rows(void* dst, const void* src, Dtype dt, const int32_t* row
 }
 
 void launch_scatter_add(float* h, const float* y, const int32_t* rows, const float* w, int64_t M,
-                        int64_t C) {
+                        int64_t C, const float* bias) {
     if (M == 0) return;
-    scatter_add_k<<<M, 256>>>(h, y, rows, w, C);
+    scatter_add_k<<<M, 256>>>(h, y, rows, w, bias, C);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_add_bias(float* x, const float* bias, int64_t N, int64_t C) {
+    if (N * C == 0) return;
+    add_bias_k<<<grid_for(N * C, 256, 65535), 256>>>(x, bias, N, C);
     QL_CUDA_LAUNCH();
 }
 

@@ -49,14 +49,25 @@ void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, c
 // beyond i up to the end of i's block of key_block keys, nothing written after it (key_block
 // 0: the whole row). Scores outside lo..i are never read. The score scale is already applied
 // by the GEMM; softcap > 0 maps each score s to softcap·tanh(s / softcap) first (Gemma 2).
+// sinks (gpt-oss; nullable): the logit sinks[head] of each head (rows of one head are T
+// consecutive rows, heads cycling every `heads` of them) joins the maximum and the
+// denominator, so the row's probabilities sum to less than 1.
 void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T,
-                           int64_t key_block = 0, int64_t window = 0, float softcap = 0.0f);
+                           int64_t key_block = 0, int64_t window = 0, float softcap = 0.0f,
+                           const float* sinks = nullptr, int64_t heads = 1);
 
 // The gated MLP's activation: out[n, f] = act(gu[n, f]) * gu[n, F + f] (all 16-bit), act SiLU
-// g / (1 + exp(−g)) or tanh-approximated GELU (GeGLU), in engine/kernels.cpp's float order.
-enum class GateAct { SiLU, GeluTanh };
+// g / (1 + exp(−g)) or tanh-approximated GELU (GeGLU), in engine/kernels.cpp's float order, or
+// gpt-oss's (u + 1)·g·σ(alpha·g) with g ≤ limit and |u| ≤ limit (engine/layers/clamped_swiglu).
+// Biases (nullable, F values each) are added to the gate and up halves in float first.
+enum class GateAct { SiLU, GeluTanh, ClampedSwiGLU };
+struct GateExtras {
+    const float* gate_bias = nullptr;
+    const float* up_bias = nullptr;
+    float limit = 0.0f, alpha = 0.0f;  // ClampedSwiGLU only
+};
 void launch_swiglu(void* out, const void* gu, Dtype dt, int64_t N, int64_t F,
-                   GateAct act = GateAct::SiLU);
+                   GateAct act = GateAct::SiLU, const GateExtras& extras = {});
 
 // Post-norm residual (Gemma): h[n, :] += rmsnorm(y[n, :]) * w (f32; the norm as launch_rmsnorm,
 // rounded to float before the add, as the CPU engine's rmsnorm then residual_forward).
@@ -73,9 +84,11 @@ void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64
 // dst[i, :] = src[rows[i], :] (16-bit, C columns).
 void launch_gather_rows(void* dst, const void* src, Dtype dt, const int32_t* rows, int64_t M,
                         int64_t C);
-// h[rows[i], :] += w[i] * y[i, :] (f32).
+// h[rows[i], :] += w[i] * (y[i, :] + bias) (f32; bias nullable, C values).
 void launch_scatter_add(float* h, const float* y, const int32_t* rows, const float* w, int64_t M,
-                        int64_t C);
+                        int64_t C, const float* bias = nullptr);
+// x[n, c] += bias[c] for x[N, C] f32 (the CPU engine adds a linear's bias after the product).
+void launch_add_bias(float* x, const float* bias, int64_t N, int64_t C);
 
 // Reference pass: for B·S scored rows, row (b, s) reads logits[(b R + s) V ..] and writes
 // ref_logp[(row0 + b S + s) V ..] (z − lse, in float), ref_lse (that lse, in double) and
