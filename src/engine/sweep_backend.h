@@ -18,6 +18,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <string>
@@ -64,6 +65,11 @@ struct WeightErrorSums {
     double sum_imp_e2 = 0, sum_imp_w2 = 0;
 };
 
+// One routed layer's expert choices in a forward pass: `ids` holds rows × k expert indices,
+// row-major (sweep --experts counts them over the reference pass).
+using RoutingObserver =
+    std::function<void(int layer, std::span<const int32_t> ids, int64_t rows, int64_t k)>;
+
 class SweepBackend {
   public:
     virtual ~SweepBackend() = default;
@@ -89,6 +95,9 @@ class SweepBackend {
         return std::nullopt;
     }
     virtual void clear_override(const std::string& name) = 0;
+    // Calls `observer` with every routed layer's expert choices of the forward passes that
+    // follow (prepare()'s reference pass, for sweep --experts); an empty function stops it.
+    virtual void observe_routing(RoutingObserver observer) = 0;
 };
 
 }  // namespace quantlens

@@ -37,16 +37,16 @@ TEST(SweepJobRecord, JobsShowRecordsTheRealCommandLine) {
     EXPECT_NE(r.out.find("quantlens -q " + args), std::string::npos) << r.out;
 }
 
-// A refusal that depends only on the options and the build (here --gpu with --experts, and --gpu
-// without CUDA) comes before the job row exists.
+// A refusal that depends only on the options and the build (here --experts with
+// --ggml-numerics, and --gpu without CUDA) comes before the job row exists.
 TEST(SweepJobRecord, GpuRefusalsComeBeforeTheJob) {
     const std::string dir = fresh_dir("sweep-record");
     const std::string store = dir + "/s.sqlite";
     const std::string base = "sweep " + shared_path("models/llama-8m") + " --eval " +
                              shared_path("data/eval.txt") + " --store " + store;
-    Result r = run_quiet(base + " --gpu --experts");
+    Result r = run_quiet(base + " --ggml-numerics --experts");
     EXPECT_EQ(r.code, 1) << r.out;
-    EXPECT_NE(r.out.find("--gpu"), std::string::npos) << r.out;  // no CUDA, or not with --experts
+    EXPECT_NE(r.out.find("sweep --experts: not with --ggml-numerics"), std::string::npos) << r.out;
     EXPECT_EQ(job_count(store), 0u);
     r = run_quiet(base + " --gpu --types Q8_0 --granularity class --tokens 64 --ctx 64");
     if (r.out.find("built without CUDA") == std::string::npos)

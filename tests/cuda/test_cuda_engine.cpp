@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "analysis/measure/weight_metrics.h"
+#include "analysis/sweep/expert_units.h"
 #include "analysis/sweep/sweep_cpu.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -535,6 +536,47 @@ TEST(CudaFamilies, SweepMatchesCpuSweep) {
                                      {"blk.2.ffn_up_exps.weight", 2, GgmlType::Q4_0},
                                      {"blk.3.ffn_down_exps.weight", 3, GgmlType::Q4_0}};
     check_sweep(test_support::fixture_dir("gptoss"), kGptOss, Precision::F32, kSweepRelTol);
+}
+
+// sweep --experts --gpu: the routing counts of the GPU's reference pass are the CPU's (F32
+// storage; a token whose two best experts tie within rounding may go either way, so a few
+// slots in a thousand may move), for softmax routing with renormalization (Qwen3-MoE) and
+// gpt-oss's biased router.
+TEST(CudaSweep, RoutingCountsMatchCpuSweep) {
+    SKIP_WITHOUT_GPU();
+    for (const char* name : {"qwen3moe", "gptoss"}) {
+        auto model = Model::open(test_support::fixture_dir(name));
+        Engine cpu(*model);
+        EvalChunks chunks;
+        chunks.n_chunks = 4;
+        chunks.n_ctx = 128;
+        chunks.first_scored = 64;
+        chunks.tokens = test_tokens(chunks.n_chunks, chunks.n_ctx, model->config().vocab);
+        auto count = [&](SweepBackend& backend) {
+            RoutingCounter counter(model->config());
+            counter.attach(backend);
+            backend.prepare(chunks);
+            counter.detach(backend);
+            return counter;
+        };
+        auto cpu_backend = make_cpu_sweep_backend(cpu);
+        auto gpu_backend = make_cuda_sweep_backend(cpu, {.precision = Precision::F32});
+        const RoutingCounter c = count(*cpu_backend), g = count(*gpu_backend);
+        int64_t moved = 0, slots = 0;
+        for (int l = 0; l < static_cast<int>(model->config().n_layers); ++l) {
+            EXPECT_EQ(g.tokens(l), chunks.n_chunks * chunks.n_ctx) << name << " layer " << l;
+            EXPECT_EQ(g.tokens(l), c.tokens(l)) << name << " layer " << l;
+            for (size_t e = 0; e < c.counts()[l].size(); ++e) {
+                moved += std::abs(g.counts()[l][e] - c.counts()[l][e]);
+                slots += c.counts()[l][e];
+            }
+        }
+        std::printf("%s: routing counts GPU vs CPU, %lld of %lld slots moved\n", name,
+                    static_cast<long long>(moved), static_cast<long long>(slots));
+        EXPECT_EQ(slots, model->config().n_layers * chunks.n_chunks * chunks.n_ctx *
+                             model->config().n_experts_used);
+        EXPECT_LE(moved, slots / 200) << name;
+    }
 }
 
 // llama.cpp's matmul-input rounding on the GPU (issue 21): bit for bit the CPU's

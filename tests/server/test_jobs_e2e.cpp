@@ -140,17 +140,17 @@ TEST_F(JobsEndToEnd, EveryKindSucceeds) {
     EXPECT_EQ(rows, (std::vector<std::string>{"Q4_0", "Q8_0"}));
 }
 
-// Issue 19: a sweep refused for its options (--gpu with --experts; --gpu without CUDA)
-// used to be refused after its job row existed, leaving a failed job in the store.
+// Issue 19: a sweep refused for its options (--experts with --ggml-numerics; --gpu without
+// CUDA) used to be refused after its job row existed, leaving a failed job in the store.
 TEST_F(JobsEndToEnd, RefusedSweepLeavesNoJob) {
     auto r =
         post({{"kind", "sweep"},
               {"model", "shared/models/llama-8m"},
-              {"options", {{"eval", "shared/data/eval.txt"}, {"gpu", true}, {"experts", true}}}});
+              {"options",
+               {{"eval", "shared/data/eval.txt"}, {"ggml-numerics", true}, {"experts", true}}}});
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 422) << r->body;
-    EXPECT_NE(r->body.find("--gpu"), std::string::npos)
-        << r->body;  // no CUDA, or not with --experts
+    EXPECT_NE(r->body.find("not with --ggml-numerics"), std::string::npos) << r->body;
     jobs::Store store((dir_ / "jobs.sqlite").string());
     EXPECT_TRUE(store.list_jobs().empty());
 }

@@ -83,26 +83,28 @@ std::optional<std::pair<int, int>> parse_expert_unit(const std::string& name) {
     return std::make_pair(layer, expert);
 }
 
-RoutingCounter::RoutingCounter(const Engine& engine)
-    : counts_(static_cast<size_t>(engine.n_layers())),
-      tokens_(static_cast<size_t>(engine.n_layers()), 0),
-      top_k_(engine.config().n_experts_used) {
-    if (engine.config().is_moe())
-        for (auto& c : counts_) c.assign(static_cast<size_t>(engine.config().n_experts), 0);
+RoutingCounter::RoutingCounter(const ModelConfig& config)
+    : counts_(static_cast<size_t>(config.n_layers)),
+      tokens_(static_cast<size_t>(config.n_layers), 0),
+      top_k_(config.n_experts_used) {
+    if (config.is_moe())
+        for (auto& c : counts_) c.assign(static_cast<size_t>(config.n_experts), 0);
 }
 
-void RoutingCounter::attach(Engine& engine) {
-    engine.set_hook([this](const HookEvent& e) {
-        if (e.kind != HookEvent::Kind::Routing) return;
-        auto& c = counts_.at(static_cast<size_t>(e.layer));
-        tokens_[static_cast<size_t>(e.layer)] += e.rows;
-        for (int64_t i = 0; i < e.rows * e.cols; ++i)
-            ++c.at(static_cast<size_t>(e.data[i]));  // ids are small integers, exact in float
+void RoutingCounter::attach(SweepBackend& backend) {
+    backend.observe_routing([this](int layer, std::span<const int32_t> ids, int64_t rows, int64_t) {
+        add(layer, ids, rows);
     });
 }
 
-void RoutingCounter::detach(Engine& engine) {
-    engine.clear_hook();
+void RoutingCounter::detach(SweepBackend& backend) {
+    backend.observe_routing({});
+}
+
+void RoutingCounter::add(int layer, std::span<const int32_t> ids, int64_t rows) {
+    auto& c = counts_.at(static_cast<size_t>(layer));
+    tokens_.at(static_cast<size_t>(layer)) += rows;
+    for (int32_t e : ids) ++c.at(static_cast<size_t>(e));
 }
 
 int64_t RoutingCounter::tokens(int layer) const {

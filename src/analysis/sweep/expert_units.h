@@ -13,6 +13,7 @@
 
 #include <cstdint>
 #include <optional>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -20,6 +21,8 @@
 #include <nlohmann/json_fwd.hpp>
 
 #include "analysis/sweep/sweep.h"
+#include "engine/sweep_backend.h"
+#include "formats/model_config.h"
 
 namespace quantlens {
 
@@ -38,13 +41,16 @@ std::vector<SweepUnit> build_expert_units(const Model& model, int64_t sample);
 // (layer, expert) of a unit named "blk.L.expert.E"; nullopt for any other name.
 std::optional<std::pair<int, int>> parse_expert_unit(const std::string& name);
 
-// Tokens routed to each expert of each layer: counts[layer][expert], filled from the
-// engine's Routing hook events while `attach`ed (layers without experts stay empty).
+// Tokens routed to each expert of each layer: counts[layer][expert], filled from a sweep
+// backend's routing observer (SweepBackend::observe_routing, CPU or GPU) while `attach`ed
+// (layers without experts stay empty).
 class RoutingCounter {
   public:
-    explicit RoutingCounter(const Engine& engine);
-    void attach(Engine& engine);  // replaces the engine's hook
-    void detach(Engine& engine);
+    explicit RoutingCounter(const ModelConfig& config);
+    void attach(SweepBackend& backend);  // counts the backend's next forward passes
+    void detach(SweepBackend& backend);
+    // One layer's choices: rows × k expert ids.
+    void add(int layer, std::span<const int32_t> ids, int64_t rows);
     const std::vector<std::vector<int64_t>>& counts() const { return counts_; }
     int64_t tokens(int layer) const;  // tokens seen by that layer's router
     int64_t top_k() const { return top_k_; }

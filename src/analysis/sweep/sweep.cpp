@@ -389,13 +389,12 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
     ctx.backend = make_sweep_backend(ctx);
     clock.lap("load the weights");
     const auto t_prep = std::chrono::steady_clock::now();
-    if (ctx.opt.experts) {  // the routing of the reference pass, through the engine's hook
-        QL_CHECK(ctx.engine != nullptr, "sweep --experts: routing counts need the CPU engine");
-        ctx.routing.emplace(*ctx.engine);
-        ctx.routing->attach(*ctx.engine);
+    if (ctx.opt.experts) {  // the routing of the reference pass, on the CPU or the GPU
+        ctx.routing.emplace(ctx.model->config());
+        ctx.routing->attach(*ctx.backend);
     }
     ctx.backend->prepare(chunks);
-    if (ctx.routing) ctx.routing->detach(*ctx.engine);
+    if (ctx.routing) ctx.routing->detach(*ctx.backend);
     const double prep_s =
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
     clock.lap("reference pass");
@@ -708,10 +707,10 @@ int64_t create_sweep_job(jobs::Store& store, const SweepOptions& options,
         QL_CHECK(!gptq_sweep && !placement,
                  "sweep --experts: per-expert units measure ggml types on a tensor, layer or "
                  "class sweep, not GPTQ formats or a placement study");
-        QL_CHECK(!o.gpu && !o.ggml_numerics && o.budget_seconds <= 0 && o.gptq_text.empty(),
-                 "sweep --experts: not with --gpu, --ggml-numerics, --budget or --gptq (the "
-                 "routing counts come from the CPU engine; one expert's slice has no type of "
-                 "its own for llama.cpp's rounding; the proxy ranks whole tensors)");
+        QL_CHECK(!o.ggml_numerics && o.budget_seconds <= 0 && o.gptq_text.empty(),
+                 "sweep --experts: not with --ggml-numerics, --budget or --gptq (one expert's "
+                 "slice has no type of its own for llama.cpp's rounding; the proxy ranks whole "
+                 "tensors)");
     } else {
         QL_CHECK(o.expert_sample == 0, "sweep: --expert-sample belongs to --experts");
     }

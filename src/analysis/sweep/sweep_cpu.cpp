@@ -29,6 +29,19 @@ class CpuSweepBackend final : public SweepBackend {
         engine_.set_override(name, std::move(values), type);
     }
     void clear_override(const std::string& name) override { engine_.clear_override(name); }
+    void observe_routing(RoutingObserver observer) override {
+        if (!observer) {
+            engine_.clear_hook();
+            return;
+        }
+        engine_.set_hook([observer = std::move(observer)](const HookEvent& e) {
+            if (e.kind != HookEvent::Kind::Routing) return;
+            std::vector<int32_t> ids(static_cast<size_t>(e.rows * e.cols));
+            for (size_t i = 0; i < ids.size(); ++i)
+                ids[i] = static_cast<int32_t>(e.data[i]);  // small integers, exact in float
+            observer(e.layer, ids, e.rows, e.cols);
+        });
+    }
 
     void prepare(const EvalChunks& chunks) override {
         chunks_ = chunks;

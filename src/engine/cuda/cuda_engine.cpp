@@ -178,6 +178,7 @@ struct CudaEngine::Impl {
     bool half_refused = false;  // no memory for a 16-bit copy: F32 GEMMs from then on
     // Activation taps: the function and, per layer, the names each tapped input feeds.
     ActivationTapFn tap;
+    RoutingObserver routing_observer;
     struct TapNames {
         std::vector<std::string> qkv, o, gate_up, down;
     };
@@ -664,7 +665,7 @@ struct CudaEngine::Impl {
         }
     }
 
-    void ffn_moe(const LayerSlots& ls, float* h, int64_t N) {
+    void ffn_moe(int64_t l, const LayerSlots& ls, float* h, int64_t N) {
         const int64_t C = c.hidden, F = c.ffn, E = c.n_experts, K = c.n_experts_used;
         router_logits.resize(static_cast<size_t>(N * E) * 4);
         route_ids.resize(static_cast<size_t>(N * K) * 4);
@@ -678,6 +679,7 @@ struct CudaEngine::Impl {
         std::vector<float> w(ids.size());
         QL_CUDA(cudaMemcpy(ids.data(), route_ids.as(), ids.size() * 4, cudaMemcpyDeviceToHost));
         QL_CUDA(cudaMemcpy(w.data(), route_w.as(), w.size() * 4, cudaMemcpyDeviceToHost));
+        if (routing_observer) routing_observer(static_cast<int>(l), ids, N, K);
         // Rows of each expert in token order, all experts back to back.
         std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
         for (int32_t e : ids) ++start[static_cast<size_t>(e) + 1];
@@ -1251,7 +1253,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
     m.mark_step(6);
     if (c.is_moe()) {
-        m.ffn_moe(ls, h, N);
+        m.ffn_moe(l, ls, h, N);
         m.mark_step(7);
         m.mark_step(8);
     } else {
@@ -1266,6 +1268,10 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     }
     if (m.layer_profile) m.layer_profile->end_layer(N);
     if (tn) m.tap({ActivationTap::Kind::LayerOutput, static_cast<int>(l), nullptr, h, true, N, C});
+}
+
+void CudaEngine::set_routing_observer(RoutingObserver observer) {
+    impl_->routing_observer = std::move(observer);
 }
 
 void CudaEngine::set_tap(ActivationTapFn tap) {

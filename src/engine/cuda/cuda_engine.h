@@ -3,9 +3,10 @@
 //
 // Promises:
 //  - Same model families and numerics as the CPU engine (Llama/Mistral, Qwen2 biases, Qwen3
-//    q/k norms, Mixtral top-k routing; Gemma 2/3's √hidden embeddings, post-norms, GeGLU,
-//    soft-capping, sliding windows and local rope; Phi-3's fused attn_qkv/ffn_up, partial
-//    rotary and longrope; GGUF layout, llama q/k rows permuted so RoPE is the adjacent-pair
+//    q/k norms, Mixtral/Qwen3-MoE top-k routing; Gemma 2/3's √hidden embeddings, post-norms,
+//    GeGLU, soft-capping, sliding windows and local rope; Phi-3's fused attn_qkv/ffn_up,
+//    partial rotary and longrope; gpt-oss's attention sinks, yarn, o/router/expert biases
+//    and clamped SwiGLU; GGUF layout, llama q/k rows permuted so RoPE is the adjacent-pair
 //    style, neox for qwen; check_layer_supported names the rest), with these precision choices:
 //    matrix weights and GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the
 //    residual stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
@@ -178,6 +179,9 @@ class CudaEngine {
     // layers; a mixture-of-experts model is refused by name: its routed inputs are not
     // tapped), and in head at the head's input (layer −1). Empty: none.
     void set_tap(ActivationTapFn tap);
+    // Installs `observer`, called in run_layer with each routed layer's expert choices (the
+    // ids the router kernel chose, already on the host for the expert GEMMs). Empty: none.
+    void set_routing_observer(RoutingObserver observer);
     // host[n] ← n device values of a tap (its storage type widened to floats).
     void download_activations(const ActivationTap& tap, float* host);
     // tokens[B*T] → embedding and every layer (taps fire), no head.

@@ -84,6 +84,9 @@ class Backend final : public CudaSweepBackend {
         return sums;
     }
     void clear_override(const std::string& name) override { engine_->clear_override(name); }
+    void observe_routing(RoutingObserver observer) override {
+        engine_->set_routing_observer(std::move(observer));
+    }
     void clear_overrides() override { engine_->clear_overrides(); }
 
     void prepare(const EvalChunks& chunks) override {
