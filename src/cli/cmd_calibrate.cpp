@@ -181,8 +181,7 @@ QL_COMMAND(calibrate, CalibrateCliOptions,
     cmd.add_flag("--as-f16", o->as_f16,
                  "Round Hugging Face weights to F16 first (as llama.cpp's F16 conversion)");
     cmd.add_flag("--ggml-numerics", o->ggml_numerics, "Emulate llama.cpp's CPU rounding");
-    cmd.add_flag("--gpu", o->gpu,
-                 "Run the model on the GPU (CUDA build, dense models; F16 weights)");
+    cmd.add_flag("--gpu", o->gpu, "Run the model on the GPU (CUDA build; F16 weights)");
     cmd.add_flag("--json", o->json, "Print the statistics as one JSON object");
     return [o] { return cli::run_calibrate(*o, cli::invocation_line()); };
 }

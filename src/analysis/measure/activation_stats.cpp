@@ -191,14 +191,19 @@ void ActivationCollector::on_event(const HookEvent& e) {
 }
 
 void ActivationCollector::adopt_moments(const std::string& tensor, int layer,
-                                        ChannelMoments moments) {
+                                        ChannelMoments moments, int expert) {
     const bool wanted = tensor.rfind("blk.", 0) == 0 || (include_output_ && layer < 0);
     if (!wanted) return;
-    QL_CHECK(!mats_.count(tensor), "tensor '{}': input statistics were gathered twice", tensor);
     Tensor& t = mats_[tensor];
-    t.layer = layer;
-    t.n_cols = moments.n_cols;
-    t.mats.emplace(-1, Matrix{std::move(moments), {}, 0});
+    QL_CHECK(!t.mats.count(expert), "tensor '{}' (expert {}): input statistics were gathered twice",
+             tensor, expert);
+    if (t.mats.empty()) {
+        t.layer = layer;
+        t.n_cols = moments.n_cols;
+    }
+    QL_CHECK(t.n_cols == moments.n_cols, "tensor '{}': input rows of {} and {} values in one run",
+             tensor, t.n_cols, moments.n_cols);
+    t.mats.emplace(expert, Matrix{std::move(moments), {}, 0});
 }
 
 void ActivationCollector::adopt_layer(const LayerHiddenStats& stats) {

@@ -106,7 +106,9 @@ class ActivationCollector {
     // Sums reduced elsewhere (the GPU's, engine/cuda/cuda_stats.h) for the input of the plain
     // weight `tensor`, as on_event would have gathered them from the same rows; a tensor
     // on_event would not keep is skipped, one that already has sums is refused.
-    void adopt_moments(const std::string& tensor, int layer, ChannelMoments moments);
+    // `expert`: the stacked experts' matrix (-1: a plain weight).
+    void adopt_moments(const std::string& tensor, int layer, ChannelMoments moments,
+                       int expert = -1);
     // A layer's hidden-state statistics reduced elsewhere (replaces the layer's entry).
     void adopt_layer(const LayerHiddenStats& stats);
 

@@ -137,8 +137,8 @@ void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianColle
 #ifdef QL_HAVE_CUDA
     const ModelConfig& c = model.config();
     QL_CHECK(!c.is_moe(),
-             "{}: {} is a mixture-of-experts model ({} experts per layer); the GPU's activation "
-             "taps do not cover routed experts: collect its Hessians on the CPU (drop --gpu)",
+             "{}: {} is a mixture-of-experts model ({} experts per layer); GPTQ's Hessians are "
+             "collected on the GPU for dense layers only: collect them on the CPU (drop --gpu)",
              what, model.path(), c.n_experts);
     QL_CHECK(chunks.n_chunks >= 1 && chunks.n_ctx >= 1, "no chunk of {} tokens to collect on",
              chunks.n_ctx);

@@ -8,6 +8,8 @@
 #include <map>
 #include <optional>
 
+#include <fmt/format.h>
+
 #include "analysis/measure/chunks.h"
 #include "core/error.h"
 #include "core/half.h"
@@ -89,10 +91,16 @@ CalibrationResult run_calibration(Engine& engine, const EvalChunks& chunks,
 #ifdef QL_HAVE_CUDA
 namespace {
 
+// A tapped input: its layer, the expert whose routed rows it holds (-1: none), and every
+// weight it feeds.
+struct TappedInput {
+    int layer = -1, expert = -1;
+    std::vector<std::string> weights;
+};
+
 // The GPU's sums (engine/cuda/cuda_stats.h) into the collector, one tapped input copied to
 // every weight it feeds (as on_shared_input does on the CPU).
-void adopt_gpu_sums(const cuda::TapReducer& sums,
-                    const std::map<std::string, std::pair<int, std::vector<std::string>>>& inputs,
+void adopt_gpu_sums(const cuda::TapReducer& sums, const std::map<std::string, TappedInput>& inputs,
                     ActivationCollector& col) {
     for (const auto& [key, fed] : inputs) {
         const cuda::ChannelSums s = sums.moments(key);
@@ -105,7 +113,8 @@ void adopt_gpu_sums(const cuda::TapReducer& sums,
         m.s4 = s.s4;
         m.sabs = s.sabs;
         m.max_abs = s.max_abs;
-        for (const std::string& name : fed.second) col.adopt_moments(name, fed.first, m);
+        for (const std::string& name : fed.weights)
+            col.adopt_moments(name, fed.layer, m, fed.expert);
     }
     for (int l : sums.hidden_layers()) {
         const cuda::HiddenSums h = sums.hidden(l);
@@ -137,17 +146,18 @@ CalibrationResult calibrate_text_gpu(const Model& model, const std::string& text
     o.max_tokens = std::max<int64_t>(1, options.batch) * options.n_ctx;
     cuda::CudaEngine gpu(model.config(), o);
     // Every statistic is reduced on the GPU where the tap fires; nothing is downloaded until
-    // the end. Inputs by the first weight they feed → (layer, every weight they feed).
+    // the end. Inputs by the first weight they feed (and the expert, for routed rows).
     cuda::TapReducer sums(o.precision);
-    std::map<std::string, std::pair<int, std::vector<std::string>>> inputs;
+    std::map<std::string, TappedInput> inputs;
     gpu.set_tap([&](const cuda::ActivationTap& t) {
         if (t.kind == cuda::ActivationTap::Kind::LayerOutput) {
             sums.add_hidden(t);
             return;
         }
         const std::vector<std::string>& w = *t.weights;
-        inputs.try_emplace(w[0], t.layer, w);
-        sums.add_moments(w[0], t);
+        const std::string key = t.expert < 0 ? w[0] : fmt::format("{}#{}", w[0], t.expert);
+        inputs.try_emplace(key, TappedInput{t.layer, t.expert, w});
+        sums.add_moments(key, t);
     });
     gpu.load_model(model);
     ActivationCollector col(model.config().n_experts);

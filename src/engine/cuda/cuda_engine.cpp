@@ -180,7 +180,7 @@ struct CudaEngine::Impl {
     ActivationTapFn tap;
     RoutingObserver routing_observer;
     struct TapNames {
-        std::vector<std::string> qkv, o, gate_up, down;
+        std::vector<std::string> qkv, o, gate_up, down, router, gate_up_exps, down_exps;
     };
     std::vector<TapNames> tap_names;
     DeviceBuffer tap_f32;
@@ -709,6 +709,12 @@ struct CudaEngine::Impl {
             if (M == 0) continue;
             const int32_t* r = route_rows.as<int32_t>() + start[e];
             launch_gather_rows(xe.as(), xn.as(), dt, r, M, C);
+            auto expert_tap = [&](const std::vector<std::string>& names, const void* x,
+                                  int64_t cols) {
+                tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &names, x, false, M,
+                     cols, static_cast<int>(e)});
+            };
+            if (tap) expert_tap(tap_names[static_cast<size_t>(l)].gate_up_exps, xe.as(), C);
             linear(ls.gate_exps, e * F * C, xe.as(), gu.as(), cdt, M, C, F, 0.0f, 2 * F);
             linear(ls.up_exps, e * F * C, xe.as(), gu.as<char>() + F * esize, cdt, M, C, F, 0.0f,
                    2 * F);
@@ -718,6 +724,7 @@ struct CudaEngine::Impl {
             extras.limit = static_cast<float>(c.swiglu_limit);
             extras.alpha = static_cast<float>(c.swiglu_alpha);
             launch_swiglu(act.as(), gu.as(), dt, M, F, gate_act, extras);
+            if (tap) expert_tap(tap_names[static_cast<size_t>(l)].down_exps, act.as(), F);
             linear(ls.down_exps, e * C * F, act.as(), ye.as(), CUDA_R_32F, M, F, C, 0.0f);
             launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C,
                                bias_row(ls.down_exps_bias, e, C));
@@ -1253,6 +1260,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
     m.mark_step(6);
     if (c.is_moe()) {
+        if (tn) tap(tn->router, m.xn.as(), C);
         m.ffn_moe(l, ls, h, N);
         m.mark_step(7);
         m.mark_step(8);
@@ -1276,10 +1284,6 @@ void CudaEngine::set_routing_observer(RoutingObserver observer) {
 
 void CudaEngine::set_tap(ActivationTapFn tap) {
     Impl& m = *impl_;
-    QL_CHECK(!tap || !m.c.is_moe(),
-             "CUDA engine: activation taps (calibrate --gpu) cover dense layers only; this model "
-             "has {} experts per layer: calibrate it on the CPU",
-             m.c.n_experts);
     m.tap = std::move(tap);
     m.tap_names.clear();
     if (!m.tap) return;
@@ -1295,6 +1299,9 @@ void CudaEngine::set_tap(ActivationTapFn tap) {
         t.o = names({"attn_output"});
         t.gate_up = m.c.fused_gate_up ? names({"ffn_up"}) : names({"ffn_gate", "ffn_up"});
         t.down = names({"ffn_down"});
+        t.router = names({"ffn_gate_inp"});
+        t.gate_up_exps = names({"ffn_gate_exps", "ffn_up_exps"});
+        t.down_exps = names({"ffn_down_exps"});
         m.tap_names.push_back(std::move(t));
     }
 }

@@ -89,7 +89,8 @@ struct FakeQuantImportanceHost {
 };
 
 // What a tap (CudaEngine::set_tap) sees during run_layer, on the device: the input of a group
-// of matrices that share it (q, k and v; gate and up), or a layer's output hidden state.
+// of matrices that share it (q, k and v; gate and up; one expert's gate and up), or a layer's
+// output hidden state.
 // The CPU engine's HookEvent (engine/engine.h) in device form: calibration and GPTQ reduce it
 // where it is (cuda_stats.h); download_activations feeds the CPU twins of those reductions.
 struct ActivationTap {
@@ -100,6 +101,7 @@ struct ActivationTap {
     const void* data;                         // device: [rows, cols]
     bool f32;                                 // f32, else the engine's 16-bit storage type
     int64_t rows, cols;
+    int expert = -1;  // stacked experts: the matrix these rows were routed to (-1: none)
 };
 using ActivationTapFn = std::function<void(const ActivationTap&)>;
 
@@ -175,9 +177,9 @@ class CudaEngine {
     void synchronize();
 
     // ---- activation taps (calibration) ----
-    // Installs `tap`, called in run_layer at every matmul input and layer output (dense
-    // layers; a mixture-of-experts model is refused by name: its routed inputs are not
-    // tapped), and in head at the head's input (layer −1). Empty: none.
+    // Installs `tap`, called in run_layer at every matmul input and layer output (the router's
+    // input, and each expert's routed rows with `expert` set, in a mixture of experts), and in
+    // head at the head's input (layer −1). Empty: none.
     void set_tap(ActivationTapFn tap);
     // Installs `observer`, called in run_layer with each routed layer's expert choices (the
     // ids the router kernel chose, already on the host for the expert GEMMs). Empty: none.
