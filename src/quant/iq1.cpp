@@ -63,6 +63,14 @@ void sort_indices(const float* xb, int* idx) {
     std::stable_sort(idx, idx + N, [&](int a, int b) { return xb[a] < xb[b]; });
 }
 
+// Largest |x| of a sub-block, as ggml computes it (std::max from the first element).
+template <int N>
+float max_abs(const float* xb) {
+    float max = std::fabs(xb[0]);
+    for (int i = 1; i < N; ++i) max = std::max(max, std::fabs(xb[i]));
+    return max;
+}
+
 float sigma2_of(const float* xbl) {
     float sumx2 = 0;
     for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
@@ -85,9 +93,8 @@ void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw,
     for (int ib = 0; ib < QK_K / kBlock; ++ib) {
         const float* xb = xbl + kBlock * ib;
         const float* w = qw + kBlock * ib;
-        for (int i = 0; i < kBlock; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-        float max = std::fabs(xb[0]);
-        for (int i = 1; i < kBlock; ++i) max = std::max(max, std::fabs(xb[i]));
+        imatrix_weights(xb, w, sigma2, kBlock, weight);
+        const float max = max_abs<kBlock>(xb);
         if (max < kGroupMaxEpsIq1S) {
             scales[ib] = 0;
             shifts[ib] = 1;
@@ -180,7 +187,7 @@ void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw,
 
 void iq1_m_weights(const float* xb, const float* qw, float sigma2, float* weight) {
     if (qw) {
-        for (int i = 0; i < 16; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        imatrix_weights(xb, qw, sigma2, 16, weight);
     } else {
         for (int i = 0; i < 16; ++i) weight[i] = xb[i] * xb[i];
     }
@@ -206,8 +213,7 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
     for (int ib = 0; ib < QK_K / kBlock; ++ib) {
         const float* xb = xbl + kBlock * ib;
         iq1_m_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight);
-        float max = std::fabs(xb[0]);
-        for (int i = 1; i < kBlock; ++i) max = std::max(max, std::fabs(xb[i]));
+        const float max = max_abs<kBlock>(xb);
         if (max < kGroupMaxEpsIq1M) {
             scales[ib] = 0;
             shifts[ib] = 0;

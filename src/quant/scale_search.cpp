@@ -31,16 +31,9 @@ inline float qx_weight(int rmse_type, const float* qw, const float* x, int i) {
 
 // Mirrors ggml's make_qx_quants (kept as ggml writes it: bytes depend on every operation).
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const SignedExtreme extreme = signed_extreme(x, n);
+    const float max = extreme.value;
+    if (extreme.magnitude < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -92,16 +85,9 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
 }
 
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const SignedExtreme extreme = signed_extreme(x, n);
+    const float max = extreme.value;
+    if (extreme.magnitude < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -149,11 +135,46 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
+namespace {
+
+// Weighted error of levels L under weight ≈ scale * L + min: Σ w·|diff| when use_mad, else
+// Σ w·diff². weight(i) is the importance of element i.
+template <typename Weight>
+float affine_error(int n, const float* x, const uint8_t* L, float scale, float min, Weight weight,
+                   bool use_mad) {
+    float error = 0;
+    for (int i = 0; i < n; ++i) {
+        float diff = scale * L[i] + min - x[i];
+        diff = use_mad ? std::fabs(diff) : diff * diff;
+        error += weight(i) * diff;
+    }
+    return error;
+}
+
+// Weighted least-squares scale and min for fixed levels, from the sums Σw, Σw·x, Σw·l, Σw·l²
+// and Σw·l·x; a positive min is clamped to 0 and the scale alone refit, as ggml does. False
+// (nothing set) when the levels do not determine both.
+bool refit_scale_min(float sum_w, float sum_x, float sum_l, float sum_l2, float sum_xl,
+                     float& scale, float& min) {
+    const float D = sum_w * sum_l2 - sum_l * sum_l;
+    if (!(D > 0)) return false;
+    scale = (sum_w * sum_xl - sum_x * sum_l) / D;
+    min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
+    if (min > 0) {
+        min = 0;
+        scale = sum_xl / sum_l2;
+    }
+    return true;
+}
+
+}  // namespace
+
 // Mirrors ggml's make_qkx2_quants; its search loop is make_qkx3_quants' on purpose (ggml has
 // both, with different clamping of the candidate levels and weights).
 float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
                        float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
                        bool use_mad) {
+    auto weight = [&](int i) { return weights[i]; };
     float min = x[0];
     float max = x[0];
     float sum_w = weights[0];
@@ -173,14 +194,11 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
     }
     float iscale = nmax / (max - min);
     float scale = 1 / iscale;
-    float best_error = 0;
     for (int i = 0; i < n; ++i) {
         const int l = nearest_int(iscale * (x[i] - min));
         L[i] = static_cast<uint8_t>(clamp_int(l, 0, nmax));
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        best_error += weights[i] * diff;
     }
+    float best_error = affine_error(n, x, L, scale, min, weight, use_mad);
     if (nstep < 1) {
         *the_min = -min;
         return scale;
@@ -196,26 +214,14 @@ float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, ui
             sum_l2 += w * l * l;
             sum_xl += w * l * x[i];
         }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float cur_error = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? std::fabs(diff) : diff * diff;
-                cur_error += weights[i] * diff;
-            }
-            if (cur_error < best_error) {
-                for (int i = 0; i < n; ++i) L[i] = Laux[i];
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
-            }
+        float this_scale, this_min;
+        if (!refit_scale_min(sum_w, sum_x, sum_l, sum_l2, sum_xl, this_scale, this_min)) continue;
+        const float cur_error = affine_error(n, x, Laux, this_scale, this_min, weight, use_mad);
+        if (cur_error < best_error) {
+            for (int i = 0; i < n; ++i) L[i] = Laux[i];
+            best_error = cur_error;
+            scale = this_scale;
+            min = this_min;
         }
     }
     *the_min = -min;
@@ -246,14 +252,11 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
     }
     float iscale = nmax / (max - min);
     float scale = 1 / iscale;
-    float best_mad = 0;
     for (int i = 0; i < n; ++i) {
         const int l = nearest_int(iscale * (x[i] - min));
         L[i] = static_cast<uint8_t>(clamp_int(l, 0, nmax));
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        best_mad += weight(i) * diff;
     }
+    float best_mad = affine_error(n, x, L, scale, min, weight, use_mad);
     if (nstep < 1) {
         *the_min = -min;
         return scale;
@@ -272,26 +275,14 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
             sum_l2 += w * l * l;
             sum_xl += w * l * x[i];
         }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float mad = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? std::fabs(diff) : diff * diff;
-                mad += weight(i) * diff;
-            }
-            if (mad < best_mad) {
-                for (int i = 0; i < n; ++i) L[i] = Laux[i];
-                best_mad = mad;
-                scale = this_scale;
-                min = this_min;
-            }
+        float this_scale, this_min;
+        if (!refit_scale_min(sum_w, sum_x, sum_l, sum_l2, sum_xl, this_scale, this_min)) continue;
+        const float mad = affine_error(n, x, Laux, this_scale, this_min, weight, use_mad);
+        if (mad < best_mad) {
+            for (int i = 0; i < n; ++i) L[i] = Laux[i];
+            best_mad = mad;
+            scale = this_scale;
+            min = this_min;
         }
     }
     *the_min = -min;

@@ -5,6 +5,7 @@
 // bit-identical; any change here changes the bytes of every K-quant file.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -22,6 +23,31 @@ inline int nearest_int(float x) {
     int32_t bits;
     std::memcpy(&bits, &shifted, sizeof bits);
     return (bits & 0x007fffff) - 0x00400000;
+}
+
+// The value of largest magnitude, sign kept (the first one on ties), and that magnitude. ggml's
+// symmetric quantizers divide by the signed extreme so that it lands on the most negative
+// level, which reaches one step further than the positive side.
+struct SignedExtreme {
+    float value = 0;      // the x[i] of largest |x[i]|
+    float magnitude = 0;  // |value|
+};
+inline SignedExtreme signed_extreme(const float* x, int n) {
+    SignedExtreme e;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > e.magnitude) {
+            e.magnitude = ax;
+            e.value = x[i];
+        }
+    }
+    return e;
+}
+
+// ggml's importance of each of n weights under an imatrix: qw[i] * sqrt(sigma2 + x[i]²), where
+// sigma2 is (a multiple of) the block's mean square, so that small weights still count.
+inline void imatrix_weights(const float* x, const float* qw, float sigma2, int n, float* weight) {
+    for (int i = 0; i < n; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
 }
 
 // Symmetric levels in [-nmax, nmax-1], stored offset by nmax in L (n values). rmse_type 0:
