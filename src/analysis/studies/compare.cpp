@@ -35,7 +35,6 @@ namespace {
 using json = nlohmann::json;
 constexpr const char* kModelUnit = "(model)";
 constexpr const char* kQuantType = "quant";
-constexpr double kSnrCap = 999.0;  // identical tensors have infinite SNR; JSON has no inf
 constexpr size_t kListedProblems = 5;
 
 std::string shape_str(const std::vector<int64_t>& ne) {
@@ -309,7 +308,7 @@ jobs::Metrics tensor_metrics(const CompareContext& ctx, const TensorInfo& t) {
             {"w_max_abs", e.max_abs},
             {"w_rel_fro", e.rel_frobenius},
             {"w_cos", e.cosine},
-            {"w_snr_db", std::min(e.snr_db, kSnrCap)}};
+            {"w_snr_db", snr_db_for_json(e)}};
 }
 
 // ---- the lock-step pass of both models --------------------------------------------------
