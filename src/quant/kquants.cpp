@@ -291,11 +291,8 @@ void qk_requantize(const float* x, const uint8_t* packed, half d_bits, half dmin
     const float dall = f16_to_f32(d_bits);
     const float dmin = f16_to_f32(dmin_bits);
     for (int j = 0; j < QK_K / 32; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, packed, &sc, &m);
-        const float d = dall * sc;
+        const auto [d, dm] = step_min_k4(j, packed, dall, dmin);
         if (d == 0) continue;
-        const float dm = dmin * m;
         for (int ii = 0; ii < 32; ++ii)
             L[32 * j + ii] =
                 static_cast<uint8_t>(clamp_int(nearest_int((x[32 * j + ii] + dm) / d), 0, NMAX));
@@ -484,11 +481,8 @@ void dequantize_row_q4_K(const void* src, float* y, int64_t n) {
         const float d = f16_to_f32(x[i].d);
         const float min = f16_to_f32(x[i].dmin);
         for (int j = 0, is = 0; j < QK_K; j += 64, q += 32, is += 2) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
+            const auto [d1, m1] = step_min_k4(is, x[i].scales, d, min);
+            const auto [d2, m2] = step_min_k4(is + 1, x[i].scales, d, min);
             for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
             for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
         }
@@ -504,11 +498,8 @@ void dequantize_row_q5_K(const void* src, float* y, int64_t n) {
         const float min = f16_to_f32(x[i].dmin);
         uint8_t u1 = 1, u2 = 2;
         for (int j = 0, is = 0; j < QK_K; j += 64, ql += 32, is += 2) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
+            const auto [d1, m1] = step_min_k4(is, x[i].scales, d, min);
+            const auto [d2, m2] = step_min_k4(is + 1, x[i].scales, d, min);
             for (int l = 0; l < 32; ++l)
                 *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; ++l)

@@ -85,6 +85,15 @@ inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
         *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
+// Sub-block j's step (super-scale d × its 6-bit scale) and min (dmin × its 6-bit min).
+struct StepMin {
+    float step, min;
+};
+inline StepMin step_min_k4(int j, const uint8_t* q, float d, float dmin) {
+    uint8_t sc, m;
+    get_scale_min_k4(j, q, &sc, &m);
+    return {d * sc, dmin * m};
+}
 inline void set_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* q) {
     if (j < 4) {
         q[j] = ls;
