@@ -136,34 +136,29 @@ IqGrid build(GridKind kind) {
     return g;
 }
 
+// Each grid is built once, on first use (a function-local static per kind).
+template <GridKind Kind>
+const IqGrid& built_grid() {
+    static const IqGrid g = build(Kind);
+    return g;
+}
+
 }  // namespace
 
 const IqGrid& iq_grid(GridKind kind) {
     switch (kind) {
-        case GridKind::Iq2xxs: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq2xs: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq2s: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq1s: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq3xxs: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq3s: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
+        case GridKind::Iq2xxs:
+            return built_grid<GridKind::Iq2xxs>();
+        case GridKind::Iq2xs:
+            return built_grid<GridKind::Iq2xs>();
+        case GridKind::Iq2s:
+            return built_grid<GridKind::Iq2s>();
+        case GridKind::Iq1s:
+            return built_grid<GridKind::Iq1s>();
+        case GridKind::Iq3xxs:
+            return built_grid<GridKind::Iq3xxs>();
+        case GridKind::Iq3s:
+            return built_grid<GridKind::Iq3s>();
     }
     QL_ASSERT(false);
     return iq_grid(GridKind::Iq2xxs);
