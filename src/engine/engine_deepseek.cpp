@@ -28,11 +28,8 @@ void Engine::check_deepseek_shapes() const {
     const ModelConfig& c = config_;
     const int64_t C = c.hidden, H = c.n_heads, R = c.head_dim, P = c.qk_nope_dim;
     const int64_t L = c.kv_lora_rank, Q = c.q_lora_rank, V = c.v_head_dim;
-    auto expect = [&](const std::string& name, std::vector<int64_t> ne) {
-        const TensorInfo* t = model_.find(name);
-        QL_CHECK(t != nullptr, "{}: tensor '{}' is missing", model_.path(), name);
-        QL_CHECK(t->ne == ne, "{}: tensor '{}' has shape {}, but the config implies {}",
-                 model_.path(), name, format_shape(t->ne), format_shape(ne));
+    auto expect = [&](const std::string& name, const std::vector<int64_t>& ne) {
+        expect_shape(name, ne, true, "the config");
     };
     for (int64_t l = 0; l < c.n_layers; ++l) {
         if (c.mla) {

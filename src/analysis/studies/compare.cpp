@@ -22,6 +22,7 @@
 #include "engine/tokenizer.h"
 #include "jobs/store.h"
 #include "model/model.h"
+#include "model/names.h"
 #include "model/tensor_source.h"
 #ifdef QL_HAVE_CUDA
 #include "engine/cuda/cuda_common.cuh"
@@ -36,10 +37,6 @@ using json = nlohmann::json;
 constexpr const char* kModelUnit = "(model)";
 constexpr const char* kQuantType = "quant";
 constexpr size_t kListedProblems = 5;
-
-std::string shape_str(const std::vector<int64_t>& ne) {
-    return fmt::format("[{}]", fmt::join(ne, ", "));
-}
 
 std::string listed(const std::vector<std::string>& names) {
     std::string s;
@@ -496,7 +493,8 @@ void check_compatible(const Model& fp, const TensorSource& quant) {
         if (!q) {
             missing.push_back(t.name);
         } else if (q->ne != t.ne) {
-            shapes.push_back(fmt::format("{} {} vs {}", t.name, shape_str(t.ne), shape_str(q->ne)));
+            shapes.push_back(
+                fmt::format("{} {} vs {}", t.name, format_shape(t.ne), format_shape(q->ne)));
         }
     }
     for (const SourceTensor& q : quant.tensors())
