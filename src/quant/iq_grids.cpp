@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include "core/error.h"
 #include "quant/tables_generated.h"
@@ -136,32 +138,18 @@ IqGrid build(GridKind kind) {
     return g;
 }
 
-// Each grid is built once, on first use (a function-local static per kind).
-template <GridKind Kind>
-const IqGrid& built_grid() {
-    static const IqGrid g = build(Kind);
-    return g;
-}
+constexpr size_t kGridKinds = static_cast<size_t>(GridKind::Iq3s) + 1;
 
 }  // namespace
 
+// Each grid is built once, on first use, by whichever thread asks first.
 const IqGrid& iq_grid(GridKind kind) {
-    switch (kind) {
-        case GridKind::Iq2xxs:
-            return built_grid<GridKind::Iq2xxs>();
-        case GridKind::Iq2xs:
-            return built_grid<GridKind::Iq2xs>();
-        case GridKind::Iq2s:
-            return built_grid<GridKind::Iq2s>();
-        case GridKind::Iq1s:
-            return built_grid<GridKind::Iq1s>();
-        case GridKind::Iq3xxs:
-            return built_grid<GridKind::Iq3xxs>();
-        case GridKind::Iq3s:
-            return built_grid<GridKind::Iq3s>();
-    }
-    QL_ASSERT(false);
-    return iq_grid(GridKind::Iq2xxs);
+    static std::array<std::once_flag, kGridKinds> once;
+    static std::array<std::optional<IqGrid>, kGridKinds> grids;
+    const auto i = static_cast<size_t>(kind);
+    QL_ASSERT(i < kGridKinds);
+    std::call_once(once[i], [&] { grids[i].emplace(build(kind)); });
+    return *grids[i];
 }
 
 }  // namespace quantlens::kernels::iq
