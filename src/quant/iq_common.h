@@ -24,6 +24,7 @@ inline constexpr float kIq1Delta = 0.125f;  // IQ1_S and IQ1_M grid shift
 
 // ggml's rounding, the K-quants' own, and its group helpers (scale_search.h).
 using detail::imatrix_weights;
+using detail::improves_fit;
 using detail::nearest_int;
 using detail::signed_extreme;
 using detail::SignedExtreme;
@@ -40,16 +41,6 @@ inline void odd_level_sums(int n, const float* weight, const float* xval, const 
         *sumqx += w * xval[i] * q;
         *sumq2 += w * q * q;
     }
-}
-
-// ggml's test of a candidate set of levels: their least-squares scale sumqx/sumq2 explains
-// sumqx²/sumq2 of the weighted signal, and they win when that beats the best so far
-// (best = scale·sumqx). On a win, sets scale and best and returns true.
-inline bool improves_fit(float sumqx, float sumq2, float& best, float& scale) {
-    if (!(sumq2 > 0 && sumqx * sumqx > best * sumq2)) return false;
-    scale = sumqx / sumq2;
-    best = scale * sumqx;
-    return true;
 }
 
 // Index of the level of a sorted table (size n, a power of two) nearest to x: level i is

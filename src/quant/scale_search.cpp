@@ -72,13 +72,11 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+        if (improves_fit(sumlx, suml2, best, scale)) {
             for (int i = 0; i < n; ++i) {
                 const int l = nearest_int(iscale * x[i]);
                 L[i] = static_cast<int8_t>(nmax + clamp_int(l, -nmax, nmax - 1));
             }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
         }
     }
     return scale;

@@ -50,6 +50,16 @@ inline void imatrix_weights(const float* x, const float* qw, float sigma2, int n
     for (int i = 0; i < n; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
 }
 
+// ggml's test of a candidate set of levels: their least-squares scale sumqx/sumq2 explains
+// sumqx²/sumq2 of the weighted signal, and they win when that beats the best so far
+// (best = scale·sumqx). On a win, sets scale and best and returns true.
+inline bool improves_fit(float sumqx, float sumq2, float& best, float& scale) {
+    if (!(sumq2 > 0 && sumqx * sumqx > best * sumq2)) return false;
+    scale = sumqx / sumq2;
+    best = scale * sumqx;
+    return true;
+}
+
 // Symmetric levels in [-nmax, nmax-1], stored offset by nmax in L (n values). rmse_type 0:
 // plain max scaling; 1: weighted least squares with weights qw (or x² when qw is null),
 // searching 18 scales around nmax/max; negative: one refinement step only.
