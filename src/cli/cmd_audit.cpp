@@ -106,7 +106,7 @@ QL_COMMAND(audit, AuditArgs,
            "Sensitivity profiles of a zoo of models, compared by tensor role and depth") {
     quantlens::cli::register_audit_runner();
     cmd.add_option("ZOO", o->zoo, "Zoo file (YAML, see examples/zoo.yaml)")->required();
-    cmd.add_option("--store", o->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
+    add_store_option(cmd, o->store);
     cmd.add_option("--time-limit", o->time_limit,
                    "Pause after this many seconds (run the command again to continue)");
     cmd.add_flag("--json", o->json, "Print the cross-model summary as JSON (data for one chart)");

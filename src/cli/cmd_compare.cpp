@@ -77,7 +77,7 @@ QL_COMMAND(compare, CompareArgs, "Where a quantized GGUF differs from its full-p
                  "Run both models on the GPU (CUDA build; F32 with llama.cpp's numerics, F16 with "
                  "--no-ggml-numerics)");
     cmd.add_flag("--json", o->json, "Print one JSON object");
-    cmd.add_option("--store", o->store, "Job store (default: ~/.cache/quantlens/jobs.sqlite)");
+    add_store_option(cmd, o->store);
     return
         [o] { return quantlens::cli::run_compare_command(*o, quantlens::cli::invocation_line()); };
 }

@@ -254,8 +254,7 @@ int run_merge(const JobsOptions& o) {
 
 QL_COMMAND(jobs, JobsOptions, "List, inspect, pause, resume, cancel, remove and merge jobs") {
     using namespace quantlens::cli;
-    cmd.add_option("--store", o->store,
-                   "Job store file (default: $QUANTLENS_STORE or ~/.cache/quantlens/jobs.sqlite)");
+    add_store_option(cmd, o->store);
     cmd.add_flag("--json", o->json, "Machine-readable output");
     cmd.require_subcommand(1);
 

@@ -292,7 +292,7 @@ QL_COMMAND(plan, PlanArgs,
     cmd.add_option("--frontier", o->frontier_out, "Write the Pareto frontier as JSON");
     cmd.add_flag("--force,-f", o->force, "Overwrite existing output files");
     cmd.add_option("--name", o->name, "Name of the plan in the job store");
-    cmd.add_option("--store", o->store, "Job store");
+    add_store_option(cmd, o->store);
     cmd.add_flag("--json", o->json, "Print the plan as JSON");
     return [o] { return quantlens::cli::run_plan(*o); };
 }

@@ -46,7 +46,7 @@ int run_report(const ReportOptions& opts) {
 QL_COMMAND(report, ReportOptions, "Write a job's self-contained interactive HTML report") {
     cmd.add_option("JOB", o->job, "Job id")->required()->check(CLI::PositiveNumber);
     cmd.add_option("-o,--output", o->output, "Output file (default report-job<ID>.html)");
-    cmd.add_option("--store", o->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
+    add_store_option(cmd, o->store);
     cmd.add_flag("--json", o->json, "Write the report-data JSON instead of HTML");
     cmd.add_flag("--force,-f", o->force, "Overwrite an existing output");
     return [o] { return quantlens::cli::run_report(*o); };

@@ -67,7 +67,7 @@ QL_COMMAND(serve, ServeOptions, "Local web app: jobs, models, reports and the re
     cmd.add_flag("--allow-remote", o->server.allow_remote,
                  "With --host 0.0.0.0 or ::, accept requests for any host name (no "
                  "authentication: only on a trusted network)");
-    cmd.add_option("--store", o->store, "Job store (default $QUANTLENS_STORE or ~/.cache)");
+    add_store_option(cmd, o->store);
     cmd.add_option("--models-dir", o->models_dirs,
                    "Extra directory the app may browse (repeatable)");
     cmd.add_option("--recipes-dir", o->server.recipes_dir, "Where saved recipes go")

@@ -258,7 +258,7 @@ QL_COMMAND(
                    "i/n: measure only items i, i+n, i+2n, … into this store; combine the "
                    "shard stores with `quantlens jobs merge`");
     quantlens::cli::add_sweep_mpi_options(cmd, o->mpi);
-    cmd.add_option("--store", o->store, "Job store (default ~/.cache/quantlens/jobs.sqlite)");
+    add_store_option(cmd, o->store);
     cmd.add_option("--json", o->json_out,
                    "Write all measurements as JSON to this file ('-' = stdout)");
     cmd.add_flag("--force,-f", o->force, "Overwrite an existing --json file");

@@ -145,7 +145,7 @@ QL_COMMAND(verify, VerifyArgs,
     cmd.add_option("--json", o->json_out, "Write the table as JSON");
     cmd.add_flag("--force,-f", o->force, "Overwrite an existing --json file");
     cmd.add_option("--job", o->job, "Store the table in this sweep job (for the report)");
-    cmd.add_option("--store", o->store, "Job store (of --job and of the recipes' sweep jobs)");
+    add_store_option(cmd, o->store, "of --job and of the recipes' sweep jobs");
     o->llama_cpp = cmd.add_option("--llama-cpp", o->llama_cpp_dir,
                                   "Also run llama.cpp's llama-perplexity (on PATH, or in DIR, "
                                   "DIR/bin, DIR/build/bin) on every candidate, KLD against the "

@@ -40,6 +40,11 @@ void set_invocation(int argc, char** argv);  // main() only
 // stays, for the caller to refuse by name.
 std::vector<std::string> split_commas(const std::string& list);
 
+// --store PATH, worded one way in every command that opens the job store: `use` (may be
+// empty) says what the command keeps or reads there. An empty PATH means the default store
+// (jobs::resolve_store_path).
+CLI::Option* add_store_option(CLI::App& cmd, std::string& store, const std::string& use = "");
+
 struct CommandRegistrar {
     CommandRegistrar(std::string name, std::string description, CommandSetup setup) {
         command_registry().push_back({std::move(name), std::move(description), std::move(setup)});

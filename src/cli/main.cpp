@@ -52,6 +52,13 @@ std::vector<std::string> split_commas(const std::string& list) {
     return items;
 }
 
+CLI::Option* add_store_option(CLI::App& cmd, std::string& store, const std::string& use) {
+    return cmd.add_option("--store", store,
+                          fmt::format("Job store{}{} (default: $QUANTLENS_STORE or "
+                                      "~/.cache/quantlens/jobs.sqlite)",
+                                      use.empty() ? "" : " ", use));
+}
+
 std::string invocation_line() {
     std::string line = "quantlens";
     for (const auto& a : invocation_args()) line += " " + shell_quote(a);

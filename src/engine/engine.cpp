@@ -14,6 +14,7 @@
 #include "engine/layers/clamped_swiglu.h"
 #include "engine/layers/gemma4_layer.h"
 #include "model/model.h"
+#include "model/names.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
 
@@ -27,12 +28,6 @@ struct Engine::LayerNames {
 };
 
 namespace {
-
-std::string shape_str(const std::vector<int64_t>& ne) {
-    std::string s = "[";
-    for (size_t i = 0; i < ne.size(); ++i) s += (i ? ", " : "") + std::to_string(ne[i]);
-    return s + "]";
-}
 
 // A weight read in place is still checked once for NaN/Inf (a corrupt F16 scale), keeping
 // Model::read_f32's promise without its float copy: vec_dot::row_finite reads the scales; a
@@ -207,21 +202,26 @@ GgmlType held_weight_type(const TensorInfo& t, bool f16_weights) {
 
 Engine::~Engine() = default;
 
+void Engine::expect_shape(const std::string& name, const std::vector<int64_t>& ne, bool required,
+                          const std::string& implied_by) const {
+    const TensorInfo* t = model_.find(name);
+    if (!t) {
+        QL_CHECK(!required, "{}: tensor '{}' is missing (expected shape {} from the config)",
+                 model_.path(), name, format_shape(ne));
+        return;
+    }
+    QL_CHECK(t->ne == ne, "{}: tensor '{}' has shape {}, but {} implies {}", model_.path(), name,
+             format_shape(t->ne), implied_by, format_shape(ne));
+}
+
 void Engine::check_shapes() const {
     const ModelConfig& c = config_;
     const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
-    auto expect = [&](const std::string& name, std::vector<int64_t> ne, bool required) {
-        const TensorInfo* t = model_.find(name);
-        if (!t) {
-            QL_CHECK(!required, "{}: tensor '{}' is missing (expected shape {} from the config)",
-                     model_.path(), name, shape_str(ne));
-            return;
-        }
-        QL_CHECK(t->ne == ne,
-                 "{}: tensor '{}' has shape {}, but the config (hidden {}, heads {}/{}, head_dim "
-                 "{}, ffn {}, vocab {}, experts {}) implies {}",
-                 model_.path(), name, shape_str(t->ne), c.hidden, c.n_heads, c.n_kv_heads,
-                 c.head_dim, c.ffn, c.vocab, c.n_experts, shape_str(ne));
+    const std::string implied_by = fmt::format(
+        "the config (hidden {}, heads {}/{}, head_dim {}, ffn {}, vocab {}, experts {})", c.hidden,
+        c.n_heads, c.n_kv_heads, c.head_dim, c.ffn, c.vocab, c.n_experts);
+    auto expect = [&](const std::string& name, const std::vector<int64_t>& ne, bool required) {
+        expect_shape(name, ne, required, implied_by);
     };
     expect("token_embd.weight", {C, c.vocab}, true);
     expect("output_norm.weight", {C}, true);
@@ -294,7 +294,8 @@ bool Engine::set_override_blocks(const std::string& name, GgmlType type,
     const size_t row_bytes = ggml_row_size(type, t.n_per_row());
     QL_CHECK(blocks.size() == row_bytes * static_cast<size_t>(t.n_rows()),
              "{}: tensor '{}': {} bytes of {}, expected {} for shape {}", source, name,
-             blocks.size(), ggml_type_display_name(type), row_bytes * t.n_rows(), shape_str(t.ne));
+             blocks.size(), ggml_type_display_name(type), row_bytes * t.n_rows(),
+             format_shape(t.ne));
     TensorInfo stored = t;
     stored.type = type;
     check_finite_in_place(source, stored, blocks.data(), row_bytes);

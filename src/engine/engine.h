@@ -183,6 +183,10 @@ class Engine final : public LogitsModel {
     const float* weight(const std::string& name) const;      // override or original
     const float* weight_opt(const std::string& name) const;  // nullptr if absent
     void check_shapes() const;
+    // The check behind every check_*_shapes: tensor `name` must have shape `ne`, and exist
+    // when `required`; `implied_by` names what implies the shape ("the Gemma 4 config").
+    void expect_shape(const std::string& name, const std::vector<int64_t>& ne, bool required,
+                      const std::string& implied_by) const;
     void attention_block(int64_t l, float* h, float* xn, int64_t B, int64_t T) const;
     // RMSNorm of rows: ggml's float order (ggml_ops.h) with ggml_numerics, else kernels.h's.
     void rmsnorm(float* out, const float* in, const std::string& weight_name, int64_t N,

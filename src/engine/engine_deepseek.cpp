@@ -28,11 +28,8 @@ void Engine::check_deepseek_shapes() const {
     const ModelConfig& c = config_;
     const int64_t C = c.hidden, H = c.n_heads, R = c.head_dim, P = c.qk_nope_dim;
     const int64_t L = c.kv_lora_rank, Q = c.q_lora_rank, V = c.v_head_dim;
-    auto expect = [&](const std::string& name, std::vector<int64_t> ne) {
-        const TensorInfo* t = model_.find(name);
-        QL_CHECK(t != nullptr, "{}: tensor '{}' is missing", model_.path(), name);
-        QL_CHECK(t->ne == ne, "{}: tensor '{}' has shape {}, but the config implies {}",
-                 model_.path(), name, format_shape(t->ne), format_shape(ne));
+    auto expect = [&](const std::string& name, const std::vector<int64_t>& ne) {
+        expect_shape(name, ne, true, "the config");
     };
     for (int64_t l = 0; l < c.n_layers; ++l) {
         if (c.mla) {
@@ -88,37 +85,38 @@ void Engine::mla_attention_block(int64_t l, float* h, float* xn, int64_t B, int6
 
     // rope on q's last R channels of each head and on kr (interleaved pairs: DeepSeek's
     // rope_interleave, llama.cpp's normal mode), cos/sin times yarn's attention factor
-    std::vector<float> qr(N * H * R), qn(N * P), ql(N * H * L), tmp(N * L);
+    std::vector<float> qr(N * H * R), ql(N * H * L);
     for (int64_t r = 0; r < N * H; ++r) std::copy_n(q.data() + r * QD + P, R, qr.data() + r * R);
     const std::vector<double> freqs = rope_frequencies(c, T);
     const double mscale = rope_attention_factor(c);
     rope_forward(qr.data(), B, T, H, R, freqs, c.rope_neox(), options_.rope_bf16_freqs, mscale);
     rope_forward(kr.data(), B, T, 1, R, freqs, c.rope_neox(), options_.rope_bf16_freqs, mscale);
 
+    // attn_k_b and attn_v_b hold one matrix per head: head hd maps the first K values of its
+    // row of in [N, H, in_width] to its row of out [N, H, M].
+    auto per_head_linear = [&](float* out, const std::string& w, const float* in, int64_t in_width,
+                               int64_t K, int64_t M) {
+        std::vector<float> x(N * K), y(N * M);
+        for (int64_t hd = 0; hd < H; ++hd) {
+            for (int64_t n = 0; n < N; ++n)
+                std::copy_n(in + (n * H + hd) * in_width, K, x.data() + n * K);
+            emit(HookEvent::Kind::LinearInput, layer, &w, static_cast<int>(hd), x.data(), N, K);
+            linear(y.data(), w, x.data(), nullptr, N, K, M, hd);
+            for (int64_t n = 0; n < N; ++n)
+                std::copy_n(y.data() + n * M, M, out + (n * H + hd) * M);
+        }
+    };
+
     // each head's nope query into the latent space: q_lat = k_bₕ · q_nope
-    for (int64_t hd = 0; hd < H; ++hd) {
-        for (int64_t n = 0; n < N; ++n)
-            std::copy_n(q.data() + (n * H + hd) * QD, P, qn.data() + n * P);
-        emit(HookEvent::Kind::LinearInput, layer, &k_b, static_cast<int>(hd), qn.data(), N, P);
-        linear(tmp.data(), k_b, qn.data(), nullptr, N, P, L, hd);
-        for (int64_t n = 0; n < N; ++n)
-            std::copy_n(tmp.data() + n * L, L, ql.data() + (n * H + hd) * L);
-    }
+    per_head_linear(ql.data(), k_b, q.data(), QD, P, L);
     const auto scale = static_cast<float>(yarn_score_scale(c) / std::sqrt(double(QD)));
     std::vector<float> ol(N * H * L);  // [N, H, L]
     mla_latent_attention(ol.data(), ql.data(), qr.data(), ckv.data(), kr.data(), B, T, H, L, R,
                          scale);
 
     // back to v_head_dim per head: v = v_bₕ · out_lat, then the output projection
-    std::vector<float> att(N * H * V), vh(N * V);  // [N, H, V]
-    for (int64_t hd = 0; hd < H; ++hd) {
-        for (int64_t n = 0; n < N; ++n)
-            std::copy_n(ol.data() + (n * H + hd) * L, L, tmp.data() + n * L);
-        emit(HookEvent::Kind::LinearInput, layer, &v_b, static_cast<int>(hd), tmp.data(), N, L);
-        linear(vh.data(), v_b, tmp.data(), nullptr, N, L, V, hd);
-        for (int64_t n = 0; n < N; ++n)
-            std::copy_n(vh.data() + n * V, V, att.data() + (n * H + hd) * V);
-    }
+    std::vector<float> att(N * H * V);  // [N, H, V]
+    per_head_linear(att.data(), v_b, ol.data(), L, L, V);
     emit(HookEvent::Kind::LinearInput, layer, &o, -1, att.data(), N, H * V);
     std::vector<float> proj(N * C);
     linear(proj.data(), o, att.data(), nullptr, N, H * V, C);

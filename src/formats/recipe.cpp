@@ -66,6 +66,24 @@ bool is_tensor_name(const std::string& s) {
     return true;
 }
 
+// One of a recipe's maps tensor name → setting ('tensors', 'rounding', 'gptq.tensors'): at
+// most kMaxRecipeTensors entries, each key a tensor name; parse(name, value) reads a value or
+// refuses it naming the tensor.
+template <typename T, typename Parse>
+std::map<std::string, T> tensor_map(const json& section, const std::string& path, const char* key,
+                                    Parse parse) {
+    QL_CHECK(section.size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
+             kMaxRecipeTensors);
+    std::map<std::string, T> out;
+    for (const auto& [name, value] : section.items()) {
+        QL_CHECK(is_tensor_name(name),
+                 "{}: {}: '{}' is not a tensor name (letters, digits, '.', '_', '-'; at most 256)",
+                 path, key, name.substr(0, 300));
+        out[name] = parse(name, value);
+    }
+    return out;
+}
+
 // Typed field readers: a wrong type is an Error naming the key, never nlohmann's type_error.
 std::string string_field(const json& j, const char* key, const std::string& fallback,
                          const std::string& path) {
@@ -152,33 +170,25 @@ Recipe from_json(const json& j, const std::string& path) {
     if (j.contains("default_type"))
         r.default_type =
             parse_type(string_field(j, "default_type", "", path), path, "default_type");
-    QL_CHECK(j["tensors"].size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
-             kMaxRecipeTensors);
-    for (const auto& [name, value] : j["tensors"].items()) {
-        QL_CHECK(is_tensor_name(name),
-                 "{}: tensors: '{}' is not a tensor name (letters, digits, '.', '_', '-'; at "
-                 "most 256)",
-                 path, name.substr(0, 300));
-        QL_CHECK(value.is_string(), "{}: tensor '{}': type must be a string like \"Q4_K\"", path,
-                 name);
-        r.tensors[name] = parse_type(value.get<std::string>(), path, name);
-    }
+    r.tensors = tensor_map<GgmlType>(
+        j["tensors"], path, "tensors", [&](const auto& name, const json& value) {
+            QL_CHECK(value.is_string(), "{}: tensor '{}': type must be a string like \"Q4_K\"",
+                     path, name);
+            return parse_type(value.get<std::string>(), path, name);
+        });
     if (j.contains("rounding") && !j["rounding"].is_null()) {
         QL_CHECK(j["rounding"].is_object(),
                  "{}: 'rounding' must be a map tensor name → plain, imatrix or gptq", path);
-        QL_CHECK(j["rounding"].size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
-                 kMaxRecipeTensors);
-        for (const auto& [name, value] : j["rounding"].items()) {
-            QL_CHECK(is_tensor_name(name), "{}: rounding: '{}' is not a tensor name", path,
-                     name.substr(0, 300));
-            const auto how =
-                value.is_string() ? rounding_from_name(value.get<std::string>()) : std::nullopt;
-            QL_CHECK(how.has_value(),
-                     "{}: tensor '{}': unknown rounding {} (expected \"plain\", \"imatrix\" or "
-                     "\"gptq\")",
-                     path, name, value.dump());
-            r.rounding[name] = *how;
-        }
+        r.rounding = tensor_map<Rounding>(
+            j["rounding"], path, "rounding", [&](const auto& name, const json& value) {
+                const auto how =
+                    value.is_string() ? rounding_from_name(value.get<std::string>()) : std::nullopt;
+                QL_CHECK(how.has_value(),
+                         "{}: tensor '{}': unknown rounding {} (expected \"plain\", \"imatrix\" or "
+                         "\"gptq\")",
+                         path, name, value.dump());
+                return *how;
+            });
     }
     if (j.contains("gptq") && !j["gptq"].is_null()) {
         const auto& g = j["gptq"];
@@ -192,19 +202,16 @@ Recipe from_json(const json& j, const std::string& path) {
                      "{}: 'gptq.desc_act' must be true or false", path);
             r.gptq_desc_act = d.is_boolean() ? d.get<bool>() : d == "true";
         }
-        QL_CHECK(g["tensors"].size() <= kMaxRecipeTensors, "{}: more than {} tensors", path,
-                 kMaxRecipeTensors);
-        for (const auto& [name, value] : g["tensors"].items()) {
-            QL_CHECK(is_tensor_name(name), "{}: gptq.tensors: '{}' is not a tensor name", path,
-                     name.substr(0, 300));
-            const auto f =
-                value.is_string() ? gptq_format_from_name(value.get<std::string>()) : std::nullopt;
-            QL_CHECK(f.has_value(),
-                     "{}: gptq tensor '{}': {} is not a GPTQ format (gptq4g128, gptq8pc, ...: "
-                     "bits 2/3/4/8, groups 32/64/128 or pc)",
-                     path, name, value.dump());
-            r.gptq_tensors[name] = *f;
-        }
+        r.gptq_tensors = tensor_map<GptqFormat>(
+            g["tensors"], path, "gptq.tensors", [&](const auto& name, const json& value) {
+                const auto f = value.is_string() ? gptq_format_from_name(value.get<std::string>())
+                                                 : std::nullopt;
+                QL_CHECK(f.has_value(),
+                         "{}: gptq tensor '{}': {} is not a GPTQ format (gptq4g128, gptq8pc, ...: "
+                         "bits 2/3/4/8, groups 32/64/128 or pc)",
+                         path, name, value.dump());
+                return *f;
+            });
         QL_CHECK(r.tensors.empty() || r.gptq_tensors.empty(),
                  "{}: a recipe has ggml 'tensors' or GPTQ 'gptq.tensors', not both", path);
         QL_CHECK(r.rounding.empty() || r.gptq_tensors.empty(),

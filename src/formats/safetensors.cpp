@@ -2,6 +2,7 @@
 #include "formats/safetensors.h"
 
 #include <algorithm>
+#include <cstring>
 #include <filesystem>
 #include <limits>
 #include <set>
@@ -249,6 +250,17 @@ namespace {
 // scheduling, small enough that an 8B model's big matrices spread over every core.
 constexpr size_t kConvertSlice = size_t{1} << 20;
 
+// out[i] = convert(element i of p, stored as Stored); memcpy because the data of a
+// safetensors tensor need not be aligned to its element size.
+template <typename Stored, typename Convert>
+void convert_elements(const uint8_t* p, std::span<float> out, Convert convert) {
+    for (size_t i = 0; i < out.size(); ++i) {
+        Stored v;
+        std::memcpy(&v, p + sizeof(Stored) * i, sizeof(Stored));
+        out[i] = convert(v);
+    }
+}
+
 }  // namespace
 
 void SafetensorsModel::to_f32(const StTensor& t, std::span<float> out) {
@@ -276,25 +288,13 @@ void SafetensorsModel::to_f32(const StTensor& t, std::span<float> out) {
             std::memcpy(out.data(), p, n * 4);
             break;
         case StDtype::F16:
-            for (size_t i = 0; i < n; ++i) {
-                uint16_t h;
-                std::memcpy(&h, p + 2 * i, 2);
-                out[i] = f16_to_f32(h);
-            }
+            convert_elements<uint16_t>(p, out, [](uint16_t h) { return f16_to_f32(h); });
             break;
         case StDtype::BF16:
-            for (size_t i = 0; i < n; ++i) {
-                uint16_t h;
-                std::memcpy(&h, p + 2 * i, 2);
-                out[i] = bf16_to_f32(h);
-            }
+            convert_elements<uint16_t>(p, out, [](uint16_t h) { return bf16_to_f32(h); });
             break;
         case StDtype::F64:
-            for (size_t i = 0; i < n; ++i) {
-                double d;
-                std::memcpy(&d, p + 8 * i, 8);
-                out[i] = static_cast<float>(d);
-            }
+            convert_elements<double>(p, out, [](double d) { return static_cast<float>(d); });
             break;
         default:
             fail("{}: tensor '{}': dtype {} is not a float type", t.file, t.name,

@@ -20,8 +20,8 @@ namespace quantlens::gptq_detail {
 namespace {
 
 using namespace blocks;
-using kernels::detail::get_scale_min_k4;
 using kernels::detail::nearest_int;
+using kernels::detail::step_min_k4;
 
 inline int clamp_int(int v, int lo, int hi) {
     return v < lo ? lo : (v > hi ? hi : v);
@@ -83,10 +83,9 @@ void decode_k4(const Block& b, BlockGrid& g) {
     const float dall = f16_to_f32(b.d);
     const float dmin = f16_to_f32(b.dmin);
     for (int j = 0; j < QK_K / 32; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, b.scales, &sc, &m);
-        g.step[j] = dall * sc;
-        g.min[j] = dmin * m;
+        const auto [step, min] = step_min_k4(j, b.scales, dall, dmin);
+        g.step[j] = step;
+        g.min[j] = min;
     }
     unpack_nibbles(b.qs, g.code);
 }

@@ -63,6 +63,46 @@ void sort_indices(const float* xb, int* idx) {
     std::stable_sort(idx, idx + N, [&](int a, int b) { return xb[a] < xb[b]; });
 }
 
+// Largest |x| of a sub-block, as ggml computes it (std::max from the first element).
+template <int N>
+float max_abs(const float* xb) {
+    float max = std::fabs(xb[0]);
+    for (int i = 1; i < N; ++i) max = std::max(max, std::fabs(xb[i]));
+    return max;
+}
+
+// Levels of the split (i1, i2) of the weights sorted by idx: 0 before i1, 1 up to i2, 2 from
+// i2 on. A negative scale is made positive by mirroring the levels; returns true when it was
+// (the shift pattern then mirrors too).
+template <int N>
+bool split_levels(const int* idx, int i1, int i2, float& scale, int8_t* L) {
+    for (int j = 0; j < i1; ++j) L[idx[j]] = 0;
+    for (int j = i1; j < i2; ++j) L[idx[j]] = 1;
+    for (int j = i2; j < N; ++j) L[idx[j]] = 2;
+    if (!(scale < 0)) return false;  // a NaN scale is left alone, as ggml leaves it
+    for (int j = 0; j < N; ++j) L[j] = static_cast<int8_t>(2 - L[j]);
+    scale = -scale;
+    return true;
+}
+
+// The scale refit by weighted least squares to the grid points that the groups of 8 snapped
+// to (index[k], its three level values values[k]); kept when the fit is not positive.
+template <int Groups>
+float refit_to_grid(const IqGrid& grid, const int* index, const float* const* values,
+                    const float* weight, const float* xb, float scale) {
+    float sumqx = 0, sumq2 = 0;
+    for (int k = 0; k < Groups; ++k) {
+        const int8_t* p = grid.point(index[k]);
+        for (int j = 0; j < 8; ++j) {
+            const float w = weight[8 * k + j];
+            const float q = values[k][(p[j] - 1) / 2];
+            sumqx += w * q * xb[8 * k + j];
+            sumq2 += w * q * q;
+        }
+    }
+    return sumqx > 0 && sumq2 > 0 ? sumqx / sumq2 : scale;
+}
+
 float sigma2_of(const float* xbl) {
     float sumx2 = 0;
     for (int i = 0; i < QK_K; ++i) sumx2 += xbl[i] * xbl[i];
@@ -85,9 +125,8 @@ void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw,
     for (int ib = 0; ib < QK_K / kBlock; ++ib) {
         const float* xb = xbl + kBlock * ib;
         const float* w = qw + kBlock * ib;
-        for (int i = 0; i < kBlock; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
-        float max = std::fabs(xb[0]);
-        for (int i = 1; i < kBlock; ++i) max = std::max(max, std::fabs(xb[i]));
+        imatrix_weights(xb, w, sigma2, kBlock, weight);
+        const float max = max_abs<kBlock>(xb);
         if (max < kGroupMaxEpsIq1S) {
             scales[ib] = 0;
             shifts[ib] = 1;
@@ -113,9 +152,7 @@ void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw,
                     const float sumq2 = (sumw[i1] - sumw[0]) * v[0] * v[0] +
                                         (sumw[i2] - sumw[i1]) * v[1] * v[1] +
                                         (sumw[kBlock] - sumw[i2]) * v[2] * v[2];
-                    if (sumq2 > 0 && sumqx * sumqx > best_score * sumq2) {
-                        scale = sumqx / sumq2;
-                        best_score = scale * sumqx;
+                    if (improves_fit(sumqx, sumq2, best_score, scale)) {
                         besti1 = i1;
                         besti2 = i2;
                         best_shift = shift;
@@ -128,14 +165,7 @@ void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw,
             shifts[ib] = 1;
             continue;
         }
-        for (int j = 0; j < besti1; ++j) L[idx[j]] = 0;
-        for (int j = besti1; j < besti2; ++j) L[idx[j]] = 1;
-        for (int j = besti2; j < kBlock; ++j) L[idx[j]] = 2;
-        if (scale < 0) {
-            for (int8_t& l : L) l = static_cast<int8_t>(2 - l);
-            scale = -scale;
-            best_shift = -best_shift;
-        }
+        if (split_levels<kBlock>(idx, besti1, besti2, scale, L)) best_shift = -best_shift;
         const float* xx = best_shift == 1 ? kXp : kXm;
         bool all_on_grid = true;
         int index[kBlock / 8];
@@ -145,17 +175,8 @@ void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw,
             all_on_grid = all_on_grid && on;
         }
         if (!all_on_grid) {
-            float sumqx = 0, sumq2 = 0;
-            for (int k = 0; k < kBlock / 8; ++k) {
-                const int8_t* p = grid.point(index[k]);
-                for (int j = 0; j < 8; ++j) {
-                    const float wj = weight[8 * k + j];
-                    const float q = xx[(p[j] - 1) / 2];
-                    sumqx += wj * q * xb[8 * k + j];
-                    sumq2 += wj * q * q;
-                }
-            }
-            if (sumqx > 0 && sumq2 > 0) scale = sumqx / sumq2;
+            const float* values[kBlock / 8] = {xx, xx, xx, xx};
+            scale = refit_to_grid<kBlock / 8>(grid, index, values, weight, xb, scale);
         }
         uint16_t h = 0;
         for (int k = 0; k < kBlock / 8; ++k) {
@@ -180,7 +201,7 @@ void quantize_iq1_s_block(const IqGrid& grid, const float* xbl, const float* qw,
 
 void iq1_m_weights(const float* xb, const float* qw, float sigma2, float* weight) {
     if (qw) {
-        for (int i = 0; i < 16; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        imatrix_weights(xb, qw, sigma2, 16, weight);
     } else {
         for (int i = 0; i < 16; ++i) weight[i] = xb[i] * xb[i];
     }
@@ -206,8 +227,7 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
     for (int ib = 0; ib < QK_K / kBlock; ++ib) {
         const float* xb = xbl + kBlock * ib;
         iq1_m_weights(xb, qw ? qw + kBlock * ib : nullptr, sigma2, weight);
-        float max = std::fabs(xb[0]);
-        for (int i = 1; i < kBlock; ++i) max = std::max(max, std::fabs(xb[i]));
+        const float max = max_abs<kBlock>(xb);
         if (max < kGroupMaxEpsIq1M) {
             scales[ib] = 0;
             shifts[ib] = 0;
@@ -248,9 +268,7 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
                     for (int k = 0; k < 4; ++k) sumq2[k] += t2[j][2][k];
                 }
                 for (int k = 0; k < 4; ++k) {
-                    if (sumq2[k] > 0 && sumqx[k] * sumqx[k] > best_score * sumq2[k]) {
-                        scale = sumqx[k] / sumq2[k];
-                        best_score = scale * sumqx[k];
+                    if (improves_fit(sumqx[k], sumq2[k], best_score, scale)) {
                         besti1 = i1;
                         besti2 = i2;
                         best_k = k;
@@ -271,14 +289,7 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
             shifts[ib] = 0;
             continue;
         }
-        for (int j = 0; j < besti1; ++j) L[idx[j]] = 0;
-        for (int j = besti1; j < besti2; ++j) L[idx[j]] = 1;
-        for (int j = besti2; j < kBlock; ++j) L[idx[j]] = 2;
-        if (scale < 0) {
-            for (int8_t& l : L) l = static_cast<int8_t>(2 - l);
-            scale = -scale;
-            best_k = 3 - best_k;
-        }
+        if (split_levels<kBlock>(idx, besti1, besti2, scale, L)) best_k = 3 - best_k;
         bool all_on_grid = true;
         int index[2];
         for (int k = 0; k < 2; ++k) {
@@ -288,18 +299,8 @@ void quantize_iq1_m_block(const IqGrid& grid, const float* xbl, const float* qw,
             all_on_grid = all_on_grid && on;
         }
         if (!all_on_grid) {
-            float sumqx = 0, sumq2 = 0;
-            for (int k = 0; k < 2; ++k) {
-                const float* xx = iq1_m_values(best_k, k);
-                const int8_t* p = grid.point(index[k]);
-                for (int j = 0; j < 8; ++j) {
-                    const float w = weight[8 * k + j];
-                    const float q = xx[(p[j] - 1) / 2];
-                    sumqx += w * q * xb[8 * k + j];
-                    sumq2 += w * q * q;
-                }
-            }
-            if (sumqx > 0 && sumq2 > 0) scale = sumqx / sumq2;
+            const float* values[2] = {iq1_m_values(best_k, 0), iq1_m_values(best_k, 1)};
+            scale = refit_to_grid<2>(grid, index, values, weight, xb, scale);
         }
         y->qs[2 * ib] = static_cast<uint8_t>(index[0] & 255);
         y->qs[2 * ib + 1] = static_cast<uint8_t>(index[1] & 255);

@@ -20,18 +20,6 @@ using blocks::QK_K;
 
 constexpr int kMaxQ = 3;  // magnitude levels: 1, 3, 5 (times the scale)
 
-void sums(int n, const float* weight, const float* xval, const int8_t* L, float* sumqx,
-          float* sumq2) {
-    *sumqx = 0;
-    *sumq2 = 0;
-    for (int i = 0; i < n; ++i) {
-        const float w = weight[i];
-        const float q = 2 * L[i] + 1;
-        *sumqx += w * xval[i] * q;
-        *sumq2 += w * q * q;
-    }
-}
-
 float sum_sq(const float* x) {
     float sumx2 = 0;
     for (int i = 0; i < QK_K; ++i) sumx2 += x[i] * x[i];
@@ -61,10 +49,8 @@ float search16(const IqGrid& grid, const float* xval, const float* weight, const
             snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, this_scale, Laux + 8 * k,
                             &on_grid_aux[k]);
         float sumqx, sumq2;
-        sums(16, weight, xval, Laux, &sumqx, &sumq2);
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-            scale = sumqx / sumq2;
-            best = scale * sumqx;
+        odd_level_sums(16, weight, xval, Laux, &sumqx, &sumq2);
+        if (improves_fit(sumqx, sumq2, best, scale)) {
             std::memcpy(L, Laux, 16);
             on_grid[0] = on_grid_aux[0];
             on_grid[1] = on_grid_aux[1];
@@ -78,7 +64,7 @@ float search16(const IqGrid& grid, const float* xval, const float* weight, const
             snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, scale, L + 8 * k, &unused);
         }
         float sumqx, sumq2;
-        sums(16, weight, xval, L, &sumqx, &sumq2);
+        odd_level_sums(16, weight, xval, L, &sumqx, &sumq2);
         if (sumq2 > 0) scale = sumqx / sumq2;
     }
     return scale;
@@ -100,7 +86,7 @@ void quantize_iq2_xxs_block(const IqGrid& grid, const float* xbl, const float* q
     for (int ib = 0; ib < QK_K / 32; ++ib) {
         const float* xb = xbl + 32 * ib;
         const float* w = qw + 32 * ib;
-        for (int i = 0; i < 32; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        imatrix_weights(xb, w, sigma2, 32, weight);
         for (int i = 0; i < 32; ++i) waux[i] = std::sqrt(weight[i]);
         uint8_t block_signs[4];
         for (int k = 0; k < 4; ++k)
@@ -128,10 +114,8 @@ void quantize_iq2_xxs_block(const IqGrid& grid, const float* xbl, const float* q
                 snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, this_scale,
                                 Laux + 8 * k, &unused);
             float sumqx, sumq2;
-            sums(32, weight, xval, Laux, &sumqx, &sumq2);
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                scale = sumqx / sumq2;
-                best = scale * sumqx;
+            odd_level_sums(32, weight, xval, Laux, &sumqx, &sumq2);
+            if (improves_fit(sumqx, sumq2, best, scale)) {
                 std::memcpy(L, Laux, 32);
             }
         }
@@ -142,7 +126,7 @@ void quantize_iq2_xxs_block(const IqGrid& grid, const float* xbl, const float* q
                 snap_to_grid<8>(grid, kMaxQ, xval + 8 * k, waux + 8 * k, id, scale, L + 8 * k,
                                 &unused);
             float sumqx, sumq2;
-            sums(32, weight, xval, L, &sumqx, &sumq2);
+            odd_level_sums(32, weight, xval, L, &sumqx, &sumq2);
             if (sumq2 > 0) scale = sumqx / sumq2;
         }
         if (scale < 0) {
@@ -190,7 +174,7 @@ void quantize_iq2_16_block(const IqGrid& grid, const float* xbl, const float* qw
         const float* xb = xbl + 16 * ib;
         if (qw) {
             const float* w = qw + 16 * ib;
-            for (int i = 0; i < 16; ++i) weight[i] = w[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+            imatrix_weights(xb, w, sigma2, 16, weight);
         } else {
             for (int i = 0; i < 16; ++i) weight[i] = 0.25f * sigma2 + xb[i] * xb[i];
         }

@@ -24,23 +24,11 @@ constexpr int kGroups = kBlock / 4;
 // Importance of each weight of a sub-block: imatrix * sqrt(sigma2 + x^2), or x^2.
 void sub_block_weights(const float* xb, const float* qw, float sigma2, float* weight, float* waux) {
     if (qw) {
-        for (int i = 0; i < kBlock; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + xb[i] * xb[i]);
+        imatrix_weights(xb, qw, sigma2, kBlock, weight);
     } else {
         for (int i = 0; i < kBlock; ++i) weight[i] = xb[i] * xb[i];
     }
     for (int i = 0; i < kBlock; ++i) waux[i] = std::sqrt(weight[i]);
-}
-
-// Weighted least-squares scale for the levels L against |x|.
-void sums(const float* weight, const float* xval, const int8_t* L, float* sumqx, float* sumq2) {
-    *sumqx = 0;
-    *sumq2 = 0;
-    for (int i = 0; i < kBlock; ++i) {
-        const float w = weight[i];
-        const float q = 2 * L[i] + 1;
-        *sumqx += w * xval[i] * q;
-        *sumq2 += w * q * q;
-    }
 }
 
 struct SubBlock {
@@ -67,10 +55,8 @@ SubBlock search_sub_block(const IqGrid& grid, const float* xval, const float* we
             snap_to_grid<4>(grid, kLevels, xval + 4 * k, waux + 4 * k, id, this_scale, Laux + 4 * k,
                             &on_grid_aux[k]);
         float sumqx, sumq2;
-        sums(weight, xval, Laux, &sumqx, &sumq2);
-        if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-            scale = sumqx / sumq2;
-            best = scale * sumqx;
+        odd_level_sums(kBlock, weight, xval, Laux, &sumqx, &sumq2);
+        if (improves_fit(sumqx, sumq2, best, scale)) {
             std::memcpy(L, Laux, kBlock);
             std::memcpy(on_grid, on_grid_aux, sizeof on_grid);
         }
@@ -86,7 +72,7 @@ SubBlock search_sub_block(const IqGrid& grid, const float* xval, const float* we
                             &unused);
         }
         float sumqx, sumq2;
-        sums(weight, xval, L, &sumqx, &sumq2);
+        odd_level_sums(kBlock, weight, xval, L, &sumqx, &sumq2);
         if (sumq2 > 0) scale = sumqx / sumq2;
     }
     SubBlock out{scale, {}};

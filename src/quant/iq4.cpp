@@ -49,19 +49,13 @@ void quantize_iq4_super(int n, const float* x, const float* qw, Iq4Out out) {
         uint8_t* Lb = L + ib * kBlock;
         if (qw) {
             const float* w = qw + ib * kBlock;
-            for (int j = 0; j < kBlock; ++j) weight[j] = w[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
+            imatrix_weights(xb, w, sigma2, kBlock, weight);
         } else {
             for (int j = 0; j < kBlock; ++j) weight[j] = xb[j] * xb[j];
         }
-        float amax = 0, max = 0;
-        for (int j = 0; j < kBlock; ++j) {
-            const float ax = std::fabs(xb[j]);
-            if (ax > amax) {
-                amax = ax;
-                max = xb[j];
-            }
-        }
-        if (amax < kGroupMaxEps) {
+        const SignedExtreme extreme = signed_extreme(xb, kBlock);
+        const float max = extreme.value;
+        if (extreme.magnitude < kGroupMaxEps) {
             scales[ib] = 0;
             std::memset(Lb, 0, kBlock);
             continue;
@@ -89,10 +83,7 @@ void quantize_iq4_super(int n, const float* x, const float* qw, Iq4Out out) {
                 sumqx += w * q * xb[j];
                 sumq2 += w * q * q;
             }
-            if (sumq2 > 0 && sumqx * sumqx > best * sumq2) {
-                d = sumqx / sumq2;
-                best = d * sumqx;
-            }
+            improves_fit(sumqx, sumq2, best, d);
         }
         scales[ib] = d;
         const float abs_d = std::fabs(d);

@@ -22,8 +22,26 @@ inline constexpr float kGroupMaxEpsIq1M = 1e-7f;
 inline constexpr float kGroupMaxEpsIq1S = 1e-12f;
 inline constexpr float kIq1Delta = 0.125f;  // IQ1_S and IQ1_M grid shift
 
-// ggml's rounding, the K-quants' own (scale_search.h).
+// ggml's rounding, the K-quants' own, and its group helpers (scale_search.h).
+using detail::imatrix_weights;
+using detail::improves_fit;
 using detail::nearest_int;
+using detail::signed_extreme;
+using detail::SignedExtreme;
+
+// Weighted least-squares sums of the odd magnitude levels q = 2L+1 (IQ2, IQ3) against |x|:
+// the best scale for them is sumqx / sumq2.
+inline void odd_level_sums(int n, const float* weight, const float* xval, const int8_t* L,
+                           float* sumqx, float* sumq2) {
+    *sumqx = 0;
+    *sumq2 = 0;
+    for (int i = 0; i < n; ++i) {
+        const float w = weight[i];
+        const float q = 2 * L[i] + 1;
+        *sumqx += w * xval[i] * q;
+        *sumq2 += w * q * q;
+    }
+}
 
 // Index of the level of a sorted table (size n, a power of two) nearest to x: level i is
 // chosen once x reaches the midpoint of levels i-1 and i. Doubling x keeps the midpoint

@@ -6,6 +6,8 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
+#include <mutex>
+#include <optional>
 
 #include "core/error.h"
 #include "quant/tables_generated.h"
@@ -136,37 +138,18 @@ IqGrid build(GridKind kind) {
     return g;
 }
 
+constexpr size_t kGridKinds = static_cast<size_t>(GridKind::Iq3s) + 1;
+
 }  // namespace
 
+// Each grid is built once, on first use, by whichever thread asks first.
 const IqGrid& iq_grid(GridKind kind) {
-    switch (kind) {
-        case GridKind::Iq2xxs: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq2xs: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq2s: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq1s: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq3xxs: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-        case GridKind::Iq3s: {
-            static const IqGrid g = build(kind);
-            return g;
-        }
-    }
-    QL_ASSERT(false);
-    return iq_grid(GridKind::Iq2xxs);
+    static std::array<std::once_flag, kGridKinds> once;
+    static std::array<std::optional<IqGrid>, kGridKinds> grids;
+    const auto i = static_cast<size_t>(kind);
+    QL_ASSERT(i < kGridKinds);
+    std::call_once(once[i], [&] { grids[i].emplace(build(kind)); });
+    return *grids[i];
 }
 
 }  // namespace quantlens::kernels::iq

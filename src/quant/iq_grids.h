@@ -14,6 +14,7 @@
 
 namespace quantlens::kernels::iq {
 
+// Iq3s stays last: iq_grids.cpp counts the kinds by it.
 enum class GridKind { Iq2xxs, Iq2xs, Iq2s, Iq1s, Iq3xxs, Iq3s };
 
 struct IqGrid {

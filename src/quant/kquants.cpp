@@ -33,6 +33,15 @@ float block_sum_x2(const float* x) {
 }
 
 // 2-bit levels of 256 weights: byte l of each 32-byte group holds weights l, l+32, l+64, l+96.
+// Imatrix weights of one sub-block of n weights (scale_search.h); returns their sum, the
+// importance of the sub-block's scale and min when those are quantized in turn.
+float sub_block_weights(const float* x, const float* qw, float sigma2, int n, float* weight) {
+    imatrix_weights(x, qw, sigma2, n, weight);
+    float sum = 0;
+    for (int l = 0; l < n; ++l) sum += weight[l];
+    return sum;
+}
+
 void pack_2bit(const uint8_t* L, uint8_t* qs) {
     for (int j = 0; j < QK_K; j += 128)
         for (int l = 0; l < 32; ++l)
@@ -105,11 +114,7 @@ void q2_K_block_imat(const float* x, const float* qw, block_q2_K& y) {
 
     const float sigma2 = block_sum_x2(x) / QK_K;
     for (int j = 0; j < QK_K / 16; ++j) {
-        const float* qwj = qw + 16 * j;
-        for (int l = 0; l < 16; ++l)
-            weight[l] = qwj[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
-        sw[j] = 0;
-        for (int l = 0; l < 16; ++l) sw[j] += weight[l];
+        sw[j] = sub_block_weights(x + 16 * j, qw + 16 * j, sigma2, 16, weight);
         scales[j] = make_qkx3_quants(16, 3, x + 16 * j, weight, L + 16 * j, &mins[j], Laux, -0.9f,
                                      0.05f, 36, false);
     }
@@ -204,12 +209,7 @@ void q3_K_block_imat(const float* x, const float* qw, block_q3_K& y) {
 
     const float sigma2 = 2 * block_sum_x2(x) / QK_K;
     for (int j = 0; j < QK_K / 16; ++j) {
-        const float* qwj = qw + 16 * j;
-        for (int l = 0; l < 16; ++l)
-            weight[l] = qwj[l] * std::sqrt(sigma2 + x[16 * j + l] * x[16 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 16; ++l) sumw += weight[l];
-        sw[j] = sumw;
+        sw[j] = sub_block_weights(x + 16 * j, qw + 16 * j, sigma2, 16, weight);
         scales[j] = make_qx_quants(16, 4, x + 16 * j, L + 16 * j, 1, weight);
     }
     std::memset(y.scales, 0, sizeof y.scales);
@@ -271,12 +271,7 @@ void qk_fit_imat(const float* x, const float* qw, uint8_t* L, uint8_t* packed, h
 
     const float sigma2 = 2 * block_sum_x2(x) / QK_K;
     for (int j = 0; j < QK_K / 32; ++j) {
-        const float* qwj = qw + 32 * j;
-        for (int l = 0; l < 32; ++l)
-            weights[l] = qwj[l] * std::sqrt(sigma2 + x[32 * j + l] * x[32 * j + l]);
-        float sumw = 0;
-        for (int l = 0; l < 32; ++l) sumw += weights[l];
-        sw[j] = sumw;
+        sw[j] = sub_block_weights(x + 32 * j, qw + 32 * j, sigma2, 32, weights);
         scales[j] = make_qkx3_quants(32, NMAX, x + 32 * j, weights, L + 32 * j, &mins[j], Laux,
                                      -0.9f, 0.05f, 36, false);
     }
@@ -296,11 +291,8 @@ void qk_requantize(const float* x, const uint8_t* packed, half d_bits, half dmin
     const float dall = f16_to_f32(d_bits);
     const float dmin = f16_to_f32(dmin_bits);
     for (int j = 0; j < QK_K / 32; ++j) {
-        uint8_t sc, m;
-        get_scale_min_k4(j, packed, &sc, &m);
-        const float d = dall * sc;
+        const auto [d, dm] = step_min_k4(j, packed, dall, dmin);
         if (d == 0) continue;
-        const float dm = dmin * m;
         for (int ii = 0; ii < 32; ++ii)
             L[32 * j + ii] =
                 static_cast<uint8_t>(clamp_int(nearest_int((x[32 * j + ii] + dm) / d), 0, NMAX));
@@ -489,11 +481,8 @@ void dequantize_row_q4_K(const void* src, float* y, int64_t n) {
         const float d = f16_to_f32(x[i].d);
         const float min = f16_to_f32(x[i].dmin);
         for (int j = 0, is = 0; j < QK_K; j += 64, q += 32, is += 2) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
+            const auto [d1, m1] = step_min_k4(is, x[i].scales, d, min);
+            const auto [d2, m2] = step_min_k4(is + 1, x[i].scales, d, min);
             for (int l = 0; l < 32; ++l) *y++ = d1 * static_cast<float>(q[l] & 0xF) - m1;
             for (int l = 0; l < 32; ++l) *y++ = d2 * static_cast<float>(q[l] >> 4) - m2;
         }
@@ -509,11 +498,8 @@ void dequantize_row_q5_K(const void* src, float* y, int64_t n) {
         const float min = f16_to_f32(x[i].dmin);
         uint8_t u1 = 1, u2 = 2;
         for (int j = 0, is = 0; j < QK_K; j += 64, ql += 32, is += 2) {
-            uint8_t sc, m;
-            get_scale_min_k4(is, x[i].scales, &sc, &m);
-            const float d1 = d * sc, m1 = min * m;
-            get_scale_min_k4(is + 1, x[i].scales, &sc, &m);
-            const float d2 = d * sc, m2 = min * m;
+            const auto [d1, m1] = step_min_k4(is, x[i].scales, d, min);
+            const auto [d2, m2] = step_min_k4(is + 1, x[i].scales, d, min);
             for (int l = 0; l < 32; ++l)
                 *y++ = d1 * static_cast<float>((ql[l] & 0xF) + (qh[l] & u1 ? 16 : 0)) - m1;
             for (int l = 0; l < 32; ++l)

@@ -18,8 +18,10 @@ namespace quantlens::kernels {
 namespace {
 
 using namespace blocks;
+using detail::imatrix_weights;
 using detail::make_qkx3_quants;
 using detail::make_qx_quants;
+using detail::signed_extreme;
 
 inline uint8_t min_u8(int a, int b) {
     return static_cast<uint8_t>(a < b ? a : b);
@@ -29,15 +31,7 @@ inline uint8_t min_u8(int a, int b) {
 
 // Symmetric: the signed extreme maps to level -2^(bits-1); returns d and the 1/d used.
 inline void signed_extreme_scale(const float* x, int n, float levels, float& d, float& id) {
-    float amax = 0.0f;
-    float max = 0.0f;
-    for (int j = 0; j < n; ++j) {
-        if (amax < std::fabs(x[j])) {
-            amax = std::fabs(x[j]);
-            max = x[j];
-        }
-    }
-    d = max / -levels;
+    d = signed_extreme(x, n).value / -levels;
     id = d != 0 ? 1.0f / d : 0.0f;
 }
 
@@ -131,10 +125,6 @@ float row_sigma2(const float* x, int64_t n) {
     return sum_x2 / n;
 }
 
-inline void block_weights(const float* xb, const float* qw, float sigma2, float* weight) {
-    for (int j = 0; j < 32; ++j) weight[j] = qw[j] * std::sqrt(sigma2 + xb[j] * xb[j]);
-}
-
 template <typename Block, typename BlockFn, typename RowImatFn>
 void quantize_rows(const float* src, void* dst, int64_t n_rows, int64_t n_per_row,
                    const float* importance, BlockFn block_fn, RowImatFn row_imat_fn) {
@@ -173,7 +163,7 @@ void symmetric_row_imat(const float* x, Block* y, int64_t n, const float* qw, in
     float weight[32];
     int8_t L[32];
     for (int64_t b = 0; b < n / 32; ++b) {
-        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
+        imatrix_weights(x + 32 * b, qw + 32 * b, sigma2, 32, weight);
         const float d = make_qx_quants(32, nmax, x + 32 * b, L, 1, weight);
         y[b].d = f32_to_f16(d);
         uint8_t levels[32];
@@ -190,7 +180,7 @@ void affine_row_imat(const float* x, Block* y, int64_t n, const float* qw, int n
     float weight[32];
     uint8_t L[32], Laux[32];
     for (int64_t b = 0; b < n / 32; ++b) {
-        block_weights(x + 32 * b, qw + 32 * b, sigma2, weight);
+        imatrix_weights(x + 32 * b, qw + 32 * b, sigma2, 32, weight);
         float min;
         const float d =
             make_qkx3_quants(32, nmax, x + 32 * b, weight, L, &min, Laux, -0.9f, 0.05f, 36, false);

@@ -31,16 +31,9 @@ inline float qx_weight(int rmse_type, const float* qw, const float* x, int i) {
 
 // Mirrors ggml's make_qx_quants (kept as ggml writes it: bytes depend on every operation).
 float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, const float* qw) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const SignedExtreme extreme = signed_extreme(x, n);
+    const float max = extreme.value;
+    if (extreme.magnitude < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -79,29 +72,20 @@ float make_qx_quants(int n, int nmax, const float* x, int8_t* L, int rmse_type, 
             sumlx += w * x[i] * l;
             suml2 += w * l * l;
         }
-        if (suml2 > 0 && sumlx * sumlx > best * suml2) {
+        if (improves_fit(sumlx, suml2, best, scale)) {
             for (int i = 0; i < n; ++i) {
                 const int l = nearest_int(iscale * x[i]);
                 L[i] = static_cast<int8_t>(nmax + clamp_int(l, -nmax, nmax - 1));
             }
-            scale = sumlx / suml2;
-            best = scale * sumlx;
         }
     }
     return scale;
 }
 
 float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
-    float max = 0;
-    float amax = 0;
-    for (int i = 0; i < n; ++i) {
-        const float ax = std::fabs(x[i]);
-        if (ax > amax) {
-            amax = ax;
-            max = x[i];
-        }
-    }
-    if (amax < kGroupMaxEps) {
+    const SignedExtreme extreme = signed_extreme(x, n);
+    const float max = extreme.value;
+    if (extreme.magnitude < kGroupMaxEps) {
         for (int i = 0; i < n; ++i) L[i] = 0;
         return 0.f;
     }
@@ -149,84 +133,29 @@ float make_q3_quants(int n, int nmax, const float* x, int8_t* L, bool do_rmse) {
     return suml2 > 0.0f ? sumlx / suml2 : 0.0f;
 }
 
-// Mirrors ggml's make_qkx2_quants; its search loop is make_qkx3_quants' on purpose (ggml has
-// both, with different clamping of the candidate levels and weights).
-float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
-                       bool use_mad) {
-    float min = x[0];
-    float max = x[0];
-    float sum_w = weights[0];
-    float sum_x = sum_w * x[0];
-    for (int i = 1; i < n; ++i) {
-        if (x[i] < min) min = x[i];
-        if (x[i] > max) max = x[i];
-        const float w = weights[i];
-        sum_w += w;
-        sum_x += w * x[i];
-    }
-    if (min > 0) min = 0;
-    if (max == min) {
-        for (int i = 0; i < n; ++i) L[i] = 0;
-        *the_min = -min;
-        return 0.f;
-    }
-    float iscale = nmax / (max - min);
-    float scale = 1 / iscale;
-    float best_error = 0;
+namespace {
+
+// Weighted error of levels L under weight ≈ scale * L + min: Σ w·|diff| when use_mad, else
+// Σ w·diff². weight(i) is the importance of element i.
+template <typename Weight>
+float affine_error(int n, const float* x, const uint8_t* L, float scale, float min, Weight weight,
+                   bool use_mad) {
+    float error = 0;
     for (int i = 0; i < n; ++i) {
-        const int l = nearest_int(iscale * (x[i] - min));
-        L[i] = static_cast<uint8_t>(clamp_int(l, 0, nmax));
         float diff = scale * L[i] + min - x[i];
         diff = use_mad ? std::fabs(diff) : diff * diff;
-        best_error += weights[i] * diff;
+        error += weight(i) * diff;
     }
-    if (nstep < 1) {
-        *the_min = -min;
-        return scale;
-    }
-    for (int is = 0; is <= nstep; ++is) {
-        iscale = (rmin + rdelta * is + nmax) / (max - min);
-        float sum_l = 0, sum_l2 = 0, sum_xl = 0;
-        for (int i = 0; i < n; ++i) {
-            const int l = clamp_int(nearest_int(iscale * (x[i] - min)), 0, nmax);
-            Laux[i] = static_cast<uint8_t>(l);
-            const float w = weights[i];
-            sum_l += w * l;
-            sum_l2 += w * l * l;
-            sum_xl += w * l * x[i];
-        }
-        const float D = sum_w * sum_l2 - sum_l * sum_l;
-        if (D > 0) {
-            float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
-            float this_min = (sum_l2 * sum_x - sum_l * sum_xl) / D;
-            if (this_min > 0) {
-                this_min = 0;
-                this_scale = sum_xl / sum_l2;
-            }
-            float cur_error = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? std::fabs(diff) : diff * diff;
-                cur_error += weights[i] * diff;
-            }
-            if (cur_error < best_error) {
-                for (int i = 0; i < n; ++i) L[i] = Laux[i];
-                best_error = cur_error;
-                scale = this_scale;
-                min = this_min;
-            }
-        }
-    }
-    *the_min = -min;
-    return scale;
+    return error;
 }
 
-// Mirrors ggml's make_qkx3_quants (see make_qkx2_quants).
-float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
-                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
-                       bool use_mad) {
-    auto weight = [&](int i) { return weights ? weights[i] : x[i] * x[i]; };
+// ggml's make_qkx2_quants and make_qkx3_quants, which differ only in where the importance
+// comes from (weight(i)) and in how a candidate scale rounds v = iscale·(x − min) to a level
+// (candidate_level(v)); the first scale's levels are clamped to [0, nmax] in both.
+template <typename Weight, typename CandidateLevel>
+float search_scale_min(int n, int nmax, const float* x, Weight weight,
+                       CandidateLevel candidate_level, uint8_t* L, float* the_min, uint8_t* Laux,
+                       float rmin, float rdelta, int nstep, bool use_mad) {
     float min = x[0];
     float max = x[0];
     float sum_w = weight(0);
@@ -246,32 +175,28 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
     }
     float iscale = nmax / (max - min);
     float scale = 1 / iscale;
-    float best_mad = 0;
     for (int i = 0; i < n; ++i) {
         const int l = nearest_int(iscale * (x[i] - min));
         L[i] = static_cast<uint8_t>(clamp_int(l, 0, nmax));
-        float diff = scale * L[i] + min - x[i];
-        diff = use_mad ? std::fabs(diff) : diff * diff;
-        best_mad += weight(i) * diff;
     }
+    float best_error = affine_error(n, x, L, scale, min, weight, use_mad);
     if (nstep < 1) {
         *the_min = -min;
         return scale;
     }
-    const float fmax_level = static_cast<float>(nmax);
     for (int is = 0; is <= nstep; ++is) {
         iscale = (rmin + rdelta * is + nmax) / (max - min);
         float sum_l = 0, sum_l2 = 0, sum_xl = 0;
         for (int i = 0; i < n; ++i) {
-            // The candidate min can sit at or near max, so v may be huge, inf or NaN.
-            const float v = iscale * (x[i] - min);
-            const int l = v > 0 ? nearest_int(v < fmax_level ? v : fmax_level) : 0;
+            const int l = candidate_level(iscale * (x[i] - min));
             Laux[i] = static_cast<uint8_t>(l);
             const float w = weight(i);
             sum_l += w * l;
             sum_l2 += w * l * l;
             sum_xl += w * l * x[i];
         }
+        // Weighted least-squares scale and min for these levels; a positive min is clamped
+        // to 0 and the scale alone refit.
         const float D = sum_w * sum_l2 - sum_l * sum_l;
         if (D > 0) {
             float this_scale = (sum_w * sum_xl - sum_x * sum_l) / D;
@@ -280,15 +205,10 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
                 this_min = 0;
                 this_scale = sum_xl / sum_l2;
             }
-            float mad = 0;
-            for (int i = 0; i < n; ++i) {
-                float diff = this_scale * Laux[i] + this_min - x[i];
-                diff = use_mad ? std::fabs(diff) : diff * diff;
-                mad += weight(i) * diff;
-            }
-            if (mad < best_mad) {
+            const float error = affine_error(n, x, Laux, this_scale, this_min, weight, use_mad);
+            if (error < best_error) {
                 for (int i = 0; i < n; ++i) L[i] = Laux[i];
-                best_mad = mad;
+                best_error = error;
                 scale = this_scale;
                 min = this_min;
             }
@@ -296,6 +216,33 @@ float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, ui
     }
     *the_min = -min;
     return scale;
+}
+
+}  // namespace
+
+// Mirrors ggml's make_qkx2_quants (weights required; candidate levels clamped after rounding).
+float make_qkx2_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                       bool use_mad) {
+    auto weight = [&](int i) { return weights[i]; };
+    auto candidate_level = [&](float v) { return clamp_int(nearest_int(v), 0, nmax); };
+    return search_scale_min(n, nmax, x, weight, candidate_level, L, the_min, Laux, rmin, rdelta,
+                            nstep, use_mad);
+}
+
+// Mirrors ggml's make_qkx3_quants (weights x² when null; candidate levels clamped before
+// rounding).
+float make_qkx3_quants(int n, int nmax, const float* x, const float* weights, uint8_t* L,
+                       float* the_min, uint8_t* Laux, float rmin, float rdelta, int nstep,
+                       bool use_mad) {
+    auto weight = [&](int i) { return weights ? weights[i] : x[i] * x[i]; };
+    const float fmax_level = static_cast<float>(nmax);
+    // The candidate min can sit at or near max, so v may be huge, inf or NaN.
+    auto candidate_level = [&](float v) {
+        return v > 0 ? nearest_int(v < fmax_level ? v : fmax_level) : 0;
+    };
+    return search_scale_min(n, nmax, x, weight, candidate_level, L, the_min, Laux, rmin, rdelta,
+                            nstep, use_mad);
 }
 
 // Mirrors ggml's make_qp_quants.

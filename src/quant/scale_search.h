@@ -5,6 +5,7 @@
 // bit-identical; any change here changes the bytes of every K-quant file.
 #pragma once
 
+#include <cmath>
 #include <cstdint>
 #include <cstring>
 
@@ -22,6 +23,41 @@ inline int nearest_int(float x) {
     int32_t bits;
     std::memcpy(&bits, &shifted, sizeof bits);
     return (bits & 0x007fffff) - 0x00400000;
+}
+
+// The value of largest magnitude, sign kept (the first one on ties), and that magnitude. ggml's
+// symmetric quantizers divide by the signed extreme so that it lands on the most negative
+// level, which reaches one step further than the positive side.
+struct SignedExtreme {
+    float value = 0;      // the x[i] of largest |x[i]|
+    float magnitude = 0;  // |value|
+};
+inline SignedExtreme signed_extreme(const float* x, int n) {
+    SignedExtreme e;
+    for (int i = 0; i < n; ++i) {
+        const float ax = std::fabs(x[i]);
+        if (ax > e.magnitude) {
+            e.magnitude = ax;
+            e.value = x[i];
+        }
+    }
+    return e;
+}
+
+// ggml's importance of each of n weights under an imatrix: qw[i] * sqrt(sigma2 + x[i]²), where
+// sigma2 is (a multiple of) the block's mean square, so that small weights still count.
+inline void imatrix_weights(const float* x, const float* qw, float sigma2, int n, float* weight) {
+    for (int i = 0; i < n; ++i) weight[i] = qw[i] * std::sqrt(sigma2 + x[i] * x[i]);
+}
+
+// ggml's test of a candidate set of levels: their least-squares scale sumqx/sumq2 explains
+// sumqx²/sumq2 of the weighted signal, and they win when that beats the best so far
+// (best = scale·sumqx). On a win, sets scale and best and returns true.
+inline bool improves_fit(float sumqx, float sumq2, float& best, float& scale) {
+    if (!(sumq2 > 0 && sumqx * sumqx > best * sumq2)) return false;
+    scale = sumqx / sumq2;
+    best = scale * sumqx;
+    return true;
 }
 
 // Symmetric levels in [-nmax, nmax-1], stored offset by nmax in L (n values). rmse_type 0:
@@ -58,6 +94,15 @@ inline void get_scale_min_k4(int j, const uint8_t* q, uint8_t* d, uint8_t* m) {
         *d = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
         *m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
+}
+// Sub-block j's step (super-scale d × its 6-bit scale) and min (dmin × its 6-bit min).
+struct StepMin {
+    float step, min;
+};
+inline StepMin step_min_k4(int j, const uint8_t* q, float d, float dmin) {
+    uint8_t sc, m;
+    get_scale_min_k4(j, q, &sc, &m);
+    return {d * sc, dmin * m};
 }
 inline void set_scale_min_k4(int j, uint8_t ls, uint8_t lm, uint8_t* q) {
     if (j < 4) {

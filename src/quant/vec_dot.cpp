@@ -22,6 +22,7 @@
 #include "core/parallel.h"
 #include "quant/blocks.h"
 #include "quant/quant.h"
+#include "quant/scale_search.h"
 #include "quant/tables_generated.h"
 #include "quant/vec_dot_impl.h"
 
@@ -70,12 +71,9 @@ void quantize_q8_K(const float* x, void* dst, int64_t n) {
     auto* y = static_cast<block_q8_K*>(dst);
     for (int64_t b = 0; b < n / QK_K; ++b, ++y) {
         const float* xb = x + b * QK_K;
-        float amax = 0.0f, mx = 0.0f;
-        for (int i = 0; i < QK_K; ++i) {
-            const float ax = std::fabs(xb[i]);
-            if (ax > amax) amax = ax, mx = xb[i];
-        }
-        if (amax == 0.0f) {
+        const auto extreme = kernels::detail::signed_extreme(xb, QK_K);
+        const float mx = extreme.value;
+        if (extreme.magnitude == 0.0f) {
             std::memset(y, 0, sizeof(*y));
             continue;
         }

@@ -42,6 +42,15 @@ int64_t job_id_of(const httplib::Request& req) {
     }
 }
 
+// The job an /api/jobs/ID route names; when there is none, replies 404 and returns nullopt.
+std::optional<jobs::Job> job_or_404(const jobs::Store& store, const httplib::Request& req,
+                                    httplib::Response& res) {
+    const int64_t id = job_id_of(req);
+    auto job = store.find_job(id);
+    if (!job) reply_error(res, 404, fmt::format("no job {}", id));
+    return job;
+}
+
 std::string value_text(const nlohmann::json& v) {
     if (v.is_string()) return v.get<std::string>();
     if (v.is_number_integer()) return std::to_string(v.get<int64_t>());
@@ -359,21 +368,19 @@ void Server::Impl::job_routes() {
     });
     http.Get(R"(/api/jobs/(\d{1,18}))",
              [this](const httplib::Request& req, httplib::Response& res) {
-                 const auto job = store->find_job(job_id_of(req));
-                 if (!job) return reply_error(res, 404, fmt::format("no job {}", job_id_of(req)));
-                 reply_json(res, job_reply(*job));
+                 if (const auto job = job_or_404(*store, req, res))
+                     reply_json(res, job_reply(*job));
              });
     http.Get(R"(/api/jobs/(\d{1,18})/report-data)",
              [this](const httplib::Request& req, httplib::Response& res) {
-                 const int64_t id = job_id_of(req);
-                 if (!store->find_job(id))
-                     return reply_error(res, 404, fmt::format("no job {}", id));
-                 reply_json(res, report::build_report_data(*store, id));
+                 if (const auto job = job_or_404(*store, req, res))
+                     reply_json(res, report::build_report_data(*store, job->id));
              });
     http.Get(R"(/api/jobs/(\d{1,18})/events)", [this](const httplib::Request& req,
                                                       httplib::Response& res) {
-        const int64_t id = job_id_of(req);
-        if (!store->find_job(id)) return reply_error(res, 404, fmt::format("no job {}", id));
+        const auto job = job_or_404(*store, req, res);
+        if (!job) return;
+        const int64_t id = job->id;
         if (open_streams.fetch_add(1) >= options.max_event_streams) {
             open_streams.fetch_sub(1);
             return reply_error(res, 503,
@@ -429,8 +436,9 @@ void Server::Impl::job_routes() {
         const std::string v = verb;
         http.Post(R"(/api/jobs/(\d{1,18})/)" + v, [this, v](const httplib::Request& req,
                                                             httplib::Response& res) {
-            const int64_t id = job_id_of(req);
-            if (!store->find_job(id)) return reply_error(res, 404, fmt::format("no job {}", id));
+            const auto job = job_or_404(*store, req, res);
+            if (!job) return;
+            const int64_t id = job->id;
             try {
                 reply_json(res, job_reply(v == "pause" ? store->pause(id) : store->cancel(id)));
             } catch (const Error& e) {
@@ -442,9 +450,9 @@ void Server::Impl::job_routes() {
     // changes the state itself (or refuses, e.g. for a done job: that becomes a 409).
     http.Post(R"(/api/jobs/(\d{1,18})/resume)", [this](const httplib::Request& req,
                                                        httplib::Response& res) {
-        const int64_t id = job_id_of(req);
-        const auto before = store->find_job(id);
-        if (!before) return reply_error(res, 404, fmt::format("no job {}", id));
+        const auto before = job_or_404(*store, req, res);
+        if (!before) return;
+        const int64_t id = before->id;
         fs::create_directories(options.log_dir);
         const std::string log =
             fmt::format("{}/job-{}-resume-{}.log", options.log_dir, id,
@@ -574,9 +582,9 @@ void Server::Impl::job_routes() {
     // What the child that ran a job printed (compare's and audit's result tables).
     http.Get(R"(/api/jobs/(\d{1,18})/output)",
              [this](const httplib::Request& req, httplib::Response& res) {
-                 const int64_t id = job_id_of(req);
-                 if (!store->find_job(id))
-                     return reply_error(res, 404, fmt::format("no job {}", id));
+                 const auto job = job_or_404(*store, req, res);
+                 if (!job) return;
+                 const int64_t id = job->id;
                  std::string log;
                  {
                      std::lock_guard<std::mutex> lock(processes_mutex);

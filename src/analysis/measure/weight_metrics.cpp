@@ -12,77 +12,71 @@ namespace quantlens {
 
 void WeightErrorAccumulator::add(const float* w, const float* w_hat, int64_t n_rows,
                                  int64_t n_per_row, const float* importance) {
-    if (importance) has_imat_ = true;
+    if (importance) sums_.has_importance = true;
     for (int64_t r = 0; r < n_rows; ++r) {
         const float* a = w + r * n_per_row;
         const float* b = w_hat + r * n_per_row;
         for (int64_t j = 0; j < n_per_row; ++j) {
             const double x = a[j], y = b[j], e = x - y;
             const double e2 = e * e;
-            sum_e2_ += e2;
-            sum_abs_e_ += std::fabs(e);
-            max_abs_e_ = std::max(max_abs_e_, std::fabs(e));
-            sum_w2_ += x * x;
-            sum_wh2_ += y * y;
-            sum_w_wh_ += x * y;
+            sums_.sum_e2 += e2;
+            sums_.sum_abs_e += std::fabs(e);
+            sums_.max_abs_e = std::max(sums_.max_abs_e, std::fabs(e));
+            sums_.sum_w2 += x * x;
+            sums_.sum_wh2 += y * y;
+            sums_.sum_w_wh += x * y;
             if (importance) {
-                imat_e2_ += importance[j] * e2;
-                imat_w2_ += importance[j] * x * x;
+                sums_.sum_imp_e2 += importance[j] * e2;
+                sums_.sum_imp_w2 += importance[j] * x * x;
             }
         }
     }
-    n_ += n_rows * n_per_row;
+    sums_.n += n_rows * n_per_row;
 }
 
 void WeightErrorAccumulator::merge(const WeightErrorAccumulator& o) {
-    n_ += o.n_;
-    sum_e2_ += o.sum_e2_;
-    sum_abs_e_ += o.sum_abs_e_;
-    max_abs_e_ = std::max(max_abs_e_, o.max_abs_e_);
-    sum_w2_ += o.sum_w2_;
-    sum_wh2_ += o.sum_wh2_;
-    sum_w_wh_ += o.sum_w_wh_;
-    has_imat_ = has_imat_ || o.has_imat_;
-    imat_e2_ += o.imat_e2_;
-    imat_w2_ += o.imat_w2_;
+    sums_.n += o.sums_.n;
+    sums_.sum_e2 += o.sums_.sum_e2;
+    sums_.sum_abs_e += o.sums_.sum_abs_e;
+    sums_.max_abs_e = std::max(sums_.max_abs_e, o.sums_.max_abs_e);
+    sums_.sum_w2 += o.sums_.sum_w2;
+    sums_.sum_wh2 += o.sums_.sum_wh2;
+    sums_.sum_w_wh += o.sums_.sum_w_wh;
+    sums_.has_importance = sums_.has_importance || o.sums_.has_importance;
+    sums_.sum_imp_e2 += o.sums_.sum_imp_e2;
+    sums_.sum_imp_w2 += o.sums_.sum_imp_w2;
 }
 
 WeightErrorAccumulator WeightErrorAccumulator::from_sums(const WeightErrorSums& s) {
     WeightErrorAccumulator a;
-    a.n_ = s.n;
-    a.sum_e2_ = s.sum_e2;
-    a.sum_abs_e_ = s.sum_abs_e;
-    a.max_abs_e_ = s.max_abs_e;
-    a.sum_w2_ = s.sum_w2;
-    a.sum_wh2_ = s.sum_wh2;
-    a.sum_w_wh_ = s.sum_w_wh;
-    a.has_imat_ = s.has_importance;
-    a.imat_e2_ = s.sum_imp_e2;
-    a.imat_w2_ = s.sum_imp_w2;
+    a.sums_ = s;
     return a;
 }
 
 WeightError WeightErrorAccumulator::result() const {
     WeightError r;
-    r.n = n_;
-    if (n_ == 0) return r;
+    r.n = sums_.n;
+    if (sums_.n == 0) return r;
     const double inf = std::numeric_limits<double>::infinity();
-    r.rmse = std::sqrt(sum_e2_ / static_cast<double>(n_));
-    r.max_abs = max_abs_e_;
-    r.mean_abs = sum_abs_e_ / static_cast<double>(n_);
-    r.rel_frobenius = sum_e2_ == 0 ? 0.0 : (sum_w2_ > 0 ? std::sqrt(sum_e2_ / sum_w2_) : inf);
-    if (sum_w2_ == 0 && sum_wh2_ == 0) {
+    r.rmse = std::sqrt(sums_.sum_e2 / static_cast<double>(sums_.n));
+    r.max_abs = sums_.max_abs_e;
+    r.mean_abs = sums_.sum_abs_e / static_cast<double>(sums_.n);
+    r.rel_frobenius =
+        sums_.sum_e2 == 0 ? 0.0 : (sums_.sum_w2 > 0 ? std::sqrt(sums_.sum_e2 / sums_.sum_w2) : inf);
+    if (sums_.sum_w2 == 0 && sums_.sum_wh2 == 0) {
         r.cosine = 1.0;
-    } else if (sum_w2_ == 0 || sum_wh2_ == 0) {
+    } else if (sums_.sum_w2 == 0 || sums_.sum_wh2 == 0) {
         r.cosine = 0.0;
     } else {
-        r.cosine = sum_w_wh_ / std::sqrt(sum_w2_ * sum_wh2_);
+        r.cosine = sums_.sum_w_wh / std::sqrt(sums_.sum_w2 * sums_.sum_wh2);
     }
-    r.snr_db = sum_e2_ == 0 ? inf : 10.0 * std::log10(sum_w2_ / sum_e2_);
-    r.has_imatrix = has_imat_;
-    if (has_imat_) {
-        r.imat_sq_err = imat_e2_;
-        r.imat_rel_err = imat_e2_ == 0 ? 0.0 : (imat_w2_ > 0 ? imat_e2_ / imat_w2_ : inf);
+    r.snr_db = sums_.sum_e2 == 0 ? inf : 10.0 * std::log10(sums_.sum_w2 / sums_.sum_e2);
+    r.has_imatrix = sums_.has_importance;
+    if (sums_.has_importance) {
+        r.imat_sq_err = sums_.sum_imp_e2;
+        r.imat_rel_err = sums_.sum_imp_e2 == 0
+                             ? 0.0
+                             : (sums_.sum_imp_w2 > 0 ? sums_.sum_imp_e2 / sums_.sum_imp_w2 : inf);
     }
     return r;
 }
@@ -101,7 +95,7 @@ WeightErrorAccumulator WeightErrorAccumulator::of(const float* w, const float* w
         }
     });
     WeightErrorAccumulator total;
-    if (importance) total.has_imat_ = true;
+    if (importance) total.sums_.has_importance = true;
     for (const auto& p : parts) total.merge(p);
     return total;
 }

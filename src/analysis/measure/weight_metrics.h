@@ -16,6 +16,7 @@
 //   imat_rel_err    = imat_sq_err / Σ_j a_j Σ_i W_ij²   (the same, relative to E‖Wx‖²)
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
 
 #include "engine/sweep_backend.h"
@@ -35,6 +36,12 @@ struct WeightError {
     double imat_rel_err = 0;
 };
 
+// snr_db as the JSON of sweeps and comparisons stores it: JSON has no inf, so an exact
+// reproduction (E = 0, infinite SNR) is written as 999 dB.
+inline double snr_db_for_json(const WeightError& e) {
+    return std::min(e.snr_db, 999.0);
+}
+
 // Running sums over rows; combine partial results with merge() (in a fixed order for
 // reproducible totals).
 class WeightErrorAccumulator {
@@ -53,11 +60,7 @@ class WeightErrorAccumulator {
     static WeightErrorAccumulator from_sums(const WeightErrorSums& sums);
 
   private:
-    int64_t n_ = 0;
-    double sum_e2_ = 0, sum_abs_e_ = 0, max_abs_e_ = 0;
-    double sum_w2_ = 0, sum_wh2_ = 0, sum_w_wh_ = 0;
-    bool has_imat_ = false;
-    double imat_e2_ = 0, imat_w2_ = 0;
+    WeightErrorSums sums_;  // the same sums a backend reduces, so from_sums() is a copy
 };
 
 // The whole tensor at once, rows split across the thread pool; deterministic.

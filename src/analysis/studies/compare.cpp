@@ -22,6 +22,7 @@
 #include "engine/tokenizer.h"
 #include "jobs/store.h"
 #include "model/model.h"
+#include "model/names.h"
 #include "model/tensor_source.h"
 #ifdef QL_HAVE_CUDA
 #include "engine/cuda/cuda_common.cuh"
@@ -35,12 +36,7 @@ namespace {
 using json = nlohmann::json;
 constexpr const char* kModelUnit = "(model)";
 constexpr const char* kQuantType = "quant";
-constexpr double kSnrCap = 999.0;  // identical tensors have infinite SNR; JSON has no inf
 constexpr size_t kListedProblems = 5;
-
-std::string shape_str(const std::vector<int64_t>& ne) {
-    return fmt::format("[{}]", fmt::join(ne, ", "));
-}
 
 std::string listed(const std::vector<std::string>& names) {
     std::string s;
@@ -309,7 +305,7 @@ jobs::Metrics tensor_metrics(const CompareContext& ctx, const TensorInfo& t) {
             {"w_max_abs", e.max_abs},
             {"w_rel_fro", e.rel_frobenius},
             {"w_cos", e.cosine},
-            {"w_snr_db", std::min(e.snr_db, kSnrCap)}};
+            {"w_snr_db", snr_db_for_json(e)}};
 }
 
 // ---- the lock-step pass of both models --------------------------------------------------
@@ -497,7 +493,8 @@ void check_compatible(const Model& fp, const TensorSource& quant) {
         if (!q) {
             missing.push_back(t.name);
         } else if (q->ne != t.ne) {
-            shapes.push_back(fmt::format("{} {} vs {}", t.name, shape_str(t.ne), shape_str(q->ne)));
+            shapes.push_back(
+                fmt::format("{} {} vs {}", t.name, format_shape(t.ne), format_shape(q->ne)));
         }
     }
     for (const SourceTensor& q : quant.tensors())

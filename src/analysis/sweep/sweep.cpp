@@ -49,7 +49,6 @@ namespace {
 
 using json = nlohmann::json;
 constexpr const char* kAllUnit = "(all)";
-constexpr double kSnrCap = 999.0;  // an exact reproduction has infinite SNR; JSON has no inf
 
 std::string type_name(GgmlType t) {
     return ggml_type_display_name(t);
@@ -239,7 +238,7 @@ void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErr
     m["w_mean_abs"] = we.mean_abs;
     m[metric::w_rel_fro] = we.rel_frobenius;
     m["w_cos"] = we.cosine;
-    m["w_snr_db"] = std::min(we.snr_db, kSnrCap);
+    m["w_snr_db"] = snr_db_for_json(we);
     if (we.has_imatrix) {
         m["w_imat_err"] = we.imat_sq_err;
         m[metric::w_imat_rel] = we.imat_rel_err;

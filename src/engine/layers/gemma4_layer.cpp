@@ -157,15 +157,8 @@ void Engine::gemma4_init() {
 void Engine::gemma4_check_shapes() const {
     const ModelConfig& c = config_;
     const int64_t C = c.hidden, P = c.ple_dim, L = c.n_layers;
-    auto expect = [&](const std::string& name, std::vector<int64_t> ne, bool required) {
-        const TensorInfo* t = model_.find(name);
-        if (!t) {
-            QL_CHECK(!required, "{}: tensor '{}' is missing (expected shape {} from the config)",
-                     model_.path(), name, format_shape(ne));
-            return;
-        }
-        QL_CHECK(t->ne == ne, "{}: tensor '{}' has shape {}, but the Gemma 4 config implies {}",
-                 model_.path(), name, format_shape(t->ne), format_shape(ne));
+    auto expect = [&](const std::string& name, const std::vector<int64_t>& ne, bool required) {
+        expect_shape(name, ne, required, "the Gemma 4 config");
     };
     expect("token_embd.weight", {C, c.vocab}, true);
     expect("output_norm.weight", {C}, true);
