@@ -76,11 +76,8 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              arch_name(c.arch));
     if (kind == EngineKind::Cpu) return;
     const std::pair<bool, const char*> lacks[] = {
-        // DeepSeek-V3 / GLM-4.5 (engine/layers/mla.h, moe_routing.h): CPU only
+        // DeepSeek-V3 (engine/layers/mla.h): CPU only
         {c.mla, "multi-head latent attention (MLA)"},
-        {c.moe_sigmoid, "sigmoid grouped top-k routing with e_score_correction_bias"},
-        {c.shared_expert == SharedExpert::Ungated, "a shared expert"},
-        {c.n_dense_layers > 0, "leading dense layers in an MoE model"},
     };
     for (const auto& [missing, feature] : lacks)
         QL_CHECK(!missing,

@@ -414,56 +414,59 @@ TEST(CudaStats, CalibrateGpuMatchesDownloadedTwinAndCpuEngine) {
         static_cast<long long>(g.n_tokens), worst_l2, worst_value, g.seconds, c.seconds);
 }
 
-// calibrate --gpu on a mixture of experts (Qwen3-MoE fixture): the router's input and each
-// expert's routed rows are tapped, so the imatrix has every expert's column sums and token
-// count, as the CPU engine's. Routing in F16 may send a token near a tie to another expert, so
-// expert counts may move by a few tokens in a thousand; every other input matches as for a
-// dense model.
+// calibrate --gpu on mixtures of experts (the Qwen3-MoE and GLM-4.5 fixtures): the router's
+// input, each expert's routed rows and the shared expert's input are tapped, so the imatrix
+// has every expert's column sums and token count, as the CPU engine's. Routing in F16 may send
+// a token near a tie to another expert, so expert counts may move by a few tokens in a
+// thousand; every other input matches as for a dense model.
 TEST(CudaStats, CalibrateGpuCoversRoutedExperts) {
     SKIP_WITHOUT_GPU();
-    const auto model = Model::open(test_support::fixture_dir("qwen3moe"));
-    const ModelConfig& mc = model->config();
-    CalibrateOptions co;
-    co.progress = false;
-    co.max_chunks = 4;
-    const CalibrationResult g = calibrate_text_gpu(*model, kText, co);
-    EngineOptions eo;
-    eo.f16_weights = true;
-    Engine engine(*model, eo);
-    const CalibrationResult c = calibrate_text(engine, kText, co);
-    ASSERT_EQ(g.imatrix.size(), c.imatrix.size());
-    int64_t experts_seen = 0, moved = 0;
-    double worst_expert_l2 = 0;
-    for (size_t i = 0; i < c.imatrix.size(); ++i) {
-        const ImatrixEntry &a = g.imatrix[i], &b = c.imatrix[i];
-        ASSERT_EQ(a.name, b.name);
-        ASSERT_EQ(a.counts.size(), b.counts.size()) << a.name;
-        const auto [l2, worst] = relative_difference(a.values, b.values);
-        if (a.name.find("_exps.") == std::string::npos) {
-            EXPECT_EQ(a.counts, b.counts) << a.name;
-            EXPECT_LE(l2, kEngineRelTol) << a.name;
-            continue;
+    for (const char* name : {"qwen3moe", "glm4moe"}) {  // GLM: a dense layer, a shared expert
+        const auto model = Model::open(test_support::fixture_dir(name));
+        const ModelConfig& mc = model->config();
+        CalibrateOptions co;
+        co.progress = false;
+        co.max_chunks = 4;
+        const CalibrationResult g = calibrate_text_gpu(*model, kText, co);
+        EngineOptions eo;
+        eo.f16_weights = true;
+        Engine engine(*model, eo);
+        const CalibrationResult c = calibrate_text(engine, kText, co);
+        ASSERT_EQ(g.imatrix.size(), c.imatrix.size()) << name;
+        int64_t experts_seen = 0, moved = 0;
+        double worst_expert_l2 = 0;
+        for (size_t i = 0; i < c.imatrix.size(); ++i) {
+            const ImatrixEntry &a = g.imatrix[i], &b = c.imatrix[i];
+            ASSERT_EQ(a.name, b.name);
+            ASSERT_EQ(a.counts.size(), b.counts.size()) << a.name;
+            const auto [l2, worst] = relative_difference(a.values, b.values);
+            if (a.name.find("_exps.") == std::string::npos) {
+                EXPECT_EQ(a.counts, b.counts) << a.name;
+                EXPECT_LE(l2, kEngineRelTol) << a.name;
+                continue;
+            }
+            ASSERT_EQ(static_cast<int64_t>(a.counts.size()), mc.n_experts) << a.name;
+            int64_t total_a = 0, total_b = 0;
+            for (size_t e = 0; e < a.counts.size(); ++e) {
+                total_a += a.counts[e], total_b += b.counts[e];
+                moved += std::abs(a.counts[e] - b.counts[e]);
+                experts_seen += a.counts[e] > 0 ? 1 : 0;
+            }
+            EXPECT_EQ(total_a, total_b) << a.name;  // every token reaches k experts either way
+            EXPECT_EQ(total_b, c.n_tokens * mc.n_experts_used) << a.name;
+            EXPECT_LE(l2, 2e-2) << a.name;
+            worst_expert_l2 = std::max(worst_expert_l2, l2);
         }
-        ASSERT_EQ(static_cast<int64_t>(a.counts.size()), mc.n_experts) << a.name;
-        int64_t total_a = 0, total_b = 0;
-        for (size_t e = 0; e < a.counts.size(); ++e) {
-            total_a += a.counts[e], total_b += b.counts[e];
-            moved += std::abs(a.counts[e] - b.counts[e]);
-            experts_seen += a.counts[e] > 0 ? 1 : 0;
-        }
-        EXPECT_EQ(total_a, total_b) << a.name;  // every token reaches k experts either way
-        EXPECT_EQ(total_b, c.n_tokens * mc.n_experts_used) << a.name;
-        EXPECT_LE(l2, 2e-2) << a.name;
-        worst_expert_l2 = std::max(worst_expert_l2, l2);
+        const int64_t moe_layers = mc.n_layers - mc.n_dense_layers;
+        const int64_t slots = c.n_tokens * mc.n_experts_used * 3 * moe_layers;
+        std::printf(
+            "calibrate --gpu on %s (%lld tokens): experts with rows %lld; routed rows moved "
+            "%lld of %lld; expert imatrix relative L2 <= %.3g\n",
+            name, static_cast<long long>(c.n_tokens), static_cast<long long>(experts_seen),
+            static_cast<long long>(moved), static_cast<long long>(slots), worst_expert_l2);
+        EXPECT_GT(experts_seen, moe_layers * 3);  // routing reaches more than one expert
+        EXPECT_LE(moved, slots / 100);
     }
-    const int64_t slots = c.n_tokens * mc.n_experts_used * 3 * mc.n_layers;
-    std::printf(
-        "calibrate --gpu on qwen3moe (%lld tokens): experts with rows %lld; routed rows moved "
-        "%lld of %lld; expert imatrix relative L2 <= %.3g\n",
-        static_cast<long long>(c.n_tokens), static_cast<long long>(experts_seen),
-        static_cast<long long>(moved), static_cast<long long>(slots), worst_expert_l2);
-    EXPECT_GT(experts_seen, mc.n_layers * 3);  // routing reaches more than one expert
-    EXPECT_LE(moved, slots / 100);
 }
 
 // GPTQ's Hessians of routed experts are collected on the CPU: refused by name before any GPU

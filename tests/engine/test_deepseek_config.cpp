@@ -97,5 +97,5 @@ TEST(DeepseekConfig, CpuRunsItTheGpuRefusesByFeature) {
     EXPECT_EQ(glm.rope, RopeStyle::Neox);
     EXPECT_EQ(glm.rotary_dims(), 16);
     EXPECT_NO_THROW(check_layer_supported(glm, "m", EngineKind::Cpu));
-    EXPECT_THROW(check_layer_supported(glm, "m", EngineKind::Cuda), Error);
+    EXPECT_NO_THROW(check_layer_supported(glm, "m", EngineKind::Cuda));  // no MLA
 }

@@ -33,6 +33,7 @@
 #include "engine/cuda/flash_attention.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
+#include "engine/layers/moe_routing.h"
 #include "model/model.h"
 
 namespace quantlens::cuda {
@@ -87,6 +88,8 @@ struct LayerSlots {
     // gpt-oss: sinks, and the biases of o_proj, the router and the experts.
     int sinks = -1, o_bias = -1, router_bias = -1, gate_exps_bias = -1, up_exps_bias = -1,
         down_exps_bias = -1;
+    // DeepSeek-V3 / GLM-4.5: the routing bias and the shared expert (gate | up fused as above).
+    int exp_probs_b = -1, gate_up_shexp = -1, down_shexp = -1;
 };
 
 uint64_t name_hash(const std::string& s) {
@@ -121,7 +124,7 @@ struct CudaEngine::Impl {
     DeviceBuffer rope_cos, rope_sin, staging, importance;
     DeviceBuffer rope_cos_swa, rope_sin_swa;  // sliding layers with their own θ (Gemma 3)
     DeviceBuffer proj;                        // post-norms: a projection before its norm
-    int64_t ffn = 0;         // the MLP's width: an expert's in MoE layers, else the dense one
+    int64_t ffn = 0;  // the widest MLP (an expert, a dense layer, the shared expert): buffers
     DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
     DeviceBuffer act16;      // ggml_numerics: the same, in 16 bits, for a 16-bit weight
 
@@ -180,7 +183,8 @@ struct CudaEngine::Impl {
     ActivationTapFn tap;
     RoutingObserver routing_observer;
     struct TapNames {
-        std::vector<std::string> qkv, o, gate_up, down, router, gate_up_exps, down_exps;
+        std::vector<std::string> qkv, o, gate_up, down, router, gate_up_exps, down_exps,
+            gate_up_shexp, down_shexp;
     };
     std::vector<TapNames> tap_names;
     DeviceBuffer tap_f32;
@@ -251,12 +255,12 @@ struct CudaEngine::Impl {
     std::vector<int> layer_slots(int64_t l) const {
         const LayerSlots& ls = layers[static_cast<size_t>(l)];
         std::vector<int> out;
-        for (int i : {ls.attn_norm,     ls.qkv,         ls.qkv_bias,       ls.q_norm,
-                      ls.k_norm,        ls.o,           ls.post_attn_norm, ls.ffn_norm,
-                      ls.gate_up,       ls.down,        ls.post_ffw_norm,  ls.router,
-                      ls.gate_exps,     ls.up_exps,     ls.down_exps,      ls.sinks,
-                      ls.o_bias,        ls.router_bias, ls.gate_exps_bias, ls.up_exps_bias,
-                      ls.down_exps_bias})
+        for (int i : {ls.attn_norm,      ls.qkv,         ls.qkv_bias,       ls.q_norm,
+                      ls.k_norm,         ls.o,           ls.post_attn_norm, ls.ffn_norm,
+                      ls.gate_up,        ls.down,        ls.post_ffw_norm,  ls.router,
+                      ls.gate_exps,      ls.up_exps,     ls.down_exps,      ls.sinks,
+                      ls.o_bias,         ls.router_bias, ls.gate_exps_bias, ls.up_exps_bias,
+                      ls.down_exps_bias, ls.exp_probs_b, ls.gate_up_shexp,  ls.down_shexp})
             if (i >= 0) out.push_back(i);
         return out;
     }
@@ -673,12 +677,35 @@ struct CudaEngine::Impl {
         linear(ls.router, 0, xn.as(), router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
         if (ls.router_bias >= 0)
             launch_add_bias(router_logits.as<float>(), f32(ls.router_bias), N, E);
-        launch_router_topk(router_logits.as<float>(), route_ids.as<int32_t>(), route_w.as<float>(),
-                           N, E, K, c.moe_renormalize);
         std::vector<int32_t> ids(static_cast<size_t>(N * K));
         std::vector<float> w(ids.size());
-        QL_CUDA(cudaMemcpy(ids.data(), route_ids.as(), ids.size() * 4, cudaMemcpyDeviceToHost));
-        QL_CUDA(cudaMemcpy(w.data(), route_w.as(), w.size() * 4, cudaMemcpyDeviceToHost));
+        if (c.moe_sigmoid) {
+            // DeepSeek-V3 / GLM-4.5's grouped sigmoid choice is the CPU engine's own function
+            // (engine/layers/moe_routing.h) on the downloaded logits: the ids go to the host
+            // for the expert GEMMs anyway, and N × E floats are small beside them.
+            std::vector<float> logits(static_cast<size_t>(N * E)), bias;
+            QL_CUDA(cudaMemcpy(logits.data(), router_logits.as(), logits.size() * 4,
+                               cudaMemcpyDeviceToHost));
+            if (ls.exp_probs_b >= 0) {
+                bias.resize(static_cast<size_t>(E));
+                QL_CUDA(cudaMemcpy(bias.data(), f32(ls.exp_probs_b), bias.size() * 4,
+                                   cudaMemcpyDeviceToHost));
+            }
+            SigmoidRouting r;
+            r.n_experts = E;
+            r.k = K;
+            r.n_groups = c.n_expert_groups;
+            r.groups_used = c.n_expert_groups_used;
+            r.renormalize = c.moe_renormalize;
+            r.scale = static_cast<float>(c.moe_weights_scale);
+            route_sigmoid_grouped(ids.data(), w.data(), logits.data(),
+                                  bias.empty() ? nullptr : bias.data(), N, r);
+        } else {
+            launch_router_topk(router_logits.as<float>(), route_ids.as<int32_t>(),
+                               route_w.as<float>(), N, E, K, c.moe_renormalize);
+            QL_CUDA(cudaMemcpy(ids.data(), route_ids.as(), ids.size() * 4, cudaMemcpyDeviceToHost));
+            QL_CUDA(cudaMemcpy(w.data(), route_w.as(), w.size() * 4, cudaMemcpyDeviceToHost));
+        }
         if (routing_observer) routing_observer(static_cast<int>(l), ids, N, K);
         // Rows of each expert in token order, all experts back to back.
         std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
@@ -728,6 +755,19 @@ struct CudaEngine::Impl {
             linear(ls.down_exps, e * C * F, act.as(), ye.as(), CUDA_R_32F, M, F, C, 0.0f);
             launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C,
                                bias_row(ls.down_exps_bias, e, C));
+        }
+        if (ls.gate_up_shexp >= 0) {  // the ungated shared expert, on every token
+            const int64_t S = c.shared_expert_ffn;
+            const TapNames* tn = tap ? &tap_names[static_cast<size_t>(l)] : nullptr;
+            if (tn)
+                tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &tn->gate_up_shexp,
+                     xn.as(), false, N, C});
+            linear(ls.gate_up_shexp, 0, xn.as(), gu.as(), cdt, N, C, 2 * S, 0.0f);
+            launch_swiglu(act.as(), gu.as(), dt, N, S);
+            if (tn)
+                tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &tn->down_shexp,
+                     act.as(), false, N, S});
+            linear(ls.down_shexp, 0, act.as(), h, CUDA_R_32F, N, S, C, 1.0f);
         }
     }
 };
@@ -779,8 +819,11 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     QL_CUBLAS(cublasCreate(&m.blas));
 
     const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
-    m.ffn = c.is_moe() ? c.ffn : c.dense_ffn_width();
-    const int64_t F = m.ffn, E = c.n_experts, D = c.head_dim;
+    m.ffn =
+        c.is_moe()
+            ? std::max({c.ffn, c.n_dense_layers > 0 ? c.dense_ffn_width() : 0, c.shared_expert_ffn})
+            : c.dense_ffn_width();
+    const int64_t F = c.ffn, E = c.n_experts, D = c.head_dim, F_dense = c.dense_ffn_width();
     m.token_embd = m.fused(false, {{"token_embd.weight", {C, c.vocab}}}, true);
     m.output_norm = m.fused(true, {{"output_norm.weight", {C}}}, true);
     if (!c.tie_embeddings) m.output = m.fused(false, {{"output.weight", {C, c.vocab}}}, false);
@@ -817,11 +860,13 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             ls.post_attn_norm = m.fused(true, {{p + "post_attention_norm.weight", {C}}}, true);
             ls.post_ffw_norm = m.fused(true, {{p + "post_ffw_norm.weight", {C}}}, true);
         }
-        // gpt-oss: the pre-MLP norm is stored as post_attention_norm (llama.cpp's converter).
-        const char* ffn_norm =
-            c.ffn_norm_is_post_attention_norm ? "post_attention_norm.weight" : "ffn_norm.weight";
+        // gpt-oss, GLM-4.5: the pre-MLP norm is stored as post_attention_norm (llama.cpp's
+        // converter).
+        const char* ffn_norm = c.ffn_norm_is_post_attention_norm || c.ffn_norm_post_attention
+                                   ? "post_attention_norm.weight"
+                                   : "ffn_norm.weight";
         ls.ffn_norm = m.fused(true, {{p + ffn_norm, {C}}}, true);
-        if (c.is_moe()) {
+        if (c.is_moe_layer(l)) {
             ls.router = m.fused(false, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
             ls.gate_exps = m.fused(false, {{p + "ffn_gate_exps.weight", {C, F, E}}}, true);
             ls.up_exps = m.fused(false, {{p + "ffn_up_exps.weight", {C, F, E}}}, true);
@@ -832,15 +877,25 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
                 ls.up_exps_bias = m.fused(true, {{p + "ffn_up_exps.bias", {F, E}}}, false);
                 ls.down_exps_bias = m.fused(true, {{p + "ffn_down_exps.bias", {C, E}}}, false);
             }
+            if (c.moe_sigmoid)  // optional, as on the CPU: absent, it stays zero
+                ls.exp_probs_b = m.fused(true, {{p + "exp_probs_b.bias", {E}}}, false);
+            if (c.shared_expert == SharedExpert::Ungated) {
+                const int64_t S = c.shared_expert_ffn;
+                ls.gate_up_shexp = m.fused(
+                    false,
+                    {{p + "ffn_gate_shexp.weight", {C, S}}, {p + "ffn_up_shexp.weight", {C, S}}},
+                    true);
+                ls.down_shexp = m.fused(false, {{p + "ffn_down_shexp.weight", {S, C}}}, true);
+            }
         } else {
             // Phi-3's ffn_up holds gate | up rows as one tensor: the same slot layout.
-            ls.gate_up =
-                c.fused_gate_up
-                    ? m.fused(false, {{p + "ffn_up.weight", {C, 2 * F}}}, true)
-                    : m.fused(false,
-                              {{p + "ffn_gate.weight", {C, F}}, {p + "ffn_up.weight", {C, F}}},
-                              true);
-            ls.down = m.fused(false, {{p + "ffn_down.weight", {F, C}}}, true);
+            ls.gate_up = c.fused_gate_up
+                             ? m.fused(false, {{p + "ffn_up.weight", {C, 2 * F_dense}}}, true)
+                             : m.fused(false,
+                                       {{p + "ffn_gate.weight", {C, F_dense}},
+                                        {p + "ffn_up.weight", {C, F_dense}}},
+                                       true);
+            ls.down = m.fused(false, {{p + "ffn_down.weight", {F_dense, C}}}, true);
         }
     }
     const auto Nmax = static_cast<size_t>(options.max_tokens);
@@ -1211,7 +1266,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     QL_ASSERT(l >= 0 && l < c.n_layers && B * T <= m.opt.max_tokens);
     const LayerSlots& ls = m.layers[static_cast<size_t>(l)];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
-    const int64_t HD = H * D, KD = KV * D, F = m.ffn;
+    const int64_t HD = H * D, KD = KV * D, F = c.dense_ffn_width();
     const auto eps = static_cast<float>(c.rms_eps);
     m.ensure_rope(T);
     const bool own_rope = c.is_sliding(l) && c.rope_theta_swa > 0;
@@ -1259,7 +1314,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     m.mark_step(5);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
     m.mark_step(6);
-    if (c.is_moe()) {
+    if (c.is_moe_layer(l)) {
         if (tn) tap(tn->router, m.xn.as(), C);
         m.ffn_moe(l, ls, h, N);
         m.mark_step(7);
@@ -1302,6 +1357,8 @@ void CudaEngine::set_tap(ActivationTapFn tap) {
         t.router = names({"ffn_gate_inp"});
         t.gate_up_exps = names({"ffn_gate_exps", "ffn_up_exps"});
         t.down_exps = names({"ffn_down_exps"});
+        t.gate_up_shexp = names({"ffn_gate_shexp", "ffn_up_shexp"});
+        t.down_shexp = names({"ffn_down_shexp"});
         m.tap_names.push_back(std::move(t));
     }
 }
@@ -1390,9 +1447,12 @@ std::vector<std::string> quantizable_weights(const ModelConfig& c) {
             c.fused_qkv ? std::vector<const char*>{"attn_qkv", "attn_output"}
                         : std::vector<const char*>{"attn_q", "attn_k", "attn_v", "attn_output"};
         for (const char* t : attention) out.push_back(p + t + ".weight");
-        if (c.is_moe()) {
+        if (c.is_moe_layer(l)) {
             for (const char* t : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
                 out.push_back(p + t + ".weight");
+            if (c.shared_expert == SharedExpert::Ungated)
+                for (const char* t : {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"})
+                    out.push_back(p + t + ".weight");
         } else if (c.fused_gate_up) {
             for (const char* t : {"ffn_up", "ffn_down"}) out.push_back(p + t + ".weight");
         } else {
