@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Issue 23 on the GPU, not yet run (the 2026-12-07 session got no device after its first call):
+# the CUDA tests (cuda_test_cuda_engine: CudaFamilies on gptoss, gptoss-mxfp4, glm4moe — and
+# deepseek3-mla on branch mla-gpu —, the gpt-oss sweep case, RoutingCountsMatchCpuSweep;
+# cuda_test_cuda_stats: CalibrateGpuCoversRoutedExperts), then the MoE fixtures through the real
+# CLI with and without --gpu: eval against transformers' log-probs, sweep, sweep --experts,
+# calibrate. Run on the GPU machine from the repository root, with build-carry/ holding
+# bundle.tar.xz (scripts/device_bundle.sh of the CUDA build: quantlens, cuda_test_cuda_engine,
+# cuda_test_cuda_stats) and d4/ (calib.txt, eval.txt: their first 400 kB, so the carry stays
+# under 64 MiB); results land in $OUT.
+set -u
+B=$PWD/build-carry
+rm -rf /tmp/ql; mkdir -p /tmp/ql && tar xJf $B/bundle.tar.xz -C /tmp/ql
+CUBLAS=$(python3 -c "import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null)
+export LD_LIBRARY_PATH=/tmp/ql/lib:$CUBLAS
+mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
+Q=/tmp/ql/bin/quantlens; D=$B/d4; R=/tmp/res; rm -rf $R; mkdir -p $R
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+timeout 120 /tmp/ql/bin/cuda_test_cuda_engine > $R/tests.txt 2>&1; echo "engine tests rc $?"
+grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|vs transformers|F32  blk|slots moved|Failure|Expected|Which is|actual" $R/tests.txt | head -70
+timeout 90 /tmp/ql/bin/cuda_test_cuda_stats > $R/tests2.txt 2>&1; echo "stats tests rc $?"
+grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|calibrate --gpu|Failure|Expected|Which is|actual" $R/tests2.txt | head -30
+FIXTURES="gptoss gptoss-mxfp4 glm4moe"
+[ -n "${WITH_MLA:-}" ] && FIXTURES="$FIXTURES deepseek3-mla"
+for f in $FIXTURES; do
+  M=tests/fixtures/$f
+  for dev in cpu gpu; do
+    flag=""; [ $dev = gpu ] && flag=--gpu
+    timeout 60 $Q -q eval $M --text $D/eval.txt --ctx 512 --chunks 2 --base $M/reference.qllogp --json $flag > $R/e-$f-$dev.json 2> $R/e-$f-$dev.err || tail -3 $R/e-$f-$dev.err
+    timeout 120 $Q -q sweep $M --eval $D/calib.txt --tokens 2048 $flag --store $R/s-$f-$dev.sqlite --json $R/s-$f-$dev.json > $R/s-$f-$dev.log 2>&1 || tail -3 $R/s-$f-$dev.log
+  done
+  python3 -c "
+import json; c=json.load(open('$R/e-$f-cpu.json')); g=json.load(open('$R/e-$f-gpu.json'))
+print('%-14s eval vs transformers: cpu ppl %.5f KLD %.3g top1 %.2f | gpu ppl %.5f KLD %.3g top1 %.2f' % ('$f', c['ppl'], c['kld']['mean'], c['same_top1_pct'], g['ppl'], g['kld']['mean'], g['same_top1_pct']))" || true
+  echo "== $f sweep, GPU vs CPU"; python3 bench/compare_sweeps.py $R/s-$f-cpu.json $R/s-$f-gpu.json 2>&1 | tail -6
+done
+M=tests/fixtures/qwen3moe
+for dev in cpu gpu; do
+  flag=""; [ $dev = gpu ] && flag=--gpu
+  timeout 120 $Q -q sweep $M --eval $D/calib.txt --tokens 1024 --ctx 256 --types Q8_0,Q4_0 --experts $flag --store $R/x-$dev.sqlite --json $R/x-$dev.json > $R/x-$dev.log 2>&1 || tail -3 $R/x-$dev.log
+  timeout 120 $Q -q calibrate $M --text $D/calib.txt --chunks 8 -o $R/im-$dev.dat $flag > $R/im-$dev.log 2>&1 || tail -3 $R/im-$dev.log
+done
+echo "== qwen3moe sweep --experts, GPU vs CPU"; python3 bench/compare_sweeps.py $R/x-cpu.json $R/x-gpu.json 2>&1 | tail -6
+python3 - "$R" <<'PY'
+import json, sys
+def rt(p):
+    return {m['unit']: m['value'] for m in json.load(open(p))['measurements'] if m['metric'] == 'route_tokens' and m['type'] == 'Q4_0'}
+c, g = rt(sys.argv[1] + '/x-cpu.json'), rt(sys.argv[1] + '/x-gpu.json')
+print('expert units', len(c), len(g), 'route_tokens cpu', sum(c.values()), 'gpu', sum(g.values()), 'max |diff|', max((abs(c[k] - g.get(k, 0)) for k in c), default=None))
+PY
+echo "== qwen3moe calibrate --gpu vs CPU"; python3 bench/compare_imatrix.py $R/im-cpu.dat $R/im-gpu.dat 2>&1 | tail -4
+cp $R/*.txt $R/*.json $OUT/ 2>/dev/null
