@@ -6,12 +6,7 @@
 # (calib.txt, eval.txt, llama-8m-Q4_K_M.gguf, llama-8m.llamacpp-imatrix.dat) and
 # make_llama3_8b_shape.py.
 set -u
-B=$PWD/build-carry
-rm -rf /tmp/ql; mkdir -p /tmp/ql && tar xJf $B/bundle.tar.xz -C /tmp/ql
-CUBLAS=$(python3 -c "import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null)
-export LD_LIBRARY_PATH=/tmp/ql/lib:$CUBLAS
-mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
-Q=/tmp/ql/bin/quantlens
+. bench/device_env.sh  # B, Q, the bundle unpacked
 M=examples/models/llama-8m
 D=$B/data
 nproc; nvidia-smi --query-gpu=name,driver_version --format=csv,noheader

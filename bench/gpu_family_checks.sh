@@ -7,12 +7,8 @@
 set -u
 T0=$(date +%s)
 el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
-B=$PWD/build-carry
-rm -rf /tmp/ql; mkdir -p /tmp/ql && tar xJf $B/bundle.tar.xz -C /tmp/ql
-CUBLAS=$(python3 -c "import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null)
-export LD_LIBRARY_PATH=/tmp/ql/lib:$CUBLAS
-mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
-Q=/tmp/ql/bin/quantlens; D=$B/d3; R=/tmp/res; rm -rf $R; mkdir -p $R
+. bench/device_env.sh  # B, Q, the bundle unpacked
+D=$B/d3; R=/tmp/res; rm -rf $R; mkdir -p $R
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 timeout 150 /tmp/ql/bin/cuda_test_cuda_engine > $R/tests.txt 2>&1; echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|vs transformers|dKLD|Failure|Expected|Which is|actual" $R/tests.txt | head -60

@@ -9,12 +9,8 @@
 # cuda_test_cuda_stats) and d4/ (calib.txt, eval.txt: their first 400 kB, so the carry stays
 # under 64 MiB); results land in $OUT.
 set -u
-B=$PWD/build-carry
-rm -rf /tmp/ql; mkdir -p /tmp/ql && tar xJf $B/bundle.tar.xz -C /tmp/ql
-CUBLAS=$(python3 -c "import nvidia.cublas as m, os; print(os.path.join(list(m.__path__)[0], 'lib'))" 2>/dev/null)
-export LD_LIBRARY_PATH=/tmp/ql/lib:$CUBLAS
-mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
-Q=/tmp/ql/bin/quantlens; D=$B/d4; R=/tmp/res; rm -rf $R; mkdir -p $R
+. bench/device_env.sh  # B, Q, the bundle unpacked
+D=$B/d4; R=/tmp/res; rm -rf $R; mkdir -p $R
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 timeout 120 /tmp/ql/bin/cuda_test_cuda_engine > $R/tests.txt 2>&1; echo "engine tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|vs transformers|F32  blk|slots moved|Failure|Expected|Which is|actual" $R/tests.txt | head -70
