@@ -74,16 +74,6 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
     QL_CHECK(!c.is_moe() || (c.act == Activation::SiLU && !c.fused_gate_up && !c.post_norms),
              "{}: {} experts with GeGLU, fused gate/up or post-norms are not implemented", what,
              arch_name(c.arch));
-    if (kind == EngineKind::Cpu) return;
-    const std::pair<bool, const char*> lacks[] = {
-        // DeepSeek-V3 (engine/layers/mla.h): CPU only
-        {c.mla, "multi-head latent attention (MLA)"},
-    };
-    for (const auto& [missing, feature] : lacks)
-        QL_CHECK(!missing,
-                 "{}: {} uses {}, which the CUDA engine does not implement; run it on "
-                 "the CPU (without --gpu)",
-                 what, arch_name(c.arch), feature);
 }
 
 Engine::Engine(const Model& model, EngineOptions options)

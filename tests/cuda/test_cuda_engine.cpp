@@ -452,9 +452,10 @@ TEST(CudaSweep, DeltaKldMatchesCpuSweepBF16) {
 TEST(CudaFamilies, MatchTransformersAndCpuEngine) {
     SKIP_WITHOUT_GPU();
     const std::pair<const char*, const char*> fixtures[] = {
-        {"llama2-sp", ""}, {"mistral-metaspace", ""}, {"gemma2", "-eager"},
-        {"gemma3", ""},    {"phi3-longrope", ""},     {"qwen3moe", ""},
-        {"gptoss", ""},    {"gptoss-mxfp4", ""},      {"glm4moe", ""}};
+        {"llama2-sp", ""},    {"mistral-metaspace", ""}, {"gemma2", "-eager"},
+        {"gemma3", ""},       {"phi3-longrope", ""},     {"qwen3moe", ""},
+        {"gptoss", ""},       {"gptoss-mxfp4", ""},      {"glm4moe", ""},
+        {"deepseek3-mla", ""}};
     for (const auto& [name, variant] : fixtures) {
         const std::string dir = test_support::fixture_dir(name);
         auto model = Model::open(dir);
@@ -541,10 +542,11 @@ TEST(CudaFamilies, SweepMatchesCpuSweep) {
 // sweep --experts --gpu: the routing counts of the GPU's reference pass are the CPU's (F32
 // storage; a token whose two best experts tie within rounding may go either way, so a few
 // slots in a thousand may move), for softmax routing with renormalization (Qwen3-MoE) and
-// gpt-oss's biased router, and GLM-4.5's grouped sigmoid routing after a dense layer.
+// gpt-oss's biased router, and GLM-4.5's and DeepSeek-V3's grouped sigmoid routing after a
+// dense layer (DeepSeek's behind MLA).
 TEST(CudaSweep, RoutingCountsMatchCpuSweep) {
     SKIP_WITHOUT_GPU();
-    for (const char* name : {"qwen3moe", "gptoss", "glm4moe"}) {
+    for (const char* name : {"qwen3moe", "gptoss", "glm4moe", "deepseek3-mla"}) {
         auto model = Model::open(test_support::fixture_dir(name));
         Engine cpu(*model);
         EvalChunks chunks;

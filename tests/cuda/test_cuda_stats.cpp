@@ -421,7 +421,8 @@ TEST(CudaStats, CalibrateGpuMatchesDownloadedTwinAndCpuEngine) {
 // thousand; every other input matches as for a dense model.
 TEST(CudaStats, CalibrateGpuCoversRoutedExperts) {
     SKIP_WITHOUT_GPU();
-    for (const char* name : {"qwen3moe", "glm4moe"}) {  // GLM: a dense layer, a shared expert
+    // GLM: a dense layer, a shared expert; DeepSeek: MLA's per-head attn_k_b / attn_v_b too
+    for (const char* name : {"qwen3moe", "glm4moe", "deepseek3-mla"}) {
         const auto model = Model::open(test_support::fixture_dir(name));
         const ModelConfig& mc = model->config();
         CalibrateOptions co;

@@ -90,6 +90,9 @@ struct LayerSlots {
         down_exps_bias = -1;
     // DeepSeek-V3 / GLM-4.5: the routing bias and the shared expert (gate | up fused as above).
     int exp_probs_b = -1, gate_up_shexp = -1, down_shexp = -1;
+    // DeepSeek-V3's MLA (in place of qkv): the q bottleneck, the latent kv and its rope key,
+    // and the per-head maps between a head's channels and the latent space.
+    int q_a = -1, q_a_norm = -1, q_b = -1, kv_a = -1, kv_a_norm = -1, k_b = -1, v_b = -1;
 };
 
 uint64_t name_hash(const std::string& s) {
@@ -124,6 +127,10 @@ struct CudaEngine::Impl {
     DeviceBuffer rope_cos, rope_sin, staging, importance;
     DeviceBuffer rope_cos_swa, rope_sin_swa;  // sliding layers with their own θ (Gemma 3)
     DeviceBuffer proj;                        // post-norms: a projection before its norm
+    // MLA: q_a's output (f32) and its norm, kv_a's output (f32), the heads' nope queries, the
+    // attention's latent output, one head's columns (q and k reuse q/k as [q_lat | q_rope] and
+    // [c | k_rope], q_b's output reuses qkv).
+    DeviceBuffer mla_qa32, mla_qa, mla_kv32, mla_qn, mla_ol, mla_head;
     int64_t ffn = 0;  // the widest MLP (an expert, a dense layer, the shared expert): buffers
     DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
     DeviceBuffer act16;      // ggml_numerics: the same, in 16 bits, for a 16-bit weight
@@ -184,13 +191,13 @@ struct CudaEngine::Impl {
     RoutingObserver routing_observer;
     struct TapNames {
         std::vector<std::string> qkv, o, gate_up, down, router, gate_up_exps, down_exps,
-            gate_up_shexp, down_shexp;
+            gate_up_shexp, down_shexp, mla_a, q_b, k_b, v_b;
     };
     std::vector<TapNames> tap_names;
     DeviceBuffer tap_f32;
     int64_t rope_T = -1;
     struct PtrKey {
-        int64_t B = -1, T = -1;
+        int64_t B = -1, T = -1, H = -1, KV = -1, Dqk = -1, Dv = -1, ldv = -1;
         const void *q = nullptr, *k = nullptr, *v = nullptr, *s = nullptr, *p = nullptr,
                    *o = nullptr;
         bool operator==(const PtrKey&) const = default;
@@ -255,12 +262,37 @@ struct CudaEngine::Impl {
     std::vector<int> layer_slots(int64_t l) const {
         const LayerSlots& ls = layers[static_cast<size_t>(l)];
         std::vector<int> out;
-        for (int i : {ls.attn_norm,      ls.qkv,         ls.qkv_bias,       ls.q_norm,
-                      ls.k_norm,         ls.o,           ls.post_attn_norm, ls.ffn_norm,
-                      ls.gate_up,        ls.down,        ls.post_ffw_norm,  ls.router,
-                      ls.gate_exps,      ls.up_exps,     ls.down_exps,      ls.sinks,
-                      ls.o_bias,         ls.router_bias, ls.gate_exps_bias, ls.up_exps_bias,
-                      ls.down_exps_bias, ls.exp_probs_b, ls.gate_up_shexp,  ls.down_shexp})
+        for (int i : {ls.attn_norm,
+                      ls.qkv,
+                      ls.qkv_bias,
+                      ls.q_norm,
+                      ls.k_norm,
+                      ls.o,
+                      ls.post_attn_norm,
+                      ls.ffn_norm,
+                      ls.gate_up,
+                      ls.down,
+                      ls.post_ffw_norm,
+                      ls.router,
+                      ls.gate_exps,
+                      ls.up_exps,
+                      ls.down_exps,
+                      ls.sinks,
+                      ls.o_bias,
+                      ls.router_bias,
+                      ls.gate_exps_bias,
+                      ls.up_exps_bias,
+                      ls.down_exps_bias,
+                      ls.exp_probs_b,
+                      ls.gate_up_shexp,
+                      ls.down_shexp,
+                      ls.q_a,
+                      ls.q_a_norm,
+                      ls.q_b,
+                      ls.kv_a,
+                      ls.kv_a_norm,
+                      ls.k_b,
+                      ls.v_b})
             if (i >= 0) out.push_back(i);
         return out;
     }
@@ -595,13 +627,28 @@ struct CudaEngine::Impl {
         rope_T = T;
     }
 
+    // Causal attention of H query heads over KV shared key/value heads: q[N, H, Dqk],
+    // k[N, KV, Dqk], v rows of ldv elements per token holding KV heads of Dv → out[N, H, Dv].
+    // MLA passes its latent form: Dqk = L + R, one kv head, v = the first L channels of k.
+    struct AttnShape {
+        int64_t H, KV, Dqk, Dv, ldv;
+        float scale;
+        const DeviceBuffer &q, &k, &v, &out;
+    };
     void attention(int64_t l, int64_t B, int64_t T) {
-        const int64_t H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim, G = H / KV;
+        const int64_t H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
         if (flash) {
             launch_flash_attention(q.as(), k.as(), v.as(), att.as(), B, T, H, KV, D,
                                    1.0f / std::sqrt(static_cast<float>(D)));
             return;
         }
+        // The CPU engine's blocked_attention: score = scale · q·k in the GEMM.
+        const float scale = c.attn_scale > 0 ? static_cast<float>(c.attn_scale)
+                                             : 1.0f / std::sqrt(static_cast<float>(D));
+        attention(l, B, T, {H, KV, D, D, KV * D, scale, q, k, v, att});
+    }
+    void attention(int64_t l, int64_t B, int64_t T, const AttnShape& a) {
+        const int64_t H = a.H, KV = a.KV, D = a.Dqk, Dv = a.Dv, G = H / KV;
         // Causal: queries in blocks of kQueryBlock meet only the keys up to their block's end,
         // which skips ~3/8 of the score and P·V work at T = 512 (and the masked scores' traffic).
         const int64_t batch = B * H, Tb = std::min<int64_t>(T, kQueryBlock);
@@ -609,7 +656,8 @@ struct CudaEngine::Impl {
         scores.resize(static_cast<size_t>(batch * T * T) * 4);
         probs.resize(static_cast<size_t>(batch * T * T) * esize);
         ptrs.resize(static_cast<size_t>(6 * batch * QB) * sizeof(void*));
-        const PtrKey key{B, T, q.as(), k.as(), v.as(), scores.as(), probs.as(), att.as()};
+        const PtrKey key{B,        T,        H,        KV,          D,          Dv,        a.ldv,
+                         a.q.as(), a.k.as(), a.v.as(), scores.as(), probs.as(), a.out.as()};
         if (!(key == ptr_key)) {
             std::vector<const void*> p(static_cast<size_t>(6 * batch * QB));
             auto at = [&](const DeviceBuffer& b, int64_t elems, size_t es) {
@@ -620,15 +668,17 @@ struct CudaEngine::Impl {
                 for (int64_t b = 0; b < B; ++b)
                     for (int64_t h = 0; h < H; ++h) {
                         const auto i = static_cast<size_t>(qb * batch + b * H + h);
-                        const int64_t kv_off = (b * T * KV + h / G) * D;
+                        const int64_t k_off = (b * T * KV + h / G) * D;
+                        const int64_t v_off = b * T * a.ldv + h / G * Dv;
                         const int64_t q_off = (b * T * H + h) * D + qb * Tb * H * D;
+                        const int64_t o_off = (b * T * H + h) * Dv + qb * Tb * H * Dv;
                         const int64_t s_off = (b * H + h) * T * T + qb * Tb * T;
-                        p[i] = at(k, kv_off, esize);
-                        p[n + i] = at(q, q_off, esize);
+                        p[i] = at(a.k, k_off, esize);
+                        p[n + i] = at(a.q, q_off, esize);
                         p[2 * n + i] = at(scores, s_off, 4);
-                        p[3 * n + i] = at(v, kv_off, esize);
+                        p[3 * n + i] = at(a.v, v_off, esize);
                         p[4 * n + i] = at(probs, s_off, esize);
-                        p[5 * n + i] = at(att, q_off, esize);
+                        p[5 * n + i] = at(a.out, o_off, esize);
                     }
             QL_CUDA(
                 cudaMemcpy(ptrs.as(), p.data(), p.size() * sizeof(void*), cudaMemcpyHostToDevice));
@@ -637,18 +687,15 @@ struct CudaEngine::Impl {
         auto arr = [&](int i, int64_t qb) {
             return ptrs.as<const void*>() + (i * QB + qb) * batch;
         };
-        // The CPU engine's blocked_attention: score = scale · q·k in the GEMM.
-        const float scale = c.attn_scale > 0 ? static_cast<float>(c.attn_scale)
-                                             : 1.0f / std::sqrt(static_cast<float>(D));
         const float zero = 0.0f, one = 1.0f;
         for (int64_t qb = 0; qb < QB; ++qb) {
             const auto rows = static_cast<int>(std::min(Tb, T - qb * Tb));
             const auto keys = static_cast<int>(std::min(T, (qb + 1) * Tb));
             // Sᵀ (keys × queries, column-major) = K · Qᵀ: row-major S[query][key].
             QL_CUBLAS(cublasGemmBatchedEx(
-                blas, CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, static_cast<int>(D), &scale, arr(0, qb),
-                cdt, static_cast<int>(KV * D), arr(1, qb), cdt, static_cast<int>(H * D), &zero,
-                const_cast<void**>(arr(2, qb)), CUDA_R_32F, static_cast<int>(T),
+                blas, CUBLAS_OP_T, CUBLAS_OP_N, keys, rows, static_cast<int>(D), &a.scale,
+                arr(0, qb), cdt, static_cast<int>(KV * D), arr(1, qb), cdt, static_cast<int>(H * D),
+                &zero, const_cast<void**>(arr(2, qb)), CUDA_R_32F, static_cast<int>(T),
                 static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT));
         }
         launch_causal_softmax(scores.as<float>(), probs.as(), dt, batch * T, T, Tb,
@@ -660,14 +707,58 @@ struct CudaEngine::Impl {
         for (int64_t qb = 0; qb < QB; ++qb) {
             const auto rows = static_cast<int>(std::min(Tb, T - qb * Tb));
             const auto keys = static_cast<int>(std::min(T, (qb + 1) * Tb));
-            // Oᵀ (D × queries) = Vᵀ · Pᵀ.
+            // Oᵀ (Dv × queries) = Vᵀ · Pᵀ.
             QL_CUBLAS(cublasGemmBatchedEx(
-                blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(D), rows, keys, &one, arr(3, qb),
-                cdt, static_cast<int>(KV * D), arr(4, qb), cdt, static_cast<int>(T), &zero,
-                const_cast<void**>(arr(5, qb)), cdt, static_cast<int>(H * D),
+                blas, CUBLAS_OP_N, CUBLAS_OP_N, static_cast<int>(Dv), rows, keys, &one, arr(3, qb),
+                cdt, static_cast<int>(a.ldv), arr(4, qb), cdt, static_cast<int>(T), &zero,
+                const_cast<void**>(arr(5, qb)), cdt, static_cast<int>(H * Dv),
                 static_cast<int>(batch), compute, CUBLAS_GEMM_DEFAULT));
         }
     }
+
+    // DeepSeek-V3's multi-head latent attention in the absorbed form of the CPU engine
+    // (engine/engine_deepseek.cpp, engine/layers/mla.h): from xn (the attention norm's output)
+    // to att[N, H, V], the o-projection's input.
+    void mla_attention(int64_t l, const LayerSlots& ls, int64_t B, int64_t T, const TapNames* tn) {
+        const int64_t N = B * T, C = c.hidden, H = c.n_heads, R = c.head_dim, P = c.qk_nope_dim;
+        const int64_t L = c.kv_lora_rank, Q = c.q_lora_rank, V = c.v_head_dim;
+        constexpr float kLatentNormEps = 1e-6f;  // transformers' DeepseekV3RMSNorm default
+        auto tap_input = [&](const std::vector<std::string>& names, const void* x, int64_t cols,
+                             int expert = -1) {
+            if (tn)
+                tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &names, x, false, N,
+                     cols, expert});
+        };
+        tap_input(tn ? tn->mla_a : tap_names_none, xn.as(), C);
+        linear(ls.q_a, 0, xn.as(), mla_qa32.as(), CUDA_R_32F, N, C, Q, 0.0f);
+        linear(ls.kv_a, 0, xn.as(), mla_kv32.as(), CUDA_R_32F, N, C, L + R, 0.0f);
+        launch_rmsnorm(mla_qa.as(), dt, mla_qa32.as<float>(), f32(ls.q_a_norm), N, Q,
+                       kLatentNormEps, T, T, 0);
+        tap_input(tn ? tn->q_b : tap_names_none, mla_qa.as(), Q);
+        linear(ls.q_b, 0, mla_qa.as(), qkv.as(), CUDA_R_32F, N, Q, H * (P + R), 0.0f);
+        launch_mla_post(qkv.as<float>(), mla_kv32.as<float>(), f32(ls.kv_a_norm), kLatentNormEps,
+                        rope_cos.as<float>(), rope_sin.as<float>(), c.rope_neox(), mla_qn.as(),
+                        q.as(), k.as(), dt, N, T, H, P, R, L);
+        // Each head's nope query into the latent space: q_lat = k_bₕ · q_nope, beside its
+        // rotated rope part.
+        for (int64_t hd = 0; hd < H; ++hd) {
+            launch_gather_cols(mla_head.as(), mla_qn.as(), dt, N, P, H * P, hd * P);
+            tap_input(tn ? tn->k_b : tap_names_none, mla_head.as(), P, static_cast<int>(hd));
+            linear(ls.k_b, hd * L * P, mla_head.as(), q.as<char>() + hd * (L + R) * esize, cdt, N,
+                   P, L, 0.0f, H * (L + R));
+        }
+        const auto scale =
+            static_cast<float>(yarn_score_scale(c) / std::sqrt(static_cast<double>(P + R)));
+        attention(l, B, T, {H, 1, L + R, L, L + R, scale, q, k, k, mla_ol});
+        // Back to v_head_dim per head: v = v_bₕ · out_lat.
+        for (int64_t hd = 0; hd < H; ++hd) {
+            launch_gather_cols(mla_head.as(), mla_ol.as(), dt, N, L, H * L, hd * L);
+            tap_input(tn ? tn->v_b : tap_names_none, mla_head.as(), L, static_cast<int>(hd));
+            linear(ls.v_b, hd * V * L, mla_head.as(), att.as<char>() + hd * V * esize, cdt, N, L, V,
+                   0.0f, H * V);
+        }
+    }
+    const std::vector<std::string> tap_names_none;
 
     void ffn_moe(int64_t l, const LayerSlots& ls, float* h, int64_t N) {
         const int64_t C = c.hidden, F = c.ffn, E = c.n_experts, K = c.n_experts_used;
@@ -788,6 +879,9 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
              "vocab {}, experts {}/{})",
              c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab, c.n_experts,
              c.n_experts_used);
+    QL_CHECK(!options.ggml_numerics || !c.mla,
+             "CUDA engine: llama.cpp's numerics (F16 KV cache, quantized matmuls) are not "
+             "modelled for multi-head latent attention; evaluate without them");
     QL_CHECK(!options.ggml_numerics || options.precision == Precision::F32,
              "CUDA engine: llama.cpp's numerics need F32 storage (fake-quantized values held "
              "exactly)");
@@ -811,8 +905,8 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
         !(tf32_env && std::string(tf32_env) == "0"))
         m.compute = CUBLAS_COMPUTE_32F_FAST_TF32;
     // flash_attention.h scales by 1/sqrt(D) and masks causally only.
-    const bool plain_attention =
-        c.attn_scale == 0 && c.attn_softcap == 0 && c.sliding_window == 0 && !c.attn_sinks;
+    const bool plain_attention = c.attn_scale == 0 && c.attn_softcap == 0 &&
+                                 c.sliding_window == 0 && !c.attn_sinks && !c.mla;
     m.flash = options.flash_attention && !options.ggml_numerics && plain_attention &&
               !(flash_env && std::string(flash_env) == "0") &&
               flash_attention_supports(m.dt, c.head_dim);
@@ -832,13 +926,25 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
         const std::string p = "blk." + std::to_string(l) + ".";
         LayerSlots& ls = m.layers[static_cast<size_t>(l)];
         ls.attn_norm = m.fused(true, {{p + "attn_norm.weight", {C}}}, true);
-        // Phi-3's attn_qkv holds q | k | v rows as one tensor: the same slot layout.
-        ls.qkv = c.fused_qkv ? m.fused(false, {{p + "attn_qkv.weight", {C, HD + 2 * KD}}}, true)
-                             : m.fused(false,
-                                       {{p + "attn_q.weight", {C, HD}},
-                                        {p + "attn_k.weight", {C, KD}},
-                                        {p + "attn_v.weight", {C, KD}}},
-                                       true);
+        if (c.mla) {
+            const int64_t H = c.n_heads, P = c.qk_nope_dim, L = c.kv_lora_rank;
+            const int64_t Q = c.q_lora_rank, V = c.v_head_dim;
+            ls.q_a = m.fused(false, {{p + "attn_q_a.weight", {C, Q}}}, true);
+            ls.q_a_norm = m.fused(true, {{p + "attn_q_a_norm.weight", {Q}}}, true);
+            ls.q_b = m.fused(false, {{p + "attn_q_b.weight", {Q, H * (P + D)}}}, true);
+            ls.kv_a = m.fused(false, {{p + "attn_kv_a_mqa.weight", {C, L + D}}}, true);
+            ls.kv_a_norm = m.fused(true, {{p + "attn_kv_a_norm.weight", {L}}}, true);
+            ls.k_b = m.fused(false, {{p + "attn_k_b.weight", {P, L, H}}}, true);
+            ls.v_b = m.fused(false, {{p + "attn_v_b.weight", {L, V, H}}}, true);
+        } else if (c.fused_qkv) {  // Phi-3's attn_qkv holds q | k | v rows as one tensor
+            ls.qkv = m.fused(false, {{p + "attn_qkv.weight", {C, HD + 2 * KD}}}, true);
+        } else {
+            ls.qkv = m.fused(false,
+                             {{p + "attn_q.weight", {C, HD}},
+                              {p + "attn_k.weight", {C, KD}},
+                              {p + "attn_v.weight", {C, KD}}},
+                             true);
+        }
         if (c.qkv_bias)
             ls.qkv_bias = m.fused(
                 true,
@@ -848,7 +954,8 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             ls.q_norm = m.fused(true, {{p + "attn_q_norm.weight", {D}}}, true);
             ls.k_norm = m.fused(true, {{p + "attn_k_norm.weight", {D}}}, true);
         }
-        ls.o = m.fused(false, {{p + "attn_output.weight", {HD, C}}}, true);
+        const int64_t o_in = c.mla ? c.n_heads * c.v_head_dim : HD;
+        ls.o = m.fused(false, {{p + "attn_output.weight", {o_in, C}}}, true);
         // gpt-oss (model_config.h: its sinks come with these biases, each optional as on the
         // CPU; a missing one stays zero).
         const bool gptoss_extras = c.attn_sinks;
@@ -908,6 +1015,21 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.gu.resize(Nmax * static_cast<size_t>(2 * F) * m.esize);
     m.act.resize(Nmax * static_cast<size_t>(F) * m.esize);
     if (c.post_norms) m.proj.resize(Nmax * static_cast<size_t>(C) * 4);
+    if (c.mla) {
+        const auto H = static_cast<size_t>(c.n_heads), P = static_cast<size_t>(c.qk_nope_dim);
+        const auto R = static_cast<size_t>(D), L = static_cast<size_t>(c.kv_lora_rank);
+        const auto Q = static_cast<size_t>(c.q_lora_rank), V = static_cast<size_t>(c.v_head_dim);
+        m.qkv.resize(Nmax * H * (P + R) * 4);
+        m.q.resize(Nmax * H * (L + R) * m.esize);
+        m.k.resize(Nmax * (L + R) * m.esize);
+        m.att.resize(Nmax * H * V * m.esize);
+        m.mla_qa32.resize(Nmax * Q * 4);
+        m.mla_qa.resize(Nmax * Q * m.esize);
+        m.mla_kv32.resize(Nmax * (L + R) * 4);
+        m.mla_qn.resize(Nmax * H * P * m.esize);
+        m.mla_ol.resize(Nmax * H * L * m.esize);
+        m.mla_head.resize(Nmax * std::max(P, L) * m.esize);
+    }
     m.place_weights();
 }
 
@@ -1281,22 +1403,31 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     };
     m.mark_step(0);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
-    if (tn) tap(tn->qkv, m.xn.as(), C);
-    m.mark_step(1);
-    m.linear(ls.qkv, 0, m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
-    m.mark_step(2);
-    launch_qkv_post(m.qkv.as<float>(), m.f32(ls.qkv_bias), m.f32(ls.q_norm), m.f32(ls.k_norm), eps,
-                    (own_rope ? m.rope_cos_swa : m.rope_cos).as<float>(),
-                    (own_rope ? m.rope_sin_swa : m.rope_sin).as<float>(), c.rope_neox(), m.q.as(),
-                    m.k.as(), m.v.as(), m.dt, N, T, H, KV, D, c.rotary_dims() / 2);
-    if (m.opt.ggml_numerics) {  // ggml's F16 KV cache; Q meets F16 K in the KQ product
-        launch_round_activations(m.q.as<float>(), N, HD, ActRound::F16);
-        launch_round_activations(m.k.as<float>(), N, KD, ActRound::F16);
-        launch_round_activations(m.v.as<float>(), N, KD, ActRound::F16);
+    int64_t o_in = HD;  // the o-projection's input width
+    if (c.mla) {
+        m.mark_step(1);
+        m.mla_attention(l, ls, B, T, tn);
+        o_in = H * c.v_head_dim;
+        m.mark_step(2);
+        m.mark_step(3);
+    } else {
+        if (tn) tap(tn->qkv, m.xn.as(), C);
+        m.mark_step(1);
+        m.linear(ls.qkv, 0, m.xn.as(), m.qkv.as(), CUDA_R_32F, N, C, HD + 2 * KD, 0.0f);
+        m.mark_step(2);
+        launch_qkv_post(m.qkv.as<float>(), m.f32(ls.qkv_bias), m.f32(ls.q_norm), m.f32(ls.k_norm),
+                        eps, (own_rope ? m.rope_cos_swa : m.rope_cos).as<float>(),
+                        (own_rope ? m.rope_sin_swa : m.rope_sin).as<float>(), c.rope_neox(),
+                        m.q.as(), m.k.as(), m.v.as(), m.dt, N, T, H, KV, D, c.rotary_dims() / 2);
+        if (m.opt.ggml_numerics) {  // ggml's F16 KV cache; Q meets F16 K in the KQ product
+            launch_round_activations(m.q.as<float>(), N, HD, ActRound::F16);
+            launch_round_activations(m.k.as<float>(), N, KD, ActRound::F16);
+            launch_round_activations(m.v.as<float>(), N, KD, ActRound::F16);
+        }
+        m.mark_step(3);
+        m.attention(l, B, T);
     }
-    m.mark_step(3);
-    m.attention(l, B, T);
-    if (tn) tap(tn->o, m.att.as(), HD);
+    if (tn) tap(tn->o, m.att.as(), o_in);
     m.mark_step(4);
     // h += o-projection; with post-norms, h += rmsnorm(o-projection).
     auto project_into_h = [&](int slot, const void* x, int64_t K, int post_norm, int bias) {
@@ -1309,7 +1440,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
         if (bias >= 0) launch_add_bias(m.proj.as<float>(), m.f32(bias), N, C);
         launch_rmsnorm_add(h, m.proj.as<float>(), m.f32(post_norm), N, C, eps);
     };
-    project_into_h(ls.o, m.att.as(), HD, ls.post_attn_norm, ls.o_bias);
+    project_into_h(ls.o, m.att.as(), o_in, ls.post_attn_norm, ls.o_bias);
 
     m.mark_step(5);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
@@ -1359,6 +1490,10 @@ void CudaEngine::set_tap(ActivationTapFn tap) {
         t.down_exps = names({"ffn_down_exps"});
         t.gate_up_shexp = names({"ffn_gate_shexp", "ffn_up_shexp"});
         t.down_shexp = names({"ffn_down_shexp"});
+        t.mla_a = names({"attn_q_a", "attn_kv_a_mqa"});
+        t.q_b = names({"attn_q_b"});
+        t.k_b = names({"attn_k_b"});
+        t.v_b = names({"attn_v_b"});
         m.tap_names.push_back(std::move(t));
     }
 }
@@ -1444,8 +1579,10 @@ std::vector<std::string> quantizable_weights(const ModelConfig& c) {
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         const auto attention =
-            c.fused_qkv ? std::vector<const char*>{"attn_qkv", "attn_output"}
-                        : std::vector<const char*>{"attn_q", "attn_k", "attn_v", "attn_output"};
+            c.mla         ? std::vector<const char*>{"attn_q_a", "attn_q_b", "attn_kv_a_mqa",
+                                                     "attn_k_b", "attn_v_b", "attn_output"}
+            : c.fused_qkv ? std::vector<const char*>{"attn_qkv", "attn_output"}
+                          : std::vector<const char*>{"attn_q", "attn_k", "attn_v", "attn_output"};
         for (const char* t : attention) out.push_back(p + t + ".weight");
         if (c.is_moe_layer(l)) {
             for (const char* t : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})

@@ -7,9 +7,11 @@
 //    GeGLU, soft-capping, sliding windows and local rope; Phi-3's fused attn_qkv/ffn_up,
 //    partial rotary and longrope; gpt-oss's attention sinks, yarn, o/router/expert biases
 //    and clamped SwiGLU; GLM-4.5's grouped sigmoid routing (the CPU's own function on the
-//    GPU's router logits), shared expert and leading dense layers; GGUF layout, llama q/k rows
-//    permuted so RoPE is the adjacent-pair style, neox for qwen; check_layer_supported names
-//    the rest: DeepSeek's MLA, Gemma 4, Gated DeltaNet), with these precision choices:
+//    GPU's router logits), shared expert and leading dense layers; DeepSeek-V3's multi-head
+//    latent attention in the CPU's absorbed form (per-head attn_k_b / attn_v_b GEMMs around
+//    an MQA over [latent | rope key]); GGUF layout, llama q/k rows permuted so RoPE is the
+//    adjacent-pair style, neox for qwen; check_layer_supported names the rest: Gemma 4, Gated
+//    DeltaNet), with these precision choices:
 //    matrix weights and GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the
 //    residual stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
 //    RoPE tables computed in double on the host exactly like the CPU engine.
