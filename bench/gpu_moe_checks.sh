@@ -1,7 +1,6 @@
 #!/usr/bin/env bash
-# Issue 23 on the GPU, not yet run (the 2026-12-07 session got no device after its first call):
-# the CUDA tests (cuda_test_cuda_engine: CudaFamilies on gptoss, gptoss-mxfp4, glm4moe — and
-# deepseek3-mla on branch mla-gpu —, the gpt-oss sweep case, RoutingCountsMatchCpuSweep;
+# Issue 23 on the GPU: the CUDA tests (cuda_test_cuda_engine: CudaFamilies on gptoss,
+# gptoss-mxfp4, glm4moe, deepseek3-mla, the gpt-oss sweep case, RoutingCountsMatchCpuSweep;
 # cuda_test_cuda_stats: CalibrateGpuCoversRoutedExperts), then the MoE fixtures through the real
 # CLI with and without --gpu: eval against transformers' log-probs, sweep, sweep --experts,
 # calibrate. Run on the GPU machine from the repository root, with build-carry/ holding
@@ -16,8 +15,7 @@ timeout 120 /tmp/ql/bin/cuda_test_cuda_engine > $R/tests.txt 2>&1; echo "engine 
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|vs transformers|F32  blk|slots moved|Failure|Expected|Which is|actual" $R/tests.txt | head -70
 timeout 90 /tmp/ql/bin/cuda_test_cuda_stats > $R/tests2.txt 2>&1; echo "stats tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|calibrate --gpu|Failure|Expected|Which is|actual" $R/tests2.txt | head -30
-FIXTURES="gptoss gptoss-mxfp4 glm4moe"
-[ -n "${WITH_MLA:-}" ] && FIXTURES="$FIXTURES deepseek3-mla"
+FIXTURES="gptoss gptoss-mxfp4 glm4moe deepseek3-mla"
 for f in $FIXTURES; do
   M=tests/fixtures/$f
   for dev in cpu gpu; do
