@@ -43,4 +43,30 @@ c, g = rt(sys.argv[1] + '/x-cpu.json'), rt(sys.argv[1] + '/x-gpu.json')
 print('expert units', len(c), len(g), 'route_tokens cpu', sum(c.values()), 'gpu', sum(g.values()), 'max |diff|', max((abs(c[k] - g.get(k, 0)) for k in c), default=None))
 PY
 echo "== qwen3moe calibrate --gpu vs CPU"; python3 bench/compare_imatrix.py $R/im-cpu.dat $R/im-gpu.dat 2>&1 | tail -4
-cp $R/*.txt $R/*.json $OUT/ 2>/dev/null
+# Issue 22's leftover: verify and compare --gpu on family fixtures (our Q4_K_M and Q8_0 of each),
+# CPU vs GPU. MLA has no llama.cpp-numerics model, so DeepSeek runs without them on both.
+for f in gemma2 phi3-longrope gptoss deepseek3-mla; do
+  M=tests/fixtures/$f; extra=""; [ $f = deepseek3-mla ] && extra=--no-ggml-numerics
+  for dev in cpu gpu; do
+    flag=""; [ $dev = gpu ] && flag=--gpu
+    timeout 150 $Q -q verify --base $M --text $D/eval.txt --presets Q4_K_M,Q8_0 --ctx 256 --chunks 4 --out-dir $R/v-$f-$dev $extra $flag --json $R/v-$f-$dev.json > $R/v-$f-$dev.log 2>&1 || tail -3 $R/v-$f-$dev.log
+    echo "== verify $f $dev"; grep -v "^$" $R/v-$f-$dev.log | tail -4
+  done
+  qf=$(ls $R/v-$f-cpu/*.gguf 2>/dev/null | grep -i q4_k_m | head -1)
+  [ -z "$qf" ] && { echo "no Q4_K_M file for $f"; continue; }
+  cextra=""; [ $f = deepseek3-mla ] && cextra=--no-ggml-numerics
+  for dev in cpu gpu; do
+    flag=""; [ $dev = gpu ] && flag=--gpu
+    timeout 120 $Q -q compare $M $qf --text $D/eval.txt --ctx 256 --chunks 4 --json $cextra $flag > $R/c-$f-$dev.json 2> $R/c-$f-$dev.err || tail -3 $R/c-$f-$dev.err
+  done
+  python3 - "$R/c-$f-cpu.json" "$R/c-$f-gpu.json" "$f" <<'PY'
+import json, sys
+def summary(p):
+    try: d = json.load(open(p))
+    except Exception as e: return 'unreadable (%s)' % e
+    k = d.get('kld', {})
+    return 'ppl %s KLD mean %s p99 %s' % (d.get('ppl_quant', d.get('ppl')), k.get('mean') if isinstance(k, dict) else k, k.get('p99') if isinstance(k, dict) else '')
+print('== compare %s Q4_K_M: cpu %s | gpu %s' % (sys.argv[3], summary(sys.argv[1]), summary(sys.argv[2])))
+PY
+done
+cp $R/*.txt $R/*.json $R/*.log $OUT/ 2>/dev/null
