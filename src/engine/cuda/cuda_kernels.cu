@@ -112,18 +112,19 @@ __global__ void qkv_post_k(const float* qkv, const float* bias, const float* q_n
 // One warp per (token, head), head H being the shared latent kv; see launch_mla_post.
 template <typename T>
 __global__ void mla_post_k(const float* q, const float* kv, const float* kv_norm, float eps,
-                           const float* cos_t, const float* sin_t, bool neox, T* q_nope, T* q_cat,
-                           T* k_cat, int64_t Tq, int64_t H, int64_t P, int64_t R, int64_t L) {
+                           const float* cos_t, const float* sin_t, bool neox, T* q_nope,
+                           float* q_cat, float* k_cat, int64_t N, int64_t Tq, int64_t H, int64_t P,
+                           int64_t R, int64_t L) {
     const int64_t n = blockIdx.x;
     const int64_t hd =
         static_cast<int64_t>(blockIdx.y) * (blockDim.x / kWarp) + threadIdx.x / kWarp;
     const int lane = threadIdx.x % kWarp;
     if (hd > H) return;
     const float* x;  // the R channels to rotate
-    T* o;            // where they go
+    float* o;        // where they go
     if (hd < H) {
         const float* qh = q + (n * H + hd) * (P + R);
-        for (int64_t j = lane; j < P; j += kWarp) q_nope[(n * H + hd) * P + j] = from_f32<T>(qh[j]);
+        for (int64_t j = lane; j < P; j += kWarp) q_nope[(hd * N + n) * P + j] = from_f32<T>(qh[j]);
         x = qh + P;
         o = q_cat + (n * H + hd) * (L + R) + L;
     } else {
@@ -132,8 +133,8 @@ __global__ void mla_post_k(const float* q, const float* kv, const float* kv_norm
         for (int64_t j = lane; j < L; j += kWarp) ss += static_cast<double>(c[j]) * c[j];
         ss = warp_sum(ss);
         const float scale = static_cast<float>(1.0 / sqrt(ss / L + eps));
-        T* k = k_cat + n * (L + R);
-        for (int64_t j = lane; j < L; j += kWarp) k[j] = from_f32<T>(c[j] * scale * kv_norm[j]);
+        float* k = k_cat + n * (L + R);
+        for (int64_t j = lane; j < L; j += kWarp) k[j] = c[j] * scale * kv_norm[j];
         x = c + L;
         o = k + L;
     }
@@ -141,15 +142,16 @@ __global__ void mla_post_k(const float* q, const float* kv, const float* kv_norm
     for (int64_t i = lane; i < half; i += kWarp) {
         const int64_t ia = neox ? i : 2 * i, ib = neox ? i + half : 2 * i + 1;
         const float c = cos_t[t * half + i], s = sin_t[t * half + i];
-        o[ia] = from_f32<T>(x[ia] * c - x[ib] * s);
-        o[ib] = from_f32<T>(x[ia] * s + x[ib] * c);
+        o[ia] = x[ia] * c - x[ib] * s;
+        o[ib] = x[ia] * s + x[ib] * c;
     }
 }
 
 template <typename T>
-__global__ void gather_cols_k(T* dst, const T* src, int64_t W, int64_t ld, int64_t offset) {
-    const int64_t n = blockIdx.x;
-    for (int64_t j = threadIdx.x; j < W; j += blockDim.x) dst[n * W + j] = src[n * ld + offset + j];
+__global__ void heads_to_16_k(T* dst, const float* src, int64_t N, int64_t H, int64_t W) {
+    const int64_t n = blockIdx.x, hd = blockIdx.y;
+    for (int64_t j = threadIdx.x; j < W; j += blockDim.x)
+        dst[(hd * N + n) * W + j] = from_f32<T>(src[(n * H + hd) * W + j]);
 }
 
 // One warp per score row. Rows up to kWarp · kSoftmaxCache keep each exp in registers (one expf
@@ -511,22 +513,21 @@ void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, c
 }
 
 void launch_mla_post(const float* q, const float* kv, const float* kv_norm, float eps,
-                     const float* cos_t, const float* sin_t, bool neox, void* q_nope, void* q_cat,
-                     void* k_cat, Dtype dt, int64_t N, int64_t T_, int64_t H, int64_t P, int64_t R,
+                     const float* cos_t, const float* sin_t, bool neox, void* q_nope, float* q_cat,
+                     float* k_cat, Dtype dt, int64_t N, int64_t T_, int64_t H, int64_t P, int64_t R,
                      int64_t L) {
     if (N == 0) return;
     constexpr int kWarps = 8;
     const dim3 grid(static_cast<unsigned>(N), static_cast<unsigned>((H + 1 + kWarps - 1) / kWarps));
-    QL_DISPATCH(dt, (mla_post_k<T><<<grid, kWarps * kWarp>>>(
-                        q, kv, kv_norm, eps, cos_t, sin_t, neox, static_cast<T*>(q_nope),
-                        static_cast<T*>(q_cat), static_cast<T*>(k_cat), T_, H, P, R, L)));
+    QL_DISPATCH(dt, (mla_post_k<T><<<grid, kWarps * kWarp>>>(q, kv, kv_norm, eps, cos_t, sin_t,
+                                                             neox, static_cast<T*>(q_nope), q_cat,
+                                                             k_cat, N, T_, H, P, R, L)));
 }
 
-void launch_gather_cols(void* dst, const void* src, Dtype dt, int64_t N, int64_t W, int64_t ld,
-                        int64_t offset) {
+void launch_heads_to_16(void* dst, Dtype dt, const float* src, int64_t N, int64_t H, int64_t W) {
     if (N == 0) return;
-    QL_DISPATCH(dt, (gather_cols_k<T><<<N, 128>>>(static_cast<T*>(dst), static_cast<const T*>(src),
-                                                  W, ld, offset)));
+    const dim3 grid(static_cast<unsigned>(N), static_cast<unsigned>(H));
+    QL_DISPATCH(dt, (heads_to_16_k<T><<<grid, 128>>>(static_cast<T*>(dst), src, N, H, W)));
 }
 
 void launch_causal_softmax(const float* scores, void* p, Dtype dt, int64_t rows, int64_t T_,

@@ -45,14 +45,17 @@ void launch_qkv_post(const float* qkv, const float* bias, const float* q_norm, c
                      int64_t P);
 
 // Multi-head latent attention (DeepSeek-V3; engine/layers/mla.h), after the q_b and kv_a
-// GEMMs: q[N, H, P + R] f32 → q_nope[N, H, P] and the rotated rope part of each head into
-// q_cat[N, H, L + R] at channel L (the GEMM with attn_k_b fills channels 0..L-1);
-// kv[N, L + R] f32 → k_cat[N, L + R]: RMSNorm(kv[:, :L]) · kv_norm (eps) next to the rotated
-// shared rope key. RoPE as launch_qkv_post over R channels (cos/sin[T, R/2]); outputs 16-bit.
+// GEMMs: q[N, H, P + R] f32 → q_nope[H, N, P] (16-bit, each head's block one GEMM input) and
+// the rotated rope part of each head into q_cat[N, H, L + R] f32 at channel L (the GEMM with
+// attn_k_b fills channels 0..L-1); kv[N, L + R] f32 → k_cat[N, L + R] f32: RMSNorm(kv[:, :L])
+// · kv_norm (eps) next to the rotated shared rope key. RoPE as launch_qkv_post over R channels
+// (cos/sin[T, R/2]).
 void launch_mla_post(const float* q, const float* kv, const float* kv_norm, float eps,
-                     const float* cos_t, const float* sin_t, bool neox, void* q_nope, void* q_cat,
-                     void* k_cat, Dtype dt, int64_t N, int64_t T, int64_t H, int64_t P, int64_t R,
+                     const float* cos_t, const float* sin_t, bool neox, void* q_nope, float* q_cat,
+                     float* k_cat, Dtype dt, int64_t N, int64_t T, int64_t H, int64_t P, int64_t R,
                      int64_t L);
+// dst[h, n, :] (16-bit) = src[n, h, :] (f32) for N × H rows of W: heads as GEMM inputs.
+void launch_heads_to_16(void* dst, Dtype dt, const float* src, int64_t N, int64_t H, int64_t W);
 
 // Rows of T scores (rows = batch·T, query i = row % T): causal softmax over keys lo..i into
 // p, lo = max(0, i − window + 1) with a sliding window (window 0: lo = 0); zeros below lo and
@@ -94,9 +97,6 @@ void launch_router_topk(const float* logits, int32_t* ids, float* weights, int64
 // dst[i, :] = src[rows[i], :] (16-bit, C columns).
 void launch_gather_rows(void* dst, const void* src, Dtype dt, const int32_t* rows, int64_t M,
                         int64_t C);
-// dst[n, :] = src[n · ld + offset ..][:W] (16-bit): one head's columns of a [N, ld] matrix.
-void launch_gather_cols(void* dst, const void* src, Dtype dt, int64_t N, int64_t W, int64_t ld,
-                        int64_t offset);
 // h[rows[i], :] += w[i] * (y[i, :] + bias) (f32; bias nullable, C values).
 void launch_scatter_add(float* h, const float* y, const int32_t* rows, const float* w, int64_t M,
                         int64_t C, const float* bias = nullptr);
