@@ -771,6 +771,7 @@ struct CudaEngine::Impl {
 
     void ffn_moe(int64_t l, const LayerSlots& ls, float* h, int64_t N) {
         const int64_t C = c.hidden, F = c.ffn, E = c.n_experts, K = c.n_experts_used;
+        QL_ASSERT(F <= ffn && c.shared_expert_ffn <= ffn);  // gu and act hold the widest MLP
         router_logits.resize(static_cast<size_t>(N * E) * 4);
         route_ids.resize(static_cast<size_t>(N * K) * 4);
         route_w.resize(static_cast<size_t>(N * K) * 4);
@@ -1021,8 +1022,10 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.k.resize(Nmax * static_cast<size_t>(KD) * m.esize);
     m.v.resize(Nmax * static_cast<size_t>(KD) * m.esize);
     m.att.resize(Nmax * static_cast<size_t>(HD) * m.esize);
-    m.gu.resize(Nmax * static_cast<size_t>(2 * F) * m.esize);
-    m.act.resize(Nmax * static_cast<size_t>(F) * m.esize);
+    // The widest MLP: a dense layer of GLM-4.5 / DeepSeek-V3 or the shared expert may be wider
+    // than an expert (sized by the expert's width, the dense layer's GEMM ran past the buffer).
+    m.gu.resize(Nmax * static_cast<size_t>(2 * m.ffn) * m.esize);
+    m.act.resize(Nmax * static_cast<size_t>(m.ffn) * m.esize);
     if (c.post_norms) m.proj.resize(Nmax * static_cast<size_t>(C) * 4);
     if (c.mla) {
         const auto H = static_cast<size_t>(c.n_heads), P = static_cast<size_t>(c.qk_nope_dim);
@@ -1460,6 +1463,7 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
         m.mark_step(7);
         m.mark_step(8);
     } else {
+        QL_ASSERT(F <= m.ffn);  // gu and act hold the widest MLP
         if (tn) tap(tn->gate_up, m.xn.as(), C);
         m.linear(ls.gate_up, 0, m.xn.as(), m.gu.as(), m.cdt, N, C, 2 * F, 0.0f);
         m.mark_step(7);
