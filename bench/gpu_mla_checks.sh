@@ -23,7 +23,7 @@ for p in sys.argv[2:]:
 print(sys.argv[1], ' | '.join(out))
 PY
 }
-for f in qwen3moe glm4moe deepseek3-mla; do
+for f in qwen3moe glm4moe deepseek3-mla phi3-longrope; do
   M=tests/fixtures/$f; x=""; [ $f = deepseek3-mla ] && x=--no-ggml-numerics
   $Q -q quantize $M --preset Q4_K_M -o $R/$f-q4.gguf > $R/quant-$f.log 2>&1 || tail -3 $R/quant-$f.log
   for dev in cpu gpu; do

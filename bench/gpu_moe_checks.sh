@@ -69,4 +69,4 @@ def summary(p):
 print('== compare %s Q4_K_M: cpu %s | gpu %s' % (sys.argv[3], summary(sys.argv[1]), summary(sys.argv[2])))
 PY
 done
-cp $R/*.txt $R/*.json $R/*.log $OUT/ 2>/dev/null
+tar czf $OUT/moe-checks.tgz -C $R --exclude="*.gguf" --exclude="*.sqlite" .

@@ -18,6 +18,7 @@
 #include "jobs/store.h"
 #include "model/model.h"
 #include "model/tensor_source.h"
+#include "support/family_reference.h"
 #include "support/test_data.h"
 
 namespace quantlens {
@@ -170,6 +171,32 @@ TEST(Compare, GgufMissingATensorIsAnError) {
     w.write(path);
     const std::string msg = expect_error(small_options(path), dir);
     EXPECT_THAT(msg, HasSubstr("blk.3.ffn_down.weight"));
+}
+
+// Our GGUF of an HF Phi-3 holds the rope_factors_long/short tensors llama.cpp's converter
+// derives from its config; compare takes the HF directory as FP beside it (it used to refuse
+// them as "only in QUANT"), and still names a tensor that is truly extra.
+TEST(Compare, ConverterDerivedTensorsOnlyInQuantAreAccepted) {
+    const std::string dir = scratch_dir("compare-derived");
+    const auto fp = Model::open(test_support::fixture_dir("phi3-longrope"));
+    const std::string path = test_support::write_gguf(*fp, "Q8_0", dir + "/phi3-q8.gguf");
+    const auto quant = open_tensor_source(path);
+    ASSERT_NE(quant->find("rope_factors_long.weight"), nullptr);
+    EXPECT_NO_THROW(check_compatible(*fp, *quant));
+
+    const GgufFile src = GgufFile::open(path);
+    GgufWriter w;
+    w.copy_from(src);
+    const std::vector<float> stray(8, 1.0f);
+    w.add_tensor("blk.0.stray.weight", {8}, GgmlType::F32,
+                 {reinterpret_cast<const uint8_t*>(stray.data()), stray.size() * 4});
+    w.write(dir + "/stray.gguf");
+    try {
+        check_compatible(*fp, *open_tensor_source(dir + "/stray.gguf"));
+        ADD_FAILURE() << "no Error";
+    } catch (const Error& e) {
+        EXPECT_THAT(e.what(), HasSubstr("1 tensor(s) only in QUANT: blk.0.stray.weight"));
+    }
 }
 
 // A source whose tensor has the wrong shape (a different model of the same architecture).

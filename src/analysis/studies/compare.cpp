@@ -12,6 +12,7 @@
 #include "analysis/measure/chunks.h"
 #include "analysis/measure/weight_metrics.h"
 #include "analysis/sweep/sweep_cpu.h"
+#include "analysis/write/gguf_metadata.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
@@ -497,8 +498,12 @@ void check_compatible(const Model& fp, const TensorSource& quant) {
                 fmt::format("{} {} vs {}", t.name, format_shape(t.ne), format_shape(q->ne)));
         }
     }
+    // A GGUF written from an HF checkpoint also holds what llama.cpp's converter derives from
+    // its config (Llama 3.1's rope_freqs, Phi-3's rope_factors_*), which FP then lacks.
+    std::set<std::string> derived;
+    for (const ExtraTensor& t : converter_extra_tensors(fp)) derived.insert(t.name);
     for (const SourceTensor& q : quant.tensors())
-        if (!fp.find(q.name)) extra.push_back(q.name);
+        if (!fp.find(q.name) && !derived.count(q.name)) extra.push_back(q.name);
     std::vector<std::string> problems;
     if (!missing.empty())
         problems.push_back(fmt::format("{} tensor(s) of FP missing from QUANT: {}", missing.size(),
