@@ -2,6 +2,7 @@
 #include "analysis/measure/hessian.h"
 
 #include <cblas.h>
+#include <fmt/format.h>
 
 #include <algorithm>
 #include <cstring>
@@ -58,10 +59,10 @@ void HessianCollector::on_event(const HookEvent& e) {
 }
 
 void HessianCollector::add_sum(const std::string& name, int layer, int64_t n_cols, int64_t tokens,
-                               const double* upper) {
+                               const double* upper, int expert) {
     const bool wanted = name.rfind("blk.", 0) == 0 || (include_output_ && layer < 0);
-    if (!wanted || tokens <= 0) return;
-    Matrix& m = mats_[{name, -1}];
+    if (!wanted || tokens <= 0 || (expert >= 0 && !include_experts_)) return;
+    Matrix& m = mats_[{name, expert}];
     if (m.n_cols == 0) {
         m.n_cols = n_cols;
         m.upper.assign(static_cast<size_t>(n_cols * n_cols), 0.0);
@@ -136,10 +137,6 @@ void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianColle
                       int64_t batch, const std::string& what, int64_t device_budget_bytes) {
 #ifdef QL_HAVE_CUDA
     const ModelConfig& c = model.config();
-    QL_CHECK(!c.is_moe(),
-             "{}: {} is a mixture-of-experts model ({} experts per layer); GPTQ's Hessians are "
-             "collected on the GPU for dense layers only: collect them on the CPU (drop --gpu)",
-             what, model.path(), c.n_experts);
     QL_CHECK(chunks.n_chunks >= 1 && chunks.n_ctx >= 1, "no chunk of {} tokens to collect on",
              chunks.n_ctx);
     std::string why;
@@ -164,7 +161,7 @@ void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianColle
     // Inputs by the first weight they feed; each is summed in one pass over the text.
     struct Input {
         std::vector<std::string> weights;
-        int layer = 0;
+        int layer = 0, expert = -1;
         int64_t n_cols = 0;
         int pass = -1;  // -1: not yet placed
     };
@@ -175,7 +172,8 @@ void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianColle
         // Kept back from the accumulators: the widest product (F32), the forward's hidden
         // states and logits, and the engine's activation scratch, all allocated at the first
         // batch, plus a margin.
-        const int64_t widest = std::max({c.hidden, c.ffn, c.n_heads * c.head_dim});
+        const int64_t widest = std::max(
+            {c.hidden, c.ffn, c.dense_ffn_width(), c.shared_expert_ffn, c.n_heads * c.head_dim});
         const int64_t free = cuda::device_free_bytes();
         budget = free - 4 * widest * widest - 4 * o.max_tokens * (c.vocab + c.hidden) - free / 10 -
                  (int64_t{2} << 30);
@@ -189,15 +187,18 @@ void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianColle
     };
     gpu.set_tap([&](const cuda::ActivationTap& t) {
         if (t.kind != cuda::ActivationTap::Kind::LinearInput) return;
+        if (t.expert >= 0 && !collector.include_experts()) return;
         const std::vector<std::string>& w = *t.weights;
-        auto [it, fresh] = inputs.try_emplace(w[0]);
+        const std::string key = t.expert < 0 ? w[0] : fmt::format("{}#{}", w[0], t.expert);
+        auto [it, fresh] = inputs.try_emplace(key);
         if (fresh) {
             it->second.weights = w;
             it->second.layer = t.layer;
+            it->second.expert = t.expert;
             it->second.n_cols = t.cols;
             place(it->second);
         }
-        if (it->second.pass == pass) sums.add_hessian(w[0], t);
+        if (it->second.pass == pass) sums.add_hessian(key, t);
     });
     for (;; ++pass) {
         if (pass > 0) {
@@ -227,7 +228,7 @@ void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianColle
             int64_t tokens = 0;
             const std::vector<double> h = sums.hessian(key, &tokens);
             for (const std::string& name : in.weights)
-                collector.add_sum(name, in.layer, in.n_cols, tokens, h.data());
+                collector.add_sum(name, in.layer, in.n_cols, tokens, h.data(), in.expert);
         }
         sums.drop_hessians();
     }

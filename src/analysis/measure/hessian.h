@@ -36,10 +36,12 @@ class HessianCollector {
     void on_event(const HookEvent& event);
 
     // Adds Σ xᵀx reduced elsewhere (the GPU's, run_hessians_gpu) over `tokens` rows of the
-    // input of `tensor` at `layer` (−1: the head): `upper` is n_cols × n_cols row-major with
-    // the upper triangle (i ≤ j) valid. Inputs on_event would not keep are skipped.
+    // input of `tensor` at `layer` (−1: the head) for matrix `expert` of a stacked weight (−1:
+    // a plain one): `upper` is n_cols × n_cols row-major with the upper triangle (i ≤ j)
+    // valid. Inputs on_event would not keep are skipped.
     void add_sum(const std::string& tensor, int layer, int64_t n_cols, int64_t tokens,
-                 const double* upper);
+                 const double* upper, int expert = -1);
+    bool include_experts() const { return include_experts_; }
 
     bool empty() const { return mats_.empty(); }
     // (weight name, expert or −1) of every matrix seen, sorted.
@@ -77,9 +79,10 @@ void run_hessians(Engine& engine, const EvalChunks& chunks, HessianCollector& co
 // `collector` (add_sum). The sums stay on the device until the end; when the model's inputs do
 // not fit in `device_budget_bytes` (0: the GPU's free memory less a reserve) at once, the text
 // is run once per group of inputs that does. The inputs are those of run_hessians, rounded to
-// F16 as the GPU engine's matmuls take them. Throws Error naming `what` (the command) in a
-// build without CUDA, with no usable GPU, or for a mixture-of-experts model (the GPU's taps do
-// not cover routed experts).
+// F16 as the GPU engine's matmuls take them; a mixture of experts' routed rows give one H per
+// expert, as on the CPU, when the collector includes experts (the GPU routes in F16, so a token
+// near a tie may reach another expert than on the CPU). Throws Error naming `what` (the
+// command) in a build without CUDA or with no usable GPU.
 void run_hessians_gpu(const Model& model, const EvalChunks& chunks, HessianCollector& collector,
                       int64_t batch = 4, const std::string& what = "--gptq --gpu",
                       int64_t device_budget_bytes = 0);
