@@ -26,7 +26,7 @@ for f in $FIXTURES; do
   python3 -c "
 import json; c=json.load(open('$R/e-$f-cpu.json')); g=json.load(open('$R/e-$f-gpu.json'))
 print('%-14s eval vs transformers: cpu ppl %.5f KLD %.3g top1 %.2f | gpu ppl %.5f KLD %.3g top1 %.2f' % ('$f', c['ppl'], c['kld']['mean'], c['same_top1_pct'], g['ppl'], g['kld']['mean'], g['same_top1_pct']))" || true
-  echo "== $f sweep, GPU vs CPU"; python3 bench/compare_sweeps.py $R/s-$f-cpu.json $R/s-$f-gpu.json 2>&1 | tail -6
+  echo "== $f sweep, GPU vs CPU"; python3 bench/compare_sweeps.py $R/s-$f-cpu.json $R/s-$f-gpu.json 2>&1 | tail -8
 done
 M=tests/fixtures/qwen3moe
 for dev in cpu gpu; do
@@ -34,7 +34,7 @@ for dev in cpu gpu; do
   timeout 120 $Q -q sweep $M --eval $D/calib.txt --tokens 1024 --ctx 256 --types Q8_0,Q4_0 --experts $flag --store $R/x-$dev.sqlite --json $R/x-$dev.json > $R/x-$dev.log 2>&1 || tail -3 $R/x-$dev.log
   timeout 120 $Q -q calibrate $M --text $D/calib.txt --chunks 8 -o $R/im-$dev.dat $flag > $R/im-$dev.log 2>&1 || tail -3 $R/im-$dev.log
 done
-echo "== qwen3moe sweep --experts, GPU vs CPU"; python3 bench/compare_sweeps.py $R/x-cpu.json $R/x-gpu.json 2>&1 | tail -6
+echo "== qwen3moe sweep --experts, GPU vs CPU"; python3 bench/compare_sweeps.py $R/x-cpu.json $R/x-gpu.json 2>&1 | tail -8
 python3 - "$R" <<'PY'
 import json, sys
 def rt(p):
