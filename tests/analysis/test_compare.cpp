@@ -183,6 +183,14 @@ TEST(Compare, ConverterDerivedTensorsOnlyInQuantAreAccepted) {
     const auto quant = open_tensor_source(path);
     ASSERT_NE(quant->find("rope_factors_long.weight"), nullptr);
     EXPECT_NO_THROW(check_compatible(*fp, *quant));
+    // The whole job, attribution included (it installs QUANT's tensors by name).
+    CompareOptions o = small_options(path);
+    o.fp = test_support::fixture_dir("phi3-longrope");
+    o.ctx = 64;
+    o.chunks = 2;
+    const CompareResult r = run(o, dir);
+    EXPECT_GT(r.kld.kld_mean, 0.0);
+    EXPECT_LT(r.kld.kld_mean, 0.01);  // Q8_0
 
     const GgufFile src = GgufFile::open(path);
     GgufWriter w;

@@ -136,7 +136,9 @@ class CpuPair final : public LockstepPair {
   public:
     CpuPair(const Engine& fp, const EngineOptions& eo, const TensorSource& quant)
         : fp_(fp), q_(fp.model(), eo) {
-        for (const SourceTensor& t : quant.tensors()) install_quant(q_, quant, t);
+        // Tensors only in QUANT are the converter's, derived from the config (check_compatible).
+        for (const SourceTensor& t : quant.tensors())
+            if (fp.model().find(t.name)) install_quant(q_, quant, t);
     }
     void embed(std::span<const int32_t> tokens, int64_t B, int64_t T) override {
         B_ = B, T_ = T;
@@ -627,7 +629,8 @@ bool run_compare_job(jobs::Store& store, int64_t id) {
         store.set_message(id, "reference pass for attribution");
         backend = ctx.engine->backend(ctx.opt.batch);
         backend->prepare(ctx.chunks);
-        for (const SourceTensor& t : ctx.quant->tensors()) ctx.engine->install(*ctx.quant, t);
+        for (const SourceTensor& t : ctx.quant->tensors())
+            if (ctx.fp->find(t.name)) ctx.engine->install(*ctx.quant, t);
         kld_all = kld_of(backend->evaluate(0, true));
     }
     Progress progress(fmt::format("compare job {} attribution", id),
