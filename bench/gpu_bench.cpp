@@ -49,6 +49,28 @@ ModelConfig llama3_8b(bool small) {
     return c;
 }
 
+// DeepSeek-V3's attention (MLA: q_lora 1536, kv_lora 512, rope 64, nope 128, v 128, 128
+// heads) and its dense MLP (18,432 wide: the first_k_dense_replace layers), `layers` of them.
+ModelConfig deepseek_v3_dense(int64_t layers) {
+    ModelConfig c;
+    c.arch = Arch::DeepseekV3;
+    c.n_layers = layers;
+    c.hidden = 7168;
+    c.n_heads = c.n_kv_heads = 128;
+    c.head_dim = 64;
+    c.mla = true;
+    c.q_lora_rank = 1536;
+    c.kv_lora_rank = 512;
+    c.qk_nope_dim = 128;
+    c.v_head_dim = 128;
+    c.ffn = 18432;
+    c.vocab = 129280;
+    c.rms_eps = 1e-6;
+    c.rope_theta = 10000.0;
+    c.tie_embeddings = false;
+    return c;
+}
+
 std::string kind_of(const std::string& name) {
     const auto dot = name.find('.', name.find('.') + 1);
     return name.rfind("blk.", 0) == 0 ? name.substr(dot + 1) : name;
@@ -64,7 +86,8 @@ int64_t layer_of(const std::string& name, int64_t n_layers) {
 int main(int argc, char** argv) {
     int64_t n_tokens = 8192, ctx = 512, reps = 3;
     bool small = false;
-    double budget_gb = 0;  // > 0: stream the weights through this much GPU memory
+    int64_t deepseek_layers = 0;  // > 0: DeepSeek-V3's MLA and dense MLP, eval only
+    double budget_gb = 0;         // > 0: stream the weights through this much GPU memory
     std::string json_path;
     for (int i = 1; i < argc; ++i) {
         const std::string a = argv[i];
@@ -81,11 +104,13 @@ int main(int argc, char** argv) {
             small = true;
         else if (a == "--weight-budget-gb")
             budget_gb = std::stod(next());
+        else if (a == "--deepseek-v3-layers")
+            deepseek_layers = std::stoll(next());
         else {
             std::fprintf(
                 stderr,
                 "usage: ql_gpu_bench [--tokens N] [--ctx T] [--reps R] [--json PATH] [--small] "
-                "[--weight-budget-gb G]\n");
+                "[--weight-budget-gb G] [--deepseek-v3-layers L]\n");
             return 2;
         }
     }
@@ -95,7 +120,8 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "ql_gpu_bench: %s\n", why.c_str());
             return 1;
         }
-        const ModelConfig c = llama3_8b(small);
+        const ModelConfig c =
+            deepseek_layers > 0 ? deepseek_v3_dense(deepseek_layers) : llama3_8b(small);
         const int64_t n_chunks = n_tokens / ctx, N = n_chunks * ctx, L = c.n_layers;
         json out;
         out["device"] = device_description();
@@ -161,6 +187,13 @@ int main(int argc, char** argv) {
             std::fprintf(stderr, "eval: %.4f s for %lld tokens = %.0f tokens/s, %.0f TFLOP/s\n", tt,
                          static_cast<long long>(N), N / tt, flops / tt / 1e12);
             cudaFree(d_tok), cudaFree(d_h), cudaFree(d_logits);
+        }
+        if (deepseek_layers > 0) {  // the sweep's part is the Llama shape's
+            out["eval"]["layer_s"] = out["eval"]["layers_s"].get<double>() / L;
+            const std::string text = out.dump(2);
+            std::printf("%s\n", text.c_str());
+            if (!json_path.empty()) std::ofstream(json_path) << text << "\n";
+            return 0;
         }
 
         // ---- 2. the sweep ----
