@@ -8,10 +8,10 @@
 set -u
 . bench/device_env.sh  # B, Q, the bundle unpacked
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-QUANTLENS_PROFILE=1 timeout 200 /tmp/ql/bin/ql_gpu_bench --deepseek-v3-layers 4 --reps 60 \
+QUANTLENS_PROFILE=1 timeout 120 /tmp/ql/bin/ql_gpu_bench --deepseek-v3-layers 4 --reps 60 \
     --json $OUT/ours-deepseek.json 2> $OUT/ours-deepseek.err > /dev/null; echo "ours rc $?"
 grep -E "eval:|profile" $OUT/ours-deepseek.err
-timeout 240 python3 bench/gpu_torch_bench.py --deepseek-v3-layers 4 --reps 3 \
+timeout 150 python3 bench/gpu_torch_bench.py --deepseek-v3-layers 4 --reps 3 \
     --json $OUT/torch-deepseek.json > /dev/null 2> $OUT/torch-deepseek.err; echo "torch rc $?"
 tail -3 $OUT/torch-deepseek.err
 python3 - $OUT/ours-deepseek.json $OUT/torch-deepseek.json <<'PY'
