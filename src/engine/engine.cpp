@@ -56,7 +56,12 @@ void check_finite_in_place(const std::string& file, const TensorInfo& t, const u
 
 }  // namespace
 
-void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind) {
+void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind,
+                           bool ggml_numerics) {
+    QL_CHECK(!ggml_numerics || !c.mla,
+             "{}: llama.cpp's numerics (F16 KV cache, quantized matmuls) are not modelled for "
+             "multi-head latent attention; evaluate without them",
+             what);
     QL_CHECK(!c.is_gemma4() || kind == EngineKind::Cpu,
              "{}: {}'s layer (per-layer embeddings, KV sharing, K=V attention, per-layer head "
              "sizes) is not implemented in the CUDA engine; run it on the CPU (without --gpu)",
@@ -80,7 +85,7 @@ Engine::Engine(const Model& model, EngineOptions options)
     : model_(model), config_(model.config()), options_(options) {
     engine_init_blas();
     const ModelConfig& c = config_;
-    check_layer_supported(c, model.path());
+    check_layer_supported(c, model.path(), EngineKind::Cpu, options.ggml_numerics);
     QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
                  c.head_dim > 0 && c.vocab > 0 && c.n_heads % c.n_kv_heads == 0 &&
                  c.head_dim % 2 == 0,
@@ -90,10 +95,6 @@ Engine::Engine(const Model& model, EngineOptions options)
     QL_CHECK(!c.is_moe() || (c.n_experts_used > 0 && c.n_experts_used <= c.n_experts),
              "{}: {} experts with {} used per token", model.path(), c.n_experts, c.n_experts_used);
 
-    QL_CHECK(!options.ggml_numerics || !c.mla,
-             "{}: llama.cpp's numerics (F16 KV cache, quantized matmuls) are not modelled for "
-             "multi-head latent attention; evaluate without them",
-             model.path());
     names_.resize(c.n_layers);
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";

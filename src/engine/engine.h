@@ -54,14 +54,12 @@ namespace quantlens {
 class Model;
 
 // Throws Error (naming `what`, a path or engine, and the feature) when `config`'s layer uses
-// a feature that engine does not implement: for both, a shared expert; for the CUDA engine
-// also MoE routing without renormalization, MLA, shared experts, leading dense layers,
-// gpt-oss's sinks, clamped SwiGLU and yarn. (The CUDA engine implements the dense families'
-// layers: fused projections, GeGLU, post-norms, the embedding scale, soft-capping, sliding
-// windows, partial rotary, longrope and a separate rope for sliding layers.)
+// a feature that engine does not implement: for both, a sigmoid-gated shared expert outside
+// the hybrids, and with llama.cpp's numerics (`ggml_numerics`) multi-head latent attention,
+// which they do not model; for the CUDA engine also Gemma 4 and the Gated DeltaNet hybrids.
 enum class EngineKind { Cpu, Cuda };
 void check_layer_supported(const ModelConfig& config, const std::string& what,
-                           EngineKind kind = EngineKind::Cpu);
+                           EngineKind kind = EngineKind::Cpu, bool ggml_numerics = false);
 
 struct EngineOptions {
     // Round every weight through F16 after loading, as llama.cpp's converter does when it

@@ -14,10 +14,6 @@ namespace quantlens {
 
 namespace {
 
-// transformers' DeepseekV3RMSNorm default, which q_a_layernorm and kv_a_layernorm keep
-// whatever rms_norm_eps says.
-constexpr float kLatentNormEps = 1e-6f;
-
 std::string tensor_name(int64_t l, const char* base, const char* suffix = "weight") {
     return "blk." + std::to_string(l) + "." + base + "." + suffix;
 }
@@ -68,7 +64,7 @@ void Engine::mla_attention_block(int64_t l, float* h, float* xn, int64_t B, int6
     std::vector<float> qa(N * Q), q(N * H * QD);
     linear(qa.data(), q_a, xn, nullptr, N, C, Q);
     rmsnorm_forward(qa.data(), qa.data(), weight(tensor_name(l, "attn_q_a_norm")), N, Q,
-                    kLatentNormEps);
+                    kMlaLatentNormEps);
     emit(HookEvent::Kind::LinearInput, layer, &q_b, -1, qa.data(), N, Q);
     linear(q.data(), q_b, qa.data(), nullptr, N, Q, H * QD);
 
@@ -81,7 +77,7 @@ void Engine::mla_attention_block(int64_t l, float* h, float* xn, int64_t B, int6
         std::copy_n(kva.data() + n * (L + R) + L, R, kr.data() + n * R);
     }
     rmsnorm_forward(ckv.data(), ckv.data(), weight(tensor_name(l, "attn_kv_a_norm")), N, L,
-                    kLatentNormEps);
+                    kMlaLatentNormEps);
 
     // rope on q's last R channels of each head and on kr (interleaved pairs: DeepSeek's
     // rope_interleave, llama.cpp's normal mode), cos/sin times yarn's attention factor
@@ -109,7 +105,7 @@ void Engine::mla_attention_block(int64_t l, float* h, float* xn, int64_t B, int6
 
     // each head's nope query into the latent space: q_lat = k_bₕ · q_nope
     per_head_linear(ql.data(), k_b, q.data(), QD, P, L);
-    const auto scale = static_cast<float>(yarn_score_scale(c) / std::sqrt(double(QD)));
+    const float scale = mla_score_scale(c);
     std::vector<float> ol(N * H * L);  // [N, H, L]
     mla_latent_attention(ol.data(), ql.data(), qr.data(), ckv.data(), kr.data(), B, T, H, L, R,
                          scale);

@@ -82,6 +82,15 @@ TEST(DeepseekConfig, BothEnginesRunIt) {
     ASSERT_TRUE(c.mla);
     EXPECT_NO_THROW(check_layer_supported(c, "m", EngineKind::Cpu));
     EXPECT_NO_THROW(check_layer_supported(c, "m", EngineKind::Cuda));
+    for (EngineKind kind : {EngineKind::Cpu, EngineKind::Cuda}) {  // llama.cpp's numerics: no
+        try {
+            check_layer_supported(c, "m", kind, /*ggml_numerics=*/true);
+            ADD_FAILURE() << "MLA accepted with llama.cpp's numerics";
+        } catch (const Error& e) {
+            EXPECT_NE(std::string(e.what()).find("not modelled for multi-head latent attention"),
+                      std::string::npos);
+        }
+    }
     const ModelConfig glm = parse_hf_config(
         R"({"architectures":["Glm4MoeForCausalLM"],"hidden_size":64,"num_hidden_layers":2,)"
         R"("num_attention_heads":4,"num_key_value_heads":2,"head_dim":32,"vocab_size":100,)"

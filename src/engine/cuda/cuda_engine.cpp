@@ -33,6 +33,7 @@
 #include "engine/cuda/flash_attention.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
+#include "engine/layers/mla.h"
 #include "engine/layers/moe_routing.h"
 #include "model/model.h"
 
@@ -727,21 +728,20 @@ struct CudaEngine::Impl {
     void mla_attention(int64_t l, const LayerSlots& ls, int64_t B, int64_t T, const TapNames* tn) {
         const int64_t N = B * T, C = c.hidden, H = c.n_heads, R = c.head_dim, P = c.qk_nope_dim;
         const int64_t L = c.kv_lora_rank, Q = c.q_lora_rank, V = c.v_head_dim;
-        constexpr float kLatentNormEps = 1e-6f;  // transformers' DeepseekV3RMSNorm default
-        auto tap_input = [&](const std::vector<std::string>& names, const void* x, int64_t cols,
+        auto tap_input = [&](std::vector<std::string> TapNames::*names, const void* x, int64_t cols,
                              int expert = -1) {
             if (tn)
-                tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &names, x, false, N,
-                     cols, expert});
+                tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &(tn->*names), x, false,
+                     N, cols, expert});
         };
-        tap_input(tn ? tn->mla_a : tap_names_none, xn.as(), C);
+        tap_input(&TapNames::mla_a, xn.as(), C);
         linear(ls.q_a, 0, xn.as(), mla_qa32.as(), CUDA_R_32F, N, C, Q, 0.0f);
         linear(ls.kv_a, 0, xn.as(), mla_kv32.as(), CUDA_R_32F, N, C, L + R, 0.0f);
         launch_rmsnorm(mla_qa.as(), dt, mla_qa32.as<float>(), f32(ls.q_a_norm), N, Q,
-                       kLatentNormEps, T, T, 0);
-        tap_input(tn ? tn->q_b : tap_names_none, mla_qa.as(), Q);
+                       kMlaLatentNormEps, T, T, 0);
+        tap_input(&TapNames::q_b, mla_qa.as(), Q);
         linear(ls.q_b, 0, mla_qa.as(), qkv.as(), CUDA_R_32F, N, Q, H * (P + R), 0.0f);
-        launch_mla_post(qkv.as<float>(), mla_kv32.as<float>(), f32(ls.kv_a_norm), kLatentNormEps,
+        launch_mla_post(qkv.as<float>(), mla_kv32.as<float>(), f32(ls.kv_a_norm), kMlaLatentNormEps,
                         rope_cos.as<float>(), rope_sin.as<float>(), c.rope_neox(), mla_qn.as(),
                         q.as<float>(), k.as<float>(), dt, N, T, H, P, R, L);
         // Each head's nope query into the latent space: q_lat = k_bₕ · q_nope, beside its
@@ -751,23 +751,20 @@ struct CudaEngine::Impl {
         // (bench/RESULTS.md).
         for (int64_t hd = 0; hd < H; ++hd) {
             const char* q_nope = mla_qn.as<char>() + hd * N * P * esize;
-            tap_input(tn ? tn->k_b : tap_names_none, q_nope, P, static_cast<int>(hd));
+            tap_input(&TapNames::k_b, q_nope, P, static_cast<int>(hd));
             linear(ls.k_b, hd * L * P, q_nope, q.as<float>() + hd * (L + R), CUDA_R_32F, N, P, L,
                    0.0f, H * (L + R));
         }
-        const auto scale =
-            static_cast<float>(yarn_score_scale(c) / std::sqrt(static_cast<double>(P + R)));
-        attention(l, B, T, {H, 1, L + R, L, L + R, scale, q, k, k, mla_ol, true});
+        attention(l, B, T, {H, 1, L + R, L, L + R, mla_score_scale(c), q, k, k, mla_ol, true});
         // Back to v_head_dim per head: v = v_bₕ · out_lat.
         launch_heads_to_16(mla_head.as(), dt, mla_ol.as<float>(), N, H, L);
         for (int64_t hd = 0; hd < H; ++hd) {
             const char* out_lat = mla_head.as<char>() + hd * N * L * esize;
-            tap_input(tn ? tn->v_b : tap_names_none, out_lat, L, static_cast<int>(hd));
+            tap_input(&TapNames::v_b, out_lat, L, static_cast<int>(hd));
             linear(ls.v_b, hd * V * L, out_lat, att.as<char>() + hd * V * esize, cdt, N, L, V, 0.0f,
                    H * V);
         }
     }
-    const std::vector<std::string> tap_names_none;
 
     void ffn_moe(int64_t l, const LayerSlots& ls, float* h, int64_t N) {
         const int64_t C = c.hidden, F = c.ffn, E = c.n_experts, K = c.n_experts_used;
@@ -879,7 +876,7 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.c = config;
     m.opt = options;
     const ModelConfig& c = m.c;
-    check_layer_supported(c, "CUDA engine", EngineKind::Cuda);
+    check_layer_supported(c, "CUDA engine", EngineKind::Cuda, options.ggml_numerics);
     QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
                  c.head_dim > 0 && c.head_dim % 2 == 0 && c.n_heads % c.n_kv_heads == 0 &&
                  c.vocab > 0 &&
@@ -889,9 +886,6 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
              "vocab {}, experts {}/{})",
              c.n_layers, c.hidden, c.n_heads, c.n_kv_heads, c.head_dim, c.vocab, c.n_experts,
              c.n_experts_used);
-    QL_CHECK(!options.ggml_numerics || !c.mla,
-             "CUDA engine: llama.cpp's numerics (F16 KV cache, quantized matmuls) are not "
-             "modelled for multi-head latent attention; evaluate without them");
     QL_CHECK(!options.ggml_numerics || options.precision == Precision::F32,
              "CUDA engine: llama.cpp's numerics need F32 storage (fake-quantized values held "
              "exactly)");

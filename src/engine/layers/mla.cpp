@@ -9,6 +9,11 @@
 
 namespace quantlens {
 
+float mla_score_scale(const ModelConfig& c) {
+    return static_cast<float>(yarn_score_scale(c) /
+                              std::sqrt(static_cast<double>(c.qk_nope_dim + c.head_dim)));
+}
+
 void mla_latent_attention(float* out, const float* q_lat, const float* q_rope, const float* ckv,
                           const float* k_rope, int64_t B, int64_t T, int64_t H, int64_t L,
                           int64_t R, float scale) {

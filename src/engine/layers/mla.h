@@ -14,7 +14,16 @@
 
 #include <cstdint>
 
+#include "formats/model_config.h"
+
 namespace quantlens {
+
+// transformers' DeepseekV3RMSNorm default, which q_a_layernorm and kv_a_layernorm keep whatever
+// rms_norm_eps says.
+inline constexpr float kMlaLatentNormEps = 1e-6f;
+
+// The score scale of both engines: yarn's mscale² (yarn_score_scale) / sqrt(nope + rope).
+float mla_score_scale(const ModelConfig& config);
 
 // out[B, T, H, L] = causal softmax over j ≤ i of scale · (q_lat[i, h]·ckv[j] + q_rope[i, h]·
 // k_rope[j]), times ckv[j]. q_lat[B, T, H, L], q_rope[B, T, H, R], ckv[B, T, L],
