@@ -10,7 +10,7 @@ OUT=${1:-gptq-llama8m}
 M=$S/models/llama-8m
 mkdir -p "$OUT"
 FORMATS=${FORMATS:-gptq3g64a,gptq3g128a,gptq4g64a,gptq4g128a,gptq4g32a,gptq8pc}  # job 2 of RESULTS.md
-"$Q" sweep "$M" --eval "$S/data/calib.txt" --tokens 4096 --ctx 512 --gptq "$S/data/calib.txt" \
+"$Q" sweep "$M" --eval "$S/data/calib.txt" --tokens "${TOKENS:-4096}" --ctx 512 --gptq "$S/data/calib.txt" \
     --types "$FORMATS" --store "$OUT/jobs.sqlite"
 "$Q" plan 1 --format gptq --target-size 7545344 --store "$OUT/jobs.sqlite" \
     -o "$OUT/plan.json" --export-gptq "$OUT/plan.quantization_config.json" --force

@@ -66,6 +66,7 @@ nlohmann::ordered_json to_json(const EvalResult& r, const EvalCliOptions& o) {
     j["ggml_numerics"] = o.ggml_numerics;
     j["gpu"] = o.gpu;
     j["peak_rss_bytes"] = peak_rss_bytes();
+    if (o.gpu) j["peak_gpu_bytes"] = peak_gpu_bytes();
     if (r.kld) {
         const KldStats& k = *r.kld;
         j["kld"] = {{"mean", k.kld_mean}, {"err", k.kld_err}, {"median", k.kld_median},

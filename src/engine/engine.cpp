@@ -27,13 +27,10 @@ struct Engine::LayerNames {
     std::string sinks, o_bias, router_bias, gate_exps_bias, up_exps_bias, down_exps_bias;
 };
 
-namespace {
-
-// A weight read in place is still checked once for NaN/Inf (a corrupt F16 scale), keeping
-// Model::read_f32's promise without its float copy: vec_dot::row_finite reads the scales; a
-// row it refuses is dequantized to name the first bad element.
-void check_finite_in_place(const std::string& file, const TensorInfo& t, const uint8_t* data,
-                           size_t row_bytes) {
+// vec_dot::row_finite reads the scales; a row it refuses is dequantized to name the first bad
+// element.
+void check_blocks_finite(const std::string& file, const TensorInfo& t, const uint8_t* data,
+                         size_t row_bytes) {
     const int64_t cols = t.n_per_row();
     parallel_for(
         static_cast<size_t>(t.n_rows()),
@@ -53,8 +50,6 @@ void check_finite_in_place(const std::string& file, const TensorInfo& t, const u
         },
         64);
 }
-
-}  // namespace
 
 void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind,
                            bool ggml_numerics) {
@@ -159,7 +154,7 @@ Engine::Engine(const Model& model, EngineOptions options)
             const std::span<const uint8_t> data = model.raw(t);
             const size_t row_bytes = ggml_row_size(t.type, t.n_per_row());
             QL_ASSERT(data.size() >= row_bytes * static_cast<size_t>(t.n_rows()));
-            check_finite_in_place(model.path(), t, data.data(), row_bytes);
+            check_blocks_finite(model.path(), t, data.data(), row_bytes);
             quantized_.emplace(t.name, QuantizedWeight{t.type, data.data(), row_bytes});
             types_.emplace(t.name, t.type);
             continue;
@@ -286,7 +281,7 @@ bool Engine::set_override_blocks(const std::string& name, GgmlType type,
              format_shape(t.ne));
     TensorInfo stored = t;
     stored.type = type;
-    check_finite_in_place(source, stored, blocks.data(), row_bytes);
+    check_blocks_finite(source, stored, blocks.data(), row_bytes);
     overrides_.erase(name);
     override_types_.erase(name);
     block_overrides_[name] = QuantizedWeight{type, blocks.data(), row_bytes};

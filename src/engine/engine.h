@@ -106,6 +106,12 @@ struct TensorInfo;
 // file. For callers without an engine (a GPU sweep).
 GgmlType held_weight_type(const TensorInfo& t, bool f16_weights);
 
+// A weight kept in its blocks (read in place here, or on the GPU) is still checked once for
+// NaN/Inf, keeping Model::read_f32's promise without its float copy: Error naming `file`, the
+// tensor, and the first bad element (or the block scale).
+void check_blocks_finite(const std::string& file, const TensorInfo& t, const uint8_t* data,
+                         size_t row_bytes);
+
 class Engine final : public LogitsModel {
   public:
     explicit Engine(const Model& model, EngineOptions options = {});

@@ -65,6 +65,10 @@ void check_base_file(const LogitsFile& file, const EvalTokens& chunks, int64_t v
 
 }  // namespace
 
+#ifdef QL_HAVE_CUDA
+constexpr int64_t kQuantizedGpuBatchTokens = 2048;
+#endif
+
 std::unique_ptr<LogitsModel> make_logits_model(const Model& model, const EngineOptions& options,
                                                bool gpu, const std::string& command) {
     if (!gpu) return std::make_unique<Engine>(model, options);
@@ -73,6 +77,11 @@ std::unique_ptr<LogitsModel> make_logits_model(const Model& model, const EngineO
     cuda::CudaEngineOptions o;
     o.precision = options.ggml_numerics ? cuda::Precision::F32 : cuda::Precision::F16;
     o.ggml_numerics = options.ggml_numerics;
+    // A quantized file stays in its blocks on the GPU, so memory follows the file's size; the
+    // batch then shrinks too (an 8B's activations at 8,192 tokens are ~1.5 GB, a quarter of
+    // its Q4_K_M file), which costs little: each pass re-dequantizes the weights at ~3 TB/s.
+    o.quantized_storage = cuda::quantized_storage_types(model);
+    if (!o.quantized_storage.empty()) o.max_tokens = kQuantizedGpuBatchTokens;
     return cuda::make_cuda_logits_model(model, o, options.f16_weights);
 #else
     fail("{} --gpu: this quantlens was built without CUDA (configure with -DQUANTLENS_CUDA=ON)",

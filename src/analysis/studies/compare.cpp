@@ -222,10 +222,14 @@ class GpuFpEngine final : public FpEngine {
 class GpuPair final : public LockstepPair {
   public:
     GpuPair(cuda::CudaEngine& fp, const TensorSource& quant, cuda::CudaEngineOptions o)
-        : fp_(fp), q_(fp.config(), o) {
+        : fp_(fp), q_(fp.config(), with_blocks(quant, o)) {
         for (const auto& spec : q_.weight_specs()) {
             const SourceTensor* t = quant.find(spec.name);
             if (!t) continue;  // check_compatible: only FP's optional tensors
+            if (q_.options().quantized_storage.count(spec.name)) {
+                q_.load_weight_blocks(spec.name, *t->ggml_type, quant.raw(*t), quant.path());
+                continue;
+            }
             const std::vector<float> v = quant.read_f32(*t);
             q_.load_weight(spec.name, v.data(), static_cast<int64_t>(v.size()),
                            t->ggml_type.value_or(GgmlType::F32));
@@ -265,6 +269,15 @@ class GpuPair final : public LockstepPair {
     }
 
   private:
+    // QUANT's quantized matrices stay in their blocks on the GPU (cuda_engine.h).
+    static cuda::CudaEngineOptions with_blocks(const TensorSource& quant,
+                                               cuda::CudaEngineOptions o) {
+        for (const SourceTensor& t : quant.tensors())
+            if (t.ggml_type && cuda::keeps_blocks_on_gpu(*t.ggml_type, t.ne.size()) &&
+                !quant.raw(t).empty())
+                o.quantized_storage.emplace(t.name, *t.ggml_type);
+        return o;
+    }
     const std::vector<float>& download(const cuda::DeviceBuffer& d, std::vector<float>& host) {
         host.resize(static_cast<size_t>(B_ * T_ * fp_.config().hidden));
         QL_CUDA(cudaMemcpy(host.data(), d.as(), host.size() * 4, cudaMemcpyDeviceToHost));

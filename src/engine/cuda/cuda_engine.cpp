@@ -29,6 +29,7 @@
 #include "core/profile.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
+#include "engine/cuda/dequant.h"
 #include "engine/cuda/fake_quant.h"
 #include "engine/cuda/flash_attention.h"
 #include "engine/engine.h"
@@ -36,6 +37,7 @@
 #include "engine/layers/mla.h"
 #include "engine/layers/moe_routing.h"
 #include "model/model.h"
+#include "quant/quant.h"
 
 namespace quantlens::cuda {
 namespace {
@@ -54,6 +56,10 @@ struct Member {
     // What the stored values stand for, and what the current ones do (an override's type);
     // ggml_numerics rounds the matmul input for the current type.
     GgmlType stored_type = GgmlType::F32, type = GgmlType::F32;
+    // In a packed slot (Slot::packed): the GGUF type of its blocks and where its rows lie in
+    // the slot's bytes.
+    GgmlType block_type = GgmlType::F32;
+    size_t row_bytes = 0, byte_offset = 0;
 };
 
 struct PinnedFree {
@@ -64,6 +70,9 @@ struct PinnedFree {
 
 struct Slot {
     bool f32 = false;  // 1-D weights (norms, biases) stay f32
+    // The members' GGUF blocks (CudaEngineOptions::quantized_storage), dequantized per GEMM
+    // tile; `bytes` is then their size in the file, and `n` still counts values.
+    bool packed = false;
     int64_t n = 0;
     size_t bytes = 0;
     DeviceBuffer orig, scratch;  // orig: empty while a streamed slot is not resident
@@ -135,6 +144,8 @@ struct CudaEngine::Impl {
     int64_t ffn = 0;  // the widest MLP (an expert, a dense layer, the shared expert): buffers
     DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
     DeviceBuffer act16;      // ggml_numerics: the same, in 16 bits, for a 16-bit weight
+    DeviceBuffer tile;       // a packed slot's rows, dequantized for one GEMM
+    DeviceBuffer iota;       // 0, 1, 2, ...: rows of a gathered embedding, in order
 
     // QUANTLENS_PROFILE: the device time of each step of a layer, over layers 100 to 199 run
     // (after warm-up), printed when the engine ends.
@@ -461,7 +472,111 @@ struct CudaEngine::Impl {
             for (int64_t d : ne) e *= d;
             off += e;
         }
+        if (!f32) pack_if_listed(s);
         return s;
+    }
+    // The activation scratch for batches of `tokens` rows (buffers only grow).
+    void size_activations(int64_t tokens) {
+        const int64_t C = c.hidden, HD = c.n_heads * c.head_dim, KD = c.n_kv_heads * c.head_dim;
+        const int64_t D = c.head_dim;
+        const auto Nmax = static_cast<size_t>(tokens);
+        xn.resize(Nmax * static_cast<size_t>(C) * esize);
+        qkv.resize(Nmax * static_cast<size_t>(HD + 2 * KD) * 4);
+        q.resize(Nmax * static_cast<size_t>(HD) * esize);
+        k.resize(Nmax * static_cast<size_t>(KD) * esize);
+        v.resize(Nmax * static_cast<size_t>(KD) * esize);
+        att.resize(Nmax * static_cast<size_t>(HD) * esize);
+        // The widest MLP: a dense layer of GLM-4.5 / DeepSeek-V3 or the shared expert may be wider
+        // than an expert (sized by the expert's width, the dense layer's GEMM ran past the buffer).
+        gu.resize(Nmax * static_cast<size_t>(2 * ffn) * esize);
+        act.resize(Nmax * static_cast<size_t>(ffn) * esize);
+        if (c.post_norms) proj.resize(Nmax * static_cast<size_t>(C) * 4);
+        if (c.mla) {
+            const auto H = static_cast<size_t>(c.n_heads), P = static_cast<size_t>(c.qk_nope_dim);
+            const auto R = static_cast<size_t>(D), L = static_cast<size_t>(c.kv_lora_rank);
+            const auto Q = static_cast<size_t>(c.q_lora_rank),
+                       V = static_cast<size_t>(c.v_head_dim);
+            qkv.resize(Nmax * H * (P + R) * 4);
+            q.resize(Nmax * H * (L + R) * 4);  // the latent attention's, in F32
+            k.resize(Nmax * (L + R) * 4);
+            att.resize(Nmax * H * V * esize);
+            mla_qa32.resize(Nmax * Q * 4);
+            mla_qa.resize(Nmax * Q * esize);
+            mla_kv32.resize(Nmax * (L + R) * 4);
+            mla_qn.resize(Nmax * H * P * esize);
+            mla_ol.resize(Nmax * H * L * 4);
+            mla_head.resize(Nmax * H * L * esize);
+        }
+        opt.max_tokens = tokens;
+    }
+    // Lays a new slot out as its members' GGUF blocks when quantized_storage lists every one
+    // with a type the GPU dequantizes (each member 256-byte aligned).
+    void pack_if_listed(int slot) {
+        const std::vector<int>& ms = slot_members[static_cast<size_t>(slot)];
+        for (int i : ms) {
+            auto it = opt.quantized_storage.find(members[static_cast<size_t>(i)].name);
+            if (it == opt.quantized_storage.end() || !gpu_dequant_supported(it->second)) return;
+        }
+        size_t bytes = 0;
+        for (int i : ms) {
+            Member& mb = members[static_cast<size_t>(i)];
+            const GgmlType t = opt.quantized_storage.at(mb.name);
+            QL_CHECK(mb.ne[0] % ggml_type_info(t).block_size == 0,
+                     "CUDA engine: tensor '{}' ({}) has rows of {}, not whole blocks of {}",
+                     mb.name, ggml_type_display_name(t), mb.ne[0], ggml_type_info(t).block_size);
+            mb.block_type = t;
+            mb.row_bytes = ggml_row_size(t, mb.ne[0]);
+            bytes = (bytes + 255) / 256 * 256;
+            mb.byte_offset = bytes;
+            bytes += mb.row_bytes * static_cast<size_t>(mb.n / mb.ne[0]);
+        }
+        Slot& sl = slots[static_cast<size_t>(slot)];
+        sl.packed = true;
+        sl.bytes = bytes;
+    }
+    static size_t dtype_size(Dtype d) { return d == Dtype::F32 ? 4 : 2; }
+    // dst[n_rows, K] (in `as`) ← the rows of a packed slot from value `elem` on, dequantized
+    // (the rows may span members, each with rows of K).
+    void dequantize_rows(int slot, int64_t elem, int64_t K, int64_t n_rows, void* dst, Dtype as) {
+        const Slot& s = slots[static_cast<size_t>(slot)];
+        const std::vector<int>& ms = slot_members[static_cast<size_t>(slot)];
+        QL_ASSERT(s.packed && s.orig);
+        for (int64_t done = 0; done < n_rows;) {
+            const int64_t e = elem + done * K;
+            const Member& mb = member_at(ms, e);
+            QL_ASSERT(mb.ne[0] == K && (e - mb.offset) % K == 0);
+            const int64_t row = (e - mb.offset) / K;
+            const int64_t n = std::min(n_rows - done, mb.n / K - row);
+            launch_dequantize_rows(mb.block_type, s.orig.as<char>() + mb.byte_offset, mb.row_bytes,
+                                   K, nullptr, row, n,
+                                   static_cast<char*>(dst) + done * K * dtype_size(as), as);
+            done += n;
+        }
+    }
+    // Turns a packed slot into plain values of the storage type for good (an override or a
+    // fake-quantization writes values, not blocks).
+    void unpack(int slot) {
+        Slot& s = slots[static_cast<size_t>(slot)];
+        if (!s.packed) return;
+        use({slot});
+        const size_t bytes = static_cast<size_t>(s.n) * esize;
+        DeviceBuffer plain(bytes);
+        for (int i : slot_members[static_cast<size_t>(slot)]) {
+            const Member& mb = members[static_cast<size_t>(i)];
+            dequantize_rows(slot, mb.offset, mb.ne[0], mb.n / mb.ne[0],
+                            plain.as<char>() + mb.offset * esize, dt);
+        }
+        QL_CUDA(cudaDeviceSynchronize());  // the blocks' buffer is freed below
+        if (streaming) {
+            char* p = nullptr;
+            QL_CUDA(cudaMallocHost(reinterpret_cast<void**>(&p), bytes));
+            s.host.reset(p);
+            s.dirty = true;  // the host copy is written back at eviction
+            resident += static_cast<int64_t>(bytes) - static_cast<int64_t>(s.orig.bytes());
+        }
+        s.orig = std::move(plain);
+        s.bytes = bytes;
+        s.packed = false;
     }
 
     Member& member(const std::string& name) {
@@ -473,6 +588,7 @@ struct CudaEngine::Impl {
     size_t elem(const Slot& s) const { return s.f32 ? 4 : esize; }
     const void* ptr(int slot, int64_t offset_elems = 0) const {
         const Slot& s = slots[static_cast<size_t>(slot)];
+        QL_ASSERT(!s.packed);  // its values exist only per tile (gemm_rows)
         return static_cast<const char*>(s.active()) + offset_elems * elem(s);
     }
     const float* f32(int slot) const {
@@ -503,7 +619,8 @@ struct CudaEngine::Impl {
     // cores, as in F32, and accumulate in F32, as in F32: only the summation order differs.
     const void* half_weights(int slot, ActRound kind) {
         Slot& s = slots[static_cast<size_t>(slot)];
-        if (!opt.half_gemm_for_16bit_weights || streaming || s.f32 || s.n_overridden > 0)
+        if (!opt.half_gemm_for_16bit_weights || streaming || s.f32 || s.packed ||
+            s.n_overridden > 0)
             return nullptr;
         if (s.half_valid) return s.half.as();
         if (half_refused) return nullptr;
@@ -529,7 +646,7 @@ struct CudaEngine::Impl {
     void linear(int slot, int64_t w_off, const void* X, void* Y, cudaDataType_t ytype, int64_t N,
                 int64_t K, int64_t M, float beta, int64_t ldy = -1) {
         if (!opt.ggml_numerics) {
-            gemm(ptr(slot, w_off), X, Y, ytype, N, K, M, beta, ldy);
+            gemm_rows(slot, w_off, X, Y, ytype, N, K, 0, M, beta, ldy < 0 ? M : ldy);
             return;
         }
         const std::vector<int>& ms = slot_members[static_cast<size_t>(slot)];
@@ -566,9 +683,28 @@ struct CudaEngine::Impl {
                 launch_round_activations(act_round.as<float>(), N, K, kind);
                 x = act_round.as();
             }
-            gemm(ptr(slot, w_off + r0 * K), x, static_cast<char*>(Y) + r0 * ysize, ytype, N, K,
-                 r1 - r0, beta, ld);
+            gemm_rows(slot, w_off, x, Y, ytype, N, K, r0, r1, beta, ld);
             r0 = r1;
+        }
+    }
+    // Y[:, r0..r1) (leading dimension ld) = X · W[r0..r1)ᵀ + beta·Y for rows r0..r1 of the
+    // weight at value w_off of `slot` (rows of K). A packed slot's rows are dequantized into
+    // `tile`, at most opt.dequant_tile_bytes at a time, one GEMM per tile.
+    void gemm_rows(int slot, int64_t w_off, const void* X, void* Y, cudaDataType_t ytype, int64_t N,
+                   int64_t K, int64_t r0, int64_t r1, float beta, int64_t ld) {
+        const size_t ysize = ytype == CUDA_R_32F ? 4 : esize;
+        if (!slots[static_cast<size_t>(slot)].packed) {
+            gemm(ptr(slot, w_off + r0 * K), X, static_cast<char*>(Y) + r0 * ysize, ytype, N, K,
+                 r1 - r0, beta, ld);
+            return;
+        }
+        const int64_t per_tile =
+            std::max<int64_t>(1, opt.dequant_tile_bytes / (K * static_cast<int64_t>(esize)));
+        tile.resize(static_cast<size_t>(std::min(per_tile, r1 - r0) * K) * esize);
+        for (int64_t a = r0; a < r1; a += per_tile) {
+            const int64_t b = std::min(r1, a + per_tile);
+            dequantize_rows(slot, w_off + a * K, K, b - a, tile.as(), dt);
+            gemm(tile.as(), X, static_cast<char*>(Y) + a * ysize, ytype, N, K, b - a, beta, ld);
         }
     }
     const Member& member_at(const std::vector<int>& ms, int64_t elem) const {
@@ -1009,33 +1145,7 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             ls.down = m.fused(false, {{p + "ffn_down.weight", {F_dense, C}}}, true);
         }
     }
-    const auto Nmax = static_cast<size_t>(options.max_tokens);
-    m.xn.resize(Nmax * static_cast<size_t>(C) * m.esize);
-    m.qkv.resize(Nmax * static_cast<size_t>(HD + 2 * KD) * 4);
-    m.q.resize(Nmax * static_cast<size_t>(HD) * m.esize);
-    m.k.resize(Nmax * static_cast<size_t>(KD) * m.esize);
-    m.v.resize(Nmax * static_cast<size_t>(KD) * m.esize);
-    m.att.resize(Nmax * static_cast<size_t>(HD) * m.esize);
-    // The widest MLP: a dense layer of GLM-4.5 / DeepSeek-V3 or the shared expert may be wider
-    // than an expert (sized by the expert's width, the dense layer's GEMM ran past the buffer).
-    m.gu.resize(Nmax * static_cast<size_t>(2 * m.ffn) * m.esize);
-    m.act.resize(Nmax * static_cast<size_t>(m.ffn) * m.esize);
-    if (c.post_norms) m.proj.resize(Nmax * static_cast<size_t>(C) * 4);
-    if (c.mla) {
-        const auto H = static_cast<size_t>(c.n_heads), P = static_cast<size_t>(c.qk_nope_dim);
-        const auto R = static_cast<size_t>(D), L = static_cast<size_t>(c.kv_lora_rank);
-        const auto Q = static_cast<size_t>(c.q_lora_rank), V = static_cast<size_t>(c.v_head_dim);
-        m.qkv.resize(Nmax * H * (P + R) * 4);
-        m.q.resize(Nmax * H * (L + R) * 4);  // the latent attention's, in F32
-        m.k.resize(Nmax * (L + R) * 4);
-        m.att.resize(Nmax * H * V * m.esize);
-        m.mla_qa32.resize(Nmax * Q * 4);
-        m.mla_qa.resize(Nmax * Q * m.esize);
-        m.mla_kv32.resize(Nmax * (L + R) * 4);
-        m.mla_qn.resize(Nmax * H * P * m.esize);
-        m.mla_ol.resize(Nmax * H * L * 4);
-        m.mla_head.resize(Nmax * H * L * m.esize);
-    }
+    m.size_activations(options.max_tokens);
     m.place_weights();
 }
 
@@ -1088,6 +1198,7 @@ void CudaEngine::load_weight(const std::string& name, const float* host, int64_t
     Impl& m = *impl_;
     Member& mb = m.member(name);
     QL_CHECK(n == mb.n, "CUDA engine: weight '{}' has {} values, expected {}", name, n, mb.n);
+    m.unpack(mb.slot);
     mb.stored_type = mb.type = type;
     Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     m.use({mb.slot}, true);
@@ -1115,6 +1226,7 @@ void CudaEngine::load_weight(const std::string& name, const float* host, int64_t
 void CudaEngine::load_random_weights(uint64_t seed) {
     Impl& m = *impl_;
     for (Member& mb : m.members) {
+        m.unpack(mb.slot);
         Slot& s = m.slots[static_cast<size_t>(mb.slot)];
         m.use({mb.slot}, true);
         if (s.f32) {
@@ -1149,6 +1261,10 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
                  "{}: tensor '{}' has {} dimensions/shape differing from the "
                  "config's",
                  model.path(), mb.name, t->ne.size());
+        if (m.slots[static_cast<size_t>(mb.slot)].packed) {  // the file's bytes, as they are
+            load_weight_blocks(mb.name, t->type, model.raw(*t), model.path());
+            continue;
+        }
         work.push_back({&mb, t});
         largest = std::max(largest, mb.n);
     }
@@ -1212,6 +1328,41 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
                      uploading.seconds());
 }
 
+void CudaEngine::load_weight_blocks(const std::string& name, GgmlType type,
+                                    std::span<const uint8_t> blocks, const std::string& file) {
+    Impl& m = *impl_;
+    Member& mb = m.member(name);
+    const int64_t rows = mb.n / mb.ne[0];
+    const size_t row_bytes = ggml_row_size(type, mb.ne[0]);
+    QL_CHECK(blocks.size() == row_bytes * static_cast<size_t>(rows),
+             "{}: tensor '{}': {} bytes of {}, expected {} ({} rows of {})", file, name,
+             blocks.size(), ggml_type_display_name(type), row_bytes * static_cast<size_t>(rows),
+             rows, mb.ne[0]);
+    TensorInfo info;
+    info.name = name;
+    info.ne = mb.ne;
+    info.type = type;
+    check_blocks_finite(file, info, blocks.data(), row_bytes);
+    Slot& s = m.slots[static_cast<size_t>(mb.slot)];
+    if (!s.packed) {
+        std::vector<float> values(static_cast<size_t>(mb.n));
+        dequantize(type, blocks.data(), values.data(), rows, mb.ne[0]);
+        load_weight(name, values.data(), mb.n, type);
+        return;
+    }
+    QL_CHECK(type == mb.block_type, "{}: tensor '{}' is {}, but the engine was set up for {}", file,
+             name, ggml_type_display_name(type), ggml_type_display_name(mb.block_type));
+    m.use({mb.slot}, true);
+    QL_CUDA(cudaMemcpy(s.orig.as<char>() + mb.byte_offset, blocks.data(), blocks.size(),
+                       cudaMemcpyHostToDevice));
+    mb.stored_type = mb.type = type;
+    mb.loaded = true;
+}
+
+void CudaEngine::reserve_tokens(int64_t tokens) {
+    if (tokens > impl_->opt.max_tokens) impl_->size_activations(tokens);
+}
+
 bool CudaEngine::complete() const {
     for (const Member& m : impl_->members)
         if (m.required && !m.loaded) return false;
@@ -1221,6 +1372,7 @@ bool CudaEngine::complete() const {
 namespace {
 // Makes the member's slot use its scratch copy (allocated from the original on first use).
 void* begin_override(CudaEngine::Impl& m, Member& mb) {
+    m.unpack(mb.slot);
     Slot& s = m.slots[static_cast<size_t>(mb.slot)];
     const size_t bytes = static_cast<size_t>(s.n) * m.elem(s);
     m.use({mb.slot});
@@ -1342,6 +1494,17 @@ std::vector<float> download(CudaEngine::Impl& m, int slot, int64_t offset, int64
     m.use({slot});
     const Slot& s = m.slots[static_cast<size_t>(slot)];
     std::vector<float> out(static_cast<size_t>(n));
+    if (s.packed) {  // the values a GEMM sees: dequantized, in the storage type
+        const int64_t K = m.member_at(m.slot_members[static_cast<size_t>(slot)], offset).ne[0];
+        DeviceBuffer values(out.size() * m.esize), tmp(out.size() * 4);
+        m.dequantize_rows(slot, offset, K, n / K, values.as(), m.dt);
+        if (m.dt == Dtype::F32)
+            QL_CUDA(cudaMemcpy(tmp.as(), values.as(), out.size() * 4, cudaMemcpyDeviceToDevice));
+        else
+            launch_16_to_f32(tmp.as<float>(), values.as(), m.dt, n);
+        QL_CUDA(cudaMemcpy(out.data(), tmp.as(), out.size() * 4, cudaMemcpyDeviceToHost));
+        return out;
+    }
     const char* src = static_cast<const char*>(s.active()) + offset * m.elem(s);
     if (s.f32) {
         QL_CUDA(cudaMemcpy(out.data(), src, out.size() * 4, cudaMemcpyDeviceToHost));
@@ -1383,8 +1546,24 @@ void CudaEngine::embed(const int32_t* d_tokens, int64_t N, float* d_h) {
     // Gemma: × sqrt(hidden) in float, as the CPU engine.
     const float scale =
         impl_->c.embed_scale ? std::sqrt(static_cast<float>(impl_->c.hidden)) : 1.0f;
-    launch_embed(d_h, impl_->ptr(impl_->token_embd), impl_->dt, d_tokens, N, impl_->c.hidden,
-                 scale);
+    Impl& m = *impl_;
+    const Slot& table = m.slots[static_cast<size_t>(m.token_embd)];
+    if (table.packed) {  // the tokens' rows, dequantized in order into xn (free until a layer)
+        const Member& mb = m.members[static_cast<size_t>(m.member_of.at("token_embd.weight"))];
+        const int64_t C = m.c.hidden;
+        m.xn.resize(static_cast<size_t>(N * C) * m.esize);
+        launch_dequantize_rows(mb.block_type, table.orig.as<char>() + mb.byte_offset, mb.row_bytes,
+                               C, d_tokens, 0, N, m.xn.as(), m.dt);
+        if (m.iota.bytes() < static_cast<size_t>(N) * 4) {
+            std::vector<int32_t> ids(static_cast<size_t>(std::max(N, m.opt.max_tokens)));
+            for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+            m.iota.resize(ids.size() * 4);
+            QL_CUDA(cudaMemcpy(m.iota.as(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+        }
+        launch_embed(d_h, m.xn.as(), m.dt, m.iota.as<int32_t>(), N, C, scale);
+    } else {
+        launch_embed(d_h, m.ptr(m.token_embd), m.dt, d_tokens, N, m.c.hidden, scale);
+    }
     impl_->prefetch(impl_->layer_slots(0));
 }
 
@@ -1567,18 +1746,39 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
 std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens, int64_t B,
                                               int64_t T, int64_t t0) {
     Impl& m = *impl_;
-    const int64_t V = m.c.vocab;
+    const int64_t V = m.c.vocab, S = T - t0, C = m.c.hidden;
     DeviceBuffer d_h = embed_and_run_layers(*this, m, tokens, B, T);
-    DeviceBuffer d_logits(static_cast<size_t>(B * (T - t0) * V) * 4);
-    head(d_h.as<float>(), B, T, t0, d_logits.as<float>());
-    std::vector<float> out(static_cast<size_t>(B * (T - t0) * V));
-    QL_CUDA(cudaMemcpy(out.data(), d_logits.as(), out.size() * 4, cudaMemcpyDeviceToHost));
+    // The head runs a few sequences at a time so the logits on the GPU stay near 256 MiB
+    // (a 128k vocabulary makes 0.5 MB a row).
+    const int64_t per_slice = std::max<int64_t>(1, (int64_t{256} << 20) / (S * V * 4));
+    DeviceBuffer d_logits(static_cast<size_t>(std::min(B, per_slice) * S * V) * 4);
+    std::vector<float> out(static_cast<size_t>(B * S * V));
+    for (int64_t b0 = 0; b0 < B; b0 += per_slice) {
+        const int64_t nb = std::min(per_slice, B - b0);
+        head(d_h.as<float>() + b0 * T * C, nb, T, t0, d_logits.as<float>());
+        QL_CUDA(cudaMemcpy(out.data() + b0 * S * V, d_logits.as(),
+                           static_cast<size_t>(nb * S * V) * 4, cudaMemcpyDeviceToHost));
+    }
     return out;
 }
 
 void CudaEngine::synchronize() {
     QL_CUDA(cudaDeviceSynchronize());
     note_device_usage();
+}
+
+bool keeps_blocks_on_gpu(GgmlType type, size_t n_dims) {
+    return n_dims >= 2 && ggml_type_info(type).quantized && gpu_dequant_supported(type);
+}
+
+std::unordered_map<std::string, GgmlType> quantized_storage_types(const Model& model) {
+    std::unordered_map<std::string, GgmlType> out;
+    if (const char* env = std::getenv("QUANTLENS_GPU_BLOCKS"); env && std::string(env) == "0")
+        return out;
+    for (const TensorInfo& t : model.tensors())
+        if (keeps_blocks_on_gpu(t.type, t.ne.size()) && !model.raw(t).empty())
+            out.emplace(t.name, t.type);
+    return out;
 }
 
 std::vector<std::string> quantizable_weights(const ModelConfig& c) {

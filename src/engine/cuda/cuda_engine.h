@@ -21,6 +21,9 @@
 //  - Layer-granular execution on device pointers for the sweep, forward_logits() for tests.
 //  - Weight overrides by GGUF name, from host floats or fake-quantized on the GPU
 //    (fake_quant.h); clear_override restores the original.
+//  - Quantized weights can stay in their GGUF blocks on the GPU (quantized_storage below), so
+//    a quantized file needs about its own size in GPU memory: each GEMM dequantizes its rows
+//    (dequant.h, the CPU's values bit for bit) into a tile just before it runs.
 //  - Throws Error (never aborts) on CUDA/cuBLAS failures, naming the call.
 #pragma once
 
@@ -29,6 +32,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <unordered_map>
 #include <vector>
 
 #include "core/ggml_type.h"
@@ -76,6 +80,13 @@ struct CudaEngineOptions {
     // 16-bit copy (exact products, F32 accumulation; ~10× faster than F32 GEMMs), where GPU
     // memory holds the copy. QUANTLENS_HALF_GEMM=0 turns it off.
     bool half_gemm_for_16bit_weights = true;
+    // Weights held in their GGUF blocks (name → type; quantized_storage_types() lists a
+    // model's). A slot whose tensors are all listed stores their bytes as the file has them,
+    // and each GEMM over it dequantizes up to dequant_tile_bytes of rows into the storage type
+    // (the values load_model would have uploaded, bit for bit), then multiplies. An override,
+    // or a fake-quantization, turns that slot back into plain values.
+    std::unordered_map<std::string, GgmlType> quantized_storage = {};
+    int64_t dequant_tile_bytes = int64_t{64} << 20;
 };
 
 // True when a CUDA device can be used; otherwise `why` says what is missing.
@@ -140,7 +151,14 @@ class CudaEngine {
     // leaves norms and quantized weights as they are: engine.h's held_weight_type). Tensor i+1
     // is decoded on the host while tensor i is copied to the GPU.
     void load_model(const Model& model, bool round_f16 = false);
+    // Copies a quantized_storage weight's blocks as the file holds them (`file` names it in
+    // errors: a size or type that is not the file's, a non-finite block scale). A weight the
+    // engine holds as plain values is dequantized on the host and loaded as load_weight does.
+    void load_weight_blocks(const std::string& name, GgmlType type, std::span<const uint8_t> blocks,
+                            const std::string& file);
     bool complete() const;  // every required weight loaded
+    // Grows the activation scratch so batches of up to `tokens` rows fit (max_tokens).
+    void reserve_tokens(int64_t tokens);
     int64_t weight_bytes() const;
     bool streaming() const;                 // weights live in host memory (see the options)
     int64_t resident_weight_bytes() const;  // weights on the GPU now
@@ -198,6 +216,12 @@ class CudaEngine {
   private:
     std::unique_ptr<Impl> impl_;
 };
+
+// The weights of `model` the engine can keep in their blocks (quantized_storage): matrices
+// whose file type has a GPU dequantization kernel (dequant.h) and whose bytes the source
+// holds as GGUF blocks. Empty when QUANTLENS_GPU_BLOCKS=0 (the dequantized path, to compare).
+std::unordered_map<std::string, GgmlType> quantized_storage_types(const Model& model);
+bool keeps_blocks_on_gpu(GgmlType type, size_t n_dims);
 
 // GGUF names of the matrices the fake-quant sweep perturbs, in model order.
 std::vector<std::string> quantizable_weights(const ModelConfig& config);

@@ -1,8 +1,8 @@
 // The CUDA engine as a LogitsModel (engine/logits_model.h): what eval, verify and calibrate
-// run on with --gpu. Weights are the model's, dequantized through Model::read_f32 and stored
-// in the engine's precision: F16 (a quantized file's dequantized values round with relative
-// error ≤ 2^-11), or F32 with llama.cpp's numerics. Batches larger than the engine's
-// max_tokens are split by sequence.
+// run on with --gpu. Weights are the model's in the engine's precision: F16 (a quantized
+// file's dequantized values round with relative error ≤ 2^-11), or F32 with llama.cpp's
+// numerics; quantized ones stay in their blocks when options.quantized_storage lists them.
+// Batches larger than the engine's max_tokens are split by sequence.
 #pragma once
 
 #include <memory>

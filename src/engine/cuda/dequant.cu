@@ -1,0 +1,319 @@
+// See dequant.h. Each value<Block> below is the CPU dequantizer's expression for weight `e`
+// of one block (quant/legacy.cpp, kquants.cpp, iq4.cpp, fp4.cpp, ternary.cpp), indexed
+// directly instead of walked, so one thread computes one weight and the writes coalesce.
+// Compiled with --fmad=false (CMakeLists.txt): a·b − c must round twice, as on the CPU.
+#include "engine/cuda/dequant.h"
+
+#include "engine/cuda/cuda_common.cuh"
+#pragma nv_diag_suppress 1675  // blocks.h's GCC pragma is for the host compiler
+#include "quant/blocks.h"
+#include "quant/tables_generated.h"
+
+namespace quantlens::cuda {
+namespace {
+
+using namespace blocks;
+
+// The 16 levels of IQ4_NL / IQ4_XS or MXFP4, passed by value (a kernel argument).
+struct Levels {
+    int8_t v[16];
+};
+
+__device__ __forceinline__ float half_bits(uint16_t h) {
+    return __half2float(__ushort_as_half(h));
+}
+
+// Q4_0 / Q5_0 (zero 8 / 16) and Q4_1 / Q5_1: the CPU's unpack_levels, for weight e; the
+// 5-bit types add bit e of qh as the level's fifth bit.
+__device__ __forceinline__ int nibble(const uint8_t* qs, int e) {
+    return e < 16 ? (qs[e] & 0x0F) : (qs[e - 16] >> 4);
+}
+__device__ __forceinline__ int fifth_bit(const uint8_t* qh, int e) {
+    return ((qh[e >> 3] >> (e & 7)) & 1) << 4;
+}
+
+template <typename Block>
+struct Dequant;
+
+template <>
+struct Dequant<block_q4_0> {
+    static constexpr int kWeights = QK4_0;
+    __device__ static float value(const block_q4_0& x, int e, const Levels&) {
+        return static_cast<float>(nibble(x.qs, e) - 8) * half_bits(x.d);
+    }
+};
+template <>
+struct Dequant<block_q5_0> {
+    static constexpr int kWeights = QK5_0;
+    __device__ static float value(const block_q5_0& x, int e, const Levels&) {
+        return static_cast<float>((nibble(x.qs, e) | fifth_bit(x.qh, e)) - 16) * half_bits(x.d);
+    }
+};
+template <>
+struct Dequant<block_q4_1> {
+    static constexpr int kWeights = QK4_1;
+    __device__ static float value(const block_q4_1& x, int e, const Levels&) {
+        return static_cast<float>(nibble(x.qs, e)) * half_bits(x.d) + half_bits(x.m);
+    }
+};
+template <>
+struct Dequant<block_q5_1> {
+    static constexpr int kWeights = QK5_1;
+    __device__ static float value(const block_q5_1& x, int e, const Levels&) {
+        return static_cast<float>(nibble(x.qs, e) | fifth_bit(x.qh, e)) * half_bits(x.d) +
+               half_bits(x.m);
+    }
+};
+template <>
+struct Dequant<block_q8_0> {
+    static constexpr int kWeights = QK8_0;
+    __device__ static float value(const block_q8_0& x, int e, const Levels&) {
+        return static_cast<float>(x.qs[e]) * half_bits(x.d);
+    }
+};
+
+// K-quants: weight e of a 256-weight super-block. The CPU walks halves of 128 (Q2_K, Q3_K,
+// Q6_K) or quarters of 64 (Q4_K, Q5_K); the index arithmetic recovers its loop variables.
+template <>
+struct Dequant<block_q2_K> {
+    static constexpr int kWeights = QK_K;
+    __device__ static float value(const block_q2_K& x, int e, const Levels&) {
+        const int n0 = e >> 7, r = e & 127, group = r >> 5, half = (r >> 4) & 1, l = r & 15;
+        const uint8_t sc = x.scales[n0 * 8 + group * 2 + half];
+        const float dl = half_bits(x.d) * static_cast<float>(sc & 0xF);
+        const float ml = half_bits(x.dmin) * static_cast<float>(sc >> 4);
+        const int q = (x.qs[n0 * 32 + l + 16 * half] >> (2 * group)) & 3;
+        return dl * static_cast<float>(q) - ml;
+    }
+};
+template <>
+struct Dequant<block_q3_K> {
+    static constexpr int kWeights = QK_K;
+    __device__ static float value(const block_q3_K& x, int e, const Levels&) {
+        const int n0 = e >> 7, r = e & 127, group = r >> 5, half = (r >> 4) & 1, l = r & 31;
+        const int j = n0 * 8 + group * 2 + half;  // q3_K_unpack_scale
+        const int low = j < 8 ? x.scales[j] & 0xF : x.scales[j - 8] >> 4;
+        const int scale = (low | (((x.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+        const float dl = half_bits(x.d) * static_cast<float>(scale);
+        const int m = 1 << (n0 * 4 + group);
+        const int v = ((x.qs[n0 * 32 + l] >> (2 * group)) & 3) - ((x.hmask[l] & m) ? 0 : 4);
+        return dl * static_cast<float>(v);
+    }
+};
+// Q4_K / Q5_K: sub-block j's 6-bit scale and min (scale_search.h's get_scale_min_k4).
+__device__ __forceinline__ void scale_min_k4(int j, const uint8_t* q, int& sc, int& m) {
+    if (j < 4) {
+        sc = q[j] & 63;
+        m = q[j + 4] & 63;
+    } else {
+        sc = (q[j + 4] & 0xF) | ((q[j - 4] >> 6) << 4);
+        m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
+    }
+}
+template <>
+struct Dequant<block_q4_K> {
+    static constexpr int kWeights = QK_K;
+    __device__ static float value(const block_q4_K& x, int e, const Levels&) {
+        const int c = e >> 6, high = (e >> 5) & 1, l = e & 31;
+        int sc = 0, mn = 0;
+        scale_min_k4(2 * c + high, x.scales, sc, mn);
+        const float d = half_bits(x.d) * static_cast<float>(sc);
+        const float m = half_bits(x.dmin) * static_cast<float>(mn);
+        const uint8_t q = x.qs[32 * c + l];
+        return d * static_cast<float>(high ? q >> 4 : q & 0xF) - m;
+    }
+};
+template <>
+struct Dequant<block_q5_K> {
+    static constexpr int kWeights = QK_K;
+    __device__ static float value(const block_q5_K& x, int e, const Levels&) {
+        const int c = e >> 6, high = (e >> 5) & 1, l = e & 31;
+        int sc = 0, mn = 0;
+        scale_min_k4(2 * c + high, x.scales, sc, mn);
+        const float d = half_bits(x.d) * static_cast<float>(sc);
+        const float m = half_bits(x.dmin) * static_cast<float>(mn);
+        const uint8_t q = x.qs[32 * c + l];
+        const int u = 1 << (2 * c + high);
+        const int v = (high ? q >> 4 : q & 0xF) + ((x.qh[l] & u) ? 16 : 0);
+        return d * static_cast<float>(v) - m;
+    }
+};
+template <>
+struct Dequant<block_q6_K> {
+    static constexpr int kWeights = QK_K;
+    __device__ static float value(const block_q6_K& x, int e, const Levels&) {
+        const int n0 = e >> 7, quarter = (e >> 5) & 3, l = e & 31;
+        const uint8_t* ql = x.ql + 64 * n0;
+        const uint8_t qh = x.qh[32 * n0 + l];
+        const int low = quarter == 0   ? ql[l] & 0xF
+                        : quarter == 1 ? ql[l + 32] & 0xF
+                        : quarter == 2 ? ql[l] >> 4
+                                       : ql[l + 32] >> 4;
+        const int q = (low | (((qh >> (2 * quarter)) & 3) << 4)) - 32;
+        const int8_t sc = x.scales[8 * n0 + (l >> 4) + 2 * quarter];
+        return half_bits(x.d) * static_cast<float>(sc) * static_cast<float>(q);
+    }
+};
+template <>
+struct Dequant<block_iq4_nl> {
+    static constexpr int kWeights = QK4_NL;
+    __device__ static float value(const block_iq4_nl& x, int e, const Levels& lv) {
+        const int q = e < 16 ? x.qs[e] & 0xF : x.qs[e - 16] >> 4;
+        return half_bits(x.d) * static_cast<float>(lv.v[q]);
+    }
+};
+template <>
+struct Dequant<block_iq4_xs> {
+    static constexpr int kWeights = QK_K;
+    __device__ static float value(const block_iq4_xs& x, int e, const Levels& lv) {
+        const int ib = e >> 5, j = e & 31;
+        const int ls =
+            ((x.scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((x.scales_h >> 2 * ib) & 3) << 4);
+        const float dl = half_bits(x.d) * static_cast<float>(ls - 32);
+        const int q = j < 16 ? x.qs[16 * ib + j] & 0xF : x.qs[16 * ib + j - 16] >> 4;
+        return dl * static_cast<float>(lv.v[q]);
+    }
+};
+template <>
+struct Dequant<block_mxfp4> {
+    static constexpr int kWeights = QK_MXFP4;
+    __device__ static float value(const block_mxfp4& x, int e, const Levels& lv) {
+        // fp4.cpp's e8m0_to_float_half: half the E8M0 scale, subnormal below e = 2.
+        const uint32_t bits = x.e < 2 ? (0x00200000u << x.e) : static_cast<uint32_t>(x.e - 1) << 23;
+        const int q = e < 16 ? x.qs[e] & 0x0F : x.qs[e - 16] >> 4;
+        return static_cast<float>(lv.v[q]) * __uint_as_float(bits);
+    }
+};
+template <>
+struct Dequant<block_tq2_0> {
+    static constexpr int kWeights = QK_K;
+    __device__ static float value(const block_tq2_0& x, int e, const Levels&) {
+        const int group = e >> 7, shift = 2 * ((e >> 5) & 3), m = e & 31;
+        const int q = (x.qs[32 * group + m] >> shift) & 3;
+        return static_cast<float>(q - 1) * half_bits(x.d);
+    }
+};
+
+template <typename Block, typename T>
+__global__ void dequantize_rows_k(const uint8_t* src, size_t row_bytes, int64_t n_per_row,
+                                  const int32_t* rows, int64_t row0, int64_t n, T* dst,
+                                  Levels levels) {
+    constexpr int kWeights = Dequant<Block>::kWeights;
+    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
+         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t r = i / n_per_row, col = i % n_per_row;
+        const int64_t src_row = rows ? rows[r] : row0 + r;
+        const auto* blocks = reinterpret_cast<const Block*>(src + src_row * row_bytes);
+        const float v =
+            Dequant<Block>::value(blocks[col / kWeights], static_cast<int>(col % kWeights), levels);
+        dst[i] = from_f32<T>(v);
+    }
+}
+
+template <typename Block>
+void launch_typed(const void* src, size_t row_bytes, int64_t n_per_row, const int32_t* rows,
+                  int64_t row0, int64_t n_rows, void* dst, Dtype dt, const Levels& levels) {
+    const int64_t n = n_rows * n_per_row;
+    if (n == 0) return;
+    const auto* s = static_cast<const uint8_t*>(src);
+    const unsigned grid = grid_for(n, 256);
+    switch (dt) {
+        case Dtype::F32:
+            dequantize_rows_k<Block><<<grid, 256>>>(s, row_bytes, n_per_row, rows, row0, n,
+                                                    static_cast<float*>(dst), levels);
+            break;
+        case Dtype::F16:
+            dequantize_rows_k<Block><<<grid, 256>>>(s, row_bytes, n_per_row, rows, row0, n,
+                                                    static_cast<__half*>(dst), levels);
+            break;
+        case Dtype::BF16:
+            dequantize_rows_k<Block><<<grid, 256>>>(s, row_bytes, n_per_row, rows, row0, n,
+                                                    static_cast<__nv_bfloat16*>(dst), levels);
+            break;
+    }
+    QL_CUDA_LAUNCH();
+}
+
+Levels levels_of(const int8_t (&table)[16]) {
+    Levels l{};
+    for (int i = 0; i < 16; ++i) l.v[i] = table[i];
+    return l;
+}
+
+}  // namespace
+
+bool gpu_dequant_supported(GgmlType type) {
+    switch (type) {
+        case GgmlType::Q4_0:
+        case GgmlType::Q4_1:
+        case GgmlType::Q5_0:
+        case GgmlType::Q5_1:
+        case GgmlType::Q8_0:
+        case GgmlType::Q2_K:
+        case GgmlType::Q3_K:
+        case GgmlType::Q4_K:
+        case GgmlType::Q5_K:
+        case GgmlType::Q6_K:
+        case GgmlType::IQ4_NL:
+        case GgmlType::IQ4_XS:
+        case GgmlType::MXFP4:
+        case GgmlType::TQ2_0:
+            return true;
+        default:
+            return false;
+    }
+}
+
+void launch_dequantize_rows(GgmlType type, const void* src, size_t row_bytes, int64_t n_per_row,
+                            const int32_t* rows, int64_t row0, int64_t n_rows, void* dst,
+                            Dtype dt) {
+    const Levels none{};
+    switch (type) {
+        case GgmlType::Q4_0:
+            return launch_typed<block_q4_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q4_1:
+            return launch_typed<block_q4_1>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q5_0:
+            return launch_typed<block_q5_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q5_1:
+            return launch_typed<block_q5_1>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q8_0:
+            return launch_typed<block_q8_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q2_K:
+            return launch_typed<block_q2_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q3_K:
+            return launch_typed<block_q3_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q4_K:
+            return launch_typed<block_q4_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q5_K:
+            return launch_typed<block_q5_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::Q6_K:
+            return launch_typed<block_q6_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                            none);
+        case GgmlType::IQ4_NL:
+            return launch_typed<block_iq4_nl>(src, row_bytes, n_per_row, rows, row0, n_rows, dst,
+                                              dt, levels_of(tables::kvalues_iq4nl));
+        case GgmlType::IQ4_XS:
+            return launch_typed<block_iq4_xs>(src, row_bytes, n_per_row, rows, row0, n_rows, dst,
+                                              dt, levels_of(tables::kvalues_iq4nl));
+        case GgmlType::MXFP4:
+            return launch_typed<block_mxfp4>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                             levels_of(tables::kvalues_fp4));
+        case GgmlType::TQ2_0:
+            return launch_typed<block_tq2_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
+                                             none);
+        default:
+            check_cuda(cudaErrorInvalidValue, "launch_dequantize_rows: a type without a kernel");
+    }
+}
+
+}  // namespace quantlens::cuda
