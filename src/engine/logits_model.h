@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <span>
 #include <string>
 #include <vector>
@@ -20,6 +21,14 @@ class LogitsModel {
     // by sequence, then position). Throws Error on an id outside the vocabulary.
     virtual std::vector<float> forward(std::span<const int32_t> tokens, int64_t B, int64_t T,
                                        int64_t t0 = 0) const = 0;
+    // −log p of each next token for rows t0..t0+S−1 of each sequence (t0 + S < T): out[b·S + s]
+    // scores tokens[b·T + t0 + s + 1], as kld.h's token_nll would from forward()'s logits.
+    // A model that scores where its logits are (the GPU) returns them; nullopt: score forward().
+    virtual std::optional<std::vector<float>> next_token_nll(std::span<const int32_t> tokens,
+                                                             int64_t B, int64_t T, int64_t t0,
+                                                             int64_t S) const {
+        return std::nullopt;
+    }
 };
 
 }  // namespace quantlens

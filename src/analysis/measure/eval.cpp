@@ -122,6 +122,15 @@ EvalResult evaluate(const LogitsModel& engine, const EvalTokens& chunks, const E
         const int64_t B = std::min(batch, chunks.n_chunks - c0);
         const std::span<const int32_t> tokens(chunks.tokens.data() + c0 * n_ctx, B * n_ctx);
         auto t0 = std::chrono::steady_clock::now();
+        if (!with_base && !writer) {  // PPL alone: the GPU scores where its logits are
+            if (std::optional<std::vector<float>> nll =
+                    engine.next_token_nll(tokens, B, n_ctx, first, S)) {
+                result.seconds += seconds_since(t0);
+                for (const float x : *nll) acc.add_nll(x);
+                progress.advance(B * n_ctx);
+                continue;
+            }
+        }
         const std::vector<float> logits =
             engine.forward(tokens, B, n_ctx, first);  // [B, rows_out, V]
         result.seconds += seconds_since(t0);

@@ -1762,6 +1762,43 @@ std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens
     return out;
 }
 
+std::vector<float> CudaEngine::next_token_nll(const std::vector<int32_t>& tokens, int64_t B,
+                                              int64_t T, int64_t t0, int64_t S) {
+    Impl& m = *impl_;
+    QL_ASSERT(t0 >= 0 && S > 0 && t0 + S < T);
+    const int64_t R = B * S, C = m.c.hidden, V = m.c.vocab;
+    DeviceBuffer d_h = embed_and_run_layers(*this, m, tokens, B, T);
+    const bool has_output =
+        m.output >= 0 && m.members[static_cast<size_t>(m.member_of.at("output.weight"))].loaded;
+    m.use(m.head_slots());
+    m.xn.resize(static_cast<size_t>(R * C) * m.esize);
+    launch_rmsnorm(m.xn.as(), m.dt, d_h.as<float>(), m.f32(m.output_norm), R, C,
+                   static_cast<float>(m.c.rms_eps), S, T, t0);
+    std::vector<int32_t> next(static_cast<size_t>(R));
+    for (int64_t b = 0; b < B; ++b)
+        for (int64_t s = 0; s < S; ++s)
+            next[static_cast<size_t>(b * S + s)] = tokens[static_cast<size_t>(b * T + t0 + s + 1)];
+    DeviceBuffer d_next(next.size() * 4), run_max(next.size() * 4), run_sum(next.size() * 8),
+        target(next.size() * 4), nll(next.size() * 4);
+    QL_CUDA(cudaMemcpy(d_next.as(), next.data(), next.size() * 4, cudaMemcpyHostToDevice));
+    const int64_t per_tile = std::clamp<int64_t>((int64_t{32} << 20) / (R * 4), 1, V);
+    DeviceBuffer z(static_cast<size_t>(R * per_tile) * 4);
+    for (int64_t v0 = 0; v0 < V; v0 += per_tile) {
+        const int64_t vt = std::min(per_tile, V - v0);
+        m.linear(has_output ? m.output : m.token_embd, v0 * C, m.xn.as(), z.as(), CUDA_R_32F, R, C,
+                 vt, 0.0f);
+        if (m.c.final_softcap > 0)
+            launch_softcap(z.as<float>(), R * vt, static_cast<float>(m.c.final_softcap));
+        launch_nll_tile(z.as<float>(), R, vt, v0, d_next.as<int32_t>(), run_max.as<float>(),
+                        run_sum.as<double>(), target.as<float>());
+    }
+    launch_nll_finish(run_max.as<float>(), run_sum.as<double>(), target.as<float>(), R,
+                      nll.as<float>());
+    std::vector<float> out(next.size());
+    QL_CUDA(cudaMemcpy(out.data(), nll.as(), out.size() * 4, cudaMemcpyDeviceToHost));
+    return out;
+}
+
 void CudaEngine::synchronize() {
     QL_CUDA(cudaDeviceSynchronize());
     note_device_usage();

@@ -86,7 +86,7 @@ struct CudaEngineOptions {
     // (the values load_model would have uploaded, bit for bit), then multiplies. An override,
     // or a fake-quantization, turns that slot back into plain values.
     std::unordered_map<std::string, GgmlType> quantized_storage = {};
-    int64_t dequant_tile_bytes = int64_t{64} << 20;
+    int64_t dequant_tile_bytes = int64_t{32} << 20;  // stays in an H100's 50 MB L2
 };
 
 // True when a CUDA device can be used; otherwise `why` says what is missing.
@@ -196,6 +196,12 @@ class CudaEngine {
     // Host convenience: tokens[B*T] → logits [B*(T-t0), V] on the host.
     std::vector<float> forward_logits(const std::vector<int32_t>& tokens, int64_t B, int64_t T,
                                       int64_t t0 = 0);
+    // −log p of each next token, scored on the GPU: rows t0..t0+S−1 of each sequence
+    // (t0 + S < T), row (b, s) against tokens[b·T + t0 + s + 1], out[b·S + s]; kld.h's
+    // token_nll. The head runs over the vocabulary ~32 MiB of logits at a time, so neither the
+    // logits nor a dequantized output matrix ever exist whole.
+    std::vector<float> next_token_nll(const std::vector<int32_t>& tokens, int64_t B, int64_t T,
+                                      int64_t t0, int64_t S);
     void synchronize();
 
     // ---- activation taps (calibration) ----

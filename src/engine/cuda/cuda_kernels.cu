@@ -630,6 +630,57 @@ void launch_score_rows(const float* logits, int64_t B, int64_t S, int64_t R, int
     QL_CUDA_LAUNCH();
 }
 
+namespace {
+__global__ void nll_tile_k(const float* z, int64_t vt, int64_t v0, const int32_t* next,
+                           float* run_max, double* run_sum, float* target) {
+    const float* row = z + blockIdx.x * vt;
+    float m = -INFINITY;
+    for (int64_t v = threadIdx.x; v < vt; v += blockDim.x) m = fmaxf(m, row[v]);
+    m = block_max(m);
+    double sum = 0.0;
+    for (int64_t v = threadIdx.x; v < vt; v += blockDim.x)
+        sum += exp(static_cast<double>(row[v] - m));
+    sum = block_sum(sum);
+    if (threadIdx.x != 0) return;
+    const int64_t want = next[blockIdx.x] - v0;
+    if (want >= 0 && want < vt) target[blockIdx.x] = row[want];
+    if (v0 == 0) {
+        run_max[blockIdx.x] = m;
+        run_sum[blockIdx.x] = sum;
+        return;
+    }
+    const float old = run_max[blockIdx.x];
+    if (m > old) {
+        run_sum[blockIdx.x] = run_sum[blockIdx.x] * exp(static_cast<double>(old) - m) + sum;
+        run_max[blockIdx.x] = m;
+    } else {
+        run_sum[blockIdx.x] += sum * exp(static_cast<double>(m) - old);
+    }
+}
+
+__global__ void nll_finish_k(const float* run_max, const double* run_sum, const float* target,
+                             int64_t R, float* out) {
+    const int64_t r = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x;
+    if (r < R)
+        out[r] = static_cast<float>(static_cast<double>(run_max[r]) + log(run_sum[r]) -
+                                    static_cast<double>(target[r]));
+}
+}  // namespace
+
+void launch_nll_tile(const float* z, int64_t R, int64_t vt, int64_t v0, const int32_t* next,
+                     float* run_max, double* run_sum, float* target) {
+    if (R == 0 || vt == 0) return;
+    nll_tile_k<<<R, 256>>>(z, vt, v0, next, run_max, run_sum, target);
+    QL_CUDA_LAUNCH();
+}
+
+void launch_nll_finish(const float* run_max, const double* run_sum, const float* target, int64_t R,
+                       float* out) {
+    if (R == 0) return;
+    nll_finish_k<<<grid_for(R, 256), 256>>>(run_max, run_sum, target, R, out);
+    QL_CUDA_LAUNCH();
+}
+
 void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,
                                double* acc) {
     sq_diff_partial_k<<<kPartials, 256>>>(a, b, n, partials);

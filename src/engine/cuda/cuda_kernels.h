@@ -120,6 +120,16 @@ void launch_score_rows(const float* logits, int64_t B, int64_t S, int64_t R, int
                        const float* ref_logp, const double* ref_lse, const int32_t* ref_top1,
                        const int32_t* next, int64_t row0, RowStats* out);
 
+// Next-token NLL over a vocabulary seen a tile at a time (eval without a base scores on the
+// GPU: no logits leave it). z[R, vt] holds logits columns v0..v0+vt−1 of R rows; each row's
+// running maximum and Σ exp(z − max) (double, rescaled when the maximum grows), and its target
+// logit when next[r] falls in the tile, are updated (v0 == 0 starts them).
+void launch_nll_tile(const float* z, int64_t R, int64_t vt, int64_t v0, const int32_t* next,
+                     float* run_max, double* run_sum, float* target);
+// out[r] = max + log(Σ) − z[next]: kld.h's token_nll, in float.
+void launch_nll_finish(const float* run_max, const double* run_sum, const float* target, int64_t R,
+                       float* out);
+
 // *acc += Σ (a[i] − b[i])² in a fixed order (deterministic); partials holds 1024 doubles.
 void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,
                                double* acc);

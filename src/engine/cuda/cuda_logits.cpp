@@ -39,6 +39,26 @@ class CudaLogitsModel final : public LogitsModel {
         return out;
     }
 
+    std::optional<std::vector<float>> next_token_nll(std::span<const int32_t> tokens, int64_t B,
+                                                     int64_t T, int64_t t0,
+                                                     int64_t S) const override {
+        QL_CHECK(B > 0 && T > 0 && t0 >= 0 && S > 0 && t0 + S < T &&
+                     static_cast<int64_t>(tokens.size()) == B * T,
+                 "{}: {} tokens are not {} sequences of {} with {} scored from {}", path_,
+                 tokens.size(), B, T, S, t0);
+        engine_->reserve_tokens(T);
+        const int64_t per_pass = std::max<int64_t>(1, engine_->options().max_tokens / T);
+        std::vector<float> out;
+        out.reserve(static_cast<size_t>(B * S));
+        for (int64_t b0 = 0; b0 < B; b0 += per_pass) {
+            const int64_t n = std::min(per_pass, B - b0);
+            const std::vector<int32_t> part(tokens.begin() + b0 * T, tokens.begin() + (b0 + n) * T);
+            const std::vector<float> nll = engine_->next_token_nll(part, n, T, t0, S);
+            out.insert(out.end(), nll.begin(), nll.end());
+        }
+        return out;
+    }
+
   private:
     std::unique_ptr<CudaEngine> engine_;  // forward_logits reuses its scratch: not const
     std::string path_;

@@ -32,4 +32,16 @@ __device__ V block_sum(V v) {
     return warp_sum(t);
 }
 
+// Maximum over the block (as block_sum; NaN-free inputs).
+__device__ inline float block_max(float v) {
+    __shared__ float part[32];
+    const int lane = threadIdx.x % kWarp, warp = threadIdx.x / kWarp;
+    v = warp_max(v);
+    __syncthreads();
+    if (lane == 0) part[warp] = v;
+    __syncthreads();
+    const int n_warps = blockDim.x / kWarp;
+    return warp_max(lane < n_warps ? part[lane] : -INFINITY);
+}
+
 }  // namespace quantlens::cuda
