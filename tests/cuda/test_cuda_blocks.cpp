@@ -209,7 +209,13 @@ TEST(CudaBlocks, EngineHoldingBlocksMatchesDequantizedEngine) {
         const double tiled_kld = mean_kld(want, tiled_logits, V);
         std::printf("  tiled: max |dlogit| %.3g, mean KLD %.3g\n", max_abs_diff(want, tiled_logits),
                     tiled_kld);
-        EXPECT_LE(std::fabs(tiled_kld), 1e-5);  // measured on an H100: max |dlogit| ≤ 0.38
+        // Other GEMM shapes sum in another order; under llama.cpp's numerics each Q8 rounding
+        // that flips moves an input by 1/127 of its block's largest (measured on an H100:
+        // KLD 6e-7 F16, 4e-5 BF16, 7e-4 llama.cpp's numerics; a wrong row or tile is ≫ 1e-2).
+        const double kld_bound = k.ggml_numerics                  ? 3e-3
+                                 : k.precision == Precision::BF16 ? 2e-4
+                                                                  : 1e-5;
+        EXPECT_LE(std::fabs(tiled_kld), kld_bound);
 
         // Scoring on the GPU (eval without a base): the host's token_nll of the same logits.
         const int64_t t0 = 8, S = T - t0 - 1;
