@@ -102,6 +102,53 @@ TEST(CudaDequant, MatchesCpuDequantizeBitForBit) {
     EXPECT_FALSE(gpu_dequant_supported(GgmlType::IQ2_XXS));  // stored dequantized instead
 }
 
+// Throughput on an 8B FFN matrix (Q4_K, 14336 × 4096 → F16), against a device copy of the
+// same output bytes in the same run; the values against the CPU's, as above.
+TEST(CudaDequant, ThroughputOnAnFfnMatrix) {
+    SKIP_WITHOUT_GPU();
+    const int64_t rows = 14336, cols = 4096;
+    std::mt19937 rng(3);
+    std::normal_distribution<float> normal(0.0f, 0.02f);
+    std::vector<float> x(static_cast<size_t>(rows * cols));
+    for (float& v : x) v = normal(rng);
+    const size_t row_bytes = ggml_row_size(GgmlType::Q4_K, cols);
+    std::vector<uint8_t> blocks(row_bytes * rows);
+    quantize(GgmlType::Q4_K, x.data(), blocks.data(), rows, cols, nullptr);
+    DeviceBuffer d_blocks(blocks.size()), out(x.size() * 2), copy(x.size() * 2);
+    QL_CUDA(cudaMemcpy(d_blocks.as(), blocks.data(), blocks.size(), cudaMemcpyHostToDevice));
+    cudaEvent_t a, b;
+    QL_CUDA(cudaEventCreate(&a));
+    QL_CUDA(cudaEventCreate(&b));
+    auto time_ms = [&](auto&& work) {
+        work();  // warm-up
+        QL_CUDA(cudaEventRecord(a));
+        for (int i = 0; i < 20; ++i) work();
+        QL_CUDA(cudaEventRecord(b));
+        QL_CUDA(cudaEventSynchronize(b));
+        float ms = 0;
+        QL_CUDA(cudaEventElapsedTime(&ms, a, b));
+        return ms / 20;
+    };
+    const float dequant_ms = time_ms([&] {
+        launch_dequantize_rows(GgmlType::Q4_K, d_blocks.as(), row_bytes, cols, nullptr, 0, rows,
+                               out.as(), Dtype::F16);
+    });
+    const float copy_ms = time_ms([&] {
+        QL_CUDA(cudaMemcpyAsync(copy.as(), out.as(), x.size() * 2, cudaMemcpyDeviceToDevice));
+    });
+    std::printf(
+        "Q4_K %lld x %lld -> F16: %.3f ms (%.0f GB/s written); device copy of the output "
+        "%.3f ms; ratio %.2f\n",
+        static_cast<long long>(rows), static_cast<long long>(cols), dequant_ms,
+        x.size() * 2 / dequant_ms / 1e6, copy_ms, dequant_ms / copy_ms);
+    std::vector<float> ref(x.size());
+    dequantize(GgmlType::Q4_K, blocks.data(), ref.data(), rows, cols);
+    const std::vector<float> got = download_floats(out, x.size(), Dtype::F16);
+    for (size_t i = 0; i < x.size(); i += 4099) ASSERT_EQ(got[i], round_to_f16(ref[i])) << i;
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+}
+
 // A quantized GGUF of `hf_dir` (preset) in a fresh temporary directory.
 std::string quantized_file(const std::string& hf_dir, const std::string& preset) {
     const auto dir = std::filesystem::temp_directory_path() /

@@ -1,6 +1,6 @@
-// See dequant.h. Each value<Block> below is the CPU dequantizer's expression for weight `e`
+// See dequant.h. Each Dequant<Block> below is the CPU dequantizer's expression for a weight
 // of one block (quant/legacy.cpp, kquants.cpp, iq4.cpp, fp4.cpp, ternary.cpp), indexed
-// directly instead of walked, so one thread computes one weight and the writes coalesce.
+// directly instead of walked, so a thread computes 8 neighbouring weights and writes coalesce.
 // Compiled with --fmad=false (CMakeLists.txt): a·b − c must round twice, as on the CPU.
 #include "engine/cuda/dequant.h"
 
@@ -34,72 +34,93 @@ __device__ __forceinline__ int fifth_bit(const uint8_t* qh, int e) {
     return ((qh[e >> 3] >> (e & 7)) & 1) << 4;
 }
 
+// Dequant<Block>::group8(x, e0, levels, y): weights e0..e0+7 of block x (e0 a multiple of 8,
+// so they share every sub-block scale, hoisted out of the loop).
 template <typename Block>
 struct Dequant;
 
+// Q4_0 / Q5_0: (level − zero) · d; Q4_1 / Q5_1: level · d + m.
 template <>
 struct Dequant<block_q4_0> {
     static constexpr int kWeights = QK4_0;
-    __device__ static float value(const block_q4_0& x, int e, const Levels&) {
-        return static_cast<float>(nibble(x.qs, e) - 8) * half_bits(x.d);
+    __device__ static void group8(const block_q4_0& x, int e0, const Levels&, float (&y)[8]) {
+        const float d = half_bits(x.d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) y[j] = static_cast<float>(nibble(x.qs, e0 + j) - 8) * d;
     }
 };
 template <>
 struct Dequant<block_q5_0> {
     static constexpr int kWeights = QK5_0;
-    __device__ static float value(const block_q5_0& x, int e, const Levels&) {
-        return static_cast<float>((nibble(x.qs, e) | fifth_bit(x.qh, e)) - 16) * half_bits(x.d);
+    __device__ static void group8(const block_q5_0& x, int e0, const Levels&, float (&y)[8]) {
+        const float d = half_bits(x.d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = static_cast<float>((nibble(x.qs, e0 + j) | fifth_bit(x.qh, e0 + j)) - 16) * d;
     }
 };
 template <>
 struct Dequant<block_q4_1> {
     static constexpr int kWeights = QK4_1;
-    __device__ static float value(const block_q4_1& x, int e, const Levels&) {
-        return static_cast<float>(nibble(x.qs, e)) * half_bits(x.d) + half_bits(x.m);
+    __device__ static void group8(const block_q4_1& x, int e0, const Levels&, float (&y)[8]) {
+        const float d = half_bits(x.d), m = half_bits(x.m);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) y[j] = static_cast<float>(nibble(x.qs, e0 + j)) * d + m;
     }
 };
 template <>
 struct Dequant<block_q5_1> {
     static constexpr int kWeights = QK5_1;
-    __device__ static float value(const block_q5_1& x, int e, const Levels&) {
-        return static_cast<float>(nibble(x.qs, e) | fifth_bit(x.qh, e)) * half_bits(x.d) +
-               half_bits(x.m);
+    __device__ static void group8(const block_q5_1& x, int e0, const Levels&, float (&y)[8]) {
+        const float d = half_bits(x.d), m = half_bits(x.m);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = static_cast<float>(nibble(x.qs, e0 + j) | fifth_bit(x.qh, e0 + j)) * d + m;
     }
 };
 template <>
 struct Dequant<block_q8_0> {
     static constexpr int kWeights = QK8_0;
-    __device__ static float value(const block_q8_0& x, int e, const Levels&) {
-        return static_cast<float>(x.qs[e]) * half_bits(x.d);
+    __device__ static void group8(const block_q8_0& x, int e0, const Levels&, float (&y)[8]) {
+        const float d = half_bits(x.d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) y[j] = static_cast<float>(x.qs[e0 + j]) * d;
     }
 };
 
-// K-quants: weight e of a 256-weight super-block. The CPU walks halves of 128 (Q2_K, Q3_K,
-// Q6_K) or quarters of 64 (Q4_K, Q5_K); the index arithmetic recovers its loop variables.
+// K-quants: a 256-weight super-block. The CPU walks halves of 128 (Q2_K, Q3_K, Q6_K) or
+// quarters of 64 (Q4_K, Q5_K); the index arithmetic recovers its loop variables, which are
+// the same for 8 aligned weights except the position l.
 template <>
 struct Dequant<block_q2_K> {
     static constexpr int kWeights = QK_K;
-    __device__ static float value(const block_q2_K& x, int e, const Levels&) {
-        const int n0 = e >> 7, r = e & 127, group = r >> 5, half = (r >> 4) & 1, l = r & 15;
+    __device__ static void group8(const block_q2_K& x, int e0, const Levels&, float (&y)[8]) {
+        const int n0 = e0 >> 7, r = e0 & 127, group = r >> 5, half = (r >> 4) & 1, l0 = r & 15;
         const uint8_t sc = x.scales[n0 * 8 + group * 2 + half];
         const float dl = half_bits(x.d) * static_cast<float>(sc & 0xF);
         const float ml = half_bits(x.dmin) * static_cast<float>(sc >> 4);
-        const int q = (x.qs[n0 * 32 + l + 16 * half] >> (2 * group)) & 3;
-        return dl * static_cast<float>(q) - ml;
+        const uint8_t* q = x.qs + n0 * 32 + 16 * half + l0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) y[j] = dl * static_cast<float>((q[j] >> (2 * group)) & 3) - ml;
     }
 };
 template <>
 struct Dequant<block_q3_K> {
     static constexpr int kWeights = QK_K;
-    __device__ static float value(const block_q3_K& x, int e, const Levels&) {
-        const int n0 = e >> 7, r = e & 127, group = r >> 5, half = (r >> 4) & 1, l = r & 31;
-        const int j = n0 * 8 + group * 2 + half;  // q3_K_unpack_scale
-        const int low = j < 8 ? x.scales[j] & 0xF : x.scales[j - 8] >> 4;
-        const int scale = (low | (((x.scales[8 + j % 4] >> (2 * (j / 4))) & 3) << 4)) - 32;
+    __device__ static void group8(const block_q3_K& x, int e0, const Levels&, float (&y)[8]) {
+        const int n0 = e0 >> 7, r = e0 & 127, group = r >> 5, half = (r >> 4) & 1, l0 = r & 31;
+        const int k = n0 * 8 + group * 2 + half;  // q3_K_unpack_scale
+        const int low = k < 8 ? x.scales[k] & 0xF : x.scales[k - 8] >> 4;
+        const int scale = (low | (((x.scales[8 + k % 4] >> (2 * (k / 4))) & 3) << 4)) - 32;
         const float dl = half_bits(x.d) * static_cast<float>(scale);
         const int m = 1 << (n0 * 4 + group);
-        const int v = ((x.qs[n0 * 32 + l] >> (2 * group)) & 3) - ((x.hmask[l] & m) ? 0 : 4);
-        return dl * static_cast<float>(v);
+        const uint8_t* q = x.qs + n0 * 32 + l0;
+        const uint8_t* hm = x.hmask + l0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int v = ((q[j] >> (2 * group)) & 3) - ((hm[j] & m) ? 0 : 4);
+            y[j] = dl * static_cast<float>(v);
+        }
     }
 };
 // Q4_K / Q5_K: sub-block j's 6-bit scale and min (scale_search.h's get_scale_min_k4).
@@ -115,84 +136,98 @@ __device__ __forceinline__ void scale_min_k4(int j, const uint8_t* q, int& sc, i
 template <>
 struct Dequant<block_q4_K> {
     static constexpr int kWeights = QK_K;
-    __device__ static float value(const block_q4_K& x, int e, const Levels&) {
-        const int c = e >> 6, high = (e >> 5) & 1, l = e & 31;
+    __device__ static void group8(const block_q4_K& x, int e0, const Levels&, float (&y)[8]) {
+        const int c = e0 >> 6, high = (e0 >> 5) & 1, l0 = e0 & 31;
         int sc = 0, mn = 0;
         scale_min_k4(2 * c + high, x.scales, sc, mn);
         const float d = half_bits(x.d) * static_cast<float>(sc);
         const float m = half_bits(x.dmin) * static_cast<float>(mn);
-        const uint8_t q = x.qs[32 * c + l];
-        return d * static_cast<float>(high ? q >> 4 : q & 0xF) - m;
+        const uint8_t* q = x.qs + 32 * c + l0;
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = d * static_cast<float>(high ? q[j] >> 4 : q[j] & 0xF) - m;
     }
 };
 template <>
 struct Dequant<block_q5_K> {
     static constexpr int kWeights = QK_K;
-    __device__ static float value(const block_q5_K& x, int e, const Levels&) {
-        const int c = e >> 6, high = (e >> 5) & 1, l = e & 31;
+    __device__ static void group8(const block_q5_K& x, int e0, const Levels&, float (&y)[8]) {
+        const int c = e0 >> 6, high = (e0 >> 5) & 1, l0 = e0 & 31;
         int sc = 0, mn = 0;
         scale_min_k4(2 * c + high, x.scales, sc, mn);
         const float d = half_bits(x.d) * static_cast<float>(sc);
         const float m = half_bits(x.dmin) * static_cast<float>(mn);
-        const uint8_t q = x.qs[32 * c + l];
+        const uint8_t* q = x.qs + 32 * c + l0;
+        const uint8_t* qh = x.qh + l0;
         const int u = 1 << (2 * c + high);
-        const int v = (high ? q >> 4 : q & 0xF) + ((x.qh[l] & u) ? 16 : 0);
-        return d * static_cast<float>(v) - m;
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int v = (high ? q[j] >> 4 : q[j] & 0xF) + ((qh[j] & u) ? 16 : 0);
+            y[j] = d * static_cast<float>(v) - m;
+        }
     }
 };
 template <>
 struct Dequant<block_q6_K> {
     static constexpr int kWeights = QK_K;
-    __device__ static float value(const block_q6_K& x, int e, const Levels&) {
-        const int n0 = e >> 7, quarter = (e >> 5) & 3, l = e & 31;
-        const uint8_t* ql = x.ql + 64 * n0;
-        const uint8_t qh = x.qh[32 * n0 + l];
-        const int low = quarter == 0   ? ql[l] & 0xF
-                        : quarter == 1 ? ql[l + 32] & 0xF
-                        : quarter == 2 ? ql[l] >> 4
-                                       : ql[l + 32] >> 4;
-        const int q = (low | (((qh >> (2 * quarter)) & 3) << 4)) - 32;
-        const int8_t sc = x.scales[8 * n0 + (l >> 4) + 2 * quarter];
-        return half_bits(x.d) * static_cast<float>(sc) * static_cast<float>(q);
+    __device__ static void group8(const block_q6_K& x, int e0, const Levels&, float (&y)[8]) {
+        const int n0 = e0 >> 7, quarter = (e0 >> 5) & 3, l0 = e0 & 31;
+        const uint8_t* ql = x.ql + 64 * n0 + l0 + (quarter & 1) * 32;
+        const uint8_t* qh = x.qh + 32 * n0 + l0;
+        const int8_t sc = x.scales[8 * n0 + (l0 >> 4) + 2 * quarter];
+        const float d = half_bits(x.d) * static_cast<float>(sc);  // (d · sc) · q, as the CPU
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int low = quarter < 2 ? ql[j] & 0xF : ql[j] >> 4;
+            const int q = (low | (((qh[j] >> (2 * quarter)) & 3) << 4)) - 32;
+            y[j] = d * static_cast<float>(q);
+        }
     }
 };
 template <>
 struct Dequant<block_iq4_nl> {
     static constexpr int kWeights = QK4_NL;
-    __device__ static float value(const block_iq4_nl& x, int e, const Levels& lv) {
-        const int q = e < 16 ? x.qs[e] & 0xF : x.qs[e - 16] >> 4;
-        return half_bits(x.d) * static_cast<float>(lv.v[q]);
+    __device__ static void group8(const block_iq4_nl& x, int e0, const Levels& lv, float (&y)[8]) {
+        const float d = half_bits(x.d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) y[j] = d * static_cast<float>(lv.v[nibble(x.qs, e0 + j)]);
     }
 };
 template <>
 struct Dequant<block_iq4_xs> {
     static constexpr int kWeights = QK_K;
-    __device__ static float value(const block_iq4_xs& x, int e, const Levels& lv) {
-        const int ib = e >> 5, j = e & 31;
+    __device__ static void group8(const block_iq4_xs& x, int e0, const Levels& lv, float (&y)[8]) {
+        const int ib = e0 >> 5, j0 = e0 & 31;
         const int ls =
             ((x.scales_l[ib / 2] >> 4 * (ib % 2)) & 0xF) | (((x.scales_h >> 2 * ib) & 3) << 4);
         const float dl = half_bits(x.d) * static_cast<float>(ls - 32);
-        const int q = j < 16 ? x.qs[16 * ib + j] & 0xF : x.qs[16 * ib + j - 16] >> 4;
-        return dl * static_cast<float>(lv.v[q]);
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = dl * static_cast<float>(lv.v[nibble(x.qs + 16 * ib, j0 + j)]);
     }
 };
 template <>
 struct Dequant<block_mxfp4> {
     static constexpr int kWeights = QK_MXFP4;
-    __device__ static float value(const block_mxfp4& x, int e, const Levels& lv) {
+    __device__ static void group8(const block_mxfp4& x, int e0, const Levels& lv, float (&y)[8]) {
         // fp4.cpp's e8m0_to_float_half: half the E8M0 scale, subnormal below e = 2.
         const uint32_t bits = x.e < 2 ? (0x00200000u << x.e) : static_cast<uint32_t>(x.e - 1) << 23;
-        const int q = e < 16 ? x.qs[e] & 0x0F : x.qs[e - 16] >> 4;
-        return static_cast<float>(lv.v[q]) * __uint_as_float(bits);
+        const float d = __uint_as_float(bits);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) y[j] = static_cast<float>(lv.v[nibble(x.qs, e0 + j)]) * d;
     }
 };
 template <>
 struct Dequant<block_tq2_0> {
     static constexpr int kWeights = QK_K;
-    __device__ static float value(const block_tq2_0& x, int e, const Levels&) {
-        const int group = e >> 7, shift = 2 * ((e >> 5) & 3), m = e & 31;
-        const int q = (x.qs[32 * group + m] >> shift) & 3;
-        return static_cast<float>(q - 1) * half_bits(x.d);
+    __device__ static void group8(const block_tq2_0& x, int e0, const Levels&, float (&y)[8]) {
+        const int group = e0 >> 7, shift = 2 * ((e0 >> 5) & 3), m0 = e0 & 31;
+        const float d = half_bits(x.d);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            const int q = (x.qs[32 * group + m0 + j] >> shift) & 3;
+            y[j] = static_cast<float>(q - 1) * d;
+        }
     }
 };
 
@@ -228,10 +263,11 @@ __global__ void dequantize_rows_k(const uint8_t* __restrict__ src, size_t row_by
         const int64_t src_row = rows ? rows[r] : row0 + r;
         const Block& block =
             reinterpret_cast<const Block*>(src + src_row * row_bytes)[first / kWeights];
+        float y[kPerThread];
+        Dequant<Block>::group8(block, e0, levels, y);
         T out[kPerThread];
 #pragma unroll
-        for (int j = 0; j < kPerThread; ++j)
-            out[j] = from_f32<T>(Dequant<Block>::value(block, e0 + j, levels));
+        for (int j = 0; j < kPerThread; ++j) out[j] = from_f32<T>(y[j]);
         store8(dst + r * n_per_row + first, out);
     }
 }
