@@ -340,8 +340,8 @@ QL_AVX2 inline void q8_0_rows(const void* w, const uint8_t* act, size_t stride, 
 
 QL_AVX2_ROWS_ENTRY_POINTS(q8_0)
 
-// The K-quant and ternary kernels below mirror ggml's AVX2 kernels one by one on purpose (the
-// same preamble and accumulation in each), so each reads against its ggml original.
+// The per-type kernels below follow ggml's AVX2 kernels one by one on purpose: each repeats
+// the same preamble and accumulation so that it reads against its ggml original.
 QL_AVX2 float dot_q2_K_avx2(const void* w, const void* act, int64_t n) {
     const auto* x = static_cast<const block_q2_K*>(w);
     const auto* y = static_cast<const block_q8_K*>(act);
