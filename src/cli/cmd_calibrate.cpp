@@ -13,6 +13,7 @@
 #include "analysis/studies/calibrate.h"
 #include "cli/command.h"
 #include "cli/memory_report.h"
+#include "cli/text_run_options.h"
 #include "core/error.h"
 #include "core/hash.h"
 #include "core/mmap_file.h"
@@ -26,10 +27,9 @@
 namespace quantlens::cli {
 namespace {
 
-struct CalibrateCliOptions {
+struct CalibrateCliOptions : TextRunOptions {
     std::string model, text, output, store;
-    int64_t ctx = 512, chunks = 0, batch = 4;
-    bool as_f16 = false, ggml_numerics = false, gpu = false, json = false, force = false;
+    bool json = false, force = false;
 
     nlohmann::json to_json() const {
         return {{"model", model},   {"text", text},
@@ -77,9 +77,7 @@ void print_summary(const CalibrationResult& r, const CalibrateCliOptions& o) {
 CalibrationResult calibrate_once(const CalibrateCliOptions& o, const CalibrateObserver& observer,
                                  bool with_weights) {
     const std::unique_ptr<Model> model = Model::open(o.model);
-    EngineOptions eo;
-    eo.f16_weights = o.as_f16 && model->source() == Model::Source::HuggingFace;
-    eo.ggml_numerics = o.ggml_numerics;
+    const EngineOptions eo = o.engine_options(*model);
     CalibrateOptions co;
     co.n_ctx = o.ctx;
     co.max_chunks = o.chunks;

@@ -15,6 +15,7 @@
 #include "analysis/measure/eval.h"
 #include "cli/command.h"
 #include "cli/memory_report.h"
+#include "cli/text_run_options.h"
 #include "core/error.h"
 #include "core/mmap_file.h"
 #include "core/output_file.h"
@@ -28,10 +29,9 @@
 namespace quantlens::cli {
 namespace {
 
-struct EvalCliOptions {
+struct EvalCliOptions : TextRunOptions {
     std::string model, text, base, save_logits;
-    int64_t ctx = 512, chunks = 0, batch = 4;
-    bool json = false, as_f16 = false, ggml_numerics = false, gpu = false, force = false;
+    bool json = false, force = false;
 };
 
 bool is_logits_file(const std::string& path) {
@@ -43,10 +43,7 @@ bool is_logits_file(const std::string& path) {
 }
 
 std::unique_ptr<LogitsModel> make_engine(const Model& model, const EvalCliOptions& cli) {
-    EngineOptions o;
-    o.f16_weights = cli.as_f16 && model.source() == Model::Source::HuggingFace;
-    o.ggml_numerics = cli.ggml_numerics;
-    return make_logits_model(model, o, cli.gpu, "eval");
+    return make_logits_model(model, cli.engine_options(model), cli.gpu, "eval");
 }
 
 nlohmann::ordered_json to_json(const EvalResult& r, const EvalCliOptions& o) {

@@ -20,6 +20,7 @@
 
 #include "core/half.h"
 #include "core/parallel.h"
+#include "engine/kernels.h"
 
 namespace quantlens {
 
@@ -148,20 +149,12 @@ void expf_ggml8(const float* x, float* y) {
 
 void rmsnorm_ggml(float* out, const float* in, const float* weight, int64_t N, int64_t C,
                   float eps) {
-    parallel_for(
-        static_cast<size_t>(N),
-        [&](size_t begin, size_t end) {
-            for (size_t r = begin; r < end; ++r) {
-                const float* x = in + r * C;
-                float* y = out + r * C;
-                double sum = 0.0;
-                for (int64_t c = 0; c < C; ++c) sum += static_cast<double>(x[c] * x[c]);
-                const auto mean = static_cast<float>(sum / static_cast<double>(C));
-                const float scale = 1.0f / std::sqrt(mean + eps);
-                for (int64_t c = 0; c < C; ++c) y[c] = x[c] * scale * weight[c];
-            }
-        },
-        16);
+    rmsnorm_rows(out, in, weight, N, C, [&](const float* x) {
+        double sum = 0.0;
+        for (int64_t c = 0; c < C; ++c) sum += static_cast<double>(x[c] * x[c]);
+        const auto mean = static_cast<float>(sum / static_cast<double>(C));
+        return 1.0f / std::sqrt(mean + eps);
+    });
 }
 
 void rope_ggml(float* x, int64_t B, int64_t T, int64_t H, int64_t D, const RopeGgml& rope) {

@@ -23,19 +23,11 @@ void engine_init_blas() {
 
 void rmsnorm_forward(float* out, const float* in, const float* weight, int64_t N, int64_t C,
                      float eps) {
-    parallel_for(
-        static_cast<size_t>(N),
-        [&](size_t begin, size_t end) {
-            for (size_t n = begin; n < end; ++n) {
-                const float* x = in + n * C;
-                float* o = out + n * C;
-                double ss = 0.0;  // double: rows up to tens of thousands of channels
-                for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(x[c]) * x[c];
-                const float scale = static_cast<float>(1.0 / std::sqrt(ss / C + eps));
-                for (int64_t c = 0; c < C; ++c) o[c] = x[c] * scale * weight[c];
-            }
-        },
-        16);
+    rmsnorm_rows(out, in, weight, N, C, [&](const float* x) {
+        double ss = 0.0;  // double: rows up to tens of thousands of channels
+        for (int64_t c = 0; c < C; ++c) ss += static_cast<double>(x[c]) * x[c];
+        return static_cast<float>(1.0 / std::sqrt(ss / C + eps));
+    });
 }
 
 void matmul_forward(float* out, const float* in, const float* weight, const float* bias, int64_t N,

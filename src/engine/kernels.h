@@ -14,10 +14,30 @@
 #include <vector>
 
 #include "core/ggml_type.h"
+#include "core/parallel.h"
 
 namespace quantlens {
 
 void engine_init_blas();
+
+// out[N, C] = in[N, C] · row_scale(in row) · weight[C], rows spread over the threads (out may
+// alias in): the RMSNorm that rmsnorm_forward and ggml's emulation (rmsnorm_ggml) share; they
+// differ only in how row_scale forms a row's 1/rms.
+template <typename RowScale>
+void rmsnorm_rows(float* out, const float* in, const float* weight, int64_t N, int64_t C,
+                  const RowScale& row_scale) {
+    parallel_for(
+        static_cast<size_t>(N),
+        [&](size_t begin, size_t end) {
+            for (size_t r = begin; r < end; ++r) {
+                const float* x = in + r * C;
+                const float scale = row_scale(x);
+                float* y = out + r * C;
+                for (int64_t c = 0; c < C; ++c) y[c] = x[c] * scale * weight[c];
+            }
+        },
+        16);
+}
 
 // out[N, C] = in[N, C] / rms(in row) * weight[C]
 void rmsnorm_forward(float* out, const float* in, const float* weight, int64_t N, int64_t C,

@@ -10,8 +10,11 @@
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <set>
+#include <tuple>
+#include <type_traits>
 
 #include <fmt/ranges.h>
 
@@ -30,62 +33,68 @@ constexpr uint32_t kMaxDims = 4;         // GGML_MAX_DIMS
 // malicious file from exhausting the stack through recursion.
 constexpr int kMaxArrayDepth = 8;
 
-const char* value_type_name(GgufValueType t) {
-    switch (t) {
-        case GgufValueType::UINT8:
-            return "u8";
-        case GgufValueType::INT8:
-            return "i8";
-        case GgufValueType::UINT16:
-            return "u16";
-        case GgufValueType::INT16:
-            return "i16";
-        case GgufValueType::UINT32:
-            return "u32";
-        case GgufValueType::INT32:
-            return "i32";
-        case GgufValueType::FLOAT32:
-            return "f32";
-        case GgufValueType::BOOL:
-            return "bool";
-        case GgufValueType::STRING:
-            return "string";
-        case GgufValueType::ARRAY:
-            return "array";
-        case GgufValueType::UINT64:
-            return "u64";
-        case GgufValueType::INT64:
-            return "i64";
-        case GgufValueType::FLOAT64:
-            return "f64";
-    }
-    return "?";
+// Each GGUF value type's name in messages and the smallest on-disk size of one value of it
+// (which bounds array counts before allocating), indexed by the type's number.
+struct ValueTypeFacts {
+    GgufValueType type;
+    const char* name;
+    size_t min_size;
+};
+constexpr ValueTypeFacts kValueTypes[] = {
+    {GgufValueType::UINT8, "u8", 1},      {GgufValueType::INT8, "i8", 1},
+    {GgufValueType::UINT16, "u16", 2},    {GgufValueType::INT16, "i16", 2},
+    {GgufValueType::UINT32, "u32", 4},    {GgufValueType::INT32, "i32", 4},
+    {GgufValueType::FLOAT32, "f32", 4},   {GgufValueType::BOOL, "bool", 1},
+    {GgufValueType::STRING, "string", 8}, {GgufValueType::ARRAY, "array", 12},
+    {GgufValueType::UINT64, "u64", 8},    {GgufValueType::INT64, "i64", 8},
+    {GgufValueType::FLOAT64, "f64", 8},
+};
+
+const ValueTypeFacts* facts_of(GgufValueType t) {
+    const auto i = static_cast<size_t>(t);
+    return i < std::size(kValueTypes) && kValueTypes[i].type == t ? &kValueTypes[i] : nullptr;
 }
 
-// Smallest on-disk size of one value of type t; bounds array counts before allocating.
-size_t min_value_size(GgufValueType t) {
-    switch (t) {
-        case GgufValueType::UINT8:
-        case GgufValueType::INT8:
-        case GgufValueType::BOOL:
-            return 1;
-        case GgufValueType::UINT16:
-        case GgufValueType::INT16:
-            return 2;
-        case GgufValueType::UINT32:
-        case GgufValueType::INT32:
-        case GgufValueType::FLOAT32:
-            return 4;
-        case GgufValueType::UINT64:
-        case GgufValueType::INT64:
-        case GgufValueType::FLOAT64:
-        case GgufValueType::STRING:
-            return 8;
-        case GgufValueType::ARRAY:
-            return 12;
-    }
-    return 1;
+const char* value_type_name(GgufValueType t) {
+    const ValueTypeFacts* f = facts_of(t);
+    return f ? f->name : "?";
 }
+
+size_t min_value_size(GgufValueType t) {
+    const ValueTypeFacts* f = facts_of(t);
+    return f ? f->min_size : 1;
+}
+
+// The C++ type that each numeric GGUF type (any but bool, string and array) is stored as on
+// disk; the reader and the writer both go through visit_number_type.
+template <GgufValueType V, typename T>
+struct StoredAs {
+    static constexpr GgufValueType type = V;
+    using value_type = T;
+};
+using NumberTypes =
+    std::tuple<StoredAs<GgufValueType::UINT8, uint8_t>, StoredAs<GgufValueType::INT8, int8_t>,
+               StoredAs<GgufValueType::UINT16, uint16_t>, StoredAs<GgufValueType::INT16, int16_t>,
+               StoredAs<GgufValueType::UINT32, uint32_t>, StoredAs<GgufValueType::INT32, int32_t>,
+               StoredAs<GgufValueType::FLOAT32, float>, StoredAs<GgufValueType::UINT64, uint64_t>,
+               StoredAs<GgufValueType::INT64, int64_t>, StoredAs<GgufValueType::FLOAT64, double>>;
+
+// Calls fn with a value of the C++ type of the numeric GGUF type t.
+template <typename Fn>
+void visit_number_type(GgufValueType t, Fn&& fn) {
+    const bool found = std::apply(
+        [&](auto... number) {
+            return ((number.type == t && (fn(typename decltype(number)::value_type{}), true)) ||
+                    ...);
+        },
+        NumberTypes{});
+    QL_ASSERT(found);
+}
+
+// The GgufValue::scalar alternative that holds a number stored on disk as T.
+template <typename T>
+using HeldAs = std::conditional_t<std::is_floating_point_v<T>, double,
+                                  std::conditional_t<std::is_signed_v<T>, int64_t, uint64_t>>;
 
 bool valid_value_type(uint32_t t) {
     return t <= static_cast<uint32_t>(GgufValueType::FLOAT64);
@@ -135,36 +144,6 @@ GgufValue read_value(Reader& r, GgufValueType type, const std::string& key, int 
     GgufValue v;
     v.type = type;
     switch (type) {
-        case GgufValueType::UINT8:
-            v.scalar = uint64_t{r.read<uint8_t>("u8 value")};
-            break;
-        case GgufValueType::INT8:
-            v.scalar = int64_t{r.read<int8_t>("i8 value")};
-            break;
-        case GgufValueType::UINT16:
-            v.scalar = uint64_t{r.read<uint16_t>("u16 value")};
-            break;
-        case GgufValueType::INT16:
-            v.scalar = int64_t{r.read<int16_t>("i16 value")};
-            break;
-        case GgufValueType::UINT32:
-            v.scalar = uint64_t{r.read<uint32_t>("u32 value")};
-            break;
-        case GgufValueType::INT32:
-            v.scalar = int64_t{r.read<int32_t>("i32 value")};
-            break;
-        case GgufValueType::FLOAT32:
-            v.scalar = double{r.read<float>("f32 value")};
-            break;
-        case GgufValueType::UINT64:
-            v.scalar = uint64_t{r.read<uint64_t>("u64 value")};
-            break;
-        case GgufValueType::INT64:
-            v.scalar = int64_t{r.read<int64_t>("i64 value")};
-            break;
-        case GgufValueType::FLOAT64:
-            v.scalar = r.read<double>("f64 value");
-            break;
         case GgufValueType::BOOL: {
             const uint8_t b = r.read<uint8_t>("bool value");
             QL_CHECK(b <= 1, "{}: key '{}': bool value {} is neither 0 nor 1", r.name(), key, b);
@@ -190,6 +169,13 @@ GgufValue read_value(Reader& r, GgufValueType type, const std::string& key, int 
                 v.array.push_back(read_value(r, v.array_type, key, depth + 1));
             break;
         }
+        default:
+            visit_number_type(type, [&](auto zero) {
+                using T = decltype(zero);
+                const std::string what = std::string(value_type_name(type)) + " value";
+                v.scalar = HeldAs<T>{r.read<T>(what.c_str())};
+            });
+            break;
     }
     return v;
 }
@@ -208,36 +194,6 @@ void put_string(const Sink& out, const std::string& s) {
 
 void write_value(const Sink& out, const GgufValue& v) {
     switch (v.type) {
-        case GgufValueType::UINT8:
-            put<uint8_t>(out, std::get<uint64_t>(v.scalar));
-            break;
-        case GgufValueType::INT8:
-            put<int8_t>(out, std::get<int64_t>(v.scalar));
-            break;
-        case GgufValueType::UINT16:
-            put<uint16_t>(out, std::get<uint64_t>(v.scalar));
-            break;
-        case GgufValueType::INT16:
-            put<int16_t>(out, std::get<int64_t>(v.scalar));
-            break;
-        case GgufValueType::UINT32:
-            put<uint32_t>(out, std::get<uint64_t>(v.scalar));
-            break;
-        case GgufValueType::INT32:
-            put<int32_t>(out, std::get<int64_t>(v.scalar));
-            break;
-        case GgufValueType::FLOAT32:
-            put<float>(out, static_cast<float>(std::get<double>(v.scalar)));
-            break;
-        case GgufValueType::UINT64:
-            put<uint64_t>(out, std::get<uint64_t>(v.scalar));
-            break;
-        case GgufValueType::INT64:
-            put<int64_t>(out, std::get<int64_t>(v.scalar));
-            break;
-        case GgufValueType::FLOAT64:
-            put<double>(out, std::get<double>(v.scalar));
-            break;
         case GgufValueType::BOOL:
             put<uint8_t>(out, std::get<bool>(v.scalar) ? 1 : 0);
             break;
@@ -251,6 +207,12 @@ void write_value(const Sink& out, const GgufValue& v) {
                 QL_ASSERT(e.type == v.array_type);
                 write_value(out, e);
             }
+            break;
+        default:
+            visit_number_type(v.type, [&](auto zero) {
+                using T = decltype(zero);
+                put<T>(out, static_cast<T>(std::get<HeldAs<T>>(v.scalar)));
+            });
             break;
     }
 }

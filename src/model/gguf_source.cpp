@@ -1,6 +1,5 @@
 // GGUF source: a llama.cpp file is already in GGUF layout; tensors are exposed in file
 // order, float values come from converting F32/F16/BF16 or dequantizing block types.
-#include <mutex>
 
 #include "core/error.h"
 #include "core/half.h"
@@ -68,17 +67,13 @@ class GgufModel final : public Model {
         return gguf_.tensor_data(gguf_.tensor(tensor.name));
     }
 
-    std::string content_hash() const override {
-        std::call_once(hash_once_, [&] { hash_ = hash_files({path_}); });
-        return hash_;
-    }
+    std::string content_hash() const override { return hash_.get({path_}); }
     std::string tokenizer_path() const override { return path_; }
     const GgufFile* gguf() const override { return &gguf_; }
 
   private:
     GgufFile gguf_;
-    mutable std::once_flag hash_once_;
-    mutable std::string hash_;
+    FilesHashOnce hash_;
 };
 
 }  // namespace

@@ -174,10 +174,7 @@ class HfModel final : public Model {
         return at->second;
     }
 
-    std::string content_hash() const override {
-        std::call_once(hash_once_, [&] { hash_ = hash_files(st_.files()); });
-        return hash_;
-    }
+    std::string content_hash() const override { return hash_.get(st_.files()); }
     std::string tokenizer_path() const override {
         return (fs::path(path_) / "tokenizer.json").string();
     }
@@ -397,8 +394,7 @@ class HfModel final : public Model {
     std::map<std::string, HfSource> sources_;
     mutable std::map<std::string, std::vector<uint8_t>> packed_;  // raw(): MXFP4 blocks
     mutable std::mutex packed_mutex_;
-    mutable std::once_flag hash_once_;
-    mutable std::string hash_;
+    FilesHashOnce hash_;
 };
 
 }  // namespace

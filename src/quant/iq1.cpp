@@ -362,6 +362,7 @@ void iq1_s_dequantize(const block_iq1_s& x, float* y) {
     }
 }
 
+// Mirrors ggml's dequantize_row_iq1_m.
 void iq1_m_dequantize(const block_iq1_m& x, float* y) {
     uint16_t sc[4];
     std::memcpy(sc, x.scales, sizeof sc);

@@ -48,6 +48,7 @@ int level_iq1(int b) {
     return static_cast<int8_t>(b) + 1;
 }  // -1, 0, +1
 
+// Each grid's parameters as ggml's iq2xs_init_impl / iq3xs_init_impl set them.
 Source source(GridKind kind) {
     switch (kind) {
         case GridKind::Iq2xxs:

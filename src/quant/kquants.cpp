@@ -452,6 +452,8 @@ void dequantize_row_q2_K(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's dequantize_row_q3_K step for step, as the other dequantizers here mirror
+// theirs (their shared loop shape is ggml's, kept so each reads against its original).
 void dequantize_row_q3_K(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_q3_K*>(src);
     for (int64_t i = 0; i < n / QK_K; ++i) {
@@ -510,6 +512,7 @@ void dequantize_row_q5_K(const void* src, float* y, int64_t n) {
     }
 }
 
+// Mirrors ggml's dequantize_row_q6_K.
 void dequantize_row_q6_K(const void* src, float* y, int64_t n) {
     const auto* x = static_cast<const block_q6_K*>(src);
     for (int64_t i = 0; i < n / QK_K; ++i) {

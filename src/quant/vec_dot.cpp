@@ -213,6 +213,8 @@ float dot_mxfp4_ref(const void* w, const void* act, int64_t n) {
     return dot_table4_ref<block_mxfp4>(w, act, n, tables::kvalues_fp4);
 }
 
+// The K-quant twins below mirror ggml's AVX2 kernels one by one on purpose: their common
+// preamble and lane accumulation are ggml's, kept apart so each reads against its kernel.
 float dot_q2_K_ref(const void* w, const void* act, int64_t n) {
     const auto* x = static_cast<const block_q2_K*>(w);
     const auto* y = static_cast<const block_q8_K*>(act);
@@ -380,6 +382,18 @@ float dot_iq4_xs_ref(const void* w, const void* act, int64_t n) {
     return hsum8(acc);
 }
 
+// The main loop of ggml's AVX2 F16 and BF16 dots: four accumulators of eight lanes, value
+// i + 8j + k of each 32-value step fused into acc[j][k]; np is a multiple of 32.
+template <float (*to_f32)(uint16_t)>
+void fma_32_value_steps(const uint16_t* x, const float* y, int64_t np, float acc[4][8]) {
+    for (int64_t i = 0; i < np; i += 32)
+        for (int j = 0; j < 4; ++j)
+            for (int k = 0; k < 8; ++k) {
+                const int64_t e = i + 8 * j + k;
+                acc[j][k] = std::fma(to_f32(x[e]), y[e], acc[j][k]);
+            }
+}
+
 // F16 × F16 (ggml_vec_dot_f16 on AVX2): four accumulators of eight lanes over 32-value
 // steps, fused multiply-adds, reduced (x0+x2, x1+x3, then the two, then the lanes as
 // (l0+l4 + l1+l5) + (l2+l6 + l3+l7)) into a double; values past the last full step are
@@ -389,12 +403,7 @@ float dot_f16_ref(const void* w, const void* act, int64_t n) {
     const auto* y = static_cast<const float*>(act);  // F16 values (quantize_act_row)
     const int64_t np = n & ~int64_t{31};
     float sum[4][8] = {};
-    for (int64_t i = 0; i < np; i += 32)
-        for (int j = 0; j < 4; ++j)
-            for (int k = 0; k < 8; ++k) {
-                const int64_t e = i + 8 * j + k;
-                sum[j][k] = std::fma(f16_to_f32(x[e]), y[e], sum[j][k]);
-            }
+    fma_32_value_steps<f16_to_f32>(x, y, np, sum);
     double sumf = detail::reduce_f16_accumulators(sum);
     for (int64_t i = np; i < n; ++i) sumf += static_cast<double>(f16_to_f32(x[i]) * y[i]);
     return static_cast<float>(sumf);
@@ -408,12 +417,7 @@ float dot_bf16_ref(const void* w, const void* act, int64_t n) {
     const auto* y = static_cast<const float*>(act);  // BF16 values (quantize_act_row)
     const int64_t np = n & ~int64_t{31};
     float c[4][8] = {};
-    for (int64_t i = 0; i < np; i += 32)
-        for (int j = 0; j < 4; ++j)
-            for (int k = 0; k < 8; ++k) {
-                const int64_t e = i + 8 * j + k;
-                c[j][k] = std::fma(bf16_to_f32(x[e]), y[e], c[j][k]);
-            }
+    fma_32_value_steps<bf16_to_f32>(x, y, np, c);
     float sum[8];
     for (int k = 0; k < 8; ++k) sum[k] = (c[0][k] + c[2][k]) + (c[1][k] + c[3][k]);
     double sumf = hsum8(sum);
@@ -496,6 +500,16 @@ void set_scales32(IqBlock& out, int ib32, int sc_lo, int sc_hi) {
     out.sc[2 * ib32 + 1] = static_cast<int16_t>(sc_hi);
 }
 
+// Group l (8 values) of sub-block ib32 of an IQ3 block: two 4-value grid points, one sign
+// byte for all eight.
+void put_iq3_group(IqBlock& out, int ib32, int l, const uint8_t* g1, const uint8_t* g2,
+                   uint8_t signs) {
+    for (int j = 0; j < 4; ++j) {
+        out.w[32 * ib32 + 8 * l + j] = signed_value(g1[j], signs, j);
+        out.w[32 * ib32 + 8 * l + 4 + j] = signed_value(g2[j], signs, j + 4);
+    }
+}
+
 }  // namespace
 
 void decode_iq2_xxs(const void* block, IqBlock& out) {
@@ -559,10 +573,7 @@ void decode_iq3_xxs(const void* block, IqBlock& out) {
             const uint8_t signs = tables::ksigns_iq2xs[(aux >> (7 * l)) & 127];
             const auto* g1 = reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l]);
             const auto* g2 = reinterpret_cast<const uint8_t*>(tables::iq3xxs_grid + qs[2 * l + 1]);
-            for (int j = 0; j < 4; ++j) {
-                out.w[32 * ib32 + 8 * l + j] = signed_value(g1[j], signs, j);
-                out.w[32 * ib32 + 8 * l + 4 + j] = signed_value(g2[j], signs, j + 4);
-            }
+            put_iq3_group(out, ib32, l, g1, g2, signs);
         }
         out.delta[ib32] = 0;
     }
@@ -581,10 +592,7 @@ void decode_iq3_s(const void* block, IqBlock& out) {
             const auto* g1 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i1);
             const auto* g2 = reinterpret_cast<const uint8_t*>(tables::iq3s_grid + i2);
             const uint8_t signs = x.signs[4 * ib32 + l];
-            for (int j = 0; j < 4; ++j) {
-                out.w[32 * ib32 + 8 * l + j] = signed_value(g1[j], signs, j);
-                out.w[32 * ib32 + 8 * l + 4 + j] = signed_value(g2[j], signs, j + 4);
-            }
+            put_iq3_group(out, ib32, l, g1, g2, signs);
         }
         out.delta[ib32] = 0;
     }
@@ -697,43 +705,28 @@ float dot_iq1_m_ref(const void* w, const void* act, int64_t n) {
     return hsum8(acc1) + 0.125f * hsum8(acc2);
 }
 
-float dot_iq2_xxs_ref(const void* w, const void* a, int64_t n) {
-    return dot_iq_ref(detail::decode_iq2_xxs, sizeof(block_iq2_xxs), 0.125f, false, w, a, n);
+// Each i-quant's parameters of the shared dot (detail::dot_iq_avx2 and its twin dot_iq_ref),
+// in one place for both kernels.
+struct IqDot {
+    detail::IqDecodeFn decode;
+    size_t block_bytes;
+    float factor;
+    bool delta;
+};
+constexpr IqDot kIq2xxsDot{detail::decode_iq2_xxs, sizeof(block_iq2_xxs), 0.125f, false};
+constexpr IqDot kIq2xsDot{detail::decode_iq2_xs, sizeof(block_iq2_xs), 0.125f, false};
+constexpr IqDot kIq2sDot{detail::decode_iq2_s, sizeof(block_iq2_s), 0.125f, false};
+constexpr IqDot kIq3xxsDot{detail::decode_iq3_xxs, sizeof(block_iq3_xxs), 0.25f, false};
+constexpr IqDot kIq3sDot{detail::decode_iq3_s, sizeof(block_iq3_s), 1.0f, false};
+constexpr IqDot kIq1sDot{detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true};
+
+template <const IqDot& P>
+float dot_iq_ref_of(const void* w, const void* a, int64_t n) {
+    return dot_iq_ref(P.decode, P.block_bytes, P.factor, P.delta, w, a, n);
 }
-float dot_iq2_xs_ref(const void* w, const void* a, int64_t n) {
-    return dot_iq_ref(detail::decode_iq2_xs, sizeof(block_iq2_xs), 0.125f, false, w, a, n);
-}
-float dot_iq2_s_ref(const void* w, const void* a, int64_t n) {
-    return dot_iq_ref(detail::decode_iq2_s, sizeof(block_iq2_s), 0.125f, false, w, a, n);
-}
-float dot_iq3_xxs_ref(const void* w, const void* a, int64_t n) {
-    return dot_iq_ref(detail::decode_iq3_xxs, sizeof(block_iq3_xxs), 0.25f, false, w, a, n);
-}
-float dot_iq3_s_ref(const void* w, const void* a, int64_t n) {
-    return dot_iq_ref(detail::decode_iq3_s, sizeof(block_iq3_s), 1.0f, false, w, a, n);
-}
-float dot_iq1_s_ref(const void* w, const void* a, int64_t n) {
-    return dot_iq_ref(detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true, w, a, n);
-}
-float dot_iq2_xxs_avx2(const void* w, const void* a, int64_t n) {
-    return detail::dot_iq_avx2(detail::decode_iq2_xxs, sizeof(block_iq2_xxs), 0.125f, false, w, a,
-                               n);
-}
-float dot_iq2_xs_avx2(const void* w, const void* a, int64_t n) {
-    return detail::dot_iq_avx2(detail::decode_iq2_xs, sizeof(block_iq2_xs), 0.125f, false, w, a, n);
-}
-float dot_iq2_s_avx2(const void* w, const void* a, int64_t n) {
-    return detail::dot_iq_avx2(detail::decode_iq2_s, sizeof(block_iq2_s), 0.125f, false, w, a, n);
-}
-float dot_iq3_xxs_avx2(const void* w, const void* a, int64_t n) {
-    return detail::dot_iq_avx2(detail::decode_iq3_xxs, sizeof(block_iq3_xxs), 0.25f, false, w, a,
-                               n);
-}
-float dot_iq3_s_avx2(const void* w, const void* a, int64_t n) {
-    return detail::dot_iq_avx2(detail::decode_iq3_s, sizeof(block_iq3_s), 1.0f, false, w, a, n);
-}
-float dot_iq1_s_avx2(const void* w, const void* a, int64_t n) {
-    return detail::dot_iq_avx2(detail::decode_iq1_s, sizeof(block_iq1_s), 1.0f, true, w, a, n);
+template <const IqDot& P>
+float dot_iq_avx2_of(const void* w, const void* a, int64_t n) {
+    return detail::dot_iq_avx2(P.decode, P.block_bytes, P.factor, P.delta, w, a, n);
 }
 
 // ---- llamafile's tinyBLAS (ggml's product of a prompt) ----------------------------------
@@ -804,12 +797,15 @@ const Kernel kKernels[] = {
     {GgmlType::IQ4_NL, GgmlType::Q8_0, dot_iq4_nl_ref, detail::dot_iq4_nl_avx2, nullptr},
     {GgmlType::MXFP4, GgmlType::Q8_0, dot_mxfp4_ref, detail::dot_mxfp4_avx2, nullptr},
     {GgmlType::IQ4_XS, GgmlType::Q8_K, dot_iq4_xs_ref, detail::dot_iq4_xs_avx2, nullptr},
-    {GgmlType::IQ2_XXS, GgmlType::Q8_K, dot_iq2_xxs_ref, dot_iq2_xxs_avx2, nullptr},
-    {GgmlType::IQ2_XS, GgmlType::Q8_K, dot_iq2_xs_ref, dot_iq2_xs_avx2, nullptr},
-    {GgmlType::IQ2_S, GgmlType::Q8_K, dot_iq2_s_ref, dot_iq2_s_avx2, nullptr},
-    {GgmlType::IQ3_XXS, GgmlType::Q8_K, dot_iq3_xxs_ref, dot_iq3_xxs_avx2, nullptr},
-    {GgmlType::IQ3_S, GgmlType::Q8_K, dot_iq3_s_ref, dot_iq3_s_avx2, nullptr},
-    {GgmlType::IQ1_S, GgmlType::Q8_K, dot_iq1_s_ref, dot_iq1_s_avx2, nullptr},
+    {GgmlType::IQ2_XXS, GgmlType::Q8_K, dot_iq_ref_of<kIq2xxsDot>, dot_iq_avx2_of<kIq2xxsDot>,
+     nullptr},
+    {GgmlType::IQ2_XS, GgmlType::Q8_K, dot_iq_ref_of<kIq2xsDot>, dot_iq_avx2_of<kIq2xsDot>,
+     nullptr},
+    {GgmlType::IQ2_S, GgmlType::Q8_K, dot_iq_ref_of<kIq2sDot>, dot_iq_avx2_of<kIq2sDot>, nullptr},
+    {GgmlType::IQ3_XXS, GgmlType::Q8_K, dot_iq_ref_of<kIq3xxsDot>, dot_iq_avx2_of<kIq3xxsDot>,
+     nullptr},
+    {GgmlType::IQ3_S, GgmlType::Q8_K, dot_iq_ref_of<kIq3sDot>, dot_iq_avx2_of<kIq3sDot>, nullptr},
+    {GgmlType::IQ1_S, GgmlType::Q8_K, dot_iq_ref_of<kIq1sDot>, dot_iq_avx2_of<kIq1sDot>, nullptr},
     {GgmlType::IQ1_M, GgmlType::Q8_K, dot_iq1_m_ref, detail::dot_iq1_m_avx2, nullptr},
     {GgmlType::TQ2_0, GgmlType::Q8_K, dot_tq2_0_ref, detail::dot_tq2_0_avx2, nullptr},
     {GgmlType::TQ1_0, GgmlType::Q8_K, dot_tq1_0_ref, detail::dot_tq1_0_avx2, nullptr},

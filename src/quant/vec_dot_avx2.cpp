@@ -18,6 +18,19 @@
 
 #define QL_AVX2 __attribute__((target("avx2,fma,f16c")))
 
+// The one-row (DotFn) and four-row (Dot4Fn) entry points of a kernel T_rows<R> written for R
+// activation rows at once: the four-row result for each row equals the one-row result.
+#define QL_AVX2_ROWS_ENTRY_POINTS(T)                                                       \
+    QL_AVX2 float dot_##T##_avx2(const void* w, const void* act, int64_t n) {              \
+        float out;                                                                         \
+        T##_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);                      \
+        return out;                                                                        \
+    }                                                                                      \
+    QL_AVX2 void dot4_##T##_avx2(const void* w, const void* act, size_t stride, int64_t n, \
+                                 float* out) {                                             \
+        T##_rows<4>(w, static_cast<const uint8_t*>(act), stride, n, out);                  \
+    }
+
 namespace quantlens::vec_dot::detail {
 namespace {
 
@@ -325,15 +338,10 @@ QL_AVX2 inline void q8_0_rows(const void* w, const uint8_t* act, size_t stride, 
     for (int r = 0; r < R; ++r) out[r] = reduce(acc[r]);
 }
 
-QL_AVX2 float dot_q8_0_avx2(const void* w, const void* act, int64_t n) {
-    float out;
-    q8_0_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);
-    return out;
-}
-QL_AVX2 void dot4_q8_0_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out) {
-    q8_0_rows<4>(w, static_cast<const uint8_t*>(act), stride, n, out);
-}
+QL_AVX2_ROWS_ENTRY_POINTS(q8_0)
 
+// The per-type kernels below follow ggml's AVX2 kernels one by one on purpose: each repeats
+// the same preamble and accumulation so that it reads against its ggml original.
 QL_AVX2 float dot_q2_K_avx2(const void* w, const void* act, int64_t n) {
     const auto* x = static_cast<const block_q2_K*>(w);
     const auto* y = static_cast<const block_q8_K*>(act);
@@ -475,14 +483,7 @@ QL_AVX2 inline void q4_K_rows(const void* w, const uint8_t* act, size_t stride, 
     }
 }
 
-QL_AVX2 float dot_q4_K_avx2(const void* w, const void* act, int64_t n) {
-    float out;
-    q4_K_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);
-    return out;
-}
-QL_AVX2 void dot4_q4_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out) {
-    q4_K_rows<4>(w, static_cast<const uint8_t*>(act), stride, n, out);
-}
+QL_AVX2_ROWS_ENTRY_POINTS(q4_K)
 
 QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
     const auto* x = static_cast<const block_q5_K*>(w);
@@ -559,14 +560,7 @@ QL_AVX2 inline void q6_K_rows(const void* w, const uint8_t* act, size_t stride, 
     for (int r = 0; r < R; ++r) out[r] = reduce(acc[r]);
 }
 
-QL_AVX2 float dot_q6_K_avx2(const void* w, const void* act, int64_t n) {
-    float out;
-    q6_K_rows<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);
-    return out;
-}
-QL_AVX2 void dot4_q6_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out) {
-    q6_K_rows<4>(w, static_cast<const uint8_t*>(act), stride, n, out);
-}
+QL_AVX2_ROWS_ENTRY_POINTS(q6_K)
 
 QL_AVX2 float dot_iq4_xs_avx2(const void* w, const void* act, int64_t n) {
     const auto* x = static_cast<const block_iq4_xs*>(w);
@@ -704,30 +698,19 @@ QL_AVX2 float dot_tq1_0_avx2(const void* w, const void* act, int64_t n) {
 #else  // not x86: never called (vec_dot.cpp checks the CPU), defined so the table links
 
 namespace quantlens::vec_dot::detail {
-float dot_q4_0_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
-float dot_q8_0_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
-float dot_q2_K_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
-float dot_q3_K_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
-float dot_q4_K_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
-float dot_q5_K_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
-float dot_q6_K_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
-float dot_iq4_xs_avx2(const void*, const void*, int64_t) {
-    return 0;
-}
+#define QL_UNREACHABLE_DOT(name)                    \
+    float name(const void*, const void*, int64_t) { \
+        return 0;                                   \
+    }
+QL_UNREACHABLE_DOT(dot_q4_0_avx2)
+QL_UNREACHABLE_DOT(dot_q8_0_avx2)
+QL_UNREACHABLE_DOT(dot_q2_K_avx2)
+QL_UNREACHABLE_DOT(dot_q3_K_avx2)
+QL_UNREACHABLE_DOT(dot_q4_K_avx2)
+QL_UNREACHABLE_DOT(dot_q5_K_avx2)
+QL_UNREACHABLE_DOT(dot_q6_K_avx2)
+QL_UNREACHABLE_DOT(dot_iq4_xs_avx2)
+#undef QL_UNREACHABLE_DOT
 }  // namespace quantlens::vec_dot::detail
 
 #endif

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <string>
+#include <vector>
 
 #include "core/error.h"
 #include "core/ggml_type.h"
@@ -34,18 +36,24 @@ bool is_model_dir(const fs::path& dir) {
     return false;
 }
 
+// One tensor of a listing, whatever the file format: with_totals sums "bytes" and sorts by
+// "name", and the model browser shows all four.
+nlohmann::json tensor_entry(const std::string& name, const std::string& dtype,
+                            const std::vector<int64_t>& shape, uint64_t bytes) {
+    return {{"name", name}, {"dtype", dtype}, {"shape", shape}, {"bytes", bytes}};
+}
+
 // The real reader (formats/safetensors), so a listing shows exactly what a sweep would load
 // and refuses what it would refuse.
 nlohmann::json safetensors_tensors(const fs::path& file) {
     require_regular_file(file);
     const SafetensorsModel st = SafetensorsModel::open(file.string());
     nlohmann::json out = nlohmann::json::array();
-    for (const auto& t : st.tensors())
-        out.push_back({{"name", t.name},
-                       {"dtype", st_dtype_name(t.dtype)},
-                       {"shape", t.shape},
-                       {"bytes", static_cast<uint64_t>(t.data.size())},
-                       {"file", file.filename().string()}});
+    for (const auto& t : st.tensors()) {
+        nlohmann::json entry = tensor_entry(t.name, st_dtype_name(t.dtype), t.shape, t.data.size());
+        entry["file"] = file.filename().string();
+        out.push_back(std::move(entry));
+    }
     return out;
 }
 
@@ -54,10 +62,7 @@ nlohmann::json gguf_tensors(const fs::path& file) {
     const GgufFile gguf = GgufFile::open(file.string());
     nlohmann::json out = nlohmann::json::array();
     for (const auto& t : gguf.tensors())
-        out.push_back({{"name", t.name},
-                       {"dtype", ggml_type_display_name(t.type)},
-                       {"shape", t.ne},
-                       {"bytes", t.nbytes}});
+        out.push_back(tensor_entry(t.name, ggml_type_display_name(t.type), t.ne, t.nbytes));
     return out;
 }
 

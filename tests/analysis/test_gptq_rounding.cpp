@@ -4,7 +4,6 @@
 // options survive the job parameters (and old jobs' parameters stay as they were), and that
 // a missing calibration text is an error naming it, and a sweep job refuses to resume on a
 // changed one.
-#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <cstdlib>
@@ -28,6 +27,7 @@
 #include "jobs/store.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "support/hessian_quad_form.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
@@ -63,14 +63,9 @@ Fixture& fixture() {
 // Σ_r d_r H d_rᵀ: the squared output error ‖X(W − Ŵ)ᵀ‖²_F on the inputs behind H.
 double output_error(const std::vector<double>& h, const std::vector<float>& w,
                     const std::vector<float>& q, int64_t rows, int64_t n) {
-    std::vector<double> d(w.size()), dh(w.size());
+    std::vector<double> d(w.size());
     for (size_t i = 0; i < w.size(); ++i) d[i] = static_cast<double>(w[i]) - q[i];
-    cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, static_cast<int>(rows), static_cast<int>(n),
-                1.0, h.data(), static_cast<int>(n), d.data(), static_cast<int>(n), 0.0, dh.data(),
-                static_cast<int>(n));
-    double s = 0;
-    for (size_t i = 0; i < d.size(); ++i) s += d[i] * dh[i];
-    return s;
+    return test_support::hessian_quad_form(h, d.data(), rows, n);
 }
 
 }  // namespace

@@ -16,7 +16,6 @@
 //     chunks of 512 of eval.txt, with llama.cpp's CPU numerics (--ggml-numerics), for (a),
 //     (b) and (b) in act order.
 // Runtime: ~1.5 min per part on the project's 2 cores.
-#include <cblas.h>
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -38,26 +37,17 @@
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/quant.h"
+#include "support/hessian_quad_form.h"
 #include "support/test_data.h"
 
 using namespace quantlens;
 
 namespace {
 
+using quantlens::test_support::hessian_quad_form;
 using quantlens::test_support::shared_path;
 
 constexpr int64_t kCtx = 512, kCalChunks = 64, kHeldChunks = 16, kKldChunks = 20;
-
-// Σ_r d_r H d_rᵀ for d: (rows, n) floats, H: (n, n).
-double quad_form(const std::vector<double>& h, const float* d, int64_t rows, int64_t n) {
-    std::vector<double> dd(d, d + rows * n), dh(static_cast<size_t>(rows * n));
-    cblas_dsymm(CblasRowMajor, CblasRight, CblasUpper, static_cast<int>(rows), static_cast<int>(n),
-                1.0, h.data(), static_cast<int>(n), dd.data(), static_cast<int>(n), 0.0, dh.data(),
-                static_cast<int>(n));
-    double s = 0;
-    for (size_t i = 0; i < dd.size(); ++i) s += dd[i] * dh[i];
-    return s;
-}
 
 std::vector<float> dequantized(GgmlType type, const std::vector<uint8_t>& q, int64_t rows,
                                int64_t n) {
@@ -122,7 +112,7 @@ TEST(GptqStudy, OutputErrorPerTensorAndType) {
         GptqOptions act;
         act.act_order = true;
         const GptqFactor f_act = gptq_factor(h_cal.data(), n, act);
-        const double ref = quad_form(h_held, w.data(), R, n);
+        const double ref = hessian_quad_form(h_held, w.data(), R, n);
         const float* imp = importance(s, *t);
         const std::string family =
             t->layer < 0 ? "output" : t->name.substr(t->name.find('.', 4) + 1);
@@ -139,15 +129,15 @@ TEST(GptqStudy, OutputErrorPerTensorAndType) {
                 db[i] = w[i] - db[i];
                 dc[i] = w[i] - dc[i];
             }
-            const double ea = std::sqrt(quad_form(h_held, da.data(), R, n) / ref);
-            const double eb = std::sqrt(quad_form(h_held, db.data(), R, n) / ref);
-            const double ec = std::sqrt(quad_form(h_held, dc.data(), R, n) / ref);
+            const double ea = std::sqrt(hessian_quad_form(h_held, da.data(), R, n) / ref);
+            const double eb = std::sqrt(hessian_quad_form(h_held, db.data(), R, n) / ref);
+            const double ec = std::sqrt(hessian_quad_form(h_held, dc.data(), R, n) / ref);
             const double ratio = eb / ea;
             Row& r = rows[type];
             r.sum_ratio += ratio;
             r.sum_ratio_act += ec / ea;
-            r.sum_ratio_cal +=
-                std::sqrt(quad_form(h_cal, db.data(), R, n) / quad_form(h_cal, da.data(), R, n));
+            r.sum_ratio_cal += std::sqrt(hessian_quad_form(h_cal, db.data(), R, n) /
+                                         hessian_quad_form(h_cal, da.data(), R, n));
             r.sum_a += ea;
             r.sum_b += eb;
             r.n++;

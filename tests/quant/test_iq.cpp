@@ -7,14 +7,12 @@
 
 #include <cstdio>
 #include <cstring>
-#include <fstream>
-#include <iterator>
-#include <map>
 #include <ostream>
 #include <stdexcept>
 #include <string>
 #include <vector>
 
+#include "formats/gguf.h"
 #include "quant/iq_grids.h"
 #include "quant/kernels.h"
 #include "quant/tables_generated.h"
@@ -24,81 +22,11 @@ namespace {
 
 using quantlens::test_support::shared_dir;
 
-// Just enough GGUF v3 to read the golden file: tensor infos and their raw bytes.
-struct GoldenTensor {
-    std::vector<uint64_t> ne;
-    uint32_t type = 0;
-    const uint8_t* data = nullptr;
-};
+using quantlens::GgufFile;
+using quantlens::GgufTensorInfo;
 
-class GoldenFile {
-  public:
-    explicit GoldenFile(const std::string& path) {
-        std::ifstream in(path, std::ios::binary);
-        if (!in) throw std::runtime_error("cannot open " + path);
-        buf_.assign(std::istreambuf_iterator<char>(in), {});
-        if (get<uint32_t>() != 0x46554747u || get<uint32_t>() != 3)
-            throw std::runtime_error(path + ": not GGUF v3");
-        const auto n_tensors = get<uint64_t>();
-        const auto n_kv = get<uint64_t>();
-        for (uint64_t i = 0; i < n_kv; ++i) {
-            str();
-            skip(get<uint32_t>());
-        }
-        std::vector<std::pair<std::string, uint64_t>> offsets;
-        for (uint64_t i = 0; i < n_tensors; ++i) {
-            const std::string name = str();
-            GoldenTensor t;
-            t.ne.resize(get<uint32_t>());
-            for (auto& v : t.ne) v = get<uint64_t>();
-            t.type = get<uint32_t>();
-            offsets.emplace_back(name, get<uint64_t>());
-            tensors_[name] = t;
-        }
-        const size_t base = (pos_ + 31) / 32 * 32;
-        for (const auto& [name, off] : offsets) tensors_[name].data = buf_.data() + base + off;
-    }
-
-    const GoldenTensor* find(const std::string& name) const {
-        const auto it = tensors_.find(name);
-        return it == tensors_.end() ? nullptr : &it->second;
-    }
-
-  private:
-    template <typename T>
-    T get() {
-        if (pos_ + sizeof(T) > buf_.size()) throw std::runtime_error("truncated GGUF");
-        T v;
-        std::memcpy(&v, buf_.data() + pos_, sizeof(T));
-        pos_ += sizeof(T);
-        return v;
-    }
-    std::string str() {
-        const auto n = get<uint64_t>();
-        std::string s(reinterpret_cast<const char*>(buf_.data() + pos_), n);
-        pos_ += n;
-        return s;
-    }
-    void skip(uint32_t t) {
-        static const size_t sizes[] = {1, 1, 2, 2, 4, 4, 4, 1, 0, 0, 8, 8, 8};
-        if (t == 8) {
-            str();
-        } else if (t == 9) {
-            const auto et = get<uint32_t>();
-            const auto n = get<uint64_t>();
-            for (uint64_t i = 0; i < n; ++i) skip(et);
-        } else {
-            pos_ += sizes[t];
-        }
-    }
-
-    std::vector<uint8_t> buf_;
-    size_t pos_ = 0;
-    std::map<std::string, GoldenTensor> tensors_;
-};
-
-const GoldenFile& golden() {
-    static const GoldenFile file(shared_dir() + "/golden/golden-quants.gguf");
+const GgufFile& golden() {
+    static const GgufFile file = GgufFile::open(shared_dir() + "/golden/golden-quants.gguf");
     return file;
 }
 
@@ -142,31 +70,36 @@ const char* const kInputs[] = {"real_ffn_down", "real_attn_q", "real_embed", "sy
 
 // Runs one golden case; returns an empty string on success, else what differed.
 std::string run_case(const Kind& kind, const std::string& input, bool with_imatrix) {
-    const GoldenFile& g = golden();
+    const GgufFile& g = golden();
     const std::string prefix = input + "." + kind.name + (with_imatrix ? ".imat" : "");
-    const GoldenTensor* src = g.find(input + ".src");
-    const GoldenTensor* imat = g.find(input + ".imatrix");
-    const GoldenTensor* q = g.find(prefix + ".q");
-    const GoldenTensor* dq = g.find(prefix + ".dq");
-    if (!src || !imat || !q || !dq) return "golden tensors missing for " + prefix;
-    const int64_t n_per_row = static_cast<int64_t>(src->ne[0]);
-    const int64_t n_rows = static_cast<int64_t>(src->ne[1]);
+    const GgufTensorInfo* src_info = g.find_tensor(input + ".src");
+    const GgufTensorInfo* imat_info = g.find_tensor(input + ".imatrix");
+    const GgufTensorInfo* q_info = g.find_tensor(prefix + ".q");
+    const GgufTensorInfo* dq_info = g.find_tensor(prefix + ".dq");
+    if (!src_info || !imat_info || !q_info || !dq_info)
+        return "golden tensors missing for " + prefix;
+    const uint8_t* src = g.tensor_data(*src_info).data();
+    const uint8_t* imat = g.tensor_data(*imat_info).data();
+    const uint8_t* q = g.tensor_data(*q_info).data();
+    const uint8_t* dq = g.tensor_data(*dq_info).data();
+    const int64_t n_per_row = src_info->ne[0];
+    const int64_t n_rows = src_info->ne[1];
     const size_t row_bytes = static_cast<size_t>(n_per_row / kind.block_size) * kind.block_bytes;
     const size_t n_bytes = row_bytes * static_cast<size_t>(n_rows);
 
     std::vector<uint8_t> mine(n_bytes, 0xAB);
     std::string err;
     try {
-        kind.quantize(reinterpret_cast<const float*>(src->data), mine.data(), n_rows, n_per_row,
-                      with_imatrix ? reinterpret_cast<const float*>(imat->data) : nullptr);
+        kind.quantize(reinterpret_cast<const float*>(src), mine.data(), n_rows, n_per_row,
+                      with_imatrix ? reinterpret_cast<const float*>(imat) : nullptr);
     } catch (const std::exception& e) {
         return prefix + ": quantize threw: " + e.what();
     }
     for (size_t i = 0; i < n_bytes; ++i) {
-        if (mine[i] != q->data[i]) {
+        if (mine[i] != q[i]) {
             char msg[160];
             std::snprintf(msg, sizeof msg, "%s.q: first byte difference at %zu (row %zu): %u vs %u",
-                          prefix.c_str(), i, i / row_bytes, mine[i], q->data[i]);
+                          prefix.c_str(), i, i / row_bytes, mine[i], q[i]);
             err = msg;
             break;
         }
@@ -174,11 +107,11 @@ std::string run_case(const Kind& kind, const std::string& input, bool with_imatr
     std::vector<float> out(static_cast<size_t>(n_per_row * n_rows));
     try {
         for (int64_t r = 0; r < n_rows; ++r)
-            kind.dequantize(q->data + r * row_bytes, out.data() + r * n_per_row, n_per_row);
+            kind.dequantize(q + r * row_bytes, out.data() + r * n_per_row, n_per_row);
     } catch (const std::exception& e) {
         return prefix + ": dequantize threw: " + e.what();
     }
-    if (std::memcmp(out.data(), dq->data, out.size() * sizeof(float)) != 0) {
+    if (std::memcmp(out.data(), dq, out.size() * sizeof(float)) != 0) {
         if (!err.empty()) err += "; ";
         err += prefix + ".dq differs";
     }
@@ -211,16 +144,17 @@ INSTANTIATE_TEST_SUITE_P(Types, IqGolden, ::testing::ValuesIn(kKinds),
 
 // The checked-in generated header must still say what the format-tables file says.
 template <typename T, size_t N>
-void expect_table(const GoldenFile& f, const char* name, const T (&table)[N]) {
-    const GoldenTensor* t = f.find(name);
+void expect_table(const GgufFile& f, const char* name, const T (&table)[N]) {
+    const GgufTensorInfo* t = f.find_tensor(name);
     ASSERT_NE(t, nullptr) << name;
-    ASSERT_EQ(t->ne[0], N) << name;
-    EXPECT_EQ(std::memcmp(t->data, table, sizeof table), 0) << name << " differs: regenerate";
+    ASSERT_EQ(t->ne[0], static_cast<int64_t>(N)) << name;
+    EXPECT_EQ(std::memcmp(f.tensor_data(*t).data(), table, sizeof table), 0)
+        << name << " differs: regenerate";
 }
 
 TEST(IqTables, GeneratedHeaderMatchesFormatTablesFile) {
     namespace tb = quantlens::tables;
-    const GoldenFile f(shared_dir() + "/golden/ggml-format-tables.gguf");
+    const GgufFile f = GgufFile::open(shared_dir() + "/golden/ggml-format-tables.gguf");
     expect_table(f, "kmask_iq2xs", tb::kmask_iq2xs);
     expect_table(f, "ksigns_iq2xs", tb::ksigns_iq2xs);
     expect_table(f, "iq2xxs_grid", tb::iq2xxs_grid);

@@ -392,6 +392,19 @@
     });
   }
 
+  // One tensor's plot at a time, picked by name from `tensors` in a labelled <select>: appends
+  // the picker and the plot to root, draws the first tensor and redraws on every change.
+  function appendTensorPlot(root, tensors, ids, label, plot) {
+    const sel = el('select', { id: ids.select });
+    for (const t of tensors) sel.appendChild(el('option', { value: t.name, text: t.name }));
+    const box = el('div', { class: 'ql-plot', id: ids.plot });
+    const draw = () => plot(box, tensors.find((x) => x.name === sel.value) || tensors[0]);
+    sel.addEventListener('change', draw);
+    root.appendChild(el('div', { class: 'ql-controls' }, [el('label', { text: label }, [sel])]));
+    root.appendChild(box);
+    draw();
+  }
+
   function renderCalibration(root, data, selectTensor) {
     const ts = calibTensors(data.calibration);
     root.innerHTML = '';
@@ -406,21 +419,15 @@
     let drawn = 0;
     const withImp = ts.filter((t) => Array.isArray(t.importance) && t.importance.length);
     if (withImp.length) {
-      const sel = el('select', { id: 'ql-calib-tensor' });
-      for (const t of withImp) sel.appendChild(el('option', { value: t.name, text: t.name }));
-      const stick = el('div', { class: 'ql-plot', id: 'ql-hockey' });
-      const draw = () => {
-        const t = withImp.find((x) => x.name === sel.value) || withImp[0];
+      appendTensorPlot(root, withImp, { select: 'ql-calib-tensor', plot: 'ql-hockey' }, 'tensor ', (stick, t) => {
         const sorted = t.importance.slice().sort((a, b) => b - a);
         Plotly.react(stick, [{ y: sorted, mode: 'lines', name: t.name }], {
           title: { text: 'channel importance, sorted ("hockey stick")' }, height: 340,
           margin: { l: 60, r: 20, t: 40, b: 40 }, xaxis: { title: { text: 'channel rank' } },
           yaxis: { type: 'log', title: { text: 'importance' } },
         }, { displaylogo: false, responsive: true });
-      };
-      sel.addEventListener('change', draw);
-      root.appendChild(el('div', { class: 'ql-controls' }, [el('label', { text: 'tensor ' }, [sel])]));
-      root.appendChild(stick); draw(); drawn++;
+      });
+      drawn++;
       // 3-D surface: channel × layer for the most common role with equal channel counts.
       const byRole = new Map();
       for (const t of withImp) if (t.layer >= 0) (byRole.get(t.role) || byRole.set(t.role, []).get(t.role)).push(t);
@@ -460,11 +467,7 @@
     }
     const withH = ts.filter((t) => t.hist && Array.isArray(t.hist.counts));
     if (withH.length) {
-      const sel = el('select', { id: 'ql-hist-tensor' });
-      for (const t of withH) sel.appendChild(el('option', { value: t.name, text: t.name }));
-      const hp = el('div', { class: 'ql-plot', id: 'ql-hist' });
-      const draw = () => {
-        const t = withH.find((x) => x.name === sel.value) || withH[0];
+      appendTensorPlot(root, withH, { select: 'ql-hist-tensor', plot: 'ql-hist' }, 'histogram of ', (hp, t) => {
         const h = t.hist, edges = h.edges || h.bin_edges;
         const centers = edges ? h.counts.map((_, i) => (edges[i] + edges[i + 1]) / 2) : h.counts.map((_, i) => i);
         const shapes = [];
@@ -477,10 +480,8 @@
             ? ` (${(100 * h.frac_beyond_3sigma).toFixed(3)} % beyond)` : '') }, height: 340, shapes, bargap: 0,
           margin: { l: 60, r: 20, t: 40, b: 40 }, yaxis: { type: 'log', title: { text: 'count' } },
         }, { displaylogo: false, responsive: true });
-      };
-      sel.addEventListener('change', draw);
-      root.appendChild(el('div', { class: 'ql-controls' }, [el('label', { text: 'histogram of ' }, [sel])]));
-      root.appendChild(hp); draw(); drawn++;
+      });
+      drawn++;
     }
     return drawn;
   }

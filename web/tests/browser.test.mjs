@@ -603,6 +603,11 @@ test('app: every job kind starts from the start form', async () => {
   await page.waitForSelector('body[data-ready="1"]');
   const more = () => page.$eval('details.ql-more', (d) => { d.open = true; });
   const only = (option, value) => page.$$eval(`#start-options [data-option="${option}"] input`, (cbs, v) => cbs.forEach((c) => { c.checked = c.value === v; }), value);
+  // verify, eval and compare read two chunks of 64 tokens: enough to finish, quickly.
+  const twoShortChunks = async () => {
+    await page.fill('#start-options [data-option="ctx"]', '64');
+    await page.fill('#start-options [data-option="chunks"]', '2');
+  };
   const token = 'hf_FakeToken' + Date.now().toString(36) + 'Zq9';
   const fill = {
     sweep: async () => {
@@ -632,13 +637,11 @@ test('app: every job kind starts from the start form', async () => {
       await page.fill('#start-model', model);
       await page.selectOption('#start-job', '');
       await only('presets', 'Q8_0');
-      await page.fill('#start-options [data-option="ctx"]', '64');
-      await page.fill('#start-options [data-option="chunks"]', '2');
+      await twoShortChunks();
     },
     eval: async () => {
       await page.fill('#start-model', model);
-      await page.fill('#start-options [data-option="ctx"]', '64');
-      await page.fill('#start-options [data-option="chunks"]', '2');
+      await twoShortChunks();
     },
     pull: async () => {
       await page.fill('#start-repo', 'no-such-org/no-such-model');
@@ -649,8 +652,7 @@ test('app: every job kind starts from the start form', async () => {
       assert.equal(await page.textContent('#start-second-name'), 'quant');
       await page.fill('#start-model', model);
       await page.fill('#start-second', path.join(shared, 'models', 'llama-8m-Q4_K_M.gguf'));
-      await page.fill('#start-options [data-option="ctx"]', '64');
-      await page.fill('#start-options [data-option="chunks"]', '2');
+      await twoShortChunks();
       await page.check('#start-options [data-option="no-attribution"]');
     },
     // audit: a zoo file in the server's working directory naming llama-8m and the shared text.
