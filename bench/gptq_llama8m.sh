@@ -1,7 +1,8 @@
 #!/bin/sh
 # Issue 29 acceptance on llama-8m (CPU): a GPTQ-menu plan at the size of uniform gptq4g128,
 # held out (sweep and Hessians on calib.txt, verify on eval.txt), GPTQ rounding on both.
-# Usage: bench/gptq_llama8m.sh [OUT_DIR]   (needs ../shared; about 25 min on 2 busy cores)
+# Usage: [FORMATS=LIST] [TOKENS=N] bench/gptq_llama8m.sh [OUT_DIR]   (needs ../shared; the
+# full menu, FORMATS=gptq, took 20 min at 4,096 tokens on 2 cores)
 # 7545344 bytes = uniform gptq4g128 (plan prints each measured uniform size).
 set -eu
 Q=${QUANTLENS:-build/quantlens}
