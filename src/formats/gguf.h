@@ -60,7 +60,7 @@ struct GgufValue {
     std::vector<GgufValue> array;                     // elements when type == ARRAY
     // "FILE: key 'KEY'" for a value read from a file (top level only), so an accessor's
     // type error names where the value came from; empty for values built in code.
-    std::string origin;
+    std::string origin = {};
 
     static GgufValue u32(uint32_t v);
     static GgufValue i32(int32_t v);

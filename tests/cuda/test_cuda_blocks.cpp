@@ -39,9 +39,11 @@ const std::string kQwenMoe = std::string(QL_SOURCE_DIR) + "/tests/fixtures/qwen3
 const std::string kGptOssMxfp4 = std::string(QL_SOURCE_DIR) + "/tests/fixtures/gptoss-mxfp4";
 
 const GgmlType kKernelTypes[] = {
-    GgmlType::Q4_0,   GgmlType::Q4_1,   GgmlType::Q5_0,  GgmlType::Q5_1, GgmlType::Q8_0,
-    GgmlType::Q2_K,   GgmlType::Q3_K,   GgmlType::Q4_K,  GgmlType::Q5_K, GgmlType::Q6_K,
-    GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::MXFP4, GgmlType::TQ2_0};
+    GgmlType::Q4_0,   GgmlType::Q4_1,   GgmlType::Q5_0,    GgmlType::Q5_1,  GgmlType::Q8_0,
+    GgmlType::Q2_K,   GgmlType::Q3_K,   GgmlType::Q4_K,    GgmlType::Q5_K,  GgmlType::Q6_K,
+    GgmlType::IQ4_NL, GgmlType::IQ4_XS, GgmlType::MXFP4,   GgmlType::TQ2_0, GgmlType::IQ2_XXS,
+    GgmlType::IQ2_XS, GgmlType::IQ2_S,  GgmlType::IQ3_XXS, GgmlType::IQ3_S, GgmlType::IQ1_S,
+    GgmlType::IQ1_M};
 
 std::vector<float> download_floats(const DeviceBuffer& d, size_t n, Dtype dt) {
     std::vector<float> out(n);
@@ -64,12 +66,14 @@ TEST(CudaDequant, MatchesCpuDequantizeBitForBit) {
     std::vector<float> x(static_cast<size_t>(rows * cols));
     for (float& v : x) v = normal(rng);
     x[3] = 0.9f;  // an outlier, so some blocks use wide scales
+    std::vector<float> importance(static_cast<size_t>(cols));  // IQ1/IQ2 need one
+    for (float& v : importance) v = 0.5f + std::fabs(normal(rng)) * 50;
     for (GgmlType type : kKernelTypes) {
         SCOPED_TRACE(ggml_type_display_name(type));
         ASSERT_TRUE(gpu_dequant_supported(type));
         const size_t row_bytes = ggml_row_size(type, cols);
         std::vector<uint8_t> blocks(row_bytes * rows);
-        quantize(type, x.data(), blocks.data(), rows, cols, nullptr);
+        quantize(type, x.data(), blocks.data(), rows, cols, importance.data());
         std::vector<float> ref(x.size());
         dequantize(type, blocks.data(), ref.data(), rows, cols);
         DeviceBuffer d_blocks(blocks.size()), out(x.size() * 4);
@@ -99,7 +103,7 @@ TEST(CudaDequant, MatchesCpuDequantizeBitForBit) {
             EXPECT_EQ(std::memcmp(got.data() + r * cols, ref.data() + ids[r] * cols, cols * 4), 0)
                 << "gathered row " << r;
     }
-    EXPECT_FALSE(gpu_dequant_supported(GgmlType::IQ2_XXS));  // stored dequantized instead
+    EXPECT_FALSE(gpu_dequant_supported(GgmlType::TQ1_0));  // stored dequantized instead
 }
 
 // Throughput on an 8B FFN matrix (Q4_K, 14336 × 4096 → F16), against a device copy of the
@@ -206,6 +210,7 @@ TEST(CudaBlocks, EngineHoldingBlocksMatchesDequantizedEngine) {
         {kLlama, "Q4_K_M", Precision::F16, false},
         {kLlama, "Q2_K", Precision::F16, false},
         {kLlama, "IQ4_XS", Precision::BF16, false},
+        {kLlama, "IQ3_S", Precision::F16, false},
         {kLlama, "Q4_K_M", Precision::F32, true},  // llama.cpp's numerics: F32 tiles
         {kQwenMoe, "Q4_K_M", Precision::F16, false},
         {kGptOssMxfp4, "", Precision::F16, false},  // the checkpoint's own MXFP4 experts

@@ -70,6 +70,15 @@ class DeviceBuffer {
     size_t bytes_ = 0;
 };
 
+// A device copy of `count` host values, kept for the life of the process (lookup tables).
+template <typename T>
+const T* upload_for_process(const T* host, size_t count) {
+    void* dev = nullptr;
+    QL_CUDA(cudaMalloc(&dev, count * sizeof(T)));
+    QL_CUDA(cudaMemcpy(dev, host, count * sizeof(T), cudaMemcpyHostToDevice));
+    return static_cast<const T*>(dev);
+}
+
 __host__ __device__ inline float to_f32(float x) {
     return x;
 }

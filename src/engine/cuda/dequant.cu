@@ -5,6 +5,8 @@
 #include "engine/cuda/dequant.h"
 
 #include <algorithm>
+#include <map>
+#include <mutex>
 
 #include "engine/cuda/cuda_common.cuh"
 #pragma nv_diag_suppress 1675  // blocks.h's GCC pragma is for the host compiler
@@ -16,9 +18,19 @@ namespace {
 
 using namespace blocks;
 
-// The 16 levels of IQ4_NL / IQ4_XS or MXFP4, passed by value (a kernel argument).
+// The lattice i-quants' grids and sign patterns in device memory (quant/tables_generated.h),
+// uploaded once per device (iq_grids()).
+struct IqGrids {
+    const uint64_t *iq2xxs = nullptr, *iq2xs = nullptr, *iq2s = nullptr, *iq1s = nullptr;
+    const uint32_t *iq3xxs = nullptr, *iq3s = nullptr;
+    const uint8_t* ksigns = nullptr;
+};
+
+// What a kernel reads besides the blocks, passed by value: the 16 levels of IQ4_NL / IQ4_XS or
+// MXFP4, and the grids.
 struct Levels {
     int8_t v[16];
+    IqGrids grids;
 };
 
 __device__ __forceinline__ float half_bits(uint16_t h) {
@@ -231,6 +243,137 @@ struct Dequant<block_tq2_0> {
     }
 };
 
+// Lattice i-quants: 8 weights are one grid point (bytes of a 64-bit or two 32-bit entries),
+// times a sub-block scale, with a sign bit each; the CPU's expression, per weight:
+// (db · grid[j]) · ±1.
+__device__ __forceinline__ float sign_of(uint8_t signs, int j) {
+    return ((signs >> j) & 1) ? -1.f : 1.f;
+}
+__device__ __forceinline__ uint8_t grid_byte(uint64_t point, int j) {
+    return static_cast<uint8_t>(point >> (8 * j));
+}
+__device__ __forceinline__ uint32_t load_u32(const uint8_t* p) {
+    return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
+           static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
+}
+template <>
+struct Dequant<block_iq2_xxs> {
+    static constexpr int kWeights = QK_K;
+    __device__ static void group8(const block_iq2_xxs& x, int e0, const Levels& t, float (&y)[8]) {
+        const int ib32 = e0 >> 5, l = (e0 >> 3) & 3;
+        const auto* q = reinterpret_cast<const uint8_t*>(x.qs + 4 * ib32);
+        const uint32_t aux1 = load_u32(q + 4);
+        const float db = half_bits(x.d) * (0.5f + static_cast<float>(aux1 >> 28)) * 0.25f;
+        const uint64_t point = t.grids.iq2xxs[q[l]];
+        const uint8_t signs = t.grids.ksigns[(aux1 >> 7 * l) & 127];
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = db * static_cast<float>(grid_byte(point, j)) * sign_of(signs, j);
+    }
+};
+template <>
+struct Dequant<block_iq2_xs> {
+    static constexpr int kWeights = QK_K;
+    __device__ static void group8(const block_iq2_xs& x, int e0, const Levels& t, float (&y)[8]) {
+        const int ib32 = e0 >> 5, l = (e0 >> 3) & 3;
+        const int scale = (x.scales[ib32] >> (4 * (l / 2))) & 0xf;
+        const float db = half_bits(x.d) * (0.5f + static_cast<float>(scale)) * 0.25f;
+        const uint16_t q = x.qs[4 * ib32 + l];
+        const uint64_t point = t.grids.iq2xs[q & 511];
+        const uint8_t signs = t.grids.ksigns[q >> 9];
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = db * static_cast<float>(grid_byte(point, j)) * sign_of(signs, j);
+    }
+};
+template <>
+struct Dequant<block_iq2_s> {
+    static constexpr int kWeights = QK_K;
+    __device__ static void group8(const block_iq2_s& x, int e0, const Levels& t, float (&y)[8]) {
+        const int ib32 = e0 >> 5, l = (e0 >> 3) & 3;
+        const int scale = (x.scales[ib32] >> (4 * (l / 2))) & 0xf;
+        const float db = half_bits(x.d) * (0.5f + static_cast<float>(scale)) * 0.25f;
+        const int index = x.qs[4 * ib32 + l] | ((x.qh[ib32] << (8 - 2 * l)) & 0x300);
+        const uint64_t point = t.grids.iq2s[index];
+        const uint8_t signs = x.qs[QK_K / 8 + 4 * ib32 + l];
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = db * static_cast<float>(grid_byte(point, j)) * sign_of(signs, j);
+    }
+};
+template <>
+struct Dequant<block_iq3_xxs> {
+    static constexpr int kWeights = QK_K;
+    __device__ static void group8(const block_iq3_xxs& x, int e0, const Levels& t, float (&y)[8]) {
+        const int ib32 = e0 >> 5, l = (e0 >> 3) & 3;
+        const uint32_t aux = load_u32(x.qs + QK_K / 4 + 4 * ib32);
+        const float db = half_bits(x.d) * (0.5f + static_cast<float>(aux >> 28)) * 0.5f;
+        const uint8_t signs = t.grids.ksigns[(aux >> 7 * l) & 127];
+        const uint32_t p1 = t.grids.iq3xxs[x.qs[8 * ib32 + 2 * l]];
+        const uint32_t p2 = t.grids.iq3xxs[x.qs[8 * ib32 + 2 * l + 1]];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            y[j] = db * static_cast<float>(grid_byte(p1, j)) * sign_of(signs, j);
+            y[j + 4] = db * static_cast<float>(grid_byte(p2, j)) * sign_of(signs, j + 4);
+        }
+    }
+};
+template <>
+struct Dequant<block_iq3_s> {
+    static constexpr int kWeights = QK_K;
+    __device__ static void group8(const block_iq3_s& x, int e0, const Levels& t, float (&y)[8]) {
+        const int b = e0 >> 5, l = (e0 >> 3) & 3, half = b & 1;
+        const int scale = (x.scales[b / 2] >> (4 * half)) & 0xf;
+        const float db = half_bits(x.d) * static_cast<float>(1 + 2 * scale);
+        const uint8_t* qs = x.qs + 8 * b;
+        const int qh = x.qh[b];
+        const uint32_t p1 = t.grids.iq3s[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)];
+        const uint32_t p2 = t.grids.iq3s[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)];
+        const uint8_t signs = x.signs[4 * b + l];
+#pragma unroll
+        for (int j = 0; j < 4; ++j) {
+            y[j] = db * static_cast<float>(grid_byte(p1, j)) * sign_of(signs, j);
+            y[j + 4] = db * static_cast<float>(grid_byte(p2, j)) * sign_of(signs, j + 4);
+        }
+    }
+};
+constexpr float kIq1Delta = 0.125f;  // quant/iq_common.h's (that header is host-only)
+template <>
+struct Dequant<block_iq1_s> {
+    static constexpr int kWeights = QK_K;
+    __device__ static void group8(const block_iq1_s& x, int e0, const Levels& t, float (&y)[8]) {
+        const int ib = e0 >> 5, l = (e0 >> 3) & 3;
+        const uint16_t qh = x.qh[ib];
+        const float dl = half_bits(x.d) * static_cast<float>(2 * ((qh >> 12) & 7) + 1);
+        const float delta = qh & 0x8000 ? -kIq1Delta : kIq1Delta;
+        const uint64_t point = t.grids.iq1s[x.qs[4 * ib + l] | (((qh >> 3 * l) & 7) << 8)];
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = dl * (static_cast<float>(static_cast<int8_t>(grid_byte(point, j))) + delta);
+    }
+};
+template <>
+struct Dequant<block_iq1_m> {
+    static constexpr int kWeights = QK_K;
+    __device__ static void group8(const block_iq1_m& x, int e0, const Levels& t, float (&y)[8]) {
+        const int ib = e0 >> 5, l = (e0 >> 3) & 3;
+        uint16_t sc[4];
+        for (int i = 0; i < 4; ++i)
+            sc[i] = static_cast<uint16_t>(x.scales[2 * i] | x.scales[2 * i + 1] << 8);
+        const auto s16 = static_cast<uint16_t>((sc[0] >> 12) | ((sc[1] >> 8) & 0x00f0) |
+                                               ((sc[2] >> 4) & 0x0f00) | (sc[3] & 0xf000));
+        const int shift = 6 * (ib % 2) + (l < 2 ? 0 : 3);
+        const float dl = half_bits(s16) * static_cast<float>(2 * ((sc[ib / 2] >> shift) & 0x7) + 1);
+        const uint8_t qh = x.qh[2 * ib + l / 2];
+        const int index = x.qs[4 * ib + l] | ((qh << (l % 2 ? 4 : 8)) & 0x700);
+        const float delta = qh & (l % 2 ? 0x80 : 0x08) ? -kIq1Delta : kIq1Delta;
+        const uint64_t point = t.grids.iq1s[index];
+#pragma unroll
+        for (int j = 0; j < 8; ++j)
+            y[j] = dl * (static_cast<float>(static_cast<int8_t>(grid_byte(point, j))) + delta);
+    }
+};
+
 // A thread dequantizes 8 consecutive weights of a row (one 32-weight group holds them all) and
 // stores them as one 16-byte (two for F32) vector; rows run along y. 32-bit index arithmetic:
 // 64-bit division per weight made the first version ~10× slower than memory bandwidth.
@@ -298,86 +441,108 @@ void launch_typed(const void* src, size_t row_bytes, int64_t n_per_row, const in
     QL_CUDA_LAUNCH();
 }
 
-Levels levels_of(const int8_t (&table)[16]) {
+// The grids on the current device, uploaded on first use and kept for the process (33 KB).
+IqGrids iq_grids() {
+    static std::mutex mutex;
+    static std::map<int, IqGrids> by_device;
+    int device = 0;
+    QL_CUDA(cudaGetDevice(&device));
+    std::lock_guard<std::mutex> lock(mutex);
+    auto [it, inserted] = by_device.try_emplace(device);
+    if (inserted) {
+        IqGrids& g = it->second;
+        g.iq2xxs = upload_for_process(tables::iq2xxs_grid, 256);
+        g.iq2xs = upload_for_process(tables::iq2xs_grid, 512);
+        g.iq2s = upload_for_process(tables::iq2s_grid, 1024);
+        g.iq1s = upload_for_process(tables::iq1s_grid, 2048);
+        g.iq3xxs = upload_for_process(tables::iq3xxs_grid, 256);
+        g.iq3s = upload_for_process(tables::iq3s_grid, 512);
+        g.ksigns = upload_for_process(tables::ksigns_iq2xs, 128);
+    }
+    return it->second;
+}
+
+// What the kernel of `type` reads besides its blocks.
+Levels levels_for(GgmlType type) {
     Levels l{};
+    const int8_t* table = type == GgmlType::MXFP4 ? tables::kvalues_fp4 : tables::kvalues_iq4nl;
     for (int i = 0; i < 16; ++i) l.v[i] = table[i];
+    l.grids = iq_grids();
     return l;
 }
 
-}  // namespace
+template <typename Block>
+struct Tag {
+    using type = Block;
+};
 
-bool gpu_dequant_supported(GgmlType type) {
+// Calls f(Tag<Block>{}) with the block layout of `type`; false when it has no kernel.
+template <typename F>
+bool with_block(GgmlType type, F&& f) {
     switch (type) {
         case GgmlType::Q4_0:
+            return f(Tag<block_q4_0>{}), true;
         case GgmlType::Q4_1:
+            return f(Tag<block_q4_1>{}), true;
         case GgmlType::Q5_0:
+            return f(Tag<block_q5_0>{}), true;
         case GgmlType::Q5_1:
+            return f(Tag<block_q5_1>{}), true;
         case GgmlType::Q8_0:
+            return f(Tag<block_q8_0>{}), true;
         case GgmlType::Q2_K:
+            return f(Tag<block_q2_K>{}), true;
         case GgmlType::Q3_K:
+            return f(Tag<block_q3_K>{}), true;
         case GgmlType::Q4_K:
+            return f(Tag<block_q4_K>{}), true;
         case GgmlType::Q5_K:
+            return f(Tag<block_q5_K>{}), true;
         case GgmlType::Q6_K:
+            return f(Tag<block_q6_K>{}), true;
         case GgmlType::IQ4_NL:
+            return f(Tag<block_iq4_nl>{}), true;
         case GgmlType::IQ4_XS:
+            return f(Tag<block_iq4_xs>{}), true;
         case GgmlType::MXFP4:
+            return f(Tag<block_mxfp4>{}), true;
         case GgmlType::TQ2_0:
-            return true;
+            return f(Tag<block_tq2_0>{}), true;
+        case GgmlType::IQ2_XXS:
+            return f(Tag<block_iq2_xxs>{}), true;
+        case GgmlType::IQ2_XS:
+            return f(Tag<block_iq2_xs>{}), true;
+        case GgmlType::IQ2_S:
+            return f(Tag<block_iq2_s>{}), true;
+        case GgmlType::IQ3_XXS:
+            return f(Tag<block_iq3_xxs>{}), true;
+        case GgmlType::IQ3_S:
+            return f(Tag<block_iq3_s>{}), true;
+        case GgmlType::IQ1_S:
+            return f(Tag<block_iq1_s>{}), true;
+        case GgmlType::IQ1_M:
+            return f(Tag<block_iq1_m>{}), true;
         default:
             return false;
     }
 }
 
+}  // namespace
+
+bool gpu_dequant_supported(GgmlType type) {
+    return with_block(type, [](auto) {});
+}
+
 void launch_dequantize_rows(GgmlType type, const void* src, size_t row_bytes, int64_t n_per_row,
                             const int32_t* rows, int64_t row0, int64_t n_rows, void* dst,
                             Dtype dt) {
-    const Levels none{};
-    switch (type) {
-        case GgmlType::Q4_0:
-            return launch_typed<block_q4_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q4_1:
-            return launch_typed<block_q4_1>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q5_0:
-            return launch_typed<block_q5_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q5_1:
-            return launch_typed<block_q5_1>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q8_0:
-            return launch_typed<block_q8_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q2_K:
-            return launch_typed<block_q2_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q3_K:
-            return launch_typed<block_q3_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q4_K:
-            return launch_typed<block_q4_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q5_K:
-            return launch_typed<block_q5_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::Q6_K:
-            return launch_typed<block_q6_K>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                            none);
-        case GgmlType::IQ4_NL:
-            return launch_typed<block_iq4_nl>(src, row_bytes, n_per_row, rows, row0, n_rows, dst,
-                                              dt, levels_of(tables::kvalues_iq4nl));
-        case GgmlType::IQ4_XS:
-            return launch_typed<block_iq4_xs>(src, row_bytes, n_per_row, rows, row0, n_rows, dst,
-                                              dt, levels_of(tables::kvalues_iq4nl));
-        case GgmlType::MXFP4:
-            return launch_typed<block_mxfp4>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                             levels_of(tables::kvalues_fp4));
-        case GgmlType::TQ2_0:
-            return launch_typed<block_tq2_0>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt,
-                                             none);
-        default:
-            check_cuda(cudaErrorInvalidValue, "launch_dequantize_rows: a type without a kernel");
-    }
+    const Levels levels = levels_for(type);
+    const bool known = with_block(type, [&](auto tag) {
+        using Block = typename decltype(tag)::type;
+        launch_typed<Block>(src, row_bytes, n_per_row, rows, row0, n_rows, dst, dt, levels);
+    });
+    if (!known)
+        check_cuda(cudaErrorInvalidValue, "launch_dequantize_rows: a type without a kernel");
 }
 
 }  // namespace quantlens::cuda

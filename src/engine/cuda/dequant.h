@@ -7,9 +7,10 @@
 //    CPU reference's expression for it, operation by operation, compiled without fused
 //    multiply-adds. F16 and BF16 outputs are that float rounded to
 //    nearest even, as launch_f32_to_16 rounds the CPU's dequantized values.
-//  - Types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, MXFP4,
-//    TQ2_0 (gpu_dequant_supported). The lattice i-quants (IQ1/IQ2/IQ3) and TQ1_0 have no kernel:
-//    the engine stores those weights dequantized, as before.
+//  - Types: Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q2_K, Q3_K, Q4_K, Q5_K, Q6_K, IQ4_NL, IQ4_XS, the
+//    lattice i-quants IQ1_S, IQ1_M, IQ2_XXS, IQ2_XS, IQ2_S, IQ3_XXS, IQ3_S (their grids are
+//    uploaded to each device once, 33 KB), MXFP4 and TQ2_0 (gpu_dequant_supported). TQ1_0 has
+//    no kernel: the engine stores such weights dequantized, as before.
 #pragma once
 
 #include <cstddef>

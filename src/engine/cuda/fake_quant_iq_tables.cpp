@@ -6,20 +6,13 @@
 #include <mutex>
 
 #include "core/error.h"
+#include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/fake_quant_iq.h"
 #include "quant/iq_grids.h"
 #include "quant/tables_generated.h"
 
 namespace quantlens::cuda {
 namespace {
-
-template <typename T>
-const T* upload(const T* host, size_t count) {
-    void* dev = nullptr;
-    QL_CUDA(cudaMalloc(&dev, count * sizeof(T)));
-    QL_CUDA(cudaMemcpy(dev, host, count * sizeof(T), cudaMemcpyHostToDevice));
-    return static_cast<const T*>(dev);
-}
 
 Iq3sDeviceTables build() {
     using kernels::iq::GridKind;
@@ -29,9 +22,9 @@ Iq3sDeviceTables build() {
     static_assert(sizeof tables::iq3s_grid == 512 * 4);
     QL_ASSERT(std::memcmp(g.points.data(), tables::iq3s_grid, 512 * 4) == 0);
     Iq3sDeviceTables t;
-    t.map = upload(g.map.data(), g.map.size());
-    t.neighbours = upload(g.neighbours.data(), g.neighbours.size());
-    t.points = upload(tables::iq3s_grid, 512);
+    t.map = upload_for_process(g.map.data(), g.map.size());
+    t.neighbours = upload_for_process(g.neighbours.data(), g.neighbours.size());
+    t.points = upload_for_process(tables::iq3s_grid, 512);
     return t;
 }
 
