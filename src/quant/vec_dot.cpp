@@ -14,7 +14,9 @@
 #include <atomic>
 #include <cmath>
 #include <cstddef>
+#include <cstdlib>
 #include <cstring>
+#include <string>
 #include <vector>
 
 #include "core/error.h"
@@ -811,6 +813,24 @@ const Kernel kKernels[] = {
     {GgmlType::TQ1_0, GgmlType::Q8_K, dot_tq1_0_ref, detail::dot_tq1_0_avx2, nullptr},
 };
 
+}  // namespace
+
+bool detail::cpu_has_avx512bw() {
+#if defined(__x86_64__) || defined(__i386__)
+    // QUANTLENS_AVX512=0 keeps the AVX2 kernels (to measure one against the other).
+    static const bool has = [] {
+        const char* env = std::getenv("QUANTLENS_AVX512");
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+               !(env && std::string(env) == "0");
+    }();
+    return has;
+#else
+    return false;
+#endif
+}
+
+namespace {
+
 bool cpu_has_avx2_fma() {
 #if defined(__x86_64__) || defined(__i386__)
     // F16C through CPUID: clang 14's __builtin_cpu_supports does not know "f16c".
@@ -823,6 +843,24 @@ bool cpu_has_avx2_fma() {
 #else
     return false;
 #endif
+}
+
+// The AVX-512 kernels, preferred where the CPU has them (vec_dot_impl.h).
+struct Avx512Kernel {
+    GgmlType type;
+    detail::DotFn one;
+    detail::Dot4Fn four;
+};
+const Avx512Kernel kAvx512Kernels[] = {
+    {GgmlType::Q4_K, detail::dot_q4_K_avx512, detail::dot4_q4_K_avx512},
+    {GgmlType::Q6_K, detail::dot_q6_K_avx512, detail::dot4_q6_K_avx512},
+};
+
+const Avx512Kernel* avx512_kernel(GgmlType type) {
+    if (!cpu_has_avx2_fma() || !detail::cpu_has_avx512bw()) return nullptr;
+    for (const Avx512Kernel& k : kAvx512Kernels)
+        if (k.type == type) return &k;
+    return nullptr;
 }
 
 const Kernel* find(GgmlType type) {
@@ -885,11 +923,13 @@ bool has_fast_path(GgmlType type) {
 
 float dot(GgmlType type, const void* w, const void* act, int64_t n) {
     const Kernel& k = get(type);
+    if (const Avx512Kernel* wide = avx512_kernel(type)) return wide->one(w, act, n);
     return k.avx2 && cpu_has_avx2_fma() ? k.avx2(w, act, n) : k.ref(w, act, n);
 }
 
 void dot4(GgmlType type, const void* w, const void* act, size_t stride, int64_t n, float* out) {
     const Kernel& k = get(type);
+    if (const Avx512Kernel* wide = avx512_kernel(type)) return wide->four(w, act, stride, n, out);
     if (k.avx2_4 && cpu_has_avx2_fma()) return k.avx2_4(w, act, stride, n, out);
     for (int r = 0; r < 4; ++r)
         out[r] = dot(type, w, static_cast<const uint8_t*>(act) + r * stride, n);

@@ -521,6 +521,16 @@ QL_AVX2 float dot_q5_K_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc) + summs;
 }
 
+// Chunk c (32 values) of a Q6_K block as unsigned 6-bit levels.
+QL_AVX2 inline __m256i q6_K_chunk(const block_q6_K& x, int c, __m256i m4, __m256i m3) {
+    const int j = c / 4, k = c % 4;
+    const __m256i ql = load32(x.ql + 64 * j + 32 * (k % 2));
+    const __m256i low = _mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), m4);
+    const __m256i high =
+        _mm256_slli_epi16(_mm256_and_si256(_mm256_srli_epi16(load32(x.qh + 32 * j), 2 * k), m3), 4);
+    return _mm256_or_si256(low, high);
+}
+
 template <int R>
 QL_AVX2 inline void q6_K_rows(const void* w, const uint8_t* act, size_t stride, int64_t n,
                               float* out) {
@@ -538,12 +548,7 @@ QL_AVX2 inline void q6_K_rows(const void* w, const uint8_t* act, size_t stride, 
             sumi[r] = _mm256_setzero_si256();
         }
         for (int c = 0; c < 8; ++c) {  // 32-value chunks, unpacked once, met by every row
-            const int j = c / 4, k = c % 4;
-            const __m256i ql = load32(x[b].ql + 64 * j + 32 * (k % 2));
-            const __m256i low = _mm256_and_si256(k < 2 ? ql : _mm256_srli_epi16(ql, 4), m4);
-            const __m256i high = _mm256_slli_epi16(
-                _mm256_and_si256(_mm256_srli_epi16(load32(x[b].qh + 32 * j), 2 * k), m3), 4);
-            const __m256i q = _mm256_or_si256(low, high);
+            const __m256i q = q6_K_chunk(x[b], c, m4, m3);
             const int8_t* s = x[b].scales + 2 * c;
             const __m256i sc = chunk_scales(s[0], s[1]);
             for (int r = 0; r < R; ++r) {
@@ -693,6 +698,122 @@ QL_AVX2 float dot_tq1_0_avx2(const void* w, const void* act, int64_t n) {
     return reduce(acc);
 }
 
+// ---- AVX-512 (AVX512F + AVX512BW): the Q4_K_M workhorses ----------------------------------
+// The same kernels with each pair of 32-value chunks in one 512-bit register: its halves hold
+// exactly the int32 lanes the AVX2 kernel sums per chunk, added together before the float
+// part, which is the AVX2 kernel's unchanged (integer sums are exact in any order), so the
+// results equal the scalar twins bit for bit.
+#define QL_AVX512 __attribute__((target("avx512f,avx512bw,avx2,fma,f16c")))
+// GCC 12's insert/extract intrinsics pass an undefined vector as the unused masked source,
+// which -Wmaybe-uninitialized reports once inlined here; every lane read is defined.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+
+QL_AVX512 inline __m512i join(__m256i lo, __m256i hi) {
+    return _mm512_inserti64x4(_mm512_zextsi256_si512(lo), hi, 1);
+}
+QL_AVX512 inline __m256i fold(__m512i v) {
+    return _mm256_add_epi32(_mm512_castsi512_si256(v), _mm512_extracti64x4_epi64(v, 1));
+}
+
+template <int R>
+QL_AVX512 inline void q4_K_rows_512(const void* w, const uint8_t* act, size_t stride, int64_t n,
+                                    float* out) {
+    const auto* x = static_cast<const block_q4_K*>(w);
+    const __m256i m4 = _mm256_set1_epi8(0xF);
+    alignas(32) float acc[R][8] = {};
+    alignas(16) float acc_m[R][4] = {};
+    const block_q8_K* y[R];
+    for (int r = 0; r < R; ++r) y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride);
+    uint8_t sm[16];
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        unpack_k4(x[b].scales, sm);
+        __m128i sc8;
+        std::memcpy(&sc8, sm, 16);
+        const __m256i scale_bytes = _mm256_broadcastq_epi64(sc8);
+        __m512i sumi[R];
+        for (int r = 0; r < R; ++r) sumi[r] = _mm512_setzero_si512();
+        for (int j = 0; j < 4; ++j) {  // low nibbles | high nibbles of a 64-value group
+            const __m256i q4 = load32(x[b].qs + 32 * j);
+            const __m512i q =
+                join(_mm256_and_si256(q4, m4), _mm256_and_si256(_mm256_srli_epi16(q4, 4), m4));
+            const __m512i sc =
+                join(byte_scale_i16(scale_bytes, 2 * j), byte_scale_i16(scale_bytes, 2 * j + 1));
+            for (int r = 0; r < R; ++r) {
+                const __m512i a = _mm512_loadu_si512(y[r][b].qs + 64 * j);
+                sumi[r] =
+                    _mm512_add_epi32(sumi[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, a), sc));
+            }
+        }
+        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
+        const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
+        for (int r = 0; r < R; ++r) {
+            const block_q8_K& yb = y[r][b];
+            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums));
+            const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums + 8));
+            const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
+            _mm_store_ps(acc_m[r], _mm_fmadd_ps(_mm_set1_ps(-yb.d * xmin), _mm_cvtepi32_ps(prod),
+                                                _mm_load_ps(acc_m[r])));
+            _mm256_store_ps(
+                acc[r], _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd),
+                                        _mm256_cvtepi32_ps(fold(sumi[r])), _mm256_load_ps(acc[r])));
+        }
+    }
+    for (int r = 0; r < R; ++r) {
+        const float* m = acc_m[r];
+        out[r] = reduce(_mm256_load_ps(acc[r])) + ((m[0] + m[2]) + (m[1] + m[3]));
+    }
+}
+
+template <int R>
+QL_AVX512 inline void q6_K_rows_512(const void* w, const uint8_t* act, size_t stride, int64_t n,
+                                    float* out) {
+    const auto* x = static_cast<const block_q6_K*>(w);
+    const __m256i m4 = _mm256_set1_epi8(0xF), m3 = _mm256_set1_epi8(3);
+    const __m512i offset = _mm512_set1_epi8(32);
+    __m256 acc[R];
+    for (int r = 0; r < R; ++r) acc[r] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < n / QK_K; ++b) {
+        const float xd = fp16(x[b].d);
+        const block_q8_K* y[R];
+        __m512i sumi[R];
+        for (int r = 0; r < R; ++r) {
+            y[r] = reinterpret_cast<const block_q8_K*>(act + r * stride) + b;
+            sumi[r] = _mm512_setzero_si512();
+        }
+        for (int c = 0; c < 8; c += 2) {  // chunks c and c + 1
+            const __m512i q = join(q6_K_chunk(x[b], c, m4, m3), q6_K_chunk(x[b], c + 1, m4, m3));
+            const int8_t* s = x[b].scales + 2 * c;
+            const __m512i sc = join(chunk_scales(s[0], s[1]), chunk_scales(s[2], s[3]));
+            for (int r = 0; r < R; ++r) {
+                const __m512i a = _mm512_loadu_si512(y[r]->qs + 32 * c);
+                const __m512i p =
+                    _mm512_sub_epi16(_mm512_maddubs_epi16(q, a), _mm512_maddubs_epi16(offset, a));
+                sumi[r] = _mm512_add_epi32(sumi[r], _mm512_madd_epi16(p, sc));
+            }
+        }
+        for (int r = 0; r < R; ++r)
+            acc[r] = _mm256_fmadd_ps(_mm256_set1_ps(y[r]->d * xd),
+                                     _mm256_cvtepi32_ps(fold(sumi[r])), acc[r]);
+    }
+    for (int r = 0; r < R; ++r) out[r] = reduce(acc[r]);
+}
+
+#define QL_AVX512_ROWS_ENTRY_POINTS(T)                                                         \
+    QL_AVX512 float dot_##T##_avx512(const void* w, const void* act, int64_t n) {              \
+        float out;                                                                             \
+        T##_rows_512<1>(w, static_cast<const uint8_t*>(act), 0, n, &out);                      \
+        return out;                                                                            \
+    }                                                                                          \
+    QL_AVX512 void dot4_##T##_avx512(const void* w, const void* act, size_t stride, int64_t n, \
+                                     float* out) {                                             \
+        T##_rows_512<4>(w, static_cast<const uint8_t*>(act), stride, n, out);                  \
+    }
+QL_AVX512_ROWS_ENTRY_POINTS(q4_K)
+QL_AVX512_ROWS_ENTRY_POINTS(q6_K)
+#undef QL_AVX512_ROWS_ENTRY_POINTS
+#pragma GCC diagnostic pop
+
 }  // namespace quantlens::vec_dot::detail
 
 #else  // not x86: never called (vec_dot.cpp checks the CPU), defined so the table links
@@ -710,6 +831,8 @@ QL_UNREACHABLE_DOT(dot_q4_K_avx2)
 QL_UNREACHABLE_DOT(dot_q5_K_avx2)
 QL_UNREACHABLE_DOT(dot_q6_K_avx2)
 QL_UNREACHABLE_DOT(dot_iq4_xs_avx2)
+QL_UNREACHABLE_DOT(dot_q4_K_avx512)
+QL_UNREACHABLE_DOT(dot_q6_K_avx512)
 #undef QL_UNREACHABLE_DOT
 }  // namespace quantlens::vec_dot::detail
 

@@ -113,4 +113,12 @@ void dot4_q8_0_avx2(const void* w, const void* act, size_t stride, int64_t n, fl
 void dot4_q4_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
 void dot4_q6_K_avx2(const void* w, const void* act, size_t stride, int64_t n, float* out);
 
+// AVX-512 (F + BW) kernels for the types of Q4_K_M's bulk, bit-identical to the AVX2 ones
+// (call only when the CPU has AVX512F and AVX512BW as well as AVX2, FMA and F16C).
+float dot_q4_K_avx512(const void* w, const void* act, int64_t n);
+float dot_q6_K_avx512(const void* w, const void* act, int64_t n);
+void dot4_q4_K_avx512(const void* w, const void* act, size_t stride, int64_t n, float* out);
+void dot4_q6_K_avx512(const void* w, const void* act, size_t stride, int64_t n, float* out);
+bool cpu_has_avx512bw();
+
 }  // namespace quantlens::vec_dot::detail

@@ -14,6 +14,7 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
+#include "quant/vec_dot_impl.h"
 
 namespace quantlens {
 namespace {
@@ -135,6 +136,53 @@ std::vector<float> dequantized_activations(GgmlType type, const std::vector<uint
         }
     }
     return x;
+}
+
+// The AVX-512 kernels (chosen at run time where the CPU has AVX512F/BW) and the AVX2 ones they
+// replace there, each against the scalar twin, one row and four.
+TEST(VecDot, Avx512KernelsMatchScalarTwinsBitForBit) {
+    if (!vec_dot::has_fast_path(GgmlType::Q4_K) || !vec_dot::detail::cpu_has_avx512bw())
+        GTEST_SKIP() << "this CPU has no AVX-512 (F, BW)";
+    struct Paths {
+        GgmlType type;
+        vec_dot::detail::DotFn one512, one256;
+        vec_dot::detail::Dot4Fn four512, four256;
+    };
+    using namespace vec_dot::detail;
+    const Paths paths[] = {
+        {GgmlType::Q4_K, dot_q4_K_avx512, dot_q4_K_avx2, dot4_q4_K_avx512, dot4_q4_K_avx2},
+        {GgmlType::Q6_K, dot_q6_K_avx512, dot_q6_K_avx2, dot4_q6_K_avx512, dot4_q6_K_avx2},
+    };
+    std::mt19937 rng(512);
+    auto bits = [](float f) {
+        uint32_t u;
+        std::memcpy(&u, &f, 4);
+        return u;
+    };
+    for (const Paths& p : paths) {
+        SCOPED_TRACE(ggml_type_display_name(p.type));
+        const int64_t n = 256 * 5;
+        const size_t stride = vec_dot::act_row_size(p.type, n);
+        std::vector<uint8_t> act(4 * stride);
+        for (int trial = 0; trial < 50; ++trial) {
+            for (int r = 0; r < 4; ++r) {
+                const std::vector<float> x = random_row(rng, n, (trial + r) % 3 ? 1.0f : 300.0f);
+                vec_dot::quantize_act_row(p.type, x.data(), act.data() + r * stride, n);
+            }
+            const std::vector<uint8_t> w = random_blocks(rng, p.type, n);
+            float four512[4], four256[4];
+            p.four512(w.data(), act.data(), stride, n, four512);
+            p.four256(w.data(), act.data(), stride, n, four256);
+            for (int r = 0; r < 4; ++r) {
+                const uint8_t* a = act.data() + r * stride;
+                const uint32_t ref = bits(vec_dot::dot_ref(p.type, w.data(), a, n));
+                ASSERT_EQ(bits(p.one512(w.data(), a, n)), ref) << "trial " << trial;
+                ASSERT_EQ(bits(p.one256(w.data(), a, n)), ref) << "trial " << trial;
+                ASSERT_EQ(bits(four512[r]), ref) << "trial " << trial << " row " << r;
+                ASSERT_EQ(bits(four256[r]), ref) << "trial " << trial << " row " << r;
+            }
+        }
+    }
 }
 
 TEST(VecDot, FourRowKernelsEqualTheSingleRowTwin) {
