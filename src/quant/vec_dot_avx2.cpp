@@ -428,6 +428,35 @@ QL_AVX2 inline __m256i byte_scale_i16(__m256i scale_bytes, int c) {
     return _mm256_shuffle_epi8(scale_bytes, _mm256_set1_epi16(static_cast<int16_t>(0x8000 | c)));
 }
 
+// Q4_K's float part of block b, shared by the AVX2 and AVX-512 kernels: row r's min term
+// (the 8 mins, bytes 8..15 of sc8, against the activation's bsums) and its int32 lane sums
+// sumi[r], scaled, into its accumulators.
+template <int R>
+QL_AVX2 inline void q4_K_accumulate(const block_q4_K& xb, const block_q8_K* const* y, int64_t b,
+                                    __m128i sc8, const __m256i* sumi, float (*acc)[8],
+                                    float (*acc_m)[4]) {
+    const float xd = fp16(xb.d), xmin = fp16(xb.dmin);
+    const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
+    for (int r = 0; r < R; ++r) {
+        const block_q8_K& yb = y[r][b];
+        const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums));
+        const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums + 8));
+        const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
+        _mm_store_ps(acc_m[r], _mm_fmadd_ps(_mm_set1_ps(-yb.d * xmin), _mm_cvtepi32_ps(prod),
+                                            _mm_load_ps(acc_m[r])));
+        _mm256_store_ps(acc[r],
+                        _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd), _mm256_cvtepi32_ps(sumi[r]),
+                                        _mm256_load_ps(acc[r])));
+    }
+}
+template <int R>
+QL_AVX2 inline void q4_K_finish(float (*acc)[8], float (*acc_m)[4], float* out) {
+    for (int r = 0; r < R; ++r) {
+        const float* m = acc_m[r];
+        out[r] = reduce(_mm256_load_ps(acc[r])) + ((m[0] + m[2]) + (m[1] + m[3]));
+    }
+}
+
 // R activation rows against one Q4_K weight row. Per block the weight is unpacked once
 // (nibbles, scales as pshufb selections) and met by every row; the per-row float
 // accumulators live in memory (touched once a block) so the inner loop keeps its integer
@@ -463,24 +492,9 @@ QL_AVX2 inline void q4_K_rows(const void* w, const uint8_t* act, size_t stride, 
                 sumi[r] = _mm256_add_epi32(sumi[r], _mm256_add_epi32(p_lo, p_hi));
             }
         }
-        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
-        for (int r = 0; r < R; ++r) {
-            const block_q8_K& yb = y[r][b];
-            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums));
-            const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums + 8));
-            const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
-            _mm_store_ps(acc_m[r], _mm_fmadd_ps(_mm_set1_ps(-yb.d * xmin), _mm_cvtepi32_ps(prod),
-                                                _mm_load_ps(acc_m[r])));
-            _mm256_store_ps(acc[r],
-                            _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd), _mm256_cvtepi32_ps(sumi[r]),
-                                            _mm256_load_ps(acc[r])));
-        }
+        q4_K_accumulate<R>(x[b], y, b, sc8, sumi, acc, acc_m);
     }
-    for (int r = 0; r < R; ++r) {
-        const float* m = acc_m[r];
-        out[r] = reduce(_mm256_load_ps(acc[r])) + ((m[0] + m[2]) + (m[1] + m[3]));
-    }
+    q4_K_finish<R>(acc, acc_m, out);
 }
 
 QL_AVX2_ROWS_ENTRY_POINTS(q4_K)
@@ -745,24 +759,11 @@ QL_AVX512 inline void q4_K_rows_512(const void* w, const uint8_t* act, size_t st
                     _mm512_add_epi32(sumi[r], _mm512_madd_epi16(_mm512_maddubs_epi16(q, a), sc));
             }
         }
-        const float xd = fp16(x[b].d), xmin = fp16(x[b].dmin);
-        const __m128i mins = _mm_cvtepu8_epi16(_mm_srli_si128(sc8, 8));
-        for (int r = 0; r < R; ++r) {
-            const block_q8_K& yb = y[r][b];
-            const __m128i lo = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums));
-            const __m128i hi = _mm_loadu_si128(reinterpret_cast<const __m128i*>(yb.bsums + 8));
-            const __m128i prod = _mm_madd_epi16(mins, _mm_hadd_epi16(lo, hi));
-            _mm_store_ps(acc_m[r], _mm_fmadd_ps(_mm_set1_ps(-yb.d * xmin), _mm_cvtepi32_ps(prod),
-                                                _mm_load_ps(acc_m[r])));
-            _mm256_store_ps(
-                acc[r], _mm256_fmadd_ps(_mm256_set1_ps(yb.d * xd),
-                                        _mm256_cvtepi32_ps(fold(sumi[r])), _mm256_load_ps(acc[r])));
-        }
+        __m256i lanes[R];
+        for (int r = 0; r < R; ++r) lanes[r] = fold(sumi[r]);
+        q4_K_accumulate<R>(x[b], y, b, sc8, lanes, acc, acc_m);
     }
-    for (int r = 0; r < R; ++r) {
-        const float* m = acc_m[r];
-        out[r] = reduce(_mm256_load_ps(acc[r])) + ((m[0] + m[2]) + (m[1] + m[3]));
-    }
+    q4_K_finish<R>(acc, acc_m, out);
 }
 
 template <int R>

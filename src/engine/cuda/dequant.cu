@@ -252,6 +252,16 @@ __device__ __forceinline__ float sign_of(uint8_t signs, int j) {
 __device__ __forceinline__ uint8_t grid_byte(uint64_t point, int j) {
     return static_cast<uint8_t>(point >> (8 * j));
 }
+// y[j] = (db · grid byte j) · ±1 for the 8 bytes of one grid point, or two 4-byte points.
+__device__ __forceinline__ void lattice8(float db, uint64_t point, uint8_t signs, float (&y)[8]) {
+#pragma unroll
+    for (int j = 0; j < 8; ++j)
+        y[j] = db * static_cast<float>(grid_byte(point, j)) * sign_of(signs, j);
+}
+__device__ __forceinline__ void lattice4x2(float db, uint32_t p1, uint32_t p2, uint8_t signs,
+                                           float (&y)[8]) {
+    lattice8(db, static_cast<uint64_t>(p2) << 32 | p1, signs, y);
+}
 __device__ __forceinline__ uint32_t load_u32(const uint8_t* p) {
     return static_cast<uint32_t>(p[0]) | static_cast<uint32_t>(p[1]) << 8 |
            static_cast<uint32_t>(p[2]) << 16 | static_cast<uint32_t>(p[3]) << 24;
@@ -266,9 +276,7 @@ struct Dequant<block_iq2_xxs> {
         const float db = half_bits(x.d) * (0.5f + static_cast<float>(aux1 >> 28)) * 0.25f;
         const uint64_t point = t.grids.iq2xxs[q[l]];
         const uint8_t signs = t.grids.ksigns[(aux1 >> 7 * l) & 127];
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-            y[j] = db * static_cast<float>(grid_byte(point, j)) * sign_of(signs, j);
+        lattice8(db, point, signs, y);
     }
 };
 template <>
@@ -281,9 +289,7 @@ struct Dequant<block_iq2_xs> {
         const uint16_t q = x.qs[4 * ib32 + l];
         const uint64_t point = t.grids.iq2xs[q & 511];
         const uint8_t signs = t.grids.ksigns[q >> 9];
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-            y[j] = db * static_cast<float>(grid_byte(point, j)) * sign_of(signs, j);
+        lattice8(db, point, signs, y);
     }
 };
 template <>
@@ -296,9 +302,7 @@ struct Dequant<block_iq2_s> {
         const int index = x.qs[4 * ib32 + l] | ((x.qh[ib32] << (8 - 2 * l)) & 0x300);
         const uint64_t point = t.grids.iq2s[index];
         const uint8_t signs = x.qs[QK_K / 8 + 4 * ib32 + l];
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-            y[j] = db * static_cast<float>(grid_byte(point, j)) * sign_of(signs, j);
+        lattice8(db, point, signs, y);
     }
 };
 template <>
@@ -311,11 +315,7 @@ struct Dequant<block_iq3_xxs> {
         const uint8_t signs = t.grids.ksigns[(aux >> 7 * l) & 127];
         const uint32_t p1 = t.grids.iq3xxs[x.qs[8 * ib32 + 2 * l]];
         const uint32_t p2 = t.grids.iq3xxs[x.qs[8 * ib32 + 2 * l + 1]];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            y[j] = db * static_cast<float>(grid_byte(p1, j)) * sign_of(signs, j);
-            y[j + 4] = db * static_cast<float>(grid_byte(p2, j)) * sign_of(signs, j + 4);
-        }
+        lattice4x2(db, p1, p2, signs, y);
     }
 };
 template <>
@@ -330,11 +330,7 @@ struct Dequant<block_iq3_s> {
         const uint32_t p1 = t.grids.iq3s[qs[2 * l] | ((qh << (8 - 2 * l)) & 256)];
         const uint32_t p2 = t.grids.iq3s[qs[2 * l + 1] | ((qh << (7 - 2 * l)) & 256)];
         const uint8_t signs = x.signs[4 * b + l];
-#pragma unroll
-        for (int j = 0; j < 4; ++j) {
-            y[j] = db * static_cast<float>(grid_byte(p1, j)) * sign_of(signs, j);
-            y[j + 4] = db * static_cast<float>(grid_byte(p2, j)) * sign_of(signs, j + 4);
-        }
+        lattice4x2(db, p1, p2, signs, y);
     }
 };
 constexpr float kIq1Delta = 0.125f;  // quant/iq_common.h's (that header is host-only)
