@@ -1054,6 +1054,7 @@ void matmul(float* out, const QuantizedRows& in, GgmlType type, const void* weig
     const bool fast = k.avx2 && cpu_has_avx2_fma();
     detail::DotFn fn = fast ? k.avx2 : k.ref;
     detail::Dot4Fn fn4 = fast ? k.avx2_4 : nullptr;
+    if (const Avx512Kernel* wide = avx512_kernel(type)) fn = wide->one, fn4 = wide->four;
     const int64_t N = in.rows, IN = in.cols;
     if (N >= 2 && gemm_order(type, IN, OUT)) {  // ggml hands a prompt to llamafile's tinyBLAS
         const GemmKernel& g = *find_gemm(type);
