@@ -19,7 +19,8 @@
 //    i-quants' twins read integer weights and scales from detail's block decoders, which the
 //    tests check against quant/'s dequantization);
 //  - dot is the fast path (AVX2 when the CPU has AVX2, FMA and F16C, checked at run time;
-//    four-row kernels for Q4_K, Q6_K, Q8_0 and F16), bit-identical to dot_ref
+//    four-row kernels for Q4_K, Q6_K, Q8_0 and F16; AVX-512 F+BW kernels for Q4_K and Q6_K
+//    where the CPU has them, QUANTLENS_AVX512=0 declining), bit-identical to dot_ref
 //    (tests/quant/test_vec_dot.cpp);
 //  - quantize_act_row writes exactly what ggml's AVX2 build writes for the activation row
 //    (Q8_0/Q8_1: d = amax/127 as F16, q = round-half-even(x·127/amax); Q8_K: ggml's
