@@ -142,10 +142,11 @@ struct CudaEngine::Impl {
     // hold [q_lat | q_rope] and [c | k_rope] in f32, qkv q_b's output.
     DeviceBuffer mla_qa32, mla_qa, mla_kv32, mla_qn, mla_ol, mla_head;
     int64_t ffn = 0;  // the widest MLP (an expert, a dense layer, the shared expert): buffers
-    DeviceBuffer act_round;  // ggml_numerics: a matmul input rounded for its weight
-    DeviceBuffer act16;      // ggml_numerics: the same, in 16 bits, for a 16-bit weight
-    DeviceBuffer tile;       // a packed slot's rows, dequantized for one GEMM
-    DeviceBuffer iota;       // 0, 1, 2, ...: rows of a gathered embedding, in order
+    DeviceBuffer act_round;              // ggml_numerics: a matmul input rounded for its weight
+    DeviceBuffer act16;                  // ggml_numerics: the same, in 16 bits, for a 16-bit weight
+    DeviceBuffer tile;                   // a packed slot's rows, dequantized for one GEMM
+    DeviceBuffer iota;                   // 0, 1, 2, ...: rows of a gathered embedding, in order
+    DeviceBuffer nll_logits, nll_state;  // next_token_nll's logits tile and per-row state
 
     // QUANTLENS_PROFILE: the device time of each step of a layer, over layers 100 to 199 run
     // (after warm-up), printed when the engine ends.
@@ -1784,24 +1785,28 @@ std::vector<float> CudaEngine::next_token_nll(const std::vector<int32_t>& tokens
     for (int64_t b = 0; b < B; ++b)
         for (int64_t s = 0; s < S; ++s)
             next[static_cast<size_t>(b * S + s)] = tokens[static_cast<size_t>(b * T + t0 + s + 1)];
-    DeviceBuffer d_next(next.size() * 4), run_max(next.size() * 4), run_sum(next.size() * 8),
-        target(next.size() * 4), nll(next.size() * 4);
-    QL_CUDA(cudaMemcpy(d_next.as(), next.data(), next.size() * 4, cudaMemcpyHostToDevice));
+    // Per-row state in one scratch buffer reused across passes (no allocation per pass):
+    // next ids, running max, target logit, NLL (4 bytes each), running sum (8).
+    m.nll_state.resize(next.size() * 24);
+    auto* d_next = m.nll_state.as<int32_t>();
+    auto* run_max = m.nll_state.as<float>() + next.size();
+    auto* target = run_max + next.size();
+    auto* nll = target + next.size();
+    auto* run_sum = reinterpret_cast<double*>(m.nll_state.as<char>() + next.size() * 16);
+    QL_CUDA(cudaMemcpy(d_next, next.data(), next.size() * 4, cudaMemcpyHostToDevice));
     const int64_t per_tile = std::min(V, Impl::aligned_rows((int64_t{32} << 20) / (R * 4)));
-    DeviceBuffer z(static_cast<size_t>(R * per_tile) * 4);
+    m.nll_logits.resize(static_cast<size_t>(R * per_tile) * 4);
+    float* z = m.nll_logits.as<float>();
     for (int64_t v0 = 0; v0 < V; v0 += per_tile) {
         const int64_t vt = std::min(per_tile, V - v0);
-        m.linear(has_output ? m.output : m.token_embd, v0 * C, m.xn.as(), z.as(), CUDA_R_32F, R, C,
-                 vt, 0.0f);
-        if (m.c.final_softcap > 0)
-            launch_softcap(z.as<float>(), R * vt, static_cast<float>(m.c.final_softcap));
-        launch_nll_tile(z.as<float>(), R, vt, v0, d_next.as<int32_t>(), run_max.as<float>(),
-                        run_sum.as<double>(), target.as<float>());
+        m.linear(has_output ? m.output : m.token_embd, v0 * C, m.xn.as(), z, CUDA_R_32F, R, C, vt,
+                 0.0f);
+        if (m.c.final_softcap > 0) launch_softcap(z, R * vt, static_cast<float>(m.c.final_softcap));
+        launch_nll_tile(z, R, vt, v0, d_next, run_max, run_sum, target);
     }
-    launch_nll_finish(run_max.as<float>(), run_sum.as<double>(), target.as<float>(), R,
-                      nll.as<float>());
+    launch_nll_finish(run_max, run_sum, target, R, nll);
     std::vector<float> out(next.size());
-    QL_CUDA(cudaMemcpy(out.data(), nll.as(), out.size() * 4, cudaMemcpyDeviceToHost));
+    QL_CUDA(cudaMemcpy(out.data(), nll, out.size() * 4, cudaMemcpyDeviceToHost));
     return out;
 }
 

@@ -145,38 +145,37 @@ __device__ __forceinline__ void scale_min_k4(int j, const uint8_t* q, int& sc, i
         m = (q[j + 4] >> 4) | ((q[j] >> 6) << 4);
     }
 }
+// Q4_K / Q5_K: sub-block 2c + high's step d · sc and min dmin · m, then level · step − min;
+// Q5_K's qh adds each level's fifth bit (nullptr for Q4_K).
+template <typename Block>
+__device__ __forceinline__ void k4_group8(const Block& x, int e0, const uint8_t* qh,
+                                          float (&y)[8]) {
+    const int c = e0 >> 6, high = (e0 >> 5) & 1, l0 = e0 & 31;
+    int sc = 0, mn = 0;
+    scale_min_k4(2 * c + high, x.scales, sc, mn);
+    const float d = half_bits(x.d) * static_cast<float>(sc);
+    const float m = half_bits(x.dmin) * static_cast<float>(mn);
+    const uint8_t* q = x.qs + 32 * c + l0;
+    const int u = 1 << (2 * c + high);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) {
+        int v = high ? q[j] >> 4 : q[j] & 0xF;
+        if (qh && (qh[l0 + j] & u)) v += 16;
+        y[j] = d * static_cast<float>(v) - m;
+    }
+}
 template <>
 struct Dequant<block_q4_K> {
     static constexpr int kWeights = QK_K;
     __device__ static void group8(const block_q4_K& x, int e0, const Levels&, float (&y)[8]) {
-        const int c = e0 >> 6, high = (e0 >> 5) & 1, l0 = e0 & 31;
-        int sc = 0, mn = 0;
-        scale_min_k4(2 * c + high, x.scales, sc, mn);
-        const float d = half_bits(x.d) * static_cast<float>(sc);
-        const float m = half_bits(x.dmin) * static_cast<float>(mn);
-        const uint8_t* q = x.qs + 32 * c + l0;
-#pragma unroll
-        for (int j = 0; j < 8; ++j)
-            y[j] = d * static_cast<float>(high ? q[j] >> 4 : q[j] & 0xF) - m;
+        k4_group8(x, e0, nullptr, y);
     }
 };
 template <>
 struct Dequant<block_q5_K> {
     static constexpr int kWeights = QK_K;
     __device__ static void group8(const block_q5_K& x, int e0, const Levels&, float (&y)[8]) {
-        const int c = e0 >> 6, high = (e0 >> 5) & 1, l0 = e0 & 31;
-        int sc = 0, mn = 0;
-        scale_min_k4(2 * c + high, x.scales, sc, mn);
-        const float d = half_bits(x.d) * static_cast<float>(sc);
-        const float m = half_bits(x.dmin) * static_cast<float>(mn);
-        const uint8_t* q = x.qs + 32 * c + l0;
-        const uint8_t* qh = x.qh + l0;
-        const int u = 1 << (2 * c + high);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            const int v = (high ? q[j] >> 4 : q[j] & 0xF) + ((qh[j] & u) ? 16 : 0);
-            y[j] = d * static_cast<float>(v) - m;
-        }
+        k4_group8(x, e0, x.qh, y);
     }
 };
 template <>
@@ -463,7 +462,19 @@ Levels levels_for(GgmlType type) {
     Levels l{};
     const int8_t* table = type == GgmlType::MXFP4 ? tables::kvalues_fp4 : tables::kvalues_iq4nl;
     for (int i = 0; i < 16; ++i) l.v[i] = table[i];
-    l.grids = iq_grids();
+    switch (type) {  // the lattice types read grids (a lookup and a lock: not for the others)
+        case GgmlType::IQ2_XXS:
+        case GgmlType::IQ2_XS:
+        case GgmlType::IQ2_S:
+        case GgmlType::IQ3_XXS:
+        case GgmlType::IQ3_S:
+        case GgmlType::IQ1_S:
+        case GgmlType::IQ1_M:
+            l.grids = iq_grids();
+            break;
+        default:
+            break;
+    }
     return l;
 }
 
