@@ -61,11 +61,6 @@ void check_layer_supported(const ModelConfig& c, const std::string& what, Engine
              "{}: {}'s layer (per-layer embeddings, KV sharing, K=V attention, per-layer head "
              "sizes) is not implemented in the CUDA engine; run it on the CPU (without --gpu)",
              what, c.hf_architecture);
-    // Gated DeltaNet hybrids: CPU only (engine/layers/hybrid_layer.cpp).
-    QL_CHECK(!c.is_hybrid() || kind == EngineKind::Cpu,
-             "{}: {} has Gated DeltaNet (linear attention) layers, which the CUDA engine does not "
-             "implement; run it on the CPU (without --gpu)",
-             what, arch_name(c.arch));
     if (c.is_gemma4()) return;  // engine/layers/gemma4_layer.cpp implements all of it
     QL_CHECK(c.shared_expert != SharedExpert::SigmoidGated || c.is_hybrid(),
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "

@@ -19,10 +19,12 @@
 #include "engine/cuda/cuda_engine.h"
 #include "engine/cuda/cuda_kernels.h"
 #include "engine/cuda/cuda_sweep.h"
+#include "engine/cuda/deltanet.h"
 #include "engine/cuda/fake_quant.h"
 #include "engine/cuda/flash_attention.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
+#include "engine/layers/gated_deltanet.h"
 #include "model/model.h"
 #include "quant/quant.h"
 #include "support/family_reference.h"
@@ -452,10 +454,11 @@ TEST(CudaSweep, DeltaKldMatchesCpuSweepBF16) {
 TEST(CudaFamilies, MatchTransformersAndCpuEngine) {
     SKIP_WITHOUT_GPU();
     const std::pair<const char*, const char*> fixtures[] = {
-        {"llama2-sp", ""},    {"mistral-metaspace", ""}, {"gemma2", "-eager"},
-        {"gemma3", ""},       {"phi3-longrope", ""},     {"qwen3moe", ""},
-        {"gptoss", ""},       {"gptoss-mxfp4", ""},      {"glm4moe", ""},
-        {"deepseek3-mla", ""}};
+        {"llama2-sp", ""},     {"mistral-metaspace", ""}, {"gemma2", "-eager"},
+        {"gemma3", ""},        {"phi3-longrope", ""},     {"qwen3moe", ""},
+        {"gptoss", ""},        {"gptoss-mxfp4", ""},      {"glm4moe", ""},
+        {"deepseek3-mla", ""}, {"qwen3-next", ""},        {"qwen3.5", ""},
+        {"qwen3.5-moe", ""}};
     for (const auto& [name, variant] : fixtures) {
         const std::string dir = test_support::fixture_dir(name);
         auto model = Model::open(dir);
@@ -486,6 +489,102 @@ TEST(CudaFamilies, MatchTransformersAndCpuEngine) {
             EXPECT_LT(kld, f32 ? 1e-9 : kKldTol) << name << " " << label;
         }
     }
+}
+
+// Issue 24's gated delta rule on the GPU: the chunked kernel (the engine's path) and its
+// step-by-step twin against the CPU's sequential reference (double), on the real head sizes
+// of Qwen3-Next / Qwen3.5 (128) and the fixtures' (16), grouped and tiled value heads, a
+// length that ends mid-chunk, and decays from mild to strong. Bound: 1e-5 of the largest
+// output (issue 24: the chunked recurrence within 1e-5 relative of the sequential one).
+TEST(CudaDeltaNet, ChunkedAndSequentialMatchCpuReference) {
+    SKIP_WITHOUT_GPU();
+    struct Case {
+        int64_t dk, dv, nk, nv, T;
+        bool tiled;
+    };
+    for (const Case cs : {Case{128, 128, 2, 4, 200, true}, Case{16, 16, 2, 4, 333, false},
+                          Case{64, 128, 1, 3, 130, false}}) {
+        const int64_t B = 2, N = B * cs.T, QK = cs.nk * cs.dk, VD = cs.nv * cs.dv;
+        const int64_t CH = 2 * QK + VD;
+        std::mt19937 rng(7);
+        std::normal_distribution<float> normal(0.0f, 1.0f);
+        std::uniform_real_distribution<float> unit(0.0f, 1.0f);
+        std::vector<float> in(static_cast<size_t>(N * CH)), g(static_cast<size_t>(N * cs.nv)),
+            beta(g.size());
+        for (float& x : in) x = normal(rng);
+        for (int64_t n = 0; n < N; ++n)  // unit-norm q and k, as the layer feeds them
+            for (int64_t h = 0; h < 2 * cs.nk; ++h) {
+                float* r = in.data() + n * CH + h * cs.dk;
+                double ss = 0;
+                for (int64_t d = 0; d < cs.dk; ++d) ss += double(r[d]) * r[d];
+                for (int64_t d = 0; d < cs.dk; ++d) r[d] = static_cast<float>(r[d] / std::sqrt(ss));
+            }
+        for (size_t i = 0; i < g.size(); ++i) {
+            g[i] = -std::exp(4.0f * unit(rng) - 5.0f);  // decays e^-0.007 .. e^-0.37 a step
+            beta[i] = unit(rng);
+        }
+        // The CPU reference reads q, k, v as separate arrays.
+        std::vector<float> q(static_cast<size_t>(N * QK)), k(q.size()),
+            v(static_cast<size_t>(N * VD));
+        for (int64_t n = 0; n < N; ++n) {
+            std::copy_n(in.data() + n * CH, QK, q.data() + n * QK);
+            std::copy_n(in.data() + n * CH + QK, QK, k.data() + n * QK);
+            std::copy_n(in.data() + n * CH + 2 * QK, VD, v.data() + n * VD);
+        }
+        std::vector<float> ref(v.size());
+        gated_delta_rule_ref(ref.data(), q.data(), k.data(), v.data(), g.data(), beta.data(),
+                             {B, cs.T, cs.nk, cs.nv, cs.dk, cs.dv, cs.tiled});
+        DeviceBuffer d_in(in.size() * 4), d_g(g.size() * 4), d_beta(g.size() * 4),
+            d_out(v.size() * 4);
+        QL_CUDA(cudaMemcpy(d_in.as(), in.data(), in.size() * 4, cudaMemcpyHostToDevice));
+        QL_CUDA(cudaMemcpy(d_g.as(), g.data(), g.size() * 4, cudaMemcpyHostToDevice));
+        QL_CUDA(cudaMemcpy(d_beta.as(), beta.data(), g.size() * 4, cudaMemcpyHostToDevice));
+        const DeltaRuleArgs args{
+            d_in.as<float>(),  CH, 0,    QK,    2 * QK, d_g.as<float>(), d_beta.as<float>(),
+            d_out.as<float>(), B,  cs.T, cs.nk, cs.nv,  cs.dk,           cs.dv,
+            cs.tiled};
+        double scale = 0;
+        for (float x : ref) scale = std::max(scale, std::fabs(double(x)));
+        for (const bool chunked : {true, false}) {
+            if (chunked)
+                launch_gated_delta_rule_chunked(args);
+            else
+                launch_gated_delta_rule_sequential(args);
+            std::vector<float> got(v.size());
+            QL_CUDA(cudaMemcpy(got.data(), d_out.as(), got.size() * 4, cudaMemcpyDeviceToHost));
+            double max_err = 0;
+            for (size_t i = 0; i < got.size(); ++i)
+                max_err = std::max(max_err, std::fabs(double(got[i]) - ref[i]));
+            std::printf("delta rule dk %lld dv %lld T %lld %s: max |err| %.3g of max |out| %.3g\n",
+                        static_cast<long long>(cs.dk), static_cast<long long>(cs.dv),
+                        static_cast<long long>(cs.T), chunked ? "chunked   " : "sequential",
+                        max_err, scale);
+            EXPECT_GT(scale, 0.1);
+            EXPECT_LE(max_err, 1e-5 * scale)
+                << (chunked ? "chunked" : "sequential") << " dk " << cs.dk << " dv " << cs.dv;
+        }
+    }
+}
+
+// The hybrids' layers through the engine: the chunked recurrence (default) against the
+// step-by-step twin on the Qwen3.5 fixture, and the sequence length past one chunk.
+TEST(CudaDeltaNet, EngineChunkedMatchesSequential) {
+    SKIP_WITHOUT_GPU();
+    auto model = Model::open(test_support::fixture_dir("qwen3.5-moe"));
+    const int64_t V = model->config().vocab, B = 2, T = 150;
+    const std::vector<int32_t> tokens = test_tokens(B, T, V);
+    std::vector<float> out[2];
+    for (const bool sequential : {false, true}) {
+        CudaEngine gpu(
+            model->config(),
+            {.precision = Precision::F32, .deltanet_sequential = sequential, .max_tokens = 512});
+        gpu.load_model(*model);
+        out[sequential] = gpu.forward_logits(tokens, B, T);
+    }
+    const auto [max_abs, kld] = compare_logits(out[1], out[0], V);
+    std::printf("qwen3.5-moe chunked vs sequential: max |dlogit| %.3g, KLD %.3g\n", max_abs, kld);
+    EXPECT_LT(max_abs, 1e-4);
+    EXPECT_LT(kld, 1e-10);
 }
 
 // Qwen3-MoE with norm_topk_prob false keeps the top-k softmax probabilities as they are: the
@@ -537,6 +636,20 @@ TEST(CudaFamilies, SweepMatchesCpuSweep) {
                                      {"blk.2.ffn_up_exps.weight", 2, GgmlType::Q4_0},
                                      {"blk.3.ffn_down_exps.weight", 3, GgmlType::Q4_0}};
     check_sweep(test_support::fixture_dir("gptoss"), kGptOss, Precision::F32, kSweepRelTol);
+    // The Gated DeltaNet hybrids (issue 24): the fused linear-layer projections (ssm_ba in
+    // Qwen3-Next, ssm_beta / ssm_alpha in Qwen3.5), ssm_out, the gated attention's query and the
+    // sigmoid-gated shared expert. F32, as gpt-oss: routed experts.
+    constexpr SweepUnit kQwen3Next[] = {{"blk.0.attn_qkv.weight", 0, GgmlType::Q4_0},
+                                        {"blk.1.ssm_ba.weight", 1, GgmlType::Q4_0},
+                                        {"blk.2.ssm_out.weight", 2, GgmlType::Q4_0},
+                                        {"blk.3.attn_q.weight", 3, GgmlType::Q4_0},
+                                        {"blk.1.ffn_down_shexp.weight", 1, GgmlType::Q4_0}};
+    check_sweep(test_support::fixture_dir("qwen3-next"), kQwen3Next, Precision::F32, kSweepRelTol);
+    constexpr SweepUnit kQwen35[] = {{"blk.0.attn_gate.weight", 0, GgmlType::Q4_0},
+                                     {"blk.1.ssm_alpha.weight", 1, GgmlType::Q4_0},
+                                     {"blk.2.ssm_out.weight", 2, GgmlType::Q4_0},
+                                     {"blk.3.attn_output.weight", 3, GgmlType::Q4_0}};
+    check_sweep(test_support::fixture_dir("qwen3.5"), kQwen35, Precision::F16, kSweepRelTol);
 }
 
 // sweep --experts --gpu: the routing counts of the GPU's reference pass are the CPU's (F32

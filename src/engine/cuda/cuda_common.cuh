@@ -20,6 +20,23 @@ namespace quantlens::cuda {
 // Checks the last kernel launch (execution errors surface at the next synchronizing call).
 #define QL_CUDA_LAUNCH() QL_CUDA(cudaGetLastError())
 
+// Dispatches a kernel template on the storage type `dt` (a Dtype of cuda_kernels.h), with T
+// the element type inside KERNEL_CALL, then checks the launch.
+#define QL_DISPATCH(dt, KERNEL_CALL)     \
+    do {                                 \
+        if ((dt) == Dtype::BF16) {       \
+            using T = __nv_bfloat16;     \
+            KERNEL_CALL;                 \
+        } else if ((dt) == Dtype::F16) { \
+            using T = __half;            \
+            KERNEL_CALL;                 \
+        } else {                         \
+            using T = float;             \
+            KERNEL_CALL;                 \
+        }                                \
+        QL_CUDA_LAUNCH();                \
+    } while (0)
+
 void check_cuda(cudaError_t err, const char* what);
 void check_cublas(cublasStatus_t status, const char* what);
 // Samples the device's memory in use (cudaMemGetInfo) into the process's peak

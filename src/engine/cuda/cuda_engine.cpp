@@ -29,11 +29,13 @@
 #include "core/profile.h"
 #include "engine/cuda/cuda_common.cuh"
 #include "engine/cuda/cuda_kernels.h"
+#include "engine/cuda/deltanet.h"
 #include "engine/cuda/dequant.h"
 #include "engine/cuda/fake_quant.h"
 #include "engine/cuda/flash_attention.h"
 #include "engine/engine.h"
 #include "engine/kernels.h"
+#include "engine/layers/gated_deltanet.h"
 #include "engine/layers/mla.h"
 #include "engine/layers/moe_routing.h"
 #include "model/model.h"
@@ -103,6 +105,11 @@ struct LayerSlots {
     // DeepSeek-V3's MLA (in place of qkv): the q bottleneck, the latent kv and its rope key,
     // and the per-head maps between a head's channels and the latent space.
     int q_a = -1, q_a_norm = -1, q_b = -1, kv_a = -1, kv_a_norm = -1, k_b = -1, v_b = -1;
+    // Gated DeltaNet hybrids: a linear layer's qkv slot holds attn_qkv | attn_gate | ssm_ba (or
+    // ssm_beta | ssm_alpha), a full layer's attn_q (query | gate per head) | attn_k | attn_v,
+    // and o is ssm_out or attn_output; conv, ssm_dt.bias | ssm_a, and ssm_norm beside them,
+    // and the shared expert's sigmoid gate (ffn_gate_inp_shexp).
+    int ssm_conv = -1, ssm_dt_a = -1, ssm_norm = -1, shexp_gate = -1;
 };
 
 uint64_t name_hash(const std::string& s) {
@@ -141,6 +148,9 @@ struct CudaEngine::Impl {
     // the attention's latent output [N, H, L] (f32) and the same as [H, N, L] (16-bit); q and k
     // hold [q_lat | q_rope] and [c | k_rope] in f32, qkv q_b's output.
     DeviceBuffer mla_qa32, mla_qa, mla_kv32, mla_qn, mla_ol, mla_head;
+    // Hybrids: the fused projection's output (f32), a full layer's gates (f32 [N, H·D]), and a
+    // linear layer's conv output, decay and β, and recurrence output (f32).
+    DeviceBuffer hy_in, hy_gate, dn_conv, dn_g, dn_beta, dn_out;
     int64_t ffn = 0;  // the widest MLP (an expert, a dense layer, the shared expert): buffers
     DeviceBuffer act_round;              // ggml_numerics: a matmul input rounded for its weight
     DeviceBuffer act16;                  // ggml_numerics: the same, in 16 bits, for a 16-bit weight
@@ -299,6 +309,10 @@ struct CudaEngine::Impl {
                       ls.exp_probs_b,
                       ls.gate_up_shexp,
                       ls.down_shexp,
+                      ls.ssm_conv,
+                      ls.ssm_dt_a,
+                      ls.ssm_norm,
+                      ls.shexp_gate,
                       ls.q_a,
                       ls.q_a_norm,
                       ls.q_b,
@@ -492,6 +506,19 @@ struct CudaEngine::Impl {
         gu.resize(Nmax * static_cast<size_t>(2 * ffn) * esize);
         act.resize(Nmax * static_cast<size_t>(ffn) * esize);
         if (c.post_norms) proj.resize(Nmax * static_cast<size_t>(C) * 4);
+        if (c.is_hybrid()) {
+            const auto nv = static_cast<size_t>(c.ssm_v_heads);
+            const auto CH = static_cast<size_t>(c.ssm_conv_dim());
+            const size_t VD = nv * static_cast<size_t>(c.ssm_v_dim);
+            const size_t full = static_cast<size_t>(2 * HD + 2 * KD), lin = CH + VD + 2 * nv;
+            hy_in.resize(Nmax * std::max(full, lin) * 4);
+            hy_gate.resize(Nmax * static_cast<size_t>(HD) * 4);
+            dn_conv.resize(Nmax * CH * 4);
+            dn_g.resize(Nmax * nv * 4);
+            dn_beta.resize(Nmax * nv * 4);
+            dn_out.resize(Nmax * VD * 4);
+            att.resize(Nmax * std::max(VD, static_cast<size_t>(HD)) * esize);
+        }
         if (c.mla) {
             const auto H = static_cast<size_t>(c.n_heads), P = static_cast<size_t>(c.qk_nope_dim);
             const auto R = static_cast<size_t>(D), L = static_cast<size_t>(c.kv_lora_rank);
@@ -909,6 +936,53 @@ struct CudaEngine::Impl {
         }
     }
 
+    // The mixer of a Gated DeltaNet hybrid's layer (engine/layers/hybrid_layer.cpp), from xn
+    // (the attention norm's output) to att, the o-projection's input; returns att's width.
+    int64_t hybrid_mixer(int64_t l, const LayerSlots& ls, int64_t B, int64_t T) {
+        const int64_t N = B * T, C = c.hidden;
+        const auto eps = static_cast<float>(c.rms_eps);
+        if (!c.is_linear_layer(l)) {  // gated full attention
+            const int64_t H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim, HD = H * D;
+            linear(ls.qkv, 0, xn.as(), hy_in.as(), CUDA_R_32F, N, C, 2 * HD + 2 * KV * D, 0.0f);
+            launch_split_query_gate(qkv.as<float>(), hy_gate.as<float>(), hy_in.as<float>(), N, H,
+                                    KV, D);
+            launch_qkv_post(qkv.as<float>(), nullptr, f32(ls.q_norm), f32(ls.k_norm), eps,
+                            rope_cos.as<float>(), rope_sin.as<float>(), c.rope_neox(), q.as(),
+                            k.as(), v.as(), dt, N, T, H, KV, D, c.rotary_dims() / 2);
+            if (opt.ggml_numerics) {  // as run_layer: ggml's F16 KV cache
+                launch_round_activations(q.as<float>(), N, HD, ActRound::F16);
+                launch_round_activations(k.as<float>(), N, KV * D, ActRound::F16);
+                launch_round_activations(v.as<float>(), N, KV * D, ActRound::F16);
+            }
+            attention(l, B, T);
+            launch_sigmoid_gate(att.as(), dt, hy_gate.as<float>(), N * HD);
+            return HD;
+        }
+        const int64_t nk = c.ssm_k_heads, nv = c.ssm_v_heads, dk = c.ssm_k_dim, dv = c.ssm_v_dim;
+        const int64_t CH = c.ssm_conv_dim(), VD = nv * dv, W = CH + VD + 2 * nv, QK = nk * dk;
+        // One GEMM for q|k|v (the conv's channels), z and b|a.
+        linear(ls.qkv, 0, xn.as(), hy_in.as(), CUDA_R_32F, N, C, W, 0.0f);
+        float* conv = dn_conv.as<float>();
+        launch_causal_conv1d_silu(conv, hy_in.as<float>(), W, f32(ls.ssm_conv), N, T, CH,
+                                  c.ssm_conv_kernel);
+        launch_l2norm_heads(conv, CH, N, nk, dk, kDeltaNetL2NormEps,
+                            1.0f / std::sqrt(static_cast<float>(dk)));
+        launch_l2norm_heads(conv + QK, CH, N, nk, dk, kDeltaNetL2NormEps, 1.0f);
+        const float* dt_bias = f32(ls.ssm_dt_a);  // then ssm_a, nv values each
+        launch_deltanet_gates(dn_g.as<float>(), dn_beta.as<float>(), hy_in.as<float>() + CH + VD, W,
+                              dt_bias + nv, dt_bias, N, nk, nv, c.ssm_fused_ba);
+        const DeltaRuleArgs rule{
+            conv, CH, 0,  QK, 2 * QK, dn_g.as<float>(), dn_beta.as<float>(), dn_out.as<float>(), B,
+            T,    nk, nv, dk, dv,     c.ssm_v_tiled};
+        if (opt.deltanet_sequential)
+            launch_gated_delta_rule_sequential(rule);
+        else
+            launch_gated_delta_rule_chunked(rule);
+        launch_gated_rmsnorm(att.as(), dt, dn_out.as<float>(), hy_in.as<float>() + CH, W,
+                             f32(ls.ssm_norm), N, nv, dv, eps);
+        return VD;
+    }
+
     void ffn_moe(int64_t l, const LayerSlots& ls, float* h, int64_t N) {
         const int64_t C = c.hidden, F = c.ffn, E = c.n_experts, K = c.n_experts_used;
         QL_ASSERT(F <= ffn && c.shared_expert_ffn <= ffn);  // gu and act hold the widest MLP
@@ -997,7 +1071,7 @@ struct CudaEngine::Impl {
             launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C,
                                bias_row(ls.down_exps_bias, e, C));
         }
-        if (ls.gate_up_shexp >= 0) {  // the ungated shared expert, on every token
+        if (ls.gate_up_shexp >= 0) {  // the shared expert, on every token
             const int64_t S = c.shared_expert_ffn;
             const TapNames* tn = tap ? &tap_names[static_cast<size_t>(l)] : nullptr;
             if (tn)
@@ -1008,7 +1082,12 @@ struct CudaEngine::Impl {
             if (tn)
                 tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &tn->down_shexp,
                      act.as(), false, N, S});
-            linear(ls.down_shexp, 0, act.as(), h, CUDA_R_32F, N, S, C, 1.0f);
+            if (ls.shexp_gate < 0) {
+                linear(ls.down_shexp, 0, act.as(), h, CUDA_R_32F, N, S, C, 1.0f);
+            } else {  // Qwen-MoE: scaled by sigmoid(ffn_gate_inp_shexp · x)
+                linear(ls.down_shexp, 0, act.as(), ye.as(), CUDA_R_32F, N, S, C, 0.0f);
+                launch_gated_residual(h, ye.as<float>(), xn.as(), dt, f32(ls.shexp_gate), N, C);
+            }
         }
     }
 };
@@ -1020,6 +1099,10 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     m.opt = options;
     const ModelConfig& c = m.c;
     check_layer_supported(c, "CUDA engine", EngineKind::Cuda, options.ggml_numerics);
+    QL_CHECK(!c.is_hybrid() || gated_delta_rule_fits(c.ssm_k_dim, c.ssm_v_dim),
+             "CUDA engine: a Gated DeltaNet head's state ({} x {} floats) does not fit a thread "
+             "block's shared memory on this GPU; run it on the CPU (without --gpu)",
+             c.ssm_k_dim, c.ssm_v_dim);
     QL_CHECK(c.n_layers > 0 && c.hidden > 0 && c.n_heads > 0 && c.n_kv_heads > 0 &&
                  c.head_dim > 0 && c.head_dim % 2 == 0 && c.n_heads % c.n_kv_heads == 0 &&
                  c.vocab > 0 &&
@@ -1046,6 +1129,8 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
     QL_CUDA(cudaSetDevice(options.device));
     const char* flash_env = std::getenv("QUANTLENS_FLASH_ATTENTION");
     const char* tf32_env = std::getenv("QUANTLENS_TF32");
+    if (const char* seq_env = std::getenv("QUANTLENS_DELTANET_SEQUENTIAL"))
+        m.opt.deltanet_sequential = std::string(seq_env) != "0";
     if (const char* half_env = std::getenv("QUANTLENS_HALF_GEMM"))
         m.opt.half_gemm_for_16bit_weights = std::string(half_env) != "0";
     if (m.dt == Dtype::F32 && (options.tf32 || (tf32_env && std::string(tf32_env) == "1")) &&
@@ -1073,7 +1158,28 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
         const std::string p = "blk." + std::to_string(l) + ".";
         LayerSlots& ls = m.layers[static_cast<size_t>(l)];
         ls.attn_norm = m.fused(true, {{p + "attn_norm.weight", {C}}}, true);
-        if (c.mla) {
+        const bool linear = c.is_linear_layer(l);
+        if (linear) {  // Gated DeltaNet (engine/layers/hybrid_layer.cpp)
+            const int64_t nv = c.ssm_v_heads, VD = nv * c.ssm_v_dim, CH = c.ssm_conv_dim();
+            std::vector<std::pair<std::string, std::vector<int64_t>>> in{
+                {p + "attn_qkv.weight", {C, CH}}, {p + "attn_gate.weight", {C, VD}}};
+            if (c.ssm_fused_ba) {
+                in.push_back({p + "ssm_ba.weight", {C, 2 * nv}});
+            } else {
+                in.push_back({p + "ssm_beta.weight", {C, nv}});
+                in.push_back({p + "ssm_alpha.weight", {C, nv}});
+            }
+            ls.qkv = m.fused(false, in, true);
+            ls.ssm_conv = m.fused(true, {{p + "ssm_conv1d.weight", {c.ssm_conv_kernel, CH}}}, true);
+            ls.ssm_dt_a = m.fused(true, {{p + "ssm_dt.bias", {nv}}, {p + "ssm_a", {nv}}}, true);
+            ls.ssm_norm = m.fused(true, {{p + "ssm_norm.weight", {c.ssm_v_dim}}}, true);
+        } else if (c.is_hybrid()) {  // gated attention: each head's query rows, then its gate's
+            ls.qkv = m.fused(false,
+                             {{p + "attn_q.weight", {C, 2 * HD}},
+                              {p + "attn_k.weight", {C, KD}},
+                              {p + "attn_v.weight", {C, KD}}},
+                             true);
+        } else if (c.mla) {
             const int64_t H = c.n_heads, P = c.qk_nope_dim, L = c.kv_lora_rank;
             const int64_t Q = c.q_lora_rank, V = c.v_head_dim;
             ls.q_a = m.fused(false, {{p + "attn_q_a.weight", {C, Q}}}, true);
@@ -1097,12 +1203,15 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
                 true,
                 {{p + "attn_q.bias", {HD}}, {p + "attn_k.bias", {KD}}, {p + "attn_v.bias", {KD}}},
                 true);
-        if (c.qk_norm) {
+        if (c.qk_norm && !linear) {
             ls.q_norm = m.fused(true, {{p + "attn_q_norm.weight", {D}}}, true);
             ls.k_norm = m.fused(true, {{p + "attn_k_norm.weight", {D}}}, true);
         }
-        const int64_t o_in = c.mla ? c.n_heads * c.v_head_dim : HD;
-        ls.o = m.fused(false, {{p + "attn_output.weight", {o_in, C}}}, true);
+        const int64_t o_in = linear  ? c.ssm_v_heads * c.ssm_v_dim
+                             : c.mla ? c.n_heads * c.v_head_dim
+                                     : HD;
+        ls.o = m.fused(false, {{p + (linear ? "ssm_out.weight" : "attn_output.weight"), {o_in, C}}},
+                       true);
         // gpt-oss (model_config.h: its sinks come with these biases, each optional as on the
         // CPU; a missing one stays zero).
         const bool gptoss_extras = c.attn_sinks;
@@ -1116,9 +1225,10 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
         }
         // gpt-oss, GLM-4.5: the pre-MLP norm is stored as post_attention_norm (llama.cpp's
         // converter).
-        const char* ffn_norm = c.ffn_norm_is_post_attention_norm || c.ffn_norm_post_attention
-                                   ? "post_attention_norm.weight"
-                                   : "ffn_norm.weight";
+        const char* ffn_norm =
+            c.ffn_norm_is_post_attention_norm || c.ffn_norm_post_attention || c.is_hybrid()
+                ? "post_attention_norm.weight"
+                : "ffn_norm.weight";
         ls.ffn_norm = m.fused(true, {{p + ffn_norm, {C}}}, true);
         if (c.is_moe_layer(l)) {
             ls.router = m.fused(false, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
@@ -1133,7 +1243,9 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
             }
             if (c.moe_sigmoid)  // optional, as on the CPU: absent, it stays zero
                 ls.exp_probs_b = m.fused(true, {{p + "exp_probs_b.bias", {E}}}, false);
-            if (c.shared_expert == SharedExpert::Ungated) {
+            if (c.shared_expert == SharedExpert::SigmoidGated)
+                ls.shexp_gate = m.fused(true, {{p + "ffn_gate_inp_shexp.weight", {C}}}, true);
+            if (c.shared_expert != SharedExpert::None) {
                 const int64_t S = c.shared_expert_ffn;
                 ls.gate_up_shexp = m.fused(
                     false,
@@ -1596,7 +1708,13 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     m.mark_step(0);
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.attn_norm), N, C, eps, T, T, 0);
     int64_t o_in = HD;  // the o-projection's input width
-    if (c.mla) {
+    if (c.is_hybrid()) {
+        if (tn) tap(tn->qkv, m.xn.as(), C);
+        m.mark_step(1);
+        o_in = m.hybrid_mixer(l, ls, B, T);
+        m.mark_step(2);
+        m.mark_step(3);
+    } else if (c.mla) {
         m.mark_step(1);
         m.mla_attention(l, ls, B, T, tn);
         o_in = H * c.v_head_dim;
@@ -1676,12 +1794,19 @@ void CudaEngine::set_tap(ActivationTapFn tap) {
         Impl::TapNames t;
         t.qkv = m.c.fused_qkv ? names({"attn_qkv"}) : names({"attn_q", "attn_k", "attn_v"});
         t.o = names({"attn_output"});
+        if (m.c.is_linear_layer(l)) {  // the fused slot's tensors, as the CPU taps them
+            t.qkv = m.c.ssm_fused_ba ? names({"attn_qkv", "attn_gate", "ssm_ba"})
+                                     : names({"attn_qkv", "attn_gate", "ssm_beta", "ssm_alpha"});
+            t.o = names({"ssm_out"});
+        }
         t.gate_up = m.c.fused_gate_up ? names({"ffn_up"}) : names({"ffn_gate", "ffn_up"});
         t.down = names({"ffn_down"});
         t.router = names({"ffn_gate_inp"});
         t.gate_up_exps = names({"ffn_gate_exps", "ffn_up_exps"});
         t.down_exps = names({"ffn_down_exps"});
-        t.gate_up_shexp = names({"ffn_gate_shexp", "ffn_up_shexp"});
+        t.gate_up_shexp = m.c.shared_expert == SharedExpert::SigmoidGated
+                              ? names({"ffn_gate_shexp", "ffn_up_shexp", "ffn_gate_inp_shexp"})
+                              : names({"ffn_gate_shexp", "ffn_up_shexp"});
         t.down_shexp = names({"ffn_down_shexp"});
         t.mla_a = names({"attn_q_a", "attn_kv_a_mqa"});
         t.q_b = names({"attn_q_b"});
@@ -1834,7 +1959,12 @@ std::vector<std::string> quantizable_weights(const ModelConfig& c) {
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         const auto attention =
-            c.mla         ? std::vector<const char*>{"attn_q_a", "attn_q_b", "attn_kv_a_mqa",
+            c.is_linear_layer(l)
+                ? (c.ssm_fused_ba
+                       ? std::vector<const char*>{"attn_qkv", "attn_gate", "ssm_ba", "ssm_out"}
+                       : std::vector<const char*>{"attn_qkv", "attn_gate", "ssm_beta", "ssm_alpha",
+                                                  "ssm_out"})
+            : c.mla       ? std::vector<const char*>{"attn_q_a", "attn_q_b", "attn_kv_a_mqa",
                                                      "attn_k_b", "attn_v_b", "attn_output"}
             : c.fused_qkv ? std::vector<const char*>{"attn_qkv", "attn_output"}
                           : std::vector<const char*>{"attn_q", "attn_k", "attn_v", "attn_output"};
@@ -1842,7 +1972,7 @@ std::vector<std::string> quantizable_weights(const ModelConfig& c) {
         if (c.is_moe_layer(l)) {
             for (const char* t : {"ffn_gate_exps", "ffn_up_exps", "ffn_down_exps"})
                 out.push_back(p + t + ".weight");
-            if (c.shared_expert == SharedExpert::Ungated)
+            if (c.shared_expert != SharedExpert::None)
                 for (const char* t : {"ffn_gate_shexp", "ffn_up_shexp", "ffn_down_shexp"})
                     out.push_back(p + t + ".weight");
         } else if (c.fused_gate_up) {

@@ -10,8 +10,10 @@
 //    GPU's router logits), shared expert and leading dense layers; DeepSeek-V3's multi-head
 //    latent attention in the CPU's absorbed form (per-head attn_k_b / attn_v_b GEMMs around
 //    an MQA over [latent | rope key]); GGUF layout, llama q/k rows permuted so RoPE is the
-//    adjacent-pair style, neox for qwen; check_layer_supported names the rest: Gemma 4, Gated
-//    DeltaNet), with these precision choices:
+//    adjacent-pair style, neox for qwen; the Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5) with
+//    their conv, gated delta rule in its chunked form, gated RMSNorm, gated full attention and
+//    sigmoid-gated shared expert (deltanet.h); check_layer_supported names the rest: Gemma 4),
+//    with these precision choices:
 //    matrix weights and GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the
 //    residual stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
 //    RoPE tables computed in double on the host exactly like the CPU engine.
@@ -53,6 +55,10 @@ struct CudaEngineOptions {
     Precision precision = Precision::BF16;
     int device = 0;
     bool rope_bf16_freqs = false;  // as EngineOptions::rope_bf16_freqs
+    // Gated DeltaNet layers step by step (deltanet.h's reference twin), as
+    // EngineOptions::deltanet_sequential; otherwise the chunked form.
+    // QUANTLENS_DELTANET_SEQUENTIAL=1/0 overrides (the benchmark's same-run reference).
+    bool deltanet_sequential = false;
     // Tokens per batch the scratch buffers are sized for (sequences are batched up to it).
     int64_t max_tokens = 8192;
     // GPU memory for weights, in bytes. When the model's weights exceed it they stay in pinned

@@ -471,22 +471,6 @@ __global__ void random_16_k(T* dst, int64_t n, uint64_t seed, float scale) {
 
 }  // namespace
 
-// Dispatches a kernel template on the storage type.
-#define QL_DISPATCH(dt, KERNEL_CALL)     \
-    do {                                 \
-        if ((dt) == Dtype::BF16) {       \
-            using T = __nv_bfloat16;     \
-            KERNEL_CALL;                 \
-        } else if ((dt) == Dtype::F16) { \
-            using T = __half;            \
-            KERNEL_CALL;                 \
-        } else {                         \
-            using T = float;             \
-            KERNEL_CALL;                 \
-        }                                \
-        QL_CUDA_LAUNCH();                \
-    } while (0)
-
 void launch_embed(float* h, const void* table, Dtype dt, const int32_t* tokens, int64_t N,
                   int64_t C, float scale) {
     if (N == 0) return;

@@ -17,6 +17,9 @@
 
 namespace quantlens {
 
+// transformers' l2norm epsilon for the DeltaNet's q and k (fla's), not the model's rms_norm_eps.
+constexpr float kDeltaNetL2NormEps = 1e-6f;
+
 // out[B, T, Ch] = silu(Σ_i w[c, i] · x[t − (K−1) + i, c]) with zeros before t = 0 of each
 // sequence; w is ggml's ne [K, Ch] (row c holds channel c's K taps, oldest first).
 void causal_conv1d_silu_forward(float* out, const float* x, const float* w, int64_t B, int64_t T,

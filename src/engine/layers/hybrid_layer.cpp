@@ -42,9 +42,6 @@ float sigmoid(float x) {
     return 1.0f / (1.0f + std::exp(-x));
 }
 
-// transformers' l2norm epsilon (fla's), not the model's rms_norm_eps.
-constexpr float kL2NormEps = 1e-6f;
-
 }  // namespace
 
 void Engine::check_hybrid_shapes() const {
@@ -179,8 +176,8 @@ void Engine::deltanet_block(int64_t l, const float* xn, float* out, int64_t B, i
         std::copy_n(row + QK, QK, k.data() + n * QK);
         std::copy_n(row + 2 * QK, VD, v.data() + n * VD);
     }
-    l2norm_forward(q.data(), N * nk, dk, kL2NormEps);
-    l2norm_forward(k.data(), N * nk, dk, kL2NormEps);
+    l2norm_forward(q.data(), N * nk, dk, kDeltaNetL2NormEps);
+    l2norm_forward(k.data(), N * nk, dk, kDeltaNetL2NormEps);
     const float q_scale = 1.0f / std::sqrt(static_cast<float>(dk));
     for (float& x : q) x *= q_scale;
     const float* A = weight(tensor(l, "ssm_a"));  // −exp(A_log)
