@@ -150,15 +150,15 @@ __global__ void delta_rule_chunked_k(DeltaRuleArgs a, int64_t L0) {
             U[idx] = hr.v[(t0 + i) * hr.ld + j] - static_cast<float>(exp(G[i])) * acc;
         }
         __syncthreads();
-        // The unit lower-triangular solve, row by row: U_i = β_i (U_i − Σ_{m<i} A_im U_m).
-        for (int64_t i = 0; i < L; ++i) {
-            for (int64_t j = tid; j < dv; j += nt) {
+        // The unit lower-triangular solve, row by row: U_i = β_i (U_i − Σ_{m<i} A_im U_m). Each
+        // thread owns whole columns j, so the rows need no barrier between them.
+        for (int64_t j = tid; j < dv; j += nt)
+            for (int64_t i = 0; i < L; ++i) {
                 float s = U[i * dv + j];
                 for (int64_t m = 0; m < i; ++m) s -= A[i * L0 + m] * U[m * dv + j];
                 U[i * dv + j] = s * Bt[i];
             }
-            __syncthreads();
-        }
+        __syncthreads();
         // O_i = e^{G_i} q_i S + Σ_{m≤i} P_im U_m.
         for (int64_t idx = tid; idx < L * dv; idx += nt) {
             const int64_t i = idx / dv, j = idx % dv;
