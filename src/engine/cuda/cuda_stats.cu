@@ -167,21 +167,6 @@ __global__ void add_upper_k(double* acc, const float* prod, int64_t n) {
 
 }  // namespace
 
-#define QL_STATS_DISPATCH(f32, dt, KERNEL_CALL) \
-    do {                                        \
-        if (f32) {                              \
-            using T = float;                    \
-            KERNEL_CALL;                        \
-        } else if ((dt) == Dtype::BF16) {       \
-            using T = __nv_bfloat16;            \
-            KERNEL_CALL;                        \
-        } else {                                \
-            using T = __half;                   \
-            KERNEL_CALL;                        \
-        }                                       \
-        QL_CUDA_LAUNCH();                       \
-    } while (0)
-
 void launch_moments_add(const void* x, bool f32, Dtype dt, int64_t rows, int64_t cols,
                         double* partials, double* acc, float* acc_max, double* mu_thr,
                         double n_values, unsigned long long* n_beyond) {
@@ -189,15 +174,15 @@ void launch_moments_add(const void* x, bool f32, Dtype dt, int64_t rows, int64_t
     const int64_t n_chunks = std::min<int64_t>(kMomentChunks, (rows + 63) / 64);
     const int64_t per_chunk = (rows + n_chunks - 1) / n_chunks;
     const dim3 grid(grid_for(cols, kThreads), static_cast<unsigned>(n_chunks));
-    QL_STATS_DISPATCH(
-        f32, dt, (moments_partials_k<T><<<grid, kThreads>>>(x, rows, cols, per_chunk, partials)));
+    QL_DISPATCH(f32 ? Dtype::F32 : dt,
+                (moments_partials_k<T><<<grid, kThreads>>>(x, rows, cols, per_chunk, partials)));
     moments_fold_k<<<grid_for(cols, kThreads), kThreads>>>(partials, n_chunks, cols, acc, acc_max);
     QL_CUDA_LAUNCH();
     moments_sigma_k<<<1, 1024>>>(acc, cols, n_values, mu_thr);
     QL_CUDA_LAUNCH();
     const int64_t n = rows * cols;
-    QL_STATS_DISPATCH(
-        f32, dt,
+    QL_DISPATCH(
+        f32 ? Dtype::F32 : dt,
         (count_beyond_k<T><<<grid_for(n, kThreads, 1024), kThreads>>>(x, n, mu_thr, n_beyond)));
 }
 
