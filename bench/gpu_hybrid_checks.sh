@@ -17,18 +17,7 @@ nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 timeout 240 /tmp/ql/bin/cuda_test_cuda_engine --gtest_filter='CudaDeltaNet.*:CudaFamilies.*' > $R/tests.txt 2>&1; echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|delta rule|chunked vs|vs transformers|F32  blk|F16  blk|Failure|Expected|Which is|actual" $R/tests.txt | head -80
 el tests
-for f in qwen3-next qwen3.5 qwen3.5-moe; do
-  M=tests/fixtures/$f
-  for dev in cpu gpu; do
-    flag=""; [ $dev = gpu ] && flag=--gpu
-    timeout 60 $Q -q eval $M --text $D/eval.txt --ctx 512 --chunks 2 --base $M/reference.qllogp --json $flag > $R/e-$f-$dev.json 2> $R/e-$f-$dev.err || tail -3 $R/e-$f-$dev.err
-    timeout 150 $Q -q sweep $M --eval $D/eval.txt --tokens 2048 $flag --store $R/s-$f-$dev.sqlite --json $R/s-$f-$dev.json > $R/s-$f-$dev.log 2>&1 || tail -3 $R/s-$f-$dev.log
-  done
-  python3 -c "
-import json; c=json.load(open('$R/e-$f-cpu.json')); g=json.load(open('$R/e-$f-gpu.json'))
-print('%-12s eval vs transformers: cpu ppl %.5f KLD %.3g top1 %.2f | gpu ppl %.5f KLD %.3g top1 %.2f' % ('$f', c['ppl'], c['kld']['mean'], c['same_top1_pct'], g['ppl'], g['kld']['mean'], g['same_top1_pct']))" || true
-  echo "== $f sweep, GPU vs CPU"; python3 bench/compare_sweeps.py $R/s-$f-cpu.json $R/s-$f-gpu.json 2>&1 | tail -8
-done
+for f in qwen3-next qwen3.5 qwen3.5-moe; do fixture_cpu_gpu $f $D/eval.txt $R; done
 M=tests/fixtures/qwen3.5-moe
 for dev in cpu gpu; do
   flag=""; [ $dev = gpu ] && flag=--gpu

@@ -16,18 +16,7 @@ grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|vs transformers|F32  blk|slots moved|
 timeout 90 /tmp/ql/bin/cuda_test_cuda_stats > $R/tests2.txt 2>&1; echo "stats tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|calibrate --gpu|Failure|Expected|Which is|actual" $R/tests2.txt | head -30
 FIXTURES="gptoss gptoss-mxfp4 glm4moe deepseek3-mla"
-for f in $FIXTURES; do
-  M=tests/fixtures/$f
-  for dev in cpu gpu; do
-    flag=""; [ $dev = gpu ] && flag=--gpu
-    timeout 60 $Q -q eval $M --text $D/eval.txt --ctx 512 --chunks 2 --base $M/reference.qllogp --json $flag > $R/e-$f-$dev.json 2> $R/e-$f-$dev.err || tail -3 $R/e-$f-$dev.err
-    timeout 120 $Q -q sweep $M --eval $D/calib.txt --tokens 2048 $flag --store $R/s-$f-$dev.sqlite --json $R/s-$f-$dev.json > $R/s-$f-$dev.log 2>&1 || tail -3 $R/s-$f-$dev.log
-  done
-  python3 -c "
-import json; c=json.load(open('$R/e-$f-cpu.json')); g=json.load(open('$R/e-$f-gpu.json'))
-print('%-14s eval vs transformers: cpu ppl %.5f KLD %.3g top1 %.2f | gpu ppl %.5f KLD %.3g top1 %.2f' % ('$f', c['ppl'], c['kld']['mean'], c['same_top1_pct'], g['ppl'], g['kld']['mean'], g['same_top1_pct']))" || true
-  echo "== $f sweep, GPU vs CPU"; python3 bench/compare_sweeps.py $R/s-$f-cpu.json $R/s-$f-gpu.json 2>&1 | tail -8
-done
+for f in $FIXTURES; do fixture_cpu_gpu $f $D/calib.txt $R; done
 M=tests/fixtures/qwen3moe
 for dev in cpu gpu; do
   flag=""; [ $dev = gpu ] && flag=--gpu
