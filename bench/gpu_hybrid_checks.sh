@@ -4,15 +4,16 @@
 # through the real CLI with and without --gpu (eval against transformers' log-probs, sweep,
 # calibrate), then a Qwen3.5-shaped checkpoint (bench/make_qwen35_shape.py, random weights):
 # eval --gpu with the chunked recurrence and with its step-by-step twin
-# (QUANTLENS_DELTANET_SEQUENTIAL=1) in the same run, and the GPU's log-probs against the CPU
-# engine's on 2 chunks. Run on the GPU machine from the repository root, with build-carry/
+# (QUANTLENS_DELTANET_SEQUENTIAL=1) in the same run, the GPU's log-probs against the CPU
+# engine's on 2 chunks, and a Q4_K sweep --gpu of every tensor over 4,096 tokens. Run on the GPU machine from the repository root, with build-carry/
 # holding bundle.tar.xz (scripts/device_bundle.sh of the CUDA build: quantlens and
-# cuda_test_cuda_engine) and d5/eval.txt; results land in $OUT/res. QUICK=1 skips the shape.
+# cuda_test_cuda_engine) and d5/eval.txt; results land in $OUT/r.tgz. QUICK=1 skips the shape.
 set -u
 T0=$(date +%s)
 el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 . bench/device_env.sh  # B, Q, the bundle unpacked
-D=$B/d5; R=$OUT/res; mkdir -p $R
+D=$B/d5; R=/tmp/res; rm -rf $R; mkdir -p $R
+trap 'cd /tmp && tar czf $OUT/r.tgz --exclude="*.sqlite" res' EXIT
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 timeout 240 /tmp/ql/bin/cuda_test_cuda_engine --gtest_filter='CudaDeltaNet.*:CudaFamilies.*' > $R/tests.txt 2>&1; echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|delta rule|chunked vs|vs transformers|F32  blk|F16  blk|Failure|Expected|Which is|actual" $R/tests.txt | head -80
@@ -38,6 +39,9 @@ timeout 400 $Q -q eval $S --text $D/eval.txt --ctx 512 --chunks 2 --save-logits 
 el "eval cpu 2 chunks"
 timeout 120 $Q -q eval $S --text $D/eval.txt --ctx 512 --chunks 2 --base $R/shape-cpu.qllogp --gpu --json > $R/shape-gpu-vs-cpu.json 2> $R/shape-gpu-vs-cpu.err || tail -3 $R/shape-gpu-vs-cpu.err
 rm -f $R/shape-cpu.qllogp
+/usr/bin/time -f "shape sweep --gpu %e s wall" timeout 300 $Q -q sweep $S --eval $D/eval.txt --tokens 4096 --types Q4_K --gpu --store /tmp/shape-sweep.sqlite --json $R/shape-sweep.json > $R/shape-sweep.log 2>&1 || tail -3 $R/shape-sweep.log
+tail -2 $R/shape-sweep.log
+el "sweep --gpu of the shape"
 python3 - "$R" <<'PY'
 import json, sys
 R = sys.argv[1]

@@ -36,6 +36,7 @@
 #include "engine/engine.h"
 #include "engine/kernels.h"
 #include "engine/layers/gated_deltanet.h"
+#include "model/names.h"
 #include "engine/layers/mla.h"
 #include "engine/layers/moe_routing.h"
 #include "model/model.h"
@@ -1376,10 +1377,14 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
             QL_CHECK(!mb.required, "{}: tensor '{}' is missing", model.path(), mb.name);
             continue;
         }
-        QL_CHECK(t->ne == mb.ne,
-                 "{}: tensor '{}' has {} dimensions/shape differing from the "
-                 "config's",
-                 model.path(), mb.name, t->ne.size());
+        // Trailing 1s aside (HF's Linear(C, 1) is [C, 1] where a GGUF may hold [C]).
+        auto squeezed = [](std::vector<int64_t> ne) {
+            while (ne.size() > 1 && ne.back() == 1) ne.pop_back();
+            return ne;
+        };
+        QL_CHECK(squeezed(t->ne) == squeezed(mb.ne),
+                 "{}: tensor '{}' has shape {}, but the config implies {}", model.path(), mb.name,
+                 format_shape(t->ne), format_shape(mb.ne));
         if (m.slots[static_cast<size_t>(mb.slot)].packed) {  // the file's bytes, as they are
             load_weight_blocks(mb.name, t->type, model.raw(*t), model.path());
             continue;
