@@ -30,7 +30,8 @@ struct PlanArgs {
                                                         output, name;
     std::string export_llama, export_gptq, frontier_out, format = "ggml";
     double target_bpw = 0;
-    int64_t interactions = 0;  // pairs to measure for the pairwise correction (0: off)
+    int64_t interactions = 0;         // pairs to measure for the pairwise correction (0: off)
+    int64_t interactions_tokens = 0;  // tokens of the sweep's text for the mix (0: the sweep's)
     bool knee = false, json = false, force = false, no_rounding_choice = false;
     std::vector<std::string> pins;
     std::vector<std::string> ties;
@@ -167,6 +168,8 @@ int run_plan(const PlanArgs& a) {
         if (!p.empty()) check_output_path(p, ow);
     QL_CHECK(a.interactions >= 0, "plan --interactions {}: give a number of pairs (0: off)",
              a.interactions);
+    QL_CHECK(a.interactions_tokens == 0 || a.interactions > 0,
+             "plan --interactions-tokens belongs to --interactions N");
     QL_CHECK(a.interactions == 0 || (a.metric == "kld" && a.objective == "mean"),
              "plan --interactions corrects the predicted mean KLD of a plan by measured KLD; "
              "it needs --metric kld --objective mean, not --metric {} --objective {}",
@@ -175,9 +178,11 @@ int run_plan(const PlanArgs& a) {
     PlanOutcome out = plan_from_job(store, req);
     std::optional<InteractionStudy> study;
     if (a.interactions > 0) {
-        study =
-            study_interactions(store, a.job, out.chosen_items, static_cast<int>(a.interactions));
-        apply_interaction_fit(out, study->fit, study->mix_kld);
+        study = study_interactions(store, a.job, out.chosen_items, static_cast<int>(a.interactions),
+                                   a.interactions_tokens);
+        apply_interaction_fit(out, study->fit,
+                              {study->mix_tokens, study->predicted_kld, study->predicted_kld_p99,
+                               study->predicted_kld_p999, study->mix_kld});
     }
     const Recipe& r = out.recipe;
     // Refused (naming the tensor) before anything is stored: no ggml type is a GPTQ format.
@@ -221,8 +226,8 @@ int run_plan(const PlanArgs& a) {
                                {"corrected", study->fit.corrected},
                                {"classes", classes},
                                {"mix_kld", study->mix_kld},
-                               {"mix_kld_p99", number_or_null(study->mix_kld_p99)},
-                               {"mix_kld_p999", number_or_null(study->mix_kld_p999)},
+                               {"mix_tokens", study->mix_tokens},
+                               {"mix_tokens_kld", study->predicted_kld},
                                {"measured", study->measured},
                                {"reused", study->reused},
                                {"seconds", study->seconds}};
@@ -292,10 +297,12 @@ int run_plan(const PlanArgs& a) {
             "  Σ per-tensor ΔKLD          {:.6f} ({:+.1f} % vs the mix)\n"
             "  × interaction factor {:.3f} {:.6f} ({:+.1f} %)\n"
             "  + pairwise cross terms     {:.6f} ({:+.1f} %; cross {:+.6f} ± {:.6f})\n"
-            "  the whole mix, measured    {:.6f} (the prediction)\n",
+            "  the whole mix, measured    {:.6f}\n"
+            "  predicted: the whole mix over {} tokens of the sweep's text: {:.6f}\n",
             study->measured, study->reused, study->seconds, f.raw_sum, vs_mix(f.raw_sum),
             out.interaction_factor, out.factor_predicted_kld, vs_mix(out.factor_predicted_kld),
-            f.corrected, vs_mix(f.corrected), f.cross, f.cross_se, study->mix_kld);
+            f.corrected, vs_mix(f.corrected), f.cross, f.cross_se, study->mix_kld,
+            study->mix_tokens, study->predicted_kld);
         for (const PairClassFit& c : f.classes)
             fmt::print("  {:<15} {:>4} pairs, {:>3} measured, ρ {:+.4f} ± {:.4f}, cross {:+.6f}\n",
                        c.name, c.n_pairs, c.n_measured, c.rho, c.rho_se, c.cross);
@@ -347,6 +354,10 @@ QL_COMMAND(plan, PlanArgs,
                    "N: measure the chosen mix and ~N pairs of its units at their types on the "
                    "sweep's tokens; the mix's KLD is the prediction, the pairwise fit is shown "
                    "beside it; stored in the job, so a re-plan re-measures nothing (0: off)")
+        ->capture_default_str();
+    cmd.add_option("--interactions-tokens", o->interactions_tokens,
+                   "T: with --interactions, measure the mix (the prediction) over the first T "
+                   "tokens of the sweep's text instead of the sweep's own (0: the sweep's)")
         ->capture_default_str();
     cmd.add_option("-o,--output", o->output, "Recipe file (.json or .yaml)");
     cmd.add_option("--export-llama-cpp", o->export_llama,

@@ -82,6 +82,7 @@ const std::vector<JobKindSpec>& job_kind_specs() {
                 {"no-rounding-choice", V::flag, web},
                 // Measures pairs (minutes of forward passes): from the command line only.
                 {"interactions", V::number, cli},
+                {"interactions-tokens", V::number, cli},
                 // Regexes, and files written beside the recipe: not from a web form.
                 {"pin", V::word, cli},
                 {"tie", V::word, cli},

@@ -246,6 +246,21 @@ TEST(Interactions, TheStudyStoresItsMixesAndARePlanMeasuresNothing) {
     EXPECT_DOUBLE_EQ(again.fit.corrected, first.fit.corrected);
     EXPECT_DOUBLE_EQ(again.mix_kld, first.mix_kld);
 
+    // The mix over more tokens of the sweep's text: one more measurement, the pairs reused.
+    const InteractionStudy longer = study_interactions(store, id, plan.chosen_items, 6, 512);
+    EXPECT_EQ(longer.measured, 1);
+    EXPECT_EQ(longer.mix_tokens, 512);
+    EXPECT_DOUBLE_EQ(longer.mix_kld, first.mix_kld);
+    EXPECT_DOUBLE_EQ(longer.fit.corrected, first.fit.corrected);
+    EXPECT_NE(longer.predicted_kld, first.mix_kld);
+    SweepOptions o512 = small_sweep();
+    o512.n_tokens = 512;
+    SweepMeasurer s512(o512);
+    s512.prepare();
+    EXPECT_NEAR(s512.measure_mix(plan.chosen_items).at("kld_mean"), longer.predicted_kld,
+                kSamePathRelTol * longer.predicted_kld);
+    EXPECT_EQ(study_interactions(store, id, plan.chosen_items, 6, 512).measured, 0);
+
     // A stored pair is what measure_mix gives for it.
     SweepMeasurer s(small_sweep());
     s.prepare();
@@ -256,18 +271,25 @@ TEST(Interactions, TheStudyStoresItsMixesAndARePlanMeasuresNothing) {
     // The recipe takes the measured mix, which is what verify measures on the sweep's tokens;
     // another choice's fit and a mix that is not a number are refused.
     const double factor = plan.factor_predicted_kld;
-    apply_interaction_fit(plan, first.fit, first.mix_kld);
+    EXPECT_EQ(first.mix_tokens, 256);
+    EXPECT_DOUBLE_EQ(first.predicted_kld, first.mix_kld);  // the mix on the sweep's tokens
+    const MeasuredMix mix{first.mix_tokens, first.predicted_kld, first.predicted_kld_p99,
+                          first.predicted_kld_p999, first.mix_kld};
+    apply_interaction_fit(plan, first.fit, mix);
     EXPECT_DOUBLE_EQ(plan.recipe.predicted_kld, first.mix_kld);
+    EXPECT_DOUBLE_EQ(plan.recipe.predicted_kld_p99, first.predicted_kld_p99);
     EXPECT_DOUBLE_EQ(plan.factor_predicted_kld, factor);
     std::vector<std::pair<std::string, std::string>> recipe_items;
     for (const auto& [unit, item] : plan.chosen_items) recipe_items.push_back({unit, item});
     EXPECT_NEAR(s.measure_mix(recipe_items).at("kld_mean"), first.mix_kld,
                 kSamePathRelTol * first.mix_kld);
-    EXPECT_TRUE(contains(error_of([&] { apply_interaction_fit(plan, first.fit, std::nan("")); }),
+    MeasuredMix nan_mix = mix;
+    nan_mix.kld_mean = std::nan("");
+    EXPECT_TRUE(contains(error_of([&] { apply_interaction_fit(plan, first.fit, nan_mix); }),
                          "not a positive number"));
     InteractionFit other = first.fit;
     other.raw_sum *= 1.5;
-    EXPECT_TRUE(contains(error_of([&] { apply_interaction_fit(plan, other, first.mix_kld); }),
+    EXPECT_TRUE(contains(error_of([&] { apply_interaction_fit(plan, other, mix); }),
                          "not this plan's choice"));
 
     // A chosen item the sweep did not measure is refused by name.

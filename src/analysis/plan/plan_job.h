@@ -8,7 +8,7 @@
 // Predicted KLD = Σ per-tensor ΔKLD × interaction factor, where the factor is the median
 // over types of (measured KLD with every tensor at that type) / (Σ per-tensor ΔKLD at that
 // type) — 1 when the sweep has no "(all)" items; or, after `plan --interactions N`
-// (apply_interaction_fit), the chosen mix's KLD measured on the sweep's tokens, with the
+// (apply_interaction_fit), the chosen mix's KLD measured on the sweep's text, with the
 // pairwise fit (analysis/plan/interactions.h) reported beside it.
 // Tails: the predicted p99 (p99.9) KLD is Σ per-tensor p99 (p99.9) KLD × the same kind of
 // factor fitted on the tails of the "(all)" items. Quantiles do not add, so this is an additive
@@ -115,12 +115,18 @@ double predicted_kld(const SweepMeasurements& m,
                      const std::vector<std::pair<std::string, std::string>>& chosen, double factor,
                      const std::string& metric = "kld_mean");
 
-// `plan --interactions N` (analysis/studies/interactions.h): the recipe's predicted mean KLD
-// becomes `mix_kld`, the whole mix measured on the sweep's tokens, instead of Σ × interaction
-// factor; a note gives the raw Σ, the factor's figure, the pairwise fit (Σ d_i + cross terms
-// ± its standard error) and the mix. Tails and the frontier keep the factor. Refuses a fit of
-// another choice (a raw sum that is not the plan's) and a mix_kld that is not a positive number.
-void apply_interaction_fit(PlanOutcome& out, const InteractionFit& fit, double mix_kld);
+// The chosen mix measured as one sweep item (analysis/studies/interactions.h).
+struct MeasuredMix {
+    int64_t n_tokens = 0;  // over the first n_tokens of the sweep's text
+    double kld_mean = 0, kld_p99 = 0, kld_p999 = 0;
+    double sweep_tokens_kld_mean = 0;  // the same mix over the sweep's own tokens
+};
+// `plan --interactions N`: the recipe's predicted KLD (mean, and the tails where measured)
+// becomes the measured mix's instead of Σ × interaction factor; a note gives the raw Σ, the
+// factor's figure, the pairwise fit (Σ d_i + cross terms ± its standard error) and the mix.
+// The frontier keeps the factor. Refuses a fit of another choice (a raw sum that is not the
+// plan's) and a mix whose mean KLD is not a positive number.
+void apply_interaction_fit(PlanOutcome& out, const InteractionFit& fit, const MeasuredMix& mix);
 
 // "5373408", "5.37MB" (10^6), "5.1MiB", "4.2GB", "4GiB", "900kB" → bytes.
 uint64_t parse_size(const std::string& text);
