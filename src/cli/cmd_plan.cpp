@@ -278,7 +278,8 @@ int run_plan(const PlanArgs& a) {
     const double mean_sum =
         a.objective == "p99" ? r.predicted_kld / out.interaction_factor : out.raw_error;
     const std::string how =
-        study ? "the whole mix measured on the sweep's tokens"
+        study ? fmt::format("the whole mix measured over {} tokens of the sweep's text",
+                            study->mix_tokens)
               : fmt::format("Σ {:.6f} × interaction {:.3f}", mean_sum, out.interaction_factor);
     fmt::print(
         "\nplan ({}, metric {}, objective {}): {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD "

@@ -23,8 +23,8 @@
 // Measured on llama-8m (bench/RESULTS.md, 2026-12-07): the sampled ρ_ij scatter around 0 with
 // a standard deviation of ~0.02 and no class effect larger than its error, so over the ~1,650
 // pairs of a 58-tensor mix the cross term is a sum of small terms of either sign; 64 sampled
-// pairs estimate it with a standard error of ~9 % of Σ d_i, more than the cross term itself
-// (+3 % there). `plan --interactions` therefore predicts the recipe by its measured mix and
+// pairs estimate it with a standard error of 9–15 % of Σ d_i, more than the cross term itself
+// (+2–5 % there). `plan --interactions` therefore predicts the recipe by its measured mix and
 // reports this fit beside it (plan_job.h: apply_interaction_fit).
 #pragma once
 
