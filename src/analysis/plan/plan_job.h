@@ -13,7 +13,8 @@
 // Tails: the predicted p99 (p99.9) KLD is Σ per-tensor p99 (p99.9) KLD × the same kind of
 // factor fitted on the tails of the "(all)" items. Quantiles do not add, so this is an additive
 // proxy: each item's tail is its Δ quantile (the full model's KLD is 0), and the factor absorbs
-// how the tails of the mix combine, as measured on the uniform mixes. The objective
+// how the tails of the mix combine, as measured on the uniform mixes (after
+// `plan --interactions`, the measured mix's tails replace them). The objective
 // (`plan --objective mean|p99`) is what the knapsack minimizes: Σ per-tensor ΔKLD (mean) or
 // Σ per-tensor Δp99 KLD; every prediction is reported whichever drove the choice.
 // Rounding (a `sweep --rounding-choice` job, analysis/write/rounding.h): the knapsack's options
