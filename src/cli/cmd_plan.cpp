@@ -6,9 +6,11 @@
 #include <cmath>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 
 #include "analysis/plan/gptq_plan.h"
 #include "analysis/plan/plan_job.h"
+#include "analysis/studies/interactions.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/ggml_type.h"
@@ -28,6 +30,8 @@ struct PlanArgs {
                                                         output, name;
     std::string export_llama, export_gptq, frontier_out, format = "ggml";
     double target_bpw = 0;
+    int64_t interactions = 0;         // pairs to measure for the pairwise correction (0: off)
+    int64_t interactions_tokens = 0;  // tokens of the sweep's text for the mix (0: the sweep's)
     bool knee = false, json = false, force = false, no_rounding_choice = false;
     std::vector<std::string> pins;
     std::vector<std::string> ties;
@@ -69,6 +73,10 @@ int run_gptq_plan(const PlanArgs& a) {
                  a.max_type.empty() && a.export_llama.empty() && a.objective == "mean",
              "plan --format gptq: --knee, --pin, --tie, --min-type, --max-type, --objective and "
              "--export-llama-cpp belong to ggml plans");
+    QL_CHECK(a.interactions == 0,
+             "plan --format gptq --interactions: pairs are measured at ggml types only (a "
+             "GPTQ-format sweep item puts every tensor at one format); the GPTQ plan's "
+             "prediction keeps the interaction factor");
     GptqPlanRequest req;
     req.job_id = a.job;
     req.metric = a.metric;
@@ -158,8 +166,24 @@ int run_plan(const PlanArgs& a) {
                                  a.export_llama.empty() ? "" : a.export_llama + ".tensor-types.txt",
                                  a.export_llama.empty() ? "" : a.export_llama + ".sh"})
         if (!p.empty()) check_output_path(p, ow);
+    QL_CHECK(a.interactions >= 0, "plan --interactions {}: give a number of pairs (0: off)",
+             a.interactions);
+    QL_CHECK(a.interactions_tokens == 0 || a.interactions > 0,
+             "plan --interactions-tokens belongs to --interactions N");
+    QL_CHECK(a.interactions == 0 || (a.metric == "kld" && a.objective == "mean"),
+             "plan --interactions corrects the predicted mean KLD of a plan by measured KLD; "
+             "it needs --metric kld --objective mean, not --metric {} --objective {}",
+             a.metric, a.objective);
     jobs::Store store(jobs::resolve_store_path(a.store));
-    const PlanOutcome out = plan_from_job(store, req);
+    PlanOutcome out = plan_from_job(store, req);
+    std::optional<InteractionStudy> study;
+    if (a.interactions > 0) {
+        study = study_interactions(store, a.job, out.chosen_items, static_cast<int>(a.interactions),
+                                   a.interactions_tokens);
+        apply_interaction_fit(out, study->fit,
+                              {study->mix_tokens, study->predicted_kld, study->predicted_kld_p99,
+                               study->predicted_kld_p999, study->mix_kld});
+    }
     const Recipe& r = out.recipe;
     // Refused (naming the tensor) before anything is stored: no ggml type is a GPTQ format.
     const std::string gptq_config =
@@ -184,6 +208,30 @@ int run_plan(const PlanArgs& a) {
                           {"objective", a.objective},
                           {"interaction_factor", out.interaction_factor},
                           {"frontier", frontier}};
+    if (study) {
+        nlohmann::json classes = nlohmann::json::array();
+        for (const PairClassFit& c : study->fit.classes)
+            classes.push_back({{"class", c.name},
+                               {"pairs", c.n_pairs},
+                               {"measured", c.n_measured},
+                               {"weight", c.weight},
+                               {"rho", c.rho},
+                               {"cross", c.cross},
+                               {"rho_se", number_or_null(c.rho_se)},
+                               {"cross_se", number_or_null(c.cross_se)}});
+        art["predicted_kld_factor"] = out.factor_predicted_kld;
+        art["interactions"] = {{"raw_sum", study->fit.raw_sum},
+                               {"cross", study->fit.cross},
+                               {"cross_se", number_or_null(study->fit.cross_se)},
+                               {"corrected", study->fit.corrected},
+                               {"classes", classes},
+                               {"mix_kld", study->mix_kld},
+                               {"mix_tokens", study->mix_tokens},
+                               {"mix_tokens_kld", study->predicted_kld},
+                               {"measured", study->measured},
+                               {"reused", study->reused},
+                               {"seconds", study->seconds}};
+    }
     if (!r.rounding.empty()) {
         nlohmann::json rounding = nlohmann::json::object();
         for (const auto& [tensor, how] : r.rounding) rounding[tensor] = rounding_name(how);
@@ -229,14 +277,37 @@ int run_plan(const PlanArgs& a) {
     // Σ per-tensor mean ΔKLD of the choice, whichever objective chose it.
     const double mean_sum =
         a.objective == "p99" ? r.predicted_kld / out.interaction_factor : out.raw_error;
+    const std::string how =
+        study ? fmt::format("the whole mix measured over {} tokens of the sweep's text",
+                            study->mix_tokens)
+              : fmt::format("Σ {:.6f} × interaction {:.3f}", mean_sum, out.interaction_factor);
     fmt::print(
         "\nplan ({}, metric {}, objective {}): {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD "
-        "{:.6f} (Σ {:.6f} × interaction {:.3f}), p99 {}, p99.9 {}; mix: {}\n",
+        "{:.6f} ({}), p99 {}, p99.9 {}; mix: {}\n",
         r.budget_kind, a.metric, a.objective, r.predicted_size_bytes, r.predicted_size_bytes / 1e6,
-        r.predicted_bpw, r.predicted_kld, mean_sum, out.interaction_factor,
-        number_or_dash(r.predicted_kld_p99), number_or_dash(r.predicted_kld_p999), mix);
+        r.predicted_bpw, r.predicted_kld, how, number_or_dash(r.predicted_kld_p99),
+        number_or_dash(r.predicted_kld_p999), mix);
     for (const std::string& note : r.notes)
         if (note.rfind("rounding per tensor", 0) == 0) fmt::print("{}\n", note);
+    if (study) {
+        const InteractionFit& f = study->fit;
+        const auto vs_mix = [&](double v) { return 100.0 * (v / study->mix_kld - 1.0); };
+        fmt::print(
+            "interactions ({} mixes measured, {} from the store, {:.0f} s), mean KLD on the "
+            "sweep's tokens:\n"
+            "  Σ per-tensor ΔKLD          {:.6f} ({:+.1f} % vs the mix)\n"
+            "  × interaction factor {:.3f} {:.6f} ({:+.1f} %)\n"
+            "  + pairwise cross terms     {:.6f} ({:+.1f} %; cross {:+.6f} ± {:.6f})\n"
+            "  the whole mix, measured    {:.6f}\n"
+            "  predicted: the whole mix over {} tokens of the sweep's text: {:.6f}\n",
+            study->measured, study->reused, study->seconds, f.raw_sum, vs_mix(f.raw_sum),
+            out.interaction_factor, out.factor_predicted_kld, vs_mix(out.factor_predicted_kld),
+            f.corrected, vs_mix(f.corrected), f.cross, f.cross_se, study->mix_kld,
+            study->mix_tokens, study->predicted_kld);
+        for (const PairClassFit& c : f.classes)
+            fmt::print("  {:<15} {:>4} pairs, {:>3} measured, ρ {:+.4f} ± {:.4f}, cross {:+.6f}\n",
+                       c.name, c.n_pairs, c.n_measured, c.rho, c.rho_se, c.cross);
+    }
     if (a.objective == "p99")
         fmt::print(
             "objective p99: minimized Σ per-tensor Δp99 KLD = {:.6f} (× interaction {:.3f})\n",
@@ -280,6 +351,15 @@ QL_COMMAND(plan, PlanArgs,
     cmd.add_flag("--no-rounding-choice", o->no_rounding_choice,
                  "On a sweep --rounding-choice job: only the base rounding's measurements (for "
                  "comparison); the recipe then records no per-tensor rounding");
+    cmd.add_option("--interactions", o->interactions,
+                   "N: measure the chosen mix and ~N pairs of its units at their types on the "
+                   "sweep's tokens; the mix's KLD is the prediction, the pairwise fit is shown "
+                   "beside it; stored in the job, so a re-plan re-measures nothing (0: off)")
+        ->capture_default_str();
+    cmd.add_option("--interactions-tokens", o->interactions_tokens,
+                   "T: with --interactions, measure the mix (the prediction) over the first T "
+                   "tokens of the sweep's text instead of the sweep's own (0: the sweep's)")
+        ->capture_default_str();
     cmd.add_option("-o,--output", o->output, "Recipe file (.json or .yaml)");
     cmd.add_option("--export-llama-cpp", o->export_llama,
                    "PREFIX: write PREFIX.tensor-types.txt and PREFIX.sh");

@@ -80,6 +80,9 @@ const std::vector<JobKindSpec>& job_kind_specs() {
                 {"max-type", V::types, web},
                 {"name", V::word, web},
                 {"no-rounding-choice", V::flag, web},
+                // Measures pairs (minutes of forward passes): from the command line only.
+                {"interactions", V::number, cli},
+                {"interactions-tokens", V::number, cli},
                 // Regexes, and files written beside the recipe: not from a web form.
                 {"pin", V::word, cli},
                 {"tie", V::word, cli},

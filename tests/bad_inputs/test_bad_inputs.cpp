@@ -207,6 +207,27 @@ TEST(BadInputs, PlanPinMatchingNothingAndNegativeBpwRefused) {
     EXPECT_TRUE(contains(r.out, "--target-bpw")) << r.out;
 }
 
+TEST(BadInputs, PlanInteractionsRefusedWhereTheyCannotBeComputed) {
+    const std::string dir = fresh_dir("interactions");
+    const std::string store = " --store " + dir + "/s.sqlite";
+    auto r = run_quiet("sweep " + shared_path("models/tiny-qwen2") + " --eval " + kEval +
+                       " --tokens 512 --types Q4_K,Q8_0 --granularity class --no-uniform" + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    // The correction is fitted to mean KLD: a plan ranked by PPL or p99 is refused by name.
+    r = run_quiet("plan 1 --target-bpw 6 --interactions 4 --metric ppl" + store);
+    EXPECT_NE(r.code, 0);
+    EXPECT_TRUE(contains(r.out, "--metric kld --objective mean")) << r.out;
+    r = run_quiet("plan 1 --target-bpw 6 --interactions -3" + store);
+    EXPECT_NE(r.code, 0);
+    EXPECT_TRUE(contains(r.out, "--interactions -3")) << r.out;
+    r = run_quiet("plan 1 --format gptq --target-bpw 6 --interactions 4" + store);
+    EXPECT_NE(r.code, 0);
+    EXPECT_TRUE(contains(r.out, "ggml types only")) << r.out;
+    // Nothing was measured by the refused plans.
+    jobs::Store s(dir + "/s.sqlite");
+    EXPECT_FALSE(s.get_artifact(1, "interactions").has_value());
+}
+
 // ---- Disk full ------------------------------------------------------------------------------
 
 TEST(DiskFull, QuantizeLeavesNeitherAPartialFileNorItsTemporary) {

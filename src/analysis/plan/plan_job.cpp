@@ -96,6 +96,32 @@ double predicted_kld(const SweepMeasurements& m,
     return kld_sum * factor;
 }
 
+void apply_interaction_fit(PlanOutcome& out, const InteractionFit& fit, const MeasuredMix& mix) {
+    const double raw = out.factor_predicted_kld / out.interaction_factor;
+    QL_CHECK(std::abs(fit.raw_sum - raw) <= 1e-9 * std::max(1.0, std::abs(raw)),
+             "interactions: the fit sums Σ ΔKLD = {:.9f}, the plan {:.9f}: not this plan's choice",
+             fit.raw_sum, raw);
+    QL_CHECK(std::isfinite(mix.kld_mean) && mix.kld_mean > 0,
+             "interactions: the measured mix's KLD is {}, not a positive number", mix.kld_mean);
+    Recipe& r = out.recipe;
+    r.predicted_kld = mix.kld_mean;
+    if (std::isfinite(mix.kld_p99)) r.predicted_kld_p99 = mix.kld_p99;
+    if (std::isfinite(mix.kld_p999)) r.predicted_kld_p999 = mix.kld_p999;
+    std::erase_if(r.notes, [](const std::string& n) {
+        return n.find("× interaction factor") != std::string::npos;
+    });
+    std::string classes;
+    for (const PairClassFit& c : fit.classes)
+        classes += fmt::format("; {} ρ {:+.4f} ± {:.4f} ({} of {} pairs)", c.name, c.rho, c.rho_se,
+                               c.n_measured, c.n_pairs);
+    r.notes.push_back(fmt::format(
+        "predicted KLD = the whole mix measured over {} tokens of the sweep's text ({:.6f}; plan "
+        "--interactions). On the sweep's tokens: mix {:.6f}; Σ per-tensor ΔKLD {:.6f}; × "
+        "interaction factor {:.6f}; + pairwise cross terms {:+.6f} ± {:.6f} = {:.6f}{}",
+        mix.n_tokens, mix.kld_mean, mix.sweep_tokens_kld_mean, fit.raw_sum,
+        out.factor_predicted_kld, fit.cross, fit.cross_se, fit.corrected, classes));
+}
+
 uint64_t parse_size(const std::string& text) {
     size_t pos = 0;
     double value = 0;
@@ -433,6 +459,8 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             chosen.emplace_back(member, item_of[member][type]);
     }
     recipe.predicted_kld = predicted_kld(m, chosen, out.interaction_factor);
+    out.factor_predicted_kld = recipe.predicted_kld;
+    out.chosen_items = chosen;
     recipe.predicted_kld_p99 =
         predicted_kld(m, chosen, out.interaction_factor_p99, metric::kld_p99);
     recipe.predicted_kld_p999 =

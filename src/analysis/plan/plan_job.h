@@ -7,11 +7,14 @@
 // tensor kept in float, each padded to the alignment as quantize writes them.
 // Predicted KLD = Σ per-tensor ΔKLD × interaction factor, where the factor is the median
 // over types of (measured KLD with every tensor at that type) / (Σ per-tensor ΔKLD at that
-// type) — 1 when the sweep has no "(all)" items.
+// type) — 1 when the sweep has no "(all)" items; or, after `plan --interactions N`
+// (apply_interaction_fit), the chosen mix's KLD measured on the sweep's text, with the
+// pairwise fit (analysis/plan/interactions.h) reported beside it.
 // Tails: the predicted p99 (p99.9) KLD is Σ per-tensor p99 (p99.9) KLD × the same kind of
 // factor fitted on the tails of the "(all)" items. Quantiles do not add, so this is an additive
 // proxy: each item's tail is its Δ quantile (the full model's KLD is 0), and the factor absorbs
-// how the tails of the mix combine, as measured on the uniform mixes. The objective
+// how the tails of the mix combine, as measured on the uniform mixes (after
+// `plan --interactions`, the measured mix's tails replace them). The objective
 // (`plan --objective mean|p99`) is what the knapsack minimizes: Σ per-tensor ΔKLD (mean) or
 // Σ per-tensor Δp99 KLD; every prediction is reported whichever drove the choice.
 // Rounding (a `sweep --rounding-choice` job, analysis/write/rounding.h): the knapsack's options
@@ -29,6 +32,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/plan/interactions.h"
 #include "analysis/plan/plan.h"
 #include "core/ggml_type.h"
 #include "formats/recipe.h"
@@ -82,6 +86,12 @@ struct PlanOutcome {
     int64_t n_params = 0;
     uint64_t grain_bytes = 1;
     std::vector<std::pair<std::string, std::string>> choices;  // unit → type, in unit order
+    // (sweep unit, measured item) of every chosen unit, tied units' members one by one: what
+    // the predicted KLD sums, and what `plan --interactions` measures in pairs.
+    std::vector<std::pair<std::string, std::string>> chosen_items;
+    // The prediction of the interaction factor (Σ × factor), kept when apply_interaction_fit
+    // replaces the recipe's predicted KLD.
+    double factor_predicted_kld = 0;
 };
 
 // A sweep job's measurements: unit → type → metric (jobs/metric_names.h) → value.
@@ -105,6 +115,19 @@ std::optional<double> interaction_factor(const SweepMeasurements& m,
 double predicted_kld(const SweepMeasurements& m,
                      const std::vector<std::pair<std::string, std::string>>& chosen, double factor,
                      const std::string& metric = "kld_mean");
+
+// The chosen mix measured as one sweep item (analysis/studies/interactions.h).
+struct MeasuredMix {
+    int64_t n_tokens = 0;  // over the first n_tokens of the sweep's text
+    double kld_mean = 0, kld_p99 = 0, kld_p999 = 0;
+    double sweep_tokens_kld_mean = 0;  // the same mix over the sweep's own tokens
+};
+// `plan --interactions N`: the recipe's predicted KLD (mean, and the tails where measured)
+// becomes the measured mix's instead of Σ × interaction factor; a note gives the raw Σ, the
+// factor's figure, the pairwise fit (Σ d_i + cross terms ± its standard error) and the mix.
+// The frontier keeps the factor. Refuses a fit of another choice (a raw sum that is not the
+// plan's) and a mix whose mean KLD is not a positive number.
+void apply_interaction_fit(PlanOutcome& out, const InteractionFit& fit, const MeasuredMix& mix);
 
 // "5373408", "5.37MB" (10^6), "5.1MiB", "4.2GB", "4GiB", "900kB" → bytes.
 uint64_t parse_size(const std::string& text);

@@ -143,31 +143,28 @@ void put_item_metrics(jobs::Metrics& m, const SweepContext& ctx, const WeightErr
                       uint64_t bytes, int64_t params, int64_t fallbacks, bool changed,
                       const PerturbedStats& st);
 
-// `tensors` at `type`; a placement sweep also puts `base` (the tensors its variant does not
-// raise) at `base_type`, so weight metrics and bytes then cover the whole model.
-// A GPTQ-format item passes gptq_format (type is then unused): each tensor takes the values
-// its checkpoint decodes to (analysis/write/gptq_formats.h).
-// `rounding`: how the tensors are rounded (analysis/write/rounding.h); nullopt rounds as the
-// job's options say (importance with an imatrix, GPTQ where --gptq covers the tensor).
-jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& tensors,
-                           GgmlType type, const std::vector<std::string>& base = {},
-                           GgmlType base_type = GgmlType::F32,
-                           const GptqFormat* gptq_format = nullptr,
-                           std::optional<Rounding> rounding = std::nullopt) {
+// One tensor of an item: its type and the inputs that round it (analysis/write/rounding.h).
+struct TensorAssignment {
+    std::string name;
+    GgmlType type;
+    RoundingInputs in;
+};
+
+// Every assigned tensor at its type, the rest of the model as the backend holds it; the
+// item's metrics. A GPTQ-format item passes gptq_format (the assignments' types are then
+// unused): each tensor takes the values its checkpoint decodes to
+// (analysis/write/gptq_formats.h).
+jobs::Metrics measure_assignments(SweepContext& ctx, const std::vector<TensorAssignment>& assigned,
+                                  const GptqFormat* gptq_format = nullptr) {
     const Imatrix* job_imatrix = ctx.imatrix ? &*ctx.imatrix : nullptr;
-    const RoundingInputs in = rounding ? rounding_inputs(*rounding, job_imatrix, ctx.gptq.get())
-                                       : RoundingInputs{job_imatrix, ctx.gptq.get()};
     const auto t0 = std::chrono::steady_clock::now();
     jobs::Metrics m;
     WeightErrorAccumulator acc;
     uint64_t bytes = 0;
     int64_t params = 0, fallbacks = 0;
     bool changed = false;
-    std::vector<std::pair<std::string, GgmlType>> assigned;
-    for (const auto& name : tensors) assigned.emplace_back(name, type);
-    for (const auto& name : base) assigned.emplace_back(name, base_type);
     std::vector<std::string> touched;
-    for (const auto& [name, to] : assigned) {
+    for (const auto& [name, to, in] : assigned) {
         touched.push_back(name);
         const TensorInfo& t = ctx.model->get(name);
         if (gptq_format) {
@@ -225,6 +222,25 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
     put_item_metrics(m, ctx, acc, bytes, params, fallbacks, changed, st);
     m["seconds"] = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return m;
+}
+
+// `tensors` at `type`; a placement sweep also puts `base` (the tensors its variant does not
+// raise) at `base_type`, so weight metrics and bytes then cover the whole model.
+// `rounding`: how the tensors are rounded (analysis/write/rounding.h); nullopt rounds as the
+// job's options say (importance with an imatrix, GPTQ where --gptq covers the tensor).
+jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& tensors,
+                           GgmlType type, const std::vector<std::string>& base = {},
+                           GgmlType base_type = GgmlType::F32,
+                           const GptqFormat* gptq_format = nullptr,
+                           std::optional<Rounding> rounding = std::nullopt) {
+    const Imatrix* job_imatrix = ctx.imatrix ? &*ctx.imatrix : nullptr;
+    const RoundingInputs in = rounding ? rounding_inputs(*rounding, job_imatrix, ctx.gptq.get())
+                                       : RoundingInputs{job_imatrix, ctx.gptq.get()};
+    std::vector<TensorAssignment> assigned;
+    for (const auto& name : tensors) assigned.push_back({name, type, in});
+    for (const auto& name : base)
+        assigned.push_back({name, base_type, RoundingInputs{job_imatrix, ctx.gptq.get()}});
+    return measure_assignments(ctx, assigned, gptq_format);
 }
 
 // The metrics every item records (sweep.h), from its weight errors and evaluation.
@@ -523,6 +539,42 @@ std::map<std::string, double> SweepMeasurer::measure(const std::string& unit,
              unit);
     QL_CHECK(ctx.backend != nullptr, "sweep: measure() before prepare()");
     return measure_named(ctx, unit, type);
+}
+
+std::map<std::string, double> SweepMeasurer::measure_mix(
+    const std::vector<std::pair<std::string, std::string>>& unit_items) {
+    SweepContext& ctx = impl_->ctx;
+    QL_CHECK(ctx.backend != nullptr, "sweep: measure_mix() before prepare()");
+    QL_CHECK(ctx.opt.gptq_formats.empty() && !ctx.opt.base_type,
+             "{}: a mix of units at their own types needs a tensor, layer or class sweep of "
+             "ggml types (not a GPTQ-format or placement sweep)",
+             ctx.opt.model);
+    QL_CHECK(!unit_items.empty(), "{}: a mix of no units", ctx.opt.model);
+    const Imatrix* job_imatrix = ctx.imatrix ? &*ctx.imatrix : nullptr;
+    std::vector<TensorAssignment> assigned;
+    std::set<std::string> seen;
+    for (const auto& [unit, item] : unit_items) {
+        QL_CHECK(unit != kAllUnit && ctx.units.count(unit),
+                 "{}: sweep has no unit '{}' to put in a mix", ctx.opt.model, unit);
+        QL_CHECK(ctx.units.at(unit).role != kExpertRole,
+                 "{}: expert unit '{}' is a slice of a stacked tensor; a mix takes whole tensors",
+                 ctx.opt.model, unit);
+        QL_CHECK(seen.insert(unit).second, "{}: unit '{}' listed twice in a mix", ctx.opt.model,
+                 unit);
+        const auto rt = parse_rounded_type(item);
+        QL_CHECK(rt.has_value(), "{}: '{}' is not a type or type+rounding (unit '{}')",
+                 ctx.opt.model, item, unit);
+        QL_CHECK(!rt->second || ctx.opt.rounding_choice,
+                 "{}: item '{}' names a rounding, but the sweep has no --rounding-choice",
+                 ctx.opt.model, item);
+        RoundingInputs in{job_imatrix, ctx.gptq.get()};
+        if (ctx.opt.rounding_choice)
+            in = rounding_inputs(rt->second.value_or(base_rounding(ctx.imatrix.has_value())),
+                                 job_imatrix, ctx.gptq.get());
+        for (const auto& name : ctx.units.at(unit).tensors)
+            assigned.push_back({name, rt->first, in});
+    }
+    return measure_assignments(ctx, assigned);
 }
 
 json SweepOptions::to_json() const {
