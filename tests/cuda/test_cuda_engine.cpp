@@ -643,7 +643,7 @@ TEST(CudaFamilies, SweepMatchesCpuSweep) {
                                         {"blk.1.ssm_ba.weight", 1, GgmlType::Q4_0},
                                         {"blk.2.ssm_out.weight", 2, GgmlType::Q4_0},
                                         {"blk.3.attn_q.weight", 3, GgmlType::Q4_0},
-                                        {"blk.1.ffn_down_shexp.weight", 1, GgmlType::Q4_0}};
+                                        {"blk.1.ffn_up_shexp.weight", 1, GgmlType::Q4_0}};
     check_sweep(test_support::fixture_dir("qwen3-next"), kQwen3Next, Precision::F32, kSweepRelTol);
     constexpr SweepUnit kQwen35[] = {{"blk.0.attn_gate.weight", 0, GgmlType::Q4_0},
                                      {"blk.1.ssm_alpha.weight", 1, GgmlType::Q4_0},
