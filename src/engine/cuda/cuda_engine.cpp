@@ -36,10 +36,10 @@
 #include "engine/engine.h"
 #include "engine/kernels.h"
 #include "engine/layers/gated_deltanet.h"
-#include "model/names.h"
 #include "engine/layers/mla.h"
 #include "engine/layers/moe_routing.h"
 #include "model/model.h"
+#include "model/names.h"
 #include "quant/quant.h"
 
 namespace quantlens::cuda {
