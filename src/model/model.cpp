@@ -110,13 +110,7 @@ void check_shape(const TensorInfo& t, const ModelConfig& config, const std::stri
                  const char* config_source) {
     std::vector<int64_t> want = expected_ne_in_layer(t.role, config, t.layer);
     if (want.empty()) return;
-    std::vector<int64_t> got = t.ne;
-    auto strip = [](std::vector<int64_t>& v) {
-        while (v.size() > 1 && v.back() == 1) v.pop_back();
-    };
-    strip(want);
-    strip(got);
-    QL_CHECK(got == want,
+    QL_CHECK(same_shape(t.ne, want),
              "{}: tensor '{}' ({}) has shape {} (ggml order), but {} implies {} for a {} tensor "
              "(hidden {}, heads {}/{}, head_dim {}, ffn {}, vocab {}, experts {})",
              file, t.hf_name.empty() ? t.name : t.hf_name, t.name, format_shape(t.ne),

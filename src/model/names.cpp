@@ -430,4 +430,10 @@ std::string format_shape(const std::vector<int64_t>& dims) {
     return s + "]";
 }
 
+bool same_shape(std::vector<int64_t> a, std::vector<int64_t> b) {
+    for (auto* v : {&a, &b})
+        while (v->size() > 1 && v->back() == 1) v->pop_back();
+    return a == b;
+}
+
 }  // namespace quantlens

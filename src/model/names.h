@@ -52,4 +52,8 @@ std::vector<int64_t> expected_ne_in_layer(TensorRole role, const ModelConfig& co
 
 std::string format_shape(const std::vector<int64_t>& dims);  // "[256, 4096]"
 
+// Whether two ggml shapes are equal but for trailing 1s (HF's Linear(C, 1) is [C, 1] where
+// llama.cpp's converter may write [C]).
+bool same_shape(std::vector<int64_t> a, std::vector<int64_t> b);
+
 }  // namespace quantlens

@@ -349,6 +349,17 @@ TEST(Interactions, TheStudyStoresItsMixesAndARePlanMeasuresNothing) {
     EXPECT_TRUE(contains(error_of([&] { apply_interaction_fit(plan, other, mix); }),
                          "not this plan's choice"));
 
+    // A corrupt or hand-edited artifact is refused naming the job and the artifact.
+    for (const char* data :
+         {"{\"mixes\": [{\"n_tokens\": 256}]", "{\"mixes\": 3}",
+          "{\"mixes\": [{\"n_tokens\": 0, \"items\": [], \"kld_mean\": 0.1}]}"}) {
+        store.put_artifact(id, {kInteractionsArtifact, true, data});
+        const std::string c =
+            error_of([&] { study_interactions(store, id, plan.chosen_items, 6); });
+        EXPECT_TRUE(contains(c, "job " + std::to_string(id))) << c;
+        EXPECT_TRUE(contains(c, "'interactions' artifact")) << c;
+    }
+
     // A chosen item the sweep did not measure is refused by name.
     auto bad = plan.chosen_items;
     bad.front().second = "Q8_0";

@@ -80,6 +80,16 @@ TEST(Names, HfToGguf) {
     EXPECT_STREQ(role_name(TensorRole::FfnDown), "ffn_down");
 }
 
+// The one shape comparison every reader and engine uses: trailing 1s aside, nothing else.
+TEST(Names, SameShapeIgnoresOnlyTrailingOnes) {
+    EXPECT_TRUE(same_shape({64, 1}, {64}));
+    EXPECT_TRUE(same_shape({64}, {64, 1, 1}));
+    EXPECT_TRUE(same_shape({1}, {1, 1}));
+    EXPECT_FALSE(same_shape({1, 64}, {64}));
+    EXPECT_FALSE(same_shape({64, 2}, {64}));
+    EXPECT_FALSE(same_shape({64, 32}, {32, 64}));
+}
+
 TEST(Model, LlamaHf) {
     auto m = Model::open(shared_path("models/llama-8m"));
     EXPECT_EQ(m->source(), Model::Source::HuggingFace);

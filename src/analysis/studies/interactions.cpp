@@ -41,15 +41,23 @@ std::map<MixKey, MixResult> stored_mixes(jobs::Store& store, int64_t job_id) {
     std::map<MixKey, MixResult> out;
     const auto art = store.get_artifact(job_id, kInteractionsArtifact);
     if (!art) return out;
-    const json j = json::parse(art->data);
-    for (const auto& e : j.at("mixes")) {
-        MixResult r;
-        r.kld_mean = e.at(metric::kld_mean).get<double>();
-        if (e.contains(metric::kld_p99) && e.at(metric::kld_p99).is_number())
-            r.kld_p99 = e.at(metric::kld_p99).get<double>();
-        if (e.contains(metric::kld_p999) && e.at(metric::kld_p999).is_number())
-            r.kld_p999 = e.at(metric::kld_p999).get<double>();
-        out[{e.at("n_tokens").get<int64_t>(), sorted_mix(e.at("items").get<Mix>())}] = r;
+    try {
+        const json j = json::parse(art->data);
+        for (const auto& e : j.at("mixes")) {
+            MixResult r;
+            r.kld_mean = e.at(metric::kld_mean).get<double>();
+            if (e.contains(metric::kld_p99) && e.at(metric::kld_p99).is_number())
+                r.kld_p99 = e.at(metric::kld_p99).get<double>();
+            if (e.contains(metric::kld_p999) && e.at(metric::kld_p999).is_number())
+                r.kld_p999 = e.at(metric::kld_p999).get<double>();
+            const auto n_tokens = e.at("n_tokens").get<int64_t>();
+            QL_CHECK(std::isfinite(r.kld_mean) && r.kld_mean >= 0 && n_tokens > 0,
+                     "a mix with KLD {} over {} tokens", r.kld_mean, n_tokens);
+            out[{n_tokens, sorted_mix(e.at("items").get<Mix>())}] = r;
+        }
+    } catch (const std::exception& e) {  // nlohmann's errors and the check above
+        fail("job {}: its '{}' artifact is not what plan --interactions writes ({})", job_id,
+             kInteractionsArtifact, e.what());
     }
     return out;
 }

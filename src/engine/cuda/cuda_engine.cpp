@@ -1377,12 +1377,7 @@ void CudaEngine::load_model(const Model& model, bool round_f16) {
             QL_CHECK(!mb.required, "{}: tensor '{}' is missing", model.path(), mb.name);
             continue;
         }
-        // Trailing 1s aside (HF's Linear(C, 1) is [C, 1] where a GGUF may hold [C]).
-        auto squeezed = [](std::vector<int64_t> ne) {
-            while (ne.size() > 1 && ne.back() == 1) ne.pop_back();
-            return ne;
-        };
-        QL_CHECK(squeezed(t->ne) == squeezed(mb.ne),
+        QL_CHECK(same_shape(t->ne, mb.ne),
                  "{}: tensor '{}' has shape {}, but the config implies {}", model.path(), mb.name,
                  format_shape(t->ne), format_shape(mb.ne));
         if (m.slots[static_cast<size_t>(mb.slot)].packed) {  // the file's bytes, as they are

@@ -52,9 +52,7 @@ void Engine::check_hybrid_shapes() const {
         const TensorInfo* t = model_.find(name);
         QL_CHECK(t != nullptr, "{}: tensor '{}' is missing (expected shape {} from the config)",
                  model_.path(), name, format_shape(ne));
-        std::vector<int64_t> got = t->ne;
-        while (got.size() > ne.size() && got.back() == 1) got.pop_back();
-        QL_CHECK(got == ne,
+        QL_CHECK(same_shape(t->ne, ne),
                  "{}: tensor '{}' has shape {}, but the config (hidden {}, heads {}/{}, head_dim "
                  "{}, linear heads {}/{} of {}/{}, conv {}, ffn {}, experts {}) implies {}",
                  model_.path(), name, format_shape(t->ne), C, c.n_heads, c.n_kv_heads, c.head_dim,
