@@ -51,17 +51,13 @@ void check_blocks_finite(const std::string& file, const TensorInfo& t, const uin
         64);
 }
 
-void check_layer_supported(const ModelConfig& c, const std::string& what, EngineKind kind,
-                           bool ggml_numerics) {
+void check_layer_supported(const ModelConfig& c, const std::string& what,
+                           [[maybe_unused]] EngineKind kind, bool ggml_numerics) {
     QL_CHECK(!ggml_numerics || !c.mla,
              "{}: llama.cpp's numerics (F16 KV cache, quantized matmuls) are not modelled for "
              "multi-head latent attention; evaluate without them",
              what);
-    QL_CHECK(!c.is_gemma4() || kind == EngineKind::Cpu,
-             "{}: {}'s layer (per-layer embeddings, KV sharing, K=V attention, per-layer head "
-             "sizes) is not implemented in the CUDA engine; run it on the CPU (without --gpu)",
-             what, c.hf_architecture);
-    if (c.is_gemma4()) return;  // engine/layers/gemma4_layer.cpp implements all of it
+    if (c.is_gemma4()) return;  // gemma4_layer.cpp and the CUDA engine implement all of it
     QL_CHECK(c.shared_expert != SharedExpert::SigmoidGated || c.is_hybrid(),
              "{}: {} layers add a sigmoid-gated shared expert to the routed ones, which the "
              "engine does not implement yet",

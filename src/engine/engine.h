@@ -56,7 +56,8 @@ class Model;
 // Throws Error (naming `what`, a path or engine, and the feature) when `config`'s layer uses
 // a feature that engine does not implement: for both, a sigmoid-gated shared expert outside
 // the hybrids, and with llama.cpp's numerics (`ggml_numerics`) multi-head latent attention,
-// which they do not model; for the CUDA engine also Gemma 4 and the Gated DeltaNet hybrids.
+// which they do not model. Both engines implement every other feature today; `kind` stays
+// so a feature one engine lacks is refused here.
 enum class EngineKind { Cpu, Cuda };
 void check_layer_supported(const ModelConfig& config, const std::string& what,
                            EngineKind kind = EngineKind::Cpu, bool ggml_numerics = false);

@@ -237,7 +237,7 @@ class GpuPair final : public LockstepPair {
         QL_CHECK(q_.complete(), "{}: the CUDA engine is missing weights", quant.path());
     }
     void embed(std::span<const int32_t> tokens, int64_t B, int64_t T) override {
-        const int64_t N = B * T, C = fp_.config().hidden, V = fp_.config().vocab;
+        const int64_t N = B * T, C = fp_.state_width(), V = fp_.config().vocab;
         for (size_t i = 0; i < tokens.size(); ++i)
             QL_CHECK(tokens[i] >= 0 && tokens[i] < V,
                      "compare --gpu: token id {} at position {} is outside the vocabulary of {}",
@@ -256,7 +256,7 @@ class GpuPair final : public LockstepPair {
     }
     const std::vector<float>& hidden_fp() override { return download(ha_, host_a_); }
     const std::vector<float>& hidden_quant() override { return download(hb_, host_b_); }
-    int64_t width() const override { return fp_.config().hidden; }
+    int64_t width() const override { return fp_.state_width(); }
     void head(int64_t t0, std::vector<float>& fp, std::vector<float>& quant) override {
         const auto n = static_cast<size_t>(B_ * (T_ - t0) * fp_.config().vocab);
         logits_.resize(n * 4);
@@ -279,7 +279,7 @@ class GpuPair final : public LockstepPair {
         return o;
     }
     const std::vector<float>& download(const cuda::DeviceBuffer& d, std::vector<float>& host) {
-        host.resize(static_cast<size_t>(B_ * T_ * fp_.config().hidden));
+        host.resize(static_cast<size_t>(B_ * T_ * fp_.state_width()));
         QL_CUDA(cudaMemcpy(host.data(), d.as(), host.size() * 4, cudaMemcpyDeviceToHost));
         return host;
     }

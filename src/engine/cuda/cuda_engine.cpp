@@ -36,6 +36,7 @@
 #include "engine/engine.h"
 #include "engine/kernels.h"
 #include "engine/layers/gated_deltanet.h"
+#include "engine/layers/gemma4_layer.h"
 #include "engine/layers/mla.h"
 #include "engine/layers/moe_routing.h"
 #include "model/model.h"
@@ -111,6 +112,11 @@ struct LayerSlots {
     // and o is ssm_out or attn_output; conv, ssm_dt.bias | ssm_a, and ssm_norm beside them,
     // and the shared expert's sigmoid gate (ffn_gate_inp_shexp).
     int ssm_conv = -1, ssm_dt_a = -1, ssm_norm = -1, shexp_gate = -1;
+    // Gemma 4: fused routed experts (gate | up rows per expert) with the router's input scale
+    // and the experts' output scales, the MoE branch's three norms, the per-layer embedding's
+    // gate, projection and norm, and the layer's output scalar.
+    int gate_up_exps = -1, router_scale = -1, expert_scale = -1, pre_norm_2 = -1, post_norm_1 = -1,
+        post_norm_2 = -1, ple_gate = -1, ple_proj = -1, ple_norm = -1, out_scale = -1;
 };
 
 uint64_t name_hash(const std::string& s) {
@@ -137,10 +143,22 @@ struct CudaEngine::Impl {
     std::vector<std::vector<int>> slot_members;  // members of each slot, in offset order
     std::vector<LayerSlots> layers;
     int token_embd = -1, output_norm = -1, output = -1;
-    DeviceBuffer spare;  // a freed scratch kept for the next override
+    // Floats per row of the state the layers pass along: the hidden size, or Gemma 4's wider
+    // rows (gemma4_layer.h: the per-layer embedding inputs and shared K/V beside h).
+    int64_t width = 0;
+    Gemma4RowLayout g4_rows;
+    int ple_table = -1, ple_model_proj = -1, ple_proj_norm = -1;  // Gemma 4's, when ple_dim > 0
+    // Gemma 4: the rows' hidden part, contiguous (f32); the MoE branch's sum (f32); a slice of
+    // the rows (stored K/V, a layer's per-layer input) as f32 and in the storage type; the
+    // per-layer inputs at embed and the tokens' rows of their table (f32 [N, L·P]); the
+    // router's input scale.
+    DeviceBuffer g4_h, g4_moe, g4_f32, g4_16, g4_ple, g4_tok, g4_router_w;
+    DeviceBuffer embed_rows;  // a packed table's rows of the batch's tokens, dequantized
+    DeviceBuffer spare;       // a freed scratch kept for the next override
 
     // Activation scratch, sized for opt.max_tokens rows.
     DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
+    DeviceBuffer router_in;  // the router's input in f32 (router_logits_f32)
     DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
     DeviceBuffer rope_cos, rope_sin, staging, importance;
     DeviceBuffer rope_cos_swa, rope_sin_swa;  // sliding layers with their own θ (Gemma 3)
@@ -215,7 +233,7 @@ struct CudaEngine::Impl {
     RoutingObserver routing_observer;
     struct TapNames {
         std::vector<std::string> qkv, o, gate_up, down, router, gate_up_exps, down_exps,
-            gate_up_shexp, down_shexp, mla_a, q_b, k_b, v_b;
+            gate_up_shexp, down_shexp, mla_a, q_b, k_b, v_b, ple_gate, ple_proj;
     };
     std::vector<TapNames> tap_names;
     DeviceBuffer tap_f32;
@@ -320,7 +338,17 @@ struct CudaEngine::Impl {
                       ls.kv_a,
                       ls.kv_a_norm,
                       ls.k_b,
-                      ls.v_b})
+                      ls.v_b,
+                      ls.gate_up_exps,
+                      ls.router_scale,
+                      ls.expert_scale,
+                      ls.pre_norm_2,
+                      ls.post_norm_1,
+                      ls.post_norm_2,
+                      ls.ple_gate,
+                      ls.ple_proj,
+                      ls.ple_norm,
+                      ls.out_scale})
             if (i >= 0) out.push_back(i);
         return out;
     }
@@ -535,6 +563,29 @@ struct CudaEngine::Impl {
             mla_qn.resize(Nmax * H * P * esize);
             mla_ol.resize(Nmax * H * L * 4);
             mla_head.resize(Nmax * H * L * esize);
+        }
+        if (c.is_gemma4()) {  // each layer its own head size and KV heads
+            const auto H = static_cast<size_t>(c.n_heads), P = static_cast<size_t>(c.ple_dim);
+            size_t hd = 0, kd = 0, fused_qkv = 0;
+            for (const ModelConfig::Gemma4Layer& s : c.gemma4_layers) {
+                const auto d = static_cast<size_t>(s.head_dim),
+                           kv = static_cast<size_t>(s.n_kv_heads);
+                hd = std::max(hd, H * d);
+                kd = std::max(kd, kv * d);
+                fused_qkv = std::max(fused_qkv, (H + 2 * kv) * d);
+            }
+            qkv.resize(Nmax * fused_qkv * 4);
+            q.resize(Nmax * hd * esize);
+            att.resize(Nmax * hd * esize);
+            k.resize(Nmax * kd * esize);
+            v.resize(Nmax * kd * esize);
+            g4_h.resize(Nmax * static_cast<size_t>(C) * 4);
+            g4_f32.resize(Nmax * std::max(kd, P) * 4);
+            g4_16.resize(Nmax * std::max(kd, P) * esize);
+            if (c.is_moe()) {
+                g4_moe.resize(Nmax * static_cast<size_t>(C) * 4);
+                router_in.resize(Nmax * static_cast<size_t>(C) * 4);
+            }
         }
         opt.max_tokens = tokens;
     }
@@ -787,15 +838,18 @@ struct CudaEngine::Impl {
         if (rope_T == T) return;
         auto upload = [&](bool sliding, DeviceBuffer& cos_b, DeviceBuffer& sin_b) {
             std::vector<float> cs, sn;
-            rope_tables(rope_frequencies(c, T, sliding), T, opt.rope_bf16_freqs, cs, sn,
-                        rope_attention_factor(c));
+            if (c.is_gemma4())  // each layer type its own head size and rope, no scaling
+                rope_tables(gemma4_rope_frequencies(c, sliding), T, opt.rope_bf16_freqs, cs, sn);
+            else
+                rope_tables(rope_frequencies(c, T, sliding), T, opt.rope_bf16_freqs, cs, sn,
+                            rope_attention_factor(c));
             cos_b.resize(cs.size() * 4);
             sin_b.resize(sn.size() * 4);
             QL_CUDA(cudaMemcpy(cos_b.as(), cs.data(), cs.size() * 4, cudaMemcpyHostToDevice));
             QL_CUDA(cudaMemcpy(sin_b.as(), sn.data(), sn.size() * 4, cudaMemcpyHostToDevice));
         };
         upload(false, rope_cos, rope_sin);
-        if (c.rope_theta_swa > 0) upload(true, rope_cos_swa, rope_sin_swa);
+        if (c.rope_theta_swa > 0 || c.is_gemma4()) upload(true, rope_cos_swa, rope_sin_swa);
         rope_T = T;
     }
 
@@ -984,15 +1038,34 @@ struct CudaEngine::Impl {
         return VD;
     }
 
+    // Router logits [N, E] f32 from the router input x[N, C] f32. The router multiplies in F32
+    // whatever the storage, as llama.cpp keeps ffn_gate_inp (an F32 weight times F32
+    // activations): a briefly trained router's near-tied experts flipped in 16 bits, which
+    // moved Qwen3-Next's F16 KLD against transformers from 1e-6 to 1.8e-4 at two tokens in 510.
+    void router_logits_f32(int64_t l, const LayerSlots& ls, const float* x, int64_t N) {
+        const int64_t C = c.hidden, E = c.n_experts;
+        router_logits.resize(static_cast<size_t>(N * E) * 4);
+        if (tap)
+            tap({ActivationTap::Kind::LinearInput, static_cast<int>(l),
+                 &tap_names[static_cast<size_t>(l)].router, x, true, N, C});
+        if (opt.ggml_numerics)  // F32 storage: linear() rounds the input for the router's type
+            linear(ls.router, 0, x, router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
+        else
+            gemm_as(CUDA_R_32F, CUBLAS_COMPUTE_32F, ptr(ls.router), x, router_logits.as(),
+                    CUDA_R_32F, N, C, E, 0.0f, E);
+        if (ls.router_bias >= 0)
+            launch_add_bias(router_logits.as<float>(), f32(ls.router_bias), N, E);
+    }
+
     void ffn_moe(int64_t l, const LayerSlots& ls, float* h, int64_t N) {
         const int64_t C = c.hidden, F = c.ffn, E = c.n_experts, K = c.n_experts_used;
         QL_ASSERT(F <= ffn && c.shared_expert_ffn <= ffn);  // gu and act hold the widest MLP
-        router_logits.resize(static_cast<size_t>(N * E) * 4);
         route_ids.resize(static_cast<size_t>(N * K) * 4);
         route_w.resize(static_cast<size_t>(N * K) * 4);
-        linear(ls.router, 0, xn.as(), router_logits.as(), CUDA_R_32F, N, C, E, 0.0f);
-        if (ls.router_bias >= 0)
-            launch_add_bias(router_logits.as<float>(), f32(ls.router_bias), N, E);
+        router_in.resize(static_cast<size_t>(N * C) * 4);
+        launch_rmsnorm(router_in.as(), Dtype::F32, h, f32(ls.ffn_norm), N, C,
+                       static_cast<float>(c.rms_eps), N, N, 0);
+        router_logits_f32(l, ls, router_in.as<float>(), N);
         std::vector<int32_t> ids(static_cast<size_t>(N * K));
         std::vector<float> w(ids.size());
         if (c.moe_sigmoid) {
@@ -1022,6 +1095,19 @@ struct CudaEngine::Impl {
             QL_CUDA(cudaMemcpy(ids.data(), route_ids.as(), ids.size() * 4, cudaMemcpyDeviceToHost));
             QL_CUDA(cudaMemcpy(w.data(), route_w.as(), w.size() * 4, cudaMemcpyDeviceToHost));
         }
+        run_experts(l, ls, ids, w, N, xn.as(), h);
+        shared_expert(l, ls, h, N);
+    }
+
+    // The routed experts of layer l: token n's K choices ids[n K ..] with weights w, over the
+    // expert input x[N, C] (storage type), added into out[N, C] (f32). Stacked gate and up
+    // (ffn_gate_exps, ffn_up_exps) or one fused gate|up (Gemma 4's ffn_gate_up_exps), each
+    // expert's rows one GEMM.
+    void run_experts(int64_t l, const LayerSlots& ls, const std::vector<int32_t>& ids,
+                     const std::vector<float>& w, int64_t N, const void* x, float* out) {
+        const int64_t C = c.hidden, E = c.n_experts, K = c.n_experts_used;
+        const int64_t F = c.is_gemma4() ? c.expert_ffn : c.ffn;
+        QL_ASSERT(F <= ffn);
         if (routing_observer) routing_observer(static_cast<int>(l), ids, N, K);
         // Rows of each expert in token order, all experts back to back.
         std::vector<int64_t> start(static_cast<size_t>(E + 1), 0);
@@ -1046,21 +1132,27 @@ struct CudaEngine::Impl {
         auto bias_row = [&](int slot, int64_t e, int64_t width) {
             return slot < 0 ? nullptr : f32(slot) + e * width;
         };
-        const GateAct gate_act = c.swiglu_limit > 0 ? GateAct::ClampedSwiGLU : GateAct::SiLU;
+        const GateAct gate_act = c.swiglu_limit > 0              ? GateAct::ClampedSwiGLU
+                                 : c.act == Activation::GeluTanh ? GateAct::GeluTanh
+                                                                 : GateAct::SiLU;
         for (int64_t e = 0; e < E; ++e) {
             const int64_t M = start[e + 1] - start[e];
             if (M == 0) continue;
             const int32_t* r = route_rows.as<int32_t>() + start[e];
-            launch_gather_rows(xe.as(), xn.as(), dt, r, M, C);
+            launch_gather_rows(xe.as(), x, dt, r, M, C);
             auto expert_tap = [&](const std::vector<std::string>& names, const void* x,
                                   int64_t cols) {
                 tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &names, x, false, M,
                      cols, static_cast<int>(e)});
             };
             if (tap) expert_tap(tap_names[static_cast<size_t>(l)].gate_up_exps, xe.as(), C);
-            linear(ls.gate_exps, e * F * C, xe.as(), gu.as(), cdt, M, C, F, 0.0f, 2 * F);
-            linear(ls.up_exps, e * F * C, xe.as(), gu.as<char>() + F * esize, cdt, M, C, F, 0.0f,
-                   2 * F);
+            if (ls.gate_up_exps >= 0) {
+                linear(ls.gate_up_exps, e * 2 * F * C, xe.as(), gu.as(), cdt, M, C, 2 * F, 0.0f);
+            } else {
+                linear(ls.gate_exps, e * F * C, xe.as(), gu.as(), cdt, M, C, F, 0.0f, 2 * F);
+                linear(ls.up_exps, e * F * C, xe.as(), gu.as<char>() + F * esize, cdt, M, C, F,
+                       0.0f, 2 * F);
+            }
             GateExtras extras;
             extras.gate_bias = bias_row(ls.gate_exps_bias, e, F);
             extras.up_bias = bias_row(ls.up_exps_bias, e, F);
@@ -1069,9 +1161,293 @@ struct CudaEngine::Impl {
             launch_swiglu(act.as(), gu.as(), dt, M, F, gate_act, extras);
             if (tap) expert_tap(tap_names[static_cast<size_t>(l)].down_exps, act.as(), F);
             linear(ls.down_exps, e * C * F, act.as(), ye.as(), CUDA_R_32F, M, F, C, 0.0f);
-            launch_scatter_add(h, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C,
+            launch_scatter_add(out, ye.as<float>(), r, route_rw.as<float>() + start[e], M, C,
                                bias_row(ls.down_exps_bias, e, C));
         }
+    }
+
+    // ---- rows wider than the hidden state (Gemma 4) ----
+    // dst[n, 0..cols) (ld_dst floats a row) ← src[n, 0..cols) (ld_src), both f32.
+    static void copy_columns(float* dst, int64_t ld_dst, const float* src, int64_t ld_src,
+                             int64_t cols, int64_t rows) {
+        if (rows == 0) return;
+        QL_CUDA(cudaMemcpy2DAsync(dst, static_cast<size_t>(ld_dst) * 4, src,
+                                  static_cast<size_t>(ld_src) * 4, static_cast<size_t>(cols) * 4,
+                                  static_cast<size_t>(rows), cudaMemcpyDeviceToDevice, nullptr));
+    }
+    // dst[n, 0..cols) (storage type, ld_dst elements a row) ← src[n, 0..cols) f32 (ld_src).
+    void load_columns(void* dst, int64_t ld_dst, const float* src, int64_t ld_src, int64_t cols,
+                      int64_t rows) {
+        if (dt == Dtype::F32) {
+            copy_columns(static_cast<float*>(dst), ld_dst, src, ld_src, cols, rows);
+            return;
+        }
+        copy_columns(g4_f32.as<float>(), cols, src, ld_src, cols, rows);
+        launch_f32_to_16(g4_16.as(), dt, g4_f32.as<float>(), rows * cols);
+        QL_CUDA(cudaMemcpy2DAsync(dst, static_cast<size_t>(ld_dst) * esize, g4_16.as(),
+                                  static_cast<size_t>(cols) * esize,
+                                  static_cast<size_t>(cols) * esize, static_cast<size_t>(rows),
+                                  cudaMemcpyDeviceToDevice, nullptr));
+    }
+    // dst[n, 0..cols) f32 (ld_dst) ← src[rows, cols] (storage type, contiguous).
+    void store_columns(float* dst, int64_t ld_dst, const void* src, int64_t cols, int64_t rows) {
+        if (dt == Dtype::F32) {
+            copy_columns(dst, ld_dst, static_cast<const float*>(src), cols, cols, rows);
+            return;
+        }
+        launch_16_to_f32(g4_f32.as<float>(), src, dt, rows * cols);
+        copy_columns(dst, ld_dst, g4_f32.as<float>(), cols, cols, rows);
+    }
+    // The hidden part of `rows` rows of the state, contiguous [rows, C] (the state itself when
+    // its rows are the hidden state).
+    const float* hidden_rows(const float* state, int64_t rows) {
+        if (width == c.hidden) return state;
+        g4_h.resize(static_cast<size_t>(rows * c.hidden) * 4);
+        copy_columns(g4_h.as<float>(), c.hidden, state, width, c.hidden, rows);
+        return g4_h.as<float>();
+    }
+    // out[N, cols] f32 = rows tokens[n] of the embedding table in `slot` (member `name`, rows
+    // of `cols`) × scale; a packed table's rows are dequantized first.
+    void gather_embedding(int slot, const std::string& name, const int32_t* d_tokens, int64_t N,
+                          int64_t cols, float scale, float* out) {
+        const Slot& table = slots[static_cast<size_t>(slot)];
+        if (!table.packed) {
+            launch_embed(out, ptr(slot), dt, d_tokens, N, cols, scale);
+            return;
+        }
+        const Member& mb = members[static_cast<size_t>(member_of.at(name))];
+        embed_rows.resize(static_cast<size_t>(N * cols) * esize);
+        launch_dequantize_rows(mb.block_type, table.orig.as<char>() + mb.byte_offset, mb.row_bytes,
+                               cols, d_tokens, 0, N, embed_rows.as(), dt);
+        if (iota.bytes() < static_cast<size_t>(N) * 4) {
+            std::vector<int32_t> ids(static_cast<size_t>(std::max(N, opt.max_tokens)));
+            for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
+            iota.resize(ids.size() * 4);
+            QL_CUDA(cudaMemcpy(iota.as(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
+        }
+        launch_embed(out, embed_rows.as(), dt, iota.as<int32_t>(), N, cols, scale);
+    }
+    bool loaded(int slot) const {
+        return slot >= 0 &&
+               members[static_cast<size_t>(slot_members[static_cast<size_t>(slot)][0])].loaded;
+    }
+
+    // ---- Gemma 4 (engine/layers/gemma4_layer.cpp: the CPU's layer, the equations) ----
+    void add_gemma4_layer(int64_t l) {
+        const std::string p = "blk." + std::to_string(l) + ".";
+        const ModelConfig::Gemma4Layer& s = c.gemma4_layers[static_cast<size_t>(l)];
+        const int64_t C = c.hidden, D = s.head_dim, HD = c.n_heads * D, KD = s.n_kv_heads * D;
+        const bool own_kv = s.kv_source == l;
+        LayerSlots& ls = layers[static_cast<size_t>(l)];
+        auto norm = [&](const char* base, int64_t n, bool required = true) {
+            return fused(true, {{p + base + ".weight", {n}}}, required);
+        };
+        ls.attn_norm = norm("attn_norm", C);
+        std::vector<std::pair<std::string, std::vector<int64_t>>> qkv_in{
+            {p + "attn_q.weight", {C, HD}}};
+        if (own_kv) {  // a KV-shared layer reads its source layer's K and V from the rows
+            qkv_in.push_back({p + "attn_k.weight", {C, KD}});
+            if (!s.v_is_k) qkv_in.push_back({p + "attn_v.weight", {C, KD}});
+        }
+        ls.qkv = fused(false, qkv_in, true);
+        ls.q_norm = norm("attn_q_norm", D);
+        if (own_kv) ls.k_norm = norm("attn_k_norm", D);
+        ls.o = fused(false, {{p + "attn_output.weight", {HD, C}}}, true);
+        ls.post_attn_norm = norm("post_attention_norm", C);
+        ls.ffn_norm = norm("ffn_norm", C);
+        ls.gate_up = fused(
+            false, {{p + "ffn_gate.weight", {C, s.ffn}}, {p + "ffn_up.weight", {C, s.ffn}}}, true);
+        ls.down = fused(false, {{p + "ffn_down.weight", {s.ffn, C}}}, true);
+        ls.post_ffw_norm = norm("post_ffw_norm", C);
+        ls.out_scale = norm("layer_output_scale", 1, false);
+        if (c.is_moe()) {
+            const int64_t E = c.n_experts, F = c.expert_ffn;
+            ls.router = fused(true, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
+            ls.router_scale = fused(true, {{p + "ffn_gate_inp.scale", {C}}}, true);
+            ls.gate_up_exps = fused(false, {{p + "ffn_gate_up_exps.weight", {C, 2 * F, E}}}, true);
+            ls.down_exps = fused(false, {{p + "ffn_down_exps.weight", {F, C, E}}}, true);
+            ls.expert_scale = fused(true, {{p + "ffn_down_exps.scale", {E}}}, true);
+            ls.pre_norm_2 = norm("pre_ffw_norm_2", C);
+            ls.post_norm_1 = norm("post_ffw_norm_1", C);
+            ls.post_norm_2 = norm("post_ffw_norm_2", C);
+        }
+        if (const int64_t P = c.ple_dim; P > 0) {
+            ls.ple_gate = fused(false, {{p + "inp_gate.weight", {C, P}}}, true);
+            ls.ple_proj = fused(false, {{p + "proj.weight", {P, C}}}, true);
+            ls.ple_norm = norm("post_norm", C);
+        }
+    }
+
+    // The per-layer embedding inputs of every layer into the rows (the hidden part, the
+    // scaled embeddings, is in g4_h): (norm(proj(e)·C^-½) + tok_ple·√P)·2^-½.
+    void gemma4_embed(const int32_t* d_tokens, int64_t N, float* state) {
+        const int64_t C = c.hidden, W = width, L = c.n_layers, P = c.ple_dim, LP = L * P;
+        float* e = g4_h.as<float>();
+        if (W > C)  // the stored K/V start at zero, as on the CPU
+            QL_CUDA(cudaMemset2DAsync(state + C, static_cast<size_t>(W) * 4, 0,
+                                      static_cast<size_t>(W - C) * 4, static_cast<size_t>(N),
+                                      nullptr));
+        copy_columns(state, W, e, C, C, N);
+        if (P == 0) return;
+        use({ple_table, ple_model_proj, ple_proj_norm});
+        g4_tok.resize(static_cast<size_t>(N * LP) * 4);
+        g4_ple.resize(static_cast<size_t>(N * LP) * 4);
+        gather_embedding(ple_table, "per_layer_token_embd.weight", d_tokens, N, LP,
+                         std::sqrt(static_cast<float>(P)), g4_tok.as<float>());
+        static const std::vector<std::string> kProj{"per_layer_model_proj.weight"};
+        if (tap) tap({ActivationTap::Kind::LinearInput, -1, &kProj, e, true, N, C});
+        const void* x = e;
+        if (dt != Dtype::F32) {
+            xn.resize(static_cast<size_t>(N * C) * esize);
+            launch_f32_to_16(xn.as(), dt, e, N * C);
+            x = xn.as();
+        }
+        float* ple = g4_ple.as<float>();
+        linear(ple_model_proj, 0, x, ple, CUDA_R_32F, N, C, LP, 0.0f);
+        const float root = 1.0f / std::sqrt(static_cast<float>(C));
+        const float one = 1.0f, mix = 1.0f / std::sqrt(2.0f);
+        QL_CUBLAS(cublasSscal(blas, static_cast<int>(N * LP), &root, ple, 1));
+        launch_rmsnorm(ple, Dtype::F32, ple, f32(ple_proj_norm), N * L, P,
+                       static_cast<float>(c.rms_eps), N * L, N * L, 0);
+        QL_CUBLAS(cublasSaxpy(blas, static_cast<int>(N * LP), &one, g4_tok.as<float>(), 1, ple, 1));
+        QL_CUBLAS(cublasSscal(blas, static_cast<int>(N * LP), &mix, ple, 1));
+        copy_columns(state + g4_rows.ple_offset, W, ple, LP, LP, N);
+    }
+
+    // Gemma 4's MoE block beside the MLP: y (the MLP's output, f32) ← post_norm_1(y) +
+    // post_norm_2(Σ routed experts of pre_norm_2(h)), the router reading
+    // rmsnorm(h) · router_scale · C^-½ and each expert's weight scaled by its output scale.
+    void gemma4_moe(int64_t l, const LayerSlots& ls, const float* h, float* y, int64_t N) {
+        const int64_t C = c.hidden, E = c.n_experts, K = c.n_experts_used;
+        const auto eps = static_cast<float>(c.rms_eps);
+        launch_rmsnorm(y, Dtype::F32, y, f32(ls.post_norm_1), N, C, eps, N, N, 0);
+        std::vector<float> scale(static_cast<size_t>(C)), expert_scale(static_cast<size_t>(E));
+        QL_CUDA(cudaMemcpy(scale.data(), f32(ls.router_scale), scale.size() * 4,
+                           cudaMemcpyDeviceToHost));
+        QL_CUDA(cudaMemcpy(expert_scale.data(), f32(ls.expert_scale), expert_scale.size() * 4,
+                           cudaMemcpyDeviceToHost));
+        const float root = 1.0f / std::sqrt(static_cast<float>(C));
+        for (float& v : scale) v *= root;  // the CPU's rs[ch] * root, then × the normed input
+        g4_router_w.resize(scale.size() * 4);
+        QL_CUDA(
+            cudaMemcpy(g4_router_w.as(), scale.data(), scale.size() * 4, cudaMemcpyHostToDevice));
+        launch_rmsnorm(router_in.as(), Dtype::F32, h, g4_router_w.as<float>(), N, C, eps, N, N, 0);
+        router_logits_f32(l, ls, router_in.as<float>(), N);
+        route_ids.resize(static_cast<size_t>(N * K) * 4);
+        route_w.resize(static_cast<size_t>(N * K) * 4);
+        launch_router_topk(router_logits.as<float>(), route_ids.as<int32_t>(), route_w.as<float>(),
+                           N, E, K, true);
+        std::vector<int32_t> ids(static_cast<size_t>(N * K));
+        std::vector<float> w(ids.size());
+        QL_CUDA(cudaMemcpy(ids.data(), route_ids.as(), ids.size() * 4, cudaMemcpyDeviceToHost));
+        QL_CUDA(cudaMemcpy(w.data(), route_w.as(), w.size() * 4, cudaMemcpyDeviceToHost));
+        for (size_t i = 0; i < ids.size(); ++i) w[i] *= expert_scale[static_cast<size_t>(ids[i])];
+        launch_rmsnorm(xn.as(), dt, h, f32(ls.pre_norm_2), N, C, eps, N, N, 0);
+        QL_CUDA(cudaMemsetAsync(g4_moe.as(), 0, static_cast<size_t>(N * C) * 4, nullptr));
+        run_experts(l, ls, ids, w, N, xn.as(), g4_moe.as<float>());
+        launch_rmsnorm_add(y, g4_moe.as<float>(), f32(ls.post_norm_2), N, C, eps);
+    }
+
+    // Layer l over the rows of `state` (width floats each): gemma4_layer.cpp's
+    // gemma4_run_layer on the GPU, the hidden part worked on contiguously in g4_h.
+    void gemma4_layer(int64_t l, float* state, int64_t B, int64_t T) {
+        const LayerSlots& ls = layers[static_cast<size_t>(l)];
+        const ModelConfig::Gemma4Layer& s = c.gemma4_layers[static_cast<size_t>(l)];
+        const int64_t N = B * T, C = c.hidden, W = width, H = c.n_heads, KV = s.n_kv_heads;
+        const int64_t D = s.head_dim, HD = H * D, KD = KV * D, QKV = HD + 2 * KD, F = s.ffn;
+        const auto eps = static_cast<float>(c.rms_eps);
+        const bool sliding = c.is_sliding(l), own_kv = s.kv_source == l;
+        const TapNames* tn = tap ? &tap_names[static_cast<size_t>(l)] : nullptr;
+        auto tap_input = [&](std::vector<std::string> TapNames::*names, const void* x, bool is_f32,
+                             int64_t cols) {
+            if (tn)
+                tap({ActivationTap::Kind::LinearInput, static_cast<int>(l), &(tn->*names), x,
+                     is_f32, N, cols});
+        };
+        float* h = g4_h.as<float>();
+        copy_columns(h, C, state, W, C, N);
+
+        // Attention: q (and k, v unless shared) in one GEMM into rows of QKV.
+        launch_rmsnorm(xn.as(), dt, h, f32(ls.attn_norm), N, C, eps, T, T, 0);
+        tap_input(&TapNames::qkv, xn.as(), false, C);
+        const int64_t projected = !own_kv ? HD : s.v_is_k ? HD + KD : QKV;
+        float* qkv32 = qkv.as<float>();
+        linear(ls.qkv, 0, xn.as(), qkv32, CUDA_R_32F, N, C, projected, 0.0f, QKV);
+        if (own_kv) {
+            if (s.v_is_k) copy_columns(qkv32 + HD + KD, QKV, qkv32 + HD, QKV, KD, N);
+            // v-norm, an RMSNorm without weight: x·√D / √(Σx² + D·ε).
+            launch_l2norm_heads(qkv32 + HD + KD, QKV, N, KV, D, eps * static_cast<float>(D),
+                                std::sqrt(static_cast<float>(D)));
+        }
+        // A shared layer's k and v come out of here unused and are replaced below.
+        launch_qkv_post(qkv32, nullptr, f32(ls.q_norm), own_kv ? f32(ls.k_norm) : nullptr, eps,
+                        (sliding ? rope_cos_swa : rope_cos).as<float>(),
+                        (sliding ? rope_sin_swa : rope_sin).as<float>(), true, q.as(), k.as(),
+                        v.as(), dt, N, T, H, KV, D, D / 2);
+        if (opt.ggml_numerics) {  // ggml's F16 KV cache, as the CPU's layer
+            launch_round_activations(q.as<float>(), N, HD, ActRound::F16);
+            if (own_kv) {
+                launch_round_activations(k.as<float>(), N, KD, ActRound::F16);
+                launch_round_activations(v.as<float>(), N, KD, ActRound::F16);
+            }
+        }
+        const int64_t off = g4_rows.kv_offset[static_cast<size_t>(s.kv_source)];
+        if (own_kv && off >= 0) {
+            store_columns(state + off, W, k.as(), KD, N);
+            store_columns(state + off + KD, W, v.as(), KD, N);
+        } else if (!own_kv) {
+            QL_ASSERT(off >= 0);
+            load_columns(k.as(), KD, state + off, W, KD, N);
+            load_columns(v.as(), KD, state + off + KD, W, KD, N);
+        }
+        const float scale = c.attn_scale > 0 ? static_cast<float>(c.attn_scale)
+                                             : 1.0f / std::sqrt(static_cast<float>(D));
+        attention(l, B, T, {H, KV, D, D, KD, scale, q, k, v, att});
+        tap_input(&TapNames::o, att.as(), false, HD);
+        float* y = proj.as<float>();
+        linear(ls.o, 0, att.as(), y, CUDA_R_32F, N, HD, C, 0.0f);
+        launch_rmsnorm_add(h, y, f32(ls.post_attn_norm), N, C, eps);
+
+        // The MLP (GeGLU), and the MoE block beside it.
+        QL_ASSERT(F <= ffn);
+        launch_rmsnorm(xn.as(), dt, h, f32(ls.ffn_norm), N, C, eps, T, T, 0);
+        tap_input(&TapNames::gate_up, xn.as(), false, C);
+        linear(ls.gate_up, 0, xn.as(), gu.as(), cdt, N, C, 2 * F, 0.0f);
+        launch_swiglu(act.as(), gu.as(), dt, N, F, GateAct::GeluTanh);
+        tap_input(&TapNames::down, act.as(), false, F);
+        linear(ls.down, 0, act.as(), y, CUDA_R_32F, N, F, C, 0.0f);
+        if (c.is_moe()) gemma4_moe(l, ls, h, y, N);
+        launch_rmsnorm_add(h, y, f32(ls.post_ffw_norm), N, C, eps);
+
+        // The per-layer embedding: gelu(inp_gate · h) ⊙ ple_l → proj → post_norm → residual.
+        if (const int64_t P = c.ple_dim; P > 0) {
+            QL_ASSERT(P <= ffn);
+            tap_input(&TapNames::ple_gate, h, true, C);
+            const void* x = h;
+            if (dt != Dtype::F32) {
+                launch_f32_to_16(xn.as(), dt, h, N * C);
+                x = xn.as();
+            }
+            linear(ls.ple_gate, 0, x, gu.as(), cdt, N, C, P, 0.0f, 2 * P);
+            load_columns(gu.as<char>() + P * esize, 2 * P, state + g4_rows.ple_offset + l * P, W, P,
+                         N);
+            launch_swiglu(act.as(), gu.as(), dt, N, P, GateAct::GeluTanh);
+            tap_input(&TapNames::ple_proj, act.as(), false, P);
+            linear(ls.ple_proj, 0, act.as(), y, CUDA_R_32F, N, P, C, 0.0f);
+            launch_rmsnorm_add(h, y, f32(ls.ple_norm), N, C, eps);
+        }
+        if (loaded(ls.out_scale)) {  // h ×= the layer's scalar, read where it lies
+            QL_CUBLAS(cublasSetPointerMode(blas, CUBLAS_POINTER_MODE_DEVICE));
+            QL_CUBLAS(cublasSscal(blas, static_cast<int>(N * C), f32(ls.out_scale), h, 1));
+            QL_CUBLAS(cublasSetPointerMode(blas, CUBLAS_POINTER_MODE_HOST));
+        }
+        copy_columns(state, W, h, C, C, N);
+        if (tn)
+            tap({ActivationTap::Kind::LayerOutput, static_cast<int>(l), nullptr, h, true, N, C});
+    }
+
+    void shared_expert(int64_t l, const LayerSlots& ls, float* h, int64_t N) {
+        const int64_t C = c.hidden;
         if (ls.gate_up_shexp >= 0) {  // the shared expert, on every token
             const int64_t S = c.shared_expert_ffn;
             const TapNames* tn = tap ? &tap_names[static_cast<size_t>(l)] : nullptr;
@@ -1150,12 +1526,29 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
         c.is_moe()
             ? std::max({c.ffn, c.n_dense_layers > 0 ? c.dense_ffn_width() : 0, c.shared_expert_ffn})
             : c.dense_ffn_width();
+    m.width = C;
+    if (c.is_gemma4()) {  // per-layer MLP widths, the experts', the per-layer embedding's
+        m.ffn = std::max(c.expert_ffn, c.ple_dim);
+        for (const ModelConfig::Gemma4Layer& s : c.gemma4_layers) m.ffn = std::max(m.ffn, s.ffn);
+        m.g4_rows = gemma4_row_layout(c);
+        m.width = m.g4_rows.width;
+    }
     const int64_t F = c.ffn, E = c.n_experts, D = c.head_dim, F_dense = c.dense_ffn_width();
     m.token_embd = m.fused(false, {{"token_embd.weight", {C, c.vocab}}}, true);
     m.output_norm = m.fused(true, {{"output_norm.weight", {C}}}, true);
     if (!c.tie_embeddings) m.output = m.fused(false, {{"output.weight", {C, c.vocab}}}, false);
+    if (c.is_gemma4() && c.ple_dim > 0) {
+        const int64_t LP = c.n_layers * c.ple_dim;
+        m.ple_table = m.fused(false, {{"per_layer_token_embd.weight", {LP, c.vocab}}}, true);
+        m.ple_model_proj = m.fused(false, {{"per_layer_model_proj.weight", {C, LP}}}, true);
+        m.ple_proj_norm = m.fused(true, {{"per_layer_proj_norm.weight", {c.ple_dim}}}, true);
+    }
     m.layers.resize(static_cast<size_t>(c.n_layers));
     for (int64_t l = 0; l < c.n_layers; ++l) {
+        if (c.is_gemma4()) {
+            m.add_gemma4_layer(l);
+            continue;
+        }
         const std::string p = "blk." + std::to_string(l) + ".";
         LayerSlots& ls = m.layers[static_cast<size_t>(l)];
         ls.attn_norm = m.fused(true, {{p + "attn_norm.weight", {C}}}, true);
@@ -1232,7 +1625,8 @@ CudaEngine::CudaEngine(const ModelConfig& config, CudaEngineOptions options)
                 : "ffn_norm.weight";
         ls.ffn_norm = m.fused(true, {{p + ffn_norm, {C}}}, true);
         if (c.is_moe_layer(l)) {
-            ls.router = m.fused(false, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
+            // F32, as llama.cpp keeps ffn_gate_inp: see Impl::route.
+            ls.router = m.fused(true, {{p + "ffn_gate_inp.weight", {C, E}}}, true);
             ls.gate_exps = m.fused(false, {{p + "ffn_gate_exps.weight", {C, F, E}}}, true);
             ls.up_exps = m.fused(false, {{p + "ffn_up_exps.weight", {C, F, E}}}, true);
             ls.down_exps = m.fused(false, {{p + "ffn_down_exps.weight", {F, C, E}}}, true);
@@ -1296,6 +1690,10 @@ std::vector<CudaEngine::WeightSpec> CudaEngine::weight_specs() const {
 
 int64_t CudaEngine::n_elements(const std::string& name) const {
     return impl_->member(name).n;
+}
+
+int64_t CudaEngine::state_width() const {
+    return impl_->width;
 }
 
 int64_t CudaEngine::weight_bytes() const {
@@ -1661,35 +2059,30 @@ std::vector<float> CudaEngine::values(const std::string& name) const {
 }
 
 void CudaEngine::embed(const int32_t* d_tokens, int64_t N, float* d_h) {
-    impl_->use({impl_->token_embd});
-    // Gemma: × sqrt(hidden) in float, as the CPU engine.
-    const float scale =
-        impl_->c.embed_scale ? std::sqrt(static_cast<float>(impl_->c.hidden)) : 1.0f;
     Impl& m = *impl_;
-    const Slot& table = m.slots[static_cast<size_t>(m.token_embd)];
-    if (table.packed) {  // the tokens' rows, dequantized in order into xn (free until a layer)
-        const Member& mb = m.members[static_cast<size_t>(m.member_of.at("token_embd.weight"))];
-        const int64_t C = m.c.hidden;
-        m.xn.resize(static_cast<size_t>(N * C) * m.esize);
-        launch_dequantize_rows(mb.block_type, table.orig.as<char>() + mb.byte_offset, mb.row_bytes,
-                               C, d_tokens, 0, N, m.xn.as(), m.dt);
-        if (m.iota.bytes() < static_cast<size_t>(N) * 4) {
-            std::vector<int32_t> ids(static_cast<size_t>(std::max(N, m.opt.max_tokens)));
-            for (size_t i = 0; i < ids.size(); ++i) ids[i] = static_cast<int32_t>(i);
-            m.iota.resize(ids.size() * 4);
-            QL_CUDA(cudaMemcpy(m.iota.as(), ids.data(), ids.size() * 4, cudaMemcpyHostToDevice));
-        }
-        launch_embed(d_h, m.xn.as(), m.dt, m.iota.as<int32_t>(), N, C, scale);
-    } else {
-        launch_embed(d_h, m.ptr(m.token_embd), m.dt, d_tokens, N, m.c.hidden, scale);
-    }
-    impl_->prefetch(impl_->layer_slots(0));
+    m.use({m.token_embd});
+    const int64_t C = m.c.hidden;
+    // Gemma: × sqrt(hidden) in float, as the CPU engine.
+    const float scale = m.c.embed_scale ? std::sqrt(static_cast<float>(C)) : 1.0f;
+    const bool wide = m.width != C;  // Gemma 4: the embeddings into g4_h, then into the rows
+    if (wide) m.g4_h.resize(static_cast<size_t>(N * C) * 4);
+    m.gather_embedding(m.token_embd, "token_embd.weight", d_tokens, N, C, scale,
+                       wide ? m.g4_h.as<float>() : d_h);
+    if (wide) m.gemma4_embed(d_tokens, N, d_h);
+    m.prefetch(m.layer_slots(0));
 }
 
 void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     Impl& m = *impl_;
     const ModelConfig& c = m.c;
     QL_ASSERT(l >= 0 && l < c.n_layers && B * T <= m.opt.max_tokens);
+    if (c.is_gemma4()) {
+        m.ensure_rope(T);
+        m.use(m.layer_slots(l));
+        m.prefetch(l + 1 < c.n_layers ? m.layer_slots(l + 1) : m.head_slots());
+        m.gemma4_layer(l, h, B, T);
+        return;
+    }
     const LayerSlots& ls = m.layers[static_cast<size_t>(l)];
     const int64_t N = B * T, C = c.hidden, H = c.n_heads, KV = c.n_kv_heads, D = c.head_dim;
     const int64_t HD = H * D, KD = KV * D, F = c.dense_ffn_width();
@@ -1756,7 +2149,6 @@ void CudaEngine::run_layer(int64_t l, float* h, int64_t B, int64_t T) {
     launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(ls.ffn_norm), N, C, eps, T, T, 0);
     m.mark_step(6);
     if (c.is_moe_layer(l)) {
-        if (tn) tap(tn->router, m.xn.as(), C);
         m.ffn_moe(l, ls, h, N);
         m.mark_step(7);
         m.mark_step(8);
@@ -1808,6 +2200,15 @@ void CudaEngine::set_tap(ActivationTapFn tap) {
                               ? names({"ffn_gate_shexp", "ffn_up_shexp", "ffn_gate_inp_shexp"})
                               : names({"ffn_gate_shexp", "ffn_up_shexp"});
         t.down_shexp = names({"ffn_down_shexp"});
+        if (m.c.is_gemma4()) {  // a shared layer projects q only; K=V layers have no attn_v
+            const ModelConfig::Gemma4Layer& s = m.c.gemma4_layers[static_cast<size_t>(l)];
+            t.qkv = s.kv_source != l ? names({"attn_q"})
+                    : s.v_is_k       ? names({"attn_q", "attn_k"})
+                                     : names({"attn_q", "attn_k", "attn_v"});
+            t.gate_up_exps = names({"ffn_gate_up_exps"});
+            t.ple_gate = names({"inp_gate"});
+            t.ple_proj = names({"proj"});
+        }
         t.mla_a = names({"attn_q_a", "attn_kv_a_mqa"});
         t.q_b = names({"attn_q_b"});
         t.k_b = names({"attn_k_b"});
@@ -1833,7 +2234,7 @@ namespace {
 // [B*T, C] on the device (run_layers, forward_logits).
 DeviceBuffer embed_and_run_layers(CudaEngine& e, const CudaEngine::Impl& m,
                                   const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
-    const int64_t N = B * T, C = m.c.hidden, V = m.c.vocab;
+    const int64_t N = B * T, C = m.width, V = m.c.vocab;
     QL_CHECK(static_cast<int64_t>(tokens.size()) == N && N <= m.opt.max_tokens,
              "CUDA engine: {} tokens for {} sequences of {} (at most {} per batch)", tokens.size(),
              B, T, m.opt.max_tokens);
@@ -1861,9 +2262,10 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
     const bool has_output =
         m.output >= 0 && m.members[static_cast<size_t>(m.member_of.at("output.weight"))].loaded;
     m.use(m.head_slots());
+    const float* hidden = m.hidden_rows(h, B * T);
     m.xn.resize(static_cast<size_t>(R * C) * m.esize);
-    launch_rmsnorm(m.xn.as(), m.dt, h, m.f32(m.output_norm), R, C, static_cast<float>(m.c.rms_eps),
-                   S, T, t0);
+    launch_rmsnorm(m.xn.as(), m.dt, hidden, m.f32(m.output_norm), R, C,
+                   static_cast<float>(m.c.rms_eps), S, T, t0);
     if (m.tap) {  // the head's input (GPTQ Hessians), named as the CPU engine names it
         static const std::vector<std::string> kOutput{"output.weight"}, kTied{"token_embd.weight"};
         m.tap({ActivationTap::Kind::LinearInput, -1, has_output ? &kOutput : &kTied, m.xn.as(),
@@ -1878,7 +2280,7 @@ void CudaEngine::head(const float* h, int64_t B, int64_t T, int64_t t0, float* d
 std::vector<float> CudaEngine::forward_logits(const std::vector<int32_t>& tokens, int64_t B,
                                               int64_t T, int64_t t0) {
     Impl& m = *impl_;
-    const int64_t V = m.c.vocab, S = T - t0, C = m.c.hidden;
+    const int64_t V = m.c.vocab, S = T - t0, C = m.width;
     DeviceBuffer d_h = embed_and_run_layers(*this, m, tokens, B, T);
     // The head runs a few sequences at a time so the logits on the GPU stay near 256 MiB
     // (a 128k vocabulary makes 0.5 MB a row).
@@ -1903,8 +2305,9 @@ std::vector<float> CudaEngine::next_token_nll(const std::vector<int32_t>& tokens
     const bool has_output =
         m.output >= 0 && m.members[static_cast<size_t>(m.member_of.at("output.weight"))].loaded;
     m.use(m.head_slots());
+    const float* hidden = m.hidden_rows(d_h.as<float>(), B * T);
     m.xn.resize(static_cast<size_t>(R * C) * m.esize);
-    launch_rmsnorm(m.xn.as(), m.dt, d_h.as<float>(), m.f32(m.output_norm), R, C,
+    launch_rmsnorm(m.xn.as(), m.dt, hidden, m.f32(m.output_norm), R, C,
                    static_cast<float>(m.c.rms_eps), S, T, t0);
     std::vector<int32_t> next(static_cast<size_t>(R));
     for (int64_t b = 0; b < B; ++b)
@@ -1956,8 +2359,21 @@ std::unordered_map<std::string, GgmlType> quantized_storage_types(const Model& m
 
 std::vector<std::string> quantizable_weights(const ModelConfig& c) {
     std::vector<std::string> out{"token_embd.weight"};
+    if (c.is_gemma4() && c.ple_dim > 0)
+        out.insert(out.end(), {"per_layer_token_embd.weight", "per_layer_model_proj.weight"});
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
+        if (c.is_gemma4()) {
+            const ModelConfig::Gemma4Layer& s = c.gemma4_layers[static_cast<size_t>(l)];
+            std::vector<const char*> names{"attn_q"};
+            if (s.kv_source == l) names.push_back("attn_k");
+            if (s.kv_source == l && !s.v_is_k) names.push_back("attn_v");
+            names.insert(names.end(), {"attn_output", "ffn_gate", "ffn_up", "ffn_down"});
+            if (c.is_moe()) names.insert(names.end(), {"ffn_gate_up_exps", "ffn_down_exps"});
+            if (c.ple_dim > 0) names.insert(names.end(), {"inp_gate", "proj"});
+            for (const char* t : names) out.push_back(p + t + ".weight");
+            continue;
+        }
         const auto attention =
             c.is_linear_layer(l)
                 ? (c.ssm_fused_ba

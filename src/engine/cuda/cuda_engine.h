@@ -12,11 +12,14 @@
 //    an MQA over [latent | rope key]); GGUF layout, llama q/k rows permuted so RoPE is the
 //    adjacent-pair style, neox for qwen; the Gated DeltaNet hybrids (Qwen3-Next, Qwen3.5) with
 //    their conv, gated delta rule in its chunked form, gated RMSNorm, gated full attention and
-//    sigmoid-gated shared expert (deltanet.h); check_layer_supported names the rest: Gemma 4),
+//    sigmoid-gated shared expert (deltanet.h); Gemma 4's per-layer head sizes and KV heads,
+//    K=V and KV-shared layers, v-norm, proportional rope, per-layer embeddings, the MoE block
+//    beside the MLP and the layer scalar, in the CPU's row layout (engine/layers/gemma4_layer.h)),
 //    with these precision choices:
 //    matrix weights and GEMM inputs in the 16-bit type, GEMM accumulation and outputs that feed the
 //    residual stream in F32 (the residual stream h stays F32), 1-D weights (norms, biases) in F32,
-//    RoPE tables computed in double on the host exactly like the CPU engine.
+//    RoPE tables computed in double on the host exactly like the CPU engine; MoE routers in F32
+//    (weight and input), as llama.cpp keeps ffn_gate_inp.
 //  - GEMMs through cuBLAS (q|k|v and gate|up fused into one GEMM each, o and down add into
 //    h through beta = 1); RMSNorm, RoPE, causal GQA softmax, SwiGLU, routing, embedding and
 //    the scoring reductions are our kernels (cuda_kernels.cuh).
@@ -192,9 +195,13 @@ class CudaEngine {
     int64_t n_elements(const std::string& name) const;
 
     // ---- layer-granular execution on device buffers ----
-    // d_tokens[N] (device) → d_h[N, C] (device, f32).
+    // Floats per row of the state that embed, run_layer and head pass along: the hidden size C,
+    // or for Gemma 4 the CPU engine's wider rows (Engine::state_width(); the first C floats
+    // are the hidden state).
+    int64_t state_width() const;
+    // d_tokens[N] (device) → d_h[N, state_width()] (device, f32).
     void embed(const int32_t* d_tokens, int64_t N, float* d_h);
-    // d_h[B*T, C] in place through layer l (B*T ≤ max_tokens).
+    // d_h[B*T, state_width()] in place through layer l (B*T ≤ max_tokens).
     void run_layer(int64_t l, float* d_h, int64_t B, int64_t T);
     // Final norm + output projection for positions t0..T-1 of each sequence:
     // d_logits[B*(T-t0), V] f32 (device).

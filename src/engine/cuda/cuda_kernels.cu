@@ -415,10 +415,12 @@ __global__ void score_rows_k(const float* logits, int64_t S, int64_t R, int64_t 
 
 constexpr int kPartials = 1024;
 
-__global__ void sq_diff_partial_k(const float* a, const float* b, int64_t n, double* partials) {
+__global__ void sq_diff_partial_k(const float* a, const float* b, int64_t n, int64_t cols,
+                                  int64_t ld, double* partials) {
     double s = 0.0;
-    for (int64_t i = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; i < n;
-         i += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+    for (int64_t j = blockIdx.x * static_cast<int64_t>(blockDim.x) + threadIdx.x; j < n;
+         j += static_cast<int64_t>(gridDim.x) * blockDim.x) {
+        const int64_t i = cols < ld ? j / cols * ld + j % cols : j;
         const double d = static_cast<double>(a[i]) - b[i];
         s += d * d;
     }
@@ -666,8 +668,8 @@ void launch_nll_finish(const float* run_max, const double* run_sum, const float*
 }
 
 void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,
-                               double* acc) {
-    sq_diff_partial_k<<<kPartials, 256>>>(a, b, n, partials);
+                               double* acc, int64_t cols, int64_t ld) {
+    sq_diff_partial_k<<<kPartials, 256>>>(a, b, n, cols, ld, partials);
     QL_CUDA_LAUNCH();
     sum_partials_k<<<1, 1024>>>(partials, kPartials, acc);
     QL_CUDA_LAUNCH();

@@ -131,8 +131,9 @@ void launch_nll_finish(const float* run_max, const double* run_sum, const float*
                        float* out);
 
 // *acc += Σ (a[i] − b[i])² in a fixed order (deterministic); partials holds 1024 doubles.
+// With cols < ld, a and b are rows of ld floats of which the first cols count (n = rows·cols).
 void launch_sq_diff_accumulate(const float* a, const float* b, int64_t n, double* partials,
-                               double* acc);
+                               double* acc, int64_t cols = 0, int64_t ld = 0);
 
 // llama.cpp's CPU rounding of a matmul input for the weight's type (engine/kernels.h's
 // ActRounding, same order): x[N, C] f32 in place, bit-identical to round_activations.

@@ -238,7 +238,7 @@ void TapForward::run(const std::vector<int32_t>& tokens, int64_t B, int64_t T) {
                  tokens[i], i, c.vocab);
     Buffers& b = *buffers_;
     b.tokens.resize(tokens.size() * 4);
-    b.h.resize(static_cast<size_t>(N * c.hidden) * 4);
+    b.h.resize(static_cast<size_t>(N * engine_.state_width()) * 4);
     b.logits.resize(static_cast<size_t>(N * c.vocab) * 4);
     QL_CUDA(cudaMemcpy(b.tokens.as(), tokens.data(), tokens.size() * 4, cudaMemcpyHostToDevice));
     engine_.embed(b.tokens.as<int32_t>(), N, b.h.as<float>());

@@ -104,7 +104,8 @@ class Backend final : public CudaSweepBackend {
                      "CUDA sweep: token id {} at position {} is outside the vocabulary of {}",
                      chunks.tokens[i], i, c.vocab);
         chunks_ = chunks;
-        const int64_t L = c.n_layers, C = c.hidden, V = c.vocab, T = chunks.n_ctx;
+        // Rows of the state (cuda_engine.h: wider than the hidden state for Gemma 4).
+        const int64_t L = c.n_layers, C = engine_->state_width(), V = c.vocab, T = chunks.n_ctx;
         const int64_t S = T - 1 - chunks.first_scored, R = T - chunks.first_scored;
         const int64_t n_tok = chunks.n_chunks * T, n_scored = chunks.n_chunks * S;
         batch_ = std::max<int64_t>(1, engine_->options().max_tokens / T);
@@ -149,8 +150,9 @@ class Backend final : public CudaSweepBackend {
 
     PerturbedStats evaluate(int64_t from_layer, bool recompute_embedding) override {
         const ModelConfig& c = engine_->config();
-        const int64_t L = c.n_layers, C = c.hidden, V = c.vocab, T = chunks_.n_ctx;
+        const int64_t L = c.n_layers, C = engine_->state_width(), V = c.vocab, T = chunks_.n_ctx;
         const int64_t S = T - 1 - chunks_.first_scored, R = T - chunks_.first_scored;
+        const int64_t hidden = c.hidden;  // the layer MSE is the hidden state's, as the CPU's
         QL_ASSERT(from_layer >= 0 && from_layer <= L && chunks_.n_chunks > 0);
         const auto t0 = std::chrono::steady_clock::now();
         QL_CUDA(cudaMemset(layer_sq_.as(), 0, layer_sq_.bytes()));
@@ -168,8 +170,9 @@ class Backend final : public CudaSweepBackend {
             }
             for (int64_t l = from_layer; l < L; ++l) {
                 engine_->run_layer(l, h, Bn, T);
-                launch_sq_diff_accumulate(h, cache(l + 1) + off, n, partials_.as<double>(),
-                                          layer_sq_.as<double>() + l);
+                launch_sq_diff_accumulate(h, cache(l + 1) + off, Bn * T * hidden,
+                                          partials_.as<double>(), layer_sq_.as<double>() + l,
+                                          hidden, C);
             }
             if (one_batch) profile_.mark(1);
             engine_->head(h, Bn, T, chunks_.first_scored, logits_.as<float>());
@@ -199,7 +202,7 @@ class Backend final : public CudaSweepBackend {
             st.top1_same += r.same;
             st.n_scored++;
         }
-        const double n_el = static_cast<double>(layer_elems_);
+        const double n_el = static_cast<double>(chunks_.n_chunks * T * hidden);
         st.layer_mse.assign(static_cast<size_t>(L), 0.0);
         for (int64_t l = 0; l < L; ++l) st.layer_mse[static_cast<size_t>(l)] = sq[l] / n_el;
         st.final_mse = L > 0 ? st.layer_mse[static_cast<size_t>(L - 1)] : 0.0;

@@ -131,27 +131,38 @@ void Engine::gemma4_init() {
         n.post_norm = p + "post_norm.weight";
         n.out_scale = p + "layer_output_scale.weight";
     }
-    g.ple_offset = c.hidden;
-    int64_t width = c.hidden + c.n_layers * c.ple_dim;
-    g.kv_offset.assign(static_cast<size_t>(c.n_layers), -1);
+    g.rows = gemma4_row_layout(c);
+    width_ = g.rows.width;
     int64_t max_d = 0;
+    for (const ModelConfig::Gemma4Layer& s : c.gemma4_layers) max_d = std::max(max_d, s.head_dim);
+    g.ones.assign(static_cast<size_t>(std::max(max_d, c.hidden)), 1.0f);
+    g.freqs_swa = gemma4_rope_frequencies(c, true);
+    g.freqs_global = gemma4_rope_frequencies(c, false);
+}
+
+Gemma4RowLayout gemma4_row_layout(const ModelConfig& c) {
+    Gemma4RowLayout r;
+    r.ple_offset = c.hidden;
+    r.width = c.hidden + c.n_layers * c.ple_dim;
+    r.kv_offset.assign(static_cast<size_t>(c.n_layers), -1);
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const ModelConfig::Gemma4Layer& s = c.gemma4_layers[static_cast<size_t>(l)];
-        max_d = std::max(max_d, s.head_dim);
         if (s.kv_source == l) continue;
-        int64_t& off = g.kv_offset[static_cast<size_t>(s.kv_source)];
+        int64_t& off = r.kv_offset[static_cast<size_t>(s.kv_source)];
         if (off >= 0) continue;
         const ModelConfig::Gemma4Layer& src = c.gemma4_layers[static_cast<size_t>(s.kv_source)];
-        off = width;
-        width += 2 * src.n_kv_heads * src.head_dim;
+        off = r.width;
+        r.width += 2 * src.n_kv_heads * src.head_dim;
     }
-    width_ = width;
-    g.ones.assign(static_cast<size_t>(std::max(max_d, c.hidden)), 1.0f);
-    int64_t d_swa = c.head_dim, d_global = c.head_dim;
+    return r;
+}
+
+std::vector<double> gemma4_rope_frequencies(const ModelConfig& c, bool sliding) {
+    int64_t d = c.head_dim;
     for (int64_t l = 0; l < c.n_layers; ++l)
-        (c.is_sliding(l) ? d_swa : d_global) = c.gemma4_layers[static_cast<size_t>(l)].head_dim;
-    g.freqs_swa = default_rope_frequencies(c.rope_theta_swa, d_swa);
-    g.freqs_global = proportional_rope_frequencies(c.rope_theta, d_global, c.rope_partial_global);
+        if (c.is_sliding(l) == sliding) d = c.gemma4_layers[static_cast<size_t>(l)].head_dim;
+    return sliding ? default_rope_frequencies(c.rope_theta_swa, d)
+                   : proportional_rope_frequencies(c.rope_theta, d, c.rope_partial_global);
 }
 
 void Engine::gemma4_check_shapes() const {
@@ -251,7 +262,7 @@ std::vector<float> Engine::gemma4_widen(std::span<const int32_t> tokens,
     ple_combine(ple.data(), projected.data(), tok.data(), weight("per_layer_proj_norm.weight"), N,
                 L, P, static_cast<float>(c.rms_eps));
     for (int64_t n = 0; n < N; ++n)
-        std::copy_n(ple.data() + n * L * P, L * P, out.data() + n * W + gemma4_->ple_offset);
+        std::copy_n(ple.data() + n * L * P, L * P, out.data() + n * W + gemma4_->rows.ple_offset);
     return out;
 }
 
@@ -356,13 +367,13 @@ void Engine::gemma4_run_layer(int64_t l, float* state, int64_t B, int64_t T) con
             round_activations(k.data(), N, KD, ActRounding::F16);
             round_activations(v.data(), N, KD, ActRounding::F16);
         }
-        if (const int64_t off = g.kv_offset[static_cast<size_t>(l)]; off >= 0)
+        if (const int64_t off = g.rows.kv_offset[static_cast<size_t>(l)]; off >= 0)
             for (int64_t i = 0; i < N; ++i) {
                 std::copy_n(k.data() + i * KD, KD, state + i * W + off);
                 std::copy_n(v.data() + i * KD, KD, state + i * W + off + KD);
             }
     } else {  // a KV-shared layer attends to its source layer's stored K/V
-        const int64_t off = g.kv_offset[static_cast<size_t>(s.kv_source)];
+        const int64_t off = g.rows.kv_offset[static_cast<size_t>(s.kv_source)];
         QL_ASSERT(off >= 0);
         for (int64_t i = 0; i < N; ++i) {
             std::copy_n(state + i * W + off, KD, k.data() + i * KD);
@@ -391,7 +402,7 @@ void Engine::gemma4_run_layer(int64_t l, float* state, int64_t B, int64_t T) con
     if (const int64_t P = c.ple_dim; P > 0) {
         std::vector<float> gate(N * P), ple(N * P);  // [N, P]
         for (int64_t i = 0; i < N; ++i)
-            std::copy_n(state + i * W + g.ple_offset + l * P, P, ple.data() + i * P);
+            std::copy_n(state + i * W + g.rows.ple_offset + l * P, P, ple.data() + i * P);
         emit(HookEvent::Kind::LinearInput, static_cast<int>(l), &n.inp_gate, -1, h.data(), N, C);
         linear(gate.data(), n.inp_gate, h.data(), nullptr, N, C, P);
         geglu_tanh_forward(gate.data(), gate.data(), ple.data(), N * P);

@@ -39,6 +39,17 @@ void ple_inputs_forward(float* out, const float* emb, const float* tok, const fl
 void ple_inputs_ref(float* out, const float* emb, const float* tok, const float* proj,
                     const float* norm, int64_t N, int64_t C, int64_t L, int64_t P, float eps);
 
+// Where each part of a state row lies (the layout above); both engines use it.
+struct Gemma4RowLayout {
+    int64_t width = 0;               // floats per row
+    int64_t ple_offset = 0;          // the per-layer embedding inputs (C)
+    std::vector<int64_t> kv_offset;  // [L] row offset of a stored K (V follows); -1 = none
+};
+Gemma4RowLayout gemma4_row_layout(const ModelConfig& c);
+// The rope frequencies of the sliding layers (default rope, θ_swa, their head size) or of the
+// global layers (proportional rope, θ, theirs).
+std::vector<double> gemma4_rope_frequencies(const ModelConfig& c, bool sliding);
+
 // Routing of one token: probabilities softmax(logits[E]); the top K experts, weights
 // renormalized to sum 1 and multiplied by scale[e]. Returns (expert, weight) pairs.
 std::vector<std::pair<int64_t, float>> gemma4_route(const float* logits, const float* scale,
@@ -56,10 +67,9 @@ struct Engine::Gemma4State {
         std::string pre_norm_2, post_norm_1, post_norm_2;
         std::string inp_gate, proj, post_norm, out_scale;
     };
-    std::vector<Names> names;        // [L]
-    std::vector<int64_t> kv_offset;  // [L] row offset of a stored K (V follows); -1 = none
-    int64_t ple_offset = 0;          // C
-    std::vector<float> ones;         // weightless RMSNorm (v-norm, router input)
+    std::vector<Names> names;  // [L]
+    Gemma4RowLayout rows;
+    std::vector<float> ones;  // weightless RMSNorm (v-norm, router input)
     std::vector<double> freqs_swa, freqs_global;
 };
 

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Issue 24 on the GPU, Gemma 4 (bench/RESULTS.md, "Gemma 4 on the GPU"), with the routed families
+# again after the routers moved to F32: the CUDA tests (CudaFamilies.*, CudaDeltaNet.*,
+# CudaSweep.*, the GPU statistics), then the Gemma 4 fixtures and the routed hybrids through the
+# real CLI with and without --gpu (eval against transformers' log-probs, sweep, calibrate), then
+# a Gemma-4-shaped checkpoint (bench/make_gemma4_shape.py, random weights, 35 layers):
+# eval --gpu, the GPU's log-probs against the CPU engine's on 2 chunks, and a Q4_K sweep --gpu
+# over 4,096 tokens. Run on the GPU machine from the repository root, with build-carry/ holding
+# bundle.tar.xz (scripts/device_bundle.sh of the CUDA build: quantlens, cuda_test_cuda_engine,
+# cuda_test_cuda_stats) and d5/eval.txt; results land in $OUT/r.tgz. QUICK=1 skips the shape.
+set -u
+T0=$(date +%s)
+el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
+. bench/device_env.sh  # B, Q, the bundle unpacked
+D=$B/d5; R=/tmp/res; rm -rf $R; mkdir -p $R
+trap 'cd /tmp && tar czf $OUT/r.tgz --exclude="*.sqlite" res' EXIT
+nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
+timeout 200 /tmp/ql/bin/cuda_test_cuda_engine --gtest_filter='CudaFamilies.*:CudaDeltaNet.*:CudaSweep.*' > $R/tests.txt 2>&1; echo "engine tests rc $?"
+[ -x /tmp/ql/bin/cuda_test_cuda_stats ] && { timeout 120 /tmp/ql/bin/cuda_test_cuda_stats > $R/tests-stats.txt 2>&1; echo "stats tests rc $?"; }
+grep -hE "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|Expected|Which is|actual|gemma4|qwen3-next  " $R/tests.txt $R/tests-stats.txt | head -90
+el tests
+for f in gemma4 gemma4-moe qwen3-next qwen3.5-moe; do fixture_cpu_gpu $f $D/eval.txt $R; done
+for f in gemma4 gemma4-moe qwen3.5-moe; do
+  M=tests/fixtures/$f
+  for dev in cpu gpu; do
+    flag=""; [ $dev = gpu ] && flag=--gpu
+    timeout 120 $Q -q calibrate $M --text $D/eval.txt --chunks 8 -o $R/im-$f-$dev.dat $flag > $R/im-$f-$dev.log 2>&1 || tail -3 $R/im-$f-$dev.log
+  done
+  cmp $R/im-$f-cpu.dat $R/im-$f-gpu.dat && echo "$f imatrix identical" || python3 bench/compare_imatrix.py $R/im-$f-cpu.dat $R/im-$f-gpu.dat 2>&1 | tail -3
+done
+el fixtures
+[ "${QUICK:-0}" = 1 ] && exit 0
+S=/tmp/g4shape
+timeout 300 python3 bench/make_gemma4_shape.py $S tests/fixtures/gemma4 > $R/shape.log 2>&1 || tail -5 $R/shape.log
+tail -1 $R/shape.log; du -sh $S
+el shape written
+QUANTLENS_PROFILE=1 timeout 240 $Q eval $S --text $D/eval.txt --ctx 512 --chunks 40 --gpu --json > $R/shape-gpu.json 2> $R/shape-gpu.err || tail -3 $R/shape-gpu.err
+el "eval --gpu"
+timeout 300 $Q -q eval $S --text $D/eval.txt --ctx 512 --chunks 2 --save-logits $R/shape-cpu.qllogp --json > $R/shape-cpu.json 2> $R/shape-cpu.err || tail -3 $R/shape-cpu.err
+el "eval cpu 2 chunks"
+timeout 120 $Q -q eval $S --text $D/eval.txt --ctx 512 --chunks 2 --base $R/shape-cpu.qllogp --gpu --json > $R/shape-gpu-vs-cpu.json 2> $R/shape-gpu-vs-cpu.err || tail -3 $R/shape-gpu-vs-cpu.err
+rm -f $R/shape-cpu.qllogp
+/usr/bin/time -f "shape sweep --gpu %e s wall" timeout 240 $Q -q sweep $S --eval $D/eval.txt --tokens 4096 --types Q4_K --gpu --store /tmp/shape-sweep.sqlite --json $R/shape-sweep.json > $R/shape-sweep.log 2>&1 || tail -3 $R/shape-sweep.log
+tail -2 $R/shape-sweep.log
+el "sweep --gpu of the shape"
+python3 - "$R" <<'PY'
+import json, sys
+R = sys.argv[1]
+for name in ("shape-gpu", "shape-cpu", "shape-gpu-vs-cpu"):
+    try:
+        j = json.load(open(f"{R}/{name}.json"))
+    except Exception as e:
+        print(name, "missing", e); continue
+    keys = {k: j.get(k) for k in ("ppl", "tokens_scored", "seconds", "tokens_per_second", "peak_gpu_bytes")}
+    if "kld" in j: keys["kld_mean"] = j["kld"]["mean"]; keys["top1"] = j.get("same_top1_pct")
+    print(name, keys)
+PY
+el done
