@@ -157,7 +157,7 @@ struct CudaEngine::Impl {
     DeviceBuffer spare;       // a freed scratch kept for the next override
 
     // Activation scratch, sized for opt.max_tokens rows.
-    DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits, ptrs;
+    DeviceBuffer xn, qkv, q, k, v, att, gu, act, scores, probs, logits;
     DeviceBuffer router_in;  // the router's input in f32 (router_logits_f32)
     DeviceBuffer router_logits, route_ids, route_w, route_rows, route_rw, xe, ye;
     DeviceBuffer rope_cos, rope_sin, staging, importance;
@@ -243,7 +243,13 @@ struct CudaEngine::Impl {
         const void *q = nullptr, *k = nullptr, *v = nullptr, *s = nullptr, *p = nullptr,
                    *o = nullptr;
         bool operator==(const PtrKey&) const = default;
-    } ptr_key;
+    };
+    // The batched GEMMs' pointer arrays of the last few attention shapes (Gemma 4 alternates
+    // sliding and global layers of different head sizes; one entry would be re-uploaded, a
+    // synchronous copy, at every layer).
+    static constexpr size_t kPtrCacheEntries = 4;
+    std::vector<std::pair<PtrKey, DeviceBuffer>> ptr_cache;
+    size_t ptr_cache_next = 0;
 
     // Allocation waits for place_weights(), which knows the total.
     int add_slot(bool f32, int64_t n) {
@@ -885,11 +891,19 @@ struct CudaEngine::Impl {
         const int64_t QB = (T + Tb - 1) / Tb;
         scores.resize(static_cast<size_t>(batch * T * T) * 4);
         probs.resize(static_cast<size_t>(batch * T * T) * es);
-        ptrs.resize(static_cast<size_t>(6 * batch * QB) * sizeof(void*));
         const PtrKey key{B,        T,           H,           KV,        D,
                          Dv,       a.ldv,       int64_t(es), a.q.as(),  a.k.as(),
                          a.v.as(), scores.as(), probs.as(),  a.out.as()};
-        if (!(key == ptr_key)) {
+        DeviceBuffer* ptrs = nullptr;
+        for (auto& [k_, b_] : ptr_cache)
+            if (k_ == key) ptrs = &b_;
+        if (!ptrs) {  // round robin over the entries
+            const size_t slot = ptr_cache_next;
+            ptr_cache_next = (ptr_cache_next + 1) % kPtrCacheEntries;
+            if (ptr_cache.size() <= slot) ptr_cache.resize(slot + 1);
+            ptr_cache[slot].first = key;
+            ptrs = &ptr_cache[slot].second;
+            ptrs->resize(static_cast<size_t>(6 * batch * QB) * sizeof(void*));
             std::vector<const void*> p(static_cast<size_t>(6 * batch * QB));
             auto at = [&](const DeviceBuffer& b, int64_t elems, size_t width) {
                 return static_cast<const void*>(b.as<const char>() + elems * width);
@@ -912,11 +926,10 @@ struct CudaEngine::Impl {
                         p[5 * n + i] = at(a.out, o_off, es);
                     }
             QL_CUDA(
-                cudaMemcpy(ptrs.as(), p.data(), p.size() * sizeof(void*), cudaMemcpyHostToDevice));
-            ptr_key = key;
+                cudaMemcpy(ptrs->as(), p.data(), p.size() * sizeof(void*), cudaMemcpyHostToDevice));
         }
         auto arr = [&](int i, int64_t qb) {
-            return ptrs.as<const void*>() + (i * QB + qb) * batch;
+            return ptrs->as<const void*>() + (i * QB + qb) * batch;
         };
         const float zero = 0.0f, one = 1.0f;
         for (int64_t qb = 0; qb < QB; ++qb) {
@@ -2359,8 +2372,8 @@ std::unordered_map<std::string, GgmlType> quantized_storage_types(const Model& m
 
 std::vector<std::string> quantizable_weights(const ModelConfig& c) {
     std::vector<std::string> out{"token_embd.weight"};
-    if (c.is_gemma4() && c.ple_dim > 0)
-        out.insert(out.end(), {"per_layer_token_embd.weight", "per_layer_model_proj.weight"});
+    if (c.is_gemma4() && c.ple_dim > 0)  // per_layer_model_proj stays as it is (llama-quantize)
+        out.push_back("per_layer_token_embd.weight");
     for (int64_t l = 0; l < c.n_layers; ++l) {
         const std::string p = "blk." + std::to_string(l) + ".";
         if (c.is_gemma4()) {
