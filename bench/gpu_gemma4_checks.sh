@@ -15,7 +15,7 @@ el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
 D=$B/d5; R=/tmp/res; rm -rf $R; mkdir -p $R
 trap 'cd /tmp && tar czf $OUT/r.tgz --exclude="*.sqlite" res' EXIT
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-if [ "${SKIP_FIXTURES:-0}" != 1 ]; then  # SKIP_FIXTURES=1: compare and the shape only
+if [ "${SKIP_FIXTURES:-0}" != 1 ]; then  # SKIP_FIXTURES=1: the shape only
 timeout 200 /tmp/ql/bin/cuda_test_cuda_engine --gtest_filter='CudaFamilies.*:CudaDeltaNet.*:CudaSweep.*' > $R/tests.txt 2>&1; echo "engine tests rc $?"
 [ -x /tmp/ql/bin/cuda_test_cuda_stats ] && { timeout 120 /tmp/ql/bin/cuda_test_cuda_stats > $R/tests-stats.txt 2>&1; echo "stats tests rc $?"; }
 grep -hE "^\[  (PASSED|FAILED) |^\[  FAILED|Failure|Expected|Which is|actual|gemma4|qwen3-next  " $R/tests.txt $R/tests-stats.txt | head -90
@@ -29,7 +29,6 @@ for f in gemma4 gemma4-moe qwen3.5-moe; do
   done
   cmp $R/im-$f-cpu.dat $R/im-$f-gpu.dat && echo "$f imatrix identical" || python3 bench/compare_imatrix.py $R/im-$f-cpu.dat $R/im-$f-gpu.dat 2>&1 | tail -3
 done
-fi
 for f in gemma4 gemma4-moe; do  # compare: the quantized GGUF's blocks on the GPU, lock-step layers
   timeout 120 $Q -q quantize tests/fixtures/$f -p Q4_K_M -o /tmp/$f-q4km.gguf -f > /dev/null 2>&1 || echo "quantize $f failed"
   for dev in cpu gpu; do
@@ -48,6 +47,7 @@ except Exception as e:
     print(sys.argv[3], "compare: no result", e)
 PY
 done
+fi
 el fixtures
 [ "${QUICK:-0}" = 1 ] && exit 0
 S=/tmp/g4shape

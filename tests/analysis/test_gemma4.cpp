@@ -329,6 +329,37 @@ TEST(Gemma4Gguf, MoeTensorsAndKeys) {
     EXPECT_EQ(g.find_tensor("per_layer_token_embd.weight"), nullptr);
 }
 
+// transformers pads per_layer_config's layer numbers to the widest ("04" of 35 layers, as it
+// wrote a 35-layer model's config on the device); the padded keys give the same layers, and a
+// key that is no layer number is refused naming it.
+TEST(Gemma4Config, ZeroPaddedPerLayerKeys) {
+    const auto plain = Model::open(fixture_dir("gemma4"));
+    const auto padded = Model::open(edited_copy("gemma4", [](auto& c) {
+        nlohmann::json keys = nlohmann::json::object();
+        for (const auto& [k, v] : c["per_layer_config"].items()) keys["0" + k] = v;
+        c["per_layer_config"] = keys;
+    }));
+    const auto& a = plain->config().gemma4_layers;
+    const auto& b = padded->config().gemma4_layers;
+    ASSERT_EQ(a.size(), b.size());
+    int64_t global = 0;
+    for (size_t l = 0; l < a.size(); ++l) {
+        EXPECT_EQ(a[l].head_dim, b[l].head_dim) << l;
+        EXPECT_EQ(a[l].n_kv_heads, b[l].n_kv_heads) << l;
+        global += a[l].head_dim == 64;
+    }
+    EXPECT_EQ(global, 2);  // the fixture's two global layers
+    try {
+        Model::open(edited_copy("gemma4", [](auto& c) {
+            c["per_layer_config"]["2x"] = {{"head_dim", 64}};
+        }));
+        ADD_FAILURE() << "a per_layer_config key that is no layer number was accepted";
+    } catch (const Error& e) {
+        EXPECT_NE(std::string(e.what()).find("per_layer_config[\"2x\"]"), std::string::npos)
+            << e.what();
+    }
+}
+
 TEST(Gemma4Refusals, ByName) {
     auto message = [](const std::function<void(nlohmann::json&)>& edit) {
         try {

@@ -22,7 +22,9 @@
 // ffn_gate_up_exps (kept fused), per-layer arrays for feed_forward_length (double-wide) and
 // head_count_kv, a rope_freqs tensor of 1 / 1e30 for the proportional rope
 // (analysis/write/gguf_metadata.cpp). A gemma4 GGUF is read back from those keys and tensors.
+#include <algorithm>
 #include <cmath>
+#include <map>
 
 #include <nlohmann/json.hpp>
 
@@ -52,22 +54,25 @@ void read_layers(const HfConfigJson& cfg, ModelConfig& c) {
              "{}: global_head_dim {} / num_global_key_value_heads {} do not fit {} heads", cfg.path,
              global_head_dim, global_kv, c.n_heads);
     // transformers 5.17 writes the global layers' shape as per_layer_config {"2": {"head_dim":
-    // 64, "num_key_value_heads": 1}, ...}; older configs as global_head_dim and
-    // num_global_key_value_heads.
+    // 64, "num_key_value_heads": 1}, ...}, the layer numbers zero-padded to the widest ("04"
+    // of 35 layers), a key left out where it equals the model's; older configs as
+    // global_head_dim and num_global_key_value_heads.
     const auto plc = cfg.j.find("per_layer_config");
     const bool per_layer = plc != cfg.j.end() && !plc->is_null();
     QL_CHECK(!per_layer || plc->is_object(), "{}: \"per_layer_config\" is {}, expected an object",
              cfg.path, plc->dump());
+    std::map<int64_t, const nlohmann::json*> overrides;  // layer → its entry
     if (per_layer) {
         for (const auto& [key, entry] : plc->items()) {
-            int64_t l = -1;
-            try {
-                l = std::stoll(key);
-            } catch (const std::exception&) {
-            }
+            const bool digits =
+                !key.empty() && key.size() <= 9 &&
+                std::all_of(key.begin(), key.end(), [](char ch) { return ch >= '0' && ch <= '9'; });
+            const int64_t l = digits ? std::stoll(key) : -1;
             QL_CHECK(l >= 0 && l < c.n_layers && entry.is_object(),
                      "{}: per_layer_config[\"{}\"] is not an object for a layer 0..{}", cfg.path,
                      key, c.n_layers - 1);
+            QL_CHECK(overrides.emplace(l, &entry).second,
+                     "{}: per_layer_config names layer {} twice", cfg.path, l);
             for (const auto& [k, v] : entry.items())
                 QL_CHECK((k == "head_dim" || k == "num_key_value_heads") && v.is_number_integer() &&
                              v.get<int64_t>() > 0,
@@ -82,10 +87,11 @@ void read_layers(const HfConfigJson& cfg, ModelConfig& c) {
         ModelConfig::Gemma4Layer& g = c.gemma4_layers[static_cast<size_t>(l)];
         const bool sliding = c.layer_sliding[static_cast<size_t>(l)];
         if (per_layer) {
-            const auto entry = plc->find(std::to_string(l));
-            const bool has = entry != plc->end();
-            g.head_dim = has ? entry->value("head_dim", c.head_dim) : c.head_dim;
-            g.n_kv_heads = has ? entry->value("num_key_value_heads", c.n_kv_heads) : c.n_kv_heads;
+            const auto entry = overrides.find(l);
+            const bool has = entry != overrides.end();
+            g.head_dim = has ? entry->second->value("head_dim", c.head_dim) : c.head_dim;
+            g.n_kv_heads =
+                has ? entry->second->value("num_key_value_heads", c.n_kv_heads) : c.n_kv_heads;
         } else {
             g.head_dim = sliding ? c.head_dim : global_head_dim;
             g.n_kv_heads = sliding ? c.n_kv_heads : global_kv;
