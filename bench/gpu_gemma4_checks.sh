@@ -55,25 +55,5 @@ timeout 300 python3 bench/make_gemma4_shape.py $S tests/fixtures/gemma4 > $R/sha
 tail -1 $R/shape.log; du -sh $S
 python3 -c "import json; c=json.load(open('$S/config.json')); print('layer_types', c.get('layer_types')[:10], 'per_layer_config', c.get('per_layer_config'))"
 el shape written
-QUANTLENS_PROFILE=1 timeout 240 $Q eval $S --text $D/eval.txt --ctx 512 --chunks 40 --gpu --json > $R/shape-gpu.json 2> $R/shape-gpu.err || tail -3 $R/shape-gpu.err
-el "eval --gpu"
-timeout 300 $Q -q eval $S --text $D/eval.txt --ctx 512 --chunks 2 --save-logits $R/shape-cpu.qllogp --json > $R/shape-cpu.json 2> $R/shape-cpu.err || tail -3 $R/shape-cpu.err
-el "eval cpu 2 chunks"
-timeout 120 $Q -q eval $S --text $D/eval.txt --ctx 512 --chunks 2 --base $R/shape-cpu.qllogp --gpu --json > $R/shape-gpu-vs-cpu.json 2> $R/shape-gpu-vs-cpu.err || tail -3 $R/shape-gpu-vs-cpu.err
-rm -f $R/shape-cpu.qllogp
-/usr/bin/time -f "shape sweep --gpu %e s wall" timeout 240 $Q -q sweep $S --eval $D/eval.txt --tokens 4096 --types Q4_K --gpu --store /tmp/shape-sweep.sqlite --json $R/shape-sweep.json > $R/shape-sweep.log 2>&1 || tail -3 $R/shape-sweep.log
-tail -2 $R/shape-sweep.log
-el "sweep --gpu of the shape"
-python3 - "$R" <<'PY'
-import json, sys
-R = sys.argv[1]
-for name in ("shape-gpu", "shape-cpu", "shape-gpu-vs-cpu"):
-    try:
-        j = json.load(open(f"{R}/{name}.json"))
-    except Exception as e:
-        print(name, "missing", e); continue
-    keys = {k: j.get(k) for k in ("ppl", "tokens_scored", "seconds", "tokens_per_second", "peak_gpu_bytes")}
-    if "kld" in j: keys["kld_mean"] = j["kld"]["mean"]; keys["top1"] = j.get("same_top1_pct")
-    print(name, keys)
-PY
+shape_cpu_gpu $S $D/eval.txt $R
 el done

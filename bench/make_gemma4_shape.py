@@ -10,12 +10,12 @@ on sliding layers and of 512 with K=V on global ones (proportional rope over a q
 6144 (double-wide on the 20 KV-shared layers), per-layer embeddings of 256, vocabulary 262,144.
 The vocabulary is the model's, the tokenizer argv[2]'s (its ids stay below 262,144).
 """
-import os
-import shutil
 import sys
 
 import torch
 import transformers as tf
+
+from shape_common import save_shape
 
 out, tok = sys.argv[1], sys.argv[2]
 layers = int(sys.argv[3]) if len(sys.argv) > 3 else 35
@@ -40,9 +40,4 @@ cfg.architectures = ["Gemma4ForCausalLM"]
 torch.manual_seed(0)
 with torch.device("cuda"):
     model = tf.Gemma4ForCausalLM(cfg).to(torch.bfloat16)
-model.save_pretrained(out, safe_serialization=True)
-for f in ("tokenizer.json", "tokenizer_config.json"):
-    if os.path.exists(os.path.join(tok, f)):
-        shutil.copy(os.path.join(tok, f), out)
-n = sum(p.numel() for p in model.parameters())
-print(f"wrote {out}: {n / 1e9:.3f} B parameters, {type(model).__name__}")
+save_shape(model, out, tok)

@@ -9,12 +9,12 @@ linear-attention layers to each full one, 16 q/k and 32 value heads of 128 in th
 query and 2 KV heads of 256 in the gated attention (rotary over a quarter), MLP 6144,
 vocabulary 151,936.
 """
-import os
-import shutil
 import sys
 
 import torch
 from transformers import AutoConfig, AutoModelForCausalLM
+
+from shape_common import save_shape
 
 out, tok = sys.argv[1], sys.argv[2]
 layers = int(sys.argv[3]) if len(sys.argv) > 3 else 24
@@ -43,9 +43,4 @@ cfg.architectures = ["Qwen3_5ForCausalLM"]
 torch.manual_seed(0)
 with torch.device("cuda"):
     model = AutoModelForCausalLM.from_config(cfg, dtype=torch.bfloat16)
-model.save_pretrained(out, safe_serialization=True)
-for f in ("tokenizer.json", "tokenizer_config.json"):
-    if os.path.exists(os.path.join(tok, f)):
-        shutil.copy(os.path.join(tok, f), out)
-n = sum(p.numel() for p in model.parameters())
-print(f"wrote {out}: {n / 1e9:.3f} B parameters, {type(model).__name__}")
+save_shape(model, out, tok)
