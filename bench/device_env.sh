@@ -8,6 +8,13 @@ CUBLAS=$(python3 -c "import nvidia.cublas as m, os; print(os.path.join(list(m.__
 export LD_LIBRARY_PATH=/tmp/ql/lib:$CUBLAS
 mkdir -p /work; [ -e /work/main ] || ln -s "$PWD" /work/main
 Q=/tmp/ql/bin/quantlens
+T0=$(date +%s)
+el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }  # a line with the seconds since sourcing
+# fresh_results: R=/tmp/res, emptied, tarred into $OUT/r.tgz on exit (job stores left out).
+fresh_results() {
+  R=/tmp/res; rm -rf $R; mkdir -p $R
+  trap 'cd /tmp && tar czf $OUT/r.tgz --exclude="*.sqlite" res' EXIT
+}
 
 # fixture_cpu_gpu NAME TEXT RESULTS: tests/fixtures/NAME through the real CLI with and without
 # --gpu — eval of 2 chunks of 512 of TEXT against the fixture's transformers log-probs and a sweep

@@ -9,11 +9,8 @@
 # bundle.tar.xz (scripts/device_bundle.sh of the CUDA build: quantlens, cuda_test_cuda_engine,
 # cuda_test_cuda_stats) and d5/eval.txt; results land in $OUT/r.tgz. QUICK=1 skips the shape.
 set -u
-T0=$(date +%s)
-el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
-. bench/device_env.sh  # B, Q, the bundle unpacked
-D=$B/d5; R=/tmp/res; rm -rf $R; mkdir -p $R
-trap 'cd /tmp && tar czf $OUT/r.tgz --exclude="*.sqlite" res' EXIT
+. bench/device_env.sh  # B, Q, el, the bundle unpacked
+D=$B/d5; fresh_results
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 if [ "${SKIP_FIXTURES:-0}" != 1 ]; then  # SKIP_FIXTURES=1: the shape only
 timeout 200 /tmp/ql/bin/cuda_test_cuda_engine --gtest_filter='CudaFamilies.*:CudaDeltaNet.*:CudaSweep.*' > $R/tests.txt 2>&1; echo "engine tests rc $?"

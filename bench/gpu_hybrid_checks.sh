@@ -9,11 +9,8 @@
 # holding bundle.tar.xz (scripts/device_bundle.sh of the CUDA build: quantlens and
 # cuda_test_cuda_engine) and d5/eval.txt; results land in $OUT/r.tgz. QUICK=1 skips the shape.
 set -u
-T0=$(date +%s)
-el() { echo "[$(( $(date +%s) - T0 )) s] $*"; }
-. bench/device_env.sh  # B, Q, the bundle unpacked
-D=$B/d5; R=/tmp/res; rm -rf $R; mkdir -p $R
-trap 'cd /tmp && tar czf $OUT/r.tgz --exclude="*.sqlite" res' EXIT
+. bench/device_env.sh  # B, Q, el, the bundle unpacked
+D=$B/d5; fresh_results
 nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
 timeout 240 /tmp/ql/bin/cuda_test_cuda_engine --gtest_filter='CudaDeltaNet.*:CudaFamilies.*' > $R/tests.txt 2>&1; echo "tests rc $?"
 grep -E "^\[  (PASSED|FAILED) |^\[  FAILED|delta rule|chunked vs|vs transformers|F32  blk|F16  blk|Failure|Expected|Which is|actual" $R/tests.txt | head -80
