@@ -8,6 +8,8 @@
 // The vision tower (Qwen3_5*ForConditionalGeneration) is not registered and so refused by
 // name; MTP heads (mtp.*) are dropped, as the converter's --no-mtp does, and a GGUF with
 // NextN layers is refused.
+#include <utility>
+
 #include "model/families/deltanet_blocks.h"
 
 namespace quantlens {
@@ -40,26 +42,30 @@ void read_gguf(const GgufFile& g, ModelConfig& c) {
     set_layer(c);
 }
 
+// The dense and MoE families differ only in their identity and in what follows the hybrid
+// layer: the dense MLP or the MoE with its shared expert.
+template <bool kMoe>
+Family qwen35_family_of(FamilyIdentity identity) {
+    return Family{
+        std::move(identity),
+        {.read_hf = read_hf<kMoe>,
+         .read_gguf = read_gguf<kMoe>,
+         .write_gguf = deltanet::write_gguf_hybrid},
+        blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
+                        kMoe ? blocks::qwen_moe_with_shared_expert() : blocks::dense_mlp()})};
+}
+
 }  // namespace
 
 const Family& qwen35_family() {
-    static const Family f{{Arch::Qwen35, "qwen35", "Qwen3_5ForCausalLM", "qwen3_5_text", "qwen35"},
-                          {.read_hf = read_hf<false>,
-                           .read_gguf = read_gguf<false>,
-                           .write_gguf = deltanet::write_gguf_hybrid},
-                          blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
-                                          blocks::dense_mlp()})};
+    static const Family f = qwen35_family_of<false>(
+        {Arch::Qwen35, "qwen35", "Qwen3_5ForCausalLM", "qwen3_5_text", "qwen35"});
     return f;
 }
 
 const Family& qwen35moe_family() {
-    static const Family f{
-        {Arch::Qwen35Moe, "qwen35moe", "Qwen3_5MoeForCausalLM", "qwen3_5_moe_text", "qwen35moe"},
-        {.read_hf = read_hf<true>,
-         .read_gguf = read_gguf<true>,
-         .write_gguf = deltanet::write_gguf_hybrid},
-        blocks::concat({deltanet::common_layer(), deltanet::split_projections(),
-                        blocks::qwen_moe_with_shared_expert()})};
+    static const Family f = qwen35_family_of<true>(
+        {Arch::Qwen35Moe, "qwen35moe", "Qwen3_5MoeForCausalLM", "qwen3_5_moe_text", "qwen35moe"});
     return f;
 }
 
