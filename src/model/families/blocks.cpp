@@ -225,6 +225,15 @@ void read_gguf_gemma(const GgufFile& g, ModelConfig& c, int64_t pattern, int64_t
         c.layer_sliding[static_cast<size_t>(l)] = l % pattern < pattern - 1;
 }
 
+FamilyHooks gemma_hooks(decltype(FamilyHooks::read_hf) read_hf,
+                        decltype(FamilyHooks::read_gguf) read_gguf,
+                        decltype(FamilyHooks::write_gguf) write_gguf) {
+    return {.read_hf = read_hf,
+            .read_gguf = read_gguf,
+            .write_gguf = write_gguf,
+            .activation = Activation::GeluTanh};
+}
+
 void check_gemma_for_llama_cpp(const ModelConfig& c, int64_t pattern, int64_t layers_27b) {
     const double expected = llama_cpp_gemma_scale(c, layers_27b);
     QL_CHECK(std::fabs(c.attn_scale - expected) <= 1e-9 * expected,

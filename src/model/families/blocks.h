@@ -74,6 +74,11 @@ void read_gguf_gemma(const GgufFile& gguf, ModelConfig& config, int64_t pattern,
 // Refuses, naming the config key, a Gemma config llama.cpp would evaluate differently: a
 // query_pre_attn_scalar other than the one its loader derives, layer types off its pattern.
 void check_gemma_for_llama_cpp(const ModelConfig& config, int64_t pattern, int64_t layers_27b);
+// Gemma 2 and 3's hooks: the family's own readers and writer, and the GeGLU (tanh) of
+// transformers' Gemma code, so hidden_activation is checked against it.
+FamilyHooks gemma_hooks(decltype(FamilyHooks::read_hf) read_hf,
+                        decltype(FamilyHooks::read_gguf) read_gguf,
+                        decltype(FamilyHooks::write_gguf) write_gguf);
 
 // GGUF: ARCH.<key> as an integer, or `fallback` / an error naming the file and key.
 int64_t gguf_int(const GgufFile& gguf, const ModelConfig& config, const char* key,

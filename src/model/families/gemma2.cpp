@@ -52,10 +52,7 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 
 const Family& gemma2_family() {
     static const Family f{{Arch::Gemma2, "gemma2", "Gemma2ForCausalLM", "gemma2", "gemma2"},
-                          {.read_hf = read_hf,
-                           .read_gguf = read_gguf,
-                           .write_gguf = write_gguf,
-                           .activation = Activation::GeluTanh},
+                          blocks::gemma_hooks(read_hf, read_gguf, write_gguf),
                           blocks::gemma_layer()};
     return f;
 }

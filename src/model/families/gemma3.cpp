@@ -62,10 +62,7 @@ void write_gguf(const ModelConfig& c, GgufKeys& keys) {
 
 const Family& gemma3_family() {
     static const Family f{{Arch::Gemma3, "gemma3", "Gemma3ForCausalLM", "gemma3_text", "gemma3"},
-                          {.read_hf = read_hf,
-                           .read_gguf = read_gguf,
-                           .write_gguf = write_gguf,
-                           .activation = Activation::GeluTanh},
+                          blocks::gemma_hooks(read_hf, read_gguf, write_gguf),
                           blocks::concat({blocks::gemma_layer(), blocks::qk_norm()})};
     return f;
 }
