@@ -11,6 +11,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <initializer_list>
 #include <map>
 #include <thread>
 
@@ -73,6 +74,10 @@ class Api : public ::testing::Test {
         return client().Post(path.c_str(), body.dump(), "application/json");
     }
     static json body_of(const httplib::Result& r) { return json::parse(r->body); }
+    // GET of each path answers 404 (no such job, asset or page; nothing outside the assets).
+    static void expect_not_found(std::initializer_list<const char*> paths) {
+        for (const char* path : paths) EXPECT_EQ(client().Get(path)->status, 404) << path;
+    }
 
     static inline fs::path dir_;
     static inline std::string store_path_;
@@ -92,9 +97,7 @@ TEST_F(Api, ServesTheAppAndItsAssetsFromTheBinary) {
     ASSERT_TRUE(r);
     EXPECT_EQ(r->status, 200);
     EXPECT_GT(r->body.size(), 3'000'000u);
-    EXPECT_EQ(client().Get("/assets/..%2Fpackage.json")->status, 404);
-    EXPECT_EQ(client().Get("/assets/secret.txt")->status, 404);
-    EXPECT_EQ(client().Get("/nope")->status, 404);
+    expect_not_found({"/assets/..%2Fpackage.json", "/assets/secret.txt", "/nope"});
 }
 
 TEST_F(Api, JobsAndReportData) {
@@ -111,9 +114,7 @@ TEST_F(Api, JobsAndReportData) {
     const json doc = body_of(r);
     EXPECT_EQ(doc["units"].size(), 58u);
     EXPECT_EQ(doc["cells"].size(), 58u * 6u);
-    EXPECT_EQ(client().Get("/api/jobs/999999")->status, 404);
-    EXPECT_EQ(client().Get("/api/jobs/999999/report-data")->status, 404);
-    EXPECT_EQ(client().Get("/api/jobs/abc")->status, 404);
+    expect_not_found({"/api/jobs/999999", "/api/jobs/999999/report-data", "/api/jobs/abc"});
 }
 
 TEST_F(Api, ModelsStayInsideTheAllowedRoots) {
@@ -601,7 +602,7 @@ TEST_F(Api, PresetTypesOfAModel) {
     EXPECT_EQ(p["Q8_0"]["blk.3.attn_q.weight"], "Q8_0");
     EXPECT_EQ(p["Q4_K_M"].size(), 58u);
     EXPECT_EQ(client().Get("/api/presets?model=models/llama-8m&presets=Q9_X")->status, 400);
-    EXPECT_EQ(client().Get("/api/presets?model=../secret.txt&presets=Q8_0")->status, 404);
+    expect_not_found({"/api/presets?model=../secret.txt&presets=Q8_0"});
 }
 
 // The Models view shows a checkpoint as `quantlens inspect` does: config and GGUF names.
@@ -644,7 +645,7 @@ TEST_F(Api, ExistingOutputNeedsForce) {
     body["force"] = true;
     r = post("/api/jobs", body);
     EXPECT_EQ(r->status, 202) << r->body;  // the stand-in records a job
-    EXPECT_EQ(client().Get("/api/processes/999999")->status, 404);
+    expect_not_found({"/api/processes/999999"});
 }
 
 namespace {
