@@ -192,37 +192,42 @@ TEST(BadInputs, RecipeForAnotherModelRefused) {
     EXPECT_EQ(r.code, 0) << r.out;
 }
 
-TEST(BadInputs, PlanPinMatchingNothingAndNegativeBpwRefused) {
-    const std::string dir = fresh_dir("pin");
+// The command fails, and its message names `what`.
+void expect_refused_naming(const std::string& command, const std::string& what) {
+    const auto r = run_quiet(command);
+    EXPECT_NE(r.code, 0) << command;
+    EXPECT_TRUE(contains(r.out, what)) << r.out;
+}
+
+// Runs a real sweep job (job 1) of tiny-qwen2 (2 layers: well under a second) over `types`
+// into a fresh store; returns the " --store PATH" option naming it, for the plans to refuse.
+std::string store_with_tiny_sweep(const std::string& dir, const std::string& types) {
     const std::string store = " --store " + dir + "/s.sqlite";
-    // tiny-qwen2 (2 layers): a real sweep job in well under a second.
-    auto r = run_quiet("sweep " + shared_path("models/tiny-qwen2") + " --eval " + kEval +
-                       " --tokens 512 --types Q8_0 --granularity class --no-uniform" + store);
-    ASSERT_EQ(r.code, 0) << r.out;
-    r = run_quiet("plan 1 --target-bpw 6 --pin 'ffn_dwon=Q8_0'" + store);
-    EXPECT_NE(r.code, 0);  // was: accepted, nothing pinned
-    EXPECT_TRUE(contains(r.out, "ffn_dwon")) << r.out;
-    r = run_quiet("plan 1 --target-bpw -1" + store);
-    EXPECT_NE(r.code, 0);
-    EXPECT_TRUE(contains(r.out, "--target-bpw")) << r.out;
+    const auto r =
+        run_quiet("sweep " + shared_path("models/tiny-qwen2") + " --eval " + kEval +
+                  " --tokens 512 --types " + types + " --granularity class --no-uniform" + store);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return store;
+}
+
+TEST(BadInputs, PlanPinMatchingNothingAndNegativeBpwRefused) {
+    const std::string store = store_with_tiny_sweep(fresh_dir("pin"), "Q8_0");
+    ASSERT_FALSE(::testing::Test::HasFailure());
+    // was: accepted, nothing pinned
+    expect_refused_naming("plan 1 --target-bpw 6 --pin 'ffn_dwon=Q8_0'" + store, "ffn_dwon");
+    expect_refused_naming("plan 1 --target-bpw -1" + store, "--target-bpw");
 }
 
 TEST(BadInputs, PlanInteractionsRefusedWhereTheyCannotBeComputed) {
     const std::string dir = fresh_dir("interactions");
-    const std::string store = " --store " + dir + "/s.sqlite";
-    auto r = run_quiet("sweep " + shared_path("models/tiny-qwen2") + " --eval " + kEval +
-                       " --tokens 512 --types Q4_K,Q8_0 --granularity class --no-uniform" + store);
-    ASSERT_EQ(r.code, 0) << r.out;
+    const std::string store = store_with_tiny_sweep(dir, "Q4_K,Q8_0");
+    ASSERT_FALSE(::testing::Test::HasFailure());
     // The correction is fitted to mean KLD: a plan ranked by PPL or p99 is refused by name.
-    r = run_quiet("plan 1 --target-bpw 6 --interactions 4 --metric ppl" + store);
-    EXPECT_NE(r.code, 0);
-    EXPECT_TRUE(contains(r.out, "--metric kld --objective mean")) << r.out;
-    r = run_quiet("plan 1 --target-bpw 6 --interactions -3" + store);
-    EXPECT_NE(r.code, 0);
-    EXPECT_TRUE(contains(r.out, "--interactions -3")) << r.out;
-    r = run_quiet("plan 1 --format gptq --target-bpw 6 --interactions 4" + store);
-    EXPECT_NE(r.code, 0);
-    EXPECT_TRUE(contains(r.out, "ggml types only")) << r.out;
+    expect_refused_naming("plan 1 --target-bpw 6 --interactions 4 --metric ppl" + store,
+                          "--metric kld --objective mean");
+    expect_refused_naming("plan 1 --target-bpw 6 --interactions -3" + store, "--interactions -3");
+    expect_refused_naming("plan 1 --format gptq --target-bpw 6 --interactions 4" + store,
+                          "ggml types only");
     // Nothing was measured by the refused plans.
     jobs::Store s(dir + "/s.sqlite");
     EXPECT_FALSE(s.get_artifact(1, "interactions").has_value());
