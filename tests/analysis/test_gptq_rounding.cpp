@@ -11,11 +11,11 @@
 #include <fstream>
 #include <memory>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include <nlohmann/json.hpp>
 
-#include "analysis/measure/chunks.h"
 #include "analysis/measure/hessian.h"
 #include "analysis/sweep/sweep.h"
 #include "analysis/write/gptq_rounding.h"
@@ -27,6 +27,7 @@
 #include "jobs/store.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "support/f16_llama.h"
 #include "support/hessian_quad_form.h"
 #include "support/test_data.h"
 
@@ -48,13 +49,11 @@ Fixture& fixture() {
     static Fixture* f = [] {
         Progress::set_enabled(false);
         auto* x = new Fixture{};
-        x->model = Model::open(shared_path("models/llama-8m"));
-        x->engine = std::make_unique<Engine>(*x->model, EngineOptions{.f16_weights = true});
+        std::tie(x->model, x->engine) = test_support::open_f16_llama_8m();
         const Tokenizer tok = Tokenizer::load(*x->model);
         x->gptq = std::make_unique<GptqRounding>(
             *x->engine, tok, GptqSettings{shared_path("data/calib.txt"), 512, 16});
-        run_hessians(*x->engine, load_eval_chunks(tok, shared_path("data/eval.txt"), 512, 8),
-                     x->held);
+        test_support::run_text_hessians(*x->engine, tok, "data/eval.txt", 512, 8, x->held);
         return x;
     }();
     return *f;

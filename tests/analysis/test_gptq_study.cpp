@@ -24,6 +24,7 @@
 #include <cstdlib>
 #include <map>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "analysis/measure/chunks.h"
@@ -37,6 +38,7 @@
 #include "model/model.h"
 #include "quant/gptq.h"
 #include "quant/quant.h"
+#include "support/f16_llama.h"
 #include "support/hessian_quad_form.h"
 #include "support/test_data.h"
 
@@ -68,16 +70,13 @@ Study& study() {
     static Study* s = [] {
         Progress::set_enabled(false);
         auto* st = new Study{};
-        st->model = Model::open(shared_path("models/llama-8m"));
-        st->base = std::make_unique<Engine>(*st->model, EngineOptions{.f16_weights = true});
+        std::tie(st->model, st->base) = test_support::open_f16_llama_8m();
         st->imatrix = Imatrix::load(shared_path("data/llama-8m.llamacpp-imatrix.dat"));
         const Tokenizer tok = Tokenizer::load(*st->model);
-        run_hessians(*st->base,
-                     load_eval_chunks(tok, shared_path("data/calib.txt"), kCtx, kCalChunks),
-                     st->cal);
-        run_hessians(*st->base,
-                     load_eval_chunks(tok, shared_path("data/eval.txt"), kCtx, kHeldChunks),
-                     st->held);
+        test_support::run_text_hessians(*st->base, tok, "data/calib.txt", kCtx, kCalChunks,
+                                        st->cal);
+        test_support::run_text_hessians(*st->base, tok, "data/eval.txt", kCtx, kHeldChunks,
+                                        st->held);
         for (const TensorInfo& t : st->model->tensors())
             if (t.quantizable && st->cal.has(t.name)) st->linears.push_back(&t);
         return st;
