@@ -24,6 +24,8 @@
 #include "engine/cuda/dequant.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "support/logits_kld.h"
+#include "support/random_data.h"
 
 namespace quantlens::cuda {
 namespace {
@@ -111,10 +113,8 @@ TEST(CudaDequant, MatchesCpuDequantizeBitForBit) {
 TEST(CudaDequant, ThroughputOnAnFfnMatrix) {
     SKIP_WITHOUT_GPU();
     const int64_t rows = 14336, cols = 4096;
-    std::mt19937 rng(3);
-    std::normal_distribution<float> normal(0.0f, 0.02f);
-    std::vector<float> x(static_cast<size_t>(rows * cols));
-    for (float& v : x) v = normal(rng);
+    const std::vector<float> x =
+        test_support::random_normal(static_cast<size_t>(rows * cols), 3, 0.02f);
     const size_t row_bytes = ggml_row_size(GgmlType::Q4_K, cols);
     std::vector<uint8_t> blocks(row_bytes * rows);
     quantize(GgmlType::Q4_K, x.data(), blocks.data(), rows, cols, nullptr);
@@ -185,18 +185,7 @@ double max_abs_diff(const std::vector<float>& a, const std::vector<float>& b) {
     return m;
 }
 
-// Mean KL(p_a ‖ p_b) over rows of V logits.
-double mean_kld(const std::vector<float>& a, const std::vector<float>& b, int64_t V) {
-    const auto rows = static_cast<int64_t>(a.size()) / V;
-    double total = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-        const float* x = a.data() + r * V;
-        const float* y = b.data() + r * V;
-        const double lx = token_nll(x, V, 0) + x[0], ly = token_nll(y, V, 0) + y[0];  // lse
-        for (int64_t v = 0; v < V; ++v) total += std::exp(x[v] - lx) * ((x[v] - lx) - (y[v] - ly));
-    }
-    return total / static_cast<double>(rows);
-}
+using test_support::mean_kld;
 
 struct Case {
     std::string source, preset;

@@ -25,6 +25,7 @@
 #include "quant/blocks.h"
 #include "quant/quant.h"
 #include "quant/vec_dot.h"
+#include "support/logits_kld.h"
 #include "support/test_data.h"
 
 namespace quantlens {
@@ -73,26 +74,7 @@ TEST(EngineQuantized, MatricesOfCoveredTypesAreReadInPlace) {
 // sub-block would cost more than the quantization.
 constexpr double kPathKldBound = 2e-3;
 
-double mean_kld(const std::vector<float>& p_logits, const std::vector<float>& q_logits, int64_t V) {
-    const int64_t rows = static_cast<int64_t>(p_logits.size()) / V;
-    double total = 0;
-    for (int64_t r = 0; r < rows; ++r) {
-        const float* p = p_logits.data() + r * V;
-        const float* q = q_logits.data() + r * V;
-        double mp = p[0], mq = q[0];
-        for (int64_t v = 1; v < V; ++v)
-            mp = std::max<double>(mp, p[v]), mq = std::max<double>(mq, q[v]);
-        double zp = 0, zq = 0;
-        for (int64_t v = 0; v < V; ++v) zp += std::exp(p[v] - mp), zq += std::exp(q[v] - mq);
-        double kl = 0;
-        for (int64_t v = 0; v < V; ++v) {
-            const double lp = p[v] - mp - std::log(zp), lq = q[v] - mq - std::log(zq);
-            kl += std::exp(lp) * (lp - lq);
-        }
-        total += kl;
-    }
-    return total / static_cast<double>(rows);
-}
+using test_support::mean_kld;
 
 TEST(EngineQuantized, AgreesWithTheFloatEmulationOfGgmlRounding) {
     const auto model = Model::open(q4km());
