@@ -17,8 +17,23 @@ using test_support::kSgemmRelTol;
 using test_support::max_rel_diff;
 using test_support::random_vec;
 
-TEST(Kernels, MatmulMatchesReference) {
-    engine_init_blas();
+// The fast kernels run OpenBLAS sgemm, which is set to one thread first, as the engine does.
+class Kernels : public ::testing::Test {
+  protected:
+    static void SetUpTestSuite() { engine_init_blas(); }
+};
+
+// max_rel_diff of attention_forward against its reference twin on the same inputs.
+float attention_error(const std::vector<float>& q, const std::vector<float>& k,
+                      const std::vector<float>& v, int64_t B, int64_t T, int64_t H, int64_t KV,
+                      int64_t D, const AttentionParams& p = {}) {
+    std::vector<float> fast(B * T * H * D), ref(B * T * H * D);
+    attention_forward(fast.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
+    attention_forward_ref(ref.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
+    return max_rel_diff(fast, ref);
+}
+
+TEST_F(Kernels, MatmulMatchesReference) {
     for (auto [N, IN, OUT] : {std::tuple<int64_t, int64_t, int64_t>{1, 256, 4096},
                               {7, 96, 33},
                               {300, 256, 768},
@@ -32,8 +47,7 @@ TEST(Kernels, MatmulMatchesReference) {
     }
 }
 
-TEST(Kernels, AttentionMatchesReference) {
-    engine_init_blas();
+TEST_F(Kernels, AttentionMatchesReference) {
     for (auto [B, T, H, KV, D] :
          {std::tuple<int64_t, int64_t, int64_t, int64_t, int64_t>{2, 150, 4, 2, 32},
           {1, 64, 4, 4, 16},
@@ -41,17 +55,14 @@ TEST(Kernels, AttentionMatchesReference) {
           {1, 130, 6, 2, 64}}) {
         const auto q = random_vec(B * T * H * D, 4), k = random_vec(B * T * KV * D, 5),
                    v = random_vec(B * T * KV * D, 6);
-        std::vector<float> fast(B * T * H * D), ref(B * T * H * D);
-        attention_forward(fast.data(), q.data(), k.data(), v.data(), B, T, H, KV, D);
-        attention_forward_ref(ref.data(), q.data(), k.data(), v.data(), B, T, H, KV, D);
-        EXPECT_LT(max_rel_diff(fast, ref), kSgemmRelTol) << B << " " << T << " " << H << " " << KV;
+        EXPECT_LT(attention_error(q, k, v, B, T, H, KV, D), kSgemmRelTol)
+            << B << " " << T << " " << H << " " << KV;
     }
 }
 
-TEST(Kernels, WindowedSoftcappedAttentionMatchesReference) {
+TEST_F(Kernels, WindowedSoftcappedAttentionMatchesReference) {
     // Gemma's attention: a custom scale, soft-capped scores and a sliding window, with query
     // blocks (64 rows) that start inside, at and beyond the window.
-    engine_init_blas();
     for (auto [T, window, softcap] : {std::tuple<int64_t, int64_t, float>{150, 64, 3.0f},
                                       {130, 1, 0.0f},
                                       {200, 100, 50.0f},
@@ -63,14 +74,12 @@ TEST(Kernels, WindowedSoftcappedAttentionMatchesReference) {
         p.scale = 1.0f / std::sqrt(24.0f);
         p.softcap = softcap;
         p.window = window;
-        std::vector<float> fast(B * T * H * D), ref(B * T * H * D);
-        attention_forward(fast.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
-        attention_forward_ref(ref.data(), q.data(), k.data(), v.data(), B, T, H, KV, D, p);
-        EXPECT_LT(max_rel_diff(fast, ref), kSgemmRelTol) << T << " " << window << " " << softcap;
+        EXPECT_LT(attention_error(q, k, v, B, T, H, KV, D, p), kSgemmRelTol)
+            << T << " " << window << " " << softcap;
     }
 }
 
-TEST(Kernels, AttentionWindowHidesOldKeys) {
+TEST_F(Kernels, AttentionWindowHidesOldKeys) {
     // With a window of 8, query 50 sees keys 43..50 only: changing key 42 leaves it alone.
     const int64_t B = 1, T = 60, H = 1, KV = 1, D = 8;
     auto q = random_vec(T * D, 17), k = random_vec(T * D, 18), v = random_vec(T * D, 19);
@@ -84,7 +93,7 @@ TEST(Kernels, AttentionWindowHidesOldKeys) {
     EXPECT_NE(a[49 * D], b[49 * D]);  // key 42 is within query 49's window
 }
 
-TEST(Kernels, AttentionIsCausal) {
+TEST_F(Kernels, AttentionIsCausal) {
     // Changing a later key/value must not change earlier outputs.
     const int64_t B = 1, T = 100, H = 2, KV = 1, D = 16;
     auto q = random_vec(T * H * D, 7), k = random_vec(T * KV * D, 8), v = random_vec(T * KV * D, 9);
@@ -96,7 +105,7 @@ TEST(Kernels, AttentionIsCausal) {
     EXPECT_NE(a[80 * H * D], b[80 * H * D]);
 }
 
-TEST(Kernels, RopeModes) {
+TEST_F(Kernels, RopeModes) {
     // Position 0 is the identity; normal mode rotates (x0, x1) by pos·θ^0 = pos radians.
     const int64_t T = 3, H = 1, D = 4;
     std::vector<float> x = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};
@@ -112,7 +121,7 @@ TEST(Kernels, RopeModes) {
     EXPECT_EQ(y[9], 0.0f);
 }
 
-TEST(Kernels, PartialRopeAndAttentionFactor) {
+TEST_F(Kernels, PartialRopeAndAttentionFactor) {
     // Two of four channels rotate (R = 2): the others pass; cos/sin are scaled by mscale.
     const int64_t T = 2, H = 1, D = 4;
     std::vector<float> x = {1, 0, 7, 9, 1, 0, 7, 9};
@@ -124,7 +133,7 @@ TEST(Kernels, PartialRopeAndAttentionFactor) {
     EXPECT_EQ(x[7], 9.0f);
 }
 
-TEST(Kernels, GegluAndSoftcap) {
+TEST_F(Kernels, GegluAndSoftcap) {
     // gelu_pytorch_tanh(1) = 0.8411920; × up 2.
     const std::vector<float> g = {1.0f, 0.0f, -3.0f}, u = {2.0f, 5.0f, 1.0f};
     std::vector<float> o(3);
@@ -139,7 +148,7 @@ TEST(Kernels, GegluAndSoftcap) {
     EXPECT_NEAR(z[2], 8.0 * std::tanh(-1.0 / 8.0), 1e-6);
 }
 
-TEST(Kernels, RmsnormAndSwiglu) {
+TEST_F(Kernels, RmsnormAndSwiglu) {
     const std::vector<float> x = {3, 4}, w = {1, 2};
     std::vector<float> o(2);
     rmsnorm_forward(o.data(), x.data(), w.data(), 1, 2, 0.0f);
@@ -152,7 +161,7 @@ TEST(Kernels, RmsnormAndSwiglu) {
     EXPECT_NEAR(o[1], 2.0f / (1.0f + std::exp(-2.0f)) * 3.0f, 1e-6);
 }
 
-TEST(Kernels, GgmlActivationRounding) {
+TEST_F(Kernels, GgmlActivationRounding) {
     EXPECT_EQ(ggml_act_rounding(GgmlType::Q4_K), ActRounding::Q8_K);
     EXPECT_EQ(ggml_act_rounding(GgmlType::Q4_0), ActRounding::Q8_0);
     EXPECT_EQ(ggml_act_rounding(GgmlType::F16), ActRounding::F16);
