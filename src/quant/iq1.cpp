@@ -394,9 +394,7 @@ void iq1_m_dequantize(const block_iq1_m& x, float* y) {
 
 // ---- kernels.h entry points: ggml's quantize_<t> and dequantize_row_<t> ----
 
-QL_IQ_QUANTIZE_ROWS(iq1_s, block_iq1_s, GridKind::Iq1s, "IQ1_S", quantize_iq1_s_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(iq1_s, block_iq1_s, QK_K, iq1_s_dequantize)
-QL_IQ_QUANTIZE_ROWS(iq1_m, block_iq1_m, GridKind::Iq1s, nullptr, quantize_iq1_m_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(iq1_m, block_iq1_m, QK_K, iq1_m_dequantize)
+QL_IQ_KERNELS(iq1_s, block_iq1_s, GridKind::Iq1s, "IQ1_S", quantize_iq1_s_block, iq1_s_dequantize)
+QL_IQ_KERNELS(iq1_m, block_iq1_m, GridKind::Iq1s, nullptr, quantize_iq1_m_block, iq1_m_dequantize)
 
 }  // namespace quantlens::kernels

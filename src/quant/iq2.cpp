@@ -293,11 +293,11 @@ void iq2_s_dequantize(const block_iq2_s& x, float* y) {
 
 // ---- kernels.h entry points: ggml's quantize_<t> and dequantize_row_<t> ----
 
-QL_IQ_QUANTIZE_ROWS(iq2_xxs, block_iq2_xxs, GridKind::Iq2xxs, "IQ2_XXS", quantize_iq2_xxs_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(iq2_xxs, block_iq2_xxs, QK_K, iq2_xxs_dequantize)
-QL_IQ_QUANTIZE_ROWS(iq2_xs, block_iq2_xs, GridKind::Iq2xs, "IQ2_XS", quantize_iq2_16_block<false>)
-QL_DEQUANTIZE_ROW_BY_BLOCK(iq2_xs, block_iq2_xs, QK_K, iq2_xs_dequantize)
-QL_IQ_QUANTIZE_ROWS(iq2_s, block_iq2_s, GridKind::Iq2s, nullptr, quantize_iq2_16_block<true>)
-QL_DEQUANTIZE_ROW_BY_BLOCK(iq2_s, block_iq2_s, QK_K, iq2_s_dequantize)
+QL_IQ_KERNELS(iq2_xxs, block_iq2_xxs, GridKind::Iq2xxs, "IQ2_XXS", quantize_iq2_xxs_block,
+              iq2_xxs_dequantize)
+QL_IQ_KERNELS(iq2_xs, block_iq2_xs, GridKind::Iq2xs, "IQ2_XS", quantize_iq2_16_block<false>,
+              iq2_xs_dequantize)
+QL_IQ_KERNELS(iq2_s, block_iq2_s, GridKind::Iq2s, nullptr, quantize_iq2_16_block<true>,
+              iq2_s_dequantize)
 
 }  // namespace quantlens::kernels

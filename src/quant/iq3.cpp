@@ -246,9 +246,8 @@ void iq3_s_dequantize(const block_iq3_s& x, float* y) {
 
 // ---- kernels.h entry points: ggml's quantize_<t> and dequantize_row_<t> ----
 
-QL_IQ_QUANTIZE_ROWS(iq3_xxs, block_iq3_xxs, GridKind::Iq3xxs, nullptr, quantize_iq3_xxs_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(iq3_xxs, block_iq3_xxs, QK_K, iq3_xxs_dequantize)
-QL_IQ_QUANTIZE_ROWS(iq3_s, block_iq3_s, GridKind::Iq3s, nullptr, quantize_iq3_s_block)
-QL_DEQUANTIZE_ROW_BY_BLOCK(iq3_s, block_iq3_s, QK_K, iq3_s_dequantize)
+QL_IQ_KERNELS(iq3_xxs, block_iq3_xxs, GridKind::Iq3xxs, nullptr, quantize_iq3_xxs_block,
+              iq3_xxs_dequantize)
+QL_IQ_KERNELS(iq3_s, block_iq3_s, GridKind::Iq3s, nullptr, quantize_iq3_s_block, iq3_s_dequantize)
 
 }  // namespace quantlens::kernels

@@ -89,3 +89,9 @@ inline int snap_to_grid(const IqGrid& g, int n_levels, const float* xval, const 
             src, dst, n_rows, n_per_row, importance,                                            \
             [&grid](const float* x, const float* qw, Block& y) { block_fn(grid, x, qw, &y); }); \
     }
+
+// Both entry points of a lattice i-quant: QL_IQ_QUANTIZE_ROWS, and dequantize_row_<t> by
+// super-block (dequantize_block(const Block&, float* y)).
+#define QL_IQ_KERNELS(t, Block, grid_kind, imatrix_required, quantize_block, dequantize_block) \
+    QL_IQ_QUANTIZE_ROWS(t, Block, grid_kind, imatrix_required, quantize_block)                 \
+    QL_DEQUANTIZE_ROW_BY_BLOCK(t, Block, QK_K, dequantize_block)
