@@ -245,6 +245,24 @@ TensorRole role_from_gguf_name(const std::string& gguf) {
     return TensorRole::Other;
 }
 
+bool is_attention_projection(TensorRole r) {
+    using R = TensorRole;
+    return r == R::AttnQ || r == R::AttnK || r == R::AttnV || r == R::AttnO;
+}
+
+bool is_dense_mlp(TensorRole r) {
+    return r == TensorRole::FfnGate || r == TensorRole::FfnUp || r == TensorRole::FfnDown;
+}
+
+bool is_routed_experts(TensorRole r) {
+    using R = TensorRole;
+    return r == R::ExpertGate || r == R::ExpertUp || r == R::ExpertDown;
+}
+
+bool is_shared_expert(TensorRole r) {
+    return r == TensorRole::SharedGate || r == TensorRole::SharedUp || r == TensorRole::SharedDown;
+}
+
 bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne) {
     if (ne.size() < 2) return false;
     switch (role) {

@@ -38,6 +38,13 @@ int layer_from_gguf_name(const std::string& gguf_name);  // -1 outside blocks
 // Inverse of role_name(); nullopt if unknown. Lets recipes and CLI filters name roles.
 std::optional<TensorRole> role_from_name(const std::string& name);
 
+// Groups of a layer's matrices, for the selections that name them (the sweep's placement
+// units, the Linear layers GPTQ quantizes).
+bool is_attention_projection(TensorRole role);  // attn_q, attn_k, attn_v, attn_output
+bool is_dense_mlp(TensorRole role);             // ffn_gate, ffn_up, ffn_down
+bool is_routed_experts(TensorRole role);        // ffn_{gate,up,down}_exps (stacked)
+bool is_shared_expert(TensorRole role);         // ffn_{gate,up,down}_shexp
+
 // llama.cpp quantizes 2-D+ weights except norms, the MoE routers and Gemma's
 // per_layer_model_proj (llama-quantize keeps it as it is).
 bool is_quantizable(TensorRole role, const std::vector<int64_t>& ne);

@@ -13,6 +13,7 @@
 #include "jobs/metric_names.h"
 #include "jobs/store.h"
 #include "model/model.h"
+#include "model/names.h"
 
 namespace quantlens {
 namespace {
@@ -21,29 +22,15 @@ using json = nlohmann::json;
 
 // The token mixers: attention, and the Gated DeltaNet's projections in hybrid models.
 bool is_attention(TensorRole r) {
-    return r == TensorRole::AttnQ || r == TensorRole::AttnK || r == TensorRole::AttnV ||
-           r == TensorRole::AttnO || r == TensorRole::AttnQKV || r == TensorRole::AttnGate ||
+    return is_attention_projection(r) || r == TensorRole::AttnQKV || r == TensorRole::AttnGate ||
            r == TensorRole::SsmOut || r == TensorRole::SsmBetaAlpha || r == TensorRole::SsmBeta ||
            r == TensorRole::SsmAlpha;
 }
 
+// The MLP: dense, or the routers with the routed and shared experts.
 bool is_ffn(TensorRole r) {
-    switch (r) {
-        case TensorRole::FfnGate:
-        case TensorRole::FfnUp:
-        case TensorRole::FfnDown:
-        case TensorRole::Router:
-        case TensorRole::ExpertGate:
-        case TensorRole::ExpertUp:
-        case TensorRole::ExpertDown:
-        case TensorRole::SharedGate:
-        case TensorRole::SharedUp:
-        case TensorRole::SharedDown:
-        case TensorRole::SharedRouter:
-            return true;
-        default:
-            return false;
-    }
+    return is_dense_mlp(r) || is_routed_experts(r) || is_shared_expert(r) ||
+           r == TensorRole::Router || r == TensorRole::SharedRouter;
 }
 
 // The quantizable tensors of `model` that `pick` selects, in the model's order.

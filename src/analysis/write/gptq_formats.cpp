@@ -6,6 +6,7 @@
 #include "analysis/write/gptq_rounding.h"
 #include "core/error.h"
 #include "model/model.h"
+#include "model/names.h"
 #include "quant/gptq_pack.h"
 
 namespace quantlens {
@@ -33,21 +34,8 @@ const char* fused_unit(TensorRole role) {
 
 bool gptq_quantizes(const TensorInfo& t) {
     if (t.ne.size() != 2 || t.layer < 0 || !t.quantizable) return false;
-    switch (t.role) {
-        case TensorRole::AttnQ:
-        case TensorRole::AttnK:
-        case TensorRole::AttnV:
-        case TensorRole::AttnO:
-        case TensorRole::FfnGate:
-        case TensorRole::FfnUp:
-        case TensorRole::FfnDown:
-        case TensorRole::SharedGate:
-        case TensorRole::SharedUp:
-        case TensorRole::SharedDown:
-            return true;
-        default:
-            return false;
-    }
+    // Linear layers only: not the routed experts, stacked into one 3-D tensor.
+    return is_attention_projection(t.role) || is_dense_mlp(t.role) || is_shared_expert(t.role);
 }
 
 std::vector<GptqUnit> gptq_units(const Model& model) {
