@@ -12,6 +12,7 @@
 #include "core/error.h"
 #include "core/half.h"
 #include "core/parallel.h"
+#include "core/table_lookup.h"
 
 namespace quantlens {
 
@@ -64,15 +65,14 @@ json parse_header(std::string_view text, const std::string& name) {
 }  // namespace
 
 const char* st_dtype_name(StDtype dtype) {
-    for (const auto& d : kDtypes)
-        if (d.dtype == dtype) return d.name;
-    return "?";
+    const DtypeName* d = find_entry(kDtypes, &DtypeName::dtype, dtype);
+    return d ? d->name : "?";
 }
 
 size_t st_dtype_size(StDtype dtype) {
-    for (const auto& d : kDtypes)
-        if (d.dtype == dtype) return d.size;
-    QL_ASSERT(false);
+    const DtypeName* d = find_entry(kDtypes, &DtypeName::dtype, dtype);
+    QL_ASSERT(d != nullptr);
+    return d->size;
 }
 
 int64_t StTensor::n_elements() const {
@@ -113,9 +113,7 @@ void SafetensorsModel::add_file(std::shared_ptr<MappedFile> file, std::span<cons
         QL_CHECK(dt != entry.end() && dt->is_string(), "{}: tensor '{}': missing dtype", name,
                  tname);
         const std::string dname = dt->get<std::string>();
-        const DtypeName* d = nullptr;
-        for (const auto& k : kDtypes)
-            if (dname == k.name) d = &k;
+        const DtypeName* d = find_entry(kDtypes, &DtypeName::name, dname);
         QL_CHECK(d != nullptr, "{}: tensor '{}': unknown dtype '{}' (expected F32, F16, BF16, ...)",
                  name, tname, dname);
         t.dtype = d->dtype;

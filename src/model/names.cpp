@@ -5,6 +5,7 @@
 #include <cstring>
 
 #include "core/error.h"
+#include "core/table_lookup.h"
 #include "model/families/family.h"
 
 namespace quantlens {
@@ -93,14 +94,12 @@ bool parse_index(const std::string& s, int& out) {
 }  // namespace
 
 const char* role_name(TensorRole role) {
-    for (const auto& r : kRoles)
-        if (r.role == role) return r.name;
-    return "other";
+    const RoleEntry* r = find_entry(kRoles, &RoleEntry::role, role);
+    return r ? r->name : "other";
 }
 
 std::optional<TensorRole> role_from_name(const std::string& name) {
-    for (const auto& r : kRoles)
-        if (name == r.name) return r.role;
+    if (const RoleEntry* r = find_entry(kRoles, &RoleEntry::name, name)) return r->role;
     return std::nullopt;
 }
 

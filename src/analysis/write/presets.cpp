@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/error.h"
+#include "core/table_lookup.h"
 #include "quant/quant.h"
 
 namespace quantlens {
@@ -360,8 +361,7 @@ const Preset& get_preset(std::string_view name) {
 }
 
 std::string ftype_name(uint32_t ftype) {
-    for (const auto& p : kPresets)
-        if (p.ftype == ftype) return p.name;
+    if (const Preset* p = find_entry(kPresets, &Preset::ftype, ftype)) return p->name;
     return fmt::format("ftype {}", ftype);
 }
 
