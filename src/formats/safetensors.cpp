@@ -5,6 +5,7 @@
 #include <cstring>
 #include <filesystem>
 #include <limits>
+#include <optional>
 #include <set>
 
 #include <nlohmann/json.hpp>
@@ -29,12 +30,19 @@ struct DtypeName {
     StDtype dtype;
     const char* name;
     size_t size;
+    std::optional<GgmlType> float_type;  // st_float_type(); none for F64 and the integers
 };
 
 constexpr DtypeName kDtypes[] = {
-    {StDtype::F32, "F32", 4},   {StDtype::F16, "F16", 2}, {StDtype::BF16, "BF16", 2},
-    {StDtype::F64, "F64", 8},   {StDtype::I64, "I64", 8}, {StDtype::I32, "I32", 4},
-    {StDtype::I16, "I16", 2},   {StDtype::I8, "I8", 1},   {StDtype::U8, "U8", 1},
+    {StDtype::F32, "F32", 4, GgmlType::F32},
+    {StDtype::F16, "F16", 2, GgmlType::F16},
+    {StDtype::BF16, "BF16", 2, GgmlType::BF16},
+    {StDtype::F64, "F64", 8},
+    {StDtype::I64, "I64", 8},
+    {StDtype::I32, "I32", 4},
+    {StDtype::I16, "I16", 2},
+    {StDtype::I8, "I8", 1},
+    {StDtype::U8, "U8", 1},
     {StDtype::BOOL, "BOOL", 1},
 };
 
@@ -73,6 +81,14 @@ size_t st_dtype_size(StDtype dtype) {
     const DtypeName* d = find_entry(kDtypes, &DtypeName::dtype, dtype);
     QL_ASSERT(d != nullptr);
     return d->size;
+}
+
+GgmlType st_float_type(const StTensor& t) {
+    const DtypeName* d = find_entry(kDtypes, &DtypeName::dtype, t.dtype);
+    QL_CHECK(d != nullptr && d->float_type,
+             "{}: tensor '{}': dtype {} is not a float type (F32, F16 or BF16 expected)", t.file,
+             t.name, st_dtype_name(t.dtype));
+    return *d->float_type;
 }
 
 int64_t StTensor::n_elements() const {

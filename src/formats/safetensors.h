@@ -15,6 +15,7 @@
 #include <string>
 #include <vector>
 
+#include "core/ggml_type.h"
 #include "core/mmap_file.h"
 
 namespace quantlens {
@@ -29,13 +30,17 @@ struct StTensor {
     StDtype dtype;
     std::vector<int64_t> shape;  // PyTorch order: shape[0] = rows (out features)
     std::span<const uint8_t> data;
-    std::string file;            // shard path, for error messages
+    std::string file;  // shard path, for error messages
 
     int64_t n_elements() const;
 };
 
+// The ggml type a float tensor's values are read as (F32, F16, BF16); an Error naming the file
+// and tensor for any other dtype.
+GgmlType st_float_type(const StTensor& tensor);
+
 class SafetensorsModel {
-public:
+  public:
     // `path` is a directory (model.safetensors or the index + shards) or a .safetensors file.
     static SafetensorsModel open(const std::string& path);
     // Parses one in-memory file image (fuzzing, tests).
@@ -48,7 +53,7 @@ public:
     static void to_f32(const StTensor& t, std::span<float> out);
     const std::vector<std::string>& files() const { return files_; }
 
-private:
+  private:
     void add_file(std::shared_ptr<MappedFile> file, std::span<const uint8_t> bytes,
                   const std::string& name);
 

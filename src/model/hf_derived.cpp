@@ -45,12 +45,7 @@ DerivedShape derived_shape(const HfDerivedTensor& d, const StTensor& t, const St
         out.type = GgmlType::MXFP4;
         return out;
     }
-    QL_CHECK(t.dtype == StDtype::F32 || t.dtype == StDtype::F16 || t.dtype == StDtype::BF16,
-             "{}: tensor '{}': dtype {} is not a float type (F32, F16 or BF16 expected)", t.file,
-             t.name, st_dtype_name(t.dtype));
-    out.type = t.dtype == StDtype::F32   ? GgmlType::F32
-               : t.dtype == StDtype::F16 ? GgmlType::F16
-                                         : GgmlType::BF16;
+    out.type = st_float_type(t);
     if (d.stride == 0) {
         out.ne.assign(s.rbegin(), s.rend());
         return out;

@@ -35,20 +35,6 @@ namespace {
 
 namespace fs = std::filesystem;
 
-GgmlType ggml_type_of(const StTensor& t) {
-    switch (t.dtype) {
-        case StDtype::F32:
-            return GgmlType::F32;
-        case StDtype::F16:
-            return GgmlType::F16;
-        case StDtype::BF16:
-            return GgmlType::BF16;
-        default:
-            fail("{}: tensor '{}': dtype {} is not a float type (F32, F16 or BF16 expected)",
-                 t.file, t.name, st_dtype_name(t.dtype));
-    }
-}
-
 // Where a GGUF-layout tensor's values come from.
 struct Parts {
     std::vector<const StTensor*> parts;  // one, or one per expert in expert order
@@ -252,7 +238,7 @@ class HfModel final : public Model {
                 info.hf_name = gguf_to_hf(name, config_.arch);
                 info.ne.assign(first->shape.rbegin(), first->shape.rend());
                 info.ne.push_back(config_.n_experts);
-                info.type = ggml_type_of(*first);
+                info.type = st_float_type(*first);
             } else if (auto split = splits.find(name); split != splits.end()) {
                 src.parts.push_back(p.single);
                 src.mla_split = split->second;
@@ -266,11 +252,11 @@ class HfModel final : public Model {
                 info.ne = split->second == Parts::MlaSplit::KB
                               ? std::vector<int64_t>{config_.qk_nope_dim, L, H}
                               : std::vector<int64_t>{L, config_.v_head_dim, H};
-                info.type = ggml_type_of(*p.single);
+                info.type = st_float_type(*p.single);
             } else {
                 src.parts.push_back(p.single);
                 info.ne.assign(p.single->shape.rbegin(), p.single->shape.rend());
-                info.type = ggml_type_of(*p.single);
+                info.type = st_float_type(*p.single);
             }
             if (config_.is_hybrid() && p.single) {
                 const std::string hf_rest = info.hf_name.substr(info.hf_name.find('.', 13) + 1);
