@@ -12,6 +12,7 @@
 
 #include "core/error.h"
 #include "core/mmap_file.h"
+#include "core/table_lookup.h"
 
 namespace quantlens {
 namespace {
@@ -347,23 +348,24 @@ void emit_yaml(YAML::Emitter& out, const json& j) {
     }
 }
 
+// The roundings' names in recipes and item names, read both ways.
+struct RoundingName {
+    Rounding rounding;
+    const char* name;
+};
+constexpr RoundingName kRoundingNames[] = {
+    {Rounding::plain, "plain"}, {Rounding::imatrix, "imatrix"}, {Rounding::gptq, "gptq"}};
+
 }  // namespace
 
 const char* rounding_name(Rounding rounding) {
-    switch (rounding) {
-        case Rounding::plain:
-            return "plain";
-        case Rounding::imatrix:
-            return "imatrix";
-        case Rounding::gptq:
-            return "gptq";
-    }
-    return "?";
+    const RoundingName* r = find_entry(kRoundingNames, &RoundingName::rounding, rounding);
+    return r ? r->name : "?";
 }
 
 std::optional<Rounding> rounding_from_name(std::string_view name) {
-    for (const Rounding r : {Rounding::plain, Rounding::imatrix, Rounding::gptq})
-        if (name == rounding_name(r)) return r;
+    if (const RoundingName* r = find_entry(kRoundingNames, &RoundingName::name, name))
+        return r->rounding;
     return std::nullopt;
 }
 

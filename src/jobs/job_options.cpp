@@ -2,6 +2,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "core/table_lookup.h"
+
 namespace quantlens::jobs {
 
 namespace {
@@ -154,15 +156,11 @@ const std::vector<JobKindSpec>& job_kind_specs() {
 }
 
 const JobOption* JobKindSpec::find(std::string_view name) const {
-    for (const auto& o : options)
-        if (o.name == name) return &o;
-    return nullptr;
+    return find_entry(options, &JobOption::name, name);
 }
 
 const JobKindSpec* find_job_kind_spec(std::string_view kind) {
-    for (const auto& s : job_kind_specs())
-        if (s.kind == kind) return &s;
-    return nullptr;
+    return find_entry(job_kind_specs(), &JobKindSpec::kind, kind);
 }
 
 std::string_view option_value_name(OptionValue value) {
