@@ -34,16 +34,11 @@ struct DtypeName {
 };
 
 constexpr DtypeName kDtypes[] = {
-    {StDtype::F32, "F32", 4, GgmlType::F32},
-    {StDtype::F16, "F16", 2, GgmlType::F16},
-    {StDtype::BF16, "BF16", 2, GgmlType::BF16},
-    {StDtype::F64, "F64", 8},
-    {StDtype::I64, "I64", 8},
-    {StDtype::I32, "I32", 4},
-    {StDtype::I16, "I16", 2},
-    {StDtype::I8, "I8", 1},
-    {StDtype::U8, "U8", 1},
-    {StDtype::BOOL, "BOOL", 1},
+    {StDtype::F32, "F32", 4, GgmlType::F32},    {StDtype::F16, "F16", 2, GgmlType::F16},
+    {StDtype::BF16, "BF16", 2, GgmlType::BF16}, {StDtype::F64, "F64", 8, std::nullopt},
+    {StDtype::I64, "I64", 8, std::nullopt},     {StDtype::I32, "I32", 4, std::nullopt},
+    {StDtype::I16, "I16", 2, std::nullopt},     {StDtype::I8, "I8", 1, std::nullopt},
+    {StDtype::U8, "U8", 1, std::nullopt},       {StDtype::BOOL, "BOOL", 1, std::nullopt},
 };
 
 // nlohmann keeps the last of duplicate keys silently; a model with two tensors of one name
