@@ -245,8 +245,8 @@ TensorRole role_from_gguf_name(const std::string& gguf) {
 }
 
 bool is_attention_projection(TensorRole r) {
-    using R = TensorRole;
-    return r == R::AttnQ || r == R::AttnK || r == R::AttnV || r == R::AttnO;
+    return r == TensorRole::AttnQ || r == TensorRole::AttnK || r == TensorRole::AttnV ||
+           r == TensorRole::AttnO;
 }
 
 bool is_dense_mlp(TensorRole r) {
@@ -254,8 +254,7 @@ bool is_dense_mlp(TensorRole r) {
 }
 
 bool is_routed_experts(TensorRole r) {
-    using R = TensorRole;
-    return r == R::ExpertGate || r == R::ExpertUp || r == R::ExpertDown;
+    return r == TensorRole::ExpertGate || r == TensorRole::ExpertUp || r == TensorRole::ExpertDown;
 }
 
 bool is_shared_expert(TensorRole r) {
