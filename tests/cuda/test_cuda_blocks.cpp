@@ -24,19 +24,14 @@
 #include "engine/cuda/dequant.h"
 #include "model/model.h"
 #include "quant/quant.h"
+#include "support/gpu_test.h"
 #include "support/logits_kld.h"
 #include "support/random_data.h"
 
 namespace quantlens::cuda {
 namespace {
 
-#define SKIP_WITHOUT_GPU()                                                          \
-    do {                                                                            \
-        std::string why;                                                            \
-        if (!device_available(&why)) GTEST_SKIP() << "CUDA tests skipped: " << why; \
-    } while (0)
-
-const std::string kLlama = std::string(QL_SOURCE_DIR) + "/examples/models/llama-8m";
+const std::string kLlama = test_support::kExampleLlama;
 const std::string kQwenMoe = std::string(QL_SOURCE_DIR) + "/tests/fixtures/qwen3moe";
 const std::string kGptOssMxfp4 = std::string(QL_SOURCE_DIR) + "/tests/fixtures/gptoss-mxfp4";
 

@@ -28,6 +28,7 @@
 #include "model/model.h"
 #include "quant/quant.h"
 #include "support/family_reference.h"
+#include "support/gpu_test.h"
 
 namespace quantlens::cuda {
 namespace {
@@ -49,13 +50,7 @@ constexpr double kWeightErrorRelTol = 0.03;
 // then move by up to 8 % (measured), so BF16 sweeps are held to a looser bound.
 constexpr double kBf16SweepRelTol = 0.15;
 
-const std::string kModel = std::string(QL_SOURCE_DIR) + "/examples/models/llama-8m";
-
-#define SKIP_WITHOUT_GPU()                                                          \
-    do {                                                                            \
-        std::string why;                                                            \
-        if (!device_available(&why)) GTEST_SKIP() << "CUDA tests skipped: " << why; \
-    } while (0)
+const std::string kModel = test_support::kExampleLlama;
 
 // Pseudo-random tokens whose second half repeats the first, so the model (copying through
 // induction) makes confident predictions there and quantization error shows in the KLD.

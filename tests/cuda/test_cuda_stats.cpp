@@ -25,6 +25,7 @@
 #include "engine/tokenizer.h"
 #include "model/model.h"
 #include "support/family_reference.h"
+#include "support/gpu_test.h"
 #include "support/test_data.h"
 
 namespace quantlens::cuda {
@@ -44,14 +45,8 @@ constexpr double kEngineRelTol = 1e-3;
 // moves by more than the average.
 constexpr double kEngineMaxRelTol = 2e-2;
 
-const std::string kModel = std::string(QL_SOURCE_DIR) + "/examples/models/llama-8m";
+const std::string kModel = test_support::kExampleLlama;
 const std::string kText = std::string(QL_SOURCE_DIR) + "/examples/data/calib-sample.txt";
-
-#define SKIP_WITHOUT_GPU()                                                          \
-    do {                                                                            \
-        std::string why;                                                            \
-        if (!device_available(&why)) GTEST_SKIP() << "CUDA tests skipped: " << why; \
-    } while (0)
 
 // Random activations [rows, cols]: channel j has mean 0.1·(j % 7) and scale 1 + (j % 5), with a
 // few large outliers so the 6σ count is not zero.

@@ -46,6 +46,13 @@
 namespace quantlens::cuda {
 namespace {
 
+static_assert(static_cast<int>(ActRound::None) == static_cast<int>(ActRounding::None) &&
+                  static_cast<int>(ActRound::F16) == static_cast<int>(ActRounding::F16) &&
+                  static_cast<int>(ActRound::BF16) == static_cast<int>(ActRounding::BF16) &&
+                  static_cast<int>(ActRound::Q8_0) == static_cast<int>(ActRounding::Q8_0) &&
+                  static_cast<int>(ActRound::Q8_K) == static_cast<int>(ActRounding::Q8_K),
+              "act_rounding_for casts ActRounding to ActRound");
+
 constexpr int64_t kQueryBlock = 128;  // attention(): queries per causal block
 
 struct Member {
@@ -821,20 +828,9 @@ struct CudaEngine::Impl {
         const Member& mb = member_at(ms, elem);
         return mb.offset + mb.n;
     }
+    // ActRound is engine/kernels.h's ActRounding member for member (frozen below).
     static ActRound act_rounding_for(GgmlType t) {
-        switch (ggml_act_rounding(t)) {
-            case ActRounding::None:
-                return ActRound::None;
-            case ActRounding::F16:
-                return ActRound::F16;
-            case ActRounding::BF16:
-                return ActRound::BF16;
-            case ActRounding::Q8_0:
-                return ActRound::Q8_0;
-            case ActRounding::Q8_K:
-                return ActRound::Q8_K;
-        }
-        return ActRound::None;
+        return static_cast<ActRound>(ggml_act_rounding(t));
     }
 
     // The CPU engine's tables for sequences of T tokens (longrope picks its factors by T, so
