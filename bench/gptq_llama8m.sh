@@ -17,4 +17,4 @@ FORMATS=${FORMATS:-gptq3g64a,gptq3g128a,gptq4g64a,gptq4g128a,gptq4g32a,gptq8pc} 
     -o "$OUT/plan.json" --export-gptq "$OUT/plan.quantization_config.json" --force
 "$Q" verify --format gptq --base "$M" --text "$S/data/eval.txt" --chunks 40 \
     --gptq "$S/data/calib.txt" --recipe "$OUT/plan.json" --out-dir "$OUT/verify" \
-    --json "$OUT/verify.json" --force
+    --json "$OUT/verify.json" --store "$OUT/jobs.sqlite" --force  # the store: held-out check
