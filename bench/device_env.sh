@@ -46,11 +46,11 @@ shape_cpu_gpu() {
     env "$run" QUANTLENS_PROFILE=1 timeout 300 $Q eval $S --text $text --ctx 512 --chunks 40 --gpu --json > $res/$name.json 2> $res/$name.err || tail -3 $res/$name.err
     names="$names $name"; el "eval --gpu $run"
   done
-  timeout 400 $Q -q eval $S --text $text --ctx 512 --chunks 2 --save-logits $res/shape-cpu.qllogp --json > $res/shape-cpu.json 2> $res/shape-cpu.err || tail -3 $res/shape-cpu.err
+  timeout 200 $Q -q eval $S --text $text --ctx 512 --chunks 2 --save-logits $res/shape-cpu.qllogp --json > $res/shape-cpu.json 2> $res/shape-cpu.err || tail -3 $res/shape-cpu.err
   el "eval cpu 2 chunks"
   timeout 120 $Q -q eval $S --text $text --ctx 512 --chunks 2 --base $res/shape-cpu.qllogp --gpu --json > $res/shape-gpu-vs-cpu.json 2> $res/shape-gpu-vs-cpu.err || tail -3 $res/shape-gpu-vs-cpu.err
   rm -f $res/shape-cpu.qllogp
-  /usr/bin/time -f "shape sweep --gpu %e s wall" timeout 300 $Q -q sweep $S --eval $text --tokens 4096 --types Q4_K --gpu --store /tmp/shape-sweep.sqlite --json $res/shape-sweep.json > $res/shape-sweep.log 2>&1 || tail -3 $res/shape-sweep.log
+  /usr/bin/time -f "shape sweep --gpu %e s wall" timeout 150 $Q -q sweep $S --eval $text --tokens 4096 --types Q4_K --gpu --store /tmp/shape-sweep.sqlite --json $res/shape-sweep.json > $res/shape-sweep.log 2>&1 || tail -3 $res/shape-sweep.log
   tail -2 $res/shape-sweep.log
   el "sweep --gpu of the shape"
   python3 - "$res" $names shape-cpu shape-gpu-vs-cpu <<'PY'
