@@ -7,7 +7,8 @@ nothing), to argv[1], with the tokenizer of the model directory argv[2]. Run on 
 The shape is ours, in the range of the published small ("E2B") Gemma 4 text models: hidden
 1536, 35 layers in a 4:1 sliding/global pattern (window 512), 8 query heads, 1 KV head of 256
 on sliding layers and of 512 with K=V on global ones (proportional rope over a quarter), MLP
-6144 (double-wide on the 20 KV-shared layers), per-layer embeddings of 256, vocabulary 262,144.
+6144 (double-wide on the 17 KV-shared layers), per-layer embeddings of 256, vocabulary 262,144;
+q/k norm weights D^-1/4 (below).
 The vocabulary is the model's, the tokenizer argv[2]'s (its ids stay below 262,144).
 """
 import sys
@@ -40,4 +41,14 @@ cfg.architectures = ["Gemma4ForCausalLM"]
 torch.manual_seed(0)
 with torch.device("cuda"):
     model = tf.Gemma4ForCausalLM(cfg).to(torch.bfloat16)
+# Gemma 4 scores q·k unscaled (its q/k norms set the scale). With the norms' initial weights of 1
+# a random model's scores spread by √D (16 and 23 here), so any rounding flips which key a query
+# attends to (F16 vs F32 measured KLD 0.17 on this shape); D^-1/4 gives scores of unit spread,
+# as 1/√D scaling would.
+with torch.no_grad():
+    for layer in model.model.layers:
+        a = layer.self_attn
+        for norm in (getattr(a, "q_norm", None), getattr(a, "k_norm", None)):
+            if norm is not None and getattr(norm, "weight", None) is not None:
+                norm.weight.fill_(a.head_dim ** -0.25)
 save_shape(model, out, tok)
