@@ -1049,8 +1049,8 @@ struct CudaEngine::Impl {
 
     // Router logits [N, E] f32 from the router input x[N, C] f32. The router multiplies in F32
     // whatever the storage, as llama.cpp keeps ffn_gate_inp (an F32 weight times F32
-    // activations): a briefly trained router's near-tied experts flipped in 16 bits, which
-    // moved Qwen3-Next's F16 KLD against transformers from 1e-6 to 1.8e-4 at two tokens in 510.
+    // activations), so only the layers before it round in 16 bits. (A near-tied router still
+    // flips where they do: Qwen3-Next's fixture, 2 tokens in 510, as llama.cpp's F16 numerics.)
     void router_logits_f32(int64_t l, const LayerSlots& ls, const float* x, int64_t N) {
         const int64_t C = c.hidden, E = c.n_experts;
         router_logits.resize(static_cast<size_t>(N * E) * 4);
@@ -1071,10 +1071,15 @@ struct CudaEngine::Impl {
         QL_ASSERT(F <= ffn && c.shared_expert_ffn <= ffn);  // gu and act hold the widest MLP
         route_ids.resize(static_cast<size_t>(N * K) * 4);
         route_w.resize(static_cast<size_t>(N * K) * 4);
-        router_in.resize(static_cast<size_t>(N * C) * 4);
-        launch_rmsnorm(router_in.as(), Dtype::F32, h, f32(ls.ffn_norm), N, C,
-                       static_cast<float>(c.rms_eps), N, N, 0);
-        router_logits_f32(l, ls, router_in.as<float>(), N);
+        // The router reads the FFN norm's output in F32: xn itself under F32 storage.
+        const float* x = xn.as<float>();
+        if (dt != Dtype::F32) {
+            router_in.resize(static_cast<size_t>(N * C) * 4);
+            launch_rmsnorm(router_in.as(), Dtype::F32, h, f32(ls.ffn_norm), N, C,
+                           static_cast<float>(c.rms_eps), N, N, 0);
+            x = router_in.as<float>();
+        }
+        router_logits_f32(l, ls, x, N);
         std::vector<int32_t> ids(static_cast<size_t>(N * K));
         std::vector<float> w(ids.size());
         if (c.moe_sigmoid) {
