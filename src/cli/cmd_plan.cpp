@@ -11,6 +11,7 @@
 #include "analysis/plan/gptq_plan.h"
 #include "analysis/plan/plan_job.h"
 #include "analysis/studies/interactions.h"
+#include "analysis/studies/refine.h"
 #include "cli/command.h"
 #include "core/error.h"
 #include "core/ggml_type.h"
@@ -32,6 +33,8 @@ struct PlanArgs {
     double target_bpw = 0;
     int64_t interactions = 0;         // pairs to measure for the pairwise correction (0: off)
     int64_t interactions_tokens = 0;  // tokens of the sweep's text for the mix (0: the sweep's)
+    int64_t refine = 0;               // rounds of refinement by measured mixes (0: off)
+    int64_t refine_tokens = 0;        // tokens of the sweep's text for those mixes (0: the sweep's)
     bool knee = false, json = false, force = false, no_rounding_choice = false;
     std::vector<std::string> pins;
     std::vector<std::string> ties;
@@ -73,10 +76,11 @@ int run_gptq_plan(const PlanArgs& a) {
                  a.max_type.empty() && a.export_llama.empty() && a.objective == "mean",
              "plan --format gptq: --knee, --pin, --tie, --min-type, --max-type, --objective and "
              "--export-llama-cpp belong to ggml plans");
-    QL_CHECK(a.interactions == 0,
-             "plan --format gptq --interactions: pairs are measured at ggml types only (a "
-             "GPTQ-format sweep item puts every tensor at one format); the GPTQ plan's "
-             "prediction keeps the interaction factor");
+    QL_CHECK(a.interactions >= 0 && a.refine >= 0 &&
+                 (a.interactions_tokens == 0 || a.interactions > 0) &&
+                 (a.refine_tokens == 0 || a.refine > 0),
+             "plan --interactions N / --refine N: give a number (0: off); --interactions-tokens "
+             "and --refine-tokens belong to them");
     GptqPlanRequest req;
     req.job_id = a.job;
     req.metric = a.metric;
@@ -94,8 +98,33 @@ int run_gptq_plan(const PlanArgs& a) {
     for (const std::string& p : {a.output, a.export_gptq, a.frontier_out})
         if (!p.empty()) check_output_path(p, ow);
     jobs::Store store(jobs::resolve_store_path(a.store));
-    const GptqPlanOutcome out = plan_gptq_from_job(store, req);
-    const Recipe& r = out.recipe;
+    GptqPlanOutcome out = plan_gptq_from_job(store, req);
+    Recipe& r = out.recipe;
+    std::optional<RefineOutcome> refined;
+    if (a.refine > 0) {
+        refined = refine_plan(store, a.job, out.problem, gptq_option_items(out), out.choice,
+                              out.budget, static_cast<int>(a.refine), a.refine_tokens);
+        choose_gptq(out, refined->search.choice);
+        r.predicted_kld = refined->result.kld_mean;
+        r.predicted_kld_p99 = refined->result.kld_p99;
+        r.predicted_kld_p999 = refined->result.kld_p999;
+        r.notes.push_back(fmt::format(
+            "refined by measured mixes (plan --refine {}): the mix's KLD over {} tokens of the "
+            "sweep's text {:.6f} → {:.6f}; predicted KLD = the refined mix measured there",
+            a.refine, refined->tokens, refined->search.start_kld, refined->result.kld_mean));
+    }
+    std::optional<InteractionStudy> study;
+    if (a.interactions > 0) {
+        study = study_interactions(store, a.job, out.choices, static_cast<int>(a.interactions),
+                                   a.interactions_tokens);
+        r.predicted_kld = study->predicted_kld;
+        r.predicted_kld_p99 = study->predicted_kld_p99;
+        r.predicted_kld_p999 = study->predicted_kld_p999;
+        r.notes.push_back(fmt::format(
+            "predicted KLD: the whole mix measured over {} tokens of the sweep's text "
+            "(plan --interactions {}; Σ per-unit ΔKLD {:.6f}, pairwise fit {:.6f})",
+            study->mix_tokens, a.interactions, study->fit.raw_sum, study->fit.corrected));
+    }
     const std::string config =
         a.export_gptq.empty() ? "" : gptq_quantization_config(r, model_tensor_names(r));
     if (!a.output.empty()) save_recipe(r, a.output, ow);
@@ -105,21 +134,48 @@ int run_gptq_plan(const PlanArgs& a) {
     if (a.json) {
         nlohmann::json choices = nlohmann::json::object();
         for (const auto& [unit, f] : out.choices) choices[unit] = f;
-        fmt::print("{}\n", nlohmann::json{{"units", choices},
-                                          {"size_bytes", r.predicted_size_bytes},
-                                          {"bpw", r.predicted_bpw},
-                                          {"predicted_kld", r.predicted_kld},
-                                          {"interaction_factor", out.interaction_factor}}
-                               .dump(1));
+        fmt::print("{}\n",
+                   nlohmann::json{{"units", choices},
+                                  {"size_bytes", r.predicted_size_bytes},
+                                  {"bpw", r.predicted_bpw},
+                                  {"predicted_kld", r.predicted_kld},
+                                  {"predicted_kld_p99", number_or_null(r.predicted_kld_p99)},
+                                  {"predicted_kld_p999", number_or_null(r.predicted_kld_p999)},
+                                  {"refine_start_kld",
+                                   refined ? number_or_null(refined->search.start_kld) : nullptr},
+                                  {"interaction_factor", out.interaction_factor}}
+                       .dump(1));
         return 0;
     }
     fmt::print("{:<28} {}\n", "unit", "format");
     for (const auto& [unit, f] : out.choices) fmt::print("{:<28} {}\n", unit, f);
+    const std::string how = refined || study ? std::string("the mix measured on the sweep's text")
+                                             : fmt::format("Σ {:.6f} × interaction {:.3f}",
+                                                           out.raw_error, out.interaction_factor);
     fmt::print(
-        "\nGPTQ plan: {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD {:.6f} (Σ {:.6f} × "
-        "interaction {:.3f}); {} bytes kept in 16 bits\n",
-        r.predicted_size_bytes, r.predicted_size_bytes / 1e6, r.predicted_bpw, r.predicted_kld,
-        out.raw_error, out.interaction_factor, out.fixed_bytes);
+        "\nGPTQ plan: {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD {:.6f} ({}), p99 {}, "
+        "p99.9 {}; {} bytes kept in 16 bits\n",
+        r.predicted_size_bytes, r.predicted_size_bytes / 1e6, r.predicted_bpw, r.predicted_kld, how,
+        number_or_dash(r.predicted_kld_p99), number_or_dash(r.predicted_kld_p999), out.fixed_bytes);
+    if (refined) {
+        fmt::print(
+            "refine ({} mixes measured over {} tokens, {} from the store, {:.0f} s): the "
+            "plan's mix {:.6f}\n",
+            refined->measured, refined->tokens, refined->reused, refined->seconds,
+            refined->search.start_kld);
+        for (const RefineStep& st : refined->search.steps)
+            fmt::print(
+                "  round {}: {} single moves measured; {} units moved, predicted {:.6f}, "
+                "measured {:.6f} ({})\n",
+                st.round, st.candidates, st.moves, st.predicted, st.measured,
+                st.accepted ? "kept" : "rejected");
+    }
+    if (study)
+        fmt::print(
+            "interactions: Σ per-unit ΔKLD {:.6f}, pairwise fit {:.6f}, the whole mix {:.6f} "
+            "({} mixes measured, {} from the store)\n",
+            study->fit.raw_sum, study->fit.corrected, study->mix_kld, study->measured,
+            study->reused);
     for (const auto& [name, u] : out.uniform)
         fmt::print("uniform {:<11} {:>10} bytes  {:.3f} bpw  measured KLD {:.6f}\n", name, u.first,
                    bits_per_weight(static_cast<double>(u.first), static_cast<double>(out.n_params)),
@@ -170,6 +226,9 @@ int run_plan(const PlanArgs& a) {
              a.interactions);
     QL_CHECK(a.interactions_tokens == 0 || a.interactions > 0,
              "plan --interactions-tokens belongs to --interactions N");
+    QL_CHECK(a.refine == 0,
+             "plan --refine: measured refinement is built for GPTQ plans (--format gptq); a ggml "
+             "plan's ties, pins and rounding choices are not refined yet");
     QL_CHECK(a.interactions == 0 || (a.metric == "kld" && a.objective == "mean"),
              "plan --interactions corrects the predicted mean KLD of a plan by measured KLD; "
              "it needs --metric kld --objective mean, not --metric {} --objective {}",
@@ -356,6 +415,15 @@ QL_COMMAND(plan, PlanArgs,
                    "sweep's tokens; the mix's KLD is the prediction, the pairwise fit is shown "
                    "beside it; stored in the job, so a re-plan re-measures nothing (0: off)")
         ->capture_default_str();
+    cmd.add_option(
+        "--refine", o->refine,
+        "N: up to N rounds improving a GPTQ plan by measured mixes: each unit moved to "
+        "its neighbouring formats in the mix, the moves re-planned by the knapsack, kept "
+        "if the measured KLD falls (analysis/studies/refine.h)");
+    cmd.add_option(
+        "--refine-tokens", o->refine_tokens,
+        "T: with --refine, measure the mixes over the first T tokens of the sweep's text "
+        "(default: the sweep's own)");
     cmd.add_option("--interactions-tokens", o->interactions_tokens,
                    "T: with --interactions, measure the mix (the prediction) over the first T "
                    "tokens of the sweep's text instead of the sweep's own (0: the sweep's)")

@@ -85,6 +85,8 @@ const std::vector<JobKindSpec>& job_kind_specs() {
                 // Measures pairs (minutes of forward passes): from the command line only.
                 {"interactions", V::number, cli},
                 {"interactions-tokens", V::number, cli},
+                {"refine", V::number, cli},
+                {"refine-tokens", V::number, cli},
                 // Regexes, and files written beside the recipe: not from a web form.
                 {"pin", V::word, cli},
                 {"tie", V::word, cli},

@@ -218,7 +218,7 @@ TEST(BadInputs, PlanPinMatchingNothingAndNegativeBpwRefused) {
     expect_refused_naming("plan 1 --target-bpw -1" + store, "--target-bpw");
 }
 
-TEST(BadInputs, PlanInteractionsRefusedWhereTheyCannotBeComputed) {
+TEST(BadInputs, PlanInteractionsAndRefineRefusedWhereTheyCannotBeComputed) {
     const std::string dir = fresh_dir("interactions");
     const std::string store = store_with_tiny_sweep(dir, "Q4_K,Q8_0");
     ASSERT_FALSE(::testing::Test::HasFailure());
@@ -227,7 +227,11 @@ TEST(BadInputs, PlanInteractionsRefusedWhereTheyCannotBeComputed) {
                           "--metric kld --objective mean");
     expect_refused_naming("plan 1 --target-bpw 6 --interactions -3" + store, "--interactions -3");
     expect_refused_naming("plan 1 --format gptq --target-bpw 6 --interactions 4" + store,
-                          "ggml types only");
+                          "not GPTQ formats");
+    expect_refused_naming("plan 1 --format gptq --target-bpw 6 --refine -2" + store, "--refine N");
+    expect_refused_naming("plan 1 --format gptq --target-bpw 6 --refine-tokens 512" + store,
+                          "--refine-tokens");
+    expect_refused_naming("plan 1 --target-bpw 6 --refine 2" + store, "--format gptq");
     // Nothing was measured by the refused plans.
     jobs::Store s(dir + "/s.sqlite");
     EXPECT_FALSE(s.get_artifact(1, "interactions").has_value());

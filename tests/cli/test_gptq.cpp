@@ -8,6 +8,7 @@
 //    refuses a GPTQ recipe; an existing export file is kept without --force.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -124,4 +125,54 @@ TEST(CliGptq, GgmlPlanExportIsRefusedByTensorName) {
     EXPECT_NE(r.out.find("Q6_K, which GPTQ cannot store"), std::string::npos) << r.out;
     EXPECT_NE(r.out.find("tensor '"), std::string::npos) << r.out;
     EXPECT_FALSE(fs::exists(dir / "g.json"));
+}
+
+// plan --format gptq --refine / --interactions: the recipe's prediction is its mix measured on
+// the sweep's tokens, which verify on those same tokens measures through its own fake
+// quantization (not the sweep's item code); the refined recipe stays within the budget, a
+// re-plan measures nothing, and a ggml plan refuses --refine by name.
+TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
+    const fs::path dir = fresh_dir("cli-gptq-refine");
+    const std::string model = shared_path("models/llama-8m");
+    const std::string store = " --store " + (dir / "s.sqlite").string();
+    Result r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
+                         " --tokens 128 --ctx 128 --types gptq4g128,gptq8g128,gptq3g128a" + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const fs::path recipe = dir / "r.json";
+    const std::string plan =
+        "plan 1 --format gptq --target-size gptq4g128 --refine 1 "
+        "--interactions 4 --json" +
+        store;
+    r = run_quiet(plan + " -o " + recipe.string());
+    ASSERT_EQ(r.code, 0) << r.out;
+    const quantlens::Recipe rec = quantlens::load_recipe(recipe.string());
+    EXPECT_LE(rec.predicted_size_bytes, kUniform4g128Bytes);
+    bool noted = false;
+    for (const auto& n : rec.notes) noted = noted || n.find("refined by measured mixes") == 0;
+    EXPECT_TRUE(noted);
+    ASSERT_TRUE(std::isfinite(rec.predicted_kld_p99));
+
+    r = run_quiet(plan);  // everything from the store: the same prediction
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NEAR(nlohmann::json::parse(r.out.substr(r.out.find('{')))["predicted_kld"].get<double>(),
+                rec.predicted_kld, 1e-15);
+
+    const fs::path vjson = dir / "v.json";
+    r = run_quiet("verify --format gptq --base " + model + " --text " +
+                  shared_path("data/calib.txt") +
+                  " --ctx 128 --chunks 1 --allow-overlap --recipe " + recipe.string() +
+                  " --out-dir " + (dir / "v").string() + " --json " + vjson.string() + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    const auto v = nlohmann::json::parse(std::ifstream(vjson));
+    const double measured = v["rows"][0]["kld_mean"].get<double>();
+    EXPECT_NEAR(measured, rec.predicted_kld, 1e-3 * measured);
+    EXPECT_NEAR(v["rows"][0]["kld_p99"].get<double>(), rec.predicted_kld_p99,
+                1e-3 * rec.predicted_kld_p99);
+
+    r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
+                  " --tokens 128 --ctx 128 --types Q4_K,Q6_K --no-uniform" + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    r = run_quiet("plan 2 --target-bpw 5 --refine 1" + store);
+    EXPECT_EQ(r.code, 1) << r.out;
+    EXPECT_NE(r.out.find("--refine"), std::string::npos) << r.out;
 }

@@ -2,12 +2,8 @@
 // types, and the whole mix, on the sweep's own tokens, and fits the pairwise correction of the
 // predicted KLD (analysis/plan/interactions.h: the model, the sampling and the fit).
 //
-// Each measurement is a sweep item over several units (SweepMeasurer::measure_mix, the sweep's
-// own item code: same tokens, reference pass, imatrix, numerics, rounding). What is measured
-// is stored in the sweep job's "interactions" artifact, one entry per mix (its tokens and
-// sorted (unit, item) list → kld_mean, kld_p99, kld_p999), so a re-plan measures only the
-// mixes it has not seen; the model and the text are checked against the job's before any
-// measurement.
+// Each measurement is a mix measured and stored by analysis/studies/mixes.h (the sweep's own
+// item code), so a re-plan measures only the mixes it has not seen.
 //
 // The prediction is the whole mix measured (plan_job.h: apply_interaction_fit): on llama-8m
 // the pairwise fit's standard error was larger than the cross term it estimates
@@ -18,7 +14,7 @@
 // Two errors are kept apart: non-additivity (the mix vs Σ d_i on the sweep's tokens, and the
 // pair fit's error against the mix) and the text shift (the mix on the sweep's text vs
 // `verify` on held-out text), which no measurement on the sweep's text can see. Refused by name: a
-// GPTQ-format or placement sweep, a chosen item without kld_mean, and a class of pairs with weight
+// placement sweep, a chosen item without kld_mean, and a class of pairs with weight
 // but no measured pair.
 #pragma once
 
@@ -28,6 +24,7 @@
 #include <vector>
 
 #include "analysis/plan/interactions.h"
+#include "analysis/studies/mixes.h"
 
 namespace quantlens {
 
@@ -47,9 +44,6 @@ struct InteractionStudy {
     int64_t measured = 0, reused = 0;  // mixes measured now / found in the store
     double seconds = 0;                // measuring (0 when everything was stored)
 };
-
-// The name of the sweep job's artifact holding the measured mixes.
-inline constexpr const char* kInteractionsArtifact = "interactions";
 
 // `chosen`: the plan's (sweep unit, measured item) pairs (PlanOutcome::chosen_items).
 // mix_tokens > 0: the whole mix is also measured over that many tokens of the sweep's text

@@ -148,14 +148,15 @@ struct TensorAssignment {
     std::string name;
     GgmlType type;
     RoundingInputs in;
+    // A GPTQ-format item's format: the tensor takes the values its checkpoint decodes to
+    // (analysis/write/gptq_formats.h), and `type` is unused.
+    std::optional<GptqFormat> gptq_format = std::nullopt;
 };
 
-// Every assigned tensor at its type, the rest of the model as the backend holds it; the
-// item's metrics. A GPTQ-format item passes gptq_format (the assignments' types are then
-// unused): each tensor takes the values its checkpoint decodes to
-// (analysis/write/gptq_formats.h).
-jobs::Metrics measure_assignments(SweepContext& ctx, const std::vector<TensorAssignment>& assigned,
-                                  const GptqFormat* gptq_format = nullptr) {
+// Every assigned tensor at its type or GPTQ format, the rest of the model as the backend holds
+// it; the item's metrics.
+jobs::Metrics measure_assignments(SweepContext& ctx,
+                                  const std::vector<TensorAssignment>& assigned) {
     const Imatrix* job_imatrix = ctx.imatrix ? &*ctx.imatrix : nullptr;
     const auto t0 = std::chrono::steady_clock::now();
     jobs::Metrics m;
@@ -164,7 +165,7 @@ jobs::Metrics measure_assignments(SweepContext& ctx, const std::vector<TensorAss
     int64_t params = 0, fallbacks = 0;
     bool changed = false;
     std::vector<std::string> touched;
-    for (const auto& [name, to, in] : assigned) {
+    for (const auto& [name, to, in, gptq_format] : assigned) {
         touched.push_back(name);
         const TensorInfo& t = ctx.model->get(name);
         if (gptq_format) {
@@ -237,10 +238,12 @@ jobs::Metrics measure_item(SweepContext& ctx, const std::vector<std::string>& te
     const RoundingInputs in = rounding ? rounding_inputs(*rounding, job_imatrix, ctx.gptq.get())
                                        : RoundingInputs{job_imatrix, ctx.gptq.get()};
     std::vector<TensorAssignment> assigned;
-    for (const auto& name : tensors) assigned.push_back({name, type, in});
+    for (const auto& name : tensors)
+        assigned.push_back(
+            {name, type, in, gptq_format ? std::optional(*gptq_format) : std::nullopt});
     for (const auto& name : base)
         assigned.push_back({name, base_type, RoundingInputs{job_imatrix, ctx.gptq.get()}});
-    return measure_assignments(ctx, assigned, gptq_format);
+    return measure_assignments(ctx, assigned);
 }
 
 // The metrics every item records (sweep.h), from its weight errors and evaluation.
@@ -545,9 +548,9 @@ std::map<std::string, double> SweepMeasurer::measure_mix(
     const std::vector<std::pair<std::string, std::string>>& unit_items) {
     SweepContext& ctx = impl_->ctx;
     QL_CHECK(ctx.backend != nullptr, "sweep: measure_mix() before prepare()");
-    QL_CHECK(ctx.opt.gptq_formats.empty() && !ctx.opt.base_type,
-             "{}: a mix of units at their own types needs a tensor, layer or class sweep of "
-             "ggml types (not a GPTQ-format or placement sweep)",
+    QL_CHECK(!ctx.opt.base_type,
+             "{}: a mix of units at their own types needs a tensor, layer or class sweep (not a "
+             "placement sweep)",
              ctx.opt.model);
     QL_CHECK(!unit_items.empty(), "{}: a mix of no units", ctx.opt.model);
     const Imatrix* job_imatrix = ctx.imatrix ? &*ctx.imatrix : nullptr;
@@ -561,6 +564,14 @@ std::map<std::string, double> SweepMeasurer::measure_mix(
                  ctx.opt.model, unit);
         QL_CHECK(seen.insert(unit).second, "{}: unit '{}' listed twice in a mix", ctx.opt.model,
                  unit);
+        if (!ctx.opt.gptq_formats.empty()) {
+            const auto f = gptq_format_from_name(item);
+            QL_CHECK(f.has_value(), "{}: '{}' is not a GPTQ format (unit '{}' of a GPTQ sweep)",
+                     ctx.opt.model, item, unit);
+            for (const auto& name : ctx.units.at(unit).tensors)
+                assigned.push_back({name, GgmlType::F32, {nullptr, ctx.gptq.get()}, *f});
+            continue;
+        }
         const auto rt = parse_rounded_type(item);
         QL_CHECK(rt.has_value(), "{}: '{}' is not a type or type+rounding (unit '{}')",
                  ctx.opt.model, item, unit);

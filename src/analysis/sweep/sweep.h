@@ -159,10 +159,11 @@ class SweepMeasurer {
     // One work item (unit "(all)" included); metrics as run_sweep records them.
     std::map<std::string, double> measure(const std::string& unit, const std::string& type);
     // A mix of units at their own types (the interaction study, analysis/studies/
-    // interactions.h): each (unit, item) puts the unit's tensors at the item's type ("Q4_K",
-    // or "Q4_K+plain" on a --rounding-choice job, rounded as that item was), every other
-    // tensor at full precision; metrics as an item's. Refuses "(all)", expert units, a unit
-    // listed twice, and GPTQ-format or placement jobs, by name.
+    // interactions.h, plan --refine): each (unit, item) puts the unit's tensors at the item's
+    // type ("Q4_K", or "Q4_K+plain" on a --rounding-choice job, rounded as that item was) or,
+    // on a GPTQ-format job, at the item's format ("gptq4g128a", rounded as the sweep rounds),
+    // every other tensor at full precision; metrics as an item's. Refuses "(all)", expert
+    // units, a unit listed twice, and placement jobs, by name.
     std::map<std::string, double> measure_mix(
         const std::vector<std::pair<std::string, std::string>>& unit_items);
 
