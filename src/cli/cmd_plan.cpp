@@ -71,6 +71,35 @@ std::string number_or_dash(double v) {
     return std::isfinite(v) ? fmt::format("{:.5f}", v) : "-";
 }
 
+// plan --refine N (both formats): the refined choice's recipe predicts the refined mix as
+// measured.
+void take_refined_mix(Recipe& r, const RefineOutcome& refined, int64_t rounds) {
+    r.predicted_kld = refined.result.kld_mean;
+    r.predicted_kld_p99 = refined.result.kld_p99;
+    r.predicted_kld_p999 = refined.result.kld_p999;
+    std::erase_if(r.notes, [](const std::string& n) {
+        return n.find("× interaction factor") != std::string::npos;
+    });
+    r.notes.push_back(fmt::format(
+        "refined by measured mixes (plan --refine {}): the mix's KLD over {} tokens of the "
+        "sweep's text {:.6f} → {:.6f}; predicted KLD = the refined mix measured there",
+        rounds, refined.tokens, refined.search.start_kld, refined.result.kld_mean));
+}
+
+void print_refine(const RefineOutcome& refined) {
+    fmt::print(
+        "refine ({} mixes measured over {} tokens, {} from the store, {:.0f} s): the "
+        "plan's mix {:.6f}, refined {:.6f}\n",
+        refined.measured, refined.tokens, refined.reused, refined.seconds, refined.search.start_kld,
+        refined.result.kld_mean);
+    for (const RefineStep& st : refined.search.steps)
+        fmt::print(
+            "  round {}: {} single moves measured; {} units moved, predicted {:.6f}, "
+            "measured {:.6f} ({})\n",
+            st.round, st.candidates, st.moves, st.predicted, st.measured,
+            st.accepted ? "kept" : "rejected");
+}
+
 int run_gptq_plan(const PlanArgs& a) {
     QL_CHECK(!a.knee && a.pins.empty() && a.ties.empty() && a.min_type.empty() &&
                  a.max_type.empty() && a.export_llama.empty() && a.objective == "mean",
@@ -99,20 +128,14 @@ int run_gptq_plan(const PlanArgs& a) {
         if (!p.empty()) check_output_path(p, ow);
     jobs::Store store(jobs::resolve_store_path(a.store));
     GptqPlanOutcome out = plan_gptq_from_job(store, req);
-    Recipe& r = out.recipe;
     std::optional<RefineOutcome> refined;
     if (a.refine > 0) {
-        refined = refine_plan(store, a.job, out.problem, gptq_option_items(out), out.choice,
-                              out.budget, static_cast<int>(a.refine), a.refine_tokens);
-        choose_gptq(out, refined->search.choice);
-        r.predicted_kld = refined->result.kld_mean;
-        r.predicted_kld_p99 = refined->result.kld_p99;
-        r.predicted_kld_p999 = refined->result.kld_p999;
-        r.notes.push_back(fmt::format(
-            "refined by measured mixes (plan --refine {}): the mix's KLD over {} tokens of the "
-            "sweep's text {:.6f} → {:.6f}; predicted KLD = the refined mix measured there",
-            a.refine, refined->tokens, refined->search.start_kld, refined->result.kld_mean));
+        refined = refine_plan(store, a.job, out.space, static_cast<int>(a.refine), a.refine_tokens);
+        req.choice = refined->search.choice;
+        out = plan_gptq_from_job(store, req);
+        take_refined_mix(out.recipe, *refined, a.refine);
     }
+    Recipe& r = out.recipe;
     std::optional<InteractionStudy> study;
     if (a.interactions > 0) {
         study = study_interactions(store, a.job, out.choices, static_cast<int>(a.interactions),
@@ -157,19 +180,7 @@ int run_gptq_plan(const PlanArgs& a) {
         "p99.9 {}; {} bytes kept in 16 bits\n",
         r.predicted_size_bytes, r.predicted_size_bytes / 1e6, r.predicted_bpw, r.predicted_kld, how,
         number_or_dash(r.predicted_kld_p99), number_or_dash(r.predicted_kld_p999), out.fixed_bytes);
-    if (refined) {
-        fmt::print(
-            "refine ({} mixes measured over {} tokens, {} from the store, {:.0f} s): the "
-            "plan's mix {:.6f}\n",
-            refined->measured, refined->tokens, refined->reused, refined->seconds,
-            refined->search.start_kld);
-        for (const RefineStep& st : refined->search.steps)
-            fmt::print(
-                "  round {}: {} single moves measured; {} units moved, predicted {:.6f}, "
-                "measured {:.6f} ({})\n",
-                st.round, st.candidates, st.moves, st.predicted, st.measured,
-                st.accepted ? "kept" : "rejected");
-    }
+    if (refined) print_refine(*refined);
     if (study)
         fmt::print(
             "interactions: Σ per-unit ΔKLD {:.6f}, pairwise fit {:.6f}, the whole mix {:.6f} "
@@ -226,15 +237,22 @@ int run_plan(const PlanArgs& a) {
              a.interactions);
     QL_CHECK(a.interactions_tokens == 0 || a.interactions > 0,
              "plan --interactions-tokens belongs to --interactions N");
-    QL_CHECK(a.refine == 0,
-             "plan --refine: measured refinement is built for GPTQ plans (--format gptq); a ggml "
-             "plan's ties, pins and rounding choices are not refined yet");
+    QL_CHECK(a.refine == 0 || (!a.knee && a.objective == "mean"),
+             "plan --refine lowers the measured mean KLD of a budget plan; it needs "
+             "--target-size or --target-bpw and --objective mean");
     QL_CHECK(a.interactions == 0 || (a.metric == "kld" && a.objective == "mean"),
              "plan --interactions corrects the predicted mean KLD of a plan by measured KLD; "
              "it needs --metric kld --objective mean, not --metric {} --objective {}",
              a.metric, a.objective);
     jobs::Store store(jobs::resolve_store_path(a.store));
     PlanOutcome out = plan_from_job(store, req);
+    std::optional<RefineOutcome> refined;
+    if (a.refine > 0) {
+        refined = refine_plan(store, a.job, out.space, static_cast<int>(a.refine), a.refine_tokens);
+        req.choice = refined->search.choice;
+        out = plan_from_job(store, req);
+        take_refined_mix(out.recipe, *refined, a.refine);
+    }
     std::optional<InteractionStudy> study;
     if (a.interactions > 0) {
         study = study_interactions(store, a.job, out.chosen_items, static_cast<int>(a.interactions),
@@ -291,6 +309,14 @@ int run_plan(const PlanArgs& a) {
                                {"reused", study->reused},
                                {"seconds", study->seconds}};
     }
+    if (refined)
+        art["refine"] = {{"rounds", a.refine},
+                         {"tokens", refined->tokens},
+                         {"start_kld", refined->search.start_kld},
+                         {"kld", refined->result.kld_mean},
+                         {"measured", refined->measured},
+                         {"reused", refined->reused},
+                         {"seconds", refined->seconds}};
     if (!r.rounding.empty()) {
         nlohmann::json rounding = nlohmann::json::object();
         for (const auto& [tensor, how] : r.rounding) rounding[tensor] = rounding_name(how);
@@ -337,9 +363,11 @@ int run_plan(const PlanArgs& a) {
     const double mean_sum =
         a.objective == "p99" ? r.predicted_kld / out.interaction_factor : out.raw_error;
     const std::string how =
-        study ? fmt::format("the whole mix measured over {} tokens of the sweep's text",
-                            study->mix_tokens)
-              : fmt::format("Σ {:.6f} × interaction {:.3f}", mean_sum, out.interaction_factor);
+        study     ? fmt::format("the whole mix measured over {} tokens of the sweep's text",
+                                study->mix_tokens)
+        : refined ? fmt::format("the refined mix measured over {} tokens of the sweep's text",
+                                refined->tokens)
+                  : fmt::format("Σ {:.6f} × interaction {:.3f}", mean_sum, out.interaction_factor);
     fmt::print(
         "\nplan ({}, metric {}, objective {}): {} bytes ({:.3f} MB), {:.3f} bpw, predicted KLD "
         "{:.6f} ({}), p99 {}, p99.9 {}; mix: {}\n",
@@ -348,6 +376,7 @@ int run_plan(const PlanArgs& a) {
         number_or_dash(r.predicted_kld_p999), mix);
     for (const std::string& note : r.notes)
         if (note.rfind("rounding per tensor", 0) == 0) fmt::print("{}\n", note);
+    if (refined) print_refine(*refined);
     if (study) {
         const InteractionFit& f = study->fit;
         const auto vs_mix = [&](double v) { return 100.0 * (v / study->mix_kld - 1.0); };

@@ -7,7 +7,10 @@
 //   name;
 // - on llama-8m, a GPTQ mix of every unit at one format is the sweep's "(all)" item and a mix of
 //   one unit is that unit's item; the measured search over a stored GPTQ sweep job keeps its
-//   mixes, so a second run measures nothing and chooses the same, never above the budget.
+//   mixes, so a second run measures nothing and chooses the same, never above the budget, and
+//   its choice given back to the plan is that plan (a choice over budget refused);
+// - a ggml plan with tied units puts every member of a tied option in the mix, and the refined
+//   recipe is what the search measured.
 #include <gtest/gtest.h>
 
 #include <cmath>
@@ -16,6 +19,7 @@
 #include <vector>
 
 #include "analysis/plan/gptq_plan.h"
+#include "analysis/plan/plan_job.h"
 #include "analysis/plan/refine.h"
 #include "analysis/studies/refine.h"
 #include "analysis/sweep/sweep.h"
@@ -196,30 +200,76 @@ TEST(Refine, TheMeasuredSearchStoresItsMixesAndARePlanMeasuresNothing) {
     req.job_id = id;
     req.target_like = *gptq_format_from_name("gptq4g128");
     const GptqPlanOutcome plan = plan_gptq_from_job(store, req);
-    const auto items = gptq_option_items(plan);
-    const RefineOutcome first =
-        refine_plan(store, id, plan.problem, items, plan.choice, plan.budget, 1);
+    const PlanSpace& space = plan.space;
+    const RefineOutcome first = refine_plan(store, id, space, 1);
     EXPECT_GT(first.measured, 10);
     EXPECT_LE(first.search.kld, first.search.start_kld);
     EXPECT_DOUBLE_EQ(first.result.kld_mean, first.search.kld);
-    uint64_t bytes = plan.problem.fixed_bytes;
-    for (size_t u = 0; u < plan.problem.units.size(); ++u)
-        bytes += plan.problem.units[u].options[first.search.choice[u]].bytes;
-    EXPECT_LE(bytes, plan.budget);
+    EXPECT_LE(evaluate_choice(space.problem, first.search.choice).bytes, space.budget);
 
     // The refined mix measured directly is the result; a second search measures nothing.
     SweepMeasurer s(gptq_sweep());
     s.prepare();
     std::vector<std::pair<std::string, std::string>> mix;
-    for (size_t u = 0; u < plan.problem.units.size(); ++u)
-        mix.push_back({plan.problem.units[u].name, items[u][first.search.choice[u]]});
+    for (size_t u = 0; u < space.problem.units.size(); ++u)
+        mix.push_back(space.parts[u][first.search.choice[u]].at(0));
     EXPECT_NEAR(s.measure_mix(mix).at("kld_mean"), first.result.kld_mean,
                 kSamePathRelTol * first.result.kld_mean);
-    const RefineOutcome again =
-        refine_plan(store, id, plan.problem, items, plan.choice, plan.budget, 1);
+    const RefineOutcome again = refine_plan(store, id, space, 1);
     EXPECT_EQ(again.measured, 0);
     EXPECT_EQ(again.search.choice, first.search.choice);
-    EXPECT_TRUE(contains(
-        error_of([&] { refine_plan(store, id, plan.problem, {}, plan.choice, plan.budget, 1); }),
-        "item lists"));
+    PlanSpace broken = space;
+    broken.parts.pop_back();
+    EXPECT_TRUE(contains(error_of([&] { refine_plan(store, id, broken, 1); }), "option lists"));
+
+    // The refined choice, given back to the plan, is that plan (within the same budget).
+    GptqPlanRequest again_req = req;
+    again_req.choice = first.search.choice;
+    const GptqPlanOutcome refined = plan_gptq_from_job(store, again_req);
+    EXPECT_EQ(refined.space.choice, first.search.choice);
+    EXPECT_LE(refined.recipe.predicted_size_bytes, space.budget);
+    std::vector<size_t> dearest(space.problem.units.size(), 0);  // options sorted by bytes, desc
+    again_req.choice = dearest;
+    EXPECT_TRUE(
+        contains(error_of([&] { plan_gptq_from_job(store, again_req); }), "exceed the budget"));
+}
+
+// A ggml plan with tied units (each ffn_down of every layer one unit): a tied option puts all
+// its members in the mix; the refined choice given back to the plan writes that recipe.
+TEST(Refine, AGgmlPlanWithTiedUnitsIsRefinedAsItsMembers) {
+    Progress::set_enabled(false);
+    const std::string dir = scratch_dir("refine-ggml");
+    jobs::Store store(dir + "/jobs.sqlite");
+    SweepOptions o =
+        eval_sweep(shared_path("models/llama-8m"), 256, 128, {GgmlType::Q4_K, GgmlType::Q6_K});
+    o.ggml_numerics = true;
+    const int64_t id = create_sweep_job(store, o, "test");
+    store.start(id);
+    ASSERT_EQ(jobs::run_job(store, id, [&] { return run_sweep(store, id); }), jobs::JobState::done);
+
+    PlanRequest req;
+    req.job_id = id;
+    req.target_bpw = 5.5;
+    req.ties = {"ffn_down"};
+    const PlanOutcome plan = plan_from_job(store, req);
+    const PlanSpace& space = plan.space;
+    size_t tied = 0;
+    for (size_t u = 0; u < space.problem.units.size(); ++u)
+        if (space.problem.units[u].name == "blk.*.ffn_down.weight") tied = u;
+    ASSERT_EQ(space.parts[tied][0].size(), 8u);  // the eight layers' ffn_down
+    EXPECT_EQ(space.parts[tied][0][3].first, "blk.3.ffn_down.weight");
+
+    const RefineOutcome r = refine_plan(store, id, space, 1);
+    EXPECT_LE(r.search.kld, r.search.start_kld);
+    PlanRequest again = req;
+    again.choice = r.search.choice;
+    const PlanOutcome refined = plan_from_job(store, again);
+    EXPECT_LE(refined.recipe.predicted_size_bytes, space.budget);
+    for (size_t u = 0; u < space.problem.units.size(); ++u)
+        for (const auto& [unit, item] : space.parts[u][r.search.choice[u]])
+            EXPECT_EQ(ggml_type_display_name(refined.recipe.tensors.at(unit)), item) << unit;
+    SweepMeasurer s(o);
+    s.prepare();
+    EXPECT_NEAR(s.measure_mix(refined.chosen_items).at("kld_mean"), r.result.kld_mean,
+                kSamePathRelTol * r.result.kld_mean);
 }

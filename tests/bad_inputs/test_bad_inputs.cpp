@@ -231,7 +231,7 @@ TEST(BadInputs, PlanInteractionsAndRefineRefusedWhereTheyCannotBeComputed) {
     expect_refused_naming("plan 1 --format gptq --target-bpw 6 --refine -2" + store, "--refine N");
     expect_refused_naming("plan 1 --format gptq --target-bpw 6 --refine-tokens 512" + store,
                           "--refine-tokens");
-    expect_refused_naming("plan 1 --target-bpw 6 --refine 2" + store, "--format gptq");
+    expect_refused_naming("plan 1 --knee --refine 2" + store, "--refine lowers");
     // Nothing was measured by the refused plans.
     jobs::Store s(dir + "/s.sqlite");
     EXPECT_FALSE(s.get_artifact(1, "interactions").has_value());

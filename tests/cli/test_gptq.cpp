@@ -130,7 +130,7 @@ TEST(CliGptq, GgmlPlanExportIsRefusedByTensorName) {
 // plan --format gptq --refine / --interactions: the recipe's prediction is its mix measured on
 // the sweep's tokens, which verify on those same tokens measures through its own fake
 // quantization (not the sweep's item code); the refined recipe stays within the budget, a
-// re-plan measures nothing, and a ggml plan refuses --refine by name.
+// re-plan measures nothing, and a p99-objective plan refuses --refine by name.
 TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
     const fs::path dir = fresh_dir("cli-gptq-refine");
     const std::string model = shared_path("models/llama-8m");
@@ -172,7 +172,7 @@ TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
     r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
                   " --tokens 128 --ctx 128 --types Q4_K,Q6_K --no-uniform" + store);
     ASSERT_EQ(r.code, 0) << r.out;
-    r = run_quiet("plan 2 --target-bpw 5 --refine 1" + store);
+    r = run_quiet("plan 2 --target-bpw 5 --objective p99 --refine 1" + store);
     EXPECT_EQ(r.code, 1) << r.out;
-    EXPECT_NE(r.out.find("--refine"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("--objective mean"), std::string::npos) << r.out;
 }

@@ -48,10 +48,10 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
                 out.fixed_bytes + static_cast<uint64_t>(metrics.at(metric::bytes)),
                 metrics.count(metric::kld_mean) ? metrics.at(metric::kld_mean) : std::nan("")};
 
-    PlanProblem& problem = out.problem;
+    PlanProblem problem;
     problem.fixed_bytes = out.fixed_bytes;
-    std::vector<std::vector<GptqFormat>>& formats = out.formats;
-    std::vector<std::vector<std::string>>& unit_tensors = out.unit_tensors;
+    std::vector<std::vector<GptqFormat>> formats;  // [unit][option]
+    std::vector<std::vector<std::string>> unit_tensors;
     for (const auto& u : store.units(req.job_id)) {
         if (u.name == kAllUnit) continue;
         PlanUnit pu{u.name, {}};
@@ -105,15 +105,27 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
     }
     recipe.budget_value = static_cast<double>(budget);
     KnapsackPlanner planner(problem);
-    const PlanResult r = planner.solve(budget);
+    const PlanResult r = req.choice ? evaluate_choice(problem, *req.choice) : planner.solve(budget);
+    QL_CHECK(r.bytes <= budget,
+             "plan --format gptq: the given choice's {} bytes exceed the budget of {}", r.bytes,
+             budget);
     out.raw_error = r.error;
     for (const auto& p : planner.frontier(200))
         out.frontier.push_back({p.bytes, p.error * out.interaction_factor});
 
-    out.budget = budget;
     set_plan_provenance(recipe, model_path, job.model_hash, req, r.bytes, out.n_params);
     recipe.gptq_desc_act = params.value("gptq_act_order", false);
-    choose_gptq(out, r.choice);
+    for (size_t i = 0; i < problem.units.size(); ++i) {
+        const GptqFormat f = formats[i][r.choice[i]];
+        out.choices.push_back({problem.units[i].name, gptq_format_name(f)});
+        for (const auto& t : unit_tensors[i]) recipe.gptq_tensors[t] = f;
+        out.space.parts.emplace_back();
+        for (const GptqFormat& option : formats[i])
+            out.space.parts.back().push_back({{problem.units[i].name, gptq_format_name(option)}});
+    }
+    out.space.problem = std::move(problem);
+    out.space.budget = budget;
+    out.space.choice = r.choice;
     recipe.predicted_kld = predicted_kld(m, out.choices, out.interaction_factor);
     recipe.notes.push_back(fmt::format(
         "GPTQ recipe ({}, {}): sizes are checkpoint tensor bytes (qweight, qzeros, scales, g_idx; "
@@ -121,34 +133,6 @@ GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& re
         params.contains("gptq_text") ? "GPTQ error feedback" : "plain rounding",
         recipe.gptq_desc_act ? "act order" : "column order"));
     return out;
-}
-
-void choose_gptq(GptqPlanOutcome& out, const std::vector<size_t>& choice) {
-    const PlanProblem& problem = out.problem;
-    QL_CHECK(choice.size() == problem.units.size(), "plan: {} choices for {} units", choice.size(),
-             problem.units.size());
-    out.choice = choice;
-    out.choices.clear();
-    out.recipe.gptq_tensors.clear();
-    uint64_t bytes = problem.fixed_bytes;
-    for (size_t i = 0; i < problem.units.size(); ++i) {
-        const GptqFormat f = out.formats[i][choice[i]];
-        bytes += problem.units[i].options[choice[i]].bytes;
-        out.choices.push_back({problem.units[i].name, gptq_format_name(f)});
-        for (const auto& t : out.unit_tensors[i]) out.recipe.gptq_tensors[t] = f;
-    }
-    out.recipe.predicted_size_bytes = bytes;
-    out.recipe.predicted_bpw =
-        bits_per_weight(static_cast<double>(bytes), static_cast<double>(out.n_params));
-}
-
-std::vector<std::vector<std::string>> gptq_option_items(const GptqPlanOutcome& out) {
-    std::vector<std::vector<std::string>> items;
-    for (const auto& fs : out.formats) {
-        items.emplace_back();
-        for (const GptqFormat& f : fs) items.back().push_back(gptq_format_name(f));
-    }
-    return items;
 }
 
 }  // namespace quantlens

@@ -44,23 +44,9 @@ struct GptqPlanOutcome {
     std::vector<std::pair<std::string, std::string>> choices;  // unit → format name
     // Measured uniform checkpoints: format name → (bytes, measured KLD of "(all)").
     std::map<std::string, std::pair<uint64_t, double>> uniform;
-    // What the knapsack solved, for `plan --refine` (analysis/studies/refine.h): the units and
-    // options (sizes without fixed_bytes, ΔKLD alone), each option's format, the budget and
-    // the choice.
-    PlanProblem problem;
-    std::vector<std::vector<GptqFormat>> formats;  // [unit][option]
-    std::vector<std::vector<std::string>> unit_tensors;
-    uint64_t budget = 0;
-    std::vector<size_t> choice;
+    PlanSpace space;  // for `plan --refine`
 };
 
 GptqPlanOutcome plan_gptq_from_job(jobs::Store& store, const GptqPlanRequest& request);
-
-// Puts `choice` (an option per unit of out.problem) into out: choices, the recipe's tensors,
-// size and bits per weight. The recipe's predicted KLD is left to the caller.
-void choose_gptq(GptqPlanOutcome& out, const std::vector<size_t>& choice);
-
-// The sweep items of out.problem's options (format names), [unit][option].
-std::vector<std::vector<std::string>> gptq_option_items(const GptqPlanOutcome& out);
 
 }  // namespace quantlens

@@ -176,4 +176,20 @@ PlanResult plan_jump_knee(const PlanProblem& problem, const JumpKneeOptions& opt
     return r;
 }
 
+PlanResult evaluate_choice(const PlanProblem& problem, const std::vector<size_t>& choice) {
+    QL_CHECK(choice.size() == problem.units.size(), "plan: {} choices for {} units", choice.size(),
+             problem.units.size());
+    PlanResult r;
+    r.choice = choice;
+    r.bytes = problem.fixed_bytes;
+    for (size_t u = 0; u < choice.size(); ++u) {
+        const auto& opts = problem.units[u].options;
+        QL_CHECK(choice[u] < opts.size(), "plan: unit '{}' has {} options, not option {}",
+                 problem.units[u].name, opts.size(), choice[u]);
+        r.bytes += opts[choice[u]].bytes;
+        r.error += opts[choice[u]].error;
+    }
+    return r;
+}
+
 }  // namespace quantlens

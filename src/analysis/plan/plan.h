@@ -77,6 +77,10 @@ class KnapsackPlanner {
     std::vector<std::vector<uint8_t>> choice_;  // [unit][state]
 };
 
+// A given choice (an option index per unit) as a result: its bytes (fixed included) and error.
+// Refuses a choice of the wrong length or option, by unit name.
+PlanResult evaluate_choice(const PlanProblem& problem, const std::vector<size_t>& choice);
+
 struct JumpKneeOptions {
     double rel_jump = 3.0;
     double rel_jump_important = 2.0;

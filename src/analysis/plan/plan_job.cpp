@@ -425,6 +425,7 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
     PlanResult r;
     Recipe& recipe = out.recipe;
     if (req.knee) {
+        QL_CHECK(!req.choice, "plan --knee takes no given choice (--refine needs a budget)");
         r = plan_jump_knee(problem);
         recipe.budget_kind = "knee";
     } else {
@@ -440,7 +441,25 @@ PlanOutcome plan_from_job(jobs::Store& store, const PlanRequest& req) {
             recipe.budget_kind = "bpw";
         }
         recipe.budget_value = static_cast<double>(budget);
-        r = planner.solve(budget);
+        if (req.choice) {
+            r = evaluate_choice(problem, *req.choice);
+            QL_CHECK(r.bytes <= budget, "plan: the given choice's {} bytes exceed the budget of {}",
+                     r.bytes, budget);
+        } else {
+            r = planner.solve(budget);
+        }
+        out.space.budget = budget;
+        out.space.choice = r.choice;
+        for (size_t i = 0; i < problem.units.size(); ++i) {
+            out.space.parts.emplace_back();
+            for (const PlanOption& o : problem.units[i].options) {
+                UnitItems items;
+                for (const std::string& member : unit_members[i])
+                    items.emplace_back(member, item_of[member][o.type]);
+                out.space.parts.back().push_back(std::move(items));
+            }
+        }
+        out.space.problem = problem;
     }
     out.grain_bytes = r.grain_bytes;
     out.raw_error = r.error;

@@ -51,6 +51,22 @@ struct PlanTarget {
     std::optional<uint64_t> target_bytes;
     std::optional<double> target_bpw;
     std::string metric = "kld";  // kld | ppl; plan also proxy (imatrix-weighted weight error)
+    // An option per unit of the plan's space to take instead of the knapsack's (`plan
+    // --refine`: the refined choice); refused over the budget.
+    std::optional<std::vector<size_t>> choice;
+};
+
+// (sweep unit, measured item) pairs: units at their items, as a mix measures them.
+using UnitItems = std::vector<std::pair<std::string, std::string>>;
+
+// What a budget plan solved, for `plan --refine` (analysis/plan/refine.h): its units and
+// options, the (sweep unit, item) pairs each option puts in a mix (a tied unit's members),
+// the budget and the choice made.
+struct PlanSpace {
+    PlanProblem problem;
+    std::vector<std::vector<UnitItems>> parts;  // [unit][option]
+    uint64_t budget = 0;
+    std::vector<size_t> choice;
 };
 
 // Whether a request's list of allowed options (types, formats; empty = all) takes `value`.
@@ -92,6 +108,7 @@ struct PlanOutcome {
     // The prediction of the interaction factor (Σ × factor), kept when apply_interaction_fit
     // replaces the recipe's predicted KLD.
     double factor_predicted_kld = 0;
+    PlanSpace space;  // a budget plan's (empty for --knee)
 };
 
 // A sweep job's measurements: unit → type → metric (jobs/metric_names.h) → value.

@@ -44,14 +44,7 @@ RefineResult refine_choice(const PlanProblem& problem, std::vector<size_t> choic
                            int rounds, const MeasureChoices& measure) {
     QL_CHECK(rounds >= 1, "plan --refine {}: give a number of rounds (1 or more)", rounds);
     const size_t n = problem.units.size();
-    QL_CHECK(choice.size() == n, "refine: {} choices for {} units", choice.size(), n);
-    uint64_t bytes = problem.fixed_bytes;
-    for (size_t u = 0; u < n; ++u) {
-        QL_CHECK(choice[u] < problem.units[u].options.size(),
-                 "refine: unit '{}' has {} options, not option {}", problem.units[u].name,
-                 problem.units[u].options.size(), choice[u]);
-        bytes += problem.units[u].options[choice[u]].bytes;
-    }
+    const uint64_t bytes = evaluate_choice(problem, choice).bytes;  // refuses a bad choice
     QL_CHECK(bytes <= budget, "refine: the plan's {} bytes exceed its budget of {}", bytes, budget);
 
     RefineResult out;

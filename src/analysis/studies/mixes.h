@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "analysis/plan/plan_job.h"
 #include "analysis/sweep/sweep.h"
 
 namespace quantlens {
@@ -25,7 +26,7 @@ namespace jobs {
 class Store;
 }
 
-using Mix = std::vector<std::pair<std::string, std::string>>;  // (unit, item)
+using Mix = UnitItems;  // (sweep unit, item)
 
 struct MixResult {
     double kld_mean = 0, kld_p99 = std::nan(""), kld_p999 = std::nan("");

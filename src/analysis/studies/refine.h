@@ -7,7 +7,7 @@
 #include <string>
 #include <vector>
 
-#include "analysis/plan/plan.h"
+#include "analysis/plan/plan_job.h"
 #include "analysis/plan/refine.h"
 #include "analysis/studies/mixes.h"
 
@@ -25,13 +25,11 @@ struct RefineOutcome {
     double seconds = 0;
 };
 
-// problem: the plan's units (the job's sweep units) and options; items[u][o]: the sweep item
-// that option o of unit u is; choice and budget: the plan's. tokens > 0: the mixes are measured
-// over the first `tokens` of the sweep's text instead of the sweep's own n_tokens (one more
-// reference pass; less of the sample's noise for the search to select).
-RefineOutcome refine_plan(jobs::Store& store, int64_t job_id, const PlanProblem& problem,
-                          const std::vector<std::vector<std::string>>& items,
-                          const std::vector<size_t>& choice, uint64_t budget, int rounds,
+// space: the plan's units, options, the (sweep unit, item) pairs each option puts in a mix, the
+// budget and the choice (PlanOutcome::space, GptqPlanOutcome::space). tokens > 0: the mixes are
+// measured over the first `tokens` of the sweep's text instead of the sweep's own n_tokens (one
+// more reference pass; less of the sample's noise for the search to select).
+RefineOutcome refine_plan(jobs::Store& store, int64_t job_id, const PlanSpace& space, int rounds,
                           int64_t tokens = 0);
 
 }  // namespace quantlens
