@@ -86,6 +86,21 @@ void take_refined_mix(Recipe& r, const RefineOutcome& refined, int64_t rounds) {
         rounds, refined.tokens, refined.search.start_kld, refined.result.kld_mean));
 }
 
+// plan --refine N: the plan (plan_from_job or plan_gptq_from_job) refined and made again with
+// the refined choice; nullopt without --refine.
+template <typename Request, typename Outcome>
+std::optional<RefineOutcome> refine_if_asked(const PlanArgs& a, jobs::Store& store, Request& req,
+                                             Outcome& out,
+                                             Outcome (*plan)(jobs::Store&, const Request&)) {
+    if (a.refine == 0) return std::nullopt;
+    RefineOutcome refined =
+        refine_plan(store, a.job, out.space, static_cast<int>(a.refine), a.refine_tokens);
+    req.choice = refined.search.choice;
+    out = plan(store, req);
+    take_refined_mix(out.recipe, refined, a.refine);
+    return refined;
+}
+
 void print_refine(const RefineOutcome& refined) {
     fmt::print(
         "refine ({} mixes measured over {} tokens, {} from the store, {:.0f} s): the "
@@ -128,13 +143,8 @@ int run_gptq_plan(const PlanArgs& a) {
         if (!p.empty()) check_output_path(p, ow);
     jobs::Store store(jobs::resolve_store_path(a.store));
     GptqPlanOutcome out = plan_gptq_from_job(store, req);
-    std::optional<RefineOutcome> refined;
-    if (a.refine > 0) {
-        refined = refine_plan(store, a.job, out.space, static_cast<int>(a.refine), a.refine_tokens);
-        req.choice = refined->search.choice;
-        out = plan_gptq_from_job(store, req);
-        take_refined_mix(out.recipe, *refined, a.refine);
-    }
+    const std::optional<RefineOutcome> refined =
+        refine_if_asked(a, store, req, out, plan_gptq_from_job);
     Recipe& r = out.recipe;
     std::optional<InteractionStudy> study;
     if (a.interactions > 0) {
@@ -246,13 +256,7 @@ int run_plan(const PlanArgs& a) {
              a.metric, a.objective);
     jobs::Store store(jobs::resolve_store_path(a.store));
     PlanOutcome out = plan_from_job(store, req);
-    std::optional<RefineOutcome> refined;
-    if (a.refine > 0) {
-        refined = refine_plan(store, a.job, out.space, static_cast<int>(a.refine), a.refine_tokens);
-        req.choice = refined->search.choice;
-        out = plan_from_job(store, req);
-        take_refined_mix(out.recipe, *refined, a.refine);
-    }
+    const std::optional<RefineOutcome> refined = refine_if_asked(a, store, req, out, plan_from_job);
     std::optional<InteractionStudy> study;
     if (a.interactions > 0) {
         study = study_interactions(store, a.job, out.chosen_items, static_cast<int>(a.interactions),

@@ -192,9 +192,8 @@ TEST(Refine, TheMeasuredSearchStoresItsMixesAndARePlanMeasuresNothing) {
     Progress::set_enabled(false);
     const std::string dir = scratch_dir("refine-study");
     jobs::Store store(dir + "/jobs.sqlite");
-    const int64_t id = create_sweep_job(store, gptq_sweep(), "test");
-    store.start(id);
-    ASSERT_EQ(jobs::run_job(store, id, [&] { return run_sweep(store, id); }), jobs::JobState::done);
+    const int64_t id = run_sweep_job(store, gptq_sweep());
+    ASSERT_GT(id, 0);
 
     GptqPlanRequest req;
     req.job_id = id;
@@ -243,9 +242,8 @@ TEST(Refine, AGgmlPlanWithTiedUnitsIsRefinedAsItsMembers) {
     SweepOptions o =
         eval_sweep(shared_path("models/llama-8m"), 256, 128, {GgmlType::Q4_K, GgmlType::Q6_K});
     o.ggml_numerics = true;
-    const int64_t id = create_sweep_job(store, o, "test");
-    store.start(id);
-    ASSERT_EQ(jobs::run_job(store, id, [&] { return run_sweep(store, id); }), jobs::JobState::done);
+    const int64_t id = run_sweep_job(store, o);
+    ASSERT_GT(id, 0);
 
     PlanRequest req;
     req.job_id = id;

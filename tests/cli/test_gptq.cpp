@@ -43,15 +43,25 @@ std::string slurp_text(const fs::path& p) {
 // 2 × 4096 · 256 · 2 + 17 norms · 256 · 2 = 4203008.
 constexpr uint64_t kUniform4g128Bytes = 3342336 + 4203008;
 
+// " --store S" of a store in DIR holding job 1: three GPTQ formats on llama-8m, 128 tokens of
+// calib.txt; "" if the sweep failed.
+std::string three_format_store(const fs::path& dir) {
+    const std::string store = " --store " + (dir / "s.sqlite").string();
+    const Result r = run_quiet(
+        "sweep " + shared_path("models/llama-8m") + " --eval " + shared_path("data/calib.txt") +
+        " --tokens 128 --ctx 128 --types gptq4g128,gptq8g128,gptq3g128a" + store);
+    EXPECT_EQ(r.code, 0) << r.out;
+    return r.code == 0 ? store : "";
+}
+
 }  // namespace
 
 TEST(CliGptq, SweepPlanExportVerify) {
     const fs::path dir = fresh_dir("cli-gptq");
     const std::string model = shared_path("models/llama-8m");
-    const std::string store = " --store " + (dir / "s.sqlite").string();
-    Result r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
-                         " --tokens 128 --ctx 128 --types gptq4g128,gptq8g128,gptq3g128a" + store);
-    ASSERT_EQ(r.code, 0) << r.out;
+    const std::string store = three_format_store(dir);
+    ASSERT_FALSE(store.empty());
+    Result r;
 
     const fs::path recipe = dir / "r.json", cfg = dir / "cfg.json";
     r = run_quiet("plan 1 --format gptq --target-size gptq4g128 -o " + recipe.string() +
@@ -134,10 +144,9 @@ TEST(CliGptq, GgmlPlanExportIsRefusedByTensorName) {
 TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
     const fs::path dir = fresh_dir("cli-gptq-refine");
     const std::string model = shared_path("models/llama-8m");
-    const std::string store = " --store " + (dir / "s.sqlite").string();
-    Result r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
-                         " --tokens 128 --ctx 128 --types gptq4g128,gptq8g128,gptq3g128a" + store);
-    ASSERT_EQ(r.code, 0) << r.out;
+    const std::string store = three_format_store(dir);
+    ASSERT_FALSE(store.empty());
+    Result r;
     const fs::path recipe = dir / "r.json";
     const std::string plan =
         "plan 1 --format gptq --target-size gptq4g128 --refine 1 "

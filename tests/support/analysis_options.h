@@ -8,6 +8,8 @@
 
 #include "analysis/studies/calibrate.h"
 #include "analysis/sweep/sweep.h"
+#include "jobs/runner.h"
+#include "jobs/store.h"
 #include "support/test_data.h"
 
 namespace quantlens::test_support {
@@ -32,6 +34,15 @@ inline CalibrateOptions quiet_calibration(int64_t n_ctx, int64_t max_chunks) {
     o.max_chunks = max_chunks;
     o.progress = false;
     return o;
+}
+
+// A sweep job of OPTIONS created in STORE and run to the end: its id, or 0 if it did not finish
+// (for the caller's ASSERT_GT).
+inline int64_t run_sweep_job(jobs::Store& store, const SweepOptions& options) {
+    const int64_t id = create_sweep_job(store, options, "test");
+    store.start(id);
+    const auto state = jobs::run_job(store, id, [&] { return run_sweep(store, id); });
+    return state == jobs::JobState::done ? id : 0;
 }
 
 }  // namespace quantlens::test_support
