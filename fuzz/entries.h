@@ -26,6 +26,7 @@ bool tokenizer_entry(const uint8_t* data, size_t size);
 bool st_index_entry(const uint8_t* data, size_t size);
 bool zoo_entry(const uint8_t* data, size_t size);
 bool params_entry(const uint8_t* data, size_t size);  // a job's params column
+bool mixes_entry(const uint8_t* data, size_t size);   // a sweep job's stored mixes (JSON)
 // True when the reply is a 2xx; false for 4xx. A 5xx (internal error) is a bug.
 bool server_entry(const uint8_t* data, size_t size);
 

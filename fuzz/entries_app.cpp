@@ -1,5 +1,5 @@
 // Fuzz entry points above the file formats (see entries.h): tokenizer, audit zoo, job
-// params and the server's request handlers.
+// params, a sweep job's stored mixes and the server's request handlers.
 #include <memory>
 #include <string>
 #include <string_view>
@@ -9,6 +9,7 @@
 
 #include "analysis/studies/audit.h"
 #include "analysis/studies/compare.h"
+#include "analysis/studies/mixes.h"
 #include "analysis/sweep/sweep.h"
 #include "analysis/sweep/sweep_shard.h"
 #include "core/error.h"
@@ -97,6 +98,18 @@ bool params_entry(const uint8_t* data, size_t size) {
             } catch (const nlohmann::json::exception&) {
             }
         }
+        return true;
+    } catch (const Error&) {
+        return false;
+    }
+}
+
+bool mixes_entry(const uint8_t* data, size_t size) {
+    try {
+        const StoredMixes mixes = parse_stored_mixes(std::string(as_text(data, size)));
+        // What a plan does with them: written back, read again, the same.
+        if (parse_stored_mixes(stored_mixes_json(mixes)).size() != mixes.size())
+            throw std::logic_error("stored mixes do not survive a round trip");
         return true;
     } catch (const Error&) {
         return false;

@@ -271,3 +271,33 @@ TEST(Refine, AGgmlPlanWithTiedUnitsIsRefinedAsItsMembers) {
     EXPECT_NEAR(s.measure_mix(refined.chosen_items).at("kld_mean"), r.result.kld_mean,
                 kSamePathRelTol * r.result.kld_mean);
 }
+
+// The sweep job's stored mixes are read back only as written: anything else is refused naming
+// the job and the artifact, before any measurement.
+TEST(Refine, AStoredMixArtifactNotAsWrittenIsRefusedByName) {
+    const std::string dir = scratch_dir("refine-corrupt");
+    jobs::Store store(dir + "/jobs.sqlite");
+    const int64_t id = create_sweep_job(store, gptq_sweep(), "test");
+    const Mix one = {{"blk.0.attn_output.weight", "gptq4g128"}};
+    for (const char* bad :
+         {"not json", "{\"mixes\": 3}", "{\"mixes\": [{\"n_tokens\": 256}]}",
+          "{\"mixes\": [{\"n_tokens\": -1, \"items\": [], \"kld_mean\": 0.1}]}",
+          "{\"mixes\": [{\"n_tokens\": 256, \"items\": [[\"a\", \"b\"]], \"kld_mean\": -2}]}"}) {
+        store.put_artifact(id, {kInteractionsArtifact, true, bad});
+        const std::string e = error_of([&] { MixBook book(store, id); });
+        EXPECT_TRUE(contains(e, "job " + std::to_string(id))) << bad << ": " << e;
+        EXPECT_TRUE(contains(e, "'interactions' artifact")) << bad << ": " << e;
+    }
+    // As written: read back, and a mix it does not hold is refused by name.
+    store.put_artifact(id, {kInteractionsArtifact, true,
+                            "{\"mixes\": [{\"n_tokens\": 256, \"items\": "
+                            "[[\"blk.0.attn_output.weight\", \"gptq4g128\"]], \"kld_mean\": "
+                            "0.5, \"kld_p99\": null, \"kld_p999\": 2.0}]}"});
+    MixBook book(store, id);
+    ASSERT_TRUE(book.has(256, one));
+    EXPECT_DOUBLE_EQ(book.at(256, one).kld_mean, 0.5);
+    EXPECT_TRUE(std::isnan(book.at(256, one).kld_p99));
+    EXPECT_DOUBLE_EQ(book.at(256, one).kld_p999, 2.0);
+    EXPECT_FALSE(book.has(512, one));
+    EXPECT_TRUE(contains(error_of([&] { book.at(512, one); }), "was not measured"));
+}

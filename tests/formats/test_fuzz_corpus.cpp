@@ -102,6 +102,10 @@ TEST(FuzzCorpus, Params) {
     replay("params", fuzz::params_entry, no_open);
 }
 
+TEST(FuzzCorpus, StoredMixes) {
+    replay("mixes", fuzz::mixes_entry, no_open);
+}
+
 TEST(FuzzCorpus, Server) {
     replay("server", fuzz::server_entry, no_open);
 }

@@ -21,6 +21,42 @@ Mix sorted_mix(Mix mix) {
     return mix;
 }
 
+StoredMixes parse_stored_mixes(const std::string& json_text) {
+    StoredMixes out;
+    try {
+        const json j = json::parse(json_text);
+        for (const auto& e : j.at("mixes")) {
+            MixResult r;
+            r.kld_mean = e.at(metric::kld_mean).get<double>();
+            if (e.contains(metric::kld_p99) && e.at(metric::kld_p99).is_number())
+                r.kld_p99 = e.at(metric::kld_p99).get<double>();
+            if (e.contains(metric::kld_p999) && e.at(metric::kld_p999).is_number())
+                r.kld_p999 = e.at(metric::kld_p999).get<double>();
+            QL_CHECK(e.at("n_tokens").is_number_integer(), "a mix over {} tokens",
+                     e.at("n_tokens").dump());
+            const auto n_tokens = e.at("n_tokens").get<int64_t>();
+            QL_CHECK(std::isfinite(r.kld_mean) && r.kld_mean >= 0 && n_tokens > 0,
+                     "a mix with KLD {} over {} tokens", r.kld_mean, n_tokens);
+            out[{n_tokens, sorted_mix(e.at("items").get<Mix>())}] = r;
+        }
+    } catch (const nlohmann::json::exception& e) {
+        fail("{}", e.what());
+    }
+    return out;
+}
+
+std::string stored_mixes_json(const StoredMixes& mixes) {
+    json list = json::array();
+    const auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
+    for (const auto& [key, r] : mixes)
+        list.push_back({{"n_tokens", key.first},
+                        {"items", key.second},
+                        {metric::kld_mean, r.kld_mean},
+                        {metric::kld_p99, number(r.kld_p99)},
+                        {metric::kld_p999, number(r.kld_p999)}});
+    return json{{"mixes", list}}.dump();
+}
+
 MixBook::MixBook(jobs::Store& store, int64_t job_id) : store_(store), job_id_(job_id) {
     const jobs::Job job = store.get_job(job_id);
     QL_CHECK(job.kind == jobs::JobKind::sweep,
@@ -30,37 +66,17 @@ MixBook::MixBook(jobs::Store& store, int64_t job_id) : store_(store), job_id_(jo
     const auto art = store.get_artifact(job_id, kInteractionsArtifact);
     if (!art) return;
     try {
-        const json j = json::parse(art->data);
-        for (const auto& e : j.at("mixes")) {
-            MixResult r;
-            r.kld_mean = e.at(metric::kld_mean).get<double>();
-            if (e.contains(metric::kld_p99) && e.at(metric::kld_p99).is_number())
-                r.kld_p99 = e.at(metric::kld_p99).get<double>();
-            if (e.contains(metric::kld_p999) && e.at(metric::kld_p999).is_number())
-                r.kld_p999 = e.at(metric::kld_p999).get<double>();
-            const auto n_tokens = e.at("n_tokens").get<int64_t>();
-            QL_CHECK(std::isfinite(r.kld_mean) && r.kld_mean >= 0 && n_tokens > 0,
-                     "a mix with KLD {} over {} tokens", r.kld_mean, n_tokens);
-            mixes_[{n_tokens, sorted_mix(e.at("items").get<Mix>())}] = r;
-        }
-    } catch (const std::exception& e) {  // nlohmann's errors and the check above
-        fail("job {}: its '{}' artifact is not what plan --interactions writes ({})", job_id,
-             kInteractionsArtifact, e.what());
+        mixes_ = parse_stored_mixes(art->data);
+    } catch (const Error& e) {
+        fail("job {}: its '{}' artifact is not what plan --interactions and --refine write ({})",
+             job_id, kInteractionsArtifact, e.what());
     }
 }
 
 MixBook::~MixBook() = default;
 
 void MixBook::save() const {
-    json list = json::array();
-    const auto number = [](double v) { return std::isfinite(v) ? json(v) : json(nullptr); };
-    for (const auto& [key, r] : mixes_)
-        list.push_back({{"n_tokens", key.first},
-                        {"items", key.second},
-                        {metric::kld_mean, r.kld_mean},
-                        {metric::kld_p99, number(r.kld_p99)},
-                        {metric::kld_p999, number(r.kld_p999)}});
-    store_.put_artifact(job_id_, {kInteractionsArtifact, true, json{{"mixes", list}}.dump()});
+    store_.put_artifact(job_id_, {kInteractionsArtifact, true, stored_mixes_json(mixes_)});
 }
 
 bool MixBook::has(int64_t n_tokens, const Mix& mix) const {

@@ -34,6 +34,14 @@ struct MixResult {
 
 inline constexpr const char* kInteractionsArtifact = "interactions";
 
+// Measured mixes keyed by (n_tokens, sorted mix).
+using StoredMixes = std::map<std::pair<int64_t, Mix>, MixResult>;
+// The artifact's JSON text as MixBook writes it ({"mixes": [{n_tokens, items, kld_mean, kld_p99,
+// kld_p999}]}); anything else (not JSON, a missing or mistyped key, a KLD that is negative or
+// not finite, n_tokens < 1) is refused with an Error saying what.
+StoredMixes parse_stored_mixes(const std::string& json_text);
+std::string stored_mixes_json(const StoredMixes& mixes);
+
 class MixBook {
   public:
     // Refuses a job that is not a sweep job, and a stored artifact it cannot read, by name.
@@ -59,7 +67,7 @@ class MixBook {
     jobs::Store& store_;
     int64_t job_id_;
     SweepOptions options_;
-    std::map<std::pair<int64_t, Mix>, MixResult> mixes_;
+    StoredMixes mixes_;
     std::map<int64_t, std::unique_ptr<SweepMeasurer>> measurers_;
     int64_t measured_ = 0;
     double seconds_ = 0;
