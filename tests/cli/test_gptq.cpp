@@ -185,3 +185,21 @@ TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
     EXPECT_EQ(r.code, 1) << r.out;
     EXPECT_NE(r.out.find("--objective mean"), std::string::npos) << r.out;
 }
+
+// A GPTQ sweep measured on the text its Hessians came from says so (its items are optimistic
+// there); on other text it does not, and the reference artifact records the count either way.
+TEST(CliGptq, SweepWarnsWhenItMeasuresOnItsOwnGptqText) {
+    const fs::path dir = fresh_dir("cli-gptq-overlap");
+    const std::string store = " --store " + (dir / "s.sqlite").string();
+    const std::string sweep = "sweep " + shared_path("models/llama-8m") +
+                              " --tokens 256 --ctx 128 --types gptq4g128 --no-uniform --gptq " +
+                              shared_path("data/calib.txt") + " --gptq-chunks 4 --eval ";
+    Result r = run_quiet(sweep + shared_path("data/calib.txt") + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("2 of the 2 windows this sweep measures share text with the 4 chunks"),
+              std::string::npos)
+        << r.out;
+    r = run_quiet(sweep + shared_path("data/eval.txt") + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_EQ(r.out.find("share text"), std::string::npos) << r.out;
+}

@@ -1,6 +1,10 @@
 #include "analysis/measure/chunks.h"
 
+#include <algorithm>
+#include <unordered_set>
+
 #include "core/error.h"
+#include "core/hash.h"
 #include "core/mmap_file.h"
 #include "core/utf8.h"
 #include "engine/tokenizer.h"
@@ -34,6 +38,30 @@ EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_
              "{}: the tokenizer adds BOS (add_bos_token) but names no BOS token", text_path);
     const std::vector<int32_t> tokens = tokenizer.encode(text, bos);
     return make_eval_chunks(tokens, n_ctx, max_chunks, bos ? tokenizer.bos_id() : -1, text_path);
+}
+
+int64_t count_shared_windows(const std::vector<int32_t>& reference, int64_t reference_ctx,
+                             const std::vector<int32_t>& checked, int64_t checked_ctx) {
+    QL_ASSERT(reference_ctx >= 2 && checked_ctx >= 2);
+    const int64_t span = std::min({kSharedSpanTokens, reference_ctx - 1, checked_ctx - 1});
+    const auto span_hash = [&](const int32_t* tokens) {
+        return hash_bytes(
+            {reinterpret_cast<const uint8_t*>(tokens), static_cast<size_t>(span) * 4});
+    };
+    std::unordered_set<std::string> spans;
+    const int64_t n_reference = static_cast<int64_t>(reference.size()) / reference_ctx;
+    for (int64_t w = 0; w < n_reference; ++w)
+        for (int64_t i = 1; i + span <= reference_ctx; ++i)
+            spans.insert(span_hash(reference.data() + w * reference_ctx + i));
+    int64_t shared = 0;
+    const int64_t n_checked = static_cast<int64_t>(checked.size()) / checked_ctx;
+    for (int64_t w = 0; w < n_checked; ++w)
+        for (int64_t i = 1; i + span <= checked_ctx; ++i)
+            if (spans.count(span_hash(checked.data() + w * checked_ctx + i))) {
+                ++shared;
+                break;
+            }
+    return shared;
 }
 
 }  // namespace quantlens

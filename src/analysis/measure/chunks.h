@@ -22,4 +22,14 @@ EvalChunks make_eval_chunks(const std::vector<int32_t>& tokens, int64_t n_ctx, i
 EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
                             int64_t max_chunks);
 
+// Whether two texts' windows share text, by content hash of token spans: the windows of
+// `checked` (cut at checked_ctx) that hold a run of kSharedSpanTokens consecutive tokens (the
+// first token of every window, BOS, left out) that also appears in a window of `reference`
+// (cut at reference_ctx). Identical windows are always shared; so are windows cut at another
+// context or offset from the same text, which a whole-window hash would miss. For verify's
+// held-out check (analysis/studies/holdout.h) and the sweep's GPTQ text check.
+inline constexpr int64_t kSharedSpanTokens = 32;
+int64_t count_shared_windows(const std::vector<int32_t>& reference, int64_t reference_ctx,
+                             const std::vector<int32_t>& checked, int64_t checked_ctx);
+
 }  // namespace quantlens

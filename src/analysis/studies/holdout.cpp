@@ -25,10 +25,6 @@ namespace fs = std::filesystem;
 
 namespace {
 
-std::string span_hash(const int32_t* tokens, int64_t n) {
-    return hash_bytes({reinterpret_cast<const uint8_t*>(tokens), static_cast<size_t>(n) * 4});
-}
-
 // What the recipe's sweep job says it evaluated; nullopt (with the reason in check.note) when
 // the job cannot be found.
 struct SweepText {
@@ -78,26 +74,6 @@ std::optional<SweepText> sweep_text_of(const std::string& store_path, int64_t jo
 }
 
 }  // namespace
-
-int64_t count_shared_windows(const std::vector<int32_t>& tuned, int64_t tuned_ctx,
-                             const std::vector<int32_t>& verified, int64_t verify_ctx) {
-    QL_ASSERT(tuned_ctx >= 2 && verify_ctx >= 2);
-    const int64_t span = std::min({kSharedSpanTokens, tuned_ctx - 1, verify_ctx - 1});
-    std::unordered_set<std::string> spans;
-    const int64_t n_tuned = static_cast<int64_t>(tuned.size()) / tuned_ctx;
-    for (int64_t w = 0; w < n_tuned; ++w)
-        for (int64_t i = 1; i + span <= tuned_ctx; ++i)
-            spans.insert(span_hash(tuned.data() + w * tuned_ctx + i, span));
-    int64_t shared = 0;
-    const int64_t n_verified = static_cast<int64_t>(verified.size()) / verify_ctx;
-    for (int64_t w = 0; w < n_verified; ++w)
-        for (int64_t i = 1; i + span <= verify_ctx; ++i)
-            if (spans.count(span_hash(verified.data() + w * verify_ctx + i, span))) {
-                ++shared;
-                break;
-            }
-    return shared;
-}
 
 HeldOut check_held_out(const VerifyOptions& o, const std::vector<VerifyCandidate>& candidates,
                        const Model& base_model) {

@@ -27,18 +27,13 @@
 
 #include <nlohmann/json_fwd.hpp>
 
+#include "analysis/measure/chunks.h"  // count_shared_windows
+
 namespace quantlens {
 
 class Model;
 struct VerifyCandidate;
 struct VerifyOptions;
-
-inline constexpr int64_t kSharedSpanTokens = 32;
-
-// Verify windows (tokens[n_chunks·n_ctx], cut at verify_ctx) that share a span with the tuning
-// windows (cut at tuned_ctx). The first token of every window (BOS) is left out of the spans.
-int64_t count_shared_windows(const std::vector<int32_t>& tuned, int64_t tuned_ctx,
-                             const std::vector<int32_t>& verified, int64_t verify_ctx);
 
 struct HeldOutCheck {
     std::string name;        // the candidate's name in the verify table

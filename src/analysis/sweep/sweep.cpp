@@ -105,6 +105,7 @@ struct SweepContext {
     int64_t n_layers = 0;
     std::optional<RoutingCounter> routing;  // sweep --experts: the reference pass's routing
     double hessian_seconds = 0;             // collecting the --gptq Hessians
+    int64_t gptq_shared_windows = 0;        // sweep windows sharing text with the --gptq chunks
 };
 
 // The tensor's imatrix entry for every stacked matrix ([n_mat][n_per_row]), as
@@ -403,6 +404,23 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
                        : std::make_unique<GptqRounding>(*ctx.engine, tokenizer, gptq);
         ctx.hessian_seconds =
             std::chrono::duration<double>(std::chrono::steady_clock::now() - t_h).count();
+        // GPTQ fits each tensor's rounding to its Hessian text: measured on that same text, a
+        // GPTQ-rounded item looks better than it is elsewhere, the more so the fewer its bits
+        // (bench/RESULTS.md, issue 29: llama-8m's GPTQ plan measured −21 % held out with
+        // overlapping texts, −26 % with disjoint halves of calib.txt).
+        const EvalChunks fitted =
+            load_eval_chunks(tokenizer, ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks);
+        ctx.gptq_shared_windows =
+            count_shared_windows(fitted.tokens, fitted.n_ctx, chunks.tokens, chunks.n_ctx);
+        if (ctx.gptq_shared_windows > 0)
+            fmt::print(stderr,
+                       "sweep: warning: {} of the {} windows this sweep measures share text with "
+                       "the {} chunks of --gptq {} that fit GPTQ's rounding, so GPTQ-rounded "
+                       "items are measured on the text they were fitted to (optimistic, most for "
+                       "few bits). Measure on text the Hessians did not see, e.g. two halves of "
+                       "one file (README, GPTQ's own formats).\n",
+                       ctx.gptq_shared_windows, chunks.n_chunks, fitted.n_chunks,
+                       ctx.opt.gptq_text);
     }
     ctx.backend = make_sweep_backend(ctx);
     clock.lap("load the weights");
@@ -417,6 +435,7 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
         std::chrono::duration<double>(std::chrono::steady_clock::now() - t_prep).count();
     clock.lap("reference pass");
     return {{"n_chunks", chunks.n_chunks},
+            {"gptq_shared_windows", ctx.gptq_shared_windows},
             {"n_ctx", chunks.n_ctx},
             {"n_scored", chunks.n_scored()},
             {"seconds", prep_s}};
