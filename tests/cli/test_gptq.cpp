@@ -140,7 +140,8 @@ TEST(CliGptq, GgmlPlanExportIsRefusedByTensorName) {
 // plan --format gptq --refine / --interactions: the recipe's prediction is its mix measured on
 // the sweep's tokens, which verify on those same tokens measures through its own fake
 // quantization (not the sweep's item code); the refined recipe stays within the budget, a
-// re-plan measures nothing, and a p99-objective plan refuses --refine by name.
+// re-plan measures nothing, and a p99-objective plan refuses --refine by name. verify warns
+// when its --gptq Hessians come from the text it verifies.
 TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
     const fs::path dir = fresh_dir("cli-gptq-refine");
     const std::string model = shared_path("models/llama-8m");
@@ -177,6 +178,16 @@ TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
     EXPECT_NEAR(measured, rec.predicted_kld, 1e-3 * measured);
     EXPECT_NEAR(v["rows"][0]["kld_p99"].get<double>(), rec.predicted_kld_p99,
                 1e-3 * rec.predicted_kld_p99);
+    EXPECT_EQ(r.out.find("fit GPTQ"), std::string::npos) << r.out;  // no --gptq here
+
+    // With GPTQ Hessians of the verified text itself, verify says so.
+    r = run_quiet("verify --format gptq --base " + model + " --text " +
+                  shared_path("data/calib.txt") + " --ctx 128 --chunks 1 --allow-overlap --gptq " +
+                  shared_path("data/calib.txt") + " --gptq-chunks 2 --recipe " + recipe.string() +
+                  " --out-dir " + (dir / "v2").string() + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("1 of the 1 windows of"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("share text with the 2 chunks of --gptq"), std::string::npos) << r.out;
 
     r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
                   " --tokens 128 --ctx 128 --types Q4_K,Q6_K --no-uniform" + store);
