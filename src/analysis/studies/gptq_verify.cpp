@@ -1,7 +1,6 @@
 // `verify --format gptq`: see gptq_verify.h.
 #include "analysis/studies/gptq_verify.h"
 
-#include "analysis/measure/chunks.h"
 #include "analysis/studies/holdout.h"
 #include "analysis/studies/verify.h"
 
@@ -93,15 +92,13 @@ GptqVerifyReport run_gptq_verify(const GptqVerifyOptions& o,
     ev.save_logits_overwrite = Overwrite::replace;  // out_dir is verify's own working folder
     const EvalTokens chunks = make_eval_tokens(tokenizer, read_utf8_text_file(o.text), o.text, ev);
     if (gptq) {  // GPTQ's rounding judged on the text it was fitted to: optimistic for everyone
-        const EvalChunks fitted = load_eval_chunks(tokenizer, o.gptq_text, 512, o.gptq_chunks);
-        const int64_t shared =
-            count_shared_windows(fitted.tokens, fitted.n_ctx, chunks.tokens, chunks.n_ctx);
+        const int64_t shared = gptq->windows_fitted_on(chunks.tokens, chunks.n_ctx);
         if (shared > 0)
             fmt::print(stderr,
                        "verify --format gptq: warning: {} of the {} windows of {} share text with "
                        "the {} chunks of --gptq {} that fit GPTQ's rounding: every candidate is "
                        "judged on the text it was fitted to (optimistic, most for few bits)\n",
-                       shared, chunks.n_chunks, o.text, fitted.n_chunks, o.gptq_text);
+                       shared, chunks.n_chunks, o.text, gptq->n_chunks(), o.gptq_text);
     }
     fs::create_directories(o.out_dir);
     const std::string base_logits = (fs::path(o.out_dir) / "base-gptq.qllogp").string();

@@ -408,10 +408,7 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
         // GPTQ-rounded item looks better than it is elsewhere, the more so the fewer its bits
         // (bench/RESULTS.md, issue 29: llama-8m's GPTQ plan measured −21 % held out with
         // overlapping texts, −26 % with disjoint halves of calib.txt).
-        const EvalChunks fitted =
-            load_eval_chunks(tokenizer, ctx.opt.gptq_text, ctx.opt.ctx, ctx.opt.gptq_chunks);
-        ctx.gptq_shared_windows =
-            count_shared_windows(fitted.tokens, fitted.n_ctx, chunks.tokens, chunks.n_ctx);
+        ctx.gptq_shared_windows = ctx.gptq->windows_fitted_on(chunks.tokens, chunks.n_ctx);
         if (ctx.gptq_shared_windows > 0)
             fmt::print(stderr,
                        "sweep: warning: {} of the {} windows this sweep measures share text with "
@@ -419,7 +416,7 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
                        "items are measured on the text they were fitted to (optimistic, most for "
                        "few bits). Measure on text the Hessians did not see, e.g. two halves of "
                        "one file (README, GPTQ's own formats).\n",
-                       ctx.gptq_shared_windows, chunks.n_chunks, fitted.n_chunks,
+                       ctx.gptq_shared_windows, chunks.n_chunks, ctx.gptq->n_chunks(),
                        ctx.opt.gptq_text);
     }
     ctx.backend = make_sweep_backend(ctx);

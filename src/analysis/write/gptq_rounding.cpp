@@ -17,6 +17,7 @@ GptqRounding::GptqRounding(Engine& engine, const Tokenizer& tokenizer, const Gpt
         load_eval_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
     run_hessians(engine, chunks, hessians_);
     n_tokens_ = chunks.n_chunks * chunks.n_ctx;
+    fitted_tokens_ = chunks.tokens;
 }
 
 GptqRounding::GptqRounding(const GptqSettings& settings)
@@ -30,7 +31,12 @@ std::unique_ptr<GptqRounding> GptqRounding::on_gpu(const Model& model, const Tok
     std::unique_ptr<GptqRounding> g(new GptqRounding(settings));
     run_hessians_gpu(model, chunks, g->hessians_, 4, what);
     g->n_tokens_ = chunks.n_chunks * chunks.n_ctx;
+    g->fitted_tokens_ = chunks.tokens;
     return g;
+}
+
+int64_t GptqRounding::windows_fitted_on(const std::vector<int32_t>& tokens, int64_t ctx) const {
+    return count_shared_windows(fitted_tokens_, settings_.ctx, tokens, ctx);
 }
 
 bool GptqRounding::covers(const std::string& tensor, int64_t n_dims, GgmlType type) const {

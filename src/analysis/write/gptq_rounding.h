@@ -68,6 +68,11 @@ class GptqRounding {
 
     int64_t n_tokens() const { return n_tokens_; }
     const GptqSettings& settings() const { return settings_; }
+    int64_t n_chunks() const { return n_tokens_ / settings_.ctx; }
+    // How many windows of `tokens` (cut at ctx) share text with the chunks the Hessians came
+    // from (count_shared_windows, analysis/measure/chunks.h): measured there, GPTQ-rounded
+    // weights look better than elsewhere, the more so the fewer their bits.
+    int64_t windows_fitted_on(const std::vector<int32_t>& tokens, int64_t ctx) const;
 
   private:
     explicit GptqRounding(const GptqSettings& settings);
@@ -76,6 +81,7 @@ class GptqRounding {
     GptqSettings settings_;
     HessianCollector hessians_;
     int64_t n_tokens_ = 0;
+    std::vector<int32_t> fitted_tokens_;  // the chunks the Hessians came from
     mutable std::mutex mu_;
     mutable std::map<std::pair<std::string, bool>, std::unique_ptr<GptqFactor>> factors_;
 };
