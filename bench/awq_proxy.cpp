@@ -3,7 +3,8 @@
 // Σ imp_j (w − ŵ)² of:
 //   - the reference: the tensor quantized with its imatrix (what `quantize --imatrix` writes);
 //   - AWQ: w·diag(s) quantized with importance imp_j / s_j², then divided by s, for
-//     s_j = rms_j^α normalized by √(min·max), rms_j = √imp_j, the best α of 0.1, ..., 1.0.
+//     s = awq_scales(rms, α) as `diagnose` searches them (analysis/studies/awq.h), rms_j = √imp_j,
+//     the best α of AwqOptions' grid.
 // The ratio AWQ / reference is the upper bound of what a per-tensor AWQ option could save in
 // the proxy AWQ itself minimizes; both are measured in the same run. One line per tensor,
 // then per role the median and the least ratio.
@@ -15,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "analysis/studies/awq.h"
 #include "core/ggml_type.h"
 #include "formats/imatrix.h"
 #include "model/model.h"
@@ -24,20 +26,15 @@ using namespace quantlens;
 
 namespace {
 
+// Σ imp_j (w − ŵ)² with ŵ = Q(w·diag(s), importance imp/s²)·diag(1/s); α = 0 is the reference.
 double weighted_error(const std::vector<float>& w, int64_t n_rows, int64_t n, const float* imp,
                       GgmlType type, double alpha) {
-    std::vector<double> scale(n);
-    double lo = 1e300, hi = 0;
-    for (int64_t j = 0; j < n; ++j) {
-        scale[j] = std::pow(std::sqrt(std::max(imp[j], 1e-12f)), alpha);
-        lo = std::min(lo, scale[j]);
-        hi = std::max(hi, scale[j]);
-    }
+    std::vector<float> rms(n);
+    for (int64_t j = 0; j < n; ++j) rms[j] = std::sqrt(std::max(imp[j], 0.0f));
+    const std::vector<double> scale = awq_scales(rms.data(), n, alpha);
     std::vector<float> scaled(w.size()), rounded(w.size()), scaled_imp(n);
-    for (int64_t j = 0; j < n; ++j) {
-        scale[j] /= std::sqrt(lo * hi);
+    for (int64_t j = 0; j < n; ++j)
         scaled_imp[j] = static_cast<float>(imp[j] / (scale[j] * scale[j]));
-    }
     for (int64_t r = 0; r < n_rows; ++r)
         for (int64_t j = 0; j < n; ++j)
             scaled[r * n + j] = static_cast<float>(w[r * n + j] * scale[j]);
@@ -78,9 +75,9 @@ int main(int argc, char** argv) {
         for (size_t k = 0; k < std::size(types); ++k) {
             const double reference = weighted_error(w, t.n_rows(), n, imp, types[k], 0.0);
             double best = reference, best_alpha = 0;
-            for (int step = 1; step <= 10; ++step) {
-                const double e = weighted_error(w, t.n_rows(), n, imp, types[k], 0.1 * step);
-                if (e < best) best = e, best_alpha = 0.1 * step;
+            for (double alpha : AwqOptions{}.alphas) {
+                const double e = weighted_error(w, t.n_rows(), n, imp, types[k], alpha);
+                if (e < best) best = e, best_alpha = alpha;
             }
             per_type[k].push_back(best / reference);
             std::printf(" %s %.3f (α %.1f)", ggml_type_display_name(types[k]).c_str(),

@@ -120,6 +120,19 @@ double rmse(const float* a, const float* b, int64_t n) {
 
 }  // namespace
 
+std::vector<double> awq_scales(const float* magnitude, int64_t cols, double alpha) {
+    std::vector<double> scale(static_cast<size_t>(cols));
+    double smax = 0, smin = INFINITY;
+    for (size_t j = 0; j < scale.size(); ++j) {
+        scale[j] = std::pow(std::max<double>(magnitude[j], 1e-4), alpha);
+        smax = std::max(smax, scale[j]);
+        smin = std::min(smin, scale[j]);
+    }
+    const double norm = std::sqrt(smax * smin);
+    for (double& v : scale) v /= norm;
+    return scale;
+}
+
 AwqTensor awq_diagnose(const std::string& name, const float* w, int64_t R, int64_t C,
                        const float* x, int64_t n, const float* mean_abs, const float* max_abs,
                        const AwqOptions& o) {
@@ -167,15 +180,7 @@ AwqTensor awq_diagnose(const std::string& name, const float* w, int64_t R, int64
         AwqSearch s;
         s.bits = bits;
         for (double alpha : o.alphas) {
-            std::vector<double> sc(CC);
-            double smax = 0, smin = INFINITY;
-            for (size_t j = 0; j < CC; ++j) {
-                sc[j] = std::pow(std::max<double>(mean_abs[j], 1e-4), alpha);
-                smax = std::max(smax, sc[j]);
-                smin = std::min(smin, sc[j]);
-            }
-            const double norm = std::sqrt(smax * smin);
-            for (double& v : sc) v /= norm;
+            const std::vector<double> sc = awq_scales(mean_abs, C, alpha);
             for (int64_t r = 0; r < R; ++r)
                 for (size_t j = 0; j < CC; ++j)
                     ws[static_cast<size_t>(r) * CC + j] =

@@ -78,6 +78,9 @@ std::string module_family(const std::string& gguf_name);
 void rtn_quantize(const float* src, float* dst, int64_t rows, int64_t cols, int bits, int64_t group,
                   double clip = 1.0);
 
+// The scale search's s_j for one α: max(magnitude_j, 1e-4)^α over √(max s · min s).
+std::vector<double> awq_scales(const float* magnitude, int64_t cols, double alpha);
+
 // w: rows × cols; x: n × cols sampled inputs; mean_abs, max_abs: cols per-channel statistics.
 AwqTensor awq_diagnose(const std::string& name, const float* w, int64_t rows, int64_t cols,
                        const float* x, int64_t n, const float* mean_abs, const float* max_abs,
