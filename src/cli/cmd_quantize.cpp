@@ -200,7 +200,7 @@ QL_COMMAND(quantize, QuantizeCliOptions,
     cmd.add_option("--gptq", o->gptq,
                    "Calibration text: round with GPTQ against the input Hessians of the model "
                    "on it (Q8_0, Q2_K-Q6_K, IQ4_XS; other types and token_embd plainly)");
-    cmd.add_option("--gptq-chunks", o->gptq_chunks, "Chunks of 512 of the --gptq text (64)");
+    cmd.add_option("--gptq-chunks", o->gptq_chunks, kGptqChunksHelp)->capture_default_str();
     cmd.add_flag("--gpu", o->gpu, "Collect the --gptq Hessians on the GPU (CUDA build; F16)");
     cmd.add_flag("--force,-f", o->force, "Overwrite an existing output");
     cmd.add_flag("--strict", o->strict, "Refuse fallback types instead of reporting them");

@@ -9,6 +9,7 @@
 #include "analysis/sweep/placement.h"
 #include "analysis/sweep/sweep.h"
 #include "analysis/sweep/sweep_shard.h"
+#include "analysis/write/gptq_rounding.h"
 #include "cli/command.h"
 #include "cli/memory_report.h"
 #include "cli/sweep_mpi.h"
@@ -238,7 +239,7 @@ QL_COMMAND(
     cmd.add_option("--gptq", o->gptq,
                    "Calibration text: round with GPTQ against its input Hessians, as "
                    "`quantize --gptq` writes (types GPTQ does not cover are rounded plainly)");
-    cmd.add_option("--gptq-chunks", o->gptq_chunks, "Chunks of the --gptq text (default 64)");
+    cmd.add_option("--gptq-chunks", o->gptq_chunks, kGptqChunksHelp)->capture_default_str();
     cmd.add_flag("--rounding-choice", o->rounding_choice,
                  "Rounding per tensor as a choice for plan: bare types at the base rounding "
                  "(imatrix with --imatrix, else plain), and plain / GPTQ (--gptq) where the "

@@ -11,6 +11,7 @@
 
 #include "analysis/studies/gptq_verify.h"
 #include "analysis/studies/verify.h"
+#include "analysis/write/gptq_rounding.h"
 #include "cli/command.h"
 #include "cli/memory_report.h"
 #include "core/error.h"
@@ -126,8 +127,7 @@ QL_COMMAND(verify, VerifyArgs,
     cmd.add_option("--gptq", o->opt.gptq_text,
                    "Calibration text: write the --recipe files with GPTQ rounding (as "
                    "`quantize --gptq`); presets stay llama.cpp's");
-    cmd.add_option("--gptq-chunks", o->opt.gptq_chunks, "Chunks of 512 of the --gptq text")
-        ->capture_default_str();
+    cmd.add_option("--gptq-chunks", o->opt.gptq_chunks, kGptqChunksHelp)->capture_default_str();
     cmd.add_option("--format", o->format,
                    "ggml | gptq: fake-quantize GPTQ recipes as their checkpoint decodes, beside "
                    "uniform gptq4g128 and gptq8g128 ('--presets none' drops those)")

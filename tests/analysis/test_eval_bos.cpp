@@ -111,5 +111,35 @@ TEST(ChunkTokens, AddBosWithoutABosTokenIsRefusedByName) {
     }
 }
 
+// load_tail_chunks (GPTQ's calibration) cuts the same layout from the END of the text: its
+// last whole chunks, BOS put first in each as at the start; all of them when the text holds
+// fewer; and a long text's head and tail chunks share no window.
+TEST(ChunkTokens, TailChunksAreTheLastWholeChunksOfTheText) {
+    const Tokenizer tok = Tokenizer::from_hf_json(shared_dir() + "/models/llama-8m/tokenizer.json");
+    const std::string path = shared_dir() + "/data/eval.txt";
+    const std::vector<int32_t> all = tok.encode(read_text_file(path), tok.add_bos());
+    const int64_t ctx = 512, n = static_cast<int64_t>(all.size());
+    const EvalChunks tail = load_tail_chunks(tok, path, ctx, 3);
+    ASSERT_EQ(tail.n_chunks, 3);
+    ASSERT_EQ(tail.tokens.size(), 3u * ctx);
+    for (int64_t c = 0; c < 3; ++c) {
+        const int64_t start = n - (3 - c) * ctx;  // the text's own position of this chunk
+        if (tok.add_bos())
+            EXPECT_EQ(tail.tokens[c * ctx], tok.bos_id());
+        else
+            EXPECT_EQ(tail.tokens[c * ctx], all[start]);
+        for (int64_t i = 1; i < ctx; ++i)
+            ASSERT_EQ(tail.tokens[c * ctx + i], all[start + i]) << "chunk " << c << " token " << i;
+    }
+    const EvalChunks head = load_eval_chunks(tok, path, ctx, 3);
+    EXPECT_EQ(count_shared_windows(tail.tokens, ctx, head.tokens, ctx), 0);
+    EXPECT_EQ(count_shared_windows(tail.tokens, ctx, tail.tokens, ctx), 3);
+
+    const EvalChunks every = load_tail_chunks(tok, path, ctx, 1000000);
+    EXPECT_EQ(every.n_chunks, n / ctx);
+    EXPECT_EQ(every.tokens.back(), all.back());
+    EXPECT_THROW(load_tail_chunks(tok, path, 1 << 30, 1), Error);  // not one whole chunk
+}
+
 }  // namespace
 }  // namespace quantlens

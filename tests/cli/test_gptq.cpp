@@ -45,6 +45,17 @@ constexpr uint64_t kUniform4g128Bytes = 3342336 + 4203008;
 
 // " --store S" of a store in DIR holding job 1: three GPTQ formats on llama-8m, 128 tokens of
 // calib.txt; "" if the sweep failed.
+// The first ~1.9 kB of calib.txt (~650 tokens, whole lines): short enough that GPTQ's chunks,
+// taken from its end, reach the windows a sweep or verify reads from its start.
+std::string calibration_head(const fs::path& dir) {
+    std::ifstream in(shared_path("data/calib.txt"));
+    std::string text, line;
+    while (text.size() < 1900 && std::getline(in, line)) text += line + "\n";
+    const fs::path path = dir / "calib-head.txt";
+    std::ofstream(path) << text;
+    return path.string();
+}
+
 std::string three_format_store(const fs::path& dir) {
     const std::string store = " --store " + (dir / "s.sqlite").string();
     const Result r = run_quiet(
@@ -180,14 +191,17 @@ TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
                 1e-3 * rec.predicted_kld_p99);
     EXPECT_EQ(r.out.find("fit GPTQ"), std::string::npos) << r.out;  // no --gptq here
 
-    // With GPTQ Hessians of the verified text itself, verify says so.
-    r = run_quiet("verify --format gptq --base " + model + " --text " +
-                  shared_path("data/calib.txt") + " --ctx 128 --chunks 1 --allow-overlap --gptq " +
-                  shared_path("data/calib.txt") + " --gptq-chunks 2 --recipe " + recipe.string() +
-                  " --out-dir " + (dir / "v2").string() + store);
+    // With GPTQ Hessians of the verified text itself, verify says so: a text short enough that
+    // the chunk GPTQ fits at its end reaches the windows verify reads from its start.
+    const std::string head = calibration_head(dir);
+    r = run_quiet("verify --format gptq --base " + model + " --text " + head +
+                  " --ctx 128 --chunks 4 --allow-overlap --gptq " + head +
+                  " --gptq-chunks 2 --recipe " + recipe.string() + " --out-dir " +
+                  (dir / "v2").string() + store);
     ASSERT_EQ(r.code, 0) << r.out;
-    EXPECT_NE(r.out.find("1 of the 1 windows of"), std::string::npos) << r.out;
-    EXPECT_NE(r.out.find("share text with the 2 chunks of --gptq"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("of the 4 windows of"), std::string::npos) << r.out;
+    EXPECT_NE(r.out.find("(its last 1 × 512 tokens fit GPTQ's rounding)"), std::string::npos)
+        << r.out;
 
     r = run_quiet("sweep " + model + " --eval " + shared_path("data/calib.txt") +
                   " --tokens 128 --ctx 128 --types Q4_K,Q6_K --no-uniform" + store);
@@ -197,20 +211,24 @@ TEST(CliGptq, RefinedPlanPredictsWhatVerifyMeasuresOnTheSweepsTokens) {
     EXPECT_NE(r.out.find("--objective mean"), std::string::npos) << r.out;
 }
 
-// A GPTQ sweep measured on the text its Hessians came from says so (its items are optimistic
-// there); on other text it does not, and the reference artifact records the count either way.
-TEST(CliGptq, SweepWarnsWhenItMeasuresOnItsOwnGptqText) {
+// GPTQ fits the END of its text (--gptq-chunks from the last whole chunk back), so a sweep of
+// the same long file, which reads it from the start, measures text the rounding never saw and
+// says nothing; on a file too short to hold both, the sweep warns (its items are optimistic).
+TEST(CliGptq, GptqFitsTheEndOfItsTextAndSweepWarnsWhereTheyMeet) {
     const fs::path dir = fresh_dir("cli-gptq-overlap");
     const std::string store = " --store " + (dir / "s.sqlite").string();
-    const std::string sweep = "sweep " + shared_path("models/llama-8m") +
-                              " --tokens 256 --ctx 128 --types gptq4g128 --no-uniform --gptq " +
-                              shared_path("data/calib.txt") + " --gptq-chunks 4 --eval ";
-    Result r = run_quiet(sweep + shared_path("data/calib.txt") + store);
-    ASSERT_EQ(r.code, 0) << r.out;
-    EXPECT_NE(r.out.find("2 of the 2 windows this sweep measures share text with the 4 chunks"),
-              std::string::npos)
-        << r.out;
-    r = run_quiet(sweep + shared_path("data/eval.txt") + store);
+    const std::string sweep =
+        "sweep " + shared_path("models/llama-8m") +
+        " --tokens 256 --ctx 128 --types gptq4g128 --no-uniform --gptq-chunks 4";
+    const std::string calib = shared_path("data/calib.txt");
+    Result r = run_quiet(sweep + " --gptq " + calib + " --eval " + calib + store);
     ASSERT_EQ(r.code, 0) << r.out;
     EXPECT_EQ(r.out.find("share text"), std::string::npos) << r.out;
+    const std::string head = calibration_head(dir);
+    r = run_quiet(sweep + " --gptq " + head + " --eval " + head + store);
+    ASSERT_EQ(r.code, 0) << r.out;
+    EXPECT_NE(r.out.find("of the 2 windows this sweep measures share text with --gptq " + head +
+                         " (its last 4 × 128 tokens"),
+              std::string::npos)
+        << r.out;
 }

@@ -29,15 +29,37 @@ EvalChunks make_eval_chunks(const std::vector<int32_t>& tokens, int64_t n_ctx, i
     return c;
 }
 
-EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
-                            int64_t max_chunks) {
+namespace {
+
+// The text's tokens as load_eval_chunks cuts them, BOS first when the tokenizer adds it.
+std::vector<int32_t> read_text_tokens(const Tokenizer& tokenizer, const std::string& text_path) {
     const std::string text = read_utf8_text_file(text_path);
     QL_CHECK(!text.empty(), "{}: the text file is empty", text_path);
     const bool bos = tokenizer.add_bos();
     QL_CHECK(!bos || tokenizer.bos_id() >= 0,
              "{}: the tokenizer adds BOS (add_bos_token) but names no BOS token", text_path);
-    const std::vector<int32_t> tokens = tokenizer.encode(text, bos);
-    return make_eval_chunks(tokens, n_ctx, max_chunks, bos ? tokenizer.bos_id() : -1, text_path);
+    return tokenizer.encode(text, bos);
+}
+
+int32_t chunk_bos(const Tokenizer& tokenizer) {
+    return tokenizer.add_bos() ? tokenizer.bos_id() : -1;
+}
+
+}  // namespace
+
+EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
+                            int64_t max_chunks) {
+    return make_eval_chunks(read_text_tokens(tokenizer, text_path), n_ctx, max_chunks,
+                            chunk_bos(tokenizer), text_path);
+}
+
+EvalChunks load_tail_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
+                            int64_t max_chunks) {
+    std::vector<int32_t> tokens = read_text_tokens(tokenizer, text_path);
+    int64_t keep = static_cast<int64_t>(tokens.size()) / std::max<int64_t>(n_ctx, 1);
+    if (max_chunks > 0) keep = std::min(keep, max_chunks);
+    if (keep > 0) tokens.erase(tokens.begin(), tokens.end() - keep * n_ctx);
+    return make_eval_chunks(tokens, n_ctx, max_chunks, chunk_bos(tokenizer), text_path);
 }
 
 int64_t count_shared_windows(const std::vector<int32_t>& reference, int64_t reference_ctx,

@@ -21,6 +21,12 @@ EvalChunks make_eval_chunks(const std::vector<int32_t>& tokens, int64_t n_ctx, i
 // Reads and tokenizes `text_path`, then make_eval_chunks. max_chunks <= 0 means all.
 EvalChunks load_eval_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
                             int64_t max_chunks);
+// The same layout from the END of the text: its last max_chunks whole chunks (all it holds when
+// fewer). Calibration that is fitted to its text (GPTQ's Hessians) reads these, so a sweep or
+// verify that reads the same file from its start measures text the fit never saw, whenever the
+// file is long enough to hold both.
+EvalChunks load_tail_chunks(const Tokenizer& tokenizer, const std::string& text_path, int64_t n_ctx,
+                            int64_t max_chunks);
 
 // Whether two texts' windows share text, by content hash of token spans: the windows of
 // `checked` (cut at checked_ctx) that hold a run of kSharedSpanTokens consecutive tokens (the

@@ -96,9 +96,10 @@ GptqVerifyReport run_gptq_verify(const GptqVerifyOptions& o,
         if (shared > 0)
             fmt::print(stderr,
                        "verify --format gptq: warning: {} of the {} windows of {} share text with "
-                       "the {} chunks of --gptq {} that fit GPTQ's rounding: every candidate is "
-                       "judged on the text it was fitted to (optimistic, most for few bits)\n",
-                       shared, chunks.n_chunks, o.text, gptq->n_chunks(), o.gptq_text);
+                       "--gptq {} (its last {} × {} tokens fit GPTQ's rounding): every candidate "
+                       "is judged on the text it was fitted to (optimistic, most for few bits)\n",
+                       shared, chunks.n_chunks, o.text, o.gptq_text, gptq->n_chunks(),
+                       gptq->settings().ctx);
     }
     fs::create_directories(o.out_dir);
     const std::string base_logits = (fs::path(o.out_dir) / "base-gptq.qllogp").string();

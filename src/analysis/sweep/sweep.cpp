@@ -412,12 +412,12 @@ json prepare_context(SweepContext& ctx, PhaseClock& clock) {
         if (ctx.gptq_shared_windows > 0)
             fmt::print(stderr,
                        "sweep: warning: {} of the {} windows this sweep measures share text with "
-                       "the {} chunks of --gptq {} that fit GPTQ's rounding, so GPTQ-rounded "
+                       "--gptq {} (its last {} × {} tokens fit GPTQ's rounding), so GPTQ-rounded "
                        "items are measured on the text they were fitted to (optimistic, most for "
-                       "few bits). Measure on text the Hessians did not see, e.g. two halves of "
-                       "one file (README, GPTQ's own formats).\n",
-                       ctx.gptq_shared_windows, chunks.n_chunks, ctx.gptq->n_chunks(),
-                       ctx.opt.gptq_text);
+                       "few bits). Use a longer --gptq text, fewer --gptq-chunks or --tokens, or "
+                       "another file.\n",
+                       ctx.gptq_shared_windows, chunks.n_chunks, ctx.opt.gptq_text,
+                       ctx.gptq->n_chunks(), ctx.gptq->settings().ctx);
     }
     ctx.backend = make_sweep_backend(ctx);
     clock.lap("load the weights");

@@ -14,7 +14,7 @@ namespace quantlens {
 GptqRounding::GptqRounding(Engine& engine, const Tokenizer& tokenizer, const GptqSettings& settings)
     : settings_(settings), hessians_(/*include_output=*/true, /*include_experts=*/false) {
     const EvalChunks chunks =
-        load_eval_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
+        load_tail_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
     run_hessians(engine, chunks, hessians_);
     n_tokens_ = chunks.n_chunks * chunks.n_ctx;
     fitted_tokens_ = chunks.tokens;
@@ -27,7 +27,7 @@ std::unique_ptr<GptqRounding> GptqRounding::on_gpu(const Model& model, const Tok
                                                    const GptqSettings& settings,
                                                    const std::string& what) {
     const EvalChunks chunks =
-        load_eval_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
+        load_tail_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
     std::unique_ptr<GptqRounding> g(new GptqRounding(settings));
     run_hessians_gpu(model, chunks, g->hessians_, 4, what);
     g->n_tokens_ = chunks.n_chunks * chunks.n_ctx;

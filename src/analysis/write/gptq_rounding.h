@@ -27,15 +27,22 @@ class Engine;
 class Model;
 class Tokenizer;
 
+// The --gptq-chunks option's help, for every command that takes it.
+inline constexpr const char* kGptqChunksHelp =
+    "The last N chunks of the --gptq text: GPTQ fits the end of the text, so a sweep or "
+    "verify of the same file, read from its start, measures text the rounding never saw";
+
 struct GptqSettings {
     std::string text;     // calibration text (not the evaluation text)
     int64_t ctx = 512;    // chunk length
-    int64_t chunks = 64;  // chunks of the text used (fewer if the text is shorter)
+    int64_t chunks = 64;  // the text's LAST chunks used (fewer if the text is shorter)
 };
 
 class GptqRounding {
   public:
-    // Runs `engine` (as it is: no overrides) over the text's chunks to collect the Hessians.
+    // Runs `engine` (as it is: no overrides) over the text's last chunks (load_tail_chunks,
+    // analysis/measure/chunks.h) to collect the Hessians: a sweep or verify reading the same
+    // file from its start then measures text the rounding was not fitted to.
     // Throws Error when the text cannot be read or holds fewer tokens than one chunk.
     GptqRounding(Engine& engine, const Tokenizer& tokenizer, const GptqSettings& settings);
     // The same, the Hessians collected on the GPU (run_hessians_gpu, analysis/measure/hessian.h:
