@@ -8,7 +8,9 @@
 #     and at Q4_K_M + 7 %, each with the per-tensor rounding choice ("rc-SIZE") and with the
 #     imatrix measurements only, written with GPTQ on every tensor ("g-SIZE");
 #   - verify: all of them beside the presets (same imatrix), 100 chunks of 512 of eval.txt.
-# Usage: [TOKENS=8192] [SHARE=1] [Q=build/quantlens] bench/issue25_llama8m.sh [OUT]
+# SAME=1: no halves; the sweep and GPTQ both read calib.txt itself, as the README's example
+# does (the sweep its first tokens, GPTQ's Hessians its last chunks).
+# Usage: [TOKENS=8192] [SHARE=1] [SAME=1] [Q=build/quantlens] bench/issue25_llama8m.sh [OUT]
 set -eu
 Q=${Q:-build/quantlens}
 S=${QUANTLENS_SHARED:-../shared}
@@ -18,12 +20,19 @@ IM=$S/data/llama-8m.llamacpp-imatrix.dat
 STORE=$OUT/jobs.sqlite
 SIZES=${SIZES:-"4483584 5373440 5749581 6176256 7029248"}  # Q4_K_M + 7 % = 5749581
 mkdir -p "$OUT"
-n=$(wc -l < "$S/data/calib.txt")
-head -n $((n / 2)) "$S/data/calib.txt" > "$OUT/calib-a.txt"
-tail -n +$((n / 2 + 1)) "$S/data/calib.txt" > "$OUT/calib-b.txt"
+SWEEP_TEXT=$OUT/calib-a.txt
+HESSIAN_TEXT=$OUT/calib-b.txt
+if [ "${SAME:-0}" = 1 ]; then
+    SWEEP_TEXT=$S/data/calib.txt
+    HESSIAN_TEXT=$S/data/calib.txt
+else
+    n=$(wc -l < "$S/data/calib.txt")
+    head -n $((n / 2)) "$S/data/calib.txt" > "$SWEEP_TEXT"
+    tail -n +$((n / 2 + 1)) "$S/data/calib.txt" > "$HESSIAN_TEXT"
+fi
 if [ ! -f "$STORE" ]; then
-    /usr/bin/time -f "sweep: %e s wall" "$Q" sweep "$M" --eval "$OUT/calib-a.txt" \
-        --tokens "${TOKENS:-8192}" --imatrix "$IM" --gptq "$OUT/calib-b.txt" --rounding-choice \
+    /usr/bin/time -f "sweep: %e s wall" "$Q" sweep "$M" --eval "$SWEEP_TEXT" \
+        --tokens "${TOKENS:-8192}" --imatrix "$IM" --gptq "$HESSIAN_TEXT" --rounding-choice \
         --rounding-share "${SHARE:-1}" --ggml-numerics --store "$STORE" > "$OUT/sweep.txt"
 fi
 tail -n 30 "$OUT/sweep.txt"
@@ -38,5 +47,5 @@ done
 # shellcheck disable=SC2086
 /usr/bin/time -f "verify: %e s wall" "$Q" verify --base "$M" --text "$S/data/eval.txt" \
     --chunks 100 $RECIPES --presets Q3_K_M,Q4_K_M,Q5_K_M,Q6_K --imatrix "$IM" \
-    --gptq "$OUT/calib-b.txt" --store "$STORE" --out-dir "$OUT/files" \
+    --gptq "$HESSIAN_TEXT" --store "$STORE" --out-dir "$OUT/files" \
     --json "$OUT/verify.json" --force --job 1 | tee "$OUT/verify.txt"
