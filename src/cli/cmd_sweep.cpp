@@ -2,7 +2,6 @@
 // as a resumable job in the store (see analysis/sweep/sweep.h for what is measured).
 #include <fmt/format.h>
 
-#include <filesystem>
 #include <memory>
 #include <nlohmann/json.hpp>
 
@@ -135,13 +134,6 @@ int run_sweep_command(const SweepArgs& a, const std::string& command_line) {
         QL_CHECK(!a.rounding_choice || (a.shard.empty() && !mpi.active()),
                  "sweep --rounding-choice: not with --shard or --mpi yet (the job decides once "
                  "which alternative roundings to evaluate)");
-        std::error_code ec;
-        if (a.rounding_choice && !a.gptq.empty() && std::filesystem::equivalent(a.gptq, a.eval, ec))
-            fmt::print(stderr,
-                       "sweep: note: --eval and --gptq are the same text, so the GPTQ "
-                       "alternatives are scored on the tokens their Hessians came from and their "
-                       "gains are in-sample (on llama-8m the plan's prediction came out ~20 % "
-                       "low); a --gptq text disjoint from --eval avoids that\n");
         id = a.shard.empty()
                  ? create_sweep_job(store, o, command_line)
                  : create_sweep_shard_job(store, o, parse_shard_spec(a.shard), command_line);
