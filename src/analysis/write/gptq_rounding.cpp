@@ -16,7 +16,6 @@ GptqRounding::GptqRounding(Engine& engine, const Tokenizer& tokenizer, const Gpt
     const EvalChunks chunks =
         load_tail_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
     run_hessians(engine, chunks, hessians_);
-    n_tokens_ = chunks.n_chunks * chunks.n_ctx;
     fitted_tokens_ = chunks.tokens;
 }
 
@@ -30,7 +29,6 @@ std::unique_ptr<GptqRounding> GptqRounding::on_gpu(const Model& model, const Tok
         load_tail_chunks(tokenizer, settings.text, settings.ctx, settings.chunks);
     std::unique_ptr<GptqRounding> g(new GptqRounding(settings));
     run_hessians_gpu(model, chunks, g->hessians_, 4, what);
-    g->n_tokens_ = chunks.n_chunks * chunks.n_ctx;
     g->fitted_tokens_ = chunks.tokens;
     return g;
 }

@@ -73,9 +73,9 @@ class GptqRounding {
     GptqPacked pack_format(const std::string& tensor, const GptqFormat& format, const float* w,
                            int64_t out, int64_t in, bool act_order) const;
 
-    int64_t n_tokens() const { return n_tokens_; }
+    int64_t n_tokens() const { return static_cast<int64_t>(fitted_tokens_.size()); }
     const GptqSettings& settings() const { return settings_; }
-    int64_t n_chunks() const { return n_tokens_ / settings_.ctx; }
+    int64_t n_chunks() const { return n_tokens() / settings_.ctx; }
     // How many windows of `tokens` (cut at ctx) share text with the chunks the Hessians came
     // from (count_shared_windows, analysis/measure/chunks.h): measured there, GPTQ-rounded
     // weights look better than elsewhere, the more so the fewer their bits.
@@ -87,7 +87,6 @@ class GptqRounding {
 
     GptqSettings settings_;
     HessianCollector hessians_;
-    int64_t n_tokens_ = 0;
     std::vector<int32_t> fitted_tokens_;  // the chunks the Hessians came from
     mutable std::mutex mu_;
     mutable std::map<std::pair<std::string, bool>, std::unique_ptr<GptqFactor>> factors_;
