@@ -5,6 +5,7 @@
 #include <condition_variable>
 #include <cstdlib>
 #include <exception>
+#include <memory>
 #include <mutex>
 #include <thread>
 #include <vector>
@@ -25,9 +26,12 @@ int default_threads() {
 
 std::atomic<int> g_threads{0};
 
-// Workers sleep on a condition variable; each job is a chunk counter shared by all.
+// Workers sleep on a condition variable. Each job has its own chunk counter and count of chunks
+// left, held by every thread working on it: a worker still inside a finished job claims from that
+// job's exhausted counter, never from the next job's (a shared counter let it run a chunk of the
+// next job twice and leave that job's count one short, which hung its caller).
 class Pool {
-public:
+  public:
     explicit Pool(int n) {
         for (int i = 0; i < n; ++i) workers_.emplace_back([this] { loop(); });
     }
@@ -43,62 +47,67 @@ public:
 
     void run(size_t n_chunks, const std::function<void(size_t)>& chunk) {
         std::unique_lock<std::mutex> run_lock(run_mutex_);  // one job at a time
+        auto job = std::make_shared<Job>(chunk, n_chunks);
         {
             std::lock_guard<std::mutex> lock(mutex_);
-            job_ = &chunk;
-            n_chunks_ = n_chunks;
-            next_.store(0);
-            pending_ = n_chunks;
-            error_ = nullptr;
+            current_ = job;
             ++generation_;
         }
         cv_.notify_all();
-        work();
+        work(*job);
         std::unique_lock<std::mutex> lock(mutex_);
-        done_cv_.wait(lock, [this] { return pending_ == 0; });
-        job_ = nullptr;
-        if (error_) std::rethrow_exception(error_);
+        done_cv_.wait(lock, [&] { return job->pending == 0; });
+        current_.reset();
+        if (job->error) std::rethrow_exception(job->error);
     }
 
-private:
-    void work() {
+  private:
+    struct Job {
+        Job(const std::function<void(size_t)>& f, size_t n) : chunk(f), n_chunks(n), pending(n) {}
+        const std::function<void(size_t)>& chunk;  // valid while a chunk is unclaimed
+        const size_t n_chunks;
+        std::atomic<size_t> next{0};
+        size_t pending;            // chunks not finished; guarded by mutex_
+        std::exception_ptr error;  // the first one; guarded by mutex_
+    };
+
+    void work(Job& job) {
         for (;;) {
-            size_t i = next_.fetch_add(1);
-            if (i >= n_chunks_) return;
+            const size_t i = job.next.fetch_add(1);
+            if (i >= job.n_chunks) return;
+            std::exception_ptr error;
             try {
-                (*job_)(i);
+                job.chunk(i);
             } catch (...) {
-                std::lock_guard<std::mutex> lock(mutex_);
-                if (!error_) error_ = std::current_exception();
+                error = std::current_exception();
             }
             std::lock_guard<std::mutex> lock(mutex_);
-            if (--pending_ == 0) done_cv_.notify_all();
+            if (error && !job.error) job.error = error;
+            if (--job.pending == 0) done_cv_.notify_all();
         }
     }
     void loop() {
         tls_in_worker = true;
         size_t seen = 0;
         for (;;) {
+            std::shared_ptr<Job> job;
             {
                 std::unique_lock<std::mutex> lock(mutex_);
-                cv_.wait(lock, [&] { return stop_ || (generation_ != seen && job_); });
+                cv_.wait(lock, [&] { return stop_ || (current_ && generation_ != seen); });
                 if (stop_) return;
+                job = current_;
                 seen = generation_;
             }
-            work();
+            work(*job);
         }
     }
 
     std::vector<std::thread> workers_;
     std::mutex mutex_, run_mutex_;
     std::condition_variable cv_, done_cv_;
-    const std::function<void(size_t)>* job_ = nullptr;
-    size_t n_chunks_ = 0;
-    std::atomic<size_t> next_{0};
-    size_t pending_ = 0;
-    size_t generation_ = 0;
+    std::shared_ptr<Job> current_;  // guarded by mutex_
+    size_t generation_ = 0;         // jobs started; guarded by mutex_
     bool stop_ = false;
-    std::exception_ptr error_;
 };
 
 std::mutex g_pool_mutex;
@@ -124,7 +133,9 @@ int num_threads() {
     return n;
 }
 
-void set_num_threads(int n) { g_threads.store(n > 0 ? n : default_threads()); }
+void set_num_threads(int n) {
+    g_threads.store(n > 0 ? n : default_threads());
+}
 
 void parallel_for(size_t n, const std::function<void(size_t, size_t)>& body, size_t min_chunk) {
     if (n == 0) return;
@@ -135,7 +146,8 @@ void parallel_for(size_t n, const std::function<void(size_t, size_t)>& body, siz
         return;
     }
     // A few chunks per thread balances uneven work without much scheduling overhead.
-    size_t n_chunks = std::min<size_t>(static_cast<size_t>(threads) * 4, (n + min_chunk - 1) / min_chunk);
+    size_t n_chunks =
+        std::min<size_t>(static_cast<size_t>(threads) * 4, (n + min_chunk - 1) / min_chunk);
     n_chunks = std::max<size_t>(n_chunks, 1);
     const size_t step = (n + n_chunks - 1) / n_chunks;
     n_chunks = (n + step - 1) / step;

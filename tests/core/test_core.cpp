@@ -22,7 +22,7 @@ TEST(Half, F16RoundTripsEveryHalf) {
 TEST(Half, F16RoundsToNearestEven) {
     EXPECT_EQ(f32_to_f16(1.0f), 0x3c00);
     EXPECT_EQ(f32_to_f16(65504.0f), 0x7bff);
-    EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);           // halfway to inf rounds up
+    EXPECT_EQ(f32_to_f16(65520.0f), 0x7c00);            // halfway to inf rounds up
     EXPECT_EQ(f32_to_f16(1.0f + 1.0f / 2048), 0x3c00);  // tie → even
     EXPECT_EQ(f32_to_f16(1.0f + 3.0f / 2048), 0x3c02);  // tie → even (up)
     EXPECT_EQ(f32_to_f16(5.96046448e-8f), 0x0001);      // smallest subnormal
@@ -44,6 +44,23 @@ TEST(Parallel, CoversRangeOnceAndPropagatesErrors) {
     });
     for (auto& h : hits) EXPECT_EQ(h.load(), 1);
     EXPECT_THROW(parallel_for(100, [](size_t, size_t) { fail("boom"); }), Error);
+}
+
+// Many tiny back-to-back jobs on more threads than cores: a worker still finishing one job must
+// never take a chunk of the next. With one counter shared by all jobs it did, ran that chunk twice
+// and left the next job's count short: verify hung once, and 200,000 jobs here hung 2 runs of 6.
+TEST(Parallel, BackToBackJobsRunEveryChunkOnce) {
+    set_num_threads(16);
+    std::vector<std::atomic<int>> hits(64);
+    for (int job = 0; job < 50000; ++job) {
+        const size_t n = 2 + static_cast<size_t>(job % 7);
+        parallel_for(n, [&](size_t b, size_t e) {
+            for (size_t i = b; i < e; ++i) hits[i]++;
+        });
+        for (size_t i = 0; i < n; ++i)
+            ASSERT_EQ(hits[i].exchange(0), 1) << "job " << job << " index " << i;
+    }
+    set_num_threads(0);
 }
 
 TEST(GgmlType, TableMatchesGgmlIdsAndSizes) {
